@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that meshplug's build, tests and demo need, and only
+# the ones that are missing, so running it again costs a dpkg query and nothing else.
+set -euo pipefail
+
+packages=(
+  # build
+  bazel-bootstrap g++ git
+  protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libabsl-dev
+  libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev
+  libgtest-dev libgmock-dev
+  # tests and the demo
+  curl python3 python3-httpbin gunicorn
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
