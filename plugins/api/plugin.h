@@ -1,0 +1,168 @@
+// The one plugin interface that built-in modules and Lua scripts both implement.
+//
+// A chain is an ordered list of plugins (highest priority first). For HTTP, the agent
+// runs every plugin's request steps in chain order until one answers (Respond) or hands
+// the request to an upstream (Forward); the response steps then run in reverse order over
+// the plugins whose request steps ran, like Envoy's decoder/encoder filters. A step is an
+// Asio coroutine: a plugin that must wait (an HTTP call, a timer) co_awaits inside the
+// step, which suspends only this request and never blocks the worker thread.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace google::protobuf {
+class Struct;
+}
+
+namespace meshplug::plugins {
+
+namespace http = boost::beast::http;
+template <typename T>
+using awaitable = boost::asio::awaitable<T>;
+
+// A reply the chain makes itself instead of (or after) asking an upstream.
+struct LocalResponse {
+  unsigned status = 200;
+  http::fields headers;
+  std::string body;
+};
+
+// What a step decided.
+struct Verdict {
+  enum class Kind {
+    kContinue,  // run the next plugin of the chain
+    kRespond,   // answer with `response`; no later request step runs
+    kForward,   // send the request to HttpContext::upstream; no later request step runs
+  };
+  Kind kind = Kind::kContinue;
+  LocalResponse response;  // only for kRespond
+
+  static Verdict Continue() { return {}; }
+  static Verdict Forward() { return {Kind::kForward, {}}; }
+  static Verdict Respond(unsigned status, std::string body = {}, http::fields headers = {}) {
+    return {Kind::kRespond, LocalResponse{status, std::move(headers), std::move(body)}};
+  }
+};
+
+// Who runs the chain: the agent's own workload.
+struct WorkloadIdentity {
+  std::string name;
+  std::string ns;
+  std::string service_account;
+  std::map<std::string, std::string> labels;
+};
+
+// PluginConfig values of one chain set: service ("name.namespace") → plugin → config.
+class PluginConfigs {
+ public:
+  virtual ~PluginConfigs() = default;
+  // nullptr when the service has no config for the plugin.
+  virtual const google::protobuf::Struct* Find(std::string_view service,
+                                               std::string_view plugin) const = 0;
+};
+
+// Where the request goes, once a routing/load-balancing plugin has decided.
+struct UpstreamTarget {
+  std::string cluster;
+  std::string host;  // IP literal or name
+  uint16_t port = 0;
+};
+
+// State of one request, shared by every plugin of the chain run that serves it.
+struct HttpContext {
+  http::request_header<> request;
+  // Set when the response phase starts (from the upstream or a local reply).
+  std::optional<http::response_header<>> response;
+
+  // The service the request is for: the destination (outbound) or this workload's own
+  // service (inbound), as "name.namespace". Set by http-routing; empty if no route matched.
+  std::string service;
+  std::string route;
+  std::optional<UpstreamTarget> upstream;
+
+  const WorkloadIdentity* workload = nullptr;
+  const PluginConfigs* configs = nullptr;
+
+  // Values a plugin leaves for later plugins of the same request (string keys/values).
+  std::map<std::string, std::string, std::less<>> shared;
+
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  const google::protobuf::Struct* ConfigFor(std::string_view plugin) const {
+    return configs ? configs->Find(service, plugin) : nullptr;
+  }
+};
+
+// How a plugin wants to see a body.
+enum class BodyMode {
+  kNone,    // body steps are not called; the body streams past
+  kStream,  // called once per chunk as it passes
+  kBuffer,  // called once with the whole body (the agent buffers it, up to its limit)
+};
+
+class HttpPlugin {
+ public:
+  virtual ~HttpPlugin() = default;
+
+  virtual const std::string& name() const = 0;
+
+  virtual BodyMode request_body_mode() const { return BodyMode::kNone; }
+  virtual BodyMode response_body_mode() const { return BodyMode::kNone; }
+
+  virtual awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) = 0;
+  // `chunk` may be changed in place; `last` marks the end of the body.
+  virtual awaitable<Verdict> OnRequestBody(HttpContext&, std::string& /*chunk*/, bool /*last*/) {
+    co_return Verdict::Continue();
+  }
+  // Continue or Respond (replaces the response while its headers have not gone out).
+  virtual awaitable<Verdict> OnResponseHeaders(HttpContext&) { co_return Verdict::Continue(); }
+  virtual awaitable<Verdict> OnResponseBody(HttpContext&, std::string& /*chunk*/,
+                                            bool /*last*/) {
+    co_return Verdict::Continue();
+  }
+  // After the last byte of the response went out (or the request failed); cannot change it.
+  virtual void OnLog(const HttpContext&) {}
+};
+
+// State of one TCP connection through a tcp chain.
+struct TcpContext {
+  std::string service;
+  std::optional<UpstreamTarget> upstream;
+  const WorkloadIdentity* workload = nullptr;
+  const PluginConfigs* configs = nullptr;
+  std::string peer;  // "ip:port" of the downstream
+  std::map<std::string, std::string, std::less<>> shared;
+
+  const google::protobuf::Struct* ConfigFor(std::string_view plugin) const {
+    return configs ? configs->Find(service, plugin) : nullptr;
+  }
+};
+
+enum class Direction { kDownstreamToUpstream, kUpstreamToDownstream };
+
+class TcpPlugin {
+ public:
+  virtual ~TcpPlugin() = default;
+
+  virtual const std::string& name() const = 0;
+
+  // Continue, Forward (connect to ctx.upstream) or Respond (close the connection; a
+  // non-empty body is written first).
+  virtual awaitable<Verdict> OnConnect(TcpContext& ctx) = 0;
+  // `data` may be changed in place; Respond closes the connection.
+  virtual awaitable<Verdict> OnData(TcpContext&, Direction, std::string& /*data*/) {
+    co_return Verdict::Continue();
+  }
+  virtual void OnClose(const TcpContext&) {}
+};
+
+}  // namespace meshplug::plugins
