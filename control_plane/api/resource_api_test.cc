@@ -1,0 +1,302 @@
+// Every validation rule of an apply, all-or-nothing applies, stale resourceVersions and
+// deletes, through ResourceApi on a real SQLite store.
+#include "control_plane/api/resource_api.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "control_plane/store/sqlite_store.h"
+
+namespace meshplug::api {
+namespace {
+
+constexpr const char* kMeshConfigPluginsOn = R"(
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
+)";
+
+constexpr const char* kNamespaces = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
+)";
+
+class ResourceApiTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const char* dir = std::getenv("TEST_TMPDIR");
+    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    path_ = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
+    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path_ + s);
+    store_ = std::move(*store::SqliteStore::Open(path_));
+    api_ = std::make_unique<ResourceApi>(*store_);
+  }
+
+  absl::StatusOr<v1::ApplyResponse> Apply(const std::string& content,
+                                          const std::string& source = "test.yaml") {
+    v1::ApplyRequest req;
+    auto* m = req.add_manifests();
+    m->set_source(source);
+    m->set_content(content);
+    return api_->Apply(req);
+  }
+
+  void ApplyOk(const std::string& content) {
+    auto r = Apply(content);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  // Applies `content` with plugins enabled and namespaces present; returns the error.
+  std::string ApplyError(const std::string& content) {
+    ApplyOk(std::string(kMeshConfigPluginsOn) + "---\n" + kNamespaces);
+    auto r = Apply(content);
+    EXPECT_FALSE(r.ok()) << "accepted:\n" << content;
+    return std::string(r.status().message());
+  }
+
+  std::string path_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<ResourceApi> api_;
+};
+
+std::string PluginDoc(const std::string& spec) {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata:\n  name: p1\nspec:\n" + spec;
+}
+
+std::string ChainDoc(const std::string& spec) {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginChain\nmetadata:\n  name: c1\n"
+         "  namespace: curl\nspec:\n" + spec;
+}
+
+std::string ConfigDoc(const std::string& spec) {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata:\n  name: cfg1\n"
+         "  namespace: curl\nspec:\n" + spec;
+}
+
+const std::string kScript = "  script: |\n    function on_request(req, ctx) end\n";
+
+struct BadCase {
+  const char* name;
+  std::string manifest;
+  const char* expected;  // substring of the error
+};
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+class BadInput : public ResourceApiTest, public testing::WithParamInterface<BadCase> {};
+
+TEST_P(BadInput, IsRejectedWithFieldAndReason) {
+  const auto& c = GetParam();
+  const std::string err = ApplyError(c.manifest);
+  EXPECT_NE(err.find(c.expected), std::string::npos) << "error was: " << err;
+  EXPECT_NE(err.find("test.yaml: document 1"), std::string::npos) << "error was: " << err;
+  // Nothing of a rejected apply is stored.
+  EXPECT_TRUE(store_->List("Plugin", "")->empty());
+  EXPECT_TRUE(store_->List("PluginChain", "")->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Validation, BadInput,
+    testing::Values(
+        BadCase{"UnknownKind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+                "kind (line 2): unknown kind \"Pod\""},
+        BadCase{"UnknownApiVersion",
+                "apiVersion: plugin.flomesh.io/v2\nkind: Plugin\nmetadata: {name: x}\n",
+                "apiVersion (line 1): \"plugin.flomesh.io/v2\" is not an apiVersion of Plugin"},
+        BadCase{"MissingName", PluginDoc(kScript).replace(PluginDoc("").find("  name: p1\n"), 11, "  labels: {a: b}\n"),
+                "metadata.name: required"},
+        BadCase{"NamespaceOnClusterKind",
+                "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: p1, namespace: curl}\nspec:\n" + kScript,
+                "metadata.namespace: must be empty: Plugin is cluster-scoped"},
+        BadCase{"MissingNamespace",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+                "metadata.namespace: required: Service is namespaced"},
+        BadCase{"PriorityTooHigh", PluginDoc("  priority: 70000\n" + kScript),
+                "spec.priority: 70000 is outside 0-65535"},
+        BadCase{"PriorityNegative", PluginDoc("  priority: -1\n" + kScript),
+                "spec.priority: -1 is outside 0-65535"},
+        BadCase{"PriorityNotInteger", PluginDoc("  priority: 115.5\n" + kScript),
+                "spec.priority (line 6): must be an integer, got \"115.5\""},
+        BadCase{"PriorityQuoted", PluginDoc("  priority: \"115\"\n" + kScript),
+                "spec.priority (line 6): must be an integer"},
+        BadCase{"LuaSyntaxError", PluginDoc("  script: |\n    function on_request(req\n      retrun 1\n    end\n"),
+                "spec.script: Lua syntax error: p1:2:"},
+        BadCase{"PipyScript", PluginDoc("  pipyscript: \"pipy()\"\n"),
+                "spec.pipyscript (line 6): PipyJS is not supported; write the plugin in Lua 5.4 and put it in spec.script"},
+        BadCase{"UnknownField", PluginDoc("  priorty: 5\n" + kScript),
+                "spec.priorty (line 6): unknown field"},
+        BadCase{"UnknownTopLevelField",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\nspec: {}\n",
+                "spec (line 4): unknown field"},
+        BadCase{"ScriptMissing", PluginDoc("  priority: 1\n"), "spec.script: required"},
+        BadCase{"ChainNameUnknown", ChainDoc("  chains:\n  - name: inbound-udp\n    plugins: [p1]\n"),
+                "spec.chains[0].name: \"inbound-udp\" is not one of inbound-tcp, inbound-http, outbound-tcp, outbound-http"},
+        BadCase{"SelectorOperatorUnknown",
+                ChainDoc("  chains: [{name: inbound-http, plugins: [p1]}]\n  selectors:\n    podSelector:\n"
+                         "      matchExpressions: [{key: app, operator: Equals, values: [a]}]\n"),
+                "spec.selectors.podSelector.matchExpressions[0].operator: \"Equals\" is not one of In, NotIn, Exists, DoesNotExist"},
+        BadCase{"ValuesGivenForExists",
+                ChainDoc("  chains: [{name: inbound-http, plugins: [p1]}]\n  selectors:\n    namespaceSelector:\n"
+                         "      matchExpressions: [{key: app, operator: Exists, values: [a]}]\n"),
+                "spec.selectors.namespaceSelector.matchExpressions[0].values: must be empty for operator Exists"},
+        BadCase{"ValuesGivenForDoesNotExist",
+                ChainDoc("  chains: [{name: inbound-http, plugins: [p1]}]\n  selectors:\n    podSelector:\n"
+                         "      matchExpressions: [{key: app, operator: DoesNotExist, values: [a]}]\n"),
+                "values: must be empty for operator DoesNotExist"},
+        BadCase{"ValuesMissingForIn",
+                ChainDoc("  chains: [{name: inbound-http, plugins: [p1]}]\n  selectors:\n    podSelector:\n"
+                         "      matchExpressions: [{key: app, operator: In}]\n"),
+                "matchExpressions[0].values: required for operator In"},
+        BadCase{"ValuesMissingForNotIn",
+                ChainDoc("  chains: [{name: inbound-http, plugins: [p1]}]\n  selectors:\n    podSelector:\n"
+                         "      matchExpressions: [{key: app, operator: NotIn, values: []}]\n"),
+                "matchExpressions[0].values: required for operator NotIn"},
+        BadCase{"DestinationKindNotService",
+                ConfigDoc("  plugin: p1\n  destinationRefs: [{kind: Deployment, name: httpbin, namespace: httpbin}]\n  config: {}\n"),
+                "spec.destinationRefs[0].kind: \"Deployment\" is not supported; only Service"},
+        BadCase{"ConfigNotObject",
+                ConfigDoc("  plugin: p1\n  destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}]\n  config: [1, 2]\n"),
+                "spec.config (line 9): must be an object, got a list"},
+        BadCase{"ConfigScalar",
+                ConfigDoc("  plugin: p1\n  destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}]\n  config: hello\n"),
+                "spec.config (line 9): must be an object, got \"hello\""},
+        BadCase{"NamespaceMissingInStore",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: nowhere}\nspec: {ports: [{port: 80}]}\n",
+                "namespace \"nowhere\" does not exist"},
+        BadCase{"ServicePortOutOfRange",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: curl}\nspec: {ports: [{port: 0}]}\n",
+                "spec.ports[0].port: 0 is outside 1-65535"},
+        BadCase{"ServiceProtocol",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: curl}\nspec: {ports: [{port: 80, protocol: udp}]}\n",
+                "spec.ports[0].protocol: \"udp\" is not http or tcp"},
+        BadCase{"BadName", PluginDoc(kScript).replace(PluginDoc("").find("p1"), 2, "Token_Verifier"),
+                "metadata.name: \"Token_Verifier\" must be lower-case"},
+        BadCase{"WorkloadAddress",
+                "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: w, namespace: curl}\nspec: {address: not-an-ip}\n",
+                "spec.address: \"not-an-ip\" is not an IP address"},
+        BadCase{"NotAnObject", "- a\n- b\n", "a resource must be an object"},
+        BadCase{"KindMissing", "apiVersion: v1\nmetadata: {name: x}\n", "kind: required"}),
+    [](const testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+
+TEST_F(ResourceApiTest, PluginKindsAreRefusedWhilePluginPolicyIsDisabled) {
+  auto r = Apply(PluginDoc(kScript));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message())
+                .find("test.yaml: document 1 (Plugin p1): kind: plugin policy is disabled"),
+            std::string::npos)
+      << r.status();
+  // Enabling it in the same apply is enough.
+  auto ok = Apply(std::string(kMeshConfigPluginsOn) + "---\n" + PluginDoc(kScript));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(ResourceApiTest, YamlSyntaxErrorNamesSourceAndLine) {
+  auto r = Apply("kind: Plugin\nmetadata: {name: [\n", "bad.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("bad.yaml: line "), std::string::npos) << r.status();
+}
+
+TEST_F(ResourceApiTest, OneBadDocumentRejectsTheWholeApply) {
+  ApplyOk(kMeshConfigPluginsOn);
+  auto r = Apply(std::string(kNamespaces) + "---\n" + PluginDoc("  priority: 99999\n" + kScript));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("test.yaml: document 3 (Plugin p1): spec.priority"),
+            std::string::npos)
+      << r.status();
+  EXPECT_TRUE(store_->List("Namespace", "")->empty());
+  EXPECT_EQ(store_->Revision(), 1);
+}
+
+TEST_F(ResourceApiTest, DuplicateDocumentsAreRejected) {
+  auto r = Apply(std::string(kNamespaces) + "---\n" + kNamespaces);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("is also defined by test.yaml: document 1"),
+            std::string::npos)
+      << r.status();
+}
+
+TEST_F(ResourceApiTest, ReapplyIsUnchangedAndChangeIsConfigured) {
+  ApplyOk(kMeshConfigPluginsOn);
+  auto first = Apply(PluginDoc("  priority: 115\n" + kScript));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->results(0).action(), "created");
+  const int64_t rv = first->results(0).resource_version();
+
+  auto again = Apply(PluginDoc("  priority: 115\n" + kScript));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->results(0).action(), "unchanged");
+  EXPECT_EQ(again->results(0).resource_version(), rv);
+  EXPECT_EQ(store_->Revision(), rv);
+
+  auto changed = Apply(PluginDoc("  priority: 116\n" + kScript));
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(changed->results(0).action(), "configured");
+  EXPECT_GT(changed->results(0).resource_version(), rv);
+
+  v1::GetRequest get;
+  get.set_kind("pi");
+  get.set_name("p1");
+  auto got = api_->Get(get);
+  ASSERT_TRUE(got.ok()) << got.status();
+  v1::Plugin plugin;
+  ASSERT_TRUE(got->objects(0).UnpackTo(&plugin));
+  EXPECT_EQ(plugin.spec().priority(), 116);
+  EXPECT_EQ(plugin.metadata().generation(), 2);
+  EXPECT_EQ(plugin.metadata().resource_version(), changed->results(0).resource_version());
+  EXPECT_FALSE(plugin.metadata().creation_timestamp().empty());
+  EXPECT_EQ(plugin.status().compile(), "ok");
+}
+
+TEST_F(ResourceApiTest, StaleResourceVersionIsRefused) {
+  ApplyOk(kMeshConfigPluginsOn);
+  auto first = Apply(PluginDoc("  priority: 1\n" + kScript));
+  ASSERT_TRUE(first.ok());
+  const int64_t rv = first->results(0).resource_version();
+  ApplyOk(PluginDoc("  priority: 2\n" + kScript));
+
+  const std::string stale = "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata:\n  name: p1\n"
+                            "  resourceVersion: " + std::to_string(rv) + "\nspec:\n  priority: 3\n" + kScript;
+  auto r = Apply(stale);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(r.status().message()).find("was changed"), std::string::npos) << r.status();
+}
+
+TEST_F(ResourceApiTest, DeletingANamespaceDeletesWhatIsInIt) {
+  ApplyOk(std::string(kMeshConfigPluginsOn) + "---\n" + kNamespaces);
+  ApplyOk("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: curl}\nspec: {ports: [{port: 80}]}\n");
+  v1::DeleteRequest del;
+  auto* ref = del.add_refs();
+  ref->set_kind("ns");
+  ref->set_name("curl");
+  auto r = api_->Delete(del);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results_size(), 2);
+  EXPECT_TRUE(store_->List("Service", "")->empty());
+
+  auto missing = api_->Delete(del);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(std::string(missing.status().message()), "Namespace curl not found");
+}
+
+TEST_F(ResourceApiTest, GetUnknownKindNamesTheKnownOnes) {
+  v1::GetRequest get;
+  get.set_kind("pods");
+  auto r = api_->Get(get);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("unknown kind \"pods\" (known: Namespace"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace meshplug::api

@@ -1,0 +1,50 @@
+#include "control_plane/resources/object.h"
+
+#include "common/strings.h"
+
+namespace meshplug::resources {
+namespace {
+
+const google::protobuf::FieldDescriptor* Field(const Object& obj, const char* name) {
+  return obj.GetDescriptor()->FindFieldByName(name);
+}
+
+}  // namespace
+
+std::string Key::ToString() const {
+  return ns.empty() ? Cat(kind, " ", name) : Cat(kind, " ", ns, "/", name);
+}
+
+const meshplug::v1::ObjectMeta& Meta(const Object& obj) {
+  return static_cast<const meshplug::v1::ObjectMeta&>(
+      obj.GetReflection()->GetMessage(obj, Field(obj, "metadata")));
+}
+
+meshplug::v1::ObjectMeta& MutableMeta(Object& obj) {
+  return static_cast<meshplug::v1::ObjectMeta&>(
+      *obj.GetReflection()->MutableMessage(&obj, Field(obj, "metadata")));
+}
+
+Key KeyOf(const KindInfo& kind, const Object& obj) {
+  const auto& meta = Meta(obj);
+  return Key{kind.kind, kind.namespaced() ? meta.namespace_() : "", meta.name()};
+}
+
+void SetTypeFields(const KindInfo& kind, Object& obj) {
+  const auto* r = obj.GetReflection();
+  r->SetString(&obj, Field(obj, "api_version"), kind.api_versions.front());
+  r->SetString(&obj, Field(obj, "kind"), kind.kind);
+}
+
+std::unique_ptr<Object> UserPart(const Object& obj) {
+  std::unique_ptr<Object> copy(obj.New());
+  copy->CopyFrom(obj);
+  auto& meta = MutableMeta(*copy);
+  meta.clear_resource_version();
+  meta.clear_creation_timestamp();
+  meta.clear_generation();
+  if (const auto* status = Field(*copy, "status")) copy->GetReflection()->ClearField(copy.get(), status);
+  return copy;
+}
+
+}  // namespace meshplug::resources

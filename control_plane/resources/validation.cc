@@ -1,0 +1,222 @@
+#include "control_plane/resources/validation.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/strings.h"
+
+#include "plugins/lua/syntax_check.h"
+
+namespace meshplug::resources {
+namespace {
+
+namespace mv1 = meshplug::v1;
+
+// Collects the first problem found, as "field: reason".
+class Checker {
+ public:
+  explicit Checker(const Document& doc) : doc_(doc) {}
+
+  bool Fail(const std::string& field, const std::string& reason) {
+    if (error_.empty()) error_ = Cat(field, ": ", reason);
+    return false;
+  }
+  bool ok() const { return error_.empty(); }
+  absl::Status status() const {
+    return ok() ? absl::OkStatus()
+                : absl::InvalidArgumentError(Cat(doc_.Where(), ": ", error_));
+  }
+
+ private:
+  const Document& doc_;
+  std::string error_;
+};
+
+bool IsDnsSubdomain(const std::string& s, size_t max_len) {
+  if (s.empty() || s.size() > max_len) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-' || c == '.'; });
+}
+
+void CheckMetadata(const Document& doc, Checker& c) {
+  const auto& meta = Meta(*doc.object);
+  if (meta.name().empty()) {
+    c.Fail("metadata.name", "required");
+  } else if (!IsDnsSubdomain(meta.name(), 253)) {
+    c.Fail("metadata.name", Cat("\"", meta.name(),
+                                         "\" must be lower-case letters, digits, '-' or '.', "
+                                         "starting and ending with a letter or digit"));
+  }
+  if (doc.kind->namespaced()) {
+    if (meta.namespace_().empty()) {
+      c.Fail("metadata.namespace", Cat("required: ", doc.kind->kind, " is namespaced"));
+    } else if (!IsDnsSubdomain(meta.namespace_(), 63) ||
+               meta.namespace_().find('.') != std::string::npos) {
+      c.Fail("metadata.namespace", Cat("\"", meta.namespace_(), "\" is not a valid namespace name"));
+    }
+  } else if (!meta.namespace_().empty()) {
+    c.Fail("metadata.namespace", Cat("must be empty: ", doc.kind->kind, " is cluster-scoped"));
+  }
+  for (const auto& [k, v] : meta.labels()) {
+    if (k.empty()) c.Fail("metadata.labels", "label keys must not be empty");
+  }
+}
+
+bool InPortRange(int64_t p) { return p >= 1 && p <= 65535; }
+
+void CheckPriority(const std::string& field, int64_t priority, Checker& c) {
+  if (priority < 0 || priority > 65535) {
+    c.Fail(field, Cat(priority, " is outside 0-65535"));
+  }
+}
+
+void CheckSelector(const std::string& field, const mv1::LabelSelector& sel, Checker& c) {
+  for (const auto& [k, v] : sel.match_labels()) {
+    if (k.empty()) c.Fail(field + ".matchLabels", "keys must not be empty");
+  }
+  for (int i = 0; i < sel.match_expressions_size(); ++i) {
+    const auto& req = sel.match_expressions(i);
+    const std::string f = Cat(field, ".matchExpressions[", i, "]");
+    if (req.key().empty()) c.Fail(f + ".key", "required");
+    const std::string& op = req.operator_();
+    if (op == "In" || op == "NotIn") {
+      if (req.values().empty()) c.Fail(f + ".values", Cat("required for operator ", op));
+    } else if (op == "Exists" || op == "DoesNotExist") {
+      if (!req.values().empty()) c.Fail(f + ".values", Cat("must be empty for operator ", op));
+    } else {
+      c.Fail(f + ".operator", Cat("\"", op, "\" is not one of In, NotIn, Exists, DoesNotExist"));
+    }
+  }
+}
+
+void CheckService(const mv1::Service& svc, Checker& c) {
+  if (svc.spec().ports().empty()) c.Fail("spec.ports", "at least one port is required");
+  std::set<int64_t> seen;
+  for (int i = 0; i < svc.spec().ports_size(); ++i) {
+    const auto& p = svc.spec().ports(i);
+    const std::string f = Cat("spec.ports[", i, "]");
+    if (!InPortRange(p.port())) c.Fail(f + ".port", Cat(p.port(), " is outside 1-65535"));
+    if (p.target_port() != 0 && !InPortRange(p.target_port())) {
+      c.Fail(f + ".targetPort", Cat(p.target_port(), " is outside 1-65535"));
+    }
+    if (!p.protocol().empty() && p.protocol() != "http" && p.protocol() != "tcp") {
+      c.Fail(f + ".protocol", Cat("\"", p.protocol(), "\" is not http or tcp"));
+    }
+    if (!seen.insert(p.port()).second) c.Fail(f + ".port", Cat(p.port(), " is listed twice"));
+  }
+}
+
+void CheckWorkload(const mv1::Workload& wl, Checker& c) {
+  const auto& spec = wl.spec();
+  if (!spec.address().empty()) {
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, spec.address().c_str(), buf) != 1 &&
+        inet_pton(AF_INET6, spec.address().c_str(), buf) != 1) {
+      c.Fail("spec.address", Cat("\"", spec.address(), "\" is not an IP address"));
+    }
+  }
+  if (spec.inbound_port() != 0 && !InPortRange(spec.inbound_port())) {
+    c.Fail("spec.inboundPort", Cat(spec.inbound_port(), " is outside 1-65535"));
+  }
+  for (int i = 0; i < spec.app_ports_size(); ++i) {
+    if (!InPortRange(spec.app_ports(i))) {
+      c.Fail(Cat("spec.appPorts[", i, "]"), Cat(spec.app_ports(i), " is outside 1-65535"));
+    }
+  }
+}
+
+void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
+  const auto& chains = mc.spec().plugin_chains();
+  const std::pair<const char*, const google::protobuf::RepeatedPtrField<mv1::BuiltinModule>*> all[] = {
+      {"inbound-tcp", &chains.inbound_tcp()},
+      {"inbound-http", &chains.inbound_http()},
+      {"outbound-tcp", &chains.outbound_tcp()},
+      {"outbound-http", &chains.outbound_http()},
+  };
+  for (const auto& [chain, modules] : all) {
+    for (int i = 0; i < modules->size(); ++i) {
+      const auto& m = (*modules)[i];
+      const std::string f = Cat("spec.pluginChains.", chain, "[", i, "]");
+      if (m.plugin().empty()) c.Fail(f + ".plugin", "required");
+      CheckPriority(f + ".priority", m.priority(), c);
+    }
+  }
+}
+
+void CheckPlugin(const mv1::Plugin& p, Checker& c) {
+  CheckPriority("spec.priority", p.spec().priority(), c);
+  if (p.spec().script().empty()) {
+    c.Fail("spec.script", "required: the plugin's Lua 5.4 source");
+  } else if (auto err = plugins::lua::CheckSyntax(p.spec().script(), p.metadata().name())) {
+    c.Fail("spec.script", Cat("Lua syntax error: ", *err));
+  }
+}
+
+void CheckPluginChain(const mv1::PluginChain& pc, Checker& c) {
+  if (pc.spec().chains().empty()) c.Fail("spec.chains", "at least one chain is required");
+  const auto& names = ChainNames();
+  for (int i = 0; i < pc.spec().chains_size(); ++i) {
+    const auto& chain = pc.spec().chains(i);
+    const std::string f = Cat("spec.chains[", i, "]");
+    if (std::find(names.begin(), names.end(), chain.name()) == names.end()) {
+      c.Fail(f + ".name", Cat("\"", chain.name(), "\" is not one of ", Join(names, ", ")));
+    }
+    if (chain.plugins().empty()) c.Fail(f + ".plugins", "at least one plugin is required");
+    for (int j = 0; j < chain.plugins_size(); ++j) {
+      if (!IsDnsSubdomain(chain.plugins(j), 253)) {
+        c.Fail(Cat(f, ".plugins[", j, "]"), Cat("\"", chain.plugins(j), "\" is not a plugin name"));
+      }
+    }
+  }
+  CheckSelector("spec.selectors.podSelector", pc.spec().selectors().pod_selector(), c);
+  CheckSelector("spec.selectors.namespaceSelector", pc.spec().selectors().namespace_selector(), c);
+}
+
+void CheckPluginConfig(const mv1::PluginConfig& pc, Checker& c) {
+  if (pc.spec().plugin().empty()) c.Fail("spec.plugin", "required: the name of a Plugin");
+  if (pc.spec().destination_refs().empty()) c.Fail("spec.destinationRefs", "at least one Service is required");
+  for (int i = 0; i < pc.spec().destination_refs_size(); ++i) {
+    const auto& ref = pc.spec().destination_refs(i);
+    const std::string f = Cat("spec.destinationRefs[", i, "]");
+    if (ref.kind() != "Service") c.Fail(f + ".kind", Cat("\"", ref.kind(), "\" is not supported; only Service"));
+    if (ref.name().empty()) c.Fail(f + ".name", "required");
+    if (ref.namespace_().empty()) c.Fail(f + ".namespace", "required");
+  }
+}
+
+bool IsPluginKind(const std::string& kind) {
+  return kind == "Plugin" || kind == "PluginChain" || kind == "PluginConfig";
+}
+
+}  // namespace
+
+const std::vector<std::string>& ChainNames() {
+  static const auto* names =
+      new std::vector<std::string>{"inbound-tcp", "inbound-http", "outbound-tcp", "outbound-http"};
+  return *names;
+}
+
+absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
+  Checker c(doc);
+  const auto& kind = doc.kind->kind;
+  if (IsPluginKind(kind) && !ctx.plugins_enabled) {
+    c.Fail("kind", Cat("plugin policy is disabled, so ", kind,
+                                " resources are refused; enable it with "
+                                "spec.featureFlags.enablePluginPolicy: true in the MeshConfig"));
+    return c.status();
+  }
+  CheckMetadata(doc, c);
+  const auto& obj = *doc.object;
+  if (kind == "Service") CheckService(static_cast<const mv1::Service&>(obj), c);
+  if (kind == "Workload") CheckWorkload(static_cast<const mv1::Workload&>(obj), c);
+  if (kind == "MeshConfig") CheckMeshConfig(static_cast<const mv1::MeshConfig&>(obj), c);
+  if (kind == "Plugin") CheckPlugin(static_cast<const mv1::Plugin&>(obj), c);
+  if (kind == "PluginChain") CheckPluginChain(static_cast<const mv1::PluginChain&>(obj), c);
+  if (kind == "PluginConfig") CheckPluginConfig(static_cast<const mv1::PluginConfig&>(obj), c);
+  return c.status();
+}
+
+}  // namespace meshplug::resources

@@ -1,0 +1,252 @@
+#include "control_plane/store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/strings.h"
+
+namespace meshplug::store {
+namespace {
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  bool ok() const { return stmt_ != nullptr; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : "";
+  }
+  std::string Error() const { return sqlite3_errmsg(db_); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+absl::Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return absl::InternalError(Cat("sqlite: ", msg, " in: ", sql));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepError(Stmt& s) { return absl::InternalError(Cat("sqlite: ", s.Error())); }
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
+CREATE TABLE IF NOT EXISTS objects (
+  kind TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
+  value BLOB NOT NULL, resource_version INTEGER NOT NULL, create_revision INTEGER NOT NULL,
+  PRIMARY KEY (kind, ns, name));
+CREATE TABLE IF NOT EXISTS changes (
+  revision INTEGER NOT NULL, seq INTEGER NOT NULL, op INTEGER NOT NULL,
+  kind TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
+  value BLOB NOT NULL, create_revision INTEGER NOT NULL,
+  PRIMARY KEY (revision, seq));
+)sql";
+
+int64_t MetaValue(sqlite3* db, const char* key) {
+  Stmt s(db, "SELECT v FROM meta WHERE k = ?");
+  s.Bind(1, std::string(key));
+  return s.Step() == SQLITE_ROW ? s.Int(0) : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(Cat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        Cat("store ", path, " is in use by another control plane (lock ", lock_path, ")"));
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    ::close(fd);
+    return absl::FailedPreconditionError(Cat("cannot open store ", path, ": ", msg));
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path, db, fd));
+  // WAL + synchronous=FULL: a commit is on disk when it returns, and a crash mid-commit
+  // leaves the previous state.
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                          "PRAGMA busy_timeout=5000", kSchema}) {
+    if (auto st = Exec(db, sql); !st.ok()) return st;
+  }
+  store->revision_ = MetaValue(db, "revision");
+  return store;
+}
+
+SqliteStore::SqliteStore(std::string path, sqlite3* db, int lock_fd)
+    : path_(std::move(path)), db_(db), lock_fd_(lock_fd) {}
+
+SqliteStore::~SqliteStore() {
+  sqlite3_close(db_);
+  ::close(lock_fd_);
+}
+
+absl::StatusOr<int64_t> SqliteStore::Commit(const std::vector<Write>& writes) {
+  absl::StatusOr<int64_t> rev;
+  {
+    std::lock_guard lock(mu_);
+    if (auto st = Exec(db_, "BEGIN IMMEDIATE"); !st.ok()) return st;
+    rev = CommitLocked(writes);
+    if (auto st = Exec(db_, rev.ok() ? "COMMIT" : "ROLLBACK"); !st.ok()) {
+      Exec(db_, "ROLLBACK").IgnoreError();
+      return st;
+    }
+    if (!rev.ok()) return rev;
+    revision_ = *rev;
+  }
+  notifier_.Notify(*rev);
+  return rev;
+}
+
+absl::StatusOr<int64_t> SqliteStore::CommitLocked(const std::vector<Write>& writes) {
+  const int64_t rev = revision_ + 1;
+  int64_t seq = 0;
+  for (const auto& w : writes) {
+    Stmt get(db_, "SELECT resource_version, value, create_revision FROM objects "
+                  "WHERE kind = ? AND ns = ? AND name = ?");
+    get.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name);
+    const int found = get.Step();
+    if (found != SQLITE_ROW && found != SQLITE_DONE) return StepError(get);
+    const bool exists = found == SQLITE_ROW;
+    const int64_t current = exists ? get.Int(0) : 0;
+    if (w.expected_version && *w.expected_version != current) {
+      return absl::FailedPreconditionError(
+          *w.expected_version == 0
+              ? Cat(w.key.ToString(), " already exists (resourceVersion ", current, ")")
+              : exists ? Cat(w.key.ToString(), " was changed: its resourceVersion is ", current,
+                             ", not ", *w.expected_version, "; get it again and retry")
+                       : Cat(w.key.ToString(), " no longer exists"));
+    }
+    if (!w.value && !exists) return absl::NotFoundError(Cat(w.key.ToString(), " not found"));
+    const std::string value = w.value ? *w.value : get.Text(1);
+    const int64_t create_revision = exists ? get.Int(2) : rev;
+
+    Stmt change(db_, "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    change.Bind(1, rev).Bind(2, seq++).Bind(3, int64_t{w.value ? 0 : 1});
+    change.Bind(4, w.key.kind).Bind(5, w.key.ns).Bind(6, w.key.name).BindBlob(7, value);
+    change.Bind(8, create_revision);
+    if (change.Step() != SQLITE_DONE) return StepError(change);
+
+    if (w.value) {
+      Stmt put(db_, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)");
+      put.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name).BindBlob(4, *w.value);
+      put.Bind(5, rev).Bind(6, create_revision);
+      if (put.Step() != SQLITE_DONE) return StepError(put);
+    } else {
+      Stmt del(db_, "DELETE FROM objects WHERE kind = ? AND ns = ? AND name = ?");
+      del.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name);
+      if (del.Step() != SQLITE_DONE) return StepError(del);
+    }
+  }
+  Stmt bump(db_, "UPDATE meta SET v = ? WHERE k = 'revision'");
+  bump.Bind(1, rev);
+  if (bump.Step() != SQLITE_DONE) return StepError(bump);
+  if (rev % 100 == 0 && rev > kChangeLogRevisions) {
+    const int64_t compacted = rev - kChangeLogRevisions;
+    Stmt trim(db_, "DELETE FROM changes WHERE revision <= ?");
+    trim.Bind(1, compacted);
+    Stmt mark(db_, "UPDATE meta SET v = ? WHERE k = 'compacted'");
+    mark.Bind(1, compacted);
+    if (trim.Step() != SQLITE_DONE) return StepError(trim);
+    if (mark.Step() != SQLITE_DONE) return StepError(mark);
+  }
+  return rev;
+}
+
+absl::StatusOr<std::optional<Entry>> SqliteStore::Get(const Key& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value, resource_version, create_revision FROM objects "
+              "WHERE kind = ? AND ns = ? AND name = ?");
+  s.Bind(1, key.kind).Bind(2, key.ns).Bind(3, key.name);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<Entry>();
+  if (rc != SQLITE_ROW) return StepError(s);
+  return std::optional<Entry>(Entry{key, s.Text(0), s.Int(1), s.Int(2)});
+}
+
+absl::StatusOr<std::vector<Entry>> SqliteStore::List(const std::string& kind,
+                                                     const std::string& ns) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT kind, ns, name, value, resource_version, create_revision FROM objects "
+              "WHERE (?1 = '' OR kind = ?1) AND (?2 = '' OR ns = ?2) ORDER BY kind, ns, name");
+  s.Bind(1, kind).Bind(2, ns);
+  std::vector<Entry> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(Entry{Key{s.Text(0), s.Text(1), s.Text(2)}, s.Text(3), s.Int(4), s.Int(5)});
+  }
+  if (rc != SQLITE_DONE) return StepError(s);
+  return out;
+}
+
+int64_t SqliteStore::Revision() {
+  std::lock_guard lock(mu_);
+  return revision_;
+}
+
+absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, size_t limit) {
+  std::lock_guard lock(mu_);
+  const int64_t compacted = MetaValue(db_, "compacted");
+  if (since < compacted) {
+    return absl::OutOfRangeError(
+        Cat("revision ", since, " is compacted (oldest kept: ", compacted + 1, ")"));
+  }
+  Stmt s(db_, "SELECT revision, op, kind, ns, name, value, create_revision FROM changes "
+              "WHERE revision > ? ORDER BY revision, seq LIMIT ?");
+  s.Bind(1, since).Bind(2, static_cast<int64_t>(limit));
+  std::vector<Event> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    const int64_t rev = s.Int(0);
+    out.push_back(Event{rev, s.Int(1) == 0 ? Event::Type::kPut : Event::Type::kDelete,
+                        Entry{Key{s.Text(2), s.Text(3), s.Text(4)}, s.Text(5), rev, s.Int(6)}});
+  }
+  if (rc != SQLITE_DONE) return StepError(s);
+  return out;
+}
+
+Store::Subscription SqliteStore::Subscribe(std::function<void(int64_t)> fn) {
+  return notifier_.Subscribe(std::move(fn));
+}
+
+}  // namespace meshplug::store

@@ -1,0 +1,73 @@
+// The control plane's durable state: resources as opaque bytes under (kind, namespace,
+// name), a monotonic revision that orders every change, and the log of changes that
+// translation and `meshctl` watch. Two implementations: SQLite (default, embedded) and
+// etcd (several control-plane replicas).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "control_plane/resources/object.h"
+
+namespace meshplug::store {
+
+using resources::Key;
+
+struct Entry {
+  Key key;
+  std::string value;         // the serialized typed resource
+  int64_t resource_version;  // revision of its last change
+  int64_t create_revision;   // revision that created it
+};
+
+struct Write {
+  Key key;
+  std::optional<std::string> value;  // nullopt deletes
+  // Optimistic concurrency: the resource_version the writer read (0 = must not exist),
+  // or nullopt to write unconditionally.
+  std::optional<int64_t> expected_version;
+};
+
+struct Event {
+  enum class Type { kPut, kDelete };
+  int64_t revision;
+  Type type;
+  Entry entry;  // for kDelete, the value it had
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies every write atomically as one new revision, or none of them: a conflict
+  // (FAILED_PRECONDITION) or a delete of something missing (NOT_FOUND) names the key.
+  // Durable when it returns.
+  virtual absl::StatusOr<int64_t> Commit(const std::vector<Write>& writes) = 0;
+
+  virtual absl::StatusOr<std::optional<Entry>> Get(const Key& key) = 0;
+  // All of `kind` (every kind if empty) in namespace `ns` (all if empty), sorted by key.
+  virtual absl::StatusOr<std::vector<Entry>> List(const std::string& kind,
+                                                  const std::string& ns) = 0;
+
+  virtual int64_t Revision() = 0;
+
+  // Changes after `since`, in order, at most `limit`. OUT_OF_RANGE when the log no
+  // longer reaches back to `since` (compacted): re-list and watch from Revision().
+  virtual absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, size_t limit) = 0;
+
+  // `fn(revision)` runs after every commit (on the committing thread; keep it short).
+  // The returned handle unsubscribes when destroyed.
+  using Subscription = std::shared_ptr<void>;
+  virtual Subscription Subscribe(std::function<void(int64_t)> fn) = 0;
+
+  // "sqlite:/path" — for logs and `meshctl version`.
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace meshplug::store
