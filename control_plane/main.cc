@@ -1,58 +1,97 @@
-// meshplug control plane: serves the xDS ADS API and the admin API on one gRPC port.
+// meshplug control plane: the store, the admin API and (with translation) the xDS ADS
+// server, on one gRPC port.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <csignal>
-#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "control_plane/api/admin_service.h"
+#include "control_plane/api/resource_api.h"
+#include "control_plane/store/sqlite_store.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
+ABSL_FLAG(std::string, store, "",
+          "SQLite database file (default: $MESHPLUG_HOME/store.db, else "
+          "~/.local/share/meshplug/store.db)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 
 namespace {
 
-// SIGTERM/SIGINT: wait for the signal on a thread, then shut the server down cleanly.
-void ShutdownOnSignal(grpc::Server& server) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  std::fprintf(stderr, "control-plane: signal %d, shutting down\n", sig);
-  server.Shutdown();
+using meshplug::Cat;
+namespace log = meshplug::log;
+
+std::string DefaultStorePath() {
+  if (const char* home = std::getenv("MESHPLUG_HOME")) return std::string(home) + "/store.db";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/meshplug/store.db";
+}
+
+int Fail(const std::string& msg) {
+  log::Error(msg);
+  return 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("meshplug control plane");
   absl::ParseCommandLine(argc, argv);
+  log::SetComponent("control-plane");
+  log::Level level;
+  if (!log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    return Fail("--log_level must be debug, info, warn or error");
+  }
+  log::SetLevel(level);
 
-  // Block the signals before any thread starts, so only the waiter receives them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Block the signals before any thread starts, so only the waiter below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string store_path = absl::GetFlag(FLAGS_store);
+  if (store_path.empty()) store_path = DefaultStorePath();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(store_path).parent_path(), ec);
+  auto store = meshplug::store::SqliteStore::Open(store_path);
+  if (!store.ok()) return Fail(std::string(store.status().message()));
+  log::Info("store open", {{"store", (*store)->Describe()},
+                           {"revision", std::to_string((*store)->Revision())}});
+
+  meshplug::api::ResourceApi resources(**store);
+  meshplug::api::AdminService admin(**store, resources);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&admin);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) {
-    std::fprintf(stderr, "control-plane: cannot listen on %s\n",
-                 absl::GetFlag(FLAGS_listen).c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "control-plane: listening on %s (port %d)\n",
-               absl::GetFlag(FLAGS_listen).c_str(), port);
-  std::thread waiter([&] { ShutdownOnSignal(*server); });
+  if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
+  // With port 0 the kernel picks one; tests read it from this line.
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "admin"}});
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log::Info("shutting down", {{"signal", std::to_string(sig)}});
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  });
   server->Wait();
   waiter.join();
+  log::Info("stopped");
   return 0;
 }

@@ -224,7 +224,7 @@ int64_t SqliteStore::Revision() {
   return revision_;
 }
 
-absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, size_t limit) {
+absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, int64_t max_revisions) {
   std::lock_guard lock(mu_);
   const int64_t compacted = MetaValue(db_, "compacted");
   if (since < compacted) {
@@ -232,8 +232,9 @@ absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, size
         Cat("revision ", since, " is compacted (oldest kept: ", compacted + 1, ")"));
   }
   Stmt s(db_, "SELECT revision, op, kind, ns, name, value, create_revision FROM changes "
-              "WHERE revision > ? ORDER BY revision, seq LIMIT ?");
-  s.Bind(1, since).Bind(2, static_cast<int64_t>(limit));
+              "WHERE revision > ? AND revision <= ? ORDER BY revision, seq");
+  // Revisions are dense (one per commit), so a range holds whole revisions.
+  s.Bind(1, since).Bind(2, since + max_revisions);
   std::vector<Event> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {

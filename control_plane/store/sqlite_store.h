@@ -23,7 +23,7 @@ class SqliteStore : public Store {
   absl::StatusOr<std::optional<Entry>> Get(const Key& key) override;
   absl::StatusOr<std::vector<Entry>> List(const std::string& kind, const std::string& ns) override;
   int64_t Revision() override;
-  absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, size_t limit) override;
+  absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, int64_t max_revisions) override;
   Subscription Subscribe(std::function<void(int64_t)> fn) override;
   std::string Describe() const override { return "sqlite:" + path_; }
 

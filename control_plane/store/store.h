@@ -57,9 +57,11 @@ class Store {
 
   virtual int64_t Revision() = 0;
 
-  // Changes after `since`, in order, at most `limit`. OUT_OF_RANGE when the log no
-  // longer reaches back to `since` (compacted): re-list and watch from Revision().
-  virtual absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, size_t limit) = 0;
+  // The changes of up to `max_revisions` whole revisions after `since`, in order.
+  // OUT_OF_RANGE when the log no longer reaches back to `since` (compacted): re-list
+  // and watch from Revision().
+  virtual absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since,
+                                                          int64_t max_revisions) = 0;
 
   // `fn(revision)` runs after every commit (on the committing thread; keep it short).
   // The returned handle unsubscribes when destroyed.

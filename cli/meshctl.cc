@@ -1,0 +1,309 @@
+// meshctl: the command line for the control plane's admin API.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/manifest_files.h"
+#include "cli/output.h"
+#include "common/strings.h"
+#include "control_plane/resources/kinds.h"
+#include "control_plane/resources/object.h"
+#include "meshplug/v1/admin.grpc.pb.h"
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::cli {
+namespace {
+
+constexpr const char* kClientVersion = "0.1.0";
+constexpr const char* kDefaultServer = "127.0.0.1:15010";
+
+constexpr const char* kUsage = R"(meshctl controls a meshplug control plane.
+
+Usage:
+  meshctl apply -f FILE|DIR|- [-f ...] [--dry-run]
+  meshctl delete -f FILE|DIR|- [-f ...]
+  meshctl delete KIND NAME [-n NAMESPACE]
+  meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|table]
+  meshctl namespace add NAME [--mesh-name NAME]
+  meshctl namespace remove NAME
+  meshctl version
+
+Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
+       pluginchain (pichn), pluginconfig (picfg); plural forms work too.
+
+Global flags:
+  --server HOST:PORT   control plane address (default $MESHCTL_SERVER, else 127.0.0.1:15010)
+)";
+
+// A failure to report as one line and exit 1.
+struct UsageError {
+  std::string message;
+};
+
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::string> files;
+  std::string server;
+  std::string ns = "default";
+  bool ns_given = false;
+  bool all_namespaces = false;
+  std::string output = "table";
+  bool dry_run = false;
+  std::string mesh_name = "osm";
+  std::set<std::string> seen;  // flags given, to refuse those a command does not take
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  if (const char* env = std::getenv("MESHCTL_SERVER")) a.server = env;
+  if (a.server.empty()) a.server = kDefaultServer;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
+      value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+      has_value = true;
+    }
+    auto next = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) throw UsageError{Cat("flag ", arg, " needs a value")};
+      return argv[++i];
+    };
+    if (arg == "--server") {
+      a.server = next();
+    } else if (arg == "-f" || arg == "--filename") {
+      a.files.push_back(next());
+      arg = "-f";
+    } else if (arg == "-n" || arg == "--namespace") {
+      a.ns = next();
+      a.ns_given = true;
+      arg = "-n";
+    } else if (arg == "-A" || arg == "--all-namespaces") {
+      a.all_namespaces = true;
+      arg = "-A";
+    } else if (arg == "-o" || arg == "--output") {
+      a.output = next();
+      arg = "-o";
+      if (a.output != "yaml" && a.output != "json" && a.output != "table") {
+        throw UsageError{Cat("-o must be yaml, json or table, not \"", a.output, "\"")};
+      }
+    } else if (arg == "--dry-run") {
+      a.dry_run = true;
+    } else if (arg == "--mesh-name") {
+      a.mesh_name = next();
+    } else if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      throw UsageError{Cat("unknown flag ", arg, " (see meshctl --help)")};
+    } else {
+      a.positional.push_back(arg);
+      continue;
+    }
+    a.seen.insert(arg);
+  }
+  return a;
+}
+
+void Allow(const Args& a, const std::string& command, std::set<std::string> allowed) {
+  allowed.insert("--server");
+  for (const auto& f : a.seen) {
+    if (!allowed.count(f)) throw UsageError{Cat("flag ", f, " does not apply to '", command, "'")};
+  }
+}
+
+class Client {
+ public:
+  explicit Client(const std::string& server)
+      : server_(server),
+        stub_(v1::Admin::NewStub(grpc::CreateChannel(server, grpc::InsecureChannelCredentials()))) {}
+
+  template <typename Req, typename Resp, typename Method>
+  Resp Call(Method method, const Req& req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    Resp resp;
+    const grpc::Status st = (stub_.get()->*method)(&ctx, req, &resp);
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      throw UsageError{Cat("cannot reach the control plane at ", server_,
+                           " (set --server or MESHCTL_SERVER): ", st.error_message())};
+    }
+    if (!st.ok()) throw UsageError{st.error_message()};
+    return resp;
+  }
+
+ private:
+  std::string server_;
+  std::unique_ptr<v1::Admin::Stub> stub_;
+};
+
+std::vector<v1::Manifest> Manifests(const Args& a) {
+  auto m = ReadManifests(a.files);
+  if (!m.ok()) throw UsageError{std::string(m.status().message())};
+  return *m;
+}
+
+void PrintResults(const google::protobuf::RepeatedPtrField<v1::ObjectResult>& results) {
+  for (const auto& r : results) {
+    std::string kind = r.kind();
+    std::transform(kind.begin(), kind.end(), kind.begin(), ::tolower);
+    std::cout << kind << "/" << r.name() << " " << r.action() << "\n";
+  }
+}
+
+int Apply(Client& c, const Args& a) {
+  Allow(a, "apply", {"-f", "--dry-run"});
+  if (a.files.empty()) throw UsageError{"apply needs -f FILE, a folder, or - for stdin"};
+  if (a.positional.size() > 1) throw UsageError{Cat("unexpected argument \"", a.positional[1], "\"")};
+  v1::ApplyRequest req;
+  for (auto& m : Manifests(a)) *req.add_manifests() = std::move(m);
+  req.set_dry_run(a.dry_run);
+  PrintResults(c.Call<v1::ApplyRequest, v1::ApplyResponse>(&v1::Admin::Stub::Apply, req).results());
+  return 0;
+}
+
+int Delete(Client& c, const Args& a) {
+  Allow(a, "delete", {"-f", "-n"});
+  v1::DeleteRequest req;
+  if (!a.files.empty()) {
+    if (a.positional.size() > 1) throw UsageError{"give either -f or KIND NAME, not both"};
+    for (auto& m : Manifests(a)) *req.add_manifests() = std::move(m);
+  } else {
+    if (a.positional.size() != 3) throw UsageError{"usage: meshctl delete KIND NAME [-n NAMESPACE] or delete -f FILE"};
+    auto* ref = req.add_refs();
+    ref->set_kind(a.positional[1]);
+    ref->set_name(a.positional[2]);
+    ref->set_namespace_(a.ns);
+  }
+  PrintResults(c.Call<v1::DeleteRequest, v1::DeleteResponse>(&v1::Admin::Stub::Delete, req).results());
+  return 0;
+}
+
+Objects Unpack(const v1::GetResponse& resp) {
+  Objects out;
+  for (const auto& any : resp.objects()) {
+    std::string type = any.type_url().substr(any.type_url().rfind('/') + 1);
+    const resources::KindInfo* kind = resources::FindKindByMessage(type);
+    if (kind == nullptr) throw UsageError{Cat("the control plane sent an unknown type ", type)};
+    auto obj = kind->New();
+    if (!any.UnpackTo(obj.get())) throw UsageError{Cat("cannot read a ", kind->kind, " from the control plane")};
+    out.push_back(std::move(obj));
+  }
+  return out;
+}
+
+int Get(Client& c, const Args& a) {
+  Allow(a, "get", {"-n", "-A", "-o"});
+  if (a.positional.size() < 2 || a.positional.size() > 3) {
+    throw UsageError{"usage: meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|table]"};
+  }
+  if (a.all_namespaces && a.ns_given) throw UsageError{"give -n or -A, not both"};
+  const resources::KindInfo* kind = resources::ResolveKind(a.positional[1]);
+  if (kind == nullptr) {
+    throw UsageError{Cat("unknown kind \"", a.positional[1], "\" (known: ", resources::KindNames(), ")")};
+  }
+  v1::GetRequest req;
+  req.set_kind(kind->kind);
+  req.set_namespace_(a.ns);
+  req.set_all_namespaces(a.all_namespaces);
+  const bool one = a.positional.size() == 3;
+  if (one) req.set_name(a.positional[2]);
+  Objects objects = Unpack(c.Call<v1::GetRequest, v1::GetResponse>(&v1::Admin::Stub::Get, req));
+  if (a.output == "yaml") {
+    std::cout << ToYaml(objects, !one);
+  } else if (a.output == "json") {
+    std::cout << ToJson(objects, !one);
+  } else if (objects.empty()) {
+    std::cerr << "No " << kind->kind << " resources found"
+              << (kind->namespaced() && !a.all_namespaces ? Cat(" in namespace ", a.ns) : "") << ".\n";
+  } else {
+    std::cout << ToTable(objects, a.all_namespaces && kind->namespaced());
+  }
+  return 0;
+}
+
+int Namespace(Client& c, const Args& a) {
+  Allow(a, "namespace", {"--mesh-name"});
+  if (a.positional.size() != 3 || (a.positional[1] != "add" && a.positional[1] != "remove")) {
+    throw UsageError{"usage: meshctl namespace add|remove NAME"};
+  }
+  const std::string& name = a.positional[2];
+  if (a.positional[1] == "remove") {
+    v1::DeleteRequest req;
+    auto* ref = req.add_refs();
+    ref->set_kind("Namespace");
+    ref->set_name(name);
+    PrintResults(c.Call<v1::DeleteRequest, v1::DeleteResponse>(&v1::Admin::Stub::Delete, req).results());
+    return 0;
+  }
+  // Keep the labels it already has; add the mesh's.
+  std::map<std::string, std::string> labels;
+  v1::GetRequest get;
+  get.set_kind("Namespace");
+  v1::GetResponse all = c.Call<v1::GetRequest, v1::GetResponse>(&v1::Admin::Stub::Get, get);
+  for (const auto& obj : Unpack(all)) {
+    const auto& meta = resources::Meta(*obj);
+    if (meta.name() == name) labels.insert(meta.labels().begin(), meta.labels().end());
+  }
+  labels["openservicemesh.io/monitored-by"] = a.mesh_name;
+  v1::Namespace ns;
+  ns.set_api_version("v1");
+  ns.set_kind("Namespace");
+  ns.mutable_metadata()->set_name(name);
+  ns.mutable_metadata()->mutable_labels()->insert(labels.begin(), labels.end());
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(ns, &json);
+  v1::ApplyRequest req;
+  auto* m = req.add_manifests();
+  m->set_source("namespace add");
+  m->set_content(json);
+  PrintResults(c.Call<v1::ApplyRequest, v1::ApplyResponse>(&v1::Admin::Stub::Apply, req).results());
+  return 0;
+}
+
+int Version(Client& c, const Args& a) {
+  Allow(a, "version", {});
+  std::cout << "client: " << kClientVersion << "\n";
+  const auto v = c.Call<v1::VersionRequest, v1::VersionResponse>(&v1::Admin::Stub::Version, {});
+  std::cout << "server: " << v.version() << " (store " << v.store() << ", revision " << v.revision() << ")\n";
+  return 0;
+}
+
+int Run(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  if (a.positional.empty()) {
+    std::cerr << kUsage;
+    return 1;
+  }
+  Client client(a.server);
+  const std::string& cmd = a.positional[0];
+  if (cmd == "apply") return Apply(client, a);
+  if (cmd == "delete") return Delete(client, a);
+  if (cmd == "get") return Get(client, a);
+  if (cmd == "namespace") return Namespace(client, a);
+  if (cmd == "version") return Version(client, a);
+  throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
+}
+
+}  // namespace
+}  // namespace meshplug::cli
+
+int main(int argc, char** argv) {
+  try {
+    return meshplug::cli::Run(argc, argv);
+  } catch (const meshplug::cli::UsageError& e) {
+    std::cerr << "error: " << e.message << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,284 @@
+#include "cli/output.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <sstream>
+
+#include "common/log.h"
+#include "common/strings.h"
+#include "control_plane/resources/object.h"
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::cli {
+namespace {
+
+namespace mv1 = meshplug::v1;
+using google::protobuf::Message;
+using google::protobuf::Value;
+
+Value ToValue(const Message& msg) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions opts;
+  (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
+  Value value;
+  (void)google::protobuf::util::JsonStringToMessage(json, &value);
+  return value;
+}
+
+Value ListValue(const Objects& objects) {
+  Value list;
+  auto& fields = *list.mutable_struct_value()->mutable_fields();
+  fields["apiVersion"].set_string_value("v1");
+  fields["kind"].set_string_value("List");
+  auto* items = fields["items"].mutable_list_value();
+  for (const auto& o : objects) *items->add_values() = ToValue(*o);
+  return list;
+}
+
+Value Document(const Objects& objects, bool as_list) {
+  return as_list || objects.size() != 1 ? ListValue(objects) : ToValue(*objects.front());
+}
+
+// Strings that YAML would read back as something else are quoted.
+bool NeedsQuotes(const std::string& s) {
+  if (s.empty()) return true;
+  static const char* kWords[] = {"true", "false", "null", "~", "yes", "no", "on", "off"};
+  std::string lower = s;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  for (const char* w : kWords) {
+    if (lower == w) return true;
+  }
+  char* end = nullptr;
+  std::strtod(s.c_str(), &end);
+  return end != s.c_str() && *end == '\0';
+}
+
+// Keys in a stable order: apiVersion, kind, metadata, spec, status, then by name.
+std::vector<std::string> OrderedKeys(const google::protobuf::Struct& s) {
+  std::vector<std::string> keys;
+  for (const auto& [k, _] : s.fields()) keys.push_back(k);
+  auto rank = [](const std::string& k) {
+    static const char* kFirst[] = {"apiVersion", "kind", "metadata", "spec", "status"};
+    for (int i = 0; i < 5; ++i) {
+      if (k == kFirst[i]) return i;
+    }
+    return 5;
+  };
+  std::sort(keys.begin(), keys.end(), [&](const std::string& a, const std::string& b) {
+    return rank(a) != rank(b) ? rank(a) < rank(b) : a < b;
+  });
+  return keys;
+}
+
+std::string Number(double d) {
+  if (d == static_cast<double>(static_cast<int64_t>(d))) return std::to_string(static_cast<int64_t>(d));
+  std::ostringstream out;
+  out.precision(17);
+  out << d;
+  return out.str();
+}
+
+void EmitJson(std::string& out, const Value& v, int indent) {
+  const std::string pad(indent + 2, ' ');
+  switch (v.kind_case()) {
+    case Value::kStructValue: {
+      const auto keys = OrderedKeys(v.struct_value());
+      if (keys.empty()) {
+        out += "{}";
+        break;
+      }
+      out += "{\n";
+      for (size_t i = 0; i < keys.size(); ++i) {
+        out += pad + log::JsonQuote(keys[i]) + ": ";
+        EmitJson(out, v.struct_value().fields().at(keys[i]), indent + 2);
+        out += i + 1 < keys.size() ? ",\n" : "\n";
+      }
+      out += std::string(indent, ' ') + "}";
+      break;
+    }
+    case Value::kListValue: {
+      const auto& values = v.list_value().values();
+      if (values.empty()) {
+        out += "[]";
+        break;
+      }
+      out += "[\n";
+      for (int i = 0; i < values.size(); ++i) {
+        out += pad;
+        EmitJson(out, values[i], indent + 2);
+        out += i + 1 < values.size() ? ",\n" : "\n";
+      }
+      out += std::string(indent, ' ') + "]";
+      break;
+    }
+    case Value::kStringValue: out += log::JsonQuote(v.string_value()); break;
+    case Value::kNumberValue: out += Number(v.number_value()); break;
+    case Value::kBoolValue: out += v.bool_value() ? "true" : "false"; break;
+    default: out += "null";
+  }
+}
+
+void Emit(YAML::Emitter& out, const Value& v) {
+  switch (v.kind_case()) {
+    case Value::kStructValue: {
+      const auto keys = OrderedKeys(v.struct_value());
+      if (keys.empty()) {
+        out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+        break;
+      }
+      out << YAML::BeginMap;
+      for (const auto& k : keys) {
+        out << YAML::Key << k << YAML::Value;
+        Emit(out, v.struct_value().fields().at(k));
+      }
+      out << YAML::EndMap;
+      break;
+    }
+    case Value::kListValue:
+      if (v.list_value().values().empty()) out << YAML::Flow;
+      out << YAML::BeginSeq;
+      for (const auto& item : v.list_value().values()) Emit(out, item);
+      out << YAML::EndSeq;
+      break;
+    case Value::kStringValue: {
+      const std::string& s = v.string_value();
+      if (s.find('\n') != std::string::npos) {
+        out << YAML::Literal << s;
+      } else if (NeedsQuotes(s)) {
+        out << YAML::DoubleQuoted << s;
+      } else {
+        out << s;
+      }
+      break;
+    }
+    case Value::kNumberValue:
+      out << Number(v.number_value());
+      break;
+    case Value::kBoolValue:
+      out << (v.bool_value() ? "true" : "false");
+      break;
+    default:
+      out << YAML::Null;
+  }
+}
+
+std::string PortsOf(const mv1::Service& s) {
+  std::vector<std::string> ports;
+  for (const auto& p : s.spec().ports()) {
+    ports.push_back(Cat(p.port(), "/", p.protocol().empty() ? "http" : p.protocol()));
+  }
+  return Join(ports, ",");
+}
+
+std::string ChainsOf(const mv1::PluginChain& pc) {
+  std::vector<std::string> chains;
+  for (const auto& c : pc.spec().chains()) chains.push_back(Cat(c.name(), ":", Join(c.plugins(), "+")));
+  return Join(chains, ",");
+}
+
+std::string DestinationsOf(const mv1::PluginConfig& pc) {
+  std::vector<std::string> refs;
+  for (const auto& r : pc.spec().destination_refs()) refs.push_back(Cat(r.name(), ".", r.namespace_()));
+  return Join(refs, ",");
+}
+
+// Extra columns (header, value) per kind, between NAME and AGE.
+std::vector<std::pair<std::string, std::string>> Columns(const Message& obj) {
+  const std::string type = obj.GetDescriptor()->name();
+  if (type == "Service") {
+    const auto& s = static_cast<const mv1::Service&>(obj);
+    std::vector<std::string> sel;
+    for (const auto& [k, v] : s.spec().selector()) sel.push_back(k + "=" + v);
+    std::sort(sel.begin(), sel.end());
+    return {{"PORTS", PortsOf(s)}, {"SELECTOR", Join(sel, ",")}};
+  }
+  if (type == "Workload") {
+    const auto& w = static_cast<const mv1::Workload&>(obj);
+    return {{"ADDRESS", w.spec().address()},
+            {"SERVICE-ACCOUNT", w.spec().service_account()},
+            {"CONNECTED", w.status().connected() ? "true" : "false"}};
+  }
+  if (type == "MeshConfig") {
+    const auto& m = static_cast<const mv1::MeshConfig&>(obj);
+    return {{"PLUGIN-POLICY", m.spec().feature_flags().enable_plugin_policy() ? "enabled" : "disabled"}};
+  }
+  if (type == "Plugin") {
+    const auto& p = static_cast<const mv1::Plugin&>(obj);
+    return {{"PRIORITY", std::to_string(p.spec().priority())}, {"COMPILE", p.status().compile()}};
+  }
+  if (type == "PluginChain") return {{"CHAINS", ChainsOf(static_cast<const mv1::PluginChain&>(obj))}};
+  if (type == "PluginConfig") {
+    const auto& c = static_cast<const mv1::PluginConfig&>(obj);
+    return {{"PLUGIN", c.spec().plugin()}, {"DESTINATIONS", DestinationsOf(c)}};
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string ToYaml(const Objects& objects, bool as_list) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  Emit(out, Document(objects, as_list));
+  std::string yaml = out.c_str();
+  if (yaml.empty() || yaml.back() != '\n') yaml += '\n';  // a literal block ends with one
+  return yaml;
+}
+
+std::string ToJson(const Objects& objects, bool as_list) {
+  std::string json;
+  EmitJson(json, Document(objects, as_list), 0);
+  return json + "\n";
+}
+
+std::string Age(const std::string& rfc3339) {
+  std::tm tm{};
+  if (strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return "<unknown>";
+  const auto created = std::chrono::system_clock::from_time_t(timegm(&tm));
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - created).count();
+  if (s < 120) return Cat(std::max<int64_t>(s, 0), "s");
+  if (s < 7200) return Cat(s / 60, "m");
+  if (s < 172800) return Cat(s / 3600, "h");
+  return Cat(s / 86400, "d");
+}
+
+std::string ToTable(const Objects& objects, bool show_namespace) {
+  if (objects.empty()) return "";
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header;
+  if (show_namespace) header.push_back("NAMESPACE");
+  header.push_back("NAME");
+  for (const auto& [h, _] : Columns(*objects.front())) header.push_back(h);
+  header.push_back("AGE");
+  rows.push_back(header);
+  for (const auto& o : objects) {
+    const auto& meta = resources::Meta(*o);
+    std::vector<std::string> row;
+    if (show_namespace) row.push_back(meta.namespace_());
+    row.push_back(meta.name());
+    for (const auto& [_, v] : Columns(*o)) row.push_back(v.empty() ? "<none>" : v);
+    row.push_back(Age(meta.creation_timestamp()));
+    rows.push_back(row);
+  }
+  std::vector<size_t> width(header.size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 3, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace meshplug::cli

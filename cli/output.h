@@ -1,0 +1,24 @@
+// How meshctl prints resources: YAML and JSON with the manifests' field names, or a
+// kubectl-like table.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace meshplug::cli {
+
+using Objects = std::vector<std::unique_ptr<google::protobuf::Message>>;
+
+// One object as itself, several as a "kind: List" with "items", like kubectl.
+std::string ToYaml(const Objects& objects, bool as_list);
+std::string ToJson(const Objects& objects, bool as_list);
+// `show_namespace` adds a NAMESPACE column (for -A).
+std::string ToTable(const Objects& objects, bool show_namespace);
+
+// "5s", "3m", "2h", "4d" since an RFC 3339 timestamp; "<unknown>" if unreadable.
+std::string Age(const std::string& rfc3339);
+
+}  // namespace meshplug::cli

@@ -1,0 +1,65 @@
+#include "cli/output.h"
+
+#include <gtest/gtest.h>
+
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::cli {
+namespace {
+
+Objects OnePlugin() {
+  auto p = std::make_unique<v1::Plugin>();
+  p->set_api_version("plugin.flomesh.io/v1alpha1");
+  p->set_kind("Plugin");
+  p->mutable_metadata()->set_name("token-verifier");
+  p->mutable_metadata()->set_resource_version(7);
+  p->mutable_spec()->set_priority(115);
+  p->mutable_spec()->set_script("function on_request(req, ctx)\nend\n");
+  Objects out;
+  out.push_back(std::move(p));
+  return out;
+}
+
+TEST(Output, YamlUsesManifestFieldNamesAndLiteralScripts) {
+  const std::string yaml = ToYaml(OnePlugin(), false);
+  EXPECT_EQ(yaml,
+            "apiVersion: plugin.flomesh.io/v1alpha1\n"
+            "kind: Plugin\n"
+            "metadata:\n"
+            "  name: token-verifier\n"
+            "  resourceVersion: \"7\"\n"
+            "spec:\n"
+            "  priority: 115\n"
+            "  script: |\n"
+            "    function on_request(req, ctx)\n"
+            "    end\n");
+}
+
+TEST(Output, JsonKeepsTheManifestOrder) {
+  EXPECT_EQ(ToJson(OnePlugin(), false),
+            "{\n"
+            "  \"apiVersion\": \"plugin.flomesh.io/v1alpha1\",\n"
+            "  \"kind\": \"Plugin\",\n"
+            "  \"metadata\": {\n"
+            "    \"name\": \"token-verifier\",\n"
+            "    \"resourceVersion\": \"7\"\n"
+            "  },\n"
+            "  \"spec\": {\n"
+            "    \"priority\": 115,\n"
+            "    \"script\": \"function on_request(req, ctx)\\nend\\n\"\n"
+            "  }\n"
+            "}\n");
+}
+
+TEST(Output, ListsAreKindList) {
+  EXPECT_EQ(ToYaml({}, true), "apiVersion: v1\nkind: List\nitems: []\n");
+}
+
+TEST(Output, TableHasKindColumns) {
+  const std::string table = ToTable(OnePlugin(), false);
+  EXPECT_EQ(table.substr(0, table.find('\n')), "NAME             PRIORITY   COMPILE   AGE");
+  EXPECT_NE(table.find("token-verifier   115        <none>    <unknown>"), std::string::npos) << table;
+}
+
+}  // namespace
+}  // namespace meshplug::cli

@@ -1,0 +1,37 @@
+// The admin gRPC API (meshplug.v1.Admin) on gRPC's callback API: no thread per call.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "control_plane/api/resource_api.h"
+#include "control_plane/store/store.h"
+#include "meshplug/v1/admin.grpc.pb.h"
+
+namespace meshplug::api {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+class AdminService final : public v1::Admin::CallbackService {
+ public:
+  AdminService(store::Store& store, ResourceApi& api) : store_(store), api_(api) {}
+
+  grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
+                                  v1::ApplyResponse* resp) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
+                                   v1::DeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
+                                v1::GetResponse* resp) override;
+  grpc::ServerUnaryReactor* Version(grpc::CallbackServerContext* ctx, const v1::VersionRequest* req,
+                                    v1::VersionResponse* resp) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* ctx,
+                                                  const v1::WatchRequest* req) override;
+
+ private:
+  store::Store& store_;
+  ResourceApi& api_;
+};
+
+// absl::Status → grpc::Status (the codes are the same numbers).
+grpc::Status ToGrpc(const absl::Status& st);
+
+}  // namespace meshplug::api

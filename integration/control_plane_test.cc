@@ -1,0 +1,191 @@
+// The control plane and meshctl as real processes: the reference scenario's manifests
+// round-trip, bad input gets one-line errors, and a SIGKILL mid-apply loses no
+// acknowledged write and leaves no half-applied apply.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "integration/harness/process.h"
+
+namespace meshplug::harness {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kStartTimeout(20000);
+
+class ControlPlane {
+ public:
+  ControlPlane(const std::string& dir) : dir_(dir) { Start(); }
+
+  void Start() {
+    process_ = Process::Start({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store",
+                               dir_ + "/store.db"},
+                              dir_ + "/control-plane-" + std::to_string(++starts_) + ".log");
+    ASSERT_NE(process_, nullptr);
+    auto line = process_->WaitForLog("\"msg\":\"listening\"", kStartTimeout);
+    ASSERT_TRUE(line.has_value()) << process_->Log();
+    const std::string key = "\"address\":\"";
+    const size_t at = line->find(key) + key.size();
+    address_ = line->substr(at, line->find('"', at) - at);
+  }
+
+  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "") const {
+    args.insert(args.begin(), {"cli/meshctl", "--server", address_});
+    return Run(args, input);
+  }
+
+  Process& process() { return *process_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<Process> process_;
+  std::string address_;
+  int starts_ = 0;
+};
+
+// Every key and value of `applied` is in `got` (which may have more: metadata, status).
+void ExpectContains(const YAML::Node& applied, const YAML::Node& got, const std::string& path) {
+  ASSERT_TRUE(got.IsDefined() && !got.IsNull()) << path << " missing";
+  switch (applied.Type()) {
+    case YAML::NodeType::Map:
+      ASSERT_TRUE(got.IsMap()) << path;
+      for (const auto& kv : applied) {
+        const std::string key = kv.first.as<std::string>();
+        ExpectContains(kv.second, got[key], path + "." + key);
+      }
+      break;
+    case YAML::NodeType::Sequence:
+      ASSERT_TRUE(got.IsSequence()) << path;
+      ASSERT_EQ(applied.size(), got.size()) << path;
+      for (size_t i = 0; i < applied.size(); ++i) {
+        ExpectContains(applied[i], got[i], path + "[" + std::to_string(i) + "]");
+      }
+      break;
+    default:
+      EXPECT_EQ(applied.Scalar(), got.Scalar()) << path;
+  }
+}
+
+TEST(ControlPlane, ScenarioManifestsApplyAndReadBackAsApplied) {
+  ControlPlane cp(TempDir("scenario"));
+  auto applied = cp.Meshctl({"apply", "-f", "integration/scenario"});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.out.find("pluginchain/token-verifier-chain created"), std::string::npos) << applied.out;
+  EXPECT_NE(applied.out.find("pluginconfig/token-injector-config created"), std::string::npos) << applied.out;
+
+  int checked = 0;
+  for (const auto& file : std::filesystem::directory_iterator("integration/scenario")) {
+    for (const YAML::Node& doc : YAML::LoadAllFromFile(file.path().string())) {
+      std::vector<std::string> args = {"get", doc["kind"].as<std::string>(),
+                                       doc["metadata"]["name"].as<std::string>(), "-o", "yaml"};
+      if (doc["metadata"]["namespace"]) {
+        args.insert(args.end(), {"-n", doc["metadata"]["namespace"].as<std::string>()});
+      }
+      auto got = cp.Meshctl(args);
+      ASSERT_EQ(got.exit_code, 0) << got.err;
+      const YAML::Node back = YAML::Load(got.out);
+      ExpectContains(doc, back, file.path().filename().string());
+      EXPECT_FALSE(back["metadata"]["resourceVersion"].as<std::string>().empty());
+      EXPECT_FALSE(back["metadata"]["creationTimestamp"].as<std::string>().empty());
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 10);
+
+  auto again = cp.Meshctl({"apply", "-f", "integration/scenario/03-plugin-chains.yaml"});
+  EXPECT_EQ(again.out, "pluginchain/token-injector-chain unchanged\npluginchain/token-verifier-chain unchanged\n");
+
+  auto table = cp.Meshctl({"get", "pluginchains", "-A"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("httpbin     token-verifier-chain   inbound-http:token-verifier"), std::string::npos)
+      << table.out;
+}
+
+TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
+  ControlPlane cp(TempDir("bad-input"));
+  const std::string bad =
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: good}\n---\n"
+      "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: p}\n"
+      "spec: {priority: 1, pipyscript: \"pipy()\"}\n";
+  auto r = cp.Meshctl({"apply", "-f", "-"}, bad);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "error: -: document 2 (Plugin p): spec.pipyscript (line 8): PipyJS is not supported; "
+            "write the plugin in Lua 5.4 and put it in spec.script\n");
+  auto ns = cp.Meshctl({"get", "ns", "good"});
+  EXPECT_EQ(ns.exit_code, 1);
+  EXPECT_EQ(ns.err, "error: Namespace good not found\n");
+
+  auto unknown = cp.Meshctl({"frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "error: unknown command \"frobnicate\" (see meshctl --help)\n");
+
+  auto flag = cp.Meshctl({"get", "ns", "--dry-run"});
+  EXPECT_EQ(flag.err, "error: flag --dry-run does not apply to 'get'\n");
+
+  auto down = harness::Run({"cli/meshctl", "--server", "127.0.0.1:1", "version"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_EQ(down.err.rfind("error: cannot reach the control plane at 127.0.0.1:1", 0), 0u) << down.err;
+}
+
+TEST(ControlPlane, SigtermShutsDownCleanly) {
+  ControlPlane cp(TempDir("sigterm"));
+  cp.process().Signal(SIGTERM);
+  EXPECT_EQ(cp.process().Wait(milliseconds(10000)), 0);
+  EXPECT_TRUE(cp.process().WaitForLog("\"msg\":\"stopped\"", milliseconds(1000)));
+}
+
+// Applies of three namespaces each race a SIGKILL. After a restart every acknowledged
+// apply is there, and no apply is there in part.
+TEST(ControlPlane, SigkillMidApplyLosesNoAcknowledgedWriteAndNoApplyIsHalfDone) {
+  const std::string dir = TempDir("sigkill");
+  ControlPlane cp(dir);
+  constexpr int kMaxApplies = 400;
+  std::atomic<int> acknowledged{0};
+  std::vector<bool> acked(kMaxApplies, false);
+  std::thread writer([&] {
+    for (int i = 0; i < kMaxApplies; ++i) {
+      std::string docs;
+      for (const char* part : {"a", "b", "c"}) {
+        docs += "apiVersion: v1\nkind: Namespace\nmetadata: {name: n" + std::to_string(i) + "-" + part +
+                "}\n---\n";
+      }
+      auto r = cp.Meshctl({"apply", "-f", "-"}, docs);
+      if (r.exit_code != 0) break;  // the control plane is gone
+      acked[i] = true;
+      ++acknowledged;
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return acknowledged >= 20; }, milliseconds(60000)));
+  cp.process().Signal(SIGKILL);
+  writer.join();
+  ASSERT_EQ(cp.process().Wait(milliseconds(5000)), 128 + SIGKILL);
+
+  cp.Start();
+  auto list = cp.Meshctl({"get", "ns", "-o", "yaml"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::map<int, int> parts;  // apply index -> namespaces of it found
+  for (const auto& item : YAML::Load(list.out)["items"]) {
+    const std::string name = item["metadata"]["name"].as<std::string>();
+    parts[std::stoi(name.substr(1, name.find('-') - 1))]++;
+  }
+  int found_acked = 0;
+  for (int i = 0; i < kMaxApplies; ++i) {
+    if (acked[i]) {
+      EXPECT_EQ(parts[i], 3) << "acknowledged apply " << i << " lost";
+      ++found_acked;
+    } else {
+      EXPECT_TRUE(parts[i] == 0 || parts[i] == 3) << "apply " << i << " half-applied: " << parts[i];
+    }
+  }
+  EXPECT_GE(found_acked, 20);
+}
+
+}  // namespace
+}  // namespace meshplug::harness

@@ -1,0 +1,68 @@
+// Real processes for integration tests: start, wait on log lines and exits with
+// deadlines, and always stop what was started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace meshplug::harness {
+
+using std::chrono::milliseconds;
+
+// A background process whose stdout and stderr go to a log file.
+class Process {
+ public:
+  // `env` entries ("K=V") are added to this process's environment.
+  static std::unique_ptr<Process> Start(const std::vector<std::string>& argv,
+                                        const std::string& log_path,
+                                        const std::vector<std::string>& env = {});
+  // SIGTERM, then SIGKILL if it has not exited within 5 s.
+  ~Process();
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // The exit status (or 128 + signal) once it exits within `timeout`, else nullopt.
+  std::optional<int> Wait(milliseconds timeout);
+  // The first log line containing `needle`, once it appears within `timeout`.
+  std::optional<std::string> WaitForLog(std::string_view needle, milliseconds timeout) const;
+  std::string Log() const;
+
+ private:
+  Process(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
+  pid_t pid_;
+  std::string log_path_;
+  std::optional<int> status_;
+};
+
+struct RunResult {
+  int exit_code = -1;  // -1: timed out (and killed)
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, feeding `input` on stdin, killing it after `timeout`.
+RunResult Run(const std::vector<std::string>& argv, std::string_view input = "",
+              milliseconds timeout = milliseconds(30000), const std::vector<std::string>& env = {});
+
+// A directory for this test's files (under $TEST_TMPDIR), created empty.
+std::string TempDir(const std::string& name);
+
+// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+template <typename Cond>
+bool Eventually(Cond&& cond, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    struct timespec ts {0, 5'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  return true;
+}
+
+}  // namespace meshplug::harness
