@@ -101,6 +101,11 @@ TEST(ControlPlane, ScenarioManifestsApplyAndReadBackAsApplied) {
   auto again = cp.Meshctl({"apply", "-f", "integration/scenario/03-plugin-chains.yaml"});
   EXPECT_EQ(again.out, "pluginchain/token-injector-chain unchanged\npluginchain/token-verifier-chain unchanged\n");
 
+  auto removed = cp.Meshctl({"delete", "-f", "integration/scenario/05-token-injector-config.yaml"});
+  EXPECT_EQ(removed.out, "pluginconfig/token-injector-config deleted\n") << removed.err;
+  EXPECT_EQ(cp.Meshctl({"get", "picfg", "token-injector-config", "-n", "curl"}).err,
+            "error: PluginConfig curl/token-injector-config not found\n");
+
   auto table = cp.Meshctl({"get", "pluginchains", "-A"});
   EXPECT_EQ(table.exit_code, 0);
   EXPECT_NE(table.out.find("httpbin     token-verifier-chain   inbound-http:token-verifier"), std::string::npos)
