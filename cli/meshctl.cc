@@ -257,7 +257,7 @@ int Namespace(Client& c, const Args& a) {
     if (meta.name() == name) labels.insert(meta.labels().begin(), meta.labels().end());
   }
   labels["openservicemesh.io/monitored-by"] = a.mesh_name;
-  v1::Namespace ns;
+  mesh::v1::Namespace ns;
   ns.set_api_version("v1");
   ns.set_kind("Namespace");
   ns.mutable_metadata()->set_name(name);

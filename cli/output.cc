@@ -17,7 +17,7 @@
 namespace meshplug::cli {
 namespace {
 
-namespace mv1 = meshplug::v1;
+namespace mv1 = meshplug::mesh::v1;
 using google::protobuf::Message;
 using google::protobuf::Value;
 

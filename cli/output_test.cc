@@ -8,7 +8,7 @@ namespace meshplug::cli {
 namespace {
 
 Objects OnePlugin() {
-  auto p = std::make_unique<v1::Plugin>();
+  auto p = std::make_unique<mesh::v1::Plugin>();
   p->set_api_version("plugin.flomesh.io/v1alpha1");
   p->set_kind("Plugin");
   p->mutable_metadata()->set_name("token-verifier");

@@ -52,7 +52,7 @@ std::string Ns(const std::string& name, const std::string& label = "x") {
 }
 
 std::string Describe(const v1::WatchEvent& ev) {
-  v1::Namespace ns;
+  mesh::v1::Namespace ns;
   ev.object().UnpackTo(&ns);
   return std::to_string(ev.revision()) + " " + ev.type() + " " + ns.metadata().name() + " " +
          ns.metadata().labels().at("l");

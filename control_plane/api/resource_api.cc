@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Object>> ResourceApi::Decode(const store::Entry& 
   resources::MutableMeta(*obj).set_resource_version(entry.resource_version);
   if (kind->kind == "Plugin") {
     // Only scripts that compiled are ever stored.
-    static_cast<v1::Plugin&>(*obj).mutable_status()->set_compile("ok");
+    static_cast<mesh::v1::Plugin&>(*obj).mutable_status()->set_compile("ok");
   }
   return obj;
 }
@@ -93,14 +93,14 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
   if (!stored_mesh.ok()) return stored_mesh.status();
   const Document* mesh_doc = FindMeshConfig(*docs);
   if (mesh_doc != nullptr) {
-    ctx.plugins_enabled = static_cast<const v1::MeshConfig&>(*mesh_doc->object)
+    ctx.plugins_enabled = static_cast<const mesh::v1::MeshConfig&>(*mesh_doc->object)
                               .spec().feature_flags().enable_plugin_policy();
     if (!stored_mesh->empty() && stored_mesh->front().key.name != mesh_doc->key().name) {
       return Invalid(Cat(mesh_doc->Where(), ": metadata.name: there is one MeshConfig and it is \"",
                          stored_mesh->front().key.name, "\""));
     }
   } else if (!stored_mesh->empty()) {
-    v1::MeshConfig mc;
+    mesh::v1::MeshConfig mc;
     mc.ParseFromString(stored_mesh->front().value);
     ctx.plugins_enabled = mc.spec().feature_flags().enable_plugin_policy();
   }

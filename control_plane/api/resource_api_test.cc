@@ -248,7 +248,7 @@ TEST_F(ResourceApiTest, ReapplyIsUnchangedAndChangeIsConfigured) {
   get.set_name("p1");
   auto got = api_->Get(get);
   ASSERT_TRUE(got.ok()) << got.status();
-  v1::Plugin plugin;
+  mesh::v1::Plugin plugin;
   ASSERT_TRUE(got->objects(0).UnpackTo(&plugin));
   EXPECT_EQ(plugin.spec().priority(), 116);
   EXPECT_EQ(plugin.metadata().generation(), 2);

@@ -18,22 +18,22 @@ std::string Lower(std::string_view s) {
 const std::vector<KindInfo>& Table() {
   static const auto* table = new std::vector<KindInfo>{
       {"Namespace", {"v1"}, Scope::kCluster, {"namespaces", "ns"},
-       &meshplug::v1::Namespace::default_instance()},
+       &meshplug::mesh::v1::Namespace::default_instance()},
       {"Service", {"v1"}, Scope::kNamespaced, {"services", "svc"},
-       &meshplug::v1::Service::default_instance()},
+       &meshplug::mesh::v1::Service::default_instance()},
       {"Workload", {"meshplug.io/v1"}, Scope::kNamespaced, {"workloads", "wl"},
-       &meshplug::v1::Workload::default_instance()},
+       &meshplug::mesh::v1::Workload::default_instance()},
       {"MeshConfig",
        {"config.openservicemesh.io/v1alpha2", "config.openservicemesh.io/v1alpha1"},
        Scope::kCluster,
        {"meshconfigs", "meshconfig"},
-       &meshplug::v1::MeshConfig::default_instance()},
+       &meshplug::mesh::v1::MeshConfig::default_instance()},
       {"Plugin", {"plugin.flomesh.io/v1alpha1"}, Scope::kCluster, {"plugins", "pi"},
-       &meshplug::v1::Plugin::default_instance()},
+       &meshplug::mesh::v1::Plugin::default_instance()},
       {"PluginChain", {"plugin.flomesh.io/v1alpha1"}, Scope::kNamespaced,
-       {"pluginchains", "pichn"}, &meshplug::v1::PluginChain::default_instance()},
+       {"pluginchains", "pichn"}, &meshplug::mesh::v1::PluginChain::default_instance()},
       {"PluginConfig", {"plugin.flomesh.io/v1alpha1"}, Scope::kNamespaced,
-       {"pluginconfigs", "picfg"}, &meshplug::v1::PluginConfig::default_instance()},
+       {"pluginconfigs", "picfg"}, &meshplug::mesh::v1::PluginConfig::default_instance()},
   };
   return *table;
 }

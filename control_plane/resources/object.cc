@@ -15,13 +15,13 @@ std::string Key::ToString() const {
   return ns.empty() ? Cat(kind, " ", name) : Cat(kind, " ", ns, "/", name);
 }
 
-const meshplug::v1::ObjectMeta& Meta(const Object& obj) {
-  return static_cast<const meshplug::v1::ObjectMeta&>(
+const meshplug::mesh::v1::ObjectMeta& Meta(const Object& obj) {
+  return static_cast<const meshplug::mesh::v1::ObjectMeta&>(
       obj.GetReflection()->GetMessage(obj, Field(obj, "metadata")));
 }
 
-meshplug::v1::ObjectMeta& MutableMeta(Object& obj) {
-  return static_cast<meshplug::v1::ObjectMeta&>(
+meshplug::mesh::v1::ObjectMeta& MutableMeta(Object& obj) {
+  return static_cast<meshplug::mesh::v1::ObjectMeta&>(
       *obj.GetReflection()->MutableMessage(&obj, Field(obj, "metadata")));
 }
 

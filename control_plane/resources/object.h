@@ -24,8 +24,8 @@ struct Key {
   std::string ToString() const;
 };
 
-const meshplug::v1::ObjectMeta& Meta(const Object& obj);
-meshplug::v1::ObjectMeta& MutableMeta(Object& obj);
+const meshplug::mesh::v1::ObjectMeta& Meta(const Object& obj);
+meshplug::mesh::v1::ObjectMeta& MutableMeta(Object& obj);
 
 Key KeyOf(const KindInfo& kind, const Object& obj);
 

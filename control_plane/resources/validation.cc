@@ -12,7 +12,7 @@
 namespace meshplug::resources {
 namespace {
 
-namespace mv1 = meshplug::v1;
+namespace mv1 = meshplug::mesh::v1;
 
 // Collects the first problem found, as "field: reason".
 class Checker {

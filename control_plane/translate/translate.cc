@@ -1,0 +1,276 @@
+#include "control_plane/translate/translate.h"
+
+#include <algorithm>
+
+#include "common/hash.h"
+#include "common/strings.h"
+#include "control_plane/translate/selector.h"
+
+namespace meshplug::translate {
+namespace {
+
+struct Module {
+  std::string name;
+  uint32_t priority;
+  std::string script;  // PluginScript resource name; empty for built-ins
+};
+
+mesh::v1::BuiltinModule B(const char* name, int priority) {
+  mesh::v1::BuiltinModule m;
+  m.set_plugin(name);
+  m.set_priority(priority);
+  return m;
+}
+
+const google::protobuf::RepeatedPtrField<mesh::v1::BuiltinModule>& MeshConfigChain(
+    const mesh::v1::PluginChainsSpec& chains, const std::string& name) {
+  if (name == "inbound-tcp") return chains.inbound_tcp();
+  if (name == "inbound-http") return chains.inbound_http();
+  if (name == "outbound-tcp") return chains.outbound_tcp();
+  return chains.outbound_http();
+}
+
+// Built-ins of `chain`: the defaults, with MeshConfig's entries overriding the priority
+// and `disable` of a module of the same name, or adding modules.
+std::vector<Module> BuiltinModules(const MeshState& state, const std::string& chain) {
+  std::map<std::string, mesh::v1::BuiltinModule> modules;
+  for (const auto& m : DefaultBuiltins().at(chain)) modules[m.plugin()] = m;
+  if (state.mesh_config) {
+    for (const auto& m : MeshConfigChain(state.mesh_config->spec().plugin_chains(), chain)) {
+      modules[m.plugin()] = m;
+    }
+  }
+  std::vector<Module> out;
+  for (const auto& [name, m] : modules) {
+    if (!m.disable()) out.push_back(Module{name, static_cast<uint32_t>(m.priority()), ""});
+  }
+  return out;
+}
+
+google::protobuf::RepeatedPtrField<v1::ChainModule>* SnapshotChain(v1::ChainSet& set, const std::string& name) {
+  if (name == "inbound-tcp") return set.mutable_inbound_tcp();
+  if (name == "inbound-http") return set.mutable_inbound_http();
+  if (name == "outbound-tcp") return set.mutable_outbound_tcp();
+  return set.mutable_outbound_http();
+}
+
+const char* kChains[] = {"inbound-tcp", "inbound-http", "outbound-tcp", "outbound-http"};
+
+std::string ServiceName(const ObjectKey& key) { return Cat(key.second, ".", key.first); }
+
+std::vector<std::string> Hosts(const ObjectKey& key, const mesh::v1::ServiceSpec& spec) {
+  const std::string& name = key.second;
+  const std::string& ns = key.first;
+  const std::string forms[] = {name, Cat(name, ".", ns), Cat(name, ".", ns, ".svc"),
+                               Cat(name, ".", ns, ".svc.cluster.local")};
+  std::vector<std::string> hosts;
+  for (const auto& f : forms) {
+    hosts.push_back(f);
+    for (const auto& p : spec.ports()) hosts.push_back(Cat(f, ":", p.port()));
+  }
+  return hosts;
+}
+
+v1::Protocol ProtocolOf(const mesh::v1::ServicePort& p) {
+  return p.protocol() == "tcp" ? v1::PROTOCOL_TCP : v1::PROTOCOL_HTTP;
+}
+
+// The Service resource, its clusters and their endpoints for one direction.
+void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
+                v1::Snapshot& snap) {
+  auto* out = snap.add_services();
+  out->set_name(ServiceName(key));
+  out->set_inbound(inbound);
+  for (const auto& h : Hosts(key, svc.spec())) out->add_hosts(h);
+  for (const auto& p : svc.spec().ports()) {
+    const uint32_t port = p.port();
+    const uint32_t target = p.target_port() ? p.target_port() : port;
+    auto* sp = out->add_ports();
+    sp->set_name(p.name());
+    sp->set_port(port);
+    sp->set_target_port(target);
+    sp->set_protocol(ProtocolOf(p));
+    const std::string cluster = ClusterName(out->name(), port, inbound);
+    if (ProtocolOf(p) == v1::PROTOCOL_HTTP) {
+      auto* route = out->add_routes();
+      route->set_name(Cat("port-", port));
+      route->mutable_match()->set_prefix("/");
+      route->mutable_match()->set_port(port);
+      auto* wc = route->add_clusters();
+      wc->set_cluster(cluster);
+      wc->set_weight(100);
+    } else {
+      auto* wc = sp->add_tcp_clusters();
+      wc->set_cluster(cluster);
+      wc->set_weight(100);
+    }
+    snap.add_clusters()->set_name(cluster);
+    auto* eps = snap.add_endpoints();
+    eps->set_cluster(cluster);
+    if (inbound) {
+      auto* ep = eps->add_endpoints();
+      ep->set_address("127.0.0.1");
+      ep->set_port(target);
+      continue;
+    }
+    if (svc.spec().selector().empty()) continue;  // selects nothing, as in Kubernetes
+    for (const auto& [wkey, wl] : state.workloads) {
+      if (wkey.first != key.first || wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
+      bool match = true;
+      for (const auto& [k, v] : svc.spec().selector()) {
+        auto it = wl.metadata().labels().find(k);
+        match = match && it != wl.metadata().labels().end() && it->second == v;
+      }
+      if (!match) continue;
+      auto* ep = eps->add_endpoints();
+      ep->set_address(wl.spec().address());
+      ep->set_port(wl.spec().inbound_port());
+      ep->set_weight(1);
+      ep->set_workload(Cat(wkey.second, ".", wkey.first));
+    }
+  }
+}
+
+bool SelectsAgent(const mesh::v1::Service& svc, const mesh::v1::Workload& agent) {
+  if (svc.spec().selector().empty()) return false;
+  for (const auto& [k, v] : svc.spec().selector()) {
+    auto it = agent.metadata().labels().find(k);
+    if (it == agent.metadata().labels().end() || it->second != v) return false;
+  }
+  return true;
+}
+
+// Attaches PluginConfigs of mounted plugins to the snapshot's services (SPEC §3.4).
+void AttachConfigs(const MeshState& state, v1::Snapshot& snap, Report& report) {
+  // (plugin, service) → the winning config; older (lower create revision) wins.
+  std::map<std::pair<std::string, std::string>, const std::pair<const ObjectKey, Versioned<mesh::v1::PluginConfig>>*> winners;
+  for (const auto& entry : state.plugin_configs) {
+    const auto& pc = entry.second.object;
+    if (!report.mounted_plugins.count(pc.spec().plugin())) continue;
+    for (const auto& ref : pc.spec().destination_refs()) {
+      const auto slot = std::make_pair(pc.spec().plugin(), Cat(ref.name(), ".", ref.namespace_()));
+      auto [it, fresh] = winners.emplace(slot, &entry);
+      if (fresh) continue;
+      const auto* a = it->second;
+      const auto* b = &entry;
+      if (std::tie(b->second.create_revision, b->first) < std::tie(a->second.create_revision, a->first)) std::swap(a, b);
+      it->second = a;
+      const std::string msg = Cat("PluginConfigs ", a->first.first, "/", a->first.second, " and ", b->first.first,
+                                  "/", b->first.second, " both configure plugin ", slot.first, " for service ",
+                                  slot.second, "; the older, ", a->first.first, "/", a->first.second, ", wins");
+      report.conflicts[a->first].insert(msg);
+      report.conflicts[b->first].insert(msg);
+    }
+  }
+  for (auto& svc : *snap.mutable_services()) {
+    for (const auto& [slot, entry] : winners) {
+      if (slot.second != svc.name()) continue;
+      (*svc.mutable_plugin_configs())[slot.first] = entry->second.object.spec().config();
+      report.applied_configs.insert(entry->first);
+    }
+  }
+}
+
+}  // namespace
+
+const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins() {
+  static const auto* table = new std::map<std::string, std::vector<mesh::v1::BuiltinModule>>{
+      {"inbound-tcp", {B("tls-termination", 130), B("tcp-routing", 120), B("tcp-load-balancing", 110),
+                       B("tcp-default", 100)}},
+      {"inbound-http", {B("tls-termination", 180), B("http-routing", 170), B("metrics", 160),
+                        B("tracing", 150), B("logging", 140), B("throttle-service", 130),
+                        B("throttle-route", 120), B("http-load-balancing", 110), B("http-default", 100)}},
+      {"outbound-tcp", {B("tcp-routing", 120), B("tcp-load-balancing", 110), B("tcp-default", 100)}},
+      {"outbound-http", {B("http-routing", 160), B("metrics", 150), B("tracing", 140), B("logging", 130),
+                         B("circuit-breaker", 120), B("http-load-balancing", 110), B("http-default", 100)}},
+  };
+  return *table;
+}
+
+std::string ClusterName(const std::string& service, uint32_t port, bool local) {
+  return Cat(service, "|", port, local ? "|local" : "");
+}
+
+Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
+  Translation t;
+  v1::Snapshot& snap = t.snapshot;
+  const std::string& ns = agent.metadata().namespace_();
+
+  std::map<std::string, std::vector<Module>> chains;
+  for (const char* c : kChains) chains[c] = BuiltinModules(state, c);
+
+  if (state.plugins_enabled()) {
+    static const mesh::v1::Namespace kNoNamespace;
+    auto ns_it = state.namespaces.find(ns);
+    const auto& ns_labels = (ns_it == state.namespaces.end() ? kNoNamespace : ns_it->second).metadata().labels();
+    std::set<std::string> scripts_added;
+    for (const auto& [key, pc] : state.plugin_chains) {
+      const auto& sel = pc.spec().selectors();
+      if (!Matches(sel.pod_selector(), agent.metadata().labels()) ||
+          !Matches(sel.namespace_selector(), ns_labels)) {
+        continue;
+      }
+      t.report.matched_chains.push_back(key);
+      for (const auto& ref : pc.spec().chains()) {
+        auto& modules = chains[ref.name()];
+        for (const auto& plugin : ref.plugins()) {
+          auto it = state.plugins.find(plugin);
+          if (it == state.plugins.end()) {
+            t.report.missing_plugins[key].insert(plugin);
+            continue;
+          }
+          const bool already = std::any_of(modules.begin(), modules.end(),
+                                           [&](const Module& m) { return m.name == plugin; });
+          if (already) continue;
+          const auto& spec = it->second.object.spec();
+          const std::string script_name = Cat(plugin, "@", Sha256Hex(spec.script()).substr(0, 16));
+          modules.push_back(Module{plugin, static_cast<uint32_t>(spec.priority()), script_name});
+          t.report.mounted_plugins.insert(plugin);
+          if (scripts_added.insert(script_name).second) {
+            auto* s = snap.add_scripts();
+            s->set_name(script_name);
+            s->set_plugin(plugin);
+            s->set_source(spec.script());
+            s->set_version(std::to_string(it->second.object.metadata().resource_version()));
+          }
+        }
+      }
+    }
+  }
+
+  auto* set = snap.mutable_chains();
+  set->set_name("chains");
+  for (auto& [name, modules] : chains) {
+    std::sort(modules.begin(), modules.end(), [](const Module& a, const Module& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.name < b.name;
+    });
+    auto* out = SnapshotChain(*set, name);
+    for (const auto& m : modules) {
+      auto* cm = out->Add();
+      cm->set_name(m.name);
+      cm->set_priority(m.priority);
+      if (m.script.empty()) {
+        cm->set_builtin(true);
+      } else {
+        cm->set_script(m.script);
+      }
+    }
+  }
+
+  for (const auto& [key, svc] : state.services) {
+    AddService(state, key, svc, /*inbound=*/false, snap);
+    if (key.first == ns && SelectsAgent(svc, agent)) AddService(state, key, svc, /*inbound=*/true, snap);
+  }
+  AttachConfigs(state, snap, t.report);
+
+  auto* wl = snap.mutable_settings()->mutable_workload();
+  wl->set_name(agent.metadata().name());
+  wl->set_namespace_(ns);
+  wl->set_service_account(agent.spec().service_account());
+  wl->mutable_labels()->insert(agent.metadata().labels().begin(), agent.metadata().labels().end());
+
+  snap.set_version(Sha256Hex(DeterministicBytes(snap)).substr(0, 16));
+  return t;
+}
+
+}  // namespace meshplug::translate

@@ -1,0 +1,39 @@
+// Translation (SPEC §3): from the mesh's resources and one agent's workload to that
+// agent's snapshot. A pure function: same input, same bytes.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "control_plane/translate/mesh_state.h"
+#include "meshplug/v1/snapshot.pb.h"
+
+namespace meshplug::translate {
+
+// What translation found out about the resources for this agent, for their status.
+struct Report {
+  std::vector<ObjectKey> matched_chains;  // PluginChains whose selectors match the agent
+  // PluginChain → plugins it names that do not exist (skipped until they are created).
+  std::map<ObjectKey, std::set<std::string>> missing_plugins;
+  std::set<std::string> mounted_plugins;     // script plugins in any chain of the agent
+  std::set<ObjectKey> applied_configs;       // PluginConfigs attached for the agent
+  // PluginConfig → "conflicts with <ns>/<name> for service <svc>: the older one wins".
+  std::map<ObjectKey, std::set<std::string>> conflicts;
+};
+
+struct Translation {
+  v1::Snapshot snapshot;  // version = content hash
+  Report report;
+};
+
+Translation Translate(const MeshState& state, const mesh::v1::Workload& agent);
+
+// SPEC §5's built-in modules with their priorities, per chain, before MeshConfig.
+const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins();
+
+// Cluster names: "<svc>.<ns>|<port>" and, for an agent's own app, "…|local".
+std::string ClusterName(const std::string& service, uint32_t port, bool local);
+
+}  // namespace meshplug::translate

@@ -1,0 +1,295 @@
+// SPEC §3 rule by rule, on states built from manifests.
+#include "control_plane/translate/translate.h"
+
+#include <gtest/gtest.h>
+
+#include "control_plane/resources/manifest.h"
+#include "control_plane/translate/selector.h"
+
+namespace meshplug::translate {
+namespace {
+
+constexpr const char* kMesh = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: httpbin}
+spec: {ports: [{port: 14001}], selector: {app: httpbin}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: curl, namespace: curl}
+spec: {ports: [{port: 80}], selector: {app: curl}}
+---
+apiVersion: meshplug.io/v1
+kind: Workload
+metadata: {name: curl-1, namespace: curl, labels: {app: curl}}
+spec: {address: 127.0.0.2, inboundPort: 15003, serviceAccount: curl}
+---
+apiVersion: meshplug.io/v1
+kind: Workload
+metadata: {name: httpbin-1, namespace: httpbin, labels: {app: httpbin}}
+spec: {address: 127.0.0.3, inboundPort: 15003, serviceAccount: httpbin}
+)";
+
+constexpr const char* kPluginsOn = R"(
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
+)";
+
+std::string Plugin(const std::string& name, int priority) {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: " + name +
+         "}\nspec: {priority: " + std::to_string(priority) + ", script: 'function on_request() end'}\n";
+}
+
+std::string Chain(const std::string& ns, const std::string& name, const std::string& chain,
+                  const std::string& plugins, const std::string& selectors = "") {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginChain\nmetadata: {name: " + name +
+         ", namespace: " + ns + "}\nspec:\n  chains: [{name: " + chain + ", plugins: [" + plugins + "]}]\n" +
+         selectors;
+}
+
+std::string Config(const std::string& ns, const std::string& name, const std::string& plugin,
+                   const std::string& service, const std::string& config) {
+  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: " + name +
+         ", namespace: " + ns + "}\nspec:\n  plugin: " + plugin +
+         "\n  destinationRefs: [{kind: Service, name: " + service.substr(0, service.find('.')) +
+         ", namespace: " + service.substr(service.find('.') + 1) + "}]\n  config: " + config + "\n";
+}
+
+// Adds every document of `yaml` to `state`, each one revision newer than the last.
+void Add(MeshState& state, const std::string& yaml) {
+  auto docs = resources::ParseManifest("test", yaml);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  for (auto& d : *docs) {
+    store::Entry e{d.key(), d.object->SerializeAsString(), ++state.revision, state.revision};
+    ASSERT_TRUE(state.Put(e));
+  }
+}
+
+MeshState State(const std::string& yaml) {
+  MeshState s;
+  Add(s, std::string(kMesh) + "---\n" + yaml);
+  return s;
+}
+
+const mesh::v1::Workload& Agent(const MeshState& s, const std::string& ns, const std::string& name) {
+  return s.workloads.at({ns, name});
+}
+
+std::vector<std::string> Names(const google::protobuf::RepeatedPtrField<v1::ChainModule>& chain) {
+  std::vector<std::string> out;
+  for (const auto& m : chain) out.push_back(m.name());
+  return out;
+}
+
+const v1::Service& Svc(const v1::Snapshot& snap, const std::string& name, bool inbound) {
+  for (const auto& s : snap.services()) {
+    if (s.name() == name && s.inbound() == inbound) return s;
+  }
+  static const v1::Service kNone;
+  ADD_FAILURE() << "no service " << name << (inbound ? " (inbound)" : " (outbound)");
+  return kNone;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(Translate, BuiltinChainsWhenNoPlugins) {
+  const MeshState s = State(Chain("curl", "c", "outbound-http", "p"));  // plugins off
+  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
+            (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "http-load-balancing",
+                     "http-default"}));
+  EXPECT_EQ(Names(t.snapshot.chains().inbound_tcp()),
+            (Strings{"tls-termination", "tcp-routing", "tcp-load-balancing", "tcp-default"}));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_tcp()), (Strings{"tcp-routing", "tcp-load-balancing", "tcp-default"}));
+  EXPECT_TRUE(t.report.matched_chains.empty());
+  EXPECT_TRUE(t.snapshot.scripts().empty());
+}
+
+TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("token-injector", 115) + "---\n" +
+                            Plugin("token-verifier", 115) + "---\n" +
+                            Chain("curl", "token-injector-chain", "outbound-http", "token-injector",
+                                  "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n"
+                                  "    namespaceSelector:\n      matchExpressions:\n"
+                                  "      - {key: openservicemesh.io/monitored-by, operator: In, values: [osm]}\n") +
+                            "---\n" +
+                            Chain("httpbin", "token-verifier-chain", "inbound-http", "token-verifier",
+                                  "  selectors:\n    podSelector: {matchLabels: {app: httpbin}}\n"));
+  const auto curl = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(curl.snapshot.chains().outbound_http()),
+            (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "token-injector",
+                     "http-load-balancing", "http-default"}));
+  EXPECT_EQ(curl.snapshot.chains().outbound_http(5).script().rfind("token-injector@", 0), 0u);
+  EXPECT_EQ(Names(curl.snapshot.chains().inbound_http()).size(), 9u);  // no verifier for curl
+  ASSERT_EQ(curl.snapshot.scripts_size(), 1);
+  EXPECT_EQ(curl.snapshot.scripts(0).plugin(), "token-injector");
+
+  const auto httpbin = Translate(s, Agent(s, "httpbin", "httpbin-1"));
+  EXPECT_EQ(Names(httpbin.snapshot.chains().inbound_http()),
+            (Strings{"tls-termination", "http-routing", "metrics", "tracing", "logging", "throttle-service",
+                     "throttle-route", "token-verifier", "http-load-balancing", "http-default"}));
+  EXPECT_EQ(Names(httpbin.snapshot.chains().outbound_http()).size(), 7u);
+}
+
+TEST(Translate, TiesAreBrokenByName) {
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("zeta", 110) + "---\n" +
+                            Plugin("alpha", 110) + "---\n" + Chain("curl", "c", "outbound-http", "zeta, alpha"));
+  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
+            (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "alpha",
+                     "http-load-balancing", "zeta", "http-default"}));
+}
+
+TEST(Translate, MeshConfigDisablesAndReprioritisesBuiltins) {
+  const MeshState s = State(R"(
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec:
+  pluginChains:
+    outbound-http:
+    - {plugin: logging, priority: 130, disable: true}
+    - {plugin: tracing, priority: 155}
+)");
+  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
+            (Strings{"http-routing", "tracing", "metrics", "circuit-breaker", "http-load-balancing", "http-default"}));
+}
+
+TEST(Translate, MissingPluginIsSkippedReportedAndMountedOnceCreated) {
+  MeshState s = State(std::string(kPluginsOn) + "---\n" + Chain("curl", "c", "outbound-http", "later"));
+  auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_http()).size(), 7u);
+  EXPECT_EQ(t.report.missing_plugins.at({"curl", "c"}), (std::set<std::string>{"later"}));
+
+  Add(s, Plugin("later", 115));
+  t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Names(t.snapshot.chains().outbound_http())[5], "later");
+  EXPECT_TRUE(t.report.missing_plugins.empty());
+}
+
+struct SelectorCase {
+  const char* selector;  // YAML of a LabelSelector
+  bool expected;
+};
+
+class SelectorMatch : public testing::TestWithParam<SelectorCase> {};
+
+TEST_P(SelectorMatch, FollowsKubernetesSemantics) {
+  auto docs = resources::ParseManifest(
+      "t", std::string("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginChain\nmetadata: {name: c, namespace: n}\n"
+                       "spec:\n  chains: [{name: inbound-http, plugins: [p]}]\n  selectors:\n    podSelector: ") +
+               GetParam().selector + "\n");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  const auto& pc = static_cast<const mesh::v1::PluginChain&>(*(*docs)[0].object);
+  mesh::v1::ObjectMeta meta;
+  (*meta.mutable_labels())["app"] = "curl";
+  (*meta.mutable_labels())["tier"] = "front";
+  EXPECT_EQ(Matches(pc.spec().selectors().pod_selector(), meta.labels()), GetParam().expected) << GetParam().selector;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Selectors, SelectorMatch,
+    testing::Values(SelectorCase{"{}", true}, SelectorCase{"{matchLabels: {app: curl}}", true},
+                    SelectorCase{"{matchLabels: {app: curl, tier: back}}", false},
+                    SelectorCase{"{matchExpressions: [{key: app, operator: In, values: [curl, x]}]}", true},
+                    SelectorCase{"{matchExpressions: [{key: app, operator: In, values: [x]}]}", false},
+                    SelectorCase{"{matchExpressions: [{key: app, operator: NotIn, values: [x]}]}", true},
+                    SelectorCase{"{matchExpressions: [{key: app, operator: NotIn, values: [curl]}]}", false},
+                    SelectorCase{"{matchExpressions: [{key: missing, operator: NotIn, values: [x]}]}", true},
+                    SelectorCase{"{matchExpressions: [{key: tier, operator: Exists}]}", true},
+                    SelectorCase{"{matchExpressions: [{key: zone, operator: Exists}]}", false},
+                    SelectorCase{"{matchExpressions: [{key: zone, operator: DoesNotExist}]}", true},
+                    SelectorCase{"{matchExpressions: [{key: app, operator: DoesNotExist}]}", false},
+                    SelectorCase{"{matchLabels: {app: curl}, matchExpressions: [{key: tier, operator: In, values: [back]}]}",
+                                 false}));
+
+TEST(Translate, NamespaceSelectorUsesTheWorkloadsNamespaceLabels) {
+  const std::string on = std::string(kPluginsOn) + "---\n" + Plugin("p", 115) + "---\n";
+  const MeshState monitored = State(on + Chain("httpbin", "c", "outbound-http", "p",
+                                               "  selectors:\n    namespaceSelector: {matchLabels: "
+                                               "{openservicemesh.io/monitored-by: osm}}\n"));
+  EXPECT_EQ(Translate(monitored, Agent(monitored, "curl", "curl-1")).report.matched_chains.size(), 1u);
+  const MeshState other = State(on + Chain("httpbin", "c", "outbound-http", "p",
+                                           "  selectors:\n    namespaceSelector: {matchLabels: {team: x}}\n"));
+  EXPECT_TRUE(Translate(other, Agent(other, "curl", "curl-1")).report.matched_chains.empty());
+}
+
+TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThePlugin) {
+  MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("token-injector", 115) + "---\n" +
+                      Plugin("token-verifier", 115) + "---\n" +
+                      Chain("curl", "ci", "outbound-http", "token-injector", "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n") +
+                      "---\n" +
+                      Chain("httpbin", "cv", "inbound-http", "token-verifier", "  selectors:\n    podSelector: {matchLabels: {app: httpbin}}\n") +
+                      "---\n" + Config("curl", "to-httpbin", "token-injector", "httpbin.httpbin", "{AccessToken: a}") +
+                      "---\n" + Config("curl", "to-curl", "token-injector", "curl.curl", "{AccessToken: b}") + "---\n" +
+                      Config("httpbin", "verify", "token-verifier", "httpbin.httpbin", "{Paths: [/get]}"));
+  const auto curl = Translate(s, Agent(s, "curl", "curl-1"));
+  // Two configs of one plugin for different services each keep their own.
+  EXPECT_EQ(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "a");
+  EXPECT_EQ(Svc(curl.snapshot, "curl.curl", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "b");
+  // Outbound for curl: the verifier is not mounted there, so its config is not attached.
+  EXPECT_FALSE(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().contains("token-verifier"));
+  EXPECT_EQ(curl.report.applied_configs.size(), 2u);
+
+  const auto httpbin = Translate(s, Agent(s, "httpbin", "httpbin-1"));
+  // Inbound, under the agent's own service.
+  EXPECT_EQ(Svc(httpbin.snapshot, "httpbin.httpbin", true).plugin_configs().at("token-verifier").fields().at("Paths").list_value().values(0).string_value(), "/get");
+  EXPECT_FALSE(Svc(httpbin.snapshot, "httpbin.httpbin", true).plugin_configs().contains("token-injector"));
+}
+
+TEST(Translate, ConflictingPluginConfigsTheOlderWinsAndBothAreReported) {
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 115) + "---\n" +
+                            Chain("curl", "c", "outbound-http", "p") + "---\n" +
+                            Config("curl", "first", "p", "httpbin.httpbin", "{v: 1}") + "---\n" +
+                            Config("curl", "second", "p", "httpbin.httpbin", "{v: 2}"));
+  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(Svc(t.snapshot, "httpbin.httpbin", false).plugin_configs().at("p").fields().at("v").number_value(), 1);
+  ASSERT_EQ(t.report.conflicts.size(), 2u);
+  EXPECT_NE(t.report.conflicts.at({"curl", "second"}).begin()->find("the older, curl/first, wins"), std::string::npos);
+}
+
+TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
+  const MeshState s = State("");
+  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto& out = Svc(t.snapshot, "httpbin.httpbin", false);
+  EXPECT_NE(std::find(out.hosts().begin(), out.hosts().end(), "httpbin.httpbin:14001"), out.hosts().end());
+  ASSERT_EQ(out.routes_size(), 1);
+  EXPECT_EQ(out.routes(0).clusters(0).cluster(), "httpbin.httpbin|14001");
+  const auto& in = Svc(t.snapshot, "curl.curl", true);
+  EXPECT_EQ(in.routes(0).clusters(0).cluster(), "curl.curl|80|local");
+  for (const auto& eps : t.snapshot.endpoints()) {
+    if (eps.cluster() == "httpbin.httpbin|14001") {
+      ASSERT_EQ(eps.endpoints_size(), 1);
+      EXPECT_EQ(eps.endpoints(0).address(), "127.0.0.3");
+      EXPECT_EQ(eps.endpoints(0).port(), 15003u);
+    }
+    if (eps.cluster() == "curl.curl|80|local") {
+      EXPECT_EQ(eps.endpoints(0).address(), "127.0.0.1");
+      EXPECT_EQ(eps.endpoints(0).port(), 80u);
+    }
+  }
+  EXPECT_EQ(t.snapshot.settings().workload().service_account(), "curl");
+}
+
+TEST(Translate, SameInputSameVersion) {
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 1) + "---\n" + Chain("curl", "c", "outbound-http", "p"));
+  const auto a = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto b = Translate(s, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(a.snapshot.version(), b.snapshot.version());
+  EXPECT_NE(a.snapshot.version(), Translate(s, Agent(s, "httpbin", "httpbin-1")).snapshot.version());
+}
+
+}  // namespace
+}  // namespace meshplug::translate
