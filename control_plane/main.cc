@@ -1,5 +1,5 @@
-// meshplug control plane: the store, the admin API and (with translation) the xDS ADS
-// server, on one gRPC port.
+// meshplug control plane: the store, translation to per-agent snapshots, the xDS ADS
+// server and the admin API, on one gRPC port.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -17,13 +17,18 @@
 #include "common/strings.h"
 #include "control_plane/api/admin_service.h"
 #include "control_plane/api/resource_api.h"
+#include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/xds/ads_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
 ABSL_FLAG(std::string, store, "",
           "SQLite database file (default: $MESHPLUG_HOME/store.db, else "
           "~/.local/share/meshplug/store.db)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(int, debounce_ms, 100, "publish snapshots when no change came for this long");
+ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
+ABSL_FLAG(int, agent_grace_s, 30, "a disconnected agent's endpoints stay this long");
 
 namespace {
 
@@ -69,8 +74,19 @@ int main(int argc, char** argv) {
   log::Info("store open", {{"store", (*store)->Describe()},
                            {"revision", std::to_string((*store)->Revision())}});
 
+  meshplug::xds::SnapshotCache cache;
+  meshplug::xds::AgentRegistry registry;
+  meshplug::controller::MeshController controller(
+      **store, cache, registry,
+      {std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
+       std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
+       std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s))});
+  if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
+
   meshplug::api::ResourceApi resources(**store);
-  meshplug::api::AdminService admin(**store, resources);
+  resources.SetStatusFiller([&](meshplug::resources::Object& obj) { controller.FillStatus(obj); });
+  meshplug::api::AdminService admin(**store, resources, cache, registry);
+  meshplug::xds::AdsService ads(cache, registry, controller);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -78,11 +94,12 @@ int main(int argc, char** argv) {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&admin);
+  builder.RegisterService(&ads);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
   // With port 0 the kernel picks one; tests read it from this line.
   const std::string host = listen.substr(0, listen.rfind(':'));
-  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "admin"}});
+  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin"}});
 
   std::thread waiter([&] {
     int sig = 0;
@@ -92,6 +109,7 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   waiter.join();
+  controller.Stop();
   log::Info("stopped");
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <deque>
 #include <mutex>
 
+#include "common/config_dump.h"
 #include "common/log.h"
 
 namespace meshplug::api {
@@ -130,6 +131,37 @@ grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx
     v.set_revision(store_.Revision());
     v.set_store(store_.Describe());
     return v;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext* ctx,
+                                                    const v1::ProxyStatusRequest*,
+                                                    v1::ProxyStatusResponse* resp) {
+  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::ProxyStatusResponse> {
+    v1::ProxyStatusResponse out;
+    for (auto& a : registry_.List()) *out.add_agents() = std::move(a);
+    return out;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* ctx,
+                                                   const v1::ConfigDumpRequest* req,
+                                                   v1::ConfigDumpResponse* resp) {
+  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::ConfigDumpResponse> {
+    // Accept "namespace/name" and "name.namespace".
+    std::string agent = req->agent();
+    if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
+      const auto dot = agent.find('.');
+      agent = agent.substr(dot + 1) + "/" + agent.substr(0, dot);
+    }
+    auto resources = cache_.Get(agent);
+    if (!resources) {
+      return absl::NotFoundError("no agent \"" + req->agent() +
+                                 "\" (name it namespace/name; see meshctl proxy status)");
+    }
+    v1::ConfigDumpResponse out;
+    out.set_json(ConfigDumpJson(xds::ToSnapshot(*resources)));
+    return out;
   });
 }
 

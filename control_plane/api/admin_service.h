@@ -5,6 +5,8 @@
 
 #include "control_plane/api/resource_api.h"
 #include "control_plane/store/store.h"
+#include "control_plane/xds/agent_registry.h"
+#include "control_plane/xds/snapshot_cache.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 
 namespace meshplug::api {
@@ -13,7 +15,9 @@ inline constexpr const char* kVersion = "0.1.0";
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(store::Store& store, ResourceApi& api) : store_(store), api_(api) {}
+  AdminService(store::Store& store, ResourceApi& api, xds::SnapshotCache& cache,
+               xds::AgentRegistry& registry)
+      : store_(store), api_(api), cache_(cache), registry_(registry) {}
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
                                   v1::ApplyResponse* resp) override;
@@ -23,12 +27,20 @@ class AdminService final : public v1::Admin::CallbackService {
                                 v1::GetResponse* resp) override;
   grpc::ServerUnaryReactor* Version(grpc::CallbackServerContext* ctx, const v1::VersionRequest* req,
                                     v1::VersionResponse* resp) override;
+  grpc::ServerUnaryReactor* ProxyStatus(grpc::CallbackServerContext* ctx,
+                                        const v1::ProxyStatusRequest* req,
+                                        v1::ProxyStatusResponse* resp) override;
+  grpc::ServerUnaryReactor* ConfigDump(grpc::CallbackServerContext* ctx,
+                                       const v1::ConfigDumpRequest* req,
+                                       v1::ConfigDumpResponse* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                   const v1::WatchRequest* req) override;
 
  private:
   store::Store& store_;
   ResourceApi& api_;
+  xds::SnapshotCache& cache_;
+  xds::AgentRegistry& registry_;
 };
 
 // absl::Status → grpc::Status (the codes are the same numbers).

@@ -20,7 +20,7 @@ class AdminServiceTest : public testing::Test {
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
     store_ = std::move(*store::SqliteStore::Open(path));
     api_ = std::make_unique<ResourceApi>(*store_);
-    service_ = std::make_unique<AdminService>(*store_, *api_);
+    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -42,6 +42,8 @@ class AdminServiceTest : public testing::Test {
 
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<ResourceApi> api_;
+  xds::SnapshotCache cache_;
+  xds::AgentRegistry registry_;
   std::unique_ptr<AdminService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Admin::Stub> stub_;

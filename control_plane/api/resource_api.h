@@ -2,6 +2,7 @@
 // applies and deletes, and reads with store-owned metadata filled in.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,9 @@ namespace meshplug::api {
 class ResourceApi {
  public:
   explicit ResourceApi(store::Store& store) : store_(store) {}
+
+  // Fills in the status of objects read (from the control plane's live state).
+  void SetStatusFiller(std::function<void(resources::Object&)> fill) { fill_status_ = std::move(fill); }
 
   // Parses and validates every document of every manifest first; writes all of them in
   // one store commit, or nothing. Unchanged objects are reported and not rewritten.
@@ -36,6 +40,7 @@ class ResourceApi {
       const google::protobuf::RepeatedPtrField<v1::Manifest>& manifests) const;
 
   store::Store& store_;
+  std::function<void(resources::Object&)> fill_status_;
 };
 
 }  // namespace meshplug::api

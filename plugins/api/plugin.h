@@ -8,6 +8,8 @@
 // step, which suspends only this request and never blocks the worker thread.
 #pragma once
 
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>

@@ -1,0 +1,220 @@
+#include "agent/agent.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <future>
+
+#include "agent/admin.h"
+#include "agent/tcp_proxy.h"
+#include "plugins/builtin/text.h"
+
+namespace meshplug::agent {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using builtin::Cat;
+
+Agent::Agent(AgentOptions options, std::unique_ptr<BuiltinFactory> builtins,
+             const ScriptFactory* scripts)
+    : options_(std::move(options)),
+      builtins_(builtins ? std::move(builtins) : std::make_unique<DefaultBuiltins>()),
+      builder_(*builtins_, scripts, state_, options_.limits) {
+  size_t n = options_.workers != 0 ? options_.workers
+                                   : std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < n; ++i) {
+    auto worker = std::make_unique<Worker>();
+    worker->pool = std::make_unique<UpstreamPool>(worker->context.get_executor());
+    workers_.push_back(std::move(worker));
+  }
+}
+
+Agent::~Agent() {
+  Drain();
+  if (drain_thread_.joinable()) drain_thread_.join();
+}
+
+absl::StatusOr<std::shared_ptr<Agent::Acceptor>> Agent::Listen(const std::string& address,
+                                                              uint16_t port) {
+  boost::system::error_code ec;
+  net::ip::address ip = net::ip::make_address(address, ec);
+  if (ec) return absl::InvalidArgumentError(Cat("bad listen address \"", address, "\""));
+  auto acceptor = std::make_shared<Acceptor>(control_);
+  tcp::endpoint endpoint(ip, port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(Acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(Cat("cannot listen on ", address, ":", port, ": ", ec.message()));
+  }
+  return acceptor;
+}
+
+Agent::Worker& Agent::NextWorker() {
+  return *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+}
+
+ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
+  return ProxyEnv{&chains_, worker.pool.get(), &state_.stats, inbound, &draining_, &in_flight_};
+}
+
+void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp) {
+  net::co_spawn(
+      control_,
+      [this, acceptor, inbound, tcp]() -> net::awaitable<void> {
+        uint16_t port = acceptor->local_endpoint().port();
+        while (acceptor->is_open()) {
+          Worker& worker = NextWorker();
+          boost::system::error_code ec;
+          tcp::socket socket =
+              co_await acceptor->async_accept(worker.context, net::redirect_error(net::use_awaitable, ec));
+          if (ec == net::error::operation_aborted || !acceptor->is_open()) break;
+          if (ec) continue;  // e.g. EMFILE: the next accept may succeed
+          if (tcp) {
+            net::co_spawn(worker.context, ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port),
+                          net::detached);
+          } else {
+            net::co_spawn(worker.context, ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
+                          net::detached);
+          }
+        }
+      },
+      net::detached);
+}
+
+absl::Status Agent::Start() {
+  auto outbound = Listen(options_.bind_address, options_.outbound_port);
+  if (!outbound.ok()) return outbound.status();
+  auto inbound = Listen(options_.bind_address, options_.inbound_port);
+  if (!inbound.ok()) return inbound.status();
+  auto admin = Listen(options_.admin_address, options_.admin_port);
+  if (!admin.ok()) return admin.status();
+  outbound_port_ = (*outbound)->local_endpoint().port();
+  inbound_port_ = (*inbound)->local_endpoint().port();
+  admin_port_ = (*admin)->local_endpoint().port();
+  http_acceptors_ = {*outbound, *inbound};
+  admin_acceptor_ = *admin;
+  AcceptLoop(*outbound, false, false);
+  AcceptLoop(*inbound, true, false);
+  ServeAdmin(control_, *admin, *this);
+  for (auto& worker : workers_) {
+    worker->thread = std::thread([&context = worker->context] {
+      auto guard = net::make_work_guard(context);
+      context.run();
+    });
+  }
+  control_thread_ = std::thread([this] {
+    auto guard = net::make_work_guard(control_);
+    control_.run();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Apply(v1::Snapshot snapshot) {
+  std::lock_guard lock(apply_mu_);
+  absl::StatusOr<std::shared_ptr<const ChainSet>> next = builder_.Build(std::move(snapshot));
+  if (!next.ok()) return next.status();
+  // Listeners are control-thread state; before Start() there is no control thread yet.
+  auto on_control = [this](auto task) {
+    if (!control_thread_.joinable()) return task();
+    std::packaged_task<absl::Status()> packaged(std::move(task));
+    std::future<absl::Status> done = packaged.get_future();
+    net::post(control_, [&packaged] { packaged(); });
+    return done.get();
+  };
+  const builtin::MeshView& mesh = (*next)->mesh();
+  if (absl::Status s = on_control([&] { return OpenTcpListeners(mesh); }); !s.ok()) return s;
+  chains_.Swap(*next);
+  swaps_.fetch_add(1);
+  return on_control([&] {
+    CloseUnusedTcpListeners(mesh);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Agent::OpenTcpListeners(const builtin::MeshView& mesh) {
+  std::vector<std::pair<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>>> opened;
+  for (bool inbound : {false, true}) {
+    for (const auto& [port, view] : mesh.tcp_ports(inbound)) {
+      auto key = std::make_pair(inbound, static_cast<uint16_t>(port));
+      if (tcp_acceptors_.contains(key)) continue;
+      auto acceptor = Listen(options_.bind_address, key.second);
+      if (!acceptor.ok()) {
+        for (auto& [k, a] : opened) a->close();
+        return absl::Status(acceptor.status().code(),
+                            Cat("service ", view.service->config->name(), ": ",
+                                std::string(acceptor.status().message())));
+      }
+      opened.emplace_back(key, *acceptor);
+    }
+  }
+  for (auto& [key, acceptor] : opened) {
+    tcp_acceptors_.emplace(key, acceptor);
+    AcceptLoop(acceptor, key.first, true);
+  }
+  return absl::OkStatus();
+}
+
+void Agent::CloseUnusedTcpListeners(const builtin::MeshView& mesh) {
+  for (auto it = tcp_acceptors_.begin(); it != tcp_acceptors_.end();) {
+    if (mesh.tcp_ports(it->first.first).contains(it->first.second)) {
+      ++it;
+      continue;
+    }
+    boost::system::error_code ec;
+    it->second->close(ec);
+    it = tcp_acceptors_.erase(it);
+  }
+}
+
+void Agent::Drain() {
+  std::call_once(drain_once_, [this] {
+    draining_ = true;
+    if (control_thread_.joinable()) {
+      std::promise<void> closed;
+      net::post(control_, [this, &closed] {
+        boost::system::error_code ec;
+        // The admin acceptor stays open so /ready can report the drain.
+        for (auto& acceptor : http_acceptors_) acceptor->close(ec);
+        for (auto& [key, acceptor] : tcp_acceptors_) acceptor->close(ec);
+        closed.set_value();
+      });
+      closed.get_future().wait();
+      auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+      // In-flight work ends on its own schedule; poll at a rate that is invisible next to
+      // any drain timeout.
+      while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    Stop();
+  });
+}
+
+void Agent::DrainAsync() {
+  std::lock_guard lock(stopped_mu_);
+  if (!drain_thread_.joinable()) drain_thread_ = std::thread([this] { Drain(); });
+}
+
+void Agent::Stop() {
+  control_.stop();
+  for (auto& worker : workers_) worker->context.stop();
+  if (control_thread_.joinable()) control_thread_.join();
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+  std::lock_guard lock(stopped_mu_);
+  stopped_ = true;
+  stopped_cv_.notify_all();
+}
+
+void Agent::Wait() {
+  std::unique_lock lock(stopped_mu_);
+  stopped_cv_.wait(lock, [this] { return stopped_; });
+}
+
+}  // namespace meshplug::agent

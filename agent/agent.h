@@ -1,0 +1,114 @@
+// The agent: worker threads, the outbound/inbound/admin listeners, TCP listeners from the
+// snapshot, the active chain set and graceful drain.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "agent/chain_set.h"
+#include "agent/http_proxy.h"
+#include "agent/upstream_pool.h"
+#include "meshplug/v1/snapshot.pb.h"
+#include "plugins/builtin/state.h"
+
+namespace meshplug::agent {
+
+struct AgentOptions {
+  std::string bind_address = "0.0.0.0";  // outbound, inbound and TCP listeners
+  uint16_t outbound_port = 15001;
+  uint16_t inbound_port = 15003;
+  std::string admin_address = "127.0.0.1";
+  uint16_t admin_port = 15000;
+  size_t workers = 0;  // 0: one per core
+  Limits limits;
+  std::chrono::milliseconds drain_timeout{10'000};
+};
+
+class Agent {
+ public:
+  // `builtins` defaults to DefaultBuiltins; `scripts` may be null (no Lua runtime).
+  explicit Agent(AgentOptions options, std::unique_ptr<BuiltinFactory> builtins = nullptr,
+                 const ScriptFactory* scripts = nullptr);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Binds the listeners and starts the threads.
+  absl::Status Start();
+
+  // Builds a chain set from `snapshot` and swaps it in; on error the old set keeps
+  // running and the error says what failed. Opens and closes the snapshot's TCP listeners.
+  absl::Status Apply(v1::Snapshot snapshot);
+
+  // Stops accepting, lets in-flight requests finish within the drain timeout, then stops
+  // every thread. Safe to call from any thread but a worker's, and more than once.
+  void Drain();
+  // Drain() on a thread of its own (for /quitquitquit).
+  void DrainAsync();
+  // Blocks until the agent has stopped.
+  void Wait();
+
+  uint16_t outbound_port() const { return outbound_port_; }
+  uint16_t inbound_port() const { return inbound_port_; }
+  uint16_t admin_port() const { return admin_port_; }
+
+  const ActiveChainSet& chains() const { return chains_; }
+  builtin::BuiltinState& state() { return state_; }
+  uint64_t swaps() const { return swaps_.load(); }
+  bool draining() const { return draining_.load(); }
+
+ private:
+  struct Worker {
+    boost::asio::io_context context{1};
+    std::unique_ptr<UpstreamPool> pool;
+    std::thread thread;
+  };
+  using Acceptor = boost::asio::ip::tcp::acceptor;
+
+  absl::StatusOr<std::shared_ptr<Acceptor>> Listen(const std::string& address, uint16_t port);
+  // Accepts on the control thread and hands each connection to the next worker.
+  void AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp);
+  Worker& NextWorker();
+  ProxyEnv EnvFor(Worker& worker, bool inbound);
+  // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.
+  absl::Status OpenTcpListeners(const builtin::MeshView& mesh);
+  void CloseUnusedTcpListeners(const builtin::MeshView& mesh);
+  void Stop();
+
+  AgentOptions options_;
+  std::unique_ptr<BuiltinFactory> builtins_;
+  builtin::BuiltinState state_;
+  ChainSetBuilder builder_;
+  ActiveChainSet chains_;
+  std::mutex apply_mu_;  // one Apply at a time
+  std::atomic<uint64_t> swaps_{0};
+
+  boost::asio::io_context control_{1};  // acceptors and admin
+  std::thread control_thread_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<size_t> next_worker_{0};
+  std::vector<std::shared_ptr<Acceptor>> http_acceptors_;  // outbound, inbound
+  std::shared_ptr<Acceptor> admin_acceptor_;
+  std::map<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>> tcp_acceptors_;  // control thread
+  uint16_t outbound_port_ = 0, inbound_port_ = 0, admin_port_ = 0;
+
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> in_flight_{0};
+  std::once_flag drain_once_;
+  std::thread drain_thread_;
+  std::mutex stopped_mu_;
+  std::condition_variable stopped_cv_;
+  bool stopped_ = false;
+};
+
+}  // namespace meshplug::agent

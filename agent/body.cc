@@ -1,0 +1,78 @@
+#include "agent/body.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/read.hpp>
+
+namespace meshplug::agent {
+
+template <bool isRequest>
+net::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_code& ec) {
+  out.clear();
+  // One read may yield only chunk framing and no body bytes; keep reading until it does.
+  while (out.empty() && !parser_.is_done()) {
+    out.resize(kBodyPieceBytes);
+    parser_.get().body().data = out.data();
+    parser_.get().body().size = out.size();
+    stream_.expires_after(idle_timeout_);
+    co_await http::async_read_some(stream_, buffer_, parser_,
+                                   net::redirect_error(net::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    out.resize(kBodyPieceBytes - parser_.get().body().size);
+    if (ec) co_return;
+  }
+}
+
+template class BodySource<true>;
+template class BodySource<false>;
+
+net::awaitable<void> BodySink::Write(std::string_view piece, beast::error_code& ec) {
+  if (piece.empty() || framing_ == Framing::kNone) co_return;
+  stream_.expires_after(idle_timeout_);
+  if (framing_ == Framing::kChunked) {
+    co_await net::async_write(stream_, http::make_chunk(net::buffer(piece)),
+                              net::redirect_error(net::use_awaitable, ec));
+  } else {
+    co_await net::async_write(stream_, net::buffer(piece),
+                              net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
+net::awaitable<void> BodySink::Finish(beast::error_code& ec) {
+  if (framing_ != Framing::kChunked) co_return;
+  stream_.expires_after(idle_timeout_);
+  co_await net::async_write(stream_, http::make_chunk_last(),
+                            net::redirect_error(net::use_awaitable, ec));
+}
+
+BodyFilters::BodyFilters(std::vector<plugins::HttpPlugin*> plugins, bool request,
+                         uint64_t buffer_limit)
+    : request_(request), buffer_limit_(buffer_limit) {
+  for (plugins::HttpPlugin* p : plugins) {
+    plugins::BodyMode mode = request ? p->request_body_mode() : p->response_body_mode();
+    if (mode != plugins::BodyMode::kNone) stages_.push_back({p, mode, {}});
+  }
+}
+
+net::awaitable<plugins::Verdict> BodyFilters::Run(plugins::HttpContext& ctx, std::string& piece,
+                                                  bool last) {
+  for (Stage& stage : stages_) {
+    if (stage.mode == plugins::BodyMode::kBuffer) {
+      stage.buffered += piece;
+      piece.clear();
+      if (stage.buffered.size() > buffer_limit_) {
+        co_return plugins::Verdict::Respond(request_ ? 413 : 502, "body too large to buffer\n");
+      }
+      if (!last) co_return plugins::Verdict::Continue();
+      piece = std::move(stage.buffered);
+    }
+    plugins::Verdict v = request_ ? co_await stage.plugin->OnRequestBody(ctx, piece, last)
+                                  : co_await stage.plugin->OnResponseBody(ctx, piece, last);
+    if (v.kind == plugins::Verdict::Kind::kRespond) co_return v;
+  }
+  co_return plugins::Verdict::Continue();
+}
+
+}  // namespace meshplug::agent

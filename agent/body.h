@@ -1,0 +1,97 @@
+// Streaming HTTP bodies between two connections, piece by piece, so a proxied body never
+// has to fit in memory: BodySource reads from a Beast parser, BodyFilters runs the body
+// steps of the plugins that asked for them, BodySink writes with the outgoing framing.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "plugins/api/plugin.h"
+
+namespace meshplug::agent {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+inline constexpr size_t kBodyPieceBytes = 64 * 1024;
+
+// "No body limit" for a parser. Not boost::none: Boost 1.74 compares the Content-Length
+// with the optional limit, and any length compares greater than an empty optional.
+inline constexpr uint64_t kUnlimitedBody = ~uint64_t{0};
+
+template <bool isRequest>
+class BodySource {
+ public:
+  using Parser = http::parser<isRequest, http::buffer_body>;
+
+  BodySource(beast::tcp_stream& stream, beast::flat_buffer& buffer, Parser& parser,
+             std::chrono::milliseconds idle_timeout)
+      : stream_(stream), buffer_(buffer), parser_(parser), idle_timeout_(idle_timeout) {}
+
+  bool done() const { return parser_.is_done(); }
+
+  // The next non-empty piece of the body into `out` (empty once the body has ended).
+  net::awaitable<void> Next(std::string& out, beast::error_code& ec);
+
+ private:
+  beast::tcp_stream& stream_;
+  beast::flat_buffer& buffer_;
+  Parser& parser_;
+  std::chrono::milliseconds idle_timeout_;
+};
+
+enum class Framing {
+  kNone,     // no body follows the header
+  kLength,   // Content-Length bytes
+  kChunked,  // chunked transfer coding
+  kClose,    // the body ends when the connection closes (HTTP/1.0 peers)
+};
+
+class BodySink {
+ public:
+  BodySink(beast::tcp_stream& stream, Framing framing, std::chrono::milliseconds idle_timeout)
+      : stream_(stream), framing_(framing), idle_timeout_(idle_timeout) {}
+
+  net::awaitable<void> Write(std::string_view piece, beast::error_code& ec);
+  // Ends the body (the last chunk for chunked framing).
+  net::awaitable<void> Finish(beast::error_code& ec);
+
+ private:
+  beast::tcp_stream& stream_;
+  Framing framing_;
+  std::chrono::milliseconds idle_timeout_;
+};
+
+// The body steps of the plugins that asked to see a body, in the order given. A kBuffer
+// plugin holds the pieces until the last and then sees the whole body once.
+class BodyFilters {
+ public:
+  BodyFilters(std::vector<plugins::HttpPlugin*> plugins, bool request, uint64_t buffer_limit);
+
+  bool empty() const { return stages_.empty(); }
+  // Passes `piece` through every stage; a stage that is buffering leaves it empty. A
+  // Respond verdict (or 413 when a buffer outgrows the limit) stops the body.
+  net::awaitable<plugins::Verdict> Run(plugins::HttpContext& ctx, std::string& piece, bool last);
+
+ private:
+  struct Stage {
+    plugins::HttpPlugin* plugin;
+    plugins::BodyMode mode;
+    std::string buffered;
+  };
+  std::vector<Stage> stages_;
+  bool request_;
+  uint64_t buffer_limit_;
+};
+
+}  // namespace meshplug::agent

@@ -1,0 +1,123 @@
+// Test helpers with real sockets on 127.0.0.1: upstream HTTP/TCP servers, a client with
+// deadlines on every operation, and snapshot builders.
+#pragma once
+
+#include <utility>
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "meshplug/v1/snapshot.pb.h"
+
+namespace meshplug::agent::testing {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+// An HTTP/1.1 upstream on its own thread. Paths:
+//   /slow          answers after 2 s
+//   /reset         closes the connection without answering
+//   /status/<N>    answers status N
+//   /echo          streams the request body back, chunked, piece by piece
+//   anything else  200 with body = the server's name
+// Every response carries `x-upstream: <name>` and echoes `x-test`.
+class TestUpstream {
+ public:
+  explicit TestUpstream(std::string name);
+  ~TestUpstream();
+
+  uint16_t port() const { return port_; }
+  const std::string& name() const { return name_; }
+  int connections() const { return connections_.load(); }
+  int requests() const { return requests_.load(); }
+  // The request header of the last request, as received.
+  std::string last_request_header() const;
+
+ private:
+  net::awaitable<void> Accept();
+  net::awaitable<void> Serve(net::ip::tcp::socket socket);
+
+  std::string name_;
+  net::io_context context_{1};
+  net::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<int> connections_{0};
+  std::atomic<int> requests_{0};
+  mutable std::mutex mu_;
+  std::string last_request_header_;
+  std::thread thread_;
+};
+
+// A TCP server that reads until the client half-closes, then writes back what it read
+// prefixed with `prefix` and closes.
+class TcpEchoUpstream {
+ public:
+  explicit TcpEchoUpstream(std::string prefix);
+  ~TcpEchoUpstream();
+  uint16_t port() const { return port_; }
+
+ private:
+  net::awaitable<void> Accept();
+
+  std::string prefix_;
+  net::io_context context_{1};
+  net::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// One client connection; every call completes or fails within `timeout`.
+class Client {
+ public:
+  explicit Client(uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  bool connected() const { return connected_; }
+  // Writes raw bytes.
+  bool Send(std::string_view bytes);
+  // Reads one response; nullopt on error, timeout or close.
+  std::optional<http::response<http::string_body>> Read(bool head = false);
+  // Send + Read of a GET with the given Host.
+  std::optional<http::response<http::string_body>> Get(std::string_view host,
+                                                       std::string_view target,
+                                                       std::string_view extra_headers = {});
+  // True when the server closed the connection (reads EOF) within the timeout.
+  bool ClosedByPeer();
+  beast::tcp_stream& stream() { return stream_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+  // Runs the client's io_context until `done` or the timeout.
+  void RunUntil(const std::function<bool()>& done);
+
+ private:
+  net::io_context context_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::chrono::milliseconds timeout_;
+  bool connected_ = false;
+};
+
+// Waits until `condition` holds or `timeout` passes; returns the last value.
+bool WaitFor(const std::function<bool()>& condition,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A snapshot with the default chains (SPEC §5) and no services.
+v1::Snapshot BaseSnapshot(std::string version);
+// Adds an outbound service with one catch-all route to cluster "<name>|80" whose
+// endpoints are the given local ports. Hosts: name, short name, with and without :80.
+v1::Service& AddService(v1::Snapshot& snapshot, const std::string& name,
+                        const std::vector<uint16_t>& ports, bool inbound = false);
+
+}  // namespace meshplug::agent::testing

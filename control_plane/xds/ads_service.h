@@ -1,0 +1,34 @@
+// Envoy's AggregatedDiscoveryService for meshplug's resource types, state of the world and
+// incremental, on gRPC's callback API: a stream is a reactor, never a thread.
+#pragma once
+
+#include <string>
+
+#include "control_plane/xds/agent_lifecycle.h"
+#include "control_plane/xds/agent_registry.h"
+#include "control_plane/xds/snapshot_cache.h"
+#include "envoy/service/discovery/v3/ads.grpc.pb.h"
+
+namespace meshplug::xds {
+
+class AdsService final
+    : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
+ public:
+  AdsService(SnapshotCache& cache, AgentRegistry& registry, AgentLifecycle& lifecycle)
+      : cache_(cache), registry_(registry), lifecycle_(lifecycle) {}
+
+  grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
+                          envoy::service::discovery::v3::DiscoveryResponse>*
+  StreamAggregatedResources(grpc::CallbackServerContext* ctx) override;
+
+  grpc::ServerBidiReactor<envoy::service::discovery::v3::DeltaDiscoveryRequest,
+                          envoy::service::discovery::v3::DeltaDiscoveryResponse>*
+  DeltaAggregatedResources(grpc::CallbackServerContext* ctx) override;
+
+ private:
+  SnapshotCache& cache_;
+  AgentRegistry& registry_;
+  AgentLifecycle& lifecycle_;
+};
+
+}  // namespace meshplug::xds

@@ -1,0 +1,499 @@
+// The ADS server driven by scripted clients over real gRPC streams, with the real store,
+// controller and translation behind it.
+#include "control_plane/xds/ads_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "control_plane/api/resource_api.h"
+#include "control_plane/controller/mesh_controller.h"
+#include "control_plane/store/sqlite_store.h"
+#include "meshplug/v1/snapshot.pb.h"
+
+namespace meshplug::xds {
+namespace {
+
+namespace discovery = envoy::service::discovery::v3;
+using std::chrono::milliseconds;
+
+constexpr const char* kMesh = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: httpbin}
+spec: {ports: [{port: 14001}], selector: {app: httpbin}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: curl, namespace: curl}
+spec: {ports: [{port: 80}], selector: {app: curl}}
+---
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: Plugin
+metadata: {name: token-injector}
+spec: {priority: 115, script: "function on_request(req, ctx) end"}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginChain
+metadata: {name: injector-chain, namespace: curl}
+spec:
+  chains: [{name: outbound-http, plugins: [token-injector]}]
+  selectors: {podSelector: {matchLabels: {app: curl}}}
+)";
+
+// Polls `cond` until it holds or the deadline passes.
+template <typename Cond>
+bool Eventually(Cond&& cond, milliseconds timeout = milliseconds(10000)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return true;
+}
+
+const std::string kChainSet = TypeUrl("ChainSet");
+const std::string kService = TypeUrl("Service");
+const std::string kCluster = TypeUrl("Cluster");
+
+envoy::config::core::v3::Node NodeFor(const std::string& name, const std::string& ns, const std::string& app) {
+  envoy::config::core::v3::Node node;
+  node.set_id(name);
+  auto& md = *node.mutable_metadata()->mutable_fields();
+  md["namespace"].set_string_value(ns);
+  (*md["labels"].mutable_struct_value()->mutable_fields())["app"].set_string_value(app);
+  md["address"].set_string_value("127.0.0.2");
+  md["inbound_port"].set_number_value(15003);
+  md["service_account"].set_string_value(app);
+  return node;
+}
+
+class AdsTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const char* dir = std::getenv("TEST_TMPDIR");
+    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    const std::string path = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
+    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
+    store_ = std::move(*store::SqliteStore::Open(path));
+    api_ = std::make_unique<api::ResourceApi>(*store_);
+    Apply(kMesh);
+    controller_ = std::make_unique<controller::MeshController>(
+        *store_, cache_, registry_, controller::Options{milliseconds(5), milliseconds(50), milliseconds(200)});
+    ASSERT_TRUE(controller_->Start().ok());
+    ads_ = std::make_unique<AdsService>(cache_, registry_, *controller_);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(ads_.get());
+    server_ = builder.BuildAndStart();
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  }
+
+  void TearDown() override {
+    server_->Shutdown(std::chrono::system_clock::now());
+    controller_->Stop();
+  }
+
+  int64_t Apply(const std::string& yaml) {
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(yaml);
+    auto r = api_->Apply(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->revision() : 0;
+  }
+
+  int64_t Delete(const std::string& kind, const std::string& ns, const std::string& name) {
+    v1::DeleteRequest req;
+    auto* ref = req.add_refs();
+    ref->set_kind(kind);
+    ref->set_namespace_(ns);
+    ref->set_name(name);
+    auto r = api_->Delete(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->revision() : 0;
+  }
+
+  const v1::TypeStatus* Status(const std::string& agent, const std::string& type) {
+    for (const auto& a : registry_.List()) {
+      if (a.agent() != agent) continue;
+      for (const auto& t : a.types()) {
+        if (t.type_url() == type) {
+          status_copy_ = t;
+          return &status_copy_;
+        }
+      }
+    }
+    return nullptr;
+  }
+
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<api::ResourceApi> api_;
+  SnapshotCache cache_;
+  AgentRegistry registry_;
+  std::unique_ptr<controller::MeshController> controller_;
+  std::unique_ptr<AdsService> ads_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  v1::TypeStatus status_copy_;
+};
+
+// A scripted stream of one protocol; every read has the context's deadline.
+template <typename Req, typename Resp>
+class Client {
+ public:
+  template <typename Open>
+  explicit Client(Open open) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stream_ = open(&ctx_);
+  }
+  ~Client() {
+    ctx_.TryCancel();
+    stream_->Finish();
+  }
+  void Send(const Req& req) { ASSERT_TRUE(stream_->Write(req)); }
+  Resp Read() {
+    Resp resp;
+    EXPECT_TRUE(stream_->Read(&resp)) << "no response";
+    return resp;
+  }
+  void Close() {
+    stream_->WritesDone();
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<Req, Resp>> stream_;
+};
+
+using Sotw = Client<discovery::DiscoveryRequest, discovery::DiscoveryResponse>;
+using Delta = Client<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>;
+
+std::unique_ptr<Sotw> OpenSotw(std::shared_ptr<grpc::Channel> ch) {
+  auto stub = discovery::AggregatedDiscoveryService::NewStub(ch);
+  return std::make_unique<Sotw>([&](grpc::ClientContext* c) { return stub->StreamAggregatedResources(c); });
+}
+
+std::unique_ptr<Delta> OpenDelta(std::shared_ptr<grpc::Channel> ch) {
+  auto stub = discovery::AggregatedDiscoveryService::NewStub(ch);
+  return std::make_unique<Delta>([&](grpc::ClientContext* c) { return stub->DeltaAggregatedResources(c); });
+}
+
+discovery::DiscoveryRequest SotwReq(const std::string& type, const std::string& version, const std::string& nonce,
+                                    std::vector<std::string> names = {}) {
+  discovery::DiscoveryRequest r;
+  r.set_type_url(type);
+  r.set_version_info(version);
+  r.set_response_nonce(nonce);
+  for (auto& n : names) r.add_resource_names(n);
+  return r;
+}
+
+std::vector<std::string> ChainNames(const discovery::DiscoveryResponse& resp) {
+  v1::ChainSet set;
+  EXPECT_EQ(resp.resources_size(), 1);
+  resp.resources(0).UnpackTo(&set);
+  std::vector<std::string> out;
+  for (const auto& m : set.outbound_http()) out.push_back(m.name());
+  return out;
+}
+
+std::set<std::string> ServiceNames(const discovery::DiscoveryResponse& resp) {
+  std::set<std::string> out;
+  for (const auto& any : resp.resources()) {
+    v1::Service s;
+    any.UnpackTo(&s);
+    out.insert(s.name() + (s.inbound() ? "|inbound" : ""));
+  }
+  return out;
+}
+
+TEST_F(AdsTest, SotwInitialResponseAckUpdateAndNackKeepsTheOldVersion) {
+  auto c = OpenSotw(channel_);
+  auto first = SotwReq(kChainSet, "", "");
+  *first.mutable_node() = NodeFor("curl-1", "curl", "curl");
+  c->Send(first);
+  auto r1 = c->Read();
+  EXPECT_EQ(r1.type_url(), kChainSet);
+  EXPECT_FALSE(r1.version_info().empty());
+  EXPECT_EQ(ChainNames(r1)[5], "token-injector");
+  c->Send(SotwReq(kChainSet, r1.version_info(), r1.nonce()));  // ACK
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+
+  // A new plugin for curl's chain: a new version arrives.
+  Apply(R"(
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: Plugin
+metadata: {name: audit}
+spec: {priority: 125, script: "function on_request() end"}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginChain
+metadata: {name: audit-chain, namespace: curl}
+spec: {chains: [{name: outbound-http, plugins: [audit]}]}
+)");
+  auto r2 = c->Read();
+  EXPECT_NE(r2.version_info(), r1.version_info());
+  EXPECT_EQ(ChainNames(r2)[4], "audit");
+  ASSERT_NE(Status("curl/curl-1", kChainSet), nullptr);
+  EXPECT_EQ(Status("curl/curl-1", kChainSet)->acked_version(), r1.version_info());
+
+  // NACK: the agent stays on r1; the status records the message; nothing is resent.
+  auto nack = SotwReq(kChainSet, r1.version_info(), r2.nonce());
+  nack.mutable_error_detail()->set_code(3);
+  nack.mutable_error_detail()->set_message("audit: attempt to call a nil value");
+  c->Send(nack);
+  ASSERT_TRUE(Eventually([&] { auto* s = Status("curl/curl-1", kChainSet); return s && !s->nack_message().empty(); }));
+  EXPECT_EQ(Status("curl/curl-1", kChainSet)->acked_version(), r1.version_info());
+  EXPECT_EQ(Status("curl/curl-1", kChainSet)->nack_message(), "audit: attempt to call a nil value");
+  bool found = false;
+  for (const auto& a : registry_.List()) {
+    if (a.agent() == "curl/curl-1") found = a.last_nack() == "ChainSet: audit: attempt to call a nil value";
+  }
+  EXPECT_TRUE(found);
+
+  // The next response is for the next change, not a resend of the rejected version.
+  Delete("Plugin", "", "audit");
+  auto r3 = c->Read();
+  EXPECT_EQ(r3.version_info(), r1.version_info());  // back to the same content
+  EXPECT_EQ(std::stoi(r3.nonce()), std::stoi(r2.nonce()) + 1);
+}
+
+TEST_F(AdsTest, SotwStaleNonceIsIgnoredAndSubscriptionsDecideTheResources) {
+  auto c = OpenSotw(channel_);
+  auto first = SotwReq(kService, "", "", {"httpbin.httpbin"});
+  *first.mutable_node() = NodeFor("curl-1", "curl", "curl");
+  c->Send(first);
+  auto r1 = c->Read();
+  EXPECT_EQ(ServiceNames(r1), std::set<std::string>{"httpbin.httpbin"});
+  c->Send(SotwReq(kService, r1.version_info(), r1.nonce(), {"httpbin.httpbin"}));  // ACK
+
+  // Widen to everything: the full set comes.
+  c->Send(SotwReq(kService, r1.version_info(), r1.nonce(), {"*"}));
+  auto r2 = c->Read();
+  EXPECT_EQ(ServiceNames(r2), (std::set<std::string>{"httpbin.httpbin", "curl.curl", "curl.curl|inbound"}));
+
+  // A request carrying the older nonce is stale: no response for it.
+  c->Send(SotwReq(kService, r1.version_info(), r1.nonce(), {"curl.curl"}));
+  c->Send(SotwReq(kService, r2.version_info(), r2.nonce(), {"curl.curl|inbound"}));
+  auto r3 = c->Read();
+  EXPECT_EQ(ServiceNames(r3), std::set<std::string>{"curl.curl|inbound"});
+  EXPECT_EQ(Status("curl/curl-1", kService)->responses(), 3);
+
+  // Removal: in state of the world, the service is absent from the next response.
+  c->Send(SotwReq(kService, r3.version_info(), r3.nonce(), {"*"}));
+  auto r4 = c->Read();
+  EXPECT_TRUE(ServiceNames(r4).count("httpbin.httpbin"));
+  c->Send(SotwReq(kService, r4.version_info(), r4.nonce(), {"*"}));
+  Delete("Service", "httpbin", "httpbin");
+  auto r5 = c->Read();
+  EXPECT_EQ(ServiceNames(r5), (std::set<std::string>{"curl.curl", "curl.curl|inbound"}));
+}
+
+TEST_F(AdsTest, StreamWithoutANamespaceOrWithABadNodeIsRefused) {
+  discovery::DiscoveryResponse resp;
+  auto stub = discovery::AggregatedDiscoveryService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  auto s = stub->StreamAggregatedResources(&ctx);
+  auto req = SotwReq(kChainSet, "", "");
+  *req.mutable_node() = NodeFor("x-1", "nowhere", "x");
+  s->Write(req);
+  EXPECT_FALSE(s->Read(&resp));
+  auto st = s->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(st.error_message(), "namespace \"nowhere\" does not exist; create it first (meshctl namespace add nowhere)");
+
+  grpc::ClientContext ctx2;
+  auto s2 = stub->StreamAggregatedResources(&ctx2);
+  auto bad = SotwReq(kChainSet, "", "");
+  bad.mutable_node()->set_id("y");
+  s2->Write(bad);
+  EXPECT_FALSE(s2->Read(&resp));
+  EXPECT_EQ(s2->Finish().error_message(), "node.metadata.namespace: required");
+}
+
+discovery::DeltaDiscoveryRequest DeltaReq(const std::string& type, std::vector<std::string> subscribe = {},
+                                          std::vector<std::string> unsubscribe = {}, const std::string& nonce = "") {
+  discovery::DeltaDiscoveryRequest r;
+  r.set_type_url(type);
+  for (auto& n : subscribe) r.add_resource_names_subscribe(n);
+  for (auto& n : unsubscribe) r.add_resource_names_unsubscribe(n);
+  r.set_response_nonce(nonce);
+  return r;
+}
+
+std::map<std::string, std::string> Versions(const discovery::DeltaDiscoveryResponse& resp) {
+  std::map<std::string, std::string> out;
+  for (const auto& r : resp.resources()) out[r.name()] = r.version();
+  return out;
+}
+
+TEST_F(AdsTest, DeltaSendsChangesRemovalsAndHonoursSubscriptions) {
+  auto c = OpenDelta(channel_);
+  auto first = DeltaReq(kService, {"*"});
+  *first.mutable_node() = NodeFor("curl-1", "curl", "curl");
+  c->Send(first);
+  auto r1 = c->Read();
+  EXPECT_EQ(Versions(r1).size(), 3u);
+  c->Send(DeltaReq(kService, {}, {}, r1.nonce()));  // ACK
+
+  // Explicit subscriptions to clusters: one that exists, one that does not.
+  c->Send(DeltaReq(kCluster, {"httpbin.httpbin|14001", "nope|1"}));
+  auto r2 = c->Read();
+  EXPECT_EQ(r2.type_url(), kCluster);
+  EXPECT_EQ(Versions(r2).size(), 1u);
+  EXPECT_TRUE(Versions(r2).count("httpbin.httpbin|14001"));
+  ASSERT_EQ(r2.removed_resources_size(), 1);
+  EXPECT_EQ(r2.removed_resources(0), "nope|1");
+  c->Send(DeltaReq(kCluster, {}, {}, r2.nonce()));
+
+  // Unsubscribing needs no response; the next one is about the next change.
+  c->Send(DeltaReq(kCluster, {}, {"httpbin.httpbin|14001"}));
+  Delete("Service", "httpbin", "httpbin");
+  auto r3 = c->Read();
+  EXPECT_EQ(r3.type_url(), kService);
+  EXPECT_TRUE(r3.resources().empty());
+  ASSERT_EQ(r3.removed_resources_size(), 1);
+  EXPECT_EQ(r3.removed_resources(0), "httpbin.httpbin");
+}
+
+TEST_F(AdsTest, DeltaReconnectWithInitialVersionsGetsOnlyWhatChanged) {
+  std::map<std::string, std::string> have;
+  {
+    auto c = OpenDelta(channel_);
+    auto first = DeltaReq(kService, {"*"});
+    *first.mutable_node() = NodeFor("curl-1", "curl", "curl");
+    c->Send(first);
+    have = Versions(c->Read());
+    ASSERT_EQ(have.size(), 3u);
+  }
+  ASSERT_TRUE(Eventually([&] { return !registry_.IsConnected("curl/curl-1"); }));
+  Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: httpbin}
+spec: {ports: [{port: 14002}], selector: {app: httpbin}}
+)");
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  auto c = OpenDelta(channel_);
+  auto again = DeltaReq(kService, {"*"});
+  *again.mutable_node() = NodeFor("curl-1", "curl", "curl");
+  again.mutable_initial_resource_versions()->insert(have.begin(), have.end());
+  c->Send(again);
+  auto r = c->Read();
+  ASSERT_EQ(Versions(r).size(), 1u);
+  EXPECT_TRUE(Versions(r).count("httpbin.httpbin"));
+  EXPECT_NE(Versions(r).at("httpbin.httpbin"), have.at("httpbin.httpbin"));
+}
+
+// Reads and ACKs every response of a delta stream subscribed to all types, counting them.
+class DeltaAgent {
+ public:
+  DeltaAgent(std::shared_ptr<grpc::Channel> ch, const std::string& name, const std::string& ns, const std::string& app)
+      : stub_(discovery::AggregatedDiscoveryService::NewStub(ch)) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stream_ = stub_->DeltaAggregatedResources(&ctx_);
+    bool first = true;
+    for (const auto& type : TypeUrls()) {
+      auto req = DeltaReq(type, {"*"});
+      if (first) *req.mutable_node() = NodeFor(name, ns, app);
+      first = false;
+      stream_->Write(req);
+    }
+    reader_ = std::thread([this] {
+      discovery::DeltaDiscoveryResponse resp;
+      while (stream_->Read(&resp)) {
+        {
+          std::lock_guard lock(mu_);
+          types_.push_back(resp.type_url());
+        }
+        stream_->Write(DeltaReq(resp.type_url(), {}, {}, resp.nonce()));
+      }
+    });
+  }
+  ~DeltaAgent() {
+    ctx_.TryCancel();
+    reader_.join();
+  }
+  std::vector<std::string> Types() {
+    std::lock_guard lock(mu_);
+    return types_;
+  }
+
+ private:
+  std::unique_ptr<discovery::AggregatedDiscoveryService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>> stream_;
+  std::thread reader_;
+  std::mutex mu_;
+  std::vector<std::string> types_;
+};
+
+TEST_F(AdsTest, APluginConfigReachesOnlyTheAgentsThatMountItsPlugin) {
+  DeltaAgent curl(channel_, "curl-1", "curl", "curl");
+  DeltaAgent httpbin(channel_, "httpbin-1", "httpbin", "httpbin");
+  // Both get their whole snapshot; the chain set comes last.
+  const auto has_chains = [&](DeltaAgent& a) {
+    const auto t = a.Types();
+    return std::find(t.begin(), t.end(), kChainSet) != t.end();
+  };
+  ASSERT_TRUE(Eventually([&] { return has_chains(curl) && has_chains(httpbin); }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  // Registration changed endpoints for everyone; let those responses settle.
+  const auto settle = [&](DeltaAgent& a) {
+    size_t n = 0;
+    return Eventually([&] { size_t now = a.Types().size(); bool same = now == n; n = now; return same; }, milliseconds(10000));
+  };
+  settle(curl);
+  settle(httpbin);
+  const size_t curl_before = curl.Types().size();
+  const size_t httpbin_before = httpbin.Types().size();
+  const int64_t curl_translations = controller_->Translations("curl/curl-1");
+  const int64_t httpbin_translations = controller_->Translations("httpbin/httpbin-1");
+
+  Apply(R"(
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginConfig
+metadata: {name: injector-config, namespace: curl}
+spec:
+  plugin: token-injector
+  destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}]
+  config: {AccessToken: 2f1acc6c3a606b082e5eef5e54414ffb}
+)");
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  // A change both agents see, as a marker: whatever the PluginConfig caused came before it.
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: marker, namespace: curl}\nspec: {ports: [{port: 81}]}\n");
+  ASSERT_TRUE(Eventually([&] { return httpbin.Types().size() > httpbin_before && curl.Types().size() > curl_before + 1; }));
+
+  const auto curl_types = curl.Types();
+  const auto httpbin_types = httpbin.Types();
+  // curl: the Service with the new config, then the marker's resources.
+  EXPECT_EQ(curl_types[curl_before], kService);
+  // httpbin: nothing for the PluginConfig; only the marker's resources.
+  for (size_t i = httpbin_before; i < httpbin_types.size(); ++i) {
+    EXPECT_NE(httpbin_types[i], kChainSet);
+  }
+  // The controller re-translated only curl for the PluginConfig (both for the marker).
+  EXPECT_EQ(controller_->Translations("curl/curl-1"), curl_translations + 2);
+  EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin_translations + 1);
+}
+
+}  // namespace
+}  // namespace meshplug::xds

@@ -1,0 +1,113 @@
+#include "control_plane/xds/agent_registry.h"
+
+#include <chrono>
+#include <ctime>
+
+namespace meshplug::xds {
+
+std::string NowRfc3339() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
+  auto& e = agents_[agent];
+  e.status.set_agent(agent);
+  return e;
+}
+
+uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& protocol,
+                                  const std::string& peer) {
+  std::lock_guard lock(mu_);
+  auto& e = At(agent);
+  const uint64_t id = next_stream_++;
+  e.streams[id] = true;
+  e.status.set_connected(true);
+  e.status.set_protocol(protocol);
+  e.status.set_peer(peer);
+  e.status.set_connected_since(NowRfc3339());
+  e.status.clear_disconnected_at();
+  return id;
+}
+
+bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
+  std::lock_guard lock(mu_);
+  auto& e = At(agent);
+  e.streams.erase(stream);
+  if (!e.streams.empty()) return false;
+  e.status.set_connected(false);
+  e.status.set_disconnected_at(NowRfc3339());
+  return true;
+}
+
+void AgentRegistry::Sent(const std::string& agent, const std::string& type_url, const std::string& version) {
+  std::lock_guard lock(mu_);
+  auto& t = At(agent).types[type_url];
+  t.set_type_url(type_url);
+  t.set_sent_version(version);
+  t.set_responses(t.responses() + 1);
+}
+
+void AgentRegistry::Acked(const std::string& agent, const std::string& type_url, const std::string& version) {
+  std::lock_guard lock(mu_);
+  auto& t = At(agent).types[type_url];
+  t.set_type_url(type_url);
+  t.set_acked_version(version);
+  t.clear_nack_message();
+  t.clear_nack_time();
+}
+
+void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url, const std::string& message) {
+  std::lock_guard lock(mu_);
+  auto& e = At(agent);
+  auto& t = e.types[type_url];
+  const std::string now = NowRfc3339();
+  t.set_type_url(type_url);
+  t.set_nack_message(message);
+  t.set_nack_time(now);
+  e.status.set_last_nack(type_url.substr(type_url.rfind('.') + 1) + ": " + message);
+  e.status.set_last_nack_time(now);
+}
+
+void AgentRegistry::SetSnapshotVersion(const std::string& agent, const std::string& version) {
+  std::lock_guard lock(mu_);
+  At(agent).status.set_snapshot_version(version);
+}
+
+void AgentRegistry::Forget(const std::string& agent) {
+  std::lock_guard lock(mu_);
+  agents_.erase(agent);
+}
+
+std::vector<v1::AgentStatus> AgentRegistry::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<v1::AgentStatus> out;
+  for (const auto& [name, e] : agents_) {
+    v1::AgentStatus s = e.status;
+    for (const auto& [_, t] : e.types) *s.add_types() = t;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool AgentRegistry::IsConnected(const std::string& agent) const {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(agent);
+  return it != agents_.end() && it->second.status.connected();
+}
+
+int64_t AgentRegistry::Responses(const std::string& agent) const {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(agent);
+  int64_t n = 0;
+  if (it != agents_.end()) {
+    for (const auto& [_, t] : it->second.types) n += t.responses();
+  }
+  return n;
+}
+
+}  // namespace meshplug::xds

@@ -1,0 +1,45 @@
+// What the control plane knows of every agent's streams: connected or not, the version
+// of each type sent and ACKed, the last NACK. `meshctl proxy status` prints it.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "meshplug/v1/admin.pb.h"
+
+namespace meshplug::xds {
+
+class AgentRegistry {
+ public:
+  // Returns a stream id; an agent may reconnect before its old stream is reaped.
+  uint64_t Connected(const std::string& agent, const std::string& protocol, const std::string& peer);
+  // True when it was the agent's last stream.
+  bool Disconnected(const std::string& agent, uint64_t stream);
+  void Sent(const std::string& agent, const std::string& type_url, const std::string& version);
+  void Acked(const std::string& agent, const std::string& type_url, const std::string& version);
+  void Nacked(const std::string& agent, const std::string& type_url, const std::string& message);
+  void SetSnapshotVersion(const std::string& agent, const std::string& version);
+  void Forget(const std::string& agent);
+
+  std::vector<v1::AgentStatus> List() const;
+  bool IsConnected(const std::string& agent) const;
+  int64_t Responses(const std::string& agent) const;
+
+ private:
+  struct Entry {
+    v1::AgentStatus status;
+    std::map<std::string, v1::TypeStatus> types;
+    std::map<uint64_t, bool> streams;
+  };
+  Entry& At(const std::string& agent);
+
+  mutable std::mutex mu_;
+  uint64_t next_stream_ = 1;
+  std::map<std::string, Entry> agents_;
+};
+
+std::string NowRfc3339();
+
+}  // namespace meshplug::xds

@@ -1,0 +1,21 @@
+// An agent says who it is in the xDS Node of its stream's first request:
+//   id: the workload name
+//   metadata: {namespace, labels: {...}, service_account, address, inbound_port, app_ports: [...]}
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "envoy/config/core/v3/base.pb.h"
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::xds {
+
+// The Workload the node describes, or an error naming the node field that is wrong.
+absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v3::Node& node);
+
+// "<namespace>/<name>": how the control plane names an agent.
+std::string AgentId(const mesh::v1::Workload& workload);
+
+// Marks workloads that agents registered (and that disappear after the grace period).
+inline constexpr const char* kRegisteredBy = "meshplug.io/registered-by";
+
+}  // namespace meshplug::xds

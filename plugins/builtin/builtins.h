@@ -1,0 +1,48 @@
+// The built-in chain modules (SPEC §5), as instances of the plugin interface.
+//
+// Each Make* returns a fresh instance for one chain of one chain set. Instances read the
+// chain set's MeshView and keep cross-snapshot state (metrics, breakers, token buckets)
+// in BuiltinState, which outlives every chain set so a swap does not reset it.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "plugins/api/plugin.h"
+#include "plugins/builtin/mesh_view.h"
+#include "plugins/builtin/state.h"
+
+namespace meshplug::builtin {
+
+struct BuiltinEnv {
+  std::shared_ptr<const MeshView> mesh;
+  bool inbound = false;  // which chains the instance serves: inbound-* or outbound-*
+  BuiltinState* state = nullptr;
+};
+
+// The module named `name` for an http or tcp chain; NotFound names the unknown module.
+absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttpBuiltin(std::string_view name,
+                                                                     const BuiltinEnv& env);
+absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcpBuiltin(std::string_view name,
+                                                                   const BuiltinEnv& env);
+
+std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeMetrics(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeLogging(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeTracing(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env);
+
+// Keys of HttpContext::shared / TcpContext::shared that the built-ins and the agent use.
+inline constexpr std::string_view kTraceParentKey = "traceparent";
+// TcpContext: the agent's listening port that accepted the connection (decimal).
+inline constexpr std::string_view kListenPortKey = "listen_port";
+
+}  // namespace meshplug::builtin

@@ -1,0 +1,41 @@
+// http-default and tcp-default: the last modules of a chain, answering what nothing
+// before them answered or forwarded.
+#include "plugins/builtin/module.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+class HttpDefault final : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    if (ctx.route.empty()) co_return Verdict::Respond(403, "access denied: no route\n");
+    co_return Verdict::Respond(404, "not found\n");
+  }
+};
+
+class TcpDefault final : public Module<plugins::TcpPlugin> {
+ public:
+  using Module::Module;
+
+  // Close the connection.
+  awaitable<Verdict> OnConnect(plugins::TcpContext&) override {
+    co_return Verdict::Respond(0);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(const BuiltinEnv& env) {
+  return std::make_shared<HttpDefault>("http-default", env);
+}
+
+std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env) {
+  return std::make_shared<TcpDefault>("tcp-default", env);
+}
+
+}  // namespace meshplug::builtin

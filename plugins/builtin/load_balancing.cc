@@ -1,0 +1,57 @@
+// http-load-balancing and tcp-load-balancing: choose an endpoint of the routed cluster and
+// hand the request or connection to the agent's forwarder (Forward). Connection pools,
+// timeouts and retries are the forwarder's, configured by the same Cluster.
+#include "plugins/builtin/module.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+// Fills `upstream` with an endpoint of its cluster. False when the cluster has none.
+bool ChooseEndpoint(const MeshView& mesh, plugins::UpstreamTarget& upstream) {
+  const ClusterView* cluster = mesh.FindCluster(upstream.cluster);
+  if (cluster == nullptr) return false;
+  std::optional<size_t> i = cluster->lb->Pick();
+  if (!i) return false;
+  const v1::Endpoint& endpoint = cluster->lb->endpoint(*i);
+  upstream.host = endpoint.address();
+  upstream.port = static_cast<uint16_t>(endpoint.port());
+  return true;
+}
+
+class HttpLoadBalancing final : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    if (!ctx.upstream) co_return Verdict::Continue();
+    if (!ChooseEndpoint(mesh(), *ctx.upstream)) {
+      co_return Verdict::Respond(503, "no healthy upstream\n");
+    }
+    co_return Verdict::Forward();
+  }
+};
+
+class TcpLoadBalancing final : public Module<plugins::TcpPlugin> {
+ public:
+  using Module::Module;
+
+  awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
+    if (!ctx.upstream || !ChooseEndpoint(mesh(), *ctx.upstream)) co_return Verdict::Continue();
+    co_return Verdict::Forward();
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(const BuiltinEnv& env) {
+  return std::make_shared<HttpLoadBalancing>("http-load-balancing", env);
+}
+
+std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env) {
+  return std::make_shared<TcpLoadBalancing>("tcp-load-balancing", env);
+}
+
+}  // namespace meshplug::builtin

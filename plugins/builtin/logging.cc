@@ -1,0 +1,67 @@
+// logging: one JSON access log line per request, when AgentSettings.access_log is set.
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <string>
+
+#include "plugins/builtin/module.h"
+#include "plugins/builtin/text.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+// RFC 3339 UTC with milliseconds.
+std::string UtcNow() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(text + n, sizeof text - n, ".%03lldZ", static_cast<long long>(millis));
+  return text;
+}
+
+class Logging final : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext&) override {
+    co_return Verdict::Continue();
+  }
+
+  void OnLog(const plugins::HttpContext& ctx) override {
+    if (!mesh().snapshot().settings().access_log() || !state().access_log) return;
+    const auto& req = ctx.request;
+    auto trace = ctx.shared.find(kTraceParentKey);
+    std::string upstream =
+        ctx.upstream && ctx.upstream->port != 0
+            ? Cat(ctx.upstream->host, ":", ctx.upstream->port)
+            : std::string();
+    auto duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - ctx.started);
+    state().access_log(Cat(
+        "{\"time\":", JsonQuote(UtcNow()),
+        ",\"direction\":\"", direction(), "\",\"method\":", JsonQuote(req.method_string()),
+        ",\"target\":", JsonQuote(req.target()),
+        ",\"host\":", JsonQuote(req[plugins::http::field::host]),
+        ",\"status\":", ctx.response ? ctx.response->result_int() : 0,
+        ",\"service\":", JsonQuote(ctx.service), ",\"route\":", JsonQuote(ctx.route),
+        ",\"upstream\":", JsonQuote(upstream),
+        ",\"duration_ms\":", static_cast<double>(duration.count()) / 1000.0,
+        ",\"traceparent\":", JsonQuote(trace == ctx.shared.end() ? "" : trace->second), "}"));
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeLogging(const BuiltinEnv& env) {
+  return std::make_shared<Logging>("logging", env);
+}
+
+}  // namespace meshplug::builtin

@@ -1,0 +1,293 @@
+#include "plugins/builtin/mesh_view.h"
+
+#include <algorithm>
+
+#include "plugins/builtin/text.h"
+
+namespace meshplug::builtin {
+namespace {
+
+// The port a Host header names; 80 when it names none.
+uint32_t HostPort(std::string_view host) {
+  size_t colon = host.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string_view::npos || host.find(']', colon) != std::string_view::npos ||
+      !ParseNumber(host.substr(colon + 1), port)) {
+    return 80;
+  }
+  return port;
+}
+
+std::string_view PathOf(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+bool MatchHeader(const v1::HeaderMatch& m, const std::optional<std::regex>& regex,
+                 const plugins::http::request_header<>& request) {
+  auto it = request.find(m.name());
+  bool present = it != request.end();
+  switch (m.value_case()) {
+    case v1::HeaderMatch::kPresent:
+      return present == m.present();
+    case v1::HeaderMatch::kExact:
+      return present && it->value() == m.exact();
+    case v1::HeaderMatch::kPrefix:
+      return present && it->value().starts_with(m.prefix());
+    case v1::HeaderMatch::kRegex: {
+      if (!present) return false;
+      std::string_view v = it->value();
+      return std::regex_match(v.begin(), v.end(), *regex);
+    }
+    case v1::HeaderMatch::VALUE_NOT_SET:
+      return present;
+  }
+  return false;
+}
+
+bool MatchRoute(const RouteView& route, const plugins::http::request_header<>& request,
+                std::string_view path, uint32_t port) {
+  const v1::RouteMatch& m = route.config->match();
+  switch (m.path_case()) {
+    case v1::RouteMatch::kExact:
+      if (path != m.exact()) return false;
+      break;
+    case v1::RouteMatch::kPrefix:
+      if (!path.starts_with(m.prefix())) return false;
+      break;
+    case v1::RouteMatch::kRegex:
+      if (!std::regex_match(path.begin(), path.end(), *route.path_regex)) return false;
+      break;
+    case v1::RouteMatch::PATH_NOT_SET:
+      break;
+  }
+  if (m.port() != 0 && m.port() != port) return false;
+  if (!m.methods().empty() &&
+      std::find(m.methods().begin(), m.methods().end(), request.method_string()) ==
+          m.methods().end()) {
+    return false;
+  }
+  for (int i = 0; i < m.headers_size(); ++i) {
+    if (!MatchHeader(m.headers(i), route.header_regexes[i], request)) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::regex> Compile(const std::string& pattern, std::string_view where) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
+  } catch (const std::regex_error& e) {
+    return absl::InvalidArgumentError(
+        Cat(where, ": bad regex \"", pattern, "\": ", e.what()));
+  }
+}
+
+}  // namespace
+
+LoadBalancer::LoadBalancer(v1::LbPolicy policy, std::vector<v1::Endpoint> endpoints)
+    : policy_(policy),
+      endpoints_(std::move(endpoints)),
+      active_(new std::atomic<int64_t>[endpoints_.size()]) {
+  uint32_t max_weight = 0;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    active_[i] = 0;
+    max_weight = std::max(max_weight, weight(i));
+  }
+  // Round by round, so endpoints interleave instead of receiving runs of `weight` picks.
+  for (uint32_t round = 0; round < max_weight; ++round) {
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      if (weight(i) > round) schedule_.push_back(i);
+    }
+  }
+}
+
+uint32_t LoadBalancer::weight(size_t i) const {
+  return std::max<uint32_t>(1, endpoints_[i].weight());
+}
+
+std::optional<size_t> LoadBalancer::Pick(std::optional<size_t> avoid) {
+  if (endpoints_.empty()) return std::nullopt;
+  size_t pick = policy_ == v1::LB_POLICY_LEAST_REQUEST ? PickLeastRequest() : PickRoundRobin();
+  if (avoid && pick == *avoid && endpoints_.size() > 1) {
+    pick = policy_ == v1::LB_POLICY_LEAST_REQUEST ? (pick + 1) % endpoints_.size()
+                                                  : PickRoundRobin();
+    if (pick == *avoid) pick = (pick + 1) % endpoints_.size();
+  }
+  return pick;
+}
+
+std::optional<size_t> LoadBalancer::IndexOf(std::string_view address, uint32_t port) const {
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    if (endpoints_[i].address() == address && endpoints_[i].port() == port) return i;
+  }
+  return std::nullopt;
+}
+
+size_t LoadBalancer::PickRoundRobin() {
+  return schedule_[next_.fetch_add(1, std::memory_order_relaxed) % schedule_.size()];
+}
+
+// Power of two choices would need randomness; a scan is cheap for sidecar-sized clusters
+// and starts at a rotating offset so ties spread.
+size_t LoadBalancer::PickLeastRequest() {
+  size_t start = next_.fetch_add(1, std::memory_order_relaxed) % endpoints_.size();
+  size_t best = start;
+  for (size_t k = 1; k < endpoints_.size(); ++k) {
+    size_t i = (start + k) % endpoints_.size();
+    if (active(i) < active(best)) best = i;
+  }
+  return best;
+}
+
+MeshView::MeshView(std::shared_ptr<const v1::Snapshot> snapshot)
+    : snapshot_(std::move(snapshot)) {}
+
+absl::StatusOr<std::shared_ptr<const MeshView>> MeshView::Build(
+    std::shared_ptr<const v1::Snapshot> snapshot) {
+  std::shared_ptr<MeshView> view(new MeshView(std::move(snapshot)));
+  if (absl::Status s = view->Index(); !s.ok()) return s;
+  return std::shared_ptr<const MeshView>(std::move(view));
+}
+
+absl::Status MeshView::Index() {
+  std::map<std::string_view, std::vector<v1::Endpoint>> endpoints;
+  for (const v1::Endpoints& e : snapshot_->endpoints()) {
+    auto& list = endpoints[e.cluster()];
+    list.insert(list.end(), e.endpoints().begin(), e.endpoints().end());
+  }
+  for (const v1::Cluster& c : snapshot_->clusters()) {
+    if (c.name().empty()) return absl::InvalidArgumentError("cluster without a name");
+    auto eps = endpoints.find(c.name());
+    ClusterView view{c, std::make_unique<LoadBalancer>(
+                            c.lb_policy(), eps == endpoints.end() ? std::vector<v1::Endpoint>{}
+                                                                  : std::move(eps->second))};
+    if (!clusters_.emplace(c.name(), std::move(view)).second) {
+      return absl::InvalidArgumentError(Cat("cluster \"", c.name(), "\" is duplicated"));
+    }
+  }
+  auto check_clusters = [&](const auto& weighted, std::string_view where) -> absl::Status {
+    for (const v1::WeightedCluster& wc : weighted) {
+      if (!clusters_.contains(wc.cluster())) {
+        return absl::InvalidArgumentError(
+            Cat(where, ": unknown cluster \"", wc.cluster(), "\""));
+      }
+    }
+    return absl::OkStatus();
+  };
+  for (const v1::Service& s : snapshot_->services()) {
+    ServiceView view{&s, {}};
+    for (const v1::HttpRoute& r : s.routes()) {
+      std::string where = Cat("service ", s.name(), " route ", r.name());
+      RouteView route{&r, std::nullopt, {}, TotalWeight(r.clusters())};
+      if (r.match().path_case() == v1::RouteMatch::kRegex) {
+        auto re = Compile(r.match().regex(), where);
+        if (!re.ok()) return re.status();
+        route.path_regex = std::move(*re);
+      }
+      for (const v1::HeaderMatch& h : r.match().headers()) {
+        std::optional<std::regex> re;
+        if (h.value_case() == v1::HeaderMatch::kRegex) {
+          auto compiled = Compile(h.regex(), Cat(where, " header ", h.name()));
+          if (!compiled.ok()) return compiled.status();
+          re = std::move(*compiled);
+        }
+        route.header_regexes.push_back(std::move(re));
+      }
+      if (absl::Status st = check_clusters(r.clusters(), where); !st.ok()) return st;
+      view.routes.push_back(std::move(route));
+    }
+    for (const v1::ServicePort& p : s.ports()) {
+      std::string where = Cat("service ", s.name(), " port ", p.port());
+      if (absl::Status st = check_clusters(p.tcp_clusters(), where); !st.ok()) return st;
+    }
+    auto [it, added] = services_.emplace(s.name(), std::move(view));
+    if (!added) {
+      return absl::InvalidArgumentError(Cat("service \"", s.name(), "\" is duplicated"));
+    }
+    for (const v1::ServicePort& p : s.ports()) {
+      if (p.protocol() != v1::PROTOCOL_TCP || p.tcp_listen_port() == 0) continue;
+      if (!tcp_ports_[s.inbound()].emplace(p.tcp_listen_port(), TcpPortView{&it->second, &p})
+               .second) {
+        return absl::InvalidArgumentError(Cat(
+            "service ", s.name(), ": tcp_listen_port ", p.tcp_listen_port(), " is taken"));
+      }
+    }
+    for (const std::string& host : s.hosts()) {
+      auto [h, fresh] = hosts_[s.inbound()].emplace(Lower(host), &it->second);
+      if (!fresh) {
+        return absl::InvalidArgumentError(Cat("host \"", host, "\" selects both ",
+                                                       h->second->config->name(), " and ",
+                                                       s.name()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+const ServiceView* MeshView::FindService(std::string_view host, bool inbound) const {
+  const auto& hosts = hosts_[inbound];
+  auto it = hosts.find(Lower(host));
+  if (it == hosts.end()) it = hosts.find("*");
+  return it == hosts.end() ? nullptr : it->second;
+}
+
+RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool inbound) const {
+  std::string_view host = request[plugins::http::field::host];
+  const ServiceView* service = FindService(host, inbound);
+  if (service == nullptr) return {};
+  std::string_view path = PathOf(request.target());
+  uint32_t port = HostPort(host);
+  for (const RouteView& route : service->routes) {
+    if (MatchRoute(route, request, path, port)) return {service, &route};
+  }
+  return {service, nullptr};
+}
+
+const ServiceView* MeshView::FindServiceByName(std::string_view name) const {
+  auto it = services_.find(name);
+  return it == services_.end() ? nullptr : &it->second;
+}
+
+std::optional<TcpPortView> MeshView::FindTcpPort(uint32_t listen_port, bool inbound) const {
+  auto it = tcp_ports_[inbound].find(listen_port);
+  if (it == tcp_ports_[inbound].end()) return std::nullopt;
+  return it->second;
+}
+
+const ClusterView* MeshView::FindCluster(std::string_view name) const {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : &it->second;
+}
+
+const google::protobuf::Struct* MeshView::Find(std::string_view service,
+                                               std::string_view plugin) const {
+  const ServiceView* s = FindServiceByName(service);
+  if (s == nullptr) return nullptr;
+  auto it = s->config->plugin_configs().find(std::string(plugin));
+  return it == s->config->plugin_configs().end() ? nullptr : &it->second;
+}
+
+uint32_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters) {
+  uint32_t total = 0;
+  for (const v1::WeightedCluster& c : clusters) total += c.weight();
+  return total;
+}
+
+const std::string* PickWeighted(
+    const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters, uint64_t ticket) {
+  uint32_t total = TotalWeight(clusters);
+  if (total == 0) return nullptr;
+  uint64_t point = ticket % total;
+  for (const v1::WeightedCluster& c : clusters) {
+    if (point < c.weight()) return &c.cluster();
+    point -= c.weight();
+  }
+  return nullptr;
+}
+
+std::chrono::milliseconds DurationOr(const google::protobuf::Duration& d, bool has,
+                                     std::chrono::milliseconds fallback) {
+  if (!has) return fallback;
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+}
+
+}  // namespace meshplug::builtin

@@ -1,0 +1,134 @@
+// MeshView: one snapshot's services, routes, clusters and endpoints, indexed for the
+// lookups the built-in modules and the agent's forwarder make per request.
+//
+// Immutable once built, except the load balancers' counters (atomics), so one MeshView is
+// shared by every worker thread through the chain set that owns it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "meshplug/v1/snapshot.pb.h"
+#include "plugins/api/plugin.h"
+
+namespace meshplug::builtin {
+
+namespace v1 = ::meshplug::v1;
+
+// Picks endpoints of one cluster: weighted round robin or least request.
+class LoadBalancer {
+ public:
+  LoadBalancer(v1::LbPolicy policy, std::vector<v1::Endpoint> endpoints);
+
+  // nullopt when the cluster has no endpoint. `avoid` (an index from an earlier pick) is
+  // skipped when another endpoint exists, so a retry goes elsewhere.
+  std::optional<size_t> Pick(std::optional<size_t> avoid = std::nullopt);
+  const v1::Endpoint& endpoint(size_t i) const { return endpoints_[i]; }
+  std::optional<size_t> IndexOf(std::string_view address, uint32_t port) const;
+  size_t size() const { return endpoints_.size(); }
+
+  // In-flight requests per endpoint, for least request and /clusters.
+  void Started(size_t i) { active_[i].fetch_add(1, std::memory_order_relaxed); }
+  void Finished(size_t i) { active_[i].fetch_sub(1, std::memory_order_relaxed); }
+  int64_t active(size_t i) const { return active_[i].load(std::memory_order_relaxed); }
+
+ private:
+  uint32_t weight(size_t i) const;
+  size_t PickRoundRobin();
+  size_t PickLeastRequest();
+
+  v1::LbPolicy policy_;
+  std::vector<v1::Endpoint> endpoints_;
+  // Round robin walks `schedule_`, where each endpoint appears weight times.
+  std::vector<size_t> schedule_;
+  std::atomic<uint64_t> next_{0};
+  std::unique_ptr<std::atomic<int64_t>[]> active_;
+};
+
+struct ClusterView {
+  v1::Cluster config;
+  std::unique_ptr<LoadBalancer> lb;
+};
+
+// A route with its regexes compiled.
+struct RouteView {
+  const v1::HttpRoute* config = nullptr;
+  std::optional<std::regex> path_regex;
+  std::vector<std::optional<std::regex>> header_regexes;  // one per match.headers entry
+  uint32_t total_weight = 0;
+};
+
+struct ServiceView {
+  const v1::Service* config = nullptr;
+  std::vector<RouteView> routes;
+};
+
+// A TCP service port that one of the agent's TCP listeners serves.
+struct TcpPortView {
+  const ServiceView* service = nullptr;
+  const v1::ServicePort* port = nullptr;
+};
+
+// The result of routing one request.
+struct RouteChoice {
+  const ServiceView* service = nullptr;
+  const RouteView* route = nullptr;  // nullptr: the service matched, no route did
+};
+
+class MeshView final : public plugins::PluginConfigs {
+ public:
+  // Fails when a route names a cluster that does not exist or a regex does not compile.
+  static absl::StatusOr<std::shared_ptr<const MeshView>> Build(
+      std::shared_ptr<const v1::Snapshot> snapshot);
+
+  const v1::Snapshot& snapshot() const { return *snapshot_; }
+
+  // The service selected by a Host header among inbound or outbound services.
+  const ServiceView* FindService(std::string_view host, bool inbound) const;
+  // The service and first matching route of a request.
+  RouteChoice Route(const plugins::http::request_header<>& request, bool inbound) const;
+  const ServiceView* FindServiceByName(std::string_view name) const;
+  // The TCP service port served on the agent's `listen_port` (ServicePort.tcp_listen_port).
+  std::optional<TcpPortView> FindTcpPort(uint32_t listen_port, bool inbound) const;
+  const std::map<uint32_t, TcpPortView>& tcp_ports(bool inbound) const {
+    return tcp_ports_[inbound];
+  }
+  const ClusterView* FindCluster(std::string_view name) const;
+  const std::map<std::string, ClusterView, std::less<>>& clusters() const { return clusters_; }
+
+  const google::protobuf::Struct* Find(std::string_view service,
+                                       std::string_view plugin) const override;
+
+ private:
+  explicit MeshView(std::shared_ptr<const v1::Snapshot> snapshot);
+  absl::Status Index();
+
+  std::shared_ptr<const v1::Snapshot> snapshot_;
+  std::map<std::string, ServiceView, std::less<>> services_;
+  // Lower-cased host → service, one map per direction (0 outbound, 1 inbound).
+  std::map<std::string, const ServiceView*, std::less<>> hosts_[2];
+  std::map<uint32_t, TcpPortView> tcp_ports_[2];
+  std::map<std::string, ClusterView, std::less<>> clusters_;
+};
+
+// Picks one of `clusters` by weight with a uniformly distributed `ticket` in
+// [0, total weight). Returns nullptr when all weights are 0.
+const std::string* PickWeighted(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>&
+                                    clusters,
+                                uint64_t ticket);
+uint32_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters);
+
+// A proto Duration, or `fallback` when unset.
+std::chrono::milliseconds DurationOr(const google::protobuf::Duration& d, bool has,
+                                     std::chrono::milliseconds fallback);
+
+}  // namespace meshplug::builtin

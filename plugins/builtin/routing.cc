@@ -1,0 +1,69 @@
+// http-routing and tcp-routing: choose the service, route and cluster of a request or
+// connection; the load-balancing modules choose the endpoint.
+#include <atomic>
+
+#include "plugins/builtin/module.h"
+#include "plugins/builtin/text.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+class HttpRouting final : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+
+  // Host → service → first matching route → a cluster by weight. Leaves ctx.route empty
+  // when nothing matched, which http-default answers with 403.
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    RouteChoice choice = mesh().Route(ctx.request, inbound());
+    if (choice.service == nullptr) co_return Verdict::Continue();
+    ctx.service = choice.service->config->name();
+    if (choice.route == nullptr) co_return Verdict::Continue();
+    ctx.route = choice.route->config->name();
+    const std::string* cluster =
+        PickWeighted(choice.route->config->clusters(), ticket_.fetch_add(1));
+    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
+    co_return Verdict::Continue();
+  }
+
+ private:
+  std::atomic<uint64_t> ticket_{0};
+};
+
+class TcpRouting final : public Module<plugins::TcpPlugin> {
+ public:
+  using Module::Module;
+
+  // The listener's service port → a cluster by weight.
+  awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
+    uint32_t listen_port = 0;
+    auto it = ctx.shared.find(kListenPortKey);
+    if (it == ctx.shared.end() || !ParseNumber(it->second, listen_port)) {
+      co_return Verdict::Continue();
+    }
+    std::optional<TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
+    if (!port) co_return Verdict::Continue();
+    ctx.service = port->service->config->name();
+    const std::string* cluster = PickWeighted(port->port->tcp_clusters(), ticket_.fetch_add(1));
+    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
+    co_return Verdict::Continue();
+  }
+
+ private:
+  std::atomic<uint64_t> ticket_{0};
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(const BuiltinEnv& env) {
+  return std::make_shared<HttpRouting>("http-routing", env);
+}
+
+std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env) {
+  return std::make_shared<TcpRouting>("tcp-routing", env);
+}
+
+}  // namespace meshplug::builtin

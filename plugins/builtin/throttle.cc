@@ -1,0 +1,60 @@
+// throttle-service and throttle-route: token-bucket rate limits of inbound requests per
+// service (TrafficPolicy.rate_limit) and per route (HttpRoute.rate_limit).
+#include "plugins/builtin/module.h"
+#include "plugins/builtin/text.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+class Throttle final : public Module<plugins::HttpPlugin> {
+ public:
+  Throttle(std::string name, BuiltinEnv env, bool per_route)
+      : Module(std::move(name), std::move(env)), per_route_(per_route) {}
+
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    const v1::RateLimit* limit = LimitFor(ctx);
+    if (limit == nullptr || limit->requests() == 0) co_return Verdict::Continue();
+    std::string key = per_route_ ? Cat(ctx.service, "/", ctx.route) : ctx.service;
+    if (state().limiters.TryTake(key, *limit, Clock::now())) co_return Verdict::Continue();
+    state().stats.Count("meshplug_http_rate_limited_total",
+                        {{"service", ctx.service}, {"limit", name()}});
+    plugins::http::fields headers;
+    for (const auto& [field, value] : limit->response_headers()) headers.set(field, value);
+    co_return Verdict::Respond(limit->response_status() != 0 ? limit->response_status() : 429,
+                               "rate limited\n", std::move(headers));
+  }
+
+ private:
+  const v1::RateLimit* LimitFor(const plugins::HttpContext& ctx) const {
+    const ServiceView* service = mesh().FindServiceByName(ctx.service);
+    if (service == nullptr) return nullptr;
+    if (!per_route_) {
+      return service->config->traffic().has_rate_limit()
+                 ? &service->config->traffic().rate_limit()
+                 : nullptr;
+    }
+    for (const RouteView& route : service->routes) {
+      if (route.config->name() == ctx.route && route.config->has_rate_limit()) {
+        return &route.config->rate_limit();
+      }
+    }
+    return nullptr;
+  }
+
+  bool per_route_;
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(const BuiltinEnv& env) {
+  return std::make_shared<Throttle>("throttle-service", env, false);
+}
+
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env) {
+  return std::make_shared<Throttle>("throttle-route", env, true);
+}
+
+}  // namespace meshplug::builtin

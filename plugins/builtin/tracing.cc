@@ -1,0 +1,65 @@
+// tracing: W3C Trace Context. Continues the caller's trace with a new span id, or starts
+// a sampled trace, and passes the result upstream in `traceparent`.
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "plugins/builtin/module.h"
+#include "plugins/builtin/text.h"
+
+namespace meshplug::builtin {
+namespace {
+
+using plugins::awaitable;
+using plugins::Verdict;
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if ((c < '0' || c > '9') && (c < 'a' || c > 'f')) return false;
+  }
+  return true;
+}
+
+// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", ids not all zero.
+bool ValidTraceParent(std::string_view v) {
+  return v.size() == 55 && v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' &&
+         IsLowerHex(v.substr(3, 32)) && IsLowerHex(v.substr(36, 16)) &&
+         IsLowerHex(v.substr(53, 2)) && v.substr(3, 32) != std::string(32, '0') &&
+         v.substr(36, 16) != std::string(16, '0');
+}
+
+std::string RandomHex(size_t digits) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string out;
+  while (out.size() < digits) {
+    char word[17];
+    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(rng() | 1));
+    out += word;
+  }
+  return out.substr(0, digits);
+}
+
+class Tracing final : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+
+  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    std::string_view incoming = ctx.request["traceparent"];
+    std::string value =
+        ValidTraceParent(incoming)
+            ? Cat("00-", incoming.substr(3, 32), "-", RandomHex(16), "-",
+                           incoming.substr(53, 2))
+            : Cat("00-", RandomHex(32), "-", RandomHex(16), "-01");
+    ctx.request.set("traceparent", value);
+    ctx.shared.insert_or_assign(std::string(kTraceParentKey), std::move(value));
+    co_return Verdict::Continue();
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<plugins::HttpPlugin> MakeTracing(const BuiltinEnv& env) {
+  return std::make_shared<Tracing>("tracing", env);
+}
+
+}  // namespace meshplug::builtin
