@@ -34,6 +34,8 @@ Usage:
   meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|table]
   meshctl namespace add NAME [--mesh-name NAME]
   meshctl namespace remove NAME
+  meshctl proxy status
+  meshctl proxy config_dump AGENT        (AGENT: namespace/name or name.namespace)
   meshctl version
 
 Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
@@ -272,6 +274,26 @@ int Namespace(Client& c, const Args& a) {
   return 0;
 }
 
+int Proxy(Client& c, const Args& a) {
+  Allow(a, "proxy", {});
+  if (a.positional.size() == 2 && a.positional[1] == "status") {
+    const auto resp = c.Call<v1::ProxyStatusRequest, v1::ProxyStatusResponse>(&v1::Admin::Stub::ProxyStatus, {});
+    if (resp.agents().empty()) {
+      std::cerr << "No agents have connected.\n";
+      return 0;
+    }
+    std::cout << ProxyStatusTable(resp);
+    return 0;
+  }
+  if (a.positional.size() == 3 && a.positional[1] == "config_dump") {
+    v1::ConfigDumpRequest req;
+    req.set_agent(a.positional[2]);
+    std::cout << c.Call<v1::ConfigDumpRequest, v1::ConfigDumpResponse>(&v1::Admin::Stub::ConfigDump, req).json();
+    return 0;
+  }
+  throw UsageError{"usage: meshctl proxy status | meshctl proxy config_dump AGENT"};
+}
+
 int Version(Client& c, const Args& a) {
   Allow(a, "version", {});
   std::cout << "client: " << kClientVersion << "\n";
@@ -293,6 +315,7 @@ int Run(int argc, char** argv) {
   if (cmd == "get") return Get(client, a);
   if (cmd == "namespace") return Namespace(client, a);
   if (cmd == "version") return Version(client, a);
+  if (cmd == "proxy") return Proxy(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

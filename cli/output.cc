@@ -247,6 +247,24 @@ std::string Age(const std::string& rfc3339) {
   return Cat(s / 86400, "d");
 }
 
+// Columns padded to the widest cell, three spaces apart, like kubectl.
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 3, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
 std::string ToTable(const Objects& objects, bool show_namespace) {
   if (objects.empty()) return "";
   std::vector<std::vector<std::string>> rows;
@@ -265,20 +283,21 @@ std::string ToTable(const Objects& objects, bool show_namespace) {
     row.push_back(Age(meta.creation_timestamp()));
     rows.push_back(row);
   }
-  std::vector<size_t> width(header.size(), 0);
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  return RenderTable(rows);
+}
+
+std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp) {
+  std::vector<std::vector<std::string>> rows = {
+      {"AGENT", "CONNECTED", "PROTOCOL", "SNAPSHOT", "SYNCED", "LAST NACK"}};
+  for (const auto& a : resp.agents()) {
+    int acked = 0;
+    for (const auto& t : a.types()) acked += !t.sent_version().empty() && t.sent_version() == t.acked_version();
+    const std::string synced = Cat(acked, "/", a.types_size());
+    const std::string nack = a.last_nack().empty() ? "<none>" : Cat(a.last_nack_time(), " ", a.last_nack());
+    rows.push_back({a.agent(), a.connected() ? "true" : "false", a.protocol(),
+                    a.snapshot_version().empty() ? "<none>" : a.snapshot_version(), synced, nack});
   }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 3, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
+  return RenderTable(rows);
 }
 
 }  // namespace meshplug::cli

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "meshplug/v1/admin.pb.h"
+
 namespace meshplug::cli {
 
 using Objects = std::vector<std::unique_ptr<google::protobuf::Message>>;
@@ -17,6 +19,10 @@ std::string ToYaml(const Objects& objects, bool as_list);
 std::string ToJson(const Objects& objects, bool as_list);
 // `show_namespace` adds a NAMESPACE column (for -A).
 std::string ToTable(const Objects& objects, bool show_namespace);
+
+// `meshctl proxy status`: one row per agent, with whether every type it was sent is ACKed
+// and its last NACK.
+std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp);
 
 // "5s", "3m", "2h", "4d" since an RFC 3339 timestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& rfc3339);

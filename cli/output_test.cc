@@ -61,5 +61,24 @@ TEST(Output, TableHasKindColumns) {
   EXPECT_NE(table.find("token-verifier   115        <none>    <unknown>"), std::string::npos) << table;
 }
 
+TEST(Output, ProxyStatusShowsSyncAndLastNack) {
+  v1::ProxyStatusResponse resp;
+  auto* a = resp.add_agents();
+  a->set_agent("curl/curl-1");
+  a->set_connected(true);
+  a->set_protocol("delta");
+  a->set_snapshot_version("abc");
+  auto* t = a->add_types();
+  t->set_sent_version("v2");
+  t->set_acked_version("v1");
+  a->add_types()->set_sent_version("x");
+  a->mutable_types(1)->set_acked_version("x");
+  a->set_last_nack("ChainSet: bad script");
+  a->set_last_nack_time("2026-11-29T06:00:00Z");
+  EXPECT_EQ(ProxyStatusTable(resp),
+            "AGENT         CONNECTED   PROTOCOL   SNAPSHOT   SYNCED   LAST NACK\n"
+            "curl/curl-1   true        delta      abc        1/2      2026-11-29T06:00:00Z ChainSet: bad script\n");
+}
+
 }  // namespace
 }  // namespace meshplug::cli
