@@ -94,7 +94,7 @@ void EmitJson(std::string& out, const Value& v, int indent) {
       }
       out += "{\n";
       for (size_t i = 0; i < keys.size(); ++i) {
-        out += pad + log::JsonQuote(keys[i]) + ": ";
+        out += pad + JsonQuote(keys[i]) + ": ";
         EmitJson(out, v.struct_value().fields().at(keys[i]), indent + 2);
         out += i + 1 < keys.size() ? ",\n" : "\n";
       }
@@ -116,7 +116,7 @@ void EmitJson(std::string& out, const Value& v, int indent) {
       out += std::string(indent, ' ') + "]";
       break;
     }
-    case Value::kStringValue: out += log::JsonQuote(v.string_value()); break;
+    case Value::kStringValue: out += JsonQuote(v.string_value()); break;
     case Value::kNumberValue: out += Number(v.number_value()); break;
     case Value::kBoolValue: out += v.bool_value() ? "true" : "false"; break;
     default: out += "null";

@@ -2,7 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include "common/log.h"
+#include "common/strings.h"
 
 namespace meshplug {
 namespace {
@@ -10,7 +10,7 @@ namespace {
 std::string NameList(const google::protobuf::RepeatedPtrField<v1::ChainModule>& chain) {
   std::string out = "[";
   for (int i = 0; i < chain.size(); ++i) {
-    out += (i ? ", " : "") + log::JsonQuote(chain[i].name());
+    out += (i ? ", " : "") + JsonQuote(chain[i].name());
   }
   return out + "]";
 }
@@ -24,7 +24,7 @@ std::string ConfigDumpJson(const v1::Snapshot& snapshot) {
   std::string body;
   (void)google::protobuf::util::MessageToJsonString(snapshot, &body, options);
   const auto& c = snapshot.chains();
-  return "{\n\"version\": " + log::JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" +
+  return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" +
          "  \"inbound-tcp\": " + NameList(c.inbound_tcp()) + ",\n" +
          "  \"inbound-http\": " + NameList(c.inbound_http()) + ",\n" +
          "  \"outbound-tcp\": " + NameList(c.outbound_tcp()) + ",\n" +

@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/strings.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -49,28 +51,6 @@ bool ParseLevel(std::string_view name, Level* out) {
 void SetComponent(std::string component) {
   std::lock_guard lock(g_mu);
   g_component = std::move(component);
-}
-
-std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
 }
 
 void Write(Level level, std::string_view msg, Fields fields) {

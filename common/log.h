@@ -25,7 +25,4 @@ inline void Warn(std::string_view msg, Fields fields = {}) { Write(Level::kWarn,
 inline void Error(std::string_view msg, Fields fields = {}) { Write(Level::kError, msg, fields); }
 inline void Debug(std::string_view msg, Fields fields = {}) { Write(Level::kDebug, msg, fields); }
 
-// `s` as a JSON string literal, quotes included.
-std::string JsonQuote(std::string_view s);
-
 }  // namespace meshplug::log

@@ -2,6 +2,7 @@
 // std::string_view), so absl::StrCat does not take std::string_view; these helpers do.
 #pragma once
 
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -24,5 +25,31 @@ std::string Join(const Range& items, std::string_view sep) {
   }
   return out;
 }
+
+// `s` as a JSON string literal, quotes included.
+inline std::string JsonQuote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Now, UTC, as RFC 3339 with seconds ("2026-11-29T05:53:42Z").
+std::string NowRfc3339();
 
 }  // namespace meshplug

@@ -144,7 +144,7 @@ void MeshController::CommitRegistrations(std::map<std::string, mesh::v1::Workloa
       if (google::protobuf::util::MessageDifferencer::Equals(wl, old)) continue;
       wl.mutable_metadata()->set_generation(old.metadata().generation() + 1);
     } else {
-      wl.mutable_metadata()->set_creation_timestamp(xds::NowRfc3339());
+      wl.mutable_metadata()->set_creation_timestamp(NowRfc3339());
       wl.mutable_metadata()->set_generation(1);
     }
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});

@@ -1,18 +1,11 @@
 #include "control_plane/xds/agent_registry.h"
 
+#include "common/strings.h"
+
 #include <chrono>
 #include <ctime>
 
 namespace meshplug::xds {
-
-std::string NowRfc3339() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
   auto& e = agents_[agent];

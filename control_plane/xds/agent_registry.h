@@ -40,6 +40,4 @@ class AgentRegistry {
   std::map<std::string, Entry> agents_;
 };
 
-std::string NowRfc3339();
-
 }  // namespace meshplug::xds

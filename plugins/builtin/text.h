@@ -1,23 +1,17 @@
-// Small string helpers. Debian's Abseil is built with its own absl::string_view (not an
-// alias of std::string_view), so absl's string functions do not take std::string_view.
+// Small string helpers for the built-in modules (Cat and JsonQuote come from common/).
 #pragma once
 
 #include <charconv>
-#include <cstdio>
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <string_view>
 
+#include "common/strings.h"
+
 namespace meshplug::builtin {
 
-// The arguments streamed one after another.
-template <typename... Args>
-std::string Cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
+using meshplug::Cat;
+using meshplug::JsonQuote;
 
 inline std::string Lower(std::string_view s) {
   std::string out(s);
@@ -32,29 +26,6 @@ template <typename Int>
 bool ParseNumber(std::string_view s, Int& out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
-}
-
-// `s` as a JSON string literal.
-inline std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
 }
 
 }  // namespace meshplug::builtin
