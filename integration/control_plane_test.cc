@@ -112,6 +112,61 @@ TEST(ControlPlane, ScenarioManifestsApplyAndReadBackAsApplied) {
       << table.out;
 }
 
+std::vector<std::string> Chain(const YAML::Node& dump, const char* name) {
+  std::vector<std::string> out;
+  for (const auto& m : dump["chains"][name]) out.push_back(m.as<std::string>());
+  return out;
+}
+
+// SPEC §11 step 2: the plugins sit between circuit-breaker/throttle-route and
+// http-load-balancing, and the resources' status says where they run.
+TEST(ControlPlane, ReferenceScenarioStep2ChainsAndStatus) {
+  ControlPlane cp(TempDir("step2"));
+  for (const char* f : {"integration/scenario/00-namespaces.yaml", "integration/scenario/01-services.yaml",
+                        "integration/scenario/02-enable-plugins.yaml", "integration/scenario/03-plugin-chains.yaml",
+                        "integration/testdata/workloads.yaml"}) {
+    auto r = cp.Meshctl({"apply", "-f", f});
+    ASSERT_EQ(r.exit_code, 0) << f << ": " << r.err;
+  }
+  // The chains name plugins that do not exist yet: status says so.
+  auto missing = cp.Meshctl({"get", "pluginchain", "token-verifier-chain", "-n", "httpbin", "-o", "yaml"});
+  ASSERT_TRUE(Eventually([&] {
+    missing = cp.Meshctl({"get", "pluginchain", "token-verifier-chain", "-n", "httpbin", "-o", "yaml"});
+    return YAML::Load(missing.out)["status"]["missingPlugins"].IsSequence();
+  }, milliseconds(10000))) << missing.out;
+  EXPECT_EQ(YAML::Load(missing.out)["status"]["missingPlugins"][0].as<std::string>(), "token-verifier");
+
+  auto plugins = cp.Meshctl({"apply", "-f", "plugins/examples/token-injector.yaml", "-f",
+                             "plugins/examples/token-verifier.yaml"});
+  ASSERT_EQ(plugins.exit_code, 0) << plugins.err;
+
+  std::vector<std::string> curl_chain;
+  ASSERT_TRUE(Eventually([&] {
+    auto dump = cp.Meshctl({"proxy", "config_dump", "curl/curl-1"});
+    curl_chain = dump.exit_code == 0 ? Chain(YAML::Load(dump.out), "outbound-http") : std::vector<std::string>{};
+    return curl_chain.size() == 8;
+  }, milliseconds(10000)));
+  EXPECT_EQ(curl_chain, (std::vector<std::string>{"http-routing", "metrics", "tracing", "logging", "circuit-breaker",
+                                                  "token-injector", "http-load-balancing", "http-default"}));
+  auto httpbin = cp.Meshctl({"proxy", "config_dump", "httpbin-1.httpbin"});
+  ASSERT_EQ(httpbin.exit_code, 0) << httpbin.err;
+  EXPECT_EQ(Chain(YAML::Load(httpbin.out), "inbound-http"),
+            (std::vector<std::string>{"tls-termination", "http-routing", "metrics", "tracing", "logging",
+                                      "throttle-service", "throttle-route", "token-verifier", "http-load-balancing",
+                                      "http-default"}));
+
+  const YAML::Node plugin = YAML::Load(cp.Meshctl({"get", "plugin", "token-injector", "-o", "yaml"}).out);
+  EXPECT_EQ(plugin["status"]["agents"][0].as<std::string>(), "curl/curl-1");
+  EXPECT_EQ(plugin["status"]["compile"].as<std::string>(), "ok");
+  const YAML::Node chain = YAML::Load(cp.Meshctl({"get", "pichn", "token-verifier-chain", "-n", "httpbin", "-o", "yaml"}).out);
+  EXPECT_EQ(chain["status"]["matchedAgents"][0].as<std::string>(), "httpbin/httpbin-1");
+  EXPECT_FALSE(chain["status"]["missingPlugins"]);
+
+  auto unknown = cp.Meshctl({"proxy", "config_dump", "nobody/none"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "error: no agent \"nobody/none\" (name it namespace/name; see meshctl proxy status)\n");
+}
+
 TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
   ControlPlane cp(TempDir("bad-input"));
   const std::string bad =

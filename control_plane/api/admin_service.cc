@@ -148,10 +148,10 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
                                                    const v1::ConfigDumpRequest* req,
                                                    v1::ConfigDumpResponse* resp) {
   return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::ConfigDumpResponse> {
-    // Accept "namespace/name" and "name.namespace".
+    // Accept "namespace/name" and "name.namespace" (namespaces have no dots; names may).
     std::string agent = req->agent();
     if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
-      const auto dot = agent.find('.');
+      const auto dot = agent.rfind('.');
       agent = agent.substr(dot + 1) + "/" + agent.substr(0, dot);
     }
     auto resources = cache_.Get(agent);
