@@ -79,6 +79,15 @@ struct UpstreamTarget {
   uint16_t port = 0;
 };
 
+// Where a mesh service name ("ext-auth.auth:8079") leads from the chain set a request runs
+// on, so a plugin's own calls reach mesh services without DNS.
+class ServiceResolver {
+ public:
+  virtual ~ServiceResolver() = default;
+  // An endpoint of the service `host_port` names, or nullopt when it names none.
+  virtual std::optional<UpstreamTarget> Resolve(std::string_view host_port) const = 0;
+};
+
 // State of one request, shared by every plugin of the chain run that serves it.
 struct HttpContext {
   http::request_header<> request;
@@ -93,6 +102,7 @@ struct HttpContext {
 
   const WorkloadIdentity* workload = nullptr;
   const PluginConfigs* configs = nullptr;
+  const ServiceResolver* resolver = nullptr;
 
   // Values a plugin leaves for later plugins of the same request (string keys/values).
   std::map<std::string, std::string, std::less<>> shared;
@@ -141,6 +151,7 @@ struct TcpContext {
   std::optional<UpstreamTarget> upstream;
   const WorkloadIdentity* workload = nullptr;
   const PluginConfigs* configs = nullptr;
+  const ServiceResolver* resolver = nullptr;
   std::string peer;  // "ip:port" of the downstream
   std::map<std::string, std::string, std::less<>> shared;
 

@@ -93,6 +93,7 @@ struct TokenVerifier : ::testing::Test {
       : auth(io, [this](const http::request<http::string_body>& req) -> asio::awaitable<Reply> {
           seen_method = std::string(req.method_string());
           seen_path = std::string(req.target());
+          seen_host = std::string(req[http::field::host]);
           if (slow) {
             asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::seconds(30));
             co_await timer.async_wait(asio::use_awaitable);
@@ -121,7 +122,7 @@ struct TokenVerifier : ::testing::Test {
 
   asio::io_context io;
   bool slow = false;
-  std::string seen_method, seen_path;
+  std::string seen_method, seen_path, seen_host;
   LoopbackServer auth;
   LogCapture logs;
   JsonConfigs configs;
@@ -153,6 +154,33 @@ TEST_F(TokenVerifier, WrongTokenGetsTheAuthServiceAnswer) {
   const Verdict missing = Send("/api/items", "");
   EXPECT_EQ(missing.response.status, 401u);
   EXPECT_EQ(verifier->stats().counters().at("denied"), 2);
+}
+
+// The scenario's Verifier is a mesh name ("ext-auth.auth:8079"): the chain set's resolver
+// sends the call to the service's endpoint, keeping the name in the Host header.
+struct FixedResolver : ServiceResolver {
+  std::string name;
+  UpstreamTarget target;
+  std::optional<UpstreamTarget> Resolve(std::string_view host_port) const override {
+    return host_port == name ? std::optional<UpstreamTarget>(target) : std::nullopt;
+  }
+};
+
+TEST_F(TokenVerifier, MeshServiceNamesResolveThroughTheChainSet) {
+  ASSERT_TRUE(verifier);
+  Configure("ext-auth.auth:8079");
+  const std::string address = auth.address();
+  FixedResolver resolver;
+  resolver.name = "ext-auth.auth:8079";
+  resolver.target = {"ext-auth.auth|8079", address.substr(0, address.rfind(':')),
+                     static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)))};
+  HttpContext ctx = MakeRequest(http::verb::get, "/get", kService);
+  ctx.configs = &configs;
+  ctx.resolver = &resolver;
+  ctx.request.set("x-iam-token", kToken);
+  EXPECT_EQ(RunRequest(io, *verifier, ctx).kind, Verdict::Kind::kContinue);
+  EXPECT_EQ(auth.requests(), 1);
+  EXPECT_EQ(seen_host, "ext-auth.auth:8079");
 }
 
 TEST_F(TokenVerifier, OtherPathsAreNotChecked) {

@@ -25,11 +25,6 @@ using asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-std::string Describe(const HostPort& target) {
-  const bool v6 = target.host.find(':') != std::string::npos;
-  return (v6 ? "[" + target.host + "]" : target.host) + ":" + std::to_string(target.port);
-}
-
 // async_resolve cannot be interrupted while getaddrinfo runs, so the lookup races a timer
 // and a late answer lands in shared state that nobody reads any more. Assumes the
 // executor runs one handler at a time (an io_context per thread, or a strand).
@@ -90,6 +85,11 @@ Result Failure(error_code ec, std::string what, const Request& request) {
 
 }  // namespace
 
+std::string Describe(const HostPort& target) {
+  const bool v6 = target.host.find(':') != std::string::npos;
+  return (v6 ? "[" + target.host + "]" : target.host) + ":" + std::to_string(target.port);
+}
+
 std::optional<HostPort> ParseHostPort(std::string_view text) {
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return std::nullopt;
@@ -133,7 +133,9 @@ asio::awaitable<Result> Fetch(Request request) {
   message.method(request.method);
   message.target(request.path);
   message.version(11);
-  message.set(http::field::host, Describe(request.target));
+  if (message.find(http::field::host) == message.end()) {
+    message.set(http::field::host, Describe(request.target));
+  }
   message.set(http::field::connection, "close");
   message.prepare_payload();
   co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));

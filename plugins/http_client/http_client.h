@@ -26,11 +26,14 @@ struct HostPort {
 // Parses "host:port" or "[v6]:port". nullopt when the port is missing or not 1-65535.
 std::optional<HostPort> ParseHostPort(std::string_view text);
 
+// "host:port", with brackets around an IPv6 host.
+std::string Describe(const HostPort& target);
+
 struct Request {
   HostPort target;
   http::verb method = http::verb::get;
   std::string path = "/";
-  http::fields headers;  // Host, Content-Length and Connection are set by the client
+  http::fields headers;  // Content-Length and Connection are set by the client; Host too, unless given
   std::string body;
   std::chrono::milliseconds timeout{1000};  // the whole exchange, resolve included
   size_t max_response_body = 1 << 20;

@@ -17,6 +17,7 @@ Subject Observe(const HttpContext& ctx, const google::protobuf::Struct* config) 
   subject.service = ctx.service;
   subject.route = ctx.route;
   subject.workload = ctx.workload;
+  subject.resolver = ctx.resolver;
   subject.config = config;
   subject.shared = &ctx.shared;
   return subject;
@@ -35,6 +36,7 @@ Subject Observe(const TcpContext& ctx, const google::protobuf::Struct* config) {
   subject.peer = ctx.peer;
   subject.service = ctx.service;
   subject.workload = ctx.workload;
+  subject.resolver = ctx.resolver;
   subject.config = config;
   subject.shared = &ctx.shared;
   return subject;
@@ -47,6 +49,17 @@ Subject Bind(TcpContext& ctx, const google::protobuf::Struct* config) {
 }
 
 awaitable<Verdict> Continue() { co_return Verdict::Continue(); }
+
+// A mesh service name goes to one of the service's endpoints; the Host header keeps the
+// name the script used. Other names are left to DNS.
+void ResolveMeshName(const ServiceResolver* resolver, http_client::Request& request) {
+  if (resolver == nullptr) return;
+  const std::string name = http_client::Describe(request.target);
+  const std::optional<UpstreamTarget> target = resolver->Resolve(name);
+  if (!target) return;
+  request.headers.set(http::field::host, name);
+  request.target = http_client::HostPort{target->host, target->port};
+}
 
 Subject WithBody(Subject subject, std::string& body, bool last) {
   subject.body = &body;
@@ -126,6 +139,7 @@ awaitable<Verdict> LuaPlugin::Step(Phase phase, Subject subject) {
     Outcome outcome = run.Start();
     // Bounded: http_call refuses more than limits.http_calls_per_call calls.
     while (outcome.kind == Outcome::Kind::kHttpCall) {
+      ResolveMeshName(subject.resolver, call.http_request);
       const http_client::Result result = co_await http_client::Fetch(call.http_request);
       outcome = run.Continue(result);
     }
