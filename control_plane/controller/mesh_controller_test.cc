@@ -1,0 +1,195 @@
+// The controller against a real store: registration and the grace period, status written
+// back to resources, shared encodings.
+#include "control_plane/controller/mesh_controller.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "control_plane/api/resource_api.h"
+#include "control_plane/store/sqlite_store.h"
+#include "control_plane/xds/node_identity.h"
+
+namespace meshplug::controller {
+namespace {
+
+using std::chrono::milliseconds;
+
+template <typename Cond>
+bool Eventually(Cond&& cond, milliseconds timeout = milliseconds(10000)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return true;
+}
+
+constexpr const char* kMesh = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: httpbin}
+spec: {ports: [{port: 14001}], selector: {app: httpbin}}
+---
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: Plugin
+metadata: {name: p}
+spec: {priority: 115, script: "function on_request() end"}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginChain
+metadata: {name: c, namespace: curl}
+spec: {chains: [{name: outbound-http, plugins: [p, ghost]}]}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginConfig
+metadata: {name: first, namespace: curl}
+spec: {plugin: p, destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}], config: {v: 1}}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginConfig
+metadata: {name: second, namespace: curl}
+spec: {plugin: p, destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}], config: {v: 2}}
+)";
+
+mesh::v1::Workload Agent(const std::string& name, const std::string& ns, const std::string& app) {
+  mesh::v1::Workload wl;
+  wl.set_api_version("meshplug.io/v1");
+  wl.set_kind("Workload");
+  wl.mutable_metadata()->set_name(name);
+  wl.mutable_metadata()->set_namespace_(ns);
+  (*wl.mutable_metadata()->mutable_labels())["app"] = app;
+  (*wl.mutable_metadata()->mutable_annotations())[xds::kRegisteredBy] = "agent";
+  wl.mutable_spec()->set_address("127.0.0.1");
+  wl.mutable_spec()->set_inbound_port(15003);
+  return wl;
+}
+
+class MeshControllerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const char* dir = std::getenv("TEST_TMPDIR");
+    const std::string path = std::string(dir ? dir : "/tmp") + "/" +
+                             testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
+    store_ = std::move(*store::SqliteStore::Open(path));
+    api_ = std::make_unique<api::ResourceApi>(*store_);
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(kMesh);
+    ASSERT_TRUE(api_->Apply(req).ok());
+    controller_ = std::make_unique<MeshController>(*store_, cache_, registry_,
+                                                   Options{milliseconds(5), milliseconds(50), milliseconds(300)});
+    ASSERT_TRUE(controller_->Start().ok());
+    api_->SetStatusFiller([this](resources::Object& obj) { controller_->FillStatus(obj); });
+  }
+
+  template <typename T>
+  T Get(const std::string& kind, const std::string& ns, const std::string& name) {
+    v1::GetRequest req;
+    req.set_kind(kind);
+    req.set_namespace_(ns);
+    req.set_name(name);
+    auto resp = api_->Get(req);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    T out;
+    if (resp.ok()) resp->objects(0).UnpackTo(&out);
+    return out;
+  }
+
+  bool WorkloadStored(const std::string& ns, const std::string& name) {
+    auto e = store_->Get(resources::Key{"Workload", ns, name});
+    return e.ok() && e->has_value();
+  }
+
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<api::ResourceApi> api_;
+  xds::SnapshotCache cache_;
+  xds::AgentRegistry registry_;
+  std::unique_ptr<MeshController> controller_;
+};
+
+TEST_F(MeshControllerTest, RegisteredAgentsGetSnapshotsAndGoAfterTheGracePeriod) {
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
+  EXPECT_TRUE(WorkloadStored("curl", "curl-1"));
+
+  // A stream ends; within the grace period the agent comes back: it stays.
+  const uint64_t stream = registry_.Connected("curl/curl-1", "delta", "test");
+  registry_.Disconnected("curl/curl-1", stream);
+  controller_->Disconnected("curl/curl-1");
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  registry_.Connected("curl/curl-1", "delta", "test");
+
+  // Registering in a namespace that does not exist is refused.
+  const auto refused = controller_->Register(Agent("x", "nowhere", "x"));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+
+  // An agent that stays away is removed after the grace period, with its snapshot.
+  ASSERT_TRUE(controller_->Register(Agent("httpbin-1", "httpbin", "httpbin")).ok());
+  ASSERT_TRUE(Eventually([&] { return WorkloadStored("httpbin", "httpbin-1"); }));
+  const uint64_t s2 = registry_.Connected("httpbin/httpbin-1", "delta", "test");
+  registry_.Disconnected("httpbin/httpbin-1", s2);
+  controller_->Disconnected("httpbin/httpbin-1");
+  ASSERT_TRUE(Eventually([&] { return !WorkloadStored("httpbin", "httpbin-1"); }));
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("httpbin/httpbin-1") == nullptr; }));
+  // curl-1's grace deadline passed long before httpbin-1's: it reconnected, so it stayed.
+  EXPECT_TRUE(WorkloadStored("curl", "curl-1"));
+}
+
+TEST_F(MeshControllerTest, StatusShowsAgentsMissingPluginsAndConflicts) {
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
+
+  const auto plugin = Get<mesh::v1::Plugin>("Plugin", "", "p");
+  ASSERT_EQ(plugin.status().agents_size(), 1);
+  EXPECT_EQ(plugin.status().agents(0), "curl/curl-1");
+
+  const auto chain = Get<mesh::v1::PluginChain>("PluginChain", "curl", "c");
+  EXPECT_EQ(chain.status().matched_agents(0), "curl/curl-1");
+  ASSERT_EQ(chain.status().missing_plugins_size(), 1);
+  EXPECT_EQ(chain.status().missing_plugins(0), "ghost");
+
+  const auto first = Get<mesh::v1::PluginConfig>("PluginConfig", "curl", "first");
+  const auto second = Get<mesh::v1::PluginConfig>("PluginConfig", "curl", "second");
+  EXPECT_EQ(first.status().agents(0), "curl/curl-1");
+  EXPECT_EQ(second.status().agents_size(), 0);  // the older one wins
+  ASSERT_EQ(second.status().conflicts_size(), 1);
+  EXPECT_EQ(second.status().conflicts(0), first.status().conflicts(0));
+
+  const auto wl = Get<mesh::v1::Workload>("Workload", "curl", "curl-1");
+  EXPECT_FALSE(wl.status().connected());
+  registry_.Connected("curl/curl-1", "delta", "test");
+  EXPECT_TRUE(Get<mesh::v1::Workload>("Workload", "curl", "curl-1").status().connected());
+}
+
+TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
+  ASSERT_TRUE(controller_->Register(Agent("a", "curl", "curl")).ok());
+  ASSERT_TRUE(controller_->Register(Agent("b", "curl", "curl")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/a") && cache_.Get("curl/b") &&
+                                      cache_.Get("curl/a")->Of(xds::TypeUrl("Service")).size() == 1; }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  const auto a = cache_.Get("curl/a");
+  const auto b = cache_.Get("curl/b");
+  // Same chains, same services: the very same encodings; only the identity differs.
+  EXPECT_EQ(a->Of(xds::TypeUrl("ChainSet")).at("chains"), b->Of(xds::TypeUrl("ChainSet")).at("chains"));
+  EXPECT_EQ(a->Of(xds::TypeUrl("Service")).at("httpbin.httpbin"), b->Of(xds::TypeUrl("Service")).at("httpbin.httpbin"));
+  EXPECT_NE(a->Of(xds::TypeUrl("AgentSettings")).at("agent"), b->Of(xds::TypeUrl("AgentSettings")).at("agent"));
+}
+
+}  // namespace
+}  // namespace meshplug::controller
