@@ -69,6 +69,13 @@ class Stream : public grpc::ServerBidiReactor<Req, Resp> {
 
   std::string NextNonce() { return std::to_string(++nonce_counter_); }
 
+  // Requests for types we do not serve (Envoy's own, for now) get no answer.
+  bool Served(const std::string& type) const {
+    if (KnownType(type)) return true;
+    log::Debug("request for an unknown type ignored", {{"agent", agent_}, {"type", type}});
+    return false;
+  }
+
   std::string agent_;
   Resources resources_;
 
@@ -157,10 +164,7 @@ class SotwStream final : public Stream<discovery::DiscoveryRequest, discovery::D
 
   void Handle(const discovery::DiscoveryRequest& req) override {
     const std::string& type = req.type_url();
-    if (!KnownType(type)) {
-      log::Debug("request for an unknown type ignored", {{"agent", agent_}, {"type", type}});
-      return;
-    }
+    if (!Served(type)) return;
     TypeState& t = types_[type];
     // A request answering an older response than the last one is stale: ignore it.
     if (!req.response_nonce().empty() && req.response_nonce() != t.nonce) return;
@@ -237,10 +241,7 @@ class DeltaStream final : public Stream<discovery::DeltaDiscoveryRequest, discov
 
   void Handle(const discovery::DeltaDiscoveryRequest& req) override {
     const std::string& type = req.type_url();
-    if (!KnownType(type)) {
-      log::Debug("request for an unknown type ignored", {{"agent", agent_}, {"type", type}});
-      return;
-    }
+    if (!Served(type)) return;
     const bool first = !types_.count(type);
     TypeState& t = types_[type];
     if (first) {
