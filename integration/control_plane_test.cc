@@ -98,6 +98,11 @@ TEST(ControlPlane, ScenarioManifestsApplyAndReadBackAsApplied) {
   }
   EXPECT_EQ(checked, 10);
 
+  // What get prints applies back unchanged (metadata and status included).
+  auto yaml = cp.Meshctl({"get", "pluginconfig", "token-verifier-config", "-n", "httpbin", "-o", "yaml"});
+  auto reapplied = cp.Meshctl({"apply", "-f", "-"}, yaml.out);
+  EXPECT_EQ(reapplied.out, "pluginconfig/token-verifier-config unchanged\n") << reapplied.err;
+
   auto again = cp.Meshctl({"apply", "-f", "integration/scenario/03-plugin-chains.yaml"});
   EXPECT_EQ(again.out, "pluginchain/token-injector-chain unchanged\npluginchain/token-verifier-chain unchanged\n");
 

@@ -264,8 +264,9 @@ TEST_F(ResourceApiTest, StaleResourceVersionIsRefused) {
   const int64_t rv = first->results(0).resource_version();
   ApplyOk(PluginDoc("  priority: 2\n" + kScript));
 
+  // Quoted, as `meshctl get -o yaml` prints it.
   const std::string stale = "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata:\n  name: p1\n"
-                            "  resourceVersion: " + std::to_string(rv) + "\nspec:\n  priority: 3\n" + kScript;
+                            "  resourceVersion: \"" + std::to_string(rv) + "\"\nspec:\n  priority: 3\n" + kScript;
   auto r = Apply(stale);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);

@@ -137,11 +137,13 @@ absl::Status DecodeSingle(const YAML::Node& node, Message& msg, const FieldDescr
     case FieldDescriptor::CPPTYPE_UINT32:
     case FieldDescriptor::CPPTYPE_UINT64: {
       int64_t v = 0;
-      if (Quoted(node) || !ParseInt(s, &v)) {
-        return Error(path, node, Cat("must be an integer, got ", TypeName(node)));
-      }
       const bool is32 = field->cpp_type() == FieldDescriptor::CPPTYPE_INT32 ||
                         field->cpp_type() == FieldDescriptor::CPPTYPE_UINT32;
+      // 64-bit integers are strings in protobuf's JSON (resourceVersion: "12"), so a quoted
+      // one reads back; smaller ones must be plain numbers.
+      if ((Quoted(node) && is32) || !ParseInt(s, &v)) {
+        return Error(path, node, Cat("must be an integer, got ", TypeName(node)));
+      }
       const bool is_unsigned = field->cpp_type() == FieldDescriptor::CPPTYPE_UINT32 ||
                                field->cpp_type() == FieldDescriptor::CPPTYPE_UINT64;
       const int64_t lo = is_unsigned ? 0 : (is32 ? std::numeric_limits<int32_t>::min() : INT64_MIN);
