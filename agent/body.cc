@@ -68,8 +68,11 @@ net::awaitable<plugins::Verdict> BodyFilters::Run(plugins::HttpContext& ctx, std
       if (!last) co_return plugins::Verdict::Continue();
       piece = std::move(stage.buffered);
     }
-    plugins::Verdict v = request_ ? co_await stage.plugin->OnRequestBody(ctx, piece, last)
-                                  : co_await stage.plugin->OnResponseBody(ctx, piece, last);
+    plugins::HttpPlugin* plugin = stage.plugin;
+    plugins::Verdict v = co_await PluginStep(plugin->name(), [&, plugin] {
+      return request_ ? plugin->OnRequestBody(ctx, piece, last)
+                      : plugin->OnResponseBody(ctx, piece, last);
+    });
     if (v.kind == plugins::Verdict::Kind::kRespond) co_return v;
   }
   co_return plugins::Verdict::Continue();

@@ -12,6 +12,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,41 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 inline constexpr size_t kBodyPieceBytes = 64 * 1024;
+
+// How many bytes a connection's read buffer may hold: a whole header block plus one body
+// piece. Beast needs a chunk-size line or a trailer section whole in the buffer; without
+// this cap a line that never ends grows the buffer without limit. Reads past it fail with
+// http::error::buffer_overflow.
+inline size_t ReadBufferLimit(uint32_t max_header_bytes) {
+  return size_t{max_header_bytes} + kBodyPieceBytes;
+}
+
+// A plugin step threw. Carries the plugin's name for the error counter; the original
+// message stays in detail() and never reaches a client.
+class PluginError : public std::runtime_error {
+ public:
+  PluginError(std::string plugin, std::string detail)
+      : std::runtime_error("plugin failed"), plugin_(std::move(plugin)), detail_(std::move(detail)) {}
+  const std::string& plugin() const { return plugin_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string plugin_;
+  std::string detail_;
+};
+
+// Runs one plugin step (`step()` returns its awaitable); an exception leaves as
+// PluginError naming the plugin. The session turns it into a 500 and counts it.
+template <typename Step>
+net::awaitable<plugins::Verdict> PluginStep(const std::string& plugin, Step step) {
+  try {
+    co_return co_await step();
+  } catch (const std::exception& e) {
+    throw PluginError(plugin, e.what());
+  } catch (...) {
+    throw PluginError(plugin, "unknown exception");
+  }
+}
 
 // "No body limit" for a parser. Not boost::none: Boost 1.74 compares the Content-Length
 // with the optional limit, and any length compares greater than an empty optional.
@@ -80,7 +116,8 @@ class BodyFilters {
 
   bool empty() const { return stages_.empty(); }
   // Passes `piece` through every stage; a stage that is buffering leaves it empty. A
-  // Respond verdict (or 413 when a buffer outgrows the limit) stops the body.
+  // Respond verdict (or 413 when a buffer outgrows the limit) stops the body. A stage that
+  // throws is reported as PluginError.
   net::awaitable<plugins::Verdict> Run(plugins::HttpContext& ctx, std::string& piece, bool last);
 
  private:

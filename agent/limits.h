@@ -20,6 +20,11 @@ struct Limits {
   milliseconds connect_timeout{2'000};
   milliseconds request_timeout{15'000};
   milliseconds upstream_idle_timeout{30'000};
+  // TCP proxying: a connection with no byte moving either way for this long is closed.
+  milliseconds tcp_idle_timeout{3'600'000};
+  // Once one direction has ended (half-close), the other must keep moving bytes at least
+  // this often, or the connection is closed.
+  milliseconds tcp_half_close_timeout{60'000};
 };
 
 // `defaults` with the snapshot's non-zero settings applied.

@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
 #include <exception>
 
 #include "agent/in_flight.h"
@@ -45,7 +46,13 @@ class TcpSession {
     } else if (!v.response.body.empty()) {
       co_await net::async_write(downstream_, net::buffer(v.response.body), Ec(ec));
     }
-    for (size_t i = 0; i < ran_; ++i) (*chain_)[i].plugin->OnClose(ctx_);
+    for (size_t i = 0; i < ran_; ++i) {
+      try {
+        (*chain_)[i].plugin->OnClose(ctx_);
+      } catch (...) {
+        env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", (*chain_)[i].name}});
+      }
+    }
   }
 
  private:
@@ -65,48 +72,55 @@ class TcpSession {
   }
 
   awaitable<void> Proxy() {
+    const Limits& limits = chains_->limits();
     const builtin::ClusterView* cluster = chains_->mesh().FindCluster(ctx_.upstream->cluster);
     auto timeout = cluster ? builtin::DurationOr(cluster->config.connect_timeout(),
                                                  cluster->config.has_connect_timeout(),
-                                                 chains_->limits().connect_timeout)
-                           : chains_->limits().connect_timeout;
-    beast::tcp_stream connecting(downstream_.get_executor());
-    connecting.expires_after(timeout);
+                                                 limits.connect_timeout)
+                           : limits.connect_timeout;
     boost::system::error_code ec;
-    auto address = net::ip::make_address(ctx_.upstream->host, ec);
-    if (!ec) {
-      co_await connecting.async_connect(tcp::endpoint(address, ctx_.upstream->port), Ec(ec));
-    }
-    if (ec) {
+    // The pool's connect: IP literals and DNS names alike.
+    std::unique_ptr<UpstreamConnection> connection =
+        co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec);
+    if (!connection) {
       env_.stats->Count("meshplug_upstream_connect_failures_total",
                         {{"cluster", ctx_.upstream->cluster}});
       co_return;
     }
-    tcp::socket upstream = connecting.release_socket();
-    // Both directions at once (Boost 1.74 has no awaitable operators): the reverse pump
-    // runs as a sibling coroutine on this worker and wakes `reverse_done` when it ends.
-    net::steady_timer reverse_done(downstream_.get_executor(),
-                                   net::steady_timer::time_point::max());
-    bool reverse_finished = false;
-    net::co_spawn(downstream_.get_executor(),
-                  Pump(upstream, downstream_, Direction::kUpstreamToDownstream),
-                  [&](std::exception_ptr) {
-                    reverse_finished = true;
-                    reverse_done.cancel();
-                  });
-    co_await Pump(downstream_, upstream, Direction::kDownstreamToUpstream);
-    if (!reverse_finished) co_await reverse_done.async_wait(Ec(ec));
+    tcp::socket upstream = connection->stream.release_socket();
+    idle_timeout_ = limits.tcp_idle_timeout;
+    half_close_timeout_ = limits.tcp_half_close_timeout;
+    last_activity_ = Clock::now();
+    // Both directions and the idle watchdog run as sibling coroutines on this worker
+    // (Boost 1.74 has no awaitable operators); `all_done` wakes when the last one ends.
+    auto executor = downstream_.get_executor();
+    net::steady_timer watchdog(executor);
+    net::steady_timer all_done(executor, net::steady_timer::time_point::max());
+    int running = 3;
+    auto finished = [&](std::exception_ptr) {
+      if (--running == 0) all_done.cancel();
+    };
+    net::co_spawn(executor,
+                  Pump(upstream, downstream_, Direction::kUpstreamToDownstream, watchdog),
+                  finished);
+    net::co_spawn(executor,
+                  Pump(downstream_, upstream, Direction::kDownstreamToUpstream, watchdog),
+                  finished);
+    net::co_spawn(executor, Watch(upstream, watchdog), finished);
+    if (running > 0) co_await all_done.async_wait(Ec(ec));
   }
 
   // Copies `from` to `to` until `from` ends, then half-closes `to`. An error or a Respond
   // from a data step closes both.
-  awaitable<void> Pump(tcp::socket& from, tcp::socket& to, Direction direction) {
+  awaitable<void> Pump(tcp::socket& from, tcp::socket& to, Direction direction,
+                       net::steady_timer& watchdog) {
     std::string data;
     boost::system::error_code ec;
     while (true) {
       data.resize(kPieceBytes);
       size_t n = co_await from.async_read_some(net::buffer(data), Ec(ec));
       if (ec) break;
+      last_activity_ = Clock::now();
       data.resize(n);
       if ((co_await DataSteps(direction, data)).kind == Verdict::Kind::kRespond) {
         ec = net::error::operation_aborted;
@@ -114,13 +128,36 @@ class TcpSession {
       }
       co_await net::async_write(to, net::buffer(data), Ec(ec));
       if (ec) break;
+      last_activity_ = Clock::now();
     }
     boost::system::error_code ignored;
     if (ec == net::error::eof) {
       to.shutdown(tcp::socket::shutdown_send, ignored);
+      half_closed_ = true;
+      last_activity_ = Clock::now();  // the half-close timeout counts from here
     } else {
       from.close(ignored);
       to.close(ignored);
+    }
+    --pumps_running_;
+    watchdog.cancel();  // the watchdog re-reads the state
+  }
+
+  // Closes both sockets once no byte has moved for the idle timeout, or for the
+  // half-close timeout after one direction ended; returns when both pumps have ended.
+  awaitable<void> Watch(tcp::socket& upstream, net::steady_timer& timer) {
+    while (pumps_running_ > 0) {
+      auto deadline = last_activity_ + (half_closed_ ? half_close_timeout_ : idle_timeout_);
+      if (Clock::now() >= deadline) {
+        env_.stats->Count("meshplug_tcp_idle_timeouts_total", {{"cluster", ctx_.upstream->cluster}});
+        boost::system::error_code ignored;
+        upstream.close(ignored);
+        downstream_.close(ignored);
+        co_return;
+      }
+      timer.expires_at(deadline);
+      boost::system::error_code ec;
+      co_await timer.async_wait(Ec(ec));
     }
   }
 
@@ -139,6 +176,7 @@ class TcpSession {
   }
 
   static constexpr size_t kPieceBytes = 64 * 1024;
+  using Clock = std::chrono::steady_clock;
 
   tcp::socket downstream_;
   ProxyEnv env_;
@@ -146,6 +184,12 @@ class TcpSession {
   const TcpChain* chain_ = nullptr;
   TcpContext ctx_;
   size_t ran_ = 0;
+  // Proxy state shared by the pumps and the watchdog (one worker thread).
+  Clock::time_point last_activity_;
+  std::chrono::milliseconds idle_timeout_{0};
+  std::chrono::milliseconds half_close_timeout_{0};
+  int pumps_running_ = 2;
+  bool half_closed_ = false;
 };
 
 }  // namespace

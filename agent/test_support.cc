@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -37,6 +38,10 @@ TestUpstream::~TestUpstream() {
   thread_.join();
 }
 
+void TestUpstream::ReleaseSlow() {
+  net::post(context_, [this] { slow_gate_.cancel(); });
+}
+
 std::string TestUpstream::last_request_header() const {
   std::lock_guard lock(mu_);
   return last_request_header_;
@@ -48,11 +53,20 @@ net::awaitable<void> TestUpstream::Accept() {
     tcp::socket socket = co_await acceptor_.async_accept(Ec(ec));
     if (ec) co_return;
     ++connections_;
+    ++open_connections_;
     net::co_spawn(context_, Serve(std::move(socket)), net::detached);
   }
 }
 
 net::awaitable<void> TestUpstream::Serve(tcp::socket socket) {
+  struct Closed {
+    std::atomic<int>& open;
+    ~Closed() { --open; }
+  } closed{open_connections_};
+  // Header and chunks go out as separate writes: without this, Nagle holds each behind
+  // the peer's delayed ACK and every response takes tens of milliseconds.
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (true) {
@@ -72,8 +86,9 @@ net::awaitable<void> TestUpstream::Serve(tcp::socket socket) {
     std::string target(req.target());
     if (target == "/reset") co_return;
     if (target == "/slow") {
-      net::steady_timer timer(context_, std::chrono::seconds(2));
-      co_await timer.async_wait(Ec(ec));
+      ++slow_waiting_;
+      co_await slow_gate_.async_wait(Ec(ec));
+      --slow_waiting_;
     }
     http::response<http::empty_body> head{http::status::ok, 11};
     if (target.starts_with("/status/")) head.result(std::stoi(target.substr(8)));
@@ -142,6 +157,74 @@ net::awaitable<void> TcpEchoUpstream::Accept() {
   }
 }
 
+RawUpstream::RawUpstream(Handler handler)
+    : handler_(std::move(handler)), acceptor_(LocalAcceptor(context_)) {
+  port_ = acceptor_.local_endpoint().port();
+  net::co_spawn(context_, Accept(), net::detached);
+  thread_ = std::thread([this] { context_.run(); });
+}
+
+RawUpstream::~RawUpstream() {
+  context_.stop();
+  thread_.join();
+}
+
+net::awaitable<void> RawUpstream::Accept() {
+  for (int n = 0;; ++n) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(Ec(ec));
+    if (ec) co_return;
+    ++connections_;
+    ++open_connections_;
+    net::co_spawn(
+        context_,
+        [this, n, socket = std::move(socket)]() mutable -> net::awaitable<void> {
+          struct Closed {
+            std::atomic<int>& open;
+            ~Closed() { --open; }
+          } closed{open_connections_};
+          co_await handler_(socket, n);
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        },
+        net::detached);
+  }
+}
+
+net::awaitable<std::string> ReadRequestHeader(tcp::socket& socket, std::string& pending) {
+  while (true) {
+    size_t end = pending.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::string header = pending.substr(0, end + 4);
+      pending.erase(0, end + 4);
+      co_return header;
+    }
+    char piece[4096];
+    boost::system::error_code ec;
+    size_t n = co_await socket.async_read_some(net::buffer(piece), Ec(ec));
+    if (ec) co_return std::string();
+    pending.append(piece, n);
+  }
+}
+
+net::awaitable<bool> WriteAll(tcp::socket& socket, std::string_view bytes) {
+  boost::system::error_code ec;
+  co_await net::async_write(socket, net::buffer(bytes), Ec(ec));
+  co_return !ec;
+}
+
+net::awaitable<void> DrainUntilClosed(tcp::socket& socket) {
+  char piece[16 * 1024];
+  boost::system::error_code ec;
+  while (!ec) co_await socket.async_read_some(net::buffer(piece), Ec(ec));
+}
+
+net::awaitable<void> HoldForever(tcp::socket& socket) {
+  net::steady_timer forever(socket.get_executor(), net::steady_timer::time_point::max());
+  boost::system::error_code ec;
+  co_await forever.async_wait(Ec(ec));
+}
+
 Client::Client(uint16_t port, std::chrono::milliseconds timeout)
     : stream_(context_), timeout_(timeout) {
   boost::system::error_code result = net::error::timed_out;
@@ -179,8 +262,25 @@ std::optional<http::response<http::string_body>> Client::Read(bool head) {
   http::async_read(stream_, buffer_, parser,
                    [&](boost::system::error_code ec, size_t) { result = ec; });
   RunUntil([&] { return result.has_value(); });
+  last_error_ = result ? *result : boost::system::error_code(beast::error::timeout);
   if (!result || *result) return std::nullopt;
   return parser.release();
+}
+
+bool Client::ReadInto(http::response_parser<http::string_body>& parser,
+                      const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + timeout_;
+  while (!done()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline || parser.is_done()) return done();
+    std::optional<boost::system::error_code> result;
+    stream_.expires_at(deadline);
+    http::async_read_some(stream_, buffer_, parser,
+                          [&](boost::system::error_code ec, size_t) { result = ec; });
+    RunUntil([&] { return result.has_value(); });
+    if (!result || *result) return done();
+  }
+  return true;
 }
 
 std::optional<http::response<http::string_body>> Client::Get(std::string_view host,

@@ -8,9 +8,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <functional>
@@ -29,7 +31,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 // An HTTP/1.1 upstream on its own thread. Paths:
-//   /slow          answers after 2 s
+//   /slow          answers only once ReleaseSlow() is called (never on its own)
 //   /reset         closes the connection without answering
 //   /status/<N>    answers status N
 //   /echo          streams the request body back, chunked, piece by piece
@@ -43,7 +45,13 @@ class TestUpstream {
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }
   int connections() const { return connections_.load(); }
+  // Connections accepted and not closed yet (by either side).
+  int open_connections() const { return open_connections_.load(); }
   int requests() const { return requests_.load(); }
+  // /slow requests waiting for ReleaseSlow().
+  int slow_waiting() const { return slow_waiting_.load(); }
+  // Lets every waiting /slow request answer.
+  void ReleaseSlow();
   // The request header of the last request, as received.
   std::string last_request_header() const;
 
@@ -54,9 +62,12 @@ class TestUpstream {
   std::string name_;
   net::io_context context_{1};
   net::ip::tcp::acceptor acceptor_;
+  net::steady_timer slow_gate_{context_, net::steady_timer::time_point::max()};
   uint16_t port_ = 0;
   std::atomic<int> connections_{0};
+  std::atomic<int> open_connections_{0};
   std::atomic<int> requests_{0};
+  std::atomic<int> slow_waiting_{0};
   mutable std::mutex mu_;
   std::string last_request_header_;
   std::thread thread_;
@@ -80,6 +91,39 @@ class TcpEchoUpstream {
   std::thread thread_;
 };
 
+// A TCP server whose connections are served by a test's own coroutine, for upstreams
+// that misbehave on purpose. `handler` gets the socket and the connection's number (0,
+// 1, ...); the connection closes when it returns.
+class RawUpstream {
+ public:
+  using Handler = std::function<net::awaitable<void>(net::ip::tcp::socket&, int connection)>;
+  explicit RawUpstream(Handler handler);
+  ~RawUpstream();
+  uint16_t port() const { return port_; }
+  int connections() const { return connections_.load(); }
+  int open_connections() const { return open_connections_.load(); }
+
+ private:
+  net::awaitable<void> Accept();
+
+  Handler handler_;
+  net::io_context context_{1};
+  net::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<int> connections_{0};
+  std::atomic<int> open_connections_{0};
+  std::thread thread_;
+};
+
+// Coroutine helpers for RawUpstream handlers. `pending` keeps bytes read past a header.
+// The next request header ("" on EOF or error).
+net::awaitable<std::string> ReadRequestHeader(net::ip::tcp::socket& socket, std::string& pending);
+net::awaitable<bool> WriteAll(net::ip::tcp::socket& socket, std::string_view bytes);
+// Reads and drops everything until the peer closes.
+net::awaitable<void> DrainUntilClosed(net::ip::tcp::socket& socket);
+// Keeps the connection open, reading nothing, until the upstream is destroyed.
+net::awaitable<void> HoldForever(net::ip::tcp::socket& socket);
+
 // One client connection; every call completes or fails within `timeout`.
 class Client {
  public:
@@ -88,8 +132,13 @@ class Client {
   bool connected() const { return connected_; }
   // Writes raw bytes.
   bool Send(std::string_view bytes);
-  // Reads one response; nullopt on error, timeout or close.
+  // Reads one response; nullopt on error, timeout or close (last_error() tells which).
   std::optional<http::response<http::string_body>> Read(bool head = false);
+  // Reads into `parser` until `done()` holds; false on error, timeout or close first.
+  bool ReadInto(http::response_parser<http::string_body>& parser,
+                const std::function<bool()>& done);
+  // The error of the last Read (beast::error::timeout when it timed out).
+  boost::system::error_code last_error() const { return last_error_; }
   // Send + Read of a GET with the given Host.
   std::optional<http::response<http::string_body>> Get(std::string_view host,
                                                        std::string_view target,
@@ -107,6 +156,7 @@ class Client {
   beast::flat_buffer buffer_;
   std::chrono::milliseconds timeout_;
   bool connected_ = false;
+  boost::system::error_code last_error_;
 };
 
 // Waits until `condition` holds or `timeout` passes; returns the last value.

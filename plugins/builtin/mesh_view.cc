@@ -1,8 +1,13 @@
 #include "plugins/builtin/mesh_view.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
+#include <random>
+#include <set>
 
 #include "plugins/builtin/text.h"
+#include "plugins/builtin/uri.h"
 
 namespace meshplug::builtin {
 namespace {
@@ -22,7 +27,11 @@ std::string_view PathOf(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
-bool MatchHeader(const v1::HeaderMatch& m, const std::optional<std::regex>& regex,
+bool FullMatch(std::string_view text, const re2::RE2& regex) {
+  return re2::RE2::FullMatch(re2::StringPiece(text.data(), text.size()), regex);
+}
+
+bool MatchHeader(const v1::HeaderMatch& m, const std::shared_ptr<const re2::RE2>& regex,
                  const plugins::http::request_header<>& request) {
   auto it = request.find(m.name());
   bool present = it != request.end();
@@ -33,11 +42,8 @@ bool MatchHeader(const v1::HeaderMatch& m, const std::optional<std::regex>& rege
       return present && it->value() == m.exact();
     case v1::HeaderMatch::kPrefix:
       return present && it->value().starts_with(m.prefix());
-    case v1::HeaderMatch::kRegex: {
-      if (!present) return false;
-      std::string_view v = it->value();
-      return std::regex_match(v.begin(), v.end(), *regex);
-    }
+    case v1::HeaderMatch::kRegex:
+      return present && FullMatch(it->value(), *regex);
     case v1::HeaderMatch::VALUE_NOT_SET:
       return present;
   }
@@ -55,7 +61,7 @@ bool MatchRoute(const RouteView& route, const plugins::http::request_header<>& r
       if (!path.starts_with(m.prefix())) return false;
       break;
     case v1::RouteMatch::kRegex:
-      if (!std::regex_match(path.begin(), path.end(), *route.path_regex)) return false;
+      if (!FullMatch(path, *route.path_regex)) return false;
       break;
     case v1::RouteMatch::PATH_NOT_SET:
       break;
@@ -72,32 +78,48 @@ bool MatchRoute(const RouteView& route, const plugins::http::request_header<>& r
   return true;
 }
 
-absl::StatusOr<std::regex> Compile(const std::string& pattern, std::string_view where) {
-  try {
-    return std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
-  } catch (const std::regex_error& e) {
+// RE2 (linear time, bounded memory) instead of std::regex, whose backtracking matcher
+// recurses per character and is exponential on patterns like "(a|a)*b": a request must
+// not be able to stall or crash a worker. Patterns are RE2 syntax (no backreferences or
+// lookaround), as in Envoy's safe_regex.
+absl::StatusOr<std::shared_ptr<const re2::RE2>> Compile(const std::string& pattern,
+                                                        std::string_view where) {
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(1 << 20);  // per regex; a pattern needing more fails to compile
+  auto re = std::make_shared<const re2::RE2>(pattern, options);
+  if (!re->ok()) {
     return absl::InvalidArgumentError(
-        Cat(where, ": bad regex \"", pattern, "\": ", e.what()));
+        Cat(where, ": bad regex \"", pattern, "\": ", re->error()));
   }
+  return re;
+}
+
+absl::Status CheckPort(uint32_t port, std::string_view where) {
+  if (port > kMaxPort) {
+    return absl::InvalidArgumentError(Cat(where, ": port ", port, " is above ", kMaxPort));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
 
+uint64_t RandomU64() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
 LoadBalancer::LoadBalancer(v1::LbPolicy policy, std::vector<v1::Endpoint> endpoints)
     : policy_(policy),
       endpoints_(std::move(endpoints)),
+      current_(endpoints_.size(), 0),
+      next_(RandomU64()),
       active_(new std::atomic<int64_t>[endpoints_.size()]) {
-  uint32_t max_weight = 0;
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     active_[i] = 0;
-    max_weight = std::max(max_weight, weight(i));
+    total_weight_ += weight(i);
   }
-  // Round by round, so endpoints interleave instead of receiving runs of `weight` picks.
-  for (uint32_t round = 0; round < max_weight; ++round) {
-    for (size_t i = 0; i < endpoints_.size(); ++i) {
-      if (weight(i) > round) schedule_.push_back(i);
-    }
-  }
+  if (!endpoints_.empty()) start_ = RandomU64() % endpoints_.size();
 }
 
 uint32_t LoadBalancer::weight(size_t i) const {
@@ -123,7 +145,15 @@ std::optional<size_t> LoadBalancer::IndexOf(std::string_view address, uint32_t p
 }
 
 size_t LoadBalancer::PickRoundRobin() {
-  return schedule_[next_.fetch_add(1, std::memory_order_relaxed) % schedule_.size()];
+  std::lock_guard lock(mu_);
+  size_t best = start_;
+  for (size_t k = 0; k < endpoints_.size(); ++k) {
+    size_t i = (start_ + k) % endpoints_.size();
+    current_[i] += weight(i);
+    if (current_[i] > current_[best]) best = i;
+  }
+  current_[best] -= total_weight_;
+  return best;
 }
 
 // Power of two choices would need randomness; a scan is cheap for sidecar-sized clusters
@@ -151,11 +181,22 @@ absl::StatusOr<std::shared_ptr<const MeshView>> MeshView::Build(
 absl::Status MeshView::Index() {
   std::map<std::string_view, std::vector<v1::Endpoint>> endpoints;
   for (const v1::Endpoints& e : snapshot_->endpoints()) {
+    for (const v1::Endpoint& endpoint : e.endpoints()) {
+      if (endpoint.port() == 0 || endpoint.port() > kMaxPort) {
+        return absl::InvalidArgumentError(Cat("cluster ", e.cluster(), " endpoint ",
+                                              endpoint.address(), ": port ", endpoint.port(),
+                                              " is outside 1-", kMaxPort));
+      }
+    }
     auto& list = endpoints[e.cluster()];
     list.insert(list.end(), e.endpoints().begin(), e.endpoints().end());
   }
   for (const v1::Cluster& c : snapshot_->clusters()) {
     if (c.name().empty()) return absl::InvalidArgumentError("cluster without a name");
+    if (c.retry().num_retries() > kMaxRetries) {
+      return absl::InvalidArgumentError(Cat("cluster ", c.name(), ": ", c.retry().num_retries(),
+                                            " retries, at most ", kMaxRetries));
+    }
     auto eps = endpoints.find(c.name());
     ClusterView view{c, std::make_unique<LoadBalancer>(
                             c.lb_policy(), eps == endpoints.end() ? std::vector<v1::Endpoint>{}
@@ -175,16 +216,22 @@ absl::Status MeshView::Index() {
   };
   for (const v1::Service& s : snapshot_->services()) {
     ServiceView view{&s, {}};
+    std::set<std::string_view> route_names;
     for (const v1::HttpRoute& r : s.routes()) {
       std::string where = Cat("service ", s.name(), " route ", r.name());
-      RouteView route{&r, std::nullopt, {}, TotalWeight(r.clusters())};
+      // Per-route settings (timeouts, rate limits) are found by name.
+      if (!route_names.insert(r.name()).second) {
+        return absl::InvalidArgumentError(Cat(where, ": route name is duplicated"));
+      }
+      if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
+      RouteView route{&r, nullptr, {}, TotalWeight(r.clusters())};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {
         auto re = Compile(r.match().regex(), where);
         if (!re.ok()) return re.status();
         route.path_regex = std::move(*re);
       }
       for (const v1::HeaderMatch& h : r.match().headers()) {
-        std::optional<std::regex> re;
+        std::shared_ptr<const re2::RE2> re;
         if (h.value_case() == v1::HeaderMatch::kRegex) {
           auto compiled = Compile(h.regex(), Cat(where, " header ", h.name()));
           if (!compiled.ok()) return compiled.status();
@@ -197,6 +244,9 @@ absl::Status MeshView::Index() {
     }
     for (const v1::ServicePort& p : s.ports()) {
       std::string where = Cat("service ", s.name(), " port ", p.port());
+      for (uint32_t port : {p.port(), p.target_port(), p.tcp_listen_port()}) {
+        if (absl::Status st = CheckPort(port, where); !st.ok()) return st;
+      }
       if (absl::Status st = check_clusters(p.tcp_clusters(), where); !st.ok()) return st;
     }
     auto [it, added] = services_.emplace(s.name(), std::move(view));
@@ -234,7 +284,10 @@ RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool
   std::string_view host = request[plugins::http::field::host];
   const ServiceView* service = FindService(host, inbound);
   if (service == nullptr) return {};
-  std::string_view path = PathOf(request.target());
+  // The agent normalizes targets before the chain runs; a plugin may have set another.
+  std::optional<std::string> target = NormalizeOriginForm(request.target());
+  if (!target) return {service, nullptr};
+  std::string_view path = PathOf(*target);
   uint32_t port = HostPort(host);
   for (const RouteView& route : service->routes) {
     if (MatchRoute(route, request, path, port)) return {service, &route};
@@ -266,15 +319,15 @@ const google::protobuf::Struct* MeshView::Find(std::string_view service,
   return it == s->config->plugin_configs().end() ? nullptr : &it->second;
 }
 
-uint32_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters) {
-  uint32_t total = 0;
+uint64_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters) {
+  uint64_t total = 0;
   for (const v1::WeightedCluster& c : clusters) total += c.weight();
   return total;
 }
 
 const std::string* PickWeighted(
     const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters, uint64_t ticket) {
-  uint32_t total = TotalWeight(clusters);
+  uint64_t total = TotalWeight(clusters);
   if (total == 0) return nullptr;
   uint64_t point = ticket % total;
   for (const v1::WeightedCluster& c : clusters) {

@@ -1,8 +1,9 @@
 // MeshView: one snapshot's services, routes, clusters and endpoints, indexed for the
 // lookups the built-in modules and the agent's forwarder make per request.
 //
-// Immutable once built, except the load balancers' counters (atomics), so one MeshView is
-// shared by every worker thread through the chain set that owns it.
+// Immutable once built, except the load balancers' state (atomics, and the weighted round
+// robin's current weights under a mutex), so one MeshView is shared by every worker
+// thread through the chain set that owns it.
 #pragma once
 
 #include <atomic>
@@ -10,8 +11,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,9 +21,21 @@
 #include "meshplug/v1/snapshot.pb.h"
 #include "plugins/api/plugin.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace meshplug::builtin {
 
 namespace v1 = ::meshplug::v1;
+
+// Limits MeshView::Build enforces on snapshot numbers.
+inline constexpr uint32_t kMaxPort = 65535;
+inline constexpr uint32_t kMaxRetries = 10;
+
+// A uniformly distributed number from this thread's generator (seeded once per thread),
+// for weighted picks and start offsets that must not restart with every snapshot.
+uint64_t RandomU64();
 
 // Picks endpoints of one cluster: weighted round robin or least request.
 class LoadBalancer {
@@ -48,8 +61,15 @@ class LoadBalancer {
 
   v1::LbPolicy policy_;
   std::vector<v1::Endpoint> endpoints_;
-  // Round robin walks `schedule_`, where each endpoint appears weight times.
-  std::vector<size_t> schedule_;
+  // Smooth weighted round robin (nginx): every pick adds each endpoint's weight to its
+  // current weight and takes the largest, which then gives back the total. Memory and time
+  // per pick are O(endpoints) whatever the weights; ties are broken from `start_`, a random
+  // offset, so a new snapshot does not send its first requests to the same endpoint.
+  std::mutex mu_;
+  std::vector<int64_t> current_;  // under mu_
+  int64_t total_weight_ = 0;
+  size_t start_ = 0;
+  // Least request: rotating scan start, random at first.
   std::atomic<uint64_t> next_{0};
   std::unique_ptr<std::atomic<int64_t>[]> active_;
 };
@@ -59,12 +79,12 @@ struct ClusterView {
   std::unique_ptr<LoadBalancer> lb;
 };
 
-// A route with its regexes compiled.
+// A route with its regexes compiled (RE2: linear-time matching, no backtracking).
 struct RouteView {
   const v1::HttpRoute* config = nullptr;
-  std::optional<std::regex> path_regex;
-  std::vector<std::optional<std::regex>> header_regexes;  // one per match.headers entry
-  uint32_t total_weight = 0;
+  std::shared_ptr<const re2::RE2> path_regex;
+  std::vector<std::shared_ptr<const re2::RE2>> header_regexes;  // one per match.headers entry
+  uint64_t total_weight = 0;
 };
 
 struct ServiceView {
@@ -86,7 +106,9 @@ struct RouteChoice {
 
 class MeshView final : public plugins::PluginConfigs {
  public:
-  // Fails when a route names a cluster that does not exist or a regex does not compile.
+  // Fails when a route names a cluster that does not exist, a regex does not compile
+  // (RE2 syntax), two routes of a service share a name, or a number is out of range
+  // (ports above 65535, endpoint port 0, more than 10 retries).
   static absl::StatusOr<std::shared_ptr<const MeshView>> Build(
       std::shared_ptr<const v1::Snapshot> snapshot);
 
@@ -94,7 +116,8 @@ class MeshView final : public plugins::PluginConfigs {
 
   // The service selected by a Host header among inbound or outbound services.
   const ServiceView* FindService(std::string_view host, bool inbound) const;
-  // The service and first matching route of a request.
+  // The service and first matching route of a request. The path is matched normalized
+  // (NormalizeOriginForm); a target that cannot be normalized matches no route.
   RouteChoice Route(const plugins::http::request_header<>& request, bool inbound) const;
   const ServiceView* FindServiceByName(std::string_view name) const;
   // The TCP service port served on the agent's `listen_port` (ServicePort.tcp_listen_port).
@@ -120,12 +143,13 @@ class MeshView final : public plugins::PluginConfigs {
   std::map<std::string, ClusterView, std::less<>> clusters_;
 };
 
-// Picks one of `clusters` by weight with a uniformly distributed `ticket` in
-// [0, total weight). Returns nullptr when all weights are 0.
+// Picks one of `clusters` by weight with a uniformly distributed `ticket` (reduced modulo
+// the total weight). Returns nullptr when all weights are 0.
 const std::string* PickWeighted(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>&
                                     clusters,
                                 uint64_t ticket);
-uint32_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters);
+// The sum of the weights, in 64 bits so that it cannot wrap.
+uint64_t TotalWeight(const google::protobuf::RepeatedPtrField<v1::WeightedCluster>& clusters);
 
 // A proto Duration, or `fallback` when unset.
 std::chrono::milliseconds DurationOr(const google::protobuf::Duration& d, bool has,

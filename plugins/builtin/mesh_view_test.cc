@@ -2,9 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <map>
+#include <set>
+#include <thread>
 
+#include "plugins/builtin/builtins.h"
 #include "plugins/builtin/state.h"
+#include "plugins/builtin/uri.h"
 
 namespace meshplug::builtin {
 namespace {
@@ -136,6 +143,227 @@ TEST(StatsTest, RendersPrometheusText) {
   EXPECT_NE(text.find("latency_seconds_bucket{service=\"a\",le=\"0.0025\"} 0"), std::string::npos);
   EXPECT_NE(text.find("latency_seconds_bucket{service=\"a\",le=\"0.005\"} 1"), std::string::npos);
   EXPECT_NE(text.find("latency_seconds_count{service=\"a\"} 1"), std::string::npos);
+}
+
+absl::Status BuildStatus(const v1::Snapshot& s) {
+  return MeshView::Build(std::make_shared<v1::Snapshot>(s)).status();
+}
+
+// Finding 3: the normalization that routing and the agent share.
+TEST(UriTest, NormalizesOriginFormTargets) {
+  auto norm = [](std::string_view t) { return NormalizeOriginForm(t).value_or("<refused>"); };
+  EXPECT_EQ(norm("/a/b?x=1"), "/a/b?x=1");
+  EXPECT_EQ(norm("/a/./b/../c"), "/a/c");
+  EXPECT_EQ(norm("/a/b/.."), "/a/");
+  EXPECT_EQ(norm("/a/b/."), "/a/b/");
+  EXPECT_EQ(norm("/../../x"), "/x");
+  EXPECT_EQ(norm("/a/%2e%2E/b"), "/b");
+  EXPECT_EQ(norm("/%7Euser/%41%3a%3A?q=/../"), "/~user/A%3A%3A?q=/../");
+  EXPECT_EQ(norm("/file.txt"), "/file.txt");
+  EXPECT_EQ(norm("/a..b/c"), "/a..b/c");
+  for (std::string_view bad : {"", "*", "a/b", "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", "/a%00",
+                               "/a%", "/a%4", "/a%g0", "/a#frag"}) {
+    EXPECT_FALSE(NormalizeOriginForm(bad)) << bad;
+  }
+}
+
+TEST(MeshViewTest, RoutesTheNormalizedPath) {
+  auto mesh = MeshView::Build(std::make_shared<v1::Snapshot>(RoutedSnapshot()));
+  ASSERT_TRUE(mesh.ok()) << mesh.status();
+  // A plugin may rewrite the target after the agent normalized it.
+  EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/p/../a"), "exact");
+  EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/p/%2e%2e/a"), "exact");
+  EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/p/..%2fa"), "no route");
+}
+
+// Finding 4: RE2, not std::regex: no backtracking blow-up or recursion on long input,
+// and patterns that need backtracking are refused when the snapshot is built.
+TEST(MeshViewTest, RegexesAreRe2) {
+  v1::Snapshot s = RoutedSnapshot();
+  s.mutable_services(0)->mutable_routes(2)->mutable_match()->set_regex("/r/(a|b|ab)*c?");
+  auto mesh = MeshView::Build(std::make_shared<v1::Snapshot>(s));
+  ASSERT_TRUE(mesh.ok()) << mesh.status();
+  // libstdc++'s std::regex recurses once per character here and overflows the stack.
+  EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/r/" + std::string(200'000, 'a')),
+            "regex");
+  EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/r/" + std::string(200'000, 'a') + "d"),
+            "no route");
+  for (const char* pattern : {"/(a)\\1", "/(?=a)a"}) {
+    v1::Snapshot bad = RoutedSnapshot();
+    bad.mutable_services(0)->mutable_routes(2)->mutable_match()->set_regex(pattern);
+    absl::Status st = BuildStatus(bad);
+    EXPECT_FALSE(st.ok()) << pattern;
+    EXPECT_NE(st.message().find("bad regex"), std::string::npos) << st;
+  }
+  v1::Snapshot bad_header = RoutedSnapshot();
+  bad_header.mutable_services(0)->mutable_routes(3)->mutable_match()->mutable_headers(0)->set_regex(
+      "(x)\\1");
+  EXPECT_FALSE(BuildStatus(bad_header).ok());
+}
+
+// Finding 16: numbers from the snapshot are checked before anything uses them.
+TEST(MeshViewTest, RejectsOutOfRangeNumbers) {
+  std::vector<std::pair<std::string, std::function<void(v1::Snapshot&)>>> cases = {
+      {"endpoint port above 65535",
+       [](v1::Snapshot& s) {
+         v1::Endpoints* e = s.add_endpoints();
+         e->set_cluster("exact");
+         e->add_endpoints()->set_port(70000);
+       }},
+      {"endpoint port 0",
+       [](v1::Snapshot& s) {
+         v1::Endpoints* e = s.add_endpoints();
+         e->set_cluster("exact");
+         e->add_endpoints()->set_address("10.0.0.1");
+       }},
+      {"service port", [](v1::Snapshot& s) { s.mutable_services(0)->add_ports()->set_port(65536); }},
+      {"target port",
+       [](v1::Snapshot& s) {
+         v1::ServicePort* p = s.mutable_services(0)->add_ports();
+         p->set_port(80);
+         p->set_target_port(100000);
+       }},
+      {"tcp listen port",
+       [](v1::Snapshot& s) {
+         v1::ServicePort* p = s.mutable_services(0)->add_ports();
+         p->set_port(80);
+         p->set_protocol(v1::PROTOCOL_TCP);
+         p->set_tcp_listen_port(65536 + 8080);
+       }},
+      {"route port",
+       [](v1::Snapshot& s) { s.mutable_services(0)->mutable_routes(0)->mutable_match()->set_port(70000); }},
+      {"retries", [](v1::Snapshot& s) { s.mutable_clusters(0)->mutable_retry()->set_num_retries(11); }},
+      {"retries that would wrap",
+       [](v1::Snapshot& s) {
+         s.mutable_clusters(0)->mutable_retry()->set_num_retries(4294967295u);
+       }},
+  };
+  for (const auto& [name, mutate] : cases) {
+    v1::Snapshot s = RoutedSnapshot();
+    mutate(s);
+    EXPECT_FALSE(BuildStatus(s).ok()) << name;
+  }
+  v1::Snapshot ten_retries = RoutedSnapshot();
+  ten_retries.mutable_clusters(0)->mutable_retry()->set_num_retries(10);
+  EXPECT_TRUE(BuildStatus(ten_retries).ok());
+}
+
+// Finding 22: per-route settings are found by name, so names must be unique per service.
+TEST(MeshViewTest, RejectsDuplicateRouteNames) {
+  v1::Snapshot s = RoutedSnapshot();
+  s.mutable_services(0)->mutable_routes(1)->set_name("exact");
+  absl::Status st = BuildStatus(s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("route exact: route name is duplicated"), std::string::npos) << st;
+}
+
+TEST(MeshViewTest, HugeWeightsNeitherWrapNorAllocate) {
+  google::protobuf::RepeatedPtrField<v1::WeightedCluster> split;
+  for (const char* name : {"one", "two"}) {
+    v1::WeightedCluster* c = split.Add();
+    c->set_cluster(name);
+    c->set_weight(3'000'000'000u);
+  }
+  EXPECT_EQ(TotalWeight(split), 6'000'000'000u);
+  EXPECT_EQ(*PickWeighted(split, 0), "one");
+  EXPECT_EQ(*PickWeighted(split, 3'000'000'000u), "two");
+  EXPECT_EQ(*PickWeighted(split, 5'999'999'999u), "two");
+  // One schedule entry per weight unit would be 8.6 billion entries.
+  std::vector<v1::Endpoint> eps(2);
+  eps[0].set_weight(4'294'967'295u);
+  eps[1].set_weight(4'294'967'295u);
+  LoadBalancer lb(v1::LB_POLICY_ROUND_ROBIN, eps);
+  size_t first = *lb.Pick();
+  EXPECT_NE(*lb.Pick(), first);
+  EXPECT_EQ(*lb.Pick(), first);
+}
+
+TEST(LoadBalancerTest, SmoothWeightedRoundRobinKeepsProportions) {
+  std::vector<v1::Endpoint> eps(3);
+  eps[0].set_weight(5);
+  eps[1].set_weight(1);
+  eps[2].set_weight(1);
+  LoadBalancer lb(v1::LB_POLICY_ROUND_ROBIN, eps);
+  for (int period = 0; period < 10; ++period) {
+    std::map<size_t, int> counts;
+    for (int i = 0; i < 7; ++i) ++counts[*lb.Pick()];
+    EXPECT_EQ(counts, (std::map<size_t, int>{{0, 5}, {1, 1}, {2, 1}})) << period;
+  }
+}
+
+// Finding 10: a new snapshot builds new modules and balancers; their first picks must
+// not always be the same cluster or endpoint.
+TEST(LoadBalancerTest, FirstPicksOfNewBalancersVary) {
+  for (v1::LbPolicy policy : {v1::LB_POLICY_ROUND_ROBIN, v1::LB_POLICY_LEAST_REQUEST}) {
+    std::set<size_t> first;
+    for (int i = 0; i < 64 && first.size() < 2; ++i) {
+      LoadBalancer lb(policy, std::vector<v1::Endpoint>(2));
+      first.insert(*lb.Pick());
+    }
+    EXPECT_EQ(first.size(), 2u) << policy;  // 2^-63 to fail by chance
+  }
+}
+
+TEST(RoutingTest, WeightedSplitsDoNotRestartWithEverySnapshot) {
+  v1::Snapshot s;
+  for (const char* name : {"one", "two"}) s.add_clusters()->set_name(name);
+  v1::Service* svc = s.add_services();
+  svc->set_name("web.shop");
+  svc->add_hosts("web.shop");
+  v1::HttpRoute* r = svc->add_routes();
+  r->set_name("split");
+  r->mutable_match()->set_prefix("/");
+  for (const char* name : {"one", "two"}) {
+    v1::WeightedCluster* c = r->add_clusters();
+    c->set_cluster(name);
+    c->set_weight(50);
+  }
+  BuiltinState state;
+  std::set<std::string> first;
+  for (int i = 0; i < 64 && first.size() < 2; ++i) {
+    // Each round is a new snapshot, hence a new chain set and routing module.
+    auto mesh = MeshView::Build(std::make_shared<v1::Snapshot>(s));
+    ASSERT_TRUE(mesh.ok());
+    auto routing = MakeHttpRouting(BuiltinEnv{*mesh, false, &state});
+    plugins::HttpContext ctx;
+    ctx.request.target("/");
+    ctx.request.set(http::field::host, "web.shop");
+    boost::asio::io_context io;
+    boost::asio::co_spawn(io, routing->OnRequestHeaders(ctx), boost::asio::detached);
+    io.run();
+    ASSERT_TRUE(ctx.upstream);
+    first.insert(ctx.upstream->cluster);
+  }
+  EXPECT_EQ(first.size(), 2u);
+}
+
+// Finding 25: counting from many threads while /stats renders loses nothing.
+TEST(StatsTest, CountsFromManyThreadsWhileRendering) {
+  Stats stats;
+  std::atomic<bool> stop{false};
+  size_t rendered_bytes = 0;  // output before the first count is legitimately empty
+  std::thread renderer([&] {
+    while (!stop) rendered_bytes += stats.RenderPrometheus().size();
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&] {
+      for (int i = 0; i < 5000; ++i) {
+        stats.Count("requests_total", {{"service", "a"}});
+        stats.Observe("latency_seconds", {{"service", "a"}}, 0.003);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  stop = true;
+  renderer.join();
+  (void)rendered_bytes;
+  EXPECT_EQ(stats.CounterValue("requests_total", {{"service", "a"}}), 20000u);
+  std::string text = stats.RenderPrometheus();
+  EXPECT_NE(text.find("requests_total{service=\"a\"} 20000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("latency_seconds_count{service=\"a\"} 20000\n"), std::string::npos) << text;
+  stats.SetGauge("live", {}, 3);
+  EXPECT_NE(stats.RenderPrometheus().find("# TYPE live gauge\nlive 3\n"), std::string::npos);
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 // http-routing and tcp-routing: choose the service, route and cluster of a request or
 // connection; the load-balancing modules choose the endpoint.
-#include <atomic>
-
+//
+// Weighted splits draw a random ticket per request (RandomU64), not a counter of the
+// module instance: instances live as long as one chain set, and a counter starting at 0
+// on every snapshot would send most requests to the first cluster when snapshots come
+// often.
 #include "plugins/builtin/module.h"
 #include "plugins/builtin/text.h"
 
@@ -23,14 +26,10 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
     ctx.service = choice.service->config->name();
     if (choice.route == nullptr) co_return Verdict::Continue();
     ctx.route = choice.route->config->name();
-    const std::string* cluster =
-        PickWeighted(choice.route->config->clusters(), ticket_.fetch_add(1));
+    const std::string* cluster = PickWeighted(choice.route->config->clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
     co_return Verdict::Continue();
   }
-
- private:
-  std::atomic<uint64_t> ticket_{0};
 };
 
 class TcpRouting final : public Module<plugins::TcpPlugin> {
@@ -47,13 +46,10 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
     std::optional<TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
     if (!port) co_return Verdict::Continue();
     ctx.service = port->service->config->name();
-    const std::string* cluster = PickWeighted(port->port->tcp_clusters(), ticket_.fetch_add(1));
+    const std::string* cluster = PickWeighted(port->port->tcp_clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
     co_return Verdict::Continue();
   }
-
- private:
-  std::atomic<uint64_t> ticket_{0};
 };
 
 }  // namespace

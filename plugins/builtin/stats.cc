@@ -1,5 +1,6 @@
 #include "plugins/builtin/stats.h"
 
+#include <atomic>
 #include <sstream>
 
 namespace meshplug::builtin {
@@ -23,22 +24,45 @@ std::string Stats::RenderLabels(const Labels& labels) {
   return out + "}";
 }
 
+namespace {
+
+// The series `key` of metric `name` in `family`, created at its zero value.
+template <typename T>
+T& Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>& family,
+          std::string_view name, std::string&& key) {
+  auto metric = family.find(name);
+  if (metric == family.end()) metric = family.try_emplace(std::string(name)).first;
+  auto series = metric->second.find(key);
+  if (series == metric->second.end()) series = metric->second.try_emplace(std::move(key)).first;
+  return series->second;
+}
+
+}  // namespace
+
+Stats::Shard& Stats::Local() {
+  static std::atomic<size_t> next_thread{0};
+  thread_local size_t index = next_thread.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shards_[index];
+}
+
 void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
   std::string key = RenderLabels(labels);
-  std::lock_guard lock(mu_);
-  counters_[std::string(name)][key] += delta;
+  Shard& shard = Local();
+  std::lock_guard lock(shard.mu);
+  Series(shard.counters, name, std::move(key)) += delta;
 }
 
 void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value) {
   std::string key = RenderLabels(labels);
-  std::lock_guard lock(mu_);
-  gauges_[std::string(name)][key] = value;
+  std::lock_guard lock(gauges_mu_);
+  Series(gauges_, name, std::move(key)) = value;
 }
 
 void Stats::Observe(std::string_view name, const Labels& labels, double seconds) {
   std::string key = RenderLabels(labels);
-  std::lock_guard lock(mu_);
-  Histogram& h = histograms_[std::string(name)][key];
+  Shard& shard = Local();
+  std::lock_guard lock(shard.mu);
+  Histogram& h = Series(shard.histograms, name, std::move(key));
   for (size_t i = 0; i < kBuckets.size(); ++i) {
     if (seconds <= kBuckets[i]) ++h.buckets[i];
   }
@@ -47,25 +71,53 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
 }
 
 uint64_t Stats::CounterValue(std::string_view name, const Labels& labels) const {
-  std::lock_guard lock(mu_);
-  auto family = counters_.find(name);
-  if (family == counters_.end()) return 0;
-  auto it = family->second.find(RenderLabels(labels));
-  return it == family->second.end() ? 0 : it->second;
+  std::string key = RenderLabels(labels);
+  uint64_t total = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    auto family = shard.counters.find(name);
+    if (family == shard.counters.end()) continue;
+    auto it = family->second.find(key);
+    if (it != family->second.end()) total += it->second;
+  }
+  return total;
 }
 
 std::string Stats::RenderPrometheus() const {
-  std::lock_guard lock(mu_);
+  // Merge the shards, holding each shard's lock only while copying it.
+  Family<uint64_t> counters;
+  Family<Histogram> histograms;
+  Family<int64_t> gauges;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [name, series] : shard.counters) {
+      auto& merged = counters[name];
+      for (const auto& [labels, value] : series) merged[labels] += value;
+    }
+    for (const auto& [name, series] : shard.histograms) {
+      auto& merged = histograms[name];
+      for (const auto& [labels, h] : series) {
+        Histogram& m = merged[labels];
+        for (size_t i = 0; i < kBuckets.size(); ++i) m.buckets[i] += h.buckets[i];
+        m.count += h.count;
+        m.sum += h.sum;
+      }
+    }
+  }
+  {
+    std::lock_guard lock(gauges_mu_);
+    gauges = gauges_;
+  }
   std::ostringstream out;
-  for (const auto& [name, series] : counters_) {
+  for (const auto& [name, series] : counters) {
     out << "# TYPE " << name << " counter\n";
     for (const auto& [labels, value] : series) out << name << labels << " " << value << "\n";
   }
-  for (const auto& [name, series] : gauges_) {
+  for (const auto& [name, series] : gauges) {
     out << "# TYPE " << name << " gauge\n";
     for (const auto& [labels, value] : series) out << name << labels << " " << value << "\n";
   }
-  for (const auto& [name, series] : histograms_) {
+  for (const auto& [name, series] : histograms) {
     out << "# TYPE " << name << " histogram\n";
     for (const auto& [labels, h] : series) {
       // `le` joins the series' own labels.

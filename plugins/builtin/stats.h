@@ -1,5 +1,10 @@
 // Counters, gauges and latency histograms, rendered in the Prometheus text format.
 // Thread-safe; one instance lives as long as the agent, across chain set swaps.
+//
+// Counters and histograms are sharded: each thread updates its own shard (its own mutex,
+// uncontended while there are no more threads than shards), so request threads do not
+// serialize on one lock. Rendering copies one shard at a time under that shard's lock,
+// then merges and formats with no lock held. Gauges, set rarely, keep one mutex.
 #pragma once
 
 #include <array>
@@ -36,14 +41,22 @@ class Stats {
   };
   // Metric name → rendered label set ("{a=\"b\"}") → value.
   template <typename T>
-  using Family = std::map<std::string, std::map<std::string, T>, std::less<>>;
+  using Family = std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>;
+
+  struct Shard {
+    mutable std::mutex mu;
+    Family<uint64_t> counters;
+    Family<Histogram> histograms;
+  };
+  static constexpr size_t kShards = 16;
 
   static std::string RenderLabels(const Labels& labels);
+  // The calling thread's shard.
+  Shard& Local();
 
-  mutable std::mutex mu_;
-  Family<uint64_t> counters_;
+  std::array<Shard, kShards> shards_;
+  mutable std::mutex gauges_mu_;
   Family<int64_t> gauges_;
-  Family<Histogram> histograms_;
 };
 
 }  // namespace meshplug::builtin

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Control-plane load: N simulated agents (real ADS streams, delta and state of the world)
+# against a real control plane process with a fresh SQLite store.
+#
+#   bench/xds_load/run.sh                      # N = 100 and 1000, both protocols
+#   AGENTS="100 1000 10000" bench/xds_load/run.sh
+#   REPEATS=5 PROTOCOLS=delta bench/xds_load/run.sh
+#
+# Prints one JSON line per run and a Markdown table. The control plane and the load
+# generator are each pinned to one CPU (control plane: CPU 1, load: CPU 0). Every process
+# is stopped on exit; each run is bounded by TIMEOUT_S.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+AGENTS="${AGENTS:-100 1000}"
+PROTOCOLS="${PROTOCOLS:-delta sotw}"
+REPEATS="${REPEATS:-5}"
+SERVICES="${SERVICES:-10}"
+TIMEOUT_S="${TIMEOUT_S:-600}"
+OUT="${OUT:-$(mktemp -d /tmp/meshplug-xds-load.XXXXXX)}"
+BIN="${BIN:-}"
+
+if [[ -z "$BIN" ]]; then
+  (cd "$REPO" && bazel build -c opt //bench/xds_load:xds_load //control_plane >&2)
+  BIN="$REPO/bazel-out/k8-opt/bin"
+  CP="$BIN/control_plane/control_plane"
+  LOAD="$BIN/bench/xds_load/xds_load"
+else
+  CP="$BIN/control_plane"
+  LOAD="$BIN/xds_load"
+fi
+mkdir -p "$OUT"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+CP_PID=""
+cleanup() {
+  if [[ -n "$CP_PID" ]] && kill -0 "$CP_PID" 2>/dev/null; then
+    kill -TERM "$CP_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$CP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$CP_PID" 2>/dev/null || true
+  fi
+  CP_PID=""
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+results="$OUT/results.jsonl"
+: > "$results"
+for n in $AGENTS; do
+  for proto in $PROTOCOLS; do
+    port="$(free_port)"
+    store="$OUT/store-$n-$proto.db"
+    rm -f "$store" "$store"-*
+    taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" --log_level=warn \
+      >"$OUT/cp-$n-$proto.log" 2>&1 &
+    CP_PID=$!
+    for _ in $(seq 100); do
+      grep -q '"listening"\|listening' "$OUT/cp-$n-$proto.log" 2>/dev/null && break
+      (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+    echo "== $n agents, $proto" >&2
+    perf_pid=""
+    if [[ -n "${PERF:-}" ]]; then  # profile the control plane for the whole run
+      perf record -e cpu-clock -F 999 -g -o "$OUT/perf-cp-$n-$proto.data" -p "$CP_PID" >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
+    if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --server="127.0.0.1:$port" --agents="$n" \
+        --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$CP_PID" \
+        --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$n-$proto.log"; then
+      tail -n 1 "$results"
+    else
+      echo "run failed or timed out (see $OUT/load-$n-$proto.log)" >&2
+      tail -n 5 "$OUT/load-$n-$proto.log" >&2 || true
+    fi
+    if [[ -n "$perf_pid" ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+      perf report -i "$OUT/perf-cp-$n-$proto.data" --no-children --stdio --sort dso,symbol -g none \
+        --percent-limit 1 >"$OUT/perf-cp-$n-$proto.txt" 2>/dev/null || true
+      echo "profile: $OUT/perf-cp-$n-$proto.txt" >&2
+    fi
+    cleanup
+  done
+done
+
+/usr/bin/python3 - "$results" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print()
+print("| agents | protocol | all connected (s) | connect p50 / p99 (ms) | settled (s) | CP CPU for connect (s) | CP RSS (MB) | RSS per agent (KB) | PluginConfig → 10%: p50 / p99 ms (agents updated) | Plugin script → all: p50 / p99 ms | new Service → all: p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    def c(k):
+        x = r[k]
+        return f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}"
+    upd = r["plugin_config"]["agents_updated"]
+    print(f"| {r['agents']:,} | {r['protocol']} | {r['all_connected_ms']/1000:.2f} | {r['connect_p50_ms']:.0f} / {r['connect_p99_ms']:.0f} | "
+          f"{r['settled_ms']/1000:.2f} | {r['cp_cpu_connect_s']:.1f} | {r['cp_rss_connected_kb']/1024:.0f} | {r['cp_rss_per_agent_kb']:.0f} | "
+          f"{c('plugin_config')} ({int(min(upd))}–{int(max(upd))} of {r['plugin_config']['expected_agents']}) | {c('plugin_script')} | {c('new_service')} |")
+print()
+print("| agents | protocol | CP CPU per change, s: PluginConfig / script / Service (median) |")
+print("|---|---|---|")
+for r in rows:
+    med = lambda v: sorted(v)[len(v)//2]
+    print(f"| {r['agents']:,} | {r['protocol']} | {med(r['plugin_config']['cp_cpu_s']):.2f} / {med(r['plugin_script']['cp_cpu_s']):.2f} / {med(r['new_service']['cp_cpu_s']):.2f} |")
+EOF
+echo "results: $results" >&2

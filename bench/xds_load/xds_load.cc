@@ -1,0 +1,531 @@
+// xDS load generator: N simulated agents, each a real ADS stream (state of the world or
+// delta) with its own node identity, against a running control plane. It applies the
+// mesh through the admin API, connects the agents, then measures how long changes take
+// to reach the last affected agent's ACK:
+//   plugin-config  one PluginConfig change, mounted on 10% of the agents
+//   plugin-script  one Plugin script change, mounted on every agent
+//   new-service    one new Service (every agent gets it as a destination)
+// Prints one JSON object on stdout (bench/xds_load/run.sh turns the runs into tables).
+//
+//   xds_load --server=127.0.0.1:15010 --agents=1000 --protocol=delta --cp_pid=PID
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "common/strings.h"
+#include "envoy/service/discovery/v3/ads.grpc.pb.h"
+#include "meshplug/v1/admin.grpc.pb.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:15010", "control plane address (xDS and admin API)");
+ABSL_FLAG(int, agents, 100, "simulated agents");
+ABSL_FLAG(std::string, protocol, "delta", "sotw or delta");
+ABSL_FLAG(int, channels, 0, "gRPC connections shared by the agents (0: min(agents, 2000))");
+ABSL_FLAG(int, services, 10, "mesh services; agent i is a workload of service i % services");
+ABSL_FLAG(int, repeats, 5, "repeats of each change");
+ABSL_FLAG(int, cp_pid, 0, "control plane pid, for RSS and CPU (0: not measured)");
+ABSL_FLAG(int, quiet_ms, 400, "a change has converged when no agent received anything this long");
+ABSL_FLAG(int, timeout_s, 300, "give up waiting for one step after this long");
+ABSL_FLAG(std::string, ns, "xdsload", "namespace of the simulated agents");
+
+namespace {
+
+using meshplug::Cat;
+namespace discovery = envoy::service::discovery::v3;
+using Clock = std::chrono::steady_clock;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+const std::vector<std::string>& Types() {
+  static const auto* t = new std::vector<std::string>{
+      "type.googleapis.com/meshplug.v1.AgentSettings", "type.googleapis.com/meshplug.v1.PluginScript",
+      "type.googleapis.com/meshplug.v1.Cluster",       "type.googleapis.com/meshplug.v1.Endpoints",
+      "type.googleapis.com/meshplug.v1.Service",       "type.googleapis.com/meshplug.v1.ChainSet",
+  };
+  return *t;
+}
+
+// Shared counters of all streams.
+struct Totals {
+  std::atomic<int64_t> responses{0};
+  std::atomic<int64_t> resources{0};
+  std::atomic<int64_t> bytes{0};
+  std::atomic<int64_t> last_ack_ns{0};
+  std::atomic<int> complete{0};  // agents that have every type
+  std::atomic<int> failed{0};    // streams that ended
+};
+
+envoy::config::core::v3::Node NodeFor(int i, int services) {
+  envoy::config::core::v3::Node node;
+  node.set_id(Cat("agent-", i));
+  auto& md = *node.mutable_metadata()->mutable_fields();
+  md["namespace"].set_string_value(absl::GetFlag(FLAGS_ns));
+  auto& labels = *md["labels"].mutable_struct_value()->mutable_fields();
+  labels["app"].set_string_value(Cat("svc-", i % services));
+  labels["group"].set_string_value(Cat("g", i % 10));  // g0: 10% of the agents
+  // Endpoint data only: nothing ever connects to these loopback addresses.
+  md["address"].set_string_value(Cat("127.1.", (i / 250) % 250, ".", i % 250 + 1));
+  md["inbound_port"].set_number_value(15003);
+  md["service_account"].set_string_value(Cat("svc-", i % services));
+  return node;
+}
+
+// One simulated agent: one bidirectional ADS stream, one write in flight at a time.
+template <typename Req, typename Resp>
+class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
+ public:
+  AgentStream(int index, int services, Totals& totals) : index_(index), services_(services), totals_(totals) {}
+
+  void Start(discovery::AggregatedDiscoveryService::Stub* stub);
+
+  int64_t responses() const { return responses_.load(); }
+  int64_t last_ack_ns() const { return last_ack_ns_.load(); }
+  int64_t complete_ns() const { return complete_ns_.load(); }
+  int64_t started_ns() const { return started_ns_; }
+  void Cancel() { ctx_.TryCancel(); }
+  bool done() {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+  void WaitDone() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return done_; });
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    responses_.fetch_add(1);
+    totals_.responses.fetch_add(1);
+    totals_.bytes.fetch_add(static_cast<int64_t>(response_.ByteSizeLong()));
+    totals_.resources.fetch_add(response_.resources_size());
+    Req ack = Ack(response_);
+    {
+      std::lock_guard lock(mu_);
+      if (seen_types_.insert(response_.type_url()).second && seen_types_.size() == Types().size()) {
+        complete_ns_ = NowNs();
+        totals_.complete.fetch_add(1);
+      }
+      Enqueue(std::move(ack));
+    }
+    this->StartRead(&response_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) return;
+    if (write_is_ack_) {
+      const int64_t now = NowNs();
+      last_ack_ns_ = now;
+      int64_t prev = totals_.last_ack_ns.load();
+      while (prev < now && !totals_.last_ack_ns.compare_exchange_weak(prev, now)) {
+      }
+    }
+    WriteNext();
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    std::lock_guard lock(mu_);
+    if (!s.ok() && !cancelled_) {
+      totals_.failed.fetch_add(1);
+      if (totals_.failed.load() <= 3) {
+        std::fprintf(stderr, "agent-%d: stream ended: %d %s\n", index_, static_cast<int>(s.error_code()),
+                     s.error_message().c_str());
+      }
+    }
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  void MarkCancelled() {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+  }
+
+ private:
+  Req Initial(const std::string& type, bool with_node);
+  Req Ack(const Resp& resp);
+
+  void Enqueue(Req req) {
+    queue_.push_back(std::move(req));
+    WriteNext();
+  }
+  void WriteNext() {
+    if (writing_ || queue_.empty()) return;
+    request_ = std::move(queue_.front());
+    queue_.pop_front();
+    write_is_ack_ = !request_.response_nonce().empty();
+    writing_ = true;
+    this->StartWrite(&request_);
+  }
+
+  const int index_;
+  const int services_;
+  Totals& totals_;
+  grpc::ClientContext ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Req> queue_;
+  Req request_;
+  Resp response_;
+  bool writing_ = false;
+  bool write_is_ack_ = false;
+  bool done_ = false;
+  bool cancelled_ = false;
+  std::set<std::string> seen_types_;
+  int64_t started_ns_ = 0;
+  std::atomic<int64_t> responses_{0};
+  std::atomic<int64_t> last_ack_ns_{0};
+  std::atomic<int64_t> complete_ns_{0};
+};
+
+using SotwStream = AgentStream<discovery::DiscoveryRequest, discovery::DiscoveryResponse>;
+using DeltaStream = AgentStream<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>;
+
+template <>
+discovery::DiscoveryRequest SotwStream::Initial(const std::string& type, bool with_node) {
+  discovery::DiscoveryRequest r;
+  r.set_type_url(type);
+  if (with_node) *r.mutable_node() = NodeFor(index_, services_);
+  return r;
+}
+template <>
+discovery::DiscoveryRequest SotwStream::Ack(const discovery::DiscoveryResponse& resp) {
+  discovery::DiscoveryRequest r;
+  r.set_type_url(resp.type_url());
+  r.set_version_info(resp.version_info());
+  r.set_response_nonce(resp.nonce());
+  return r;
+}
+template <>
+discovery::DeltaDiscoveryRequest DeltaStream::Initial(const std::string& type, bool with_node) {
+  discovery::DeltaDiscoveryRequest r;
+  r.set_type_url(type);
+  r.add_resource_names_subscribe("*");
+  if (with_node) *r.mutable_node() = NodeFor(index_, services_);
+  return r;
+}
+template <>
+discovery::DeltaDiscoveryRequest DeltaStream::Ack(const discovery::DeltaDiscoveryResponse& resp) {
+  discovery::DeltaDiscoveryRequest r;
+  r.set_type_url(resp.type_url());
+  r.set_response_nonce(resp.nonce());
+  return r;
+}
+
+template <>
+void SotwStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
+  started_ns_ = NowNs();
+  stub->async()->StreamAggregatedResources(&ctx_, this);
+  this->StartRead(&response_);
+  {
+    std::lock_guard lock(mu_);
+    for (size_t t = 0; t < Types().size(); ++t) Enqueue(Initial(Types()[t], t == 0));
+  }
+  this->StartCall();
+}
+template <>
+void DeltaStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
+  started_ns_ = NowNs();
+  stub->async()->DeltaAggregatedResources(&ctx_, this);
+  this->StartRead(&response_);
+  {
+    std::lock_guard lock(mu_);
+    for (size_t t = 0; t < Types().size(); ++t) Enqueue(Initial(Types()[t], t == 0));
+  }
+  this->StartCall();
+}
+
+// ------------------------------------------------------------------------------ process
+
+struct ProcSample {
+  double cpu_s = 0;
+  int64_t rss_kb = 0;
+  int64_t hwm_kb = 0;
+  int threads = 0;
+};
+
+ProcSample Sample(int pid) {
+  ProcSample s;
+  if (pid <= 0) return s;
+  std::ifstream stat(Cat("/proc/", pid, "/stat"));
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = content.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream in(content.substr(close + 2));
+    std::vector<std::string> f;
+    std::string x;
+    while (in >> x) f.push_back(x);
+    if (f.size() > 13) s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream status(Cat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kb = std::stoll(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) s.hwm_kb = std::stoll(line.substr(6));
+    if (line.rfind("Threads:", 0) == 0) s.threads = std::stoi(line.substr(8));
+  }
+  return s;
+}
+
+// --------------------------------------------------------------------------- the mesh
+
+std::string MeshYaml(int services) {
+  const std::string ns = absl::GetFlag(FLAGS_ns);
+  std::string y = Cat(R"(apiVersion: v1
+kind: Namespace
+metadata: {name: )", ns, R"(, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: Plugin
+metadata: {name: bench-all}
+spec: {priority: 115, script: "function on_request(req, ctx) req.headers:set('x-rev', '0') end"}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: Plugin
+metadata: {name: bench-tenth}
+spec: {priority: 116, script: "function on_request(req, ctx) end"}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginChain
+metadata: {name: bench-all-chain, namespace: )", ns, R"(}
+spec:
+  chains: [{name: outbound-http, plugins: [bench-all]}]
+  selectors: {podSelector: {}, namespaceSelector: {}}
+---
+apiVersion: plugin.flomesh.io/v1alpha1
+kind: PluginChain
+metadata: {name: bench-tenth-chain, namespace: )", ns, R"(}
+spec:
+  chains: [{name: outbound-http, plugins: [bench-tenth]}]
+  selectors: {podSelector: {matchLabels: {group: g0}}}
+)");
+  for (int s = 0; s < services; ++s) {
+    y += Cat("---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-", s, ", namespace: ", ns,
+             "}\nspec: {ports: [{port: 80}], selector: {app: svc-", s, "}}\n");
+  }
+  return y;
+}
+
+std::string PluginConfigYaml(int rev) {
+  const std::string ns = absl::GetFlag(FLAGS_ns);
+  return Cat("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: bench-tenth-config, "
+             "namespace: ", ns, "}\nspec:\n  plugin: bench-tenth\n  destinationRefs: [{kind: Service, name: svc-0, "
+             "namespace: ", ns, "}]\n  config: {Rev: ", rev, "}\n");
+}
+
+std::string PluginScriptYaml(int rev) {
+  return Cat("apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: bench-all}\nspec: {priority: "
+             "115, script: \"function on_request(req, ctx) req.headers:set('x-rev', '", rev, "') end\"}\n");
+}
+
+std::string NewServiceYaml(int rev) {
+  return Cat("apiVersion: v1\nkind: Service\nmetadata: {name: new-svc-", rev, ", namespace: ",
+             absl::GetFlag(FLAGS_ns), "}\nspec: {ports: [{port: 8080}], selector: {app: new-svc-", rev, "}}\n");
+}
+
+bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml) {
+  meshplug::v1::ApplyRequest req;
+  auto* m = req.add_manifests();
+  m->set_source("xds_load");
+  m->set_content(yaml);
+  meshplug::v1::ApplyResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  grpc::Status st = admin.Apply(&ctx, req, &resp);
+  if (!st.ok()) std::fprintf(stderr, "apply failed: %s\n", st.error_message().c_str());
+  return st.ok();
+}
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+std::string Json(const std::vector<double>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += Cat(i ? "," : "", v[i]);
+  return out + "]";
+}
+
+template <typename S>
+int Run() {
+  const int n = absl::GetFlag(FLAGS_agents);
+  const int services = absl::GetFlag(FLAGS_services);
+  const int cp_pid = absl::GetFlag(FLAGS_cp_pid);
+  const auto quiet = std::chrono::milliseconds(absl::GetFlag(FLAGS_quiet_ms));
+  const auto timeout = std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
+  int channels = absl::GetFlag(FLAGS_channels);
+  if (channels <= 0) channels = std::min(n, 2000);
+
+  auto admin_channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  auto admin = meshplug::v1::Admin::NewStub(admin_channel);
+  if (!Apply(*admin, MeshYaml(services)) || !Apply(*admin, PluginConfigYaml(0))) return 1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+  std::vector<std::shared_ptr<grpc::Channel>> chans;
+  std::vector<std::unique_ptr<discovery::AggregatedDiscoveryService::Stub>> stubs;
+  for (int c = 0; c < channels; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("meshplug.xds_load.channel", c);  // a connection of its own
+    args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+    chans.push_back(grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args));
+    stubs.push_back(discovery::AggregatedDiscoveryService::NewStub(chans.back()));
+  }
+
+  Totals totals;
+  const ProcSample before = Sample(cp_pid);
+  std::vector<std::unique_ptr<S>> agents;
+  const int64_t t0 = NowNs();
+  for (int i = 0; i < n; ++i) {
+    agents.push_back(std::make_unique<S>(i, services, totals));
+    agents.back()->Start(stubs[i % channels].get());
+  }
+  const int64_t opened = NowNs();
+  // Connected: every agent has a response of every type.
+  const auto deadline = Clock::now() + timeout;
+  while (totals.complete.load() < n && totals.failed.load() == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const int64_t all_complete = NowNs();
+  const int complete = totals.complete.load();
+  // Settled: registrations make the control plane re-publish endpoints; wait for quiet.
+  auto wait_quiet = [&](int64_t since_ns) {
+    int64_t last = totals.responses.load();
+    auto last_change = Clock::now();
+    const auto quiet_deadline = Clock::now() + timeout;
+    while (Clock::now() < quiet_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      int64_t now = totals.responses.load();
+      if (now != last) {
+        last = now;
+        last_change = Clock::now();
+      } else if (Clock::now() - last_change >= quiet) {
+        break;
+      }
+    }
+    return (std::max(totals.last_ack_ns.load(), since_ns) - since_ns) / 1e6;
+  };
+  const double settle_ms = wait_quiet(t0);
+  const ProcSample connected = Sample(cp_pid);
+  std::vector<double> connect_ms;
+  for (auto& a : agents) {
+    if (a->complete_ns()) connect_ms.push_back((a->complete_ns() - a->started_ns()) / 1e6);
+  }
+
+  std::string out = Cat("{\"protocol\":\"", absl::GetFlag(FLAGS_protocol), "\",\"agents\":", n,
+                        ",\"channels\":", channels, ",\"services\":", services,
+                        ",\"open_ms\":", (opened - t0) / 1e6,
+                        ",\"all_connected_ms\":", (all_complete - t0) / 1e6, ",\"connected\":", complete,
+                        ",\"settled_ms\":", settle_ms, ",\"failed_streams\":", totals.failed.load(),
+                        ",\"connect_p50_ms\":", Percentile(connect_ms, 0.5),
+                        ",\"connect_p99_ms\":", Percentile(connect_ms, 0.99),
+                        ",\"connect_responses\":", totals.responses.load(),
+                        ",\"connect_bytes\":", totals.bytes.load(),
+                        ",\"cp_rss_before_kb\":", before.rss_kb, ",\"cp_rss_connected_kb\":", connected.rss_kb,
+                        ",\"cp_rss_per_agent_kb\":", n ? (connected.rss_kb - before.rss_kb) / static_cast<double>(n) : 0,
+                        ",\"cp_cpu_connect_s\":", connected.cpu_s - before.cpu_s,
+                        ",\"cp_threads\":", connected.threads);
+  std::fprintf(stderr, "%d agents (%s, %d connections): all connected in %.0f ms, settled in %.0f ms, CP RSS %.1f MB\n",
+               n, absl::GetFlag(FLAGS_protocol).c_str(), channels, (all_complete - t0) / 1e6, settle_ms,
+               connected.rss_kb / 1024.0);
+
+  struct Change {
+    const char* name;
+    std::string (*yaml)(int);
+    int expected;  // agents that must receive something
+  };
+  int tenth = 0;
+  for (int i = 0; i < n; ++i) tenth += (i % 10 == 0);
+  const Change changes[] = {{"plugin_config", PluginConfigYaml, tenth},
+                            {"plugin_script", PluginScriptYaml, n},
+                            {"new_service", NewServiceYaml, n}};
+  const int repeats = absl::GetFlag(FLAGS_repeats);
+  for (const Change& change : changes) {
+    std::vector<double> conv_ms, cpu_s, pushed, responses;
+    for (int r = 1; r <= repeats; ++r) {
+      std::vector<int64_t> before_counts;
+      for (auto& a : agents) before_counts.push_back(a->responses());
+      const int64_t responses_before = totals.responses.load();
+      const ProcSample c0 = Sample(cp_pid);
+      const int64_t start = NowNs();
+      if (!Apply(*admin, change.yaml(r))) return 1;
+      // Wait until every expected agent got something, then for quiet.
+      const auto step_deadline = Clock::now() + timeout;
+      int got = 0;
+      while (Clock::now() < step_deadline) {
+        got = 0;
+        for (size_t i = 0; i < agents.size(); ++i) got += agents[i]->responses() > before_counts[i];
+        if (got >= change.expected) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      wait_quiet(start);
+      int64_t last_ack = start;
+      got = 0;
+      for (size_t i = 0; i < agents.size(); ++i) {
+        if (agents[i]->responses() > before_counts[i]) {
+          ++got;
+          last_ack = std::max(last_ack, agents[i]->last_ack_ns());
+        }
+      }
+      const ProcSample c1 = Sample(cp_pid);
+      conv_ms.push_back((last_ack - start) / 1e6);
+      cpu_s.push_back(c1.cpu_s - c0.cpu_s);
+      pushed.push_back(got);
+      responses.push_back(static_cast<double>(totals.responses.load() - responses_before));
+      std::fprintf(stderr, "  %s #%d: %d agents updated (expected %d), last ACK after %.1f ms, CP CPU %.2f s\n",
+                   change.name, r, got, change.expected, conv_ms.back(), cpu_s.back());
+    }
+    out += Cat(",\"", change.name, "\":{\"expected_agents\":", change.expected, ",\"agents_updated\":", Json(pushed),
+               ",\"responses\":", Json(responses), ",\"convergence_ms\":", Json(conv_ms),
+               ",\"p50_ms\":", Percentile(conv_ms, 0.5), ",\"p99_ms\":", Percentile(conv_ms, 0.99),
+               ",\"cp_cpu_s\":", Json(cpu_s), "}");
+  }
+  const ProcSample end = Sample(cp_pid);
+  out += Cat(",\"cp_rss_end_kb\":", end.rss_kb, ",\"cp_hwm_kb\":", end.hwm_kb, "}");
+  std::printf("%s\n", out.c_str());
+  std::fflush(stdout);
+
+  for (auto& a : agents) {
+    a->MarkCancelled();
+    a->Cancel();
+  }
+  for (auto& a : agents) a->WaitDone();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string protocol = absl::GetFlag(FLAGS_protocol);
+  if (protocol == "sotw") return Run<SotwStream>();
+  if (protocol == "delta") return Run<DeltaStream>();
+  std::fprintf(stderr, "--protocol must be sotw or delta\n");
+  return 2;
+}
