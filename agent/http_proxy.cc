@@ -322,7 +322,8 @@ awaitable<bool> HttpSession::ServeOne() {
   x.chains = chains;
   x.chain = &chains->http(env_.inbound);
   x.ctx.workload = &chains->workload();
-  x.ctx.configs = &chains->mesh();
+  x.ctx.configs = &chains->mesh().configs(env_.inbound);
+  x.ctx.resolver = &chains->mesh();
   x.version = head.version();
   x.hop_by_hop = ConnectionTokens(head);
   x.keep_alive = KeepAlive(head) && !env_.draining->load();
@@ -479,7 +480,7 @@ UpstreamSettings HttpSession::SettingsFor(const Exchange& x) const {
     out.backoff_base = builtin::DurationOr(c.retry().backoff_base(), c.retry().has_backoff_base(),
                                            out.backoff_base);
   }
-  if (const builtin::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service)) {
+  if (const builtin::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service, env_.inbound)) {
     for (const builtin::RouteView& route : service->routes) {
       if (route.config->name() == x.ctx.route && route.config->has_timeout()) {
         out.request_timeout = builtin::DurationOr(route.config->timeout(), true, out.request_timeout);

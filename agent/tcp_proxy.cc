@@ -37,7 +37,8 @@ class TcpSession {
     tcp::endpoint peer = downstream_.remote_endpoint(ec);
     ctx_.peer = builtin::Cat(peer.address().to_string(), ":", peer.port());
     ctx_.workload = &chains_->workload();
-    ctx_.configs = &chains_->mesh();
+    ctx_.configs = &chains_->mesh().configs(env_.inbound);
+    ctx_.resolver = &chains_->mesh();
     ctx_.shared.emplace(builtin::kListenPortKey, std::to_string(listen_port));
 
     Verdict v = co_await Connect();

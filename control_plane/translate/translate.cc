@@ -140,8 +140,12 @@ bool SelectsAgent(const mesh::v1::Service& svc, const mesh::v1::Workload& agent)
   return true;
 }
 
-// Attaches PluginConfigs of mounted plugins to the snapshot's services (SPEC §3.4).
-void AttachConfigs(const MeshState& state, v1::Snapshot& snap, Report& report) {
+// Attaches PluginConfigs of mounted plugins to the snapshot's services (SPEC §3.4): a
+// plugin on an outbound chain gets its config under the destination service, one on an
+// inbound chain under the agent's own service.
+// `mounted[d]`: plugins on the inbound (d = 1) or outbound (d = 0) chains.
+void AttachConfigs(const MeshState& state, const std::set<std::string> (&mounted)[2], v1::Snapshot& snap,
+                   Report& report) {
   // (plugin, service) → the winning config; older (lower create revision) wins.
   std::map<std::pair<std::string, std::string>, const std::pair<const ObjectKey, Versioned<mesh::v1::PluginConfig>>*> winners;
   for (const auto& entry : state.plugin_configs) {
@@ -164,7 +168,7 @@ void AttachConfigs(const MeshState& state, v1::Snapshot& snap, Report& report) {
   }
   for (auto& svc : *snap.mutable_services()) {
     for (const auto& [slot, entry] : winners) {
-      if (slot.second != svc.name()) continue;
+      if (slot.second != svc.name() || !mounted[svc.inbound()].count(slot.first)) continue;
       (*svc.mutable_plugin_configs())[slot.first] = entry->second.object.spec().config();
       report.applied_configs.insert(entry->first);
     }
@@ -261,7 +265,13 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
     AddService(state, key, svc, /*inbound=*/false, snap);
     if (key.first == ns && SelectsAgent(svc, agent)) AddService(state, key, svc, /*inbound=*/true, snap);
   }
-  AttachConfigs(state, snap, t.report);
+  std::set<std::string> mounted[2];
+  for (const auto& [name, modules] : chains) {
+    for (const auto& m : modules) {
+      if (!m.script.empty()) mounted[name.rfind("inbound", 0) == 0].insert(m.name);
+    }
+  }
+  AttachConfigs(state, mounted, snap, t.report);
 
   auto* wl = snap.mutable_settings()->mutable_workload();
   wl->set_name(agent.metadata().name());

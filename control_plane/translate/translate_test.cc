@@ -239,6 +239,8 @@ TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThe
   // Two configs of one plugin for different services each keep their own.
   EXPECT_EQ(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "a");
   EXPECT_EQ(Svc(curl.snapshot, "curl.curl", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "b");
+  // The injector is on curl's outbound chain: not under curl's own (inbound) service.
+  EXPECT_FALSE(Svc(curl.snapshot, "curl.curl", true).plugin_configs().contains("token-injector"));
   // Outbound for curl: the verifier is not mounted there, so its config is not attached.
   EXPECT_FALSE(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().contains("token-verifier"));
   EXPECT_EQ(curl.report.applied_configs.size(), 2u);

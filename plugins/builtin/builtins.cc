@@ -21,6 +21,7 @@ const std::map<std::string_view, Maker<plugins::HttpPlugin>>& HttpModules() {
       {"circuit-breaker", MakeCircuitBreaker},
       {"throttle-service", MakeThrottleService},
       {"throttle-route", MakeThrottleRoute},
+      {"tls-termination", MakeHttpTlsTermination},
   };
   return *modules;
 }
@@ -30,6 +31,7 @@ const std::map<std::string_view, Maker<plugins::TcpPlugin>>& TcpModules() {
       {"tcp-routing", MakeTcpRouting},
       {"tcp-load-balancing", MakeTcpLoadBalancing},
       {"tcp-default", MakeTcpDefault},
+      {"tls-termination", MakeTcpTlsTermination},
   };
   return *modules;
 }

@@ -39,6 +39,8 @@ std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env);
 std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env);
 std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env);
 std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(const BuiltinEnv& env);
 
 // Keys of HttpContext::shared / TcpContext::shared that the built-ins and the agent use.
 inline constexpr std::string_view kTraceParentKey = "traceparent";

@@ -249,9 +249,10 @@ absl::Status MeshView::Index() {
       }
       if (absl::Status st = check_clusters(p.tcp_clusters(), where); !st.ok()) return st;
     }
-    auto [it, added] = services_.emplace(s.name(), std::move(view));
+    auto [it, added] = services_[s.inbound()].emplace(s.name(), std::move(view));
     if (!added) {
-      return absl::InvalidArgumentError(Cat("service \"", s.name(), "\" is duplicated"));
+      return absl::InvalidArgumentError(
+          Cat(s.inbound() ? "inbound" : "outbound", " service \"", s.name(), "\" is duplicated"));
     }
     for (const v1::ServicePort& p : s.ports()) {
       if (p.protocol() != v1::PROTOCOL_TCP || p.tcp_listen_port() == 0) continue;
@@ -295,9 +296,27 @@ RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool
   return {service, nullptr};
 }
 
-const ServiceView* MeshView::FindServiceByName(std::string_view name) const {
-  auto it = services_.find(name);
-  return it == services_.end() ? nullptr : &it->second;
+const ServiceView* MeshView::FindServiceByName(std::string_view name, bool inbound) const {
+  auto it = services_[inbound].find(name);
+  return it == services_[inbound].end() ? nullptr : &it->second;
+}
+
+std::optional<plugins::UpstreamTarget> MeshView::Resolve(std::string_view host_port) const {
+  const ServiceView* service = FindService(host_port, /*inbound=*/false);
+  if (service == nullptr) return std::nullopt;
+  const uint32_t port = HostPort(host_port);
+  for (const RouteView& route : service->routes) {
+    const uint32_t route_port = route.config->match().port();
+    if (route_port != 0 && route_port != port) continue;
+    for (const v1::WeightedCluster& wc : route.config->clusters()) {
+      if (wc.weight() == 0) continue;
+      const ClusterView* cluster = FindCluster(wc.cluster());
+      if (cluster == nullptr || cluster->lb->size() == 0) continue;
+      const v1::Endpoint& ep = cluster->lb->endpoint(RandomU64() % cluster->lb->size());
+      return plugins::UpstreamTarget{wc.cluster(), ep.address(), static_cast<uint16_t>(ep.port())};
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<TcpPortView> MeshView::FindTcpPort(uint32_t listen_port, bool inbound) const {
@@ -311,9 +330,9 @@ const ClusterView* MeshView::FindCluster(std::string_view name) const {
   return it == clusters_.end() ? nullptr : &it->second;
 }
 
-const google::protobuf::Struct* MeshView::Find(std::string_view service,
-                                               std::string_view plugin) const {
-  const ServiceView* s = FindServiceByName(service);
+const google::protobuf::Struct* MeshView::DirectionConfigs::Find(std::string_view service,
+                                                                std::string_view plugin) const {
+  const ServiceView* s = view_.FindServiceByName(service, inbound_);
   if (s == nullptr) return nullptr;
   auto it = s->config->plugin_configs().find(std::string(plugin));
   return it == s->config->plugin_configs().end() ? nullptr : &it->second;

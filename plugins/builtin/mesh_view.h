@@ -104,7 +104,10 @@ struct RouteChoice {
   const RouteView* route = nullptr;  // nullptr: the service matched, no route did
 };
 
-class MeshView final : public plugins::PluginConfigs {
+// Routing tables of one snapshot. Services are per direction: an agent's own service is
+// both a destination (outbound) and what its inbound chain serves, with different routes
+// and configs. As a ServiceResolver it sends a plugin's calls to mesh names (outbound).
+class MeshView final : public plugins::ServiceResolver {
  public:
   // Fails when a route names a cluster that does not exist, a regex does not compile
   // (RE2 syntax), two routes of a service share a name, or a number is out of range
@@ -119,7 +122,9 @@ class MeshView final : public plugins::PluginConfigs {
   // The service and first matching route of a request. The path is matched normalized
   // (NormalizeOriginForm); a target that cannot be normalized matches no route.
   RouteChoice Route(const plugins::http::request_header<>& request, bool inbound) const;
-  const ServiceView* FindServiceByName(std::string_view name) const;
+  const ServiceView* FindServiceByName(std::string_view name, bool inbound) const;
+  // PluginConfig values of the services of one direction (HttpContext::configs).
+  const plugins::PluginConfigs& configs(bool inbound) const { return configs_[inbound]; }
   // The TCP service port served on the agent's `listen_port` (ServicePort.tcp_listen_port).
   std::optional<TcpPortView> FindTcpPort(uint32_t listen_port, bool inbound) const;
   const std::map<uint32_t, TcpPortView>& tcp_ports(bool inbound) const {
@@ -128,19 +133,32 @@ class MeshView final : public plugins::PluginConfigs {
   const ClusterView* FindCluster(std::string_view name) const;
   const std::map<std::string, ClusterView, std::less<>>& clusters() const { return clusters_; }
 
-  const google::protobuf::Struct* Find(std::string_view service,
-                                       std::string_view plugin) const override;
+  // An endpoint of the outbound service `host_port` names, for the route its port takes.
+  std::optional<plugins::UpstreamTarget> Resolve(std::string_view host_port) const override;
 
  private:
+  class DirectionConfigs final : public plugins::PluginConfigs {
+   public:
+    DirectionConfigs(const MeshView& view, bool inbound) : view_(view), inbound_(inbound) {}
+    const google::protobuf::Struct* Find(std::string_view service,
+                                         std::string_view plugin) const override;
+
+   private:
+    const MeshView& view_;
+    const bool inbound_;
+  };
+
   explicit MeshView(std::shared_ptr<const v1::Snapshot> snapshot);
   absl::Status Index();
 
   std::shared_ptr<const v1::Snapshot> snapshot_;
-  std::map<std::string, ServiceView, std::less<>> services_;
-  // Lower-cased host → service, one map per direction (0 outbound, 1 inbound).
+  // Name → service, and lower-cased host → service; one map per direction (0 outbound,
+  // 1 inbound).
+  std::map<std::string, ServiceView, std::less<>> services_[2];
   std::map<std::string, const ServiceView*, std::less<>> hosts_[2];
   std::map<uint32_t, TcpPortView> tcp_ports_[2];
   std::map<std::string, ClusterView, std::less<>> clusters_;
+  const DirectionConfigs configs_[2] = {{*this, false}, {*this, true}};
 };
 
 // Picks one of `clusters` by weight with a uniformly distributed `ticket` (reduced modulo

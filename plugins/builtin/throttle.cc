@@ -29,7 +29,7 @@ class Throttle final : public Module<plugins::HttpPlugin> {
 
  private:
   const v1::RateLimit* LimitFor(const plugins::HttpContext& ctx) const {
-    const ServiceView* service = mesh().FindServiceByName(ctx.service);
+    const ServiceView* service = mesh().FindServiceByName(ctx.service, /*inbound=*/true);
     if (service == nullptr) return nullptr;
     if (!per_route_) {
       return service->config->traffic().has_rate_limit()
