@@ -1,5 +1,7 @@
 #include "agent/body.h"
 
+#include <algorithm>
+
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -13,14 +15,19 @@ net::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_
   out.clear();
   // One read may yield only chunk framing and no body bytes; keep reading until it does.
   while (out.empty() && !parser_.is_done()) {
-    out.resize(kBodyPieceBytes);
-    parser_.get().body().data = out.data();
-    parser_.get().body().size = out.size();
+    const size_t want = static_cast<size_t>(
+        std::min<uint64_t>(kBodyPieceBytes, parser_.content_length_remaining().value_or(kBodyPieceBytes)));
+    if (scratch_size_ < want) {
+      scratch_.reset(new char[want]);
+      scratch_size_ = want;
+    }
+    parser_.get().body().data = scratch_.get();
+    parser_.get().body().size = want;
     stream_.expires_after(idle_timeout_);
     co_await http::async_read_some(stream_, buffer_, parser_,
                                    net::redirect_error(net::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
-    out.resize(kBodyPieceBytes - parser_.get().body().size);
+    out.append(scratch_.get(), want - parser_.get().body().size);
     if (ec) co_return;
   }
 }
