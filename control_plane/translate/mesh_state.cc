@@ -14,6 +14,7 @@ bool Parse(const store::Entry& e, T& out) {
 
 bool MeshState::Put(const store::Entry& e) {
   const auto& k = e.key;
+  if (k.kind == "Service" || k.kind == "Workload") members_.map.clear();
   const ObjectKey ok{k.ns, k.name};
   if (k.kind == "Namespace") return Parse(e, namespaces[k.name]);
   if (k.kind == "Service") return Parse(e, services[ok]);
@@ -35,6 +36,7 @@ bool MeshState::Put(const store::Entry& e) {
 
 void MeshState::Remove(const resources::Key& k) {
   const ObjectKey ok{k.ns, k.name};
+  if (k.kind == "Service" || k.kind == "Workload") members_.map.clear();
   if (k.kind == "Namespace") namespaces.erase(k.name);
   if (k.kind == "Service") services.erase(ok);
   if (k.kind == "Workload") workloads.erase(ok);
@@ -51,6 +53,27 @@ bool MeshState::Apply(const store::Event& event) {
     return true;
   }
   return Put(event.entry);
+}
+
+const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey& service) const {
+  auto [slot, fresh] = members_.map.try_emplace(service);
+  if (!fresh) return slot->second;
+  auto svc = services.find(service);
+  // An empty selector selects nothing, as in Kubernetes.
+  if (svc == services.end() || svc->second.spec().selector().empty()) return slot->second;
+  const auto& selector = svc->second.spec().selector();
+  for (auto it = workloads.lower_bound({service.first, ""}); it != workloads.end() && it->first.first == service.first;
+       ++it) {
+    const auto& wl = it->second;
+    if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
+    bool match = true;
+    for (const auto& [k, v] : selector) {
+      auto l = wl.metadata().labels().find(k);
+      match = match && l != wl.metadata().labels().end() && l->second == v;
+    }
+    if (match) slot->second.push_back(&wl);
+  }
+  return slot->second;
 }
 
 absl::StatusOr<MeshState> LoadMeshState(store::Store& store) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "control_plane/resources/object.h"
 #include "control_plane/store/store.h"
@@ -31,10 +32,30 @@ struct MeshState {
   std::map<ObjectKey, mesh::v1::PluginChain> plugin_chains;
   std::map<ObjectKey, Versioned<mesh::v1::PluginConfig>> plugin_configs;
 
+ private:
+  // Points into `workloads`: a copy starts empty rather than pointing into the original.
+  struct MembersCache {
+    MembersCache() = default;
+    MembersCache(const MembersCache&) {}
+    MembersCache& operator=(const MembersCache&) {
+      map.clear();
+      return *this;
+    }
+    std::map<ObjectKey, std::vector<const mesh::v1::Workload*>> map;
+  };
+  mutable MembersCache members_;
+
+ public:
+
   // Puts or deletes one stored object; false if the entry does not parse.
   bool Apply(const store::Event& event);
   bool Put(const store::Entry& entry);
   void Remove(const resources::Key& key);
+
+  // The workloads a Service selects (its namespace, matching labels, reachable: address
+  // and inbound port set), computed once per change of services or workloads. Not
+  // thread-safe: translation runs on one thread.
+  const std::vector<const mesh::v1::Workload*>& Members(const ObjectKey& service) const;
 
   bool plugins_enabled() const {
     return mesh_config && mesh_config->spec().feature_flags().enable_plugin_policy();

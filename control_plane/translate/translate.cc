@@ -113,20 +113,12 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
       ep->set_port(target);
       continue;
     }
-    if (svc.spec().selector().empty()) continue;  // selects nothing, as in Kubernetes
-    for (const auto& [wkey, wl] : state.workloads) {
-      if (wkey.first != key.first || wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
-      bool match = true;
-      for (const auto& [k, v] : svc.spec().selector()) {
-        auto it = wl.metadata().labels().find(k);
-        match = match && it != wl.metadata().labels().end() && it->second == v;
-      }
-      if (!match) continue;
+    for (const mesh::v1::Workload* wl : state.Members(key)) {
       auto* ep = eps->add_endpoints();
-      ep->set_address(wl.spec().address());
-      ep->set_port(wl.spec().inbound_port());
+      ep->set_address(wl->spec().address());
+      ep->set_port(wl->spec().inbound_port());
       ep->set_weight(1);
-      ep->set_workload(Cat(wkey.second, ".", wkey.first));
+      ep->set_workload(Cat(wl->metadata().name(), ".", wl->metadata().namespace_()));
     }
   }
 }
