@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "agent/agent.h"
+#include "common/config_dump.h"
 #include "plugins/builtin/text.h"
 
 namespace meshplug::agent {
@@ -21,16 +22,6 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-
-template <typename Chain>
-std::string NameList(const Chain& chain) {
-  std::string out = "[";
-  for (const auto& entry : chain) {
-    if (out.size() > 1) out += ",";
-    out += builtin::JsonQuote(entry.name);
-  }
-  return out + "]";
-}
 
 std::string Clusters(const ChainSet& chains) {
   std::ostringstream out;
@@ -50,7 +41,14 @@ std::string Stats(Agent& agent) {
   builtin::Stats& stats = agent.state().stats;
   stats.SetGauge("meshplug_agent_chain_sets_live", {}, ChainSet::Live());
   stats.SetGauge("meshplug_agent_chain_swaps", {}, static_cast<int64_t>(agent.swaps()));
-  return stats.RenderPrometheus();
+  if (const ScriptFactory* scripts = agent.scripts()) scripts->ExportStats(stats);
+  std::string out = stats.RenderPrometheus();
+  // The version in use, as an info metric: one series, for the active set only.
+  if (std::shared_ptr<const ChainSet> chains = agent.chains().Get()) {
+    out += "# TYPE meshplug_agent_snapshot_info gauge\nmeshplug_agent_snapshot_info{version=" +
+           builtin::JsonQuote(chains->version()) + "} 1\n";
+  }
+  return out;
 }
 
 http::response<http::string_body> Handle(const http::request<http::string_body>& req,
@@ -113,22 +111,7 @@ net::awaitable<void> ServeAdminConnection(tcp::socket socket, Agent& agent) {
 
 }  // namespace
 
-std::string ConfigDump(const ChainSet& chains) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  std::string snapshot;
-  // No secret material is part of the snapshot yet; certificates will be redacted here.
-  (void)google::protobuf::util::MessageToJsonString(chains.snapshot(), &snapshot, options);
-  std::ostringstream out;
-  out << "{\n\"version\": " << builtin::JsonQuote(chains.version()) << ",\n\"chains\": {\n"
-      << "  \"inbound-tcp\": " << NameList(chains.tcp(true)) << ",\n"
-      << "  \"inbound-http\": " << NameList(chains.http(true)) << ",\n"
-      << "  \"outbound-tcp\": " << NameList(chains.tcp(false)) << ",\n"
-      << "  \"outbound-http\": " << NameList(chains.http(false)) << "\n},\n"
-      << "\"snapshot\": " << snapshot << "}\n";
-  return out.str();
-}
+std::string ConfigDump(const ChainSet& chains) { return ConfigDumpJson(chains.snapshot()); }
 
 void ServeAdmin(net::io_context& context, std::shared_ptr<tcp::acceptor> acceptor, Agent& agent) {
   net::co_spawn(

@@ -15,8 +15,8 @@ class ChainSet;
 void ServeAdmin(boost::asio::io_context& context,
                 std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor, Agent& agent);
 
-// The /config_dump document: version, the four chains as ordered module names, and the
-// snapshot as JSON.
+// The /config_dump document of the active set: meshplug::ConfigDumpJson of its snapshot,
+// the same bytes `meshctl proxy config_dump` prints for the same snapshot.
 std::string ConfigDump(const ChainSet& chains);
 
 }  // namespace meshplug::agent

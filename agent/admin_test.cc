@@ -3,6 +3,7 @@
 
 #include "agent/agent.h"
 #include "agent/test_support.h"
+#include "common/config_dump.h"
 
 namespace meshplug::agent {
 namespace {
@@ -45,11 +46,17 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
   ASSERT_TRUE(dump);
   EXPECT_EQ((*dump)[boost::beast::http::field::content_type], "application/json");
   EXPECT_NE(dump->body().find("\"version\": \"v7\""), std::string::npos);
-  EXPECT_NE(dump->body().find("\"outbound-http\": [\"http-routing\",\"metrics\",\"tracing\","
-                              "\"logging\",\"circuit-breaker\",\"http-load-balancing\","
+  EXPECT_NE(dump->body().find("\"outbound-http\": [\"http-routing\", \"metrics\", \"tracing\", "
+                              "\"logging\", \"circuit-breaker\", \"http-load-balancing\", "
                               "\"http-default\"]"),
             std::string::npos)
       << dump->body();
+  // The same bytes as the control plane's dump of the same snapshot (meshctl proxy config_dump).
+  EXPECT_EQ(dump->body(), ConfigDumpJson(s));
+  auto stats = c.Get("admin", "/stats");
+  ASSERT_TRUE(stats);
+  EXPECT_NE(stats->body().find("meshplug_agent_snapshot_info{version=\"v7\"} 1\n"), std::string::npos)
+      << stats->body();
 
   EXPECT_TRUE(WaitFor([&] {
     auto stats = c.Get("admin", "/stats");

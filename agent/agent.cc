@@ -22,6 +22,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<BuiltinFactory> builtins,
              const ScriptFactory* scripts)
     : options_(std::move(options)),
       builtins_(builtins ? std::move(builtins) : std::make_unique<DefaultBuiltins>()),
+      scripts_(scripts),
       builder_(*builtins_, scripts, state_, options_.limits) {
   size_t n = options_.workers != 0 ? options_.workers
                                    : std::max(1u, std::thread::hardware_concurrency());
@@ -116,6 +117,7 @@ absl::Status Agent::Start() {
 
 absl::Status Agent::Apply(v1::Snapshot snapshot) {
   std::lock_guard lock(apply_mu_);
+  if (applies_closed_) return absl::UnavailableError("the agent is stopping");
   absl::StatusOr<std::shared_ptr<const ChainSet>> next = builder_.Build(std::move(snapshot));
   if (!next.ok()) return next.status();
   // Listeners are control-thread state; before Start() there is no control thread yet.
@@ -201,6 +203,11 @@ void Agent::DrainAsync() {
 }
 
 void Agent::Stop() {
+  {
+    // An Apply in progress finishes first (it waits on the control thread); later ones fail.
+    std::lock_guard lock(apply_mu_);
+    applies_closed_ = true;
+  }
   control_.stop();
   for (auto& worker : workers_) worker->context.stop();
   if (control_thread_.joinable()) control_thread_.join();

@@ -48,6 +48,7 @@ class Agent {
 
   // Builds a chain set from `snapshot` and swaps it in; on error the old set keeps
   // running and the error says what failed. Opens and closes the snapshot's TCP listeners.
+  // Thread-safe (one at a time); fails once the agent is stopping.
   absl::Status Apply(v1::Snapshot snapshot);
 
   // Stops accepting, lets in-flight requests finish within the drain timeout, then stops
@@ -63,6 +64,8 @@ class Agent {
   uint16_t admin_port() const { return admin_port_; }
 
   const ActiveChainSet& chains() const { return chains_; }
+  // Null without a Lua runtime.
+  const ScriptFactory* scripts() const { return scripts_; }
   builtin::BuiltinState& state() { return state_; }
   uint64_t swaps() const { return swaps_.load(); }
   bool draining() const { return draining_.load(); }
@@ -88,9 +91,11 @@ class Agent {
   AgentOptions options_;
   std::unique_ptr<BuiltinFactory> builtins_;
   builtin::BuiltinState state_;
+  const ScriptFactory* scripts_;
   ChainSetBuilder builder_;
   ActiveChainSet chains_;
   std::mutex apply_mu_;  // one Apply at a time
+  bool applies_closed_ = false;  // under apply_mu_: stopping, Apply refuses
   std::atomic<uint64_t> swaps_{0};
 
   boost::asio::io_context control_{1};  // acceptors and admin

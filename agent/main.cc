@@ -1,15 +1,22 @@
-// meshplug agent: the sidecar proxy. Until its xDS client exists it runs on a snapshot
-// read from --snapshot_file.
+// meshplug agent: the sidecar proxy. It gets its configuration from the control plane
+// over xDS (identity from flags or --bootstrap), or runs on a fixed --snapshot_file.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "agent/agent.h"
+#include "agent/bootstrap.h"
+#include "agent/script_runtime.h"
 #include "agent/snapshot_file.h"
+#include "agent/xds_client.h"
+#include "common/log.h"
+#include "common/strings.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "address of the outbound, inbound and TCP listeners");
 ABSL_FLAG(uint16_t, outbound_port, 15001, "outbound listener port (0: any free port)");
@@ -33,6 +40,38 @@ ABSL_FLAG(absl::Duration, upstream_idle_timeout, absl::Seconds(30),
           "idle pooled upstream connections are dropped after this");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "on SIGTERM or /quitquitquit, in-flight requests get this long to finish");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+
+// Identity and control plane (flags override the bootstrap file's values).
+ABSL_FLAG(std::string, bootstrap, "", "bootstrap YAML file: node identity, xds address and protocol, snapshot_cache");
+ABSL_FLAG(std::string, node_id, "", "workload name (xDS node id)");
+ABSL_FLAG(std::string, namespace, "", "workload namespace (must exist in the control plane)");
+ABSL_FLAG(std::string, labels, "", "workload labels, key=value,key=value");
+ABSL_FLAG(std::string, service_account, "", "workload service account");
+ABSL_FLAG(std::string, address, "",
+          "address peers' agents reach this workload's inbound listener at (default: --bind_address "
+          "unless it is a wildcard)");
+ABSL_FLAG(uint16_t, advertise_inbound_port, 0,
+          "inbound port announced to the control plane (0: the inbound listener's port)");
+ABSL_FLAG(std::string, app_ports, "", "the app's ports, comma-separated");
+ABSL_FLAG(std::string, xds_address, "", "control plane address host:port (empty: no xDS)");
+ABSL_FLAG(std::string, xds_protocol, "", "delta (default) or sotw");
+ABSL_FLAG(std::string, snapshot_cache, "",
+          "file the last good configuration is saved to and started from when the control plane is "
+          "unreachable (default: $MESHPLUG_HOME/agents/<namespace>.<name>.snapshot.json, else under "
+          "~/.local/share/meshplug/agents/; \"none\": off)");
+ABSL_FLAG(absl::Duration, xds_initial_fetch_timeout, absl::Seconds(5),
+          "at start, serve the saved snapshot if no complete configuration came within this");
+ABSL_FLAG(absl::Duration, xds_backoff_base, absl::Milliseconds(100), "first reconnect delay (then doubled, jittered)");
+ABSL_FLAG(absl::Duration, xds_backoff_max, absl::Seconds(10), "longest reconnect delay");
+ABSL_FLAG(absl::Duration, xds_connect_timeout, absl::Seconds(5), "one connection attempt's time limit");
+ABSL_FLAG(absl::Duration, xds_settle, absl::Milliseconds(1),
+          "responses this close together are applied as one update");
+ABSL_FLAG(absl::Duration, xds_endpoints_warming_timeout, absl::Milliseconds(500),
+          "apply an update whose clusters' endpoints have not arrived after this, with those clusters empty");
+ABSL_FLAG(absl::Duration, xds_incomplete_timeout, absl::Seconds(15),
+          "NACK an update whose referenced resources have not all arrived after this");
+ABSL_FLAG(absl::Duration, xds_keepalive, absl::Seconds(30), "HTTP/2 keepalive ping interval on the xDS stream");
 
 namespace {
 
@@ -72,10 +111,101 @@ void DrainOnSignal(meshplug::agent::Agent& agent) {
   agent.DrainAsync();
 }
 
+using meshplug::Cat;
+namespace log = meshplug::log;
+namespace agent_ns = meshplug::agent;
+
+// The bootstrap file overlaid with the identity flags; nullopt-equivalent (empty node id
+// and xds address) when neither says anything about xDS.
+absl::StatusOr<agent_ns::Bootstrap> BootstrapFromFlags() {
+  agent_ns::Bootstrap b;
+  if (std::string path = absl::GetFlag(FLAGS_bootstrap); !path.empty()) {
+    auto file = agent_ns::ReadBootstrapFile(path);
+    if (!file.ok()) return file.status();
+    b = *std::move(file);
+  }
+  agent_ns::Bootstrap flags;
+  flags.node_id = absl::GetFlag(FLAGS_node_id);
+  flags.namespace_ = absl::GetFlag(FLAGS_namespace);
+  auto labels = agent_ns::ParseLabels(absl::GetFlag(FLAGS_labels));
+  if (!labels.ok()) return absl::InvalidArgumentError(Cat("--labels: ", std::string(labels.status().message())));
+  flags.labels = *labels;
+  flags.service_account = absl::GetFlag(FLAGS_service_account);
+  flags.address = absl::GetFlag(FLAGS_address);
+  flags.inbound_port = absl::GetFlag(FLAGS_advertise_inbound_port);
+  auto ports = agent_ns::ParsePorts(absl::GetFlag(FLAGS_app_ports));
+  if (!ports.ok()) return absl::InvalidArgumentError(Cat("--app_ports: ", std::string(ports.status().message())));
+  flags.app_ports = *ports;
+  flags.xds_address = absl::GetFlag(FLAGS_xds_address);
+  flags.xds_protocol = absl::GetFlag(FLAGS_xds_protocol);
+  flags.snapshot_cache = absl::GetFlag(FLAGS_snapshot_cache);
+  b.Override(flags);
+  if (b.address.empty()) {
+    const std::string bind = absl::GetFlag(FLAGS_bind_address);
+    if (bind != "0.0.0.0" && bind != "::") b.address = bind;
+  }
+  return b;
+}
+
+std::string DefaultCachePath(const agent_ns::Bootstrap& b) {
+  const std::string file = Cat("agents/", b.namespace_, ".", b.node_id, ".snapshot.json");
+  if (const char* home = std::getenv("MESHPLUG_HOME")) return Cat(home, "/", file);
+  const char* home = std::getenv("HOME");
+  return Cat(home ? home : ".", "/.local/share/meshplug/", file);
+}
+
+agent_ns::XdsClientOptions XdsOptions(const agent_ns::Bootstrap& b, uint16_t inbound_port, bool have_snapshot) {
+  agent_ns::XdsClientOptions o;
+  o.server_address = b.xds_address;
+  o.protocol = b.xds_protocol == "sotw" ? agent_ns::XdsProtocol::kSotw : agent_ns::XdsProtocol::kDelta;
+  o.node = agent_ns::MakeNode(b, inbound_port);
+  o.cache_path = b.snapshot_cache.empty() ? DefaultCachePath(b) : b.snapshot_cache == "none" ? "" : b.snapshot_cache;
+  o.use_cache_at_start = !have_snapshot;
+  o.initial_fetch_timeout = Ms(absl::GetFlag(FLAGS_xds_initial_fetch_timeout));
+  o.backoff_base = Ms(absl::GetFlag(FLAGS_xds_backoff_base));
+  o.backoff_max = Ms(absl::GetFlag(FLAGS_xds_backoff_max));
+  o.connect_timeout = Ms(absl::GetFlag(FLAGS_xds_connect_timeout));
+  o.settle = Ms(absl::GetFlag(FLAGS_xds_settle));
+  o.incomplete_timeout = Ms(absl::GetFlag(FLAGS_xds_incomplete_timeout));
+  o.endpoints_warming = Ms(absl::GetFlag(FLAGS_xds_endpoints_warming_timeout));
+  o.keepalive = Ms(absl::GetFlag(FLAGS_xds_keepalive));
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "meshplug agent: --bootstrap FILE (or --node_id, --namespace, --xds_address, ...) to follow the "
+      "control plane; --snapshot_file FILE to run on a fixed snapshot");
   absl::ParseCommandLine(argc, argv);
+  log::SetComponent("agent");
+  log::Level level;
+  if (!log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::fprintf(stderr, "agent: --log_level must be debug, info, warn or error\n");
+    return 1;
+  }
+  log::SetLevel(level);
+
+  auto bootstrap = BootstrapFromFlags();
+  if (!bootstrap.ok()) {
+    std::fprintf(stderr, "agent: %s\n", std::string(bootstrap.status().message()).c_str());
+    return 1;
+  }
+  const bool use_xds = !bootstrap->node_id.empty() || !bootstrap->xds_address.empty() ||
+                       !absl::GetFlag(FLAGS_bootstrap).empty();
+  const std::string snapshot_file = absl::GetFlag(FLAGS_snapshot_file);
+  if (use_xds) {
+    if (absl::Status valid = agent_ns::Validate(*bootstrap); !valid.ok()) {
+      std::fprintf(stderr, "agent: %s\n", std::string(valid.message()).c_str());
+      return 1;
+    }
+  } else if (snapshot_file.empty()) {
+    std::fprintf(stderr,
+                 "agent: nothing to run: give --bootstrap FILE or --node_id/--namespace/--xds_address to "
+                 "follow the control plane, or --snapshot_file FILE\n");
+    return 1;
+  }
 
   // Block the signals before any thread starts, so only the waiter receives them.
   sigset_t set;
@@ -85,8 +215,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  meshplug::agent::Agent agent(OptionsFromFlags());
-  if (std::string path = absl::GetFlag(FLAGS_snapshot_file); !path.empty()) {
+  std::unique_ptr<agent_ns::ScriptFactory> scripts = agent_ns::MakeScriptRuntime();
+  meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
+  if (const std::string& path = snapshot_file; !path.empty()) {
     auto snapshot = meshplug::agent::ReadSnapshotFile(path);
     absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)) : snapshot.status();
     if (!applied.ok()) {
@@ -101,9 +232,30 @@ int main(int argc, char** argv) {
   std::printf("agent: listening outbound=%u inbound=%u admin=%u\n", agent.outbound_port(),
               agent.inbound_port(), agent.admin_port());
   std::fflush(stdout);
+  log::Info("listening", {{"outbound", std::to_string(agent.outbound_port())},
+                          {"inbound", std::to_string(agent.inbound_port())},
+                          {"admin", std::to_string(agent.admin_port())}});
+
+  std::unique_ptr<agent_ns::XdsClient> xds;
+  if (use_xds) {
+    agent_ns::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
+    if (bootstrap->address.empty()) {
+      log::Warn("no workload address (--address): peers cannot reach this workload through the mesh");
+    }
+    log::Info("following the control plane",
+              {{"xds_address", options.server_address},
+               {"protocol", options.protocol == agent_ns::XdsProtocol::kDelta ? "delta" : "sotw"},
+               {"agent", bootstrap->AgentId()},
+               {"snapshot_cache", options.cache_path.empty() ? "none" : options.cache_path}});
+    xds = std::make_unique<agent_ns::XdsClient>(
+        std::move(options), [&agent](meshplug::v1::Snapshot s) { return agent.Apply(std::move(s)); },
+        &agent.state().stats);
+    xds->Start();
+  }
   std::thread waiter([&] { DrainOnSignal(agent); });
   waiter.detach();
   agent.Wait();
+  if (xds) xds->Stop();
   std::fprintf(stderr, "agent: stopped\n");
   return 0;
 }

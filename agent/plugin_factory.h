@@ -9,6 +9,7 @@
 #include "meshplug/v1/snapshot.pb.h"
 #include "plugins/api/plugin.h"
 #include "plugins/builtin/builtins.h"
+#include "plugins/builtin/stats.h"
 
 namespace meshplug::agent {
 
@@ -43,6 +44,9 @@ class ScriptFactory {
       const v1::PluginScript& script, bool inbound) const = 0;
   virtual absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(
       const v1::PluginScript& script, bool inbound) const = 0;
+  // Adds the runtime's own metrics (script errors it handled, script counters) to `stats`;
+  // called each time /stats is rendered.
+  virtual void ExportStats(builtin::Stats& /*stats*/) const {}
 };
 
 }  // namespace meshplug::agent

@@ -271,6 +271,14 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
   wl->set_service_account(agent.spec().service_account());
   wl->mutable_labels()->insert(agent.metadata().labels().begin(), agent.metadata().labels().end());
 
+  // In resource-name order, the order an agent reassembles them in, so both hash the same.
+  auto by = [](auto key) { return [key](const auto& a, const auto& b) { return key(a) < key(b); }; };
+  std::sort(snap.mutable_scripts()->begin(), snap.mutable_scripts()->end(), by([](const auto& s) { return s.name(); }));
+  std::sort(snap.mutable_services()->begin(), snap.mutable_services()->end(),
+            by([](const auto& s) { return std::make_pair(s.name(), s.inbound()); }));
+  std::sort(snap.mutable_clusters()->begin(), snap.mutable_clusters()->end(), by([](const auto& c) { return c.name(); }));
+  std::sort(snap.mutable_endpoints()->begin(), snap.mutable_endpoints()->end(),
+            by([](const auto& e) { return e.cluster(); }));
   snap.set_version(Sha256Hex(DeterministicBytes(snap)).substr(0, 16));
   return t;
 }

@@ -183,7 +183,7 @@ class SotwStream final : public Stream<discovery::DiscoveryRequest, discovery::D
     const std::set<std::string> names(req.resource_names().begin(), req.resource_names().end());
     const bool wildcard = names.count("*") || (names.empty() && !t.explicit_names_seen);
     t.explicit_names_seen = t.explicit_names_seen || !names.empty();
-    const bool changed = wildcard != t.wildcard || (!wildcard && names != t.names);
+    const bool changed = !first && (wildcard != t.wildcard || (!wildcard && names != t.names));
     t.wildcard = wildcard;
     t.names = wildcard ? std::set<std::string>{} : names;
     // A reconnecting agent that already runs our version of a wildcard type needs nothing.

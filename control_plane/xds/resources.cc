@@ -23,7 +23,8 @@ const std::map<std::string, ResourcePtr>& AgentResources::Of(const std::string& 
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
   std::string bytes = DeterministicBytes(msg);
   std::string version = Sha256Hex(bytes).substr(0, 16);
-  const std::string key = name + "\n" + version;
+  // The type is part of the key: an empty Endpoints{cluster: X} has the bytes of Cluster{name: X}.
+  const std::string key = msg.GetDescriptor()->full_name() + "\n" + name + "\n" + version;
   std::lock_guard lock(mu_);
   auto& slot = by_key_[key];
   if (auto existing = slot.lock()) return existing;

@@ -1,0 +1,67 @@
+// The reference scenario of SPEC §11 as real processes on 127.0.0.1: the control plane,
+// an external auth service, a real httpbin (gunicorn) behind its agent, and the curl
+// workload's agent that curl sends through. Shared by the scenario test and the demo.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "integration/harness/process.h"
+
+namespace meshplug::harness {
+
+struct AgentProcess {
+  std::string name, ns, app;
+  std::unique_ptr<Process> process;
+  int outbound = 0, inbound = 0, admin = 0;
+  int starts = 0;
+};
+
+class ReferenceScenario {
+ public:
+  // `dir` holds logs, the store, the agents' saved snapshots and generated manifests.
+  // `say` receives a line for each thing a person would want to see (the demo prints it).
+  explicit ReferenceScenario(std::string dir, std::function<void(const std::string&)> say = nullptr);
+  ~ReferenceScenario();
+
+  // Starts every process and applies the namespaces, services and workloads; returns an
+  // error message, empty on success.
+  std::string Start();
+
+  // curl through the curl workload's agent (explicit proxy); the HTTP status, 0 on failure.
+  int Curl(const std::string& path, std::string* body = nullptr);
+  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
+  RunResult Apply(const std::string& file);
+  // The chain as the agent runs it (from the agent's own /config_dump).
+  std::vector<std::string> AgentChain(const std::string& agent, const std::string& chain);
+  std::string AgentAdmin(const std::string& agent, const std::string& path);
+
+  void KillControlPlane();
+  std::string StartControlPlane();
+  std::string RestartAgent(const std::string& agent);
+  void StopAuth();
+  std::string StartAuth();
+
+  const std::string& dir() const { return dir_; }
+  const std::string& control_plane_address() const { return cp_address_; }
+  int outbound_port(const std::string& agent) { return Agent(agent).outbound; }
+
+ private:
+  std::string StartAgent(AgentProcess& a);
+  AgentProcess& Agent(const std::string& name);
+  void Say(const std::string& line) const;
+
+  std::string dir_;
+  std::function<void(const std::string&)> say_;
+  std::unique_ptr<Process> control_plane_, auth_, httpbin_;
+  std::string cp_address_;
+  int cp_starts_ = 0, auth_port_ = 0, httpbin_port_ = 0;
+  std::vector<AgentProcess> agents_;
+};
+
+// The port in a log line such as `Listening at: http://127.0.0.1:PORT` (after `marker`).
+int PortAfter(const std::string& line, const std::string& marker);
+
+}  // namespace meshplug::harness
