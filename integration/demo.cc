@@ -21,8 +21,8 @@ void Banner(const std::string& text) { std::cout << "\n== " << text << "\n" << s
 // Prints the curl command and its status the way the article shows them.
 int ShowCurl(ReferenceScenario& s, const std::string& path, int outbound) {
   const int code = s.Curl(path);
-  std::cout << "$ curl -sI -x http://127.0.0.1:" << outbound << " http://httpbin.httpbin:14001" << path
-            << "\nHTTP/1.1 " << code << "\n" << std::flush;
+  std::cout << "$ curl -s -o /dev/null -w '%{http_code}\\n' -x http://127.0.0.1:" << outbound
+            << " http://httpbin.httpbin:14001" << path << "\n" << code << "\n" << std::flush;
   return code;
 }
 
@@ -93,8 +93,8 @@ int main() {
 
   Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
   std::cout << "  curl -i -x http://127.0.0.1:" << outbound << " http://httpbin.httpbin:14001/headers\n"
-            << "  bazel-bin/cli/meshctl --server " << s.control_plane_address() << " proxy status\n"
-            << "  bazel-bin/cli/meshctl --server " << s.control_plane_address() << " get pluginconfigs -A\n"
+            << "  tools/meshctl --server " << s.control_plane_address() << " proxy status\n"
+            << "  tools/meshctl --server " << s.control_plane_address() << " get pluginconfigs -A\n"
             << std::flush;
   int sig = 0;
   sigwait(&set, &sig);

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The README's "bring it up" command: installs what is missing, builds, and starts the
-# control plane with its embedded store in the foreground (Ctrl-C stops it).
+# The README's "bring it up" command: installs what is missing, builds, and runs the
+# reference demo — the control plane with its embedded store, an external auth service,
+# a real httpbin behind its agent and curl's agent, all on 127.0.0.1 — printing each step
+# of SPEC §11. The mesh keeps running until Ctrl-C, then everything is stopped.
+# `tools/up.sh --control-plane-only` starts just the control plane in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-exec bazel run //control_plane -- "$@"
+if [ "${1:-}" = "--control-plane-only" ]; then
+  shift
+  exec bazel run //control_plane -- "$@"
+fi
+exec bazel run //integration:demo
