@@ -1,30 +1,18 @@
 #include "plugins/lua/options.h"
 
-#include <cstdio>
+#include "common/log.h"
 
 namespace meshplug::plugins::lua {
 namespace {
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  out += '"';
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
+log::Level ToLogLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return log::Level::kDebug;
+    case LogLevel::kInfo: return log::Level::kInfo;
+    case LogLevel::kWarn: return log::Level::kWarn;
+    case LogLevel::kError: return log::Level::kError;
   }
-  out += '"';
+  return log::Level::kInfo;
 }
 
 }  // namespace
@@ -39,16 +27,10 @@ std::string_view LogLevelName(LogLevel level) {
   return "info";
 }
 
+// The process's JSON log, with the plugin's name as a field.
 LogSink StderrJsonLog() {
   return [](LogLevel level, std::string_view plugin, std::string_view message) {
-    std::string line = "{\"level\":";
-    AppendJsonString(line, LogLevelName(level));
-    line += ",\"plugin\":";
-    AppendJsonString(line, plugin);
-    line += ",\"msg\":";
-    AppendJsonString(line, message);
-    line += "}\n";
-    std::fwrite(line.data(), 1, line.size(), stderr);
+    log::Write(ToLogLevel(level), message, {{"plugin", plugin}});
   };
 }
 
