@@ -17,6 +17,7 @@
 #include "agent/bootstrap.h"
 #include "agent/snapshot_cache.h"
 #include "common/config_dump.h"
+#include "common/eventually.h"
 #include "common/log.h"
 #include "control_plane/api/resource_api.h"
 #include "control_plane/controller/mesh_controller.h"
@@ -70,17 +71,6 @@ spec:
   chains: [{name: outbound-http, plugins: [broken]}]
   selectors: {podSelector: {matchLabels: {app: curl}}}
 )";
-
-// Polls `cond` every 2 ms until it holds or `timeout` passes.
-template <typename Cond>
-bool Eventually(Cond&& cond, milliseconds timeout = kWait) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return true;
-}
 
 envoy::config::core::v3::Node CurlNode(const std::string& ns = "curl") {
   Bootstrap b;

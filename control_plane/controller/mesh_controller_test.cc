@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "control_plane/api/resource_api.h"
+#include "common/eventually.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/xds/node_identity.h"
 
@@ -17,15 +18,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-template <typename Cond>
-bool Eventually(Cond&& cond, milliseconds timeout = milliseconds(10000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return true;
-}
 
 constexpr const char* kMesh = R"(
 apiVersion: v1

@@ -12,6 +12,7 @@
 
 #include "control_plane/api/resource_api.h"
 #include "control_plane/controller/mesh_controller.h"
+#include "common/eventually.h"
 #include "control_plane/store/sqlite_store.h"
 #include "meshplug/v1/snapshot.pb.h"
 
@@ -58,16 +59,6 @@ spec:
   selectors: {podSelector: {matchLabels: {app: curl}}}
 )";
 
-// Polls `cond` until it holds or the deadline passes.
-template <typename Cond>
-bool Eventually(Cond&& cond, milliseconds timeout = milliseconds(10000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return true;
-}
 
 const std::string kChainSet = TypeUrl("ChainSet");
 const std::string kService = TypeUrl("Service");

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/eventually.h"
+
 namespace meshplug::harness {
 
 using std::chrono::milliseconds;
@@ -53,16 +55,6 @@ RunResult Run(const std::vector<std::string>& argv, std::string_view input = "",
 // A directory for this test's files (under $TEST_TMPDIR), created empty.
 std::string TempDir(const std::string& name);
 
-// Polls `cond` every few milliseconds until it holds or `timeout` passes.
-template <typename Cond>
-bool Eventually(Cond&& cond, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    struct timespec ts {0, 5'000'000};
-    nanosleep(&ts, nullptr);
-  }
-  return true;
-}
+using meshplug::Eventually;
 
 }  // namespace meshplug::harness
