@@ -3,7 +3,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -217,6 +219,15 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<agent_ns::ScriptFactory> scripts = agent_ns::MakeScriptRuntime();
   meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
+  // Access log lines (the logging module, when MeshConfig's observability.accessLog is on)
+  // go to stdout, one JSON object per line.
+  agent.state().access_log = [](std::string_view line) {
+    static std::mutex mu;
+    std::lock_guard lock(mu);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  };
   if (const std::string& path = snapshot_file; !path.empty()) {
     auto snapshot = meshplug::agent::ReadSnapshotFile(path);
     absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)) : snapshot.status();

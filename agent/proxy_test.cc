@@ -1,6 +1,8 @@
 // The agent end to end in-process: real listeners, real upstream servers, real sockets.
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <map>
@@ -141,14 +143,25 @@ class ProxyTest : public ::testing::Test {
     options.limits = limits;
     options.drain_timeout = 5s;
     agent_ = std::make_unique<Agent>(options, std::move(builtins));
+    // The sink is set before the workers start, as the agent's main does.
+    agent_->state().access_log = [this](std::string_view line) {
+      std::lock_guard lock(access_log_mu_);
+      access_log_.emplace_back(line);
+    };
     ASSERT_TRUE(agent_->Apply(std::move(snapshot)).ok());
     ASSERT_TRUE(agent_->Start().ok());
+  }
+  std::vector<std::string> AccessLog() {
+    std::lock_guard lock(access_log_mu_);
+    return access_log_;
   }
   uint16_t outbound() const { return agent_->outbound_port(); }
   uint64_t Counter(std::string_view name, const builtin::Stats::Labels& labels) {
     return agent_->state().stats.CounterValue(name, labels);
   }
 
+  std::mutex access_log_mu_;
+  std::vector<std::string> access_log_;
   std::unique_ptr<Agent> agent_;
 };
 
@@ -429,6 +442,30 @@ TEST_F(ProxyTest, CircuitBreakerOpensAfterConsecutiveErrors) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 503);
   EXPECT_EQ(a.requests(), 3);
+}
+
+TEST_F(ProxyTest, AccessLogLinesOnlyWhenTheSnapshotAsksForThem) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  // Off by default: the metrics count it, the access log stays empty.
+  ASSERT_TRUE(WaitFor([&] { return Counter("meshplug_http_requests_total",
+                                            {{"direction", "outbound"}, {"service", "web.shop"}, {"code", "2xx"}}) == 1; }));
+  EXPECT_TRUE(AccessLog().empty());
+
+  v1::Snapshot on = BaseSnapshot("v2");
+  AddService(on, "web.shop", {a.port()});
+  on.mutable_settings()->set_access_log(true);
+  ASSERT_TRUE(agent_->Apply(std::move(on)).ok());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/items?x=1")), 200u);
+  ASSERT_TRUE(WaitFor([&] { return AccessLog().size() == 1; }));
+  const std::string line = AccessLog().front();
+  EXPECT_NE(line.find("\"direction\":\"outbound\",\"method\":\"GET\",\"target\":\"/items?x=1\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"status\":200"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"service\":\"web.shop\""), std::string::npos) << line;
 }
 
 TEST_F(ProxyTest, InboundThrottleAnswers429) {

@@ -265,6 +265,8 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
   }
   AttachConfigs(state, mounted, snap, t.report);
 
+  snap.mutable_settings()->set_access_log(state.mesh_config &&
+                                         state.mesh_config->spec().observability().access_log());
   auto* wl = snap.mutable_settings()->mutable_workload();
   wl->set_name(agent.metadata().name());
   wl->set_namespace_(ns);

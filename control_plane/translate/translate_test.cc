@@ -151,6 +151,15 @@ TEST(Translate, TiesAreBrokenByName) {
                      "http-load-balancing", "zeta", "http-default"}));
 }
 
+TEST(Translate, AccessLogsFollowMeshConfig) {
+  const MeshState off = State("");
+  EXPECT_FALSE(Translate(off, Agent(off, "curl", "curl-1")).snapshot.settings().access_log());
+  const MeshState on = State(
+      "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
+      "spec: {observability: {accessLog: true}}\n");
+  EXPECT_TRUE(Translate(on, Agent(on, "curl", "curl-1")).snapshot.settings().access_log());
+}
+
 TEST(Translate, MeshConfigDisablesAndReprioritisesBuiltins) {
   const MeshState s = State(R"(
 apiVersion: config.openservicemesh.io/v1alpha2
