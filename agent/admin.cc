@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <sstream>
 
+#include "agent/accept_backoff.h"
 #include "agent/agent.h"
 #include "common/config_dump.h"
 #include "plugins/builtin/text.h"
@@ -117,12 +118,17 @@ void ServeAdmin(net::io_context& context, std::shared_ptr<tcp::acceptor> accepto
   net::co_spawn(
       context,
       [&context, acceptor, &agent]() -> net::awaitable<void> {
+        AcceptBackoff backoff;
         while (acceptor->is_open()) {
           boost::system::error_code ec;
           tcp::socket socket =
               co_await acceptor->async_accept(net::redirect_error(net::use_awaitable, ec));
           if (ec == net::error::operation_aborted) break;
-          if (ec) continue;
+          if (ec) {
+            co_await backoff.AfterError();
+            continue;
+          }
+          backoff.AfterSuccess();
           net::co_spawn(context, ServeAdminConnection(std::move(socket), agent), net::detached);
         }
       },

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <future>
 
+#include "agent/accept_backoff.h"
 #include "agent/admin.h"
 #include "agent/tcp_proxy.h"
 #include "plugins/builtin/text.h"
@@ -68,13 +69,18 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
       control_,
       [this, acceptor, inbound, tcp]() -> net::awaitable<void> {
         uint16_t port = acceptor->local_endpoint().port();
+        AcceptBackoff backoff;
         while (acceptor->is_open()) {
           Worker& worker = NextWorker();
           boost::system::error_code ec;
           tcp::socket socket =
               co_await acceptor->async_accept(worker.context, net::redirect_error(net::use_awaitable, ec));
           if (ec == net::error::operation_aborted || !acceptor->is_open()) break;
-          if (ec) continue;  // e.g. EMFILE: the next accept may succeed
+          if (ec) {  // e.g. EMFILE: a later accept may succeed
+            co_await backoff.AfterError();
+            continue;
+          }
+          backoff.AfterSuccess();
           if (tcp) {
             net::co_spawn(worker.context, ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port),
                           net::detached);
