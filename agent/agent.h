@@ -98,10 +98,12 @@ class Agent {
   bool applies_closed_ = false;  // under apply_mu_: stopping, Apply refuses
   std::atomic<uint64_t> swaps_{0};
 
-  boost::asio::io_context control_{1};  // acceptors and admin
-  std::thread control_thread_;
+  // Before control_: a pending accept on control_ holds a socket of a worker's context,
+  // so control_ must be destroyed first.
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<size_t> next_worker_{0};
+  boost::asio::io_context control_{1};  // acceptors and admin
+  std::thread control_thread_;
   std::vector<std::shared_ptr<Acceptor>> http_acceptors_;  // outbound, inbound
   std::shared_ptr<Acceptor> admin_acceptor_;
   std::map<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>> tcp_acceptors_;  // control thread
