@@ -44,11 +44,15 @@ class Stream : public grpc::ServerBidiReactor<Req, Resp> {
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
-    if (!ok) return FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    // A finish that waited for this write goes out now, whether the write worked or not:
+    // without it the stream never ends and the server's shutdown waits for it forever.
     if (pending_finish_) {
-      finished_ = false;
-      return FinishLocked(*pending_finish_);
+      const grpc::Status st = *pending_finish_;
+      pending_finish_.reset();
+      this->Finish(st);
+      return;
     }
+    if (!ok) return FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
     WriteNextLocked();
   }
 
@@ -118,10 +122,9 @@ class Stream : public grpc::ServerBidiReactor<Req, Resp> {
     if (finished_) return;
     finished_ = true;
     if (writing_) {
-      pending_finish_ = st;  // finish once the write completes
+      pending_finish_ = st;  // OnWriteDone finishes once the write completes
       return;
     }
-    pending_finish_.reset();
     this->Finish(st);
   }
 

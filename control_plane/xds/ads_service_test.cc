@@ -394,6 +394,38 @@ spec: {ports: [{port: 14002}], selector: {app: httpbin}}
   EXPECT_NE(Versions(r).at("httpbin.httpbin"), have.at("httpbin.httpbin"));
 }
 
+// Agents that vanish while responses are being written must not keep the server from
+// shutting down (a finish deferred behind an in-flight write used to be lost).
+TEST_F(AdsTest, StreamsCancelledMidWriteStillEndAndTheServerShutsDown) {
+  auto stub = discovery::AggregatedDiscoveryService::NewStub(channel_);
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext ctx;
+    auto stream = stub->DeltaAggregatedResources(&ctx);
+    bool first = true;
+    for (const auto& type : TypeUrls()) {
+      auto req = DeltaReq(type, {"*"});
+      if (first) *req.mutable_node() = NodeFor("curl-1", "curl", "curl");
+      first = false;
+      stream->Write(req);
+    }
+    discovery::DeltaDiscoveryResponse resp;
+    stream->Read(&resp);  // the server is now writing the rest
+    ctx.TryCancel();
+    stream->Finish();
+  }
+  std::atomic<bool> done{false};
+  std::thread shutdown([&] {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    done = true;
+  });
+  const bool ended = Eventually([&] { return done.load(); }, milliseconds(20000));
+  if (!ended) {
+    ADD_FAILURE() << "server shutdown is stuck behind a stream that never finished";
+    std::abort();  // the stuck thread cannot be joined
+  }
+  shutdown.join();
+}
+
 // Reads and ACKs every response of a delta stream subscribed to all types, counting them.
 class DeltaAgent {
  public:
