@@ -76,14 +76,14 @@ def ensure_tools():
 
 def build(skip):
     bin_dir = os.path.join(REPO, "bazel-bin")
-    agent = os.path.join(bin_dir, "bench/dataplane/bench_agent")
+    agent = os.path.join(bin_dir, "agent/agent")
     if not skip:
-        log("building //bench/dataplane:bench_agent (-c opt)")
-        subprocess.run(["bazel", "build", "-c", "opt", "//bench/dataplane:bench_agent"],
+        log("building //agent (-c opt)")
+        subprocess.run(["bazel", "build", "-c", "opt", "//agent"],
                        cwd=REPO, check=True, timeout=3600)
         bin_dir = subprocess.run(["bazel", "info", "-c", "opt", "bazel-bin"], cwd=REPO, check=True,
                                  capture_output=True, text=True, timeout=600).stdout.strip()
-        agent = os.path.join(bin_dir, "bench/dataplane/bench_agent")
+        agent = os.path.join(bin_dir, "agent/agent")
     return agent
 
 

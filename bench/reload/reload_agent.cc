@@ -25,7 +25,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "agent/agent.h"
-#include "bench/dataplane/lua_script_factory.h"
+#include "agent/script_runtime.h"
 #include "common/strings.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "meshplug/v1/admin.grpc.pb.h"
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
   o.inbound_port = 0;
   o.admin_port = 0;
   o.workers = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_workers)));
-  meshplug::bench::LuaScriptFactory scripts;
-  meshplug::agent::Agent agent(o, nullptr, &scripts);
+  std::unique_ptr<meshplug::agent::ScriptFactory> scripts = meshplug::agent::MakeScriptRuntime();
+  meshplug::agent::Agent agent(o, nullptr, scripts.get());
   if (absl::Status s = agent.Start(); !s.ok()) {
     std::fprintf(stderr, "reload_agent: %s\n", s.ToString().c_str());
     return 1;
