@@ -22,6 +22,7 @@
 #include "control_plane/api/resource_api.h"
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/ads_service.h"
 #include "control_plane/xds/resources.h"
 
@@ -33,25 +34,7 @@ namespace cp = ::meshplug::xds;  // the control plane's
 using std::chrono::milliseconds;
 constexpr milliseconds kWait(10000);
 
-constexpr const char* kMesh = R"(
-apiVersion: v1
-kind: Namespace
-metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin, namespace: httpbin}
-spec: {ports: [{port: 14001}], selector: {app: httpbin}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: curl, namespace: curl}
-spec: {ports: [{port: 80}], selector: {app: curl}}
----
+const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
 apiVersion: config.openservicemesh.io/v1alpha2
 kind: MeshConfig
 metadata: {name: osm-mesh-config}

@@ -4,30 +4,13 @@
 #include <gtest/gtest.h>
 
 #include "control_plane/resources/manifest.h"
+#include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/translate/selector.h"
 
 namespace meshplug::translate {
 namespace {
 
-constexpr const char* kMesh = R"(
-apiVersion: v1
-kind: Namespace
-metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin, namespace: httpbin}
-spec: {ports: [{port: 14001}], selector: {app: httpbin}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: curl, namespace: curl}
-spec: {ports: [{port: 80}], selector: {app: curl}}
----
+const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
 apiVersion: meshplug.io/v1
 kind: Workload
 metadata: {name: curl-1, namespace: curl, labels: {app: curl}}

@@ -1,0 +1,27 @@
+// Manifests several tests start from: the reference scenario's namespaces (monitored by
+// "osm") and its two services.
+#pragma once
+
+namespace meshplug::testing_fixtures {
+
+inline constexpr const char* kCurlHttpbinMesh = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: httpbin}
+spec: {ports: [{port: 14001}], selector: {app: httpbin}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: curl, namespace: curl}
+spec: {ports: [{port: 80}], selector: {app: curl}}
+)";
+
+}  // namespace meshplug::testing_fixtures
