@@ -2,13 +2,10 @@
 
 #include <set>
 
-#include "common/hash.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::xds {
 namespace {
-
-constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
 
 const std::string& Url(const char* name) {
   static const auto* urls = new std::map<std::string, std::string>{
@@ -40,16 +37,6 @@ const T& As(const ResourceSet::Entry& e) {
 }
 
 }  // namespace
-
-const std::vector<std::string>& TypeUrls() {
-  static const auto* urls = new std::vector<std::string>{
-      TypeUrl("AgentSettings"), TypeUrl("PluginScript"), TypeUrl("Cluster"),
-      TypeUrl("Endpoints"),     TypeUrl("Service"),      TypeUrl("ChainSet"),
-  };
-  return *urls;
-}
-
-std::string TypeUrl(const std::string& message_name) { return kTypePrefix + message_name; }
 
 std::string ShortType(const std::string& type_url) { return type_url.substr(type_url.rfind('.') + 1); }
 
@@ -223,14 +210,14 @@ v1::Snapshot ResourceSet::Assemble() const {
   for (const auto& [_, e] : Of(Url("Service"))) snap.add_services()->CopyFrom(*e.message);
   for (const auto& [_, e] : Of(Url("Cluster"))) snap.add_clusters()->CopyFrom(*e.message);
   for (const auto& [_, e] : Of(Url("Endpoints"))) snap.add_endpoints()->CopyFrom(*e.message);
-  snap.set_version(SnapshotVersion(snap));
+  std::map<std::string, std::string> type_versions;
+  for (const auto& [type, named] : by_type_) {
+    std::map<std::string, std::string> versions;
+    for (const auto& [name, e] : named) versions[name] = ::meshplug::xds::ResourceVersion(*e.message);
+    type_versions[type] = ::meshplug::xds::TypeVersion(versions);
+  }
+  snap.set_version(::meshplug::xds::SnapshotVersion(type_versions));
   return snap;
-}
-
-std::string SnapshotVersion(const v1::Snapshot& snapshot) {
-  v1::Snapshot copy = snapshot;
-  copy.clear_version();
-  return Sha256Hex(DeterministicBytes(copy)).substr(0, 16);
 }
 
 }  // namespace meshplug::agent::xds

@@ -17,13 +17,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/xds_types.h"
 #include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::agent::xds {
 
-// The six type URLs in the order the control plane pushes them.
-const std::vector<std::string>& TypeUrls();
-std::string TypeUrl(const std::string& message_name);  // "ChainSet" → full URL
+using ::meshplug::xds::TypeUrl;
+using ::meshplug::xds::TypeUrls;
 // "ChainSet" from its URL, for logs and metrics.
 std::string ShortType(const std::string& type_url);
 
@@ -67,16 +67,13 @@ class ResourceSet {
   // there are some, the rest of a push (the chain set or service naming them) is on its way.
   std::vector<std::string> Unreferenced() const;
   // The Snapshot of the set (complete or not), each list ordered by resource name, with
-  // its content version (SnapshotVersion).
+  // its content version (xds::SnapshotVersion over each resource's own hash, whatever
+  // version the control plane sent with it).
   v1::Snapshot Assemble() const;
 
  private:
   std::map<std::string, Named> by_type_;
   std::map<std::string, std::string> type_versions_;
 };
-
-// The version of a snapshot's content: 16 hex digits of the SHA-256 of its deterministic
-// encoding with the version field cleared. Equal content, equal version.
-std::string SnapshotVersion(const v1::Snapshot& snapshot);
 
 }  // namespace meshplug::agent::xds

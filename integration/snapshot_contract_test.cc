@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "control_plane/resources/manifest.h"
+#include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/translate.h"
 #include "plugins/builtin/builtins.h"
 #include "plugins/builtin/mesh_view.h"
@@ -61,13 +62,13 @@ TEST(SnapshotContract, ScenarioSnapshotsBuildInTheAgent) {
   const translate::MeshState state = ScenarioState();
   for (const auto& [key, wl] : state.workloads) {
     SCOPED_TRACE(key.first + "/" + key.second);
-    ExpectAccepted(translate::Translate(state, wl).snapshot);
+    ExpectAccepted(testing_fixtures::WholeTranslation(state, wl).snapshot);
   }
 }
 
 TEST(SnapshotContract, OwnServiceIsBothInboundAndADestinationWithItsOwnConfigs) {
   const translate::MeshState state = ScenarioState();
-  const auto snap = translate::Translate(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;
+  const auto snap = testing_fixtures::WholeTranslation(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;
   auto view = builtin::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
   ASSERT_TRUE(view.ok()) << view.status();
   // The verifier's config is on httpbin's inbound service (the agent mounts the verifier).

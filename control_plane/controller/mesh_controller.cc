@@ -236,6 +236,13 @@ std::set<std::string> MeshController::AllAgents() const {
 }
 
 void MeshController::TranslateAgents(const std::set<std::string>& agents) {
+  std::shared_ptr<const xds::AgentResources> destinations;
+  v1::Snapshot shared;
+  {
+    std::lock_guard lock(mu_);
+    shared = translate::TranslateDestinations(state_);
+  }
+  destinations = xds::ToResources(shared, interner_);
   for (const auto& agent : agents) {
     translate::Translation t;
     {
@@ -243,12 +250,13 @@ void MeshController::TranslateAgents(const std::set<std::string>& agents) {
       const auto slash = agent.find('/');
       auto it = state_.workloads.find({agent.substr(0, slash), agent.substr(slash + 1)});
       if (it == state_.workloads.end()) continue;
-      t = translate::Translate(state_, it->second);
+      t = translate::Translate(state_, shared, it->second);
       reports_[agent] = std::move(t.report);
       ++translations_[agent];
     }
-    registry_.SetSnapshotVersion(agent, t.snapshot.version());
-    cache_.Set(agent, xds::ToResources(t.snapshot, interner_));
+    auto resources = xds::ToResources(t.snapshot, interner_, destinations.get());
+    registry_.SetSnapshotVersion(agent, resources->version);
+    cache_.Set(agent, std::move(resources));
   }
 }
 

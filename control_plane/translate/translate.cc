@@ -132,12 +132,12 @@ bool SelectsAgent(const mesh::v1::Service& svc, const mesh::v1::Workload& agent)
   return true;
 }
 
-// Attaches PluginConfigs of mounted plugins to the snapshot's services (SPEC §3.4): a
-// plugin on an outbound chain gets its config under the destination service, one on an
-// inbound chain under the agent's own service.
+// Attaches PluginConfigs of mounted plugins to the agent's services (SPEC §3.4): a plugin
+// on an outbound chain gets its config under the destination service (a copy of the
+// shared one, for this agent), one on an inbound chain under the agent's own service.
 // `mounted[d]`: plugins on the inbound (d = 1) or outbound (d = 0) chains.
-void AttachConfigs(const MeshState& state, const std::set<std::string> (&mounted)[2], v1::Snapshot& snap,
-                   Report& report) {
+void AttachConfigs(const MeshState& state, const v1::Snapshot& destinations, const std::set<std::string> (&mounted)[2],
+                   v1::Snapshot& snap, Report& report) {
   // (plugin, service) → the winning config; older (lower create revision) wins.
   std::map<std::pair<std::string, std::string>, const std::pair<const ObjectKey, Versioned<mesh::v1::PluginConfig>>*> winners;
   for (const auto& entry : state.plugin_configs) {
@@ -158,10 +158,22 @@ void AttachConfigs(const MeshState& state, const std::set<std::string> (&mounted
       report.conflicts[b->first].insert(msg);
     }
   }
-  for (auto& svc : *snap.mutable_services()) {
-    for (const auto& [slot, entry] : winners) {
-      if (slot.second != svc.name() || !mounted[svc.inbound()].count(slot.first)) continue;
-      (*svc.mutable_plugin_configs())[slot.first] = entry->second.object.spec().config();
+  auto service = [&](const std::string& name, bool inbound) -> v1::Service* {
+    for (auto& s : *snap.mutable_services()) {
+      if (s.name() == name && s.inbound() == inbound) return &s;
+    }
+    if (inbound) return nullptr;  // not one of the agent's own services
+    for (const auto& d : destinations.services()) {
+      if (d.name() == name) return &(*snap.add_services() = d);
+    }
+    return nullptr;
+  };
+  for (const auto& [slot, entry] : winners) {
+    for (const bool inbound : {false, true}) {
+      if (!mounted[inbound].count(slot.first)) continue;
+      v1::Service* svc = service(slot.second, inbound);
+      if (!svc) continue;
+      (*svc->mutable_plugin_configs())[slot.first] = entry->second.object.spec().config();
       report.applied_configs.insert(entry->first);
     }
   }
@@ -187,7 +199,13 @@ std::string ClusterName(const std::string& service, uint32_t port, bool local) {
   return Cat(service, "|", port, local ? "|local" : "");
 }
 
-Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
+v1::Snapshot TranslateDestinations(const MeshState& state) {
+  v1::Snapshot snap;
+  for (const auto& [key, svc] : state.services) AddService(state, key, svc, /*inbound=*/false, snap);
+  return snap;
+}
+
+Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent) {
   Translation t;
   v1::Snapshot& snap = t.snapshot;
   const std::string& ns = agent.metadata().namespace_();
@@ -254,7 +272,6 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
   }
 
   for (const auto& [key, svc] : state.services) {
-    AddService(state, key, svc, /*inbound=*/false, snap);
     if (key.first == ns && SelectsAgent(svc, agent)) AddService(state, key, svc, /*inbound=*/true, snap);
   }
   std::set<std::string> mounted[2];
@@ -263,7 +280,7 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
       if (!m.script.empty()) mounted[name.rfind("inbound", 0) == 0].insert(m.name);
     }
   }
-  AttachConfigs(state, mounted, snap, t.report);
+  AttachConfigs(state, destinations, mounted, snap, t.report);
 
   snap.mutable_settings()->set_access_log(state.mesh_config &&
                                          state.mesh_config->spec().observability().access_log());
@@ -273,15 +290,6 @@ Translation Translate(const MeshState& state, const mesh::v1::Workload& agent) {
   wl->set_service_account(agent.spec().service_account());
   wl->mutable_labels()->insert(agent.metadata().labels().begin(), agent.metadata().labels().end());
 
-  // In resource-name order, the order an agent reassembles them in, so both hash the same.
-  auto by = [](auto key) { return [key](const auto& a, const auto& b) { return key(a) < key(b); }; };
-  std::sort(snap.mutable_scripts()->begin(), snap.mutable_scripts()->end(), by([](const auto& s) { return s.name(); }));
-  std::sort(snap.mutable_services()->begin(), snap.mutable_services()->end(),
-            by([](const auto& s) { return std::make_pair(s.name(), s.inbound()); }));
-  std::sort(snap.mutable_clusters()->begin(), snap.mutable_clusters()->end(), by([](const auto& c) { return c.name(); }));
-  std::sort(snap.mutable_endpoints()->begin(), snap.mutable_endpoints()->end(),
-            by([](const auto& e) { return e.cluster(); }));
-  snap.set_version(Sha256Hex(DeterministicBytes(snap)).substr(0, 16));
   return t;
 }
 

@@ -1,5 +1,7 @@
 // Translation (SPEC §3): from the mesh's resources and one agent's workload to that
-// agent's snapshot. A pure function: same input, same bytes.
+// agent's snapshot. Pure functions: same input, same bytes. What every agent gets alike
+// (the destinations) is translated once per change, not once per agent: with N agents
+// and N workloads, per-agent destinations made every change cost O(N²).
 #pragma once
 
 #include <map>
@@ -23,12 +25,20 @@ struct Report {
   std::map<ObjectKey, std::set<std::string>> conflicts;
 };
 
+// Every Service as a destination, with its clusters and endpoints: the part of every
+// agent's snapshot that is the same for all of them.
+v1::Snapshot TranslateDestinations(const MeshState& state);
+
 struct Translation {
-  v1::Snapshot snapshot;  // version = content hash
+  // The agent's own resources: settings, chain set, scripts, its inbound services with
+  // their clusters and endpoints, and copies of the destinations it has PluginConfigs
+  // for, with the configs attached. The rest of its snapshot is `destinations` as they
+  // are. No version: xds::ToResources computes it over both.
+  v1::Snapshot snapshot;
   Report report;
 };
 
-Translation Translate(const MeshState& state, const mesh::v1::Workload& agent);
+Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
 // SPEC §5's built-in modules with their priorities, per chain, before MeshConfig.
 const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins();

@@ -5,10 +5,13 @@
 
 #include "control_plane/resources/manifest.h"
 #include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/selector.h"
 
 namespace meshplug::translate {
 namespace {
+
+using testing_fixtures::WholeTranslation;
 
 const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
 apiVersion: meshplug.io/v1
@@ -88,7 +91,7 @@ using Strings = std::vector<std::string>;
 
 TEST(Translate, BuiltinChainsWhenNoPlugins) {
   const MeshState s = State(Chain("curl", "c", "outbound-http", "p"));  // plugins off
-  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "http-load-balancing",
                      "http-default"}));
@@ -109,7 +112,7 @@ TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
                             "---\n" +
                             Chain("httpbin", "token-verifier-chain", "inbound-http", "token-verifier",
                                   "  selectors:\n    podSelector: {matchLabels: {app: httpbin}}\n"));
-  const auto curl = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto curl = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(curl.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "token-injector",
                      "http-load-balancing", "http-default"}));
@@ -118,7 +121,7 @@ TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
   ASSERT_EQ(curl.snapshot.scripts_size(), 1);
   EXPECT_EQ(curl.snapshot.scripts(0).plugin(), "token-injector");
 
-  const auto httpbin = Translate(s, Agent(s, "httpbin", "httpbin-1"));
+  const auto httpbin = WholeTranslation(s, Agent(s, "httpbin", "httpbin-1"));
   EXPECT_EQ(Names(httpbin.snapshot.chains().inbound_http()),
             (Strings{"tls-termination", "http-routing", "metrics", "tracing", "logging", "throttle-service",
                      "throttle-route", "token-verifier", "http-load-balancing", "http-default"}));
@@ -128,7 +131,7 @@ TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
 TEST(Translate, TiesAreBrokenByName) {
   const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("zeta", 110) + "---\n" +
                             Plugin("alpha", 110) + "---\n" + Chain("curl", "c", "outbound-http", "zeta, alpha"));
-  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "alpha",
                      "http-load-balancing", "zeta", "http-default"}));
@@ -136,11 +139,11 @@ TEST(Translate, TiesAreBrokenByName) {
 
 TEST(Translate, AccessLogsFollowMeshConfig) {
   const MeshState off = State("");
-  EXPECT_FALSE(Translate(off, Agent(off, "curl", "curl-1")).snapshot.settings().access_log());
+  EXPECT_FALSE(WholeTranslation(off, Agent(off, "curl", "curl-1")).snapshot.settings().access_log());
   const MeshState on = State(
       "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
       "spec: {observability: {accessLog: true}}\n");
-  EXPECT_TRUE(Translate(on, Agent(on, "curl", "curl-1")).snapshot.settings().access_log());
+  EXPECT_TRUE(WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().access_log());
 }
 
 TEST(Translate, MeshConfigDisablesAndReprioritisesBuiltins) {
@@ -154,19 +157,19 @@ spec:
     - {plugin: logging, priority: 130, disable: true}
     - {plugin: tracing, priority: 155}
 )");
-  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "tracing", "metrics", "circuit-breaker", "http-load-balancing", "http-default"}));
 }
 
 TEST(Translate, MissingPluginIsSkippedReportedAndMountedOnceCreated) {
   MeshState s = State(std::string(kPluginsOn) + "---\n" + Chain("curl", "c", "outbound-http", "later"));
-  auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()).size(), 7u);
   EXPECT_EQ(t.report.missing_plugins.at({"curl", "c"}), (std::set<std::string>{"later"}));
 
   Add(s, Plugin("later", 115));
-  t = Translate(s, Agent(s, "curl", "curl-1"));
+  t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http())[5], "later");
   EXPECT_TRUE(t.report.missing_plugins.empty());
 }
@@ -212,10 +215,10 @@ TEST(Translate, NamespaceSelectorUsesTheWorkloadsNamespaceLabels) {
   const MeshState monitored = State(on + Chain("httpbin", "c", "outbound-http", "p",
                                                "  selectors:\n    namespaceSelector: {matchLabels: "
                                                "{openservicemesh.io/monitored-by: osm}}\n"));
-  EXPECT_EQ(Translate(monitored, Agent(monitored, "curl", "curl-1")).report.matched_chains.size(), 1u);
+  EXPECT_EQ(WholeTranslation(monitored, Agent(monitored, "curl", "curl-1")).report.matched_chains.size(), 1u);
   const MeshState other = State(on + Chain("httpbin", "c", "outbound-http", "p",
                                            "  selectors:\n    namespaceSelector: {matchLabels: {team: x}}\n"));
-  EXPECT_TRUE(Translate(other, Agent(other, "curl", "curl-1")).report.matched_chains.empty());
+  EXPECT_TRUE(WholeTranslation(other, Agent(other, "curl", "curl-1")).report.matched_chains.empty());
 }
 
 TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThePlugin) {
@@ -227,7 +230,7 @@ TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThe
                       "---\n" + Config("curl", "to-httpbin", "token-injector", "httpbin.httpbin", "{AccessToken: a}") +
                       "---\n" + Config("curl", "to-curl", "token-injector", "curl.curl", "{AccessToken: b}") + "---\n" +
                       Config("httpbin", "verify", "token-verifier", "httpbin.httpbin", "{Paths: [/get]}"));
-  const auto curl = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto curl = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   // Two configs of one plugin for different services each keep their own.
   EXPECT_EQ(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "a");
   EXPECT_EQ(Svc(curl.snapshot, "curl.curl", false).plugin_configs().at("token-injector").fields().at("AccessToken").string_value(), "b");
@@ -237,7 +240,7 @@ TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThe
   EXPECT_FALSE(Svc(curl.snapshot, "httpbin.httpbin", false).plugin_configs().contains("token-verifier"));
   EXPECT_EQ(curl.report.applied_configs.size(), 2u);
 
-  const auto httpbin = Translate(s, Agent(s, "httpbin", "httpbin-1"));
+  const auto httpbin = WholeTranslation(s, Agent(s, "httpbin", "httpbin-1"));
   // Inbound, under the agent's own service.
   EXPECT_EQ(Svc(httpbin.snapshot, "httpbin.httpbin", true).plugin_configs().at("token-verifier").fields().at("Paths").list_value().values(0).string_value(), "/get");
   EXPECT_FALSE(Svc(httpbin.snapshot, "httpbin.httpbin", true).plugin_configs().contains("token-injector"));
@@ -248,7 +251,7 @@ TEST(Translate, ConflictingPluginConfigsTheOlderWinsAndBothAreReported) {
                             Chain("curl", "c", "outbound-http", "p") + "---\n" +
                             Config("curl", "first", "p", "httpbin.httpbin", "{v: 1}") + "---\n" +
                             Config("curl", "second", "p", "httpbin.httpbin", "{v: 2}"));
-  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Svc(t.snapshot, "httpbin.httpbin", false).plugin_configs().at("p").fields().at("v").number_value(), 1);
   ASSERT_EQ(t.report.conflicts.size(), 2u);
   EXPECT_NE(t.report.conflicts.at({"curl", "second"}).begin()->find("the older, curl/first, wins"), std::string::npos);
@@ -256,7 +259,7 @@ TEST(Translate, ConflictingPluginConfigsTheOlderWinsAndBothAreReported) {
 
 TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
   const MeshState s = State("");
-  const auto t = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   const auto& out = Svc(t.snapshot, "httpbin.httpbin", false);
   EXPECT_NE(std::find(out.hosts().begin(), out.hosts().end(), "httpbin.httpbin:14001"), out.hosts().end());
   ASSERT_EQ(out.routes_size(), 1);
@@ -277,12 +280,40 @@ TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
   EXPECT_EQ(t.snapshot.settings().workload().service_account(), "curl");
 }
 
+// Destinations are translated once for all agents; an agent's own part holds only what
+// differs: its inbound service and the destinations it has configs for.
+TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 1) + "---\n" +
+                            Chain("curl", "c", "outbound-http", "p",
+                                  "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n") +
+                            "---\n" + Config("curl", "cfg", "p", "httpbin.httpbin", "{v: 1}"));
+  const v1::Snapshot destinations = TranslateDestinations(s);
+  std::vector<std::string> shared;
+  for (const auto& svc : destinations.services()) shared.push_back(svc.name() + (svc.inbound() ? "|inbound" : ""));
+  EXPECT_EQ(shared, (std::vector<std::string>{"curl.curl", "httpbin.httpbin"}));
+  EXPECT_EQ(destinations.endpoints_size(), destinations.clusters_size());
+
+  const auto t = Translate(s, destinations, Agent(s, "curl", "curl-1"));
+  std::vector<std::string> own;
+  for (const auto& svc : t.snapshot.services()) own.push_back(svc.name() + (svc.inbound() ? "|inbound" : ""));
+  std::sort(own.begin(), own.end());
+  EXPECT_EQ(own, (std::vector<std::string>{"curl.curl|inbound", "httpbin.httpbin"}));
+  EXPECT_EQ(Svc(t.snapshot, "httpbin.httpbin", false).plugin_configs().at("p").fields().at("v").number_value(), 1);
+  ASSERT_EQ(t.snapshot.clusters_size(), 1);
+  EXPECT_EQ(t.snapshot.clusters(0).name(), "curl.curl|80|local");
+
+  // An agent without the plugin gets the destinations as they are.
+  const auto other = Translate(s, destinations, Agent(s, "httpbin", "httpbin-1"));
+  ASSERT_EQ(other.snapshot.services_size(), 1);
+  EXPECT_TRUE(other.snapshot.services(0).inbound());
+}
+
 TEST(Translate, SameInputSameVersion) {
   const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 1) + "---\n" + Chain("curl", "c", "outbound-http", "p"));
-  const auto a = Translate(s, Agent(s, "curl", "curl-1"));
-  const auto b = Translate(s, Agent(s, "curl", "curl-1"));
+  const auto a = WholeTranslation(s, Agent(s, "curl", "curl-1"));
+  const auto b = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(a.snapshot.version(), b.snapshot.version());
-  EXPECT_NE(a.snapshot.version(), Translate(s, Agent(s, "httpbin", "httpbin-1")).snapshot.version());
+  EXPECT_NE(a.snapshot.version(), WholeTranslation(s, Agent(s, "httpbin", "httpbin-1")).snapshot.version());
 }
 
 }  // namespace

@@ -4,16 +4,6 @@
 
 namespace meshplug::xds {
 
-const std::vector<std::string>& TypeUrls() {
-  static const auto* urls = new std::vector<std::string>{
-      TypeUrl("AgentSettings"), TypeUrl("PluginScript"), TypeUrl("Cluster"),
-      TypeUrl("Endpoints"),     TypeUrl("Service"),      TypeUrl("ChainSet"),
-  };
-  return *urls;
-}
-
-std::string TypeUrl(const std::string& message_name) { return kTypePrefix + message_name; }
-
 const std::map<std::string, ResourcePtr>& AgentResources::Of(const std::string& type_url) const {
   static const std::map<std::string, ResourcePtr> kNone;
   auto it = by_type.find(type_url);
@@ -21,6 +11,7 @@ const std::map<std::string, ResourcePtr>& AgentResources::Of(const std::string& 
 }
 
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
+  // ResourceVersion(msg), from the bytes needed anyway.
   std::string bytes = DeterministicBytes(msg);
   std::string version = Sha256Hex(bytes).substr(0, 16);
   // The type is part of the key: an empty Endpoints{cluster: X} has the bytes of Cluster{name: X}.
@@ -46,24 +37,26 @@ size_t ResourceInterner::size() {
   return by_key_.size();
 }
 
-std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner) {
+std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
+                                                  const AgentResources* base) {
   auto out = std::make_shared<AgentResources>();
-  out->version = snap.version();
+  if (base) out->by_type = base->by_type;
   auto add = [&](const std::string& name, const google::protobuf::Message& msg) {
     auto r = interner.Intern(name, msg);
     out->by_type[r->any.type_url()][name] = std::move(r);
   };
-  add("agent", snap.settings());
-  add("chains", snap.chains());
+  if (snap.has_settings()) add("agent", snap.settings());
+  if (snap.has_chains()) add("chains", snap.chains());
   for (const auto& s : snap.scripts()) add(s.name(), s);
   for (const auto& s : snap.services()) add(s.inbound() ? s.name() + "|inbound" : s.name(), s);
   for (const auto& c : snap.clusters()) add(c.name(), c);
   for (const auto& e : snap.endpoints()) add(e.cluster(), e);
   for (const auto& type : TypeUrls()) {
-    std::string digest;
-    for (const auto& [name, r] : out->Of(type)) digest += name + "=" + r->version + ";";
-    out->type_versions[type] = Sha256Hex(digest).substr(0, 16);
+    std::map<std::string, std::string> versions;
+    for (const auto& [name, r] : out->Of(type)) versions.emplace(name, r->version);
+    out->type_versions[type] = TypeVersion(versions);
   }
+  out->version = SnapshotVersion(out->type_versions);
   return out;
 }
 

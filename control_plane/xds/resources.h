@@ -11,26 +11,21 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/xds_types.h"
 #include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::xds {
 
-inline constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
-// The resource types of an agent's snapshot, in the order they are pushed: what others
-// reference goes first (make before break), the chain set that names scripts last.
-const std::vector<std::string>& TypeUrls();
-std::string TypeUrl(const std::string& message_name);  // "ChainSet" → full URL
-
 struct EncodedResource {
   std::string name;
-  std::string version;  // hex hash of the encoded bytes
+  std::string version;  // ResourceVersion of the message
   google::protobuf::Any any;
 };
 using ResourcePtr = std::shared_ptr<const EncodedResource>;
 
 // One agent's resources: type URL → name → resource, with a version per type.
 struct AgentResources {
-  std::string version;  // the snapshot's
+  std::string version;  // SnapshotVersion of type_versions
   std::map<std::string, std::map<std::string, ResourcePtr>> by_type;
   std::map<std::string, std::string> type_versions;
 
@@ -48,10 +43,13 @@ class ResourceInterner {
   std::unordered_map<std::string, std::weak_ptr<const EncodedResource>> by_key_;  // name + hash
 };
 
-// The xDS resources of `snap`. Resource names: "chains", "<plugin>@<hash>", the service
-// name (inbound ones "<name>|inbound", so an agent's own service and the same service as a
-// destination are distinct), cluster names, and "agent".
-std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner);
+// The xDS resources of `snap`, added to those of `base` (if given): the resources every
+// agent shares, encoded once per change rather than once per agent. A resource of `snap`
+// replaces the one of `base` with the same type and name. Resource names: "chains",
+// "<plugin>@<hash>", the service name (inbound ones "<name>|inbound", so an agent's own
+// service and the same service as a destination are distinct), cluster names, and "agent".
+std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
+                                                  const AgentResources* base = nullptr);
 
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);

@@ -1,0 +1,37 @@
+#include "common/xds_types.h"
+
+#include "common/hash.h"
+
+namespace meshplug::xds {
+
+const std::vector<std::string>& TypeUrls() {
+  static const auto* urls = new std::vector<std::string>{
+      TypeUrl("AgentSettings"), TypeUrl("PluginScript"), TypeUrl("Cluster"),
+      TypeUrl("Endpoints"),     TypeUrl("Service"),      TypeUrl("ChainSet"),
+  };
+  return *urls;
+}
+
+std::string TypeUrl(const std::string& message_name) { return kTypePrefix + message_name; }
+
+std::string ResourceVersion(const google::protobuf::Message& resource) {
+  return Sha256Hex(DeterministicBytes(resource)).substr(0, 16);
+}
+
+std::string TypeVersion(const std::map<std::string, std::string>& name_versions) {
+  std::string digest;
+  for (const auto& [name, version] : name_versions) digest += name + "=" + version + ";";
+  return Sha256Hex(digest).substr(0, 16);
+}
+
+std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions) {
+  static const std::string kEmpty = TypeVersion({});
+  std::string digest;
+  for (const auto& type : TypeUrls()) {
+    auto it = type_versions.find(type);
+    digest += type + "=" + (it == type_versions.end() ? kEmpty : it->second) + ";";
+  }
+  return Sha256Hex(digest).substr(0, 16);
+}
+
+}  // namespace meshplug::xds

@@ -1,0 +1,29 @@
+// The resource types of an agent's snapshot and how their versions are computed. The
+// control plane and the agent share this, so both name the same content with the same
+// version (meshctl proxy config_dump and the agent's /config_dump agree) while each
+// side computes it from per-resource hashes instead of re-encoding a whole snapshot.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace meshplug::xds {
+
+inline constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
+// The six type URLs in the order they are pushed: what others reference goes first
+// (make before break), the chain set that names scripts last.
+const std::vector<std::string>& TypeUrls();
+std::string TypeUrl(const std::string& message_name);  // "ChainSet" → full URL
+
+// 16 hex digits of the SHA-256 of the resource's deterministic encoding.
+std::string ResourceVersion(const google::protobuf::Message& resource);
+// The version of one type: a digest of its resources' names and versions.
+std::string TypeVersion(const std::map<std::string, std::string>& name_versions);
+// The version of a snapshot: a digest of the versions of all six types (a type missing
+// from the map counts as empty).
+std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions);
+
+}  // namespace meshplug::xds

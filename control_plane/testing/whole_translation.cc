@@ -1,0 +1,16 @@
+#include "control_plane/testing/whole_translation.h"
+
+#include "control_plane/xds/resources.h"
+
+namespace meshplug::testing_fixtures {
+
+translate::Translation WholeTranslation(const translate::MeshState& state, const mesh::v1::Workload& agent) {
+  xds::ResourceInterner interner;
+  const v1::Snapshot destinations = translate::TranslateDestinations(state);
+  const auto shared = xds::ToResources(destinations, interner);
+  translate::Translation t = translate::Translate(state, destinations, agent);
+  t.snapshot = xds::ToSnapshot(*xds::ToResources(t.snapshot, interner, shared.get()));
+  return t;
+}
+
+}  // namespace meshplug::testing_fixtures
