@@ -17,8 +17,8 @@
 #include "absl/status/status.h"
 #include "agent/chain_set.h"
 #include "agent/http_proxy.h"
-#include "agent/upstream_pool.h"
 #include "meshplug/v1/snapshot.pb.h"
+#include "net/upstream_pool.h"
 #include "plugins/builtin/state.h"
 
 namespace meshplug::agent {

@@ -97,21 +97,6 @@ unsigned SendableStatus(unsigned status) {
 // RFC 9110 §15.3.5, §15.4.5: 204 and 304 responses end with their header.
 bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 
-// RFC 9110 §9.2.2.
-bool Idempotent(http::verb method) {
-  switch (method) {
-    case http::verb::get:
-    case http::verb::head:
-    case http::verb::options:
-    case http::verb::trace:
-    case http::verb::put:
-    case http::verb::delete_:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Why an upstream exchange produced no usable response.
 struct UpstreamFailure {
   LocalResponse response;
@@ -324,6 +309,7 @@ awaitable<bool> HttpSession::ServeOne() {
   x.ctx.workload = &chains->workload();
   x.ctx.configs = &chains->mesh().configs(env_.inbound);
   x.ctx.resolver = &chains->mesh();
+  x.ctx.pool = env_.pool;
   x.version = head.version();
   x.hop_by_hop = ConnectionTokens(head);
   x.keep_alive = KeepAlive(head) && !env_.draining->load();

@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "agent/chain_set.h"
-#include "agent/upstream_pool.h"
+#include "net/upstream_pool.h"
 #include "plugins/builtin/stats.h"
 
 namespace meshplug::agent {

@@ -11,7 +11,7 @@
 
 #include "agent/agent.h"
 #include "agent/test_support.h"
-#include "agent/upstream_pool.h"
+#include "net/upstream_pool.h"
 
 namespace meshplug::agent {
 namespace {
@@ -28,6 +28,8 @@ using testing::TcpEchoUpstream;
 using testing::TestUpstream;
 using testing::WaitFor;
 using testing::WriteAll;
+namespace net = boost::asio;
+namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 namespace http = boost::beast::http;
 
@@ -49,6 +51,7 @@ class ActionPlugin : public plugins::HttpPlugin {
     std::string action(ctx.request["x-plugin-action"]);
     if (action == "throw-headers") throw std::runtime_error("secret-detail-42");
     if (action == "drop-connection") ctx.request.erase(http::field::connection);
+    if (action == "has-pool") co_return plugins::Verdict::Respond(ctx.pool ? 200 : 500);
     if (action.starts_with("status:")) {
       co_return plugins::Verdict::Respond(std::stoul(action.substr(7)), "body");
     }
@@ -730,6 +733,19 @@ TEST_F(ProxyTest, LocalNoContentResponsesCarryNoBody) {
     EXPECT_EQ(next->result_int(), 200);
     EXPECT_EQ(next->body(), "a");
   }
+}
+
+// Plugins' own HTTP calls (Lua http_call) keep connections in the worker's pool.
+TEST_F(ProxyTest, PluginsGetTheWorkersPool) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  MountActionPlugin(s);
+  StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/", "x-plugin-action: has-pool\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
 }
 
 // Finding 7: TCP connections are closed when idle, bounded after a half-close, and

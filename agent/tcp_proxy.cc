@@ -39,6 +39,7 @@ class TcpSession {
     ctx_.workload = &chains_->workload();
     ctx_.configs = &chains_->mesh().configs(env_.inbound);
     ctx_.resolver = &chains_->mesh();
+    ctx_.pool = env_.pool;
     ctx_.shared.emplace(builtin::kListenPortKey, std::to_string(listen_port));
 
     Verdict v = co_await Connect();

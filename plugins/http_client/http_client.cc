@@ -1,10 +1,8 @@
 #include "plugins/http_client/http_client.h"
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/address.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
@@ -13,7 +11,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <algorithm>
 #include <charconv>
+#include <limits>
 #include <memory>
 
 namespace meshplug::plugins::http_client {
@@ -25,62 +25,31 @@ using asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-// async_resolve cannot be interrupted while getaddrinfo runs, so the lookup races a timer
-// and a late answer lands in shared state that nobody reads any more. Assumes the
-// executor runs one handler at a time (an io_context per thread, or a strand).
-asio::awaitable<tcp::resolver::results_type> Resolve(const HostPort& target,
-                                                     Clock::time_point deadline,
-                                                     error_code& ec) {
-  auto executor = co_await asio::this_coro::executor;
-  struct Race {
-    explicit Race(asio::any_io_executor ex) : timer(ex), resolver(ex) {}
-    asio::steady_timer timer;
-    tcp::resolver resolver;
-    tcp::resolver::results_type results;
-    error_code ec;
-    bool done = false;
-  };
-  auto race = std::make_shared<Race>(executor);
-  race->timer.expires_at(deadline);
-  race->resolver.async_resolve(
-      target.host, std::to_string(target.port),
-      [race](error_code resolve_ec, tcp::resolver::results_type results) {
-        race->ec = resolve_ec;
-        race->results = std::move(results);
-        race->done = true;
-        race->timer.cancel();
-      });
-  error_code ignored;
-  co_await race->timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-  if (!race->done) {
-    race->resolver.cancel();
-    ec = beast::error::timeout;
-    co_return tcp::resolver::results_type{};
-  }
-  ec = race->ec;
-  co_return race->results;
-}
-
-asio::awaitable<tcp::resolver::results_type> Endpoints(const HostPort& target,
-                                                       Clock::time_point deadline,
-                                                       error_code& ec) {
-  error_code not_literal;
-  const auto address = asio::ip::make_address(target.host, not_literal);
-  if (!not_literal) {
-    co_return tcp::resolver::results_type::create(tcp::endpoint(address, target.port),
-                                                  target.host, std::to_string(target.port));
-  }
-  co_return co_await Resolve(target, deadline, ec);
-}
-
-Result Failure(error_code ec, std::string what, const Request& request) {
+// `stale`: the failure came from a reused kept-alive connection before any response byte,
+// and the request was not resent because its method is not idempotent.
+Result Failure(error_code ec, std::string what, const Request& request, bool stale = false) {
   Result result;
   result.error = ec;
   result.message = ec == beast::error::timeout
                        ? what + " " + Describe(request.target) + ": timed out after " +
                              std::to_string(request.timeout.count()) + " ms"
                        : what + " " + Describe(request.target) + ": " + ec.message();
+  if (stale) {
+    result.message += " (on a reused keep-alive connection; not resent: " +
+                      std::string(http::to_string(request.method)) + " is not idempotent)";
+  }
   return result;
+}
+
+// The name did not resolve (as opposed to the address refusing or not answering).
+bool ResolveError(const error_code& ec) {
+  return ec.category() == asio::error::get_netdb_category() ||
+         ec.category() == asio::error::get_addrinfo_category();
+}
+
+std::chrono::milliseconds Left(Clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(0),
+                  std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()));
 }
 
 }  // namespace
@@ -116,18 +85,8 @@ bool Result::timed_out() const { return error == beast::error::timeout; }
 // new/delete mismatch (a false positive); the frame is allocated and freed by Asio.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<Result> Fetch(Request request) {
+asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
   const auto deadline = Clock::now() + request.timeout;
-  error_code ec;
-  const auto endpoints = co_await Endpoints(request.target, deadline, ec);
-  if (ec) co_return Failure(ec, "resolve", request);
-
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  // One deadline for everything that follows: it stays armed across operations.
-  stream.expires_at(deadline);
-  co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return Failure(ec, "connect", request);
-
   http::request<http::string_body> message(http::request_header<>(std::move(request.headers)),
                                            std::move(request.body));
   message.method(request.method);
@@ -136,31 +95,71 @@ asio::awaitable<Result> Fetch(Request request) {
   if (message.find(http::field::host) == message.end()) {
     message.set(http::field::host, Describe(request.target));
   }
-  message.set(http::field::connection, "close");
+  message.set(http::field::connection, pool != nullptr ? "keep-alive" : "close");
   message.prepare_payload();
-  co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return Failure(ec, "write to", request);
 
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(request.max_response_body);
-  // Header first: Beast 1.74 skips the Content-Length body_limit check when the header
-  // and the body arrive in one read.
-  co_await http::async_read_header(stream, buffer, parser,
-                                   asio::redirect_error(asio::use_awaitable, ec));
-  if (!ec) {
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
+  // At most twice: the second time on a new connection, after a reused one failed.
+  for (bool allow_reuse = true;; allow_reuse = false) {
+    error_code ec;
+    bool reused = false;
+    std::unique_ptr<UpstreamConnection> connection;
+    if (pool != nullptr) {
+      connection = co_await pool->Acquire(request.target.host, request.target.port,
+                                          Left(deadline), request.idle_timeout, allow_reuse,
+                                          reused, ec);
+    } else {
+      connection = co_await ConnectUpstream(co_await asio::this_coro::executor,
+                                            request.target.host, request.target.port,
+                                            Left(deadline), ec);
+    }
+    if (!connection) co_return Failure(ec, ResolveError(ec) ? "resolve" : "connect", request);
+    beast::tcp_stream& stream = connection->stream;
+    beast::flat_buffer& buffer = connection->buffer;
+    // One deadline for everything that follows: it stays armed across operations.
+    stream.expires_at(deadline);
+    // The proxy caps the buffer of the connections it uses; the parser's limits bound it here.
+    buffer.max_size(std::numeric_limits<size_t>::max());
+    ++connection->requests;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(request.max_response_body);
+    if (request.method == http::verb::head) parser.skip(true);  // a length but no body
+    const char* step = "write to";
+    co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      step = "read from";
+      // Header first: Beast 1.74 skips the Content-Length body_limit check when the header
+      // and the body arrive in one read.
+      co_await http::async_read_header(stream, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    if (ec) {
+      // A kept-alive connection the server closed just as the request went out fails
+      // before any byte of the response. The server dropped the request or, rarely,
+      // handled it and went away before answering: only a request that may be repeated
+      // is sent again.
+      const bool stale = reused && ec != beast::error::timeout && !parser.got_some() &&
+                         buffer.size() == 0;
+      if (stale && Idempotent(request.method)) continue;
+      co_return Failure(ec, step, request, stale);
+    }
+
+    const bool keep = pool != nullptr && parser.keep_alive() && buffer.size() == 0;
+    auto response = parser.release();
+    if (keep) {
+      pool->Release(std::move(connection));
+    } else {
+      error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    }
+    Result result;
+    result.response = Response{response.result_int(), std::move(response.base()),
+                               std::move(response.body())};
+    co_return result;
   }
-  if (ec) co_return Failure(ec, "read from", request);
-
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  auto response = parser.release();
-  Result result;
-  result.response = Response{response.result_int(), std::move(response.base()),
-                             std::move(response.body())};
-  co_return result;
 }
 #pragma GCC diagnostic pop
 

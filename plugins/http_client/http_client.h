@@ -1,5 +1,6 @@
-// A small asynchronous HTTP/1.1 client for plugins (Lua `http_call`): one request on a
-// fresh connection, with one deadline covering resolve, connect, write and read.
+// A small asynchronous HTTP/1.1 client for plugins (Lua `http_call`): one request, on a
+// kept-alive connection of the worker's UpstreamPool when given one, else on a connection
+// of its own; one deadline covers resolve, connect, write and read (and a resend).
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
@@ -13,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "net/upstream_pool.h"
 
 namespace meshplug::plugins::http_client {
 
@@ -37,6 +40,8 @@ struct Request {
   std::string body;
   std::chrono::milliseconds timeout{1000};  // the whole exchange, resolve included
   size_t max_response_body = 1 << 20;
+  // How long the connection may then wait in the pool for the next call to host:port.
+  std::chrono::milliseconds idle_timeout{30000};
 };
 
 struct Response {
@@ -56,6 +61,15 @@ struct Result {
 
 // Sends `request` and reads the whole response. Never throws for network errors; runs on
 // the calling coroutine's executor.
-boost::asio::awaitable<Result> Fetch(Request request);
+//
+// With a `pool` (it must belong to that executor's thread) the request asks for
+// keep-alive and goes on an idle connection to host:port when there is one. The
+// connection goes back to the pool only when the response was read completely, the server
+// did not say `Connection: close` and nothing unread follows it. A reused connection that
+// fails before any byte of the response (the server closed it as the request went out)
+// is replaced by a new one and the request sent again, once, for GET, HEAD, PUT, DELETE
+// and OPTIONS. Other methods are never sent twice: the call fails and the message says
+// so. Without a pool: a connection of its own with `Connection: close`.
+boost::asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool = nullptr);
 
 }  // namespace meshplug::plugins::http_client

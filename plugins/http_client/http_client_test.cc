@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "net/upstream_pool.h"
 #include "plugins/http_client/testing.h"
 
 namespace meshplug::plugins::http_client {
@@ -119,6 +120,214 @@ TEST(Fetch, RefusesOversizedBody) {
   ASSERT_TRUE(result);
   EXPECT_FALSE(result->response);
   EXPECT_NE(result->message.find("read from"), std::string::npos) << result->message;
+}
+
+// Keep-alive through the worker's pool (UpstreamPool, as the agent passes it in
+// HttpContext::pool).
+
+Reply Ok(std::string body = "ok") {
+  Reply reply(http::status::ok, 11);
+  reply.body() = std::move(body);
+  return reply;
+}
+
+// Answers "ok" and counts the requests it answers.
+LoopbackServer::Handler CountingHandler(std::shared_ptr<int> answered) {
+  return [answered](const http::request<http::string_body>&) -> asio::awaitable<Reply> {
+    ++*answered;
+    co_return Ok();
+  };
+}
+
+// The pool of `io`'s one thread, and calls that go through it.
+struct Pooled : ::testing::Test {
+  std::optional<Result> Call(const std::string& address, http::verb method = http::verb::get) {
+    Request request = To(address);
+    request.method = method;
+    return RunFor(io, Fetch(request, &pool));
+  }
+
+  // Calls `server` twice: the first call is answered; the second, with a 100 ms timeout,
+  // times out within it.
+  void SecondCallTimesOutAfter100Ms(const LoopbackServer& server) {
+    auto first = Call(server.address());
+    ASSERT_TRUE(first && first->response) << (first ? first->message : "did not finish");
+    Request request = To(server.address());
+    request.timeout = std::chrono::milliseconds(100);
+    const auto start = std::chrono::steady_clock::now();
+    auto second = RunFor(io, Fetch(request, &pool));
+    ASSERT_TRUE(second);
+    EXPECT_FALSE(second->response);
+    EXPECT_TRUE(second->timed_out()) << second->message;
+    EXPECT_NE(second->message.find("timed out after 100 ms"), std::string::npos) << second->message;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  }
+
+  asio::io_context io;
+  UpstreamPool pool{io.get_executor()};
+};
+
+TEST_F(Pooled, SequentialCallsShareOneConnection) {
+  LoopbackServer server(io, [](const http::request<http::string_body>& req) -> asio::awaitable<Reply> {
+    co_return Ok(req.keep_alive() ? "keep-alive" : "close");
+  });
+  for (int i = 0; i < 3; ++i) {
+    auto result = Call(server.address());
+    ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+    EXPECT_EQ(result->response->body, "keep-alive");
+    EXPECT_EQ(pool.idle(), 1u);
+  }
+  EXPECT_EQ(server.requests(), 3);
+  EXPECT_EQ(server.connections(), 1);
+}
+
+TEST_F(Pooled, WithoutAPoolEachCallHasItsOwnConnection) {
+  LoopbackServer server(io, [](const http::request<http::string_body>& req) -> asio::awaitable<Reply> {
+    co_return Ok(req.keep_alive() ? "keep-alive" : "close");
+  });
+  for (int i = 0; i < 2; ++i) {
+    auto result = RunFor(io, Fetch(To(server.address())));
+    ASSERT_TRUE(result && result->response);
+    EXPECT_EQ(result->response->body, "close");
+  }
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST_F(Pooled, ConnectionCloseFromTheServerIsHonoured) {
+  LoopbackServer server(io, [](const auto&) -> asio::awaitable<Reply> {
+    Reply reply = Ok();
+    reply.keep_alive(false);
+    co_return reply;
+  });
+  for (int i = 0; i < 2; ++i) {
+    auto result = Call(server.address());
+    ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+    EXPECT_EQ(pool.idle(), 0u);
+  }
+  EXPECT_EQ(server.connections(), 2);
+}
+
+// A HEAD response announces a length but has no body: it ends at its header, and the
+// connection carries the next call.
+TEST_F(Pooled, HeadResponseEndsAtItsHeader) {
+  LoopbackServer server(io, [](const auto&) -> asio::awaitable<Reply> { co_return Ok("hello"); });
+  auto head = Call(server.address(), http::verb::head);
+  ASSERT_TRUE(head && head->response) << (head ? head->message : "did not finish");
+  EXPECT_EQ(head->response->headers[http::field::content_length], "5");
+  EXPECT_EQ(head->response->body, "");
+  auto get = Call(server.address());
+  ASSERT_TRUE(get && get->response) << (get ? get->message : "did not finish");
+  EXPECT_EQ(get->response->body, "hello");
+  EXPECT_EQ(server.connections(), 1);
+}
+
+// The server ends a kept-alive connection on its own after one answer. Whether the client
+// notices before reusing it (the pool checks) or after (the request fails before any
+// response byte), the GET gets through on a new connection.
+TEST_F(Pooled, GetSurvivesAServerClosingIdleConnections) {
+  auto answered = std::make_shared<int>(0);
+  LoopbackServer server(io, CountingHandler(answered), {.answers_per_connection = 1});
+  for (int i = 0; i < 3; ++i) {
+    auto result = Call(server.address());
+    ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+  }
+  EXPECT_EQ(*answered, 3);
+  EXPECT_EQ(server.connections(), 3);
+}
+
+// The close crosses the request: the server reads the second request on the connection
+// and closes it without an answer. A GET is sent again, once, on a new connection.
+TEST_F(Pooled, StaleConnectionIsReplacedForIdempotentRequests) {
+  for (const http::verb method : {http::verb::get, http::verb::put, http::verb::delete_}) {
+    auto answered = std::make_shared<int>(0);
+    LoopbackServer server(io, CountingHandler(answered),
+                          {.answers_per_connection = 1, .read_one_more = true});
+    for (int i = 0; i < 2; ++i) {
+      auto result = Call(server.address(), method);
+      ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+    }
+    EXPECT_EQ(server.requests(), 3) << method;  // the second one twice
+    EXPECT_EQ(*answered, 2) << method;
+    EXPECT_EQ(server.connections(), 2) << method;
+  }
+}
+
+// The same for a POST: the server may have acted on it, so it is not sent again and the
+// call fails, saying why.
+TEST_F(Pooled, NonIdempotentRequestIsNotResentAfterAStaleConnection) {
+  auto answered = std::make_shared<int>(0);
+  LoopbackServer server(io, CountingHandler(answered),
+                        {.answers_per_connection = 1, .read_one_more = true});
+  auto first = Call(server.address(), http::verb::post);
+  ASSERT_TRUE(first && first->response) << (first ? first->message : "did not finish");
+  auto second = Call(server.address(), http::verb::post);
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->response);
+  EXPECT_FALSE(second->timed_out());
+  EXPECT_NE(second->message.find("read from " + server.address()), std::string::npos)
+      << second->message;
+  EXPECT_NE(second->message.find("keep-alive connection; not resent: POST is not idempotent"),
+            std::string::npos)
+      << second->message;
+  EXPECT_EQ(server.requests(), 2);
+  EXPECT_EQ(*answered, 1);
+  EXPECT_EQ(server.connections(), 1);
+  // The next call opens a new connection.
+  auto third = Call(server.address(), http::verb::post);
+  ASSERT_TRUE(third && third->response) << (third ? third->message : "did not finish");
+  EXPECT_EQ(server.connections(), 2);
+}
+
+// A handler that answers the first request and never the ones after it.
+auto OnlyTheFirstAnswer() {
+  return [answered = std::make_shared<int>(0)](const auto&) -> asio::awaitable<Reply> {
+    if (++*answered > 1) {
+      asio::steady_timer never(co_await asio::this_coro::executor, std::chrono::hours(1));
+      co_await never.async_wait(asio::use_awaitable);
+    }
+    co_return Ok();
+  };
+}
+
+// A slow answer on a reused connection times out like any other, and the connection is
+// not kept (its response may still come).
+TEST_F(Pooled, TimeoutHoldsOnAReusedConnection) {
+  LoopbackServer server(io, OnlyTheFirstAnswer());
+  SecondCallTimesOutAfter100Ms(server);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(server.connections(), 1);  // a timeout is not retried
+  EXPECT_EQ(pool.idle(), 0u);
+}
+
+// The resend after a stale connection shares the call's one deadline.
+TEST_F(Pooled, ResendStaysWithinTheDeadline) {
+  LoopbackServer server(io, OnlyTheFirstAnswer(), {.answers_per_connection = 1, .read_one_more = true});
+  SecondCallTimesOutAfter100Ms(server);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(server.connections(), 2);  // the resend happened, on a new connection
+}
+
+// Calls to different host:port pairs do not share connections.
+TEST_F(Pooled, ConnectionsArePerHostAndPort) {
+  LoopbackServer a(io, [](const auto&) -> asio::awaitable<Reply> { co_return Ok("a"); });
+  LoopbackServer b(io, [](const auto&) -> asio::awaitable<Reply> { co_return Ok("b"); });
+  for (int i = 0; i < 2; ++i) {
+    for (auto* server : {&a, &b}) {
+      auto result = Call(server->address());
+      ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+      EXPECT_EQ(result->response->body, server == &a ? "a" : "b");
+    }
+  }
+  EXPECT_EQ(a.connections(), 1);
+  EXPECT_EQ(b.connections(), 1);
+  EXPECT_EQ(pool.endpoints(), 2u);
+}
+
+TEST_F(Pooled, ReportsConnectionRefused) {
+  auto result = Call(testing::ClosedLoopbackAddress());
+  ASSERT_TRUE(result);
+  EXPECT_FALSE(result->response);
+  EXPECT_NE(result->message.find("connect 127.0.0.1:"), std::string::npos) << result->message;
 }
 
 }  // namespace

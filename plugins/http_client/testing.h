@@ -22,22 +22,42 @@ namespace meshplug::plugins::testing {
 namespace http = boost::beast::http;
 
 // Serves HTTP/1.1 on 127.0.0.1 (an ephemeral port) on `io`, one coroutine per connection.
-// It stops when `io` is destroyed.
+// Connections are kept alive unless the request or the handler's response says
+// `Connection: close`. It stops when `io` is destroyed.
 class LoopbackServer {
  public:
   using Handler = std::function<boost::asio::awaitable<http::response<http::string_body>>(
       const http::request<http::string_body>&)>;
 
+  // How the server ends kept-alive connections on its own.
+  struct Options {
+    // Requests answered per connection before the server closes it (0: no limit), without
+    // saying so in the last response, like a server whose idle timeout runs out.
+    int answers_per_connection = 0;
+    // Then: false closes at once; true first reads the next request and closes without
+    // answering it, like a close that crossed the request on the wire.
+    bool read_one_more = false;
+  };
+
   LoopbackServer(boost::asio::io_context& io, Handler handler);
+  LoopbackServer(boost::asio::io_context& io, Handler handler, Options options);
 
   // "127.0.0.1:PORT"
   std::string address() const;
-  int requests() const { return *requests_; }
+  // Requests read, answered or not.
+  int requests() const { return counters_->requests; }
+  // Connections accepted.
+  int connections() const { return counters_->connections; }
+
+  struct Counters {
+    int requests = 0;
+    int connections = 0;
+  };
 
  private:
   boost::asio::ip::tcp::acceptor acceptor_;
   Handler handler_;
-  std::shared_ptr<int> requests_ = std::make_shared<int>(0);
+  std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
 };
 
 // A free loopback port with nothing listening on it (bound, then closed).

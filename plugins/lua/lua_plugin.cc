@@ -18,6 +18,7 @@ Subject Observe(const HttpContext& ctx, const google::protobuf::Struct* config) 
   subject.route = ctx.route;
   subject.workload = ctx.workload;
   subject.resolver = ctx.resolver;
+  subject.pool = ctx.pool;
   subject.config = config;
   subject.shared = &ctx.shared;
   return subject;
@@ -37,6 +38,7 @@ Subject Observe(const TcpContext& ctx, const google::protobuf::Struct* config) {
   subject.service = ctx.service;
   subject.workload = ctx.workload;
   subject.resolver = ctx.resolver;
+  subject.pool = ctx.pool;
   subject.config = config;
   subject.shared = &ctx.shared;
   return subject;
@@ -140,7 +142,13 @@ awaitable<Verdict> LuaPlugin::Step(Phase phase, Subject subject) {
     // Bounded: http_call refuses more than limits.http_calls_per_call calls.
     while (outcome.kind == Outcome::Kind::kHttpCall) {
       ResolveMeshName(subject.resolver, call.http_request);
-      const http_client::Result result = co_await http_client::Fetch(call.http_request);
+      // The pool comes with the context, as the resolver does, not from a thread_local:
+      // the agent already hands each session its worker's pool and this step runs on that
+      // worker, while a thread_local would outlive or mismatch the io_context of a plugin
+      // run outside the agent (tests, tools), which has no pool and uses a connection per
+      // call.
+      const http_client::Result result =
+          co_await http_client::Fetch(call.http_request, subject.pool);
       outcome = run.Continue(result);
     }
     switch (outcome.kind) {

@@ -276,6 +276,31 @@ TEST_F(ScriptApi, HttpCallRoundTrip) {
   EXPECT_EQ(RunRequest(io, *plugin, ctx).kind, Verdict::Kind::kContinue) << Logs();
 }
 
+// With the worker's pool in the context (the agent sets it), http_calls of successive
+// requests share a kept-alive connection.
+TEST_F(ScriptApi, HttpCallKeepsConnectionsInTheWorkersPool) {
+  LoopbackServer server(io, [](const http::request<http::string_body>&) -> asio::awaitable<Reply> {
+    Reply reply(http::status::ok, 11);
+    reply.body() = "ok";
+    co_return reply;
+  });
+  auto plugin = Load(
+      "function on_request(req)\n"
+      "  local res, err = http_call{host = '" + server.address() + "', path = '/check'}\n"
+      "  assert(res and res.body == 'ok', err)\n"
+      "end");
+  ASSERT_TRUE(plugin);
+  UpstreamPool pool(io.get_executor());
+  for (int i = 0; i < 3; ++i) {
+    HttpContext request = MakeRequest(http::verb::get, "/");
+    request.pool = &pool;
+    EXPECT_EQ(RunRequest(io, *plugin, request).kind, Verdict::Kind::kContinue) << Logs();
+  }
+  EXPECT_EQ(server.requests(), 3);
+  EXPECT_EQ(server.connections(), 1);
+  EXPECT_EQ(pool.idle(), 1u);
+}
+
 TEST_F(ScriptApi, WaitingIsRefusedWhereItCannotWork) {
   auto plugin = Load(
       "function on_log(ctx) http_call{host = '127.0.0.1:1'} end\n"

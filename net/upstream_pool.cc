@@ -1,17 +1,20 @@
-#include "agent/upstream_pool.h"
+#include "net/upstream_pool.h"
 
 #include <sys/socket.h>
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::agent {
+namespace meshplug {
 namespace {
 
+namespace net = boost::asio;
+namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -26,6 +29,64 @@ Clock::time_point Expiry(const UpstreamConnection& c) { return c.idle_since + c.
 
 }  // namespace
 
+// async_resolve cannot be interrupted while getaddrinfo runs, so the lookup races a timer
+// and a late answer lands in shared state that nobody reads any more.
+net::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& host,
+                                                            uint16_t port,
+                                                            Clock::time_point deadline,
+                                                            beast::error_code& ec) {
+  ec = {};
+  beast::error_code not_literal;
+  const net::ip::address address = net::ip::make_address(host, not_literal);
+  if (!not_literal) {
+    co_return tcp::resolver::results_type::create(tcp::endpoint(address, port), host,
+                                                  std::to_string(port));
+  }
+  struct Race {
+    explicit Race(const net::any_io_executor& ex) : timer(ex), resolver(ex) {}
+    net::steady_timer timer;
+    tcp::resolver resolver;
+    tcp::resolver::results_type results;
+    beast::error_code ec;
+    bool done = false;
+  };
+  auto race = std::make_shared<Race>(co_await net::this_coro::executor);
+  race->timer.expires_at(deadline);
+  race->resolver.async_resolve(
+      host, std::to_string(port),
+      [race](beast::error_code resolve_ec, tcp::resolver::results_type results) {
+        race->ec = resolve_ec;
+        race->results = std::move(results);
+        race->done = true;
+        race->timer.cancel();
+      });
+  beast::error_code ignored;
+  co_await race->timer.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  if (!race->done) {
+    race->resolver.cancel();
+    ec = beast::error::timeout;
+    co_return tcp::resolver::results_type{};
+  }
+  ec = race->ec;
+  co_return race->results;
+}
+
+net::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
+    net::any_io_executor executor, const std::string& host, uint16_t port,
+    std::chrono::milliseconds timeout, beast::error_code& ec) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  const auto endpoints = co_await ResolveUpstream(host, port, deadline, ec);
+  if (ec) co_return nullptr;
+  auto c = std::make_unique<UpstreamConnection>(executor);
+  c->stream.expires_at(deadline);
+  co_await c->stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  if (ec) co_return nullptr;
+  c->stream.socket().set_option(tcp::no_delay(true), ec);
+  ec = {};
+  c->stream.expires_never();
+  co_return c;
+}
+
 UpstreamPool::UpstreamPool(net::any_io_executor executor)
     : executor_(std::move(executor)),
       sweep_timer_(executor_),
@@ -35,7 +96,7 @@ net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
     std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
     beast::error_code& ec) {
-  std::string key = builtin::Cat(host, ":", port);
+  std::string key = Cat(host, ":", port);
   auto it = allow_reuse ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
     auto& list = it->second;
@@ -65,26 +126,7 @@ net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
 net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Connect(
     const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
     beast::error_code& ec) {
-  auto c = std::make_unique<UpstreamConnection>(executor_);
-  c->stream.expires_after(timeout);
-  net::ip::address address = net::ip::make_address(host, ec);
-  if (!ec) {
-    co_await c->stream.async_connect(tcp::endpoint(address, port),
-                                     net::redirect_error(net::use_awaitable, ec));
-  } else {
-    ec = {};
-    tcp::resolver resolver(executor_);
-    auto results = co_await resolver.async_resolve(host, std::to_string(port),
-                                                   net::redirect_error(net::use_awaitable, ec));
-    if (!ec) {
-      co_await c->stream.async_connect(results, net::redirect_error(net::use_awaitable, ec));
-    }
-  }
-  if (ec) co_return nullptr;
-  c->stream.socket().set_option(tcp::no_delay(true), ec);
-  ec = {};
-  c->stream.expires_never();
-  co_return c;
+  return ConnectUpstream(executor_, host, port, timeout, ec);
 }
 
 void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection) {
@@ -129,4 +171,4 @@ size_t UpstreamPool::idle() const {
   return n;
 }
 
-}  // namespace meshplug::agent
+}  // namespace meshplug

@@ -1,0 +1,111 @@
+// Kept-alive upstream connections of one worker thread, per endpoint. Not thread-safe:
+// each worker owns one and only its coroutines use it.
+//
+// One pool serves every client on the worker: the agent's HTTP load balancer and TCP
+// proxy, and plugins' http_call (plugins/http_client, through HttpContext::pool). It lives
+// below both so that there is a single implementation, and a connection to an endpoint
+// kept by one of them can carry the other's next request.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace meshplug {
+
+struct UpstreamConnection {
+  explicit UpstreamConnection(const boost::asio::any_io_executor& ex) : stream(ex) {}
+
+  boost::beast::tcp_stream stream;
+  // Bytes read but not parsed yet. Its max_size is set by the user of the connection
+  // (the proxy caps it at header limit + one body piece); a pooled connection's is empty.
+  boost::beast::flat_buffer buffer;
+  std::string key;  // "host:port"
+  uint32_t requests = 0;  // requests sent on this connection
+  std::chrono::steady_clock::time_point idle_since;
+  // How long the connection may stay in the pool unused (set by whoever acquired it).
+  std::chrono::milliseconds idle_timeout{0};
+};
+
+// The addresses of host:port: an IP literal as it is, without the resolver; a name from
+// DNS. A lookup still running at `deadline` is abandoned and `ec` is beast::error::timeout.
+// The calling coroutine's executor must run one handler at a time (an io_context per
+// thread, or a strand).
+boost::asio::awaitable<boost::asio::ip::tcp::resolver::results_type> ResolveUpstream(
+    const std::string& host, uint16_t port, std::chrono::steady_clock::time_point deadline,
+    boost::beast::error_code& ec);
+
+// A new connection to host:port (an IP literal, or a name resolved by DNS) on `executor`,
+// resolved and connected within `timeout`; nullptr and `ec` on failure (beast::error::timeout
+// when the time ran out, a netdb/addrinfo error when the name did not resolve).
+boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
+    boost::asio::any_io_executor executor, const std::string& host, uint16_t port,
+    std::chrono::milliseconds timeout, boost::beast::error_code& ec);
+
+class UpstreamPool {
+ public:
+  static constexpr size_t kMaxIdlePerEndpoint = 64;
+
+  explicit UpstreamPool(boost::asio::any_io_executor executor);
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  // A kept-alive connection to host:port not idle longer than `idle_timeout` (unless
+  // `allow_reuse` is false), or a new one connected within `connect_timeout`. `reused`
+  // tells which. nullptr and `ec` on failure (see ConnectUpstream).
+  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Acquire(
+      const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+      std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
+      boost::beast::error_code& ec);
+
+  // ConnectUpstream on the pool's executor. For the HTTP pool and the TCP proxy.
+  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Connect(
+      const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
+      boost::beast::error_code& ec);
+
+  // Keeps a connection whose last exchange ended cleanly for reuse, for its idle timeout
+  // (set by Acquire). A connection with unparsed bytes in its buffer is closed instead:
+  // they would be read as the next request's response.
+  void Release(std::unique_ptr<UpstreamConnection> connection);
+
+  size_t idle() const;
+  // Endpoints with idle connections.
+  size_t endpoints() const { return idle_.size(); }
+
+ private:
+  // Closes connections past their idle timeout or closed by the peer, drops endpoints
+  // left without any, and re-arms the timer for the next expiry.
+  void Sweep();
+  void ArmSweep(std::chrono::steady_clock::time_point when);
+
+  boost::asio::any_io_executor executor_;
+  std::map<std::string, std::deque<std::unique_ptr<UpstreamConnection>>, std::less<>> idle_;
+  boost::asio::steady_timer sweep_timer_;
+  std::chrono::steady_clock::time_point sweep_at_ = std::chrono::steady_clock::time_point::max();
+  // Expires with the pool, so that a sweep handler that runs after it does nothing.
+  std::shared_ptr<UpstreamPool*> self_;
+};
+
+// Whether a request may be sent again on a new connection after a kept-alive one failed
+// before any response byte (RFC 9110 §9.2.2): both users of the pool follow this rule.
+inline bool Idempotent(boost::beast::http::verb method) {
+  using boost::beast::http::verb;
+  return method == verb::get || method == verb::head || method == verb::options || method == verb::trace ||
+         method == verb::put || method == verb::delete_;
+}
+
+}  // namespace meshplug
