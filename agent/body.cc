@@ -1,10 +1,12 @@
 #include "agent/body.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/read.hpp>
 
@@ -35,23 +37,29 @@ net::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_
 template class BodySource<true>;
 template class BodySource<false>;
 
-net::awaitable<void> BodySink::Write(std::string_view piece, beast::error_code& ec) {
-  if (piece.empty() || framing_ == Framing::kNone) co_return;
-  stream_.expires_after(idle_timeout_);
-  if (framing_ == Framing::kChunked) {
-    co_await net::async_write(stream_, http::make_chunk(net::buffer(piece)),
-                              net::redirect_error(net::use_awaitable, ec));
-  } else {
-    co_await net::async_write(stream_, net::buffer(piece),
-                              net::redirect_error(net::use_awaitable, ec));
+net::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
+  if (framing_ == Framing::kNone) piece = {};
+  const bool chunked = framing_ == Framing::kChunked;
+  // Chunk framing around the piece and the closing chunk, as Beast lays them out.
+  std::optional<http::chunk_header> size;
+  const auto end = http::make_chunk_last();
+  std::vector<net::const_buffer> out;
+  if (!header_.empty()) out.push_back(net::buffer(header_));
+  if (!piece.empty()) {
+    if (chunked) {
+      size.emplace(piece.size());
+      for (net::const_buffer b : beast::buffers_range_ref(*size)) out.push_back(b);
+    }
+    out.push_back(net::buffer(piece));
+    if (chunked) out.push_back(net::buffer("\r\n", 2));
   }
-}
-
-net::awaitable<void> BodySink::Finish(beast::error_code& ec) {
-  if (framing_ != Framing::kChunked) co_return;
+  if (last && chunked) {
+    for (net::const_buffer b : beast::buffers_range_ref(end)) out.push_back(b);
+  }
+  if (out.empty()) co_return;
   stream_.expires_after(idle_timeout_);
-  co_await net::async_write(stream_, http::make_chunk_last(),
-                            net::redirect_error(net::use_awaitable, ec));
+  co_await net::async_write(stream_, out, net::redirect_error(net::use_awaitable, ec));
+  header_.clear();
 }
 
 BodyFilters::BodyFilters(std::vector<plugins::HttpPlugin*> plugins, bool request,

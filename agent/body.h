@@ -99,19 +99,24 @@ enum class Framing {
   kClose,    // the body ends when the connection closes (HTTP/1.0 peers)
 };
 
+// Writes a body with the outgoing framing. The header may be handed over unwritten: it
+// then goes out with the first body bytes in one write, so a small response is one TCP
+// segment instead of two (each send on a loopback hop costs a full trip through the stack).
 class BodySink {
  public:
-  BodySink(beast::tcp_stream& stream, Framing framing, std::chrono::milliseconds idle_timeout)
-      : stream_(stream), framing_(framing), idle_timeout_(idle_timeout) {}
+  BodySink(beast::tcp_stream& stream, Framing framing, std::chrono::milliseconds idle_timeout,
+           std::string header = {})
+      : stream_(stream), framing_(framing), idle_timeout_(idle_timeout), header_(std::move(header)) {}
 
-  net::awaitable<void> Write(std::string_view piece, beast::error_code& ec);
-  // Ends the body (the last chunk for chunked framing).
-  net::awaitable<void> Finish(beast::error_code& ec);
+  // Writes `piece` (with the pending header, if any); `last` also ends the body (the last
+  // chunk for chunked framing).
+  net::awaitable<void> Write(std::string_view piece, bool last, beast::error_code& ec);
 
  private:
   beast::tcp_stream& stream_;
   Framing framing_;
   std::chrono::milliseconds idle_timeout_;
+  std::string header_;
 };
 
 // The body steps of the plugins that asked to see a body, in the order given. A kBuffer

@@ -1,17 +1,18 @@
 #include "agent/http_proxy.h"
 
-#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <array>
 #include <exception>
 #include <optional>
 #include <vector>
@@ -60,13 +61,32 @@ class ActiveRequest {
   std::optional<size_t> endpoint_;
 };
 
+// The header block as it goes on the wire.
 template <bool isRequest>
-awaitable<void> WriteHeader(beast::tcp_stream& stream, http::header<isRequest> header,
-                            milliseconds timeout, beast::error_code& ec) {
+std::string HeaderBytes(http::header<isRequest> header) {
   http::message<isRequest, http::empty_body> message(std::move(header));
   http::serializer<isRequest, http::empty_body> serializer(message);
+  // Only the header: for a chunked message the serializer would add the last chunk.
+  serializer.split(true);
+  std::string out;
+  beast::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (net::const_buffer b : beast::buffers_range_ref(buffers)) {
+        out.append(static_cast<const char*>(b.data()), b.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  return out;
+}
+
+// `head` and `body` in one write.
+awaitable<void> WriteMessage(beast::tcp_stream& stream, std::string_view head, std::string_view body,
+                             milliseconds timeout, beast::error_code& ec) {
+  const std::array<net::const_buffer, 2> buffers{net::buffer(head), net::buffer(body)};
   stream.expires_after(timeout);
-  co_await http::async_write_header(stream, serializer, Ec(ec));
+  co_await net::async_write(stream, buffers, Ec(ec));
 }
 
 // Sets the framing fields of an outgoing header.
@@ -441,11 +461,7 @@ awaitable<void> HttpSession::SendLocal(Exchange& x, std::string body) {
   beast::error_code ec;
   milliseconds idle = x.chains->limits().downstream_idle_timeout;
   x.response_started = true;
-  co_await WriteHeader(stream_, std::move(header), idle, ec);
-  if (!ec && !head && !body.empty()) {
-    stream_.expires_after(idle);
-    co_await net::async_write(stream_, net::buffer(body), Ec(ec));
-  }
+  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), head ? std::string_view() : body, idle, ec);
   if (ec) x.keep_alive = false;
 }
 
@@ -610,7 +626,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
-    co_await WriteHeader(call.connection->stream, header, limits.downstream_idle_timeout, ec);
+    co_await WriteMessage(call.connection->stream, HeaderBytes(header), {}, limits.downstream_idle_timeout, ec);
     if (ec) {
       if (call.reused) continue;
       failure = UpstreamFailure{Error(503, builtin::Cat("upstream write failed: ", ec.message())),
@@ -716,8 +732,7 @@ awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Frami
         co_return;
       }
     }
-    co_await sink.Write(piece, ec);
-    if (!ec && last) co_await sink.Finish(ec);
+    co_await sink.Write(piece, last, ec);
     if (!ec && last) call.body_sent = true;
     // A failed write leaves the response read running: the upstream may have answered
     // (413, 401…) before it stopped reading.
@@ -779,10 +794,16 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   beast::error_code ec;
   milliseconds idle = limits.downstream_idle_timeout;
   x.response_started = true;
-  co_await WriteHeader(stream_, std::move(header), idle, ec);
+  std::string head = HeaderBytes(std::move(header));
+  // Body bytes that came with the upstream's header go out with ours, in one write; a
+  // body still on its way does not hold the header back.
+  if (!has_body || upstream.buffer.size() == 0) {
+    co_await WriteMessage(stream_, head, {}, idle, ec);
+    head.clear();
+  }
   if (!ec && has_body) {
     BodySource<false> source(upstream.stream, upstream.buffer, response, idle);
-    BodySink sink(stream_, framing, idle);
+    BodySink sink(stream_, framing, idle, std::move(head));
     std::string piece;
     while (!ec) {
       co_await source.Next(piece, ec);
@@ -793,11 +814,8 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
         // The header is gone; a body step can only end the response early.
         if (v.kind == Verdict::Kind::kRespond) ec = net::error::operation_aborted;
       }
-      if (!ec) co_await sink.Write(piece, ec);
-      if (!ec && last) {
-        co_await sink.Finish(ec);
-        break;
-      }
+      if (!ec) co_await sink.Write(piece, last, ec);
+      if (!ec && last) break;
     }
   }
   if (ec) {
