@@ -111,6 +111,8 @@ class BodySink {
   // Writes `piece` (with the pending header, if any); `last` also ends the body (the last
   // chunk for chunked framing).
   net::awaitable<void> Write(std::string_view piece, bool last, beast::error_code& ec);
+  // The header handed over has not been written yet.
+  bool header_pending() const { return !header_.empty(); }
 
  private:
   beast::tcp_stream& stream_;

@@ -795,9 +795,10 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   milliseconds idle = limits.downstream_idle_timeout;
   x.response_started = true;
   std::string head = HeaderBytes(std::move(header));
-  // Body bytes that came with the upstream's header go out with ours, in one write; a
-  // body still on its way does not hold the header back.
-  if (!has_body || upstream.buffer.size() == 0) {
+  // Content-Length body bytes that came with the upstream's header go out with ours, in one
+  // write: the first piece needs no read, so nothing holds the header back. Chunked bodies
+  // (the buffer may hold only a chunk-size line) and filtered ones get the header at once.
+  if (framing != Framing::kLength || upstream.buffer.size() == 0) {
     co_await WriteMessage(stream_, head, {}, idle, ec);
     head.clear();
   }
@@ -807,6 +808,11 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
     std::string piece;
     while (!ec) {
       co_await source.Next(piece, ec);
+      if (ec && sink.header_pending()) {
+        // Nothing reached the client yet: it can still get a whole answer.
+        x.response_started = false;
+        co_return co_await Respond(x, Error(502, builtin::Cat("bad upstream response: ", ec.message())), false);
+      }
       if (ec) break;
       bool last = source.done();
       if (!filters.empty()) {

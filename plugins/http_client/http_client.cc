@@ -15,6 +15,7 @@
 #include <charconv>
 #include <limits>
 #include <memory>
+#include <optional>
 
 namespace meshplug::plugins::http_client {
 namespace {
@@ -120,19 +121,25 @@ asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
     // The proxy caps the buffer of the connections it uses; the parser's limits bound it here.
     buffer.max_size(std::numeric_limits<size_t>::max());
     ++connection->requests;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(request.max_response_body);
-    if (request.method == http::verb::head) parser.skip(true);  // a length but no body
+    // One parser per response read; the first also serves the stale check after a failed write.
+    std::optional<http::response_parser<http::string_body>> parser(std::in_place);
     const char* step = "write to";
     co_await http::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
       step = "read from";
       // Header first: Beast 1.74 skips the Content-Length body_limit check when the header
-      // and the body arrive in one read.
-      co_await http::async_read_header(stream, buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+      // and the body arrive in one read. Interim responses (100 Continue, 103 Early Hints)
+      // are skipped: taken for the answer, the real one would be left for the connection's
+      // next user.
+      do {
+        parser.emplace();
+        parser->body_limit(request.max_response_body);
+        if (request.method == http::verb::head) parser->skip(true);  // a length but no body
+        co_await http::async_read_header(stream, buffer, *parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
       if (!ec) {
-        co_await http::async_read(stream, buffer, parser,
+        co_await http::async_read(stream, buffer, *parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
       }
     }
@@ -141,14 +148,16 @@ asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
       // before any byte of the response. The server dropped the request or, rarely,
       // handled it and went away before answering: only a request that may be repeated
       // is sent again.
-      const bool stale = reused && ec != beast::error::timeout && !parser.got_some() &&
+      const bool stale = reused && ec != beast::error::timeout && !parser->got_some() &&
                          buffer.size() == 0;
       if (stale && Idempotent(request.method)) continue;
       co_return Failure(ec, step, request, stale);
     }
 
-    const bool keep = pool != nullptr && parser.keep_alive() && buffer.size() == 0;
-    auto response = parser.release();
+    // A 101 hands the connection to another protocol: never reused.
+    const bool keep = pool != nullptr && parser->keep_alive() && buffer.size() == 0 &&
+                      parser->get().result_int() != 101;
+    auto response = parser->release();
     if (keep) {
       pool->Release(std::move(connection));
     } else {

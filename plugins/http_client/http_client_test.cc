@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "net/upstream_pool.h"
@@ -305,6 +309,34 @@ TEST_F(Pooled, ResendStaysWithinTheDeadline) {
   SecondCallTimesOutAfter100Ms(server);
   if (HasFatalFailure()) return;
   EXPECT_EQ(server.connections(), 2);  // the resend happened, on a new connection
+}
+
+// A server that sends 100 Continue, then the answer, in separate writes: the answer is the
+// result, and the connection carries the next call (the server accepts only one).
+TEST_F(Pooled, InterimResponsesAreNotTakenForTheAnswer) {
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  auto serve = [&acceptor]() -> asio::awaitable<void> {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    boost::beast::flat_buffer buffer;
+    for (int i = 1; i <= 2; ++i) {
+      http::request<http::string_body> request;
+      co_await http::async_read(socket, buffer, request, asio::use_awaitable);
+      co_await asio::async_write(socket, asio::buffer(std::string("HTTP/1.1 100 Continue\r\n\r\n")),
+                                 asio::use_awaitable);
+      const std::string body = "answer " + std::to_string(i);
+      co_await asio::async_write(
+          socket, asio::buffer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body),
+          asio::use_awaitable);
+    }
+  };
+  asio::co_spawn(io, serve(), asio::detached);
+  const std::string address = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  for (int i = 1; i <= 2; ++i) {
+    auto result = Call(address);
+    ASSERT_TRUE(result && result->response) << (result ? result->message : "did not finish");
+    EXPECT_EQ(result->response->status, 200u);
+    EXPECT_EQ(result->response->body, "answer " + std::to_string(i));
+  }
 }
 
 // Calls to different host:port pairs do not share connections.
