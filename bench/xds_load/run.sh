@@ -2,8 +2,8 @@
 # Control-plane load: N simulated agents (real ADS streams, delta and state of the world)
 # against a real control plane process with a fresh SQLite store.
 #
-#   bench/xds_load/run.sh                      # N = 100 and 1000, both protocols
-#   AGENTS="100 1000 10000" bench/xds_load/run.sh
+#   bench/xds_load/run.sh                      # N = 100, 1,000 and 10,000, both protocols
+#   AGENTS="100 1000" bench/xds_load/run.sh     # the quick part
 #   REPEATS=5 PROTOCOLS=delta bench/xds_load/run.sh
 #
 # Prints one JSON line per run and a Markdown table. The control plane and the load
@@ -12,11 +12,11 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-AGENTS="${AGENTS:-100 1000}"
+AGENTS="${AGENTS:-100 1000 10000}"
 PROTOCOLS="${PROTOCOLS:-delta sotw}"
 REPEATS="${REPEATS:-5}"
 SERVICES="${SERVICES:-10}"
-TIMEOUT_S="${TIMEOUT_S:-600}"
+TIMEOUT_S="${TIMEOUT_S:-1500}"
 OUT="${OUT:-$(mktemp -d /tmp/meshplug-xds-load.XXXXXX)}"
 BIN="${BIN:-}"
 
