@@ -137,6 +137,14 @@ std::string ReadToEnd(Client& c) {
 
 class ProxyTest : public ::testing::Test {
  protected:
+  // An agent that routes web.shop to `port` and runs the action plugin first outbound.
+  void StartWithActionPlugin(uint16_t port) {
+    v1::Snapshot s = BaseSnapshot("v1");
+    AddService(s, "web.shop", {port});
+    MountActionPlugin(s);
+    StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  }
+
   void StartAgent(v1::Snapshot snapshot, Limits limits = {},
                   std::unique_ptr<BuiltinFactory> builtins = nullptr) {
     AgentOptions options;
@@ -688,10 +696,7 @@ TEST_F(ProxyTest, PluginFailuresAndBadStatusesBecome500WithoutDetails) {
   RawUpstream silent([](tcp::socket& socket, int) -> net::awaitable<void> {
     co_await DrainUntilClosed(socket);
   });
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {silent.port()});
-  MountActionPlugin(s);
-  StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  StartWithActionPlugin(silent.port());
   int logged_before = ActionPlugin::logged.load();
   std::vector<std::string> requests = {
       "GET / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: throw-headers\r\n\r\n",
@@ -717,10 +722,7 @@ TEST_F(ProxyTest, PluginFailuresAndBadStatusesBecome500WithoutDetails) {
 
 TEST_F(ProxyTest, LocalNoContentResponsesCarryNoBody) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  MountActionPlugin(s);
-  StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  StartWithActionPlugin(a.port());
   Client c(outbound());
   for (unsigned status : {204u, 304u}) {
     auto r = c.Get("web.shop", "/", "x-plugin-action: status:" + std::to_string(status) + "\r\n");
@@ -738,10 +740,7 @@ TEST_F(ProxyTest, LocalNoContentResponsesCarryNoBody) {
 // Plugins' own HTTP calls (Lua http_call) keep connections in the worker's pool.
 TEST_F(ProxyTest, PluginsGetTheWorkersPool) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  MountActionPlugin(s);
-  StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  StartWithActionPlugin(a.port());
   Client c(outbound());
   auto r = c.Get("web.shop", "/", "x-plugin-action: has-pool\r\n");
   ASSERT_TRUE(r);
@@ -852,10 +851,7 @@ TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
 // names come from the request as it arrived, whatever plugins do to it.
 TEST_F(ProxyTest, EveryConnectionFieldCounts) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  MountActionPlugin(s);
-  StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  StartWithActionPlugin(a.port());
   {
     Client c(outbound());
     auto r = c.Get("web.shop", "/",
