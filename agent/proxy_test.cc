@@ -604,6 +604,58 @@ TEST_F(ProxyTest, BytesAfterAResponseNeverReachTheNextRequest) {
   EXPECT_EQ(smuggler.connections(), 2);
 }
 
+// However the upstream frames a response (its body in the header's segment or after it,
+// chunked with or without data, an empty body, none for HEAD), the client gets it whole
+// and both kept-alive connections stay in step for the next request.
+TEST_F(ProxyTest, EveryResponseFramingArrivesWholeOnKeptAliveConnections) {
+  RawUpstream upstream([](tcp::socket& socket, int) -> net::awaitable<void> {
+    std::string pending;
+    for (;;) {
+      const std::string head = co_await ReadRequestHeader(socket, pending);
+      if (head.empty()) co_return;
+      auto is = [&](const char* path) { return head.find(std::string(" ") + path + " ") != std::string::npos; };
+      bool ok = true;
+      if (is("/same-segment")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+      } else if (is("/later")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") &&
+             co_await WriteAll(socket, "later");
+      } else if (is("/chunked-empty")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+      } else if (is("/chunked")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+      } else if (is("/empty")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+      } else {  // HEAD /head: a length, no body
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+      }
+      if (!ok) co_return;
+    }
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {upstream.port()});
+  StartAgent(s);
+  Client c(outbound());
+  const std::pair<const char*, const char*> cases[] = {
+      {"/same-segment", "hello"}, {"/later", "later"}, {"/chunked-empty", ""},
+      {"/chunked", "abc"},        {"/empty", ""},      {"/same-segment", "hello"},
+  };
+  for (const auto& [path, body] : cases) {
+    auto r = c.Get("web.shop", path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->result_int(), 200) << path;
+    EXPECT_EQ(r->body(), body) << path;
+  }
+  ASSERT_TRUE(c.Send("HEAD /head HTTP/1.1\r\nHost: web.shop\r\n\r\n"));
+  auto head = c.Read(/*head=*/true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ((*head)[http::field::content_length], "5");
+  auto after = c.Get("web.shop", "/same-segment");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body(), "hello");
+  EXPECT_EQ(upstream.connections(), 1);
+}
+
 TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
   TestUpstream a("a");
   net::io_context context;
