@@ -137,6 +137,22 @@ std::string ReadToEnd(Client& c) {
 
 class ProxyTest : public ::testing::Test {
  protected:
+  // Sends `pieces` through a TCP service whose endpoint is an echo server at `host`,
+  // half-closes, and returns all that comes back ("" if the connection failed).
+  std::string ThroughTcpEcho(const std::string& host, const std::vector<std::string>& pieces) {
+    TcpEchoUpstream echo("echo:");
+    uint16_t listen_port = FreePort();
+    StartAgent(TcpSnapshot(host, echo.port(), listen_port));
+    Client c(listen_port);
+    if (!c.connected()) return "";
+    for (const auto& piece : pieces) {
+      if (!c.Send(piece)) return "";
+    }
+    boost::system::error_code ec;
+    c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
+    return ReadToEnd(c);
+  }
+
   // An agent that routes web.shop to `port` and runs the action plugin first outbound.
   void StartWithActionPlugin(uint16_t port) {
     v1::Snapshot s = BaseSnapshot("v1");
@@ -526,16 +542,7 @@ TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
 }
 
 TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
-  TcpEchoUpstream echo("echo:");
-  uint16_t listen_port = FreePort();
-  StartAgent(TcpSnapshot("127.0.0.1", echo.port(), listen_port));
-  Client c(listen_port);
-  ASSERT_TRUE(c.connected());
-  ASSERT_TRUE(c.Send("hello "));
-  ASSERT_TRUE(c.Send("world"));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
-  EXPECT_EQ(ReadToEnd(c), "echo:hello world");
+  EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
 }
 
 // Finding 1: a chunk-size line (or trailer) without CRLF must not grow the read buffer
@@ -832,15 +839,7 @@ TEST_F(ProxyTest, HalfClosedTcpConnectionsAreBounded) {
 }
 
 TEST_F(ProxyTest, TcpEndpointsMayBeHostNames) {
-  TcpEchoUpstream echo("echo:");
-  uint16_t listen_port = FreePort();
-  StartAgent(TcpSnapshot("localhost", echo.port(), listen_port));
-  Client c(listen_port);
-  ASSERT_TRUE(c.connected());
-  ASSERT_TRUE(c.Send("by name"));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
-  EXPECT_EQ(ReadToEnd(c), "echo:by name");
+  EXPECT_EQ(ThroughTcpEcho("localhost", {"by name"}), "echo:by name");
 }
 
 // Finding 8: an upstream that answers before reading the request body gets its answer

@@ -63,6 +63,14 @@ const char* ChannelStateName(grpc_connectivity_state s) {
   return "unknown";
 }
 
+// A NACK carries the reason in error_detail; an ACK has none.
+template <typename Req>
+void SetNackReason(Req& r, const std::optional<std::string>& error) {
+  if (!error) return;
+  r.mutable_error_detail()->set_code(kInvalidArgument);
+  r.mutable_error_detail()->set_message(*error);
+}
+
 // Incremental xDS: resources by name and version, removals by name.
 struct DeltaOps {
   using Req = discovery::DeltaDiscoveryRequest;
@@ -87,10 +95,7 @@ struct DeltaOps {
     Req r;
     r.set_type_url(type);
     r.set_response_nonce(nonce);
-    if (error) {
-      r.mutable_error_detail()->set_code(kInvalidArgument);
-      r.mutable_error_detail()->set_message(*error);
-    }
+    SetNackReason(r, error);
     return r;
   }
   static const std::string& Type(const Resp& r) { return r.type_url(); }
@@ -144,10 +149,7 @@ struct SotwOps {
     r.add_resource_names("*");
     r.set_response_nonce(nonce);
     r.set_version_info(error ? accepted : version);
-    if (error) {
-      r.mutable_error_detail()->set_code(kInvalidArgument);
-      r.mutable_error_detail()->set_message(*error);
-    }
+    SetNackReason(r, error);
     return r;
   }
   static const std::string& Type(const Resp& r) { return r.type_url(); }

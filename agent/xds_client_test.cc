@@ -34,12 +34,8 @@ namespace cp = ::meshplug::xds;  // the control plane's
 using std::chrono::milliseconds;
 constexpr milliseconds kWait(10000);
 
-const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
-)";
+const std::string kMesh =
+    std::string(testing_fixtures::kCurlHttpbinMesh) + "---\n" + testing_fixtures::kPluginPolicyOn;
 
 constexpr const char* kBrokenPlugin = R"(
 apiVersion: plugin.flomesh.io/v1alpha1
@@ -159,6 +155,27 @@ class ControlPlaneTest : public testing::TestWithParam<XdsProtocol> {
   void TearDown() override {
     StopServer();
     controller_->Stop();
+  }
+
+  // Options for an agent that saves each applied snapshot to `cache_path()`.
+  XdsClientOptions CachingOptions() const {
+    XdsClientOptions o = FastOptions(address(), GetParam());
+    o.cache_path = cache_path();
+    return o;
+  }
+  std::string cache_path() const { return dir_ + "/agent/snapshot.json"; }
+
+  // Runs an agent until it is in sync and its snapshot is saved; the snapshot's version.
+  std::string SaveSnapshot() {
+    FakeAgent agent;
+    XdsClient client(CachingOptions(), agent.Fn(), nullptr);
+    client.Start();
+    if (!Eventually([&] { return agent.count() == 1 && InSync(); }) ||
+        !Eventually([&] { return std::filesystem::exists(cache_path()); })) {
+      ADD_FAILURE() << "the agent did not save its snapshot";
+      return "";
+    }
+    return agent.last().version();
   }
 
   void StartServer() {
@@ -370,25 +387,13 @@ TEST_P(ControlPlaneTest, ReconnectResumesWithoutResendingAndGetsWhatChangedMeanw
 }
 
 TEST_P(ControlPlaneTest, StartsFromTheSavedSnapshotWhenTheControlPlaneIsDown) {
-  const std::string cache = dir_ + "/agent/snapshot.json";
-  std::string version;
-  {
-    FakeAgent agent;
-    XdsClientOptions o = FastOptions(address(), GetParam());
-    o.cache_path = cache;
-    XdsClient client(o, agent.Fn(), nullptr);
-    client.Start();
-    ASSERT_TRUE(Eventually([&] { return agent.count() == 1 && InSync(); }));
-    version = agent.last().version();
-    ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(cache); }));
-  }
-  ASSERT_TRUE(LoadSnapshotCache(cache).ok());
+  const std::string version = SaveSnapshot();
+  ASSERT_FALSE(version.empty());
+  ASSERT_TRUE(LoadSnapshotCache(cache_path()).ok());
   StopServer();
 
   FakeAgent agent;
-  XdsClientOptions o = FastOptions(address(), GetParam());
-  o.cache_path = cache;
-  XdsClient client(o, agent.Fn(), nullptr);
+  XdsClient client(CachingOptions(), agent.Fn(), nullptr);
   client.Start();
   ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return s.applies >= 1; }, kWait));
   EXPECT_TRUE(client.status().from_cache);
@@ -404,20 +409,10 @@ TEST_P(ControlPlaneTest, StartsFromTheSavedSnapshotWhenTheControlPlaneIsDown) {
 }
 
 TEST_P(ControlPlaneTest, TheSavedSnapshotIsNotUsedWhenTheControlPlaneAnswers) {
-  const std::string cache = dir_ + "/snapshot.json";
-  {
-    FakeAgent agent;
-    XdsClientOptions o = FastOptions(address(), GetParam());
-    o.cache_path = cache;
-    XdsClient client(o, agent.Fn(), nullptr);
-    client.Start();
-    ASSERT_TRUE(Eventually([&] { return agent.count() == 1 && InSync(); }));
-  }
+  ASSERT_FALSE(SaveSnapshot().empty());
   Delete("Service", "httpbin", "httpbin");
   FakeAgent agent;
-  XdsClientOptions o = FastOptions(address(), GetParam());
-  o.cache_path = cache;
-  XdsClient client(o, agent.Fn(), nullptr);
+  XdsClient client(CachingOptions(), agent.Fn(), nullptr);
   client.Start();
   ASSERT_TRUE(Eventually([&] { return agent.count() >= 1 && InSync(); }));
   EXPECT_EQ(agent.count(), 1u);
@@ -426,21 +421,12 @@ TEST_P(ControlPlaneTest, TheSavedSnapshotIsNotUsedWhenTheControlPlaneAnswers) {
 }
 
 TEST_P(ControlPlaneTest, ARefusedStreamFallsBackToTheSavedSnapshotAndRetries) {
-  const std::string cache = dir_ + "/snapshot.json";
-  {
-    FakeAgent agent;
-    XdsClientOptions o = FastOptions(address(), GetParam());
-    o.cache_path = cache;
-    XdsClient client(o, agent.Fn(), nullptr);
-    client.Start();
-    ASSERT_TRUE(Eventually([&] { return agent.count() == 1 && InSync(); }));
-  }
+  ASSERT_FALSE(SaveSnapshot().empty());
   // The saved snapshot belongs to curl/curl-1; an agent of a namespace that does not
   // exist is refused (FAILED_PRECONDITION) and must not take another agent's snapshot.
   {
     FakeAgent agent;
-    XdsClientOptions o = FastOptions(address(), GetParam());
-    o.cache_path = cache;
+    XdsClientOptions o = CachingOptions();
     o.node = CurlNode("nowhere");
     XdsClient client(o, agent.Fn(), nullptr);
     client.Start();
@@ -452,9 +438,7 @@ TEST_P(ControlPlaneTest, ARefusedStreamFallsBackToTheSavedSnapshotAndRetries) {
   // Its own snapshot is used when it is refused, and it keeps retrying until accepted.
   Delete("Namespace", "", "curl");
   FakeAgent agent;
-  XdsClientOptions o = FastOptions(address(), GetParam());
-  o.cache_path = cache;
-  XdsClient client(o, agent.Fn(), nullptr);
+  XdsClient client(CachingOptions(), agent.Fn(), nullptr);
   client.Start();
   ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return s.applies >= 1; }, kWait));
   EXPECT_TRUE(client.status().from_cache);

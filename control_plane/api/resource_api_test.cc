@@ -9,16 +9,12 @@
 #include <filesystem>
 
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/mesh_fixtures.h"
 
 namespace meshplug::api {
 namespace {
 
-constexpr const char* kMeshConfigPluginsOn = R"(
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
-)";
+constexpr const char* kMeshConfigPluginsOn = testing_fixtures::kPluginPolicyOn;
 
 constexpr const char* kNamespaces = R"(
 apiVersion: v1

@@ -11,6 +11,7 @@
 #include "control_plane/api/resource_api.h"
 #include "common/eventually.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/node_identity.h"
 
 namespace meshplug::controller {
@@ -19,7 +20,8 @@ namespace {
 using std::chrono::milliseconds;
 
 
-constexpr const char* kMesh = R"(
+// Two namespaces without labels and one service: the curl agent's only destination.
+const std::string kMesh = std::string(R"(
 apiVersion: v1
 kind: Namespace
 metadata: {name: curl}
@@ -32,12 +34,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: httpbin, namespace: httpbin}
 spec: {ports: [{port: 14001}], selector: {app: httpbin}}
----
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
----
+---)") + testing_fixtures::kPluginPolicyOn + R"(---
 apiVersion: plugin.flomesh.io/v1alpha1
 kind: Plugin
 metadata: {name: p}

@@ -1,5 +1,5 @@
 // Manifests several tests start from: the reference scenario's namespaces (monitored by
-// "osm") and its two services.
+// "osm") and its two services, and the MeshConfig that turns plugin policy on.
 #pragma once
 
 namespace meshplug::testing_fixtures {
@@ -22,6 +22,13 @@ apiVersion: v1
 kind: Service
 metadata: {name: curl, namespace: curl}
 spec: {ports: [{port: 80}], selector: {app: curl}}
+)";
+
+inline constexpr const char* kPluginPolicyOn = R"(
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {featureFlags: {enablePluginPolicy: true}}
 )";
 
 }  // namespace meshplug::testing_fixtures

@@ -25,12 +25,7 @@ metadata: {name: httpbin-1, namespace: httpbin, labels: {app: httpbin}}
 spec: {address: 127.0.0.3, inboundPort: 15003, serviceAccount: httpbin}
 )";
 
-constexpr const char* kPluginsOn = R"(
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
-)";
+constexpr const char* kPluginsOn = testing_fixtures::kPluginPolicyOn;
 
 std::string Plugin(const std::string& name, int priority) {
   return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: " + name +

@@ -14,6 +14,19 @@ namespace {
 
 namespace discovery = envoy::service::discovery::v3;
 
+// The first type, in push order, flagged to be sent; clears its flag. Both protocols keep
+// per-type state with a `send` flag.
+template <typename TypeState>
+std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, TypeState>& types) {
+  for (const auto& type : TypeUrls()) {
+    auto it = types.find(type);
+    if (it == types.end() || !it->second.send) continue;
+    it->second.send = false;
+    return {&type, &it->second};
+  }
+  return {nullptr, nullptr};
+}
+
 bool KnownType(const std::string& type_url) {
   for (const auto& t : TypeUrls()) {
     if (t == type_url) return true;
@@ -203,25 +216,22 @@ class SotwStream final : public Stream<discovery::DiscoveryRequest, discovery::D
 
   std::optional<discovery::DiscoveryResponse> NextResponse() override {
     if (!resources_) return std::nullopt;
-    for (const auto& type : TypeUrls()) {
-      auto it = types_.find(type);
-      if (it == types_.end() || !it->second.send) continue;
-      TypeState& t = it->second;
-      t.send = false;
-      discovery::DiscoveryResponse resp;
-      resp.set_type_url(type);
-      resp.set_version_info(resources_->type_versions.at(type));
-      for (const auto& [name, r] : resources_->Of(type)) {
-        if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
-      }
-      t.nonce = NextNonce();
-      t.sent_version = resp.version_info();
-      resp.set_nonce(t.nonce);
-      resp.mutable_control_plane()->set_identifier("meshplug");
-      registry().Sent(agent_, type, t.sent_version);
-      return resp;
+    auto [next, state] = TakeNextToSend(types_);
+    if (!next) return std::nullopt;
+    const std::string& type = *next;
+    TypeState& t = *state;
+    discovery::DiscoveryResponse resp;
+    resp.set_type_url(type);
+    resp.set_version_info(resources_->type_versions.at(type));
+    for (const auto& [name, r] : resources_->Of(type)) {
+      if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
     }
-    return std::nullopt;
+    t.nonce = NextNonce();
+    t.sent_version = resp.version_info();
+    resp.set_nonce(t.nonce);
+    resp.mutable_control_plane()->set_identifier("meshplug");
+    registry().Sent(agent_, type, t.sent_version);
+    return resp;
   }
 
   std::map<std::string, TypeState> types_;
@@ -289,11 +299,12 @@ class DeltaStream final : public Stream<discovery::DeltaDiscoveryRequest, discov
 
   std::optional<discovery::DeltaDiscoveryResponse> NextResponse() override {
     if (!resources_) return std::nullopt;
-    for (const auto& type : TypeUrls()) {
-      auto it = types_.find(type);
-      if (it == types_.end() || !it->second.send) continue;
-      TypeState& t = it->second;
-      t.send = false;
+    // A type with nothing new for this agent sends nothing; the next flagged one may.
+    for (;;) {
+      auto [next, state] = TakeNextToSend(types_);
+      if (!next) return std::nullopt;
+      const std::string& type = *next;
+      TypeState& t = *state;
       const auto& ours = resources_->Of(type);
       discovery::DeltaDiscoveryResponse resp;
       auto wanted = [&](const std::string& name) { return t.wildcard || t.names.count(name); };
@@ -327,7 +338,6 @@ class DeltaStream final : public Stream<discovery::DeltaDiscoveryRequest, discov
       registry().Sent(agent_, type, resp.system_version_info());
       return resp;
     }
-    return std::nullopt;
   }
 
   std::map<std::string, TypeState> types_;

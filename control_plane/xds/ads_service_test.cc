@@ -23,12 +23,8 @@ namespace {
 namespace discovery = envoy::service::discovery::v3;
 using std::chrono::milliseconds;
 
-const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
----
+const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + "---\n" +
+                          testing_fixtures::kPluginPolicyOn + R"(---
 apiVersion: plugin.flomesh.io/v1alpha1
 kind: Plugin
 metadata: {name: token-injector}

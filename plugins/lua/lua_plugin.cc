@@ -9,18 +9,26 @@ namespace {
 
 size_t Index(Phase phase) { return static_cast<size_t>(phase); }
 
-// What a read-only phase (on_log) sees of an HTTP request.
-Subject Observe(const HttpContext& ctx, const google::protobuf::Struct* config) {
+// What HTTP and TCP contexts both give a script: identity, the resolver and pool for
+// http_call, the config, and the per-connection shared table (read-only).
+template <typename Context>
+Subject Common(const Context& ctx, const google::protobuf::Struct* config) {
   Subject subject;
-  subject.request = &ctx.request;
-  subject.response = ctx.response ? &*ctx.response : nullptr;
   subject.service = ctx.service;
-  subject.route = ctx.route;
   subject.workload = ctx.workload;
   subject.resolver = ctx.resolver;
   subject.pool = ctx.pool;
   subject.config = config;
   subject.shared = &ctx.shared;
+  return subject;
+}
+
+// What a read-only phase (on_log) sees of an HTTP request.
+Subject Observe(const HttpContext& ctx, const google::protobuf::Struct* config) {
+  Subject subject = Common(ctx, config);
+  subject.request = &ctx.request;
+  subject.response = ctx.response ? &*ctx.response : nullptr;
+  subject.route = ctx.route;
   return subject;
 }
 
@@ -33,14 +41,8 @@ Subject Bind(HttpContext& ctx, const google::protobuf::Struct* config) {
 }
 
 Subject Observe(const TcpContext& ctx, const google::protobuf::Struct* config) {
-  Subject subject;
+  Subject subject = Common(ctx, config);
   subject.peer = ctx.peer;
-  subject.service = ctx.service;
-  subject.workload = ctx.workload;
-  subject.resolver = ctx.resolver;
-  subject.pool = ctx.pool;
-  subject.config = config;
-  subject.shared = &ctx.shared;
   return subject;
 }
 
