@@ -10,20 +10,13 @@ namespace {
 
 using testing::AddService;
 using testing::BaseSnapshot;
+using testing::LocalAgentOptions;
 using testing::Client;
 using testing::TestUpstream;
 using testing::WaitFor;
 
-AgentOptions LocalOptions() {
-  AgentOptions options;
-  options.bind_address = "127.0.0.1";
-  options.outbound_port = options.inbound_port = options.admin_port = 0;
-  options.workers = 1;
-  return options;
-}
-
 TEST(AdminTest, ReadyBeforeAndAfterTheFirstSnapshot) {
-  Agent agent(LocalOptions());
+  Agent agent(LocalAgentOptions(1));
   ASSERT_TRUE(agent.Start().ok());
   Client c(agent.admin_port());
   EXPECT_EQ(c.Get("admin", "/ready")->result_int(), 503);
@@ -33,7 +26,7 @@ TEST(AdminTest, ReadyBeforeAndAfterTheFirstSnapshot) {
 
 TEST(AdminTest, ConfigDumpStatsAndClusters) {
   TestUpstream a("a");
-  Agent agent(LocalOptions());
+  Agent agent(LocalAgentOptions(1));
   v1::Snapshot s = BaseSnapshot("v7");
   AddService(s, "web.shop", {a.port()});
   ASSERT_TRUE(agent.Apply(s).ok());
@@ -73,7 +66,7 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
 }
 
 TEST(AdminTest, QuitQuitQuitDrainsAndStops) {
-  Agent agent(LocalOptions());
+  Agent agent(LocalAgentOptions(1));
   ASSERT_TRUE(agent.Apply(BaseSnapshot("v1")).ok());
   ASSERT_TRUE(agent.Start().ok());
   Client c(agent.admin_port());

@@ -13,6 +13,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::AddService;
 using testing::BaseSnapshot;
+using testing::LocalAgentOptions;
 using testing::Client;
 using testing::TestUpstream;
 using testing::WaitFor;
@@ -63,16 +64,8 @@ v1::Snapshot StampedSnapshot(const std::string& version, uint16_t upstream) {
   return s;
 }
 
-AgentOptions LocalOptions() {
-  AgentOptions options;
-  options.bind_address = "127.0.0.1";
-  options.outbound_port = options.inbound_port = options.admin_port = 0;
-  options.workers = 2;
-  return options;
-}
-
 TEST(ChainSetTest, FailedBuildKeepsTheRunningSetAndNamesTheProblem) {
-  Agent agent(LocalOptions());
+  Agent agent(LocalAgentOptions(2));
   v1::Snapshot good = BaseSnapshot("v1");
   AddService(good, "web.shop", {1});
   ASSERT_TRUE(agent.Apply(good).ok());
@@ -111,7 +104,7 @@ TEST(ChainSetTest, FailedBuildKeepsTheRunningSetAndNamesTheProblem) {
 }
 
 TEST(ChainSetTest, ChainsKeepTheSnapshotOrder) {
-  Agent agent(LocalOptions());
+  Agent agent(LocalAgentOptions(2));
   ASSERT_TRUE(agent.Apply(BaseSnapshot("v1")).ok());
   std::vector<std::string> names;
   for (const auto& entry : agent.chains().Get()->http(false)) names.push_back(entry.name);
@@ -125,7 +118,7 @@ TEST(ChainSetTest, ChainsKeepTheSnapshotOrder) {
 // 1,000 times: no request fails, none sees two versions, and old sets are freed.
 TEST(ChainSetTest, SwapsUnderLoad) {
   TestUpstream upstream("u");
-  Agent agent(LocalOptions(), std::make_unique<WithVersionStamp>());
+  Agent agent(LocalAgentOptions(2), std::make_unique<WithVersionStamp>());
   ASSERT_TRUE(agent.Apply(StampedSnapshot("v0", upstream.port())).ok());
   ASSERT_TRUE(agent.Start().ok());
 

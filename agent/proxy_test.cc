@@ -19,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::AddService;
 using testing::BaseSnapshot;
+using testing::LocalAgentOptions;
 using testing::Client;
 using testing::DrainUntilClosed;
 using testing::HoldForever;
@@ -163,10 +164,7 @@ class ProxyTest : public ::testing::Test {
 
   void StartAgent(v1::Snapshot snapshot, Limits limits = {},
                   std::unique_ptr<BuiltinFactory> builtins = nullptr) {
-    AgentOptions options;
-    options.bind_address = "127.0.0.1";
-    options.outbound_port = options.inbound_port = options.admin_port = 0;
-    options.workers = 2;
+    AgentOptions options = LocalAgentOptions(2);
     options.limits = limits;
     options.drain_timeout = 5s;
     agent_ = std::make_unique<Agent>(options, std::move(builtins));
@@ -517,11 +515,7 @@ TEST_F(ProxyTest, InboundThrottleAnswers429) {
 TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
   TestUpstream app("app");
   // One agent plays both sides: its outbound cluster's endpoint is its own inbound listener.
-  AgentOptions options;
-  options.bind_address = "127.0.0.1";
-  options.outbound_port = options.admin_port = 0;
-  options.workers = 1;
-  Agent probe(options);  // finds a free inbound port
+  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
   ASSERT_TRUE(probe.Start().ok());
   uint16_t inbound = probe.inbound_port();
   probe.Drain();
@@ -530,6 +524,7 @@ TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
   AddService(s, "httpbin.httpbin", {app.port()}, true);
   // Two services of one name (outbound and inbound) must differ by name.
   s.mutable_services(1)->set_name("httpbin.httpbin.local");
+  AgentOptions options = LocalAgentOptions(1);
   options.inbound_port = inbound;
   agent_ = std::make_unique<Agent>(options);
   ASSERT_TRUE(agent_->Apply(s).ok());

@@ -312,6 +312,14 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
   return true;
 }
 
+AgentOptions LocalAgentOptions(int workers) {
+  AgentOptions options;
+  options.bind_address = "127.0.0.1";
+  options.outbound_port = options.inbound_port = options.admin_port = 0;
+  options.workers = workers;
+  return options;
+}
+
 v1::Snapshot BaseSnapshot(std::string version) {
   v1::Snapshot s;
   s.set_version(std::move(version));

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent.h"
 #include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::agent::testing {
@@ -162,6 +163,9 @@ class Client {
 // Waits until `condition` holds or `timeout` passes; returns the last value.
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// An agent on 127.0.0.1 with every listener on a free port.
+AgentOptions LocalAgentOptions(int workers);
 
 // A snapshot with the default chains (SPEC §5) and no services.
 v1::Snapshot BaseSnapshot(std::string version);
