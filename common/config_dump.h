@@ -8,8 +8,8 @@ namespace meshplug {
 
 // The config_dump document of an agent's snapshot, the same from the agent's /config_dump
 // and from `meshctl proxy config_dump`: the version, the four chains as ordered module
-// names (like osm-edge's `.Chains."outbound-http"`), then the whole snapshot. Secrets are
-// redacted here when the snapshot carries any.
+// names (like osm-edge's `.Chains."outbound-http"`), then the whole snapshot. Snapshots
+// carry no secrets yet (no mTLS); once they do, this is where they must be redacted.
 std::string ConfigDumpJson(const v1::Snapshot& snapshot);
 
 }  // namespace meshplug

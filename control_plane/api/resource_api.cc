@@ -2,8 +2,6 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-#include <chrono>
-#include <ctime>
 #include <map>
 #include <set>
 

@@ -10,7 +10,12 @@
 namespace meshplug::controller {
 namespace {
 
+// Agent ids are "namespace/name" of their Workload (xds::AgentId); these convert.
 std::string AgentOf(const translate::ObjectKey& key) { return key.first + "/" + key.second; }
+translate::ObjectKey WorkloadOf(const std::string& agent) {
+  const auto slash = agent.find('/');
+  return {agent.substr(0, slash), agent.substr(slash + 1)};
+}
 
 }  // namespace
 
@@ -150,8 +155,8 @@ void MeshController::CommitRegistrations(std::map<std::string, mesh::v1::Workloa
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
   }
   for (const auto& agent : expired) {
-    const auto slash = agent.find('/');
-    const resources::Key key{"Workload", agent.substr(0, slash), agent.substr(slash + 1)};
+    const auto [ns, name] = WorkloadOf(agent);
+    const resources::Key key{"Workload", ns, name};
     auto existing = store_.Get(key);
     if (!existing.ok() || !existing->has_value()) continue;
     mesh::v1::Workload old;
@@ -171,25 +176,35 @@ void MeshController::Publish(std::vector<store::Event> events) {
   bool everyone = false;
   std::set<std::string> plugins;           // plugin names whose mounts may change
   std::set<translate::ObjectKey> chains;  // PluginChains that changed
+  std::set<translate::ObjectKey> configs;  // PluginConfigs that changed
+  // The plugin a PluginConfig configures, if it is in the state.
+  auto configured_plugin = [this](const translate::ObjectKey& key) {
+    auto it = state_.plugin_configs.find(key);
+    return it == state_.plugin_configs.end() ? std::string() : it->second.object.spec().plugin();
+  };
   {
     std::lock_guard lock(mu_);
     for (const auto& ev : events) {
       const auto& k = ev.entry.key;
       if (k.kind == "Plugin") plugins.insert(k.name);
       if (k.kind == "PluginChain") chains.insert({k.ns, k.name});
-      if (k.kind == "PluginConfig") {
-        mesh::v1::PluginConfig pc;
-        pc.ParseFromString(ev.entry.value);
-        plugins.insert(pc.spec().plugin());
-        if (auto it = state_.plugin_configs.find({k.ns, k.name}); it != state_.plugin_configs.end()) {
-          plugins.insert(it->second.object.spec().plugin());  // the old plugin name
-        }
-      }
+      if (k.kind == "PluginConfig") configs.insert({k.ns, k.name});
       if (k.kind == "Namespace" || k.kind == "Service" || k.kind == "Workload" || k.kind == "MeshConfig") {
         everyone = true;
       }
     }
-    // Before the change: agents that mount (or miss) those plugins, or matched those chains.
+    for (const auto& key : configs) plugins.insert(configured_plugin(key));  // the old plugin
+    for (const auto& ev : events) {
+      if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
+      if (ev.entry.key.kind == "Workload" && ev.type == store::Event::Type::kDelete) {
+        const std::string agent = AgentOf({ev.entry.key.ns, ev.entry.key.name});
+        reports_.erase(agent);
+        cache_.Remove(agent);
+      }
+    }
+    for (const auto& key : configs) plugins.insert(configured_plugin(key));  // the new plugin
+    // As last translated (before the change): agents that mount (or miss) those plugins,
+    // or matched those chains.
     for (const auto& [agent, report] : reports_) {
       bool hit = false;
       for (const auto& p : plugins) hit = hit || report.mounted_plugins.count(p);
@@ -199,27 +214,12 @@ void MeshController::Publish(std::vector<store::Event> events) {
       for (const auto& c : report.matched_chains) hit = hit || chains.count(c);
       if (hit) affected.insert(agent);
     }
-    for (const auto& ev : events) {
-      if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
-      if (ev.entry.key.kind == "Workload" && ev.type == store::Event::Type::kDelete) {
-        const std::string agent = AgentOf({ev.entry.key.ns, ev.entry.key.name});
-        reports_.erase(agent);
-        cache_.Remove(agent);
-      }
-    }
     // After the change: agents the changed chains match now.
     for (const auto& key : chains) {
       auto it = state_.plugin_chains.find(key);
       if (it == state_.plugin_chains.end()) continue;
       for (const auto& [wkey, wl] : state_.workloads) {
-        auto ns = state_.namespaces.find(wkey.first);
-        static const mesh::v1::Namespace kNone;
-        const auto& sel = it->second.spec().selectors();
-        if (translate::Matches(sel.pod_selector(), wl.metadata().labels()) &&
-            translate::Matches(sel.namespace_selector(),
-                               (ns == state_.namespaces.end() ? kNone : ns->second).metadata().labels())) {
-          affected.insert(AgentOf(wkey));
-        }
+        if (translate::ChainSelects(state_, it->second, wl)) affected.insert(AgentOf(wkey));
       }
     }
   }
@@ -247,8 +247,7 @@ void MeshController::TranslateAgents(const std::set<std::string>& agents) {
     translate::Translation t;
     {
       std::lock_guard lock(mu_);
-      const auto slash = agent.find('/');
-      auto it = state_.workloads.find({agent.substr(0, slash), agent.substr(slash + 1)});
+      auto it = state_.workloads.find(WorkloadOf(agent));
       if (it == state_.workloads.end()) continue;
       t = translate::Translate(state_, shared, it->second);
       reports_[agent] = std::move(t.report);

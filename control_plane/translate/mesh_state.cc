@@ -1,5 +1,7 @@
 #include "control_plane/translate/mesh_state.h"
 
+#include "control_plane/translate/selector.h"
+
 namespace meshplug::translate {
 namespace {
 
@@ -59,19 +61,13 @@ const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey
   auto [slot, fresh] = members_.map.try_emplace(service);
   if (!fresh) return slot->second;
   auto svc = services.find(service);
-  // An empty selector selects nothing, as in Kubernetes.
-  if (svc == services.end() || svc->second.spec().selector().empty()) return slot->second;
+  if (svc == services.end()) return slot->second;
   const auto& selector = svc->second.spec().selector();
   for (auto it = workloads.lower_bound({service.first, ""}); it != workloads.end() && it->first.first == service.first;
        ++it) {
     const auto& wl = it->second;
     if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
-    bool match = true;
-    for (const auto& [k, v] : selector) {
-      auto l = wl.metadata().labels().find(k);
-      match = match && l != wl.metadata().labels().end() && l->second == v;
-    }
-    if (match) slot->second.push_back(&wl);
+    if (SelectorMatches(selector, wl.metadata().labels())) slot->second.push_back(&wl);
   }
   return slot->second;
 }

@@ -22,4 +22,13 @@ bool Matches(const mesh::v1::LabelSelector& selector, const Labels& labels) {
   return true;
 }
 
+bool SelectorMatches(const Labels& selector, const Labels& labels) {
+  if (selector.empty()) return false;
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
 }  // namespace meshplug::translate

@@ -123,15 +123,6 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
   }
 }
 
-bool SelectsAgent(const mesh::v1::Service& svc, const mesh::v1::Workload& agent) {
-  if (svc.spec().selector().empty()) return false;
-  for (const auto& [k, v] : svc.spec().selector()) {
-    auto it = agent.metadata().labels().find(k);
-    if (it == agent.metadata().labels().end() || it->second != v) return false;
-  }
-  return true;
-}
-
 // Attaches PluginConfigs of mounted plugins to the agent's services (SPEC §3.4): a plugin
 // on an outbound chain gets its config under the destination service (a copy of the
 // shared one, for this agent), one on an inbound chain under the agent's own service.
@@ -199,6 +190,15 @@ std::string ClusterName(const std::string& service, uint32_t port, bool local) {
   return Cat(service, "|", port, local ? "|local" : "");
 }
 
+bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload) {
+  static const mesh::v1::Namespace kNoNamespace;
+  auto ns = state.namespaces.find(workload.metadata().namespace_());
+  const auto& sel = chain.spec().selectors();
+  return Matches(sel.pod_selector(), workload.metadata().labels()) &&
+         Matches(sel.namespace_selector(),
+                 (ns == state.namespaces.end() ? kNoNamespace : ns->second).metadata().labels());
+}
+
 v1::Snapshot TranslateDestinations(const MeshState& state) {
   v1::Snapshot snap;
   for (const auto& [key, svc] : state.services) AddService(state, key, svc, /*inbound=*/false, snap);
@@ -214,16 +214,9 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   for (const char* c : kChains) chains[c] = BuiltinModules(state, c);
 
   if (state.plugins_enabled()) {
-    static const mesh::v1::Namespace kNoNamespace;
-    auto ns_it = state.namespaces.find(ns);
-    const auto& ns_labels = (ns_it == state.namespaces.end() ? kNoNamespace : ns_it->second).metadata().labels();
     std::set<std::string> scripts_added;
     for (const auto& [key, pc] : state.plugin_chains) {
-      const auto& sel = pc.spec().selectors();
-      if (!Matches(sel.pod_selector(), agent.metadata().labels()) ||
-          !Matches(sel.namespace_selector(), ns_labels)) {
-        continue;
-      }
+      if (!ChainSelects(state, pc, agent)) continue;
       t.report.matched_chains.push_back(key);
       for (const auto& ref : pc.spec().chains()) {
         auto& modules = chains[ref.name()];
@@ -272,7 +265,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   }
 
   for (const auto& [key, svc] : state.services) {
-    if (key.first == ns && SelectsAgent(svc, agent)) AddService(state, key, svc, /*inbound=*/true, snap);
+    if (key.first == ns && SelectorMatches(svc.spec().selector(), agent.metadata().labels())) AddService(state, key, svc, /*inbound=*/true, snap);
   }
   std::set<std::string> mounted[2];
   for (const auto& [name, modules] : chains) {

@@ -40,6 +40,9 @@ struct Translation {
 
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
+// Whether `chain`'s pod and namespace selectors select `workload` (SPEC §3.2).
+bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload);
+
 // SPEC §5's built-in modules with their priorities, per chain, before MeshConfig.
 const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins();
 

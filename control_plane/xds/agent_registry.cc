@@ -2,8 +2,6 @@
 
 #include "common/strings.h"
 
-#include <chrono>
-#include <ctime>
 
 namespace meshplug::xds {
 

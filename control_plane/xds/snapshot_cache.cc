@@ -33,13 +33,6 @@ Resources SnapshotCache::Get(const std::string& agent) const {
   return it == resources_.end() ? nullptr : it->second;
 }
 
-std::vector<std::string> SnapshotCache::Agents() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& [a, _] : resources_) out.push_back(a);
-  return out;
-}
-
 std::shared_ptr<void> SnapshotCache::Watch(const std::string& agent, Callback cb) {
   auto w = std::make_shared<Watcher>();
   w->cb = std::move(cb);

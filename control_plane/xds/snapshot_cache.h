@@ -22,7 +22,6 @@ class SnapshotCache {
   bool Set(const std::string& agent, Resources resources);
   void Remove(const std::string& agent);
   Resources Get(const std::string& agent) const;
-  std::vector<std::string> Agents() const;
 
   // `cb` runs with every new version of `agent`'s resources until the handle is dropped;
   // once dropping returns, `cb` is not running and will not run again.
