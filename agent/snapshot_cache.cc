@@ -76,11 +76,12 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   return absl::OkStatus();
 }
 
-absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources) {
+absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
+                               const std::string& version) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   std::string out = Cat("{\n\"format\": \"", kFormat, "\",\n\"agent\": ", JsonQuote(agent),
-                        ",\n\"version\": ", JsonQuote(resources.Assemble().version()), ",\n\"types\": [");
+                        ",\n\"version\": ", JsonQuote(version), ",\n\"types\": [");
   bool first = true;
   for (const std::string& type : xds::TypeUrls()) {
     envoy::service::discovery::v3::DeltaDiscoveryResponse entry;

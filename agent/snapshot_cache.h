@@ -23,7 +23,9 @@ struct CachedConfig {
   xds::ResourceSet resources;
 };
 
-absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources);
+// `version` is the assembled version of `resources` (the caller has it already).
+absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
+                               const std::string& version);
 absl::StatusOr<CachedConfig> LoadSnapshotCache(const std::string& path);
 
 // Writes `content` to `path` atomically (temp file, fsync, rename, fsync the directory);

@@ -434,12 +434,7 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
       }
       MaybeUseCache(now, false);
       flush();
-      if (save_pending_ && !options_.cache_path.empty()) {
-        save_pending_ = false;
-        if (auto st = SaveSnapshotCache(options_.cache_path, agent_id_, applied_); !st.ok()) {
-          log::Warn("cannot save the snapshot", {{"path", options_.cache_path}, {"error", std::string(st.message())}});
-        }
-      }
+      SaveIfPending();
       continue;
     }
     --outstanding;
@@ -517,12 +512,7 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
   bool ok = false;
   while (cq.Next(&tag, &ok)) {
   }
-  if (save_pending_ && !options_.cache_path.empty()) {
-    save_pending_ = false;
-    if (auto st = SaveSnapshotCache(options_.cache_path, agent_id_, applied_); !st.ok()) {
-      log::Warn("cannot save the snapshot", {{"path", options_.cache_path}, {"error", std::string(st.message())}});
-    }
-  }
+  SaveIfPending();
 
   const auto lived = Clock::now() - began;
   const std::string why = final_status.ok() ? "stream closed by the control plane"
@@ -585,12 +575,13 @@ void XdsClient::Settle(Clock::time_point now) {
   batch_first_.reset();
   batch_last_.reset();
   v1::Snapshot snapshot = received_.Assemble();
+  const std::string version = snapshot.version();
   std::string error;
   bool ok = true;
   bool same = false;
   {
     std::lock_guard lock(mu_);
-    same = applied_any_ && status_.active_version == snapshot.version();
+    same = applied_any_ && status_.active_version == version;
   }
   if (same) {
     // The control plane confirms what runs (e.g. the saved snapshot); versions may have moved.
@@ -599,7 +590,7 @@ void XdsClient::Settle(Clock::time_point now) {
     Update([](XdsClientStatus& s) { s.from_cache = false; });
     if (stats_) stats_->SetGauge("meshplug_agent_snapshot_from_cache", {}, 0);
   } else {
-    ok = Apply(received_, received_at, /*from_cache=*/false, &error);
+    ok = Apply(received_, std::move(snapshot), received_at, /*from_cache=*/false, &error);
   }
   for (auto& [type, t] : tracks_) {
     if (ok && (t.state == State::kPending || t.state == State::kNacked)) {
@@ -612,7 +603,7 @@ void XdsClient::Settle(Clock::time_point now) {
   }
   if (!ok) {
     log::Warn("xDS update rejected; the previous configuration keeps running",
-              {{"version", snapshot.version()}, {"error", error}});
+              {{"version", version}, {"error", error}});
   }
 }
 
@@ -651,14 +642,13 @@ void XdsClient::MaybeUseCache(Clock::time_point now, bool attempt_failed) {
   log::Warn("no configuration from the control plane yet; serving the saved snapshot",
             {{"path", options_.cache_path}, {"reason", attempt_failed ? "control plane unreachable" : "timed out"}});
   std::string error;
-  if (!Apply(cached, now, /*from_cache=*/true, &error)) {
+  if (!Apply(cached, cached.Assemble(), now, /*from_cache=*/true, &error)) {
     log::Error("the saved snapshot does not build", {{"path", options_.cache_path}, {"error", error}});
   }
 }
 
-bool XdsClient::Apply(const xds::ResourceSet& resources, Clock::time_point received, bool from_cache,
-                      std::string* error) {
-  v1::Snapshot snapshot = resources.Assemble();
+bool XdsClient::Apply(const xds::ResourceSet& resources, v1::Snapshot snapshot, Clock::time_point received,
+                      bool from_cache, std::string* error) {
   const std::string version = snapshot.version();
   absl::Status st = apply_(std::move(snapshot));
   if (!st.ok()) {
@@ -688,6 +678,14 @@ bool XdsClient::Apply(const xds::ResourceSet& resources, Clock::time_point recei
                                       {"source", from_cache ? "saved snapshot" : "xds"},
                                       {"latency_us", std::to_string(latency.count())}});
   return true;
+}
+
+void XdsClient::SaveIfPending() {
+  if (!save_pending_ || options_.cache_path.empty()) return;
+  save_pending_ = false;
+  if (auto st = SaveSnapshotCache(options_.cache_path, agent_id_, applied_, status().active_version); !st.ok()) {
+    log::Warn("cannot save the snapshot", {{"path", options_.cache_path}, {"error", std::string(st.message())}});
+  }
 }
 
 }  // namespace meshplug::agent

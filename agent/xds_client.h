@@ -153,7 +153,12 @@ class XdsClient {
   // Applies the saved configuration when it is time to.
   void MaybeUseCache(Clock::time_point now, bool attempt_failed);
   std::optional<Clock::time_point> CacheDeadline() const;
-  bool Apply(const xds::ResourceSet& resources, Clock::time_point received, bool from_cache, std::string* error);
+  // Applies `snapshot`, which is `resources` assembled (assembling hashes every resource,
+  // so it is done once per update).
+  bool Apply(const xds::ResourceSet& resources, v1::Snapshot snapshot, Clock::time_point received, bool from_cache,
+             std::string* error);
+  // Writes the applied snapshot to the cache file if it changed since the last write.
+  void SaveIfPending();
 
   void SetState(XdsConnectionState state);
   void Update(const std::function<void(XdsClientStatus&)>& change);

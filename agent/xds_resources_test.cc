@@ -156,7 +156,7 @@ TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   const std::string path = TempPath("cache") + "/sub/dir/snapshot.json";
   ResourceSet set = Complete();
   set.SetTypeVersion(TypeUrl("Cluster"), "sv-7");
-  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set).ok());
+  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
   // Written through a temporary file that does not stay behind.
   int files = 0;
   for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
@@ -177,7 +177,7 @@ TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   set.Remove(TypeUrl("PluginScript"), "audit@1");
   Put(set, "chains", Chains("audit@2"));
   Put(set, "audit@2", Script("audit@2"));
-  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set).ok());
+  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
   EXPECT_EQ(LoadSnapshotCache(path)->resources.Assemble().version(), set.Assemble().version());
 }
 
@@ -196,7 +196,7 @@ TEST(SnapshotCacheTest, BadFilesAreRefusedWithAReason) {
             std::string::npos);
   ResourceSet incomplete = Complete();
   incomplete.Remove(TypeUrl("PluginScript"), "audit@1");
-  ASSERT_TRUE(SaveSnapshotCache(dir + "/incomplete.json", "a/b", incomplete).ok());
+  ASSERT_TRUE(SaveSnapshotCache(dir + "/incomplete.json", "a/b", incomplete, incomplete.Assemble().version()).ok());
   EXPECT_NE(LoadSnapshotCache(dir + "/incomplete.json").status().message().find("incomplete"), std::string::npos);
 }
 

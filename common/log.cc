@@ -3,9 +3,7 @@
 #include "common/strings.h"
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <mutex>
 
 namespace meshplug::log {
@@ -25,17 +23,6 @@ const char* Name(Level level) {
   return "info";
 }
 
-std::string Timestamp() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-  return buf;
-}
 
 }  // namespace
 
@@ -55,7 +42,7 @@ void SetComponent(std::string component) {
 
 void Write(Level level, std::string_view msg, Fields fields) {
   if (level < g_level.load()) return;
-  std::string line = "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + Name(level) + "\"";
+  std::string line = "{\"ts\":\"" + NowRfc3339Millis() + "\",\"level\":\"" + Name(level) + "\"";
   {
     std::lock_guard lock(g_mu);
     line += ",\"component\":" + JsonQuote(g_component);

@@ -51,5 +51,7 @@ inline std::string JsonQuote(std::string_view s) {
 
 // Now, UTC, as RFC 3339 with seconds ("2026-11-29T05:53:42Z").
 std::string NowRfc3339();
+// The same with milliseconds ("2026-11-29T05:53:42.123Z"), for log and access lines.
+std::string NowRfc3339Millis();
 
 }  // namespace meshplug

@@ -1,9 +1,7 @@
 // logging: one JSON access log line per request, when AgentSettings.access_log is set.
-#include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <string>
 
+#include "common/strings.h"
 #include "plugins/builtin/module.h"
 #include "plugins/builtin/text.h"
 
@@ -12,20 +10,6 @@ namespace {
 
 using plugins::awaitable;
 using plugins::Verdict;
-
-// RFC 3339 UTC with milliseconds.
-std::string UtcNow() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(text + n, sizeof text - n, ".%03lldZ", static_cast<long long>(millis));
-  return text;
-}
 
 class Logging final : public Module<plugins::HttpPlugin> {
  public:
@@ -46,7 +30,7 @@ class Logging final : public Module<plugins::HttpPlugin> {
     auto duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - ctx.started);
     state().access_log(Cat(
-        "{\"time\":", JsonQuote(UtcNow()),
+        "{\"time\":", JsonQuote(NowRfc3339Millis()),
         ",\"direction\":\"", direction(), "\",\"method\":", JsonQuote(req.method_string()),
         ",\"target\":", JsonQuote(req.target()),
         ",\"host\":", JsonQuote(req[plugins::http::field::host]),

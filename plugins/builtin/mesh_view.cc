@@ -224,7 +224,7 @@ absl::Status MeshView::Index() {
         return absl::InvalidArgumentError(Cat(where, ": route name is duplicated"));
       }
       if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
-      RouteView route{&r, nullptr, {}, TotalWeight(r.clusters())};
+      RouteView route{&r, nullptr, {}};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {
         auto re = Compile(r.match().regex(), where);
         if (!re.ok()) return re.status();

@@ -84,7 +84,6 @@ struct RouteView {
   const v1::HttpRoute* config = nullptr;
   std::shared_ptr<const re2::RE2> path_regex;
   std::vector<std::shared_ptr<const re2::RE2>> header_regexes;  // one per match.headers entry
-  uint64_t total_weight = 0;
 };
 
 struct ServiceView {
