@@ -13,7 +13,9 @@ std::atomic<Level> g_level{Level::kInfo};
 std::mutex g_mu;
 std::string g_component = "meshplug";
 
-const char* Name(Level level) {
+}  // namespace
+
+std::string_view LevelName(Level level) {
   switch (level) {
     case Level::kDebug: return "debug";
     case Level::kInfo: return "info";
@@ -23,14 +25,11 @@ const char* Name(Level level) {
   return "info";
 }
 
-
-}  // namespace
-
 void SetLevel(Level level) { g_level = level; }
 
 bool ParseLevel(std::string_view name, Level* out) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
-    if (name == Name(l)) return *out = l, true;
+    if (name == LevelName(l)) return *out = l, true;
   }
   return false;
 }
@@ -42,7 +41,7 @@ void SetComponent(std::string component) {
 
 void Write(Level level, std::string_view msg, Fields fields) {
   if (level < g_level.load()) return;
-  std::string line = "{\"ts\":\"" + NowRfc3339Millis() + "\",\"level\":\"" + Name(level) + "\"";
+  std::string line = "{\"ts\":\"" + NowRfc3339Millis() + "\",\"level\":\"" + std::string(LevelName(level)) + "\"";
   {
     std::lock_guard lock(g_mu);
     line += ",\"component\":" + JsonQuote(g_component);

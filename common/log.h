@@ -14,6 +14,8 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 void SetLevel(Level level);
 // Parses "debug", "info", "warn", "error"; false if unknown.
 bool ParseLevel(std::string_view name, Level* out);
+// "debug", "info", "warn", "error".
+std::string_view LevelName(Level level);
 // Names the process in every line ("control-plane", "agent").
 void SetComponent(std::string component);
 

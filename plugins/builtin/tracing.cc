@@ -1,7 +1,6 @@
 // tracing: W3C Trace Context. Continues the caller's trace with a new span id, or starts
 // a sampled trace, and passes the result upstream in `traceparent`.
 #include <cstdio>
-#include <random>
 #include <string>
 
 #include "plugins/builtin/module.h"
@@ -29,11 +28,10 @@ bool ValidTraceParent(std::string_view v) {
 }
 
 std::string RandomHex(size_t digits) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string out;
   while (out.size() < digits) {
     char word[17];
-    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(rng() | 1));
+    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(RandomU64() | 1));
     out += word;
   }
   return out.substr(0, digits);

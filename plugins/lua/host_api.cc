@@ -554,13 +554,6 @@ int HttpCall(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-std::optional<LogLevel> ParseLevel(std::string_view name) {
-  for (const LogLevel level : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarn, LogLevel::kError}) {
-    if (LogLevelName(level) == name) return level;
-  }
-  return std::nullopt;
-}
-
 void Emit(lua_State* L, LogLevel level, int message_index) {
   size_t size = 0;
   const char* message = lua_tolstring(L, message_index, &size);
@@ -570,10 +563,10 @@ void Emit(lua_State* L, LogLevel level, int message_index) {
 
 // log(level, message): level is "debug", "info", "warn" or "error".
 int Log(lua_State* L) {
-  const std::optional<LogLevel> level = ParseLevel(CheckString(L, 1));
-  if (!level) luaL_argerror(L, 1, "level must be debug, info, warn or error");
+  LogLevel level;
+  if (!log::ParseLevel(CheckString(L, 1), &level)) luaL_argerror(L, 1, "level must be debug, info, warn or error");
   luaL_tolstring(L, 2, nullptr);
-  Emit(L, *level, -1);
+  Emit(L, level, -1);
   return 0;
 }
 

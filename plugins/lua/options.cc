@@ -3,34 +3,10 @@
 #include "common/log.h"
 
 namespace meshplug::plugins::lua {
-namespace {
-
-log::Level ToLogLevel(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug: return log::Level::kDebug;
-    case LogLevel::kInfo: return log::Level::kInfo;
-    case LogLevel::kWarn: return log::Level::kWarn;
-    case LogLevel::kError: return log::Level::kError;
-  }
-  return log::Level::kInfo;
-}
-
-}  // namespace
-
-std::string_view LogLevelName(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
-  }
-  return "info";
-}
-
 // The process's JSON log, with the plugin's name as a field.
 LogSink StderrJsonLog() {
   return [](LogLevel level, std::string_view plugin, std::string_view message) {
-    log::Write(ToLogLevel(level), message, {{"plugin", plugin}});
+    log::Write(level, message, {{"plugin", plugin}});
   };
 }
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/log.h"
+
 namespace meshplug::plugins::lua {
 
 struct LuaLimits {
@@ -25,8 +27,8 @@ struct LuaLimits {
   size_t http_call_max_response_body = 1 << 20;
 };
 
-enum class LogLevel { kDebug, kInfo, kWarn, kError };
-std::string_view LogLevelName(LogLevel level);
+// Script log levels are the process's (common/log.h).
+using LogLevel = log::Level;
 
 // Receives script logs (log(), print()) and runtime errors, with the plugin's name.
 using LogSink = std::function<void(LogLevel, std::string_view plugin, std::string_view message)>;

@@ -45,7 +45,7 @@ class LogCapture {
  public:
   LogSink sink() {
     return [lines = lines_](LogLevel level, std::string_view plugin, std::string_view message) {
-      lines->push_back(std::string(LogLevelName(level)) + " " + std::string(plugin) + ": " +
+      lines->push_back(std::string(log::LevelName(level)) + " " + std::string(plugin) + ": " +
                        std::string(message));
     };
   }
