@@ -68,7 +68,7 @@ absl::Status ChainSetBuilder::BuildChain(
       return absl::Status(plugin.status().code(),
                           Cat(where, ": ", std::string(plugin.status().message())));
     }
-    out.push_back({module.name(), module.priority(), std::move(*plugin)});
+    out.push_back({module.name(), std::move(*plugin)});
   }
   return absl::OkStatus();
 }

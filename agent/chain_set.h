@@ -26,7 +26,6 @@ namespace meshplug::agent {
 template <typename Plugin>
 struct ChainEntry {
   std::string name;
-  uint32_t priority = 0;
   std::shared_ptr<Plugin> plugin;
 };
 using HttpChain = std::vector<ChainEntry<plugins::HttpPlugin>>;

@@ -1,5 +1,7 @@
 #include "control_plane/translate/mesh_state.h"
 
+#include "common/hash.h"
+#include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
 namespace meshplug::translate {
@@ -25,7 +27,9 @@ bool MeshState::Put(const store::Entry& e) {
   if (k.kind == "Plugin") {
     auto& v = plugins[k.name];
     v.create_revision = e.create_revision;
-    return Parse(e, v.object);
+    if (!Parse(e, v.object)) return false;
+    v.script_name = Cat(k.name, "@", Sha256Hex(v.object.spec().script()).substr(0, 16));
+    return true;
   }
   if (k.kind == "PluginChain") return Parse(e, plugin_chains[ok]);
   if (k.kind == "PluginConfig") {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "common/hash.h"
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
@@ -230,7 +229,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
                                            [&](const Module& m) { return m.name == plugin; });
           if (already) continue;
           const auto& spec = it->second.object.spec();
-          const std::string script_name = Cat(plugin, "@", Sha256Hex(spec.script()).substr(0, 16));
+          const std::string& script_name = it->second.script_name;
           modules.push_back(Module{plugin, static_cast<uint32_t>(spec.priority()), script_name});
           t.report.mounted_plugins.insert(plugin);
           if (scripts_added.insert(script_name).second) {

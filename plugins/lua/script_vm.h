@@ -30,8 +30,6 @@ class ScriptVm {
   bool Has(Phase phase) const { return functions_[Index(phase)] != LUA_NOREF; }
   BodyMode request_body_mode() const { return request_body_; }
   BodyMode response_body_mode() const { return response_body_; }
-  LuaState& state() { return *state_; }
-  size_t memory_used() const { return state_->memory_used(); }
 
   // After a panic the state may be inconsistent and must not be touched again.
   bool broken() const { return state_->panicked(); }
