@@ -163,7 +163,7 @@ struct SotwOps {
     for (const auto& any : resp.resources()) {
       auto msg = xds::ResourceSet::Decode(resp.type_url(), any);
       if (!msg.ok()) return msg.status();
-      std::string name = xds::ResourceSet::NameOf(resp.type_url(), **msg);
+      std::string name = ::meshplug::xds::ResourceName(**msg);
       if (name.empty())
         return absl::InvalidArgumentError(Cat("a ", xds::ShortType(resp.type_url()), " resource has no name"));
       if (named.count(name)) {

@@ -54,23 +54,6 @@ absl::StatusOr<std::shared_ptr<const google::protobuf::Message>> ResourceSet::De
   return std::shared_ptr<const google::protobuf::Message>(std::move(msg));
 }
 
-std::string ResourceSet::NameOf(const std::string& type_url, const google::protobuf::Message& m) {
-  const std::string type = ShortType(type_url);
-  if (type == "AgentSettings") return "agent";
-  if (type == "ChainSet") {
-    const auto& c = static_cast<const v1::ChainSet&>(m);
-    return c.name().empty() ? "chains" : c.name();
-  }
-  if (type == "PluginScript") return static_cast<const v1::PluginScript&>(m).name();
-  if (type == "Cluster") return static_cast<const v1::Cluster&>(m).name();
-  if (type == "Endpoints") return static_cast<const v1::Endpoints&>(m).cluster();
-  if (type == "Service") {
-    const auto& s = static_cast<const v1::Service&>(m);
-    return s.inbound() ? s.name() + "|inbound" : s.name();
-  }
-  return "";
-}
-
 void ResourceSet::Put(const std::string& type_url, const std::string& name, Entry entry) {
   by_type_[type_url][name] = std::move(entry);
 }

@@ -39,9 +39,6 @@ class ResourceSet {
   // holds another type or the bytes do not parse.
   static absl::StatusOr<std::shared_ptr<const google::protobuf::Message>> Decode(const std::string& type_url,
                                                                                  const google::protobuf::Any& any);
-  // The name of a resource whose response does not carry names (state of the world),
-  // by the control plane's naming rule.
-  static std::string NameOf(const std::string& type_url, const google::protobuf::Message& message);
 
   void Put(const std::string& type_url, const std::string& name, Entry entry);
   void Remove(const std::string& type_url, const std::string& name);

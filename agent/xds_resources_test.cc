@@ -139,9 +139,9 @@ TEST(ResourceSetTest, DecodeChecksTheType) {
   any.set_value("\xff\xff\xff");
   EXPECT_FALSE(ResourceSet::Decode(TypeUrl("Cluster"), any).ok());
 
-  EXPECT_EQ(ResourceSet::NameOf(TypeUrl("Service"), Service("web.shop", "c", true)), "web.shop|inbound");
-  EXPECT_EQ(ResourceSet::NameOf(TypeUrl("Endpoints"), Endpoints("c")), "c");
-  EXPECT_EQ(ResourceSet::NameOf(TypeUrl("AgentSettings"), v1::AgentSettings()), "agent");
+  EXPECT_EQ(::meshplug::xds::ResourceName(Service("web.shop", "c", true)), "web.shop|inbound");
+  EXPECT_EQ(::meshplug::xds::ResourceName(Endpoints("c")), "c");
+  EXPECT_EQ(::meshplug::xds::ResourceName(v1::AgentSettings()), "agent");
 }
 
 std::string TempPath(const std::string& name) {

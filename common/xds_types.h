@@ -18,6 +18,12 @@ inline constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
 const std::vector<std::string>& TypeUrls();
 std::string TypeUrl(const std::string& message_name);  // "ChainSet" → full URL
 
+// The name of a snapshot resource, the same on both sides (state of the world sends no
+// names): "agent" for AgentSettings, the chain set's name ("chains" when empty), a
+// PluginScript's and a Cluster's name, an Endpoints' cluster, a Service's name with
+// "|inbound" for the agent's own services. "" for other messages.
+std::string ResourceName(const google::protobuf::Message& resource);
+
 // 16 hex digits of the SHA-256 of the resource's deterministic encoding.
 std::string ResourceVersion(const google::protobuf::Message& resource);
 // The version of one type: a digest of its resources' names and versions.

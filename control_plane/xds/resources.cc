@@ -41,16 +41,17 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
                                                   const AgentResources* base) {
   auto out = std::make_shared<AgentResources>();
   if (base) out->by_type = base->by_type;
-  auto add = [&](const std::string& name, const google::protobuf::Message& msg) {
+  auto add = [&](const google::protobuf::Message& msg) {
+    const std::string name = ResourceName(msg);
     auto r = interner.Intern(name, msg);
     out->by_type[r->any.type_url()][name] = std::move(r);
   };
-  if (snap.has_settings()) add("agent", snap.settings());
-  if (snap.has_chains()) add("chains", snap.chains());
-  for (const auto& s : snap.scripts()) add(s.name(), s);
-  for (const auto& s : snap.services()) add(s.inbound() ? s.name() + "|inbound" : s.name(), s);
-  for (const auto& c : snap.clusters()) add(c.name(), c);
-  for (const auto& e : snap.endpoints()) add(e.cluster(), e);
+  if (snap.has_settings()) add(snap.settings());
+  if (snap.has_chains()) add(snap.chains());
+  for (const auto& s : snap.scripts()) add(s);
+  for (const auto& s : snap.services()) add(s);
+  for (const auto& c : snap.clusters()) add(c);
+  for (const auto& e : snap.endpoints()) add(e);
   for (const auto& type : TypeUrls()) {
     std::map<std::string, std::string> versions;
     for (const auto& [name, r] : out->Of(type)) versions.emplace(name, r->version);
