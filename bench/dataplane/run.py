@@ -683,7 +683,16 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rate_seconds, args.rates = 3, 3, "1000,10000,20000"
-    args.rates = [int(x) for x in args.rates.split(",") if x]
+    try:
+        args.rates = [int(x) for x in args.rates.split(",") if x]
+    except ValueError:
+        ap.error(f"--rates must be comma-separated whole requests per second, got {args.rates!r}")
+    if not args.rates or min(args.rates) <= 0:
+        ap.error("--rates needs at least one rate, each above 0")
+    for option in ("paths", "profile"):
+        unknown = sorted(set(getattr(args, option)) - set(PATHS))
+        if unknown:
+            ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
     if os.cpu_count() < 2:
         global PROXY_CPU
         PROXY_CPU = LOADGEN_CPU

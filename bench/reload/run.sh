@@ -18,6 +18,9 @@ CONNECTIONS="${CONNECTIONS:-64}"
 OUT="${OUT:-$(mktemp -d /tmp/meshplug-reload.XXXXXX)}"
 BIN="${BIN:-}"
 NS=reload
+for n in $HZS $SECONDS_PER_RUN $CONNECTIONS; do
+  [[ "$n" =~ ^[0-9]+$ ]] || { echo "HZS, SECONDS_PER_RUN and CONNECTIONS take whole numbers, got '$n'" >&2; exit 2; }
+done
 PY=/usr/bin/python3
 command -v wrk >/dev/null && command -v nginx >/dev/null || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >&2

@@ -523,6 +523,10 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_agents) < 1 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_services) < 1) {
+    std::fprintf(stderr, "--agents, --repeats and --services must be at least 1\n");
+    return 2;
+  }
   const std::string protocol = absl::GetFlag(FLAGS_protocol);
   if (protocol == "sotw") return Run<SotwStream>();
   if (protocol == "delta") return Run<DeltaStream>();
