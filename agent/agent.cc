@@ -8,23 +8,22 @@
 #include <cstdio>
 #include <future>
 
-#include "agent/accept_backoff.h"
-#include "agent/admin.h"
-#include "agent/tcp_proxy.h"
-#include "plugins/builtin/text.h"
+#include "net/accept_backoff.h"
+#include "agent/admin/admin.h"
+#include "agent/proxy/tcp_proxy.h"
+#include "common/strings.h"
 
 namespace meshplug::agent {
 
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
-using builtin::Cat;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
 
-Agent::Agent(AgentOptions options, std::unique_ptr<BuiltinFactory> builtins,
-             const ScriptFactory* scripts)
+Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> builtins,
+             const chains::ScriptFactory* scripts)
     : options_(std::move(options)),
-      builtins_(builtins ? std::move(builtins) : std::make_unique<DefaultBuiltins>()),
+      builtins_(builtins ? std::move(builtins) : std::make_unique<chains::BuiltinModuleFactory>()),
       scripts_(scripts),
-      builder_(*builtins_, scripts, state_, options_.limits) {
+      builder_(*builtins_, scripts, builtin_state_, options_.limits) {
   size_t n = options_.workers != 0 ? options_.workers
                                    : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < n; ++i) {
@@ -42,14 +41,14 @@ Agent::~Agent() {
 absl::StatusOr<std::shared_ptr<Agent::Acceptor>> Agent::Listen(const std::string& address,
                                                               uint16_t port) {
   boost::system::error_code ec;
-  net::ip::address ip = net::ip::make_address(address, ec);
+  asio::ip::address ip = asio::ip::make_address(address, ec);
   if (ec) return absl::InvalidArgumentError(Cat("bad listen address \"", address, "\""));
   auto acceptor = std::make_shared<Acceptor>(control_);
   tcp::endpoint endpoint(ip, port);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->set_option(Acceptor::reuse_address(true), ec);
   if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return absl::UnavailableError(Cat("cannot listen on ", address, ":", port, ": ", ec.message()));
   }
@@ -60,37 +59,50 @@ Agent::Worker& Agent::NextWorker() {
   return *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
 }
 
-ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
-  return ProxyEnv{&chains_, worker.pool.get(), &state_.stats, inbound, &draining_, &in_flight_};
+proxy::ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
+  return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_};
+}
+
+std::string Agent::RenderStats() {
+  stats_.SetGauge("meshplug_agent_chain_sets_live", {}, chains::ChainSet::Live());
+  stats_.SetGauge("meshplug_agent_chain_swaps", {}, static_cast<int64_t>(swaps()));
+  if (scripts_ != nullptr) scripts_->ExportStats(stats_);
+  std::string out = stats_.RenderPrometheus();
+  // The version in use, as an info metric: one series, for the active set only.
+  if (std::shared_ptr<const chains::ChainSet> active = chains_.Get()) {
+    out += "# TYPE meshplug_agent_snapshot_info gauge\nmeshplug_agent_snapshot_info{version=" +
+           JsonQuote(active->version()) + "} 1\n";
+  }
+  return out;
 }
 
 void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp) {
-  net::co_spawn(
+  asio::co_spawn(
       control_,
-      [this, acceptor, inbound, tcp]() -> net::awaitable<void> {
+      [this, acceptor, inbound, tcp]() -> asio::awaitable<void> {
         uint16_t port = acceptor->local_endpoint().port();
-        AcceptBackoff backoff;
+        net::AcceptBackoff backoff;
         while (acceptor->is_open()) {
           Worker& worker = NextWorker();
           boost::system::error_code ec;
           tcp::socket socket =
-              co_await acceptor->async_accept(worker.context, net::redirect_error(net::use_awaitable, ec));
-          if (ec == net::error::operation_aborted || !acceptor->is_open()) break;
+              co_await acceptor->async_accept(worker.context, asio::redirect_error(asio::use_awaitable, ec));
+          if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
           if (ec) {  // e.g. EMFILE: a later accept may succeed
             co_await backoff.AfterError();
             continue;
           }
           backoff.AfterSuccess();
           if (tcp) {
-            net::co_spawn(worker.context, ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port),
-                          net::detached);
+            asio::co_spawn(worker.context, proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port),
+                          asio::detached);
           } else {
-            net::co_spawn(worker.context, ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
-                          net::detached);
+            asio::co_spawn(worker.context, proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
+                          asio::detached);
           }
         }
       },
-      net::detached);
+      asio::detached);
 }
 
 absl::Status Agent::Start() {
@@ -107,15 +119,15 @@ absl::Status Agent::Start() {
   admin_acceptor_ = *admin;
   AcceptLoop(*outbound, false, false);
   AcceptLoop(*inbound, true, false);
-  ServeAdmin(control_, *admin, *this);
+  admin::ServeAdmin(control_, *admin, *this);
   for (auto& worker : workers_) {
     worker->thread = std::thread([&context = worker->context] {
-      auto guard = net::make_work_guard(context);
+      auto guard = asio::make_work_guard(context);
       context.run();
     });
   }
   control_thread_ = std::thread([this] {
-    auto guard = net::make_work_guard(control_);
+    auto guard = asio::make_work_guard(control_);
     control_.run();
   });
   return absl::OkStatus();
@@ -124,17 +136,17 @@ absl::Status Agent::Start() {
 absl::Status Agent::Apply(v1::Snapshot snapshot) {
   std::lock_guard lock(apply_mu_);
   if (applies_closed_) return absl::UnavailableError("the agent is stopping");
-  absl::StatusOr<std::shared_ptr<const ChainSet>> next = builder_.Build(std::move(snapshot));
+  absl::StatusOr<std::shared_ptr<const chains::ChainSet>> next = builder_.Build(std::move(snapshot));
   if (!next.ok()) return next.status();
   // Listeners are control-thread state; before Start() there is no control thread yet.
   auto on_control = [this](auto task) {
     if (!control_thread_.joinable()) return task();
     std::packaged_task<absl::Status()> packaged(std::move(task));
     std::future<absl::Status> done = packaged.get_future();
-    net::post(control_, [&packaged] { packaged(); });
+    asio::post(control_, [&packaged] { packaged(); });
     return done.get();
   };
-  const builtin::MeshView& mesh = (*next)->mesh();
+  const routing::MeshView& mesh = (*next)->mesh();
   if (absl::Status s = on_control([&] { return OpenTcpListeners(mesh); }); !s.ok()) return s;
   chains_.Swap(*next);
   swaps_.fetch_add(1);
@@ -144,7 +156,7 @@ absl::Status Agent::Apply(v1::Snapshot snapshot) {
   });
 }
 
-absl::Status Agent::OpenTcpListeners(const builtin::MeshView& mesh) {
+absl::Status Agent::OpenTcpListeners(const routing::MeshView& mesh) {
   std::vector<std::pair<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>>> opened;
   for (bool inbound : {false, true}) {
     for (const auto& [port, view] : mesh.tcp_ports(inbound)) {
@@ -167,7 +179,7 @@ absl::Status Agent::OpenTcpListeners(const builtin::MeshView& mesh) {
   return absl::OkStatus();
 }
 
-void Agent::CloseUnusedTcpListeners(const builtin::MeshView& mesh) {
+void Agent::CloseUnusedTcpListeners(const routing::MeshView& mesh) {
   for (auto it = tcp_acceptors_.begin(); it != tcp_acceptors_.end();) {
     if (mesh.tcp_ports(it->first.first).contains(it->first.second)) {
       ++it;
@@ -184,7 +196,7 @@ void Agent::Drain() {
     draining_ = true;
     if (control_thread_.joinable()) {
       std::promise<void> closed;
-      net::post(control_, [this, &closed] {
+      asio::post(control_, [this, &closed] {
         boost::system::error_code ec;
         // The admin acceptor stays open so /ready can report the drain.
         for (auto& acceptor : http_acceptors_) acceptor->close(ec);

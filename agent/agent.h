@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "agent/chain_set.h"
-#include "agent/http_proxy.h"
+#include "agent/admin/admin.h"
+#include "agent/chains/chain_set.h"
+#include "agent/proxy/http_proxy.h"
+#include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
 #include "net/upstream_pool.h"
 #include "plugins/builtin/state.h"
@@ -30,16 +32,17 @@ struct AgentOptions {
   std::string admin_address = "127.0.0.1";
   uint16_t admin_port = 15000;
   size_t workers = 0;  // 0: one per core
-  Limits limits;
+  proxy::Limits limits;
   std::chrono::milliseconds drain_timeout{10'000};
 };
 
-class Agent {
+class Agent final : public admin::AdminTarget {
  public:
-  // `builtins` defaults to DefaultBuiltins; `scripts` may be null (no Lua runtime).
-  explicit Agent(AgentOptions options, std::unique_ptr<BuiltinFactory> builtins = nullptr,
-                 const ScriptFactory* scripts = nullptr);
-  ~Agent();
+  // `builtins` defaults to the modules of plugins/builtin; `scripts` may be null (no Lua
+  // runtime).
+  explicit Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> builtins = nullptr,
+                 const chains::ScriptFactory* scripts = nullptr);
+  ~Agent() override;
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -55,7 +58,7 @@ class Agent {
   // every thread. Safe to call from any thread but a worker's, and more than once.
   void Drain();
   // Drain() on a thread of its own (for /quitquitquit).
-  void DrainAsync();
+  void DrainAsync() override;
   // Blocks until the agent has stopped.
   void Wait();
 
@@ -63,12 +66,15 @@ class Agent {
   uint16_t inbound_port() const { return inbound_port_; }
   uint16_t admin_port() const { return admin_port_; }
 
-  const ActiveChainSet& chains() const { return chains_; }
-  // Null without a Lua runtime.
-  const ScriptFactory* scripts() const { return scripts_; }
-  builtin::BuiltinState& state() { return state_; }
+  const chains::ActiveChainSet& chains() const { return chains_; }
+  std::shared_ptr<const chains::ChainSet> ActiveChainSet() const override { return chains_.Get(); }
+  // The agent's metrics, with the script runtime's and the snapshot in use.
+  std::string RenderStats() override;
+  Stats& stats() { return stats_; }
+  // Where the logging module writes access log lines (one JSON object each, no newline).
+  void SetAccessLog(std::function<void(std::string_view)> sink) { builtin_state_.access_log = std::move(sink); }
   uint64_t swaps() const { return swaps_.load(); }
-  bool draining() const { return draining_.load(); }
+  bool draining() const override { return draining_.load(); }
 
  private:
   struct Worker {
@@ -82,18 +88,19 @@ class Agent {
   // Accepts on the control thread and hands each connection to the next worker.
   void AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp);
   Worker& NextWorker();
-  ProxyEnv EnvFor(Worker& worker, bool inbound);
+  proxy::ProxyEnv EnvFor(Worker& worker, bool inbound);
   // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.
-  absl::Status OpenTcpListeners(const builtin::MeshView& mesh);
-  void CloseUnusedTcpListeners(const builtin::MeshView& mesh);
+  absl::Status OpenTcpListeners(const routing::MeshView& mesh);
+  void CloseUnusedTcpListeners(const routing::MeshView& mesh);
   void Stop();
 
   AgentOptions options_;
-  std::unique_ptr<BuiltinFactory> builtins_;
-  builtin::BuiltinState state_;
-  const ScriptFactory* scripts_;
-  ChainSetBuilder builder_;
-  ActiveChainSet chains_;
+  std::unique_ptr<chains::BuiltinFactory> builtins_;
+  Stats stats_;
+  plugins::builtin::BuiltinState builtin_state_{stats_};
+  const chains::ScriptFactory* scripts_;
+  chains::ChainSetBuilder builder_;
+  chains::ActiveChainSet chains_;
   std::mutex apply_mu_;  // one Apply at a time
   bool applies_closed_ = false;  // under apply_mu_: stopping, Apply refuses
   std::atomic<uint64_t> swaps_{0};

@@ -13,10 +13,10 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "agent/agent.h"
-#include "agent/bootstrap.h"
-#include "agent/script_runtime.h"
+#include "agent/xds/bootstrap.h"
+#include "agent/chains/script_runtime.h"
 #include "agent/snapshot_file.h"
-#include "agent/xds_client.h"
+#include "agent/xds/xds_client.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -119,23 +119,23 @@ namespace agent_ns = meshplug::agent;
 
 // The bootstrap file overlaid with the identity flags; nullopt-equivalent (empty node id
 // and xds address) when neither says anything about xDS.
-absl::StatusOr<agent_ns::Bootstrap> BootstrapFromFlags() {
-  agent_ns::Bootstrap b;
+absl::StatusOr<agent_ns::xds::Bootstrap> BootstrapFromFlags() {
+  agent_ns::xds::Bootstrap b;
   if (std::string path = absl::GetFlag(FLAGS_bootstrap); !path.empty()) {
-    auto file = agent_ns::ReadBootstrapFile(path);
+    auto file = agent_ns::xds::ReadBootstrapFile(path);
     if (!file.ok()) return file.status();
     b = *std::move(file);
   }
-  agent_ns::Bootstrap flags;
+  agent_ns::xds::Bootstrap flags;
   flags.node_id = absl::GetFlag(FLAGS_node_id);
   flags.namespace_ = absl::GetFlag(FLAGS_namespace);
-  auto labels = agent_ns::ParseLabels(absl::GetFlag(FLAGS_labels));
+  auto labels = agent_ns::xds::ParseLabels(absl::GetFlag(FLAGS_labels));
   if (!labels.ok()) return absl::InvalidArgumentError(Cat("--labels: ", std::string(labels.status().message())));
   flags.labels = *labels;
   flags.service_account = absl::GetFlag(FLAGS_service_account);
   flags.address = absl::GetFlag(FLAGS_address);
   flags.inbound_port = absl::GetFlag(FLAGS_advertise_inbound_port);
-  auto ports = agent_ns::ParsePorts(absl::GetFlag(FLAGS_app_ports));
+  auto ports = agent_ns::xds::ParsePorts(absl::GetFlag(FLAGS_app_ports));
   if (!ports.ok()) return absl::InvalidArgumentError(Cat("--app_ports: ", std::string(ports.status().message())));
   flags.app_ports = *ports;
   flags.xds_address = absl::GetFlag(FLAGS_xds_address);
@@ -149,18 +149,18 @@ absl::StatusOr<agent_ns::Bootstrap> BootstrapFromFlags() {
   return b;
 }
 
-std::string DefaultCachePath(const agent_ns::Bootstrap& b) {
+std::string DefaultCachePath(const agent_ns::xds::Bootstrap& b) {
   const std::string file = Cat("agents/", b.namespace_, ".", b.node_id, ".snapshot.json");
   if (const char* home = std::getenv("MESHPLUG_HOME")) return Cat(home, "/", file);
   const char* home = std::getenv("HOME");
   return Cat(home ? home : ".", "/.local/share/meshplug/", file);
 }
 
-agent_ns::XdsClientOptions XdsOptions(const agent_ns::Bootstrap& b, uint16_t inbound_port, bool have_snapshot) {
-  agent_ns::XdsClientOptions o;
+agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, uint16_t inbound_port, bool have_snapshot) {
+  agent_ns::xds::XdsClientOptions o;
   o.server_address = b.xds_address;
-  o.protocol = b.xds_protocol == "sotw" ? agent_ns::XdsProtocol::kSotw : agent_ns::XdsProtocol::kDelta;
-  o.node = agent_ns::MakeNode(b, inbound_port);
+  o.protocol = b.xds_protocol == "sotw" ? agent_ns::xds::XdsProtocol::kSotw : agent_ns::xds::XdsProtocol::kDelta;
+  o.node = agent_ns::xds::MakeNode(b, inbound_port);
   o.cache_path = b.snapshot_cache.empty() ? DefaultCachePath(b) : b.snapshot_cache == "none" ? "" : b.snapshot_cache;
   o.use_cache_at_start = !have_snapshot;
   o.initial_fetch_timeout = Ms(absl::GetFlag(FLAGS_xds_initial_fetch_timeout));
@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
                        !absl::GetFlag(FLAGS_bootstrap).empty();
   const std::string snapshot_file = absl::GetFlag(FLAGS_snapshot_file);
   if (use_xds) {
-    if (absl::Status valid = agent_ns::Validate(*bootstrap); !valid.ok()) {
+    if (absl::Status valid = agent_ns::xds::Validate(*bootstrap); !valid.ok()) {
       std::fprintf(stderr, "agent: %s\n", std::string(valid.message()).c_str());
       return 1;
     }
@@ -217,17 +217,17 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<agent_ns::ScriptFactory> scripts = agent_ns::MakeScriptRuntime();
+  std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime();
   meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
   // Access log lines (the logging module, when MeshConfig's observability.accessLog is on)
   // go to stdout, one JSON object per line.
-  agent.state().access_log = [](std::string_view line) {
+  agent.SetAccessLog([](std::string_view line) {
     static std::mutex mu;
     std::lock_guard lock(mu);
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-  };
+  });
   if (const std::string& path = snapshot_file; !path.empty()) {
     auto snapshot = meshplug::agent::ReadSnapshotFile(path);
     absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)) : snapshot.status();
@@ -247,20 +247,20 @@ int main(int argc, char** argv) {
                           {"inbound", std::to_string(agent.inbound_port())},
                           {"admin", std::to_string(agent.admin_port())}});
 
-  std::unique_ptr<agent_ns::XdsClient> xds;
+  std::unique_ptr<agent_ns::xds::XdsClient> xds;
   if (use_xds) {
-    agent_ns::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
+    agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
     if (bootstrap->address.empty()) {
       log::Warn("no workload address (--address): peers cannot reach this workload through the mesh");
     }
     log::Info("following the control plane",
               {{"xds_address", options.server_address},
-               {"protocol", options.protocol == agent_ns::XdsProtocol::kDelta ? "delta" : "sotw"},
+               {"protocol", options.protocol == agent_ns::xds::XdsProtocol::kDelta ? "delta" : "sotw"},
                {"agent", bootstrap->AgentId()},
                {"snapshot_cache", options.cache_path.empty() ? "none" : options.cache_path}});
-    xds = std::make_unique<agent_ns::XdsClient>(
+    xds = std::make_unique<agent_ns::xds::XdsClient>(
         std::move(options), [&agent](meshplug::v1::Snapshot s) { return agent.Apply(std::move(s)); },
-        &agent.state().stats);
+        &agent.stats());
     xds->Start();
   }
   std::thread waiter([&] { DrainOnSignal(agent); });

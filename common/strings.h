@@ -2,6 +2,7 @@
 // std::string_view), so absl::StrCat does not take std::string_view; these helpers do.
 #pragma once
 
+#include <charconv>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -47,6 +48,22 @@ inline std::string JsonQuote(std::string_view s) {
     }
   }
   return out + "\"";
+}
+
+// ASCII lower case.
+inline std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// The whole of `s` as a decimal number.
+template <typename Int>
+bool ParseNumber(std::string_view s, Int& out) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
 }
 
 // Now, UTC, as RFC 3339 with seconds ("2026-11-29T05:53:42Z").

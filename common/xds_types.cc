@@ -3,7 +3,7 @@
 #include "common/hash.h"
 #include "meshplug/v1/snapshot.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::xds_types {
 
 const std::vector<std::string>& TypeUrls() {
   static const auto* urls = new std::vector<std::string>{
@@ -52,4 +52,4 @@ std::string SnapshotVersion(const std::map<std::string, std::string>& type_versi
   return Sha256Hex(digest).substr(0, 16);
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::xds_types

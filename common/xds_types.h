@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace meshplug::xds {
+namespace meshplug::xds_types {
 
 inline constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
 // The six type URLs in the order they are pushed: what others reference goes first
@@ -32,4 +32,4 @@ std::string TypeVersion(const std::map<std::string, std::string>& name_versions)
 // from the map counts as empty).
 std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions);
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::xds_types

@@ -16,7 +16,7 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/test_support.h"
+#include "agent/testing/test_support.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::harness {

@@ -10,7 +10,7 @@
 #include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/translate.h"
 #include "plugins/builtin/builtins.h"
-#include "plugins/builtin/mesh_view.h"
+#include "agent/routing/mesh_view.h"
 #include "plugins/builtin/state.h"
 
 namespace meshplug {
@@ -41,19 +41,20 @@ translate::MeshState ScenarioState() {
 }
 
 void ExpectAccepted(const v1::Snapshot& snap) {
-  auto view = builtin::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
+  auto view = agent::routing::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
   ASSERT_TRUE(view.ok()) << view.status();
-  builtin::BuiltinState state;
+  Stats stats;
+  plugins::builtin::BuiltinState state(stats);
   const auto& c = snap.chains();
   for (const auto* chain : {&c.inbound_http(), &c.outbound_http()}) {
     for (const auto& m : *chain) {
       if (!m.builtin()) continue;
-      EXPECT_TRUE(builtin::MakeHttpBuiltin(m.name(), {*view, chain == &c.inbound_http(), &state}).ok()) << m.name();
+      EXPECT_TRUE(plugins::builtin::MakeHttpBuiltin(m.name(), {*view, chain == &c.inbound_http(), &state}).ok()) << m.name();
     }
   }
   for (const auto* chain : {&c.inbound_tcp(), &c.outbound_tcp()}) {
     for (const auto& m : *chain) {
-      EXPECT_TRUE(builtin::MakeTcpBuiltin(m.name(), {*view, chain == &c.inbound_tcp(), &state}).ok()) << m.name();
+      EXPECT_TRUE(plugins::builtin::MakeTcpBuiltin(m.name(), {*view, chain == &c.inbound_tcp(), &state}).ok()) << m.name();
     }
   }
 }
@@ -69,7 +70,7 @@ TEST(SnapshotContract, ScenarioSnapshotsBuildInTheAgent) {
 TEST(SnapshotContract, OwnServiceIsBothInboundAndADestinationWithItsOwnConfigs) {
   const translate::MeshState state = ScenarioState();
   const auto snap = testing_fixtures::WholeTranslation(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;
-  auto view = builtin::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
+  auto view = agent::routing::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
   ASSERT_TRUE(view.ok()) << view.status();
   // The verifier's config is on httpbin's inbound service (the agent mounts the verifier).
   EXPECT_NE((*view)->configs(true).Find("httpbin.httpbin", "token-verifier"), nullptr);

@@ -13,9 +13,9 @@
 namespace meshplug {
 namespace {
 
-namespace net = boost::asio;
+namespace asio = boost::asio;
 namespace beast = boost::beast;
-using tcp = net::ip::tcp;
+using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 // An idle connection is usable when the peer has neither closed it nor sent anything.
@@ -31,26 +31,26 @@ Clock::time_point Expiry(const UpstreamConnection& c) { return c.idle_since + c.
 
 // async_resolve cannot be interrupted while getaddrinfo runs, so the lookup races a timer
 // and a late answer lands in shared state that nobody reads any more.
-net::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& host,
+asio::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& host,
                                                             uint16_t port,
                                                             Clock::time_point deadline,
                                                             beast::error_code& ec) {
   ec = {};
   beast::error_code not_literal;
-  const net::ip::address address = net::ip::make_address(host, not_literal);
+  const asio::ip::address address = asio::ip::make_address(host, not_literal);
   if (!not_literal) {
     co_return tcp::resolver::results_type::create(tcp::endpoint(address, port), host,
                                                   std::to_string(port));
   }
   struct Race {
-    explicit Race(const net::any_io_executor& ex) : timer(ex), resolver(ex) {}
-    net::steady_timer timer;
+    explicit Race(const asio::any_io_executor& ex) : timer(ex), resolver(ex) {}
+    asio::steady_timer timer;
     tcp::resolver resolver;
     tcp::resolver::results_type results;
     beast::error_code ec;
     bool done = false;
   };
-  auto race = std::make_shared<Race>(co_await net::this_coro::executor);
+  auto race = std::make_shared<Race>(co_await asio::this_coro::executor);
   race->timer.expires_at(deadline);
   race->resolver.async_resolve(
       host, std::to_string(port),
@@ -61,7 +61,7 @@ net::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& h
         race->timer.cancel();
       });
   beast::error_code ignored;
-  co_await race->timer.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  co_await race->timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   if (!race->done) {
     race->resolver.cancel();
     ec = beast::error::timeout;
@@ -71,15 +71,15 @@ net::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& h
   co_return race->results;
 }
 
-net::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
-    net::any_io_executor executor, const std::string& host, uint16_t port,
+asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
+    asio::any_io_executor executor, const std::string& host, uint16_t port,
     std::chrono::milliseconds timeout, beast::error_code& ec) {
   const Clock::time_point deadline = Clock::now() + timeout;
   const auto endpoints = co_await ResolveUpstream(host, port, deadline, ec);
   if (ec) co_return nullptr;
   auto c = std::make_unique<UpstreamConnection>(executor);
   c->stream.expires_at(deadline);
-  co_await c->stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  co_await c->stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return nullptr;
   c->stream.socket().set_option(tcp::no_delay(true), ec);
   ec = {};
@@ -87,12 +87,12 @@ net::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
   co_return c;
 }
 
-UpstreamPool::UpstreamPool(net::any_io_executor executor)
+UpstreamPool::UpstreamPool(asio::any_io_executor executor)
     : executor_(std::move(executor)),
       sweep_timer_(executor_),
       self_(std::make_shared<UpstreamPool*>(this)) {}
 
-net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
     std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
     beast::error_code& ec) {
@@ -123,7 +123,7 @@ net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
   co_return c;
 }
 
-net::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Connect(
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Connect(
     const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
     beast::error_code& ec) {
   return ConnectUpstream(executor_, host, port, timeout, ec);

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/test_support.h"
+#include "agent/testing/test_support.h"
 #include "integration/harness/process.h"
 
 namespace {

@@ -170,14 +170,14 @@ TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
   ASSERT_TRUE(controller_->Register(Agent("a", "curl", "curl")).ok());
   ASSERT_TRUE(controller_->Register(Agent("b", "curl", "curl")).ok());
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/a") && cache_.Get("curl/b") &&
-                                      cache_.Get("curl/a")->Of(xds::TypeUrl("Service")).size() == 1; }));
+                                      cache_.Get("curl/a")->Of(xds_types::TypeUrl("Service")).size() == 1; }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   const auto a = cache_.Get("curl/a");
   const auto b = cache_.Get("curl/b");
   // Same chains, same services: the very same encodings; only the identity differs.
-  EXPECT_EQ(a->Of(xds::TypeUrl("ChainSet")).at("chains"), b->Of(xds::TypeUrl("ChainSet")).at("chains"));
-  EXPECT_EQ(a->Of(xds::TypeUrl("Service")).at("httpbin.httpbin"), b->Of(xds::TypeUrl("Service")).at("httpbin.httpbin"));
-  EXPECT_NE(a->Of(xds::TypeUrl("AgentSettings")).at("agent"), b->Of(xds::TypeUrl("AgentSettings")).at("agent"));
+  EXPECT_EQ(a->Of(xds_types::TypeUrl("ChainSet")).at("chains"), b->Of(xds_types::TypeUrl("ChainSet")).at("chains"));
+  EXPECT_EQ(a->Of(xds_types::TypeUrl("Service")).at("httpbin.httpbin"), b->Of(xds_types::TypeUrl("Service")).at("httpbin.httpbin"));
+  EXPECT_NE(a->Of(xds_types::TypeUrl("AgentSettings")).at("agent"), b->Of(xds_types::TypeUrl("AgentSettings")).at("agent"));
 }
 
 }  // namespace

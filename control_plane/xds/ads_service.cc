@@ -18,7 +18,7 @@ namespace discovery = envoy::service::discovery::v3;
 // per-type state with a `send` flag.
 template <typename TypeState>
 std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, TypeState>& types) {
-  for (const auto& type : TypeUrls()) {
+  for (const auto& type : xds_types::TypeUrls()) {
     auto it = types.find(type);
     if (it == types.end() || !it->second.send) continue;
     it->second.send = false;
@@ -28,7 +28,7 @@ std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, T
 }
 
 bool KnownType(const std::string& type_url) {
-  for (const auto& t : TypeUrls()) {
+  for (const auto& t : xds_types::TypeUrls()) {
     if (t == type_url) return true;
   }
   return false;

@@ -39,9 +39,9 @@ spec:
 )";
 
 
-const std::string kChainSet = TypeUrl("ChainSet");
-const std::string kService = TypeUrl("Service");
-const std::string kCluster = TypeUrl("Cluster");
+const std::string kChainSet = xds_types::TypeUrl("ChainSet");
+const std::string kService = xds_types::TypeUrl("Service");
+const std::string kCluster = xds_types::TypeUrl("Cluster");
 
 envoy::config::core::v3::Node NodeFor(const std::string& name, const std::string& ns, const std::string& app) {
   envoy::config::core::v3::Node node;
@@ -381,7 +381,7 @@ TEST_F(AdsTest, StreamsCancelledMidWriteStillEndAndTheServerShutsDown) {
     grpc::ClientContext ctx;
     auto stream = stub->DeltaAggregatedResources(&ctx);
     bool first = true;
-    for (const auto& type : TypeUrls()) {
+    for (const auto& type : xds_types::TypeUrls()) {
       auto req = DeltaReq(type, {"*"});
       if (first) *req.mutable_node() = NodeFor("curl-1", "curl", "curl");
       first = false;
@@ -413,7 +413,7 @@ class DeltaAgent {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     stream_ = stub_->DeltaAggregatedResources(&ctx_);
     bool first = true;
-    for (const auto& type : TypeUrls()) {
+    for (const auto& type : xds_types::TypeUrls()) {
       auto req = DeltaReq(type, {"*"});
       if (first) *req.mutable_node() = NodeFor(name, ns, app);
       first = false;

@@ -22,7 +22,7 @@ ResourcePtr ResourceInterner::Intern(const std::string& name, const google::prot
   auto r = std::make_shared<EncodedResource>();
   r->name = name;
   r->version = std::move(version);
-  r->any.set_type_url(TypeUrl(msg.GetDescriptor()->name()));
+  r->any.set_type_url(xds_types::TypeUrl(msg.GetDescriptor()->name()));
   r->any.set_value(std::move(bytes));
   slot = r;
   if (by_key_.size() > 1024 && by_key_.size() % 1024 == 0) {
@@ -42,7 +42,7 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
   auto out = std::make_shared<AgentResources>();
   if (base) out->by_type = base->by_type;
   auto add = [&](const google::protobuf::Message& msg) {
-    const std::string name = ResourceName(msg);
+    const std::string name = xds_types::ResourceName(msg);
     auto r = interner.Intern(name, msg);
     out->by_type[r->any.type_url()][name] = std::move(r);
   };
@@ -52,12 +52,12 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
   for (const auto& s : snap.services()) add(s);
   for (const auto& c : snap.clusters()) add(c);
   for (const auto& e : snap.endpoints()) add(e);
-  for (const auto& type : TypeUrls()) {
+  for (const auto& type : xds_types::TypeUrls()) {
     std::map<std::string, std::string> versions;
     for (const auto& [name, r] : out->Of(type)) versions.emplace(name, r->version);
-    out->type_versions[type] = TypeVersion(versions);
+    out->type_versions[type] = xds_types::TypeVersion(versions);
   }
-  out->version = SnapshotVersion(out->type_versions);
+  out->version = xds_types::SnapshotVersion(out->type_versions);
   return out;
 }
 
@@ -66,12 +66,12 @@ v1::Snapshot ToSnapshot(const AgentResources& resources) {
   snap.set_version(resources.version);
   for (const auto& [type, named] : resources.by_type) {
     for (const auto& [name, r] : named) {
-      if (type == TypeUrl("AgentSettings")) r->any.UnpackTo(snap.mutable_settings());
-      if (type == TypeUrl("ChainSet")) r->any.UnpackTo(snap.mutable_chains());
-      if (type == TypeUrl("PluginScript")) r->any.UnpackTo(snap.add_scripts());
-      if (type == TypeUrl("Service")) r->any.UnpackTo(snap.add_services());
-      if (type == TypeUrl("Cluster")) r->any.UnpackTo(snap.add_clusters());
-      if (type == TypeUrl("Endpoints")) r->any.UnpackTo(snap.add_endpoints());
+      if (type == xds_types::TypeUrl("AgentSettings")) r->any.UnpackTo(snap.mutable_settings());
+      if (type == xds_types::TypeUrl("ChainSet")) r->any.UnpackTo(snap.mutable_chains());
+      if (type == xds_types::TypeUrl("PluginScript")) r->any.UnpackTo(snap.add_scripts());
+      if (type == xds_types::TypeUrl("Service")) r->any.UnpackTo(snap.add_services());
+      if (type == xds_types::TypeUrl("Cluster")) r->any.UnpackTo(snap.add_clusters());
+      if (type == xds_types::TypeUrl("Endpoints")) r->any.UnpackTo(snap.add_endpoints());
     }
   }
   return snap;

@@ -169,6 +169,12 @@ struct TcpContext {
   }
 };
 
+// Keys of HttpContext::shared / TcpContext::shared that the agent and the built-in modules
+// both use.
+inline constexpr std::string_view kTraceParentKey = "traceparent";
+// TcpContext: the agent's listening port that accepted the connection (decimal).
+inline constexpr std::string_view kListenPortKey = "listen_port";
+
 enum class Direction { kDownstreamToUpstream, kUpstreamToDownstream };
 
 class TcpPlugin {

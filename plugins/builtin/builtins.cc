@@ -2,9 +2,9 @@
 
 #include <map>
 
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 template <typename Plugin>
@@ -59,4 +59,4 @@ absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcpBuiltin(std::string_v
   return Make(TcpModules(), "tcp", name, env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -9,14 +9,16 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "agent/routing/mesh_view.h"
 #include "plugins/api/plugin.h"
-#include "plugins/builtin/mesh_view.h"
 #include "plugins/builtin/state.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
+
+namespace routing = ::meshplug::agent::routing;
 
 struct BuiltinEnv {
-  std::shared_ptr<const MeshView> mesh;
+  std::shared_ptr<const routing::MeshView> mesh;
   bool inbound = false;  // which chains the instance serves: inbound-* or outbound-*
   BuiltinState* state = nullptr;
 };
@@ -42,9 +44,4 @@ std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env);
 std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(const BuiltinEnv& env);
 std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(const BuiltinEnv& env);
 
-// Keys of HttpContext::shared / TcpContext::shared that the built-ins and the agent use.
-inline constexpr std::string_view kTraceParentKey = "traceparent";
-// TcpContext: the agent's listening port that accepted the connection (decimal).
-inline constexpr std::string_view kListenPortKey = "listen_port";
-
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -2,7 +2,7 @@
 // circuit_breaker); while open, requests to the cluster are answered locally.
 #include "plugins/builtin/module.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -33,7 +33,7 @@ class CircuitBreaker final : public Module<plugins::HttpPlugin> {
     bool error = !ctx.response || ctx.response->result_int() >= 500;
     bool slow = config->has_slow_threshold() &&
                 Clock::now() - ctx.started >
-                    DurationOr(config->slow_threshold(), true, std::chrono::milliseconds(0));
+                    routing::DurationOr(config->slow_threshold(), true, std::chrono::milliseconds(0));
     state().breakers.Record(ctx.upstream->cluster, *config, error, slow, Clock::now());
   }
 
@@ -41,7 +41,7 @@ class CircuitBreaker final : public Module<plugins::HttpPlugin> {
   // The routed cluster's breaker settings; nullptr when it has none.
   const v1::CircuitBreaker* ConfigFor(const plugins::HttpContext& ctx) const {
     if (!ctx.upstream) return nullptr;
-    const ClusterView* cluster = mesh().FindCluster(ctx.upstream->cluster);
+    const routing::ClusterView* cluster = mesh().FindCluster(ctx.upstream->cluster);
     if (cluster == nullptr || !cluster->config.has_circuit_breaker()) return nullptr;
     return &cluster->config.circuit_breaker();
   }
@@ -53,4 +53,4 @@ std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(const BuiltinEnv& env) {
   return std::make_shared<CircuitBreaker>("circuit-breaker", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -2,7 +2,7 @@
 // before them answered or forwarded.
 #include "plugins/builtin/module.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -38,4 +38,4 @@ std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env) {
   return std::make_shared<TcpDefault>("tcp-default", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -3,15 +3,15 @@
 // timeouts and retries are the forwarder's, configured by the same Cluster.
 #include "plugins/builtin/module.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
 using plugins::Verdict;
 
 // Fills `upstream` with an endpoint of its cluster. False when the cluster has none.
-bool ChooseEndpoint(const MeshView& mesh, plugins::UpstreamTarget& upstream) {
-  const ClusterView* cluster = mesh.FindCluster(upstream.cluster);
+bool ChooseEndpoint(const routing::MeshView& mesh, plugins::UpstreamTarget& upstream) {
+  const routing::ClusterView* cluster = mesh.FindCluster(upstream.cluster);
   if (cluster == nullptr) return false;
   std::optional<size_t> i = cluster->lb->Pick();
   if (!i) return false;
@@ -54,4 +54,4 @@ std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env) 
   return std::make_shared<TcpLoadBalancing>("tcp-load-balancing", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -3,9 +3,9 @@
 
 #include "common/strings.h"
 #include "plugins/builtin/module.h"
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -48,4 +48,4 @@ std::shared_ptr<plugins::HttpPlugin> MakeLogging(const BuiltinEnv& env) {
   return std::make_shared<Logging>("logging", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

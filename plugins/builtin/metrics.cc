@@ -3,7 +3,7 @@
 
 #include "plugins/builtin/module.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -42,4 +42,4 @@ std::shared_ptr<plugins::HttpPlugin> MakeMetrics(const BuiltinEnv& env) {
   return std::make_shared<Metrics>("metrics", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -6,7 +6,7 @@
 
 #include "plugins/builtin/builtins.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 
 template <typename Plugin>
 class Module : public Plugin {
@@ -15,7 +15,7 @@ class Module : public Plugin {
   const std::string& name() const override { return name_; }
 
  protected:
-  const MeshView& mesh() const { return *env_.mesh; }
+  const routing::MeshView& mesh() const { return *env_.mesh; }
   bool inbound() const { return env_.inbound; }
   BuiltinState& state() const { return *env_.state; }
   const char* direction() const { return env_.inbound ? "inbound" : "outbound"; }
@@ -25,4 +25,4 @@ class Module : public Plugin {
   BuiltinEnv env_;
 };
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

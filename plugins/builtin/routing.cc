@@ -5,10 +5,11 @@
 // module instance: instances live as long as one chain set, and a counter starting at 0
 // on every snapshot would send most requests to the first cluster when snapshots come
 // often.
+#include "common/random.h"
 #include "plugins/builtin/module.h"
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -21,12 +22,12 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
   // Host → service → first matching route → a cluster by weight. Leaves ctx.route empty
   // when nothing matched, which http-default answers with 403.
   awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
-    RouteChoice choice = mesh().Route(ctx.request, inbound());
+    routing::RouteChoice choice = mesh().Route(ctx.request, inbound());
     if (choice.service == nullptr) co_return Verdict::Continue();
     ctx.service = choice.service->config->name();
     if (choice.route == nullptr) co_return Verdict::Continue();
     ctx.route = choice.route->config->name();
-    const std::string* cluster = PickWeighted(choice.route->config->clusters(), RandomU64());
+    const std::string* cluster = routing::PickWeighted(choice.route->config->clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
     co_return Verdict::Continue();
   }
@@ -43,10 +44,10 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
     if (it == ctx.shared.end() || !ParseNumber(it->second, listen_port)) {
       co_return Verdict::Continue();
     }
-    std::optional<TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
+    std::optional<routing::TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
     if (!port) co_return Verdict::Continue();
     ctx.service = port->service->config->name();
-    const std::string* cluster = PickWeighted(port->port->tcp_clusters(), RandomU64());
+    const std::string* cluster = routing::PickWeighted(port->port->tcp_clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
     co_return Verdict::Continue();
   }
@@ -62,4 +63,4 @@ std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env) {
   return std::make_shared<TcpRouting>("tcp-routing", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

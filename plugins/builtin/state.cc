@@ -2,14 +2,14 @@
 
 #include <algorithm>
 
-#include "plugins/builtin/mesh_view.h"
+#include "agent/routing/mesh_view.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 
 bool RateLimiters::TryTake(std::string_view key, const v1::RateLimit& limit,
                            Clock::time_point now) {
   double capacity = limit.burst() > 0 ? limit.burst() : limit.requests();
-  auto per = DurationOr(limit.per(), limit.has_per(), std::chrono::seconds(1));
+  auto per = agent::routing::DurationOr(limit.per(), limit.has_per(), std::chrono::seconds(1));
   double rate = per.count() > 0 ? limit.requests() * 1000.0 / per.count() : 0;  // per second
   std::lock_guard lock(mu_);
   auto it = buckets_.find(key);
@@ -40,10 +40,10 @@ void CircuitBreakers::Record(std::string_view cluster, const v1::CircuitBreaker&
   bool trip = (config.consecutive_errors() > 0 && b.errors >= config.consecutive_errors()) ||
               (config.consecutive_slow() > 0 && b.slow >= config.consecutive_slow());
   if (trip) {
-    b.open_until = now + DurationOr(config.open_duration(), config.has_open_duration(),
+    b.open_until = now + agent::routing::DurationOr(config.open_duration(), config.has_open_duration(),
                                     std::chrono::seconds(30));
     b.errors = b.slow = 0;
   }
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -10,9 +10,9 @@
 #include <string_view>
 
 #include "meshplug/v1/snapshot.pb.h"
-#include "plugins/builtin/stats.h"
+#include "common/stats.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 
 using Clock = std::chrono::steady_clock;
 
@@ -49,11 +49,12 @@ class CircuitBreakers {
 };
 
 struct BuiltinState {
-  Stats stats;
+  explicit BuiltinState(Stats& stats) : stats(stats) {}
+  Stats& stats;  // the agent's, which /stats renders
   RateLimiters limiters;
   CircuitBreakers breakers;
   // Receives one JSON access log line per request (no trailing newline).
   std::function<void(std::string_view)> access_log;
 };
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

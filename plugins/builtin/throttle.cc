@@ -1,9 +1,9 @@
 // throttle-service and throttle-route: token-bucket rate limits of inbound requests per
 // service (TrafficPolicy.rate_limit) and per route (HttpRoute.rate_limit).
 #include "plugins/builtin/module.h"
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -29,14 +29,14 @@ class Throttle final : public Module<plugins::HttpPlugin> {
 
  private:
   const v1::RateLimit* LimitFor(const plugins::HttpContext& ctx) const {
-    const ServiceView* service = mesh().FindServiceByName(ctx.service, /*inbound=*/true);
+    const routing::ServiceView* service = mesh().FindServiceByName(ctx.service, /*inbound=*/true);
     if (service == nullptr) return nullptr;
     if (!per_route_) {
       return service->config->traffic().has_rate_limit()
                  ? &service->config->traffic().rate_limit()
                  : nullptr;
     }
-    for (const RouteView& route : service->routes) {
+    for (const routing::RouteView& route : service->routes) {
       if (route.config->name() == ctx.route && route.config->has_rate_limit()) {
         return &route.config->rate_limit();
       }
@@ -57,4 +57,4 @@ std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env) {
   return std::make_shared<Throttle>("throttle-route", env, true);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

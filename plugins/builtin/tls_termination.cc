@@ -4,7 +4,7 @@
 // the chain order is the one users configure and see in config_dump.
 #include "plugins/builtin/module.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -32,4 +32,4 @@ std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(const BuiltinEnv& env)
   return std::make_shared<TcpTlsTermination>("tls-termination", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -3,10 +3,11 @@
 #include <cstdio>
 #include <string>
 
+#include "common/random.h"
 #include "plugins/builtin/module.h"
-#include "plugins/builtin/text.h"
+#include "common/strings.h"
 
-namespace meshplug::builtin {
+namespace meshplug::plugins::builtin {
 namespace {
 
 using plugins::awaitable;
@@ -60,4 +61,4 @@ std::shared_ptr<plugins::HttpPlugin> MakeTracing(const BuiltinEnv& env) {
   return std::make_shared<Tracing>("tracing", env);
 }
 
-}  // namespace meshplug::builtin
+}  // namespace meshplug::plugins::builtin

@@ -1,0 +1,34 @@
+// The admin endpoint: /config_dump, /stats, /ready, /clusters, /quitquitquit.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <string>
+
+#include "agent/chains/chain_set.h"
+
+namespace meshplug::agent::admin {
+
+// What the endpoint shows and controls; the agent implements it.
+class AdminTarget {
+ public:
+  virtual ~AdminTarget() = default;
+  // nullptr until the first snapshot is applied.
+  virtual std::shared_ptr<const chains::ChainSet> ActiveChainSet() const = 0;
+  // Every metric of the process, in the Prometheus text format.
+  virtual std::string RenderStats() = 0;
+  virtual bool draining() const = 0;
+  // Starts a graceful drain and returns.
+  virtual void DrainAsync() = 0;
+};
+
+// Serves admin requests from `acceptor` on `context` until the acceptor closes.
+void ServeAdmin(boost::asio::io_context& context,
+                std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor, AdminTarget& target);
+
+// The /config_dump document of a chain set: meshplug::ConfigDumpJson of its snapshot,
+// the same bytes `meshctl proxy config_dump` prints for the same snapshot.
+std::string ConfigDump(const chains::ChainSet& chains);
+
+}  // namespace meshplug::agent::admin

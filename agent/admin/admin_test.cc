@@ -1,0 +1,85 @@
+// The admin endpoint over real sockets.
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include "agent/testing/test_support.h"
+#include "common/config_dump.h"
+
+namespace meshplug::agent::admin {
+namespace {
+
+using testing::AddService;
+using testing::BaseSnapshot;
+using testing::LocalAgentOptions;
+using testing::Client;
+using testing::TestUpstream;
+using testing::WaitFor;
+
+TEST(AdminTest, ReadyBeforeAndAfterTheFirstSnapshot) {
+  Agent agent(LocalAgentOptions(1));
+  ASSERT_TRUE(agent.Start().ok());
+  Client c(agent.admin_port());
+  EXPECT_EQ(c.Get("admin", "/ready")->result_int(), 503);
+  ASSERT_TRUE(agent.Apply(BaseSnapshot("v1")).ok());
+  EXPECT_EQ(c.Get("admin", "/ready")->result_int(), 200);
+}
+
+TEST(AdminTest, ConfigDumpStatsAndClusters) {
+  TestUpstream a("a");
+  Agent agent(LocalAgentOptions(1));
+  v1::Snapshot s = BaseSnapshot("v7");
+  AddService(s, "web.shop", {a.port()});
+  ASSERT_TRUE(agent.Apply(s).ok());
+  ASSERT_TRUE(agent.Start().ok());
+  Client proxy(agent.outbound_port());
+  ASSERT_EQ(proxy.Get("web.shop", "/")->result_int(), 200);
+
+  Client c(agent.admin_port());
+  auto dump = c.Get("admin", "/config_dump");
+  ASSERT_TRUE(dump);
+  EXPECT_EQ((*dump)[boost::beast::http::field::content_type], "application/json");
+  EXPECT_NE(dump->body().find("\"version\": \"v7\""), std::string::npos);
+  EXPECT_NE(dump->body().find("\"outbound-http\": [\"http-routing\", \"metrics\", \"tracing\", "
+                              "\"logging\", \"circuit-breaker\", \"http-load-balancing\", "
+                              "\"http-default\"]"),
+            std::string::npos)
+      << dump->body();
+  // The same bytes as the control plane's dump of the same snapshot (meshctl proxy config_dump).
+  EXPECT_EQ(dump->body(), ConfigDumpJson(s));
+  auto stats = c.Get("admin", "/stats");
+  ASSERT_TRUE(stats);
+  EXPECT_NE(stats->body().find("meshplug_agent_snapshot_info{version=\"v7\"} 1\n"), std::string::npos)
+      << stats->body();
+
+  EXPECT_TRUE(WaitFor([&] {
+    auto stats = c.Get("admin", "/stats");
+    return stats && stats->body().find("meshplug_http_requests_total{direction=\"outbound\","
+                                       "service=\"web.shop\",code=\"2xx\"} 1") !=
+                        std::string::npos;
+  }));
+  auto clusters = c.Get("admin", "/clusters");
+  ASSERT_TRUE(clusters);
+  EXPECT_NE(clusters->body().find("web.shop|80::127.0.0.1:" + std::to_string(a.port()) +
+                                  "::rq_active::0"),
+            std::string::npos)
+      << clusters->body();
+}
+
+TEST(AdminTest, QuitQuitQuitDrainsAndStops) {
+  Agent agent(LocalAgentOptions(1));
+  ASSERT_TRUE(agent.Apply(BaseSnapshot("v1")).ok());
+  ASSERT_TRUE(agent.Start().ok());
+  Client c(agent.admin_port());
+  EXPECT_EQ(c.Get("admin", "/quitquitquit")->result_int(), 405);
+  ASSERT_TRUE(c.Send("POST /quitquitquit HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  agent.Wait();
+  EXPECT_TRUE(agent.draining());
+  Client late(agent.outbound_port());
+  EXPECT_FALSE(late.connected());
+}
+
+}  // namespace
+}  // namespace meshplug::agent::admin

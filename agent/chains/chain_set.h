@@ -1,0 +1,104 @@
+// The chain set: the four chains of plugin instances built from one snapshot.
+//
+// Immutable and shared by std::shared_ptr: a request or connection takes the pointer once
+// when it starts and runs on that set to its end, so a swap never changes a chain under
+// a running request. ActiveChainSet holds the current set; a new snapshot builds a whole
+// new set (ChainSetBuilder) and replaces the pointer with one atomic store.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/proxy/limits.h"
+#include "agent/chains/plugin_factory.h"
+#include "meshplug/v1/snapshot.pb.h"
+#include "plugins/api/plugin.h"
+#include "agent/routing/mesh_view.h"
+#include "plugins/builtin/state.h"
+
+namespace meshplug::agent::chains {
+
+template <typename Plugin>
+struct ChainEntry {
+  std::string name;
+  std::shared_ptr<Plugin> plugin;
+};
+using HttpChain = std::vector<ChainEntry<plugins::HttpPlugin>>;
+using TcpChain = std::vector<ChainEntry<plugins::TcpPlugin>>;
+
+class ChainSet {
+ public:
+  struct Parts {
+    std::shared_ptr<const routing::MeshView> mesh;
+    HttpChain inbound_http, outbound_http;
+    TcpChain inbound_tcp, outbound_tcp;
+    proxy::Limits limits;
+  };
+  explicit ChainSet(Parts parts);
+  ~ChainSet();
+  ChainSet(const ChainSet&) = delete;
+  ChainSet& operator=(const ChainSet&) = delete;
+
+  const std::string& version() const { return mesh().snapshot().version(); }
+  const v1::Snapshot& snapshot() const { return mesh().snapshot(); }
+  const routing::MeshView& mesh() const { return *parts_.mesh; }
+  const HttpChain& http(bool inbound) const {
+    return inbound ? parts_.inbound_http : parts_.outbound_http;
+  }
+  const TcpChain& tcp(bool inbound) const {
+    return inbound ? parts_.inbound_tcp : parts_.outbound_tcp;
+  }
+  const proxy::Limits& limits() const { return parts_.limits; }
+  const plugins::WorkloadIdentity& workload() const { return workload_; }
+
+  // Chain sets alive in the process; old sets are freed once their last request ends.
+  static int64_t Live() { return live_.load(); }
+
+ private:
+  Parts parts_;
+  plugins::WorkloadIdentity workload_;
+  static std::atomic<int64_t> live_;
+};
+
+// Builds chain sets from snapshots with the given plugin factories.
+class ChainSetBuilder {
+ public:
+  // `scripts` may be null: a snapshot naming a script module then fails to build.
+  ChainSetBuilder(const BuiltinFactory& builtins, const ScriptFactory* scripts,
+                  plugins::builtin::BuiltinState& state, proxy::Limits defaults);
+
+  // A complete new set, or the first error (naming the chain and module).
+  absl::StatusOr<std::shared_ptr<const ChainSet>> Build(v1::Snapshot snapshot) const;
+
+ private:
+  template <typename Plugin>
+  absl::Status BuildChain(const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules,
+                          std::string_view chain, const plugins::builtin::BuiltinEnv& env,
+                          std::vector<ChainEntry<Plugin>>& out) const;
+
+  const BuiltinFactory& builtins_;
+  const ScriptFactory* scripts_;
+  plugins::builtin::BuiltinState& state_;
+  proxy::Limits defaults_;
+};
+
+// The current chain set, read by every request and replaced by snapshots.
+class ActiveChainSet {
+ public:
+  // nullptr until the first snapshot is applied.
+  std::shared_ptr<const ChainSet> Get() const { return current_.load(std::memory_order_acquire); }
+  // Returns the set it replaced.
+  std::shared_ptr<const ChainSet> Swap(std::shared_ptr<const ChainSet> next) {
+    return current_.exchange(std::move(next), std::memory_order_acq_rel);
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const ChainSet>> current_;
+};
+
+}  // namespace meshplug::agent::chains

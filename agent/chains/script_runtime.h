@@ -1,0 +1,48 @@
+// The agent's Lua plugin runtime: PluginScripts become plugins::lua::LuaPlugin instances.
+//
+// One LuaPlugin per script resource ("<plugin>@<hash>"), shared by every chain set and
+// both directions that mount it (plugins/lua/lua_plugin.h asks for one per plugin
+// version), and kept only while a chain set uses it. A script that does not load (a
+// runtime error at top level, a bad phase function, ...) fails the chain set build with
+// the runtime's message, so the xDS client NACKs it and the old set keeps running.
+// Counters of one plugin carry over from version to version.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/chains/plugin_factory.h"
+
+namespace meshplug::plugins::lua {
+class LuaPlugin;
+class PluginStats;
+}  // namespace meshplug::plugins::lua
+
+namespace meshplug::agent::chains {
+
+class LuaScriptRuntime : public ScriptFactory {
+ public:
+  absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(const v1::PluginScript& script,
+                                                                bool inbound) const override;
+  absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(const v1::PluginScript& script,
+                                                              bool inbound) const override;
+  // meshplug_plugin_errors_total{plugin} grows by the errors the runtime handled itself (a
+  // script error answers 500 without reaching the proxy's own count);
+  // meshplug_plugin_counter{plugin,name} holds each counter() a script keeps.
+  void ExportStats(Stats& stats) const override;
+
+ private:
+  absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> Get(const v1::PluginScript& script) const;
+
+  mutable std::mutex mu_;
+  mutable std::map<std::string, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;    // by script name
+  mutable std::map<std::string, std::shared_ptr<plugins::lua::PluginStats>> stats_;  // by plugin name
+  mutable std::map<std::string, uint64_t> exported_errors_;                          // by plugin name
+};
+
+// The ScriptFactory //agent:agent builds chain sets with.
+std::unique_ptr<ScriptFactory> MakeScriptRuntime();
+
+}  // namespace meshplug::agent::chains

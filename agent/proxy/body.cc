@@ -1,0 +1,96 @@
+#include "agent/proxy/body.h"
+
+#include <algorithm>
+#include <optional>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/read.hpp>
+
+namespace meshplug::agent::proxy {
+
+template <bool isRequest>
+asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_code& ec) {
+  out.clear();
+  // One read may yield only chunk framing and no body bytes; keep reading until it does.
+  while (out.empty() && !parser_.is_done()) {
+    const size_t want = static_cast<size_t>(
+        std::min<uint64_t>(kBodyPieceBytes, parser_.content_length_remaining().value_or(kBodyPieceBytes)));
+    if (scratch_size_ < want) {
+      scratch_.reset(new char[want]);
+      scratch_size_ = want;
+    }
+    parser_.get().body().data = scratch_.get();
+    parser_.get().body().size = want;
+    stream_.expires_after(idle_timeout_);
+    co_await http::async_read_some(stream_, buffer_, parser_,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    out.append(scratch_.get(), want - parser_.get().body().size);
+    if (ec) co_return;
+  }
+}
+
+template class BodySource<true>;
+template class BodySource<false>;
+
+asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
+  if (framing_ == Framing::kNone) piece = {};
+  const bool chunked = framing_ == Framing::kChunked;
+  // Chunk framing around the piece and the closing chunk, as Beast lays them out.
+  std::optional<http::chunk_header> size;
+  const auto end = http::make_chunk_last();
+  std::vector<asio::const_buffer> out;
+  if (!header_.empty()) out.push_back(asio::buffer(header_));
+  if (!piece.empty()) {
+    if (chunked) {
+      size.emplace(piece.size());
+      for (asio::const_buffer b : beast::buffers_range_ref(*size)) out.push_back(b);
+    }
+    out.push_back(asio::buffer(piece));
+    if (chunked) out.push_back(asio::buffer("\r\n", 2));
+  }
+  if (last && chunked) {
+    for (asio::const_buffer b : beast::buffers_range_ref(end)) out.push_back(b);
+  }
+  if (out.empty()) co_return;
+  stream_.expires_after(idle_timeout_);
+  co_await asio::async_write(stream_, out, asio::redirect_error(asio::use_awaitable, ec));
+  header_.clear();
+}
+
+BodyFilters::BodyFilters(std::vector<plugins::HttpPlugin*> plugins, bool request,
+                         uint64_t buffer_limit)
+    : request_(request), buffer_limit_(buffer_limit) {
+  for (plugins::HttpPlugin* p : plugins) {
+    plugins::BodyMode mode = request ? p->request_body_mode() : p->response_body_mode();
+    if (mode != plugins::BodyMode::kNone) stages_.push_back({p, mode, {}});
+  }
+}
+
+asio::awaitable<plugins::Verdict> BodyFilters::Run(plugins::HttpContext& ctx, std::string& piece,
+                                                  bool last) {
+  for (Stage& stage : stages_) {
+    if (stage.mode == plugins::BodyMode::kBuffer) {
+      stage.buffered += piece;
+      piece.clear();
+      if (stage.buffered.size() > buffer_limit_) {
+        co_return plugins::Verdict::Respond(request_ ? 413 : 502, "body too large to buffer\n");
+      }
+      if (!last) co_return plugins::Verdict::Continue();
+      piece = std::move(stage.buffered);
+    }
+    plugins::HttpPlugin* plugin = stage.plugin;
+    plugins::Verdict v = co_await PluginStep(plugin->name(), [&, plugin] {
+      return request_ ? plugin->OnRequestBody(ctx, piece, last)
+                      : plugin->OnResponseBody(ctx, piece, last);
+    });
+    if (v.kind == plugins::Verdict::Kind::kRespond) co_return v;
+  }
+  co_return plugins::Verdict::Continue();
+}
+
+}  // namespace meshplug::agent::proxy

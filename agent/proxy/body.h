@@ -1,0 +1,147 @@
+// Streaming HTTP bodies between two connections, piece by piece, so a proxied body never
+// has to fit in memory: BodySource reads from a Beast parser, BodyFilters runs the body
+// steps of the plugins that asked for them, BodySink writes with the outgoing framing.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "plugins/api/plugin.h"
+
+namespace meshplug::agent::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+inline constexpr size_t kBodyPieceBytes = 64 * 1024;
+
+// How many bytes a connection's read buffer may hold: a whole header block plus one body
+// piece. Beast needs a chunk-size line or a trailer section whole in the buffer; without
+// this cap a line that never ends grows the buffer without limit. Reads past it fail with
+// http::error::buffer_overflow.
+inline size_t ReadBufferLimit(uint32_t max_header_bytes) {
+  return size_t{max_header_bytes} + kBodyPieceBytes;
+}
+
+// A plugin step threw. Carries the plugin's name for the error counter; the original
+// message stays in detail() and never reaches a client.
+class PluginError : public std::runtime_error {
+ public:
+  PluginError(std::string plugin, std::string detail)
+      : std::runtime_error("plugin failed"), plugin_(std::move(plugin)), detail_(std::move(detail)) {}
+  const std::string& plugin() const { return plugin_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string plugin_;
+  std::string detail_;
+};
+
+// Runs one plugin step (`step()` returns its awaitable); an exception leaves as
+// PluginError naming the plugin. The session turns it into a 500 and counts it.
+template <typename Step>
+asio::awaitable<plugins::Verdict> PluginStep(const std::string& plugin, Step step) {
+  try {
+    co_return co_await step();
+  } catch (const std::exception& e) {
+    throw PluginError(plugin, e.what());
+  } catch (...) {
+    throw PluginError(plugin, "unknown exception");
+  }
+}
+
+// "No body limit" for a parser. Not boost::none: Boost 1.74 compares the Content-Length
+// with the optional limit, and any length compares greater than an empty optional.
+inline constexpr uint64_t kUnlimitedBody = ~uint64_t{0};
+
+template <bool isRequest>
+class BodySource {
+ public:
+  using Parser = http::parser<isRequest, http::buffer_body>;
+
+  BodySource(beast::tcp_stream& stream, beast::flat_buffer& buffer, Parser& parser,
+             std::chrono::milliseconds idle_timeout)
+      : stream_(stream), buffer_(buffer), parser_(parser), idle_timeout_(idle_timeout) {}
+
+  bool done() const { return parser_.is_done(); }
+
+  // The next non-empty piece of the body into `out` (empty once the body has ended).
+  asio::awaitable<void> Next(std::string& out, beast::error_code& ec);
+
+ private:
+  beast::tcp_stream& stream_;
+  beast::flat_buffer& buffer_;
+  Parser& parser_;
+  std::chrono::milliseconds idle_timeout_;
+  // Where the parser puts body bytes: sized to what the body still needs (at most one
+  // piece), allocated once and never zeroed — a fresh zeroed 64 KiB string per read was
+  // most of the agent's CPU for small bodies.
+  std::unique_ptr<char[]> scratch_;
+  size_t scratch_size_ = 0;
+};
+
+enum class Framing {
+  kNone,     // no body follows the header
+  kLength,   // Content-Length bytes
+  kChunked,  // chunked transfer coding
+  kClose,    // the body ends when the connection closes (HTTP/1.0 peers)
+};
+
+// Writes a body with the outgoing framing. The header may be handed over unwritten: it
+// then goes out with the first body bytes in one write, so a small response is one TCP
+// segment instead of two (each send on a loopback hop costs a full trip through the stack).
+class BodySink {
+ public:
+  BodySink(beast::tcp_stream& stream, Framing framing, std::chrono::milliseconds idle_timeout,
+           std::string header = {})
+      : stream_(stream), framing_(framing), idle_timeout_(idle_timeout), header_(std::move(header)) {}
+
+  // Writes `piece` (with the pending header, if any); `last` also ends the body (the last
+  // chunk for chunked framing).
+  asio::awaitable<void> Write(std::string_view piece, bool last, beast::error_code& ec);
+  // The header handed over has not been written yet.
+  bool header_pending() const { return !header_.empty(); }
+
+ private:
+  beast::tcp_stream& stream_;
+  Framing framing_;
+  std::chrono::milliseconds idle_timeout_;
+  std::string header_;
+};
+
+// The body steps of the plugins that asked to see a body, in the order given. A kBuffer
+// plugin holds the pieces until the last and then sees the whole body once.
+class BodyFilters {
+ public:
+  BodyFilters(std::vector<plugins::HttpPlugin*> plugins, bool request, uint64_t buffer_limit);
+
+  bool empty() const { return stages_.empty(); }
+  // Passes `piece` through every stage; a stage that is buffering leaves it empty. A
+  // Respond verdict (or 413 when a buffer outgrows the limit) stops the body. A stage that
+  // throws is reported as PluginError.
+  asio::awaitable<plugins::Verdict> Run(plugins::HttpContext& ctx, std::string& piece, bool last);
+
+ private:
+  struct Stage {
+    plugins::HttpPlugin* plugin;
+    plugins::BodyMode mode;
+    std::string buffered;
+  };
+  std::vector<Stage> stages_;
+  bool request_;
+  uint64_t buffer_limit_;
+};
+
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,151 @@
+#include "agent/proxy/http_message.h"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <iterator>
+
+#include "common/strings.h"
+#include "agent/routing/uri.h"
+
+namespace meshplug::agent::proxy {
+namespace {
+
+// Every token of every `name` field, in order.
+std::vector<std::string_view> Tokens(const http::fields& fields, http::field name) {
+  std::vector<std::string_view> out;
+  auto [begin, end] = fields.equal_range(name);
+  for (auto it = begin; it != end; ++it) {
+    for (std::string_view token : http::token_list(it->value())) out.push_back(token);
+  }
+  return out;
+}
+
+bool ConnectionHas(const http::fields& fields, std::string_view token) {
+  for (std::string_view t : Tokens(fields, http::field::connection)) {
+    if (boost::beast::iequals(t, token)) return true;
+  }
+  return false;
+}
+
+// RFC 3986 host [":" port]: reg-name, IPv4 or bracketed IPv6 characters only.
+bool ValidAuthority(std::string_view authority) {
+  for (unsigned char c : authority) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("-._~!$&'()*+,;=%:[]").find(static_cast<char>(c)) !=
+                  std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> ConnectionTokens(const http::fields& fields) {
+  std::vector<std::string> out;
+  for (std::string_view token : Tokens(fields, http::field::connection)) {
+    out.push_back(Lower(token));
+  }
+  return out;
+}
+
+template <bool isRequest>
+void RemoveHopByHop(http::header<isRequest>& header, const std::vector<std::string>& also) {
+  std::vector<std::string> named = ConnectionTokens(header);
+  named.insert(named.end(), also.begin(), also.end());
+  for (const std::string& name : named) header.erase(name);
+  for (http::field f : {http::field::connection, http::field::keep_alive,
+                        http::field::proxy_connection, http::field::te, http::field::trailer,
+                        http::field::transfer_encoding, http::field::upgrade}) {
+    header.erase(f);
+  }
+}
+
+template void RemoveHopByHop<true>(http::header<true>&, const std::vector<std::string>&);
+template void RemoveHopByHop<false>(http::header<false>&, const std::vector<std::string>&);
+
+std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request) {
+  if (request.count(http::field::transfer_encoding) == 0) return std::nullopt;
+  if (request.version() < 11) return Rejection{400, "Transfer-Encoding in an HTTP/1.0 request"};
+  if (request.count(http::field::content_length) > 0) {
+    return Rejection{400, "both Content-Length and Transfer-Encoding"};
+  }
+  std::vector<std::string_view> codings = Tokens(request, http::field::transfer_encoding);
+  if (codings.empty() || !boost::beast::iequals(codings.back(), "chunked")) {
+    return Rejection{400, "Transfer-Encoding not ending in chunked"};
+  }
+  if (codings.size() > 1) return Rejection{501, "transfer codings other than chunked"};
+  return std::nullopt;
+}
+
+bool ForwardableResponseFraming(const http::response_header<>& response) {
+  size_t fields = response.count(http::field::transfer_encoding);
+  if (fields == 0) return true;
+  std::vector<std::string_view> codings = Tokens(response, http::field::transfer_encoding);
+  return fields == 1 && codings.size() == 1 && boost::beast::iequals(codings[0], "chunked");
+}
+
+std::optional<Rejection> CheckHost(const http::request_header<>& request) {
+  size_t hosts = request.count(http::field::host);
+  if (hosts > 1) return Rejection{400, "more than one Host field"};
+  if (hosts == 0) {
+    if (request.version() >= 11) return Rejection{400, "missing Host"};
+    return std::nullopt;
+  }
+  if (!ValidAuthority(request[http::field::host])) return Rejection{400, "invalid Host"};
+  return std::nullopt;
+}
+
+std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
+  std::string_view target = request.target();
+  std::string_view origin = target;
+  std::string authority;
+  constexpr std::string_view kScheme = "http://";
+  if (target.size() >= kScheme.size() &&
+      boost::beast::iequals(target.substr(0, kScheme.size()), kScheme)) {
+    std::string_view rest = target.substr(kScheme.size());
+    size_t slash = rest.find_first_of("/?");
+    authority = std::string(rest.substr(0, slash));
+    if (authority.empty() || authority.find('@') != std::string::npos ||
+        !ValidAuthority(authority)) {
+      return Rejection{400, "malformed absolute target"};
+    }
+    origin = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  } else if (target.empty() || target.front() != '/') {
+    return Rejection{400, "request target must be a path or an http:// URL"};
+  }
+  std::string path(origin);
+  if (path.empty() || path.front() == '?') path.insert(0, "/");
+  std::optional<std::string> normalized = routing::NormalizeOriginForm(path);
+  if (!normalized) return Rejection{400, "request path cannot be normalized"};
+  if (!authority.empty()) request.set(http::field::host, authority);
+  request.target(*normalized);
+  return std::nullopt;
+}
+
+size_t FieldCount(const http::fields& fields) {
+  return static_cast<size_t>(std::distance(fields.begin(), fields.end()));
+}
+
+template <bool isRequest>
+bool KeepAlive(const http::header<isRequest>& header) {
+  if (header.version() >= 11) return !ConnectionHas(header, "close");
+  return ConnectionHas(header, "keep-alive") && !ConnectionHas(header, "close");
+}
+
+template <bool isRequest>
+void SetKeepAlive(http::header<isRequest>& header, bool keep_alive) {
+  if (!keep_alive) {
+    header.set(http::field::connection, "close");
+  } else if (header.version() < 11) {
+    header.set(http::field::connection, "keep-alive");
+  } else {
+    header.erase(http::field::connection);
+  }
+}
+
+template bool KeepAlive<true>(const http::header<true>&);
+template bool KeepAlive<false>(const http::header<false>&);
+template void SetKeepAlive<true>(http::header<true>&, bool);
+template void SetKeepAlive<false>(http::header<false>&, bool);
+
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,65 @@
+// Checks and rewrites of HTTP/1.1 message headers that a proxy must make between hops.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace meshplug::agent::proxy {
+
+namespace http = boost::beast::http;
+
+// A request the agent refuses before running any chain: status and reason for the client.
+struct Rejection {
+  unsigned status = 400;
+  std::string reason;
+};
+
+// The field names listed by every Connection field of `fields` (not only the first),
+// lower-cased.
+std::vector<std::string> ConnectionTokens(const http::fields& fields);
+
+// Removes the hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field any of its
+// fields names, the fields named in `also` (the Connection names of the message as it
+// arrived, before plugins could change it), Keep-Alive, Proxy-Connection, TE, Trailer,
+// Transfer-Encoding, Upgrade. Content-Length is kept; the sender re-frames the body.
+template <bool isRequest>
+void RemoveHopByHop(http::header<isRequest>& header, const std::vector<std::string>& also = {});
+
+// Why a request's framing cannot be forwarded (request smuggling defence), or nullopt.
+// Beast already refuses conflicting Content-Lengths. 400: Transfer-Encoding in HTTP/1.0,
+// together with Content-Length, or not ending in chunked (RFC 9112 §6.3: the length
+// cannot be determined). 501: codings before chunked (RFC 9112 §6.1: not understood);
+// only exactly "chunked" is forwarded.
+std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request);
+
+// Whether a response's body can be re-framed: no Transfer-Encoding, or exactly one field
+// "chunked". Any other coding would be lost when the agent re-frames (→ 502).
+bool ForwardableResponseFraming(const http::response_header<>& response);
+
+// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, any request with more than
+// one Host, or a Host value that is not "host[:port]".
+std::optional<Rejection> CheckHost(const http::request_header<>& request);
+
+// Makes the target the normalized origin form that routing matches and the upstream
+// receives: an absolute-form target ("http://host:port/path?q", explicit proxy use) has
+// its authority moved into Host; the path is normalized (routing::NormalizeOriginForm:
+// "%2e" decoded, dot segments removed). 400 for what cannot be normalized (encoded '/' or
+// '\', a raw '\', malformed percent-encodings) and for targets in authority form (CONNECT)
+// or asterisk form ("*"), which the agent does not serve.
+std::optional<Rejection> NormalizeTarget(http::request_header<>& request);
+
+size_t FieldCount(const http::fields& fields);
+
+// Whether the sender of `header` keeps the connection open after this message (every
+// Connection field counts).
+template <bool isRequest>
+bool KeepAlive(const http::header<isRequest>& header);
+
+// Sets the Connection field of an outgoing header (after RemoveHopByHop).
+template <bool isRequest>
+void SetKeepAlive(http::header<isRequest>& header, bool keep_alive);
+
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,88 @@
+#include "agent/proxy/http_message.h"
+
+#include <gtest/gtest.h>
+
+namespace meshplug::agent::proxy {
+namespace {
+
+http::request_header<> Request(std::initializer_list<std::pair<const char*, const char*>> fields,
+                               unsigned version = 11) {
+  http::request_header<> req;
+  req.version(version);
+  for (const auto& [k, v] : fields) req.insert(k, v);
+  return req;
+}
+
+// 0 when the framing is accepted, else the rejection's status.
+unsigned FramingStatus(const http::request_header<>& req) {
+  std::optional<Rejection> r = CheckRequestFraming(req);
+  return r ? r->status : 0;
+}
+
+TEST(HttpMessageTest, RequestFraming) {
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "chunked"}})), 0u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "Chunked"}})), 0u);
+  EXPECT_EQ(FramingStatus(Request({{"Content-Length", "3"}})), 0u);
+  // Not ending in chunked: the length cannot be determined (RFC 9112 §6.3).
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "chunked, gzip"}})), 400u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "gzip"}})), 400u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", ""}})), 400u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "chunked"}}, 10)), 400u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "chunked"}, {"Content-Length", "3"}})),
+            400u);
+  // Codings the agent does not implement (RFC 9112 §6.1), however they are spread.
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "gzip, chunked"}})), 501u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "chunked, chunked"}})), 501u);
+  EXPECT_EQ(FramingStatus(Request({{"Transfer-Encoding", "gzip"}, {"Transfer-Encoding", "chunked"}})),
+            501u);
+}
+
+TEST(HttpMessageTest, ResponseFramingIsForwardableOnlyWhenExactlyChunked) {
+  auto response = [](std::initializer_list<std::pair<const char*, const char*>> fields) {
+    http::response_header<> res;
+    for (const auto& [k, v] : fields) res.insert(k, v);
+    return res;
+  };
+  EXPECT_TRUE(ForwardableResponseFraming(response({})));
+  EXPECT_TRUE(ForwardableResponseFraming(response({{"Transfer-Encoding", "chunked"}})));
+  EXPECT_FALSE(ForwardableResponseFraming(response({{"Transfer-Encoding", "gzip, chunked"}})));
+  EXPECT_FALSE(ForwardableResponseFraming(
+      response({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}})));
+}
+
+TEST(HttpMessageTest, RemovesHopByHopAndConnectionNamedFields) {
+  auto req = Request({{"Connection", "x-a, keep-alive"}, {"x-a", "1"}, {"Keep-Alive", "5"},
+                      {"TE", "trailers"}, {"Upgrade", "h2c"}, {"x-b", "2"},
+                      {"Content-Length", "1"}});
+  RemoveHopByHop(req);
+  EXPECT_EQ(req.count("x-a"), 0u);
+  EXPECT_EQ(req.count(http::field::keep_alive), 0u);
+  EXPECT_EQ(req.count(http::field::te), 0u);
+  EXPECT_EQ(req.count(http::field::upgrade), 0u);
+  EXPECT_EQ(req.count(http::field::connection), 0u);
+  EXPECT_EQ(req["x-b"], "2");
+  EXPECT_EQ(req[http::field::content_length], "1");
+}
+
+TEST(HttpMessageTest, AbsoluteFormBecomesOriginForm) {
+  auto req = Request({{"Host", "old"}});
+  req.target("http://web.shop:8080?q=1");
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req.target(), "/?q=1");
+  EXPECT_EQ(req[http::field::host], "web.shop:8080");
+  req.target("http://user@evil/");
+  EXPECT_TRUE(NormalizeTarget(req));
+  req.target("/plain");
+  EXPECT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req.target(), "/plain");
+}
+
+TEST(HttpMessageTest, KeepAliveFollowsVersionAndConnection) {
+  EXPECT_TRUE(KeepAlive(Request({})));
+  EXPECT_FALSE(KeepAlive(Request({{"Connection", "close"}})));
+  EXPECT_FALSE(KeepAlive(Request({}, 10)));
+  EXPECT_TRUE(KeepAlive(Request({{"Connection", "Keep-Alive"}}, 10)));
+}
+
+}  // namespace
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,988 @@
+// The agent end to end in-process: real listeners, real upstream servers, real sockets.
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+#include "agent/agent.h"
+#include "agent/testing/test_support.h"
+#include "net/upstream_pool.h"
+
+namespace meshplug::agent::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using chains::BuiltinFactory;
+using chains::BuiltinModuleFactory;
+using testing::AddService;
+using testing::BaseSnapshot;
+using testing::LocalAgentOptions;
+using testing::Client;
+using testing::DrainUntilClosed;
+using testing::HoldForever;
+using testing::RawUpstream;
+using testing::ReadRequestHeader;
+using testing::TcpEchoUpstream;
+using testing::TestUpstream;
+using testing::WaitFor;
+using testing::WriteAll;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+namespace http = boost::beast::http;
+
+// The status of an optional response; 0 when there is none.
+unsigned StatusOf(const std::optional<http::response<http::string_body>>& r) {
+  return r ? r->result_int() : 0;
+}
+
+// A plugin for failure tests, mounted ahead of http-routing; what it does is chosen per
+// request by the header "x-plugin-action".
+class ActionPlugin : public plugins::HttpPlugin {
+ public:
+  static inline std::atomic<int> logged{0};
+
+  const std::string& name() const override { return name_; }
+  plugins::BodyMode request_body_mode() const override { return plugins::BodyMode::kStream; }
+
+  plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+    std::string action(ctx.request["x-plugin-action"]);
+    if (action == "throw-headers") throw std::runtime_error("secret-detail-42");
+    if (action == "drop-connection") ctx.request.erase(http::field::connection);
+    if (action == "has-pool") co_return plugins::Verdict::Respond(ctx.pool ? 200 : 500);
+    if (action.starts_with("status:")) {
+      co_return plugins::Verdict::Respond(std::stoul(action.substr(7)), "body");
+    }
+    co_return plugins::Verdict::Continue();
+  }
+  plugins::awaitable<plugins::Verdict> OnRequestBody(plugins::HttpContext& ctx, std::string&,
+                                                     bool) override {
+    if (ctx.request["x-plugin-action"] == "throw-body") {
+      throw std::runtime_error("secret-detail-43");
+    }
+    co_return plugins::Verdict::Continue();
+  }
+  void OnLog(const plugins::HttpContext&) override { ++logged; }
+
+ private:
+  std::string name_ = "action";
+};
+
+class WithActionPlugin : public BuiltinModuleFactory {
+ public:
+  absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(
+      std::string_view name, const plugins::builtin::BuiltinEnv& env) const override {
+    if (name == "action") return std::make_shared<ActionPlugin>();
+    return BuiltinModuleFactory::MakeHttp(name, env);
+  }
+};
+
+// Mounts the action plugin first in the outbound-http chain.
+void MountActionPlugin(v1::Snapshot& s) {
+  auto* chain = s.mutable_chains()->mutable_outbound_http();
+  v1::ChainModule* m = chain->Add();
+  m->set_name("action");
+  m->set_priority(200);
+  m->set_builtin(true);
+  std::rotate(chain->begin(), chain->end() - 1, chain->end());
+}
+
+// A free local port: bind, read, release.
+uint16_t FreePort() {
+  TestUpstream probe("probe");
+  return probe.port();
+}
+
+// A TCP service listening on `listen_port` whose one endpoint is address:port.
+v1::Snapshot TcpSnapshot(const std::string& address, uint16_t port, uint16_t listen_port) {
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Cluster* cluster = s.add_clusters();
+  cluster->set_name("db|5432");
+  v1::Endpoints* e = s.add_endpoints();
+  e->set_cluster("db|5432");
+  e->add_endpoints()->set_address(address);
+  e->mutable_endpoints(0)->set_port(port);
+  v1::Service* svc = s.add_services();
+  svc->set_name("db.data");
+  v1::ServicePort* service_port = svc->add_ports();
+  service_port->set_port(5432);
+  service_port->set_protocol(v1::PROTOCOL_TCP);
+  service_port->set_tcp_listen_port(listen_port);
+  service_port->add_tcp_clusters()->set_cluster("db|5432");
+  service_port->mutable_tcp_clusters(0)->set_weight(1);
+  return s;
+}
+
+// Reads from `c` until the peer ends the connection; what was read.
+std::string ReadToEnd(Client& c) {
+  std::string received;
+  bool ended = false;
+  std::array<char, 1024> piece;
+  std::function<void()> read = [&] {
+    c.stream().async_read_some(asio::buffer(piece), [&](boost::system::error_code ec, size_t n) {
+      received.append(piece.data(), n);
+      if (ec) {
+        ended = true;
+      } else {
+        read();
+      }
+    });
+  };
+  read();
+  c.RunUntil([&] { return ended; });
+  return received;
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  // Sends `pieces` through a TCP service whose endpoint is an echo server at `host`,
+  // half-closes, and returns all that comes back ("" if the connection failed).
+  std::string ThroughTcpEcho(const std::string& host, const std::vector<std::string>& pieces) {
+    TcpEchoUpstream echo("echo:");
+    uint16_t listen_port = FreePort();
+    StartAgent(TcpSnapshot(host, echo.port(), listen_port));
+    Client c(listen_port);
+    if (!c.connected()) return "";
+    for (const auto& piece : pieces) {
+      if (!c.Send(piece)) return "";
+    }
+    boost::system::error_code ec;
+    c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
+    return ReadToEnd(c);
+  }
+
+  // An agent that routes web.shop to `port` and runs the action plugin first outbound.
+  void StartWithActionPlugin(uint16_t port) {
+    v1::Snapshot s = BaseSnapshot("v1");
+    AddService(s, "web.shop", {port});
+    MountActionPlugin(s);
+    StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  }
+
+  void StartAgent(v1::Snapshot snapshot, Limits limits = {},
+                  std::unique_ptr<BuiltinFactory> builtins = nullptr) {
+    AgentOptions options = LocalAgentOptions(2);
+    options.limits = limits;
+    options.drain_timeout = 5s;
+    agent_ = std::make_unique<Agent>(options, std::move(builtins));
+    // The sink is set before the workers start, as the agent's main does.
+    agent_->SetAccessLog([this](std::string_view line) {
+      std::lock_guard lock(access_log_mu_);
+      access_log_.emplace_back(line);
+    });
+    ASSERT_TRUE(agent_->Apply(std::move(snapshot)).ok());
+    ASSERT_TRUE(agent_->Start().ok());
+  }
+  std::vector<std::string> AccessLog() {
+    std::lock_guard lock(access_log_mu_);
+    return access_log_;
+  }
+  uint16_t outbound() const { return agent_->outbound_port(); }
+  uint64_t Counter(std::string_view name, const Stats::Labels& labels) {
+    return agent_->stats().CounterValue(name, labels);
+  }
+
+  std::mutex access_log_mu_;
+  std::vector<std::string> access_log_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(ProxyTest, RoutesByHostAndPathToWeightedClusters) {
+  TestUpstream a("a"), b("b");
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Service& svc = AddService(s, "httpbin.httpbin", {a.port()});
+  // /b/... goes to a second cluster, ahead of the catch-all route.
+  v1::Cluster* cb = s.add_clusters();
+  cb->set_name("httpbin-b");
+  v1::Endpoints* eb = s.add_endpoints();
+  eb->set_cluster("httpbin-b");
+  eb->add_endpoints()->set_address("127.0.0.1");
+  eb->mutable_endpoints(0)->set_port(b.port());
+  v1::HttpRoute route;
+  route.set_name("to-b");
+  route.mutable_match()->set_prefix("/b/");
+  v1::HeaderMatch* h = route.mutable_match()->add_headers();
+  h->set_name("x-test");
+  h->set_regex("go-[0-9]+");
+  route.add_clusters()->set_cluster("httpbin-b");
+  route.mutable_clusters(0)->set_weight(1);
+  *svc.mutable_routes()->Add() = route;
+  svc.mutable_routes()->SwapElements(0, 1);
+  StartAgent(s);
+
+  Client c(outbound());
+  auto r = c.Get("httpbin.httpbin:80", "/get");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)["x-upstream"], "a");
+  r = c.Get("HTTPBIN", "/b/x", "x-test: go-42\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["x-upstream"], "b");
+  r = c.Get("httpbin", "/b/x", "x-test: nope\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["x-upstream"], "a");
+}
+
+TEST_F(ProxyTest, DefaultAnswers403WithoutRouteAnd404WhenNothingForwarded) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Service& svc = AddService(s, "web.shop", {a.port()});
+  svc.mutable_routes(0)->mutable_match()->set_exact("/only");
+  // A route whose clusters all weigh 0 matches but leads nowhere.
+  v1::HttpRoute* nowhere = svc.add_routes();
+  nowhere->set_name("nowhere");
+  nowhere->mutable_match()->set_prefix("/nowhere");
+  nowhere->add_clusters()->set_cluster("web.shop|80");
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("unknown.example", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 403);
+  r = c.Get("web.shop", "/other");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 403);
+  r = c.Get("web.shop", "/nowhere");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404);
+  r = c.Get("web.shop", "/only?x=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(ProxyTest, RoundRobinsAcrossEndpointsAndReusesUpstreamConnections) {
+  TestUpstream a("a"), b("b"), c3("c");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port(), b.port(), c3.port()});
+  StartAgent(s);
+  Client c(outbound());
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 30; ++i) {
+    auto r = c.Get("web.shop", "/");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->result_int(), 200);
+    ++seen[std::string((*r)["x-upstream"])];
+  }
+  EXPECT_EQ(seen["a"], 10);
+  EXPECT_EQ(seen["b"], 10);
+  EXPECT_EQ(seen["c"], 10);
+  // One downstream connection lives on one worker, whose pool keeps one connection each.
+  EXPECT_EQ(a.connections(), 1);
+  EXPECT_EQ(b.connections(), 1);
+  EXPECT_EQ(c3.connections(), 1);
+}
+
+TEST_F(ProxyTest, RemovesHopByHopHeadersAndHonoursConnectionClose) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/", "Connection: close, x-private\r\nx-private: 1\r\nKeep-Alive: 5\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)[boost::beast::http::field::connection], "close");
+  std::string seen = a.last_request_header();
+  EXPECT_EQ(seen.find("x-private"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("Keep-Alive"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("traceparent: 00-"), std::string::npos) << seen;
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+TEST_F(ProxyTest, MapsUpstreamFailures) {
+  TestUpstream a("a");
+  uint16_t closed_port;
+  {
+    TestUpstream gone("gone");
+    closed_port = gone.port();
+  }
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  AddService(s, "down.shop", {closed_port});
+  s.mutable_clusters(0)->mutable_request_timeout()->set_nanos(200'000'000);
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("down.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  // /slow answers only when released: the 504 cannot depend on timing.
+  r = c.Get("web.shop", "/slow");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 504);
+  EXPECT_EQ(a.slow_waiting(), 1);
+  r = c.Get("web.shop", "/reset");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 502);
+  r = c.Get("web.shop", "/status/418");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 418);
+}
+
+TEST_F(ProxyTest, RetriesConfiguredStatusesOnAnotherEndpoint) {
+  TestUpstream a("a"), b("b");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port(), b.port()});
+  s.mutable_clusters(0)->mutable_retry()->set_num_retries(1);
+  s.mutable_clusters(0)->mutable_retry()->add_retry_on_status(503);
+  s.mutable_clusters(0)->mutable_retry()->mutable_backoff_base()->set_nanos(1'000'000);
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/status/503");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  EXPECT_EQ(a.requests() + b.requests(), 2);
+  EXPECT_EQ(a.requests(), 1);
+}
+
+TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  Limits limits;
+  limits.max_header_bytes = 1024;
+  limits.max_header_count = 10;
+  limits.header_read_timeout = 300ms;
+  StartAgent(s, limits);
+  struct Case {
+    std::string request;
+    unsigned status;
+  };
+  std::vector<Case> cases = {
+      {"POST / HTTP/1.1\r\nHost: web.shop\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: web.shop\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: web.shop\r\nx-big: " + std::string(2000, 'a') + "\r\n\r\n", 431},
+      {"GET / HTTP/1.1\r\nHost: web.shop\r\n" + std::string(20 * 7, 'x') + "\r\n\r\n", 400},
+      {"GARBAGE\r\n\r\n", 400},
+  };
+  std::string many;
+  for (int i = 0; i < 20; ++i) many += "x-h" + std::to_string(i) + ": 1\r\n";
+  cases.push_back({"GET / HTTP/1.1\r\nHost: web.shop\r\n" + many + "\r\n", 431});
+  for (const Case& k : cases) {
+    Client c(outbound());
+    ASSERT_TRUE(c.Send(k.request));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << k.request;
+    EXPECT_EQ(r->result_int(), k.status) << k.request;
+    EXPECT_TRUE(c.ClosedByPeer()) << k.request;
+  }
+  // A client that stops in the middle of its header is disconnected.
+  Client slow(outbound());
+  ASSERT_TRUE(slow.Send("GET / HTTP/1.1\r\nHost: web"));
+  EXPECT_TRUE(slow.ClosedByPeer());
+  EXPECT_EQ(a.requests(), 0);
+}
+
+TEST_F(ProxyTest, StreamsChunkedBodiesBothWaysAndAnswers100Continue) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: chunked\r\n"
+                     "Expect: 100-continue\r\n\r\n"));
+  // The agent says 100 Continue before the body is sent.
+  auto interim = c.Read();
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->result_int(), 100);
+  auto chunk = [](int i) {
+    std::string piece(50'000, static_cast<char>('a' + i % 26));
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    return std::make_pair(piece, size + piece + "\r\n");
+  };
+  // Each chunk comes back echoed while the request is still open, before the next one is
+  // sent: both bodies stream, neither is buffered whole (and no socket buffer needs to
+  // hold the whole body for the test to pass).
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(~uint64_t{0});
+  std::string expected;
+  for (int i = 0; i < 64; ++i) {
+    expected += chunk(i).first;
+    ASSERT_TRUE(c.Send(chunk(i).second));
+    ASSERT_TRUE(c.ReadInto(parser, [&] { return parser.get().body().size() >= expected.size(); }))
+        << "chunk " << i << " was not echoed before the request body ended";
+  }
+  EXPECT_EQ(parser.get().result_int(), 200);
+  EXPECT_TRUE(parser.get().chunked());
+  ASSERT_TRUE(c.Send("0\r\n\r\n"));
+  ASSERT_TRUE(c.ReadInto(parser, [&] { return parser.is_done(); }));
+  EXPECT_EQ(parser.get().body().size(), expected.size());
+  EXPECT_TRUE(parser.get().body() == expected);
+  // The connection stays usable.
+  auto again = c.Get("web.shop", "/");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body(), "a");
+}
+
+TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  std::string three;
+  for (int i = 0; i < 3; ++i) {
+    three += "GET /status/20" + std::to_string(i) + " HTTP/1.1\r\nHost: web.shop\r\n\r\n";
+  }
+  ASSERT_TRUE(c.Send(three));
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 200 + i);
+  }
+}
+
+TEST_F(ProxyTest, ExplicitProxyAbsoluteFormTarget) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  ASSERT_TRUE(c.Send("GET http://web.shop/x?y=1 HTTP/1.1\r\nHost: ignored\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_NE(a.last_request_header().find("GET /x?y=1 HTTP/1.1"), std::string::npos);
+}
+
+TEST_F(ProxyTest, CircuitBreakerOpensAfterConsecutiveErrors) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  v1::CircuitBreaker* cb = s.mutable_clusters(0)->mutable_circuit_breaker();
+  cb->set_consecutive_errors(3);
+  cb->mutable_open_duration()->set_seconds(60);
+  StartAgent(s);
+  Client c(outbound());
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Get("web.shop", "/status/500");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 500);
+  }
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  EXPECT_EQ(a.requests(), 3);
+}
+
+TEST_F(ProxyTest, AccessLogLinesOnlyWhenTheSnapshotAsksForThem) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  // Off by default: the metrics count it, the access log stays empty.
+  ASSERT_TRUE(WaitFor([&] { return Counter("meshplug_http_requests_total",
+                                            {{"direction", "outbound"}, {"service", "web.shop"}, {"code", "2xx"}}) == 1; }));
+  EXPECT_TRUE(AccessLog().empty());
+
+  v1::Snapshot on = BaseSnapshot("v2");
+  AddService(on, "web.shop", {a.port()});
+  on.mutable_settings()->set_access_log(true);
+  ASSERT_TRUE(agent_->Apply(std::move(on)).ok());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/items?x=1")), 200u);
+  ASSERT_TRUE(WaitFor([&] { return AccessLog().size() == 1; }));
+  const std::string line = AccessLog().front();
+  EXPECT_NE(line.find("\"direction\":\"outbound\",\"method\":\"GET\",\"target\":\"/items?x=1\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"status\":200"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"service\":\"web.shop\""), std::string::npos) << line;
+}
+
+TEST_F(ProxyTest, InboundThrottleAnswers429) {
+  TestUpstream app("app");
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Service& svc = AddService(s, "httpbin.httpbin", {app.port()}, true);
+  svc.mutable_traffic()->mutable_rate_limit()->set_requests(2);
+  svc.mutable_traffic()->mutable_rate_limit()->mutable_per()->set_seconds(3600);
+  StartAgent(s);
+  Client c(agent_->inbound_port());
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 429u);
+  // The metrics module counts in its log step, after the response went out.
+  EXPECT_TRUE(WaitFor([&] {
+    return agent_->stats().CounterValue(
+               "meshplug_http_requests_total",
+               {{"direction", "inbound"}, {"service", "httpbin.httpbin"}, {"code", "4xx"}}) == 1;
+  }));
+}
+
+TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
+  TestUpstream app("app");
+  // One agent plays both sides: its outbound cluster's endpoint is its own inbound listener.
+  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
+  ASSERT_TRUE(probe.Start().ok());
+  uint16_t inbound = probe.inbound_port();
+  probe.Drain();
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "httpbin.httpbin", {inbound});
+  AddService(s, "httpbin.httpbin", {app.port()}, true);
+  // Two services of one name (outbound and inbound) must differ by name.
+  s.mutable_services(1)->set_name("httpbin.httpbin.local");
+  AgentOptions options = LocalAgentOptions(1);
+  options.inbound_port = inbound;
+  agent_ = std::make_unique<Agent>(options);
+  ASSERT_TRUE(agent_->Apply(s).ok());
+  ASSERT_TRUE(agent_->Start().ok());
+  Client c(agent_->outbound_port());
+  auto r = c.Get("httpbin.httpbin:80", "/get");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(r->body(), "app");
+}
+
+TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
+  EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
+}
+
+// Finding 1: a chunk-size line (or trailer) without CRLF must not grow the read buffer
+// without limit; past header limit + one body piece the request is refused.
+TEST_F(ProxyTest, EndlessChunkLineIsRefusedNotBuffered) {
+  // An upstream that never answers: only the agent's own limit can end the request.
+  RawUpstream silent([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    co_await DrainUntilClosed(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {silent.port()});
+  StartAgent(s);
+  Client c(outbound(), 5s);
+  ASSERT_TRUE(c.Send("POST / HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5;ext="));
+  ASSERT_TRUE(c.Send(std::string(256 * 1024, 'x')));
+  auto r = c.Read();
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 400);
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+TEST_F(ProxyTest, EndlessUpstreamChunkLineEndsTheResponse) {
+  RawUpstream endless([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+    co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=" +
+                                  std::string(256 * 1024, 'x'));
+    co_await HoldForever(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {endless.port()});
+  StartAgent(s);
+  Client c(outbound(), 5s);
+  auto r = c.Get("web.shop", "/");
+  // The header went out before the body broke: the agent can only cut the response
+  // short, and must do so instead of buffering and waiting.
+  EXPECT_FALSE(r);
+  EXPECT_NE(c.last_error(), beast::error::timeout) << c.last_error().message();
+}
+
+// Finding 2: bytes an upstream sent after its response must not be read as the response
+// to the next request on a pooled connection.
+TEST_F(ProxyTest, BytesAfterAResponseNeverReachTheNextRequest) {
+  RawUpstream smuggler([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    while (!(co_await ReadRequestHeader(socket, pending)).empty()) {
+      // One write: the agent reads the extra response together with the real one.
+      if (!co_await WriteAll(socket,
+                             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+                             "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nx-smuggled: 1\r\n\r\nevil")) {
+        co_return;
+      }
+    }
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {smuggler.port()});
+  StartAgent(s);
+  Client c(outbound());
+  for (int i = 0; i < 2; ++i) {
+    auto r = c.Get("web.shop", "/");
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body(), "a") << i;
+    EXPECT_EQ(r->count("x-smuggled"), 0u) << i;
+  }
+  EXPECT_EQ(smuggler.connections(), 2);
+}
+
+// However the upstream frames a response (its body in the header's segment or after it,
+// chunked with or without data, an empty body, none for HEAD), the client gets it whole
+// and both kept-alive connections stay in step for the next request.
+TEST_F(ProxyTest, EveryResponseFramingArrivesWholeOnKeptAliveConnections) {
+  RawUpstream upstream([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    for (;;) {
+      const std::string head = co_await ReadRequestHeader(socket, pending);
+      if (head.empty()) co_return;
+      auto is = [&](const char* path) { return head.find(std::string(" ") + path + " ") != std::string::npos; };
+      bool ok = true;
+      if (is("/same-segment")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+      } else if (is("/later")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") &&
+             co_await WriteAll(socket, "later");
+      } else if (is("/chunked-empty")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+      } else if (is("/chunked")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+      } else if (is("/empty")) {
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+      } else {  // HEAD /head: a length, no body
+        ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+      }
+      if (!ok) co_return;
+    }
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {upstream.port()});
+  StartAgent(s);
+  Client c(outbound());
+  const std::pair<const char*, const char*> cases[] = {
+      {"/same-segment", "hello"}, {"/later", "later"}, {"/chunked-empty", ""},
+      {"/chunked", "abc"},        {"/empty", ""},      {"/same-segment", "hello"},
+  };
+  for (const auto& [path, body] : cases) {
+    auto r = c.Get("web.shop", path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->result_int(), 200) << path;
+    EXPECT_EQ(r->body(), body) << path;
+  }
+  ASSERT_TRUE(c.Send("HEAD /head HTTP/1.1\r\nHost: web.shop\r\n\r\n"));
+  auto head = c.Read(/*head=*/true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ((*head)[http::field::content_length], "5");
+  auto after = c.Get("web.shop", "/same-segment");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body(), "hello");
+  EXPECT_EQ(upstream.connections(), 1);
+}
+
+TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
+  TestUpstream a("a");
+  asio::io_context context;
+  UpstreamPool pool(context.get_executor());
+  auto acquire = [&](std::chrono::milliseconds idle_timeout) {
+    std::unique_ptr<UpstreamConnection> c;
+    bool done = false;
+    asio::co_spawn(
+        context,
+        [&]() -> asio::awaitable<void> {
+          bool reused = false;
+          beast::error_code ec;
+          c = co_await pool.Acquire("127.0.0.1", a.port(), 2s, idle_timeout, true, reused, ec);
+          done = true;
+        },
+        asio::detached);
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+      context.restart();  // run_for returns at once after the context ran out of work
+      context.run_for(10ms);
+    }
+    return c;
+  };
+  // A connection with unparsed bytes is never kept.
+  std::unique_ptr<UpstreamConnection> dirty = acquire(60s);
+  ASSERT_TRUE(dirty);
+  dirty->buffer.commit(asio::buffer_copy(dirty->buffer.prepare(4), asio::buffer("HTTP", 4)));
+  pool.Release(std::move(dirty));
+  EXPECT_EQ(pool.idle(), 0u);
+  // A clean one is kept for its idle timeout, then closed, its endpoint forgotten.
+  std::unique_ptr<UpstreamConnection> clean = acquire(100ms);
+  ASSERT_TRUE(clean);
+  pool.Release(std::move(clean));
+  EXPECT_EQ(pool.idle(), 1u);
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while ((pool.idle() > 0 || pool.endpoints() > 0) && std::chrono::steady_clock::now() < deadline) {
+    context.restart();
+    context.run_for(10ms);
+  }
+  EXPECT_EQ(pool.idle(), 0u);
+  EXPECT_EQ(pool.endpoints(), 0u);
+  EXPECT_TRUE(WaitFor([&] { return a.open_connections() == 0; }));
+}
+
+// Finding 3: routes match the normalized path, and the upstream gets that same path.
+TEST_F(ProxyTest, RoutesAndForwardsTheNormalizedPath) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Service& svc = AddService(s, "web.shop", {a.port()});
+  svc.mutable_routes(0)->mutable_match()->set_prefix("/public/");  // nothing else routes
+  StartAgent(s);
+  struct Case {
+    std::string target;
+    unsigned status;
+    std::string forwarded;  // the request line the upstream sees, when it sees one
+  };
+  std::vector<Case> cases = {
+      {"/public/../admin", 403, ""},
+      {"/public/%2e%2e/admin", 403, ""},
+      {"/public/%2E./admin", 403, ""},
+      {"/public/..%2fadmin", 400, ""},
+      {"/public/..%2Fadmin", 400, ""},
+      {"/public/..%5cadmin", 400, ""},
+      {"/public/..\\admin", 400, ""},
+      {"/public/%zz", 400, ""},
+      {"/public/a/./b/../c?x=../y", 200, "GET /public/a/c?x=../y HTTP/1.1"},
+      {"/public/%7euser/%3a", 200, "GET /public/~user/%3A HTTP/1.1"},
+      {"http://web.shop/public/x/../y", 200, "GET /public/y HTTP/1.1"},
+      {"*", 400, ""},
+      {"web.shop:80", 400, ""},
+  };
+  for (const Case& k : cases) {
+    Client c(outbound());
+    ASSERT_TRUE(c.Send("GET " + k.target + " HTTP/1.1\r\nHost: web.shop\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << k.target;
+    EXPECT_EQ(r->result_int(), k.status) << k.target;
+    if (!k.forwarded.empty()) {
+      EXPECT_EQ(a.last_request_header().find(k.forwarded), 0u)
+          << k.target << " arrived as " << a.last_request_header();
+    }
+  }
+  EXPECT_EQ(a.requests(), 3);
+}
+
+// Finding 5: whatever a plugin throws or answers, the client gets a well-formed response
+// with nothing of the exception, the failure is counted and the log steps still run.
+TEST_F(ProxyTest, PluginFailuresAndBadStatusesBecome500WithoutDetails) {
+  // Never answers, so the body step's failure is the only possible outcome.
+  RawUpstream silent([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    co_await DrainUntilClosed(socket);
+  });
+  StartWithActionPlugin(silent.port());
+  int logged_before = ActionPlugin::logged.load();
+  std::vector<std::string> requests = {
+      "GET / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: throw-headers\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: throw-body\r\n"
+      "Content-Length: 5\r\n\r\nhello",
+      "GET / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: status:1000\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: status:42\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: web.shop\r\nx-plugin-action: status:101\r\n\r\n",
+  };
+  for (const std::string& request : requests) {
+    Client c(outbound(), 5s);
+    ASSERT_TRUE(c.Send(request));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << request << c.last_error().message();
+    EXPECT_EQ(r->result_int(), 500) << request;
+    EXPECT_EQ(r->body().find("secret"), std::string::npos) << r->body();
+  }
+  EXPECT_EQ(Counter("meshplug_plugin_errors_total", {{"plugin", "action"}}), 2u);
+  EXPECT_TRUE(WaitFor([&] {
+    return ActionPlugin::logged.load() - logged_before == static_cast<int>(requests.size());
+  }));
+}
+
+TEST_F(ProxyTest, LocalNoContentResponsesCarryNoBody) {
+  TestUpstream a("a");
+  StartWithActionPlugin(a.port());
+  Client c(outbound());
+  for (unsigned status : {204u, 304u}) {
+    auto r = c.Get("web.shop", "/", "x-plugin-action: status:" + std::to_string(status) + "\r\n");
+    ASSERT_TRUE(r) << status;
+    EXPECT_EQ(r->result_int(), status);
+    EXPECT_EQ(r->count(http::field::content_length), 0u);
+    // A body would be read as the start of the next response.
+    auto next = c.Get("web.shop", "/");
+    ASSERT_TRUE(next) << status;
+    EXPECT_EQ(next->result_int(), 200);
+    EXPECT_EQ(next->body(), "a");
+  }
+}
+
+// Plugins' own HTTP calls (Lua http_call) keep connections in the worker's pool.
+TEST_F(ProxyTest, PluginsGetTheWorkersPool) {
+  TestUpstream a("a");
+  StartWithActionPlugin(a.port());
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/", "x-plugin-action: has-pool\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+// Finding 7: TCP connections are closed when idle, bounded after a half-close, and
+// endpoints may be DNS names (the pool's connect).
+TEST_F(ProxyTest, IdleTcpConnectionsAreClosed) {
+  TcpEchoUpstream echo("echo:");
+  uint16_t listen_port = FreePort();
+  Limits limits;
+  limits.tcp_idle_timeout = 200ms;
+  StartAgent(TcpSnapshot("127.0.0.1", echo.port(), listen_port), limits);
+  Client c(listen_port, 5s);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send("hello"));
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+TEST_F(ProxyTest, HalfClosedTcpConnectionsAreBounded) {
+  // Reads the request to its end, then neither answers nor closes.
+  RawUpstream mute([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    co_await DrainUntilClosed(socket);
+    co_await HoldForever(socket);
+  });
+  uint16_t listen_port = FreePort();
+  Limits limits;
+  limits.tcp_half_close_timeout = 200ms;
+  StartAgent(TcpSnapshot("127.0.0.1", mute.port(), listen_port), limits);
+  Client c(listen_port, 5s);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send("request"));
+  boost::system::error_code ec;
+  c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+TEST_F(ProxyTest, TcpEndpointsMayBeHostNames) {
+  EXPECT_EQ(ThroughTcpEcho("localhost", {"by name"}), "echo:by name");
+}
+
+// Finding 8: an upstream that answers before reading the request body gets its answer
+// relayed; the agent does not insist on sending the whole body first.
+TEST_F(ProxyTest, EarlyResponseIsRelayedWhileTheRequestBodyIsPending) {
+  RawUpstream early([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+    co_await WriteAll(socket, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!");
+    co_await HoldForever(socket);  // reads no body, never closes
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {early.port()});
+  StartAgent(s);
+  Client c(outbound(), 5s);
+  ASSERT_TRUE(c.Send("POST /upload HTTP/1.1\r\nHost: web.shop\r\nContent-Length: 1000000\r\n\r\n" +
+                     std::string(1000, 'b')));
+  auto r = c.Read();
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 413);
+  EXPECT_EQ(r->body(), "big!");
+  // The rest of the body will never be read: the connection ends after the response.
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+// Finding 11: a pooled connection the upstream closed as the request arrived is replaced
+// once, for a request that can be sent again.
+TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
+  // On its first connection, answers one request and closes on the next one unanswered.
+  auto closes_second = [](tcp::socket& socket, int connection) -> asio::awaitable<void> {
+    std::string pending;
+    for (int i = 0;; ++i) {
+      if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+      if (connection == 0 && i == 1) co_return;
+      if (!co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) co_return;
+    }
+  };
+  RawUpstream get_upstream(closes_second), post_upstream(closes_second);
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {get_upstream.port()});
+  AddService(s, "post.shop", {post_upstream.port()});
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  EXPECT_EQ(get_upstream.connections(), 2);
+  EXPECT_EQ(Counter("meshplug_upstream_stale_connection_retries_total",
+                    {{"cluster", "web.shop|80"}}),
+            1u);
+  // POST is not idempotent: the upstream may have acted on it, so it is not sent twice.
+  Client p(outbound());
+  for (unsigned expected : {200u, 502u}) {
+    ASSERT_TRUE(p.Send("POST / HTTP/1.1\r\nHost: post.shop\r\nContent-Length: 0\r\n\r\n"));
+    EXPECT_EQ(StatusOf(p.Read()), expected);
+  }
+  EXPECT_EQ(post_upstream.connections(), 1);
+}
+
+// Finding 12: every Connection field names hop-by-hop fields and can say close, and the
+// names come from the request as it arrived, whatever plugins do to it.
+TEST_F(ProxyTest, EveryConnectionFieldCounts) {
+  TestUpstream a("a");
+  StartWithActionPlugin(a.port());
+  {
+    Client c(outbound());
+    auto r = c.Get("web.shop", "/",
+                   "Connection: keep-alive\r\nConnection: x-secret\r\nx-secret: 1\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(a.last_request_header().find("x-secret"), std::string::npos)
+        << a.last_request_header();
+    r = c.Get("web.shop", "/",
+              "Connection: x-other\r\nx-other: 1\r\nx-plugin-action: drop-connection\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(a.last_request_header().find("x-other"), std::string::npos)
+        << a.last_request_header();
+  }
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/", "Connection: x-a\r\nConnection: close\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)[http::field::connection], "close");
+  EXPECT_TRUE(c.ClosedByPeer());
+}
+
+// Finding 13: RFC 9112 §3.2.
+TEST_F(ProxyTest, HostMustBePresentOnceAndValid) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  for (const std::string& request : {
+           std::string("GET / HTTP/1.1\r\n\r\n"),
+           std::string("GET / HTTP/1.1\r\nHost: web.shop\r\nHost: other.shop\r\n\r\n"),
+           std::string("GET / HTTP/1.1\r\nHost: web.shop/x\r\n\r\n"),
+           std::string("GET / HTTP/1.1\r\nHost: user@web.shop\r\n\r\n"),
+       }) {
+    Client c(outbound());
+    ASSERT_TRUE(c.Send(request));
+    EXPECT_EQ(StatusOf(c.Read()), 400u) << request;
+  }
+  EXPECT_EQ(a.requests(), 0);
+}
+
+// Finding 14: only "chunked" is forwarded: other request codings are 501, other response
+// codings 502 (re-framing would drop them).
+TEST_F(ProxyTest, TransferCodingsOtherThanChunkedAreRefused) {
+  RawUpstream gzip([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+    co_await WriteAll(socket,
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    co_await DrainUntilClosed(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {gzip.port()});
+  StartAgent(s);
+  {
+    Client c(outbound());
+    ASSERT_TRUE(c.Send("POST / HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                       "3\r\nabc\r\n0\r\n\r\n"));
+    EXPECT_EQ(StatusOf(c.Read()), 501u);
+  }
+  EXPECT_EQ(gzip.connections(), 0);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 502u);
+}
+
+// Finding 19: a request takes its limits from the chain set it runs on, even when that set
+// arrived while its connection was idle.
+TEST_F(ProxyTest, RequestTakesItsLimitsFromItsOwnChainSet) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  // The first request is over (logged) and the connection waits for the next one.
+  ASSERT_TRUE(WaitFor([&] {
+    return Counter("meshplug_http_requests_total",
+                   {{"direction", "outbound"}, {"service", "web.shop"}, {"code", "2xx"}}) == 1;
+  }));
+  v1::Snapshot smaller = s;
+  smaller.set_version("v2");
+  smaller.mutable_settings()->mutable_limits()->set_max_header_bytes(1024);
+  ASSERT_TRUE(agent_->Apply(smaller).ok());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/", "x-big: " + std::string(2000, 'a') + "\r\n")), 431u);
+}
+
+}  // namespace
+}  // namespace meshplug::agent::proxy

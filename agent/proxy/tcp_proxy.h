@@ -1,0 +1,19 @@
+// The tcp chains: one coroutine per accepted connection runs the chain's connect steps and,
+// when a module forwards, copies bytes both ways (through the data steps) with half-close.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "agent/proxy/http_proxy.h"
+
+namespace meshplug::agent::proxy {
+
+// `listen_port` is the agent port that accepted the connection (it selects the service).
+boost::asio::awaitable<void> ServeTcpConnection(boost::asio::ip::tcp::socket socket,
+                                                ProxyEnv env, uint16_t listen_port);
+
+}  // namespace meshplug::agent::proxy

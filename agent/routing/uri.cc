@@ -1,0 +1,95 @@
+#include "agent/routing/uri.h"
+
+namespace meshplug::agent::routing {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool Unreserved(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+// RFC 3986 §5.2.4, on a path that starts with '/'.
+std::string RemoveDotSegments(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  auto drop_last_segment = [&out] {
+    size_t slash = out.rfind('/');
+    out.erase(slash == std::string::npos ? 0 : slash);
+  };
+  while (!in.empty()) {
+    if (in.starts_with("../")) {
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {
+      in.remove_prefix(2);
+    } else if (in == "/.") {
+      in = "/";
+    } else if (in.starts_with("/../")) {
+      in.remove_prefix(3);
+      drop_last_segment();
+    } else if (in == "/..") {
+      in = "/";
+      drop_last_segment();
+    } else if (in == "." || in == "..") {
+      in = {};
+    } else {
+      size_t next = in.find('/', 1);
+      if (next == std::string_view::npos) next = in.size();
+      out.append(in.substr(0, next));
+      in.remove_prefix(next);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> NormalizeOriginForm(std::string_view target) {
+  size_t question = target.find('?');
+  std::string_view path = target.substr(0, question);
+  std::string_view query =
+      question == std::string_view::npos ? std::string_view() : target.substr(question);
+  if (path.empty() || path.front() != '/') return std::nullopt;
+  if (target.find('#') != std::string_view::npos) return std::nullopt;
+  // Nothing to decode and no dot segment possible: already normalized (the common case).
+  if (path.find_first_of("%.\\") == std::string_view::npos) return std::string(target);
+
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '\\') return std::nullopt;
+    if (c != '%') {
+      decoded += c;
+      continue;
+    }
+    if (i + 2 >= path.size()) return std::nullopt;
+    int hi = HexValue(path[i + 1]), lo = HexValue(path[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    auto byte = static_cast<unsigned char>(hi * 16 + lo);
+    // An encoded separator would become a different path once some server decodes it.
+    if (byte == '/' || byte == '\\' || byte == 0) return std::nullopt;
+    if (Unreserved(byte)) {
+      decoded += static_cast<char>(byte);
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      decoded += '%';
+      decoded += kHex[byte >> 4];
+      decoded += kHex[byte & 15];
+    }
+    i += 2;
+  }
+  std::string out = RemoveDotSegments(decoded);
+  out.append(query);
+  return out;
+}
+
+}  // namespace meshplug::agent::routing

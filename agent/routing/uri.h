@@ -1,0 +1,20 @@
+// Request-target normalization shared by the agent (before routing and forwarding) and
+// MeshView::Route (for targets that a plugin rewrote), so that the path a route matches is
+// the path the upstream sees.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace meshplug::agent::routing {
+
+// An origin-form target ("/path?query") with its path normalized as RFC 3986 §6.2.2 says:
+// percent-encoded unreserved characters decoded ("%2e" → "."), other percent-encodings
+// upper-cased, then dot segments removed (§5.2.4: "/a/./b/../c" → "/a/c"). The query is
+// kept as it is. nullopt when the target cannot be normalized safely: it does not start
+// with '/', has a malformed percent-encoding, an encoded '/' or '\' (%2F, %5C) or NUL
+// (%00), a raw '\', or a '#'.
+std::optional<std::string> NormalizeOriginForm(std::string_view target);
+
+}  // namespace meshplug::agent::routing

@@ -1,0 +1,205 @@
+#include "agent/xds/bootstrap.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/strings.h"
+
+namespace meshplug::agent::xds {
+namespace {
+
+absl::Status Bad(const std::string& key, const std::string& reason) {
+  return absl::InvalidArgumentError(Cat("bootstrap: ", key, ": ", reason));
+}
+
+std::string Where(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  return m.line >= 0 ? Cat(" (line ", m.line + 1, ")") : "";
+}
+
+absl::Status OnlyKeys(const YAML::Node& map, const std::string& path, const std::set<std::string>& allowed) {
+  if (!map.IsMap()) return Bad(path.empty() ? "document" : path, Cat("must be a mapping", Where(map)));
+  for (const auto& kv : map) {
+    const std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      return Bad(path.empty() ? key : path + "." + key,
+                 Cat("unknown key", Where(kv.first), "; known: ", Join(allowed, ", ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Scalar(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) return Bad(key, Cat("must be a string", Where(n)));
+  return n.Scalar();
+}
+
+absl::StatusOr<uint32_t> Port(const std::string& text, const std::string& key) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < 1 || v > 65535) {
+    return Bad(key, Cat("\"", text, "\" is not a port (1-65535)"));
+  }
+  return static_cast<uint32_t>(v);
+}
+
+absl::StatusOr<Bootstrap> FromYaml(const YAML::Node& root) {
+  Bootstrap b;
+  if (!root || root.IsNull()) return b;
+  if (auto st = OnlyKeys(root, "", {"node", "xds", "snapshot_cache"}); !st.ok()) return st;
+  if (const YAML::Node node = root["node"]) {
+    if (auto st = OnlyKeys(node, "node",
+                           {"id", "namespace", "labels", "service_account", "address", "inbound_port", "app_ports"});
+        !st.ok()) {
+      return st;
+    }
+    for (auto [key, out] : {std::pair{"id", &b.node_id}, std::pair{"namespace", &b.namespace_},
+                            std::pair{"service_account", &b.service_account}, std::pair{"address", &b.address}}) {
+      if (!node[key]) continue;
+      auto v = Scalar(node[key], Cat("node.", key));
+      if (!v.ok()) return v.status();
+      *out = *v;
+    }
+    if (const YAML::Node labels = node["labels"]) {
+      if (!labels.IsMap()) return Bad("node.labels", Cat("must be a mapping", Where(labels)));
+      for (const auto& kv : labels) {
+        const std::string k = kv.first.as<std::string>();
+        auto v = Scalar(kv.second, "node.labels." + k);
+        if (!v.ok()) return v.status();
+        b.labels[k] = *v;
+      }
+    }
+    if (const YAML::Node p = node["inbound_port"]) {
+      auto s = Scalar(p, "node.inbound_port");
+      if (!s.ok()) return s.status();
+      auto port = Port(*s, "node.inbound_port");
+      if (!port.ok()) return port.status();
+      b.inbound_port = *port;
+    }
+    if (const YAML::Node ports = node["app_ports"]) {
+      if (!ports.IsSequence()) return Bad("node.app_ports", Cat("must be a list", Where(ports)));
+      for (size_t i = 0; i < ports.size(); ++i) {
+        const std::string key = Cat("node.app_ports[", i, "]");
+        auto s = Scalar(ports[i], key);
+        if (!s.ok()) return s.status();
+        auto port = Port(*s, key);
+        if (!port.ok()) return port.status();
+        b.app_ports.push_back(*port);
+      }
+    }
+  }
+  if (const YAML::Node xds = root["xds"]) {
+    if (auto st = OnlyKeys(xds, "xds", {"address", "protocol"}); !st.ok()) return st;
+    for (auto [key, out] : {std::pair{"address", &b.xds_address}, std::pair{"protocol", &b.xds_protocol}}) {
+      if (!xds[key]) continue;
+      auto v = Scalar(xds[key], Cat("xds.", key));
+      if (!v.ok()) return v.status();
+      *out = *v;
+    }
+  }
+  if (const YAML::Node cache = root["snapshot_cache"]) {
+    auto v = Scalar(cache, "snapshot_cache");
+    if (!v.ok()) return v.status();
+    b.snapshot_cache = *v;
+  }
+  return b;
+}
+
+}  // namespace
+
+void Bootstrap::Override(const Bootstrap& o) {
+  auto take = [](std::string& to, const std::string& from) {
+    if (!from.empty()) to = from;
+  };
+  take(node_id, o.node_id);
+  take(namespace_, o.namespace_);
+  take(service_account, o.service_account);
+  take(address, o.address);
+  take(xds_address, o.xds_address);
+  take(xds_protocol, o.xds_protocol);
+  take(snapshot_cache, o.snapshot_cache);
+  if (!o.labels.empty()) labels = o.labels;
+  if (o.inbound_port != 0) inbound_port = o.inbound_port;
+  if (!o.app_ports.empty()) app_ports = o.app_ports;
+}
+
+absl::StatusOr<Bootstrap> ParseBootstrap(const std::string& yaml) {
+  try {
+    return FromYaml(YAML::Load(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(Cat("bootstrap: ", e.what()));
+  }
+}
+
+absl::StatusOr<Bootstrap> ReadBootstrapFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(Cat("cannot read bootstrap file ", path));
+  std::ostringstream content;
+  content << in.rdbuf();
+  auto b = ParseBootstrap(content.str());
+  if (!b.ok()) return absl::InvalidArgumentError(Cat(path, ": ", std::string(b.status().message())));
+  return b;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(Cat("label \"", item, "\" is not key=value"));
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<uint32_t>> ParsePorts(const std::string& text) {
+  std::vector<uint32_t> out;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (item.empty()) continue;
+    auto port = Port(item, "app_ports");
+    if (!port.ok()) return port.status();
+    out.push_back(*port);
+  }
+  return out;
+}
+
+absl::Status Validate(const Bootstrap& b) {
+  if (b.node_id.empty()) return absl::InvalidArgumentError("the node id is required (--node_id or node.id)");
+  if (b.namespace_.empty()) {
+    return absl::InvalidArgumentError("the namespace is required (--namespace or node.namespace)");
+  }
+  if (b.xds_address.empty()) {
+    return absl::InvalidArgumentError("the control plane address is required (--xds_address or xds.address)");
+  }
+  if (!b.xds_protocol.empty() && b.xds_protocol != "delta" && b.xds_protocol != "sotw") {
+    return absl::InvalidArgumentError(Cat("xDS protocol \"", b.xds_protocol, "\" is not delta or sotw"));
+  }
+  return absl::OkStatus();
+}
+
+envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port) {
+  envoy::config::core::v3::Node node;
+  node.set_id(b.node_id);
+  node.set_user_agent_name("meshplug-agent");
+  node.set_user_agent_version("0.1.0");
+  auto& md = *node.mutable_metadata()->mutable_fields();
+  md["namespace"].set_string_value(b.namespace_);
+  auto& labels = *md["labels"].mutable_struct_value()->mutable_fields();
+  for (const auto& [k, v] : b.labels) labels[k].set_string_value(v);
+  if (!b.service_account.empty()) md["service_account"].set_string_value(b.service_account);
+  if (!b.address.empty()) md["address"].set_string_value(b.address);
+  const uint32_t port = b.inbound_port != 0 ? b.inbound_port : inbound_port;
+  if (port != 0) md["inbound_port"].set_number_value(port);
+  auto& ports = *md["app_ports"].mutable_list_value();
+  for (uint32_t p : b.app_ports) ports.add_values()->set_number_value(p);
+  return node;
+}
+
+}  // namespace meshplug::agent::xds

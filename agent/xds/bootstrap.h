@@ -1,0 +1,67 @@
+// Who the agent is and where its control plane is: from a bootstrap YAML file and flags.
+//
+// The identity goes into the xDS Node of the stream's first request (SPEC §4, the control
+// plane's node_identity.h):
+//   id:       the workload name
+//   metadata: {namespace, labels: {...}, service_account, address, inbound_port,
+//              app_ports: [...]}
+//
+// Bootstrap file (every key optional; unknown keys are an error):
+//   node:
+//     id: web-1
+//     namespace: demo
+//     labels: {app: web, version: v1}
+//     service_account: web
+//     address: 10.0.0.7          # where peers' agents reach this workload's inbound listener
+//     inbound_port: 15003        # default: the inbound listener's port
+//     app_ports: [8080]
+//   xds:
+//     address: 127.0.0.1:15010   # the control plane
+//     protocol: delta            # or sotw
+//   snapshot_cache: /var/lib/meshplug/web-1.snapshot.json
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "envoy/config/core/v3/base.pb.h"
+
+namespace meshplug::agent::xds {
+
+struct Bootstrap {
+  std::string node_id;
+  std::string namespace_;
+  std::map<std::string, std::string> labels;
+  std::string service_account;
+  std::string address;
+  uint32_t inbound_port = 0;  // 0: the agent's inbound listener port
+  std::vector<uint32_t> app_ports;
+  std::string xds_address;
+  std::string xds_protocol;  // "delta", "sotw" or empty (delta)
+  std::string snapshot_cache;
+
+  // "<namespace>/<id>": how the control plane names this agent.
+  std::string AgentId() const { return namespace_ + "/" + node_id; }
+  // Every field set in `over` replaces this one's (labels and app ports as a whole).
+  void Override(const Bootstrap& over);
+};
+
+// Parses a bootstrap document; the error names the key that is wrong.
+absl::StatusOr<Bootstrap> ParseBootstrap(const std::string& yaml);
+absl::StatusOr<Bootstrap> ReadBootstrapFile(const std::string& path);
+
+// "app=web,version=v1" → {app: web, version: v1}.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text);
+// "8080,9090" → {8080, 9090}.
+absl::StatusOr<std::vector<uint32_t>> ParsePorts(const std::string& text);
+
+// Checks what the control plane will require (id and namespace) and the protocol name.
+absl::Status Validate(const Bootstrap& b);
+
+// The xDS Node for `b`; `inbound_port` is used when b.inbound_port is 0.
+envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port);
+
+}  // namespace meshplug::agent::xds

@@ -1,0 +1,201 @@
+// The agent's xDS client: one Aggregated Discovery Service stream to the control plane,
+// incremental (delta) by default or state of the world, on a dedicated thread with its own
+// gRPC completion queue, so the proxy's Asio workers never wait on it.
+//
+// The stream subscribes (wildcard) to the six meshplug resource types and collects what
+// arrives. When a batch of responses has settled and every resource the chain set and the
+// services reference is present, it assembles a Snapshot and hands it to `apply` (the
+// agent's atomic rebuild-and-swap). Success ACKs every type it covers; failure NACKs them
+// with the error in `error_detail` (code 3, INVALID_ARGUMENT) and the agent keeps serving
+// its previous set.
+//
+// Resilience: on any stream end it reconnects after an exponential backoff with jitter,
+// serving the last good set meanwhile. Every applied configuration is saved to
+// `cache_path` atomically; at start, if the control plane cannot be reached (or sends no
+// complete configuration within `initial_fetch_timeout`), the saved one is applied. A new
+// stream resumes from what the agent runs: delta sends `initial_resource_versions`, state
+// of the world the accepted `version_info` of each type, so only changes are sent.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "agent/xds/xds_resources.h"
+#include "envoy/config/core/v3/base.pb.h"
+#include "meshplug/v1/snapshot.pb.h"
+#include "common/stats.h"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace meshplug::agent::xds {
+
+enum class XdsProtocol { kDelta, kSotw };
+
+struct XdsClientOptions {
+  std::string server_address;  // host:port of the control plane
+  XdsProtocol protocol = XdsProtocol::kDelta;
+  envoy::config::core::v3::Node node;
+  // Where the last good configuration is saved; empty: not saved or loaded.
+  std::string cache_path;
+  // Apply the saved configuration when the control plane is unreachable at start (false
+  // when the agent already runs a --snapshot_file).
+  bool use_cache_at_start = true;
+  // At start, how long to wait for a complete configuration before falling back to the
+  // saved one even though the control plane may still answer.
+  std::chrono::milliseconds initial_fetch_timeout{5000};
+  // Reconnect delay: min(backoff_max, backoff_base × 2^attempt), jittered to 50–100 %.
+  std::chrono::milliseconds backoff_base{100};
+  std::chrono::milliseconds backoff_max{10000};
+  // How long one connection attempt may take to reach READY.
+  std::chrono::milliseconds connect_timeout{5000};
+  // Responses arriving within this of each other are applied as one update (the control
+  // plane pushes a change as one response per type, back to back).
+  std::chrono::milliseconds settle{1};
+  // ... but never delayed more than this after the first of them. A batch that is
+  // complete but holds resources nothing references yet (a new script before the chain
+  // set naming it) waits up to this for the rest of the push.
+  std::chrono::milliseconds settle_max{100};
+  // Like Envoy's cluster warming: a new cluster whose Endpoints have not arrived this long
+  // after the update began is applied with no endpoints rather than holding the update. A
+  // cluster the agent already runs without endpoints does not wait again.
+  std::chrono::milliseconds endpoints_warming{500};
+  // A response that leaves references unresolved this long is NACKed with what is missing.
+  std::chrono::milliseconds incomplete_timeout{15000};
+  // HTTP/2 keepalive ping interval on the stream (detects a control plane that vanished
+  // without closing the connection). The control plane's gRPC server tolerates pings no
+  // more often than every 5 minutes by default.
+  std::chrono::milliseconds keepalive{330000};
+};
+
+// The reconnect delay after `attempt` failed attempts (0 for the first retry):
+// min(max, base × 2^attempt) scaled by `unit` ∈ [0, 1) into its upper half (50–100 %).
+std::chrono::milliseconds BackoffDelay(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max,
+                                       double unit);
+
+enum class XdsConnectionState { kIdle, kConnecting, kConnected, kBackoff, kStopped };
+const char* ToString(XdsConnectionState state);
+
+// What the client has done; for /stats, logs and tests.
+struct XdsClientStatus {
+  XdsConnectionState state = XdsConnectionState::kIdle;
+  std::string active_version;  // of the configuration applied through this client
+  bool from_cache = false;     // the active configuration came from the saved snapshot
+  uint64_t connects = 0;       // streams that reached the control plane
+  uint64_t disconnects = 0;    // streams that ended
+  uint64_t responses = 0;
+  uint64_t applies = 0;  // configurations applied (swaps caused by xDS or the cache)
+  uint64_t acks = 0;
+  uint64_t nacks = 0;
+  std::string last_error;  // the last NACK's message
+  std::string last_stream_error;
+  std::chrono::microseconds last_update_latency{0};  // first response received → swapped
+};
+
+class XdsClient {
+ public:
+  // Builds and swaps in a chain set; an error leaves the running one in place.
+  using ApplyFn = std::function<absl::Status(v1::Snapshot)>;
+
+  // `stats` (may be null) receives the meshplug_agent_xds_* metrics.
+  XdsClient(XdsClientOptions options, ApplyFn apply, Stats* stats);
+  ~XdsClient();
+  XdsClient(const XdsClient&) = delete;
+  XdsClient& operator=(const XdsClient&) = delete;
+
+  // Loads the saved configuration (if any) and starts the client thread.
+  void Start();
+  // Ends the stream and joins the thread; safe to call more than once.
+  void Stop();
+
+  XdsClientStatus status() const;
+  // Blocks until `pred(status())` holds or `timeout` passes; returns the last result.
+  bool WaitFor(const std::function<bool(const XdsClientStatus&)>& pred, std::chrono::milliseconds timeout) const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // Per type, what the current stream has received and answered.
+  struct TypeTrack {
+    enum class State { kNone, kPending, kAcked, kNacked, kRejected };
+    State state = State::kNone;
+    std::string nonce;    // of the latest response
+    std::string version;  // its version_info / system_version_info
+  };
+
+  void Run();
+  // One connection attempt: connect, stream until it ends. True when the stream was
+  // healthy (got a response, or lived at least backoff_max), so the backoff restarts.
+  bool Attempt();
+  bool WaitReady(const std::shared_ptr<grpc::Channel>& channel);
+  template <typename Proto>
+  bool RunStream(const std::shared_ptr<grpc::Channel>& channel);
+  std::shared_ptr<grpc::Channel> MakeChannel() const;
+  std::chrono::milliseconds NextBackoff();
+
+  // Builds and applies when a batch has settled; queues ACKs/NACKs through respond_.
+  void Settle(Clock::time_point now);
+  void NackPendingIncomplete();
+  // When the current batch should be settled, if there is one.
+  std::optional<Clock::time_point> SettleAt() const;
+  // Applies the saved configuration when it is time to.
+  void MaybeUseCache(Clock::time_point now, bool attempt_failed);
+  std::optional<Clock::time_point> CacheDeadline() const;
+  // Applies `snapshot`, which is `resources` assembled (assembling hashes every resource,
+  // so it is done once per update).
+  bool Apply(const xds::ResourceSet& resources, v1::Snapshot snapshot, Clock::time_point received, bool from_cache,
+             std::string* error);
+  // Writes the applied snapshot to the cache file if it changed since the last write.
+  void SaveIfPending();
+
+  void SetState(XdsConnectionState state);
+  void Update(const std::function<void(XdsClientStatus&)>& change);
+  bool stopping() const { return stopping_.load(); }
+
+  const XdsClientOptions options_;
+  const ApplyFn apply_;
+  Stats* const stats_;
+  const std::string agent_id_;
+
+  // Client thread state.
+  xds::ResourceSet received_;  // what the control plane believes this agent has
+  xds::ResourceSet applied_;   // what the agent runs
+  bool applied_any_ = false;
+  std::optional<xds::ResourceSet> cache_;  // loaded at start, until used or superseded
+  Clock::time_point started_at_;
+  std::map<std::string, TypeTrack> tracks_;
+  std::optional<Clock::time_point> batch_first_, batch_last_;  // responses not yet settled
+  // The batch is complete but holds unreferenced resources: wait (up to settle_max) for
+  // the response that references them.
+  bool hold_ = false;
+  // Only Endpoints are missing: apply anyway at this time.
+  std::optional<Clock::time_point> warming_until_;
+  std::optional<Clock::time_point> incomplete_since_;
+  std::string last_missing_;
+  bool save_pending_ = false;  // applied_ changed and is not on disk yet
+  int attempt_ = 0;
+  std::mt19937_64 rng_;
+  // Requests to send on the current stream (ACKs, NACKs), drained by RunStream.
+  std::function<void(const std::string& type_url, const std::optional<std::string>& error)> respond_;
+
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  mutable std::mutex mu_;  // guards status_, context_, wakeups
+  mutable std::condition_variable cv_;
+  XdsClientStatus status_;
+  grpc::ClientContext* context_ = nullptr;
+};
+
+}  // namespace meshplug::agent::xds
