@@ -14,8 +14,8 @@
 #include "cli/manifest_files.h"
 #include "cli/output.h"
 #include "common/strings.h"
-#include "control_plane/resources/kinds.h"
-#include "control_plane/resources/object.h"
+#include "resources/kinds.h"
+#include "resources/object.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 #include "meshplug/v1/resources.pb.h"
 
@@ -199,7 +199,7 @@ Objects Unpack(const v1::GetResponse& resp) {
     const resources::KindInfo* kind = resources::FindKindByMessage(type);
     if (kind == nullptr) throw UsageError{Cat("the control plane sent an unknown type ", type)};
     auto obj = kind->New();
-    if (!any.UnpackTo(obj.get())) throw UsageError{Cat("cannot read a ", kind->kind, " from the control plane")};
+    if (!any.UnpackTo(obj.get())) throw UsageError{Cat("cannot read a ", kind->name, " from the control plane")};
     out.push_back(std::move(obj));
   }
   return out;
@@ -216,7 +216,7 @@ int Get(Client& c, const Args& a) {
     throw UsageError{Cat("unknown kind \"", a.positional[1], "\" (known: ", resources::KindNames(), ")")};
   }
   v1::GetRequest req;
-  req.set_kind(kind->kind);
+  req.set_kind(kind->name);
   req.set_namespace_(a.ns);
   req.set_all_namespaces(a.all_namespaces);
   const bool one = a.positional.size() == 3;
@@ -227,7 +227,7 @@ int Get(Client& c, const Args& a) {
   } else if (a.output == "json") {
     std::cout << ToJson(objects, !one);
   } else if (objects.empty()) {
-    std::cerr << "No " << kind->kind << " resources found"
+    std::cerr << "No " << kind->name << " resources found"
               << (kind->namespaced() && !a.all_namespaces ? Cat(" in namespace ", a.ns) : "") << ".\n";
   } else {
     std::cout << ToTable(objects, a.all_namespaces && kind->namespaced());
@@ -244,7 +244,7 @@ int Namespace(Client& c, const Args& a) {
   if (a.positional[1] == "remove") {
     v1::DeleteRequest req;
     auto* ref = req.add_refs();
-    ref->set_kind("Namespace");
+    ref->set_kind(resources::KindName(resources::Kind::kNamespace));
     ref->set_name(name);
     PrintResults(c.Call<v1::DeleteRequest, v1::DeleteResponse>(&v1::Admin::Stub::Delete, req).results());
     return 0;
@@ -252,7 +252,7 @@ int Namespace(Client& c, const Args& a) {
   // Keep the labels it already has; add the mesh's.
   std::map<std::string, std::string> labels;
   v1::GetRequest get;
-  get.set_kind("Namespace");
+  get.set_kind(resources::KindName(resources::Kind::kNamespace));
   v1::GetResponse all = c.Call<v1::GetRequest, v1::GetResponse>(&v1::Admin::Stub::Get, get);
   for (const auto& obj : Unpack(all)) {
     const auto& meta = resources::Meta(*obj);
@@ -260,8 +260,7 @@ int Namespace(Client& c, const Args& a) {
   }
   labels["openservicemesh.io/monitored-by"] = a.mesh_name;
   mesh::v1::Namespace ns;
-  ns.set_api_version("v1");
-  ns.set_kind("Namespace");
+  resources::SetTypeFields(resources::Info(resources::Kind::kNamespace), ns);
   ns.mutable_metadata()->set_name(name);
   ns.mutable_metadata()->mutable_labels()->insert(labels.begin(), labels.end());
   std::string json;

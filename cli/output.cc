@@ -11,7 +11,8 @@
 
 #include "common/log.h"
 #include "common/strings.h"
-#include "control_plane/resources/object.h"
+#include "resources/kinds.h"
+#include "resources/object.h"
 #include "meshplug/v1/resources.pb.h"
 
 namespace meshplug::cli {
@@ -189,32 +190,38 @@ std::string DestinationsOf(const mv1::PluginConfig& pc) {
 
 // Extra columns (header, value) per kind, between NAME and AGE.
 std::vector<std::pair<std::string, std::string>> Columns(const Message& obj) {
-  const std::string type = obj.GetDescriptor()->name();
-  if (type == "Service") {
-    const auto& s = static_cast<const mv1::Service&>(obj);
-    std::vector<std::string> sel;
-    for (const auto& [k, v] : s.spec().selector()) sel.push_back(k + "=" + v);
-    std::sort(sel.begin(), sel.end());
-    return {{"PORTS", PortsOf(s)}, {"SELECTOR", Join(sel, ",")}};
-  }
-  if (type == "Workload") {
-    const auto& w = static_cast<const mv1::Workload&>(obj);
-    return {{"ADDRESS", w.spec().address()},
-            {"SERVICE-ACCOUNT", w.spec().service_account()},
-            {"CONNECTED", w.status().connected() ? "true" : "false"}};
-  }
-  if (type == "MeshConfig") {
-    const auto& m = static_cast<const mv1::MeshConfig&>(obj);
-    return {{"PLUGIN-POLICY", m.spec().feature_flags().enable_plugin_policy() ? "enabled" : "disabled"}};
-  }
-  if (type == "Plugin") {
-    const auto& p = static_cast<const mv1::Plugin&>(obj);
-    return {{"PRIORITY", std::to_string(p.spec().priority())}, {"COMPILE", p.status().compile()}};
-  }
-  if (type == "PluginChain") return {{"CHAINS", ChainsOf(static_cast<const mv1::PluginChain&>(obj))}};
-  if (type == "PluginConfig") {
-    const auto& c = static_cast<const mv1::PluginConfig&>(obj);
-    return {{"PLUGIN", c.spec().plugin()}, {"DESTINATIONS", DestinationsOf(c)}};
+  const resources::KindInfo* kind = resources::FindKindByMessage(obj.GetDescriptor()->full_name());
+  if (kind == nullptr) return {};
+  switch (kind->id) {
+    case resources::Kind::kNamespace:
+      return {};
+    case resources::Kind::kService: {
+      const auto& s = static_cast<const mv1::Service&>(obj);
+      std::vector<std::string> sel;
+      for (const auto& [k, v] : s.spec().selector()) sel.push_back(k + "=" + v);
+      std::sort(sel.begin(), sel.end());
+      return {{"PORTS", PortsOf(s)}, {"SELECTOR", Join(sel, ",")}};
+    }
+    case resources::Kind::kWorkload: {
+      const auto& w = static_cast<const mv1::Workload&>(obj);
+      return {{"ADDRESS", w.spec().address()},
+              {"SERVICE-ACCOUNT", w.spec().service_account()},
+              {"CONNECTED", w.status().connected() ? "true" : "false"}};
+    }
+    case resources::Kind::kMeshConfig: {
+      const auto& m = static_cast<const mv1::MeshConfig&>(obj);
+      return {{"PLUGIN-POLICY", m.spec().feature_flags().enable_plugin_policy() ? "enabled" : "disabled"}};
+    }
+    case resources::Kind::kPlugin: {
+      const auto& p = static_cast<const mv1::Plugin&>(obj);
+      return {{"PRIORITY", std::to_string(p.spec().priority())}, {"COMPILE", p.status().compile()}};
+    }
+    case resources::Kind::kPluginChain:
+      return {{"CHAINS", ChainsOf(static_cast<const mv1::PluginChain&>(obj))}};
+    case resources::Kind::kPluginConfig: {
+      const auto& c = static_cast<const mv1::PluginConfig&>(obj);
+      return {{"PLUGIN", c.spec().plugin()}, {"DESTINATIONS", DestinationsOf(c)}};
+    }
   }
   return {};
 }

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "common/chain_info.h"
 #include "common/strings.h"
 
 namespace meshplug {
@@ -23,12 +24,12 @@ std::string ConfigDumpJson(const v1::Snapshot& snapshot) {
   options.preserve_proto_field_names = true;
   std::string body;
   (void)google::protobuf::util::MessageToJsonString(snapshot, &body, options);
-  const auto& c = snapshot.chains();
-  return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" +
-         "  \"inbound-tcp\": " + NameList(c.inbound_tcp()) + ",\n" +
-         "  \"inbound-http\": " + NameList(c.inbound_http()) + ",\n" +
-         "  \"outbound-tcp\": " + NameList(c.outbound_tcp()) + ",\n" +
-         "  \"outbound-http\": " + NameList(c.outbound_http()) + "\n},\n" +
+  std::string chains;
+  for (const ChainInfo& chain : Chains()) {
+    if (!chains.empty()) chains += ",\n";
+    chains += "  " + JsonQuote(chain.name) + ": " + NameList(ModulesOf<v1::ChainModule>(snapshot.chains(), chain));
+  }
+  return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" + chains + "\n},\n" +
          "\"snapshot\": " + body + "}\n";
 }
 

@@ -1,38 +1,96 @@
 #include "common/xds_types.h"
 
 #include "common/hash.h"
-#include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::xds_types {
+namespace {
+
+using google::protobuf::Message;
+
+template <typename T>
+const T& As(const Message& m) {
+  return static_cast<const T&>(m);
+}
+
+std::string ChainSetName(const Message& m) {
+  const std::string& name = As<v1::ChainSet>(m).name();
+  return name.empty() ? "chains" : name;
+}
+
+std::string ServiceName(const Message& m) {
+  const auto& s = As<v1::Service>(m);
+  return s.inbound() ? s.name() + "|inbound" : s.name();
+}
+
+template <typename T>
+ResourceType Type(const char* snapshot_field, std::string (*name_of)(const Message&)) {
+  const auto* descriptor = T::descriptor();
+  return ResourceType{descriptor->name(), std::string(kTypePrefix) + descriptor->name(),
+                      &T::default_instance(), v1::Snapshot::descriptor()->FindFieldByName(snapshot_field),
+                      name_of};
+}
+
+}  // namespace
+
+const std::vector<ResourceType>& ResourceTypes() {
+  static const auto* types = new std::vector<ResourceType>{
+      Type<v1::AgentSettings>("settings", [](const Message&) { return std::string("agent"); }),
+      Type<v1::PluginScript>("scripts", [](const Message& m) { return As<v1::PluginScript>(m).name(); }),
+      Type<v1::Cluster>("clusters", [](const Message& m) { return As<v1::Cluster>(m).name(); }),
+      Type<v1::Endpoints>("endpoints", [](const Message& m) { return As<v1::Endpoints>(m).cluster(); }),
+      Type<v1::Service>("services", ServiceName),
+      Type<v1::ChainSet>("chains", ChainSetName),
+  };
+  return *types;
+}
 
 const std::vector<std::string>& TypeUrls() {
-  static const auto* urls = new std::vector<std::string>{
-      TypeUrl("AgentSettings"), TypeUrl("PluginScript"), TypeUrl("Cluster"),
-      TypeUrl("Endpoints"),     TypeUrl("Service"),      TypeUrl("ChainSet"),
-  };
+  static const auto* urls = [] {
+    auto* out = new std::vector<std::string>;
+    for (const auto& t : ResourceTypes()) out->push_back(t.url);
+    return out;
+  }();
   return *urls;
 }
 
-std::string TypeUrl(const std::string& message_name) { return kTypePrefix + message_name; }
-
-std::string ResourceName(const google::protobuf::Message& m) {
-  const std::string& type = m.GetDescriptor()->name();
-  if (type == "AgentSettings") return "agent";
-  if (type == "ChainSet") {
-    const auto& c = static_cast<const v1::ChainSet&>(m);
-    return c.name().empty() ? "chains" : c.name();
+const ResourceType* FindType(std::string_view url) {
+  for (const auto& t : ResourceTypes()) {
+    if (t.url == url) return &t;
   }
-  if (type == "PluginScript") return static_cast<const v1::PluginScript&>(m).name();
-  if (type == "Cluster") return static_cast<const v1::Cluster&>(m).name();
-  if (type == "Endpoints") return static_cast<const v1::Endpoints&>(m).cluster();
-  if (type == "Service") {
-    const auto& s = static_cast<const v1::Service&>(m);
-    return s.inbound() ? s.name() + "|inbound" : s.name();
-  }
-  return "";
+  return nullptr;
 }
 
-std::string ResourceVersion(const google::protobuf::Message& resource) {
+const ResourceType& TypeOf(const google::protobuf::Descriptor* descriptor) {
+  for (const auto& t : ResourceTypes()) {
+    if (t.prototype->GetDescriptor() == descriptor) return t;
+  }
+  // A programming error: only the six snapshot messages are resources.
+  std::abort();
+}
+
+std::string ResourceName(const Message& resource) { return TypeOf(resource.GetDescriptor()).name_of(resource); }
+
+void ForEachResource(const v1::Snapshot& snapshot,
+                     const std::function<void(const ResourceType&, const Message&)>& fn) {
+  const auto* reflection = snapshot.GetReflection();
+  for (const auto& t : ResourceTypes()) {
+    if (t.field->is_repeated()) {
+      for (int i = 0; i < reflection->FieldSize(snapshot, t.field); ++i) {
+        fn(t, reflection->GetRepeatedMessage(snapshot, t.field, i));
+      }
+    } else if (reflection->HasField(snapshot, t.field)) {
+      fn(t, reflection->GetMessage(snapshot, t.field));
+    }
+  }
+}
+
+Message* AddResource(v1::Snapshot& snapshot, const ResourceType& type) {
+  const auto* reflection = snapshot.GetReflection();
+  return type.field->is_repeated() ? reflection->AddMessage(&snapshot, type.field)
+                                   : reflection->MutableMessage(&snapshot, type.field);
+}
+
+std::string ResourceVersion(const Message& resource) {
   return Sha256Hex(DeterministicBytes(resource)).substr(0, 16);
 }
 
@@ -45,9 +103,9 @@ std::string TypeVersion(const std::map<std::string, std::string>& name_versions)
 std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions) {
   static const std::string kEmpty = TypeVersion({});
   std::string digest;
-  for (const auto& type : TypeUrls()) {
-    auto it = type_versions.find(type);
-    digest += type + "=" + (it == type_versions.end() ? kEmpty : it->second) + ";";
+  for (const auto& type : ResourceTypes()) {
+    auto it = type_versions.find(type.url);
+    digest += type.url + "=" + (it == type_versions.end() ? kEmpty : it->second) + ";";
   }
   return Sha256Hex(digest).substr(0, 16);
 }

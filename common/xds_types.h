@@ -1,28 +1,57 @@
-// The resource types of an agent's snapshot and how their versions are computed. The
-// control plane and the agent share this, so both name the same content with the same
-// version (meshctl proxy config_dump and the agent's /config_dump agree) while each
-// side computes it from per-resource hashes instead of re-encoding a whole snapshot.
+// The resource types of an agent's snapshot: one table that both sides use to name,
+// decode, version and assemble them. The control plane and the agent compute the same
+// versions from per-resource hashes, so both config dumps name the same content with the
+// same version without re-encoding a whole snapshot.
 #pragma once
 
 #include <google/protobuf/message.h>
 
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::xds_types {
 
-inline constexpr const char* kTypePrefix = "type.googleapis.com/meshplug.v1.";
-// The six type URLs in the order they are pushed: what others reference goes first
-// (make before break), the chain set that names scripts last.
-const std::vector<std::string>& TypeUrls();
-std::string TypeUrl(const std::string& message_name);  // "ChainSet" → full URL
+inline constexpr std::string_view kTypePrefix = "type.googleapis.com/meshplug.v1.";
 
-// The name of a snapshot resource, the same on both sides (state of the world sends no
-// names): "agent" for AgentSettings, the chain set's name ("chains" when empty), a
-// PluginScript's and a Cluster's name, an Endpoints' cluster, a Service's name with
-// "|inbound" for the agent's own services. "" for other messages.
+struct ResourceType {
+  std::string message;  // "ChainSet"
+  std::string url;      // "type.googleapis.com/meshplug.v1.ChainSet"
+  const google::protobuf::Message* prototype;
+  const google::protobuf::FieldDescriptor* field;  // where a Snapshot holds resources of this type
+  // The resource's name, the same on both sides (state of the world sends no names).
+  std::string (*name_of)(const google::protobuf::Message&);
+};
+
+// The six types in the order they are pushed: what others reference goes first (make
+// before break), the chain set that names scripts last.
+const std::vector<ResourceType>& ResourceTypes();
+// Their URLs, in the same order.
+const std::vector<std::string>& TypeUrls();
+// nullptr for a URL that is not one of ours.
+const ResourceType* FindType(std::string_view url);
+// The type of a message (must be one of the six).
+const ResourceType& TypeOf(const google::protobuf::Descriptor* descriptor);
+template <typename Message>
+const std::string& UrlOf() {
+  return TypeOf(Message::descriptor()).url;
+}
+
+// Resource names: "agent" for AgentSettings, the chain set's name ("chains" when empty),
+// a PluginScript's and a Cluster's name, an Endpoints' cluster, a Service's name with
+// "|inbound" for the agent's own services.
 std::string ResourceName(const google::protobuf::Message& resource);
+
+// Every resource of a snapshot, in type order.
+void ForEachResource(const v1::Snapshot& snapshot,
+                     const std::function<void(const ResourceType&, const google::protobuf::Message&)>& fn);
+// A new resource of `type` in `snapshot` (the settings or chain set message itself for
+// the two singular types), to fill in.
+google::protobuf::Message* AddResource(v1::Snapshot& snapshot, const ResourceType& type);
 
 // 16 hex digits of the SHA-256 of the resource's deterministic encoding.
 std::string ResourceVersion(const google::protobuf::Message& resource);

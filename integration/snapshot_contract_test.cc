@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "control_plane/resources/manifest.h"
+#include "resources/manifest.h"
 #include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/translate.h"
 #include "plugins/builtin/builtins.h"

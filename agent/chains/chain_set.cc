@@ -27,11 +27,11 @@ ChainSetBuilder::ChainSetBuilder(const BuiltinFactory& builtins, const ScriptFac
 
 template <typename Plugin>
 absl::Status ChainSetBuilder::BuildChain(
-    const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules, std::string_view chain,
+    const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules, const ChainInfo& chain,
     const plugins::builtin::BuiltinEnv& env, std::vector<ChainEntry<Plugin>>& out) const {
   constexpr bool kHttp = std::is_same_v<Plugin, plugins::HttpPlugin>;
   for (const v1::ChainModule& module : modules) {
-    std::string where = Cat("chain ", chain, " module \"", module.name(), "\"");
+    std::string where = Cat("chain ", chain.name, " module \"", module.name(), "\"");
     absl::StatusOr<std::shared_ptr<Plugin>> plugin;
     switch (module.source_case()) {
       case v1::ChainModule::kBuiltin:
@@ -82,13 +82,11 @@ absl::StatusOr<std::shared_ptr<const ChainSet>> ChainSetBuilder::Build(
   parts.mesh = *mesh;
   parts.limits = Resolve(defaults_, shared->settings().limits());
   const v1::ChainSet& chains = shared->chains();
-  plugins::builtin::BuiltinEnv inbound{*mesh, true, &state_};
-  plugins::builtin::BuiltinEnv outbound{*mesh, false, &state_};
-  for (absl::Status s :
-       {BuildChain(chains.inbound_tcp(), "inbound-tcp", inbound, parts.inbound_tcp),
-        BuildChain(chains.inbound_http(), "inbound-http", inbound, parts.inbound_http),
-        BuildChain(chains.outbound_tcp(), "outbound-tcp", outbound, parts.outbound_tcp),
-        BuildChain(chains.outbound_http(), "outbound-http", outbound, parts.outbound_http)}) {
+  for (const ChainInfo& chain : Chains()) {
+    const plugins::builtin::BuiltinEnv env{*mesh, chain.inbound, &state_};
+    const auto& modules = ModulesOf<v1::ChainModule>(chains, chain);
+    absl::Status s = chain.http ? BuildChain(modules, chain, env, parts.http[chain.inbound])
+                                : BuildChain(modules, chain, env, parts.tcp[chain.inbound]);
     if (!s.ok()) return s;
   }
   return std::make_shared<const ChainSet>(std::move(parts));

@@ -19,6 +19,7 @@
 #include "meshplug/v1/snapshot.pb.h"
 #include "plugins/api/plugin.h"
 #include "agent/routing/mesh_view.h"
+#include "common/chain_info.h"
 #include "plugins/builtin/state.h"
 
 namespace meshplug::agent::chains {
@@ -35,8 +36,9 @@ class ChainSet {
  public:
   struct Parts {
     std::shared_ptr<const routing::MeshView> mesh;
-    HttpChain inbound_http, outbound_http;
-    TcpChain inbound_tcp, outbound_tcp;
+    // By direction: [0] outbound, [1] inbound.
+    HttpChain http[2];
+    TcpChain tcp[2];
     proxy::Limits limits;
   };
   explicit ChainSet(Parts parts);
@@ -47,12 +49,8 @@ class ChainSet {
   const std::string& version() const { return mesh().snapshot().version(); }
   const v1::Snapshot& snapshot() const { return mesh().snapshot(); }
   const routing::MeshView& mesh() const { return *parts_.mesh; }
-  const HttpChain& http(bool inbound) const {
-    return inbound ? parts_.inbound_http : parts_.outbound_http;
-  }
-  const TcpChain& tcp(bool inbound) const {
-    return inbound ? parts_.inbound_tcp : parts_.outbound_tcp;
-  }
+  const HttpChain& http(bool inbound) const { return parts_.http[inbound]; }
+  const TcpChain& tcp(bool inbound) const { return parts_.tcp[inbound]; }
   const proxy::Limits& limits() const { return parts_.limits; }
   const plugins::WorkloadIdentity& workload() const { return workload_; }
 
@@ -78,7 +76,7 @@ class ChainSetBuilder {
  private:
   template <typename Plugin>
   absl::Status BuildChain(const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules,
-                          std::string_view chain, const plugins::builtin::BuiltinEnv& env,
+                          const ChainInfo& chain, const plugins::builtin::BuiltinEnv& env,
                           std::vector<ChainEntry<Plugin>>& out) const;
 
   const BuiltinFactory& builtins_;

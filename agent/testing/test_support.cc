@@ -14,6 +14,8 @@
 #include <boost/beast/http/write.hpp>
 #include <sstream>
 
+#include "common/chain_info.h"
+
 namespace meshplug::agent::testing {
 namespace {
 
@@ -323,27 +325,17 @@ AgentOptions LocalAgentOptions(int workers) {
 v1::Snapshot BaseSnapshot(std::string version) {
   v1::Snapshot s;
   s.set_version(std::move(version));
-  auto add = [](auto* chain, std::initializer_list<std::pair<const char*, uint32_t>> modules) {
-    for (const auto& [name, priority] : modules) {
-      v1::ChainModule* m = chain->Add();
-      m->set_name(name);
-      m->set_priority(priority);
-      m->set_builtin(true);
-    }
-  };
   v1::ChainSet* chains = s.mutable_chains();
   chains->set_name("chains");
-  add(chains->mutable_inbound_tcp(),
-      {{"tcp-routing", 120}, {"tcp-load-balancing", 110}, {"tcp-default", 100}});
-  add(chains->mutable_inbound_http(),
-      {{"http-routing", 170}, {"metrics", 160}, {"tracing", 150}, {"logging", 140},
-       {"throttle-service", 130}, {"throttle-route", 120}, {"http-load-balancing", 110},
-       {"http-default", 100}});
-  add(chains->mutable_outbound_tcp(),
-      {{"tcp-routing", 120}, {"tcp-load-balancing", 110}, {"tcp-default", 100}});
-  add(chains->mutable_outbound_http(),
-      {{"http-routing", 160}, {"metrics", 150}, {"tracing", 140}, {"logging", 130},
-       {"circuit-breaker", 120}, {"http-load-balancing", 110}, {"http-default", 100}});
+  for (const ChainInfo& chain : Chains()) {
+    for (const BuiltinDefault& d : chain.builtins) {
+      if (d.module == builtin_names::kTlsTermination) continue;
+      v1::ChainModule* m = MutableModulesOf<v1::ChainModule>(*chains, chain)->Add();
+      m->set_name(std::string(d.module));
+      m->set_priority(d.priority);
+      m->set_builtin(true);
+    }
+  }
   return s;
 }
 

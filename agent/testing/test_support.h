@@ -167,7 +167,7 @@ bool WaitFor(const std::function<bool()>& condition,
 // An agent on 127.0.0.1 with every listener on a free port.
 AgentOptions LocalAgentOptions(int workers);
 
-// A snapshot with the default chains (SPEC §5) and no services.
+// A snapshot with the default chains but tls-termination, and no services.
 v1::Snapshot BaseSnapshot(std::string version);
 // Adds an outbound service with one catch-all route to cluster "<name>|80" whose
 // endpoints are the given local ports. Hosts: name, short name, with and without :80.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/agent_id.h"
 #include "envoy/config/core/v3/base.pb.h"
 
 namespace meshplug::agent::xds {
@@ -44,7 +45,7 @@ struct Bootstrap {
   std::string snapshot_cache;
 
   // "<namespace>/<id>": how the control plane names this agent.
-  std::string AgentId() const { return namespace_ + "/" + node_id; }
+  std::string AgentId() const { return ::meshplug::AgentId(namespace_, node_id); }
   // Every field set in `over` replaces this one's (labels and app ports as a whole).
   void Override(const Bootstrap& over);
 };

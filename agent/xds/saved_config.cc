@@ -83,7 +83,7 @@ absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent
   std::string out = Cat("{\n\"format\": \"", kFormat, "\",\n\"agent\": ", JsonQuote(agent),
                         ",\n\"version\": ", JsonQuote(version), ",\n\"types\": [");
   bool first = true;
-  for (const std::string& type : xds::TypeUrls()) {
+  for (const std::string& type : xds_types::TypeUrls()) {
     envoy::service::discovery::v3::DeltaDiscoveryResponse entry;
     entry.set_type_url(type);
     entry.set_system_version_info(resources.TypeVersion(type));

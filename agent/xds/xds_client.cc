@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "agent/xds/saved_config.h"
+#include "common/agent_id.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
@@ -39,8 +40,7 @@ constexpr int kInvalidArgument = 3;
 
 std::string AgentIdOf(const envoy::config::core::v3::Node& node) {
   auto it = node.metadata().fields().find("namespace");
-  const std::string ns = it == node.metadata().fields().end() ? "" : it->second.string_value();
-  return ns + "/" + node.id();
+  return AgentId(it == node.metadata().fields().end() ? "" : it->second.string_value(), node.id());
 }
 
 std::string Ms(std::chrono::nanoseconds d) {
@@ -179,7 +179,7 @@ struct SotwOps {
 };
 
 bool KnownType(const std::string& type) {
-  const auto& types = xds::TypeUrls();
+  const auto& types = xds_types::TypeUrls();
   return std::find(types.begin(), types.end(), type) != types.end();
 }
 
@@ -382,7 +382,7 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
 
   std::deque<Req> outbox;
   bool first = true;
-  for (const std::string& type : xds::TypeUrls()) {
+  for (const std::string& type : xds_types::TypeUrls()) {
     outbox.push_back(Proto::Subscribe(type, first ? &options_.node : nullptr, applied_));
     first = false;
   }
@@ -545,8 +545,8 @@ void XdsClient::Settle(Clock::time_point now) {
   // agent already runs them without endpoints (known empty: nothing more is coming).
   std::vector<std::string> warming = received_.ClustersWithoutEndpoints();
   std::erase_if(warming, [&](const std::string& cluster) {
-    return applied_any_ && applied_.Of(xds::TypeUrl("Cluster")).count(cluster) &&
-           !applied_.Of(xds::TypeUrl("Endpoints")).count(cluster);
+    return applied_any_ && applied_.Of(xds::UrlOf<v1::Cluster>()).count(cluster) &&
+           !applied_.Of(xds::UrlOf<v1::Endpoints>()).count(cluster);
   });
   if (!warming.empty()) {
     const std::string text = Join(warming, ", ");

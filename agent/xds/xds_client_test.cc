@@ -332,7 +332,7 @@ TEST_P(ControlPlaneTest, AFailedBuildIsNackedWithItsErrorAndTheOldSetStays) {
   auto a = AgentStatus();
   bool chain_set_nacked = false;
   for (const auto& t : a->types()) {
-    if (t.type_url() == xds::TypeUrl("ChainSet")) {
+    if (t.type_url() == xds::UrlOf<v1::ChainSet>()) {
       chain_set_nacked = t.nack_message().find("module \"broken\": script does not load") != std::string::npos;
     }
   }
@@ -530,7 +530,7 @@ class ScriptedTest : public testing::Test {
                                                     const std::vector<std::pair<std::string, M>>& resources,
                                                     const std::vector<std::string>& removed = {}) {
     discovery::DeltaDiscoveryResponse r;
-    r.set_type_url(xds::TypeUrl(M::descriptor()->name()));
+    r.set_type_url(xds::UrlOf<M>());
     r.set_nonce(nonce);
     r.set_system_version_info("sv-" + nonce);
     for (const auto& [name, msg] : resources) {
@@ -577,13 +577,13 @@ TEST_F(ScriptedTest, SubscribesToEveryTypeWithTheNodeFirst) {
   FakeAgent agent;
   XdsClient client(FastOptions(address(), XdsProtocol::kDelta), agent.Fn(), nullptr);
   client.Start();
-  ASSERT_TRUE(ads_.WaitRequest(0, [](const auto& r) { return r.type_url() == xds::TypeUrl("ChainSet"); }));
+  ASSERT_TRUE(ads_.WaitRequest(0, [](const auto& r) { return r.type_url() == xds::UrlOf<v1::ChainSet>(); }));
   auto first = ads_.WaitRequest(0, [](const auto&) { return true; });
   EXPECT_EQ(first->node().id(), "curl-1");
   EXPECT_EQ(first->node().metadata().fields().at("namespace").string_value(), "curl");
   EXPECT_EQ(first->node().metadata().fields().at("labels").struct_value().fields().at("app").string_value(), "curl");
   EXPECT_EQ(first->node().metadata().fields().at("inbound_port").number_value(), 15003);
-  for (const auto& type : xds::TypeUrls()) {
+  for (const auto& type : xds_types::TypeUrls()) {
     auto sub = ads_.WaitRequest(0, [&](const auto& r) { return r.type_url() == type; });
     ASSERT_TRUE(sub) << type;
     EXPECT_EQ(sub->resource_names_subscribe_size(), 1);
@@ -624,7 +624,7 @@ TEST_F(ScriptedTest, AMalformedResponseIsRejectedAndNotMerged) {
   client.Start();
   // A Cluster response holding a Service.
   auto bad = Response<v1::Service>("1", {{"web.shop", v1::Service()}});
-  bad.set_type_url(xds::TypeUrl("Cluster"));
+  bad.set_type_url(xds::UrlOf<v1::Cluster>());
   ASSERT_TRUE(ads_.Send(bad));
   auto nack = ads_.WaitRequest(0, AnswerTo("1"));
   ASSERT_TRUE(nack);

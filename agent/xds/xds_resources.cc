@@ -2,48 +2,50 @@
 
 #include <set>
 
+#include "common/chain_info.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::xds {
 namespace {
 
-const std::string& Url(const char* name) {
-  static const auto* urls = new std::map<std::string, std::string>{
-      {"AgentSettings", TypeUrl("AgentSettings")},
-      {"PluginScript", TypeUrl("PluginScript")},
-      {"Cluster", TypeUrl("Cluster")},
-      {"Endpoints", TypeUrl("Endpoints")},
-      {"Service", TypeUrl("Service")},
-      {"ChainSet", TypeUrl("ChainSet")},
-  };
-  return urls->at(name);
+// Calls fn(chain, module) for each script module of each chain set.
+template <typename Fn>
+void ForEachScriptModule(const ResourceSet::Named& chain_sets, Fn fn) {
+  for (const auto& [_, e] : chain_sets) {
+    for (const ChainInfo& chain : Chains()) {
+      for (const auto& m : ModulesOf<v1::ChainModule>(*e.message, chain)) {
+        if (m.source_case() == v1::ChainModule::kScript) fn(chain, m);
+      }
+    }
+  }
 }
 
-std::unique_ptr<google::protobuf::Message> NewMessage(const std::string& type_url) {
-  const std::string type = ShortType(type_url);
-  if (type_url != TypeUrl(type)) return nullptr;
-  if (type == "AgentSettings") return std::make_unique<v1::AgentSettings>();
-  if (type == "PluginScript") return std::make_unique<v1::PluginScript>();
-  if (type == "Cluster") return std::make_unique<v1::Cluster>();
-  if (type == "Endpoints") return std::make_unique<v1::Endpoints>();
-  if (type == "Service") return std::make_unique<v1::Service>();
-  if (type == "ChainSet") return std::make_unique<v1::ChainSet>();
-  return nullptr;
-}
-
-template <typename T>
-const T& As(const ResourceSet::Entry& e) {
-  return static_cast<const T&>(*e.message);
+// Calls fn(cluster, service name) for each cluster a service's routes and TCP ports name.
+template <typename Fn>
+void ForEachReferencedCluster(const ResourceSet::Named& services, Fn fn) {
+  for (const auto& [name, e] : services) {
+    const auto& s = static_cast<const v1::Service&>(*e.message);
+    for (const auto& route : s.routes()) {
+      for (const auto& wc : route.clusters()) fn(wc.cluster(), name);
+    }
+    for (const auto& port : s.ports()) {
+      for (const auto& wc : port.tcp_clusters()) fn(wc.cluster(), name);
+    }
+  }
 }
 
 }  // namespace
 
-std::string ShortType(const std::string& type_url) { return type_url.substr(type_url.rfind('.') + 1); }
+std::string ShortType(const std::string& type_url) {
+  const xds_types::ResourceType* type = xds_types::FindType(type_url);
+  return type ? type->message : type_url;
+}
 
 absl::StatusOr<std::shared_ptr<const google::protobuf::Message>> ResourceSet::Decode(const std::string& type_url,
                                                                                      const google::protobuf::Any& any) {
-  std::unique_ptr<google::protobuf::Message> msg = NewMessage(type_url);
-  if (!msg) return absl::InvalidArgumentError(Cat("unknown resource type ", type_url));
+  const xds_types::ResourceType* type = xds_types::FindType(type_url);
+  if (!type) return absl::InvalidArgumentError(Cat("unknown resource type ", type_url));
+  std::unique_ptr<google::protobuf::Message> msg(type->prototype->New());
   if (any.type_url() != type_url) {
     return absl::InvalidArgumentError(
         Cat("a ", ShortType(type_url), " response holds a resource of type ", any.type_url()));
@@ -100,42 +102,26 @@ size_t ResourceSet::size() const {
 
 std::vector<std::string> ResourceSet::Missing(bool need_endpoints) const {
   std::vector<std::string> missing;
-  const Named& chain_sets = Of(Url("ChainSet"));
+  const Named& chain_sets = Of(UrlOf<v1::ChainSet>());
   if (chain_sets.empty()) {
     missing.push_back("the chain set (ChainSet \"chains\")");
   } else {
-    const Named& scripts = Of(Url("PluginScript"));
+    const Named& scripts = Of(UrlOf<v1::PluginScript>());
     std::set<std::string> reported;
-    for (const auto& [_, e] : chain_sets) {
-      const auto& set = As<v1::ChainSet>(e);
-      for (const auto& [chain, modules] :
-           {std::pair{"inbound-tcp", &set.inbound_tcp()}, std::pair{"inbound-http", &set.inbound_http()},
-            std::pair{"outbound-tcp", &set.outbound_tcp()}, std::pair{"outbound-http", &set.outbound_http()}}) {
-        for (const v1::ChainModule& m : *modules) {
-          if (m.source_case() != v1::ChainModule::kScript || scripts.count(m.script())) continue;
-          if (reported.insert(m.script()).second) {
-            missing.push_back(Cat("PluginScript \"", m.script(), "\" (chain ", chain, ", module ", m.name(), ")"));
-          }
-        }
+    ForEachScriptModule(chain_sets, [&](const ChainInfo& chain, const v1::ChainModule& m) {
+      if (!scripts.count(m.script()) && reported.insert(m.script()).second) {
+        missing.push_back(Cat("PluginScript \"", m.script(), "\" (chain ", chain.name, ", module ", m.name(), ")"));
       }
-    }
+    });
   }
-  const Named& clusters = Of(Url("Cluster"));
+  const Named& clusters = Of(UrlOf<v1::Cluster>());
   std::set<std::string> reported;
-  auto need_cluster = [&](const std::string& cluster, const std::string& service) {
-    if (clusters.count(cluster) || !reported.insert(cluster).second) return;
-    missing.push_back(Cat("Cluster \"", cluster, "\" (service ", service, ")"));
-  };
-  for (const auto& [name, e] : Of(Url("Service"))) {
-    const auto& s = As<v1::Service>(e);
-    for (const auto& route : s.routes()) {
-      for (const auto& wc : route.clusters()) need_cluster(wc.cluster(), name);
+  ForEachReferencedCluster(Of(UrlOf<v1::Service>()), [&](const std::string& cluster, const std::string& service) {
+    if (!clusters.count(cluster) && reported.insert(cluster).second) {
+      missing.push_back(Cat("Cluster \"", cluster, "\" (service ", service, ")"));
     }
-    for (const auto& port : s.ports()) {
-      for (const auto& wc : port.tcp_clusters()) need_cluster(wc.cluster(), name);
-    }
-  }
-  const Named& endpoints = Of(Url("Endpoints"));
+  });
+  const Named& endpoints = Of(UrlOf<v1::Endpoints>());
   if (!need_endpoints) return missing;
   for (const auto& [name, _] : clusters) {
     if (!endpoints.count(name)) missing.push_back(Cat("Endpoints \"", name, "\" (cluster ", name, ")"));
@@ -145,8 +131,8 @@ std::vector<std::string> ResourceSet::Missing(bool need_endpoints) const {
 
 std::vector<std::string> ResourceSet::ClustersWithoutEndpoints() const {
   std::vector<std::string> out;
-  const Named& endpoints = Of(Url("Endpoints"));
-  for (const auto& [name, _] : Of(Url("Cluster"))) {
+  const Named& endpoints = Of(UrlOf<v1::Endpoints>());
+  for (const auto& [name, _] : Of(UrlOf<v1::Cluster>())) {
     if (!endpoints.count(name)) out.push_back(name);
   }
   return out;
@@ -154,32 +140,19 @@ std::vector<std::string> ResourceSet::ClustersWithoutEndpoints() const {
 
 std::vector<std::string> ResourceSet::Unreferenced() const {
   std::set<std::string> scripts, clusters;
-  for (const auto& [_, e] : Of(Url("ChainSet"))) {
-    const auto& set = As<v1::ChainSet>(e);
-    for (const auto* modules : {&set.inbound_tcp(), &set.inbound_http(), &set.outbound_tcp(), &set.outbound_http()}) {
-      for (const v1::ChainModule& m : *modules) {
-        if (m.source_case() == v1::ChainModule::kScript) scripts.insert(m.script());
-      }
-    }
-  }
-  for (const auto& [_, e] : Of(Url("Service"))) {
-    const auto& s = As<v1::Service>(e);
-    for (const auto& route : s.routes()) {
-      for (const auto& wc : route.clusters()) clusters.insert(wc.cluster());
-    }
-    for (const auto& port : s.ports()) {
-      for (const auto& wc : port.tcp_clusters()) clusters.insert(wc.cluster());
-    }
-  }
+  ForEachScriptModule(Of(UrlOf<v1::ChainSet>()),
+                      [&](const ChainInfo&, const v1::ChainModule& m) { scripts.insert(m.script()); });
+  ForEachReferencedCluster(Of(UrlOf<v1::Service>()),
+                           [&](const std::string& cluster, const std::string&) { clusters.insert(cluster); });
   std::vector<std::string> out;
-  for (const auto& [name, _] : Of(Url("PluginScript"))) {
+  for (const auto& [name, _] : Of(UrlOf<v1::PluginScript>())) {
     if (!scripts.count(name)) out.push_back(Cat("PluginScript \"", name, "\""));
   }
-  for (const auto& [name, _] : Of(Url("Cluster"))) {
+  for (const auto& [name, _] : Of(UrlOf<v1::Cluster>())) {
     if (!clusters.count(name)) out.push_back(Cat("Cluster \"", name, "\""));
   }
-  const Named& cluster_set = Of(Url("Cluster"));
-  for (const auto& [name, _] : Of(Url("Endpoints"))) {
+  const Named& cluster_set = Of(UrlOf<v1::Cluster>());
+  for (const auto& [name, _] : Of(UrlOf<v1::Endpoints>())) {
     if (!cluster_set.count(name)) out.push_back(Cat("Endpoints \"", name, "\""));
   }
   return out;
@@ -187,19 +160,18 @@ std::vector<std::string> ResourceSet::Unreferenced() const {
 
 v1::Snapshot ResourceSet::Assemble() const {
   v1::Snapshot snap;
-  for (const auto& [_, e] : Of(Url("AgentSettings"))) snap.mutable_settings()->CopyFrom(*e.message);
-  for (const auto& [_, e] : Of(Url("ChainSet"))) snap.mutable_chains()->CopyFrom(*e.message);
-  for (const auto& [_, e] : Of(Url("PluginScript"))) snap.add_scripts()->CopyFrom(*e.message);
-  for (const auto& [_, e] : Of(Url("Service"))) snap.add_services()->CopyFrom(*e.message);
-  for (const auto& [_, e] : Of(Url("Cluster"))) snap.add_clusters()->CopyFrom(*e.message);
-  for (const auto& [_, e] : Of(Url("Endpoints"))) snap.add_endpoints()->CopyFrom(*e.message);
   std::map<std::string, std::string> type_versions;
-  for (const auto& [type, named] : by_type_) {
+  for (const auto& [url, named] : by_type_) {
+    const xds_types::ResourceType* type = xds_types::FindType(url);
+    if (type == nullptr) continue;  // Merge keeps only our types
     std::map<std::string, std::string> versions;
-    for (const auto& [name, e] : named) versions[name] = ::meshplug::xds_types::ResourceVersion(*e.message);
-    type_versions[type] = ::meshplug::xds_types::TypeVersion(versions);
+    for (const auto& [name, e] : named) {
+      xds_types::AddResource(snap, *type)->CopyFrom(*e.message);
+      versions[name] = xds_types::ResourceVersion(*e.message);
+    }
+    type_versions[url] = xds_types::TypeVersion(versions);
   }
-  snap.set_version(::meshplug::xds_types::SnapshotVersion(type_versions));
+  snap.set_version(xds_types::SnapshotVersion(type_versions));
   return snap;
 }
 

@@ -22,9 +22,8 @@
 
 namespace meshplug::agent::xds {
 
-using ::meshplug::xds_types::TypeUrl;
-using ::meshplug::xds_types::TypeUrls;
-// "ChainSet" from its URL, for logs and metrics.
+using xds_types::UrlOf;
+// "ChainSet" from its URL, for logs and metrics (the URL itself if it is not ours).
 std::string ShortType(const std::string& type_url);
 
 class ResourceSet {

@@ -15,11 +15,11 @@ namespace meshplug::agent::xds {
 namespace {
 
 using xds::ResourceSet;
-using xds::TypeUrl;
+using xds::UrlOf;
 
 template <typename M>
 void Put(ResourceSet& set, const std::string& name, const M& msg, const std::string& version = "v1") {
-  set.Put(TypeUrl(M::descriptor()->name()), name, ResourceSet::Entry{version, std::make_shared<M>(msg)});
+  set.Put(UrlOf<M>(), name, ResourceSet::Entry{version, std::make_shared<M>(msg)});
 }
 
 v1::ChainSet Chains(const std::string& script) {
@@ -83,9 +83,9 @@ TEST(ResourceSetTest, MissingNamesEveryUnresolvedReference) {
   EXPECT_TRUE(Complete().Unreferenced().empty());
 
   ResourceSet set = Complete();
-  set.Remove(TypeUrl("PluginScript"), "audit@1");
-  set.Remove(TypeUrl("Cluster"), "web.shop|80");
-  set.Remove(TypeUrl("Endpoints"), "web.shop|80|local");
+  set.Remove(UrlOf<v1::PluginScript>(), "audit@1");
+  set.Remove(UrlOf<v1::Cluster>(), "web.shop|80");
+  set.Remove(UrlOf<v1::Endpoints>(), "web.shop|80|local");
   EXPECT_EQ(set.Missing(), (std::vector<std::string>{
                                "PluginScript \"audit@1\" (chain outbound-http, module audit)",
                                "Cluster \"web.shop|80\" (service web.shop)",
@@ -132,12 +132,12 @@ TEST(ResourceSetTest, AssembleOrdersByNameAndVersionsByContent) {
 TEST(ResourceSetTest, DecodeChecksTheType) {
   google::protobuf::Any any;
   any.PackFrom(Cluster("c"));
-  EXPECT_TRUE(ResourceSet::Decode(TypeUrl("Cluster"), any).ok());
-  EXPECT_EQ(ResourceSet::Decode(TypeUrl("Service"), any).status().message(),
+  EXPECT_TRUE(ResourceSet::Decode(UrlOf<v1::Cluster>(), any).ok());
+  EXPECT_EQ(ResourceSet::Decode(UrlOf<v1::Service>(), any).status().message(),
             "a Service response holds a resource of type type.googleapis.com/meshplug.v1.Cluster");
   EXPECT_FALSE(ResourceSet::Decode("type.googleapis.com/meshplug.v1.Snapshot", any).ok());
   any.set_value("\xff\xff\xff");
-  EXPECT_FALSE(ResourceSet::Decode(TypeUrl("Cluster"), any).ok());
+  EXPECT_FALSE(ResourceSet::Decode(UrlOf<v1::Cluster>(), any).ok());
 
   EXPECT_EQ(::meshplug::xds_types::ResourceName(Service("web.shop", "c", true)), "web.shop|inbound");
   EXPECT_EQ(::meshplug::xds_types::ResourceName(Endpoints("c")), "c");
@@ -155,7 +155,7 @@ std::string TempPath(const std::string& name) {
 TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   const std::string path = TempPath("cache") + "/sub/dir/snapshot.json";
   ResourceSet set = Complete();
-  set.SetTypeVersion(TypeUrl("Cluster"), "sv-7");
+  set.SetTypeVersion(UrlOf<v1::Cluster>(), "sv-7");
   ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
   // Written through a temporary file that does not stay behind.
   int files = 0;
@@ -169,12 +169,12 @@ TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->agent, "shop/web-1");
   EXPECT_EQ(loaded->resources.Assemble().version(), set.Assemble().version());
-  EXPECT_EQ(loaded->resources.TypeVersion(TypeUrl("Cluster")), "sv-7");
-  EXPECT_EQ(loaded->resources.Versions(TypeUrl("Service")),
+  EXPECT_EQ(loaded->resources.TypeVersion(UrlOf<v1::Cluster>()), "sv-7");
+  EXPECT_EQ(loaded->resources.Versions(UrlOf<v1::Service>()),
             (std::map<std::string, std::string>{{"web.shop", "v1"}, {"web.shop|inbound", "v1"}}));
 
   // Overwriting replaces it whole.
-  set.Remove(TypeUrl("PluginScript"), "audit@1");
+  set.Remove(UrlOf<v1::PluginScript>(), "audit@1");
   Put(set, "chains", Chains("audit@2"));
   Put(set, "audit@2", Script("audit@2"));
   ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
@@ -195,7 +195,7 @@ TEST(SnapshotCacheTest, BadFilesAreRefusedWithAReason) {
   EXPECT_NE(LoadSnapshotCache(write("other.json", "{\"format\": \"x\"}")).status().message().find("format"),
             std::string::npos);
   ResourceSet incomplete = Complete();
-  incomplete.Remove(TypeUrl("PluginScript"), "audit@1");
+  incomplete.Remove(UrlOf<v1::PluginScript>(), "audit@1");
   ASSERT_TRUE(SaveSnapshotCache(dir + "/incomplete.json", "a/b", incomplete, incomplete.Assemble().version()).ok());
   EXPECT_NE(LoadSnapshotCache(dir + "/incomplete.json").status().message().find("incomplete"), std::string::npos);
 }

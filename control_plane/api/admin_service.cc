@@ -3,6 +3,7 @@
 #include <deque>
 #include <mutex>
 
+#include "common/agent_id.h"
 #include "common/config_dump.h"
 #include "common/log.h"
 
@@ -152,7 +153,7 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
     std::string agent = req->agent();
     if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
       const auto dot = agent.rfind('.');
-      agent = agent.substr(dot + 1) + "/" + agent.substr(0, dot);
+      agent = AgentId(agent.substr(dot + 1), agent.substr(0, dot));
     }
     auto resources = cache_.Get(agent);
     if (!resources) {

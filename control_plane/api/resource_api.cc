@@ -6,7 +6,7 @@
 #include <set>
 
 #include "common/strings.h"
-#include "control_plane/resources/validation.h"
+#include "control_plane/validation/validation.h"
 
 namespace meshplug::api {
 namespace {
@@ -20,14 +20,14 @@ absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError
 
 const Document* FindMeshConfig(const std::vector<Document>& docs) {
   for (const auto& d : docs) {
-    if (d.kind->kind == "MeshConfig") return &d;
+    if (d.kind->id == resources::Kind::kMeshConfig) return &d;
   }
   return nullptr;
 }
 
 v1::ObjectResult Result(const Key& key, const std::string& action, int64_t rv) {
   v1::ObjectResult r;
-  r.set_kind(key.kind);
+  r.set_kind(resources::KindName(key.kind));
   r.set_namespace_(key.ns);
   r.set_name(key.name);
   r.set_action(action);
@@ -58,14 +58,13 @@ absl::StatusOr<std::vector<Document>> ResourceApi::ParseAll(
 }
 
 absl::StatusOr<std::unique_ptr<Object>> ResourceApi::Decode(const store::Entry& entry) const {
-  const KindInfo* kind = resources::FindKind(entry.key.kind);
-  if (kind == nullptr) return absl::InternalError(Cat("stored object of unknown kind ", entry.key.kind));
-  auto obj = kind->New();
+  const KindInfo& kind = resources::Info(entry.key.kind);
+  auto obj = kind.New();
   if (!obj->ParseFromString(entry.value)) {
     return absl::DataLossError(Cat("stored ", entry.key.ToString(), " does not parse"));
   }
   resources::MutableMeta(*obj).set_resource_version(entry.resource_version);
-  if (kind->kind == "Plugin") {
+  if (kind.id == resources::Kind::kPlugin) {
     // Only scripts that compiled are ever stored.
     static_cast<mesh::v1::Plugin&>(*obj).mutable_status()->set_compile("ok");
   }
@@ -79,7 +78,7 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
 
   // Settings that decide validity come from this apply first, then from the store.
   resources::ValidationContext ctx;
-  auto stored_mesh = store_.List("MeshConfig", "");
+  auto stored_mesh = store_.List(resources::Kind::kMeshConfig, "");
   if (!stored_mesh.ok()) return stored_mesh.status();
   const Document* mesh_doc = FindMeshConfig(*docs);
   if (mesh_doc != nullptr) {
@@ -95,11 +94,11 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
     ctx.plugins_enabled = mc.spec().feature_flags().enable_plugin_policy();
   }
   std::set<std::string> namespaces;
-  auto stored_ns = store_.List("Namespace", "");
+  auto stored_ns = store_.List(resources::Kind::kNamespace, "");
   if (!stored_ns.ok()) return stored_ns.status();
   for (const auto& e : *stored_ns) namespaces.insert(e.key.name);
   for (const auto& d : *docs) {
-    if (d.kind->kind == "Namespace") namespaces.insert(d.key().name);
+    if (d.kind->id == resources::Kind::kNamespace) namespaces.insert(d.key().name);
   }
 
   for (const auto& d : *docs) {
@@ -176,11 +175,11 @@ absl::StatusOr<v1::DeleteResponse> ResourceApi::Delete(const v1::DeleteRequest& 
     if (kind == nullptr) {
       return Invalid(Cat("unknown kind \"", ref.kind(), "\" (known: ", resources::KindNames(), ")"));
     }
-    if (ref.name().empty()) return Invalid(Cat("delete ", kind->kind, ": a name is required"));
+    if (ref.name().empty()) return Invalid(Cat("delete ", kind->name, ": a name is required"));
     if (kind->namespaced() && ref.namespace_().empty()) {
-      return Invalid(Cat("delete ", kind->kind, " ", ref.name(), ": a namespace is required"));
+      return Invalid(Cat("delete ", kind->name, " ", ref.name(), ": a namespace is required"));
     }
-    keys.push_back(Key{kind->kind, kind->namespaced() ? ref.namespace_() : "", ref.name()});
+    keys.push_back(Key{kind->id, kind->namespaced() ? ref.namespace_() : "", ref.name()});
   }
   if (keys.empty()) return Invalid("nothing to delete");
 
@@ -193,8 +192,8 @@ absl::StatusOr<v1::DeleteResponse> ResourceApi::Delete(const v1::DeleteRequest& 
     if (!existing->has_value()) return absl::NotFoundError(Cat(key.ToString(), " not found"));
     writes.push_back(store::Write{key, std::nullopt, (*existing)->resource_version});
     resp.add_results()->CopyFrom(Result(key, "deleted", 0));
-    if (key.kind != "Namespace") continue;
-    auto inside = store_.List("", key.name);
+    if (key.kind != resources::Kind::kNamespace) continue;
+    auto inside = store_.List(std::nullopt, key.name);
     if (!inside.ok()) return inside.status();
     for (const auto& e : *inside) {
       if (!deleting.insert(e.key).second) continue;
@@ -218,14 +217,14 @@ absl::StatusOr<v1::GetResponse> ResourceApi::Get(const v1::GetRequest& req) {
   std::vector<store::Entry> entries;
   if (!req.name().empty()) {
     if (kind->namespaced() && ns.empty()) {
-      return Invalid(Cat("get ", kind->kind, " ", req.name(), ": a namespace is required"));
+      return Invalid(Cat("get ", kind->name, " ", req.name(), ": a namespace is required"));
     }
-    auto e = store_.Get(Key{kind->kind, ns, req.name()});
+    auto e = store_.Get(Key{kind->id, ns, req.name()});
     if (!e.ok()) return e.status();
-    if (!e->has_value()) return absl::NotFoundError(Cat(Key{kind->kind, ns, req.name()}.ToString(), " not found"));
+    if (!e->has_value()) return absl::NotFoundError(Cat(Key{kind->id, ns, req.name()}.ToString(), " not found"));
     entries.push_back(**e);
   } else {
-    auto list = store_.List(kind->kind, ns);
+    auto list = store_.List(kind->id, ns);
     if (!list.ok()) return list.status();
     entries = std::move(*list);
   }

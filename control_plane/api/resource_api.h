@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "control_plane/resources/manifest.h"
+#include "resources/manifest.h"
 #include "control_plane/store/store.h"
 #include "meshplug/v1/admin.pb.h"
 

@@ -97,8 +97,8 @@ TEST_P(BadInput, IsRejectedWithFieldAndReason) {
   EXPECT_NE(err.find(c.expected), std::string::npos) << "error was: " << err;
   EXPECT_NE(err.find("test.yaml: document 1"), std::string::npos) << "error was: " << err;
   // Nothing of a rejected apply is stored.
-  EXPECT_TRUE(store_->List("Plugin", "")->empty());
-  EXPECT_TRUE(store_->List("PluginChain", "")->empty());
+  EXPECT_TRUE(store_->List(resources::Kind::kPlugin, "")->empty());
+  EXPECT_TRUE(store_->List(resources::Kind::kPluginChain, "")->empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -209,7 +209,7 @@ TEST_F(ResourceApiTest, OneBadDocumentRejectsTheWholeApply) {
   EXPECT_NE(std::string(r.status().message()).find("test.yaml: document 3 (Plugin p1): spec.priority"),
             std::string::npos)
       << r.status();
-  EXPECT_TRUE(store_->List("Namespace", "")->empty());
+  EXPECT_TRUE(store_->List(resources::Kind::kNamespace, "")->empty());
   EXPECT_EQ(store_->Revision(), 1);
 }
 
@@ -279,7 +279,7 @@ TEST_F(ResourceApiTest, DeletingANamespaceDeletesWhatIsInIt) {
   auto r = api_->Delete(del);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->results_size(), 2);
-  EXPECT_TRUE(store_->List("Service", "")->empty());
+  EXPECT_TRUE(store_->List(resources::Kind::kService, "")->empty());
 
   auto missing = api_->Delete(del);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);

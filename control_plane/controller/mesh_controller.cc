@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include "common/agent_id.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
@@ -10,12 +11,11 @@
 namespace meshplug::controller {
 namespace {
 
-// Agent ids are "namespace/name" of their Workload (xds::AgentId); these convert.
-std::string AgentOf(const translate::ObjectKey& key) { return key.first + "/" + key.second; }
-translate::ObjectKey WorkloadOf(const std::string& agent) {
-  const auto slash = agent.find('/');
-  return {agent.substr(0, slash), agent.substr(slash + 1)};
-}
+using resources::Kind;
+
+// Agent ids are "namespace/name" of their Workload; these convert.
+std::string AgentOf(const translate::ObjectKey& key) { return AgentId(key.first, key.second); }
+translate::ObjectKey WorkloadOf(const std::string& agent) { return SplitAgentId(agent).value_or(translate::ObjectKey{}); }
 
 }  // namespace
 
@@ -57,7 +57,7 @@ void MeshController::Stop() {
 
 absl::Status MeshController::Register(const mesh::v1::Workload& workload) {
   const std::string& ns = workload.metadata().namespace_();
-  auto found = store_.Get(resources::Key{"Namespace", "", ns});
+  auto found = store_.Get(resources::Key{Kind::kNamespace, "", ns});
   if (!found.ok()) return found.status();
   if (!found->has_value()) {
     return absl::FailedPreconditionError(
@@ -138,7 +138,7 @@ void MeshController::CommitRegistrations(std::map<std::string, mesh::v1::Workloa
                                          const std::vector<std::string>& expired) {
   std::vector<store::Write> writes;
   for (auto& [agent, wl] : pending) {
-    const resources::Key key{"Workload", wl.metadata().namespace_(), wl.metadata().name()};
+    const resources::Key key{Kind::kWorkload, wl.metadata().namespace_(), wl.metadata().name()};
     auto existing = store_.Get(key);
     if (!existing.ok()) continue;
     if (existing->has_value()) {
@@ -156,7 +156,7 @@ void MeshController::CommitRegistrations(std::map<std::string, mesh::v1::Workloa
   }
   for (const auto& agent : expired) {
     const auto [ns, name] = WorkloadOf(agent);
-    const resources::Key key{"Workload", ns, name};
+    const resources::Key key{Kind::kWorkload, ns, name};
     auto existing = store_.Get(key);
     if (!existing.ok() || !existing->has_value()) continue;
     mesh::v1::Workload old;
@@ -186,17 +186,28 @@ void MeshController::Publish(std::vector<store::Event> events) {
     std::lock_guard lock(mu_);
     for (const auto& ev : events) {
       const auto& k = ev.entry.key;
-      if (k.kind == "Plugin") plugins.insert(k.name);
-      if (k.kind == "PluginChain") chains.insert({k.ns, k.name});
-      if (k.kind == "PluginConfig") configs.insert({k.ns, k.name});
-      if (k.kind == "Namespace" || k.kind == "Service" || k.kind == "Workload" || k.kind == "MeshConfig") {
-        everyone = true;
+      switch (k.kind) {
+        case Kind::kPlugin:
+          plugins.insert(k.name);
+          break;
+        case Kind::kPluginChain:
+          chains.insert({k.ns, k.name});
+          break;
+        case Kind::kPluginConfig:
+          configs.insert({k.ns, k.name});
+          break;
+        case Kind::kNamespace:
+        case Kind::kService:
+        case Kind::kWorkload:
+        case Kind::kMeshConfig:
+          everyone = true;
+          break;
       }
     }
     for (const auto& key : configs) plugins.insert(configured_plugin(key));  // the old plugin
     for (const auto& ev : events) {
       if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
-      if (ev.entry.key.kind == "Workload" && ev.type == store::Event::Type::kDelete) {
+      if (ev.entry.key.kind == Kind::kWorkload && ev.type == store::Event::Type::kDelete) {
         const std::string agent = AgentOf({ev.entry.key.ns, ev.entry.key.name});
         reports_.erase(agent);
         cache_.Remove(agent);

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "control_plane/resources/object.h"
+#include "resources/object.h"
 #include "control_plane/store/store.h"
 #include "control_plane/translate/translate.h"
 #include "control_plane/xds/agent_lifecycle.h"

@@ -101,7 +101,7 @@ class MeshControllerTest : public testing::Test {
   }
 
   bool WorkloadStored(const std::string& ns, const std::string& name) {
-    auto e = store_->Get(resources::Key{"Workload", ns, name});
+    auto e = store_->Get(resources::Key{resources::Kind::kWorkload, ns, name});
     return e.ok() && e->has_value();
   }
 
@@ -170,14 +170,14 @@ TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
   ASSERT_TRUE(controller_->Register(Agent("a", "curl", "curl")).ok());
   ASSERT_TRUE(controller_->Register(Agent("b", "curl", "curl")).ok());
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/a") && cache_.Get("curl/b") &&
-                                      cache_.Get("curl/a")->Of(xds_types::TypeUrl("Service")).size() == 1; }));
+                                      cache_.Get("curl/a")->Of(xds_types::UrlOf<v1::Service>()).size() == 1; }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   const auto a = cache_.Get("curl/a");
   const auto b = cache_.Get("curl/b");
   // Same chains, same services: the very same encodings; only the identity differs.
-  EXPECT_EQ(a->Of(xds_types::TypeUrl("ChainSet")).at("chains"), b->Of(xds_types::TypeUrl("ChainSet")).at("chains"));
-  EXPECT_EQ(a->Of(xds_types::TypeUrl("Service")).at("httpbin.httpbin"), b->Of(xds_types::TypeUrl("Service")).at("httpbin.httpbin"));
-  EXPECT_NE(a->Of(xds_types::TypeUrl("AgentSettings")).at("agent"), b->Of(xds_types::TypeUrl("AgentSettings")).at("agent"));
+  EXPECT_EQ(a->Of(xds_types::UrlOf<v1::ChainSet>()).at("chains"), b->Of(xds_types::UrlOf<v1::ChainSet>()).at("chains"));
+  EXPECT_EQ(a->Of(xds_types::UrlOf<v1::Service>()).at("httpbin.httpbin"), b->Of(xds_types::UrlOf<v1::Service>()).at("httpbin.httpbin"));
+  EXPECT_NE(a->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"), b->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"));
 }
 
 }  // namespace

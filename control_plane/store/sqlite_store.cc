@@ -31,6 +31,8 @@ class Stmt {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  // The key's kind, namespace and name at i, i+1, i+2.
+  Stmt& BindKey(int i, const Key& key) { return Bind(i, resources::KindName(key.kind)).Bind(i + 1, key.ns).Bind(i + 2, key.name); }
   Stmt& BindBlob(int i, const std::string& v) {
     sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -41,6 +43,13 @@ class Stmt {
   std::string Text(int col) {
     const void* p = sqlite3_column_blob(stmt_, col);
     return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : "";
+  }
+  // The key in columns col, col+1, col+2; an error for a kind this build does not know.
+  absl::StatusOr<Key> KeyAt(int col) {
+    const std::string kind = Text(col);
+    const resources::KindInfo* info = resources::FindKind(kind);
+    if (info == nullptr) return absl::DataLossError(Cat("the store holds an object of unknown kind \"", kind, "\""));
+    return Key{info->id, Text(col + 1), Text(col + 2)};
   }
   std::string Error() const { return sqlite3_errmsg(db_); }
 
@@ -144,7 +153,7 @@ absl::StatusOr<int64_t> SqliteStore::CommitLocked(const std::vector<Write>& writ
   for (const auto& w : writes) {
     Stmt get(db_, "SELECT resource_version, value, create_revision FROM objects "
                   "WHERE kind = ? AND ns = ? AND name = ?");
-    get.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name);
+    get.BindKey(1, w.key);
     const int found = get.Step();
     if (found != SQLITE_ROW && found != SQLITE_DONE) return StepError(get);
     const bool exists = found == SQLITE_ROW;
@@ -163,18 +172,18 @@ absl::StatusOr<int64_t> SqliteStore::CommitLocked(const std::vector<Write>& writ
 
     Stmt change(db_, "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     change.Bind(1, rev).Bind(2, seq++).Bind(3, int64_t{w.value ? 0 : 1});
-    change.Bind(4, w.key.kind).Bind(5, w.key.ns).Bind(6, w.key.name).BindBlob(7, value);
+    change.BindKey(4, w.key).BindBlob(7, value);
     change.Bind(8, create_revision);
     if (change.Step() != SQLITE_DONE) return StepError(change);
 
     if (w.value) {
       Stmt put(db_, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)");
-      put.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name).BindBlob(4, *w.value);
+      put.BindKey(1, w.key).BindBlob(4, *w.value);
       put.Bind(5, rev).Bind(6, create_revision);
       if (put.Step() != SQLITE_DONE) return StepError(put);
     } else {
       Stmt del(db_, "DELETE FROM objects WHERE kind = ? AND ns = ? AND name = ?");
-      del.Bind(1, w.key.kind).Bind(2, w.key.ns).Bind(3, w.key.name);
+      del.BindKey(1, w.key);
       if (del.Step() != SQLITE_DONE) return StepError(del);
     }
   }
@@ -197,23 +206,24 @@ absl::StatusOr<std::optional<Entry>> SqliteStore::Get(const Key& key) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT value, resource_version, create_revision FROM objects "
               "WHERE kind = ? AND ns = ? AND name = ?");
-  s.Bind(1, key.kind).Bind(2, key.ns).Bind(3, key.name);
+  s.BindKey(1, key);
   const int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<Entry>();
   if (rc != SQLITE_ROW) return StepError(s);
   return std::optional<Entry>(Entry{key, s.Text(0), s.Int(1), s.Int(2)});
 }
 
-absl::StatusOr<std::vector<Entry>> SqliteStore::List(const std::string& kind,
-                                                     const std::string& ns) {
+absl::StatusOr<std::vector<Entry>> SqliteStore::List(std::optional<Kind> kind, const std::string& ns) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT kind, ns, name, value, resource_version, create_revision FROM objects "
               "WHERE (?1 = '' OR kind = ?1) AND (?2 = '' OR ns = ?2) ORDER BY kind, ns, name");
-  s.Bind(1, kind).Bind(2, ns);
+  s.Bind(1, kind ? resources::KindName(*kind) : std::string()).Bind(2, ns);
   std::vector<Entry> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
-    out.push_back(Entry{Key{s.Text(0), s.Text(1), s.Text(2)}, s.Text(3), s.Int(4), s.Int(5)});
+    absl::StatusOr<Key> key = s.KeyAt(0);
+    if (!key.ok()) return key.status();
+    out.push_back(Entry{*std::move(key), s.Text(3), s.Int(4), s.Int(5)});
   }
   if (rc != SQLITE_DONE) return StepError(s);
   return out;
@@ -239,8 +249,10 @@ absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, int6
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
     const int64_t rev = s.Int(0);
+    absl::StatusOr<Key> key = s.KeyAt(2);
+    if (!key.ok()) return key.status();
     out.push_back(Event{rev, s.Int(1) == 0 ? Event::Type::kPut : Event::Type::kDelete,
-                        Entry{Key{s.Text(2), s.Text(3), s.Text(4)}, s.Text(5), rev, s.Int(6)}});
+                        Entry{*std::move(key), s.Text(5), rev, s.Int(6)}});
   }
   if (rc != SQLITE_DONE) return StepError(s);
   return out;

@@ -21,7 +21,7 @@ class SqliteStore : public Store {
 
   absl::StatusOr<int64_t> Commit(const std::vector<Write>& writes) override;
   absl::StatusOr<std::optional<Entry>> Get(const Key& key) override;
-  absl::StatusOr<std::vector<Entry>> List(const std::string& kind, const std::string& ns) override;
+  absl::StatusOr<std::vector<Entry>> List(std::optional<Kind> kind, const std::string& ns) override;
   int64_t Revision() override;
   absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, int64_t max_revisions) override;
   Subscription Subscribe(std::function<void(int64_t)> fn) override;

@@ -16,7 +16,7 @@ std::string TempDb(const std::string& name) {
   return path;
 }
 
-Key K(const std::string& name) { return Key{"Plugin", "", name}; }
+Key K(const std::string& name) { return Key{resources::Kind::kPlugin, "", name}; }
 
 Write Put(const std::string& name, const std::string& value,
           std::optional<int64_t> expected = std::nullopt) {
@@ -41,12 +41,12 @@ TEST(SqliteStore, CommitGetListAndRevisions) {
   EXPECT_EQ((*a)->resource_version, 2);
   EXPECT_EQ((*a)->create_revision, 1);
 
-  auto list = s.List("Plugin", "");
+  auto list = s.List(resources::Kind::kPlugin, "");
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 2u);
   EXPECT_EQ((*list)[0].key.name, "a");
   EXPECT_EQ((*list)[1].value, "B1");
-  EXPECT_TRUE(s.List("Service", "")->empty());
+  EXPECT_TRUE(s.List(resources::Kind::kService, "")->empty());
 }
 
 TEST(SqliteStore, StaleResourceVersionIsRefusedAndNothingIsWritten) {

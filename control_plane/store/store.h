@@ -13,11 +13,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "control_plane/resources/object.h"
+#include "resources/object.h"
 
 namespace meshplug::store {
 
 using resources::Key;
+using resources::Kind;
 
 struct Entry {
   Key key;
@@ -51,9 +52,9 @@ class Store {
   virtual absl::StatusOr<int64_t> Commit(const std::vector<Write>& writes) = 0;
 
   virtual absl::StatusOr<std::optional<Entry>> Get(const Key& key) = 0;
-  // All of `kind` (every kind if empty) in namespace `ns` (all if empty), sorted by key.
-  virtual absl::StatusOr<std::vector<Entry>> List(const std::string& kind,
-                                                  const std::string& ns) = 0;
+  // All of `kind` (every kind if nullopt) in namespace `ns` (all if empty), sorted by kind
+  // name, namespace and name.
+  virtual absl::StatusOr<std::vector<Entry>> List(std::optional<resources::Kind> kind, const std::string& ns) = 0;
 
   virtual int64_t Revision() = 0;
 

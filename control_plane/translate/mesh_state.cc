@@ -7,6 +7,8 @@
 namespace meshplug::translate {
 namespace {
 
+using resources::Kind;
+
 template <typename T>
 bool Parse(const store::Entry& e, T& out) {
   if (!out.ParseFromString(e.value)) return false;
@@ -18,38 +20,63 @@ bool Parse(const store::Entry& e, T& out) {
 
 bool MeshState::Put(const store::Entry& e) {
   const auto& k = e.key;
-  if (k.kind == "Service" || k.kind == "Workload") members_.map.clear();
   const ObjectKey ok{k.ns, k.name};
-  if (k.kind == "Namespace") return Parse(e, namespaces[k.name]);
-  if (k.kind == "Service") return Parse(e, services[ok]);
-  if (k.kind == "Workload") return Parse(e, workloads[ok]);
-  if (k.kind == "MeshConfig") return Parse(e, mesh_config.emplace());
-  if (k.kind == "Plugin") {
-    auto& v = plugins[k.name];
-    v.create_revision = e.create_revision;
-    if (!Parse(e, v.object)) return false;
-    v.script_name = Cat(k.name, "@", Sha256Hex(v.object.spec().script()).substr(0, 16));
-    return true;
-  }
-  if (k.kind == "PluginChain") return Parse(e, plugin_chains[ok]);
-  if (k.kind == "PluginConfig") {
-    auto& v = plugin_configs[ok];
-    v.create_revision = e.create_revision;
-    return Parse(e, v.object);
+  switch (k.kind) {
+    case Kind::kNamespace:
+      return Parse(e, namespaces[k.name]);
+    case Kind::kService:
+      members_.map.clear();
+      return Parse(e, services[ok]);
+    case Kind::kWorkload:
+      members_.map.clear();
+      return Parse(e, workloads[ok]);
+    case Kind::kMeshConfig:
+      return Parse(e, mesh_config.emplace());
+    case Kind::kPlugin: {
+      auto& v = plugins[k.name];
+      v.create_revision = e.create_revision;
+      if (!Parse(e, v.object)) return false;
+      v.script_name = Cat(k.name, "@", Sha256Hex(v.object.spec().script()).substr(0, 16));
+      return true;
+    }
+    case Kind::kPluginChain:
+      return Parse(e, plugin_chains[ok]);
+    case Kind::kPluginConfig: {
+      auto& v = plugin_configs[ok];
+      v.create_revision = e.create_revision;
+      return Parse(e, v.object);
+    }
   }
   return false;
 }
 
 void MeshState::Remove(const resources::Key& k) {
   const ObjectKey ok{k.ns, k.name};
-  if (k.kind == "Service" || k.kind == "Workload") members_.map.clear();
-  if (k.kind == "Namespace") namespaces.erase(k.name);
-  if (k.kind == "Service") services.erase(ok);
-  if (k.kind == "Workload") workloads.erase(ok);
-  if (k.kind == "MeshConfig") mesh_config.reset();
-  if (k.kind == "Plugin") plugins.erase(k.name);
-  if (k.kind == "PluginChain") plugin_chains.erase(ok);
-  if (k.kind == "PluginConfig") plugin_configs.erase(ok);
+  switch (k.kind) {
+    case Kind::kNamespace:
+      namespaces.erase(k.name);
+      break;
+    case Kind::kService:
+      members_.map.clear();
+      services.erase(ok);
+      break;
+    case Kind::kWorkload:
+      members_.map.clear();
+      workloads.erase(ok);
+      break;
+    case Kind::kMeshConfig:
+      mesh_config.reset();
+      break;
+    case Kind::kPlugin:
+      plugins.erase(k.name);
+      break;
+    case Kind::kPluginChain:
+      plugin_chains.erase(ok);
+      break;
+    case Kind::kPluginConfig:
+      plugin_configs.erase(ok);
+      break;
+  }
 }
 
 bool MeshState::Apply(const store::Event& event) {
@@ -79,7 +106,7 @@ const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey
 absl::StatusOr<MeshState> LoadMeshState(store::Store& store) {
   MeshState state;
   state.revision = store.Revision();
-  auto all = store.List("", "");
+  auto all = store.List(std::nullopt, "");
   if (!all.ok()) return all.status();
   for (const auto& e : *all) {
     if (!state.Put(e)) return absl::DataLossError("stored " + e.key.ToString() + " does not parse");

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "control_plane/resources/object.h"
+#include "resources/object.h"
 #include "control_plane/store/store.h"
 #include "meshplug/v1/resources.pb.h"
 

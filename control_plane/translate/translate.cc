@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/chain_info.h"
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
@@ -14,28 +15,17 @@ struct Module {
   std::string script;  // PluginScript resource name; empty for built-ins
 };
 
-mesh::v1::BuiltinModule B(const char* name, int priority) {
-  mesh::v1::BuiltinModule m;
-  m.set_plugin(name);
-  m.set_priority(priority);
-  return m;
-}
-
-const google::protobuf::RepeatedPtrField<mesh::v1::BuiltinModule>& MeshConfigChain(
-    const mesh::v1::PluginChainsSpec& chains, const std::string& name) {
-  if (name == "inbound-tcp") return chains.inbound_tcp();
-  if (name == "inbound-http") return chains.inbound_http();
-  if (name == "outbound-tcp") return chains.outbound_tcp();
-  return chains.outbound_http();
-}
-
 // Built-ins of `chain`: the defaults, with MeshConfig's entries overriding the priority
 // and `disable` of a module of the same name, or adding modules.
-std::vector<Module> BuiltinModules(const MeshState& state, const std::string& chain) {
+std::vector<Module> BuiltinModules(const MeshState& state, const ChainInfo& chain) {
   std::map<std::string, mesh::v1::BuiltinModule> modules;
-  for (const auto& m : DefaultBuiltins().at(chain)) modules[m.plugin()] = m;
+  for (const BuiltinDefault& d : chain.builtins) {
+    auto& m = modules[std::string(d.module)];
+    m.set_plugin(std::string(d.module));
+    m.set_priority(d.priority);
+  }
   if (state.mesh_config) {
-    for (const auto& m : MeshConfigChain(state.mesh_config->spec().plugin_chains(), chain)) {
+    for (const auto& m : ModulesOf<mesh::v1::BuiltinModule>(state.mesh_config->spec().plugin_chains(), chain)) {
       modules[m.plugin()] = m;
     }
   }
@@ -45,15 +35,6 @@ std::vector<Module> BuiltinModules(const MeshState& state, const std::string& ch
   }
   return out;
 }
-
-google::protobuf::RepeatedPtrField<v1::ChainModule>* SnapshotChain(v1::ChainSet& set, const std::string& name) {
-  if (name == "inbound-tcp") return set.mutable_inbound_tcp();
-  if (name == "inbound-http") return set.mutable_inbound_http();
-  if (name == "outbound-tcp") return set.mutable_outbound_tcp();
-  return set.mutable_outbound_http();
-}
-
-const char* kChains[] = {"inbound-tcp", "inbound-http", "outbound-tcp", "outbound-http"};
 
 std::string ServiceName(const ObjectKey& key) { return Cat(key.second, ".", key.first); }
 
@@ -171,20 +152,6 @@ void AttachConfigs(const MeshState& state, const v1::Snapshot& destinations, con
 
 }  // namespace
 
-const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins() {
-  static const auto* table = new std::map<std::string, std::vector<mesh::v1::BuiltinModule>>{
-      {"inbound-tcp", {B("tls-termination", 130), B("tcp-routing", 120), B("tcp-load-balancing", 110),
-                       B("tcp-default", 100)}},
-      {"inbound-http", {B("tls-termination", 180), B("http-routing", 170), B("metrics", 160),
-                        B("tracing", 150), B("logging", 140), B("throttle-service", 130),
-                        B("throttle-route", 120), B("http-load-balancing", 110), B("http-default", 100)}},
-      {"outbound-tcp", {B("tcp-routing", 120), B("tcp-load-balancing", 110), B("tcp-default", 100)}},
-      {"outbound-http", {B("http-routing", 160), B("metrics", 150), B("tracing", 140), B("logging", 130),
-                         B("circuit-breaker", 120), B("http-load-balancing", 110), B("http-default", 100)}},
-  };
-  return *table;
-}
-
 std::string ClusterName(const std::string& service, uint32_t port, bool local) {
   return Cat(service, "|", port, local ? "|local" : "");
 }
@@ -209,8 +176,8 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   v1::Snapshot& snap = t.snapshot;
   const std::string& ns = agent.metadata().namespace_();
 
-  std::map<std::string, std::vector<Module>> chains;
-  for (const char* c : kChains) chains[c] = BuiltinModules(state, c);
+  std::map<const ChainInfo*, std::vector<Module>> chains;
+  for (const ChainInfo& c : Chains()) chains[&c] = BuiltinModules(state, c);
 
   if (state.plugins_enabled()) {
     std::set<std::string> scripts_added;
@@ -218,7 +185,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
       if (!ChainSelects(state, pc, agent)) continue;
       t.report.matched_chains.push_back(key);
       for (const auto& ref : pc.spec().chains()) {
-        auto& modules = chains[ref.name()];
+        auto& modules = chains[FindChain(ref.name())];  // validated at apply
         for (const auto& plugin : ref.plugins()) {
           auto it = state.plugins.find(plugin);
           if (it == state.plugins.end()) {
@@ -246,11 +213,11 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
 
   auto* set = snap.mutable_chains();
   set->set_name("chains");
-  for (auto& [name, modules] : chains) {
+  for (auto& [chain, modules] : chains) {
     std::sort(modules.begin(), modules.end(), [](const Module& a, const Module& b) {
       return a.priority != b.priority ? a.priority > b.priority : a.name < b.name;
     });
-    auto* out = SnapshotChain(*set, name);
+    auto* out = MutableModulesOf<v1::ChainModule>(*set, *chain);
     for (const auto& m : modules) {
       auto* cm = out->Add();
       cm->set_name(m.name);
@@ -267,9 +234,9 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
     if (key.first == ns && SelectorMatches(svc.spec().selector(), agent.metadata().labels())) AddService(state, key, svc, /*inbound=*/true, snap);
   }
   std::set<std::string> mounted[2];
-  for (const auto& [name, modules] : chains) {
+  for (const auto& [chain, modules] : chains) {
     for (const auto& m : modules) {
-      if (!m.script.empty()) mounted[name.rfind("inbound", 0) == 0].insert(m.name);
+      if (!m.script.empty()) mounted[chain->inbound].insert(m.name);
     }
   }
   AttachConfigs(state, destinations, mounted, snap, t.report);

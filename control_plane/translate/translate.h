@@ -43,9 +43,6 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
 // Whether `chain`'s pod and namespace selectors select `workload` (SPEC §3.2).
 bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload);
 
-// SPEC §5's built-in modules with their priorities, per chain, before MeshConfig.
-const std::map<std::string, std::vector<mesh::v1::BuiltinModule>>& DefaultBuiltins();
-
 // Cluster names: "<svc>.<ns>|<port>" and, for an agent's own app, "…|local".
 std::string ClusterName(const std::string& service, uint32_t port, bool local);
 

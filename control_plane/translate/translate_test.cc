@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "control_plane/resources/manifest.h"
+#include "resources/manifest.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/selector.h"

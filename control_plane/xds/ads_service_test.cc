@@ -39,9 +39,9 @@ spec:
 )";
 
 
-const std::string kChainSet = xds_types::TypeUrl("ChainSet");
-const std::string kService = xds_types::TypeUrl("Service");
-const std::string kCluster = xds_types::TypeUrl("Cluster");
+const std::string kChainSet = xds_types::UrlOf<v1::ChainSet>();
+const std::string kService = xds_types::UrlOf<v1::Service>();
+const std::string kCluster = xds_types::UrlOf<v1::Cluster>();
 
 envoy::config::core::v3::Node NodeFor(const std::string& name, const std::string& ns, const std::string& app) {
   envoy::config::core::v3::Node node;

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "common/agent_id.h"
 #include "common/strings.h"
+#include "resources/object.h"
 
 namespace meshplug::xds {
 namespace {
@@ -32,8 +34,7 @@ absl::StatusOr<int32_t> Port(const Value& v, const std::string& field) {
 
 absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v3::Node& node) {
   mesh::v1::Workload wl;
-  wl.set_api_version("meshplug.io/v1");
-  wl.set_kind("Workload");
+  resources::SetTypeFields(resources::Info(resources::Kind::kWorkload), wl);
   if (node.id().empty()) return Bad("id", "required: the workload name");
   wl.mutable_metadata()->set_name(node.id());
   const auto& md = node.metadata().fields();
@@ -71,7 +72,7 @@ absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v
 }
 
 std::string AgentId(const mesh::v1::Workload& workload) {
-  return workload.metadata().namespace_() + "/" + workload.metadata().name();
+  return ::meshplug::AgentId(workload.metadata().namespace_(), workload.metadata().name());
 }
 
 }  // namespace meshplug::xds

@@ -22,7 +22,7 @@ ResourcePtr ResourceInterner::Intern(const std::string& name, const google::prot
   auto r = std::make_shared<EncodedResource>();
   r->name = name;
   r->version = std::move(version);
-  r->any.set_type_url(xds_types::TypeUrl(msg.GetDescriptor()->name()));
+  r->any.set_type_url(xds_types::TypeOf(msg.GetDescriptor()).url);
   r->any.set_value(std::move(bytes));
   slot = r;
   if (by_key_.size() > 1024 && by_key_.size() % 1024 == 0) {
@@ -41,17 +41,10 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
                                                   const AgentResources* base) {
   auto out = std::make_shared<AgentResources>();
   if (base) out->by_type = base->by_type;
-  auto add = [&](const google::protobuf::Message& msg) {
-    const std::string name = xds_types::ResourceName(msg);
-    auto r = interner.Intern(name, msg);
-    out->by_type[r->any.type_url()][name] = std::move(r);
-  };
-  if (snap.has_settings()) add(snap.settings());
-  if (snap.has_chains()) add(snap.chains());
-  for (const auto& s : snap.scripts()) add(s);
-  for (const auto& s : snap.services()) add(s);
-  for (const auto& c : snap.clusters()) add(c);
-  for (const auto& e : snap.endpoints()) add(e);
+  xds_types::ForEachResource(snap, [&](const xds_types::ResourceType& type, const google::protobuf::Message& msg) {
+    const std::string name = type.name_of(msg);
+    out->by_type[type.url][name] = interner.Intern(name, msg);
+  });
   for (const auto& type : xds_types::TypeUrls()) {
     std::map<std::string, std::string> versions;
     for (const auto& [name, r] : out->Of(type)) versions.emplace(name, r->version);
@@ -65,14 +58,8 @@ v1::Snapshot ToSnapshot(const AgentResources& resources) {
   v1::Snapshot snap;
   snap.set_version(resources.version);
   for (const auto& [type, named] : resources.by_type) {
-    for (const auto& [name, r] : named) {
-      if (type == xds_types::TypeUrl("AgentSettings")) r->any.UnpackTo(snap.mutable_settings());
-      if (type == xds_types::TypeUrl("ChainSet")) r->any.UnpackTo(snap.mutable_chains());
-      if (type == xds_types::TypeUrl("PluginScript")) r->any.UnpackTo(snap.add_scripts());
-      if (type == xds_types::TypeUrl("Service")) r->any.UnpackTo(snap.add_services());
-      if (type == xds_types::TypeUrl("Cluster")) r->any.UnpackTo(snap.add_clusters());
-      if (type == xds_types::TypeUrl("Endpoints")) r->any.UnpackTo(snap.add_endpoints());
-    }
+    const xds_types::ResourceType& t = *xds_types::FindType(type);  // ToResources made only our types
+    for (const auto& [name, r] : named) xds_types::AddResource(snap, t)->ParseFromString(r->any.value());
   }
   return snap;
 }

@@ -2,36 +2,40 @@
 
 #include <map>
 
+#include "common/chain_info.h"
 #include "common/strings.h"
+#include "plugins/builtin/module.h"
 
 namespace meshplug::plugins::builtin {
 namespace {
 
+using namespace builtin_names;
+
 template <typename Plugin>
-using Maker = std::shared_ptr<Plugin> (*)(const BuiltinEnv&);
+using Maker = std::shared_ptr<Plugin> (*)(std::string name, const BuiltinEnv&);
 
 const std::map<std::string_view, Maker<plugins::HttpPlugin>>& HttpModules() {
   static const auto* modules = new std::map<std::string_view, Maker<plugins::HttpPlugin>>{
-      {"http-routing", MakeHttpRouting},
-      {"http-load-balancing", MakeHttpLoadBalancing},
-      {"http-default", MakeHttpDefault},
-      {"metrics", MakeMetrics},
-      {"logging", MakeLogging},
-      {"tracing", MakeTracing},
-      {"circuit-breaker", MakeCircuitBreaker},
-      {"throttle-service", MakeThrottleService},
-      {"throttle-route", MakeThrottleRoute},
-      {"tls-termination", MakeHttpTlsTermination},
+      {kHttpRouting, MakeHttpRouting},
+      {kHttpLoadBalancing, MakeHttpLoadBalancing},
+      {kHttpDefault, MakeHttpDefault},
+      {kMetrics, MakeMetrics},
+      {kLogging, MakeLogging},
+      {kTracing, MakeTracing},
+      {kCircuitBreaker, MakeCircuitBreaker},
+      {kThrottleService, MakeThrottleService},
+      {kThrottleRoute, MakeThrottleRoute},
+      {kTlsTermination, MakeHttpTlsTermination},
   };
   return *modules;
 }
 
 const std::map<std::string_view, Maker<plugins::TcpPlugin>>& TcpModules() {
   static const auto* modules = new std::map<std::string_view, Maker<plugins::TcpPlugin>>{
-      {"tcp-routing", MakeTcpRouting},
-      {"tcp-load-balancing", MakeTcpLoadBalancing},
-      {"tcp-default", MakeTcpDefault},
-      {"tls-termination", MakeTcpTlsTermination},
+      {kTcpRouting, MakeTcpRouting},
+      {kTcpLoadBalancing, MakeTcpLoadBalancing},
+      {kTcpDefault, MakeTcpDefault},
+      {kTlsTermination, MakeTcpTlsTermination},
   };
   return *modules;
 }
@@ -44,7 +48,7 @@ absl::StatusOr<std::shared_ptr<Plugin>> Make(
   if (it == modules.end()) {
     return absl::NotFoundError(Cat("no built-in ", kind, " module \"", name, "\""));
   }
-  return it->second(env);
+  return it->second(std::string(name), env);
 }
 
 }  // namespace

@@ -23,25 +23,11 @@ struct BuiltinEnv {
   BuiltinState* state = nullptr;
 };
 
-// The module named `name` for an http or tcp chain; NotFound names the unknown module.
+// The module named `name` (common/chain_info.h's builtin_names) for an http or tcp chain;
+// NotFound names the unknown module.
 absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttpBuiltin(std::string_view name,
                                                                      const BuiltinEnv& env);
 absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcpBuiltin(std::string_view name,
                                                                    const BuiltinEnv& env);
-
-std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeMetrics(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeLogging(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeTracing(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(const BuiltinEnv& env);
 
 }  // namespace meshplug::plugins::builtin

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "common/chain_info.h"
 #include "plugins/builtin/state.h"
 
 namespace meshplug::plugins::builtin {
@@ -65,12 +66,13 @@ TEST(RoutingTest, WeightedSplitsDoNotRestartWithEverySnapshot) {
     // Each round is a new snapshot, hence a new chain set and routing module.
     auto mesh = MeshView::Build(std::make_shared<v1::Snapshot>(s));
     ASSERT_TRUE(mesh.ok());
-    auto routing = MakeHttpRouting(BuiltinEnv{*mesh, false, &state});
+    auto routing = MakeHttpBuiltin(builtin_names::kHttpRouting, BuiltinEnv{*mesh, false, &state});
+    ASSERT_TRUE(routing.ok());
     plugins::HttpContext ctx;
     ctx.request.target("/");
     ctx.request.set(http::field::host, "web.shop");
     boost::asio::io_context io;
-    boost::asio::co_spawn(io, routing->OnRequestHeaders(ctx), boost::asio::detached);
+    boost::asio::co_spawn(io, (*routing)->OnRequestHeaders(ctx), boost::asio::detached);
     io.run();
     ASSERT_TRUE(ctx.upstream);
     first.insert(ctx.upstream->cluster);
@@ -78,6 +80,22 @@ TEST(RoutingTest, WeightedSplitsDoNotRestartWithEverySnapshot) {
   EXPECT_EQ(first.size(), 2u);
 }
 
+
+TEST(BuiltinsTest, EveryDefaultModuleOfEveryChainExists) {
+  auto mesh = MeshView::Build(std::make_shared<v1::Snapshot>());
+  ASSERT_TRUE(mesh.ok());
+  Stats stats;
+  BuiltinState state(stats);
+  for (const ChainInfo& chain : Chains()) {
+    const BuiltinEnv env{*mesh, chain.inbound, &state};
+    for (const BuiltinDefault& d : chain.builtins) {
+      const absl::Status made = chain.http ? MakeHttpBuiltin(d.module, env).status() : MakeTcpBuiltin(d.module, env).status();
+      EXPECT_TRUE(made.ok()) << chain.name << ": " << made;
+    }
+  }
+  EXPECT_EQ(MakeHttpBuiltin("no-such-module", {*mesh, false, &state}).status().message(),
+            "no built-in http module \"no-such-module\"");
+}
 
 }  // namespace
 }  // namespace meshplug::plugins::builtin

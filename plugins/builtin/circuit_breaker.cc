@@ -49,8 +49,8 @@ class CircuitBreaker final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(const BuiltinEnv& env) {
-  return std::make_shared<CircuitBreaker>("circuit-breaker", env);
+std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<CircuitBreaker>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

@@ -30,12 +30,12 @@ class TcpDefault final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(const BuiltinEnv& env) {
-  return std::make_shared<HttpDefault>("http-default", env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<HttpDefault>(std::move(name), env);
 }
 
-std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(const BuiltinEnv& env) {
-  return std::make_shared<TcpDefault>("tcp-default", env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<TcpDefault>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

@@ -46,12 +46,12 @@ class TcpLoadBalancing final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(const BuiltinEnv& env) {
-  return std::make_shared<HttpLoadBalancing>("http-load-balancing", env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<HttpLoadBalancing>(std::move(name), env);
 }
 
-std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(const BuiltinEnv& env) {
-  return std::make_shared<TcpLoadBalancing>("tcp-load-balancing", env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<TcpLoadBalancing>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

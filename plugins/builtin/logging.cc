@@ -44,8 +44,8 @@ class Logging final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeLogging(const BuiltinEnv& env) {
-  return std::make_shared<Logging>("logging", env);
+std::shared_ptr<plugins::HttpPlugin> MakeLogging(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<Logging>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

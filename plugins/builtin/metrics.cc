@@ -38,8 +38,8 @@ class Metrics final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeMetrics(const BuiltinEnv& env) {
-  return std::make_shared<Metrics>("metrics", env);
+std::shared_ptr<plugins::HttpPlugin> MakeMetrics(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<Metrics>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

@@ -25,4 +25,20 @@ class Module : public Plugin {
   BuiltinEnv env_;
 };
 
+// Each module's maker; MakeHttpBuiltin/MakeTcpBuiltin look them up by name.
+std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeMetrics(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeLogging(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeTracing(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(std::string name, const BuiltinEnv& env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(std::string name, const BuiltinEnv& env);
+
 }  // namespace meshplug::plugins::builtin

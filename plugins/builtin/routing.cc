@@ -55,12 +55,12 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(const BuiltinEnv& env) {
-  return std::make_shared<HttpRouting>("http-routing", env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<HttpRouting>(std::move(name), env);
 }
 
-std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(const BuiltinEnv& env) {
-  return std::make_shared<TcpRouting>("tcp-routing", env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<TcpRouting>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

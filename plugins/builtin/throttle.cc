@@ -49,12 +49,12 @@ class Throttle final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(const BuiltinEnv& env) {
-  return std::make_shared<Throttle>("throttle-service", env, false);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<Throttle>(std::move(name), env, false);
 }
 
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(const BuiltinEnv& env) {
-  return std::make_shared<Throttle>("throttle-route", env, true);
+std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<Throttle>(std::move(name), env, true);
 }
 
 }  // namespace meshplug::plugins::builtin

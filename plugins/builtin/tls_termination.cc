@@ -24,12 +24,12 @@ class TcpTlsTermination final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(const BuiltinEnv& env) {
-  return std::make_shared<HttpTlsTermination>("tls-termination", env);
+std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<HttpTlsTermination>(std::move(name), env);
 }
 
-std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(const BuiltinEnv& env) {
-  return std::make_shared<TcpTlsTermination>("tls-termination", env);
+std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<TcpTlsTermination>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

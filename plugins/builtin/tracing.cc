@@ -57,8 +57,8 @@ class Tracing final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeTracing(const BuiltinEnv& env) {
-  return std::make_shared<Tracing>("tracing", env);
+std::shared_ptr<plugins::HttpPlugin> MakeTracing(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<Tracing>(std::move(name), env);
 }
 
 }  // namespace meshplug::plugins::builtin

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "control_plane/resources/kinds.h"
-#include "control_plane/resources/object.h"
+#include "resources/kinds.h"
+#include "resources/object.h"
 
 namespace meshplug::resources {
 

@@ -1,4 +1,4 @@
-#include "control_plane/resources/object.h"
+#include "resources/object.h"
 
 #include "common/strings.h"
 
@@ -12,7 +12,7 @@ const google::protobuf::FieldDescriptor* Field(const Object& obj, const char* na
 }  // namespace
 
 std::string Key::ToString() const {
-  return ns.empty() ? Cat(kind, " ", name) : Cat(kind, " ", ns, "/", name);
+  return ns.empty() ? Cat(KindName(kind), " ", name) : Cat(KindName(kind), " ", ns, "/", name);
 }
 
 const meshplug::mesh::v1::ObjectMeta& Meta(const Object& obj) {
@@ -27,13 +27,13 @@ meshplug::mesh::v1::ObjectMeta& MutableMeta(Object& obj) {
 
 Key KeyOf(const KindInfo& kind, const Object& obj) {
   const auto& meta = Meta(obj);
-  return Key{kind.kind, kind.namespaced() ? meta.namespace_() : "", meta.name()};
+  return Key{kind.id, kind.namespaced() ? meta.namespace_() : "", meta.name()};
 }
 
 void SetTypeFields(const KindInfo& kind, Object& obj) {
   const auto* r = obj.GetReflection();
   r->SetString(&obj, Field(obj, "api_version"), kind.api_versions.front());
-  r->SetString(&obj, Field(obj, "kind"), kind.kind);
+  r->SetString(&obj, Field(obj, "kind"), kind.name);
 }
 
 std::unique_ptr<Object> UserPart(const Object& obj) {

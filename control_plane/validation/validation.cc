@@ -1,10 +1,11 @@
-#include "control_plane/resources/validation.h"
+#include "control_plane/validation/validation.h"
 
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <set>
 
+#include "common/chain_info.h"
 #include "common/strings.h"
 
 #include "plugins/lua/syntax_check.h"
@@ -13,6 +14,7 @@ namespace meshplug::resources {
 namespace {
 
 namespace mv1 = meshplug::mesh::v1;
+using resources::Kind;
 
 // Collects the first problem found, as "field: reason".
 class Checker {
@@ -52,13 +54,13 @@ void CheckMetadata(const Document& doc, Checker& c) {
   }
   if (doc.kind->namespaced()) {
     if (meta.namespace_().empty()) {
-      c.Fail("metadata.namespace", Cat("required: ", doc.kind->kind, " is namespaced"));
+      c.Fail("metadata.namespace", Cat("required: ", doc.kind->name, " is namespaced"));
     } else if (!IsDnsSubdomain(meta.namespace_(), 63) ||
                meta.namespace_().find('.') != std::string::npos) {
       c.Fail("metadata.namespace", Cat("\"", meta.namespace_(), "\" is not a valid namespace name"));
     }
   } else if (!meta.namespace_().empty()) {
-    c.Fail("metadata.namespace", Cat("must be empty: ", doc.kind->kind, " is cluster-scoped"));
+    c.Fail("metadata.namespace", Cat("must be empty: ", doc.kind->name, " is cluster-scoped"));
   }
   for (const auto& [k, v] : meta.labels()) {
     if (k.empty()) c.Fail("metadata.labels", "label keys must not be empty");
@@ -129,17 +131,11 @@ void CheckWorkload(const mv1::Workload& wl, Checker& c) {
 }
 
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
-  const auto& chains = mc.spec().plugin_chains();
-  const std::pair<const char*, const google::protobuf::RepeatedPtrField<mv1::BuiltinModule>*> all[] = {
-      {"inbound-tcp", &chains.inbound_tcp()},
-      {"inbound-http", &chains.inbound_http()},
-      {"outbound-tcp", &chains.outbound_tcp()},
-      {"outbound-http", &chains.outbound_http()},
-  };
-  for (const auto& [chain, modules] : all) {
-    for (int i = 0; i < modules->size(); ++i) {
-      const auto& m = (*modules)[i];
-      const std::string f = Cat("spec.pluginChains.", chain, "[", i, "]");
+  for (const ChainInfo& chain : Chains()) {
+    const auto& modules = ModulesOf<mv1::BuiltinModule>(mc.spec().plugin_chains(), chain);
+    for (int i = 0; i < modules.size(); ++i) {
+      const auto& m = modules[i];
+      const std::string f = Cat("spec.pluginChains.", chain.name, "[", i, "]");
       if (m.plugin().empty()) c.Fail(f + ".plugin", "required");
       CheckPriority(f + ".priority", m.priority(), c);
     }
@@ -157,12 +153,11 @@ void CheckPlugin(const mv1::Plugin& p, Checker& c) {
 
 void CheckPluginChain(const mv1::PluginChain& pc, Checker& c) {
   if (pc.spec().chains().empty()) c.Fail("spec.chains", "at least one chain is required");
-  const auto& names = ChainNames();
   for (int i = 0; i < pc.spec().chains_size(); ++i) {
     const auto& chain = pc.spec().chains(i);
     const std::string f = Cat("spec.chains[", i, "]");
-    if (std::find(names.begin(), names.end(), chain.name()) == names.end()) {
-      c.Fail(f + ".name", Cat("\"", chain.name(), "\" is not one of ", Join(names, ", ")));
+    if (FindChain(chain.name()) == nullptr) {
+      c.Fail(f + ".name", Cat("\"", chain.name(), "\" is not one of ", ChainNames()));
     }
     if (chain.plugins().empty()) c.Fail(f + ".plugins", "at least one plugin is required");
     for (int j = 0; j < chain.plugins_size(); ++j) {
@@ -187,35 +182,40 @@ void CheckPluginConfig(const mv1::PluginConfig& pc, Checker& c) {
   }
 }
 
-bool IsPluginKind(const std::string& kind) {
-  return kind == "Plugin" || kind == "PluginChain" || kind == "PluginConfig";
-}
-
 }  // namespace
-
-const std::vector<std::string>& ChainNames() {
-  static const auto* names =
-      new std::vector<std::string>{"inbound-tcp", "inbound-http", "outbound-tcp", "outbound-http"};
-  return *names;
-}
 
 absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
   Checker c(doc);
-  const auto& kind = doc.kind->kind;
-  if (IsPluginKind(kind) && !ctx.plugins_enabled) {
-    c.Fail("kind", Cat("plugin policy is disabled, so ", kind,
+  if (doc.kind->plugin_policy && !ctx.plugins_enabled) {
+    c.Fail("kind", Cat("plugin policy is disabled, so ", doc.kind->name,
                                 " resources are refused; enable it with "
                                 "spec.featureFlags.enablePluginPolicy: true in the MeshConfig"));
     return c.status();
   }
   CheckMetadata(doc, c);
   const auto& obj = *doc.object;
-  if (kind == "Service") CheckService(static_cast<const mv1::Service&>(obj), c);
-  if (kind == "Workload") CheckWorkload(static_cast<const mv1::Workload&>(obj), c);
-  if (kind == "MeshConfig") CheckMeshConfig(static_cast<const mv1::MeshConfig&>(obj), c);
-  if (kind == "Plugin") CheckPlugin(static_cast<const mv1::Plugin&>(obj), c);
-  if (kind == "PluginChain") CheckPluginChain(static_cast<const mv1::PluginChain&>(obj), c);
-  if (kind == "PluginConfig") CheckPluginConfig(static_cast<const mv1::PluginConfig&>(obj), c);
+  switch (doc.kind->id) {
+    case Kind::kNamespace:
+      break;
+    case Kind::kService:
+      CheckService(static_cast<const mv1::Service&>(obj), c);
+      break;
+    case Kind::kWorkload:
+      CheckWorkload(static_cast<const mv1::Workload&>(obj), c);
+      break;
+    case Kind::kMeshConfig:
+      CheckMeshConfig(static_cast<const mv1::MeshConfig&>(obj), c);
+      break;
+    case Kind::kPlugin:
+      CheckPlugin(static_cast<const mv1::Plugin&>(obj), c);
+      break;
+    case Kind::kPluginChain:
+      CheckPluginChain(static_cast<const mv1::PluginChain&>(obj), c);
+      break;
+    case Kind::kPluginConfig:
+      CheckPluginConfig(static_cast<const mv1::PluginConfig&>(obj), c);
+      break;
+  }
   return c.status();
 }
 

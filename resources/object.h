@@ -7,7 +7,7 @@
 #include <string>
 #include <tuple>
 
-#include "control_plane/resources/kinds.h"
+#include "resources/kinds.h"
 #include "meshplug/v1/resources.pb.h"
 
 namespace meshplug::resources {
@@ -15,7 +15,7 @@ namespace meshplug::resources {
 using Object = google::protobuf::Message;
 
 struct Key {
-  std::string kind;
+  Kind kind;
   std::string ns;  // empty for cluster-scoped kinds
   std::string name;
 

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "control_plane/resources/manifest.h"
+#include "resources/manifest.h"
 
 namespace meshplug::resources {
 
@@ -13,8 +13,5 @@ struct ValidationContext {
 
 // The error reads "<document>: <field path>: <reason>".
 absl::Status Validate(const Document& doc, const ValidationContext& ctx);
-
-// The four chain names, in SPEC order.
-const std::vector<std::string>& ChainNames();
 
 }  // namespace meshplug::resources

@@ -1,4 +1,4 @@
-#include "control_plane/resources/yaml_decode.h"
+#include "resources/yaml_decode.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/struct.pb.h>

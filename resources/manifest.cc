@@ -1,9 +1,9 @@
-#include "control_plane/resources/manifest.h"
+#include "resources/manifest.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include "common/strings.h"
-#include "control_plane/resources/yaml_decode.h"
+#include "resources/yaml_decode.h"
 
 namespace meshplug::resources {
 namespace {
@@ -41,10 +41,10 @@ absl::StatusOr<Document> ParseDocument(std::string_view source, int index, const
   if (std::find(kind->api_versions.begin(), kind->api_versions.end(), api_version) ==
       kind->api_versions.end()) {
     return fail(Cat("apiVersion", LineOf(node["apiVersion"]), ": \"", api_version,
-                             "\" is not an apiVersion of ", kind->kind, " (use ",
+                             "\" is not an apiVersion of ", kind->name, " (use ",
                              kind->api_versions.front(), ")"));
   }
-  if (kind->kind == "Plugin" && node["spec"].IsMap() && node["spec"]["pipyscript"]) {
+  if (kind->id == Kind::kPlugin && node["spec"].IsMap() && node["spec"]["pipyscript"]) {
     return fail(Cat("spec.pipyscript", LineOf(node["spec"]["pipyscript"]),
                              ": PipyJS is not supported; write the plugin in Lua 5.4 and put it "
                              "in spec.script"));
@@ -60,7 +60,7 @@ absl::StatusOr<Document> ParseDocument(std::string_view source, int index, const
 }  // namespace
 
 std::string Document::Where() const {
-  return DocPrefix(source, index, kind->kind, Meta(*object).name());
+  return DocPrefix(source, index, kind->name, Meta(*object).name());
 }
 
 absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source,
