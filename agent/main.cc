@@ -167,9 +167,9 @@ agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, ui
   o.backoff_base = Ms(absl::GetFlag(FLAGS_xds_backoff_base));
   o.backoff_max = Ms(absl::GetFlag(FLAGS_xds_backoff_max));
   o.connect_timeout = Ms(absl::GetFlag(FLAGS_xds_connect_timeout));
-  o.settle = Ms(absl::GetFlag(FLAGS_xds_settle));
-  o.incomplete_timeout = Ms(absl::GetFlag(FLAGS_xds_incomplete_timeout));
-  o.endpoints_warming = Ms(absl::GetFlag(FLAGS_xds_endpoints_warming_timeout));
+  o.timing.settle = Ms(absl::GetFlag(FLAGS_xds_settle));
+  o.timing.incomplete_timeout = Ms(absl::GetFlag(FLAGS_xds_incomplete_timeout));
+  o.timing.endpoints_warming = Ms(absl::GetFlag(FLAGS_xds_endpoints_warming_timeout));
   o.keepalive = Ms(absl::GetFlag(FLAGS_xds_keepalive));
   return o;
 }

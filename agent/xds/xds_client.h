@@ -2,12 +2,15 @@
 // incremental (delta) by default or state of the world, on a dedicated thread with its own
 // gRPC completion queue, so the proxy's Asio workers never wait on it.
 //
-// The stream subscribes (wildcard) to the six meshplug resource types and collects what
-// arrives. When a batch of responses has settled and every resource the chain set and the
-// services reference is present, it assembles a Snapshot and hands it to `apply` (the
-// agent's atomic rebuild-and-swap). Success ACKs every type it covers; failure NACKs them
-// with the error in `error_detail` (code 3, INVALID_ARGUMENT) and the agent keeps serving
-// its previous set.
+// Its parts: AdsStream (the stream's I/O), DeltaOps/SotwOps (protocol.h: the two
+// variants' messages), UpdateAssembler (which responses make an update, and the ACKs and
+// NACKs) and the saved-config file (saved_config.h). This class ties them together and
+// owns reconnection, the saved configuration at start, status and metrics.
+//
+// The stream subscribes (wildcard) to the six meshplug resource types. A complete update
+// goes to `apply` (the agent's atomic rebuild-and-swap); success ACKs every type it
+// covers, failure NACKs them with the error in `error_detail` (code 3, INVALID_ARGUMENT)
+// and the agent keeps serving its previous set.
 //
 // Resilience: on any stream end it reconnects after an exponential backoff with jitter,
 // serving the last good set meanwhile. Every applied configuration is saved to
@@ -30,6 +33,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "agent/xds/update_assembler.h"
 #include "agent/xds/xds_resources.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -61,19 +65,8 @@ struct XdsClientOptions {
   std::chrono::milliseconds backoff_max{10000};
   // How long one connection attempt may take to reach READY.
   std::chrono::milliseconds connect_timeout{5000};
-  // Responses arriving within this of each other are applied as one update (the control
-  // plane pushes a change as one response per type, back to back).
-  std::chrono::milliseconds settle{1};
-  // ... but never delayed more than this after the first of them. A batch that is
-  // complete but holds resources nothing references yet (a new script before the chain
-  // set naming it) waits up to this for the rest of the push.
-  std::chrono::milliseconds settle_max{100};
-  // Like Envoy's cluster warming: a new cluster whose Endpoints have not arrived this long
-  // after the update began is applied with no endpoints rather than holding the update. A
-  // cluster the agent already runs without endpoints does not wait again.
-  std::chrono::milliseconds endpoints_warming{500};
-  // A response that leaves references unresolved this long is NACKed with what is missing.
-  std::chrono::milliseconds incomplete_timeout{15000};
+  // When responses make an update, how long an update may wait for what it references.
+  AssemblerTiming timing;
   // HTTP/2 keepalive ping interval on the stream (detects a control plane that vanished
   // without closing the connection). The control plane's gRPC server tolerates pings no
   // more often than every 5 minutes by default.
@@ -125,16 +118,6 @@ class XdsClient {
   bool WaitFor(const std::function<bool(const XdsClientStatus&)>& pred, std::chrono::milliseconds timeout) const;
 
  private:
-  using Clock = std::chrono::steady_clock;
-
-  // Per type, what the current stream has received and answered.
-  struct TypeTrack {
-    enum class State { kNone, kPending, kAcked, kNacked, kRejected };
-    State state = State::kNone;
-    std::string nonce;    // of the latest response
-    std::string version;  // its version_info / system_version_info
-  };
-
   void Run();
   // One connection attempt: connect, stream until it ends. True when the stream was
   // healthy (got a response, or lived at least backoff_max), so the backoff restarts.
@@ -145,23 +128,18 @@ class XdsClient {
   std::shared_ptr<grpc::Channel> MakeChannel() const;
   std::chrono::milliseconds NextBackoff();
 
-  // Builds and applies when a batch has settled; queues ACKs/NACKs through respond_.
-  void Settle(Clock::time_point now);
-  void NackPendingIncomplete();
-  // When the current batch should be settled, if there is one.
-  std::optional<Clock::time_point> SettleAt() const;
+  // Counts and records ACKs and NACKs before they are sent.
+  void Count(const std::vector<Answer>& answers);
+  // Applies an update through `apply_`; the result for the assembler.
+  absl::Status ApplyUpdate(const Update& update, bool from_cache);
   // Applies the saved configuration when it is time to.
   void MaybeUseCache(Clock::time_point now, bool attempt_failed);
   std::optional<Clock::time_point> CacheDeadline() const;
-  // Applies `snapshot`, which is `resources` assembled (assembling hashes every resource,
-  // so it is done once per update).
-  bool Apply(const xds::ResourceSet& resources, v1::Snapshot snapshot, Clock::time_point received, bool from_cache,
-             std::string* error);
-  // Writes the applied snapshot to the cache file if it changed since the last write.
+  // Writes what runs to the saved-config file if it changed since the last write.
   void SaveIfPending();
 
   void SetState(XdsConnectionState state);
-  void Update(const std::function<void(XdsClientStatus&)>& change);
+  void UpdateStatus(const std::function<void(XdsClientStatus&)>& change);
   bool stopping() const { return stopping_.load(); }
 
   const XdsClientOptions options_;
@@ -170,25 +148,12 @@ class XdsClient {
   const std::string agent_id_;
 
   // Client thread state.
-  xds::ResourceSet received_;  // what the control plane believes this agent has
-  xds::ResourceSet applied_;   // what the agent runs
-  bool applied_any_ = false;
-  std::optional<xds::ResourceSet> cache_;  // loaded at start, until used or superseded
+  UpdateAssembler assembler_;
+  std::optional<ResourceSet> cache_;  // loaded at start, until used or superseded
   Clock::time_point started_at_;
-  std::map<std::string, TypeTrack> tracks_;
-  std::optional<Clock::time_point> batch_first_, batch_last_;  // responses not yet settled
-  // The batch is complete but holds unreferenced resources: wait (up to settle_max) for
-  // the response that references them.
-  bool hold_ = false;
-  // Only Endpoints are missing: apply anyway at this time.
-  std::optional<Clock::time_point> warming_until_;
-  std::optional<Clock::time_point> incomplete_since_;
-  std::string last_missing_;
-  bool save_pending_ = false;  // applied_ changed and is not on disk yet
+  bool save_pending_ = false;  // what runs changed and is not on disk yet
   int attempt_ = 0;
   std::mt19937_64 rng_;
-  // Requests to send on the current stream (ACKs, NACKs), drained by RunStream.
-  std::function<void(const std::string& type_url, const std::optional<std::string>& error)> respond_;
 
   std::atomic<bool> stopping_{false};
   std::thread thread_;
