@@ -28,7 +28,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> built
                                    : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < n; ++i) {
     auto worker = std::make_unique<Worker>();
-    worker->pool = std::make_unique<UpstreamPool>(worker->context.get_executor());
+    worker->pool = std::make_unique<net::UpstreamPool>(worker->context.get_executor());
     workers_.push_back(std::move(worker));
   }
 }

@@ -79,7 +79,7 @@ class Agent final : public admin::AdminTarget {
  private:
   struct Worker {
     boost::asio::io_context context{1};
-    std::unique_ptr<UpstreamPool> pool;
+    std::unique_ptr<net::UpstreamPool> pool;
     std::thread thread;
   };
   using Acceptor = boost::asio::ip::tcp::acceptor;

@@ -69,24 +69,24 @@ int main(int argc, char** argv) {
   if (store_path.empty()) store_path = DefaultStorePath();
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(store_path).parent_path(), ec);
-  auto store = meshplug::store::SqliteStore::Open(store_path);
+  auto store = meshplug::control_plane::store::SqliteStore::Open(store_path);
   if (!store.ok()) return Fail(std::string(store.status().message()));
   log::Info("store open", {{"store", (*store)->Describe()},
                            {"revision", std::to_string((*store)->Revision())}});
 
-  meshplug::xds::SnapshotCache cache;
-  meshplug::xds::AgentRegistry registry;
-  meshplug::controller::MeshController controller(
+  meshplug::control_plane::xds::SnapshotCache cache;
+  meshplug::control_plane::xds::AgentRegistry registry;
+  meshplug::control_plane::controller::MeshController controller(
       **store, cache, registry,
       {std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
        std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
        std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s))});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
-  meshplug::api::ResourceApi resources(**store);
+  meshplug::control_plane::api::ResourceApi resources(**store);
   resources.SetStatusFiller([&](meshplug::resources::Object& obj) { controller.FillStatus(obj); });
-  meshplug::api::AdminService admin(**store, resources, cache, registry);
-  meshplug::xds::AdsService ads(cache, registry, controller);
+  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry);
+  meshplug::control_plane::xds::AdsService ads(cache, registry, controller);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -8,7 +8,9 @@
 #include "integration/harness/process.h"
 #include "integration/reference_scenario.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration {
+
+using namespace harness;  // the process harness is this package's vocabulary
 namespace {
 
 constexpr int64_t kBytes = 100 * 1024 * 1024;
@@ -78,4 +80,4 @@ TEST(AgentMemory, HundredMegabytesEachWayKeepPeakRssFlat) {
 }
 
 }  // namespace
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

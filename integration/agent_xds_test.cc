@@ -19,7 +19,9 @@
 #include "agent/testing/test_support.h"
 #include "integration/harness/process.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration {
+
+using namespace harness;  // the process harness is this package's vocabulary
 namespace {
 
 using std::chrono::milliseconds;
@@ -245,10 +247,10 @@ class Traffic {
   std::thread thread_;
 };
 
-class AgentXdsTest : public testing::TestWithParam<std::string> {
+class AgentXdsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     for (char& c : name) c = c == '/' ? '-' : c;
     dir_ = TempDir(name);
     upstream_ = std::make_unique<TestUpstream>("backend");
@@ -467,8 +469,8 @@ TEST_P(AgentXdsTest, TheIdentityCanComeFromABootstrapFile) {
   EXPECT_NE(wl.out.find("9000"), std::string::npos) << wl.out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, AgentXdsTest, testing::Values("delta", "sotw"),
-                         [](const testing::TestParamInfo<std::string>& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Protocols, AgentXdsTest, ::testing::Values("delta", "sotw"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

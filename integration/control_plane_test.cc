@@ -12,7 +12,9 @@
 
 #include "integration/harness/process.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration {
+
+using namespace harness;  // the process harness is this package's vocabulary
 namespace {
 
 using std::chrono::milliseconds;
@@ -253,4 +255,4 @@ TEST(ControlPlane, SigkillMidApplyLosesNoAcknowledgedWriteAndNoApplyIsHalfDone) 
 }
 
 }  // namespace
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

@@ -12,8 +12,8 @@
 
 namespace {
 
-using meshplug::harness::Eventually;
-using meshplug::harness::ReferenceScenario;
+using meshplug::Eventually;
+using meshplug::integration::ReferenceScenario;
 using std::chrono::milliseconds;
 
 void Banner(const std::string& text) { std::cout << "\n== " << text << "\n" << std::flush; }

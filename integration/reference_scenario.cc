@@ -5,7 +5,9 @@
 
 #include <fstream>
 
-namespace meshplug::harness {
+namespace meshplug::integration {
+
+using namespace harness;  // the process harness is this package's vocabulary
 namespace {
 
 constexpr milliseconds kStart(20000);
@@ -199,4 +201,4 @@ std::string ReferenceScenario::RestartAgent(const std::string& agent) {
   return StartAgent(a);
 }
 
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

@@ -10,11 +10,11 @@
 
 #include "integration/harness/process.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration {
 
 struct AgentProcess {
   std::string name, ns, app;
-  std::unique_ptr<Process> process;
+  std::unique_ptr<harness::Process> process;
   int outbound = 0, inbound = 0, admin = 0;
   int starts = 0;
 };
@@ -32,8 +32,8 @@ class ReferenceScenario {
 
   // curl through the curl workload's agent (explicit proxy); the HTTP status, 0 on failure.
   int Curl(const std::string& path, std::string* body = nullptr);
-  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
-  RunResult Apply(const std::string& file);
+  harness::RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
+  harness::RunResult Apply(const std::string& file);
   // The chain as the agent runs it (from the agent's own /config_dump).
   std::vector<std::string> AgentChain(const std::string& agent, const std::string& chain);
   std::string AgentAdmin(const std::string& agent, const std::string& path);
@@ -55,7 +55,7 @@ class ReferenceScenario {
 
   std::string dir_;
   std::function<void(const std::string&)> say_;
-  std::unique_ptr<Process> control_plane_, auth_, httpbin_;
+  std::unique_ptr<harness::Process> control_plane_, auth_, httpbin_;
   std::string cp_address_;
   int cp_starts_ = 0, auth_port_ = 0, httpbin_port_ = 0;
   std::vector<AgentProcess> agents_;
@@ -64,4 +64,4 @@ class ReferenceScenario {
 // The port in a log line such as `Listening at: http://127.0.0.1:PORT` (after `marker`).
 int PortAfter(const std::string& line, const std::string& marker);
 
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

@@ -5,7 +5,9 @@
 
 #include "integration/reference_scenario.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration {
+
+using namespace harness;  // the process harness is this package's vocabulary
 namespace {
 
 using Chain = std::vector<std::string>;
@@ -121,4 +123,4 @@ spec:
 }
 
 }  // namespace
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration

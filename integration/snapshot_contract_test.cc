@@ -13,8 +13,11 @@
 #include "agent/routing/mesh_view.h"
 #include "plugins/builtin/state.h"
 
-namespace meshplug {
+namespace meshplug::integration {
 namespace {
+
+namespace store = control_plane::store;
+namespace translate = control_plane::translate;
 
 std::string Read(const std::string& path) {
   std::ifstream in(path);
@@ -63,13 +66,13 @@ TEST(SnapshotContract, ScenarioSnapshotsBuildInTheAgent) {
   const translate::MeshState state = ScenarioState();
   for (const auto& [key, wl] : state.workloads) {
     SCOPED_TRACE(key.first + "/" + key.second);
-    ExpectAccepted(testing_fixtures::WholeTranslation(state, wl).snapshot);
+    ExpectAccepted(control_plane::testing::WholeTranslation(state, wl).snapshot);
   }
 }
 
 TEST(SnapshotContract, OwnServiceIsBothInboundAndADestinationWithItsOwnConfigs) {
   const translate::MeshState state = ScenarioState();
-  const auto snap = testing_fixtures::WholeTranslation(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;
+  const auto snap = control_plane::testing::WholeTranslation(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;
   auto view = agent::routing::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
   ASSERT_TRUE(view.ok()) << view.status();
   // The verifier's config is on httpbin's inbound service (the agent mounts the verifier).
@@ -84,4 +87,4 @@ TEST(SnapshotContract, OwnServiceIsBothInboundAndADestinationWithItsOwnConfigs) 
 }
 
 }  // namespace
-}  // namespace meshplug
+}  // namespace meshplug::integration

@@ -27,13 +27,16 @@
 namespace meshplug::agent::xds {
 namespace {
 
-namespace cp = ::meshplug::xds;  // the control plane's
+namespace cp = ::meshplug::control_plane::xds;  // the control plane's
+namespace api = ::meshplug::control_plane::api;
+namespace controller = ::meshplug::control_plane::controller;
+namespace store = ::meshplug::control_plane::store;
 using namespace testing_client;
 using std::chrono::milliseconds;
 constexpr milliseconds kWait(10000);
 
 const std::string kMesh =
-    std::string(testing_fixtures::kCurlHttpbinMesh) + "---\n" + testing_fixtures::kPluginPolicyOn;
+    std::string(control_plane::testing::kCurlHttpbinMesh) + "---\n" + control_plane::testing::kPluginPolicyOn;
 
 constexpr const char* kBrokenPlugin = R"(
 apiVersion: plugin.flomesh.io/v1alpha1
@@ -63,12 +66,12 @@ std::set<std::string> Services(const v1::Snapshot& s) {
 
 // The control plane in process; its gRPC server can be stopped and restarted on the same
 // port while the store, controller, cache and registry live on.
-class ControlPlaneTest : public testing::TestWithParam<XdsProtocol> {
+class ControlPlaneTest : public ::testing::TestWithParam<XdsProtocol> {
  protected:
   void SetUp() override {
     if (std::getenv("XDS_TEST_DEBUG")) log::SetLevel(log::Level::kDebug);
-    dir_ = TestDir(testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    dir_ = TestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     for (char& c : name) c = c == '/' ? '_' : c;
     store_ = std::move(*store::SqliteStore::Open(dir_ + "/store.db"));
     api_ = std::make_unique<api::ResourceApi>(*store_);
@@ -378,8 +381,8 @@ TEST_P(ControlPlaneTest, ARefusedStreamFallsBackToTheSavedSnapshotAndRetries) {
   ASSERT_TRUE(Eventually([&] { return InSync(); }));
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, ControlPlaneTest, testing::Values(XdsProtocol::kDelta, XdsProtocol::kSotw),
-                         [](const testing::TestParamInfo<XdsProtocol>& info) {
+INSTANTIATE_TEST_SUITE_P(Protocols, ControlPlaneTest, ::testing::Values(XdsProtocol::kDelta, XdsProtocol::kSotw),
+                         [](const ::testing::TestParamInfo<XdsProtocol>& info) {
                            return info.param == XdsProtocol::kDelta ? "Delta" : "Sotw";
                          });
 

@@ -10,7 +10,7 @@
 
 #include "common/strings.h"
 
-namespace meshplug {
+namespace meshplug::net {
 namespace {
 
 namespace asio = boost::asio;
@@ -171,4 +171,4 @@ size_t UpstreamPool::idle() const {
   return n;
 }
 
-}  // namespace meshplug
+}  // namespace meshplug::net

@@ -25,7 +25,7 @@
 #include <memory>
 #include <string>
 
-namespace meshplug {
+namespace meshplug::net {
 
 struct UpstreamConnection {
   explicit UpstreamConnection(const boost::asio::any_io_executor& ex) : stream(ex) {}
@@ -108,4 +108,4 @@ inline bool Idempotent(boost::beast::http::verb method) {
          method == verb::put || method == verb::delete_;
 }
 
-}  // namespace meshplug
+}  // namespace meshplug::net

@@ -154,7 +154,7 @@ struct UpstreamCall {
   explicit UpstreamCall(const asio::any_io_executor& executor)
       : pump_done(executor, Clock::time_point::max()), deadline(executor) {}
 
-  std::unique_ptr<UpstreamConnection> connection;
+  std::unique_ptr<net::UpstreamConnection> connection;
   bool reused = false;
   std::optional<ResponseParser> response;
   std::optional<BodyFilters> filters;  // the request body steps, used by the pump
@@ -498,7 +498,7 @@ UpstreamSettings HttpSession::SettingsFor(const Exchange& x) const {
 awaitable<void> HttpSession::ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                                 std::optional<milliseconds> timeout,
                                                 beast::error_code& ec) {
-  UpstreamConnection& upstream = *call.connection;
+  net::UpstreamConnection& upstream = *call.connection;
   if (timeout) {
     upstream.stream.expires_after(*timeout);
   } else {
@@ -610,7 +610,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   // is replaced once by a new connection: when writing the header failed (nothing was
   // consumed), or when the response ended before its first byte and the request can be
   // sent again (no body, idempotent method).
-  bool resendable = !has_body && Idempotent(x.ctx.request.method());
+  bool resendable = !has_body && net::Idempotent(x.ctx.request.method());
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.connection.reset();
@@ -708,7 +708,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
 awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Framing framing,
                                       const UpstreamSettings& settings, UpstreamCall& call) {
   const Limits& limits = x.chains->limits();
-  UpstreamConnection& upstream = *call.connection;
+  net::UpstreamConnection& upstream = *call.connection;
   BodySource<true> source(stream_, buffer_, request, limits.downstream_idle_timeout);
   BodySink sink(upstream.stream, framing, settings.idle_timeout);
   std::string piece;
@@ -760,7 +760,7 @@ awaitable<void> HttpSession::StopPump(UpstreamCall& call) {
 
 awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   ResponseParser& response = *call.response;
-  UpstreamConnection& upstream = *call.connection;
+  net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
   bool upstream_keep_alive = KeepAlive(response.get().base());
   std::vector<std::string> hop_by_hop = ConnectionTokens(response.get().base());

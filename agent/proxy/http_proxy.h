@@ -20,7 +20,7 @@ namespace meshplug::agent::proxy {
 // What a connection needs from the agent; everything outlives the connection.
 struct ProxyEnv {
   const chains::ActiveChainSet* chains = nullptr;
-  UpstreamPool* pool = nullptr;  // the worker's own
+  net::UpstreamPool* pool = nullptr;  // the worker's own
   Stats* stats = nullptr;
   bool inbound = false;
   // Set while the agent drains: responses close their connection.

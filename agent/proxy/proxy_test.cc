@@ -663,9 +663,9 @@ TEST_F(ProxyTest, EveryResponseFramingArrivesWholeOnKeptAliveConnections) {
 TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
   TestUpstream a("a");
   asio::io_context context;
-  UpstreamPool pool(context.get_executor());
+  net::UpstreamPool pool(context.get_executor());
   auto acquire = [&](std::chrono::milliseconds idle_timeout) {
-    std::unique_ptr<UpstreamConnection> c;
+    std::unique_ptr<net::UpstreamConnection> c;
     bool done = false;
     asio::co_spawn(
         context,
@@ -684,13 +684,13 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
     return c;
   };
   // A connection with unparsed bytes is never kept.
-  std::unique_ptr<UpstreamConnection> dirty = acquire(60s);
+  std::unique_ptr<net::UpstreamConnection> dirty = acquire(60s);
   ASSERT_TRUE(dirty);
   dirty->buffer.commit(asio::buffer_copy(dirty->buffer.prepare(4), asio::buffer("HTTP", 4)));
   pool.Release(std::move(dirty));
   EXPECT_EQ(pool.idle(), 0u);
   // A clean one is kept for its idle timeout, then closed, its endpoint forgotten.
-  std::unique_ptr<UpstreamConnection> clean = acquire(100ms);
+  std::unique_ptr<net::UpstreamConnection> clean = acquire(100ms);
   ASSERT_TRUE(clean);
   pool.Release(std::move(clean));
   EXPECT_EQ(pool.idle(), 1u);

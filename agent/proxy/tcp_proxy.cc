@@ -81,7 +81,7 @@ class TcpSession {
                            : limits.connect_timeout;
     boost::system::error_code ec;
     // The pool's connect: IP literals and DNS names alike.
-    std::unique_ptr<UpstreamConnection> connection =
+    std::unique_ptr<net::UpstreamConnection> connection =
         co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec);
     if (!connection) {
       env_.stats->Count("meshplug_upstream_connect_failures_total",

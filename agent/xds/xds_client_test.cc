@@ -83,7 +83,7 @@ class ScriptedAds final : public discovery::AggregatedDiscoveryService::Service 
   std::vector<discovery::DeltaDiscoveryRequest> requests_;
 };
 
-class ScriptedTest : public testing::Test {
+class ScriptedTest : public ::testing::Test {
  protected:
   void SetUp() override {
     grpc::ServerBuilder builder;

@@ -26,9 +26,9 @@ namespace {
 
 using meshplug::agent::testing::Client;
 using meshplug::agent::testing::TestUpstream;
-using meshplug::harness::Eventually;
-using meshplug::harness::Process;
-using meshplug::harness::Run;
+using meshplug::Eventually;
+using meshplug::integration::harness::Process;
+using meshplug::integration::harness::Run;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 

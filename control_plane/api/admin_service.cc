@@ -7,7 +7,7 @@
 #include "common/config_dump.h"
 #include "common/log.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 
 grpc::Status ToGrpc(const absl::Status& st) {
   if (st.ok()) return grpc::Status::OK;
@@ -171,4 +171,4 @@ grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServ
   return new WatchReactor(store_, api_, req->since_revision());
 }
 
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

@@ -9,7 +9,7 @@
 #include "control_plane/xds/snapshot_cache.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 
 inline constexpr const char* kVersion = "0.1.0";
 
@@ -46,4 +46,4 @@ class AdminService final : public v1::Admin::CallbackService {
 // absl::Status → grpc::Status (the codes are the same numbers).
 grpc::Status ToGrpc(const absl::Status& st);
 
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

@@ -9,10 +9,10 @@
 
 #include "control_plane/store/sqlite_store.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 namespace {
 
-class AdminServiceTest : public testing::Test {
+class AdminServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("TEST_TMPDIR");
@@ -87,4 +87,4 @@ TEST_F(AdminServiceTest, WatchDeliversEveryChangeInOrder) {
 }
 
 }  // namespace
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

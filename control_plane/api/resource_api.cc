@@ -8,7 +8,7 @@
 #include "common/strings.h"
 #include "control_plane/validation/validation.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 namespace {
 
 using resources::Document;
@@ -77,7 +77,7 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
   if (!docs.ok()) return docs.status();
 
   // Settings that decide validity come from this apply first, then from the store.
-  resources::ValidationContext ctx;
+  validation::ValidationContext ctx;
   auto stored_mesh = store_.List(resources::Kind::kMeshConfig, "");
   if (!stored_mesh.ok()) return stored_mesh.status();
   const Document* mesh_doc = FindMeshConfig(*docs);
@@ -102,7 +102,7 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
   }
 
   for (const auto& d : *docs) {
-    if (auto st = resources::Validate(d, ctx); !st.ok()) return st;
+    if (auto st = validation::Validate(d, ctx); !st.ok()) return st;
     const Key key = d.key();
     if (d.kind->namespaced() && !namespaces.count(key.ns)) {
       return Invalid(Cat(d.Where(), ": metadata.namespace: namespace \"", key.ns,
@@ -237,4 +237,4 @@ absl::StatusOr<v1::GetResponse> ResourceApi::Get(const v1::GetRequest& req) {
   return resp;
 }
 
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

@@ -12,7 +12,7 @@
 #include "control_plane/store/store.h"
 #include "meshplug/v1/admin.pb.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 
 class ResourceApi {
  public:
@@ -43,4 +43,4 @@ class ResourceApi {
   std::function<void(resources::Object&)> fill_status_;
 };
 
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

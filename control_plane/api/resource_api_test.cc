@@ -11,10 +11,10 @@
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/testing/mesh_fixtures.h"
 
-namespace meshplug::api {
+namespace meshplug::control_plane::api {
 namespace {
 
-constexpr const char* kMeshConfigPluginsOn = testing_fixtures::kPluginPolicyOn;
+constexpr const char* kMeshConfigPluginsOn = control_plane::testing::kPluginPolicyOn;
 
 constexpr const char* kNamespaces = R"(
 apiVersion: v1
@@ -26,11 +26,11 @@ kind: Namespace
 metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
 )";
 
-class ResourceApiTest : public testing::Test {
+class ResourceApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("TEST_TMPDIR");
-    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');
     path_ = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path_ + s);
@@ -89,7 +89,7 @@ struct BadCase {
 
 void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
-class BadInput : public ResourceApiTest, public testing::WithParamInterface<BadCase> {};
+class BadInput : public ResourceApiTest, public ::testing::WithParamInterface<BadCase> {};
 
 TEST_P(BadInput, IsRejectedWithFieldAndReason) {
   const auto& c = GetParam();
@@ -103,7 +103,7 @@ TEST_P(BadInput, IsRejectedWithFieldAndReason) {
 
 INSTANTIATE_TEST_SUITE_P(
     Validation, BadInput,
-    testing::Values(
+    ::testing::Values(
         BadCase{"UnknownKind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
                 "kind (line 2): unknown kind \"Pod\""},
         BadCase{"UnknownApiVersion",
@@ -182,7 +182,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.address: \"not-an-ip\" is not an IP address"},
         BadCase{"NotAnObject", "- a\n- b\n", "a resource must be an object"},
         BadCase{"KindMissing", "apiVersion: v1\nmetadata: {name: x}\n", "kind: required"}),
-    [](const testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 
 TEST_F(ResourceApiTest, PluginKindsAreRefusedWhilePluginPolicyIsDisabled) {
   auto r = Apply(PluginDoc(kScript));
@@ -296,4 +296,4 @@ TEST_F(ResourceApiTest, GetUnknownKindNamesTheKnownOnes) {
 }
 
 }  // namespace
-}  // namespace meshplug::api
+}  // namespace meshplug::control_plane::api

@@ -8,7 +8,7 @@
 #include "control_plane/translate/selector.h"
 #include "control_plane/xds/node_identity.h"
 
-namespace meshplug::controller {
+namespace meshplug::control_plane::controller {
 namespace {
 
 using resources::Kind;
@@ -320,4 +320,4 @@ int64_t MeshController::Translations(const std::string& agent) const {
   return it == translations_.end() ? 0 : it->second;
 }
 
-}  // namespace meshplug::controller
+}  // namespace meshplug::control_plane::controller

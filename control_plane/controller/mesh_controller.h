@@ -19,7 +19,7 @@
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/snapshot_cache.h"
 
-namespace meshplug::controller {
+namespace meshplug::control_plane::controller {
 
 struct Options {
   std::chrono::milliseconds quiet{100};      // publish when no change came for this long
@@ -82,4 +82,4 @@ class MeshController : public xds::AgentLifecycle {
   std::thread thread_;
 };
 
-}  // namespace meshplug::controller
+}  // namespace meshplug::control_plane::controller

@@ -14,7 +14,7 @@
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/node_identity.h"
 
-namespace meshplug::controller {
+namespace meshplug::control_plane::controller {
 namespace {
 
 using std::chrono::milliseconds;
@@ -34,7 +34,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: httpbin, namespace: httpbin}
 spec: {ports: [{port: 14001}], selector: {app: httpbin}}
----)") + testing_fixtures::kPluginPolicyOn + R"(---
+---)") + control_plane::testing::kPluginPolicyOn + R"(---
 apiVersion: plugin.flomesh.io/v1alpha1
 kind: Plugin
 metadata: {name: p}
@@ -69,12 +69,12 @@ mesh::v1::Workload Agent(const std::string& name, const std::string& ns, const s
   return wl;
 }
 
-class MeshControllerTest : public testing::Test {
+class MeshControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("TEST_TMPDIR");
     const std::string path = std::string(dir ? dir : "/tmp") + "/" +
-                             testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
     store_ = std::move(*store::SqliteStore::Open(path));
     api_ = std::make_unique<api::ResourceApi>(*store_);
@@ -181,4 +181,4 @@ TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
 }
 
 }  // namespace
-}  // namespace meshplug::controller
+}  // namespace meshplug::control_plane::controller

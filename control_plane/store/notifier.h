@@ -7,7 +7,7 @@
 #include <memory>
 #include <mutex>
 
-namespace meshplug::store {
+namespace meshplug::control_plane::store {
 
 class Notifier {
  public:
@@ -36,4 +36,4 @@ class Notifier {
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
-}  // namespace meshplug::store
+}  // namespace meshplug::control_plane::store

@@ -9,7 +9,7 @@
 
 #include "common/strings.h"
 
-namespace meshplug::store {
+namespace meshplug::control_plane::store {
 namespace {
 
 // A prepared statement that finalizes itself.
@@ -262,4 +262,4 @@ Store::Subscription SqliteStore::Subscribe(std::function<void(int64_t)> fn) {
   return notifier_.Subscribe(std::move(fn));
 }
 
-}  // namespace meshplug::store
+}  // namespace meshplug::control_plane::store

@@ -10,7 +10,7 @@
 #include "control_plane/store/notifier.h"
 #include "control_plane/store/store.h"
 
-namespace meshplug::store {
+namespace meshplug::control_plane::store {
 
 class SqliteStore : public Store {
  public:
@@ -42,4 +42,4 @@ class SqliteStore : public Store {
   Notifier notifier_;
 };
 
-}  // namespace meshplug::store
+}  // namespace meshplug::control_plane::store

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-namespace meshplug::store {
+namespace meshplug::control_plane::store {
 namespace {
 
 std::string TempDb(const std::string& name) {
@@ -136,4 +136,4 @@ TEST(SqliteStore, SurvivesReopenAndRefusesASecondOpener) {
 }
 
 }  // namespace
-}  // namespace meshplug::store
+}  // namespace meshplug::control_plane::store

@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "resources/object.h"
 
-namespace meshplug::store {
+namespace meshplug::control_plane::store {
 
 using resources::Key;
 using resources::Kind;
@@ -73,4 +73,4 @@ class Store {
   virtual std::string Describe() const = 0;
 };
 
-}  // namespace meshplug::store
+}  // namespace meshplug::control_plane::store

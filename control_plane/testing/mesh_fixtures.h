@@ -2,7 +2,7 @@
 // "osm") and its two services, and the MeshConfig that turns plugin policy on.
 #pragma once
 
-namespace meshplug::testing_fixtures {
+namespace meshplug::control_plane::testing {
 
 inline constexpr const char* kCurlHttpbinMesh = R"(
 apiVersion: v1
@@ -31,4 +31,4 @@ metadata: {name: osm-mesh-config}
 spec: {featureFlags: {enablePluginPolicy: true}}
 )";
 
-}  // namespace meshplug::testing_fixtures
+}  // namespace meshplug::control_plane::testing

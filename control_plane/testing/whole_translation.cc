@@ -2,7 +2,7 @@
 
 #include "control_plane/xds/resources.h"
 
-namespace meshplug::testing_fixtures {
+namespace meshplug::control_plane::testing {
 
 translate::Translation WholeTranslation(const translate::MeshState& state, const mesh::v1::Workload& agent) {
   xds::ResourceInterner interner;
@@ -13,4 +13,4 @@ translate::Translation WholeTranslation(const translate::MeshState& state, const
   return t;
 }
 
-}  // namespace meshplug::testing_fixtures
+}  // namespace meshplug::control_plane::testing

@@ -3,10 +3,10 @@
 
 #include "control_plane/translate/translate.h"
 
-namespace meshplug::testing_fixtures {
+namespace meshplug::control_plane::testing {
 
 // The agent's own resources over the shared destinations, through the encoding the ADS
 // server sends (so the version is the one the agent sees), with the translation's report.
 translate::Translation WholeTranslation(const translate::MeshState& state, const mesh::v1::Workload& agent);
 
-}  // namespace meshplug::testing_fixtures
+}  // namespace meshplug::control_plane::testing

@@ -4,7 +4,7 @@
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 namespace {
 
 using resources::Kind;
@@ -114,4 +114,4 @@ absl::StatusOr<MeshState> LoadMeshState(store::Store& store) {
   return state;
 }
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

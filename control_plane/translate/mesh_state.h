@@ -11,7 +11,7 @@
 #include "control_plane/store/store.h"
 #include "meshplug/v1/resources.pb.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 
 // "name.namespace" or "name" — the key of a namespaced object within its kind.
 using ObjectKey = std::pair<std::string, std::string>;  // (namespace, name)
@@ -71,4 +71,4 @@ struct MeshState {
 // Loads every object of the store; the state's revision is the store's at that moment.
 absl::StatusOr<MeshState> LoadMeshState(store::Store& store);
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

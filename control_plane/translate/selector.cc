@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 
 bool Matches(const mesh::v1::LabelSelector& selector, const Labels& labels) {
   for (const auto& [k, v] : selector.match_labels()) {
@@ -31,4 +31,4 @@ bool SelectorMatches(const Labels& selector, const Labels& labels) {
   return true;
 }
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

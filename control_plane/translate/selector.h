@@ -4,7 +4,7 @@
 
 #include "meshplug/v1/resources.pb.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 
 using Labels = google::protobuf::Map<std::string, std::string>;
 
@@ -16,4 +16,4 @@ bool Matches(const mesh::v1::LabelSelector& selector, const Labels& labels);
 // selects nothing, as in Kubernetes.
 bool SelectorMatches(const Labels& selector, const Labels& labels);
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

@@ -6,7 +6,7 @@
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 namespace {
 
 struct Module {
@@ -252,4 +252,4 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   return t;
 }
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

@@ -12,7 +12,7 @@
 #include "control_plane/translate/mesh_state.h"
 #include "meshplug/v1/snapshot.pb.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 
 // What translation found out about the resources for this agent, for their status.
 struct Report {
@@ -46,4 +46,4 @@ bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, co
 // Cluster names: "<svc>.<ns>|<port>" and, for an agent's own app, "…|local".
 std::string ClusterName(const std::string& service, uint32_t port, bool local);
 
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

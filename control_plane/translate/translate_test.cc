@@ -8,12 +8,12 @@
 #include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/selector.h"
 
-namespace meshplug::translate {
+namespace meshplug::control_plane::translate {
 namespace {
 
-using testing_fixtures::WholeTranslation;
+using control_plane::testing::WholeTranslation;
 
-const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + R"(---
+const std::string kMesh = std::string(control_plane::testing::kCurlHttpbinMesh) + R"(---
 apiVersion: meshplug.io/v1
 kind: Workload
 metadata: {name: curl-1, namespace: curl, labels: {app: curl}}
@@ -25,7 +25,7 @@ metadata: {name: httpbin-1, namespace: httpbin, labels: {app: httpbin}}
 spec: {address: 127.0.0.3, inboundPort: 15003, serviceAccount: httpbin}
 )";
 
-constexpr const char* kPluginsOn = testing_fixtures::kPluginPolicyOn;
+constexpr const char* kPluginsOn = control_plane::testing::kPluginPolicyOn;
 
 std::string Plugin(const std::string& name, int priority) {
   return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: " + name +
@@ -174,7 +174,7 @@ struct SelectorCase {
   bool expected;
 };
 
-class SelectorMatch : public testing::TestWithParam<SelectorCase> {};
+class SelectorMatch : public ::testing::TestWithParam<SelectorCase> {};
 
 TEST_P(SelectorMatch, FollowsKubernetesSemantics) {
   auto docs = resources::ParseManifest(
@@ -191,7 +191,7 @@ TEST_P(SelectorMatch, FollowsKubernetesSemantics) {
 
 INSTANTIATE_TEST_SUITE_P(
     Selectors, SelectorMatch,
-    testing::Values(SelectorCase{"{}", true}, SelectorCase{"{matchLabels: {app: curl}}", true},
+    ::testing::Values(SelectorCase{"{}", true}, SelectorCase{"{matchLabels: {app: curl}}", true},
                     SelectorCase{"{matchLabels: {app: curl, tier: back}}", false},
                     SelectorCase{"{matchExpressions: [{key: app, operator: In, values: [curl, x]}]}", true},
                     SelectorCase{"{matchExpressions: [{key: app, operator: In, values: [x]}]}", false},
@@ -312,4 +312,4 @@ TEST(Translate, SameInputSameVersion) {
 }
 
 }  // namespace
-}  // namespace meshplug::translate
+}  // namespace meshplug::control_plane::translate

@@ -10,7 +10,9 @@
 
 #include "plugins/lua/syntax_check.h"
 
-namespace meshplug::resources {
+namespace meshplug::control_plane::validation {
+
+using resources::Meta;
 namespace {
 
 namespace mv1 = meshplug::mesh::v1;
@@ -219,4 +221,4 @@ absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
   return c.status();
 }
 
-}  // namespace meshplug::resources
+}  // namespace meshplug::control_plane::validation

@@ -4,7 +4,9 @@
 #include "absl/status/status.h"
 #include "resources/manifest.h"
 
-namespace meshplug::resources {
+namespace meshplug::control_plane::validation {
+
+using resources::Document;
 
 struct ValidationContext {
   // MeshConfig spec.featureFlags.enablePluginPolicy as it will be after the apply.
@@ -14,4 +16,4 @@ struct ValidationContext {
 // The error reads "<document>: <field path>: <reason>".
 absl::Status Validate(const Document& doc, const ValidationContext& ctx);
 
-}  // namespace meshplug::resources
+}  // namespace meshplug::control_plane::validation

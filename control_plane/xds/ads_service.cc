@@ -9,7 +9,7 @@
 #include "common/strings.h"
 #include "control_plane/xds/node_identity.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 namespace {
 
 namespace discovery = envoy::service::discovery::v3;
@@ -359,4 +359,4 @@ AdsService::DeltaAggregatedResources(grpc::CallbackServerContext* ctx) {
   return s;
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -9,7 +9,7 @@
 #include "control_plane/xds/snapshot_cache.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 class AdsService final
     : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
@@ -31,4 +31,4 @@ class AdsService final
   AgentLifecycle& lifecycle_;
 };
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

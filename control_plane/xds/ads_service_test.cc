@@ -17,14 +17,14 @@
 #include "control_plane/testing/mesh_fixtures.h"
 #include "meshplug/v1/snapshot.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 namespace {
 
 namespace discovery = envoy::service::discovery::v3;
 using std::chrono::milliseconds;
 
-const std::string kMesh = std::string(testing_fixtures::kCurlHttpbinMesh) + "---\n" +
-                          testing_fixtures::kPluginPolicyOn + R"(---
+const std::string kMesh = std::string(control_plane::testing::kCurlHttpbinMesh) + "---\n" +
+                          control_plane::testing::kPluginPolicyOn + R"(---
 apiVersion: plugin.flomesh.io/v1alpha1
 kind: Plugin
 metadata: {name: token-injector}
@@ -55,11 +55,11 @@ envoy::config::core::v3::Node NodeFor(const std::string& name, const std::string
   return node;
 }
 
-class AdsTest : public testing::Test {
+class AdsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("TEST_TMPDIR");
-    std::string name = testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     const std::string path = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
     store_ = std::move(*store::SqliteStore::Open(path));
@@ -498,4 +498,4 @@ spec:
 }
 
 }  // namespace
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "meshplug/v1/resources.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 // What the server tells the rest of the control plane about agents coming and going.
 class AgentLifecycle {
@@ -17,4 +17,4 @@ class AgentLifecycle {
   virtual void Disconnected(const std::string& agent) = 0;
 };
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

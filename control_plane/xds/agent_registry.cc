@@ -3,7 +3,7 @@
 #include "common/strings.h"
 
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
   auto& e = agents_[agent];
@@ -101,4 +101,4 @@ int64_t AgentRegistry::Responses(const std::string& agent) const {
   return n;
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -9,7 +9,7 @@
 
 #include "meshplug/v1/admin.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 class AgentRegistry {
  public:
@@ -40,4 +40,4 @@ class AgentRegistry {
   std::map<std::string, Entry> agents_;
 };
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

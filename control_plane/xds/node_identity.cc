@@ -6,7 +6,7 @@
 #include "common/strings.h"
 #include "resources/object.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 namespace {
 
 using google::protobuf::Value;
@@ -75,4 +75,4 @@ std::string AgentId(const mesh::v1::Workload& workload) {
   return ::meshplug::AgentId(workload.metadata().namespace_(), workload.metadata().name());
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -7,7 +7,7 @@
 #include "envoy/config/core/v3/base.pb.h"
 #include "meshplug/v1/resources.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 // The Workload the node describes, or an error naming the node field that is wrong.
 absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v3::Node& node);
@@ -18,4 +18,4 @@ std::string AgentId(const mesh::v1::Workload& workload);
 // Marks workloads that agents registered (and that disappear after the grace period).
 inline constexpr const char* kRegisteredBy = "meshplug.io/registered-by";
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

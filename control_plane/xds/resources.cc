@@ -2,7 +2,7 @@
 
 #include "common/hash.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 const std::map<std::string, ResourcePtr>& AgentResources::Of(const std::string& type_url) const {
   static const std::map<std::string, ResourcePtr> kNone;
@@ -64,4 +64,4 @@ v1::Snapshot ToSnapshot(const AgentResources& resources) {
   return snap;
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -14,7 +14,7 @@
 #include "common/xds_types.h"
 #include "meshplug/v1/snapshot.pb.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 struct EncodedResource {
   std::string name;
@@ -54,4 +54,4 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

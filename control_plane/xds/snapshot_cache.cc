@@ -2,7 +2,7 @@
 
 #include <vector>
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 bool SnapshotCache::Set(const std::string& agent, Resources resources) {
   std::vector<std::shared_ptr<Watcher>> to_call;
@@ -51,4 +51,4 @@ std::shared_ptr<void> SnapshotCache::Watch(const std::string& agent, Callback cb
   });
 }
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -9,7 +9,7 @@
 
 #include "control_plane/xds/resources.h"
 
-namespace meshplug::xds {
+namespace meshplug::control_plane::xds {
 
 using Resources = std::shared_ptr<const AgentResources>;
 
@@ -38,4 +38,4 @@ class SnapshotCache {
   std::multimap<std::string, std::shared_ptr<Watcher>> watchers_;
 };
 
-}  // namespace meshplug::xds
+}  // namespace meshplug::control_plane::xds

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace meshplug::harness {
+namespace meshplug::integration::harness {
 namespace {
 
 std::vector<char*> CArgs(const std::vector<std::string>& v) {
@@ -174,4 +174,4 @@ std::string TempDir(const std::string& name) {
   return dir.string();
 }
 
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration::harness

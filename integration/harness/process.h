@@ -13,7 +13,7 @@
 
 #include "common/eventually.h"
 
-namespace meshplug::harness {
+namespace meshplug::integration::harness {
 
 using std::chrono::milliseconds;
 
@@ -57,4 +57,4 @@ std::string TempDir(const std::string& name);
 
 using meshplug::Eventually;
 
-}  // namespace meshplug::harness
+}  // namespace meshplug::integration::harness

@@ -25,7 +25,7 @@ namespace google::protobuf {
 class Struct;
 }
 
-namespace meshplug {
+namespace meshplug::net {
 class UpstreamPool;  // net/upstream_pool.h
 }
 
@@ -110,7 +110,7 @@ struct HttpContext {
   // The worker thread's kept-alive upstream connections, for a plugin's own HTTP calls
   // (http_call). Not thread-safe: use it only on the worker that runs the step. Null
   // outside the agent (calls then use a connection each).
-  UpstreamPool* pool = nullptr;
+  net::UpstreamPool* pool = nullptr;
 
   // Values a plugin leaves for later plugins of the same request (string keys/values).
   std::map<std::string, std::string, std::less<>> shared;
@@ -160,7 +160,7 @@ struct TcpContext {
   const WorkloadIdentity* workload = nullptr;
   const PluginConfigs* configs = nullptr;
   const ServiceResolver* resolver = nullptr;
-  UpstreamPool* pool = nullptr;  // as in HttpContext
+  net::UpstreamPool* pool = nullptr;  // as in HttpContext
   std::string peer;  // "ip:port" of the downstream
   std::map<std::string, std::string, std::less<>> shared;
 

@@ -86,7 +86,7 @@ bool Result::timed_out() const { return error == beast::error::timeout; }
 // new/delete mismatch (a false positive); the frame is allocated and freed by Asio.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
+asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
   const auto deadline = Clock::now() + request.timeout;
   http::request<http::string_body> message(http::request_header<>(std::move(request.headers)),
                                            std::move(request.body));
@@ -103,13 +103,13 @@ asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
   for (bool allow_reuse = true;; allow_reuse = false) {
     error_code ec;
     bool reused = false;
-    std::unique_ptr<UpstreamConnection> connection;
+    std::unique_ptr<net::UpstreamConnection> connection;
     if (pool != nullptr) {
       connection = co_await pool->Acquire(request.target.host, request.target.port,
                                           Left(deadline), request.idle_timeout, allow_reuse,
                                           reused, ec);
     } else {
-      connection = co_await ConnectUpstream(co_await asio::this_coro::executor,
+      connection = co_await net::ConnectUpstream(co_await asio::this_coro::executor,
                                             request.target.host, request.target.port,
                                             Left(deadline), ec);
     }
@@ -150,7 +150,7 @@ asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool) {
       // is sent again.
       const bool stale = reused && ec != beast::error::timeout && !parser->got_some() &&
                          buffer.size() == 0;
-      if (stale && Idempotent(request.method)) continue;
+      if (stale && net::Idempotent(request.method)) continue;
       co_return Failure(ec, step, request, stale);
     }
 

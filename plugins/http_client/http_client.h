@@ -1,5 +1,5 @@
 // A small asynchronous HTTP/1.1 client for plugins (Lua `http_call`): one request, on a
-// kept-alive connection of the worker's UpstreamPool when given one, else on a connection
+// kept-alive connection of the worker's net::UpstreamPool when given one, else on a connection
 // of its own; one deadline covers resolve, connect, write and read (and a resend).
 #pragma once
 
@@ -70,6 +70,6 @@ struct Result {
 // is replaced by a new one and the request sent again, once, for GET, HEAD, PUT, DELETE
 // and OPTIONS. Other methods are never sent twice: the call fails and the message says
 // so. Without a pool: a connection of its own with `Connection: close`.
-boost::asio::awaitable<Result> Fetch(Request request, UpstreamPool* pool = nullptr);
+boost::asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool = nullptr);
 
 }  // namespace meshplug::plugins::http_client

@@ -126,7 +126,7 @@ TEST(Fetch, RefusesOversizedBody) {
   EXPECT_NE(result->message.find("read from"), std::string::npos) << result->message;
 }
 
-// Keep-alive through the worker's pool (UpstreamPool, as the agent passes it in
+// Keep-alive through the worker's pool (net::UpstreamPool, as the agent passes it in
 // HttpContext::pool).
 
 Reply Ok(std::string body = "ok") {
@@ -168,7 +168,7 @@ struct Pooled : ::testing::Test {
   }
 
   asio::io_context io;
-  UpstreamPool pool{io.get_executor()};
+  net::UpstreamPool pool{io.get_executor()};
 };
 
 TEST_F(Pooled, SequentialCallsShareOneConnection) {

@@ -9,7 +9,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
-namespace meshplug::plugins::testing {
+namespace meshplug::plugins::http_client::testing {
 namespace {
 
 namespace asio = boost::asio;
@@ -85,4 +85,4 @@ std::string ClosedLoopbackAddress() {
   return "127.0.0.1:" + std::to_string(port);
 }
 
-}  // namespace meshplug::plugins::testing
+}  // namespace meshplug::plugins::http_client::testing

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace meshplug::plugins::testing {
+namespace meshplug::plugins::http_client::testing {
 
 namespace http = boost::beast::http;
 
@@ -102,4 +102,4 @@ std::optional<T> RunFor(boost::asio::io_context& io, boost::asio::awaitable<T> t
   return std::move(RunAll(io, std::move(tasks), limit).front());
 }
 
-}  // namespace meshplug::plugins::testing
+}  // namespace meshplug::plugins::http_client::testing

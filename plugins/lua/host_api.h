@@ -66,7 +66,7 @@ struct Subject {
   std::string_view route;
   const WorkloadIdentity* workload = nullptr;
   const ServiceResolver* resolver = nullptr;  // mesh names for http_call
-  UpstreamPool* pool = nullptr;               // kept-alive connections for http_call
+  net::UpstreamPool* pool = nullptr;               // kept-alive connections for http_call
   const google::protobuf::Struct* config = nullptr;
   const SharedValues* shared = nullptr;
   SharedValues* mutable_shared = nullptr;

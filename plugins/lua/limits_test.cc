@@ -11,7 +11,7 @@ namespace meshplug::plugins::lua {
 namespace {
 
 namespace asio = boost::asio;
-using plugins::testing::RunAll;
+using plugins::http_client::testing::RunAll;
 using testing::LogCapture;
 using testing::LoopbackServer;
 using testing::MakeRequest;

@@ -290,7 +290,7 @@ TEST_F(ScriptApi, HttpCallKeepsConnectionsInTheWorkersPool) {
       "  assert(res and res.body == 'ok', err)\n"
       "end");
   ASSERT_TRUE(plugin);
-  UpstreamPool pool(io.get_executor());
+  net::UpstreamPool pool(io.get_executor());
   for (int i = 0; i < 3; ++i) {
     HttpContext request = MakeRequest(http::verb::get, "/");
     request.pool = &pool;

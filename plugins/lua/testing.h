@@ -17,9 +17,9 @@
 
 namespace meshplug::plugins::lua::testing {
 
-using plugins::testing::ClosedLoopbackAddress;
-using plugins::testing::LoopbackServer;
-using plugins::testing::RunFor;
+using plugins::http_client::testing::ClosedLoopbackAddress;
+using plugins::http_client::testing::LoopbackServer;
+using plugins::http_client::testing::RunFor;
 
 // PluginConfigs from JSON text, keyed by service and plugin.
 class JsonConfigs : public PluginConfigs {
