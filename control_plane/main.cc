@@ -83,8 +83,7 @@ int main(int argc, char** argv) {
        std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s))});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
-  meshplug::control_plane::api::ResourceApi resources(**store);
-  resources.SetStatusFiller([&](meshplug::resources::Object& obj) { controller.FillStatus(obj); });
+  meshplug::control_plane::api::ResourceApi resources(**store, &controller.status());
   meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry);
   meshplug::control_plane::xds::AdsService ads(cache, registry, controller);
 

@@ -155,7 +155,7 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
       const auto dot = agent.rfind('.');
       agent = AgentId(agent.substr(dot + 1), agent.substr(0, dot));
     }
-    auto resources = cache_.Get(agent);
+    auto resources = configs_.Get(agent);
     if (!resources) {
       return absl::NotFoundError("no agent \"" + req->agent() +
                                  "\" (name it namespace/name; see meshctl proxy status)");

@@ -6,7 +6,7 @@
 #include "control_plane/api/resource_api.h"
 #include "control_plane/store/store.h"
 #include "control_plane/xds/agent_registry.h"
-#include "control_plane/xds/snapshot_cache.h"
+#include "control_plane/xds/config_watcher.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 
 namespace meshplug::control_plane::api {
@@ -15,9 +15,9 @@ inline constexpr const char* kVersion = "0.1.0";
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(store::Store& store, ResourceApi& api, xds::SnapshotCache& cache,
+  AdminService(store::Store& store, ResourceApi& api, const xds::ConfigWatcher& configs,
                xds::AgentRegistry& registry)
-      : store_(store), api_(api), cache_(cache), registry_(registry) {}
+      : store_(store), api_(api), configs_(configs), registry_(registry) {}
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
                                   v1::ApplyResponse* resp) override;
@@ -39,7 +39,7 @@ class AdminService final : public v1::Admin::CallbackService {
  private:
   store::Store& store_;
   ResourceApi& api_;
-  xds::SnapshotCache& cache_;
+  const xds::ConfigWatcher& configs_;
   xds::AgentRegistry& registry_;
 };
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/xds/snapshot_cache.h"
 
 namespace meshplug::control_plane::api {
 namespace {

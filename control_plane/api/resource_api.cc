@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Object>> ResourceApi::Decode(const store::Entry& 
     // Only scripts that compiled are ever stored.
     static_cast<mesh::v1::Plugin&>(*obj).mutable_status()->set_compile("ok");
   }
-  if (fill_status_) fill_status_(*obj);
+  if (status_ != nullptr) status_->FillStatus(*obj);
   return obj;
 }
 

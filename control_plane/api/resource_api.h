@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "resources/manifest.h"
+#include "control_plane/api/status_view.h"
 #include "control_plane/store/store.h"
 #include "meshplug/v1/admin.pb.h"
 
@@ -16,10 +17,9 @@ namespace meshplug::control_plane::api {
 
 class ResourceApi {
  public:
-  explicit ResourceApi(store::Store& store) : store_(store) {}
-
-  // Fills in the status of objects read (from the control plane's live state).
-  void SetStatusFiller(std::function<void(resources::Object&)> fill) { fill_status_ = std::move(fill); }
+  // `status` (may be null) fills in the status of objects read, from the control plane's
+  // live state.
+  explicit ResourceApi(store::Store& store, const StatusView* status = nullptr) : store_(store), status_(status) {}
 
   // Parses and validates every document of every manifest first; writes all of them in
   // one store commit, or nothing. Unchanged objects are reported and not rewritten.
@@ -40,7 +40,7 @@ class ResourceApi {
       const google::protobuf::RepeatedPtrField<v1::Manifest>& manifests) const;
 
   store::Store& store_;
-  std::function<void(resources::Object&)> fill_status_;
+  const StatusView* status_;
 };
 
 }  // namespace meshplug::control_plane::api

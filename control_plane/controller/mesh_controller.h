@@ -1,20 +1,23 @@
-// Keeps every agent's snapshot current: watches the store, debounces bursts, re-translates
-// the agents a change can affect, and publishes their resources to the snapshot cache.
-// Also registers agents that connect and removes them after a grace period.
+// Keeps every agent's snapshot current. It follows the store's change log, waits out
+// bursts (Debouncer), writes agents' registrations (Registrations), works out which agents
+// a batch of changes affects (ChangeImpact) and has them translated and published
+// (Publisher). ResourceStatus answers the admin API's status questions.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
-#include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 
-#include "resources/object.h"
+#include "control_plane/api/status_view.h"
+#include "control_plane/controller/debouncer.h"
+#include "control_plane/controller/publisher.h"
+#include "control_plane/controller/registrations.h"
+#include "control_plane/controller/resource_status.h"
 #include "control_plane/store/store.h"
-#include "control_plane/translate/translate.h"
+#include "control_plane/translate/mesh_state.h"
 #include "control_plane/xds/agent_lifecycle.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/snapshot_cache.h"
@@ -27,7 +30,7 @@ struct Options {
   std::chrono::milliseconds grace{30000};    // a disconnected agent's endpoints stay this long
 };
 
-class MeshController : public xds::AgentLifecycle {
+class MeshController final : public xds::AgentLifecycle {
  public:
   MeshController(store::Store& store, xds::SnapshotCache& cache, xds::AgentRegistry& registry,
                  Options options = {});
@@ -44,39 +47,34 @@ class MeshController : public xds::AgentLifecycle {
   void Disconnected(const std::string& agent) override;
 
   // Status of Plugin, PluginChain, PluginConfig and Workload from the latest translations.
-  void FillStatus(resources::Object& obj) const;
+  const api::StatusView& status() const { return status_; }
 
   // Waits until every store change up to `revision` is translated and published.
   bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout);
-  int64_t Translations(const std::string& agent) const;
+  int64_t Translations(const std::string& agent) const { return publisher_.Translations(agent); }
 
  private:
   using Clock = std::chrono::steady_clock;
 
   void Loop();
-  void CommitRegistrations(std::map<std::string, mesh::v1::Workload> pending,
-                           const std::vector<std::string>& expired);
-  void Publish(std::vector<store::Event> events);
-  void TranslateAgents(const std::set<std::string>& agents);
+  // Applies a batch of store changes to the state and publishes the agents it affects.
+  void Follow(const std::vector<store::Event>& events);
+  // Loads the whole store again (the change log no longer reaches back) and publishes all.
+  void Reload();
   std::set<std::string> AllAgents() const;
 
   store::Store& store_;
-  xds::SnapshotCache& cache_;
   xds::AgentRegistry& registry_;
-  const Options options_;
-  xds::ResourceInterner interner_;
+  Publisher publisher_;
+  ResourceStatus status_;
+  Registrations registrations_;
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;
-  std::optional<Clock::time_point> first_change_, last_change_;
-  std::map<std::string, mesh::v1::Workload> pending_registrations_;
-  std::map<std::string, Clock::time_point> removal_deadlines_;
-  // Below: written by the loop thread under mu_.
-  translate::MeshState state_;
-  std::map<std::string, translate::Report> reports_;
-  std::map<std::string, int64_t> translations_;
-  int64_t published_revision_ = 0;
+  bool stopping_ = false;             // under mu_
+  Debouncer debouncer_;               // under mu_
+  int64_t published_revision_ = 0;    // under mu_
+  translate::MeshState state_;        // the loop thread's (and Start's, before it)
 
   store::Store::Subscription subscription_;
   std::thread thread_;

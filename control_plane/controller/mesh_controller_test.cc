@@ -84,7 +84,7 @@ class MeshControllerTest : public ::testing::Test {
     controller_ = std::make_unique<MeshController>(*store_, cache_, registry_,
                                                    Options{milliseconds(5), milliseconds(50), milliseconds(300)});
     ASSERT_TRUE(controller_->Start().ok());
-    api_->SetStatusFiller([this](resources::Object& obj) { controller_->FillStatus(obj); });
+    api_ = std::make_unique<api::ResourceApi>(*store_, &controller_->status());
   }
 
   template <typename T>

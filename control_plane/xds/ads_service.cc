@@ -39,9 +39,9 @@ bool KnownType(const std::string& type_url) {
 template <typename Req, typename Resp>
 class Stream : public grpc::ServerBidiReactor<Req, Resp> {
  public:
-  Stream(grpc::CallbackServerContext* ctx, SnapshotCache& cache, AgentRegistry& registry,
+  Stream(grpc::CallbackServerContext* ctx, ConfigWatcher& configs, AgentRegistry& registry,
          AgentLifecycle& lifecycle, const char* protocol)
-      : ctx_(ctx), cache_(cache), registry_(registry), lifecycle_(lifecycle), protocol_(protocol) {}
+      : ctx_(ctx), configs_(configs), registry_(registry), lifecycle_(lifecycle), protocol_(protocol) {}
 
   void Begin() { this->StartRead(&request_); }
 
@@ -110,13 +110,13 @@ class Stream : public grpc::ServerBidiReactor<Req, Resp> {
     agent_ = AgentId(*wl);
     stream_id_ = registry_.Connected(agent_, protocol_, ctx_->peer());
     log::Info("agent connected", {{"agent", agent_}, {"protocol", protocol_}, {"peer", ctx_->peer()}});
-    watch_ = cache_.Watch(agent_, [this](const Resources& r) {
+    watch_ = configs_.Watch(agent_, [this](const Resources& r) {
       std::lock_guard lock(mu_);
       resources_ = r;
       OnNewResources();
       WriteNextLocked();
     });
-    if (auto r = cache_.Get(agent_)) resources_ = r;
+    if (auto r = configs_.Get(agent_)) resources_ = r;
     return true;
   }
 
@@ -142,7 +142,7 @@ class Stream : public grpc::ServerBidiReactor<Req, Resp> {
   }
 
   grpc::CallbackServerContext* ctx_;
-  SnapshotCache& cache_;
+  ConfigWatcher& configs_;
   AgentRegistry& registry_;
   AgentLifecycle& lifecycle_;
   const char* protocol_;
@@ -347,14 +347,14 @@ class DeltaStream final : public Stream<discovery::DeltaDiscoveryRequest, discov
 
 grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse>*
 AdsService::StreamAggregatedResources(grpc::CallbackServerContext* ctx) {
-  auto* s = new SotwStream(ctx, cache_, registry_, lifecycle_, "sotw");
+  auto* s = new SotwStream(ctx, configs_, registry_, lifecycle_, "sotw");
   s->Begin();
   return s;
 }
 
 grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>*
 AdsService::DeltaAggregatedResources(grpc::CallbackServerContext* ctx) {
-  auto* s = new DeltaStream(ctx, cache_, registry_, lifecycle_, "delta");
+  auto* s = new DeltaStream(ctx, configs_, registry_, lifecycle_, "delta");
   s->Begin();
   return s;
 }

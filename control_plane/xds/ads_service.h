@@ -6,7 +6,7 @@
 
 #include "control_plane/xds/agent_lifecycle.h"
 #include "control_plane/xds/agent_registry.h"
-#include "control_plane/xds/snapshot_cache.h"
+#include "control_plane/xds/config_watcher.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 
 namespace meshplug::control_plane::xds {
@@ -14,8 +14,8 @@ namespace meshplug::control_plane::xds {
 class AdsService final
     : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
  public:
-  AdsService(SnapshotCache& cache, AgentRegistry& registry, AgentLifecycle& lifecycle)
-      : cache_(cache), registry_(registry), lifecycle_(lifecycle) {}
+  AdsService(ConfigWatcher& configs, AgentRegistry& registry, AgentLifecycle& lifecycle)
+      : configs_(configs), registry_(registry), lifecycle_(lifecycle) {}
 
   grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
                           envoy::service::discovery::v3::DiscoveryResponse>*
@@ -26,7 +26,7 @@ class AdsService final
   DeltaAggregatedResources(grpc::CallbackServerContext* ctx) override;
 
  private:
-  SnapshotCache& cache_;
+  ConfigWatcher& configs_;
   AgentRegistry& registry_;
   AgentLifecycle& lifecycle_;
 };

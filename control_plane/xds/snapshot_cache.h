@@ -1,4 +1,5 @@
-// The latest resources of every agent, and who is waiting for them.
+// The latest resources of every agent, and who is waiting for them: what the controller
+// publishes and the ADS server follows.
 #pragma once
 
 #include <functional>
@@ -7,25 +8,19 @@
 #include <mutex>
 #include <string>
 
+#include "control_plane/xds/config_watcher.h"
 #include "control_plane/xds/resources.h"
 
 namespace meshplug::control_plane::xds {
 
-using Resources = std::shared_ptr<const AgentResources>;
-
-class SnapshotCache {
+class SnapshotCache final : public ConfigWatcher {
  public:
-  using Callback = std::function<void(const Resources&)>;
-
   // Replaces an agent's resources. Watchers run (on this thread) only when the snapshot
   // version changed; returns whether it did.
   bool Set(const std::string& agent, Resources resources);
   void Remove(const std::string& agent);
-  Resources Get(const std::string& agent) const;
-
-  // `cb` runs with every new version of `agent`'s resources until the handle is dropped;
-  // once dropping returns, `cb` is not running and will not run again.
-  std::shared_ptr<void> Watch(const std::string& agent, Callback cb);
+  Resources Get(const std::string& agent) const override;
+  std::shared_ptr<void> Watch(const std::string& agent, Callback cb) override;
 
  private:
   struct Watcher {

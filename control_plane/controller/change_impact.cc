@@ -1,0 +1,67 @@
+#include "control_plane/controller/change_impact.h"
+
+#include "common/agent_id.h"
+
+namespace meshplug::control_plane::controller {
+namespace {
+
+using resources::Kind;
+
+// The plugin a PluginConfig configures in `state`, or "" when it is not there.
+std::string ConfiguredPlugin(const translate::MeshState& state, const translate::ObjectKey& key) {
+  auto it = state.plugin_configs.find(key);
+  return it == state.plugin_configs.end() ? std::string() : it->second.object.spec().plugin();
+}
+
+}  // namespace
+
+ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events) {
+  for (const auto& ev : events) {
+    const auto& k = ev.entry.key;
+    switch (k.kind) {
+      case Kind::kPlugin:
+        plugins_.insert(k.name);
+        break;
+      case Kind::kPluginChain:
+        chains_.insert({k.ns, k.name});
+        break;
+      case Kind::kPluginConfig:
+        configs_.insert({k.ns, k.name});
+        break;
+      case Kind::kNamespace:
+      case Kind::kService:
+      case Kind::kWorkload:
+      case Kind::kMeshConfig:
+        everyone_ = true;
+        break;
+    }
+  }
+  for (const auto& key : configs_) plugins_.insert(ConfiguredPlugin(before, key));
+}
+
+std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, const Reports& reports) const {
+  std::set<std::string> plugins = plugins_;
+  for (const auto& key : configs_) plugins.insert(ConfiguredPlugin(after, key));
+  std::set<std::string> affected;
+  // As last translated: agents that mount (or miss) those plugins, or matched those chains.
+  for (const auto& [agent, report] : reports) {
+    bool hit = false;
+    for (const auto& p : plugins) hit = hit || report.mounted_plugins.count(p);
+    for (const auto& [chain, missing] : report.missing_plugins) {
+      for (const auto& p : plugins) hit = hit || missing.count(p);
+    }
+    for (const auto& c : report.matched_chains) hit = hit || chains_.count(c);
+    if (hit) affected.insert(agent);
+  }
+  // After the change: agents the changed chains match now.
+  for (const auto& key : chains_) {
+    auto it = after.plugin_chains.find(key);
+    if (it == after.plugin_chains.end()) continue;
+    for (const auto& [wkey, wl] : after.workloads) {
+      if (translate::ChainSelects(after, it->second, wl)) affected.insert(AgentId(wkey.first, wkey.second));
+    }
+  }
+  return affected;
+}
+
+}  // namespace meshplug::control_plane::controller

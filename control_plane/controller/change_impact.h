@@ -1,0 +1,38 @@
+// Which agents a batch of store changes can affect, so only they are translated again:
+// Namespaces, Services, Workloads and the MeshConfig → every agent; a Plugin → the agents
+// that mount it or miss it; a PluginChain → the agents it matched before or matches now;
+// a PluginConfig → the agents that mount its plugin, before and after. Pure.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "control_plane/store/store.h"
+#include "control_plane/translate/mesh_state.h"
+#include "control_plane/translate/translate.h"
+
+namespace meshplug::control_plane::controller {
+
+// The last translation's report of each agent.
+using Reports = std::map<std::string, translate::Report>;
+
+class ChangeImpact {
+ public:
+  // What `events` touch, read from the state before they are applied.
+  ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events);
+
+  bool everyone() const { return everyone_; }
+  // The agents to translate again (unless everyone()): from `reports` as last translated
+  // (before the change) and from `after`, the state with the change applied.
+  std::set<std::string> Agents(const translate::MeshState& after, const Reports& reports) const;
+
+ private:
+  bool everyone_ = false;
+  std::set<std::string> plugins_;             // plugins whose mounts may change
+  std::set<translate::ObjectKey> chains_;     // PluginChains that changed
+  std::set<translate::ObjectKey> configs_;    // PluginConfigs that changed
+};
+
+}  // namespace meshplug::control_plane::controller

@@ -1,0 +1,25 @@
+#include "control_plane/controller/debouncer.h"
+
+#include <gtest/gtest.h>
+
+namespace meshplug::control_plane::controller {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(DebouncerTest, DueAfterQuietButNeverLaterThanMaxDelayAfterTheFirstChange) {
+  Debouncer d(milliseconds(100), milliseconds(1000));
+  const auto t0 = Debouncer::Clock::time_point() + std::chrono::hours(1);
+  EXPECT_FALSE(d.Due());
+  d.Changed(t0);
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(100));
+  d.Changed(t0 + milliseconds(50));
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(150)) << "a new change restarts the quiet time";
+  for (int i = 2; i <= 20; ++i) d.Changed(t0 + milliseconds(50 * i));
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(1000)) << "a steady stream is published at max_delay";
+  d.Reset();
+  EXPECT_FALSE(d.Due());
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::controller

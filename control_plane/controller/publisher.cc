@@ -1,0 +1,52 @@
+#include "control_plane/controller/publisher.h"
+
+#include "common/agent_id.h"
+
+namespace meshplug::control_plane::controller {
+
+void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
+  const v1::Snapshot shared = translate::TranslateDestinations(state);
+  const std::shared_ptr<const xds::AgentResources> destinations = xds::ToResources(shared, interner_);
+  {
+    std::lock_guard lock(mu_);
+    plugins_.clear();
+    for (const auto& [name, _] : state.plugins) plugins_.insert(name);
+  }
+  for (const auto& agent : agents) {
+    const auto workload = SplitAgentId(agent);
+    if (!workload) continue;
+    auto it = state.workloads.find(*workload);
+    if (it == state.workloads.end()) continue;
+    translate::Translation t = translate::Translate(state, shared, it->second);
+    {
+      std::lock_guard lock(mu_);
+      reports_[agent] = std::move(t.report);
+      ++translations_[agent];
+    }
+    auto resources = xds::ToResources(t.snapshot, interner_, destinations.get());
+    registry_.SetSnapshotVersion(agent, resources->version);
+    cache_.Set(agent, std::move(resources));
+  }
+}
+
+void Publisher::Remove(const std::string& agent) {
+  {
+    std::lock_guard lock(mu_);
+    reports_.erase(agent);
+  }
+  cache_.Remove(agent);
+}
+
+void Publisher::ReadReports(
+    const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const {
+  std::lock_guard lock(mu_);
+  read(reports_, plugins_);
+}
+
+int64_t Publisher::Translations(const std::string& agent) const {
+  std::lock_guard lock(mu_);
+  auto it = translations_.find(agent);
+  return it == translations_.end() ? 0 : it->second;
+}
+
+}  // namespace meshplug::control_plane::controller

@@ -1,0 +1,46 @@
+// Translates agents and publishes their resources to the snapshot cache: the part every
+// agent shares (the destinations) once per call, then each agent's own part laid over
+// it. Keeps each agent's last translation report for status and change impact.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "control_plane/controller/change_impact.h"
+#include "control_plane/translate/mesh_state.h"
+#include "control_plane/xds/agent_registry.h"
+#include "control_plane/xds/resources.h"
+#include "control_plane/xds/snapshot_cache.h"
+
+namespace meshplug::control_plane::controller {
+
+class Publisher {
+ public:
+  Publisher(xds::SnapshotCache& cache, xds::AgentRegistry& registry) : cache_(cache), registry_(registry) {}
+
+  // Translates `agents` (those with a Workload in `state`) and publishes the resources
+  // whose version changed. Called from one thread at a time.
+  void Publish(const translate::MeshState& state, const std::set<std::string>& agents);
+  // A deleted workload: its report and resources go.
+  void Remove(const std::string& agent);
+
+  // Runs `read` with the reports and the names of the Plugins that existed at the last
+  // Publish, under the publisher's lock. Thread-safe.
+  void ReadReports(const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const;
+  // How many times `agent` was translated.
+  int64_t Translations(const std::string& agent) const;
+
+ private:
+  xds::SnapshotCache& cache_;
+  xds::AgentRegistry& registry_;
+  xds::ResourceInterner interner_;
+  mutable std::mutex mu_;
+  Reports reports_;                   // under mu_
+  std::set<std::string> plugins_;     // under mu_
+  std::map<std::string, int64_t> translations_;  // under mu_
+};
+
+}  // namespace meshplug::control_plane::controller

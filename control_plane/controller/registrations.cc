@@ -1,0 +1,95 @@
+#include "control_plane/controller/registrations.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "common/agent_id.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "control_plane/xds/node_identity.h"
+
+namespace meshplug::control_plane::controller {
+
+using resources::Kind;
+
+absl::Status Registrations::Register(const mesh::v1::Workload& workload) {
+  const std::string& ns = workload.metadata().namespace_();
+  auto found = store_.Get(resources::Key{Kind::kNamespace, "", ns});
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) {
+    return absl::FailedPreconditionError(
+        Cat("namespace \"", ns, "\" does not exist; create it first (meshctl namespace add ", ns, ")"));
+  }
+  const std::string agent = xds::AgentId(workload);
+  std::lock_guard lock(mu_);
+  removal_deadlines_.erase(agent);
+  pending_[agent] = workload;
+  return absl::OkStatus();
+}
+
+void Registrations::Disconnected(const std::string& agent, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  removal_deadlines_[agent] = now + grace_;
+}
+
+std::optional<Registrations::Clock::time_point> Registrations::NextDeadline() const {
+  std::lock_guard lock(mu_);
+  std::optional<Clock::time_point> next;
+  for (const auto& [_, deadline] : removal_deadlines_) next = next ? std::min(*next, deadline) : deadline;
+  return next;
+}
+
+Registrations::Batch Registrations::Take(Clock::time_point now,
+                                         const std::function<bool(const std::string&)>& connected) {
+  Batch batch;
+  std::lock_guard lock(mu_);
+  batch.registered = std::move(pending_);
+  pending_.clear();
+  for (auto it = removal_deadlines_.begin(); it != removal_deadlines_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    if (!connected(it->first)) batch.expired.push_back(it->first);  // else it reconnected meanwhile
+    it = removal_deadlines_.erase(it);
+  }
+  return batch;
+}
+
+void Registrations::Commit(Batch batch) const {
+  std::vector<store::Write> writes;
+  for (auto& [agent, wl] : batch.registered) {
+    const resources::Key key{Kind::kWorkload, wl.metadata().namespace_(), wl.metadata().name()};
+    auto existing = store_.Get(key);
+    if (!existing.ok()) continue;
+    if (existing->has_value()) {
+      mesh::v1::Workload old;
+      old.ParseFromString((*existing)->value);
+      wl.mutable_metadata()->set_creation_timestamp(old.metadata().creation_timestamp());
+      wl.mutable_metadata()->set_generation(old.metadata().generation());
+      if (google::protobuf::util::MessageDifferencer::Equals(wl, old)) continue;
+      wl.mutable_metadata()->set_generation(old.metadata().generation() + 1);
+    } else {
+      wl.mutable_metadata()->set_creation_timestamp(NowRfc3339());
+      wl.mutable_metadata()->set_generation(1);
+    }
+    writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
+  }
+  for (const auto& agent : batch.expired) {
+    const auto workload = SplitAgentId(agent);
+    if (!workload) continue;
+    const resources::Key key{Kind::kWorkload, workload->first, workload->second};
+    auto existing = store_.Get(key);
+    if (!existing.ok() || !existing->has_value()) continue;
+    mesh::v1::Workload old;
+    old.ParseFromString((*existing)->value);
+    if (old.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;  // applied by a user
+    writes.push_back(store::Write{key, std::nullopt, (*existing)->resource_version});
+    log::Info("agent gone after the grace period", {{"agent", agent}});
+  }
+  if (writes.empty()) return;
+  if (auto rev = store_.Commit(writes); !rev.ok()) {
+    log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
+  }
+}
+
+}  // namespace meshplug::control_plane::controller

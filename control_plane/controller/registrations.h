@@ -1,0 +1,53 @@
+// Workloads that agents announce on their ADS streams. A registration is written to the
+// store in the controller's next cycle, together with the others of that cycle in one
+// commit; an agent's registered Workload is removed once the agent has stayed
+// disconnected for the grace period. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "control_plane/store/store.h"
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::control_plane::controller {
+
+class Registrations {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Registrations(store::Store& store, std::chrono::milliseconds grace) : store_(store), grace_(grace) {}
+
+  // Refused when the workload's namespace does not exist.
+  absl::Status Register(const mesh::v1::Workload& workload);
+  // The agent's last stream ended at `now`.
+  void Disconnected(const std::string& agent, Clock::time_point now);
+  // When the earliest grace period ends.
+  std::optional<Clock::time_point> NextDeadline() const;
+
+  // What to write: the pending registrations, and the agents whose grace period has
+  // ended while they are still disconnected.
+  struct Batch {
+    std::map<std::string, mesh::v1::Workload> registered;
+    std::vector<std::string> expired;
+  };
+  Batch Take(Clock::time_point now, const std::function<bool(const std::string& agent)>& connected);
+  // Writes a batch in one commit; unchanged registrations and Workloads that a user
+  // applied (not registered by an agent) are left alone.
+  void Commit(Batch batch) const;
+
+ private:
+  store::Store& store_;
+  const std::chrono::milliseconds grace_;
+  mutable std::mutex mu_;
+  std::map<std::string, mesh::v1::Workload> pending_;
+  std::map<std::string, Clock::time_point> removal_deadlines_;
+};
+
+}  // namespace meshplug::control_plane::controller
