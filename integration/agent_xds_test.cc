@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "control_plane/testing/mesh_fixtures.h"
 #include "agent/testing/test_support.h"
 #include "integration/harness/process.h"
 
@@ -328,18 +329,9 @@ TEST_P(AgentXdsTest, APluginThatFailsToLoadIsNackedAndTheAgentKeepsServing) {
 
   // Valid Lua (the control plane's syntax check passes), but it fails when the agent
   // loads it.
-  cp_->Apply(R"yaml(apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: boom}
-spec: {priority: 115, script: "error('boom: this plugin fails to load')"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: boom-chain, namespace: demo}
-spec:
-  chains: [{name: outbound-http, plugins: [boom]}]
-  selectors: {podSelector: {matchLabels: {app: client}}}
-)yaml");
+  cp_->Apply(control_plane::testing::PluginYaml("boom", 115, "error('boom: this plugin fails to load')") + "---\n" +
+             control_plane::testing::PluginChainYaml("demo", "boom-chain", "outbound-http", "boom",
+                                                     control_plane::testing::AppSelector("client")));
   std::string status;
   ASSERT_TRUE(Eventually(
       [&] {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "control_plane/testing/mesh_fixtures.h"
 #include "integration/reference_scenario.h"
 
 namespace meshplug::integration {
@@ -93,25 +94,12 @@ TEST(ReferenceScenario, BrokenPluginAndAuthOutageFailOnlyWhatTheyTouch) {
 
   // A plugin that fails at run time, mounted on httpbin's inbound chain: its requests fail
   // with 500 and the error is counted; deleting it restores 200.
-  const std::string broken = R"(
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: broken}
-spec:
-  priority: 150
-  script: |
-    function on_request(req, ctx)
-      local t = nil
-      return t.field
-    end
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: broken-chain, namespace: httpbin}
-spec:
-  chains: [{name: inbound-http, plugins: [broken]}]
-  selectors: {podSelector: {matchLabels: {app: httpbin}}}
-)";
+  const std::string broken =
+      control_plane::testing::PluginYaml("broken", 150,
+                                         "function on_request(req, ctx)\n  local t = nil\n  return t.field\nend") +
+      "---\n" +
+      control_plane::testing::PluginChainYaml("httpbin", "broken-chain", "inbound-http", "broken",
+                                              control_plane::testing::AppSelector("httpbin"));
   ASSERT_EQ(s.Meshctl({"apply", "-f", "-"}, broken).exit_code, 0);
   EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 500; }, kConverge));
   EXPECT_EQ(s.Curl("/headers"), 500);

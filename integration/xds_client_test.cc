@@ -38,19 +38,10 @@ constexpr milliseconds kWait(10000);
 const std::string kMesh =
     std::string(control_plane::testing::kCurlHttpbinMesh) + "---\n" + control_plane::testing::kPluginPolicyOn;
 
-constexpr const char* kBrokenPlugin = R"(
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: broken}
-spec: {priority: 115, script: "function on_request(req, ctx) end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: broken-chain, namespace: curl}
-spec:
-  chains: [{name: outbound-http, plugins: [broken]}]
-  selectors: {podSelector: {matchLabels: {app: curl}}}
-)";
+const std::string kBrokenPlugin =
+    control_plane::testing::PluginYaml("broken", 115, "function on_request(req, ctx) end") + "---\n" +
+    control_plane::testing::PluginChainYaml("curl", "broken-chain", "outbound-http", "broken",
+                                            control_plane::testing::AppSelector("curl"));
 
 std::vector<std::string> OutboundHttp(const v1::Snapshot& s) {
   std::vector<std::string> out;
@@ -320,7 +311,7 @@ TEST_P(ControlPlaneTest, ReconnectResumesWithoutResendingAndGetsWhatChangedMeanw
 TEST_P(ControlPlaneTest, StartsFromTheSavedSnapshotWhenTheControlPlaneIsDown) {
   const std::string version = SaveSnapshot();
   ASSERT_FALSE(version.empty());
-  ASSERT_TRUE(LoadSnapshotCache(cache_path()).ok());
+  ASSERT_TRUE(LoadSavedConfig(cache_path()).ok());
   StopServer();
 
   FakeAgent agent;

@@ -542,7 +542,7 @@ TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
   EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
 }
 
-// Finding 1: a chunk-size line (or trailer) without CRLF must not grow the read buffer
+// A chunk-size line (or trailer) without CRLF must not grow the read buffer
 // without limit; past header limit + one body piece the request is refused.
 TEST_F(ProxyTest, EndlessChunkLineIsRefusedNotBuffered) {
   // An upstream that never answers: only the agent's own limit can end the request.
@@ -581,7 +581,7 @@ TEST_F(ProxyTest, EndlessUpstreamChunkLineEndsTheResponse) {
   EXPECT_NE(c.last_error(), beast::error::timeout) << c.last_error().message();
 }
 
-// Finding 2: bytes an upstream sent after its response must not be read as the response
+// Bytes an upstream sent after its response must not be read as the response
 // to the next request on a pooled connection.
 TEST_F(ProxyTest, BytesAfterAResponseNeverReachTheNextRequest) {
   RawUpstream smuggler([](tcp::socket& socket, int) -> asio::awaitable<void> {
@@ -704,7 +704,7 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
   EXPECT_TRUE(WaitFor([&] { return a.open_connections() == 0; }));
 }
 
-// Finding 3: routes match the normalized path, and the upstream gets that same path.
+// Routes match the normalized path, and the upstream gets that same path.
 TEST_F(ProxyTest, RoutesAndForwardsTheNormalizedPath) {
   TestUpstream a("a");
   v1::Snapshot s = BaseSnapshot("v1");
@@ -745,7 +745,7 @@ TEST_F(ProxyTest, RoutesAndForwardsTheNormalizedPath) {
   EXPECT_EQ(a.requests(), 3);
 }
 
-// Finding 5: whatever a plugin throws or answers, the client gets a well-formed response
+// Whatever a plugin throws or answers, the client gets a well-formed response
 // with nothing of the exception, the failure is counted and the log steps still run.
 TEST_F(ProxyTest, PluginFailuresAndBadStatusesBecome500WithoutDetails) {
   // Never answers, so the body step's failure is the only possible outcome.
@@ -803,7 +803,7 @@ TEST_F(ProxyTest, PluginsGetTheWorkersPool) {
   EXPECT_EQ(r->result_int(), 200);
 }
 
-// Finding 7: TCP connections are closed when idle, bounded after a half-close, and
+// TCP connections are closed when idle, bounded after a half-close, and
 // endpoints may be DNS names (the pool's connect).
 TEST_F(ProxyTest, IdleTcpConnectionsAreClosed) {
   TcpEchoUpstream echo("echo:");
@@ -839,7 +839,7 @@ TEST_F(ProxyTest, TcpEndpointsMayBeHostNames) {
   EXPECT_EQ(ThroughTcpEcho("localhost", {"by name"}), "echo:by name");
 }
 
-// Finding 8: an upstream that answers before reading the request body gets its answer
+// An upstream that answers before reading the request body gets its answer
 // relayed; the agent does not insist on sending the whole body first.
 TEST_F(ProxyTest, EarlyResponseIsRelayedWhileTheRequestBodyIsPending) {
   RawUpstream early([](tcp::socket& socket, int) -> asio::awaitable<void> {
@@ -862,7 +862,7 @@ TEST_F(ProxyTest, EarlyResponseIsRelayedWhileTheRequestBodyIsPending) {
   EXPECT_TRUE(c.ClosedByPeer());
 }
 
-// Finding 11: a pooled connection the upstream closed as the request arrived is replaced
+// A pooled connection the upstream closed as the request arrived is replaced
 // once, for a request that can be sent again.
 TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
   // On its first connection, answers one request and closes on the next one unanswered.
@@ -895,7 +895,7 @@ TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
   EXPECT_EQ(post_upstream.connections(), 1);
 }
 
-// Finding 12: every Connection field names hop-by-hop fields and can say close, and the
+// Every Connection field names hop-by-hop fields and can say close, and the
 // names come from the request as it arrived, whatever plugins do to it.
 TEST_F(ProxyTest, EveryConnectionFieldCounts) {
   TestUpstream a("a");
@@ -920,7 +920,7 @@ TEST_F(ProxyTest, EveryConnectionFieldCounts) {
   EXPECT_TRUE(c.ClosedByPeer());
 }
 
-// Finding 13: RFC 9112 §3.2.
+// RFC 9112 §3.2.
 TEST_F(ProxyTest, HostMustBePresentOnceAndValid) {
   TestUpstream a("a");
   v1::Snapshot s = BaseSnapshot("v1");
@@ -939,7 +939,7 @@ TEST_F(ProxyTest, HostMustBePresentOnceAndValid) {
   EXPECT_EQ(a.requests(), 0);
 }
 
-// Finding 14: only "chunked" is forwarded: other request codings are 501, other response
+// Only "chunked" is forwarded: other request codings are 501, other response
 // codings 502 (re-framing would drop them).
 TEST_F(ProxyTest, TransferCodingsOtherThanChunkedAreRefused) {
   RawUpstream gzip([](tcp::socket& socket, int) -> asio::awaitable<void> {
@@ -963,7 +963,7 @@ TEST_F(ProxyTest, TransferCodingsOtherThanChunkedAreRefused) {
   EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 502u);
 }
 
-// Finding 19: a request takes its limits from the chain set it runs on, even when that set
+// A request takes its limits from the chain set it runs on, even when that set
 // arrived while its connection was idle.
 TEST_F(ProxyTest, RequestTakesItsLimitsFromItsOwnChainSet) {
   TestUpstream a("a");

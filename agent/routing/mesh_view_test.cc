@@ -106,7 +106,7 @@ absl::Status BuildStatus(const v1::Snapshot& s) {
   return MeshView::Build(std::make_shared<v1::Snapshot>(s)).status();
 }
 
-// Finding 3: the normalization that routing and the agent share.
+// The normalization that routing and the agent share.
 TEST(UriTest, NormalizesOriginFormTargets) {
   auto norm = [](std::string_view t) { return NormalizeOriginForm(t).value_or("<refused>"); };
   EXPECT_EQ(norm("/a/b?x=1"), "/a/b?x=1");
@@ -133,7 +133,7 @@ TEST(MeshViewTest, RoutesTheNormalizedPath) {
   EXPECT_EQ(RouteOf(**mesh, http::verb::get, "web.shop", "/p/..%2fa"), "no route");
 }
 
-// Finding 4: RE2, not std::regex: no backtracking blow-up or recursion on long input,
+// RE2, not std::regex: no backtracking blow-up or recursion on long input,
 // and patterns that need backtracking are refused when the snapshot is built.
 TEST(MeshViewTest, RegexesAreRe2) {
   v1::Snapshot s = RoutedSnapshot();
@@ -158,7 +158,7 @@ TEST(MeshViewTest, RegexesAreRe2) {
   EXPECT_FALSE(BuildStatus(bad_header).ok());
 }
 
-// Finding 16: numbers from the snapshot are checked before anything uses them.
+// Numbers from the snapshot are checked before anything uses them.
 TEST(MeshViewTest, RejectsOutOfRangeNumbers) {
   std::vector<std::pair<std::string, std::function<void(v1::Snapshot&)>>> cases = {
       {"endpoint port above 65535",
@@ -205,7 +205,7 @@ TEST(MeshViewTest, RejectsOutOfRangeNumbers) {
   EXPECT_TRUE(BuildStatus(ten_retries).ok());
 }
 
-// Finding 22: per-route settings are found by name, so names must be unique per service.
+// Per-route settings are found by name, so names must be unique per service.
 TEST(MeshViewTest, RejectsDuplicateRouteNames) {
   v1::Snapshot s = RoutedSnapshot();
   s.mutable_services(0)->mutable_routes(1)->set_name("exact");
@@ -248,7 +248,7 @@ TEST(LoadBalancerTest, SmoothWeightedRoundRobinKeepsProportions) {
   }
 }
 
-// Finding 10: a new snapshot builds new modules and balancers; their first picks must
+// A new snapshot builds new modules and balancers; their first picks must
 // not always be the same cluster or endpoint.
 TEST(LoadBalancerTest, FirstPicksOfNewBalancersVary) {
   for (v1::LbPolicy policy : {v1::LB_POLICY_ROUND_ROBIN, v1::LB_POLICY_LEAST_REQUEST}) {

@@ -76,7 +76,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   return absl::OkStatus();
 }
 
-absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
+absl::Status SaveConfig(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
                                const std::string& version) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
@@ -103,7 +103,7 @@ absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent
   return WriteFileAtomically(path, out);
 }
 
-absl::StatusOr<CachedConfig> LoadSnapshotCache(const std::string& path) {
+absl::StatusOr<SavedConfig> LoadSavedConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(Cat("no snapshot cache at ", path));
   std::ostringstream content;
@@ -114,7 +114,7 @@ absl::StatusOr<CachedConfig> LoadSnapshotCache(const std::string& path) {
     return bad(Cat("not JSON: ", st.ToString()));
   }
   if (StringField(doc, "format") != kFormat) return bad(Cat("format is not ", kFormat));
-  CachedConfig cached;
+  SavedConfig cached;
   cached.agent = StringField(doc, "agent");
   auto types = doc.fields().find("types");
   if (types == doc.fields().end() || types->second.kind_case() != google::protobuf::Value::kListValue) {

@@ -18,15 +18,15 @@
 
 namespace meshplug::agent::xds {
 
-struct CachedConfig {
+struct SavedConfig {
   std::string agent;  // "<namespace>/<name>" it was saved by
   xds::ResourceSet resources;
 };
 
 // `version` is the assembled version of `resources` (the caller has it already).
-absl::Status SaveSnapshotCache(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
+absl::Status SaveConfig(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
                                const std::string& version);
-absl::StatusOr<CachedConfig> LoadSnapshotCache(const std::string& path);
+absl::StatusOr<SavedConfig> LoadSavedConfig(const std::string& path);
 
 // Writes `content` to `path` atomically (temp file, fsync, rename, fsync the directory);
 // creates the directory if needed.

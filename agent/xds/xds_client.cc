@@ -75,7 +75,7 @@ void XdsClient::Start() {
   if (thread_.joinable()) return;
   started_at_ = Clock::now();
   if (!options_.cache_path.empty() && options_.use_cache_at_start) {
-    auto cached = LoadSnapshotCache(options_.cache_path);
+    auto cached = LoadSavedConfig(options_.cache_path);
     if (!cached.ok()) {
       if (cached.status().code() != absl::StatusCode::kNotFound) {
         log::Warn("saved snapshot not usable",
@@ -368,7 +368,7 @@ absl::Status XdsClient::ApplyUpdate(const Update& update, bool from_cache) {
 void XdsClient::SaveIfPending() {
   if (!save_pending_ || options_.cache_path.empty()) return;
   save_pending_ = false;
-  if (auto st = SaveSnapshotCache(options_.cache_path, agent_id_, assembler_.running(), status().active_version);
+  if (auto st = SaveConfig(options_.cache_path, agent_id_, assembler_.running(), status().active_version);
       !st.ok()) {
     log::Warn("cannot save the snapshot", {{"path", options_.cache_path}, {"error", std::string(st.message())}});
   }

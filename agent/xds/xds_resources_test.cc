@@ -95,11 +95,11 @@ std::string TempPath(const std::string& name) {
   return (dir / name).string();
 }
 
-TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
+TEST(SavedConfigTest, RoundTripsResourcesVersionsAndTheAgent) {
   const std::string path = TempPath("cache") + "/sub/dir/snapshot.json";
   ResourceSet set = Complete();
   set.SetTypeVersion(UrlOf<v1::Cluster>(), "sv-7");
-  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
+  ASSERT_TRUE(SaveConfig(path, "shop/web-1", set, set.Assemble().version()).ok());
   // Written through a temporary file that does not stay behind.
   int files = 0;
   for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
@@ -108,7 +108,7 @@ TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   }
   EXPECT_EQ(files, 1);
 
-  auto loaded = LoadSnapshotCache(path);
+  auto loaded = LoadSavedConfig(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->agent, "shop/web-1");
   EXPECT_EQ(loaded->resources.Assemble().version(), set.Assemble().version());
@@ -120,27 +120,27 @@ TEST(SnapshotCacheTest, RoundTripsResourcesVersionsAndTheAgent) {
   set.Remove(UrlOf<v1::PluginScript>(), "audit@1");
   Put(set, "chains", Chains("audit@2"));
   Put(set, "audit@2", Script("audit@2"));
-  ASSERT_TRUE(SaveSnapshotCache(path, "shop/web-1", set, set.Assemble().version()).ok());
-  EXPECT_EQ(LoadSnapshotCache(path)->resources.Assemble().version(), set.Assemble().version());
+  ASSERT_TRUE(SaveConfig(path, "shop/web-1", set, set.Assemble().version()).ok());
+  EXPECT_EQ(LoadSavedConfig(path)->resources.Assemble().version(), set.Assemble().version());
 }
 
-TEST(SnapshotCacheTest, BadFilesAreRefusedWithAReason) {
+TEST(SavedConfigTest, BadFilesAreRefusedWithAReason) {
   const std::string dir = TempPath("bad");
   std::filesystem::create_directories(dir);
-  EXPECT_EQ(LoadSnapshotCache(dir + "/none.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadSavedConfig(dir + "/none.json").status().code(), absl::StatusCode::kNotFound);
   auto write = [&](const std::string& name, const std::string& content) {
     std::ofstream(dir + "/" + name) << content;
     return dir + "/" + name;
   };
   EXPECT_NE(
-      LoadSnapshotCache(write("torn.json", "{\"format\": \"meshplug-agent-sna")).status().message().find("not JSON"),
+      LoadSavedConfig(write("torn.json", "{\"format\": \"meshplug-agent-sna")).status().message().find("not JSON"),
       std::string::npos);
-  EXPECT_NE(LoadSnapshotCache(write("other.json", "{\"format\": \"x\"}")).status().message().find("format"),
+  EXPECT_NE(LoadSavedConfig(write("other.json", "{\"format\": \"x\"}")).status().message().find("format"),
             std::string::npos);
   ResourceSet incomplete = Complete();
   incomplete.Remove(UrlOf<v1::PluginScript>(), "audit@1");
-  ASSERT_TRUE(SaveSnapshotCache(dir + "/incomplete.json", "a/b", incomplete, incomplete.Assemble().version()).ok());
-  EXPECT_NE(LoadSnapshotCache(dir + "/incomplete.json").status().message().find("incomplete"), std::string::npos);
+  ASSERT_TRUE(SaveConfig(dir + "/incomplete.json", "a/b", incomplete, incomplete.Assemble().version()).ok());
+  EXPECT_NE(LoadSavedConfig(dir + "/incomplete.json").status().message().find("incomplete"), std::string::npos);
 }
 
 TEST(BootstrapTest, ParsesEveryKeyAndFlagsOverride) {

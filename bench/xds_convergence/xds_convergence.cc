@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "control_plane/testing/mesh_fixtures.h"
 #include "agent/testing/test_support.h"
 #include "integration/harness/process.h"
 
@@ -45,13 +46,9 @@ std::string Field(const std::string& line, const std::string& key) {
 }
 
 std::string Plugin(int stamp) {
-  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: stamp}\n"
-         "spec:\n  priority: 115\n  script: |\n"
-         "    function on_response(resp, ctx)\n"
-         "      resp.headers:set(\"x-stamp\", \"" +
-         std::to_string(stamp) +
-         "\")\n"
-         "    end\n";
+  return meshplug::control_plane::testing::PluginYaml(
+      "stamp", 115,
+      "function on_response(resp, ctx)\n  resp.headers:set(\"x-stamp\", \"" + std::to_string(stamp) + "\")\nend");
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -119,14 +116,9 @@ metadata: {name: web-backend, namespace: demo, labels: {app: web}}
 spec: {address: 127.0.0.1, inboundPort: )") +
                                     std::to_string(upstream.port()) + R"(}
 ---
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: stamp-chain, namespace: demo}
-spec:
-  chains: [{name: outbound-http, plugins: [stamp]}]
-  selectors: {podSelector: {matchLabels: {app: client}}}
----
-)" + Plugin(0));
+)" + meshplug::control_plane::testing::PluginChainYaml("demo", "stamp-chain", "outbound-http", "stamp",
+                                                       meshplug::control_plane::testing::AppSelector("client")) +
+                                    "---\n" + Plugin(0));
 
   auto agent = Process::Start(
       {"agent/agent", "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",

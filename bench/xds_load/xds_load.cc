@@ -32,6 +32,7 @@
 #include "common/strings.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "meshplug/v1/admin.grpc.pb.h"
+#include "control_plane/testing/mesh_fixtures.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:15010", "control plane address (xDS and admin API)");
 ABSL_FLAG(int, agents, 100, "simulated agents");
@@ -47,6 +48,7 @@ ABSL_FLAG(std::string, ns, "xdsload", "namespace of the simulated agents");
 namespace {
 
 using meshplug::Cat;
+namespace fixtures = meshplug::control_plane::testing;
 namespace discovery = envoy::service::discovery::v3;
 using Clock = std::chrono::steady_clock;
 
@@ -288,6 +290,10 @@ ProcSample Sample(int pid) {
 
 // --------------------------------------------------------------------------- the mesh
 
+std::string PluginScriptYaml(int rev) {
+  return fixtures::PluginYaml("bench-all", 115, Cat("function on_request(req, ctx) req.headers:set('x-rev', '", rev, "') end"));
+}
+
 std::string MeshYaml(int services) {
   const std::string ns = absl::GetFlag(FLAGS_ns);
   std::string y = Cat(R"(apiVersion: v1
@@ -299,30 +305,13 @@ kind: MeshConfig
 metadata: {name: osm-mesh-config}
 spec: {featureFlags: {enablePluginPolicy: true}}
 ---
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: bench-all}
-spec: {priority: 115, script: "function on_request(req, ctx) req.headers:set('x-rev', '0') end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: bench-tenth}
-spec: {priority: 116, script: "function on_request(req, ctx) end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: bench-all-chain, namespace: )", ns, R"(}
-spec:
-  chains: [{name: outbound-http, plugins: [bench-all]}]
-  selectors: {podSelector: {}, namespaceSelector: {}}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: bench-tenth-chain, namespace: )", ns, R"(}
-spec:
-  chains: [{name: outbound-http, plugins: [bench-tenth]}]
-  selectors: {podSelector: {matchLabels: {group: g0}}}
-)");
+)", PluginScriptYaml(0),
+                   "---\n", fixtures::PluginYaml("bench-tenth", 116, "function on_request(req, ctx) end"), "---\n",
+                   fixtures::PluginChainYaml(ns, "bench-all-chain", "outbound-http", "bench-all",
+                                             "{podSelector: {}, namespaceSelector: {}}"),
+                   "---\n",
+                   fixtures::PluginChainYaml(ns, "bench-tenth-chain", "outbound-http", "bench-tenth",
+                                             "{podSelector: {matchLabels: {group: g0}}}"));
   for (int s = 0; s < services; ++s) {
     y += Cat("---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-", s, ", namespace: ", ns,
              "}\nspec: {ports: [{port: 80}], selector: {app: svc-", s, "}}\n");
@@ -337,10 +326,6 @@ std::string PluginConfigYaml(int rev) {
              "namespace: ", ns, "}]\n  config: {Rev: ", rev, "}\n");
 }
 
-std::string PluginScriptYaml(int rev) {
-  return Cat("apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: bench-all}\nspec: {priority: "
-             "115, script: \"function on_request(req, ctx) req.headers:set('x-rev', '", rev, "') end\"}\n");
-}
 
 std::string NewServiceYaml(int rev) {
   return Cat("apiVersion: v1\nkind: Service\nmetadata: {name: new-svc-", rev, ", namespace: ",

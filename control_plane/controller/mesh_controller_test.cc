@@ -34,17 +34,8 @@ apiVersion: v1
 kind: Service
 metadata: {name: httpbin, namespace: httpbin}
 spec: {ports: [{port: 14001}], selector: {app: httpbin}}
----)") + control_plane::testing::kPluginPolicyOn + R"(---
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: p}
-spec: {priority: 115, script: "function on_request() end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: c, namespace: curl}
-spec: {chains: [{name: outbound-http, plugins: [p, ghost]}]}
----
+---)") + testing::kPluginPolicyOn + "---\n" + testing::PluginYaml("p", 115) + "---\n" +
+                          testing::PluginChainYaml("curl", "c", "outbound-http", "p, ghost") + R"(---
 apiVersion: plugin.flomesh.io/v1alpha1
 kind: PluginConfig
 metadata: {name: first, namespace: curl}

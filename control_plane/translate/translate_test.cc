@@ -27,17 +27,9 @@ spec: {address: 127.0.0.3, inboundPort: 15003, serviceAccount: httpbin}
 
 constexpr const char* kPluginsOn = control_plane::testing::kPluginPolicyOn;
 
-std::string Plugin(const std::string& name, int priority) {
-  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: " + name +
-         "}\nspec: {priority: " + std::to_string(priority) + ", script: 'function on_request() end'}\n";
-}
-
-std::string Chain(const std::string& ns, const std::string& name, const std::string& chain,
-                  const std::string& plugins, const std::string& selectors = "") {
-  return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginChain\nmetadata: {name: " + name +
-         ", namespace: " + ns + "}\nspec:\n  chains: [{name: " + chain + ", plugins: [" + plugins + "]}]\n" +
-         selectors;
-}
+using testing::AppSelector;
+using testing::PluginChainYaml;
+using testing::PluginYaml;
 
 std::string Config(const std::string& ns, const std::string& name, const std::string& plugin,
                    const std::string& service, const std::string& config) {
@@ -85,7 +77,7 @@ const v1::Service& Svc(const v1::Snapshot& snap, const std::string& name, bool i
 using Strings = std::vector<std::string>;
 
 TEST(Translate, BuiltinChainsWhenNoPlugins) {
-  const MeshState s = State(Chain("curl", "c", "outbound-http", "p"));  // plugins off
+  const MeshState s = State(PluginChainYaml("curl", "c", "outbound-http", "p"));  // plugins off
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "http-load-balancing",
@@ -98,15 +90,14 @@ TEST(Translate, BuiltinChainsWhenNoPlugins) {
 }
 
 TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
-  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("token-injector", 115) + "---\n" +
-                            Plugin("token-verifier", 115) + "---\n" +
-                            Chain("curl", "token-injector-chain", "outbound-http", "token-injector",
-                                  "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n"
-                                  "    namespaceSelector:\n      matchExpressions:\n"
-                                  "      - {key: openservicemesh.io/monitored-by, operator: In, values: [osm]}\n") +
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("token-injector", 115) + "---\n" +
+                            PluginYaml("token-verifier", 115) + "---\n" +
+                            PluginChainYaml("curl", "token-injector-chain", "outbound-http", "token-injector",
+                                  "{podSelector: {matchLabels: {app: curl}}, namespaceSelector: {matchExpressions: "
+                                  "[{key: openservicemesh.io/monitored-by, operator: In, values: [osm]}]}}") +
                             "---\n" +
-                            Chain("httpbin", "token-verifier-chain", "inbound-http", "token-verifier",
-                                  "  selectors:\n    podSelector: {matchLabels: {app: httpbin}}\n"));
+                            PluginChainYaml("httpbin", "token-verifier-chain", "inbound-http", "token-verifier",
+                                  AppSelector("httpbin")));
   const auto curl = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(curl.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "token-injector",
@@ -124,8 +115,8 @@ TEST(Translate, ReferenceScenarioStep2PutsPluginsBetweenTheirNeighbours) {
 }
 
 TEST(Translate, TiesAreBrokenByName) {
-  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("zeta", 110) + "---\n" +
-                            Plugin("alpha", 110) + "---\n" + Chain("curl", "c", "outbound-http", "zeta, alpha"));
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("zeta", 110) + "---\n" +
+                            PluginYaml("alpha", 110) + "---\n" + PluginChainYaml("curl", "c", "outbound-http", "zeta, alpha"));
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
             (Strings{"http-routing", "metrics", "tracing", "logging", "circuit-breaker", "alpha",
@@ -158,12 +149,12 @@ spec:
 }
 
 TEST(Translate, MissingPluginIsSkippedReportedAndMountedOnceCreated) {
-  MeshState s = State(std::string(kPluginsOn) + "---\n" + Chain("curl", "c", "outbound-http", "later"));
+  MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginChainYaml("curl", "c", "outbound-http", "later"));
   auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()).size(), 7u);
   EXPECT_EQ(t.report.missing_plugins.at({"curl", "c"}), (std::set<std::string>{"later"}));
 
-  Add(s, Plugin("later", 115));
+  Add(s, PluginYaml("later", 115));
   t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http())[5], "later");
   EXPECT_TRUE(t.report.missing_plugins.empty());
@@ -206,22 +197,21 @@ INSTANTIATE_TEST_SUITE_P(
                                  false}));
 
 TEST(Translate, NamespaceSelectorUsesTheWorkloadsNamespaceLabels) {
-  const std::string on = std::string(kPluginsOn) + "---\n" + Plugin("p", 115) + "---\n";
-  const MeshState monitored = State(on + Chain("httpbin", "c", "outbound-http", "p",
-                                               "  selectors:\n    namespaceSelector: {matchLabels: "
-                                               "{openservicemesh.io/monitored-by: osm}}\n"));
+  const std::string on = std::string(kPluginsOn) + "---\n" + PluginYaml("p", 115) + "---\n";
+  const MeshState monitored = State(on + PluginChainYaml("httpbin", "c", "outbound-http", "p",
+                                               "{namespaceSelector: {matchLabels: {openservicemesh.io/monitored-by: osm}}}"));
   EXPECT_EQ(WholeTranslation(monitored, Agent(monitored, "curl", "curl-1")).report.matched_chains.size(), 1u);
-  const MeshState other = State(on + Chain("httpbin", "c", "outbound-http", "p",
-                                           "  selectors:\n    namespaceSelector: {matchLabels: {team: x}}\n"));
+  const MeshState other = State(on + PluginChainYaml("httpbin", "c", "outbound-http", "p",
+                                           "{namespaceSelector: {matchLabels: {team: x}}}"));
   EXPECT_TRUE(WholeTranslation(other, Agent(other, "curl", "curl-1")).report.matched_chains.empty());
 }
 
 TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThePlugin) {
-  MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("token-injector", 115) + "---\n" +
-                      Plugin("token-verifier", 115) + "---\n" +
-                      Chain("curl", "ci", "outbound-http", "token-injector", "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n") +
+  MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("token-injector", 115) + "---\n" +
+                      PluginYaml("token-verifier", 115) + "---\n" +
+                      PluginChainYaml("curl", "ci", "outbound-http", "token-injector", AppSelector("curl")) +
                       "---\n" +
-                      Chain("httpbin", "cv", "inbound-http", "token-verifier", "  selectors:\n    podSelector: {matchLabels: {app: httpbin}}\n") +
+                      PluginChainYaml("httpbin", "cv", "inbound-http", "token-verifier", AppSelector("httpbin")) +
                       "---\n" + Config("curl", "to-httpbin", "token-injector", "httpbin.httpbin", "{AccessToken: a}") +
                       "---\n" + Config("curl", "to-curl", "token-injector", "curl.curl", "{AccessToken: b}") + "---\n" +
                       Config("httpbin", "verify", "token-verifier", "httpbin.httpbin", "{Paths: [/get]}"));
@@ -242,8 +232,8 @@ TEST(Translate, PluginConfigsAttachPerDestinationServiceOnlyForAgentsMountingThe
 }
 
 TEST(Translate, ConflictingPluginConfigsTheOlderWinsAndBothAreReported) {
-  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 115) + "---\n" +
-                            Chain("curl", "c", "outbound-http", "p") + "---\n" +
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("p", 115) + "---\n" +
+                            PluginChainYaml("curl", "c", "outbound-http", "p") + "---\n" +
                             Config("curl", "first", "p", "httpbin.httpbin", "{v: 1}") + "---\n" +
                             Config("curl", "second", "p", "httpbin.httpbin", "{v: 2}"));
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
@@ -278,9 +268,8 @@ TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
 // Destinations are translated once for all agents; an agent's own part holds only what
 // differs: its inbound service and the destinations it has configs for.
 TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
-  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 1) + "---\n" +
-                            Chain("curl", "c", "outbound-http", "p",
-                                  "  selectors:\n    podSelector: {matchLabels: {app: curl}}\n") +
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("p", 1) + "---\n" +
+                            PluginChainYaml("curl", "c", "outbound-http", "p", AppSelector("curl")) +
                             "---\n" + Config("curl", "cfg", "p", "httpbin.httpbin", "{v: 1}"));
   const v1::Snapshot destinations = TranslateDestinations(s);
   std::vector<std::string> shared;
@@ -304,7 +293,7 @@ TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
 }
 
 TEST(Translate, SameInputSameVersion) {
-  const MeshState s = State(std::string(kPluginsOn) + "---\n" + Plugin("p", 1) + "---\n" + Chain("curl", "c", "outbound-http", "p"));
+  const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("p", 1) + "---\n" + PluginChainYaml("curl", "c", "outbound-http", "p"));
   const auto a = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   const auto b = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(a.snapshot.version(), b.snapshot.version());

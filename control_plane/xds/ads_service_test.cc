@@ -23,20 +23,10 @@ namespace {
 namespace discovery = envoy::service::discovery::v3;
 using std::chrono::milliseconds;
 
-const std::string kMesh = std::string(control_plane::testing::kCurlHttpbinMesh) + "---\n" +
-                          control_plane::testing::kPluginPolicyOn + R"(---
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: token-injector}
-spec: {priority: 115, script: "function on_request(req, ctx) end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: injector-chain, namespace: curl}
-spec:
-  chains: [{name: outbound-http, plugins: [token-injector]}]
-  selectors: {podSelector: {matchLabels: {app: curl}}}
-)";
+const std::string kMesh = std::string(testing::kCurlHttpbinMesh) + "---\n" + testing::kPluginPolicyOn + "---\n" +
+                          testing::PluginYaml("token-injector", 115, "function on_request(req, ctx) end") + "---\n" +
+                          testing::PluginChainYaml("curl", "injector-chain", "outbound-http", "token-injector",
+                                                   testing::AppSelector("curl"));
 
 
 const std::string kChainSet = xds_types::UrlOf<v1::ChainSet>();
@@ -208,17 +198,8 @@ TEST_F(AdsTest, SotwInitialResponseAckUpdateAndNackKeepsTheOldVersion) {
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
 
   // A new plugin for curl's chain: a new version arrives.
-  Apply(R"(
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: Plugin
-metadata: {name: audit}
-spec: {priority: 125, script: "function on_request() end"}
----
-apiVersion: plugin.flomesh.io/v1alpha1
-kind: PluginChain
-metadata: {name: audit-chain, namespace: curl}
-spec: {chains: [{name: outbound-http, plugins: [audit]}]}
-)");
+  Apply(testing::PluginYaml("audit", 125) + "---\n" +
+        testing::PluginChainYaml("curl", "audit-chain", "outbound-http", "audit"));
   auto r2 = c->Read();
   EXPECT_NE(r2.version_info(), r1.version_info());
   EXPECT_EQ(ChainNames(r2)[4], "audit");
