@@ -1,6 +1,6 @@
 #include "plugins/builtin/builtins.h"
 
-#include <map>
+#include <vector>
 
 #include "common/chain_info.h"
 #include "common/strings.h"
@@ -11,56 +11,51 @@ namespace {
 
 using namespace builtin_names;
 
-template <typename Plugin>
-using Maker = std::shared_ptr<Plugin> (*)(std::string name, const BuiltinEnv&);
+// Every built-in module: its name and its maker for http chains, tcp chains or both.
+struct Entry {
+  std::string_view name;
+  Maker<plugins::HttpPlugin> http;
+  Maker<plugins::TcpPlugin> tcp;
+};
 
-const std::map<std::string_view, Maker<plugins::HttpPlugin>>& HttpModules() {
-  static const auto* modules = new std::map<std::string_view, Maker<plugins::HttpPlugin>>{
-      {kHttpRouting, MakeHttpRouting},
-      {kHttpLoadBalancing, MakeHttpLoadBalancing},
-      {kHttpDefault, MakeHttpDefault},
-      {kMetrics, MakeMetrics},
-      {kLogging, MakeLogging},
-      {kTracing, MakeTracing},
-      {kCircuitBreaker, MakeCircuitBreaker},
-      {kThrottleService, MakeThrottleService},
-      {kThrottleRoute, MakeThrottleRoute},
-      {kTlsTermination, MakeHttpTlsTermination},
-  };
-  return *modules;
-}
-
-const std::map<std::string_view, Maker<plugins::TcpPlugin>>& TcpModules() {
-  static const auto* modules = new std::map<std::string_view, Maker<plugins::TcpPlugin>>{
-      {kTcpRouting, MakeTcpRouting},
-      {kTcpLoadBalancing, MakeTcpLoadBalancing},
-      {kTcpDefault, MakeTcpDefault},
-      {kTlsTermination, MakeTcpTlsTermination},
+const std::vector<Entry>& Modules() {
+  static const auto* modules = new std::vector<Entry>{
+      {kTlsTermination, kMakeHttpTlsTermination, kMakeTcpTlsTermination},
+      {kHttpRouting, kMakeHttpRouting, nullptr},
+      {kMetrics, kMakeMetrics, nullptr},
+      {kTracing, kMakeTracing, nullptr},
+      {kLogging, kMakeLogging, nullptr},
+      {kThrottleService, kMakeThrottleService, nullptr},
+      {kThrottleRoute, kMakeThrottleRoute, nullptr},
+      {kCircuitBreaker, kMakeCircuitBreaker, nullptr},
+      {kHttpLoadBalancing, kMakeHttpLoadBalancing, nullptr},
+      {kHttpDefault, kMakeHttpDefault, nullptr},
+      {kTcpRouting, nullptr, kMakeTcpRouting},
+      {kTcpLoadBalancing, nullptr, kMakeTcpLoadBalancing},
+      {kTcpDefault, nullptr, kMakeTcpDefault},
   };
   return *modules;
 }
 
 template <typename Plugin>
-absl::StatusOr<std::shared_ptr<Plugin>> Make(
-    const std::map<std::string_view, Maker<Plugin>>& modules, std::string_view kind,
-    std::string_view name, const BuiltinEnv& env) {
-  auto it = modules.find(name);
-  if (it == modules.end()) {
-    return absl::NotFoundError(Cat("no built-in ", kind, " module \"", name, "\""));
+absl::StatusOr<std::shared_ptr<Plugin>> Make(Maker<Plugin> Entry::*maker, std::string_view kind,
+                                              std::string_view name, const BuiltinEnv& env) {
+  for (const Entry& e : Modules()) {
+    if (e.name == name && e.*maker != nullptr) return (e.*maker)(std::string(name), env);
   }
-  return it->second(std::string(name), env);
+  return absl::NotFoundError(Cat("no built-in ", kind, " module \"", name, "\""));
 }
 
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttpBuiltin(std::string_view name,
                                                                      const BuiltinEnv& env) {
-  return Make(HttpModules(), "http", name, env);
+  return Make(&Entry::http, "http", name, env);
 }
 
 absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcpBuiltin(std::string_view name,
                                                                    const BuiltinEnv& env) {
-  return Make(TcpModules(), "tcp", name, env);
+  return Make(&Entry::tcp, "tcp", name, env);
 }
 
 }  // namespace meshplug::plugins::builtin

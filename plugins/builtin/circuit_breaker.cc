@@ -49,8 +49,6 @@ class CircuitBreaker final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<CircuitBreaker>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeCircuitBreaker = MakeModule<CircuitBreaker>;
 
 }  // namespace meshplug::plugins::builtin

@@ -30,12 +30,7 @@ class TcpDefault final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<HttpDefault>(std::move(name), env);
-}
-
-std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<TcpDefault>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeHttpDefault = MakeModule<HttpDefault>;
+const Maker<plugins::TcpPlugin> kMakeTcpDefault = MakeModule<TcpDefault>;
 
 }  // namespace meshplug::plugins::builtin

@@ -46,12 +46,7 @@ class TcpLoadBalancing final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<HttpLoadBalancing>(std::move(name), env);
-}
-
-std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<TcpLoadBalancing>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeHttpLoadBalancing = MakeModule<HttpLoadBalancing>;
+const Maker<plugins::TcpPlugin> kMakeTcpLoadBalancing = MakeModule<TcpLoadBalancing>;
 
 }  // namespace meshplug::plugins::builtin

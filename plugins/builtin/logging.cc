@@ -11,13 +11,9 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class Logging final : public Module<plugins::HttpPlugin> {
+class Logging final : public HttpObserver {
  public:
-  using Module::Module;
-
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext&) override {
-    co_return Verdict::Continue();
-  }
+  using HttpObserver::HttpObserver;
 
   void OnLog(const plugins::HttpContext& ctx) override {
     if (!mesh().snapshot().settings().access_log() || !state().access_log) return;
@@ -44,8 +40,6 @@ class Logging final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeLogging(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<Logging>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeLogging = MakeModule<Logging>;
 
 }  // namespace meshplug::plugins::builtin

@@ -15,13 +15,9 @@ std::string StatusClass(const plugins::HttpContext& ctx) {
   return std::to_string(ctx.response->result_int() / 100) + "xx";
 }
 
-class Metrics final : public Module<plugins::HttpPlugin> {
+class Metrics final : public HttpObserver {
  public:
-  using Module::Module;
-
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext&) override {
-    co_return Verdict::Continue();
-  }
+  using HttpObserver::HttpObserver;
 
   void OnLog(const plugins::HttpContext& ctx) override {
     std::string_view service =
@@ -38,8 +34,6 @@ class Metrics final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeMetrics(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<Metrics>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeMetrics = MakeModule<Metrics>;
 
 }  // namespace meshplug::plugins::builtin

@@ -1,6 +1,7 @@
 // Common base of the built-in modules: the name and the environment they were built with.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -11,6 +12,8 @@ namespace meshplug::plugins::builtin {
 template <typename Plugin>
 class Module : public Plugin {
  public:
+  using Interface = Plugin;
+
   Module(std::string name, BuiltinEnv env) : name_(std::move(name)), env_(std::move(env)) {}
   const std::string& name() const override { return name_; }
 
@@ -25,20 +28,26 @@ class Module : public Plugin {
   BuiltinEnv env_;
 };
 
-// Each module's maker; MakeHttpBuiltin/MakeTcpBuiltin look them up by name.
-std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpLoadBalancing(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpDefault(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeMetrics(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeLogging(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeTracing(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeCircuitBreaker(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpLoadBalancing(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpDefault(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(std::string name, const BuiltinEnv& env);
-std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(std::string name, const BuiltinEnv& env);
+// A module that only watches requests (its steps after the request headers).
+class HttpObserver : public Module<plugins::HttpPlugin> {
+ public:
+  using Module::Module;
+  plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext&) override {
+    co_return plugins::Verdict::Continue();
+  }
+};
+
+template <typename Plugin>
+using Maker = std::shared_ptr<Plugin> (*)(std::string name, const BuiltinEnv& env);
+
+template <typename M>
+std::shared_ptr<typename M::Interface> MakeModule(std::string name, const BuiltinEnv& env) {
+  return std::make_shared<M>(std::move(name), env);
+}
+
+// Each module's maker, defined next to the module; builtins.cc maps names to them.
+extern const Maker<plugins::HttpPlugin> kMakeHttpRouting, kMakeHttpLoadBalancing, kMakeHttpDefault, kMakeMetrics,
+    kMakeLogging, kMakeTracing, kMakeCircuitBreaker, kMakeThrottleService, kMakeThrottleRoute, kMakeHttpTlsTermination;
+extern const Maker<plugins::TcpPlugin> kMakeTcpRouting, kMakeTcpLoadBalancing, kMakeTcpDefault, kMakeTcpTlsTermination;
 
 }  // namespace meshplug::plugins::builtin

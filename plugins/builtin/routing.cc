@@ -55,12 +55,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpRouting(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<HttpRouting>(std::move(name), env);
-}
-
-std::shared_ptr<plugins::TcpPlugin> MakeTcpRouting(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<TcpRouting>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeHttpRouting = MakeModule<HttpRouting>;
+const Maker<plugins::TcpPlugin> kMakeTcpRouting = MakeModule<TcpRouting>;
 
 }  // namespace meshplug::plugins::builtin

@@ -9,15 +9,16 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
+// kPerRoute: per route (throttle-route), else per service (throttle-service).
+template <bool kPerRoute>
 class Throttle final : public Module<plugins::HttpPlugin> {
  public:
-  Throttle(std::string name, BuiltinEnv env, bool per_route)
-      : Module(std::move(name), std::move(env)), per_route_(per_route) {}
+  using Module::Module;
 
   awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
     const v1::RateLimit* limit = LimitFor(ctx);
     if (limit == nullptr || limit->requests() == 0) co_return Verdict::Continue();
-    std::string key = per_route_ ? Cat(ctx.service, "/", ctx.route) : ctx.service;
+    std::string key = kPerRoute ? Cat(ctx.service, "/", ctx.route) : ctx.service;
     if (state().limiters.TryTake(key, *limit, Clock::now())) co_return Verdict::Continue();
     state().stats.Count("meshplug_http_rate_limited_total",
                         {{"service", ctx.service}, {"limit", name()}});
@@ -31,7 +32,7 @@ class Throttle final : public Module<plugins::HttpPlugin> {
   const v1::RateLimit* LimitFor(const plugins::HttpContext& ctx) const {
     const routing::ServiceView* service = mesh().FindServiceByName(ctx.service, /*inbound=*/true);
     if (service == nullptr) return nullptr;
-    if (!per_route_) {
+    if (!kPerRoute) {
       return service->config->traffic().has_rate_limit()
                  ? &service->config->traffic().rate_limit()
                  : nullptr;
@@ -43,18 +44,11 @@ class Throttle final : public Module<plugins::HttpPlugin> {
     }
     return nullptr;
   }
-
-  bool per_route_;
 };
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleService(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<Throttle>(std::move(name), env, false);
-}
-
-std::shared_ptr<plugins::HttpPlugin> MakeThrottleRoute(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<Throttle>(std::move(name), env, true);
-}
+const Maker<plugins::HttpPlugin> kMakeThrottleService = MakeModule<Throttle<false>>;
+const Maker<plugins::HttpPlugin> kMakeThrottleRoute = MakeModule<Throttle<true>>;
 
 }  // namespace meshplug::plugins::builtin

@@ -10,10 +10,9 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class HttpTlsTermination final : public Module<plugins::HttpPlugin> {
+class HttpTlsTermination final : public HttpObserver {
  public:
-  using Module::Module;
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext&) override { co_return Verdict::Continue(); }
+  using HttpObserver::HttpObserver;
 };
 
 class TcpTlsTermination final : public Module<plugins::TcpPlugin> {
@@ -24,12 +23,7 @@ class TcpTlsTermination final : public Module<plugins::TcpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeHttpTlsTermination(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<HttpTlsTermination>(std::move(name), env);
-}
-
-std::shared_ptr<plugins::TcpPlugin> MakeTcpTlsTermination(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<TcpTlsTermination>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeHttpTlsTermination = MakeModule<HttpTlsTermination>;
+const Maker<plugins::TcpPlugin> kMakeTcpTlsTermination = MakeModule<TcpTlsTermination>;
 
 }  // namespace meshplug::plugins::builtin

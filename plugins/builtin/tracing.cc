@@ -57,8 +57,6 @@ class Tracing final : public Module<plugins::HttpPlugin> {
 
 }  // namespace
 
-std::shared_ptr<plugins::HttpPlugin> MakeTracing(std::string name, const BuiltinEnv& env) {
-  return std::make_shared<Tracing>(std::move(name), env);
-}
+const Maker<plugins::HttpPlugin> kMakeTracing = MakeModule<Tracing>;
 
 }  // namespace meshplug::plugins::builtin
