@@ -3,7 +3,6 @@
 // dumps all read, so a chain or module name is written once.
 #pragma once
 
-#include <google/protobuf/message.h>
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include <cstdint>
@@ -11,6 +10,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "meshplug/v1/resources.pb.h"
+#include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug {
 
@@ -37,11 +39,15 @@ struct BuiltinDefault {
 };
 
 struct ChainInfo {
-  std::string_view name;   // "inbound-http"
-  std::string_view field;  // "inbound_http": the field of v1::ChainSet and of MeshConfig's pluginChains
+  std::string_view name;  // "inbound-http"
   bool inbound;
   bool http;
   std::vector<BuiltinDefault> builtins;  // before MeshConfig changes them
+  // The chain's modules in a snapshot's ChainSet and in MeshConfig's spec.pluginChains.
+  const google::protobuf::RepeatedPtrField<v1::ChainModule>& (v1::ChainSet::*modules)() const;
+  google::protobuf::RepeatedPtrField<v1::ChainModule>* (v1::ChainSet::*mutable_modules)();
+  const google::protobuf::RepeatedPtrField<mesh::v1::BuiltinModule>& (mesh::v1::PluginChainsSpec::*mesh_config)()
+      const;
 };
 
 // inbound-tcp, inbound-http, outbound-tcp, outbound-http.
@@ -50,19 +56,18 @@ const ChainInfo* FindChain(std::string_view name);
 // "inbound-tcp, inbound-http, outbound-tcp, outbound-http", for error messages.
 std::string ChainNames();
 
-// The modules of `chain` in a message whose fields are named like ChainInfo::field
-// (v1::ChainSet, mesh.v1.PluginChainsSpec).
-template <typename Module>
-const google::protobuf::RepeatedPtrField<Module>& ModulesOf(const google::protobuf::Message& chains,
-                                                            const ChainInfo& chain) {
-  const auto* field = chains.GetDescriptor()->FindFieldByName(std::string(chain.field));
-  return chains.GetReflection()->GetRepeatedPtrField<Module>(chains, field);
+// The modules of `chain` in a chain set, or in MeshConfig's spec.pluginChains.
+inline const google::protobuf::RepeatedPtrField<v1::ChainModule>& ModulesOf(const v1::ChainSet& chains,
+                                                                            const ChainInfo& chain) {
+  return (chains.*chain.modules)();
 }
-template <typename Module>
-google::protobuf::RepeatedPtrField<Module>* MutableModulesOf(google::protobuf::Message& chains,
-                                                             const ChainInfo& chain) {
-  const auto* field = chains.GetDescriptor()->FindFieldByName(std::string(chain.field));
-  return chains.GetReflection()->MutableRepeatedPtrField<Module>(&chains, field);
+inline google::protobuf::RepeatedPtrField<v1::ChainModule>* MutableModulesOf(v1::ChainSet& chains,
+                                                                             const ChainInfo& chain) {
+  return (chains.*chain.mutable_modules)();
+}
+inline const google::protobuf::RepeatedPtrField<mesh::v1::BuiltinModule>& ModulesOf(
+    const mesh::v1::PluginChainsSpec& chains, const ChainInfo& chain) {
+  return (chains.*chain.mesh_config)();
 }
 
 }  // namespace meshplug

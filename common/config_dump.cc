@@ -27,7 +27,7 @@ std::string ConfigDumpJson(const v1::Snapshot& snapshot) {
   std::string chains;
   for (const ChainInfo& chain : Chains()) {
     if (!chains.empty()) chains += ",\n";
-    chains += "  " + JsonQuote(chain.name) + ": " + NameList(ModulesOf<v1::ChainModule>(snapshot.chains(), chain));
+    chains += "  " + JsonQuote(chain.name) + ": " + NameList(ModulesOf(snapshot.chains(), chain));
   }
   return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" + chains + "\n},\n" +
          "\"snapshot\": " + body + "}\n";

@@ -125,7 +125,7 @@ std::vector<std::string> Chain(const YAML::Node& dump, const char* name) {
   return out;
 }
 
-// SPEC §11 step 2: the plugins sit between circuit-breaker/throttle-route and
+// docs/spec.md §11 step 2: the plugins sit between circuit-breaker/throttle-route and
 // http-load-balancing, and the resources' status says where they run.
 TEST(ControlPlane, ReferenceScenarioStep2ChainsAndStatus) {
   ControlPlane cp(TempDir("step2"));

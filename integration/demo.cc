@@ -1,4 +1,4 @@
-// The reference scenario (SPEC §11) for a person: starts everything on 127.0.0.1, runs
+// The reference scenario (docs/spec.md §11) for a person: starts everything on 127.0.0.1, runs
 // steps 1–4 printing each command and its result, then leaves the mesh running until
 // Ctrl-C and cleans up.
 #include <signal.h>

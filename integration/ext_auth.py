@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The reference scenario's external auth service (SPEC §11): 200 when the request's
+"""The reference scenario's external auth service (docs/spec.md §11): 200 when the request's
 x-iam-token header equals the token, else 401 "Unauthorized!". Any method, any path.
 
 Usage: ext_auth.py [--port N] [--token T]; --port 0 picks a free port. It prints

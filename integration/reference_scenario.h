@@ -1,4 +1,4 @@
-// The reference scenario of SPEC §11 as real processes on 127.0.0.1: the control plane,
+// The reference scenario of docs/spec.md §11 as real processes on 127.0.0.1: the control plane,
 // an external auth service, a real httpbin (gunicorn) behind its agent, and the curl
 // workload's agent that curl sends through. Shared by the scenario test and the demo.
 #pragma once

@@ -1,4 +1,4 @@
-// SPEC §11 end to end with real processes, and what goes wrong around it.
+// docs/spec.md §11 end to end with real processes, and what goes wrong around it.
 #include <gtest/gtest.h>
 
 #include <chrono>

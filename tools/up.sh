@@ -2,7 +2,7 @@
 # The README's "bring it up" command: installs what is missing, builds, and runs the
 # reference demo — the control plane with its embedded store, an external auth service,
 # a real httpbin behind its agent and curl's agent, all on 127.0.0.1 — printing each step
-# of SPEC §11. The mesh keeps running until Ctrl-C, then everything is stopped.
+# of docs/spec.md §11. The mesh keeps running until Ctrl-C, then everything is stopped.
 # `tools/up.sh --control-plane-only` starts just the control plane in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -84,7 +84,7 @@ absl::StatusOr<std::shared_ptr<const ChainSet>> ChainSetBuilder::Build(
   const v1::ChainSet& chains = shared->chains();
   for (const ChainInfo& chain : Chains()) {
     const plugins::builtin::BuiltinEnv env{*mesh, chain.inbound, &state_};
-    const auto& modules = ModulesOf<v1::ChainModule>(chains, chain);
+    const auto& modules = ModulesOf(chains, chain);
     absl::Status s = chain.http ? BuildChain(modules, chain, env, parts.http[chain.inbound])
                                 : BuildChain(modules, chain, env, parts.tcp[chain.inbound]);
     if (!s.ok()) return s;

@@ -330,7 +330,7 @@ v1::Snapshot BaseSnapshot(std::string version) {
   for (const ChainInfo& chain : Chains()) {
     for (const BuiltinDefault& d : chain.builtins) {
       if (d.module == builtin_names::kTlsTermination) continue;
-      v1::ChainModule* m = MutableModulesOf<v1::ChainModule>(*chains, chain)->Add();
+      v1::ChainModule* m = MutableModulesOf(*chains, chain)->Add();
       m->set_name(std::string(d.module));
       m->set_priority(d.priority);
       m->set_builtin(true);

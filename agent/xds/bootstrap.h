@@ -1,6 +1,6 @@
 // Who the agent is and where its control plane is: from a bootstrap YAML file and flags.
 //
-// The identity goes into the xDS Node of the stream's first request (SPEC §4, the control
+// The identity goes into the xDS Node of the stream's first request (docs/spec.md §4, the control
 // plane's node_identity.h):
 //   id:       the workload name
 //   metadata: {namespace, labels: {...}, service_account, address, inbound_port,

@@ -115,7 +115,7 @@ TEST(UpdateAssemblerTest, AResponseThatDoesNotMergeIsNackedAtOnceAndChangesNothi
   UpdateAssembler a(kTiming);
   a.StartStream();
   auto nack = a.OnResponse(UrlOf<v1::Cluster>(), "n1", "v1",
-                           [](ResourceSet& into) {
+                           [](ResourceSet&) {
                              return absl::InvalidArgumentError("a Cluster resource does not parse");
                            },
                            T0);
@@ -148,7 +148,9 @@ TEST(UpdateAssemblerTest, AFailedApplyNacksWithTheErrorAndTheRunningVersion) {
   ASSERT_EQ(answers.size(), 2u);
   for (const auto& ans : answers) {
     EXPECT_EQ(*ans.error, "script does not load");
-    if (ans.type_url == UrlOf<v1::ChainSet>()) EXPECT_EQ(ans.running_version, "old");
+    if (ans.type_url == UrlOf<v1::ChainSet>()) {
+      EXPECT_EQ(ans.running_version, "old");
+    }
   }
   EXPECT_EQ(a.running().Of(UrlOf<v1::ChainSet>()).size(), 1u);
   EXPECT_TRUE(a.running().Of(UrlOf<v1::PluginScript>()).count("audit@1")) << "the old set keeps running";

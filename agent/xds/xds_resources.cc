@@ -13,7 +13,7 @@ template <typename Fn>
 void ForEachScriptModule(const ResourceSet::Named& chain_sets, Fn fn) {
   for (const auto& [_, e] : chain_sets) {
     for (const ChainInfo& chain : Chains()) {
-      for (const auto& m : ModulesOf<v1::ChainModule>(*e.message, chain)) {
+      for (const auto& m : ModulesOf(static_cast<const v1::ChainSet&>(*e.message), chain)) {
         if (m.source_case() == v1::ChainModule::kScript) fn(chain, m);
       }
     }

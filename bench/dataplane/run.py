@@ -259,7 +259,7 @@ def read_script(name):
 
 
 def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
-    """A snapshot with the default chains (SPEC 5) and one service "backend.bench" that
+    """A snapshot with the default chains (docs/spec.md §5) and one service "backend.bench" that
     takes every Host ("*"): inbound to 127.0.0.1:upstream_port (the app), or outbound to
     the peer agent's inbound listener at 127.0.0.1:upstream_port."""
     cluster = "backend.bench|80" + ("|local" if inbound else "")

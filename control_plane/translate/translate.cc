@@ -25,7 +25,7 @@ std::vector<Module> BuiltinModules(const MeshState& state, const ChainInfo& chai
     m.set_priority(d.priority);
   }
   if (state.mesh_config) {
-    for (const auto& m : ModulesOf<mesh::v1::BuiltinModule>(state.mesh_config->spec().plugin_chains(), chain)) {
+    for (const auto& m : ModulesOf(state.mesh_config->spec().plugin_chains(), chain)) {
       modules[m.plugin()] = m;
     }
   }
@@ -103,7 +103,7 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
   }
 }
 
-// Attaches PluginConfigs of mounted plugins to the agent's services (SPEC §3.4): a plugin
+// Attaches PluginConfigs of mounted plugins to the agent's services (docs/spec.md §3.4): a plugin
 // on an outbound chain gets its config under the destination service (a copy of the
 // shared one, for this agent), one on an inbound chain under the agent's own service.
 // `mounted[d]`: plugins on the inbound (d = 1) or outbound (d = 0) chains.
@@ -217,7 +217,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
     std::sort(modules.begin(), modules.end(), [](const Module& a, const Module& b) {
       return a.priority != b.priority ? a.priority > b.priority : a.name < b.name;
     });
-    auto* out = MutableModulesOf<v1::ChainModule>(*set, *chain);
+    auto* out = MutableModulesOf(*set, *chain);
     for (const auto& m : modules) {
       auto* cm = out->Add();
       cm->set_name(m.name);

@@ -1,4 +1,4 @@
-// Translation (SPEC §3): from the mesh's resources and one agent's workload to that
+// Translation (docs/spec.md §3): from the mesh's resources and one agent's workload to that
 // agent's snapshot. Pure functions: same input, same bytes. What every agent gets alike
 // (the destinations) is translated once per change, not once per agent: with N agents
 // and N workloads, per-agent destinations made every change cost O(N²).
@@ -40,7 +40,7 @@ struct Translation {
 
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
-// Whether `chain`'s pod and namespace selectors select `workload` (SPEC §3.2).
+// Whether `chain`'s pod and namespace selectors select `workload` (docs/spec.md §3.2).
 bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload);
 
 // Cluster names: "<svc>.<ns>|<port>" and, for an agent's own app, "…|local".

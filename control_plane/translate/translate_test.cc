@@ -1,4 +1,4 @@
-// SPEC §3 rule by rule, on states built from manifests.
+// docs/spec.md §3 rule by rule, on states built from manifests.
 #include "control_plane/translate/translate.h"
 
 #include <gtest/gtest.h>

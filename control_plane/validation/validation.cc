@@ -134,7 +134,7 @@ void CheckWorkload(const mv1::Workload& wl, Checker& c) {
 
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
   for (const ChainInfo& chain : Chains()) {
-    const auto& modules = ModulesOf<mv1::BuiltinModule>(mc.spec().plugin_chains(), chain);
+    const auto& modules = ModulesOf(mc.spec().plugin_chains(), chain);
     for (int i = 0; i < modules.size(); ++i) {
       const auto& m = modules[i];
       const std::string f = Cat("spec.pluginChains.", chain.name, "[", i, "]");

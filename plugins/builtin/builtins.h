@@ -1,4 +1,4 @@
-// The built-in chain modules (SPEC §5), as instances of the plugin interface.
+// The built-in chain modules (docs/spec.md §5), as instances of the plugin interface.
 //
 // Each Make* returns a fresh instance for one chain of one chain set. Instances read the
 // chain set's MeshView and keep cross-snapshot state (metrics, breakers, token buckets)

@@ -1,5 +1,5 @@
-// tls-termination: first module of the inbound chains (SPEC §5). Snapshots carry no
-// workload certificates yet (mTLS, SPEC §9, comes with the certificate authority), so
+// tls-termination: first module of the inbound chains (docs/spec.md §5). Snapshots carry no
+// workload certificates yet (mTLS, docs/spec.md §9, comes with the certificate authority), so
 // connections arrive in plain text and the module passes them on; it holds its place so
 // the chain order is the one users configure and see in config_dump.
 #include "plugins/builtin/module.h"
