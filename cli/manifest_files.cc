@@ -5,22 +5,33 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <sstream>
 
 #include "common/strings.h"
+#include "resources/manifest.h"
 
 namespace meshplug::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<v1::Manifest> ReadOne(const std::string& source, std::istream& in) {
-  std::ostringstream content;
-  content << in.rdbuf();
+// Reads `in` whole unless that would pass `budget` bytes (what is left of the apply's).
+absl::StatusOr<v1::Manifest> ReadOne(const std::string& source, std::istream& in, size_t& budget) {
+  std::string content;
+  char buf[64 * 1024];
+  while (in.read(buf, sizeof buf), in.gcount() > 0) {
+    const size_t n = static_cast<size_t>(in.gcount());
+    if (n > budget) {
+      return absl::InvalidArgumentError(Cat(source, ": the manifests are larger than ",
+                                            resources::ManifestLimits().max_bytes_of_text,
+                                            " bytes; apply them in parts"));
+    }
+    budget -= n;
+    content.append(buf, n);
+  }
   if (in.bad()) return absl::InvalidArgumentError(Cat(source, ": cannot read"));
   v1::Manifest m;
   m.set_source(source);
-  m.set_content(content.str());
+  m.set_content(std::move(content));
   return m;
 }
 
@@ -33,9 +44,10 @@ bool IsManifestFile(const fs::path& p) {
 
 absl::StatusOr<std::vector<v1::Manifest>> ReadManifests(const std::vector<std::string>& paths) {
   std::vector<v1::Manifest> out;
+  size_t budget = resources::ManifestLimits().max_bytes_of_text;  // the control plane's
   for (const auto& path : paths) {
     if (path == "-") {
-      auto m = ReadOne("-", std::cin);
+      auto m = ReadOne("-", std::cin, budget);
       if (!m.ok()) return m.status();
       out.push_back(std::move(*m));
       continue;
@@ -57,7 +69,7 @@ absl::StatusOr<std::vector<v1::Manifest>> ReadManifests(const std::vector<std::s
     for (const auto& f : files) {
       std::ifstream in(f, std::ios::binary);
       if (!in) return absl::InvalidArgumentError(Cat(f.string(), ": cannot open"));
-      auto m = ReadOne(f.string(), in);
+      auto m = ReadOne(f.string(), in, budget);
       if (!m.ok()) return m.status();
       out.push_back(std::move(*m));
     }

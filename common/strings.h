@@ -27,28 +27,13 @@ std::string Join(const Range& items, std::string_view sep) {
   return out;
 }
 
-// `s` as a JSON string literal, quotes included.
-inline std::string JsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+// `s` as a JSON string literal, quotes included. Bytes that are not valid UTF-8 (a
+// garbage file, a hostile header) become U+FFFD, so the output is always valid JSON.
+std::string JsonQuote(std::string_view s);
+
+// `s` when it has at most `max` bytes, else its first `max` bytes and a note of how
+// many more there were ("... (N more bytes)").
+std::string Truncated(std::string_view s, size_t max);
 
 // ASCII lower case.
 inline std::string Lower(std::string_view s) {

@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   // Agents ping every 30 s to notice a control plane that vanished without closing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // An apply carries up to ManifestLimits::max_bytes_of_text of manifests; they are
+  // checked against their limits with a clear error rather than cut off by gRPC.
+  builder.SetMaxReceiveMessageSize(16 << 20);
   builder.RegisterService(&admin);
   builder.RegisterService(&ads);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

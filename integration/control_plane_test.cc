@@ -196,6 +196,21 @@ TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
   auto flag = cp.Meshctl({"get", "ns", "--dry-run"});
   EXPECT_EQ(flag.err, "error: flag --dry-run does not apply to 'get'\n");
 
+  // Endless input is cut at the apply limit, not read forever.
+  auto endless = cp.Meshctl({"apply", "-f", "/dev/zero"});
+  EXPECT_EQ(endless.exit_code, 1);
+  EXPECT_EQ(endless.err, "error: /dev/zero: the manifests are larger than 8388608 bytes; apply them in parts\n");
+  // An alias bomb under 1 KB is refused before anything is built, also as a dry run.
+  const std::string bomb =
+      "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+      "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
+  auto bombed = cp.Meshctl({"apply", "--dry-run", "-f", "-"}, bomb);
+  EXPECT_EQ(bombed.exit_code, 1);
+  EXPECT_EQ(bombed.err,
+            "error: -: document 1: more than 100000 YAML nodes (an alias counts as a copy of what it names)\n");
+
   auto down = harness::Run({"cli/meshctl", "--server", "127.0.0.1:1", "version"});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_EQ(down.err.rfind("error: cannot reach the control plane at 127.0.0.1:1", 0), 0u) << down.err;

@@ -166,7 +166,8 @@ RunResult ReferenceScenario::Apply(const std::string& file) {
 
 int ReferenceScenario::Curl(const std::string& path, std::string* body) {
   const auto& curl = Agent("curl-1");
-  auto r = Run({"/usr/bin/curl", "-s", "--max-time", "10", "-o", body ? "-" : "/dev/null", "-w", "\n%{http_code}",
+  // --path-as-is: the path goes out exactly as given (curl would remove dot segments).
+  auto r = Run({"/usr/bin/curl", "-s", "--path-as-is", "--max-time", "10", "-o", body ? "-" : "/dev/null", "-w", "\n%{http_code}",
                 "-x", "http://127.0.0.1:" + Str(curl.outbound), "http://httpbin.httpbin:14001" + path});
   const size_t nl = r.out.rfind('\n');
   if (body) *body = r.out.substr(0, nl == std::string::npos ? 0 : nl);

@@ -52,6 +52,10 @@ TEST(ReferenceScenario, StepsOneToFourWithRestartsInBetween) {
   ASSERT_EQ(s.Apply("integration/scenario/04-token-verifier-config.yaml").exit_code, 0);
   EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 401; }, kConverge));
   EXPECT_EQ(s.Curl("/headers"), 200);
+  // Every spelling of /get is /get to the verifier, as it is to httpbin.
+  for (const char* path : {"//get", "/%67et", "/./get", "/x/../get", "///get?a=1", "/.//get"}) {
+    EXPECT_EQ(s.Curl(path), 401) << path;
+  }
 
   // The control plane dies and comes back between steps 3 and 4: nothing is lost.
   s.KillControlPlane();
@@ -65,6 +69,8 @@ TEST(ReferenceScenario, StepsOneToFourWithRestartsInBetween) {
   std::string body;
   EXPECT_EQ(s.Curl("/headers", &body), 200);
   EXPECT_NE(body.find("2f1acc6c3a606b082e5eef5e54414ffb"), std::string::npos) << body;  // httpbin saw the token
+  EXPECT_EQ(s.Curl("//get", &body), 200);
+  EXPECT_NE(body.find("\"url\":\"http://httpbin.httpbin:14001/get\""), std::string::npos) << body;  // and /get
 
   // An agent restarts: it rejoins with the same chains and traffic works again.
   ASSERT_EQ(s.RestartAgent("httpbin-1"), "");

@@ -70,6 +70,30 @@ TEST(SnapshotContract, ScenarioSnapshotsBuildInTheAgent) {
   }
 }
 
+// Two Services of the same name in two namespaces: every agent's snapshot still builds,
+// and a bare name means the service of the caller's namespace.
+TEST(SnapshotContract, SameServiceNameInTwoNamespacesBuildsAndResolvesPerNamespace) {
+  translate::MeshState state = ScenarioState();
+  auto docs = resources::ParseManifest("extra", R"(
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: curl}
+spec: {ports: [{port: 14001}], selector: {app: curl}}
+)");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  state.Put(store::Entry{(*docs)[0].key(), (*docs)[0].object->SerializeAsString(), ++state.revision, state.revision});
+  for (const auto& [key, wl] : state.workloads) {
+    SCOPED_TRACE(key.first + "/" + key.second);
+    const auto snap = control_plane::testing::WholeTranslation(state, wl).snapshot;
+    ExpectAccepted(snap);
+    auto view = agent::routing::MeshView::Build(std::make_shared<v1::Snapshot>(snap));
+    ASSERT_TRUE(view.ok());
+    const auto* bare = (*view)->FindService("httpbin:14001", false);
+    ASSERT_NE(bare, nullptr);
+    EXPECT_EQ(bare->config->name(), "httpbin." + key.first);
+  }
+}
+
 TEST(SnapshotContract, OwnServiceIsBothInboundAndADestinationWithItsOwnConfigs) {
   const translate::MeshState state = ScenarioState();
   const auto snap = control_plane::testing::WholeTranslation(state, state.workloads.at({"httpbin", "httpbin-1"})).snapshot;

@@ -1,5 +1,6 @@
 #include "resources/manifest.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include "common/strings.h"
@@ -8,7 +9,9 @@
 namespace meshplug::resources {
 namespace {
 
+// node[key] as text; "" when node is not an object or key is not a scalar there.
 std::string Scalar(const YAML::Node& node, const char* key) {
+  if (!node.IsMap()) return "";
   const YAML::Node value = node[key];
   return value && value.IsScalar() ? value.Scalar() : "";
 }
@@ -22,12 +25,15 @@ std::string DocPrefix(std::string_view source, int index, std::string_view kind,
 
 absl::StatusOr<Document> ParseDocument(std::string_view source, int index, const YAML::Node& node) {
   const std::string kind_name = Scalar(node, "kind");
-  const std::string name = node.IsMap() && node["metadata"].IsMap() ? Scalar(node["metadata"], "name") : "";
+  const std::string name = node.IsMap() ? Scalar(node["metadata"], "name") : "";
   const std::string where = DocPrefix(source, index, kind_name, name);
   auto fail = [&](std::string_view reason) {
     return absl::InvalidArgumentError(Cat(where, ": ", reason));
   };
-  if (!node.IsMap()) return fail("a resource must be an object with apiVersion, kind, metadata");
+  if (!node.IsMap()) {
+    return fail(Cat("a resource must be an object with apiVersion, kind, metadata; got ",
+                    node.IsSequence() ? "a list" : "a bare value"));
+  }
   if (kind_name.empty()) return fail("kind: required");
   const KindInfo* kind = FindKind(kind_name);
   if (kind == nullptr) {
@@ -59,15 +65,96 @@ absl::StatusOr<Document> ParseDocument(std::string_view source, int index, const
 
 }  // namespace
 
+// Walks a parsed document as decoding would (aliases at every use) and stops at the first
+// limit it passes, so the cost of the check is bounded by the limits themselves.
+class ManifestDecoder {
+ public:
+  ManifestDecoder(ManifestBudget& budget, std::string_view source) : budget_(budget), source_(source) {}
+
+  absl::Status Text(size_t bytes) {
+    budget_.text_bytes_ += bytes;
+    if (budget_.text_bytes_ > budget_.limits_.max_bytes_of_text) {
+      return Over(Cat(source_, ": the manifests are larger than ", budget_.limits_.max_bytes_of_text,
+                      " bytes; apply them in parts"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Document(int index, const YAML::Node& node) {
+    const ManifestLimits& l = budget_.limits_;
+    if (++budget_.documents_ > l.max_documents) {
+      return Over(Cat(source_, ": more than ", l.max_documents, " documents in one apply; apply them in parts"));
+    }
+    nodes_ = scalar_bytes_ = 0;
+    const std::string where = Cat(source_, ": document ", index);
+    if (absl::Status st = Walk(node, 1, where); !st.ok()) return st;
+    budget_.nodes_ += nodes_;
+    budget_.scalar_bytes_ += scalar_bytes_;
+    if (budget_.nodes_ > l.max_nodes) {
+      return Over(Cat(where, ": the apply has more than ", l.max_nodes, " YAML nodes in all; apply it in parts"));
+    }
+    if (budget_.scalar_bytes_ > l.max_scalar_bytes) {
+      return Over(Cat(where, ": the apply has more than ", l.max_scalar_bytes,
+                      " bytes of values in all; apply it in parts"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status Over(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+
+  absl::Status Walk(const YAML::Node& node, size_t depth, const std::string& where) {
+    const ManifestLimits& l = budget_.limits_;
+    if (depth > l.max_depth) {
+      return Over(Cat(where, LineOf(node), ": nested deeper than ", l.max_depth, " levels"));
+    }
+    if (++nodes_ > l.max_nodes_per_document) {
+      return Over(Cat(where, ": more than ", l.max_nodes_per_document,
+                      " YAML nodes (an alias counts as a copy of what it names)"));
+    }
+    if (node.IsScalar()) {
+      scalar_bytes_ += node.Scalar().size();
+      if (scalar_bytes_ > l.max_scalar_bytes_per_document) {
+        return Over(Cat(where, ": more than ", l.max_scalar_bytes_per_document,
+                        " bytes of values (an alias counts as a copy of what it names)"));
+      }
+      return absl::OkStatus();
+    }
+    for (const auto& item : node) {
+      // A map yields key/value pairs, a list its elements.
+      if (node.IsMap()) {
+        if (absl::Status st = Walk(item.first, depth + 1, where); !st.ok()) return st;
+        if (absl::Status st = Walk(item.second, depth + 1, where); !st.ok()) return st;
+      } else if (absl::Status st = Walk(item, depth + 1, where); !st.ok()) {
+        return st;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  ManifestBudget& budget_;
+  std::string_view source_;
+  size_t nodes_ = 0, scalar_bytes_ = 0;  // of the current document
+};
+
 std::string Document::Where() const {
   return DocPrefix(source, index, kind->name, Meta(*object).name());
 }
 
-absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source,
-                                                    std::string_view content) {
+absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source, std::string_view content) {
+  ManifestBudget budget;
+  return ParseManifest(source, content, budget);
+}
+
+absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source, std::string_view content,
+                                                    ManifestBudget& budget) {
+  ManifestDecoder bounds(budget, source);
+  if (absl::Status st = bounds.Text(content.size()); !st.ok()) return st;
   std::vector<YAML::Node> nodes;
   try {
     nodes = YAML::LoadAll(std::string(content));
+  } catch (const YAML::DeepRecursion& e) {
+    return absl::InvalidArgumentError(Cat(source, ": line ", e.mark.line + 1, ": nested too deeply"));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(Cat(source, ": line ", e.mark.line + 1,
                                                    ", column ", e.mark.column + 1,
@@ -77,7 +164,13 @@ absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source,
   int index = 0;
   for (const auto& node : nodes) {
     if (node.IsNull()) continue;  // an empty document, e.g. after a trailing "---"
-    auto doc = ParseDocument(source, ++index, node);
+    if (absl::Status st = bounds.Document(++index, node); !st.ok()) return st;
+    absl::StatusOr<Document> doc;
+    try {
+      doc = ParseDocument(source, index, node);
+    } catch (const YAML::Exception& e) {  // a shape the checks above did not foresee
+      return absl::InvalidArgumentError(Cat(source, ": document ", index, ": ", e.what()));
+    }
     if (!doc.ok()) return doc.status();
     docs.push_back(std::move(*doc));
   }

@@ -49,10 +49,14 @@ std::vector<std::string> ConnectionTokens(const http::fields& fields) {
 }
 
 template <bool isRequest>
-void RemoveHopByHop(http::header<isRequest>& header, const std::vector<std::string>& also) {
-  std::vector<std::string> named = ConnectionTokens(header);
-  named.insert(named.end(), also.begin(), also.end());
-  for (const std::string& name : named) header.erase(name);
+void RemoveConnectionOptions(http::header<isRequest>& header) {
+  for (const std::string& name : ConnectionTokens(header)) {
+    if (name != "host") header.erase(name);  // tokens are lower-cased
+  }
+}
+
+template <bool isRequest>
+void RemoveHopByHop(http::header<isRequest>& header) {
   for (http::field f : {http::field::connection, http::field::keep_alive,
                         http::field::proxy_connection, http::field::te, http::field::trailer,
                         http::field::transfer_encoding, http::field::upgrade}) {
@@ -60,8 +64,10 @@ void RemoveHopByHop(http::header<isRequest>& header, const std::vector<std::stri
   }
 }
 
-template void RemoveHopByHop<true>(http::header<true>&, const std::vector<std::string>&);
-template void RemoveHopByHop<false>(http::header<false>&, const std::vector<std::string>&);
+template void RemoveConnectionOptions<true>(http::header<true>&);
+template void RemoveConnectionOptions<false>(http::header<false>&);
+template void RemoveHopByHop<true>(http::header<true>&);
+template void RemoveHopByHop<false>(http::header<false>&);
 
 std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request) {
   if (request.count(http::field::transfer_encoding) == 0) return std::nullopt;
@@ -118,6 +124,7 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   std::optional<std::string> normalized = routing::NormalizeOriginForm(path);
   if (!normalized) return Rejection{400, "request path cannot be normalized"};
   if (!authority.empty()) request.set(http::field::host, authority);
+  if (request.count(http::field::host)) request.set(http::field::host, routing::NormalizeHost(request[http::field::host]));
   request.target(*normalized);
   return std::nullopt;
 }

@@ -21,12 +21,18 @@ struct Rejection {
 // lower-cased.
 std::vector<std::string> ConnectionTokens(const http::fields& fields);
 
-// Removes the hop-by-hop fields (RFC 9110 §7.6.1): Connection and every field any of its
-// fields names, the fields named in `also` (the Connection names of the message as it
-// arrived, before plugins could change it), Keep-Alive, Proxy-Connection, TE, Trailer,
-// Transfer-Encoding, Upgrade. Content-Length is kept; the sender re-frames the body.
+// Removes the fields a message's Connection fields name as meant for this hop only (RFC
+// 9110 §7.6.1), as the message arrives and before any plugin sees it, so a sender cannot
+// name a field a plugin adds later. Host is never removed: an HTTP/1.1 request cannot go
+// on without it, and no sender may name it (it is meant for every recipient).
 template <bool isRequest>
-void RemoveHopByHop(http::header<isRequest>& header, const std::vector<std::string>& also = {});
+void RemoveConnectionOptions(http::header<isRequest>& header);
+
+// Removes the fixed hop-by-hop fields from a message about to be sent: Connection,
+// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Content-Length is
+// kept; the sender re-frames the body.
+template <bool isRequest>
+void RemoveHopByHop(http::header<isRequest>& header);
 
 // Why a request's framing cannot be forwarded (request smuggling defence), or nullopt.
 // Beast already refuses conflicting Content-Lengths. 400: Transfer-Encoding in HTTP/1.0,
@@ -43,10 +49,11 @@ bool ForwardableResponseFraming(const http::response_header<>& response);
 // one Host, or a Host value that is not "host[:port]".
 std::optional<Rejection> CheckHost(const http::request_header<>& request);
 
-// Makes the target the normalized origin form that routing matches and the upstream
-// receives: an absolute-form target ("http://host:port/path?q", explicit proxy use) has
-// its authority moved into Host; the path is normalized (routing::NormalizeOriginForm:
-// "%2e" decoded, dot segments removed). 400 for what cannot be normalized (encoded '/' or
+// Makes the target the normalized origin form that routing matches, plugins see and the
+// upstream receives: an absolute-form target ("http://host:port/path?q", explicit proxy
+// use) has its authority moved into Host; the path is normalized
+// (routing::NormalizeOriginForm: "%2e" decoded, slashes merged, dot segments removed) and
+// so is Host (routing::NormalizeHost: lower case, no trailing dot). 400 for what cannot be normalized (encoded '/' or
 // '\', a raw '\', malformed percent-encodings) and for targets in authority form (CONNECT)
 // or asterisk form ("*"), which the agent does not serve.
 std::optional<Rejection> NormalizeTarget(http::request_header<>& request);

@@ -54,7 +54,8 @@ TEST(HttpMessageTest, RemovesHopByHopAndConnectionNamedFields) {
   auto req = Request({{"Connection", "x-a, keep-alive"}, {"x-a", "1"}, {"Keep-Alive", "5"},
                       {"TE", "trailers"}, {"Upgrade", "h2c"}, {"x-b", "2"},
                       {"Content-Length", "1"}});
-  RemoveHopByHop(req);
+  RemoveConnectionOptions(req);  // as the request arrives
+  RemoveHopByHop(req);           // as it is sent on
   EXPECT_EQ(req.count("x-a"), 0u);
   EXPECT_EQ(req.count(http::field::keep_alive), 0u);
   EXPECT_EQ(req.count(http::field::te), 0u);
@@ -62,6 +63,24 @@ TEST(HttpMessageTest, RemovesHopByHopAndConnectionNamedFields) {
   EXPECT_EQ(req.count(http::field::connection), 0u);
   EXPECT_EQ(req["x-b"], "2");
   EXPECT_EQ(req[http::field::content_length], "1");
+}
+
+TEST(HttpMessageTest, ConnectionNeverRemovesHostNorWhatIsAddedAfterArrival) {
+  auto req = Request({{"Host", "web.shop"}, {"Connection", "close, Host, x-token"}, {"x-token", "client's"}});
+  RemoveConnectionOptions(req);
+  EXPECT_EQ(req[http::field::host], "web.shop");
+  EXPECT_EQ(req.count("x-token"), 0u);
+  req.set("x-token", "set by a plugin");  // what the chain adds stays, whatever Connection said
+  RemoveHopByHop(req);
+  EXPECT_EQ(req["x-token"], "set by a plugin");
+  EXPECT_EQ(req.count(http::field::connection), 0u);
+}
+
+TEST(HttpMessageTest, HostIsNormalized) {
+  auto req = Request({{"Host", "HTTPBIN.Httpbin.:14001"}});
+  req.target("/get");
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req[http::field::host], "httpbin.httpbin:14001");
 }
 
 TEST(HttpMessageTest, AbsoluteFormBecomesOriginForm) {

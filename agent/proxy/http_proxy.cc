@@ -141,9 +141,6 @@ struct Exchange {
   size_t ran = 0;  // chain[0, ran) ran their request steps
   bool keep_alive = true;  // downstream, after this response
   unsigned version = 11;
-  // The fields the downstream request's Connection fields named, taken before any plugin
-  // could change them.
-  std::vector<std::string> hop_by_hop;
   bool response_started = false;  // a response header went downstream
 };
 
@@ -331,7 +328,7 @@ awaitable<bool> HttpSession::ServeOne() {
   x.ctx.resolver = &chains->mesh();
   x.ctx.pool = env_.pool;
   x.version = head.version();
-  x.hop_by_hop = ConnectionTokens(head);
+  RemoveConnectionOptions(x.ctx.request);
   x.keep_alive = KeepAlive(head) && !env_.draining->load();
   request_body_unread_ = !parser.is_done();
 
@@ -594,7 +591,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   bool expect_continue = has_body && x.version >= 11 &&
                          beast::iequals(header[http::field::expect], "100-continue");
   if (expect_continue) header.erase(http::field::expect);
-  RemoveHopByHop(header, x.hop_by_hop);
+  RemoveHopByHop(header);
   Framing framing = Framing::kNone;
   if (has_body) {
     framing = request.content_length() && call.filters->empty() ? Framing::kLength
@@ -763,8 +760,8 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
   bool upstream_keep_alive = KeepAlive(response.get().base());
-  std::vector<std::string> hop_by_hop = ConnectionTokens(response.get().base());
   x.ctx.response = response.get().base();
+  RemoveConnectionOptions(*x.ctx.response);
   if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
     co_return co_await Respond(x, std::move(*replaced), false);
   }
@@ -783,7 +780,7 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
     }
   }
   http::response_header<> header = *x.ctx.response;
-  RemoveHopByHop(header, hop_by_hop);
+  RemoveHopByHop(header);
   SetFraming(header, framing, response.content_length());
   // A request body that stopped short cannot be skipped: close after this response. One
   // still streaming (the pump) is judged when it ends.

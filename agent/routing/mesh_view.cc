@@ -200,7 +200,7 @@ absl::Status MeshView::Index() {
       }
     }
     for (const std::string& host : s.hosts()) {
-      auto [h, fresh] = hosts_[s.inbound()].emplace(Lower(host), &it->second);
+      auto [h, fresh] = hosts_[s.inbound()].emplace(NormalizeHost(host), &it->second);
       if (!fresh) {
         return absl::InvalidArgumentError(Cat("host \"", host, "\" selects both ",
                                                        h->second->config->name(), " and ",
@@ -213,7 +213,19 @@ absl::Status MeshView::Index() {
 
 const ServiceView* MeshView::FindService(std::string_view host, bool inbound) const {
   const auto& hosts = hosts_[inbound];
-  auto it = hosts.find(Lower(host));
+  const std::string normalized = NormalizeHost(host);
+  auto it = hosts.find(normalized);
+  if (it == hosts.end()) {
+    // A bare service name is one of this workload's namespace (a DNS search domain).
+    const size_t colon = normalized.rfind(':');
+    const std::string_view name = std::string_view(normalized).substr(0, colon);
+    const std::string& ns = snapshot_->settings().workload().namespace_();
+    if (!ns.empty() && !name.empty() && name.find_first_of(".[") == std::string_view::npos) {
+      std::string qualified = Cat(name, ".", ns);
+      if (colon != std::string::npos) qualified += normalized.substr(colon);
+      it = hosts.find(qualified);
+    }
+  }
   if (it == hosts.end()) it = hosts.find("*");
   return it == hosts.end() ? nullptr : it->second;
 }

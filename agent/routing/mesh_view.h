@@ -76,7 +76,8 @@ class MeshView final : public plugins::ServiceResolver {
 
   const v1::Snapshot& snapshot() const { return *snapshot_; }
 
-  // The service selected by a Host header among inbound or outbound services.
+  // The service selected by a Host header among inbound or outbound services. A bare name
+  // ("httpbin", "httpbin:14001") means that service in this workload's own namespace.
   const ServiceView* FindService(std::string_view host, bool inbound) const;
   // The service and first matching route of a request. The path is matched normalized
   // (NormalizeOriginForm); a target that cannot be normalized matches no route.

@@ -118,10 +118,46 @@ TEST(UriTest, NormalizesOriginFormTargets) {
   EXPECT_EQ(norm("/%7Euser/%41%3a%3A?q=/../"), "/~user/A%3A%3A?q=/../");
   EXPECT_EQ(norm("/file.txt"), "/file.txt");
   EXPECT_EQ(norm("/a..b/c"), "/a..b/c");
+  // Empty segments are merged, wherever they come from, so "//get" is "/get" for routing,
+  // plugins and the upstream alike.
+  EXPECT_EQ(norm("//get"), "/get");
+  EXPECT_EQ(norm("/a//b///c?x=//y"), "/a/b/c?x=//y");
+  EXPECT_EQ(norm("/.//get"), "/get");
+  EXPECT_EQ(norm("//..//get"), "/get");
+  EXPECT_EQ(norm("/%2e//get"), "/get");
   for (std::string_view bad : {"", "*", "a/b", "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", "/a%00",
                                "/a%", "/a%4", "/a%g0", "/a#frag"}) {
     EXPECT_FALSE(NormalizeOriginForm(bad)) << bad;
   }
+}
+
+TEST(UriTest, NormalizesHosts) {
+  EXPECT_EQ(NormalizeHost("Web.Shop"), "web.shop");
+  EXPECT_EQ(NormalizeHost("web.shop.:8080"), "web.shop:8080");
+  EXPECT_EQ(NormalizeHost("web.shop."), "web.shop");
+  EXPECT_EQ(NormalizeHost("[::1]:80"), "[::1]:80");
+  EXPECT_EQ(NormalizeHost("[FE80::1]"), "[fe80::1]");
+}
+
+TEST(MeshViewTest, ABareNameIsAServiceOfTheWorkloadsOwnNamespace) {
+  v1::Snapshot s;
+  s.mutable_settings()->mutable_workload()->set_namespace_("shop");
+  for (const char* ns : {"shop", "other"}) {
+    s.add_clusters()->set_name(std::string("web.") + ns);
+    v1::Service* svc = s.add_services();
+    svc->set_name(std::string("web.") + ns);
+    svc->add_hosts(std::string("web.") + ns);
+    svc->add_hosts(std::string("web.") + ns + ":80");
+    v1::HttpRoute* r = svc->add_routes();
+    r->set_name("all");
+    r->add_clusters()->set_cluster(std::string("web.") + ns);
+  }
+  auto view = MeshView::Build(std::make_shared<v1::Snapshot>(s));
+  ASSERT_TRUE(view.ok()) << view.status() << " (two Services named web in two namespaces must not collide)";
+  EXPECT_EQ((*view)->FindService("web", false)->config->name(), "web.shop");
+  EXPECT_EQ((*view)->FindService("WEB:80", false)->config->name(), "web.shop");
+  EXPECT_EQ((*view)->FindService("web.other.", false)->config->name(), "web.other");
+  EXPECT_EQ((*view)->FindService("web:81", false), nullptr);
 }
 
 TEST(MeshViewTest, RoutesTheNormalizedPath) {

@@ -1,5 +1,7 @@
 #include "agent/routing/uri.h"
 
+#include "common/strings.h"
+
 namespace meshplug::agent::routing {
 namespace {
 
@@ -50,7 +52,28 @@ std::string RemoveDotSegments(std::string_view in) {
   return out;
 }
 
+// "/a//b///c" → "/a/b/c": empty segments name nothing and servers disagree on them.
+std::string MergeSlashes(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (char c : in) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string NormalizeHost(std::string_view host) {
+  std::string out = Lower(host);
+  // The port, if any, follows the last ':' outside an IPv6 literal's brackets.
+  size_t colon = out.rfind(':');
+  if (colon != std::string::npos && out.find(']', colon) != std::string::npos) colon = std::string::npos;
+  size_t name_end = colon == std::string::npos ? out.size() : colon;
+  if (name_end > 1 && out[name_end - 1] == '.') out.erase(name_end - 1, 1);  // "web.shop." is "web.shop"
+  return out;
+}
 
 std::optional<std::string> NormalizeOriginForm(std::string_view target) {
   size_t question = target.find('?');
@@ -59,8 +82,11 @@ std::optional<std::string> NormalizeOriginForm(std::string_view target) {
       question == std::string_view::npos ? std::string_view() : target.substr(question);
   if (path.empty() || path.front() != '/') return std::nullopt;
   if (target.find('#') != std::string_view::npos) return std::nullopt;
-  // Nothing to decode and no dot segment possible: already normalized (the common case).
-  if (path.find_first_of("%.\\") == std::string_view::npos) return std::string(target);
+  // Nothing to decode, no dot segment and no empty one possible: already normalized (the
+  // common case).
+  if (path.find_first_of("%.\\") == std::string_view::npos && path.find("//") == std::string_view::npos) {
+    return std::string(target);
+  }
 
   std::string decoded;
   decoded.reserve(path.size());
@@ -87,7 +113,7 @@ std::optional<std::string> NormalizeOriginForm(std::string_view target) {
     }
     i += 2;
   }
-  std::string out = RemoveDotSegments(decoded);
+  std::string out = RemoveDotSegments(MergeSlashes(decoded));
   out.append(query);
   return out;
 }

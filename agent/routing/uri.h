@@ -11,10 +11,14 @@ namespace meshplug::agent::routing {
 
 // An origin-form target ("/path?query") with its path normalized as RFC 3986 §6.2.2 says:
 // percent-encoded unreserved characters decoded ("%2e" → "."), other percent-encodings
-// upper-cased, then dot segments removed (§5.2.4: "/a/./b/../c" → "/a/c"). The query is
-// kept as it is. nullopt when the target cannot be normalized safely: it does not start
+// upper-cased, repeated slashes merged ("//get" → "/get", as Envoy's merge_slashes), then
+// dot segments removed (§5.2.4: "/a/./b/../c" → "/a/c"). The query is kept as it is. nullopt when the target cannot be normalized safely: it does not start
 // with '/', has a malformed percent-encoding, an encoded '/' or '\' (%2F, %5C) or NUL
 // (%00), a raw '\', or a '#'.
 std::optional<std::string> NormalizeOriginForm(std::string_view target);
+
+// A Host value ("Web.Shop.:8080") as routing compares it: lower case, without the trailing
+// dot of a fully qualified name ("web.shop:8080"); the port is kept.
+std::string NormalizeHost(std::string_view host);
 
 }  // namespace meshplug::agent::routing

@@ -40,8 +40,9 @@ v1::ObjectResult Result(const Key& key, const std::string& action, int64_t rv) {
 absl::StatusOr<std::vector<Document>> ResourceApi::ParseAll(
     const google::protobuf::RepeatedPtrField<v1::Manifest>& manifests) const {
   std::vector<Document> docs;
+  resources::ManifestBudget budget;  // for the whole apply, across its manifests
   for (const auto& m : manifests) {
-    auto parsed = resources::ParseManifest(m.source().empty() ? "-" : m.source(), m.content());
+    auto parsed = resources::ParseManifest(m.source().empty() ? "-" : m.source(), m.content(), budget);
     if (!parsed.ok()) return parsed.status();
     for (auto& d : *parsed) docs.push_back(std::move(d));
   }

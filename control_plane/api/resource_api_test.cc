@@ -114,6 +114,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"NamespaceOnClusterKind",
                 "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: p1, namespace: curl}\nspec:\n" + kScript,
                 "metadata.namespace: must be empty: Plugin is cluster-scoped"},
+        BadCase{"ServiceNameWithADot",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin.httpbin, namespace: curl}\n"
+                "spec: {ports: [{port: 80}]}\n",
+                "metadata.name: \"httpbin.httpbin\" is not a Service name"},
+        BadCase{"BareScalarDocument", "just a string\n",
+                "document 1: a resource must be an object with apiVersion, kind, metadata; got a bare value"},
+        BadCase{"AliasBomb",
+                "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+                "document 1: more than 100000 YAML nodes (an alias counts as a copy of what it names)"},
+        BadCase{"DeepNesting", std::string(100, '[') + std::string(100, ']') + "\n",
+                "nested deeper than 64 levels"},
         BadCase{"MissingNamespace",
                 "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
                 "metadata.namespace: required: Service is namespaced"},

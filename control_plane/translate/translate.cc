@@ -41,8 +41,9 @@ std::string ServiceName(const ObjectKey& key) { return Cat(key.second, ".", key.
 std::vector<std::string> Hosts(const ObjectKey& key, const mesh::v1::ServiceSpec& spec) {
   const std::string& name = key.second;
   const std::string& ns = key.first;
-  const std::string forms[] = {name, Cat(name, ".", ns), Cat(name, ".", ns, ".svc"),
-                               Cat(name, ".", ns, ".svc.cluster.local")};
+  // Qualified forms only: destinations are shared by every agent, and a bare name means the
+  // service of the caller's own namespace, which the agent resolves (MeshView::FindService).
+  const std::string forms[] = {Cat(name, ".", ns), Cat(name, ".", ns, ".svc"), Cat(name, ".", ns, ".svc.cluster.local")};
   std::vector<std::string> hosts;
   for (const auto& f : forms) {
     hosts.push_back(f);

@@ -96,7 +96,21 @@ void CheckSelector(const std::string& field, const mv1::LabelSelector& sel, Chec
   }
 }
 
+// RFC 1035 label, as Kubernetes requires of Service names: a Service's name becomes the
+// first label of its hosts ("<name>.<namespace>"), so a dot in it would make one Service's
+// host another's.
+bool IsDnsLabel(const std::string& s) {
+  if (s.empty() || s.size() > 63 || !(s.front() >= 'a' && s.front() <= 'z')) return false;
+  if (s.back() == '-') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
 void CheckService(const mv1::Service& svc, Checker& c) {
+  if (!IsDnsLabel(svc.metadata().name())) {
+    c.Fail("metadata.name", Cat("\"", svc.metadata().name(),
+                                "\" is not a Service name: lower-case letters, digits and '-', starting with a "
+                                "letter, at most 63 (it is the first label of the service's host names)"));
+  }
   if (svc.spec().ports().empty()) c.Fail("spec.ports", "at least one port is required");
   std::set<int64_t> seen;
   for (int i = 0; i < svc.spec().ports_size(); ++i) {

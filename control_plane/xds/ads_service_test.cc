@@ -220,6 +220,16 @@ TEST_F(AdsTest, SotwInitialResponseAckUpdateAndNackKeepsTheOldVersion) {
   }
   EXPECT_TRUE(found);
 
+  // A NACK's text is kept bounded however long the agent made it.
+  auto big = SotwReq(kChainSet, r1.version_info(), r2.nonce());
+  big.mutable_error_detail()->set_code(3);
+  big.mutable_error_detail()->set_message(std::string(1 << 20, 'e'));
+  c->Send(big);
+  ASSERT_TRUE(Eventually([&] { return Status("curl/curl-1", kChainSet)->nack_message().size() > 100; }));
+  EXPECT_EQ(Status("curl/curl-1", kChainSet)->nack_message(),
+            std::string(AgentRegistry::kMaxNackBytes, 'e') + "... (" +
+                std::to_string((1 << 20) - AgentRegistry::kMaxNackBytes) + " more bytes)");
+
   // The next response is for the next change, not a resend of the rejected version.
   Delete("Plugin", "", "audit");
   auto r3 = c->Read();

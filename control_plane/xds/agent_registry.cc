@@ -52,7 +52,8 @@ void AgentRegistry::Acked(const std::string& agent, const std::string& type_url,
   t.clear_nack_time();
 }
 
-void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url, const std::string& message) {
+void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url, std::string_view error) {
+  const std::string message = Truncated(error, kMaxNackBytes);
   std::lock_guard lock(mu_);
   auto& e = At(agent);
   auto& t = e.types[type_url];

@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meshplug/v1/admin.pb.h"
@@ -13,13 +14,16 @@ namespace meshplug::control_plane::xds {
 
 class AgentRegistry {
  public:
+  static constexpr size_t kMaxNackBytes = 1024;
+
   // Returns a stream id; an agent may reconnect before its old stream is reaped.
   uint64_t Connected(const std::string& agent, const std::string& protocol, const std::string& peer);
   // True when it was the agent's last stream.
   bool Disconnected(const std::string& agent, uint64_t stream);
   void Sent(const std::string& agent, const std::string& type_url, const std::string& version);
   void Acked(const std::string& agent, const std::string& type_url, const std::string& version);
-  void Nacked(const std::string& agent, const std::string& type_url, const std::string& message);
+  // Keeps at most kMaxNackBytes of the agent's error text.
+  void Nacked(const std::string& agent, const std::string& type_url, std::string_view error);
   void SetSnapshotVersion(const std::string& agent, const std::string& version);
   void Forget(const std::string& agent);
 

@@ -37,7 +37,7 @@ Result Failure(error_code ec, std::string what, const Request& request, bool sta
                        : what + " " + Describe(request.target) + ": " + ec.message();
   if (stale) {
     result.message += " (on a reused keep-alive connection; not resent: " +
-                      std::string(http::to_string(request.method)) + " is not idempotent)";
+                      request.method + " is not idempotent)";
   }
   return result;
 }
@@ -90,7 +90,7 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
   const auto deadline = Clock::now() + request.timeout;
   http::request<http::string_body> message(http::request_header<>(std::move(request.headers)),
                                            std::move(request.body));
-  message.method(request.method);
+  message.method_string(request.method);
   message.target(request.path);
   message.version(11);
   if (message.find(http::field::host) == message.end()) {
@@ -134,7 +134,7 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
       do {
         parser.emplace();
         parser->body_limit(request.max_response_body);
-        if (request.method == http::verb::head) parser->skip(true);  // a length but no body
+        if (request.method == "HEAD") parser->skip(true);  // a length but no body
         co_await http::async_read_header(stream, buffer, *parser,
                                          asio::redirect_error(asio::use_awaitable, ec));
       } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
@@ -150,7 +150,7 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
       // is sent again.
       const bool stale = reused && ec != beast::error::timeout && !parser->got_some() &&
                          buffer.size() == 0;
-      if (stale && net::Idempotent(request.method)) continue;
+      if (stale && net::Idempotent(http::string_to_verb(request.method))) continue;
       co_return Failure(ec, step, request, stale);
     }
 

@@ -34,7 +34,7 @@ std::string Describe(const HostPort& target);
 
 struct Request {
   HostPort target;
-  http::verb method = http::verb::get;
+  std::string method = "GET";  // a token, sent as given (methods are case-sensitive)
   std::string path = "/";
   http::fields headers;  // Content-Length and Connection are set by the client; Host too, unless given
   std::string body;

@@ -56,7 +56,7 @@ TEST(Fetch, SendsRequestAndReadsResponse) {
     co_return reply;
   });
   Request request = To(server.address());
-  request.method = http::verb::post;
+  request.method = "POST";
   request.path = "/check?x=1";
   request.headers.set("x-token", "abc");
   request.body = "payload";
@@ -147,7 +147,7 @@ LoopbackServer::Handler CountingHandler(std::shared_ptr<int> answered) {
 struct Pooled : ::testing::Test {
   std::optional<Result> Call(const std::string& address, http::verb method = http::verb::get) {
     Request request = To(address);
-    request.method = method;
+    request.method = std::string(http::to_string(method));
     return RunFor(io, Fetch(request, &pool));
   }
 

@@ -529,8 +529,13 @@ int HttpCall(lua_State* L) {
     luaL_error(L, "http_call: host must be \"host:port\", got '%s'", host.data());
   }
   const std::string_view method = OptionString(L, "method", "GET");
-  request.method = http::string_to_verb(method);
-  if (request.method == http::verb::unknown) luaL_error(L, "http_call: unknown method '%s'", method.data());
+  if (!IsToken(method)) {
+    // Like a failed call, not a script error: the method often comes from the request.
+    lua_pushnil(L);
+    lua_pushstring(L, "http_call: the method is not an HTTP token");
+    return 2;
+  }
+  request.method.assign(method.data(), method.size());
   const std::string_view path = OptionString(L, "path", "/");
   if (!IsTarget(path)) luaL_error(L, "http_call: invalid path");
   request.path.assign(path.data(), path.size());

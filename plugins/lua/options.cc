@@ -3,10 +3,11 @@
 #include "common/log.h"
 
 namespace meshplug::plugins::lua {
-// The process's JSON log, with the plugin's name as a field.
+// The process's JSON log, with the plugin's name as a field; a plugin's lines share one
+// repeat limit, whatever their text.
 LogSink StderrJsonLog() {
   return [](LogLevel level, std::string_view plugin, std::string_view message) {
-    log::Write(level, message, {{"plugin", plugin}});
+    log::Write(level, message, {{"plugin", plugin}}, std::string("plugin ") + std::string(plugin));
   };
 }
 
