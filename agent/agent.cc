@@ -133,11 +133,13 @@ absl::Status Agent::Start() {
   return absl::OkStatus();
 }
 
-absl::Status Agent::Apply(v1::Snapshot snapshot) {
+absl::StatusOr<std::vector<std::string>> Agent::Apply(v1::Snapshot snapshot) {
   std::lock_guard lock(apply_mu_);
   if (applies_closed_) return absl::UnavailableError("the agent is stopping");
-  absl::StatusOr<std::shared_ptr<const chains::ChainSet>> next = builder_.Build(std::move(snapshot));
-  if (!next.ok()) return next.status();
+  const std::shared_ptr<const chains::ChainSet> running = chains_.Get();
+  absl::StatusOr<chains::BuiltChainSet> built = builder_.Build(std::move(snapshot), running.get());
+  if (!built.ok()) return built.status();
+  const std::shared_ptr<const chains::ChainSet>& next = built->chains;
   // Listeners are control-thread state; before Start() there is no control thread yet.
   auto on_control = [this](auto task) {
     if (!control_thread_.joinable()) return task();
@@ -146,14 +148,18 @@ absl::Status Agent::Apply(v1::Snapshot snapshot) {
     asio::post(control_, [&packaged] { packaged(); });
     return done.get();
   };
-  const routing::MeshView& mesh = (*next)->mesh();
+  const routing::MeshView& mesh = next->mesh();
   if (absl::Status s = on_control([&] { return OpenTcpListeners(mesh); }); !s.ok()) return s;
-  chains_.Swap(*next);
+  chains_.Swap(next);
   swaps_.fetch_add(1);
-  return on_control([&] {
-    CloseUnusedTcpListeners(mesh);
-    return absl::OkStatus();
-  });
+  if (absl::Status s = on_control([&] {
+        CloseUnusedTcpListeners(mesh);
+        return absl::OkStatus();
+      });
+      !s.ok()) {
+    return s;
+  }
+  return std::move(built->isolated);
 }
 
 absl::Status Agent::OpenTcpListeners(const routing::MeshView& mesh) {

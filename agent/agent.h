@@ -50,9 +50,11 @@ class Agent final : public admin::AdminTarget {
   absl::Status Start();
 
   // Builds a chain set from `snapshot` and swaps it in; on error the old set keeps
-  // running and the error says what failed. Opens and closes the snapshot's TCP listeners.
-  // Thread-safe (one at a time); fails once the agent is stopping.
-  absl::Status Apply(v1::Snapshot snapshot);
+  // running and the error says what failed. A script plugin that does not load fails only
+  // itself (chains::BuiltChainSet::isolated): the set is swapped in and the returned lines
+  // say what was isolated. Opens and closes the snapshot's TCP listeners. Thread-safe (one
+  // at a time); fails once the agent is stopping.
+  absl::StatusOr<std::vector<std::string>> Apply(v1::Snapshot snapshot);
 
   // Stops accepting, lets in-flight requests finish within the drain timeout, then stops
   // every thread. Safe to call from any thread but a worker's, and more than once.

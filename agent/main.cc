@@ -43,6 +43,12 @@ ABSL_FLAG(absl::Duration, upstream_idle_timeout, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "on SIGTERM or /quitquitquit, in-flight requests get this long to finish");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(uint64_t, lua_memory_total_bytes, 512ull << 20,
+          "memory of all Lua plugin states together (each also has --lua_memory_per_state_bytes); 0: no total cap");
+ABSL_FLAG(uint64_t, lua_memory_per_state_bytes, 16ull << 20, "memory of one Lua state (one plugin version on one worker)");
+ABSL_FLAG(uint64_t, lua_instructions_per_call, 1'000'000,
+          "Lua VM instructions (and library work charged as instructions) per plugin phase call");
+ABSL_FLAG(absl::Duration, lua_time_per_call, absl::Milliseconds(100), "Lua running time per plugin phase call");
 
 // Identity and control plane (flags override the bootstrap file's values).
 ABSL_FLAG(std::string, bootstrap, "", "bootstrap YAML file: node identity, xds address and protocol, snapshot_cache");
@@ -99,6 +105,14 @@ meshplug::agent::AgentOptions OptionsFromFlags() {
   o.limits.upstream_idle_timeout = Ms(absl::GetFlag(FLAGS_upstream_idle_timeout));
   o.drain_timeout = Ms(absl::GetFlag(FLAGS_drain_timeout));
   return o;
+}
+
+meshplug::plugins::lua::LuaLimits LuaLimitsFromFlags() {
+  meshplug::plugins::lua::LuaLimits l;
+  l.memory_bytes = absl::GetFlag(FLAGS_lua_memory_per_state_bytes);
+  l.instructions_per_call = absl::GetFlag(FLAGS_lua_instructions_per_call);
+  l.time_per_call = Ms(absl::GetFlag(FLAGS_lua_time_per_call));
+  return l;
 }
 
 // SIGTERM/SIGINT: drain, then exit.
@@ -217,7 +231,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime();
+  std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime(LuaLimitsFromFlags(), absl::GetFlag(FLAGS_lua_memory_total_bytes));
   meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
   // Access log lines (the logging module, when MeshConfig's observability.accessLog is on)
   // go to stdout, one JSON object per line.
@@ -230,7 +244,7 @@ int main(int argc, char** argv) {
   });
   if (const std::string& path = snapshot_file; !path.empty()) {
     auto snapshot = meshplug::agent::ReadSnapshotFile(path);
-    absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)) : snapshot.status();
+    absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)).status() : snapshot.status();
     if (!applied.ok()) {
       std::fprintf(stderr, "agent: %s\n", applied.ToString().c_str());
       return 1;

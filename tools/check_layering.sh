@@ -13,7 +13,7 @@ probes=(
   "plugins/lua //plugins/builtin"                 # Lua plugins do not reach into built-ins
   "cli //control_plane/validation"                # meshctl does not link Lua or the control plane
   "common //resources:kinds"                      # common is the bottom layer
-  "resources //plugins/lua:syntax_check"
+  "resources //plugins/lua:script_check"
 )
 
 failed=0

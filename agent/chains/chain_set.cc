@@ -25,10 +25,49 @@ ChainSetBuilder::ChainSetBuilder(const BuiltinFactory& builtins, const ScriptFac
                                  plugins::builtin::BuiltinState& state, proxy::Limits defaults)
     : builtins_(builtins), scripts_(scripts), state_(state), defaults_(defaults) {}
 
+namespace {
+
+// Where a script plugin that did not load (and has no previous version) stands: every
+// request of its chain is answered 503, every connection closed, so what the plugin
+// guards is not let through unguarded.
+class UnavailablePlugin final : public plugins::HttpPlugin, public plugins::TcpPlugin {
+ public:
+  explicit UnavailablePlugin(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+  plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext&) override {
+    co_return plugins::Verdict::Respond(503, Cat("plugin ", name_, " is not available\n"));
+  }
+  plugins::awaitable<plugins::Verdict> OnConnect(plugins::TcpContext&) override {
+    co_return plugins::Verdict::Respond(0);
+  }
+
+ private:
+  std::string name_;
+};
+
+// The instance of module `name` in `previous`'s chain, if it has one.
 template <typename Plugin>
-absl::Status ChainSetBuilder::BuildChain(
-    const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules, const ChainInfo& chain,
-    const plugins::builtin::BuiltinEnv& env, std::vector<ChainEntry<Plugin>>& out) const {
+std::shared_ptr<Plugin> PreviousInstance(const ChainSet* previous, const ChainInfo& chain, const std::string& name) {
+  if (previous == nullptr) return nullptr;
+  if constexpr (std::is_same_v<Plugin, plugins::HttpPlugin>) {
+    for (const auto& entry : previous->http(chain.inbound)) {
+      if (entry.name == name) return entry.plugin;
+    }
+  } else {
+    for (const auto& entry : previous->tcp(chain.inbound)) {
+      if (entry.name == name) return entry.plugin;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+template <typename Plugin>
+absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules,
+                                         const ChainInfo& chain, const plugins::builtin::BuiltinEnv& env,
+                                         const ChainSet* previous, std::vector<ChainEntry<Plugin>>& out,
+                                         std::vector<std::string>& isolated) const {
   constexpr bool kHttp = std::is_same_v<Plugin, plugins::HttpPlugin>;
   for (const v1::ChainModule& module : modules) {
     std::string where = Cat("chain ", chain.name, " module \"", module.name(), "\"");
@@ -59,6 +98,14 @@ absl::Status ChainSetBuilder::BuildChain(
         } else {
           plugin = scripts_->MakeTcp(*script, env.inbound);
         }
+        if (!plugin.ok()) {
+          std::shared_ptr<Plugin> stand_in = PreviousInstance<Plugin>(previous, chain, module.name());
+          isolated.push_back(Cat(where, " (", module.script(), ") did not load: ", std::string(plugin.status().message()),
+                                 stand_in ? "; its previous version keeps running"
+                                          : "; the chain refuses requests until it loads"));
+          if (!stand_in) stand_in = std::make_shared<UnavailablePlugin>(module.name());
+          plugin = std::move(stand_in);
+        }
         break;
       }
       case v1::ChainModule::SOURCE_NOT_SET:
@@ -73,8 +120,7 @@ absl::Status ChainSetBuilder::BuildChain(
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const ChainSet>> ChainSetBuilder::Build(
-    v1::Snapshot snapshot) const {
+absl::StatusOr<BuiltChainSet> ChainSetBuilder::Build(v1::Snapshot snapshot, const ChainSet* previous) const {
   auto shared = std::make_shared<const v1::Snapshot>(std::move(snapshot));
   absl::StatusOr<std::shared_ptr<const routing::MeshView>> mesh = routing::MeshView::Build(shared);
   if (!mesh.ok()) return mesh.status();
@@ -82,14 +128,16 @@ absl::StatusOr<std::shared_ptr<const ChainSet>> ChainSetBuilder::Build(
   parts.mesh = *mesh;
   parts.limits = Resolve(defaults_, shared->settings().limits());
   const v1::ChainSet& chains = shared->chains();
+  BuiltChainSet built;
   for (const ChainInfo& chain : Chains()) {
     const plugins::builtin::BuiltinEnv env{*mesh, chain.inbound, &state_};
     const auto& modules = ModulesOf(chains, chain);
-    absl::Status s = chain.http ? BuildChain(modules, chain, env, parts.http[chain.inbound])
-                                : BuildChain(modules, chain, env, parts.tcp[chain.inbound]);
+    absl::Status s = chain.http ? BuildChain(modules, chain, env, previous, parts.http[chain.inbound], built.isolated)
+                                : BuildChain(modules, chain, env, previous, parts.tcp[chain.inbound], built.isolated);
     if (!s.ok()) return s;
   }
-  return std::make_shared<const ChainSet>(std::move(parts));
+  built.chains = std::make_shared<const ChainSet>(std::move(parts));
+  return built;
 }
 
 }  // namespace meshplug::agent::chains

@@ -63,6 +63,15 @@ class ChainSet {
   static std::atomic<int64_t> live_;
 };
 
+// A new chain set, and what in it could not be built as the snapshot asked.
+struct BuiltChainSet {
+  std::shared_ptr<const ChainSet> chains;
+  // One line per script plugin that did not load and was isolated: its previous version
+  // runs in its place, or, with none, a stand-in that refuses the chain's requests (503)
+  // and connections — a plugin that does not load is never silently skipped.
+  std::vector<std::string> isolated;
+};
+
 // Builds chain sets from snapshots with the given plugin factories.
 class ChainSetBuilder {
  public:
@@ -70,14 +79,17 @@ class ChainSetBuilder {
   ChainSetBuilder(const BuiltinFactory& builtins, const ScriptFactory* scripts,
                   plugins::builtin::BuiltinState& state, proxy::Limits defaults);
 
-  // A complete new set, or the first error (naming the chain and module).
-  absl::StatusOr<std::shared_ptr<const ChainSet>> Build(v1::Snapshot snapshot) const;
+  // A complete new set, or the first error that makes one impossible (naming the chain and
+  // module). A script that does not load fails only its own module (BuiltChainSet::isolated);
+  // `previous` (the set running now, may be null) lends that module's last working instance.
+  absl::StatusOr<BuiltChainSet> Build(v1::Snapshot snapshot, const ChainSet* previous) const;
 
  private:
   template <typename Plugin>
   absl::Status BuildChain(const google::protobuf::RepeatedPtrField<v1::ChainModule>& modules,
                           const ChainInfo& chain, const plugins::builtin::BuiltinEnv& env,
-                          std::vector<ChainEntry<Plugin>>& out) const;
+                          const ChainSet* previous, std::vector<ChainEntry<Plugin>>& out,
+                          std::vector<std::string>& isolated) const;
 
   const BuiltinFactory& builtins_;
   const ScriptFactory* scripts_;

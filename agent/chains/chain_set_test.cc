@@ -73,30 +73,30 @@ TEST(ChainSetTest, FailedBuildKeepsTheRunningSetAndNamesTheProblem) {
   v1::Snapshot bad = good;
   bad.set_version("v2");
   bad.mutable_services(0)->mutable_routes(0)->mutable_clusters(0)->set_cluster("nope");
-  absl::Status s = agent.Apply(bad);
+  absl::Status s = agent.Apply(bad).status();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("unknown cluster \"nope\""), std::string::npos) << s;
 
   bad = good;
   bad.mutable_chains()->mutable_outbound_http(0)->set_name("no-such-module");
-  s = agent.Apply(bad);
+  s = agent.Apply(bad).status();
   EXPECT_NE(s.message().find("chain outbound-http module \"no-such-module\""), std::string::npos)
       << s;
 
   bad = good;
   bad.mutable_chains()->mutable_outbound_http(0)->set_script("token-injector@abc");
-  s = agent.Apply(bad);
+  s = agent.Apply(bad).status();
   EXPECT_NE(s.message().find("no PluginScript \"token-injector@abc\""), std::string::npos) << s;
   v1::PluginScript* script = bad.add_scripts();
   script->set_name("token-injector@abc");
   script->set_plugin("token-injector");
-  s = agent.Apply(bad);
+  s = agent.Apply(bad).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("no Lua runtime"), std::string::npos) << s;
 
   bad = good;
   bad.mutable_services(0)->mutable_routes(0)->mutable_match()->set_regex("([");
-  s = agent.Apply(bad);
+  s = agent.Apply(bad).status();
   EXPECT_NE(s.message().find("bad regex"), std::string::npos) << s;
 
   EXPECT_EQ(agent.chains().Get()->version(), "v1");
@@ -158,6 +158,107 @@ TEST(ChainSetTest, SwapsUnderLoad) {
   auto r = c.Get("web.shop", "/");
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["x-response-version"], "v1000");
+}
+
+// Scripts whose source is "fail" do not load; the others stamp their script name on the
+// response ("x-script").
+class StampingScripts : public ScriptFactory {
+ public:
+  absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(const v1::PluginScript& script,
+                                                                bool) const override {
+    if (script.source() == "fail") return absl::InvalidArgumentError("top level: boom");
+    return std::make_shared<ScriptStamp>(script.plugin(), script.name());
+  }
+  absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(const v1::PluginScript&, bool) const override {
+    return absl::UnimplementedError("no TCP");
+  }
+
+ private:
+  class ScriptStamp : public plugins::HttpPlugin {
+   public:
+    ScriptStamp(std::string name, std::string script) : name_(std::move(name)), script_(std::move(script)) {}
+    const std::string& name() const override { return name_; }
+    plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext&) override {
+      co_return plugins::Verdict::Continue();
+    }
+    plugins::awaitable<plugins::Verdict> OnResponseHeaders(plugins::HttpContext& ctx) override {
+      ctx.response->set("x-script", script_);
+      co_return plugins::Verdict::Continue();
+    }
+
+   private:
+    std::string name_, script_;
+  };
+};
+
+// A snapshot that mounts plugin "stamp" (script `script`, source `source`) first outbound.
+v1::Snapshot WithScript(const std::string& version, uint16_t upstream, const std::string& script,
+                        const std::string& source) {
+  v1::Snapshot s = BaseSnapshot(version);
+  AddService(s, "web.shop", {upstream});
+  v1::PluginScript* ps = s.add_scripts();
+  ps->set_name(script);
+  ps->set_plugin("stamp");
+  ps->set_source(source);
+  auto* chain = s.mutable_chains()->mutable_outbound_http();
+  v1::ChainModule* m = chain->Add();
+  m->set_name("stamp");
+  m->set_priority(200);
+  m->set_script(script);
+  std::rotate(chain->begin(), chain->end() - 1, chain->end());
+  return s;
+}
+
+// A script that does not load fails only itself: its previous version keeps running, and
+// later updates still apply.
+TEST(ChainSetTest, AScriptThatDoesNotLoadKeepsItsPreviousVersion) {
+  TestUpstream upstream("u");
+  StampingScripts scripts;
+  Agent agent(LocalAgentOptions(1), nullptr, &scripts);
+  ASSERT_TRUE(agent.Apply(WithScript("v1", upstream.port(), "stamp@1", "ok")).ok());
+  ASSERT_TRUE(agent.Start().ok());
+  Client c(agent.outbound_port());
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@1");
+
+  auto isolated = agent.Apply(WithScript("v2", upstream.port(), "stamp@2", "fail"));
+  ASSERT_TRUE(isolated.ok()) << isolated.status();
+  ASSERT_EQ(isolated->size(), 1u);
+  EXPECT_EQ((*isolated)[0],
+            "chain outbound-http module \"stamp\" (stamp@2) did not load: top level: boom; its previous version "
+            "keeps running");
+  EXPECT_EQ(agent.chains().Get()->version(), "v2");
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)["x-script"], "stamp@1");
+
+  // A later change (another service) applies; the plugin is still isolated the same way.
+  v1::Snapshot v3 = WithScript("v3", upstream.port(), "stamp@2", "fail");
+  AddService(v3, "api.shop", {upstream.port()});
+  ASSERT_TRUE(agent.Apply(v3).ok());
+  EXPECT_EQ(c.Get("api.shop", "/")->result_int(), 200);
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@1");
+
+  // Fixed: the new version runs.
+  ASSERT_TRUE(agent.Apply(WithScript("v4", upstream.port(), "stamp@3", "ok"))->empty());
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@3");
+}
+
+TEST(ChainSetTest, AScriptThatNeverLoadedRefusesItsChainsRequests) {
+  TestUpstream upstream("u");
+  StampingScripts scripts;
+  Agent agent(LocalAgentOptions(1), nullptr, &scripts);
+  auto isolated = agent.Apply(WithScript("v1", upstream.port(), "stamp@1", "fail"));
+  ASSERT_TRUE(isolated.ok()) << isolated.status();
+  ASSERT_EQ(isolated->size(), 1u);
+  EXPECT_NE((*isolated)[0].find("the chain refuses requests until it loads"), std::string::npos);
+  ASSERT_TRUE(agent.Start().ok());
+  Client c(agent.outbound_port());
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  EXPECT_EQ(r->body(), "plugin stamp is not available\n");
+  EXPECT_EQ(upstream.requests(), 0);
 }
 
 }  // namespace

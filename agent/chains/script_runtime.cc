@@ -4,6 +4,7 @@
 
 #include "common/strings.h"
 #include "plugins/lua/lua_plugin.h"
+#include "plugins/lua/lua_state.h"
 
 namespace meshplug::agent::chains {
 
@@ -14,6 +15,7 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
   auto& slot = plugins_[script.name()];
   if (auto existing = slot.lock()) return existing;
   plugins::lua::LuaPluginOptions options;
+  options.limits = limits_;
   auto& stats = stats_[script.plugin()];
   if (!stats) stats = std::make_shared<plugins::lua::PluginStats>();
   options.stats = stats;
@@ -43,6 +45,7 @@ absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> LuaScriptRuntime::MakeTcp(co
 }
 
 void LuaScriptRuntime::ExportStats(Stats& stats) const {
+  stats.SetGauge("meshplug_lua_memory_bytes", {}, static_cast<int64_t>(plugins::lua::LuaState::ProcessMemoryUsed()));
   std::lock_guard lock(mu_);
   for (const auto& [plugin, counters] : stats_) {
     const uint64_t errors = counters->errors();
@@ -57,6 +60,9 @@ void LuaScriptRuntime::ExportStats(Stats& stats) const {
   }
 }
 
-std::unique_ptr<ScriptFactory> MakeScriptRuntime() { return std::make_unique<LuaScriptRuntime>(); }
+std::unique_ptr<ScriptFactory> MakeScriptRuntime(plugins::lua::LuaLimits limits, size_t total_memory_bytes) {
+  plugins::lua::LuaState::SetProcessMemoryLimit(total_memory_bytes);
+  return std::make_unique<LuaScriptRuntime>(limits);
+}
 
 }  // namespace meshplug::agent::chains

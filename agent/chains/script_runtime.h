@@ -14,6 +14,7 @@
 #include <string>
 
 #include "agent/chains/plugin_factory.h"
+#include "plugins/lua/options.h"
 
 namespace meshplug::plugins::lua {
 class LuaPlugin;
@@ -24,10 +25,13 @@ namespace meshplug::agent::chains {
 
 class LuaScriptRuntime : public ScriptFactory {
  public:
+  explicit LuaScriptRuntime(plugins::lua::LuaLimits limits = {}) : limits_(limits) {}
+
   absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(const v1::PluginScript& script,
                                                                 bool inbound) const override;
   absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(const v1::PluginScript& script,
                                                               bool inbound) const override;
+  // meshplug_lua_memory_bytes is the memory of all Lua states;
   // meshplug_plugin_errors_total{plugin} grows by the errors the runtime handled itself (a
   // script error answers 500 without reaching the proxy's own count);
   // meshplug_plugin_counter{plugin,name} holds each counter() a script keeps.
@@ -36,13 +40,16 @@ class LuaScriptRuntime : public ScriptFactory {
  private:
   absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> Get(const v1::PluginScript& script) const;
 
+  const plugins::lua::LuaLimits limits_;
   mutable std::mutex mu_;
   mutable std::map<std::string, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;    // by script name
   mutable std::map<std::string, std::shared_ptr<plugins::lua::PluginStats>> stats_;  // by plugin name
   mutable std::map<std::string, uint64_t> exported_errors_;                          // by plugin name
 };
 
-// The ScriptFactory //agent:agent builds chain sets with.
-std::unique_ptr<ScriptFactory> MakeScriptRuntime();
+// The ScriptFactory //agent:agent builds chain sets with: `limits` for every call of
+// every plugin; `total_memory_bytes` caps the memory of all Lua states of the process
+// together (0: no cap beyond each state's own).
+std::unique_ptr<ScriptFactory> MakeScriptRuntime(plugins::lua::LuaLimits limits = {}, size_t total_memory_bytes = 0);
 
 }  // namespace meshplug::agent::chains

@@ -58,7 +58,10 @@ class FakeAgent {
     return applied_.empty() ? v1::Snapshot() : applied_.back();
   }
   XdsClient::ApplyFn Fn() {
-    return [this](v1::Snapshot s) { return Apply(std::move(s)); };
+    return [this](v1::Snapshot s) -> absl::StatusOr<std::vector<std::string>> {
+      if (absl::Status st = Apply(std::move(s)); !st.ok()) return st;
+      return std::vector<std::string>{};
+    };
   }
 
  private:

@@ -125,28 +125,34 @@ UpdateAssembler::Due UpdateAssembler::Settle(Clock::time_point now) {
   if (running_any_ && update.snapshot.version() == running_version_) {
     // The control plane confirms what runs (e.g. the saved snapshot); versions may have moved.
     running_ = received_;
-    return Due{{}, Applied(update, absl::OkStatus()), /*confirmed=*/true};
+    return Due{{}, Applied(update, std::vector<std::string>{}), /*confirmed=*/true};
   }
   return Due{std::move(update), {}};
 }
 
-std::vector<Answer> UpdateAssembler::Applied(const Update& update, const absl::Status& result) {
+std::vector<Answer> UpdateAssembler::Applied(const Update& update,
+                                             const absl::StatusOr<std::vector<std::string>>& result) {
+  const std::string isolated = result.ok() ? Join(*result, "; ") : "";
   if (result.ok()) {
     running_ = update.resources;
     running_any_ = true;
     running_version_ = update.snapshot.version();
   } else {
     log::Warn("xDS update rejected; the previous configuration keeps running",
-              {{"version", update.snapshot.version()}, {"error", std::string(result.message())}});
+              {{"version", update.snapshot.version()}, {"error", std::string(result.status().message())}});
   }
   std::vector<Answer> answers;
   for (auto& [type, t] : tracks_) {
-    if (result.ok() && (t.state == State::kPending || t.state == State::kNacked)) {
+    if (result.ok() && !isolated.empty() && type == UrlOf<v1::PluginScript>()) {
+      // Applied, but not all of it runs as sent: say so where the cause is.
+      t.state = State::kNacked;
+      answers.push_back(AnswerFor(type, isolated));
+    } else if (result.ok() && (t.state == State::kPending || t.state == State::kNacked)) {
       t.state = State::kAcked;
       answers.push_back(AnswerFor(type, std::nullopt));
     } else if (!result.ok() && t.state == State::kPending) {
       t.state = State::kNacked;
-      answers.push_back(AnswerFor(type, std::string(result.message())));
+      answers.push_back(AnswerFor(type, std::string(result.status().message())));
     }
   }
   return answers;

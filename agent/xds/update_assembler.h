@@ -98,8 +98,10 @@ class UpdateAssembler {
   Due Poll(Clock::time_point now);
 
   // The result of applying the update Poll returned: ACKs of every type it covers, or
-  // NACKs with the error; on success the update is what runs.
-  std::vector<Answer> Applied(const Update& update, const absl::Status& result);
+  // NACKs with the error; on success the update is what runs. Success may name isolated
+  // failures (script plugins that did not load while the rest runs): the PluginScript
+  // type is then NACKed with them and the others ACKed.
+  std::vector<Answer> Applied(const Update& update, const absl::StatusOr<std::vector<std::string>>& result);
 
  private:
   struct TypeTrack {

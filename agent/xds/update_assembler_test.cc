@@ -15,6 +15,7 @@ using namespace testing_resources;
 using std::chrono::milliseconds;
 
 const AssemblerTiming kTiming{milliseconds(1), milliseconds(100), milliseconds(500), milliseconds(15000)};
+const absl::StatusOr<std::vector<std::string>> kApplied = std::vector<std::string>{};
 const Clock::time_point T0 = Clock::time_point() + std::chrono::hours(1);
 
 // A response that puts `set`'s resources of one type (nonce "n<k>", version "v<k>").
@@ -77,7 +78,7 @@ TEST(UpdateAssemblerTest, OnePushIsOneUpdateAndEveryTypeIsAcked) {
   ASSERT_TRUE(d.update);
   EXPECT_EQ(d.update->snapshot.version(), Complete().Assemble().version());
   EXPECT_EQ(d.update->first_response, T0);
-  const auto answers = a.Applied(*d.update, absl::OkStatus());
+  const auto answers = a.Applied(*d.update, kApplied);
   EXPECT_EQ(TypesOf(answers, true),
             (std::set<std::string>{"PluginScript", "Cluster", "Endpoints", "Service", "ChainSet"}));
   EXPECT_TRUE(a.running_any());
@@ -108,7 +109,7 @@ TEST(UpdateAssemblerTest, AnIncompleteUpdateWaitsThenIsNackedWithWhatIsMissingAn
   EXPECT_FALSE(r.Send(UrlOf<v1::PluginScript>(), Complete(), later));
   d = PollUntilDue(a);
   ASSERT_TRUE(d.update);
-  EXPECT_EQ(TypesOf(a.Applied(*d.update, absl::OkStatus()), true).size(), 5u);
+  EXPECT_EQ(TypesOf(a.Applied(*d.update, kApplied), true).size(), 5u);
 }
 
 TEST(UpdateAssemblerTest, AResponseThatDoesNotMergeIsNackedAtOnceAndChangesNothing) {
@@ -156,6 +157,24 @@ TEST(UpdateAssemblerTest, AFailedApplyNacksWithTheErrorAndTheRunningVersion) {
   EXPECT_TRUE(a.running().Of(UrlOf<v1::PluginScript>()).count("audit@1")) << "the old set keeps running";
 }
 
+TEST(UpdateAssemblerTest, IsolatedFailuresAreNackedOnThePluginScriptTypeWhileTheUpdateRuns) {
+  UpdateAssembler a(kTiming);
+  a.StartStream();
+  Responses r(a);
+  r.SendAll(Complete(), T0);
+  auto d = PollUntilDue(a);
+  ASSERT_TRUE(d.update);
+  const auto answers = a.Applied(*d.update, std::vector<std::string>{"module \"audit\" did not load: boom"});
+  EXPECT_EQ(TypesOf(answers, false), (std::set<std::string>{"PluginScript"}));
+  EXPECT_EQ(TypesOf(answers, true), (std::set<std::string>{"Cluster", "Endpoints", "Service", "ChainSet"}));
+  for (const auto& ans : answers) {
+    if (ans.error) {
+      EXPECT_EQ(*ans.error, "module \"audit\" did not load: boom");
+    }
+  }
+  EXPECT_TRUE(a.running_any()) << "the update runs";
+}
+
 TEST(UpdateAssemblerTest, ANewClusterWaitsForItsEndpointsOnlyUntilWarmingEnds) {
   UpdateAssembler a(kTiming);
   a.StartStream();
@@ -168,7 +187,7 @@ TEST(UpdateAssemblerTest, ANewClusterWaitsForItsEndpointsOnlyUntilWarmingEnds) {
   EXPECT_EQ(*a.NextDeadline(), T0 + kTiming.endpoints_warming);
   d = a.Poll(*a.NextDeadline());
   ASSERT_TRUE(d.update) << "applied without them";
-  a.Applied(*d.update, absl::OkStatus());
+  a.Applied(*d.update, kApplied);
   // The cluster runs without endpoints now: a later update does not wait for them again.
   Put(set, "other", Service("other", "web.shop|80"));
   const Clock::time_point later = T0 + std::chrono::seconds(5);

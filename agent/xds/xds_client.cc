@@ -331,17 +331,18 @@ void XdsClient::MaybeUseCache(Clock::time_point now, bool attempt_failed) {
   update.snapshot = update.resources.Assemble();
   log::Warn("no configuration from the control plane yet; serving the saved snapshot",
             {{"path", options_.cache_path}, {"reason", attempt_failed ? "control plane unreachable" : "timed out"}});
-  if (absl::Status st = ApplyUpdate(update, /*from_cache=*/true); !st.ok()) {
+  if (absl::Status st = ApplyUpdate(update, /*from_cache=*/true).status(); !st.ok()) {
     log::Error("the saved snapshot does not build", {{"path", options_.cache_path}, {"error", std::string(st.message())}});
     return;
   }
   assembler_.Adopt(update.resources, update.snapshot.version());
 }
 
-absl::Status XdsClient::ApplyUpdate(const Update& update, bool from_cache) {
+absl::StatusOr<std::vector<std::string>> XdsClient::ApplyUpdate(const Update& update, bool from_cache) {
   const std::string& version = update.snapshot.version();
-  absl::Status st = apply_(update.snapshot);
-  if (!st.ok()) return st;
+  absl::StatusOr<std::vector<std::string>> isolated = apply_(update.snapshot);
+  if (!isolated.ok()) return isolated;
+  for (const std::string& problem : *isolated) log::Error("plugin isolated", {{"version", version}, {"problem", problem}});
   const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - update.first_response);
   cache_.reset();
   if (!from_cache) save_pending_ = true;
@@ -362,7 +363,7 @@ absl::Status XdsClient::ApplyUpdate(const Update& update, bool from_cache) {
   log::Info("configuration applied", {{"version", version},
                                       {"source", from_cache ? "saved snapshot" : "xds"},
                                       {"latency_us", std::to_string(latency.count())}});
-  return absl::OkStatus();
+  return isolated;
 }
 
 void XdsClient::SaveIfPending() {

@@ -99,8 +99,10 @@ struct XdsClientStatus {
 
 class XdsClient {
  public:
-  // Builds and swaps in a chain set; an error leaves the running one in place.
-  using ApplyFn = std::function<absl::Status(v1::Snapshot)>;
+  // Builds and swaps in a chain set; an error leaves the running one in place. The lines
+  // returned with success name parts that failed and were isolated while the rest runs:
+  // the update is ACKed but for the PluginScript type, which is NACKed with them.
+  using ApplyFn = std::function<absl::StatusOr<std::vector<std::string>>(v1::Snapshot)>;
 
   // `stats` (may be null) receives the meshplug_agent_xds_* metrics.
   XdsClient(XdsClientOptions options, ApplyFn apply, Stats* stats);
@@ -131,7 +133,7 @@ class XdsClient {
   // Counts and records ACKs and NACKs before they are sent.
   void Count(const std::vector<Answer>& answers);
   // Applies an update through `apply_`; the result for the assembler.
-  absl::Status ApplyUpdate(const Update& update, bool from_cache);
+  absl::StatusOr<std::vector<std::string>> ApplyUpdate(const Update& update, bool from_cache);
   // Applies the saved configuration when it is time to.
   void MaybeUseCache(Clock::time_point now, bool attempt_failed);
   std::optional<Clock::time_point> CacheDeadline() const;

@@ -114,6 +114,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"NamespaceOnClusterKind",
                 "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: p1, namespace: curl}\nspec:\n" + kScript,
                 "metadata.namespace: must be empty: Plugin is cluster-scoped"},
+        BadCase{"ScriptThatLoopsAtTopLevel", PluginDoc("  script: 'while true do end'\n"),
+                "spec.script: does not load: plugin p1: p1:1: instruction limit of 1000000 exceeded"},
+        BadCase{"ScriptThatFailsAtTopLevel", PluginDoc("  script: 'error(\"needs config\")'\n"),
+                "spec.script: does not load: plugin p1: p1:1: needs config"},
+        BadCase{"PhaseThatIsNotAFunction", PluginDoc("  script: 'on_request = 1'\n"),
+                "spec.script: does not load: plugin p1: on_request must be a function, not a number"},
         BadCase{"ServiceNameWithADot",
                 "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin.httpbin, namespace: curl}\n"
                 "spec: {ports: [{port: 80}]}\n",

@@ -8,7 +8,7 @@
 #include "common/chain_info.h"
 #include "common/strings.h"
 
-#include "plugins/lua/syntax_check.h"
+#include "plugins/lua/script_check.h"
 
 namespace meshplug::control_plane::validation {
 
@@ -162,8 +162,8 @@ void CheckPlugin(const mv1::Plugin& p, Checker& c) {
   CheckPriority("spec.priority", p.spec().priority(), c);
   if (p.spec().script().empty()) {
     c.Fail("spec.script", "required: the plugin's Lua 5.4 source");
-  } else if (auto err = plugins::lua::CheckSyntax(p.spec().script(), p.metadata().name())) {
-    c.Fail("spec.script", Cat("Lua syntax error: ", *err));
+  } else if (auto err = plugins::lua::CheckScript(p.spec().script(), p.metadata().name())) {
+    c.Fail("spec.script", *err);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "plugins/lua/lua_state.h"
 #include "plugins/lua/testing.h"
 
 namespace meshplug::plugins::lua {
@@ -53,6 +54,13 @@ local bad = {
     local s = string.rep("x", 1 << 20)
     for i = 1, math.huge do s:find("y", 1, true) end
   end,
+  ["/backtrack"] = function() return string.rep("a", 1200):find(".-.-.-x") end,
+  ["/swallow-backtrack"] = function()
+    while true do pcall(string.find, string.rep("a", 1200), ".-.-.-x") end
+  end,
+  ["/rep-empty"] = function() return string.rep("", 1 << 60) .. string.rep("x", 1 << 40) end,
+  ["/move"] = function() table.move({1}, 1, math.maxinteger - 1, 2) end,
+  ["/gsub"] = function() return string.rep("ab", 4000):gsub("(.-)(.-)(.-)z", "%3") end,
   ["/error"] = function() local t = nil; return t.field end,
 }
 function on_request(req, ctx)
@@ -160,9 +168,28 @@ TEST_F(Fixture, SlowLibraryCalls) {
   LuaLimits limits;
   limits.time_per_call = std::chrono::milliseconds(100);
   LoadWith(limits);
-  ExpectFailsAlone("/slow-c", "time limit of 100 ms exceeded");
+  // Library work is charged to the budget: the loop breaches it long before 100 ms.
+  ExpectFailsAlone("/slow-c", "instruction limit of 1000000 exceeded");
 }
+// Work inside C that the count hook cannot see: pattern backtracking, repetition, moves.
+TEST_F(Fixture, PatternBacktrackingIsBounded) {
+  ExpectFailsAlone("/backtrack", "instruction limit of 1000000 exceeded");
+}
+TEST_F(Fixture, PatternBacktrackingIsBoundedEvenUnderPcall) {
+  ExpectFailsAlone("/swallow-backtrack", "instruction limit of 1000000 exceeded");
+}
+TEST_F(Fixture, GsubBacktrackingIsBounded) { ExpectFailsAlone("/gsub", "instruction limit of 1000000 exceeded"); }
+TEST_F(Fixture, RepOfNothingIsInstantAndRepOfMuchIsCharged) {
+  ExpectFailsAlone("/rep-empty", "instruction limit of 1000000 exceeded");
+}
+TEST_F(Fixture, TableMoveIsCharged) { ExpectFailsAlone("/move", "instruction limit of 1000000 exceeded"); }
 TEST_F(Fixture, RuntimeError) { ExpectFailsAlone("/error", "attempt to index a nil value"); }
+
+TEST_F(Fixture, AllStatesTogetherHaveACapToo) {
+  LuaState::SetProcessMemoryLimit(LuaState::ProcessMemoryUsed() + (2 << 20));
+  ExpectFailsAlone("/memory", "memory limit of all Lua plugins");
+  LuaState::SetProcessMemoryLimit(0);
+}
 
 TEST_F(Fixture, MemoryIsReclaimedAfterBreach) {
   ASSERT_TRUE(plugin);

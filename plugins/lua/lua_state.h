@@ -59,6 +59,16 @@ class LuaState {
   // as a breach and tells whether the running budget is breached.
   static bool Breached(lua_State* L, int status);
 
+  // Charges work done in C (library functions the count hook cannot see) to the running
+  // budget as `instructions`, and raises like the hook when a limit is breached. Nothing
+  // happens between resumes.
+  static void Charge(lua_State* L, uint64_t instructions);
+
+  // One cap on the memory of every Lua state of the process together, in addition to
+  // each state's own (0: none). Like the per-state cap it applies while a budget runs.
+  static void SetProcessMemoryLimit(size_t bytes);
+  static size_t ProcessMemoryUsed();
+
   // Instructions between two checks of the budget.
   static constexpr int kHookInterval = 1000;
 
@@ -67,6 +77,10 @@ class LuaState {
   static LuaState& Of(lua_State* L);
   static void* Allocate(void* self, void* block, size_t old_size, size_t new_size);
   static void CountHook(lua_State* L, lua_Debug*);
+  // Records a breach of the instruction or time limit, if there is one.
+  void CheckLimits(Budget& budget) const;
+  // Raises the budget's breach from `L` at the running function's position.
+  [[noreturn]] static void RaiseBreach(lua_State* L, const Budget& budget);
   static int Panic(lua_State* L);
   void NoteMemoryBreach(Budget& budget) const;
 
@@ -75,6 +89,7 @@ class LuaState {
   size_t used_ = 0;
   Budget* running_ = nullptr;
   bool panicked_ = false;
+  bool process_cap_hit_ = false;  // the last refused allocation was the process-wide cap
   std::chrono::steady_clock::time_point resumed_at_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <initializer_list>
 
+#include "plugins/lua/bounded_library.h"
 #include "plugins/lua/lua_state.h"
 
 namespace meshplug::plugins::lua {
@@ -190,13 +191,14 @@ void PushSandbox(lua_State* L) {
   lua_setfield(L, env, "_G");
 
   PushStringLibrary(L);
-  lua_setfield(L, env, LUA_STRLIBNAME);
   OpenLibrary(L, LUA_TABLIBNAME, luaopen_table);
+  OpenLibrary(L, LUA_UTF8LIBNAME, luaopen_utf8);
+  BoundLongRunningFunctions(L, -3, -2, -1);
+  lua_setfield(L, env, LUA_UTF8LIBNAME);
   lua_setfield(L, env, LUA_TABLIBNAME);
+  lua_setfield(L, env, LUA_STRLIBNAME);
   OpenLibrary(L, LUA_MATHLIBNAME, luaopen_math);
   lua_setfield(L, env, LUA_MATHLIBNAME);
-  OpenLibrary(L, LUA_UTF8LIBNAME, luaopen_utf8);
-  lua_setfield(L, env, LUA_UTF8LIBNAME);
   PushCoroutineLibrary(L);
   lua_setfield(L, env, LUA_COLIBNAME);
 
