@@ -248,4 +248,9 @@ void Agent::Wait() {
   stopped_cv_.wait(lock, [this] { return stopped_; });
 }
 
+bool Agent::WaitFor(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(stopped_mu_);
+  return stopped_cv_.wait_for(lock, timeout, [this] { return stopped_; });
+}
+
 }  // namespace meshplug::agent

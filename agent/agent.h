@@ -63,6 +63,9 @@ class Agent final : public admin::AdminTarget {
   void DrainAsync() override;
   // Blocks until the agent has stopped.
   void Wait();
+  // The same for at most `timeout`; false when it has not stopped by then.
+  bool WaitFor(std::chrono::milliseconds timeout);
+  std::chrono::milliseconds drain_timeout() const { return options_.drain_timeout; }
 
   uint16_t outbound_port() const { return outbound_port_; }
   uint16_t inbound_port() const { return inbound_port_; }

@@ -22,6 +22,9 @@
 #include "control_plane/xds/ads_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
+ABSL_FLAG(bool, store_init, false,
+          "start an empty mesh in --store when the file there is not a usable store (it is kept aside as "
+          "<store>.damaged-<time>); a usable store is never replaced");
 ABSL_FLAG(std::string, store, "",
           "SQLite database file (default: $MESHPLUG_HOME/store.db, else "
           "~/.local/share/meshplug/store.db)");
@@ -69,7 +72,9 @@ int main(int argc, char** argv) {
   if (store_path.empty()) store_path = DefaultStorePath();
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(store_path).parent_path(), ec);
-  auto store = meshplug::control_plane::store::SqliteStore::Open(store_path);
+  using meshplug::control_plane::store::SqliteStore;
+  auto store = SqliteStore::Open(store_path, absl::GetFlag(FLAGS_store_init) ? SqliteStore::Mode::kInit
+                                                                               : SqliteStore::Mode::kOpen);
   if (!store.ok()) return Fail(std::string(store.status().message()));
   log::Info("store open", {{"store", (*store)->Describe()},
                            {"revision", std::to_string((*store)->Revision())}});

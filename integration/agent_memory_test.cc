@@ -1,6 +1,12 @@
-// The agent binary streams bodies instead of buffering them: 100 MB down and 100 MB up
-// through it, and its peak RSS barely moves.
+// The agent binary under strain: it streams bodies instead of buffering them (100 MB down
+// and 100 MB up, and its peak RSS barely moves), and it stops within its drain time
+// whatever its plugins are waiting for.
 #include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -24,10 +30,19 @@ int64_t PeakRssKib(pid_t pid) {
   return -1;
 }
 
-std::string Snapshot(int upstream_port) {
+// A snapshot routing big.test to `upstream_port`; with `stall_port`, a plugin first in the
+// chain calls a service there that never answers, with a 30 s timeout.
+std::string Snapshot(int upstream_port, int stall_port = 0) {
+  const std::string stall =
+      stall_port == 0 ? ""
+                      : R"({"name": "stall", "priority": 200, "script": "stall@1"},)";
+  const std::string scripts =
+      stall_port == 0 ? ""
+                      : R"("scripts": [{"name": "stall@1", "plugin": "stall", "source": "function on_request(req, ctx) http_call{host = '127.0.0.1:)" +
+                            std::to_string(stall_port) + R"(', timeout = 30} end"}],)";
   return R"({
-  "version": "memory-test",
-  "chains": {"name": "chains", "outboundHttp": [
+  "version": "memory-test",)" + scripts + R"(
+  "chains": {"name": "chains", "outboundHttp": [)" + stall + R"(
     {"name": "http-routing", "priority": 160, "builtin": true},
     {"name": "http-load-balancing", "priority": 110, "builtin": true},
     {"name": "http-default", "priority": 100, "builtin": true}]},
@@ -77,6 +92,51 @@ TEST(AgentMemory, HundredMegabytesEachWayKeepPeakRssFlat) {
   RecordProperty("peak_rss_kib_after", std::to_string(after));
   // 200 MB went through; a buffered body would show as ~100 MB of growth.
   EXPECT_LT(after - before, 16 * 1024) << "peak RSS " << before << " KiB → " << after << " KiB";
+}
+
+// A listening socket that never accepts: connections to it get no reply.
+struct Silent {
+  Silent() {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(fd, 8);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Silent() { close(fd); }
+  // A connection waits to be accepted.
+  bool Called() const {
+    pollfd p{fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+  }
+  int fd;
+  int port;
+};
+
+TEST(AgentShutdown, EndsWithinTheDrainTimeoutWhileAPluginWaits) {
+  const std::string dir = TempDir("shutdown");
+  Silent silent;
+  std::ofstream(dir + "/snapshot.json") << Snapshot(1, silent.port);
+  auto agent = Process::Start({"agent/agent", "--snapshot_file", dir + "/snapshot.json", "--bind_address", "127.0.0.1",
+                               "--outbound_port", "0", "--inbound_port", "0", "--admin_port", "0", "--workers", "1",
+                               "--drain_timeout", "1s"},
+                              dir + "/agent.log");
+  auto line = agent->WaitForLog("agent: listening", milliseconds(20000));
+  ASSERT_TRUE(line) << agent->Log();
+  const std::string proxy = "http://127.0.0.1:" + std::to_string(PortAfter(*line, "outbound="));
+  auto client = Process::Start({"/usr/bin/curl", "-s", "--max-time", "60", "-x", proxy, "http://big.test/"},
+                               dir + "/curl.log");
+  ASSERT_TRUE(Eventually([&] { return silent.Called(); }, milliseconds(10000))) << agent->Log();
+
+  const auto signalled = std::chrono::steady_clock::now();
+  agent->Signal(SIGTERM);
+  EXPECT_EQ(agent->Wait(milliseconds(10000)), 0) << agent->Log();
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  EXPECT_LT(took, std::chrono::seconds(4)) << "drain timeout 1 s";
 }
 
 }  // namespace

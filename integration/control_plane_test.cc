@@ -2,6 +2,8 @@
 // round-trip, bad input gets one-line errors, and a SIGKILL mid-apply loses no
 // acknowledged write and leaves no half-applied apply.
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <signal.h>
 #include <yaml-cpp/yaml.h>
 
@@ -214,6 +216,22 @@ TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
   auto down = harness::Run({"cli/meshctl", "--server", "127.0.0.1:1", "version"});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_EQ(down.err.rfind("error: cannot reach the control plane at 127.0.0.1:1", 0), 0u) << down.err;
+}
+
+TEST(ControlPlane, AStoreThatIsNotUsableIsRefusedWithTheWayOut) {
+  const std::string dir = TempDir("bad-store");
+  std::ofstream(dir + "/store.db") << "garbage, not a database";
+  auto refused = harness::Run({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db"},
+                              "", milliseconds(20000));
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("is not usable: it is not an SQLite database"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--store_init"), std::string::npos) << refused.err;
+  // The way out: an empty mesh, the old file kept aside.
+  auto init = Process::Start({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db",
+                              "--store_init"},
+                             dir + "/init.log");
+  EXPECT_TRUE(init->WaitForLog("\"msg\":\"listening\"", kStartTimeout)) << init->Log();
+  EXPECT_NE(init->Log().find("kept aside"), std::string::npos) << init->Log();
 }
 
 TEST(ControlPlane, SigtermShutsDownCleanly) {

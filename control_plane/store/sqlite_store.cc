@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 
+#include "common/log.h"
 #include "common/strings.h"
 
 namespace meshplug::control_plane::store {
@@ -92,7 +95,52 @@ int64_t MetaValue(sqlite3* db, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+namespace {
+
+int64_t Pragma(sqlite3* db, const char* pragma, bool* ok) {
+  Stmt s(db, pragma);
+  *ok = s.ok() && s.Step() == SQLITE_ROW;
+  return *ok ? s.Int(0) : 0;
+}
+
+// Why the open database is not a usable meshplug store ("" when it is one). A store of an
+// earlier meshplug (the same tables, no application id yet) is usable and gets the id.
+std::string Unusable(sqlite3* db) {
+  bool ok = false;
+  const int64_t id = Pragma(db, "PRAGMA application_id", &ok);
+  if (!ok) return Cat("it is not an SQLite database (", sqlite3_errmsg(db), ")");
+  const int64_t version = Pragma(db, "PRAGMA user_version", &ok);
+  const int64_t tables = Pragma(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'", &ok);
+  if (id == 0 && tables == 0) return "it is empty";
+  if (id != 0 && id != SqliteStore::kApplicationId) return Cat("it is another program's SQLite database (application id ", id, ")");
+  if (version > SqliteStore::kSchemaVersion) {
+    return Cat("it was written by a newer meshplug (schema ", version, ", this one reads ", SqliteStore::kSchemaVersion, ")");
+  }
+  for (const char* table : {"meta", "objects", "changes"}) {
+    Stmt s(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?");
+    s.Bind(1, std::string(table));
+    if (s.Step() != SQLITE_ROW || s.Int(0) != 1) {
+      return id == 0 ? "it is another program's SQLite database" : Cat("it is damaged: table ", table, " is missing");
+    }
+  }
+  Stmt revision(db, "SELECT v FROM meta WHERE k = 'revision'");
+  if (revision.Step() != SQLITE_ROW) return "it is damaged: its revision is missing";
+  Stmt check(db, "PRAGMA quick_check(1)");
+  if (check.Step() != SQLITE_ROW || check.Text(0) != "ok") {
+    return Cat("it is damaged: ", check.ok() ? check.Text(0) : sqlite3_errmsg(db));
+  }
+  return "";
+}
+
+std::string Stamp() {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, Mode mode) {
   const std::string lock_path = path + ".lock";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -103,19 +151,49 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
     return absl::FailedPreconditionError(
         Cat("store ", path, " is in use by another control plane (lock ", lock_path, ")"));
   }
+  auto fail = [&](absl::Status st) {
+    ::close(fd);
+    return st;
+  };
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(path, ec);
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
-      SQLITE_OK) {
+  auto open_db = [&]() -> absl::Status {
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) == SQLITE_OK) {
+      return absl::OkStatus();
+    }
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
-    ::close(fd);
+    db = nullptr;
     return absl::FailedPreconditionError(Cat("cannot open store ", path, ": ", msg));
+  };
+  if (absl::Status st = open_db(); !st.ok()) return fail(st);
+  if (existed) {
+    if (const std::string why = Unusable(db); !why.empty()) {
+      sqlite3_close(db);
+      db = nullptr;
+      if (mode != Mode::kInit) {
+        return fail(absl::FailedPreconditionError(
+            Cat("store ", path, " is not usable: ", why,
+                ". Restore it from a backup, or start an empty mesh there with --store_init (the file is kept "
+                "aside)")));
+      }
+      const std::string aside = Cat(path, ".damaged-", Stamp());
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::rename(path + suffix, aside + suffix, ec);
+      log::Warn("store not usable; kept aside, starting an empty one", {{"store", path}, {"kept", aside}, {"reason", why}});
+      if (absl::Status st = open_db(); !st.ok()) return fail(st);
+    } else if (mode == Mode::kInit) {
+      sqlite3_close(db);
+      return fail(absl::FailedPreconditionError(
+          Cat("store ", path, " is a usable store; --store_init only replaces one that cannot be opened")));
+    }
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, db, fd));
   // WAL + synchronous=FULL: a commit is on disk when it returns, and a crash mid-commit
   // leaves the previous state.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                          "PRAGMA busy_timeout=5000", kSchema}) {
+  const std::string identify = Cat("PRAGMA application_id = ", kApplicationId, "; PRAGMA user_version = ", kSchemaVersion);
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", kSchema,
+                          identify.c_str()}) {
     if (auto st = Exec(db, sql); !st.ok()) return st;
   }
   store->revision_ = MetaValue(db, "revision");

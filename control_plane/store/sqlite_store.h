@@ -14,9 +14,23 @@ namespace meshplug::control_plane::store {
 
 class SqliteStore : public Store {
  public:
-  // Opens (creating if needed) the database at `path`, and takes an exclusive lock on
-  // `path`.lock so a second control plane cannot share the file by mistake.
-  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+  enum class Mode {
+    kOpen,  // open the store at `path`, or create one when there is no file
+    // Start an empty store at `path`; a file there that is not a usable store is kept
+    // aside as `path`.damaged-<time>. A usable store is never replaced.
+    kInit,
+  };
+
+  // Opens the store at `path` and takes an exclusive lock on `path`.lock so a second
+  // control plane cannot share the file by mistake. The file must be meshplug's own
+  // (SQLite application id, schema version, tables and integrity are checked): an empty,
+  // foreign, damaged or newer store is refused with what is wrong and the way out
+  // (restore it, or Mode::kInit / --store_init for an empty mesh).
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path, Mode mode = Mode::kOpen);
+
+  // "MPLG" in the SQLite header's application id, and the schema this build writes.
+  static constexpr int32_t kApplicationId = 0x4d504c47;
+  static constexpr int32_t kSchemaVersion = 1;
   ~SqliteStore() override;
 
   absl::StatusOr<int64_t> Commit(const std::vector<Write>& writes) override;
