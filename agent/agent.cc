@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <future>
 
-#include "net/accept_backoff.h"
+#include "net/accept_loop.h"
 #include "agent/admin/admin.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "common/strings.h"
@@ -64,6 +64,12 @@ proxy::ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
 }
 
 std::string Agent::RenderStats() {
+  {
+    std::lock_guard lock(limits_mu_);
+    for (const auto& [listener, limit] : connection_limits_) {
+      stats_.SetGauge("meshplug_agent_connections_active", {{"listener", listener}}, static_cast<int64_t>(limit->active()));
+    }
+  }
   stats_.SetGauge("meshplug_agent_chain_sets_live", {}, chains::ChainSet::Live());
   stats_.SetGauge("meshplug_agent_chain_swaps", {}, static_cast<int64_t>(swaps()));
   if (scripts_ != nullptr) scripts_->ExportStats(stats_);
@@ -76,33 +82,38 @@ std::string Agent::RenderStats() {
   return out;
 }
 
+std::shared_ptr<net::ConnectionLimit> Agent::LimitFor(const std::string& listener) {
+  std::lock_guard lock(limits_mu_);
+  auto& limit = connection_limits_[listener];
+  if (!limit) {
+    const size_t max = listener == "admin" ? kAdminConnections
+                       : options_.max_connections_per_listener != 0
+                           ? options_.max_connections_per_listener
+                           : net::ConnectionLimit::DefaultForProxyListener();
+    limit = std::make_shared<net::ConnectionLimit>(listener, max, &stats_);
+  }
+  return limit;
+}
+
 void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp) {
-  asio::co_spawn(
-      control_,
-      [this, acceptor, inbound, tcp]() -> asio::awaitable<void> {
-        uint16_t port = acceptor->local_endpoint().port();
-        net::AcceptBackoff backoff;
-        while (acceptor->is_open()) {
-          Worker& worker = NextWorker();
-          boost::system::error_code ec;
-          tcp::socket socket =
-              co_await acceptor->async_accept(worker.context, asio::redirect_error(asio::use_awaitable, ec));
-          if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
-          if (ec) {  // e.g. EMFILE: a later accept may succeed
-            co_await backoff.AfterError();
-            continue;
-          }
-          backoff.AfterSuccess();
-          if (tcp) {
-            asio::co_spawn(worker.context, proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port),
-                          asio::detached);
-          } else {
-            asio::co_spawn(worker.context, proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
-                          asio::detached);
-          }
-        }
-      },
-      asio::detached);
+  const uint16_t port = acceptor->local_endpoint().port();
+  const std::string listener = tcp ? Cat(inbound ? "inbound-tcp:" : "outbound-tcp:", port) : inbound ? "inbound" : "outbound";
+  // The worker that takes the next connection, chosen as accept starts.
+  auto next = std::make_shared<Worker*>(nullptr);
+  auto pick = [this, next]() -> asio::io_context& {
+    *next = &NextWorker();
+    return (*next)->context;
+  };
+  auto serve = [this, next, inbound, tcp, port](tcp::socket socket, std::shared_ptr<void> slot) {
+    Worker& worker = **next;
+    auto connection = [](asio::awaitable<void> run, std::shared_ptr<void>) -> asio::awaitable<void> { co_await std::move(run); };
+    asio::co_spawn(worker.context,
+                   connection(tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port)
+                                  : proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
+                              std::move(slot)),
+                   asio::detached);
+  };
+  asio::co_spawn(control_, net::AcceptConnections(acceptor, LimitFor(listener), pick, serve), asio::detached);
 }
 
 absl::Status Agent::Start() {
@@ -119,7 +130,7 @@ absl::Status Agent::Start() {
   admin_acceptor_ = *admin;
   AcceptLoop(*outbound, false, false);
   AcceptLoop(*inbound, true, false);
-  admin::ServeAdmin(control_, *admin, *this);
+  admin::ServeAdmin(control_, *admin, LimitFor("admin"), *this);
   for (auto& worker : workers_) {
     worker->thread = std::thread([&context = worker->context] {
       auto guard = asio::make_work_guard(context);

@@ -20,6 +20,7 @@
 #include "agent/proxy/http_proxy.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
+#include "net/connection_limit.h"
 #include "net/upstream_pool.h"
 #include "plugins/builtin/state.h"
 
@@ -32,6 +33,10 @@ struct AgentOptions {
   std::string admin_address = "127.0.0.1";
   uint16_t admin_port = 15000;
   size_t workers = 0;  // 0: one per core
+  // Connections each proxy listener holds at once; beyond it new ones are closed as they
+  // arrive (counted). 0: net::ConnectionLimit::DefaultForProxyListener(), from the
+  // descriptor limit, so the admin listener stays reachable.
+  size_t max_connections_per_listener = 0;
   proxy::Limits limits;
   std::chrono::milliseconds drain_timeout{10'000};
 };
@@ -92,6 +97,9 @@ class Agent final : public admin::AdminTarget {
   absl::StatusOr<std::shared_ptr<Acceptor>> Listen(const std::string& address, uint16_t port);
   // Accepts on the control thread and hands each connection to the next worker.
   void AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tcp);
+  // The connection limit of a listener ("outbound", "inbound", "inbound-tcp:9000", "admin").
+  std::shared_ptr<net::ConnectionLimit> LimitFor(const std::string& listener);
+  static constexpr size_t kAdminConnections = 32;
   Worker& NextWorker();
   proxy::ProxyEnv EnvFor(Worker& worker, bool inbound);
   // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.
@@ -120,6 +128,9 @@ class Agent final : public admin::AdminTarget {
   std::shared_ptr<Acceptor> admin_acceptor_;
   std::map<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>> tcp_acceptors_;  // control thread
   uint16_t outbound_port_ = 0, inbound_port_ = 0, admin_port_ = 0;
+
+  std::mutex limits_mu_;
+  std::map<std::string, std::shared_ptr<net::ConnectionLimit>> connection_limits_;  // under limits_mu_
 
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};

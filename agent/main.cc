@@ -26,6 +26,9 @@ ABSL_FLAG(uint16_t, inbound_port, 15003, "inbound listener port (0: any free por
 ABSL_FLAG(std::string, admin_address, "127.0.0.1", "address of the admin listener");
 ABSL_FLAG(uint16_t, admin_port, 15000, "admin listener port (0: any free port)");
 ABSL_FLAG(int32_t, workers, 0, "worker threads (0: one per core)");
+ABSL_FLAG(uint32_t, max_connections_per_listener, 0,
+          "connections one proxy listener holds at once; more are closed on arrival "
+          "(0: from the descriptor limit, (RLIMIT_NOFILE-64)/4, at least 16)");
 ABSL_FLAG(std::string, snapshot_file, "", "snapshot to run on (JSON or text format)");
 ABSL_FLAG(uint32_t, max_header_bytes, 16 * 1024, "largest request/response header block (431)");
 ABSL_FLAG(uint32_t, max_header_count, 100, "most header fields in a request/response (431)");
@@ -95,6 +98,7 @@ meshplug::agent::AgentOptions OptionsFromFlags() {
   o.admin_address = absl::GetFlag(FLAGS_admin_address);
   o.admin_port = absl::GetFlag(FLAGS_admin_port);
   o.workers = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_workers)));
+  o.max_connections_per_listener = absl::GetFlag(FLAGS_max_connections_per_listener);
   o.limits.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   o.limits.max_header_count = absl::GetFlag(FLAGS_max_header_count);
   o.limits.max_buffered_body_bytes = absl::GetFlag(FLAGS_max_buffered_body_bytes);

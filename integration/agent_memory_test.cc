@@ -1,6 +1,7 @@
 // The agent binary under strain: it streams bodies instead of buffering them (100 MB down
-// and 100 MB up, and its peak RSS barely moves), and it stops within its drain time
-// whatever its plugins are waiting for.
+// and 100 MB up, and its peak RSS barely moves), it stops within its drain time whatever
+// its plugins are waiting for, and a flood of idle connections leaves its admin endpoint
+// answering.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -137,6 +138,74 @@ TEST(AgentShutdown, EndsWithinTheDrainTimeoutWhileAPluginWaits) {
   EXPECT_EQ(agent->Wait(milliseconds(10000)), 0) << agent->Log();
   const auto took = std::chrono::steady_clock::now() - signalled;
   EXPECT_LT(took, std::chrono::seconds(4)) << "drain timeout 1 s";
+}
+
+// A client connection to 127.0.0.1:`port` that sends nothing.
+struct IdleConnection {
+  explicit IdleConnection(int port) {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    connected = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~IdleConnection() { close(fd); }
+  int fd;
+  bool connected;
+};
+
+// The value of a stats line starting with `series`, or -1.
+int64_t Stat(const std::string& stats, const std::string& series) {
+  std::istringstream in(stats);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::stoll(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+TEST(AgentConnections, AFloodOfIdleConnectionsLeavesAdminAndLaterRequestsServed) {
+  const std::string dir = TempDir("connections");
+  auto upstream = Process::Start({"/usr/bin/python3", "integration/big_body_upstream.py"}, dir + "/upstream.log");
+  auto up_line = upstream->WaitForLog("upstream: listening on 127.0.0.1:", milliseconds(20000));
+  ASSERT_TRUE(up_line) << upstream->Log();
+  std::ofstream(dir + "/snapshot.json") << Snapshot(PortAfter(*up_line, "listening on 127.0.0.1:"));
+  // 256 descriptors: the default limit per proxy listener is (256 - 64) / 4 = 48.
+  auto agent = Process::Start({"/usr/bin/prlimit", "--nofile=256:256", "agent/agent", "--snapshot_file",
+                               dir + "/snapshot.json", "--bind_address", "127.0.0.1", "--outbound_port", "0",
+                               "--inbound_port", "0", "--admin_port", "0", "--workers", "1"},
+                              dir + "/agent.log");
+  auto line = agent->WaitForLog("agent: listening", milliseconds(20000));
+  ASSERT_TRUE(line) << agent->Log();
+  const int outbound = PortAfter(*line, "outbound=");
+  const std::string admin = "http://127.0.0.1:" + std::to_string(PortAfter(*line, "admin="));
+  auto get = [&](const std::string& url) {
+    return harness::Run({"/usr/bin/curl", "-s", "--max-time", "5", "-w", "\n%{http_code}", url});
+  };
+
+  {
+    std::vector<std::unique_ptr<IdleConnection>> flood;
+    for (int i = 0; i < 400; ++i) flood.push_back(std::make_unique<IdleConnection>(outbound));
+    std::string stats;
+    ASSERT_TRUE(Eventually(
+        [&] {
+          stats = get(admin + "/stats").out;
+          return Stat(stats, R"(meshplug_agent_connections_rejected_total{listener="outbound"})") >= 300;
+        },
+        milliseconds(20000)))
+        << stats << agent->Log();
+    EXPECT_EQ(Stat(stats, R"(meshplug_agent_connections_active{listener="outbound"})"), 48) << stats;
+    EXPECT_EQ(get(admin + "/ready").out, "ready\n\n200") << agent->Log();
+  }
+
+  // The flood is gone: its slots are free again and the proxy serves.
+  ASSERT_TRUE(Eventually(
+      [&] { return Stat(get(admin + "/stats").out, R"(meshplug_agent_connections_active{listener="outbound"})") == 0; },
+      milliseconds(20000)));
+  auto served = harness::Run({"/usr/bin/curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-x",
+                              "http://127.0.0.1:" + std::to_string(outbound), "http://big.test/big?bytes=10"});
+  EXPECT_EQ(served.out, "200") << served.err << agent->Log();
+  EXPECT_NE(agent->Log().find("listener full"), std::string::npos);
 }
 
 }  // namespace

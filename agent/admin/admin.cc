@@ -11,7 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <sstream>
 
-#include "net/accept_backoff.h"
+#include "net/accept_loop.h"
 #include "common/config_dump.h"
 #include "common/strings.h"
 
@@ -77,7 +77,9 @@ http::response<http::string_body> Handle(const http::request<http::string_body>&
                "admin: /config_dump /stats /ready /clusters /quitquitquit\n");
 }
 
-asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agent) {
+// The last parameter, the connection's slot in the listener's limit, lives in the
+// coroutine frame until the connection ends.
+asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agent, std::shared_ptr<void>) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (true) {
@@ -99,25 +101,13 @@ asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agen
 
 std::string ConfigDump(const chains::ChainSet& chains) { return ConfigDumpJson(chains.snapshot()); }
 
-void ServeAdmin(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor, AdminTarget& agent) {
-  asio::co_spawn(
-      context,
-      [&context, acceptor, &agent]() -> asio::awaitable<void> {
-        net::AcceptBackoff backoff;
-        while (acceptor->is_open()) {
-          boost::system::error_code ec;
-          tcp::socket socket =
-              co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-          if (ec == asio::error::operation_aborted) break;
-          if (ec) {
-            co_await backoff.AfterError();
-            continue;
-          }
-          backoff.AfterSuccess();
-          asio::co_spawn(context, ServeAdminConnection(std::move(socket), agent), asio::detached);
-        }
-      },
-      asio::detached);
+void ServeAdmin(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor,
+                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& agent) {
+  auto pick = [&context]() -> asio::io_context& { return context; };
+  auto serve = [&context, &agent](tcp::socket socket, std::shared_ptr<void> slot) {
+    asio::co_spawn(context, ServeAdminConnection(std::move(socket), agent, std::move(slot)), asio::detached);
+  };
+  asio::co_spawn(context, net::AcceptConnections(acceptor, std::move(limit), pick, serve), asio::detached);
 }
 
 }  // namespace meshplug::agent::admin

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agent/chains/chain_set.h"
+#include "net/connection_limit.h"
 
 namespace meshplug::agent::admin {
 
@@ -24,8 +25,9 @@ class AdminTarget {
 };
 
 // Serves admin requests from `acceptor` on `context` until the acceptor closes.
-void ServeAdmin(boost::asio::io_context& context,
-                std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor, AdminTarget& target);
+// At most `limit` connections are served at once.
+void ServeAdmin(boost::asio::io_context& context, std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor,
+                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& target);
 
 // The /config_dump document of a chain set: meshplug::ConfigDumpJson of its snapshot,
 // the same bytes `meshctl proxy config_dump` prints for the same snapshot.
