@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "net/accept_loop.h"
+#include "net/strict_line_endings.h"
 #include "common/config_dump.h"
 #include "common/strings.h"
 
@@ -87,7 +88,8 @@ asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agen
     parser.body_limit(64 * 1024);
     boost::system::error_code ec;
     stream.expires_after(std::chrono::seconds(30));
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    net::StrictLineEndings strict(stream, buffer);
+    co_await http::async_read(strict, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     http::response<http::string_body> res = Handle(parser.get(), agent);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));

@@ -10,6 +10,8 @@
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "net/strict_line_endings.h"
+
 namespace meshplug::agent::proxy {
 
 template <bool isRequest>
@@ -26,7 +28,8 @@ asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error
     parser_.get().body().data = scratch_.get();
     parser_.get().body().size = want;
     stream_.expires_after(idle_timeout_);
-    co_await http::async_read_some(stream_, buffer_, parser_,
+    net::StrictLineEndings strict(stream_, buffer_);
+    co_await http::async_read_some(strict, buffer_, parser_,
                                    asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     out.append(scratch_.get(), want - parser_.get().body().size);

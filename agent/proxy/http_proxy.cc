@@ -21,6 +21,7 @@
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
 #include "common/strings.h"
+#include "net/strict_line_endings.h"
 
 namespace meshplug::agent::proxy {
 namespace {
@@ -36,6 +37,14 @@ using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
 
 auto Ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// The request on `upstream` failed (its body broke, a body step answered, it timed out):
+// the connection can carry nothing more, and the response read must end now or as soon as
+// it starts. Closing does both; a cancel would miss a read not pending at this moment.
+void Abandon(net::UpstreamConnection& upstream) {
+  beast::error_code ec;
+  upstream.stream.socket().close(ec);
+}
 
 // When a connection ends, the agent keeps reading (and dropping) what the client still
 // sends, for at most this long and this much, so that closing with unread bytes does not
@@ -292,7 +301,8 @@ awaitable<bool> HttpSession::ServeOne() {
   parser.body_limit(kUnlimitedBody);
   beast::error_code ec;
   stream_.expires_after(limits.header_read_timeout);
-  co_await http::async_read_header(stream_, buffer_, parser, Ec(ec));
+  net::StrictLineEndings strict(stream_, buffer_);
+  co_await http::async_read_header(strict, buffer_, parser, Ec(ec));
   // A slow client (beast::error::timeout) is disconnected: the timeout closed the socket.
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == beast::error::timeout) {
@@ -507,7 +517,8 @@ awaitable<void> HttpSession::ReadResponseHeader(const Exchange& x, UpstreamCall&
     call.response->body_limit(kUnlimitedBody);
     // A response to HEAD has no body whatever its Content-Length says.
     call.response->skip(x.ctx.request.method() == http::verb::head);
-    co_await http::async_read_header(upstream.stream, upstream.buffer, *call.response, Ec(ec));
+    net::StrictLineEndings strict(upstream.stream, upstream.buffer);
+    co_await http::async_read_header(strict, upstream.buffer, *call.response, Ec(ec));
   } while (!ec && call.response->get().result_int() / 100 == 1);
 }
 
@@ -648,7 +659,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
                       if (e) {
                         call.pump_exception = e;
                         // The response read must not wait for a request that failed.
-                        if (call.connection) call.connection->stream.cancel();
+                        if (call.connection) Abandon(*call.connection);
                       }
                       call.pump_done.cancel();
                     });
@@ -716,7 +727,7 @@ awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Frami
     if (ec) {
       // The request is broken: the upstream response is of no use.
       call.body_read_error = ec;
-      upstream.stream.cancel();
+      Abandon(upstream);
       co_return;
     }
     bool last = source.done();
@@ -725,7 +736,7 @@ awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Frami
       Verdict v = co_await call.filters->Run(x.ctx, piece, last);
       if (v.kind == Verdict::Kind::kRespond) {
         call.body_verdict = std::move(v.response);
-        upstream.stream.cancel();
+        Abandon(upstream);
         co_return;
       }
     }
@@ -740,7 +751,7 @@ awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Frami
   co_await call.deadline.async_wait(Ec(ec));
   if (!ec && !call.header_read && !call.stopping) {
     call.timed_out = true;
-    upstream.stream.cancel();
+    Abandon(upstream);
   }
 }
 

@@ -562,6 +562,79 @@ TEST_F(ProxyTest, EndlessChunkLineIsRefusedNotBuffered) {
   EXPECT_TRUE(c.ClosedByPeer());
 }
 
+// Framing lines end in CRLF. A bare LF in the header, a chunk-size line or the trailers
+// is answered 400 at once, well within the client's 5 s: the agent's timeouts (10 s for a
+// header, 60 s idle by default) are not what ends it.
+TEST_F(ProxyTest, BareLfInRequestFramingIsRefusedAtOnce) {
+  // An upstream that reads and never answers: only the agent can end these requests.
+  RawUpstream silent([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    co_await DrainUntilClosed(socket);
+  });
+  TestUpstream echo("echo");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {silent.port()});
+  AddService(s, "echo.shop", {echo.port()});
+  StartAgent(s);
+  auto chunked = [](const std::string& host) {
+    return "POST /echo HTTP/1.1\r\nHost: " + host + "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  };
+  for (const std::string& request : {
+           std::string("GET / HTTP/1.1\nHost: web.shop\n\n"),
+           std::string("GET / HTTP/1.1\r\nHost: web.shop\nx-a: 1\r\n\r\n"),
+           chunked("web.shop") + "5\nhello\n0\n\n",
+           chunked("web.shop") + "5\r\nhello\r\n0\n\n",
+           chunked("web.shop") + "5;ext=1\nhello\r\n0\r\n\r\n",
+           chunked("web.shop") + "5\r\nhello\r\n0\r\nx-trailer: 1\n\r\n",
+       }) {
+    Client c(outbound(), 5s);
+    ASSERT_TRUE(c.Send(request));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << request << ": " << c.last_error().message();
+    EXPECT_EQ(r->result_int(), 400) << request;
+    EXPECT_TRUE(c.ClosedByPeer()) << request;
+  }
+  // An upstream that answered before the body broke: the response already started can
+  // only be cut short, and is, at once.
+  {
+    Client c(outbound(), 5s);
+    ASSERT_TRUE(c.Send(chunked("echo.shop") + "5\r\nhello\r\n5\nworld\n0\n\n"));
+    http::response_parser<http::string_body> parser;
+    EXPECT_FALSE(c.ReadInto(parser, [&] { return parser.is_done(); }));
+    EXPECT_NE(c.last_error(), beast::error::timeout) << c.last_error().message();
+  }
+  // An LF inside a body is data.
+  Client c(outbound(), 5s);
+  ASSERT_TRUE(c.Send(chunked("echo.shop") + "5\r\nhe\nlo\r\n0\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(r->body(), "he\nlo");
+}
+
+TEST_F(ProxyTest, BareLfInResponseFramingFailsTheResponseAtOnce) {
+  RawUpstream upstream([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    const std::string header = co_await ReadRequestHeader(socket, pending);
+    if (header.find("/header") != std::string::npos) {
+      co_await WriteAll(socket, "HTTP/1.1 200 OK\nContent-Length: 2\n\nok");
+    } else {
+      co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\n0\n\n");
+    }
+    co_await HoldForever(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {upstream.port()});
+  StartAgent(s);
+  Client c(outbound(), 5s);
+  auto r = c.Get("web.shop", "/header");
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 502);
+  // The header went out before the body's framing broke: the response is cut short.
+  Client d(outbound(), 5s);
+  EXPECT_FALSE(d.Get("web.shop", "/chunked"));
+  EXPECT_NE(d.last_error(), beast::error::timeout) << d.last_error().message();
+}
+
 TEST_F(ProxyTest, EndlessUpstreamChunkLineEndsTheResponse) {
   RawUpstream endless([](tcp::socket& socket, int) -> asio::awaitable<void> {
     std::string pending;

@@ -17,6 +17,8 @@
 #include <memory>
 #include <optional>
 
+#include "net/strict_line_endings.h"
+
 namespace meshplug::plugins::http_client {
 namespace {
 
@@ -135,11 +137,13 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         parser.emplace();
         parser->body_limit(request.max_response_body);
         if (request.method == "HEAD") parser->skip(true);  // a length but no body
-        co_await http::async_read_header(stream, buffer, *parser,
+        net::StrictLineEndings strict(stream, buffer);
+        co_await http::async_read_header(strict, buffer, *parser,
                                          asio::redirect_error(asio::use_awaitable, ec));
       } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
       if (!ec) {
-        co_await http::async_read(stream, buffer, *parser,
+        net::StrictLineEndings strict(stream, buffer);
+        co_await http::async_read(strict, buffer, *parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
       }
     }

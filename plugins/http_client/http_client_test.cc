@@ -339,6 +339,33 @@ TEST_F(Pooled, InterimResponsesAreNotTakenForTheAnswer) {
   }
 }
 
+// A response whose framing has a bare LF fails at once (within the default 5 s timeout
+// the call would otherwise wait for), with the reason.
+TEST_F(Pooled, BareLfInResponseFramingFailsTheCallAtOnce) {
+  for (const std::string& reply : {std::string("HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+                                   std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\n0\n\n")}) {
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    auto serve = [&acceptor, reply]() -> asio::awaitable<void> {
+      auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+      boost::beast::flat_buffer buffer;
+      http::request<http::string_body> request;
+      co_await http::async_read(socket, buffer, request, asio::use_awaitable);
+      co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+      asio::steady_timer hold(socket.get_executor(), std::chrono::seconds(30));
+      co_await hold.async_wait(asio::use_awaitable);
+    };
+    asio::co_spawn(io, serve(), asio::detached);
+    Request request = To("127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()));
+    request.timeout = std::chrono::seconds(30);
+    const auto start = std::chrono::steady_clock::now();
+    auto result = RunFor(io, Fetch(request, &pool));
+    ASSERT_TRUE(result) << reply;
+    EXPECT_FALSE(result->response) << reply;
+    EXPECT_EQ(result->message.rfind("read from", 0), 0u) << result->message;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << reply;
+  }
+}
+
 // Calls to different host:port pairs do not share connections.
 TEST_F(Pooled, ConnectionsArePerHostAndPort) {
   LoopbackServer a(io, [](const auto&) -> asio::awaitable<Reply> { co_return Ok("a"); });
