@@ -1,0 +1,202 @@
+#include "control_plane/xds/stream_protocol.h"
+
+#include "common/log.h"
+#include "common/xds_types.h"
+
+namespace meshplug::control_plane::xds {
+namespace {
+
+// The first type, in push order, flagged to be sent; clears its flag. Both protocols keep
+// per-type state with a `send` flag.
+template <typename TypeState>
+std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, TypeState>& types) {
+  for (const auto& type : xds_types::TypeUrls()) {
+    auto it = types.find(type);
+    if (it == types.end() || !it->second.send) continue;
+    it->second.send = false;
+    return {&type, &it->second};
+  }
+  return {nullptr, nullptr};
+}
+
+bool KnownType(const std::string& type_url) {
+  for (const auto& t : xds_types::TypeUrls()) {
+    if (t == type_url) return true;
+  }
+  return false;
+}
+
+// Responses an ACK or NACK may still answer, per type.
+constexpr size_t kRecentNonces = 16;
+
+}  // namespace
+
+bool ProtocolBase::Served(const std::string& type) const {
+  if (KnownType(type)) return true;
+  log::Debug("request for an unknown type ignored", {{"agent", agent_}, {"type", type}});
+  return false;
+}
+
+bool ProtocolBase::Subscribe(std::set<std::string>& names, const std::string& name, const std::string& type) {
+  if (names.size() >= kMaxSubscribedNames && !names.count(name)) {
+    log::Write(log::Level::kWarn, "subscription limit reached; name ignored",
+               {{"agent", agent_}, {"type", type}, {"limit", std::to_string(kMaxSubscribedNames)}},
+               "subscription limit " + agent_);
+    return false;
+  }
+  return names.insert(name).second;
+}
+
+void SotwProtocol::Handle(const Request& req) {
+  const std::string& type = req.type_url();
+  if (!Served(type)) return;
+  TypeState& t = types_[type];
+  // A request answering an older response than the last one is stale: ignore it.
+  if (!req.response_nonce().empty() && req.response_nonce() != t.nonce) return;
+  if (!req.response_nonce().empty()) {
+    if (req.has_error_detail()) {
+      registry_.Nacked(agent_, type, req.error_detail().message());
+      log::Warn("agent rejected a response", {{"agent", agent_}, {"type", type},
+                                               {"version", t.sent_version},
+                                               {"error", req.error_detail().message()}});
+    } else {
+      registry_.Acked(agent_, type, req.version_info());
+    }
+  }
+  const bool first = !t.subscribed;
+  t.subscribed = true;
+  std::set<std::string> names;
+  for (const std::string& name : req.resource_names()) Subscribe(names, name, type);
+  const bool wildcard = names.count("*") || (names.empty() && !t.explicit_names_seen);
+  t.explicit_names_seen = t.explicit_names_seen || !names.empty();
+  const bool changed = !first && (wildcard != t.wildcard || (!wildcard && names != t.names));
+  t.wildcard = wildcard;
+  t.names = wildcard ? std::set<std::string>{} : std::move(names);
+  // A reconnecting agent that already runs our version of a wildcard type needs nothing.
+  const bool up_to_date = resources_ && t.wildcard && req.version_info() == resources_->type_versions.at(type);
+  if ((first && !up_to_date) || changed) t.send = true;
+  if (first && up_to_date) t.sent_version = req.version_info();
+}
+
+void SotwProtocol::SetResources(Resources resources) {
+  resources_ = std::move(resources);
+  for (auto& [type, t] : types_) {
+    if (t.subscribed && resources_->type_versions.at(type) != t.sent_version) t.send = true;
+  }
+}
+
+std::optional<SotwProtocol::Response> SotwProtocol::NextResponse() {
+  if (!resources_) return std::nullopt;
+  auto [next, state] = TakeNextToSend(types_);
+  if (!next) return std::nullopt;
+  const std::string& type = *next;
+  TypeState& t = *state;
+  Response resp;
+  resp.set_type_url(type);
+  resp.set_version_info(resources_->type_versions.at(type));
+  for (const auto& [name, r] : resources_->Of(type)) {
+    if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
+  }
+  t.nonce = NextNonce();
+  t.sent_version = resp.version_info();
+  resp.set_nonce(t.nonce);
+  resp.mutable_control_plane()->set_identifier("meshplug");
+  registry_.Sent(agent_, type, t.sent_version);
+  return resp;
+}
+
+void DeltaProtocol::Handle(const Request& req) {
+  const std::string& type = req.type_url();
+  if (!Served(type)) return;
+  const bool first = !types_.count(type);
+  TypeState& t = types_[type];
+  if (first) {
+    for (const auto& [name, version] : req.initial_resource_versions()) {
+      if (t.client_versions.size() >= kMaxSubscribedNames) break;
+      t.client_versions.emplace(name, version);
+    }
+    if (req.resource_names_subscribe().empty()) t.wildcard = true;  // legacy wildcard
+  }
+  // Subscription changes count even with a stale nonce.
+  for (const auto& n : req.resource_names_subscribe()) {
+    if (n == "*") {
+      t.wildcard = true;
+    } else if (Subscribe(t.names, n, type) && !first) {
+      t.client_versions.erase(n);  // newly subscribed: send it even if unchanged
+      t.told_missing.erase(n);
+    }
+  }
+  for (const auto& n : req.resource_names_unsubscribe()) {
+    if (n == "*") {
+      t.wildcard = false;
+    } else {
+      t.names.erase(n);
+      t.told_missing.erase(n);
+      if (!t.wildcard) t.client_versions.erase(n);
+    }
+  }
+  if (!req.response_nonce().empty()) {
+    std::string version;
+    for (const auto& [nonce, system_version] : t.recent_nonces) {
+      if (nonce == req.response_nonce()) version = system_version;
+    }
+    if (req.has_error_detail()) {
+      registry_.Nacked(agent_, type, req.error_detail().message());
+      log::Warn("agent rejected a response", {{"agent", agent_}, {"type", type}, {"version", version},
+                                               {"error", req.error_detail().message()}});
+    } else if (!version.empty()) {
+      registry_.Acked(agent_, type, version);
+    }
+  }
+  t.send = true;
+}
+
+void DeltaProtocol::SetResources(Resources resources) {
+  resources_ = std::move(resources);
+  for (auto& [_, t] : types_) t.send = true;
+}
+
+std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
+  if (!resources_) return std::nullopt;
+  // A type with nothing new for this agent sends nothing; the next flagged one may.
+  for (;;) {
+    auto [next, state] = TakeNextToSend(types_);
+    if (!next) return std::nullopt;
+    const std::string& type = *next;
+    TypeState& t = *state;
+    const auto& ours = resources_->Of(type);
+    Response resp;
+    auto wanted = [&](const std::string& name) { return t.wildcard || t.names.count(name); };
+    for (const auto& [name, r] : ours) {
+      if (!wanted(name)) continue;
+      auto cv = t.client_versions.find(name);
+      if (cv != t.client_versions.end() && cv->second == r->version) continue;
+      auto* res = resp.add_resources();
+      res->set_name(name);
+      res->set_version(r->version);
+      *res->mutable_resource() = r->any;
+      t.client_versions[name] = r->version;
+    }
+    for (auto cv = t.client_versions.begin(); cv != t.client_versions.end();) {
+      if (ours.count(cv->first) && wanted(cv->first)) {
+        ++cv;
+        continue;
+      }
+      resp.add_removed_resources(cv->first);
+      cv = t.client_versions.erase(cv);
+    }
+    for (const auto& n : t.names) {
+      if (!ours.count(n) && t.told_missing.insert(n).second) resp.add_removed_resources(n);
+    }
+    if (resp.resources().empty() && resp.removed_resources().empty()) continue;
+    resp.set_type_url(type);
+    resp.set_system_version_info(resources_->type_versions.at(type));
+    resp.set_nonce(NextNonce());
+    t.recent_nonces.emplace_back(resp.nonce(), resp.system_version_info());
+    if (t.recent_nonces.size() > kRecentNonces) t.recent_nonces.pop_front();
+    registry_.Sent(agent_, type, resp.system_version_info());
+    return resp;
+  }
+}
+
+}  // namespace meshplug::control_plane::xds
