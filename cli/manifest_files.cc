@@ -29,6 +29,10 @@ absl::StatusOr<v1::Manifest> ReadOne(const std::string& source, std::istream& in
     content.append(buf, n);
   }
   if (in.bad()) return absl::InvalidArgumentError(Cat(source, ": cannot read"));
+  if (const size_t valid = ValidUtf8Prefix(content); valid < content.size()) {
+    return absl::InvalidArgumentError(
+        Cat(source, ": line ", LineAt(content, valid), ": not UTF-8 text (manifests are YAML or JSON in UTF-8)"));
+  }
   v1::Manifest m;
   m.set_source(source);
   m.set_content(std::move(content));

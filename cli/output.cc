@@ -59,6 +59,18 @@ bool NeedsQuotes(const std::string& s) {
   return end != s.c_str() && *end == '\0';
 }
 
+// A literal block (`|`) reads back exactly only a text that ends in exactly one line
+// break, does not start with a space or a line break (those need indicators yaml-cpp does
+// not write) and holds only printable characters, tabs and line breaks. Other text is
+// written double-quoted, with escapes, so that `get -o yaml` applies back unchanged.
+bool FitsLiteralBlock(const std::string& s) {
+  if (s.size() < 2 || s.back() != '\n' || s[s.size() - 2] == '\n' || s[0] == ' ' || s[0] == '\n') return false;
+  return std::none_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f;
+  });
+}
+
 // Keys in a stable order: apiVersion, kind, metadata, spec, status, then by name.
 std::vector<std::string> OrderedKeys(const google::protobuf::Struct& s) {
   std::vector<std::string> keys;
@@ -148,9 +160,9 @@ void Emit(YAML::Emitter& out, const Value& v) {
       break;
     case Value::kStringValue: {
       const std::string& s = v.string_value();
-      if (s.find('\n') != std::string::npos) {
+      if (FitsLiteralBlock(s)) {
         out << YAML::Literal << s;
-      } else if (NeedsQuotes(s)) {
+      } else if (s.find('\n') != std::string::npos || NeedsQuotes(s)) {
         out << YAML::DoubleQuoted << s;
       } else {
         out << s;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "meshplug/v1/resources.pb.h"
+#include "resources/manifest.h"
 
 namespace meshplug::cli {
 namespace {
@@ -18,6 +19,20 @@ Objects OnePlugin() {
   Objects out;
   out.push_back(std::move(p));
   return out;
+}
+
+// Found by fuzz/manifest: `script: |` added a line break to a script that had none.
+TEST(Output, YamlOfAnyScriptAppliesBackUnchanged) {
+  for (const std::string script : {"no line break at the end", "two line breaks\n\n", " starts with a space\n",
+                                   "\nstarts with a line break\n", "carriage\r\nreturn\n", "control \x01\n",
+                                   "true", "tab\tinside\n"}) {
+    Objects objects = OnePlugin();
+    static_cast<mesh::v1::Plugin&>(*objects[0]).mutable_spec()->set_script(script);
+    const std::string yaml = ToYaml(objects, false);
+    auto docs = resources::ParseManifest("printed", yaml);
+    ASSERT_TRUE(docs.ok()) << yaml << docs.status();
+    EXPECT_EQ(static_cast<const mesh::v1::Plugin&>(*(*docs)[0].object).spec().script(), script) << yaml;
+  }
 }
 
 TEST(Output, YamlUsesManifestFieldNamesAndLiteralScripts) {

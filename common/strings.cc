@@ -1,5 +1,6 @@
 #include "common/strings.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -26,6 +27,21 @@ size_t Utf8Sequence(std::string_view s) {
 }
 
 }  // namespace
+
+size_t ValidUtf8Prefix(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t n = Utf8Sequence(s.substr(i));
+    if (n == 0) break;
+    i += n;
+  }
+  return i;
+}
+
+size_t LineAt(std::string_view text, size_t offset) {
+  const std::string_view before = text.substr(0, offset);
+  return 1 + static_cast<size_t>(std::count(before.begin(), before.end(), '\n'));
+}
 
 std::string Truncated(std::string_view s, size_t max) {
   if (s.size() <= max) return std::string(s);

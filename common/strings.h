@@ -31,6 +31,13 @@ std::string Join(const Range& items, std::string_view sep) {
 // garbage file, a hostile header) become U+FFFD, so the output is always valid JSON.
 std::string JsonQuote(std::string_view s);
 
+// The length of the longest prefix of `s` that is valid UTF-8 (RFC 3629): s.size() when
+// all of it is. Text that ends up in protobuf string fields must be UTF-8.
+size_t ValidUtf8Prefix(std::string_view s);
+
+// The 1-based line of byte `offset` of `text`.
+size_t LineAt(std::string_view text, size_t offset);
+
 // `s` when it has at most `max` bytes, else its first `max` bytes and a note of how
 // many more there were ("... (N more bytes)").
 std::string Truncated(std::string_view s, size_t max);

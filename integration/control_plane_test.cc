@@ -202,6 +202,10 @@ TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
   auto endless = cp.Meshctl({"apply", "-f", "/dev/zero"});
   EXPECT_EQ(endless.exit_code, 1);
   EXPECT_EQ(endless.err, "error: /dev/zero: the manifests are larger than 8388608 bytes; apply them in parts\n");
+  // A Latin-1 file is refused by meshctl with its line, before anything is sent.
+  auto latin1 = cp.Meshctl({"apply", "-f", "-"}, "apiVersion: v1\nkind: Namespace\nmetadata: {name: caf\xE9}\n");
+  EXPECT_EQ(latin1.exit_code, 1);
+  EXPECT_EQ(latin1.err, "error: -: line 3: not UTF-8 text (manifests are YAML or JSON in UTF-8)\n");
   // An alias bomb under 1 KB is refused before anything is built, also as a dry run.
   const std::string bomb =
       "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"

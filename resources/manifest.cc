@@ -1,7 +1,11 @@
 #include "resources/manifest.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include <optional>
+#include <sstream>
 
 #include "common/strings.h"
 #include "resources/yaml_decode.h"
@@ -63,10 +67,71 @@ absl::StatusOr<Document> ParseDocument(std::string_view source, int index, const
   return doc;
 }
 
+// yaml-cpp 0.7 never ends on some malformed text: a ',' where a block node may start
+// (",", "- a\n,", "---\n,") yields empty documents without consuming input, until memory
+// runs out (found by fuzz/manifest). Its event parser therefore runs first, counting
+// events against the apply's node limit, and stops at a document that starts where the
+// previous one did, before LoadAll builds anything.
+class TerminationCheck : public YAML::EventHandler {
+ public:
+  struct Stop {
+    std::string reason;
+    YAML::Mark mark;
+  };
+
+  explicit TerminationCheck(size_t max_events) : max_events_(max_events) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (last_start_ && last_start_->pos == mark.pos) throw Stop{"no document can start here", mark};
+    last_start_ = mark;
+    Count(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Count(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Count(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    Count(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Count(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Count(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Count(const YAML::Mark& mark) {
+    if (++events_ > max_events_) throw Stop{Cat("more than ", max_events_, " YAML nodes in the apply"), mark};
+  }
+
+  const size_t max_events_;
+  size_t events_ = 0;
+  std::optional<YAML::Mark> last_start_;
+};
+
+absl::Status CheckTermination(std::string_view source, const std::string& text, size_t max_events) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  TerminationCheck check(max_events);
+  try {
+    while (parser.HandleNextDocument(check)) {
+    }
+  } catch (const TerminationCheck::Stop& stop) {
+    return absl::InvalidArgumentError(Cat(source, ": line ", stop.mark.line + 1, ", column ", stop.mark.column + 1,
+                                          ": not valid YAML or JSON: ", stop.reason));
+  } catch (const YAML::Exception&) {
+    // LoadAll reports it below, with the same words as always.
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // Walks a parsed document as decoding would (aliases at every use) and stops at the first
-// limit it passes, so the cost of the check is bounded by the limits themselves.
+// limit it passes, so the cost of the check is bounded by the limits themselves. It also
+// refuses values that are not UTF-8 text.
 class ManifestDecoder {
  public:
   ManifestDecoder(ManifestBudget& budget, std::string_view source) : budget_(budget), source_(source) {}
@@ -113,6 +178,11 @@ class ManifestDecoder {
                       " YAML nodes (an alias counts as a copy of what it names)"));
     }
     if (node.IsScalar()) {
+      // Values become protobuf strings, which must be UTF-8 (the text as sent may have
+      // been another Unicode encoding, which the YAML parser converts).
+      if (ValidUtf8Prefix(node.Scalar()) != node.Scalar().size()) {
+        return absl::InvalidArgumentError(Cat(where, LineOf(node), ": a value that is not UTF-8 text"));
+      }
       scalar_bytes_ += node.Scalar().size();
       if (scalar_bytes_ > l.max_scalar_bytes_per_document) {
         return Over(Cat(where, ": more than ", l.max_scalar_bytes_per_document,
@@ -150,9 +220,11 @@ absl::StatusOr<std::vector<Document>> ParseManifest(std::string_view source, std
                                                     ManifestBudget& budget) {
   ManifestDecoder bounds(budget, source);
   if (absl::Status st = bounds.Text(content.size()); !st.ok()) return st;
+  const std::string text(content);
+  if (absl::Status st = CheckTermination(source, text, budget.limits().max_nodes); !st.ok()) return st;
   std::vector<YAML::Node> nodes;
   try {
-    nodes = YAML::LoadAll(std::string(content));
+    nodes = YAML::LoadAll(text);
   } catch (const YAML::DeepRecursion& e) {
     return absl::InvalidArgumentError(Cat(source, ": line ", e.mark.line + 1, ": nested too deeply"));
   } catch (const YAML::Exception& e) {

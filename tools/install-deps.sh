@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that meshplug's build, tests and demo need, and only
 # the ones that are missing, so running it again costs a dpkg query and nothing else.
+#   tools/install-deps.sh        the build, the tests and the demo
+#   tools/install-deps.sh fuzz   also clang-14 and libFuzzer (tools/fuzz.sh)
 set -euo pipefail
 
 packages=(
@@ -12,6 +14,9 @@ packages=(
   # tests and the demo
   curl python3 python3-httpbin gunicorn
 )
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang-14 libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

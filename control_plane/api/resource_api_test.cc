@@ -131,6 +131,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
                 "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
                 "document 1: more than 100000 YAML nodes (an alias counts as a copy of what it names)"},
+        // Found by fuzz/manifest: stored, the value would not load back.
+        BadCase{"ValueThatIsNotUtf8",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: \"caf\xE9\"}}\n",
+                "document 1 (line 3): a value that is not UTF-8 text"},
         BadCase{"DeepNesting", std::string(100, '[') + std::string(100, ']') + "\n",
                 "nested deeper than 64 levels"},
         BadCase{"MissingNamespace",
@@ -219,6 +223,22 @@ TEST_F(ResourceApiTest, YamlSyntaxErrorNamesSourceAndLine) {
   auto r = Apply("kind: Plugin\nmetadata: {name: [\n", "bad.yaml");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(std::string(r.status().message()).find("bad.yaml: line "), std::string::npos) << r.status();
+}
+
+// Found by fuzz/manifest: yaml-cpp 0.7 loops forever on a ',' where a block node may
+// start, filling memory; the apply is refused at once instead.
+TEST_F(ResourceApiTest, TextTheYamlParserWouldLoopOnIsRefused) {
+  for (const auto& [text, where] : std::vector<std::pair<std::string, std::string>>{
+           {",\n", "line 1, column 1"},
+           {"- a\n,\n", "line 2, column 1"},
+           {"apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n, x\n", "line 5, column 1"},
+           {"&a ,\n", "line 1"}}) {
+    auto r = Apply(text, "bad.yaml");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(std::string(r.status().message()).find("bad.yaml: " + where), std::string::npos) << r.status();
+    EXPECT_NE(std::string(r.status().message()).find("not valid YAML or JSON"), std::string::npos) << r.status();
+  }
+  EXPECT_TRUE(store_->List(resources::Kind::kNamespace, "")->empty());
 }
 
 TEST_F(ResourceApiTest, OneBadDocumentRejectsTheWholeApply) {
