@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "common/strings.h"
@@ -190,9 +191,17 @@ class ManifestDecoder {
       }
       return absl::OkStatus();
     }
+    std::set<std::string> keys;
     for (const auto& item : node) {
       // A map yields key/value pairs, a list its elements.
       if (node.IsMap()) {
+        // YAML forbids duplicate keys, and yaml-cpp would keep either: "kind: Workload"
+        // then "kind: Namespace" decoded as one kind and stored as the other (found by
+        // fuzz/manifest).
+        if (item.first.IsScalar() && !keys.insert(item.first.Scalar()).second) {
+          return absl::InvalidArgumentError(
+              Cat(where, LineOf(item.first), ": the key \"", item.first.Scalar(), "\" appears twice"));
+        }
         if (absl::Status st = Walk(item.first, depth + 1, where); !st.ok()) return st;
         if (absl::Status st = Walk(item.second, depth + 1, where); !st.ok()) return st;
       } else if (absl::Status st = Walk(item, depth + 1, where); !st.ok()) {

@@ -776,6 +776,14 @@ awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
     co_return co_await Respond(x, std::move(*replaced), false);
   }
+  // A status a response step set must be one this response can be sent with: final
+  // (not 1xx, found by fuzz/lua_script) and, unless the upstream's was, not one without
+  // content (204/304), whose framing would contradict the body that follows.
+  const unsigned status = x.ctx.response->result_int();
+  if (status != SendableStatus(status) ||
+      (WithoutContent(status) && status != static_cast<unsigned>(response.get().result_int()))) {
+    co_return co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
+  }
   const Limits& limits = x.chains->limits();
   BodyFilters filters(Ran(x, true), false, limits.max_buffered_body_bytes);
   bool has_body = !response.is_done();

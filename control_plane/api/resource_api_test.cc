@@ -135,6 +135,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"ValueThatIsNotUtf8",
                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: \"caf\xE9\"}}\n",
                 "document 1 (line 3): a value that is not UTF-8 text"},
+        // Found by fuzz/manifest: one key decided the kind, the other was stored.
+        BadCase{"DuplicateKey", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nkind: Service\n",
+                "document 1 (line 4): the key \"kind\" appears twice"},
         BadCase{"DeepNesting", std::string(100, '[') + std::string(100, ']') + "\n",
                 "nested deeper than 64 levels"},
         BadCase{"MissingNamespace",
