@@ -10,8 +10,6 @@
 // DeltaDiscoveryResponse. The clock advances 2 ms per response.
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,17 +19,15 @@
 #include "agent/xds/protocol.h"
 #include "agent/xds/update_assembler.h"
 #include "common/stats.h"
+#include "fuzz/finding.h"
 
 namespace {
+
+using meshplug::fuzz::Finding;
 
 using namespace meshplug;
 using namespace meshplug::agent::xds;
 using std::chrono::milliseconds;
-
-[[noreturn]] void Finding(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "agent_xds: %s\n%s\n", what, detail.c_str());
-  std::abort();
-}
 
 // Builds chain sets as the agent does, with small Lua limits so that one input stays fast.
 struct Builder {
@@ -69,14 +65,14 @@ void Run(std::string_view input) {
       UpdateAssembler::Due due = assembler.Poll(*at);
       if (!due.update) continue;
       const std::vector<std::string> missing = due.update->resources.Missing(/*endpoints=*/false);
-      if (!missing.empty()) Finding("an update was handed out with references missing", missing.front());
+      if (!missing.empty()) Finding("agent_xds", "an update was handed out with references missing", missing.front());
       auto built = b.builder.Build(due.update->snapshot, running.get());
       absl::StatusOr<std::vector<std::string>> result =
           built.ok() ? absl::StatusOr<std::vector<std::string>>(built->isolated) : built.status();
       if (built.ok()) running = built->chains;
       assembler.Applied(*due.update, result);
       if (built.ok() && assembler.running().size() != due.update->resources.size()) {
-        Finding("what runs is not the update that was applied", due.update->snapshot.version());
+        Finding("agent_xds", "what runs is not the update that was applied", due.update->snapshot.version());
       }
     }
   };

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz/finding.h"
 #include "plugins/lua/bounded_library.h"
 #include "plugins/lua/lua_state.h"
 
@@ -115,9 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!bounded) return 0;
   const std::string stock = Stock(c);
   if (*bounded != stock) {
-    std::fprintf(stderr, "bounded and stock Lua differ\n  bounded: %s\n  stock:   %s\n", bounded->c_str(),
-                 stock.c_str());
-    std::abort();
+    meshplug::fuzz::Finding("lua_patterns", "bounded and stock Lua differ", "  bounded: " + *bounded + "\n  stock:   " + stock);
   }
   return 0;
 }

@@ -10,8 +10,6 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -20,15 +18,13 @@
 #include "control_plane/translate/mesh_state.h"
 #include "control_plane/validation/validation.h"
 #include "resources/manifest.h"
+#include "fuzz/finding.h"
 
 namespace {
 
-using namespace meshplug;
+using meshplug::fuzz::Finding;
 
-[[noreturn]] void Finding(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "manifest: %s\n%s\n", what, detail.c_str());
-  std::abort();
-}
+using namespace meshplug;
 
 // A tenth of the control plane's limits, so that one input stays fast.
 resources::ManifestLimits FuzzLimits() {
@@ -48,7 +44,7 @@ void CheckPrintedFormAppliesBack(const resources::Document& doc) {
   const std::string yaml = cli::ToYaml(printed, false);
   auto again = resources::ParseManifest("printed", yaml);
   if (!again.ok() || again->size() != 1) {
-    Finding("get -o yaml prints what apply refuses",
+    Finding("manifest", "get -o yaml prints what apply refuses",
             doc.Where() + "\n" + yaml + "\n" + std::string(again.status().message()));
   }
   auto expected = resources::UserPart(*doc.object);
@@ -57,7 +53,7 @@ void CheckPrintedFormAppliesBack(const resources::Document& doc) {
   google::protobuf::util::MessageDifferencer differ;
   differ.ReportDifferencesToString(&difference);
   if (!differ.Compare(*expected, *actual)) {
-    Finding("get -o yaml does not apply back to the same object", doc.Where() + "\n" + yaml + "\n" + difference);
+    Finding("manifest", "get -o yaml does not apply back to the same object", doc.Where() + "\n" + yaml + "\n" + difference);
   }
 }
 
@@ -76,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckPrintedFormAppliesBack(doc);
     ++state.revision;
     if (!state.Put(control_plane::store::Entry{doc.key(), doc.object->SerializeAsString(), state.revision, state.revision})) {
-      Finding("a valid object does not load back from the store", doc.Where());
+      Finding("manifest", "a valid object does not load back from the store", doc.Where());
     }
   }
   int translated = 0;

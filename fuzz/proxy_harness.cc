@@ -18,8 +18,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 
 #include "agent/chains/script_runtime.h"
 #include "agent/proxy/http_proxy.h"
@@ -98,11 +96,6 @@ asio::awaitable<void> Client(asio::local::stream_protocol::socket& socket, std::
 }
 
 }  // namespace
-
-void Finding(const char* target, const std::string& what, const std::string& detail) {
-  std::fprintf(stderr, "%s: %s\n%s\n", target, what.c_str(), detail.c_str());
-  std::abort();
-}
 
 ProxyRig::ProxyRig()
     : scripts_(agent::chains::MakeScriptRuntime(SmallLuaLimits(), 64 << 20)),

@@ -12,12 +12,10 @@
 #include "agent/chains/chain_set.h"
 #include "agent/chains/plugin_factory.h"
 #include "common/stats.h"
+#include "fuzz/finding.h"
 #include "plugins/lua/options.h"
 
 namespace meshplug::fuzz {
-
-// Reports a finding of `target` and aborts, so that libFuzzer keeps the input.
-[[noreturn]] void Finding(const char* target, const std::string& what, const std::string& detail = "");
 
 // Every limit of the proxy and of Lua is small (timeouts ≤300 ms), so that an input ends
 // quickly and a connection open after kHangAfter is a hang, not a slow input.

@@ -12,8 +12,6 @@
 // big-endian length with that many bytes: a serialized request, or a serialized
 // meshplug.v1.Snapshot for the configuration. Responses are drained after every step.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <string>
 #include <string_view>
@@ -23,16 +21,14 @@
 #include "control_plane/xds/node_identity.h"
 #include "control_plane/xds/resources.h"
 #include "control_plane/xds/stream_protocol.h"
+#include "fuzz/finding.h"
 
 namespace {
 
+using meshplug::fuzz::Finding;
+
 using namespace meshplug;
 using namespace meshplug::control_plane::xds;
-
-[[noreturn]] void Finding(const std::string& what, const std::string& detail = "") {
-  std::fprintf(stderr, "xds_server: %s\n%s\n", what.c_str(), detail.c_str());
-  std::abort();
-}
 
 bool Served(const std::string& type) {
   for (const std::string& url : xds_types::TypeUrls()) {
@@ -42,17 +38,17 @@ bool Served(const std::string& type) {
 }
 
 void Check(const SotwProtocol::Response& r) {
-  if (!Served(r.type_url())) Finding("a response of a type not served", r.type_url());
-  if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("a response beyond the subscription bound");
+  if (!Served(r.type_url())) Finding("xds_server", "a response of a type not served", r.type_url());
+  if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("xds_server", "a response beyond the subscription bound");
 }
 
 void Check(const DeltaProtocol::Response& r) {
-  if (!Served(r.type_url())) Finding("a response of a type not served", r.type_url());
-  if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("a response beyond the subscription bound");
+  if (!Served(r.type_url())) Finding("xds_server", "a response of a type not served", r.type_url());
+  if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("xds_server", "a response beyond the subscription bound");
   std::set<std::string> updated;
   for (const auto& resource : r.resources()) updated.insert(resource.name());
   for (const std::string& removed : r.removed_resources()) {
-    if (updated.count(removed)) Finding("a delta response updates and removes one name", removed);
+    if (updated.count(removed)) Finding("xds_server", "a delta response updates and removes one name", removed);
   }
 }
 
@@ -69,7 +65,7 @@ void Run(std::string_view input) {
       if (!response) return;
       Check(*response);
     }
-    Finding("the stream keeps producing responses with nothing new to send");
+    Finding("xds_server", "the stream keeps producing responses with nothing new to send");
   };
 
   while (input.size() >= 3) {
