@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include "common/secret.h"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -24,6 +26,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> built
       builtins_(builtins ? std::move(builtins) : std::make_unique<chains::BuiltinModuleFactory>()),
       scripts_(scripts),
       builder_(*builtins_, scripts, builtin_state_, options_.limits) {
+  if (options_.admin_token.empty()) options_.admin_token = SecretHex(32);
   size_t n = options_.workers != 0 ? options_.workers
                                    : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < n; ++i) {
@@ -130,7 +133,7 @@ absl::Status Agent::Start() {
   admin_acceptor_ = *admin;
   AcceptLoop(*outbound, false, false);
   AcceptLoop(*inbound, true, false);
-  admin::ServeAdmin(control_, *admin, LimitFor("admin"), *this);
+  admin::ServeAdmin(control_, *admin, LimitFor("admin"), *this, options_.admin_token);
   for (auto& worker : workers_) {
     worker->thread = std::thread([&context = worker->context] {
       auto guard = asio::make_work_guard(context);

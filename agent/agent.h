@@ -39,6 +39,9 @@ struct AgentOptions {
   size_t max_connections_per_listener = 0;
   proxy::Limits limits;
   std::chrono::milliseconds drain_timeout{10'000};
+  // The bearer token the admin endpoint requires for /config_dump (it holds PluginConfig
+  // values) and /quitquitquit; empty: a random one (admin_token()).
+  std::string admin_token;
 };
 
 class Agent final : public admin::AdminTarget {
@@ -75,6 +78,7 @@ class Agent final : public admin::AdminTarget {
   uint16_t outbound_port() const { return outbound_port_; }
   uint16_t inbound_port() const { return inbound_port_; }
   uint16_t admin_port() const { return admin_port_; }
+  const std::string& admin_token() const { return options_.admin_token; }
 
   const chains::ActiveChainSet& chains() const { return chains_; }
   std::shared_ptr<const chains::ChainSet> ActiveChainSet() const override { return chains_.Get(); }

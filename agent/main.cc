@@ -1,5 +1,7 @@
 // meshplug agent: the sidecar proxy. It gets its configuration from the control plane
 // over xDS (identity from flags or --bootstrap), or runs on a fixed --snapshot_file.
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +9,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+
+#include <unistd.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -16,8 +20,10 @@
 #include "agent/xds/bootstrap.h"
 #include "agent/chains/script_runtime.h"
 #include "agent/snapshot_file.h"
+#include "agent/xds/workload_identity.h"
 #include "agent/xds/xds_client.h"
 #include "common/log.h"
+#include "common/files.h"
 #include "common/strings.h"
 
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "address of the outbound, inbound and TCP listeners");
@@ -30,6 +36,10 @@ ABSL_FLAG(uint32_t, max_connections_per_listener, 0,
           "connections one proxy listener holds at once; more are closed on arrival "
           "(0: from the descriptor limit, (RLIMIT_NOFILE-64)/4, at least 16)");
 ABSL_FLAG(std::string, snapshot_file, "", "snapshot to run on (JSON or text format)");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "where the agent writes a fresh admin token at start (mode 0600); /config_dump and /quitquitquit need "
+          "it as `Authorization: Bearer TOKEN` (default: <namespace>.<name>.admin-token next to the snapshot "
+          "cache, or agents/admin-token.<pid> under $MESHPLUG_HOME or ~/.local/share/meshplug without xDS)");
 ABSL_FLAG(uint32_t, max_header_bytes, 16 * 1024, "largest request/response header block (431)");
 ABSL_FLAG(uint32_t, max_header_count, 100, "most header fields in a request/response (431)");
 ABSL_FLAG(uint64_t, max_buffered_body_bytes, 1024 * 1024,
@@ -67,6 +77,12 @@ ABSL_FLAG(uint16_t, advertise_inbound_port, 0,
 ABSL_FLAG(std::string, app_ports, "", "the app's ports, comma-separated");
 ABSL_FLAG(std::string, xds_address, "", "control plane address host:port (empty: no xDS)");
 ABSL_FLAG(std::string, xds_protocol, "", "delta (default) or sotw");
+ABSL_FLAG(std::string, xds_ca_file, "", "the roots that verify the control plane (PEM; or the bootstrap's xds.ca)");
+ABSL_FLAG(std::string, join_token_file, "",
+          "file holding a join token (meshctl workload token NS/NAME): buys the first certificate, once");
+ABSL_FLAG(std::string, identity_file, "",
+          "where the workload key and certificate are kept, mode 0600, so a restart needs no new token (default: "
+          "next to the snapshot cache, <namespace>.<name>.identity.pem; \"none\": memory only)");
 ABSL_FLAG(std::string, snapshot_cache, "",
           "file the last good configuration is saved to and started from when the control plane is "
           "unreachable (default: $MESHPLUG_HOME/agents/<namespace>.<name>.snapshot.json, else under "
@@ -164,7 +180,22 @@ absl::StatusOr<agent_ns::xds::Bootstrap> BootstrapFromFlags() {
   flags.xds_address = absl::GetFlag(FLAGS_xds_address);
   flags.xds_protocol = absl::GetFlag(FLAGS_xds_protocol);
   flags.snapshot_cache = absl::GetFlag(FLAGS_snapshot_cache);
+  flags.xds_ca_file = absl::GetFlag(FLAGS_xds_ca_file);
+  flags.identity_file = absl::GetFlag(FLAGS_identity_file);
+  if (const std::string path = absl::GetFlag(FLAGS_join_token_file); !path.empty()) {
+    auto token = meshplug::ReadFileText(path, "--join_token_file");
+    if (!token.ok()) return token.status();
+    // The token is base64url and dots; whatever else the file holds (a final line break) is not.
+    token->erase(std::remove_if(token->begin(), token->end(), [](unsigned char c) { return std::isspace(c); }),
+                 token->end());
+    flags.join_token = *token;
+  }
   b.Override(flags);
+  if (b.xds_ca.empty() && !b.xds_ca_file.empty()) {
+    auto ca = meshplug::ReadFileText(b.xds_ca_file, "the CA file");
+    if (!ca.ok()) return ca.status();
+    b.xds_ca = *ca;
+  }
   if (b.address.empty()) {
     const std::string bind = absl::GetFlag(FLAGS_bind_address);
     if (bind != "0.0.0.0" && bind != "::") b.address = bind;
@@ -172,11 +203,17 @@ absl::StatusOr<agent_ns::xds::Bootstrap> BootstrapFromFlags() {
   return b;
 }
 
-std::string DefaultCachePath(const agent_ns::xds::Bootstrap& b) {
-  const std::string file = Cat("agents/", b.namespace_, ".", b.node_id, ".snapshot.json");
+// "<state dir>/agents/<namespace>.<name><suffix>".
+std::string DefaultAgentFile(const agent_ns::xds::Bootstrap& b, const char* suffix) {
+  const std::string file = Cat("agents/", b.namespace_, ".", b.node_id, suffix);
   if (const char* home = std::getenv("MESHPLUG_HOME")) return Cat(home, "/", file);
   const char* home = std::getenv("HOME");
   return Cat(home ? home : ".", "/.local/share/meshplug/", file);
+}
+
+// A setting's file or its default; "none" turns it off.
+std::string FileSetting(const std::string& given, const agent_ns::xds::Bootstrap& b, const char* suffix) {
+  return given.empty() ? DefaultAgentFile(b, suffix) : given == "none" ? "" : given;
 }
 
 agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, uint16_t inbound_port, bool have_snapshot) {
@@ -184,7 +221,7 @@ agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, ui
   o.server_address = b.xds_address;
   o.protocol = b.xds_protocol == "sotw" ? agent_ns::xds::XdsProtocol::kSotw : agent_ns::xds::XdsProtocol::kDelta;
   o.node = agent_ns::xds::MakeNode(b, inbound_port);
-  o.cache_path = b.snapshot_cache.empty() ? DefaultCachePath(b) : b.snapshot_cache == "none" ? "" : b.snapshot_cache;
+  o.cache_path = FileSetting(b.snapshot_cache, b, ".snapshot.json");
   o.use_cache_at_start = !have_snapshot;
   o.initial_fetch_timeout = Ms(absl::GetFlag(FLAGS_xds_initial_fetch_timeout));
   o.backoff_base = Ms(absl::GetFlag(FLAGS_xds_backoff_base));
@@ -242,6 +279,17 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime(LuaLimitsFromFlags(), absl::GetFlag(FLAGS_lua_memory_total_bytes));
   meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
+  std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
+  if (token_file.empty()) {
+    agent_ns::xds::Bootstrap anonymous;
+    anonymous.namespace_ = "admin-token";
+    anonymous.node_id = std::to_string(getpid());
+    token_file = DefaultAgentFile(use_xds ? *bootstrap : anonymous, use_xds ? ".admin-token" : "");
+  }
+  if (absl::Status written = meshplug::WritePrivateFile(token_file, agent.admin_token() + "\n"); !written.ok()) {
+    std::fprintf(stderr, "agent: %s\n", std::string(written.message()).c_str());
+    return 1;
+  }
   // Access log lines (the logging module, when MeshConfig's observability.accessLog is on)
   // go to stdout, one JSON object per line.
   agent.SetAccessLog([](std::string_view line) {
@@ -268,11 +316,21 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   log::Info("listening", {{"outbound", std::to_string(agent.outbound_port())},
                           {"inbound", std::to_string(agent.inbound_port())},
-                          {"admin", std::to_string(agent.admin_port())}});
+                          {"admin", std::to_string(agent.admin_port())},
+                          {"admin_token_file", token_file}});
 
+  std::unique_ptr<agent_ns::xds::WorkloadIdentity> identity;
   std::unique_ptr<agent_ns::xds::XdsClient> xds;
   if (use_xds) {
+    identity = std::make_unique<agent_ns::xds::WorkloadIdentity>(
+        agent_ns::xds::WorkloadIdentity::Options{bootstrap->xds_address, bootstrap->xds_ca, bootstrap->join_token,
+                                                 bootstrap->AgentId(),
+                                                 FileSetting(bootstrap->identity_file, *bootstrap, ".identity.pem"),
+                                                 Ms(absl::GetFlag(FLAGS_xds_connect_timeout))},
+        &agent.stats());
+    identity->StartRenewal();
     agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
+    options.credentials = [&identity] { return identity->ChannelCredentials(); };
     if (bootstrap->address.empty()) {
       log::Warn("no workload address (--address): peers cannot reach this workload through the mesh");
     }
@@ -290,6 +348,7 @@ int main(int argc, char** argv) {
   waiter.detach();
   agent.Wait();
   if (xds) xds->Stop();
+  identity.reset();
   std::fprintf(stderr, "agent: stopped\n");
   return 0;
 }

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "cli/manifest_files.h"
+#include "absl/time/time.h"
 #include "cli/output.h"
+#include "common/client_config.h"
 #include "common/strings.h"
 #include "resources/kinds.h"
 #include "resources/object.h"
@@ -37,12 +39,20 @@ Usage:
   meshctl proxy status
   meshctl proxy config_dump AGENT        (AGENT: namespace/name or name.namespace)
   meshctl version
+  meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--bootstrap]
+                                         a join token with which that workload's agent
+                                         gets its certificate (once); --bootstrap prints
+                                         the agent's bootstrap file with it
+  meshctl token create --role admin|read-only [--ttl 720h]
 
 Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
        pluginchain (pichn), pluginconfig (picfg); plural forms work too.
 
 Global flags:
-  --server HOST:PORT   control plane address (default $MESHCTL_SERVER, else 127.0.0.1:15010)
+  --config FILE        credentials file: server, CA, admin token (default $MESHPLUG_HOME/config,
+                       else ~/.config/meshplug/config; the control plane writes it at start)
+  --server HOST:PORT   control plane address (default $MESHCTL_SERVER, else the config's)
+  --token TOKEN        admin API token (default $MESHPLUG_TOKEN, else the config's)
 )";
 
 // A failure to report as one line and exit 1.
@@ -53,7 +63,13 @@ struct UsageError {
 struct Args {
   std::vector<std::string> positional;
   std::vector<std::string> files;
+  std::string config;
   std::string server;
+  std::string token;
+  std::string ttl;
+  std::string role;
+  std::string service_account;
+  bool bootstrap = false;
   std::string ns = "default";
   bool ns_given = false;
   bool all_namespaces = false;
@@ -66,7 +82,8 @@ struct Args {
 Args Parse(int argc, char** argv) {
   Args a;
   if (const char* env = std::getenv("MESHCTL_SERVER")) a.server = env;
-  if (a.server.empty()) a.server = kDefaultServer;
+  if (const char* env = std::getenv("MESHPLUG_TOKEN")) a.token = env;
+  a.config = DefaultClientConfigPath();
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -83,6 +100,18 @@ Args Parse(int argc, char** argv) {
     };
     if (arg == "--server") {
       a.server = next();
+    } else if (arg == "--config") {
+      a.config = next();
+    } else if (arg == "--token") {
+      a.token = next();
+    } else if (arg == "--ttl") {
+      a.ttl = next();
+    } else if (arg == "--role") {
+      a.role = next();
+    } else if (arg == "--service-account") {
+      a.service_account = next();
+    } else if (arg == "--bootstrap") {
+      a.bootstrap = true;
     } else if (arg == "-f" || arg == "--filename") {
       a.files.push_back(next());
       arg = "-f";
@@ -118,17 +147,31 @@ Args Parse(int argc, char** argv) {
 }
 
 void Allow(const Args& a, const std::string& command, std::set<std::string> allowed) {
-  allowed.insert("--server");
+  allowed.insert({"--server", "--config", "--token"});
   for (const auto& f : a.seen) {
     if (!allowed.count(f)) throw UsageError{Cat("flag ", f, " does not apply to '", command, "'")};
   }
 }
 
+// The admin API over TLS, verified with the config's CA, with the token on every call.
 class Client {
  public:
-  explicit Client(const std::string& server)
-      : server_(server),
-        stub_(v1::Admin::NewStub(grpc::CreateChannel(server, grpc::InsecureChannelCredentials()))) {}
+  explicit Client(const Args& a) {
+    auto config = ReadClientConfig(a.config);
+    if (!config.ok()) throw UsageError{std::string(config.status().message())};
+    server_ = a.server.empty() ? config->server : a.server;
+    if (server_.empty()) server_ = kDefaultServer;
+    token_ = a.token.empty() ? config->token : a.token;
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = config->ca_pem;
+    auto creds = grpc::SslCredentials(tls);
+    if (!token_.empty()) creds = grpc::CompositeChannelCredentials(creds, grpc::AccessTokenCredentials(token_));
+    stub_ = v1::Admin::NewStub(grpc::CreateChannel(server_, creds));
+    ca_pem_ = config->ca_pem;
+  }
+
+  const std::string& server() const { return server_; }
+  const std::string& ca_pem() const { return ca_pem_; }
 
   template <typename Req, typename Resp, typename Method>
   Resp Call(Method method, const Req& req) {
@@ -139,16 +182,40 @@ class Client {
     if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
         st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       throw UsageError{Cat("cannot reach the control plane at ", server_,
-                           " (set --server or MESHCTL_SERVER): ", st.error_message())};
+                           " (set --server or MESHCTL_SERVER; its certificate must verify with the CA in --config): ",
+                           st.error_message())};
     }
     if (!st.ok()) throw UsageError{st.error_message()};
     return resp;
   }
 
  private:
-  std::string server_;
+  std::string server_, token_, ca_pem_;
   std::unique_ptr<v1::Admin::Stub> stub_;
 };
+
+// "1h", "30m", "720h" → seconds; 0 when not given (the control plane's default).
+int64_t TtlSeconds(const Args& a) {
+  if (a.ttl.empty()) return 0;
+  absl::Duration d;
+  if (!absl::ParseDuration(a.ttl, &d) || d < absl::Seconds(1)) {
+    throw UsageError{Cat("--ttl \"", a.ttl, "\" is not a duration such as 30m, 1h or 720h")};
+  }
+  return absl::ToInt64Seconds(d);
+}
+
+// YAML of a literal block at `indent` spaces.
+std::string Indented(const std::string& text, int indent) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out += std::string(indent, ' ') + text.substr(start, end - start) + "\n";
+    start = end + 1;
+  }
+  return out;
+}
 
 std::vector<v1::Manifest> Manifests(const Args& a) {
   auto m = ReadManifests(a.files);
@@ -293,6 +360,47 @@ int Proxy(Client& c, const Args& a) {
   throw UsageError{"usage: meshctl proxy status | meshctl proxy config_dump AGENT"};
 }
 
+int Workload(Client& c, const Args& a) {
+  Allow(a, "workload token", {"--ttl", "--service-account", "--bootstrap"});
+  if (a.positional.size() != 3 || a.positional[1] != "token") {
+    throw UsageError{"usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--bootstrap]"};
+  }
+  v1::CreateTokenRequest req;
+  req.set_role("join");
+  req.set_workload(a.positional[2]);
+  req.set_service_account(a.service_account);
+  req.set_ttl_seconds(TtlSeconds(a));
+  const auto resp = c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
+  if (!a.bootstrap) {
+    std::cout << resp.token() << "\n";
+    std::cerr << "join token for " << a.positional[2] << " (identity " << resp.spiffe_id() << "), good for one start until "
+              << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix())) << "\n";
+    return 0;
+  }
+  const auto slash = a.positional[2].find('/');
+  std::cout << "# meshplug agent bootstrap for " << a.positional[2] << " (" << resp.spiffe_id()
+            << "). The join token is good for one start; keep this file private.\n"
+            << "node:\n  id: " << a.positional[2].substr(slash + 1) << "\n  namespace: " << a.positional[2].substr(0, slash)
+            << "\nxds:\n  address: " << c.server() << "\n  ca: |\n"
+            << Indented(resp.trust_bundle_pem(), 4) << "join_token: " << resp.token() << "\n";
+  return 0;
+}
+
+int Token(Client& c, const Args& a) {
+  Allow(a, "token create", {"--ttl", "--role"});
+  if (a.positional.size() != 2 || a.positional[1] != "create" || (a.role != "admin" && a.role != "read-only")) {
+    throw UsageError{"usage: meshctl token create --role admin|read-only [--ttl 720h]"};
+  }
+  v1::CreateTokenRequest req;
+  req.set_role(a.role);
+  req.set_ttl_seconds(TtlSeconds(a));
+  const auto resp = c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
+  std::cout << resp.token() << "\n";
+  std::cerr << a.role << " token, valid until " << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix()))
+            << " (give it with --token or MESHPLUG_TOKEN)\n";
+  return 0;
+}
+
 int Version(Client& c, const Args& a) {
   Allow(a, "version", {});
   std::cout << "client: " << kClientVersion << "\n";
@@ -307,7 +415,7 @@ int Run(int argc, char** argv) {
     std::cerr << kUsage;
     return 1;
   }
-  Client client(a.server);
+  Client client(a);
   const std::string& cmd = a.positional[0];
   if (cmd == "apply") return Apply(client, a);
   if (cmd == "delete") return Delete(client, a);
@@ -315,6 +423,8 @@ int Run(int argc, char** argv) {
   if (cmd == "namespace") return Namespace(client, a);
   if (cmd == "version") return Version(client, a);
   if (cmd == "proxy") return Proxy(client, a);
+  if (cmd == "workload") return Workload(client, a);
+  if (cmd == "token") return Token(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

@@ -307,14 +307,15 @@ std::string ToTable(const Objects& objects, bool show_namespace) {
 
 std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp) {
   std::vector<std::vector<std::string>> rows = {
-      {"AGENT", "CONNECTED", "PROTOCOL", "SNAPSHOT", "SYNCED", "LAST NACK"}};
+      {"AGENT", "CONNECTED", "PROTOCOL", "IDENTITY", "CERT EXPIRES", "SNAPSHOT", "SYNCED", "LAST NACK"}};
   for (const auto& a : resp.agents()) {
     int acked = 0;
     for (const auto& t : a.types()) acked += !t.sent_version().empty() && t.sent_version() == t.acked_version();
     const std::string synced = Cat(acked, "/", a.types_size());
     const std::string nack = a.last_nack().empty() ? "<none>" : Cat(a.last_nack_time(), " ", a.last_nack());
     rows.push_back({a.agent(), a.connected() ? "true" : "false", a.protocol(),
-                    a.snapshot_version().empty() ? "<none>" : a.snapshot_version(), synced, nack});
+                    a.identity().empty() ? "<none>" : a.identity(),
+                    a.certificate_expiry().empty() ? "<none>" : a.certificate_expiry(), a.snapshot_version().empty() ? "<none>" : a.snapshot_version(), synced, nack});
   }
   return RenderTable(rows);
 }

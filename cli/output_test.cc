@@ -83,6 +83,8 @@ TEST(Output, ProxyStatusShowsSyncAndLastNack) {
   a->set_connected(true);
   a->set_protocol("delta");
   a->set_snapshot_version("abc");
+  a->set_identity("spiffe://cluster.local/ns/curl/sa/curl");
+  a->set_certificate_expiry("2026-11-30T06:00:00Z");
   auto* t = a->add_types();
   t->set_sent_version("v2");
   t->set_acked_version("v1");
@@ -91,8 +93,8 @@ TEST(Output, ProxyStatusShowsSyncAndLastNack) {
   a->set_last_nack("ChainSet: bad script");
   a->set_last_nack_time("2026-11-29T06:00:00Z");
   EXPECT_EQ(ProxyStatusTable(resp),
-            "AGENT         CONNECTED   PROTOCOL   SNAPSHOT   SYNCED   LAST NACK\n"
-            "curl/curl-1   true        delta      abc        1/2      2026-11-29T06:00:00Z ChainSet: bad script\n");
+            "AGENT         CONNECTED   PROTOCOL   IDENTITY                                 CERT EXPIRES           SNAPSHOT   SYNCED   LAST NACK\n"
+            "curl/curl-1   true        delta      spiffe://cluster.local/ns/curl/sa/curl   2026-11-30T06:00:00Z   abc        1/2      2026-11-29T06:00:00Z ChainSet: bad script\n");
 }
 
 }  // namespace

@@ -80,9 +80,6 @@ std::string JsonQuote(std::string_view s) {
   return out + "\"";
 }
 
-namespace {
-
-// `now` as RFC 3339 in UTC, with milliseconds or without.
 std::string Rfc3339(std::chrono::system_clock::time_point now, bool millis) {
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};
@@ -96,8 +93,6 @@ std::string Rfc3339(std::chrono::system_clock::time_point now, bool millis) {
   std::snprintf(buf + n, sizeof buf - n, "Z");
   return buf;
 }
-
-}  // namespace
 
 std::string NowRfc3339() { return Rfc3339(std::chrono::system_clock::now(), false); }
 

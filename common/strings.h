@@ -3,6 +3,7 @@
 #pragma once
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -58,6 +59,8 @@ bool ParseNumber(std::string_view s, Int& out) {
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
 }
 
+// `t` in UTC as RFC 3339, with seconds or milliseconds.
+std::string Rfc3339(std::chrono::system_clock::time_point t, bool millis = false);
 // Now, UTC, as RFC 3339 with seconds ("2026-11-29T05:53:42Z").
 std::string NowRfc3339();
 // The same with milliseconds ("2026-11-29T05:53:42.123Z"), for log and access lines.

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -17,7 +18,13 @@
 #include "common/strings.h"
 #include "control_plane/api/admin_service.h"
 #include "control_plane/api/resource_api.h"
+#include "common/client_config.h"
 #include "control_plane/controller/mesh_controller.h"
+#include "control_plane/security/access.h"
+#include "control_plane/security/certificate_authority.h"
+#include "control_plane/security/identity_service.h"
+#include "control_plane/security/server_tls.h"
+#include "control_plane/security/tokens.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/xds/ads_service.h"
 
@@ -32,6 +39,16 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int, debounce_ms, 100, "publish snapshots when no change came for this long");
 ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
 ABSL_FLAG(int, agent_grace_s, 30, "a disconnected agent's endpoints stay this long");
+ABSL_FLAG(std::string, ca_cert, "",
+          "the operator's CA certificate (PEM, then its chain up to the self-signed root); default: the mesh's own "
+          "CA, made on first start and kept in the store");
+ABSL_FLAG(std::string, ca_key, "", "the key of --ca_cert (PEM)");
+ABSL_FLAG(std::vector<std::string>, tls_san, {},
+          "more names (IP addresses or DNS names) agents and meshctl reach the control plane by, for its serving "
+          "certificate (localhost, 127.0.0.1, ::1, the host name and the --listen host are always in it)");
+ABSL_FLAG(std::string, client_config, "",
+          "where to write meshctl's credentials (server, CA, admin token; mode 0600) at start (default: "
+          "$MESHPLUG_HOME/config, else ~/.config/meshplug/config)");
 
 namespace {
 
@@ -88,15 +105,27 @@ int main(int argc, char** argv) {
        std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s))});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
+  namespace security = meshplug::control_plane::security;
+  auto tokens = security::TokenIssuer::Open(**store);
+  if (!tokens.ok()) return Fail(std::string(tokens.status().message()));
+  auto ca = security::CertificateAuthority::Open(**store, {absl::GetFlag(FLAGS_ca_cert), absl::GetFlag(FLAGS_ca_key)});
+  if (!ca.ok()) return Fail(std::string(ca.status().message()));
+  const security::Access access(**tokens);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  auto credentials = security::MakeServerCredentials(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)));
+  if (!credentials.ok()) return Fail(Cat("--tls_san: ", credentials.status().message()));
+
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status());
-  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry);
-  meshplug::control_plane::xds::AdsService ads(cache, registry, controller);
+  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens,
+                                                   (*ca)->trust_bundle());
+  meshplug::control_plane::xds::AdsService ads(cache, registry, controller, access);
+  security::IdentityService identity(**store, **ca, access, **tokens);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *credentials, &port);
   // Agents ping every 30 s to notice a control plane that vanished without closing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -105,11 +134,23 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(16 << 20);
   builder.RegisterService(&admin);
   builder.RegisterService(&ads);
+  builder.RegisterService(&identity);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
+  const bool wildcard = host == "0.0.0.0" || host == "[::]";
+  const std::string address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
+  // meshctl's credentials: a fresh admin token each start (earlier ones stay valid until
+  // they expire).
+  std::string config_path = absl::GetFlag(FLAGS_client_config);
+  if (config_path.empty()) config_path = meshplug::DefaultClientConfigPath();
+  const std::string admin_token =
+      (*tokens)->Issue(security::Role::kAdmin, "control plane start", "", std::chrono::hours(24 * 366));
+  if (auto st = meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle()}); !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
   // With port 0 the kernel picks one; tests read it from this line.
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin"}});
+  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
+                          {"credentials", config_path}});
 
   std::thread waiter([&] {
     int sig = 0;

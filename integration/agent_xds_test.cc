@@ -6,8 +6,10 @@
 // Traffic: an HTTP upstream in this process stands behind Service web.demo (a Workload
 // applied with its address and port), and requests go through the agent's outbound
 // listener as an explicit proxy. Every port is on 127.0.0.1, chosen by the kernel.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -18,6 +20,9 @@
 
 #include "control_plane/testing/mesh_fixtures.h"
 #include "agent/testing/test_support.h"
+#include "agent/xds/workload_identity.h"
+#include "envoy/service/discovery/v3/ads.grpc.pb.h"
+#include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
@@ -57,39 +62,11 @@ spec: {address: 127.0.0.1, inboundPort: )" +
          std::to_string(upstream_port) + "}\n";
 }
 
-// The value of `key` in a JSON log line: "key":"value".
-std::string Field(const std::string& line, const std::string& key) {
-  const std::string k = "\"" + key + "\":\"";
-  const size_t at = line.find(k);
-  if (at == std::string::npos) return "";
-  const size_t from = at + k.size();
-  return line.substr(from, line.find('"', from) - from);
-}
-
-class ControlPlane {
+// Started on construction; later starts reuse the port, so agents find it again.
+class ControlPlane : public ControlPlaneProcess {
  public:
-  explicit ControlPlane(std::string dir) : dir_(std::move(dir)) { Start(); }
+  explicit ControlPlane(const std::string& dir) : ControlPlaneProcess(dir) { EXPECT_EQ(Start(), ""); }
 
-  // The first start picks a port; later starts reuse it, so agents find it again.
-  void Start() {
-    const std::string listen = address_.empty() ? "127.0.0.1:0" : address_;
-    process_ = Process::Start({"control_plane/control_plane", "--listen", listen, "--store", dir_ + "/store.db"},
-                              dir_ + "/control-plane-" + std::to_string(++starts_) + ".log");
-    ASSERT_NE(process_, nullptr);
-    auto line = process_->WaitForLog("\"msg\":\"listening\"", kStartTimeout);
-    ASSERT_TRUE(line.has_value()) << process_->Log();
-    address_ = Field(*line, "address");
-  }
-
-  void Kill() {
-    process_->Signal(SIGKILL);
-    ASSERT_TRUE(process_->Wait(milliseconds(10000)).has_value());
-  }
-
-  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "") const {
-    args.insert(args.begin(), {"cli/meshctl", "--server", address_});
-    return Run(args, input);
-  }
   void Apply(const std::string& yaml) const {
     auto r = Meshctl({"apply", "-f", "-"}, yaml);
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
@@ -110,33 +87,24 @@ class ControlPlane {
     std::istringstream cols(Status(agent));
     std::vector<std::string> c;
     for (std::string w; cols >> w;) c.push_back(w);
-    if (c.size() < 5 || c[1] != "true") return false;
-    const size_t slash = c[4].find('/');
-    return slash != std::string::npos && slash > 0 && c[4].substr(0, slash) == c[4].substr(slash + 1);
+    if (c.size() < 7 || c[1] != "true") return false;
+    const size_t slash = c[6].find('/');
+    return slash != std::string::npos && slash > 0 && c[6].substr(0, slash) == c[6].substr(slash + 1);
   }
-
-  const std::string& address() const { return address_; }
-  Process& process() { return *process_; }
-
- private:
-  std::string dir_;
-  std::unique_ptr<Process> process_;
-  std::string address_;
-  int starts_ = 0;
 };
 
 class Agent {
  public:
-  // With an empty `cp_address` the identity comes from `extra` (e.g. --bootstrap).
-  Agent(const std::string& dir, const std::string& cp_address, std::vector<std::string> extra = {}) {
+  // The agent demo/client-1 joining with `bootstrap` (its token buys the first
+  // certificate; later starts use the saved identity); `extra` flags override.
+  Agent(const std::string& dir, const std::string& bootstrap, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {"agent/agent",         "--bind_address=127.0.0.1", "--outbound_port=0",
                                      "--inbound_port=0",    "--admin_port=0",           "--workers=2",
-                                     "--xds_backoff_max=1s"};
-    if (!cp_address.empty()) {
-      argv.insert(argv.end(),
-                  {"--node_id=client-1", "--namespace=demo", "--labels=app=client", "--service_account=client",
-                   "--xds_address=" + cp_address, "--snapshot_cache=" + dir + "/agent-cache/snapshot.json"});
-    }
+                                     "--xds_backoff_max=1s", "--bootstrap=" + bootstrap,
+                                     "--identity_file=" + dir + "/agent-cache/identity.pem",
+                                     "--labels=app=client", "--service_account=client",
+                                     "--snapshot_cache=" + dir + "/agent-cache/snapshot.json",
+                                     "--admin_token_file=" + dir + "/agent-cache/admin-token"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = Process::Start(argv, dir + "/agent-" + std::to_string(++Starts()) + ".log");
     EXPECT_NE(process_, nullptr);
@@ -149,6 +117,7 @@ class Agent {
     };
     outbound_ = port("outbound");
     admin_ = port("admin");
+    std::ifstream(dir + "/agent-cache/admin-token") >> admin_token_;
   }
 
   // GET through the outbound listener on a fresh connection; 0 on any failure.
@@ -159,10 +128,10 @@ class Agent {
     if (body) *body = r->body();
     return r->result_int();
   }
-  // An admin page; "" unless 200.
+  // An admin page (with the admin token); "" unless 200.
   std::string Admin(const std::string& path) const {
     Client c(admin_, milliseconds(5000));
-    auto r = c.Get("admin", path);
+    auto r = c.Get("admin", path, "Authorization: Bearer " + admin_token_ + "\r\n");
     return r && r->result_int() == 200 ? r->body() : "";
   }
   // A metric's value from /stats ("" when absent): `series` is the name with labels.
@@ -185,6 +154,7 @@ class Agent {
   }
   std::unique_ptr<Process> process_;
   uint16_t outbound_ = 0, admin_ = 0;
+  std::string admin_token_;
 };
 
 // The string value of `key` in a config_dump document ("key": "value").
@@ -258,10 +228,13 @@ class AgentXdsTest : public ::testing::TestWithParam<std::string> {
     cp_ = std::make_unique<ControlPlane>(dir_);
     ASSERT_EQ(cp_->Meshctl({"namespace", "add", "demo"}).exit_code, 0);
     cp_->Apply(Mesh(upstream_->port()));
+    std::string error;
+    bootstrap_ = cp_->JoinBootstrap("demo", "client-1", "client", &error);
+    ASSERT_FALSE(bootstrap_.empty()) << error;
   }
 
   std::unique_ptr<Agent> StartAgent() {
-    return std::make_unique<Agent>(dir_, cp_->address(), std::vector<std::string>{"--xds_protocol=" + GetParam()});
+    return std::make_unique<Agent>(dir_, bootstrap_, std::vector<std::string>{"--xds_protocol=" + GetParam()});
   }
 
   // The agent serves traffic on the control plane's configuration.
@@ -273,6 +246,7 @@ class AgentXdsTest : public ::testing::TestWithParam<std::string> {
   std::string cache() const { return dir_ + "/agent-cache/snapshot.json"; }
 
   std::string dir_;
+  std::string bootstrap_;  // demo/client-1's, from `meshctl workload token --bootstrap`
   std::unique_ptr<TestUpstream> upstream_;
   std::unique_ptr<ControlPlane> cp_;
 };
@@ -342,7 +316,7 @@ TEST_P(AgentXdsTest, APluginThatCannotLoadIsRefusedAtApply) {
 // and every later change still reaches the agent.
 TEST_P(AgentXdsTest, APluginThatFailsOnlyOnTheAgentIsIsolatedAndLaterChangesStillArrive) {
   auto agent = std::make_unique<Agent>(
-      dir_, cp_->address(), std::vector<std::string>{"--xds_protocol=" + GetParam(), "--lua_instructions_per_call=20000"});
+      dir_, bootstrap_, std::vector<std::string>{"--xds_protocol=" + GetParam(), "--lua_instructions_per_call=20000"});
   WaitServing(*agent);
   cp_->Apply(control_plane::testing::PluginYaml("heavy", 115, "local n = 0\nfor i = 1, 100000 do n = n + i end") +
              "---\n" +
@@ -448,23 +422,18 @@ TEST_P(AgentXdsTest, AnAgentStartedWhileTheControlPlaneIsDownServesItsSavedSnaps
 }
 
 TEST_P(AgentXdsTest, TheIdentityCanComeFromABootstrapFile) {
+  // meshctl's bootstrap (node, xds address and CA, join token) with the rest of the node.
+  std::stringstream joined;
+  joined << std::ifstream(bootstrap_).rdbuf();
+  std::string text = joined.str();
+  const std::string node = "node:\n  id: client-1\n  namespace: demo\n";
+  ASSERT_NE(text.find(node), std::string::npos) << text;
+  text.replace(text.find(node), node.size(),
+               node + "  labels: {app: client}\n  service_account: client\n  app_ports: [9000]\n");
+  text.replace(text.find("xds:\n"), 5, "xds:\n  protocol: " + GetParam() + "\n");
   const std::string bootstrap = dir_ + "/bootstrap.yaml";
-  std::ofstream(bootstrap) << "node:\n"
-                              "  id: client-1\n"
-                              "  namespace: demo\n"
-                              "  labels: {app: client}\n"
-                              "  service_account: client\n"
-                              "  app_ports: [9000]\n"
-                              "xds:\n"
-                              "  address: "
-                           << cp_->address()
-                           << "\n"
-                              "  protocol: "
-                           << GetParam()
-                           << "\n"
-                              "snapshot_cache: "
-                           << cache() << "\n";
-  Agent agent(dir_, "", {"--bootstrap=" + bootstrap});
+  std::ofstream(bootstrap) << text << "snapshot_cache: " << cache() << "\n";
+  Agent agent(dir_, bootstrap, {"--labels=", "--service_account="});
   WaitServing(agent);
   ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline));
   EXPECT_NE(cp_->Status("demo/client-1").find(" " + GetParam() + " "), std::string::npos)
@@ -476,6 +445,91 @@ TEST_P(AgentXdsTest, TheIdentityCanComeFromABootstrapFile) {
   EXPECT_NE(wl.out.find("serviceAccount: client"), std::string::npos) << wl.out;
   EXPECT_NE(wl.out.find("address: 127.0.0.1"), std::string::npos) << wl.out;
   EXPECT_NE(wl.out.find("9000"), std::string::npos) << wl.out;
+}
+
+// Identity: the agent joins once with its token, shows up with its SPIFFE ID, and no one
+// else can use its token, its certificate or its node id.
+TEST_P(AgentXdsTest, AnAgentGetsOnlyItsOwnIdentityAndNoOneElseGetsIt) {
+  auto agent = StartAgent();
+  WaitServing(*agent);
+  ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline));
+  EXPECT_NE(cp_->Status("demo/client-1").find(" spiffe://cluster.local/ns/demo/sa/client "), std::string::npos)
+      << cp_->Status("demo/client-1");
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/agent-cache/identity.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // The same (used) token again, without the saved identity: refused by the control plane.
+  Agent replay(dir_, bootstrap_, {"--identity_file=none", "--admin_token_file=" + dir_ + "/replay-token",
+                                  "--snapshot_cache=none", "--xds_protocol=" + GetParam()});
+  ASSERT_TRUE(replay.process().WaitForLog("already used", kDeadline)) << replay.process().Log();
+  EXPECT_NE(replay.Get(), 200);
+  // client-1's key and certificate on an ADS stream that claims client-2; plaintext; TLS
+  // without a certificate: no snapshot for any of them.
+  auto stolen = agent::xds::ReadIdentityFile(dir_ + "/agent-cache/identity.pem");
+  ASSERT_TRUE(stolen.ok()) << stolen.status();
+  auto stream_status = [&](std::shared_ptr<grpc::ChannelCredentials> creds) {
+    auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(
+        grpc::CreateChannel(cp_->address(), std::move(creds)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto stream = stub->StreamAggregatedResources(&ctx);
+    envoy::service::discovery::v3::DiscoveryRequest req;
+    req.mutable_node()->set_id("client-2");
+    (*req.mutable_node()->mutable_metadata()->mutable_fields())["namespace"].set_string_value("demo");
+    req.set_type_url("type.googleapis.com/meshplug.v1.ChainSet");
+    stream->Write(req);
+    envoy::service::discovery::v3::DiscoveryResponse resp;
+    EXPECT_FALSE(stream->Read(&resp)) << resp.DebugString();
+    return stream->Finish();
+  };
+  grpc::SslCredentialsOptions with_cert{stolen->bundle_pem, stolen->key_pem, stolen->chain_pem};
+  const grpc::Status impostor = stream_status(grpc::SslCredentials(with_cert));
+  EXPECT_EQ(impostor.error_code(), grpc::StatusCode::PERMISSION_DENIED) << impostor.error_message();
+  EXPECT_EQ(impostor.error_message(),
+            "this agent's certificate is for demo/client-1; it may not receive the configuration of demo/client-2");
+  EXPECT_TRUE(cp_->process().WaitForLog("\"msg\":\"xds stream refused\",\"node\":\"demo/client-2\"", kDeadline));
+  grpc::SslCredentialsOptions no_cert;
+  no_cert.pem_root_certs = stolen->bundle_pem;
+  EXPECT_EQ(stream_status(grpc::SslCredentials(no_cert)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stream_status(grpc::InsecureChannelCredentials()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(cp_->Status("demo/client-2"), "");
+  // Nothing secret in what anyone can see: logs, dumps, saved snapshot, resources.
+  const std::string token = bootstrap_.empty() ? "" : [&] {
+    std::ifstream in(bootstrap_);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("join_token: ", 0) == 0) return line.substr(12);
+    }
+    return std::string();
+  }();
+  ASSERT_FALSE(token.empty());
+  std::stringstream cache_text;
+  cache_text << std::ifstream(cache()).rdbuf();
+  for (const std::string& seen :
+       {cp_->process().Log(), agent->process().Log(), replay.process().Log(),
+        agent->Admin("/config_dump"), cp_->Meshctl({"proxy", "config_dump", "demo/client-1"}).out,
+        cp_->Meshctl({"get", "workloads", "-A", "-o", "yaml"}).out, cache_text.str()}) {
+    EXPECT_EQ(seen.find("PRIVATE KEY"), std::string::npos) << seen;
+    EXPECT_EQ(seen.find(token.substr(5, 24)), std::string::npos) << seen;
+  }
+}
+
+// Certificates that live 10 s are renewed at half their life, twice within 15 s, while
+// requests keep flowing on the same xDS stream.
+TEST_P(AgentXdsTest, ShortLivedCertificatesAreRenewedWithoutDroppingAnything) {
+  cp_->Apply(std::string(kMeshConfig) + "  certificate: {serviceCertValidityDuration: 10s}\n");
+  auto agent = StartAgent();
+  WaitServing(*agent);
+  Traffic traffic(*agent);
+  const std::string renewed = "meshplug_agent_certificate_requests_total{kind=\"renewal\",result=\"ok\"}";
+  ASSERT_TRUE(Eventually([&] { return std::atoi(agent->Metric(renewed).c_str()) >= 2; }, milliseconds(20000)))
+      << agent->process().Log();
+  traffic.Stop();
+  EXPECT_EQ(traffic.errors(), 0) << traffic.last_error();
+  EXPECT_GT(traffic.ok(), 0);
+  EXPECT_EQ(agent->Metric("meshplug_agent_xds_streams_total{protocol=\"" + GetParam() + "\"}"), "1");
+  std::printf("renewals: %s, requests during them: %d ok, %d failed\n", agent->Metric(renewed).c_str(), traffic.ok(),
+              traffic.errors());
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, AgentXdsTest, ::testing::Values("delta", "sotw"),

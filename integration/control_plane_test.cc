@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <signal.h>
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
@@ -22,35 +24,9 @@ namespace {
 using std::chrono::milliseconds;
 constexpr milliseconds kStartTimeout(20000);
 
-class ControlPlane {
- public:
-  ControlPlane(const std::string& dir) : dir_(dir) { Start(); }
-
-  void Start() {
-    process_ = Process::Start({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store",
-                               dir_ + "/store.db"},
-                              dir_ + "/control-plane-" + std::to_string(++starts_) + ".log");
-    ASSERT_NE(process_, nullptr);
-    auto line = process_->WaitForLog("\"msg\":\"listening\"", kStartTimeout);
-    ASSERT_TRUE(line.has_value()) << process_->Log();
-    const std::string key = "\"address\":\"";
-    const size_t at = line->find(key) + key.size();
-    address_ = line->substr(at, line->find('"', at) - at);
-  }
-
-  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "") const {
-    args.insert(args.begin(), {"cli/meshctl", "--server", address_});
-    return Run(args, input);
-  }
-
-  Process& process() { return *process_; }
-  const std::string& address() const { return address_; }
-
- private:
-  std::string dir_;
-  std::unique_ptr<Process> process_;
-  std::string address_;
-  int starts_ = 0;
+// Started on construction, with its own store and meshctl credentials in `dir`.
+struct ControlPlane : ControlPlaneProcess {
+  explicit ControlPlane(const std::string& dir) : ControlPlaneProcess(dir) { EXPECT_EQ(Start(), ""); }
 };
 
 // Every key and value of `applied` is in `got` (which may have more: metadata, status).
@@ -217,22 +193,72 @@ TEST(ControlPlane, BadInputGetsOneLineErrorsAndChangesNothing) {
   EXPECT_EQ(bombed.err,
             "error: -: document 1: more than 100000 YAML nodes (an alias counts as a copy of what it names)\n");
 
-  auto down = harness::Run({"cli/meshctl", "--server", "127.0.0.1:1", "version"});
+  auto down = harness::Run({"cli/meshctl", "--config", cp.config_path(), "--server", "127.0.0.1:1", "version"});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_EQ(down.err.rfind("error: cannot reach the control plane at 127.0.0.1:1", 0), 0u) << down.err;
+}
+
+TEST(ControlPlane, TheAdminApiNeedsACredentialAndReadOnlyCannotChangeAnything) {
+  ControlPlane cp(TempDir("credentials"));
+  struct stat st {};
+  ASSERT_EQ(::stat(cp.config_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);  // it holds an admin token
+
+  auto missing = harness::Run({"cli/meshctl", "--config", cp.dir() + "/nope", "get", "ns"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "error: no credentials file " + cp.dir() +
+                             "/nope (the control plane writes it at start; give another with --config)\n");
+
+  // The same file without its token: TLS works, nothing is served.
+  std::string config;
+  {
+    std::ifstream in(cp.config_path());
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("token:", 0) != 0) config += line + "\n";
+    }
+  }
+  std::ofstream(cp.dir() + "/no-token") << config;
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"get", "ns"}, {"proxy", "status"},
+                                               {"apply", "-f", "integration/scenario/00-namespaces.yaml"}}) {
+    std::vector<std::string> argv = {"cli/meshctl", "--config", cp.dir() + "/no-token"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = harness::Run(argv);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("needs an admin API credential"), std::string::npos) << r.err;
+  }
+
+  auto viewer = cp.Meshctl({"token", "create", "--role", "read-only", "--ttl", "1h"});
+  ASSERT_EQ(viewer.exit_code, 0) << viewer.err;
+  const std::string token = viewer.out.substr(0, viewer.out.find('\n'));
+  EXPECT_EQ(cp.Meshctl({"--token", token, "get", "ns"}).exit_code, 0);
+  auto apply = cp.Meshctl({"--token", token, "apply", "-f", "integration/scenario/00-namespaces.yaml"});
+  EXPECT_EQ(apply.exit_code, 1);
+  EXPECT_EQ(apply.err, "error: apply needs the admin role; this credential is read-only\n");
+  auto dump = cp.Meshctl({"--token", token, "proxy", "config_dump", "curl/curl-1"});
+  EXPECT_EQ(dump.err, "error: config dump needs the admin role; this credential is read-only\n");
+  std::string forged_token = token;
+  forged_token[token.size() - 10] = token[token.size() - 10] == 'A' ? 'B' : 'A';  // inside the signature
+  auto forged = cp.Meshctl({"--token", forged_token, "get", "ns"});
+  EXPECT_EQ(forged.err,
+            "error: the token's signature does not verify: it was not issued by this mesh's control plane\n");
+  EXPECT_EQ(cp.Meshctl({"get", "ns"}).out, "");  // nothing was applied
+  // The control plane's log names refusals, never the tokens.
+  EXPECT_NE(cp.process().Log().find("admin call refused"), std::string::npos);
+  EXPECT_EQ(cp.process().Log().find(token.substr(5, 20)), std::string::npos);
 }
 
 TEST(ControlPlane, AStoreThatIsNotUsableIsRefusedWithTheWayOut) {
   const std::string dir = TempDir("bad-store");
   std::ofstream(dir + "/store.db") << "garbage, not a database";
-  auto refused = harness::Run({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db"},
+  auto refused = harness::Run({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db",
+                               "--client_config", dir + "/config"},
                               "", milliseconds(20000));
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("is not usable: it is not an SQLite database"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find("--store_init"), std::string::npos) << refused.err;
   // The way out: an empty mesh, the old file kept aside.
   auto init = Process::Start({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db",
-                              "--store_init"},
+                              "--store_init", "--client_config", dir + "/config"},
                              dir + "/init.log");
   EXPECT_TRUE(init->WaitForLog("\"msg\":\"listening\"", kStartTimeout)) << init->Log();
   EXPECT_NE(init->Log().find("kept aside"), std::string::npos) << init->Log();

@@ -93,8 +93,8 @@ int main() {
 
   Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
   std::cout << "  curl -i -x http://127.0.0.1:" << outbound << " http://httpbin.httpbin:14001/headers\n"
-            << "  tools/meshctl --server " << s.control_plane_address() << " proxy status\n"
-            << "  tools/meshctl --server " << s.control_plane_address() << " get pluginconfigs -A\n"
+            << "  tools/meshctl --config " << s.meshctl_config() << " proxy status\n"
+            << "  tools/meshctl --config " << s.meshctl_config() << " get pluginconfigs -A\n"
             << std::flush;
   int sig = 0;
   sigwait(&set, &sig);

@@ -60,16 +60,16 @@ int PortAfter(const std::string& line, const std::string& marker) {
 }
 
 ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say)
-    : dir_(std::move(dir)), say_(std::move(say)) {
-  agents_.push_back(AgentProcess{"curl-1", "curl", "curl", nullptr});
-  agents_.push_back(AgentProcess{"httpbin-1", "httpbin", "httpbin", nullptr});
+    : dir_(std::move(dir)), say_(std::move(say)), cp_(dir_, {"--debounce_ms", "20"}) {
+  agents_.push_back(AgentProcess{"curl-1", "curl", "curl", nullptr, 0, 0, 0, 0, ""});
+  agents_.push_back(AgentProcess{"httpbin-1", "httpbin", "httpbin", nullptr, 0, 0, 0, 0, ""});
 }
 
 ReferenceScenario::~ReferenceScenario() {
   for (auto& a : agents_) a.process.reset();
   httpbin_.reset();
   auth_.reset();
-  control_plane_.reset();
+  cp_.Stop();
 }
 
 void ReferenceScenario::Say(const std::string& line) const {
@@ -78,14 +78,9 @@ void ReferenceScenario::Say(const std::string& line) const {
 
 std::string ReferenceScenario::StartControlPlane() {
   // A restart takes the same port: the agents know the control plane by its address.
-  const std::string listen = cp_address_.empty() ? "127.0.0.1:0" : cp_address_;
-  control_plane_ = Process::Start({"control_plane/control_plane", "--listen", listen, "--store",
-                                   dir_ + "/store.db", "--debounce_ms", "20"},
-                                  dir_ + "/control-plane-" + Str(++cp_starts_) + ".log");
-  auto line = control_plane_ ? control_plane_->WaitForLog("\"msg\":\"listening\"", kStart) : std::nullopt;
-  if (!line) return "the control plane did not start; see " + dir_ + "/control-plane-" + Str(cp_starts_) + ".log";
-  cp_address_ = "127.0.0.1:" + Str(PortAfter(*line, "\"address\":\"127.0.0.1:"));
-  Say("control plane listening on " + cp_address_ + " (store " + dir_ + "/store.db)");
+  if (auto err = cp_.Start(); !err.empty()) return err;
+  Say("control plane listening on " + cp_.address() + " (TLS; store " + dir_ + "/store.db, meshctl credentials " +
+      cp_.config_path() + ")");
   return "";
 }
 
@@ -104,11 +99,17 @@ void ReferenceScenario::StopAuth() {
 }
 
 std::string ReferenceScenario::StartAgent(AgentProcess& a) {
+  // The first start joins with a token; restarts use the saved identity.
+  if (a.bootstrap.empty()) {
+    std::string error;
+    a.bootstrap = cp_.JoinBootstrap(a.ns, a.name, a.app, &error);
+    if (a.bootstrap.empty()) return error;
+  }
   a.process = Process::Start(
-      {"agent/agent", "--node_id", a.name, "--namespace", a.ns, "--labels", "app=" + a.app, "--service_account",
-       a.app, "--address", "127.0.0.1", "--bind_address", "127.0.0.1", "--outbound_port", Str(a.outbound),
-       "--inbound_port", Str(a.inbound), "--admin_port", Str(a.admin), "--workers", "1", "--xds_address",
-       cp_address_, "--snapshot_cache", dir_ + "/" + a.name + ".snapshot"},
+      {"agent/agent", "--bootstrap", a.bootstrap, "--labels", "app=" + a.app, "--address", "127.0.0.1",
+       "--bind_address", "127.0.0.1", "--outbound_port", Str(a.outbound), "--inbound_port", Str(a.inbound),
+       "--admin_port", Str(a.admin), "--workers", "1", "--snapshot_cache", dir_ + "/" + a.name + ".snapshot",
+       "--identity_file", dir_ + "/" + a.name + ".identity.pem", "--admin_token_file", AdminTokenFile(a)},
       dir_ + "/" + a.name + "-" + Str(++a.starts) + ".log");
   auto line = a.process ? a.process->WaitForLog("agent: listening", kStart) : std::nullopt;
   if (!line) return "agent " + a.name + " did not start; see " + dir_ + "/" + a.name + "-" + Str(a.starts) + ".log";
@@ -154,8 +155,7 @@ std::string ReferenceScenario::Start() {
 }
 
 RunResult ReferenceScenario::Meshctl(std::vector<std::string> args, std::string_view input) {
-  args.insert(args.begin(), {"cli/meshctl", "--server", cp_address_});
-  return Run(args, input);
+  return cp_.Meshctl(std::move(args), input);
 }
 
 RunResult ReferenceScenario::Apply(const std::string& file) {
@@ -174,8 +174,14 @@ int ReferenceScenario::Curl(const std::string& path, std::string* body) {
   return nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1);
 }
 
+std::string ReferenceScenario::AdminTokenFile(const AgentProcess& a) const { return dir_ + "/" + a.name + ".admin-token"; }
+
 std::string ReferenceScenario::AgentAdmin(const std::string& agent, const std::string& path) {
-  auto r = Run({"/usr/bin/curl", "-s", "--max-time", "5", "http://127.0.0.1:" + Str(Agent(agent).admin) + path});
+  AgentProcess& a = Agent(agent);
+  std::string token;
+  std::ifstream(AdminTokenFile(a)) >> token;
+  auto r = Run({"/usr/bin/curl", "-s", "--max-time", "5", "-H", "Authorization: Bearer " + token,
+                "http://127.0.0.1:" + Str(a.admin) + path});
   return r.out;
 }
 
@@ -189,9 +195,7 @@ std::vector<std::string> ReferenceScenario::AgentChain(const std::string& agent,
 }
 
 void ReferenceScenario::KillControlPlane() {
-  control_plane_->Signal(SIGKILL);
-  control_plane_->Wait(milliseconds(5000));
-  control_plane_.reset();
+  cp_.Kill();
   Say("control plane killed (SIGKILL)");
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
@@ -17,6 +18,7 @@ struct AgentProcess {
   std::unique_ptr<harness::Process> process;
   int outbound = 0, inbound = 0, admin = 0;
   int starts = 0;
+  std::string bootstrap;  // from its join token
 };
 
 class ReferenceScenario {
@@ -36,6 +38,7 @@ class ReferenceScenario {
   harness::RunResult Apply(const std::string& file);
   // The chain as the agent runs it (from the agent's own /config_dump).
   std::vector<std::string> AgentChain(const std::string& agent, const std::string& chain);
+  // An admin page of the agent, with its admin token.
   std::string AgentAdmin(const std::string& agent, const std::string& path);
 
   void KillControlPlane();
@@ -45,19 +48,22 @@ class ReferenceScenario {
   std::string StartAuth();
 
   const std::string& dir() const { return dir_; }
-  const std::string& control_plane_address() const { return cp_address_; }
+  const std::string& control_plane_address() const { return cp_.address(); }
+  // meshctl's credentials for this control plane.
+  std::string meshctl_config() const { return cp_.config_path(); }
   int outbound_port(const std::string& agent) { return Agent(agent).outbound; }
 
  private:
   std::string StartAgent(AgentProcess& a);
   AgentProcess& Agent(const std::string& name);
+  std::string AdminTokenFile(const AgentProcess& a) const;
   void Say(const std::string& line) const;
 
   std::string dir_;
   std::function<void(const std::string&)> say_;
-  std::unique_ptr<harness::Process> control_plane_, auth_, httpbin_;
-  std::string cp_address_;
-  int cp_starts_ = 0, auth_port_ = 0, httpbin_port_ = 0;
+  harness::ControlPlaneProcess cp_;
+  std::unique_ptr<harness::Process> auth_, httpbin_;
+  int auth_port_ = 0, httpbin_port_ = 0;
   std::vector<AgentProcess> agents_;
 };
 

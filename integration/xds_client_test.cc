@@ -21,6 +21,7 @@
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/trusting_node_authorizer.h"
 #include "control_plane/xds/ads_service.h"
 #include "control_plane/xds/resources.h"
 
@@ -70,7 +71,7 @@ class ControlPlaneTest : public ::testing::TestWithParam<XdsProtocol> {
     controller_ = std::make_unique<controller::MeshController>(
         *store_, cache_, registry_, controller::Options{milliseconds(5), milliseconds(50), milliseconds(30000)});
     ASSERT_TRUE(controller_->Start().ok());
-    ads_ = std::make_unique<cp::AdsService>(cache_, registry_, *controller_);
+    ads_ = std::make_unique<cp::AdsService>(cache_, registry_, *controller_, authorizer_);
     StartServer();
   }
 
@@ -167,6 +168,7 @@ class ControlPlaneTest : public ::testing::TestWithParam<XdsProtocol> {
   cp::SnapshotCache cache_;
   cp::AgentRegistry registry_;
   std::unique_ptr<controller::MeshController> controller_;
+  control_plane::testing::TrustingNodeAuthorizer authorizer_;
   std::unique_ptr<cp::AdsService> ads_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

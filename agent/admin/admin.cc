@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 #include <sstream>
 
+#include <openssl/crypto.h>
+
 #include "net/accept_loop.h"
 #include "net/strict_line_endings.h"
 #include "common/config_dump.h"
@@ -38,8 +40,17 @@ std::string Clusters(const chains::ChainSet& chains) {
   return out.str();
 }
 
+// Whether the request carries the admin token (compared in constant time).
+bool Authorized(const http::request<http::string_body>& req, const std::string& token) {
+  const auto it = req.find(http::field::authorization);
+  if (it == req.end()) return false;
+  const std::string expected = "Bearer " + token;
+  const std::string_view given = it->value();
+  return given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
 http::response<http::string_body> Handle(const http::request<http::string_body>& req,
-                                         AdminTarget& agent) {
+                                         AdminTarget& agent, const std::string& token) {
   auto reply = [&](http::status status, std::string body, std::string type = "text/plain") {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::content_type, type);
@@ -57,6 +68,12 @@ http::response<http::string_body> Handle(const http::request<http::string_body>&
   }
   if (path == "/stats" || path == "/stats/prometheus") {
     return reply(http::status::ok, agent.RenderStats(), "text/plain; version=0.0.4");
+  }
+  if ((path == "/config_dump" || path == "/quitquitquit") && !Authorized(req, token)) {
+    auto res = reply(http::status::unauthorized,
+                     "this page needs the agent's admin token: Authorization: Bearer <token from --admin_token_file>\n");
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
   }
   if (path == "/config_dump") {
     if (!chains) return reply(http::status::service_unavailable, "no configuration yet\n");
@@ -80,7 +97,8 @@ http::response<http::string_body> Handle(const http::request<http::string_body>&
 
 // The last parameter, the connection's slot in the listener's limit, lives in the
 // coroutine frame until the connection ends.
-asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agent, std::shared_ptr<void>) {
+asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agent,
+                                           std::shared_ptr<const std::string> token, std::shared_ptr<void>) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (true) {
@@ -91,7 +109,7 @@ asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agen
     net::StrictLineEndings strict(stream, buffer);
     co_await http::async_read(strict, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
-    http::response<http::string_body> res = Handle(parser.get(), agent);
+    http::response<http::string_body> res = Handle(parser.get(), agent, *token);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;
   }
@@ -104,10 +122,11 @@ asio::awaitable<void> ServeAdminConnection(tcp::socket socket, AdminTarget& agen
 std::string ConfigDump(const chains::ChainSet& chains) { return ConfigDumpJson(chains.snapshot()); }
 
 void ServeAdmin(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor,
-                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& agent) {
+                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& agent, std::string token) {
   auto pick = [&context]() -> asio::io_context& { return context; };
-  auto serve = [&context, &agent](tcp::socket socket, std::shared_ptr<void> slot) {
-    asio::co_spawn(context, ServeAdminConnection(std::move(socket), agent, std::move(slot)), asio::detached);
+  auto serve = [&context, &agent, token = std::make_shared<const std::string>(std::move(token))](
+                   tcp::socket socket, std::shared_ptr<void> slot) {
+    asio::co_spawn(context, ServeAdminConnection(std::move(socket), agent, token, std::move(slot)), asio::detached);
   };
   asio::co_spawn(context, net::AcceptConnections(acceptor, std::move(limit), pick, serve), asio::detached);
 }

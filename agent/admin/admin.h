@@ -1,4 +1,7 @@
-// The admin endpoint: /config_dump, /stats, /ready, /clusters, /quitquitquit.
+// The admin endpoint: /config_dump, /stats, /ready, /clusters, /quitquitquit. It listens
+// on loopback by default; /config_dump (PluginConfig values) and /quitquitquit also need
+// `Authorization: Bearer <admin token>`, which plugins cannot read, so an `http_call` to
+// an admin port gets nothing sensitive and stops nothing.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -27,7 +30,7 @@ class AdminTarget {
 // Serves admin requests from `acceptor` on `context` until the acceptor closes.
 // At most `limit` connections are served at once.
 void ServeAdmin(boost::asio::io_context& context, std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor,
-                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& target);
+                std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& target, std::string token);
 
 // The /config_dump document of a chain set: meshplug::ConfigDumpJson of its snapshot,
 // the same bytes `meshctl proxy config_dump` prints for the same snapshot.

@@ -15,6 +15,12 @@ using testing::Client;
 using testing::TestUpstream;
 using testing::WaitFor;
 
+TEST(AdminTest, EachAgentHasItsOwnUnguessableAdminToken) {
+  Agent a(LocalAgentOptions(1)), b(LocalAgentOptions(1));
+  EXPECT_EQ(a.admin_token().size(), 64u);
+  EXPECT_NE(a.admin_token(), b.admin_token());
+}
+
 TEST(AdminTest, ReadyBeforeAndAfterTheFirstSnapshot) {
   Agent agent(LocalAgentOptions(1));
   ASSERT_TRUE(agent.Start().ok());
@@ -35,8 +41,14 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
   ASSERT_EQ(proxy.Get("web.shop", "/")->result_int(), 200);
 
   Client c(agent.admin_port());
-  auto dump = c.Get("admin", "/config_dump");
+  auto refused = c.Get("admin", "/config_dump");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->result_int(), 401);
+  EXPECT_EQ(refused->body().find("\"version\""), std::string::npos);
+  EXPECT_EQ(c.Get("admin", "/config_dump", "Authorization: Bearer wrong\r\n")->result_int(), 401);
+  auto dump = c.Get("admin", "/config_dump", "Authorization: Bearer " + agent.admin_token() + "\r\n");
   ASSERT_TRUE(dump);
+  EXPECT_EQ(dump->result_int(), 200);
   EXPECT_EQ((*dump)[boost::beast::http::field::content_type], "application/json");
   EXPECT_NE(dump->body().find("\"version\": \"v7\""), std::string::npos);
   EXPECT_NE(dump->body().find("\"outbound-http\": [\"http-routing\", \"metrics\", \"tracing\", "
@@ -70,8 +82,16 @@ TEST(AdminTest, QuitQuitQuitDrainsAndStops) {
   ASSERT_TRUE(agent.Apply(BaseSnapshot("v1")).ok());
   ASSERT_TRUE(agent.Start().ok());
   Client c(agent.admin_port());
-  EXPECT_EQ(c.Get("admin", "/quitquitquit")->result_int(), 405);
+  EXPECT_EQ(c.Get("admin", "/quitquitquit", "Authorization: Bearer " + agent.admin_token() + "\r\n")->result_int(),
+            405);
+  // Without the token (what a plugin's http_call could send) nothing stops.
   ASSERT_TRUE(c.Send("POST /quitquitquit HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n"));
+  auto refused = c.Read();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->result_int(), 401);
+  EXPECT_FALSE(agent.draining());
+  ASSERT_TRUE(c.Send("POST /quitquitquit HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer " + agent.admin_token() +
+                     "\r\nContent-Length: 0\r\n\r\n"));
   auto r = c.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 200);

@@ -49,7 +49,7 @@ absl::StatusOr<uint32_t> Port(const std::string& text, const std::string& key) {
 absl::StatusOr<Bootstrap> FromYaml(const YAML::Node& root) {
   Bootstrap b;
   if (!root || root.IsNull()) return b;
-  if (auto st = OnlyKeys(root, "", {"node", "xds", "snapshot_cache"}); !st.ok()) return st;
+  if (auto st = OnlyKeys(root, "", {"node", "xds", "snapshot_cache", "join_token", "identity_file"}); !st.ok()) return st;
   if (const YAML::Node node = root["node"]) {
     if (auto st = OnlyKeys(node, "node",
                            {"id", "namespace", "labels", "service_account", "address", "inbound_port", "app_ports"});
@@ -92,18 +92,21 @@ absl::StatusOr<Bootstrap> FromYaml(const YAML::Node& root) {
     }
   }
   if (const YAML::Node xds = root["xds"]) {
-    if (auto st = OnlyKeys(xds, "xds", {"address", "protocol"}); !st.ok()) return st;
-    for (auto [key, out] : {std::pair{"address", &b.xds_address}, std::pair{"protocol", &b.xds_protocol}}) {
+    if (auto st = OnlyKeys(xds, "xds", {"address", "protocol", "ca", "ca_file"}); !st.ok()) return st;
+    for (auto [key, out] : {std::pair{"address", &b.xds_address}, std::pair{"protocol", &b.xds_protocol},
+                            std::pair{"ca", &b.xds_ca}, std::pair{"ca_file", &b.xds_ca_file}}) {
       if (!xds[key]) continue;
       auto v = Scalar(xds[key], Cat("xds.", key));
       if (!v.ok()) return v.status();
       *out = *v;
     }
   }
-  if (const YAML::Node cache = root["snapshot_cache"]) {
-    auto v = Scalar(cache, "snapshot_cache");
+  for (auto [key, out] : {std::pair{"snapshot_cache", &b.snapshot_cache}, std::pair{"join_token", &b.join_token},
+                          std::pair{"identity_file", &b.identity_file}}) {
+    if (!root[key]) continue;
+    auto v = Scalar(root[key], key);
     if (!v.ok()) return v.status();
-    b.snapshot_cache = *v;
+    *out = *v;
   }
   return b;
 }
@@ -121,6 +124,10 @@ void Bootstrap::Override(const Bootstrap& o) {
   take(xds_address, o.xds_address);
   take(xds_protocol, o.xds_protocol);
   take(snapshot_cache, o.snapshot_cache);
+  take(xds_ca, o.xds_ca);
+  take(xds_ca_file, o.xds_ca_file);
+  take(join_token, o.join_token);
+  take(identity_file, o.identity_file);
   if (!o.labels.empty()) labels = o.labels;
   if (o.inbound_port != 0) inbound_port = o.inbound_port;
   if (!o.app_ports.empty()) app_ports = o.app_ports;
@@ -180,6 +187,11 @@ absl::Status Validate(const Bootstrap& b) {
   }
   if (!b.xds_protocol.empty() && b.xds_protocol != "delta" && b.xds_protocol != "sotw") {
     return absl::InvalidArgumentError(Cat("xDS protocol \"", b.xds_protocol, "\" is not delta or sotw"));
+  }
+  if (b.xds_ca.empty() && b.xds_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "the roots that verify the control plane are required (--xds_ca_file, xds.ca or xds.ca_file; "
+        "`meshctl workload token NS/NAME --bootstrap` writes a bootstrap with them)");
   }
   return absl::OkStatus();
 }

@@ -18,7 +18,14 @@
 //   xds:
 //     address: 127.0.0.1:15010   # the control plane
 //     protocol: delta            # or sotw
+//     ca: |                      # the roots that verify the control plane (or ca_file: PATH)
+//       -----BEGIN CERTIFICATE-----
+//   join_token: mpt1.…           # buys the first certificate, once (meshctl workload token)
+//   identity_file: /var/lib/meshplug/web-1.identity.pem   # key and certificate, mode 0600
 //   snapshot_cache: /var/lib/meshplug/web-1.snapshot.json
+//
+// `meshctl workload token NS/NAME --bootstrap` writes node.id, node.namespace, xds.address,
+// xds.ca and join_token.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +50,10 @@ struct Bootstrap {
   std::string xds_address;
   std::string xds_protocol;  // "delta", "sotw" or empty (delta)
   std::string snapshot_cache;
+  std::string xds_ca;       // PEM
+  std::string xds_ca_file;  // or a file holding it
+  std::string join_token;
+  std::string identity_file;
 
   // "<namespace>/<id>": how the control plane names this agent.
   std::string AgentId() const { return ::meshplug::AgentId(namespace_, node_id); }

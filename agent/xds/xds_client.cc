@@ -131,7 +131,10 @@ void XdsClient::SetState(XdsConnectionState state) {
   }
 }
 
-std::shared_ptr<grpc::Channel> XdsClient::MakeChannel() const {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> XdsClient::MakeChannel() const {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = grpc::InsecureChannelCredentials();
+  if (options_.credentials) credentials = options_.credentials();
+  if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments args;
   // A channel of our own per attempt, so our backoff decides when to reconnect rather
   // than a subchannel shared with (and backed off by) earlier channels.
@@ -143,7 +146,7 @@ std::shared_ptr<grpc::Channel> XdsClient::MakeChannel() const {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
-  return grpc::CreateCustomChannel(options_.server_address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(options_.server_address, *credentials, args);
 }
 
 milliseconds BackoffDelay(int attempt, milliseconds base, milliseconds max, double unit) {
@@ -189,9 +192,13 @@ void XdsClient::Run() {
 
 bool XdsClient::Attempt() {
   SetState(XdsConnectionState::kConnecting);
-  std::shared_ptr<grpc::Channel> channel = MakeChannel();
-  if (!WaitReady(channel)) return false;
-  return options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>(channel) : RunStream<SotwOps>(channel);
+  auto channel = MakeChannel();
+  if (!channel.ok()) {
+    UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = std::string(channel.status().message()); });
+    return false;
+  }
+  if (!WaitReady(*channel)) return false;
+  return options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>(*channel) : RunStream<SotwOps>(*channel);
 }
 
 bool XdsClient::WaitReady(const std::shared_ptr<grpc::Channel>& channel) {

@@ -41,6 +41,7 @@
 
 namespace grpc {
 class Channel;
+class ChannelCredentials;
 class ClientContext;
 }  // namespace grpc
 
@@ -50,6 +51,10 @@ enum class XdsProtocol { kDelta, kSotw };
 
 struct XdsClientOptions {
   std::string server_address;  // host:port of the control plane
+  // The channel credentials for one connection attempt (the agent's: mTLS with its
+  // workload certificate, joining first if needed). An error fails that attempt, which is
+  // retried after the backoff. Unset: plaintext, for tests of the protocol alone.
+  std::function<absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>()> credentials;
   XdsProtocol protocol = XdsProtocol::kDelta;
   envoy::config::core::v3::Node node;
   // Where the last good configuration is saved; empty: not saved or loaded.
@@ -127,7 +132,7 @@ class XdsClient {
   bool WaitReady(const std::shared_ptr<grpc::Channel>& channel);
   template <typename Proto>
   bool RunStream(const std::shared_ptr<grpc::Channel>& channel);
-  std::shared_ptr<grpc::Channel> MakeChannel() const;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel() const;
   std::chrono::milliseconds NextBackoff();
 
   // Counts and records ACKs and NACKs before they are sent.

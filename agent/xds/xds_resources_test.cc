@@ -156,6 +156,11 @@ node:
 xds:
   address: cp.mesh:15010
   protocol: sotw
+  ca: |
+    -----BEGIN CERTIFICATE-----
+    -----END CERTIFICATE-----
+join_token: mpt1.a.b
+identity_file: /var/lib/meshplug/web-1.identity.pem
 snapshot_cache: /var/lib/meshplug/web-1.json
 )");
   ASSERT_TRUE(b.ok()) << b.status();
@@ -163,6 +168,9 @@ snapshot_cache: /var/lib/meshplug/web-1.json
   EXPECT_EQ(b->labels.at("version"), "v2");
   EXPECT_EQ(b->app_ports, (std::vector<uint32_t>{8080, 9090}));
   EXPECT_EQ(b->xds_protocol, "sotw");
+  EXPECT_EQ(b->xds_ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+  EXPECT_EQ(b->join_token, "mpt1.a.b");
+  EXPECT_EQ(b->identity_file, "/var/lib/meshplug/web-1.identity.pem");
   EXPECT_TRUE(Validate(*b).ok());
 
   Bootstrap flags;
@@ -198,6 +206,8 @@ TEST(BootstrapTest, ErrorsNameTheKey) {
   b.namespace_ = "n";
   EXPECT_NE(Validate(b).message().find("control plane address"), std::string::npos);
   b.xds_address = "h:1";
+  EXPECT_NE(Validate(b).message().find("roots that verify the control plane"), std::string::npos);
+  b.xds_ca_file = "/ca.pem";
   b.xds_protocol = "rest";
   EXPECT_FALSE(Validate(b).ok());
   EXPECT_EQ(*ParseLabels("app=web,tier=front"),

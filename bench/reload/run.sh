@@ -5,6 +5,8 @@
 # "reload-probe" applied with meshctl, so a new PluginScript and ChainSet reach the agent
 # over its own delta-ADS client, which compiles them and swaps a new chain set in. Runs once
 # with HZ=0 for the baseline. Swaps, applied updates and NACKs come from the agent's /stats.
+# The control plane serves TLS only: meshctl uses the credentials file it writes
+# ($OUT/config), and the agent joins with a bootstrap from `meshctl workload token`.
 #
 #   bench/reload/run.sh                # 10 s at 0 and 10 changes/s
 #   SECONDS_PER_RUN=20 HZS="0 10 50" bench/reload/run.sh
@@ -113,10 +115,12 @@ for hz in $HZS; do
   port="$(free_port)"
   cp_addr="127.0.0.1:$port"
   store="$OUT/store-$hz.db"; rm -f "$store"*
+  # The previous run's credentials are for another store's CA and tokens.
+  rm -f "$OUT/config"
   taskset -c 1 "$BIN_CP" --listen="$cp_addr" --store="$store" --log_level=warn \
-    --debounce_ms=5 --debounce_max_ms=20 >"$OUT/cp-$hz.log" 2>&1 &
+    --debounce_ms=5 --debounce_max_ms=20 --client_config="$OUT/config" >"$OUT/cp-$hz.log" 2>&1 &
   cp_pid=$!; PIDS+=($cp_pid)
-  meshctl() { "$BIN_MESHCTL" --server "$cp_addr" "$@"; }
+  meshctl() { "$BIN_MESHCTL" --config "$OUT/config" --server "$cp_addr" "$@"; }
   wait_for 20 meshctl version >/dev/null 2>&1 || die "control plane did not start (see $OUT/cp-$hz.log)"
 
   # The mesh: the namespace and plugins switched on first, then the service, the chain and
@@ -147,12 +151,17 @@ spec:
 EOF
     plugin_yaml 0; } | meshctl apply -f - >>"$OUT/apply-$hz.log"
 
-  # The agent: the backend's sidecar, one worker, any free ports.
-  rm -f "$OUT/agent-$hz.snapshot.json"
-  taskset -c 1 "$BIN_AGENT" --node_id=backend-1 --namespace="$NS" --labels=app=backend \
-    --service_account=backend --address=127.0.0.1 --bind_address=127.0.0.1 --xds_address="$cp_addr" \
+  # The agent: the backend's sidecar, one worker, any free ports. It joins with a bootstrap
+  # (node id, namespace, control plane address and CA, a join token); a saved identity
+  # from the previous run is the old CA's, so it starts without one.
+  rm -f "$OUT/agent-$hz.snapshot.json" "$OUT/agent-$hz.admin-token" "$OUT/agent.identity.pem"
+  meshctl workload token "$NS/backend-1" --service-account backend --bootstrap >"$OUT/agent.bootstrap.yaml" ||
+    die "no join token for the agent (see $OUT/cp-$hz.log)"
+  taskset -c 1 "$BIN_AGENT" --bootstrap="$OUT/agent.bootstrap.yaml" --identity_file="$OUT/agent.identity.pem" \
+    --labels=app=backend --service_account=backend --address=127.0.0.1 --bind_address=127.0.0.1 \
     --workers=1 --outbound_port=0 --inbound_port=0 --admin_port=0 \
-    --snapshot_cache="$OUT/agent-$hz.snapshot.json" >"$OUT/agent-$hz.out" 2>"$OUT/agent-$hz.log" &
+    --snapshot_cache="$OUT/agent-$hz.snapshot.json" --admin_token_file="$OUT/agent-$hz.admin-token" \
+    >"$OUT/agent-$hz.out" 2>"$OUT/agent-$hz.log" &
   agent_pid=$!; PIDS+=($agent_pid)
   listening() { grep -q '^agent: listening' "$OUT/agent-$hz.out"; }
   wait_for 20 listening || die "agent did not start (see $OUT/agent-$hz.log)"
@@ -175,10 +184,11 @@ EOF
   wrk_pid=$!; PIDS+=($wrk_pid)
   # The driver (CPU 0, which has room while the agent is the bottleneck): meshctl apply of
   # a new script every 1/HZ s, at most HZ * SECONDS_PER_RUN changes, each within 10 s.
-  timeout $((SECONDS_PER_RUN + 30)) taskset -c 0 $PY - "$BIN_MESHCTL" "$cp_addr" "$hz" "$SECONDS_PER_RUN" \
+  timeout $((SECONDS_PER_RUN + 30)) taskset -c 0 \
+    $PY - "$BIN_MESHCTL" "$OUT/config" "$cp_addr" "$hz" "$SECONDS_PER_RUN" \
     >"$OUT/driver-$hz.json" 2>"$OUT/driver-$hz.log" <<'EOF' || true
 import json, subprocess, sys, time
-meshctl, server, hz, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+meshctl, config, server, hz, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 def plugin(rev):
     return ("apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata: {name: reload-probe}\n"
             "spec: {priority: 115, script: \"function on_request(req, ctx) req.headers:set('x-reload', "
@@ -193,8 +203,8 @@ if hz > 0:
         time.sleep(max(0.0, at - time.monotonic()))
         changes += 1
         try:
-            r = subprocess.run([meshctl, "--server", server, "apply", "-f", "-"], input=plugin(changes),
-                               text=True, capture_output=True, timeout=10)
+            r = subprocess.run([meshctl, "--config", config, "--server", server, "apply", "-f", "-"],
+                               input=plugin(changes), text=True, capture_output=True, timeout=10)
             ok = r.returncode == 0
             if not ok:
                 print(f"change {changes}: {r.stderr.strip()}", file=sys.stderr)
@@ -210,7 +220,11 @@ EOF
   # The last change has landed: the agent runs its script.
   driver_changes="$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["changes"])' "$OUT/driver-$hz.json")"
   if ((driver_changes > 0)); then
-    landed() { curl -fsS --max-time 5 "http://127.0.0.1:$admin/config_dump" | grep -q "rev-$driver_changes[^0-9]"; }
+    # /config_dump needs the agent's admin token.
+    landed() {
+      curl -fsS --max-time 5 -H "Authorization: Bearer $(cat "$OUT/agent-$hz.admin-token")" \
+        "http://127.0.0.1:$admin/config_dump" | grep -q "rev-${driver_changes}[^0-9]"
+    }
     wait_for 10 landed || echo "warning: change $driver_changes never reached the agent (hz=$hz)" >&2
   fi
   read -r swaps1 applied1 nacks1 <<<"$(stats)"

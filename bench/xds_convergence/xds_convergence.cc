@@ -21,6 +21,7 @@
 
 #include "control_plane/testing/mesh_fixtures.h"
 #include "agent/testing/test_support.h"
+#include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
 namespace {
@@ -29,7 +30,7 @@ using meshplug::agent::testing::Client;
 using meshplug::agent::testing::TestUpstream;
 using meshplug::Eventually;
 using meshplug::integration::harness::Process;
-using meshplug::integration::harness::Run;
+using meshplug::integration::harness::ControlPlaneProcess;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -82,16 +83,11 @@ int main(int argc, char** argv) {
   const std::string dir = tmpl;
 
   TestUpstream upstream("backend");
-  std::vector<std::string> cp_argv = {"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store",
-                                      dir + "/store.db"};
-  if (!debounce.empty()) cp_argv.insert(cp_argv.end(), {"--debounce_ms", debounce});
-  auto cp = Process::Start(cp_argv, dir + "/control-plane.log");
-  auto listening = cp ? cp->WaitForLog("\"msg\":\"listening\"", milliseconds(20000)) : std::nullopt;
-  if (!listening) Die("the control plane did not start; see " + dir);
-  const std::string address = Field(*listening, "address");
+  ControlPlaneProcess cp(dir, debounce.empty() ? std::vector<std::string>{}
+                                                : std::vector<std::string>{"--debounce_ms", debounce});
+  if (auto err = cp.Start(); !err.empty()) Die(err);
   auto meshctl = [&](std::vector<std::string> args, const std::string& input = "") {
-    args.insert(args.begin(), {"cli/meshctl", "--server", address});
-    auto r = Run(args, input);
+    auto r = cp.Meshctl(std::move(args), input);
     if (r.exit_code != 0) Die("meshctl: " + r.err);
     return r;
   };
@@ -120,10 +116,13 @@ spec: {address: 127.0.0.1, inboundPort: )") +
                                                        meshplug::control_plane::testing::AppSelector("client")) +
                                     "---\n" + Plugin(0));
 
+  std::string error;
+  const std::string bootstrap = cp.JoinBootstrap("demo", "client-1", "client", &error);
+  if (bootstrap.empty()) Die(error);
   auto agent = Process::Start(
       {"agent/agent", "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
-       "--node_id=client-1", "--namespace=demo", "--labels=app=client", "--xds_address=" + address,
-       "--xds_protocol=" + protocol, "--snapshot_cache=" + dir + "/agent-snapshot.json"},
+       "--bootstrap=" + bootstrap, "--labels=app=client", "--xds_protocol=" + protocol,
+       "--snapshot_cache=" + dir + "/agent-snapshot.json", "--identity_file=" + dir + "/agent-identity.pem"},
       dir + "/agent.log");
   auto line = agent ? agent->WaitForLog("agent: listening", milliseconds(20000)) : std::nullopt;
   if (!line) Die("the agent did not start; see " + dir);
@@ -180,7 +179,7 @@ spec: {address: 127.0.0.1, inboundPort: )") +
       *std::max_element(results.begin(), results.end()));
   std::printf("agent receipt->swap (Lua compile, chain set build, swap): median %.2f ms\n", Percentile(swap_ms, 0.5));
   agent.reset();
-  cp.reset();
+  cp.Stop();
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Control-plane load: N simulated agents (real ADS streams, delta and state of the world)
-# against a real control plane process with a fresh SQLite store.
+# against a real control plane process with a fresh SQLite store. The control plane serves
+# TLS only: it writes meshctl's credentials file (server, CA, admin token) to
+# $OUT/config-N-PROTOCOL, with which the load generator applies the mesh and joins each
+# agent (join token, then its own certificate and mTLS connection).
 #
 #   bench/xds_load/run.sh                      # N = 100, 1,000 and 10,000, both protocols
 #   AGENTS="100 1000" bench/xds_load/run.sh     # the quick part
@@ -52,13 +55,14 @@ for n in $AGENTS; do
   for proto in $PROTOCOLS; do
     port="$(free_port)"
     store="$OUT/store-$n-$proto.db"
-    rm -f "$store" "$store"-*
+    config="$OUT/config-$n-$proto"
+    rm -f "$store" "$store"-* "$config"
     taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" --log_level=warn \
-      >"$OUT/cp-$n-$proto.log" 2>&1 &
+      --client_config="$config" >"$OUT/cp-$n-$proto.log" 2>&1 &
     CP_PID=$!
+    # The credentials file is written once the server listens (atomically).
     for _ in $(seq 100); do
-      grep -q '"listening"\|listening' "$OUT/cp-$n-$proto.log" 2>/dev/null && break
-      (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      [[ -s "$config" ]] && break
       sleep 0.1
     done
     echo "== $n agents, $proto" >&2
@@ -67,7 +71,7 @@ for n in $AGENTS; do
       perf record -e cpu-clock -F 999 -g -o "$OUT/perf-cp-$n-$proto.data" -p "$CP_PID" >/dev/null 2>&1 &
       perf_pid=$!
     fi
-    if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --server="127.0.0.1:$port" --agents="$n" \
+    if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --config="$config" --server="127.0.0.1:$port" --agents="$n" \
         --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$CP_PID" \
         --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$n-$proto.log"; then
       tail -n 1 "$results"

@@ -1,13 +1,18 @@
 // xDS load generator: N simulated agents, each a real ADS stream (state of the world or
 // delta) with its own node identity, against a running control plane. It applies the
-// mesh through the admin API, connects the agents, then measures how long changes take
-// to reach the last affected agent's ACK:
+// mesh through the admin API, gives every agent its workload certificate the way a real
+// agent joins (a join token, then Identity.Sign for a fresh key; not timed), connects the
+// agents, then measures how long changes take to reach the last affected agent's ACK:
 //   plugin-config  one PluginConfig change, mounted on 10% of the agents
 //   plugin-script  one Plugin script change, mounted on every agent
 //   new-service    one new Service (every agent gets it as a destination)
 // Prints one JSON object on stdout (bench/xds_load/run.sh turns the runs into tables).
 //
-//   xds_load --server=127.0.0.1:15010 --agents=1000 --protocol=delta --cp_pid=PID
+// Each agent has its own TLS connection: the control plane accepts an ADS stream only for
+// the workload of the client certificate its connection presented, so connections cannot
+// be shared between agents as they were over plaintext.
+//
+//   xds_load --config=$MESHPLUG_HOME/config --agents=1000 --protocol=delta --cp_pid=PID
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -29,15 +34,21 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "common/client_config.h"
 #include "common/strings.h"
+#include "common/x509.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "meshplug/v1/admin.grpc.pb.h"
+#include "meshplug/v1/identity.grpc.pb.h"
 #include "control_plane/testing/mesh_fixtures.h"
 
-ABSL_FLAG(std::string, server, "127.0.0.1:15010", "control plane address (xDS and admin API)");
+ABSL_FLAG(std::string, config, "",
+          "meshctl's credentials file (server, CA, admin token) that the control plane wrote with --client_config "
+          "(default: $MESHPLUG_HOME/config, else ~/.config/meshplug/config)");
+ABSL_FLAG(std::string, server, "", "control plane address, xDS and admin API (default: the config's server)");
 ABSL_FLAG(int, agents, 100, "simulated agents");
 ABSL_FLAG(std::string, protocol, "delta", "sotw or delta");
-ABSL_FLAG(int, channels, 0, "gRPC connections shared by the agents (0: min(agents, 2000))");
 ABSL_FLAG(int, services, 10, "mesh services; agent i is a workload of service i % services");
 ABSL_FLAG(int, repeats, 5, "repeats of each change");
 ABSL_FLAG(int, cp_pid, 0, "control plane pid, for RSS and CPU (0: not measured)");
@@ -51,6 +62,10 @@ using meshplug::Cat;
 namespace fixtures = meshplug::control_plane::testing;
 namespace discovery = envoy::service::discovery::v3;
 using Clock = std::chrono::steady_clock;
+
+// Agents joining at once before the run: enough to hide the round trips, so 10,000 join
+// in seconds; more would only queue at the control plane.
+constexpr int kJoinThreads = 8;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -332,6 +347,117 @@ std::string NewServiceYaml(int rev) {
              absl::GetFlag(FLAGS_ns), "}\nspec: {ports: [{port: 8080}], selector: {app: new-svc-", rev, "}}\n");
 }
 
+// ------------------------------------------------------------------------- identities
+
+std::chrono::system_clock::time_point CallDeadline() {
+  return std::chrono::system_clock::now() + std::chrono::seconds(60);
+}
+
+// The admin API as meshctl reaches it: TLS verified with the config's CA, its token on
+// every call.
+std::unique_ptr<meshplug::v1::Admin::Stub> AdminStub(const std::string& server, const meshplug::ClientConfig& config) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = config.ca_pem;
+  auto creds = grpc::CompositeChannelCredentials(grpc::SslCredentials(tls), grpc::AccessTokenCredentials(config.token));
+  return meshplug::v1::Admin::NewStub(grpc::CreateChannel(server, creds));
+}
+
+// One agent's workload identity.
+struct AgentIdentity {
+  std::string key_pem;
+  std::string chain_pem;   // its certificate, for NS/agent-i
+  std::string bundle_pem;  // the roots that verify the control plane
+};
+
+// Which agent and which step of its join failed, and why.
+absl::Status Failed(const std::string& workload, const char* step, const std::string& why) {
+  return absl::InternalError(Cat(workload, ": ", step, ": ", why));
+}
+
+// Agent i's identity, got as a real agent joins: a join token from the admin API, then a
+// certificate for a fresh key, signed for the workload that token names. `signer` is one
+// TLS connection (no client certificate) for every join, so each token goes on its call.
+absl::StatusOr<AgentIdentity> JoinAgent(meshplug::v1::Admin::Stub& admin, meshplug::v1::Identity::Stub& signer,
+                                        int i, int services) {
+  const std::string workload = Cat(absl::GetFlag(FLAGS_ns), "/agent-", i);
+  meshplug::v1::CreateTokenRequest token_req;
+  token_req.set_role("join");
+  token_req.set_workload(workload);
+  token_req.set_service_account(Cat("svc-", i % services));  // as NodeFor says
+  token_req.set_ttl_seconds(3600);
+  meshplug::v1::CreateTokenResponse token;
+  grpc::ClientContext token_ctx;
+  token_ctx.set_deadline(CallDeadline());
+  if (grpc::Status st = admin.CreateToken(&token_ctx, token_req, &token); !st.ok()) {
+    return Failed(workload, "CreateToken", st.error_message());
+  }
+  auto key = meshplug::x509::NewPrivateKey();
+  if (!key.ok()) return Failed(workload, "key", std::string(key.status().message()));
+  auto csr = meshplug::x509::MakeCsr(*key, "");
+  if (!csr.ok()) return Failed(workload, "CSR", std::string(csr.status().message()));
+  meshplug::v1::SignRequest sign_req;
+  sign_req.set_csr_pem(*csr);
+  sign_req.set_node_id(workload);
+  meshplug::v1::SignResponse cert;
+  grpc::ClientContext sign_ctx;
+  sign_ctx.set_deadline(CallDeadline());
+  sign_ctx.set_credentials(grpc::AccessTokenCredentials(token.token()));
+  if (grpc::Status st = signer.Sign(&sign_ctx, sign_req, &cert); !st.ok()) {
+    return Failed(workload, "Identity.Sign", st.error_message());
+  }
+  return AgentIdentity{*std::move(key), cert.certificate_chain_pem(), cert.trust_bundle_pem()};
+}
+
+// Every agent's identity, kJoinThreads at a time; the first failure stops the rest.
+absl::StatusOr<std::vector<AgentIdentity>> JoinAgents(meshplug::v1::Admin::Stub& admin, const std::string& server,
+                                                     const std::string& ca_pem, int n, int services) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ca_pem;
+  auto signer = meshplug::v1::Identity::NewStub(grpc::CreateChannel(server, grpc::SslCredentials(tls)));
+  std::vector<AgentIdentity> identities(n);
+  std::atomic<int> next{0}, done{0};
+  std::mutex mu;
+  absl::Status failure;
+  const int64_t t0 = NowNs();
+  auto work = [&] {
+    for (int i = next++; i < n; i = next++) {
+      auto identity = JoinAgent(admin, *signer, i, services);
+      if (!identity.ok()) {
+        std::lock_guard lock(mu);
+        if (failure.ok()) failure = identity.status();
+        next = n;
+        return;
+      }
+      identities[i] = *std::move(identity);
+      const int d = ++done;
+      if (d % std::max(1, n / 10) == 0 || d == n) {
+        std::fprintf(stderr, "identities: %d of %d (%.1f s)\n", d, n, (NowNs() - t0) / 1e9);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::min(kJoinThreads, n); ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  if (!failure.ok()) return failure;
+  return identities;
+}
+
+// Agent i's own connection, with its certificate: what lets its stream speak for it.
+std::unique_ptr<discovery::AggregatedDiscoveryService::Stub> AgentStub(const std::string& server,
+                                                                       const AgentIdentity& identity) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = identity.bundle_pem;
+  tls.pem_private_key = identity.key_pem;
+  tls.pem_cert_chain = identity.chain_pem;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  return discovery::AggregatedDiscoveryService::NewStub(
+      grpc::CreateCustomChannel(server, grpc::SslCredentials(tls), args));
+}
+
+// --------------------------------------------------------------------------- the run
+
 bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml) {
   meshplug::v1::ApplyRequest req;
   auto* m = req.add_manifests();
@@ -364,24 +490,26 @@ int Run() {
   const int cp_pid = absl::GetFlag(FLAGS_cp_pid);
   const auto quiet = std::chrono::milliseconds(absl::GetFlag(FLAGS_quiet_ms));
   const auto timeout = std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
-  int channels = absl::GetFlag(FLAGS_channels);
-  if (channels <= 0) channels = std::min(n, 2000);
 
-  auto admin_channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
-  auto admin = meshplug::v1::Admin::NewStub(admin_channel);
+  const std::string config_path =
+      absl::GetFlag(FLAGS_config).empty() ? meshplug::DefaultClientConfigPath() : absl::GetFlag(FLAGS_config);
+  auto config = meshplug::ReadClientConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  const std::string server = absl::GetFlag(FLAGS_server).empty() ? config->server : absl::GetFlag(FLAGS_server);
+  auto admin = AdminStub(server, *config);
   if (!Apply(*admin, MeshYaml(services)) || !Apply(*admin, PluginConfigYaml(0))) return 1;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
 
-  std::vector<std::shared_ptr<grpc::Channel>> chans;
-  std::vector<std::unique_ptr<discovery::AggregatedDiscoveryService::Stub>> stubs;
-  for (int c = 0; c < channels; ++c) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt("meshplug.xds_load.channel", c);  // a connection of its own
-    args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
-    chans.push_back(grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args));
-    stubs.push_back(discovery::AggregatedDiscoveryService::NewStub(chans.back()));
+  auto identities = JoinAgents(*admin, server, config->ca_pem, n, services);
+  if (!identities.ok()) {
+    std::fprintf(stderr, "joining failed: %s\n", std::string(identities.status().message()).c_str());
+    return 1;
   }
+  std::vector<std::unique_ptr<discovery::AggregatedDiscoveryService::Stub>> stubs;
+  for (const AgentIdentity& identity : *identities) stubs.push_back(AgentStub(server, identity));
 
   Totals totals;
   const ProcSample before = Sample(cp_pid);
@@ -389,7 +517,7 @@ int Run() {
   const int64_t t0 = NowNs();
   for (int i = 0; i < n; ++i) {
     agents.push_back(std::make_unique<S>(i, services, totals));
-    agents.back()->Start(stubs[i % channels].get());
+    agents.back()->Start(stubs[i].get());
   }
   const int64_t opened = NowNs();
   // Connected: every agent has a response of every type.
@@ -423,8 +551,8 @@ int Run() {
     if (a->complete_ns()) connect_ms.push_back((a->complete_ns() - a->started_ns()) / 1e6);
   }
 
-  std::string out = Cat("{\"protocol\":\"", absl::GetFlag(FLAGS_protocol), "\",\"agents\":", n,
-                        ",\"channels\":", channels, ",\"services\":", services,
+  std::string out = Cat("{\"protocol\":\"", absl::GetFlag(FLAGS_protocol), "\",\"tls\":true,\"agents\":", n,
+                        ",\"channels\":", n, ",\"services\":", services,
                         ",\"open_ms\":", (opened - t0) / 1e6,
                         ",\"all_connected_ms\":", (all_complete - t0) / 1e6, ",\"connected\":", complete,
                         ",\"settled_ms\":", settle_ms, ",\"failed_streams\":", totals.failed.load(),
@@ -436,9 +564,8 @@ int Run() {
                         ",\"cp_rss_per_agent_kb\":", n ? (connected.rss_kb - before.rss_kb) / static_cast<double>(n) : 0,
                         ",\"cp_cpu_connect_s\":", connected.cpu_s - before.cpu_s,
                         ",\"cp_threads\":", connected.threads);
-  std::fprintf(stderr, "%d agents (%s, %d connections): all connected in %.0f ms, settled in %.0f ms, CP RSS %.1f MB\n",
-               n, absl::GetFlag(FLAGS_protocol).c_str(), channels, (all_complete - t0) / 1e6, settle_ms,
-               connected.rss_kb / 1024.0);
+  std::fprintf(stderr, "%d agents (%s, mTLS): all connected in %.0f ms, settled in %.0f ms, CP RSS %.1f MB\n", n,
+               absl::GetFlag(FLAGS_protocol).c_str(), (all_complete - t0) / 1e6, settle_ms, connected.rss_kb / 1024.0);
 
   struct Change {
     const char* name;

@@ -6,25 +6,73 @@
 #include "common/agent_id.h"
 #include "common/config_dump.h"
 #include "common/log.h"
+#include "common/strings.h"
+#include "common/x509.h"
+#include "control_plane/security/certificate_authority.h"
+#include "control_plane/validation/validation.h"
+#include "resources/object.h"
 
 namespace meshplug::control_plane::api {
 
-grpc::Status ToGrpc(const absl::Status& st) {
-  if (st.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
-}
+using security::Need;
+using security::ToGrpc;
 
 namespace {
 
-// Runs `call` and finishes the unary RPC with its status (the response on success).
+// Runs `call` if the caller may, and finishes the unary RPC with its status (the response
+// on success).
 template <typename Resp, typename Call>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Resp* resp, Call&& call) {
+grpc::ServerUnaryReactor* Unary(const security::Access& access, Need need, const char* what,
+                                grpc::CallbackServerContext* ctx, Resp* resp, Call&& call) {
   auto* reactor = ctx->DefaultReactor();
+  if (grpc::Status allowed = access.Authorize(*ctx, need, what); !allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
   absl::StatusOr<Resp> result = call();
   if (result.ok()) *resp = std::move(*result);
   reactor->Finish(ToGrpc(result.status()));
   return reactor;
 }
+
+// A watch the caller may not open.
+class RefusedWatch final : public grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  explicit RefusedWatch(const grpc::Status& st) { Finish(st); }
+  void OnDone() override { delete this; }
+};
+
+// The service account a join token for `workload` gives: the one asked for, else the
+// stored Workload's, else "default". The workload must be a valid name in an existing
+// namespace, checked by the rules of applied Workloads.
+absl::StatusOr<std::string> JoinServiceAccount(store::Store& store, const std::string& workload, const std::string& asked) {
+  const auto parts = SplitAgentId(workload);
+  if (!parts) return absl::InvalidArgumentError(Cat("workload: \"", workload, "\" is not NAMESPACE/NAME"));
+  const auto& [ns, name] = *parts;
+  resources::Document doc{"workload", 1, &resources::Info(resources::Kind::kWorkload), nullptr};
+  auto wl = std::make_unique<mesh::v1::Workload>();
+  resources::SetTypeFields(*doc.kind, *wl);
+  wl->mutable_metadata()->set_namespace_(ns);
+  wl->mutable_metadata()->set_name(name);
+  wl->mutable_spec()->set_service_account(asked.empty() ? "default" : asked);
+  doc.object = std::move(wl);
+  if (auto st = validation::Validate(doc, {}); !st.ok()) return st;
+  auto ns_entry = store.Get(resources::Key{resources::Kind::kNamespace, "", ns});
+  if (!ns_entry.ok()) return ns_entry.status();
+  if (!ns_entry->has_value()) return absl::FailedPreconditionError(Cat("namespace \"", ns, "\" does not exist"));
+  if (!asked.empty()) return asked;
+  auto stored = store.Get(resources::Key{resources::Kind::kWorkload, ns, name});
+  if (!stored.ok()) return stored.status();
+  mesh::v1::Workload existing;
+  if (stored->has_value() && existing.ParseFromString((*stored)->value) && !existing.spec().service_account().empty()) {
+    return existing.spec().service_account();
+  }
+  return std::string("default");
+}
+
+constexpr std::chrono::seconds kDefaultJoinTtl{3600};
+constexpr std::chrono::seconds kDefaultCredentialTtl{30 * 24 * 3600};
+constexpr std::chrono::seconds kMaxTtl{366 * 24 * 3600};
 
 // Streams store changes after a revision, one event per changed object, in order. Wakes
 // on every commit; one write is in flight at a time.
@@ -104,7 +152,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 
 grpc::ServerUnaryReactor* AdminService::Apply(grpc::CallbackServerContext* ctx,
                                               const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
-  return Unary(ctx, resp, [&] {
+  return Unary(access_, Need::kWrite, "apply", ctx, resp, [&] {
     auto r = api_.Apply(*req);
     if (r.ok() && !req->dry_run()) {
       log::Info("applied", {{"objects", std::to_string(r->results_size())},
@@ -116,17 +164,17 @@ grpc::ServerUnaryReactor* AdminService::Apply(grpc::CallbackServerContext* ctx,
 
 grpc::ServerUnaryReactor* AdminService::Delete(grpc::CallbackServerContext* ctx,
                                                const v1::DeleteRequest* req, v1::DeleteResponse* resp) {
-  return Unary(ctx, resp, [&] { return api_.Delete(*req); });
+  return Unary(access_, Need::kWrite, "delete", ctx, resp, [&] { return api_.Delete(*req); });
 }
 
 grpc::ServerUnaryReactor* AdminService::Get(grpc::CallbackServerContext* ctx,
                                             const v1::GetRequest* req, v1::GetResponse* resp) {
-  return Unary(ctx, resp, [&] { return api_.Get(*req); });
+  return Unary(access_, Need::kRead, "get", ctx, resp, [&] { return api_.Get(*req); });
 }
 
 grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx,
                                                 const v1::VersionRequest*, v1::VersionResponse* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::VersionResponse> {
+  return Unary(access_, Need::kRead, "version", ctx, resp, [&]() -> absl::StatusOr<v1::VersionResponse> {
     v1::VersionResponse v;
     v.set_version(kVersion);
     v.set_revision(store_.Revision());
@@ -138,7 +186,7 @@ grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext* ctx,
                                                     const v1::ProxyStatusRequest*,
                                                     v1::ProxyStatusResponse* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::ProxyStatusResponse> {
+  return Unary(access_, Need::kRead, "proxy status", ctx, resp, [&]() -> absl::StatusOr<v1::ProxyStatusResponse> {
     v1::ProxyStatusResponse out;
     for (auto& a : registry_.List()) *out.add_agents() = std::move(a);
     return out;
@@ -148,7 +196,7 @@ grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* ctx,
                                                    const v1::ConfigDumpRequest* req,
                                                    v1::ConfigDumpResponse* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::ConfigDumpResponse> {
+  return Unary(access_, Need::kWrite, "config dump", ctx, resp, [&]() -> absl::StatusOr<v1::ConfigDumpResponse> {
     // Accept "namespace/name" and "name.namespace" (namespaces have no dots; names may).
     std::string agent = req->agent();
     if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
@@ -166,8 +214,42 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
   });
 }
 
-grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
+                                                    v1::CreateTokenResponse* resp) {
+  return Unary(access_, Need::kWrite, "creating a token", ctx, resp, [&]() -> absl::StatusOr<v1::CreateTokenResponse> {
+    auto role = security::ParseRole(req->role());
+    if (!role.ok()) return role.status();
+    if (req->ttl_seconds() < 0 || std::chrono::seconds(req->ttl_seconds()) > kMaxTtl) {
+      return absl::InvalidArgumentError(Cat("ttl: ", req->ttl_seconds(), " s is not between 1 s and ", kMaxTtl.count(), " s"));
+    }
+    std::chrono::seconds ttl(req->ttl_seconds());
+    v1::CreateTokenResponse out;
+    std::string subject, service_account;
+    if (*role == security::Role::kJoin) {
+      if (ttl.count() == 0) ttl = kDefaultJoinTtl;
+      auto sa = JoinServiceAccount(store_, req->workload(), req->service_account());
+      if (!sa.ok()) return sa.status();
+      subject = req->workload();
+      service_account = *sa;
+      const auto [ns, name] = *SplitAgentId(subject);
+      out.set_spiffe_id(x509::SpiffeId(security::ReadCertificateSettings(store_).trust_domain, ns, service_account));
+    } else {
+      if (!req->workload().empty()) return absl::InvalidArgumentError("workload: only a join token is for a workload");
+      if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
+    }
+    v1::TokenClaims claims;
+    out.set_token(tokens_.Issue(*role, subject, service_account, ttl, &claims));
+    out.set_expires_unix(claims.expires_unix());
+    out.set_trust_bundle_pem(trust_bundle_);
+    log::Info("token issued", {{"role", claims.role()}, {"id", claims.id().substr(0, 6)}, {"subject", subject},
+                               {"ttl_s", std::to_string(ttl.count())}});
+    return out;
+  });
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServerContext* ctx,
                                                               const v1::WatchRequest* req) {
+  if (grpc::Status allowed = access_.Authorize(*ctx, Need::kRead, "watch"); !allowed.ok()) return new RefusedWatch(allowed);
   return new WatchReactor(store_, api_, req->since_revision());
 }
 

@@ -1,9 +1,13 @@
 // The admin gRPC API (meshplug.v1.Admin) on gRPC's callback API: no thread per call.
+// Every call needs a credential: reads a read-only or admin token, changes (and config
+// dumps, which hold PluginConfig secrets) an admin token.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include "control_plane/api/resource_api.h"
+#include "control_plane/security/access.h"
+#include "control_plane/security/tokens.h"
 #include "control_plane/store/store.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
@@ -16,8 +20,10 @@ inline constexpr const char* kVersion = "0.1.0";
 class AdminService final : public v1::Admin::CallbackService {
  public:
   AdminService(store::Store& store, ResourceApi& api, const xds::ConfigWatcher& configs,
-               xds::AgentRegistry& registry)
-      : store_(store), api_(api), configs_(configs), registry_(registry) {}
+               xds::AgentRegistry& registry, const security::Access& access, const security::TokenIssuer& tokens,
+               std::string trust_bundle)
+      : store_(store), api_(api), configs_(configs), registry_(registry), access_(access), tokens_(tokens),
+        trust_bundle_(std::move(trust_bundle)) {}
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
                                   v1::ApplyResponse* resp) override;
@@ -33,6 +39,8 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ConfigDump(grpc::CallbackServerContext* ctx,
                                        const v1::ConfigDumpRequest* req,
                                        v1::ConfigDumpResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
+                                        v1::CreateTokenResponse* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                   const v1::WatchRequest* req) override;
 
@@ -41,9 +49,9 @@ class AdminService final : public v1::Admin::CallbackService {
   ResourceApi& api_;
   const xds::ConfigWatcher& configs_;
   xds::AgentRegistry& registry_;
+  const security::Access& access_;
+  const security::TokenIssuer& tokens_;
+  const std::string trust_bundle_;
 };
-
-// absl::Status → grpc::Status (the codes are the same numbers).
-grpc::Status ToGrpc(const absl::Status& st);
 
 }  // namespace meshplug::control_plane::api

@@ -1,4 +1,5 @@
-// The admin API over a real gRPC connection: Watch delivers every change, in order.
+// The admin API over a real TLS gRPC connection: every call needs a credential, the
+// read-only role cannot change anything, and Watch delivers every change, in order.
 #include "control_plane/api/admin_service.h"
 
 #include <grpcpp/grpcpp.h>
@@ -7,6 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "common/x509.h"
+#include "control_plane/security/server_tls.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/xds/snapshot_cache.h"
 
@@ -21,14 +24,40 @@ class AdminServiceTest : public ::testing::Test {
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
     store_ = std::move(*store::SqliteStore::Open(path));
     api_ = std::make_unique<ResourceApi>(*store_);
-    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_);
+    tokens_ = std::move(*security::TokenIssuer::Open(*store_));
+    ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
+    access_ = std::make_unique<security::Access>(*tokens_);
+    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, ca_->trust_bundle());
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", *security::MakeServerCredentials(*ca_, {"127.0.0.1"}), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
-    stub_ = v1::Admin::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                   grpc::InsecureChannelCredentials()));
+    stub_ = Stub(tokens_->Issue(security::Role::kAdmin, "", "", std::chrono::seconds(600)));
+  }
+
+  // A client verifying the control plane with the mesh's CA, with `token` (none if empty).
+  std::unique_ptr<v1::Admin::Stub> Stub(const std::string& token) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = ca_->trust_bundle();
+    auto creds = grpc::SslCredentials(tls);
+    if (!token.empty()) creds = grpc::CompositeChannelCredentials(creds, grpc::AccessTokenCredentials(token));
+    return v1::Admin::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), creds));
+  }
+
+  grpc::Status ApplyWith(v1::Admin::Stub& stub, const std::string& yaml) {
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(yaml);
+    v1::ApplyResponse resp;
+    grpc::ClientContext ctx;
+    return stub.Apply(&ctx, req, &resp);
+  }
+
+  grpc::Status GetWith(v1::Admin::Stub& stub) {
+    v1::GetRequest req;
+    req.set_kind("Namespace");
+    v1::GetResponse resp;
+    grpc::ClientContext ctx;
+    return stub.Get(&ctx, req, &resp);
   }
 
   void TearDown() override { server_->Shutdown(std::chrono::system_clock::now()); }
@@ -43,6 +72,10 @@ class AdminServiceTest : public ::testing::Test {
 
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<ResourceApi> api_;
+  std::unique_ptr<security::TokenIssuer> tokens_;
+  std::unique_ptr<security::CertificateAuthority> ca_;
+  std::unique_ptr<security::Access> access_;
+  int port_ = 0;
   xds::SnapshotCache cache_;
   xds::AgentRegistry registry_;
   std::unique_ptr<AdminService> service_;
@@ -85,6 +118,77 @@ TEST_F(AdminServiceTest, WatchDeliversEveryChangeInOrder) {
   EXPECT_EQ(seen, (std::vector<std::string>{"2 ADDED b x", "2 ADDED c x", "3 MODIFIED b y",
                                             "4 DELETED a x"}));
   ctx.TryCancel();
+}
+
+TEST_F(AdminServiceTest, WithoutACredentialNothingIsServed) {
+  auto anonymous = Stub("");
+  const grpc::Status apply = ApplyWith(*anonymous, Ns("a"));
+  EXPECT_EQ(apply.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(apply.error_message().find("needs an admin API credential"), std::string::npos) << apply.error_message();
+  EXPECT_EQ(GetWith(*anonymous).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext ctx;
+  v1::ConfigDumpRequest dump;
+  v1::ConfigDumpResponse dumped;
+  EXPECT_EQ(anonymous->ConfigDump(&ctx, dump, &dumped).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext wctx;
+  auto reader = anonymous->Watch(&wctx, v1::WatchRequest());
+  v1::WatchEvent ev;
+  EXPECT_FALSE(reader->Read(&ev));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(api_->Get([] { v1::GetRequest r; r.set_kind("Namespace"); return r; }())->objects().empty());
+}
+
+TEST_F(AdminServiceTest, AForgedExpiredOrJoinTokenIsNoAdminCredential) {
+  const std::string admin = tokens_->Issue(security::Role::kAdmin, "", "", std::chrono::seconds(600));
+  auto forged = Stub(admin.substr(0, admin.size() - 4) + "AAAA");
+  EXPECT_EQ(ApplyWith(*forged, Ns("a")).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  auto expired = Stub(tokens_->Issue(security::Role::kAdmin, "", "", std::chrono::seconds(-1)));
+  const grpc::Status st = GetWith(*expired);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(st.error_message().find("expired"), std::string::npos);
+  auto join = Stub(tokens_->Issue(security::Role::kJoin, "a/b", "b", std::chrono::seconds(600)));
+  EXPECT_EQ(GetWith(*join).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(AdminServiceTest, ReadOnlyReadsButCannotChangeDumpOrMakeTokens) {
+  Apply(Ns("a"));
+  auto viewer = Stub(tokens_->Issue(security::Role::kReadOnly, "", "", std::chrono::seconds(600)));
+  EXPECT_TRUE(GetWith(*viewer).ok());
+  const grpc::Status apply = ApplyWith(*viewer, Ns("b"));
+  EXPECT_EQ(apply.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(apply.error_message(), "apply needs the admin role; this credential is read-only");
+  grpc::ClientContext ctx;
+  v1::CreateTokenRequest req;
+  req.set_role("admin");
+  v1::CreateTokenResponse resp;
+  EXPECT_EQ(viewer->CreateToken(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(api_->Get([] { v1::GetRequest r; r.set_kind("Namespace"); return r; }())->objects_size(), 1);
+}
+
+TEST_F(AdminServiceTest, JoinTokensAreForValidWorkloadsInExistingNamespaces) {
+  Apply(Ns("curl"));
+  auto create = [&](const std::string& workload, const std::string& sa, v1::CreateTokenResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::CreateTokenRequest req;
+    req.set_role("join");
+    req.set_workload(workload);
+    req.set_service_account(sa);
+    return stub_->CreateToken(&ctx, req, resp);
+  };
+  v1::CreateTokenResponse resp;
+  ASSERT_TRUE(create("curl/curl-1", "", &resp).ok());
+  EXPECT_EQ(resp.spiffe_id(), "spiffe://cluster.local/ns/curl/sa/default");
+  EXPECT_EQ(resp.trust_bundle_pem(), ca_->trust_bundle());
+  auto claims = tokens_->Verify(resp.token());
+  ASSERT_TRUE(claims.ok());
+  EXPECT_EQ(claims->subject(), "curl/curl-1");
+  EXPECT_NEAR(static_cast<double>(claims->expires_unix() - std::time(nullptr)), 3600, 5);
+  EXPECT_EQ(create("nope/curl-1", "", &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(create("curl/Curl_1", "", &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create("curl", "", &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const grpc::Status bad_sa = create("curl/curl-1", "a/sa/b", &resp);
+  EXPECT_EQ(bad_sa.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad_sa.error_message().find("spec.serviceAccount"), std::string::npos) << bad_sa.error_message();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "common/log.h"
@@ -85,6 +86,7 @@ CREATE TABLE IF NOT EXISTS changes (
   kind TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
   value BLOB NOT NULL, create_revision INTEGER NOT NULL,
   PRIMARY KEY (revision, seq));
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, expires INTEGER NOT NULL);
 )sql";
 
 int64_t MetaValue(sqlite3* db, const char* key) {
@@ -188,6 +190,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
           Cat("store ", path, " is a usable store; --store_init only replaces one that cannot be opened")));
     }
   }
+  // Owner only: the store holds the mesh's CA key. SQLite gives its -wal and -shm files
+  // the database file's mode.
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, db, fd));
   // WAL + synchronous=FULL: a commit is on disk when it returns, and a crash mid-commit
   // leaves the previous state.
@@ -305,6 +310,27 @@ absl::StatusOr<std::vector<Entry>> SqliteStore::List(std::optional<Kind> kind, c
   }
   if (rc != SQLITE_DONE) return StepError(s);
   return out;
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteStore::GetSecret(const std::string& name) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM secrets WHERE name = ? AND (expires = 0 OR expires > ?)");
+  s.Bind(1, name).Bind(2, static_cast<int64_t>(std::time(nullptr)));
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return StepError(s);
+  return std::optional<std::string>(s.Text(0));
+}
+
+absl::StatusOr<bool> SqliteStore::CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) {
+  std::lock_guard lock(mu_);
+  Stmt prune(db_, "DELETE FROM secrets WHERE expires != 0 AND expires <= ?");
+  prune.Bind(1, static_cast<int64_t>(std::time(nullptr)));
+  if (prune.Step() != SQLITE_DONE) return StepError(prune);
+  Stmt s(db_, "INSERT OR IGNORE INTO secrets (name, value, expires) VALUES (?, ?, ?)");
+  s.Bind(1, name).BindBlob(2, value).Bind(3, expires_unix);
+  if (s.Step() != SQLITE_DONE) return StepError(s);
+  return sqlite3_changes(db_) == 1;
 }
 
 int64_t SqliteStore::Revision() {

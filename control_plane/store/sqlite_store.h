@@ -21,7 +21,7 @@ class SqliteStore : public Store {
     kInit,
   };
 
-  // Opens the store at `path` and takes an exclusive lock on `path`.lock so a second
+  // Opens the store at `path` (mode 0600: it holds the mesh's CA key) and takes an exclusive lock on `path`.lock so a second
   // control plane cannot share the file by mistake. The file must be meshplug's own
   // (SQLite application id, schema version, tables and integrity are checked): an empty,
   // foreign, damaged or newer store is refused with what is wrong and the way out
@@ -39,6 +39,8 @@ class SqliteStore : public Store {
   int64_t Revision() override;
   absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, int64_t max_revisions) override;
   Subscription Subscribe(std::function<void(int64_t)> fn) override;
+  absl::StatusOr<std::optional<std::string>> GetSecret(const std::string& name) override;
+  absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
   std::string Describe() const override { return "sqlite:" + path_; }
 
   // How many revisions of change log are kept for watchers that fall behind.

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
+#include <ctime>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -214,6 +217,35 @@ TEST(SqliteStore, AdoptsAStoreOfAnEarlierMeshplug) {
   auto s = SqliteStore::Open(path);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ((*s)->Revision(), 1);
+}
+
+TEST(SqliteStoreSecrets, CreatedOnceKeptApartFromResourcesAndOnlyTheOwnerReadsTheFile) {
+  const std::string path = TempDb("secrets");
+  {
+    auto store = SqliteStore::Open(path);
+    ASSERT_TRUE(store.ok());
+    EXPECT_FALSE((*store)->GetSecret("ca")->has_value());
+    EXPECT_TRUE(*(*store)->CreateSecret("ca", "first", 0));
+    EXPECT_FALSE(*(*store)->CreateSecret("ca", "second", 0));  // the first stays
+    EXPECT_EQ((*store)->Revision(), 0);                     // not a resource change
+    EXPECT_TRUE((*store)->List(std::nullopt, "")->empty());
+  }
+  auto store = SqliteStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ(**(*store)->GetSecret("ca"), "first");
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(SqliteStoreSecrets, ExpiredSecretsAreGoneAndTheirNamesFreeAgain) {
+  auto store = SqliteStore::Open(TempDb("secrets-expiry"));
+  ASSERT_TRUE(store.ok());
+  const int64_t past = std::time(nullptr) - 1;
+  EXPECT_TRUE(*(*store)->CreateSecret("used/1", "x", past));
+  EXPECT_FALSE((*store)->GetSecret("used/1")->has_value());
+  EXPECT_TRUE(*(*store)->CreateSecret("used/1", "y", std::time(nullptr) + 3600));
+  EXPECT_EQ(**(*store)->GetSecret("used/1"), "y");
 }
 
 }  // namespace

@@ -69,6 +69,14 @@ class Store {
   using Subscription = std::shared_ptr<void>;
   virtual Subscription Subscribe(std::function<void(int64_t)> fn) = 0;
 
+  // Secrets the control plane keeps for itself (its CA key, the token key, join tokens
+  // already used): apart from resources, never listed, watched or in the change log.
+  virtual absl::StatusOr<std::optional<std::string>> GetSecret(const std::string& name) = 0;
+  // Stores `value` under `name` unless something is stored there; false when it was.
+  // `expires_unix` > 0: the secret is dropped after that time (pruned on later creates).
+  virtual absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value,
+                                            int64_t expires_unix) = 0;
+
   // "sqlite:/path" — for logs and `meshctl version`.
   virtual std::string Describe() const = 0;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/time/time.h"
 #include "common/chain_info.h"
 #include "common/strings.h"
 
@@ -129,6 +130,10 @@ void CheckService(const mv1::Service& svc, Checker& c) {
 
 void CheckWorkload(const mv1::Workload& wl, Checker& c) {
   const auto& spec = wl.spec();
+  // It becomes the path of the workload's SPIFFE ID.
+  if (!spec.service_account().empty() && (!IsDnsSubdomain(spec.service_account(), 253))) {
+    c.Fail("spec.serviceAccount", Cat("\"", spec.service_account(), "\" must be lower-case letters, digits, '-' or '.'"));
+  }
   if (!spec.address().empty()) {
     unsigned char buf[16];
     if (inet_pton(AF_INET, spec.address().c_str(), buf) != 1 &&
@@ -147,6 +152,17 @@ void CheckWorkload(const mv1::Workload& wl, Checker& c) {
 }
 
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
+  const auto& cert = mc.spec().certificate();
+  absl::Duration lifetime;
+  if (!cert.service_cert_validity_duration().empty() &&
+      (!absl::ParseDuration(cert.service_cert_validity_duration(), &lifetime) || lifetime < absl::Seconds(10) ||
+       lifetime > absl::Hours(24 * 365))) {
+    c.Fail("spec.certificate.serviceCertValidityDuration",
+           Cat("\"", cert.service_cert_validity_duration(), "\" is not a duration between 10s and 8760h (e.g. 24h)"));
+  }
+  if (!cert.trust_domain().empty() && !IsDnsSubdomain(cert.trust_domain(), 253)) {
+    c.Fail("spec.certificate.trustDomain", Cat("\"", cert.trust_domain(), "\" is not a DNS name"));
+  }
   for (const ChainInfo& chain : Chains()) {
     const auto& modules = ModulesOf(mc.spec().plugin_chains(), chain);
     for (int i = 0; i < modules.size(); ++i) {

@@ -19,8 +19,8 @@ template <typename Protocol>
 class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, typename Protocol::Response> {
  public:
   Stream(grpc::CallbackServerContext* ctx, ConfigWatcher& configs, AgentRegistry& registry,
-         AgentLifecycle& lifecycle)
-      : ctx_(ctx), configs_(configs), registry_(registry), lifecycle_(lifecycle) {}
+         AgentLifecycle& lifecycle, const NodeAuthorizer& authorizer)
+      : ctx_(ctx), configs_(configs), registry_(registry), lifecycle_(lifecycle), authorizer_(authorizer) {}
 
   void Begin() { this->StartRead(&request_); }
 
@@ -64,13 +64,20 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(wl.status().message())));
       return false;
     }
+    AgentIdentity identity;
+    if (auto st = authorizer_.AuthorizeNode(*ctx_, *wl, &identity); !st.ok()) {
+      log::Warn("xds stream refused", {{"node", AgentId(*wl).substr(0, 256)}, {"peer", ctx_->peer()},
+                                       {"reason", std::string(st.message())}});
+      FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
+      return false;
+    }
     if (auto st = lifecycle_.Register(*wl); !st.ok()) {
       FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
       return false;
     }
     const std::string agent = AgentId(*wl);
     protocol_.emplace(registry_, agent);
-    stream_id_ = registry_.Connected(agent, Protocol::kName, ctx_->peer());
+    stream_id_ = registry_.Connected(agent, Protocol::kName, ctx_->peer(), identity);
     log::Info("agent connected", {{"agent", agent}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);
@@ -106,6 +113,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   ConfigWatcher& configs_;
   AgentRegistry& registry_;
   AgentLifecycle& lifecycle_;
+  const NodeAuthorizer& authorizer_;
   std::mutex mu_;
   std::optional<Protocol> protocol_;  // once the agent is identified
   typename Protocol::Request request_;
@@ -121,14 +129,14 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
 
 grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse>*
 AdsService::StreamAggregatedResources(grpc::CallbackServerContext* ctx) {
-  auto* s = new Stream<SotwProtocol>(ctx, configs_, registry_, lifecycle_);
+  auto* s = new Stream<SotwProtocol>(ctx, configs_, registry_, lifecycle_, authorizer_);
   s->Begin();
   return s;
 }
 
 grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>*
 AdsService::DeltaAggregatedResources(grpc::CallbackServerContext* ctx) {
-  auto* s = new Stream<DeltaProtocol>(ctx, configs_, registry_, lifecycle_);
+  auto* s = new Stream<DeltaProtocol>(ctx, configs_, registry_, lifecycle_, authorizer_);
   s->Begin();
   return s;
 }

@@ -1,5 +1,8 @@
 // Envoy's AggregatedDiscoveryService for meshplug's resource types, state of the world and
-// incremental, on gRPC's callback API: a stream is a reactor, never a thread.
+// incremental, on gRPC's callback API: a stream is a reactor, never a thread. A stream
+// serves only the workload its credentials prove it is (NodeAuthorizer); another stream
+// of the same workload replaces its registration (the newest one's labels, address and
+// ports are what is stored), never merges with it.
 #pragma once
 
 #include <string>
@@ -7,6 +10,7 @@
 #include "control_plane/xds/agent_lifecycle.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
+#include "control_plane/xds/node_authorizer.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 
 namespace meshplug::control_plane::xds {
@@ -14,8 +18,9 @@ namespace meshplug::control_plane::xds {
 class AdsService final
     : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
  public:
-  AdsService(ConfigWatcher& configs, AgentRegistry& registry, AgentLifecycle& lifecycle)
-      : configs_(configs), registry_(registry), lifecycle_(lifecycle) {}
+  AdsService(ConfigWatcher& configs, AgentRegistry& registry, AgentLifecycle& lifecycle,
+             const NodeAuthorizer& authorizer)
+      : configs_(configs), registry_(registry), lifecycle_(lifecycle), authorizer_(authorizer) {}
 
   grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
                           envoy::service::discovery::v3::DiscoveryResponse>*
@@ -29,6 +34,7 @@ class AdsService final
   ConfigWatcher& configs_;
   AgentRegistry& registry_;
   AgentLifecycle& lifecycle_;
+  const NodeAuthorizer& authorizer_;
 };
 
 }  // namespace meshplug::control_plane::xds

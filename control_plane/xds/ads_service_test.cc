@@ -15,6 +15,7 @@
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/trusting_node_authorizer.h"
 #include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::control_plane::xds {
@@ -58,7 +59,7 @@ class AdsTest : public ::testing::Test {
     controller_ = std::make_unique<controller::MeshController>(
         *store_, cache_, registry_, controller::Options{milliseconds(5), milliseconds(50), milliseconds(200)});
     ASSERT_TRUE(controller_->Start().ok());
-    ads_ = std::make_unique<AdsService>(cache_, registry_, *controller_);
+    ads_ = std::make_unique<AdsService>(cache_, registry_, *controller_, authorizer_);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -109,6 +110,7 @@ class AdsTest : public ::testing::Test {
   SnapshotCache cache_;
   AgentRegistry registry_;
   std::unique_ptr<controller::MeshController> controller_;
+  control_plane::testing::TrustingNodeAuthorizer authorizer_;
   std::unique_ptr<AdsService> ads_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -12,7 +12,7 @@ AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
 }
 
 uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& protocol,
-                                  const std::string& peer) {
+                                  const std::string& peer, const AgentIdentity& identity) {
   std::lock_guard lock(mu_);
   auto& e = At(agent);
   const uint64_t id = next_stream_++;
@@ -22,6 +22,8 @@ uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& p
   e.status.set_peer(peer);
   e.status.set_connected_since(NowRfc3339());
   e.status.clear_disconnected_at();
+  e.status.set_identity(identity.spiffe_id);
+  e.status.set_certificate_expiry(identity.certificate_expiry);
   return id;
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "control_plane/xds/node_authorizer.h"
 #include "meshplug/v1/admin.pb.h"
 
 namespace meshplug::control_plane::xds {
@@ -17,7 +18,8 @@ class AgentRegistry {
   static constexpr size_t kMaxNackBytes = 1024;
 
   // Returns a stream id; an agent may reconnect before its old stream is reaped.
-  uint64_t Connected(const std::string& agent, const std::string& protocol, const std::string& peer);
+  uint64_t Connected(const std::string& agent, const std::string& protocol, const std::string& peer,
+                     const AgentIdentity& identity = {});
   // True when it was the agent's last stream.
   bool Disconnected(const std::string& agent, uint64_t stream);
   void Sent(const std::string& agent, const std::string& type_url, const std::string& version);

@@ -1,0 +1,225 @@
+#include "agent/xds/workload_identity.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/log.h"
+#include "common/files.h"
+#include "common/strings.h"
+#include "common/x509.h"
+#include "meshplug/v1/identity.grpc.pb.h"
+
+namespace meshplug::agent::xds {
+namespace {
+
+constexpr std::string_view kChainMark = "# certificate chain\n";
+constexpr std::string_view kBundleMark = "# trust bundle\n";
+
+// What a certificate chain says, as IdentityMaterial.
+absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, std::string bundle) {
+  auto info = x509::Inspect(chain);
+  if (!info.ok()) return info.status();
+  if (!x509::KeyMatches(key, chain)) return absl::InvalidArgumentError("the key is not the certificate's");
+  return IdentityMaterial{std::move(key), std::move(chain), std::move(bundle), info->spiffe_id, info->not_before,
+                          info->not_after};
+}
+
+}  // namespace
+
+absl::StatusOr<IdentityMaterial> ReadIdentityFile(const std::string& path) {
+  if (!std::filesystem::exists(path)) return absl::NotFoundError(Cat("no identity file ", path));
+  auto read = ReadFileText(path, "the identity file");
+  if (!read.ok()) return read.status();
+  const std::string& text = *read;
+  const size_t chain = text.find(kChainMark), bundle = text.find(kBundleMark);
+  if (chain == std::string::npos || bundle == std::string::npos || bundle < chain) {
+    return absl::InvalidArgumentError(Cat(path, ": not a meshplug identity file"));
+  }
+  return Describe(text.substr(0, chain), text.substr(chain + kChainMark.size(), bundle - chain - kChainMark.size()),
+                  text.substr(bundle + kBundleMark.size()));
+}
+
+absl::Status WriteIdentityFile(const std::string& path, const IdentityMaterial& m) {
+  return WritePrivateFile(path, Cat(m.key_pem, kChainMark, m.chain_pem, kBundleMark, m.bundle_pem));
+}
+
+WorkloadIdentity::WorkloadIdentity(Options options, Stats* stats) : options_(std::move(options)), stats_(stats) {
+  if (options_.path.empty()) return;
+  auto saved = ReadIdentityFile(options_.path);
+  if (!saved.ok()) {
+    if (saved.status().code() != absl::StatusCode::kNotFound) {
+      log::Warn("saved identity not usable", {{"path", options_.path}, {"error", std::string(saved.status().message())}});
+    }
+    return;
+  }
+  auto info = x509::Inspect(saved->chain_pem);
+  if (info->common_name != options_.agent_id) {
+    log::Warn("saved identity is another workload's; ignored", {{"path", options_.path}, {"for", info->common_name}});
+  } else if (saved->not_after <= Clock::now()) {
+    log::Warn("saved certificate has expired; a new join token is needed",
+              {{"path", options_.path}, {"expired", Rfc3339(saved->not_after)}});
+  } else {
+    log::Info("saved identity loaded", {{"identity", saved->spiffe_id}, {"expires", Rfc3339(saved->not_after)}});
+    Install(*std::move(saved));
+  }
+}
+
+WorkloadIdentity::~WorkloadIdentity() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (renewer_.joinable()) renewer_.join();
+}
+
+std::optional<IdentityMaterial> WorkloadIdentity::current() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
+WorkloadIdentity::Clock::time_point WorkloadIdentity::RenewAt(Clock::time_point installed, Clock::time_point not_after) {
+  return installed + (not_after - installed) / 2;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkloadIdentity::ChannelCredentials() {
+  std::optional<IdentityMaterial> now = current();
+  if (!now || now->not_after <= Clock::now()) {
+    if (auto st = Join(); !st.ok()) return st;
+    now = current();
+  }
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = now->bundle_pem;
+  tls.pem_private_key = now->key_pem;
+  tls.pem_cert_chain = now->chain_pem;
+  return grpc::SslCredentials(tls);
+}
+
+absl::Status WorkloadIdentity::Join() {
+  {
+    std::lock_guard lock(mu_);
+    if (options_.join_token.empty() || token_spent_) {
+      return absl::UnauthenticatedError(
+          Cat("no valid certificate", current_ ? Cat(" (it expired at ", Rfc3339(current_->not_after), ")") : "",
+              " and no unused join token: give one with --join_token_file or the bootstrap's join_token (meshctl workload "
+              "token ",
+              options_.agent_id, ")"));
+    }
+  }
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = options_.ca_pem;
+  auto creds = grpc::CompositeChannelCredentials(grpc::SslCredentials(tls), grpc::AccessTokenCredentials(options_.join_token));
+  absl::Status st = Obtain(creds, "join");
+  // The control plane accepts a token once: only a refusal for another reason (it was
+  // unreachable) leaves it worth trying again.
+  if (st.ok() || st.code() == absl::StatusCode::kUnauthenticated || st.code() == absl::StatusCode::kPermissionDenied) {
+    std::lock_guard lock(mu_);
+    token_spent_ = true;
+  }
+  return st;
+}
+
+absl::Status WorkloadIdentity::Renew() {
+  std::optional<IdentityMaterial> now = current();
+  if (!now) return absl::FailedPreconditionError("no certificate to renew");
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = now->bundle_pem;
+  tls.pem_private_key = now->key_pem;
+  tls.pem_cert_chain = now->chain_pem;
+  return Obtain(grpc::SslCredentials(tls), "renewal");
+}
+
+absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why) {
+  auto key = x509::NewPrivateKey();
+  if (!key.ok()) return key.status();
+  std::optional<IdentityMaterial> before = current();
+  auto csr = x509::MakeCsr(*key, before ? before->spiffe_id : "");
+  if (!csr.ok()) return csr.status();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(options_.server_address, credentials, args));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Clock::now() + options_.timeout);
+  v1::SignRequest req;
+  req.set_csr_pem(*csr);
+  req.set_node_id(options_.agent_id);
+  v1::SignResponse resp;
+  const grpc::Status st = stub->Sign(&ctx, req, &resp);
+  auto count = [&](const char* result) {
+    if (stats_) stats_->Count("meshplug_agent_certificate_requests_total", {{"kind", why}, {"result", result}});
+  };
+  if (!st.ok()) {
+    count("failed");
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                        Cat("certificate ", why, " at ", options_.server_address, ": ", st.error_message()));
+  }
+  auto material = Describe(*std::move(key), resp.certificate_chain_pem(), resp.trust_bundle_pem());
+  if (!material.ok()) {
+    count("failed");
+    return absl::InternalError(Cat("the control plane sent an unusable certificate: ", material.status().message()));
+  }
+  count("ok");
+  log::Info("certificate obtained", {{"how", why}, {"identity", material->spiffe_id},
+                                     {"expires", Rfc3339(material->not_after)}});
+  if (!options_.path.empty()) {
+    if (auto saved = WriteIdentityFile(options_.path, *material); !saved.ok()) {
+      log::Warn("cannot save the identity", {{"path", options_.path}, {"error", std::string(saved.message())}});
+    }
+  }
+  Install(*std::move(material));
+  return absl::OkStatus();
+}
+
+void WorkloadIdentity::Install(IdentityMaterial material) {
+  if (stats_) {
+    stats_->SetGauge("meshplug_agent_certificate_expiry_seconds", {},
+                     std::chrono::duration_cast<std::chrono::seconds>(material.not_after.time_since_epoch()).count());
+  }
+  {
+    std::lock_guard lock(mu_);
+    current_ = std::move(material);
+    installed_at_ = Clock::now();
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+void WorkloadIdentity::StartRenewal() {
+  renewer_ = std::thread([this] { RenewLoop(); });
+}
+
+void WorkloadIdentity::RenewLoop() {
+  std::optional<Clock::time_point> retry_at;
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (!current_) {
+      cv_.wait(lock, [&] { return stopping_ || current_.has_value(); });
+      continue;
+    }
+    const Clock::time_point due = retry_at.value_or(RenewAt(installed_at_, current_->not_after));
+    const Clock::time_point not_after = current_->not_after;
+    const uint64_t seen = generation_;
+    // A certificate installed meanwhile (a join) sets the next due time.
+    if (cv_.wait_until(lock, due, [&] { return stopping_ || generation_ != seen; })) {
+      retry_at.reset();
+      continue;
+    }
+    lock.unlock();
+    const absl::Status st = Renew();
+    lock.lock();
+    if (st.ok()) {
+      retry_at.reset();
+      continue;
+    }
+    // Retry well before it expires: a tenth of what is left, between 1 s and 30 s.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(not_after - Clock::now());
+    const auto wait = std::clamp(left / 10, std::chrono::milliseconds(1000), std::chrono::milliseconds(30000));
+    retry_at = Clock::now() + wait;
+    log::Warn("certificate renewal failed", {{"error", std::string(st.message())}, {"retry_in_ms", std::to_string(wait.count())},
+                                             {"expires", Rfc3339(not_after)}});
+  }
+}
+
+}  // namespace meshplug::agent::xds

@@ -1,0 +1,92 @@
+// The agent's workload identity: a key it makes itself (it never leaves the agent), the
+// certificate the control plane signs for it, and the mesh's roots.
+//
+// First start: a join token (from `meshctl workload token NS/NAME`) buys one certificate
+// over TLS verified with the bootstrap's CA. Later: the certificate itself (mTLS) renews
+// it at half its lifetime with a new key; existing connections keep their sessions and
+// new ones use the new certificate. The identity is saved to `path` (mode 0600) so that
+// a restart needs no new token while the certificate is valid.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/stats.h"
+
+namespace grpc {
+class ChannelCredentials;
+}
+
+namespace meshplug::agent::xds {
+
+struct IdentityMaterial {
+  std::string key_pem;     // PKCS#8
+  std::string chain_pem;   // the workload certificate, then intermediates
+  std::string bundle_pem;  // the mesh's roots
+  std::string spiffe_id;
+  std::chrono::system_clock::time_point not_before, not_after;
+};
+
+class WorkloadIdentity {
+ public:
+  using Clock = std::chrono::system_clock;
+  struct Options {
+    std::string server_address;  // the control plane
+    std::string ca_pem;          // roots that verify the control plane before the first certificate
+    std::string join_token;
+    std::string agent_id;        // "<namespace>/<name>"
+    std::string path;            // where the identity is saved; empty: memory only
+    std::chrono::milliseconds timeout{5000};  // one signing call
+  };
+
+  // Loads a saved identity of this agent that has not expired.
+  WorkloadIdentity(Options options, Stats* stats);
+  ~WorkloadIdentity();
+  WorkloadIdentity(const WorkloadIdentity&) = delete;
+  WorkloadIdentity& operator=(const WorkloadIdentity&) = delete;
+
+  // mTLS channel credentials with the current certificate; joins first when there is no
+  // valid one. The error says what is missing (a new join token, the control plane).
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials();
+
+  // Renews in the background at half of each certificate's lifetime (retrying sooner
+  // after a failure) until destroyed.
+  void StartRenewal();
+
+  std::optional<IdentityMaterial> current() const;
+
+  // When a certificate installed at `installed` and valid until `not_after` is renewed:
+  // half-way. (Its notBefore is a minute early for clock skew, so it is not the start.)
+  static Clock::time_point RenewAt(Clock::time_point installed, Clock::time_point not_after);
+
+ private:
+  absl::Status Join();
+  absl::Status Renew();
+  // A new key and a certificate for it, asked for with `credentials`.
+  absl::Status Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why);
+  void Install(IdentityMaterial material);
+  void RenewLoop();
+
+  const Options options_;
+  Stats* const stats_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<IdentityMaterial> current_;
+  Clock::time_point installed_at_{};
+  uint64_t generation_ = 0;  // certificates installed
+  bool token_spent_ = false;
+  bool stopping_ = false;
+  std::thread renewer_;
+};
+
+// The identity file: "<dir>/<namespace>.<name>.identity.pem" next to the saved snapshot.
+absl::StatusOr<IdentityMaterial> ReadIdentityFile(const std::string& path);
+absl::Status WriteIdentityFile(const std::string& path, const IdentityMaterial& m);
+
+}  // namespace meshplug::agent::xds

@@ -1,0 +1,26 @@
+#include "common/secret.h"
+
+#include <openssl/rand.h>
+
+#include <cstdlib>
+
+namespace meshplug {
+
+std::string SecretBytes(size_t n) {
+  std::string out(n, '\0');
+  // Without entropy nothing secret can be made; carrying on would hand out guessable keys.
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) std::abort();
+  return out;
+}
+
+std::string SecretHex(size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : SecretBytes(n)) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+}  // namespace meshplug

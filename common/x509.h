@@ -1,0 +1,65 @@
+// X.509 for workload identity, with OpenSSL: ECDSA P-256 keys, CSRs, certificates with a
+// SPIFFE URI SAN, and reading back what a certificate says. PEM in and out.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace meshplug::x509 {
+
+using Clock = std::chrono::system_clock;
+
+// A new ECDSA P-256 private key (PKCS#8 PEM).
+absl::StatusOr<std::string> NewPrivateKey();
+
+// A CSR signed with `key_pem` that asks for `spiffe_id` (the signer decides what it gets).
+absl::StatusOr<std::string> MakeCsr(std::string_view key_pem, std::string_view spiffe_id);
+
+// What a certificate to issue says. The subject's common name carries the workload
+// ("NAMESPACE/NAME") or the server's name; the SPIFFE ID is the only URI SAN.
+struct Profile {
+  std::string common_name;
+  std::string spiffe_id;                  // empty: no URI SAN
+  std::vector<std::string> dns_names;     // server certificates
+  std::vector<std::string> ip_addresses;  // server certificates
+  bool is_ca = false;
+  std::chrono::seconds lifetime{24 * 3600};
+};
+
+// A self-signed CA certificate for `key_pem`.
+absl::StatusOr<std::string> SelfSignedCa(std::string_view key_pem, const Profile& profile);
+
+// A certificate for the public key of `csr_pem` (whose signature must verify), issued by
+// the CA `issuer_cert_pem`/`issuer_key_pem`. Only the key is taken from the CSR; what it
+// claims is ignored in favour of `profile`.
+absl::StatusOr<std::string> SignCsr(std::string_view csr_pem, std::string_view issuer_cert_pem,
+                                    std::string_view issuer_key_pem, const Profile& profile);
+
+struct CertInfo {
+  std::string common_name;
+  std::string spiffe_id;  // the URI SAN starting with spiffe://, empty if none
+  Clock::time_point not_before, not_after;
+  bool is_ca = false;
+  bool self_signed = false;
+};
+
+// What the first certificate in `pem` says.
+absl::StatusOr<CertInfo> Inspect(std::string_view pem);
+
+// Every certificate in `pem`, each as its own PEM block, in order.
+absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem);
+
+// Whether `key_pem` is the private key of the first certificate in `cert_pem`.
+bool KeyMatches(std::string_view key_pem, std::string_view cert_pem);
+
+// "spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>".
+std::string SpiffeId(std::string_view trust_domain, std::string_view ns, std::string_view service_account);
+
+// The service account of a SPIFFE ID made by SpiffeId ("" for another shape).
+std::string ServiceAccountOf(std::string_view spiffe_id);
+
+}  // namespace meshplug::x509

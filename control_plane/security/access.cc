@@ -1,0 +1,100 @@
+#include "control_plane/security/access.h"
+
+#include "common/agent_id.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace meshplug::control_plane::security {
+namespace {
+
+constexpr std::string_view kBearer = "Bearer ";
+
+std::string Property(const grpc::AuthContext& auth, const char* name) {
+  const auto values = auth.FindPropertyValues(name);
+  return values.empty() ? "" : std::string(values.front().data(), values.front().size());
+}
+
+}  // namespace
+
+std::string Caller::Describe() const {
+  if (!workload.empty()) return Cat("workload ", workload, " (", spiffe_id, ")");
+  if (token) return Cat(token->role(), " token ", token->id().substr(0, 6), token->subject().empty() ? "" : " for ", token->subject());
+  return "no credential";
+}
+
+grpc::Status ToGrpc(const absl::Status& st) {
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
+absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) const {
+  Caller caller;
+  const auto& metadata = ctx.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    const std::string_view value(it->second.data(), it->second.size());
+    if (value.substr(0, kBearer.size()) != kBearer) {
+      return absl::UnauthenticatedError("the authorization header must be \"Bearer <token>\"");
+    }
+    auto claims = tokens_.Verify(value.substr(kBearer.size()));
+    if (!claims.ok()) return claims.status();
+    caller.token = *std::move(claims);
+  }
+  const auto auth = ctx.auth_context();
+  if (auth && auth->IsPeerAuthenticated()) {
+    const std::string pem = Property(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    auto info = x509::Inspect(pem);
+    // The handshake verified the chain; a certificate without a workload's names is the
+    // control plane's own or someone else's, never an agent's.
+    if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
+      caller.workload = info->common_name;
+      caller.spiffe_id = info->spiffe_id;
+      caller.certificate_expiry = info->not_after;
+    }
+  }
+  return caller;
+}
+
+absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
+                                   xds::AgentIdentity* identity) const {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return caller.status();
+  if (caller->workload.empty()) {
+    return absl::UnauthenticatedError(
+        "an xDS stream needs the agent's workload certificate (mTLS); an agent gets one with a join token "
+        "(meshctl workload token NAMESPACE/NAME)");
+  }
+  const std::string node = AgentId(workload.metadata().namespace_(), workload.metadata().name());
+  if (caller->workload != node) {
+    return absl::PermissionDeniedError(
+        Cat("this agent's certificate is for ", caller->workload, "; it may not receive the configuration of ", node));
+  }
+  const std::string service_account = x509::ServiceAccountOf(caller->spiffe_id);
+  auto* spec = workload.mutable_spec();
+  if (spec->service_account().empty()) spec->set_service_account(service_account);
+  if (spec->service_account() != service_account) {
+    return absl::PermissionDeniedError(Cat("node.metadata.service_account is \"", spec->service_account(),
+                                           "\" but the certificate is for service account \"", service_account, "\""));
+  }
+  identity->spiffe_id = caller->spiffe_id;
+  identity->certificate_expiry = Rfc3339(caller->certificate_expiry);
+  return absl::OkStatus();
+}
+
+grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what) const {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) {
+    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", std::string(caller.status().message())}});
+    return ToGrpc(caller.status());
+  }
+  if (caller->Is(Role::kAdmin) || (need == Need::kRead && caller->Is(Role::kReadOnly))) return grpc::Status::OK;
+  if (!caller->token || caller->Is(Role::kJoin)) {
+    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", "no admin credential"}});
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        Cat(what, " needs an admin API credential: meshctl reads it from its config file (written by "
+                                  "the control plane at start; see --config) or MESHPLUG_TOKEN"));
+  }
+  log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"caller", caller->Describe()}});
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      Cat(what, " needs the admin role; this credential is ", caller->token->role()));
+}
+
+}  // namespace meshplug::control_plane::security

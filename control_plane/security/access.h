@@ -1,0 +1,57 @@
+// Who a gRPC call comes from, and whether that may do what it asks. Every call of the
+// admin API carries a bearer token (admin or read-only); agents present a join token
+// once and their workload certificate (mTLS) after that.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/x509.h"
+#include "control_plane/security/tokens.h"
+#include "control_plane/xds/node_authorizer.h"
+
+namespace meshplug::control_plane::security {
+
+struct Caller {
+  std::optional<v1::TokenClaims> token;  // a verified bearer token
+  // From a workload certificate the TLS handshake verified against the mesh's roots.
+  std::string workload;   // "<namespace>/<name>"
+  std::string spiffe_id;
+  x509::Clock::time_point certificate_expiry{};
+
+  bool Is(Role role) const { return token && token->role() == RoleName(role); }
+  std::string Describe() const;
+};
+
+enum class Need {
+  kRead,   // get, watch, version, proxy status
+  kWrite,  // apply, delete, config dumps (they hold PluginConfig secrets), tokens
+};
+
+class Access final : public xds::NodeAuthorizer {
+ public:
+  explicit Access(const TokenIssuer& tokens) : tokens_(tokens) {}
+
+  // An ADS stream: the caller's workload certificate must be for exactly this workload.
+  absl::Status AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
+                             xds::AgentIdentity* identity) const override;
+
+  // The caller's verified credentials; UNAUTHENTICATED when one is presented but not
+  // valid (forged, expired, damaged).
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx) const;
+
+  // For the admin API: the token's role must allow `need`. The status names what is
+  // missing and how to get it.
+  grpc::Status Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what) const;
+
+ private:
+  const TokenIssuer& tokens_;
+};
+
+// grpc::Status from absl::Status.
+grpc::Status ToGrpc(const absl::Status& st);
+
+}  // namespace meshplug::control_plane::security

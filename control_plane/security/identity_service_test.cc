@@ -1,0 +1,143 @@
+#include "control_plane/security/identity_service.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/x509.h"
+#include "control_plane/store/sqlite_store.h"
+
+namespace meshplug::control_plane::security {
+namespace {
+
+class IdentityServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/identity.db";
+    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+    store_ = *store::SqliteStore::Open(path);
+    tokens_ = *TokenIssuer::Open(*store_);
+    ca_ = *CertificateAuthority::Open(*store_, {});
+    access_ = std::make_unique<Access>(*tokens_);
+    service_ = std::make_unique<IdentityService>(*store_, *ca_, *access_, *tokens_);
+  }
+
+  Caller Joining(const std::string& workload, const std::string& sa) {
+    Caller c;
+    c.token = *tokens_->Verify(tokens_->Issue(Role::kJoin, workload, sa, std::chrono::seconds(60)));
+    return c;
+  }
+
+  v1::SignRequest Request(const std::string& node, const std::string& claimed_identity = "") {
+    v1::SignRequest req;
+    req.set_node_id(node);
+    req.set_csr_pem(*x509::MakeCsr(*x509::NewPrivateKey(), claimed_identity));
+    return req;
+  }
+
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<TokenIssuer> tokens_;
+  std::unique_ptr<CertificateAuthority> ca_;
+  std::unique_ptr<Access> access_;
+  std::unique_ptr<IdentityService> service_;
+};
+
+TEST_F(IdentityServiceTest, ACsrClaimingAnotherIdentityGetsTheAuthenticatedOne) {
+  v1::SignResponse resp;
+  const Caller caller = Joining("curl/curl", "curl");
+  auto st = service_->SignFor(caller, Request("curl/curl", "spiffe://cluster.local/ns/httpbin/sa/httpbin"), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto info = x509::Inspect(resp.certificate_chain_pem());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->spiffe_id, "spiffe://cluster.local/ns/curl/sa/curl");
+  EXPECT_EQ(info->common_name, "curl/curl");
+  EXPECT_EQ(resp.trust_bundle_pem(), ca_->trust_bundle());
+  EXPECT_EQ(resp.certificate_chain_pem().find("PRIVATE KEY"), std::string::npos);
+}
+
+TEST_F(IdentityServiceTest, ATokenForOneWorkloadGetsNoCertificateForAnother) {
+  v1::SignResponse resp;
+  auto st = service_->SignFor(Joining("curl/curl", "curl"), Request("httpbin/httpbin"), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(resp.certificate_chain_pem().empty());
+}
+
+TEST_F(IdentityServiceTest, AReplayedJoinTokenIsRefusedButABadCsrDoesNotBurnIt) {
+  const Caller caller = Joining("curl/curl", "curl");
+  v1::SignResponse resp;
+  v1::SignRequest bad = Request("curl/curl");
+  bad.set_csr_pem("not a csr");
+  EXPECT_EQ(service_->SignFor(caller, bad, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(service_->SignFor(caller, Request("curl/curl"), &resp).ok());
+  auto replay = service_->SignFor(caller, Request("curl/curl"), &resp);
+  EXPECT_EQ(replay.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(replay.error_message().find("already used"), std::string::npos);
+}
+
+TEST_F(IdentityServiceTest, RenewalKeepsTheCertificatesIdentityAndNeedsNoToken) {
+  Caller renewing;
+  renewing.workload = "curl/curl";
+  renewing.spiffe_id = "spiffe://cluster.local/ns/curl/sa/curl";
+  v1::SignResponse resp;
+  ASSERT_TRUE(service_->SignFor(renewing, Request("curl/curl", "spiffe://x/ns/kube-system/sa/admin"), &resp).ok());
+  EXPECT_EQ(x509::Inspect(resp.certificate_chain_pem())->spiffe_id, renewing.spiffe_id);
+  EXPECT_EQ(service_->SignFor(renewing, Request("httpbin/httpbin"), &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(IdentityServiceTest, NoCredentialOrAnAdminTokenGetsNoWorkloadCertificate) {
+  v1::SignResponse resp;
+  EXPECT_EQ(service_->SignFor(Caller{}, Request("curl/curl"), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  Caller admin;
+  admin.token = *tokens_->Verify(tokens_->Issue(Role::kAdmin, "", "", std::chrono::seconds(60)));
+  EXPECT_EQ(service_->SignFor(admin, Request("curl/curl"), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsistent) {
+  const std::string dir = std::getenv("TEST_TMPDIR");
+  const std::string path = dir + "/ca.db";
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+  std::string bundle;
+  {
+    auto store = *store::SqliteStore::Open(path);
+    bundle = (*CertificateAuthority::Open(*store, {}))->trust_bundle();
+  }
+  auto store = *store::SqliteStore::Open(path);
+  EXPECT_EQ((*CertificateAuthority::Open(*store, {}))->trust_bundle(), bundle);
+  EXPECT_EQ(bundle.find("PRIVATE"), std::string::npos);
+
+  // An intermediate under a corporate root, with a key that is not its own.
+  const std::string root_key = *x509::NewPrivateKey();
+  x509::Profile root;
+  root.is_ca = true;
+  root.common_name = "corp root";
+  const std::string root_cert = *x509::SelfSignedCa(root_key, root);
+  const std::string inter_key = *x509::NewPrivateKey();
+  x509::Profile inter = root;
+  inter.common_name = "mesh intermediate";
+  const std::string inter_cert = *x509::SignCsr(*x509::MakeCsr(inter_key, ""), root_cert, root_key, inter);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  auto ca = CertificateAuthority::Open(*store, {write("chain.pem", inter_cert + root_cert), write("key.pem", inter_key)});
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ((*ca)->trust_bundle(), root_cert);
+  auto chain = (*ca)->SignWorkload(*x509::MakeCsr(*x509::NewPrivateKey(), ""), "corp.example", "a", "b", "c",
+                                   std::chrono::seconds(60));
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(x509::SplitCertificates(*chain)->size(), 2u);  // leaf + intermediate
+
+  auto wrong_key = CertificateAuthority::Open(*store, {dir + "/chain.pem", write("other.pem", root_key)});
+  ASSERT_FALSE(wrong_key.ok());
+  EXPECT_NE(wrong_key.status().message().find("not the CA certificate's key"), std::string::npos);
+  auto no_root = CertificateAuthority::Open(*store, {write("inter.pem", inter_cert), dir + "/key.pem"});
+  ASSERT_FALSE(no_root.ok());
+  EXPECT_NE(no_root.status().message().find("self-signed root"), std::string::npos);
+  EXPECT_FALSE(CertificateAuthority::Open(*store, {dir + "/chain.pem", ""}).ok());
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::security

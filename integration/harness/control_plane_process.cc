@@ -1,0 +1,66 @@
+#include "integration/harness/control_plane_process.h"
+
+#include <csignal>
+#include <fstream>
+
+namespace meshplug::integration::harness {
+namespace {
+
+constexpr milliseconds kStart(20000);
+
+// The value of `key` in a JSON log line: "key":"value".
+std::string Field(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\":\"";
+  const size_t at = line.find(k);
+  if (at == std::string::npos) return "";
+  const size_t from = at + k.size();
+  return line.substr(from, line.find('"', from) - from);
+}
+
+}  // namespace
+
+ControlPlaneProcess::ControlPlaneProcess(std::string dir, std::vector<std::string> extra)
+    : dir_(std::move(dir)), extra_(std::move(extra)) {}
+
+std::string ControlPlaneProcess::log_path() const {
+  return dir_ + "/control-plane-" + std::to_string(starts_) + ".log";
+}
+
+std::string ControlPlaneProcess::Start() {
+  const std::string listen = address_.empty() ? "127.0.0.1:0" : address_;
+  std::vector<std::string> argv = {"control_plane/control_plane", "--listen", listen, "--store", dir_ + "/store.db",
+                                   "--client_config", config_path()};
+  argv.insert(argv.end(), extra_.begin(), extra_.end());
+  ++starts_;
+  process_ = Process::Start(argv, log_path());
+  auto line = process_ ? process_->WaitForLog("\"msg\":\"listening\"", kStart) : std::nullopt;
+  if (!line) return "the control plane did not start; see " + log_path();
+  address_ = Field(*line, "address");
+  return "";
+}
+
+void ControlPlaneProcess::Kill() {
+  if (!process_) return;
+  process_->Signal(SIGKILL);
+  process_->Wait(milliseconds(10000));
+  process_.reset();
+}
+
+RunResult ControlPlaneProcess::Meshctl(std::vector<std::string> args, std::string_view input) const {
+  args.insert(args.begin(), {"cli/meshctl", "--config", config_path(), "--server", address_});
+  return Run(args, input);
+}
+
+std::string ControlPlaneProcess::JoinBootstrap(const std::string& ns, const std::string& name,
+                                               const std::string& service_account, std::string* error) const {
+  auto r = Meshctl({"workload", "token", ns + "/" + name, "--service-account", service_account, "--bootstrap"});
+  if (r.exit_code != 0) {
+    *error = "meshctl workload token " + ns + "/" + name + ": " + r.err;
+    return "";
+  }
+  const std::string path = dir_ + "/" + ns + "." + name + ".bootstrap.yaml";
+  std::ofstream(path) << r.out;
+  return path;
+}
+
+}  // namespace meshplug::integration::harness

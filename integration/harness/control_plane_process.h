@@ -1,0 +1,48 @@
+// The control plane as a real process for tests and benchmarks: its store and meshctl's
+// credentials file in the test's directory, a restart on the same port (agents know it by
+// its address), meshctl with those credentials, and join bootstraps for agents.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "integration/harness/process.h"
+
+namespace meshplug::integration::harness {
+
+class ControlPlaneProcess {
+ public:
+  // `extra` flags go to every start.
+  explicit ControlPlaneProcess(std::string dir, std::vector<std::string> extra = {});
+
+  // Starts it and waits until it listens; "" or what went wrong.
+  std::string Start();
+  void Kill();  // SIGKILL, and waits for the exit
+  void Stop() { process_.reset(); }
+
+  // meshctl with this control plane's address and admin credentials.
+  RunResult Meshctl(std::vector<std::string> args, std::string_view input = "") const;
+  // A bootstrap file for the agent of NAMESPACE/NAME (`meshctl workload token --bootstrap`,
+  // the documented way an agent joins); its path, or "" with the reason in *error.
+  std::string JoinBootstrap(const std::string& ns, const std::string& name, const std::string& service_account,
+                            std::string* error) const;
+
+  Process& process() { return *process_; }
+  bool running() const { return process_ != nullptr; }
+  const std::string& address() const { return address_; }
+  const std::string& dir() const { return dir_; }
+  // meshctl's credentials file (server, CA, admin token).
+  std::string config_path() const { return dir_ + "/config"; }
+  std::string log_path() const;
+
+ private:
+  std::string dir_;
+  std::vector<std::string> extra_;
+  std::unique_ptr<Process> process_;
+  std::string address_;
+  int starts_ = 0;
+};
+
+}  // namespace meshplug::integration::harness
