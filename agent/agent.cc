@@ -62,8 +62,16 @@ Agent::Worker& Agent::NextWorker() {
   return *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
 }
 
+absl::Status Agent::SetWorkloadCertificate(const std::string& key_pem, const std::string& chain_pem,
+                                           const std::string& bundle_pem) {
+  auto contexts = net::MakeTlsContexts(key_pem, chain_pem, bundle_pem);
+  if (!contexts.ok()) return contexts.status();
+  tls_.Set(*std::move(contexts));
+  return absl::OkStatus();
+}
+
 proxy::ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
-  return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_};
+  return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_, &tls_};
 }
 
 std::string Agent::RenderStats() {

@@ -85,6 +85,12 @@ class Agent final : public admin::AdminTarget {
   // The agent's metrics, with the script runtime's and the snapshot in use.
   std::string RenderStats() override;
   Stats& stats() { return stats_; }
+
+  // The workload's certificate for mTLS with other agents: new connections use it,
+  // connections already open keep theirs. Until the first one, inbound TLS hellos are
+  // refused and connections to other agents are plaintext.
+  absl::Status SetWorkloadCertificate(const std::string& key_pem, const std::string& chain_pem,
+                                      const std::string& bundle_pem);
   // Where the logging module writes access log lines (one JSON object each, no newline).
   void SetAccessLog(std::function<void(std::string_view)> sink) { builtin_state_.access_log = std::move(sink); }
   uint64_t swaps() const { return swaps_.load(); }
@@ -114,6 +120,7 @@ class Agent final : public admin::AdminTarget {
   AgentOptions options_;
   std::unique_ptr<chains::BuiltinFactory> builtins_;
   Stats stats_;
+  net::TlsCredentials tls_;
   plugins::builtin::BuiltinState builtin_state_{stats_};
   const chains::ScriptFactory* scripts_;
   chains::ChainSetBuilder builder_;

@@ -328,6 +328,11 @@ int main(int argc, char** argv) {
                                                  FileSetting(bootstrap->identity_file, *bootstrap, ".identity.pem"),
                                                  Ms(absl::GetFlag(FLAGS_xds_connect_timeout))},
         &agent.stats());
+    identity->OnCertificate([&agent](const agent_ns::xds::IdentityMaterial& m) {
+      if (absl::Status st = agent.SetWorkloadCertificate(m.key_pem, m.chain_pem, m.bundle_pem); !st.ok()) {
+        log::Error("the workload certificate cannot be used for mTLS", {{"error", std::string(st.message())}});
+      }
+    });
     identity->StartRenewal();
     agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
     options.credentials = [&identity] { return identity->ChannelCredentials(); };

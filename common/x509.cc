@@ -199,10 +199,9 @@ absl::StatusOr<std::string> SignCsr(std::string_view csr_pem, std::string_view i
   return Issue(pub, issuer->get(), issuer_key->get(), profile);
 }
 
-absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
-  auto cert = ReadCert(pem);
-  if (!cert.ok()) return cert.status();
-  X509* x = cert->get();
+namespace {
+
+CertInfo InspectCert(X509* x) {
   CertInfo info;
   X509_NAME* subject = X509_get_subject_name(x);
   if (const int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); i >= 0) {
@@ -223,6 +222,21 @@ absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
   info.self_signed = X509_self_signed(x, 0) == 1;
   ERR_clear_error();
   return info;
+}
+
+}  // namespace
+
+absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
+  auto cert = ReadCert(pem);
+  if (!cert.ok()) return cert.status();
+  return InspectCert(cert->get());
+}
+
+absl::StatusOr<CertInfo> InspectDer(std::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  Cert cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert) return OpensslError("not a DER certificate");
+  return InspectCert(cert.get());
 }
 
 absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem) {

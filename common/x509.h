@@ -49,6 +49,8 @@ struct CertInfo {
 
 // What the first certificate in `pem` says.
 absl::StatusOr<CertInfo> Inspect(std::string_view pem);
+// The same for one certificate in DER (as a TLS peer presented it).
+absl::StatusOr<CertInfo> InspectDer(std::string_view der);
 
 // Every certificate in `pem`, each as its own PEM block, in order.
 absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem);

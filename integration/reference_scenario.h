@@ -52,6 +52,7 @@ class ReferenceScenario {
   // meshctl's credentials for this control plane.
   std::string meshctl_config() const { return cp_.config_path(); }
   int outbound_port(const std::string& agent) { return Agent(agent).outbound; }
+  int inbound_port(const std::string& agent) { return Agent(agent).inbound; }
 
  private:
   std::string StartAgent(AgentProcess& a);

@@ -32,6 +32,65 @@ void MountPlugins(ReferenceScenario& s) {
       << s.AgentAdmin("httpbin-1", "/config_dump");
 }
 
+// The same four steps with httpbin's namespace in strict mTLS: curl's agent reaches
+// httpbin's over mTLS, plaintext and certificate-less clients are refused, and a plugin
+// on httpbin's inbound chain sees the caller's verified identity.
+TEST(ReferenceScenario, StepsOneToFourWithStrictMtls) {
+  ReferenceScenario s(TempDir("scenario-mtls"));
+  ASSERT_EQ(s.Start(), "");
+  ASSERT_EQ(s.Meshctl({"apply", "-f", "-"}, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: httpbin\n"
+                                             "  labels: {openservicemesh.io/monitored-by: osm}\n"
+                                             "  annotations: {meshplug.io/mtls-mode: strict}\n")
+                .exit_code,
+            0);
+  const std::string inbound = "127.0.0.1:" + std::to_string(s.inbound_port("httpbin-1"));
+  // Strict: a plaintext request straight to httpbin's inbound listener gets no answer.
+  ASSERT_TRUE(Eventually(
+      [&] { return harness::Run({"/usr/bin/curl", "-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                        "http://" + inbound + "/get"}).out == "000"; },
+      kConverge));
+  EXPECT_EQ(s.Curl("/get"), 200);  // step 1, through both agents over mTLS
+  MountPlugins(s);
+  EXPECT_EQ(s.Curl("/get"), 200);  // step 2
+  ASSERT_EQ(s.Apply("integration/scenario/04-token-verifier-config.yaml").exit_code, 0);
+  EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 401; }, kConverge));  // step 3
+  EXPECT_EQ(s.Curl("/headers"), 200);
+  ASSERT_EQ(s.Apply("integration/scenario/05-token-injector-config.yaml").exit_code, 0);
+  EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 200; }, kConverge));  // step 4
+
+  // A plugin on httpbin's inbound chain passes on who called, as mTLS proved it.
+  ASSERT_EQ(s.Meshctl({"apply", "-f", "-"},
+                      control_plane::testing::PluginYaml(
+                          "peer-echo", 300,
+                          "function on_request(req, ctx)\n  req.headers:set('x-peer-identity', ctx.peer.identity or 'none')\nend") +
+                          "---\n" +
+                          control_plane::testing::PluginChainYaml("httpbin", "peer-echo-chain", "inbound-http", "peer-echo",
+                                                                  control_plane::testing::AppSelector("httpbin")))
+                .exit_code,
+            0);
+  std::string body;
+  EXPECT_TRUE(Eventually([&] { return s.Curl("/headers", &body) == 200 && body.find("X-Peer-Identity") != std::string::npos; },
+                         kConverge))
+      << body;
+  EXPECT_NE(body.find("\"X-Peer-Identity\":\"spiffe://cluster.local/ns/curl/sa/curl\""), std::string::npos) << body;
+
+  // openssl s_client sees TLS 1.3 and httpbin's SPIFFE ID; without a client certificate
+  // nothing is served.
+  auto hello = harness::Run({"/bin/sh", "-c",
+                    "printf 'GET /get HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | openssl s_client -connect " + inbound +
+                        " -tls1_3 -ign_eof 2>&1; echo; openssl s_client -connect " + inbound +
+                        " -tls1_3 </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName"});
+  EXPECT_NE(hello.out.find("TLSv1.3"), std::string::npos) << hello.out;
+  EXPECT_NE(hello.out.find("URI:spiffe://cluster.local/ns/httpbin/sa/httpbin"), std::string::npos) << hello.out;
+  EXPECT_EQ(hello.out.find("HTTP/1.1 200"), std::string::npos) << hello.out;
+  const std::string stats = s.AgentAdmin("httpbin-1", "/stats");
+  EXPECT_NE(stats.find("meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), std::string::npos)
+      << stats;
+  EXPECT_NE(stats.find("meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"plaintext refused\"}"),
+            std::string::npos)
+      << stats;
+}
+
 TEST(ReferenceScenario, StepsOneToFourWithRestartsInBetween) {
   ReferenceScenario s(TempDir("scenario"));
   ASSERT_EQ(s.Start(), "");

@@ -78,8 +78,8 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
   const auto endpoints = co_await ResolveUpstream(host, port, deadline, ec);
   if (ec) co_return nullptr;
   auto c = std::make_unique<UpstreamConnection>(executor);
-  c->stream.expires_at(deadline);
-  co_await c->stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  c->stream.tcp().expires_at(deadline);
+  co_await c->stream.tcp().async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return nullptr;
   c->stream.socket().set_option(tcp::no_delay(true), ec);
   ec = {};
@@ -95,8 +95,9 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor)
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
     std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
-    beast::error_code& ec) {
-  std::string key = Cat(host, ":", port);
+    beast::error_code& ec, const TlsOrigination* tls) {
+  // TLS and plain connections to one address are never mixed up.
+  std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity) : Cat(host, ":", port);
   auto it = allow_reuse ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
     auto& list = it->second;
@@ -115,7 +116,14 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     idle_.erase(it);
   }
   reused = false;
+  const Clock::time_point deadline = Clock::now() + connect_timeout;
   auto c = co_await Connect(host, port, connect_timeout, ec);
+  if (c && tls) {
+    c->stream.expires_at(deadline);
+    co_await ClientHandshake(c->stream, *tls, ec);
+    if (ec) co_return nullptr;
+    c->stream.expires_never();
+  }
   if (c) {
     c->key = std::move(key);
     c->idle_timeout = idle_timeout;

@@ -16,7 +16,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <chrono>
 #include <cstdint>
@@ -25,12 +24,15 @@
 #include <memory>
 #include <string>
 
+#include "net/stream.h"
+#include "net/tls.h"
+
 namespace meshplug::net {
 
 struct UpstreamConnection {
   explicit UpstreamConnection(const boost::asio::any_io_executor& ex) : stream(ex) {}
 
-  boost::beast::tcp_stream stream;
+  Stream stream;  // TLS when the endpoint speaks mTLS
   // Bytes read but not parsed yet. Its max_size is set by the user of the connection
   // (the proxy caps it at header limit + one body piece); a pooled connection's is empty.
   boost::beast::flat_buffer buffer;
@@ -66,11 +68,13 @@ class UpstreamPool {
 
   // A kept-alive connection to host:port not idle longer than `idle_timeout` (unless
   // `allow_reuse` is false), or a new one connected within `connect_timeout`. `reused`
-  // tells which. nullptr and `ec` on failure (see ConnectUpstream).
+  // tells which. With `tls`, the connection is mTLS to exactly that identity (a new one
+  // completes its handshake within `connect_timeout` too). nullptr and `ec` on failure
+  // (see ConnectUpstream; a failed handshake's TLS error).
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Acquire(
       const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
       std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
-      boost::beast::error_code& ec);
+      boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
 
   // ConnectUpstream on the pool's executor. For the HTTP pool and the TCP proxy.
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Connect(

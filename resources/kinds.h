@@ -50,4 +50,10 @@ const KindInfo* FindKindByMessage(std::string_view full_name);
 // "Namespace, Service, ..." for error messages.
 std::string KindNames();
 
+// Annotations with a meaning to meshplug.
+// On a Workload: an agent registered it (it disappears after the agent's grace period).
+inline constexpr const char* kRegisteredBy = "meshplug.io/registered-by";
+// On a Namespace: "strict" or "permissive" mTLS for its workloads (over MeshConfig's).
+inline constexpr const char* kMtlsModeAnnotation = "meshplug.io/mtls-mode";
+
 }  // namespace meshplug::resources

@@ -8,7 +8,6 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <chrono>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "net/stream.h"
 #include "plugins/api/plugin.h"
 
 namespace meshplug::agent::proxy {
@@ -71,7 +71,7 @@ class BodySource {
  public:
   using Parser = http::parser<isRequest, http::buffer_body>;
 
-  BodySource(beast::tcp_stream& stream, beast::flat_buffer& buffer, Parser& parser,
+  BodySource(net::Stream& stream, beast::flat_buffer& buffer, Parser& parser,
              std::chrono::milliseconds idle_timeout)
       : stream_(stream), buffer_(buffer), parser_(parser), idle_timeout_(idle_timeout) {}
 
@@ -81,7 +81,7 @@ class BodySource {
   asio::awaitable<void> Next(std::string& out, beast::error_code& ec);
 
  private:
-  beast::tcp_stream& stream_;
+  net::Stream& stream_;
   beast::flat_buffer& buffer_;
   Parser& parser_;
   std::chrono::milliseconds idle_timeout_;
@@ -104,7 +104,7 @@ enum class Framing {
 // segment instead of two (each send on a loopback hop costs a full trip through the stack).
 class BodySink {
  public:
-  BodySink(beast::tcp_stream& stream, Framing framing, std::chrono::milliseconds idle_timeout,
+  BodySink(net::Stream& stream, Framing framing, std::chrono::milliseconds idle_timeout,
            std::string header = {})
       : stream_(stream), framing_(framing), idle_timeout_(idle_timeout), header_(std::move(header)) {}
 
@@ -115,7 +115,7 @@ class BodySink {
   bool header_pending() const { return !header_.empty(); }
 
  private:
-  beast::tcp_stream& stream_;
+  net::Stream& stream_;
   Framing framing_;
   std::chrono::milliseconds idle_timeout_;
   std::string header_;

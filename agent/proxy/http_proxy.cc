@@ -91,7 +91,7 @@ std::string HeaderBytes(http::header<isRequest> header) {
 }
 
 // `head` and `body` in one write.
-awaitable<void> WriteMessage(beast::tcp_stream& stream, std::string_view head, std::string_view body,
+awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
                              milliseconds timeout, beast::error_code& ec) {
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
   stream.expires_after(timeout);
@@ -188,6 +188,7 @@ class HttpSession {
     // Not `while (co_await ServeOne()) {}`: followed by another co_await, GCC 12.2
     // compiles that into a frame that traps (ud2) when resumed.
     bool more = true;
+    if (env_.inbound) more = co_await AcceptInbound();
     while (more) {
       more = co_await ServeOne();
     }
@@ -205,6 +206,13 @@ class HttpSession {
 
   // Serves one request; false when the connection must close.
   awaitable<bool> ServeOne();
+  // An inbound connection's first bytes: a TLS hello is answered with the workload
+  // certificate (mTLS: the client's must verify against the mesh's roots); plaintext is
+  // served only in permissive mode. False when the connection must close.
+  awaitable<bool> AcceptInbound();
+  // mTLS to the upstream endpoint when it has an identity and this agent a certificate.
+  std::optional<net::TlsOrigination> OriginationFor(const Exchange& x, const UpstreamSettings& settings) const;
+  void CountHandshake(std::string_view direction, std::string_view result);
   awaitable<bool> WaitForRequest(milliseconds idle_timeout);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
   awaitable<void> Close();
@@ -238,9 +246,10 @@ class HttpSession {
     env_.stats->Count(name, {{"cluster", cluster}});
   }
 
-  beast::tcp_stream stream_;
+  net::Stream stream_;
   beast::flat_buffer buffer_;  // capped (ReadBufferLimit) for each request
   ProxyEnv env_;
+  std::string peer_identity_;  // the client's SPIFFE ID on an mTLS connection
   // True while the request body has not been read to its end (the pump clears it).
   bool request_body_unread_ = false;
 };
@@ -276,6 +285,52 @@ awaitable<void> HttpSession::Close() {
     drained += co_await stream_.async_read_some(asio::buffer(scratch), Ec(ec));
     if (ec) break;
   }
+}
+
+void HttpSession::CountHandshake(std::string_view direction, std::string_view result) {
+  env_.stats->Count("meshplug_agent_tls_handshakes_total", {{"direction", direction}, {"result", result}});
+}
+
+awaitable<bool> HttpSession::AcceptInbound() {
+  std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
+  const Limits limits = current ? current->limits() : Limits{};
+  const bool strict = current && current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
+  beast::error_code ec;
+  stream_.expires_after(limits.header_read_timeout);
+  const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+  buffer_.commit(n);
+  if (ec) co_return false;
+  const bool hello = static_cast<const unsigned char*>(buffer_.data().data())[0] == net::kTlsHandshakeRecord;
+  if (!hello) {
+    if (strict) CountHandshake("inbound", "plaintext refused");
+    co_return !strict;
+  }
+  const net::TlsContexts tls = env_.tls ? env_.tls->Get() : net::TlsContexts{};
+  if (!tls.server) {
+    CountHandshake("inbound", "no certificate");
+    co_return false;
+  }
+  size_t used = 0;
+  co_await net::ServerHandshake(stream_, tls.server, buffer_.data(), used, ec);
+  buffer_.consume(used);
+  if (ec) {
+    CountHandshake("inbound", ec.message());
+    co_return false;
+  }
+  peer_identity_ = net::PeerIdentity(stream_);
+  CountHandshake("inbound", "ok");
+  co_return true;
+}
+
+std::optional<net::TlsOrigination> HttpSession::OriginationFor(const Exchange& x,
+                                                               const UpstreamSettings& settings) const {
+  const routing::ClusterView* cluster = settings.cluster;
+  if (!cluster || !env_.tls) return std::nullopt;
+  const std::optional<size_t> i = cluster->lb->IndexOf(x.ctx.upstream->host, x.ctx.upstream->port);
+  if (!i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
+  net::TlsContexts tls = env_.tls->Get();
+  if (!tls.client) return std::nullopt;
+  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity()};
 }
 
 awaitable<bool> HttpSession::ServeOne() {
@@ -334,6 +389,7 @@ awaitable<bool> HttpSession::ServeOne() {
   x.chains = chains;
   x.chain = &chains->http(env_.inbound);
   x.ctx.workload = &chains->workload();
+  x.ctx.peer_identity = peer_identity_;
   x.ctx.configs = &chains->mesh().configs(env_.inbound);
   x.ctx.resolver = &chains->mesh();
   x.ctx.pool = env_.pool;
@@ -619,13 +675,14 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   // consumed), or when the response ended before its first byte and the request can be
   // sent again (no body, idempotent method).
   bool resendable = !has_body && net::Idempotent(x.ctx.request.method());
+  const std::optional<net::TlsOrigination> tls = OriginationFor(x, settings);
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.connection.reset();
     call.response.reset();
     call.connection = co_await env_.pool->Acquire(
         x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
-        settings.idle_timeout, fresh_attempt == 0, call.reused, ec);
+        settings.idle_timeout, fresh_attempt == 0, call.reused, ec, tls ? &*tls : nullptr);
     if (!call.connection) {
       Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
       failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", ec.message())),

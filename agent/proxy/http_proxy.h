@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "agent/chains/chain_set.h"
+#include "net/tls.h"
 #include "net/upstream_pool.h"
 #include "common/stats.h"
 
@@ -27,6 +28,10 @@ struct ProxyEnv {
   const std::atomic<bool>* draining = nullptr;
   // Requests and TCP connections in progress, for the drain to wait on.
   std::atomic<int64_t>* in_flight = nullptr;
+  // The workload certificate's TLS contexts: inbound connections that start with a TLS
+  // hello are terminated with it, and connections to endpoints with an identity are
+  // mTLS. Null or empty: no certificate (plaintext only).
+  const net::TlsCredentials* tls = nullptr;
 };
 
 boost::asio::awaitable<void> ServeHttpConnection(boost::asio::ip::tcp::socket socket,

@@ -172,7 +172,18 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
   return absl::OkStatus();
 }
 
+void WorkloadIdentity::OnCertificate(std::function<void(const IdentityMaterial&)> fn) {
+  std::optional<IdentityMaterial> now;
+  {
+    std::lock_guard lock(mu_);
+    on_certificate_ = std::move(fn);
+    now = current_;
+  }
+  if (now) on_certificate_(*now);
+}
+
 void WorkloadIdentity::Install(IdentityMaterial material) {
+  if (on_certificate_) on_certificate_(material);
   if (stats_) {
     stats_->SetGauge("meshplug_agent_certificate_expiry_seconds", {},
                      std::chrono::duration_cast<std::chrono::seconds>(material.not_after.time_since_epoch()).count());

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,6 +56,10 @@ class WorkloadIdentity {
   // valid one. The error says what is missing (a new join token, the control plane).
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials();
 
+  // `fn` gets every certificate from now on, the current one (if any) at once: the data
+  // plane's mTLS follows renewals through it. Set it before StartRenewal.
+  void OnCertificate(std::function<void(const IdentityMaterial&)> fn);
+
   // Renews in the background at half of each certificate's lifetime (retrying sooner
   // after a failure) until destroyed.
   void StartRenewal();
@@ -78,6 +83,7 @@ class WorkloadIdentity {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<IdentityMaterial> current_;
+  std::function<void(const IdentityMaterial&)> on_certificate_;
   Clock::time_point installed_at_{};
   uint64_t generation_ = 0;  // certificates installed
   bool token_spent_ = false;

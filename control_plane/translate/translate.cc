@@ -4,6 +4,7 @@
 
 #include "common/chain_info.h"
 #include "common/strings.h"
+#include "common/x509.h"
 #include "control_plane/translate/selector.h"
 
 namespace meshplug::control_plane::translate {
@@ -57,6 +58,20 @@ v1::Protocol ProtocolOf(const mesh::v1::ServicePort& p) {
 }
 
 // The Service resource, its clusters and their endpoints for one direction.
+std::string TrustDomain(const MeshState& state) {
+  const std::string& td = state.mesh_config ? state.mesh_config->spec().certificate().trust_domain() : "";
+  return td.empty() ? "cluster.local" : td;
+}
+
+// The namespace's annotation, else MeshConfig's traffic.mtlsMode ("" is permissive).
+std::string MtlsModeOf(const MeshState& state, const std::string& ns) {
+  if (auto it = state.namespaces.find(ns); it != state.namespaces.end()) {
+    const auto& annotations = it->second.metadata().annotations();
+    if (auto a = annotations.find(resources::kMtlsModeAnnotation); a != annotations.end()) return a->second;
+  }
+  return state.mesh_config ? state.mesh_config->spec().traffic().mtls_mode() : "";
+}
+
 void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
                 v1::Snapshot& snap) {
   auto* out = snap.add_services();
@@ -100,6 +115,11 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
       ep->set_port(wl->spec().inbound_port());
       ep->set_weight(1);
       ep->set_workload(Cat(wl->metadata().name(), ".", wl->metadata().namespace_()));
+      // An agent registered it, so an agent with this identity is in front of it (mTLS).
+      if (wl->metadata().annotations().count(resources::kRegisteredBy)) {
+        ep->set_identity(x509::SpiffeId(TrustDomain(state), wl->metadata().namespace_(),
+                                        wl->spec().service_account().empty() ? "default" : wl->spec().service_account()));
+      }
     }
   }
 }
@@ -242,6 +262,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   }
   AttachConfigs(state, destinations, mounted, snap, t.report);
 
+  snap.mutable_settings()->set_mtls_mode(MtlsModeOf(state, ns) == "strict" ? v1::MTLS_STRICT : v1::MTLS_PERMISSIVE);
   snap.mutable_settings()->set_access_log(state.mesh_config &&
                                          state.mesh_config->spec().observability().access_log());
   auto* wl = snap.mutable_settings()->mutable_workload();

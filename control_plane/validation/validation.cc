@@ -151,7 +151,12 @@ void CheckWorkload(const mv1::Workload& wl, Checker& c) {
   }
 }
 
+void CheckMtlsMode(const std::string& field, const std::string& mode, Checker& c) {
+  if (mode != "strict" && mode != "permissive") c.Fail(field, Cat("\"", mode, "\" is not strict or permissive"));
+}
+
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
+  if (!mc.spec().traffic().mtls_mode().empty()) CheckMtlsMode("spec.traffic.mtlsMode", mc.spec().traffic().mtls_mode(), c);
   const auto& cert = mc.spec().certificate();
   absl::Duration lifetime;
   if (!cert.service_cert_validity_duration().empty() &&
@@ -228,6 +233,9 @@ absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
   const auto& obj = *doc.object;
   switch (doc.kind->id) {
     case Kind::kNamespace:
+      if (auto it = Meta(obj).annotations().find(resources::kMtlsModeAnnotation); it != Meta(obj).annotations().end()) {
+        CheckMtlsMode(Cat("metadata.annotations.", resources::kMtlsModeAnnotation), it->second, c);
+      }
       break;
     case Kind::kService:
       CheckService(static_cast<const mv1::Service&>(obj), c);

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "meshplug/v1/resources.pb.h"
+#include "resources/kinds.h"
 
 namespace meshplug::control_plane::xds {
 
@@ -16,6 +17,6 @@ absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v
 std::string AgentId(const mesh::v1::Workload& workload);
 
 // Marks workloads that agents registered (and that disappear after the grace period).
-inline constexpr const char* kRegisteredBy = "meshplug.io/registered-by";
+using resources::kRegisteredBy;
 
 }  // namespace meshplug::control_plane::xds

@@ -103,6 +103,8 @@ struct HttpContext {
   std::string service;
   std::string route;
   std::optional<UpstreamTarget> upstream;
+  // The caller's SPIFFE ID, verified by mTLS on an inbound connection; empty otherwise.
+  std::string peer_identity;
 
   const WorkloadIdentity* workload = nullptr;
   const PluginConfigs* configs = nullptr;

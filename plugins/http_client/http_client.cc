@@ -7,7 +7,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -116,7 +115,7 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
                                             Left(deadline), ec);
     }
     if (!connection) co_return Failure(ec, ResolveError(ec) ? "resolve" : "connect", request);
-    beast::tcp_stream& stream = connection->stream;
+    net::Stream& stream = connection->stream;
     beast::flat_buffer& buffer = connection->buffer;
     // One deadline for everything that follows: it stays armed across operations.
     stream.expires_at(deadline);

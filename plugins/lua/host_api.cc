@@ -401,6 +401,12 @@ int ContextIndex(lua_State* L) {
     PushCached(L, 1, 2, [&] { PushWorkload(L, subject.workload); });
   } else if (key == "shared") {
     PushCached(L, 1, 3, [&] { PushRef(L, bound.call, Kind::kShared, 0); });
+  } else if (key == "peer") {
+    PushCached(L, 1, 4, [&] {
+      lua_createtable(L, 0, 1);
+      PushStringOrNil(L, subject.peer_identity);
+      lua_setfield(L, -2, "identity");
+    });
   } else {
     lua_pushnil(L);
   }
@@ -683,7 +689,7 @@ void InstallHostApi(lua_State* L, int env_index) {
 }
 
 int PushArguments(lua_State* co, const Call& call) {
-  const auto push_context = [&] { PushRef(co, call, Kind::kContext, 3); };
+  const auto push_context = [&] { PushRef(co, call, Kind::kContext, 4); };
   switch (call.phase) {
     case Phase::kLoad:
       return 0;

@@ -64,6 +64,7 @@ struct Subject {
 
   std::string_view service;
   std::string_view route;
+  std::string_view peer_identity;
   const WorkloadIdentity* workload = nullptr;
   const ServiceResolver* resolver = nullptr;  // mesh names for http_call
   net::UpstreamPool* pool = nullptr;               // kept-alive connections for http_call

@@ -29,6 +29,7 @@ Subject Observe(const HttpContext& ctx, const google::protobuf::Struct* config) 
   subject.request = &ctx.request;
   subject.response = ctx.response ? &*ctx.response : nullptr;
   subject.route = ctx.route;
+  subject.peer_identity = ctx.peer_identity;
   return subject;
 }
 

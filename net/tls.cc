@@ -1,0 +1,84 @@
+#include "net/tls.h"
+
+#include <utility>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/strings.h"
+#include "common/x509.h"
+
+namespace meshplug::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+
+std::string SpiffeIdOf(X509* cert) {
+  if (cert == nullptr) return "";
+  unsigned char* der = nullptr;
+  const int n = i2d_X509(cert, &der);
+  if (n <= 0) return "";
+  auto info = x509::InspectDer(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(n)));
+  OPENSSL_free(der);
+  return info.ok() ? info->spiffe_id : "";
+}
+
+// TLS 1.3 only, our certificate, the mesh's roots, and a peer certificate required.
+absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method method, const std::string& key_pem,
+                                                      const std::string& chain_pem, const std::string& bundle_pem) {
+  auto ctx = std::make_shared<ssl::context>(method);
+  boost::system::error_code ec;
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
+  ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
+  if (!ec) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+  if (!ec) ctx->add_certificate_authority(asio::buffer(bundle_pem), ec);
+  if (!ec) ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
+  if (ec) return absl::InvalidArgumentError(Cat("the workload certificate cannot be used for TLS: ", ec.message()));
+  return ctx;
+}
+
+}  // namespace
+
+absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
+                                            const std::string& bundle_pem) {
+  auto server = Context(ssl::context::tls_server, key_pem, chain_pem, bundle_pem);
+  if (!server.ok()) return server.status();
+  // No session tickets: a pooled connection with unread bytes (a ticket) counts as dead.
+  SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
+  auto client = Context(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
+  if (!client.ok()) return client.status();
+  return TlsContexts{*server, *client};
+}
+
+asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
+  stream.StartTls(tls.context);
+  stream.tls().set_verify_callback([expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
+    X509_STORE_CTX* store = vc.native_handle();
+    if (!preverified) return false;
+    // The chain verified against the mesh's roots; the leaf must be the destination's.
+    if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
+    return SpiffeIdOf(X509_STORE_CTX_get_current_cert(store)) == expected;
+  });
+  co_await stream.tls().async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<void> ServerHandshake(Stream& stream, std::shared_ptr<ssl::context> context, asio::const_buffer initial,
+                                      size_t& used, boost::beast::error_code& ec) {
+  stream.StartTls(std::move(context));
+  used = co_await stream.tls().async_handshake(ssl::stream_base::server, initial,
+                                               asio::redirect_error(asio::use_awaitable, ec));
+}
+
+std::string PeerIdentity(Stream& stream) {
+  if (!stream.secure()) return "";
+  X509* cert = SSL_get1_peer_certificate(stream.tls().native_handle());
+  std::string id = SpiffeIdOf(cert);
+  X509_free(cert);
+  return id;
+}
+
+}  // namespace meshplug::net

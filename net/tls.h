@@ -1,0 +1,68 @@
+// mTLS between agents: TLS contexts made from the workload's key, certificate chain and
+// the mesh's roots (TLS 1.3 only; both sides present a certificate and verify the
+// other's), the handshakes on a net::Stream, and the peer's SPIFFE ID.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "net/stream.h"
+
+namespace meshplug::net {
+
+// One certificate's pair of contexts; replaced whole when the certificate is renewed, so a
+// connection keeps the context it started with.
+struct TlsContexts {
+  std::shared_ptr<boost::asio::ssl::context> server, client;
+};
+
+absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
+                                            const std::string& bundle_pem);
+
+// The current contexts, read by every worker; empty until the workload has a certificate.
+class TlsCredentials {
+ public:
+  void Set(TlsContexts contexts) {
+    std::lock_guard lock(mu_);
+    current_ = std::move(contexts);
+  }
+  TlsContexts Get() const {
+    std::lock_guard lock(mu_);
+    return current_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  TlsContexts current_;
+};
+
+// Who an outbound connection must reach: the context to present our certificate with and
+// the SPIFFE ID the server's certificate must name.
+struct TlsOrigination {
+  std::shared_ptr<boost::asio::ssl::context> context;
+  std::string expected_identity;
+};
+
+// The first byte of a TLS connection (a handshake record).
+inline constexpr unsigned char kTlsHandshakeRecord = 0x16;
+
+// Client handshake on a connected `stream`; `ec` says why it failed (a certificate that
+// does not verify or names another identity fails it).
+boost::asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec);
+// Server handshake; `initial` holds bytes already read from the client (its hello), of
+// which `used` were part of the handshake.
+boost::asio::awaitable<void> ServerHandshake(Stream& stream, std::shared_ptr<boost::asio::ssl::context> context,
+                                             boost::asio::const_buffer initial, size_t& used,
+                                             boost::beast::error_code& ec);
+
+// The SPIFFE ID of the verified peer certificate of a TLS stream ("" if none).
+std::string PeerIdentity(Stream& stream);
+
+}  // namespace meshplug::net
