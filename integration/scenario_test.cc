@@ -32,17 +32,12 @@ void MountPlugins(ReferenceScenario& s) {
       << s.AgentAdmin("httpbin-1", "/config_dump");
 }
 
-// The same four steps with httpbin's namespace in strict mTLS: curl's agent reaches
+// The scenario's namespaces are strict mTLS (00-namespaces.yaml): curl's agent reaches
 // httpbin's over mTLS, plaintext and certificate-less clients are refused, and a plugin
 // on httpbin's inbound chain sees the caller's verified identity.
 TEST(ReferenceScenario, StepsOneToFourWithStrictMtls) {
   ReferenceScenario s(TempDir("scenario-mtls"));
   ASSERT_EQ(s.Start(), "");
-  ASSERT_EQ(s.Meshctl({"apply", "-f", "-"}, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: httpbin\n"
-                                             "  labels: {openservicemesh.io/monitored-by: osm}\n"
-                                             "  annotations: {meshplug.io/mtls-mode: strict}\n")
-                .exit_code,
-            0);
   const std::string inbound = "127.0.0.1:" + std::to_string(s.inbound_port("httpbin-1"));
   // Strict: a plaintext request straight to httpbin's inbound listener gets no answer.
   ASSERT_TRUE(Eventually(
