@@ -36,6 +36,11 @@ ABSL_FLAG(uint32_t, max_connections_per_listener, 0,
           "connections one proxy listener holds at once; more are closed on arrival "
           "(0: from the descriptor limit, (RLIMIT_NOFILE-64)/4, at least 16)");
 ABSL_FLAG(std::string, snapshot_file, "", "snapshot to run on (JSON or text format)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "without a control plane (--snapshot_file): the workload certificate chain for mTLS (PEM); with xDS the "
+          "control plane issues it");
+ABSL_FLAG(std::string, tls_key_file, "", "the key of --tls_cert_file (PEM)");
+ABSL_FLAG(std::string, tls_bundle_file, "", "the roots peers' certificates must verify against (PEM)");
 ABSL_FLAG(std::string, admin_token_file, "",
           "where the agent writes a fresh admin token at start (mode 0600); /config_dump and /quitquitquit need "
           "it as `Authorization: Bearer TOKEN` (default: <namespace>.<name>.admin-token next to the snapshot "
@@ -234,6 +239,22 @@ agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, ui
   return o;
 }
 
+// --tls_cert_file, --tls_key_file and --tls_bundle_file: all three or none.
+absl::Status UseCertificateFiles(agent_ns::Agent& agent) {
+  const std::string files[] = {absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
+                               absl::GetFlag(FLAGS_tls_bundle_file)};
+  const int given = !files[0].empty() + !files[1].empty() + !files[2].empty();
+  if (given == 0) return absl::OkStatus();
+  if (given != 3) return absl::InvalidArgumentError("--tls_cert_file, --tls_key_file and --tls_bundle_file go together");
+  std::string pem[3];
+  for (int i = 0; i < 3; ++i) {
+    auto text = meshplug::ReadFileText(files[i], "the certificate file");
+    if (!text.ok()) return text.status();
+    pem[i] = *std::move(text);
+  }
+  return agent.SetWorkloadCertificate(pem[1], pem[0], pem[2]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,6 +320,10 @@ int main(int argc, char** argv) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
   });
+  if (absl::Status st = UseCertificateFiles(agent); !st.ok()) {
+    std::fprintf(stderr, "agent: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
   if (const std::string& path = snapshot_file; !path.empty()) {
     auto snapshot = meshplug::agent::ReadSnapshotFile(path);
     absl::Status applied = snapshot.ok() ? agent.Apply(*std::move(snapshot)).status() : snapshot.status();

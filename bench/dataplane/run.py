@@ -18,6 +18,10 @@ an nginx backend on 127.0.0.1 that returns a small fixed body, then for each pat
                       B's inbound-http calling an auth service (nginx) for every request
   h  nginx x2+auth    as f with nginx: the first sets x-iam-token, the second checks it
                       with auth_request against the same auth service
+  i  agent x2 mTLS    as e, the hop in mutual TLS 1.3 (workload certificates, SPIFFE ID
+                      checked by A, client certificate required by B in strict mode)
+  j  haproxy x2 TLS   as f, the hop in mutual TLS 1.3 (the same P-256 certificates; B
+                      requires and verifies A's)
 
 measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) and
 latency at fixed request rates with h2load --h1 --rps (per-request log -> p50/p99). Every
@@ -212,7 +216,35 @@ def start_nginx_proxy(name, upstream, extra_location="", extra_server=""):
     return [p], port
 
 
-def start_haproxy(name, upstream):
+def make_certificates():
+    """A CA and two ECDSA P-256 workload certificates with SPIFFE URI SANs (openssl CLI),
+    for paths i and j; returns {name: (cert, key)} and the CA file."""
+    d = os.path.join(TMP, "pki")
+    os.makedirs(d, exist_ok=True)
+    ca_key, ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=30)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=bench root",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    out = {}
+    for name in ("a", "b"):
+        key, csr, cert = (os.path.join(d, f"{name}.{x}") for x in ("key", "csr", "pem"))
+        ext = os.path.join(d, f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/{name},DNS:localhost\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n")
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN=bench/{name}")
+        run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-out", cert, "-extfile", ext)
+        with open(os.path.join(d, f"{name}.both.pem"), "w") as f:  # HAProxy wants both in one file
+            f.write(open(cert).read() + open(key).read())
+        out[name] = (cert, key)
+    return out, ca
+
+
+def start_haproxy(name, upstream, tls_in=None, tls_out=None):
+    """tls_in: (cert+key file, CA) to require mTLS clients; tls_out: the same to use mTLS upstream."""
     port = free_port()
     d = os.path.join(TMP, name)
     os.makedirs(d, exist_ok=True)
@@ -229,10 +261,10 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{f" ssl crt {tls_in[0]} ca-file {tls_in[1]} verify required ssl-min-ver TLSv1.3" if tls_in else ""}
   default_backend be
 backend be
-  server s1 127.0.0.1:{upstream}
+  server s1 127.0.0.1:{upstream}{f" ssl crt {tls_out[0]} ca-file {tls_out[1]} verify required ssl-min-ver TLSv1.3" if tls_out else ""}
 """
     path = os.path.join(d, "haproxy.cfg")
     with open(path, "w") as f:
@@ -294,13 +326,15 @@ def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
                                       "labels": {"app": "bench"}}}}
 
 
-def start_agent(agent_bin, name, snap):
+def start_agent(agent_bin, name, snap, tls=None):
     path = os.path.join(TMP, name + ".json")
     with open(path, "w") as f:
         json.dump(snap, f, indent=1)
     stdout = open(os.path.join(TMP, name + ".out"), "w+")
     p = start(name, [agent_bin, "--workers=1", "--bind_address=127.0.0.1", "--outbound_port=0",
-                     "--inbound_port=0", "--admin_port=0", f"--snapshot_file={path}"],
+                     "--inbound_port=0", "--admin_port=0", f"--snapshot_file={path}"]
+              + ([f"--tls_cert_file={tls[0]}", f"--tls_key_file={tls[1]}", f"--tls_bundle_file={tls[2]}"]
+                 if tls else []),
               PROXY_CPU, stdout=stdout)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -336,6 +370,21 @@ def setup_path(key, agent_bin, backend, auth):
     if key == "f":
         p2, port2 = start_haproxy("haproxy2", backend)
         p1, port1 = start_haproxy("haproxy1", port2)
+        return p2 + p1, port1
+    if key == "i":
+        certs, ca = make_certificates()
+        inbound = snapshot("1", True, backend)
+        inbound["settings"]["mtlsMode"] = "MTLS_STRICT"
+        pb, _, inb = start_agent(agent_bin, "agent-b", inbound, certs["b"] + (ca,))
+        outbound = snapshot("1", False, inb)
+        outbound["endpoints"][0]["endpoints"][0]["identity"] = "spiffe://cluster.local/ns/bench/sa/b"
+        pa, outb, _ = start_agent(agent_bin, "agent-a", outbound, certs["a"] + (ca,))
+        return [pb, pa], outb
+    if key == "j":
+        certs, ca = make_certificates()
+        both = lambda n: os.path.join(TMP, "pki", f"{n}.both.pem")
+        p2, port2 = start_haproxy("haproxy2", backend, tls_in=(both("b"), ca))
+        p1, port1 = start_haproxy("haproxy1", port2, tls_out=(both("a"), ca))
         return p2 + p1, port1
     raise ValueError(key)
 
@@ -484,6 +533,8 @@ PATHS = {
     "f": ("HAProxy x2", 2),
     "g": ("meshplug x2 + token plugins + auth", 2),
     "h": ("nginx x2 + header + auth_request", 2),
+    "i": ("meshplug agent x2, mTLS hop", 2),
+    "j": ("HAProxy x2, mTLS hop", 2),
 }
 
 
@@ -599,7 +650,8 @@ def report(results, args, machine):
             "—" if "skipped" in x else fmt(x.get("cpu_ms_per_1k"), ".1f") for x in r["rates"]) + " |")
     ratio = []
     for m, h, what in (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"),
-                       ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth")):
+                       ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
+                       ("i", "j", "2 agents mTLS / 2 HAProxies TLS")):
         if m in by and h in by:
             sm, sh = by[m]["saturation"], by[h]["saturation"]
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
@@ -661,7 +713,7 @@ def versions():
 def main():
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paths", default="abcdefgh", help="which paths to run (letters a-h)")
+    ap.add_argument("--paths", default="abcdefghij", help="which paths to run (letters a-j)")
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
     ap.add_argument("--rate_seconds", type=int, default=10, help="length of each fixed-rate run")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
