@@ -234,7 +234,7 @@ def make_certificates():
             f.write(f"subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/{name},DNS:localhost\n"
                     "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n")
         run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN=bench/{name}")
+            "-keyout", key, "-out", csr, "-subj", f"/CN=bench-{name}")
         run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
             "-days", "2", "-out", cert, "-extfile", ext)
         with open(os.path.join(d, f"{name}.both.pem"), "w") as f:  # HAProxy wants both in one file
