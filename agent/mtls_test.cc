@@ -159,6 +159,20 @@ TEST_F(MtlsTest, ACertificateFromAnotherCaOrExpiredOrMissingIsRefused) {
       << server_.stats().RenderPrometheus();
 }
 
+TEST_F(MtlsTest, ACertificateFromAnotherCaUnderTheSameRootIsRefused) {
+  // Another team's intermediate under the mesh's root mints the caller's own SPIFFE ID.
+  Ca other_team;
+  x509::Profile intermediate;
+  intermediate.common_name = "other team";
+  intermediate.is_ca = true;
+  other_team.cert = *x509::SignCsr(*x509::MakeCsr(other_team.key, ""), ca_.cert, ca_.key, intermediate);
+  Identity forged = Issue(other_team, kClientId);
+  forged.chain += other_team.cert;  // leaf, then the intermediate: it chains to the mesh's root
+  forged.bundle = ca_.cert;
+  EXPECT_EQ(DirectTls(&forged), 0);
+  EXPECT_EQ(app_.requests(), 0);
+}
+
 TEST_F(MtlsTest, TheCallerRefusesADestinationWithAnotherIdentity) {
   Route("spiffe://cluster.local/ns/b/sa/impostor");
   auto r = Client(client_.outbound_port()).Get("web.b", "/");

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,23 +15,54 @@
 
 namespace meshplug {
 
+namespace {
+
+absl::Status Errno(const std::string& what, const std::string& path) {
+  return absl::UnavailableError(Cat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+}  // namespace
+
 absl::Status WritePrivateFile(const std::string& path, std::string_view text) {
-  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  const std::filesystem::path target(path);
+  std::filesystem::path dir = target.parent_path();
+  if (dir.empty()) dir = ".";
   std::error_code ec;
-  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+  if (!std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
+    if (ec) return absl::UnavailableError(Cat("cannot create ", dir.string(), ": ", ec.message()));
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   }
-  const std::string tmp = Cat(path, ".tmp.", getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::FailedPreconditionError(Cat("cannot write ", path, ": ", std::strerror(errno)));
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int write_errno = errno;
+  // A new file of our own (O_EXCL, mode 0600, an unpredictable name): nothing planted at
+  // the temporary name can receive the secret.
+  std::string tmp = Cat(path, ".tmp.XXXXXX");
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return Errno("cannot create", tmp);
+  auto fail = [&](const char* what) {
+    absl::Status st = Errno(what, tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  };
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("cannot write");
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("cannot fsync");
   ::close(fd);
-  if (!written || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(written ? errno : write_errno);
-    std::filesystem::remove(tmp, ec);
-    return absl::FailedPreconditionError(Cat("cannot write ", path, ": ", why));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status st = Errno("cannot rename to", path);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  // The rename is durable once the directory entry is.
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
   return absl::OkStatus();
 }

@@ -10,8 +10,8 @@
 
 namespace meshplug {
 
-// Replaces `path` with `text` atomically (temporary file, fsync, rename), mode 0600; a
-// missing parent folder is made with mode 0700.
+// Replaces `path` with `text` atomically (a new temporary file of mode 0600, fsync,
+// rename, fsync of the folder); a missing parent folder is made with mode 0700.
 absl::Status WritePrivateFile(const std::string& path, std::string_view text);
 
 // The whole of `path`; the error reads "cannot read <what> <path>: <reason>".

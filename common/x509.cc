@@ -134,6 +134,17 @@ absl::StatusOr<std::string> Issue(EVP_PKEY* subject_key, X509* issuer, EVP_PKEY*
   return CertPem(cert.get());
 }
 
+std::string Hex(const ASN1_OCTET_STRING* s) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; s != nullptr && i < ASN1_STRING_length(s); ++i) {
+    const unsigned char c = ASN1_STRING_get0_data(s)[i];
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
 Clock::time_point TimeOf(const ASN1_TIME* t) {
   std::tm tm{};
   ASN1_TIME_to_tm(t, &tm);
@@ -220,6 +231,8 @@ CertInfo InspectCert(X509* x) {
   info.not_after = TimeOf(X509_get0_notAfter(x));
   info.is_ca = X509_check_ca(x) > 0;
   info.self_signed = X509_self_signed(x, 0) == 1;
+  info.subject_key_id = Hex(X509_get0_subject_key_id(x));
+  info.authority_key_id = Hex(X509_get0_authority_key_id(x));
   ERR_clear_error();
   return info;
 }

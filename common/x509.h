@@ -45,6 +45,8 @@ struct CertInfo {
   Clock::time_point not_before, not_after;
   bool is_ca = false;
   bool self_signed = false;
+  std::string subject_key_id;    // hex; "" if the extension is absent
+  std::string authority_key_id;  // hex: the issuer's subject key id
 };
 
 // What the first certificate in `pem` says.
@@ -57,6 +59,8 @@ absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem)
 
 // Whether `key_pem` is the private key of the first certificate in `cert_pem`.
 bool KeyMatches(std::string_view key_pem, std::string_view cert_pem);
+
+inline constexpr const char* kDefaultTrustDomain = "cluster.local";
 
 // "spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>".
 std::string SpiffeId(std::string_view trust_domain, std::string_view ns, std::string_view service_account);

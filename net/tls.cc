@@ -17,14 +17,24 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 
-std::string SpiffeIdOf(X509* cert) {
-  if (cert == nullptr) return "";
+absl::StatusOr<x509::CertInfo> InfoOf(X509* cert) {
+  if (cert == nullptr) return absl::NotFoundError("no certificate");
   unsigned char* der = nullptr;
   const int n = i2d_X509(cert, &der);
-  if (n <= 0) return "";
+  if (n <= 0) return absl::InvalidArgumentError("unreadable certificate");
   auto info = x509::InspectDer(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(n)));
   OPENSSL_free(der);
-  return info.ok() ? info->spiffe_id : "";
+  return info;
+}
+
+// The verify step for a peer's leaf certificate (depth 0): issued by our CA and, when
+// `expected` is set, naming exactly that SPIFFE ID. Other depths: what OpenSSL decided.
+bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::string& issuer, const std::string& expected) {
+  X509_STORE_CTX* store = vc.native_handle();
+  if (!preverified) return false;
+  if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
+  auto info = InfoOf(X509_STORE_CTX_get_current_cert(store));
+  return info.ok() && info->authority_key_id == issuer && (expected.empty() || info->spiffe_id == expected);
 }
 
 // TLS 1.3 only, our certificate, the mesh's roots, and a peer certificate required.
@@ -45,24 +55,28 @@ absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method metho
 
 absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
                                             const std::string& bundle_pem) {
+  auto own = x509::Inspect(chain_pem);
+  if (!own.ok() || own->authority_key_id.empty()) {
+    return absl::InvalidArgumentError("the workload certificate names no issuer key id");
+  }
   auto server = Context(ssl::context::tls_server, key_pem, chain_pem, bundle_pem);
   if (!server.ok()) return server.status();
+  (*server)->set_verify_callback([issuer = own->authority_key_id](bool preverified, ssl::verify_context& vc) {
+    return VerifyLeaf(preverified, vc, issuer, "");
+  });
   // No session tickets: a pooled connection with unread bytes (a ticket) counts as dead.
   SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
   auto client = Context(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
   if (!client.ok()) return client.status();
-  return TlsContexts{*server, *client};
+  return TlsContexts{*server, *client, own->authority_key_id};
 }
 
 asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
   stream.StartTls(tls.context);
-  stream.tls().set_verify_callback([expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
-    X509_STORE_CTX* store = vc.native_handle();
-    if (!preverified) return false;
-    // The chain verified against the mesh's roots; the leaf must be the destination's.
-    if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
-    return SpiffeIdOf(X509_STORE_CTX_get_current_cert(store)) == expected;
-  });
+  stream.tls().set_verify_callback(
+      [issuer = tls.issuer_key_id, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
+        return VerifyLeaf(preverified, vc, issuer, expected);
+      });
   co_await stream.tls().async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
 }
 
@@ -76,9 +90,9 @@ asio::awaitable<void> ServerHandshake(Stream& stream, std::shared_ptr<ssl::conte
 std::string PeerIdentity(Stream& stream) {
   if (!stream.secure()) return "";
   X509* cert = SSL_get1_peer_certificate(stream.tls().native_handle());
-  std::string id = SpiffeIdOf(cert);
+  auto info = InfoOf(cert);
   X509_free(cert);
-  return id;
+  return info.ok() ? info->spiffe_id : "";
 }
 
 }  // namespace meshplug::net

@@ -21,6 +21,9 @@ namespace meshplug::net {
 // connection keeps the context it started with.
 struct TlsContexts {
   std::shared_ptr<boost::asio::ssl::context> server, client;
+  // The mesh CA that issued our certificate (its key id): a peer's must come from the
+  // same CA, not merely chain to the same root (an operator's root may sign for others).
+  std::string issuer_key_id;
 };
 
 absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
@@ -48,6 +51,7 @@ class TlsCredentials {
 struct TlsOrigination {
   std::shared_ptr<boost::asio::ssl::context> context;
   std::string expected_identity;
+  std::string issuer_key_id;
 };
 
 // The first byte of a TLS connection (a handshake record).

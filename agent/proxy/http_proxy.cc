@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "agent/proxy/body.h"
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
@@ -210,8 +211,11 @@ class HttpSession {
   // certificate (mTLS: the client's must verify against the mesh's roots); plaintext is
   // served only in permissive mode. False when the connection must close.
   awaitable<bool> AcceptInbound();
-  // mTLS to the upstream endpoint when it has an identity and this agent a certificate.
-  std::optional<net::TlsOrigination> OriginationFor(const Exchange& x, const UpstreamSettings& settings) const;
+  // How to reach the chosen endpoint: plaintext when it has no identity (no agent in
+  // front), mTLS when it has one; an error when it has one and this agent has no
+  // certificate (plaintext would skip the check of who answers).
+  absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const Exchange& x,
+                                                                    const UpstreamSettings& settings) const;
   void CountHandshake(std::string_view direction, std::string_view result);
   awaitable<bool> WaitForRequest(milliseconds idle_timeout);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
@@ -294,7 +298,8 @@ void HttpSession::CountHandshake(std::string_view direction, std::string_view re
 awaitable<bool> HttpSession::AcceptInbound() {
   std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
   const Limits limits = current ? current->limits() : Limits{};
-  const bool strict = current && current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
+  // Without a configuration the mode is unknown: only mTLS is served.
+  const bool strict = !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
   beast::error_code ec;
   stream_.expires_after(limits.header_read_timeout);
   const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
@@ -322,15 +327,15 @@ awaitable<bool> HttpSession::AcceptInbound() {
   co_return true;
 }
 
-std::optional<net::TlsOrigination> HttpSession::OriginationFor(const Exchange& x,
-                                                               const UpstreamSettings& settings) const {
+absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
+    const Exchange& x, const UpstreamSettings& settings) const {
   const routing::ClusterView* cluster = settings.cluster;
-  if (!cluster || !env_.tls) return std::nullopt;
+  if (!cluster) return std::nullopt;
   const std::optional<size_t> i = cluster->lb->IndexOf(x.ctx.upstream->host, x.ctx.upstream->port);
   if (!i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
-  net::TlsContexts tls = env_.tls->Get();
-  if (!tls.client) return std::nullopt;
-  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity()};
+  net::TlsContexts tls = env_.tls ? env_.tls->Get() : net::TlsContexts{};
+  if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
+  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity(), tls.issuer_key_id};
 }
 
 awaitable<bool> HttpSession::ServeOne() {
@@ -675,7 +680,13 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   // consumed), or when the response ended before its first byte and the request can be
   // sent again (no body, idempotent method).
   bool resendable = !has_body && net::Idempotent(x.ctx.request.method());
-  const std::optional<net::TlsOrigination> tls = OriginationFor(x, settings);
+  const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(x, settings);
+  if (!origination.ok()) {
+    Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
+    failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", origination.status().message())), false};
+    co_return;
+  }
+  const std::optional<net::TlsOrigination>& tls = *origination;
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.connection.reset();

@@ -1,9 +1,7 @@
 #include "agent/xds/saved_config.h"
 
-#include <fcntl.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
@@ -20,10 +19,6 @@ namespace {
 
 constexpr const char* kFormat = "meshplug-agent-snapshot-cache/1";
 
-absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::UnavailableError(Cat(what, " ", path, ": ", std::strerror(errno)));
-}
-
 std::string StringField(const google::protobuf::Struct& s, const char* key) {
   auto it = s.fields().find(key);
   return it != s.fields().end() && it->second.kind_case() == google::protobuf::Value::kStringValue
@@ -32,49 +27,6 @@ std::string StringField(const google::protobuf::Struct& s, const char* key) {
 }
 
 }  // namespace
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  const std::filesystem::path target(path);
-  std::filesystem::path dir = target.parent_path();
-  if (dir.empty()) dir = ".";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::UnavailableError(Cat("cannot create ", dir.string(), ": ", ec.message()));
-  const std::string tmp = Cat(path, ".tmp.", getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("cannot create", tmp);
-  size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status st = Errno("cannot write", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return st;
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status st = Errno("cannot fsync", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status st = Errno("cannot rename to", path);
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  // The rename is durable once the directory entry is.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return absl::OkStatus();
-}
 
 absl::Status SaveConfig(const std::string& path, const std::string& agent, const xds::ResourceSet& resources,
                                const std::string& version) {
@@ -100,7 +52,7 @@ absl::Status SaveConfig(const std::string& path, const std::string& agent, const
     first = false;
   }
   out += "\n]}\n";
-  return WriteFileAtomically(path, out);
+  return WritePrivateFile(path, out);
 }
 
 absl::StatusOr<SavedConfig> LoadSavedConfig(const std::string& path) {

@@ -28,8 +28,4 @@ absl::Status SaveConfig(const std::string& path, const std::string& agent, const
                                const std::string& version);
 absl::StatusOr<SavedConfig> LoadSavedConfig(const std::string& path);
 
-// Writes `content` to `path` atomically (temp file, fsync, rename, fsync the directory);
-// creates the directory if needed.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
-
 }  // namespace meshplug::agent::xds

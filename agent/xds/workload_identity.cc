@@ -26,6 +26,15 @@ absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, st
                           info->not_after};
 }
 
+// mTLS to the control plane with `m`'s certificate.
+std::shared_ptr<grpc::ChannelCredentials> MutualTls(const IdentityMaterial& m) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = m.bundle_pem;
+  tls.pem_private_key = m.key_pem;
+  tls.pem_cert_chain = m.chain_pem;
+  return grpc::SslCredentials(tls);
+}
+
 }  // namespace
 
 absl::StatusOr<IdentityMaterial> ReadIdentityFile(const std::string& path) {
@@ -81,7 +90,8 @@ std::optional<IdentityMaterial> WorkloadIdentity::current() const {
 }
 
 WorkloadIdentity::Clock::time_point WorkloadIdentity::RenewAt(Clock::time_point installed, Clock::time_point not_after) {
-  return installed + (not_after - installed) / 2;
+  // At least a few seconds apart, even when a skewed clock makes a new certificate look old.
+  return installed + std::max<Clock::duration>((not_after - installed) / 2, std::chrono::seconds(5));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkloadIdentity::ChannelCredentials() {
@@ -90,11 +100,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkloadIdentity::Chan
     if (auto st = Join(); !st.ok()) return st;
     now = current();
   }
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = now->bundle_pem;
-  tls.pem_private_key = now->key_pem;
-  tls.pem_cert_chain = now->chain_pem;
-  return grpc::SslCredentials(tls);
+  return MutualTls(*now);
 }
 
 absl::Status WorkloadIdentity::Join() {
@@ -124,11 +130,7 @@ absl::Status WorkloadIdentity::Join() {
 absl::Status WorkloadIdentity::Renew() {
   std::optional<IdentityMaterial> now = current();
   if (!now) return absl::FailedPreconditionError("no certificate to renew");
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = now->bundle_pem;
-  tls.pem_private_key = now->key_pem;
-  tls.pem_cert_chain = now->chain_pem;
-  return Obtain(grpc::SslCredentials(tls), "renewal");
+  return Obtain(MutualTls(*now), "renewal");
 }
 
 absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why) {
@@ -173,16 +175,15 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
 }
 
 void WorkloadIdentity::OnCertificate(std::function<void(const IdentityMaterial&)> fn) {
-  std::optional<IdentityMaterial> now;
-  {
-    std::lock_guard lock(mu_);
-    on_certificate_ = std::move(fn);
-    now = current_;
-  }
-  if (now) on_certificate_(*now);
+  std::lock_guard install(install_mu_);
+  on_certificate_ = std::move(fn);
+  if (std::optional<IdentityMaterial> now = current()) on_certificate_(*now);
 }
 
 void WorkloadIdentity::Install(IdentityMaterial material) {
+  // One install at a time, so the data plane gets certificates in the order they become
+  // current (a join and a renewal can race).
+  std::lock_guard install(install_mu_);
   if (on_certificate_) on_certificate_(material);
   if (stats_) {
     stats_->SetGauge("meshplug_agent_certificate_expiry_seconds", {},
@@ -209,9 +210,17 @@ void WorkloadIdentity::RenewLoop() {
       cv_.wait(lock, [&] { return stopping_ || current_.has_value(); });
       continue;
     }
-    const Clock::time_point due = retry_at.value_or(RenewAt(installed_at_, current_->not_after));
     const Clock::time_point not_after = current_->not_after;
     const uint64_t seen = generation_;
+    if (Clock::now() >= not_after) {
+      // An expired certificate cannot renew itself: only a new join (a new token) helps.
+      log::Error("the workload certificate expired; the agent needs a new join token",
+                 {{"expired", Rfc3339(not_after)}, {"agent", options_.agent_id}});
+      cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      retry_at.reset();
+      continue;
+    }
+    const Clock::time_point due = retry_at.value_or(RenewAt(installed_at_, not_after));
     // A certificate installed meanwhile (a join) sets the next due time.
     if (cv_.wait_until(lock, due, [&] { return stopping_ || generation_ != seen; })) {
       retry_at.reset();

@@ -81,6 +81,7 @@ class WorkloadIdentity {
   const Options options_;
   Stats* const stats_;
   mutable std::mutex mu_;
+  std::mutex install_mu_;  // orders installs and the callback
   std::condition_variable cv_;
   std::optional<IdentityMaterial> current_;
   std::function<void(const IdentityMaterial&)> on_certificate_;

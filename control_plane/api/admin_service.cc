@@ -35,6 +35,19 @@ grpc::ServerUnaryReactor* Unary(const security::Access& access, Need need, const
   return reactor;
 }
 
+// PluginConfig values are often secrets (tokens, keys): only the admin role sees them.
+constexpr const char* kRedacted = "(hidden: needs the admin role)";
+
+void RedactSecrets(google::protobuf::Any& object) {
+  mesh::v1::PluginConfig config;
+  if (!object.Is<mesh::v1::PluginConfig>() || !object.UnpackTo(&config)) return;
+  if (config.spec().config().fields().empty()) return;
+  auto* fields = config.mutable_spec()->mutable_config()->mutable_fields();
+  fields->clear();
+  (*fields)["redacted"].set_string_value(kRedacted);
+  object.PackFrom(config);
+}
+
 // A watch the caller may not open.
 class RefusedWatch final : public grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
@@ -78,8 +91,8 @@ constexpr std::chrono::seconds kMaxTtl{366 * 24 * 3600};
 // on every commit; one write is in flight at a time.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
-  WatchReactor(store::Store& store, ResourceApi& api, int64_t since)
-      : store_(store), api_(api), last_(since == 0 ? store.Revision() : since) {
+  WatchReactor(store::Store& store, ResourceApi& api, int64_t since, bool redact)
+      : store_(store), api_(api), last_(since == 0 ? store.Revision() : since), redact_(redact) {
     subscription_ = store_.Subscribe([this](int64_t) { Pump(); });
     Pump();
   }
@@ -127,6 +140,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
                     : ev.entry.create_revision == ev.revision ? "ADDED"
                                                               : "MODIFIED");
     event_.mutable_object()->PackFrom(**obj);
+    if (redact_) RedactSecrets(*event_.mutable_object());
     writing_ = true;
     StartWrite(&event_);
   }
@@ -141,6 +155,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   ResourceApi& api_;
   std::mutex mu_;
   int64_t last_;  // every event up to this revision was fetched
+  const bool redact_;  // PluginConfig values hidden (not an admin)
   std::deque<store::Event> pending_;
   bool writing_ = false;
   bool finished_ = false;
@@ -169,7 +184,13 @@ grpc::ServerUnaryReactor* AdminService::Delete(grpc::CallbackServerContext* ctx,
 
 grpc::ServerUnaryReactor* AdminService::Get(grpc::CallbackServerContext* ctx,
                                             const v1::GetRequest* req, v1::GetResponse* resp) {
-  return Unary(access_, Need::kRead, "get", ctx, resp, [&] { return api_.Get(*req); });
+  return Unary(access_, Need::kRead, "get", ctx, resp, [&] {
+    auto got = api_.Get(*req);
+    if (got.ok() && !access_.IsAdmin(*ctx)) {
+      for (auto& object : *got->mutable_objects()) RedactSecrets(object);
+    }
+    return got;
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx,
@@ -250,7 +271,7 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServerContext* ctx,
                                                               const v1::WatchRequest* req) {
   if (grpc::Status allowed = access_.Authorize(*ctx, Need::kRead, "watch"); !allowed.ok()) return new RefusedWatch(allowed);
-  return new WatchReactor(store_, api_, req->since_revision());
+  return new WatchReactor(store_, api_, req->since_revision(), !access_.IsAdmin(*ctx));
 }
 
 }  // namespace meshplug::control_plane::api

@@ -26,7 +26,7 @@ class AdminServiceTest : public ::testing::Test {
     api_ = std::make_unique<ResourceApi>(*store_);
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
-    access_ = std::make_unique<security::Access>(*tokens_);
+    access_ = std::make_unique<security::Access>(*tokens_, ca_->key_id());
     service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, ca_->trust_bundle());
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", *security::MakeServerCredentials(*ca_, {"127.0.0.1"}), &port_);
@@ -67,7 +67,8 @@ class AdminServiceTest : public ::testing::Test {
     req.add_manifests()->set_content(yaml);
     v1::ApplyResponse resp;
     grpc::ClientContext ctx;
-    ASSERT_TRUE(stub_->Apply(&ctx, req, &resp).ok());
+    const grpc::Status st = stub_->Apply(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
   }
 
   std::unique_ptr<store::SqliteStore> store_;
@@ -163,6 +164,38 @@ TEST_F(AdminServiceTest, ReadOnlyReadsButCannotChangeDumpOrMakeTokens) {
   v1::CreateTokenResponse resp;
   EXPECT_EQ(viewer->CreateToken(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(api_->Get([] { v1::GetRequest r; r.set_kind("Namespace"); return r; }())->objects_size(), 1);
+}
+
+TEST_F(AdminServiceTest, ReadOnlySeesPluginConfigsWithoutTheirValues) {
+  Apply(Ns("curl") +
+        "---\napiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
+        "spec: {featureFlags: {enablePluginPolicy: true}}\n---\n"
+        "apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: c, namespace: curl}\n"
+        "spec: {plugin: p, config: {AccessToken: s3cret}, destinationRefs: [{kind: Service, name: web, namespace: curl}]}\n");
+  auto get = [&](v1::Admin::Stub& stub) {
+    v1::GetRequest req;
+    req.set_kind("PluginConfig");
+    req.set_namespace_("curl");
+    v1::GetResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub.Get(&ctx, req, &resp).ok());
+    return resp.DebugString();
+  };
+  auto viewer = Stub(tokens_->Issue(security::Role::kReadOnly, "", "", std::chrono::seconds(600)));
+  const std::string seen = get(*viewer);
+  EXPECT_EQ(seen.find("s3cret"), std::string::npos) << seen;
+  EXPECT_NE(get(*stub_).find("s3cret"), std::string::npos);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::WatchRequest since;
+  since.set_since_revision(0);
+  auto reader = viewer->Watch(&ctx, since);
+  Apply("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: c, namespace: curl}\n"
+        "spec: {plugin: p, config: {AccessToken: n3w-s3cret}, destinationRefs: [{kind: Service, name: web, namespace: curl}]}\n");
+  v1::WatchEvent ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  EXPECT_EQ(ev.DebugString().find("s3cret"), std::string::npos) << ev.DebugString();
+  ctx.TryCancel();
 }
 
 TEST_F(AdminServiceTest, JoinTokensAreForValidWorkloadsInExistingNamespaces) {

@@ -44,7 +44,8 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
     auto info = x509::Inspect(pem);
     // The handshake verified the chain; a certificate without a workload's names is the
     // control plane's own or someone else's, never an agent's.
-    if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
+    if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos &&
+        info->authority_key_id == issuer_key_id_) {
       caller.workload = info->common_name;
       caller.spiffe_id = info->spiffe_id;
       caller.certificate_expiry = info->not_after;

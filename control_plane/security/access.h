@@ -33,7 +33,10 @@ enum class Need {
 
 class Access final : public xds::NodeAuthorizer {
  public:
-  explicit Access(const TokenIssuer& tokens) : tokens_(tokens) {}
+  // `issuer_key_id`: the mesh CA's subject key id; a workload certificate must be issued
+  // by it, not merely chain to the same root (an operator's root may sign for others).
+  Access(const TokenIssuer& tokens, std::string issuer_key_id)
+      : tokens_(tokens), issuer_key_id_(std::move(issuer_key_id)) {}
 
   // An ADS stream: the caller's workload certificate must be for exactly this workload.
   absl::Status AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
@@ -43,12 +46,19 @@ class Access final : public xds::NodeAuthorizer {
   // valid (forged, expired, damaged).
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx) const;
 
+  // Whether the caller holds the admin role (quietly: for choosing what to show).
+  bool IsAdmin(const grpc::ServerContextBase& ctx) const {
+    auto caller = Authenticate(ctx);
+    return caller.ok() && caller->Is(Role::kAdmin);
+  }
+
   // For the admin API: the token's role must allow `need`. The status names what is
   // missing and how to get it.
   grpc::Status Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what) const;
 
  private:
   const TokenIssuer& tokens_;
+  const std::string issuer_key_id_;
 };
 
 // grpc::Status from absl::Status.

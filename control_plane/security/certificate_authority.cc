@@ -88,8 +88,9 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
   if (auto root = x509::Inspect(chain->back()); !root.ok() || !root->self_signed) {
     return absl::InvalidArgumentError(Cat(source, ": the chain must end with the self-signed root"));
   }
+  if (info->subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
   return std::unique_ptr<CertificateAuthority>(
-      new CertificateAuthority(chain->front(), key_pem, std::move(intermediates), chain->back()));
+      new CertificateAuthority(chain->front(), key_pem, std::move(intermediates), chain->back(), info->subject_key_id));
 }
 
 absl::StatusOr<std::string> CertificateAuthority::SignWorkload(const std::string& csr_pem, const std::string& trust_domain,

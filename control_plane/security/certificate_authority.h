@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/x509.h"
 #include "control_plane/store/store.h"
 
 namespace meshplug::control_plane::security {
 
 struct CertificateSettings {
-  std::string trust_domain = "cluster.local";
+  std::string trust_domain = x509::kDefaultTrustDomain;
   std::chrono::seconds lifetime{24 * 3600};
 };
 // MeshConfig's certificate settings, defaults where it says nothing.
@@ -32,6 +33,8 @@ class CertificateAuthority {
 
   // The roots that verify what this CA signs (PEM).
   const std::string& trust_bundle() const { return bundle_; }
+  // The CA certificate's subject key id (hex): what its certificates name as issuer.
+  const std::string& key_id() const { return key_id_; }
 
   // A workload certificate chain (leaf, then intermediates) for the key in `csr_pem`.
   absl::StatusOr<std::string> SignWorkload(const std::string& csr_pem, const std::string& trust_domain,
@@ -43,12 +46,15 @@ class CertificateAuthority {
                                          std::chrono::seconds lifetime) const;
 
  private:
-  CertificateAuthority(std::string cert, std::string key, std::string intermediates, std::string bundle)
-      : cert_(std::move(cert)), key_(std::move(key)), intermediates_(std::move(intermediates)), bundle_(std::move(bundle)) {}
+  CertificateAuthority(std::string cert, std::string key, std::string intermediates, std::string bundle,
+                       std::string key_id)
+      : cert_(std::move(cert)), key_(std::move(key)), intermediates_(std::move(intermediates)),
+        bundle_(std::move(bundle)), key_id_(std::move(key_id)) {}
 
   const std::string cert_, key_;
   const std::string intermediates_;  // sent after each leaf: the CA certificate and any above it below the root
   const std::string bundle_;
+  const std::string key_id_;
 };
 
 }  // namespace meshplug::control_plane::security

@@ -48,6 +48,12 @@ grpc::Status IdentityService::SignFor(const Caller& caller, const v1::SignReques
   const auto parts = SplitAgentId(workload);
   if (!parts) return Refuse(grpc::StatusCode::INVALID_ARGUMENT, Cat("\"", workload, "\" is not NAMESPACE/NAME"), caller, req);
   const auto& [ns, name] = *parts;
+  // A deleted namespace ends its workloads' identities: no more renewals.
+  auto ns_entry = store_.Get(resources::Key{resources::Kind::kNamespace, "", ns});
+  if (!ns_entry.ok()) return Refuse(grpc::StatusCode::UNAVAILABLE, std::string(ns_entry.status().message()), caller, req);
+  if (!ns_entry->has_value()) {
+    return Refuse(grpc::StatusCode::PERMISSION_DENIED, Cat("namespace \"", ns, "\" does not exist"), caller, req);
+  }
   const CertificateSettings settings = ReadCertificateSettings(store_);
   auto chain = ca_.SignWorkload(req.csr_pem(), settings.trust_domain, ns, name, service_account, settings.lifetime);
   if (!chain.ok()) return Refuse(grpc::StatusCode::INVALID_ARGUMENT, Cat("csr_pem: ", chain.status().message()), caller, req);

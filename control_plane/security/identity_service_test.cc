@@ -8,6 +8,7 @@
 
 #include "common/x509.h"
 #include "control_plane/store/sqlite_store.h"
+#include "meshplug/v1/resources.pb.h"
 
 namespace meshplug::control_plane::security {
 namespace {
@@ -20,8 +21,18 @@ class IdentityServiceTest : public ::testing::Test {
     store_ = *store::SqliteStore::Open(path);
     tokens_ = *TokenIssuer::Open(*store_);
     ca_ = *CertificateAuthority::Open(*store_, {});
-    access_ = std::make_unique<Access>(*tokens_);
+    access_ = std::make_unique<Access>(*tokens_, ca_->key_id());
     service_ = std::make_unique<IdentityService>(*store_, *ca_, *access_, *tokens_);
+    for (const char* ns : {"curl", "httpbin"}) SetNamespace(ns, true);
+  }
+
+  void SetNamespace(const std::string& name, bool exists) {
+    mesh::v1::Namespace ns;
+    ns.mutable_metadata()->set_name(name);
+    ASSERT_TRUE(store_->Commit({store::Write{resources::Key{resources::Kind::kNamespace, "", name},
+                                             exists ? std::optional<std::string>(ns.SerializeAsString()) : std::nullopt,
+                                             std::nullopt}})
+                    .ok());
   }
 
   Caller Joining(const std::string& workload, const std::string& sa) {
@@ -85,6 +96,17 @@ TEST_F(IdentityServiceTest, RenewalKeepsTheCertificatesIdentityAndNeedsNoToken) 
   EXPECT_EQ(x509::Inspect(resp.certificate_chain_pem())->spiffe_id, renewing.spiffe_id);
   EXPECT_EQ(service_->SignFor(renewing, Request("httpbin/httpbin"), &resp).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(IdentityServiceTest, ADeletedNamespaceEndsRenewals) {
+  Caller renewing;
+  renewing.workload = "curl/curl";
+  renewing.spiffe_id = "spiffe://cluster.local/ns/curl/sa/curl";
+  v1::SignResponse resp;
+  SetNamespace("curl", false);
+  const grpc::Status st = service_->SignFor(renewing, Request("curl/curl"), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(st.error_message(), "namespace \"curl\" does not exist");
 }
 
 TEST_F(IdentityServiceTest, NoCredentialOrAnAdminTokenGetsNoWorkloadCertificate) {

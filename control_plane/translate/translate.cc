@@ -60,7 +60,7 @@ v1::Protocol ProtocolOf(const mesh::v1::ServicePort& p) {
 // The Service resource, its clusters and their endpoints for one direction.
 std::string TrustDomain(const MeshState& state) {
   const std::string& td = state.mesh_config ? state.mesh_config->spec().certificate().trust_domain() : "";
-  return td.empty() ? "cluster.local" : td;
+  return td.empty() ? x509::kDefaultTrustDomain : td;
 }
 
 // The namespace's annotation, else MeshConfig's traffic.mtlsMode ("" is permissive).
