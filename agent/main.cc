@@ -210,10 +210,7 @@ absl::StatusOr<agent_ns::xds::Bootstrap> BootstrapFromFlags() {
 
 // "<state dir>/agents/<namespace>.<name><suffix>".
 std::string DefaultAgentFile(const agent_ns::xds::Bootstrap& b, const char* suffix) {
-  const std::string file = Cat("agents/", b.namespace_, ".", b.node_id, suffix);
-  if (const char* home = std::getenv("MESHPLUG_HOME")) return Cat(home, "/", file);
-  const char* home = std::getenv("HOME");
-  return Cat(home ? home : ".", "/.local/share/meshplug/", file);
+  return meshplug::DefaultStatePath(Cat("agents/", b.namespace_, ".", b.node_id, suffix));
 }
 
 // A setting's file or its default; "none" turns it off.

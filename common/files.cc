@@ -67,6 +67,12 @@ absl::Status WritePrivateFile(const std::string& path, std::string_view text) {
   return absl::OkStatus();
 }
 
+std::string DefaultStatePath(std::string_view relative) {
+  if (const char* home = std::getenv("MESHPLUG_HOME")) return Cat(home, "/", relative);
+  const char* home = std::getenv("HOME");
+  return Cat(home ? home : ".", "/.local/share/meshplug/", relative);
+}
+
 absl::StatusOr<std::string> ReadFileText(const std::string& path, std::string_view what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::InvalidArgumentError(Cat("cannot read ", what, " ", path, ": ", std::strerror(errno)));

@@ -14,6 +14,10 @@ namespace meshplug {
 // rename, fsync of the folder); a missing parent folder is made with mode 0700.
 absl::Status WritePrivateFile(const std::string& path, std::string_view text);
 
+// Where meshplug keeps state by default: $MESHPLUG_HOME/<relative>, else
+// ~/.local/share/meshplug/<relative>.
+std::string DefaultStatePath(std::string_view relative);
+
 // The whole of `path`; the error reads "cannot read <what> <path>: <reason>".
 absl::StatusOr<std::string> ReadFileText(const std::string& path, std::string_view what);
 

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "common/strings.h"
+
 namespace meshplug {
 
 std::string SecretBytes(size_t n) {
@@ -13,14 +15,6 @@ std::string SecretBytes(size_t n) {
   return out;
 }
 
-std::string SecretHex(size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : SecretBytes(n)) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
+std::string SecretHex(size_t n) { return HexOf(SecretBytes(n)); }
 
 }  // namespace meshplug

@@ -80,6 +80,17 @@ std::string JsonQuote(std::string_view s) {
   return out + "\"";
 }
 
+std::string HexOf(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
 std::string Rfc3339(std::chrono::system_clock::time_point now, bool millis) {
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};

@@ -59,6 +59,9 @@ bool ParseNumber(std::string_view s, Int& out) {
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
 }
 
+// Lower-case hex of `bytes`.
+std::string HexOf(std::string_view bytes);
+
 // `t` in UTC as RFC 3339, with seconds or milliseconds.
 std::string Rfc3339(std::chrono::system_clock::time_point t, bool millis = false);
 // Now, UTC, as RFC 3339 with seconds ("2026-11-29T05:53:42Z").

@@ -135,14 +135,9 @@ absl::StatusOr<std::string> Issue(EVP_PKEY* subject_key, X509* issuer, EVP_PKEY*
 }
 
 std::string Hex(const ASN1_OCTET_STRING* s) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; s != nullptr && i < ASN1_STRING_length(s); ++i) {
-    const unsigned char c = ASN1_STRING_get0_data(s)[i];
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
+  if (s == nullptr) return "";
+  return HexOf(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                static_cast<size_t>(ASN1_STRING_length(s))));
 }
 
 Clock::time_point TimeOf(const ASN1_TIME* t) {

@@ -19,6 +19,7 @@
 #include "control_plane/api/admin_service.h"
 #include "control_plane/api/resource_api.h"
 #include "common/client_config.h"
+#include "common/files.h"
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/security/access.h"
 #include "control_plane/security/certificate_authority.h"
@@ -55,12 +56,6 @@ namespace {
 using meshplug::Cat;
 namespace log = meshplug::log;
 
-std::string DefaultStorePath() {
-  if (const char* home = std::getenv("MESHPLUG_HOME")) return std::string(home) + "/store.db";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.local/share/meshplug/store.db";
-}
-
 int Fail(const std::string& msg) {
   log::Error(msg);
   return 1;
@@ -86,7 +81,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::string store_path = absl::GetFlag(FLAGS_store);
-  if (store_path.empty()) store_path = DefaultStorePath();
+  if (store_path.empty()) store_path = meshplug::DefaultStatePath("store.db");
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(store_path).parent_path(), ec);
   using meshplug::control_plane::store::SqliteStore;

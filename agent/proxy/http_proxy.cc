@@ -214,8 +214,9 @@ class HttpSession {
   // How to reach the chosen endpoint: plaintext when it has no identity (no agent in
   // front), mTLS when it has one; an error when it has one and this agent has no
   // certificate (plaintext would skip the check of who answers).
-  absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const Exchange& x,
-                                                                    const UpstreamSettings& settings) const;
+  // `endpoint`: the cluster's endpoint Forward chose (nullopt: a bare address).
+  absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const UpstreamSettings& settings,
+                                                                    std::optional<size_t> endpoint) const;
   void CountHandshake(std::string_view direction, std::string_view result);
   awaitable<bool> WaitForRequest(milliseconds idle_timeout);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
@@ -232,7 +233,7 @@ class HttpSession {
   // Sends the request (its body through the pump) and reads the final response header
   // into call.response; `failure` when there is no response to relay.
   awaitable<void> Call(Exchange& x, RequestParser& request, const UpstreamSettings& settings,
-                       UpstreamCall& call, std::optional<UpstreamFailure>& failure);
+                       std::optional<size_t> endpoint, UpstreamCall& call, std::optional<UpstreamFailure>& failure);
   awaitable<void> PumpBody(Exchange& x, RequestParser& request, Framing framing,
                            const UpstreamSettings& settings, UpstreamCall& call);
   // Ends the pump if it still runs and waits until it has.
@@ -328,11 +329,9 @@ awaitable<bool> HttpSession::AcceptInbound() {
 }
 
 absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
-    const Exchange& x, const UpstreamSettings& settings) const {
+    const UpstreamSettings& settings, std::optional<size_t> i) const {
   const routing::ClusterView* cluster = settings.cluster;
-  if (!cluster) return std::nullopt;
-  const std::optional<size_t> i = cluster->lb->IndexOf(x.ctx.upstream->host, x.ctx.upstream->port);
-  if (!i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
+  if (!cluster || !i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
   net::TlsContexts tls = env_.tls ? env_.tls->Get() : net::TlsContexts{};
   if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
   return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity(), tls.issuer_key_id};
@@ -620,7 +619,7 @@ awaitable<void> HttpSession::Forward(Exchange& x, RequestParser& request) {
     // The pump refers to `call`: it must have ended before `call` goes, exception or not.
     std::exception_ptr error;
     try {
-      co_await Call(x, request, settings, call, failure);
+      co_await Call(x, request, settings, endpoint, call, failure);
       if (!failure) {
         const auto& retry_on = cluster ? cluster->config.retry().retry_on_status()
                                        : google::protobuf::RepeatedField<uint32_t>();
@@ -653,8 +652,8 @@ awaitable<void> HttpSession::Forward(Exchange& x, RequestParser& request) {
 }
 
 awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
-                                  const UpstreamSettings& settings, UpstreamCall& call,
-                                  std::optional<UpstreamFailure>& failure) {
+                                  const UpstreamSettings& settings, std::optional<size_t> endpoint,
+                                  UpstreamCall& call, std::optional<UpstreamFailure>& failure) {
   const Limits& limits = x.chains->limits();
   bool has_body = !request.is_done();
   call.filters.emplace(Ran(x, false), true, limits.max_buffered_body_bytes);
@@ -680,7 +679,7 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   // consumed), or when the response ended before its first byte and the request can be
   // sent again (no body, idempotent method).
   bool resendable = !has_body && net::Idempotent(x.ctx.request.method());
-  const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(x, settings);
+  const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(settings, endpoint);
   if (!origination.ok()) {
     Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
     failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", origination.status().message())), false};

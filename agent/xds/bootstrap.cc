@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/strings.h"
+#include "common/x509.h"
 
 namespace meshplug::agent::xds {
 namespace {
@@ -192,6 +193,12 @@ absl::Status Validate(const Bootstrap& b) {
     return absl::InvalidArgumentError(
         "the roots that verify the control plane are required (--xds_ca_file, xds.ca or xds.ca_file; "
         "`meshctl workload token NS/NAME --bootstrap` writes a bootstrap with them)");
+  }
+  if (!b.xds_ca.empty()) {
+    if (auto certs = x509::SplitCertificates(b.xds_ca); !certs.ok()) {
+      return absl::InvalidArgumentError(Cat("the control plane's CA (", b.xds_ca_file.empty() ? "xds.ca" : b.xds_ca_file,
+                                            "): ", certs.status().message()));
+    }
   }
   return absl::OkStatus();
 }

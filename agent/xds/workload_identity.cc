@@ -22,8 +22,8 @@ absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, st
   auto info = x509::Inspect(chain);
   if (!info.ok()) return info.status();
   if (!x509::KeyMatches(key, chain)) return absl::InvalidArgumentError("the key is not the certificate's");
-  return IdentityMaterial{std::move(key), std::move(chain), std::move(bundle), info->spiffe_id, info->not_before,
-                          info->not_after};
+  return IdentityMaterial{std::move(key),         std::move(chain),  std::move(bundle), info->spiffe_id,
+                          info->common_name,      info->not_before, info->not_after};
 }
 
 // mTLS to the control plane with `m`'s certificate.
@@ -63,9 +63,8 @@ WorkloadIdentity::WorkloadIdentity(Options options, Stats* stats) : options_(std
     }
     return;
   }
-  auto info = x509::Inspect(saved->chain_pem);
-  if (info->common_name != options_.agent_id) {
-    log::Warn("saved identity is another workload's; ignored", {{"path", options_.path}, {"for", info->common_name}});
+  if (saved->workload != options_.agent_id) {
+    log::Warn("saved identity is another workload's; ignored", {{"path", options_.path}, {"for", saved->workload}});
   } else if (saved->not_after <= Clock::now()) {
     log::Warn("saved certificate has expired; a new join token is needed",
               {{"path", options_.path}, {"expired", Rfc3339(saved->not_after)}});

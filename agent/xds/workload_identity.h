@@ -31,6 +31,7 @@ struct IdentityMaterial {
   std::string chain_pem;   // the workload certificate, then intermediates
   std::string bundle_pem;  // the mesh's roots
   std::string spiffe_id;
+  std::string workload;  // the certificate's "<namespace>/<name>"
   std::chrono::system_clock::time_point not_before, not_after;
 };
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/x509.h"
 #include "agent/xds/bootstrap.h"
 #include "agent/xds/saved_config.h"
 #include "agent/xds/test_resources.h"
@@ -171,7 +172,11 @@ snapshot_cache: /var/lib/meshplug/web-1.json
   EXPECT_EQ(b->xds_ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
   EXPECT_EQ(b->join_token, "mpt1.a.b");
   EXPECT_EQ(b->identity_file, "/var/lib/meshplug/web-1.identity.pem");
-  EXPECT_TRUE(Validate(*b).ok());
+  EXPECT_FALSE(Validate(*b).ok());  // an empty PEM block is no CA
+  x509::Profile root;
+  root.is_ca = true;
+  b->xds_ca = *x509::SelfSignedCa(*x509::NewPrivateKey(), root);
+  EXPECT_TRUE(Validate(*b).ok()) << Validate(*b);
 
   Bootstrap flags;
   flags.node_id = "web-2";
@@ -207,6 +212,10 @@ TEST(BootstrapTest, ErrorsNameTheKey) {
   EXPECT_NE(Validate(b).message().find("control plane address"), std::string::npos);
   b.xds_address = "h:1";
   EXPECT_NE(Validate(b).message().find("roots that verify the control plane"), std::string::npos);
+  b.xds_ca = "not a certificate";
+  EXPECT_NE(Validate(b).message().find("the control plane's CA (xds.ca): no PEM certificate found"), std::string::npos)
+      << Validate(b);
+  b.xds_ca.clear();
   b.xds_ca_file = "/ca.pem";
   b.xds_protocol = "rest";
   EXPECT_FALSE(Validate(b).ok());

@@ -25,11 +25,12 @@ template <typename Resp, typename Call>
 grpc::ServerUnaryReactor* Unary(const security::Access& access, Need need, const char* what,
                                 grpc::CallbackServerContext* ctx, Resp* resp, Call&& call) {
   auto* reactor = ctx->DefaultReactor();
-  if (grpc::Status allowed = access.Authorize(*ctx, need, what); !allowed.ok()) {
+  security::Caller caller;
+  if (grpc::Status allowed = access.Authorize(*ctx, need, what, &caller); !allowed.ok()) {
     reactor->Finish(allowed);
     return reactor;
   }
-  absl::StatusOr<Resp> result = call();
+  absl::StatusOr<Resp> result = call(caller);
   if (result.ok()) *resp = std::move(*result);
   reactor->Finish(ToGrpc(result.status()));
   return reactor;
@@ -167,7 +168,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 
 grpc::ServerUnaryReactor* AdminService::Apply(grpc::CallbackServerContext* ctx,
                                               const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
-  return Unary(access_, Need::kWrite, "apply", ctx, resp, [&] {
+  return Unary(access_, Need::kWrite, "apply", ctx, resp, [&](const security::Caller&) {
     auto r = api_.Apply(*req);
     if (r.ok() && !req->dry_run()) {
       log::Info("applied", {{"objects", std::to_string(r->results_size())},
@@ -179,14 +180,14 @@ grpc::ServerUnaryReactor* AdminService::Apply(grpc::CallbackServerContext* ctx,
 
 grpc::ServerUnaryReactor* AdminService::Delete(grpc::CallbackServerContext* ctx,
                                                const v1::DeleteRequest* req, v1::DeleteResponse* resp) {
-  return Unary(access_, Need::kWrite, "delete", ctx, resp, [&] { return api_.Delete(*req); });
+  return Unary(access_, Need::kWrite, "delete", ctx, resp, [&](const security::Caller&) { return api_.Delete(*req); });
 }
 
 grpc::ServerUnaryReactor* AdminService::Get(grpc::CallbackServerContext* ctx,
                                             const v1::GetRequest* req, v1::GetResponse* resp) {
-  return Unary(access_, Need::kRead, "get", ctx, resp, [&] {
+  return Unary(access_, Need::kRead, "get", ctx, resp, [&](const security::Caller& caller) {
     auto got = api_.Get(*req);
-    if (got.ok() && !access_.IsAdmin(*ctx)) {
+    if (got.ok() && !caller.Is(security::Role::kAdmin)) {
       for (auto& object : *got->mutable_objects()) RedactSecrets(object);
     }
     return got;
@@ -195,7 +196,7 @@ grpc::ServerUnaryReactor* AdminService::Get(grpc::CallbackServerContext* ctx,
 
 grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx,
                                                 const v1::VersionRequest*, v1::VersionResponse* resp) {
-  return Unary(access_, Need::kRead, "version", ctx, resp, [&]() -> absl::StatusOr<v1::VersionResponse> {
+  return Unary(access_, Need::kRead, "version", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::VersionResponse> {
     v1::VersionResponse v;
     v.set_version(kVersion);
     v.set_revision(store_.Revision());
@@ -207,7 +208,7 @@ grpc::ServerUnaryReactor* AdminService::Version(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext* ctx,
                                                     const v1::ProxyStatusRequest*,
                                                     v1::ProxyStatusResponse* resp) {
-  return Unary(access_, Need::kRead, "proxy status", ctx, resp, [&]() -> absl::StatusOr<v1::ProxyStatusResponse> {
+  return Unary(access_, Need::kRead, "proxy status", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::ProxyStatusResponse> {
     v1::ProxyStatusResponse out;
     for (auto& a : registry_.List()) *out.add_agents() = std::move(a);
     return out;
@@ -217,7 +218,7 @@ grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* ctx,
                                                    const v1::ConfigDumpRequest* req,
                                                    v1::ConfigDumpResponse* resp) {
-  return Unary(access_, Need::kWrite, "config dump", ctx, resp, [&]() -> absl::StatusOr<v1::ConfigDumpResponse> {
+  return Unary(access_, Need::kWrite, "config dump", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::ConfigDumpResponse> {
     // Accept "namespace/name" and "name.namespace" (namespaces have no dots; names may).
     std::string agent = req->agent();
     if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
@@ -237,7 +238,7 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
                                                     v1::CreateTokenResponse* resp) {
-  return Unary(access_, Need::kWrite, "creating a token", ctx, resp, [&]() -> absl::StatusOr<v1::CreateTokenResponse> {
+  return Unary(access_, Need::kWrite, "creating a token", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::CreateTokenResponse> {
     auto role = security::ParseRole(req->role());
     if (!role.ok()) return role.status();
     if (req->ttl_seconds() < 0 || std::chrono::seconds(req->ttl_seconds()) > kMaxTtl) {
@@ -270,8 +271,11 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServerContext* ctx,
                                                               const v1::WatchRequest* req) {
-  if (grpc::Status allowed = access_.Authorize(*ctx, Need::kRead, "watch"); !allowed.ok()) return new RefusedWatch(allowed);
-  return new WatchReactor(store_, api_, req->since_revision(), !access_.IsAdmin(*ctx));
+  security::Caller caller;
+  if (grpc::Status allowed = access_.Authorize(*ctx, Need::kRead, "watch", &caller); !allowed.ok()) {
+    return new RefusedWatch(allowed);
+  }
+  return new WatchReactor(store_, api_, req->since_revision(), !caller.Is(security::Role::kAdmin));
 }
 
 }  // namespace meshplug::control_plane::api

@@ -188,7 +188,7 @@ TEST_F(AdminServiceTest, ReadOnlySeesPluginConfigsWithoutTheirValues) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   v1::WatchRequest since;
-  since.set_since_revision(0);
+  since.set_since_revision(1);  // not 0: the stream may open after the apply below
   auto reader = viewer->Watch(&ctx, since);
   Apply("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: c, namespace: curl}\n"
         "spec: {plugin: p, config: {AccessToken: n3w-s3cret}, destinationRefs: [{kind: Service, name: web, namespace: curl}]}\n");

@@ -80,13 +80,17 @@ absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1:
   return absl::OkStatus();
 }
 
-grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what) const {
+grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what,
+                               Caller* out) const {
   auto caller = Authenticate(ctx);
   if (!caller.ok()) {
     log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", std::string(caller.status().message())}});
     return ToGrpc(caller.status());
   }
-  if (caller->Is(Role::kAdmin) || (need == Need::kRead && caller->Is(Role::kReadOnly))) return grpc::Status::OK;
+  if (caller->Is(Role::kAdmin) || (need == Need::kRead && caller->Is(Role::kReadOnly))) {
+    if (out) *out = *std::move(caller);
+    return grpc::Status::OK;
+  }
   if (!caller->token || caller->Is(Role::kJoin)) {
     log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", "no admin credential"}});
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

@@ -46,15 +46,11 @@ class Access final : public xds::NodeAuthorizer {
   // valid (forged, expired, damaged).
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx) const;
 
-  // Whether the caller holds the admin role (quietly: for choosing what to show).
-  bool IsAdmin(const grpc::ServerContextBase& ctx) const {
-    auto caller = Authenticate(ctx);
-    return caller.ok() && caller->Is(Role::kAdmin);
-  }
-
   // For the admin API: the token's role must allow `need`. The status names what is
   // missing and how to get it.
-  grpc::Status Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what) const;
+  // `caller` (optional) receives who it is, for choosing what to show.
+  grpc::Status Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what,
+                         Caller* caller = nullptr) const;
 
  private:
   const TokenIssuer& tokens_;
