@@ -63,8 +63,8 @@ Agent::Worker& Agent::NextWorker() {
 }
 
 absl::Status Agent::SetWorkloadCertificate(const std::string& key_pem, const std::string& chain_pem,
-                                           const std::string& bundle_pem) {
-  auto contexts = net::MakeTlsContexts(key_pem, chain_pem, bundle_pem);
+                                           const std::string& bundle_pem, std::vector<std::string> issuer_key_ids) {
+  auto contexts = net::MakeTlsContexts(key_pem, chain_pem, bundle_pem, std::move(issuer_key_ids));
   if (!contexts.ok()) return contexts.status();
   tls_.Set(*std::move(contexts));
   return absl::OkStatus();

@@ -88,9 +88,10 @@ class Agent final : public admin::AdminTarget {
 
   // The workload's certificate for mTLS with other agents: new connections use it,
   // connections already open keep theirs. Until the first one, inbound TLS hellos are
-  // refused and connections to other agents are plaintext.
+  // refused and connections to other agents are plaintext. `issuer_key_ids`: the mesh
+  // CAs a peer's certificate may come from (empty: the one that issued ours).
   absl::Status SetWorkloadCertificate(const std::string& key_pem, const std::string& chain_pem,
-                                      const std::string& bundle_pem);
+                                      const std::string& bundle_pem, std::vector<std::string> issuer_key_ids = {});
   // Where the logging module writes access log lines (one JSON object each, no newline).
   void SetAccessLog(std::function<void(std::string_view)> sink) { builtin_state_.access_log = std::move(sink); }
   uint64_t swaps() const { return swaps_.load(); }

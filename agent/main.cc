@@ -351,7 +351,8 @@ int main(int argc, char** argv) {
                                                  Ms(absl::GetFlag(FLAGS_xds_connect_timeout))},
         &agent.stats());
     identity->OnCertificate([&agent](const agent_ns::xds::IdentityMaterial& m) {
-      if (absl::Status st = agent.SetWorkloadCertificate(m.key_pem, m.chain_pem, m.bundle_pem); !st.ok()) {
+      if (absl::Status st = agent.SetWorkloadCertificate(m.key_pem, m.chain_pem, m.bundle_pem, m.trusted_issuers);
+          !st.ok()) {
         log::Error("the workload certificate cannot be used for mTLS", {{"error", std::string(st.message())}});
       }
     });
@@ -367,7 +368,13 @@ int main(int argc, char** argv) {
                {"agent", bootstrap->AgentId()},
                {"snapshot_cache", options.cache_path.empty() ? "none" : options.cache_path}});
     xds = std::make_unique<agent_ns::xds::XdsClient>(
-        std::move(options), [&agent](meshplug::v1::Snapshot s) { return agent.Apply(std::move(s)); },
+        std::move(options),
+        [&agent, &identity](meshplug::v1::Snapshot s) {
+          meshplug::v1::TrustBundle trust = s.settings().trust();
+          auto applied = agent.Apply(std::move(s));
+          if (applied.ok()) identity->Trust(trust);
+          return applied;
+        },
         &agent.stats());
     xds->Start();
   }

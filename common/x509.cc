@@ -260,6 +260,18 @@ absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem)
   return out;
 }
 
+bool SignedBy(std::string_view cert_pem, std::string_view issuer_cert_pem) {
+  auto cert = ReadCert(cert_pem);
+  auto issuer = ReadCert(issuer_cert_pem);
+  bool ok = cert.ok() && issuer.ok();
+  if (ok) {
+    EVP_PKEY* key = X509_get0_pubkey(issuer->get());
+    ok = key != nullptr && X509_verify(cert->get(), key) == 1;
+  }
+  ERR_clear_error();
+  return ok;
+}
+
 bool KeyMatches(std::string_view key_pem, std::string_view cert_pem) {
   auto key = ReadKey(key_pem);
   auto cert = ReadCert(cert_pem);

@@ -57,6 +57,10 @@ absl::StatusOr<CertInfo> InspectDer(std::string_view der);
 // Every certificate in `pem`, each as its own PEM block, in order.
 absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem);
 
+// Whether the first certificate in `cert_pem` carries a valid signature by the key of
+// `issuer_cert_pem` (signature only: names and times are the caller's to check).
+bool SignedBy(std::string_view cert_pem, std::string_view issuer_cert_pem);
+
 // Whether `key_pem` is the private key of the first certificate in `cert_pem`.
 bool KeyMatches(std::string_view key_pem, std::string_view cert_pem);
 

@@ -51,6 +51,9 @@ TEST(X509Test, TheSignerDecidesTheIdentityNotTheCsr) {
   EXPECT_FALSE(KeyMatches(ca.key, *cert));
   EXPECT_EQ(info->authority_key_id, Inspect(ca.cert)->subject_key_id);
   EXPECT_EQ(info->authority_key_id.size(), 40u);  // SHA-1 of the CA's key, in hex
+  EXPECT_TRUE(SignedBy(*cert, ca.cert));
+  EXPECT_FALSE(SignedBy(*cert, MakeCa().cert));  // another CA's key
+  EXPECT_FALSE(SignedBy("garbage", ca.cert));
   const auto life = std::chrono::duration_cast<std::chrono::seconds>(info->not_after - info->not_before);
   EXPECT_EQ(life.count(), 3600 + 60);  // one minute of allowance for clock skew
 }

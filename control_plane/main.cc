@@ -105,17 +105,19 @@ int main(int argc, char** argv) {
   if (!tokens.ok()) return Fail(std::string(tokens.status().message()));
   auto ca = security::CertificateAuthority::Open(**store, {absl::GetFlag(FLAGS_ca_cert), absl::GetFlag(FLAGS_ca_key)});
   if (!ca.ok()) return Fail(std::string(ca.status().message()));
-  const security::Access access(**tokens, (*ca)->key_id());
+  const security::Access access(**tokens, **ca);
   const std::string listen = absl::GetFlag(FLAGS_listen);
   const std::string host = listen.substr(0, listen.rfind(':'));
   auto credentials = security::MakeServerCredentials(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)));
   if (!credentials.ok()) return Fail(Cat("--tls_san: ", credentials.status().message()));
 
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status());
-  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens,
-                                                   (*ca)->trust_bundle());
+  security::CaRotation ca_rotation(**ca, registry, [&controller](meshplug::v1::TrustBundle trust) {
+    controller.SetTrust(std::move(trust));
+  });
+  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens, ca_rotation);
   meshplug::control_plane::xds::AdsService ads(cache, registry, controller, access);
-  security::IdentityService identity(**store, **ca, access, **tokens);
+  security::IdentityService identity(**store, **ca, access, **tokens, &registry);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -1,5 +1,6 @@
 #include "net/tls.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <openssl/ssl.h>
@@ -29,12 +30,14 @@ absl::StatusOr<x509::CertInfo> InfoOf(X509* cert) {
 
 // The verify step for a peer's leaf certificate (depth 0): issued by our CA and, when
 // `expected` is set, naming exactly that SPIFFE ID. Other depths: what OpenSSL decided.
-bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::string& issuer, const std::string& expected) {
+bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std::string>& issuers,
+                const std::string& expected) {
   X509_STORE_CTX* store = vc.native_handle();
   if (!preverified) return false;
   if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
   auto info = InfoOf(X509_STORE_CTX_get_current_cert(store));
-  return info.ok() && info->authority_key_id == issuer && (expected.empty() || info->spiffe_id == expected);
+  return info.ok() && std::find(issuers.begin(), issuers.end(), info->authority_key_id) != issuers.end() &&
+         (expected.empty() || info->spiffe_id == expected);
 }
 
 // TLS 1.3 only, our certificate, the mesh's roots, and a peer certificate required.
@@ -54,28 +57,30 @@ absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method metho
 }  // namespace
 
 absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
-                                            const std::string& bundle_pem) {
+                                            const std::string& bundle_pem, std::vector<std::string> issuer_key_ids) {
   auto own = x509::Inspect(chain_pem);
   if (!own.ok() || own->authority_key_id.empty()) {
     return absl::InvalidArgumentError("the workload certificate names no issuer key id");
   }
+  if (issuer_key_ids.empty()) issuer_key_ids.push_back(own->authority_key_id);
+  auto issuers = std::make_shared<const std::vector<std::string>>(std::move(issuer_key_ids));
   auto server = Context(ssl::context::tls_server, key_pem, chain_pem, bundle_pem);
   if (!server.ok()) return server.status();
-  (*server)->set_verify_callback([issuer = own->authority_key_id](bool preverified, ssl::verify_context& vc) {
-    return VerifyLeaf(preverified, vc, issuer, "");
+  (*server)->set_verify_callback([issuers](bool preverified, ssl::verify_context& vc) {
+    return VerifyLeaf(preverified, vc, *issuers, "");
   });
   // No session tickets: a pooled connection with unread bytes (a ticket) counts as dead.
   SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
   auto client = Context(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
   if (!client.ok()) return client.status();
-  return TlsContexts{*server, *client, own->authority_key_id};
+  return TlsContexts{*server, *client, std::move(issuers)};
 }
 
 asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
   stream.StartTls(tls.context);
   stream.tls().set_verify_callback(
-      [issuer = tls.issuer_key_id, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
-        return VerifyLeaf(preverified, vc, issuer, expected);
+      [issuers = tls.issuer_key_ids, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
+        return issuers && VerifyLeaf(preverified, vc, *issuers, expected);
       });
   co_await stream.tls().async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "net/stream.h"
@@ -21,13 +22,15 @@ namespace meshplug::net {
 // connection keeps the context it started with.
 struct TlsContexts {
   std::shared_ptr<boost::asio::ssl::context> server, client;
-  // The mesh CA that issued our certificate (its key id): a peer's must come from the
-  // same CA, not merely chain to the same root (an operator's root may sign for others).
-  std::string issuer_key_id;
+  // The mesh CAs (key ids) a peer's certificate must come from, not merely chain to the
+  // same root (an operator's root may sign for others): ours, or both during a rotation.
+  std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
 };
 
+// `issuer_key_ids` empty: only the CA that issued our own certificate.
 absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const std::string& chain_pem,
-                                            const std::string& bundle_pem);
+                                            const std::string& bundle_pem,
+                                            std::vector<std::string> issuer_key_ids = {});
 
 // The current contexts, read by every worker; empty until the workload has a certificate.
 class TlsCredentials {
@@ -51,7 +54,7 @@ class TlsCredentials {
 struct TlsOrigination {
   std::shared_ptr<boost::asio::ssl::context> context;
   std::string expected_identity;
-  std::string issuer_key_id;
+  std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
 };
 
 // The first byte of a TLS connection (a handshake record).

@@ -334,7 +334,7 @@ absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
   if (!cluster || !i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
   net::TlsContexts tls = env_.tls ? env_.tls->Get() : net::TlsContexts{};
   if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
-  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity(), tls.issuer_key_id};
+  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity(), tls.issuer_key_ids};
 }
 
 awaitable<bool> HttpSession::ServeOne() {

@@ -22,14 +22,17 @@ absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, st
   auto info = x509::Inspect(chain);
   if (!info.ok()) return info.status();
   if (!x509::KeyMatches(key, chain)) return absl::InvalidArgumentError("the key is not the certificate's");
-  return IdentityMaterial{std::move(key),         std::move(chain),  std::move(bundle), info->spiffe_id,
-                          info->common_name,      info->not_before, info->not_after};
+  return IdentityMaterial{std::move(key),    std::move(chain), std::move(bundle),        info->spiffe_id,
+                          info->common_name, info->not_before, info->not_after,         info->authority_key_id,
+                          {}};
 }
 
-// mTLS to the control plane with `m`'s certificate.
-std::shared_ptr<grpc::ChannelCredentials> MutualTls(const IdentityMaterial& m) {
+// mTLS to the control plane with `m`'s certificate. Its serving certificate is verified
+// with the roots the agent joined with and the mesh's current ones: after a CA rotation
+// a restarted control plane serves a certificate of the new CA.
+std::shared_ptr<grpc::ChannelCredentials> MutualTls(const IdentityMaterial& m, const std::string& join_roots) {
   grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = m.bundle_pem;
+  tls.pem_root_certs = m.bundle_pem.find(join_roots) == std::string::npos ? join_roots + m.bundle_pem : m.bundle_pem;
   tls.pem_private_key = m.key_pem;
   tls.pem_cert_chain = m.chain_pem;
   return grpc::SslCredentials(tls);
@@ -99,7 +102,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkloadIdentity::Chan
     if (auto st = Join(); !st.ok()) return st;
     now = current();
   }
-  return MutualTls(*now);
+  return MutualTls(*now, options_.ca_pem);
 }
 
 absl::Status WorkloadIdentity::Join() {
@@ -129,7 +132,7 @@ absl::Status WorkloadIdentity::Join() {
 absl::Status WorkloadIdentity::Renew() {
   std::optional<IdentityMaterial> now = current();
   if (!now) return absl::FailedPreconditionError("no certificate to renew");
-  return Obtain(MutualTls(*now), "renewal");
+  return Obtain(MutualTls(*now, options_.ca_pem), "renewal");
 }
 
 absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why) {
@@ -179,10 +182,53 @@ void WorkloadIdentity::OnCertificate(std::function<void(const IdentityMaterial&)
   if (std::optional<IdentityMaterial> now = current()) on_certificate_(*now);
 }
 
+void WorkloadIdentity::Trust(const v1::TrustBundle& trust) {
+  if (trust.roots_pem().empty()) return;  // a control plane without a CA
+  TrustedRoots roots;
+  for (const auto& root : trust.roots_pem()) roots.bundle_pem += root;
+  roots.issuers.assign(trust.issuer_key_ids().begin(), trust.issuer_key_ids().end());
+  std::lock_guard install(install_mu_);
+  std::optional<IdentityMaterial> updated;
+  bool renew = false;
+  {
+    std::lock_guard lock(mu_);
+    trust_ = roots;
+    if (!current_) return;
+    if (current_->bundle_pem != roots.bundle_pem || current_->trusted_issuers != roots.issuers) {
+      current_->bundle_pem = roots.bundle_pem;
+      current_->trusted_issuers = roots.issuers;
+      updated = current_;
+    }
+    const std::string& signer = trust.signer_key_id();
+    if (!signer.empty() && current_->issuer_key_id != signer && renewal_asked_for_ != signer) {
+      renewal_asked_for_ = signer;
+      renew = renew_now_ = true;
+    }
+  }
+  if (renew) {
+    log::Info("the mesh CA changed; renewing the certificate now", {{"signer", trust.signer_key_id()}});
+    cv_.notify_all();
+  }
+  if (!updated) return;
+  if (!options_.path.empty()) {
+    if (auto saved = WriteIdentityFile(options_.path, *updated); !saved.ok()) {
+      log::Warn("cannot save the identity", {{"path", options_.path}, {"error", std::string(saved.message())}});
+    }
+  }
+  if (on_certificate_) on_certificate_(*updated);
+}
+
 void WorkloadIdentity::Install(IdentityMaterial material) {
   // One install at a time, so the data plane gets certificates in the order they become
   // current (a join and a renewal can race).
   std::lock_guard install(install_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (trust_) {
+      material.bundle_pem = trust_->bundle_pem;
+      material.trusted_issuers = trust_->issuers;
+    }
+  }
   if (on_certificate_) on_certificate_(material);
   if (stats_) {
     stats_->SetGauge("meshplug_agent_certificate_expiry_seconds", {},
@@ -220,11 +266,15 @@ void WorkloadIdentity::RenewLoop() {
       continue;
     }
     const Clock::time_point due = retry_at.value_or(RenewAt(installed_at_, not_after));
-    // A certificate installed meanwhile (a join) sets the next due time.
-    if (cv_.wait_until(lock, due, [&] { return stopping_ || generation_ != seen; })) {
+    // A certificate installed meanwhile (a join) sets the next due time; a new signer
+    // (Trust) asks for a renewal at once.
+    const bool woken = cv_.wait_until(lock, due, [&] { return stopping_ || generation_ != seen || renew_now_; });
+    if (stopping_) break;
+    if (woken && !renew_now_) {
       retry_at.reset();
       continue;
     }
+    renew_now_ = false;
     lock.unlock();
     const absl::Status st = Renew();
     lock.lock();

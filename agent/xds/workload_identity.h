@@ -16,9 +16,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/stats.h"
+#include "meshplug/v1/snapshot.pb.h"
 
 namespace grpc {
 class ChannelCredentials;
@@ -33,6 +35,9 @@ struct IdentityMaterial {
   std::string spiffe_id;
   std::string workload;  // the certificate's "<namespace>/<name>"
   std::chrono::system_clock::time_point not_before, not_after;
+  std::string issuer_key_id;  // the CA that issued it
+  // The CAs a peer's certificate may come from (the snapshot's trust); empty: ours.
+  std::vector<std::string> trusted_issuers;
 };
 
 class WorkloadIdentity {
@@ -67,6 +72,11 @@ class WorkloadIdentity {
 
   std::optional<IdentityMaterial> current() const;
 
+  // The mesh's trust from a snapshot: peers are verified with its roots and issuers from
+  // now on, and a certificate not issued by its signer (a CA rotation was activated) is
+  // renewed at once.
+  void Trust(const v1::TrustBundle& trust);
+
   // When a certificate installed at `installed` and valid until `not_after` is renewed:
   // half-way. (Its notBefore is a minute early for clock skew, so it is not the start.)
   static Clock::time_point RenewAt(Clock::time_point installed, Clock::time_point not_after);
@@ -86,6 +96,13 @@ class WorkloadIdentity {
   std::condition_variable cv_;
   std::optional<IdentityMaterial> current_;
   std::function<void(const IdentityMaterial&)> on_certificate_;
+  struct TrustedRoots {
+    std::string bundle_pem;
+    std::vector<std::string> issuers;
+  };
+  std::optional<TrustedRoots> trust_;  // the latest snapshot's; applied to renewals too
+  std::string renewal_asked_for_;      // the signer a renewal was last asked for
+  bool renew_now_ = false;
   Clock::time_point installed_at_{};
   uint64_t generation_ = 0;  // certificates installed
   bool token_spent_ = false;

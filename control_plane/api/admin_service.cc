@@ -262,11 +262,18 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     v1::TokenClaims claims;
     out.set_token(tokens_.Issue(*role, subject, service_account, ttl, &claims));
     out.set_expires_unix(claims.expires_unix());
-    out.set_trust_bundle_pem(trust_bundle_);
+    out.set_trust_bundle_pem(ca_rotation_.JoinRoots());
     log::Info("token issued", {{"role", claims.role()}, {"id", claims.id().substr(0, 6)}, {"subject", subject},
                                {"ttl_s", std::to_string(ttl.count())}});
     return out;
   });
+}
+
+grpc::ServerUnaryReactor* AdminService::RotateCa(grpc::CallbackServerContext* ctx, const v1::RotateCaRequest* req,
+                                                 v1::CaStatus* resp) {
+  const bool changes = !req->step().empty();
+  return Unary(access_, changes ? Need::kWrite : Need::kRead, changes ? "rotating the CA" : "CA status", ctx, resp,
+               [&](const security::Caller&) { return ca_rotation_.Run(*req); });
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminService::Watch(grpc::CallbackServerContext* ctx,

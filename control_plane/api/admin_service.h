@@ -7,6 +7,7 @@
 
 #include "control_plane/api/resource_api.h"
 #include "control_plane/security/access.h"
+#include "control_plane/security/ca_rotation.h"
 #include "control_plane/security/tokens.h"
 #include "control_plane/store/store.h"
 #include "control_plane/xds/agent_registry.h"
@@ -21,9 +22,9 @@ class AdminService final : public v1::Admin::CallbackService {
  public:
   AdminService(store::Store& store, ResourceApi& api, const xds::ConfigWatcher& configs,
                xds::AgentRegistry& registry, const security::Access& access, const security::TokenIssuer& tokens,
-               std::string trust_bundle)
+               security::CaRotation& ca_rotation)
       : store_(store), api_(api), configs_(configs), registry_(registry), access_(access), tokens_(tokens),
-        trust_bundle_(std::move(trust_bundle)) {}
+        ca_rotation_(ca_rotation) {}
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
                                   v1::ApplyResponse* resp) override;
@@ -41,6 +42,8 @@ class AdminService final : public v1::Admin::CallbackService {
                                        v1::ConfigDumpResponse* resp) override;
   grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* req,
                                         v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* RotateCa(grpc::CallbackServerContext* ctx, const v1::RotateCaRequest* req,
+                                     v1::CaStatus* resp) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* ctx,
                                                   const v1::WatchRequest* req) override;
 
@@ -51,7 +54,7 @@ class AdminService final : public v1::Admin::CallbackService {
   xds::AgentRegistry& registry_;
   const security::Access& access_;
   const security::TokenIssuer& tokens_;
-  const std::string trust_bundle_;
+  security::CaRotation& ca_rotation_;
 };
 
 }  // namespace meshplug::control_plane::api

@@ -26,8 +26,9 @@ class AdminServiceTest : public ::testing::Test {
     api_ = std::make_unique<ResourceApi>(*store_);
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
-    access_ = std::make_unique<security::Access>(*tokens_, ca_->key_id());
-    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, ca_->trust_bundle());
+    access_ = std::make_unique<security::Access>(*tokens_, *ca_);
+    rotation_ = std::make_unique<security::CaRotation>(*ca_, registry_, [this](v1::TrustBundle t) { published_.push_back(t); });
+    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, *rotation_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", *security::MakeServerCredentials(*ca_, {"127.0.0.1"}), &port_);
     builder.RegisterService(service_.get());
@@ -76,6 +77,8 @@ class AdminServiceTest : public ::testing::Test {
   std::unique_ptr<security::TokenIssuer> tokens_;
   std::unique_ptr<security::CertificateAuthority> ca_;
   std::unique_ptr<security::Access> access_;
+  std::vector<v1::TrustBundle> published_;
+  std::unique_ptr<security::CaRotation> rotation_;
   int port_ = 0;
   xds::SnapshotCache cache_;
   xds::AgentRegistry registry_;
@@ -222,6 +225,45 @@ TEST_F(AdminServiceTest, JoinTokensAreForValidWorkloadsInExistingNamespaces) {
   const grpc::Status bad_sa = create("curl/curl-1", "a/sa/b", &resp);
   EXPECT_EQ(bad_sa.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(bad_sa.error_message().find("spec.serviceAccount"), std::string::npos) << bad_sa.error_message();
+}
+
+TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCertificates) {
+  auto rotate = [&](v1::Admin::Stub& stub, const std::string& step, bool force, v1::CaStatus* out) {
+    grpc::ClientContext ctx;
+    v1::RotateCaRequest req;
+    req.set_step(step);
+    req.set_force(force);
+    return stub.RotateCa(&ctx, req, out);
+  };
+  v1::CaStatus status;
+  auto viewer = Stub(tokens_->Issue(security::Role::kReadOnly, "", "", std::chrono::seconds(600)));
+  ASSERT_TRUE(rotate(*viewer, "", false, &status).ok());
+  EXPECT_EQ(status.phase(), "steady");
+  const std::string old_id = status.signer_key_id();
+  EXPECT_EQ(rotate(*viewer, "start", false, &status).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(rotate(*stub_, "begin", false, &status).error_message(), "step \"begin\": expected start, activate or finish");
+
+  ASSERT_TRUE(rotate(*stub_, "start", false, &status).ok());
+  EXPECT_EQ(status.phase(), "started");
+  ASSERT_EQ(status.cas_size(), 2);
+  const std::string new_id = status.cas(1).key_id();
+  EXPECT_EQ(published_.back().roots_pem_size(), 2);
+  EXPECT_EQ(published_.back().signer_key_id(), old_id);
+
+  registry_.Connected("curl/curl-1", "delta", "ipv4:127.0.0.1:1", {"spiffe://cluster.local/ns/curl/sa/default", "", old_id});
+  ASSERT_TRUE(rotate(*stub_, "activate", false, &status).ok());
+  EXPECT_EQ(published_.back().signer_key_id(), new_id);
+  ASSERT_EQ(status.agents_not_on_signer_size(), 1);
+  const grpc::Status early = rotate(*stub_, "finish", false, &status);
+  EXPECT_EQ(early.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(early.error_message().find("curl/curl-1"), std::string::npos) << early.error_message();
+
+  registry_.CertificateIssued("curl/curl-1", {"spiffe://cluster.local/ns/curl/sa/default", "", new_id});
+  ASSERT_TRUE(rotate(*stub_, "finish", false, &status).ok());
+  EXPECT_EQ(status.phase(), "steady");
+  EXPECT_EQ(status.signer_key_id(), new_id);
+  EXPECT_EQ(published_.back().roots_pem_size(), 1);
+  EXPECT_EQ(published_.back().issuer_key_ids(0), new_id);
 }
 
 }  // namespace

@@ -24,6 +24,8 @@ absl::Status MeshController::Start() {
   {
     std::lock_guard lock(mu_);
     published_revision_ = state_.revision;
+    if (pending_trust_) state_.trust = *std::move(pending_trust_);
+    pending_trust_.reset();
   }
   publisher_.Publish(state_, AllAgents());
   subscription_ = store_.Subscribe([this](int64_t) {
@@ -53,6 +55,13 @@ absl::Status MeshController::Register(const mesh::v1::Workload& workload) {
   return absl::OkStatus();
 }
 
+void MeshController::SetTrust(v1::TrustBundle trust) {
+  std::lock_guard lock(mu_);
+  pending_trust_ = std::move(trust);
+  debouncer_.Changed(Clock::now());
+  cv_.notify_all();
+}
+
 void MeshController::Disconnected(const std::string& agent) {
   registrations_.Disconnected(agent, Clock::now());
   std::lock_guard lock(mu_);
@@ -75,6 +84,8 @@ void MeshController::Loop() {
     }
     debouncer_.Reset();
     const int64_t since = published_revision_;
+    std::optional<v1::TrustBundle> trust = std::move(pending_trust_);
+    pending_trust_.reset();
     lock.unlock();
 
     registrations_.Commit(
@@ -85,6 +96,10 @@ void MeshController::Loop() {
       Reload();
     } else if (!events->empty()) {
       Follow(*events);
+    }
+    if (trust && trust->SerializeAsString() != state_.trust.SerializeAsString()) {
+      state_.trust = *std::move(trust);
+      publisher_.Publish(state_, AllAgents());
     }
     lock.lock();
     published_revision_ = std::max(published_revision_, state_.revision);
@@ -117,6 +132,7 @@ void MeshController::Reload() {
     log::Warn("cannot reload the mesh state", {{"error", std::string(state.status().message())}});
     return;
   }
+  state->trust = std::move(state_.trust);
   state_ = std::move(*state);
   publisher_.Publish(state_, AllAgents());
 }

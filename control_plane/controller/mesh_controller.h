@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -49,6 +50,9 @@ class MeshController final : public xds::AgentLifecycle {
   // Status of Plugin, PluginChain, PluginConfig and Workload from the latest translations.
   const api::StatusView& status() const { return status_; }
 
+  // The CA's trust changed (or is known for the first time): every agent gets it.
+  void SetTrust(v1::TrustBundle trust);
+
   // Waits until every store change up to `revision` is translated and published.
   bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout);
   int64_t Translations(const std::string& agent) const { return publisher_.Translations(agent); }
@@ -74,6 +78,7 @@ class MeshController final : public xds::AgentLifecycle {
   bool stopping_ = false;             // under mu_
   Debouncer debouncer_;               // under mu_
   int64_t published_revision_ = 0;    // under mu_
+  std::optional<v1::TrustBundle> pending_trust_;  // under mu_
   translate::MeshState state_;        // the loop thread's (and Start's, before it)
 
   store::Store::Subscription subscription_;

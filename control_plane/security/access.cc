@@ -39,17 +39,16 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
     caller.token = *std::move(claims);
   }
   const auto auth = ctx.auth_context();
-  if (auth && auth->IsPeerAuthenticated()) {
-    const std::string pem = Property(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    auto info = x509::Inspect(pem);
-    // The handshake verified the chain; a certificate without a workload's names is the
-    // control plane's own or someone else's, never an agent's.
-    if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos &&
-        info->authority_key_id == issuer_key_id_) {
-      caller.workload = info->common_name;
-      caller.spiffe_id = info->spiffe_id;
-      caller.certificate_expiry = info->not_after;
-    }
+  const std::string pem = auth ? Property(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME) : "";
+  auto info = x509::Inspect(pem);
+  // A certificate without a workload's names is not an agent's: it counts for nothing.
+  if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
+    auto verified = ca_.VerifyIssued(pem);
+    if (!verified.ok()) return verified.status();
+    caller.workload = verified->common_name;
+    caller.spiffe_id = verified->spiffe_id;
+    caller.certificate_expiry = verified->not_after;
+    caller.certificate_issuer = verified->authority_key_id;
   }
   return caller;
 }
@@ -77,6 +76,7 @@ absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1:
   }
   identity->spiffe_id = caller->spiffe_id;
   identity->certificate_expiry = Rfc3339(caller->certificate_expiry);
+  identity->certificate_issuer = caller->certificate_issuer;
   return absl::OkStatus();
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/x509.h"
+#include "control_plane/security/certificate_authority.h"
 #include "control_plane/security/tokens.h"
 #include "control_plane/xds/node_authorizer.h"
 
@@ -21,6 +22,7 @@ struct Caller {
   std::string workload;   // "<namespace>/<name>"
   std::string spiffe_id;
   x509::Clock::time_point certificate_expiry{};
+  std::string certificate_issuer;  // the CA's key id
 
   bool Is(Role role) const { return token && token->role() == RoleName(role); }
   std::string Describe() const;
@@ -33,10 +35,10 @@ enum class Need {
 
 class Access final : public xds::NodeAuthorizer {
  public:
-  // `issuer_key_id`: the mesh CA's subject key id; a workload certificate must be issued
-  // by it, not merely chain to the same root (an operator's root may sign for others).
-  Access(const TokenIssuer& tokens, std::string issuer_key_id)
-      : tokens_(tokens), issuer_key_id_(std::move(issuer_key_id)) {}
+  // A workload certificate must be issued by `ca` itself (the current or, during a
+  // rotation, the next CA), not merely chain to the same root: an operator's root may
+  // sign for others. The TLS layer only asks for it; `ca` verifies it.
+  Access(const TokenIssuer& tokens, const CertificateAuthority& ca) : tokens_(tokens), ca_(ca) {}
 
   // An ADS stream: the caller's workload certificate must be for exactly this workload.
   absl::Status AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
@@ -54,7 +56,7 @@ class Access final : public xds::NodeAuthorizer {
 
  private:
   const TokenIssuer& tokens_;
-  const std::string issuer_key_id_;
+  const CertificateAuthority& ca_;
 };
 
 // grpc::Status from absl::Status.

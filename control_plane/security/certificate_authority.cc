@@ -1,6 +1,5 @@
 #include "control_plane/security/certificate_authority.h"
 
-
 #include "absl/time/time.h"
 #include "common/files.h"
 #include "common/strings.h"
@@ -10,31 +9,72 @@
 namespace meshplug::control_plane::security {
 namespace {
 
-constexpr const char* kCaSecret = "ca";  // the certificate PEM, then the key PEM
+constexpr const char* kCaSecret = "ca";              // the CA chain PEM, then the key PEM
+constexpr const char* kRotationSecret = "ca-rotation";  // "started\n" or "activated\n", then the same for the next CA
 constexpr auto kRootLifetime = std::chrono::hours(24 * 365 * 10);
 
+struct CertAndKey {
+  std::string chain, key;
+};
+
+absl::StatusOr<CertAndKey> NewRoot() {
+  auto key = x509::NewPrivateKey();
+  if (!key.ok()) return key.status();
+  x509::Profile root;
+  root.common_name = "meshplug mesh root";
+  root.is_ca = true;
+  root.lifetime = kRootLifetime;
+  auto cert = x509::SelfSignedCa(*key, root);
+  if (!cert.ok()) return cert.status();
+  return CertAndKey{*cert, *key};
+}
+
+// A stored "<chain PEM><key PEM>".
+absl::StatusOr<CertAndKey> SplitStored(const std::string& both, const char* what) {
+  const size_t marker = both.find("PRIVATE KEY-----");
+  const size_t key_at = marker == std::string::npos ? marker : both.rfind("-----BEGIN", marker);
+  if (key_at == std::string::npos) return absl::DataLossError(Cat("the store's ", what, " is damaged (no key)"));
+  return CertAndKey{both.substr(0, key_at), both.substr(key_at)};
+}
+
 // The store's CA: made once; a later start reads the same one.
-absl::StatusOr<std::pair<std::string, std::string>> StoredCa(store::Store& store) {
+absl::StatusOr<CertAndKey> StoredCa(store::Store& store) {
   auto existing = store.GetSecret(kCaSecret);
   if (!existing.ok()) return existing.status();
   if (!existing->has_value()) {
-    auto key = x509::NewPrivateKey();
-    if (!key.ok()) return key.status();
-    x509::Profile root;
-    root.common_name = "meshplug mesh root";
-    root.is_ca = true;
-    root.lifetime = kRootLifetime;
-    auto cert = x509::SelfSignedCa(*key, root);
-    if (!cert.ok()) return cert.status();
-    if (auto st = store.CreateSecret(kCaSecret, *cert + *key, 0); !st.ok()) return st.status();
+    auto made = NewRoot();
+    if (!made.ok()) return made.status();
+    if (auto st = store.CreateSecret(kCaSecret, made->chain + made->key, 0); !st.ok()) return st.status();
     existing = store.GetSecret(kCaSecret);
     if (!existing.ok()) return existing.status();
   }
-  const std::string& both = **existing;
-  const size_t key_at = both.find("-----BEGIN PRIVATE KEY-----");
-  if (key_at == std::string::npos) return absl::DataLossError("the store's CA is damaged (no key)");
-  return std::make_pair(both.substr(0, key_at), both.substr(key_at));
+  return SplitStored(**existing, "CA");
 }
+
+// Checks a CA chain and key; `source` names them in errors.
+absl::StatusOr<CertificateAuthority::Signer> LoadSigner(const std::string& chain_pem, const std::string& key_pem,
+                                                        const std::string& source) {
+  auto chain = x509::SplitCertificates(chain_pem);
+  if (!chain.ok()) return absl::InvalidArgumentError(Cat(source, ": ", chain.status().message()));
+  auto info = x509::Inspect(chain->front());
+  if (!info.ok()) return absl::InvalidArgumentError(Cat(source, ": ", info.status().message()));
+  if (!info->is_ca) return absl::InvalidArgumentError(Cat(source, ": the certificate is not a CA (basicConstraints CA:TRUE)"));
+  if (info->not_after <= x509::Clock::now()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has expired"));
+  if (!x509::KeyMatches(key_pem, chain->front())) {
+    return absl::InvalidArgumentError(Cat(source, ": the key is not the CA certificate's key"));
+  }
+  if (auto root = x509::Inspect(chain->back()); !root.ok() || !root->self_signed) {
+    return absl::InvalidArgumentError(Cat(source, ": the chain must end with the self-signed root"));
+  }
+  if (info->subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
+  // The bundle is the root: the last certificate of the chain. Everything below it is sent
+  // with each leaf so that peers holding only the root can verify it.
+  CertificateAuthority::Signer s{chain->front(), key_pem, "", chain->back(), *std::move(info)};
+  for (size_t i = 0; i + 1 < chain->size(); ++i) s.intermediates += (*chain)[i];
+  return s;
+}
+
+std::string ChainOf(const CertificateAuthority::Signer& s) { return s.intermediates + s.root; }
 
 }  // namespace
 
@@ -55,7 +95,6 @@ CertificateSettings ReadCertificateSettings(store::Store& store) {
 }
 
 absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open(store::Store& store, const Files& files) {
-  std::string cert_pem, key_pem;
   if (files.cert.empty() != files.key.empty()) {
     return absl::InvalidArgumentError("--ca_cert and --ca_key go together: give both or neither");
   }
@@ -64,33 +103,152 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
     if (!cert.ok()) return cert.status();
     auto key = ReadFileText(files.key, "--ca_key");
     if (!key.ok()) return key.status();
-    cert_pem = *cert;
-    key_pem = *key;
-  } else {
-    auto stored = StoredCa(store);
-    if (!stored.ok()) return stored.status();
-    std::tie(cert_pem, key_pem) = *stored;
+    auto signer = LoadSigner(*cert, *key, Cat("--ca_cert ", files.cert));
+    if (!signer.ok()) return signer.status();
+    return std::unique_ptr<CertificateAuthority>(new CertificateAuthority(store, true, *std::move(signer)));
   }
-  const std::string source = files.cert.empty() ? "the store's CA" : Cat("--ca_cert ", files.cert);
-  auto chain = x509::SplitCertificates(cert_pem);
-  if (!chain.ok()) return absl::InvalidArgumentError(Cat(source, ": ", chain.status().message()));
-  auto info = x509::Inspect(chain->front());
-  if (!info.ok()) return absl::InvalidArgumentError(Cat(source, ": ", info.status().message()));
-  if (!info->is_ca) return absl::InvalidArgumentError(Cat(source, ": the certificate is not a CA (basicConstraints CA:TRUE)"));
-  if (info->not_after <= x509::Clock::now()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has expired"));
-  if (!x509::KeyMatches(key_pem, chain->front())) {
-    return absl::InvalidArgumentError(Cat(source, ": the key is not the CA certificate's key"));
+  auto stored = StoredCa(store);
+  if (!stored.ok()) return stored.status();
+  auto signer = LoadSigner(stored->chain, stored->key, "the store's CA");
+  if (!signer.ok()) return signer.status();
+  std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(store, false, *std::move(signer)));
+  auto rotation = store.GetSecret(kRotationSecret);
+  if (!rotation.ok()) return rotation.status();
+  if (rotation->has_value()) {
+    const std::string& text = **rotation;
+    const size_t eol = text.find('\n');
+    const std::string phase = text.substr(0, eol);
+    auto next = eol == std::string::npos ? absl::StatusOr<CertAndKey>(absl::DataLossError("no CA"))
+                                         : SplitStored(text.substr(eol + 1), "next CA");
+    auto loaded = next.ok() ? LoadSigner(next->chain, next->key, "the store's next CA") : next.status();
+    if (!loaded.ok() || (phase != "started" && phase != "activated")) {
+      return absl::DataLossError(Cat("the store's CA rotation is damaged: ",
+                                     loaded.ok() ? Cat("unknown phase \"", phase, "\"") : loaded.status().message()));
+    }
+    if (loaded->info.subject_key_id == ca->current_.info.subject_key_id) {
+      // A finish that stopped after making the new CA current.
+      if (auto st = store.DeleteSecret(kRotationSecret); !st.ok()) return st;
+    } else {
+      ca->next_ = *std::move(loaded);
+      ca->next_signs_ = phase == "activated";
+    }
   }
-  // The bundle is the root: the last certificate of the chain. Everything below it is sent
-  // with each leaf so that peers holding only the root can verify it.
-  std::string intermediates;
-  for (size_t i = 0; i + 1 < chain->size(); ++i) intermediates += (*chain)[i];
-  if (auto root = x509::Inspect(chain->back()); !root.ok() || !root->self_signed) {
-    return absl::InvalidArgumentError(Cat(source, ": the chain must end with the self-signed root"));
+  return ca;
+}
+
+std::string CertificateAuthority::trust_bundle() const {
+  std::lock_guard lock(mu_);
+  std::string out = current_.root;
+  if (next_ && next_->root != current_.root) out += next_->root;
+  return out;
+}
+
+v1::TrustBundle CertificateAuthority::trust() const {
+  v1::TrustBundle t;
+  std::lock_guard lock(mu_);
+  t.add_roots_pem(current_.root);
+  t.add_issuer_key_ids(current_.info.subject_key_id);
+  if (next_) {
+    if (next_->root != current_.root) t.add_roots_pem(next_->root);
+    t.add_issuer_key_ids(next_->info.subject_key_id);
   }
-  if (info->subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
-  return std::unique_ptr<CertificateAuthority>(
-      new CertificateAuthority(chain->front(), key_pem, std::move(intermediates), chain->back(), info->subject_key_id));
+  t.set_signer_key_id(SigningLocked().info.subject_key_id);
+  return t;
+}
+
+absl::StatusOr<x509::CertInfo> CertificateAuthority::VerifyIssued(const std::string& leaf_pem) const {
+  auto info = x509::Inspect(leaf_pem);
+  if (!info.ok()) return info.status();
+  std::string issuer;
+  {
+    std::lock_guard lock(mu_);
+    if (info->authority_key_id == current_.info.subject_key_id) issuer = current_.cert;
+    if (next_ && info->authority_key_id == next_->info.subject_key_id) issuer = next_->cert;
+  }
+  if (issuer.empty() || !x509::SignedBy(leaf_pem, issuer)) {
+    return absl::UnauthenticatedError("the client certificate was not issued by this mesh's CA");
+  }
+  const auto now = x509::Clock::now();
+  if (now < info->not_before || now >= info->not_after) {
+    return absl::UnauthenticatedError(Cat("the client certificate is not valid now (valid ", Rfc3339(info->not_before),
+                                          " to ", Rfc3339(info->not_after), ")"));
+  }
+  return info;
+}
+
+CertificateAuthority::Phase CertificateAuthority::phase() const {
+  std::lock_guard lock(mu_);
+  return !next_ ? Phase::kSteady : next_signs_ ? Phase::kActivated : Phase::kStarted;
+}
+
+absl::Status CertificateAuthority::SaveRotationLocked(bool next_signs) {
+  return store_.PutSecret(kRotationSecret, Cat(next_signs ? "activated" : "started", "\n", ChainOf(*next_), next_->key));
+}
+
+absl::Status CertificateAuthority::StartRotation(const std::string& cert_pem, const std::string& key_pem) {
+  if (from_files_) {
+    return absl::FailedPreconditionError(
+        "this control plane signs with the operator's CA from --ca_cert; rotation works on the store's CA (start "
+        "without --ca_cert/--ca_key, and bring the operator's CA in with `meshctl ca rotate start --ca-cert --ca-key`)");
+  }
+  if (cert_pem.empty() != key_pem.empty()) {
+    return absl::InvalidArgumentError("the new CA's certificate and key go together: give both or neither");
+  }
+  CertAndKey given{cert_pem, key_pem};
+  if (cert_pem.empty()) {
+    auto made = NewRoot();
+    if (!made.ok()) return made.status();
+    given = *std::move(made);
+  }
+  auto signer = LoadSigner(given.chain, given.key, "the new CA");
+  if (!signer.ok()) return signer.status();
+  std::lock_guard lock(mu_);
+  if (next_) return absl::FailedPreconditionError("a CA rotation is already under way: activate or finish it first");
+  if (signer->info.subject_key_id == current_.info.subject_key_id) {
+    return absl::InvalidArgumentError("the new CA is the current one");
+  }
+  next_ = *std::move(signer);
+  if (auto st = SaveRotationLocked(false); !st.ok()) {
+    next_.reset();
+    return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CertificateAuthority::ActivateRotation() {
+  std::lock_guard lock(mu_);
+  if (!next_) return absl::FailedPreconditionError("no CA rotation is under way: start one first");
+  if (next_signs_) return absl::OkStatus();
+  if (auto st = SaveRotationLocked(true); !st.ok()) return st;
+  next_signs_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status CertificateAuthority::FinishRotation() {
+  std::lock_guard lock(mu_);
+  if (!next_ || !next_signs_) {
+    return absl::FailedPreconditionError(next_ ? "the new CA does not sign yet: activate the rotation first"
+                                               : "no CA rotation is under way: start one first");
+  }
+  // The new CA becomes the stored one before the rotation record goes: a stop between the
+  // two leaves a record Open recognises as finished.
+  if (auto st = store_.PutSecret(kCaSecret, ChainOf(*next_) + next_->key); !st.ok()) return st;
+  if (auto st = store_.DeleteSecret(kRotationSecret); !st.ok()) return st;
+  current_ = *std::move(next_);
+  next_.reset();
+  next_signs_ = false;
+  return absl::OkStatus();
+}
+
+std::vector<CertificateAuthority::Described> CertificateAuthority::Describe() const {
+  std::lock_guard lock(mu_);
+  std::vector<Described> out;
+  auto add = [&](const Signer& s, const char* role) {
+    out.push_back({s.info.subject_key_id, s.info.common_name, Rfc3339(s.info.not_after), role});
+  };
+  add(current_, "current");
+  if (next_) add(*next_, "next");
+  return out;
 }
 
 absl::StatusOr<std::string> CertificateAuthority::SignWorkload(const std::string& csr_pem, const std::string& trust_domain,
@@ -101,9 +259,11 @@ absl::StatusOr<std::string> CertificateAuthority::SignWorkload(const std::string
   p.common_name = Cat(ns, "/", name);
   p.spiffe_id = x509::SpiffeId(trust_domain, ns, service_account);
   p.lifetime = lifetime;
-  auto leaf = x509::SignCsr(csr_pem, cert_, key_, p);
+  std::lock_guard lock(mu_);
+  const Signer& signer = SigningLocked();
+  auto leaf = x509::SignCsr(csr_pem, signer.cert, signer.key, p);
   if (!leaf.ok()) return leaf.status();
-  return *leaf + intermediates_;
+  return *leaf + signer.intermediates;
 }
 
 absl::StatusOr<std::string> CertificateAuthority::SignServer(const std::string& csr_pem,
@@ -115,9 +275,11 @@ absl::StatusOr<std::string> CertificateAuthority::SignServer(const std::string& 
   p.dns_names = dns_names;
   p.ip_addresses = ip_addresses;
   p.lifetime = lifetime;
-  auto leaf = x509::SignCsr(csr_pem, cert_, key_, p);
+  std::lock_guard lock(mu_);
+  const Signer& signer = SigningLocked();
+  auto leaf = x509::SignCsr(csr_pem, signer.cert, signer.key, p);
   if (!leaf.ok()) return leaf.status();
-  return *leaf + intermediates_;
+  return *leaf + signer.intermediates;
 }
 
 }  // namespace meshplug::control_plane::security

@@ -2,16 +2,24 @@
 // the operator's own CA (an intermediate under a corporate root, like Istio's plug-in CA).
 // It signs workload certificates for the identity the caller authenticated as, and the
 // control plane's own serving certificate.
+//
+// The store's CA rotates in three steps, each safe under traffic: start (a new CA is
+// trusted beside the current one; agents get both roots in their snapshots), activate
+// (the new CA signs; agents renew at once) and finish (the old CA is dropped). The state
+// is kept in the store, so a restart resumes where the rotation was.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/x509.h"
 #include "control_plane/store/store.h"
+#include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::control_plane::security {
 
@@ -31,10 +39,14 @@ class CertificateAuthority {
   // With `files` set, the operator's CA; else the store's, made on first start.
   static absl::StatusOr<std::unique_ptr<CertificateAuthority>> Open(store::Store& store, const Files& files);
 
-  // The roots that verify what this CA signs (PEM).
-  const std::string& trust_bundle() const { return bundle_; }
-  // The CA certificate's subject key id (hex): what its certificates name as issuer.
-  const std::string& key_id() const { return key_id_; }
+  // The roots that verify what this CA signs (PEM); both CAs' during a rotation.
+  std::string trust_bundle() const;
+  // What agents need to verify each other: roots, trusted issuers and the signer.
+  v1::TrustBundle trust() const;
+
+  // The certificate `leaf_pem` (one a peer presented) was issued by a CA trusted now,
+  // carries its valid signature and is within its validity period.
+  absl::StatusOr<x509::CertInfo> VerifyIssued(const std::string& leaf_pem) const;
 
   // A workload certificate chain (leaf, then intermediates) for the key in `csr_pem`.
   absl::StatusOr<std::string> SignWorkload(const std::string& csr_pem, const std::string& trust_domain,
@@ -45,16 +57,40 @@ class CertificateAuthority {
                                          const std::vector<std::string>& ip_addresses,
                                          std::chrono::seconds lifetime) const;
 
- private:
-  CertificateAuthority(std::string cert, std::string key, std::string intermediates, std::string bundle,
-                       std::string key_id)
-      : cert_(std::move(cert)), key_(std::move(key)), intermediates_(std::move(intermediates)),
-        bundle_(std::move(bundle)), key_id_(std::move(key_id)) {}
+  enum class Phase { kSteady, kStarted, kActivated };
+  Phase phase() const;
+  // Rotation steps; each refuses, saying why, when it does not follow the previous one.
+  // Start: the operator's new CA (`cert_pem` with its chain, `key_pem`) or, both empty, a
+  // new root.
+  absl::Status StartRotation(const std::string& cert_pem, const std::string& key_pem);
+  absl::Status ActivateRotation();
+  absl::Status FinishRotation();
+  // The CAs trusted now, the current one first.
+  struct Described {
+    std::string key_id, subject, expires, role;
+  };
+  std::vector<Described> Describe() const;
 
-  const std::string cert_, key_;
-  const std::string intermediates_;  // sent after each leaf: the CA certificate and any above it below the root
-  const std::string bundle_;
-  const std::string key_id_;
+  // A CA certificate with its key, checked: what Open and StartRotation accept.
+  struct Signer {
+    std::string cert, key;
+    std::string intermediates;  // sent after each leaf: the CA certificate and any above it below the root
+    std::string root;
+    x509::CertInfo info;
+  };
+
+ private:
+  CertificateAuthority(store::Store& store, bool from_files, Signer current)
+      : store_(store), from_files_(from_files), current_(std::move(current)) {}
+  const Signer& SigningLocked() const { return next_ && next_signs_ ? *next_ : current_; }
+  absl::Status SaveRotationLocked(bool next_signs);
+
+  store::Store& store_;
+  const bool from_files_;
+  mutable std::mutex mu_;
+  Signer current_;
+  std::optional<Signer> next_;  // during a rotation
+  bool next_signs_ = false;     // activated
 };
 
 }  // namespace meshplug::control_plane::security

@@ -65,6 +65,9 @@ grpc::Status IdentityService::SignFor(const Caller& caller, const v1::SignReques
   }
   resp->set_certificate_chain_pem(*chain);
   resp->set_trust_bundle_pem(ca_.trust_bundle());
+  if (auto issued = x509::Inspect(*chain); issued.ok() && registry_) {
+    registry_->CertificateIssued(workload, {issued->spiffe_id, Rfc3339(issued->not_after), issued->authority_key_id});
+  }
   log::Info("certificate issued", {{"workload", workload},
                                    {"identity", x509::SpiffeId(settings.trust_domain, ns, service_account)},
                                    {"lifetime_s", std::to_string(settings.lifetime.count())},

@@ -9,14 +9,18 @@
 #include "control_plane/security/access.h"
 #include "control_plane/security/certificate_authority.h"
 #include "control_plane/store/store.h"
+#include "control_plane/xds/agent_registry.h"
 #include "meshplug/v1/identity.grpc.pb.h"
 
 namespace meshplug::control_plane::security {
 
 class IdentityService final : public v1::Identity::CallbackService {
  public:
-  IdentityService(store::Store& store, const CertificateAuthority& ca, const Access& access, TokenIssuer& tokens)
-      : store_(store), ca_(ca), access_(access), tokens_(tokens) {}
+  // `registry` (optional) learns of every certificate issued, for proxy status and the
+  // CA rotation's check that agents moved to the new CA.
+  IdentityService(store::Store& store, const CertificateAuthority& ca, const Access& access, TokenIssuer& tokens,
+                  xds::AgentRegistry* registry = nullptr)
+      : store_(store), ca_(ca), access_(access), tokens_(tokens), registry_(registry) {}
 
   grpc::ServerUnaryReactor* Sign(grpc::CallbackServerContext* ctx, const v1::SignRequest* req,
                                  v1::SignResponse* resp) override;
@@ -29,6 +33,7 @@ class IdentityService final : public v1::Identity::CallbackService {
   const CertificateAuthority& ca_;
   const Access& access_;
   TokenIssuer& tokens_;
+  xds::AgentRegistry* const registry_;
 };
 
 }  // namespace meshplug::control_plane::security

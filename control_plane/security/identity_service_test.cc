@@ -21,7 +21,7 @@ class IdentityServiceTest : public ::testing::Test {
     store_ = *store::SqliteStore::Open(path);
     tokens_ = *TokenIssuer::Open(*store_);
     ca_ = *CertificateAuthority::Open(*store_, {});
-    access_ = std::make_unique<Access>(*tokens_, ca_->key_id());
+    access_ = std::make_unique<Access>(*tokens_, *ca_);
     service_ = std::make_unique<IdentityService>(*store_, *ca_, *access_, *tokens_);
     for (const char* ns : {"curl", "httpbin"}) SetNamespace(ns, true);
   }
@@ -151,6 +151,7 @@ TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsis
                                    std::chrono::seconds(60));
   ASSERT_TRUE(chain.ok());
   EXPECT_EQ(x509::SplitCertificates(*chain)->size(), 2u);  // leaf + intermediate
+  EXPECT_EQ((*ca)->StartRotation("", "").code(), absl::StatusCode::kFailedPrecondition);
 
   auto wrong_key = CertificateAuthority::Open(*store, {dir + "/chain.pem", write("other.pem", root_key)});
   ASSERT_FALSE(wrong_key.ok());
@@ -159,6 +160,84 @@ TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsis
   ASSERT_FALSE(no_root.ok());
   EXPECT_NE(no_root.status().message().find("self-signed root"), std::string::npos);
   EXPECT_FALSE(CertificateAuthority::Open(*store, {dir + "/chain.pem", ""}).ok());
+}
+
+// Start, activate, finish: both CAs trusted in between, signing moves at activation, the
+// old CA's certificates stop counting at finish, and a restart resumes each phase.
+TEST(CertificateAuthorityTest, RotationTrustsBothThenSignsWithTheNewThenDropsTheOld) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/rotation.db";
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+  auto store = *store::SqliteStore::Open(path);
+  auto ca = *CertificateAuthority::Open(*store, {});
+  auto leaf = [&] {
+    return *ca->SignWorkload(*x509::MakeCsr(*x509::NewPrivateKey(), ""), "cluster.local", "a", "b", "c",
+                             std::chrono::seconds(60));
+  };
+  auto reopen = [&] { ca = *CertificateAuthority::Open(*store, {}); };
+  const std::string old_id = ca->trust().signer_key_id();
+  const std::string old_leaf = leaf();
+  EXPECT_EQ(ca->ActivateRotation().message(), "no CA rotation is under way: start one first");
+  EXPECT_EQ(ca->FinishRotation().message(), "no CA rotation is under way: start one first");
+
+  ASSERT_TRUE(ca->StartRotation("", "").ok());
+  reopen();
+  EXPECT_EQ(ca->phase(), CertificateAuthority::Phase::kStarted);
+  EXPECT_EQ(ca->trust().roots_pem_size(), 2);
+  EXPECT_EQ(ca->trust().issuer_key_ids_size(), 2);
+  EXPECT_EQ(ca->trust().signer_key_id(), old_id);
+  const std::string new_id = ca->trust().issuer_key_ids(1);
+  EXPECT_EQ(x509::Inspect(leaf())->authority_key_id, old_id);
+  EXPECT_EQ(ca->StartRotation("", "").message(), "a CA rotation is already under way: activate or finish it first");
+  EXPECT_EQ(ca->FinishRotation().message(), "the new CA does not sign yet: activate the rotation first");
+
+  ASSERT_TRUE(ca->ActivateRotation().ok());
+  reopen();
+  EXPECT_EQ(ca->phase(), CertificateAuthority::Phase::kActivated);
+  EXPECT_EQ(ca->trust().signer_key_id(), new_id);
+  const std::string new_leaf = leaf();
+  EXPECT_EQ(x509::Inspect(new_leaf)->authority_key_id, new_id);
+  EXPECT_TRUE(ca->VerifyIssued(old_leaf).ok());
+  EXPECT_TRUE(ca->VerifyIssued(new_leaf).ok());
+
+  ASSERT_TRUE(ca->FinishRotation().ok());
+  reopen();
+  EXPECT_EQ(ca->phase(), CertificateAuthority::Phase::kSteady);
+  EXPECT_EQ(ca->trust().roots_pem_size(), 1);
+  EXPECT_EQ(ca->trust().signer_key_id(), new_id);
+  EXPECT_TRUE(ca->VerifyIssued(new_leaf).ok());
+  EXPECT_EQ(ca->VerifyIssued(old_leaf).status().message(), "the client certificate was not issued by this mesh's CA");
+  EXPECT_EQ(ca->trust_bundle().find("PRIVATE"), std::string::npos);
+}
+
+TEST(CertificateAuthorityTest, RotationBringsInAnOperatorsCaAndRefusesBadOnes) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/rotation-operator.db";
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+  auto store = *store::SqliteStore::Open(path);
+  auto ca = *CertificateAuthority::Open(*store, {});
+  const std::string root_key = *x509::NewPrivateKey();
+  x509::Profile root;
+  root.is_ca = true;
+  root.common_name = "corp root";
+  const std::string root_cert = *x509::SelfSignedCa(root_key, root);
+  const std::string inter_key = *x509::NewPrivateKey();
+  x509::Profile inter = root;
+  inter.common_name = "mesh intermediate";
+  const std::string inter_cert = *x509::SignCsr(*x509::MakeCsr(inter_key, ""), root_cert, root_key, inter);
+
+  EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, "").message(),
+            "the new CA's certificate and key go together: give both or neither");
+  EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, root_key).message(), "the new CA: the key is not the CA certificate's key");
+  EXPECT_NE(ca->StartRotation("garbage", inter_key).message().find("the new CA: "), std::string::npos);
+  EXPECT_EQ(ca->phase(), CertificateAuthority::Phase::kSteady);
+  ASSERT_TRUE(ca->StartRotation(inter_cert + root_cert, inter_key).ok());
+  ASSERT_TRUE(ca->ActivateRotation().ok());
+  ASSERT_TRUE(ca->FinishRotation().ok());
+  ca = *CertificateAuthority::Open(*store, {});
+  EXPECT_EQ(ca->trust_bundle(), root_cert);
+  auto chain = ca->SignWorkload(*x509::MakeCsr(*x509::NewPrivateKey(), ""), "cluster.local", "a", "b", "c",
+                                std::chrono::seconds(60));
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(x509::SplitCertificates(*chain)->size(), 2u);  // leaf + intermediate
 }
 
 }  // namespace

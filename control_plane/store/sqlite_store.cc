@@ -333,6 +333,22 @@ absl::StatusOr<bool> SqliteStore::CreateSecret(const std::string& name, const st
   return sqlite3_changes(db_) == 1;
 }
 
+absl::Status SqliteStore::PutSecret(const std::string& name, const std::string& value) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT OR REPLACE INTO secrets (name, value, expires) VALUES (?, ?, 0)");
+  s.Bind(1, name).BindBlob(2, value);
+  if (s.Step() != SQLITE_DONE) return StepError(s);
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::DeleteSecret(const std::string& name) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "DELETE FROM secrets WHERE name = ?");
+  s.Bind(1, name);
+  if (s.Step() != SQLITE_DONE) return StepError(s);
+  return absl::OkStatus();
+}
+
 int64_t SqliteStore::Revision() {
   std::lock_guard lock(mu_);
   return revision_;

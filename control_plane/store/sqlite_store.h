@@ -41,6 +41,8 @@ class SqliteStore : public Store {
   Subscription Subscribe(std::function<void(int64_t)> fn) override;
   absl::StatusOr<std::optional<std::string>> GetSecret(const std::string& name) override;
   absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
+  absl::Status PutSecret(const std::string& name, const std::string& value) override;
+  absl::Status DeleteSecret(const std::string& name) override;
   std::string Describe() const override { return "sqlite:" + path_; }
 
   // How many revisions of change log are kept for watchers that fall behind.

@@ -248,5 +248,17 @@ TEST(SqliteStoreSecrets, ExpiredSecretsAreGoneAndTheirNamesFreeAgain) {
   EXPECT_EQ(**(*store)->GetSecret("used/1"), "y");
 }
 
+TEST(SqliteStoreSecrets, PutReplacesAndDeleteRemoves) {
+  auto store = SqliteStore::Open(TempDb("secrets-put"));
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->PutSecret("ca", "old").ok());
+  ASSERT_TRUE((*store)->PutSecret("ca", "new").ok());
+  EXPECT_EQ(**(*store)->GetSecret("ca"), "new");
+  ASSERT_TRUE((*store)->DeleteSecret("ca").ok());
+  EXPECT_FALSE((*store)->GetSecret("ca")->has_value());
+  EXPECT_TRUE((*store)->DeleteSecret("never-there").ok());
+  EXPECT_EQ((*store)->Revision(), 0);
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::store

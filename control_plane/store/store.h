@@ -76,6 +76,9 @@ class Store {
   // `expires_unix` > 0: the secret is dropped after that time (pruned on later creates).
   virtual absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value,
                                             int64_t expires_unix) = 0;
+  // Stores `value` under `name`, replacing what was there (the CA during a rotation).
+  virtual absl::Status PutSecret(const std::string& name, const std::string& value) = 0;
+  virtual absl::Status DeleteSecret(const std::string& name) = 0;
 
   // "sqlite:/path" — for logs and `meshctl version`.
   virtual std::string Describe() const = 0;

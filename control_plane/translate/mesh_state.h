@@ -10,6 +10,7 @@
 #include "resources/object.h"
 #include "control_plane/store/store.h"
 #include "meshplug/v1/resources.pb.h"
+#include "meshplug/v1/snapshot.pb.h"
 
 namespace meshplug::control_plane::translate {
 
@@ -37,6 +38,8 @@ struct MeshState {
   std::map<std::string, PluginEntry> plugins;
   std::map<ObjectKey, mesh::v1::PluginChain> plugin_chains;
   std::map<ObjectKey, Versioned<mesh::v1::PluginConfig>> plugin_configs;
+  // Not a stored resource: the CA's, given to every agent.
+  v1::TrustBundle trust;
 
  private:
   // Points into `workloads`: a copy starts empty rather than pointing into the original.

@@ -262,6 +262,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   }
   AttachConfigs(state, destinations, mounted, snap, t.report);
 
+  *snap.mutable_settings()->mutable_trust() = state.trust;
   snap.mutable_settings()->set_mtls_mode(MtlsModeOf(state, ns) == "strict" ? v1::MTLS_STRICT : v1::MTLS_PERMISSIVE);
   snap.mutable_settings()->set_access_log(state.mesh_config &&
                                          state.mesh_config->spec().observability().access_log());

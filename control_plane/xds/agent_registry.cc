@@ -2,7 +2,6 @@
 
 #include "common/strings.h"
 
-
 namespace meshplug::control_plane::xds {
 
 AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
@@ -22,9 +21,19 @@ uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& p
   e.status.set_peer(peer);
   e.status.set_connected_since(NowRfc3339());
   e.status.clear_disconnected_at();
+  SetIdentity(e, identity);
+  return id;
+}
+
+void AgentRegistry::SetIdentity(Entry& e, const AgentIdentity& identity) {
   e.status.set_identity(identity.spiffe_id);
   e.status.set_certificate_expiry(identity.certificate_expiry);
-  return id;
+  e.status.set_certificate_issuer(identity.certificate_issuer);
+}
+
+void AgentRegistry::CertificateIssued(const std::string& agent, const AgentIdentity& identity) {
+  std::lock_guard lock(mu_);
+  if (auto it = agents_.find(agent); it != agents_.end()) SetIdentity(it->second, identity);
 }
 
 bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {

@@ -22,6 +22,8 @@ class AgentRegistry {
                      const AgentIdentity& identity = {});
   // True when it was the agent's last stream.
   bool Disconnected(const std::string& agent, uint64_t stream);
+  // A known agent renewed its certificate: proxy status shows the new one.
+  void CertificateIssued(const std::string& agent, const AgentIdentity& identity);
   void Sent(const std::string& agent, const std::string& type_url, const std::string& version);
   void Acked(const std::string& agent, const std::string& type_url, const std::string& version);
   // Keeps at most kMaxNackBytes of the agent's error text.
@@ -40,6 +42,7 @@ class AgentRegistry {
     std::map<uint64_t, bool> streams;
   };
   Entry& At(const std::string& agent);
+  static void SetIdentity(Entry& e, const AgentIdentity& identity);
 
   mutable std::mutex mu_;
   uint64_t next_stream_ = 1;

@@ -16,6 +16,7 @@ namespace meshplug::control_plane::xds {
 struct AgentIdentity {
   std::string spiffe_id;
   std::string certificate_expiry;  // RFC 3339
+  std::string certificate_issuer;  // the CA's key id
 };
 
 class NodeAuthorizer {

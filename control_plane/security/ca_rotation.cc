@@ -1,0 +1,79 @@
+#include "control_plane/security/ca_rotation.h"
+
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace meshplug::control_plane::security {
+namespace {
+
+const char* PhaseName(CertificateAuthority::Phase p) {
+  switch (p) {
+    case CertificateAuthority::Phase::kStarted: return "started";
+    case CertificateAuthority::Phase::kActivated: return "activated";
+    case CertificateAuthority::Phase::kSteady: break;
+  }
+  return "steady";
+}
+
+}  // namespace
+
+CaRotation::CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry,
+                       std::function<void(v1::TrustBundle)> publish)
+    : ca_(ca), registry_(registry), publish_(std::move(publish)), serving_roots_(ca.trust_bundle()) {
+  publish_(ca_.trust());
+}
+
+std::string CaRotation::JoinRoots() const {
+  std::string roots = serving_roots_;
+  const v1::TrustBundle trust = ca_.trust();
+  for (const auto& root : trust.roots_pem()) {
+    if (roots.find(root) == std::string::npos) roots += root;
+  }
+  return roots;
+}
+
+v1::CaStatus CaRotation::Status() const {
+  v1::CaStatus s;
+  s.set_phase(PhaseName(ca_.phase()));
+  s.set_signer_key_id(ca_.trust().signer_key_id());
+  for (const auto& d : ca_.Describe()) {
+    auto* c = s.add_cas();
+    c->set_key_id(d.key_id);
+    c->set_subject(d.subject);
+    c->set_expires(d.expires);
+    c->set_role(d.role);
+  }
+  for (const auto& agent : registry_.List()) {
+    if (agent.connected() && agent.certificate_issuer() != s.signer_key_id()) s.add_agents_not_on_signer(agent.agent());
+  }
+  return s;
+}
+
+absl::StatusOr<v1::CaStatus> CaRotation::Run(const v1::RotateCaRequest& req) {
+  absl::Status st;
+  if (req.step() == "start") {
+    st = ca_.StartRotation(req.ca_cert_pem(), req.ca_key_pem());
+  } else if (req.step() == "activate") {
+    st = ca_.ActivateRotation();
+  } else if (req.step() == "finish") {
+    const v1::CaStatus before = Status();
+    if (before.phase() == "activated" && before.agents_not_on_signer_size() > 0 && !req.force()) {
+      return absl::FailedPreconditionError(
+          Cat(before.agents_not_on_signer_size(), " connected agent(s) still hold a certificate of the old CA (",
+              before.agents_not_on_signer(0), before.agents_not_on_signer_size() > 1 ? ", ..." : "",
+              "); they renew within seconds of activation: wait, or finish with --force and they lose mTLS with "
+              "their peers until they renew"));
+    }
+    st = ca_.FinishRotation();
+  } else if (!req.step().empty()) {
+    return absl::InvalidArgumentError(Cat("step \"", req.step().substr(0, 64), "\": expected start, activate or finish"));
+  }
+  if (!st.ok()) return st;
+  if (!req.step().empty()) {
+    publish_(ca_.trust());
+    log::Info("CA rotation", {{"step", req.step()}, {"signer", ca_.trust().signer_key_id()}});
+  }
+  return Status();
+}
+
+}  // namespace meshplug::control_plane::security

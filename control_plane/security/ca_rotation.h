@@ -1,0 +1,37 @@
+// The CA rotation as the admin API runs it: each step changes the CA, publishes the new
+// trust to every agent, and finishing waits until connected agents hold certificates of
+// the new CA (they renew at once after activation).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "control_plane/security/certificate_authority.h"
+#include "control_plane/xds/agent_registry.h"
+#include "meshplug/v1/admin.pb.h"
+
+namespace meshplug::control_plane::security {
+
+class CaRotation {
+ public:
+  // `publish` hands the CA's trust to the controller (at construction, and after each step).
+  CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry,
+             std::function<void(v1::TrustBundle)> publish);
+
+  // Runs `req.step` ("start", "activate", "finish"; "" only reports) and reports.
+  absl::StatusOr<v1::CaStatus> Run(const v1::RotateCaRequest& req);
+  v1::CaStatus Status() const;
+
+  // The roots an agent joining now needs: those that verify this control plane's serving
+  // certificate (made at start) and those of the CAs trusted now.
+  std::string JoinRoots() const;
+
+ private:
+  CertificateAuthority& ca_;
+  const xds::AgentRegistry& registry_;
+  const std::function<void(v1::TrustBundle)> publish_;
+  const std::string serving_roots_;
+};
+
+}  // namespace meshplug::control_plane::security
