@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "cli/output.h"
 #include "common/client_config.h"
+#include "common/files.h"
 #include "common/strings.h"
 #include "resources/kinds.h"
 #include "resources/object.h"
@@ -44,6 +45,16 @@ Usage:
                                          gets its certificate (once); --bootstrap prints
                                          the agent's bootstrap file with it
   meshctl token create --role admin|read-only [--ttl 720h]
+  meshctl ca status
+  meshctl ca rotate start [--ca-cert FILE --ca-key FILE]
+                                         trust a new CA beside the current one (a new
+                                         root, or the operator's CA: its certificate with
+                                         its chain up to the root, and its key)
+  meshctl ca rotate activate [--force]   sign with the new CA; agents renew at once
+                                         (refused until connected agents ACKed the
+                                         snapshot with the new root, unless --force)
+  meshctl ca rotate finish [--force]     drop the old CA (refused while connected agents
+                                         still hold its certificates, unless --force)
 
 Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
        pluginchain (pichn), pluginconfig (picfg); plural forms work too.
@@ -70,6 +81,8 @@ struct Args {
   std::string role;
   std::string service_account;
   bool bootstrap = false;
+  std::string ca_cert, ca_key;
+  bool force = false;
   std::string ns = "default";
   bool ns_given = false;
   bool all_namespaces = false;
@@ -112,6 +125,12 @@ Args Parse(int argc, char** argv) {
       a.service_account = next();
     } else if (arg == "--bootstrap") {
       a.bootstrap = true;
+    } else if (arg == "--ca-cert") {
+      a.ca_cert = next();
+    } else if (arg == "--ca-key") {
+      a.ca_key = next();
+    } else if (arg == "--force") {
+      a.force = true;
     } else if (arg == "-f" || arg == "--filename") {
       a.files.push_back(next());
       arg = "-f";
@@ -401,6 +420,31 @@ int Token(Client& c, const Args& a) {
   return 0;
 }
 
+int Ca(Client& c, const Args& a) {
+  const std::string sub = a.positional.size() > 1 ? a.positional[1] : "";
+  v1::RotateCaRequest req;
+  if (sub == "status" && a.positional.size() == 2) {
+    Allow(a, "ca status", {});
+  } else if (sub == "rotate" && a.positional.size() == 3) {
+    req.set_step(a.positional[2]);
+    Allow(a, "ca rotate " + req.step(),
+          req.step() == "start" ? std::set<std::string>{"--ca-cert", "--ca-key"} : std::set<std::string>{"--force"});
+    if (a.ca_cert.empty() != a.ca_key.empty()) throw UsageError{"--ca-cert and --ca-key go together"};
+    if (!a.ca_cert.empty()) {
+      auto cert = ReadFileText(a.ca_cert, "--ca-cert");
+      auto key = cert.ok() ? ReadFileText(a.ca_key, "--ca-key") : cert;
+      if (!key.ok()) throw UsageError{std::string(key.status().message())};
+      req.set_ca_cert_pem(*cert);
+      req.set_ca_key_pem(*key);
+    }
+    req.set_force(a.force);
+  } else {
+    throw UsageError{"usage: meshctl ca status | meshctl ca rotate start|activate|finish"};
+  }
+  std::cout << CaStatusText(c.Call<v1::RotateCaRequest, v1::CaStatus>(&v1::Admin::Stub::RotateCa, req));
+  return 0;
+}
+
 int Version(Client& c, const Args& a) {
   Allow(a, "version", {});
   std::cout << "client: " << kClientVersion << "\n";
@@ -425,6 +469,7 @@ int Run(int argc, char** argv) {
   if (cmd == "proxy") return Proxy(client, a);
   if (cmd == "workload") return Workload(client, a);
   if (cmd == "token") return Token(client, a);
+  if (cmd == "ca") return Ca(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

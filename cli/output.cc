@@ -320,4 +320,20 @@ std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp) {
   return RenderTable(rows);
 }
 
+std::string CaStatusText(const v1::CaStatus& status) {
+  std::string out = Cat("phase: ", status.phase(), "\nsigner: ", status.signer_key_id(), "\n");
+  std::vector<std::vector<std::string>> rows = {{"ROLE", "KEY ID", "SUBJECT", "EXPIRES"}};
+  for (const auto& ca : status.cas()) rows.push_back({ca.role(), ca.key_id(), ca.subject(), ca.expires()});
+  out += RenderTable(rows);
+  if (status.agents_not_on_signer_size() > 0) {
+    out += Cat("connected agents whose certificate is not from the signer: ", status.agents_not_on_signer_size(), "\n");
+    for (const auto& agent : status.agents_not_on_signer()) out += Cat("  ", agent, "\n");
+  }
+  if (status.agents_not_synced_size() > 0) {
+    out += Cat("connected agents that have not ACKed their latest snapshot: ", status.agents_not_synced_size(), "\n");
+    for (const auto& agent : status.agents_not_synced()) out += Cat("  ", agent, "\n");
+  }
+  return out;
+}
+
 }  // namespace meshplug::cli

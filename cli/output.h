@@ -24,6 +24,10 @@ std::string ToTable(const Objects& objects, bool show_namespace);
 // and its last NACK.
 std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp);
 
+// `meshctl ca status` and `ca rotate`: the phase, the CAs trusted, and the connected
+// agents that have not moved to the signer yet.
+std::string CaStatusText(const v1::CaStatus& status);
+
 // "5s", "3m", "2h", "4d" since an RFC 3339 timestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& rfc3339);
 

@@ -97,5 +97,28 @@ TEST(Output, ProxyStatusShowsSyncAndLastNack) {
             "curl/curl-1   true        delta      spiffe://cluster.local/ns/curl/sa/curl   2026-11-30T06:00:00Z   abc        1/2      2026-11-29T06:00:00Z ChainSet: bad script\n");
 }
 
+TEST(CaStatusText, ShowsThePhaseTheCasAndWhoHasNotMoved) {
+  v1::CaStatus s;
+  s.set_phase("activated");
+  s.set_signer_key_id("bb");
+  auto* ca = s.add_cas();
+  ca->set_role("current");
+  ca->set_key_id("aa");
+  ca->set_subject("meshplug mesh root");
+  ca->set_expires("2036-12-01T00:00:00Z");
+  ca = s.add_cas();
+  ca->set_role("next");
+  ca->set_key_id("bb");
+  ca->set_subject("meshplug mesh root");
+  ca->set_expires("2036-12-05T00:00:00Z");
+  s.add_agents_not_on_signer("curl/curl-1");
+  EXPECT_EQ(CaStatusText(s),
+            "phase: activated\nsigner: bb\n"
+            "ROLE      KEY ID   SUBJECT              EXPIRES\n"
+            "current   aa       meshplug mesh root   2036-12-01T00:00:00Z\n"
+            "next      bb       meshplug mesh root   2036-12-05T00:00:00Z\n"
+            "connected agents whose certificate is not from the signer: 1\n  curl/curl-1\n");
+}
+
 }  // namespace
 }  // namespace meshplug::cli

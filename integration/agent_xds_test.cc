@@ -405,7 +405,8 @@ TEST_P(AgentXdsTest, AnAgentStartedWhileTheControlPlaneIsDownServesItsSavedSnaps
   auto agent = StartAgent();
   WaitServing(*agent);
   EXPECT_EQ(DumpField(agent->Admin("/config_dump"), "version"), version);
-  EXPECT_EQ(agent->Metric("meshplug_agent_snapshot_from_cache"), "1");
+  // Set once the apply returns, a moment after the agent serves with it.
+  EXPECT_TRUE(Eventually([&] { return agent->Metric("meshplug_agent_snapshot_from_cache") == "1"; }, kDeadline));
   EXPECT_EQ(agent->Metric("meshplug_agent_xds_connected"), "0");
   EXPECT_NE(agent->process().Log().find("serving the saved snapshot"), std::string::npos);
 

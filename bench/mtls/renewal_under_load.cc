@@ -12,11 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "agent/testing/test_support.h"
+#include "integration/harness/agent_process.h"
 #include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
@@ -24,10 +24,11 @@ namespace {
 
 using meshplug::agent::testing::Client;
 using meshplug::agent::testing::TestUpstream;
+using meshplug::integration::harness::AgentProcess;
 using meshplug::integration::harness::ControlPlaneProcess;
 using meshplug::integration::harness::Eventually;
-using meshplug::integration::harness::Process;
 using meshplug::integration::harness::Run;
+using meshplug::integration::harness::StartJoinedAgent;
 using std::chrono::milliseconds;
 
 [[noreturn]] void Die(const std::string& why) {
@@ -35,44 +36,12 @@ using std::chrono::milliseconds;
   std::exit(1);
 }
 
-struct RunningAgent {
-  std::unique_ptr<Process> process;
-  uint16_t outbound = 0, inbound = 0, admin = 0;
-
-  // A metric's value from /stats, summed over the series that contain `filter`.
-  long Metric(const std::string& name, const std::string& filter = "") const {
-    auto r = Run({"/usr/bin/curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(admin) + "/stats"});
-    long total = 0;
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind(name, 0) == 0 && line.find(filter) != std::string::npos) {
-        total += std::atol(line.substr(line.rfind(' ') + 1).c_str());
-      }
-    }
-    return total;
-  }
-};
-
-RunningAgent StartAgent(const ControlPlaneProcess& cp, const std::string& dir, const std::string& name,
+AgentProcess StartAgent(const ControlPlaneProcess& cp, const std::string& dir, const std::string& name,
                         const std::string& app) {
   std::string error;
-  const std::string bootstrap = cp.JoinBootstrap("demo", name, app, &error);
-  if (bootstrap.empty()) Die(error);
-  RunningAgent a;
-  a.process = Process::Start({"agent/agent", "--bootstrap=" + bootstrap, "--labels=app=" + app, "--address=127.0.0.1",
-                              "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
-                              "--workers=1", "--identity_file=" + dir + "/" + name + ".identity.pem",
-                              "--snapshot_cache=none", "--admin_token_file=" + dir + "/" + name + ".admin-token"},
-                             dir + "/" + name + ".log");
-  auto line = a.process ? a.process->WaitForLog("agent: listening", milliseconds(20000)) : std::nullopt;
-  if (!line) Die("agent " + name + " did not start; see " + dir);
-  auto port = [&](const std::string& key) {
-    return static_cast<uint16_t>(std::stoi(line->substr(line->find(key + "=") + key.size() + 1)));
-  };
-  a.outbound = port("outbound");
-  a.inbound = port("inbound");
-  a.admin = port("admin");
-  return a;
+  auto agent = StartJoinedAgent(cp, dir, "demo", name, app, &error);
+  if (!agent) Die(error);
+  return *std::move(agent);
 }
 
 }  // namespace
@@ -109,8 +78,8 @@ int main(int argc, char** argv) {
                            "spec: {ports: [{port: 8080, targetPort: " +
                            std::to_string(app.port()) + ", protocol: http}], selector: {app: web}}\n";
   if (auto r = cp.Meshctl({"apply", "-f", "-"}, mesh); r.exit_code != 0) Die("meshctl apply: " + r.err);
-  RunningAgent web = StartAgent(cp, dir, "web-1", "web");
-  RunningAgent client = StartAgent(cp, dir, "client-1", "client");
+  AgentProcess web = StartAgent(cp, dir, "web-1", "web");
+  AgentProcess client = StartAgent(cp, dir, "client-1", "client");
   if (!Eventually(
           [&] {
             auto r = Client(client.outbound, milliseconds(2000)).Get("web.demo:8080", "/");

@@ -26,6 +26,7 @@ absl::Status MeshController::Start() {
     published_revision_ = state_.revision;
     if (pending_trust_) state_.trust = *std::move(pending_trust_);
     pending_trust_.reset();
+    trust_published_ = trust_set_;
   }
   publisher_.Publish(state_, AllAgents());
   subscription_ = store_.Subscribe([this](int64_t) {
@@ -55,11 +56,13 @@ absl::Status MeshController::Register(const mesh::v1::Workload& workload) {
   return absl::OkStatus();
 }
 
-void MeshController::SetTrust(v1::TrustBundle trust) {
-  std::lock_guard lock(mu_);
+void MeshController::SetTrust(v1::TrustBundle trust, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
   pending_trust_ = std::move(trust);
+  const int64_t mine = ++trust_set_;
   debouncer_.Changed(Clock::now());
   cv_.notify_all();
+  if (thread_.joinable()) cv_.wait_for(lock, timeout, [&] { return stopping_ || trust_published_ >= mine; });
 }
 
 void MeshController::Disconnected(const std::string& agent) {
@@ -86,6 +89,7 @@ void MeshController::Loop() {
     const int64_t since = published_revision_;
     std::optional<v1::TrustBundle> trust = std::move(pending_trust_);
     pending_trust_.reset();
+    const int64_t trust_set = trust_set_;
     lock.unlock();
 
     registrations_.Commit(
@@ -102,6 +106,7 @@ void MeshController::Loop() {
       publisher_.Publish(state_, AllAgents());
     }
     lock.lock();
+    trust_published_ = trust_set;
     published_revision_ = std::max(published_revision_, state_.revision);
     cv_.notify_all();
   }

@@ -50,8 +50,9 @@ class MeshController final : public xds::AgentLifecycle {
   // Status of Plugin, PluginChain, PluginConfig and Workload from the latest translations.
   const api::StatusView& status() const { return status_; }
 
-  // The CA's trust changed (or is known for the first time): every agent gets it.
-  void SetTrust(v1::TrustBundle trust);
+  // The CA's trust changed (or is known for the first time): every agent gets it. Once
+  // started, returns when the snapshots carrying it are published (or after `timeout`).
+  void SetTrust(v1::TrustBundle trust, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Waits until every store change up to `revision` is translated and published.
   bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout);
@@ -79,6 +80,7 @@ class MeshController final : public xds::AgentLifecycle {
   Debouncer debouncer_;               // under mu_
   int64_t published_revision_ = 0;    // under mu_
   std::optional<v1::TrustBundle> pending_trust_;  // under mu_
+  int64_t trust_set_ = 0, trust_published_ = 0;   // under mu_: SetTrust calls, and those published
   translate::MeshState state_;        // the loop thread's (and Start's, before it)
 
   store::Store::Subscription subscription_;

@@ -1,5 +1,7 @@
 #include "control_plane/security/ca_rotation.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -13,6 +15,14 @@ const char* PhaseName(CertificateAuthority::Phase p) {
     case CertificateAuthority::Phase::kSteady: break;
   }
   return "steady";
+}
+
+// A step refused because `agents` have not caught up yet.
+absl::Status Waiting(const google::protobuf::RepeatedPtrField<std::string>& agents, const char* what,
+                     const char* risk) {
+  return absl::FailedPreconditionError(Cat(agents.size(), " connected agent(s) ", what, " (", agents.Get(0),
+                                           agents.size() > 1 ? ", ..." : "",
+                                           "); they catch up within seconds: wait, or use --force and ", risk));
 }
 
 }  // namespace
@@ -44,7 +54,11 @@ v1::CaStatus CaRotation::Status() const {
     c->set_role(d.role);
   }
   for (const auto& agent : registry_.List()) {
-    if (agent.connected() && agent.certificate_issuer() != s.signer_key_id()) s.add_agents_not_on_signer(agent.agent());
+    if (!agent.connected()) continue;
+    if (agent.certificate_issuer() != s.signer_key_id()) s.add_agents_not_on_signer(agent.agent());
+    const bool synced = std::all_of(agent.types().begin(), agent.types().end(),
+                                    [](const v1::TypeStatus& t) { return t.sent_version() == t.acked_version(); });
+    if (!synced) s.add_agents_not_synced(agent.agent());
   }
   return s;
 }
@@ -54,15 +68,17 @@ absl::StatusOr<v1::CaStatus> CaRotation::Run(const v1::RotateCaRequest& req) {
   if (req.step() == "start") {
     st = ca_.StartRotation(req.ca_cert_pem(), req.ca_key_pem());
   } else if (req.step() == "activate") {
+    const v1::CaStatus before = Status();
+    if (before.phase() == "started" && before.agents_not_synced_size() > 0 && !req.force()) {
+      return Waiting(before.agents_not_synced(), "have not confirmed the snapshot with the new CA's root",
+                     "they would refuse peers with new certificates");
+    }
     st = ca_.ActivateRotation();
   } else if (req.step() == "finish") {
     const v1::CaStatus before = Status();
     if (before.phase() == "activated" && before.agents_not_on_signer_size() > 0 && !req.force()) {
-      return absl::FailedPreconditionError(
-          Cat(before.agents_not_on_signer_size(), " connected agent(s) still hold a certificate of the old CA (",
-              before.agents_not_on_signer(0), before.agents_not_on_signer_size() > 1 ? ", ..." : "",
-              "); they renew within seconds of activation: wait, or finish with --force and they lose mTLS with "
-              "their peers until they renew"));
+      return Waiting(before.agents_not_on_signer(), "still hold a certificate of the old CA",
+                     "they lose mTLS with their peers until they renew");
     }
     st = ca_.FinishRotation();
   } else if (!req.step().empty()) {

@@ -1,0 +1,45 @@
+#include "integration/harness/agent_process.h"
+
+#include <cstdlib>
+#include <sstream>
+
+namespace meshplug::integration::harness {
+
+long AgentProcess::Metric(const std::string& name, const std::string& filter) const {
+  auto r = Run({"/usr/bin/curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(admin) + "/stats"});
+  long total = 0;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name, 0) == 0 && line.find(filter) != std::string::npos) {
+      total += std::atol(line.substr(line.rfind(' ') + 1).c_str());
+    }
+  }
+  return total;
+}
+
+std::optional<AgentProcess> StartJoinedAgent(const ControlPlaneProcess& cp, const std::string& dir,
+                                             const std::string& ns, const std::string& name, const std::string& app,
+                                             std::string* error) {
+  const std::string bootstrap = cp.JoinBootstrap(ns, name, app, error);
+  if (bootstrap.empty()) return std::nullopt;
+  AgentProcess a;
+  a.process = Process::Start({"agent/agent", "--bootstrap=" + bootstrap, "--labels=app=" + app, "--address=127.0.0.1",
+                              "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
+                              "--workers=1", "--identity_file=" + dir + "/" + name + ".identity.pem",
+                              "--snapshot_cache=none", "--admin_token_file=" + dir + "/" + name + ".admin-token"},
+                             dir + "/" + name + ".log");
+  auto line = a.process ? a.process->WaitForLog("agent: listening", std::chrono::milliseconds(20000)) : std::nullopt;
+  if (!line) {
+    *error = "agent " + name + " did not start; see " + dir + "/" + name + ".log";
+    return std::nullopt;
+  }
+  auto port = [&](const std::string& key) {
+    return static_cast<uint16_t>(std::stoi(line->substr(line->find(key + "=") + key.size() + 1)));
+  };
+  a.outbound = port("outbound");
+  a.inbound = port("inbound");
+  a.admin = port("admin");
+  return a;
+}
+
+}  // namespace meshplug::integration::harness
