@@ -40,10 +40,12 @@ Usage:
   meshctl proxy status
   meshctl proxy config_dump AGENT        (AGENT: namespace/name or name.namespace)
   meshctl version
-  meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--bootstrap]
+  meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...]
+                                       [--bootstrap]
                                          a join token with which that workload's agent
-                                         gets its certificate (once); --bootstrap prints
-                                         the agent's bootstrap file with it
+                                         gets its certificate (once); --labels binds the
+                                         labels the agent must register with; --bootstrap
+                                         prints the agent's bootstrap file with it
   meshctl token create --role admin|read-only [--ttl 720h]
   meshctl ca status
   meshctl ca rotate start [--ca-cert FILE --ca-key FILE]
@@ -82,6 +84,7 @@ struct Args {
   std::string service_account;
   bool bootstrap = false;
   std::string ca_cert, ca_key;
+  std::map<std::string, std::string> labels;
   bool force = false;
   std::string ns = "default";
   bool ns_given = false;
@@ -125,6 +128,16 @@ Args Parse(int argc, char** argv) {
       a.service_account = next();
     } else if (arg == "--bootstrap") {
       a.bootstrap = true;
+    } else if (arg == "--labels") {
+      const std::string list = next();
+      for (size_t at = 0; at < list.size();) {
+        const size_t end = std::min(list.find(',', at), list.size());
+        const std::string pair = list.substr(at, end - at);
+        const size_t eq = pair.find('=');
+        if (eq == 0 || eq == std::string::npos) throw UsageError{Cat("--labels: \"", pair, "\" is not KEY=VALUE")};
+        a.labels[pair.substr(0, eq)] = pair.substr(eq + 1);
+        at = end + 1;
+      }
     } else if (arg == "--ca-cert") {
       a.ca_cert = next();
     } else if (arg == "--ca-key") {
@@ -380,15 +393,17 @@ int Proxy(Client& c, const Args& a) {
 }
 
 int Workload(Client& c, const Args& a) {
-  Allow(a, "workload token", {"--ttl", "--service-account", "--bootstrap"});
+  Allow(a, "workload token", {"--ttl", "--service-account", "--labels", "--bootstrap"});
   if (a.positional.size() != 3 || a.positional[1] != "token") {
-    throw UsageError{"usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--bootstrap]"};
+    throw UsageError{
+        "usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...] [--bootstrap]"};
   }
   v1::CreateTokenRequest req;
   req.set_role("join");
   req.set_workload(a.positional[2]);
   req.set_service_account(a.service_account);
   req.set_ttl_seconds(TtlSeconds(a));
+  req.mutable_labels()->insert(a.labels.begin(), a.labels.end());
   const auto resp = c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
   if (!a.bootstrap) {
     std::cout << resp.token() << "\n";
@@ -400,7 +415,12 @@ int Workload(Client& c, const Args& a) {
   std::cout << "# meshplug agent bootstrap for " << a.positional[2] << " (" << resp.spiffe_id()
             << "). The join token is good for one start; keep this file private.\n"
             << "node:\n  id: " << a.positional[2].substr(slash + 1) << "\n  namespace: " << a.positional[2].substr(0, slash)
-            << "\nxds:\n  address: " << c.server() << "\n  ca: |\n"
+            << "\n";
+  if (!a.labels.empty()) {
+    std::cout << "  labels:\n";
+    for (const auto& [k, v] : a.labels) std::cout << "    " << JsonQuote(k) << ": " << JsonQuote(v) << "\n";
+  }
+  std::cout << "xds:\n  address: " << c.server() << "\n  ca: |\n"
             << Indented(resp.trust_bundle_pem(), 4) << "join_token: " << resp.token() << "\n";
   return 0;
 }

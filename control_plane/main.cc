@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   if (!tokens.ok()) return Fail(std::string(tokens.status().message()));
   auto ca = security::CertificateAuthority::Open(**store, {absl::GetFlag(FLAGS_ca_cert), absl::GetFlag(FLAGS_ca_key)});
   if (!ca.ok()) return Fail(std::string(ca.status().message()));
-  const security::Access access(**tokens, **ca);
+  const security::Access access(**tokens, **ca, **store);
   const std::string listen = absl::GetFlag(FLAGS_listen);
   const std::string host = listen.substr(0, listen.rfind(':'));
   auto credentials = security::MakeServerCredentials(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)));

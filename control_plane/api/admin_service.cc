@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "common/x509.h"
 #include "control_plane/security/certificate_authority.h"
+#include "control_plane/security/label_binding.h"
 #include "control_plane/validation/validation.h"
 #include "resources/object.h"
 
@@ -59,7 +60,8 @@ class RefusedWatch final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 // The service account a join token for `workload` gives: the one asked for, else the
 // stored Workload's, else "default". The workload must be a valid name in an existing
 // namespace, checked by the rules of applied Workloads.
-absl::StatusOr<std::string> JoinServiceAccount(store::Store& store, const std::string& workload, const std::string& asked) {
+absl::StatusOr<std::string> JoinServiceAccount(store::Store& store, const std::string& workload, const std::string& asked,
+                                               const security::Labels& labels) {
   const auto parts = SplitAgentId(workload);
   if (!parts) return absl::InvalidArgumentError(Cat("workload: \"", workload, "\" is not NAMESPACE/NAME"));
   const auto& [ns, name] = *parts;
@@ -69,6 +71,7 @@ absl::StatusOr<std::string> JoinServiceAccount(store::Store& store, const std::s
   wl->mutable_metadata()->set_namespace_(ns);
   wl->mutable_metadata()->set_name(name);
   wl->mutable_spec()->set_service_account(asked.empty() ? "default" : asked);
+  wl->mutable_metadata()->mutable_labels()->insert(labels.begin(), labels.end());
   doc.object = std::move(wl);
   if (auto st = validation::Validate(doc, {}); !st.ok()) return st;
   auto ns_entry = store.Get(resources::Key{resources::Kind::kNamespace, "", ns});
@@ -249,14 +252,20 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     std::string subject, service_account;
     if (*role == security::Role::kJoin) {
       if (ttl.count() == 0) ttl = kDefaultJoinTtl;
-      auto sa = JoinServiceAccount(store_, req->workload(), req->service_account());
+      const security::Labels labels(req->labels().begin(), req->labels().end());
+      auto sa = JoinServiceAccount(store_, req->workload(), req->service_account(), labels);
       if (!sa.ok()) return sa.status();
+      if (!labels.empty()) {
+        if (auto st = security::BindLabels(store_, req->workload(), labels); !st.ok()) return st;
+      }
       subject = req->workload();
       service_account = *sa;
       const auto [ns, name] = *SplitAgentId(subject);
       out.set_spiffe_id(x509::SpiffeId(security::ReadCertificateSettings(store_).trust_domain, ns, service_account));
     } else {
-      if (!req->workload().empty()) return absl::InvalidArgumentError("workload: only a join token is for a workload");
+      if (!req->workload().empty() || !req->labels().empty()) {
+        return absl::InvalidArgumentError("workload, labels: only a join token is for a workload");
+      }
       if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
     }
     v1::TokenClaims claims;

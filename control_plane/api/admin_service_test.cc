@@ -26,7 +26,7 @@ class AdminServiceTest : public ::testing::Test {
     api_ = std::make_unique<ResourceApi>(*store_);
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
-    access_ = std::make_unique<security::Access>(*tokens_, *ca_);
+    access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);
     rotation_ = std::make_unique<security::CaRotation>(*ca_, registry_, [this](v1::TrustBundle t) { published_.push_back(t); });
     service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, *rotation_);
     grpc::ServerBuilder builder;
@@ -225,6 +225,20 @@ TEST_F(AdminServiceTest, JoinTokensAreForValidWorkloadsInExistingNamespaces) {
   const grpc::Status bad_sa = create("curl/curl-1", "a/sa/b", &resp);
   EXPECT_EQ(bad_sa.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(bad_sa.error_message().find("spec.serviceAccount"), std::string::npos) << bad_sa.error_message();
+
+  // Labels: checked like an applied Workload's, and only a join token carries them.
+  grpc::ClientContext ctx;
+  v1::CreateTokenRequest req;
+  req.set_role("join");
+  req.set_workload("curl/curl-2");
+  (*req.mutable_labels())[""] = "x";
+  const grpc::Status empty_key = stub_->CreateToken(&ctx, req, &resp);
+  EXPECT_EQ(empty_key.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(empty_key.error_message().find("metadata.labels"), std::string::npos) << empty_key.error_message();
+  grpc::ClientContext ctx2;
+  req.set_role("admin");
+  req.clear_workload();
+  EXPECT_EQ(stub_->CreateToken(&ctx2, req, &resp).error_message(), "workload, labels: only a join token is for a workload");
 }
 
 TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCertificates) {

@@ -3,6 +3,7 @@
 #include "common/agent_id.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "control_plane/security/label_binding.h"
 
 namespace meshplug::control_plane::security {
 namespace {
@@ -74,6 +75,8 @@ absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1:
     return absl::PermissionDeniedError(Cat("node.metadata.service_account is \"", spec->service_account(),
                                            "\" but the certificate is for service account \"", service_account, "\""));
   }
+  const Labels labels(workload.metadata().labels().begin(), workload.metadata().labels().end());
+  if (absl::Status st = CheckBoundLabels(store_, node, labels); !st.ok()) return st;
   identity->spiffe_id = caller->spiffe_id;
   identity->certificate_expiry = Rfc3339(caller->certificate_expiry);
   identity->certificate_issuer = caller->certificate_issuer;

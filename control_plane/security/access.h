@@ -38,9 +38,12 @@ class Access final : public xds::NodeAuthorizer {
   // A workload certificate must be issued by `ca` itself (the current or, during a
   // rotation, the next CA), not merely chain to the same root: an operator's root may
   // sign for others. The TLS layer only asks for it; `ca` verifies it.
-  Access(const TokenIssuer& tokens, const CertificateAuthority& ca) : tokens_(tokens), ca_(ca) {}
+  // `store` holds the labels join tokens bound to workloads.
+  Access(const TokenIssuer& tokens, const CertificateAuthority& ca, store::Store& store)
+      : tokens_(tokens), ca_(ca), store_(store) {}
 
-  // An ADS stream: the caller's workload certificate must be for exactly this workload.
+  // An ADS stream: the caller's workload certificate must be for exactly this workload,
+  // and the labels it registers those its join token bound, if any.
   absl::Status AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
                              xds::AgentIdentity* identity) const override;
 
@@ -57,6 +60,7 @@ class Access final : public xds::NodeAuthorizer {
  private:
   const TokenIssuer& tokens_;
   const CertificateAuthority& ca_;
+  store::Store& store_;
 };
 
 // grpc::Status from absl::Status.

@@ -21,7 +21,7 @@ class IdentityServiceTest : public ::testing::Test {
     store_ = *store::SqliteStore::Open(path);
     tokens_ = *TokenIssuer::Open(*store_);
     ca_ = *CertificateAuthority::Open(*store_, {});
-    access_ = std::make_unique<Access>(*tokens_, *ca_);
+    access_ = std::make_unique<Access>(*tokens_, *ca_, *store_);
     service_ = std::make_unique<IdentityService>(*store_, *ca_, *access_, *tokens_);
     for (const char* ns : {"curl", "httpbin"}) SetNamespace(ns, true);
   }

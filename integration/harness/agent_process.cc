@@ -22,8 +22,14 @@ std::optional<AgentProcess> StartJoinedAgent(const ControlPlaneProcess& cp, cons
                                              std::string* error) {
   const std::string bootstrap = cp.JoinBootstrap(ns, name, app, error);
   if (bootstrap.empty()) return std::nullopt;
+  return StartAgentWithBootstrap(bootstrap, dir, name, "app=" + app, error);
+}
+
+std::optional<AgentProcess> StartAgentWithBootstrap(const std::string& bootstrap, const std::string& dir,
+                                                    const std::string& name, const std::string& labels,
+                                                    std::string* error) {
   AgentProcess a;
-  a.process = Process::Start({"agent/agent", "--bootstrap=" + bootstrap, "--labels=app=" + app, "--address=127.0.0.1",
+  a.process = Process::Start({"agent/agent", "--bootstrap=" + bootstrap, "--labels=" + labels, "--address=127.0.0.1",
                               "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
                               "--workers=1", "--identity_file=" + dir + "/" + name + ".identity.pem",
                               "--snapshot_cache=none", "--admin_token_file=" + dir + "/" + name + ".admin-token"},

@@ -25,5 +25,9 @@ struct AgentProcess {
 std::optional<AgentProcess> StartJoinedAgent(const ControlPlaneProcess& cp, const std::string& dir,
                                              const std::string& ns, const std::string& name, const std::string& app,
                                              std::string* error);
+// The same with a bootstrap file of the caller's, registering `labels` ("k=v,...").
+std::optional<AgentProcess> StartAgentWithBootstrap(const std::string& bootstrap, const std::string& dir,
+                                                    const std::string& name, const std::string& labels,
+                                                    std::string* error);
 
 }  // namespace meshplug::integration::harness

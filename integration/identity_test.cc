@@ -1,11 +1,14 @@
-// Rotating the mesh's CA under traffic (issue 15): two agents in strict mTLS keep serving
-// through start, activate and finish; agents that join at each step talk to the others at
-// once; a certificate of the old CA is refused after finish; and a control plane restarted
-// after the rotation (serving a certificate of the new CA) gets its agents back.
+// Workload identity with real processes (issue 15). Rotating the mesh's CA under traffic:
+// two agents in strict mTLS keep serving through start, activate and finish; agents that
+// join at each step talk to the others at once; a certificate of the old CA is refused
+// after finish; and a control plane restarted after the rotation (serving a certificate
+// of the new CA) gets its agents back. Labels a join token binds cannot be changed by the
+// agent.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "agent/testing/test_support.h"
@@ -23,10 +26,10 @@ using harness::ControlPlaneProcess;
 using harness::Eventually;
 using std::chrono::milliseconds;
 
-class CaRotationTest : public ::testing::Test {
+class IdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = harness::TempDir("ca_rotation");
+    dir_ = harness::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     cp_ = std::make_unique<ControlPlaneProcess>(dir_);
     ASSERT_EQ(cp_->Start(), "");
     const std::string mesh =
@@ -77,7 +80,7 @@ class CaRotationTest : public ::testing::Test {
   std::unique_ptr<ControlPlaneProcess> cp_;
 };
 
-TEST_F(CaRotationTest, NoRequestFailsAndTheOldCaEndsUntrusted) {
+TEST_F(IdentityTest, CaRotationUnderTrafficFailsNoRequestAndEndsTrustInTheOldCa) {
   AgentProcess web = Join("web-1", "web");
   AgentProcess client = Join("client-1", "client");
   ASSERT_TRUE(Eventually([&] { return Reaches(client); }, milliseconds(30000)));
@@ -138,6 +141,37 @@ TEST_F(CaRotationTest, NoRequestFailsAndTheOldCaEndsUntrusted) {
       milliseconds(30000)))
       << cp_->Meshctl({"proxy", "status"}).out;
   EXPECT_TRUE(Reaches(client));
+}
+
+// An agent whose join token bound app=web cannot register as app=client (which would make
+// it an endpoint of whatever selects app=client in its namespace); with app=web it joins.
+TEST_F(IdentityTest, LabelsBoundByTheJoinTokenCannotBeChangedByTheAgent) {
+  auto made = cp_->Meshctl({"workload", "token", "demo/web-2", "--service-account", "web", "--labels", "app=web",
+                            "--bootstrap"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_NE(made.out.find("  labels:\n    \"app\": \"web\"\n"), std::string::npos) << made.out;
+  const std::string bootstrap = dir_ + "/web-2.bootstrap.yaml";
+  std::ofstream(bootstrap) << made.out;
+  std::string error;
+  {
+    auto impostor = harness::StartAgentWithBootstrap(bootstrap, dir_, "web-2", "app=client", &error);
+    ASSERT_TRUE(impostor) << error;
+    EXPECT_TRUE(cp_->process().WaitForLog(
+        "node.metadata.labels {app=client} are not the labels {app=web} that the join token bound to demo/web-2",
+        milliseconds(20000)))
+        << cp_->process().Log();
+    EXPECT_EQ(cp_->Meshctl({"get", "workload", "web-2", "-n", "demo"}).exit_code, 1);
+  }
+  // The same agent (its identity saved at the join) with the bound labels.
+  auto agent = harness::StartAgentWithBootstrap(bootstrap, dir_, "web-2", "app=web", &error);
+  ASSERT_TRUE(agent) << error;
+  EXPECT_TRUE(Eventually([&] { return cp_->Meshctl({"get", "workload", "web-2", "-n", "demo"}).exit_code == 0; },
+                         milliseconds(20000)));
+  auto bad = cp_->Meshctl({"workload", "token", "demo/web-3", "--labels", "app"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err, "error: --labels: \"app\" is not KEY=VALUE\n");
+  bad = cp_->Meshctl({"token", "create", "--role", "admin", "--labels", "app=web"});
+  EXPECT_EQ(bad.err, "error: flag --labels does not apply to 'token create'\n");
 }
 
 }  // namespace
