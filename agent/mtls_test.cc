@@ -3,11 +3,14 @@
 // client certificate from the mesh's roots and, in strict mode, refuses plaintext.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include "agent/agent.h"
+#include "agent/chains/script_runtime.h"
 #include "agent/testing/test_support.h"
 #include "common/x509.h"
 #include "net/tls.h"
@@ -107,8 +110,9 @@ class MtlsTest : public ::testing::Test {
 
   Ca ca_;
   TestUpstream app_{"app"};
+  std::unique_ptr<chains::ScriptFactory> scripts_ = chains::MakeScriptRuntime();
   Agent server_{LocalAgentOptions(1)};
-  Agent client_{LocalAgentOptions(1)};
+  Agent client_{LocalAgentOptions(1), nullptr, scripts_.get()};  // plugins' http_call
 };
 
 TEST_F(MtlsTest, AgentsTalkMutualTls13AndTheServerSeesTheCaller) {
@@ -180,6 +184,44 @@ TEST_F(MtlsTest, TheCallerRefusesADestinationWithAnotherIdentity) {
   EXPECT_EQ(r->result_int(), 503);
   EXPECT_NE(r->body().find("upstream connect failed: certificate verify failed"), std::string::npos) << r->body();
   EXPECT_EQ(app_.requests(), 0);
+}
+
+// A plugin's http_call to a mesh service behind an agent goes over mTLS to exactly that
+// agent's identity, as the proxy's own requests do: the strict server answers it.
+TEST_F(MtlsTest, APluginsHttpCallToAMeshServiceUsesMutualTls) {
+  v1::Snapshot out = BaseSnapshot("client-with-plugin");
+  AddService(out, "web.b", {server_.inbound_port()});
+  out.mutable_endpoints(0)->mutable_endpoints(0)->set_identity(kServerId);
+  v1::PluginScript* ps = out.add_scripts();
+  ps->set_name("caller@1");
+  ps->set_plugin("caller");
+  ps->set_source(R"(
+function on_request(req, ctx)
+  if req.path ~= "/via-plugin" then return end
+  local res, err = http_call{host = "web.b:80", path = "/"}
+  respond(200, {}, res and (res.status .. " " .. res.body) or ("failed: " .. err))
+end)");
+  auto* chain = out.mutable_chains()->mutable_outbound_http();
+  v1::ChainModule* m = chain->Add();
+  m->set_name("caller");
+  m->set_priority(60000);
+  m->set_script("caller@1");
+  std::rotate(chain->begin(), chain->end() - 1, chain->end());
+  auto applied = client_.Apply(out);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  auto r = Client(client_.outbound_port()).Get("web.b", "/via-plugin");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "200 app");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), "1");
+
+  // Expecting another identity at that endpoint, the call fails rather than reaching it.
+  out.set_version("client-with-plugin-2");
+  out.mutable_endpoints(0)->mutable_endpoints(0)->set_identity("spiffe://cluster.local/ns/b/sa/someone-else");
+  ASSERT_TRUE(client_.Apply(out).ok());
+  r = Client(client_.outbound_port()).Get("web.b", "/via-plugin");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body().find("failed: connect 127.0.0.1:"), std::string::npos) << r->body();
+  EXPECT_NE(r->body().find("certificate verify failed"), std::string::npos) << r->body();
 }
 
 }  // namespace

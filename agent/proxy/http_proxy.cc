@@ -397,6 +397,7 @@ awaitable<bool> HttpSession::ServeOne() {
   x.ctx.configs = &chains->mesh().configs(env_.inbound);
   x.ctx.resolver = &chains->mesh();
   x.ctx.pool = env_.pool;
+  x.ctx.tls = env_.tls;
   x.version = head.version();
   RemoveConnectionOptions(x.ctx.request);
   x.keep_alive = KeepAlive(head) && !env_.draining->load();

@@ -39,6 +39,7 @@ class TcpSession {
     ctx_.configs = &chains_->mesh().configs(env_.inbound);
     ctx_.resolver = &chains_->mesh();
     ctx_.pool = env_.pool;
+    ctx_.tls = env_.tls;
     ctx_.shared.emplace(plugins::kListenPortKey, std::to_string(listen_port));
 
     Verdict v = co_await Connect();

@@ -26,7 +26,8 @@ class Struct;
 }
 
 namespace meshplug::net {
-class UpstreamPool;  // net/upstream_pool.h
+class UpstreamPool;    // net/upstream_pool.h
+class TlsCredentials;  // net/tls.h
 }
 
 namespace meshplug::plugins {
@@ -81,6 +82,7 @@ struct UpstreamTarget {
   std::string cluster;
   std::string host;  // IP literal or name
   uint16_t port = 0;
+  std::string identity;  // the SPIFFE ID of the agent in front of it (mTLS); "" for none
 };
 
 // Where a mesh service name ("ext-auth.auth:8079") leads from the chain set a request runs
@@ -113,6 +115,8 @@ struct HttpContext {
   // (http_call). Not thread-safe: use it only on the worker that runs the step. Null
   // outside the agent (calls then use a connection each).
   net::UpstreamPool* pool = nullptr;
+  // The workload certificate, for http_call to mesh services behind an agent (mTLS).
+  const net::TlsCredentials* tls = nullptr;
 
   // Values a plugin leaves for later plugins of the same request (string keys/values).
   std::map<std::string, std::string, std::less<>> shared;
@@ -163,6 +167,7 @@ struct TcpContext {
   const PluginConfigs* configs = nullptr;
   const ServiceResolver* resolver = nullptr;
   net::UpstreamPool* pool = nullptr;  // as in HttpContext
+  const net::TlsCredentials* tls = nullptr;
   std::string peer;  // "ip:port" of the downstream
   std::map<std::string, std::string, std::less<>> shared;
 

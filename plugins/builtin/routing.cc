@@ -28,7 +28,7 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
     if (choice.route == nullptr) co_return Verdict::Continue();
     ctx.route = choice.route->config->name();
     const std::string* cluster = routing::PickWeighted(choice.route->config->clusters(), RandomU64());
-    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
+    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
     co_return Verdict::Continue();
   }
 };
@@ -48,7 +48,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
     if (!port) co_return Verdict::Continue();
     ctx.service = port->service->config->name();
     const std::string* cluster = routing::PickWeighted(port->port->tcp_clusters(), RandomU64());
-    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0};
+    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
     co_return Verdict::Continue();
   }
 };

@@ -173,7 +173,7 @@ TEST_F(TokenVerifier, MeshServiceNamesResolveThroughTheChainSet) {
   FixedResolver resolver;
   resolver.name = "ext-auth.auth:8079";
   resolver.target = {"ext-auth.auth|8079", address.substr(0, address.rfind(':')),
-                     static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)))};
+                     static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))), ""};
   HttpContext ctx = MakeRequest(http::verb::get, "/get", kService);
   ctx.configs = &configs;
   ctx.resolver = &resolver;

@@ -42,6 +42,8 @@ struct Request {
   size_t max_response_body = 1 << 20;
   // How long the connection may then wait in the pool for the next call to host:port.
   std::chrono::milliseconds idle_timeout{30000};
+  // mTLS to exactly this identity (an endpoint behind an agent); unset: plaintext.
+  std::optional<net::TlsOrigination> tls;
 };
 
 struct Response {

@@ -68,6 +68,7 @@ struct Subject {
   const WorkloadIdentity* workload = nullptr;
   const ServiceResolver* resolver = nullptr;  // mesh names for http_call
   net::UpstreamPool* pool = nullptr;               // kept-alive connections for http_call
+  const net::TlsCredentials* tls = nullptr;        // mTLS for http_call to mesh services
   const google::protobuf::Struct* config = nullptr;
   const SharedValues* shared = nullptr;
   SharedValues* mutable_shared = nullptr;

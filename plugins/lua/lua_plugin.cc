@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "net/tls.h"
 #include "plugins/http_client/http_client.h"
 
 namespace meshplug::plugins::lua {
@@ -18,6 +19,7 @@ Subject Common(const Context& ctx, const google::protobuf::Struct* config) {
   subject.workload = ctx.workload;
   subject.resolver = ctx.resolver;
   subject.pool = ctx.pool;
+  subject.tls = ctx.tls;
   subject.config = config;
   subject.shared = &ctx.shared;
   return subject;
@@ -56,14 +58,21 @@ Subject Bind(TcpContext& ctx, const google::protobuf::Struct* config) {
 awaitable<Verdict> Continue() { co_return Verdict::Continue(); }
 
 // A mesh service name goes to one of the service's endpoints; the Host header keeps the
-// name the script used. Other names are left to DNS.
-void ResolveMeshName(const ServiceResolver* resolver, http_client::Request& request) {
-  if (resolver == nullptr) return;
+// name the script used. Other names are left to DNS. An endpoint behind an agent is
+// called with mTLS to exactly that agent's identity, as the proxy does: never in
+// plaintext, so an error when this agent has no certificate yet.
+absl::Status ResolveMeshName(const Subject& subject, http_client::Request& request) {
+  if (subject.resolver == nullptr) return absl::OkStatus();
   const std::string name = http_client::Describe(request.target);
-  const std::optional<UpstreamTarget> target = resolver->Resolve(name);
-  if (!target) return;
+  const std::optional<UpstreamTarget> target = subject.resolver->Resolve(name);
+  if (!target) return absl::OkStatus();
   request.headers.set(http::field::host, name);
   request.target = http_client::HostPort{target->host, target->port};
+  if (target->identity.empty()) return absl::OkStatus();
+  net::TlsContexts tls = subject.tls ? subject.tls->Get() : net::TlsContexts{};
+  if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
+  request.tls = net::TlsOrigination{std::move(tls.client), target->identity, std::move(tls.issuer_key_ids)};
+  return absl::OkStatus();
 }
 
 Subject WithBody(Subject subject, std::string& body, bool last) {
@@ -144,14 +153,18 @@ awaitable<Verdict> LuaPlugin::Step(Phase phase, Subject subject) {
     Outcome outcome = run.Start();
     // Bounded: http_call refuses more than limits.http_calls_per_call calls.
     while (outcome.kind == Outcome::Kind::kHttpCall) {
-      ResolveMeshName(subject.resolver, call.http_request);
       // The pool comes with the context, as the resolver does, not from a thread_local:
       // the agent already hands each session its worker's pool and this step runs on that
       // worker, while a thread_local would outlive or mismatch the io_context of a plugin
       // run outside the agent (tests, tools), which has no pool and uses a connection per
       // call.
-      const http_client::Result result =
-          co_await http_client::Fetch(call.http_request, subject.pool);
+      http_client::Result result;
+      if (absl::Status resolved = ResolveMeshName(subject, call.http_request); !resolved.ok()) {
+        result.error = boost::asio::error::access_denied;
+        result.message = std::string(resolved.message());
+      } else {
+        result = co_await http_client::Fetch(call.http_request, subject.pool);
+      }
       outcome = run.Continue(result);
     }
     switch (outcome.kind) {
