@@ -349,16 +349,18 @@ def start_agent(agent_bin, name, snap, tls=None):
 
 
 def setup_path(key, agent_bin, backend, auth):
-    """Starts the proxies of one path; returns (procs, entry port)."""
+    """Starts the proxies of one path; returns (procs, entry port, TLS server). The TLS
+    server, for the mTLS paths, is (port, client cert, client key, CA) of the proxy that
+    terminates mTLS (procs[0])."""
     if key == "a":
-        return [], backend
+        return [], backend, None
     if key == "b":
-        return start_haproxy("haproxy1", backend)
+        return start_haproxy("haproxy1", backend) + (None,)
     if key == "c":
-        return start_nginx_proxy("nginx1", backend)
+        return start_nginx_proxy("nginx1", backend) + (None,)
     if key == "d":
         p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
-        return [p], inb
+        return [p], inb, None
     if key in ("e", "g"):
         tokens = key == "g"
         pb, _, inb = start_agent(agent_bin, "agent-b", snapshot(
@@ -366,11 +368,11 @@ def setup_path(key, agent_bin, backend, auth):
             {"Verifier": f"127.0.0.1:{auth}", "Paths": ["/*"], "Timeout": 1}))
         pa, outb, _ = start_agent(agent_bin, "agent-a", snapshot(
             "1", False, inb, "token-injector" if tokens else None, {"AccessToken": TOKEN}))
-        return [pb, pa], outb
+        return [pb, pa], outb, None
     if key == "f":
         p2, port2 = start_haproxy("haproxy2", backend)
         p1, port1 = start_haproxy("haproxy1", port2)
-        return p2 + p1, port1
+        return p2 + p1, port1, None
     if key == "i":
         certs, ca = make_certificates()
         inbound = snapshot("1", True, backend)
@@ -379,13 +381,13 @@ def setup_path(key, agent_bin, backend, auth):
         outbound = snapshot("1", False, inb)
         outbound["endpoints"][0]["endpoints"][0]["identity"] = "spiffe://cluster.local/ns/bench/sa/b"
         pa, outb, _ = start_agent(agent_bin, "agent-a", outbound, certs["a"] + (ca,))
-        return [pb, pa], outb
+        return [pb, pa], outb, (inb,) + certs["a"] + (ca,)
     if key == "j":
         certs, ca = make_certificates()
         both = lambda n: os.path.join(TMP, "pki", f"{n}.both.pem")
         p2, port2 = start_haproxy("haproxy2", backend, tls_in=(both("b"), ca))
         p1, port1 = start_haproxy("haproxy1", port2, tls_out=(both("a"), ca))
-        return p2 + p1, port1
+        return p2 + p1, port1, (port2,) + certs["a"] + (ca,)
     raise ValueError(key)
 
 
@@ -497,6 +499,24 @@ def run_wrk(port, seconds, conns):
     return res
 
 
+def run_handshakes(server, proc, seconds):
+    """New mTLS handshakes per second at the proxy that terminates them (openssl s_time,
+    a new session each time, client certificate), and that proxy's CPU per handshake."""
+    port, cert, key, ca = server
+    pids = tree(proc.pid)
+    c0 = cpu_seconds(pids)
+    out = subprocess.run(["taskset", "-c", LOADGEN_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
+                          "-new", "-cert", cert, "-key", key, "-CAfile", ca, "-time", str(seconds)],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    c1 = cpu_seconds(pids)
+    m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+    if not m or int(m.group(2)) == 0:
+        raise RuntimeError(f"openssl s_time said: {out[-500:]}")
+    n = int(m.group(1))
+    return {"per_second": n / int(m.group(2)), "count": n,
+            "server_cpu_ms_per_1k": (c1 - c0) * 1000.0 / max(1, n) * 1000.0}
+
+
 def run_h2load(port, seconds, rate, conns):
     logf = os.path.join(TMP, "h2load.log")
     if os.path.exists(logf):
@@ -541,8 +561,9 @@ PATHS = {
 def measure(key, agent_bin, backend, auth, args):
     if key == "h":
         procs, port = setup_nginx_auth(backend, auth)
+        tls_server = None
     else:
-        procs, port = setup_path(key, agent_bin, backend, auth)
+        procs, port, tls_server = setup_path(key, agent_bin, backend, auth)
     try:
         # A check request, then warm-up.
         run_wrk(port, 1, args.connections)
@@ -572,6 +593,8 @@ def measure(key, agent_bin, backend, auth, args):
             r["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, done) * 1000.0 if done else None
             rates.append(r)
         sat["rss_mb"] = hwm_kb(pids) / 1024.0
+        if tls_server:
+            sat["handshakes"] = run_handshakes(tls_server, procs[0], args.seconds)
         perf = None  # a separate run: perf's sampling is not in the figures above
         if key in args.profile and measured_pids:
             data = os.path.join(TMP, f"perf-{key}.data")
@@ -657,6 +680,15 @@ def report(results, args, machine):
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
                          f"{sm['p99'] / sh['p99']:.2f} | {sm['cpu_ms_per_1k'] / sh['cpu_ms_per_1k']:.2f} | "
                          f"{sm['rss_mb'] / sh['rss_mb']:.2f} |")
+    if "i" in by and "j" in by and "handshakes" in by["i"]["saturation"] and "handshakes" in by["j"]["saturation"]:
+        hi, hj = by["i"]["saturation"]["handshakes"], by["j"]["saturation"]["handshakes"]
+        lines += ["", f"New mTLS handshakes at the terminating proxy (openssl s_time -new, client certificate, "
+                      f"{args.seconds} s):", "",
+                  "| path | handshakes/s | CPU ms / 1k handshakes |", "|---|---|---|"]
+        for r, h in ((by["i"], hi), (by["j"], hj)):
+            lines.append(f"| {r['key']} {r['name']} | {h['per_second']:,.0f} | {h['server_cpu_ms_per_1k']:.1f} |")
+        ratio.append(f"| new mTLS handshakes: agent / HAProxy | {hi['per_second'] / hj['per_second']:.2f} | — | — | "
+                     f"{hi['server_cpu_ms_per_1k'] / hj['server_cpu_ms_per_1k']:.2f} | — |")
     if ratio:
         lines += ["", "Ratios at saturation (meshplug / peer; >1 is more, for req/s better, otherwise worse):", "",
                   "| ratio | req/s | p50 | p99 | CPU / 1k req | peak RSS |", "|---|---|---|---|---|---|"] + ratio
