@@ -224,5 +224,26 @@ end)");
   EXPECT_NE(r->body().find("certificate verify failed"), std::string::npos) << r->body();
 }
 
+// With forward_client_cert the app learns the verified caller from x-forwarded-client-cert;
+// a value the caller sends itself never reaches the app, with or without mTLS.
+TEST_F(MtlsTest, TheAppSeesTheVerifiedCallerAndNeverAForgedOne) {
+  v1::Snapshot in = BaseSnapshot("server-xfcc");
+  AddService(in, "web.b", {app_.port()}, /*inbound=*/true);
+  in.mutable_settings()->set_forward_client_cert(true);
+  ASSERT_TRUE(server_.Apply(in).ok());
+  Client client(client_.outbound_port());
+  auto r = client.Get("web.b", "/", "x-forwarded-client-cert: URI=spiffe://cluster.local/ns/kube-system/sa/admin\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  const std::string seen = app_.last_request_header();
+  EXPECT_NE(seen.find(std::string("x-forwarded-client-cert: URI=") + kClientId + "\r\n"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("kube-system"), std::string::npos) << seen;
+  // Plaintext (permissive now) straight to the inbound listener: the forged value is dropped.
+  auto plain = Client(server_.inbound_port()).Get("web.b", "/", "x-forwarded-client-cert: URI=spiffe://forged\r\n");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(app_.last_request_header().find("forged"), std::string::npos) << app_.last_request_header();
+  EXPECT_EQ(app_.last_request_header().find("x-forwarded-client-cert"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace meshplug::agent

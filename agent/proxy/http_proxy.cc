@@ -127,6 +127,14 @@ unsigned SendableStatus(unsigned status) {
 // RFC 9110 §15.3.5, §15.4.5: 204 and 304 responses end with their header.
 bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 
+// The inbound caller's verified identity for the app, in Envoy's x-forwarded-client-cert
+// form (URI element only), when the mesh asks for it. What a caller sent in that header is
+// dropped: in permissive mode anyone could claim an identity with it.
+void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
+  request.erase("x-forwarded-client-cert");
+  if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
+}
+
 // Why an upstream exchange produced no usable response.
 struct UpstreamFailure {
   LocalResponse response;
@@ -400,6 +408,9 @@ awaitable<bool> HttpSession::ServeOne() {
   x.ctx.tls = env_.tls;
   x.version = head.version();
   RemoveConnectionOptions(x.ctx.request);
+  if (env_.inbound) {
+    SetForwardedClientCert(x.ctx.request, peer_identity_, chains->snapshot().settings().forward_client_cert());
+  }
   x.keep_alive = KeepAlive(head) && !env_.draining->load();
   request_body_unread_ = !parser.is_done();
 

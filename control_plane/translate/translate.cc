@@ -266,6 +266,8 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   snap.mutable_settings()->set_mtls_mode(MtlsModeOf(state, ns) == "strict" ? v1::MTLS_STRICT : v1::MTLS_PERMISSIVE);
   snap.mutable_settings()->set_access_log(state.mesh_config &&
                                          state.mesh_config->spec().observability().access_log());
+  snap.mutable_settings()->set_forward_client_cert(state.mesh_config &&
+                                                  state.mesh_config->spec().traffic().forward_client_cert());
   auto* wl = snap.mutable_settings()->mutable_workload();
   wl->set_name(agent.metadata().name());
   wl->set_namespace_(ns);

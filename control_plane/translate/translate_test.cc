@@ -132,6 +132,15 @@ TEST(Translate, AccessLogsFollowMeshConfig) {
   EXPECT_TRUE(WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().access_log());
 }
 
+TEST(Translate, ForwardingTheClientCertificateFollowsMeshConfig) {
+  const MeshState off = State("");
+  EXPECT_FALSE(WholeTranslation(off, Agent(off, "curl", "curl-1")).snapshot.settings().forward_client_cert());
+  const MeshState on = State(
+      "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
+      "spec: {traffic: {forwardClientCert: true}}\n");
+  EXPECT_TRUE(WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().forward_client_cert());
+}
+
 TEST(Translate, MeshConfigDisablesAndReprioritisesBuiltins) {
   const MeshState s = State(R"(
 apiVersion: config.openservicemesh.io/v1alpha2
