@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev
   # tests and the demo
   curl python3 python3-httpbin gunicorn
+  # interception tests: network namespaces, iptables, setpriv
+  iproute2 iptables util-linux
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -1,0 +1,110 @@
+#include "agent/intercept/rules.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+
+#include "common/strings.h"
+
+namespace meshplug::agent::intercept {
+namespace {
+
+constexpr const char* kOutput = "MESHPLUG_OUTPUT";
+constexpr const char* kInbound = "MESHPLUG_INBOUND";
+constexpr const char* kToOutbound = "MESHPLUG_REDIRECT";
+constexpr const char* kToInbound = "MESHPLUG_IN_REDIRECT";
+
+bool IsV6(const std::string& cidr) { return cidr.find(':') != std::string::npos; }
+
+// "10.0.0.0/8" or an address alone; the prefix within the family's size.
+bool ValidCidr(const std::string& cidr) {
+  const size_t slash = cidr.find('/');
+  const std::string address = cidr.substr(0, slash);
+  unsigned char buf[16];
+  const bool v6 = IsV6(address);
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, address.c_str(), buf) != 1) return false;
+  if (slash == std::string::npos) return true;
+  const std::string prefix = cidr.substr(slash + 1);
+  if (prefix.empty() || prefix.size() > 3 || !std::all_of(prefix.begin(), prefix.end(), ::isdigit)) return false;
+  return std::stoi(prefix) <= (v6 ? 128 : 32);
+}
+
+bool ValidPort(const std::string& p) {
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit)) return false;
+  const int n = std::stoi(p);
+  return n >= 1 && n <= 65535;
+}
+
+}  // namespace
+
+const std::vector<std::string>& ChainNames() {
+  static const std::vector<std::string> names = {kOutput, kInbound, kToOutbound, kToInbound};
+  return names;
+}
+
+absl::Status Validate(const Options& o) {
+  if (o.outbound_port == 0 || o.inbound_port == 0 || o.outbound_port == o.inbound_port) {
+    return absl::InvalidArgumentError("--outbound_port and --inbound_port must be two different ports (1-65535)");
+  }
+  const bool all = std::find(o.include_inbound_ports.begin(), o.include_inbound_ports.end(), "*") !=
+                   o.include_inbound_ports.end();
+  for (const auto& p : o.include_inbound_ports) {
+    if (p == "*") continue;
+    if (all) return absl::InvalidArgumentError("--include_inbound_ports: \"*\" means every port; list no others with it");
+    if (!ValidPort(p)) return absl::InvalidArgumentError(Cat("--include_inbound_ports: \"", p, "\" is not a port (1-65535)"));
+  }
+  for (const auto& cidr : o.exclude_outbound_cidrs) {
+    if (!ValidCidr(cidr)) return absl::InvalidArgumentError(Cat("--exclude_outbound_cidrs: \"", cidr, "\" is not an address or CIDR"));
+  }
+  for (uint16_t p : o.exclude_inbound_ports) {
+    if (p == 0) return absl::InvalidArgumentError("--exclude_inbound_ports: 0 is not a port");
+  }
+  for (uint16_t p : o.exclude_outbound_ports) {
+    if (p == 0) return absl::InvalidArgumentError("--exclude_outbound_ports: 0 is not a port");
+  }
+  return absl::OkStatus();
+}
+
+std::string InstallScript(const Options& o, bool ipv6) {
+  std::string s = "*nat\n";
+  for (const auto& chain : ChainNames()) s += Cat(":", chain, " - [0:0]\n");
+  for (const auto& chain : ChainNames()) s += Cat("-F ", chain, "\n");
+  // One jump from each built-in chain: the caller removes earlier rules first (Remove).
+  s += Cat("-A PREROUTING -p tcp -j ", kInbound, "\n");
+  s += Cat("-A OUTPUT -p tcp -j ", kOutput, "\n");
+  s += Cat("-A ", kToOutbound, " -p tcp -j REDIRECT --to-ports ", o.outbound_port, "\n");
+  s += Cat("-A ", kToInbound, " -p tcp -j REDIRECT --to-ports ", o.inbound_port, "\n");
+
+  // Inbound: connections arriving for the app. The agents' own listeners are never
+  // redirected (a peer agent connects to them directly).
+  for (uint16_t port : {o.inbound_port, o.outbound_port}) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j RETURN\n");
+  for (uint16_t port : o.exclude_inbound_ports) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j RETURN\n");
+  const bool all = o.include_inbound_ports.size() == 1 && o.include_inbound_ports[0] == "*";
+  if (all) {
+    s += Cat("-A ", kInbound, " -p tcp -j ", kToInbound, "\n");
+  } else {
+    for (const auto& port : o.include_inbound_ports) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j ", kToInbound, "\n");
+  }
+
+  // Outbound: the agent's own connections go out as they are; so does loopback traffic
+  // other than the app calling its own service address through the agent.
+  s += Cat("-A ", kOutput, " -m owner --uid-owner ", o.proxy_uid, " -j RETURN\n");
+  s += Cat("-A ", kOutput, " -o lo -j RETURN\n");
+  for (uint16_t port : o.exclude_outbound_ports) s += Cat("-A ", kOutput, " -p tcp --dport ", port, " -j RETURN\n");
+  for (const auto& cidr : o.exclude_outbound_cidrs) {
+    if (IsV6(cidr) == ipv6) s += Cat("-A ", kOutput, " -d ", cidr, " -j RETURN\n");
+  }
+  s += Cat("-A ", kOutput, " -j ", kToOutbound, "\n");
+  s += "COMMIT\n";
+  return s;
+}
+
+std::vector<std::vector<std::string>> RemoveCommands() {
+  std::vector<std::vector<std::string>> out = {{"-t", "nat", "-D", "PREROUTING", "-p", "tcp", "-j", kInbound},
+                                               {"-t", "nat", "-D", "OUTPUT", "-p", "tcp", "-j", kOutput}};
+  for (const auto& chain : ChainNames()) out.push_back({"-t", "nat", "-F", chain});
+  for (const auto& chain : ChainNames()) out.push_back({"-t", "nat", "-X", chain});
+  return out;
+}
+
+}  // namespace meshplug::agent::intercept
