@@ -44,6 +44,8 @@ ABSL_FLAG(std::string, ca_cert, "",
           "the operator's CA certificate (PEM, then its chain up to the self-signed root); default: the mesh's own "
           "CA, made on first start and kept in the store");
 ABSL_FLAG(std::string, ca_key, "", "the key of --ca_cert (PEM)");
+ABSL_FLAG(std::string, service_cidr, meshplug::control_plane::api::ServiceAddresses::kDefaultCidr,
+          "the IPv4 range Services' virtual addresses (spec.clusterIP) come from");
 ABSL_FLAG(std::vector<std::string>, tls_san, {},
           "more names (IP addresses or DNS names) agents and meshctl reach the control plane by, for its serving "
           "certificate (localhost, 127.0.0.1, ::1, the host name and the --listen host are always in it)");
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
     return Fail("--log_level must be debug, info, warn or error");
   }
   log::SetLevel(level);
+  auto addresses = meshplug::control_plane::api::ServiceAddresses::Parse(absl::GetFlag(FLAGS_service_cidr));
+  if (!addresses.ok()) return Fail(std::string(addresses.status().message()));
 
   // Block the signals before any thread starts, so only the waiter below receives them.
   sigset_t signals;
@@ -111,7 +115,7 @@ int main(int argc, char** argv) {
   auto credentials = security::MakeServerCredentials(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)));
   if (!credentials.ok()) return Fail(Cat("--tls_san: ", credentials.status().message()));
 
-  meshplug::control_plane::api::ResourceApi resources(**store, &controller.status());
+  meshplug::control_plane::api::ResourceApi resources(**store, &controller.status(), *std::move(addresses));
   security::CaRotation ca_rotation(**ca, registry, [&controller](meshplug::v1::TrustBundle trust) {
     controller.SetTrust(std::move(trust));
   });

@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<Object>> ResourceApi::Decode(const store::Entry& 
 absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req) {
   auto docs = ParseAll(req.manifests());
   if (!docs.ok()) return docs.status();
+  std::lock_guard lock(apply_mu_);
 
   // Settings that decide validity come from this apply first, then from the store.
   validation::ValidationContext ctx;
@@ -110,6 +111,8 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
                          "\" does not exist; create it first (meshctl namespace add ", key.ns, ")"));
     }
   }
+
+  if (auto st = addresses_.Assign(store_, *docs); !st.ok()) return st;
 
   std::vector<store::Write> writes;
   v1::ApplyResponse resp;

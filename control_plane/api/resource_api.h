@@ -4,11 +4,13 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "resources/manifest.h"
+#include "control_plane/api/service_addresses.h"
 #include "control_plane/api/status_view.h"
 #include "control_plane/store/store.h"
 #include "meshplug/v1/admin.pb.h"
@@ -19,7 +21,10 @@ class ResourceApi {
  public:
   // `status` (may be null) fills in the status of objects read, from the control plane's
   // live state.
-  explicit ResourceApi(store::Store& store, const StatusView* status = nullptr) : store_(store), status_(status) {}
+  // `addresses`: where Services' virtual addresses come from.
+  explicit ResourceApi(store::Store& store, const StatusView* status = nullptr,
+                       ServiceAddresses addresses = ServiceAddresses::Default())
+      : store_(store), status_(status), addresses_(std::move(addresses)) {}
 
   // Parses and validates every document of every manifest first; writes all of them in
   // one store commit, or nothing. Unchanged objects are reported and not rewritten.
@@ -41,6 +46,9 @@ class ResourceApi {
 
   store::Store& store_;
   const StatusView* status_;
+  const ServiceAddresses addresses_;
+  // One apply at a time: a Service's address is chosen from what is stored.
+  std::mutex apply_mu_;
 };
 
 }  // namespace meshplug::control_plane::api

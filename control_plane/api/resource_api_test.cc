@@ -337,5 +337,82 @@ TEST_F(ResourceApiTest, GetUnknownKindNamesTheKnownOnes) {
             std::string::npos);
 }
 
+std::string ServiceDoc(const std::string& name, const std::string& cluster_ip = "") {
+  return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: httpbin}\n"
+         "spec: {ports: [{port: 14001}], selector: {app: " + name + "}" +
+         (cluster_ip.empty() ? "" : ", clusterIP: " + cluster_ip) + "}\n";
+}
+
+class ServiceAddressTest : public ResourceApiTest {
+ protected:
+  std::string AddressOf(const std::string& name) {
+    v1::GetRequest get;
+    get.set_kind("Service");
+    get.set_namespace_("httpbin");
+    get.set_name(name);
+    auto got = api_->Get(get);
+    if (!got.ok() || got->objects_size() != 1) return "<none>";
+    mesh::v1::Service svc;
+    got->objects(0).UnpackTo(&svc);
+    return svc.spec().cluster_ip();
+  }
+};
+
+TEST_F(ServiceAddressTest, EachServiceGetsTheLowestFreeAddressAndKeepsIt) {
+  ApplyOk(kNamespaces);
+  ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
+  EXPECT_EQ(AddressOf("a"), "10.96.0.1");
+  EXPECT_EQ(AddressOf("b"), "10.96.0.2");
+  // Applying the same manifests again changes nothing.
+  auto again = Apply(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->results(0).action(), "unchanged");
+  EXPECT_EQ(AddressOf("a"), "10.96.0.1");
+  // An address is free again once its Service is gone.
+  v1::DeleteRequest del;
+  auto* ref = del.add_refs();
+  ref->set_kind("Service");
+  ref->set_namespace_("httpbin");
+  ref->set_name("a");
+  ASSERT_TRUE(api_->Delete(del).ok());
+  ApplyOk(ServiceDoc("c"));
+  EXPECT_EQ(AddressOf("c"), "10.96.0.1");
+  EXPECT_EQ(AddressOf("b"), "10.96.0.2");
+}
+
+TEST_F(ServiceAddressTest, AGivenAddressMustBeFreeInTheRangeAndNeverChanges) {
+  ApplyOk(kNamespaces);
+  ApplyOk(ServiceDoc("a", "10.96.7.7"));
+  EXPECT_EQ(AddressOf("a"), "10.96.7.7");
+  auto taken = Apply(ServiceDoc("b", "10.96.7.7"));
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(std::string(taken.status().message()),
+            "test.yaml: document 1 (Service b): spec.clusterIP: 10.96.7.7 is taken by Service httpbin/a");
+  auto outside = Apply(ServiceDoc("b", "192.168.0.1"));
+  ASSERT_FALSE(outside.ok());
+  EXPECT_EQ(std::string(outside.status().message()), "test.yaml: document 1 (Service b): spec.clusterIP: \"192.168.0.1\" is "
+                                        "not a host address of --service_cidr 10.96.0.0/16");
+  EXPECT_FALSE(Apply(ServiceDoc("b", "10.96.0.0")).ok());  // the network's own address
+  EXPECT_FALSE(Apply(ServiceDoc("b", "banana")).ok());
+  auto moved = Apply(ServiceDoc("a", "10.96.7.8"));
+  ASSERT_FALSE(moved.ok());
+  EXPECT_NE(moved.status().message().find("cannot replace \"10.96.7.7\""), std::string::npos) << moved.status();
+  EXPECT_EQ(AddressOf("b"), "<none>");  // nothing of the refused applies was stored
+}
+
+TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
+  api_ = std::make_unique<ResourceApi>(*store_, nullptr, *ServiceAddresses::Parse("10.0.0.0/30"));
+  ApplyOk(kNamespaces);
+  ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
+  auto full = Apply(ServiceDoc("c"));
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.status().message(), "spec.clusterIP: no free address left in --service_cidr 10.0.0.0/30");
+  EXPECT_EQ(ServiceAddresses::Parse("10.0.0.1/24").status().message(),
+            "--service_cidr: \"10.0.0.1/24\" has host bits set; the network is 10.0.0.0/24");
+  EXPECT_FALSE(ServiceAddresses::Parse("10.0.0.0/31").ok());
+  EXPECT_FALSE(ServiceAddresses::Parse("fd00::/64").ok());
+  EXPECT_FALSE(ServiceAddresses::Parse("10.0.0.0").ok());
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::api

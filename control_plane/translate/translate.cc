@@ -44,7 +44,9 @@ std::vector<std::string> Hosts(const ObjectKey& key, const mesh::v1::ServiceSpec
   const std::string& ns = key.first;
   // Qualified forms only: destinations are shared by every agent, and a bare name means the
   // service of the caller's own namespace, which the agent resolves (MeshView::FindService).
-  const std::string forms[] = {Cat(name, ".", ns), Cat(name, ".", ns, ".svc"), Cat(name, ".", ns, ".svc.cluster.local")};
+  std::vector<std::string> forms = {Cat(name, ".", ns), Cat(name, ".", ns, ".svc"), Cat(name, ".", ns, ".svc.cluster.local")};
+  // Its address too: a request through interception may name the service by it.
+  if (!spec.cluster_ip().empty()) forms.push_back(spec.cluster_ip());
   std::vector<std::string> hosts;
   for (const auto& f : forms) {
     hosts.push_back(f);
@@ -77,6 +79,7 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
   auto* out = snap.add_services();
   out->set_name(ServiceName(key));
   out->set_inbound(inbound);
+  out->set_virtual_ip(svc.spec().cluster_ip());
   for (const auto& h : Hosts(key, svc.spec())) out->add_hosts(h);
   for (const auto& p : svc.spec().ports()) {
     const uint32_t port = p.port();

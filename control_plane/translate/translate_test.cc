@@ -251,6 +251,17 @@ TEST(Translate, ConflictingPluginConfigsTheOlderWinsAndBothAreReported) {
   EXPECT_NE(t.report.conflicts.at({"curl", "second"}).begin()->find("the older, curl/first, wins"), std::string::npos);
 }
 
+TEST(Translate, AServicesVirtualAddressNamesItToo) {
+  const MeshState s = State("apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: httpbin}\n"
+                            "spec: {ports: [{port: 8080}], selector: {app: httpbin}, clusterIP: 10.96.0.9}\n");
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
+  const auto& out = Svc(t.snapshot, "echo.httpbin", false);
+  EXPECT_EQ(out.virtual_ip(), "10.96.0.9");
+  for (const char* host : {"10.96.0.9", "10.96.0.9:8080", "echo.httpbin:8080"}) {
+    EXPECT_NE(std::find(out.hosts().begin(), out.hosts().end(), host), out.hosts().end()) << host;
+  }
+}
+
 TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
   const MeshState s = State("");
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));

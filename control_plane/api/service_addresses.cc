@@ -1,0 +1,100 @@
+#include "control_plane/api/service_addresses.h"
+
+#include <arpa/inet.h>
+
+#include <map>
+#include <optional>
+
+#include "common/strings.h"
+#include "meshplug/v1/resources.pb.h"
+
+namespace meshplug::control_plane::api {
+namespace {
+
+std::optional<uint32_t> ParseIpv4(const std::string& text) {
+  in_addr a{};
+  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
+  return ntohl(a.s_addr);
+}
+
+std::string FormatIpv4(uint32_t ip) {
+  in_addr a{};
+  a.s_addr = htonl(ip);
+  char buf[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace
+
+absl::StatusOr<ServiceAddresses> ServiceAddresses::Parse(const std::string& cidr) {
+  const size_t slash = cidr.find('/');
+  const auto ip = ParseIpv4(cidr.substr(0, slash));
+  const std::string prefix_text = slash == std::string::npos ? "" : cidr.substr(slash + 1);
+  char* end = nullptr;
+  const long prefix = std::strtol(prefix_text.c_str(), &end, 10);
+  if (!ip || prefix_text.empty() || *end != '\0' || prefix < 8 || prefix > 30) {
+    return absl::InvalidArgumentError(
+        Cat("--service_cidr: \"", cidr, "\" is not an IPv4 network from /8 to /30 (e.g. 10.96.0.0/16)"));
+  }
+  const uint32_t size = 1u << (32 - prefix);
+  if ((*ip & (size - 1)) != 0) {
+    return absl::InvalidArgumentError(Cat("--service_cidr: \"", cidr, "\" has host bits set; the network is ",
+                                          FormatIpv4(*ip & ~(size - 1)), "/", prefix));
+  }
+  return ServiceAddresses(cidr, *ip, size);
+}
+
+absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources::Document>& docs) const {
+  // Who holds which address now.
+  auto stored = store.List(resources::Kind::kService, "");
+  if (!stored.ok()) return stored.status();
+  std::map<uint32_t, std::string> taken;
+  std::map<resources::Key, std::string> current;
+  for (const auto& e : *stored) {
+    mesh::v1::Service svc;
+    if (!svc.ParseFromString(e.value) || svc.spec().cluster_ip().empty()) continue;
+    current[e.key] = svc.spec().cluster_ip();
+    if (auto ip = ParseIpv4(svc.spec().cluster_ip())) taken[*ip] = e.key.ToString();
+  }
+  // Given and kept addresses first, so that assigning one cannot take them.
+  std::vector<mesh::v1::Service*> unassigned;
+  for (auto& d : docs) {
+    if (d.kind->id != resources::Kind::kService) continue;
+    auto& svc = static_cast<mesh::v1::Service&>(*d.object);
+    const resources::Key key = d.key();
+    const std::string& given = svc.spec().cluster_ip();
+    if (auto it = current.find(key); it != current.end()) {
+      if (!given.empty() && given != it->second) {
+        return absl::InvalidArgumentError(Cat(d.Where(), ": spec.clusterIP: \"", given, "\" cannot replace \"", it->second,
+                                              "\"; a Service keeps its address (delete and re-create it for another)"));
+      }
+      svc.mutable_spec()->set_cluster_ip(it->second);
+      continue;
+    }
+    if (given.empty()) {
+      unassigned.push_back(&svc);
+      continue;
+    }
+    const auto ip = ParseIpv4(given);
+    if (!ip || *ip <= network_ || *ip >= network_ + size_ - 1) {
+      return absl::InvalidArgumentError(
+          Cat(d.Where(), ": spec.clusterIP: \"", given, "\" is not a host address of --service_cidr ", cidr_));
+    }
+    if (auto [it, fresh] = taken.emplace(*ip, key.ToString()); !fresh) {
+      return absl::InvalidArgumentError(Cat(d.Where(), ": spec.clusterIP: ", given, " is taken by ", it->second));
+    }
+  }
+  uint32_t next = network_ + 1;
+  for (mesh::v1::Service* svc : unassigned) {
+    while (next < network_ + size_ - 1 && taken.count(next)) ++next;
+    if (next >= network_ + size_ - 1) {
+      return absl::ResourceExhaustedError(Cat("spec.clusterIP: no free address left in --service_cidr ", cidr_));
+    }
+    taken.emplace(next, "");
+    svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace meshplug::control_plane::api
