@@ -239,10 +239,12 @@ TEST_F(MtlsTest, TheAppSeesTheVerifiedCallerAndNeverAForgedOne) {
   EXPECT_NE(seen.find(std::string("x-forwarded-client-cert: URI=") + kClientId + "\r\n"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("kube-system"), std::string::npos) << seen;
   // Plaintext (permissive now) straight to the inbound listener: the forged value is dropped.
-  auto plain = Client(server_.inbound_port()).Get("web.b", "/", "x-forwarded-client-cert: URI=spiffe://forged\r\n");
+  auto plain = Client(server_.inbound_port())
+                   .Get("web.b", "/", "x-forwarded-client-cert: URI=spiffe://forged\r\nX_Forwarded_Client_Cert: forged\r\n");
   ASSERT_TRUE(plain);
   EXPECT_EQ(app_.last_request_header().find("forged"), std::string::npos) << app_.last_request_header();
   EXPECT_EQ(app_.last_request_header().find("x-forwarded-client-cert"), std::string::npos);
+  EXPECT_EQ(app_.last_request_header().find("X_Forwarded"), std::string::npos);
 }
 
 }  // namespace

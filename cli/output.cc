@@ -326,7 +326,7 @@ std::string CaStatusText(const v1::CaStatus& status) {
   for (const auto& ca : status.cas()) rows.push_back({ca.role(), ca.key_id(), ca.subject(), ca.expires()});
   out += RenderTable(rows);
   if (status.agents_not_on_signer_size() > 0) {
-    out += Cat("connected agents whose certificate is not from the signer: ", status.agents_not_on_signer_size(), "\n");
+    out += Cat("agents whose certificate is not from the signer: ", status.agents_not_on_signer_size(), "\n");
     for (const auto& agent : status.agents_not_on_signer()) out += Cat("  ", agent, "\n");
   }
   if (status.agents_not_synced_size() > 0) {

@@ -117,7 +117,7 @@ TEST(CaStatusText, ShowsThePhaseTheCasAndWhoHasNotMoved) {
             "ROLE      KEY ID   SUBJECT              EXPIRES\n"
             "current   aa       meshplug mesh root   2036-12-01T00:00:00Z\n"
             "next      bb       meshplug mesh root   2036-12-05T00:00:00Z\n"
-            "connected agents whose certificate is not from the signer: 1\n  curl/curl-1\n");
+            "agents whose certificate is not from the signer: 1\n  curl/curl-1\n");
 }
 
 }  // namespace

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   if (!credentials.ok()) return Fail(Cat("--tls_san: ", credentials.status().message()));
 
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status(), *std::move(addresses));
-  security::CaRotation ca_rotation(**ca, registry, [&controller](meshplug::v1::TrustBundle trust) {
+  security::CaRotation ca_rotation(**ca, registry, cache, [&controller](meshplug::v1::TrustBundle trust) {
     controller.SetTrust(std::move(trust));
   });
   meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens, ca_rotation);

@@ -97,7 +97,11 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
     beast::error_code& ec, const TlsOrigination* tls) {
   // TLS and plain connections to one address are never mixed up.
-  std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity) : Cat(host, ":", port);
+  // With TLS, the contexts too: after a renewal or a change of the mesh's trust (a CA
+  // rotation), connections made under the old ones are not reused and idle out.
+  std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
+                              reinterpret_cast<uintptr_t>(tls->context.get()))
+                        : Cat(host, ":", port);
   auto it = allow_reuse ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
     auto& list = it->second;

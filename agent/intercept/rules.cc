@@ -75,9 +75,10 @@ std::string InstallScript(const Options& o, bool ipv6) {
   s += Cat("-A ", kToOutbound, " -p tcp -j REDIRECT --to-ports ", o.outbound_port, "\n");
   s += Cat("-A ", kToInbound, " -p tcp -j REDIRECT --to-ports ", o.inbound_port, "\n");
 
-  // Inbound: connections arriving for the app. The agents' own listeners are never
-  // redirected (a peer agent connects to them directly).
-  for (uint16_t port : {o.inbound_port, o.outbound_port}) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j RETURN\n");
+  // Inbound: connections arriving for the app. Peer agents connect to the inbound listener
+  // directly; the outbound listener is for this workload's own traffic only, so a
+  // connection from outside to its port goes to the inbound listener like any other.
+  s += Cat("-A ", kInbound, " -p tcp --dport ", o.inbound_port, " -j RETURN\n");
   for (uint16_t port : o.exclude_inbound_ports) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j RETURN\n");
   const bool all = o.include_inbound_ports.size() == 1 && o.include_inbound_ports[0] == "*";
   if (all) {

@@ -20,7 +20,6 @@ TEST(InterceptRules, RedirectEverythingButTheAgentsOwnTrafficAndExclusions) {
             "-A MESHPLUG_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n"
             "-A MESHPLUG_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15003\n"
             "-A MESHPLUG_INBOUND -p tcp --dport 15003 -j RETURN\n"
-            "-A MESHPLUG_INBOUND -p tcp --dport 15001 -j RETURN\n"
             "-A MESHPLUG_INBOUND -p tcp --dport 9901 -j RETURN\n"
             "-A MESHPLUG_INBOUND -p tcp -j MESHPLUG_IN_REDIRECT\n"
             "-A MESHPLUG_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"

@@ -12,6 +12,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <optional>
@@ -132,6 +133,12 @@ bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 // dropped: in permissive mode anyone could claim an identity with it.
 void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
   request.erase("x-forwarded-client-cert");
+  // Also its spellings with '_' for '-': CGI and WSGI apps read them as the same header.
+  for (auto it = request.begin(); it != request.end();) {
+    std::string name(it->name_string());
+    std::replace(name.begin(), name.end(), '_', '-');
+    it = beast::iequals(name, "x-forwarded-client-cert") ? request.erase(it) : std::next(it);
+  }
   if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
 }
 

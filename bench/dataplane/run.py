@@ -503,6 +503,14 @@ def run_handshakes(server, proc, seconds):
     """New mTLS handshakes per second at the proxy that terminates them (openssl s_time,
     a new session each time, client certificate), and that proxy's CPU per handshake."""
     port, cert, key, ca = server
+    # s_time counts a TLS 1.3 handshake once the client sends Finished, before the server
+    # has judged the client certificate: first check that a request with it is served.
+    check = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", cert, "-key", key,
+                            "-CAfile", ca, "-verify_return_error", "-quiet"],
+                           input="GET / HTTP/1.0\r\nHost: bench\r\n\r\n", capture_output=True, text=True,
+                           timeout=30)
+    if "HTTP/1." not in check.stdout:
+        raise RuntimeError(f"an mTLS request with the client certificate was not served: {check.stderr[-300:]}")
     pids = tree(proc.pid)
     c0 = cpu_seconds(pids)
     out = subprocess.run(["taskset", "-c", LOADGEN_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "common/x509.h"
+#include "common/xds_types.h"
 #include "control_plane/security/server_tls.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/xds/snapshot_cache.h"
@@ -27,7 +28,8 @@ class AdminServiceTest : public ::testing::Test {
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
     access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);
-    rotation_ = std::make_unique<security::CaRotation>(*ca_, registry_, [this](v1::TrustBundle t) { published_.push_back(t); });
+    rotation_ = std::make_unique<security::CaRotation>(*ca_, registry_, cache_,
+                                                       [this](v1::TrustBundle t) { published_.push_back(t); });
     service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, *rotation_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", *security::MakeServerCredentials(*ca_, {"127.0.0.1"}), &port_);
@@ -265,6 +267,16 @@ TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCe
   EXPECT_EQ(published_.back().signer_key_id(), old_id);
 
   registry_.Connected("curl/curl-1", "delta", "ipv4:127.0.0.1:1", {"spiffe://cluster.local/ns/curl/sa/default", "", old_id});
+  // Its latest settings (with the new root) are not ACKed yet: activating would make it
+  // refuse peers with new certificates.
+  auto latest = std::make_shared<xds::AgentResources>();
+  const std::string& settings_url = xds_types::UrlOf<v1::AgentSettings>();
+  latest->type_versions[settings_url] = "with-new-root";
+  cache_.Set("curl/curl-1", latest);
+  const grpc::Status unsynced = rotate(*stub_, "activate", false, &status);
+  EXPECT_EQ(unsynced.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(unsynced.error_message().find("curl/curl-1"), std::string::npos) << unsynced.error_message();
+  registry_.Acked("curl/curl-1", settings_url, "with-new-root");
   ASSERT_TRUE(rotate(*stub_, "activate", false, &status).ok());
   EXPECT_EQ(published_.back().signer_key_id(), new_id);
   ASSERT_EQ(status.agents_not_on_signer_size(), 1);
@@ -273,6 +285,13 @@ TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCe
   EXPECT_NE(early.error_message().find("curl/curl-1"), std::string::npos) << early.error_message();
 
   registry_.CertificateIssued("curl/curl-1", {"spiffe://cluster.local/ns/curl/sa/default", "", new_id});
+  // An agent away now returns with the certificate it had: it counts as well.
+  const uint64_t away = registry_.Connected("curl/curl-2", "delta", "ipv4:127.0.0.1:2",
+                                            {"spiffe://cluster.local/ns/curl/sa/default", "", old_id});
+  registry_.Disconnected("curl/curl-2", away);
+  const grpc::Status still = rotate(*stub_, "finish", false, &status);
+  EXPECT_NE(still.error_message().find("curl/curl-2 (disconnected)"), std::string::npos) << still.error_message();
+  registry_.Forget("curl/curl-2");  // its Workload was deleted
   ASSERT_TRUE(rotate(*stub_, "finish", false, &status).ok());
   EXPECT_EQ(status.phase(), "steady");
   EXPECT_EQ(status.signer_key_id(), new_id);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "common/xds_types.h"
 #include "common/strings.h"
 
 namespace meshplug::control_plane::security {
@@ -20,16 +21,16 @@ const char* PhaseName(CertificateAuthority::Phase p) {
 // A step refused because `agents` have not caught up yet.
 absl::Status Waiting(const google::protobuf::RepeatedPtrField<std::string>& agents, const char* what,
                      const char* risk) {
-  return absl::FailedPreconditionError(Cat(agents.size(), " connected agent(s) ", what, " (", agents.Get(0),
+  return absl::FailedPreconditionError(Cat(agents.size(), " agent(s) ", what, " (", agents.Get(0),
                                            agents.size() > 1 ? ", ..." : "",
                                            "); they catch up within seconds: wait, or use --force and ", risk));
 }
 
 }  // namespace
 
-CaRotation::CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry,
+CaRotation::CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry, const xds::ConfigWatcher& configs,
                        std::function<void(v1::TrustBundle)> publish)
-    : ca_(ca), registry_(registry), publish_(std::move(publish)), serving_roots_(ca.trust_bundle()) {
+    : ca_(ca), registry_(registry), configs_(configs), publish_(std::move(publish)), serving_roots_(ca.trust_bundle()) {
   publish_(ca_.trust());
 }
 
@@ -54,16 +55,31 @@ v1::CaStatus CaRotation::Status() const {
     c->set_role(d.role);
   }
   for (const auto& agent : registry_.List()) {
+    // A disconnected agent comes back with the certificate it had: it counts too.
+    if (agent.certificate_issuer() != s.signer_key_id() && !agent.certificate_issuer().empty()) {
+      s.add_agents_not_on_signer(agent.connected() ? agent.agent() : agent.agent() + " (disconnected)");
+    }
     if (!agent.connected()) continue;
-    if (agent.certificate_issuer() != s.signer_key_id()) s.add_agents_not_on_signer(agent.agent());
-    const bool synced = std::all_of(agent.types().begin(), agent.types().end(),
-                                    [](const v1::TypeStatus& t) { return t.sent_version() == t.acked_version(); });
+    // Synced: AgentSettings, which carries the trust, ACKed at the version of the agent's
+    // latest resources (sent, or still waiting to be sent).
+    const std::string& settings_url = xds_types::UrlOf<v1::AgentSettings>();
+    bool synced = false;
+    if (const xds::Resources latest = configs_.Get(agent.agent())) {
+      const auto version = latest->type_versions.find(settings_url);
+      const auto acked = std::find_if(agent.types().begin(), agent.types().end(),
+                                      [&](const v1::TypeStatus& t) { return t.type_url() == settings_url; });
+      synced = version != latest->type_versions.end() && acked != agent.types().end() &&
+               acked->acked_version() == version->second;
+    }
     if (!synced) s.add_agents_not_synced(agent.agent());
   }
   return s;
 }
 
 absl::StatusOr<v1::CaStatus> CaRotation::Run(const v1::RotateCaRequest& req) {
+  // One step at a time, its trust published before the next: concurrent steps could
+  // publish an older trust last.
+  std::lock_guard lock(mu_);
   absl::Status st;
   if (req.step() == "start") {
     st = ca_.StartRotation(req.ca_cert_pem(), req.ca_key_pem());

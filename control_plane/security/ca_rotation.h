@@ -4,19 +4,22 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "control_plane/security/certificate_authority.h"
 #include "control_plane/xds/agent_registry.h"
+#include "control_plane/xds/config_watcher.h"
 #include "meshplug/v1/admin.pb.h"
 
 namespace meshplug::control_plane::security {
 
 class CaRotation {
  public:
-  // `publish` hands the CA's trust to the controller (at construction, and after each step).
-  CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry,
+  // `publish` hands the CA's trust to the controller (at construction, and after each
+  // step); `configs` has each agent's latest resources, to tell which agents ACKed them.
+  CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry, const xds::ConfigWatcher& configs,
              std::function<void(v1::TrustBundle)> publish);
 
   // Runs `req.step` ("start", "activate", "finish"; "" only reports) and reports.
@@ -30,8 +33,10 @@ class CaRotation {
  private:
   CertificateAuthority& ca_;
   const xds::AgentRegistry& registry_;
+  const xds::ConfigWatcher& configs_;
   const std::function<void(v1::TrustBundle)> publish_;
   const std::string serving_roots_;
+  std::mutex mu_;  // one step at a time
 };
 
 }  // namespace meshplug::control_plane::security

@@ -66,6 +66,13 @@ absl::StatusOr<CertificateAuthority::Signer> LoadSigner(const std::string& chain
   if (auto root = x509::Inspect(chain->back()); !root.ok() || !root->self_signed) {
     return absl::InvalidArgumentError(Cat(source, ": the chain must end with the self-signed root"));
   }
+  // Each certificate must be signed by the next: peers verify leaves up to that root.
+  for (size_t i = 0; i + 1 < chain->size(); ++i) {
+    if (!x509::SignedBy((*chain)[i], (*chain)[i + 1])) {
+      return absl::InvalidArgumentError(Cat(source, ": certificate ", i + 1, " of the chain is not signed by certificate ",
+                                            i + 2, "; give the CA certificate, then its issuers up to the root"));
+    }
+  }
   if (info->subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
   // The bundle is the root: the last certificate of the chain. Everything below it is sent
   // with each leaf so that peers holding only the root can verify it.
@@ -160,15 +167,21 @@ absl::StatusOr<x509::CertInfo> CertificateAuthority::VerifyIssued(const std::str
   auto info = x509::Inspect(leaf_pem);
   if (!info.ok()) return info.status();
   std::string issuer;
+  x509::Clock::time_point issuer_expiry{};
   {
     std::lock_guard lock(mu_);
-    if (info->authority_key_id == current_.info.subject_key_id) issuer = current_.cert;
-    if (next_ && info->authority_key_id == next_->info.subject_key_id) issuer = next_->cert;
+    for (const Signer* s : {&current_, next_ ? &*next_ : nullptr}) {
+      if (s && info->authority_key_id == s->info.subject_key_id) {
+        issuer = s->cert;
+        issuer_expiry = s->info.not_after;
+      }
+    }
   }
   if (issuer.empty() || !x509::SignedBy(leaf_pem, issuer)) {
     return absl::UnauthenticatedError("the client certificate was not issued by this mesh's CA");
   }
   const auto now = x509::Clock::now();
+  if (now >= issuer_expiry) return absl::UnauthenticatedError("the mesh CA that issued the client certificate has expired");
   if (now < info->not_before || now >= info->not_after) {
     return absl::UnauthenticatedError(Cat("the client certificate is not valid now (valid ", Rfc3339(info->not_before),
                                           " to ", Rfc3339(info->not_after), ")"));
@@ -275,8 +288,10 @@ absl::StatusOr<std::string> CertificateAuthority::SignServer(const std::string& 
   p.dns_names = dns_names;
   p.ip_addresses = ip_addresses;
   p.lifetime = lifetime;
+  // The current CA, also while a rotation is activated: an agent that has not seen the
+  // new root yet must still reach a restarted control plane.
   std::lock_guard lock(mu_);
-  const Signer& signer = SigningLocked();
+  const Signer& signer = current_;
   auto leaf = x509::SignCsr(csr_pem, signer.cert, signer.key, p);
   if (!leaf.ok()) return leaf.status();
   return *leaf + signer.intermediates;

@@ -52,7 +52,8 @@ class CertificateAuthority {
   absl::StatusOr<std::string> SignWorkload(const std::string& csr_pem, const std::string& trust_domain,
                                            const std::string& ns, const std::string& name,
                                            const std::string& service_account, std::chrono::seconds lifetime) const;
-  // A serving certificate chain for the key in `csr_pem`.
+  // A serving certificate chain for the key in `csr_pem`, by the current CA (also while a
+  // rotation is activated: agents that have not seen the new root must still reach it).
   absl::StatusOr<std::string> SignServer(const std::string& csr_pem, const std::vector<std::string>& dns_names,
                                          const std::vector<std::string>& ip_addresses,
                                          std::chrono::seconds lifetime) const;

@@ -227,6 +227,11 @@ TEST(CertificateAuthorityTest, RotationBringsInAnOperatorsCaAndRefusesBadOnes) {
   EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, "").message(),
             "the new CA's certificate and key go together: give both or neither");
   EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, root_key).message(), "the new CA: the key is not the CA certificate's key");
+  // An intermediate with a root that did not sign it: peers could not verify its leaves.
+  const std::string other_root = *x509::SelfSignedCa(*x509::NewPrivateKey(), root);
+  EXPECT_EQ(ca->StartRotation(inter_cert + other_root, inter_key).message(),
+            "the new CA: certificate 1 of the chain is not signed by certificate 2; give the CA certificate, then its "
+            "issuers up to the root");
   EXPECT_NE(ca->StartRotation("garbage", inter_key).message().find("the new CA: "), std::string::npos);
   EXPECT_EQ(ca->phase(), CertificateAuthority::Phase::kSteady);
   ASSERT_TRUE(ca->StartRotation(inter_cert + root_cert, inter_key).ok());
