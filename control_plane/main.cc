@@ -112,12 +112,30 @@ int main(int argc, char** argv) {
   const security::Access access(**tokens, **ca, **store);
   const std::string listen = absl::GetFlag(FLAGS_listen);
   const std::string host = listen.substr(0, listen.rfind(':'));
-  auto credentials = security::MakeServerCredentials(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)));
-  if (!credentials.ok()) return Fail(Cat("--tls_san: ", credentials.status().message()));
+  auto serving = security::ServingCertificate::Create(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)),
+                                                      std::filesystem::path(store_path).parent_path().string());
+  if (!serving.ok()) return Fail(Cat("--tls_san: ", serving.status().message()));
+
+  // meshctl's credentials: the address once the server listens, a fresh admin token each
+  // start (earlier ones stay valid until they expire), and the mesh's roots — written again
+  // after each CA rotation step.
+  std::string config_path = absl::GetFlag(FLAGS_client_config);
+  if (config_path.empty()) config_path = meshplug::DefaultClientConfigPath();
+  const std::string admin_token =
+      (*tokens)->Issue(security::Role::kAdmin, "control plane start", "", std::chrono::hours(24 * 366));
+  std::string address;  // set once the server listens
+  auto write_client_config = [&] { return meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle()}); };
 
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status(), *std::move(addresses));
-  security::CaRotation ca_rotation(**ca, registry, cache, [&controller](meshplug::v1::TrustBundle trust) {
+  security::CaRotation ca_rotation(**ca, registry, cache, [&](meshplug::v1::TrustBundle trust) {
+    // The serving certificate follows the current CA (a finished rotation's new one)
+    // before agents learn to trust only that CA.
+    if (auto st = (*serving)->Renew(address); !st.ok()) {
+      log::Error("cannot renew the serving certificate", {{"error", std::string(st.message())}});
+    }
     controller.SetTrust(std::move(trust));
+    if (address.empty()) return;
+    if (auto st = write_client_config(); !st.ok()) log::Error("cannot write meshctl's credentials", {{"error", std::string(st.message())}});
   });
   meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens, ca_rotation);
   meshplug::control_plane::xds::AdsService ads(cache, registry, controller, access);
@@ -126,7 +144,7 @@ int main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, *credentials, &port);
+  builder.AddListeningPort(listen, (*serving)->credentials(), &port);
   // Agents ping every 30 s to notice a control plane that vanished without closing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -139,16 +157,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
   const bool wildcard = host == "0.0.0.0" || host == "[::]";
-  const std::string address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
-  // meshctl's credentials: a fresh admin token each start (earlier ones stay valid until
-  // they expire).
-  std::string config_path = absl::GetFlag(FLAGS_client_config);
-  if (config_path.empty()) config_path = meshplug::DefaultClientConfigPath();
-  const std::string admin_token =
-      (*tokens)->Issue(security::Role::kAdmin, "control plane start", "", std::chrono::hours(24 * 366));
-  if (auto st = meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle()}); !st.ok()) {
-    return Fail(std::string(st.message()));
-  }
+  address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
+  if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
   // With port 0 the kernel picks one; tests read it from this line.
   log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
                           {"credentials", config_path}});

@@ -28,11 +28,13 @@ absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, st
 }
 
 // mTLS to the control plane with `m`'s certificate. Its serving certificate is verified
-// with the roots the agent joined with and the mesh's current ones: after a CA rotation
-// a restarted control plane serves a certificate of the new CA.
+// with the mesh's roots from the latest snapshot once there is one (a finished CA rotation
+// drops the old root here too), else with those the agent joined with as well.
 std::shared_ptr<grpc::ChannelCredentials> MutualTls(const IdentityMaterial& m, const std::string& join_roots) {
   grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = m.bundle_pem.find(join_roots) == std::string::npos ? join_roots + m.bundle_pem : m.bundle_pem;
+  const bool from_snapshot = !m.trusted_issuers.empty();
+  tls.pem_root_certs = from_snapshot || m.bundle_pem.find(join_roots) != std::string::npos ? m.bundle_pem
+                                                                                         : join_roots + m.bundle_pem;
   tls.pem_private_key = m.key_pem;
   tls.pem_cert_chain = m.chain_pem;
   return grpc::SslCredentials(tls);

@@ -32,7 +32,8 @@ class AdminServiceTest : public ::testing::Test {
                                                        [this](v1::TrustBundle t) { published_.push_back(t); });
     service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, *rotation_);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", *security::MakeServerCredentials(*ca_, {"127.0.0.1"}), &port_);
+    serving_ = std::move(*security::ServingCertificate::Create(*ca_, {"127.0.0.1"}, dir ? dir : "/tmp"));
+    builder.AddListeningPort("127.0.0.1:0", serving_->credentials(), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     stub_ = Stub(tokens_->Issue(security::Role::kAdmin, "", "", std::chrono::seconds(600)));
@@ -79,6 +80,7 @@ class AdminServiceTest : public ::testing::Test {
   std::unique_ptr<security::TokenIssuer> tokens_;
   std::unique_ptr<security::CertificateAuthority> ca_;
   std::unique_ptr<security::Access> access_;
+  std::unique_ptr<security::ServingCertificate> serving_;
   std::vector<v1::TrustBundle> published_;
   std::unique_ptr<security::CaRotation> rotation_;
   int port_ = 0;

@@ -30,18 +30,11 @@ absl::Status Waiting(const google::protobuf::RepeatedPtrField<std::string>& agen
 
 CaRotation::CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry, const xds::ConfigWatcher& configs,
                        std::function<void(v1::TrustBundle)> publish)
-    : ca_(ca), registry_(registry), configs_(configs), publish_(std::move(publish)), serving_roots_(ca.trust_bundle()) {
+    : ca_(ca), registry_(registry), configs_(configs), publish_(std::move(publish)) {
   publish_(ca_.trust());
 }
 
-std::string CaRotation::JoinRoots() const {
-  std::string roots = serving_roots_;
-  const v1::TrustBundle trust = ca_.trust();
-  for (const auto& root : trust.roots_pem()) {
-    if (roots.find(root) == std::string::npos) roots += root;
-  }
-  return roots;
-}
+std::string CaRotation::JoinRoots() const { return ca_.trust_bundle(); }
 
 v1::CaStatus CaRotation::Status() const {
   v1::CaStatus s;

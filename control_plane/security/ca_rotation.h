@@ -26,8 +26,8 @@ class CaRotation {
   absl::StatusOr<v1::CaStatus> Run(const v1::RotateCaRequest& req);
   v1::CaStatus Status() const;
 
-  // The roots an agent joining now needs: those that verify this control plane's serving
-  // certificate (made at start) and those of the CAs trusted now.
+  // The roots an agent joining now needs: those of the CAs trusted now (the serving
+  // certificate is always the current CA's).
   std::string JoinRoots() const;
 
  private:
@@ -35,7 +35,6 @@ class CaRotation {
   const xds::AgentRegistry& registry_;
   const xds::ConfigWatcher& configs_;
   const std::function<void(v1::TrustBundle)> publish_;
-  const std::string serving_roots_;
   std::mutex mu_;  // one step at a time
 };
 

@@ -2,10 +2,22 @@
 
 #include <arpa/inet.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
+#include "common/eventually.h"
+#include "common/files.h"
+#include "common/strings.h"
 #include "common/x509.h"
 
 namespace meshplug::control_plane::security {
@@ -17,6 +29,37 @@ constexpr std::chrono::seconds kServingLifetime{366 * 24 * 3600};
 bool IsIp(const std::string& s) {
   unsigned char buf[16];
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+// The subject key id of the certificate a TLS server at `address` ("host:port") presents;
+// "" when there is none to be had.
+std::string ServedKeyId(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  BIO* bio = BIO_new_ssl_connect(ctx);
+  SSL* ssl = nullptr;
+  BIO_get_ssl(bio, &ssl);
+  BIO_set_conn_hostname(bio, host.c_str());
+  BIO_set_conn_port(bio, address.substr(colon + 1).c_str());
+  std::string key_id;
+  if (BIO_do_connect(bio) == 1 && BIO_do_handshake(bio) == 1) {
+    if (X509* cert = SSL_get1_peer_certificate(ssl)) {
+      unsigned char* der = nullptr;
+      const int n = i2d_X509(cert, &der);
+      if (n > 0) {
+        auto info = x509::InspectDer(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(n)));
+        if (info.ok()) key_id = info->subject_key_id;
+        OPENSSL_free(der);
+      }
+      X509_free(cert);
+    }
+  }
+  BIO_free_all(bio);
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return key_id;
 }
 
 }  // namespace
@@ -34,22 +77,52 @@ std::vector<std::string> ServingNames(const std::string& listen_host, const std:
   return names;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const CertificateAuthority& ca,
-                                                                               const std::vector<std::string>& names) {
+absl::StatusOr<std::unique_ptr<ServingCertificate>> ServingCertificate::Create(const CertificateAuthority& ca,
+                                                                              std::vector<std::string> names,
+                                                                              const std::string& dir) {
+  std::string tmpl = (std::filesystem::path(dir) / ".serving-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return absl::UnavailableError(Cat("cannot make a private directory in ", dir, " for the serving certificate: ",
+                                      std::strerror(errno)));
+  }
+  std::unique_ptr<ServingCertificate> serving(new ServingCertificate(ca, std::move(names), tmpl));
+  if (auto st = serving->Renew(); !st.ok()) return st;
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      serving->dir_ + "/key.pem", serving->dir_ + "/chain.pem", /*refresh_interval_sec=*/1);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  // Access verifies agents' certificates against the CAs trusted at the time of the call:
+  // a root added by a CA rotation is trusted without restarting the server.
+  options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  serving->credentials_ = grpc::experimental::TlsServerCredentials(options);
+  return serving;
+}
+
+ServingCertificate::~ServingCertificate() {
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+absl::Status ServingCertificate::Renew(const std::string& address, std::chrono::milliseconds timeout) {
   std::vector<std::string> dns, ips;
-  for (const auto& n : names) (IsIp(n) ? ips : dns).push_back(n);
+  for (const auto& n : names_) (IsIp(n) ? ips : dns).push_back(n);
   auto key = x509::NewPrivateKey();
   if (!key.ok()) return key.status();
   auto csr = x509::MakeCsr(*key, "");
   if (!csr.ok()) return csr.status();
-  auto chain = ca.SignServer(*csr, dns, ips, kServingLifetime);
+  auto chain = ca_.SignServer(*csr, dns, ips, kServingLifetime);
   if (!chain.ok()) return chain.status();
-  // Access verifies agents' certificates against the CAs trusted at the time of the call:
-  // a root added by a CA rotation is trusted without restarting the server.
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
-  options.pem_root_certs = ca.trust_bundle();
-  options.pem_key_cert_pairs.push_back({*key, *chain});
-  return grpc::SslServerCredentials(options);
+  // The certificate first: until the key follows, the watcher sees a pair that does not
+  // match and keeps serving the previous one.
+  if (auto st = WritePrivateFile(dir_ + "/chain.pem", *chain); !st.ok()) return st;
+  if (auto st = WritePrivateFile(dir_ + "/key.pem", *key); !st.ok()) return st;
+  if (address.empty()) return absl::OkStatus();
+  const std::string expected = x509::Inspect(*chain)->subject_key_id;
+  if (!Eventually([&] { return ServedKeyId(address) == expected; }, timeout, std::chrono::milliseconds(50))) {
+    return absl::DeadlineExceededError(Cat("the renewed serving certificate was not served at ", address, " within ",
+                                           timeout.count(), " ms"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace meshplug::control_plane::security

@@ -1,11 +1,12 @@
 // The control plane's gRPC server credentials: a serving certificate from the mesh CA
 // for the names agents and meshctl reach it by, TLS only; client certificates are
-// requested and, when presented, verified against the mesh's roots (agents use theirs
-// after joining; meshctl and joining agents present a bearer token instead).
+// requested (agents use theirs after joining; meshctl and joining agents present a bearer
+// token instead).
 #pragma once
 
 #include <grpcpp/security/server_credentials.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,7 +20,36 @@ namespace meshplug::control_plane::security {
 // name, `listen_host` unless it is a wildcard, and `extra` (IP addresses or DNS names).
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra);
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const CertificateAuthority& ca,
-                                                                               const std::vector<std::string>& names);
+// The serving certificate, from the mesh CA's current signer, kept in a private directory
+// that gRPC's file watcher reads again every second: Renew() after a CA rotation finishes
+// and new connections get the new CA's certificate without a restart, so agents can stop
+// trusting the old root.
+class ServingCertificate {
+ public:
+  // Makes a private directory under `dir`, and a first certificate for `names`.
+  static absl::StatusOr<std::unique_ptr<ServingCertificate>> Create(const CertificateAuthority& ca,
+                                                                    std::vector<std::string> names,
+                                                                    const std::string& dir);
+  ~ServingCertificate();  // removes the directory
+  ServingCertificate(const ServingCertificate&) = delete;
+  ServingCertificate& operator=(const ServingCertificate&) = delete;
+
+  // TLS only; client certificates requested but verified by Access, not here, against the
+  // CAs trusted at the time of the call.
+  std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
+  // A new key and certificate from the CA's current signer of serving certificates. With
+  // `address` (this server's), returns once new connections there get it (the watcher
+  // reads the files every second), or fails after `timeout`.
+  absl::Status Renew(const std::string& address = "", std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+ private:
+  ServingCertificate(const CertificateAuthority& ca, std::vector<std::string> names, std::string dir)
+      : ca_(ca), names_(std::move(names)), dir_(std::move(dir)) {}
+
+  const CertificateAuthority& ca_;
+  const std::vector<std::string> names_;
+  const std::string dir_;
+  std::shared_ptr<grpc::ServerCredentials> credentials_;
+};
 
 }  // namespace meshplug::control_plane::security
