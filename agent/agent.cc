@@ -139,6 +139,13 @@ absl::Status Agent::Start() {
   admin_port_ = (*admin)->local_endpoint().port();
   http_acceptors_ = {*outbound, *inbound};
   admin_acceptor_ = *admin;
+  if (options_.dns_port != 0) {
+    auto dns = dns::DnsServer::Start(
+        control_, "127.0.0.1", options_.dns_port, [this](const std::string& name) { return ResolveMeshName(name); },
+        options_.dns_upstream, &stats_);
+    if (!dns.ok()) return dns.status();
+    dns_ = *std::move(dns);
+  }
   AcceptLoop(*outbound, false, false);
   AcceptLoop(*inbound, true, false);
   admin::ServeAdmin(control_, *admin, LimitFor("admin"), *this, options_.admin_token);
@@ -153,6 +160,19 @@ absl::Status Agent::Start() {
     control_.run();
   });
   return absl::OkStatus();
+}
+
+dns::Answer Agent::ResolveMeshName(const std::string& name) const {
+  if (const std::shared_ptr<const chains::ChainSet> current = chains_.Get()) {
+    if (const routing::ServiceView* service = current->mesh().FindService(name, /*inbound=*/false)) {
+      boost::system::error_code ec;
+      const auto ip = asio::ip::make_address_v4(service->config->virtual_ip(), ec);
+      return dns::Answer{true, ec ? std::nullopt : std::optional<uint32_t>(ip.to_uint())};
+    }
+  }
+  // The cluster domain is the mesh's to answer, whether the Service exists or not.
+  const bool cluster_name = name.ends_with(".svc") || name.ends_with(".svc.cluster.local");
+  return dns::Answer{cluster_name, std::nullopt};
 }
 
 absl::StatusOr<std::vector<std::string>> Agent::Apply(v1::Snapshot snapshot) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/status/status.h"
 #include "agent/admin/admin.h"
 #include "agent/chains/chain_set.h"
+#include "agent/dns/dns_server.h"
 #include "agent/proxy/http_proxy.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -39,6 +41,10 @@ struct AgentOptions {
   size_t max_connections_per_listener = 0;
   proxy::Limits limits;
   std::chrono::milliseconds drain_timeout{10'000};
+  // The DNS server for mesh names on 127.0.0.1 (for intercepted workloads; 0: none), and
+  // where other names go.
+  uint16_t dns_port = 0;
+  std::optional<boost::asio::ip::udp::endpoint> dns_upstream;
   // The bearer token the admin endpoint requires for /config_dump (it holds PluginConfig
   // values) and /quitquitquit; empty: a random one (admin_token()).
   std::string admin_token;
@@ -77,6 +83,7 @@ class Agent final : public admin::AdminTarget {
 
   uint16_t outbound_port() const { return outbound_port_; }
   uint16_t inbound_port() const { return inbound_port_; }
+  uint16_t dns_port() const { return dns_ ? dns_->port() : 0; }
   uint16_t admin_port() const { return admin_port_; }
   const std::string& admin_token() const { return options_.admin_token; }
 
@@ -113,6 +120,8 @@ class Agent final : public admin::AdminTarget {
   static constexpr size_t kAdminConnections = 32;
   Worker& NextWorker();
   proxy::ProxyEnv EnvFor(Worker& worker, bool inbound);
+  // What the DNS server answers for `name`: a mesh Service's virtual address.
+  dns::Answer ResolveMeshName(const std::string& name) const;
   // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.
   absl::Status OpenTcpListeners(const routing::MeshView& mesh);
   void CloseUnusedTcpListeners(const routing::MeshView& mesh);
@@ -138,6 +147,7 @@ class Agent final : public admin::AdminTarget {
   std::thread control_thread_;
   std::vector<std::shared_ptr<Acceptor>> http_acceptors_;  // outbound, inbound
   std::shared_ptr<Acceptor> admin_acceptor_;
+  std::unique_ptr<dns::DnsServer> dns_;  // on the control thread
   std::map<std::pair<bool, uint16_t>, std::shared_ptr<Acceptor>> tcp_acceptors_;  // control thread
   uint16_t outbound_port_ = 0, inbound_port_ = 0, admin_port_ = 0;
 

@@ -19,6 +19,7 @@
 #include "agent/agent.h"
 #include "agent/xds/bootstrap.h"
 #include "agent/chains/script_runtime.h"
+#include "agent/dns/dns_server.h"
 #include "agent/snapshot_file.h"
 #include "agent/xds/workload_identity.h"
 #include "agent/xds/xds_client.h"
@@ -31,6 +32,12 @@ ABSL_FLAG(uint16_t, outbound_port, 15001, "outbound listener port (0: any free p
 ABSL_FLAG(uint16_t, inbound_port, 15003, "inbound listener port (0: any free port)");
 ABSL_FLAG(std::string, admin_address, "127.0.0.1", "address of the admin listener");
 ABSL_FLAG(uint16_t, admin_port, 15000, "admin listener port (0: any free port)");
+ABSL_FLAG(uint16_t, dns_port, 0,
+          "answer DNS for mesh names on 127.0.0.1 at this port (15053 with meshplug-intercept --dns_port 15053); "
+          "0: no DNS server");
+ABSL_FLAG(std::string, dns_upstream, "",
+          "where the DNS server sends names that are not the mesh's (IP; default: the first nameserver of "
+          "/etc/resolv.conf)");
 ABSL_FLAG(int32_t, workers, 0, "worker threads (0: one per core)");
 ABSL_FLAG(uint32_t, max_connections_per_listener, 0,
           "connections one proxy listener holds at once; more are closed on arrival "
@@ -129,7 +136,24 @@ meshplug::agent::AgentOptions OptionsFromFlags() {
   o.limits.request_timeout = Ms(absl::GetFlag(FLAGS_request_timeout));
   o.limits.upstream_idle_timeout = Ms(absl::GetFlag(FLAGS_upstream_idle_timeout));
   o.drain_timeout = Ms(absl::GetFlag(FLAGS_drain_timeout));
+  o.dns_port = absl::GetFlag(FLAGS_dns_port);
   return o;
+}
+
+// --dns_upstream, else the first nameserver of /etc/resolv.conf (none: mesh names only).
+absl::Status DnsUpstreamFromFlags(meshplug::agent::AgentOptions& o) {
+  if (o.dns_port == 0) return absl::OkStatus();
+  const std::string given = absl::GetFlag(FLAGS_dns_upstream);
+  if (!given.empty()) {
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(given, ec);
+    if (ec) return absl::InvalidArgumentError(meshplug::Cat("--dns_upstream: \"", given, "\" is not an IP address"));
+    o.dns_upstream = boost::asio::ip::udp::endpoint(ip, 53);
+    return absl::OkStatus();
+  }
+  auto resolv = meshplug::ReadFileText("/etc/resolv.conf", "/etc/resolv.conf");
+  if (resolv.ok()) o.dns_upstream = meshplug::agent::dns::FirstNameserver(*resolv);
+  return absl::OkStatus();
 }
 
 meshplug::plugins::lua::LuaLimits LuaLimitsFromFlags() {
@@ -296,7 +320,12 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime(LuaLimitsFromFlags(), absl::GetFlag(FLAGS_lua_memory_total_bytes));
-  meshplug::agent::Agent agent(OptionsFromFlags(), nullptr, scripts.get());
+  meshplug::agent::AgentOptions options = OptionsFromFlags();
+  if (absl::Status st = DnsUpstreamFromFlags(options); !st.ok()) {
+    std::fprintf(stderr, "agent: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  meshplug::agent::Agent agent(std::move(options), nullptr, scripts.get());
   std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
   if (token_file.empty()) {
     agent_ns::xds::Bootstrap anonymous;

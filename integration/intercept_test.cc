@@ -85,14 +85,36 @@ class InterceptTest : public ::testing::Test {
 
   harness::RunResult Intercept(const std::string& verb) {
     return harness::Run({"ip", "netns", "exec", ns_, "agent/intercept/meshplug-intercept", verb, "--proxy_uid=0",
-                "--outbound_port=15001", "--inbound_port=15003", "--exclude_outbound_cidrs=10.200.0.1/32"});
+                         "--outbound_port=15001", "--inbound_port=15003", "--dns_port=15053",
+                         "--exclude_outbound_cidrs=10.200.0.1/32"});
   }
 
-  // The app's own call, as a user that is not the agent's: no proxy, the name resolved to
-  // an address of the app's choosing (as DNS would).
+  // The agent in the namespace, on a snapshot with web.demo (virtual address 10.96.0.7)
+  // served by the app, answering DNS for mesh names.
+  void StartAgentInNamespace() {
+    v1::Snapshot snapshot = BaseSnapshot("1");
+    v1::Service& web = AddService(snapshot, "web.demo", {app_->port()});
+    web.set_virtual_ip("10.96.0.7");
+    web.add_hosts("web.demo.svc.cluster.local");  // as the control plane's translation lists it
+    const std::string snapshot_file = dir_ + "/snapshot.txt";
+    std::ofstream(snapshot_file) << snapshot.DebugString();
+    agent_ = Process::Start({"ip", "netns", "exec", ns_, "agent/agent", "--snapshot_file=" + snapshot_file,
+                             "--outbound_port=15001", "--inbound_port=15003", "--admin_port=0", "--workers=1",
+                             "--dns_port=15053", "--dns_upstream=10.200.0.1", "--bind_address=0.0.0.0",
+                             "--admin_token_file=" + dir_ + "/admin-token"},
+                            dir_ + "/agent.log");
+    ASSERT_TRUE(agent_ && agent_->WaitForLog("agent: listening", milliseconds(20000))) << dir_;
+  }
+
+  // `args` run as the app would: in the namespace, as a user that is not the agent's.
+  harness::RunResult AsApp(std::vector<std::string> args) {
+    args.insert(args.begin(), {"ip", "netns", "exec", ns_, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"});
+    return harness::Run(args);
+  }
+
+  // The app's own call: no proxy, the name resolved to an address of the app's choosing.
   harness::RunResult AppCalls() {
-    return harness::Run({"ip", "netns", "exec", ns_, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "curl", "-s",
-                "--max-time", "3", "--resolve", "web.demo:80:10.1.2.3", "http://web.demo/get"});
+    return AsApp({"curl", "-s", "--max-time", "3", "--resolve", "web.demo:80:10.1.2.3", "http://web.demo/get"});
   }
 
   std::string ns_, dir_;
@@ -103,15 +125,7 @@ class InterceptTest : public ::testing::Test {
 
 TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
   StartAppInNamespace();
-  v1::Snapshot snapshot = BaseSnapshot("1");
-  AddService(snapshot, "web.demo", {app_->port()});
-  const std::string snapshot_file = dir_ + "/snapshot.txt";
-  std::ofstream(snapshot_file) << snapshot.DebugString();
-  agent_ = Process::Start({"ip", "netns", "exec", ns_, "agent/agent", "--snapshot_file=" + snapshot_file,
-                           "--outbound_port=15001", "--inbound_port=15003", "--admin_port=0", "--workers=1",
-                           "--bind_address=0.0.0.0", "--admin_token_file=" + dir_ + "/admin-token"},
-                          dir_ + "/agent.log");
-  ASSERT_TRUE(agent_ && agent_->WaitForLog("agent: listening", milliseconds(20000))) << dir_;
+  StartAgentInNamespace();
 
   auto installed = Intercept("install");
   ASSERT_EQ(installed.exit_code, 0) << installed.err;
@@ -137,6 +151,22 @@ TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
   EXPECT_EQ(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out.find("MESHPLUG"), std::string::npos);
   EXPECT_NE(AppCalls().exit_code, 0);  // nothing intercepts it now: 10.1.2.3 does not answer
   EXPECT_EQ(app_->requests(), 1);
+}
+
+// The app resolves mesh names with its own resolver configuration: the agent answers them
+// with the Service's virtual address, and the call to that address reaches the service.
+TEST_F(InterceptTest, MeshNamesResolveToServiceAddressesThroughTheAgent) {
+  StartAppInNamespace();
+  StartAgentInNamespace();
+  ASSERT_EQ(Intercept("install").exit_code, 0);
+  auto named = AsApp({"curl", "-s", "--max-time", "5", "-w", " %{remote_ip}", "http://web.demo/get"});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(named.out, "app 10.96.0.7");
+  auto qualified = AsApp({"curl", "-s", "--max-time", "5", "http://web.demo.svc.cluster.local/get"});
+  EXPECT_EQ(qualified.out, "app");
+  auto ghost = AsApp({"curl", "-s", "--max-time", "5", "http://ghost.demo.svc.cluster.local/get"});
+  EXPECT_EQ(ghost.exit_code, 6);  // could not resolve: NXDOMAIN
+  EXPECT_EQ(app_->requests(), 2);
 }
 
 TEST_F(InterceptTest, BadFlagsAreRefusedAndNothingIsInstalled) {

@@ -31,6 +31,9 @@ ABSL_FLAG(std::vector<std::string>, exclude_outbound_cidrs, {},
           "destinations left alone, e.g. the control plane's address (IPv4 or IPv6 CIDRs)");
 ABSL_FLAG(std::vector<std::string>, exclude_outbound_ports, {}, "destination ports left alone");
 ABSL_FLAG(bool, ipv6, true, "also install the rules with ip6tables");
+ABSL_FLAG(uint32_t, dns_port, 0,
+          "send the workload's DNS queries to the agent's DNS server on this port (agent --dns_port); 0: leave DNS "
+          "alone");
 
 namespace {
 
@@ -112,6 +115,8 @@ int main(int argc, char** argv) {
   options.outbound_port = static_cast<uint16_t>(outbound);
   options.inbound_port = static_cast<uint16_t>(inbound);
   options.proxy_uid = absl::GetFlag(FLAGS_proxy_uid);
+  if (absl::GetFlag(FLAGS_dns_port) > 65535) return Fail("--dns_port is a port (1-65535, or 0 for none)");
+  options.dns_port = static_cast<uint16_t>(absl::GetFlag(FLAGS_dns_port));
   options.include_inbound_ports = absl::GetFlag(FLAGS_include_inbound_ports);
   options.exclude_outbound_cidrs = absl::GetFlag(FLAGS_exclude_outbound_cidrs);
   auto in_ports = Ports(absl::GetFlag(FLAGS_exclude_inbound_ports), "exclude_inbound_ports");

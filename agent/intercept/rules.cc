@@ -13,6 +13,7 @@ constexpr const char* kOutput = "MESHPLUG_OUTPUT";
 constexpr const char* kInbound = "MESHPLUG_INBOUND";
 constexpr const char* kToOutbound = "MESHPLUG_REDIRECT";
 constexpr const char* kToInbound = "MESHPLUG_IN_REDIRECT";
+constexpr const char* kDns = "MESHPLUG_DNS";
 
 bool IsV6(const std::string& cidr) { return cidr.find(':') != std::string::npos; }
 
@@ -38,11 +39,14 @@ bool ValidPort(const std::string& p) {
 }  // namespace
 
 const std::vector<std::string>& ChainNames() {
-  static const std::vector<std::string> names = {kOutput, kInbound, kToOutbound, kToInbound};
+  static const std::vector<std::string> names = {kOutput, kInbound, kToOutbound, kToInbound, kDns};
   return names;
 }
 
 absl::Status Validate(const Options& o) {
+  if (o.dns_port != 0 && (o.dns_port == o.outbound_port || o.dns_port == o.inbound_port)) {
+    return absl::InvalidArgumentError("--dns_port must differ from the listener ports");
+  }
   if (o.outbound_port == 0 || o.inbound_port == 0 || o.outbound_port == o.inbound_port) {
     return absl::InvalidArgumentError("--outbound_port and --inbound_port must be two different ports (1-65535)");
   }
@@ -96,13 +100,22 @@ std::string InstallScript(const Options& o, bool ipv6) {
     if (IsV6(cidr) == ipv6) s += Cat("-A ", kOutput, " -d ", cidr, " -j RETURN\n");
   }
   s += Cat("-A ", kOutput, " -j ", kToOutbound, "\n");
+
+  // DNS: the app's queries go to the agent, which answers mesh names and relays the rest
+  // (as its own uid, so they leave).
+  if (o.dns_port != 0 && !ipv6) {
+    s += Cat("-A OUTPUT -p udp --dport 53 -j ", kDns, "\n");
+    s += Cat("-A ", kDns, " -m owner --uid-owner ", o.proxy_uid, " -j RETURN\n");
+    s += Cat("-A ", kDns, " -p udp -j REDIRECT --to-ports ", o.dns_port, "\n");
+  }
   s += "COMMIT\n";
   return s;
 }
 
 std::vector<std::vector<std::string>> RemoveCommands() {
   std::vector<std::vector<std::string>> out = {{"-t", "nat", "-D", "PREROUTING", "-p", "tcp", "-j", kInbound},
-                                               {"-t", "nat", "-D", "OUTPUT", "-p", "tcp", "-j", kOutput}};
+                                               {"-t", "nat", "-D", "OUTPUT", "-p", "tcp", "-j", kOutput},
+                                               {"-t", "nat", "-D", "OUTPUT", "-p", "udp", "--dport", "53", "-j", kDns}};
   for (const auto& chain : ChainNames()) out.push_back({"-t", "nat", "-F", chain});
   for (const auto& chain : ChainNames()) out.push_back({"-t", "nat", "-X", chain});
   return out;

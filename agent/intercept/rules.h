@@ -17,6 +17,9 @@ struct Options {
   uint16_t outbound_port = 15001;
   uint16_t inbound_port = 15003;
   uint32_t proxy_uid = 1337;  // the agent runs as this user; its traffic is not redirected
+  // DNS (UDP 53) to the agent's DNS server on this port (agent --dns_port); 0: left alone.
+  // IPv4 only: the agent answers on 127.0.0.1.
+  uint16_t dns_port = 0;
   // Inbound: the app's ports to redirect ("*": every port), minus the excluded ones.
   std::vector<std::string> include_inbound_ports = {"*"};
   std::vector<uint16_t> exclude_inbound_ports;

@@ -13,8 +13,8 @@ TEST(InterceptRules, RedirectEverythingButTheAgentsOwnTrafficAndExclusions) {
   EXPECT_EQ(InstallScript(o, false),
             "*nat\n"
             ":MESHPLUG_OUTPUT - [0:0]\n:MESHPLUG_INBOUND - [0:0]\n:MESHPLUG_REDIRECT - [0:0]\n"
-            ":MESHPLUG_IN_REDIRECT - [0:0]\n"
-            "-F MESHPLUG_OUTPUT\n-F MESHPLUG_INBOUND\n-F MESHPLUG_REDIRECT\n-F MESHPLUG_IN_REDIRECT\n"
+            ":MESHPLUG_IN_REDIRECT - [0:0]\n:MESHPLUG_DNS - [0:0]\n"
+            "-F MESHPLUG_OUTPUT\n-F MESHPLUG_INBOUND\n-F MESHPLUG_REDIRECT\n-F MESHPLUG_IN_REDIRECT\n-F MESHPLUG_DNS\n"
             "-A PREROUTING -p tcp -j MESHPLUG_INBOUND\n"
             "-A OUTPUT -p tcp -j MESHPLUG_OUTPUT\n"
             "-A MESHPLUG_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n"
@@ -34,6 +34,19 @@ TEST(InterceptRules, RedirectEverythingButTheAgentsOwnTrafficAndExclusions) {
   EXPECT_EQ(v6.find("10.0.0.1"), std::string::npos);
 }
 
+TEST(InterceptRules, DnsGoesToTheAgentExceptItsOwnQueries) {
+  Options o;
+  o.dns_port = 15053;
+  const std::string s = InstallScript(o, false);
+  EXPECT_NE(s.find("-A OUTPUT -p udp --dport 53 -j MESHPLUG_DNS\n"
+                   "-A MESHPLUG_DNS -m owner --uid-owner 1337 -j RETURN\n"
+                   "-A MESHPLUG_DNS -p udp -j REDIRECT --to-ports 15053\n"),
+            std::string::npos)
+      << s;
+  EXPECT_EQ(InstallScript(o, true).find("udp"), std::string::npos);  // the agent answers on IPv4
+  EXPECT_EQ(InstallScript(Options{}, false).find("udp"), std::string::npos);
+}
+
 TEST(InterceptRules, OnlyTheListedInboundPorts) {
   Options o;
   o.include_inbound_ports = {"8080", "9090"};
@@ -45,9 +58,9 @@ TEST(InterceptRules, OnlyTheListedInboundPorts) {
 
 TEST(InterceptRules, RemovalUnhooksFlushesAndDeletesEveryChain) {
   const auto commands = RemoveCommands();
-  ASSERT_EQ(commands.size(), 2 + 2 * ChainNames().size());
+  ASSERT_EQ(commands.size(), 3 + 2 * ChainNames().size());
   EXPECT_EQ(commands[0], (std::vector<std::string>{"-t", "nat", "-D", "PREROUTING", "-p", "tcp", "-j", "MESHPLUG_INBOUND"}));
-  EXPECT_EQ(commands.back(), (std::vector<std::string>{"-t", "nat", "-X", "MESHPLUG_IN_REDIRECT"}));
+  EXPECT_EQ(commands.back(), (std::vector<std::string>{"-t", "nat", "-X", "MESHPLUG_DNS"}));
 }
 
 TEST(InterceptRules, BadOptionsNameTheFlag) {
