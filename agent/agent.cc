@@ -13,6 +13,7 @@
 #include "net/accept_loop.h"
 #include "agent/admin/admin.h"
 #include "agent/proxy/tcp_proxy.h"
+#include "net/original_dst.h"
 #include "common/strings.h"
 
 namespace meshplug::agent {
@@ -117,10 +118,19 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
   };
   auto serve = [this, next, inbound, tcp, port](tcp::socket socket, std::shared_ptr<void> slot) {
     Worker& worker = **next;
+    // Intercepted (iptables sent it here): HTTP only to a mesh Service's HTTP port, else the
+    // tcp chains, which route by the original destination.
+    std::optional<tcp::endpoint> original;
+    if (!inbound && !tcp) original = net::OriginalDestination(socket);
+    if (original && LoopsBack(*original)) {
+      stats_.Count("meshplug_agent_connections_refused_total", {{"listener", "outbound"}, {"reason", "loop"}});
+      return;  // closing it: the agent would be proxying to itself
+    }
+    const bool as_tcp = tcp || (original && !IsMeshHttpPort(*original));
     auto connection = [](asio::awaitable<void> run, std::shared_ptr<void>) -> asio::awaitable<void> { co_await std::move(run); };
     asio::co_spawn(worker.context,
-                   connection(tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port)
-                                  : proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
+                   connection(as_tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port, original)
+                                     : proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
                               std::move(slot)),
                    asio::detached);
   };
@@ -160,6 +170,18 @@ absl::Status Agent::Start() {
     control_.run();
   });
   return absl::OkStatus();
+}
+
+bool Agent::LoopsBack(const tcp::endpoint& destination) const {
+  const uint16_t p = destination.port();
+  return (p == outbound_port_ || p == inbound_port_ || p == admin_port_) && net::IsLocalAddress(destination.address());
+}
+
+bool Agent::IsMeshHttpPort(const tcp::endpoint& destination) const {
+  const std::shared_ptr<const chains::ChainSet> current = chains_.Get();
+  if (!current) return false;
+  const auto port = current->mesh().FindVirtualPort(destination.address().to_string(), destination.port());
+  return port && port->port->protocol() == v1::PROTOCOL_HTTP;
 }
 
 dns::Answer Agent::ResolveMeshName(const std::string& name) const {

@@ -120,6 +120,10 @@ class Agent final : public admin::AdminTarget {
   static constexpr size_t kAdminConnections = 32;
   Worker& NextWorker();
   proxy::ProxyEnv EnvFor(Worker& worker, bool inbound);
+  // An intercepted connection's original destination is this agent's own listener.
+  bool LoopsBack(const boost::asio::ip::tcp::endpoint& destination) const;
+  // It is the virtual address and HTTP port of a mesh Service.
+  bool IsMeshHttpPort(const boost::asio::ip::tcp::endpoint& destination) const;
   // What the DNS server answers for `name`: a mesh Service's virtual address.
   dns::Answer ResolveMeshName(const std::string& name) const;
   // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.

@@ -22,6 +22,7 @@ namespace {
 using agent::testing::AddService;
 using agent::testing::BaseSnapshot;
 using agent::testing::TestUpstream;
+using harness::Eventually;
 using harness::Process;
 using std::chrono::milliseconds;
 
@@ -35,7 +36,8 @@ void RemoveStaleNamespaces() {
   for (std::string line; std::getline(list, line);) {
     const std::string name = line.substr(0, line.find(' '));
     if (name.rfind(kPrefix, 0) != 0) continue;
-    const std::string pid = name.substr(std::string(kPrefix).size());
+    std::string pid = name.substr(std::string(kPrefix).size());
+    pid = pid.substr(0, pid.find('-'));  // "<pid>" or "<pid>-r" (a test's second namespace)
     if (pid != std::to_string(getpid()) && access(("/proc/" + pid).c_str(), F_OK) != 0) harness::Run({"ip", "netns", "del", name});
   }
 }
@@ -96,6 +98,7 @@ class InterceptTest : public ::testing::Test {
     v1::Service& web = AddService(snapshot, "web.demo", {app_->port()});
     web.set_virtual_ip("10.96.0.7");
     web.add_hosts("web.demo.svc.cluster.local");  // as the control plane's translation lists it
+    snapshot.mutable_settings()->set_egress_refused(egress_refused_);
     const std::string snapshot_file = dir_ + "/snapshot.txt";
     std::ofstream(snapshot_file) << snapshot.DebugString();
     agent_ = Process::Start({"ip", "netns", "exec", ns_, "agent/agent", "--snapshot_file=" + snapshot_file,
@@ -112,13 +115,14 @@ class InterceptTest : public ::testing::Test {
     return harness::Run(args);
   }
 
-  // The app's own call: no proxy, the name resolved to an address of the app's choosing.
+  // The app's own call: no proxy, the name resolved (as DNS would) to the Service's address.
   harness::RunResult AppCalls() {
-    return AsApp({"curl", "-s", "--max-time", "3", "--resolve", "web.demo:80:10.1.2.3", "http://web.demo/get"});
+    return AsApp({"curl", "-s", "--max-time", "3", "--resolve", "web.demo:80:10.96.0.7", "http://web.demo/get"});
   }
 
   std::string ns_, dir_;
   bool created_ = false;
+  bool egress_refused_ = false;
   std::unique_ptr<TestUpstream> app_;
   std::unique_ptr<Process> agent_;
 };
@@ -149,7 +153,7 @@ TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
   EXPECT_EQ(strip(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out), strip(rules));
   ASSERT_EQ(Intercept("remove").exit_code, 0);
   EXPECT_EQ(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out.find("MESHPLUG"), std::string::npos);
-  EXPECT_NE(AppCalls().exit_code, 0);  // nothing intercepts it now: 10.1.2.3 does not answer
+  EXPECT_NE(AppCalls().exit_code, 0);  // nothing intercepts it now: 10.96.0.7 does not answer
   EXPECT_EQ(app_->requests(), 1);
 }
 
@@ -167,6 +171,53 @@ TEST_F(InterceptTest, MeshNamesResolveToServiceAddressesThroughTheAgent) {
   auto ghost = AsApp({"curl", "-s", "--max-time", "5", "http://ghost.demo.svc.cluster.local/get"});
   EXPECT_EQ(ghost.exit_code, 6);  // could not resolve: NXDOMAIN
   EXPECT_EQ(app_->requests(), 2);
+}
+
+// A destination outside the mesh (a server on the other end of the namespace's link) is
+// reached through the agent's outbound-tcp chain, or refused when MeshConfig says so; a
+// call aimed at the agent's own address and listener is served once, not looped.
+TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
+  const std::string remote = ns_ + "-r";
+  harness::Run({"ip", "netns", "del", remote});
+  ASSERT_TRUE(Ok({"ip", "netns", "add", remote}));
+  struct Cleanup {
+    std::string name;
+    ~Cleanup() { harness::Run({"ip", "netns", "del", name}); }
+  } cleanup{remote};
+  // mp1 moves to the remote namespace: 10.200.0.3 there, reached from the workload's.
+  ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote}));
+  for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
+                                              {"ip", "link", "set", "mp1", "up"},
+                                              {"ip", "link", "set", "lo", "up"}}) {
+    std::vector<std::string> in_remote = {"ip", "netns", "exec", remote};
+    in_remote.insert(in_remote.end(), cmd.begin(), cmd.end());
+    ASSERT_TRUE(Ok(in_remote));
+  }
+  auto server = Process::Start({"ip", "netns", "exec", remote, "python3", "-m", "http.server", "9000", "--bind",
+                                "10.200.0.3", "--directory", dir_},
+                               dir_ + "/remote.log");
+  std::ofstream(dir_ + "/hello.txt") << "outside";
+  ASSERT_TRUE(Eventually([&] { return harness::Run({"ip", "netns", "exec", remote, "curl", "-s", "http://10.200.0.3:9000/hello.txt"}).out == "outside"; },
+                         milliseconds(20000)));
+  StartAppInNamespace();
+  StartAgentInNamespace();
+  ASSERT_EQ(Intercept("install").exit_code, 0);
+  auto out = AsApp({"curl", "-s", "--max-time", "5", "http://10.200.0.3:9000/hello.txt"});
+  EXPECT_EQ(out.out, "outside") << out.err;
+  // The agent's own address and outbound port: served as an explicit-proxy request (no
+  // route for that host), not proxied to itself.
+  auto self = AsApp({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://10.200.0.2:15001/"});
+  EXPECT_EQ(self.exit_code, 0);
+  EXPECT_NE(self.out, "000");
+
+  // MeshConfig's egress policy refuse: the same call is closed by the agent.
+  agent_.reset();
+  egress_refused_ = true;
+  StartAgentInNamespace();
+  auto refused = AsApp({"curl", "-s", "--max-time", "5", "http://10.200.0.3:9000/hello.txt"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_EQ(AppCalls().out, "app");  // mesh services still work
 }
 
 TEST_F(InterceptTest, BadFlagsAreRefusedAndNothingIsInstalled) {

@@ -28,7 +28,7 @@ class TcpSession {
  public:
   TcpSession(tcp::socket socket, ProxyEnv env) : downstream_(std::move(socket)), env_(env) {}
 
-  awaitable<void> Run(uint16_t listen_port) {
+  awaitable<void> Run(uint16_t listen_port, std::optional<tcp::endpoint> original) {
     chains_ = env_.chains->Get();
     if (!chains_) co_return;
     chain_ = &chains_->tcp(env_.inbound);
@@ -41,6 +41,10 @@ class TcpSession {
     ctx_.pool = env_.pool;
     ctx_.tls = env_.tls;
     ctx_.shared.emplace(plugins::kListenPortKey, std::to_string(listen_port));
+    if (original) {
+      ctx_.shared.emplace(plugins::kOriginalIpKey, original->address().to_string());
+      ctx_.shared.emplace(plugins::kOriginalPortKey, std::to_string(original->port()));
+    }
 
     Verdict v = co_await Connect();
     if (v.kind == Verdict::Kind::kForward && ctx_.upstream) {
@@ -196,10 +200,11 @@ class TcpSession {
 
 }  // namespace
 
-awaitable<void> ServeTcpConnection(tcp::socket socket, ProxyEnv env, uint16_t listen_port) {
+awaitable<void> ServeTcpConnection(tcp::socket socket, ProxyEnv env, uint16_t listen_port,
+                                   std::optional<tcp::endpoint> original) {
   InFlight guard(env.in_flight);
   TcpSession session(std::move(socket), env);
-  co_await session.Run(listen_port);
+  co_await session.Run(listen_port, original);
 }
 
 }  // namespace meshplug::agent::proxy

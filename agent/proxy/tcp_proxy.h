@@ -7,13 +7,16 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <optional>
 
 #include "agent/proxy/http_proxy.h"
 
 namespace meshplug::agent::proxy {
 
-// `listen_port` is the agent port that accepted the connection (it selects the service).
-boost::asio::awaitable<void> ServeTcpConnection(boost::asio::ip::tcp::socket socket,
-                                                ProxyEnv env, uint16_t listen_port);
+// `listen_port` is the agent port that accepted the connection (it selects the service);
+// `original`, for an intercepted connection, where it was going (tcp-routing routes by it).
+boost::asio::awaitable<void> ServeTcpConnection(boost::asio::ip::tcp::socket socket, ProxyEnv env,
+                                                uint16_t listen_port,
+                                                std::optional<boost::asio::ip::tcp::endpoint> original = std::nullopt);
 
 }  // namespace meshplug::agent::proxy

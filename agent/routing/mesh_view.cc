@@ -192,6 +192,9 @@ absl::Status MeshView::Index() {
           Cat(s.inbound() ? "inbound" : "outbound", " service \"", s.name(), "\" is duplicated"));
     }
     for (const v1::ServicePort& p : s.ports()) {
+      if (!s.inbound() && !s.virtual_ip().empty()) {
+        virtual_ports_.emplace(Cat(s.virtual_ip(), ":", p.port()), TcpPortView{&it->second, &p});
+      }
       if (p.protocol() != v1::PROTOCOL_TCP || p.tcp_listen_port() == 0) continue;
       if (!tcp_ports_[s.inbound()].emplace(p.tcp_listen_port(), TcpPortView{&it->second, &p})
                .second) {
@@ -271,6 +274,12 @@ std::optional<plugins::UpstreamTarget> MeshView::Resolve(std::string_view host_p
 std::optional<TcpPortView> MeshView::FindTcpPort(uint32_t listen_port, bool inbound) const {
   auto it = tcp_ports_[inbound].find(listen_port);
   if (it == tcp_ports_[inbound].end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<TcpPortView> MeshView::FindVirtualPort(std::string_view ip, uint32_t port) const {
+  auto it = virtual_ports_.find(Cat(ip, ":", port));
+  if (it == virtual_ports_.end()) return std::nullopt;
   return it->second;
 }
 

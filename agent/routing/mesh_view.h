@@ -51,7 +51,8 @@ struct ServiceView {
   std::vector<RouteView> routes;
 };
 
-// A TCP service port that one of the agent's TCP listeners serves.
+// A service port: one that one of the agent's TCP listeners serves, or the one a
+// connection to the service's virtual address was for.
 struct TcpPortView {
   const ServiceView* service = nullptr;
   const v1::ServicePort* port = nullptr;
@@ -90,6 +91,9 @@ class MeshView final : public plugins::ServiceResolver {
   const std::map<uint32_t, TcpPortView>& tcp_ports(bool inbound) const {
     return tcp_ports_[inbound];
   }
+  // The outbound service port whose virtual address and port (Service.virtual_ip) an
+  // intercepted connection was sent to.
+  std::optional<TcpPortView> FindVirtualPort(std::string_view ip, uint32_t port) const;
   const ClusterView* FindCluster(std::string_view name) const;
   const std::map<std::string, ClusterView, std::less<>>& clusters() const { return clusters_; }
 
@@ -117,6 +121,7 @@ class MeshView final : public plugins::ServiceResolver {
   std::map<std::string, ServiceView, std::less<>> services_[2];
   std::map<std::string, const ServiceView*, std::less<>> hosts_[2];
   std::map<uint32_t, TcpPortView> tcp_ports_[2];
+  std::map<std::string, TcpPortView, std::less<>> virtual_ports_;  // "ip:port" of outbound services
   std::map<std::string, ClusterView, std::less<>> clusters_;
   const DirectionConfigs configs_[2] = {{*this, false}, {*this, true}};
 };

@@ -271,6 +271,8 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
                                          state.mesh_config->spec().observability().access_log());
   snap.mutable_settings()->set_forward_client_cert(state.mesh_config &&
                                                   state.mesh_config->spec().traffic().forward_client_cert());
+  snap.mutable_settings()->set_egress_refused(state.mesh_config &&
+                                             state.mesh_config->spec().traffic().egress_policy() == "refuse");
   auto* wl = snap.mutable_settings()->mutable_workload();
   wl->set_name(agent.metadata().name());
   wl->set_namespace_(ns);

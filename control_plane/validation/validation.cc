@@ -157,6 +157,9 @@ void CheckMtlsMode(const std::string& field, const std::string& mode, Checker& c
 
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
   if (!mc.spec().traffic().mtls_mode().empty()) CheckMtlsMode("spec.traffic.mtlsMode", mc.spec().traffic().mtls_mode(), c);
+  if (const std::string& egress = mc.spec().traffic().egress_policy(); !egress.empty() && egress != "passthrough" && egress != "refuse") {
+    c.Fail("spec.traffic.egressPolicy", Cat("\"", egress, "\" is not passthrough or refuse"));
+  }
   const auto& cert = mc.spec().certificate();
   absl::Duration lifetime;
   if (!cert.service_cert_validity_duration().empty() &&

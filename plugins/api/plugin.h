@@ -181,6 +181,9 @@ struct TcpContext {
 inline constexpr std::string_view kTraceParentKey = "traceparent";
 // TcpContext: the agent's listening port that accepted the connection (decimal).
 inline constexpr std::string_view kListenPortKey = "listen_port";
+// An intercepted connection's original destination (TcpContext::shared): its IP and port.
+inline constexpr std::string_view kOriginalIpKey = "original_ip";
+inline constexpr std::string_view kOriginalPortKey = "original_port";
 
 enum class Direction { kDownstreamToUpstream, kUpstreamToDownstream };
 

@@ -38,8 +38,11 @@ class TcpLoadBalancing final : public Module<plugins::TcpPlugin> {
  public:
   using Module::Module;
 
+  // An upstream that routing already addressed (egress passthrough) goes as it is.
   awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
-    if (!ctx.upstream || !ChooseEndpoint(mesh(), *ctx.upstream)) co_return Verdict::Continue();
+    if (!ctx.upstream || (ctx.upstream->port == 0 && !ChooseEndpoint(mesh(), *ctx.upstream))) {
+      co_return Verdict::Continue();
+    }
     co_return Verdict::Forward();
   }
 };

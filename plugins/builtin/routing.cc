@@ -37,19 +37,37 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
  public:
   using Module::Module;
 
-  // The listener's service port → a cluster by weight.
+  // The listener's service port → a cluster by weight. An intercepted connection: the
+  // service port of its original destination (a Service's virtual address), else that
+  // destination itself (egress passthrough) unless MeshConfig refuses egress.
   awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
+    if (auto ip = ctx.shared.find(kOriginalIpKey); ip != ctx.shared.end()) {
+      uint32_t original_port = 0;
+      auto port_text = ctx.shared.find(kOriginalPortKey);
+      if (port_text == ctx.shared.end() || !ParseNumber(port_text->second, original_port)) co_return Verdict::Continue();
+      if (std::optional<routing::TcpPortView> port = mesh().FindVirtualPort(ip->second, original_port)) {
+        Route(ctx, *port);
+      } else if (!mesh().snapshot().settings().egress_refused()) {
+        ctx.service = "passthrough";
+        ctx.upstream = plugins::UpstreamTarget{"passthrough", ip->second, static_cast<uint16_t>(original_port), {}};
+      }
+      co_return Verdict::Continue();
+    }
     uint32_t listen_port = 0;
     auto it = ctx.shared.find(kListenPortKey);
     if (it == ctx.shared.end() || !ParseNumber(it->second, listen_port)) {
       co_return Verdict::Continue();
     }
     std::optional<routing::TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
-    if (!port) co_return Verdict::Continue();
-    ctx.service = port->service->config->name();
-    const std::string* cluster = routing::PickWeighted(port->port->tcp_clusters(), RandomU64());
-    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
+    if (port) Route(ctx, *port);
     co_return Verdict::Continue();
+  }
+
+ private:
+  static void Route(plugins::TcpContext& ctx, const routing::TcpPortView& port) {
+    ctx.service = port.service->config->name();
+    const std::string* cluster = routing::PickWeighted(port.port->tcp_clusters(), RandomU64());
+    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
   }
 };
 
