@@ -414,5 +414,18 @@ TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
   EXPECT_FALSE(ServiceAddresses::Parse("10.0.0.0").ok());
 }
 
+TEST_F(ResourceApiTest, MeshConfigTrafficSettingsAreCheckedByName) {
+  const std::string mc = "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n";
+  auto egress = Apply(mc + "spec: {traffic: {egressPolicy: allow}}\n");
+  ASSERT_FALSE(egress.ok());
+  EXPECT_NE(egress.status().message().find("spec.traffic.egressPolicy: \"allow\" is not passthrough or refuse"),
+            std::string::npos)
+      << egress.status();
+  auto mtls = Apply(mc + "spec: {traffic: {mtlsMode: maybe}}\n");
+  ASSERT_FALSE(mtls.ok());
+  EXPECT_NE(mtls.status().message().find("spec.traffic.mtlsMode: \"maybe\" is not strict or permissive"), std::string::npos);
+  ApplyOk(mc + "spec: {traffic: {egressPolicy: refuse, mtlsMode: strict, forwardClientCert: true}}\n");
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::api
