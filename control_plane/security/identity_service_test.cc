@@ -117,6 +117,24 @@ TEST_F(IdentityServiceTest, NoCredentialOrAnAdminTokenGetsNoWorkloadCertificate)
   EXPECT_EQ(service_->SignFor(admin, Request("curl/curl"), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// An operator's CA: an intermediate under a corporate root.
+struct CorpCa {
+  x509::Profile root_profile = [] {
+    x509::Profile p;
+    p.is_ca = true;
+    p.common_name = "corp root";
+    return p;
+  }();
+  std::string root_key = *x509::NewPrivateKey();
+  std::string root_cert = *x509::SelfSignedCa(root_key, root_profile);
+  std::string inter_key = *x509::NewPrivateKey();
+  std::string inter_cert = [this] {
+    x509::Profile inter = root_profile;
+    inter.common_name = "mesh intermediate";
+    return *x509::SignCsr(*x509::MakeCsr(inter_key, ""), root_cert, root_key, inter);
+  }();
+};
+
 TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsistent) {
   const std::string dir = std::getenv("TEST_TMPDIR");
   const std::string path = dir + "/ca.db";
@@ -131,15 +149,9 @@ TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsis
   EXPECT_EQ(bundle.find("PRIVATE"), std::string::npos);
 
   // An intermediate under a corporate root, with a key that is not its own.
-  const std::string root_key = *x509::NewPrivateKey();
-  x509::Profile root;
-  root.is_ca = true;
-  root.common_name = "corp root";
-  const std::string root_cert = *x509::SelfSignedCa(root_key, root);
-  const std::string inter_key = *x509::NewPrivateKey();
-  x509::Profile inter = root;
-  inter.common_name = "mesh intermediate";
-  const std::string inter_cert = *x509::SignCsr(*x509::MakeCsr(inter_key, ""), root_cert, root_key, inter);
+  const CorpCa corp;
+  const std::string &root_key = corp.root_key, &root_cert = corp.root_cert, &inter_key = corp.inter_key,
+                    &inter_cert = corp.inter_cert;
   auto write = [&](const std::string& name, const std::string& text) {
     std::ofstream(dir + "/" + name) << text;
     return dir + "/" + name;
@@ -214,21 +226,15 @@ TEST(CertificateAuthorityTest, RotationBringsInAnOperatorsCaAndRefusesBadOnes) {
   for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
   auto store = *store::SqliteStore::Open(path);
   auto ca = *CertificateAuthority::Open(*store, {});
-  const std::string root_key = *x509::NewPrivateKey();
-  x509::Profile root;
-  root.is_ca = true;
-  root.common_name = "corp root";
-  const std::string root_cert = *x509::SelfSignedCa(root_key, root);
-  const std::string inter_key = *x509::NewPrivateKey();
-  x509::Profile inter = root;
-  inter.common_name = "mesh intermediate";
-  const std::string inter_cert = *x509::SignCsr(*x509::MakeCsr(inter_key, ""), root_cert, root_key, inter);
+  const CorpCa corp;
+  const std::string &root_key = corp.root_key, &root_cert = corp.root_cert, &inter_key = corp.inter_key,
+                    &inter_cert = corp.inter_cert;
 
   EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, "").message(),
             "the new CA's certificate and key go together: give both or neither");
   EXPECT_EQ(ca->StartRotation(inter_cert + root_cert, root_key).message(), "the new CA: the key is not the CA certificate's key");
   // An intermediate with a root that did not sign it: peers could not verify its leaves.
-  const std::string other_root = *x509::SelfSignedCa(*x509::NewPrivateKey(), root);
+  const std::string other_root = *x509::SelfSignedCa(*x509::NewPrivateKey(), corp.root_profile);
   EXPECT_EQ(ca->StartRotation(inter_cert + other_root, inter_key).message(),
             "the new CA: certificate 1 of the chain is not signed by certificate 2; give the CA certificate, then its "
             "issuers up to the root");

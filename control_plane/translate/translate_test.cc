@@ -123,22 +123,21 @@ TEST(Translate, TiesAreBrokenByName) {
                      "http-load-balancing", "zeta", "http-default"}));
 }
 
-TEST(Translate, AccessLogsFollowMeshConfig) {
+// The agent settings a MeshConfig `spec` turns on, off without it.
+TEST(Translate, AgentSettingsFollowMeshConfig) {
+  const std::pair<const char*, bool (v1::AgentSettings::*)() const> cases[] = {
+      {"{observability: {accessLog: true}}", &v1::AgentSettings::access_log},
+      {"{traffic: {forwardClientCert: true}}", &v1::AgentSettings::forward_client_cert},
+      {"{traffic: {egressPolicy: refuse}}", &v1::AgentSettings::egress_refused},
+  };
   const MeshState off = State("");
-  EXPECT_FALSE(WholeTranslation(off, Agent(off, "curl", "curl-1")).snapshot.settings().access_log());
-  const MeshState on = State(
-      "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
-      "spec: {observability: {accessLog: true}}\n");
-  EXPECT_TRUE(WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().access_log());
-}
-
-TEST(Translate, ForwardingTheClientCertificateFollowsMeshConfig) {
-  const MeshState off = State("");
-  EXPECT_FALSE(WholeTranslation(off, Agent(off, "curl", "curl-1")).snapshot.settings().forward_client_cert());
-  const MeshState on = State(
-      "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n"
-      "spec: {traffic: {forwardClientCert: true}}\n");
-  EXPECT_TRUE(WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().forward_client_cert());
+  const v1::AgentSettings defaults = WholeTranslation(off, Agent(off, "curl", "curl-1")).snapshot.settings();
+  for (const auto& [spec, setting] : cases) {
+    EXPECT_FALSE((defaults.*setting)()) << spec;
+    const MeshState on = State(std::string("apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\n"
+                                           "metadata: {name: m}\nspec: ") + spec + "\n");
+    EXPECT_TRUE((WholeTranslation(on, Agent(on, "curl", "curl-1")).snapshot.settings().*setting)()) << spec;
+  }
 }
 
 TEST(Translate, MeshConfigDisablesAndReprioritisesBuiltins) {
