@@ -87,7 +87,7 @@ class MtlsTest : public ::testing::Test {
 
   // A raw TLS 1.3 client to the server's inbound listener presenting `id` (none if null);
   // the HTTP status it gets (0: none — the handshake or the first read failed).
-  int DirectTls(const Identity* id) {
+  int DirectTls(const Identity* id, std::string* alpn = nullptr) {
     auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     if (id) {
       auto contexts = net::MakeTlsContexts(id->key, id->chain, id->bundle);
@@ -102,6 +102,12 @@ class MtlsTest : public ::testing::Test {
     timeval tv{5, 0};
     setsockopt(tls.lowest_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (!ec) tls.handshake(asio::ssl::stream_base::client, ec);
+    if (!ec && alpn) {
+      const unsigned char* name = nullptr;
+      unsigned int len = 0;
+      SSL_get0_alpn_selected(tls.native_handle(), &name, &len);
+      alpn->assign(reinterpret_cast<const char*>(name), len);
+    }
     if (!ec) asio::write(tls, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: web.b\r\n\r\n")), ec);
     char buf[64] = {};
     size_t n = ec ? 0 : tls.read_some(asio::buffer(buf), ec);
@@ -123,7 +129,9 @@ TEST_F(MtlsTest, AgentsTalkMutualTls13AndTheServerSeesTheCaller) {
   EXPECT_EQ(Metric(server_, "meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), "1");
   // The right certificate from the mesh's CA, straight to the listener, works too.
   const Identity right = Issue(ca_, kClientId);
-  EXPECT_EQ(DirectTls(&right), 200);
+  std::string alpn;
+  EXPECT_EQ(DirectTls(&right, &alpn), 200);
+  EXPECT_EQ(alpn, "http/1.1");
 }
 
 TEST_F(MtlsTest, StrictRefusesPlaintextAndGarbage) {

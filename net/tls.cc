@@ -40,6 +40,20 @@ bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std
          (expected.empty() || info->spiffe_id == expected);
 }
 
+// ALPN: HTTP/1.1 between agents (h2 comes with HTTP/2). A client that offers ALPN
+// without it is refused rather than spoken to in a protocol it did not ask for.
+constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+               void*) {
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kAlpn, sizeof kAlpn, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 // TLS 1.3 only, our certificate, the mesh's roots, and a peer certificate required.
 absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method method, const std::string& key_pem,
                                                       const std::string& chain_pem, const std::string& bundle_pem) {
@@ -71,8 +85,12 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
   });
   // No session tickets: a pooled connection with unread bytes (a ticket) counts as dead.
   SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
+  SSL_CTX_set_alpn_select_cb((*server)->native_handle(), SelectAlpn, nullptr);
   auto client = Context(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
   if (!client.ok()) return client.status();
+  if (SSL_CTX_set_alpn_protos((*client)->native_handle(), kAlpn, sizeof kAlpn) != 0) {
+    return absl::InternalError("cannot offer ALPN http/1.1");
+  }
   return TlsContexts{*server, *client, std::move(issuers)};
 }
 
