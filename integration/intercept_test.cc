@@ -105,7 +105,7 @@ class InterceptTest : public ::testing::Test {
                              "--outbound_port=15001", "--inbound_port=15003", "--admin_port=0", "--workers=1",
                              "--dns_port=15053", "--dns_upstream=10.200.0.1", "--bind_address=0.0.0.0",
                              "--admin_token_file=" + dir_ + "/admin-token"},
-                            dir_ + "/agent.log");
+                            dir_ + "/agent." + std::to_string(++agent_starts_) + ".log");  // one per start
     ASSERT_TRUE(agent_ && agent_->WaitForLog("agent: listening", milliseconds(20000))) << dir_;
   }
 
@@ -123,6 +123,7 @@ class InterceptTest : public ::testing::Test {
   std::string ns_, dir_;
   bool created_ = false;
   bool egress_refused_ = false;
+  int agent_starts_ = 0;
   std::unique_ptr<TestUpstream> app_;
   std::unique_ptr<Process> agent_;
 };
