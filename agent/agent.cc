@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <algorithm>
+
 #include "common/secret.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -186,7 +188,11 @@ bool Agent::IsMeshHttpPort(const tcp::endpoint& destination) const {
 
 dns::Answer Agent::ResolveMeshName(const std::string& name) const {
   if (const std::shared_ptr<const chains::ChainSet> current = chains_.Get()) {
-    if (const routing::ServiceView* service = current->mesh().FindService(name, /*inbound=*/false)) {
+    const routing::ServiceView* service = current->mesh().FindService(name, /*inbound=*/false);
+    // Only a name the Service lists, or a bare name of the own namespace: never a
+    // catch-all ("*") host, which would answer for every name on the Internet.
+    const auto& hosts = service ? service->config->hosts() : google::protobuf::RepeatedPtrField<std::string>();
+    if (service && (name.find('.') == std::string::npos || std::find(hosts.begin(), hosts.end(), name) != hosts.end())) {
       boost::system::error_code ec;
       const auto ip = asio::ip::make_address_v4(service->config->virtual_ip(), ec);
       return dns::Answer{true, ec ? std::nullopt : std::optional<uint32_t>(ip.to_uint())};

@@ -134,7 +134,7 @@ TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
 
   auto installed = Intercept("install");
   ASSERT_EQ(installed.exit_code, 0) << installed.err;
-  EXPECT_EQ(installed.out, "meshplug-intercept: installed (IPv4 and IPv6)\n");
+  EXPECT_EQ(installed.out, "meshplug-intercept: installed (IPv4)\n");
   auto r = AppCalls();
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "app");
@@ -187,7 +187,9 @@ TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
   } cleanup{remote};
   // mp1 moves to the remote namespace: 10.200.0.3 there, reached from the workload's.
   ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote}));
+  // 169.254.7.7 too: a link-local address, like a cloud's metadata service.
   for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
+                                              {"ip", "addr", "add", "169.254.7.7/16", "dev", "mp1"},
                                               {"ip", "link", "set", "mp1", "up"},
                                               {"ip", "link", "set", "lo", "up"}}) {
     std::vector<std::string> in_remote = {"ip", "netns", "exec", remote};
@@ -195,7 +197,7 @@ TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
     ASSERT_TRUE(Ok(in_remote));
   }
   auto server = Process::Start({"ip", "netns", "exec", remote, "python3", "-m", "http.server", "9000", "--bind",
-                                "10.200.0.3", "--directory", dir_},
+                                "0.0.0.0", "--directory", dir_},
                                dir_ + "/remote.log");
   std::ofstream(dir_ + "/hello.txt") << "outside";
   ASSERT_TRUE(Eventually([&] { return harness::Run({"ip", "netns", "exec", remote, "curl", "-s", "http://10.200.0.3:9000/hello.txt"}).out == "outside"; },
@@ -205,6 +207,11 @@ TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
   ASSERT_EQ(Intercept("install").exit_code, 0);
   auto out = AsApp({"curl", "-s", "--max-time", "5", "http://10.200.0.3:9000/hello.txt"});
   EXPECT_EQ(out.out, "outside") << out.err;
+  // Link-local destinations are not passed through: the agent would reach them as itself.
+  ASSERT_EQ(harness::Run({"ip", "netns", "exec", remote, "curl", "-s", "http://169.254.7.7:9000/hello.txt"}).out, "outside");
+  auto metadata = AsApp({"curl", "-s", "--max-time", "5", "http://169.254.7.7:9000/hello.txt"});
+  EXPECT_NE(metadata.exit_code, 0);
+  EXPECT_EQ(metadata.out, "");
   // The agent's own address and outbound port: served as an explicit-proxy request (no
   // route for that host), not proxied to itself.
   auto self = AsApp({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://10.200.0.2:15001/"});

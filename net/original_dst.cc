@@ -34,8 +34,15 @@ std::optional<tcp::endpoint> OriginalDestination(tcp::socket& socket) {
   } else {
     return std::nullopt;
   }
-  if (endpoint == local) return std::nullopt;
-  return endpoint;
+  // A listener on "::" sees IPv4 peers as v4-mapped addresses.
+  auto plain = [](const tcp::endpoint& e) {
+    const auto& a = e.address();
+    return a.is_v6() && a.to_v6().is_v4_mapped()
+               ? tcp::endpoint(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()), e.port())
+               : e;
+  };
+  if (plain(endpoint) == plain(local)) return std::nullopt;
+  return plain(endpoint);
 }
 
 bool IsLocalAddress(const asio::ip::address& address) {

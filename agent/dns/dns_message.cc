@@ -25,7 +25,7 @@ void Put32(std::string& out, uint32_t v) {
 }  // namespace
 
 std::optional<Question> ParseQuery(std::string_view p) {
-  if (p.size() < kHeader + 5 || p.size() > 512) return std::nullopt;
+  if (p.size() < kHeader + 5 || p.size() > 4096) return std::nullopt;  // EDNS queries exceed 512
   const uint16_t flags = Read16(p, 2);
   const bool response = flags & 0x8000;
   const unsigned opcode = (flags >> 11) & 0xf;

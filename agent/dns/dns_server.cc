@@ -18,6 +18,7 @@ using asio::ip::udp;
 
 constexpr size_t kMaxRelays = 256;  // queries relayed at once; more get SERVFAIL
 constexpr auto kRelayTimeout = std::chrono::seconds(2);
+constexpr size_t kMaxPacket = 65535;
 
 }  // namespace
 
@@ -35,15 +36,26 @@ struct DnsServer::State {
 
   // One query relayed upstream and its answer sent back, within kRelayTimeout.
   static asio::awaitable<void> Relay(std::shared_ptr<State> self, std::string query, udp::endpoint client) {
+    struct Slot {  // the relay's place, given back however the relay ends
+      State& state;
+      ~Slot() { --state.relays; }
+    } slot{*self};
     auto executor = co_await asio::this_coro::executor;
-    udp::socket out(executor, udp::endpoint(self->upstream->protocol(), 0));
+    boost::system::error_code ec;
+    udp::socket out(executor);
+    out.open(self->upstream->protocol(), ec);
+    if (ec) {
+      self->Count("upstream failed");
+      const std::string failed = Respond(query, kServFail);
+      co_await self->socket.async_send_to(asio::buffer(failed), client, asio::redirect_error(asio::use_awaitable, ec));
+      co_return;
+    }
     asio::steady_timer timer(executor, kRelayTimeout);
     timer.async_wait([&out](boost::system::error_code ec) {
       if (!ec) out.cancel();
     });
-    boost::system::error_code ec;
     co_await out.async_send_to(asio::buffer(query), *self->upstream, asio::redirect_error(asio::use_awaitable, ec));
-    std::string reply(512, '\0');
+    std::string reply(kMaxPacket, '\0');  // EDNS answers are larger than 512 bytes
     size_t n = 0;
     udp::endpoint from;
     if (!ec) n = co_await out.async_receive_from(asio::buffer(reply), from, asio::redirect_error(asio::use_awaitable, ec));
@@ -56,11 +68,10 @@ struct DnsServer::State {
       self->Count("relayed");
     }
     co_await self->socket.async_send_to(asio::buffer(reply), client, asio::redirect_error(asio::use_awaitable, ec));
-    --self->relays;
   }
 
   static asio::awaitable<void> Serve(std::shared_ptr<State> self) {
-    std::string packet(512, '\0');
+    std::string packet(kMaxPacket, '\0');
     while (self->socket.is_open()) {
       udp::endpoint client;
       boost::system::error_code ec;

@@ -6,8 +6,8 @@
 //       --exclude_outbound_cidrs 10.0.0.1/32      (the control plane)
 //   ip netns exec NS meshplug-intercept remove
 //
-// Installing again replaces the rules; IPv6 rules are installed too when ip6tables is
-// there (--ipv6=false skips them).
+// Installing again replaces the rules; --ipv6 redirects IPv6 too. The agent must run as
+// --proxy_uid: its own connections are told apart by their user.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +30,8 @@ ABSL_FLAG(std::vector<std::string>, exclude_inbound_ports, {}, "incoming ports l
 ABSL_FLAG(std::vector<std::string>, exclude_outbound_cidrs, {},
           "destinations left alone, e.g. the control plane's address (IPv4 or IPv6 CIDRs)");
 ABSL_FLAG(std::vector<std::string>, exclude_outbound_ports, {}, "destination ports left alone");
-ABSL_FLAG(bool, ipv6, true, "also install the rules with ip6tables");
+ABSL_FLAG(bool, ipv6, false,
+          "also redirect IPv6 with ip6tables (the agent must then listen on IPv6 too: --bind_address ::)");
 ABSL_FLAG(uint32_t, dns_port, 0,
           "send the workload's DNS queries to the agent's DNS server on this port (agent --dns_port); 0: leave DNS "
           "alone");
@@ -130,7 +131,10 @@ int main(int argc, char** argv) {
   if (!Have("iptables-restore")) return Fail("iptables-restore is not installed (apt-get install iptables)");
 
   std::vector<std::pair<std::string, bool>> families = {{"iptables", false}};
-  if (absl::GetFlag(FLAGS_ipv6) && Have("ip6tables-restore")) families.push_back({"ip6tables", true});
+  if (absl::GetFlag(FLAGS_ipv6)) {
+    if (!Have("ip6tables-restore")) return Fail("--ipv6: ip6tables-restore is not installed (apt-get install iptables)");
+    families.push_back({"ip6tables", true});
+  }
   for (const auto& [tool, v6] : families) {
     Remove(tool);
     if (!install) continue;

@@ -44,6 +44,12 @@ const std::vector<std::string>& ChainNames() {
 }
 
 absl::Status Validate(const Options& o) {
+  if (std::find(o.exclude_inbound_ports.begin(), o.exclude_inbound_ports.end(), o.outbound_port) !=
+      o.exclude_inbound_ports.end()) {
+    return absl::InvalidArgumentError(
+        "--exclude_inbound_ports: the outbound port is never reachable from outside (it would lend the workload's "
+        "identity to anyone)");
+  }
   if (o.dns_port != 0 && (o.dns_port == o.outbound_port || o.dns_port == o.inbound_port)) {
     return absl::InvalidArgumentError("--dns_port must differ from the listener ports");
   }
@@ -83,6 +89,7 @@ std::string InstallScript(const Options& o, bool ipv6) {
   // directly; the outbound listener is for this workload's own traffic only, so a
   // connection from outside to its port goes to the inbound listener like any other.
   s += Cat("-A ", kInbound, " -p tcp --dport ", o.inbound_port, " -j RETURN\n");
+  s += Cat("-A ", kInbound, " -p tcp --dport ", o.outbound_port, " -j ", kToInbound, "\n");  // whatever the lists say
   for (uint16_t port : o.exclude_inbound_ports) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j RETURN\n");
   const bool all = o.include_inbound_ports.size() == 1 && o.include_inbound_ports[0] == "*";
   if (all) {
@@ -91,8 +98,9 @@ std::string InstallScript(const Options& o, bool ipv6) {
     for (const auto& port : o.include_inbound_ports) s += Cat("-A ", kInbound, " -p tcp --dport ", port, " -j ", kToInbound, "\n");
   }
 
-  // Outbound: the agent's own connections go out as they are; so does loopback traffic
-  // other than the app calling its own service address through the agent.
+  // Outbound: the agent's own connections go out as they are (it must run as proxy_uid, or
+  // they would come back to it); so does loopback traffic (the app calling itself; a
+  // Service's virtual address is not local, so calls to it are redirected).
   s += Cat("-A ", kOutput, " -m owner --uid-owner ", o.proxy_uid, " -j RETURN\n");
   s += Cat("-A ", kOutput, " -o lo -j RETURN\n");
   for (uint16_t port : o.exclude_outbound_ports) s += Cat("-A ", kOutput, " -p tcp --dport ", port, " -j RETURN\n");

@@ -20,6 +20,7 @@ TEST(InterceptRules, RedirectEverythingButTheAgentsOwnTrafficAndExclusions) {
             "-A MESHPLUG_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n"
             "-A MESHPLUG_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15003\n"
             "-A MESHPLUG_INBOUND -p tcp --dport 15003 -j RETURN\n"
+            "-A MESHPLUG_INBOUND -p tcp --dport 15001 -j MESHPLUG_IN_REDIRECT\n"
             "-A MESHPLUG_INBOUND -p tcp --dport 9901 -j RETURN\n"
             "-A MESHPLUG_INBOUND -p tcp -j MESHPLUG_IN_REDIRECT\n"
             "-A MESHPLUG_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
@@ -54,6 +55,8 @@ TEST(InterceptRules, OnlyTheListedInboundPorts) {
   EXPECT_NE(s.find("-A MESHPLUG_INBOUND -p tcp --dport 8080 -j MESHPLUG_IN_REDIRECT\n"), std::string::npos);
   EXPECT_NE(s.find("-A MESHPLUG_INBOUND -p tcp --dport 9090 -j MESHPLUG_IN_REDIRECT\n"), std::string::npos);
   EXPECT_EQ(s.find("-A MESHPLUG_INBOUND -p tcp -j MESHPLUG_IN_REDIRECT"), std::string::npos);
+  // The outbound port goes to the inbound listener even when it is not listed.
+  EXPECT_NE(s.find("-A MESHPLUG_INBOUND -p tcp --dport 15001 -j MESHPLUG_IN_REDIRECT\n"), std::string::npos);
 }
 
 TEST(InterceptRules, RemovalUnhooksFlushesAndDeletesEveryChain) {
@@ -80,6 +83,8 @@ TEST(InterceptRules, BadOptionsNameTheFlag) {
   o = Options{};
   o.exclude_outbound_cidrs = {"fd00::/8", "192.168.0.0/16"};
   EXPECT_TRUE(Validate(o).ok());
+  o.exclude_inbound_ports = {15001};
+  EXPECT_FALSE(Validate(o).ok());
 }
 
 }  // namespace

@@ -85,6 +85,16 @@ class TcpSession {
                                                  limits.connect_timeout)
                            : limits.connect_timeout;
     boost::system::error_code ec;
+    // An agent is in front of that endpoint: its inbound listener speaks HTTP over mTLS,
+    // and raw TCP between agents (a tunnel, with mTLS) is not built yet. Refused rather
+    // than sent in plaintext to a listener that would read it as HTTP.
+    if (cluster) {
+      const std::optional<size_t> i = cluster->lb->IndexOf(ctx_.upstream->host, ctx_.upstream->port);
+      if (i && !cluster->lb->endpoint(*i).identity().empty()) {
+        env_.stats->Count("meshplug_tcp_refused_total", {{"cluster", ctx_.upstream->cluster}, {"reason", "agent endpoint"}});
+        co_return;
+      }
+    }
     // The pool's connect: IP literals and DNS names alike.
     std::unique_ptr<net::UpstreamConnection> connection =
         co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec);

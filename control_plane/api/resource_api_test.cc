@@ -406,7 +406,10 @@ TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
   ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
   auto full = Apply(ServiceDoc("c"));
   ASSERT_FALSE(full.ok());
-  EXPECT_EQ(full.status().message(), "spec.clusterIP: no free address left in --service_cidr 10.0.0.0/30");
+  EXPECT_EQ(full.status().message(),
+            "test.yaml: document 1 (Service c): spec.clusterIP: no free address left in --service_cidr 10.0.0.0/30");
+  EXPECT_FALSE(ServiceAddresses::Parse("127.0.0.0/8").ok());
+  EXPECT_FALSE(ServiceAddresses::Parse("169.254.0.0/16").ok());
   EXPECT_EQ(ServiceAddresses::Parse("10.0.0.1/24").status().message(),
             "--service_cidr: \"10.0.0.1/24\" has host bits set; the network is 10.0.0.0/24");
   EXPECT_FALSE(ServiceAddresses::Parse("10.0.0.0/31").ok());

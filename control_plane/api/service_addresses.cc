@@ -38,6 +38,13 @@ absl::StatusOr<ServiceAddresses> ServiceAddresses::Parse(const std::string& cidr
         Cat("--service_cidr: \"", cidr, "\" is not an IPv4 network from /8 to /30 (e.g. 10.96.0.0/16)"));
   }
   const uint32_t size = 1u << (32 - prefix);
+  // Loopback, link-local and multicast addresses never leave the workload the way a
+  // Service's address must (to be intercepted).
+  const uint32_t first = *ip >> 24;
+  if (first == 127 || first >= 224 || (*ip >> 16) == 0xa9fe || first == 0) {
+    return absl::InvalidArgumentError(
+        Cat("--service_cidr: \"", cidr, "\" is a loopback, link-local, multicast or reserved range"));
+  }
   if ((*ip & (size - 1)) != 0) {
     return absl::InvalidArgumentError(Cat("--service_cidr: \"", cidr, "\" has host bits set; the network is ",
                                           FormatIpv4(*ip & ~(size - 1)), "/", prefix));
@@ -58,7 +65,7 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
     if (auto ip = ParseIpv4(svc.spec().cluster_ip())) taken[*ip] = e.key.ToString();
   }
   // Given and kept addresses first, so that assigning one cannot take them.
-  std::vector<mesh::v1::Service*> unassigned;
+  std::vector<std::pair<std::string, mesh::v1::Service*>> unassigned;  // (where, service)
   for (auto& d : docs) {
     if (d.kind->id != resources::Kind::kService) continue;
     auto& svc = static_cast<mesh::v1::Service&>(*d.object);
@@ -73,7 +80,7 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
       continue;
     }
     if (given.empty()) {
-      unassigned.push_back(&svc);
+      unassigned.emplace_back(d.Where(), &svc);
       continue;
     }
     const auto ip = ParseIpv4(given);
@@ -86,10 +93,10 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
     }
   }
   uint32_t next = network_ + 1;
-  for (mesh::v1::Service* svc : unassigned) {
+  for (auto& [where, svc] : unassigned) {
     while (next < network_ + size_ - 1 && taken.count(next)) ++next;
     if (next >= network_ + size_ - 1) {
-      return absl::ResourceExhaustedError(Cat("spec.clusterIP: no free address left in --service_cidr ", cidr_));
+      return absl::ResourceExhaustedError(Cat(where, ": spec.clusterIP: no free address left in --service_cidr ", cidr_));
     }
     taken.emplace(next, "");
     svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));

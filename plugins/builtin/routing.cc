@@ -5,6 +5,8 @@
 // module instance: instances live as long as one chain set, and a counter starting at 0
 // on every snapshot would send most requests to the first cluster when snapshots come
 // often.
+#include <boost/asio/ip/address.hpp>
+
 #include "common/random.h"
 #include "plugins/builtin/module.h"
 #include "common/strings.h"
@@ -33,6 +35,16 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
   }
 };
 
+// A destination egress may pass through to: not loopback or link-local (cloud metadata
+// services at 169.254.169.254 and the like), which the agent could reach as itself.
+bool Passable(const std::string& ip) {
+  boost::system::error_code ec;
+  const auto a = boost::asio::ip::make_address(ip, ec);
+  if (ec || a.is_loopback() || a.is_unspecified() || a.is_multicast()) return false;
+  if (a.is_v4()) return (a.to_v4().to_uint() >> 16) != 0xa9fe;  // 169.254.0.0/16
+  return !a.to_v6().is_link_local() && !a.to_v6().is_v4_mapped();
+}
+
 class TcpRouting final : public Module<plugins::TcpPlugin> {
  public:
   using Module::Module;
@@ -47,7 +59,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
       if (port_text == ctx.shared.end() || !ParseNumber(port_text->second, original_port)) co_return Verdict::Continue();
       if (std::optional<routing::TcpPortView> port = mesh().FindVirtualPort(ip->second, original_port)) {
         Route(ctx, *port);
-      } else if (!mesh().snapshot().settings().egress_refused()) {
+      } else if (!mesh().snapshot().settings().egress_refused() && Passable(ip->second)) {
         ctx.service = "passthrough";
         ctx.upstream = plugins::UpstreamTarget{"passthrough", ip->second, static_cast<uint16_t>(original_port), {}};
       }
