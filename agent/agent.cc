@@ -123,12 +123,20 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
     // Intercepted (iptables sent it here): HTTP only to a mesh Service's HTTP port, else the
     // tcp chains, which route by the original destination.
     std::optional<tcp::endpoint> original;
-    if (!inbound && !tcp) original = net::OriginalDestination(socket);
+    if (!tcp) original = net::OriginalDestination(socket);
     if (original && LoopsBack(*original)) {
-      stats_.Count("meshplug_agent_connections_refused_total", {{"listener", "outbound"}, {"reason", "loop"}});
-      return;  // closing it: the agent would be proxying to itself
+      // The agent would be proxying to itself, or (inbound) someone outside is reaching
+      // for the outbound listener.
+      stats_.Count("meshplug_agent_connections_refused_total",
+                   {{"listener", inbound ? "inbound" : "outbound"}, {"reason", "loop"}});
+      return;
     }
-    const bool as_tcp = tcp || (original && !IsMeshHttpPort(*original));
+    const bool as_tcp = tcp || (original && !IsHttpPort(*original, inbound));
+    if (original && inbound && as_tcp && Strict()) {
+      // Plaintext TCP from outside the mesh: strict mTLS refuses it, as it does HTTP.
+      stats_.Count("meshplug_agent_connections_refused_total", {{"listener", "inbound"}, {"reason", "strict mtls"}});
+      return;
+    }
     auto connection = [](asio::awaitable<void> run, std::shared_ptr<void>) -> asio::awaitable<void> { co_await std::move(run); };
     asio::co_spawn(worker.context,
                    connection(as_tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port, original)
@@ -179,10 +187,16 @@ bool Agent::LoopsBack(const tcp::endpoint& destination) const {
   return (p == outbound_port_ || p == inbound_port_ || p == admin_port_) && net::IsLocalAddress(destination.address());
 }
 
-bool Agent::IsMeshHttpPort(const tcp::endpoint& destination) const {
+bool Agent::Strict() const {
+  const std::shared_ptr<const chains::ChainSet> current = chains_.Get();
+  return !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
+}
+
+bool Agent::IsHttpPort(const tcp::endpoint& destination, bool inbound) const {
   const std::shared_ptr<const chains::ChainSet> current = chains_.Get();
   if (!current) return false;
-  const auto port = current->mesh().FindVirtualPort(destination.address().to_string(), destination.port());
+  const auto port = inbound ? current->mesh().FindAppPort(destination.port())
+                            : current->mesh().FindVirtualPort(destination.address().to_string(), destination.port());
   return port && port->port->protocol() == v1::PROTOCOL_HTTP;
 }
 

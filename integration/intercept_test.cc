@@ -71,6 +71,8 @@ class InterceptTest : public ::testing::Test {
   void TearDown() override {
     agent_.reset();
     app_.reset();
+    remote_server_.reset();
+    if (!remote_.empty()) harness::Run({"ip", "netns", "del", remote_});
     if (created_) harness::Run({"ip", "netns", "del", ns_});
   }
 
@@ -83,6 +85,31 @@ class InterceptTest : public ::testing::Test {
     });
     t.join();
     ASSERT_TRUE(app_) << "could not enter " << ns_;
+  }
+
+  // A second namespace on the other end of the workload's link: 10.200.0.3 (and the
+  // link-local 169.254.7.7, like a cloud's metadata service), serving dir_ on port 9000.
+  void StartRemoteNamespace() {
+    remote_ = ns_ + "-r";
+    harness::Run({"ip", "netns", "del", remote_});
+    ASSERT_TRUE(Ok({"ip", "netns", "add", remote_}));
+    ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote_}));
+    for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
+                                                {"ip", "addr", "add", "169.254.7.7/16", "dev", "mp1"},
+                                                {"ip", "link", "set", "mp1", "up"},
+                                                {"ip", "link", "set", "lo", "up"}}) {
+      ASSERT_TRUE(Ok(InRemote(cmd)));
+    }
+    std::ofstream(dir_ + "/hello.txt") << "outside";
+    remote_server_ = Process::Start(InRemote({"python3", "-m", "http.server", "9000", "--bind", "0.0.0.0", "--directory", dir_}),
+                                    dir_ + "/remote.log");
+    ASSERT_TRUE(Eventually([&] { return harness::Run(InRemote({"curl", "-s", "http://10.200.0.3:9000/hello.txt"})).out == "outside"; },
+                           milliseconds(20000)));
+  }
+
+  std::vector<std::string> InRemote(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"ip", "netns", "exec", remote_});
+    return args;
   }
 
   harness::RunResult Intercept(const std::string& verb) {
@@ -99,6 +126,7 @@ class InterceptTest : public ::testing::Test {
     web.set_virtual_ip("10.96.0.7");
     web.add_hosts("web.demo.svc.cluster.local");  // as the control plane's translation lists it
     snapshot.mutable_settings()->set_egress_refused(egress_refused_);
+    if (mtls_strict_) snapshot.mutable_settings()->set_mtls_mode(v1::MTLS_STRICT);
     const std::string snapshot_file = dir_ + "/snapshot.txt";
     std::ofstream(snapshot_file) << snapshot.DebugString();
     agent_ = Process::Start({"ip", "netns", "exec", ns_, "agent/agent", "--snapshot_file=" + snapshot_file,
@@ -123,9 +151,12 @@ class InterceptTest : public ::testing::Test {
   std::string ns_, dir_;
   bool created_ = false;
   bool egress_refused_ = false;
+  bool mtls_strict_ = false;
   int agent_starts_ = 0;
   std::unique_ptr<TestUpstream> app_;
   std::unique_ptr<Process> agent_;
+  std::string remote_;
+  std::unique_ptr<Process> remote_server_;
 };
 
 TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
@@ -178,37 +209,14 @@ TEST_F(InterceptTest, MeshNamesResolveToServiceAddressesThroughTheAgent) {
 // reached through the agent's outbound-tcp chain, or refused when MeshConfig says so; a
 // call aimed at the agent's own address and listener is served once, not looped.
 TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
-  const std::string remote = ns_ + "-r";
-  harness::Run({"ip", "netns", "del", remote});
-  ASSERT_TRUE(Ok({"ip", "netns", "add", remote}));
-  struct Cleanup {
-    std::string name;
-    ~Cleanup() { harness::Run({"ip", "netns", "del", name}); }
-  } cleanup{remote};
-  // mp1 moves to the remote namespace: 10.200.0.3 there, reached from the workload's.
-  ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote}));
-  // 169.254.7.7 too: a link-local address, like a cloud's metadata service.
-  for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
-                                              {"ip", "addr", "add", "169.254.7.7/16", "dev", "mp1"},
-                                              {"ip", "link", "set", "mp1", "up"},
-                                              {"ip", "link", "set", "lo", "up"}}) {
-    std::vector<std::string> in_remote = {"ip", "netns", "exec", remote};
-    in_remote.insert(in_remote.end(), cmd.begin(), cmd.end());
-    ASSERT_TRUE(Ok(in_remote));
-  }
-  auto server = Process::Start({"ip", "netns", "exec", remote, "python3", "-m", "http.server", "9000", "--bind",
-                                "0.0.0.0", "--directory", dir_},
-                               dir_ + "/remote.log");
-  std::ofstream(dir_ + "/hello.txt") << "outside";
-  ASSERT_TRUE(Eventually([&] { return harness::Run({"ip", "netns", "exec", remote, "curl", "-s", "http://10.200.0.3:9000/hello.txt"}).out == "outside"; },
-                         milliseconds(20000)));
+  ASSERT_NO_FATAL_FAILURE(StartRemoteNamespace());
   StartAppInNamespace();
   StartAgentInNamespace();
   ASSERT_EQ(Intercept("install").exit_code, 0);
   auto out = AsApp({"curl", "-s", "--max-time", "5", "http://10.200.0.3:9000/hello.txt"});
   EXPECT_EQ(out.out, "outside") << out.err;
   // Link-local destinations are not passed through: the agent would reach them as itself.
-  ASSERT_EQ(harness::Run({"ip", "netns", "exec", remote, "curl", "-s", "http://169.254.7.7:9000/hello.txt"}).out, "outside");
+  ASSERT_EQ(harness::Run(InRemote({"curl", "-s", "http://169.254.7.7:9000/hello.txt"})).out, "outside");
   auto metadata = AsApp({"curl", "-s", "--max-time", "5", "http://169.254.7.7:9000/hello.txt"});
   EXPECT_NE(metadata.exit_code, 0);
   EXPECT_EQ(metadata.out, "");
@@ -226,6 +234,32 @@ TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_EQ(refused.out, "");
   EXPECT_EQ(AppCalls().out, "app");  // mesh services still work
+}
+
+// Inbound: a connection from outside to a port of the workload goes through the agent's
+// inbound-tcp chain to that port (no Service names it: as sent); strict mTLS refuses it in
+// plaintext; the outbound listener cannot be reached from outside.
+TEST_F(InterceptTest, InboundConnectionsGoThroughTheAgentToTheOriginalPort) {
+  ASSERT_NO_FATAL_FAILURE(StartRemoteNamespace());
+  auto app = Process::Start({"ip", "netns", "exec", ns_, "python3", "-m", "http.server", "9100", "--bind", "0.0.0.0",
+                             "--directory", dir_},
+                            dir_ + "/local-app.log");
+  ASSERT_TRUE(Eventually([&] {
+    return harness::Run({"ip", "netns", "exec", ns_, "curl", "-s", "http://127.0.0.1:9100/hello.txt"}).out == "outside";
+  }, milliseconds(20000)));
+  StartAppInNamespace();
+  StartAgentInNamespace();
+  ASSERT_EQ(Intercept("install").exit_code, 0);
+  auto call = [&] { return harness::Run(InRemote({"curl", "-s", "--max-time", "5", "http://10.200.0.2:9100/hello.txt"})); };
+  EXPECT_EQ(call().out, "outside");
+  auto outbound = harness::Run(InRemote({"curl", "-s", "--max-time", "5", "http://10.200.0.2:15001/"}));
+  EXPECT_NE(outbound.exit_code, 0);  // closed: someone outside reaching for the outbound listener
+  EXPECT_EQ(outbound.out, "");
+  agent_.reset();  // with the rules and no agent, nothing gets through: it went through the agent
+  EXPECT_NE(call().exit_code, 0);
+  mtls_strict_ = true;
+  StartAgentInNamespace();
+  EXPECT_NE(call().exit_code, 0);  // plaintext from outside the mesh, refused in strict mode
 }
 
 TEST_F(InterceptTest, BadFlagsAreRefusedAndNothingIsInstalled) {

@@ -195,6 +195,7 @@ absl::Status MeshView::Index() {
       if (!s.inbound() && !s.virtual_ip().empty()) {
         virtual_ports_.emplace(Cat(s.virtual_ip(), ":", p.port()), TcpPortView{&it->second, &p});
       }
+      if (s.inbound()) app_ports_.emplace(p.target_port() ? p.target_port() : p.port(), TcpPortView{&it->second, &p});
       if (p.protocol() != v1::PROTOCOL_TCP || p.tcp_listen_port() == 0) continue;
       if (!tcp_ports_[s.inbound()].emplace(p.tcp_listen_port(), TcpPortView{&it->second, &p})
                .second) {
@@ -280,6 +281,12 @@ std::optional<TcpPortView> MeshView::FindTcpPort(uint32_t listen_port, bool inbo
 std::optional<TcpPortView> MeshView::FindVirtualPort(std::string_view ip, uint32_t port) const {
   auto it = virtual_ports_.find(Cat(ip, ":", port));
   if (it == virtual_ports_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<TcpPortView> MeshView::FindAppPort(uint32_t target_port) const {
+  auto it = app_ports_.find(target_port);
+  if (it == app_ports_.end()) return std::nullopt;
   return it->second;
 }
 

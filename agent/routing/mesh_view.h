@@ -94,6 +94,9 @@ class MeshView final : public plugins::ServiceResolver {
   // The outbound service port whose virtual address and port (Service.virtual_ip) an
   // intercepted connection was sent to.
   std::optional<TcpPortView> FindVirtualPort(std::string_view ip, uint32_t port) const;
+  // This workload's own service port whose app port (target_port) an intercepted inbound
+  // connection was sent to.
+  std::optional<TcpPortView> FindAppPort(uint32_t target_port) const;
   const ClusterView* FindCluster(std::string_view name) const;
   const std::map<std::string, ClusterView, std::less<>>& clusters() const { return clusters_; }
 
@@ -122,6 +125,7 @@ class MeshView final : public plugins::ServiceResolver {
   std::map<std::string, const ServiceView*, std::less<>> hosts_[2];
   std::map<uint32_t, TcpPortView> tcp_ports_[2];
   std::map<std::string, TcpPortView, std::less<>> virtual_ports_;  // "ip:port" of outbound services
+  std::map<uint32_t, TcpPortView> app_ports_;                       // target ports of inbound services
   std::map<std::string, ClusterView, std::less<>> clusters_;
   const DirectionConfigs configs_[2] = {{*this, false}, {*this, true}};
 };

@@ -50,16 +50,20 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
   using Module::Module;
 
   // The listener's service port → a cluster by weight. An intercepted connection: the
-  // service port of its original destination (a Service's virtual address), else that
-  // destination itself (egress passthrough) unless MeshConfig refuses egress.
+  // service port of its original destination (outbound: a Service's virtual address;
+  // inbound: this workload's app port), else that destination itself (outbound: egress
+  // passthrough unless MeshConfig refuses it).
   awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
     if (auto ip = ctx.shared.find(kOriginalIpKey); ip != ctx.shared.end()) {
       uint32_t original_port = 0;
       auto port_text = ctx.shared.find(kOriginalPortKey);
       if (port_text == ctx.shared.end() || !ParseNumber(port_text->second, original_port)) co_return Verdict::Continue();
-      if (std::optional<routing::TcpPortView> port = mesh().FindVirtualPort(ip->second, original_port)) {
+      std::optional<routing::TcpPortView> port =
+          inbound() ? mesh().FindAppPort(original_port) : mesh().FindVirtualPort(ip->second, original_port);
+      if (port) {
         Route(ctx, *port);
-      } else if (!mesh().snapshot().settings().egress_refused() && Passable(ip->second)) {
+      } else if (inbound() ? Passable(ip->second)  // a port of this workload no Service names: to it as sent
+                           : !mesh().snapshot().settings().egress_refused() && Passable(ip->second)) {
         ctx.service = "passthrough";
         ctx.upstream = plugins::UpstreamTarget{"passthrough", ip->second, static_cast<uint16_t>(original_port), {}};
       }
