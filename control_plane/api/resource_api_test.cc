@@ -358,7 +358,7 @@ class ServiceAddressTest : public ResourceApiTest {
   }
 };
 
-TEST_F(ServiceAddressTest, EachServiceGetsTheLowestFreeAddressAndKeepsIt) {
+TEST_F(ServiceAddressTest, EachServiceGetsTheNextFreeAddressAndKeepsIt) {
   ApplyOk(kNamespaces);
   ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
   EXPECT_EQ(AddressOf("a"), "10.96.0.1");
@@ -368,7 +368,8 @@ TEST_F(ServiceAddressTest, EachServiceGetsTheLowestFreeAddressAndKeepsIt) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->results(0).action(), "unchanged");
   EXPECT_EQ(AddressOf("a"), "10.96.0.1");
-  // An address is free again once its Service is gone.
+  // A deleted Service's address is not handed out again at once (clients may have it
+  // cached); the next one is.
   v1::DeleteRequest del;
   auto* ref = del.add_refs();
   ref->set_kind("Service");
@@ -376,7 +377,7 @@ TEST_F(ServiceAddressTest, EachServiceGetsTheLowestFreeAddressAndKeepsIt) {
   ref->set_name("a");
   ASSERT_TRUE(api_->Delete(del).ok());
   ApplyOk(ServiceDoc("c"));
-  EXPECT_EQ(AddressOf("c"), "10.96.0.1");
+  EXPECT_EQ(AddressOf("c"), "10.96.0.3");
   EXPECT_EQ(AddressOf("b"), "10.96.0.2");
 }
 
@@ -401,13 +402,24 @@ TEST_F(ServiceAddressTest, AGivenAddressMustBeFreeInTheRangeAndNeverChanges) {
 }
 
 TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
-  api_ = std::make_unique<ResourceApi>(*store_, nullptr, *ServiceAddresses::Parse("10.0.0.0/30"));
+  api_ = std::make_unique<ResourceApi>(*store_, nullptr, *ServiceAddresses::Parse("10.0.0.0/29"));  // 6 hosts
   ApplyOk(kNamespaces);
-  ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b"));
-  auto full = Apply(ServiceDoc("c"));
+  ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b") + "---\n" + ServiceDoc("c") + "---\n" + ServiceDoc("d") + "---\n" +
+          ServiceDoc("e"));
+  v1::DeleteRequest del;
+  auto* ref = del.add_refs();
+  ref->set_kind("Service");
+  ref->set_namespace_("httpbin");
+  ref->set_name("b");
+  ASSERT_TRUE(api_->Delete(del).ok());
+  ApplyOk(ServiceDoc("f"));  // the last free one, .6
+  EXPECT_EQ(AddressOf("f"), "10.0.0.6");
+  ApplyOk(ServiceDoc("g"));  // round again: b's .2
+  EXPECT_EQ(AddressOf("g"), "10.0.0.2");
+  auto full = Apply(ServiceDoc("h"));
   ASSERT_FALSE(full.ok());
   EXPECT_EQ(full.status().message(),
-            "test.yaml: document 1 (Service c): spec.clusterIP: no free address left in --service_cidr 10.0.0.0/30");
+            "test.yaml: document 1 (Service h): spec.clusterIP: no free address left in --service_cidr 10.0.0.0/29");
   EXPECT_FALSE(ServiceAddresses::Parse("127.0.0.0/8").ok());
   EXPECT_FALSE(ServiceAddresses::Parse("169.254.0.0/16").ok());
   EXPECT_EQ(ServiceAddresses::Parse("10.0.0.1/24").status().message(),

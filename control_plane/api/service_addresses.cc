@@ -11,6 +11,8 @@
 namespace meshplug::control_plane::api {
 namespace {
 
+constexpr const char* kNextSecret = "service-address-next";
+
 std::optional<uint32_t> ParseIpv4(const std::string& text) {
   in_addr a{};
   if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
@@ -92,16 +94,28 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
       return absl::InvalidArgumentError(Cat(d.Where(), ": spec.clusterIP: ", given, " is taken by ", it->second));
     }
   }
-  uint32_t next = network_ + 1;
+  if (unassigned.empty()) return absl::OkStatus();
+  // The search starts after the address given last, so a deleted Service's address (still
+  // in clients' DNS caches) goes to another only once the range has been gone through.
+  const uint32_t first = network_ + 1, hosts = size_ - 2;
+  uint32_t next = first;
+  if (auto hint = store.GetSecret(kNextSecret); hint.ok() && hint->has_value()) {
+    if (auto ip = ParseIpv4(**hint); ip && *ip >= first && *ip < first + hosts) next = *ip;
+  }
   for (auto& [where, svc] : unassigned) {
-    while (next < network_ + size_ - 1 && taken.count(next)) ++next;
-    if (next >= network_ + size_ - 1) {
+    uint32_t tried = 0;
+    while (tried < hosts && taken.count(next)) {
+      next = next + 1 < first + hosts ? next + 1 : first;
+      ++tried;
+    }
+    if (tried == hosts) {
       return absl::ResourceExhaustedError(Cat(where, ": spec.clusterIP: no free address left in --service_cidr ", cidr_));
     }
     taken.emplace(next, "");
     svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));
   }
-  return absl::OkStatus();
+  // A hint only: an apply that then fails leaves a gap, never a duplicate.
+  return store.PutSecret(kNextSecret, FormatIpv4(next + 1 < first + hosts ? next + 1 : first));
 }
 
 }  // namespace meshplug::control_plane::api

@@ -21,8 +21,9 @@ class ServiceAddresses {
   static ServiceAddresses Default() { return *Parse(kDefaultCidr); }
 
   // Fills spec.clusterIP of every Service in `docs`: the stored Service's (it cannot
-  // change), the one given (inside the range and not another Service's), or the lowest
-  // free address. The caller serialises applies, so two cannot take the same address.
+  // change), the one given (inside the range and not another Service's), or the next free
+  // address after the one given last (wrapping round). The caller serialises applies, so
+  // two cannot take the same address.
   absl::Status Assign(store::Store& store, std::vector<resources::Document>& docs) const;
 
   const std::string& cidr() const { return cidr_; }
