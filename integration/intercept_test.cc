@@ -50,7 +50,9 @@ class InterceptTest : public ::testing::Test {
     RemoveStaleNamespaces();
     ns_ = kPrefix + std::to_string(getpid());
     harness::Run({"ip", "netns", "del", ns_});
-    ASSERT_TRUE(Ok({"ip", "netns", "add", ns_}));
+    if (auto added = harness::Run({"ip", "netns", "add", ns_}); added.exit_code != 0) {
+      GTEST_SKIP() << "cannot create a network namespace here: " << added.err;
+    }
     created_ = true;
     // Loopback, and a route out of the namespace (a veth pair inside it: nothing answers
     // there).
