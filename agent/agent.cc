@@ -131,8 +131,10 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
                    {{"listener", inbound ? "inbound" : "outbound"}, {"reason", "loop"}});
       return;
     }
-    const bool as_tcp = tcp || (original && !IsHttpPort(*original, inbound));
-    if (original && inbound && as_tcp && Strict()) {
+    // One chain set decides both, the one current as the connection arrived.
+    const std::shared_ptr<const chains::ChainSet> current = original ? chains_.Get() : nullptr;
+    const bool as_tcp = tcp || (original && !IsHttpPort(current.get(), *original, inbound));
+    if (original && inbound && as_tcp && (!current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT)) {
       // Plaintext TCP from outside the mesh: strict mTLS refuses it, as it does HTTP.
       stats_.Count("meshplug_agent_connections_refused_total", {{"listener", "inbound"}, {"reason", "strict mtls"}});
       return;
@@ -187,13 +189,7 @@ bool Agent::LoopsBack(const tcp::endpoint& destination) const {
   return (p == outbound_port_ || p == inbound_port_ || p == admin_port_) && net::IsLocalAddress(destination.address());
 }
 
-bool Agent::Strict() const {
-  const std::shared_ptr<const chains::ChainSet> current = chains_.Get();
-  return !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
-}
-
-bool Agent::IsHttpPort(const tcp::endpoint& destination, bool inbound) const {
-  const std::shared_ptr<const chains::ChainSet> current = chains_.Get();
+bool Agent::IsHttpPort(const chains::ChainSet* current, const tcp::endpoint& destination, bool inbound) {
   if (!current) return false;
   const auto port = inbound ? current->mesh().FindAppPort(destination.port())
                             : current->mesh().FindVirtualPort(destination.address().to_string(), destination.port());

@@ -122,11 +122,10 @@ class Agent final : public admin::AdminTarget {
   proxy::ProxyEnv EnvFor(Worker& worker, bool inbound);
   // An intercepted connection's original destination is this agent's own listener.
   bool LoopsBack(const boost::asio::ip::tcp::endpoint& destination) const;
-  // Inbound plaintext is refused (strict mTLS, or no configuration yet).
-  bool Strict() const;
-  // It is an HTTP port: of a mesh Service's virtual address (outbound), or of this
-  // workload's own service (inbound, by app port).
-  bool IsHttpPort(const boost::asio::ip::tcp::endpoint& destination, bool inbound) const;
+  // It is an HTTP port in `current`: of a mesh Service's virtual address (outbound), or of
+  // this workload's own service (inbound, by app port).
+  static bool IsHttpPort(const chains::ChainSet* current, const boost::asio::ip::tcp::endpoint& destination,
+                         bool inbound);
   // What the DNS server answers for `name`: a mesh Service's virtual address.
   dns::Answer ResolveMeshName(const std::string& name) const;
   // Opens the TCP listeners `mesh` needs that are not open yet; on the control thread.

@@ -129,15 +129,10 @@ Args Parse(int argc, char** argv) {
     } else if (arg == "--bootstrap") {
       a.bootstrap = true;
     } else if (arg == "--labels") {
-      const std::string list = next();
-      for (size_t at = 0; at < list.size();) {
-        const size_t end = std::min(list.find(',', at), list.size());
-        const std::string pair = list.substr(at, end - at);
-        const size_t eq = pair.find('=');
-        if (eq == 0 || eq == std::string::npos) throw UsageError{Cat("--labels: \"", pair, "\" is not KEY=VALUE")};
-        a.labels[pair.substr(0, eq)] = pair.substr(eq + 1);
-        at = end + 1;
-      }
+      std::string bad;
+      auto labels = ParseLabels(next(), &bad);
+      if (!labels) throw UsageError{Cat("--labels: \"", bad, "\" is not KEY=VALUE")};
+      a.labels = *std::move(labels);
     } else if (arg == "--ca-cert") {
       a.ca_cert = next();
     } else if (arg == "--ca-key") {

@@ -109,4 +109,27 @@ std::string NowRfc3339() { return Rfc3339(std::chrono::system_clock::now(), fals
 
 std::string NowRfc3339Millis() { return Rfc3339(std::chrono::system_clock::now(), true); }
 
+std::optional<uint16_t> ParsePort(std::string_view s) {
+  unsigned long port = 0;
+  if (!ParseNumber(s, port) || port < 1 || port > 65535) return std::nullopt;
+  return static_cast<uint16_t>(port);
+}
+
+std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view text, std::string* bad) {
+  std::map<std::string, std::string> out;
+  for (size_t at = 0; at <= text.size();) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    const std::string_view item = text.substr(at, end - at);
+    at = end + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      *bad = std::string(item);
+      return std::nullopt;
+    }
+    out[std::string(item.substr(0, eq))] = std::string(item.substr(eq + 1));
+  }
+  return out;
+}
+
 }  // namespace meshplug

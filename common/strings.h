@@ -5,6 +5,9 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -58,6 +61,13 @@ bool ParseNumber(std::string_view s, Int& out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
 }
+
+// A TCP/UDP port, 1-65535, as a whole decimal number.
+std::optional<uint16_t> ParsePort(std::string_view s);
+
+// "key=value,key2=value2" (empty items skipped); nullopt when an item is not key=value,
+// which `*bad` then holds.
+std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view text, std::string* bad);
 
 // Lower-case hex of `bytes`.
 std::string HexOf(std::string_view bytes);

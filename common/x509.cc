@@ -240,11 +240,9 @@ absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
   return InspectCert(cert->get());
 }
 
-absl::StatusOr<CertInfo> InspectDer(std::string_view der) {
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  Cert cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-  if (!cert) return OpensslError("not a DER certificate");
-  return InspectCert(cert.get());
+absl::StatusOr<CertInfo> Inspect(X509* cert) {
+  if (cert == nullptr) return absl::NotFoundError("no certificate");
+  return InspectCert(cert);
 }
 
 absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem) {

@@ -9,6 +9,8 @@
 
 #include "absl/status/statusor.h"
 
+struct x509_st;  // OpenSSL's X509
+
 namespace meshplug::x509 {
 
 using Clock = std::chrono::system_clock;
@@ -51,8 +53,8 @@ struct CertInfo {
 
 // What the first certificate in `pem` says.
 absl::StatusOr<CertInfo> Inspect(std::string_view pem);
-// The same for one certificate in DER (as a TLS peer presented it).
-absl::StatusOr<CertInfo> InspectDer(std::string_view der);
+// The same for a certificate OpenSSL holds (as a TLS peer presented it); null: NOT_FOUND.
+absl::StatusOr<CertInfo> Inspect(x509_st* cert);
 
 // Every certificate in `pem`, each as its own PEM block, in order.
 absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem);

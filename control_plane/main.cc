@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
   security::CaRotation ca_rotation(**ca, registry, cache, [&](meshplug::v1::TrustBundle trust) {
     // The serving certificate follows the current CA (a finished rotation's new one)
     // before agents learn to trust only that CA.
-    if (auto st = (*serving)->Renew(address); !st.ok()) {
+    if (auto st = (*serving)->Follow(address); !st.ok()) {
       log::Error("cannot renew the serving certificate", {{"error", std::string(st.message())}});
     }
     controller.SetTrust(std::move(trust));

@@ -50,15 +50,6 @@ spec: {address: 127.0.0.1, inboundPort: )" + Str(auth_port) + R"(}
 
 }  // namespace
 
-int PortAfter(const std::string& line, const std::string& marker) {
-  const size_t at = line.find(marker);
-  if (at == std::string::npos) return 0;
-  size_t i = at + marker.size();
-  int port = 0;
-  while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) port = port * 10 + (line[i++] - '0');
-  return port;
-}
-
 ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say)
     : dir_(std::move(dir)), say_(std::move(say)), cp_(dir_, {"--debounce_ms", "20"}) {
   agents_.push_back(AgentProcess{"curl-1", "curl", "curl", nullptr, 0, 0, 0, 0, ""});

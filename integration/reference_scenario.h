@@ -68,7 +68,6 @@ class ReferenceScenario {
   std::vector<AgentProcess> agents_;
 };
 
-// The port in a log line such as `Listening at: http://127.0.0.1:PORT` (after `marker`).
-int PortAfter(const std::string& line, const std::string& marker);
+using harness::PortAfter;
 
 }  // namespace meshplug::integration

@@ -18,16 +18,6 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 
-absl::StatusOr<x509::CertInfo> InfoOf(X509* cert) {
-  if (cert == nullptr) return absl::NotFoundError("no certificate");
-  unsigned char* der = nullptr;
-  const int n = i2d_X509(cert, &der);
-  if (n <= 0) return absl::InvalidArgumentError("unreadable certificate");
-  auto info = x509::InspectDer(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(n)));
-  OPENSSL_free(der);
-  return info;
-}
-
 // The verify step for a peer's leaf certificate (depth 0): issued by our CA and, when
 // `expected` is set, naming exactly that SPIFFE ID. Other depths: what OpenSSL decided.
 bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std::string>& issuers,
@@ -35,7 +25,7 @@ bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std
   X509_STORE_CTX* store = vc.native_handle();
   if (!preverified) return false;
   if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
-  auto info = InfoOf(X509_STORE_CTX_get_current_cert(store));
+  auto info = x509::Inspect(X509_STORE_CTX_get_current_cert(store));
   return info.ok() && std::find(issuers.begin(), issuers.end(), info->authority_key_id) != issuers.end() &&
          (expected.empty() || info->spiffe_id == expected);
 }
@@ -94,6 +84,12 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
   return TlsContexts{*server, *client, std::move(issuers)};
 }
 
+absl::StatusOr<TlsOrigination> OriginationTo(const TlsCredentials* credentials, const std::string& identity) {
+  TlsContexts tls = credentials ? credentials->Get() : TlsContexts{};
+  if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
+  return TlsOrigination{std::move(tls.client), identity, std::move(tls.issuer_key_ids)};
+}
+
 asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
   stream.StartTls(tls.context);
   stream.tls().set_verify_callback(
@@ -113,7 +109,7 @@ asio::awaitable<void> ServerHandshake(Stream& stream, std::shared_ptr<ssl::conte
 std::string PeerIdentity(Stream& stream) {
   if (!stream.secure()) return "";
   X509* cert = SSL_get1_peer_certificate(stream.tls().native_handle());
-  auto info = InfoOf(cert);
+  auto info = x509::Inspect(cert);
   X509_free(cert);
   return info.ok() ? info->spiffe_id : "";
 }

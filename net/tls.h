@@ -57,6 +57,10 @@ struct TlsOrigination {
   std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
 };
 
+// mTLS to a peer that must prove `identity`, with the current certificate of `credentials`
+// (may be null); UNAVAILABLE while there is none: such a peer is never called in plaintext.
+absl::StatusOr<TlsOrigination> OriginationTo(const TlsCredentials* credentials, const std::string& identity);
+
 // The first byte of a TLS connection (a handshake record).
 inline constexpr unsigned char kTlsHandshakeRecord = 0x16;
 

@@ -86,12 +86,9 @@ void Remove(const std::string& iptables) {
 absl::StatusOr<std::vector<uint16_t>> Ports(const std::vector<std::string>& list, const char* flag) {
   std::vector<uint16_t> out;
   for (const auto& p : list) {
-    char* end = nullptr;
-    const long n = std::strtol(p.c_str(), &end, 10);
-    if (p.empty() || *end != '\0' || n < 1 || n > 65535) {
-      return absl::InvalidArgumentError(Cat("--", flag, ": \"", p, "\" is not a port (1-65535)"));
-    }
-    out.push_back(static_cast<uint16_t>(n));
+    const std::optional<uint16_t> port = meshplug::ParsePort(p);
+    if (!port) return absl::InvalidArgumentError(Cat("--", flag, ": \"", p, "\" is not a port (1-65535)"));
+    out.push_back(*port);
   }
   return out;
 }

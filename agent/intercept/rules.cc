@@ -30,12 +30,6 @@ bool ValidCidr(const std::string& cidr) {
   return std::stoi(prefix) <= (v6 ? 128 : 32);
 }
 
-bool ValidPort(const std::string& p) {
-  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit)) return false;
-  const int n = std::stoi(p);
-  return n >= 1 && n <= 65535;
-}
-
 }  // namespace
 
 const std::vector<std::string>& ChainNames() {
@@ -61,7 +55,7 @@ absl::Status Validate(const Options& o) {
   for (const auto& p : o.include_inbound_ports) {
     if (p == "*") continue;
     if (all) return absl::InvalidArgumentError("--include_inbound_ports: \"*\" means every port; list no others with it");
-    if (!ValidPort(p)) return absl::InvalidArgumentError(Cat("--include_inbound_ports: \"", p, "\" is not a port (1-65535)"));
+    if (!ParsePort(p)) return absl::InvalidArgumentError(Cat("--include_inbound_ports: \"", p, "\" is not a port (1-65535)"));
   }
   for (const auto& cidr : o.exclude_outbound_cidrs) {
     if (!ValidCidr(cidr)) return absl::InvalidArgumentError(Cat("--exclude_outbound_cidrs: \"", cidr, "\" is not an address or CIDR"));

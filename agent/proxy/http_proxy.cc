@@ -132,8 +132,7 @@ bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 // form (URI element only), when the mesh asks for it. What a caller sent in that header is
 // dropped: in permissive mode anyone could claim an identity with it.
 void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
-  request.erase("x-forwarded-client-cert");
-  // Also its spellings with '_' for '-': CGI and WSGI apps read them as the same header.
+  // Every spelling, '_' for '-' included: CGI and WSGI apps read them as the same header.
   for (auto it = request.begin(); it != request.end();) {
     std::string name(it->name_string());
     std::replace(name.begin(), name.end(), '_', '-');
@@ -347,9 +346,7 @@ absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
     const UpstreamSettings& settings, std::optional<size_t> i) const {
   const routing::ClusterView* cluster = settings.cluster;
   if (!cluster || !i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
-  net::TlsContexts tls = env_.tls ? env_.tls->Get() : net::TlsContexts{};
-  if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
-  return net::TlsOrigination{std::move(tls.client), cluster->lb->endpoint(*i).identity(), tls.issuer_key_ids};
+  return net::OriginationTo(env_.tls, cluster->lb->endpoint(*i).identity());
 }
 
 awaitable<bool> HttpSession::ServeOne() {

@@ -39,12 +39,9 @@ absl::StatusOr<std::string> Scalar(const YAML::Node& n, const std::string& key) 
 }
 
 absl::StatusOr<uint32_t> Port(const std::string& text, const std::string& key) {
-  char* end = nullptr;
-  const long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < 1 || v > 65535) {
-    return Bad(key, Cat("\"", text, "\" is not a port (1-65535)"));
-  }
-  return static_cast<uint32_t>(v);
+  const std::optional<uint16_t> port = ParsePort(text);
+  if (!port) return Bad(key, Cat("\"", text, "\" is not a port (1-65535)"));
+  return *port;
 }
 
 absl::StatusOr<Bootstrap> FromYaml(const YAML::Node& root) {
@@ -153,17 +150,10 @@ absl::StatusOr<Bootstrap> ReadBootstrapFile(const std::string& path) {
 }
 
 absl::StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (item.empty()) continue;
-    const size_t eq = item.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError(Cat("label \"", item, "\" is not key=value"));
-    }
-    out[item.substr(0, eq)] = item.substr(eq + 1);
-  }
-  return out;
+  std::string bad;
+  auto labels = meshplug::ParseLabels(text, &bad);
+  if (!labels) return absl::InvalidArgumentError(Cat("label \"", bad, "\" is not key=value"));
+  return *std::move(labels);
 }
 
 absl::StatusOr<std::vector<uint32_t>> ParsePorts(const std::string& text) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -32,10 +33,8 @@ std::string FormatIpv4(uint32_t ip) {
 absl::StatusOr<ServiceAddresses> ServiceAddresses::Parse(const std::string& cidr) {
   const size_t slash = cidr.find('/');
   const auto ip = ParseIpv4(cidr.substr(0, slash));
-  const std::string prefix_text = slash == std::string::npos ? "" : cidr.substr(slash + 1);
-  char* end = nullptr;
-  const long prefix = std::strtol(prefix_text.c_str(), &end, 10);
-  if (!ip || prefix_text.empty() || *end != '\0' || prefix < 8 || prefix > 30) {
+  unsigned prefix = 0;
+  if (!ip || slash == std::string::npos || !ParseNumber(cidr.substr(slash + 1), prefix) || prefix < 8 || prefix > 30) {
     return absl::InvalidArgumentError(
         Cat("--service_cidr: \"", cidr, "\" is not an IPv4 network from /8 to /30 (e.g. 10.96.0.0/16)"));
   }
@@ -55,6 +54,9 @@ absl::StatusOr<ServiceAddresses> ServiceAddresses::Parse(const std::string& cidr
 }
 
 absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources::Document>& docs) const {
+  if (std::none_of(docs.begin(), docs.end(), [](const auto& d) { return d.kind->id == resources::Kind::kService; })) {
+    return absl::OkStatus();
+  }
   // Who holds which address now.
   auto stored = store.List(resources::Kind::kService, "");
   if (!stored.ok()) return stored.status();

@@ -95,8 +95,9 @@ absl::StatusOr<v1::CaStatus> CaRotation::Run(const v1::RotateCaRequest& req) {
   }
   if (!st.ok()) return st;
   if (!req.step().empty()) {
-    publish_(ca_.trust());
-    log::Info("CA rotation", {{"step", req.step()}, {"signer", ca_.trust().signer_key_id()}});
+    v1::TrustBundle trust = ca_.trust();
+    log::Info("CA rotation", {{"step", req.step()}, {"signer", trust.signer_key_id()}});
+    publish_(std::move(trust));
   }
   return Status();
 }

@@ -144,9 +144,9 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
 }
 
 std::string CertificateAuthority::trust_bundle() const {
-  std::lock_guard lock(mu_);
-  std::string out = current_.root;
-  if (next_ && next_->root != current_.root) out += next_->root;
+  const v1::TrustBundle t = trust();  // a named copy: iterating a temporary's field would dangle
+  std::string out;
+  for (const auto& root : t.roots_pem()) out += root;
   return out;
 }
 

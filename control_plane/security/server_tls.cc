@@ -45,16 +45,9 @@ std::string ServedKeyId(const std::string& address) {
   BIO_set_conn_port(bio, address.substr(colon + 1).c_str());
   std::string key_id;
   if (BIO_do_connect(bio) == 1 && BIO_do_handshake(bio) == 1) {
-    if (X509* cert = SSL_get1_peer_certificate(ssl)) {
-      unsigned char* der = nullptr;
-      const int n = i2d_X509(cert, &der);
-      if (n > 0) {
-        auto info = x509::InspectDer(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(n)));
-        if (info.ok()) key_id = info->subject_key_id;
-        OPENSSL_free(der);
-      }
-      X509_free(cert);
-    }
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (auto info = x509::Inspect(cert); info.ok()) key_id = info->subject_key_id;
+    X509_free(cert);
   }
   BIO_free_all(bio);
   SSL_CTX_free(ctx);
@@ -86,7 +79,7 @@ absl::StatusOr<std::unique_ptr<ServingCertificate>> ServingCertificate::Create(c
                                       std::strerror(errno)));
   }
   std::unique_ptr<ServingCertificate> serving(new ServingCertificate(ca, std::move(names), tmpl));
-  if (auto st = serving->Renew(); !st.ok()) return st;
+  if (auto st = serving->Follow(); !st.ok()) return st;
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       serving->dir_ + "/key.pem", serving->dir_ + "/chain.pem", /*refresh_interval_sec=*/1);
   grpc::experimental::TlsServerCredentialsOptions options(provider);
@@ -103,7 +96,8 @@ ServingCertificate::~ServingCertificate() {
   std::filesystem::remove_all(dir_, ignored);
 }
 
-absl::Status ServingCertificate::Renew(const std::string& address, std::chrono::milliseconds timeout) {
+absl::Status ServingCertificate::Follow(const std::string& address, std::chrono::milliseconds timeout) {
+  if (ca_.Describe().front().key_id == issuer_key_id_) return absl::OkStatus();
   std::vector<std::string> dns, ips;
   for (const auto& n : names_) (IsIp(n) ? ips : dns).push_back(n);
   auto key = x509::NewPrivateKey();
@@ -116,8 +110,10 @@ absl::Status ServingCertificate::Renew(const std::string& address, std::chrono::
   // match and keeps serving the previous one.
   if (auto st = WritePrivateFile(dir_ + "/chain.pem", *chain); !st.ok()) return st;
   if (auto st = WritePrivateFile(dir_ + "/key.pem", *key); !st.ok()) return st;
+  const auto leaf = x509::Inspect(*chain);
+  issuer_key_id_ = leaf->authority_key_id;
   if (address.empty()) return absl::OkStatus();
-  const std::string expected = x509::Inspect(*chain)->subject_key_id;
+  const std::string expected = leaf->subject_key_id;
   if (!Eventually([&] { return ServedKeyId(address) == expected; }, timeout, std::chrono::milliseconds(50))) {
     return absl::DeadlineExceededError(Cat("the renewed serving certificate was not served at ", address, " within ",
                                            timeout.count(), " ms"));

@@ -21,7 +21,7 @@ namespace meshplug::control_plane::security {
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra);
 
 // The serving certificate, from the mesh CA's current signer, kept in a private directory
-// that gRPC's file watcher reads again every second: Renew() after a CA rotation finishes
+// that gRPC's file watcher reads again every second: Follow() after a CA rotation finishes
 // and new connections get the new CA's certificate without a restart, so agents can stop
 // trusting the old root.
 class ServingCertificate {
@@ -37,10 +37,11 @@ class ServingCertificate {
   // TLS only; client certificates requested but verified by Access, not here, against the
   // CAs trusted at the time of the call.
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
-  // A new key and certificate from the CA's current signer of serving certificates. With
-  // `address` (this server's), returns once new connections there get it (the watcher
-  // reads the files every second), or fails after `timeout`.
-  absl::Status Renew(const std::string& address = "", std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // A new key and certificate when the CA's current signer of serving certificates is not
+  // the one that signed the last (a rotation finished); nothing otherwise. With `address`
+  // (this server's), returns once new connections there get it (the watcher reads the
+  // files every second), or fails after `timeout`.
+  absl::Status Follow(const std::string& address = "", std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
  private:
   ServingCertificate(const CertificateAuthority& ca, std::vector<std::string> names, std::string dir)
@@ -50,6 +51,7 @@ class ServingCertificate {
   const std::vector<std::string> names_;
   const std::string dir_;
   std::shared_ptr<grpc::ServerCredentials> credentials_;
+  std::string issuer_key_id_;  // the CA that signed the certificate in the files
 };
 
 }  // namespace meshplug::control_plane::security

@@ -43,12 +43,9 @@ std::optional<AgentProcess> StartAgentWithBootstrap(const std::string& bootstrap
     *error = "agent " + name + " did not start; see " + log;
     return std::nullopt;
   }
-  auto port = [&](const std::string& key) {
-    return static_cast<uint16_t>(std::stoi(line->substr(line->find(key + "=") + key.size() + 1)));
-  };
-  a.outbound = port("outbound");
-  a.inbound = port("inbound");
-  a.admin = port("admin");
+  a.outbound = static_cast<uint16_t>(PortAfter(*line, "outbound="));
+  a.inbound = static_cast<uint16_t>(PortAfter(*line, "inbound="));
+  a.admin = static_cast<uint16_t>(PortAfter(*line, "admin="));
   return a;
 }
 

@@ -1,5 +1,7 @@
 #include "integration/harness/process.h"
 
+#include <cctype>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -172,6 +174,15 @@ std::string TempDir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+int PortAfter(const std::string& line, const std::string& marker) {
+  const size_t at = line.find(marker);
+  if (at == std::string::npos) return 0;
+  size_t i = at + marker.size();
+  int port = 0;
+  while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) port = port * 10 + (line[i++] - '0');
+  return port;
 }
 
 }  // namespace meshplug::integration::harness

@@ -52,6 +52,10 @@ struct RunResult {
 RunResult Run(const std::vector<std::string>& argv, std::string_view input = "",
               milliseconds timeout = milliseconds(30000), const std::vector<std::string>& env = {});
 
+// The port in a log line such as `Listening at: http://127.0.0.1:PORT` (after `marker`);
+// 0 when the marker is not there.
+int PortAfter(const std::string& line, const std::string& marker);
+
 // A directory for this test's files (under $TEST_TMPDIR), created empty.
 std::string TempDir(const std::string& name);
 

@@ -69,9 +69,9 @@ absl::Status ResolveMeshName(const Subject& subject, http_client::Request& reque
   request.headers.set(http::field::host, name);
   request.target = http_client::HostPort{target->host, target->port};
   if (target->identity.empty()) return absl::OkStatus();
-  net::TlsContexts tls = subject.tls ? subject.tls->Get() : net::TlsContexts{};
-  if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
-  request.tls = net::TlsOrigination{std::move(tls.client), target->identity, std::move(tls.issuer_key_ids)};
+  auto tls = net::OriginationTo(subject.tls, target->identity);
+  if (!tls.ok()) return tls.status();
+  request.tls = *std::move(tls);
   return absl::OkStatus();
 }
 
