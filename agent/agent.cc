@@ -198,11 +198,8 @@ bool Agent::IsHttpPort(const chains::ChainSet* current, const tcp::endpoint& des
 
 dns::Answer Agent::ResolveMeshName(const std::string& name) const {
   if (const std::shared_ptr<const chains::ChainSet> current = chains_.Get()) {
-    const routing::ServiceView* service = current->mesh().FindService(name, /*inbound=*/false);
-    // Only a name the Service lists, or a bare name of the own namespace: never a
-    // catch-all ("*") host, which would answer for every name on the Internet.
-    const auto& hosts = service ? service->config->hosts() : google::protobuf::RepeatedPtrField<std::string>();
-    if (service && (name.find('.') == std::string::npos || std::find(hosts.begin(), hosts.end(), name) != hosts.end())) {
+    // Never a catch-all ("*") service: it would answer for every name on the Internet.
+    if (const routing::ServiceView* service = current->mesh().FindNamedService(name, /*inbound=*/false)) {
       boost::system::error_code ec;
       const auto ip = asio::ip::make_address_v4(service->config->virtual_ip(), ec);
       return dns::Answer{true, ec ? std::nullopt : std::optional<uint32_t>(ip.to_uint())};

@@ -216,6 +216,12 @@ absl::Status MeshView::Index() {
 }
 
 const ServiceView* MeshView::FindService(std::string_view host, bool inbound) const {
+  if (const ServiceView* named = FindNamedService(host, inbound)) return named;
+  auto it = hosts_[inbound].find("*");
+  return it == hosts_[inbound].end() ? nullptr : it->second;
+}
+
+const ServiceView* MeshView::FindNamedService(std::string_view host, bool inbound) const {
   const auto& hosts = hosts_[inbound];
   const std::string normalized = NormalizeHost(host);
   auto it = hosts.find(normalized);
@@ -230,7 +236,6 @@ const ServiceView* MeshView::FindService(std::string_view host, bool inbound) co
       it = hosts.find(qualified);
     }
   }
-  if (it == hosts.end()) it = hosts.find("*");
   return it == hosts.end() ? nullptr : it->second;
 }
 

@@ -80,6 +80,9 @@ class MeshView final : public plugins::ServiceResolver {
   // The service selected by a Host header among inbound or outbound services. A bare name
   // ("httpbin", "httpbin:14001") means that service in this workload's own namespace.
   const ServiceView* FindService(std::string_view host, bool inbound) const;
+  // The same without the catch-all ("*") service: only a host a service lists (or a bare
+  // name of this workload's namespace). What DNS answers for.
+  const ServiceView* FindNamedService(std::string_view host, bool inbound) const;
   // The service and first matching route of a request. The path is matched normalized
   // (NormalizeOriginForm); a target that cannot be normalized matches no route.
   RouteChoice Route(const plugins::http::request_header<>& request, bool inbound) const;
