@@ -140,8 +140,11 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
       return;
     }
     auto connection = [](asio::awaitable<void> run, std::shared_ptr<void>) -> asio::awaitable<void> { co_await std::move(run); };
+    proxy::TcpArrival arrival;
+    arrival.listen_port = port;
+    arrival.original = original;
     asio::co_spawn(worker.context,
-                   connection(as_tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), port, original)
+                   connection(as_tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), std::move(arrival))
                                      : proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
                               std::move(slot)),
                    asio::detached);

@@ -22,7 +22,9 @@ namespace asio = boost::asio;
 using testing::AddService;
 using testing::BaseSnapshot;
 using testing::Client;
+using testing::FreePort;
 using testing::LocalAgentOptions;
+using testing::TcpEchoUpstream;
 using testing::TestUpstream;
 using testing::WaitFor;
 
@@ -85,9 +87,10 @@ class MtlsTest : public ::testing::Test {
     ASSERT_TRUE(client_.Apply(out).ok());
   }
 
-  // A raw TLS 1.3 client to the server's inbound listener presenting `id` (none if null);
-  // the HTTP status it gets (0: none — the handshake or the first read failed).
-  int DirectTls(const Identity* id, std::string* alpn = nullptr) {
+  // A raw TLS 1.3 client to the server's inbound listener presenting `id` (none if null):
+  // sends `bytes`, half-closes with `end` and returns all it reads until the agent ends
+  // the connection ("" when the handshake fails).
+  std::string TlsConversation(const Identity* id, const std::string& bytes, bool end, std::string* alpn = nullptr) {
     auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     if (id) {
       auto contexts = net::MakeTlsContexts(id->key, id->chain, id->bundle);
@@ -108,10 +111,36 @@ class MtlsTest : public ::testing::Test {
       SSL_get0_alpn_selected(tls.native_handle(), &name, &len);
       alpn->assign(reinterpret_cast<const char*>(name), len);
     }
-    if (!ec) asio::write(tls, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: web.b\r\n\r\n")), ec);
-    char buf[64] = {};
-    size_t n = ec ? 0 : tls.read_some(asio::buffer(buf), ec);
-    return ec || n < 12 ? 0 : std::atoi(buf + 9);
+    if (!ec) asio::write(tls, asio::buffer(bytes), ec);
+    if (!ec && end) tls.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    std::string received;
+    for (int i = 0; i < 64 && !ec; ++i) {  // bounded: a few answers, then the end
+      char buf[4096];
+      received.append(buf, tls.read_some(asio::buffer(buf), ec));
+    }
+    return received;
+  }
+
+  // The HTTP status of a GET / to web.b straight to the server's inbound listener (0: none).
+  int DirectTls(const Identity* id, std::string* alpn = nullptr) {
+    const std::string answer =
+        TlsConversation(id, "GET / HTTP/1.1\r\nHost: web.b\r\nConnection: close\r\n\r\n", false, alpn);
+    return answer.size() < 12 ? 0 : std::atoi(answer.c_str() + 9);
+  }
+
+  // Both agents with TCP service db.b:5432 (the server's app: `echo`) next to web.b; the
+  // client serves db.b on `listen_port` and expects the server to be `identity`.
+  void ServeTcp(uint16_t echo, uint16_t listen_port, v1::MtlsMode mode, const std::string& identity = kServerId) {
+    v1::Snapshot in = BaseSnapshot("server-tcp");
+    AddService(in, "web.b", {app_.port()}, /*inbound=*/true);
+    testing::AddTcpService(in, "db.b", 5432, "127.0.0.1", echo, 0, /*inbound=*/true);
+    in.mutable_settings()->set_mtls_mode(mode);
+    ASSERT_TRUE(server_.Apply(in).ok());
+    v1::Snapshot out = BaseSnapshot("client-tcp");
+    AddService(out, "web.b", {server_.inbound_port()});
+    testing::AddTcpService(out, "db.b", 5432, "127.0.0.1", server_.inbound_port(), listen_port);
+    for (auto& endpoints : *out.mutable_endpoints()) endpoints.mutable_endpoints(0)->set_identity(identity);
+    ASSERT_TRUE(client_.Apply(out).ok());
   }
 
   Ca ca_;
@@ -253,6 +282,69 @@ TEST_F(MtlsTest, TheAppSeesTheVerifiedCallerAndNeverAForgedOne) {
   EXPECT_EQ(app_.last_request_header().find("forged"), std::string::npos) << app_.last_request_header();
   EXPECT_EQ(app_.last_request_header().find("x-forwarded-client-cert"), std::string::npos);
   EXPECT_EQ(app_.last_request_header().find("X_Forwarded"), std::string::npos);
+}
+
+// A TCP service behind another agent: the caller's agent opens mTLS to the destination's
+// inbound listener and a CONNECT tunnel through it, in strict mode; bytes go both ways
+// with half-close, a megabyte across many TLS records.
+TEST_F(MtlsTest, TcpBetweenAgentsTravelsInAnMtlsTunnel) {
+  TcpEchoUpstream echo("echo:");
+  const uint16_t listen_port = FreePort();
+  ServeTcp(echo.port(), listen_port, v1::MTLS_STRICT);
+  Client c(listen_port);
+  ASSERT_TRUE(c.connected());
+  const std::string big(1 << 20, 'x');
+  ASSERT_TRUE(c.Send("hello "));
+  ASSERT_TRUE(c.Send(big));
+  boost::system::error_code ec;
+  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  const std::string back = c.ReadToEnd();
+  EXPECT_EQ(back.size(), 11 + big.size());
+  EXPECT_EQ(back.substr(0, 11), "echo:hello ");
+  EXPECT_EQ(Metric(client_, "meshplug_agent_tcp_tunnels_total{direction=\"outbound\",result=\"ok\"}"), "1");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "1");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), "1");
+}
+
+// The caller expects another identity at the endpoint: the handshake fails and the app
+// gets nothing; no plaintext fallback.
+TEST_F(MtlsTest, ATcpTunnelToAnotherIdentityIsNotOpened) {
+  TcpEchoUpstream echo("echo:");
+  const uint16_t listen_port = FreePort();
+  ServeTcp(echo.port(), listen_port, v1::MTLS_STRICT, "spiffe://cluster.local/ns/b/sa/impostor");
+  Client c(listen_port);
+  ASSERT_TRUE(c.Send("secret"));
+  boost::system::error_code ec;
+  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  EXPECT_EQ(c.ReadToEnd(), "");
+  EXPECT_EQ(Metric(client_, "meshplug_agent_tcp_tunnels_total{direction=\"outbound\",result=\"no connection\"}"), "1");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "");
+}
+
+// Straight to the inbound listener: a tunnel needs mTLS, names a TCP port of this
+// workload's services, and never leads to an HTTP port (whose requests must meet the
+// inbound HTTP chain) or anywhere else.
+TEST_F(MtlsTest, TunnelsAreOnlyForAgentsAndOnlyToTcpServicePorts) {
+  TcpEchoUpstream echo("echo:");
+  ServeTcp(echo.port(), FreePort(), v1::MTLS_PERMISSIVE);
+  const Identity caller = Issue(ca_, kClientId);
+  auto connect = [](const std::string& target) { return "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n"; };
+  EXPECT_EQ(TlsConversation(&caller, connect("db.b:5432") + "abc", true), "HTTP/1.1 200 OK\r\n\r\necho:abc");
+  EXPECT_EQ(TlsConversation(&caller, connect("web.b:80"), false).substr(0, 12), "HTTP/1.1 403");
+  EXPECT_EQ(TlsConversation(&caller, connect("db.b:5433"), false).substr(0, 12), "HTTP/1.1 404");
+  EXPECT_EQ(TlsConversation(&caller, connect("db.other:5432"), false).substr(0, 12), "HTTP/1.1 404");
+  EXPECT_EQ(TlsConversation(&caller, connect("127.0.0.1:" + std::to_string(echo.port())), false).substr(0, 12),
+            "HTTP/1.1 404");
+  EXPECT_EQ(TlsConversation(&caller, connect("db.b"), false).substr(0, 12), "HTTP/1.1 404");
+  // Plaintext (permissive mode serves plaintext HTTP) is never a tunnel.
+  Client plain(server_.inbound_port());
+  ASSERT_TRUE(plain.Send(connect("db.b:5432") + "abc"));
+  auto r = plain.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 403);
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "1");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"plaintext refused\"}"), "1");
+  EXPECT_EQ(app_.requests(), 0);
 }
 
 }  // namespace

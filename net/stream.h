@@ -9,6 +9,7 @@
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <memory>
@@ -41,9 +42,6 @@ class Stream {
   bool secure() const { return tls_ != nullptr; }
   boost::asio::ssl::stream<boost::beast::tcp_stream&>& tls() { return *tls_; }
 
-  // The plain TCP socket, for byte pumps; only for a stream that is not TLS.
-  boost::asio::ip::tcp::socket release_socket() { return tcp_.release_socket(); }
-
   template <typename MutableBuffers, typename Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
@@ -75,6 +73,13 @@ class Stream {
   std::shared_ptr<boost::asio::ssl::context> context_;
   std::unique_ptr<boost::asio::ssl::stream<boost::beast::tcp_stream&>> tls_;
 };
+
+// Whether a read's error is the end of what the peer sends: a TCP FIN, also under TLS
+// (Asio calls that "stream truncated": the peer ended one direction without TLS's
+// close_notify, which asio cannot send while the other direction is still open).
+inline bool EndOfStream(const boost::beast::error_code& ec) {
+  return ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated;
+}
 
 inline void Stream::StartTls(std::shared_ptr<boost::asio::ssl::context> context) {
   context_ = std::move(context);

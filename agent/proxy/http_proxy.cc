@@ -22,6 +22,7 @@
 #include "agent/proxy/body.h"
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
+#include "agent/proxy/tcp_proxy.h"
 #include "common/strings.h"
 #include "net/strict_line_endings.h"
 
@@ -225,6 +226,9 @@ class HttpSession {
   // certificate (mTLS: the client's must verify against the mesh's roots); plaintext is
   // served only in permissive mode. False when the connection must close.
   awaitable<bool> AcceptInbound();
+  // An inbound CONNECT: a tunnel from another agent to a TCP port of this workload's
+  // services, over mTLS only; the connection ends with it.
+  awaitable<void> AcceptTunnel(const chains::ChainSet& chains, const http::request_header<>& head);
   // How to reach the chosen endpoint: plaintext when it has no identity (no agent in
   // front), mTLS when it has one; an error when it has one and this agent has no
   // certificate (plaintext would skip the check of who answers).
@@ -342,6 +346,48 @@ awaitable<bool> HttpSession::AcceptInbound() {
   co_return true;
 }
 
+awaitable<void> HttpSession::AcceptTunnel(const chains::ChainSet& chains, const http::request_header<>& head) {
+  auto count = [this](std::string_view result) {
+    env_.stats->Count("meshplug_agent_tcp_tunnels_total", {{"direction", "inbound"}, {"result", result}});
+  };
+  if (peer_identity_.empty()) {
+    count("plaintext refused");
+    co_await RejectRequest(403, "a tunnel (CONNECT) is only for agents, over mTLS");
+    co_return;
+  }
+  // "<service>:<port>", a port of one of this workload's services.
+  const std::string_view target = head.target();
+  const size_t colon = target.rfind(':');
+  const std::optional<uint16_t> port = colon == std::string_view::npos ? std::nullopt : ParsePort(target.substr(colon + 1));
+  const std::optional<routing::TcpPortView> found =
+      port ? chains.mesh().FindServicePort(target.substr(0, colon), *port, /*inbound=*/true) : std::nullopt;
+  if (!found) {
+    count("no such port");
+    co_await RejectRequest(404, Cat("no service port ", target, " on this workload"));
+    co_return;
+  }
+  if (found->port->protocol() != v1::PROTOCOL_TCP) {
+    // Its requests must meet the inbound HTTP chain (and its plugins), not pass as bytes.
+    count("http port");
+    co_await RejectRequest(403, Cat(target, " is an HTTP port: it is not tunnelled"));
+    co_return;
+  }
+  beast::error_code ec;
+  stream_.expires_after(chains.limits().header_read_timeout);
+  co_await asio::async_write(stream_, asio::buffer(std::string_view("HTTP/1.1 200 OK\r\n\r\n")), Ec(ec));
+  if (ec) co_return;
+  stream_.expires_never();
+  count("ok");
+  TcpArrival arrival;
+  arrival.listen_port = stream_.socket().local_endpoint(ec).port();
+  const uint32_t app_port = found->port->target_port() ? found->port->target_port() : found->port->port();
+  arrival.original = tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(app_port));
+  arrival.peer_identity = peer_identity_;
+  arrival.initial.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  buffer_.consume(buffer_.size());
+  co_await ServeTcpTunnel(stream_, env_, std::move(arrival));
+}
+
 absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
     const UpstreamSettings& settings, std::optional<size_t> i) const {
   const routing::ClusterView* cluster = settings.cluster;
@@ -390,6 +436,11 @@ awaitable<bool> HttpSession::ServeOne() {
   const http::request_header<>& head = parser.get().base();
   if (FieldCount(head) > limits.max_header_count) {
     co_await RejectRequest(431, "too many request header fields");
+    co_return false;
+  }
+
+  if (env_.inbound && head.method() == http::verb::connect) {
+    co_await AcceptTunnel(*chains, head);
     co_return false;
   }
 

@@ -24,6 +24,7 @@ using testing::BaseSnapshot;
 using testing::LocalAgentOptions;
 using testing::Client;
 using testing::DrainUntilClosed;
+using testing::FreePort;
 using testing::HoldForever;
 using testing::RawUpstream;
 using testing::ReadRequestHeader;
@@ -92,50 +93,11 @@ void MountActionPlugin(v1::Snapshot& s) {
   std::rotate(chain->begin(), chain->end() - 1, chain->end());
 }
 
-// A free local port: bind, read, release.
-uint16_t FreePort() {
-  TestUpstream probe("probe");
-  return probe.port();
-}
-
 // A TCP service listening on `listen_port` whose one endpoint is address:port.
 v1::Snapshot TcpSnapshot(const std::string& address, uint16_t port, uint16_t listen_port) {
   v1::Snapshot s = BaseSnapshot("v1");
-  v1::Cluster* cluster = s.add_clusters();
-  cluster->set_name("db|5432");
-  v1::Endpoints* e = s.add_endpoints();
-  e->set_cluster("db|5432");
-  e->add_endpoints()->set_address(address);
-  e->mutable_endpoints(0)->set_port(port);
-  v1::Service* svc = s.add_services();
-  svc->set_name("db.data");
-  v1::ServicePort* service_port = svc->add_ports();
-  service_port->set_port(5432);
-  service_port->set_protocol(v1::PROTOCOL_TCP);
-  service_port->set_tcp_listen_port(listen_port);
-  service_port->add_tcp_clusters()->set_cluster("db|5432");
-  service_port->mutable_tcp_clusters(0)->set_weight(1);
+  testing::AddTcpService(s, "db.data", 5432, address, port, listen_port);
   return s;
-}
-
-// Reads from `c` until the peer ends the connection; what was read.
-std::string ReadToEnd(Client& c) {
-  std::string received;
-  bool ended = false;
-  std::array<char, 1024> piece;
-  std::function<void()> read = [&] {
-    c.stream().async_read_some(asio::buffer(piece), [&](boost::system::error_code ec, size_t n) {
-      received.append(piece.data(), n);
-      if (ec) {
-        ended = true;
-      } else {
-        read();
-      }
-    });
-  };
-  read();
-  c.RunUntil([&] { return ended; });
-  return received;
 }
 
 class ProxyTest : public ::testing::Test {
@@ -153,7 +115,7 @@ class ProxyTest : public ::testing::Test {
     }
     boost::system::error_code ec;
     c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
-    return ReadToEnd(c);
+    return c.ReadToEnd();
   }
 
   // An agent that routes web.shop to `port` and runs the action plugin first outbound.

@@ -6,6 +6,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <chrono>
 #include <exception>
 
@@ -21,34 +24,36 @@ using plugins::TcpContext;
 using plugins::Verdict;
 using tcp = boost::asio::ip::tcp;
 namespace asio = boost::asio;
+namespace http = boost::beast::http;
 
 auto Ec(boost::system::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
 class TcpSession {
  public:
-  TcpSession(tcp::socket socket, ProxyEnv env) : downstream_(std::move(socket)), env_(env) {}
+  TcpSession(net::Stream& downstream, ProxyEnv env) : downstream_(downstream), env_(env) {}
 
-  awaitable<void> Run(uint16_t listen_port, std::optional<tcp::endpoint> original) {
+  awaitable<void> Run(TcpArrival arrival) {
     chains_ = env_.chains->Get();
     if (!chains_) co_return;
     chain_ = &chains_->tcp(env_.inbound);
     boost::system::error_code ec;
-    tcp::endpoint peer = downstream_.remote_endpoint(ec);
+    tcp::endpoint peer = downstream_.socket().remote_endpoint(ec);
     ctx_.peer = Cat(peer.address().to_string(), ":", peer.port());
+    ctx_.peer_identity = std::move(arrival.peer_identity);
     ctx_.workload = &chains_->workload();
     ctx_.configs = &chains_->mesh().configs(env_.inbound);
     ctx_.resolver = &chains_->mesh();
     ctx_.pool = env_.pool;
     ctx_.tls = env_.tls;
-    ctx_.shared.emplace(plugins::kListenPortKey, std::to_string(listen_port));
-    if (original) {
-      ctx_.shared.emplace(plugins::kOriginalIpKey, original->address().to_string());
-      ctx_.shared.emplace(plugins::kOriginalPortKey, std::to_string(original->port()));
+    ctx_.shared.emplace(plugins::kListenPortKey, std::to_string(arrival.listen_port));
+    if (arrival.original) {
+      ctx_.shared.emplace(plugins::kOriginalIpKey, arrival.original->address().to_string());
+      ctx_.shared.emplace(plugins::kOriginalPortKey, std::to_string(arrival.original->port()));
     }
 
     Verdict v = co_await Connect();
     if (v.kind == Verdict::Kind::kForward && ctx_.upstream) {
-      co_await Proxy();
+      co_await Proxy(std::move(arrival.initial));
     } else if (!v.response.body.empty()) {
       co_await asio::async_write(downstream_, asio::buffer(v.response.body), Ec(ec));
     }
@@ -77,33 +82,36 @@ class TcpSession {
     co_return Verdict::Respond(0);
   }
 
-  awaitable<void> Proxy() {
+  // `initial`: bytes from the downstream already read.
+  awaitable<void> Proxy(std::string initial) {
     const Limits& limits = chains_->limits();
     const routing::ClusterView* cluster = chains_->mesh().FindCluster(ctx_.upstream->cluster);
     auto timeout = cluster ? routing::DurationOr(cluster->config.connect_timeout(),
                                                  cluster->config.has_connect_timeout(),
                                                  limits.connect_timeout)
                            : limits.connect_timeout;
-    boost::system::error_code ec;
-    // An agent is in front of that endpoint: its inbound listener speaks HTTP over mTLS,
-    // and raw TCP between agents (a tunnel, with mTLS) is not built yet. Refused rather
-    // than sent in plaintext to a listener that would read it as HTTP.
+    // An agent in front of the endpoint (it has an identity): through a tunnel, mTLS.
+    std::string identity;
     if (cluster) {
       const std::optional<size_t> i = cluster->lb->IndexOf(ctx_.upstream->host, ctx_.upstream->port);
-      if (i && !cluster->lb->endpoint(*i).identity().empty()) {
-        env_.stats->Count("meshplug_tcp_refused_total", {{"cluster", ctx_.upstream->cluster}, {"reason", "agent endpoint"}});
-        co_return;
-      }
+      if (i) identity = cluster->lb->endpoint(*i).identity();
     }
-    // The pool's connect: IP literals and DNS names alike.
-    std::unique_ptr<net::UpstreamConnection> connection =
-        co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec);
+    boost::system::error_code ec;
+    // Not `c ? co_await a : co_await b`: GCC 12 miscompiles co_await in a conditional.
+    std::unique_ptr<net::UpstreamConnection> connection;
+    if (identity.empty()) {
+      connection = co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec);
+    } else {
+      connection = co_await OpenTunnel(identity, timeout);
+    }
     if (!connection) {
       env_.stats->Count("meshplug_upstream_connect_failures_total",
                         {{"cluster", ctx_.upstream->cluster}});
       co_return;
     }
-    tcp::socket upstream = connection->stream.release_socket();
+    net::Stream& upstream = connection->stream;
+    // What the tunnel's answer brought after its header is the app's first bytes.
+    std::string early(static_cast<const char*>(connection->buffer.data().data()), connection->buffer.size());
     idle_timeout_ = limits.tcp_idle_timeout;
     half_close_timeout_ = limits.tcp_half_close_timeout;
     last_activity_ = Clock::now();
@@ -117,43 +125,82 @@ class TcpSession {
       if (--running == 0) all_done.cancel();
     };
     asio::co_spawn(executor,
-                  Pump(upstream, downstream_, Direction::kUpstreamToDownstream, watchdog),
+                  Pump(upstream, downstream_, Direction::kUpstreamToDownstream, watchdog, std::move(early)),
                   finished);
     asio::co_spawn(executor,
-                  Pump(downstream_, upstream, Direction::kDownstreamToUpstream, watchdog),
+                  Pump(downstream_, upstream, Direction::kDownstreamToUpstream, watchdog, std::move(initial)),
                   finished);
     asio::co_spawn(executor, Watch(upstream, watchdog), finished);
     if (running > 0) co_await all_done.async_wait(Ec(ec));
   }
 
-  // Copies `from` to `to` until `from` ends, then half-closes `to`. An error or a Respond
-  // from a data step closes both.
-  awaitable<void> Pump(tcp::socket& from, tcp::socket& to, Direction direction,
-                       asio::steady_timer& watchdog) {
-    std::string data;
+  // mTLS to the endpoint's agent, which must prove `identity`, and its yes to CONNECT
+  // for the routed service port, within `timeout`. nullptr when any step fails.
+  awaitable<std::unique_ptr<net::UpstreamConnection>> OpenTunnel(const std::string& identity,
+                                                                 std::chrono::milliseconds timeout) {
+    const absl::StatusOr<net::TlsOrigination> tls = net::OriginationTo(env_.tls, identity);
+    if (!tls.ok()) {
+      CountTunnel("no certificate");
+      co_return nullptr;
+    }
+    const auto deadline = Clock::now() + timeout;
+    boost::system::error_code ec;
+    bool reused = false;
+    std::unique_ptr<net::UpstreamConnection> c = co_await env_.pool->Acquire(
+        ctx_.upstream->host, ctx_.upstream->port, timeout, timeout, /*allow_reuse=*/false, reused, ec, &*tls);
+    if (!c) {
+      CountTunnel("no connection");
+      co_return nullptr;
+    }
+    c->stream.expires_at(deadline);
+    co_await asio::async_write(c->stream, asio::buffer(TunnelRequest(ctx_.service, ctx_.service_port)), Ec(ec));
+    http::response_parser<http::empty_body> answer;
+    answer.skip(true);  // a 2xx to CONNECT has no body: what follows is the tunnel's
+    c->buffer.max_size(kTunnelAnswerBytes + kPieceBytes);
+    if (!ec) co_await http::async_read_header(c->stream, c->buffer, answer, Ec(ec));
+    c->stream.expires_never();
+    if (ec || answer.get().result_int() != 200) {
+      CountTunnel(ec ? "no answer" : "refused");
+      co_return nullptr;
+    }
+    CountTunnel("ok");
+    co_return c;
+  }
+
+  void CountTunnel(std::string_view result) {
+    env_.stats->Count("meshplug_agent_tcp_tunnels_total", {{"direction", "outbound"}, {"result", result}});
+  }
+
+  // Copies `from` to `to` (`data` first) until `from` ends, then half-closes `to`. An
+  // error or a Respond from a data step closes both.
+  awaitable<void> Pump(net::Stream& from, net::Stream& to, Direction direction, asio::steady_timer& watchdog,
+                       std::string data) {
     boost::system::error_code ec;
     while (true) {
-      data.resize(kPieceBytes);
-      size_t n = co_await from.async_read_some(asio::buffer(data), Ec(ec));
-      if (ec) break;
+      if (data.empty()) {
+        data.resize(kPieceBytes);
+        size_t n = co_await from.async_read_some(asio::buffer(data), Ec(ec));
+        if (ec) break;
+        data.resize(n);
+      }
       last_activity_ = Clock::now();
-      data.resize(n);
       if ((co_await DataSteps(direction, data)).kind == Verdict::Kind::kRespond) {
         ec = asio::error::operation_aborted;
         break;
       }
       co_await asio::async_write(to, asio::buffer(data), Ec(ec));
       if (ec) break;
+      data.clear();
       last_activity_ = Clock::now();
     }
     boost::system::error_code ignored;
-    if (ec == asio::error::eof) {
-      to.shutdown(tcp::socket::shutdown_send, ignored);
+    if (net::EndOfStream(ec)) {
+      to.socket().shutdown(tcp::socket::shutdown_send, ignored);
       half_closed_ = true;
       last_activity_ = Clock::now();  // the half-close timeout counts from here
     } else {
-      from.close(ignored);
-      to.close(ignored);
+      from.socket().close(ignored);
+      to.socket().close(ignored);
     }
     --pumps_running_;
     watchdog.cancel();  // the watchdog re-reads the state
@@ -161,14 +208,14 @@ class TcpSession {
 
   // Closes both sockets once no byte has moved for the idle timeout, or for the
   // half-close timeout after one direction ended; returns when both pumps have ended.
-  awaitable<void> Watch(tcp::socket& upstream, asio::steady_timer& timer) {
+  awaitable<void> Watch(net::Stream& upstream, asio::steady_timer& timer) {
     while (pumps_running_ > 0) {
       auto deadline = last_activity_ + (half_closed_ ? half_close_timeout_ : idle_timeout_);
       if (Clock::now() >= deadline) {
         env_.stats->Count("meshplug_tcp_idle_timeouts_total", {{"cluster", ctx_.upstream->cluster}});
         boost::system::error_code ignored;
-        upstream.close(ignored);
-        downstream_.close(ignored);
+        upstream.socket().close(ignored);
+        downstream_.socket().close(ignored);
         co_return;
       }
       timer.expires_at(deadline);
@@ -192,9 +239,10 @@ class TcpSession {
   }
 
   static constexpr size_t kPieceBytes = 64 * 1024;
+  static constexpr size_t kTunnelAnswerBytes = 8 * 1024;
   using Clock = std::chrono::steady_clock;
 
-  tcp::socket downstream_;
+  net::Stream& downstream_;
   ProxyEnv env_;
   std::shared_ptr<const chains::ChainSet> chains_;
   const chains::TcpChain* chain_ = nullptr;
@@ -210,11 +258,20 @@ class TcpSession {
 
 }  // namespace
 
-awaitable<void> ServeTcpConnection(tcp::socket socket, ProxyEnv env, uint16_t listen_port,
-                                   std::optional<tcp::endpoint> original) {
+awaitable<void> ServeTcpConnection(tcp::socket socket, ProxyEnv env, TcpArrival arrival) {
   InFlight guard(env.in_flight);
-  TcpSession session(std::move(socket), env);
-  co_await session.Run(listen_port, original);
+  net::Stream stream(std::move(socket));
+  TcpSession session(stream, env);
+  co_await session.Run(std::move(arrival));
+}
+
+awaitable<void> ServeTcpTunnel(net::Stream& stream, ProxyEnv env, TcpArrival arrival) {
+  TcpSession session(stream, env);
+  co_await session.Run(std::move(arrival));
+}
+
+std::string TunnelRequest(const std::string& service, uint32_t port) {
+  return Cat("CONNECT ", service, ":", port, " HTTP/1.1\r\nHost: ", service, ":", port, "\r\n\r\n");
 }
 
 }  // namespace meshplug::agent::proxy

@@ -283,6 +283,15 @@ std::optional<TcpPortView> MeshView::FindTcpPort(uint32_t listen_port, bool inbo
   return it->second;
 }
 
+std::optional<TcpPortView> MeshView::FindServicePort(std::string_view service, uint32_t port, bool inbound) const {
+  const ServiceView* view = FindServiceByName(service, inbound);
+  if (view == nullptr) return std::nullopt;
+  for (const v1::ServicePort& p : view->config->ports()) {
+    if (p.port() == port) return TcpPortView{view, &p};
+  }
+  return std::nullopt;
+}
+
 std::optional<TcpPortView> MeshView::FindVirtualPort(std::string_view ip, uint32_t port) const {
   auto it = virtual_ports_.find(Cat(ip, ":", port));
   if (it == virtual_ports_.end()) return std::nullopt;

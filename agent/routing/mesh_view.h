@@ -94,6 +94,8 @@ class MeshView final : public plugins::ServiceResolver {
   const std::map<uint32_t, TcpPortView>& tcp_ports(bool inbound) const {
     return tcp_ports_[inbound];
   }
+  // Port `port` of the service named `service` ("name.namespace").
+  std::optional<TcpPortView> FindServicePort(std::string_view service, uint32_t port, bool inbound) const;
   // The outbound service port whose virtual address and port (Service.virtual_ip) an
   // intercepted connection was sent to.
   std::optional<TcpPortView> FindVirtualPort(std::string_view ip, uint32_t port) const;

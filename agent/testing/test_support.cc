@@ -12,9 +12,11 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <array>
 #include <sstream>
 
 #include "common/chain_info.h"
+#include "common/strings.h"
 
 namespace meshplug::agent::testing {
 namespace {
@@ -246,6 +248,26 @@ void Client::RunUntil(const std::function<bool()>& done) {
   }
 }
 
+std::string Client::ReadToEnd() {
+  std::string received;
+  bool ended = false;
+  std::array<char, 1024> piece;
+  std::function<void()> read = [&] {
+    stream_.async_read_some(asio::buffer(piece), [&](boost::system::error_code ec, size_t n) {
+      received.append(piece.data(), n);
+      if (ec) {
+        ended = true;
+      } else {
+        read();
+      }
+    });
+  };
+  stream_.expires_after(timeout_);
+  read();
+  RunUntil([&] { return ended; });
+  return received;
+}
+
 bool Client::Send(std::string_view bytes) {
   std::optional<boost::system::error_code> result;
   stream_.expires_after(timeout_);
@@ -368,6 +390,35 @@ v1::Service& AddService(v1::Snapshot& snapshot, const std::string& name,
   v1::WeightedCluster* wc = route->add_clusters();
   wc->set_cluster(cluster_name);
   wc->set_weight(100);
+  return *service;
+}
+
+uint16_t FreePort() {
+  asio::io_context io;
+  tcp::acceptor probe(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return probe.local_endpoint().port();
+}
+
+v1::Service& AddTcpService(v1::Snapshot& snapshot, const std::string& name, uint32_t port, const std::string& host,
+                           uint16_t endpoint_port, uint16_t listen_port, bool inbound) {
+  const std::string cluster = Cat(name, "|", port, inbound ? "|local" : "");
+  snapshot.add_clusters()->set_name(cluster);
+  v1::Endpoints* endpoints = snapshot.add_endpoints();
+  endpoints->set_cluster(cluster);
+  v1::Endpoint* endpoint = endpoints->add_endpoints();
+  endpoint->set_address(host);
+  endpoint->set_port(endpoint_port);
+  v1::Service* service = snapshot.add_services();
+  service->set_name(name);
+  service->set_inbound(inbound);
+  v1::ServicePort* service_port = service->add_ports();
+  service_port->set_port(port);
+  service_port->set_target_port(inbound ? endpoint_port : port);
+  service_port->set_protocol(v1::PROTOCOL_TCP);
+  if (!inbound) service_port->set_tcp_listen_port(listen_port);
+  v1::WeightedCluster* wc = service_port->add_tcp_clusters();
+  wc->set_cluster(cluster);
+  wc->set_weight(1);
   return *service;
 }
 

@@ -146,6 +146,8 @@ class Client {
                                                        std::string_view extra_headers = {});
   // True when the server closed the connection (reads EOF) within the timeout.
   bool ClosedByPeer();
+  // Reads until the peer ends the connection (or the timeout); what was read.
+  std::string ReadToEnd();
   beast::tcp_stream& stream() { return stream_; }
   beast::flat_buffer& buffer() { return buffer_; }
   // Runs the client's io_context until `done` or the timeout.
@@ -164,6 +166,9 @@ class Client {
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// A free local port: bind, read, release.
+uint16_t FreePort();
+
 // An agent on 127.0.0.1 with every listener on a free port.
 AgentOptions LocalAgentOptions(int workers);
 
@@ -173,5 +178,11 @@ v1::Snapshot BaseSnapshot(std::string version);
 // endpoints are the given local ports. Hosts: name, short name, with and without :80.
 v1::Service& AddService(v1::Snapshot& snapshot, const std::string& name,
                         const std::vector<uint16_t>& ports, bool inbound = false);
+
+// Adds a TCP service `name` port `port` with one endpoint host:endpoint_port in cluster
+// "<name>|<port>" (inbound: "...|local", and the endpoint is the app's port). Outbound,
+// the agent serves it on `listen_port` (0: only by its virtual address).
+v1::Service& AddTcpService(v1::Snapshot& snapshot, const std::string& name, uint32_t port, const std::string& host,
+                           uint16_t endpoint_port, uint16_t listen_port, bool inbound = false);
 
 }  // namespace meshplug::agent::testing

@@ -161,7 +161,9 @@ class HttpPlugin {
 
 // State of one TCP connection through a tcp chain.
 struct TcpContext {
+  // The service ("name.namespace") and its port the connection is for; set by tcp-routing.
   std::string service;
+  uint32_t service_port = 0;
   std::optional<UpstreamTarget> upstream;
   const WorkloadIdentity* workload = nullptr;
   const PluginConfigs* configs = nullptr;
@@ -169,6 +171,9 @@ struct TcpContext {
   net::UpstreamPool* pool = nullptr;  // as in HttpContext
   const net::TlsCredentials* tls = nullptr;
   std::string peer;  // "ip:port" of the downstream
+  // The calling agent's SPIFFE ID, verified by mTLS, on an inbound connection that came
+  // through a tunnel between agents; empty otherwise.
+  std::string peer_identity;
   std::map<std::string, std::string, std::less<>> shared;
 
   const google::protobuf::Struct* ConfigFor(std::string_view plugin) const {

@@ -82,6 +82,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
  private:
   static void Route(plugins::TcpContext& ctx, const routing::TcpPortView& port) {
     ctx.service = port.service->config->name();
+    ctx.service_port = port.port->port();
     const std::string* cluster = routing::PickWeighted(port.port->tcp_clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
   }

@@ -1,7 +1,8 @@
-// tls-termination: first module of the inbound chains (docs/spec.md §5). Snapshots carry no
-// workload certificates yet (mTLS, docs/spec.md §9, comes with the certificate authority), so
-// connections arrive in plain text and the module passes them on; it holds its place so
-// the chain order is the one users configure and see in config_dump.
+// tls-termination: first module of the inbound chains (docs/spec.md §5). The agent itself
+// terminates mTLS where a connection arrives (the HTTP parser and a tunnel's CONNECT need
+// the plaintext), before any chain runs, and puts the verified caller in the context
+// (HttpContext/TcpContext::peer_identity); the module holds its place so the chain order
+// is the one users configure and see in config_dump.
 #include "plugins/builtin/module.h"
 
 namespace meshplug::plugins::builtin {

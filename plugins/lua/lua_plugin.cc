@@ -46,6 +46,7 @@ Subject Bind(HttpContext& ctx, const google::protobuf::Struct* config) {
 Subject Observe(const TcpContext& ctx, const google::protobuf::Struct* config) {
   Subject subject = Common(ctx, config);
   subject.peer = ctx.peer;
+  subject.peer_identity = ctx.peer_identity;
   return subject;
 }
 
