@@ -1,6 +1,8 @@
-// The reference scenario (docs/spec.md §11) for a person: starts everything on 127.0.0.1, runs
-// steps 1–4 printing each command and its result, then leaves the mesh running until
-// Ctrl-C and cleans up.
+// The reference scenario (docs/spec.md §11) for a person: starts everything, runs steps 1–4
+// printing each command and its result, then leaves the mesh running until Ctrl-C and
+// cleans up. With root and iptables each workload gets its own network namespace and
+// interception, and curl runs as the article writes it; otherwise (or with
+// MESHPLUG_DEMO_PROXY=1) everything is on 127.0.0.1 and curl uses its agent as a proxy.
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,10 +21,9 @@ using std::chrono::milliseconds;
 void Banner(const std::string& text) { std::cout << "\n== " << text << "\n" << std::flush; }
 
 // Prints the curl command and its status the way the article shows them.
-int ShowCurl(ReferenceScenario& s, const std::string& path, int outbound) {
+int ShowCurl(ReferenceScenario& s, const std::string& path) {
   const int code = s.Curl(path);
-  std::cout << "$ curl -s -o /dev/null -w '%{http_code}\\n' -x http://127.0.0.1:" << outbound
-            << " http://httpbin.httpbin:14001" << path << "\n" << code << "\n" << std::flush;
+  std::cout << "$ " << s.CurlCommandLine(path) << "\n" << code << "\n" << std::flush;
   return code;
 }
 
@@ -46,18 +47,25 @@ int main() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  ReferenceScenario s(dir, [](const std::string& line) {
-    std::cout << line << (line.empty() || line.back() == '\n' ? "" : "\n") << std::flush;
-  });
+  const char* proxy = std::getenv("MESHPLUG_DEMO_PROXY");
+  const std::string why_not = proxy && std::string(proxy) == "1" ? "MESHPLUG_DEMO_PROXY=1"
+                                                                  : meshplug::integration::harness::NetnsUnavailable();
+  if (why_not.empty()) {
+    Banner("Interception: each workload in its own network namespace, its traffic redirected to its agent");
+  } else {
+    Banner("Interception is off (" + why_not + "): falling back to the explicit proxy (curl -x)");
+  }
+  ReferenceScenario s(
+      dir, [](const std::string& line) { std::cout << line << (line.empty() || line.back() == '\n' ? "" : "\n") << std::flush; },
+      why_not.empty());
   Banner("Starting the control plane, ext-auth, httpbin and the agents (logs in " + dir + ")");
   if (const std::string err = s.Start(); !err.empty()) {
     std::cerr << "demo: " << err << "\n";
     return 1;
   }
-  const int outbound = s.outbound_port("curl-1");
 
   Banner("Step 1: curl → httpbin through the mesh");
-  const int step1 = ShowCurl(s, "/get", outbound);
+  const int step1 = ShowCurl(s, "/get");
 
   Banner("Step 2: enable plugins, apply token-injector and token-verifier, mount them");
   for (const char* f : {"integration/scenario/02-enable-plugins.yaml", "plugins/examples/token-injector.yaml",
@@ -72,18 +80,18 @@ int main() {
       std::cout << "  " << m << "\n";
     }
   }
-  const int step2 = ShowCurl(s, "/get", outbound);
+  const int step2 = ShowCurl(s, "/get");
 
   Banner("Step 3: configure token-verifier: /get needs a token");
   s.Apply("integration/scenario/04-token-verifier-config.yaml");
   Await(s, "/get", 401);
-  const int step3_get = ShowCurl(s, "/get", outbound);
-  const int step3_headers = ShowCurl(s, "/headers", outbound);
+  const int step3_get = ShowCurl(s, "/get");
+  const int step3_headers = ShowCurl(s, "/headers");
 
   Banner("Step 4: configure token-injector: curl's requests carry the token");
   s.Apply("integration/scenario/05-token-injector-config.yaml");
   Await(s, "/get", 200);
-  const int step4 = ShowCurl(s, "/get", outbound);
+  const int step4 = ShowCurl(s, "/get");
 
   Banner("Results");
   std::printf("step 1: %d, step 2: %d, step 3: %d (/get) and %d (/headers), step 4: %d\n", step1, step2, step3_get,
@@ -92,9 +100,12 @@ int main() {
   std::printf("%s\n", ok ? "as in the article: 200, 200, 401/200, 200" : "NOT as expected; see the logs");
 
   Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
-  std::cout << "  curl -i -x http://127.0.0.1:" << outbound << " http://httpbin.httpbin:14001/headers\n"
-            << "  tools/meshctl --config " << s.meshctl_config() << " proxy status\n"
-            << "  tools/meshctl --config " << s.meshctl_config() << " get pluginconfigs -A\n"
+  // meshctl must reach the control plane: intercepted, from the node namespace.
+  std::string meshctl;
+  for (const auto& word : s.In("node", {"tools/meshctl", "--config", s.meshctl_config()})) meshctl += word + " ";
+  std::cout << "  " << s.CurlCommandLine("/headers") << "\n"
+            << "  " << meshctl << "proxy status\n"
+            << "  " << meshctl << "get pluginconfigs -A\n"
             << std::flush;
   int sig = 0;
   sigwait(&set, &sig);

@@ -2,8 +2,8 @@
 """The reference scenario's external auth service (docs/spec.md §11): 200 when the request's
 x-iam-token header equals the token, else 401 "Unauthorized!". Any method, any path.
 
-Usage: ext_auth.py [--port N] [--token T]; --port 0 picks a free port. It prints
-"ext-auth: listening on 127.0.0.1:PORT" once ready, and stops on SIGTERM/SIGINT.
+Usage: ext_auth.py [--host H] [--port N] [--token T]; --port 0 picks a free port. It prints
+"ext-auth: listening on HOST:PORT" (default host 127.0.0.1) once ready, and stops on SIGTERM/SIGINT.
 """
 import argparse
 import http.server
@@ -37,13 +37,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8079)
     parser.add_argument("--token", default=TOKEN)
     args = parser.parse_args()
     Handler.token = args.token
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("ext-auth: listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+    print("ext-auth: listening on %s:%d" % (args.host, server.server_address[1]), flush=True)
     try:
         server.serve_forever()
     except (KeyboardInterrupt, SystemExit):

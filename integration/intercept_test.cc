@@ -9,11 +9,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
 #include "agent/testing/test_support.h"
+#include "integration/harness/netns.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
@@ -30,29 +36,14 @@ constexpr const char* kPrefix = "mp-icpt-";
 
 bool Ok(const std::vector<std::string>& argv) { return harness::Run(argv).exit_code == 0; }
 
-// Namespaces of earlier runs whose test process is gone.
-void RemoveStaleNamespaces() {
-  std::istringstream list(harness::Run({"ip", "netns", "list"}).out);
-  for (std::string line; std::getline(list, line);) {
-    const std::string name = line.substr(0, line.find(' '));
-    if (name.rfind(kPrefix, 0) != 0) continue;
-    std::string pid = name.substr(std::string(kPrefix).size());
-    pid = pid.substr(0, pid.find('-'));  // "<pid>" or "<pid>-r" (a test's second namespace)
-    if (pid != std::to_string(getpid()) && access(("/proc/" + pid).c_str(), F_OK) != 0) harness::Run({"ip", "netns", "del", name});
-  }
-}
-
 class InterceptTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces and iptables rules";
-    if (!Ok({"sh", "-c", "command -v iptables-restore"})) GTEST_SKIP() << "iptables is not installed (tools/install-deps.sh)";
-    RemoveStaleNamespaces();
+    if (auto why = harness::NetnsUnavailable(); !why.empty()) GTEST_SKIP() << why;
+    harness::RemoveStaleNamespaces(kPrefix);
     ns_ = kPrefix + std::to_string(getpid());
-    harness::Run({"ip", "netns", "del", ns_});
-    if (auto added = harness::Run({"ip", "netns", "add", ns_}); added.exit_code != 0) {
-      GTEST_SKIP() << "cannot create a network namespace here: " << added.err;
-    }
+    harness::DeleteNamespace(ns_);
+    ASSERT_TRUE(Ok({"ip", "netns", "add", ns_}));
     created_ = true;
     // Loopback, and a route out of the namespace (a veth pair inside it: nothing answers
     // there).
@@ -74,8 +65,8 @@ class InterceptTest : public ::testing::Test {
     agent_.reset();
     app_.reset();
     remote_server_.reset();
-    if (!remote_.empty()) harness::Run({"ip", "netns", "del", remote_});
-    if (created_) harness::Run({"ip", "netns", "del", ns_});
+    if (!remote_.empty()) harness::DeleteNamespace(remote_);
+    if (created_) harness::DeleteNamespace(ns_);
   }
 
   // Constructs the app inside the namespace: its sockets live there.
@@ -93,7 +84,7 @@ class InterceptTest : public ::testing::Test {
   // link-local 169.254.7.7, like a cloud's metadata service), serving dir_ on port 9000.
   void StartRemoteNamespace() {
     remote_ = ns_ + "-r";
-    harness::Run({"ip", "netns", "del", remote_});
+    harness::DeleteNamespace(remote_);
     ASSERT_TRUE(Ok({"ip", "netns", "add", remote_}));
     ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote_}));
     for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
@@ -262,6 +253,45 @@ TEST_F(InterceptTest, InboundConnectionsGoThroughTheAgentToTheOriginalPort) {
   mtls_strict_ = true;
   StartAgentInNamespace();
   EXPECT_NE(call().exit_code, 0);  // plaintext from outside the mesh, refused in strict mode
+}
+
+// Rules installed while connections are open (the agent's own to the control plane, an
+// app's) leave those connections alone: only new connections are redirected.
+TEST_F(InterceptTest, ConnectionsOpenBeforeTheRulesKeepGoing) {
+  ASSERT_NO_FATAL_FAILURE(StartRemoteNamespace());
+  auto echo = Process::Start({"ip", "netns", "exec", ns_, "python3", "integration/tcp_echo.py", "serve", "--port", "9200",
+                              "--host", "0.0.0.0"},
+                             dir_ + "/echo.log");
+  ASSERT_TRUE(echo && echo->WaitForLog("tcp-echo: listening", milliseconds(20000)));
+  // A client in the remote namespace: half of its bytes before the rules, half after.
+  std::promise<void> installed;
+  std::string answer = "(no connection)";
+  std::thread client([&, installed_future = installed.get_future()]() mutable {
+    const int ns = open(("/var/run/netns/" + remote_).c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) return;
+    close(ns);
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9200);
+    inet_pton(AF_INET, "10.200.0.2", &to.sin_addr);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 && write(fd, "before ", 7) == 7) {
+      installed_future.wait_for(std::chrono::seconds(20));
+      if (write(fd, "after", 5) == 5 && shutdown(fd, SHUT_WR) == 0) {
+        answer.clear();
+        char buf[256];
+        for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+      }
+    }
+    close(fd);
+  });
+  auto r = Intercept("install");
+  installed.set_value();
+  client.join();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(answer, "echo:before after");
 }
 
 TEST_F(InterceptTest, BadFlagsAreRefusedAndNothingIsInstalled) {

@@ -15,7 +15,7 @@ constexpr milliseconds kStart(20000);
 std::string Str(int n) { return std::to_string(n); }
 
 // Services and workloads of the scenario with the ports this run got.
-std::string MeshManifest(int httpbin_port, int auth_port) {
+std::string MeshManifest(int httpbin_port, const std::string& auth_host, int auth_port) {
   return R"(# Generated for this run: the reference scenario's services, with the ports the
 # processes got (the Host header ports stay 14001 and 8079).
 apiVersion: v1
@@ -44,14 +44,21 @@ spec:
 apiVersion: meshplug.io/v1
 kind: Workload
 metadata: {name: ext-auth-1, namespace: auth, labels: {app: ext-auth}}
-spec: {address: 127.0.0.1, inboundPort: )" + Str(auth_port) + R"(}
+spec: {address: )" + auth_host + R"(, inboundPort: )" + Str(auth_port) + R"(}
 )";
 }
 
 }  // namespace
 
-ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say)
-    : dir_(std::move(dir)), say_(std::move(say)), cp_(dir_, {"--debounce_ms", "20"}) {
+// Intercepted: the agents' fixed ports in their namespaces, and the namespaces' prefix.
+constexpr int kOutbound = 15001, kInbound = 15003, kAdmin = 15000, kDns = 15053;
+constexpr const char* kNamespacePrefix = "mp-mesh-";
+
+ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say, bool intercepted)
+    : dir_(std::move(dir)),
+      say_(std::move(say)),
+      net_(intercepted ? std::make_unique<WorkloadNetwork>(kNamespacePrefix) : nullptr),
+      cp_(dir_, {"--debounce_ms", "20"}) {
   agents_.push_back(AgentProcess{"curl-1", "curl", "curl", nullptr, 0, 0, 0, 0, ""});
   agents_.push_back(AgentProcess{"httpbin-1", "httpbin", "httpbin", nullptr, 0, 0, 0, 0, ""});
 }
@@ -75,12 +82,18 @@ std::string ReferenceScenario::StartControlPlane() {
   return "";
 }
 
+std::vector<std::string> ReferenceScenario::In(const std::string& name, std::vector<std::string> argv) const {
+  return net_ ? net_->In(name, std::move(argv)) : argv;
+}
+
 std::string ReferenceScenario::StartAuth() {
-  auth_ = Process::Start({"/usr/bin/python3", "integration/ext_auth.py", "--port", Str(auth_port_)},
-                         dir_ + "/ext-auth.log");
-  auto line = auth_ ? auth_->WaitForLog("ext-auth: listening on 127.0.0.1:", kStart) : std::nullopt;
+  const std::string host = net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1";
+  auth_ = Process::Start(
+      In("node", {"/usr/bin/python3", "integration/ext_auth.py", "--host", host, "--port", Str(auth_port_)}),
+      dir_ + "/ext-auth.log");
+  auto line = auth_ ? auth_->WaitForLog("ext-auth: listening on " + host + ":", kStart) : std::nullopt;
   if (!line) return "ext-auth did not start; see " + dir_ + "/ext-auth.log";
-  auth_port_ = PortAfter(*line, "listening on 127.0.0.1:");
+  auth_port_ = PortAfter(*line, "listening on " + host + ":");
   return "";
 }
 
@@ -96,18 +109,31 @@ std::string ReferenceScenario::StartAgent(AgentProcess& a) {
     a.bootstrap = cp_.JoinBootstrap(a.ns, a.name, a.app, &error);
     if (a.bootstrap.empty()) return error;
   }
-  a.process = Process::Start(
-      {"agent/agent", "--bootstrap", a.bootstrap, "--labels", "app=" + a.app, "--address", "127.0.0.1",
-       "--bind_address", "127.0.0.1", "--outbound_port", Str(a.outbound), "--inbound_port", Str(a.inbound),
-       "--admin_port", Str(a.admin), "--workers", "1", "--snapshot_cache", dir_ + "/" + a.name + ".snapshot",
-       "--identity_file", dir_ + "/" + a.name + ".identity.pem", "--admin_token_file", AdminTokenFile(a)},
-      dir_ + "/" + a.name + "-" + Str(++a.starts) + ".log");
+  std::vector<std::string> argv = {
+      "agent/agent", "--bootstrap", a.bootstrap, "--labels", "app=" + a.app, "--address", "127.0.0.1",
+      "--bind_address", "127.0.0.1", "--outbound_port", Str(a.outbound), "--inbound_port", Str(a.inbound),
+      "--admin_port", Str(a.admin), "--workers", "1", "--snapshot_cache", dir_ + "/" + a.name + ".snapshot",
+      "--identity_file", dir_ + "/" + a.name + ".identity.pem", "--admin_token_file", AdminTokenFile(a)};
+  if (net_) {
+    // Later flags win: the pod's address, every interface, and DNS for the app.
+    for (const std::string& flag : {"--address=" + net_->Address(a.name), std::string("--bind_address=0.0.0.0"),
+                                    "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
+                                    "--admin_port=" + Str(kAdmin), "--dns_port=" + Str(kDns),
+                                    std::string("--dns_upstream=") + WorkloadNetwork::kNodeAddress}) {
+      argv.push_back(flag);
+    }
+  }
+  a.process = Process::Start(In(a.name, argv), dir_ + "/" + a.name + "-" + Str(++a.starts) + ".log");
   auto line = a.process ? a.process->WaitForLog("agent: listening", kStart) : std::nullopt;
   if (!line) return "agent " + a.name + " did not start; see " + dir_ + "/" + a.name + "-" + Str(a.starts) + ".log";
   // Restarts keep the ports, as a pod's sidecar would.
   a.outbound = PortAfter(*line, "outbound=");
   a.inbound = PortAfter(*line, "inbound=");
   a.admin = PortAfter(*line, "admin=");
+  if (net_) {
+    Say("agent " + a.ns + "/" + a.name + " in its network namespace at " + net_->Address(a.name) + ", traffic intercepted");
+    return "";
+  }
   Say("agent " + a.ns + "/" + a.name + ": outbound 127.0.0.1:" + Str(a.outbound) + ", inbound " + Str(a.inbound) +
       ", admin " + Str(a.admin));
   return "";
@@ -121,18 +147,38 @@ AgentProcess& ReferenceScenario::Agent(const std::string& name) {
 }
 
 std::string ReferenceScenario::Start() {
+  if (net_) {
+    if (auto why = NetnsUnavailable(); !why.empty()) return why;
+    RemoveStaleNamespaces(kNamespacePrefix);
+    if (auto err = net_->Start(); !err.empty()) return err;
+    for (const auto& a : agents_) {
+      if (auto err = net_->AddWorkload(a.name); !err.empty()) return err;
+      // As an init container does, before anything runs in the pod: the agent runs as root
+      // (uid 0), the apps as other users.
+      auto r = Run(In(a.name, {"agent/intercept/meshplug-intercept", "install", "--proxy_uid=0",
+                               "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
+                               "--dns_port=" + Str(kDns),
+                               std::string("--exclude_outbound_cidrs=") + WorkloadNetwork::kNodeAddress + "/32"}));
+      if (r.exit_code != 0) return "meshplug-intercept install for " + a.name + ": " + r.err;
+    }
+    cp_.Place(net_->In("node", {}), WorkloadNetwork::kNodeAddress);
+  }
   if (auto err = StartControlPlane(); !err.empty()) return err;
   if (auto err = StartAuth(); !err.empty()) return err;
-  httpbin_ = Process::Start({"/usr/bin/gunicorn", "--bind", "127.0.0.1:0", "--workers", "1", "httpbin:app"},
+  // Intercepted, httpbin has its namespace to itself: the article's port.
+  httpbin_ = Process::Start(In("httpbin-1", {"/usr/bin/gunicorn", "--bind", net_ ? "127.0.0.1:14001" : "127.0.0.1:0",
+                                             "--workers", "1", "httpbin:app"}),
                             dir_ + "/httpbin.log");
   auto line = httpbin_ ? httpbin_->WaitForLog("Listening at: http://127.0.0.1:", kStart) : std::nullopt;
   if (!line) return "httpbin (gunicorn) did not start; see " + dir_ + "/httpbin.log";
   httpbin_port_ = PortAfter(*line, "Listening at: http://127.0.0.1:");
-  Say("httpbin (gunicorn) on 127.0.0.1:" + Str(httpbin_port_) + ", ext-auth on 127.0.0.1:" + Str(auth_port_));
+  Say("httpbin (gunicorn) on 127.0.0.1:" + Str(httpbin_port_) + (net_ ? " in its namespace" : "") + ", ext-auth on " +
+      (net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1") + ":" + Str(auth_port_));
 
   if (auto r = Apply("integration/scenario/00-namespaces.yaml"); r.exit_code != 0) return r.err;
   {
-    std::ofstream(dir_ + "/mesh.yaml") << MeshManifest(httpbin_port_, auth_port_);
+    std::ofstream(dir_ + "/mesh.yaml") << MeshManifest(httpbin_port_, net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1",
+                                                       auth_port_);
   }
   if (auto r = Apply(dir_ + "/mesh.yaml"); r.exit_code != 0) return r.err;
   for (auto& a : agents_) {
@@ -155,11 +201,44 @@ RunResult ReferenceScenario::Apply(const std::string& file) {
   return r;
 }
 
+namespace {
+
+// The app's uid in its namespace: not the agent's (uid 0), so its traffic is intercepted.
+const std::vector<std::string> kAsApp = {"setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"};
+
+std::string ShellWords(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const auto& a : argv) {
+    const bool plain = a.find_first_of(" '\"%\\$|&;<>()*?{}") == std::string::npos && !a.empty();
+    line += (line.empty() ? "" : " ") + (plain ? a : "'" + a + "'");
+  }
+  return line;
+}
+
+}  // namespace
+
+RunResult ReferenceScenario::AsCurlApp(std::vector<std::string> argv) {
+  if (net_) argv.insert(argv.begin(), kAsApp.begin(), kAsApp.end());
+  return Run(In("curl-1", std::move(argv)));
+}
+
+std::string ReferenceScenario::CurlCommandLine(const std::string& path) {
+  std::vector<std::string> argv = {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\\n"};
+  if (net_) {
+    argv.push_back("httpbin.httpbin:14001" + path);
+    argv.insert(argv.begin(), kAsApp.begin(), kAsApp.end());
+    return ShellWords(In("curl-1", argv));
+  }
+  argv.insert(argv.end(), {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").outbound), "http://httpbin.httpbin:14001" + path});
+  return ShellWords(argv);
+}
+
 int ReferenceScenario::Curl(const std::string& path, std::string* body) {
-  const auto& curl = Agent("curl-1");
   // --path-as-is: the path goes out exactly as given (curl would remove dot segments).
-  auto r = Run({"/usr/bin/curl", "-s", "--path-as-is", "--max-time", "10", "-o", body ? "-" : "/dev/null", "-w", "\n%{http_code}",
-                "-x", "http://127.0.0.1:" + Str(curl.outbound), "http://httpbin.httpbin:14001" + path});
+  std::vector<std::string> argv = {"/usr/bin/curl", "-s", "--path-as-is", "--max-time", "10", "-o", body ? "-" : "/dev/null",
+                                   "-w", "\n%{http_code}", "http://httpbin.httpbin:14001" + path};
+  if (!net_) argv.insert(argv.end() - 1, {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").outbound)});
+  auto r = AsCurlApp(argv);
   const size_t nl = r.out.rfind('\n');
   if (body) *body = r.out.substr(0, nl == std::string::npos ? 0 : nl);
   return nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1);
@@ -171,8 +250,8 @@ std::string ReferenceScenario::AgentAdmin(const std::string& agent, const std::s
   AgentProcess& a = Agent(agent);
   std::string token;
   std::ifstream(AdminTokenFile(a)) >> token;
-  auto r = Run({"/usr/bin/curl", "-s", "--max-time", "5", "-H", "Authorization: Bearer " + token,
-                "http://127.0.0.1:" + Str(a.admin) + path});
+  auto r = Run(In(a.name, {"/usr/bin/curl", "-s", "--max-time", "5", "-H", "Authorization: Bearer " + token,
+                           "http://127.0.0.1:" + Str(a.admin) + path}));
   return r.out;
 }
 

@@ -1,6 +1,11 @@
-// The reference scenario of docs/spec.md §11 as real processes on 127.0.0.1: the control plane,
-// an external auth service, a real httpbin (gunicorn) behind its agent, and the curl
-// workload's agent that curl sends through. Shared by the scenario test and the demo.
+// The reference scenario of docs/spec.md §11 as real processes: the control plane, an
+// external auth service, a real httpbin (gunicorn) behind its agent, and the curl
+// workload's agent. Shared by the scenario test and the demo.
+//
+// Two layouts: everything on 127.0.0.1, curl told to use its agent as a proxy (`-x`); or
+// intercepted — each workload in its own network namespace (harness::WorkloadNetwork) with
+// meshplug-intercept's rules, the control plane and ext-auth in the node namespace, and
+// curl run exactly as the article writes it, with no proxy flag.
 #pragma once
 
 #include <functional>
@@ -9,6 +14,7 @@
 #include <vector>
 
 #include "integration/harness/control_plane_process.h"
+#include "integration/harness/netns.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
@@ -25,15 +31,24 @@ class ReferenceScenario {
  public:
   // `dir` holds logs, the store, the agents' saved snapshots and generated manifests.
   // `say` receives a line for each thing a person would want to see (the demo prints it).
-  explicit ReferenceScenario(std::string dir, std::function<void(const std::string&)> say = nullptr);
+  ReferenceScenario(std::string dir, std::function<void(const std::string&)> say = nullptr, bool intercepted = false);
   ~ReferenceScenario();
 
   // Starts every process and applies the namespaces, services and workloads; returns an
   // error message, empty on success.
   std::string Start();
 
-  // curl through the curl workload's agent (explicit proxy); the HTTP status, 0 on failure.
+  // curl to httpbin.httpbin:14001 from the curl workload (through its agent as a proxy, or
+  // intercepted); the HTTP status, 0 on failure.
   int Curl(const std::string& path, std::string* body = nullptr);
+  // `argv` as the curl workload's app runs it (intercepted: in its namespace, as uid 1000).
+  harness::RunResult AsCurlApp(std::vector<std::string> argv);
+  // `argv` where workload `name`'s processes run (its namespace when intercepted; "node"
+  // is where the control plane runs).
+  std::vector<std::string> In(const std::string& name, std::vector<std::string> argv) const;
+  // The article's curl of `path` as a person would type it here (the demo prints it).
+  std::string CurlCommandLine(const std::string& path);
+  bool intercepted() const { return net_ != nullptr; }
   harness::RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
   harness::RunResult Apply(const std::string& file);
   // The chain as the agent runs it (from the agent's own /config_dump).
@@ -62,6 +77,7 @@ class ReferenceScenario {
 
   std::string dir_;
   std::function<void(const std::string&)> say_;
+  std::unique_ptr<harness::WorkloadNetwork> net_;  // intercepted
   harness::ControlPlaneProcess cp_;
   std::unique_ptr<harness::Process> auth_, httpbin_;
   int auth_port_ = 0, httpbin_port_ = 0;

@@ -76,8 +76,11 @@ std::string InstallScript(const Options& o, bool ipv6) {
   // One jump from each built-in chain: the caller removes earlier rules first (Remove).
   s += Cat("-A PREROUTING -p tcp -j ", kInbound, "\n");
   s += Cat("-A OUTPUT -p tcp -j ", kOutput, "\n");
-  s += Cat("-A ", kToOutbound, " -p tcp -j REDIRECT --to-ports ", o.outbound_port, "\n");
-  s += Cat("-A ", kToInbound, " -p tcp -j REDIRECT --to-ports ", o.inbound_port, "\n");
+  // Only a connection's opening segment: connections open before the rules existed (the
+  // agent's own to the control plane, in a namespace whose connection tracking starts
+  // with these rules) are picked up mid-stream by conntrack and must stay as they are.
+  s += Cat("-A ", kToOutbound, " -p tcp --syn -j REDIRECT --to-ports ", o.outbound_port, "\n");
+  s += Cat("-A ", kToInbound, " -p tcp --syn -j REDIRECT --to-ports ", o.inbound_port, "\n");
 
   // Inbound: connections arriving for the app. Peer agents connect to the inbound listener
   // directly; the outbound listener is for this workload's own traffic only, so a

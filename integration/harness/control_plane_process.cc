@@ -27,9 +27,12 @@ std::string ControlPlaneProcess::log_path() const {
 }
 
 std::string ControlPlaneProcess::Start() {
-  const std::string listen = address_.empty() ? "127.0.0.1:0" : address_;
-  std::vector<std::string> argv = {"control_plane/control_plane", "--listen", listen, "--store", dir_ + "/store.db",
-                                   "--client_config", config_path()};
+  const std::string listen = address_.empty() ? host_ + ":0" : address_;
+  std::vector<std::string> argv = wrapper_;
+  for (const std::string& a : {std::string("control_plane/control_plane"), std::string("--listen"), listen,
+                               std::string("--store"), dir_ + "/store.db", std::string("--client_config"), config_path()}) {
+    argv.push_back(a);
+  }
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   ++starts_;
   process_ = Process::Start(argv, log_path());
@@ -48,6 +51,7 @@ void ControlPlaneProcess::Kill() {
 
 RunResult ControlPlaneProcess::Meshctl(std::vector<std::string> args, std::string_view input) const {
   args.insert(args.begin(), {"cli/meshctl", "--config", config_path(), "--server", address_});
+  args.insert(args.begin(), wrapper_.begin(), wrapper_.end());
   return Run(args, input);
 }
 

@@ -17,6 +17,13 @@ class ControlPlaneProcess {
   // `extra` flags go to every start.
   explicit ControlPlaneProcess(std::string dir, std::vector<std::string> extra = {});
 
+  // Runs it, and meshctl, with `wrapper` first (e.g. `ip netns exec NS`), listening on
+  // `host`; before Start.
+  void Place(std::vector<std::string> wrapper, std::string host) {
+    wrapper_ = std::move(wrapper);
+    host_ = std::move(host);
+  }
+
   // Starts it and waits until it listens; "" or what went wrong.
   std::string Start();
   void Kill();  // SIGKILL, and waits for the exit
@@ -40,6 +47,8 @@ class ControlPlaneProcess {
  private:
   std::string dir_;
   std::vector<std::string> extra_;
+  std::vector<std::string> wrapper_;
+  std::string host_ = "127.0.0.1";
   std::unique_ptr<Process> process_;
   std::string address_;
   int starts_ = 0;
