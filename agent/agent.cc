@@ -132,10 +132,11 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
       return;
     }
     // One chain set decides both, the one current as the connection arrived.
-    const std::shared_ptr<const chains::ChainSet> current = original ? chains_.Get() : nullptr;
+    const std::shared_ptr<const chains::ChainSet> current = original || inbound ? chains_.Get() : nullptr;
     const bool as_tcp = tcp || (original && !IsHttpPort(current.get(), *original, inbound));
-    if (original && inbound && as_tcp && (!current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT)) {
-      // Plaintext TCP from outside the mesh: strict mTLS refuses it, as it does HTTP.
+    if (inbound && as_tcp && (!current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT)) {
+      // Plaintext TCP from outside the mesh (intercepted, or on an inbound TCP listener):
+      // strict mTLS refuses it, as it does HTTP; agents come through a tunnel.
       stats_.Count("meshplug_agent_connections_refused_total", {{"listener", "inbound"}, {"reason", "strict mtls"}});
       return;
     }

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <functional>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -102,22 +104,32 @@ class MtlsTest : public ::testing::Test {
     asio::ssl::stream<asio::ip::tcp::socket> tls(io, *context);
     boost::system::error_code ec;
     tls.lowest_layer().connect({asio::ip::make_address("127.0.0.1"), server_.inbound_port()}, ec);
-    timeval tv{5, 0};
-    setsockopt(tls.lowest_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (!ec) tls.handshake(asio::ssl::stream_base::client, ec);
-    if (!ec && alpn) {
-      const unsigned char* name = nullptr;
-      unsigned int len = 0;
-      SSL_get0_alpn_selected(tls.native_handle(), &name, &len);
-      alpn->assign(reinterpret_cast<const char*>(name), len);
-    }
-    if (!ec) asio::write(tls, asio::buffer(bytes), ec);
-    if (!ec && end) tls.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    if (ec) return "";
+    // Every step asynchronous, all within one deadline: a blocking read would wait forever.
     std::string received;
-    for (int i = 0; i < 64 && !ec; ++i) {  // bounded: a few answers, then the end
-      char buf[4096];
-      received.append(buf, tls.read_some(asio::buffer(buf), ec));
-    }
+    std::array<char, 4096> piece;
+    std::function<void()> read = [&] {
+      tls.async_read_some(asio::buffer(piece), [&](boost::system::error_code e, size_t n) {
+        received.append(piece.data(), n);
+        if (!e) read();
+      });
+    };
+    tls.async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code e) {
+      if (e) return;
+      if (alpn) {
+        const unsigned char* name = nullptr;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(tls.native_handle(), &name, &len);
+        alpn->assign(reinterpret_cast<const char*>(name), len);
+      }
+      asio::async_write(tls, asio::buffer(bytes), [&](boost::system::error_code w, size_t) {
+        if (w) return;
+        boost::system::error_code ignored;
+        if (end) tls.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        read();
+      });
+    });
+    io.run_for(std::chrono::seconds(10));
     return received;
   }
 
@@ -319,6 +331,31 @@ TEST_F(MtlsTest, ATcpTunnelToAnotherIdentityIsNotOpened) {
   EXPECT_EQ(c.ReadToEnd(), "");
   EXPECT_EQ(Metric(client_, "meshplug_agent_tcp_tunnels_total{direction=\"outbound\",result=\"no connection\"}"), "1");
   EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "");
+}
+
+// The inbound end answers 200 only once the app took the connection: 502 when it is not
+// listening, 403 when the inbound-tcp chain does not forward; and an app's own CONNECT to
+// its outbound listener is refused (it would be a raw tunnel under the workload's identity).
+TEST_F(MtlsTest, ATunnelIsAnsweredOnlyOnceTheAppTookTheConnection) {
+  const Identity caller = Issue(ca_, kClientId);
+  const std::string connect = "CONNECT db.b:5432 HTTP/1.1\r\nHost: db.b:5432\r\n\r\n";
+  ServeTcp(FreePort(), FreePort(), v1::MTLS_STRICT);  // nothing listens on the app's port
+  EXPECT_EQ(TlsConversation(&caller, connect, false).substr(0, 12), "HTTP/1.1 502");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"app unreachable\"}"), "1");
+
+  TcpEchoUpstream echo("echo:");
+  v1::Snapshot in = BaseSnapshot("server-no-tcp-chain");
+  testing::AddTcpService(in, "db.b", 5432, "127.0.0.1", echo.port(), 0, /*inbound=*/true);
+  in.mutable_chains()->clear_inbound_tcp();
+  ASSERT_TRUE(server_.Apply(in).ok());
+  EXPECT_EQ(TlsConversation(&caller, connect, false).substr(0, 12), "HTTP/1.1 403");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"refused by chain\"}"), "1");
+
+  Client app(client_.outbound_port());
+  ASSERT_TRUE(app.Send(connect));
+  auto r = app.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 405);
 }
 
 // Straight to the inbound listener: a tunnel needs mTLS, names a TCP port of this

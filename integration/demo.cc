@@ -101,8 +101,7 @@ int main() {
 
   Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
   // meshctl must reach the control plane: intercepted, from the node namespace.
-  std::string meshctl;
-  for (const auto& word : s.In("node", {"tools/meshctl", "--config", s.meshctl_config()})) meshctl += word + " ";
+  const std::string meshctl = s.CommandLine("node", {"tools/meshctl", "--config", s.meshctl_config()}) + " ";
   std::cout << "  " << s.CurlCommandLine("/headers") << "\n"
             << "  " << meshctl << "proxy status\n"
             << "  " << meshctl << "get pluginconfigs -A\n"

@@ -153,8 +153,9 @@ std::string ReferenceScenario::Start() {
     if (auto err = net_->Start(); !err.empty()) return err;
     for (const auto& a : agents_) {
       if (auto err = net_->AddWorkload(a.name); !err.empty()) return err;
-      // As an init container does, before anything runs in the pod: the agent runs as root
-      // (uid 0), the apps as other users.
+      // As an init container does, before anything runs in the pod. The agent runs as root
+      // (uid 0), whose connections the rules let out; so do httpbin and ext-auth, which only
+      // answer; curl, the one app that calls out, runs as uid 1000 (AsCurlApp).
       auto r = Run(In(a.name, {"agent/intercept/meshplug-intercept", "install", "--proxy_uid=0",
                                "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
                                "--dns_port=" + Str(kDns),
@@ -206,11 +207,14 @@ namespace {
 // The app's uid in its namespace: not the agent's (uid 0), so its traffic is intercepted.
 const std::vector<std::string> kAsApp = {"setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"};
 
+// argv as a POSIX shell line: words with anything special in single quotes.
 std::string ShellWords(const std::vector<std::string>& argv) {
   std::string line;
   for (const auto& a : argv) {
-    const bool plain = a.find_first_of(" '\"%\\$|&;<>()*?{}") == std::string::npos && !a.empty();
-    line += (line.empty() ? "" : " ") + (plain ? a : "'" + a + "'");
+    const bool plain = !a.empty() && a.find_first_of(" '\"%\\$|&;<>()*?{}`!#~\t\n") == std::string::npos;
+    std::string quoted = "'";
+    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += (line.empty() ? "" : " ") + (plain ? a : quoted + "'");
   }
   return line;
 }
@@ -222,12 +226,16 @@ RunResult ReferenceScenario::AsCurlApp(std::vector<std::string> argv) {
   return Run(In("curl-1", std::move(argv)));
 }
 
+std::string ReferenceScenario::CommandLine(const std::string& name, const std::vector<std::string>& argv) const {
+  return ShellWords(In(name, argv));
+}
+
 std::string ReferenceScenario::CurlCommandLine(const std::string& path) {
   std::vector<std::string> argv = {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\\n"};
   if (net_) {
     argv.push_back("httpbin.httpbin:14001" + path);
     argv.insert(argv.begin(), kAsApp.begin(), kAsApp.end());
-    return ShellWords(In("curl-1", argv));
+    return CommandLine("curl-1", argv);
   }
   argv.insert(argv.end(), {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").outbound), "http://httpbin.httpbin:14001" + path});
   return ShellWords(argv);

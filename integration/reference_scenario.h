@@ -48,6 +48,8 @@ class ReferenceScenario {
   std::vector<std::string> In(const std::string& name, std::vector<std::string> argv) const;
   // The article's curl of `path` as a person would type it here (the demo prints it).
   std::string CurlCommandLine(const std::string& path);
+  // In(name, argv) as a shell command line.
+  std::string CommandLine(const std::string& name, const std::vector<std::string>& argv) const;
   bool intercepted() const { return net_ != nullptr; }
   harness::RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
   harness::RunResult Apply(const std::string& file);

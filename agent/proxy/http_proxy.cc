@@ -228,7 +228,7 @@ class HttpSession {
   awaitable<bool> AcceptInbound();
   // An inbound CONNECT: a tunnel from another agent to a TCP port of this workload's
   // services, over mTLS only; the connection ends with it.
-  awaitable<void> AcceptTunnel(const chains::ChainSet& chains, const http::request_header<>& head);
+  awaitable<void> AcceptTunnel(std::shared_ptr<const chains::ChainSet> chains, const http::request_header<>& head);
   // How to reach the chosen endpoint: plaintext when it has no identity (no agent in
   // front), mTLS when it has one; an error when it has one and this agent has no
   // certificate (plaintext would skip the check of who answers).
@@ -346,13 +346,14 @@ awaitable<bool> HttpSession::AcceptInbound() {
   co_return true;
 }
 
-awaitable<void> HttpSession::AcceptTunnel(const chains::ChainSet& chains, const http::request_header<>& head) {
-  auto count = [this](std::string_view result) {
-    env_.stats->Count("meshplug_agent_tcp_tunnels_total", {{"direction", "inbound"}, {"result", result}});
+awaitable<void> HttpSession::AcceptTunnel(std::shared_ptr<const chains::ChainSet> chains,
+                                          const http::request_header<>& head) {
+  auto refuse = [this](std::string_view result, unsigned status, std::string reason) -> awaitable<void> {
+    CountTunnel(*env_.stats, true, result);
+    co_await RejectRequest(status, std::move(reason));
   };
   if (peer_identity_.empty()) {
-    count("plaintext refused");
-    co_await RejectRequest(403, "a tunnel (CONNECT) is only for agents, over mTLS");
+    co_await refuse("plaintext refused", 403, "a tunnel (CONNECT) is only for agents, over mTLS");
     co_return;
   }
   // "<service>:<port>", a port of one of this workload's services.
@@ -360,31 +361,26 @@ awaitable<void> HttpSession::AcceptTunnel(const chains::ChainSet& chains, const 
   const size_t colon = target.rfind(':');
   const std::optional<uint16_t> port = colon == std::string_view::npos ? std::nullopt : ParsePort(target.substr(colon + 1));
   const std::optional<routing::TcpPortView> found =
-      port ? chains.mesh().FindServicePort(target.substr(0, colon), *port, /*inbound=*/true) : std::nullopt;
+      port ? chains->mesh().FindServicePort(target.substr(0, colon), *port, /*inbound=*/true) : std::nullopt;
   if (!found) {
-    count("no such port");
-    co_await RejectRequest(404, Cat("no service port ", target, " on this workload"));
+    co_await refuse("no such port", 404, Cat("no service port ", target, " on this workload"));
     co_return;
   }
   if (found->port->protocol() != v1::PROTOCOL_TCP) {
     // Its requests must meet the inbound HTTP chain (and its plugins), not pass as bytes.
-    count("http port");
-    co_await RejectRequest(403, Cat(target, " is an HTTP port: it is not tunnelled"));
+    co_await refuse("http port", 403, Cat(target, " is an HTTP port: it is not tunnelled"));
     co_return;
   }
-  beast::error_code ec;
-  stream_.expires_after(chains.limits().header_read_timeout);
-  co_await asio::async_write(stream_, asio::buffer(std::string_view("HTTP/1.1 200 OK\r\n\r\n")), Ec(ec));
-  if (ec) co_return;
-  stream_.expires_never();
-  count("ok");
   TcpArrival arrival;
+  beast::error_code ec;
   arrival.listen_port = stream_.socket().local_endpoint(ec).port();
-  const uint32_t app_port = found->port->target_port() ? found->port->target_port() : found->port->port();
-  arrival.original = tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(app_port));
+  arrival.tunnel_chains = std::move(chains);
+  arrival.service = found->service->config->name();
+  arrival.service_port = *port;
   arrival.peer_identity = peer_identity_;
   arrival.initial.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   buffer_.consume(buffer_.size());
+  stream_.expires_never();
   co_await ServeTcpTunnel(stream_, env_, std::move(arrival));
 }
 
@@ -439,8 +435,13 @@ awaitable<bool> HttpSession::ServeOne() {
     co_return false;
   }
 
-  if (env_.inbound && head.method() == http::verb::connect) {
-    co_await AcceptTunnel(*chains, head);
+  if (head.method() == http::verb::connect) {
+    if (env_.inbound) {
+      co_await AcceptTunnel(chains, head);
+    } else {
+      // An app's CONNECT would open a raw tunnel under this workload's identity.
+      co_await RejectRequest(405, "CONNECT is not proxied: call the service by its name or address");
+    }
     co_return false;
   }
 

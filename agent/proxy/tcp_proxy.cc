@@ -33,13 +33,16 @@ class TcpSession {
   TcpSession(net::Stream& downstream, ProxyEnv env) : downstream_(downstream), env_(env) {}
 
   awaitable<void> Run(TcpArrival arrival) {
-    chains_ = env_.chains->Get();
+    tunnel_ = arrival.tunnel_chains != nullptr;
+    chains_ = tunnel_ ? std::move(arrival.tunnel_chains) : env_.chains->Get();
     if (!chains_) co_return;
     chain_ = &chains_->tcp(env_.inbound);
     boost::system::error_code ec;
     tcp::endpoint peer = downstream_.socket().remote_endpoint(ec);
     ctx_.peer = Cat(peer.address().to_string(), ":", peer.port());
     ctx_.peer_identity = std::move(arrival.peer_identity);
+    ctx_.service = std::move(arrival.service);
+    ctx_.service_port = arrival.service_port;
     ctx_.workload = &chains_->workload();
     ctx_.configs = &chains_->mesh().configs(env_.inbound);
     ctx_.resolver = &chains_->mesh();
@@ -54,6 +57,9 @@ class TcpSession {
     Verdict v = co_await Connect();
     if (v.kind == Verdict::Kind::kForward && ctx_.upstream) {
       co_await Proxy(std::move(arrival.initial));
+    } else if (tunnel_) {
+      CountTunnel(*env_.stats, true, "refused by chain");
+      co_await AnswerTunnel("403 Forbidden", v.response.body);
     } else if (!v.response.body.empty()) {
       co_await asio::async_write(downstream_, asio::buffer(v.response.body), Ec(ec));
     }
@@ -107,7 +113,15 @@ class TcpSession {
     if (!connection) {
       env_.stats->Count("meshplug_upstream_connect_failures_total",
                         {{"cluster", ctx_.upstream->cluster}});
+      if (tunnel_) {
+        CountTunnel(*env_.stats, true, "app unreachable");
+        co_await AnswerTunnel("502 Bad Gateway", "the app did not accept the connection\n");
+      }
       co_return;
+    }
+    if (tunnel_) {
+      CountTunnel(*env_.stats, true, "ok");
+      if (!co_await AnswerTunnel("200 OK", "")) co_return;
     }
     net::Stream& upstream = connection->stream;
     // What the tunnel's answer brought after its header is the app's first bytes.
@@ -140,7 +154,7 @@ class TcpSession {
                                                                  std::chrono::milliseconds timeout) {
     const absl::StatusOr<net::TlsOrigination> tls = net::OriginationTo(env_.tls, identity);
     if (!tls.ok()) {
-      CountTunnel("no certificate");
+      CountOutbound("no certificate");
       co_return nullptr;
     }
     const auto deadline = Clock::now() + timeout;
@@ -149,26 +163,38 @@ class TcpSession {
     std::unique_ptr<net::UpstreamConnection> c = co_await env_.pool->Acquire(
         ctx_.upstream->host, ctx_.upstream->port, timeout, timeout, /*allow_reuse=*/false, reused, ec, &*tls);
     if (!c) {
-      CountTunnel("no connection");
+      CountOutbound("no connection");
       co_return nullptr;
     }
     c->stream.expires_at(deadline);
-    co_await asio::async_write(c->stream, asio::buffer(TunnelRequest(ctx_.service, ctx_.service_port)), Ec(ec));
+    const std::string request = TunnelRequest(ctx_.service, ctx_.service_port);
+    co_await asio::async_write(c->stream, asio::buffer(request), Ec(ec));
     http::response_parser<http::empty_body> answer;
     answer.skip(true);  // a 2xx to CONNECT has no body: what follows is the tunnel's
     c->buffer.max_size(kTunnelAnswerBytes + kPieceBytes);
     if (!ec) co_await http::async_read_header(c->stream, c->buffer, answer, Ec(ec));
     c->stream.expires_never();
     if (ec || answer.get().result_int() != 200) {
-      CountTunnel(ec ? "no answer" : "refused");
+      CountOutbound(ec ? "no answer" : "refused");
       co_return nullptr;
     }
-    CountTunnel("ok");
+    CountOutbound("ok");
     co_return c;
   }
 
-  void CountTunnel(std::string_view result) {
-    env_.stats->Count("meshplug_agent_tcp_tunnels_total", {{"direction", "outbound"}, {"result", result}});
+  void CountOutbound(std::string_view result) { CountTunnel(*env_.stats, false, result); }
+
+  // The inbound end's answer to CONNECT; false when it could not be written.
+  awaitable<bool> AnswerTunnel(std::string_view status, std::string_view body) {
+    const std::string answer =
+        status.starts_with("200") ? Cat("HTTP/1.1 ", status, "\r\n\r\n")
+                                  : Cat("HTTP/1.1 ", status, "\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                                        "Content-Length: ", body.size(), "\r\n\r\n", body);
+    boost::system::error_code ec;
+    downstream_.expires_after(chains_->limits().header_read_timeout);
+    co_await asio::async_write(downstream_, asio::buffer(answer), Ec(ec));
+    downstream_.expires_never();
+    co_return !ec;
   }
 
   // Copies `from` to `to` (`data` first) until `from` ends, then half-closes `to`. An
@@ -199,8 +225,12 @@ class TcpSession {
       half_closed_ = true;
       last_activity_ = Clock::now();  // the half-close timeout counts from here
     } else {
-      from.socket().close(ignored);
-      to.socket().close(ignored);
+      // A reset, not a FIN, so that neither end (nor the agent at a tunnel's other end)
+      // takes the broken connection for one that ended well.
+      for (net::Stream* s : {&from, &to}) {
+        s->socket().set_option(asio::socket_base::linger(true, 0), ignored);
+        s->socket().close(ignored);
+      }
     }
     --pumps_running_;
     watchdog.cancel();  // the watchdog re-reads the state
@@ -254,6 +284,7 @@ class TcpSession {
   std::chrono::milliseconds half_close_timeout_{0};
   int pumps_running_ = 2;
   bool half_closed_ = false;
+  bool tunnel_ = false;  // the inbound end of a tunnel: answers CONNECT
 };
 
 }  // namespace
@@ -268,6 +299,10 @@ awaitable<void> ServeTcpConnection(tcp::socket socket, ProxyEnv env, TcpArrival 
 awaitable<void> ServeTcpTunnel(net::Stream& stream, ProxyEnv env, TcpArrival arrival) {
   TcpSession session(stream, env);
   co_await session.Run(std::move(arrival));
+}
+
+void CountTunnel(Stats& stats, bool inbound, std::string_view result) {
+  stats.Count("meshplug_agent_tcp_tunnels_total", {{"direction", inbound ? "inbound" : "outbound"}, {"result", result}});
 }
 
 std::string TunnelRequest(const std::string& service, uint32_t port) {

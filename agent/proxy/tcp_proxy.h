@@ -12,8 +12,10 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "agent/proxy/http_proxy.h"
 #include "net/stream.h"
@@ -24,12 +26,17 @@ namespace meshplug::agent::proxy {
 struct TcpArrival {
   // The agent port that accepted the connection (it selects the service).
   uint16_t listen_port = 0;
-  // For an intercepted connection, where it was going (tcp-routing routes by it); for a
-  // tunnel, the local app port of the service port it asked for.
+  // For an intercepted connection, where it was going (tcp-routing routes by it).
   std::optional<boost::asio::ip::tcp::endpoint> original;
-  // A tunnel's caller, verified by mTLS.
+
+  // A tunnel (inbound CONNECT): the chain set that accepted it, the service port it asked
+  // for (tcp-routing routes by it), its caller verified by mTLS, and bytes already read
+  // after the CONNECT. The agent answers 200 once the app accepted the connection, 403
+  // when the chain refused it, 502 when the app did not answer.
+  std::shared_ptr<const chains::ChainSet> tunnel_chains;
+  std::string service;
+  uint32_t service_port = 0;
   std::string peer_identity;
-  // Bytes already read from the downstream that belong to the stream.
   std::string initial;
 };
 
@@ -42,5 +49,8 @@ boost::asio::awaitable<void> ServeTcpTunnel(net::Stream& stream, ProxyEnv env, T
 
 // The request line and Host of a tunnel to `service` ("name.namespace") port `port`.
 std::string TunnelRequest(const std::string& service, uint32_t port);
+
+// meshplug_agent_tcp_tunnels_total: one tunnel's outcome at either end.
+void CountTunnel(Stats& stats, bool inbound, std::string_view result);
 
 }  // namespace meshplug::agent::proxy

@@ -22,6 +22,11 @@ an nginx backend on 127.0.0.1 that returns a small fixed body, then for each pat
                       checked by A, client certificate required by B in strict mode)
   j  haproxy x2 TLS   as f, the hop in mutual TLS 1.3 (the same P-256 certificates; B
                       requires and verifies A's)
+  k  agent x2 intercepted
+                      as e, but the client knows nothing of the agents: it calls the
+                      service's virtual address and meshplug-intercept's iptables rules
+                      redirect it to A (needs root; all of k — backend, agents, client —
+                      runs in a network namespace of its own, removed afterwards)
 
 measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) and
 latency at fixed request rates with h2load --h1 --rps (per-request log -> p50/p99). Every
@@ -31,7 +36,9 @@ the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests c
 RSS is VmHWM summed over the proxy's process tree.
 
 Everything binds 127.0.0.1 on free ports; every process is stopped on exit (also on
-SIGINT/SIGTERM); every load run has a duration and a hard timeout.
+SIGINT/SIGTERM); every load run has a duration and a hard timeout. Path k's namespace
+(mp-bench-<pid>) and its rules exist only while k runs; a namespace left by a killed run
+is removed by the next.
 """
 
 import argparse
@@ -55,6 +62,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PROCS = []  # every process we started, stopped in reverse order at exit
 TMP = None
+# Path k: the network namespace its processes run in (None: the machine's own).
+NETNS = None
+NETNS_PREFIX = "mp-bench-"
+APP_DIR = None  # path k: where the client (not root) writes h2load's log
+VIRTUAL_IP = "10.96.0.10"
+APP_UID = "1000"  # the client's uid in the namespace: not the agents' (0), so intercepted
 
 
 def log(*a):
@@ -65,7 +78,8 @@ def log(*a):
 
 def ensure_tools():
     need = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client",
-            "gnuplot": "gnuplot-nox", "taskset": "util-linux"}
+            "gnuplot": "gnuplot-nox", "taskset": "util-linux", "setpriv": "util-linux", "ip": "iproute2",
+            "iptables-restore": "iptables"}
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -82,8 +96,8 @@ def build(skip):
     bin_dir = os.path.join(REPO, "bazel-bin")
     agent = os.path.join(bin_dir, "agent/agent")
     if not skip:
-        log("building //agent (-c opt)")
-        subprocess.run(["bazel", "build", "-c", "opt", "//agent"],
+        log("building //agent and meshplug-intercept (-c opt)")
+        subprocess.run(["bazel", "build", "-c", "opt", "//agent", "//agent/intercept:meshplug-intercept"],
                        cwd=REPO, check=True, timeout=3600)
         bin_dir = subprocess.run(["bazel", "info", "-c", "opt", "bazel-bin"], cwd=REPO, check=True,
                                  capture_output=True, text=True, timeout=600).stdout.strip()
@@ -97,22 +111,40 @@ def free_port():
         return s.getsockname()[1]
 
 
+def in_netns(argv, as_app=False):
+    """argv run in path k's namespace (as the app's uid with as_app), or as it is."""
+    if not NETNS:
+        return argv
+    app = ["setpriv", f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups"] if as_app else []
+    return ["ip", "netns", "exec", NETNS] + app + argv
+
+
+def port_open(port):
+    if NETNS:
+        return subprocess.run(in_netns(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]),
+                              capture_output=True, timeout=10).returncode == 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port(port, proc, timeout=10.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if port_open(port):
+            return
+        time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")
 
 
 def start(name, argv, cpu, **kw):
     out = open(os.path.join(TMP, name + ".log"), "w")
-    p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=kw.pop("stdout", out), stderr=out,
+    # taskset first: the pinning is inherited through `ip netns exec`, which execs in place.
+    p = subprocess.Popen(["taskset", "-c", cpu] + in_netns(argv), stdout=kw.pop("stdout", out), stderr=out,
                          stdin=subprocess.DEVNULL, start_new_session=True, **kw)
     p.bench_name = name
     PROCS.append(p)
@@ -290,6 +322,48 @@ def read_script(name):
         return f.read()
 
 
+def netns_run(argv):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+
+def delete_netns(name):
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def remove_stale_netns():
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+    for line in listed:
+        name = line.split(" ")[0]
+        pid = name[len(NETNS_PREFIX):]
+        if name.startswith(NETNS_PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            delete_netns(name)
+
+
+def create_netns():
+    """Path k's namespace: loopback, and a veth pair with a default route so that the
+    virtual address is routable (nothing answers on the link: the rules redirect first)."""
+    global NETNS, APP_DIR
+    remove_stale_netns()
+    name = NETNS_PREFIX + str(os.getpid())
+    delete_netns(name)
+    APP_DIR = tempfile.mkdtemp(prefix="meshplug-bench-app-")
+    os.chown(APP_DIR, int(APP_UID), int(APP_UID))
+    netns_run(["ip", "netns", "add", name])
+    NETNS = name
+    for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "mb0", "type", "veth", "peer", "name", "mb1"],
+                ["ip", "addr", "add", "10.202.0.2/24", "dev", "mb0"], ["ip", "link", "set", "mb0", "up"],
+                ["ip", "link", "set", "mb1", "up"], ["ip", "route", "add", "default", "dev", "mb0"]):
+        netns_run(in_netns(cmd))
+
+
 def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
     """A snapshot with the default chains (docs/spec.md §5) and one service "backend.bench" that
     takes every Host ("*"): inbound to 127.0.0.1:upstream_port (the app), or outbound to
@@ -382,6 +456,17 @@ def setup_path(key, agent_bin, backend, auth):
         outbound["endpoints"][0]["endpoints"][0]["identity"] = "spiffe://cluster.local/ns/bench/sa/b"
         pa, outb, _ = start_agent(agent_bin, "agent-a", outbound, certs["a"] + (ca,))
         return [pb, pa], outb, (inb,) + certs["a"] + (ca,)
+    if key == "k":
+        intercept = os.path.join(os.path.dirname(agent_bin), "intercept/meshplug-intercept")
+        if not os.path.exists(intercept):
+            raise RuntimeError(f"{intercept} is not built (bazel build -c opt //agent/intercept:meshplug-intercept)")
+        pb, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
+        outbound = snapshot("1", False, inb)
+        outbound["services"][0]["virtualIp"] = VIRTUAL_IP
+        pa, outb, _ = start_agent(agent_bin, "agent-a", outbound)
+        netns_run(in_netns([intercept, "install",
+                            "--proxy_uid=0", f"--outbound_port={outb}", f"--inbound_port={inb}"]))
+        return [pb, pa], 80, None
     if key == "j":
         certs, ca = make_certificates()
         both = lambda n: os.path.join(TMP, "pki", f"{n}.both.pem")
@@ -482,9 +567,14 @@ def to_ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def target(port):
+    """The URL the client calls: path k's service by its virtual address (intercepted)."""
+    return f"http://{VIRTUAL_IP}:{port}/" if NETNS else f"http://127.0.0.1:{port}/"
+
+
 def run_wrk(port, seconds, conns):
-    cmd = ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-           "--latency", "--timeout", "5s", f"http://127.0.0.1:{port}/"]
+    cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
+                                                     "--latency", "--timeout", "5s", target(port)], as_app=True)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     out = r.stdout
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -526,13 +616,13 @@ def run_handshakes(server, proc, seconds):
 
 
 def run_h2load(port, seconds, rate, conns):
-    logf = os.path.join(TMP, "h2load.log")
+    logf = os.path.join(APP_DIR if NETNS else TMP, "h2load.log")
     if os.path.exists(logf):
         os.remove(logf)
     per_conn = max(1, round(rate / conns))
-    cmd = ["taskset", "-c", LOADGEN_CPU, "h2load", "--h1", "-c", str(conns), "-t", "1",
-           "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
-           f"--log-file={logf}", f"http://127.0.0.1:{port}/"]
+    cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["h2load", "--h1", "-c", str(conns), "-t", "1",
+                                                     "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
+                                                     f"--log-file={logf}", target(port)], as_app=True)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     lat, ok, bad = [], 0, 0
     with open(logf) as f:
@@ -563,10 +653,31 @@ PATHS = {
     "h": ("nginx x2 + header + auth_request", 2),
     "i": ("meshplug agent x2, mTLS hop", 2),
     "j": ("HAProxy x2, mTLS hop", 2),
+    "k": ("meshplug agent x2, intercepted", 2),
 }
 
 
 def measure(key, agent_bin, backend, auth, args):
+    global NETNS, APP_DIR
+    if key == "k":
+        # Its own backend in its namespace, on the same CPU as the machine's.
+        try:
+            create_netns()
+            backend_proc, backend, _ = start_backend()
+            try:
+                return measure_path(key, agent_bin, backend, auth, args)
+            finally:
+                stop(backend_proc)
+        finally:
+            if NETNS:
+                delete_netns(NETNS)
+            if APP_DIR:
+                shutil.rmtree(APP_DIR, ignore_errors=True)
+            NETNS, APP_DIR = None, None
+    return measure_path(key, agent_bin, backend, auth, args)
+
+
+def measure_path(key, agent_bin, backend, auth, args):
     if key == "h":
         procs, port = setup_nginx_auth(backend, auth)
         tls_server = None
@@ -682,7 +793,8 @@ def report(results, args, machine):
     ratio = []
     for m, h, what in (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"),
                        ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
-                       ("i", "j", "2 agents mTLS / 2 HAProxies TLS")):
+                       ("i", "j", "2 agents mTLS / 2 HAProxies TLS"),
+                       ("k", "e", "2 agents intercepted / 2 agents explicit proxy")):
         if m in by and h in by:
             sm, sh = by[m]["saturation"], by[h]["saturation"]
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
@@ -753,7 +865,7 @@ def versions():
 def main():
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paths", default="abcdefghij", help="which paths to run (letters a-j)")
+    ap.add_argument("--paths", default="abcdefghijk", help="which paths to run (letters a-k; k needs root)")
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
     ap.add_argument("--rate_seconds", type=int, default=10, help="length of each fixed-rate run")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
@@ -785,6 +897,9 @@ def main():
         unknown = sorted(set(getattr(args, option)) - set(PATHS))
         if unknown:
             ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
+    if "k" in args.paths and os.geteuid() != 0:
+        log("path k (interception) needs root for its network namespace and iptables rules: skipped")
+        args.paths = args.paths.replace("k", "")
     if os.cpu_count() < 2:
         global PROXY_CPU
         PROXY_CPU = LOADGEN_CPU
@@ -811,7 +926,13 @@ def main():
         results = []
         for key in args.paths:
             log(f"path {key}: {PATHS[key][0]}")
-            r = measure(key, agent_bin, bport, auth, args)
+            try:
+                r = measure(key, agent_bin, bport, auth, args)
+            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as e:
+                # One path's failure (a tool missing, a process that did not start) costs
+                # only that path's figures.
+                log(f"  path {key} failed, left out of the results: {e}")
+                continue
             # Other work on the proxies' CPU (a shared machine) skews a run: retry, and
             # keep the run with the least of it.
             for _ in range(args.retries):

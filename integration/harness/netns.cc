@@ -54,7 +54,8 @@ void RemoveStaleNamespaces(const std::string& prefix) {
     if (name.rfind(prefix, 0) != 0) continue;
     std::string pid = name.substr(prefix.size());
     pid = pid.substr(0, pid.find('-'));
-    if (pid != std::to_string(getpid()) && access(("/proc/" + pid).c_str(), F_OK) != 0) DeleteNamespace(name);
+    const bool numeric = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
+    if (numeric && pid != std::to_string(getpid()) && access(("/proc/" + pid).c_str(), F_OK) != 0) DeleteNamespace(name);
   }
 }
 

@@ -26,6 +26,10 @@ std::vector<char*> CArgs(const std::vector<std::string>& v) {
 
 // In the child: apply env, exec, and report failure on stderr.
 [[noreturn]] void Exec(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  // A parent that waits for signals (the demo) blocks them; the child must not inherit that.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   for (const auto& kv : env) putenv(const_cast<char*>(kv.c_str()));
   auto args = CArgs(argv);
   execvp(args[0], args.data());

@@ -49,11 +49,16 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
  public:
   using Module::Module;
 
-  // The listener's service port → a cluster by weight. An intercepted connection: the
-  // service port of its original destination (outbound: a Service's virtual address;
+  // The listener's service port → a cluster by weight. A tunnel: the service port it named.
+  // An intercepted connection: the service port of its original destination (outbound: a Service's virtual address;
   // inbound: this workload's app port), else that destination itself (outbound: egress
   // passthrough unless MeshConfig refuses it).
   awaitable<Verdict> OnConnect(plugins::TcpContext& ctx) override {
+    // A tunnel from another agent names the service port itself.
+    if (!ctx.service.empty()) {
+      if (auto port = mesh().FindServicePort(ctx.service, ctx.service_port, inbound())) Route(ctx, *port);
+      co_return Verdict::Continue();
+    }
     if (auto ip = ctx.shared.find(kOriginalIpKey); ip != ctx.shared.end()) {
       uint32_t original_port = 0;
       auto port_text = ctx.shared.find(kOriginalPortKey);
