@@ -230,6 +230,24 @@ TEST_F(ScriptApi, TcpPhases) {
   EXPECT_EQ(refused->response.body, "bye");
 }
 
+// A connection through a tunnel from another agent carries the caller's verified identity.
+TEST_F(ScriptApi, TcpPluginsSeeTheTunnelsCaller) {
+  auto plugin = Load(
+      "function on_tcp_connect(conn, ctx)\n"
+      "  if ctx.peer.identity ~= 'spiffe://cluster.local/ns/a/sa/reporting' then respond(403, nil, 'who?') end\n"
+      "end");
+  ASSERT_TRUE(plugin);
+  TcpContext tcp;
+  tcp.peer_identity = "spiffe://cluster.local/ns/a/sa/reporting";
+  auto allowed = RunFor(io, plugin->OnConnect(tcp));
+  ASSERT_TRUE(allowed);
+  EXPECT_EQ(allowed->kind, Verdict::Kind::kContinue) << Logs();
+  tcp.peer_identity.clear();  // plaintext: no identity
+  auto refused = RunFor(io, plugin->OnConnect(tcp));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->kind, Verdict::Kind::kRespond);
+}
+
 TEST_F(ScriptApi, LogPrintAndCounters) {
   auto plugin = Load(
       "function on_request(req)\n"
