@@ -1,8 +1,6 @@
 #include "agent/proxy/tcp_proxy.h"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -13,6 +11,7 @@
 #include <exception>
 
 #include "agent/proxy/in_flight.h"
+#include "agent/proxy/relay.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::proxy {
@@ -123,29 +122,17 @@ class TcpSession {
       CountTunnel(*env_.stats, true, "ok");
       if (!co_await AnswerTunnel("200 OK", "")) co_return;
     }
-    net::Stream& upstream = connection->stream;
     // What the tunnel's answer brought after its header is the app's first bytes.
     std::string early(static_cast<const char*>(connection->buffer.data().data()), connection->buffer.size());
-    idle_timeout_ = limits.tcp_idle_timeout;
-    half_close_timeout_ = limits.tcp_half_close_timeout;
-    last_activity_ = Clock::now();
-    // Both directions and the idle watchdog run as sibling coroutines on this worker
-    // (Boost 1.74 has no awaitable operators); `all_done` wakes when the last one ends.
-    auto executor = downstream_.get_executor();
-    asio::steady_timer watchdog(executor);
-    asio::steady_timer all_done(executor, asio::steady_timer::time_point::max());
-    int running = 3;
-    auto finished = [&](std::exception_ptr) {
-      if (--running == 0) all_done.cancel();
-    };
-    asio::co_spawn(executor,
-                  Pump(upstream, downstream_, Direction::kUpstreamToDownstream, watchdog, std::move(early)),
-                  finished);
-    asio::co_spawn(executor,
-                  Pump(downstream_, upstream, Direction::kDownstreamToUpstream, watchdog, std::move(initial)),
-                  finished);
-    asio::co_spawn(executor, Watch(upstream, watchdog), finished);
-    if (running > 0) co_await all_done.async_wait(Ec(ec));
+    const RelayEnd end = co_await Relay(
+        downstream_, std::move(initial), connection->stream, std::move(early),
+        RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout},
+        [this](Direction direction, std::string& data) -> awaitable<bool> {
+          co_return (co_await DataSteps(direction, data)).kind != Verdict::Kind::kRespond;
+        });
+    if (end == RelayEnd::kTimedOut) {
+      env_.stats->Count("meshplug_tcp_idle_timeouts_total", {{"cluster", ctx_.upstream->cluster}});
+    }
   }
 
   // mTLS to the endpoint's agent, which must prove `identity`, and its yes to CONNECT
@@ -171,7 +158,7 @@ class TcpSession {
     co_await asio::async_write(c->stream, asio::buffer(request), Ec(ec));
     http::response_parser<http::empty_body> answer;
     answer.skip(true);  // a 2xx to CONNECT has no body: what follows is the tunnel's
-    c->buffer.max_size(kTunnelAnswerBytes + kPieceBytes);
+    c->buffer.max_size(kTunnelAnswerBytes + kEarlyBytes);
     if (!ec) co_await http::async_read_header(c->stream, c->buffer, answer, Ec(ec));
     c->stream.expires_never();
     if (ec || answer.get().result_int() != 200) {
@@ -197,63 +184,6 @@ class TcpSession {
     co_return !ec;
   }
 
-  // Copies `from` to `to` (`data` first) until `from` ends, then half-closes `to`. An
-  // error or a Respond from a data step closes both.
-  awaitable<void> Pump(net::Stream& from, net::Stream& to, Direction direction, asio::steady_timer& watchdog,
-                       std::string data) {
-    boost::system::error_code ec;
-    while (true) {
-      if (data.empty()) {
-        data.resize(kPieceBytes);
-        size_t n = co_await from.async_read_some(asio::buffer(data), Ec(ec));
-        if (ec) break;
-        data.resize(n);
-      }
-      last_activity_ = Clock::now();
-      if ((co_await DataSteps(direction, data)).kind == Verdict::Kind::kRespond) {
-        ec = asio::error::operation_aborted;
-        break;
-      }
-      co_await asio::async_write(to, asio::buffer(data), Ec(ec));
-      if (ec) break;
-      data.clear();
-      last_activity_ = Clock::now();
-    }
-    boost::system::error_code ignored;
-    if (net::EndOfStream(ec)) {
-      to.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      half_closed_ = true;
-      last_activity_ = Clock::now();  // the half-close timeout counts from here
-    } else {
-      // A reset, not a FIN, so that neither end (nor the agent at a tunnel's other end)
-      // takes the broken connection for one that ended well.
-      for (net::Stream* s : {&from, &to}) {
-        s->socket().set_option(asio::socket_base::linger(true, 0), ignored);
-        s->socket().close(ignored);
-      }
-    }
-    --pumps_running_;
-    watchdog.cancel();  // the watchdog re-reads the state
-  }
-
-  // Closes both sockets once no byte has moved for the idle timeout, or for the
-  // half-close timeout after one direction ended; returns when both pumps have ended.
-  awaitable<void> Watch(net::Stream& upstream, asio::steady_timer& timer) {
-    while (pumps_running_ > 0) {
-      auto deadline = last_activity_ + (half_closed_ ? half_close_timeout_ : idle_timeout_);
-      if (Clock::now() >= deadline) {
-        env_.stats->Count("meshplug_tcp_idle_timeouts_total", {{"cluster", ctx_.upstream->cluster}});
-        boost::system::error_code ignored;
-        upstream.socket().close(ignored);
-        downstream_.socket().close(ignored);
-        co_return;
-      }
-      timer.expires_at(deadline);
-      boost::system::error_code ec;
-      co_await timer.async_wait(Ec(ec));
-    }
-  }
-
   awaitable<Verdict> DataSteps(Direction direction, std::string& data) {
     for (size_t i = 0; i < ran_; ++i) {
       const auto& entry = (*chain_)[i];
@@ -268,8 +198,8 @@ class TcpSession {
     co_return Verdict::Continue();
   }
 
-  static constexpr size_t kPieceBytes = 64 * 1024;
   static constexpr size_t kTunnelAnswerBytes = 8 * 1024;
+  static constexpr size_t kEarlyBytes = 64 * 1024;
   using Clock = std::chrono::steady_clock;
 
   net::Stream& downstream_;
@@ -278,12 +208,6 @@ class TcpSession {
   const chains::TcpChain* chain_ = nullptr;
   TcpContext ctx_;
   size_t ran_ = 0;
-  // Proxy state shared by the pumps and the watchdog (one worker thread).
-  Clock::time_point last_activity_;
-  std::chrono::milliseconds idle_timeout_{0};
-  std::chrono::milliseconds half_close_timeout_{0};
-  int pumps_running_ = 2;
-  bool half_closed_ = false;
   bool tunnel_ = false;  // the inbound end of a tunnel: answers CONNECT
 };
 
