@@ -333,6 +333,28 @@ TEST_F(MtlsTest, ATcpTunnelToAnotherIdentityIsNotOpened) {
   EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "");
 }
 
+// WebSocket across the mesh hop: the upgrade goes through both agents' http chains over
+// mTLS, and the bytes after the 101 through both.
+TEST_F(MtlsTest, WebSocketBetweenAgentsOverMutualTls) {
+  testing::UpgradeEcho ws;
+  testing::RawUpstream app(ws.handler());
+  v1::Snapshot in = BaseSnapshot("server-ws");
+  AddService(in, "web.b", {app.port()}, /*inbound=*/true);
+  in.mutable_settings()->set_mtls_mode(v1::MTLS_STRICT);
+  ASSERT_TRUE(server_.Apply(in).ok());
+  Client c(client_.outbound_port());
+  ASSERT_TRUE(c.Send("GET /chat HTTP/1.1\r\nHost: web.b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 101);
+  ASSERT_TRUE(c.Send("over mtls"));
+  boost::system::error_code ec;
+  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  EXPECT_EQ(c.ReadToEnd(), "ws:over mtls");
+  EXPECT_EQ(Metric(server_, "meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), "1");
+  EXPECT_EQ(Metric(client_, "meshplug_http_upgrades_total{cluster=\"web.b|80\"}"), "1");
+}
+
 // The inbound end answers 200 only once the app took the connection: 502 when it is not
 // listening, 403 when the inbound-tcp chain does not forward; and an app's own CONNECT to
 // its outbound listener is refused (it would be a raw tunnel under the workload's identity).

@@ -1,5 +1,7 @@
 #include "agent/proxy/http_message.h"
 
+#include <algorithm>
+
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <iterator>
@@ -68,6 +70,18 @@ template void RemoveConnectionOptions<true>(http::header<true>&);
 template void RemoveConnectionOptions<false>(http::header<false>&);
 template void RemoveHopByHop<true>(http::header<true>&);
 template void RemoveHopByHop<false>(http::header<false>&);
+
+std::string UpgradeProtocol(const http::request_header<>& request) {
+  const std::vector<std::string> tokens = ConnectionTokens(request);
+  const std::string_view protocol = request[http::field::upgrade];
+  if (request.version() < 11 || protocol.empty() || std::find(tokens.begin(), tokens.end(), "upgrade") == tokens.end()) {
+    return "";
+  }
+  for (std::string_view offered : Tokens(request, http::field::upgrade)) {
+    if (boost::beast::iequals(offered, "h2c")) return "";
+  }
+  return std::string(protocol);
+}
 
 std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request) {
   if (request.count(http::field::transfer_encoding) == 0) return std::nullopt;

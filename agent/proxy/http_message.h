@@ -41,6 +41,11 @@ void RemoveHopByHop(http::header<isRequest>& header);
 // only exactly "chunked" is forwarded.
 std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request);
 
+// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and
+// `Upgrade: X`, e.g. websocket), or "" for none. Never h2c: an upgrade to HTTP/2 in
+// cleartext would take later requests past the chains.
+std::string UpgradeProtocol(const http::request_header<>& request);
+
 // Whether a response's body can be re-framed: no Transfer-Encoding, or exactly one field
 // "chunked". Any other coding would be lost when the agent re-frames (→ 502).
 bool ForwardableResponseFraming(const http::response_header<>& response);

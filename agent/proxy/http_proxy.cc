@@ -22,6 +22,7 @@
 #include "agent/proxy/body.h"
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
+#include "agent/proxy/relay.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "common/strings.h"
 #include "net/strict_line_endings.h"
@@ -167,6 +168,10 @@ struct Exchange {
   bool keep_alive = true;  // downstream, after this response
   unsigned version = 11;
   bool response_started = false;  // a response header went downstream
+  // The client asked to switch protocols (Upgrade, no body): a 101 from the upstream turns
+  // the connection into a byte relay. The protocol is the request's Upgrade field, which
+  // plugins see and may remove.
+  bool upgrade_asked = false;
 };
 
 // One request sent on one upstream connection. A request body is streamed upstream by a
@@ -188,6 +193,7 @@ struct UpstreamCall {
   bool body_sent = false;  // the whole request body went upstream
   bool header_read = false;  // reading the response header has ended
   bool timed_out = false;  // the pump's deadline fired before the response header
+  bool upgrading = false;  // the request went with Upgrade: a 101 is its final response
   beast::error_code body_read_error;  // the downstream body was broken
   std::optional<LocalResponse> body_verdict;  // a request body step answered
   std::exception_ptr pump_exception;
@@ -259,6 +265,9 @@ class HttpSession {
   awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
   awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
+  // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
+  // byte for byte until they end (the tcp timeouts apply); neither is reused.
+  awaitable<void> RelayUpgraded(Exchange& x, UpstreamCall& call);
   // A response the agent makes itself; with `run_steps`, the response steps may still
   // replace it once.
   awaitable<void> Respond(Exchange& x, LocalResponse response, bool run_steps);
@@ -463,7 +472,12 @@ awaitable<bool> HttpSession::ServeOne() {
   x.ctx.pool = env_.pool;
   x.ctx.tls = env_.tls;
   x.version = head.version();
+  const std::string upgrade = parser.is_done() ? UpgradeProtocol(head) : "";
   RemoveConnectionOptions(x.ctx.request);
+  if (!upgrade.empty()) {
+    x.upgrade_asked = true;
+    x.ctx.request.set(http::field::upgrade, upgrade);
+  }
   if (env_.inbound) {
     SetForwardedClientCert(x.ctx.request, peer_identity_, chains->snapshot().settings().forward_client_cert());
   }
@@ -647,7 +661,8 @@ awaitable<void> HttpSession::ReadResponseHeader(const Exchange& x, UpstreamCall&
     call.response->skip(x.ctx.request.method() == http::verb::head);
     net::StrictLineEndings strict(upstream.stream, upstream.buffer);
     co_await http::async_read_header(strict, upstream.buffer, *call.response, Ec(ec));
-  } while (!ec && call.response->get().result_int() / 100 == 1);
+  } while (!ec && call.response->get().result_int() / 100 == 1 &&
+           !(call.upgrading && call.response->get().result_int() == 101));
 }
 
 awaitable<void> HttpSession::Forward(Exchange& x, RequestParser& request) {
@@ -741,6 +756,11 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   SetFraming(header, framing, request.content_length());
   header.version(11);
   SetKeepAlive(header, true);
+  if (const std::string_view upgrade = x.ctx.request[http::field::upgrade]; x.upgrade_asked && !upgrade.empty()) {
+    header.set(http::field::connection, "Upgrade");
+    header.set(http::field::upgrade, upgrade);
+    call.upgrading = true;
+  }
 
   // A kept-alive connection the upstream closed just before or as the request went out
   // is replaced once by a new connection: when writing the header failed (nothing was
@@ -901,8 +921,44 @@ awaitable<void> HttpSession::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
 }
 
+awaitable<void> HttpSession::RelayUpgraded(Exchange& x, UpstreamCall& call) {
+  net::UpstreamConnection& upstream = *call.connection;
+  const std::string protocol(call.response->get()[http::field::upgrade]);
+  x.ctx.response = call.response->get().base();
+  RemoveConnectionOptions(*x.ctx.response);
+  x.keep_alive = false;  // whatever happens, this connection carries no other request
+  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
+    co_return co_await Respond(x, std::move(*replaced), false);
+  }
+  if (x.ctx.response->result_int() != 101) {
+    co_return co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
+  }
+  http::response_header<> header = *x.ctx.response;
+  RemoveHopByHop(header);
+  header.set(http::field::connection, "Upgrade");
+  header.set(http::field::upgrade, protocol);
+  header.version(11);
+  const Limits& limits = x.chains->limits();
+  beast::error_code ec;
+  x.response_started = true;
+  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), {}, limits.downstream_idle_timeout, ec);
+  if (ec) co_return;
+  Count("meshplug_http_upgrades_total", x.ctx.upstream->cluster);
+  stream_.expires_never();
+  upstream.stream.expires_never();
+  // Bytes read past either header are the new protocol's first.
+  std::string from_client(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  std::string from_upstream(static_cast<const char*>(upstream.buffer.data().data()), upstream.buffer.size());
+  buffer_.consume(buffer_.size());
+  upstream.buffer.consume(upstream.buffer.size());
+  const RelayEnd end = co_await Relay(stream_, std::move(from_client), upstream.stream, std::move(from_upstream),
+                                      RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout});
+  if (end == RelayEnd::kTimedOut) Count("meshplug_tcp_idle_timeouts_total", x.ctx.upstream->cluster);
+}
+
 awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   ResponseParser& response = *call.response;
+  if (call.upgrading && response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
   net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
   bool upstream_keep_alive = KeepAlive(response.get().base());

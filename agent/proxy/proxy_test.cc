@@ -500,6 +500,40 @@ TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
   EXPECT_EQ(r->body(), "app");
 }
 
+// WebSocket through the agent: the handshake goes through the http chain, the upstream's
+// 101 comes back, then bytes go both ways (those the client sent early included) with
+// half-close. An upgrade to h2c is never made: that request goes as a plain one.
+TEST_F(ProxyTest, UpgradedConnectionsAreRelayedByteForByte) {
+  testing::UpgradeEcho ws;
+  RawUpstream upstream(ws.handler());
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {upstream.port()});
+  StartAgent(s);
+  Client c(outbound());
+  ASSERT_TRUE(c.Send("GET /chat HTTP/1.1\r\nHost: web.shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nearly "));
+  auto r = c.Read();
+  ASSERT_TRUE(r) << c.last_error().message();
+  EXPECT_EQ(r->result_int(), 101);
+  EXPECT_EQ((*r)[http::field::upgrade], "websocket");
+  EXPECT_EQ((*r)[http::field::connection], "Upgrade");
+  ASSERT_TRUE(c.Send("frames"));
+  boost::system::error_code ec;
+  c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
+  EXPECT_EQ(c.ReadToEnd(), "ws:early frames");
+  const std::string seen = ws.last_header();
+  EXPECT_NE(seen.find("Connection: Upgrade\r\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("Upgrade: websocket\r\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), std::string::npos) << seen;
+
+  Client h2c(outbound());
+  auto plain = h2c.Get("web.shop", "/", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->result_int(), 200);
+  EXPECT_EQ(plain->body(), "plain");
+  EXPECT_EQ(ws.last_header().find("h2c"), std::string::npos) << ws.last_header();
+}
+
 TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
   EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
 }

@@ -12,7 +12,9 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <sstream>
 
 #include "common/chain_info.h"
@@ -209,6 +211,35 @@ asio::awaitable<std::string> ReadRequestHeader(tcp::socket& socket, std::string&
     if (ec) co_return std::string();
     pending.append(piece, n);
   }
+}
+
+RawUpstream::Handler UpgradeEcho::handler() {
+  return [this](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    std::string header = co_await ReadRequestHeader(socket, pending);
+    {
+      std::lock_guard lock(mu_);
+      last_header_ = header;
+    }
+    std::string lower = header;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower.find("\r\nupgrade: websocket\r\n") == std::string::npos) {
+      co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+      co_return;
+    }
+    if (!co_await WriteAll(socket, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")) {
+      co_return;
+    }
+    boost::system::error_code ec;
+    char piece[4096];
+    while (!ec) pending.append(piece, co_await socket.async_read_some(asio::buffer(piece), Ec(ec)));
+    co_await WriteAll(socket, "ws:" + pending);
+  };
+}
+
+std::string UpgradeEcho::last_header() const {
+  std::lock_guard lock(mu_);
+  return last_header_;
 }
 
 asio::awaitable<bool> WriteAll(tcp::socket& socket, std::string_view bytes) {

@@ -125,6 +125,19 @@ asio::awaitable<void> DrainUntilClosed(asio::ip::tcp::socket& socket);
 // Keeps the connection open, reading nothing, until the upstream is destroyed.
 asio::awaitable<void> HoldForever(asio::ip::tcp::socket& socket);
 
+// A RawUpstream handler for HTTP Upgrade: a request asking for websocket gets 101, then
+// the handler reads until the client half-closes and writes back "ws:" + what it read; any
+// other request gets 200 "plain". The last request header it read is kept.
+class UpgradeEcho {
+ public:
+  RawUpstream::Handler handler();
+  std::string last_header() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::string last_header_;
+};
+
 // One client connection; every call completes or fails within `timeout`.
 class Client {
  public:
