@@ -73,7 +73,7 @@ asio::awaitable<tcp::resolver::results_type> ResolveUpstream(const std::string& 
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
     asio::any_io_executor executor, const std::string& host, uint16_t port,
-    std::chrono::milliseconds timeout, beast::error_code& ec) {
+    std::chrono::milliseconds timeout, beast::error_code& ec, const TlsOrigination* tls) {
   const Clock::time_point deadline = Clock::now() + timeout;
   const auto endpoints = co_await ResolveUpstream(host, port, deadline, ec);
   if (ec) co_return nullptr;
@@ -83,6 +83,10 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
   if (ec) co_return nullptr;
   c->stream.socket().set_option(tcp::no_delay(true), ec);
   ec = {};
+  if (tls) {
+    co_await ClientHandshake(c->stream, *tls, ec);
+    if (ec) co_return nullptr;
+  }
   c->stream.expires_never();
   co_return c;
 }
@@ -120,14 +124,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     idle_.erase(it);
   }
   reused = false;
-  const Clock::time_point deadline = Clock::now() + connect_timeout;
-  auto c = co_await Connect(host, port, connect_timeout, ec);
-  if (c && tls) {
-    c->stream.expires_at(deadline);
-    co_await ClientHandshake(c->stream, *tls, ec);
-    if (ec) co_return nullptr;
-    c->stream.expires_never();
-  }
+  auto c = co_await ConnectUpstream(executor_, host, port, connect_timeout, ec, tls);
   if (c) {
     c->key = std::move(key);
     c->idle_timeout = idle_timeout;

@@ -52,11 +52,12 @@ boost::asio::awaitable<boost::asio::ip::tcp::resolver::results_type> ResolveUpst
     boost::beast::error_code& ec);
 
 // A new connection to host:port (an IP literal, or a name resolved by DNS) on `executor`,
-// resolved and connected within `timeout`; nullptr and `ec` on failure (beast::error::timeout
-// when the time ran out, a netdb/addrinfo error when the name did not resolve).
+// resolved and connected — with `tls`, also its mTLS handshake done — within `timeout`;
+// nullptr and `ec` on failure (beast::error::timeout when the time ran out, a
+// netdb/addrinfo error when the name did not resolve, a failed handshake's TLS error).
 boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
     boost::asio::any_io_executor executor, const std::string& host, uint16_t port,
-    std::chrono::milliseconds timeout, boost::beast::error_code& ec);
+    std::chrono::milliseconds timeout, boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
 
 class UpstreamPool {
  public:

@@ -110,14 +110,9 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
                                           Left(deadline), request.idle_timeout, allow_reuse,
                                           reused, ec, request.tls ? &*request.tls : nullptr);
     } else {
-      connection = co_await net::ConnectUpstream(co_await asio::this_coro::executor,
-                                            request.target.host, request.target.port,
-                                            Left(deadline), ec);
-      if (connection && request.tls) {
-        connection->stream.expires_at(deadline);
-        co_await net::ClientHandshake(connection->stream, *request.tls, ec);
-        if (ec) connection.reset();
-      }
+      connection = co_await net::ConnectUpstream(co_await asio::this_coro::executor, request.target.host,
+                                                 request.target.port, Left(deadline), ec,
+                                                 request.tls ? &*request.tls : nullptr);
     }
     if (!connection) co_return Failure(ec, ResolveError(ec) ? "resolve" : "connect", request);
     net::Stream& stream = connection->stream;
