@@ -94,15 +94,16 @@ void MeshController::Loop() {
 
     registrations_.Commit(
         registrations_.Take(Clock::now(), [this](const std::string& agent) { return registry_.IsConnected(agent); }));
+    // New trust concerns every agent: it goes out in the same publish as the changes.
+    const bool trust_changed = trust && trust->SerializeAsString() != state_.trust.SerializeAsString();
+    if (trust_changed) state_.trust = *std::move(trust);
     auto events = store_.ChangesSince(since, INT64_MAX / 2);
     if (!events.ok()) {
       log::Warn("reloading the mesh state", {{"reason", std::string(events.status().message())}});
       Reload();
     } else if (!events->empty()) {
-      Follow(*events);
-    }
-    if (trust && trust->SerializeAsString() != state_.trust.SerializeAsString()) {
-      state_.trust = *std::move(trust);
+      Follow(*events, trust_changed);
+    } else if (trust_changed) {
       publisher_.Publish(state_, AllAgents());
     }
     lock.lock();
@@ -112,7 +113,7 @@ void MeshController::Loop() {
   }
 }
 
-void MeshController::Follow(const std::vector<store::Event>& events) {
+void MeshController::Follow(const std::vector<store::Event>& events, bool everyone) {
   const ChangeImpact impact(state_, events);
   for (const auto& ev : events) {
     if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
@@ -121,7 +122,7 @@ void MeshController::Follow(const std::vector<store::Event>& events) {
     }
   }
   std::set<std::string> agents;
-  if (impact.everyone()) {
+  if (everyone || impact.everyone()) {
     agents = AllAgents();
   } else {
     publisher_.ReadReports([&](const Reports& reports, const std::set<std::string>&) {

@@ -62,8 +62,9 @@ class MeshController final : public xds::AgentLifecycle {
   using Clock = std::chrono::steady_clock;
 
   void Loop();
-  // Applies a batch of store changes to the state and publishes the agents it affects.
-  void Follow(const std::vector<store::Event>& events);
+  // Applies a batch of store changes to the state and publishes the agents it affects
+  // (`everyone`: all of them).
+  void Follow(const std::vector<store::Event>& events, bool everyone);
   // Loads the whole store again (the change log no longer reaches back) and publishes all.
   void Reload();
   std::set<std::string> AllAgents() const;
