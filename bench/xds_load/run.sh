@@ -8,6 +8,7 @@
 #   bench/xds_load/run.sh                      # N = 100, 1,000 and 10,000, both protocols
 #   AGENTS="100 1000" bench/xds_load/run.sh     # the quick part
 #   REPEATS=5 PROTOCOLS=delta bench/xds_load/run.sh
+#   SERVICES=1000 EGRESS_HOSTS=./svc-0 AGENTS=1000 bench/xds_load/run.sh   # scoped agents
 #
 # Prints one JSON line per run and a Markdown table. The control plane and the load
 # generator are each pinned to one CPU (control plane: CPU 1, load: CPU 0). Every process
@@ -19,6 +20,7 @@ AGENTS="${AGENTS:-100 1000 10000}"
 PROTOCOLS="${PROTOCOLS:-delta sotw}"
 REPEATS="${REPEATS:-5}"
 SERVICES="${SERVICES:-10}"
+EGRESS_HOSTS="${EGRESS_HOSTS:-}"  # MeshConfig egressHosts, e.g. ./svc-0 (empty: every Service)
 TIMEOUT_S="${TIMEOUT_S:-1500}"
 OUT="${OUT:-$(mktemp -d /tmp/meshplug-xds-load.XXXXXX)}"
 BIN="${BIN:-}"
@@ -73,6 +75,7 @@ for n in $AGENTS; do
     fi
     if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --config="$config" --server="127.0.0.1:$port" --agents="$n" \
         --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$CP_PID" \
+        --egress_hosts="$EGRESS_HOSTS" \
         --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$n-$proto.log"; then
       tail -n 1 "$results"
     else

@@ -36,6 +36,7 @@
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "common/client_config.h"
+#include "resources/egress_hosts.h"
 #include "common/strings.h"
 #include "common/x509.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
@@ -55,6 +56,9 @@ ABSL_FLAG(int, cp_pid, 0, "control plane pid, for RSS and CPU (0: not measured)"
 ABSL_FLAG(int, quiet_ms, 400, "a change has converged when no agent received anything this long");
 ABSL_FLAG(int, timeout_s, 300, "give up waiting for one step after this long");
 ABSL_FLAG(std::string, ns, "xdsload", "namespace of the simulated agents");
+ABSL_FLAG(std::string, egress_hosts, "",
+          "MeshConfig spec.traffic.egressHosts, comma-separated (e.g. ./svc-0): what each agent may call and "
+          "so receives; empty: every Service");
 
 namespace {
 
@@ -309,6 +313,15 @@ std::string PluginScriptYaml(int rev) {
   return fixtures::PluginYaml("bench-all", 115, Cat("function on_request(req, ctx) req.headers:set('x-rev', '", rev, "') end"));
 }
 
+// --egress_hosts as a YAML flow list's items.
+std::string EgressHostsYaml() {
+  std::string items;
+  for (const std::string& entry : meshplug::resources::SplitEgressHosts(absl::GetFlag(FLAGS_egress_hosts))) {
+    if (!entry.empty()) items += Cat(items.empty() ? "" : ", ", "\"", entry, "\"");
+  }
+  return items;
+}
+
 std::string MeshYaml(int services) {
   const std::string ns = absl::GetFlag(FLAGS_ns);
   std::string y = Cat(R"(apiVersion: v1
@@ -318,7 +331,7 @@ metadata: {name: )", ns, R"(, labels: {openservicemesh.io/monitored-by: osm}}
 apiVersion: config.openservicemesh.io/v1alpha2
 kind: MeshConfig
 metadata: {name: osm-mesh-config}
-spec: {featureFlags: {enablePluginPolicy: true}}
+spec: {featureFlags: {enablePluginPolicy: true}, traffic: {egressHosts: [)", EgressHostsYaml(), R"(]}}
 ---
 )", PluginScriptYaml(0),
                    "---\n", fixtures::PluginYaml("bench-tenth", 116, "function on_request(req, ctx) end"), "---\n",

@@ -442,5 +442,28 @@ TEST_F(ResourceApiTest, MeshConfigTrafficSettingsAreCheckedByName) {
   ApplyOk(mc + "spec: {traffic: {egressPolicy: refuse, mtlsMode: strict, forwardClientCert: true}}\n");
 }
 
+TEST_F(ResourceApiTest, EgressHostsAreCheckedInMeshConfigAndNamespaceAnnotations) {
+  const std::string mc = "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: m}\n";
+  auto bare = Apply(mc + "spec: {traffic: {egressHosts: [\"./*\", httpbin]}}\n");
+  ASSERT_FALSE(bare.ok());
+  EXPECT_NE(bare.status().message().find("spec.traffic.egressHosts: \"httpbin\" is not NAMESPACE/NAME"), std::string::npos)
+      << bare.status();
+  auto wild = Apply(mc + "spec: {traffic: {egressHosts: [\"*/web*\"]}}\n");
+  ASSERT_FALSE(wild.ok());
+  EXPECT_NE(wild.status().message().find("\"*/web*\" is not NAMESPACE/NAME"), std::string::npos) << wild.status();
+  const std::string ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, annotations: {meshplug.io/egress-hosts: ";
+  auto annotated = Apply(ns + "\"./*, Auth/ext-auth\"}}\n");
+  ASSERT_FALSE(annotated.ok());
+  EXPECT_NE(annotated.status().message().find("metadata.annotations.meshplug.io/egress-hosts: \"Auth/ext-auth\" is not "
+                                              "NAMESPACE/NAME"),
+            std::string::npos)
+      << annotated.status();
+  auto empty = Apply(ns + "\"./*,\"}}\n");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("\"\" is not NAMESPACE/NAME"), std::string::npos) << empty.status();
+  ApplyOk(mc + "spec: {traffic: {egressHosts: [\"./*\", \"auth/ext-auth\", \"*/shared\"]}}\n");
+  ApplyOk(ns + "\"./*, auth/*\"}}\n");
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::api

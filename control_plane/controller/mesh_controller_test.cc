@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "control_plane/api/resource_api.h"
@@ -169,6 +170,35 @@ TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
   EXPECT_EQ(a->Of(xds_types::UrlOf<v1::ChainSet>()).at("chains"), b->Of(xds_types::UrlOf<v1::ChainSet>()).at("chains"));
   EXPECT_EQ(a->Of(xds_types::UrlOf<v1::Service>()).at("httpbin.httpbin"), b->Of(xds_types::UrlOf<v1::Service>()).at("httpbin.httpbin"));
   EXPECT_NE(a->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"), b->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"));
+}
+
+// What the cache holds for an agent is scoped by its namespace's egress hosts, and a
+// change of them reaches the agents at once (a Namespace change concerns everyone).
+TEST_F(MeshControllerTest, AgentsReceiveOnlyTheServicesTheirEgressHostsAllow) {
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  ASSERT_TRUE(controller_->Register(Agent("httpbin-1", "httpbin", "httpbin")).ok());
+  auto destinations = [&](const std::string& agent) {
+    std::set<std::string> out;
+    if (auto r = cache_.Get(agent)) {
+      for (const auto& [name, _] : r->Of(xds_types::UrlOf<v1::Service>())) {
+        if (name.find("|inbound") == std::string::npos) out.insert(name);
+      }
+    }
+    return out;
+  };
+  const std::set<std::string> httpbin = {"httpbin.httpbin"};
+  ASSERT_TRUE(Eventually([&] { return destinations("curl/curl-1") == httpbin; }));
+  v1::ApplyRequest req;
+  req.add_manifests()->set_content(
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: curl, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
+  ASSERT_TRUE(api_->Apply(req).ok());
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  EXPECT_EQ(destinations("curl/curl-1"), std::set<std::string>{});  // no Service in curl
+  EXPECT_EQ(destinations("httpbin/httpbin-1"), httpbin);              // unannotated: everything
+  const auto encoded = cache_.Get("curl/curl-1");
+  for (const auto& [name, _] : encoded->Of(xds_types::UrlOf<v1::Cluster>())) {
+    EXPECT_NE(name.rfind("httpbin.httpbin|", 0), 0u) << name;
+  }
 }
 
 }  // namespace

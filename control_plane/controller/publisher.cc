@@ -4,9 +4,25 @@
 
 namespace meshplug::control_plane::controller {
 
+namespace {
+
+std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
+  std::string key;
+  for (const auto& h : scope) key += h.ns + "/" + h.name + ",";
+  return key;
+}
+
+}  // namespace
+
 void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
-  const v1::Snapshot shared = translate::TranslateDestinations(state);
-  const std::shared_ptr<const xds::AgentResources> destinations = xds::ToResources(shared, interner_);
+  const v1::Snapshot all = translate::TranslateDestinations(state);
+  const std::shared_ptr<const xds::AgentResources> all_resources = xds::ToResources(all, interner_);
+  // Destinations per egress scope, made once for the agents that share it.
+  struct Scoped {
+    v1::Snapshot destinations;
+    std::shared_ptr<const xds::AgentResources> resources;
+  };
+  std::map<std::string, Scoped> scoped;
   {
     std::lock_guard lock(mu_);
     plugins_.clear();
@@ -17,13 +33,24 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     if (!workload) continue;
     auto it = state.workloads.find(*workload);
     if (it == state.workloads.end()) continue;
-    translate::Translation t = translate::Translate(state, shared, it->second);
+    const v1::Snapshot* shared = &all;
+    const xds::AgentResources* destinations = all_resources.get();
+    if (const auto scope = translate::EgressScope(state, workload->first)) {
+      auto [slot, fresh] = scoped.try_emplace(ScopeKey(*scope));
+      if (fresh) {
+        slot->second.destinations = translate::ScopeDestinations(all, *scope);
+        slot->second.resources = xds::ToResources(slot->second.destinations, interner_);
+      }
+      shared = &slot->second.destinations;
+      destinations = slot->second.resources.get();
+    }
+    translate::Translation t = translate::Translate(state, *shared, it->second);
     {
       std::lock_guard lock(mu_);
       reports_[agent] = std::move(t.report);
       ++translations_[agent];
     }
-    auto resources = xds::ToResources(t.snapshot, interner_, destinations.get());
+    auto resources = xds::ToResources(t.snapshot, interner_, destinations);
     registry_.SetSnapshotVersion(agent, resources->version);
     cache_.Set(agent, std::move(resources));
   }

@@ -1,6 +1,7 @@
 #include "control_plane/translate/translate.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "common/chain_info.h"
 #include "common/strings.h"
@@ -187,6 +188,50 @@ bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, co
   return Matches(sel.pod_selector(), workload.metadata().labels()) &&
          Matches(sel.namespace_selector(),
                  (ns == state.namespaces.end() ? kNoNamespace : ns->second).metadata().labels());
+}
+
+std::optional<std::vector<resources::EgressHost>> EgressScope(const MeshState& state, const std::string& ns) {
+  std::vector<std::string> entries;
+  bool annotated = false;
+  if (auto it = state.namespaces.find(ns); it != state.namespaces.end()) {
+    const auto& annotations = it->second.metadata().annotations();
+    if (auto a = annotations.find(resources::kEgressHostsAnnotation); a != annotations.end()) {
+      entries = resources::SplitEgressHosts(a->second);
+      annotated = true;
+    }
+  }
+  if (!annotated) {
+    if (!state.mesh_config || state.mesh_config->spec().traffic().egress_hosts().empty()) return std::nullopt;
+    const auto& hosts = state.mesh_config->spec().traffic().egress_hosts();
+    entries.assign(hosts.begin(), hosts.end());
+  }
+  auto parsed = resources::ParseEgressHosts(entries);
+  if (!parsed.ok()) return std::nullopt;
+  for (auto& h : *parsed) {
+    if (h.ns == ".") h.ns = ns;
+  }
+  std::sort(parsed->begin(), parsed->end(),
+            [](const auto& a, const auto& b) { return std::tie(a.ns, a.name) < std::tie(b.ns, b.name); });
+  return *std::move(parsed);
+}
+
+v1::Snapshot ScopeDestinations(const v1::Snapshot& destinations, const std::vector<resources::EgressHost>& scope) {
+  v1::Snapshot out;
+  std::set<std::string> kept;  // "name.ns" of the Services kept
+  for (const v1::Service& s : destinations.services()) {
+    const size_t dot = s.name().find('.');  // names and namespaces are DNS labels: no dots
+    if (!resources::EgressAllows(scope, "", s.name().substr(dot + 1), s.name().substr(0, dot))) continue;
+    *out.add_services() = s;
+    kept.insert(s.name());
+  }
+  auto of_kept = [&](const std::string& cluster) { return kept.count(cluster.substr(0, cluster.find('|'))) > 0; };
+  for (const v1::Cluster& c : destinations.clusters()) {
+    if (of_kept(c.name())) *out.add_clusters() = c;
+  }
+  for (const v1::Endpoints& e : destinations.endpoints()) {
+    if (of_kept(e.cluster())) *out.add_endpoints() = e;
+  }
+  return out;
 }
 
 v1::Snapshot TranslateDestinations(const MeshState& state) {

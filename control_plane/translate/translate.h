@@ -5,12 +5,14 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "control_plane/translate/mesh_state.h"
 #include "meshplug/v1/snapshot.pb.h"
+#include "resources/egress_hosts.h"
 
 namespace meshplug::control_plane::translate {
 
@@ -28,6 +30,15 @@ struct Report {
 // Every Service as a destination, with its clusters and endpoints: the part of every
 // agent's snapshot that is the same for all of them.
 v1::Snapshot TranslateDestinations(const MeshState& state);
+
+// What a workload of namespace `ns` may call (resources/egress_hosts.h): its Namespace's
+// meshplug.io/egress-hosts, else MeshConfig's spec.traffic.egressHosts, with "." resolved
+// to `ns` and sorted (equal scopes compare equal); nullopt when neither says: everything.
+// Stored values are valid (validation refuses others).
+std::optional<std::vector<resources::EgressHost>> EgressScope(const MeshState& state, const std::string& ns);
+
+// `destinations` with only the Services `scope` allows, and their clusters and endpoints.
+v1::Snapshot ScopeDestinations(const v1::Snapshot& destinations, const std::vector<resources::EgressHost>& scope);
 
 struct Translation {
   // The agent's own resources: settings, chain set, scripts, its inbound services with

@@ -311,6 +311,71 @@ TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
   EXPECT_TRUE(other.snapshot.services(0).inbound());
 }
 
+// The destination Services (with their clusters and endpoints) an agent receives.
+std::vector<std::string> Destinations(const MeshState& s, const std::string& ns, const std::string& name) {
+  const Translation t = WholeTranslation(s, Agent(s, ns, name));
+  std::vector<std::string> out;
+  for (const auto& svc : t.snapshot.services()) {
+    if (!svc.inbound()) out.push_back(svc.name());
+  }
+  for (const auto& c : t.snapshot.clusters()) {
+    if (c.name().find("|local") == std::string::npos) out.push_back("cluster " + c.name());
+  }
+  for (const auto& e : t.snapshot.endpoints()) {
+    if (e.cluster().find("|local") == std::string::npos) out.push_back("endpoints " + e.cluster());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Egress hosts: an agent receives the Services its workload may call — MeshConfig's list
+// for everyone, a Namespace's annotation over it — and every Service when nothing is said.
+TEST(Translate, EgressHostsScopeTheDestinationsAnAgentReceives) {
+  const std::string auth = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: auth}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-auth, namespace: auth}
+spec: {ports: [{port: 8079}], selector: {app: ext-auth}}
+)";
+  using Names = std::vector<std::string>;
+  const Names everything = {"cluster curl.curl|80", "cluster ext-auth.auth|8079", "cluster httpbin.httpbin|14001",
+                            "curl.curl", "endpoints curl.curl|80", "endpoints ext-auth.auth|8079",
+                            "endpoints httpbin.httpbin|14001", "ext-auth.auth", "httpbin.httpbin"};
+  EXPECT_EQ(Destinations(State(auth), "curl", "curl-1"), everything);
+
+  const std::string own_namespace_only = R"(---
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config}
+spec: {traffic: {egressHosts: ["./*"]}}
+)";
+  MeshState scoped = State(auth + own_namespace_only);
+  EXPECT_EQ(Destinations(scoped, "curl", "curl-1"), (Names{"cluster curl.curl|80", "curl.curl", "endpoints curl.curl|80"}));
+  EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1"),
+            (Names{"cluster httpbin.httpbin|14001", "endpoints httpbin.httpbin|14001", "httpbin.httpbin"}));
+
+  // The curl namespace says more: its own, httpbin's httpbin, nothing of auth.
+  Add(scoped, R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, annotations: {meshplug.io/egress-hosts: "./*, httpbin/httpbin"}}
+)");
+  EXPECT_EQ(Destinations(scoped, "curl", "curl-1"),
+            (Names{"cluster curl.curl|80", "cluster httpbin.httpbin|14001", "curl.curl", "endpoints curl.curl|80",
+                   "endpoints httpbin.httpbin|14001", "httpbin.httpbin"}));
+  EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1").size(), 3u);  // still MeshConfig's
+  Add(scoped, R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, annotations: {meshplug.io/egress-hosts: "*/*"}}
+)");
+  EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1"), everything);
+}
+
 TEST(Translate, SameInputSameVersion) {
   const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("p", 1) + "---\n" + PluginChainYaml("curl", "c", "outbound-http", "p"));
   const auto a = WholeTranslation(s, Agent(s, "curl", "curl-1"));

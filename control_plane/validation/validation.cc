@@ -10,6 +10,7 @@
 #include "common/strings.h"
 
 #include "plugins/lua/script_check.h"
+#include "resources/egress_hosts.h"
 
 namespace meshplug::control_plane::validation {
 
@@ -97,17 +98,8 @@ void CheckSelector(const std::string& field, const mv1::LabelSelector& sel, Chec
   }
 }
 
-// RFC 1035 label, as Kubernetes requires of Service names: a Service's name becomes the
-// first label of its hosts ("<name>.<namespace>"), so a dot in it would make one Service's
-// host another's.
-bool IsDnsLabel(const std::string& s) {
-  if (s.empty() || s.size() > 63 || !(s.front() >= 'a' && s.front() <= 'z')) return false;
-  if (s.back() == '-') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
-}
-
 void CheckService(const mv1::Service& svc, Checker& c) {
-  if (!IsDnsLabel(svc.metadata().name())) {
+  if (!resources::IsDnsLabel(svc.metadata().name())) {
     c.Fail("metadata.name", Cat("\"", svc.metadata().name(),
                                 "\" is not a Service name: lower-case letters, digits and '-', starting with a "
                                 "letter, at most 63 (it is the first label of the service's host names)"));
@@ -155,7 +147,13 @@ void CheckMtlsMode(const std::string& field, const std::string& mode, Checker& c
   if (mode != "strict" && mode != "permissive") c.Fail(field, Cat("\"", mode, "\" is not strict or permissive"));
 }
 
+void CheckEgressHosts(const std::string& field, const std::vector<std::string>& entries, Checker& c) {
+  if (auto parsed = resources::ParseEgressHosts(entries); !parsed.ok()) c.Fail(field, std::string(parsed.status().message()));
+}
+
 void CheckMeshConfig(const mv1::MeshConfig& mc, Checker& c) {
+  const auto& hosts = mc.spec().traffic().egress_hosts();
+  CheckEgressHosts("spec.traffic.egressHosts", {hosts.begin(), hosts.end()}, c);
   if (!mc.spec().traffic().mtls_mode().empty()) CheckMtlsMode("spec.traffic.mtlsMode", mc.spec().traffic().mtls_mode(), c);
   if (const std::string& egress = mc.spec().traffic().egress_policy(); !egress.empty() && egress != "passthrough" && egress != "refuse") {
     c.Fail("spec.traffic.egressPolicy", Cat("\"", egress, "\" is not passthrough or refuse"));
@@ -238,6 +236,10 @@ absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
     case Kind::kNamespace:
       if (auto it = Meta(obj).annotations().find(resources::kMtlsModeAnnotation); it != Meta(obj).annotations().end()) {
         CheckMtlsMode(Cat("metadata.annotations.", resources::kMtlsModeAnnotation), it->second, c);
+      }
+      if (auto it = Meta(obj).annotations().find(resources::kEgressHostsAnnotation); it != Meta(obj).annotations().end()) {
+        CheckEgressHosts(Cat("metadata.annotations.", resources::kEgressHostsAnnotation),
+                         resources::SplitEgressHosts(it->second), c);
       }
       break;
     case Kind::kService:
