@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "common/eventually.h"
@@ -65,7 +66,8 @@ class AdsTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(ads_.get());
     server_ = builder.BuildAndStart();
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    address_ = "127.0.0.1:" + std::to_string(port);
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
   }
 
   void TearDown() override {
@@ -113,6 +115,7 @@ class AdsTest : public ::testing::Test {
   control_plane::testing::TrustingNodeAuthorizer authorizer_;
   std::unique_ptr<AdsService> ads_;
   std::unique_ptr<grpc::Server> server_;
+  std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   v1::TypeStatus status_copy_;
 };
@@ -364,6 +367,66 @@ spec: {ports: [{port: 14002}], selector: {app: httpbin}}
   ASSERT_EQ(Versions(r).size(), 1u);
   EXPECT_TRUE(Versions(r).count("httpbin.httpbin"));
   EXPECT_NE(Versions(r).at("httpbin.httpbin"), have.at("httpbin.httpbin"));
+}
+
+// An agent that stops reading holds up no one: the others get each change at once, the
+// stuck stream holds at most the response being written, and when it reads again it gets
+// the latest state in one response, not every change in between.
+TEST_F(AdsTest, AnAgentThatStopsReadingDelaysNoOneAndThenGetsOnlyTheLatest) {
+  // Its own connection, with flow-control windows that stay small (64 KiB).
+  grpc::ChannelArguments small;
+  small.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  small.SetInt("meshplug.test.own_connection", 1);
+  auto stuck = OpenDelta(grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), small));
+  auto first = DeltaReq(kService, {"*"});
+  *first.mutable_node() = NodeFor("stuck-1", "curl", "curl");
+  stuck->Send(first);  // and reads nothing until the end
+
+  auto live = OpenDelta(channel_);
+  auto hello = DeltaReq(kService, {"*"});
+  *hello.mutable_node() = NodeFor("live-1", "httpbin", "httpbin");
+  live->Send(hello);
+  auto r = live->Read();
+  live->Send(DeltaReq(kService, {}, {}, r.nonce()));
+
+  // Each change adds Services of 200 ports each: about a megabyte per response, many times
+  // what the stuck connection's windows take.
+  std::string ports;
+  for (int p = 1; p <= 200; ++p) ports += (p > 1 ? ", " : "") + std::string("{port: ") + std::to_string(p) + "}";
+  constexpr int kChanges = 8;
+  for (int change = 0; change < kChanges; ++change) {
+    std::string yaml;
+    for (int i = 0; i < 10; ++i) {
+      yaml += "---\napiVersion: v1\nkind: Service\nmetadata: {name: big-" + std::to_string(change) + "-" + std::to_string(i) +
+              ", namespace: httpbin}\nspec: {ports: [" + ports + "], selector: {app: nobody}}\n";
+    }
+    Apply(yaml);
+    // The live agent gets this change's Services (a context deadline bounds every read).
+    std::set<std::string> added;
+    while (added.size() < 10) {
+      auto update = live->Read();
+      if (update.type_url() == kService) {
+        for (const auto& [name, _] : Versions(update)) {
+          if (name.rfind("big-" + std::to_string(change) + "-", 0) == 0) added.insert(name);
+        }
+      }
+      live->Send(DeltaReq(update.type_url(), {}, {}, update.nonce()));
+    }
+  }
+  // The stuck agent reads at last: every Service, in fewer responses than there were changes.
+  std::set<std::string> seen;
+  int responses = 0;
+  while (seen.size() < 10 * kChanges) {
+    auto update = stuck->Read();
+    if (update.type_url() != kService) continue;
+    ++responses;
+    for (const auto& [name, _] : Versions(update)) {
+      if (name.rfind("big-", 0) == 0) seen.insert(name);
+    }
+    stuck->Send(DeltaReq(kService, {}, {}, update.nonce()));
+    ASSERT_LT(responses, 10 * kChanges) << "no end to the responses";
+  }
+  EXPECT_LT(responses, kChanges) << "the stuck stream was sent every change in between";
 }
 
 // Agents that vanish while responses are being written must not keep the server from
