@@ -6,11 +6,12 @@
 
 namespace meshplug::resources {
 
-bool IsDnsLabel(std::string_view s) {
-  if (s.empty() || s.size() > 63 || !(s.front() >= 'a' && s.front() <= 'z')) return false;
-  if (s.back() == '-') return false;
+bool IsDnsLabel1123(std::string_view s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
+
+bool IsDnsLabel(std::string_view s) { return IsDnsLabel1123(s) && s.front() >= 'a' && s.front() <= 'z'; }
 
 absl::StatusOr<std::vector<EgressHost>> ParseEgressHosts(const std::vector<std::string>& entries) {
   if (entries.size() > kMaxEgressHosts) {
@@ -21,7 +22,7 @@ absl::StatusOr<std::vector<EgressHost>> ParseEgressHosts(const std::vector<std::
     const size_t slash = entry.find('/');
     const std::string ns = entry.substr(0, slash);
     const std::string name = slash == std::string::npos ? "" : entry.substr(slash + 1);
-    const bool ns_ok = ns == "." || ns == "*" || IsDnsLabel(ns);
+    const bool ns_ok = ns == "." || ns == "*" || IsDnsLabel1123(ns);
     const bool name_ok = name == "*" || IsDnsLabel(name);
     if (slash == std::string::npos || !ns_ok || !name_ok) {
       return absl::InvalidArgumentError(
@@ -35,6 +36,7 @@ absl::StatusOr<std::vector<EgressHost>> ParseEgressHosts(const std::vector<std::
 
 std::vector<std::string> SplitEgressHosts(std::string_view annotation) {
   std::vector<std::string> out;
+  if (annotation.find_first_not_of(" \t") == std::string_view::npos) return out;
   size_t start = 0;
   while (start <= annotation.size()) {
     const size_t comma = std::min(annotation.find(',', start), annotation.size());

@@ -71,14 +71,42 @@ template void RemoveConnectionOptions<false>(http::header<false>&);
 template void RemoveHopByHop<true>(http::header<true>&);
 template void RemoveHopByHop<false>(http::header<false>&);
 
+namespace {
+
+// The comma-separated tokens of a field value, trimmed.
+std::vector<std::string_view> ValueTokens(std::string_view value) {
+  std::vector<std::string_view> out;
+  for (size_t start = 0; start <= value.size();) {
+    const size_t comma = std::min(value.find(',', start), value.size());
+    std::string_view token = value.substr(start, comma - start);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) out.push_back(token);
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool UpgradeAllowed(std::string_view protocols) {
+  const std::vector<std::string_view> tokens = ValueTokens(protocols);
+  return !tokens.empty() && std::none_of(tokens.begin(), tokens.end(), [](std::string_view t) {
+    return boost::beast::iequals(t, "h2c");
+  });
+}
+
+bool UpgradeOffered(std::string_view offered, std::string_view chosen) {
+  const std::vector<std::string_view> tokens = ValueTokens(offered);
+  return !chosen.empty() &&
+         std::any_of(tokens.begin(), tokens.end(), [&](std::string_view t) { return boost::beast::iequals(t, chosen); });
+}
+
 std::string UpgradeProtocol(const http::request_header<>& request) {
   const std::vector<std::string> tokens = ConnectionTokens(request);
   const std::string_view protocol = request[http::field::upgrade];
-  if (request.version() < 11 || protocol.empty() || std::find(tokens.begin(), tokens.end(), "upgrade") == tokens.end()) {
+  if (request.version() < 11 || !UpgradeAllowed(protocol) || std::find(tokens.begin(), tokens.end(), "upgrade") == tokens.end()) {
     return "";
-  }
-  for (std::string_view offered : Tokens(request, http::field::upgrade)) {
-    if (boost::beast::iequals(offered, "h2c")) return "";
   }
   return std::string(protocol);
 }

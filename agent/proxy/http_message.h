@@ -42,9 +42,13 @@ void RemoveHopByHop(http::header<isRequest>& header);
 std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request);
 
 // The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and
-// `Upgrade: X`, e.g. websocket), or "" for none. Never h2c: an upgrade to HTTP/2 in
-// cleartext would take later requests past the chains.
+// `Upgrade: X`, e.g. websocket), or "" for none or one the agent does not relay.
 std::string UpgradeProtocol(const http::request_header<>& request);
+// Whether the agent relays a switch to `protocols` (an Upgrade value): not empty, and
+// never h2c — an upgrade to HTTP/2 in cleartext would take later requests past the chains.
+bool UpgradeAllowed(std::string_view protocols);
+// Whether `chosen` (a 101's Upgrade) is one of the `offered` protocols.
+bool UpgradeOffered(std::string_view offered, std::string_view chosen);
 
 // Whether a response's body can be re-framed: no Transfer-Encoding, or exactly one field
 // "chunked". Any other coding would be lost when the agent re-frames (→ 502).

@@ -193,7 +193,9 @@ struct UpstreamCall {
   bool body_sent = false;  // the whole request body went upstream
   bool header_read = false;  // reading the response header has ended
   bool timed_out = false;  // the pump's deadline fired before the response header
-  bool upgrading = false;  // the request went with Upgrade: a 101 is its final response
+  // The protocols the request went upstream with (Upgrade): a 101 to one of them is its
+  // final response. Empty: a 101 is a broken response.
+  std::string upgrade_offered;
   beast::error_code body_read_error;  // the downstream body was broken
   std::optional<LocalResponse> body_verdict;  // a request body step answered
   std::exception_ptr pump_exception;
@@ -265,6 +267,10 @@ class HttpSession {
   awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
   awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
+  // Sets x.ctx.response from the upstream's header and runs the response steps on it; false
+  // when they answered instead or set a status the response cannot have (that answer has
+  // gone downstream).
+  awaitable<bool> PassResponseSteps(Exchange& x, const http::response_header<>& upstream);
   // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
   // byte for byte until they end (the tcp timeouts apply); neither is reused.
   awaitable<void> RelayUpgraded(Exchange& x, UpstreamCall& call);
@@ -661,8 +667,7 @@ awaitable<void> HttpSession::ReadResponseHeader(const Exchange& x, UpstreamCall&
     call.response->skip(x.ctx.request.method() == http::verb::head);
     net::StrictLineEndings strict(upstream.stream, upstream.buffer);
     co_await http::async_read_header(strict, upstream.buffer, *call.response, Ec(ec));
-  } while (!ec && call.response->get().result_int() / 100 == 1 &&
-           !(call.upgrading && call.response->get().result_int() == 101));
+  } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
 }
 
 awaitable<void> HttpSession::Forward(Exchange& x, RequestParser& request) {
@@ -756,10 +761,11 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
   SetFraming(header, framing, request.content_length());
   header.version(11);
   SetKeepAlive(header, true);
-  if (const std::string_view upgrade = x.ctx.request[http::field::upgrade]; x.upgrade_asked && !upgrade.empty()) {
+  // Checked again: a request step may have changed the protocols.
+  if (const std::string_view upgrade = x.ctx.request[http::field::upgrade]; x.upgrade_asked && UpgradeAllowed(upgrade)) {
     header.set(http::field::connection, "Upgrade");
     header.set(http::field::upgrade, upgrade);
-    call.upgrading = true;
+    call.upgrade_offered = upgrade;
   }
 
   // A kept-alive connection the upstream closed just before or as the request went out
@@ -836,6 +842,10 @@ awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
         failure = UpstreamFailure{Error(502, "upstream response uses a transfer coding other "
                                              "than chunked"),
                                   false};
+      } else if (response.result_int() == 101 &&
+                 !UpgradeOffered(call.upgrade_offered, response[http::field::upgrade])) {
+        // Its next bytes are another protocol: never parsed as HTTP, never pooled.
+        failure = UpstreamFailure{Error(502, "upstream switched to a protocol the request did not ask for"), false};
       }
       co_return;
     }
@@ -921,18 +931,34 @@ awaitable<void> HttpSession::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
 }
 
+awaitable<bool> HttpSession::PassResponseSteps(Exchange& x, const http::response_header<>& upstream) {
+  x.ctx.response = upstream;
+  RemoveConnectionOptions(*x.ctx.response);
+  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
+    co_await Respond(x, std::move(*replaced), false);
+    co_return false;
+  }
+  // A status a response step set must be one this response can be sent with: final
+  // (not 1xx, found by fuzz/lua_script) and, unless the upstream's was, not one without
+  // content (204/304), whose framing would contradict the body that follows; a 101 stays
+  // a 101 (the connection switches either way).
+  const unsigned status = x.ctx.response->result_int();
+  const unsigned upstream_status = upstream.result_int();
+  const bool sendable = upstream_status == 101 ? status == 101
+                                               : status == SendableStatus(status) &&
+                                                     (!WithoutContent(status) || status == upstream_status);
+  if (!sendable) {
+    co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
+    co_return false;
+  }
+  co_return true;
+}
+
 awaitable<void> HttpSession::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   net::UpstreamConnection& upstream = *call.connection;
   const std::string protocol(call.response->get()[http::field::upgrade]);
-  x.ctx.response = call.response->get().base();
-  RemoveConnectionOptions(*x.ctx.response);
   x.keep_alive = false;  // whatever happens, this connection carries no other request
-  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
-    co_return co_await Respond(x, std::move(*replaced), false);
-  }
-  if (x.ctx.response->result_int() != 101) {
-    co_return co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
-  }
+  if (!co_await PassResponseSteps(x, call.response->get().base())) co_return;
   http::response_header<> header = *x.ctx.response;
   RemoveHopByHop(header);
   header.set(http::field::connection, "Upgrade");
@@ -958,23 +984,12 @@ awaitable<void> HttpSession::RelayUpgraded(Exchange& x, UpstreamCall& call) {
 
 awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
   ResponseParser& response = *call.response;
-  if (call.upgrading && response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
+  // Call let a 101 through only to the protocol the request asked for.
+  if (response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
   net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
   bool upstream_keep_alive = KeepAlive(response.get().base());
-  x.ctx.response = response.get().base();
-  RemoveConnectionOptions(*x.ctx.response);
-  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
-    co_return co_await Respond(x, std::move(*replaced), false);
-  }
-  // A status a response step set must be one this response can be sent with: final
-  // (not 1xx, found by fuzz/lua_script) and, unless the upstream's was, not one without
-  // content (204/304), whose framing would contradict the body that follows.
-  const unsigned status = x.ctx.response->result_int();
-  if (status != SendableStatus(status) ||
-      (WithoutContent(status) && status != static_cast<unsigned>(response.get().result_int()))) {
-    co_return co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
-  }
+  if (!co_await PassResponseSteps(x, response.get().base())) co_return;
   const Limits& limits = x.chains->limits();
   BodyFilters filters(Ran(x, true), false, limits.max_buffered_body_bytes);
   bool has_body = !response.is_done();

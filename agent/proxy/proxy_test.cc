@@ -534,6 +534,31 @@ TEST_F(ProxyTest, UpgradedConnectionsAreRelayedByteForByte) {
   EXPECT_EQ(ws.last_header().find("h2c"), std::string::npos) << ws.last_header();
 }
 
+// A 101 the request did not ask for (or to another protocol) is a broken response: 502,
+// and the connection is never read as HTTP again.
+TEST_F(ProxyTest, ASwitchOfProtocolsNobodyAskedForIsRefused) {
+  RawUpstream upstream([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+    co_await WriteAll(socket, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                              "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled");
+    co_await DrainUntilClosed(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {upstream.port()});
+  StartAgent(s);
+  Client plain(outbound());
+  auto r = plain.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 502);
+  Client other(outbound());
+  ASSERT_TRUE(other.Send("GET / HTTP/1.1\r\nHost: web.shop\r\nConnection: Upgrade\r\nUpgrade: irc\r\n\r\n"));
+  r = other.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 502);
+  EXPECT_NE(r->body().find("did not ask for"), std::string::npos) << r->body();
+}
+
 TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
   EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
 }

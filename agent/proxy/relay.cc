@@ -60,9 +60,17 @@ class Relaying {
         data.resize(n);
       }
       last_activity_ = Clock::now();
-      if (step_ && !co_await step_(direction, data)) {
-        ec = asio::error::operation_aborted;
-        break;
+      if (step_) {
+        bool go_on = false;
+        try {
+          go_on = co_await step_(direction, data);
+        } catch (...) {
+          // A step that fails ends the relay like one that says no.
+        }
+        if (!go_on) {
+          ec = asio::error::operation_aborted;
+          break;
+        }
       }
       co_await asio::async_write(to, asio::buffer(data), Ec(ec));
       if (ec) break;

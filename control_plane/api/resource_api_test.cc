@@ -461,8 +461,9 @@ TEST_F(ResourceApiTest, EgressHostsAreCheckedInMeshConfigAndNamespaceAnnotations
   auto empty = Apply(ns + "\"./*,\"}}\n");
   ASSERT_FALSE(empty.ok());
   EXPECT_NE(empty.status().message().find("\"\" is not NAMESPACE/NAME"), std::string::npos) << empty.status();
-  ApplyOk(mc + "spec: {traffic: {egressHosts: [\"./*\", \"auth/ext-auth\", \"*/shared\"]}}\n");
+  ApplyOk(mc + "spec: {traffic: {egressHosts: [\"./*\", \"auth/ext-auth\", \"*/shared\", \"1team/*\"]}}\n");
   ApplyOk(ns + "\"./*, auth/*\"}}\n");
+  ApplyOk(ns + "\"\"}}\n");  // none
 }
 
 }  // namespace

@@ -135,11 +135,12 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
 void MeshController::Reload() {
   auto state = translate::LoadMeshState(store_);
   if (!state.ok()) {
+    // The state stays as it was; what is published (new trust, say) still goes out.
     log::Warn("cannot reload the mesh state", {{"error", std::string(state.status().message())}});
-    return;
+  } else {
+    state->trust = std::move(state_.trust);
+    state_ = std::move(*state);
   }
-  state->trust = std::move(state_.trust);
-  state_ = std::move(*state);
   publisher_.Publish(state_, AllAgents());
 }
 

@@ -16,7 +16,7 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
 
 void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
   const v1::Snapshot all = translate::TranslateDestinations(state);
-  const std::shared_ptr<const xds::AgentResources> all_resources = xds::ToResources(all, interner_);
+  std::shared_ptr<const xds::AgentResources> all_resources;  // encoded once an unscoped agent needs them
   // Destinations per egress scope, made once for the agents that share it.
   struct Scoped {
     v1::Snapshot destinations;
@@ -34,7 +34,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     auto it = state.workloads.find(*workload);
     if (it == state.workloads.end()) continue;
     const v1::Snapshot* shared = &all;
-    const xds::AgentResources* destinations = all_resources.get();
+    const xds::AgentResources* destinations = nullptr;
     if (const auto scope = translate::EgressScope(state, workload->first)) {
       auto [slot, fresh] = scoped.try_emplace(ScopeKey(*scope));
       if (fresh) {
@@ -43,6 +43,9 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
       }
       shared = &slot->second.destinations;
       destinations = slot->second.resources.get();
+    } else {
+      if (!all_resources) all_resources = xds::ToResources(all, interner_);
+      destinations = all_resources.get();
     }
     translate::Translation t = translate::Translate(state, *shared, it->second);
     {

@@ -191,27 +191,26 @@ bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, co
 }
 
 std::optional<std::vector<resources::EgressHost>> EgressScope(const MeshState& state, const std::string& ns) {
-  std::vector<std::string> entries;
-  bool annotated = false;
+  absl::StatusOr<std::vector<resources::EgressHost>> parsed = absl::NotFoundError("");
   if (auto it = state.namespaces.find(ns); it != state.namespaces.end()) {
     const auto& annotations = it->second.metadata().annotations();
     if (auto a = annotations.find(resources::kEgressHostsAnnotation); a != annotations.end()) {
-      entries = resources::SplitEgressHosts(a->second);
-      annotated = true;
+      parsed = resources::ParseEgressHosts(resources::SplitEgressHosts(a->second));
     }
   }
-  if (!annotated) {
-    if (!state.mesh_config || state.mesh_config->spec().traffic().egress_hosts().empty()) return std::nullopt;
+  // Validation refuses bad values; one stored before a rule changed falls back the same way.
+  if (!parsed.ok() && state.mesh_config && !state.mesh_config->spec().traffic().egress_hosts().empty()) {
     const auto& hosts = state.mesh_config->spec().traffic().egress_hosts();
-    entries.assign(hosts.begin(), hosts.end());
+    parsed = resources::ParseEgressHosts({hosts.begin(), hosts.end()});
   }
-  auto parsed = resources::ParseEgressHosts(entries);
   if (!parsed.ok()) return std::nullopt;
   for (auto& h : *parsed) {
     if (h.ns == ".") h.ns = ns;
   }
-  std::sort(parsed->begin(), parsed->end(),
-            [](const auto& a, const auto& b) { return std::tie(a.ns, a.name) < std::tie(b.ns, b.name); });
+  auto key = [](const resources::EgressHost& h) { return std::tie(h.ns, h.name); };
+  std::sort(parsed->begin(), parsed->end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  parsed->erase(std::unique(parsed->begin(), parsed->end(), [&](const auto& a, const auto& b) { return key(a) == key(b); }),
+                parsed->end());
   return *std::move(parsed);
 }
 

@@ -374,6 +374,13 @@ kind: Namespace
 metadata: {name: httpbin, annotations: {meshplug.io/egress-hosts: "*/*"}}
 )");
   EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1"), everything);
+  // A blank annotation: nothing to call.
+  Add(scoped, R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, annotations: {meshplug.io/egress-hosts: ""}}
+)");
+  EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1"), Names{});
 }
 
 TEST(Translate, SameInputSameVersion) {
