@@ -308,9 +308,7 @@ TEST_F(MtlsTest, TcpBetweenAgentsTravelsInAnMtlsTunnel) {
   const std::string big(1 << 20, 'x');
   ASSERT_TRUE(c.Send("hello "));
   ASSERT_TRUE(c.Send(big));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  const std::string back = c.ReadToEnd();
+  const std::string back = c.EndAndReadToEnd();
   EXPECT_EQ(back.size(), 11 + big.size());
   EXPECT_EQ(back.substr(0, 11), "echo:hello ");
   EXPECT_EQ(Metric(client_, "meshplug_agent_tcp_tunnels_total{direction=\"outbound\",result=\"ok\"}"), "1");
@@ -326,9 +324,7 @@ TEST_F(MtlsTest, ATcpTunnelToAnotherIdentityIsNotOpened) {
   ServeTcp(echo.port(), listen_port, v1::MTLS_STRICT, "spiffe://cluster.local/ns/b/sa/impostor");
   Client c(listen_port);
   ASSERT_TRUE(c.Send("secret"));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  EXPECT_EQ(c.ReadToEnd(), "");
+  EXPECT_EQ(c.EndAndReadToEnd(), "");
   EXPECT_EQ(Metric(client_, "meshplug_agent_tcp_tunnels_total{direction=\"outbound\",result=\"no connection\"}"), "1");
   EXPECT_EQ(Metric(server_, "meshplug_agent_tcp_tunnels_total{direction=\"inbound\",result=\"ok\"}"), "");
 }
@@ -348,9 +344,7 @@ TEST_F(MtlsTest, WebSocketBetweenAgentsOverMutualTls) {
   ASSERT_TRUE(r) << c.last_error().message();
   EXPECT_EQ(r->result_int(), 101);
   ASSERT_TRUE(c.Send("over mtls"));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  EXPECT_EQ(c.ReadToEnd(), "ws:over mtls");
+  EXPECT_EQ(c.EndAndReadToEnd(), "ws:over mtls");
   EXPECT_EQ(Metric(server_, "meshplug_agent_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}"), "1");
   EXPECT_EQ(Metric(client_, "meshplug_http_upgrades_total{cluster=\"web.b|80\"}"), "1");
 }

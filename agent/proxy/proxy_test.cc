@@ -113,9 +113,14 @@ class ProxyTest : public ::testing::Test {
     for (const auto& piece : pieces) {
       if (!c.Send(piece)) return "";
     }
-    boost::system::error_code ec;
-    c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
-    return c.ReadToEnd();
+    return c.EndAndReadToEnd();
+  }
+
+  // An agent that routes web.shop to `port`.
+  void StartWebShop(uint16_t port) {
+    v1::Snapshot s = BaseSnapshot("v1");
+    AddService(s, "web.shop", {port});
+    StartAgent(s);
   }
 
   // An agent that routes web.shop to `port` and runs the action plugin first outbound.
@@ -506,9 +511,7 @@ TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
 TEST_F(ProxyTest, UpgradedConnectionsAreRelayedByteForByte) {
   testing::UpgradeEcho ws;
   RawUpstream upstream(ws.handler());
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {upstream.port()});
-  StartAgent(s);
+  StartWebShop(upstream.port());
   Client c(outbound());
   ASSERT_TRUE(c.Send("GET /chat HTTP/1.1\r\nHost: web.shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nearly "));
@@ -518,9 +521,7 @@ TEST_F(ProxyTest, UpgradedConnectionsAreRelayedByteForByte) {
   EXPECT_EQ((*r)[http::field::upgrade], "websocket");
   EXPECT_EQ((*r)[http::field::connection], "Upgrade");
   ASSERT_TRUE(c.Send("frames"));
-  boost::system::error_code ec;
-  c.stream().socket().shutdown(tcp::socket::shutdown_send, ec);
-  EXPECT_EQ(c.ReadToEnd(), "ws:early frames");
+  EXPECT_EQ(c.EndAndReadToEnd(), "ws:early frames");
   const std::string seen = ws.last_header();
   EXPECT_NE(seen.find("Connection: Upgrade\r\n"), std::string::npos) << seen;
   EXPECT_NE(seen.find("Upgrade: websocket\r\n"), std::string::npos) << seen;
@@ -544,9 +545,7 @@ TEST_F(ProxyTest, ASwitchOfProtocolsNobodyAskedForIsRefused) {
                               "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled");
     co_await DrainUntilClosed(socket);
   });
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {upstream.port()});
-  StartAgent(s);
+  StartWebShop(upstream.port());
   Client plain(outbound());
   auto r = plain.Get("web.shop", "/");
   ASSERT_TRUE(r);

@@ -299,6 +299,12 @@ std::string Client::ReadToEnd() {
   return received;
 }
 
+std::string Client::EndAndReadToEnd() {
+  boost::system::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  return ReadToEnd();
+}
+
 bool Client::Send(std::string_view bytes) {
   std::optional<boost::system::error_code> result;
   stream_.expires_after(timeout_);

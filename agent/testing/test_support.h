@@ -161,6 +161,8 @@ class Client {
   bool ClosedByPeer();
   // Reads until the peer ends the connection (or the timeout); what was read.
   std::string ReadToEnd();
+  // Ends this side's sending (half-close), then ReadToEnd.
+  std::string EndAndReadToEnd();
   beast::tcp_stream& stream() { return stream_; }
   beast::flat_buffer& buffer() { return buffer_; }
   // Runs the client's io_context until `done` or the timeout.
