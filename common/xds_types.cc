@@ -94,10 +94,16 @@ std::string ResourceVersion(const Message& resource) {
   return Sha256Hex(DeterministicBytes(resource)).substr(0, 16);
 }
 
+void TypeVersionBuilder::Add(std::string_view name, std::string_view version) {
+  digest_.append(name).append("=").append(version).append(";");
+}
+
+std::string TypeVersionBuilder::Done() const { return Sha256Hex(digest_).substr(0, 16); }
+
 std::string TypeVersion(const std::map<std::string, std::string>& name_versions) {
-  std::string digest;
-  for (const auto& [name, version] : name_versions) digest += name + "=" + version + ";";
-  return Sha256Hex(digest).substr(0, 16);
+  TypeVersionBuilder builder;
+  for (const auto& [name, version] : name_versions) builder.Add(name, version);
+  return builder.Done();
 }
 
 std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions) {

@@ -57,6 +57,15 @@ google::protobuf::Message* AddResource(v1::Snapshot& snapshot, const ResourceTyp
 std::string ResourceVersion(const google::protobuf::Message& resource);
 // The version of one type: a digest of its resources' names and versions.
 std::string TypeVersion(const std::map<std::string, std::string>& name_versions);
+// The same, fed one resource at a time in name order (no map to build).
+class TypeVersionBuilder {
+ public:
+  void Add(std::string_view name, std::string_view version);
+  std::string Done() const;
+
+ private:
+  std::string digest_;
+};
 // The version of a snapshot: a digest of the versions of all six types (a type missing
 // from the map counts as empty).
 std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions);

@@ -34,7 +34,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     auto it = state.workloads.find(*workload);
     if (it == state.workloads.end()) continue;
     const v1::Snapshot* shared = &all;
-    const xds::AgentResources* destinations = nullptr;
+    std::shared_ptr<const xds::AgentResources> destinations;
     if (const auto scope = translate::EgressScope(state, workload->first)) {
       auto [slot, fresh] = scoped.try_emplace(ScopeKey(*scope));
       if (fresh) {
@@ -42,10 +42,10 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
         slot->second.resources = xds::ToResources(slot->second.destinations, interner_);
       }
       shared = &slot->second.destinations;
-      destinations = slot->second.resources.get();
+      destinations = slot->second.resources;
     } else {
       if (!all_resources) all_resources = xds::ToResources(all, interner_);
-      destinations = all_resources.get();
+      destinations = all_resources;
     }
     translate::Translation t = translate::Translate(state, *shared, it->second);
     {

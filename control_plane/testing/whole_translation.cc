@@ -11,7 +11,7 @@ translate::Translation WholeTranslation(const translate::MeshState& state, const
   const v1::Snapshot destinations = scope ? translate::ScopeDestinations(all, *scope) : all;
   const auto shared = xds::ToResources(destinations, interner);
   translate::Translation t = translate::Translate(state, destinations, agent);
-  t.snapshot = xds::ToSnapshot(*xds::ToResources(t.snapshot, interner, shared.get()));
+  t.snapshot = xds::ToSnapshot(*xds::ToResources(t.snapshot, interner, shared));
   return t;
 }
 

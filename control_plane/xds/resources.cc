@@ -4,10 +4,49 @@
 
 namespace meshplug::control_plane::xds {
 
-const std::map<std::string, ResourcePtr>& AgentResources::Of(const std::string& type_url) const {
-  static const std::map<std::string, ResourcePtr> kNone;
-  auto it = by_type.find(type_url);
-  return it == by_type.end() ? kNone : it->second;
+namespace {
+
+const AgentResources::Named& OwnOf(const AgentResources& r, const std::string& type_url) {
+  static const AgentResources::Named kNone;
+  auto it = r.own.find(type_url);
+  return it == r.own.end() ? kNone : it->second;
+}
+
+}  // namespace
+
+const EncodedResource* AgentResources::Find(const std::string& type_url, const std::string& name) const {
+  for (const AgentResources* layer : {this, base.get()}) {
+    if (!layer) continue;
+    const Named& named = OwnOf(*layer, type_url);
+    if (auto it = named.find(name); it != named.end()) return it->second.get();
+  }
+  return nullptr;
+}
+
+void AgentResources::ForEach(const std::string& type_url,
+                             const std::function<void(const std::string&, const ResourcePtr&)>& f) const {
+  static const Named kNone;
+  const Named& mine = OwnOf(*this, type_url);
+  const Named& shared = base ? OwnOf(*base, type_url) : kNone;
+  // Both in name order: a merge, the agent's own winning a tie.
+  auto a = mine.begin();
+  auto b = shared.begin();
+  while (a != mine.end() || b != shared.end()) {
+    if (b == shared.end() || (a != mine.end() && a->first <= b->first)) {
+      if (b != shared.end() && a->first == b->first) ++b;
+      f(a->first, a->second);
+      ++a;
+    } else {
+      f(b->first, b->second);
+      ++b;
+    }
+  }
+}
+
+AgentResources::Named AgentResources::Of(const std::string& type_url) const {
+  Named out;
+  ForEach(type_url, [&](const std::string& name, const ResourcePtr& r) { out.emplace(name, r); });
+  return out;
 }
 
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
@@ -38,17 +77,23 @@ size_t ResourceInterner::size() {
 }
 
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
-                                                  const AgentResources* base) {
+                                                  std::shared_ptr<const AgentResources> base) {
   auto out = std::make_shared<AgentResources>();
-  if (base) out->by_type = base->by_type;
+  // One level of base: a base's own base becomes ours, its own resources our own.
+  if (base && base->base) {
+    out->own = base->own;
+    base = base->base;
+  }
+  out->base = std::move(base);
   xds_types::ForEachResource(snap, [&](const xds_types::ResourceType& type, const google::protobuf::Message& msg) {
     const std::string name = type.name_of(msg);
-    out->by_type[type.url][name] = interner.Intern(name, msg);
+    out->own[type.url][name] = interner.Intern(name, msg);
   });
+  // Over all of the agent's resources, as the agent computes it from what it received.
   for (const auto& type : xds_types::TypeUrls()) {
-    std::map<std::string, std::string> versions;
-    for (const auto& [name, r] : out->Of(type)) versions.emplace(name, r->version);
-    out->type_versions[type] = xds_types::TypeVersion(versions);
+    xds_types::TypeVersionBuilder version;
+    out->ForEach(type, [&](const std::string& name, const ResourcePtr& r) { version.Add(name, r->version); });
+    out->type_versions[type] = version.Done();
   }
   out->version = xds_types::SnapshotVersion(out->type_versions);
   return out;
@@ -57,9 +102,11 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
 v1::Snapshot ToSnapshot(const AgentResources& resources) {
   v1::Snapshot snap;
   snap.set_version(resources.version);
-  for (const auto& [type, named] : resources.by_type) {
-    const xds_types::ResourceType& t = *xds_types::FindType(type);  // ToResources made only our types
-    for (const auto& [name, r] : named) xds_types::AddResource(snap, t)->ParseFromString(r->any.value());
+  for (const auto& type : xds_types::TypeUrls()) {
+    const xds_types::ResourceType& t = *xds_types::FindType(type);
+    resources.ForEach(type, [&](const std::string&, const ResourcePtr& r) {
+      xds_types::AddResource(snap, t)->ParseFromString(r->any.value());
+    });
   }
   return snap;
 }

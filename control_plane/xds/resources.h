@@ -4,6 +4,7 @@
 
 #include <google/protobuf/any.pb.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,13 +24,23 @@ struct EncodedResource {
 };
 using ResourcePtr = std::shared_ptr<const EncodedResource>;
 
-// One agent's resources: type URL → name → resource, with a version per type.
+// One agent's resources: type URL → name → resource, with a version per type. Those it
+// shares with other agents (the destinations) stay in `base`, one copy for all of them:
+// the agent's own hold only what is its own (a name in both is the agent's).
 struct AgentResources {
+  using Named = std::map<std::string, ResourcePtr>;
+
   std::string version;  // SnapshotVersion of type_versions
-  std::map<std::string, std::map<std::string, ResourcePtr>> by_type;
+  std::map<std::string, Named> own;
+  std::shared_ptr<const AgentResources> base;
   std::map<std::string, std::string> type_versions;
 
-  const std::map<std::string, ResourcePtr>& Of(const std::string& type_url) const;
+  // The resource `name` of `type_url`, or nullptr.
+  const EncodedResource* Find(const std::string& type_url, const std::string& name) const;
+  // Each resource of `type_url` in name order.
+  void ForEach(const std::string& type_url, const std::function<void(const std::string&, const ResourcePtr&)>& f) const;
+  // All resources of `type_url` (a copy of the pointers: for tests and config dumps).
+  Named Of(const std::string& type_url) const;
 };
 
 // Shares encodings between agents: the same bytes are kept once while anyone uses them.
@@ -43,13 +54,13 @@ class ResourceInterner {
   std::unordered_map<std::string, std::weak_ptr<const EncodedResource>> by_key_;  // name + hash
 };
 
-// The xDS resources of `snap`, added to those of `base` (if given): the resources every
-// agent shares, encoded once per change rather than once per agent. A resource of `snap`
-// replaces the one of `base` with the same type and name. Resource names: "chains",
-// "<plugin>@<hash>", the service name (inbound ones "<name>|inbound", so an agent's own
-// service and the same service as a destination are distinct), cluster names, and "agent".
+// The xDS resources of `snap` over those of `base` (if given): the resources every agent
+// shares, encoded once per change rather than once per agent. A resource of `snap`
+// replaces the one of `base` with the same type and name. Resource names: "chains", "<plugin>@<hash>", the service name (inbound
+// ones "<name>|inbound", so an agent's own service and the same service as a destination
+// are distinct), cluster names, and "agent".
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
-                                                  const AgentResources* base = nullptr);
+                                                  std::shared_ptr<const AgentResources> base = nullptr);
 
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);

@@ -94,9 +94,9 @@ std::optional<SotwProtocol::Response> SotwProtocol::NextResponse() {
   Response resp;
   resp.set_type_url(type);
   resp.set_version_info(resources_->type_versions.at(type));
-  for (const auto& [name, r] : resources_->Of(type)) {
+  resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
     if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
-  }
+  });
   t.nonce = NextNonce();
   t.sent_version = resp.version_info();
   resp.set_nonce(t.nonce);
@@ -164,21 +164,20 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
     if (!next) return std::nullopt;
     const std::string& type = *next;
     TypeState& t = *state;
-    const auto& ours = resources_->Of(type);
     Response resp;
     auto wanted = [&](const std::string& name) { return t.wildcard || t.names.count(name); };
-    for (const auto& [name, r] : ours) {
-      if (!wanted(name)) continue;
+    resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
+      if (!wanted(name)) return;
       auto cv = t.client_versions.find(name);
-      if (cv != t.client_versions.end() && cv->second == r->version) continue;
+      if (cv != t.client_versions.end() && cv->second == r->version) return;
       auto* res = resp.add_resources();
       res->set_name(name);
       res->set_version(r->version);
       *res->mutable_resource() = r->any;
       t.client_versions[name] = r->version;
-    }
+    });
     for (auto cv = t.client_versions.begin(); cv != t.client_versions.end();) {
-      if (ours.count(cv->first) && wanted(cv->first)) {
+      if (resources_->Find(type, cv->first) && wanted(cv->first)) {
         ++cv;
         continue;
       }
@@ -186,7 +185,7 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
       cv = t.client_versions.erase(cv);
     }
     for (const auto& n : t.names) {
-      if (!ours.count(n) && t.told_missing.insert(n).second) resp.add_removed_resources(n);
+      if (!resources_->Find(type, n) && t.told_missing.insert(n).second) resp.add_removed_resources(n);
     }
     if (resp.resources().empty() && resp.removed_resources().empty()) continue;
     resp.set_type_url(type);
