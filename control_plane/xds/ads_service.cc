@@ -36,6 +36,9 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
+    // gRPC has the bytes: the message (a whole snapshot's copies, the first time) goes,
+    // rather than staying with every idle stream.
+    typename Protocol::Response().Swap(&response_);
     // A finish that waited for this write goes out now, whether the write worked or not:
     // without it the stream never ends and the server's shutdown waits for it forever.
     if (pending_finish_) {
