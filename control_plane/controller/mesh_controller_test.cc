@@ -172,6 +172,29 @@ TEST_F(MeshControllerTest, IdenticalResourcesAreEncodedOnce) {
   EXPECT_NE(a->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"), b->Of(xds_types::UrlOf<v1::AgentSettings>()).at("agent"));
 }
 
+// A PluginConfig change reuses the encoded destinations; a Service change makes new ones.
+TEST_F(MeshControllerTest, DestinationsAreMadeAgainOnlyWhenWhatTheyAreMadeOfChanges) {
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  const auto before = cache_.Get("curl/curl-1");
+  auto apply = [&](const std::string& yaml) {
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(yaml);
+    ASSERT_TRUE(api_->Apply(req).ok());
+    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  };
+  apply("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: first, namespace: curl}\n"
+        "spec: {plugin: p, destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}], config: {v: 9}}\n");
+  const auto after_config = cache_.Get("curl/curl-1");
+  ASSERT_NE(after_config, before);  // the agent's own part changed
+  ASSERT_TRUE(before->base && after_config->base);
+  EXPECT_EQ(after_config->base, before->base);
+  apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
+        "spec: {ports: [{port: 80}], selector: {app: other}}\n");
+  EXPECT_NE(cache_.Get("curl/curl-1")->base, before->base);
+}
+
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a
 // change of them reaches the agents at once (a Namespace change concerns everyone).
 TEST_F(MeshControllerTest, AgentsReceiveOnlyTheServicesTheirEgressHostsAllow) {

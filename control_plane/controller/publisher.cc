@@ -15,14 +15,12 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
 }  // namespace
 
 void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
-  const v1::Snapshot all = translate::TranslateDestinations(state);
-  std::shared_ptr<const xds::AgentResources> all_resources;  // encoded once an unscoped agent needs them
-  // Destinations per egress scope, made once for the agents that share it.
-  struct Scoped {
-    v1::Snapshot destinations;
-    std::shared_ptr<const xds::AgentResources> resources;
-  };
-  std::map<std::string, Scoped> scoped;
+  if (state.destinations_generation != generation_) {
+    generation_ = state.destinations_generation;
+    all_ = translate::TranslateDestinations(state);
+    all_resources_.reset();
+    scoped_.clear();
+  }
   {
     std::lock_guard lock(mu_);
     plugins_.clear();
@@ -33,19 +31,19 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     if (!workload) continue;
     auto it = state.workloads.find(*workload);
     if (it == state.workloads.end()) continue;
-    const v1::Snapshot* shared = &all;
+    const v1::Snapshot* shared = &all_;
     std::shared_ptr<const xds::AgentResources> destinations;
     if (const auto scope = translate::EgressScope(state, workload->first)) {
-      auto [slot, fresh] = scoped.try_emplace(ScopeKey(*scope));
+      auto [slot, fresh] = scoped_.try_emplace(ScopeKey(*scope));
       if (fresh) {
-        slot->second.destinations = translate::ScopeDestinations(all, *scope);
+        slot->second.destinations = translate::ScopeDestinations(all_, *scope);
         slot->second.resources = xds::ToResources(slot->second.destinations, interner_);
       }
       shared = &slot->second.destinations;
       destinations = slot->second.resources;
     } else {
-      if (!all_resources) all_resources = xds::ToResources(all, interner_);
-      destinations = all_resources;
+      if (!all_resources_) all_resources_ = xds::ToResources(all_, interner_);
+      destinations = all_resources_;
     }
     translate::Translation t = translate::Translate(state, *shared, it->second);
     {

@@ -1,6 +1,6 @@
 // Translates agents and publishes their resources to the snapshot cache: the part every
-// agent shares (the destinations) once per call, then each agent's own part laid over
-// it. Keeps each agent's last translation report for status and change impact.
+// agent shares (the destinations) once per change of what makes them, then each agent's
+// own part laid over it. Keeps each agent's last translation report for status and change impact.
 #pragma once
 
 #include <functional>
@@ -34,9 +34,20 @@ class Publisher {
   int64_t Translations(const std::string& agent) const;
 
  private:
+  struct Scoped {
+    v1::Snapshot destinations;
+    std::shared_ptr<const xds::AgentResources> resources;
+  };
+
   xds::SnapshotCache& cache_;
   xds::AgentRegistry& registry_;
   xds::ResourceInterner interner_;
+  // The destinations, kept while the state's destinations_generation stays the same: a
+  // Plugin, PluginChain or PluginConfig change does not make them again. Publish's thread.
+  uint64_t generation_ = 0;
+  v1::Snapshot all_;
+  std::shared_ptr<const xds::AgentResources> all_resources_;  // encoded once an unscoped agent needs them
+  std::map<std::string, Scoped> scoped_;                      // per egress scope
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_
   std::set<std::string> plugins_;     // under mu_

@@ -1,5 +1,7 @@
 #include "control_plane/translate/mesh_state.h"
 
+#include <atomic>
+
 #include "common/hash.h"
 #include "common/strings.h"
 #include "control_plane/translate/selector.h"
@@ -18,9 +20,23 @@ bool Parse(const store::Entry& e, T& out) {
 
 }  // namespace
 
+uint64_t NextDestinationsGeneration() {
+  static std::atomic<uint64_t> next{0};
+  return ++next;
+}
+
+namespace {
+
+bool MakesDestinations(Kind kind) {
+  return kind == Kind::kNamespace || kind == Kind::kService || kind == Kind::kWorkload || kind == Kind::kMeshConfig;
+}
+
+}  // namespace
+
 bool MeshState::Put(const store::Entry& e) {
   const auto& k = e.key;
   const ObjectKey ok{k.ns, k.name};
+  if (MakesDestinations(k.kind)) destinations_generation = NextDestinationsGeneration();
   switch (k.kind) {
     case Kind::kNamespace:
       return Parse(e, namespaces[k.name]);
@@ -52,6 +68,7 @@ bool MeshState::Put(const store::Entry& e) {
 
 void MeshState::Remove(const resources::Key& k) {
   const ObjectKey ok{k.ns, k.name};
+  if (MakesDestinations(k.kind)) destinations_generation = NextDestinationsGeneration();
   switch (k.kind) {
     case Kind::kNamespace:
       namespaces.erase(k.name);

@@ -29,6 +29,8 @@ struct PluginEntry : Versioned<mesh::v1::Plugin> {
   std::string script_name;
 };
 
+uint64_t NextDestinationsGeneration();
+
 struct MeshState {
   int64_t revision = 0;
   std::map<std::string, mesh::v1::Namespace> namespaces;
@@ -40,6 +42,10 @@ struct MeshState {
   std::map<ObjectKey, Versioned<mesh::v1::PluginConfig>> plugin_configs;
   // Not a stored resource: the CA's, given to every agent.
   v1::TrustBundle trust;
+  // Changes with every Namespace, Service, Workload or MeshConfig put or removed — what the
+  // destinations (and egress scopes) are made of — and is unique across states, so that
+  // equal values mean the same destinations.
+  uint64_t destinations_generation = NextDestinationsGeneration();
 
  private:
   // Points into `workloads`: a copy starts empty rather than pointing into the original.
