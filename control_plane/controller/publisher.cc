@@ -48,7 +48,9 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     translate::Translation t = translate::Translate(state, *shared, it->second);
     {
       std::lock_guard lock(mu_);
-      reports_[agent] = std::move(t.report);
+      translate::Report& slot = reports_[agent];
+      index_.Update(agent, &slot, &t.report);
+      slot = std::move(t.report);
       ++translations_[agent];
     }
     auto resources = xds::ToResources(t.snapshot, interner_, destinations);
@@ -60,7 +62,10 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
 void Publisher::Remove(const std::string& agent) {
   {
     std::lock_guard lock(mu_);
-    reports_.erase(agent);
+    if (auto it = reports_.find(agent); it != reports_.end()) {
+      index_.Update(agent, &it->second, nullptr);
+      reports_.erase(it);
+    }
   }
   cache_.Remove(agent);
 }
@@ -69,6 +74,12 @@ void Publisher::ReadReports(
     const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const {
   std::lock_guard lock(mu_);
   read(reports_, plugins_);
+}
+
+void Publisher::ReadIndex(
+    const std::function<void(const ReportIndex&, const std::set<std::string>& plugins)>& read) const {
+  std::lock_guard lock(mu_);
+  read(index_, plugins_);
 }
 
 int64_t Publisher::Translations(const std::string& agent) const {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "control_plane/controller/change_impact.h"
+#include "control_plane/controller/report_index.h"
 #include "control_plane/translate/mesh_state.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/resources.h"
@@ -30,6 +31,9 @@ class Publisher {
   // Runs `read` with the reports and the names of the Plugins that existed at the last
   // Publish, under the publisher's lock. Thread-safe.
   void ReadReports(const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const;
+  // Runs `read` with the reports turned around per resource and the names of the Plugins
+  // that existed at the last Publish, under the publisher's lock. Thread-safe.
+  void ReadIndex(const std::function<void(const ReportIndex&, const std::set<std::string>& plugins)>& read) const;
   // How many times `agent` was translated.
   int64_t Translations(const std::string& agent) const;
 
@@ -50,6 +54,7 @@ class Publisher {
   std::map<std::string, Scoped> scoped_;                      // per egress scope
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_
+  ReportIndex index_;                 // under mu_, follows reports_
   std::set<std::string> plugins_;     // under mu_
   std::map<std::string, int64_t> translations_;  // under mu_
 };

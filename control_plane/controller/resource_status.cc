@@ -1,7 +1,5 @@
 #include "control_plane/controller/resource_status.h"
 
-#include <algorithm>
-
 #include "common/agent_id.h"
 
 namespace meshplug::control_plane::controller {
@@ -27,23 +25,17 @@ void ResourceStatus::FillStatus(resources::Object& obj) const {
     case Kind::kPluginConfig:
       break;
   }
-  publisher_.ReadReports([&](const Reports& reports, const std::set<std::string>& plugins) {
+  publisher_.ReadIndex([&](const ReportIndex& index, const std::set<std::string>& plugins) {
     switch (kind->id) {
       case Kind::kPlugin: {
         auto& status = *static_cast<mesh::v1::Plugin&>(obj).mutable_status();
-        for (const auto& [agent, r] : reports) {
-          if (r.mounted_plugins.count(meta.name())) status.add_agents(agent);
-        }
+        for (const auto& agent : index.PluginAgents(meta.name())) status.add_agents(agent);
         break;
       }
       case Kind::kPluginChain: {
         auto& pc = static_cast<mesh::v1::PluginChain&>(obj);
         auto& status = *pc.mutable_status();
-        for (const auto& [agent, r] : reports) {
-          if (std::find(r.matched_chains.begin(), r.matched_chains.end(), key) != r.matched_chains.end()) {
-            status.add_matched_agents(agent);
-          }
-        }
+        for (const auto& agent : index.ChainAgents(key)) status.add_matched_agents(agent);
         std::set<std::string> missing;
         for (const auto& chain : pc.spec().chains()) {
           for (const auto& p : chain.plugins()) {
@@ -55,14 +47,8 @@ void ResourceStatus::FillStatus(resources::Object& obj) const {
       }
       case Kind::kPluginConfig: {
         auto& status = *static_cast<mesh::v1::PluginConfig&>(obj).mutable_status();
-        std::set<std::string> conflicts;
-        for (const auto& [agent, r] : reports) {
-          if (r.applied_configs.count(key)) status.add_agents(agent);
-          if (auto it = r.conflicts.find(key); it != r.conflicts.end()) {
-            conflicts.insert(it->second.begin(), it->second.end());
-          }
-        }
-        for (const auto& c : conflicts) status.add_conflicts(c);
+        for (const auto& agent : index.ConfigAgents(key)) status.add_agents(agent);
+        for (const auto& c : index.ConfigConflicts(key)) status.add_conflicts(c);
         break;
       }
       default:

@@ -1,0 +1,47 @@
+#include "control_plane/controller/report_index.h"
+
+#include <gtest/gtest.h>
+
+namespace meshplug::control_plane::controller {
+namespace {
+
+using Agents = std::set<std::string>;
+
+translate::Report ReportOf(const std::string& plugin, const translate::ObjectKey& chain,
+                           const translate::ObjectKey& config, const std::string& conflict) {
+  translate::Report r;
+  r.mounted_plugins.insert(plugin);
+  r.matched_chains.push_back(chain);
+  r.applied_configs.insert(config);
+  if (!conflict.empty()) r.conflicts[config].insert(conflict);
+  return r;
+}
+
+// Status follows the reports as they change and as agents go, without scanning them.
+TEST(ReportIndex, FollowsReportsAsTheyChangeAndAgentsGo) {
+  const translate::ObjectKey chain{"curl", "c"}, config{"curl", "first"};
+  ReportIndex index;
+  const auto a = ReportOf("p", chain, config, "first and second both configure p");
+  const auto b = ReportOf("p", chain, config, "first and second both configure p");
+  index.Update("curl/a", nullptr, &a);
+  index.Update("curl/b", nullptr, &b);
+  EXPECT_EQ(index.PluginAgents("p"), (Agents{"curl/a", "curl/b"}));
+  EXPECT_EQ(index.ChainAgents(chain), (Agents{"curl/a", "curl/b"}));
+  EXPECT_EQ(index.ConfigAgents(config), (Agents{"curl/a", "curl/b"}));
+  EXPECT_EQ(index.ConfigConflicts(config), (Agents{"first and second both configure p"}));
+
+  // a stops mounting p (its chain changed); the conflict is still b's.
+  const auto a2 = ReportOf("q", {"curl", "other"}, {"curl", "x"}, "");
+  index.Update("curl/a", &a, &a2);
+  EXPECT_EQ(index.PluginAgents("p"), (Agents{"curl/b"}));
+  EXPECT_EQ(index.PluginAgents("q"), (Agents{"curl/a"}));
+  EXPECT_EQ(index.ConfigConflicts(config).size(), 1u);
+
+  index.Update("curl/b", &b, nullptr);  // b is gone
+  EXPECT_TRUE(index.PluginAgents("p").empty());
+  EXPECT_TRUE(index.ChainAgents(chain).empty());
+  EXPECT_TRUE(index.ConfigConflicts(config).empty());
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::controller
