@@ -196,7 +196,7 @@ bool Agent::LoopsBack(const tcp::endpoint& destination) const {
 bool Agent::IsHttpPort(const chains::ChainSet* current, const tcp::endpoint& destination, bool inbound) {
   if (!current) return false;
   const auto port = inbound ? current->mesh().FindAppPort(destination.port())
-                            : current->mesh().FindVirtualPort(destination.address().to_string(), destination.port());
+                            : current->mesh().FindVirtualPort(destination.address(), destination.port());
   return port && port->port->protocol() == v1::PROTOCOL_HTTP;
 }
 

@@ -47,11 +47,8 @@ class TcpSession {
     ctx_.resolver = &chains_->mesh();
     ctx_.pool = env_.pool;
     ctx_.tls = env_.tls;
-    ctx_.shared.emplace(plugins::kListenPortKey, std::to_string(arrival.listen_port));
-    if (arrival.original) {
-      ctx_.shared.emplace(plugins::kOriginalIpKey, arrival.original->address().to_string());
-      ctx_.shared.emplace(plugins::kOriginalPortKey, std::to_string(arrival.original->port()));
-    }
+    ctx_.listen_port = arrival.listen_port;
+    ctx_.original = arrival.original;
 
     Verdict v = co_await Connect();
     if (v.kind == Verdict::Kind::kForward && ctx_.upstream) {

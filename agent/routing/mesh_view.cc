@@ -191,9 +191,15 @@ absl::Status MeshView::Index() {
       return absl::InvalidArgumentError(
           Cat(s.inbound() ? "inbound" : "outbound", " service \"", s.name(), "\" is duplicated"));
     }
+    boost::system::error_code not_v4;
+    const auto virtual_ip = boost::asio::ip::make_address_v4(s.virtual_ip(), not_v4);
+    if (!s.virtual_ip().empty() && not_v4) {
+      return absl::InvalidArgumentError(Cat("service \"", s.name(), "\": virtual_ip \"", s.virtual_ip(),
+                                            "\" is not an IPv4 address"));
+    }
     for (const v1::ServicePort& p : s.ports()) {
       if (!s.inbound() && !s.virtual_ip().empty()) {
-        virtual_ports_.emplace(Cat(s.virtual_ip(), ":", p.port()), TcpPortView{&it->second, &p});
+        virtual_ports_.emplace(std::make_pair(virtual_ip.to_uint(), p.port()), TcpPortView{&it->second, &p});
       }
       if (s.inbound()) app_ports_.emplace(p.target_port() ? p.target_port() : p.port(), TcpPortView{&it->second, &p});
       if (p.protocol() != v1::PROTOCOL_TCP || p.tcp_listen_port() == 0) continue;
@@ -292,8 +298,10 @@ std::optional<TcpPortView> MeshView::FindServicePort(std::string_view service, u
   return std::nullopt;
 }
 
-std::optional<TcpPortView> MeshView::FindVirtualPort(std::string_view ip, uint32_t port) const {
-  auto it = virtual_ports_.find(Cat(ip, ":", port));
+std::optional<TcpPortView> MeshView::FindVirtualPort(const boost::asio::ip::address& ip, uint32_t port) const {
+  // Virtual addresses are IPv4 (original destinations come unmapped: net/original_dst).
+  if (!ip.is_v4()) return std::nullopt;
+  auto it = virtual_ports_.find(std::make_pair(ip.to_v4().to_uint(), port));
   if (it == virtual_ports_.end()) return std::nullopt;
   return it->second;
 }

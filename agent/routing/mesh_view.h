@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "absl/status/statusor.h"
 #include "meshplug/v1/snapshot.pb.h"
 #include "agent/routing/load_balancer.h"
@@ -98,7 +100,7 @@ class MeshView final : public plugins::ServiceResolver {
   std::optional<TcpPortView> FindServicePort(std::string_view service, uint32_t port, bool inbound) const;
   // The outbound service port whose virtual address and port (Service.virtual_ip) an
   // intercepted connection was sent to.
-  std::optional<TcpPortView> FindVirtualPort(std::string_view ip, uint32_t port) const;
+  std::optional<TcpPortView> FindVirtualPort(const boost::asio::ip::address& ip, uint32_t port) const;
   // This workload's own service port whose app port (target_port) an intercepted inbound
   // connection was sent to.
   std::optional<TcpPortView> FindAppPort(uint32_t target_port) const;
@@ -129,7 +131,7 @@ class MeshView final : public plugins::ServiceResolver {
   std::map<std::string, ServiceView, std::less<>> services_[2];
   std::map<std::string, const ServiceView*, std::less<>> hosts_[2];
   std::map<uint32_t, TcpPortView> tcp_ports_[2];
-  std::map<std::string, TcpPortView, std::less<>> virtual_ports_;  // "ip:port" of outbound services
+  std::map<std::pair<uint32_t, uint32_t>, TcpPortView> virtual_ports_;  // (IPv4, port) of outbound services
   std::map<uint32_t, TcpPortView> app_ports_;                       // target ports of inbound services
   std::map<std::string, ClusterView, std::less<>> clusters_;
   const DirectionConfigs configs_[2] = {{*this, false}, {*this, true}};

@@ -226,6 +226,7 @@ TEST(MeshViewTest, RejectsOutOfRangeNumbers) {
       {"route port",
        [](v1::Snapshot& s) { s.mutable_services(0)->mutable_routes(0)->mutable_match()->set_port(70000); }},
       {"retries", [](v1::Snapshot& s) { s.mutable_clusters(0)->mutable_retry()->set_num_retries(11); }},
+      {"virtual address not IPv4", [](v1::Snapshot& s) { s.mutable_services(0)->set_virtual_ip("fd00::7"); }},
       {"retries that would wrap",
        [](v1::Snapshot& s) {
          s.mutable_clusters(0)->mutable_retry()->set_num_retries(4294967295u);

@@ -11,6 +11,7 @@
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <chrono>
@@ -171,6 +172,10 @@ struct TcpContext {
   net::UpstreamPool* pool = nullptr;  // as in HttpContext
   const net::TlsCredentials* tls = nullptr;
   std::string peer;  // "ip:port" of the downstream
+  // The agent port that accepted the connection (it selects the service), and for an
+  // intercepted connection where it was going (tcp-routing routes by them).
+  uint16_t listen_port = 0;
+  std::optional<boost::asio::ip::tcp::endpoint> original;
   // The calling agent's SPIFFE ID, verified by mTLS, on an inbound connection that came
   // through a tunnel between agents; empty otherwise.
   std::string peer_identity;
@@ -184,11 +189,6 @@ struct TcpContext {
 // Keys of HttpContext::shared / TcpContext::shared that the agent and the built-in modules
 // both use.
 inline constexpr std::string_view kTraceParentKey = "traceparent";
-// TcpContext: the agent's listening port that accepted the connection (decimal).
-inline constexpr std::string_view kListenPortKey = "listen_port";
-// An intercepted connection's original destination (TcpContext::shared): its IP and port.
-inline constexpr std::string_view kOriginalIpKey = "original_ip";
-inline constexpr std::string_view kOriginalPortKey = "original_port";
 
 enum class Direction { kDownstreamToUpstream, kUpstreamToDownstream };
 

@@ -37,10 +37,8 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
 
 // A destination egress may pass through to: not loopback or link-local (cloud metadata
 // services at 169.254.169.254 and the like), which the agent could reach as itself.
-bool Passable(const std::string& ip) {
-  boost::system::error_code ec;
-  const auto a = boost::asio::ip::make_address(ip, ec);
-  if (ec || a.is_loopback() || a.is_unspecified() || a.is_multicast()) return false;
+bool Passable(const boost::asio::ip::address& a) {
+  if (a.is_loopback() || a.is_unspecified() || a.is_multicast()) return false;
   if (a.is_v4()) return (a.to_v4().to_uint() >> 16) != 0xa9fe;  // 169.254.0.0/16
   return !a.to_v6().is_link_local() && !a.to_v6().is_v4_mapped();
 }
@@ -59,28 +57,21 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
       if (auto port = mesh().FindServicePort(ctx.service, ctx.service_port, inbound())) Route(ctx, *port);
       co_return Verdict::Continue();
     }
-    if (auto ip = ctx.shared.find(kOriginalIpKey); ip != ctx.shared.end()) {
-      uint32_t original_port = 0;
-      auto port_text = ctx.shared.find(kOriginalPortKey);
-      if (port_text == ctx.shared.end() || !ParseNumber(port_text->second, original_port)) co_return Verdict::Continue();
+    if (ctx.original) {
+      const auto& ip = ctx.original->address();
+      const uint16_t original_port = ctx.original->port();
       std::optional<routing::TcpPortView> port =
-          inbound() ? mesh().FindAppPort(original_port) : mesh().FindVirtualPort(ip->second, original_port);
+          inbound() ? mesh().FindAppPort(original_port) : mesh().FindVirtualPort(ip, original_port);
       if (port) {
         Route(ctx, *port);
-      } else if (inbound() ? Passable(ip->second)  // a port of this workload no Service names: to it as sent
-                           : !mesh().snapshot().settings().egress_refused() && Passable(ip->second)) {
+      } else if (inbound() ? Passable(ip)  // a port of this workload no Service names: to it as sent
+                           : !mesh().snapshot().settings().egress_refused() && Passable(ip)) {
         ctx.service = "passthrough";
-        ctx.upstream = plugins::UpstreamTarget{"passthrough", ip->second, static_cast<uint16_t>(original_port), {}};
+        ctx.upstream = plugins::UpstreamTarget{"passthrough", ip.to_string(), original_port, {}};
       }
       co_return Verdict::Continue();
     }
-    uint32_t listen_port = 0;
-    auto it = ctx.shared.find(kListenPortKey);
-    if (it == ctx.shared.end() || !ParseNumber(it->second, listen_port)) {
-      co_return Verdict::Continue();
-    }
-    std::optional<routing::TcpPortView> port = mesh().FindTcpPort(listen_port, inbound());
-    if (port) Route(ctx, *port);
+    if (std::optional<routing::TcpPortView> port = mesh().FindTcpPort(ctx.listen_port, inbound())) Route(ctx, *port);
     co_return Verdict::Continue();
   }
 
