@@ -47,17 +47,13 @@ class InterceptTest : public ::testing::Test {
     created_ = true;
     // Loopback, and a route out of the namespace (a veth pair inside it: nothing answers
     // there).
-    for (const std::vector<std::string>& cmd :
-         {std::vector<std::string>{"ip", "link", "set", "lo", "up"},
-          {"ip", "link", "add", "mp0", "type", "veth", "peer", "name", "mp1"},
-          {"ip", "addr", "add", "10.200.0.2/24", "dev", "mp0"},
-          {"ip", "link", "set", "mp0", "up"},
-          {"ip", "link", "set", "mp1", "up"},
-          {"ip", "route", "add", "default", "dev", "mp0"}}) {
-      std::vector<std::string> in_ns = {"ip", "netns", "exec", ns_};
-      in_ns.insert(in_ns.end(), cmd.begin(), cmd.end());
-      ASSERT_TRUE(Ok(in_ns)) << cmd[0] << " " << cmd[1] << " " << cmd[2];
-    }
+    const std::string failed = harness::RunAll({In({"ip", "link", "set", "lo", "up"}),
+                                                In({"ip", "link", "add", "mp0", "type", "veth", "peer", "name", "mp1"}),
+                                                In({"ip", "addr", "add", "10.200.0.2/24", "dev", "mp0"}),
+                                                In({"ip", "link", "set", "mp0", "up"}),
+                                                In({"ip", "link", "set", "mp1", "up"}),
+                                                In({"ip", "route", "add", "default", "dev", "mp0"})});
+    ASSERT_EQ(failed, "");
     dir_ = harness::TempDir("intercept");
   }
 
@@ -86,7 +82,7 @@ class InterceptTest : public ::testing::Test {
     remote_ = ns_ + "-r";
     harness::DeleteNamespace(remote_);
     ASSERT_TRUE(Ok({"ip", "netns", "add", remote_}));
-    ASSERT_TRUE(Ok({"ip", "netns", "exec", ns_, "ip", "link", "set", "mp1", "netns", remote_}));
+    ASSERT_TRUE(Ok(In({"ip", "link", "set", "mp1", "netns", remote_})));
     for (const std::vector<std::string>& cmd : {std::vector<std::string>{"ip", "addr", "add", "10.200.0.3/24", "dev", "mp1"},
                                                 {"ip", "addr", "add", "169.254.7.7/16", "dev", "mp1"},
                                                 {"ip", "link", "set", "mp1", "up"},
@@ -100,16 +96,12 @@ class InterceptTest : public ::testing::Test {
                            milliseconds(20000)));
   }
 
+  std::vector<std::string> In(std::vector<std::string> args) const { return harness::InNamespace(ns_, std::move(args)); }
   std::vector<std::string> InRemote(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"ip", "netns", "exec", remote_});
-    return args;
+    return harness::InNamespace(remote_, std::move(args));
   }
 
-  harness::RunResult Intercept(const std::string& verb) {
-    return harness::Run({"ip", "netns", "exec", ns_, "agent/intercept/meshplug-intercept", verb, "--proxy_uid=0",
-                         "--outbound_port=15001", "--inbound_port=15003", "--dns_port=15053",
-                         "--exclude_outbound_cidrs=10.200.0.1/32"});
-  }
+  harness::RunResult Intercept(const std::string& verb) { return harness::Run(In(harness::InterceptCommand(verb, "10.200.0.1/32"))); }
 
   // The agent in the namespace, on a snapshot with web.demo (virtual address 10.96.0.7)
   // served by the app, answering DNS for mesh names.
@@ -122,18 +114,17 @@ class InterceptTest : public ::testing::Test {
     if (mtls_strict_) snapshot.mutable_settings()->set_mtls_mode(v1::MTLS_STRICT);
     const std::string snapshot_file = dir_ + "/snapshot.txt";
     std::ofstream(snapshot_file) << snapshot.DebugString();
-    agent_ = Process::Start({"ip", "netns", "exec", ns_, "agent/agent", "--snapshot_file=" + snapshot_file,
+    agent_ = Process::Start(In({"agent/agent", "--snapshot_file=" + snapshot_file,
                              "--outbound_port=15001", "--inbound_port=15003", "--admin_port=0", "--workers=1",
                              "--dns_port=15053", "--dns_upstream=10.200.0.1", "--bind_address=0.0.0.0",
-                             "--admin_token_file=" + dir_ + "/admin-token"},
+                             "--admin_token_file=" + dir_ + "/admin-token"}),
                             dir_ + "/agent." + std::to_string(++agent_starts_) + ".log");  // one per start
     ASSERT_TRUE(agent_ && agent_->WaitForLog("agent: listening", milliseconds(20000))) << dir_;
   }
 
   // `args` run as the app would: in the namespace, as a user that is not the agent's.
   harness::RunResult AsApp(std::vector<std::string> args) {
-    args.insert(args.begin(), {"ip", "netns", "exec", ns_, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"});
-    return harness::Run(args);
+    return harness::Run(In(harness::AsAppUser(std::move(args))));
   }
 
   // The app's own call: no proxy, the name resolved (as DNS would) to the Service's address.
@@ -165,7 +156,7 @@ TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
   EXPECT_EQ(app_->requests(), 1);
 
   // Installing again changes nothing; removing leaves no rule of ours.
-  const std::string rules = harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out;
+  const std::string rules = harness::Run(In({"iptables-save", "-t", "nat"})).out;
   ASSERT_EQ(Intercept("install").exit_code, 0);
   auto strip = [](std::string s) {  // counters and the header comment differ between saves
     std::string out;
@@ -175,9 +166,9 @@ TEST_F(InterceptTest, AnAppCallsAMeshServiceWithoutAProxyFlag) {
     }
     return out;
   };
-  EXPECT_EQ(strip(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out), strip(rules));
+  EXPECT_EQ(strip(harness::Run(In({"iptables-save", "-t", "nat"})).out), strip(rules));
   ASSERT_EQ(Intercept("remove").exit_code, 0);
-  EXPECT_EQ(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out.find("MESHPLUG"), std::string::npos);
+  EXPECT_EQ(harness::Run(In({"iptables-save", "-t", "nat"})).out.find("MESHPLUG"), std::string::npos);
   EXPECT_NE(AppCalls().exit_code, 0);  // nothing intercepts it now: 10.96.0.7 does not answer
   EXPECT_EQ(app_->requests(), 1);
 }
@@ -234,11 +225,11 @@ TEST_F(InterceptTest, EgressPassesThroughOrIsRefusedAndNothingLoops) {
 // plaintext; the outbound listener cannot be reached from outside.
 TEST_F(InterceptTest, InboundConnectionsGoThroughTheAgentToTheOriginalPort) {
   ASSERT_NO_FATAL_FAILURE(StartRemoteNamespace());
-  auto app = Process::Start({"ip", "netns", "exec", ns_, "python3", "-m", "http.server", "9100", "--bind", "0.0.0.0",
-                             "--directory", dir_},
+  auto app = Process::Start(In({"python3", "-m", "http.server", "9100", "--bind", "0.0.0.0",
+                             "--directory", dir_}),
                             dir_ + "/local-app.log");
   ASSERT_TRUE(Eventually([&] {
-    return harness::Run({"ip", "netns", "exec", ns_, "curl", "-s", "http://127.0.0.1:9100/hello.txt"}).out == "outside";
+    return harness::Run(In({"curl", "-s", "http://127.0.0.1:9100/hello.txt"})).out == "outside";
   }, milliseconds(20000)));
   StartAppInNamespace();
   StartAgentInNamespace();
@@ -259,8 +250,8 @@ TEST_F(InterceptTest, InboundConnectionsGoThroughTheAgentToTheOriginalPort) {
 // app's) leave those connections alone: only new connections are redirected.
 TEST_F(InterceptTest, ConnectionsOpenBeforeTheRulesKeepGoing) {
   ASSERT_NO_FATAL_FAILURE(StartRemoteNamespace());
-  auto echo = Process::Start({"ip", "netns", "exec", ns_, "python3", "integration/tcp_echo.py", "serve", "--port", "9200",
-                              "--host", "0.0.0.0"},
+  auto echo = Process::Start(In({"python3", "integration/tcp_echo.py", "serve", "--port", "9200",
+                              "--host", "0.0.0.0"}),
                              dir_ + "/echo.log");
   ASSERT_TRUE(echo && echo->WaitForLog("tcp-echo: listening", milliseconds(20000)));
   // A client in the remote namespace: half of its bytes before the rules, half after.
@@ -295,13 +286,13 @@ TEST_F(InterceptTest, ConnectionsOpenBeforeTheRulesKeepGoing) {
 }
 
 TEST_F(InterceptTest, BadFlagsAreRefusedAndNothingIsInstalled) {
-  auto r = harness::Run({"ip", "netns", "exec", ns_, "agent/intercept/meshplug-intercept", "install",
-                "--exclude_outbound_cidrs=10.0.0.0/40"});
+  auto r = harness::Run(In({"agent/intercept/meshplug-intercept", "install",
+                "--exclude_outbound_cidrs=10.0.0.0/40"}));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "meshplug-intercept: --exclude_outbound_cidrs: \"10.0.0.0/40\" is not an address or CIDR\n");
-  r = harness::Run({"ip", "netns", "exec", ns_, "agent/intercept/meshplug-intercept", "enable"});
+  r = harness::Run(In({"agent/intercept/meshplug-intercept", "enable"}));
   EXPECT_EQ(r.err, "meshplug-intercept: usage: meshplug-intercept install|remove [flags] (see --help)\n");
-  EXPECT_EQ(harness::Run({"ip", "netns", "exec", ns_, "iptables-save", "-t", "nat"}).out.find("MESHPLUG"), std::string::npos);
+  EXPECT_EQ(harness::Run(In({"iptables-save", "-t", "nat"})).out.find("MESHPLUG"), std::string::npos);
 }
 
 }  // namespace

@@ -59,12 +59,12 @@ ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const s
       say_(std::move(say)),
       net_(intercepted ? std::make_unique<WorkloadNetwork>(kNamespacePrefix) : nullptr),
       cp_(dir_, {"--debounce_ms", "20"}) {
-  agents_.push_back(AgentProcess{"curl-1", "curl", "curl", nullptr, 0, 0, 0, 0, ""});
-  agents_.push_back(AgentProcess{"httpbin-1", "httpbin", "httpbin", nullptr, 0, 0, 0, 0, ""});
+  agents_.push_back(ScenarioAgent{"curl-1", "curl", "curl", "", {}});
+  agents_.push_back(ScenarioAgent{"httpbin-1", "httpbin", "httpbin", "", {}});
 }
 
 ReferenceScenario::~ReferenceScenario() {
-  for (auto& a : agents_) a.process.reset();
+  for (auto& a : agents_) a.running.process.reset();
   httpbin_.reset();
   auth_.reset();
   cp_.Stop();
@@ -86,8 +86,10 @@ std::vector<std::string> ReferenceScenario::In(const std::string& name, std::vec
   return net_ ? net_->In(name, std::move(argv)) : argv;
 }
 
+std::string ReferenceScenario::NodeHost() const { return net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1"; }
+
 std::string ReferenceScenario::StartAuth() {
-  const std::string host = net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1";
+  const std::string host = NodeHost();
   auth_ = Process::Start(
       In("node", {"/usr/bin/python3", "integration/ext_auth.py", "--host", host, "--port", Str(auth_port_)}),
       dir_ + "/ext-auth.log");
@@ -102,44 +104,39 @@ void ReferenceScenario::StopAuth() {
   Say("ext-auth stopped");
 }
 
-std::string ReferenceScenario::StartAgent(AgentProcess& a) {
+std::string ReferenceScenario::StartAgent(ScenarioAgent& a) {
   // The first start joins with a token; restarts use the saved identity.
   if (a.bootstrap.empty()) {
     std::string error;
     a.bootstrap = cp_.JoinBootstrap(a.ns, a.name, a.app, &error);
     if (a.bootstrap.empty()) return error;
   }
-  std::vector<std::string> argv = {
-      "agent/agent", "--bootstrap", a.bootstrap, "--labels", "app=" + a.app, "--address", "127.0.0.1",
-      "--bind_address", "127.0.0.1", "--outbound_port", Str(a.outbound), "--inbound_port", Str(a.inbound),
-      "--admin_port", Str(a.admin), "--workers", "1", "--snapshot_cache", dir_ + "/" + a.name + ".snapshot",
-      "--identity_file", dir_ + "/" + a.name + ".identity.pem", "--admin_token_file", AdminTokenFile(a)};
+  harness::AgentRun run;
+  // Restarts keep the ports, as a pod's sidecar would (0 the first time: the system's pick).
+  run.flags = {"--snapshot_cache=" + dir_ + "/" + a.name + ".snapshot", "--outbound_port=" + Str(a.running.outbound),
+               "--inbound_port=" + Str(a.running.inbound), "--admin_port=" + Str(a.running.admin)};
   if (net_) {
-    // Later flags win: the pod's address, every interface, and DNS for the app.
-    for (const std::string& flag : {"--address=" + net_->Address(a.name), std::string("--bind_address=0.0.0.0"),
-                                    "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
-                                    "--admin_port=" + Str(kAdmin), "--dns_port=" + Str(kDns),
-                                    std::string("--dns_upstream=") + WorkloadNetwork::kNodeAddress}) {
-      argv.push_back(flag);
-    }
+    // The pod's address, every interface, and DNS for the app.
+    run.wrapper = net_->In(a.name, {});
+    run.flags.insert(run.flags.end(), {"--address=" + net_->Address(a.name), "--bind_address=0.0.0.0",
+                                       "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
+                                       "--admin_port=" + Str(kAdmin), "--dns_port=" + Str(kDns),
+                                       std::string("--dns_upstream=") + WorkloadNetwork::kNodeAddress});
   }
-  a.process = Process::Start(In(a.name, argv), dir_ + "/" + a.name + "-" + Str(++a.starts) + ".log");
-  auto line = a.process ? a.process->WaitForLog("agent: listening", kStart) : std::nullopt;
-  if (!line) return "agent " + a.name + " did not start; see " + dir_ + "/" + a.name + "-" + Str(a.starts) + ".log";
-  // Restarts keep the ports, as a pod's sidecar would.
-  a.outbound = PortAfter(*line, "outbound=");
-  a.inbound = PortAfter(*line, "inbound=");
-  a.admin = PortAfter(*line, "admin=");
+  std::string error;
+  auto started = harness::StartAgentWithBootstrap(a.bootstrap, dir_, a.name, "app=" + a.app, &error, run);
+  if (!started) return error;
+  a.running = *std::move(started);
   if (net_) {
     Say("agent " + a.ns + "/" + a.name + " in its network namespace at " + net_->Address(a.name) + ", traffic intercepted");
-    return "";
+  } else {
+    Say("agent " + a.ns + "/" + a.name + ": outbound 127.0.0.1:" + Str(a.running.outbound) + ", inbound " +
+        Str(a.running.inbound) + ", admin " + Str(a.running.admin));
   }
-  Say("agent " + a.ns + "/" + a.name + ": outbound 127.0.0.1:" + Str(a.outbound) + ", inbound " + Str(a.inbound) +
-      ", admin " + Str(a.admin));
   return "";
 }
 
-AgentProcess& ReferenceScenario::Agent(const std::string& name) {
+ScenarioAgent& ReferenceScenario::Agent(const std::string& name) {
   for (auto& a : agents_) {
     if (a.name == name) return a;
   }
@@ -148,7 +145,6 @@ AgentProcess& ReferenceScenario::Agent(const std::string& name) {
 
 std::string ReferenceScenario::Start() {
   if (net_) {
-    if (auto why = NetnsUnavailable(); !why.empty()) return why;
     RemoveStaleNamespaces(kNamespacePrefix);
     if (auto err = net_->Start(); !err.empty()) return err;
     for (const auto& a : agents_) {
@@ -156,10 +152,7 @@ std::string ReferenceScenario::Start() {
       // As an init container does, before anything runs in the pod. The agent runs as root
       // (uid 0), whose connections the rules let out; so do httpbin and ext-auth, which only
       // answer; curl, the one app that calls out, runs as uid 1000 (AsCurlApp).
-      auto r = Run(In(a.name, {"agent/intercept/meshplug-intercept", "install", "--proxy_uid=0",
-                               "--outbound_port=" + Str(kOutbound), "--inbound_port=" + Str(kInbound),
-                               "--dns_port=" + Str(kDns),
-                               std::string("--exclude_outbound_cidrs=") + WorkloadNetwork::kNodeAddress + "/32"}));
+      auto r = Run(In(a.name, InterceptCommand("install", std::string(WorkloadNetwork::kNodeAddress) + "/32")));
       if (r.exit_code != 0) return "meshplug-intercept install for " + a.name + ": " + r.err;
     }
     cp_.Place(net_->In("node", {}), WorkloadNetwork::kNodeAddress);
@@ -174,12 +167,11 @@ std::string ReferenceScenario::Start() {
   if (!line) return "httpbin (gunicorn) did not start; see " + dir_ + "/httpbin.log";
   httpbin_port_ = PortAfter(*line, "Listening at: http://127.0.0.1:");
   Say("httpbin (gunicorn) on 127.0.0.1:" + Str(httpbin_port_) + (net_ ? " in its namespace" : "") + ", ext-auth on " +
-      (net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1") + ":" + Str(auth_port_));
+      NodeHost() + ":" + Str(auth_port_));
 
   if (auto r = Apply("integration/scenario/00-namespaces.yaml"); r.exit_code != 0) return r.err;
   {
-    std::ofstream(dir_ + "/mesh.yaml") << MeshManifest(httpbin_port_, net_ ? WorkloadNetwork::kNodeAddress : "127.0.0.1",
-                                                       auth_port_);
+    std::ofstream(dir_ + "/mesh.yaml") << MeshManifest(httpbin_port_, NodeHost(), auth_port_);
   }
   if (auto r = Apply(dir_ + "/mesh.yaml"); r.exit_code != 0) return r.err;
   for (auto& a : agents_) {
@@ -204,9 +196,6 @@ RunResult ReferenceScenario::Apply(const std::string& file) {
 
 namespace {
 
-// The app's uid in its namespace: not the agent's (uid 0), so its traffic is intercepted.
-const std::vector<std::string> kAsApp = {"setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"};
-
 // argv as a POSIX shell line: words with anything special in single quotes.
 std::string ShellWords(const std::vector<std::string>& argv) {
   std::string line;
@@ -221,45 +210,48 @@ std::string ShellWords(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-RunResult ReferenceScenario::AsCurlApp(std::vector<std::string> argv) {
-  if (net_) argv.insert(argv.begin(), kAsApp.begin(), kAsApp.end());
-  return Run(In("curl-1", std::move(argv)));
+std::vector<std::string> ReferenceScenario::AsApp(std::vector<std::string> argv) const {
+  return net_ ? AsAppUser(std::move(argv)) : argv;
 }
+
+std::vector<std::string> ReferenceScenario::CurlTo(const std::string& path, std::vector<std::string> argv) {
+  // Intercepted, exactly the article's form; else through the curl agent as a proxy.
+  if (net_) {
+    argv.push_back("httpbin.httpbin:14001" + path);
+  } else {
+    argv.insert(argv.end(), {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").running.outbound),
+                             "http://httpbin.httpbin:14001" + path});
+  }
+  return argv;
+}
+
+RunResult ReferenceScenario::AsCurlApp(std::vector<std::string> argv) { return Run(In("curl-1", AsApp(std::move(argv)))); }
 
 std::string ReferenceScenario::CommandLine(const std::string& name, const std::vector<std::string>& argv) const {
   return ShellWords(In(name, argv));
 }
 
 std::string ReferenceScenario::CurlCommandLine(const std::string& path) {
-  std::vector<std::string> argv = {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\\n"};
-  if (net_) {
-    argv.push_back("httpbin.httpbin:14001" + path);
-    argv.insert(argv.begin(), kAsApp.begin(), kAsApp.end());
-    return CommandLine("curl-1", argv);
-  }
-  argv.insert(argv.end(), {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").outbound), "http://httpbin.httpbin:14001" + path});
-  return ShellWords(argv);
+  return CommandLine("curl-1", AsApp(CurlTo(path, {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\\n"})));
 }
 
 int ReferenceScenario::Curl(const std::string& path, std::string* body) {
   // --path-as-is: the path goes out exactly as given (curl would remove dot segments).
-  std::vector<std::string> argv = {"/usr/bin/curl", "-s", "--path-as-is", "--max-time", "10", "-o", body ? "-" : "/dev/null",
-                                   "-w", "\n%{http_code}", "http://httpbin.httpbin:14001" + path};
-  if (!net_) argv.insert(argv.end() - 1, {"-x", "http://127.0.0.1:" + Str(Agent("curl-1").outbound)});
-  auto r = AsCurlApp(argv);
+  auto r = AsCurlApp(CurlTo(path, {"/usr/bin/curl", "-s", "--path-as-is", "--max-time", "10", "-o",
+                                   body ? "-" : "/dev/null", "-w", "\n%{http_code}"}));
   const size_t nl = r.out.rfind('\n');
   if (body) *body = r.out.substr(0, nl == std::string::npos ? 0 : nl);
   return nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1);
 }
 
-std::string ReferenceScenario::AdminTokenFile(const AgentProcess& a) const { return dir_ + "/" + a.name + ".admin-token"; }
+std::string ReferenceScenario::AdminTokenFile(const ScenarioAgent& a) const { return dir_ + "/" + a.name + ".admin-token"; }
 
 std::string ReferenceScenario::AgentAdmin(const std::string& agent, const std::string& path) {
-  AgentProcess& a = Agent(agent);
+  ScenarioAgent& a = Agent(agent);
   std::string token;
   std::ifstream(AdminTokenFile(a)) >> token;
   auto r = Run(In(a.name, {"/usr/bin/curl", "-s", "--max-time", "5", "-H", "Authorization: Bearer " + token,
-                           "http://127.0.0.1:" + Str(a.admin) + path}));
+                           "http://127.0.0.1:" + Str(a.running.admin) + path}));
   return r.out;
 }
 
@@ -278,8 +270,8 @@ void ReferenceScenario::KillControlPlane() {
 }
 
 std::string ReferenceScenario::RestartAgent(const std::string& agent) {
-  AgentProcess& a = Agent(agent);
-  a.process.reset();  // SIGTERM: drains and exits
+  ScenarioAgent& a = Agent(agent);
+  a.running.process.reset();  // SIGTERM: drains and exits
   Say("agent " + a.ns + "/" + a.name + " stopped");
   return StartAgent(a);
 }

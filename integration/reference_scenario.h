@@ -13,18 +13,17 @@
 #include <string>
 #include <vector>
 
+#include "integration/harness/agent_process.h"
 #include "integration/harness/control_plane_process.h"
 #include "integration/harness/netns.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration {
 
-struct AgentProcess {
+struct ScenarioAgent {
   std::string name, ns, app;
-  std::unique_ptr<harness::Process> process;
-  int outbound = 0, inbound = 0, admin = 0;
-  int starts = 0;
   std::string bootstrap;  // from its join token
+  harness::AgentProcess running;
 };
 
 class ReferenceScenario {
@@ -50,7 +49,6 @@ class ReferenceScenario {
   std::string CurlCommandLine(const std::string& path);
   // In(name, argv) as a shell command line.
   std::string CommandLine(const std::string& name, const std::vector<std::string>& argv) const;
-  bool intercepted() const { return net_ != nullptr; }
   harness::RunResult Meshctl(std::vector<std::string> args, std::string_view input = "");
   harness::RunResult Apply(const std::string& file);
   // The chain as the agent runs it (from the agent's own /config_dump).
@@ -68,13 +66,19 @@ class ReferenceScenario {
   const std::string& control_plane_address() const { return cp_.address(); }
   // meshctl's credentials for this control plane.
   std::string meshctl_config() const { return cp_.config_path(); }
-  int outbound_port(const std::string& agent) { return Agent(agent).outbound; }
-  int inbound_port(const std::string& agent) { return Agent(agent).inbound; }
+  int outbound_port(const std::string& agent) { return Agent(agent).running.outbound; }
+  int inbound_port(const std::string& agent) { return Agent(agent).running.inbound; }
 
  private:
-  std::string StartAgent(AgentProcess& a);
-  AgentProcess& Agent(const std::string& name);
-  std::string AdminTokenFile(const AgentProcess& a) const;
+  std::string StartAgent(ScenarioAgent& a);
+  ScenarioAgent& Agent(const std::string& name);
+  std::string AdminTokenFile(const ScenarioAgent& a) const;
+  // Where the control plane and ext-auth listen.
+  std::string NodeHost() const;
+  // `argv` as the curl app runs it (intercepted: as its own user), and curl's arguments
+  // to reach httpbin's `path` after `argv` (through its agent as a proxy, or intercepted).
+  std::vector<std::string> AsApp(std::vector<std::string> argv) const;
+  std::vector<std::string> CurlTo(const std::string& path, std::vector<std::string> argv);
   void Say(const std::string& line) const;
 
   std::string dir_;
@@ -83,7 +87,7 @@ class ReferenceScenario {
   harness::ControlPlaneProcess cp_;
   std::unique_ptr<harness::Process> auth_, httpbin_;
   int auth_port_ = 0, httpbin_port_ = 0;
-  std::vector<AgentProcess> agents_;
+  std::vector<ScenarioAgent> agents_;
 };
 
 using harness::PortAfter;

@@ -577,8 +577,10 @@ def run_wrk(port, seconds, conns):
                                                      "--latency", "--timeout", "5s", target(port)], as_app=True)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     out = r.stdout
-    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-           "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+    rps, requests = re.search(r"Requests/sec:\s+([\d.]+)", out), re.search(r"(\d+) requests in", out)
+    if not rps or not requests:
+        raise RuntimeError(f"wrk gave no figures: {(out + r.stderr)[-300:]}")
+    res = {"rps": float(rps.group(1)), "requests": int(requests.group(1))}
     for pct in ("50", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
         res[f"p{pct}"] = to_ms(m.group(1), m.group(2))
@@ -928,7 +930,7 @@ def main():
             log(f"path {key}: {PATHS[key][0]}")
             try:
                 r = measure(key, agent_bin, bport, auth, args)
-            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as e:
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 # One path's failure (a tool missing, a process that did not start) costs
                 # only that path's figures.
                 log(f"  path {key} failed, left out of the results: {e}")

@@ -356,6 +356,15 @@ class ServiceAddressTest : public ResourceApiTest {
     got->objects(0).UnpackTo(&svc);
     return svc.spec().cluster_ip();
   }
+
+  void DeleteService(const std::string& name) {
+    v1::DeleteRequest del;
+    auto* ref = del.add_refs();
+    ref->set_kind("Service");
+    ref->set_namespace_("httpbin");
+    ref->set_name(name);
+    ASSERT_TRUE(api_->Delete(del).ok());
+  }
 };
 
 TEST_F(ServiceAddressTest, EachServiceGetsTheNextFreeAddressAndKeepsIt) {
@@ -370,12 +379,7 @@ TEST_F(ServiceAddressTest, EachServiceGetsTheNextFreeAddressAndKeepsIt) {
   EXPECT_EQ(AddressOf("a"), "10.96.0.1");
   // A deleted Service's address is not handed out again at once (clients may have it
   // cached); the next one is.
-  v1::DeleteRequest del;
-  auto* ref = del.add_refs();
-  ref->set_kind("Service");
-  ref->set_namespace_("httpbin");
-  ref->set_name("a");
-  ASSERT_TRUE(api_->Delete(del).ok());
+  DeleteService("a");
   ApplyOk(ServiceDoc("c"));
   EXPECT_EQ(AddressOf("c"), "10.96.0.3");
   EXPECT_EQ(AddressOf("b"), "10.96.0.2");
@@ -406,12 +410,7 @@ TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
   ApplyOk(kNamespaces);
   ApplyOk(ServiceDoc("a") + "---\n" + ServiceDoc("b") + "---\n" + ServiceDoc("c") + "---\n" + ServiceDoc("d") + "---\n" +
           ServiceDoc("e"));
-  v1::DeleteRequest del;
-  auto* ref = del.add_refs();
-  ref->set_kind("Service");
-  ref->set_namespace_("httpbin");
-  ref->set_name("b");
-  ASSERT_TRUE(api_->Delete(del).ok());
+  DeleteService("b");
   ApplyOk(ServiceDoc("f"));  // the last free one, .6
   EXPECT_EQ(AddressOf("f"), "10.0.0.6");
   ApplyOk(ServiceDoc("g"));  // round again: b's .2

@@ -28,16 +28,18 @@ std::optional<AgentProcess> StartJoinedAgent(const ControlPlaneProcess& cp, cons
 
 std::optional<AgentProcess> StartAgentWithBootstrap(const std::string& bootstrap, const std::string& dir,
                                                     const std::string& name, const std::string& labels,
-                                                    std::string* error) {
+                                                    std::string* error, const AgentRun& run) {
   // A log of its own per start: a log of an earlier start would show "listening" already.
   static std::atomic<int> starts{0};
   const std::string log = dir + "/" + name + "." + std::to_string(++starts) + ".log";
+  std::vector<std::string> argv = run.wrapper;
+  argv.insert(argv.end(), {"agent/agent", "--bootstrap=" + bootstrap, "--labels=" + labels, "--address=127.0.0.1",
+                           "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
+                           "--workers=1", "--identity_file=" + dir + "/" + name + ".identity.pem",
+                           "--snapshot_cache=none", "--admin_token_file=" + dir + "/" + name + ".admin-token"});
+  argv.insert(argv.end(), run.flags.begin(), run.flags.end());
   AgentProcess a;
-  a.process = Process::Start({"agent/agent", "--bootstrap=" + bootstrap, "--labels=" + labels, "--address=127.0.0.1",
-                              "--bind_address=127.0.0.1", "--outbound_port=0", "--inbound_port=0", "--admin_port=0",
-                              "--workers=1", "--identity_file=" + dir + "/" + name + ".identity.pem",
-                              "--snapshot_cache=none", "--admin_token_file=" + dir + "/" + name + ".admin-token"},
-                             log);
+  a.process = Process::Start(argv, log);
   auto line = a.process ? a.process->WaitForLog("agent: listening", std::chrono::milliseconds(20000)) : std::nullopt;
   if (!line) {
     *error = "agent " + name + " did not start; see " + log;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
@@ -25,9 +26,18 @@ struct AgentProcess {
 std::optional<AgentProcess> StartJoinedAgent(const ControlPlaneProcess& cp, const std::string& dir,
                                              const std::string& ns, const std::string& name, const std::string& app,
                                              std::string* error);
-// The same with a bootstrap file of the caller's, registering `labels` ("k=v,...").
+// How to run it beyond the defaults (127.0.0.1, ports picked by the system, no saved
+// snapshot): `wrapper` goes first (e.g. `ip netns exec NS`), `flags` after the defaults
+// (a later flag wins).
+struct AgentRun {
+  std::vector<std::string> wrapper;
+  std::vector<std::string> flags;
+};
+
+// The same with a bootstrap file of the caller's, registering `labels` ("k=v,..."). Its
+// identity and admin token files are `dir`/NAME.identity.pem and NAME.admin-token.
 std::optional<AgentProcess> StartAgentWithBootstrap(const std::string& bootstrap, const std::string& dir,
                                                     const std::string& name, const std::string& labels,
-                                                    std::string* error);
+                                                    std::string* error, const AgentRun& run = {});
 
 }  // namespace meshplug::integration::harness

@@ -29,10 +29,8 @@ std::string ControlPlaneProcess::log_path() const {
 std::string ControlPlaneProcess::Start() {
   const std::string listen = address_.empty() ? host_ + ":0" : address_;
   std::vector<std::string> argv = wrapper_;
-  for (const std::string& a : {std::string("control_plane/control_plane"), std::string("--listen"), listen,
-                               std::string("--store"), dir_ + "/store.db", std::string("--client_config"), config_path()}) {
-    argv.push_back(a);
-  }
+  argv.insert(argv.end(), {"control_plane/control_plane", "--listen", listen, "--store", dir_ + "/store.db",
+                           "--client_config", config_path()});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   ++starts_;
   process_ = Process::Start(argv, log_path());

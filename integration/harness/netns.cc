@@ -11,8 +11,6 @@
 #include "integration/harness/process.h"
 
 namespace meshplug::integration::harness {
-namespace {
-
 std::string RunAll(const std::vector<std::vector<std::string>>& commands) {
   for (const auto& argv : commands) {
     const RunResult r = Run(argv);
@@ -25,7 +23,20 @@ std::string RunAll(const std::vector<std::vector<std::string>>& commands) {
   return "";
 }
 
-}  // namespace
+std::vector<std::string> InNamespace(const std::string& ns, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
+  return argv;
+}
+
+std::vector<std::string> AsAppUser(std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"});
+  return argv;
+}
+
+std::vector<std::string> InterceptCommand(const std::string& verb, const std::string& exclude_cidr) {
+  return {"agent/intercept/meshplug-intercept", verb, "--proxy_uid=0", "--outbound_port=15001",
+          "--inbound_port=15003", "--dns_port=15053", "--exclude_outbound_cidrs=" + exclude_cidr};
+}
 
 std::string NetnsUnavailable() {
   if (geteuid() != 0) return "needs root to create network namespaces and iptables rules";
@@ -69,8 +80,7 @@ WorkloadNetwork::~WorkloadNetwork() {
 std::string WorkloadNetwork::Namespace(const std::string& name) const { return prefix_ + name; }
 
 std::vector<std::string> WorkloadNetwork::In(const std::string& name, std::vector<std::string> argv) const {
-  argv.insert(argv.begin(), {"ip", "netns", "exec", Namespace(name)});
-  return argv;
+  return InNamespace(Namespace(name), std::move(argv));
 }
 
 std::string WorkloadNetwork::Address(const std::string& name) const {

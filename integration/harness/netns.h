@@ -23,6 +23,16 @@ void RemoveStaleNamespaces(const std::string& prefix);
 // Deletes namespace `name` (killing its processes) and its /etc/netns directory.
 void DeleteNamespace(const std::string& name);
 
+// `argv` run in network namespace `ns`.
+std::vector<std::string> InNamespace(const std::string& ns, std::vector<std::string> argv);
+// `argv` run as uid and gid 1000: not the agents' uid (0), so interception applies to it.
+std::vector<std::string> AsAppUser(std::vector<std::string> argv);
+// meshplug-intercept `verb` (install or remove) for an agent running as uid 0 on ports
+// 15001 (outbound), 15003 (inbound) and 15053 (DNS), leaving `exclude_cidr` alone.
+std::vector<std::string> InterceptCommand(const std::string& verb, const std::string& exclude_cidr);
+// Runs each command in turn; "" or the first failure (its command and stderr).
+std::string RunAll(const std::vector<std::vector<std::string>>& commands);
+
 class WorkloadNetwork {
  public:
   static constexpr const char* kNodeAddress = "10.201.0.1";
