@@ -144,6 +144,7 @@ void Agent::AcceptLoop(std::shared_ptr<Acceptor> acceptor, bool inbound, bool tc
     proxy::TcpArrival arrival;
     arrival.listen_port = port;
     arrival.original = original;
+    arrival.chains = current;
     asio::co_spawn(worker.context,
                    connection(as_tcp ? proxy::ServeTcpConnection(std::move(socket), EnvFor(worker, inbound), std::move(arrival))
                                      : proxy::ServeHttpConnection(std::move(socket), EnvFor(worker, inbound)),
@@ -195,8 +196,7 @@ bool Agent::LoopsBack(const tcp::endpoint& destination) const {
 
 bool Agent::IsHttpPort(const chains::ChainSet* current, const tcp::endpoint& destination, bool inbound) {
   if (!current) return false;
-  const auto port = inbound ? current->mesh().FindAppPort(destination.port())
-                            : current->mesh().FindVirtualPort(destination.address(), destination.port());
+  const auto port = current->mesh().FindOriginalPort(destination, inbound);
   return port && port->port->protocol() == v1::PROTOCOL_HTTP;
 }
 

@@ -83,7 +83,6 @@ class Agent final : public admin::AdminTarget {
 
   uint16_t outbound_port() const { return outbound_port_; }
   uint16_t inbound_port() const { return inbound_port_; }
-  uint16_t dns_port() const { return dns_ ? dns_->port() : 0; }
   uint16_t admin_port() const { return admin_port_; }
   const std::string& admin_token() const { return options_.admin_token; }
 

@@ -134,8 +134,8 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Connect(
     const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-    beast::error_code& ec) {
-  return ConnectUpstream(executor_, host, port, timeout, ec);
+    beast::error_code& ec, const TlsOrigination* tls) {
+  return ConnectUpstream(executor_, host, port, timeout, ec, tls);
 }
 
 void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection) {

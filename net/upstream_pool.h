@@ -77,10 +77,11 @@ class UpstreamPool {
       std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
       boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
 
-  // ConnectUpstream on the pool's executor. For the HTTP pool and the TCP proxy.
+  // ConnectUpstream on the pool's executor, a connection of the caller's own (never pooled).
+  // For the TCP proxy and its tunnels.
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Connect(
       const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-      boost::beast::error_code& ec);
+      boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
 
   // Keeps a connection whose last exchange ended cleanly for reuse, for its idle timeout
   // (set by Acquire). A connection with unparsed bytes in its buffer is closed instead:

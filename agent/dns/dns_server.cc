@@ -111,7 +111,7 @@ absl::StatusOr<std::unique_ptr<DnsServer>> DnsServer::Start(asio::io_context& co
                                                             std::optional<udp::endpoint> upstream, Stats* stats) {
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(address, ec);
-  if (ec) return absl::InvalidArgumentError(Cat("--dns_address: \"", address, "\" is not an IP address"));
+  if (ec) return absl::InvalidArgumentError(Cat("DNS server address \"", address, "\" is not an IP address"));
   auto state = std::make_shared<State>(context);
   state->socket.open(ip.is_v6() ? udp::v6() : udp::v4(), ec);
   if (!ec) state->socket.bind(udp::endpoint(ip, port), ec);

@@ -103,11 +103,8 @@ bool UpgradeOffered(std::string_view offered, std::string_view chosen) {
 }
 
 std::string UpgradeProtocol(const http::request_header<>& request) {
-  const std::vector<std::string> tokens = ConnectionTokens(request);
   const std::string_view protocol = request[http::field::upgrade];
-  if (request.version() < 11 || !UpgradeAllowed(protocol) || std::find(tokens.begin(), tokens.end(), "upgrade") == tokens.end()) {
-    return "";
-  }
+  if (request.version() < 11 || !UpgradeAllowed(protocol) || !ConnectionHas(request, "upgrade")) return "";
   return std::string(protocol);
 }
 

@@ -387,14 +387,12 @@ awaitable<void> HttpSession::AcceptTunnel(std::shared_ptr<const chains::ChainSet
     co_return;
   }
   TcpArrival arrival;
-  beast::error_code ec;
-  arrival.listen_port = stream_.socket().local_endpoint(ec).port();
-  arrival.tunnel_chains = std::move(chains);
+  arrival.chains = std::move(chains);
+  arrival.tunnel = true;
   arrival.service = found->service->config->name();
   arrival.service_port = *port;
   arrival.peer_identity = peer_identity_;
-  arrival.initial.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-  buffer_.consume(buffer_.size());
+  arrival.initial = TakeBuffered(buffer_);
   stream_.expires_never();
   co_await ServeTcpTunnel(stream_, env_, std::move(arrival));
 }
@@ -973,10 +971,8 @@ awaitable<void> HttpSession::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   stream_.expires_never();
   upstream.stream.expires_never();
   // Bytes read past either header are the new protocol's first.
-  std::string from_client(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-  std::string from_upstream(static_cast<const char*>(upstream.buffer.data().data()), upstream.buffer.size());
-  buffer_.consume(buffer_.size());
-  upstream.buffer.consume(upstream.buffer.size());
+  std::string from_client = TakeBuffered(buffer_);
+  std::string from_upstream = TakeBuffered(upstream.buffer);
   const RelayEnd end = co_await Relay(stream_, std::move(from_client), upstream.stream, std::move(from_upstream),
                                       RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout});
   if (end == RelayEnd::kTimedOut) Count("meshplug_tcp_idle_timeouts_total", x.ctx.upstream->cluster);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -32,6 +33,13 @@ enum class RelayEnd {
   kEnded,     // both directions ended, or one broke
   kTimedOut,  // the idle or half-close timeout closed both
 };
+
+// Takes the bytes a buffer holds (read past a header: the stream's first bytes).
+inline std::string TakeBuffered(boost::beast::flat_buffer& buffer) {
+  std::string out(static_cast<const char*>(buffer.data().data()), buffer.size());
+  buffer.consume(buffer.size());
+  return out;
+}
 
 // `from_downstream` / `from_upstream`: bytes already read from either side, sent first.
 // Both streams must use the calling coroutine's executor (one worker thread).

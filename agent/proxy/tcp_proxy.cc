@@ -27,13 +27,18 @@ namespace http = boost::beast::http;
 
 auto Ec(boost::system::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
+// The request line and Host of a tunnel to `service` ("name.namespace") port `port`.
+std::string TunnelRequest(const std::string& service, uint32_t port) {
+  return Cat("CONNECT ", service, ":", port, " HTTP/1.1\r\nHost: ", service, ":", port, "\r\n\r\n");
+}
+
 class TcpSession {
  public:
   TcpSession(net::Stream& downstream, ProxyEnv env) : downstream_(downstream), env_(env) {}
 
   awaitable<void> Run(TcpArrival arrival) {
-    tunnel_ = arrival.tunnel_chains != nullptr;
-    chains_ = tunnel_ ? std::move(arrival.tunnel_chains) : env_.chains->Get();
+    tunnel_ = arrival.tunnel;
+    chains_ = arrival.chains ? std::move(arrival.chains) : env_.chains->Get();
     if (!chains_) co_return;
     chain_ = &chains_->tcp(env_.inbound);
     boost::system::error_code ec;
@@ -120,7 +125,7 @@ class TcpSession {
       if (!co_await AnswerTunnel("200 OK", "")) co_return;
     }
     // What the tunnel's answer brought after its header is the app's first bytes.
-    std::string early(static_cast<const char*>(connection->buffer.data().data()), connection->buffer.size());
+    std::string early = TakeBuffered(connection->buffer);
     const RelayEnd end = co_await Relay(
         downstream_, std::move(initial), connection->stream, std::move(early),
         RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout},
@@ -143,9 +148,8 @@ class TcpSession {
     }
     const auto deadline = Clock::now() + timeout;
     boost::system::error_code ec;
-    bool reused = false;
-    std::unique_ptr<net::UpstreamConnection> c = co_await env_.pool->Acquire(
-        ctx_.upstream->host, ctx_.upstream->port, timeout, timeout, /*allow_reuse=*/false, reused, ec, &*tls);
+    std::unique_ptr<net::UpstreamConnection> c =
+        co_await env_.pool->Connect(ctx_.upstream->host, ctx_.upstream->port, timeout, ec, &*tls);
     if (!c) {
       CountOutbound("no connection");
       co_return nullptr;
@@ -226,8 +230,5 @@ void CountTunnel(Stats& stats, bool inbound, std::string_view result) {
   stats.Count("meshplug_agent_tcp_tunnels_total", {{"direction", inbound ? "inbound" : "outbound"}, {"result", result}});
 }
 
-std::string TunnelRequest(const std::string& service, uint32_t port) {
-  return Cat("CONNECT ", service, ":", port, " HTTP/1.1\r\nHost: ", service, ":", port, "\r\n\r\n");
-}
 
 }  // namespace meshplug::agent::proxy

@@ -28,12 +28,15 @@ struct TcpArrival {
   uint16_t listen_port = 0;
   // For an intercepted connection, where it was going (tcp-routing routes by it).
   std::optional<boost::asio::ip::tcp::endpoint> original;
+  // The chain set that decided where the connection goes (null: the current one), so one
+  // set decides and serves it.
+  std::shared_ptr<const chains::ChainSet> chains;
 
-  // A tunnel (inbound CONNECT): the chain set that accepted it, the service port it asked
-  // for (tcp-routing routes by it), its caller verified by mTLS, and bytes already read
-  // after the CONNECT. The agent answers 200 once the app accepted the connection, 403
-  // when the chain refused it, 502 when the app did not answer.
-  std::shared_ptr<const chains::ChainSet> tunnel_chains;
+  // A tunnel (inbound CONNECT): the service port it asked for (tcp-routing routes by it),
+  // its caller verified by mTLS, and bytes already read after the CONNECT. The agent
+  // answers 200 once the app accepted the connection, 403 when the chain refused it, 502
+  // when the app did not answer.
+  bool tunnel = false;
   std::string service;
   uint32_t service_port = 0;
   std::string peer_identity;
@@ -46,9 +49,6 @@ boost::asio::awaitable<void> ServeTcpConnection(boost::asio::ip::tcp::socket soc
 // The inbound end of a tunnel, on the stream of the mTLS connection that asked for it
 // (after the 200 went out).
 boost::asio::awaitable<void> ServeTcpTunnel(net::Stream& stream, ProxyEnv env, TcpArrival arrival);
-
-// The request line and Host of a tunnel to `service` ("name.namespace") port `port`.
-std::string TunnelRequest(const std::string& service, uint32_t port);
 
 // meshplug_agent_tcp_tunnels_total: one tunnel's outcome at either end.
 void CountTunnel(Stats& stats, bool inbound, std::string_view result);

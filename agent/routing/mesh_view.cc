@@ -312,6 +312,11 @@ std::optional<TcpPortView> MeshView::FindAppPort(uint32_t target_port) const {
   return it->second;
 }
 
+std::optional<TcpPortView> MeshView::FindOriginalPort(const boost::asio::ip::tcp::endpoint& original,
+                                                      bool inbound) const {
+  return inbound ? FindAppPort(original.port()) : FindVirtualPort(original.address(), original.port());
+}
+
 const ClusterView* MeshView::FindCluster(std::string_view name) const {
   auto it = clusters_.find(name);
   return it == clusters_.end() ? nullptr : &it->second;

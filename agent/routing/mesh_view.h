@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "absl/status/statusor.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -104,6 +105,9 @@ class MeshView final : public plugins::ServiceResolver {
   // This workload's own service port whose app port (target_port) an intercepted inbound
   // connection was sent to.
   std::optional<TcpPortView> FindAppPort(uint32_t target_port) const;
+  // The service port an intercepted connection was sent to: inbound by app port, outbound
+  // by virtual address and port.
+  std::optional<TcpPortView> FindOriginalPort(const boost::asio::ip::tcp::endpoint& original, bool inbound) const;
   const ClusterView* FindCluster(std::string_view name) const;
   const std::map<std::string, ClusterView, std::less<>>& clusters() const { return clusters_; }
 

@@ -9,7 +9,6 @@
 
 #include "common/random.h"
 #include "plugins/builtin/module.h"
-#include "common/strings.h"
 
 namespace meshplug::plugins::builtin {
 namespace {
@@ -60,9 +59,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
     if (ctx.original) {
       const auto& ip = ctx.original->address();
       const uint16_t original_port = ctx.original->port();
-      std::optional<routing::TcpPortView> port =
-          inbound() ? mesh().FindAppPort(original_port) : mesh().FindVirtualPort(ip, original_port);
-      if (port) {
+      if (std::optional<routing::TcpPortView> port = mesh().FindOriginalPort(*ctx.original, inbound())) {
         Route(ctx, *port);
       } else if (inbound() ? Passable(ip)  // a port of this workload no Service names: to it as sent
                            : !mesh().snapshot().settings().egress_refused() && Passable(ip)) {
