@@ -104,10 +104,12 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
   if (auto hint = store.GetSecret(kNextSecret); hint.ok() && hint->has_value()) {
     if (auto ip = ParseIpv4(**hint); ip && *ip >= first && *ip < first + hosts) next = *ip;
   }
+  // The next host address, from the last back to the first.
+  auto after = [&](uint32_t ip) { return ip + 1 < first + hosts ? ip + 1 : first; };
   for (auto& [where, svc] : unassigned) {
     uint32_t tried = 0;
     while (tried < hosts && taken.count(next)) {
-      next = next + 1 < first + hosts ? next + 1 : first;
+      next = after(next);
       ++tried;
     }
     if (tried == hosts) {
@@ -117,7 +119,7 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
     svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));
   }
   // A hint only: an apply that then fails leaves a gap, never a duplicate.
-  return store.PutSecret(kNextSecret, FormatIpv4(next + 1 < first + hosts ? next + 1 : first));
+  return store.PutSecret(kNextSecret, FormatIpv4(after(next)));
 }
 
 }  // namespace meshplug::control_plane::api

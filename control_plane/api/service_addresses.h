@@ -26,7 +26,6 @@ class ServiceAddresses {
   // two cannot take the same address.
   absl::Status Assign(store::Store& store, std::vector<resources::Document>& docs) const;
 
-  const std::string& cidr() const { return cidr_; }
 
  private:
   ServiceAddresses(std::string cidr, uint32_t network, uint32_t size) : cidr_(std::move(cidr)), network_(network), size_(size) {}

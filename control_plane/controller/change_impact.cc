@@ -18,6 +18,10 @@ std::string ConfiguredPlugin(const translate::MeshState& state, const translate:
 ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events) {
   for (const auto& ev : events) {
     const auto& k = ev.entry.key;
+    if (translate::MakesDestinations(k.kind)) {
+      everyone_ = true;
+      continue;
+    }
     switch (k.kind) {
       case Kind::kPlugin:
         plugins_.insert(k.name);
@@ -28,11 +32,7 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
       case Kind::kPluginConfig:
         configs_.insert({k.ns, k.name});
         break;
-      case Kind::kNamespace:
-      case Kind::kService:
-      case Kind::kWorkload:
-      case Kind::kMeshConfig:
-        everyone_ = true;
+      default:
         break;
     }
   }

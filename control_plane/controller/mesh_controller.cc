@@ -1,5 +1,7 @@
 #include "control_plane/controller/mesh_controller.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "common/agent_id.h"
 #include "common/log.h"
 #include "control_plane/xds/node_identity.h"
@@ -95,7 +97,7 @@ void MeshController::Loop() {
     registrations_.Commit(
         registrations_.Take(Clock::now(), [this](const std::string& agent) { return registry_.IsConnected(agent); }));
     // New trust concerns every agent: it goes out in the same publish as the changes.
-    const bool trust_changed = trust && trust->SerializeAsString() != state_.trust.SerializeAsString();
+    const bool trust_changed = trust && !google::protobuf::util::MessageDifferencer::Equals(*trust, state_.trust);
     if (trust_changed) state_.trust = *std::move(trust);
     auto events = store_.ChangesSince(since, INT64_MAX / 2);
     if (!events.ok()) {

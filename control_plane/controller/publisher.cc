@@ -18,8 +18,8 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
   if (state.destinations_generation != generation_) {
     generation_ = state.destinations_generation;
     all_ = translate::TranslateDestinations(state);
-    all_resources_.reset();
-    scoped_.clear();
+    by_namespace_.clear();
+    by_scope_.clear();
   }
   {
     std::lock_guard lock(mu_);
@@ -31,21 +31,8 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     if (!workload) continue;
     auto it = state.workloads.find(*workload);
     if (it == state.workloads.end()) continue;
-    const v1::Snapshot* shared = &all_;
-    std::shared_ptr<const xds::AgentResources> destinations;
-    if (const auto scope = translate::EgressScope(state, workload->first)) {
-      auto [slot, fresh] = scoped_.try_emplace(ScopeKey(*scope));
-      if (fresh) {
-        slot->second.destinations = translate::ScopeDestinations(all_, *scope);
-        slot->second.resources = xds::ToResources(slot->second.destinations, interner_);
-      }
-      shared = &slot->second.destinations;
-      destinations = slot->second.resources;
-    } else {
-      if (!all_resources_) all_resources_ = xds::ToResources(all_, interner_);
-      destinations = all_resources_;
-    }
-    translate::Translation t = translate::Translate(state, *shared, it->second);
+    const Destinations& destinations = DestinationsFor(state, workload->first);
+    translate::Translation t = translate::Translate(state, destinations.snapshot, it->second);
     {
       std::lock_guard lock(mu_);
       translate::Report& slot = reports_[agent];
@@ -53,10 +40,24 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
       slot = std::move(t.report);
       ++translations_[agent];
     }
-    auto resources = xds::ToResources(t.snapshot, interner_, destinations);
+    auto resources = xds::ToResources(t.snapshot, interner_, destinations.resources);
     registry_.SetSnapshotVersion(agent, resources->version);
     cache_.Set(agent, std::move(resources));
   }
+}
+
+const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshState& state, const std::string& ns) {
+  auto [at, fresh] = by_namespace_.try_emplace(ns, nullptr);
+  if (!fresh) return *at->second;
+  const auto scope = translate::EgressScope(state, ns);
+  // An empty scope (no Service) is "" and no scope is listed as entries: two keys apart.
+  auto [slot, made] = by_scope_.try_emplace(scope ? ScopeKey(*scope) : "every Service");
+  if (made) {
+    slot->second.snapshot = scope ? translate::ScopeDestinations(all_, *scope) : all_;
+    slot->second.resources = xds::ToResources(slot->second.snapshot, interner_);
+  }
+  at->second = &slot->second;
+  return slot->second;
 }
 
 void Publisher::Remove(const std::string& agent) {

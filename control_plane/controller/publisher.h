@@ -38,10 +38,13 @@ class Publisher {
   int64_t Translations(const std::string& agent) const;
 
  private:
-  struct Scoped {
-    v1::Snapshot destinations;
+  // Destinations as agents of one egress scope receive them.
+  struct Destinations {
+    v1::Snapshot snapshot;
     std::shared_ptr<const xds::AgentResources> resources;
   };
+  // Those of namespace `ns`'s workloads, made once per scope and generation.
+  const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
 
   xds::SnapshotCache& cache_;
   xds::AgentRegistry& registry_;
@@ -50,8 +53,8 @@ class Publisher {
   // Plugin, PluginChain or PluginConfig change does not make them again. Publish's thread.
   uint64_t generation_ = 0;
   v1::Snapshot all_;
-  std::shared_ptr<const xds::AgentResources> all_resources_;  // encoded once an unscoped agent needs them
-  std::map<std::string, Scoped> scoped_;                      // per egress scope
+  std::map<std::string, Destinations> by_scope_;
+  std::map<std::string, const Destinations*> by_namespace_;
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_
   ReportIndex index_;                 // under mu_, follows reports_

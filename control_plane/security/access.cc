@@ -44,12 +44,11 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
   auto info = x509::Inspect(pem);
   // A certificate without a workload's names is not an agent's: it counts for nothing.
   if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
-    auto verified = ca_.VerifyIssued(pem);
-    if (!verified.ok()) return verified.status();
-    caller.workload = verified->common_name;
-    caller.spiffe_id = verified->spiffe_id;
-    caller.certificate_expiry = verified->not_after;
-    caller.certificate_issuer = verified->authority_key_id;
+    if (absl::Status verified = ca_.VerifyIssued(pem, *info); !verified.ok()) return verified;
+    caller.workload = info->common_name;
+    caller.spiffe_id = info->spiffe_id;
+    caller.certificate_expiry = info->not_after;
+    caller.certificate_issuer = info->authority_key_id;
   }
   return caller;
 }

@@ -163,15 +163,13 @@ v1::TrustBundle CertificateAuthority::trust() const {
   return t;
 }
 
-absl::StatusOr<x509::CertInfo> CertificateAuthority::VerifyIssued(const std::string& leaf_pem) const {
-  auto info = x509::Inspect(leaf_pem);
-  if (!info.ok()) return info.status();
+absl::Status CertificateAuthority::VerifyIssued(const std::string& leaf_pem, const x509::CertInfo& info) const {
   std::string issuer;
   x509::Clock::time_point issuer_expiry{};
   {
     std::lock_guard lock(mu_);
     for (const Signer* s : {&current_, next_ ? &*next_ : nullptr}) {
-      if (s && info->authority_key_id == s->info.subject_key_id) {
+      if (s && info.authority_key_id == s->info.subject_key_id) {
         issuer = s->cert;
         issuer_expiry = s->info.not_after;
       }
@@ -182,11 +180,11 @@ absl::StatusOr<x509::CertInfo> CertificateAuthority::VerifyIssued(const std::str
   }
   const auto now = x509::Clock::now();
   if (now >= issuer_expiry) return absl::UnauthenticatedError("the mesh CA that issued the client certificate has expired");
-  if (now < info->not_before || now >= info->not_after) {
-    return absl::UnauthenticatedError(Cat("the client certificate is not valid now (valid ", Rfc3339(info->not_before),
-                                          " to ", Rfc3339(info->not_after), ")"));
+  if (now < info.not_before || now >= info.not_after) {
+    return absl::UnauthenticatedError(Cat("the client certificate is not valid now (valid ", Rfc3339(info.not_before),
+                                          " to ", Rfc3339(info.not_after), ")"));
   }
-  return info;
+  return absl::OkStatus();
 }
 
 CertificateAuthority::Phase CertificateAuthority::phase() const {

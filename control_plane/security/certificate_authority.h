@@ -44,9 +44,10 @@ class CertificateAuthority {
   // What agents need to verify each other: roots, trusted issuers and the signer.
   v1::TrustBundle trust() const;
 
-  // The certificate `leaf_pem` (one a peer presented) was issued by a CA trusted now,
-  // carries its valid signature and is within its validity period.
-  absl::StatusOr<x509::CertInfo> VerifyIssued(const std::string& leaf_pem) const;
+  // The certificate `leaf_pem` (one a peer presented; `info` is what x509::Inspect read of
+  // it) was issued by a CA trusted now, carries its valid signature and is within its
+  // validity period.
+  absl::Status VerifyIssued(const std::string& leaf_pem, const x509::CertInfo& info) const;
 
   // A workload certificate chain (leaf, then intermediates) for the key in `csr_pem`.
   absl::StatusOr<std::string> SignWorkload(const std::string& csr_pem, const std::string& trust_domain,

@@ -25,13 +25,9 @@ uint64_t NextDestinationsGeneration() {
   return ++next;
 }
 
-namespace {
-
 bool MakesDestinations(Kind kind) {
   return kind == Kind::kNamespace || kind == Kind::kService || kind == Kind::kWorkload || kind == Kind::kMeshConfig;
 }
-
-}  // namespace
 
 bool MeshState::Put(const store::Entry& e) {
   const auto& k = e.key;

@@ -31,6 +31,10 @@ struct PluginEntry : Versioned<mesh::v1::Plugin> {
 
 uint64_t NextDestinationsGeneration();
 
+// Whether objects of `kind` make the destinations (and so concern every agent): Namespaces,
+// Services, Workloads and the MeshConfig.
+bool MakesDestinations(resources::Kind kind);
+
 struct MeshState {
   int64_t revision = 0;
   std::map<std::string, mesh::v1::Namespace> namespaces;

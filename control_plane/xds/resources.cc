@@ -79,11 +79,6 @@ size_t ResourceInterner::size() {
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
                                                   std::shared_ptr<const AgentResources> base) {
   auto out = std::make_shared<AgentResources>();
-  // One level of base: a base's own base becomes ours, its own resources our own.
-  if (base && base->base) {
-    out->own = base->own;
-    base = base->base;
-  }
   out->base = std::move(base);
   xds_types::ForEachResource(snap, [&](const xds_types::ResourceType& type, const google::protobuf::Message& msg) {
     const std::string name = type.name_of(msg);

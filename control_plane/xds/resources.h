@@ -39,7 +39,7 @@ struct AgentResources {
   const EncodedResource* Find(const std::string& type_url, const std::string& name) const;
   // Each resource of `type_url` in name order.
   void ForEach(const std::string& type_url, const std::function<void(const std::string&, const ResourcePtr&)>& f) const;
-  // All resources of `type_url` (a copy of the pointers: for tests and config dumps).
+  // All resources of `type_url` (a copy of the pointers, for tests).
   Named Of(const std::string& type_url) const;
 };
 
@@ -54,7 +54,8 @@ class ResourceInterner {
   std::unordered_map<std::string, std::weak_ptr<const EncodedResource>> by_key_;  // name + hash
 };
 
-// The xDS resources of `snap` over those of `base` (if given): the resources every agent
+// The xDS resources of `snap` over those of `base` (if given; one level: a base has none
+// of its own): the resources every agent
 // shares, encoded once per change rather than once per agent. A resource of `snap`
 // replaces the one of `base` with the same type and name. Resource names: "chains", "<plugin>@<hash>", the service name (inbound
 // ones "<name>|inbound", so an agent's own service and the same service as a destination
