@@ -338,12 +338,21 @@ def delete_netns(name):
     subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
+def running(pid):
+    """Whether process `pid` runs: a zombie (killed, not reaped) does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def remove_stale_netns():
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
     for line in listed:
         name = line.split(" ")[0]
         pid = name[len(NETNS_PREFIX):]
-        if name.startswith(NETNS_PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        if name.startswith(NETNS_PREFIX) and pid.isdigit() and not running(pid):
             delete_netns(name)
 
 

@@ -58,6 +58,20 @@ void DeleteNamespace(const std::string& name) {
   std::filesystem::remove_all("/etc/netns/" + name, ec);
 }
 
+namespace {
+
+// Whether process `pid` runs: a zombie (killed, not yet reaped by a parent that does not
+// wait, as a container's init may not) does not.
+bool Running(const std::string& pid) {
+  std::ifstream stat("/proc/" + pid + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t name_end = line.rfind(')');
+  return name_end != std::string::npos && name_end + 2 < line.size() && line[name_end + 2] != 'Z';
+}
+
+}  // namespace
+
 void RemoveStaleNamespaces(const std::string& prefix) {
   std::istringstream list(Run({"ip", "netns", "list"}).out);
   for (std::string line; std::getline(list, line);) {
@@ -66,7 +80,7 @@ void RemoveStaleNamespaces(const std::string& prefix) {
     std::string pid = name.substr(prefix.size());
     pid = pid.substr(0, pid.find('-'));
     const bool numeric = !pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos;
-    if (numeric && pid != std::to_string(getpid()) && access(("/proc/" + pid).c_str(), F_OK) != 0) DeleteNamespace(name);
+    if (numeric && pid != std::to_string(getpid()) && !Running(pid)) DeleteNamespace(name);
   }
 }
 

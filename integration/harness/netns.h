@@ -16,8 +16,8 @@ namespace meshplug::integration::harness {
 // "" when network namespaces and iptables can be used here (root); else why not.
 std::string NetnsUnavailable();
 
-// Removes namespaces named "<prefix><pid>..." whose pid is not a running process, killing
-// what still runs in them.
+// Removes namespaces named "<prefix><pid>..." whose pid is not a running process (gone, or
+// a zombie), killing what still runs in them.
 void RemoveStaleNamespaces(const std::string& prefix);
 
 // Deletes namespace `name` (killing its processes) and its /etc/netns directory.
