@@ -30,14 +30,17 @@ bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std
          (expected.empty() || info->spiffe_id == expected);
 }
 
-// ALPN: HTTP/1.1 between agents (h2 comes with HTTP/2). A client that offers ALPN
-// without it is refused rather than spoken to in a protocol it did not ask for.
+// ALPN: agents call each other with HTTP/1.1; an inbound listener also serves h2 (the
+// connection preface tells the two apart after the handshake), preferred when offered. A
+// client that offers ALPN without either is refused rather than spoken to in a protocol it
+// did not ask for.
 constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char kServerAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
                void*) {
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpn, sizeof kAlpn, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&selected, outlen, kServerAlpn, sizeof kServerAlpn, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   *out = selected;

@@ -9,7 +9,7 @@ packages=(
   # build
   bazel-bootstrap g++ git
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libabsl-dev
-  libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev libre2-dev
+  libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev libre2-dev libnghttp2-dev
   libgtest-dev libgmock-dev
   # tests and the demo
   curl python3 python3-httpbin gunicorn

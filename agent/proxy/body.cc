@@ -1,6 +1,7 @@
 #include "agent/proxy/body.h"
 
 #include <algorithm>
+#include <array>
 #include <optional>
 
 #include <boost/asio/redirect_error.hpp>
@@ -39,6 +40,13 @@ asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error
 
 template class BodySource<true>;
 template class BodySource<false>;
+
+asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
+                                   std::chrono::milliseconds timeout, beast::error_code& ec) {
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
+  stream.expires_after(timeout);
+  co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+}
 
 asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
   if (framing_ == Framing::kNone) piece = {};

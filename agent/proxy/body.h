@@ -8,10 +8,14 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -98,6 +102,44 @@ enum class Framing {
   kChunked,  // chunked transfer coding
   kClose,    // the body ends when the connection closes (HTTP/1.0 peers)
 };
+
+// Sets the framing fields of an outgoing header.
+template <bool isRequest>
+void SetFraming(http::header<isRequest>& header, Framing framing, std::optional<uint64_t> length) {
+  header.erase(http::field::transfer_encoding);
+  if (framing == Framing::kChunked) {
+    header.erase(http::field::content_length);
+    header.set(http::field::transfer_encoding, "chunked");
+  } else if (framing == Framing::kLength) {
+    header.set(http::field::content_length, std::to_string(*length));
+  } else if (framing == Framing::kClose) {
+    header.erase(http::field::content_length);
+  }
+}
+
+// The HTTP/1.1 header block as it goes on the wire.
+template <bool isRequest>
+std::string HeaderBytes(http::header<isRequest> header) {
+  http::message<isRequest, http::empty_body> message(std::move(header));
+  http::serializer<isRequest, http::empty_body> serializer(message);
+  // Only the header: for a chunked message the serializer would add the last chunk.
+  serializer.split(true);
+  std::string out;
+  beast::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (asio::const_buffer b : beast::buffers_range_ref(buffers)) {
+        out.append(static_cast<const char*>(b.data()), b.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  return out;
+}
+
+// `head` and `body` in one write.
+asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
+                                   std::chrono::milliseconds timeout, beast::error_code& ec);
 
 // Writes a body with the outgoing framing. The header may be handed over unwritten: it
 // then goes out with the first body bytes in one write, so a small response is one TCP

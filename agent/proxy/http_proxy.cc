@@ -1,25 +1,18 @@
 #include "agent/proxy/http_proxy.h"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/buffers_range.hpp>
-#include <boost/beast/core/string.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <algorithm>
 #include <array>
-#include <exception>
 #include <optional>
-#include <vector>
 
-#include "absl/status/statusor.h"
 #include "agent/proxy/body.h"
+#include "agent/proxy/exchange.h"
+#include "agent/proxy/http2_session.h"
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
 #include "agent/proxy/relay.h"
@@ -31,24 +24,13 @@ namespace meshplug::agent::proxy {
 namespace {
 
 using asio::awaitable;
-using plugins::HttpContext;
-using plugins::LocalResponse;
-using plugins::Verdict;
 using std::chrono::milliseconds;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
 
 auto Ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// The request on `upstream` failed (its body broke, a body step answered, it timed out):
-// the connection can carry nothing more, and the response read must end now or as soon as
-// it starts. Closing does both; a cancel would miss a read not pending at this moment.
-void Abandon(net::UpstreamConnection& upstream) {
-  beast::error_code ec;
-  upstream.stream.socket().close(ec);
-}
 
 // When a connection ends, the agent keeps reading (and dropping) what the client still
 // sends, for at most this long and this much, so that closing with unread bytes does not
@@ -56,155 +38,9 @@ void Abandon(net::UpstreamConnection& upstream) {
 constexpr milliseconds kLingerTime{2'000};
 constexpr size_t kLingerBytes = 1 << 20;
 
-// Marks an endpoint as serving one more request, for least-request balancing.
-class ActiveRequest {
- public:
-  ActiveRequest(routing::LoadBalancer* lb, std::optional<size_t> endpoint)
-      : lb_(lb), endpoint_(endpoint) {
-    if (lb_ && endpoint_) lb_->Started(*endpoint_);
-  }
-  ~ActiveRequest() {
-    if (lb_ && endpoint_) lb_->Finished(*endpoint_);
-  }
-  ActiveRequest(const ActiveRequest&) = delete;
-  ActiveRequest& operator=(const ActiveRequest&) = delete;
-
- private:
-  routing::LoadBalancer* lb_;
-  std::optional<size_t> endpoint_;
-};
-
-// The header block as it goes on the wire.
-template <bool isRequest>
-std::string HeaderBytes(http::header<isRequest> header) {
-  http::message<isRequest, http::empty_body> message(std::move(header));
-  http::serializer<isRequest, http::empty_body> serializer(message);
-  // Only the header: for a chunked message the serializer would add the last chunk.
-  serializer.split(true);
-  std::string out;
-  beast::error_code ec;
-  while (!ec && !serializer.is_header_done()) {
-    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
-      for (asio::const_buffer b : beast::buffers_range_ref(buffers)) {
-        out.append(static_cast<const char*>(b.data()), b.size());
-      }
-      serializer.consume(beast::buffer_bytes(buffers));
-    });
-  }
-  return out;
-}
-
-// `head` and `body` in one write.
-awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
-                             milliseconds timeout, beast::error_code& ec) {
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
-  stream.expires_after(timeout);
-  co_await asio::async_write(stream, buffers, Ec(ec));
-}
-
-// Sets the framing fields of an outgoing header.
-template <bool isRequest>
-void SetFraming(http::header<isRequest>& header, Framing framing,
-                boost::optional<uint64_t> length) {
-  header.erase(http::field::transfer_encoding);
-  if (framing == Framing::kChunked) {
-    header.erase(http::field::content_length);
-    header.set(http::field::transfer_encoding, "chunked");
-  } else if (framing == Framing::kLength) {
-    header.set(http::field::content_length, std::to_string(*length));
-  } else if (framing == Framing::kClose) {
-    header.erase(http::field::content_length);
-  }
-}
-
-LocalResponse Error(unsigned status, std::string body) {
-  return LocalResponse{status, {}, std::move(body) + "\n"};
-}
-
-// The one status check for responses the agent makes: 200–599, anything else becomes 500
-// (a 1xx would leave the client waiting for a final response; Beast throws above 999).
-unsigned SendableStatus(unsigned status) {
-  return status >= 200 && status <= 599 ? status : 500;
-}
-
-// RFC 9110 §15.3.5, §15.4.5: 204 and 304 responses end with their header.
-bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
-
-// The inbound caller's verified identity for the app, in Envoy's x-forwarded-client-cert
-// form (URI element only), when the mesh asks for it. What a caller sent in that header is
-// dropped: in permissive mode anyone could claim an identity with it.
-void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
-  // Every spelling, '_' for '-' included: CGI and WSGI apps read them as the same header.
-  for (auto it = request.begin(); it != request.end();) {
-    std::string name(it->name_string());
-    std::replace(name.begin(), name.end(), '_', '-');
-    it = beast::iequals(name, "x-forwarded-client-cert") ? request.erase(it) : std::next(it);
-  }
-  if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
-}
-
-// Why an upstream exchange produced no usable response.
-struct UpstreamFailure {
-  LocalResponse response;
-  bool retriable = false;  // nothing of the request body was consumed
-};
-
-// How to talk to the routed cluster: its settings over the agent's defaults.
-struct UpstreamSettings {
-  const routing::ClusterView* cluster = nullptr;  // nullptr: a module chose a bare address
-  milliseconds connect_timeout;
-  milliseconds request_timeout;  // the route's timeout when it has one
-  milliseconds idle_timeout;
-  uint32_t attempts = 1;
-  milliseconds backoff_base{25};
-};
-
-// One request from header to the end of its response.
-struct Exchange {
-  std::shared_ptr<const chains::ChainSet> chains;  // pinned for the whole request, limits included
-  const chains::HttpChain* chain = nullptr;
-  HttpContext ctx;
-  size_t ran = 0;  // chain[0, ran) ran their request steps
-  bool keep_alive = true;  // downstream, after this response
-  unsigned version = 11;
-  bool response_started = false;  // a response header went downstream
-  // The client asked to switch protocols (Upgrade, no body): a 101 from the upstream turns
-  // the connection into a byte relay. The protocol is the request's Upgrade field, which
-  // plugins see and may remove.
-  bool upgrade_asked = false;
-};
-
-// One request sent on one upstream connection. A request body is streamed upstream by a
-// sibling coroutine (the pump) while the response is read and relayed, so an upstream
-// that answers before the body ends, or echoes it, is not deadlocked against it.
-struct UpstreamCall {
-  explicit UpstreamCall(const asio::any_io_executor& executor)
-      : pump_done(executor, Clock::time_point::max()), deadline(executor) {}
-
-  std::unique_ptr<net::UpstreamConnection> connection;
-  bool reused = false;
-  std::optional<ResponseParser> response;
-  std::optional<BodyFilters> filters;  // the request body steps, used by the pump
-  bool reusable = false;  // the response ended cleanly and the upstream keeps the connection
-
-  // The pump (all on the session's worker thread).
-  bool pump_running = false;
-  bool stopping = false;  // the pump must end
-  bool body_sent = false;  // the whole request body went upstream
-  bool header_read = false;  // reading the response header has ended
-  bool timed_out = false;  // the pump's deadline fired before the response header
-  // The protocols the request went upstream with (Upgrade): a 101 to one of them is its
-  // final response. Empty: a 101 is a broken response.
-  std::string upgrade_offered;
-  beast::error_code body_read_error;  // the downstream body was broken
-  std::optional<LocalResponse> body_verdict;  // a request body step answered
-  std::exception_ptr pump_exception;
-  asio::steady_timer pump_done;  // cancelled when the pump ends
-  // The request timeout, counted from the end of the request body.
-  asio::steady_timer deadline;
-};
-
-class HttpSession {
+// An HTTP/1.1 connection: requests one after another, each the Downstream of its exchange.
+// A connection that starts with HTTP/2's preface is handed to the HTTP/2 session.
+class HttpSession : public Downstream {
  public:
   HttpSession(tcp::socket socket, ProxyEnv env) : stream_(std::move(socket)), env_(env) {}
 
@@ -213,20 +49,42 @@ class HttpSession {
     // compiles that into a frame that traps (ud2) when resumed.
     bool more = true;
     if (env_.inbound) more = co_await AcceptInbound();
+    if (more) {
+      const Preface preface = co_await ReadPreface();
+      if (preface == Preface::kHttp2) {
+        co_await ServeHttp2(stream_, TakeBuffered(buffer_), env_, peer_identity_);
+        co_return;
+      }
+      more = preface == Preface::kHttp1;
+    }
     while (more) {
       more = co_await ServeOne();
     }
     co_await Close();
   }
 
+  // Downstream, for the request being served.
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
+  bool body_done() const override { return parser_->is_done(); }
+  std::optional<uint64_t> body_length() const override {
+    return parser_->content_length() ? std::optional<uint64_t>(*parser_->content_length()) : std::nullopt;
+  }
+  awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override { return source_->Next(out, ec); }
+  void CancelRead() override { stream_.cancel(); }
+  awaitable<void> SendContinue(beast::error_code& ec) override;
+  awaitable<void> SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length, bool hold,
+                             beast::error_code& ec) override;
+  awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override {
+    return sink_->Write(piece, last, ec);
+  }
+  bool header_held() const override { return sink_ && sink_->header_pending(); }
+  awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
+  void EndAfterResponse() override { keep_alive_ = false; }
+  awaitable<void> SendSwitch(http::response_header<> header, beast::error_code& ec) override;
+  awaitable<RelayEnd> RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) override;
+
  private:
-  // Runs the log steps of a request however its coroutine ends: a return, an exception
-  // or destruction.
-  struct LogOnExit {
-    HttpSession* session;
-    Exchange* x;
-    ~LogOnExit() { session->RunLogSteps(*x); }
-  };
+  enum class Preface { kHttp1, kHttp2, kNone };
 
   // Serves one request; false when the connection must close.
   awaitable<bool> ServeOne();
@@ -234,62 +92,29 @@ class HttpSession {
   // certificate (mTLS: the client's must verify against the mesh's roots); plaintext is
   // served only in permissive mode. False when the connection must close.
   awaitable<bool> AcceptInbound();
+  // Reads until the first bytes tell HTTP/2's connection preface from an HTTP/1.1
+  // request (kNone: the client sent nothing or went away).
+  awaitable<Preface> ReadPreface();
   // An inbound CONNECT: a tunnel from another agent to a TCP port of this workload's
   // services, over mTLS only; the connection ends with it.
   awaitable<void> AcceptTunnel(std::shared_ptr<const chains::ChainSet> chains, const http::request_header<>& head);
-  // How to reach the chosen endpoint: plaintext when it has no identity (no agent in
-  // front), mTLS when it has one; an error when it has one and this agent has no
-  // certificate (plaintext would skip the check of who answers).
-  // `endpoint`: the cluster's endpoint Forward chose (nullopt: a bare address).
-  absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const UpstreamSettings& settings,
-                                                                    std::optional<size_t> endpoint) const;
   void CountHandshake(std::string_view direction, std::string_view result);
   awaitable<bool> WaitForRequest(milliseconds idle_timeout);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
   awaitable<void> Close();
 
-  awaitable<std::optional<LocalResponse>> RunRequestSteps(Exchange& x);
-  // nullopt, or a response that replaces the current one.
-  awaitable<std::optional<LocalResponse>> RunResponseSteps(Exchange& x);
-  void RunLogSteps(Exchange& x) noexcept;
-  std::vector<plugins::HttpPlugin*> Ran(const Exchange& x, bool reverse) const;
-
-  awaitable<void> Forward(Exchange& x, RequestParser& request);
-  UpstreamSettings SettingsFor(const Exchange& x) const;
-  // Sends the request (its body through the pump) and reads the final response header
-  // into call.response; `failure` when there is no response to relay.
-  awaitable<void> Call(Exchange& x, RequestParser& request, const UpstreamSettings& settings,
-                       std::optional<size_t> endpoint, UpstreamCall& call, std::optional<UpstreamFailure>& failure);
-  awaitable<void> PumpBody(Exchange& x, RequestParser& request, Framing framing,
-                           const UpstreamSettings& settings, UpstreamCall& call);
-  // Ends the pump if it still runs and waits until it has.
-  awaitable<void> StopPump(UpstreamCall& call);
-  awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
-                                     std::optional<milliseconds> timeout, beast::error_code& ec);
-  awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
-  // Sets x.ctx.response from the upstream's header and runs the response steps on it; false
-  // when they answered instead or set a status the response cannot have (that answer has
-  // gone downstream).
-  awaitable<bool> PassResponseSteps(Exchange& x, const http::response_header<>& upstream);
-  // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
-  // byte for byte until they end (the tcp timeouts apply); neither is reused.
-  awaitable<void> RelayUpgraded(Exchange& x, UpstreamCall& call);
-  // A response the agent makes itself; with `run_steps`, the response steps may still
-  // replace it once.
-  awaitable<void> Respond(Exchange& x, LocalResponse response, bool run_steps);
-  // Writes x.ctx.response with `body` downstream, no plugin involved.
-  awaitable<void> SendLocal(Exchange& x, std::string body);
-
-  void Count(std::string_view name, std::string_view cluster) {
-    env_.stats->Count(name, {{"cluster", cluster}});
-  }
-
   net::Stream stream_;
   beast::flat_buffer buffer_;  // capped (ReadBufferLimit) for each request
   ProxyEnv env_;
   std::string peer_identity_;  // the client's SPIFFE ID on an mTLS connection
-  // True while the request body has not been read to its end (the pump clears it).
-  bool request_body_unread_ = false;
+
+  // The request being served.
+  RequestParser* parser_ = nullptr;
+  std::optional<BodySource<true>> source_;
+  std::optional<BodySink> sink_;
+  bool keep_alive_ = true;  // after this response
+  unsigned version_ = 11;
+  milliseconds idle_{0};  // downstream idle timeout
 };
 
 awaitable<bool> HttpSession::WaitForRequest(milliseconds idle_timeout) {
@@ -397,12 +222,6 @@ awaitable<void> HttpSession::AcceptTunnel(std::shared_ptr<const chains::ChainSet
   co_await ServeTcpTunnel(stream_, env_, std::move(arrival));
 }
 
-absl::StatusOr<std::optional<net::TlsOrigination>> HttpSession::OriginationFor(
-    const UpstreamSettings& settings, std::optional<size_t> i) const {
-  const routing::ClusterView* cluster = settings.cluster;
-  if (!cluster || !i || cluster->lb->endpoint(*i).identity().empty()) return std::nullopt;
-  return net::OriginationTo(env_.tls, cluster->lb->endpoint(*i).identity());
-}
 
 awaitable<bool> HttpSession::ServeOne() {
   {
@@ -458,599 +277,109 @@ awaitable<bool> HttpSession::ServeOne() {
     co_return false;
   }
 
-  Exchange x;
-  x.ctx.request = head;
+  ExchangeStart start;
+  start.request = head;
   std::optional<Rejection> rejection = CheckRequestFraming(head);
   if (!rejection) rejection = CheckHost(head);
-  if (!rejection) rejection = NormalizeTarget(x.ctx.request);
+  if (!rejection) rejection = NormalizeTarget(start.request);
   if (rejection) {
     co_await RejectRequest(rejection->status, std::move(rejection->reason));
     co_return false;
   }
-  x.chains = chains;
-  x.chain = &chains->http(env_.inbound);
-  x.ctx.workload = &chains->workload();
-  x.ctx.peer_identity = peer_identity_;
-  x.ctx.configs = &chains->mesh().configs(env_.inbound);
-  x.ctx.resolver = &chains->mesh();
-  x.ctx.pool = env_.pool;
-  x.ctx.tls = env_.tls;
-  x.version = head.version();
   const std::string upgrade = parser.is_done() ? UpgradeProtocol(head) : "";
-  RemoveConnectionOptions(x.ctx.request);
+  RemoveConnectionOptions(start.request);
   if (!upgrade.empty()) {
-    x.upgrade_asked = true;
-    x.ctx.request.set(http::field::upgrade, upgrade);
+    start.upgrade_asked = true;
+    start.request.set(http::field::upgrade, upgrade);
   }
-  if (env_.inbound) {
-    SetForwardedClientCert(x.ctx.request, peer_identity_, chains->snapshot().settings().forward_client_cert());
-  }
-  x.keep_alive = KeepAlive(head) && !env_.draining->load();
-  request_body_unread_ = !parser.is_done();
-
-  LogOnExit log{this, &x};
-  // Every exception of the request ends here: a 500 (without its text) if no response
-  // went out yet, a counter, and the connection closes.
-  bool failed = false;
-  std::string failed_plugin;
-  try {
-    std::optional<LocalResponse> local = co_await RunRequestSteps(x);
-    if (local) {
-      co_await Respond(x, std::move(*local), true);
-    } else {
-      co_await Forward(x, parser);
-    }
-  } catch (const PluginError& e) {
-    failed = true;
-    failed_plugin = e.plugin();
-  } catch (...) {
-    failed = true;
-  }
-  if (failed) {
-    if (!failed_plugin.empty()) {
-      env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", failed_plugin}});
-    } else {
-      env_.stats->Count("meshplug_http_internal_errors_total",
-                        {{"direction", env_.inbound ? "inbound" : "outbound"}});
-    }
-    x.keep_alive = false;
-    if (!x.response_started) {
-      http::response_header<> header;
-      header.result(http::status::internal_server_error);
-      header.version(11);
-      x.ctx.response = std::move(header);
-      try {
-        co_await SendLocal(x, "internal error\n");
-      } catch (...) {
-      }
-    }
-  }
-  co_return x.keep_alive && !request_body_unread_ && !env_.draining->load();
+  start.chains = chains;
+  start.peer_identity = peer_identity_;
+  version_ = head.version();
+  keep_alive_ = KeepAlive(head) && !env_.draining->load();
+  idle_ = limits.downstream_idle_timeout;
+  parser_ = &parser;
+  source_.emplace(stream_, buffer_, parser, idle_);
+  sink_.reset();
+  co_await ServeExchange(env_, *this, std::move(start));
+  const bool body_read = parser.is_done();
+  parser_ = nullptr;
+  source_.reset();
+  sink_.reset();
+  co_return keep_alive_ && body_read && !env_.draining->load();
 }
 
-std::vector<plugins::HttpPlugin*> HttpSession::Ran(const Exchange& x, bool reverse) const {
-  std::vector<plugins::HttpPlugin*> out;
-  for (size_t i = 0; i < x.ran; ++i) out.push_back((*x.chain)[i].plugin.get());
-  if (reverse) std::reverse(out.begin(), out.end());
-  return out;
-}
-
-// nullopt when a module forwarded the request; else the local response to send.
-awaitable<std::optional<LocalResponse>> HttpSession::RunRequestSteps(Exchange& x) {
-  for (const auto& entry : *x.chain) {
-    ++x.ran;
-    plugins::HttpPlugin* plugin = entry.plugin.get();
-    Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnRequestHeaders(x.ctx); });
-    if (v.kind == Verdict::Kind::kRespond) co_return std::move(v.response);
-    if (v.kind == Verdict::Kind::kForward) co_return std::nullopt;
-  }
-  co_return Error(404, "no module of the chain answered");
-}
-
-awaitable<std::optional<LocalResponse>> HttpSession::RunResponseSteps(Exchange& x) {
-  for (plugins::HttpPlugin* plugin : Ran(x, true)) {
-    Verdict v =
-        co_await PluginStep(plugin->name(), [&] { return plugin->OnResponseHeaders(x.ctx); });
-    if (v.kind == Verdict::Kind::kRespond) co_return std::move(v.response);
-  }
-  co_return std::nullopt;
-}
-
-void HttpSession::RunLogSteps(Exchange& x) noexcept {
-  for (plugins::HttpPlugin* plugin : Ran(x, false)) {
-    try {
-      plugin->OnLog(x.ctx);
-    } catch (...) {
-      try {
-        env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", plugin->name()}});
-      } catch (...) {
-      }
-    }
+awaitable<HttpSession::Preface> HttpSession::ReadPreface() {
+  std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
+  const milliseconds idle = current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
+  constexpr std::string_view kPreface = kHttp2Preface;
+  while (true) {
+    const std::string_view got(static_cast<const char*>(buffer_.data().data()),
+                               std::min(buffer_.size(), kPreface.size()));
+    if (got != kPreface.substr(0, got.size())) co_return Preface::kHttp1;
+    if (got.size() == kPreface.size()) co_return Preface::kHttp2;
+    beast::error_code ec;
+    stream_.expires_after(idle);
+    const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+    buffer_.commit(n);
+    // What came before the error is served: HTTP/1.1 answers a partial request itself.
+    if (ec) co_return buffer_.size() == 0 ? Preface::kNone : Preface::kHttp1;
   }
 }
 
-awaitable<void> HttpSession::Respond(Exchange& x, LocalResponse response, bool run_steps) {
-  auto set_response = [&](const LocalResponse& r) {
-    http::response_header<> header(r.headers);
-    header.result(SendableStatus(r.status));
-    header.version(11);
-    x.ctx.response = std::move(header);
-  };
-  set_response(response);
-  if (run_steps) {
-    if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
-      response = std::move(*replaced);
-      set_response(response);
-    }
-  }
-  std::string body = std::move(response.body);
-  BodyFilters filters(Ran(x, true), false, x.chains->limits().max_buffered_body_bytes);
-  if (!filters.empty()) {
-    Verdict v = co_await filters.Run(x.ctx, body, true);
-    if (v.kind == Verdict::Kind::kRespond) body = std::move(v.response.body);
-  }
-  co_await SendLocal(x, std::move(body));
+awaitable<void> HttpSession::SendContinue(beast::error_code& ec) {
+  // RFC 9110 §10.1.1: never to an HTTP/1.0 client.
+  if (version_ < 11) co_return;
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  stream_.expires_after(idle_);
+  co_await asio::async_write(stream_, asio::buffer(kContinue), Ec(ec));
 }
 
-awaitable<void> HttpSession::SendLocal(Exchange& x, std::string body) {
-  http::response_header<> header = *x.ctx.response;
-  // A response step may have set any status on ctx.response.
-  header.result(SendableStatus(header.result_int()));
-  RemoveHopByHop(header);
-  if (WithoutContent(header.result_int())) {
-    body.clear();
-    header.erase(http::field::content_length);
-    header.erase(http::field::transfer_encoding);
-  } else {
-    SetFraming(header, Framing::kLength, body.size());
-    if (!header.count(http::field::content_type) && !body.empty()) {
-      header.set(http::field::content_type, "text/plain");
-    }
-  }
-  bool head = x.ctx.request.method() == http::verb::head;
-  // A request body nobody read would be parsed as the next request.
-  if (request_body_unread_) x.keep_alive = false;
-  SetKeepAlive(header, x.keep_alive);
-  beast::error_code ec;
-  milliseconds idle = x.chains->limits().downstream_idle_timeout;
-  x.response_started = true;
-  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), head ? std::string_view() : body, idle, ec);
-  if (ec) x.keep_alive = false;
-}
-
-UpstreamSettings HttpSession::SettingsFor(const Exchange& x) const {
-  const Limits& limits = x.chains->limits();
-  UpstreamSettings out{nullptr, limits.connect_timeout, limits.request_timeout,
-                       limits.upstream_idle_timeout};
-  const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
-  if (cluster != nullptr) {
-    const v1::Cluster& c = cluster->config;
-    out.cluster = cluster;
-    out.connect_timeout =
-        routing::DurationOr(c.connect_timeout(), c.has_connect_timeout(), out.connect_timeout);
-    out.request_timeout =
-        routing::DurationOr(c.request_timeout(), c.has_request_timeout(), out.request_timeout);
-    out.idle_timeout = routing::DurationOr(c.idle_timeout(), c.has_idle_timeout(), out.idle_timeout);
-    out.attempts = 1 + c.retry().num_retries();  // at most 1 + kMaxRetries (MeshView checks)
-    out.backoff_base = routing::DurationOr(c.retry().backoff_base(), c.retry().has_backoff_base(),
-                                           out.backoff_base);
-  }
-  if (const routing::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service, env_.inbound)) {
-    for (const routing::RouteView& route : service->routes) {
-      if (route.config->name() == x.ctx.route && route.config->has_timeout()) {
-        out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
-      }
-    }
-  }
-  return out;
-}
-
-// Reads the final response header; 1xx interim responses (100 Continue, 103 Early Hints)
-// are not forwarded. With a `timeout` the read has its own deadline; without, the pump's
-// deadline (from the end of the request body) bounds it.
-awaitable<void> HttpSession::ReadResponseHeader(const Exchange& x, UpstreamCall& call,
-                                                std::optional<milliseconds> timeout,
-                                                beast::error_code& ec) {
-  net::UpstreamConnection& upstream = *call.connection;
-  if (timeout) {
-    upstream.stream.expires_after(*timeout);
-  } else {
-    upstream.stream.expires_never();
-  }
-  do {
-    call.response.emplace();
-    call.response->header_limit(x.chains->limits().max_header_bytes);
-    call.response->body_limit(kUnlimitedBody);
-    // A response to HEAD has no body whatever its Content-Length says.
-    call.response->skip(x.ctx.request.method() == http::verb::head);
-    net::StrictLineEndings strict(upstream.stream, upstream.buffer);
-    co_await http::async_read_header(strict, upstream.buffer, *call.response, Ec(ec));
-  } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
-}
-
-awaitable<void> HttpSession::Forward(Exchange& x, RequestParser& request) {
-  if (!x.ctx.upstream || x.ctx.upstream->port == 0) {
-    co_return co_await Respond(x, Error(503, "no upstream endpoint chosen"), true);
-  }
-  UpstreamSettings settings = SettingsFor(x);
-  const routing::ClusterView* cluster = settings.cluster;
-  // Statuses are retried only when there is no body to replay.
-  bool replayable = request.is_done();
-  std::optional<UpstreamFailure> failure;
-  for (uint32_t attempt = 0; attempt < settings.attempts; ++attempt) {
-    if (attempt > 0) {
-      Count("meshplug_upstream_retries_total", x.ctx.upstream->cluster);
-      // min(base, 1s) × min(10, 2^(n-1)), as osm-edge does.
-      auto delay = std::min(settings.backoff_base, milliseconds(1000)) *
-                   std::min(10u, 1u << std::min(attempt - 1, 4u));
-      asio::steady_timer timer(stream_.get_executor(), delay);
-      beast::error_code ec;
-      co_await timer.async_wait(Ec(ec));
-    }
-    std::optional<size_t> endpoint;
-    if (cluster) {
-      endpoint = cluster->lb->IndexOf(x.ctx.upstream->host, x.ctx.upstream->port);
-      if (attempt > 0) {
-        endpoint = cluster->lb->Pick(endpoint);
-        if (!endpoint) break;
-        x.ctx.upstream->host = cluster->lb->endpoint(*endpoint).address();
-        x.ctx.upstream->port = static_cast<uint16_t>(cluster->lb->endpoint(*endpoint).port());
-      }
-    }
-    ActiveRequest active(cluster ? cluster->lb.get() : nullptr, endpoint);
-    failure.reset();
-    UpstreamCall call(stream_.get_executor());
-    bool relayed = false;
-    bool retry_status = false;
-    // The pump refers to `call`: it must have ended before `call` goes, exception or not.
-    std::exception_ptr error;
-    try {
-      co_await Call(x, request, settings, endpoint, call, failure);
-      if (!failure) {
-        const auto& retry_on = cluster ? cluster->config.retry().retry_on_status()
-                                       : google::protobuf::RepeatedField<uint32_t>();
-        retry_status = replayable && attempt + 1 < settings.attempts &&
-                       std::find(retry_on.begin(), retry_on.end(),
-                                 call.response->get().result_int()) != retry_on.end();
-        if (!retry_status) {
-          co_await RelayResponse(x, call);
-          relayed = true;
-        }
-      }
-    } catch (...) {
-      error = std::current_exception();
-    }
-    co_await StopPump(call);
-    if (error) std::rethrow_exception(error);
-    if (relayed) {
-      // Only a connection whose request and response both ended, with nothing read
-      // beyond the response, can carry the next request.
-      if (call.reusable && call.body_sent && call.connection->buffer.size() == 0) {
-        env_.pool->Release(std::move(call.connection));
-      }
-      co_return;
-    }
-    if (retry_status || failure->retriable) continue;
-    break;
-  }
-  if (!failure) failure = UpstreamFailure{Error(503, "no healthy upstream"), false};
-  co_await Respond(x, std::move(failure->response), true);
-}
-
-awaitable<void> HttpSession::Call(Exchange& x, RequestParser& request,
-                                  const UpstreamSettings& settings, std::optional<size_t> endpoint,
-                                  UpstreamCall& call, std::optional<UpstreamFailure>& failure) {
-  const Limits& limits = x.chains->limits();
-  bool has_body = !request.is_done();
-  call.filters.emplace(Ran(x, false), true, limits.max_buffered_body_bytes);
-
-  http::request_header<> header = x.ctx.request;
-  bool expect_continue = has_body && x.version >= 11 &&
-                         beast::iequals(header[http::field::expect], "100-continue");
-  if (expect_continue) header.erase(http::field::expect);
-  RemoveHopByHop(header);
+awaitable<void> HttpSession::SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length,
+                                        bool hold, beast::error_code& ec) {
   Framing framing = Framing::kNone;
   if (has_body) {
-    framing = request.content_length() && call.filters->empty() ? Framing::kLength
-                                                                : Framing::kChunked;
-  } else if (request.content_length()) {
-    framing = Framing::kLength;  // keeps "Content-Length: 0", which some servers require
-  }
-  SetFraming(header, framing, request.content_length());
-  header.version(11);
-  SetKeepAlive(header, true);
-  // Checked again: a request step may have changed the protocols.
-  if (const std::string_view upgrade = x.ctx.request[http::field::upgrade]; x.upgrade_asked && UpgradeAllowed(upgrade)) {
-    header.set(http::field::connection, "Upgrade");
-    header.set(http::field::upgrade, upgrade);
-    call.upgrade_offered = upgrade;
-  }
-
-  // A kept-alive connection the upstream closed just before or as the request went out
-  // is replaced once by a new connection: when writing the header failed (nothing was
-  // consumed), or when the response ended before its first byte and the request can be
-  // sent again (no body, idempotent method).
-  bool resendable = !has_body && net::Idempotent(x.ctx.request.method());
-  const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(settings, endpoint);
-  if (!origination.ok()) {
-    Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
-    failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", origination.status().message())), false};
-    co_return;
-  }
-  const std::optional<net::TlsOrigination>& tls = *origination;
-  for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
-    beast::error_code ec;
-    call.connection.reset();
-    call.response.reset();
-    call.connection = co_await env_.pool->Acquire(
-        x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
-        settings.idle_timeout, fresh_attempt == 0, call.reused, ec, tls ? &*tls : nullptr);
-    if (!call.connection) {
-      Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
-      failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", ec.message())),
-                                true};
-      co_return;
-    }
-    call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
-    ++call.connection->requests;
-    co_await WriteMessage(call.connection->stream, HeaderBytes(header), {}, limits.downstream_idle_timeout, ec);
-    if (ec) {
-      if (call.reused) continue;
-      failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())),
-                                true};
-      co_return;
-    }
-    if (has_body) {
-      if (expect_continue) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        stream_.expires_after(limits.downstream_idle_timeout);
-        co_await asio::async_write(stream_, asio::buffer(kContinue), Ec(ec));
-        if (ec) {
-          x.keep_alive = false;
-          failure = UpstreamFailure{Error(400, "client went away"), false};
-          co_return;
-        }
-      }
-      call.pump_running = true;
-      asio::co_spawn(stream_.get_executor(), PumpBody(x, request, framing, settings, call),
-                    [&call](std::exception_ptr e) {
-                      call.pump_running = false;
-                      if (e) {
-                        call.pump_exception = e;
-                        // The response read must not wait for a request that failed.
-                        if (call.connection) Abandon(*call.connection);
-                      }
-                      call.pump_done.cancel();
-                    });
+    if (length) {
+      framing = Framing::kLength;
+    } else if (version_ >= 11) {
+      framing = Framing::kChunked;
     } else {
-      call.body_sent = true;
+      framing = Framing::kClose;
+      keep_alive_ = false;
     }
-    co_await ReadResponseHeader(x, call,
-                                has_body ? std::nullopt
-                                         : std::optional<milliseconds>(settings.request_timeout),
-                                ec);
-    call.header_read = true;
-    call.deadline.cancel();
-    if (!ec) {
-      const http::response_header<>& response = call.response->get().base();
-      if (FieldCount(response) > limits.max_header_count) {
-        failure = UpstreamFailure{Error(502, "upstream response has too many header fields"),
-                                  false};
-      } else if (!ForwardableResponseFraming(response)) {
-        failure = UpstreamFailure{Error(502, "upstream response uses a transfer coding other "
-                                             "than chunked"),
-                                  false};
-      } else if (response.result_int() == 101 &&
-                 !UpgradeOffered(call.upgrade_offered, response[http::field::upgrade])) {
-        // Its next bytes are another protocol: never parsed as HTTP, never pooled.
-        failure = UpstreamFailure{Error(502, "upstream switched to a protocol the request did not ask for"), false};
-      }
-      co_return;
-    }
-    if (call.pump_exception) std::rethrow_exception(call.pump_exception);
-    if (call.timed_out || ec == beast::error::timeout) {
-      Count("meshplug_upstream_timeouts_total", x.ctx.upstream->cluster);
-      failure = UpstreamFailure{Error(504, "upstream request timeout"), false};
-      co_return;
-    }
-    if (call.body_verdict) {
-      failure = UpstreamFailure{std::move(*call.body_verdict), false};
-      co_return;
-    }
-    if (call.body_read_error) {
-      x.keep_alive = false;
-      failure = UpstreamFailure{
-          Error(400, Cat("bad request body: ", call.body_read_error.message())), false};
-      co_return;
-    }
-    if (call.reused && resendable && !call.response->got_some()) {
-      Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
-      continue;
-    }
-    failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())),
-                              false};
-    co_return;
   }
-  failure = UpstreamFailure{Error(503, "upstream closed kept-alive connections"), true};
-}
-
-// Streams the request body upstream, then (unless the response header came already)
-// waits out the request timeout and ends the response read if it fires.
-awaitable<void> HttpSession::PumpBody(Exchange& x, RequestParser& request, Framing framing,
-                                      const UpstreamSettings& settings, UpstreamCall& call) {
-  const Limits& limits = x.chains->limits();
-  net::UpstreamConnection& upstream = *call.connection;
-  BodySource<true> source(stream_, buffer_, request, limits.downstream_idle_timeout);
-  BodySink sink(upstream.stream, framing, settings.idle_timeout);
-  std::string piece;
-  beast::error_code ec;
-  while (!call.stopping) {
-    co_await source.Next(piece, ec);
-    if (call.stopping) co_return;
-    if (ec) {
-      // The request is broken: the upstream response is of no use.
-      call.body_read_error = ec;
-      Abandon(upstream);
-      co_return;
-    }
-    bool last = source.done();
-    request_body_unread_ = !last;
-    if (!call.filters->empty()) {
-      Verdict v = co_await call.filters->Run(x.ctx, piece, last);
-      if (v.kind == Verdict::Kind::kRespond) {
-        call.body_verdict = std::move(v.response);
-        Abandon(upstream);
-        co_return;
-      }
-    }
-    co_await sink.Write(piece, last, ec);
-    if (!ec && last) call.body_sent = true;
-    // A failed write leaves the response read running: the upstream may have answered
-    // (413, 401…) before it stopped reading.
-    if (ec || last || call.stopping) break;
-  }
-  if (call.header_read || call.stopping) co_return;
-  call.deadline.expires_after(settings.request_timeout);
-  co_await call.deadline.async_wait(Ec(ec));
-  if (!ec && !call.header_read && !call.stopping) {
-    call.timed_out = true;
-    Abandon(upstream);
-  }
-}
-
-awaitable<void> HttpSession::StopPump(UpstreamCall& call) {
-  if (!call.pump_running) co_return;
-  call.stopping = true;
-  call.deadline.cancel();
-  // Ends the pump's pending read (downstream) or write (upstream).
-  stream_.cancel();
-  if (call.connection) call.connection->stream.cancel();
-  beast::error_code ec;
-  if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
-}
-
-awaitable<bool> HttpSession::PassResponseSteps(Exchange& x, const http::response_header<>& upstream) {
-  x.ctx.response = upstream;
-  RemoveConnectionOptions(*x.ctx.response);
-  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
-    co_await Respond(x, std::move(*replaced), false);
-    co_return false;
-  }
-  // A status a response step set must be one this response can be sent with: final
-  // (not 1xx, found by fuzz/lua_script) and, unless the upstream's was, not one without
-  // content (204/304), whose framing would contradict the body that follows; a 101 stays
-  // a 101 (the connection switches either way).
-  const unsigned status = x.ctx.response->result_int();
-  const unsigned upstream_status = upstream.result_int();
-  const bool sendable = upstream_status == 101 ? status == 101
-                                               : status == SendableStatus(status) &&
-                                                     (!WithoutContent(status) || status == upstream_status);
-  if (!sendable) {
-    co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
-    co_return false;
-  }
-  co_return true;
-}
-
-awaitable<void> HttpSession::RelayUpgraded(Exchange& x, UpstreamCall& call) {
-  net::UpstreamConnection& upstream = *call.connection;
-  const std::string protocol(call.response->get()[http::field::upgrade]);
-  x.keep_alive = false;  // whatever happens, this connection carries no other request
-  if (!co_await PassResponseSteps(x, call.response->get().base())) co_return;
-  http::response_header<> header = *x.ctx.response;
-  RemoveHopByHop(header);
-  header.set(http::field::connection, "Upgrade");
-  header.set(http::field::upgrade, protocol);
+  SetFraming(header, framing, length);
   header.version(11);
-  const Limits& limits = x.chains->limits();
-  beast::error_code ec;
-  x.response_started = true;
-  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), {}, limits.downstream_idle_timeout, ec);
-  if (ec) co_return;
-  Count("meshplug_http_upgrades_total", x.ctx.upstream->cluster);
+  SetKeepAlive(header, keep_alive_);
+  std::string head = HeaderBytes(std::move(header));
+  // Chunked bodies (the upstream's buffer may hold only a chunk-size line) get the header
+  // at once.
+  if (!hold || framing != Framing::kLength) {
+    co_await WriteMessage(stream_, head, {}, idle_, ec);
+    head.clear();
+  }
+  sink_.emplace(stream_, framing, idle_, std::move(head));
+}
+
+awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {
+  // A request body nobody read would be parsed as the next request.
+  if (parser_ && !parser_->is_done()) keep_alive_ = false;
+  header.version(11);
+  SetKeepAlive(header, keep_alive_);
+  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), body, idle_, ec);
+}
+
+awaitable<void> HttpSession::SendSwitch(http::response_header<> header, beast::error_code& ec) {
+  header.version(11);
+  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), {}, idle_, ec);
+}
+
+awaitable<RelayEnd> HttpSession::RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) {
   stream_.expires_never();
   upstream.stream.expires_never();
   // Bytes read past either header are the new protocol's first.
   std::string from_client = TakeBuffered(buffer_);
   std::string from_upstream = TakeBuffered(upstream.buffer);
-  const RelayEnd end = co_await Relay(stream_, std::move(from_client), upstream.stream, std::move(from_upstream),
-                                      RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout});
-  if (end == RelayEnd::kTimedOut) Count("meshplug_tcp_idle_timeouts_total", x.ctx.upstream->cluster);
-}
-
-awaitable<void> HttpSession::RelayResponse(Exchange& x, UpstreamCall& call) {
-  ResponseParser& response = *call.response;
-  // Call let a 101 through only to the protocol the request asked for.
-  if (response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
-  net::UpstreamConnection& upstream = *call.connection;
-  // What the upstream's header said, before response steps could change it.
-  bool upstream_keep_alive = KeepAlive(response.get().base());
-  if (!co_await PassResponseSteps(x, response.get().base())) co_return;
-  const Limits& limits = x.chains->limits();
-  BodyFilters filters(Ran(x, true), false, limits.max_buffered_body_bytes);
-  bool has_body = !response.is_done();
-  Framing framing = Framing::kNone;
-  if (has_body) {
-    if (response.content_length() && filters.empty()) {
-      framing = Framing::kLength;
-    } else if (x.version >= 11) {
-      framing = Framing::kChunked;
-    } else {
-      framing = Framing::kClose;
-      x.keep_alive = false;
-    }
-  }
-  http::response_header<> header = *x.ctx.response;
-  RemoveHopByHop(header);
-  SetFraming(header, framing, response.content_length());
-  // A request body that stopped short cannot be skipped: close after this response. One
-  // still streaming (the pump) is judged when it ends.
-  if (request_body_unread_ && !call.pump_running) x.keep_alive = false;
-  header.version(11);
-  SetKeepAlive(header, x.keep_alive);
-
-  beast::error_code ec;
-  milliseconds idle = limits.downstream_idle_timeout;
-  x.response_started = true;
-  std::string head = HeaderBytes(std::move(header));
-  // Content-Length body bytes that came with the upstream's header go out with ours, in one
-  // write: the first piece needs no read, so nothing holds the header back. Chunked bodies
-  // (the buffer may hold only a chunk-size line) and filtered ones get the header at once.
-  if (framing != Framing::kLength || upstream.buffer.size() == 0) {
-    co_await WriteMessage(stream_, head, {}, idle, ec);
-    head.clear();
-  }
-  if (!ec && has_body) {
-    BodySource<false> source(upstream.stream, upstream.buffer, response, idle);
-    BodySink sink(stream_, framing, idle, std::move(head));
-    std::string piece;
-    while (!ec) {
-      co_await source.Next(piece, ec);
-      if (ec && sink.header_pending()) {
-        // Nothing reached the client yet: it can still get a whole answer.
-        x.response_started = false;
-        co_return co_await Respond(x, Error(502, Cat("bad upstream response: ", ec.message())), false);
-      }
-      if (ec) break;
-      bool last = source.done();
-      if (!filters.empty()) {
-        Verdict v = co_await filters.Run(x.ctx, piece, last);
-        // The header is gone; a body step can only end the response early.
-        if (v.kind == Verdict::Kind::kRespond) ec = asio::error::operation_aborted;
-      }
-      if (!ec) co_await sink.Write(piece, last, ec);
-      if (!ec && last) break;
-    }
-  }
-  if (ec) {
-    // A response cut short downstream can only be signalled by closing.
-    x.keep_alive = false;
-    co_return;
-  }
-  const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
-  uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
-  call.reusable = response.is_done() && upstream_keep_alive &&
-                  (max_requests == 0 || upstream.requests < max_requests);
+  co_return co_await Relay(stream_, std::move(from_client), upstream.stream, std::move(from_upstream), timeouts);
 }
 
 }  // namespace

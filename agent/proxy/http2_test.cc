@@ -1,0 +1,242 @@
+// HTTP/2 clients through a real agent: frames written by hand (well-behaved and hostile),
+// curl and h2load.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "agent/agent.h"
+#include "agent/proxy/http2_session.h"
+#include "agent/testing/h2_client.h"
+#include "agent/testing/test_support.h"
+
+namespace meshplug::agent::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::AddService;
+using testing::BaseSnapshot;
+using testing::H2Client;
+using testing::H2Fields;
+using testing::H2FrameBytes;
+using testing::H2RstStream;
+using testing::LocalAgentOptions;
+using testing::TestUpstream;
+using testing::WaitFor;
+
+constexpr uint32_t kCancel = 0x8;
+constexpr uint32_t kInternalError = 0x2;
+constexpr uint16_t kInitialWindowSize = 0x4;
+
+// What a command printed (stdout), run with a deadline of its own (curl --max-time, h2load
+// --duration).
+std::string Output(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+class Http2Test : public ::testing::Test {
+ protected:
+  // An agent routing web.shop to `upstream`.
+  void StartAgent(const TestUpstream& upstream, Limits limits = {}) {
+    v1::Snapshot s = BaseSnapshot("v1");
+    AddService(s, "web.shop", {upstream.port()});
+    AgentOptions options = LocalAgentOptions(1);
+    options.limits = limits;
+    options.drain_timeout = 10s;
+    agent_ = std::make_unique<Agent>(options);
+    ASSERT_TRUE(agent_->Apply(s).ok());
+    ASSERT_TRUE(agent_->Start().ok());
+  }
+  uint16_t port() const { return agent_->outbound_port(); }
+  uint64_t Counter(std::string_view name, const Stats::Labels& labels) {
+    return agent_->stats().CounterValue(name, labels);
+  }
+
+  std::unique_ptr<Agent> agent_;
+};
+
+// Prior knowledge on the outbound port that also serves HTTP/1.1: concurrent streams of
+// one connection go through the http chain like HTTP/1.1 requests (routing, the default
+// 403), and a PING is answered.
+TEST_F(Http2Test, StreamsOfOneConnectionRunThroughTheChains) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  ASSERT_TRUE(h2.connected());
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop", {{"x-test", "one"}}));
+  ASSERT_TRUE(h2.Request(3, "GET", "/status/201", "web.shop"));
+  ASSERT_TRUE(h2.Request(5, "GET", "/", "unknown.example"));
+  ASSERT_TRUE(h2.Send(H2FrameBytes(testing::kH2Ping, 0, 0, "12345678")));
+  auto first = h2.Await(1);
+  auto second = h2.Await(3);
+  auto third = h2.Await(5);
+  ASSERT_TRUE(first && second && third);
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(first->body, "shop");
+  EXPECT_EQ(first->header("x-upstream"), "shop");
+  EXPECT_EQ(first->header("x-test"), "one");
+  EXPECT_EQ(second->status, 201);
+  EXPECT_EQ(third->status, 403);
+  // HTTP/1.1 on the same port.
+  testing::Client h1(port());
+  auto r = h1.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "shop");
+}
+
+// A request body larger than a stream's window reaches the upstream whole (the window is
+// given back as the upstream takes the body), and the echo comes back whole.
+TEST_F(Http2Test, BodiesLargerThanTheWindowsStreamBothWays) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  std::string body;
+  for (int i = 0; body.size() < 700 * 1024; ++i) body += std::to_string(i) + ",";
+  ASSERT_TRUE(h2.Request(1, "POST", "/echo", "web.shop", {}, body));
+  auto response = h2.Await(1);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body.size(), body.size());
+  EXPECT_TRUE(response->body == body);
+}
+
+TEST_F(Http2Test, CurlWithPriorKnowledgeAndH2load) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port()) + "/";
+  EXPECT_EQ(Output("curl -s --max-time 10 --http2-prior-knowledge -H 'Host: web.shop' -w ' %{http_version} %{http_code}' " + url),
+            "shop 2 200");
+  // 2,000 requests, 4 connections, 10 streams at a time on each.
+  const std::string report =
+      Output("h2load -n 2000 -c 4 -m 10 -H ':authority: web.shop' " + url + " 2>&1");
+  EXPECT_NE(report.find("2000 succeeded, 0 failed, 0 errored"), std::string::npos) << report;
+  EXPECT_NE(report.find("status codes: 2000 2xx"), std::string::npos) << report;
+}
+
+// CVE-2023-44487: streams opened and reset at once cost the agent at most its stream
+// limit of upstream requests at a time, and a client that keeps resetting is sent away.
+TEST_F(Http2Test, RapidResetIsBoundedThenTheClientIsSentAway) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  {
+    H2Client h2(port());
+    for (uint32_t id = 1; id < 2 * 300; id += 2) {
+      ASSERT_TRUE(h2.Request(id, "GET", "/slow", "web.shop"));
+      ASSERT_TRUE(h2.Send(H2RstStream(id, kCancel)));
+    }
+    EXPECT_TRUE(WaitFor([&] { return shop.slow_waiting() >= 100; }, 10s));
+    // A request of another connection still gets through (before the slow ones end).
+    H2Client other(port());
+    ASSERT_TRUE(other.Request(1, "GET", "/", "web.shop"));
+    auto r = other.Await(1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_LE(shop.slow_waiting(), static_cast<int>(kHttp2MaxConcurrentStreams));
+    EXPECT_GE(Counter("meshplug_http2_refused_streams_total", {{"direction", "outbound"}}), 150u);
+    shop.ReleaseSlow();
+  }
+  H2Client h2(port());
+  std::string burst;
+  for (uint32_t id = 1; id < 2 * 1500; id += 2) {
+    burst += H2FrameBytes(testing::kH2Headers, testing::kH2EndHeaders | testing::kH2EndStream, id,
+                          h2.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "web.shop"}}));
+    burst += H2RstStream(id, kCancel);
+  }
+  h2.Send(burst);
+  EXPECT_TRUE(h2.AwaitClose());
+  // nghttp2's reset rate limit (Debian's fix for the CVE) says INTERNAL_ERROR.
+  EXPECT_EQ(h2.goaway_error(), kInternalError);
+}
+
+// CVE-2024-27316 class: a header block in endless CONTINUATION frames ends the connection.
+TEST_F(Http2Test, ContinuationFloodEndsTheConnection) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  std::string frames = H2FrameBytes(testing::kH2Headers, 0, 1,
+                                    h2.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}));
+  for (int i = 0; i < 50; ++i) {
+    frames += H2FrameBytes(testing::kH2Continuation, 0, 1, h2.Encode({{"x-crumb" + std::to_string(i), "y"}}));
+  }
+  h2.Send(frames);
+  EXPECT_TRUE(h2.AwaitClose());
+  EXPECT_EQ(shop.requests(), 0);
+}
+
+// An HPACK bomb: one 4 KB field in the dynamic table, then referenced again and again (a
+// byte each) decodes to far more than the header limit: 431, and nothing more is kept.
+// A header list under the limit passes.
+TEST_F(Http2Test, HeaderListsOverTheLimitGet431) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  H2Fields bomb;
+  // 2,500 bytes: nghttp2's coder puts fields of up to ¾ of the table in it.
+  for (int i = 0; i < 200; ++i) bomb.emplace_back("x-bomb", std::string(2500, 'b'));
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop", bomb));
+  auto r = h2.Await(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 431);
+  ASSERT_TRUE(h2.Request(3, "GET", "/", "web.shop", {{"x-small", std::string(2000, 's')}}));
+  auto small = h2.Await(3);
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->status, 200);
+  EXPECT_EQ(shop.requests(), 1);
+}
+
+// SETTINGS frames sent faster than their acknowledgements can be read: sent away.
+TEST_F(Http2Test, SettingsFloodEndsTheConnection) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  std::string flood;
+  for (int i = 0; i < 5000; ++i) flood += H2FrameBytes(testing::kH2Settings, 0, 0, "");
+  h2.Send(flood);
+  EXPECT_TRUE(h2.AwaitClose());
+}
+
+// A client that opens no window for the response (SETTINGS_INITIAL_WINDOW_SIZE 0) holds
+// its stream only for the idle timeout: then the stream is reset, and the idle connection
+// is closed with a GOAWAY.
+TEST_F(Http2Test, ZeroWindowStallResetsTheStream) {
+  TestUpstream shop("shop");
+  Limits limits;
+  limits.downstream_idle_timeout = 300ms;
+  StartAgent(shop, limits);
+  H2Client h2(port(), {{kInitialWindowSize, 0}});
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
+  auto r = h2.Await(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(r->reset.has_value());
+  EXPECT_EQ(r->body, "");
+  EXPECT_TRUE(h2.AwaitClose());
+  EXPECT_EQ(h2.goaway_error(), 0u);
+}
+
+// A drain lets a stream in flight finish, then sends GOAWAY and closes.
+TEST_F(Http2Test, DrainFinishesStreamsThenSendsGoaway) {
+  TestUpstream shop("shop");
+  StartAgent(shop);
+  H2Client h2(port());
+  ASSERT_TRUE(h2.Request(1, "GET", "/slow", "web.shop"));
+  ASSERT_TRUE(WaitFor([&] { return shop.slow_waiting() == 1; }, 10s));
+  agent_->DrainAsync();
+  shop.ReleaseSlow();
+  auto r = h2.Await(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(h2.AwaitClose());
+  EXPECT_EQ(h2.goaway_error(), 0u);
+}
+
+}  // namespace
+}  // namespace meshplug::agent::proxy
