@@ -197,7 +197,7 @@ bool Agent::LoopsBack(const tcp::endpoint& destination) const {
 bool Agent::IsHttpPort(const chains::ChainSet* current, const tcp::endpoint& destination, bool inbound) {
   if (!current) return false;
   const auto port = current->mesh().FindOriginalPort(destination, inbound);
-  return port && port->port->protocol() == v1::PROTOCOL_HTTP;
+  return port && port->port->protocol() != v1::PROTOCOL_TCP;
 }
 
 dns::Answer Agent::ResolveMeshName(const std::string& name) const {

@@ -95,6 +95,11 @@ absl::StatusOr<TlsOrigination> OriginationTo(const TlsCredentials* credentials, 
 
 asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
   stream.StartTls(tls.context);
+  static constexpr unsigned char kH2[] = {2, 'h', '2'};
+  if (tls.http2 && SSL_set_alpn_protos(stream.tls().native_handle(), kH2, sizeof kH2) != 0) {
+    ec = boost::asio::error::no_memory;
+    co_return;
+  }
   stream.tls().set_verify_callback(
       [issuers = tls.issuer_key_ids, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
         return issuers && VerifyLeaf(preverified, vc, *issuers, expected);

@@ -55,6 +55,8 @@ struct TlsOrigination {
   std::shared_ptr<boost::asio::ssl::context> context;
   std::string expected_identity;
   std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
+  // Offer ALPN h2 (and only h2) instead of http/1.1.
+  bool http2 = false;
 };
 
 // mTLS to a peer that must prove `identity`, with the current certificate of `credentials`

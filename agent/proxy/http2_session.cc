@@ -4,11 +4,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/string.hpp>
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -20,6 +15,7 @@
 #include "agent/proxy/body.h"
 #include "agent/proxy/downstream.h"
 #include "agent/proxy/exchange.h"
+#include "agent/proxy/http2_common.h"
 #include "agent/proxy/http_message.h"
 #include "agent/proxy/in_flight.h"
 #include "agent/proxy/limits.h"
@@ -32,8 +28,6 @@ using asio::awaitable;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-auto Ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
-
 // Receive windows. A stream's body is acknowledged (WINDOW_UPDATE) only as its exchange
 // takes it, so a client sends no faster than the upstream reads; the connection window
 // bounds what all streams of a connection may hold at once.
@@ -42,26 +36,6 @@ constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 // Response bytes a stream may hold that flow control has not let out yet; SendBody waits
 // (at most the idle timeout) beyond this.
 constexpr size_t kSendBufferBytes = 64 * 1024;
-// What one write to the socket gathers.
-constexpr size_t kWriteBatchBytes = 64 * 1024;
-
-// A condition to wait on: Notify wakes the one waiter. The waiter checks its condition
-// before each wait, so a Notify with nobody waiting is not missed (one thread).
-class Signal {
- public:
-  explicit Signal(const asio::any_io_executor& executor) : timer_(executor, Clock::time_point::max()) {}
-  void Notify() { timer_.cancel(); }
-  // False when `deadline` passed first.
-  awaitable<bool> Wait(Clock::time_point deadline) {
-    timer_.expires_at(deadline);
-    beast::error_code ec;
-    co_await timer_.async_wait(Ec(ec));
-    co_return ec == asio::error::operation_aborted;
-  }
-
- private:
-  asio::steady_timer timer_;
-};
 
 class Http2Connection;
 
@@ -320,35 +294,14 @@ ssize_t Http2Stream::ReadResponse(uint8_t* buf, size_t length, uint32_t* flags) 
   return static_cast<ssize_t>(n);
 }
 
-// The fields an HTTP/2 message may not carry (RFC 9113 §8.2.2).
-bool ConnectionSpecific(std::string_view name) {
-  for (std::string_view hop : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}) {
-    if (beast::iequals(name, hop)) return true;
-  }
-  return false;
-}
-
 void Http2Stream::Submit(const http::response_header<>& header, bool body, beast::error_code& ec) {
   if (closed_) {
     ec = asio::error::connection_reset;
     return;
   }
-  // nghttp2 copies names and values; lower case is HTTP/2's spelling.
-  std::vector<std::string> names;
-  std::vector<nghttp2_nv> nva;
-  const std::string status = std::to_string(header.result_int());
-  names.reserve(FieldCount(header));
-  auto add = [&nva](std::string_view name, std::string_view value) {
-    nva.push_back({const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                   const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())), name.size(), value.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  };
-  add(":status", status);
-  for (const auto& field : header) {
-    if (ConnectionSpecific(field.name_string())) continue;
-    names.push_back(Lower(field.name_string()));
-    add(names.back(), field.value());
-  }
+  NvList nva;
+  nva.Add(":status", std::to_string(header.result_int()));
+  nva.AddFields(header);
   nghttp2_data_provider provider;
   provider.source.ptr = this;
   provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
@@ -451,27 +404,9 @@ awaitable<void> Http2Connection::Run(std::string initial) {
   }
   asio::co_spawn(stream_.get_executor(), WriteLoop(), asio::detached);
   asio::co_spawn(stream_.get_executor(), IdleLoop(limits_.downstream_idle_timeout), asio::detached);
-  std::vector<uint8_t> buffer(16 * 1024);
-  std::string_view pending = initial;
-  while (nghttp2_session_want_read(session_)) {
-    if (pending.empty()) {
-      beast::error_code ec;
-      // Idle connections end by IdleLoop; a stream's reads and writes have their own timeouts.
-      stream_.expires_never();
-      const size_t n = co_await stream_.async_read_some(asio::buffer(buffer), Ec(ec));
-      if (ec) break;
-      pending = std::string_view(reinterpret_cast<const char*>(buffer.data()), n);
-    }
-    const ssize_t used =
-        nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(pending.data()), pending.size());
-    pending = {};
-    if (used < 0) {
-      // A flood, a bad preface or a failed callback: say why and end.
-      Terminate(used == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
-      break;
-    }
-    Flush();
-  }
+  const ssize_t failed = co_await ReadFrames(stream_, session_, std::move(initial), [this] { Flush(); });
+  // A flood, a bad preface or a failed callback: say why and end.
+  if (failed < 0) Terminate(failed == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
   reading_ = false;
   // Every stream ends now; their exchanges see the stream closed.
   for (auto& [id, stream] : streams_) stream->Closed();
@@ -482,22 +417,9 @@ awaitable<void> Http2Connection::Run(std::string initial) {
 }
 
 awaitable<void> Http2Connection::WriteLoop() {
-  std::string out;
+  std::string scratch;
   while (true) {
-    out.clear();
-    while (out.size() < kWriteBatchBytes) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) break;
-      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
-    if (!out.empty()) {
-      beast::error_code ec;
-      stream_.expires_after(limits_.downstream_idle_timeout);
-      co_await asio::async_write(stream_, asio::buffer(out), Ec(ec));
-      if (ec) break;
-      continue;
-    }
+    if (!co_await WriteFrames(stream_, session_, limits_.downstream_idle_timeout, scratch)) break;
     unwritten_.reset();
     const bool done = !reading_ || (going_away_ && streams_.empty()) ||
                       (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));

@@ -200,7 +200,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.ports[0].port: 0 is outside 1-65535"},
         BadCase{"ServiceProtocol",
                 "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: curl}\nspec: {ports: [{port: 80, protocol: udp}]}\n",
-                "spec.ports[0].protocol: \"udp\" is not http or tcp"},
+                "spec.ports[0].protocol: \"udp\" is not http, http2, grpc or tcp"},
         BadCase{"BadName", PluginDoc(kScript).replace(PluginDoc("").find("p1"), 2, "Token_Verifier"),
                 "metadata.name: \"Token_Verifier\" must be lower-case"},
         BadCase{"WorkloadAddress",

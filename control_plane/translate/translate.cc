@@ -57,7 +57,10 @@ std::vector<std::string> Hosts(const ObjectKey& key, const mesh::v1::ServiceSpec
 }
 
 v1::Protocol ProtocolOf(const mesh::v1::ServicePort& p) {
-  return p.protocol() == "tcp" ? v1::PROTOCOL_TCP : v1::PROTOCOL_HTTP;
+  if (p.protocol() == "tcp") return v1::PROTOCOL_TCP;
+  if (p.protocol() == "http2") return v1::PROTOCOL_HTTP2;
+  if (p.protocol() == "grpc") return v1::PROTOCOL_GRPC;
+  return v1::PROTOCOL_HTTP;
 }
 
 // The Service resource, its clusters and their endpoints for one direction.
@@ -91,7 +94,7 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
     sp->set_target_port(target);
     sp->set_protocol(ProtocolOf(p));
     const std::string cluster = ClusterName(out->name(), port, inbound);
-    if (ProtocolOf(p) == v1::PROTOCOL_HTTP) {
+    if (ProtocolOf(p) != v1::PROTOCOL_TCP) {
       auto* route = out->add_routes();
       route->set_name(Cat("port-", port));
       route->mutable_match()->set_prefix("/");
@@ -104,7 +107,9 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
       wc->set_cluster(cluster);
       wc->set_weight(100);
     }
-    snap.add_clusters()->set_name(cluster);
+    v1::Cluster* c = snap.add_clusters();
+    c->set_name(cluster);
+    c->set_protocol(ProtocolOf(p));
     auto* eps = snap.add_endpoints();
     eps->set_cluster(cluster);
     if (inbound) {

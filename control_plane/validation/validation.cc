@@ -113,8 +113,9 @@ void CheckService(const mv1::Service& svc, Checker& c) {
     if (p.target_port() != 0 && !InPortRange(p.target_port())) {
       c.Fail(f + ".targetPort", Cat(p.target_port(), " is outside 1-65535"));
     }
-    if (!p.protocol().empty() && p.protocol() != "http" && p.protocol() != "tcp") {
-      c.Fail(f + ".protocol", Cat("\"", p.protocol(), "\" is not http or tcp"));
+    if (!p.protocol().empty() && p.protocol() != "http" && p.protocol() != "http2" && p.protocol() != "grpc" &&
+        p.protocol() != "tcp") {
+      c.Fail(f + ".protocol", Cat("\"", p.protocol(), "\" is not http, http2, grpc or tcp"));
     }
     if (!seen.insert(p.port()).second) c.Fail(f + ".port", Cat(p.port(), " is listed twice"));
   }
