@@ -35,6 +35,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> built
   for (size_t i = 0; i < n; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->pool = std::make_unique<net::UpstreamPool>(worker->context.get_executor());
+    worker->h2_pool = std::make_unique<proxy::Http2UpstreamPool>(worker->context.get_executor());
     workers_.push_back(std::move(worker));
   }
 }
@@ -74,7 +75,8 @@ absl::Status Agent::SetWorkloadCertificate(const std::string& key_pem, const std
 }
 
 proxy::ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
-  return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_, &tls_};
+  return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_, &tls_,
+                         worker.h2_pool.get()};
 }
 
 std::string Agent::RenderStats() {

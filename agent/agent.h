@@ -19,6 +19,7 @@
 #include "agent/admin/admin.h"
 #include "agent/chains/chain_set.h"
 #include "agent/dns/dns_server.h"
+#include "agent/proxy/http2_upstream.h"
 #include "agent/proxy/http_proxy.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -107,6 +108,7 @@ class Agent final : public admin::AdminTarget {
   struct Worker {
     boost::asio::io_context context{1};
     std::unique_ptr<net::UpstreamPool> pool;
+    std::unique_ptr<proxy::Http2UpstreamPool> h2_pool;
     std::thread thread;
   };
   using Acceptor = boost::asio::ip::tcp::acceptor;

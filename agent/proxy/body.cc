@@ -53,7 +53,7 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
   const bool chunked = framing_ == Framing::kChunked;
   // Chunk framing around the piece and the closing chunk, as Beast lays them out.
   std::optional<http::chunk_header> size;
-  const auto end = http::make_chunk_last();
+  const auto end = http::make_chunk_last(trailers_);
   std::vector<asio::const_buffer> out;
   if (!header_.empty()) out.push_back(asio::buffer(header_));
   if (!piece.empty()) {

@@ -155,12 +155,15 @@ class BodySink {
   asio::awaitable<void> Write(std::string_view piece, bool last, beast::error_code& ec);
   // The header handed over has not been written yet.
   bool header_pending() const { return !header_.empty(); }
+  // Trailer fields for the last chunk (chunked framing only).
+  void set_trailers(const http::fields& trailers) { trailers_ = trailers; }
 
  private:
   net::Stream& stream_;
   Framing framing_;
   std::chrono::milliseconds idle_timeout_;
   std::string header_;
+  http::fields trailers_;
 };
 
 // The body steps of the plugins that asked to see a body, in the order given. A kBuffer

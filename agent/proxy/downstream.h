@@ -11,6 +11,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,12 +46,18 @@ class Downstream {
                                                   boost::beast::error_code& ec) = 0;
   // `last` ends the response.
   virtual boost::asio::awaitable<void> SendBody(std::string_view piece, bool last, boost::beast::error_code& ec) = 0;
+  // Fields to end the response with, sent with the last SendBody: HTTP/2 as trailers (gRPC's
+  // status), HTTP/1.1 in the last chunk of a chunked body (else they are dropped).
+  virtual void SetTrailers(const boost::beast::http::fields& trailers) = 0;
   // Whether a header SendHeader held has not gone out yet (another response can still
   // replace it).
   virtual bool header_held() const = 0;
   // A whole response the agent made (hop-by-hop fields removed, framing set).
   virtual boost::asio::awaitable<void> SendWhole(boost::beast::http::response_header<> header, std::string_view body,
                                                  boost::beast::error_code& ec) = 0;
+  // Runs `abandon` when the client gives up on the request (an HTTP/2 reset), so the upstream
+  // is given up at once too rather than when it next sends; empty to stop.
+  virtual void OnClientReset(std::function<void()> abandon) { (void)abandon; }
   // Nothing follows this response on the connection: HTTP/1.1 closes after it. (An
   // HTTP/2 stream always ends with its response, and is reset if the response did not.)
   virtual void EndAfterResponse() = 0;

@@ -7,12 +7,15 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
 #include <algorithm>
+#include <charconv>
 #include <exception>
 #include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "agent/proxy/body.h"
+#include "agent/proxy/grpc.h"
+#include "agent/proxy/http2_upstream.h"
 #include "agent/proxy/http_message.h"
 #include "common/strings.h"
 #include "net/strict_line_endings.h"
@@ -30,13 +33,6 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 
 auto Ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// The request on `upstream` failed (its body broke, a body step answered, it timed out):
-// the connection can carry nothing more, and the response read must end now or as soon as
-// it starts. Closing does both; a cancel would miss a read not pending at this moment.
-void Abandon(net::UpstreamConnection& upstream) {
-  beast::error_code ec;
-  upstream.stream.socket().close(ec);
-}
 
 // When a connection ends, the agent keeps reading (and dropping) what the client still
 // sends, for at most this long and this much, so that closing with unread bytes does not
@@ -102,6 +98,7 @@ struct UpstreamSettings {
   milliseconds idle_timeout;
   uint32_t attempts = 1;
   milliseconds backoff_base{25};
+  bool http2 = false;  // the cluster's endpoints speak HTTP/2
 };
 
 // One request from header to the end of its response.
@@ -124,9 +121,13 @@ struct UpstreamCall {
   explicit UpstreamCall(const asio::any_io_executor& executor)
       : pump_done(executor, Clock::time_point::max()), deadline(executor) {}
 
+  // HTTP/1.1: the connection and its response parser.
   std::unique_ptr<net::UpstreamConnection> connection;
   bool reused = false;
   std::optional<ResponseParser> response;
+  // HTTP/2: the stream and its final response header.
+  std::unique_ptr<Http2UpstreamStream> stream;
+  http::response_header<> stream_response;
   std::optional<BodyFilters> filters;  // the request body steps, used by the pump
   bool reusable = false;  // the response ended cleanly and the upstream keeps the connection
 
@@ -146,6 +147,37 @@ struct UpstreamCall {
   // The request timeout, counted from the end of the request body.
   asio::steady_timer deadline;
 };
+
+// The request of `call` failed (its body broke, a body step answered, it timed out): the
+// upstream can carry nothing more of it, and the response read must end now or as soon as
+// it starts. Closing the HTTP/1.1 connection does both (a cancel would miss a read not
+// pending at this moment); an HTTP/2 stream is reset.
+void Abandon(UpstreamCall& call) {
+  if (call.stream) {
+    call.stream->Cancel();
+  } else if (call.connection) {
+    beast::error_code ec;
+    call.connection->stream.socket().close(ec);
+  }
+}
+
+// An HTTP/2 stream's response body as the relay reads it.
+struct Http2ResponseBody {
+  Http2UpstreamStream& stream;
+  milliseconds idle;
+  awaitable<void> Next(std::string& out, beast::error_code& ec) { co_await stream.ReadBody(out, idle, ec); }
+  bool done() const { return stream.done(); }
+  const http::fields& trailers() const { return stream.trailers(); }
+};
+
+std::optional<uint64_t> ContentLength(const http::response_header<>& header) {
+  const std::string_view value = header[http::field::content_length];
+  uint64_t n = 0;
+  if (value.empty() || std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc()) {
+    return std::nullopt;
+  }
+  return n;
+}
 
 class ExchangeRunner {
  public:
@@ -181,12 +213,32 @@ class ExchangeRunner {
   // into call.response; `failure` when there is no response to relay.
   awaitable<void> Call(Exchange& x, const UpstreamSettings& settings, std::optional<size_t> endpoint,
                        UpstreamCall& call, std::optional<UpstreamFailure>& failure);
+  // The same over an HTTP/2 stream of the endpoint's multiplexed connection.
+  awaitable<void> CallHttp2(Exchange& x, const UpstreamSettings& settings, std::optional<size_t> endpoint,
+                            UpstreamCall& call, std::optional<UpstreamFailure>& failure);
+  // Starts the pump; false (and `failure`) when the client went away before its body.
+  awaitable<bool> StartPump(Exchange& x, Framing framing, bool expect_continue, const UpstreamSettings& settings,
+                            UpstreamCall& call, std::optional<UpstreamFailure>& failure);
   awaitable<void> PumpBody(Exchange& x, Framing framing, const UpstreamSettings& settings, UpstreamCall& call);
+  // Why reading the response header failed when the pump or the deadline says (nullopt
+  // otherwise: the upstream's fault).
+  std::optional<UpstreamFailure> PumpFailure(Exchange& x, UpstreamCall& call, const beast::error_code& ec);
   // Ends the pump if it still runs and waits until it has.
   awaitable<void> StopPump(UpstreamCall& call);
   awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
   awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
+  awaitable<void> RelayHttp2Response(Exchange& x, UpstreamCall& call);
+  // Relays a response body from `source` (Next, done, and for HTTP/2 trailers) through the
+  // response body steps; false when the response was replaced by a 502 (nothing had gone
+  // down yet). `ec`: the relay broke.
+  // Sends x.ctx.response down and relays the body from `source` (Next, done; trailers for
+  // HTTP/2) through the response body steps; false when the relay broke or the response
+  // was replaced by a 502 (the upstream body failed before anything went down).
+  // `declared_length`: the upstream's Content-Length; `hold`: see Downstream::SendHeader.
+  template <typename Source>
+  awaitable<bool> SendResponse(Exchange& x, const UpstreamCall& call, Source& source, bool has_body,
+                               std::optional<uint64_t> declared_length, bool hold);
   // Sets x.ctx.response from the upstream's header and runs the response steps on it; false
   // when they answered instead or set a status the response cannot have (that answer has
   // gone downstream).
@@ -202,6 +254,14 @@ class ExchangeRunner {
 
   void Count(std::string_view name, std::string_view cluster) {
     env_.stats->Count(name, {{"cluster", cluster}});
+  }
+  // A gRPC response that went down, by its status ("" when it had none: a broken server).
+  void CountGrpc(std::string_view status) {
+    // Only the 17 codes gRPC defines are labels of their own: a server cannot grow the series.
+    const bool known = status.size() <= 2 && !status.empty() && std::all_of(status.begin(), status.end(), ::isdigit) &&
+                       std::stoi(std::string(status)) <= 16;
+    env_.stats->Count("meshplug_grpc_responses_total",
+                      {{"direction", env_.inbound ? "inbound" : "outbound"}, {"grpc_status", known ? status : "other"}});
   }
 
   const ProxyEnv& env_;
@@ -340,6 +400,9 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
   // A response step may have set any status on ctx.response.
   header.result(SendableStatus(header.result_int()));
   RemoveHopByHop(header);
+  const bool grpc = IsGrpc(x.ctx.request);
+  // A gRPC client reads an error from grpc-status, not from the HTTP status.
+  if (grpc) ToGrpcError(header, body);
   if (WithoutContent(header.result_int())) {
     body.clear();
     header.erase(http::field::content_length);
@@ -350,10 +413,12 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
       header.set(http::field::content_type, "text/plain");
     }
   }
-  bool head = x.ctx.request.method() == http::verb::head;
+  if (grpc) CountGrpc(header["grpc-status"]);
+  // A response to HEAD has no body, whatever its length says.
+  if (x.ctx.request.method() == http::verb::head) body.clear();
   beast::error_code ec;
   x.response_started = true;
-  co_await down_.SendWhole(std::move(header), head ? std::string_view() : body, ec);
+  co_await down_.SendWhole(std::move(header), body, ec);
   if (ec) down_.EndAfterResponse();
 }
 
@@ -373,6 +438,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
     out.attempts = 1 + c.retry().num_retries();  // at most 1 + kMaxRetries (MeshView checks)
     out.backoff_base = routing::DurationOr(c.retry().backoff_base(), c.retry().has_backoff_base(),
                                            out.backoff_base);
+    out.http2 = c.protocol() == v1::PROTOCOL_HTTP2 || c.protocol() == v1::PROTOCOL_GRPC;
   }
   if (const routing::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service, env_.inbound)) {
     for (const routing::RouteView& route : service->routes) {
@@ -380,6 +446,10 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
         out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
       }
     }
+  }
+  // A gRPC deadline shorter than the route's timeout bounds the wait for the response.
+  if (std::optional<milliseconds> deadline = GrpcTimeout(x.ctx.request["grpc-timeout"])) {
+    out.request_timeout = std::min(out.request_timeout, *deadline);
   }
   return out;
 }
@@ -443,28 +513,38 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
     bool retry_status = false;
     // The pump refers to `call`: it must have ended before `call` goes, exception or not.
     std::exception_ptr error;
+    down_.OnClientReset([&call] { Abandon(call); });
     try {
-      co_await Call(x, settings, endpoint, call, failure);
+      if (settings.http2) {
+        co_await CallHttp2(x, settings, endpoint, call, failure);
+      } else {
+        co_await Call(x, settings, endpoint, call, failure);
+      }
       if (!failure) {
         const auto& retry_on = cluster ? cluster->config.retry().retry_on_status()
                                        : google::protobuf::RepeatedField<uint32_t>();
+        const unsigned status = call.stream ? call.stream_response.result_int() : call.response->get().result_int();
         retry_status = replayable && attempt + 1 < settings.attempts &&
-                       std::find(retry_on.begin(), retry_on.end(),
-                                 call.response->get().result_int()) != retry_on.end();
+                       std::find(retry_on.begin(), retry_on.end(), status) != retry_on.end();
         if (!retry_status) {
-          co_await RelayResponse(x, call);
+          if (call.stream) {
+            co_await RelayHttp2Response(x, call);
+          } else {
+            co_await RelayResponse(x, call);
+          }
           relayed = true;
         }
       }
     } catch (...) {
       error = std::current_exception();
     }
+    down_.OnClientReset(nullptr);
     co_await StopPump(call);
     if (error) std::rethrow_exception(error);
     if (relayed) {
       // Only a connection whose request and response both ended, with nothing read
       // beyond the response, can carry the next request.
-      if (call.reusable && call.body_sent && call.connection->buffer.size() == 0) {
+      if (call.reusable && call.body_sent && call.connection && call.connection->buffer.size() == 0) {
         env_.pool->Release(std::move(call.connection));
       }
       co_return;
@@ -539,25 +619,8 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       co_return;
     }
     if (has_body) {
-      if (expect_continue) {
-        co_await down_.SendContinue(ec);
-        if (ec) {
-          down_.EndAfterResponse();
-          failure = UpstreamFailure{Error(400, "client went away"), false};
-          co_return;
-        }
-      }
-      call.pump_running = true;
-      asio::co_spawn(down_.executor(), PumpBody(x, framing, settings, call),
-                    [&call](std::exception_ptr e) {
-                      call.pump_running = false;
-                      if (e) {
-                        call.pump_exception = e;
-                        // The response read must not wait for a request that failed.
-                        if (call.connection) Abandon(*call.connection);
-                      }
-                      call.pump_done.cancel();
-                    });
+      const bool ok = co_await StartPump(x, framing, expect_continue, settings, call, failure);
+      if (!ok) co_return;
     } else {
       call.body_sent = true;
     }
@@ -583,22 +646,8 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       }
       co_return;
     }
-    if (call.pump_exception) std::rethrow_exception(call.pump_exception);
-    if (call.timed_out || ec == beast::error::timeout) {
-      Count("meshplug_upstream_timeouts_total", x.ctx.upstream->cluster);
-      failure = UpstreamFailure{Error(504, "upstream request timeout"), false};
-      co_return;
-    }
-    if (call.body_verdict) {
-      failure = UpstreamFailure{std::move(*call.body_verdict), false};
-      co_return;
-    }
-    if (call.body_read_error) {
-      down_.EndAfterResponse();
-      failure = UpstreamFailure{
-          Error(400, Cat("bad request body: ", call.body_read_error.message())), false};
-      co_return;
-    }
+    failure = PumpFailure(x, call, ec);
+    if (failure) co_return;
     if (call.reused && resendable && !call.response->got_some()) {
       Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
       continue;
@@ -614,8 +663,8 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
 // waits out the request timeout and ends the response read if it fires.
 awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
                                       const UpstreamSettings& settings, UpstreamCall& call) {
-  net::UpstreamConnection& upstream = *call.connection;
-  BodySink sink(upstream.stream, framing, settings.idle_timeout);
+  std::optional<BodySink> sink;
+  if (call.connection) sink.emplace(call.connection->stream, framing, settings.idle_timeout);
   std::string piece;
   beast::error_code ec;
   while (!call.stopping) {
@@ -624,7 +673,7 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
     if (ec) {
       // The request is broken: the upstream response is of no use.
       call.body_read_error = ec;
-      Abandon(upstream);
+      Abandon(call);
       co_return;
     }
     bool last = down_.body_done();
@@ -632,11 +681,15 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
       Verdict v = co_await call.filters->Run(x.ctx, piece, last);
       if (v.kind == Verdict::Kind::kRespond) {
         call.body_verdict = std::move(v.response);
-        Abandon(upstream);
+        Abandon(call);
         co_return;
       }
     }
-    co_await sink.Write(piece, last, ec);
+    if (call.stream) {
+      co_await call.stream->Write(piece, last, settings.idle_timeout, ec);
+    } else {
+      co_await sink->Write(piece, last, ec);
+    }
     if (!ec && last) call.body_sent = true;
     // A failed write leaves the response read running: the upstream may have answered
     // (413, 401…) before it stopped reading.
@@ -647,8 +700,100 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
   co_await call.deadline.async_wait(Ec(ec));
   if (!ec && !call.header_read && !call.stopping) {
     call.timed_out = true;
-    Abandon(upstream);
+    Abandon(call);
   }
+}
+
+awaitable<bool> ExchangeRunner::StartPump(Exchange& x, Framing framing, bool expect_continue,
+                                          const UpstreamSettings& settings, UpstreamCall& call,
+                                          std::optional<UpstreamFailure>& failure) {
+  if (expect_continue) {
+    beast::error_code ec;
+    co_await down_.SendContinue(ec);
+    if (ec) {
+      down_.EndAfterResponse();
+      failure = UpstreamFailure{Error(400, "client went away"), false};
+      co_return false;
+    }
+  }
+  call.pump_running = true;
+  asio::co_spawn(down_.executor(), PumpBody(x, framing, settings, call), [&call](std::exception_ptr e) {
+    call.pump_running = false;
+    if (e) {
+      call.pump_exception = e;
+      // The response read must not wait for a request that failed.
+      Abandon(call);
+    }
+    call.pump_done.cancel();
+  });
+  co_return true;
+}
+
+std::optional<UpstreamFailure> ExchangeRunner::PumpFailure(Exchange& x, UpstreamCall& call, const beast::error_code& ec) {
+  if (call.pump_exception) std::rethrow_exception(call.pump_exception);
+  if (call.timed_out || ec == beast::error::timeout) {
+    Count("meshplug_upstream_timeouts_total", x.ctx.upstream->cluster);
+    return UpstreamFailure{Error(504, "upstream request timeout"), false};
+  }
+  if (call.body_verdict) return UpstreamFailure{std::move(*call.body_verdict), false};
+  if (call.body_read_error) {
+    down_.EndAfterResponse();
+    return UpstreamFailure{Error(400, Cat("bad request body: ", call.body_read_error.message())), false};
+  }
+  return std::nullopt;
+}
+
+awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& settings, std::optional<size_t> endpoint,
+                                          UpstreamCall& call, std::optional<UpstreamFailure>& failure) {
+  const Limits& limits = x.chains->limits();
+  const bool has_body = !down_.body_done();
+  call.filters.emplace(Ran(x, false), true, limits.max_buffered_body_bytes);
+  http::request_header<> header = x.ctx.request;
+  const bool expect_continue = has_body && beast::iequals(header[http::field::expect], "100-continue");
+  if (expect_continue) header.erase(http::field::expect);
+  RemoveHopByHop(header);
+  // HTTP/2 frames the body itself; a body step may change its length.
+  if (!call.filters->empty()) header.erase(http::field::content_length);
+  const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(settings, endpoint);
+  beast::error_code ec;
+  if (origination.ok()) {
+    const net::TlsOrigination* tls = *origination ? &**origination : nullptr;
+    call.stream = co_await env_.h2_pool->Open(x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
+                                              settings.idle_timeout, tls, header, has_body, ec);
+  }
+  if (!call.stream) {
+    Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
+    std::string why(origination.status().message());
+    if (origination.ok()) why = ec.message();
+    failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", why)), origination.ok()};
+    co_return;
+  }
+  if (has_body) {
+    const bool ok = co_await StartPump(x, Framing::kNone, expect_continue, settings, call, failure);
+    if (!ok) co_return;
+  } else {
+    call.body_sent = true;
+  }
+  // With a body, the pump's deadline (from the body's end) bounds the wait.
+  Clock::time_point deadline = Clock::time_point::max();
+  if (!has_body) deadline = Clock::now() + settings.request_timeout;
+  co_await call.stream->ReadHeader(call.stream_response, deadline, ec);
+  call.header_read = true;
+  call.deadline.cancel();
+  if (!ec) {
+    if (FieldCount(call.stream_response) > limits.max_header_count) {
+      failure = UpstreamFailure{Error(502, "upstream response has too many header fields"), false};
+    }
+    co_return;
+  }
+  failure = PumpFailure(x, call, ec);
+  if (failure) co_return;
+  if (ec == asio::error::try_again) {
+    // REFUSED_STREAM: the upstream did not process it; another attempt may.
+    failure = UpstreamFailure{Error(503, "upstream refused the stream"), true};
+    co_return;
+  }
+  failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())), false};
 }
 
 awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
@@ -658,6 +803,7 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   // Ends the pump's pending read (downstream) or write (upstream).
   down_.CancelRead();
   if (call.connection) call.connection->stream.cancel();
+  if (call.stream) call.stream->Cancel();
   beast::error_code ec;
   if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
 }
@@ -689,7 +835,8 @@ awaitable<void> ExchangeRunner::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   net::UpstreamConnection& upstream = *call.connection;
   const std::string protocol(call.response->get()[http::field::upgrade]);
   down_.EndAfterResponse();  // whatever happens, this connection carries no other request
-  if (!co_await PassResponseSteps(x, call.response->get().base())) co_return;
+  const bool ok = co_await PassResponseSteps(x, call.response->get().base());
+  if (!ok) co_return;
   http::response_header<> header = *x.ctx.response;
   RemoveHopByHop(header);
   header.set(http::field::connection, "Upgrade");
@@ -712,55 +859,77 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call) {
   net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
   bool upstream_keep_alive = KeepAlive(response.get().base());
-  if (!co_await PassResponseSteps(x, response.get().base())) co_return;
-  const Limits& limits = x.chains->limits();
-  BodyFilters filters(Ran(x, true), false, limits.max_buffered_body_bytes);
-  const bool has_body = !response.is_done();
+  const bool passed = co_await PassResponseSteps(x, response.get().base());
+  if (!passed) co_return;
+  BodySource<false> source(upstream.stream, upstream.buffer, response, x.chains->limits().downstream_idle_timeout);
+  // Content-Length body bytes that came with the upstream's header may go out with ours, in
+  // one write: the first piece needs no read, so nothing holds the header back.
+  const bool sent = co_await SendResponse(x, call, source, !response.is_done(), ContentLength(response.get().base()),
+                                          upstream.buffer.size() > 0);
+  if (!sent) co_return;
+  const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
+  uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
+  call.reusable = response.is_done() && upstream_keep_alive &&
+                  (max_requests == 0 || upstream.requests < max_requests);
+}
+
+awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& call) {
+  Http2UpstreamStream& stream = *call.stream;
+  const bool ok = co_await PassResponseSteps(x, call.stream_response);
+  if (!ok) co_return;
+  Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
+  // Trailers without a body (a gRPC error after the header) still end the response.
+  const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
+  const bool sent = co_await SendResponse(x, call, source, has_body, ContentLength(call.stream_response), false);
+  if (sent && IsGrpc(x.ctx.request)) {
+    // The status is in the trailers, or in the header of a Trailers-Only response.
+    const std::string_view status = stream.trailers()["grpc-status"];
+    CountGrpc(status.empty() ? call.stream_response["grpc-status"] : status);
+  }
+}
+
+template <typename Source>
+awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& call, Source& source, bool has_body,
+                                             std::optional<uint64_t> declared_length, bool hold) {
+  BodyFilters filters(Ran(x, true), false, x.chains->limits().max_buffered_body_bytes);
   // A body step may change the length.
-  const std::optional<uint64_t> length =
-      response.content_length() && filters.empty() ? std::optional<uint64_t>(*response.content_length()) : std::nullopt;
+  const std::optional<uint64_t> length = filters.empty() ? declared_length : std::nullopt;
   http::response_header<> header = *x.ctx.response;
   RemoveHopByHop(header);
   // A request body that stopped short cannot be skipped: close after this response. One
   // still streaming (the pump) is judged when it ends.
   if (!down_.body_done() && !call.pump_running) down_.EndAfterResponse();
-
   beast::error_code ec;
-  milliseconds idle = limits.downstream_idle_timeout;
   x.response_started = true;
-  // Content-Length body bytes that came with the upstream's header may go out with ours, in
-  // one write: the first piece needs no read, so nothing holds the header back.
-  co_await down_.SendHeader(std::move(header), has_body, length, upstream.buffer.size() > 0, ec);
-  if (!ec && has_body) {
-    BodySource<false> source(upstream.stream, upstream.buffer, response, idle);
-    std::string piece;
-    while (!ec) {
-      co_await source.Next(piece, ec);
-      if (ec && down_.header_held()) {
-        // Nothing reached the client yet: it can still get a whole answer.
-        x.response_started = false;
-        co_return co_await Respond(x, Error(502, Cat("bad upstream response: ", ec.message())), false);
-      }
-      if (ec) break;
-      bool last = source.done();
-      if (!filters.empty()) {
-        Verdict v = co_await filters.Run(x.ctx, piece, last);
-        // The header is gone; a body step can only end the response early.
-        if (v.kind == Verdict::Kind::kRespond) ec = asio::error::operation_aborted;
-      }
-      if (!ec) co_await down_.SendBody(piece, last, ec);
-      if (!ec && last) break;
+  co_await down_.SendHeader(std::move(header), has_body, length, hold, ec);
+  std::string piece;
+  while (!ec && has_body) {
+    co_await source.Next(piece, ec);
+    if (ec && down_.header_held()) {
+      // Nothing reached the client yet: it can still get a whole answer.
+      x.response_started = false;
+      co_await Respond(x, Error(502, Cat("bad upstream response: ", ec.message())), false);
+      co_return false;
     }
+    if (ec) break;
+    const bool last = source.done();
+    if (!filters.empty()) {
+      Verdict v = co_await filters.Run(x.ctx, piece, last);
+      // The header is gone; a body step can only end the response early.
+      if (v.kind == Verdict::Kind::kRespond) ec = asio::error::operation_aborted;
+    }
+    if constexpr (requires { source.trailers(); }) {
+      if (last) down_.SetTrailers(source.trailers());
+    }
+    if (!ec) co_await down_.SendBody(piece, last, ec);
+    if (last) break;
   }
   if (ec) {
-    // A response cut short: HTTP/1.1 can only signal it by closing.
+    // A response cut short: HTTP/1.1 can only signal it by closing, HTTP/2 by a reset.
     down_.EndAfterResponse();
-    co_return;
+    co_return false;
   }
-  const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
-  uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
-  call.reusable = response.is_done() && upstream_keep_alive &&
-                  (max_requests == 0 || upstream.requests < max_requests);
+  co_return true;
 }
 
 

@@ -23,6 +23,12 @@
 
 namespace meshplug::agent::proxy {
 
+// Receive windows. A stream's body is acknowledged (WINDOW_UPDATE) only as it is relayed,
+// so a sender sends no faster than the far side reads; the connection window bounds what
+// all streams of a connection may hold at once.
+inline constexpr int32_t kHttp2StreamWindow = 256 * 1024;
+inline constexpr int32_t kHttp2ConnectionWindow = 4 * 1024 * 1024;
+
 // A condition to wait on: Notify wakes the one waiter. The waiter checks its condition
 // before each wait, so a Notify with nobody waiting is not missed (one thread).
 class Signal {

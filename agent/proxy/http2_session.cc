@@ -28,11 +28,6 @@ using asio::awaitable;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-// Receive windows. A stream's body is acknowledged (WINDOW_UPDATE) only as its exchange
-// takes it, so a client sends no faster than the upstream reads; the connection window
-// bounds what all streams of a connection may hold at once.
-constexpr int32_t kStreamWindow = 256 * 1024;
-constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 // Response bytes a stream may hold that flow control has not let out yet; SendBody waits
 // (at most the idle timeout) beyond this.
 constexpr size_t kSendBufferBytes = 64 * 1024;
@@ -67,6 +62,8 @@ class Http2Stream : public Downstream {
     closed_ = true;
     readable_.Notify();
     writable_.Notify();
+    // The client went away before the whole response was handed over: the upstream too.
+    if (on_reset_ && !(response_ended_ && pending() == 0)) std::exchange(on_reset_, nullptr)();
   }
   // The exchange has ended: bytes still arriving are acknowledged and dropped.
   void Finish();
@@ -94,8 +91,10 @@ class Http2Stream : public Downstream {
                              beast::error_code& ec) override;
   awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override;
   bool header_held() const override { return false; }
+  void SetTrailers(const http::fields& trailers) override { trailers_ = trailers; }
   awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
   void EndAfterResponse() override {}
+  void OnClientReset(std::function<void()> abandon) override { on_reset_ = std::move(abandon); }
   awaitable<void> SendSwitch(http::response_header<>, beast::error_code& ec) override {
     ec = asio::error::operation_not_supported;
     co_return;
@@ -122,12 +121,14 @@ class Http2Stream : public Downstream {
 
   bool response_submitted_ = false;
   bool response_ended_ = false;  // the whole response is queued (END_STREAM follows it)
+  http::fields trailers_;  // sent after the body
   std::string out_;  // response body not taken by nghttp2 yet, from out_offset_ on
   size_t out_offset_ = 0;
   Signal writable_;
 
   bool closed_ = false;
   bool finished_ = false;
+  std::function<void()> on_reset_;
 };
 
 class Http2Connection {
@@ -256,7 +257,8 @@ awaitable<void> Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
       ec = asio::error::connection_reset;
       co_return;
     }
-    if (!co_await readable_.Wait(deadline)) {
+    const bool woken = co_await readable_.Wait(deadline);
+    if (!woken) {
       ec = beast::error::timeout;
       co_return;
     }
@@ -288,6 +290,14 @@ ssize_t Http2Stream::ReadResponse(uint8_t* buf, size_t length, uint32_t* flags) 
   if (n > 0) writable_.Notify();
   if (pending() == 0 && response_ended_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (trailers_.begin() != trailers_.end()) {
+      NvList nva;
+      nva.AddFields(trailers_);
+      // The trailers end the stream instead of this DATA frame.
+      if (nghttp2_submit_trailer(connection_.session(), id_, nva.data(), nva.size()) == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    }
     return static_cast<ssize_t>(n);
   }
   if (n == 0) return NGHTTP2_ERR_DEFERRED;
@@ -326,7 +336,8 @@ awaitable<void> Http2Stream::Drain(size_t limit, beast::error_code& ec) {
       co_return;
     }
     // A client that opens no window (a zero-window stall) holds the stream this long.
-    if (!co_await writable_.Wait(deadline)) {
+    const bool woken = co_await writable_.Wait(deadline);
+    if (!woken) {
       ec = beast::error::timeout;
       co_return;
     }
@@ -355,7 +366,9 @@ awaitable<void> Http2Stream::SendBody(std::string_view piece, bool last, beast::
   if (last) response_ended_ = true;
   nghttp2_session_resume_data(connection_.session(), id_);
   connection_.Flush();
-  co_await Drain(last ? 0 : kSendBufferBytes, ec);
+  size_t limit = kSendBufferBytes;
+  if (last) limit = 0;
+  co_await Drain(limit, ec);
 }
 
 awaitable<void> Http2Stream::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {
@@ -389,11 +402,11 @@ bool Http2Connection::Start(const Limits& limits) {
   if (rv != 0) return false;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kHttp2MaxConcurrentStreams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_bytes},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
   return true;
 }
 
@@ -419,7 +432,8 @@ awaitable<void> Http2Connection::Run(std::string initial) {
 awaitable<void> Http2Connection::WriteLoop() {
   std::string scratch;
   while (true) {
-    if (!co_await WriteFrames(stream_, session_, limits_.downstream_idle_timeout, scratch)) break;
+    const bool ok = co_await WriteFrames(stream_, session_, limits_.downstream_idle_timeout, scratch);
+    if (!ok) break;
     unwritten_.reset();
     const bool done = !reading_ || (going_away_ && streams_.empty()) ||
                       (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));

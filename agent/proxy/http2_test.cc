@@ -121,6 +121,53 @@ TEST_F(Http2Test, CurlWithPriorKnowledgeAndH2load) {
   EXPECT_NE(report.find("status codes: 2000 2xx"), std::string::npos) << report;
 }
 
+// A cluster that speaks HTTP/2: one agent plays both sides (its outbound cluster's
+// endpoint is its own inbound listener, over h2c), so requests of either protocol cross an
+// HTTP/2 hop — many of them on one multiplexed connection — and reach an HTTP/1.1 app.
+TEST_F(Http2Test, Http2ClustersMultiplexRequestsOnOneConnection) {
+  TestUpstream app("app");
+  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
+  ASSERT_TRUE(probe.Start().ok());
+  const uint16_t inbound = probe.inbound_port();
+  probe.Drain();
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {inbound});
+  s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
+  AddService(s, "web.shop.local", {app.port()}, true);
+  s.mutable_services(1)->add_hosts("web.shop");
+  AgentOptions options = LocalAgentOptions(1);
+  options.inbound_port = inbound;
+  agent_ = std::make_unique<Agent>(options);
+  ASSERT_TRUE(agent_->Apply(s).ok());
+  ASSERT_TRUE(agent_->Start().ok());
+
+  {
+    testing::Client one(port());
+    auto r1 = one.Get("web.shop", "/");
+    ASSERT_TRUE(r1);
+    EXPECT_EQ(r1->body(), "app");
+  }
+  H2Client h2(port());
+  for (uint32_t id = 1; id <= 2 * 20; id += 2) ASSERT_TRUE(h2.Request(id, "GET", "/", "web.shop"));
+  std::string body(300 * 1024, 'b');
+  ASSERT_TRUE(h2.Request(41, "POST", "/echo", "web.shop", {}, body));
+  for (uint32_t id = 1; id <= 2 * 20; id += 2) {
+    auto r = h2.Await(id);
+    ASSERT_TRUE(r) << id;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "app");
+  }
+  auto echo = h2.Await(41);
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->status, 200);
+  EXPECT_TRUE(echo->body == body);
+  testing::Client h1(port());
+  auto r = h1.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "app");
+  EXPECT_EQ(Counter("meshplug_upstream_connect_failures_total", {{"cluster", "web.shop|80"}}), 0u);
+}
+
 // CVE-2023-44487: streams opened and reset at once cost the agent at most its stream
 // limit of upstream requests at a time, and a client that keeps resetting is sent away.
 TEST_F(Http2Test, RapidResetIsBoundedThenTheClientIsSentAway) {
@@ -230,6 +277,7 @@ TEST_F(Http2Test, DrainFinishesStreamsThenSendsGoaway) {
   ASSERT_TRUE(h2.Request(1, "GET", "/slow", "web.shop"));
   ASSERT_TRUE(WaitFor([&] { return shop.slow_waiting() == 1; }, 10s));
   agent_->DrainAsync();
+  ASSERT_TRUE(WaitFor([&] { return agent_->draining(); }, 10s));
   shop.ReleaseSlow();
   auto r = h2.Await(1);
   ASSERT_TRUE(r);

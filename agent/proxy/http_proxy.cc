@@ -78,6 +78,9 @@ class HttpSession : public Downstream {
     return sink_->Write(piece, last, ec);
   }
   bool header_held() const override { return sink_ && sink_->header_pending(); }
+  void SetTrailers(const http::fields& trailers) override {
+    if (sink_) sink_->set_trailers(trailers);
+  }
   awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
   void EndAfterResponse() override { keep_alive_ = false; }
   awaitable<void> SendSwitch(http::response_header<> header, beast::error_code& ec) override;
@@ -228,7 +231,8 @@ awaitable<bool> HttpSession::ServeOne() {
     std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
     milliseconds idle =
         current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
-    if (!co_await WaitForRequest(idle)) co_return false;
+    const bool ok = co_await WaitForRequest(idle);
+    if (!ok) co_return false;
   }
   InFlight in_flight(env_.in_flight);
   // The request runs on the set current when its first byte arrived, and takes every

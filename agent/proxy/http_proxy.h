@@ -18,6 +18,8 @@
 
 namespace meshplug::agent::proxy {
 
+class Http2UpstreamPool;
+
 // What a connection needs from the agent; everything outlives the connection.
 struct ProxyEnv {
   const chains::ActiveChainSet* chains = nullptr;
@@ -32,6 +34,8 @@ struct ProxyEnv {
   // hello are terminated with it, and connections to endpoints with an identity are
   // mTLS. Null or empty: no certificate (plaintext only).
   const net::TlsCredentials* tls = nullptr;
+  // The worker's multiplexed HTTP/2 connections, for clusters that speak HTTP/2.
+  Http2UpstreamPool* h2_pool = nullptr;
 };
 
 boost::asio::awaitable<void> ServeHttpConnection(boost::asio::ip::tcp::socket socket,

@@ -682,13 +682,14 @@ TEST_F(ProxyTest, EndlessUpstreamChunkLineEndsTheResponse) {
 TEST_F(ProxyTest, BytesAfterAResponseNeverReachTheNextRequest) {
   RawUpstream smuggler([](tcp::socket& socket, int) -> asio::awaitable<void> {
     std::string pending;
-    while (!(co_await ReadRequestHeader(socket, pending)).empty()) {
+    while (true) {
+      const std::string header = co_await ReadRequestHeader(socket, pending);
+      if (header.empty()) break;
       // One write: the agent reads the extra response together with the real one.
-      if (!co_await WriteAll(socket,
-                             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
-                             "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nx-smuggled: 1\r\n\r\nevil")) {
-        co_return;
-      }
+      const bool ok = co_await WriteAll(socket,
+                                        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+                                        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nx-smuggled: 1\r\n\r\nevil");
+      if (!ok) co_return;
     }
   });
   v1::Snapshot s = BaseSnapshot("v1");
@@ -967,7 +968,8 @@ TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
     for (int i = 0;; ++i) {
       if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
       if (connection == 0 && i == 1) co_return;
-      if (!co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) co_return;
+      const bool ok = co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      if (!ok) co_return;
     }
   };
   RawUpstream get_upstream(closes_second), post_upstream(closes_second);

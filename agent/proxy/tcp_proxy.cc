@@ -122,7 +122,8 @@ class TcpSession {
     }
     if (tunnel_) {
       CountTunnel(*env_.stats, true, "ok");
-      if (!co_await AnswerTunnel("200 OK", "")) co_return;
+      const bool ok = co_await AnswerTunnel("200 OK", "");
+      if (!ok) co_return;
     }
     // What the tunnel's answer brought after its header is the app's first bytes.
     std::string early = TakeBuffered(connection->buffer);

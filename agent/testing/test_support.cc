@@ -227,7 +227,8 @@ RawUpstream::Handler UpgradeEcho::handler() {
       co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
       co_return;
     }
-    if (!co_await WriteAll(socket, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")) {
+    const bool ok = co_await WriteAll(socket, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    if (!ok) {
       co_return;
     }
     boost::system::error_code ec;

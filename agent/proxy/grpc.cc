@@ -1,0 +1,80 @@
+#include "agent/proxy/grpc.h"
+
+#include <boost/beast/core/string.hpp>
+
+namespace meshplug::agent::proxy {
+
+namespace http = boost::beast::http;
+
+bool IsGrpc(const http::request_header<>& request) {
+  const std::string_view type = request[http::field::content_type];
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (type.size() < kGrpc.size() || !boost::beast::iequals(type.substr(0, kGrpc.size()), kGrpc)) return false;
+  return type.size() == kGrpc.size() || type[kGrpc.size()] == '+' || type[kGrpc.size()] == ';';
+}
+
+std::optional<std::chrono::milliseconds> GrpcTimeout(std::string_view value) {
+  if (value.size() < 2 || value.size() > 9) return std::nullopt;
+  int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  using namespace std::chrono;
+  switch (value.back()) {
+    case 'H': return duration_cast<milliseconds>(hours(n));
+    case 'M': return duration_cast<milliseconds>(minutes(n));
+    case 'S': return duration_cast<milliseconds>(seconds(n));
+    case 'm': return milliseconds(n);
+    // Below a millisecond rounds up: a deadline must not become "none".
+    case 'u': return ceil<milliseconds>(microseconds(n));
+    case 'n': return ceil<milliseconds>(nanoseconds(n));
+    default: return std::nullopt;
+  }
+}
+
+uint32_t GrpcStatusFor(unsigned http_status) {
+  switch (http_status) {
+    case 400: return 13;  // INTERNAL
+    case 401: return 16;  // UNAUTHENTICATED
+    case 403: return 7;   // PERMISSION_DENIED
+    case 404: return 12;  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503: return 14;  // UNAVAILABLE
+    case 504: return 4;   // DEADLINE_EXCEEDED
+    default: return 2;    // UNKNOWN
+  }
+}
+
+std::string GrpcMessage(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+void ToGrpcError(http::response_header<>& header, std::string& body) {
+  const unsigned status = header.result_int();
+  if (status < 400) return;
+  if (header["grpc-status"].empty()) header.set("grpc-status", std::to_string(GrpcStatusFor(status)));
+  if (header["grpc-message"].empty()) {
+    std::string_view text = body;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+    header.set("grpc-message", GrpcMessage(text.empty() ? header.reason() : text));
+  }
+  header.result(http::status::ok);
+  header.set(http::field::content_type, "application/grpc");
+  header.erase(http::field::content_length);
+  body.clear();
+}
+
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,388 @@
+#include "agent/proxy/http2_upstream.h"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <algorithm>
+#include <cstring>
+
+#include "agent/proxy/body.h"
+#include "common/strings.h"
+
+namespace meshplug::agent::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+class Http2UpstreamConnection : public std::enable_shared_from_this<Http2UpstreamConnection> {
+ public:
+  Http2UpstreamConnection(std::unique_ptr<net::UpstreamConnection> connection, milliseconds idle_timeout)
+      : connection_(std::move(connection)), idle_timeout_(idle_timeout),
+        writer_wake_(connection_->stream.get_executor()), idle_(connection_->stream.get_executor()) {}
+  ~Http2UpstreamConnection() {
+    if (session_) nghttp2_session_del(session_);
+  }
+
+  bool Start();
+  // New streams may go on this connection.
+  bool usable() const { return alive_ && !going_away_ && nghttp2_session_check_request_allowed(session_); }
+  // Submits `request` on a new stream for `stream`; its id, or negative when nghttp2 refused.
+  int32_t Submit(const http::request_header<>& request, bool has_body, bool trailers, Http2UpstreamStream* stream);
+  // A stream object is going away: resets the stream if it is still open.
+  void Detach(Http2UpstreamStream& stream);
+  nghttp2_session* session() { return session_; }
+  void Flush() { writer_wake_.Notify(); }
+
+ private:
+  // Each loop holds the connection (its argument) while it runs.
+  awaitable<void> ReadLoop(std::shared_ptr<Http2UpstreamConnection> self);
+  awaitable<void> WriteLoop(std::shared_ptr<Http2UpstreamConnection> self);
+  awaitable<void> IdleLoop(std::shared_ptr<Http2UpstreamConnection> self);
+  void Closed();
+  Http2UpstreamStream* Find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second;
+  }
+
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                      const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int OnDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
+                         void* self);
+  static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+
+  std::unique_ptr<net::UpstreamConnection> connection_;
+  milliseconds idle_timeout_;
+  nghttp2_session* session_ = nullptr;
+  // Open streams; a stream object removes itself (Detach) when it goes.
+  std::map<int32_t, Http2UpstreamStream*> streams_;
+  bool alive_ = true;
+  bool going_away_ = false;  // a GOAWAY went or came: no new streams
+  Signal writer_wake_;
+  Signal idle_;
+};
+
+// ---- Http2UpstreamStream
+
+Http2UpstreamStream::Http2UpstreamStream(std::shared_ptr<Http2UpstreamConnection> connection,
+                                         const asio::any_io_executor& executor)
+    : connection_(std::move(connection)), writable_(executor), readable_(executor) {}
+
+Http2UpstreamStream::~Http2UpstreamStream() { connection_->Detach(*this); }
+
+void Http2UpstreamStream::Cancel() { connection_->Detach(*this); }
+
+ssize_t Http2UpstreamStream::ReadRequest(uint8_t* buf, size_t length, uint32_t* flags) {
+  const size_t n = std::min(length, pending());
+  std::memcpy(buf, out_.data() + out_offset_, n);
+  out_offset_ += n;
+  if (out_offset_ == out_.size()) {
+    out_.clear();
+    out_offset_ = 0;
+  }
+  if (n > 0) writable_.Notify();
+  if (pending() == 0 && out_ended_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) return NGHTTP2_ERR_DEFERRED;
+  return static_cast<ssize_t>(n);
+}
+
+awaitable<void> Http2UpstreamStream::Write(std::string_view piece, bool last, milliseconds idle, beast::error_code& ec) {
+  if (closed_) {
+    ec = asio::error::connection_reset;
+    co_return;
+  }
+  out_.append(piece);
+  if (last) out_ended_ = true;
+  nghttp2_session_resume_data(connection_->session(), id_);
+  connection_->Flush();
+  const Clock::time_point deadline = Clock::now() + idle;
+  while (pending() > kBodyPieceBytes) {
+    if (closed_) {
+      ec = asio::error::connection_reset;
+      co_return;
+    }
+    const bool woken = co_await writable_.Wait(deadline);
+    if (!woken) {
+      ec = beast::error::timeout;
+      co_return;
+    }
+  }
+}
+
+awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Clock::time_point deadline,
+                                                beast::error_code& ec) {
+  while (!header_) {
+    if (closed_) {
+      // REFUSED_STREAM: the server did not process it (RFC 9113 §8.7); it may go again.
+      ec = asio::error::connection_reset;
+      if (close_error_ == NGHTTP2_REFUSED_STREAM) ec = asio::error::try_again;
+      co_return;
+    }
+    const bool woken = co_await readable_.Wait(deadline);
+    if (!woken) {
+      ec = beast::error::timeout;
+      co_return;
+    }
+  }
+  out = *header_;
+}
+
+awaitable<void> Http2UpstreamStream::ReadBody(std::string& out, milliseconds idle, beast::error_code& ec) {
+  out.clear();
+  const Clock::time_point deadline = Clock::now() + idle;
+  while (true) {
+    if (unread() > 0) {
+      const size_t n = std::min(unread(), kBodyPieceBytes);
+      out.assign(body_, body_offset_, n);
+      body_offset_ += n;
+      if (body_offset_ == body_.size()) {
+        body_.clear();
+        body_offset_ = 0;
+      }
+      if (!closed_) {
+        nghttp2_session_consume(connection_->session(), id_, n);
+        connection_->Flush();
+      }
+      co_return;
+    }
+    if (ended_) co_return;
+    if (closed_) {
+      ec = asio::error::connection_reset;
+      co_return;
+    }
+    const bool woken = co_await readable_.Wait(deadline);
+    if (!woken) {
+      ec = beast::error::timeout;
+      co_return;
+    }
+  }
+}
+
+// ---- Http2UpstreamConnection
+
+bool Http2UpstreamConnection::Start() {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnStreamClose);
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  // A response body is acknowledged as the exchange relays it: an upstream sends no faster
+  // than the client reads.
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  const int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) return false;
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
+  const asio::any_io_executor executor = connection_->stream.get_executor();
+  asio::co_spawn(executor, ReadLoop(shared_from_this()), asio::detached);
+  asio::co_spawn(executor, WriteLoop(shared_from_this()), asio::detached);
+  asio::co_spawn(executor, IdleLoop(shared_from_this()), asio::detached);
+  return true;
+}
+
+int32_t Http2UpstreamConnection::Submit(const http::request_header<>& request, bool has_body, bool trailers,
+                                        Http2UpstreamStream* stream) {
+  NvList nva;
+  nva.Add(":method", request.method_string());
+  nva.Add(":scheme", connection_->stream.secure() ? "https" : "http");
+  nva.Add(":authority", request[http::field::host]);
+  nva.Add(":path", request.target());
+  http::fields fields = request;
+  fields.erase(http::field::host);
+  nva.AddFields(fields);
+  // gRPC servers look for it (an HTTP/1.1 hop would have dropped it as hop-by-hop).
+  if (trailers) nva.Add("te", "trailers");
+  nghttp2_data_provider provider;
+  provider.source.ptr = nullptr;
+  provider.read_callback = [](nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
+                              nghttp2_data_source*, void* self) -> ssize_t {
+    Http2UpstreamStream* s = static_cast<Http2UpstreamConnection*>(self)->Find(id);
+    // A stream whose exchange has gone is reset, not fed.
+    if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return s->ReadRequest(buf, length, flags);
+  };
+  const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), has_body ? &provider : nullptr, nullptr);
+  if (id < 0) return id;
+  stream->id_ = id;
+  streams_[id] = stream;
+  idle_.Notify();
+  Flush();
+  return id;
+}
+
+void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
+  auto it = streams_.find(stream.id_);
+  if (it == streams_.end() || it->second != &stream) return;
+  streams_.erase(it);
+  if (alive_ && !stream.closed_) {
+    // Body bytes nobody will read give back the connection's window.
+    if (stream.unread() > 0) nghttp2_session_consume_connection(session_, stream.unread());
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id_, NGHTTP2_CANCEL);
+    Flush();
+  }
+  stream.closed_ = true;
+  stream.readable_.Notify();
+  stream.writable_.Notify();
+  idle_.Notify();
+}
+
+void Http2UpstreamConnection::Closed() {
+  alive_ = false;
+  for (auto& [id, stream] : streams_) {
+    stream->closed_ = true;
+    stream->readable_.Notify();
+    stream->writable_.Notify();
+  }
+  streams_.clear();
+  Flush();
+  idle_.Notify();
+}
+
+awaitable<void> Http2UpstreamConnection::ReadLoop(std::shared_ptr<Http2UpstreamConnection>) {
+  co_await ReadFrames(connection_->stream, session_, "", [this] { Flush(); });
+  Closed();
+}
+
+awaitable<void> Http2UpstreamConnection::WriteLoop(std::shared_ptr<Http2UpstreamConnection>) {
+  std::string scratch;
+  while (alive_) {
+    // A slow upstream that reads nothing for the idle timeout fails the connection.
+    const bool ok = co_await WriteFrames(connection_->stream, session_, idle_timeout_, scratch);
+    if (!ok) break;
+    if (going_away_ && streams_.empty()) break;
+    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
+    co_await writer_wake_.Wait(Clock::time_point::max());
+  }
+  Closed();
+  beast::error_code ec;
+  connection_->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  connection_->stream.cancel();
+}
+
+awaitable<void> Http2UpstreamConnection::IdleLoop(std::shared_ptr<Http2UpstreamConnection>) {
+  while (alive_) {
+    const bool woken = co_await idle_.Wait(Clock::now() + idle_timeout_);
+    if (!woken && alive_ && streams_.empty()) {
+      going_away_ = true;
+      nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+      Flush();
+      break;
+    }
+  }
+}
+
+int Http2UpstreamConnection::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                                      const uint8_t* value, size_t valuelen, uint8_t, void* self) {
+  Http2UpstreamStream* stream = static_cast<Http2UpstreamConnection*>(self)->Find(frame->hd.stream_id);
+  if (!stream || frame->hd.type != NGHTTP2_HEADERS) return 0;
+  const std::string_view n(reinterpret_cast<const char*>(name), namelen);
+  const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  if (stream->header_) {
+    stream->trailers_.insert(n, v);
+  } else if (n == ":status") {
+    unsigned status = 0;
+    std::from_chars(v.data(), v.data() + v.size(), status);
+    stream->receiving_.result(status);
+  } else if (!n.starts_with(':')) {
+    stream->receiving_.insert(n, v);
+  }
+  return 0;
+}
+
+int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto* connection = static_cast<Http2UpstreamConnection*>(self);
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    connection->going_away_ = true;
+    return 0;
+  }
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  Http2UpstreamStream* stream = connection->Find(frame->hd.stream_id);
+  if (!stream) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !stream->header_) {
+    // An interim (1xx) response is not passed on; the final one follows.
+    if (stream->receiving_.result_int() / 100 != 1) stream->header_ = std::move(stream->receiving_);
+    stream->receiving_ = {};
+  }
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->ended_ = true;
+  stream->readable_.Notify();
+  return 0;
+}
+
+int Http2UpstreamConnection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                                         size_t len, void* self) {
+  Http2UpstreamStream* stream = static_cast<Http2UpstreamConnection*>(self)->Find(stream_id);
+  if (!stream) {
+    nghttp2_session_consume(session, stream_id, len);
+    return 0;
+  }
+  stream->body_.append(reinterpret_cast<const char*>(data), len);
+  stream->readable_.Notify();
+  return 0;
+}
+
+int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self) {
+  auto* connection = static_cast<Http2UpstreamConnection*>(self);
+  Http2UpstreamStream* stream = connection->Find(stream_id);
+  if (!stream) return 0;
+  stream->closed_ = true;
+  stream->close_error_ = error_code;
+  stream->readable_.Notify();
+  stream->writable_.Notify();
+  connection->streams_.erase(stream_id);
+  connection->idle_.Notify();
+  return 0;
+}
+
+// ---- Http2UpstreamPool
+
+awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
+    const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
+    const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body, beast::error_code& ec) {
+  const std::string key = Cat(host, ":", port, tls ? "|" + tls->expected_identity : "");
+  std::shared_ptr<Http2UpstreamConnection> connection;
+  if (auto it = connections_.find(key); it != connections_.end() && it->second->usable()) connection = it->second;
+  if (!connection) {
+    std::optional<net::TlsOrigination> h2;
+    if (tls) {
+      h2 = *tls;
+      h2->http2 = true;
+    }
+    const net::TlsOrigination* via = h2 ? &*h2 : nullptr;
+    std::unique_ptr<net::UpstreamConnection> raw = co_await net::ConnectUpstream(executor_, host, port, connect_timeout, ec, via);
+    if (!raw) co_return nullptr;
+    beast::error_code ignored;
+    raw->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+    connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout);
+    if (!connection->Start()) {
+      ec = asio::error::no_memory;
+      co_return nullptr;
+    }
+    connections_[key] = connection;
+  }
+  auto stream = std::make_unique<Http2UpstreamStream>(connection, executor_);
+  if (connection->Submit(request, has_body, beast::iequals(request[http::field::content_type].substr(0, 16), "application/grpc"),
+                         stream.get()) < 0) {
+    ec = asio::error::try_again;
+    co_return nullptr;
+  }
+  co_return stream;
+}
+
+}  // namespace meshplug::agent::proxy

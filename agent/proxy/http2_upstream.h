@@ -1,0 +1,97 @@
+// HTTP/2 to upstreams whose cluster speaks it (Service ports of protocol http2 or grpc):
+// h2 over mTLS to another agent, h2c to an app. One multiplexed connection per endpoint
+// and worker carries every request to it, so a hop adds no connection per request.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/proxy/http2_common.h"
+#include "net/tls.h"
+#include "net/upstream_pool.h"
+
+namespace meshplug::agent::proxy {
+
+class Http2UpstreamConnection;
+
+// One request's stream. Everything runs on the worker's thread.
+class Http2UpstreamStream {
+ public:
+  Http2UpstreamStream(std::shared_ptr<Http2UpstreamConnection> connection, const boost::asio::any_io_executor& executor);
+  ~Http2UpstreamStream();
+
+  // The request body, piece by piece (`last` ends it); waits while what flow control has
+  // not let out yet is more than a piece, at most `idle`.
+  boost::asio::awaitable<void> Write(std::string_view piece, bool last, std::chrono::milliseconds idle,
+                                     boost::beast::error_code& ec);
+  // Resets the stream (CANCEL) unless it has ended.
+  void Cancel();
+
+  // The final response header (interim 1xx skipped) by `deadline`.
+  boost::asio::awaitable<void> ReadHeader(boost::beast::http::response_header<>& out,
+                                          std::chrono::steady_clock::time_point deadline, boost::beast::error_code& ec);
+  // The response body ended and was read whole.
+  bool done() const { return ended_ && unread() == 0; }
+  // The next non-empty piece of the response body (empty at its end), waiting at most `idle`.
+  boost::asio::awaitable<void> ReadBody(std::string& out, std::chrono::milliseconds idle, boost::beast::error_code& ec);
+  // The response's trailers (gRPC's status), once done().
+  const boost::beast::http::fields& trailers() const { return trailers_; }
+
+ private:
+  friend class Http2UpstreamConnection;
+  size_t unread() const { return body_.size() - body_offset_; }
+  size_t pending() const { return out_.size() - out_offset_; }
+  ssize_t ReadRequest(uint8_t* buf, size_t length, uint32_t* flags);
+
+  std::shared_ptr<Http2UpstreamConnection> connection_;
+  int32_t id_ = -1;
+  // The request body not taken by nghttp2 yet.
+  std::string out_;
+  size_t out_offset_ = 0;
+  bool out_ended_ = false;
+  Signal writable_;
+  // The response.
+  std::optional<boost::beast::http::response_header<>> header_;  // the final one, once it came
+  boost::beast::http::response_header<> receiving_;  // fields of the header block being read
+  bool in_trailers_ = false;
+  boost::beast::http::fields trailers_;
+  std::string body_;
+  size_t body_offset_ = 0;
+  bool ended_ = false;  // END_STREAM arrived
+  bool closed_ = false;  // nghttp2 closed the stream
+  uint32_t close_error_ = 0;
+  Signal readable_;
+};
+
+class Http2UpstreamPool {
+ public:
+  explicit Http2UpstreamPool(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+  // A stream to host:port carrying `request` (its header sent; `has_body`: Write follows):
+  // on the endpoint's connection, or a new one connected within `connect_timeout` (with
+  // `tls`, mTLS offering h2). A connection no stream used for `idle_timeout` closes.
+  boost::asio::awaitable<std::unique_ptr<Http2UpstreamStream>> Open(
+      const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+      std::chrono::milliseconds idle_timeout, const net::TlsOrigination* tls,
+      const boost::beast::http::request_header<>& request, bool has_body, boost::beast::error_code& ec);
+
+  size_t connections() const { return connections_.size(); }
+
+ private:
+  boost::asio::any_io_executor executor_;
+  std::map<std::string, std::shared_ptr<Http2UpstreamConnection>, std::less<>> connections_;
+};
+
+}  // namespace meshplug::agent::proxy

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""A gRPC server and client on Debian's python3-grpcio (gRPC's own HTTP/2 stack), for tests
+through the mesh. Messages are raw bytes: no generated code.
+
+  grpc_echo.py serve                  prints "port N", serves demo.Echo until killed
+  grpc_echo.py call TARGET AUTHORITY  every call kind through TARGET (an agent's outbound
+                                      listener) to the service named AUTHORITY; one line
+                                      per check, "name: result"
+  grpc_echo.py ping TARGET AUTHORITY METHOD
+                                      one unary call; prints its status ("OK", or the error's code and details)
+"""
+import sys
+import time
+from concurrent import futures
+
+import grpc
+
+SERVICE = "demo.Echo"
+
+
+def serve():
+    cancelled = []
+
+    def unary(request, context):
+        return request
+
+    def server_stream(request, context):
+        count, size = (int(v) for v in request.decode().split(":"))
+        chunk = b"x" * size
+        for _ in range(count):
+            yield chunk
+
+    def client_stream(request_iterator, context):
+        return str(sum(len(m) for m in request_iterator)).encode()
+
+    def bidi(request_iterator, context):
+        for message in request_iterator:
+            yield message
+
+    def slow(request, context):
+        time.sleep(float(request.decode()))
+        return b"late"
+
+    def endless(request, context):
+        # Ticks until the call ends; only a cancellation ends it.
+        context.add_callback(lambda: cancelled.append(1))
+        while context.is_active():
+            yield b"tick"
+            time.sleep(0.01)
+
+    def stats(request, context):
+        return str(len(cancelled)).encode()
+
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Forbidden": grpc.unary_unary_rpc_method_handler(unary),
+        "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+        "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+        "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        "Endless": grpc.unary_stream_rpc_method_handler(endless),
+        "Stats": grpc.unary_unary_rpc_method_handler(stats),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"port {port}", flush=True)
+    server.wait_for_termination()
+
+
+def call(target, authority):
+    channel = grpc.insecure_channel(
+        target, options=[("grpc.default_authority", authority), ("grpc.max_receive_message_length", 8 << 20)]
+    )
+
+    def method(kind, name):
+        return getattr(channel, kind)(f"/{SERVICE}/{name}")
+
+    def report(name, run):
+        try:
+            print(f"{name}: {run()}", flush=True)
+        except grpc.RpcError as e:
+            print(f"{name}: {e.code().name} {e.details()}", flush=True)
+
+    report("unary", lambda: method("unary_unary", "Unary")(b"hello", timeout=10).decode())
+    # 100 MiB from the server, in 1 MiB messages.
+    report("server_stream", lambda: sum(len(m) for m in method("unary_stream", "ServerStream")(b"100:1048576", timeout=120)))
+    report("client_stream", lambda: method("stream_unary", "ClientStream")(iter([b"a" * 1000] * 1000), timeout=30).decode())
+    report("bidi", lambda: sum(1 for _ in method("stream_stream", "Bidi")(iter([b"m"] * 100), timeout=30)))
+    report("deadline", lambda: method("unary_unary", "Slow")(b"5", timeout=0.5))
+
+    def cancel():
+        stream = method("unary_stream", "Endless")(b"", timeout=30)
+        next(stream)
+        stream.cancel()
+        try:
+            next(stream)
+        except grpc.RpcError as e:
+            return e.code().name
+        return "not cancelled"
+
+    report("cancel", cancel)
+
+    def server_saw_cancel():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen = method("unary_unary", "Stats")(b"", timeout=5).decode()
+            if seen != "0":
+                return seen
+            time.sleep(0.05)
+        return "0"
+
+    report("server_cancelled", server_saw_cancel)
+    report("forbidden", lambda: method("unary_unary", "Forbidden")(b"x", timeout=10))
+
+
+def ping(target, authority, name):
+    channel = grpc.insecure_channel(target, options=[("grpc.default_authority", authority)])
+    try:
+        channel.unary_unary(f"/{SERVICE}/{name}")(b"ping", timeout=2)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name, e.details())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        serve()
+    elif sys.argv[1:2] == ["call"] and len(sys.argv) == 4:
+        call(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["ping"] and len(sys.argv) == 5:
+        ping(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
