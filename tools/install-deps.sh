@@ -12,7 +12,7 @@ packages=(
   libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev libre2-dev libnghttp2-dev
   libgtest-dev libgmock-dev
   # tests and the demo
-  curl python3 python3-httpbin gunicorn python3-grpcio nghttp2-client
+  curl python3 python3-httpbin gunicorn python3-grpcio python3-websockets nghttp2-client
   # interception tests: network namespaces, iptables, setpriv
   iproute2 iptables util-linux
 )
