@@ -54,6 +54,8 @@ ABSL_FLAG(std::string, admin_token_file, "",
           "cache, or agents/admin-token.<pid> under $MESHPLUG_HOME or ~/.local/share/meshplug without xDS)");
 ABSL_FLAG(uint32_t, max_header_bytes, 16 * 1024, "largest request/response header block (431)");
 ABSL_FLAG(uint32_t, max_header_count, 100, "most header fields in a request/response (431)");
+ABSL_FLAG(uint32_t, http2_max_concurrent_streams, 100,
+          "streams one HTTP/2 client connection runs at once (more are refused with REFUSED_STREAM)");
 ABSL_FLAG(uint64_t, max_buffered_body_bytes, 1024 * 1024,
           "largest body a plugin may ask to buffer (413)");
 ABSL_FLAG(absl::Duration, header_read_timeout, absl::Seconds(10),
@@ -129,6 +131,7 @@ meshplug::agent::AgentOptions OptionsFromFlags() {
   o.max_connections_per_listener = absl::GetFlag(FLAGS_max_connections_per_listener);
   o.limits.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   o.limits.max_header_count = absl::GetFlag(FLAGS_max_header_count);
+  o.limits.http2_max_concurrent_streams = absl::GetFlag(FLAGS_http2_max_concurrent_streams);
   o.limits.max_buffered_body_bytes = absl::GetFlag(FLAGS_max_buffered_body_bytes);
   o.limits.header_read_timeout = Ms(absl::GetFlag(FLAGS_header_read_timeout));
   o.limits.downstream_idle_timeout = Ms(absl::GetFlag(FLAGS_idle_timeout));
@@ -290,6 +293,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   log::SetLevel(level);
+  if (absl::GetFlag(FLAGS_http2_max_concurrent_streams) == 0) {
+    // 0 in SETTINGS_MAX_CONCURRENT_STREAMS would refuse every HTTP/2 request.
+    std::fprintf(stderr, "agent: --http2_max_concurrent_streams must be at least 1\n");
+    return 1;
+  }
 
   auto bootstrap = BootstrapFromFlags();
   if (!bootstrap.ok()) {

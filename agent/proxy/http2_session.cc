@@ -401,7 +401,7 @@ bool Http2Connection::Start(const Limits& limits) {
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) return false;
   const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kHttp2MaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.http2_max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_bytes},
   };
@@ -470,7 +470,7 @@ void Http2Connection::BeginStream(int32_t id) {
 }
 
 void Http2Connection::StartExchange(const std::shared_ptr<Http2Stream>& stream) {
-  if (running_ >= static_cast<int>(kHttp2MaxConcurrentStreams)) {
+  if (running_ >= static_cast<int64_t>(limits_.http2_max_concurrent_streams)) {
     // Exchanges of streams the client already reset still run: no more work until they end.
     env_.stats->Count("meshplug_http2_refused_streams_total", {{"direction", env_.inbound ? "inbound" : "outbound"}});
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id(), NGHTTP2_REFUSED_STREAM);

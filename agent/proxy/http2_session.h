@@ -19,11 +19,6 @@ namespace meshplug::agent::proxy {
 // What an HTTP/2 client sends first (RFC 9113 §3.4).
 inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-// Most streams one HTTP/2 connection runs at once (SETTINGS_MAX_CONCURRENT_STREAMS); a
-// request beyond them is refused (REFUSED_STREAM), also one whose stream the client reset
-// while its exchange still runs, so resets cannot pile up work (CVE-2023-44487).
-inline constexpr uint32_t kHttp2MaxConcurrentStreams = 100;
-
 // Serves an HTTP/2 connection on `stream` until it ends. `initial`: the bytes already
 // read, the client's preface first.
 boost::asio::awaitable<void> ServeHttp2(net::Stream& stream, std::string initial, const ProxyEnv& env,

@@ -121,6 +121,28 @@ TEST_F(Http2Test, CurlWithPriorKnowledgeAndH2load) {
   EXPECT_NE(report.find("status codes: 2000 2xx"), std::string::npos) << report;
 }
 
+// A new configuration takes the streams opened after it; a stream in flight finishes on the
+// chain set it started on, on the same connection.
+TEST_F(Http2Test, StreamsInFlightKeepTheirChainSetAcrossASwap) {
+  TestUpstream old_shop("old"), new_shop("new");
+  StartAgent(old_shop);
+  H2Client h2(port());
+  ASSERT_TRUE(h2.Request(1, "GET", "/slow", "web.shop"));
+  ASSERT_TRUE(WaitFor([&] { return old_shop.slow_waiting() == 1; }, 10s));
+  v1::Snapshot s = BaseSnapshot("v2");
+  AddService(s, "web.shop", {new_shop.port()});
+  ASSERT_TRUE(agent_->Apply(s).ok());
+  ASSERT_TRUE(h2.Request(3, "GET", "/", "web.shop"));
+  auto after = h2.Await(3);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "new");
+  old_shop.ReleaseSlow();
+  auto before = h2.Await(1);
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->status, 200);
+  EXPECT_EQ(before->header("x-upstream"), "old");
+}
+
 // A cluster that speaks HTTP/2: one agent plays both sides (its outbound cluster's
 // endpoint is its own inbound listener, over h2c), so requests of either protocol cross an
 // HTTP/2 hop — many of them on one multiplexed connection — and reach an HTTP/1.1 app.
@@ -186,7 +208,7 @@ TEST_F(Http2Test, RapidResetIsBoundedThenTheClientIsSentAway) {
     auto r = other.Await(1);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
-    EXPECT_LE(shop.slow_waiting(), static_cast<int>(kHttp2MaxConcurrentStreams));
+    EXPECT_LE(shop.slow_waiting(), static_cast<int>(Limits{}.http2_max_concurrent_streams));
     EXPECT_GE(Counter("meshplug_http2_refused_streams_total", {{"direction", "outbound"}}), 150u);
     shop.ReleaseSlow();
   }

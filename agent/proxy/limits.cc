@@ -11,6 +11,9 @@ Limits Resolve(const Limits& defaults, const v1::Limits& snapshot) {
   if (snapshot.max_buffered_body_bytes() != 0) {
     out.max_buffered_body_bytes = snapshot.max_buffered_body_bytes();
   }
+  if (snapshot.http2_max_concurrent_streams() != 0) {
+    out.http2_max_concurrent_streams = snapshot.http2_max_concurrent_streams();
+  }
   out.header_read_timeout = routing::DurationOr(
       snapshot.header_read_timeout(), snapshot.has_header_read_timeout(), out.header_read_timeout);
   out.downstream_idle_timeout =

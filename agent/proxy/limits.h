@@ -25,6 +25,10 @@ struct Limits {
   // Once one direction has ended (half-close), the other must keep moving bytes at least
   // this often, or the connection is closed.
   milliseconds tcp_half_close_timeout{60'000};
+  // Streams one HTTP/2 client connection runs at once (SETTINGS_MAX_CONCURRENT_STREAMS); a
+  // request beyond them is refused (REFUSED_STREAM), also while the exchanges of streams
+  // the client reset still run, so resets cannot pile up work (CVE-2023-44487).
+  uint32_t http2_max_concurrent_streams = 100;
 };
 
 // `defaults` with the snapshot's non-zero settings applied.
