@@ -4,6 +4,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
+#include <algorithm>
+#include <cstring>
 
 #include "common/strings.h"
 
@@ -20,6 +22,130 @@ asio::awaitable<bool> Signal::Wait(Clock::time_point deadline) {
   beast::error_code ec;
   co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   co_return ec == asio::error::operation_aborted;
+}
+
+void Http2Inbox::Append(const uint8_t* data, size_t size) {
+  bytes_.append(reinterpret_cast<const char*>(data), size);
+  readable_.Notify();
+}
+
+void Http2Inbox::End() {
+  ended_ = true;
+  readable_.Notify();
+}
+
+void Http2Inbox::Close() {
+  closed_ = true;
+  readable_.Notify();
+}
+
+void Http2Inbox::Cancel() {
+  cancelled_ = true;
+  readable_.Notify();
+}
+
+size_t Http2Inbox::Drop() {
+  const size_t dropped = unread();
+  bytes_.clear();
+  offset_ = 0;
+  return dropped;
+}
+
+asio::awaitable<void> Http2Inbox::Read(std::string& out, size_t max, std::chrono::milliseconds idle,
+                                       const std::function<void(size_t)>& consume, beast::error_code& ec) {
+  out.clear();
+  const Clock::time_point deadline = Clock::now() + idle;
+  while (true) {
+    if (cancelled_) {
+      cancelled_ = false;
+      ec = asio::error::operation_aborted;
+      co_return;
+    }
+    if (unread() > 0) {
+      const size_t n = std::min(unread(), max);
+      out.assign(bytes_, offset_, n);
+      offset_ += n;
+      if (offset_ == bytes_.size()) Drop();
+      if (!closed_) consume(n);
+      co_return;
+    }
+    if (ended_) co_return;
+    if (closed_) {
+      ec = asio::error::connection_reset;
+      co_return;
+    }
+    const bool woken = co_await readable_.Wait(deadline);
+    if (!woken) {
+      ec = beast::error::timeout;
+      co_return;
+    }
+  }
+}
+
+void Http2Outbox::Append(std::string_view piece, bool last) {
+  bytes_.append(piece);
+  if (last) ended_ = true;
+}
+
+void Http2Outbox::Close() {
+  closed_ = true;
+  writable_.Notify();
+}
+
+ssize_t Http2Outbox::Take(uint8_t* buf, size_t length, uint32_t* flags) {
+  const size_t n = std::min(length, pending());
+  std::memcpy(buf, bytes_.data() + offset_, n);
+  offset_ += n;
+  if (offset_ == bytes_.size()) {
+    bytes_.clear();
+    offset_ = 0;
+  }
+  if (n > 0) writable_.Notify();
+  if (pending() == 0 && ended_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) return NGHTTP2_ERR_DEFERRED;
+  return static_cast<ssize_t>(n);
+}
+
+asio::awaitable<void> Http2Outbox::Drain(size_t limit, std::chrono::milliseconds idle, beast::error_code& ec) {
+  const Clock::time_point deadline = Clock::now() + idle;
+  while (pending() > limit) {
+    if (closed_) {
+      ec = asio::error::connection_reset;
+      co_return;
+    }
+    const bool woken = co_await writable_.Wait(deadline);
+    if (!woken) {
+      ec = beast::error::timeout;
+      co_return;
+    }
+  }
+}
+
+nghttp2_session* NewHttp2Session(bool server, const Http2Callbacks& callbacks, void* user,
+                                 std::vector<nghttp2_settings_entry> settings) {
+  nghttp2_session_callbacks* cb = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0) return nullptr;
+  if (callbacks.on_begin_headers) nghttp2_session_callbacks_set_on_begin_headers_callback(cb, callbacks.on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, callbacks.on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, callbacks.on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, callbacks.on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, callbacks.on_stream_close);
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  nghttp2_session* session = nullptr;
+  const int rv = server ? nghttp2_session_server_new2(&session, cb, user, option)
+                        : nghttp2_session_client_new2(&session, cb, user, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) return nullptr;
+  settings.push_back({NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow});
+  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
+  return session;
 }
 
 bool ConnectionSpecific(std::string_view name) {

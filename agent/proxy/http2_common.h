@@ -11,6 +11,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <chrono>
 #include <deque>
@@ -41,6 +42,80 @@ class Signal {
  private:
   boost::asio::steady_timer timer_;
 };
+
+// A stream's body as it arrives: what nghttp2 received and the exchange has not taken.
+// Taking gives the sender its window back (see kHttp2StreamWindow).
+class Http2Inbox {
+ public:
+  explicit Http2Inbox(const boost::asio::any_io_executor& executor) : readable_(executor) {}
+
+  void Append(const uint8_t* data, size_t size);
+  void End();  // END_STREAM arrived
+  void Close();  // the stream closed: a pending Read ends
+  void Cancel();  // a pending Read ends with operation_aborted
+  size_t unread() const { return bytes_.size() - offset_; }
+  bool ended() const { return ended_; }
+  bool done() const { return ended_ && unread() == 0; }
+  // Drops what was not taken; how many bytes that was.
+  size_t Drop();
+  // The next non-empty piece of at most `max` bytes into `out` (empty at the end), waiting at
+  // most `idle` (beast::error::timeout); `consume(n)` is called for what was taken while the
+  // stream is open. connection_reset when the stream closed before its end.
+  boost::asio::awaitable<void> Read(std::string& out, size_t max, std::chrono::milliseconds idle,
+                                    const std::function<void(size_t)>& consume, boost::beast::error_code& ec);
+
+ private:
+  std::string bytes_;
+  size_t offset_ = 0;
+  bool ended_ = false;
+  bool closed_ = false;
+  bool cancelled_ = false;
+  Signal readable_;
+};
+
+// A stream's body as it leaves: bytes nghttp2 has not taken yet (flow control lets them
+// out as the peer's window allows).
+class Http2Outbox {
+ public:
+  explicit Http2Outbox(const boost::asio::any_io_executor& executor) : writable_(executor) {}
+
+  // `last` ends the body.
+  void Append(std::string_view piece, bool last);
+  bool ended() const { return ended_; }
+  size_t pending() const { return bytes_.size() - offset_; }
+  void Close();  // the stream closed: a pending Drain ends
+  // nghttp2's data source: up to `length` bytes into `buf`; NGHTTP2_DATA_FLAG_EOF in
+  // `flags` once the body ended and all is taken; NGHTTP2_ERR_DEFERRED while empty.
+  ssize_t Take(uint8_t* buf, size_t length, uint32_t* flags);
+  // Waits until at most `limit` bytes are pending: at most `idle` (beast::error::timeout; a
+  // peer that opens no window holds a stream no longer), connection_reset if the stream
+  // closes first.
+  boost::asio::awaitable<void> Drain(size_t limit, std::chrono::milliseconds idle, boost::beast::error_code& ec);
+
+ private:
+  std::string bytes_;
+  size_t offset_ = 0;
+  bool ended_ = false;
+  bool closed_ = false;
+  Signal writable_;
+};
+
+struct Http2Callbacks {
+  nghttp2_on_begin_headers_callback on_begin_headers = nullptr;
+  nghttp2_on_header_callback on_header = nullptr;
+  nghttp2_on_frame_recv_callback on_frame_recv = nullptr;
+  nghttp2_on_data_chunk_recv_callback on_data_chunk_recv = nullptr;
+  nghttp2_on_stream_close_callback on_stream_close = nullptr;
+};
+
+// A server or client session with `callbacks` (called with `user`) that acknowledges DATA
+// only when told (nghttp2_session_consume), with our receive windows and `settings` (the
+// initial window added) queued; nullptr when nghttp2 cannot make one. The rest of the
+// known attacks are nghttp2's defaults in Debian's 1.52 with its security fixes: SETTINGS
+// and PING floods (at most 1,000 queued acknowledgements), CONTINUATION floods (8 per
+// header block), RST_STREAM floods (a token bucket, 1,000 then 33/s).
+nghttp2_session* NewHttp2Session(bool server, const Http2Callbacks& callbacks, void* user,
+                                 std::vector<nghttp2_settings_entry> settings);
 
 // The fields an HTTP/2 message may not carry (RFC 9113 §8.2.2), as well as TE (a request's
 // "te: trailers" is added back where it is meant).

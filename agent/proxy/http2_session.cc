@@ -38,7 +38,7 @@ class Http2Connection;
 class Http2Stream : public Downstream {
  public:
   Http2Stream(Http2Connection& connection, int32_t id, const asio::any_io_executor& executor)
-      : connection_(connection), id_(id), executor_(executor), readable_(executor), writable_(executor) {}
+      : connection_(connection), id_(id), executor_(executor), inbox_(executor), outbox_(executor) {}
 
   int32_t id() const { return id_; }
 
@@ -50,28 +50,19 @@ class Http2Stream : public Downstream {
   bool headers_too_large = false;
 
   // The connection's events.
-  void Received(const uint8_t* data, size_t size) {
-    body_.append(reinterpret_cast<const char*>(data), size);
-    readable_.Notify();
-  }
-  void Ended() {
-    body_ended_ = true;
-    readable_.Notify();
-  }
+  void Received(const uint8_t* data, size_t size) { inbox_.Append(data, size); }
+  void Ended() { inbox_.End(); }
   void Closed() {
     closed_ = true;
-    readable_.Notify();
-    writable_.Notify();
+    inbox_.Close();
+    outbox_.Close();
     // The client went away before the whole response was handed over: the upstream too.
-    if (on_reset_ && !(response_ended_ && pending() == 0)) std::exchange(on_reset_, nullptr)();
+    if (on_reset_ && !(outbox_.ended() && outbox_.pending() == 0)) std::exchange(on_reset_, nullptr)();
   }
   // The exchange has ended: bytes still arriving are acknowledged and dropped.
   void Finish();
   bool finished() const { return finished_; }
-  bool closed() const { return closed_; }
-  bool response_ended() const { return response_ended_; }
-  bool request_ended() const { return body_ended_; }
-  size_t unread() const { return body_.size() - body_offset_; }
+  size_t unread() const { return inbox_.unread(); }
   // The data source nghttp2 reads a response body from.
   ssize_t ReadResponse(uint8_t* buf, size_t length, uint32_t* flags);
 
@@ -79,13 +70,10 @@ class Http2Stream : public Downstream {
 
   // Downstream.
   asio::any_io_executor executor() override { return executor_; }
-  bool body_done() const override { return body_ended_ && unread() == 0; }
+  bool body_done() const override { return inbox_.done(); }
   std::optional<uint64_t> body_length() const override;
   awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override;
-  void CancelRead() override {
-    cancel_read_ = true;
-    readable_.Notify();
-  }
+  void CancelRead() override { inbox_.Cancel(); }
   awaitable<void> SendContinue(beast::error_code& ec) override;
   awaitable<void> SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length, bool hold,
                              beast::error_code& ec) override;
@@ -104,27 +92,15 @@ class Http2Stream : public Downstream {
  private:
   // Submits the response header; `body`: a body follows (from ReadResponse).
   void Submit(const http::response_header<>& header, bool body, beast::error_code& ec);
-  // Waits until at most `limit` response bytes are left for nghttp2 to take.
-  awaitable<void> Drain(size_t limit, beast::error_code& ec);
-  size_t pending() const { return out_.size() - out_offset_; }
 
   Http2Connection& connection_;
   int32_t id_;
   asio::any_io_executor executor_;
   milliseconds idle_{60'000};
 
-  std::string body_;  // request body received, from body_offset_ on not read yet
-  size_t body_offset_ = 0;
-  bool body_ended_ = false;
-  bool cancel_read_ = false;
-  Signal readable_;
-
-  bool response_submitted_ = false;
-  bool response_ended_ = false;  // the whole response is queued (END_STREAM follows it)
+  Http2Inbox inbox_;  // the request body
+  Http2Outbox outbox_;  // the response body; ended once the whole response is queued
   http::fields trailers_;  // sent after the body
-  std::string out_;  // response body not taken by nghttp2 yet, from out_offset_ on
-  size_t out_offset_ = 0;
-  Signal writable_;
 
   bool closed_ = false;
   bool finished_ = false;
@@ -209,13 +185,12 @@ class Http2Connection {
 void Http2Stream::Finish() {
   finished_ = true;
   // What the exchange did not read will not be: give the client its window back.
-  if (!closed_ && unread() > 0) nghttp2_session_consume(connection_.session(), id_, unread());
-  body_.clear();
-  body_offset_ = 0;
+  const size_t dropped = inbox_.Drop();
+  if (!closed_ && dropped > 0) nghttp2_session_consume(connection_.session(), id_, dropped);
   if (closed_) return;
-  if (!response_ended_ || pending() > 0) {
+  if (!outbox_.ended() || outbox_.pending() > 0) {
     nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
-  } else if (!body_ended_) {
+  } else if (!inbox_.ended()) {
     // RFC 9113 §8.1: a complete response before the request ended; the client may stop.
     nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
   }
@@ -232,37 +207,12 @@ std::optional<uint64_t> Http2Stream::body_length() const {
 }
 
 awaitable<void> Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
-  out.clear();
-  const Clock::time_point deadline = Clock::now() + idle_;
-  while (true) {
-    if (cancel_read_) {
-      cancel_read_ = false;
-      ec = asio::error::operation_aborted;
-      co_return;
-    }
-    if (unread() > 0) {
-      const size_t n = std::min(unread(), kBodyPieceBytes);
-      out.assign(body_, body_offset_, n);
-      body_offset_ += n;
-      if (body_offset_ == body_.size()) {
-        body_.clear();
-        body_offset_ = 0;
-      }
-      if (!closed_) nghttp2_session_consume(connection_.session(), id_, n);
-      connection_.Flush();
-      co_return;
-    }
-    if (body_ended_) co_return;
-    if (closed_) {
-      ec = asio::error::connection_reset;
-      co_return;
-    }
-    const bool woken = co_await readable_.Wait(deadline);
-    if (!woken) {
-      ec = beast::error::timeout;
-      co_return;
-    }
-  }
+  co_await inbox_.Read(out, kBodyPieceBytes, idle_,
+                       [this](size_t n) {
+                         nghttp2_session_consume(connection_.session(), id_, n);
+                         connection_.Flush();
+                       },
+                       ec);
 }
 
 awaitable<void> Http2Stream::SendContinue(beast::error_code& ec) {
@@ -280,28 +230,16 @@ awaitable<void> Http2Stream::SendContinue(beast::error_code& ec) {
 }
 
 ssize_t Http2Stream::ReadResponse(uint8_t* buf, size_t length, uint32_t* flags) {
-  const size_t n = std::min(length, pending());
-  std::memcpy(buf, out_.data() + out_offset_, n);
-  out_offset_ += n;
-  if (out_offset_ == out_.size()) {
-    out_.clear();
-    out_offset_ = 0;
-  }
-  if (n > 0) writable_.Notify();
-  if (pending() == 0 && response_ended_) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (trailers_.begin() != trailers_.end()) {
-      NvList nva;
-      nva.AddFields(trailers_);
-      // The trailers end the stream instead of this DATA frame.
-      if (nghttp2_submit_trailer(connection_.session(), id_, nva.data(), nva.size()) == 0) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      }
+  const ssize_t n = outbox_.Take(buf, length, flags);
+  if ((*flags & NGHTTP2_DATA_FLAG_EOF) && trailers_.begin() != trailers_.end()) {
+    NvList nva;
+    nva.AddFields(trailers_);
+    // The trailers end the stream instead of this DATA frame.
+    if (nghttp2_submit_trailer(connection_.session(), id_, nva.data(), nva.size()) == 0) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
-    return static_cast<ssize_t>(n);
   }
-  if (n == 0) return NGHTTP2_ERR_DEFERRED;
-  return static_cast<ssize_t>(n);
+  return n;
 }
 
 void Http2Stream::Submit(const http::response_header<>& header, bool body, beast::error_code& ec) {
@@ -323,25 +261,8 @@ void Http2Stream::Submit(const http::response_header<>& header, bool body, beast
     ec = asio::error::invalid_argument;
     return;
   }
-  response_submitted_ = true;
-  if (!body) response_ended_ = true;
+  if (!body) outbox_.Append({}, true);
   connection_.Flush();
-}
-
-awaitable<void> Http2Stream::Drain(size_t limit, beast::error_code& ec) {
-  const Clock::time_point deadline = Clock::now() + idle_;
-  while (pending() > limit) {
-    if (closed_) {
-      ec = asio::error::connection_reset;
-      co_return;
-    }
-    // A client that opens no window (a zero-window stall) holds the stream this long.
-    const bool woken = co_await writable_.Wait(deadline);
-    if (!woken) {
-      ec = beast::error::timeout;
-      co_return;
-    }
-  }
 }
 
 awaitable<void> Http2Stream::SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length,
@@ -362,52 +283,28 @@ awaitable<void> Http2Stream::SendBody(std::string_view piece, bool last, beast::
     ec = asio::error::connection_reset;
     co_return;
   }
-  out_.append(piece);
-  if (last) response_ended_ = true;
+  outbox_.Append(piece, last);
   nghttp2_session_resume_data(connection_.session(), id_);
   connection_.Flush();
   size_t limit = kSendBufferBytes;
   if (last) limit = 0;
-  co_await Drain(limit, ec);
+  co_await outbox_.Drain(limit, idle_, ec);
 }
 
 awaitable<void> Http2Stream::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {
-  out_.assign(body);
-  out_offset_ = 0;
-  response_ended_ = true;
+  outbox_.Append(body, true);
   Submit(header, !body.empty(), ec);
-  if (!ec) co_await Drain(0, ec);
+  if (!ec) co_await outbox_.Drain(0, idle_, ec);
 }
 
 // ---- Http2Connection
 
 bool Http2Connection::Start(const Limits& limits) {
   limits_ = limits;
-  nghttp2_session_callbacks* callbacks = nullptr;
-  nghttp2_session_callbacks_new(&callbacks);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, OnBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, OnFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnStreamClose);
-  nghttp2_option* option = nullptr;
-  nghttp2_option_new(&option);
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  // The rest of the known attacks are nghttp2's defaults in Debian's 1.52 with its security
-  // fixes: SETTINGS and PING floods (at most 1,000 queued acknowledgements), CONTINUATION
-  // floods (8 per header block), RST_STREAM floods (a token bucket, 1,000 then 33/s).
-  const int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) return false;
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.http2_max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_bytes},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
-  return true;
+  session_ = NewHttp2Session(true, {OnBeginHeaders, OnHeader, OnFrameRecv, OnDataChunk, OnStreamClose}, this,
+                             {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.http2_max_concurrent_streams},
+                              {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_bytes}});
+  return session_ != nullptr;
 }
 
 awaitable<void> Http2Connection::Run(std::string initial) {

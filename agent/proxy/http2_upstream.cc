@@ -71,50 +71,30 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
 
 Http2UpstreamStream::Http2UpstreamStream(std::shared_ptr<Http2UpstreamConnection> connection,
                                          const asio::any_io_executor& executor)
-    : connection_(std::move(connection)), writable_(executor), readable_(executor) {}
+    : connection_(std::move(connection)), outbox_(executor), header_wake_(executor), inbox_(executor) {}
+
+void Http2UpstreamStream::Closed(uint32_t error) {
+  if (closed_) return;
+  closed_ = true;
+  close_error_ = error;
+  outbox_.Close();
+  inbox_.Close();
+  header_wake_.Notify();
+}
 
 Http2UpstreamStream::~Http2UpstreamStream() { connection_->Detach(*this); }
 
 void Http2UpstreamStream::Cancel() { connection_->Detach(*this); }
-
-ssize_t Http2UpstreamStream::ReadRequest(uint8_t* buf, size_t length, uint32_t* flags) {
-  const size_t n = std::min(length, pending());
-  std::memcpy(buf, out_.data() + out_offset_, n);
-  out_offset_ += n;
-  if (out_offset_ == out_.size()) {
-    out_.clear();
-    out_offset_ = 0;
-  }
-  if (n > 0) writable_.Notify();
-  if (pending() == 0 && out_ended_) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) return NGHTTP2_ERR_DEFERRED;
-  return static_cast<ssize_t>(n);
-}
 
 awaitable<void> Http2UpstreamStream::Write(std::string_view piece, bool last, milliseconds idle, beast::error_code& ec) {
   if (closed_) {
     ec = asio::error::connection_reset;
     co_return;
   }
-  out_.append(piece);
-  if (last) out_ended_ = true;
+  outbox_.Append(piece, last);
   nghttp2_session_resume_data(connection_->session(), id_);
   connection_->Flush();
-  const Clock::time_point deadline = Clock::now() + idle;
-  while (pending() > kBodyPieceBytes) {
-    if (closed_) {
-      ec = asio::error::connection_reset;
-      co_return;
-    }
-    const bool woken = co_await writable_.Wait(deadline);
-    if (!woken) {
-      ec = beast::error::timeout;
-      co_return;
-    }
-  }
+  co_await outbox_.Drain(kBodyPieceBytes, idle, ec);
 }
 
 awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Clock::time_point deadline,
@@ -126,7 +106,7 @@ awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Cl
       if (close_error_ == NGHTTP2_REFUSED_STREAM) ec = asio::error::try_again;
       co_return;
     }
-    const bool woken = co_await readable_.Wait(deadline);
+    const bool woken = co_await header_wake_.Wait(deadline);
     if (!woken) {
       ec = beast::error::timeout;
       co_return;
@@ -136,60 +116,22 @@ awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Cl
 }
 
 awaitable<void> Http2UpstreamStream::ReadBody(std::string& out, milliseconds idle, beast::error_code& ec) {
-  out.clear();
-  const Clock::time_point deadline = Clock::now() + idle;
-  while (true) {
-    if (unread() > 0) {
-      const size_t n = std::min(unread(), kBodyPieceBytes);
-      out.assign(body_, body_offset_, n);
-      body_offset_ += n;
-      if (body_offset_ == body_.size()) {
-        body_.clear();
-        body_offset_ = 0;
-      }
-      if (!closed_) {
-        nghttp2_session_consume(connection_->session(), id_, n);
-        connection_->Flush();
-      }
-      co_return;
-    }
-    if (ended_) co_return;
-    if (closed_) {
-      ec = asio::error::connection_reset;
-      co_return;
-    }
-    const bool woken = co_await readable_.Wait(deadline);
-    if (!woken) {
-      ec = beast::error::timeout;
-      co_return;
-    }
-  }
+  co_await inbox_.Read(out, kBodyPieceBytes, idle,
+                       [this](size_t n) {
+                         nghttp2_session_consume(connection_->session(), id_, n);
+                         connection_->Flush();
+                       },
+                       ec);
 }
 
 // ---- Http2UpstreamConnection
 
 bool Http2UpstreamConnection::Start() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  nghttp2_session_callbacks_new(&callbacks);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, OnFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnStreamClose);
-  nghttp2_option* option = nullptr;
-  nghttp2_option_new(&option);
   // A response body is acknowledged as the exchange relays it: an upstream sends no faster
   // than the client reads.
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  const int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) return false;
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kHttp2StreamWindow},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
+  session_ = NewHttp2Session(false, {nullptr, OnHeader, OnFrameRecv, OnDataChunk, OnStreamClose}, this,
+                             {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}});
+  if (!session_) return false;
   const asio::any_io_executor executor = connection_->stream.get_executor();
   asio::co_spawn(executor, ReadLoop(shared_from_this()), asio::detached);
   asio::co_spawn(executor, WriteLoop(shared_from_this()), asio::detached);
@@ -216,7 +158,7 @@ int32_t Http2UpstreamConnection::Submit(const http::request_header<>& request, b
     Http2UpstreamStream* s = static_cast<Http2UpstreamConnection*>(self)->Find(id);
     // A stream whose exchange has gone is reset, not fed.
     if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    return s->ReadRequest(buf, length, flags);
+    return s->outbox_.Take(buf, length, flags);
   };
   const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), has_body ? &provider : nullptr, nullptr);
   if (id < 0) return id;
@@ -233,23 +175,18 @@ void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
   streams_.erase(it);
   if (alive_ && !stream.closed_) {
     // Body bytes nobody will read give back the connection's window.
-    if (stream.unread() > 0) nghttp2_session_consume_connection(session_, stream.unread());
+    const size_t dropped = stream.inbox_.Drop();
+    if (dropped > 0) nghttp2_session_consume_connection(session_, dropped);
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id_, NGHTTP2_CANCEL);
     Flush();
   }
-  stream.closed_ = true;
-  stream.readable_.Notify();
-  stream.writable_.Notify();
+  stream.Closed(NGHTTP2_CANCEL);
   idle_.Notify();
 }
 
 void Http2UpstreamConnection::Closed() {
   alive_ = false;
-  for (auto& [id, stream] : streams_) {
-    stream->closed_ = true;
-    stream->readable_.Notify();
-    stream->writable_.Notify();
-  }
+  for (auto& [id, stream] : streams_) stream->Closed(NGHTTP2_INTERNAL_ERROR);
   streams_.clear();
   Flush();
   idle_.Notify();
@@ -320,8 +257,8 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
     if (stream->receiving_.result_int() / 100 != 1) stream->header_ = std::move(stream->receiving_);
     stream->receiving_ = {};
   }
-  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->ended_ = true;
-  stream->readable_.Notify();
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->inbox_.End();
+  stream->header_wake_.Notify();
   return 0;
 }
 
@@ -332,8 +269,7 @@ int Http2UpstreamConnection::OnDataChunk(nghttp2_session* session, uint8_t, int3
     nghttp2_session_consume(session, stream_id, len);
     return 0;
   }
-  stream->body_.append(reinterpret_cast<const char*>(data), len);
-  stream->readable_.Notify();
+  stream->inbox_.Append(data, len);
   return 0;
 }
 
@@ -341,10 +277,7 @@ int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, 
   auto* connection = static_cast<Http2UpstreamConnection*>(self);
   Http2UpstreamStream* stream = connection->Find(stream_id);
   if (!stream) return 0;
-  stream->closed_ = true;
-  stream->close_error_ = error_code;
-  stream->readable_.Notify();
-  stream->writable_.Notify();
+  stream->Closed(error_code);
   connection->streams_.erase(stream_id);
   connection->idle_.Notify();
   return 0;

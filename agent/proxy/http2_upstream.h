@@ -43,7 +43,7 @@ class Http2UpstreamStream {
   boost::asio::awaitable<void> ReadHeader(boost::beast::http::response_header<>& out,
                                           std::chrono::steady_clock::time_point deadline, boost::beast::error_code& ec);
   // The response body ended and was read whole.
-  bool done() const { return ended_ && unread() == 0; }
+  bool done() const { return inbox_.done(); }
   // The next non-empty piece of the response body (empty at its end), waiting at most `idle`.
   boost::asio::awaitable<void> ReadBody(std::string& out, std::chrono::milliseconds idle, boost::beast::error_code& ec);
   // The response's trailers (gRPC's status), once done().
@@ -51,28 +51,20 @@ class Http2UpstreamStream {
 
  private:
   friend class Http2UpstreamConnection;
-  size_t unread() const { return body_.size() - body_offset_; }
-  size_t pending() const { return out_.size() - out_offset_; }
-  ssize_t ReadRequest(uint8_t* buf, size_t length, uint32_t* flags);
+  // The stream ended for good (`error`: its RST_STREAM code, or 0): every wait ends.
+  void Closed(uint32_t error);
 
   std::shared_ptr<Http2UpstreamConnection> connection_;
   int32_t id_ = -1;
-  // The request body not taken by nghttp2 yet.
-  std::string out_;
-  size_t out_offset_ = 0;
-  bool out_ended_ = false;
-  Signal writable_;
+  Http2Outbox outbox_;  // the request body
   // The response.
   std::optional<boost::beast::http::response_header<>> header_;  // the final one, once it came
   boost::beast::http::response_header<> receiving_;  // fields of the header block being read
-  bool in_trailers_ = false;
+  Signal header_wake_;
   boost::beast::http::fields trailers_;
-  std::string body_;
-  size_t body_offset_ = 0;
-  bool ended_ = false;  // END_STREAM arrived
-  bool closed_ = false;  // nghttp2 closed the stream
+  Http2Inbox inbox_;  // the response body
+  bool closed_ = false;  // nghttp2 closed the stream, or it was given up
   uint32_t close_error_ = 0;
-  Signal readable_;
 };
 
 class Http2UpstreamPool {
