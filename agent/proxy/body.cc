@@ -53,7 +53,7 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
   const bool chunked = framing_ == Framing::kChunked;
   // Chunk framing around the piece and the closing chunk, as Beast lays them out.
   std::optional<http::chunk_header> size;
-  const auto end = http::make_chunk_last(trailers_);
+  std::optional<http::chunk_last<http::fields>> end;
   std::vector<asio::const_buffer> out;
   if (!header_.empty()) out.push_back(asio::buffer(header_));
   if (!piece.empty()) {
@@ -65,7 +65,8 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
     if (chunked) out.push_back(asio::buffer("\r\n", 2));
   }
   if (last && chunked) {
-    for (asio::const_buffer b : beast::buffers_range_ref(end)) out.push_back(b);
+    end.emplace(trailers_);
+    for (asio::const_buffer b : beast::buffers_range_ref(*end)) out.push_back(b);
   }
   if (out.empty()) co_return;
   stream_.expires_after(idle_timeout_);

@@ -128,6 +128,8 @@ struct UpstreamCall {
   // HTTP/2: the stream and its final response header.
   std::unique_ptr<Http2UpstreamStream> stream;
   http::response_header<> stream_response;
+  // Given up (Abandon): a connection made after this carries nothing.
+  bool abandoned = false;
   std::optional<BodyFilters> filters;  // the request body steps, used by the pump
   bool reusable = false;  // the response ended cleanly and the upstream keeps the connection
 
@@ -153,6 +155,7 @@ struct UpstreamCall {
 // it starts. Closing the HTTP/1.1 connection does both (a cancel would miss a read not
 // pending at this moment); an HTTP/2 stream is reset.
 void Abandon(UpstreamCall& call) {
+  call.abandoned = true;
   if (call.stream) {
     call.stream->Cancel();
   } else if (call.connection) {
@@ -258,10 +261,12 @@ class ExchangeRunner {
   // A gRPC response that went down, by its status ("" when it had none: a broken server).
   void CountGrpc(std::string_view status) {
     // Only the 17 codes gRPC defines are labels of their own: a server cannot grow the series.
-    const bool known = status.size() <= 2 && !status.empty() && std::all_of(status.begin(), status.end(), ::isdigit) &&
-                       std::stoi(std::string(status)) <= 16;
+    unsigned code = 0;
+    const auto [end, error] = std::from_chars(status.data(), status.data() + status.size(), code);
+    std::string label = "other";
+    if (error == std::errc() && end == status.data() + status.size() && code <= 16) label = std::to_string(code);
     env_.stats->Count("meshplug_grpc_responses_total",
-                      {{"direction", env_.inbound ? "inbound" : "outbound"}, {"grpc_status", known ? status : "other"}});
+                      {{"direction", env_.inbound ? "inbound" : "outbound"}, {"grpc_status", label}});
   }
 
   const ProxyEnv& env_;
@@ -381,7 +386,8 @@ awaitable<void> ExchangeRunner::Respond(Exchange& x, LocalResponse response, boo
   };
   set_response(response);
   if (run_steps) {
-    if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
+    std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
+    if (replaced) {
       response = std::move(*replaced);
       set_response(response);
     }
@@ -413,13 +419,15 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
       header.set(http::field::content_type, "text/plain");
     }
   }
-  if (grpc) CountGrpc(header["grpc-status"]);
+  const std::string grpc_status(header["grpc-status"]);
   // A response to HEAD has no body, whatever its length says.
   if (x.ctx.request.method() == http::verb::head) body.clear();
   beast::error_code ec;
   x.response_started = true;
   co_await down_.SendWhole(std::move(header), body, ec);
   if (ec) down_.EndAfterResponse();
+  // Only what the client got counts.
+  if (grpc && !ec) CountGrpc(grpc_status);
 }
 
 UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
@@ -609,6 +617,10 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
                                 true};
       co_return;
     }
+    if (call.abandoned) {
+      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      co_return;
+    }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
     co_await WriteMessage(call.connection->stream, HeaderBytes(header), {}, limits.downstream_idle_timeout, ec);
@@ -755,45 +767,59 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
   // HTTP/2 frames the body itself; a body step may change its length.
   if (!call.filters->empty()) header.erase(http::field::content_length);
   const absl::StatusOr<std::optional<net::TlsOrigination>> origination = OriginationFor(settings, endpoint);
-  beast::error_code ec;
-  if (origination.ok()) {
-    const net::TlsOrigination* tls = *origination ? &**origination : nullptr;
-    call.stream = co_await env_.h2_pool->Open(x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
-                                              settings.idle_timeout, tls, header, has_body, ec);
-  }
-  if (!call.stream) {
-    Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
-    std::string why(origination.status().message());
-    if (origination.ok()) why = ec.message();
-    failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", why)), origination.ok()};
-    co_return;
-  }
-  if (has_body) {
-    const bool ok = co_await StartPump(x, Framing::kNone, expect_continue, settings, call, failure);
-    if (!ok) co_return;
-  } else {
-    call.body_sent = true;
-  }
-  // With a body, the pump's deadline (from the body's end) bounds the wait.
-  Clock::time_point deadline = Clock::time_point::max();
-  if (!has_body) deadline = Clock::now() + settings.request_timeout;
-  co_await call.stream->ReadHeader(call.stream_response, deadline, ec);
-  call.header_read = true;
-  call.deadline.cancel();
-  if (!ec) {
-    if (FieldCount(call.stream_response) > limits.max_header_count) {
-      failure = UpstreamFailure{Error(502, "upstream response has too many header fields"), false};
+  // A stream the upstream refused (REFUSED_STREAM, also the streams a GOAWAY cut off) was
+  // not processed: one more is opened at once, on a new connection if that one is going
+  // away — unless body bytes went with it, which cannot be sent again.
+  for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
+    beast::error_code ec;
+    call.stream.reset();
+    if (origination.ok()) {
+      const net::TlsOrigination* tls = *origination ? &**origination : nullptr;
+      call.stream = co_await env_.h2_pool->Open(x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
+                                                settings.idle_timeout, limits.max_header_bytes, tls, header, has_body,
+                                                ec);
     }
+    if (!call.stream) {
+      Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
+      std::string why(origination.status().message());
+      if (origination.ok()) why = ec.message();
+      failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", why)), origination.ok()};
+      co_return;
+    }
+    if (call.abandoned) {
+      // The client reset its stream while the connection was being made.
+      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      co_return;
+    }
+    if (has_body) {
+      const bool ok = co_await StartPump(x, Framing::kNone, expect_continue, settings, call, failure);
+      if (!ok) co_return;
+    } else {
+      call.body_sent = true;
+    }
+    // With a body, the pump's deadline (from the body's end) bounds the wait.
+    Clock::time_point deadline = Clock::time_point::max();
+    if (!has_body) deadline = Clock::now() + settings.request_timeout;
+    co_await call.stream->ReadHeader(call.stream_response, deadline, ec);
+    call.header_read = true;
+    call.deadline.cancel();
+    if (!ec) {
+      if (FieldCount(call.stream_response) > limits.max_header_count) {
+        failure = UpstreamFailure{Error(502, "upstream response has too many header fields"), false};
+      }
+      co_return;
+    }
+    failure = PumpFailure(x, call, ec);
+    if (failure) co_return;
+    if (ec == asio::error::try_again && !has_body) {
+      Count("meshplug_upstream_refused_stream_retries_total", x.ctx.upstream->cluster);
+      failure = UpstreamFailure{Error(503, "upstream refused the stream"), true};
+      call.header_read = false;
+      continue;
+    }
+    failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())), false};
     co_return;
   }
-  failure = PumpFailure(x, call, ec);
-  if (failure) co_return;
-  if (ec == asio::error::try_again) {
-    // REFUSED_STREAM: the upstream did not process it; another attempt may.
-    failure = UpstreamFailure{Error(503, "upstream refused the stream"), true};
-    co_return;
-  }
-  failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())), false};
 }
 
 awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
@@ -811,7 +837,8 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
 awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, const http::response_header<>& upstream) {
   x.ctx.response = upstream;
   RemoveConnectionOptions(*x.ctx.response);
-  if (std::optional<LocalResponse> replaced = co_await RunResponseSteps(x)) {
+  std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
+  if (replaced) {
     co_await Respond(x, std::move(*replaced), false);
     co_return false;
   }

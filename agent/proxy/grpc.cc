@@ -39,6 +39,7 @@ uint32_t GrpcStatusFor(unsigned http_status) {
     case 401: return 16;  // UNAUTHENTICATED
     case 403: return 7;   // PERMISSION_DENIED
     case 404: return 12;  // UNIMPLEMENTED
+    case 413: return 8;   // RESOURCE_EXHAUSTED
     case 429:
     case 502:
     case 503: return 14;  // UNAVAILABLE

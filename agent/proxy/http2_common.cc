@@ -40,6 +40,7 @@ void Http2Inbox::Close() {
 }
 
 void Http2Inbox::Cancel() {
+  if (!waiting_) return;
   cancelled_ = true;
   readable_.Notify();
 }
@@ -74,7 +75,9 @@ asio::awaitable<void> Http2Inbox::Read(std::string& out, size_t max, std::chrono
       ec = asio::error::connection_reset;
       co_return;
     }
+    waiting_ = true;
     const bool woken = co_await readable_.Wait(deadline);
+    waiting_ = false;
     if (!woken) {
       ec = beast::error::timeout;
       co_return;

@@ -52,7 +52,7 @@ class Http2Inbox {
   void Append(const uint8_t* data, size_t size);
   void End();  // END_STREAM arrived
   void Close();  // the stream closed: a pending Read ends
-  void Cancel();  // a pending Read ends with operation_aborted
+  void Cancel();  // a Read waiting now ends with operation_aborted (nothing if none waits)
   size_t unread() const { return bytes_.size() - offset_; }
   bool ended() const { return ended_; }
   bool done() const { return ended_ && unread() == 0; }
@@ -70,6 +70,7 @@ class Http2Inbox {
   bool ended_ = false;
   bool closed_ = false;
   bool cancelled_ = false;
+  bool waiting_ = false;  // a Read waits
   Signal readable_;
 };
 

@@ -82,7 +82,11 @@ class Http2Stream : public Downstream {
   void SetTrailers(const http::fields& trailers) override { trailers_ = trailers; }
   awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
   void EndAfterResponse() override {}
-  void OnClientReset(std::function<void()> abandon) override { on_reset_ = std::move(abandon); }
+  void OnClientReset(std::function<void()> abandon) override {
+    on_reset_ = std::move(abandon);
+    // Already reset before the exchange asked.
+    if (closed_) Closed();
+  }
   awaitable<void> SendSwitch(http::response_header<>, beast::error_code& ec) override {
     ec = asio::error::operation_not_supported;
     co_return;
@@ -144,8 +148,8 @@ class Http2Connection {
   void GoAway() {
     if (going_away_) return;
     going_away_ = true;
-    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                          NGHTTP2_NO_ERROR, nullptr, 0);
+    goaway_last_stream_ = nghttp2_session_get_last_proc_stream_id(session_);
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, goaway_last_stream_, NGHTTP2_NO_ERROR, nullptr, 0);
     Flush();
   }
   Http2Stream* Find(int32_t id) {
@@ -172,6 +176,7 @@ class Http2Connection {
   int running_ = 0;  // exchanges not ended yet
   bool reading_ = true;
   bool going_away_ = false;
+  int32_t goaway_last_stream_ = 0;  // the GOAWAY said streams after this one are not served
   bool writing_ = true;  // WriteLoop runs
   bool idling_ = true;  // IdleLoop runs
   Signal writer_wake_;
@@ -339,9 +344,8 @@ awaitable<void> Http2Connection::WriteLoop() {
   }
   unwritten_.reset();
   writing_ = false;
-  // The reader may be waiting for bytes that no longer matter.
-  beast::error_code ec;
-  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  // The reader may be waiting for bytes that no longer matter; the session then closes the
+  // connection (and reads what the client still sends, so the close is not a reset).
   stream_.cancel();
   streams_done_.Notify();
 }
@@ -349,9 +353,15 @@ awaitable<void> Http2Connection::WriteLoop() {
 awaitable<void> Http2Connection::IdleLoop(milliseconds idle) {
   while (reading_) {
     const bool woken = co_await idle_.Wait(Clock::now() + idle);
-    if (!woken && reading_ && streams_.empty() && running_ == 0) {
-      // Idle too long: a GOAWAY, then the connection ends once it is written.
-      GoAway();
+    if (!woken && reading_ && running_ == 0) {
+      // No exchange for the idle timeout: a GOAWAY, then the connection ends once it is
+      // written. Streams without an exchange (a header block never finished, a response
+      // sent whole) do not hold it open.
+      if (streams_.empty()) {
+        GoAway();
+      } else {
+        Terminate(NGHTTP2_NO_ERROR);
+      }
       break;
     }
   }
@@ -367,6 +377,13 @@ void Http2Connection::BeginStream(int32_t id) {
 }
 
 void Http2Connection::StartExchange(const std::shared_ptr<Http2Stream>& stream) {
+  if (going_away_ && stream->id() > goaway_last_stream_) {
+    // Opened while the GOAWAY was on its way: the client will send it again elsewhere, so
+    // it must not run here too.
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id(), NGHTTP2_REFUSED_STREAM);
+    Flush();
+    return;
+  }
   if (running_ >= static_cast<int64_t>(limits_.http2_max_concurrent_streams)) {
     // Exchanges of streams the client already reset still run: no more work until they end.
     env_.stats->Count("meshplug_http2_refused_streams_total", {{"direction", env_.inbound ? "inbound" : "outbound"}});

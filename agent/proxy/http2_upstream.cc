@@ -21,8 +21,9 @@ using Clock = std::chrono::steady_clock;
 
 class Http2UpstreamConnection : public std::enable_shared_from_this<Http2UpstreamConnection> {
  public:
-  Http2UpstreamConnection(std::unique_ptr<net::UpstreamConnection> connection, milliseconds idle_timeout)
-      : connection_(std::move(connection)), idle_timeout_(idle_timeout),
+  Http2UpstreamConnection(std::unique_ptr<net::UpstreamConnection> connection, milliseconds idle_timeout,
+                          uint32_t max_header_bytes)
+      : connection_(std::move(connection)), idle_timeout_(idle_timeout), max_header_bytes_(max_header_bytes),
         writer_wake_(connection_->stream.get_executor()), idle_(connection_->stream.get_executor()) {}
   ~Http2UpstreamConnection() {
     if (session_) nghttp2_session_del(session_);
@@ -58,6 +59,7 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
 
   std::unique_ptr<net::UpstreamConnection> connection_;
   milliseconds idle_timeout_;
+  uint32_t max_header_bytes_;  // per response header block and per trailer block
   nghttp2_session* session_ = nullptr;
   // Open streams; a stream object removes itself (Detach) when it goes.
   std::map<int32_t, Http2UpstreamStream*> streams_;
@@ -118,7 +120,7 @@ awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Cl
 awaitable<void> Http2UpstreamStream::ReadBody(std::string& out, milliseconds idle, beast::error_code& ec) {
   co_await inbox_.Read(out, kBodyPieceBytes, idle,
                        [this](size_t n) {
-                         nghttp2_session_consume(connection_->session(), id_, n);
+                         nghttp2_session_consume_stream(connection_->session(), id_, n);
                          connection_->Flush();
                        },
                        ec);
@@ -130,7 +132,7 @@ bool Http2UpstreamConnection::Start() {
   // A response body is acknowledged as the exchange relays it: an upstream sends no faster
   // than the client reads.
   session_ = NewHttp2Session(false, {nullptr, OnHeader, OnFrameRecv, OnDataChunk, OnStreamClose}, this,
-                             {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}});
+                             {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}, {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_header_bytes_}});
   if (!session_) return false;
   const asio::any_io_executor executor = connection_->stream.get_executor();
   asio::co_spawn(executor, ReadLoop(shared_from_this()), asio::detached);
@@ -174,9 +176,7 @@ void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
   if (it == streams_.end() || it->second != &stream) return;
   streams_.erase(it);
   if (alive_ && !stream.closed_) {
-    // Body bytes nobody will read give back the connection's window.
-    const size_t dropped = stream.inbox_.Drop();
-    if (dropped > 0) nghttp2_session_consume_connection(session_, dropped);
+    stream.inbox_.Drop();
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id_, NGHTTP2_CANCEL);
     Flush();
   }
@@ -229,6 +229,13 @@ int Http2UpstreamConnection::OnHeader(nghttp2_session*, const nghttp2_frame* fra
                                       const uint8_t* value, size_t valuelen, uint8_t, void* self) {
   Http2UpstreamStream* stream = static_cast<Http2UpstreamConnection*>(self)->Find(frame->hd.stream_id);
   if (!stream || frame->hd.type != NGHTTP2_HEADERS) return 0;
+  // Counted as HPACK counts (name + value + 32), before anything is kept: past the limit
+  // the stream is reset, so a header block that decodes to far more than it weighs (an
+  // HPACK bomb) costs no memory.
+  stream->header_bytes_ += namelen + valuelen + 32;
+  if (stream->header_bytes_ > static_cast<Http2UpstreamConnection*>(self)->max_header_bytes_) {
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   const std::string_view n(reinterpret_cast<const char*>(name), namelen);
   const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
   if (stream->header_) {
@@ -256,6 +263,7 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
     // An interim (1xx) response is not passed on; the final one follows.
     if (stream->receiving_.result_int() / 100 != 1) stream->header_ = std::move(stream->receiving_);
     stream->receiving_ = {};
+    stream->header_bytes_ = 0;  // the trailers count on their own
   }
   if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->inbox_.End();
   stream->header_wake_.Notify();
@@ -265,15 +273,20 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
 int Http2UpstreamConnection::OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                                          size_t len, void* self) {
   Http2UpstreamStream* stream = static_cast<Http2UpstreamConnection*>(self)->Find(stream_id);
+  // The connection's window is given back at once, a stream's as its body is relayed: a
+  // client that does not read holds its own stream's window (bounded), never the
+  // connection's, which every other client of this endpoint shares.
+  nghttp2_session_consume_connection(session, len);
   if (!stream) {
-    nghttp2_session_consume(session, stream_id, len);
+    nghttp2_session_consume_stream(session, stream_id, len);
     return 0;
   }
   stream->inbox_.Append(data, len);
   return 0;
 }
 
-int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self) {
+int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                           void* self) {
   auto* connection = static_cast<Http2UpstreamConnection*>(self);
   Http2UpstreamStream* stream = connection->Find(stream_id);
   if (!stream) return 0;
@@ -287,11 +300,15 @@ int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, 
 
 awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
-    const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body, beast::error_code& ec) {
+    uint32_t max_header_bytes, const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body,
+    beast::error_code& ec) {
   const std::string key = Cat(host, ":", port, tls ? "|" + tls->expected_identity : "");
   std::shared_ptr<Http2UpstreamConnection> connection;
   if (auto it = connections_.find(key); it != connections_.end() && it->second->usable()) connection = it->second;
   if (!connection) {
+    // Connections that can take no new stream leave the pool (their open streams keep them
+    // until they end), so endpoints that went away do not hold sockets.
+    std::erase_if(connections_, [](const auto& entry) { return !entry.second->usable(); });
     std::optional<net::TlsOrigination> h2;
     if (tls) {
       h2 = *tls;
@@ -302,7 +319,7 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     if (!raw) co_return nullptr;
     beast::error_code ignored;
     raw->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
-    connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout);
+    connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout, max_header_bytes);
     if (!connection->Start()) {
       ec = asio::error::no_memory;
       co_return nullptr;

@@ -60,6 +60,7 @@ class Http2UpstreamStream {
   // The response.
   std::optional<boost::beast::http::response_header<>> header_;  // the final one, once it came
   boost::beast::http::response_header<> receiving_;  // fields of the header block being read
+  size_t header_bytes_ = 0;  // of the header block being read
   Signal header_wake_;
   boost::beast::http::fields trailers_;
   Http2Inbox inbox_;  // the response body
@@ -73,10 +74,11 @@ class Http2UpstreamPool {
 
   // A stream to host:port carrying `request` (its header sent; `has_body`: Write follows):
   // on the endpoint's connection, or a new one connected within `connect_timeout` (with
-  // `tls`, mTLS offering h2). A connection no stream used for `idle_timeout` closes.
+  // `tls`, mTLS offering h2). A connection no stream used for `idle_timeout` closes; a
+  // response header or trailer block over `max_header_bytes` resets its stream.
   boost::asio::awaitable<std::unique_ptr<Http2UpstreamStream>> Open(
       const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
-      std::chrono::milliseconds idle_timeout, const net::TlsOrigination* tls,
+      std::chrono::milliseconds idle_timeout, uint32_t max_header_bytes, const net::TlsOrigination* tls,
       const boost::beast::http::request_header<>& request, bool has_body, boost::beast::error_code& ec);
 
   size_t connections() const { return connections_.size(); }

@@ -53,6 +53,7 @@ class HttpSession : public Downstream {
       const Preface preface = co_await ReadPreface();
       if (preface == Preface::kHttp2) {
         co_await ServeHttp2(stream_, TakeBuffered(buffer_), env_, peer_identity_);
+        co_await Close();
         co_return;
       }
       more = preface == Preface::kHttp1;
