@@ -608,6 +608,10 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     beast::error_code ec;
     call.connection.reset();
     call.response.reset();
+    if (call.abandoned) {
+      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      co_return;
+    }
     call.connection = co_await env_.pool->Acquire(
         x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
         settings.idle_timeout, fresh_attempt == 0, call.reused, ec, tls ? &*tls : nullptr);
@@ -773,6 +777,12 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.stream.reset();
+    failure.reset();
+    if (call.abandoned) {
+      // The client reset its stream already: nothing goes upstream.
+      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      co_return;
+    }
     if (origination.ok()) {
       const net::TlsOrigination* tls = *origination ? &**origination : nullptr;
       call.stream = co_await env_.h2_pool->Open(x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
@@ -811,9 +821,11 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
     }
     failure = PumpFailure(x, call, ec);
     if (failure) co_return;
-    if (ec == asio::error::try_again && !has_body) {
+    if (ec == asio::error::try_again) {
+      // Body bytes went with it: it cannot be sent again.
+      failure = UpstreamFailure{Error(503, "upstream refused the stream"), !has_body};
+      if (has_body) co_return;
       Count("meshplug_upstream_refused_stream_retries_total", x.ctx.upstream->cluster);
-      failure = UpstreamFailure{Error(503, "upstream refused the stream"), true};
       call.header_read = false;
       continue;
     }

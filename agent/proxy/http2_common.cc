@@ -103,18 +103,20 @@ ssize_t Http2Outbox::Take(uint8_t* buf, size_t length, uint32_t* flags) {
     bytes_.clear();
     offset_ = 0;
   }
-  if (n > 0) writable_.Notify();
   if (pending() == 0 && ended_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    eof_taken_ = true;
+    writable_.Notify();
     return static_cast<ssize_t>(n);
   }
+  if (n > 0) writable_.Notify();
   if (n == 0) return NGHTTP2_ERR_DEFERRED;
   return static_cast<ssize_t>(n);
 }
 
 asio::awaitable<void> Http2Outbox::Drain(size_t limit, std::chrono::milliseconds idle, beast::error_code& ec) {
   const Clock::time_point deadline = Clock::now() + idle;
-  while (pending() > limit) {
+  while (pending() > limit || (limit == 0 && ended_ && !eof_taken_)) {
     if (closed_) {
       ec = asio::error::connection_reset;
       co_return;

@@ -82,21 +82,30 @@ class Http2Outbox {
 
   // `last` ends the body.
   void Append(std::string_view piece, bool last);
+  // The response ended with its header (no body, no data source).
+  void EndWithHeader() {
+    ended_ = true;
+    eof_taken_ = true;
+  }
   bool ended() const { return ended_; }
+  // nghttp2 has taken the whole body, its end included.
+  bool done() const { return eof_taken_; }
   size_t pending() const { return bytes_.size() - offset_; }
   void Close();  // the stream closed: a pending Drain ends
   // nghttp2's data source: up to `length` bytes into `buf`; NGHTTP2_DATA_FLAG_EOF in
   // `flags` once the body ended and all is taken; NGHTTP2_ERR_DEFERRED while empty.
   ssize_t Take(uint8_t* buf, size_t length, uint32_t* flags);
-  // Waits until at most `limit` bytes are pending: at most `idle` (beast::error::timeout; a
-  // peer that opens no window holds a stream no longer), connection_reset if the stream
-  // closes first.
+  // Waits until at most `limit` bytes are pending — with 0 on an ended body, until nghttp2
+  // has taken its end too (the last DATA frame, or the trailers) — at most `idle`
+  // (beast::error::timeout; a peer that opens no window holds a stream no longer),
+  // connection_reset if the stream closes first.
   boost::asio::awaitable<void> Drain(size_t limit, std::chrono::milliseconds idle, boost::beast::error_code& ec);
 
  private:
   std::string bytes_;
   size_t offset_ = 0;
   bool ended_ = false;
+  bool eof_taken_ = false;
   bool closed_ = false;
   Signal writable_;
 };

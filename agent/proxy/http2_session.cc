@@ -57,7 +57,7 @@ class Http2Stream : public Downstream {
     inbox_.Close();
     outbox_.Close();
     // The client went away before the whole response was handed over: the upstream too.
-    if (on_reset_ && !(outbox_.ended() && outbox_.pending() == 0)) std::exchange(on_reset_, nullptr)();
+    if (on_reset_ && !outbox_.done()) std::exchange(on_reset_, nullptr)();
   }
   // The exchange has ended: bytes still arriving are acknowledged and dropped.
   void Finish();
@@ -193,7 +193,7 @@ void Http2Stream::Finish() {
   const size_t dropped = inbox_.Drop();
   if (!closed_ && dropped > 0) nghttp2_session_consume(connection_.session(), id_, dropped);
   if (closed_) return;
-  if (!outbox_.ended() || outbox_.pending() > 0) {
+  if (!outbox_.done()) {
     nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   } else if (!inbox_.ended()) {
     // RFC 9113 §8.1: a complete response before the request ended; the client may stop.
@@ -266,7 +266,7 @@ void Http2Stream::Submit(const http::response_header<>& header, bool body, beast
     ec = asio::error::invalid_argument;
     return;
   }
-  if (!body) outbox_.Append({}, true);
+  if (!body) outbox_.EndWithHeader();
   connection_.Flush();
 }
 
@@ -354,15 +354,14 @@ awaitable<void> Http2Connection::IdleLoop(milliseconds idle) {
   while (reading_) {
     const bool woken = co_await idle_.Wait(Clock::now() + idle);
     if (!woken && reading_ && running_ == 0) {
-      // No exchange for the idle timeout: a GOAWAY, then the connection ends once it is
-      // written. Streams without an exchange (a header block never finished, a response
-      // sent whole) do not hold it open.
-      if (streams_.empty()) {
-        GoAway();
-      } else {
+      // No exchange for the idle timeout: a GOAWAY, and the connection ends once its
+      // streams have. Streams that still hold it one more idle timeout later have no
+      // exchange (a header block never finished): it ends regardless.
+      if (going_away_) {
         Terminate(NGHTTP2_NO_ERROR);
+        break;
       }
-      break;
+      GoAway();
     }
   }
   idling_ = false;
