@@ -302,7 +302,11 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
     uint32_t max_header_bytes, const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body,
     beast::error_code& ec) {
-  const std::string key = Cat(host, ":", port, tls ? "|" + tls->expected_identity : "");
+  // As in the HTTP/1.1 pool: after a renewal or a change of the mesh's trust (a CA
+  // rotation), a connection made under the old TLS contexts takes no new stream.
+  const std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
+                                    reinterpret_cast<uintptr_t>(tls->context.get()))
+                              : Cat(host, ":", port);
   std::shared_ptr<Http2UpstreamConnection> connection;
   if (auto it = connections_.find(key); it != connections_.end() && it->second->usable()) connection = it->second;
   if (!connection) {
