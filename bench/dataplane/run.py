@@ -27,9 +27,13 @@ an nginx backend on 127.0.0.1 that returns a small fixed body, then for each pat
                       service's virtual address and meshplug-intercept's iptables rules
                       redirect it to A (needs root; all of k — backend, agents, client —
                       runs in a network namespace of its own, removed afterwards)
+  l  agent, HTTP/2    as d, the client speaking HTTP/2 (h2c, prior knowledge)
+  m  nginx, HTTP/2    as c, the client speaking HTTP/2 (nginx `listen ... http2`, h2c)
 
-measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) and
-latency at fixed request rates with h2load --h1 --rps (per-request log -> p50/p99). Every
+measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) —
+for l and m with h2load (the same connection count, --streams concurrent streams on each) —
+and latency at fixed request rates with h2load --rps (HTTP/1.1 with --h1, HTTP/2 for l and
+m; per-request log -> p50/p99). Every
 proxy gets one worker/thread and is pinned to CPU 1 (`taskset`); the load generators and
 the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests comes from
 /proc/<pid>/stat (utime+stime of the proxy's process tree) over the saturation run; peak
@@ -228,12 +232,12 @@ def start_backend():
     return p, port, auth
 
 
-def start_nginx_proxy(name, upstream, extra_location="", extra_server=""):
+def start_nginx_proxy(name, upstream, extra_location="", extra_server="", http2=False):
     port = free_port()
     servers = f"""
   upstream up {{ server 127.0.0.1:{upstream}; keepalive 128; keepalive_requests 10000000; }}
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port}{" http2" if http2 else ""};
 {extra_server}
     location / {{
       proxy_pass http://up;
@@ -441,9 +445,11 @@ def setup_path(key, agent_bin, backend, auth):
         return start_haproxy("haproxy1", backend) + (None,)
     if key == "c":
         return start_nginx_proxy("nginx1", backend) + (None,)
-    if key == "d":
+    if key in ("d", "l"):
         p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
         return [p], inb, None
+    if key == "m":
+        return start_nginx_proxy("nginx1", backend, http2=True) + (None,)
     if key in ("e", "g"):
         tokens = key == "g"
         pb, _, inb = start_agent(agent_bin, "agent-b", snapshot(
@@ -626,15 +632,8 @@ def run_handshakes(server, proc, seconds):
             "server_cpu_ms_per_1k": (c1 - c0) * 1000.0 / max(1, n) * 1000.0}
 
 
-def run_h2load(port, seconds, rate, conns):
-    logf = os.path.join(APP_DIR if NETNS else TMP, "h2load.log")
-    if os.path.exists(logf):
-        os.remove(logf)
-    per_conn = max(1, round(rate / conns))
-    cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["h2load", "--h1", "-c", str(conns), "-t", "1",
-                                                     "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
-                                                     f"--log-file={logf}", target(port)], as_app=True)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+def h2load_log(logf):
+    """Per-request statuses and latencies (ms, sorted) from h2load's --log-file."""
     lat, ok, bad = [], 0, 0
     with open(logf) as f:
         for line in f:
@@ -647,10 +646,45 @@ def run_h2load(port, seconds, rate, conns):
                 bad += 1
             lat.append(int(parts[2]) / 1000.0)
     lat.sort()
-    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", r.stdout)
     pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: None)
-    return {"offered": per_conn * conns, "achieved": float(m.group(1)) if m else None,
-            "p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "ok": ok, "errors": bad}
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "ok": ok, "errors": bad}
+
+
+def run_h2load(port, seconds, rate, conns, h2=False):
+    logf = os.path.join(APP_DIR if NETNS else TMP, "h2load.log")
+    if os.path.exists(logf):
+        os.remove(logf)
+    per_conn = max(1, round(rate / conns))
+    cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["h2load"] + ([] if h2 else ["--h1"]) + [
+        "-c", str(conns), "-t", "1", "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
+        f"--log-file={logf}", target(port)], as_app=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", r.stdout)
+    return {"offered": per_conn * conns, "achieved": float(m.group(1)) if m else None, **h2load_log(logf)}
+
+
+def run_h2load_saturation(port, seconds, conns, streams):
+    """As run_wrk, for HTTP/2 clients: h2load with `conns` connections of `streams`
+    concurrent streams each, as fast as they go."""
+    logf = os.path.join(TMP, "h2load-saturation.log")
+    if os.path.exists(logf):
+        os.remove(logf)
+    cmd = ["taskset", "-c", LOADGEN_CPU, "h2load", "-c", str(conns), "-m", str(streams), "-t", "1",
+           "-D", str(seconds), "--warm-up-time", "1", f"--log-file={logf}", target(port)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", r.stdout)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+                     r.stdout)
+    if not rps or not done:
+        raise RuntimeError(f"h2load gave no figures: {(r.stdout + r.stderr)[-300:]}")
+    log_figures = h2load_log(logf)
+    return {"rps": float(rps.group(1)), "requests": int(done.group(1)), "p50": log_figures["p50"],
+            "p99": log_figures["p99"], "non2xx": log_figures["errors"],
+            "socket_errors": int(done.group(3)) + int(done.group(4))}
+
+
+# Paths whose clients speak HTTP/2.
+HTTP2_PATHS = "lm"
 
 
 PATHS = {
@@ -665,6 +699,8 @@ PATHS = {
     "i": ("meshplug agent x2, mTLS hop", 2),
     "j": ("HAProxy x2, mTLS hop", 2),
     "k": ("meshplug agent x2, intercepted", 2),
+    "l": ("meshplug agent (inbound), HTTP/2 clients", 1),
+    "m": ("nginx, HTTP/2 clients (h2c)", 1),
 }
 
 
@@ -694,15 +730,22 @@ def measure_path(key, agent_bin, backend, auth, args):
         tls_server = None
     else:
         procs, port, tls_server = setup_path(key, agent_bin, backend, auth)
+    h2 = key in HTTP2_PATHS
+
+    def saturate(seconds):
+        if h2:
+            return run_h2load_saturation(port, seconds, args.connections, args.streams)
+        return run_wrk(port, seconds, args.connections)
+
     try:
         # A check request, then warm-up.
-        run_wrk(port, 1, args.connections)
+        saturate(1)
         pids = [q for p in procs for q in tree(p.pid)] or tree(PROCS[0].pid)
         measured_pids = [q for p in procs for q in tree(p.pid)]
         c0, b0 = cpu_seconds(pids), cpu_busy(PROXY_CPU)
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
-        sat = run_wrk(port, args.seconds, args.connections)
+        sat = saturate(args.seconds)
         c1, b1 = cpu_seconds(pids), cpu_busy(PROXY_CPU)
         # Busy time of the proxies' CPU not accounted to the proxies: other work on the
         # machine (and the kernel's softirq work for the proxies), as a share of the run.
@@ -717,7 +760,7 @@ def measure_path(key, agent_bin, backend, auth, args):
                 rates.append({"offered": rate, "skipped": "over saturation"})
                 continue
             c0 = cpu_seconds(pids)
-            r = run_h2load(port, args.rate_seconds, rate, args.rate_connections)
+            r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
             c1 = cpu_seconds(pids)
             done = r["ok"] + r["errors"]
             r["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, done) * 1000.0 if done else None
@@ -733,7 +776,7 @@ def measure_path(key, agent_bin, backend, auth, args):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             PROCS.append(perf)
-            run_wrk(port, args.seconds, args.connections)
+            saturate(args.seconds)
         if perf:
             os.killpg(perf.pid, signal.SIGINT)
             perf.wait(timeout=60)
@@ -761,7 +804,9 @@ def report(results, args, machine):
     base = by.get("a")
     lines = [f"Machine: {machine}. wrk -t1 -c{args.connections} for {args.seconds} s "
              f"(keep-alive); h2load --h1 -c{args.rate_connections} --rps for "
-             f"{args.rate_seconds} s per rate. Proxies on CPU {PROXY_CPU}, load generator and "
+             f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
+             f"-m{getattr(args, 'streams', 4)} for the saturation run, h2load --rps without --h1 at the rates). "
+             f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}.", ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
@@ -805,7 +850,8 @@ def report(results, args, machine):
     for m, h, what in (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"),
                        ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
                        ("i", "j", "2 agents mTLS / 2 HAProxies TLS"),
-                       ("k", "e", "2 agents intercepted / 2 agents explicit proxy")):
+                       ("k", "e", "2 agents intercepted / 2 agents explicit proxy"),
+                       ("l", "m", "1 agent / 1 nginx, HTTP/2 clients")):
         if m in by and h in by:
             sm, sh = by[m]["saturation"], by[h]["saturation"]
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
@@ -876,7 +922,9 @@ def versions():
 def main():
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paths", default="abcdefghijk", help="which paths to run (letters a-k; k needs root)")
+    ap.add_argument("--paths", default="abcdefghijklm", help="which paths to run (letters a-m; k needs root)")
+    ap.add_argument("--streams", type=int, default=4,
+                    help="concurrent streams per connection in the HTTP/2 paths' saturation runs")
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
     ap.add_argument("--rate_seconds", type=int, default=10, help="length of each fixed-rate run")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
