@@ -76,6 +76,9 @@ TEST_F(ProtocolsTest, CurlAndH2loadSpeakHttp2ToTheAgent) {
   EXPECT_NE(load.out.find("5000 succeeded, 0 failed, 0 errored"), std::string::npos) << load.out;
   EXPECT_NE(load.out.find("status codes: 5000 2xx"), std::string::npos) << load.out;
   EXPECT_GE(app_.requests(), 5001);
+  // Between the agents, 80 requests at a time went over a few multiplexed mTLS connections
+  // (at most one per worker of the calling agent), not one per request in flight.
+  EXPECT_LE(server_.Metric("meshplug_agent_tls_handshakes_total", "result=\"ok\""), 2);
 }
 
 TEST_F(ProtocolsTest, WebSocketEchoThroughTwoAgents) {

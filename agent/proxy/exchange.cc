@@ -522,8 +522,13 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
     // The pump refers to `call`: it must have ended before `call` goes, exception or not.
     std::exception_ptr error;
     down_.OnClientReset([&call] { Abandon(call); });
+    // Another agent (an endpoint with an identity) is always called over HTTP/2: every
+    // request to it shares one multiplexed mTLS connection per worker, whatever the app
+    // behind it speaks. Not a request that asks to switch protocols: that needs HTTP/1.1.
+    const bool to_agent = cluster && endpoint && !cluster->lb->endpoint(*endpoint).identity().empty();
+    const bool http2 = settings.http2 || (to_agent && !x.upgrade_asked);
     try {
-      if (settings.http2) {
+      if (http2) {
         co_await CallHttp2(x, settings, endpoint, call, failure);
       } else {
         co_await Call(x, settings, endpoint, call, failure);
