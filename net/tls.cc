@@ -30,10 +30,11 @@ bool VerifyLeaf(bool preverified, ssl::verify_context& vc, const std::vector<std
          (expected.empty() || info->spiffe_id == expected);
 }
 
-// ALPN: agents call each other with HTTP/1.1; an inbound listener also serves h2 (the
-// connection preface tells the two apart after the handshake), preferred when offered. A
-// client that offers ALPN without either is refused rather than spoken to in a protocol it
-// did not ask for.
+// ALPN: agents call each other with h2 (offered alone per connection, see
+// TlsOrigination::http2), and with http/1.1 (the context's default) for a request that asks
+// to switch protocols. An inbound listener prefers h2 when offered (the connection preface
+// tells the two apart after the handshake). A client that offers ALPN without either is
+// refused rather than spoken to in a protocol it did not ask for.
 constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 constexpr unsigned char kServerAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
