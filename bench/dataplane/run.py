@@ -27,8 +27,9 @@ an nginx backend on 127.0.0.1 that returns a small fixed body, then for each pat
                       service's virtual address and meshplug-intercept's iptables rules
                       redirect it to A (needs root; all of k — backend, agents, client —
                       runs in a network namespace of its own, removed afterwards)
-  l  agent, HTTP/2    as d, the client speaking HTTP/2 (h2c, prior knowledge)
-  m  nginx, HTTP/2    as c, the client speaking HTTP/2 (nginx `listen ... http2`, h2c)
+  l  agent, HTTP/2    as d, HTTP/2 on both sides: the client speaks h2c (prior knowledge)
+                      and the agent's cluster is of protocol http2, to the backend's h2c port
+  m  haproxy, HTTP/2  as b, HTTP/2 on both sides (`bind ... proto h2`, `server ... proto h2`)
 
 measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) —
 for l and m with h2load (the same connection count, --streams concurrent streams on each) —
@@ -70,6 +71,7 @@ TMP = None
 NETNS = None
 NETNS_PREFIX = "mp-bench-"
 APP_DIR = None  # path k: where the client (not root) writes h2load's log
+BACKEND_H2 = None  # the backend's HTTP/2 (h2c, prior knowledge) port
 VIRTUAL_IP = "10.96.0.10"
 APP_UID = "1000"  # the client's uid in the namespace: not the agents' (0), so intercepted
 
@@ -213,10 +215,15 @@ http {{
 
 
 def start_backend():
-    port, auth = free_port(), free_port()
+    global BACKEND_H2
+    port, auth, h2 = free_port(), free_port(), free_port()
     servers = f"""
   server {{
     listen 127.0.0.1:{port} reuseport;
+    location / {{ return 200 "{BODY.strip()}\\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{h2} http2;
     location / {{ return 200 "{BODY.strip()}\\n"; }}
   }}
   server {{
@@ -229,15 +236,17 @@ def start_backend():
     p = start("backend", ["nginx", "-c", nginx_conf("backend", servers)], LOADGEN_CPU)
     wait_port(port, p)
     wait_port(auth, p)
+    wait_port(h2, p)
+    BACKEND_H2 = h2
     return p, port, auth
 
 
-def start_nginx_proxy(name, upstream, extra_location="", extra_server="", http2=False):
+def start_nginx_proxy(name, upstream, extra_location="", extra_server=""):
     port = free_port()
     servers = f"""
   upstream up {{ server 127.0.0.1:{upstream}; keepalive 128; keepalive_requests 10000000; }}
   server {{
-    listen 127.0.0.1:{port}{" http2" if http2 else ""};
+    listen 127.0.0.1:{port};
 {extra_server}
     location / {{
       proxy_pass http://up;
@@ -279,8 +288,10 @@ def make_certificates():
     return out, ca
 
 
-def start_haproxy(name, upstream, tls_in=None, tls_out=None):
-    """tls_in: (cert+key file, CA) to require mTLS clients; tls_out: the same to use mTLS upstream."""
+def start_haproxy(name, upstream, tls_in=None, tls_out=None, h2=False):
+    """tls_in: (cert+key file, CA) to require mTLS clients; tls_out: the same to use mTLS
+    upstream; h2: HTTP/2 (cleartext, prior knowledge) on both sides."""
+    proto = " proto h2" if h2 else ""
     port = free_port()
     d = os.path.join(TMP, name)
     os.makedirs(d, exist_ok=True)
@@ -297,10 +308,10 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}{f" ssl crt {tls_in[0]} ca-file {tls_in[1]} verify required ssl-min-ver TLSv1.3" if tls_in else ""}
+  bind 127.0.0.1:{port}{proto}{f" ssl crt {tls_in[0]} ca-file {tls_in[1]} verify required ssl-min-ver TLSv1.3" if tls_in else ""}
   default_backend be
 backend be
-  server s1 127.0.0.1:{upstream}{f" ssl crt {tls_out[0]} ca-file {tls_out[1]} verify required ssl-min-ver TLSv1.3" if tls_out else ""}
+  server s1 127.0.0.1:{upstream}{proto}{f" ssl crt {tls_out[0]} ca-file {tls_out[1]} verify required ssl-min-ver TLSv1.3" if tls_out else ""}
 """
     path = os.path.join(d, "haproxy.cfg")
     with open(path, "w") as f:
@@ -377,7 +388,7 @@ def create_netns():
         netns_run(in_netns(cmd))
 
 
-def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
+def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None, protocol="PROTOCOL_HTTP"):
     """A snapshot with the default chains (docs/spec.md §5) and one service "backend.bench" that
     takes every Host ("*"): inbound to 127.0.0.1:upstream_port (the app), or outbound to
     the peer agent's inbound listener at 127.0.0.1:upstream_port."""
@@ -391,7 +402,7 @@ def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
                                       ("tcp-default", 100)])}
     http = builtin(inb if inbound else outb)
     service = {"name": "backend.bench", "hosts": ["*"], "inbound": inbound,
-               "ports": [{"port": 80, "targetPort": upstream_port, "protocol": "PROTOCOL_HTTP"}],
+               "ports": [{"port": 80, "targetPort": upstream_port, "protocol": protocol}],
                "routes": [{"name": "default", "match": {"prefix": "/"},
                            "clusters": [{"cluster": cluster, "weight": 100}]}]}
     if plugin:
@@ -405,7 +416,7 @@ def snapshot(version, inbound, upstream_port, plugin=None, plugin_config=None):
     chains["inboundHttp" if inbound else "outboundHttp"] = http
     chains["outboundHttp" if inbound else "inboundHttp"] = builtin(outb if inbound else inb)
     return {"version": version, "chains": chains, "scripts": scripts, "services": [service],
-            "clusters": [{"name": cluster}],
+            "clusters": [{"name": cluster, "protocol": protocol}],
             "endpoints": [{"cluster": cluster, "endpoints": [
                 {"address": "127.0.0.1", "port": upstream_port, "weight": 1}]}],
             "settings": {"workload": {"name": "bench-" + ("in" if inbound else "out"),
@@ -445,11 +456,14 @@ def setup_path(key, agent_bin, backend, auth):
         return start_haproxy("haproxy1", backend) + (None,)
     if key == "c":
         return start_nginx_proxy("nginx1", backend) + (None,)
-    if key in ("d", "l"):
+    if key == "d":
         p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
         return [p], inb, None
+    if key == "l":
+        p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, BACKEND_H2, protocol="PROTOCOL_HTTP2"))
+        return [p], inb, None
     if key == "m":
-        return start_nginx_proxy("nginx1", backend, http2=True) + (None,)
+        return start_haproxy("haproxy1", BACKEND_H2, h2=True) + (None,)
     if key in ("e", "g"):
         tokens = key == "g"
         pb, _, inb = start_agent(agent_bin, "agent-b", snapshot(
@@ -699,8 +713,8 @@ PATHS = {
     "i": ("meshplug agent x2, mTLS hop", 2),
     "j": ("HAProxy x2, mTLS hop", 2),
     "k": ("meshplug agent x2, intercepted", 2),
-    "l": ("meshplug agent (inbound), HTTP/2 clients", 1),
-    "m": ("nginx, HTTP/2 clients (h2c)", 1),
+    "l": ("meshplug agent (inbound), HTTP/2 both sides", 1),
+    "m": ("HAProxy, HTTP/2 both sides", 1),
 }
 
 
@@ -805,7 +819,7 @@ def report(results, args, machine):
     lines = [f"Machine: {machine}. wrk -t1 -c{args.connections} for {args.seconds} s "
              f"(keep-alive); h2load --h1 -c{args.rate_connections} --rps for "
              f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
-             f"-m{getattr(args, 'streams', 4)} for the saturation run, h2load --rps without --h1 at the rates). "
+             f"-m{getattr(args, 'streams', 10)} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}.", ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req | peak RSS MB | errors | other load on proxy CPU |",
@@ -851,7 +865,7 @@ def report(results, args, machine):
                        ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
                        ("i", "j", "2 agents mTLS / 2 HAProxies TLS"),
                        ("k", "e", "2 agents intercepted / 2 agents explicit proxy"),
-                       ("l", "m", "1 agent / 1 nginx, HTTP/2 clients")):
+                       ("l", "m", "1 agent / 1 HAProxy, HTTP/2 both sides")):
         if m in by and h in by:
             sm, sh = by[m]["saturation"], by[h]["saturation"]
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
@@ -923,7 +937,7 @@ def main():
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paths", default="abcdefghijklm", help="which paths to run (letters a-m; k needs root)")
-    ap.add_argument("--streams", type=int, default=4,
+    ap.add_argument("--streams", type=int, default=10,
                     help="concurrent streams per connection in the HTTP/2 paths' saturation runs")
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
     ap.add_argument("--rate_seconds", type=int, default=10, help="length of each fixed-rate run")
