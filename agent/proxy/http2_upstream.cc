@@ -4,6 +4,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <cstring>
 
@@ -298,6 +300,37 @@ int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, 
 
 // ---- Http2UpstreamPool
 
+std::shared_ptr<Http2UpstreamConnection> Http2UpstreamPool::Usable(const std::string& key) const {
+  auto it = connections_.find(key);
+  if (it == connections_.end() || !it->second->usable()) return nullptr;
+  return it->second;
+}
+
+awaitable<std::shared_ptr<Http2UpstreamConnection>> Http2UpstreamPool::Connect(
+    const std::string& key, const std::string& host, uint16_t port, milliseconds connect_timeout,
+    milliseconds idle_timeout, uint32_t max_header_bytes, const net::TlsOrigination* tls, beast::error_code& ec) {
+  // Connections that can take no new stream leave the pool (their open streams keep them
+  // until they end), so endpoints that went away do not hold sockets.
+  std::erase_if(connections_, [](const auto& entry) { return !entry.second->usable(); });
+  std::optional<net::TlsOrigination> h2;
+  if (tls) {
+    h2 = *tls;
+    h2->http2 = true;
+  }
+  const net::TlsOrigination* via = h2 ? &*h2 : nullptr;
+  std::unique_ptr<net::UpstreamConnection> raw = co_await net::ConnectUpstream(executor_, host, port, connect_timeout, ec, via);
+  if (!raw) co_return nullptr;
+  beast::error_code ignored;
+  raw->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  auto connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout, max_header_bytes);
+  if (!connection->Start()) {
+    ec = asio::error::no_memory;
+    co_return nullptr;
+  }
+  connections_[key] = connection;
+  co_return connection;
+}
+
 awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
     uint32_t max_header_bytes, const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body,
@@ -307,28 +340,28 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
   const std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
                                     reinterpret_cast<uintptr_t>(tls->context.get()))
                               : Cat(host, ":", port);
-  std::shared_ptr<Http2UpstreamConnection> connection;
-  if (auto it = connections_.find(key); it != connections_.end() && it->second->usable()) connection = it->second;
+  std::shared_ptr<Http2UpstreamConnection> connection = Usable(key);
   if (!connection) {
-    // Connections that can take no new stream leave the pool (their open streams keep them
-    // until they end), so endpoints that went away do not hold sockets.
-    std::erase_if(connections_, [](const auto& entry) { return !entry.second->usable(); });
-    std::optional<net::TlsOrigination> h2;
-    if (tls) {
-      h2 = *tls;
-      h2->http2 = true;
+    auto waiting = connecting_.find(key);
+    if (waiting != connecting_.end()) {
+      const std::shared_ptr<Connecting> pending = waiting->second;
+      beast::error_code woken;
+      co_await pending->done.async_wait(asio::redirect_error(asio::use_awaitable, woken));
+      connection = Usable(key);
+      if (!connection) {
+        ec = pending->ec;
+        if (!ec) ec = asio::error::not_connected;
+        co_return nullptr;
+      }
+    } else {
+      const auto pending = std::make_shared<Connecting>(executor_);
+      connecting_.emplace(key, pending);
+      connection = co_await Connect(key, host, port, connect_timeout, idle_timeout, max_header_bytes, tls, ec);
+      pending->ec = ec;
+      connecting_.erase(key);
+      pending->done.cancel();
+      if (!connection) co_return nullptr;
     }
-    const net::TlsOrigination* via = h2 ? &*h2 : nullptr;
-    std::unique_ptr<net::UpstreamConnection> raw = co_await net::ConnectUpstream(executor_, host, port, connect_timeout, ec, via);
-    if (!raw) co_return nullptr;
-    beast::error_code ignored;
-    raw->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
-    connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout, max_header_bytes);
-    if (!connection->Start()) {
-      ec = asio::error::no_memory;
-      co_return nullptr;
-    }
-    connections_[key] = connection;
   }
   auto stream = std::make_unique<Http2UpstreamStream>(connection, executor_);
   if (connection->Submit(request, has_body, beast::iequals(request[http::field::content_type].substr(0, 16), "application/grpc"),

@@ -10,6 +10,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <chrono>
@@ -84,8 +85,25 @@ class Http2UpstreamPool {
   size_t connections() const { return connections_.size(); }
 
  private:
+  // A connect in progress: other requests to the same endpoint wait for it and share its
+  // connection, so a burst of requests makes one connection, not one each.
+  struct Connecting {
+    explicit Connecting(const boost::asio::any_io_executor& executor)
+        : done(executor, std::chrono::steady_clock::time_point::max()) {}
+    boost::asio::steady_timer done;  // cancelled (every waiter woken) when the connect ends
+    boost::beast::error_code ec;  // why it failed
+  };
+
+  std::shared_ptr<Http2UpstreamConnection> Usable(const std::string& key) const;
+  // A new connection for `key`, kept in the pool; nullptr and `ec` on failure.
+  boost::asio::awaitable<std::shared_ptr<Http2UpstreamConnection>> Connect(
+      const std::string& key, const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+      std::chrono::milliseconds idle_timeout, uint32_t max_header_bytes, const net::TlsOrigination* tls,
+      boost::beast::error_code& ec);
+
   boost::asio::any_io_executor executor_;
   std::map<std::string, std::shared_ptr<Http2UpstreamConnection>, std::less<>> connections_;
+  std::map<std::string, std::shared_ptr<Connecting>, std::less<>> connecting_;
 };
 
 }  // namespace meshplug::agent::proxy
