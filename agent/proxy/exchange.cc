@@ -792,18 +792,18 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
       const net::TlsOrigination* tls = *origination ? &**origination : nullptr;
       call.stream = co_await env_.h2_pool->Open(x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
                                                 settings.idle_timeout, limits.max_header_bytes, tls, header, has_body,
-                                                ec);
+                                                call.abandoned, ec);
+    }
+    if (call.abandoned) {
+      // The client reset its stream while the connection was being made: nothing went.
+      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      co_return;
     }
     if (!call.stream) {
       Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
       std::string why(origination.status().message());
       if (origination.ok()) why = ec.message();
       failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", why)), origination.ok()};
-      co_return;
-    }
-    if (call.abandoned) {
-      // The client reset its stream while the connection was being made.
-      failure = UpstreamFailure{Error(503, "the client went away"), false};
       co_return;
     }
     if (has_body) {

@@ -2,6 +2,9 @@
 // curl and h2load.
 #include <gtest/gtest.h>
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <array>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,6 +27,8 @@ using testing::H2RstStream;
 using testing::LocalAgentOptions;
 using testing::TestUpstream;
 using testing::WaitFor;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
 
 constexpr uint32_t kCancel = 0x8;
 constexpr uint32_t kInternalError = 0x2;
@@ -196,6 +201,48 @@ TEST_F(Http2Test, Http2ClustersMultiplexRequestsOnOneConnection) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body(), "app");
   EXPECT_EQ(Counter("meshplug_upstream_connect_failures_total", {{"cluster", "web.shop|80"}}), 0u);
+}
+
+// An HTTP/2 upstream whose response header block decodes to more than the header limit
+// (an HPACK bomb: one field in the dynamic table, referenced again and again) gets its
+// stream reset, and the client a 502; nothing of it is kept.
+TEST_F(Http2Test, AnUpstreamsHeaderBombIsA502) {
+  testing::RawUpstream bomb([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::array<char, 4096> scratch;
+    boost::system::error_code ec;
+    // The agent's preface, SETTINGS and request: read, not parsed.
+    co_await socket.async_read_some(asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+    nghttp2_hd_deflater* deflater = nullptr;
+    nghttp2_hd_deflate_new(&deflater, 4096);
+    // 90 fields (under the field count limit) that decode to 225 KB (over the byte limit).
+    std::vector<std::string> values(90, std::string(2500, 'b'));
+    std::vector<nghttp2_nv> nva{{reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                                 reinterpret_cast<uint8_t*>(const_cast<char*>("200")), 7, 3, NGHTTP2_NV_FLAG_NONE}};
+    for (std::string& v : values) {
+      nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>("x-bomb")), reinterpret_cast<uint8_t*>(v.data()), 6,
+                     v.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    std::string block(nghttp2_hd_deflate_bound(deflater, nva.data(), nva.size()), '\0');
+    block.resize(static_cast<size_t>(nghttp2_hd_deflate_hd(deflater, reinterpret_cast<uint8_t*>(block.data()),
+                                                           block.size(), nva.data(), nva.size())));
+    nghttp2_hd_deflate_del(deflater);
+    const std::string frames = H2FrameBytes(testing::kH2Settings, 0, 0, "") +
+                               H2FrameBytes(testing::kH2Headers, testing::kH2EndHeaders | testing::kH2EndStream, 1, block);
+    co_await testing::WriteAll(socket, frames);
+    co_await testing::DrainUntilClosed(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {bomb.port()});
+  s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
+  AgentOptions options = LocalAgentOptions(1);
+  agent_ = std::make_unique<Agent>(options);
+  ASSERT_TRUE(agent_->Apply(s).ok());
+  ASSERT_TRUE(agent_->Start().ok());
+  H2Client h2(port());
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
+  auto r = h2.Await(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
 }
 
 // CVE-2023-44487: streams opened and reset at once cost the agent no upstream work to

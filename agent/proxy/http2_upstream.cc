@@ -334,7 +334,7 @@ awaitable<std::shared_ptr<Http2UpstreamConnection>> Http2UpstreamPool::Connect(
 awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
     uint32_t max_header_bytes, const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body,
-    beast::error_code& ec) {
+    const bool& given_up, beast::error_code& ec) {
   // As in the HTTP/1.1 pool: after a renewal or a change of the mesh's trust (a CA
   // rotation), a connection made under the old TLS contexts takes no new stream.
   const std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
@@ -362,6 +362,10 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
       pending->done.cancel();
       if (!connection) co_return nullptr;
     }
+  }
+  if (given_up) {
+    ec = asio::error::operation_aborted;
+    co_return nullptr;
   }
   auto stream = std::make_unique<Http2UpstreamStream>(connection, executor_);
   if (connection->Submit(request, has_body, beast::iequals(request[http::field::content_type].substr(0, 16), "application/grpc"),

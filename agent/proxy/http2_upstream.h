@@ -76,11 +76,14 @@ class Http2UpstreamPool {
   // A stream to host:port carrying `request` (its header sent; `has_body`: Write follows):
   // on the endpoint's connection, or a new one connected within `connect_timeout` (with
   // `tls`, mTLS offering h2). A connection no stream used for `idle_timeout` closes; a
-  // response header or trailer block over `max_header_bytes` resets its stream.
+  // response header or trailer block over `max_header_bytes` resets its stream. When
+  // `given_up` turns true while the connection is being made, nothing is sent
+  // (operation_aborted).
   boost::asio::awaitable<std::unique_ptr<Http2UpstreamStream>> Open(
       const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
       std::chrono::milliseconds idle_timeout, uint32_t max_header_bytes, const net::TlsOrigination* tls,
-      const boost::beast::http::request_header<>& request, bool has_body, boost::beast::error_code& ec);
+      const boost::beast::http::request_header<>& request, bool has_body, const bool& given_up,
+      boost::beast::error_code& ec);
 
   size_t connections() const { return connections_.size(); }
 
