@@ -91,6 +91,11 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
   co_return c;
 }
 
+std::string PoolKey(const std::string& host, uint16_t port, const TlsOrigination* tls) {
+  if (!tls) return Cat(host, ":", port);
+  return Cat(host, ":", port, " ", tls->expected_identity, " ", reinterpret_cast<uintptr_t>(tls->context.get()));
+}
+
 UpstreamPool::UpstreamPool(asio::any_io_executor executor)
     : executor_(std::move(executor)),
       sweep_timer_(executor_),
@@ -100,12 +105,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
     std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
     beast::error_code& ec, const TlsOrigination* tls) {
-  // TLS and plain connections to one address are never mixed up.
-  // With TLS, the contexts too: after a renewal or a change of the mesh's trust (a CA
-  // rotation), connections made under the old ones are not reused and idle out.
-  std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
-                              reinterpret_cast<uintptr_t>(tls->context.get()))
-                        : Cat(host, ":", port);
+  std::string key = PoolKey(host, port, tls);
   auto it = allow_reuse ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
     auto& list = it->second;

@@ -59,6 +59,11 @@ boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
     boost::asio::any_io_executor executor, const std::string& host, uint16_t port,
     std::chrono::milliseconds timeout, boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
 
+// Which pooled connections can carry a request to host:port: TLS and plain ones are never
+// mixed, and with TLS the contexts count too, so after a renewal or a change of the mesh's
+// trust (a CA rotation) connections made under the old ones take nothing new and idle out.
+std::string PoolKey(const std::string& host, uint16_t port, const TlsOrigination* tls);
+
 class UpstreamPool {
  public:
   static constexpr size_t kMaxIdlePerEndpoint = 64;

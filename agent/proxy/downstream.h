@@ -64,9 +64,20 @@ class Downstream {
   // A 101 to an Upgrade the request asked for (only HTTP/1.1 asks): SendSwitch sends its
   // header, then RelaySwitched relays the connection and `upstream` byte for byte until
   // they end.
+  // By default (a protocol that never asks): operation_not_supported.
   virtual boost::asio::awaitable<void> SendSwitch(boost::beast::http::response_header<> header,
-                                                  boost::beast::error_code& ec) = 0;
-  virtual boost::asio::awaitable<RelayEnd> RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) = 0;
+                                                  boost::beast::error_code& ec);
+  virtual boost::asio::awaitable<RelayEnd> RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts);
 };
+
+inline boost::asio::awaitable<void> Downstream::SendSwitch(boost::beast::http::response_header<>,
+                                                          boost::beast::error_code& ec) {
+  ec = boost::asio::error::operation_not_supported;
+  co_return;
+}
+
+inline boost::asio::awaitable<RelayEnd> Downstream::RelaySwitched(net::UpstreamConnection&, RelayTimeouts) {
+  co_return RelayEnd::kEnded;
+}
 
 }  // namespace meshplug::agent::proxy

@@ -7,7 +7,6 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
 #include <algorithm>
-#include <charconv>
 #include <exception>
 #include <optional>
 #include <vector>
@@ -33,10 +32,6 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 
 auto Ec(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-
-// When a connection ends, the agent keeps reading (and dropping) what the client still
-// sends, for at most this long and this much, so that closing with unread bytes does not
-// reset the connection under a response the client has not read yet (RFC 9112 §9.6).
 
 
 // Marks an endpoint as serving one more request, for least-request balancing.
@@ -173,15 +168,6 @@ struct Http2ResponseBody {
   const http::fields& trailers() const { return stream.trailers(); }
 };
 
-std::optional<uint64_t> ContentLength(const http::response_header<>& header) {
-  const std::string_view value = header[http::field::content_length];
-  uint64_t n = 0;
-  if (value.empty() || std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc()) {
-    return std::nullopt;
-  }
-  return n;
-}
-
 class ExchangeRunner {
  public:
   ExchangeRunner(const ProxyEnv& env, Downstream& downstream) : env_(env), down_(downstream) {}
@@ -232,9 +218,6 @@ class ExchangeRunner {
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
   awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
   awaitable<void> RelayHttp2Response(Exchange& x, UpstreamCall& call);
-  // Relays a response body from `source` (Next, done, and for HTTP/2 trailers) through the
-  // response body steps; false when the response was replaced by a 502 (nothing had gone
-  // down yet). `ec`: the relay broke.
   // Sends x.ctx.response down and relays the body from `source` (Next, done; trailers for
   // HTTP/2) through the response body steps; false when the relay broke or the response
   // was replaced by a 502 (the upstream body failed before anything went down).
@@ -262,9 +245,8 @@ class ExchangeRunner {
   void CountGrpc(std::string_view status) {
     // Only the 17 codes gRPC defines are labels of their own: a server cannot grow the series.
     unsigned code = 0;
-    const auto [end, error] = std::from_chars(status.data(), status.data() + status.size(), code);
     std::string label = "other";
-    if (error == std::errc() && end == status.data() + status.size() && code <= 16) label = std::to_string(code);
+    if (ParseNumber(status, code) && code <= 16) label = std::to_string(code);
     env_.stats->Count("meshplug_grpc_responses_total",
                       {{"direction", env_.inbound ? "inbound" : "outbound"}, {"grpc_status", label}});
   }

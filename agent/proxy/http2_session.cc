@@ -5,7 +5,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -87,11 +86,6 @@ class Http2Stream : public Downstream {
     // Already reset before the exchange asked.
     if (closed_) Closed();
   }
-  awaitable<void> SendSwitch(http::response_header<>, beast::error_code& ec) override {
-    ec = asio::error::operation_not_supported;
-    co_return;
-  }
-  awaitable<RelayEnd> RelaySwitched(net::UpstreamConnection&, RelayTimeouts) override { co_return RelayEnd::kEnded; }
 
  private:
   // Submits the response header; `body`: a body follows (from ReadResponse).
@@ -202,14 +196,7 @@ void Http2Stream::Finish() {
   connection_.Flush();
 }
 
-std::optional<uint64_t> Http2Stream::body_length() const {
-  const std::string_view value = request[http::field::content_length];
-  uint64_t n = 0;
-  if (value.empty() || std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc()) {
-    return std::nullopt;
-  }
-  return n;
-}
+std::optional<uint64_t> Http2Stream::body_length() const { return ContentLength(request); }
 
 awaitable<void> Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
   co_await inbox_.Read(out, kBodyPieceBytes, idle_,

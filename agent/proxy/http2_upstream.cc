@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "agent/proxy/body.h"
+#include "agent/proxy/grpc.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::proxy {
@@ -244,7 +245,7 @@ int Http2UpstreamConnection::OnHeader(nghttp2_session*, const nghttp2_frame* fra
     stream->trailers_.insert(n, v);
   } else if (n == ":status") {
     unsigned status = 0;
-    std::from_chars(v.data(), v.data() + v.size(), status);
+    ParseNumber(v, status);  // nghttp2 has checked it is three digits
     stream->receiving_.result(status);
   } else if (!n.starts_with(':')) {
     stream->receiving_.insert(n, v);
@@ -335,11 +336,7 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     const std::string& host, uint16_t port, milliseconds connect_timeout, milliseconds idle_timeout,
     uint32_t max_header_bytes, const net::TlsOrigination* tls, const http::request_header<>& request, bool has_body,
     const bool& given_up, beast::error_code& ec) {
-  // As in the HTTP/1.1 pool: after a renewal or a change of the mesh's trust (a CA
-  // rotation), a connection made under the old TLS contexts takes no new stream.
-  const std::string key = tls ? Cat(host, ":", port, " ", tls->expected_identity, " ",
-                                    reinterpret_cast<uintptr_t>(tls->context.get()))
-                              : Cat(host, ":", port);
+  const std::string key = net::PoolKey(host, port, tls);
   std::shared_ptr<Http2UpstreamConnection> connection = Usable(key);
   if (!connection) {
     auto waiting = connecting_.find(key);
@@ -368,8 +365,7 @@ awaitable<std::unique_ptr<Http2UpstreamStream>> Http2UpstreamPool::Open(
     co_return nullptr;
   }
   auto stream = std::make_unique<Http2UpstreamStream>(connection, executor_);
-  if (connection->Submit(request, has_body, beast::iequals(request[http::field::content_type].substr(0, 16), "application/grpc"),
-                         stream.get()) < 0) {
+  if (connection->Submit(request, has_body, IsGrpc(request), stream.get()) < 0) {
     ec = asio::error::try_again;
     co_return nullptr;
   }

@@ -168,6 +168,12 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   return std::nullopt;
 }
 
+std::optional<uint64_t> ContentLength(const http::fields& fields) {
+  uint64_t n = 0;
+  if (!ParseNumber(fields[http::field::content_length], n)) return std::nullopt;
+  return n;
+}
+
 size_t FieldCount(const http::fields& fields) {
   return static_cast<size_t>(std::distance(fields.begin(), fields.end()));
 }

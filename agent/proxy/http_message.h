@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +69,9 @@ std::optional<Rejection> CheckHost(const http::request_header<>& request);
 std::optional<Rejection> NormalizeTarget(http::request_header<>& request);
 
 size_t FieldCount(const http::fields& fields);
+
+// The Content-Length of a message's fields when it has a valid one.
+std::optional<uint64_t> ContentLength(const http::fields& fields);
 
 // Whether the sender of `header` keeps the connection open after this message (every
 // Connection field counts).
