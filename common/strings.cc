@@ -109,6 +109,16 @@ std::string NowRfc3339() { return Rfc3339(std::chrono::system_clock::now(), fals
 
 std::string NowRfc3339Millis() { return Rfc3339(std::chrono::system_clock::now(), true); }
 
+std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_pieces) {
+  std::vector<std::string_view> out;
+  size_t at = 0;
+  for (size_t end; out.size() + 1 < max_pieces && (end = text.find(sep, at)) != std::string_view::npos; at = end + 1) {
+    out.push_back(text.substr(at, end - at));
+  }
+  out.push_back(text.substr(at));
+  return out;
+}
+
 std::optional<uint16_t> ParsePort(std::string_view s) {
   unsigned long port = 0;
   if (!ParseNumber(s, port) || port < 1 || port > 65535) return std::nullopt;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace meshplug {
 
@@ -61,6 +62,10 @@ bool ParseNumber(std::string_view s, Int& out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
 }
+
+// The pieces of `text` between `sep`s (empty pieces kept; "" gives one empty piece);
+// at most `max_pieces`, the last holding the rest.
+std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_pieces = SIZE_MAX);
 
 // A TCP/UDP port, 1-65535, as a whole decimal number.
 std::optional<uint16_t> ParsePort(std::string_view s);

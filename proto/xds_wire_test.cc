@@ -13,6 +13,7 @@
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/rpc/status.pb.h"
+#include "proto/testing/wire.h"
 
 namespace {
 
@@ -22,31 +23,7 @@ using envoy::service::discovery::v3::DiscoveryRequest;
 using envoy::service::discovery::v3::DiscoveryResponse;
 using envoy::service::discovery::v3::Resource;
 
-// Protobuf wire types.
-constexpr int kVarint = 0;
-constexpr int kLen = 2;
-
-std::string Varint(uint64_t v) {
-  std::string out;
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-  return out;
-}
-
-std::string Tag(int field, int wire_type) {
-  return Varint((static_cast<uint64_t>(field) << 3) | wire_type);
-}
-
-std::string Str(int field, const std::string& s) {
-  return Tag(field, kLen) + Varint(s.size()) + s;
-}
-
-std::string Msg(int field, const std::string& body) { return Str(field, body); }
-
-std::string Int(int field, uint64_t v) { return Tag(field, kVarint) + Varint(v); }
+using namespace meshplug::wire;
 
 // Any{type_url = 1; value = 2}
 std::string AnyBytes(const std::string& type_url, const std::string& value) {
@@ -76,15 +53,6 @@ void ExpectNode(const envoy::config::core::v3::Node& node) {
   EXPECT_EQ(node.user_agent_version(), "0.1.0");
   ASSERT_EQ(node.client_features_size(), 1);
   EXPECT_EQ(node.client_features(0), "xds.config.resource-in-sotw");
-}
-
-template <typename M>
-M Parse(const std::string& bytes) {
-  M m;
-  EXPECT_TRUE(m.ParseFromString(bytes));
-  // A field the generated code does not know would survive only as an unknown field.
-  EXPECT_TRUE(m.GetReflection()->GetUnknownFields(m).empty()) << m.DebugString();
-  return m;
 }
 
 TEST(XdsWire, DiscoveryRequestParsesEnvoyEncoding) {

@@ -242,14 +242,9 @@ absl::StatusOr<int64_t> SqliteStore::CommitLocked(const std::vector<Write>& writ
     const bool exists = found == SQLITE_ROW;
     const int64_t current = exists ? get.Int(0) : 0;
     if (w.expected_version && *w.expected_version != current) {
-      return absl::FailedPreconditionError(
-          *w.expected_version == 0
-              ? Cat(w.key.ToString(), " already exists (resourceVersion ", current, ")")
-              : exists ? Cat(w.key.ToString(), " was changed: its resourceVersion is ", current,
-                             ", not ", *w.expected_version, "; get it again and retry")
-                       : Cat(w.key.ToString(), " no longer exists"));
+      return VersionConflict(w.key, *w.expected_version, current);
     }
-    if (!w.value && !exists) return absl::NotFoundError(Cat(w.key.ToString(), " not found"));
+    if (!w.value && !exists) return MissingForDelete(w.key);
     const std::string value = w.value ? *w.value : get.Text(1);
     const int64_t create_revision = exists ? get.Int(2) : rev;
 

@@ -27,99 +27,6 @@ Write Put(const std::string& name, const std::string& value,
   return Write{K(name), value, expected};
 }
 
-TEST(SqliteStore, CommitGetListAndRevisions) {
-  auto store = SqliteStore::Open(TempDb("basic"));
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto& s = **store;
-  EXPECT_EQ(s.Revision(), 0);
-  auto r1 = s.Commit({Put("a", "A1"), Put("b", "B1")});
-  ASSERT_TRUE(r1.ok());
-  EXPECT_EQ(*r1, 1);
-  auto r2 = s.Commit({Put("a", "A2")});
-  ASSERT_TRUE(r2.ok());
-  EXPECT_EQ(*r2, 2);
-
-  auto a = s.Get(K("a"));
-  ASSERT_TRUE(a.ok() && a->has_value());
-  EXPECT_EQ((*a)->value, "A2");
-  EXPECT_EQ((*a)->resource_version, 2);
-  EXPECT_EQ((*a)->create_revision, 1);
-
-  auto list = s.List(resources::Kind::kPlugin, "");
-  ASSERT_TRUE(list.ok());
-  ASSERT_EQ(list->size(), 2u);
-  EXPECT_EQ((*list)[0].key.name, "a");
-  EXPECT_EQ((*list)[1].value, "B1");
-  EXPECT_TRUE(s.List(resources::Kind::kService, "")->empty());
-}
-
-TEST(SqliteStore, StaleResourceVersionIsRefusedAndNothingIsWritten) {
-  auto store = SqliteStore::Open(TempDb("stale"));
-  auto& s = **store;
-  ASSERT_TRUE(s.Commit({Put("a", "A1")}).ok());  // rv 1
-  ASSERT_TRUE(s.Commit({Put("a", "A2")}).ok());  // rv 2
-
-  // One write in the batch is stale: the whole batch fails, including "b".
-  auto r = s.Commit({Put("b", "B1"), Put("a", "A3", /*expected=*/1)});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(std::string(r.status().message()).find("resourceVersion is 2, not 1"), std::string::npos)
-      << r.status();
-  EXPECT_FALSE(s.Get(K("b"))->has_value());
-  EXPECT_EQ((*s.Get(K("a")))->value, "A2");
-  EXPECT_EQ(s.Revision(), 2);
-
-  EXPECT_TRUE(s.Commit({Put("a", "A3", 2)}).ok());
-  auto exists = s.Commit({Put("a", "x", 0)});
-  EXPECT_EQ(exists.status().code(), absl::StatusCode::kFailedPrecondition);
-}
-
-TEST(SqliteStore, DeleteMissingIsNotFound) {
-  auto store = SqliteStore::Open(TempDb("delete"));
-  auto& s = **store;
-  auto r = s.Commit({Write{K("nope"), std::nullopt, std::nullopt}});
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(s.Commit({Put("a", "A")}).ok());
-  ASSERT_TRUE(s.Commit({Write{K("a"), std::nullopt, std::nullopt}}).ok());
-  EXPECT_FALSE(s.Get(K("a"))->has_value());
-}
-
-TEST(SqliteStore, ChangesSinceAreInOrderAndCarryDeletedValues) {
-  auto store = SqliteStore::Open(TempDb("watch"));
-  auto& s = **store;
-  ASSERT_TRUE(s.Commit({Put("a", "A1"), Put("b", "B1")}).ok());
-  ASSERT_TRUE(s.Commit({Put("a", "A2")}).ok());
-  ASSERT_TRUE(s.Commit({Write{K("b"), std::nullopt, std::nullopt}}).ok());
-
-  auto all = s.ChangesSince(0, 100);
-  ASSERT_TRUE(all.ok());
-  ASSERT_EQ(all->size(), 4u);
-  EXPECT_EQ((*all)[0].revision, 1);
-  EXPECT_EQ((*all)[0].entry.key.name, "a");
-  EXPECT_EQ((*all)[1].entry.key.name, "b");
-  EXPECT_EQ((*all)[2].revision, 2);
-  EXPECT_EQ((*all)[2].entry.value, "A2");
-  EXPECT_EQ((*all)[3].type, Event::Type::kDelete);
-  EXPECT_EQ((*all)[3].entry.value, "B1");
-
-  auto tail = s.ChangesSince(2, 100);
-  ASSERT_EQ(tail->size(), 1u);
-  EXPECT_EQ((*tail)[0].revision, 3);
-  EXPECT_EQ(s.ChangesSince(0, 1)->size(), 2u);  // revision 1 holds two changes
-}
-
-TEST(SqliteStore, SubscribersHearEveryCommitUntilUnsubscribed) {
-  auto store = SqliteStore::Open(TempDb("subscribe"));
-  auto& s = **store;
-  std::atomic<int64_t> last{0};
-  auto sub = s.Subscribe([&](int64_t rev) { last = rev; });
-  ASSERT_TRUE(s.Commit({Put("a", "A")}).ok());
-  EXPECT_EQ(last, 1);
-  sub.reset();
-  ASSERT_TRUE(s.Commit({Put("a", "B")}).ok());
-  EXPECT_EQ(last, 1);
-}
-
 TEST(SqliteStore, SurvivesReopenAndRefusesASecondOpener) {
   const std::string path = TempDb("reopen");
   {
@@ -219,16 +126,14 @@ TEST(SqliteStore, AdoptsAStoreOfAnEarlierMeshplug) {
   EXPECT_EQ((*s)->Revision(), 1);
 }
 
-TEST(SqliteStoreSecrets, CreatedOnceKeptApartFromResourcesAndOnlyTheOwnerReadsTheFile) {
+// The rest of the contract is in store_contract_test.cc, shared with etcd.
+TEST(SqliteStoreSecrets, KeptAcrossRestartsOutsideTheRevisionsAndOnlyTheOwnerReadsTheFile) {
   const std::string path = TempDb("secrets");
   {
     auto store = SqliteStore::Open(path);
     ASSERT_TRUE(store.ok());
-    EXPECT_FALSE((*store)->GetSecret("ca")->has_value());
     EXPECT_TRUE(*(*store)->CreateSecret("ca", "first", 0));
-    EXPECT_FALSE(*(*store)->CreateSecret("ca", "second", 0));  // the first stays
-    EXPECT_EQ((*store)->Revision(), 0);                     // not a resource change
-    EXPECT_TRUE((*store)->List(std::nullopt, "")->empty());
+    EXPECT_EQ((*store)->Revision(), 0);  // not a resource change
   }
   auto store = SqliteStore::Open(path);
   ASSERT_TRUE(store.ok());
@@ -236,28 +141,6 @@ TEST(SqliteStoreSecrets, CreatedOnceKeptApartFromResourcesAndOnlyTheOwnerReadsTh
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-}
-
-TEST(SqliteStoreSecrets, ExpiredSecretsAreGoneAndTheirNamesFreeAgain) {
-  auto store = SqliteStore::Open(TempDb("secrets-expiry"));
-  ASSERT_TRUE(store.ok());
-  const int64_t past = std::time(nullptr) - 1;
-  EXPECT_TRUE(*(*store)->CreateSecret("used/1", "x", past));
-  EXPECT_FALSE((*store)->GetSecret("used/1")->has_value());
-  EXPECT_TRUE(*(*store)->CreateSecret("used/1", "y", std::time(nullptr) + 3600));
-  EXPECT_EQ(**(*store)->GetSecret("used/1"), "y");
-}
-
-TEST(SqliteStoreSecrets, PutReplacesAndDeleteRemoves) {
-  auto store = SqliteStore::Open(TempDb("secrets-put"));
-  ASSERT_TRUE(store.ok());
-  ASSERT_TRUE((*store)->PutSecret("ca", "old").ok());
-  ASSERT_TRUE((*store)->PutSecret("ca", "new").ok());
-  EXPECT_EQ(**(*store)->GetSecret("ca"), "new");
-  ASSERT_TRUE((*store)->DeleteSecret("ca").ok());
-  EXPECT_FALSE((*store)->GetSecret("ca")->has_value());
-  EXPECT_TRUE((*store)->DeleteSecret("never-there").ok());
-  EXPECT_EQ((*store)->Revision(), 0);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/strings.h"
 #include "resources/object.h"
 
 namespace meshplug::control_plane::store {
@@ -41,6 +42,19 @@ struct Event {
   Type type;
   Entry entry;  // for kDelete, the value it had
 };
+
+// The error of a write whose expected_version is not the object's: `current` is its
+// resource_version, 0 when it does not exist. Both stores say it the same way.
+inline absl::Status VersionConflict(const Key& key, int64_t expected, int64_t current) {
+  return absl::FailedPreconditionError(
+      expected == 0 ? Cat(key.ToString(), " already exists (resourceVersion ", current, ")")
+      : current != 0
+          ? Cat(key.ToString(), " was changed: its resourceVersion is ", current, ", not ", expected,
+                "; get it again and retry")
+          : Cat(key.ToString(), " no longer exists"));
+}
+
+inline absl::Status MissingForDelete(const Key& key) { return absl::NotFoundError(Cat(key.ToString(), " not found")); }
 
 class Store {
  public:

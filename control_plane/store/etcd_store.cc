@@ -1,0 +1,433 @@
+#include "control_plane/store/etcd_store.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace meshplug::control_plane::store {
+namespace {
+
+using etcdserverpb::Compare;
+
+// The first key after every key that starts with `prefix`: etcd's range end for a prefix.
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+// "ipv4:A:P,B:P": gRPC's pick_first tries the members in turn and moves to the next one
+// when the one it uses goes away.
+absl::StatusOr<std::string> ChannelTarget(const std::vector<std::string>& endpoints) {
+  std::vector<std::string> addresses;
+  for (const auto& endpoint : endpoints) {
+    const size_t colon = endpoint.rfind(':');
+    const std::string host = endpoint.substr(0, colon);
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0) {
+      return absl::InvalidArgumentError(Cat("etcd member ", endpoint, ": cannot resolve ", host, ": ", gai_strerror(rc)));
+    }
+    char ip[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, ip, sizeof ip);
+    freeaddrinfo(found);
+    addresses.push_back(Cat(ip, endpoint.substr(colon)));
+  }
+  return "ipv4:" + absl::StrJoin(addresses, ",");
+}
+
+int64_t SecondsFrom(std::chrono::milliseconds d) { return std::max<int64_t>(1, (d.count() + 999) / 1000); }
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> EtcdStore::ParseUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "etcd://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return absl::InvalidArgumentError(Cat("\"", url, "\" is not etcd://HOST:PORT[,HOST:PORT...]"));
+  }
+  std::vector<std::string> endpoints;
+  for (std::string_view member : Split(url.substr(kScheme.size()), ',')) {
+    const size_t colon = member.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || !ParsePort(member.substr(colon + 1))) {
+      return absl::InvalidArgumentError(Cat("etcd member \"", member, "\" in ", url, " is not HOST:PORT"));
+    }
+    endpoints.emplace_back(member);
+  }
+  return endpoints;
+}
+
+absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
+  if (options.endpoints.empty()) return absl::InvalidArgumentError("no etcd members given");
+  auto target = ChannelTarget(options.endpoints);
+  if (!target.ok()) return target.status();
+  grpc::ChannelArguments args;
+  // A member that vanished without closing its connections is noticed within seconds.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
+  std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), std::move(channel)));
+  // Where the log starts: the revision of this first read.
+  auto first = store->Range(store->options_.prefix, PrefixEnd(store->options_.prefix), 0, 1);
+  if (!first.ok()) return first.status();
+  store->revision_ = first->header().revision();
+  store->floor_ = first->header().revision();
+  store->follower_ = std::thread([s = store.get()] { s->Follow(); });
+  return store;
+}
+
+EtcdStore::EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      kv_(etcdserverpb::KV::NewStub(channel_)),
+      watch_(etcdserverpb::Watch::NewStub(channel_)),
+      lease_(etcdserverpb::Lease::NewStub(channel_)) {}
+
+EtcdStore::~EtcdStore() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (watching_) watching_->TryCancel();
+  }
+  seen_.notify_all();
+  if (follower_.joinable()) follower_.join();
+}
+
+std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(options_.endpoints, ","); }
+
+template <typename Req, typename Resp, typename Stub>
+absl::StatusOr<Resp> EtcdStore::Call(Stub& stub,
+                                     grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                                     const Req& req) const {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  // Wait for a member while the channel moves to another one, up to the deadline.
+  ctx.set_wait_for_ready(true);
+  Resp resp;
+  const grpc::Status st = (stub.*method)(&ctx, req, &resp);
+  if (st.ok()) return resp;
+  switch (st.error_code()) {
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::UnavailableError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
+                                        " s: are a quorum of its members up and reachable?"));
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(Cat("etcd (", Describe(), ") is unavailable: ", st.error_message()));
+    default:
+      return absl::InvalidArgumentError(Cat("etcd (", Describe(), ") refused the request: ", st.error_message()));
+  }
+}
+
+absl::StatusOr<etcdserverpb::RangeResponse> EtcdStore::Range(const std::string& key, const std::string& range_end,
+                                                              int64_t revision, int64_t limit) const {
+  etcdserverpb::RangeRequest req;
+  req.set_key(key);
+  req.set_range_end(range_end);
+  req.set_revision(revision);
+  req.set_limit(limit);
+  return Call(*kv_, &etcdserverpb::KV::Stub::Range, req);
+}
+
+std::string EtcdStore::ResourceKey(const Key& key) const {
+  return Cat(options_.prefix, "resources/", resources::KindName(key.kind), "/", key.ns, "/", key.name);
+}
+
+std::string EtcdStore::SecretKey(const std::string& name) const { return Cat(options_.prefix, "secrets/", name); }
+
+absl::StatusOr<Entry> EtcdStore::EntryOf(const mvccpb::KeyValue& kv) const {
+  const std::string_view path = std::string_view(kv.key()).substr(options_.prefix.size() + sizeof("resources/") - 1);
+  const std::vector<std::string_view> parts = Split(path, '/', 3);
+  const resources::KindInfo* info = parts.size() == 3 ? resources::FindKind(parts[0]) : nullptr;
+  if (info == nullptr) return absl::DataLossError(Cat("etcd holds ", kv.key(), ", which is not a resource this build knows"));
+  return Entry{Key{info->id, std::string(parts[1]), std::string(parts[2])}, kv.value(), kv.mod_revision(),
+               kv.create_revision()};
+}
+
+absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
+  if (writes.empty()) return Revision();
+  etcdserverpb::TxnRequest txn;
+  std::vector<const Write*> checked;  // in the order of the failure branch's reads
+  for (const Write& w : writes) {
+    const std::string key = ResourceKey(w.key);
+    if (w.expected_version || !w.value) {
+      Compare* c = txn.add_compare();
+      c->set_key(key);
+      if (!w.expected_version) {  // a delete: it must exist
+        c->set_target(Compare::VERSION);
+        c->set_result(Compare::GREATER);
+        c->set_version(0);
+      } else if (*w.expected_version == 0) {
+        c->set_target(Compare::CREATE);
+        c->set_create_revision(0);
+      } else {
+        c->set_target(Compare::MOD);
+        c->set_mod_revision(*w.expected_version);
+      }
+      txn.add_failure()->mutable_request_range()->set_key(key);
+      checked.push_back(&w);
+    }
+    if (w.value) {
+      auto* put = txn.add_success()->mutable_request_put();
+      put->set_key(key);
+      put->set_value(*w.value);
+    } else {
+      txn.add_success()->mutable_request_delete_range()->set_key(key);
+    }
+  }
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn);
+  if (!resp.ok()) return resp.status();
+  if (!resp->succeeded()) {
+    // The failure branch read every checked key in the same transaction: name the first
+    // one that does not match.
+    for (size_t i = 0; i < checked.size() && i < static_cast<size_t>(resp->responses_size()); ++i) {
+      const auto& found = resp->responses(static_cast<int>(i)).response_range();
+      const int64_t current = found.kvs_size() > 0 ? found.kvs(0).mod_revision() : 0;
+      const Write& w = *checked[i];
+      if (w.expected_version && *w.expected_version != current) return VersionConflict(w.key, *w.expected_version, current);
+      if (!w.value && current == 0) return MissingForDelete(w.key);
+    }
+    return absl::AbortedError("the etcd transaction failed its checks; retry");
+  }
+  const int64_t revision = resp->header().revision();
+  AwaitSeen(revision);
+  return revision;
+}
+
+absl::StatusOr<std::optional<Entry>> EtcdStore::Get(const Key& key) {
+  auto resp = Range(ResourceKey(key), "", 0, 0);
+  if (!resp.ok()) return resp.status();
+  if (resp->kvs_size() == 0) return std::nullopt;
+  auto entry = EntryOf(resp->kvs(0));
+  if (!entry.ok()) return entry.status();
+  return *std::move(entry);
+}
+
+absl::StatusOr<std::vector<Entry>> EtcdStore::List(std::optional<Kind> kind, const std::string& ns) {
+  std::string prefix = options_.prefix + "resources/";
+  if (kind) prefix += resources::KindName(*kind) + "/" + (ns.empty() ? "" : ns + "/");
+  const std::string end = PrefixEnd(prefix);
+  std::vector<Entry> out;
+  // Pages of one consistent revision: the first page's.
+  int64_t revision = 0;
+  std::string from = prefix;
+  for (;;) {
+    auto page = Range(from, end, revision, 1000);
+    if (!page.ok()) return page.status();
+    revision = page->header().revision();
+    for (const auto& kv : page->kvs()) {
+      auto entry = EntryOf(kv);
+      if (!entry.ok()) return entry.status();
+      if (ns.empty() || entry->key.ns == ns) out.push_back(*std::move(entry));
+    }
+    if (!page->more() || page->kvs_size() == 0) break;
+    from = page->kvs(page->kvs_size() - 1).key() + '\0';
+  }
+  // etcd orders keys bytewise ("a-b/" before "a/"); the contract orders by kind name,
+  // namespace and name.
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(resources::KindName(a.key.kind), a.key.ns, a.key.name) <
+           std::tie(resources::KindName(b.key.kind), b.key.ns, b.key.name);
+  });
+  return out;
+}
+
+int64_t EtcdStore::Revision() { return revision_.load(); }
+
+absl::StatusOr<std::vector<Event>> EtcdStore::ChangesSince(int64_t since, int64_t max_revisions) {
+  std::lock_guard lock(mu_);
+  if (since < floor_) {
+    return absl::OutOfRangeError(Cat("revision ", since, " is no longer in the change log (oldest kept: ", floor_ + 1, ")"));
+  }
+  auto it = std::upper_bound(log_.begin(), log_.end(), since, [](int64_t r, const Event& e) { return r < e.revision; });
+  std::vector<Event> out;
+  int64_t revisions = 0;
+  for (; it != log_.end(); ++it) {
+    if (out.empty() || out.back().revision != it->revision) {
+      if (++revisions > max_revisions) break;
+    }
+    out.push_back(*it);
+  }
+  return out;
+}
+
+Store::Subscription EtcdStore::Subscribe(std::function<void(int64_t)> fn) { return notifier_.Subscribe(std::move(fn)); }
+
+void EtcdStore::AwaitSeen(int64_t revision) {
+  std::unique_lock lock(mu_);
+  if (!seen_.wait_for(lock, options_.timeout, [&] { return stopping_ || revision_.load() >= revision; })) {
+    log::Warn("etcd's watch is behind a commit", {{"revision", std::to_string(revision)},
+                                                   {"watched", std::to_string(revision_.load())}});
+  }
+}
+
+void EtcdStore::Follow() {
+  int failures = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    failures = FollowOnce() ? 0 : std::min(failures + 1, 5);
+    const auto delay = std::chrono::milliseconds(100 << failures);
+    if (failures > 0) {
+      log::Warn("etcd watch interrupted; resuming", {{"from_revision", std::to_string(revision_.load() + 1)},
+                                                     {"in_ms", std::to_string(delay.count())}});
+    }
+    std::unique_lock lock(mu_);
+    seen_.wait_for(lock, delay, [&] { return stopping_; });
+  }
+}
+
+bool EtcdStore::FollowOnce() {
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  // Without it a member cut off from the others would keep the stream open and silent.
+  ctx.AddMetadata("hasleader", "true");
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    watching_ = &ctx;
+  }
+  auto stream = watch_->Watch(&ctx);
+  etcdserverpb::WatchRequest req;
+  auto* create = req.mutable_create_request();
+  create->set_key(options_.prefix + "resources/");
+  create->set_range_end(PrefixEnd(create->key()));
+  create->set_start_revision(revision_.load() + 1);
+  create->set_prev_kv(true);  // deletes carry the value they removed
+  create->set_progress_notify(true);
+  bool healthy = false;
+  etcdserverpb::WatchResponse resp;
+  if (stream->Write(req)) {
+    while (stream->Read(&resp)) {
+      if (resp.compact_revision() != 0) {
+        // The revisions we missed are compacted away: consumers re-list.
+        auto now = Range(options_.prefix, PrefixEnd(options_.prefix), 0, 1);
+        if (now.ok()) Reset(now->header().revision(), Cat("etcd compacted revision ", resp.compact_revision()));
+        healthy = now.ok();
+        break;
+      }
+      if (resp.canceled()) {
+        log::Warn("etcd cancelled the watch", {{"reason", resp.cancel_reason()}});
+        break;
+      }
+      healthy = true;
+      Append(resp);
+    }
+  }
+  ctx.TryCancel();
+  const grpc::Status st = stream->Finish();
+  {
+    std::lock_guard lock(mu_);
+    watching_ = nullptr;
+    if (stopping_) return true;
+  }
+  if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
+    log::Warn("etcd watch ended", {{"error", st.error_message()}});
+  }
+  return healthy;
+}
+
+void EtcdStore::Append(const etcdserverpb::WatchResponse& resp) {
+  int64_t seen = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const mvccpb::Event& ev : resp.events()) {
+      const bool put = ev.type() == mvccpb::Event::PUT;
+      auto entry = EntryOf(put || !ev.has_prev_kv() ? ev.kv() : ev.prev_kv());
+      if (!entry.ok()) {
+        log::Warn("skipping a change in etcd", {{"error", std::string(entry.status().message())}});
+        continue;
+      }
+      entry->resource_version = ev.kv().mod_revision();
+      log_.push_back(Event{ev.kv().mod_revision(), put ? Event::Type::kPut : Event::Type::kDelete, *std::move(entry)});
+    }
+    // A progress notice (no events) says every change up to its revision was sent.
+    const int64_t upto = resp.events_size() > 0 ? log_.back().revision : resp.created() ? 0 : resp.header().revision();
+    if (upto > revision_.load()) {
+      revision_ = upto;
+      seen = upto;
+    }
+    floor_ = std::max(floor_, revision_.load() - options_.log_revisions);
+    while (!log_.empty() && log_.front().revision <= floor_) log_.pop_front();
+  }
+  if (seen == 0) return;
+  seen_.notify_all();
+  notifier_.Notify(seen);
+}
+
+void EtcdStore::Reset(int64_t revision, const std::string& why) {
+  log::Warn("the change log starts again; watchers re-list", {{"reason", why}, {"revision", std::to_string(revision)}});
+  {
+    std::lock_guard lock(mu_);
+    log_.clear();
+    floor_ = revision;
+    revision_ = revision;
+  }
+  seen_.notify_all();
+  notifier_.Notify(revision);
+}
+
+absl::StatusOr<std::optional<std::string>> EtcdStore::GetSecret(const std::string& name) {
+  auto resp = Range(SecretKey(name), "", 0, 0);
+  if (!resp.ok()) return resp.status();
+  if (resp->kvs_size() == 0) return std::nullopt;
+  return resp->kvs(0).value();
+}
+
+absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) {
+  int64_t lease = 0;
+  if (expires_unix > 0) {
+    const int64_t ttl = expires_unix - std::time(nullptr);
+    if (ttl <= 0) return true;  // expired as it is made: nothing to keep
+    // etcd drops the secret when its lease ends.
+    etcdserverpb::LeaseGrantRequest grant;
+    grant.set_ttl(ttl);
+    auto granted = Call(*lease_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
+    if (!granted.ok()) return granted.status();
+    lease = granted->id();
+  }
+  etcdserverpb::TxnRequest txn;
+  Compare* absent = txn.add_compare();
+  absent->set_key(SecretKey(name));
+  absent->set_target(Compare::CREATE);
+  absent->set_create_revision(0);
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key(SecretKey(name));
+  put->set_value(value);
+  put->set_lease(lease);
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn);
+  if (lease != 0 && (!resp.ok() || !resp->succeeded())) {
+    etcdserverpb::LeaseRevokeRequest revoke;
+    revoke.set_id(lease);
+    Call(*lease_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
+  }
+  if (!resp.ok()) return resp.status();
+  return resp->succeeded();
+}
+
+absl::Status EtcdStore::PutSecret(const std::string& name, const std::string& value) {
+  etcdserverpb::PutRequest put;
+  put.set_key(SecretKey(name));
+  put.set_value(value);
+  return Call(*kv_, &etcdserverpb::KV::Stub::Put, put).status();
+}
+
+absl::Status EtcdStore::DeleteSecret(const std::string& name) {
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key(SecretKey(name));
+  return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).status();
+}
+
+}  // namespace meshplug::control_plane::store

@@ -1,0 +1,99 @@
+// The store of replicated control planes: etcd's v3 gRPC API (KV, Watch, Lease). Any
+// number of control planes share one etcd cluster; each sees the others' commits through
+// its watch. The store revision is etcd's revision and an object's resource_version is
+// its mod_revision, so a stale write fails in one etcd transaction exactly as on SQLite.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "control_plane/store/notifier.h"
+#include "control_plane/store/store.h"
+#include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
+
+namespace meshplug::control_plane::store {
+
+class EtcdStore : public Store {
+ public:
+  struct Options {
+    std::vector<std::string> endpoints;  // host:port of etcd members
+    std::string prefix = "/meshplug/";   // every key meshplug writes starts with it
+    // How long a call waits for etcd (also for a lost quorum to come back) before it fails.
+    std::chrono::milliseconds timeout{5000};
+    // How many revisions of change log are kept in memory for watchers that fall behind.
+    int64_t log_revisions = 10000;
+  };
+
+  // "etcd://HOST:PORT[,HOST:PORT...]" → endpoints; an error names what is wrong.
+  static absl::StatusOr<std::vector<std::string>> ParseUrl(std::string_view url);
+  // Connects and starts following etcd's changes; UNAVAILABLE (naming the endpoints)
+  // when etcd does not answer within the timeout.
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(Options options);
+  ~EtcdStore() override;
+
+  absl::StatusOr<int64_t> Commit(const std::vector<Write>& writes) override;
+  absl::StatusOr<std::optional<Entry>> Get(const Key& key) override;
+  absl::StatusOr<std::vector<Entry>> List(std::optional<Kind> kind, const std::string& ns) override;
+  int64_t Revision() override;
+  absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since, int64_t max_revisions) override;
+  Subscription Subscribe(std::function<void(int64_t)> fn) override;
+  absl::StatusOr<std::optional<std::string>> GetSecret(const std::string& name) override;
+  absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
+  absl::Status PutSecret(const std::string& name, const std::string& value) override;
+  absl::Status DeleteSecret(const std::string& name) override;
+  std::string Describe() const override;
+
+ private:
+  EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel);
+
+  // One unary call with the timeout; etcd's errors become statuses that name etcd.
+  template <typename Req, typename Resp, typename Stub>
+  absl::StatusOr<Resp> Call(Stub& stub,
+                            grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                            const Req& req) const;
+  absl::StatusOr<etcdserverpb::RangeResponse> Range(const std::string& key, const std::string& range_end,
+                                                    int64_t revision, int64_t limit) const;
+
+  std::string ResourceKey(const Key& key) const;
+  std::string SecretKey(const std::string& name) const;
+  absl::StatusOr<Entry> EntryOf(const mvccpb::KeyValue& kv) const;
+
+  // The watch thread: follows every resource change from revision_ + 1, resuming after
+  // a broken stream and starting the log afresh after a compaction.
+  void Follow();
+  bool FollowOnce();  // one watch stream; true when it should resume at once
+  void Append(const etcdserverpb::WatchResponse& resp);
+  void Reset(int64_t revision, const std::string& why);
+  // Waits until the watch has seen `revision` (or the timeout).
+  void AwaitSeen(int64_t revision);
+
+  const Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+
+  std::mutex mu_;
+  std::condition_variable seen_;
+  bool stopping_ = false;
+  grpc::ClientContext* watching_ = nullptr;  // the live watch, cancelled on destruction
+  // The change log: every resource event after floor_, in order; revision_ is the last
+  // revision the watch has caught up with.
+  std::deque<Event> log_;
+  int64_t floor_ = 0;
+  std::atomic<int64_t> revision_{0};
+  Notifier notifier_;
+  std::thread follower_;
+};
+
+}  // namespace meshplug::control_plane::store

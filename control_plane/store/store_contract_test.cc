@@ -1,0 +1,249 @@
+// The Store contract, run against both implementations: SQLite in a temporary file, and
+// etcd (Debian's etcd-server, started by this test on loopback ports; each test uses its
+// own key prefix). Revisions are compared with each other, never with fixed numbers:
+// etcd's revision counts every write of the cluster.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <ctime>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "control_plane/store/etcd_store.h"
+#include "common/eventually.h"
+#include "common/strings.h"
+#include "control_plane/store/sqlite_store.h"
+#include "integration/harness/etcd_cluster.h"
+
+namespace meshplug::control_plane::store {
+namespace {
+
+using integration::harness::EtcdCluster;
+
+// "CommitGetListAndRevisions_etcd": a file name and an etcd key prefix of its own.
+std::string TestName() {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
+}
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+// One etcd member for the whole binary, started on first use.
+EtcdCluster* SharedEtcd(std::string* why) {
+  static std::unique_ptr<EtcdCluster> cluster;
+  static std::string unavailable = EtcdCluster::Unavailable();
+  if (!unavailable.empty()) {
+    *why = unavailable;
+    return nullptr;
+  }
+  if (!cluster) {
+    std::filesystem::remove_all(TempPath("etcd"));
+    cluster = std::make_unique<EtcdCluster>(TempPath("etcd"), 1);
+  }
+  *why = cluster->error();
+  return why->empty() ? cluster.get() : nullptr;
+}
+
+struct Backend {
+  std::string name;
+  // A fresh, empty store for the running test; nullptr and *skip set when it cannot run.
+  std::function<std::unique_ptr<Store>(std::string* skip)> make;
+};
+
+std::unique_ptr<Store> MakeSqlite(std::string*) {
+  const std::string path = TempPath(TestName() + ".db");
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+  auto store = SqliteStore::Open(path);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+std::unique_ptr<Store> MakeEtcd(std::string* skip) {
+  EtcdCluster* etcd = SharedEtcd(skip);
+  if (etcd == nullptr) return nullptr;
+  EtcdStore::Options options;
+  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
+  options.prefix = "/" + TestName() + "/";
+  auto store = EtcdStore::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+class StoreContract : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    store_ = GetParam().make(&skip);
+    if (!skip.empty()) GTEST_SKIP() << GetParam().name << ": " << skip;
+    ASSERT_NE(store_, nullptr);
+  }
+  Store& s() { return *store_; }
+  std::unique_ptr<Store> store_;
+};
+
+Key K(const std::string& name) { return Key{resources::Kind::kPlugin, "", name}; }
+
+Write Put(const std::string& name, const std::string& value, std::optional<int64_t> expected = std::nullopt) {
+  return Write{K(name), value, expected};
+}
+Write Delete(const std::string& name) { return Write{K(name), std::nullopt, std::nullopt}; }
+
+TEST_P(StoreContract, CommitGetListAndRevisions) {
+  const int64_t start = s().Revision();
+  auto r1 = s().Commit({Put("a", "A1"), Put("b", "B1")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_GT(*r1, start);
+  auto r2 = s().Commit({Put("a", "A2")});
+  ASSERT_TRUE(r2.ok());
+  EXPECT_GT(*r2, *r1);
+  EXPECT_EQ(s().Revision(), *r2);
+
+  auto a = s().Get(K("a"));
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->value, "A2");
+  EXPECT_EQ((*a)->resource_version, *r2);
+  EXPECT_EQ((*a)->create_revision, *r1);
+  EXPECT_FALSE(s().Get(K("zz"))->has_value());
+
+  auto list = s().List(resources::Kind::kPlugin, "");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].key.name, "a");
+  EXPECT_EQ((*list)[1].value, "B1");
+  EXPECT_TRUE(s().List(resources::Kind::kService, "")->empty());
+}
+
+TEST_P(StoreContract, ListIsOrderedByKindNamespaceAndName) {
+  using resources::Kind;
+  ASSERT_TRUE(s().Commit({Write{Key{Kind::kService, "a-b", "x"}, "1", std::nullopt},
+                          Write{Key{Kind::kService, "a", "y"}, "2", std::nullopt},
+                          Write{Key{Kind::kPluginChain, "a", "c"}, "3", std::nullopt},
+                          Write{Key{Kind::kPlugin, "", "p"}, "4", std::nullopt}})
+                  .ok());
+  auto all = s().List(std::nullopt, "");
+  ASSERT_TRUE(all.ok());
+  std::vector<std::string> order;
+  for (const auto& e : *all) order.push_back(e.key.ToString());
+  EXPECT_EQ(order, (std::vector<std::string>{Key{Kind::kPlugin, "", "p"}.ToString(),
+                                             Key{Kind::kPluginChain, "a", "c"}.ToString(),
+                                             Key{Kind::kService, "a", "y"}.ToString(),
+                                             Key{Kind::kService, "a-b", "x"}.ToString()}));
+  auto in_a = s().List(std::nullopt, "a");
+  ASSERT_EQ(in_a->size(), 2u);
+  auto services_in_a = s().List(Kind::kService, "a");
+  ASSERT_EQ(services_in_a->size(), 1u);
+  EXPECT_EQ((*services_in_a)[0].value, "2");
+}
+
+TEST_P(StoreContract, StaleResourceVersionIsRefusedAndNothingIsWritten) {
+  ASSERT_TRUE(s().Commit({Put("a", "A1")}).ok());
+  const int64_t first = (*s().Get(K("a")))->resource_version;
+  auto second = s().Commit({Put("a", "A2")});
+  ASSERT_TRUE(second.ok());
+
+  // One write in the batch is stale: the whole batch fails, including "b".
+  auto r = s().Commit({Put("b", "B1"), Put("a", "A3", first)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.status().message(), Cat(K("a").ToString(), " was changed: its resourceVersion is ", *second, ", not ",
+                                      first, "; get it again and retry"));
+  EXPECT_FALSE(s().Get(K("b"))->has_value());
+  EXPECT_EQ((*s().Get(K("a")))->value, "A2");
+  EXPECT_EQ(s().Revision(), *second);
+
+  EXPECT_TRUE(s().Commit({Put("a", "A3", *second)}).ok());
+  auto exists = s().Commit({Put("a", "x", 0)});
+  EXPECT_EQ(exists.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(exists.status().message().find("already exists"), std::string::npos) << exists.status();
+  auto gone = s().Commit({Put("never", "x", 5)});
+  EXPECT_EQ(gone.status().message(), Cat(K("never").ToString(), " no longer exists"));
+}
+
+TEST_P(StoreContract, DeleteMissingIsNotFound) {
+  auto r = s().Commit({Delete("nope")});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(r.status().message(), Cat(K("nope").ToString(), " not found"));
+  ASSERT_TRUE(s().Commit({Put("a", "A")}).ok());
+  ASSERT_TRUE(s().Commit({Delete("a")}).ok());
+  EXPECT_FALSE(s().Get(K("a"))->has_value());
+}
+
+TEST_P(StoreContract, ChangesSinceAreInOrderAndCarryDeletedValues) {
+  const int64_t start = s().Revision();
+  auto r1 = s().Commit({Put("a", "A1"), Put("b", "B1")});
+  auto r2 = s().Commit({Put("a", "A2")});
+  auto r3 = s().Commit({Delete("b")});
+  ASSERT_TRUE(r1.ok() && r2.ok() && r3.ok());
+
+  auto all = s().ChangesSince(start, 100);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].revision, *r1);
+  EXPECT_EQ((*all)[0].entry.key.name, "a");
+  EXPECT_EQ((*all)[1].entry.key.name, "b");
+  EXPECT_EQ((*all)[2].revision, *r2);
+  EXPECT_EQ((*all)[2].entry.value, "A2");
+  EXPECT_EQ((*all)[3].type, Event::Type::kDelete);
+  EXPECT_EQ((*all)[3].revision, *r3);
+  EXPECT_EQ((*all)[3].entry.value, "B1");
+  EXPECT_EQ((*all)[3].entry.create_revision, *r1);
+
+  auto tail = s().ChangesSince(*r2, 100);
+  ASSERT_EQ(tail->size(), 1u);
+  EXPECT_EQ((*tail)[0].revision, *r3);
+  EXPECT_EQ(s().ChangesSince(start, 1)->size(), 2u);  // the first revision holds two changes
+}
+
+TEST_P(StoreContract, SubscribersHearEveryCommitUntilUnsubscribed) {
+  std::atomic<int64_t> last{0};
+  auto sub = s().Subscribe([&](int64_t rev) { last = rev; });
+  auto r1 = s().Commit({Put("a", "A")});
+  ASSERT_TRUE(r1.ok());
+  // SQLite tells subscribers before Commit returns, etcd when its watch sees the change.
+  EXPECT_TRUE(Eventually([&] { return last == *r1; }, std::chrono::milliseconds(5000)));
+  sub.reset();
+  ASSERT_TRUE(s().Commit({Put("a", "B")}).ok());
+  EXPECT_EQ(last, *r1);
+}
+
+TEST_P(StoreContract, SecretsAreCreatedOnceAndKeptApartFromResources) {
+  const int64_t start = s().Revision();
+  EXPECT_FALSE(s().GetSecret("ca")->has_value());
+  EXPECT_TRUE(*s().CreateSecret("ca", "first", 0));
+  EXPECT_FALSE(*s().CreateSecret("ca", "second", 0));  // the first stays
+  EXPECT_EQ(**s().GetSecret("ca"), "first");
+  EXPECT_TRUE(s().List(std::nullopt, "")->empty());
+  EXPECT_TRUE(s().ChangesSince(start, 100)->empty());
+}
+
+TEST_P(StoreContract, ExpiredSecretsAreGoneAndTheirNamesFreeAgain) {
+  const int64_t past = std::time(nullptr) - 1;
+  EXPECT_TRUE(*s().CreateSecret("used/1", "x", past));
+  EXPECT_FALSE(s().GetSecret("used/1")->has_value());
+  EXPECT_TRUE(*s().CreateSecret("used/1", "y", std::time(nullptr) + 3600));
+  EXPECT_EQ(**s().GetSecret("used/1"), "y");
+  EXPECT_FALSE(*s().CreateSecret("used/1", "z", std::time(nullptr) + 3600));
+}
+
+TEST_P(StoreContract, PutSecretReplacesAndDeleteRemoves) {
+  ASSERT_TRUE(s().PutSecret("ca", "old").ok());
+  ASSERT_TRUE(s().PutSecret("ca", "new").ok());
+  EXPECT_EQ(**s().GetSecret("ca"), "new");
+  ASSERT_TRUE(s().DeleteSecret("ca").ok());
+  EXPECT_FALSE(s().GetSecret("ca")->has_value());
+  EXPECT_TRUE(s().DeleteSecret("never-there").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,
+                         ::testing::Values(Backend{"sqlite", MakeSqlite}, Backend{"etcd", MakeEtcd}),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace meshplug::control_plane::store
