@@ -41,11 +41,12 @@ Usage:
   meshctl proxy config_dump AGENT        (AGENT: namespace/name or name.namespace)
   meshctl version
   meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...]
-                                       [--bootstrap]
+                                       [--bootstrap [--xds-address HOST:PORT,...]]
                                          a join token with which that workload's agent
                                          gets its certificate (once); --labels binds the
                                          labels the agent must register with; --bootstrap
-                                         prints the agent's bootstrap file with it
+                                         prints the agent's bootstrap file with it, naming
+                                         --xds-address (every replica) or --server
   meshctl token create --role admin|read-only [--ttl 720h]
   meshctl ca status
   meshctl ca rotate start [--ca-cert FILE --ca-key FILE]
@@ -83,6 +84,7 @@ struct Args {
   std::string role;
   std::string service_account;
   bool bootstrap = false;
+  std::string xds_address;
   std::string ca_cert, ca_key;
   std::map<std::string, std::string> labels;
   bool force = false;
@@ -128,6 +130,8 @@ Args Parse(int argc, char** argv) {
       a.service_account = next();
     } else if (arg == "--bootstrap") {
       a.bootstrap = true;
+    } else if (arg == "--xds-address") {
+      a.xds_address = next();
     } else if (arg == "--labels") {
       std::string bad;
       auto labels = ParseLabels(next(), &bad);
@@ -206,8 +210,10 @@ class Client {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     Resp resp;
     const grpc::Status st = (stub_.get()->*method)(&ctx, req, &resp);
-    if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-        st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // An error with details is the control plane's own answer (its etcd is down, say);
+    // without, gRPC could not reach it.
+    if ((st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) &&
+        st.error_details().empty()) {
       throw UsageError{Cat("cannot reach the control plane at ", server_,
                            " (set --server or MESHCTL_SERVER; its certificate must verify with the CA in --config): ",
                            st.error_message())};
@@ -388,10 +394,11 @@ int Proxy(Client& c, const Args& a) {
 }
 
 int Workload(Client& c, const Args& a) {
-  Allow(a, "workload token", {"--ttl", "--service-account", "--labels", "--bootstrap"});
+  Allow(a, "workload token", {"--ttl", "--service-account", "--labels", "--bootstrap", "--xds-address"});
   if (a.positional.size() != 3 || a.positional[1] != "token") {
     throw UsageError{
-        "usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...] [--bootstrap]"};
+        "usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...] [--bootstrap "
+        "[--xds-address HOST:PORT,...]]"};
   }
   v1::CreateTokenRequest req;
   req.set_role("join");
@@ -415,7 +422,8 @@ int Workload(Client& c, const Args& a) {
     std::cout << "  labels:\n";
     for (const auto& [k, v] : a.labels) std::cout << "    " << JsonQuote(k) << ": " << JsonQuote(v) << "\n";
   }
-  std::cout << "xds:\n  address: " << c.server() << "\n  ca: |\n"
+  // Replicas: the agent fails over between every address listed.
+  std::cout << "xds:\n  address: " << (a.xds_address.empty() ? c.server() : a.xds_address) << "\n  ca: |\n"
             << Indented(resp.trust_bundle_pem(), 4) << "join_token: " << resp.token() << "\n";
   return 0;
 }

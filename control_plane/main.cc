@@ -26,7 +26,7 @@
 #include "control_plane/security/identity_service.h"
 #include "control_plane/security/server_tls.h"
 #include "control_plane/security/tokens.h"
-#include "control_plane/store/sqlite_store.h"
+#include "control_plane/store/open.h"
 #include "control_plane/xds/ads_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
@@ -34,8 +34,8 @@ ABSL_FLAG(bool, store_init, false,
           "start an empty mesh in --store when the file there is not a usable store (it is kept aside as "
           "<store>.damaged-<time>); a usable store is never replaced");
 ABSL_FLAG(std::string, store, "",
-          "SQLite database file (default: $MESHPLUG_HOME/store.db, else "
-          "~/.local/share/meshplug/store.db)");
+          "SQLite database file (default: $MESHPLUG_HOME/store.db, else ~/.local/share/meshplug/store.db), or "
+          "etcd://HOST:PORT[,HOST:PORT...] to share the mesh with other control-plane replicas");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int, debounce_ms, 100, "publish snapshots when no change came for this long");
 ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
@@ -84,13 +84,20 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::string store_path = absl::GetFlag(FLAGS_store);
-  if (store_path.empty()) store_path = meshplug::DefaultStatePath("store.db");
+  std::string store_spec = absl::GetFlag(FLAGS_store);
+  if (store_spec.empty()) store_spec = meshplug::DefaultStatePath("store.db");
+  const bool etcd = store_spec.rfind("etcd:", 0) == 0;
+  // This process's files (its serving certificate): beside an SQLite store, else in the
+  // state directory.
+  const std::string state_dir =
+      std::filesystem::path(etcd ? meshplug::DefaultStatePath("store.db") : store_spec).parent_path().string();
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(store_path).parent_path(), ec);
-  using meshplug::control_plane::store::SqliteStore;
-  auto store = SqliteStore::Open(store_path, absl::GetFlag(FLAGS_store_init) ? SqliteStore::Mode::kInit
-                                                                               : SqliteStore::Mode::kOpen);
+  std::filesystem::create_directories(state_dir, ec);
+  auto store = meshplug::control_plane::store::OpenStore(
+      store_spec, {absl::GetFlag(FLAGS_store_init), [&](std::chrono::seconds delay) {
+                     const timespec wait{delay.count(), 0};
+                     return sigtimedwait(&signals, nullptr, &wait) < 0;  // a signal stops the waiting
+                   }});
   if (!store.ok()) return Fail(std::string(store.status().message()));
   log::Info("store open", {{"store", (*store)->Describe()},
                            {"revision", std::to_string((*store)->Revision())}});
@@ -113,7 +120,7 @@ int main(int argc, char** argv) {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   const std::string host = listen.substr(0, listen.rfind(':'));
   auto serving = security::ServingCertificate::Create(**ca, security::ServingNames(host, absl::GetFlag(FLAGS_tls_san)),
-                                                      std::filesystem::path(store_path).parent_path().string());
+                                                      state_dir);
   if (!serving.ok()) return Fail(Cat("--tls_san: ", serving.status().message()));
 
   // meshctl's credentials: the address once the server listens, a fresh admin token each

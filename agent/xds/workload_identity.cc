@@ -143,23 +143,31 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
   std::optional<IdentityMaterial> before = current();
   auto csr = x509::MakeCsr(*key, before ? before->spiffe_id : "");
   if (!csr.ok()) return csr.status();
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(options_.server_address, credentials, args));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Clock::now() + options_.timeout);
   v1::SignRequest req;
   req.set_csr_pem(*csr);
   req.set_node_id(options_.agent_id);
   v1::SignResponse resp;
-  const grpc::Status st = stub->Sign(&ctx, req, &resp);
+  grpc::Status st;
+  std::string server;
+  // Any replica signs: one that does not answer is passed over for the next.
+  for (size_t tries = 0; tries < servers_.size(); ++tries) {
+    server = servers_.current();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(server, credentials, args));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Clock::now() + options_.timeout);
+    st = stub->Sign(&ctx, req, &resp);
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) break;
+    servers_.Failed(server);
+  }
   auto count = [&](const char* result) {
     if (stats_) stats_->Count("meshplug_agent_certificate_requests_total", {{"kind", why}, {"result", result}});
   };
   if (!st.ok()) {
     count("failed");
     return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                        Cat("certificate ", why, " at ", options_.server_address, ": ", st.error_message()));
+                        Cat("certificate ", why, " at ", server, ": ", st.error_message()));
   }
   auto material = Describe(*std::move(key), resp.certificate_chain_pem(), resp.trust_bundle_pem());
   if (!material.ok()) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent/xds/server_list.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
 
@@ -44,7 +45,7 @@ class WorkloadIdentity {
  public:
   using Clock = std::chrono::system_clock;
   struct Options {
-    std::string server_address;  // the control plane
+    std::string server_address;  // the control plane: host:port, or its replicas' host:port,host:port,...
     std::string ca_pem;          // roots that verify the control plane before the first certificate
     std::string join_token;
     std::string agent_id;        // "<namespace>/<name>"
@@ -90,6 +91,7 @@ class WorkloadIdentity {
   void RenewLoop();
 
   const Options options_;
+  ServerList servers_{options_.server_address};
   Stats* const stats_;
   mutable std::mutex mu_;
   std::mutex install_mu_;  // orders installs and the callback

@@ -146,7 +146,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> XdsClient::MakeChannel() const {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
-  return grpc::CreateCustomChannel(options_.server_address, *credentials, args);
+  return grpc::CreateCustomChannel(server_, *credentials, args);
 }
 
 milliseconds BackoffDelay(int attempt, milliseconds base, milliseconds max, double unit) {
@@ -167,6 +167,9 @@ void XdsClient::Run() {
   while (!stopping()) {
     const bool healthy = Attempt();
     if (stopping()) break;
+    // Whatever ended the attempt, the next one goes to the next replica (if there are
+    // several): the one just used may be gone.
+    servers_.Failed(server_);
     MaybeUseCache(Clock::now(), /*attempt_failed=*/true);
     if (healthy) attempt_ = 0, failures = 0;
     ++failures;
@@ -180,7 +183,7 @@ void XdsClient::Run() {
     // One line per attempt; after the first few, only every tenth while it stays down.
     const auto level = failures <= 3 || failures % 10 == 0 ? log::Level::kWarn : log::Level::kDebug;
     log::Write(level, "xDS reconnecting",
-               {{"server", options_.server_address},
+               {{"server", server_},
                 {"in_ms", std::to_string(delay.count())},
                 {"failures", std::to_string(failures)},
                 {"last_error", why}});
@@ -191,6 +194,7 @@ void XdsClient::Run() {
 }
 
 bool XdsClient::Attempt() {
+  server_ = servers_.current();
   SetState(XdsConnectionState::kConnecting);
   auto channel = MakeChannel();
   if (!channel.ok()) {
@@ -210,7 +214,7 @@ bool XdsClient::WaitReady(const std::shared_ptr<grpc::Channel>& channel) {
     MaybeUseCache(now, false);
     if (stopping()) return false;
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN || now >= deadline) {
-      const std::string why = Cat("cannot connect to ", options_.server_address, " (", ChannelStateName(state),
+      const std::string why = Cat("cannot connect to ", server_, " (", ChannelStateName(state),
                                   now >= deadline ? ", timed out" : "", ")");
       UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = why; });
       return false;
@@ -233,7 +237,7 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
   SetState(XdsConnectionState::kConnected);
   UpdateStatus([](XdsClientStatus& s) { ++s.connects; });
   if (stats_) stats_->Count("meshplug_agent_xds_streams_total", {{"protocol", Proto::kName}});
-  log::Info("xDS stream open", {{"server", options_.server_address},
+  log::Info("xDS stream open", {{"server", server_},
                                 {"protocol", Proto::kName},
                                 {"agent", agent_id_},
                                 {"resume_resources", std::to_string(assembler_.running().size())}});
@@ -307,7 +311,7 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
     const bool refused = final_status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
                          final_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
     log::Write(refused ? log::Level::kError : log::Level::kWarn, "xDS stream ended",
-               {{"server", options_.server_address}, {"status", why}, {"lived_ms", Ms(lived)}});
+               {{"server", server_}, {"status", why}, {"lived_ms", Ms(lived)}});
   }
   return got_response || lived >= options_.backoff_max;
 }

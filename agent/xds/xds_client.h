@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "agent/xds/server_list.h"
 #include "agent/xds/update_assembler.h"
 #include "agent/xds/xds_resources.h"
 #include "envoy/config/core/v3/base.pb.h"
@@ -50,7 +51,8 @@ namespace meshplug::agent::xds {
 enum class XdsProtocol { kDelta, kSotw };
 
 struct XdsClientOptions {
-  std::string server_address;  // host:port of the control plane
+  // host:port of the control plane, or of its replicas: host:port,host:port,...
+  std::string server_address;
   // The channel credentials for one connection attempt (the agent's: mTLS with its
   // workload certificate, joining first if needed). An error fails that attempt, which is
   // retried after the backoff. Unset: plaintext, for tests of the protocol alone.
@@ -150,6 +152,8 @@ class XdsClient {
   bool stopping() const { return stopping_.load(); }
 
   const XdsClientOptions options_;
+  ServerList servers_{options_.server_address};
+  std::string server_;  // the replica of the current attempt (the client thread's)
   const ApplyFn apply_;
   Stats* const stats_;
   const std::string agent_id_;

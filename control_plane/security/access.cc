@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "control_plane/security/label_binding.h"
+#include "google/rpc/status.pb.h"
 
 namespace meshplug::control_plane::security {
 namespace {
@@ -24,7 +25,12 @@ std::string Caller::Describe() const {
 }
 
 grpc::Status ToGrpc(const absl::Status& st) {
-  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+  // The details (a google.rpc.Status, gRPC's rich error model) tell clients that the
+  // control plane itself answered: an UNAVAILABLE with them is its store, not the network.
+  google::rpc::Status details;
+  details.set_code(static_cast<int>(st.code()));
+  details.set_message(std::string(st.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), details.message(), details.SerializeAsString());
 }
 
 absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) const {

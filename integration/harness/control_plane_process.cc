@@ -29,11 +29,12 @@ std::string ControlPlaneProcess::log_path() const {
 std::string ControlPlaneProcess::Start() {
   const std::string listen = address_.empty() ? host_ + ":0" : address_;
   std::vector<std::string> argv = wrapper_;
-  argv.insert(argv.end(), {"control_plane/control_plane", "--listen", listen, "--store", dir_ + "/store.db",
-                           "--client_config", config_path()});
+  argv.insert(argv.end(), {"control_plane/control_plane", "--listen", listen, "--store",
+                           store_.empty() ? dir_ + "/store.db" : store_, "--client_config", config_path()});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   ++starts_;
-  process_ = Process::Start(argv, log_path());
+  // Its own state directory, also when the store is elsewhere.
+  process_ = Process::Start(argv, log_path(), {"MESHPLUG_HOME=" + dir_});
   auto line = process_ ? process_->WaitForLog("\"msg\":\"listening\"", kStart) : std::nullopt;
   if (!line) return "the control plane did not start; see " + log_path();
   address_ = Field(*line, "address");
@@ -55,7 +56,10 @@ RunResult ControlPlaneProcess::Meshctl(std::vector<std::string> args, std::strin
 
 std::string ControlPlaneProcess::JoinBootstrap(const std::string& ns, const std::string& name,
                                                const std::string& service_account, std::string* error) const {
-  auto r = Meshctl({"workload", "token", ns + "/" + name, "--service-account", service_account, "--bootstrap"});
+  std::vector<std::string> args = {"workload", "token", ns + "/" + name, "--service-account", service_account,
+                                   "--bootstrap"};
+  if (!agent_addresses_.empty()) args.insert(args.end(), {"--xds-address", agent_addresses_});
+  auto r = Meshctl(args);
   if (r.exit_code != 0) {
     *error = "meshctl workload token " + ns + "/" + name + ": " + r.err;
     return "";

@@ -24,6 +24,13 @@ class ControlPlaneProcess {
     host_ = std::move(host);
   }
 
+  // Uses `spec` (etcd://...) as its store instead of an SQLite file in its directory;
+  // before Start.
+  void UseStore(std::string spec) { store_ = std::move(spec); }
+  // Joined agents are told these control-plane addresses (every replica's, "a,b,c")
+  // instead of this one's.
+  void SetAgentAddresses(std::string addresses) { agent_addresses_ = std::move(addresses); }
+
   // Starts it and waits until it listens; "" or what went wrong.
   std::string Start();
   void Kill();  // SIGKILL, and waits for the exit
@@ -49,6 +56,8 @@ class ControlPlaneProcess {
   std::vector<std::string> extra_;
   std::vector<std::string> wrapper_;
   std::string host_ = "127.0.0.1";
+  std::string store_;
+  std::string agent_addresses_;
   std::unique_ptr<Process> process_;
   std::string address_;
   int starts_ = 0;
