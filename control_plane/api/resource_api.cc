@@ -112,7 +112,9 @@ absl::StatusOr<v1::ApplyResponse> ResourceApi::Apply(const v1::ApplyRequest& req
     }
   }
 
-  if (auto st = addresses_.Assign(store_, *docs); !st.ok()) return st;
+  // Held until the commit below is done.
+  auto claims = addresses_.Assign(store_, *docs);
+  if (!claims.ok()) return claims.status();
 
   std::vector<store::Write> writes;
   v1::ApplyResponse resp;

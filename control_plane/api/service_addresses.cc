@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <ctime>
 #include <map>
 #include <optional>
 
@@ -26,6 +27,16 @@ std::string FormatIpv4(uint32_t ip) {
   char buf[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &a, buf, sizeof buf);
   return buf;
+}
+
+// An address is claimed for its Service while an apply is under way: a concurrent apply
+// on another replica, unaware of this one's uncommitted Services, passes over it. The
+// expiry frees it if this control plane dies mid-apply.
+absl::StatusOr<bool> Claim(store::Store& store, uint32_t ip, AddressClaims& claims) {
+  const std::string name = Cat("service-address-claim/", FormatIpv4(ip));
+  auto created = store.CreateSecret(name, "", std::time(nullptr) + 60);
+  if (created.ok() && *created) claims.Add(name);
+  return created;
 }
 
 }  // namespace
@@ -53,9 +64,14 @@ absl::StatusOr<ServiceAddresses> ServiceAddresses::Parse(const std::string& cidr
   return ServiceAddresses(cidr, *ip, size);
 }
 
-absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources::Document>& docs) const {
+AddressClaims::~AddressClaims() {
+  for (const auto& name : names_) store_->DeleteSecret(name).IgnoreError();
+}
+
+absl::StatusOr<AddressClaims> ServiceAddresses::Assign(store::Store& store, std::vector<resources::Document>& docs) const {
+  AddressClaims claims(store);
   if (std::none_of(docs.begin(), docs.end(), [](const auto& d) { return d.kind->id == resources::Kind::kService; })) {
-    return absl::OkStatus();
+    return claims;
   }
   // Who holds which address now.
   auto stored = store.List(resources::Kind::kService, "");
@@ -95,8 +111,14 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
     if (auto [it, fresh] = taken.emplace(*ip, key.ToString()); !fresh) {
       return absl::InvalidArgumentError(Cat(d.Where(), ": spec.clusterIP: ", given, " is taken by ", it->second));
     }
+    auto mine = Claim(store, *ip, claims);
+    if (!mine.ok()) return mine.status();
+    if (!*mine) {
+      return absl::FailedPreconditionError(
+          Cat(d.Where(), ": spec.clusterIP: ", given, " is being given to another Service by a concurrent apply"));
+    }
   }
-  if (unassigned.empty()) return absl::OkStatus();
+  if (unassigned.empty()) return claims;
   // The search starts after the address given last, so a deleted Service's address (still
   // in clients' DNS caches) goes to another only once the range has been gone through.
   const uint32_t first = network_ + 1, hosts = size_ - 2;
@@ -108,7 +130,12 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
   auto after = [&](uint32_t ip) { return ip + 1 < first + hosts ? ip + 1 : first; };
   for (auto& [where, svc] : unassigned) {
     uint32_t tried = 0;
-    while (tried < hosts && taken.count(next)) {
+    while (tried < hosts) {
+      if (!taken.count(next)) {
+        auto mine = Claim(store, next, claims);
+        if (!mine.ok()) return mine.status();
+        if (*mine) break;
+      }
       next = after(next);
       ++tried;
     }
@@ -119,7 +146,8 @@ absl::Status ServiceAddresses::Assign(store::Store& store, std::vector<resources
     svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));
   }
   // A hint only: an apply that then fails leaves a gap, never a duplicate.
-  return store.PutSecret(kNextSecret, FormatIpv4(after(next)));
+  if (auto st = store.PutSecret(kNextSecret, FormatIpv4(after(next))); !st.ok()) return st;
+  return claims;
 }
 
 }  // namespace meshplug::control_plane::api

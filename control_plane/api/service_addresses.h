@@ -13,6 +13,21 @@
 
 namespace meshplug::control_plane::api {
 
+// Addresses claimed for the Services of one apply, released when it is over (committed:
+// the stored Services hold them; failed: they are free again).
+class AddressClaims {
+ public:
+  explicit AddressClaims(store::Store& store) : store_(&store) {}
+  AddressClaims(AddressClaims&& other) noexcept : store_(other.store_), names_(std::move(other.names_)) { other.names_.clear(); }
+  AddressClaims& operator=(AddressClaims&&) = delete;
+  ~AddressClaims();
+  void Add(std::string name) { names_.push_back(std::move(name)); }
+
+ private:
+  store::Store* store_;
+  std::vector<std::string> names_;
+};
+
 class ServiceAddresses {
  public:
   static constexpr const char* kDefaultCidr = "10.96.0.0/16";
@@ -22,9 +37,10 @@ class ServiceAddresses {
 
   // Fills spec.clusterIP of every Service in `docs`: the stored Service's (it cannot
   // change), the one given (inside the range and not another Service's), or the next free
-  // address after the one given last (wrapping round). The caller serialises applies, so
-  // two cannot take the same address.
-  absl::Status Assign(store::Store& store, std::vector<resources::Document>& docs) const;
+  // address after the one given last (wrapping round). New addresses are claimed in the
+  // store until the returned claims are destroyed, after the commit: control planes
+  // sharing the store (etcd replicas) then never give one address to two Services.
+  absl::StatusOr<AddressClaims> Assign(store::Store& store, std::vector<resources::Document>& docs) const;
 
 
  private:
