@@ -15,8 +15,8 @@ packages=(
   curl python3 python3-httpbin gunicorn python3-grpcio python3-websockets nghttp2-client
   # interception tests: network namespaces, iptables, setpriv
   iproute2 iptables util-linux
-  # the etcd store: members started by the tests
-  etcd-server etcd-client
+  # the etcd store: members started by the tests (wrk drives traffic while replicas die)
+  etcd-server etcd-client wrk
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang-14 libclang-rt-14-dev)

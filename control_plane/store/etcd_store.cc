@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <random>
 
 #include "absl/strings/str_join.h"
 #include "common/log.h"
@@ -79,6 +80,8 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
   std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), std::move(channel)));
+  std::random_device seed;
+  store->marker_key_ = Cat(store->options_.prefix, "commits/", HexOf(std::to_string(seed()) + std::to_string(seed())));
   // Where the log starts: the revision of this first read.
   auto first = store->Range(store->options_.prefix, PrefixEnd(store->options_.prefix), 0, 1);
   if (!first.ok()) return first.status();
@@ -103,6 +106,9 @@ EtcdStore::~EtcdStore() {
   }
   seen_.notify_all();
   if (follower_.joinable()) follower_.join();
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key(marker_key_);
+  Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).IgnoreError();
 }
 
 std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(options_.endpoints, ","); }
@@ -110,22 +116,32 @@ std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(optio
 template <typename Req, typename Resp, typename Stub>
 absl::StatusOr<Resp> EtcdStore::Call(Stub& stub,
                                      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                                     const Req& req) const {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
-  // Wait for a member while the channel moves to another one, up to the deadline.
-  ctx.set_wait_for_ready(true);
-  Resp resp;
-  const grpc::Status st = (stub.*method)(&ctx, req, &resp);
-  if (st.ok()) return resp;
-  switch (st.error_code()) {
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::UnavailableError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
-                                        " s: are a quorum of its members up and reachable?"));
-    case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(Cat("etcd (", Describe(), ") is unavailable: ", st.error_message()));
-    default:
-      return absl::InvalidArgumentError(Cat("etcd (", Describe(), ") refused the request: ", st.error_message()));
+                                     const Req& req, Retry retry) const {
+  const auto deadline = std::chrono::system_clock::now() + options_.timeout;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline);
+    // Wait for a member while the channel moves to another one, up to the deadline.
+    ctx.set_wait_for_ready(true);
+    Resp resp;
+    const grpc::Status st = (stub.*method)(&ctx, req, &resp);
+    if (st.ok()) return resp;
+    switch (st.error_code()) {
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return absl::DeadlineExceededError(Cat("etcd (", Describe(), ") did not answer within ",
+                                               SecondsFrom(options_.timeout),
+                                               " s: are a quorum of its members up and reachable?"));
+      case grpc::StatusCode::UNAVAILABLE:
+        // A member went away or the leader changed: a request that is safe to repeat goes
+        // to the next member.
+        if (retry == Retry::kSafe && std::chrono::system_clock::now() + std::chrono::milliseconds(100) < deadline) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
+        return absl::UnavailableError(Cat("etcd (", Describe(), ") is unavailable: ", st.error_message()));
+      default:
+        return absl::InvalidArgumentError(Cat("etcd (", Describe(), ") refused the request: ", st.error_message()));
+    }
   }
 }
 
@@ -185,23 +201,50 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
       txn.add_success()->mutable_request_delete_range()->set_key(key);
     }
   }
-  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn);
-  if (!resp.ok()) return resp.status();
-  if (!resp->succeeded()) {
-    // The failure branch read every checked key in the same transaction: name the first
-    // one that does not match.
-    for (size_t i = 0; i < checked.size() && i < static_cast<size_t>(resp->responses_size()); ++i) {
-      const auto& found = resp->responses(static_cast<int>(i)).response_range();
-      const int64_t current = found.kvs_size() > 0 ? found.kvs(0).mod_revision() : 0;
-      const Write& w = *checked[i];
-      if (w.expected_version && *w.expected_version != current) return VersionConflict(w.key, *w.expected_version, current);
-      if (!w.value && current == 0) return MissingForDelete(w.key);
+  // The marker tells, after an answer that was lost (the leader changed, the member went
+  // away), whether this transaction was applied.
+  const std::string seq = std::to_string(++commits_);
+  auto* marker = txn.add_success()->mutable_request_put();
+  marker->set_key(marker_key_);
+  marker->set_value(seq);
+  for (int attempt = 0;; ++attempt) {
+    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever);
+    if (resp.ok() && resp->succeeded()) {
+      AwaitSeen(resp->header().revision());
+      return resp->header().revision();
     }
-    return absl::AbortedError("the etcd transaction failed its checks; retry");
+    const bool lost = !resp.ok() && resp.status().code() == absl::StatusCode::kUnavailable;
+    if (lost || attempt > 0) {
+      auto applied = AppliedAt(seq);
+      if (applied.ok() && *applied) {
+        AwaitSeen(**applied);
+        return **applied;
+      }
+      if (lost && applied.ok() && attempt < 2) continue;  // not applied: safe to send again
+    }
+    if (!resp.ok()) return resp.status();
+    return FailedChecks(*resp, checked);
   }
-  const int64_t revision = resp->header().revision();
-  AwaitSeen(revision);
-  return revision;
+}
+
+absl::StatusOr<std::optional<int64_t>> EtcdStore::AppliedAt(const std::string& seq) const {
+  auto marker = Range(marker_key_, "", 0, 0);
+  if (!marker.ok()) return marker.status();
+  if (marker->kvs_size() == 0 || marker->kvs(0).value() != seq) return std::nullopt;
+  return marker->kvs(0).mod_revision();
+}
+
+absl::Status EtcdStore::FailedChecks(const etcdserverpb::TxnResponse& resp, const std::vector<const Write*>& checked) {
+  // The failure branch read every checked key in the same transaction: name the first one
+  // that does not match.
+  for (size_t i = 0; i < checked.size() && i < static_cast<size_t>(resp.responses_size()); ++i) {
+    const auto& found = resp.responses(static_cast<int>(i)).response_range();
+    const int64_t current = found.kvs_size() > 0 ? found.kvs(0).mod_revision() : 0;
+    const Write& w = *checked[i];
+    if (w.expected_version && *w.expected_version != current) return VersionConflict(w.key, *w.expected_version, current);
+    if (!w.value && current == 0) return MissingForDelete(w.key);
+  }
+  return absl::AbortedError("the etcd transaction failed its checks; retry");
 }
 
 absl::StatusOr<std::optional<Entry>> EtcdStore::Get(const Key& key) {
@@ -394,7 +437,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
     // etcd drops the secret when its lease ends.
     etcdserverpb::LeaseGrantRequest grant;
     grant.set_ttl(ttl);
-    auto granted = Call(*lease_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
+    auto granted = Call(*lease_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
     if (!granted.ok()) return granted.status();
     lease = granted->id();
   }
@@ -407,7 +450,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
   put->set_key(SecretKey(name));
   put->set_value(value);
   put->set_lease(lease);
-  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn);
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever);
   if (lease != 0 && (!resp.ok() || !resp->succeeded())) {
     etcdserverpb::LeaseRevokeRequest revoke;
     revoke.set_id(lease);

@@ -56,11 +56,17 @@ class EtcdStore : public Store {
  private:
   EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel);
 
-  // One unary call with the timeout; etcd's errors become statuses that name etcd.
+  enum class Retry { kSafe, kNever };
+  // One unary call within the timeout; etcd's errors become statuses that name etcd. A
+  // kSafe call (a read, or a write whose repeat changes nothing) is sent again when a
+  // member goes away or the leader changes.
   template <typename Req, typename Resp, typename Stub>
   absl::StatusOr<Resp> Call(Stub& stub,
                             grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                            const Req& req) const;
+                            const Req& req, Retry retry = Retry::kSafe) const;
+  // The revision at which this store's commit `seq` was applied, if it was.
+  absl::StatusOr<std::optional<int64_t>> AppliedAt(const std::string& seq) const;
+  static absl::Status FailedChecks(const etcdserverpb::TxnResponse& resp, const std::vector<const Write*>& checked);
   absl::StatusOr<etcdserverpb::RangeResponse> Range(const std::string& key, const std::string& range_end,
                                                     int64_t revision, int64_t limit) const;
 
@@ -78,6 +84,8 @@ class EtcdStore : public Store {
   void AwaitSeen(int64_t revision);
 
   const Options options_;
+  std::string marker_key_;  // this process's commit marker
+  std::atomic<int64_t> commits_{0};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;

@@ -1,5 +1,7 @@
 #include "control_plane/xds/stream_protocol.h"
 
+#include <utility>
+
 #include "common/log.h"
 #include "common/xds_types.h"
 
@@ -115,6 +117,7 @@ void DeltaProtocol::Handle(const Request& req) {
       if (t.client_versions.size() >= kMaxSubscribedNames) break;
       t.client_versions.emplace(name, version);
     }
+    t.resumed = !t.client_versions.empty();
     if (req.resource_names_subscribe().empty()) t.wildcard = true;  // legacy wildcard
   }
   // Subscription changes count even with a stale nonce.
@@ -187,7 +190,15 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
     for (const auto& n : t.names) {
       if (!resources_->Find(type, n) && t.told_missing.insert(n).second) resp.add_removed_resources(n);
     }
-    if (resp.resources().empty() && resp.removed_resources().empty()) continue;
+    const bool resumed = std::exchange(t.resumed, false);
+    if (resp.resources().empty() && resp.removed_resources().empty()) {
+      // It resumed holding exactly the current version: proxy status shows it in sync.
+      if (resumed) {
+        registry_.Sent(agent_, type, resources_->type_versions.at(type));
+        registry_.Acked(agent_, type, resources_->type_versions.at(type));
+      }
+      continue;
+    }
     resp.set_type_url(type);
     resp.set_system_version_info(resources_->type_versions.at(type));
     resp.set_nonce(NextNonce());

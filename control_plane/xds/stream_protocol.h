@@ -87,6 +87,9 @@ class DeltaProtocol : public ProtocolBase {
     std::set<std::string> told_missing;                  // subscribed names reported absent
     std::deque<std::pair<std::string, std::string>> recent_nonces;  // nonce, system version; newest last
     bool send = false;
+    // The agent resumed with versions of its own (from another replica, say) and has not
+    // been sent this type yet.
+    bool resumed = false;
   };
   std::map<std::string, TypeState> types_;
 };

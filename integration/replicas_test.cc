@@ -1,0 +1,233 @@
+// Highly available control plane (issue 18): three control-plane replicas on a
+// three-member etcd cluster (Debian's etcd-server), agents that know every replica, and
+// traffic through them while replicas and etcd members are killed.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "agent/testing/test_support.h"
+#include "common/strings.h"
+#include "integration/harness/agent_process.h"
+#include "integration/harness/control_plane_process.h"
+#include "integration/harness/etcd_cluster.h"
+#include "integration/harness/process.h"
+
+namespace meshplug::integration {
+namespace {
+
+using agent::testing::Client;
+using agent::testing::TestUpstream;
+using harness::AgentProcess;
+using harness::ControlPlaneProcess;
+using harness::EtcdCluster;
+using harness::Eventually;
+using harness::Process;
+using std::chrono::milliseconds;
+
+constexpr int kReplicas = 3;
+
+std::string Namespace(const std::string& name) { return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n"; }
+
+// The columns of `agent`'s row in `meshctl proxy status` (AGENT CONNECTED PROTOCOL
+// IDENTITY CERT-EXPIRES SNAPSHOT SYNCED ...); empty when it is not listed.
+std::vector<std::string> StatusRow(const harness::RunResult& status, const std::string& agent) {
+  std::istringstream lines(status.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(agent + " ", 0) != 0) continue;
+    std::istringstream words(line);
+    std::vector<std::string> row;
+    for (std::string w; words >> w;) row.push_back(w);
+    return row;
+  }
+  return {};
+}
+
+class ReplicasTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+    dir_ = harness::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    etcd_ = std::make_unique<EtcdCluster>(dir_ + "/etcd", 3);
+    ASSERT_EQ(etcd_->error(), "");
+    std::vector<std::string> addresses;
+    for (int i = 0; i < kReplicas; ++i) {
+      std::filesystem::create_directories(Cat(dir_, "/cp", i));
+      replicas_.push_back(std::make_unique<ControlPlaneProcess>(Cat(dir_, "/cp", i)));
+      replicas_[i]->UseStore(etcd_->url());
+      ASSERT_EQ(replicas_[i]->Start(), "");
+      addresses.push_back(replicas_[i]->address());
+    }
+    for (auto& r : replicas_) r->SetAgentAddresses(Join(addresses, ","));
+  }
+
+  // The demo mesh through replica `via`, and two agents (client → web) that may use any
+  // replica, with a request through both.
+  void StartMesh(int via) {
+    const std::string manifest =
+        "apiVersion: config.openservicemesh.io/v1alpha2\nkind: MeshConfig\nmetadata: {name: osm-mesh-config}\n"
+        "spec:\n  traffic: {mtlsMode: strict}\n---\n" +
+        Namespace("demo") + "---\n" + Service("web", 8080);
+    auto r = replicas_[via]->Meshctl({"apply", "-f", "-"}, manifest);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::string error;
+    auto server = harness::StartJoinedAgent(*replicas_[via], dir_, "demo", "web", "web", &error);
+    ASSERT_TRUE(server) << error;
+    server_ = std::move(*server);
+    auto client = harness::StartJoinedAgent(*replicas_[via], dir_, "demo", "client", "client", &error);
+    ASSERT_TRUE(client) << error;
+    client_ = std::move(*client);
+    ASSERT_TRUE(Eventually([&] { return Ok("web.demo:8080"); }, milliseconds(30000)));
+  }
+
+  std::string Service(const std::string& name, int port) const {
+    return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: demo}\n"
+           "spec: {ports: [{port: " + std::to_string(port) + ", targetPort: " + std::to_string(app_.port()) +
+           ", protocol: http}], selector: {app: web}}\n";
+  }
+
+  bool Ok(const std::string& host) const {
+    auto got = Client(client_.outbound, milliseconds(2000)).Get(host, "/");
+    return got && got->result_int() == 200;
+  }
+
+  // The replica whose proxy status shows `agent` connected; -1 when none does.
+  int ReplicaOf(const std::string& agent) const {
+    for (int i = 0; i < kReplicas; ++i) {
+      if (!replicas_[i]->running()) continue;
+      auto row = StatusRow(replicas_[i]->Meshctl({"proxy", "status"}), agent);
+      if (row.size() > 1 && row[1] == "true") return i;
+    }
+    return -1;
+  }
+
+  TestUpstream app_{"web"};
+  std::string dir_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::vector<std::unique_ptr<ControlPlaneProcess>> replicas_;
+  AgentProcess server_, client_;
+};
+
+TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSurviveALostReplica) {
+  StartMesh(0);
+  // (5) Applied through the replica that serves neither agent, if there is one.
+  int via = 0;
+  while (via < kReplicas - 1 && (via == ReplicaOf("demo/client") || via == ReplicaOf("demo/web"))) ++via;
+  auto r = replicas_[via]->Meshctl({"apply", "-f", "-"}, Service("web2", 8081));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Eventually([&] { return Ok("web2.demo:8081"); }, milliseconds(10000)));
+
+  // (1) Kill the client's replica while wrk drives traffic through both agents.
+  const int lost = ReplicaOf("demo/client");
+  ASSERT_GE(lost, 0);
+  const auto before = StatusRow(replicas_[lost]->Meshctl({"proxy", "status"}), "demo/client");
+  ASSERT_GE(before.size(), 7u);
+  const long swaps = client_.Metric("meshplug_agent_chain_swaps");
+  const long streams = client_.Metric("meshplug_agent_xds_streams_total");
+  auto wrk = Process::Start({"/usr/bin/wrk", "-t1", "-c4", "-d6s", "-H", "Host: web.demo:8080",
+                             Cat("http://127.0.0.1:", client_.outbound, "/")},
+                            dir_ + "/wrk.log");
+  ASSERT_TRUE(Eventually([&] { return app_.requests() > 100; }, milliseconds(5000)));
+  replicas_[lost]->Kill();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Eventually([&] { return client_.Metric("meshplug_agent_xds_streams_total") > streams; },
+                         milliseconds(5000)))
+      << "the client's agent did not reconnect to another replica within 5 s";
+  const auto reconnected = std::chrono::steady_clock::now() - killed;
+  int moved_to = -1;
+  ASSERT_TRUE(Eventually([&] { return (moved_to = ReplicaOf("demo/client")) >= 0; }, milliseconds(5000)));
+  EXPECT_NE(moved_to, lost);
+  std::vector<std::string> after;
+  // The same snapshot, all types ACKed: the new replica computed the same versions.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        after = StatusRow(replicas_[moved_to]->Meshctl({"proxy", "status"}), "demo/client");
+        return after.size() >= 7 && after[5] == before[5] && after[6] == before[6];
+      },
+      milliseconds(5000)))
+      << "before: " << Join(before, " ") << "\nafter: " << Join(after, " ");
+  // Nothing the agent had was sent again, so nothing was rebuilt.
+  EXPECT_EQ(client_.Metric("meshplug_agent_chain_swaps"), swaps);
+  ASSERT_TRUE(wrk->Wait(milliseconds(20000)));
+  const std::string out = wrk->Log();
+  EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
+  EXPECT_NE(out.find("requests in"), std::string::npos) << out;
+  std::cout << "reconnected to replica " << moved_to << " in "
+            << std::chrono::duration_cast<milliseconds>(reconnected).count() << " ms; wrk: " << out << "\n";
+}
+
+TEST_F(ReplicasTest, AppliesContinueWithoutOneEtcdMemberAndResumeWhenQuorumReturns) {
+  StartMesh(0);
+  // (2) One member of three gone: every replica still applies.
+  etcd_->Kill(2);
+  for (int i = 0; i < kReplicas; ++i) {
+    auto r = replicas_[i]->Meshctl({"apply", "-f", "-"}, Namespace(Cat("one-down-", i)));
+    EXPECT_EQ(r.exit_code, 0) << "replica " << i << ": " << r.err;
+  }
+  // (3) Two gone: no quorum. Applies fail saying so; agents and traffic carry on.
+  etcd_->Kill(1);
+  auto refused = replicas_[1]->Meshctl({"apply", "-f", "-"}, Namespace("no-quorum"));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("did not answer within 5 s: are a quorum of its members up and reachable?"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_EQ(refused.err.find("cannot reach the control plane"), std::string::npos) << refused.err;
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(Ok("web.demo:8080"));
+  EXPECT_EQ(client_.Metric("meshplug_agent_xds_connection_state", "state=\"connected\""), 1);
+  EXPECT_EQ(server_.Metric("meshplug_agent_xds_connection_state", "state=\"connected\""), 1);
+
+  // Quorum back: applies work again, and reach the agents, with nothing restarted.
+  ASSERT_EQ(etcd_->Restart(1), "");
+  ASSERT_EQ(etcd_->Restart(2), "");
+  EXPECT_TRUE(Eventually(
+      [&] { return replicas_[1]->Meshctl({"apply", "-f", "-"}, Service("back", 8082)).exit_code == 0; },
+      milliseconds(30000), milliseconds(500)));
+  EXPECT_TRUE(Eventually([&] { return Ok("back.demo:8082"); }, milliseconds(10000)));
+  auto listed = replicas_[2]->Meshctl({"get", "namespaces"});
+  EXPECT_NE(listed.out.find("one-down-2"), std::string::npos) << listed.out;
+  EXPECT_EQ(listed.out.find("no-quorum"), std::string::npos) << listed.out;
+}
+
+// (4) Two replicas change one object at once from the same resourceVersion: etcd's
+// transaction lets exactly one win; the other gets the conflict error.
+TEST_F(ReplicasTest, ConflictingAppliesOnTwoReplicasOneWins) {
+  ASSERT_EQ(replicas_[0]->Meshctl({"apply", "-f", "-"}, Namespace("demo")).exit_code, 0);
+  ASSERT_EQ(replicas_[0]->Meshctl({"apply", "-f", "-"}, Service("web", 8080)).exit_code, 0);
+  auto got = replicas_[1]->Meshctl({"get", "service", "web", "-n", "demo", "-o", "yaml"});
+  const size_t at = got.out.find("resourceVersion: ");
+  ASSERT_NE(at, std::string::npos) << got.out << got.err;
+  const std::string version = got.out.substr(at + 17, got.out.find_first_of("\n", at) - at - 17);
+  auto change = [&](int port) {
+    return "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: demo, resourceVersion: " + version +
+           "}\nspec: {ports: [{port: " + std::to_string(port) + "}], selector: {app: web}}\n";
+  };
+  // Two meshctl processes at once, through two replicas.
+  std::vector<std::unique_ptr<Process>> applies;
+  for (int i = 1; i <= 2; ++i) {
+    const std::string file = Cat(dir_, "/change", i, ".yaml");
+    std::ofstream(file) << change(9000 + i);
+    applies.push_back(Process::Start({"cli/meshctl", "--config", replicas_[i]->config_path(), "--server",
+                                      replicas_[i]->address(), "apply", "-f", file},
+                                     Cat(dir_, "/apply", i, ".log")));
+  }
+  int won = 0, conflicts = 0;
+  for (auto& p : applies) {
+    const auto code = p->Wait(milliseconds(20000));
+    ASSERT_TRUE(code);
+    won += *code == 0;
+    conflicts += p->Log().find("was changed: its resourceVersion is") != std::string::npos;
+  }
+  EXPECT_EQ(won, 1) << applies[0]->Log() << applies[1]->Log();
+  EXPECT_EQ(conflicts, 1) << applies[0]->Log() << applies[1]->Log();
+  // The winner's port is what every replica serves.
+  auto now = replicas_[0]->Meshctl({"get", "service", "web", "-n", "demo", "-o", "yaml"});
+  EXPECT_NE(now.out.find(won == 1 && applies[0]->Log().find("configured") != std::string::npos ? "port: 9001"
+                                                                                               : "port: 9002"),
+            std::string::npos)
+      << now.out;
+}
+
+}  // namespace
+}  // namespace meshplug::integration
