@@ -307,7 +307,7 @@ std::string ToTable(const Objects& objects, bool show_namespace) {
 
 std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp) {
   std::vector<std::vector<std::string>> rows = {
-      {"AGENT", "CONNECTED", "PROTOCOL", "IDENTITY", "CERT EXPIRES", "SNAPSHOT", "SYNCED", "LAST NACK"}};
+      {"AGENT", "CONNECTED", "PROTOCOL", "IDENTITY", "CERT EXPIRES", "SNAPSHOT", "SYNCED", "CONTROL PLANE", "LAST NACK"}};
   for (const auto& a : resp.agents()) {
     int acked = 0;
     for (const auto& t : a.types()) acked += !t.sent_version().empty() && t.sent_version() == t.acked_version();
@@ -315,7 +315,8 @@ std::string ProxyStatusTable(const v1::ProxyStatusResponse& resp) {
     const std::string nack = a.last_nack().empty() ? "<none>" : Cat(a.last_nack_time(), " ", a.last_nack());
     rows.push_back({a.agent(), a.connected() ? "true" : "false", a.protocol(),
                     a.identity().empty() ? "<none>" : a.identity(),
-                    a.certificate_expiry().empty() ? "<none>" : a.certificate_expiry(), a.snapshot_version().empty() ? "<none>" : a.snapshot_version(), synced, nack});
+                    a.certificate_expiry().empty() ? "<none>" : a.certificate_expiry(), a.snapshot_version().empty() ? "<none>" : a.snapshot_version(), synced,
+                    a.control_plane().empty() ? "<none>" : a.control_plane(), nack});
   }
   return RenderTable(rows);
 }

@@ -91,10 +91,11 @@ TEST(Output, ProxyStatusShowsSyncAndLastNack) {
   a->add_types()->set_sent_version("x");
   a->mutable_types(1)->set_acked_version("x");
   a->set_last_nack("ChainSet: bad script");
+  a->set_control_plane("10.0.0.1:15010");
   a->set_last_nack_time("2026-11-29T06:00:00Z");
   EXPECT_EQ(ProxyStatusTable(resp),
-            "AGENT         CONNECTED   PROTOCOL   IDENTITY                                 CERT EXPIRES           SNAPSHOT   SYNCED   LAST NACK\n"
-            "curl/curl-1   true        delta      spiffe://cluster.local/ns/curl/sa/curl   2026-11-30T06:00:00Z   abc        1/2      2026-11-29T06:00:00Z ChainSet: bad script\n");
+            "AGENT         CONNECTED   PROTOCOL   IDENTITY                                 CERT EXPIRES           SNAPSHOT   SYNCED   CONTROL PLANE    LAST NACK\n"
+            "curl/curl-1   true        delta      spiffe://cluster.local/ns/curl/sa/curl   2026-11-30T06:00:00Z   abc        1/2      10.0.0.1:15010   2026-11-29T06:00:00Z ChainSet: bad script\n");
 }
 
 TEST(CaStatusText, ShowsThePhaseTheCasAndWhoHasNotMoved) {

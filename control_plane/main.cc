@@ -28,6 +28,7 @@
 #include "control_plane/security/tokens.h"
 #include "control_plane/store/open.h"
 #include "control_plane/xds/ads_service.h"
+#include "control_plane/xds/shared_agent_status.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
 ABSL_FLAG(bool, store_init, false,
@@ -104,11 +105,13 @@ int main(int argc, char** argv) {
 
   meshplug::control_plane::xds::SnapshotCache cache;
   meshplug::control_plane::xds::AgentRegistry registry;
+  meshplug::control_plane::xds::SharedAgentStatus agents(**store, registry);
   meshplug::control_plane::controller::MeshController controller(
       **store, cache, registry,
       {std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
        std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
-       std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s))});
+       std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s)),
+       [&agents](const std::string& agent) { return agents.ConnectedAnywhere(agent); }});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
   namespace security = meshplug::control_plane::security;
@@ -144,7 +147,7 @@ int main(int argc, char** argv) {
     if (address.empty()) return;
     if (auto st = write_client_config(); !st.ok()) log::Error("cannot write meshctl's credentials", {{"error", std::string(st.message())}});
   });
-  meshplug::control_plane::api::AdminService admin(**store, resources, cache, registry, access, **tokens, ca_rotation);
+  meshplug::control_plane::api::AdminService admin(**store, resources, cache, agents, access, **tokens, ca_rotation);
   meshplug::control_plane::xds::AdsService ads(cache, registry, controller, access);
   security::IdentityService identity(**store, **ca, access, **tokens, &registry);
 
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
   const bool wildcard = host == "0.0.0.0" || host == "[::]";
   address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
   if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
+  agents.Start(address);
   // With port 0 the kernel picks one; tests read it from this line.
   log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
                           {"credentials", config_path}});

@@ -418,7 +418,8 @@ TEST_P(AgentXdsTest, AnAgentStartedWhileTheControlPlaneIsDownServesItsSavedSnaps
       [&] { return ChainLine(agent->Admin("/config_dump"), "outbound-http").find("\"metrics\"") == std::string::npos; },
       kDeadline))
       << agent->process().Log();
-  EXPECT_EQ(agent->Metric("meshplug_agent_snapshot_from_cache"), "0");
+  // Set just after the new chains are in place.
+  EXPECT_TRUE(Eventually([&] { return agent->Metric("meshplug_agent_snapshot_from_cache") == "0"; }, kDeadline));
   EXPECT_EQ(agent->Get(), 200);
 }
 

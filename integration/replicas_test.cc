@@ -31,7 +31,7 @@ constexpr int kReplicas = 3;
 std::string Namespace(const std::string& name) { return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n"; }
 
 // The columns of `agent`'s row in `meshctl proxy status` (AGENT CONNECTED PROTOCOL
-// IDENTITY CERT-EXPIRES SNAPSHOT SYNCED ...); empty when it is not listed.
+// IDENTITY CERT-EXPIRES SNAPSHOT SYNCED CONTROL-PLANE ...); empty when it is not listed.
 std::vector<std::string> StatusRow(const harness::RunResult& status, const std::string& agent) {
   std::istringstream lines(status.out);
   for (std::string line; std::getline(lines, line);) {
@@ -92,12 +92,14 @@ class ReplicasTest : public ::testing::Test {
     return got && got->result_int() == 200;
   }
 
-  // The replica whose proxy status shows `agent` connected; -1 when none does.
-  int ReplicaOf(const std::string& agent) const {
+  // The replica that serves `agent`, from the CONTROL PLANE column of proxy status as
+  // replica `ask` (any replica lists every agent) shows it; -1 when not connected.
+  int ReplicaOf(const std::string& agent, int ask = -1) const {
+    for (int i = 0; i < kReplicas && ask < 0; ++i) ask = replicas_[i]->running() ? i : -1;
+    auto row = StatusRow(replicas_[ask]->Meshctl({"proxy", "status"}), agent);
+    if (row.size() < 8 || row[1] != "true") return -1;
     for (int i = 0; i < kReplicas; ++i) {
-      if (!replicas_[i]->running()) continue;
-      auto row = StatusRow(replicas_[i]->Meshctl({"proxy", "status"}), agent);
-      if (row.size() > 1 && row[1] == "true") return i;
+      if (replicas_[i]->address() == row[7]) return i;
     }
     return -1;
   }
@@ -111,6 +113,14 @@ class ReplicasTest : public ::testing::Test {
 
 TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSurviveALostReplica) {
   StartMesh(0);
+  // Every replica lists both agents, with the replica that serves each.
+  int lost = -1;  // the client's replica, killed below
+  ASSERT_TRUE(Eventually([&] { return (lost = ReplicaOf("demo/client")) >= 0; }, milliseconds(5000)));
+  for (int i = 0; i < kReplicas; ++i) {
+    EXPECT_TRUE(Eventually([&] { return ReplicaOf("demo/client", i) == lost && ReplicaOf("demo/web", i) >= 0; },
+                           milliseconds(5000)))
+        << replicas_[i]->Meshctl({"proxy", "status"}).out;
+  }
   // (5) Applied through the replica that serves neither agent, if there is one.
   int via = 0;
   while (via < kReplicas - 1 && (via == ReplicaOf("demo/client") || via == ReplicaOf("demo/web"))) ++via;
@@ -119,10 +129,8 @@ TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSu
   EXPECT_TRUE(Eventually([&] { return Ok("web2.demo:8081"); }, milliseconds(10000)));
 
   // (1) Kill the client's replica while wrk drives traffic through both agents.
-  const int lost = ReplicaOf("demo/client");
-  ASSERT_GE(lost, 0);
   const auto before = StatusRow(replicas_[lost]->Meshctl({"proxy", "status"}), "demo/client");
-  ASSERT_GE(before.size(), 7u);
+  ASSERT_GE(before.size(), 8u);
   const long swaps = client_.Metric("meshplug_agent_chain_swaps");
   const long streams = client_.Metric("meshplug_agent_xds_streams_total");
   auto wrk = Process::Start({"/usr/bin/wrk", "-t1", "-c4", "-d6s", "-H", "Host: web.demo:8080",
@@ -136,17 +144,26 @@ TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSu
       << "the client's agent did not reconnect to another replica within 5 s";
   const auto reconnected = std::chrono::steady_clock::now() - killed;
   int moved_to = -1;
-  ASSERT_TRUE(Eventually([&] { return (moved_to = ReplicaOf("demo/client")) >= 0; }, milliseconds(5000)));
-  EXPECT_NE(moved_to, lost);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        moved_to = ReplicaOf("demo/client");
+        return moved_to >= 0 && moved_to != lost;
+      },
+      milliseconds(5000)));
   std::vector<std::string> after;
   // The same snapshot, all types ACKed: the new replica computed the same versions.
   EXPECT_TRUE(Eventually(
       [&] {
         after = StatusRow(replicas_[moved_to]->Meshctl({"proxy", "status"}), "demo/client");
-        return after.size() >= 7 && after[5] == before[5] && after[6] == before[6];
+        return after.size() >= 8 && after[5] == before[5] && after[6] == before[6];
       },
       milliseconds(5000)))
       << "before: " << Join(before, " ") << "\nafter: " << Join(after, " ");
+  // No replica shows an agent on the dead one any more (its live values end with their TTL).
+  const std::string lost_address = replicas_[lost]->address();
+  EXPECT_TRUE(Eventually(
+      [&] { return replicas_[moved_to]->Meshctl({"proxy", "status"}).out.find(lost_address) == std::string::npos; },
+      milliseconds(15000)));
   // Nothing the agent had was sent again, so nothing was rebuilt.
   EXPECT_EQ(client_.Metric("meshplug_agent_chain_swaps"), swaps);
   ASSERT_TRUE(wrk->Wait(milliseconds(20000)));

@@ -213,7 +213,7 @@ grpc::ServerUnaryReactor* AdminService::ProxyStatus(grpc::CallbackServerContext*
                                                     v1::ProxyStatusResponse* resp) {
   return Unary(access_, Need::kRead, "proxy status", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::ProxyStatusResponse> {
     v1::ProxyStatusResponse out;
-    for (auto& a : registry_.List()) *out.add_agents() = std::move(a);
+    for (auto& a : agents_.List()) *out.add_agents() = std::move(a);
     return out;
   });
 }

@@ -12,6 +12,7 @@
 #include "control_plane/store/store.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
+#include "control_plane/xds/shared_agent_status.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 
 namespace meshplug::control_plane::api {
@@ -21,9 +22,9 @@ inline constexpr const char* kVersion = "0.1.0";
 class AdminService final : public v1::Admin::CallbackService {
  public:
   AdminService(store::Store& store, ResourceApi& api, const xds::ConfigWatcher& configs,
-               xds::AgentRegistry& registry, const security::Access& access, const security::TokenIssuer& tokens,
-               security::CaRotation& ca_rotation)
-      : store_(store), api_(api), configs_(configs), registry_(registry), access_(access), tokens_(tokens),
+               const xds::SharedAgentStatus& agents, const security::Access& access,
+               const security::TokenIssuer& tokens, security::CaRotation& ca_rotation)
+      : store_(store), api_(api), configs_(configs), agents_(agents), access_(access), tokens_(tokens),
         ca_rotation_(ca_rotation) {}
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
@@ -51,7 +52,7 @@ class AdminService final : public v1::Admin::CallbackService {
   store::Store& store_;
   ResourceApi& api_;
   const xds::ConfigWatcher& configs_;
-  xds::AgentRegistry& registry_;
+  const xds::SharedAgentStatus& agents_;  // every replica's agents
   const security::Access& access_;
   const security::TokenIssuer& tokens_;
   security::CaRotation& ca_rotation_;

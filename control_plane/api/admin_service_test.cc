@@ -30,7 +30,8 @@ class AdminServiceTest : public ::testing::Test {
     access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);
     rotation_ = std::make_unique<security::CaRotation>(*ca_, registry_, cache_,
                                                        [this](v1::TrustBundle t) { published_.push_back(t); });
-    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, registry_, *access_, *tokens_, *rotation_);
+    agents_ = std::make_unique<xds::SharedAgentStatus>(*store_, registry_);
+    service_ = std::make_unique<AdminService>(*store_, *api_, cache_, *agents_, *access_, *tokens_, *rotation_);
     grpc::ServerBuilder builder;
     serving_ = std::move(*security::ServingCertificate::Create(*ca_, {"127.0.0.1"}, dir ? dir : "/tmp"));
     builder.AddListeningPort("127.0.0.1:0", serving_->credentials(), &port_);
@@ -86,6 +87,7 @@ class AdminServiceTest : public ::testing::Test {
   int port_ = 0;
   xds::SnapshotCache cache_;
   xds::AgentRegistry registry_;
+  std::unique_ptr<xds::SharedAgentStatus> agents_;
   std::unique_ptr<AdminService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Admin::Stub> stub_;

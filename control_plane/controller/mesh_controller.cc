@@ -15,6 +15,10 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
       publisher_(cache, registry),
       status_(publisher_, registry),
       registrations_(store, options.grace),
+      connected_(options.connected ? options.connected
+                                   : std::function<bool(const std::string&)>([&registry](const std::string& agent) {
+                                       return registry.IsConnected(agent);
+                                     })),
       debouncer_(options.quiet, options.max_delay) {}
 
 MeshController::~MeshController() { Stop(); }
@@ -95,7 +99,7 @@ void MeshController::Loop() {
     lock.unlock();
 
     registrations_.Commit(
-        registrations_.Take(Clock::now(), [this](const std::string& agent) { return registry_.IsConnected(agent); }));
+        registrations_.Take(Clock::now(), connected_));
     // New trust concerns every agent: it goes out in the same publish as the changes.
     const bool trust_changed = trust && !google::protobuf::util::MessageDifferencer::Equals(*trust, state_.trust);
     if (trust_changed) state_.trust = *std::move(trust);

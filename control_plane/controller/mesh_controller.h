@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,8 @@ struct Options {
   std::chrono::milliseconds quiet{100};      // publish when no change came for this long
   std::chrono::milliseconds max_delay{1000}; // or when the first pending change is this old
   std::chrono::milliseconds grace{30000};    // a disconnected agent's endpoints stay this long
+  // Whether an agent is connected to any control-plane replica (unset: to this one).
+  std::function<bool(const std::string& agent)> connected;
 };
 
 class MeshController final : public xds::AgentLifecycle {
@@ -74,6 +77,7 @@ class MeshController final : public xds::AgentLifecycle {
   Publisher publisher_;
   ResourceStatus status_;
   Registrations registrations_;
+  const std::function<bool(const std::string&)> connected_;
 
   std::mutex mu_;
   std::condition_variable cv_;

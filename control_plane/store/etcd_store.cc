@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   store->revision_ = first->header().revision();
   store->floor_ = first->header().revision();
   store->follower_ = std::thread([s = store.get()] { s->Follow(); });
+  store->keeper_ = std::thread([s = store.get()] { s->KeepAlive(); });
   return store;
 }
 
@@ -96,7 +97,7 @@ EtcdStore::EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel)
       channel_(std::move(channel)),
       kv_(etcdserverpb::KV::NewStub(channel_)),
       watch_(etcdserverpb::Watch::NewStub(channel_)),
-      lease_(etcdserverpb::Lease::NewStub(channel_)) {}
+      lease_stub_(etcdserverpb::Lease::NewStub(channel_)) {}
 
 EtcdStore::~EtcdStore() {
   {
@@ -106,6 +107,13 @@ EtcdStore::~EtcdStore() {
   }
   seen_.notify_all();
   if (follower_.joinable()) follower_.join();
+  if (keeper_.joinable()) keeper_.join();
+  // Stopping cleanly: this process's live values go at once, not after their TTL.
+  if (lease_ != 0) {
+    etcdserverpb::LeaseRevokeRequest revoke;
+    revoke.set_id(lease_);
+    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
+  }
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(marker_key_);
   Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).IgnoreError();
@@ -437,7 +445,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
     // etcd drops the secret when its lease ends.
     etcdserverpb::LeaseGrantRequest grant;
     grant.set_ttl(ttl);
-    auto granted = Call(*lease_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
+    auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
     if (!granted.ok()) return granted.status();
     lease = granted->id();
   }
@@ -454,7 +462,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
   if (lease != 0 && (!resp.ok() || !resp->succeeded())) {
     etcdserverpb::LeaseRevokeRequest revoke;
     revoke.set_id(lease);
-    Call(*lease_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
+    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
   }
   if (!resp.ok()) return resp.status();
   return resp->succeeded();
@@ -471,6 +479,111 @@ absl::Status EtcdStore::DeleteSecret(const std::string& name) {
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(SecretKey(name));
   return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).status();
+}
+
+}  // namespace meshplug::control_plane::store
+
+namespace meshplug::control_plane::store {
+
+std::string EtcdStore::LiveKey(const std::string& name) const { return Cat(options_.prefix, "live/", name); }
+
+absl::StatusOr<int64_t> EtcdStore::LiveLease() {
+  if (lease_ != 0) return lease_;
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(options_.live_ttl.count());
+  auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
+  if (!granted.ok()) return granted.status();
+  lease_ = granted->id();
+  return lease_;
+}
+
+absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::string& value, bool exclusive) {
+  auto lease = LiveLease();
+  if (!lease.ok()) return lease.status();
+  etcdserverpb::TxnRequest txn;
+  if (exclusive) {
+    // Free, or already ours (written again under a new lease).
+    Compare* free = txn.add_compare();
+    free->set_key(LiveKey(name));
+    free->set_target(Compare::CREATE);
+    free->set_create_revision(0);
+  }
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key(LiveKey(name));
+  put->set_value(value);
+  put->set_lease(*lease);
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, exclusive ? Retry::kNever : Retry::kSafe);
+  if (!resp.ok()) return resp.status();
+  if (resp->succeeded()) live_[name] = LiveValue{value, exclusive};
+  return resp->succeeded();
+}
+
+absl::Status EtcdStore::PutLive(const std::string& name, const std::string& value) {
+  std::lock_guard lock(live_mu_);
+  return WriteLive(name, value, false).status();
+}
+
+absl::StatusOr<bool> EtcdStore::CreateLive(const std::string& name, const std::string& value) {
+  std::lock_guard lock(live_mu_);
+  if (auto mine = live_.find(name); mine != live_.end()) return false;
+  return WriteLive(name, value, true);
+}
+
+absl::Status EtcdStore::DeleteLive(const std::string& name) {
+  std::lock_guard lock(live_mu_);
+  if (live_.erase(name) == 0) return absl::OkStatus();
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key(LiveKey(name));
+  return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).status();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> EtcdStore::ListLive(const std::string& prefix) {
+  const std::string from = LiveKey(prefix);
+  auto resp = Range(from, PrefixEnd(from), 0, 0);
+  if (!resp.ok()) return resp.status();
+  std::map<std::string, std::string> out;
+  const size_t skip = LiveKey("").size();
+  for (const auto& kv : resp->kvs()) out.emplace(kv.key().substr(skip), kv.value());
+  return out;
+}
+
+void EtcdStore::KeepAlive() {
+  const auto every = std::max<std::chrono::milliseconds>(options_.live_ttl / 3, std::chrono::milliseconds(500));
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (seen_.wait_for(lock, every, [&] { return stopping_; })) return;
+    }
+    std::lock_guard lock(live_mu_);
+    if (lease_ == 0 || KeepAliveOnce(lease_)) continue;
+    log::Warn("the lease of this control plane's live values expired; writing them again",
+              {{"lease", std::to_string(lease_)}});
+    lease_ = 0;
+    std::map<std::string, LiveValue> values;
+    values.swap(live_);
+    for (const auto& [name, v] : values) {
+      if (auto st = WriteLive(name, v.value, v.exclusive); !st.ok()) {
+        live_[name] = v;  // tried again on the next turn
+        lease_ = 0;
+        break;
+      }
+    }
+  }
+}
+
+bool EtcdStore::KeepAliveOnce(int64_t lease) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  auto stream = lease_stub_->LeaseKeepAlive(&ctx);
+  etcdserverpb::LeaseKeepAliveRequest req;
+  req.set_id(lease);
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  const bool answered = stream->Write(req) && stream->Read(&resp);
+  stream->WritesDone();
+  ctx.TryCancel();
+  (void)stream->Finish();
+  // No answer (etcd is away): the lease may still live; only a TTL of 0 says it is gone.
+  return !answered || resp.ttl() > 0;
 }
 
 }  // namespace meshplug::control_plane::store

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,8 @@ class EtcdStore : public Store {
     std::chrono::milliseconds timeout{5000};
     // How many revisions of change log are kept in memory for watchers that fall behind.
     int64_t log_revisions = 10000;
+    // Live values vanish this long after this process stops keeping their lease alive.
+    std::chrono::seconds live_ttl{10};
   };
 
   // "etcd://HOST:PORT[,HOST:PORT...]" → endpoints; an error names what is wrong.
@@ -51,6 +54,10 @@ class EtcdStore : public Store {
   absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
   absl::Status PutSecret(const std::string& name, const std::string& value) override;
   absl::Status DeleteSecret(const std::string& name) override;
+  absl::Status PutLive(const std::string& name, const std::string& value) override;
+  absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
+  absl::Status DeleteLive(const std::string& name) override;
+  absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;
   std::string Describe() const override;
 
  private:
@@ -83,13 +90,22 @@ class EtcdStore : public Store {
   // Waits until the watch has seen `revision` (or the timeout).
   void AwaitSeen(int64_t revision);
 
+  // Live values: one lease for this process, kept alive by the keeper thread; when it
+  // expired anyway (etcd was away longer than its TTL) a new one is granted and this
+  // process's live values are written again.
+  std::string LiveKey(const std::string& name) const;
+  absl::StatusOr<int64_t> LiveLease();  // live_mu_ held
+  absl::StatusOr<bool> WriteLive(const std::string& name, const std::string& value, bool exclusive);  // live_mu_ held
+  void KeepAlive();
+  bool KeepAliveOnce(int64_t lease);  // false when the lease is gone
+
   const Options options_;
   std::string marker_key_;  // this process's commit marker
   std::atomic<int64_t> commits_{0};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
-  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_stub_;
 
   std::mutex mu_;
   std::condition_variable seen_;
@@ -102,6 +118,15 @@ class EtcdStore : public Store {
   std::atomic<int64_t> revision_{0};
   Notifier notifier_;
   std::thread follower_;
+
+  struct LiveValue {
+    std::string value;
+    bool exclusive;  // made by CreateLive: written again only if still free
+  };
+  std::mutex live_mu_;
+  std::map<std::string, LiveValue> live_;
+  int64_t lease_ = 0;
+  std::thread keeper_;
 };
 
 }  // namespace meshplug::control_plane::store

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -371,6 +372,31 @@ absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, int6
   }
   if (rc != SQLITE_DONE) return StepError(s);
   return out;
+}
+
+absl::Status SqliteStore::PutLive(const std::string& name, const std::string& value) {
+  std::lock_guard lock(live_mu_);
+  live_[name] = value;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> SqliteStore::CreateLive(const std::string& name, const std::string& value) {
+  std::lock_guard lock(live_mu_);
+  return live_.emplace(name, value).second;
+}
+
+absl::Status SqliteStore::DeleteLive(const std::string& name) {
+  std::lock_guard lock(live_mu_);
+  live_.erase(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> SqliteStore::ListLive(const std::string& prefix) {
+  std::lock_guard lock(live_mu_);
+  return std::map<std::string, std::string>(live_.lower_bound(prefix),
+                                            std::find_if(live_.lower_bound(prefix), live_.end(), [&](const auto& kv) {
+                                              return kv.first.compare(0, prefix.size(), prefix) != 0;
+                                            }));
 }
 
 Store::Subscription SqliteStore::Subscribe(std::function<void(int64_t)> fn) {

@@ -43,6 +43,10 @@ class SqliteStore : public Store {
   absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
   absl::Status PutSecret(const std::string& name, const std::string& value) override;
   absl::Status DeleteSecret(const std::string& name) override;
+  absl::Status PutLive(const std::string& name, const std::string& value) override;
+  absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
+  absl::Status DeleteLive(const std::string& name) override;
+  absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;
   std::string Describe() const override { return "sqlite:" + path_; }
 
   // How many revisions of change log are kept for watchers that fall behind.
@@ -58,6 +62,8 @@ class SqliteStore : public Store {
   std::mutex mu_;  // one connection; SQLite calls are serialized here
   int64_t revision_ = 0;
   Notifier notifier_;
+  std::mutex live_mu_;
+  std::map<std::string, std::string> live_;  // one process: live values need no file
 };
 
 }  // namespace meshplug::control_plane::store

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,17 @@ class Store {
   // Stores `value` under `name`, replacing what was there (the CA during a rotation).
   virtual absl::Status PutSecret(const std::string& name, const std::string& value) = 0;
   virtual absl::Status DeleteSecret(const std::string& name) = 0;
+
+  // Live values: they last as long as this control plane does. Replicas on etcd share
+  // them (on a lease this process keeps alive: gone within its TTL once the process is);
+  // with SQLite only this process uses them. For what every replica must see of the
+  // others (agents' status) and what one replica does at a time (a leader's role).
+  virtual absl::Status PutLive(const std::string& name, const std::string& value) = 0;
+  // Stores `value` unless a live value (of any replica) is there; false when one was.
+  virtual absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) = 0;
+  virtual absl::Status DeleteLive(const std::string& name) = 0;
+  // Every replica's live values whose names start with `prefix`, by name.
+  virtual absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) = 0;
 
   // "sqlite:/path" — for logs and `meshctl version`.
   virtual std::string Describe() const = 0;

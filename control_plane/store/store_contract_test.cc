@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "control_plane/store/etcd_store.h"
@@ -239,6 +240,63 @@ TEST_P(StoreContract, PutSecretReplacesAndDeleteRemoves) {
   ASSERT_TRUE(s().DeleteSecret("ca").ok());
   EXPECT_FALSE(s().GetSecret("ca")->has_value());
   EXPECT_TRUE(s().DeleteSecret("never-there").ok());
+}
+
+TEST_P(StoreContract, LiveValuesAreListedByPrefixAndCreateIsExclusive) {
+  ASSERT_TRUE(s().PutLive("agents/a", "1").ok());
+  ASSERT_TRUE(s().PutLive("agents/b", "2").ok());
+  ASSERT_TRUE(s().PutLive("agentsx", "3").ok());
+  ASSERT_TRUE(s().PutLive("agents/a", "4").ok());
+  auto listed = s().ListLive("agents/");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(*listed, (std::map<std::string, std::string>{{"agents/a", "4"}, {"agents/b", "2"}}));
+  EXPECT_TRUE(*s().CreateLive("leader", "me"));
+  EXPECT_FALSE(*s().CreateLive("leader", "someone else"));
+  EXPECT_EQ(s().ListLive("leader")->at("leader"), "me");
+  ASSERT_TRUE(s().DeleteLive("leader").ok());
+  EXPECT_TRUE(*s().CreateLive("leader", "next"));
+  EXPECT_TRUE(s().List(std::nullopt, "")->empty());  // not resources
+}
+
+// etcd: another replica sees a replica's live values, which go when it stops.
+TEST(EtcdStore, LiveValuesAreSharedAndGoWithTheirReplica) {
+  std::string skip;
+  EtcdCluster* etcd = SharedEtcd(&skip);
+  if (etcd == nullptr) GTEST_SKIP() << skip;
+  EtcdStore::Options options;
+  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
+  options.prefix = "/" + TestName() + "/";
+  auto first = EtcdStore::Open(options);
+  auto second = EtcdStore::Open(options);
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE((*first)->PutLive("agents/a", "on first").ok());
+  EXPECT_TRUE(*(*first)->CreateLive("leader", "first"));
+  EXPECT_FALSE(*(*second)->CreateLive("leader", "second"));
+  EXPECT_EQ((*second)->ListLive("agents/")->at("agents/a"), "on first");
+  first->reset();
+  EXPECT_TRUE((*second)->ListLive("agents/")->empty());
+  EXPECT_TRUE(*(*second)->CreateLive("leader", "second"));
+}
+
+// etcd: a commit made through one replica is in another's change log.
+TEST(EtcdStore, ReplicasSeeEachOthersCommits) {
+  std::string skip;
+  EtcdCluster* etcd = SharedEtcd(&skip);
+  if (etcd == nullptr) GTEST_SKIP() << skip;
+  EtcdStore::Options options;
+  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
+  options.prefix = "/" + TestName() + "/";
+  auto a = EtcdStore::Open(options);
+  auto b = EtcdStore::Open(options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const int64_t start = (*b)->Revision();
+  auto rev = (*a)->Commit({Put("x", "X")});
+  ASSERT_TRUE(rev.ok());
+  ASSERT_TRUE(Eventually([&] { return (*b)->Revision() >= *rev; }, std::chrono::milliseconds(5000)));
+  auto changes = (*b)->ChangesSince(start, 10);
+  ASSERT_EQ(changes->size(), 1u);
+  EXPECT_EQ((*changes)[0].entry.value, "X");
+  EXPECT_EQ((*changes)[0].revision, *rev);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,

@@ -5,6 +5,7 @@
 namespace meshplug::control_plane::xds {
 
 AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
+  changed_.insert(agent);
   auto& e = agents_[agent];
   e.status.set_agent(agent);
   return e;
@@ -33,7 +34,7 @@ void AgentRegistry::SetIdentity(Entry& e, const AgentIdentity& identity) {
 
 void AgentRegistry::CertificateIssued(const std::string& agent, const AgentIdentity& identity) {
   std::lock_guard lock(mu_);
-  if (auto it = agents_.find(agent); it != agents_.end()) SetIdentity(it->second, identity);
+  if (auto it = agents_.find(agent); it != agents_.end()) SetIdentity(At(agent), identity);
 }
 
 bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
@@ -84,16 +85,34 @@ void AgentRegistry::SetSnapshotVersion(const std::string& agent, const std::stri
 void AgentRegistry::Forget(const std::string& agent) {
   std::lock_guard lock(mu_);
   agents_.erase(agent);
+  changed_.insert(agent);
+}
+
+v1::AgentStatus AgentRegistry::StatusOf(const Entry& e) {
+  v1::AgentStatus s = e.status;
+  for (const auto& [_, t] : e.types) *s.add_types() = t;
+  return s;
 }
 
 std::vector<v1::AgentStatus> AgentRegistry::List() const {
   std::lock_guard lock(mu_);
   std::vector<v1::AgentStatus> out;
-  for (const auto& [name, e] : agents_) {
-    v1::AgentStatus s = e.status;
-    for (const auto& [_, t] : e.types) *s.add_types() = t;
-    out.push_back(std::move(s));
+  for (const auto& [name, e] : agents_) out.push_back(StatusOf(e));
+  return out;
+}
+
+AgentRegistry::Changes AgentRegistry::TakeChanges() {
+  std::lock_guard lock(mu_);
+  Changes out;
+  for (const auto& agent : changed_) {
+    auto it = agents_.find(agent);
+    if (it == agents_.end()) {
+      out.forgotten.push_back(agent);
+    } else {
+      out.changed.push_back(StatusOf(it->second));
+    }
   }
+  changed_.clear();
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,12 @@ class AgentRegistry {
   void Forget(const std::string& agent);
 
   std::vector<v1::AgentStatus> List() const;
+  // What changed since the last call: the agents whose status changed, and those forgotten.
+  struct Changes {
+    std::vector<v1::AgentStatus> changed;
+    std::vector<std::string> forgotten;
+  };
+  Changes TakeChanges();
   bool IsConnected(const std::string& agent) const;
   int64_t Responses(const std::string& agent) const;
 
@@ -41,12 +48,14 @@ class AgentRegistry {
     std::map<std::string, v1::TypeStatus> types;
     std::map<uint64_t, bool> streams;
   };
-  Entry& At(const std::string& agent);
+  Entry& At(const std::string& agent);  // marks it changed
   static void SetIdentity(Entry& e, const AgentIdentity& identity);
+  static v1::AgentStatus StatusOf(const Entry& e);
 
   mutable std::mutex mu_;
   uint64_t next_stream_ = 1;
   std::map<std::string, Entry> agents_;
+  std::set<std::string> changed_;
 };
 
 }  // namespace meshplug::control_plane::xds
