@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 
 namespace meshplug::integration {
@@ -54,11 +55,18 @@ spec: {address: )" + auth_host + R"(, inboundPort: )" + Str(auth_port) + R"(}
 constexpr int kOutbound = 15001, kInbound = 15003, kAdmin = 15000, kDns = 15053;
 constexpr const char* kNamespacePrefix = "mp-mesh-";
 
-ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say, bool intercepted)
+ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const std::string&)> say, bool intercepted,
+                                     std::string store)
     : dir_(std::move(dir)),
       say_(std::move(say)),
       net_(intercepted ? std::make_unique<WorkloadNetwork>(kNamespacePrefix) : nullptr),
       cp_(dir_, {"--debounce_ms", "20"}) {
+  if (!store.empty()) {
+    cp_.UseStore(store);
+    std::filesystem::create_directories(dir_ + "/replica");
+    replica_ = std::make_unique<harness::ControlPlaneProcess>(dir_ + "/replica", std::vector<std::string>{"--debounce_ms", "20"});
+    replica_->UseStore(store);
+  }
   agents_.push_back(ScenarioAgent{"curl-1", "curl", "curl", "", {}});
   agents_.push_back(ScenarioAgent{"httpbin-1", "httpbin", "httpbin", "", {}});
 }
@@ -79,6 +87,12 @@ std::string ReferenceScenario::StartControlPlane() {
   if (auto err = cp_.Start(); !err.empty()) return err;
   Say("control plane listening on " + cp_.address() + " (TLS; store " + dir_ + "/store.db, meshctl credentials " +
       cp_.config_path() + ")");
+  if (!replica_) return "";
+  if (!replica_->running()) {
+    if (auto err = replica_->Start(); !err.empty()) return err;
+    Say("second control-plane replica listening on " + replica_->address());
+  }
+  cp_.SetAgentAddresses(cp_.address() + "," + replica_->address());
   return "";
 }
 
@@ -185,7 +199,7 @@ std::string ReferenceScenario::Start() {
 }
 
 RunResult ReferenceScenario::Meshctl(std::vector<std::string> args, std::string_view input) {
-  return cp_.Meshctl(std::move(args), input);
+  return (cp_.running() || !replica_ ? cp_ : *replica_).Meshctl(std::move(args), input);
 }
 
 RunResult ReferenceScenario::Apply(const std::string& file) {

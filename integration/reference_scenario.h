@@ -30,7 +30,10 @@ class ReferenceScenario {
  public:
   // `dir` holds logs, the store, the agents' saved snapshots and generated manifests.
   // `say` receives a line for each thing a person would want to see (the demo prints it).
-  ReferenceScenario(std::string dir, std::function<void(const std::string&)> say = nullptr, bool intercepted = false);
+  // `store` (etcd://...): the mesh in etcd, with a second control-plane replica beside the
+  // first; agents know both, meshctl uses the first that runs.
+  ReferenceScenario(std::string dir, std::function<void(const std::string&)> say = nullptr, bool intercepted = false,
+                    std::string store = "");
   ~ReferenceScenario();
 
   // Starts every process and applies the namespaces, services and workloads; returns an
@@ -85,6 +88,7 @@ class ReferenceScenario {
   std::function<void(const std::string&)> say_;
   std::unique_ptr<harness::WorkloadNetwork> net_;  // intercepted
   harness::ControlPlaneProcess cp_;
+  std::unique_ptr<harness::ControlPlaneProcess> replica_;  // with an etcd store
   std::unique_ptr<harness::Process> auth_, httpbin_;
   int auth_port_ = 0, httpbin_port_ = 0;
   std::vector<ScenarioAgent> agents_;

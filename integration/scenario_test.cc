@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "control_plane/testing/mesh_fixtures.h"
+#include "integration/harness/etcd_cluster.h"
 #include "integration/harness/netns.h"
 #include "integration/reference_scenario.h"
 
@@ -172,6 +173,30 @@ TEST(ReferenceScenario, StepsOneToFourWithRestartsInBetween) {
   EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 200; }, kConverge));
   EXPECT_EQ(s.AgentChain("httpbin-1", "inbound-http"), kHttpbinInbound);
   auto status = s.Meshctl({"proxy", "status"});
+  EXPECT_NE(status.out.find("httpbin/httpbin-1   true"), std::string::npos) << status.out;
+}
+
+// Issue 18: the same steps with the mesh in etcd (Debian's etcd-server) and two
+// control-plane replicas; the first is killed halfway and steps 3 and 4 go through the
+// second, which the agents move to.
+TEST(ReferenceScenario, StepsOneToFourOnEtcdWithTwoReplicas) {
+  if (auto why = EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = TempDir("scenario-etcd");
+  EtcdCluster etcd(dir + "/etcd", 1);
+  ASSERT_EQ(etcd.error(), "");
+  ReferenceScenario s(dir, nullptr, false, etcd.url());
+  ASSERT_EQ(s.Start(), "");
+  EXPECT_EQ(s.Curl("/get"), 200);  // step 1
+  MountPlugins(s);                 // step 2
+  EXPECT_EQ(s.Curl("/get"), 200);
+  s.KillControlPlane();
+  ASSERT_EQ(s.Apply("integration/scenario/04-token-verifier-config.yaml").exit_code, 0);
+  EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 401; }, kConverge));  // step 3
+  EXPECT_EQ(s.Curl("/headers"), 200);
+  ASSERT_EQ(s.Apply("integration/scenario/05-token-injector-config.yaml").exit_code, 0);
+  EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 200; }, kConverge));  // step 4
+  auto status = s.Meshctl({"proxy", "status"});
+  EXPECT_NE(status.out.find("curl/curl-1         true"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("httpbin/httpbin-1   true"), std::string::npos) << status.out;
 }
 
