@@ -108,10 +108,10 @@ int main(int argc, char** argv) {
   meshplug::control_plane::xds::SharedAgentStatus agents(**store, registry);
   meshplug::control_plane::controller::MeshController controller(
       **store, cache, registry,
-      {std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
-       std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
-       std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s)),
-       [&agents](const std::string& agent) { return agents.ConnectedAnywhere(agent); }});
+      {.quiet = std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
+       .max_delay = std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
+       .grace = std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s)),
+       .connected = [&agents](const std::string& agent) { return agents.ConnectedAnywhere(agent); }});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
   namespace security = meshplug::control_plane::security;

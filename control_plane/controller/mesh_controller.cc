@@ -1,9 +1,12 @@
 #include "control_plane/controller/mesh_controller.h"
 
+#include <random>
+
 #include <google/protobuf/util/message_differencer.h>
 
 #include "common/agent_id.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "control_plane/xds/node_identity.h"
 
 namespace meshplug::control_plane::controller {
@@ -19,6 +22,8 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
                                    : std::function<bool(const std::string&)>([&registry](const std::string& agent) {
                                        return registry.IsConnected(agent);
                                      })),
+      orphan_scan_(options.orphan_scan),
+      id_(HexOf(std::to_string(std::random_device()()) + std::to_string(std::random_device()()))),
       debouncer_(options.quiet, options.max_delay) {}
 
 MeshController::~MeshController() { Stop(); }
@@ -40,6 +45,7 @@ absl::Status MeshController::Start() {
     debouncer_.Changed(Clock::now());
     cv_.notify_all();
   });
+  next_orphan_scan_ = Clock::now() + orphan_scan_;
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -80,17 +86,22 @@ void MeshController::Disconnected(const std::string& agent) {
 void MeshController::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    if (Clock::now() >= next_orphan_scan_) {
+      next_orphan_scan_ = Clock::now() + orphan_scan_;
+      lock.unlock();
+      if (LeadsCleanUp()) registrations_.AdoptOrphans(Clock::now(), connected_);
+      lock.lock();
+      continue;
+    }
     // The next moment something is due: a debounced publish or a grace period's end.
     std::optional<Clock::time_point> due = debouncer_.Due();
     if (auto deadline = registrations_.NextDeadline()) due = due ? std::min(*due, *deadline) : *deadline;
-    if (!due) {
-      cv_.wait(lock);
+    const Clock::time_point wake = due ? std::min(*due, next_orphan_scan_) : next_orphan_scan_;
+    if (Clock::now() < wake) {
+      cv_.wait_until(lock, wake);
       continue;
     }
-    if (Clock::now() < *due) {
-      cv_.wait_until(lock, *due);
-      continue;
-    }
+    if (!due || Clock::now() < *due) continue;  // the orphan scan, at the top
     debouncer_.Reset();
     const int64_t since = published_revision_;
     std::optional<v1::TrustBundle> trust = std::move(pending_trust_);
@@ -117,6 +128,17 @@ void MeshController::Loop() {
     published_revision_ = std::max(published_revision_, state_.revision);
     cv_.notify_all();
   }
+}
+
+bool MeshController::LeadsCleanUp() {
+  constexpr const char* kRole = "leader/agent-clean-up";
+  auto made = store_.CreateLive(kRole, id_);
+  if (made.ok() && *made) {
+    log::Info("this control plane cleans up after agents that vanished", {{"replica", id_}});
+    return true;
+  }
+  auto leader = store_.ListLive(kRole);
+  return leader.ok() && leader->count(kRole) && leader->at(kRole) == id_;
 }
 
 void MeshController::Follow(const std::vector<store::Event>& events, bool everyone) {

@@ -31,7 +31,9 @@ struct Options {
   std::chrono::milliseconds max_delay{1000}; // or when the first pending change is this old
   std::chrono::milliseconds grace{30000};    // a disconnected agent's endpoints stay this long
   // Whether an agent is connected to any control-plane replica (unset: to this one).
-  std::function<bool(const std::string& agent)> connected;
+  std::function<bool(const std::string& agent)> connected = nullptr;
+  // How often the leading replica looks for registrations whose agent is gone unseen.
+  std::chrono::milliseconds orphan_scan{30000};
 };
 
 class MeshController final : public xds::AgentLifecycle {
@@ -71,6 +73,9 @@ class MeshController final : public xds::AgentLifecycle {
   // Loads the whole store again (the change log no longer reaches back) and publishes all.
   void Reload();
   std::set<std::string> AllAgents() const;
+  // Whether this control plane is the one replica that adopts orphaned registrations
+  // (a live value: another replica takes over within its TTL if this one dies).
+  bool LeadsCleanUp();
 
   store::Store& store_;
   xds::AgentRegistry& registry_;
@@ -78,10 +83,13 @@ class MeshController final : public xds::AgentLifecycle {
   ResourceStatus status_;
   Registrations registrations_;
   const std::function<bool(const std::string&)> connected_;
+  const std::chrono::milliseconds orphan_scan_;
+  const std::string id_;  // this replica, in the leader's live value
 
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;             // under mu_
+  Clock::time_point next_orphan_scan_;  // under mu_
   Debouncer debouncer_;               // under mu_
   int64_t published_revision_ = 0;    // under mu_
   std::optional<v1::TrustBundle> pending_trust_;  // under mu_

@@ -74,7 +74,7 @@ class MeshControllerTest : public ::testing::Test {
     req.add_manifests()->set_content(kMesh);
     ASSERT_TRUE(api_->Apply(req).ok());
     controller_ = std::make_unique<MeshController>(*store_, cache_, registry_,
-                                                   Options{milliseconds(5), milliseconds(50), milliseconds(300)});
+                                                   Options{.quiet = milliseconds(5), .max_delay = milliseconds(50), .grace = milliseconds(300)});
     ASSERT_TRUE(controller_->Start().ok());
     api_ = std::make_unique<api::ResourceApi>(*store_, &controller_->status());
   }
@@ -130,6 +130,35 @@ TEST_F(MeshControllerTest, RegisteredAgentsGetSnapshotsAndGoAfterTheGracePeriod)
   ASSERT_TRUE(Eventually([&] { return cache_.Get("httpbin/httpbin-1") == nullptr; }));
   // curl-1's grace deadline passed long before httpbin-1's: it reconnected, so it stayed.
   EXPECT_TRUE(WorkloadStored("curl", "curl-1"));
+}
+
+// Registrations that no control plane saw their agent leave (its replica died with it,
+// or the control plane was down): the leader gives them the grace period, then removes
+// them; one whose agent is connected, and Workloads a user applied, stay.
+TEST_F(MeshControllerTest, TheLeaderRemovesRegistrationsWhoseAgentVanishedUnseen) {
+  controller_.reset();
+  auto put = [&](const mesh::v1::Workload& wl) {
+    ASSERT_TRUE(store_->Commit({store::Write{resources::Key{resources::Kind::kWorkload, wl.metadata().namespace_(),
+                                                            wl.metadata().name()},
+                                             wl.SerializeAsString(), std::nullopt}})
+                    .ok());
+  };
+  put(Agent("gone-1", "curl", "curl"));
+  put(Agent("here-1", "curl", "curl"));
+  mesh::v1::Workload applied = Agent("applied-1", "curl", "curl");
+  applied.mutable_metadata()->clear_annotations();
+  put(applied);
+  registry_.Connected("curl/here-1", "delta", "test");
+  controller_ = std::make_unique<MeshController>(
+      *store_, cache_, registry_, Options{.quiet = milliseconds(5),
+                                          .max_delay = milliseconds(50),
+                                          .grace = milliseconds(300),
+                                          .orphan_scan = milliseconds(50)});
+  ASSERT_TRUE(controller_->Start().ok());
+  EXPECT_TRUE(Eventually([&] { return !WorkloadStored("curl", "gone-1"); }));
+  EXPECT_TRUE(WorkloadStored("curl", "here-1"));
+  EXPECT_TRUE(WorkloadStored("curl", "applied-1"));
+  EXPECT_EQ(store_->ListLive("leader/")->size(), 1u);  // it took the role
 }
 
 TEST_F(MeshControllerTest, StatusShowsAgentsMissingPluginsAndConflicts) {

@@ -31,6 +31,19 @@ void Registrations::Disconnected(const std::string& agent, Clock::time_point now
   removal_deadlines_[agent] = now + grace_;
 }
 
+void Registrations::AdoptOrphans(Clock::time_point now, const std::function<bool(const std::string&)>& connected) {
+  auto workloads = store_.List(Kind::kWorkload, "");
+  if (!workloads.ok()) return;
+  for (const auto& e : *workloads) {
+    mesh::v1::Workload wl;
+    if (!wl.ParseFromString(e.value) || wl.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;
+    const std::string agent = xds::AgentId(wl);
+    if (connected(agent)) continue;
+    std::lock_guard lock(mu_);
+    if (pending_.count(agent) == 0) removal_deadlines_.try_emplace(agent, now + grace_);
+  }
+}
+
 std::optional<Registrations::Clock::time_point> Registrations::NextDeadline() const {
   std::lock_guard lock(mu_);
   std::optional<Clock::time_point> next;
@@ -74,6 +87,11 @@ void Registrations::Commit(Batch batch) const {
     }
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
   }
+  if (!writes.empty()) {
+    if (auto rev = store_.Commit(writes); !rev.ok()) {
+      log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
+    }
+  }
   for (const auto& agent : batch.expired) {
     const auto workload = SplitAgentId(agent);
     if (!workload) continue;
@@ -83,12 +101,10 @@ void Registrations::Commit(Batch batch) const {
     mesh::v1::Workload old;
     old.ParseFromString((*existing)->value);
     if (old.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;  // applied by a user
-    writes.push_back(store::Write{key, std::nullopt, (*existing)->resource_version});
-    log::Info("agent gone after the grace period", {{"agent", agent}});
-  }
-  if (writes.empty()) return;
-  if (auto rev = store_.Commit(writes); !rev.ok()) {
-    log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
+    // Guarded: a registration written since (the agent came back) is not removed.
+    if (auto rev = store_.Commit({store::Write{key, std::nullopt, (*existing)->resource_version}}); rev.ok()) {
+      log::Info("agent gone after the grace period", {{"agent", agent}});
+    }
   }
 }
 

@@ -28,6 +28,11 @@ class Registrations {
   absl::Status Register(const mesh::v1::Workload& workload);
   // The agent's last stream ended at `now`.
   void Disconnected(const std::string& agent, Clock::time_point now);
+  // Registered Workloads whose agent is connected to no replica and has no grace period
+  // running here get one: their agent went away while no control plane was there to see
+  // it (its replica died with it, or the control plane was down). One replica does this
+  // (the leader), for all.
+  void AdoptOrphans(Clock::time_point now, const std::function<bool(const std::string& agent)>& connected);
   // When the earliest grace period ends.
   std::optional<Clock::time_point> NextDeadline() const;
 
@@ -38,7 +43,8 @@ class Registrations {
     std::vector<std::string> expired;
   };
   Batch Take(Clock::time_point now, const std::function<bool(const std::string& agent)>& connected);
-  // Writes a batch in one commit; unchanged registrations and Workloads that a user
+  // Writes the registrations in one commit, then each removal on its own (another replica
+  // may have removed it already); unchanged registrations and Workloads that a user
   // applied (not registered by an agent) are left alone.
   void Commit(Batch batch) const;
 

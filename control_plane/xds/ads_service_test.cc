@@ -58,7 +58,7 @@ class AdsTest : public ::testing::Test {
     api_ = std::make_unique<api::ResourceApi>(*store_);
     Apply(kMesh);
     controller_ = std::make_unique<controller::MeshController>(
-        *store_, cache_, registry_, controller::Options{milliseconds(5), milliseconds(50), milliseconds(200)});
+        *store_, cache_, registry_, controller::Options{.quiet = milliseconds(5), .max_delay = milliseconds(50), .grace = milliseconds(200)});
     ASSERT_TRUE(controller_->Start().ok());
     ads_ = std::make_unique<AdsService>(cache_, registry_, *controller_, authorizer_);
     grpc::ServerBuilder builder;
