@@ -64,6 +64,14 @@ void AgentRegistry::Acked(const std::string& agent, const std::string& type_url,
   t.clear_nack_time();
 }
 
+void AgentRegistry::Resumed(const std::string& agent, const std::string& type_url, const std::string& version) {
+  std::lock_guard lock(mu_);
+  auto& t = At(agent).types[type_url];
+  t.set_type_url(type_url);
+  t.set_sent_version(version);
+  t.set_acked_version(version);
+}
+
 void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url, std::string_view error) {
   const std::string message = Truncated(error, kMaxNackBytes);
   std::lock_guard lock(mu_);

@@ -27,6 +27,8 @@ class AgentRegistry {
   void CertificateIssued(const std::string& agent, const AgentIdentity& identity);
   void Sent(const std::string& agent, const std::string& type_url, const std::string& version);
   void Acked(const std::string& agent, const std::string& type_url, const std::string& version);
+  // The agent resumed holding `version` of the type (nothing needed sending): in sync.
+  void Resumed(const std::string& agent, const std::string& type_url, const std::string& version);
   // Keeps at most kMaxNackBytes of the agent's error text.
   void Nacked(const std::string& agent, const std::string& type_url, std::string_view error);
   void SetSnapshotVersion(const std::string& agent, const std::string& version);

@@ -193,10 +193,7 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
     const bool resumed = std::exchange(t.resumed, false);
     if (resp.resources().empty() && resp.removed_resources().empty()) {
       // It resumed holding exactly the current version: proxy status shows it in sync.
-      if (resumed) {
-        registry_.Sent(agent_, type, resources_->type_versions.at(type));
-        registry_.Acked(agent_, type, resources_->type_versions.at(type));
-      }
+      if (resumed) registry_.Resumed(agent_, type, resources_->type_versions.at(type));
       continue;
     }
     resp.set_type_url(type);
