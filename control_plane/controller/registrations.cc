@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <algorithm>
+
 #include "common/agent_id.h"
 #include "common/log.h"
 #include "common/strings.h"
@@ -87,8 +89,12 @@ void Registrations::Commit(Batch batch) const {
     }
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
   }
-  if (!writes.empty()) {
-    if (auto rev = store_.Commit(writes); !rev.ok()) {
+  // Registrations need not land together: in commits of at most 100, below etcd's
+  // default limit of 128 operations per transaction.
+  constexpr size_t kPerCommit = 100;
+  for (size_t from = 0; from < writes.size(); from += kPerCommit) {
+    const std::vector<store::Write> some(writes.begin() + from, writes.begin() + std::min(writes.size(), from + kPerCommit));
+    if (auto rev = store_.Commit(some); !rev.ok()) {
       log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
     }
   }
