@@ -121,28 +121,37 @@ EtcdStore::~EtcdStore() {
 
 std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(options_.endpoints, ","); }
 
+absl::Status EtcdStore::NoAnswer() const {
+  return absl::DeadlineExceededError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
+                                         " s: are a quorum of its members up and reachable?"));
+}
+
 template <typename Req, typename Resp, typename Stub>
 absl::StatusOr<Resp> EtcdStore::Call(Stub& stub,
                                      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                                     const Req& req, Retry retry) const {
-  const auto deadline = std::chrono::system_clock::now() + options_.timeout;
+                                     const Req& req, Retry retry,
+                                     std::optional<std::chrono::system_clock::time_point> until) const {
+  using SystemClock = std::chrono::system_clock;
+  const auto deadline = until.value_or(SystemClock::now() + options_.timeout);
   for (;;) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(deadline);
+    // A request safe to repeat is tried in shorter turns: one etcd dropped while it had no
+    // leader is sent again once a leader is elected, rather than waiting out the deadline.
+    ctx.set_deadline(retry == Retry::kSafe ? std::min(deadline, SystemClock::now() + options_.timeout / 3) : deadline);
     // Wait for a member while the channel moves to another one, up to the deadline.
     ctx.set_wait_for_ready(true);
     Resp resp;
     const grpc::Status st = (stub.*method)(&ctx, req, &resp);
     if (st.ok()) return resp;
+    const bool time_left = SystemClock::now() + std::chrono::milliseconds(100) < deadline;
     switch (st.error_code()) {
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return absl::DeadlineExceededError(Cat("etcd (", Describe(), ") did not answer within ",
-                                               SecondsFrom(options_.timeout),
-                                               " s: are a quorum of its members up and reachable?"));
+        if (retry == Retry::kSafe && time_left) continue;
+        return NoAnswer();
       case grpc::StatusCode::UNAVAILABLE:
         // A member went away or the leader changed: a request that is safe to repeat goes
         // to the next member.
-        if (retry == Retry::kSafe && std::chrono::system_clock::now() + std::chrono::milliseconds(100) < deadline) {
+        if (retry == Retry::kSafe && time_left) {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
           continue;
         }
@@ -215,28 +224,38 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
   auto* marker = txn.add_success()->mutable_request_put();
   marker->set_key(marker_key_);
   marker->set_value(seq);
+  using SystemClock = std::chrono::system_clock;
+  const auto give_up = SystemClock::now() + options_.timeout;
   for (int attempt = 0;; ++attempt) {
-    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever);
+    // Short tries: etcd drops a proposal made while there is no leader, and its caller
+    // would otherwise wait out the whole timeout although a leader is elected in a second.
+    const auto try_until = std::min(give_up, SystemClock::now() + options_.timeout / 3);
+    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever, try_until);
     if (resp.ok() && resp->succeeded()) {
       AwaitSeen(resp->header().revision());
       return resp->header().revision();
     }
-    const bool lost = !resp.ok() && resp.status().code() == absl::StatusCode::kUnavailable;
-    if (lost || attempt > 0) {
-      auto applied = AppliedAt(seq);
+    const bool unanswered = !resp.ok() && (resp.status().code() == absl::StatusCode::kUnavailable ||
+                                           resp.status().code() == absl::StatusCode::kDeadlineExceeded);
+    if (unanswered || attempt > 0) {
+      // Was this commit applied after all (an earlier try, or this one's lost answer)?
+      auto applied = AppliedAt(seq, give_up);
       if (applied.ok() && *applied) {
         AwaitSeen(**applied);
         return **applied;
       }
-      if (lost && applied.ok() && attempt < 2) continue;  // not applied: safe to send again
+      if (unanswered && applied.ok() && SystemClock::now() < give_up) continue;  // not applied: send again
     }
-    if (!resp.ok()) return resp.status();
+    if (!resp.ok()) return resp.status().code() == absl::StatusCode::kDeadlineExceeded ? NoAnswer() : resp.status();
     return FailedChecks(*resp, checked);
   }
 }
 
-absl::StatusOr<std::optional<int64_t>> EtcdStore::AppliedAt(const std::string& seq) const {
-  auto marker = Range(marker_key_, "", 0, 0);
+absl::StatusOr<std::optional<int64_t>> EtcdStore::AppliedAt(const std::string& seq,
+                                                             std::chrono::system_clock::time_point until) const {
+  etcdserverpb::RangeRequest req;
+  req.set_key(marker_key_);
+  auto marker = Call(*kv_, &etcdserverpb::KV::Stub::Range, req, Retry::kSafe, until);
   if (!marker.ok()) return marker.status();
   if (marker->kvs_size() == 0 || marker->kvs(0).value() != seq) return std::nullopt;
   return marker->kvs(0).mod_revision();

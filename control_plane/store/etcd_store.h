@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -67,12 +68,16 @@ class EtcdStore : public Store {
   // One unary call within the timeout; etcd's errors become statuses that name etcd. A
   // kSafe call (a read, or a write whose repeat changes nothing) is sent again when a
   // member goes away or the leader changes.
+  // `until`: the call's deadline (default: the timeout from now).
   template <typename Req, typename Resp, typename Stub>
   absl::StatusOr<Resp> Call(Stub& stub,
                             grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                            const Req& req, Retry retry = Retry::kSafe) const;
+                            const Req& req, Retry retry = Retry::kSafe,
+                            std::optional<std::chrono::system_clock::time_point> until = std::nullopt) const;
+  absl::Status NoAnswer() const;  // etcd did not answer within the timeout
   // The revision at which this store's commit `seq` was applied, if it was.
-  absl::StatusOr<std::optional<int64_t>> AppliedAt(const std::string& seq) const;
+  absl::StatusOr<std::optional<int64_t>> AppliedAt(const std::string& seq,
+                                                   std::chrono::system_clock::time_point until) const;
   static absl::Status FailedChecks(const etcdserverpb::TxnResponse& resp, const std::vector<const Write*>& checked);
   absl::StatusOr<etcdserverpb::RangeResponse> Range(const std::string& key, const std::string& range_end,
                                                     int64_t revision, int64_t limit) const;

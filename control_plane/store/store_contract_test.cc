@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "control_plane/store/sqlite_store.h"
 #include "integration/harness/etcd_cluster.h"
+#include "integration/harness/process.h"
 
 namespace meshplug::control_plane::store {
 namespace {
@@ -297,6 +298,48 @@ TEST(EtcdStore, ReplicasSeeEachOthersCommits) {
   ASSERT_EQ(changes->size(), 1u);
   EXPECT_EQ((*changes)[0].entry.value, "X");
   EXPECT_EQ((*changes)[0].revision, *rev);
+}
+
+// etcd: a replica whose watch was away while the revisions it missed were compacted
+// starts its change log again (readers get OUT_OF_RANGE and re-list) and sees the present.
+TEST(EtcdStore, AWatchThatMissedCompactedRevisionsStartsTheLogAgain) {
+  if (auto why = EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  std::filesystem::remove_all(TempPath("etcd3"));
+  EtcdCluster cluster(TempPath("etcd3"), 3);
+  ASSERT_EQ(cluster.error(), "");
+  EtcdStore::Options only_first;
+  only_first.endpoints = {cluster.endpoint(0)};
+  EtcdStore::Options others;
+  others.endpoints = {cluster.endpoint(1), cluster.endpoint(2)};
+  auto a = EtcdStore::Open(only_first);
+  auto b = EtcdStore::Open(others);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  ASSERT_TRUE((*a)->Commit({Put("x", "1")}).ok());
+  const int64_t seen = (*a)->Revision();
+  std::atomic<int64_t> told{0};
+  auto sub = (*a)->Subscribe([&](int64_t rev) { told = rev; });
+
+  cluster.Kill(0);
+  auto during = (*b)->Commit({Put("x", "2")});
+  ASSERT_TRUE(during.ok()) << during.status();
+  auto last = (*b)->Commit({Put("y", "3")});
+  ASSERT_TRUE(last.ok()) << last.status();
+  auto compact = integration::harness::Run({"/usr/bin/etcdctl", "--endpoints", cluster.endpoint(1), "compact",
+                                            std::to_string(*last)},
+                                           "", std::chrono::milliseconds(10000), {"ETCDCTL_API=3"});
+  ASSERT_EQ(compact.exit_code, 0) << compact.err;
+  ASSERT_EQ(cluster.Restart(0), "");
+
+  ASSERT_TRUE(Eventually([&] { return (*a)->Revision() >= *last; }, std::chrono::milliseconds(20000)));
+  EXPECT_TRUE(Eventually([&] { return told >= *last; }, std::chrono::milliseconds(5000)));  // told after the reset
+  auto missed = (*a)->ChangesSince(seen, 100);
+  EXPECT_EQ(missed.status().code(), absl::StatusCode::kOutOfRange) << missed.status();
+  EXPECT_EQ((*(*a)->Get(K("x")))->value, "2");
+  EXPECT_EQ((*a)->List(resources::Kind::kPlugin, "")->size(), 2u);
+  // After the new start the log works as before.
+  auto next = (*b)->Commit({Put("z", "4")});
+  ASSERT_TRUE(Eventually([&] { return (*a)->Revision() >= *next; }, std::chrono::milliseconds(5000)));
+  EXPECT_EQ((*a)->ChangesSince(*last, 10)->size(), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,

@@ -104,3 +104,20 @@ bool EtcdCluster::Healthy(int member) const {
 }
 
 }  // namespace meshplug::integration::harness
+
+namespace meshplug::integration::harness {
+
+int EtcdCluster::Leader() const {
+  for (int i = 0; i < size(); ++i) {
+    // "ENDPOINT, ID, VERSION, DB SIZE, IS LEADER, ..."
+    const RunResult r = Run({kEtcdctl, "--endpoints", endpoint(i), "--command-timeout=1s", "endpoint", "status"}, "",
+                            milliseconds(5000), {"ETCDCTL_API=3"});
+    if (r.exit_code == 0 && r.out.find(", true, ") != std::string::npos &&
+        r.out.find(", true, ") == r.out.find(", true, false, ")) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+}  // namespace meshplug::integration::harness

@@ -30,6 +30,8 @@ class EtcdCluster {
   std::string Restart(int member);
   // Whether the member answers etcdctl's health check (it has a leader and quorum).
   bool Healthy(int member) const;
+  // The member that leads now; -1 when none says it does.
+  int Leader() const;
 
  private:
   struct Member {
