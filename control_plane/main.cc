@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
   auto write_client_config = [&] { return meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle()}); };
 
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status(), *std::move(addresses));
-  security::CaRotation ca_rotation(**ca, registry, cache, [&](meshplug::v1::TrustBundle trust) {
+  security::CaRotation ca_rotation(**ca, [&agents] { return agents.List(); }, cache, [&](meshplug::v1::TrustBundle trust) {
     // The serving certificate follows the current CA (a finished rotation's new one)
     // before agents learn to trust only that CA.
     if (auto st = (*serving)->Follow(address); !st.ok()) {
@@ -170,6 +170,8 @@ int main(int argc, char** argv) {
   address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
   if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
   agents.Start(address);
+  // Rotation steps taken through another replica (a shared etcd store).
+  ca_rotation.StartFollowing(std::chrono::seconds(1));
   // With port 0 the kernel picks one; tests read it from this line.
   log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
                           {"credentials", config_path}});

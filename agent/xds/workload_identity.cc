@@ -59,7 +59,8 @@ absl::Status WriteIdentityFile(const std::string& path, const IdentityMaterial& 
   return WritePrivateFile(path, Cat(m.key_pem, kChainMark, m.chain_pem, kBundleMark, m.bundle_pem));
 }
 
-WorkloadIdentity::WorkloadIdentity(Options options, Stats* stats) : options_(std::move(options)), stats_(stats) {
+WorkloadIdentity::WorkloadIdentity(Options options, Stats* stats)
+    : options_(std::move(options)), servers_(std::make_shared<ServerList>(options_.server_address)), stats_(stats) {
   if (options_.path.empty()) return;
   auto saved = ReadIdentityFile(options_.path);
   if (!saved.ok()) {
@@ -150,8 +151,8 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
   grpc::Status st;
   std::string server;
   // Any replica signs: one that does not answer is passed over for the next.
-  for (size_t tries = 0; tries < servers_.size(); ++tries) {
-    server = servers_.current();
+  for (size_t tries = 0; tries < servers_->size(); ++tries) {
+    server = servers_->current();
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(server, credentials, args));
@@ -159,7 +160,7 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
     ctx.set_deadline(Clock::now() + options_.timeout);
     st = stub->Sign(&ctx, req, &resp);
     if (st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) break;
-    servers_.Failed(server);
+    servers_->Failed(server);
   }
   auto count = [&](const char* result) {
     if (stats_) stats_->Count("meshplug_agent_certificate_requests_total", {{"kind", why}, {"result", result}});
@@ -212,6 +213,7 @@ void WorkloadIdentity::Trust(const v1::TrustBundle& trust) {
     const std::string& signer = trust.signer_key_id();
     if (!signer.empty() && current_->issuer_key_id != signer && renewal_asked_for_ != signer) {
       renewal_asked_for_ = signer;
+      behind_signer_ = 0;
       renew = renew_now_ = true;
     }
   }
@@ -288,7 +290,18 @@ void WorkloadIdentity::RenewLoop() {
     lock.unlock();
     const absl::Status st = Renew();
     lock.lock();
+    if (st.ok() && current_ && !renewal_asked_for_.empty() && current_->issuer_key_id != renewal_asked_for_ &&
+        behind_signer_ < 30) {
+      // Signed by the CA before the one the snapshot named: a control-plane replica that
+      // has not seen the rotation step yet. Ask again shortly (a replica follows within
+      // seconds).
+      ++behind_signer_;
+      retry_at = Clock::now() + std::chrono::seconds(1);
+      log::Info("the certificate came from the previous CA; asking again", {{"signer", renewal_asked_for_}});
+      continue;
+    }
     if (st.ok()) {
+      behind_signer_ = 0;
       retry_at.reset();
       continue;
     }

@@ -55,6 +55,9 @@ class WorkloadIdentity {
 
   // Loads a saved identity of this agent that has not expired.
   WorkloadIdentity(Options options, Stats* stats);
+  // The control-plane replica in use: the xDS client shares it, so certificates are
+  // renewed by the replica that keeps the agent's status.
+  std::shared_ptr<ServerList> servers() const { return servers_; }
   ~WorkloadIdentity();
   WorkloadIdentity(const WorkloadIdentity&) = delete;
   WorkloadIdentity& operator=(const WorkloadIdentity&) = delete;
@@ -91,7 +94,7 @@ class WorkloadIdentity {
   void RenewLoop();
 
   const Options options_;
-  ServerList servers_{options_.server_address};
+  const std::shared_ptr<ServerList> servers_;  // shared with the xDS client
   Stats* const stats_;
   mutable std::mutex mu_;
   std::mutex install_mu_;  // orders installs and the callback
@@ -104,6 +107,7 @@ class WorkloadIdentity {
   };
   std::optional<TrustedRoots> trust_;  // the latest snapshot's; applied to renewals too
   std::string renewal_asked_for_;      // the signer a renewal was last asked for
+  int behind_signer_ = 0;              // renewals since then that another CA signed
   bool renew_now_ = false;
   Clock::time_point installed_at_{};
   uint64_t generation_ = 0;  // certificates installed

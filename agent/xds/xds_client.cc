@@ -169,7 +169,7 @@ void XdsClient::Run() {
     if (stopping()) break;
     // Whatever ended the attempt, the next one goes to the next replica (if there are
     // several): the one just used may be gone.
-    servers_.Failed(server_);
+    servers_->Failed(server_);
     MaybeUseCache(Clock::now(), /*attempt_failed=*/true);
     if (healthy) attempt_ = 0, failures = 0;
     ++failures;
@@ -194,7 +194,7 @@ void XdsClient::Run() {
 }
 
 bool XdsClient::Attempt() {
-  server_ = servers_.current();
+  server_ = servers_->current();
   SetState(XdsConnectionState::kConnecting);
   auto channel = MakeChannel();
   if (!channel.ok()) {

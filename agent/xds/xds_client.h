@@ -53,6 +53,9 @@ enum class XdsProtocol { kDelta, kSotw };
 struct XdsClientOptions {
   // host:port of the control plane, or of its replicas: host:port,host:port,...
   std::string server_address;
+  // The replica in use, shared with the agent's WorkloadIdentity so that certificates are
+  // renewed where the agent's status is kept; unset: made from server_address.
+  std::shared_ptr<ServerList> servers;
   // The channel credentials for one connection attempt (the agent's: mTLS with its
   // workload certificate, joining first if needed). An error fails that attempt, which is
   // retried after the backoff. Unset: plaintext, for tests of the protocol alone.
@@ -152,7 +155,8 @@ class XdsClient {
   bool stopping() const { return stopping_.load(); }
 
   const XdsClientOptions options_;
-  ServerList servers_{options_.server_address};
+  const std::shared_ptr<ServerList> servers_ =
+      options_.servers ? options_.servers : std::make_shared<ServerList>(options_.server_address);
   std::string server_;  // the replica of the current attempt (the client thread's)
   const ApplyFn apply_;
   Stats* const stats_;

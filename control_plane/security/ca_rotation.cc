@@ -28,10 +28,45 @@ absl::Status Waiting(const google::protobuf::RepeatedPtrField<std::string>& agen
 
 }  // namespace
 
-CaRotation::CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry, const xds::ConfigWatcher& configs,
-                       std::function<void(v1::TrustBundle)> publish)
-    : ca_(ca), registry_(registry), configs_(configs), publish_(std::move(publish)) {
+CaRotation::CaRotation(CertificateAuthority& ca, std::function<std::vector<v1::AgentStatus>()> agents,
+                       const xds::ConfigWatcher& configs, std::function<void(v1::TrustBundle)> publish)
+    : ca_(ca), agents_(std::move(agents)), configs_(configs), publish_(std::move(publish)) {
   publish_(ca_.trust());
+}
+
+CaRotation::~CaRotation() {
+  {
+    std::lock_guard lock(follow_mu_);
+    stopping_ = true;
+  }
+  follow_cv_.notify_all();
+  if (follower_.joinable()) follower_.join();
+}
+
+void CaRotation::StartFollowing(std::chrono::milliseconds every) {
+  follower_ = std::thread([this, every] {
+    std::unique_lock lock(follow_mu_);
+    while (!follow_cv_.wait_for(lock, every, [&] { return stopping_; })) {
+      lock.unlock();
+      FollowOnce();
+      lock.lock();
+    }
+  });
+}
+
+bool CaRotation::FollowOnce() {
+  std::lock_guard lock(mu_);
+  auto changed = ca_.Reload();
+  if (!changed.ok()) {
+    log::Warn("cannot read the CA from the store", {{"error", std::string(changed.status().message())}});
+    return false;
+  }
+  if (!*changed) return false;
+  v1::TrustBundle trust = ca_.trust();
+  log::Info("CA rotation stepped on another replica", {{"phase", PhaseName(ca_.phase())},
+                                                       {"signer", trust.signer_key_id()}});
+  publish_(std::move(trust));
+  return true;
 }
 
 std::string CaRotation::JoinRoots() const { return ca_.trust_bundle(); }
@@ -47,7 +82,7 @@ v1::CaStatus CaRotation::Status() const {
     c->set_expires(d.expires);
     c->set_role(d.role);
   }
-  for (const auto& agent : registry_.List()) {
+  for (const auto& agent : agents_()) {
     // A disconnected agent comes back with the certificate it had: it counts too.
     if (agent.certificate_issuer() != s.signer_key_id() && !agent.certificate_issuer().empty()) {
       s.add_agents_not_on_signer(agent.connected() ? agent.agent() : agent.agent() + " (disconnected)");

@@ -1,15 +1,21 @@
 // The CA rotation as the admin API runs it: each step changes the CA, publishes the new
 // trust to every agent, and finishing waits until connected agents hold certificates of
-// the new CA (they renew at once after activation).
+// the new CA (they renew at once after activation). Control-plane replicas sharing a
+// store follow each other's steps: each reloads the CA from the store every interval and
+// publishes the trust when it changed; the checks before a step cover every replica's
+// agents.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "control_plane/security/certificate_authority.h"
-#include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
 #include "meshplug/v1/admin.pb.h"
 
@@ -19,8 +25,15 @@ class CaRotation {
  public:
   // `publish` hands the CA's trust to the controller (at construction, and after each
   // step); `configs` has each agent's latest resources, to tell which agents ACKed them.
-  CaRotation(CertificateAuthority& ca, const xds::AgentRegistry& registry, const xds::ConfigWatcher& configs,
-             std::function<void(v1::TrustBundle)> publish);
+  // `agents`: every agent's status, on every replica.
+  CaRotation(CertificateAuthority& ca, std::function<std::vector<v1::AgentStatus>()> agents,
+             const xds::ConfigWatcher& configs, std::function<void(v1::TrustBundle)> publish);
+  ~CaRotation();
+
+  // Follows steps taken on other replicas: reloads the CA every `every`.
+  void StartFollowing(std::chrono::milliseconds every);
+  // One such reload; true when the CA changed (and its trust was published).
+  bool FollowOnce();
 
   // Runs `req.step` ("start", "activate", "finish"; "" only reports) and reports.
   absl::StatusOr<v1::CaStatus> Run(const v1::RotateCaRequest& req);
@@ -32,10 +45,15 @@ class CaRotation {
 
  private:
   CertificateAuthority& ca_;
-  const xds::AgentRegistry& registry_;
+  const std::function<std::vector<v1::AgentStatus>()> agents_;
   const xds::ConfigWatcher& configs_;
   const std::function<void(v1::TrustBundle)> publish_;
-  std::mutex mu_;  // one step at a time
+  std::mutex mu_;  // one step (or reload) at a time
+
+  std::mutex follow_mu_;
+  std::condition_variable follow_cv_;
+  bool stopping_ = false;
+  std::thread follower_;
 };
 
 }  // namespace meshplug::control_plane::security

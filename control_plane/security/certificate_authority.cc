@@ -114,11 +114,20 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
     if (!signer.ok()) return signer.status();
     return std::unique_ptr<CertificateAuthority>(new CertificateAuthority(store, true, *std::move(signer)));
   }
+  auto state = LoadStored(store);
+  if (!state.ok()) return state.status();
+  std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(store, false, std::move(state->current)));
+  ca->next_ = std::move(state->next);
+  ca->next_signs_ = state->next_signs;
+  return ca;
+}
+
+absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(store::Store& store) {
   auto stored = StoredCa(store);
   if (!stored.ok()) return stored.status();
   auto signer = LoadSigner(stored->chain, stored->key, "the store's CA");
   if (!signer.ok()) return signer.status();
-  std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(store, false, *std::move(signer)));
+  Stored out{*std::move(signer), std::nullopt, false};
   auto rotation = store.GetSecret(kRotationSecret);
   if (!rotation.ok()) return rotation.status();
   if (rotation->has_value()) {
@@ -132,15 +141,31 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
       return absl::DataLossError(Cat("the store's CA rotation is damaged: ",
                                      loaded.ok() ? Cat("unknown phase \"", phase, "\"") : loaded.status().message()));
     }
-    if (loaded->info.subject_key_id == ca->current_.info.subject_key_id) {
+    if (loaded->info.subject_key_id == out.current.info.subject_key_id) {
       // A finish that stopped after making the new CA current.
       if (auto st = store.DeleteSecret(kRotationSecret); !st.ok()) return st;
     } else {
-      ca->next_ = *std::move(loaded);
-      ca->next_signs_ = phase == "activated";
+      out.next = *std::move(loaded);
+      out.next_signs = phase == "activated";
     }
   }
-  return ca;
+  return out;
+}
+
+absl::StatusOr<bool> CertificateAuthority::Reload() {
+  if (from_files_) return false;
+  auto state = LoadStored(store_);
+  if (!state.ok()) return state.status();
+  std::lock_guard lock(mu_);
+  auto id = [](const std::optional<Signer>& s) { return s ? s->info.subject_key_id : std::string(); };
+  if (state->current.info.subject_key_id == current_.info.subject_key_id && id(state->next) == id(next_) &&
+      state->next_signs == next_signs_) {
+    return false;
+  }
+  current_ = std::move(state->current);
+  next_ = std::move(state->next);
+  next_signs_ = state->next_signs;
+  return true;
 }
 
 std::string CertificateAuthority::trust_bundle() const {

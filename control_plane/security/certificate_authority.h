@@ -59,6 +59,10 @@ class CertificateAuthority {
                                          const std::vector<std::string>& ip_addresses,
                                          std::chrono::seconds lifetime) const;
 
+  // Reads the CA and its rotation from the store again: another control-plane replica
+  // may have rotated it. True when something changed (the trust must be published).
+  absl::StatusOr<bool> Reload();
+
   enum class Phase { kSteady, kStarted, kActivated };
   Phase phase() const;
   // Rotation steps; each refuses, saying why, when it does not follow the previous one.
@@ -85,6 +89,13 @@ class CertificateAuthority {
   CertificateAuthority(store::Store& store, bool from_files, Signer current)
       : store_(store), from_files_(from_files), current_(std::move(current)) {}
   const Signer& SigningLocked() const { return next_ && next_signs_ ? *next_ : current_; }
+  // The store's CA and rotation as Open and Reload read them.
+  struct Stored {
+    Signer current;
+    std::optional<Signer> next;
+    bool next_signs;
+  };
+  static absl::StatusOr<Stored> LoadStored(store::Store& store);
   absl::Status SaveRotationLocked(bool next_signs);
 
   store::Store& store_;
