@@ -26,6 +26,7 @@
 #include "control_plane/security/identity_service.h"
 #include "control_plane/security/server_tls.h"
 #include "control_plane/security/tokens.h"
+#include "control_plane/store/copy.h"
 #include "control_plane/store/open.h"
 #include "control_plane/xds/ads_service.h"
 #include "control_plane/xds/shared_agent_status.h"
@@ -37,6 +38,9 @@ ABSL_FLAG(bool, store_init, false,
 ABSL_FLAG(std::string, store, "",
           "SQLite database file (default: $MESHPLUG_HOME/store.db, else ~/.local/share/meshplug/store.db), or "
           "etcd://HOST:PORT[,HOST:PORT...] to share the mesh with other control-plane replicas");
+ABSL_FLAG(std::string, copy_store_from, "",
+          "copy the mesh in this store (an SQLite path or etcd://...) into --store, which must be empty, and exit; "
+          "stop the control planes on both first");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int, debounce_ms, 100, "publish snapshots when no change came for this long");
 ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
@@ -102,6 +106,17 @@ int main(int argc, char** argv) {
   if (!store.ok()) return Fail(std::string(store.status().message()));
   log::Info("store open", {{"store", (*store)->Describe()},
                            {"revision", std::to_string((*store)->Revision())}});
+  if (const std::string from = absl::GetFlag(FLAGS_copy_store_from); !from.empty()) {
+    auto source = meshplug::control_plane::store::OpenStore(from, {});
+    if (!source.ok()) return Fail(Cat("--copy_store_from: ", source.status().message()));
+    auto copied = meshplug::control_plane::store::CopyStore(**source, **store);
+    if (!copied.ok()) return Fail(Cat("copying ", (*source)->Describe(), " into ", (*store)->Describe(), ": ",
+                                      copied.status().message()));
+    log::Info("mesh copied", {{"from", (*source)->Describe()}, {"to", (*store)->Describe()},
+                              {"objects", std::to_string(copied->objects)}, {"commits", std::to_string(copied->commits)},
+                              {"secrets", std::to_string(copied->secrets)}});
+    return 0;
+  }
 
   meshplug::control_plane::xds::SnapshotCache cache;
   meshplug::control_plane::xds::AgentRegistry registry;

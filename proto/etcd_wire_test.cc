@@ -134,6 +134,16 @@ TEST(EtcdWire, LeaseMessagesAreEtcds) {
   EXPECT_EQ(keep.SerializeAsString(), Int(1, 99));
   const auto kept = Parse<etcdserverpb::LeaseKeepAliveResponse>(Msg(1, HeaderBytes(1)) + Int(2, 99) + Int(3, 4));
   EXPECT_EQ(kept.ttl(), 4);
+  etcdserverpb::LeaseTimeToLiveRequest ttl;
+  ttl.set_id(99);
+  ttl.set_keys(true);
+  EXPECT_EQ(ttl.SerializeAsString(), Int(1, 99) + Int(2, 1));
+  // LeaseTimeToLiveResponse{header 1, ID 2, TTL 3, grantedTTL 4, keys 5}
+  const auto left = Parse<etcdserverpb::LeaseTimeToLiveResponse>(Msg(1, HeaderBytes(1)) + Int(2, 99) + Int(3, 7) +
+                                                                 Int(4, 10) + Str(5, "/k"));
+  EXPECT_EQ(left.ttl(), 7);
+  EXPECT_EQ(left.grantedttl(), 10);
+  EXPECT_EQ(left.keys(0), "/k");
 }
 
 }  // namespace

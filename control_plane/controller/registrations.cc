@@ -89,11 +89,9 @@ void Registrations::Commit(Batch batch) const {
     }
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
   }
-  // Registrations need not land together: in commits of at most 100, below etcd's
-  // default limit of 128 operations per transaction.
-  constexpr size_t kPerCommit = 100;
-  for (size_t from = 0; from < writes.size(); from += kPerCommit) {
-    const std::vector<store::Write> some(writes.begin() + from, writes.begin() + std::min(writes.size(), from + kPerCommit));
+  // Registrations need not land together.
+  for (size_t from = 0; from < writes.size(); from += store::kWritesPerCommit) {
+    const std::vector<store::Write> some(writes.begin() + from, writes.begin() + std::min(writes.size(), from + store::kWritesPerCommit));
     if (auto rev = store_.Commit(some); !rev.ok()) {
       log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
     }

@@ -494,6 +494,27 @@ absl::Status EtcdStore::PutSecret(const std::string& name, const std::string& va
   return Call(*kv_, &etcdserverpb::KV::Stub::Put, put).status();
 }
 
+absl::StatusOr<std::map<std::string, Store::Secret>> EtcdStore::ListSecrets() {
+  const std::string prefix = SecretKey("");
+  auto resp = Range(prefix, PrefixEnd(prefix), 0, 0);
+  if (!resp.ok()) return resp.status();
+  std::map<std::string, Secret> out;
+  for (const auto& kv : resp->kvs()) {
+    Secret secret{kv.value(), 0};
+    if (kv.lease() != 0) {
+      // An expiring secret: its lease says how long it has left.
+      etcdserverpb::LeaseTimeToLiveRequest req;
+      req.set_id(kv.lease());
+      auto left = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseTimeToLive, req);
+      if (!left.ok()) return left.status();
+      if (left->ttl() <= 0) continue;
+      secret.expires_unix = std::time(nullptr) + left->ttl();
+    }
+    out.emplace(kv.key().substr(prefix.size()), std::move(secret));
+  }
+  return out;
+}
+
 absl::Status EtcdStore::DeleteSecret(const std::string& name) {
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(SecretKey(name));

@@ -337,6 +337,17 @@ absl::Status SqliteStore::PutSecret(const std::string& name, const std::string& 
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::map<std::string, Store::Secret>> SqliteStore::ListSecrets() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT name, value, expires FROM secrets WHERE expires = 0 OR expires > ? ORDER BY name");
+  s.Bind(1, static_cast<int64_t>(std::time(nullptr)));
+  std::map<std::string, Secret> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace(s.Text(0), Secret{s.Text(1), s.Int(2)});
+  if (rc != SQLITE_DONE) return StepError(s);
+  return out;
+}
+
 absl::Status SqliteStore::DeleteSecret(const std::string& name) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "DELETE FROM secrets WHERE name = ?");

@@ -43,6 +43,7 @@ class SqliteStore : public Store {
   absl::StatusOr<bool> CreateSecret(const std::string& name, const std::string& value, int64_t expires_unix) override;
   absl::Status PutSecret(const std::string& name, const std::string& value) override;
   absl::Status DeleteSecret(const std::string& name) override;
+  absl::StatusOr<std::map<std::string, Secret>> ListSecrets() override;
   absl::Status PutLive(const std::string& name, const std::string& value) override;
   absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
   absl::Status DeleteLive(const std::string& name) override;

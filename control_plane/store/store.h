@@ -55,6 +55,10 @@ inline absl::Status VersionConflict(const Key& key, int64_t expected, int64_t cu
           : Cat(key.ToString(), " no longer exists"));
 }
 
+// Writes that need not land together go in commits of at most this many: etcd refuses
+// transactions of more than 128 operations by default (--max-txn-ops).
+inline constexpr size_t kWritesPerCommit = 100;
+
 inline absl::Status MissingForDelete(const Key& key) { return absl::NotFoundError(Cat(key.ToString(), " not found")); }
 
 class Store {
@@ -94,6 +98,12 @@ class Store {
   // Stores `value` under `name`, replacing what was there (the CA during a rotation).
   virtual absl::Status PutSecret(const std::string& name, const std::string& value) = 0;
   virtual absl::Status DeleteSecret(const std::string& name) = 0;
+  // Every secret not expired, by name: for copying a mesh to another store.
+  struct Secret {
+    std::string value;
+    int64_t expires_unix = 0;  // 0: never
+  };
+  virtual absl::StatusOr<std::map<std::string, Secret>> ListSecrets() = 0;
 
   // Live values: they last as long as this control plane does. Replicas on etcd share
   // them (on a lease this process keeps alive: gone within its TTL once the process is);

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 
+#include "control_plane/store/copy.h"
 #include "control_plane/store/etcd_store.h"
 #include "common/eventually.h"
 #include "common/strings.h"
@@ -232,6 +233,14 @@ TEST_P(StoreContract, ExpiredSecretsAreGoneAndTheirNamesFreeAgain) {
   EXPECT_TRUE(*s().CreateSecret("used/1", "y", std::time(nullptr) + 3600));
   EXPECT_EQ(**s().GetSecret("used/1"), "y");
   EXPECT_FALSE(*s().CreateSecret("used/1", "z", std::time(nullptr) + 3600));
+  ASSERT_TRUE(*s().CreateSecret("kept", "k", 0));
+  auto all = s().ListSecrets();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at("kept").value, "k");
+  EXPECT_EQ(all->at("kept").expires_unix, 0);
+  EXPECT_EQ(all->at("used/1").value, "y");
+  EXPECT_NEAR(static_cast<double>(all->at("used/1").expires_unix), static_cast<double>(std::time(nullptr) + 3600), 5);
 }
 
 TEST_P(StoreContract, PutSecretReplacesAndDeleteRemoves) {
@@ -340,6 +349,56 @@ TEST(EtcdStore, AWatchThatMissedCompactedRevisionsStartsTheLogAgain) {
   auto next = (*b)->Commit({Put("z", "4")});
   ASSERT_TRUE(Eventually([&] { return (*a)->Revision() >= *next; }, std::chrono::milliseconds(5000)));
   EXPECT_EQ((*a)->ChangesSince(*last, 10)->size(), 1u);
+}
+
+// A mesh copied from SQLite to etcd and back: the same objects and secrets, resource
+// versions in the same order; a store that holds a mesh is not copied into.
+TEST(StoreCopy, SqliteToEtcdAndBackKeepsObjectsSecretsAndOrder) {
+  std::string skip;
+  EtcdCluster* etcd = SharedEtcd(&skip);
+  if (etcd == nullptr) GTEST_SKIP() << skip;
+  auto sqlite = MakeSqlite(&skip);
+  ASSERT_TRUE(sqlite->Commit({Put("a", "A1"), Put("b", "B1")}).ok());
+  ASSERT_TRUE(sqlite->Commit({Put("c", "C1")}).ok());
+  ASSERT_TRUE(sqlite->Commit({Put("a", "A2")}).ok());  // a is now newer than c
+  ASSERT_TRUE(sqlite->Commit({Put("gone", "x")}).ok());
+  ASSERT_TRUE(sqlite->Commit({Delete("gone")}).ok());
+  ASSERT_TRUE(*sqlite->CreateSecret("ca", "key", 0));
+  ASSERT_TRUE(*sqlite->CreateSecret("used/1", "t", std::time(nullptr) + 600));
+  EtcdStore::Options options;
+  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
+  options.prefix = "/" + TestName() + "/";
+  auto in_etcd = EtcdStore::Open(options);
+  ASSERT_TRUE(in_etcd.ok());
+
+  auto there = CopyStore(*sqlite, **in_etcd);
+  ASSERT_TRUE(there.ok()) << there.status();
+  EXPECT_EQ(there->objects, 3);
+  EXPECT_EQ(there->commits, 3);  // b, c, then a: by the revision of their last change
+  EXPECT_EQ(there->secrets, 2);
+
+  const std::string back_path = TempPath(TestName() + "-back.db");
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(back_path + suffix);
+  auto back = SqliteStore::Open(back_path);
+  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(CopyStore(**in_etcd, **back).ok());
+  for (Store* s : {static_cast<Store*>(in_etcd->get()), static_cast<Store*>(back->get())}) {
+    auto list = s->List(std::nullopt, "");
+    ASSERT_EQ(list->size(), 3u) << s->Describe();
+    std::map<std::string, Entry> by_name;
+    for (auto& e : *list) by_name[e.key.name] = e;
+    EXPECT_EQ(by_name["a"].value, "A2");
+    EXPECT_EQ(by_name["b"].value, "B1");
+    EXPECT_LT(by_name["b"].resource_version, by_name["c"].resource_version) << s->Describe();
+    EXPECT_LT(by_name["c"].resource_version, by_name["a"].resource_version) << s->Describe();
+    EXPECT_EQ(**s->GetSecret("ca"), "key");
+    EXPECT_NEAR(static_cast<double>(s->ListSecrets()->at("used/1").expires_unix),
+                static_cast<double>(std::time(nullptr) + 600), 5);
+  }
+  auto again = CopyStore(*sqlite, **in_etcd);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().message(),
+            (*in_etcd)->Describe() + " already holds a mesh (3 objects, 2 secrets); copy into an empty store");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,
