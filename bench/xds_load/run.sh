@@ -9,7 +9,11 @@
 #   AGENTS="100 1000" bench/xds_load/run.sh     # the quick part
 #   REPEATS=5 PROTOCOLS=delta bench/xds_load/run.sh
 #   SERVICES=1000 EGRESS_HOSTS=./svc-0 AGENTS=1000 bench/xds_load/run.sh   # scoped agents
+#   STORE=etcd REPLICAS=3 AGENTS=1000 bench/xds_load/run.sh   # replicas on etcd, agents spread over them
 #
+# With STORE=etcd, one etcd-server member (Debian's etcd-server) runs beside the control
+# planes (all on CPU 1); changes are applied through the first replica and reach the
+# agents of the others through etcd's watch.
 # Prints one JSON line per run and a Markdown table. The control plane and the load
 # generator are each pinned to one CPU (control plane: CPU 1, load: CPU 0). Every process
 # is stopped on exit; each run is bounded by TIMEOUT_S.
@@ -22,6 +26,8 @@ REPEATS="${REPEATS:-5}"
 SERVICES="${SERVICES:-10}"
 EGRESS_HOSTS="${EGRESS_HOSTS:-}"  # MeshConfig egressHosts, e.g. ./svc-0 (empty: every Service)
 TIMEOUT_S="${TIMEOUT_S:-1500}"
+STORE="${STORE:-sqlite}"   # sqlite or etcd
+REPLICAS="${REPLICAS:-1}"  # control planes (more than one needs STORE=etcd)
 OUT="${OUT:-$(mktemp -d /tmp/meshplug-xds-load.XXXXXX)}"
 BIN="${BIN:-}"
 
@@ -37,17 +43,23 @@ fi
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-CP_PID=""
+CP_PIDS=()
+ETCD_PID=""
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
 cleanup() {
-  if [[ -n "$CP_PID" ]] && kill -0 "$CP_PID" 2>/dev/null; then
-    kill -TERM "$CP_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$CP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$CP_PID" 2>/dev/null || true
-  fi
-  CP_PID=""
+  for pid in "${CP_PIDS[@]}" $ETCD_PID; do stop_pid "$pid"; done
+  CP_PIDS=()
+  ETCD_PID=""
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
+if [[ "$STORE" != sqlite && "$STORE" != etcd ]]; then echo "STORE must be sqlite or etcd" >&2; exit 2; fi
+if [[ "$STORE" == sqlite && "$REPLICAS" != 1 ]]; then echo "REPLICAS > 1 needs STORE=etcd" >&2; exit 2; fi
+if [[ "$STORE" == etcd && ! -x /usr/bin/etcd ]]; then sudo apt-get install -y etcd-server >&2; fi
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -55,39 +67,57 @@ results="$OUT/results.jsonl"
 : > "$results"
 for n in $AGENTS; do
   for proto in $PROTOCOLS; do
-    port="$(free_port)"
-    store="$OUT/store-$n-$proto.db"
-    config="$OUT/config-$n-$proto"
-    rm -f "$store" "$store"-* "$config"
-    taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" --log_level=warn \
-      --client_config="$config" >"$OUT/cp-$n-$proto.log" 2>&1 &
-    CP_PID=$!
-    # The credentials file is written once the server listens (atomically).
-    for _ in $(seq 100); do
-      [[ -s "$config" ]] && break
-      sleep 0.1
+    run="$n-$proto-$STORE-$REPLICAS"
+    store="$OUT/store-$run.db"
+    rm -f "$store" "$store"-*
+    if [[ "$STORE" == etcd ]]; then
+      client="$(free_port)"
+      rm -rf "$OUT/etcd-$run"
+      taskset -c 1 /usr/bin/etcd --data-dir "$OUT/etcd-$run" --listen-client-urls "http://127.0.0.1:$client" \
+        --advertise-client-urls "http://127.0.0.1:$client" --listen-peer-urls "http://127.0.0.1:$(free_port)" >"$OUT/etcd-$run.log" 2>&1 &
+      ETCD_PID=$!
+      store="etcd://127.0.0.1:$client"
+    fi
+    servers=""
+    for r in $(seq "$REPLICAS"); do
+      port="$(free_port)"
+      config="$OUT/config-$run-$r"
+      rm -f "$config"
+      mkdir -p "$OUT/home-$run-$r"
+      MESHPLUG_HOME="$OUT/home-$run-$r" taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" \
+        --log_level=warn --client_config="$config" >"$OUT/cp-$run-$r.log" 2>&1 &
+      CP_PIDS+=($!)
+      # The credentials file is written once the server listens (atomically).
+      for _ in $(seq 300); do
+        [[ -s "$config" ]] && break
+        sleep 0.1
+      done
+      servers="${servers:+$servers,}127.0.0.1:$port"
     done
-    echo "== $n agents, $proto" >&2
+    config="$OUT/config-$run-1"
+    CP_PID="${CP_PIDS[0]}"
+    pids="$(IFS=,; echo "${CP_PIDS[*]}")"
+    echo "== $n agents, $proto, $REPLICAS control plane(s) on $STORE" >&2
     perf_pid=""
     if [[ -n "${PERF:-}" ]]; then  # profile the control plane for the whole run
-      perf record -e cpu-clock -F 999 -g -o "$OUT/perf-cp-$n-$proto.data" -p "$CP_PID" >/dev/null 2>&1 &
+      perf record -e cpu-clock -F 999 -g -o "$OUT/perf-cp-$run.data" -p "$CP_PID" >/dev/null 2>&1 &
       perf_pid=$!
     fi
-    if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --config="$config" --server="127.0.0.1:$port" --agents="$n" \
-        --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$CP_PID" \
+    if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --config="$config" --server="$servers" --agents="$n" \
+        --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$pids" \
         --egress_hosts="$EGRESS_HOSTS" \
-        --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$n-$proto.log"; then
+        --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$run.log"; then
       tail -n 1 "$results"
     else
-      echo "run failed or timed out (see $OUT/load-$n-$proto.log)" >&2
-      tail -n 5 "$OUT/load-$n-$proto.log" >&2 || true
+      echo "run failed or timed out (see $OUT/load-$run.log)" >&2
+      tail -n 5 "$OUT/load-$run.log" >&2 || true
     fi
     if [[ -n "$perf_pid" ]]; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" 2>/dev/null || true
-      perf report -i "$OUT/perf-cp-$n-$proto.data" --no-children --stdio --sort dso,symbol -g none \
-        --percent-limit 1 >"$OUT/perf-cp-$n-$proto.txt" 2>/dev/null || true
-      echo "profile: $OUT/perf-cp-$n-$proto.txt" >&2
+      perf report -i "$OUT/perf-cp-$run.data" --no-children --stdio --sort dso,symbol -g none \
+        --percent-limit 1 >"$OUT/perf-cp-$run.txt" 2>/dev/null || true
+      echo "profile: $OUT/perf-cp-$run.txt" >&2
     fi
     cleanup
   done
@@ -97,14 +127,14 @@ done
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print()
-print("| agents | protocol | all connected (s) | connect p50 / p99 (ms) | settled (s) | CP CPU for connect (s) | CP RSS (MB) | RSS per agent (KB) | PluginConfig → 10%: p50 / p99 ms (agents updated) | Plugin script → all: p50 / p99 ms | new Service → all: p50 / p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| agents | protocol | control planes | all connected (s) | connect p50 / p99 (ms) | settled (s) | CP CPU for connect (s) | CP RSS (MB) | RSS per agent (KB) | PluginConfig → 10%: p50 / p99 ms (agents updated) | Plugin script → all: p50 / p99 ms | new Service → all: p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     def c(k):
         x = r[k]
         return f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}"
     upd = r["plugin_config"]["agents_updated"]
-    print(f"| {r['agents']:,} | {r['protocol']} | {r['all_connected_ms']/1000:.2f} | {r['connect_p50_ms']:.0f} / {r['connect_p99_ms']:.0f} | "
+    print(f"| {r['agents']:,} | {r['protocol']} | {r.get('replicas', 1)} | {r['all_connected_ms']/1000:.2f} | {r['connect_p50_ms']:.0f} / {r['connect_p99_ms']:.0f} | "
           f"{r['settled_ms']/1000:.2f} | {r['cp_cpu_connect_s']:.1f} | {r['cp_rss_connected_kb']/1024:.0f} | {r['cp_rss_per_agent_kb']:.0f} | "
           f"{c('plugin_config')} ({int(min(upd))}–{int(max(upd))} of {r['plugin_config']['expected_agents']}) | {c('plugin_script')} | {c('new_service')} |")
 print()
@@ -113,5 +143,11 @@ print("|---|---|---|")
 for r in rows:
     med = lambda v: sorted(v)[len(v)//2]
     print(f"| {r['agents']:,} | {r['protocol']} | {med(r['plugin_config']['cp_cpu_s']):.2f} / {med(r['plugin_script']['cp_cpu_s']):.2f} / {med(r['new_service']['cp_cpu_s']):.2f} |")
+print()
+print("| agents | protocol | control planes | apply p50 / p99 ms: PluginConfig / script / Service |")
+print("|---|---|---|---|")
+for r in rows:
+    a = lambda k: f"{r[k]['apply_p50_ms']:.0f} / {r[k]['apply_p99_ms']:.0f}"
+    print(f"| {r['agents']:,} | {r['protocol']} | {r.get('replicas', 1)} | {a('plugin_config')} · {a('plugin_script')} · {a('new_service')} |")
 EOF
 echo "results: $results" >&2

@@ -47,12 +47,14 @@
 ABSL_FLAG(std::string, config, "",
           "meshctl's credentials file (server, CA, admin token) that the control plane wrote with --client_config "
           "(default: $MESHPLUG_HOME/config, else ~/.config/meshplug/config)");
-ABSL_FLAG(std::string, server, "", "control plane address, xDS and admin API (default: the config's server)");
+ABSL_FLAG(std::string, server, "",
+          "control plane address, xDS and admin API (default: the config's server); replicas: comma-separated, "
+          "agents are spread over them in turn, and changes are applied through the first");
 ABSL_FLAG(int, agents, 100, "simulated agents");
 ABSL_FLAG(std::string, protocol, "delta", "sotw or delta");
 ABSL_FLAG(int, services, 10, "mesh services; agent i is a workload of service i % services");
 ABSL_FLAG(int, repeats, 5, "repeats of each change");
-ABSL_FLAG(int, cp_pid, 0, "control plane pid, for RSS and CPU (0: not measured)");
+ABSL_FLAG(std::string, cp_pid, "", "control plane pids, comma-separated, for RSS and CPU (summed; empty: not measured)");
 ABSL_FLAG(int, quiet_ms, 400, "a change has converged when no agent received anything this long");
 ABSL_FLAG(int, timeout_s, 300, "give up waiting for one step after this long");
 ABSL_FLAG(std::string, ns, "xdsload", "namespace of the simulated agents");
@@ -284,7 +286,7 @@ struct ProcSample {
   int threads = 0;
 };
 
-ProcSample Sample(int pid) {
+ProcSample SampleOne(int pid) {
   ProcSample s;
   if (pid <= 0) return s;
   std::ifstream stat(Cat("/proc/", pid, "/stat"));
@@ -305,6 +307,19 @@ ProcSample Sample(int pid) {
     if (line.rfind("Threads:", 0) == 0) s.threads = std::stoi(line.substr(8));
   }
   return s;
+}
+
+// The control planes' CPU, RSS and threads, summed.
+ProcSample Sample(const std::vector<int>& pids) {
+  ProcSample sum;
+  for (int pid : pids) {
+    const ProcSample s = SampleOne(pid);
+    sum.cpu_s += s.cpu_s;
+    sum.rss_kb += s.rss_kb;
+    sum.hwm_kb += s.hwm_kb;
+    sum.threads += s.threads;
+  }
+  return sum;
 }
 
 // --------------------------------------------------------------------------- the mesh
@@ -481,7 +496,9 @@ std::unique_ptr<discovery::AggregatedDiscoveryService::Stub> AgentStub(const std
 
 // --------------------------------------------------------------------------- the run
 
-bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml) {
+// Also records how long the apply took (`ms`, when given).
+bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml, double* ms = nullptr) {
+  const int64_t start = NowNs();
   meshplug::v1::ApplyRequest req;
   auto* m = req.add_manifests();
   m->set_source("xds_load");
@@ -490,6 +507,7 @@ bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   grpc::Status st = admin.Apply(&ctx, req, &resp);
+  if (ms) *ms = (NowNs() - start) / 1e6;
   if (!st.ok()) std::fprintf(stderr, "apply failed: %s\n", st.error_message().c_str());
   return st.ok();
 }
@@ -510,7 +528,11 @@ template <typename S>
 int Run() {
   const int n = absl::GetFlag(FLAGS_agents);
   const int services = absl::GetFlag(FLAGS_services);
-  const int cp_pid = absl::GetFlag(FLAGS_cp_pid);
+  std::vector<int> cp_pids;
+  for (std::string_view pid : meshplug::Split(absl::GetFlag(FLAGS_cp_pid), ',')) {
+    int v = 0;
+    if (meshplug::ParseNumber(pid, v)) cp_pids.push_back(v);
+  }
   const auto quiet = std::chrono::milliseconds(absl::GetFlag(FLAGS_quiet_ms));
   const auto timeout = std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
 
@@ -521,7 +543,13 @@ int Run() {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 1;
   }
-  const std::string server = absl::GetFlag(FLAGS_server).empty() ? config->server : absl::GetFlag(FLAGS_server);
+  std::vector<std::string> servers;
+  for (std::string_view s : meshplug::Split(absl::GetFlag(FLAGS_server).empty() ? config->server
+                                                                                 : absl::GetFlag(FLAGS_server),
+                                            ',')) {
+    servers.emplace_back(s);
+  }
+  const std::string& server = servers.front();
   auto admin = AdminStub(server, *config);
   if (!Apply(*admin, MeshYaml(services)) || !Apply(*admin, PluginConfigYaml(0))) return 1;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -532,10 +560,10 @@ int Run() {
     return 1;
   }
   std::vector<std::unique_ptr<discovery::AggregatedDiscoveryService::Stub>> stubs;
-  for (const AgentIdentity& identity : *identities) stubs.push_back(AgentStub(server, identity));
+  for (size_t i = 0; i < identities->size(); ++i) stubs.push_back(AgentStub(servers[i % servers.size()], (*identities)[i]));
 
   Totals totals;
-  const ProcSample before = Sample(cp_pid);
+  const ProcSample before = Sample(cp_pids);
   std::vector<std::unique_ptr<S>> agents;
   const int64_t t0 = NowNs();
   for (int i = 0; i < n; ++i) {
@@ -568,13 +596,14 @@ int Run() {
     return (std::max(totals.last_ack_ns.load(), since_ns) - since_ns) / 1e6;
   };
   const double settle_ms = wait_quiet(t0);
-  const ProcSample connected = Sample(cp_pid);
+  const ProcSample connected = Sample(cp_pids);
   std::vector<double> connect_ms;
   for (auto& a : agents) {
     if (a->complete_ns()) connect_ms.push_back((a->complete_ns() - a->started_ns()) / 1e6);
   }
 
-  std::string out = Cat("{\"protocol\":\"", absl::GetFlag(FLAGS_protocol), "\",\"tls\":true,\"agents\":", n,
+  std::string out = Cat("{\"protocol\":\"", absl::GetFlag(FLAGS_protocol), "\",\"replicas\":", servers.size(),
+                        ",\"tls\":true,\"agents\":", n,
                         ",\"channels\":", n, ",\"services\":", services,
                         ",\"open_ms\":", (opened - t0) / 1e6,
                         ",\"all_connected_ms\":", (all_complete - t0) / 1e6, ",\"connected\":", complete,
@@ -602,14 +631,16 @@ int Run() {
                             {"new_service", NewServiceYaml, NewServiceReaches() ? n : 0}};
   const int repeats = absl::GetFlag(FLAGS_repeats);
   for (const Change& change : changes) {
-    std::vector<double> conv_ms, cpu_s, pushed, responses;
+    std::vector<double> conv_ms, apply_ms, cpu_s, pushed, responses;
     for (int r = 1; r <= repeats; ++r) {
       std::vector<int64_t> before_counts;
       for (auto& a : agents) before_counts.push_back(a->responses());
       const int64_t responses_before = totals.responses.load();
-      const ProcSample c0 = Sample(cp_pid);
+      const ProcSample c0 = Sample(cp_pids);
       const int64_t start = NowNs();
-      if (!Apply(*admin, change.yaml(r))) return 1;
+      double took = 0;
+      if (!Apply(*admin, change.yaml(r), &took)) return 1;
+      apply_ms.push_back(took);
       // Wait until every expected agent got something, then for quiet.
       const auto step_deadline = Clock::now() + timeout;
       int got = 0;
@@ -628,7 +659,7 @@ int Run() {
           last_ack = std::max(last_ack, agents[i]->last_ack_ns());
         }
       }
-      const ProcSample c1 = Sample(cp_pid);
+      const ProcSample c1 = Sample(cp_pids);
       conv_ms.push_back((last_ack - start) / 1e6);
       cpu_s.push_back(c1.cpu_s - c0.cpu_s);
       pushed.push_back(got);
@@ -639,9 +670,10 @@ int Run() {
     out += Cat(",\"", change.name, "\":{\"expected_agents\":", change.expected, ",\"agents_updated\":", Json(pushed),
                ",\"responses\":", Json(responses), ",\"convergence_ms\":", Json(conv_ms),
                ",\"p50_ms\":", Percentile(conv_ms, 0.5), ",\"p99_ms\":", Percentile(conv_ms, 0.99),
+               ",\"apply_p50_ms\":", Percentile(apply_ms, 0.5), ",\"apply_p99_ms\":", Percentile(apply_ms, 0.99),
                ",\"cp_cpu_s\":", Json(cpu_s), "}");
   }
-  const ProcSample end = Sample(cp_pid);
+  const ProcSample end = Sample(cp_pids);
   out += Cat(",\"cp_rss_end_kb\":", end.rss_kb, ",\"cp_hwm_kb\":", end.hwm_kb, "}");
   std::printf("%s\n", out.c_str());
   std::fflush(stdout);

@@ -23,8 +23,8 @@ std::string PrefixEnd(std::string prefix) {
   return prefix;
 }
 
-// "ipv4:A:P,B:P": gRPC's pick_first tries the members in turn and moves to the next one
-// when the one it uses goes away.
+// "ipv4:A:P,B:P": with round_robin, calls go to every member that is up, so a member cut
+// off from the others (its "no leader" answers) is not the only one asked again.
 absl::StatusOr<std::string> ChannelTarget(const std::vector<std::string>& endpoints) {
   std::vector<std::string> addresses;
   for (const auto& endpoint : endpoints) {
@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetLoadBalancingPolicyName("round_robin");
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
   std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), std::move(channel)));
   std::random_device seed;
@@ -106,23 +107,26 @@ EtcdStore::~EtcdStore() {
     if (watching_) watching_->TryCancel();
   }
   seen_.notify_all();
+  keeper_cv_.notify_all();
   if (follower_.joinable()) follower_.join();
   if (keeper_.joinable()) keeper_.join();
-  // Stopping cleanly: this process's live values go at once, not after their TTL.
+  // Stopping cleanly: this process's live values go at once, not after their TTL. Briefly:
+  // an etcd that is away must not hold the shutdown.
+  const auto soon = std::chrono::system_clock::now() + std::chrono::seconds(1);
   if (lease_ != 0) {
     etcdserverpb::LeaseRevokeRequest revoke;
     revoke.set_id(lease_);
-    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
+    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke, Retry::kNever, soon).IgnoreError();
   }
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(marker_key_);
-  Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).IgnoreError();
+  Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del, Retry::kNever, soon).IgnoreError();
 }
 
 std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(options_.endpoints, ","); }
 
 absl::Status EtcdStore::NoAnswer() const {
-  return absl::DeadlineExceededError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
+  return absl::UnavailableError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
                                          " s: are a quorum of its members up and reachable?"));
 }
 
@@ -157,7 +161,8 @@ absl::StatusOr<Resp> EtcdStore::Call(Stub& stub,
         }
         return absl::UnavailableError(Cat("etcd (", Describe(), ") is unavailable: ", st.error_message()));
       default:
-        return absl::InvalidArgumentError(Cat("etcd (", Describe(), ") refused the request: ", st.error_message()));
+        return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                            Cat("etcd (", Describe(), ") refused the request: ", st.error_message()));
     }
   }
 }
@@ -194,20 +199,27 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
   for (const Write& w : writes) {
     const std::string key = ResourceKey(w.key);
     if (w.expected_version || !w.value) {
-      Compare* c = txn.add_compare();
-      c->set_key(key);
-      if (!w.expected_version) {  // a delete: it must exist
+      if (!w.value) {  // a delete: it must exist
+        Compare* c = txn.add_compare();
+        c->set_key(key);
         c->set_target(Compare::VERSION);
         c->set_result(Compare::GREATER);
         c->set_version(0);
-      } else if (*w.expected_version == 0) {
-        c->set_target(Compare::CREATE);
-        c->set_create_revision(0);
-      } else {
-        c->set_target(Compare::MOD);
-        c->set_mod_revision(*w.expected_version);
       }
-      txn.add_failure()->mutable_request_range()->set_key(key);
+      if (w.expected_version) {
+        Compare* c = txn.add_compare();
+        c->set_key(key);
+        if (*w.expected_version == 0) {
+          c->set_target(Compare::CREATE);
+          c->set_create_revision(0);
+        } else {
+          c->set_target(Compare::MOD);
+          c->set_mod_revision(*w.expected_version);
+        }
+      }
+      auto* read = txn.add_failure()->mutable_request_range();
+      read->set_key(key);
+      read->set_keys_only(true);  // only its mod_revision is read
       checked.push_back(&w);
     }
     if (w.value) {
@@ -219,7 +231,9 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
     }
   }
   // The marker tells, after an answer that was lost (the leader changed, the member went
-  // away), whether this transaction was applied.
+  // away), whether this transaction was applied. One marker per process, so its commits
+  // go one at a time (as SQLite's do): another commit could overwrite it meanwhile.
+  std::lock_guard one_at_a_time(commit_mu_);
   const std::string seq = std::to_string(++commits_);
   auto* marker = txn.add_success()->mutable_request_put();
   marker->set_key(marker_key_);
@@ -235,8 +249,7 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
       AwaitSeen(resp->header().revision());
       return resp->header().revision();
     }
-    const bool unanswered = !resp.ok() && (resp.status().code() == absl::StatusCode::kUnavailable ||
-                                           resp.status().code() == absl::StatusCode::kDeadlineExceeded);
+    const bool unanswered = !resp.ok() && resp.status().code() == absl::StatusCode::kUnavailable;
     if (unanswered || attempt > 0) {
       // Was this commit applied after all (an earlier try, or this one's lost answer)?
       auto applied = AppliedAt(seq, give_up);
@@ -246,7 +259,7 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
       }
       if (unanswered && applied.ok() && SystemClock::now() < give_up) continue;  // not applied: send again
     }
-    if (!resp.ok()) return resp.status().code() == absl::StatusCode::kDeadlineExceeded ? NoAnswer() : resp.status();
+    if (!resp.ok()) return resp.status();
     return FailedChecks(*resp, checked);
   }
 }
@@ -294,7 +307,7 @@ absl::StatusOr<std::vector<Entry>> EtcdStore::List(std::optional<Kind> kind, con
   for (;;) {
     auto page = Range(from, end, revision, 1000);
     if (!page.ok()) return page.status();
-    revision = page->header().revision();
+    if (revision == 0) revision = page->header().revision();  // etcd's header says now, not the page's
     for (const auto& kv : page->kvs()) {
       auto entry = EntryOf(kv);
       if (!entry.ok()) return entry.status();
@@ -421,16 +434,24 @@ void EtcdStore::Append(const etcdserverpb::WatchResponse& resp) {
         continue;
       }
       entry->resource_version = ev.kv().mod_revision();
+      if (log_.empty() || log_.back().revision != ev.kv().mod_revision()) ++log_revisions_;
       log_.push_back(Event{ev.kv().mod_revision(), put ? Event::Type::kPut : Event::Type::kDelete, *std::move(entry)});
     }
     // A progress notice (no events) says every change up to its revision was sent.
-    const int64_t upto = resp.events_size() > 0 ? log_.back().revision : resp.created() ? 0 : resp.header().revision();
+    const int64_t upto = resp.events_size() > 0 ? resp.events(resp.events_size() - 1).kv().mod_revision()
+                         : resp.created()     ? 0
+                                              : resp.header().revision();
     if (upto > revision_.load()) {
       revision_ = upto;
       seen = upto;
     }
-    floor_ = std::max(floor_, revision_.load() - options_.log_revisions);
-    while (!log_.empty() && log_.front().revision <= floor_) log_.pop_front();
+    // Keep the last log_revisions revisions that changed resources (etcd's revision also
+    // counts secrets and live values, which are not in the log).
+    while (log_revisions_ > options_.log_revisions) {
+      floor_ = log_.front().revision;
+      while (!log_.empty() && log_.front().revision == floor_) log_.pop_front();
+      --log_revisions_;
+    }
   }
   if (seen == 0) return;
   seen_.notify_all();
@@ -442,6 +463,7 @@ void EtcdStore::Reset(int64_t revision, const std::string& why) {
   {
     std::lock_guard lock(mu_);
     log_.clear();
+    log_revisions_ = 0;
     floor_ = revision;
     revision_ = revision;
   }
@@ -460,11 +482,15 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
   int64_t lease = 0;
   if (expires_unix > 0) {
     const int64_t ttl = expires_unix - std::time(nullptr);
-    if (ttl <= 0) return true;  // expired as it is made: nothing to keep
+    if (ttl <= 0) {  // expired as it is made: nothing to keep, but a live one of that name wins
+      auto existing = GetSecret(name);
+      if (!existing.ok()) return existing.status();
+      return !existing->has_value();
+    }
     // etcd drops the secret when its lease ends.
     etcdserverpb::LeaseGrantRequest grant;
     grant.set_ttl(ttl);
-    auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
+    auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
     if (!granted.ok()) return granted.status();
     lease = granted->id();
   }
@@ -518,12 +544,9 @@ absl::StatusOr<std::map<std::string, Store::Secret>> EtcdStore::ListSecrets() {
 absl::Status EtcdStore::DeleteSecret(const std::string& name) {
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(SecretKey(name));
-  return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).status();
+  // Not repeated: a repeat could remove a secret created since (another apply's claim).
+  return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del, Retry::kNever).status();
 }
-
-}  // namespace meshplug::control_plane::store
-
-namespace meshplug::control_plane::store {
 
 std::string EtcdStore::LiveKey(const std::string& name) const { return Cat(options_.prefix, "live/", name); }
 
@@ -531,7 +554,8 @@ absl::StatusOr<int64_t> EtcdStore::LiveLease() {
   if (lease_ != 0) return lease_;
   etcdserverpb::LeaseGrantRequest grant;
   grant.set_ttl(options_.live_ttl.count());
-  auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant, Retry::kNever);
+  // A repeated grant only leaves a lease nobody keeps alive, which expires.
+  auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
   if (!granted.ok()) return granted.status();
   lease_ = granted->id();
   return lease_;
@@ -542,7 +566,7 @@ absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::st
   if (!lease.ok()) return lease.status();
   etcdserverpb::TxnRequest txn;
   if (exclusive) {
-    // Free, or already ours (written again under a new lease).
+    // Free: another replica's value stays.
     Compare* free = txn.add_compare();
     free->set_key(LiveKey(name));
     free->set_target(Compare::CREATE);
@@ -553,7 +577,11 @@ absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::st
   put->set_value(value);
   put->set_lease(*lease);
   auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, exclusive ? Retry::kNever : Retry::kSafe);
-  if (!resp.ok()) return resp.status();
+  if (!resp.ok()) {
+    // The lease ended between two keep-alives: the keeper writes everything again.
+    if (resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0, rewrite_ = true;
+    return resp.status();
+  }
   if (resp->succeeded()) live_[name] = LiveValue{value, exclusive};
   return resp->succeeded();
 }
@@ -571,10 +599,19 @@ absl::StatusOr<bool> EtcdStore::CreateLive(const std::string& name, const std::s
 
 absl::Status EtcdStore::DeleteLive(const std::string& name) {
   std::lock_guard lock(live_mu_);
-  if (live_.erase(name) == 0) return absl::OkStatus();
-  etcdserverpb::DeleteRangeRequest del;
-  del.set_key(LiveKey(name));
-  return Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del).status();
+  if (!live_.count(name)) return absl::OkStatus();
+  // Only this process's value: a repeated delete must not remove one another replica
+  // wrote since.
+  etcdserverpb::TxnRequest txn;
+  Compare* mine = txn.add_compare();
+  mine->set_key(LiveKey(name));
+  mine->set_target(Compare::LEASE);
+  mine->set_lease(lease_);
+  txn.add_success()->mutable_request_delete_range()->set_key(LiveKey(name));
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn);
+  if (!resp.ok()) return resp.status();
+  live_.erase(name);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::map<std::string, std::string>> EtcdStore::ListLive(const std::string& prefix) {
@@ -587,28 +624,44 @@ absl::StatusOr<std::map<std::string, std::string>> EtcdStore::ListLive(const std
   return out;
 }
 
+bool EtcdStore::Stopping() {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
 void EtcdStore::KeepAlive() {
   const auto every = std::max<std::chrono::milliseconds>(options_.live_ttl / 3, std::chrono::milliseconds(500));
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (seen_.wait_for(lock, every, [&] { return stopping_; })) return;
+      if (keeper_cv_.wait_for(lock, every, [&] { return stopping_; })) return;
+    }
+    int64_t lease = 0;
+    {
+      std::lock_guard lock(live_mu_);
+      lease = rewrite_ ? 0 : lease_;
+    }
+    // Not under live_mu_: a keep-alive may wait for etcd.
+    if (lease != 0 && !KeepAliveOnce(lease)) {
+      log::Warn("the lease of this control plane's live values expired; writing them again",
+                {{"lease", std::to_string(lease)}});
+      std::lock_guard lock(live_mu_);
+      if (lease_ == lease) lease_ = 0, rewrite_ = true;
     }
     std::lock_guard lock(live_mu_);
-    if (lease_ == 0 || KeepAliveOnce(lease_)) continue;
-    log::Warn("the lease of this control plane's live values expired; writing them again",
-              {{"lease", std::to_string(lease_)}});
-    lease_ = 0;
-    std::map<std::string, LiveValue> values;
-    values.swap(live_);
-    for (const auto& [name, v] : values) {
-      if (auto st = WriteLive(name, v.value, v.exclusive); !st.ok()) {
-        live_[name] = v;  // tried again on the next turn
-        lease_ = 0;
-        break;
-      }
-    }
+    if (rewrite_) rewrite_ = !WriteAllLive();
   }
+}
+
+bool EtcdStore::WriteAllLive() {
+  const std::map<std::string, LiveValue> values = live_;
+  for (const auto& [name, v] : values) {
+    if (Stopping()) return false;
+    auto wrote = WriteLive(name, v.value, v.exclusive);
+    if (!wrote.ok()) return false;  // tried again on the next turn
+    if (!*wrote) live_.erase(name);  // another replica took it meanwhile
+  }
+  return true;
 }
 
 bool EtcdStore::KeepAliveOnce(int64_t lease) {

@@ -60,6 +60,7 @@ class EtcdStore : public Store {
   absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
   absl::Status DeleteLive(const std::string& name) override;
   absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;
+  bool Shared() const override { return true; }
   std::string Describe() const override;
 
  private:
@@ -90,7 +91,7 @@ class EtcdStore : public Store {
   // The watch thread: follows every resource change from revision_ + 1, resuming after
   // a broken stream and starting the log afresh after a compaction.
   void Follow();
-  bool FollowOnce();  // one watch stream; true when it should resume at once
+  bool FollowOnce();  // one watch stream; true when it was healthy (resume after a short pause)
   void Append(const etcdserverpb::WatchResponse& resp);
   void Reset(int64_t revision, const std::string& why);
   // Waits until the watch has seen `revision` (or the timeout).
@@ -104,10 +105,13 @@ class EtcdStore : public Store {
   absl::StatusOr<bool> WriteLive(const std::string& name, const std::string& value, bool exclusive);  // live_mu_ held
   void KeepAlive();
   bool KeepAliveOnce(int64_t lease);  // false when the lease is gone
+  bool WriteAllLive();                // live_mu_ held; false when etcd failed
+  bool Stopping();
 
   const Options options_;
   std::string marker_key_;  // this process's commit marker
-  std::atomic<int64_t> commits_{0};
+  std::mutex commit_mu_;  // commits go one at a time: they share the marker
+  int64_t commits_ = 0;   // under commit_mu_
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
@@ -120,6 +124,7 @@ class EtcdStore : public Store {
   // The change log: every resource event after floor_, in order; revision_ is the last
   // revision the watch has caught up with.
   std::deque<Event> log_;
+  int64_t log_revisions_ = 0;  // distinct revisions in log_
   int64_t floor_ = 0;
   std::atomic<int64_t> revision_{0};
   Notifier notifier_;
@@ -132,6 +137,8 @@ class EtcdStore : public Store {
   std::mutex live_mu_;
   std::map<std::string, LiveValue> live_;
   int64_t lease_ = 0;
+  bool rewrite_ = false;  // the lease expired: live_ must be written again
+  std::condition_variable keeper_cv_;  // with mu_: stopping
   std::thread keeper_;
 };
 

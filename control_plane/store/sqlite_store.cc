@@ -404,10 +404,9 @@ absl::Status SqliteStore::DeleteLive(const std::string& name) {
 
 absl::StatusOr<std::map<std::string, std::string>> SqliteStore::ListLive(const std::string& prefix) {
   std::lock_guard lock(live_mu_);
-  return std::map<std::string, std::string>(live_.lower_bound(prefix),
-                                            std::find_if(live_.lower_bound(prefix), live_.end(), [&](const auto& kv) {
-                                              return kv.first.compare(0, prefix.size(), prefix) != 0;
-                                            }));
+  const auto from = live_.lower_bound(prefix);
+  const auto to = std::find_if(from, live_.end(), [&](const auto& kv) { return kv.first.rfind(prefix, 0) != 0; });
+  return std::map<std::string, std::string>(from, to);
 }
 
 Store::Subscription SqliteStore::Subscribe(std::function<void(int64_t)> fn) {

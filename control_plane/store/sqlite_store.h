@@ -48,6 +48,7 @@ class SqliteStore : public Store {
   absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
   absl::Status DeleteLive(const std::string& name) override;
   absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;
+  bool Shared() const override { return false; }  // one control plane per file (the lock)
   std::string Describe() const override { return "sqlite:" + path_; }
 
   // How many revisions of change log are kept for watchers that fall behind.

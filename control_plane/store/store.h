@@ -83,8 +83,9 @@ class Store {
   virtual absl::StatusOr<std::vector<Event>> ChangesSince(int64_t since,
                                                           int64_t max_revisions) = 0;
 
-  // `fn(revision)` runs after every commit (on the committing thread; keep it short).
-  // The returned handle unsubscribes when destroyed.
+  // `fn(revision)` runs after every commit, this process's or (etcd) another replica's,
+  // on the committing thread (SQLite) or the watch's (etcd); keep it short. The returned
+  // handle unsubscribes when destroyed.
   using Subscription = std::shared_ptr<void>;
   virtual Subscription Subscribe(std::function<void(int64_t)> fn) = 0;
 
@@ -115,6 +116,10 @@ class Store {
   virtual absl::Status DeleteLive(const std::string& name) = 0;
   // Every replica's live values whose names start with `prefix`, by name.
   virtual absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) = 0;
+
+  // Whether other control planes may use this store at the same time (etcd): only then is
+  // there anything to share with or claim from them.
+  virtual bool Shared() const = 0;
 
   // "sqlite:/path" — for logs and `meshctl version`.
   virtual std::string Describe() const = 0;

@@ -288,6 +288,20 @@ TEST(EtcdStore, LiveValuesAreSharedAndGoWithTheirReplica) {
   EXPECT_TRUE(*(*second)->CreateLive("leader", "second"));
 }
 
+// More objects than one page of etcd's answer: all of them, in order.
+TEST_P(StoreContract, ListsMoreThanOnePage) {
+  for (int batch = 0; batch < 11; ++batch) {
+    std::vector<Write> writes;
+    for (int i = 0; i < 100; ++i) writes.push_back(Put(Cat("p", 1000 + batch * 100 + i), "x"));
+    ASSERT_TRUE(s().Commit(writes).ok());
+  }
+  auto all = s().List(resources::Kind::kPlugin, "");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 1100u);
+  EXPECT_EQ(all->front().key.name, "p1000");
+  EXPECT_EQ(all->back().key.name, "p2099");
+}
+
 // etcd: a commit made through one replica is in another's change log.
 TEST(EtcdStore, ReplicasSeeEachOthersCommits) {
   std::string skip;
