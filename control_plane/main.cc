@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/strings.h"
 #include "control_plane/api/admin_service.h"
 #include "control_plane/api/resource_api.h"
@@ -120,13 +121,16 @@ int main(int argc, char** argv) {
 
   meshplug::control_plane::xds::SnapshotCache cache;
   meshplug::control_plane::xds::AgentRegistry registry;
-  meshplug::control_plane::xds::SharedAgentStatus agents(**store, registry);
+  // This process among the control planes sharing the store (in its live values).
+  const std::string replica = meshplug::SecretHex(8);
+  meshplug::control_plane::xds::SharedAgentStatus agents(**store, registry, replica);
   meshplug::control_plane::controller::MeshController controller(
       **store, cache, registry,
       {.quiet = std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_ms)),
        .max_delay = std::chrono::milliseconds(absl::GetFlag(FLAGS_debounce_max_ms)),
        .grace = std::chrono::seconds(absl::GetFlag(FLAGS_agent_grace_s)),
-       .connected = [&agents](const std::string& agent) { return agents.ConnectedAnywhere(agent); }});
+       .connected = [&agents] { return agents.Connected(); },
+       .replica = replica});
   if (auto st = controller.Start(); !st.ok()) return Fail(std::string(st.message()));
 
   namespace security = meshplug::control_plane::security;
@@ -185,8 +189,8 @@ int main(int argc, char** argv) {
   address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
   if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
   agents.Start(address);
-  // Rotation steps taken through another replica (a shared etcd store).
-  ca_rotation.StartFollowing(std::chrono::seconds(1));
+  // Rotation steps taken through another replica.
+  if ((*store)->Shared()) ca_rotation.StartFollowing(std::chrono::seconds(1));
   // With port 0 the kernel picks one; tests read it from this line.
   log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
                           {"credentials", config_path}});
@@ -199,6 +203,7 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   waiter.join();
+  ca_rotation.StopFollowing();
   controller.Stop();
   log::Info("stopped");
   return 0;

@@ -60,12 +60,13 @@ ReferenceScenario::ReferenceScenario(std::string dir, std::function<void(const s
     : dir_(std::move(dir)),
       say_(std::move(say)),
       net_(intercepted ? std::make_unique<WorkloadNetwork>(kNamespacePrefix) : nullptr),
+      store_(std::move(store)),
       cp_(dir_, {"--debounce_ms", "20"}) {
-  if (!store.empty()) {
-    cp_.UseStore(store);
+  if (!store_.empty()) {
+    cp_.UseStore(store_);
     std::filesystem::create_directories(dir_ + "/replica");
     replica_ = std::make_unique<harness::ControlPlaneProcess>(dir_ + "/replica", std::vector<std::string>{"--debounce_ms", "20"});
-    replica_->UseStore(store);
+    replica_->UseStore(store_);
   }
   agents_.push_back(ScenarioAgent{"curl-1", "curl", "curl", "", {}});
   agents_.push_back(ScenarioAgent{"httpbin-1", "httpbin", "httpbin", "", {}});
@@ -85,8 +86,8 @@ void ReferenceScenario::Say(const std::string& line) const {
 std::string ReferenceScenario::StartControlPlane() {
   // A restart takes the same port: the agents know the control plane by its address.
   if (auto err = cp_.Start(); !err.empty()) return err;
-  Say("control plane listening on " + cp_.address() + " (TLS; store " + dir_ + "/store.db, meshctl credentials " +
-      cp_.config_path() + ")");
+  Say("control plane listening on " + cp_.address() + " (TLS; store " + (store_.empty() ? dir_ + "/store.db" : store_) +
+      ", meshctl credentials " + cp_.config_path() + ")");
   if (!replica_) return "";
   if (!replica_->running()) {
     if (auto err = replica_->Start(); !err.empty()) return err;

@@ -67,6 +67,8 @@ class ReferenceScenario {
 
   const std::string& dir() const { return dir_; }
   const std::string& control_plane_address() const { return cp_.address(); }
+  // The second control-plane replica's (with an etcd store).
+  std::string second_replica_address() const { return replica_ ? replica_->address() : ""; }
   // meshctl's credentials for this control plane.
   std::string meshctl_config() const { return cp_.config_path(); }
   int outbound_port(const std::string& agent) { return Agent(agent).running.outbound; }
@@ -87,6 +89,7 @@ class ReferenceScenario {
   std::string dir_;
   std::function<void(const std::string&)> say_;
   std::unique_ptr<harness::WorkloadNetwork> net_;  // intercepted
+  std::string store_;                              // etcd://... (else SQLite in dir_)
   harness::ControlPlaneProcess cp_;
   std::unique_ptr<harness::ControlPlaneProcess> replica_;  // with an etcd store
   std::unique_ptr<harness::Process> auth_, httpbin_;

@@ -195,9 +195,19 @@ TEST(ReferenceScenario, StepsOneToFourOnEtcdWithTwoReplicas) {
   EXPECT_EQ(s.Curl("/headers"), 200);
   ASSERT_EQ(s.Apply("integration/scenario/05-token-injector-config.yaml").exit_code, 0);
   EXPECT_TRUE(Eventually([&] { return s.Curl("/get") == 200; }, kConverge));  // step 4
-  auto status = s.Meshctl({"proxy", "status"});
-  EXPECT_NE(status.out.find("curl/curl-1         true"), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("httpbin/httpbin-1   true"), std::string::npos) << status.out;
+  // Both agents are on the second replica now (the CONTROL PLANE column).
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto status = s.Meshctl({"proxy", "status"});
+        std::istringstream lines(status.out);
+        int moved = 0;
+        for (std::string line; std::getline(lines, line);) {
+          moved += line.find(" true ") != std::string::npos && line.find(s.second_replica_address()) != std::string::npos;
+        }
+        return moved == 2;
+      },
+      kConverge))
+      << s.Meshctl({"proxy", "status"}).out;
 }
 
 TEST(ReferenceScenario, BrokenPluginAndAuthOutageFailOnlyWhatTheyTouch) {

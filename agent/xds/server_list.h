@@ -1,6 +1,7 @@
 // The control-plane replicas an agent may use, from "host:port[,host:port...]". Each
-// agent starts at a random one, so agents spread over the replicas, and moves to the next
-// when the one it uses fails. Thread-safe.
+// agent starts at a random one, so agents spread over the replicas, and moves to another
+// random one when the one it uses fails (the agents of a dead replica spread over the
+// rest, rather than all moving to its neighbour). Thread-safe.
 #pragma once
 
 #include <mutex>
@@ -20,8 +21,7 @@ class ServerList {
       if (!s.empty()) servers_.emplace_back(s);
     }
     if (servers_.empty()) servers_.emplace_back();
-    std::random_device seed;
-    at_ = std::uniform_int_distribution<size_t>(0, servers_.size() - 1)(seed);
+    at_ = std::uniform_int_distribution<size_t>(0, servers_.size() - 1)(rng_);
   }
 
   std::string current() const {
@@ -31,13 +31,23 @@ class ServerList {
   // Moves on from `failed` (unless another caller already did).
   void Failed(const std::string& failed) {
     std::lock_guard lock(mu_);
-    if (servers_[at_] == failed) at_ = (at_ + 1) % servers_.size();
+    if (servers_[at_] != failed || servers_.size() < 2) return;
+    const size_t step = std::uniform_int_distribution<size_t>(1, servers_.size() - 1)(rng_);
+    at_ = (at_ + step) % servers_.size();
+  }
+  // Every replica, the current one first.
+  std::vector<std::string> InTurn() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < servers_.size(); ++i) out.push_back(servers_[(at_ + i) % servers_.size()]);
+    return out;
   }
   size_t size() const { return servers_.size(); }
 
  private:
   std::vector<std::string> servers_;
   mutable std::mutex mu_;
+  std::mt19937 rng_{std::random_device{}()};
   size_t at_ = 0;
 };
 

@@ -150,17 +150,18 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
   v1::SignResponse resp;
   grpc::Status st;
   std::string server;
-  // Any replica signs: one that does not answer is passed over for the next.
-  for (size_t tries = 0; tries < servers_->size(); ++tries) {
-    server = servers_->current();
+  // The replica that serves the agent's stream first (it keeps the agent's status); one
+  // that does not answer is passed over for the next, without moving the stream.
+  for (const std::string& replica : servers_->InTurn()) {
+    server = replica;
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(server, credentials, args));
     grpc::ClientContext ctx;
     ctx.set_deadline(Clock::now() + options_.timeout);
     st = stub->Sign(&ctx, req, &resp);
-    if (st.error_code() != grpc::StatusCode::UNAVAILABLE && st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) break;
-    servers_->Failed(server);
+    // Not after a deadline: the call may have been served (a join token is good once).
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
   auto count = [&](const char* result) {
     if (stats_) stats_->Count("meshplug_agent_certificate_requests_total", {{"kind", why}, {"result", result}});

@@ -45,21 +45,25 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 CP_PIDS=()
 ETCD_PID=""
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-cleanup() {
-  for pid in "${CP_PIDS[@]}" $ETCD_PID; do stop_pid "$pid"; done
+cleanup() {  # all at once: SIGTERM, up to 5 s, then SIGKILL
+  local pids=(${CP_PIDS[@]+"${CP_PIDS[@]}"} $ETCD_PID)
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
   CP_PIDS=()
   ETCD_PID=""
+  rm -rf "$OUT"/etcd-*/  # etcd's data (a 64 MB write-ahead log each)
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 if [[ "$STORE" != sqlite && "$STORE" != etcd ]]; then echo "STORE must be sqlite or etcd" >&2; exit 2; fi
 if [[ "$STORE" == sqlite && "$REPLICAS" != 1 ]]; then echo "REPLICAS > 1 needs STORE=etcd" >&2; exit 2; fi
-if [[ "$STORE" == etcd && ! -x /usr/bin/etcd ]]; then sudo apt-get install -y etcd-server >&2; fi
+if [[ "$STORE" == etcd && ! -x /usr/bin/etcd ]]; then
+  echo "installing Debian's etcd-server" >&2
+  sudo apt-get install -y etcd-server >&2
+fi
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -92,6 +96,10 @@ for n in $AGENTS; do
         [[ -s "$config" ]] && break
         sleep 0.1
       done
+      if [[ ! -s "$config" ]]; then
+        echo "control plane $r did not start (see $OUT/cp-$run-$r.log)" >&2
+        exit 1
+      fi
       servers="${servers:+$servers,}127.0.0.1:$port"
     done
     config="$OUT/config-$run-1"

@@ -529,7 +529,8 @@ int Run() {
   const int n = absl::GetFlag(FLAGS_agents);
   const int services = absl::GetFlag(FLAGS_services);
   std::vector<int> cp_pids;
-  for (std::string_view pid : meshplug::Split(absl::GetFlag(FLAGS_cp_pid), ',')) {
+  const std::string pid_list = absl::GetFlag(FLAGS_cp_pid);  // Split's views point into it
+  for (std::string_view pid : meshplug::Split(pid_list, ',')) {
     int v = 0;
     if (meshplug::ParseNumber(pid, v)) cp_pids.push_back(v);
   }
@@ -543,12 +544,9 @@ int Run() {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  const std::string server_list = absl::GetFlag(FLAGS_server).empty() ? config->server : absl::GetFlag(FLAGS_server);
   std::vector<std::string> servers;
-  for (std::string_view s : meshplug::Split(absl::GetFlag(FLAGS_server).empty() ? config->server
-                                                                                 : absl::GetFlag(FLAGS_server),
-                                            ',')) {
-    servers.emplace_back(s);
-  }
+  for (std::string_view s : meshplug::Split(server_list, ',')) servers.emplace_back(s);
   const std::string& server = servers.front();
   auto admin = AdminStub(server, *config);
   if (!Apply(*admin, MeshYaml(services)) || !Apply(*admin, PluginConfigYaml(0))) return 1;

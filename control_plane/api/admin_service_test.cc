@@ -28,7 +28,7 @@ class AdminServiceTest : public ::testing::Test {
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
     access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);
-    agents_ = std::make_unique<xds::SharedAgentStatus>(*store_, registry_);
+    agents_ = std::make_unique<xds::SharedAgentStatus>(*store_, registry_, "test");
     rotation_ = std::make_unique<security::CaRotation>(*ca_, [this] { return agents_->List(); }, cache_,
                                                        [this](v1::TrustBundle t) { published_.push_back(t); });
     service_ = std::make_unique<AdminService>(*store_, *api_, cache_, *agents_, *access_, *tokens_, *rotation_);

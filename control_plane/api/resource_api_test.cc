@@ -405,22 +405,6 @@ TEST_F(ServiceAddressTest, AGivenAddressMustBeFreeInTheRangeAndNeverChanges) {
   EXPECT_EQ(AddressOf("b"), "<none>");  // nothing of the refused applies was stored
 }
 
-// Another control plane on the same etcd is in the middle of an apply that took .1: this
-// one passes over it, and its own claims are gone once its apply is over.
-TEST_F(ServiceAddressTest, AnAddressClaimedByAConcurrentApplyIsPassedOver) {
-  api_ = std::make_unique<ResourceApi>(*store_, nullptr, *ServiceAddresses::Parse("10.0.0.0/29"));
-  ApplyOk(kNamespaces);
-  ASSERT_TRUE(*store_->CreateSecret("service-address-claim/10.0.0.1", "", std::time(nullptr) + 60));
-  ApplyOk(ServiceDoc("a"));
-  EXPECT_EQ(AddressOf("a"), "10.0.0.2");
-  EXPECT_FALSE(store_->GetSecret("service-address-claim/10.0.0.2")->has_value());
-  auto given = Apply(ServiceDoc("b", "10.0.0.1"));
-  ASSERT_FALSE(given.ok());
-  EXPECT_EQ(given.status().message(),
-            "test.yaml: document 1 (Service b): spec.clusterIP: 10.0.0.1 is being given to another Service by a "
-            "concurrent apply");
-}
-
 TEST_F(ServiceAddressTest, ARangeThatIsFullSaysSoAndBadRangesAreRefused) {
   api_ = std::make_unique<ResourceApi>(*store_, nullptr, *ServiceAddresses::Parse("10.0.0.0/29"));  // 6 hosts
   ApplyOk(kNamespaces);

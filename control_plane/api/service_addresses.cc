@@ -6,6 +6,8 @@
 #include <ctime>
 #include <map>
 #include <optional>
+#include <tuple>
+#include <vector>
 
 #include "common/strings.h"
 #include "meshplug/v1/resources.pb.h"
@@ -33,10 +35,35 @@ std::string FormatIpv4(uint32_t ip) {
 // on another replica, unaware of this one's uncommitted Services, passes over it. The
 // expiry frees it if this control plane dies mid-apply.
 absl::StatusOr<bool> Claim(store::Store& store, uint32_t ip, AddressClaims& claims) {
+  if (!store.Shared()) return true;  // one control plane: its applies are serialized
   const std::string name = Cat("service-address-claim/", FormatIpv4(ip));
   auto created = store.CreateSecret(name, "", std::time(nullptr) + 60);
   if (created.ok() && *created) claims.Add(name);
   return created;
+}
+
+// An address given in this apply: where, the address, and the Service's key.
+using Claimed = std::tuple<std::string, uint32_t, std::string>;
+
+// Another replica's apply may have committed (and released its claim on) an address after
+// this one listed the Services and before it claimed: look at what is stored now.
+absl::StatusOr<AddressClaims> Verified(store::Store& store, AddressClaims claims, const std::vector<Claimed>& claimed) {
+  if (!store.Shared() || claimed.empty()) return claims;
+  auto stored = store.List(resources::Kind::kService, "");
+  if (!stored.ok()) return stored.status();
+  std::map<uint32_t, std::string> holders;
+  for (const auto& e : *stored) {
+    mesh::v1::Service svc;
+    if (!svc.ParseFromString(e.value)) continue;
+    if (auto ip = ParseIpv4(svc.spec().cluster_ip())) holders[*ip] = e.key.ToString();
+  }
+  for (const auto& [where, ip, key] : claimed) {
+    if (auto it = holders.find(ip); it != holders.end() && it->second != key) {
+      return absl::FailedPreconditionError(Cat(where, ": spec.clusterIP: ", FormatIpv4(ip), " was just given to ",
+                                               it->second, " by a concurrent apply; apply again"));
+    }
+  }
+  return claims;
 }
 
 }  // namespace
@@ -70,6 +97,7 @@ AddressClaims::~AddressClaims() {
 
 absl::StatusOr<AddressClaims> ServiceAddresses::Assign(store::Store& store, std::vector<resources::Document>& docs) const {
   AddressClaims claims(store);
+  std::vector<Claimed> claimed;
   if (std::none_of(docs.begin(), docs.end(), [](const auto& d) { return d.kind->id == resources::Kind::kService; })) {
     return claims;
   }
@@ -117,8 +145,9 @@ absl::StatusOr<AddressClaims> ServiceAddresses::Assign(store::Store& store, std:
       return absl::FailedPreconditionError(
           Cat(d.Where(), ": spec.clusterIP: ", given, " is being given to another Service by a concurrent apply"));
     }
+    claimed.emplace_back(d.Where(), *ip, key.ToString());
   }
-  if (unassigned.empty()) return claims;
+  if (unassigned.empty()) return Verified(store, std::move(claims), claimed);
   // The search starts after the address given last, so a deleted Service's address (still
   // in clients' DNS caches) goes to another only once the range has been gone through.
   const uint32_t first = network_ + 1, hosts = size_ - 2;
@@ -144,10 +173,12 @@ absl::StatusOr<AddressClaims> ServiceAddresses::Assign(store::Store& store, std:
     }
     taken.emplace(next, "");
     svc->mutable_spec()->set_cluster_ip(FormatIpv4(next));
+    claimed.emplace_back(where, next,
+                         resources::Key{resources::Kind::kService, svc->metadata().namespace_(), svc->metadata().name()}.ToString());
   }
   // A hint only: an apply that then fails leaves a gap, never a duplicate.
   if (auto st = store.PutSecret(kNextSecret, FormatIpv4(after(next))); !st.ok()) return st;
-  return claims;
+  return Verified(store, std::move(claims), claimed);
 }
 
 }  // namespace meshplug::control_plane::api

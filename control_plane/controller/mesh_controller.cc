@@ -1,7 +1,5 @@
 #include "control_plane/controller/mesh_controller.h"
 
-#include <random>
-
 #include <google/protobuf/util/message_differencer.h>
 
 #include "common/agent_id.h"
@@ -19,11 +17,15 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
       status_(publisher_, registry),
       registrations_(store, options.grace),
       connected_(options.connected ? options.connected
-                                   : std::function<bool(const std::string&)>([&registry](const std::string& agent) {
-                                       return registry.IsConnected(agent);
+                                   : std::function<Registrations::ConnectedAgents()>([&registry] {
+                                       std::set<std::string> out;
+                                       for (const auto& a : registry.List()) {
+                                         if (a.connected()) out.insert(a.agent());
+                                       }
+                                       return Registrations::ConnectedAgents(std::move(out));
                                      })),
       orphan_scan_(options.orphan_scan),
-      id_(HexOf(std::to_string(std::random_device()()) + std::to_string(std::random_device()()))),
+      replica_(options.replica),
       debouncer_(options.quiet, options.max_delay) {}
 
 MeshController::~MeshController() { Stop(); }
@@ -87,10 +89,12 @@ void MeshController::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (Clock::now() >= next_orphan_scan_) {
-      next_orphan_scan_ = Clock::now() + orphan_scan_;
       lock.unlock();
-      if (LeadsCleanUp()) registrations_.AdoptOrphans(Clock::now(), connected_);
+      if (LeadsCleanUp()) {
+        if (const auto connected = connected_()) registrations_.AdoptOrphans(Clock::now(), *connected);
+      }
       lock.lock();
+      next_orphan_scan_ = Clock::now() + orphan_scan_;  // after the scan, however long it took
       continue;
     }
     // The next moment something is due: a debounced publish or a grace period's end.
@@ -132,13 +136,13 @@ void MeshController::Loop() {
 
 bool MeshController::LeadsCleanUp() {
   constexpr const char* kRole = "leader/agent-clean-up";
-  auto made = store_.CreateLive(kRole, id_);
+  auto made = store_.CreateLive(kRole, replica_);
   if (made.ok() && *made) {
-    log::Info("this control plane cleans up after agents that vanished", {{"replica", id_}});
+    log::Info("this control plane cleans up after agents that vanished", {{"replica", replica_}});
     return true;
   }
   auto leader = store_.ListLive(kRole);
-  return leader.ok() && leader->count(kRole) && leader->at(kRole) == id_;
+  return leader.ok() && leader->count(kRole) && leader->at(kRole) == replica_;
 }
 
 void MeshController::Follow(const std::vector<store::Event>& events, bool everyone) {
@@ -146,7 +150,10 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
   for (const auto& ev : events) {
     if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
     if (ev.entry.key.kind == resources::Kind::kWorkload && ev.type == store::Event::Type::kDelete) {
-      publisher_.Remove(AgentId(ev.entry.key.ns, ev.entry.key.name));
+      const std::string agent = AgentId(ev.entry.key.ns, ev.entry.key.name);
+      publisher_.Remove(agent);
+      // Its status goes too (from every replica's proxy status), unless it is still here.
+      if (!registry_.IsConnected(agent)) registry_.Forget(agent);
     }
   }
   std::set<std::string> agents;

@@ -30,8 +30,11 @@ struct Options {
   std::chrono::milliseconds quiet{100};      // publish when no change came for this long
   std::chrono::milliseconds max_delay{1000}; // or when the first pending change is this old
   std::chrono::milliseconds grace{30000};    // a disconnected agent's endpoints stay this long
-  // Whether an agent is connected to any control-plane replica (unset: to this one).
-  std::function<bool(const std::string& agent)> connected = nullptr;
+  // The agents connected to any control-plane replica, nullopt when unknown (unset: those
+  // connected to this one).
+  std::function<Registrations::ConnectedAgents()> connected = nullptr;
+  // This replica's id in the store's live values (the clean-up leader's).
+  std::string replica = "local";
   // How often the leading replica looks for registrations whose agent is gone unseen.
   std::chrono::milliseconds orphan_scan{30000};
 };
@@ -82,9 +85,9 @@ class MeshController final : public xds::AgentLifecycle {
   Publisher publisher_;
   ResourceStatus status_;
   Registrations registrations_;
-  const std::function<bool(const std::string&)> connected_;
+  const std::function<Registrations::ConnectedAgents()> connected_;
   const std::chrono::milliseconds orphan_scan_;
-  const std::string id_;  // this replica, in the leader's live value
+  const std::string replica_;  // in the leader's live value
 
   std::mutex mu_;
   std::condition_variable cv_;

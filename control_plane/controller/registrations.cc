@@ -24,6 +24,7 @@ absl::Status Registrations::Register(const mesh::v1::Workload& workload) {
   const std::string agent = xds::AgentId(workload);
   std::lock_guard lock(mu_);
   removal_deadlines_.erase(agent);
+  confirming_.erase(agent);
   pending_[agent] = workload;
   return absl::OkStatus();
 }
@@ -31,16 +32,17 @@ absl::Status Registrations::Register(const mesh::v1::Workload& workload) {
 void Registrations::Disconnected(const std::string& agent, Clock::time_point now) {
   std::lock_guard lock(mu_);
   removal_deadlines_[agent] = now + grace_;
+  confirming_.erase(agent);
 }
 
-void Registrations::AdoptOrphans(Clock::time_point now, const std::function<bool(const std::string&)>& connected) {
+void Registrations::AdoptOrphans(Clock::time_point now, const std::set<std::string>& connected) {
   auto workloads = store_.List(Kind::kWorkload, "");
   if (!workloads.ok()) return;
   for (const auto& e : *workloads) {
     mesh::v1::Workload wl;
     if (!wl.ParseFromString(e.value) || wl.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;
     const std::string agent = xds::AgentId(wl);
-    if (connected(agent)) continue;
+    if (connected.count(agent)) continue;
     std::lock_guard lock(mu_);
     if (pending_.count(agent) == 0) removal_deadlines_.try_emplace(agent, now + grace_);
   }
@@ -48,29 +50,46 @@ void Registrations::AdoptOrphans(Clock::time_point now, const std::function<bool
 
 std::optional<Registrations::Clock::time_point> Registrations::NextDeadline() const {
   std::lock_guard lock(mu_);
-  std::optional<Clock::time_point> next;
+  std::optional<Clock::time_point> next = retry_at_;
   for (const auto& [_, deadline] : removal_deadlines_) next = next ? std::min(*next, deadline) : deadline;
   return next;
 }
 
-Registrations::Batch Registrations::Take(Clock::time_point now,
-                                         const std::function<bool(const std::string&)>& connected) {
+Registrations::Batch Registrations::Take(Clock::time_point now, const std::function<ConnectedAgents()>& ask) {
+  bool due = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [_, deadline] : removal_deadlines_) due = due || deadline <= now;
+  }
+  const ConnectedAgents connected = due ? ask() : ConnectedAgents(std::set<std::string>{});
   Batch batch;
   std::lock_guard lock(mu_);
   batch.registered = std::move(pending_);
   pending_.clear();
+  retry_at_.reset();
   for (auto it = removal_deadlines_.begin(); it != removal_deadlines_.end();) {
     if (it->second > now) {
       ++it;
       continue;
     }
-    if (!connected(it->first)) batch.expired.push_back(it->first);  // else it reconnected meanwhile
-    it = removal_deadlines_.erase(it);
+    const std::string& agent = it->first;
+    if (connected && connected->count(agent)) {  // it came back
+      confirming_.erase(agent);
+      it = removal_deadlines_.erase(it);
+    } else if (connected && confirming_.erase(agent)) {
+      batch.expired.push_back(agent);
+      it = removal_deadlines_.erase(it);
+    } else {
+      // Look again a little later: the shared view may lag, or could not be read.
+      if (connected) confirming_.insert(agent);
+      it->second = now + kConfirm;
+      ++it;
+    }
   }
   return batch;
 }
 
-void Registrations::Commit(Batch batch) const {
+void Registrations::Commit(Batch batch) {
   std::vector<store::Write> writes;
   for (auto& [agent, wl] : batch.registered) {
     const resources::Key key{Kind::kWorkload, wl.metadata().namespace_(), wl.metadata().name()};
@@ -93,7 +112,15 @@ void Registrations::Commit(Batch batch) const {
   for (size_t from = 0; from < writes.size(); from += store::kWritesPerCommit) {
     const std::vector<store::Write> some(writes.begin() + from, writes.begin() + std::min(writes.size(), from + store::kWritesPerCommit));
     if (auto rev = store_.Commit(some); !rev.ok()) {
-      log::Warn("registering agents failed", {{"error", std::string(rev.status().message())}});
+      log::Warn("registering agents failed; trying again", {{"error", std::string(rev.status().message())}});
+      // Back to pending (unless the agent registered anew meanwhile): the next cycle
+      // writes them.
+      std::lock_guard lock(mu_);
+      for (const auto& w : some) {
+        const std::string agent = AgentId(w.key.ns, w.key.name);
+        if (auto wl = batch.registered.find(agent); wl != batch.registered.end()) pending_.try_emplace(agent, wl->second);
+      }
+      retry_at_ = Clock::now() + std::chrono::seconds(1);
     }
   }
   for (const auto& agent : batch.expired) {

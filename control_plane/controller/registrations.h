@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,25 +29,32 @@ class Registrations {
   absl::Status Register(const mesh::v1::Workload& workload);
   // The agent's last stream ended at `now`.
   void Disconnected(const std::string& agent, Clock::time_point now);
+  // The agents connected to some control-plane replica; nullopt when that is not known
+  // (the other replicas' status cannot be read): no removal is decided then.
+  using ConnectedAgents = std::optional<std::set<std::string>>;
+
   // Registered Workloads whose agent is connected to no replica and has no grace period
   // running here get one: their agent went away while no control plane was there to see
   // it (its replica died with it, or the control plane was down). One replica does this
   // (the leader), for all.
-  void AdoptOrphans(Clock::time_point now, const std::function<bool(const std::string& agent)>& connected);
+  void AdoptOrphans(Clock::time_point now, const std::set<std::string>& connected);
   // When the earliest grace period ends.
   std::optional<Clock::time_point> NextDeadline() const;
 
   // What to write: the pending registrations, and the agents whose grace period has
-  // ended while they are still disconnected.
+  // ended while they are still disconnected — seen so twice, kConfirm apart, as another
+  // replica's view may be a sharing interval old.
   struct Batch {
     std::map<std::string, mesh::v1::Workload> registered;
     std::vector<std::string> expired;
   };
-  Batch Take(Clock::time_point now, const std::function<bool(const std::string& agent)>& connected);
+  // `connected` is asked (outside the lock) only when a grace period has ended.
+  Batch Take(Clock::time_point now, const std::function<ConnectedAgents()>& connected);
+  static constexpr std::chrono::seconds kConfirm{3};
   // Writes the registrations in one commit, then each removal on its own (another replica
   // may have removed it already); unchanged registrations and Workloads that a user
   // applied (not registered by an agent) are left alone.
-  void Commit(Batch batch) const;
+  void Commit(Batch batch);
 
  private:
   store::Store& store_;
@@ -54,6 +62,8 @@ class Registrations {
   mutable std::mutex mu_;
   std::map<std::string, mesh::v1::Workload> pending_;
   std::map<std::string, Clock::time_point> removal_deadlines_;
+  std::set<std::string> confirming_;  // past their deadline once, not connected then
+  std::optional<Clock::time_point> retry_at_;  // registrations whose commit failed
 };
 
 }  // namespace meshplug::control_plane::controller

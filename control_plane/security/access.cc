@@ -25,6 +25,7 @@ std::string Caller::Describe() const {
 }
 
 grpc::Status ToGrpc(const absl::Status& st) {
+  if (st.ok()) return grpc::Status::OK;
   // The details (a google.rpc.Status, gRPC's rich error model) tell clients that the
   // control plane itself answered: an UNAVAILABLE with them is its store, not the network.
   google::rpc::Status details;

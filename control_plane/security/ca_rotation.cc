@@ -34,7 +34,9 @@ CaRotation::CaRotation(CertificateAuthority& ca, std::function<std::vector<v1::A
   publish_(ca_.trust());
 }
 
-CaRotation::~CaRotation() {
+CaRotation::~CaRotation() { StopFollowing(); }
+
+void CaRotation::StopFollowing() {
   {
     std::lock_guard lock(follow_mu_);
     stopping_ = true;
@@ -56,6 +58,10 @@ void CaRotation::StartFollowing(std::chrono::milliseconds every) {
 
 bool CaRotation::FollowOnce() {
   std::lock_guard lock(mu_);
+  return FollowLocked();
+}
+
+bool CaRotation::FollowLocked() {
   auto changed = ca_.Reload();
   if (!changed.ok()) {
     log::Warn("cannot read the CA from the store", {{"error", std::string(changed.status().message())}});
@@ -108,6 +114,8 @@ absl::StatusOr<v1::CaStatus> CaRotation::Run(const v1::RotateCaRequest& req) {
   // One step at a time, its trust published before the next: concurrent steps could
   // publish an older trust last.
   std::lock_guard lock(mu_);
+  // From the state another replica may have stepped to a moment ago.
+  FollowLocked();
   absl::Status st;
   if (req.step() == "start") {
     st = ca_.StartRotation(req.ca_cert_pem(), req.ca_key_pem());

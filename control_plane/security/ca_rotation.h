@@ -32,6 +32,7 @@ class CaRotation {
 
   // Follows steps taken on other replicas: reloads the CA every `every`.
   void StartFollowing(std::chrono::milliseconds every);
+  void StopFollowing();
   // One such reload; true when the CA changed (and its trust was published).
   bool FollowOnce();
 
@@ -44,6 +45,8 @@ class CaRotation {
   std::string JoinRoots() const;
 
  private:
+  bool FollowLocked();  // mu_ held
+
   CertificateAuthority& ca_;
   const std::function<std::vector<v1::AgentStatus>()> agents_;
   const xds::ConfigWatcher& configs_;

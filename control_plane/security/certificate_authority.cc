@@ -114,7 +114,7 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
     if (!signer.ok()) return signer.status();
     return std::unique_ptr<CertificateAuthority>(new CertificateAuthority(store, true, *std::move(signer)));
   }
-  auto state = LoadStored(store);
+  auto state = LoadStored(store, /*repair=*/true);
   if (!state.ok()) return state.status();
   std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority(store, false, std::move(state->current)));
   ca->next_ = std::move(state->next);
@@ -122,14 +122,16 @@ absl::StatusOr<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open
   return ca;
 }
 
-absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(store::Store& store) {
+absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(store::Store& store, bool repair) {
+  // The rotation first: a finish writes the new CA, then deletes the rotation, so in this
+  // order a reader never sees the old CA without the new one beside it.
+  auto rotation = store.GetSecret(kRotationSecret);
+  if (!rotation.ok()) return rotation.status();
   auto stored = StoredCa(store);
   if (!stored.ok()) return stored.status();
   auto signer = LoadSigner(stored->chain, stored->key, "the store's CA");
   if (!signer.ok()) return signer.status();
   Stored out{*std::move(signer), std::nullopt, false};
-  auto rotation = store.GetSecret(kRotationSecret);
-  if (!rotation.ok()) return rotation.status();
   if (rotation->has_value()) {
     const std::string& text = **rotation;
     const size_t eol = text.find('\n');
@@ -142,8 +144,11 @@ absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(st
                                      loaded.ok() ? Cat("unknown phase \"", phase, "\"") : loaded.status().message()));
     }
     if (loaded->info.subject_key_id == out.current.info.subject_key_id) {
-      // A finish that stopped after making the new CA current.
-      if (auto st = store.DeleteSecret(kRotationSecret); !st.ok()) return st;
+      // A finish that stopped (or, seen from another replica, is under way) after making
+      // the new CA current.
+      if (repair) {
+        if (auto st = store.DeleteSecret(kRotationSecret); !st.ok()) return st;
+      }
     } else {
       out.next = *std::move(loaded);
       out.next_signs = phase == "activated";
@@ -154,7 +159,7 @@ absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(st
 
 absl::StatusOr<bool> CertificateAuthority::Reload() {
   if (from_files_) return false;
-  auto state = LoadStored(store_);
+  auto state = LoadStored(store_, /*repair=*/false);
   if (!state.ok()) return state.status();
   std::lock_guard lock(mu_);
   auto id = [](const std::optional<Signer>& s) { return s ? s->info.subject_key_id : std::string(); };

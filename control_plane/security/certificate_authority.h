@@ -89,13 +89,14 @@ class CertificateAuthority {
   CertificateAuthority(store::Store& store, bool from_files, Signer current)
       : store_(store), from_files_(from_files), current_(std::move(current)) {}
   const Signer& SigningLocked() const { return next_ && next_signs_ ? *next_ : current_; }
-  // The store's CA and rotation as Open and Reload read them.
+  // The store's CA and rotation as Open and Reload read them; `repair`: finish a finish
+  // that stopped halfway (Open only: another replica's may be under way).
   struct Stored {
     Signer current;
     std::optional<Signer> next;
     bool next_signs;
   };
-  static absl::StatusOr<Stored> LoadStored(store::Store& store);
+  static absl::StatusOr<Stored> LoadStored(store::Store& store, bool repair);
   absl::Status SaveRotationLocked(bool next_signs);
 
   store::Store& store_;

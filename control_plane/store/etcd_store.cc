@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <ctime>
-#include <random>
 
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/strings.h"
 
 namespace meshplug::control_plane::store {
@@ -81,8 +81,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   args.SetLoadBalancingPolicyName("round_robin");
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
   std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), std::move(channel)));
-  std::random_device seed;
-  store->marker_key_ = Cat(store->options_.prefix, "commits/", HexOf(std::to_string(seed()) + std::to_string(seed())));
+  store->marker_key_ = Cat(store->options_.prefix, "commits/", SecretHex(8));
   // Where the log starts: the revision of this first read.
   auto first = store->Range(store->options_.prefix, PrefixEnd(store->options_.prefix), 0, 1);
   if (!first.ok()) return first.status();

@@ -20,7 +20,8 @@ uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& p
   e.status.set_connected(true);
   e.status.set_protocol(protocol);
   e.status.set_peer(peer);
-  e.status.set_connected_since(NowRfc3339());
+  // Milliseconds: replicas order two connections of one agent by it.
+  e.status.set_connected_since(NowRfc3339Millis());
   e.status.clear_disconnected_at();
   SetIdentity(e, identity);
   return id;
@@ -43,7 +44,7 @@ bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
   e.streams.erase(stream);
   if (!e.streams.empty()) return false;
   e.status.set_connected(false);
-  e.status.set_disconnected_at(NowRfc3339());
+  e.status.set_disconnected_at(NowRfc3339Millis());
   return true;
 }
 

@@ -1,7 +1,6 @@
 #include "control_plane/xds/shared_agent_status.h"
 
 #include <map>
-#include <random>
 #include <tuple>
 
 #include "common/log.h"
@@ -12,11 +11,6 @@ namespace {
 
 constexpr std::string_view kPrefix = "agent-status/";
 
-std::string RandomId() {
-  std::random_device seed;
-  return HexOf(std::to_string(seed()) + std::to_string(seed())).substr(0, 16);
-}
-
 // Which of two statuses of one agent to show: connected before disconnected, then the
 // latest connection (or disconnection). RFC 3339 times of one format order as strings.
 bool Better(const v1::AgentStatus& a, const v1::AgentStatus& b) {
@@ -26,8 +20,8 @@ bool Better(const v1::AgentStatus& a, const v1::AgentStatus& b) {
 
 }  // namespace
 
-SharedAgentStatus::SharedAgentStatus(store::Store& store, AgentRegistry& registry, std::chrono::milliseconds every)
-    : store_(store), registry_(registry), every_(every), replica_(RandomId()) {}
+SharedAgentStatus::SharedAgentStatus(store::Store& store, AgentRegistry& registry, std::string replica)
+    : store_(store), registry_(registry), replica_(std::move(replica)) {}
 
 SharedAgentStatus::~SharedAgentStatus() {
   {
@@ -39,13 +33,21 @@ SharedAgentStatus::~SharedAgentStatus() {
 }
 
 void SharedAgentStatus::Start(const std::string& address) {
-  address_ = address;
-  thread_ = std::thread([this] { Loop(); });
+  {
+    std::lock_guard lock(mu_);
+    address_ = address;
+  }
+  if (store_.Shared()) thread_ = std::thread([this] { Loop(); });
+}
+
+std::string SharedAgentStatus::address() const {
+  std::lock_guard lock(mu_);
+  return address_;
 }
 
 void SharedAgentStatus::Loop() {
   std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, every_, [&] { return stopping_; })) {
+  while (!cv_.wait_for(lock, kEvery, [&] { return stopping_; })) {
     lock.unlock();
     Share();
     lock.lock();
@@ -57,25 +59,34 @@ void SharedAgentStatus::Share() {
   // After a failure (etcd away), everything is shared again, not only what changed.
   if (resync_) changes.changed = registry_.List();
   resync_ = false;
+  const std::string mine = Cat(kPrefix, replica_, "/");
+  const std::string here = address();
   for (auto& status : changes.changed) {
-    status.set_control_plane(address_);
-    if (auto st = store_.PutLive(Cat(kPrefix, replica_, "/", status.agent()), status.SerializeAsString()); !st.ok()) {
+    status.set_control_plane(here);
+    if (auto st = store_.PutLive(mine + status.agent(), status.SerializeAsString()); !st.ok()) {
       log::Warn("cannot share agents' status", {{"error", std::string(st.message())}});
       resync_ = true;
-      return;
+      break;
     }
   }
-  for (const auto& agent : changes.forgotten) store_.DeleteLive(Cat(kPrefix, replica_, "/", agent)).IgnoreError();
+  for (const auto& agent : changes.forgotten) {
+    if (!store_.DeleteLive(mine + agent).ok()) resync_ = true;
+  }
+}
+
+std::vector<v1::AgentStatus> SharedAgentStatus::Local() const {
+  std::vector<v1::AgentStatus> out = registry_.List();
+  const std::string here = address();
+  for (auto& status : out) status.set_control_plane(here);
+  return out;
 }
 
 std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
   std::map<std::string, v1::AgentStatus> best;
   // This replica's own view first: it is current, the shared one up to an interval old.
-  for (auto& status : registry_.List()) {
-    status.set_control_plane(address_);
-    best[status.agent()] = std::move(status);
-  }
-  auto shared = store_.ListLive(std::string(kPrefix));
+  for (auto& status : Local()) best[status.agent()] = std::move(status);
+  auto shared = store_.Shared() ? store_.ListLive(std::string(kPrefix))
+                                : absl::StatusOr<std::map<std::string, std::string>>(std::map<std::string, std::string>{});
   if (!shared.ok()) {
     log::Warn("cannot read the other replicas' agents", {{"error", std::string(shared.status().message())}});
     shared = std::map<std::string, std::string>{};
@@ -92,12 +103,19 @@ std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
   return out;
 }
 
-bool SharedAgentStatus::ConnectedAnywhere(const std::string& agent) const {
-  if (registry_.IsConnected(agent)) return true;
-  for (const auto& status : List()) {
-    if (status.agent() == agent) return status.connected();
+std::optional<std::set<std::string>> SharedAgentStatus::Connected() const {
+  std::set<std::string> out;
+  for (const auto& status : registry_.List()) {
+    if (status.connected()) out.insert(status.agent());
   }
-  return false;
+  if (!store_.Shared()) return out;
+  auto shared = store_.ListLive(std::string(kPrefix));
+  if (!shared.ok()) return std::nullopt;
+  for (const auto& [_, bytes] : *shared) {
+    v1::AgentStatus status;
+    if (status.ParseFromString(bytes) && status.connected()) out.insert(status.agent());
+  }
+  return out;
 }
 
 }  // namespace meshplug::control_plane::xds

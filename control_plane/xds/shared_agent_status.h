@@ -2,12 +2,14 @@
 // status of the agents it serves as live values in the store (what changed, once per
 // interval) and reads the others', so `meshctl proxy status` against any replica lists
 // every agent, and an agent whose replica died disappears within the live values' TTL.
-// With SQLite (one control plane) the live values stay in this process.
+// A store that no other control plane uses (SQLite) shares nothing: the local view is all.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,34 +22,40 @@ namespace meshplug::control_plane::xds {
 
 class SharedAgentStatus {
  public:
-  SharedAgentStatus(store::Store& store, AgentRegistry& registry,
-                    std::chrono::milliseconds every = std::chrono::seconds(1));
+  // How often what changed is shared; a replica's view of the others is this old at most.
+  static constexpr std::chrono::seconds kEvery{1};
+
+  // `replica`: this control plane's id in the store's live values.
+  SharedAgentStatus(store::Store& store, AgentRegistry& registry, std::string replica);
   ~SharedAgentStatus();
 
-  // Starts sharing; `address` is this replica's, shown beside the agents it serves.
+  // Starts sharing (a shared store only); `address` is this replica's, shown beside the
+  // agents it serves.
   void Start(const std::string& address);
 
   // Per agent, the status from the replica it is connected to (the latest connection when
   // two claim it, as a dead replica's claim lasts until its TTL); else its latest.
   std::vector<v1::AgentStatus> List() const;
-  // Whether the agent is connected to any replica.
-  bool ConnectedAnywhere(const std::string& agent) const;
+  // The agents connected to some replica; nullopt when the others' cannot be read (then
+  // nothing may be concluded about an agent this replica does not serve).
+  std::optional<std::set<std::string>> Connected() const;
 
  private:
   void Loop();
   void Share();
+  std::string address() const;
+  std::vector<v1::AgentStatus> Local() const;  // this replica's agents, with its address
 
   store::Store& store_;
   AgentRegistry& registry_;
-  const std::chrono::milliseconds every_;
-  const std::string replica_;  // this process's key part (random)
-  std::string address_;
-  bool resync_ = false;  // the sharing thread's
+  const std::string replica_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::string address_;  // under mu_
   std::thread thread_;
+  bool resync_ = false;  // the sharing thread's
 };
 
 }  // namespace meshplug::control_plane::xds

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <vector>
 
 #include "common/strings.h"
 
@@ -15,20 +16,26 @@ namespace {
 constexpr const char* kEtcd = "/usr/bin/etcd";
 constexpr const char* kEtcdctl = "/usr/bin/etcdctl";
 
-// A free loopback port: bind port 0, read it, release it.
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+// `n` distinct free loopback ports: each bound (port 0) until all are chosen, then
+// released for etcd to take.
+std::vector<int> FreeLoopbackPorts(int n) {
+  std::vector<int> fds, ports;
+  for (int i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    fds.push_back(fd);
+    ports.push_back(port);
   }
-  ::close(fd);
-  return port;
+  for (int fd : fds) ::close(fd);
+  return ports;
 }
 
 }  // namespace
@@ -41,22 +48,33 @@ std::string EtcdCluster::Unavailable() {
 }
 
 EtcdCluster::EtcdCluster(const std::string& dir, int members) : dir_(dir) {
-  members_.resize(members);
-  std::vector<std::string> peers;
-  for (int i = 0; i < members; ++i) {
-    Member& m = members_[i];
-    m.name = Cat("etcd", i);
-    m.client_port = FreeLoopbackPort();
-    m.peer_port = FreeLoopbackPort();
-    peers.push_back(Cat(m.name, "=http://127.0.0.1:", m.peer_port));
-  }
-  initial_cluster_ = Join(peers, ",");
-  // Members wait for each other to elect a leader: start all, then wait.
-  for (int i = 0; i < members && error_.empty(); ++i) error_ = StartMember(i, false);
-  for (int i = 0; i < members && error_.empty(); ++i) {
-    if (!Eventually([&] { return Healthy(i); }, milliseconds(30000), milliseconds(100))) {
-      error_ = Cat(members_[i].name, " did not become healthy:\n", members_[i].process->Log());
+  // A port taken by someone else between choosing and binding it fails a member's start:
+  // start again on other ports (a few times).
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    error_.clear();
+    std::filesystem::remove_all(dir_);
+    members_.clear();
+    members_.resize(members);
+    const std::vector<int> ports = FreeLoopbackPorts(2 * members);
+    std::vector<std::string> peers;
+    for (int i = 0; i < members; ++i) {
+      Member& m = members_[i];
+      m.name = Cat("etcd", i);
+      m.client_port = ports[2 * i];
+      m.peer_port = ports[2 * i + 1];
+      peers.push_back(Cat(m.name, "=http://127.0.0.1:", m.peer_port));
     }
+    initial_cluster_ = Join(peers, ",");
+    // Members wait for each other to elect a leader: start all, then wait.
+    for (int i = 0; i < members && error_.empty(); ++i) error_ = StartMember(i, false);
+    for (int i = 0; i < members && error_.empty(); ++i) {
+      if (!Eventually([&] { return Healthy(i) || members_[i].process->Wait(milliseconds(0)).has_value(); },
+                      milliseconds(30000), milliseconds(100)) ||
+          !Healthy(i)) {
+        error_ = Cat(members_[i].name, " did not become healthy:\n", members_[i].process->Log());
+      }
+    }
+    if (error_.empty() || error_.find("address already in use") == std::string::npos) return;
   }
 }
 
