@@ -45,13 +45,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 CP_PIDS=()
 ETCD_PID=""
-cleanup() {  # all at once: SIGTERM, up to 5 s, then SIGKILL
-  local pids=(${CP_PIDS[@]+"${CP_PIDS[@]}"} $ETCD_PID)
-  if ((${#pids[@]})); then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-  fi
+stop() {  # all at once: SIGTERM, up to 5 s, then SIGKILL
+  (($#)) || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$@" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$@" 2>/dev/null || true
+}
+cleanup() {
+  stop ${CP_PIDS[@]+"${CP_PIDS[@]}"}  # before etcd: they say goodbye to it
+  stop $ETCD_PID
   CP_PIDS=()
   ETCD_PID=""
   rm -rf "$OUT"/etcd-*/  # etcd's data (a 64 MB write-ahead log each)

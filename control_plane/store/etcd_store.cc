@@ -487,11 +487,9 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
       return !existing->has_value();
     }
     // etcd drops the secret when its lease ends.
-    etcdserverpb::LeaseGrantRequest grant;
-    grant.set_ttl(ttl);
-    auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
+    auto granted = GrantLease(ttl);
     if (!granted.ok()) return granted.status();
-    lease = granted->id();
+    lease = *granted;
   }
   etcdserverpb::TxnRequest txn;
   Compare* absent = txn.add_compare();
@@ -551,13 +549,19 @@ std::string EtcdStore::LiveKey(const std::string& name) const { return Cat(optio
 
 absl::StatusOr<int64_t> EtcdStore::LiveLease() {
   if (lease_ != 0) return lease_;
+  auto granted = GrantLease(options_.live_ttl.count());
+  if (!granted.ok()) return granted.status();
+  lease_ = *granted;
+  return lease_;
+}
+
+absl::StatusOr<int64_t> EtcdStore::GrantLease(int64_t ttl_seconds) const {
   etcdserverpb::LeaseGrantRequest grant;
-  grant.set_ttl(options_.live_ttl.count());
+  grant.set_ttl(ttl_seconds);
   // A repeated grant only leaves a lease nobody keeps alive, which expires.
   auto granted = Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseGrant, grant);
   if (!granted.ok()) return granted.status();
-  lease_ = granted->id();
-  return lease_;
+  return granted->id();
 }
 
 absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::string& value, bool exclusive) {

@@ -102,6 +102,7 @@ class EtcdStore : public Store {
   // process's live values are written again.
   std::string LiveKey(const std::string& name) const;
   absl::StatusOr<int64_t> LiveLease();  // live_mu_ held
+  absl::StatusOr<int64_t> GrantLease(int64_t ttl_seconds) const;
   absl::StatusOr<bool> WriteLive(const std::string& name, const std::string& value, bool exclusive);  // live_mu_ held
   void KeepAlive();
   bool KeepAliveOnce(int64_t lease);  // false when the lease is gone

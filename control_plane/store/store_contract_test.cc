@@ -68,13 +68,21 @@ std::unique_ptr<Store> MakeSqlite(std::string*) {
   return store.ok() ? *std::move(store) : nullptr;
 }
 
-std::unique_ptr<Store> MakeEtcd(std::string* skip) {
+// The shared etcd, under a prefix of the running test's own; nullopt and *skip set when
+// etcd cannot run here.
+std::optional<EtcdStore::Options> TestEtcd(std::string* skip) {
   EtcdCluster* etcd = SharedEtcd(skip);
-  if (etcd == nullptr) return nullptr;
+  if (etcd == nullptr) return std::nullopt;
   EtcdStore::Options options;
   options.endpoints = *EtcdStore::ParseUrl(etcd->url());
   options.prefix = "/" + TestName() + "/";
-  auto store = EtcdStore::Open(options);
+  return options;
+}
+
+std::unique_ptr<Store> MakeEtcd(std::string* skip) {
+  auto options = TestEtcd(skip);
+  if (!options) return nullptr;
+  auto store = EtcdStore::Open(*options);
   EXPECT_TRUE(store.ok()) << store.status();
   return store.ok() ? *std::move(store) : nullptr;
 }
@@ -271,13 +279,10 @@ TEST_P(StoreContract, LiveValuesAreListedByPrefixAndCreateIsExclusive) {
 // etcd: another replica sees a replica's live values, which go when it stops.
 TEST(EtcdStore, LiveValuesAreSharedAndGoWithTheirReplica) {
   std::string skip;
-  EtcdCluster* etcd = SharedEtcd(&skip);
-  if (etcd == nullptr) GTEST_SKIP() << skip;
-  EtcdStore::Options options;
-  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
-  options.prefix = "/" + TestName() + "/";
-  auto first = EtcdStore::Open(options);
-  auto second = EtcdStore::Open(options);
+  const auto options = TestEtcd(&skip);
+  if (!options) GTEST_SKIP() << skip;
+  auto first = EtcdStore::Open(*options);
+  auto second = EtcdStore::Open(*options);
   ASSERT_TRUE(first.ok() && second.ok());
   ASSERT_TRUE((*first)->PutLive("agents/a", "on first").ok());
   EXPECT_TRUE(*(*first)->CreateLive("leader", "first"));
@@ -305,13 +310,10 @@ TEST_P(StoreContract, ListsMoreThanOnePage) {
 // etcd: a commit made through one replica is in another's change log.
 TEST(EtcdStore, ReplicasSeeEachOthersCommits) {
   std::string skip;
-  EtcdCluster* etcd = SharedEtcd(&skip);
-  if (etcd == nullptr) GTEST_SKIP() << skip;
-  EtcdStore::Options options;
-  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
-  options.prefix = "/" + TestName() + "/";
-  auto a = EtcdStore::Open(options);
-  auto b = EtcdStore::Open(options);
+  const auto options = TestEtcd(&skip);
+  if (!options) GTEST_SKIP() << skip;
+  auto a = EtcdStore::Open(*options);
+  auto b = EtcdStore::Open(*options);
   ASSERT_TRUE(a.ok() && b.ok());
   const int64_t start = (*b)->Revision();
   auto rev = (*a)->Commit({Put("x", "X")});
@@ -369,8 +371,8 @@ TEST(EtcdStore, AWatchThatMissedCompactedRevisionsStartsTheLogAgain) {
 // versions in the same order; a store that holds a mesh is not copied into.
 TEST(StoreCopy, SqliteToEtcdAndBackKeepsObjectsSecretsAndOrder) {
   std::string skip;
-  EtcdCluster* etcd = SharedEtcd(&skip);
-  if (etcd == nullptr) GTEST_SKIP() << skip;
+  const auto options = TestEtcd(&skip);
+  if (!options) GTEST_SKIP() << skip;
   auto sqlite = MakeSqlite(&skip);
   ASSERT_TRUE(sqlite->Commit({Put("a", "A1"), Put("b", "B1")}).ok());
   ASSERT_TRUE(sqlite->Commit({Put("c", "C1")}).ok());
@@ -379,10 +381,7 @@ TEST(StoreCopy, SqliteToEtcdAndBackKeepsObjectsSecretsAndOrder) {
   ASSERT_TRUE(sqlite->Commit({Delete("gone")}).ok());
   ASSERT_TRUE(*sqlite->CreateSecret("ca", "key", 0));
   ASSERT_TRUE(*sqlite->CreateSecret("used/1", "t", std::time(nullptr) + 600));
-  EtcdStore::Options options;
-  options.endpoints = *EtcdStore::ParseUrl(etcd->url());
-  options.prefix = "/" + TestName() + "/";
-  auto in_etcd = EtcdStore::Open(options);
+  auto in_etcd = EtcdStore::Open(*options);
   ASSERT_TRUE(in_etcd.ok());
 
   auto there = CopyStore(*sqlite, **in_etcd);
