@@ -351,5 +351,24 @@ TEST_F(ReplicasTest, ConflictingAppliesOnTwoReplicasOneWins) {
       << now.out;
 }
 
+// etcd unreachable at start: the control plane says so, keeps trying, and serves once
+// etcd answers, with nothing restarted.
+TEST(ReplicaStart, AControlPlaneStartedBeforeEtcdWaitsForItThenServes) {
+  if (auto why = EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = harness::TempDir("wait-for-etcd");
+  EtcdCluster etcd(dir + "/etcd", 1);
+  ASSERT_EQ(etcd.error(), "");
+  etcd.Kill(0);
+  auto cp = Process::Start({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", etcd.url(),
+                            "--client_config", dir + "/config"},
+                           dir + "/cp.log", {"MESHPLUG_HOME=" + dir});
+  ASSERT_TRUE(cp);
+  auto waiting = cp->WaitForLog("waiting for etcd", milliseconds(20000));
+  ASSERT_TRUE(waiting) << cp->Log();
+  EXPECT_NE(waiting->find("did not answer within 5 s"), std::string::npos) << *waiting;
+  ASSERT_EQ(etcd.Restart(0), "");
+  EXPECT_TRUE(cp->WaitForLog("\"msg\":\"listening\"", milliseconds(30000))) << cp->Log();
+}
+
 }  // namespace
 }  // namespace meshplug::integration

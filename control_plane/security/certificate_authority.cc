@@ -222,8 +222,8 @@ CertificateAuthority::Phase CertificateAuthority::phase() const {
   return !next_ ? Phase::kSteady : next_signs_ ? Phase::kActivated : Phase::kStarted;
 }
 
-absl::Status CertificateAuthority::SaveRotationLocked(bool next_signs) {
-  return store_.PutSecret(kRotationSecret, Cat(next_signs ? "activated" : "started", "\n", ChainOf(*next_), next_->key));
+std::string CertificateAuthority::RotationRecordLocked(bool next_signs) const {
+  return Cat(next_signs ? "activated" : "started", "\n", ChainOf(*next_), next_->key);
 }
 
 absl::Status CertificateAuthority::StartRotation(const std::string& cert_pem, const std::string& key_pem) {
@@ -249,9 +249,14 @@ absl::Status CertificateAuthority::StartRotation(const std::string& cert_pem, co
     return absl::InvalidArgumentError("the new CA is the current one");
   }
   next_ = *std::move(signer);
-  if (auto st = SaveRotationLocked(false); !st.ok()) {
+  // Created once: of two starts through two control planes at the same moment, one
+  // fails here rather than overwriting the other's new CA.
+  auto created = store_.CreateSecret(kRotationSecret, RotationRecordLocked(false), 0);
+  if (!created.ok() || !*created) {
     next_.reset();
-    return st;
+    if (!created.ok()) return created.status();
+    return absl::FailedPreconditionError(
+        "a CA rotation was started through another control plane a moment ago: see meshctl ca status");
   }
   return absl::OkStatus();
 }
@@ -260,7 +265,7 @@ absl::Status CertificateAuthority::ActivateRotation() {
   std::lock_guard lock(mu_);
   if (!next_) return absl::FailedPreconditionError("no CA rotation is under way: start one first");
   if (next_signs_) return absl::OkStatus();
-  if (auto st = SaveRotationLocked(true); !st.ok()) return st;
+  if (auto st = store_.PutSecret(kRotationSecret, RotationRecordLocked(true)); !st.ok()) return st;
   next_signs_ = true;
   return absl::OkStatus();
 }

@@ -97,7 +97,7 @@ class CertificateAuthority {
     bool next_signs;
   };
   static absl::StatusOr<Stored> LoadStored(store::Store& store, bool repair);
-  absl::Status SaveRotationLocked(bool next_signs);
+  std::string RotationRecordLocked(bool next_signs) const;  // the rotation secret's text
 
   store::Store& store_;
   const bool from_files_;
