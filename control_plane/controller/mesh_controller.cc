@@ -153,7 +153,7 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
       const std::string agent = AgentId(ev.entry.key.ns, ev.entry.key.name);
       publisher_.Remove(agent);
       // Its status goes too (from every replica's proxy status), unless it is still here.
-      if (!registry_.IsConnected(agent)) registry_.Forget(agent);
+      registry_.ForgetIfDisconnected(agent);
     }
   }
   std::set<std::string> agents;

@@ -61,7 +61,7 @@ Registrations::Batch Registrations::Take(Clock::time_point now, const std::funct
     std::lock_guard lock(mu_);
     for (const auto& [_, deadline] : removal_deadlines_) due = due || deadline <= now;
   }
-  const ConnectedAgents connected = due ? ask() : ConnectedAgents(std::set<std::string>{});
+  const ConnectedAgents connected = due ? ask() : std::nullopt;
   Batch batch;
   std::lock_guard lock(mu_);
   batch.registered = std::move(pending_);
@@ -94,7 +94,14 @@ void Registrations::Commit(Batch batch) {
   for (auto& [agent, wl] : batch.registered) {
     const resources::Key key{Kind::kWorkload, wl.metadata().namespace_(), wl.metadata().name()};
     auto existing = store_.Get(key);
-    if (!existing.ok()) continue;
+    if (!existing.ok()) {
+      // The store is away: all of them wait for the next cycle, none is lost.
+      log::Warn("registering agents failed; trying again", {{"error", std::string(existing.status().message())}});
+      std::lock_guard lock(mu_);
+      for (auto& [pending_agent, pending_wl] : batch.registered) pending_.try_emplace(pending_agent, pending_wl);
+      retry_at_ = Clock::now() + std::chrono::seconds(1);
+      return;
+    }
     if (existing->has_value()) {
       mesh::v1::Workload old;
       old.ParseFromString((*existing)->value);

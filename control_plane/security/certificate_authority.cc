@@ -252,6 +252,13 @@ absl::Status CertificateAuthority::StartRotation(const std::string& cert_pem, co
   // Created once: of two starts through two control planes at the same moment, one
   // fails here rather than overwriting the other's new CA.
   auto created = store_.CreateSecret(kRotationSecret, RotationRecordLocked(false), 0);
+  if (created.ok() && !*created) {
+    // The record may be what a finish that stopped halfway left (its CA is the current
+    // one): that is cleared, and the start made again.
+    if (auto state = LoadStored(store_, /*repair=*/true); state.ok() && !state->next) {
+      created = store_.CreateSecret(kRotationSecret, RotationRecordLocked(false), 0);
+    }
+  }
   if (!created.ok() || !*created) {
     next_.reset();
     if (!created.ok()) return created.status();

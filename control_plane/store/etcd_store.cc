@@ -198,7 +198,9 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
   for (const Write& w : writes) {
     const std::string key = ResourceKey(w.key);
     if (w.expected_version || !w.value) {
-      if (!w.value) {  // a delete: it must exist
+      // A delete: it must exist (a mod_revision compare with a version says so already;
+      // each compare counts towards etcd's 128 per transaction).
+      if (!w.value && (!w.expected_version || *w.expected_version == 0)) {
         Compare* c = txn.add_compare();
         c->set_key(key);
         c->set_target(Compare::VERSION);
@@ -229,6 +231,14 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
       txn.add_success()->mutable_request_delete_range()->set_key(key);
     }
   }
+  auto revision = CommitTxn(txn, checked);
+  if (!revision.ok()) return revision.status();
+  // Not under commit_mu_: the next commit need not wait for this one's watch.
+  AwaitSeen(*revision);
+  return revision;
+}
+
+absl::StatusOr<int64_t> EtcdStore::CommitTxn(etcdserverpb::TxnRequest& txn, const std::vector<const Write*>& checked) {
   // The marker tells, after an answer that was lost (the leader changed, the member went
   // away), whether this transaction was applied. One marker per process, so its commits
   // go one at a time (as SQLite's do): another commit could overwrite it meanwhile.
@@ -244,18 +254,12 @@ absl::StatusOr<int64_t> EtcdStore::Commit(const std::vector<Write>& writes) {
     // would otherwise wait out the whole timeout although a leader is elected in a second.
     const auto try_until = std::min(give_up, SystemClock::now() + options_.timeout / 3);
     auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever, try_until);
-    if (resp.ok() && resp->succeeded()) {
-      AwaitSeen(resp->header().revision());
-      return resp->header().revision();
-    }
+    if (resp.ok() && resp->succeeded()) return resp->header().revision();
     const bool unanswered = !resp.ok() && resp.status().code() == absl::StatusCode::kUnavailable;
     if (unanswered || attempt > 0) {
       // Was this commit applied after all (an earlier try, or this one's lost answer)?
       auto applied = AppliedAt(seq, give_up);
-      if (applied.ok() && *applied) {
-        AwaitSeen(**applied);
-        return **applied;
-      }
+      if (applied.ok() && *applied) return **applied;
       if (unanswered && applied.ok() && SystemClock::now() < give_up) continue;  // not applied: send again
     }
     if (!resp.ok()) return resp.status();
@@ -642,7 +646,7 @@ void EtcdStore::KeepAlive() {
     int64_t lease = 0;
     {
       std::lock_guard lock(live_mu_);
-      lease = rewrite_ ? 0 : lease_;
+      lease = lease_;
     }
     // Not under live_mu_: a keep-alive may wait for etcd.
     if (lease != 0 && !KeepAliveOnce(lease)) {
@@ -657,14 +661,34 @@ void EtcdStore::KeepAlive() {
 }
 
 bool EtcdStore::WriteAllLive() {
+  auto lease = LiveLease();
+  if (!lease.ok()) return false;
   const std::map<std::string, LiveValue> values = live_;
+  // Shared values in transactions of many puts (thousands of agents' status go in seconds,
+  // well within the lease's TTL); exclusive ones one by one, each only if still free.
+  etcdserverpb::TxnRequest batch;
+  auto flush = [&] {
+    if (batch.success_size() == 0) return true;
+    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, batch);
+    batch.Clear();
+    if (!resp.ok() && resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0;  // it ended meanwhile
+    return resp.ok();
+  };
   for (const auto& [name, v] : values) {
     if (Stopping()) return false;
-    auto wrote = WriteLive(name, v.value, v.exclusive);
-    if (!wrote.ok()) return false;  // tried again on the next turn
-    if (!*wrote) live_.erase(name);  // another replica took it meanwhile
+    if (v.exclusive) {
+      auto wrote = WriteLive(name, v.value, true);
+      if (!wrote.ok()) return false;  // tried again on the next turn
+      if (!*wrote) live_.erase(name);  // another replica took it meanwhile
+      continue;
+    }
+    auto* put = batch.add_success()->mutable_request_put();
+    put->set_key(LiveKey(name));
+    put->set_value(v.value);
+    put->set_lease(*lease);
+    if (batch.success_size() >= static_cast<int>(kWritesPerCommit) && !flush()) return false;
   }
-  return true;
+  return flush();
 }
 
 bool EtcdStore::KeepAliveOnce(int64_t lease) {

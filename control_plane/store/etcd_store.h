@@ -77,6 +77,9 @@ class EtcdStore : public Store {
                             const Req& req, Retry retry = Retry::kSafe,
                             std::optional<std::chrono::system_clock::time_point> until = std::nullopt) const;
   absl::Status NoAnswer() const;  // etcd did not answer within the timeout
+  // Sends a commit's transaction (with this process's marker) until it is known whether
+  // it was applied; its revision, or why not.
+  absl::StatusOr<int64_t> CommitTxn(etcdserverpb::TxnRequest& txn, const std::vector<const Write*>& checked);
   // The revision at which this store's commit `seq` was applied, if it was.
   absl::StatusOr<std::optional<int64_t>> AppliedAt(const std::string& seq,
                                                    std::chrono::system_clock::time_point until) const;

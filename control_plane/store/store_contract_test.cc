@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <memory>
 
 #include "control_plane/store/copy.h"
@@ -291,6 +292,32 @@ TEST(EtcdStore, LiveValuesAreSharedAndGoWithTheirReplica) {
   first->reset();
   EXPECT_TRUE((*second)->ListLive("agents/")->empty());
   EXPECT_TRUE(*(*second)->CreateLive("leader", "second"));
+}
+
+// etcd: when a replica's lease ends anyway (etcd was away longer than its TTL; here it is
+// revoked behind its back), the replica writes its live values again under a new one.
+TEST(EtcdStore, LiveValuesAreWrittenAgainWhenTheLeaseEnds) {
+  std::string skip;
+  auto options = TestEtcd(&skip);
+  if (!options) GTEST_SKIP() << skip;
+  options->live_ttl = std::chrono::seconds(3);
+  auto replica = EtcdStore::Open(*options);
+  auto other = EtcdStore::Open(*options);
+  ASSERT_TRUE(replica.ok() && other.ok());
+  for (int i = 0; i < 150; ++i) ASSERT_TRUE((*replica)->PutLive(Cat("agents/", i), "up").ok());
+  ASSERT_TRUE(*(*replica)->CreateLive("leader", "replica"));
+  auto leases = integration::harness::Run({"/usr/bin/etcdctl", "--endpoints", options->endpoints[0], "lease", "list"}, "",
+                                          std::chrono::milliseconds(10000), {"ETCDCTL_API=3"});
+  ASSERT_EQ(leases.exit_code, 0) << leases.err;
+  std::istringstream ids(leases.out);
+  for (std::string id; ids >> id;) {
+    if (id.find_first_not_of("0123456789abcdef") != std::string::npos) continue;  // the header
+    integration::harness::Run({"/usr/bin/etcdctl", "--endpoints", options->endpoints[0], "lease", "revoke", id}, "",
+                              std::chrono::milliseconds(10000), {"ETCDCTL_API=3"});
+  }
+  EXPECT_TRUE(Eventually([&] { return (*other)->ListLive("agents/")->size() == 150 && (*other)->ListLive("leader")->size() == 1; },
+                         std::chrono::milliseconds(10000)));
+  EXPECT_FALSE(*(*other)->CreateLive("leader", "other"));
 }
 
 // More objects than one page of etcd's answer: all of them, in order.

@@ -103,6 +103,14 @@ v1::AgentStatus AgentRegistry::StatusOf(const Entry& e) {
   return s;
 }
 
+void AgentRegistry::ForgetIfDisconnected(const std::string& agent) {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(agent);
+  if (it == agents_.end() || it->second.status.connected()) return;
+  agents_.erase(it);
+  changed_.insert(agent);
+}
+
 std::vector<v1::AgentStatus> AgentRegistry::List() const {
   std::lock_guard lock(mu_);
   std::vector<v1::AgentStatus> out;

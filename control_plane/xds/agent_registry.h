@@ -33,6 +33,8 @@ class AgentRegistry {
   void Nacked(const std::string& agent, const std::string& type_url, std::string_view error);
   void SetSnapshotVersion(const std::string& agent, const std::string& version);
   void Forget(const std::string& agent);
+  // Forgets it unless a stream of it is open (checked and done at once).
+  void ForgetIfDisconnected(const std::string& agent);
 
   std::vector<v1::AgentStatus> List() const;
   // What changed since the last call: the agents whose status changed, and those forgotten.

@@ -69,8 +69,10 @@ void SharedAgentStatus::Share() {
       break;
     }
   }
-  for (const auto& agent : changes.forgotten) {
-    if (!store_.DeleteLive(mine + agent).ok()) resync_ = true;
+  // Forgotten agents' values go; those whose delete failed are tried again next time.
+  undeleted_.insert(changes.forgotten.begin(), changes.forgotten.end());
+  for (auto it = undeleted_.begin(); it != undeleted_.end();) {
+    it = store_.DeleteLive(mine + *it).ok() ? undeleted_.erase(it) : std::next(it);
   }
 }
 

@@ -55,7 +55,8 @@ class SharedAgentStatus {
   bool stopping_ = false;
   std::string address_;  // under mu_
   std::thread thread_;
-  bool resync_ = false;  // the sharing thread's
+  bool resync_ = false;              // the sharing thread's
+  std::set<std::string> undeleted_;  // the sharing thread's: forgotten, delete failed
 };
 
 }  // namespace meshplug::control_plane::xds

@@ -52,8 +52,8 @@ EtcdCluster::EtcdCluster(const std::string& dir, int members) : dir_(dir) {
   // start again on other ports (a few times).
   for (int attempt = 1; attempt <= 3; ++attempt) {
     error_.clear();
+    members_.clear();  // stops what an earlier attempt started, before its data goes
     std::filesystem::remove_all(dir_);
-    members_.clear();
     members_.resize(members);
     const std::vector<int> ports = FreeLoopbackPorts(2 * members);
     std::vector<std::string> peers;
