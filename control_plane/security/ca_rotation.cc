@@ -36,25 +36,9 @@ CaRotation::CaRotation(CertificateAuthority& ca, std::function<std::vector<v1::A
 
 CaRotation::~CaRotation() { StopFollowing(); }
 
-void CaRotation::StopFollowing() {
-  {
-    std::lock_guard lock(follow_mu_);
-    stopping_ = true;
-  }
-  follow_cv_.notify_all();
-  if (follower_.joinable()) follower_.join();
-}
+void CaRotation::StartFollowing(std::chrono::milliseconds every) { follower_.Start(every, [this] { FollowOnce(); }); }
 
-void CaRotation::StartFollowing(std::chrono::milliseconds every) {
-  follower_ = std::thread([this, every] {
-    std::unique_lock lock(follow_mu_);
-    while (!follow_cv_.wait_for(lock, every, [&] { return stopping_; })) {
-      lock.unlock();
-      FollowOnce();
-      lock.lock();
-    }
-  });
-}
+void CaRotation::StopFollowing() { follower_.Stop(); }
 
 bool CaRotation::FollowOnce() {
   std::lock_guard lock(mu_);

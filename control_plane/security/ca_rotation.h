@@ -7,14 +7,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/periodic.h"
 #include "control_plane/security/certificate_authority.h"
 #include "control_plane/xds/config_watcher.h"
 #include "meshplug/v1/admin.pb.h"
@@ -53,10 +52,7 @@ class CaRotation {
   const std::function<void(v1::TrustBundle)> publish_;
   std::mutex mu_;  // one step (or reload) at a time
 
-  std::mutex follow_mu_;
-  std::condition_variable follow_cv_;
-  bool stopping_ = false;
-  std::thread follower_;
+  Periodic follower_;
 };
 
 }  // namespace meshplug::control_plane::security

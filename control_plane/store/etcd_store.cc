@@ -45,6 +45,23 @@ absl::StatusOr<std::string> ChannelTarget(const std::vector<std::string>& endpoi
   return "ipv4:" + absl::StrJoin(addresses, ",");
 }
 
+// A transaction that puts `value` at `key` on `lease` (0: none); with `if_absent`, only
+// when nothing is there.
+etcdserverpb::TxnRequest PutTxn(const std::string& key, const std::string& value, int64_t lease, bool if_absent) {
+  etcdserverpb::TxnRequest txn;
+  if (if_absent) {
+    Compare* absent = txn.add_compare();
+    absent->set_key(key);
+    absent->set_target(Compare::CREATE);
+    absent->set_create_revision(0);
+  }
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+  return txn;
+}
+
 int64_t SecondsFrom(std::chrono::milliseconds d) { return std::max<int64_t>(1, (d.count() + 999) / 1000); }
 
 }  // namespace
@@ -495,16 +512,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
     if (!granted.ok()) return granted.status();
     lease = *granted;
   }
-  etcdserverpb::TxnRequest txn;
-  Compare* absent = txn.add_compare();
-  absent->set_key(SecretKey(name));
-  absent->set_target(Compare::CREATE);
-  absent->set_create_revision(0);
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(SecretKey(name));
-  put->set_value(value);
-  put->set_lease(lease);
-  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, Retry::kNever);
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, PutTxn(SecretKey(name), value, lease, true), Retry::kNever);
   if (lease != 0 && (!resp.ok() || !resp->succeeded())) {
     etcdserverpb::LeaseRevokeRequest revoke;
     revoke.set_id(lease);
@@ -571,19 +579,9 @@ absl::StatusOr<int64_t> EtcdStore::GrantLease(int64_t ttl_seconds) const {
 absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::string& value, bool exclusive) {
   auto lease = LiveLease();
   if (!lease.ok()) return lease.status();
-  etcdserverpb::TxnRequest txn;
-  if (exclusive) {
-    // Free: another replica's value stays.
-    Compare* free = txn.add_compare();
-    free->set_key(LiveKey(name));
-    free->set_target(Compare::CREATE);
-    free->set_create_revision(0);
-  }
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(LiveKey(name));
-  put->set_value(value);
-  put->set_lease(*lease);
-  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, txn, exclusive ? Retry::kNever : Retry::kSafe);
+  // Exclusive: only if free (another replica's value stays).
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, PutTxn(LiveKey(name), value, *lease, exclusive),
+                   exclusive ? Retry::kNever : Retry::kSafe);
   if (!resp.ok()) {
     // The lease ended between two keep-alives: the keeper writes everything again.
     if (resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0, rewrite_ = true;

@@ -23,35 +23,19 @@ bool Better(const v1::AgentStatus& a, const v1::AgentStatus& b) {
 SharedAgentStatus::SharedAgentStatus(store::Store& store, AgentRegistry& registry, std::string replica)
     : store_(store), registry_(registry), replica_(std::move(replica)) {}
 
-SharedAgentStatus::~SharedAgentStatus() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+SharedAgentStatus::~SharedAgentStatus() { sharer_.Stop(); }
 
 void SharedAgentStatus::Start(const std::string& address) {
   {
     std::lock_guard lock(mu_);
     address_ = address;
   }
-  if (store_.Shared()) thread_ = std::thread([this] { Loop(); });
+  if (store_.Shared()) sharer_.Start(kEvery, [this] { Share(); });
 }
 
 std::string SharedAgentStatus::address() const {
   std::lock_guard lock(mu_);
   return address_;
-}
-
-void SharedAgentStatus::Loop() {
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, kEvery, [&] { return stopping_; })) {
-    lock.unlock();
-    Share();
-    lock.lock();
-  }
 }
 
 void SharedAgentStatus::Share() {

@@ -6,14 +6,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/periodic.h"
 #include "control_plane/store/store.h"
 #include "control_plane/xds/agent_registry.h"
 #include "meshplug/v1/admin.pb.h"
@@ -41,7 +40,6 @@ class SharedAgentStatus {
   std::optional<std::set<std::string>> Connected() const;
 
  private:
-  void Loop();
   void Share();
   std::string address() const;
   std::vector<v1::AgentStatus> Local() const;  // this replica's agents, with its address
@@ -51,12 +49,10 @@ class SharedAgentStatus {
   const std::string replica_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
   std::string address_;  // under mu_
-  std::thread thread_;
   bool resync_ = false;              // the sharing thread's
   std::set<std::string> undeleted_;  // the sharing thread's: forgotten, delete failed
+  Periodic sharer_;                  // last: stopped before the rest goes
 };
 
 }  // namespace meshplug::control_plane::xds
