@@ -103,6 +103,9 @@ TEST_F(IdentityTest, CaRotationUnderTrafficFailsNoRequestAndEndsTrustInTheOldCa)
   EXPECT_TRUE(Eventually([&] { return Reaches(joined_started); }, milliseconds(20000)));
   const std::string old_identity = dir_ + "/old-ca-identity.pem";
   std::filesystem::copy_file(dir_ + "/client-2.identity.pem", old_identity);
+  // As an operator would (activate says to wait for agents that have not confirmed the
+  // new roots): the agent that just joined confirms its snapshot.
+  ASSERT_TRUE(CaughtUp()) << Ca({"status"});
 
   const std::string activated = Ca({"rotate", "activate"});
   EXPECT_NE(activated.find("phase: activated"), std::string::npos) << activated;
@@ -110,6 +113,7 @@ TEST_F(IdentityTest, CaRotationUnderTrafficFailsNoRequestAndEndsTrustInTheOldCa)
   AgentProcess joined_activated = Join("client-3", "client");
   EXPECT_TRUE(Eventually([&] { return Reaches(joined_activated); }, milliseconds(20000)));
   EXPECT_TRUE(InboundAccepts(web, old_identity));  // the old CA is still trusted
+  ASSERT_TRUE(CaughtUp()) << Ca({"status"});
 
   const std::string finished = Ca({"rotate", "finish"});
   EXPECT_NE(finished.find("phase: steady"), std::string::npos) << finished;

@@ -81,7 +81,7 @@ absl::StatusOr<std::unique_ptr<ServingCertificate>> ServingCertificate::Create(c
   std::unique_ptr<ServingCertificate> serving(new ServingCertificate(ca, std::move(names), tmpl));
   if (auto st = serving->Follow(); !st.ok()) return st;
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      serving->dir_ + "/key.pem", serving->dir_ + "/chain.pem", /*refresh_interval_sec=*/1);
+      serving->dir_ + "/current/key.pem", serving->dir_ + "/current/chain.pem", /*refresh_interval_sec=*/1);
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
   // Access verifies agents' certificates against the CAs trusted at the time of the call:
@@ -106,10 +106,20 @@ absl::Status ServingCertificate::Follow(const std::string& address, std::chrono:
   if (!csr.ok()) return csr.status();
   auto chain = ca_.SignServer(*csr, dns, ips, kServingLifetime);
   if (!chain.ok()) return chain.status();
-  // The certificate first: until the key follows, the watcher sees a pair that does not
-  // match and keeps serving the previous one.
-  if (auto st = WritePrivateFile(dir_ + "/chain.pem", *chain); !st.ok()) return st;
-  if (auto st = WritePrivateFile(dir_ + "/key.pem", *key); !st.ok()) return st;
+  // Key and certificate in a new directory, then one rename of the `current` link: the
+  // watcher reads the old pair or the new one, never a key with the other's certificate
+  // (gRPC 1.51 takes such a pair and stops serving TLS).
+  const std::string generation = Cat("gen-", ++generation_);
+  if (auto st = WritePrivateFile(Cat(dir_, "/", generation, "/chain.pem"), *chain); !st.ok()) return st;
+  if (auto st = WritePrivateFile(Cat(dir_, "/", generation, "/key.pem"), *key); !st.ok()) return st;
+  const std::string link = dir_ + "/current.new";
+  std::error_code ec;
+  std::filesystem::remove(link, ec);
+  std::filesystem::create_directory_symlink(generation, link, ec);
+  if (!ec) std::filesystem::rename(link, dir_ + "/current", ec);
+  if (ec) return absl::UnavailableError(Cat("cannot switch the serving certificate in ", dir_, ": ", ec.message()));
+  // The one before the previous goes: nothing reads it any more.
+  std::filesystem::remove_all(Cat(dir_, "/gen-", generation_ - 2), ec);
   const auto leaf = x509::Inspect(*chain);
   issuer_key_id_ = leaf->authority_key_id;
   if (address.empty()) return absl::OkStatus();

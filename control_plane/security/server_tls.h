@@ -52,6 +52,7 @@ class ServingCertificate {
   const std::string dir_;
   std::shared_ptr<grpc::ServerCredentials> credentials_;
   std::string issuer_key_id_;  // the CA that signed the certificate in the files
+  int generation_ = 0;         // of the files: dir_/gen-N, `current` links to the latest
 };
 
 }  // namespace meshplug::control_plane::security
