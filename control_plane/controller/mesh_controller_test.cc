@@ -161,6 +161,20 @@ TEST_F(MeshControllerTest, TheLeaderRemovesRegistrationsWhoseAgentVanishedUnseen
   EXPECT_EQ(store_->ListLive("leader/")->size(), 1u);  // it took the role
 }
 
+// A registered Workload deleted while its agent is still connected here (by another
+// replica that could not see this one's agents, or by hand) is registered again.
+TEST_F(MeshControllerTest, AConnectedAgentsDeletedRegistrationComesBack) {
+  ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
+  registry_.Connected("curl/curl-1", "delta", "test");
+  ASSERT_TRUE(Eventually([&] { return WorkloadStored("curl", "curl-1"); }));
+  const auto stored = store_->Get(resources::Key{resources::Kind::kWorkload, "curl", "curl-1"});
+  ASSERT_TRUE(store_->Commit({store::Write{resources::Key{resources::Kind::kWorkload, "curl", "curl-1"}, std::nullopt,
+                                           (*stored)->resource_version}})
+                  .ok());
+  EXPECT_TRUE(Eventually([&] { return WorkloadStored("curl", "curl-1"); }));
+  EXPECT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
+}
+
 TEST_F(MeshControllerTest, StatusShowsAgentsMissingPluginsAndConflicts) {
   ASSERT_TRUE(controller_->Register(Agent("curl-1", "curl", "curl")).ok());
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
