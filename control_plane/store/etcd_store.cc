@@ -576,30 +576,61 @@ absl::StatusOr<int64_t> EtcdStore::GrantLease(int64_t ttl_seconds) const {
   return granted->id();
 }
 
-absl::StatusOr<bool> EtcdStore::WriteLive(const std::string& name, const std::string& value, bool exclusive) {
+absl::StatusOr<bool> EtcdStore::CreateLiveLocked(const std::string& name, const std::string& value) {
   auto lease = LiveLease();
   if (!lease.ok()) return lease.status();
-  // Exclusive: only if free (another replica's value stays).
-  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, PutTxn(LiveKey(name), value, *lease, exclusive),
-                   exclusive ? Retry::kNever : Retry::kSafe);
+  // Only if free: another replica's value stays.
+  auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, PutTxn(LiveKey(name), value, *lease, true), Retry::kNever);
   if (!resp.ok()) {
     // The lease ended between two keep-alives: the keeper writes everything again.
     if (resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0, rewrite_ = true;
     return resp.status();
   }
-  if (resp->succeeded()) live_[name] = LiveValue{value, exclusive};
+  if (resp->succeeded()) live_[name] = LiveValue{value, true};
   return resp->succeeded();
 }
 
-absl::Status EtcdStore::PutLive(const std::string& name, const std::string& value) {
+absl::Status EtcdStore::PutLive(const std::map<std::string, std::string>& values) {
   std::lock_guard lock(live_mu_);
-  return WriteLive(name, value, false).status();
+  return PutLiveLocked(values);
+}
+
+absl::Status EtcdStore::PutLiveLocked(const std::map<std::string, std::string>& values) {
+  auto lease = LiveLease();
+  if (!lease.ok()) return lease.status();
+  // Transactions of many puts: a change that touches thousands of agents' status costs
+  // tens of round trips, not thousands.
+  etcdserverpb::TxnRequest batch;
+  auto flush = [&]() -> absl::Status {
+    if (batch.success_size() == 0) return absl::OkStatus();
+    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, batch);
+    if (!resp.ok()) {
+      // The lease ended between two keep-alives: the keeper writes everything again.
+      if (resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0, rewrite_ = true;
+      return resp.status();
+    }
+    for (const auto& op : batch.success()) {
+      live_[op.request_put().key().substr(LiveKey("").size())] = LiveValue{op.request_put().value(), false};
+    }
+    batch.Clear();
+    return absl::OkStatus();
+  };
+  for (const auto& [name, value] : values) {
+    auto* put = batch.add_success()->mutable_request_put();
+    put->set_key(LiveKey(name));
+    put->set_value(value);
+    put->set_lease(*lease);
+    if (batch.success_size() >= static_cast<int>(kWritesPerCommit)) {
+      if (auto st = flush(); !st.ok()) return st;
+    }
+  }
+  return flush();
 }
 
 absl::StatusOr<bool> EtcdStore::CreateLive(const std::string& name, const std::string& value) {
   std::lock_guard lock(live_mu_);
   if (auto mine = live_.find(name); mine != live_.end()) return false;
-  return WriteLive(name, value, true);
+  return CreateLiveLocked(name, value);
 }
 
 absl::Status EtcdStore::DeleteLive(const std::string& name) {
@@ -659,34 +690,21 @@ void EtcdStore::KeepAlive() {
 }
 
 bool EtcdStore::WriteAllLive() {
-  auto lease = LiveLease();
-  if (!lease.ok()) return false;
   const std::map<std::string, LiveValue> values = live_;
-  // Shared values in transactions of many puts (thousands of agents' status go in seconds,
-  // well within the lease's TTL); exclusive ones one by one, each only if still free.
-  etcdserverpb::TxnRequest batch;
-  auto flush = [&] {
-    if (batch.success_size() == 0) return true;
-    auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, batch);
-    batch.Clear();
-    if (!resp.ok() && resp.status().code() == absl::StatusCode::kNotFound) lease_ = 0;  // it ended meanwhile
-    return resp.ok();
-  };
+  // Shared values in batches; exclusive ones one by one, each only if still free.
+  std::map<std::string, std::string> shared;
   for (const auto& [name, v] : values) {
-    if (Stopping()) return false;
-    if (v.exclusive) {
-      auto wrote = WriteLive(name, v.value, true);
-      if (!wrote.ok()) return false;  // tried again on the next turn
-      if (!*wrote) live_.erase(name);  // another replica took it meanwhile
-      continue;
-    }
-    auto* put = batch.add_success()->mutable_request_put();
-    put->set_key(LiveKey(name));
-    put->set_value(v.value);
-    put->set_lease(*lease);
-    if (batch.success_size() >= static_cast<int>(kWritesPerCommit) && !flush()) return false;
+    if (!v.exclusive) shared.emplace(name, v.value);
   }
-  return flush();
+  if (!PutLiveLocked(shared).ok()) return false;  // tried again on the next turn
+  for (const auto& [name, v] : values) {
+    if (!v.exclusive) continue;
+    if (Stopping()) return false;
+    auto wrote = CreateLiveLocked(name, v.value);
+    if (!wrote.ok()) return false;
+    if (!*wrote) live_.erase(name);  // another replica took it meanwhile
+  }
+  return true;
 }
 
 bool EtcdStore::KeepAliveOnce(int64_t lease) {

@@ -56,7 +56,7 @@ class EtcdStore : public Store {
   absl::Status PutSecret(const std::string& name, const std::string& value) override;
   absl::Status DeleteSecret(const std::string& name) override;
   absl::StatusOr<std::map<std::string, Secret>> ListSecrets() override;
-  absl::Status PutLive(const std::string& name, const std::string& value) override;
+  absl::Status PutLive(const std::map<std::string, std::string>& values) override;
   absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
   absl::Status DeleteLive(const std::string& name) override;
   absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;
@@ -106,7 +106,8 @@ class EtcdStore : public Store {
   std::string LiveKey(const std::string& name) const;
   absl::StatusOr<int64_t> LiveLease();  // live_mu_ held
   absl::StatusOr<int64_t> GrantLease(int64_t ttl_seconds) const;
-  absl::StatusOr<bool> WriteLive(const std::string& name, const std::string& value, bool exclusive);  // live_mu_ held
+  absl::Status PutLiveLocked(const std::map<std::string, std::string>& values);           // live_mu_ held
+  absl::StatusOr<bool> CreateLiveLocked(const std::string& name, const std::string& value);  // live_mu_ held
   void KeepAlive();
   bool KeepAliveOnce(int64_t lease);  // false when the lease is gone
   bool WriteAllLive();                // live_mu_ held; false when etcd failed

@@ -385,9 +385,9 @@ absl::StatusOr<std::vector<Event>> SqliteStore::ChangesSince(int64_t since, int6
   return out;
 }
 
-absl::Status SqliteStore::PutLive(const std::string& name, const std::string& value) {
+absl::Status SqliteStore::PutLive(const std::map<std::string, std::string>& values) {
   std::lock_guard lock(live_mu_);
-  live_[name] = value;
+  for (const auto& [name, value] : values) live_[name] = value;
   return absl::OkStatus();
 }
 

@@ -44,7 +44,7 @@ class SqliteStore : public Store {
   absl::Status PutSecret(const std::string& name, const std::string& value) override;
   absl::Status DeleteSecret(const std::string& name) override;
   absl::StatusOr<std::map<std::string, Secret>> ListSecrets() override;
-  absl::Status PutLive(const std::string& name, const std::string& value) override;
+  absl::Status PutLive(const std::map<std::string, std::string>& values) override;
   absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) override;
   absl::Status DeleteLive(const std::string& name) override;
   absl::StatusOr<std::map<std::string, std::string>> ListLive(const std::string& prefix) override;

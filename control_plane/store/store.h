@@ -110,7 +110,8 @@ class Store {
   // them (on a lease this process keeps alive: gone within its TTL once the process is);
   // with SQLite only this process uses them. For what every replica must see of the
   // others (agents' status) and what one replica does at a time (a leader's role).
-  virtual absl::Status PutLive(const std::string& name, const std::string& value) = 0;
+  // Stores each value by its name, in as few round trips as the store can.
+  virtual absl::Status PutLive(const std::map<std::string, std::string>& values) = 0;
   // Stores `value` unless a live value (of any replica) is there; false when one was.
   virtual absl::StatusOr<bool> CreateLive(const std::string& name, const std::string& value) = 0;
   virtual absl::Status DeleteLive(const std::string& name) = 0;

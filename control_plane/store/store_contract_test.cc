@@ -262,10 +262,8 @@ TEST_P(StoreContract, PutSecretReplacesAndDeleteRemoves) {
 }
 
 TEST_P(StoreContract, LiveValuesAreListedByPrefixAndCreateIsExclusive) {
-  ASSERT_TRUE(s().PutLive("agents/a", "1").ok());
-  ASSERT_TRUE(s().PutLive("agents/b", "2").ok());
-  ASSERT_TRUE(s().PutLive("agentsx", "3").ok());
-  ASSERT_TRUE(s().PutLive("agents/a", "4").ok());
+  ASSERT_TRUE(s().PutLive({{"agents/a", "1"}, {"agents/b", "2"}, {"agentsx", "3"}}).ok());
+  ASSERT_TRUE(s().PutLive({{"agents/a", "4"}}).ok());
   auto listed = s().ListLive("agents/");
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_EQ(*listed, (std::map<std::string, std::string>{{"agents/a", "4"}, {"agents/b", "2"}}));
@@ -285,7 +283,7 @@ TEST(EtcdStore, LiveValuesAreSharedAndGoWithTheirReplica) {
   auto first = EtcdStore::Open(*options);
   auto second = EtcdStore::Open(*options);
   ASSERT_TRUE(first.ok() && second.ok());
-  ASSERT_TRUE((*first)->PutLive("agents/a", "on first").ok());
+  ASSERT_TRUE((*first)->PutLive({{"agents/a", "on first"}}).ok());
   EXPECT_TRUE(*(*first)->CreateLive("leader", "first"));
   EXPECT_FALSE(*(*second)->CreateLive("leader", "second"));
   EXPECT_EQ((*second)->ListLive("agents/")->at("agents/a"), "on first");
@@ -304,7 +302,10 @@ TEST(EtcdStore, LiveValuesAreWrittenAgainWhenTheLeaseEnds) {
   auto replica = EtcdStore::Open(*options);
   auto other = EtcdStore::Open(*options);
   ASSERT_TRUE(replica.ok() && other.ok());
-  for (int i = 0; i < 150; ++i) ASSERT_TRUE((*replica)->PutLive(Cat("agents/", i), "up").ok());
+  std::map<std::string, std::string> statuses;
+  for (int i = 0; i < 150; ++i) statuses[Cat("agents/", i)] = "up";
+  ASSERT_TRUE((*replica)->PutLive(statuses).ok());  // in two transactions (100 + 50)
+  ASSERT_EQ((*other)->ListLive("agents/")->size(), 150u);
   ASSERT_TRUE(*(*replica)->CreateLive("leader", "replica"));
   auto leases = integration::harness::Run({"/usr/bin/etcdctl", "--endpoints", options->endpoints[0], "lease", "list"}, "",
                                           std::chrono::milliseconds(10000), {"ETCDCTL_API=3"});

@@ -45,13 +45,14 @@ void SharedAgentStatus::Share() {
   resync_ = false;
   const std::string mine = Cat(kPrefix, replica_, "/");
   const std::string here = address();
+  std::map<std::string, std::string> values;
   for (auto& status : changes.changed) {
     status.set_control_plane(here);
-    if (auto st = store_.PutLive(mine + status.agent(), status.SerializeAsString()); !st.ok()) {
-      log::Warn("cannot share agents' status", {{"error", std::string(st.message())}});
-      resync_ = true;
-      break;
-    }
+    values.emplace(mine + status.agent(), status.SerializeAsString());
+  }
+  if (auto st = store_.PutLive(values); !st.ok()) {
+    log::Warn("cannot share agents' status", {{"error", std::string(st.message())}});
+    resync_ = true;
   }
   // Forgotten agents' values go; those whose delete failed are tried again next time.
   undeleted_.insert(changes.forgotten.begin(), changes.forgotten.end());
