@@ -65,7 +65,8 @@ Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
 Global flags:
   --config FILE        credentials file: server, CA, admin token (default $MESHPLUG_HOME/config,
                        else ~/.config/meshplug/config; the control plane writes it at start)
-  --server HOST:PORT   control plane address (default $MESHCTL_SERVER, else the config's)
+  --server HOST:PORT   control plane address (default $MESHCTL_SERVER, else the config's);
+                       replicas: HOST:PORT,HOST:PORT,... (the first that answers)
   --token TOKEN        admin API token (default $MESHPLUG_TOKEN, else the config's)
 )";
 
@@ -185,6 +186,8 @@ void Allow(const Args& a, const std::string& command, std::set<std::string> allo
 }
 
 // The admin API over TLS, verified with the config's CA, with the token on every call.
+// --server may list control-plane replicas (a,b,c): a call goes to the first that can be
+// reached.
 class Client {
  public:
   explicit Client(const Args& a) {
@@ -197,7 +200,9 @@ class Client {
     tls.pem_root_certs = config->ca_pem;
     auto creds = grpc::SslCredentials(tls);
     if (!token_.empty()) creds = grpc::CompositeChannelCredentials(creds, grpc::AccessTokenCredentials(token_));
-    stub_ = v1::Admin::NewStub(grpc::CreateChannel(server_, creds));
+    for (std::string_view replica : Split(server_, ',')) {
+      stubs_.emplace_back(std::string(replica), v1::Admin::NewStub(grpc::CreateChannel(std::string(replica), creds)));
+    }
     ca_pem_ = config->ca_pem;
   }
 
@@ -206,25 +211,30 @@ class Client {
 
   template <typename Req, typename Resp, typename Method>
   Resp Call(Method method, const Req& req) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    Resp resp;
-    const grpc::Status st = (stub_.get()->*method)(&ctx, req, &resp);
-    // An error with details is the control plane's own answer (its etcd is down, say);
-    // without, gRPC could not reach it.
-    if ((st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) &&
-        st.error_details().empty()) {
-      throw UsageError{Cat("cannot reach the control plane at ", server_,
-                           " (set --server or MESHCTL_SERVER; its certificate must verify with the CA in --config): ",
-                           st.error_message())};
+    std::vector<std::string> unreachable;
+    for (auto& [replica, stub] : stubs_) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      Resp resp;
+      const grpc::Status st = (stub.get()->*method)(&ctx, req, &resp);
+      // An error with details is the control plane's own answer (its etcd is down, say);
+      // without, gRPC could not reach it: the next replica, if any.
+      if ((st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) &&
+          st.error_details().empty()) {
+        unreachable.push_back(Cat(replica, ": ", st.error_message()));
+        continue;
+      }
+      if (!st.ok()) throw UsageError{st.error_message()};
+      return resp;
     }
-    if (!st.ok()) throw UsageError{st.error_message()};
-    return resp;
+    throw UsageError{Cat("cannot reach the control plane at ", server_,
+                         " (set --server or MESHCTL_SERVER; its certificate must verify with the CA in --config): ",
+                         Join(unreachable, "; "))};
   }
 
  private:
   std::string server_, token_, ca_pem_;
-  std::unique_ptr<v1::Admin::Stub> stub_;
+  std::vector<std::pair<std::string, std::unique_ptr<v1::Admin::Stub>>> stubs_;  // replica, stub
 };
 
 // "1h", "30m", "720h" → seconds; 0 when not given (the control plane's default).

@@ -169,6 +169,11 @@ TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSu
   EXPECT_TRUE(Eventually(
       [&] { return replicas_[moved_to]->Meshctl({"proxy", "status"}).out.find(lost_address) == std::string::npos; },
       milliseconds(15000)));
+  // meshctl given every replica uses one that answers.
+  auto any = harness::Run({"cli/meshctl", "--config", replicas_[moved_to]->config_path(), "--server",
+                           lost_address + "," + replicas_[moved_to]->address(), "get", "namespaces"});
+  EXPECT_EQ(any.exit_code, 0) << any.err;
+  EXPECT_NE(any.out.find("demo"), std::string::npos) << any.out;
   // Nothing the agent had was sent again, so nothing was rebuilt.
   EXPECT_EQ(client_.Metric("meshplug_agent_chain_swaps"), swaps);
   ASSERT_TRUE(wrk->Wait(milliseconds(20000)));
