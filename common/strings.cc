@@ -119,6 +119,12 @@ std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_
   return out;
 }
 
+std::string_view Trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 std::optional<uint16_t> ParsePort(std::string_view s) {
   unsigned long port = 0;
   if (!ParseNumber(s, port) || port < 1 || port > 65535) return std::nullopt;
@@ -127,10 +133,7 @@ std::optional<uint16_t> ParsePort(std::string_view s) {
 
 std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view text, std::string* bad) {
   std::map<std::string, std::string> out;
-  for (size_t at = 0; at <= text.size();) {
-    const size_t end = std::min(text.find(',', at), text.size());
-    const std::string_view item = text.substr(at, end - at);
-    at = end + 1;
+  for (const std::string_view item : Split(text, ',')) {
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     if (eq == std::string_view::npos || eq == 0) {

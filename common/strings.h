@@ -67,6 +67,9 @@ bool ParseNumber(std::string_view s, Int& out) {
 // at most `max_pieces`, the last holding the rest.
 std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_pieces = SIZE_MAX);
 
+// `s` without leading and trailing spaces and tabs.
+std::string_view Trimmed(std::string_view s);
+
 // A TCP/UDP port, 1-65535, as a whole decimal number.
 std::optional<uint16_t> ParsePort(std::string_view s);
 

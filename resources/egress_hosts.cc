@@ -37,15 +37,7 @@ absl::StatusOr<std::vector<EgressHost>> ParseEgressHosts(const std::vector<std::
 std::vector<std::string> SplitEgressHosts(std::string_view annotation) {
   std::vector<std::string> out;
   if (annotation.find_first_not_of(" \t") == std::string_view::npos) return out;
-  size_t start = 0;
-  while (start <= annotation.size()) {
-    const size_t comma = std::min(annotation.find(',', start), annotation.size());
-    std::string_view entry = annotation.substr(start, comma - start);
-    while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t')) entry.remove_prefix(1);
-    while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
-    out.emplace_back(entry);
-    start = comma + 1;
-  }
+  for (const std::string_view entry : Split(annotation, ',')) out.emplace_back(Trimmed(entry));
   return out;
 }
 

@@ -76,13 +76,8 @@ namespace {
 // The comma-separated tokens of a field value, trimmed.
 std::vector<std::string_view> ValueTokens(std::string_view value) {
   std::vector<std::string_view> out;
-  for (size_t start = 0; start <= value.size();) {
-    const size_t comma = std::min(value.find(',', start), value.size());
-    std::string_view token = value.substr(start, comma - start);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (!token.empty()) out.push_back(token);
-    start = comma + 1;
+  for (const std::string_view piece : Split(value, ',')) {
+    if (const std::string_view token = Trimmed(piece); !token.empty()) out.push_back(token);
   }
   return out;
 }
