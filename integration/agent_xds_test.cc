@@ -73,20 +73,13 @@ class ControlPlane : public ControlPlaneProcess {
   }
   // The agent's line of `meshctl proxy status`.
   std::string Status(const std::string& agent) const {
-    auto r = Meshctl({"proxy", "status"});
-    std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind(agent + " ", 0) == 0) return line;
-    }
-    return "";
+    return harness::ProxyStatusLine(Meshctl({"proxy", "status"}).out, agent);
   }
 
   // The agent is connected and has ACKed every type the control plane sent it (SYNCED
   // column "n/n").
   bool Synced(const std::string& agent) const {
-    std::istringstream cols(Status(agent));
-    std::vector<std::string> c;
-    for (std::string w; cols >> w;) c.push_back(w);
+    const std::vector<std::string> c = harness::ProxyStatusRow(Meshctl({"proxy", "status"}).out, agent);
     if (c.size() < 7 || c[1] != "true") return false;
     const size_t slash = c[6].find('/');
     return slash != std::string::npos && slash > 0 && c[6].substr(0, slash) == c[6].substr(slash + 1);

@@ -34,20 +34,6 @@ constexpr int kReplicas = 3;
 
 std::string Namespace(const std::string& name) { return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n"; }
 
-// The columns of `agent`'s row in `meshctl proxy status` (AGENT CONNECTED PROTOCOL
-// IDENTITY CERT-EXPIRES SNAPSHOT SYNCED CONTROL-PLANE ...); empty when it is not listed.
-std::vector<std::string> StatusRow(const harness::RunResult& status, const std::string& agent) {
-  std::istringstream lines(status.out);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(agent + " ", 0) != 0) continue;
-    std::istringstream words(line);
-    std::vector<std::string> row;
-    for (std::string w; words >> w;) row.push_back(w);
-    return row;
-  }
-  return {};
-}
-
 class ReplicasTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -101,7 +87,7 @@ class ReplicasTest : public ::testing::Test {
   int ReplicaOf(const std::string& agent, int ask = -1) const {
     for (int i = 0; i < kReplicas && ask < 0; ++i) ask = replicas_[i]->running() ? i : -1;
     if (ask < 0) return -1;
-    auto row = StatusRow(replicas_[ask]->Meshctl({"proxy", "status"}), agent);
+    auto row = harness::ProxyStatusRow(replicas_[ask]->Meshctl({"proxy", "status"}).out, agent);
     if (row.size() < 8 || row[1] != "true") return -1;
     for (int i = 0; i < kReplicas; ++i) {
       if (replicas_[i]->address() == row[7]) return i;
@@ -134,7 +120,7 @@ TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSu
   EXPECT_TRUE(Eventually([&] { return Ok("web2.demo:8081"); }, milliseconds(10000)));
 
   // (1) Kill the client's replica while wrk drives traffic through both agents.
-  const auto before = StatusRow(replicas_[lost]->Meshctl({"proxy", "status"}), "demo/client");
+  const auto before = harness::ProxyStatusRow(replicas_[lost]->Meshctl({"proxy", "status"}).out, "demo/client");
   ASSERT_GE(before.size(), 8u);
   const long swaps = client_.Metric("meshplug_agent_chain_swaps");
   const long streams = client_.Metric("meshplug_agent_xds_streams_total");
@@ -159,7 +145,7 @@ TEST_F(ReplicasTest, AChangeThroughOneReplicaReachesAgentsOfTheOthersAndAgentsSu
   // The same snapshot, all types ACKed: the new replica computed the same versions.
   EXPECT_TRUE(Eventually(
       [&] {
-        after = StatusRow(replicas_[moved_to]->Meshctl({"proxy", "status"}), "demo/client");
+        after = harness::ProxyStatusRow(replicas_[moved_to]->Meshctl({"proxy", "status"}).out, "demo/client");
         return after.size() >= 8 && after[5] == before[5] && after[6] == before[6];
       },
       milliseconds(5000)))

@@ -198,13 +198,12 @@ TEST(ReferenceScenario, StepsOneToFourOnEtcdWithTwoReplicas) {
   // Both agents are on the second replica now (the CONTROL PLANE column).
   EXPECT_TRUE(Eventually(
       [&] {
-        auto status = s.Meshctl({"proxy", "status"});
-        std::istringstream lines(status.out);
-        int moved = 0;
-        for (std::string line; std::getline(lines, line);) {
-          moved += line.find(" true ") != std::string::npos && line.find(s.second_replica_address()) != std::string::npos;
+        const std::string status = s.Meshctl({"proxy", "status"}).out;
+        for (const char* agent : {"curl/curl-1", "httpbin/httpbin-1"}) {
+          const auto row = harness::ProxyStatusRow(status, agent);
+          if (row.size() < 8 || row[1] != "true" || row[7] != s.second_replica_address()) return false;
         }
-        return moved == 2;
+        return true;
       },
       kConverge))
       << s.Meshctl({"proxy", "status"}).out;

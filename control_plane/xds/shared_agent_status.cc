@@ -68,16 +68,13 @@ std::vector<v1::AgentStatus> SharedAgentStatus::Local() const {
   return out;
 }
 
-std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
+absl::StatusOr<std::map<std::string, v1::AgentStatus>> SharedAgentStatus::Merged() const {
   std::map<std::string, v1::AgentStatus> best;
   // This replica's own view first: it is current, the shared one up to an interval old.
   for (auto& status : Local()) best[status.agent()] = std::move(status);
-  auto shared = store_.Shared() ? store_.ListLive(std::string(kPrefix))
-                                : absl::StatusOr<std::map<std::string, std::string>>(std::map<std::string, std::string>{});
-  if (!shared.ok()) {
-    log::Warn("cannot read the other replicas' agents", {{"error", std::string(shared.status().message())}});
-    shared = std::map<std::string, std::string>{};
-  }
+  if (!store_.Shared()) return best;
+  auto shared = store_.ListLive(std::string(kPrefix));
+  if (!shared.ok()) return shared.status();
   const std::string mine = Cat(kPrefix, replica_, "/");
   for (const auto& [name, bytes] : *shared) {
     v1::AgentStatus status;
@@ -85,22 +82,27 @@ std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
     auto [slot, fresh] = best.try_emplace(status.agent(), status);
     if (!fresh && Better(status, slot->second)) slot->second = std::move(status);
   }
+  return best;
+}
+
+std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
+  auto merged = Merged();
+  if (!merged.ok()) {
+    log::Warn("cannot read the other replicas' agents", {{"error", std::string(merged.status().message())}});
+    return Local();
+  }
   std::vector<v1::AgentStatus> out;
-  for (auto& [_, status] : best) out.push_back(std::move(status));
+  for (auto& [_, status] : *merged) out.push_back(std::move(status));
   return out;
 }
 
 std::optional<std::set<std::string>> SharedAgentStatus::Connected() const {
+  auto merged = Merged();
+  if (!merged.ok()) return std::nullopt;
+  // Connected somewhere is what the merge shows first.
   std::set<std::string> out;
-  for (const auto& status : registry_.List()) {
-    if (status.connected()) out.insert(status.agent());
-  }
-  if (!store_.Shared()) return out;
-  auto shared = store_.ListLive(std::string(kPrefix));
-  if (!shared.ok()) return std::nullopt;
-  for (const auto& [_, bytes] : *shared) {
-    v1::AgentStatus status;
-    if (status.ParseFromString(bytes) && status.connected()) out.insert(status.agent());
+  for (const auto& [agent, status] : *merged) {
+    if (status.connected()) out.insert(agent);
   }
   return out;
 }

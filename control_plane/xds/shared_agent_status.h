@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -43,6 +44,9 @@ class SharedAgentStatus {
   void Share();
   std::string address() const;
   std::vector<v1::AgentStatus> Local() const;  // this replica's agents, with its address
+  // Per agent, the status to show (this replica's and the others'); an error when the
+  // others' cannot be read.
+  absl::StatusOr<std::map<std::string, v1::AgentStatus>> Merged() const;
 
   store::Store& store_;
   AgentRegistry& registry_;

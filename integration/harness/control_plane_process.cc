@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <sstream>
 
 namespace meshplug::integration::harness {
 namespace {
@@ -18,6 +19,21 @@ std::string Field(const std::string& line, const std::string& key) {
 }
 
 }  // namespace
+
+std::string ProxyStatusLine(const std::string& proxy_status, const std::string& agent) {
+  std::istringstream lines(proxy_status);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(agent + " ", 0) == 0) return line;
+  }
+  return "";
+}
+
+std::vector<std::string> ProxyStatusRow(const std::string& proxy_status, const std::string& agent) {
+  std::istringstream words(ProxyStatusLine(proxy_status, agent));
+  std::vector<std::string> row;
+  for (std::string w; words >> w;) row.push_back(w);
+  return row;
+}
 
 ControlPlaneProcess::ControlPlaneProcess(std::string dir, std::vector<std::string> extra)
     : dir_(std::move(dir)), extra_(std::move(extra)) {}

@@ -12,6 +12,12 @@
 
 namespace meshplug::integration::harness {
 
+// `agent`'s line of `meshctl proxy status` output ("" when it is not listed), and the
+// same split into its columns: AGENT CONNECTED PROTOCOL IDENTITY CERT-EXPIRES SNAPSHOT
+// SYNCED CONTROL-PLANE LAST-NACK...
+std::string ProxyStatusLine(const std::string& proxy_status, const std::string& agent);
+std::vector<std::string> ProxyStatusRow(const std::string& proxy_status, const std::string& agent);
+
 class ControlPlaneProcess {
  public:
   // `extra` flags go to every start.
