@@ -85,6 +85,9 @@ struct UpstreamFailure {
   bool retriable = false;  // nothing of the request body was consumed
 };
 
+// The client reset or left while its request waited for an upstream.
+UpstreamFailure ClientGone() { return UpstreamFailure{Error(503, "the client went away"), false}; }
+
 // How to talk to the routed cluster: its settings over the agent's defaults.
 struct UpstreamSettings {
   const routing::ClusterView* cluster = nullptr;  // nullptr: a module chose a bare address
@@ -596,7 +599,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     call.connection.reset();
     call.response.reset();
     if (call.abandoned) {
-      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      failure = ClientGone();
       co_return;
     }
     call.connection = co_await env_.pool->Acquire(
@@ -609,7 +612,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       co_return;
     }
     if (call.abandoned) {
-      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      failure = ClientGone();
       co_return;
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
@@ -767,7 +770,7 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
     failure.reset();
     if (call.abandoned) {
       // The client reset its stream already: nothing goes upstream.
-      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      failure = ClientGone();
       co_return;
     }
     if (origination.ok()) {
@@ -778,7 +781,7 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
     }
     if (call.abandoned) {
       // The client reset its stream while the connection was being made: nothing went.
-      failure = UpstreamFailure{Error(503, "the client went away"), false};
+      failure = ClientGone();
       co_return;
     }
     if (!call.stream) {

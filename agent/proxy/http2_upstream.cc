@@ -321,8 +321,6 @@ awaitable<std::shared_ptr<Http2UpstreamConnection>> Http2UpstreamPool::Connect(
   const net::TlsOrigination* via = h2 ? &*h2 : nullptr;
   std::unique_ptr<net::UpstreamConnection> raw = co_await net::ConnectUpstream(executor_, host, port, connect_timeout, ec, via);
   if (!raw) co_return nullptr;
-  beast::error_code ignored;
-  raw->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
   auto connection = std::make_shared<Http2UpstreamConnection>(std::move(raw), idle_timeout, max_header_bytes);
   if (!connection->Start()) {
     ec = asio::error::no_memory;

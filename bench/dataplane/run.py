@@ -819,7 +819,7 @@ def report(results, args, machine):
     lines = [f"Machine: {machine}. wrk -t1 -c{args.connections} for {args.seconds} s "
              f"(keep-alive); h2load --h1 -c{args.rate_connections} --rps for "
              f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
-             f"-m{getattr(args, 'streams', 10)} for the saturation run, h2load --rps without --h1 at the rates). "
+             f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}.", ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req | peak RSS MB | errors | other load on proxy CPU |",
