@@ -5,11 +5,11 @@
 #pragma once
 
 #include <mutex>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/random.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::xds {
@@ -21,7 +21,7 @@ class ServerList {
       if (!s.empty()) servers_.emplace_back(s);
     }
     if (servers_.empty()) servers_.emplace_back();
-    at_ = std::uniform_int_distribution<size_t>(0, servers_.size() - 1)(rng_);
+    at_ = RandomU64() % servers_.size();
   }
 
   std::string current() const {
@@ -32,8 +32,7 @@ class ServerList {
   void Failed(const std::string& failed) {
     std::lock_guard lock(mu_);
     if (servers_[at_] != failed || servers_.size() < 2) return;
-    const size_t step = std::uniform_int_distribution<size_t>(1, servers_.size() - 1)(rng_);
-    at_ = (at_ + step) % servers_.size();
+    at_ = (at_ + 1 + RandomU64() % (servers_.size() - 1)) % servers_.size();
   }
   // Every replica, the current one first.
   std::vector<std::string> InTurn() const {
@@ -42,12 +41,10 @@ class ServerList {
     for (size_t i = 0; i < servers_.size(); ++i) out.push_back(servers_[(at_ + i) % servers_.size()]);
     return out;
   }
-  size_t size() const { return servers_.size(); }
 
  private:
   std::vector<std::string> servers_;
   mutable std::mutex mu_;
-  std::mt19937 rng_{std::random_device{}()};
   size_t at_ = 0;
 };
 

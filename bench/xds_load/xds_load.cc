@@ -496,9 +496,7 @@ std::unique_ptr<discovery::AggregatedDiscoveryService::Stub> AgentStub(const std
 
 // --------------------------------------------------------------------------- the run
 
-// Also records how long the apply took (`ms`, when given).
-bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml, double* ms = nullptr) {
-  const int64_t start = NowNs();
+bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml) {
   meshplug::v1::ApplyRequest req;
   auto* m = req.add_manifests();
   m->set_source("xds_load");
@@ -507,7 +505,6 @@ bool Apply(meshplug::v1::Admin::Stub& admin, const std::string& yaml, double* ms
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   grpc::Status st = admin.Apply(&ctx, req, &resp);
-  if (ms) *ms = (NowNs() - start) / 1e6;
   if (!st.ok()) std::fprintf(stderr, "apply failed: %s\n", st.error_message().c_str());
   return st.ok();
 }
@@ -636,9 +633,8 @@ int Run() {
       const int64_t responses_before = totals.responses.load();
       const ProcSample c0 = Sample(cp_pids);
       const int64_t start = NowNs();
-      double took = 0;
-      if (!Apply(*admin, change.yaml(r), &took)) return 1;
-      apply_ms.push_back(took);
+      if (!Apply(*admin, change.yaml(r))) return 1;
+      apply_ms.push_back((NowNs() - start) / 1e6);
       // Wait until every expected agent got something, then for quiet.
       const auto step_deadline = Clock::now() + timeout;
       int got = 0;

@@ -295,7 +295,7 @@ TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCe
   registry_.Disconnected("curl/curl-2", away);
   const grpc::Status still = rotate(*stub_, "finish", false, &status);
   EXPECT_NE(still.error_message().find("curl/curl-2 (disconnected)"), std::string::npos) << still.error_message();
-  registry_.Forget("curl/curl-2");  // its Workload was deleted
+  registry_.ForgetIfDisconnected("curl/curl-2");  // its Workload was deleted
   ASSERT_TRUE(rotate(*stub_, "finish", false, &status).ok());
   EXPECT_EQ(status.phase(), "steady");
   EXPECT_EQ(status.signer_key_id(), new_id);

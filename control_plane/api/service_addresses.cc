@@ -42,6 +42,22 @@ absl::StatusOr<bool> Claim(store::Store& store, uint32_t ip, AddressClaims& clai
   return created;
 }
 
+// Who holds which address in the store now: address → the Service's key, and (when
+// `current` is given) each Service's address.
+absl::StatusOr<std::map<uint32_t, std::string>> Holders(store::Store& store,
+                                                        std::map<resources::Key, std::string>* current = nullptr) {
+  auto stored = store.List(resources::Kind::kService, "");
+  if (!stored.ok()) return stored.status();
+  std::map<uint32_t, std::string> holders;
+  for (const auto& e : *stored) {
+    mesh::v1::Service svc;
+    if (!svc.ParseFromString(e.value) || svc.spec().cluster_ip().empty()) continue;
+    if (current) (*current)[e.key] = svc.spec().cluster_ip();
+    if (auto ip = ParseIpv4(svc.spec().cluster_ip())) holders[*ip] = e.key.ToString();
+  }
+  return holders;
+}
+
 // An address given in this apply: where, the address, and the Service's key.
 using Claimed = std::tuple<std::string, uint32_t, std::string>;
 
@@ -49,16 +65,10 @@ using Claimed = std::tuple<std::string, uint32_t, std::string>;
 // this one listed the Services and before it claimed: look at what is stored now.
 absl::StatusOr<AddressClaims> Verified(store::Store& store, AddressClaims claims, const std::vector<Claimed>& claimed) {
   if (!store.Shared() || claimed.empty()) return claims;
-  auto stored = store.List(resources::Kind::kService, "");
-  if (!stored.ok()) return stored.status();
-  std::map<uint32_t, std::string> holders;
-  for (const auto& e : *stored) {
-    mesh::v1::Service svc;
-    if (!svc.ParseFromString(e.value)) continue;
-    if (auto ip = ParseIpv4(svc.spec().cluster_ip())) holders[*ip] = e.key.ToString();
-  }
+  auto holders = Holders(store);
+  if (!holders.ok()) return holders.status();
   for (const auto& [where, ip, key] : claimed) {
-    if (auto it = holders.find(ip); it != holders.end() && it->second != key) {
+    if (auto it = holders->find(ip); it != holders->end() && it->second != key) {
       return absl::FailedPreconditionError(Cat(where, ": spec.clusterIP: ", FormatIpv4(ip), " was just given to ",
                                                it->second, " by a concurrent apply; apply again"));
     }
@@ -102,16 +112,10 @@ absl::StatusOr<AddressClaims> ServiceAddresses::Assign(store::Store& store, std:
     return claims;
   }
   // Who holds which address now.
-  auto stored = store.List(resources::Kind::kService, "");
-  if (!stored.ok()) return stored.status();
-  std::map<uint32_t, std::string> taken;
   std::map<resources::Key, std::string> current;
-  for (const auto& e : *stored) {
-    mesh::v1::Service svc;
-    if (!svc.ParseFromString(e.value) || svc.spec().cluster_ip().empty()) continue;
-    current[e.key] = svc.spec().cluster_ip();
-    if (auto ip = ParseIpv4(svc.spec().cluster_ip())) taken[*ip] = e.key.ToString();
-  }
+  auto holders = Holders(store, &current);
+  if (!holders.ok()) return holders.status();
+  std::map<uint32_t, std::string>& taken = *holders;
   // Given and kept addresses first, so that assigning one cannot take them.
   std::vector<std::pair<std::string, mesh::v1::Service*>> unassigned;  // (where, service)
   for (auto& d : docs) {

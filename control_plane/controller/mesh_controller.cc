@@ -153,12 +153,12 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
       const std::string agent = AgentId(ev.entry.key.ns, ev.entry.key.name);
       publisher_.Remove(agent);
       // Its status goes too (from every replica's proxy status), unless it is still here.
-      registry_.ForgetIfDisconnected(agent);
+      const bool connected = registry_.ForgetIfDisconnected(agent);
       // An agent still streaming here keeps its registration: it is the agent's to make.
       // (Another replica removed it while it could not see this one's agents, cut off from
       // etcd longer than the grace period; or someone deleted it by hand.)
       mesh::v1::Workload old;
-      if (registry_.IsConnected(agent) && old.ParseFromString(ev.entry.value) &&
+      if (connected && old.ParseFromString(ev.entry.value) &&
           old.metadata().annotations().count(resources::kRegisteredBy) != 0) {
         log::Info("registering again an agent that is still connected", {{"agent", agent}});
         if (auto st = Register(old); !st.ok()) log::Warn("cannot register it again", {{"error", std::string(st.message())}});

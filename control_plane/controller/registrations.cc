@@ -48,6 +48,17 @@ void Registrations::AdoptOrphans(Clock::time_point now, const std::set<std::stri
   }
 }
 
+void Registrations::Requeue(const Batch& batch, const std::vector<std::string>& agents, const absl::Status& why) {
+  log::Warn("registering agents failed; trying again", {{"error", std::string(why.message())}});
+  // Back to pending (unless the agent registered anew meanwhile): a cycle a second from
+  // now writes them.
+  std::lock_guard lock(mu_);
+  for (const auto& agent : agents) {
+    if (auto wl = batch.registered.find(agent); wl != batch.registered.end()) pending_.try_emplace(agent, wl->second);
+  }
+  retry_at_ = Clock::now() + std::chrono::seconds(1);
+}
+
 std::optional<Registrations::Clock::time_point> Registrations::NextDeadline() const {
   std::lock_guard lock(mu_);
   std::optional<Clock::time_point> next = retry_at_;
@@ -96,10 +107,9 @@ void Registrations::Commit(Batch batch) {
     auto existing = store_.Get(key);
     if (!existing.ok()) {
       // The store is away: all of them wait for the next cycle, none is lost.
-      log::Warn("registering agents failed; trying again", {{"error", std::string(existing.status().message())}});
-      std::lock_guard lock(mu_);
-      for (auto& [pending_agent, pending_wl] : batch.registered) pending_.try_emplace(pending_agent, pending_wl);
-      retry_at_ = Clock::now() + std::chrono::seconds(1);
+      std::vector<std::string> all;
+      for (const auto& [a, _] : batch.registered) all.push_back(a);
+      Requeue(batch, all, existing.status());
       return;
     }
     if (existing->has_value()) {
@@ -116,18 +126,11 @@ void Registrations::Commit(Batch batch) {
     writes.push_back(store::Write{key, wl.SerializeAsString(), std::nullopt});
   }
   // Registrations need not land together.
-  for (size_t from = 0; from < writes.size(); from += store::kWritesPerCommit) {
-    const std::vector<store::Write> some(writes.begin() + from, writes.begin() + std::min(writes.size(), from + store::kWritesPerCommit));
+  for (const std::vector<store::Write>& some : store::InCommits(writes)) {
     if (auto rev = store_.Commit(some); !rev.ok()) {
-      log::Warn("registering agents failed; trying again", {{"error", std::string(rev.status().message())}});
-      // Back to pending (unless the agent registered anew meanwhile): the next cycle
-      // writes them.
-      std::lock_guard lock(mu_);
-      for (const auto& w : some) {
-        const std::string agent = AgentId(w.key.ns, w.key.name);
-        if (auto wl = batch.registered.find(agent); wl != batch.registered.end()) pending_.try_emplace(agent, wl->second);
-      }
-      retry_at_ = Clock::now() + std::chrono::seconds(1);
+      std::vector<std::string> agents;
+      for (const auto& w : some) agents.push_back(AgentId(w.key.ns, w.key.name));
+      Requeue(batch, agents, rev.status());
     }
   }
   for (const auto& agent : batch.expired) {

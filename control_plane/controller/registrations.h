@@ -57,6 +57,9 @@ class Registrations {
   void Commit(Batch batch);
 
  private:
+  // Puts `agents` of `batch` back as pending, to be written again shortly.
+  void Requeue(const Batch& batch, const std::vector<std::string>& agents, const absl::Status& why);
+
   store::Store& store_;
   const std::chrono::milliseconds grace_;
   mutable std::mutex mu_;

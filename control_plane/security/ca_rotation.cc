@@ -40,23 +40,22 @@ void CaRotation::StartFollowing(std::chrono::milliseconds every) { follower_.Sta
 
 void CaRotation::StopFollowing() { follower_.Stop(); }
 
-bool CaRotation::FollowOnce() {
+void CaRotation::FollowOnce() {
   std::lock_guard lock(mu_);
-  return FollowLocked();
+  FollowLocked();
 }
 
-bool CaRotation::FollowLocked() {
+void CaRotation::FollowLocked() {
   auto changed = ca_.Reload();
   if (!changed.ok()) {
     log::Warn("cannot read the CA from the store", {{"error", std::string(changed.status().message())}});
-    return false;
+    return;
   }
-  if (!*changed) return false;
+  if (!*changed) return;
   v1::TrustBundle trust = ca_.trust();
   log::Info("CA rotation stepped on another replica", {{"phase", PhaseName(ca_.phase())},
                                                        {"signer", trust.signer_key_id()}});
   publish_(std::move(trust));
-  return true;
 }
 
 std::string CaRotation::JoinRoots() const { return ca_.trust_bundle(); }

@@ -32,8 +32,6 @@ class CaRotation {
   // Follows steps taken on other replicas: reloads the CA every `every`.
   void StartFollowing(std::chrono::milliseconds every);
   void StopFollowing();
-  // One such reload; true when the CA changed (and its trust was published).
-  bool FollowOnce();
 
   // Runs `req.step` ("start", "activate", "finish"; "" only reports) and reports.
   absl::StatusOr<v1::CaStatus> Run(const v1::RotateCaRequest& req);
@@ -44,7 +42,8 @@ class CaRotation {
   std::string JoinRoots() const;
 
  private:
-  bool FollowLocked();  // mu_ held
+  void FollowOnce();    // a reload, and the trust published when the CA changed
+  void FollowLocked();  // mu_ held
 
   CertificateAuthority& ca_;
   const std::function<std::vector<v1::AgentStatus>()> agents_;

@@ -159,9 +159,21 @@ absl::StatusOr<CertificateAuthority::Stored> CertificateAuthority::LoadStored(st
 
 absl::StatusOr<bool> CertificateAuthority::Reload() {
   if (from_files_) return false;
+  // The stored texts first: parsing and verifying the chains is only worth it when they
+  // changed (this runs every second on every replica).
+  auto rotation = store_.GetSecret(kRotationSecret);
+  if (!rotation.ok()) return rotation.status();
+  auto ca = store_.GetSecret(kCaSecret);
+  if (!ca.ok()) return ca.status();
+  const std::string texts = Cat(rotation->value_or(""), "\n\n", ca->value_or(""));
+  {
+    std::lock_guard lock(mu_);
+    if (texts == stored_texts_) return false;
+  }
   auto state = LoadStored(store_, /*repair=*/false);
   if (!state.ok()) return state.status();
   std::lock_guard lock(mu_);
+  stored_texts_ = texts;
   auto id = [](const std::optional<Signer>& s) { return s ? s->info.subject_key_id : std::string(); };
   if (state->current.info.subject_key_id == current_.info.subject_key_id && id(state->next) == id(next_) &&
       state->next_signs == next_signs_) {

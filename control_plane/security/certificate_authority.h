@@ -105,6 +105,7 @@ class CertificateAuthority {
   Signer current_;
   std::optional<Signer> next_;  // during a rotation
   bool next_signs_ = false;     // activated
+  std::string stored_texts_;    // the store's rotation and CA texts Reload last parsed
 };
 
 }  // namespace meshplug::control_plane::security

@@ -31,8 +31,7 @@ absl::StatusOr<CopyReport> CopyStore(Store& from, Store& to) {
   std::map<int64_t, std::vector<Write>> by_revision;
   for (auto& e : *objects) by_revision[e.resource_version].push_back(Write{e.key, std::move(e.value), 0});
   for (const auto& [_, writes] : by_revision) {
-    for (size_t at = 0; at < writes.size(); at += kWritesPerCommit) {
-      const std::vector<Write> some(writes.begin() + at, writes.begin() + std::min(writes.size(), at + kWritesPerCommit));
+    for (const std::vector<Write>& some : InCommits(writes)) {
       auto rev = to.Commit(some);
       if (!rev.ok()) return rev.status();
       ++report.commits;

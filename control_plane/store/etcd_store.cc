@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <ctime>
 
-#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/strings.h"
@@ -42,7 +41,7 @@ absl::StatusOr<std::string> ChannelTarget(const std::vector<std::string>& endpoi
     freeaddrinfo(found);
     addresses.push_back(Cat(ip, endpoint.substr(colon)));
   }
-  return "ipv4:" + absl::StrJoin(addresses, ",");
+  return "ipv4:" + Join(addresses, ",");
 }
 
 // A transaction that puts `value` at `key` on `lease` (0: none); with `if_absent`, only
@@ -97,7 +96,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetLoadBalancingPolicyName("round_robin");
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
-  std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), std::move(channel)));
+  std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options), channel));
   store->marker_key_ = Cat(store->options_.prefix, "commits/", SecretHex(8));
   // Where the log starts: the revision of this first read.
   auto first = store->Range(store->options_.prefix, PrefixEnd(store->options_.prefix), 0, 1);
@@ -105,16 +104,16 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   store->revision_ = first->header().revision();
   store->floor_ = first->header().revision();
   store->follower_ = std::thread([s = store.get()] { s->Follow(); });
-  store->keeper_ = std::thread([s = store.get()] { s->KeepAlive(); });
+  store->keeper_.Start(std::max<std::chrono::milliseconds>(store->options_.live_ttl / 3, std::chrono::milliseconds(500)),
+                       [s = store.get()] { s->KeepAlive(); });
   return store;
 }
 
-EtcdStore::EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel)
+EtcdStore::EtcdStore(Options options, const std::shared_ptr<grpc::Channel>& channel)
     : options_(std::move(options)),
-      channel_(std::move(channel)),
-      kv_(etcdserverpb::KV::NewStub(channel_)),
-      watch_(etcdserverpb::Watch::NewStub(channel_)),
-      lease_stub_(etcdserverpb::Lease::NewStub(channel_)) {}
+      kv_(etcdserverpb::KV::NewStub(channel)),
+      watch_(etcdserverpb::Watch::NewStub(channel)),
+      lease_stub_(etcdserverpb::Lease::NewStub(channel)) {}
 
 EtcdStore::~EtcdStore() {
   {
@@ -123,23 +122,18 @@ EtcdStore::~EtcdStore() {
     if (watching_) watching_->TryCancel();
   }
   seen_.notify_all();
-  keeper_cv_.notify_all();
   if (follower_.joinable()) follower_.join();
-  if (keeper_.joinable()) keeper_.join();
+  keeper_.Stop();
   // Stopping cleanly: this process's live values go at once, not after their TTL. Briefly:
   // an etcd that is away must not hold the shutdown.
   const auto soon = std::chrono::system_clock::now() + std::chrono::seconds(1);
-  if (lease_ != 0) {
-    etcdserverpb::LeaseRevokeRequest revoke;
-    revoke.set_id(lease_);
-    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke, Retry::kNever, soon).IgnoreError();
-  }
+  if (lease_ != 0) Revoke(lease_, soon);
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(marker_key_);
   Call(*kv_, &etcdserverpb::KV::Stub::DeleteRange, del, Retry::kNever, soon).IgnoreError();
 }
 
-std::string EtcdStore::Describe() const { return "etcd://" + absl::StrJoin(options_.endpoints, ","); }
+std::string EtcdStore::Describe() const { return "etcd://" + Join(options_.endpoints, ","); }
 
 absl::Status EtcdStore::NoAnswer() const {
   return absl::UnavailableError(Cat("etcd (", Describe(), ") did not answer within ", SecondsFrom(options_.timeout),
@@ -513,11 +507,7 @@ absl::StatusOr<bool> EtcdStore::CreateSecret(const std::string& name, const std:
     lease = *granted;
   }
   auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, PutTxn(SecretKey(name), value, lease, true), Retry::kNever);
-  if (lease != 0 && (!resp.ok() || !resp->succeeded())) {
-    etcdserverpb::LeaseRevokeRequest revoke;
-    revoke.set_id(lease);
-    Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke).IgnoreError();
-  }
+  if (lease != 0 && (!resp.ok() || !resp->succeeded())) Revoke(lease, std::chrono::system_clock::now() + options_.timeout);
   if (!resp.ok()) return resp.status();
   return resp->succeeded();
 }
@@ -601,6 +591,7 @@ absl::Status EtcdStore::PutLiveLocked(const std::map<std::string, std::string>& 
   // Transactions of many puts: a change that touches thousands of agents' status costs
   // tens of round trips, not thousands.
   etcdserverpb::TxnRequest batch;
+  const size_t live_prefix = LiveKey("").size();
   auto flush = [&]() -> absl::Status {
     if (batch.success_size() == 0) return absl::OkStatus();
     auto resp = Call(*kv_, &etcdserverpb::KV::Stub::Txn, batch);
@@ -610,7 +601,7 @@ absl::Status EtcdStore::PutLiveLocked(const std::map<std::string, std::string>& 
       return resp.status();
     }
     for (const auto& op : batch.success()) {
-      live_[op.request_put().key().substr(LiveKey("").size())] = LiveValue{op.request_put().value(), false};
+      live_[op.request_put().key().substr(live_prefix)] = LiveValue{op.request_put().value(), false};
     }
     batch.Clear();
     return absl::OkStatus();
@@ -666,27 +657,26 @@ bool EtcdStore::Stopping() {
 }
 
 void EtcdStore::KeepAlive() {
-  const auto every = std::max<std::chrono::milliseconds>(options_.live_ttl / 3, std::chrono::milliseconds(500));
-  for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      if (keeper_cv_.wait_for(lock, every, [&] { return stopping_; })) return;
-    }
-    int64_t lease = 0;
-    {
-      std::lock_guard lock(live_mu_);
-      lease = lease_;
-    }
-    // Not under live_mu_: a keep-alive may wait for etcd.
-    if (lease != 0 && !KeepAliveOnce(lease)) {
-      log::Warn("the lease of this control plane's live values expired; writing them again",
-                {{"lease", std::to_string(lease)}});
-      std::lock_guard lock(live_mu_);
-      if (lease_ == lease) lease_ = 0, rewrite_ = true;
-    }
+  int64_t lease = 0;
+  {
     std::lock_guard lock(live_mu_);
-    if (rewrite_) rewrite_ = !WriteAllLive();
+    lease = lease_;
   }
+  // Not under live_mu_: a keep-alive may wait for etcd.
+  if (lease != 0 && !KeepAliveOnce(lease)) {
+    log::Warn("the lease of this control plane's live values expired; writing them again",
+              {{"lease", std::to_string(lease)}});
+    std::lock_guard lock(live_mu_);
+    if (lease_ == lease) lease_ = 0, rewrite_ = true;
+  }
+  std::lock_guard lock(live_mu_);
+  if (rewrite_) rewrite_ = !WriteAllLive();
+}
+
+void EtcdStore::Revoke(int64_t lease, std::chrono::system_clock::time_point until) const {
+  etcdserverpb::LeaseRevokeRequest revoke;
+  revoke.set_id(lease);
+  Call(*lease_stub_, &etcdserverpb::Lease::Stub::LeaseRevoke, revoke, Retry::kNever, until).IgnoreError();
 }
 
 bool EtcdStore::WriteAllLive() {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/periodic.h"
 #include "control_plane/store/notifier.h"
 #include "control_plane/store/store.h"
 #include "etcd/api/etcdserverpb/rpc.grpc.pb.h"
@@ -64,7 +65,7 @@ class EtcdStore : public Store {
   std::string Describe() const override;
 
  private:
-  EtcdStore(Options options, std::shared_ptr<grpc::Channel> channel);
+  EtcdStore(Options options, const std::shared_ptr<grpc::Channel>& channel);
 
   enum class Retry { kSafe, kNever };
   // One unary call within the timeout; etcd's errors become statuses that name etcd. A
@@ -108,7 +109,8 @@ class EtcdStore : public Store {
   absl::StatusOr<int64_t> GrantLease(int64_t ttl_seconds) const;
   absl::Status PutLiveLocked(const std::map<std::string, std::string>& values);           // live_mu_ held
   absl::StatusOr<bool> CreateLiveLocked(const std::string& name, const std::string& value);  // live_mu_ held
-  void KeepAlive();
+  void KeepAlive();  // one turn of the keeper
+  void Revoke(int64_t lease, std::chrono::system_clock::time_point until) const;  // best effort
   bool KeepAliveOnce(int64_t lease);  // false when the lease is gone
   bool WriteAllLive();                // live_mu_ held; false when etcd failed
   bool Stopping();
@@ -117,7 +119,6 @@ class EtcdStore : public Store {
   std::string marker_key_;  // this process's commit marker
   std::mutex commit_mu_;  // commits go one at a time: they share the marker
   int64_t commits_ = 0;   // under commit_mu_
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_stub_;
@@ -143,8 +144,7 @@ class EtcdStore : public Store {
   std::map<std::string, LiveValue> live_;
   int64_t lease_ = 0;
   bool rewrite_ = false;  // the lease expired: live_ must be written again
-  std::condition_variable keeper_cv_;  // with mu_: stopping
-  std::thread keeper_;
+  Periodic keeper_;
 };
 
 }  // namespace meshplug::control_plane::store

@@ -4,6 +4,7 @@
 // etcd (several control-plane replicas).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -58,6 +59,15 @@ inline absl::Status VersionConflict(const Key& key, int64_t expected, int64_t cu
 // Writes that need not land together go in commits of at most this many: etcd refuses
 // transactions of more than 128 operations by default (--max-txn-ops).
 inline constexpr size_t kWritesPerCommit = 100;
+
+// `writes` in runs of at most kWritesPerCommit, in order.
+inline std::vector<std::vector<Write>> InCommits(const std::vector<Write>& writes) {
+  std::vector<std::vector<Write>> out;
+  for (size_t at = 0; at < writes.size(); at += kWritesPerCommit) {
+    out.emplace_back(writes.begin() + at, writes.begin() + std::min(writes.size(), at + kWritesPerCommit));
+  }
+  return out;
+}
 
 inline absl::Status MissingForDelete(const Key& key) { return absl::NotFoundError(Cat(key.ToString(), " not found")); }
 

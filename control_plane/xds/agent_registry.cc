@@ -35,7 +35,10 @@ void AgentRegistry::SetIdentity(Entry& e, const AgentIdentity& identity) {
 
 void AgentRegistry::CertificateIssued(const std::string& agent, const AgentIdentity& identity) {
   std::lock_guard lock(mu_);
-  if (auto it = agents_.find(agent); it != agents_.end()) SetIdentity(At(agent), identity);
+  if (auto it = agents_.find(agent); it != agents_.end()) {
+    changed_.insert(agent);
+    SetIdentity(it->second, identity);
+  }
 }
 
 bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
@@ -91,24 +94,20 @@ void AgentRegistry::SetSnapshotVersion(const std::string& agent, const std::stri
   At(agent).status.set_snapshot_version(version);
 }
 
-void AgentRegistry::Forget(const std::string& agent) {
-  std::lock_guard lock(mu_);
-  agents_.erase(agent);
-  changed_.insert(agent);
-}
-
 v1::AgentStatus AgentRegistry::StatusOf(const Entry& e) {
   v1::AgentStatus s = e.status;
   for (const auto& [_, t] : e.types) *s.add_types() = t;
   return s;
 }
 
-void AgentRegistry::ForgetIfDisconnected(const std::string& agent) {
+bool AgentRegistry::ForgetIfDisconnected(const std::string& agent) {
   std::lock_guard lock(mu_);
   auto it = agents_.find(agent);
-  if (it == agents_.end() || it->second.status.connected()) return;
+  if (it == agents_.end()) return false;
+  if (it->second.status.connected()) return true;
   agents_.erase(it);
   changed_.insert(agent);
+  return false;
 }
 
 std::vector<v1::AgentStatus> AgentRegistry::List() const {

@@ -32,9 +32,8 @@ class AgentRegistry {
   // Keeps at most kMaxNackBytes of the agent's error text.
   void Nacked(const std::string& agent, const std::string& type_url, std::string_view error);
   void SetSnapshotVersion(const std::string& agent, const std::string& version);
-  void Forget(const std::string& agent);
-  // Forgets it unless a stream of it is open (checked and done at once).
-  void ForgetIfDisconnected(const std::string& agent);
+  // Forgets it unless a stream of it is open (checked and done at once); true when one is.
+  bool ForgetIfDisconnected(const std::string& agent);
 
   std::vector<v1::AgentStatus> List() const;
   // What changed since the last call: the agents whose status changed, and those forgotten.
