@@ -47,12 +47,21 @@ absl::Status MeshController::Start() {
     debouncer_.Changed(Clock::now());
     cv_.notify_all();
   });
-  next_orphan_scan_ = Clock::now() + orphan_scan_;
+  // Off the loop: the scan's store calls must not hold up publishing.
+  orphan_scanner_.Start(orphan_scan_, [this] {
+    if (!LeadsCleanUp()) return;
+    const auto connected = connected_();
+    if (!connected) return;
+    registrations_.AdoptOrphans(Clock::now(), *connected);
+    std::lock_guard lock(mu_);
+    cv_.notify_all();  // new grace periods: the loop's next deadline may be sooner
+  });
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
 
 void MeshController::Stop() {
+  orphan_scanner_.Stop();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -88,24 +97,17 @@ void MeshController::Disconnected(const std::string& agent) {
 void MeshController::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    if (Clock::now() >= next_orphan_scan_) {
-      lock.unlock();
-      if (LeadsCleanUp()) {
-        if (const auto connected = connected_()) registrations_.AdoptOrphans(Clock::now(), *connected);
-      }
-      lock.lock();
-      next_orphan_scan_ = Clock::now() + orphan_scan_;  // after the scan, however long it took
-      continue;
-    }
     // The next moment something is due: a debounced publish or a grace period's end.
     std::optional<Clock::time_point> due = debouncer_.Due();
     if (auto deadline = registrations_.NextDeadline()) due = due ? std::min(*due, *deadline) : *deadline;
-    const Clock::time_point wake = due ? std::min(*due, next_orphan_scan_) : next_orphan_scan_;
-    if (Clock::now() < wake) {
-      cv_.wait_until(lock, wake);
+    if (!due) {
+      cv_.wait(lock);
       continue;
     }
-    if (!due || Clock::now() < *due) continue;  // the orphan scan, at the top
+    if (Clock::now() < *due) {
+      cv_.wait_until(lock, *due);
+      continue;
+    }
     debouncer_.Reset();
     const int64_t since = published_revision_;
     std::optional<v1::TrustBundle> trust = std::move(pending_trust_);

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "common/periodic.h"
 #include "control_plane/api/status_view.h"
 #include "control_plane/controller/debouncer.h"
 #include "control_plane/controller/publisher.h"
@@ -92,7 +93,6 @@ class MeshController final : public xds::AgentLifecycle {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;             // under mu_
-  Clock::time_point next_orphan_scan_;  // under mu_
   Debouncer debouncer_;               // under mu_
   int64_t published_revision_ = 0;    // under mu_
   std::optional<v1::TrustBundle> pending_trust_;  // under mu_
@@ -101,6 +101,7 @@ class MeshController final : public xds::AgentLifecycle {
 
   store::Store::Subscription subscription_;
   std::thread thread_;
+  Periodic orphan_scanner_;  // the leader's look for registrations no agent holds
 };
 
 }  // namespace meshplug::control_plane::controller
