@@ -47,6 +47,11 @@ Usage:
                                          labels the agent must register with; --bootstrap
                                          prints the agent's bootstrap file with it, naming
                                          --xds-address (every replica) or --server
+  meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--labels K=V,...]
+                                       [--xds-address HOST:PORT]
+                                         gRPC's xDS bootstrap (GRPC_XDS_BOOTSTRAP) for a
+                                         proxyless client of that workload: plaintext xDS
+                                         (--plaintext_xds_listen) with an xDS token
   meshctl token create --role admin|read-only [--ttl 720h]
   meshctl ca status
   meshctl ca rotate start [--ca-cert FILE --ca-key FILE]
@@ -403,6 +408,53 @@ int Proxy(Client& c, const Args& a) {
   throw UsageError{"usage: meshctl proxy status | meshctl proxy config_dump AGENT"};
 }
 
+// A join or xds token for the workload positional[2] names, with the flags' ttl, service
+// account and labels.
+v1::CreateTokenResponse WorkloadToken(Client& c, const Args& a, const std::string& role) {
+  v1::CreateTokenRequest req;
+  req.set_role(role);
+  req.set_workload(a.positional[2]);
+  req.set_service_account(a.service_account);
+  req.set_ttl_seconds(TtlSeconds(a));
+  req.mutable_labels()->insert(a.labels.begin(), a.labels.end());
+  return c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
+}
+
+// gRPC's xDS bootstrap (GRPC_XDS_BOOTSTRAP): gRPC 1.51 offers a control plane no
+// certificate, so it connects in plaintext and proves the workload with an xDS token in
+// its node's metadata.
+int Bootstrap(Client& c, const Args& a) {
+  Allow(a, "bootstrap grpc", {"--ttl", "--service-account", "--labels", "--xds-address"});
+  if (a.positional.size() != 3 || a.positional[1] != "grpc" || a.positional[2].find('/') == std::string::npos) {
+    throw UsageError{
+        "usage: meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--labels K=V,...] "
+        "[--xds-address HOST:PORT]"};
+  }
+  const auto resp = WorkloadToken(c, a, "xds");
+  const std::string server = a.xds_address.empty() ? resp.plaintext_xds_address() : a.xds_address;
+  if (server.empty()) {
+    throw UsageError{
+        "the control plane serves no plaintext xDS: start it with --plaintext_xds_listen HOST:PORT (gRPC's xDS client "
+        "cannot present a workload certificate), or name the address with --xds-address"};
+  }
+  const auto slash = a.positional[2].find('/');
+  std::string labels;
+  for (const auto& [k, v] : a.labels) labels += Cat(labels.empty() ? "" : ", ", JsonQuote(k), ": ", JsonQuote(v));
+  // Several replicas: gRPC's ipv4: target lists them all and it fails over between them.
+  const std::string uri = server.find(',') == std::string::npos ? server : Cat("ipv4:", server);
+  std::cout << "{\n  \"xds_servers\": [{\"server_uri\": " << JsonQuote(uri)
+            << ", \"channel_creds\": [{\"type\": \"insecure\"}], \"server_features\": [\"xds_v3\"]}],\n"
+            << "  \"node\": {\n    \"id\": " << JsonQuote(a.positional[2].substr(slash + 1)) << ",\n"
+            << "    \"locality\": {},\n"
+            << "    \"metadata\": {\"namespace\": " << JsonQuote(a.positional[2].substr(0, slash))
+            << (a.service_account.empty() ? "" : Cat(", \"service_account\": ", JsonQuote(a.service_account)))
+            << (labels.empty() ? "" : Cat(", \"labels\": {", labels, "}")) << ",\n      \"token\": " << JsonQuote(resp.token())
+            << "}\n  }\n}\n";
+  std::cerr << "gRPC xDS bootstrap for " << a.positional[2] << ": the token reads its configuration until "
+            << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix())) << "; keep the file private\n";
+  return 0;
+}
+
 int Workload(Client& c, const Args& a) {
   Allow(a, "workload token", {"--ttl", "--service-account", "--labels", "--bootstrap", "--xds-address"});
   if (a.positional.size() != 3 || a.positional[1] != "token") {
@@ -410,13 +462,7 @@ int Workload(Client& c, const Args& a) {
         "usage: meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...] [--bootstrap "
         "[--xds-address HOST:PORT,...]]"};
   }
-  v1::CreateTokenRequest req;
-  req.set_role("join");
-  req.set_workload(a.positional[2]);
-  req.set_service_account(a.service_account);
-  req.set_ttl_seconds(TtlSeconds(a));
-  req.mutable_labels()->insert(a.labels.begin(), a.labels.end());
-  const auto resp = c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
+  const auto resp = WorkloadToken(c, a, "join");
   if (!a.bootstrap) {
     std::cout << resp.token() << "\n";
     std::cerr << "join token for " << a.positional[2] << " (identity " << resp.spiffe_id() << "), good for one start until "
@@ -502,6 +548,7 @@ int Run(int argc, char** argv) {
   if (cmd == "proxy") return Proxy(client, a);
   if (cmd == "workload") return Workload(client, a);
   if (cmd == "token") return Token(client, a);
+  if (cmd == "bootstrap") return Bootstrap(client, a);
   if (cmd == "ca") return Ca(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }

@@ -33,6 +33,10 @@
 #include "control_plane/xds/shared_agent_status.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
+ABSL_FLAG(std::string, plaintext_xds_listen, "",
+          "address of a plaintext xDS server for clients that cannot present a workload certificate (gRPC's "
+          "xDS client): Envoy's resource types only, each stream authenticated by the xDS token in its node's "
+          "metadata (meshctl bootstrap grpc); empty: none");
 ABSL_FLAG(bool, store_init, false,
           "start an empty mesh in --store when the file there is not a usable store (it is kept aside as "
           "<store>.damaged-<time>); a usable store is never replaced");
@@ -171,6 +175,26 @@ int main(int argc, char** argv) {
   security::IdentityService identity(**store, **ca, access, **tokens, &registry);
 
   grpc::EnableDefaultHealthCheckService(true);
+  // What clients dial for a server listening on `host`: loopback for any address.
+  auto dialable = [](const std::string& host, int port) {
+    return Cat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port);
+  };
+  // Its own server, so that nothing but ADS is reachable without TLS; before the admin API
+  // serves, which tells xDS tokens where it is.
+  meshplug::control_plane::xds::AdsService plaintext_ads(cache, registry, controller, access);
+  std::unique_ptr<grpc::Server> plaintext_server;
+  if (const std::string plain = absl::GetFlag(FLAGS_plaintext_xds_listen); !plain.empty()) {
+    grpc::ServerBuilder plain_builder;
+    int plain_port = 0;
+    plain_builder.AddListeningPort(plain, grpc::InsecureServerCredentials(), &plain_port);
+    plain_builder.RegisterService(&plaintext_ads);
+    plaintext_server = plain_builder.BuildAndStart();
+    if (!plaintext_server || plain_port == 0) return Fail(Cat("--plaintext_xds_listen: cannot listen on ", plain));
+    const std::string plain_host = plain.substr(0, plain.rfind(':'));
+    admin.SetPlaintextXdsAddress(dialable(plain_host, plain_port));
+    log::Info("plaintext xds listening", {{"address", Cat(plain_host, ":", plain_port)},
+                                          {"serves", "Envoy's types to xDS-token holders"}});
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, (*serving)->credentials(), &port);
@@ -185,8 +209,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&identity);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
-  const bool wildcard = host == "0.0.0.0" || host == "[::]";
-  address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
+  address = dialable(host, port);
   if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
   agents.Start(address);
   // Rotation steps taken through another replica.
@@ -199,7 +222,9 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     log::Info("shutting down", {{"signal", std::to_string(sig)}});
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+    if (plaintext_server) plaintext_server->Shutdown(deadline);
+    server->Shutdown(deadline);
   });
   server->Wait();
   waiter.join();

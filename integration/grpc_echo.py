@@ -2,7 +2,12 @@
 """A gRPC server and client on Debian's python3-grpcio (gRPC's own HTTP/2 stack), for tests
 through the mesh. Messages are raw bytes: no generated code.
 
-  grpc_echo.py serve                  prints "port N", serves demo.Echo until killed
+  grpc_echo.py serve [NAME]           prints "port N", serves demo.Echo until killed; Who
+                                      answers NAME
+  grpc_echo.py xds TARGET CALLS       a proxyless client (gRPC's xDS resolver, bootstrap from
+                                      GRPC_XDS_BOOTSTRAP): CALLS calls of Who to TARGET
+                                      (xds:///...), then one line per answer "NAME COUNT"
+                                      and "failed N"
   grpc_echo.py call TARGET AUTHORITY  every call kind through TARGET (an agent's outbound
                                       listener) to the service named AUTHORITY; one line
                                       per check, "name: result"
@@ -18,7 +23,7 @@ import grpc
 SERVICE = "demo.Echo"
 
 
-def serve():
+def serve(name):
     cancelled = []
 
     def unary(request, context):
@@ -51,6 +56,9 @@ def serve():
     def stats(request, context):
         return str(len(cancelled)).encode()
 
+    def who(request, context):
+        return name.encode()
+
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Forbidden": grpc.unary_unary_rpc_method_handler(unary),
@@ -60,6 +68,7 @@ def serve():
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Endless": grpc.unary_stream_rpc_method_handler(endless),
         "Stats": grpc.unary_unary_rpc_method_handler(stats),
+        "Who": grpc.unary_unary_rpc_method_handler(who),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -115,6 +124,25 @@ def call(target, authority):
     report("forbidden", lambda: method("unary_unary", "Forbidden")(b"x", timeout=10))
 
 
+def xds(target, calls):
+    channel = grpc.insecure_channel(target)
+    who = channel.unary_unary(f"/{SERVICE}/Who")
+    counts, failed = {}, 0
+    deadline = time.monotonic() + 60
+    for _ in range(calls):
+        if time.monotonic() > deadline:
+            break
+        try:
+            name = who(b"", timeout=5, wait_for_ready=True).decode()
+            counts[name] = counts.get(name, 0) + 1
+        except grpc.RpcError as e:
+            failed += 1
+            print(f"error {e.code().name} {e.details()}", flush=True)
+    for name, count in sorted(counts.items()):
+        print(f"{name} {count}", flush=True)
+    print(f"failed {failed}", flush=True)
+
+
 def ping(target, authority, name):
     channel = grpc.insecure_channel(target, options=[("grpc.default_authority", authority)])
     try:
@@ -125,8 +153,10 @@ def ping(target, authority, name):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"]:
-        serve()
+    if sys.argv[1:2] == ["serve"] and len(sys.argv) <= 3:
+        serve(sys.argv[2] if len(sys.argv) == 3 else "echo")
+    elif sys.argv[1:2] == ["xds"] and len(sys.argv) == 4:
+        xds(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1:2] == ["call"] and len(sys.argv) == 4:
         call(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["ping"] and len(sys.argv) == 5:

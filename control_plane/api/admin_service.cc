@@ -250,8 +250,8 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     std::chrono::seconds ttl(req->ttl_seconds());
     v1::CreateTokenResponse out;
     std::string subject, service_account;
-    if (*role == security::Role::kJoin) {
-      if (ttl.count() == 0) ttl = kDefaultJoinTtl;
+    if (*role == security::Role::kJoin || *role == security::Role::kXds) {
+      if (ttl.count() == 0) ttl = *role == security::Role::kJoin ? kDefaultJoinTtl : kDefaultCredentialTtl;
       const security::Labels labels(req->labels().begin(), req->labels().end());
       auto sa = JoinServiceAccount(store_, req->workload(), req->service_account(), labels);
       if (!sa.ok()) return sa.status();
@@ -264,7 +264,7 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
       out.set_spiffe_id(x509::SpiffeId(security::ReadCertificateSettings(store_).trust_domain, ns, service_account));
     } else {
       if (!req->workload().empty() || !req->labels().empty()) {
-        return absl::InvalidArgumentError("workload, labels: only a join token is for a workload");
+        return absl::InvalidArgumentError("workload, labels: only join and xds tokens are for a workload");
       }
       if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
     }
@@ -272,6 +272,7 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     out.set_token(tokens_.Issue(*role, subject, service_account, ttl, &claims));
     out.set_expires_unix(claims.expires_unix());
     out.set_trust_bundle_pem(ca_rotation_.JoinRoots());
+    if (*role == security::Role::kXds) out.set_plaintext_xds_address(plaintext_xds_address_);
     log::Info("token issued", {{"role", claims.role()}, {"id", claims.id().substr(0, 6)}, {"subject", subject},
                                {"ttl_s", std::to_string(ttl.count())}});
     return out;

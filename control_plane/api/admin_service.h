@@ -27,6 +27,9 @@ class AdminService final : public v1::Admin::CallbackService {
       : store_(store), api_(api), configs_(configs), agents_(agents), access_(access), tokens_(tokens),
         ca_rotation_(ca_rotation) {}
 
+  // Where plaintext xDS is served, for xDS tokens' bootstraps; set before serving.
+  void SetPlaintextXdsAddress(std::string address) { plaintext_xds_address_ = std::move(address); }
+
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
                                   v1::ApplyResponse* resp) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
@@ -56,6 +59,7 @@ class AdminService final : public v1::Admin::CallbackService {
   const security::Access& access_;
   const security::TokenIssuer& tokens_;
   security::CaRotation& ca_rotation_;
+  std::string plaintext_xds_address_;
 };
 
 }  // namespace meshplug::control_plane::api

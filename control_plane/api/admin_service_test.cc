@@ -244,7 +244,7 @@ TEST_F(AdminServiceTest, JoinTokensAreForValidWorkloadsInExistingNamespaces) {
   grpc::ClientContext ctx2;
   req.set_role("admin");
   req.clear_workload();
-  EXPECT_EQ(stub_->CreateToken(&ctx2, req, &resp).error_message(), "workload, labels: only a join token is for a workload");
+  EXPECT_EQ(stub_->CreateToken(&ctx2, req, &resp).error_message(), "workload, labels: only join and xds tokens are for a workload");
 }
 
 TEST_F(AdminServiceTest, CaRotationIsForAdminsAndFinishesOnlyOnceAgentsHoldNewCertificates) {

@@ -60,29 +60,55 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
   return caller;
 }
 
-absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, mesh::v1::Workload& workload,
-                                   xds::AgentIdentity* identity) const {
-  auto caller = Authenticate(ctx);
-  if (!caller.ok()) return caller.status();
-  if (caller->workload.empty()) {
-    return absl::UnauthenticatedError(
-        "an xDS stream needs the agent's workload certificate (mTLS); an agent gets one with a join token "
-        "(meshctl workload token NAMESPACE/NAME)");
-  }
-  const std::string node = AgentId(workload.metadata().namespace_(), workload.metadata().name());
-  if (caller->workload != node) {
-    return absl::PermissionDeniedError(
-        Cat("this agent's certificate is for ", caller->workload, "; it may not receive the configuration of ", node));
-  }
-  const std::string service_account = x509::ServiceAccountOf(caller->spiffe_id);
+absl::Status Access::CheckRegistration(store::Store& store, const std::string& node, const std::string& service_account,
+                                       mesh::v1::Workload& workload) {
   auto* spec = workload.mutable_spec();
   if (spec->service_account().empty()) spec->set_service_account(service_account);
   if (spec->service_account() != service_account) {
     return absl::PermissionDeniedError(Cat("node.metadata.service_account is \"", spec->service_account(),
-                                           "\" but the certificate is for service account \"", service_account, "\""));
+                                           "\" but the credential is for service account \"", service_account, "\""));
   }
   const Labels labels(workload.metadata().labels().begin(), workload.metadata().labels().end());
-  if (absl::Status st = CheckBoundLabels(store_, node, labels); !st.ok()) return st;
+  return CheckBoundLabels(store, node, labels);
+}
+
+absl::Status Access::AuthorizeXdsToken(const envoy::config::core::v3::Node& node, const std::string& agent,
+                                       mesh::v1::Workload& workload, xds::AgentIdentity* identity) const {
+  const auto& fields = node.metadata().fields();
+  auto token = fields.find("token");
+  if (token == fields.end() || token->second.string_value().empty()) {
+    return absl::UnauthenticatedError(
+        "an xDS stream needs the agent's workload certificate (mTLS; an agent gets one with a join token: meshctl "
+        "workload token NAMESPACE/NAME) or, for Envoy's resource types, an xDS token in node.metadata.token (meshctl "
+        "bootstrap grpc NAMESPACE/NAME)");
+  }
+  auto claims = tokens_.Verify(token->second.string_value());
+  if (!claims.ok()) return absl::UnauthenticatedError(Cat("node.metadata.token: ", claims.status().message()));
+  if (claims->role() != RoleName(Role::kXds)) {
+    return absl::PermissionDeniedError(
+        Cat("node.metadata.token is a ", claims->role(), " token, not an xDS token (meshctl bootstrap grpc ", agent, ")"));
+  }
+  if (claims->subject() != agent) {
+    return absl::PermissionDeniedError(
+        Cat("this xDS token is for ", claims->subject(), "; it may not receive the configuration of ", agent));
+  }
+  if (absl::Status st = CheckRegistration(store_, agent, claims->service_account(), workload); !st.ok()) return st;
+  identity->envoy_types_only = true;
+  return absl::OkStatus();
+}
+
+absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, const envoy::config::core::v3::Node& node,
+                                   mesh::v1::Workload& workload, xds::AgentIdentity* identity) const {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return caller.status();
+  const std::string agent = AgentId(workload.metadata().namespace_(), workload.metadata().name());
+  if (caller->workload.empty()) return AuthorizeXdsToken(node, agent, workload, identity);
+  if (caller->workload != agent) {
+    return absl::PermissionDeniedError(
+        Cat("this agent's certificate is for ", caller->workload, "; it may not receive the configuration of ", agent));
+  }
+  const std::string service_account = x509::ServiceAccountOf(caller->spiffe_id);
+  if (absl::Status st = CheckRegistration(store_, agent, service_account, workload); !st.ok()) return st;
   identity->spiffe_id = caller->spiffe_id;
   identity->certificate_expiry = Rfc3339(caller->certificate_expiry);
   identity->certificate_issuer = caller->certificate_issuer;
@@ -100,7 +126,7 @@ grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, st
     if (out) *out = *std::move(caller);
     return grpc::Status::OK;
   }
-  if (!caller->token || caller->Is(Role::kJoin)) {
+  if (!caller->token || caller->Is(Role::kJoin) || caller->Is(Role::kXds)) {
     log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", "no admin credential"}});
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         Cat(what, " needs an admin API credential: meshctl reads it from its config file (written by "

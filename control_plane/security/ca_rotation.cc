@@ -76,7 +76,8 @@ v1::CaStatus CaRotation::Status() const {
     if (agent.certificate_issuer() != s.signer_key_id() && !agent.certificate_issuer().empty()) {
       s.add_agents_not_on_signer(agent.connected() ? agent.agent() : agent.agent() + " (disconnected)");
     }
-    if (!agent.connected()) continue;
+    // A client without a certificate (an xDS token's) takes no trust from us.
+    if (!agent.connected() || agent.identity().empty()) continue;
     // Synced: AgentSettings, which carries the trust, ACKed at the version of the agent's
     // latest resources (sent, or still waiting to be sent).
     const std::string& settings_url = xds_types::UrlOf<v1::AgentSettings>();

@@ -25,15 +25,16 @@ const char* RoleName(Role role) {
     case Role::kAdmin: return "admin";
     case Role::kReadOnly: return "read-only";
     case Role::kJoin: return "join";
+    case Role::kXds: return "xds";
   }
   return "";
 }
 
 absl::StatusOr<Role> ParseRole(std::string_view name) {
-  for (Role r : {Role::kAdmin, Role::kReadOnly, Role::kJoin}) {
+  for (Role r : {Role::kAdmin, Role::kReadOnly, Role::kJoin, Role::kXds}) {
     if (name == RoleName(r)) return r;
   }
-  return absl::InvalidArgumentError(Cat("role \"", name, "\" is not one of admin, read-only, join"));
+  return absl::InvalidArgumentError(Cat("role \"", name, "\" is not one of admin, read-only, join, xds"));
 }
 
 absl::StatusOr<std::unique_ptr<TokenIssuer>> TokenIssuer::Open(store::Store& store) {

@@ -15,7 +15,9 @@
 
 namespace meshplug::control_plane::security {
 
-enum class Role { kAdmin, kReadOnly, kJoin };
+// kJoin: one certificate for one workload. kXds: Envoy's resource types for one workload,
+// for xDS clients that cannot present a certificate (gRPC's, over plaintext); reusable.
+enum class Role { kAdmin, kReadOnly, kJoin, kXds };
 const char* RoleName(Role role);
 absl::StatusOr<Role> ParseRole(std::string_view name);
 

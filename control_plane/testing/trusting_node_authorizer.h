@@ -9,7 +9,8 @@ namespace meshplug::control_plane::testing {
 
 class TrustingNodeAuthorizer final : public xds::NodeAuthorizer {
  public:
-  absl::Status AuthorizeNode(const grpc::ServerContextBase&, mesh::v1::Workload&, xds::AgentIdentity*) const override {
+  absl::Status AuthorizeNode(const grpc::ServerContextBase&, const envoy::config::core::v3::Node&, mesh::v1::Workload&,
+                             xds::AgentIdentity*) const override {
     return absl::OkStatus();
   }
 };

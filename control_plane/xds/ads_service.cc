@@ -68,7 +68,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       return false;
     }
     AgentIdentity identity;
-    if (auto st = authorizer_.AuthorizeNode(*ctx_, *wl, &identity); !st.ok()) {
+    if (auto st = authorizer_.AuthorizeNode(*ctx_, NodeOf(request_), *wl, &identity); !st.ok()) {
       log::Warn("xds stream refused", {{"node", AgentId(*wl).substr(0, 256)}, {"peer", ctx_->peer()},
                                        {"reason", std::string(st.message())}});
       FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
@@ -79,7 +79,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       return false;
     }
     const std::string agent = AgentId(*wl);
-    protocol_.emplace(registry_, agent);
+    protocol_.emplace(registry_, agent, identity.envoy_types_only);
     stream_id_ = registry_.Connected(agent, Protocol::kName, ctx_->peer(), identity);
     log::Info("agent connected", {{"agent", agent}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
     watch_ = configs_.Watch(agent, [this](const Resources& r) {

@@ -1,6 +1,8 @@
 #include "control_plane/xds/resources.h"
 
 #include "common/hash.h"
+#include "common/strings.h"
+#include "control_plane/xds/envoy_resources.h"
 
 namespace meshplug::control_plane::xds {
 
@@ -12,22 +14,25 @@ const AgentResources::Named& OwnOf(const AgentResources& r, const std::string& t
   return it == r.own.end() ? kNone : it->second;
 }
 
-}  // namespace
-
-const EncodedResource* AgentResources::Find(const std::string& type_url, const std::string& name) const {
-  for (const AgentResources* layer : {this, base.get()}) {
-    if (!layer) continue;
-    const Named& named = OwnOf(*layer, type_url);
-    if (auto it = named.find(name); it != named.end()) return it->second.get();
-  }
-  return nullptr;
+std::shared_ptr<EncodedResource> Encoded(const std::string& name, const std::string& type_url, std::string bytes,
+                                         std::string version) {
+  auto r = std::make_shared<EncodedResource>();
+  r->name = name;
+  r->version = std::move(version);
+  r->any.set_type_url(type_url);
+  r->any.set_value(std::move(bytes));
+  return r;
 }
 
-void AgentResources::ForEach(const std::string& type_url,
-                             const std::function<void(const std::string&, const ResourcePtr&)>& f) const {
-  static const Named kNone;
-  const Named& mine = OwnOf(*this, type_url);
-  const Named& shared = base ? OwnOf(*base, type_url) : kNone;
+// ResourceVersion(msg), from the bytes needed anyway.
+std::string VersionOf(const std::string& bytes) { return Sha256Hex(bytes).substr(0, 16); }
+
+// Each resource of `type_url` in `r` and its base, in name order.
+void ForEachOf(const AgentResources& r, const std::string& type_url,
+               const std::function<void(const std::string&, const ResourcePtr&)>& f) {
+  static const AgentResources::Named kNone;
+  const AgentResources::Named& mine = OwnOf(r, type_url);
+  const AgentResources::Named& shared = r.base ? OwnOf(*r.base, type_url) : kNone;
   // Both in name order: a merge, the agent's own winning a tie.
   auto a = mine.begin();
   auto b = shared.begin();
@@ -43,6 +48,51 @@ void AgentResources::ForEach(const std::string& type_url,
   }
 }
 
+void SetTypeVersions(AgentResources& r, const std::vector<std::string>& type_urls) {
+  for (const auto& type : type_urls) {
+    xds_types::TypeVersionBuilder version;
+    ForEachOf(r, type, [&](const std::string& name, const ResourcePtr& res) { version.Add(name, res->version); });
+    r.type_versions[type] = version.Done();
+  }
+}
+
+}  // namespace
+
+const AgentResources& AgentResources::Layer(const std::string& type_url) const {
+  if (!IsEnvoyType(type_url)) return *this;
+  std::call_once(envoy_once_, [&] {
+    auto envoy = std::make_unique<AgentResources>();
+    ForEachEnvoyResource(ToSnapshot(*this), [&](const std::string& name, const google::protobuf::Message& msg) {
+      std::string bytes = DeterministicBytes(msg);
+      std::string version = VersionOf(bytes);
+      const std::string url = Cat("type.googleapis.com/", msg.GetDescriptor()->full_name());
+      envoy->own[url][name] = Encoded(name, url, std::move(bytes), std::move(version));
+    });
+    SetTypeVersions(*envoy, EnvoyTypeUrls());
+    envoy_ = std::move(envoy);
+  });
+  return *envoy_;
+}
+
+const EncodedResource* AgentResources::Find(const std::string& type_url, const std::string& name) const {
+  const AgentResources& top = Layer(type_url);
+  for (const AgentResources* layer : {&top, top.base.get()}) {
+    if (!layer) continue;
+    const Named& named = OwnOf(*layer, type_url);
+    if (auto it = named.find(name); it != named.end()) return it->second.get();
+  }
+  return nullptr;
+}
+
+const std::string& AgentResources::TypeVersion(const std::string& type_url) const {
+  return Layer(type_url).type_versions.at(type_url);
+}
+
+void AgentResources::ForEach(const std::string& type_url,
+                             const std::function<void(const std::string&, const ResourcePtr&)>& f) const {
+  ForEachOf(Layer(type_url), type_url, f);
+}
+
 AgentResources::Named AgentResources::Of(const std::string& type_url) const {
   Named out;
   ForEach(type_url, [&](const std::string& name, const ResourcePtr& r) { out.emplace(name, r); });
@@ -50,19 +100,14 @@ AgentResources::Named AgentResources::Of(const std::string& type_url) const {
 }
 
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
-  // ResourceVersion(msg), from the bytes needed anyway.
   std::string bytes = DeterministicBytes(msg);
-  std::string version = Sha256Hex(bytes).substr(0, 16);
+  std::string version = VersionOf(bytes);
   // The type is part of the key: an empty Endpoints{cluster: X} has the bytes of Cluster{name: X}.
   const std::string key = msg.GetDescriptor()->full_name() + "\n" + name + "\n" + version;
   std::lock_guard lock(mu_);
   auto& slot = by_key_[key];
   if (auto existing = slot.lock()) return existing;
-  auto r = std::make_shared<EncodedResource>();
-  r->name = name;
-  r->version = std::move(version);
-  r->any.set_type_url(xds_types::TypeOf(msg.GetDescriptor()).url);
-  r->any.set_value(std::move(bytes));
+  auto r = Encoded(name, xds_types::TypeOf(msg.GetDescriptor()).url, std::move(bytes), std::move(version));
   slot = r;
   if (by_key_.size() > 1024 && by_key_.size() % 1024 == 0) {
     std::erase_if(by_key_, [](const auto& kv) { return kv.second.expired(); });
@@ -85,11 +130,7 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
     out->own[type.url][name] = interner.Intern(name, msg);
   });
   // Over all of the agent's resources, as the agent computes it from what it received.
-  for (const auto& type : xds_types::TypeUrls()) {
-    xds_types::TypeVersionBuilder version;
-    out->ForEach(type, [&](const std::string& name, const ResourcePtr& r) { version.Add(name, r->version); });
-    out->type_versions[type] = version.Done();
-  }
+  SetTypeVersions(*out, xds_types::TypeUrls());
   out->version = xds_types::SnapshotVersion(out->type_versions);
   return out;
 }

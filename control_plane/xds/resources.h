@@ -27,20 +27,29 @@ using ResourcePtr = std::shared_ptr<const EncodedResource>;
 // One agent's resources: type URL → name → resource, with a version per type. Those it
 // shares with other agents (the destinations) stay in `base`, one copy for all of them:
 // the agent's own hold only what is its own (a name in both is the agent's).
+// Envoy's types (envoy_resources.h) are translated from these the first time a stream
+// asks for one of them, and kept with them: only clients that subscribe pay for them.
 struct AgentResources {
   using Named = std::map<std::string, ResourcePtr>;
 
-  std::string version;  // SnapshotVersion of type_versions
+  std::string version;  // SnapshotVersion of type_versions (meshplug's types)
   std::map<std::string, Named> own;
   std::shared_ptr<const AgentResources> base;
   std::map<std::string, std::string> type_versions;
 
-  // The resource `name` of `type_url`, or nullptr.
+  // The resource `name` of `type_url` (meshplug's or Envoy's), or nullptr.
   const EncodedResource* Find(const std::string& type_url, const std::string& name) const;
   // Each resource of `type_url` in name order.
   void ForEach(const std::string& type_url, const std::function<void(const std::string&, const ResourcePtr&)>& f) const;
   // All resources of `type_url` (a copy of the pointers, for tests).
   Named Of(const std::string& type_url) const;
+  // The version of `type_url`'s resources, a type this server serves.
+  const std::string& TypeVersion(const std::string& type_url) const;
+
+ private:
+  const AgentResources& Layer(const std::string& type_url) const;
+  mutable std::once_flag envoy_once_;
+  mutable std::unique_ptr<const AgentResources> envoy_;
 };
 
 // Shares encodings between agents: the same bytes are kept once while anyone uses them.

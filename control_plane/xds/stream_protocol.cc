@@ -4,15 +4,26 @@
 
 #include "common/log.h"
 #include "common/xds_types.h"
+#include "control_plane/xds/envoy_resources.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
+
+// meshplug's types, then Envoy's, each in push order.
+const std::vector<std::string>& ServedTypeUrls() {
+  static const std::vector<std::string> urls = [] {
+    std::vector<std::string> all = xds_types::TypeUrls();
+    all.insert(all.end(), EnvoyTypeUrls().begin(), EnvoyTypeUrls().end());
+    return all;
+  }();
+  return urls;
+}
 
 // The first type, in push order, flagged to be sent; clears its flag. Both protocols keep
 // per-type state with a `send` flag.
 template <typename TypeState>
 std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, TypeState>& types) {
-  for (const auto& type : xds_types::TypeUrls()) {
+  for (const auto& type : ServedTypeUrls()) {
     auto it = types.find(type);
     if (it == types.end() || !it->second.send) continue;
     it->second.send = false;
@@ -21,12 +32,6 @@ std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, T
   return {nullptr, nullptr};
 }
 
-bool KnownType(const std::string& type_url) {
-  for (const auto& t : xds_types::TypeUrls()) {
-    if (t == type_url) return true;
-  }
-  return false;
-}
 
 // Responses an ACK or NACK may still answer, per type.
 constexpr size_t kRecentNonces = 16;
@@ -34,7 +39,13 @@ constexpr size_t kRecentNonces = 16;
 }  // namespace
 
 bool ProtocolBase::Served(const std::string& type) const {
-  if (KnownType(type)) return true;
+  if (IsEnvoyType(type)) return true;
+  if (xds_types::FindType(type)) {
+    if (!envoy_types_only_) return true;
+    log::Write(log::Level::kWarn, "meshplug's types are served over mTLS only; request ignored",
+               {{"agent", agent_}, {"type", type}}, "envoy only " + agent_);
+    return false;
+  }
   log::Debug("request for an unknown type ignored", {{"agent", agent_}, {"type", type}});
   return false;
 }
@@ -75,7 +86,7 @@ void SotwProtocol::Handle(const Request& req) {
   t.wildcard = wildcard;
   t.names = wildcard ? std::set<std::string>{} : std::move(names);
   // A reconnecting agent that already runs our version of a wildcard type needs nothing.
-  const bool up_to_date = resources_ && t.wildcard && req.version_info() == resources_->type_versions.at(type);
+  const bool up_to_date = resources_ && t.wildcard && req.version_info() == resources_->TypeVersion(type);
   if ((first && !up_to_date) || changed) t.send = true;
   if (first && up_to_date) t.sent_version = req.version_info();
 }
@@ -83,7 +94,7 @@ void SotwProtocol::Handle(const Request& req) {
 void SotwProtocol::SetResources(Resources resources) {
   resources_ = std::move(resources);
   for (auto& [type, t] : types_) {
-    if (t.subscribed && resources_->type_versions.at(type) != t.sent_version) t.send = true;
+    if (t.subscribed && resources_->TypeVersion(type) != t.sent_version) t.send = true;
   }
 }
 
@@ -95,7 +106,7 @@ std::optional<SotwProtocol::Response> SotwProtocol::NextResponse() {
   TypeState& t = *state;
   Response resp;
   resp.set_type_url(type);
-  resp.set_version_info(resources_->type_versions.at(type));
+  resp.set_version_info(resources_->TypeVersion(type));
   resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
     if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
   });
@@ -193,11 +204,11 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
     const bool resumed = std::exchange(t.resumed, false);
     if (resp.resources().empty() && resp.removed_resources().empty()) {
       // It resumed holding exactly the current version: proxy status shows it in sync.
-      if (resumed) registry_.Resumed(agent_, type, resources_->type_versions.at(type));
+      if (resumed) registry_.Resumed(agent_, type, resources_->TypeVersion(type));
       continue;
     }
     resp.set_type_url(type);
-    resp.set_system_version_info(resources_->type_versions.at(type));
+    resp.set_system_version_info(resources_->TypeVersion(type));
     resp.set_nonce(NextNonce());
     t.recent_nonces.emplace_back(resp.nonce(), resp.system_version_info());
     if (t.recent_nonces.size() > kRecentNonces) t.recent_nonces.pop_front();

@@ -23,12 +23,15 @@ inline constexpr size_t kMaxSubscribedNames = 10'000;
 // What both protocols share: the agent, its current resources, nonces.
 class ProtocolBase {
  public:
-  ProtocolBase(AgentRegistry& registry, std::string agent) : registry_(registry), agent_(std::move(agent)) {}
+  // `envoy_types_only`: the stream's credentials allow Envoy's types and not meshplug's
+  // (which hold plugin scripts and PluginConfig values).
+  ProtocolBase(AgentRegistry& registry, std::string agent, bool envoy_types_only = false)
+      : registry_(registry), agent_(std::move(agent)), envoy_types_only_(envoy_types_only) {}
 
   const std::string& agent() const { return agent_; }
 
  protected:
-  // Requests for types we do not serve (Envoy's own, for now) get no answer.
+  // Requests for types we do not serve, or that the stream may not read, get no answer.
   bool Served(const std::string& type) const;
   std::string NextNonce() { return std::to_string(++nonce_counter_); }
   // Adds `name` to `names` unless the bound is reached; false when it was not added.
@@ -39,6 +42,7 @@ class ProtocolBase {
   Resources resources_;
 
  private:
+  const bool envoy_types_only_;
   uint64_t nonce_counter_ = 0;
 };
 

@@ -1,0 +1,224 @@
+#include "control_plane/xds/envoy_resources.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "common/strings.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+
+namespace meshplug::control_plane::xds {
+namespace {
+
+namespace core = envoy::config::core::v3;
+namespace route = envoy::config::route::v3;
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using google::protobuf::RepeatedPtrField;
+
+std::string UrlOf(const google::protobuf::Descriptor* d) { return Cat("type.googleapis.com/", d->full_name()); }
+
+core::ConfigSource Ads() {
+  core::ConfigSource source;
+  source.mutable_ads();
+  source.set_resource_api_version(core::V3);
+  return source;
+}
+
+envoy::config::listener::v3::Listener ListenerFor(const std::string& name) {
+  hcm::HttpConnectionManager manager;
+  manager.set_stat_prefix(name);
+  *manager.mutable_rds()->mutable_config_source() = Ads();
+  manager.mutable_rds()->set_route_config_name(name);
+  auto* router = manager.add_http_filters();
+  router->set_name("envoy.filters.http.router");
+  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
+  envoy::config::listener::v3::Listener listener;
+  listener.set_name(name);
+  listener.mutable_api_listener()->mutable_api_listener()->PackFrom(manager);
+  return listener;
+}
+
+// meshplug compares header names case-insensitively; Envoy and gRPC see them in lower case.
+route::HeaderMatcher HeaderMatcherFor(const v1::HeaderMatch& h) {
+  route::HeaderMatcher m;
+  std::string name = h.name();
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  m.set_name(name);
+  switch (h.value_case()) {
+    case v1::HeaderMatch::kExact: m.set_exact_match(h.exact()); break;
+    case v1::HeaderMatch::kPrefix: m.set_prefix_match(h.prefix()); break;
+    case v1::HeaderMatch::kRegex: m.mutable_safe_regex_match()->set_regex(h.regex()); break;
+    case v1::HeaderMatch::kPresent:
+      m.set_present_match(true);
+      m.set_invert_match(!h.present());
+      break;
+    case v1::HeaderMatch::VALUE_NOT_SET: m.set_present_match(true); break;
+  }
+  return m;
+}
+
+route::RouteMatch MatchFor(const v1::RouteMatch& in) {
+  route::RouteMatch m;
+  switch (in.path_case()) {
+    case v1::RouteMatch::kExact: m.set_path(in.exact()); break;
+    case v1::RouteMatch::kPrefix: m.set_prefix(in.prefix()); break;
+    case v1::RouteMatch::kRegex: m.mutable_safe_regex()->set_regex(in.regex()); break;
+    case v1::RouteMatch::PATH_NOT_SET: m.set_prefix(""); break;
+  }
+  for (const auto& h : in.headers()) *m.add_headers() = HeaderMatcherFor(h);
+  if (in.methods_size() > 0) {
+    auto* method = m.add_headers();
+    method->set_name(":method");
+    method->mutable_safe_regex_match()->set_regex(Join(in.methods(), "|"));
+  }
+  return m;
+}
+
+// meshplug retries connect failures always and the listed HTTP statuses; a gRPC client
+// sees a failed connection as UNAVAILABLE.
+route::RetryPolicy RetryFor(const v1::RetryPolicy& in) {
+  route::RetryPolicy r;
+  r.set_retry_on(in.retry_on_status().empty() ? "connect-failure,unavailable"
+                                              : "connect-failure,unavailable,retriable-status-codes");
+  r.mutable_num_retries()->set_value(in.num_retries());
+  for (uint32_t status : in.retry_on_status()) r.add_retriable_status_codes(status);
+  auto* backoff = r.mutable_retry_back_off()->mutable_base_interval();
+  if (in.has_backoff_base()) {
+    *backoff = in.backoff_base();
+  } else {
+    backoff->set_nanos(25'000'000);
+  }
+  return r;
+}
+
+// The action of a route to `clusters` (weight-0 ones never chosen); false when none is left.
+bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::HttpRoute* in,
+               const std::map<std::string, const v1::Cluster*>& by_name, route::RouteAction* action,
+               std::set<std::string>& used) {
+  std::vector<const v1::WeightedCluster*> chosen;
+  for (const auto& wc : clusters) {
+    if (wc.weight() > 0 || clusters.size() == 1) chosen.push_back(&wc);
+  }
+  if (chosen.empty()) return false;
+  if (chosen.size() == 1) {
+    action->set_cluster(chosen[0]->cluster());
+  } else {
+    uint32_t total = 0;
+    for (const auto* wc : chosen) {
+      auto* cw = action->mutable_weighted_clusters()->add_clusters();
+      cw->set_name(wc->cluster());
+      cw->mutable_weight()->set_value(wc->weight());
+      total += wc->weight();
+    }
+    action->mutable_weighted_clusters()->mutable_total_weight()->set_value(total);
+  }
+  for (const auto* wc : chosen) used.insert(wc->cluster());
+  if (in && in->has_timeout()) {
+    *action->mutable_timeout() = in->timeout();
+    // gRPC's clients read the route timeout from here.
+    *action->mutable_max_stream_duration()->mutable_max_stream_duration() = in->timeout();
+  }
+  if (auto c = by_name.find(chosen[0]->cluster()); c != by_name.end() && c->second->retry().num_retries() > 0) {
+    *action->mutable_retry_policy() = RetryFor(c->second->retry());
+  }
+  return true;
+}
+
+envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name, const v1::Cluster* in) {
+  envoy::config::cluster::v3::Cluster c;
+  c.set_name(name);
+  c.set_type(envoy::config::cluster::v3::Cluster::EDS);
+  *c.mutable_eds_cluster_config()->mutable_eds_config() = Ads();
+  if (in && in->has_connect_timeout()) *c.mutable_connect_timeout() = in->connect_timeout();
+  if (in && in->lb_policy() == v1::LB_POLICY_LEAST_REQUEST) {
+    c.set_lb_policy(envoy::config::cluster::v3::Cluster::LEAST_REQUEST);
+  }
+  return c;
+}
+
+envoy::config::endpoint::v3::ClusterLoadAssignment AssignmentFor(const std::string& name, const v1::Endpoints* in) {
+  envoy::config::endpoint::v3::ClusterLoadAssignment a;
+  a.set_cluster_name(name);
+  if (!in) return a;
+  // One locality of weight 1: a client skips a locality without a weight.
+  auto* locality = a.add_endpoints();
+  locality->mutable_locality();
+  locality->mutable_load_balancing_weight()->set_value(1);
+  for (const auto& ep : in->endpoints()) {
+    if (ep.address().empty()) continue;  // nothing a client could connect to
+    auto* lb = locality->add_lb_endpoints();
+    auto* socket = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
+    socket->set_address(ep.address());
+    socket->set_port_value(ep.port());
+    lb->set_health_status(core::HEALTHY);
+    if (ep.weight() > 1) lb->mutable_load_balancing_weight()->set_value(ep.weight());
+  }
+  return a;
+}
+
+}  // namespace
+
+const std::vector<std::string>& EnvoyTypeUrls() {
+  static const std::vector<std::string> urls = {
+      UrlOf(envoy::config::cluster::v3::Cluster::descriptor()),
+      UrlOf(envoy::config::endpoint::v3::ClusterLoadAssignment::descriptor()),
+      UrlOf(envoy::config::listener::v3::Listener::descriptor()),
+      UrlOf(route::RouteConfiguration::descriptor()),
+  };
+  return urls;
+}
+
+bool IsEnvoyType(std::string_view type_url) {
+  const auto& urls = EnvoyTypeUrls();
+  return std::find(urls.begin(), urls.end(), type_url) != urls.end();
+}
+
+void ForEachEnvoyResource(const v1::Snapshot& snapshot,
+                          const std::function<void(const std::string& name, const google::protobuf::Message&)>& fn) {
+  std::map<std::string, const v1::Cluster*> clusters;
+  for (const auto& c : snapshot.clusters()) clusters.emplace(c.name(), &c);
+  std::map<std::string, const v1::Endpoints*> endpoints;
+  for (const auto& e : snapshot.endpoints()) endpoints.emplace(e.cluster(), &e);
+  std::set<std::string> used;  // clusters the routes lead to
+  for (const auto& service : snapshot.services()) {
+    if (service.inbound()) continue;
+    for (const auto& port : service.ports()) {
+      const std::string name = Cat(service.name(), ":", port.port());
+      route::RouteConfiguration config;
+      config.set_name(name);
+      auto* host = config.add_virtual_hosts();
+      host->set_name(service.name());
+      host->add_domains("*");  // one route configuration per listener: no host to choose
+      if (port.protocol() == v1::PROTOCOL_TCP) {
+        auto* r = host->add_routes();
+        r->set_name(Cat("port-", port.port()));
+        r->mutable_match()->set_prefix("");
+        if (!SetAction(port.tcp_clusters(), nullptr, clusters, r->mutable_route(), used)) host->clear_routes();
+      }
+      for (const auto& in : service.routes()) {
+        if (port.protocol() == v1::PROTOCOL_TCP) break;
+        if (in.match().port() != 0 && in.match().port() != port.port()) continue;
+        route::Route r;
+        r.set_name(in.name());
+        *r.mutable_match() = MatchFor(in.match());
+        if (SetAction(in.clusters(), &in, clusters, r.mutable_route(), used)) *host->add_routes() = std::move(r);
+      }
+      if (host->routes().empty()) continue;  // a client refuses a virtual host without routes
+      fn(name, ListenerFor(name));
+      fn(name, config);
+    }
+  }
+  for (const auto& name : used) {
+    auto c = clusters.find(name);
+    fn(name, ClusterFor(name, c == clusters.end() ? nullptr : c->second));
+    auto e = endpoints.find(name);
+    fn(name, AssignmentFor(name, e == endpoints.end() ? nullptr : e->second));
+  }
+}
+
+}  // namespace meshplug::control_plane::xds
