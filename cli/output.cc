@@ -234,6 +234,12 @@ std::vector<std::pair<std::string, std::string>> Columns(const Message& obj) {
       const auto& c = static_cast<const mv1::PluginConfig&>(obj);
       return {{"PLUGIN", c.spec().plugin()}, {"DESTINATIONS", DestinationsOf(c)}};
     }
+    case resources::Kind::kHTTPRoute: {
+      const auto& r = static_cast<const mv1::HTTPRoute&>(obj);
+      std::vector<std::string> parents;
+      for (const auto& p : r.spec().parent_refs()) parents.push_back(p.port() ? Cat(p.name(), ":", p.port()) : p.name());
+      return {{"PARENTS", Join(parents, ",")}, {"RULES", std::to_string(r.spec().rules_size())}};
+    }
   }
   return {};
 }

@@ -30,6 +30,12 @@ const std::vector<KindInfo>& Table() {
        {"pluginchains", "pichn"}, &mv1::PluginChain::default_instance(), /*plugin_policy=*/true},
       {Kind::kPluginConfig, "PluginConfig", {"plugin.flomesh.io/v1alpha1"}, Scope::kNamespaced,
        {"pluginconfigs", "picfg"}, &mv1::PluginConfig::default_instance(), /*plugin_policy=*/true},
+      {Kind::kHTTPRoute,
+       "HTTPRoute",
+       {"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"},
+       Scope::kNamespaced,
+       {"httproutes", "httproute"},
+       &mv1::HTTPRoute::default_instance()},
   };
   return *table;
 }

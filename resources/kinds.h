@@ -14,7 +14,7 @@
 
 namespace meshplug::resources {
 
-enum class Kind { kNamespace, kService, kWorkload, kMeshConfig, kPlugin, kPluginChain, kPluginConfig };
+enum class Kind { kNamespace, kService, kWorkload, kMeshConfig, kPlugin, kPluginChain, kPluginConfig, kHTTPRoute };
 
 enum class Scope { kCluster, kNamespaced };
 

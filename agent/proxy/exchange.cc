@@ -89,13 +89,16 @@ struct UpstreamFailure {
 UpstreamFailure ClientGone() { return UpstreamFailure{Error(503, "the client went away"), false}; }
 
 // How to talk to the routed cluster: its settings over the agent's defaults.
+constexpr milliseconds kDefaultBackoffBase{25};
+
 struct UpstreamSettings {
   const routing::ClusterView* cluster = nullptr;  // nullptr: a module chose a bare address
   milliseconds connect_timeout;
   milliseconds request_timeout;  // the route's timeout when it has one
   milliseconds idle_timeout;
   uint32_t attempts = 1;
-  milliseconds backoff_base{25};
+  milliseconds backoff_base = kDefaultBackoffBase;
+  const google::protobuf::RepeatedField<uint32_t>* retry_on = nullptr;  // statuses retried
   bool http2 = false;  // the cluster's endpoints speak HTTP/2
 };
 
@@ -415,6 +418,16 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
   if (grpc && !ec) CountGrpc(grpc_status);
 }
 
+namespace {
+
+void SetRetry(const v1::RetryPolicy& retry, UpstreamSettings& out) {
+  out.attempts = 1 + retry.num_retries();  // at most 1 + kMaxRetries (MeshView checks)
+  out.backoff_base = routing::DurationOr(retry.backoff_base(), retry.has_backoff_base(), kDefaultBackoffBase);
+  out.retry_on = &retry.retry_on_status();
+}
+
+}  // namespace
+
 UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
   const Limits& limits = x.chains->limits();
   UpstreamSettings out{nullptr, limits.connect_timeout, limits.request_timeout,
@@ -428,16 +441,16 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
     out.request_timeout =
         routing::DurationOr(c.request_timeout(), c.has_request_timeout(), out.request_timeout);
     out.idle_timeout = routing::DurationOr(c.idle_timeout(), c.has_idle_timeout(), out.idle_timeout);
-    out.attempts = 1 + c.retry().num_retries();  // at most 1 + kMaxRetries (MeshView checks)
-    out.backoff_base = routing::DurationOr(c.retry().backoff_base(), c.retry().has_backoff_base(),
-                                           out.backoff_base);
+    SetRetry(c.retry(), out);
     out.http2 = c.protocol() == v1::PROTOCOL_HTTP2 || c.protocol() == v1::PROTOCOL_GRPC;
   }
   if (const routing::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service, env_.inbound)) {
     for (const routing::RouteView& route : service->routes) {
-      if (route.config->name() == x.ctx.route && route.config->has_timeout()) {
+      if (route.config->name() != x.ctx.route) continue;
+      if (route.config->has_timeout()) {
         out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
       }
+      if (route.config->has_retry()) SetRetry(route.config->retry(), out);
     }
   }
   // A gRPC deadline shorter than the route's timeout bounds the wait for the response.
@@ -519,11 +532,9 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
         co_await Call(x, settings, endpoint, call, failure);
       }
       if (!failure) {
-        const auto& retry_on = cluster ? cluster->config.retry().retry_on_status()
-                                       : google::protobuf::RepeatedField<uint32_t>();
         const unsigned status = call.stream ? call.stream_response.result_int() : call.response->get().result_int();
-        retry_status = replayable && attempt + 1 < settings.attempts &&
-                       std::find(retry_on.begin(), retry_on.end(), status) != retry_on.end();
+        retry_status = replayable && attempt + 1 < settings.attempts && settings.retry_on &&
+                       std::find(settings.retry_on->begin(), settings.retry_on->end(), status) != settings.retry_on->end();
         if (!retry_status) {
           if (call.stream) {
             co_await RelayHttp2Response(x, call);

@@ -161,6 +161,9 @@ absl::Status MeshView::Index() {
         return absl::InvalidArgumentError(Cat(where, ": route name is duplicated"));
       }
       if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
+      if (r.retry().num_retries() > kMaxRetries) {
+        return absl::InvalidArgumentError(Cat(where, ": ", r.retry().num_retries(), " retries, at most ", kMaxRetries));
+      }
       RouteView route{&r, nullptr, {}};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {
         auto re = Compile(r.match().regex(), where);

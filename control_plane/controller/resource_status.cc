@@ -15,6 +15,7 @@ void ResourceStatus::FillStatus(resources::Object& obj) const {
     case Kind::kNamespace:
     case Kind::kService:
     case Kind::kMeshConfig:
+    case Kind::kHTTPRoute:
       return;
     case Kind::kWorkload:
       static_cast<mesh::v1::Workload&>(obj).mutable_status()->set_connected(

@@ -26,7 +26,8 @@ uint64_t NextDestinationsGeneration() {
 }
 
 bool MakesDestinations(Kind kind) {
-  return kind == Kind::kNamespace || kind == Kind::kService || kind == Kind::kWorkload || kind == Kind::kMeshConfig;
+  return kind == Kind::kNamespace || kind == Kind::kService || kind == Kind::kWorkload || kind == Kind::kMeshConfig ||
+         kind == Kind::kHTTPRoute;
 }
 
 bool MeshState::Put(const store::Entry& e) {
@@ -36,9 +37,12 @@ bool MeshState::Put(const store::Entry& e) {
   switch (k.kind) {
     case Kind::kNamespace:
       return Parse(e, namespaces[k.name]);
-    case Kind::kService:
+    case Kind::kService: {
       members_.map.clear();
-      return Parse(e, services[ok]);
+      auto& v = services[ok];
+      v.create_revision = e.create_revision;
+      return Parse(e, v.object);
+    }
     case Kind::kWorkload:
       members_.map.clear();
       return Parse(e, workloads[ok]);
@@ -58,6 +62,8 @@ bool MeshState::Put(const store::Entry& e) {
       v.create_revision = e.create_revision;
       return Parse(e, v.object);
     }
+    case Kind::kHTTPRoute:
+      return Parse(e, http_routes[ok]);
   }
   return false;
 }
@@ -89,6 +95,9 @@ void MeshState::Remove(const resources::Key& k) {
     case Kind::kPluginConfig:
       plugin_configs.erase(ok);
       break;
+    case Kind::kHTTPRoute:
+      http_routes.erase(ok);
+      break;
   }
 }
 
@@ -106,7 +115,7 @@ const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey
   if (!fresh) return slot->second;
   auto svc = services.find(service);
   if (svc == services.end()) return slot->second;
-  const auto& selector = svc->second.spec().selector();
+  const auto& selector = svc->second.object.spec().selector();
   for (auto it = workloads.lower_bound({service.first, ""}); it != workloads.end() && it->first.first == service.first;
        ++it) {
     const auto& wl = it->second;

@@ -32,21 +32,22 @@ struct PluginEntry : Versioned<mesh::v1::Plugin> {
 uint64_t NextDestinationsGeneration();
 
 // Whether objects of `kind` make the destinations (and so concern every agent): Namespaces,
-// Services, Workloads and the MeshConfig.
+// Services, Workloads, HTTPRoutes and the MeshConfig.
 bool MakesDestinations(resources::Kind kind);
 
 struct MeshState {
   int64_t revision = 0;
   std::map<std::string, mesh::v1::Namespace> namespaces;
-  std::map<ObjectKey, mesh::v1::Service> services;
+  std::map<ObjectKey, Versioned<mesh::v1::Service>> services;
   std::map<ObjectKey, mesh::v1::Workload> workloads;
   std::optional<mesh::v1::MeshConfig> mesh_config;
   std::map<std::string, PluginEntry> plugins;
   std::map<ObjectKey, mesh::v1::PluginChain> plugin_chains;
   std::map<ObjectKey, Versioned<mesh::v1::PluginConfig>> plugin_configs;
+  std::map<ObjectKey, mesh::v1::HTTPRoute> http_routes;
   // Not a stored resource: the CA's, given to every agent.
   v1::TrustBundle trust;
-  // Changes with every Namespace, Service, Workload or MeshConfig put or removed — what the
+  // Changes with every Namespace, Service, Workload, HTTPRoute or MeshConfig put or removed — what the
   // destinations (and egress scopes) are made of — and is unique across states, so that
   // equal values mean the same destinations.
   uint64_t destinations_generation = NextDestinationsGeneration();

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "common/x509.h"
 #include "control_plane/translate/selector.h"
+#include "re2/re2.h"
 
 namespace meshplug::control_plane::translate {
 namespace {
@@ -78,10 +79,96 @@ std::string MtlsModeOf(const MeshState& state, const std::string& ns) {
   return state.mesh_config ? state.mesh_config->spec().traffic().mtls_mode() : "";
 }
 
-void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
+// Gateway API's PathPrefix matches whole path elements ("/a" matches "/a" and "/a/b", not
+// "/ab"); a prefix ending in "/" is the same as a string prefix.
+void SetPathMatch(const mesh::v1::HTTPPathMatch& path, v1::RouteMatch& m) {
+  const std::string value = path.value().empty() ? "/" : path.value();
+  if (path.type() == "Exact") {
+    m.set_exact(value);
+  } else if (path.type() == "RegularExpression") {
+    m.set_regex(value);
+  } else if (value.back() == '/') {
+    m.set_prefix(value);
+  } else {
+    m.set_regex(Cat(re2::RE2::QuoteMeta(value), "(/.*)?"));
+  }
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration& out) {
+  const int64_t seconds = absl::ToInt64Seconds(d);
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(seconds))));
+}
+
+// The rules of the HTTPRoutes whose parent is `service` (all its ports, or `port`) as its
+// routes for calls on `port`, in the HTTPRoutes' name order.
+void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, v1::Service& out) {
+  const std::string& ns = service.first;
+  for (auto it = state.http_routes.lower_bound({ns, ""}); it != state.http_routes.end() && it->first.first == ns; ++it) {
+    const auto& [key, route] = *it;
+    const auto& parents = route.spec().parent_refs();
+    if (std::none_of(parents.begin(), parents.end(), [&](const mesh::v1::ParentReference& p) {
+          return p.name() == service.second && (p.port() == 0 || static_cast<uint32_t>(p.port()) == port);
+        })) {
+      continue;
+    }
+    for (int i = 0; i < route.spec().rules_size(); ++i) {
+      const auto& rule = route.spec().rules(i);
+      v1::HttpRoute action;
+      for (const auto& b : rule.backend_refs()) {
+        // A backend that names no port of a Service is left out (its share goes to the
+        // others): agents refuse a route to a cluster that does not exist.
+        auto backend = state.services.find({ns, b.name()});
+        if (backend == state.services.end() ||
+            std::none_of(backend->second.object.spec().ports().begin(), backend->second.object.spec().ports().end(),
+                         [&](const mesh::v1::ServicePort& p) { return p.port() == b.port(); })) {
+          continue;
+        }
+        auto* wc = action.add_clusters();
+        wc->set_cluster(ClusterName(Cat(b.name(), ".", ns), b.port(), false));
+        wc->set_weight(b.has_weight() ? b.weight() : 1);
+      }
+      if (absl::Duration timeout; absl::ParseDuration(rule.timeouts().request(), &timeout) && timeout > absl::ZeroDuration()) {
+        SetDuration(timeout, *action.mutable_timeout());
+      }
+      if (rule.has_retry()) {
+        v1::RetryPolicy& retry = *action.mutable_retry();
+        retry.set_num_retries(rule.retry().attempts());
+        for (int32_t code : rule.retry().codes()) retry.add_retry_on_status(code);
+        if (absl::Duration backoff; absl::ParseDuration(rule.retry().backoff(), &backoff)) {
+          SetDuration(backoff, *retry.mutable_backoff_base());
+        }
+      }
+      // A rule without matches matches every call.
+      for (int m = 0; m < std::max(rule.matches_size(), 1); ++m) {
+        v1::HttpRoute* r = out.add_routes();
+        *r = action;
+        r->set_name(rule.matches_size() > 1 ? Cat(key.second, "/", i, "/", m) : Cat(key.second, "/", i));
+        v1::RouteMatch& match = *r->mutable_match();
+        match.set_port(port);
+        const mesh::v1::HTTPRouteMatch& in = m < rule.matches_size() ? rule.matches(m) : mesh::v1::HTTPRouteMatch();
+        SetPathMatch(in.path(), match);
+        for (const auto& h : in.headers()) {
+          auto* hm = match.add_headers();
+          hm->set_name(h.name());
+          if (h.type() == "RegularExpression") {
+            hm->set_regex(h.value());
+          } else {
+            hm->set_exact(h.value());
+          }
+        }
+        if (!in.method().empty()) match.add_methods(in.method());
+      }
+    }
+  }
+}
+
+void AddService(const MeshState& state, const ObjectKey& key, const Versioned<mesh::v1::Service>& entry, bool inbound,
                 v1::Snapshot& snap) {
+  const mesh::v1::Service& svc = entry.object;
   auto* out = snap.add_services();
   out->set_name(ServiceName(key));
+  out->set_incarnation(entry.create_revision);
   out->set_inbound(inbound);
   out->set_virtual_ip(svc.spec().cluster_ip());
   for (const auto& h : Hosts(key, svc.spec())) out->add_hosts(h);
@@ -95,6 +182,7 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
     sp->set_protocol(ProtocolOf(p));
     const std::string cluster = ClusterName(out->name(), port, inbound);
     if (ProtocolOf(p) != v1::PROTOCOL_TCP) {
+      if (!inbound) AddRoutes(state, key, port, *out);
       auto* route = out->add_routes();
       route->set_name(Cat("port-", port));
       route->mutable_match()->set_prefix("/");
@@ -221,19 +309,27 @@ std::optional<std::vector<resources::EgressHost>> EgressScope(const MeshState& s
 
 v1::Snapshot ScopeDestinations(const v1::Snapshot& destinations, const std::vector<resources::EgressHost>& scope) {
   v1::Snapshot out;
-  std::set<std::string> kept;  // "name.ns" of the Services kept
   for (const v1::Service& s : destinations.services()) {
     const size_t dot = s.name().find('.');  // names and namespaces are DNS labels: no dots
     if (!resources::EgressAllows(scope, "", s.name().substr(dot + 1), s.name().substr(0, dot))) continue;
     *out.add_services() = s;
-    kept.insert(s.name());
   }
-  auto of_kept = [&](const std::string& cluster) { return kept.count(cluster.substr(0, cluster.find('|'))) > 0; };
+  // The clusters their routes lead to: their own, and an HTTPRoute's backends (Services of
+  // their own, which the scope may not name).
+  std::set<std::string> wanted;
+  for (const v1::Service& s : out.services()) {
+    for (const auto& r : s.routes()) {
+      for (const auto& wc : r.clusters()) wanted.insert(wc.cluster());
+    }
+    for (const auto& p : s.ports()) {
+      for (const auto& wc : p.tcp_clusters()) wanted.insert(wc.cluster());
+    }
+  }
   for (const v1::Cluster& c : destinations.clusters()) {
-    if (of_kept(c.name())) *out.add_clusters() = c;
+    if (wanted.count(c.name())) *out.add_clusters() = c;
   }
   for (const v1::Endpoints& e : destinations.endpoints()) {
-    if (of_kept(e.cluster())) *out.add_endpoints() = e;
+    if (wanted.count(e.cluster())) *out.add_endpoints() = e;
   }
   return out;
 }
@@ -304,7 +400,9 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   }
 
   for (const auto& [key, svc] : state.services) {
-    if (key.first == ns && SelectorMatches(svc.spec().selector(), agent.metadata().labels())) AddService(state, key, svc, /*inbound=*/true, snap);
+    if (key.first == ns && SelectorMatches(svc.object.spec().selector(), agent.metadata().labels())) {
+      AddService(state, key, svc, /*inbound=*/true, snap);
+    }
   }
   std::set<std::string> mounted[2];
   for (const auto& [chain, modules] : chains) {

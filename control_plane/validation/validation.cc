@@ -10,6 +10,7 @@
 #include "common/strings.h"
 
 #include "plugins/lua/script_check.h"
+#include "re2/re2.h"
 #include "resources/egress_hosts.h"
 
 namespace meshplug::control_plane::validation {
@@ -118,6 +119,115 @@ void CheckService(const mv1::Service& svc, Checker& c) {
       c.Fail(f + ".protocol", Cat("\"", p.protocol(), "\" is not http, http2, grpc or tcp"));
     }
     if (!seen.insert(p.port()).second) c.Fail(f + ".port", Cat(p.port(), " is listed twice"));
+  }
+}
+
+// Gateway API's bounds: so one route cannot grow every agent's snapshot without end.
+constexpr int kMaxParentRefs = 32, kMaxRules = 16, kMaxMatches = 8, kMaxHeaderMatches = 16, kMaxBackends = 16;
+constexpr int32_t kMaxBackendWeight = 1'000'000;
+// Agents refuse more (agent/routing/mesh_view.h).
+constexpr int32_t kMaxRetries = 10;
+
+// RFC 9110's token: what a header field name is made of.
+bool IsHttpToken(std::string_view s) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || kSpecials.find(static_cast<char>(ch)) != std::string_view::npos;
+  });
+}
+
+// `ref` names a core Service (the only parent and backend kind of a mesh route).
+void CheckServiceRef(const std::string& f, const std::string& group, const std::string& kind, const std::string& name,
+                     Checker& c) {
+  if (!group.empty() && group != "core") c.Fail(f + ".group", Cat("\"", group, "\" is not \"\" (core)"));
+  if (!kind.empty() && kind != "Service") c.Fail(f + ".kind", Cat("\"", kind, "\" is not Service"));
+  if (!resources::IsDnsLabel(name)) c.Fail(f + ".name", Cat("\"", name, "\" is not a Service name"));
+}
+
+void CheckRegex(const std::string& f, const std::string& pattern, Checker& c) {
+  // What agents and gRPC's xDS client match with.
+  re2::RE2 re(pattern, re2::RE2::Quiet);
+  if (!re.ok()) c.Fail(f, Cat("\"", pattern, "\" is not an RE2 regular expression: ", re.error()));
+}
+
+void CheckRouteMatch(const std::string& f, const mv1::HTTPRouteMatch& m, Checker& c) {
+  const auto& path = m.path();
+  if (path.type() == "RegularExpression") {
+    CheckRegex(f + ".path.value", path.value(), c);
+  } else if (path.type().empty() || path.type() == "PathPrefix" || path.type() == "Exact") {
+    if (!path.value().empty() && path.value()[0] != '/') c.Fail(f + ".path.value", Cat("\"", path.value(), "\" does not start with /"));
+  } else {
+    c.Fail(f + ".path.type", Cat("\"", path.type(), "\" is not PathPrefix, Exact or RegularExpression"));
+  }
+  if (m.headers_size() > kMaxHeaderMatches) c.Fail(f + ".headers", Cat("more than ", kMaxHeaderMatches, " header matches"));
+  for (int i = 0; i < m.headers_size(); ++i) {
+    const auto& h = m.headers(i);
+    const std::string hf = Cat(f, ".headers[", i, "]");
+    if (!IsHttpToken(h.name())) c.Fail(hf + ".name", Cat("\"", h.name(), "\" is not an HTTP header name"));
+    if (h.type() == "RegularExpression") {
+      CheckRegex(hf + ".value", h.value(), c);
+    } else if (!h.type().empty() && h.type() != "Exact") {
+      c.Fail(hf + ".type", Cat("\"", h.type(), "\" is not Exact or RegularExpression"));
+    }
+  }
+  static const std::set<std::string> kMethods = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  if (!m.method().empty() && !kMethods.count(m.method())) {
+    c.Fail(f + ".method", Cat("\"", m.method(), "\" is not an HTTP method (GET, POST, ... in upper case)"));
+  }
+}
+
+void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
+  const auto& spec = route.spec();
+  if (spec.parent_refs().empty()) c.Fail("spec.parentRefs", "at least one Service is required");
+  if (spec.parent_refs_size() > kMaxParentRefs) c.Fail("spec.parentRefs", Cat("more than ", kMaxParentRefs));
+  for (int i = 0; i < spec.parent_refs_size(); ++i) {
+    const auto& p = spec.parent_refs(i);
+    const std::string f = Cat("spec.parentRefs[", i, "]");
+    CheckServiceRef(f, p.group(), p.kind(), p.name(), c);
+    if (p.port() != 0 && !InPortRange(p.port())) c.Fail(f + ".port", Cat(p.port(), " is outside 1-65535"));
+  }
+  if (spec.rules().empty()) c.Fail("spec.rules", "at least one rule is required");
+  if (spec.rules_size() > kMaxRules) c.Fail("spec.rules", Cat("more than ", kMaxRules, " rules"));
+  for (int i = 0; i < spec.rules_size(); ++i) {
+    const auto& rule = spec.rules(i);
+    const std::string f = Cat("spec.rules[", i, "]");
+    if (rule.matches_size() > kMaxMatches) c.Fail(f + ".matches", Cat("more than ", kMaxMatches, " matches"));
+    for (int m = 0; m < rule.matches_size(); ++m) CheckRouteMatch(Cat(f, ".matches[", m, "]"), rule.matches(m), c);
+    if (rule.backend_refs().empty()) c.Fail(f + ".backendRefs", "at least one backend Service is required");
+    if (rule.backend_refs_size() > kMaxBackends) c.Fail(f + ".backendRefs", Cat("more than ", kMaxBackends, " backends"));
+    bool any_weight = false;
+    for (int b = 0; b < rule.backend_refs_size(); ++b) {
+      const auto& ref = rule.backend_refs(b);
+      const std::string bf = Cat(f, ".backendRefs[", b, "]");
+      CheckServiceRef(bf, ref.group(), ref.kind(), ref.name(), c);
+      if (!InPortRange(ref.port())) c.Fail(bf + ".port", ref.port() == 0 ? "required" : Cat(ref.port(), " is outside 1-65535"));
+      if (ref.has_weight() && (ref.weight() < 0 || ref.weight() > kMaxBackendWeight)) {
+        c.Fail(bf + ".weight", Cat(ref.weight(), " is outside 0-", kMaxBackendWeight));
+      }
+      any_weight = any_weight || !ref.has_weight() || ref.weight() > 0;
+    }
+    if (!rule.backend_refs().empty() && !any_weight) c.Fail(f + ".backendRefs", "every weight is 0: no call could go anywhere");
+    if (rule.has_retry()) {
+      const auto& retry = rule.retry();
+      if (retry.attempts() < 0 || retry.attempts() > kMaxRetries) {
+        c.Fail(f + ".retry.attempts", Cat(retry.attempts(), " is outside 0-", kMaxRetries));
+      }
+      for (int32_t code : retry.codes()) {
+        if (code < 400 || code > 599) c.Fail(f + ".retry.codes", Cat(code, " is not a status from 400 to 599"));
+      }
+      absl::Duration backoff;
+      if (!retry.backoff().empty() && (!absl::ParseDuration(retry.backoff(), &backoff) ||
+                                       backoff < absl::Milliseconds(1) || backoff > absl::Seconds(1))) {
+        c.Fail(f + ".retry.backoff", Cat("\"", retry.backoff(), "\" is not a duration from 1ms to 1s"));
+      }
+    }
+    if (const std::string& t = rule.timeouts().request(); !t.empty()) {
+      absl::Duration d;
+      if (!absl::ParseDuration(t, &d) || d < absl::ZeroDuration() || d > absl::Hours(24) ||
+          (d > absl::ZeroDuration() && d < absl::Milliseconds(1))) {
+        c.Fail(f + ".timeouts.request", Cat("\"", t, "\" is not a duration from 1ms to 24h (such as 500ms or 2s), or 0s"));
+      }
+    }
   }
 }
 
@@ -260,6 +370,9 @@ absl::Status Validate(const Document& doc, const ValidationContext& ctx) {
       break;
     case Kind::kPluginConfig:
       CheckPluginConfig(static_cast<const mv1::PluginConfig&>(obj), c);
+      break;
+    case Kind::kHTTPRoute:
+      CheckHTTPRoute(static_cast<const mv1::HTTPRoute&>(obj), c);
       break;
   }
   return c.status();

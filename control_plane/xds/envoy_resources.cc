@@ -29,11 +29,11 @@ core::ConfigSource Ads() {
   return source;
 }
 
-envoy::config::listener::v3::Listener ListenerFor(const std::string& name) {
+envoy::config::listener::v3::Listener ListenerFor(const std::string& name, const std::string& route_config) {
   hcm::HttpConnectionManager manager;
   manager.set_stat_prefix(name);
   *manager.mutable_rds()->mutable_config_source() = Ads();
-  manager.mutable_rds()->set_route_config_name(name);
+  manager.mutable_rds()->set_route_config_name(route_config);
   auto* router = manager.add_http_filters();
   router->set_name("envoy.filters.http.router");
   router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
@@ -98,8 +98,7 @@ route::RetryPolicy RetryFor(const v1::RetryPolicy& in) {
 
 // The action of a route to `clusters` (weight-0 ones never chosen); false when none is left.
 bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::HttpRoute* in,
-               const std::map<std::string, const v1::Cluster*>& by_name, route::RouteAction* action,
-               std::set<std::string>& used) {
+               route::RouteAction* action, std::set<std::string>& used) {
   std::vector<const v1::WeightedCluster*> chosen;
   for (const auto& wc : clusters) {
     if (wc.weight() > 0 || clusters.size() == 1) chosen.push_back(&wc);
@@ -123,21 +122,16 @@ bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::
     // gRPC's clients read the route timeout from here.
     *action->mutable_max_stream_duration()->mutable_max_stream_duration() = in->timeout();
   }
-  if (auto c = by_name.find(chosen[0]->cluster()); c != by_name.end() && c->second->retry().num_retries() > 0) {
-    *action->mutable_retry_policy() = RetryFor(c->second->retry());
-  }
+  if (in && in->retry().num_retries() > 0) *action->mutable_retry_policy() = RetryFor(in->retry());
   return true;
 }
 
-envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name, const v1::Cluster* in) {
+// Round robin over EDS: the control plane sets no other balancing or timeouts per cluster.
+envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name) {
   envoy::config::cluster::v3::Cluster c;
   c.set_name(name);
   c.set_type(envoy::config::cluster::v3::Cluster::EDS);
   *c.mutable_eds_cluster_config()->mutable_eds_config() = Ads();
-  if (in && in->has_connect_timeout()) *c.mutable_connect_timeout() = in->connect_timeout();
-  if (in && in->lb_policy() == v1::LB_POLICY_LEAST_REQUEST) {
-    c.set_lb_policy(envoy::config::cluster::v3::Cluster::LEAST_REQUEST);
-  }
   return c;
 }
 
@@ -180,8 +174,6 @@ bool IsEnvoyType(std::string_view type_url) {
 
 void ForEachEnvoyResource(const v1::Snapshot& snapshot,
                           const std::function<void(const std::string& name, const google::protobuf::Message&)>& fn) {
-  std::map<std::string, const v1::Cluster*> clusters;
-  for (const auto& c : snapshot.clusters()) clusters.emplace(c.name(), &c);
   std::map<std::string, const v1::Endpoints*> endpoints;
   for (const auto& e : snapshot.endpoints()) endpoints.emplace(e.cluster(), &e);
   std::set<std::string> used;  // clusters the routes lead to
@@ -190,7 +182,7 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
     for (const auto& port : service.ports()) {
       const std::string name = Cat(service.name(), ":", port.port());
       route::RouteConfiguration config;
-      config.set_name(name);
+      config.set_name(Cat(name, "@", service.incarnation()));
       auto* host = config.add_virtual_hosts();
       host->set_name(service.name());
       host->add_domains("*");  // one route configuration per listener: no host to choose
@@ -198,7 +190,7 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
         auto* r = host->add_routes();
         r->set_name(Cat("port-", port.port()));
         r->mutable_match()->set_prefix("");
-        if (!SetAction(port.tcp_clusters(), nullptr, clusters, r->mutable_route(), used)) host->clear_routes();
+        if (!SetAction(port.tcp_clusters(), nullptr, r->mutable_route(), used)) host->clear_routes();
       }
       for (const auto& in : service.routes()) {
         if (port.protocol() == v1::PROTOCOL_TCP) break;
@@ -206,16 +198,15 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
         route::Route r;
         r.set_name(in.name());
         *r.mutable_match() = MatchFor(in.match());
-        if (SetAction(in.clusters(), &in, clusters, r.mutable_route(), used)) *host->add_routes() = std::move(r);
+        if (SetAction(in.clusters(), &in, r.mutable_route(), used)) *host->add_routes() = std::move(r);
       }
       if (host->routes().empty()) continue;  // a client refuses a virtual host without routes
-      fn(name, ListenerFor(name));
-      fn(name, config);
+      fn(name, ListenerFor(name, config.name()));
+      fn(config.name(), config);
     }
   }
   for (const auto& name : used) {
-    auto c = clusters.find(name);
-    fn(name, ClusterFor(name, c == clusters.end() ? nullptr : c->second));
+    fn(name, ClusterFor(name));
     auto e = endpoints.find(name);
     fn(name, AssignmentFor(name, e == endpoints.end() ? nullptr : e->second));
   }

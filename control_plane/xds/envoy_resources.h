@@ -4,7 +4,8 @@
 //
 // Per destination Service port: a Listener "<service>:<port>" (what the target
 // xds:///<name>.<namespace>:<port> asks for) holding an API listener whose
-// HttpConnectionManager names the RouteConfiguration of the same name over ADS; its one
+// HttpConnectionManager names the RouteConfiguration "<service>:<port>@<incarnation>"
+// over ADS (see v1::Service.incarnation); its one
 // virtual host carries the Service's routes for that port (path and header matches,
 // weighted splits, timeouts, the cluster's retries). Each cluster of those routes is an
 // EDS Cluster, and its endpoints a ClusterLoadAssignment, both named as meshplug names
