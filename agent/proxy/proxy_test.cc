@@ -305,6 +305,32 @@ TEST_F(ProxyTest, RetriesConfiguredStatusesOnAnotherEndpoint) {
   EXPECT_EQ(a.requests(), 1);
 }
 
+// An HTTPRoute's retries are the route's own: they override the cluster's (none here).
+TEST_F(ProxyTest, ARoutesRetriesOverrideTheClusters) {
+  TestUpstream a("a"), b("b");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port(), b.port()});
+  v1::Service& svc = *s.mutable_services(s.services_size() - 1);
+  v1::HttpRoute retried = svc.routes(0);
+  retried.set_name("retried");
+  retried.mutable_match()->set_prefix("/status/503");
+  retried.mutable_retry()->set_num_retries(1);
+  retried.mutable_retry()->add_retry_on_status(503);
+  retried.mutable_retry()->mutable_backoff_base()->set_nanos(1'000'000);
+  *svc.mutable_routes()->Add() = svc.routes(0);
+  *svc.mutable_routes(0) = retried;
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/status/503");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  EXPECT_EQ(a.requests() + b.requests(), 2);
+  r = c.Get("web.shop", "/status/502");  // the other route: the cluster's (no) retries
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 502);
+  EXPECT_EQ(a.requests() + b.requests(), 3);
+}
+
 TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
   TestUpstream a("a");
   v1::Snapshot s = BaseSnapshot("v1");

@@ -65,6 +65,10 @@ class ResourceApiTest : public ::testing::Test {
   std::unique_ptr<ResourceApi> api_;
 };
 
+std::string RouteDoc(const std::string& spec) {
+  return "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: curl\nspec:\n" + spec;
+}
+
 std::string PluginDoc(const std::string& spec) {
   return "apiVersion: plugin.flomesh.io/v1alpha1\nkind: Plugin\nmetadata:\n  name: p1\nspec:\n" + spec;
 }
@@ -207,6 +211,46 @@ INSTANTIATE_TEST_SUITE_P(
                 "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: w, namespace: curl}\nspec: {address: not-an-ip}\n",
                 "spec.address: \"not-an-ip\" is not an IP address"},
         BadCase{"NotAnObject", "- a\n- b\n", "a resource must be an object"},
+        BadCase{"RouteWithoutParent", RouteDoc("  rules: [{backendRefs: [{name: b, port: 80}]}]\n"),
+                "spec.parentRefs: at least one Service is required"},
+        BadCase{"RouteParentNotAService",
+                RouteDoc("  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n"
+                         "  rules: [{backendRefs: [{name: b, port: 80}]}]\n"),
+                "spec.parentRefs[0].group: \"gateway.networking.k8s.io\" is not \"\" (core)"},
+        BadCase{"RouteBackendWithoutPort", RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b}]}]\n"),
+                "spec.rules[0].backendRefs[0].port: required"},
+        BadCase{"RouteWeightTooHigh",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b, port: 80, weight: 1000001}]}]\n"),
+                "spec.rules[0].backendRefs[0].weight: 1000001 is outside 0-1000000"},
+        BadCase{"RouteEveryWeightZero",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b, port: 80, weight: 0}]}]\n"),
+                "spec.rules[0].backendRefs: every weight is 0: no call could go anywhere"},
+        BadCase{"RoutePathRegexNotRe2",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules:\n  - matches: [{path: {type: RegularExpression, value: \"/(?=x)\"}}]\n"
+                         "    backendRefs: [{name: b, port: 80}]\n"),
+                "spec.rules[0].matches[0].path.value: \"/(?=x)\" is not an RE2 regular expression: invalid perl operator: (?="},
+        BadCase{"RoutePathNotAbsolute",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules:\n  - matches: [{path: {value: api}}]\n    backendRefs: [{name: b, port: 80}]\n"),
+                "spec.rules[0].matches[0].path.value: \"api\" does not start with /"},
+        BadCase{"RouteHeaderName",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules:\n  - matches: [{headers: [{name: \"x y\", value: v}]}]\n"
+                         "    backendRefs: [{name: b, port: 80}]\n"),
+                "spec.rules[0].matches[0].headers[0].name: \"x y\" is not an HTTP header name"},
+        BadCase{"RouteMethod",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules:\n  - matches: [{method: get}]\n    backendRefs: [{name: b, port: 80}]\n"),
+                "spec.rules[0].matches[0].method: \"get\" is not an HTTP method"},
+        BadCase{"RouteTimeout",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b, port: 80}], timeouts: {request: 2 days}}]\n"),
+                "spec.rules[0].timeouts.request: \"2 days\" is not a duration from 1ms to 24h"},
+        BadCase{"RouteRetries",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b, port: 80}], retry: {attempts: 11}}]\n"),
+                "spec.rules[0].retry.attempts: 11 is outside 0-10"},
+        BadCase{"RouteRetryCode",
+                RouteDoc("  parentRefs: [{name: a}]\n  rules: [{backendRefs: [{name: b, port: 80}], retry: {codes: [200]}}]\n"),
+                "spec.rules[0].retry.codes: 200 is not a status from 400 to 599"},
+        BadCase{"RouteParentNamespace",
+                RouteDoc("  parentRefs: [{name: a, namespace: other}]\n  rules: [{backendRefs: [{name: b, port: 80}]}]\n"),
+                "spec.parentRefs[0].namespace (line 7): unknown field"},
         BadCase{"KindMissing", "apiVersion: v1\nmetadata: {name: x}\n", "kind: required"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 

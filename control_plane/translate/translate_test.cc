@@ -383,6 +383,78 @@ metadata: {name: httpbin, annotations: {meshplug.io/egress-hosts: ""}}
   EXPECT_EQ(Destinations(scoped, "httpbin", "httpbin-1"), Names{});
 }
 
+// HTTPRoutes (Gateway API for a mesh) become the parent Service's routes, in front of
+// its default route; their backends' clusters come along, in scope or not.
+TEST(Translate, HTTPRoutesBecomeTheParentServicesRoutesBeforeItsDefault) {
+  MeshState s = State(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin-v2, namespace: httpbin}
+spec: {ports: [{port: 14001}], selector: {version: v2}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split, namespace: httpbin}
+spec:
+  parentRefs: [{name: httpbin, port: 14001}]
+  rules:
+  - matches: [{path: {value: /api}, headers: [{name: x-canary, value: "yes"}], method: GET}]
+    backendRefs: [{name: httpbin-v2, port: 14001}]
+    timeouts: {request: 1500ms}
+    retry: {attempts: 2, codes: [503], backoff: 50ms}
+  - matches: [{path: {type: PathPrefix, value: /v1/}}, {path: {type: Exact, value: /status}}]
+    backendRefs: [{name: httpbin, port: 14001, weight: 80}, {name: httpbin-v2, port: 14001, weight: 20},
+                  {name: missing, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other-port, namespace: httpbin}
+spec:
+  parentRefs: [{name: httpbin, port: 9999}]
+  rules: [{backendRefs: [{name: httpbin-v2, port: 14001}]}]
+)");
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
+  const auto& svc = Svc(t.snapshot, "httpbin.httpbin", false);
+  ASSERT_EQ(svc.routes_size(), 4) << svc.DebugString();
+  const v1::HttpRoute& canary = svc.routes(0);
+  EXPECT_EQ(canary.name(), "split/0");
+  // PathPrefix matches whole path elements: /api and /api/x, not /apix.
+  EXPECT_EQ(canary.match().regex(), R"(\/api(/.*)?)");
+  EXPECT_EQ(canary.match().port(), 14001u);
+  ASSERT_EQ(canary.match().headers_size(), 1);
+  EXPECT_EQ(canary.match().headers(0).exact(), "yes");
+  EXPECT_EQ(canary.match().methods(0), "GET");
+  ASSERT_EQ(canary.clusters_size(), 1);
+  EXPECT_EQ(canary.clusters(0).cluster(), "httpbin-v2.httpbin|14001");
+  EXPECT_EQ(canary.timeout().seconds(), 1);
+  EXPECT_EQ(canary.timeout().nanos(), 500'000'000);
+  EXPECT_EQ(canary.retry().num_retries(), 2u);
+  EXPECT_EQ(canary.retry().retry_on_status(0), 503u);
+  EXPECT_EQ(canary.retry().backoff_base().nanos(), 50'000'000);
+  // One route per match; the backend that names no Service is left out.
+  EXPECT_EQ(svc.routes(1).name(), "split/1/0");
+  EXPECT_EQ(svc.routes(1).match().prefix(), "/v1/");
+  EXPECT_EQ(svc.routes(2).name(), "split/1/1");
+  EXPECT_EQ(svc.routes(2).match().exact(), "/status");
+  ASSERT_EQ(svc.routes(2).clusters_size(), 2);
+  EXPECT_EQ(svc.routes(2).clusters(0).weight(), 80u);
+  EXPECT_EQ(svc.routes(2).clusters(1).cluster(), "httpbin-v2.httpbin|14001");
+  EXPECT_EQ(svc.routes(2).clusters(1).weight(), 20u);
+  EXPECT_FALSE(svc.routes(2).has_retry());
+  EXPECT_EQ(svc.routes(3).name(), "port-14001");
+
+  // curl may call httpbin only: the backend's cluster comes with it, its Service does not.
+  Add(s, R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: curl, annotations: {meshplug.io/egress-hosts: "httpbin/httpbin"}}
+)");
+  EXPECT_EQ(Destinations(s, "curl", "curl-1"),
+            (std::vector<std::string>{"cluster httpbin-v2.httpbin|14001", "cluster httpbin.httpbin|14001",
+                                      "endpoints httpbin-v2.httpbin|14001", "endpoints httpbin.httpbin|14001",
+                                      "httpbin.httpbin"}));
+}
+
 TEST(Translate, SameInputSameVersion) {
   const MeshState s = State(std::string(kPluginsOn) + "---\n" + PluginYaml("p", 1) + "---\n" + PluginChainYaml("curl", "c", "outbound-http", "p"));
   const auto a = WholeTranslation(s, Agent(s, "curl", "curl-1"));

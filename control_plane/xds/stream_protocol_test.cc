@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "common/xds_types.h"
 
 namespace meshplug::control_plane::xds {
@@ -80,6 +82,57 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   ack.set_response_nonce(sent[10].nonce());  // "11": older than "9" as text, newer as a number
   protocol.Handle(ack);
   EXPECT_EQ(AckedVersion(registry, ServiceUrl()), sent[10].system_version_info());
+}
+
+// A gRPC client's stream: Envoy's types by name, both protocols; a stream with an xDS
+// token (envoy_types_only) gets none of meshplug's, which hold scripts and configs.
+Resources WithGrpcService(ResourceInterner& interner) {
+  v1::Snapshot snapshot;
+  auto* s = snapshot.add_services();
+  s->set_name("echo.demo");
+  s->add_ports()->set_port(50051);
+  auto* r = s->add_routes();
+  r->mutable_match()->set_port(50051);
+  r->add_clusters()->set_cluster("echo.demo|50051");
+  snapshot.add_clusters()->set_name("echo.demo|50051");
+  return ToResources(snapshot, interner);
+}
+
+TEST(SotwProtocol, ServesEnvoysTypesAndATokenStreamNoneOfMeshplugs) {
+  AgentRegistry registry;
+  ResourceInterner interner;
+  SotwProtocol protocol(registry, "demo/client", /*envoy_types_only=*/true);
+  protocol.SetResources(WithGrpcService(interner));
+  SotwProtocol::Request services;
+  services.set_type_url(ServiceUrl());
+  protocol.Handle(services);
+  EXPECT_FALSE(protocol.NextResponse());
+  SotwProtocol::Request listeners;
+  listeners.set_type_url("type.googleapis.com/envoy.config.listener.v3.Listener");
+  listeners.add_resource_names("echo.demo:50051");
+  protocol.Handle(listeners);
+  auto resp = protocol.NextResponse();
+  ASSERT_TRUE(resp);
+  ASSERT_EQ(resp->resources_size(), 1);
+  EXPECT_EQ(resp->resources(0).type_url(), listeners.type_url());
+}
+
+TEST(DeltaProtocol, ServesEnvoysTypesBesideMeshplugs) {
+  AgentRegistry registry;
+  ResourceInterner interner;
+  DeltaProtocol protocol(registry, "demo/envoy");
+  protocol.SetResources(WithGrpcService(interner));
+  DeltaProtocol::Request clusters;
+  clusters.set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+  clusters.add_resource_names_subscribe("*");
+  protocol.Handle(clusters);
+  DeltaProtocol::Request services;
+  services.set_type_url(ServiceUrl());
+  protocol.Handle(services);
+  std::map<std::string, int> sent;
+  while (auto resp = protocol.NextResponse()) sent[resp->type_url()] = resp->resources_size();
+  EXPECT_EQ(sent[clusters.type_url()], 1);
+  EXPECT_EQ(sent[ServiceUrl()], 1);
 }
 
 }  // namespace
