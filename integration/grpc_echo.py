@@ -8,6 +8,9 @@ through the mesh. Messages are raw bytes: no generated code.
                                       GRPC_XDS_BOOTSTRAP): CALLS calls of Who to TARGET
                                       (xds:///...), then one line per answer "NAME COUNT"
                                       and "failed N"
+  grpc_echo.py count TARGET AUTHORITY CALLS
+                                      the same through TARGET (an agent's outbound listener)
+                                      to the service named AUTHORITY
   grpc_echo.py call TARGET AUTHORITY  every call kind through TARGET (an agent's outbound
                                       listener) to the service named AUTHORITY; one line
                                       per check, "name: result"
@@ -124,8 +127,8 @@ def call(target, authority):
     report("forbidden", lambda: method("unary_unary", "Forbidden")(b"x", timeout=10))
 
 
-def xds(target, calls):
-    channel = grpc.insecure_channel(target)
+def tally(channel, calls):
+    """CALLS calls of Who; one line per answer "NAME COUNT", then "failed N"."""
     who = channel.unary_unary(f"/{SERVICE}/Who")
     counts, failed = {}, 0
     deadline = time.monotonic() + 60
@@ -143,6 +146,14 @@ def xds(target, calls):
     print(f"failed {failed}", flush=True)
 
 
+def xds(target, calls):
+    tally(grpc.insecure_channel(target), calls)
+
+
+def count(target, authority, calls):
+    tally(grpc.insecure_channel(target, options=[("grpc.default_authority", authority)]), calls)
+
+
 def ping(target, authority, name):
     channel = grpc.insecure_channel(target, options=[("grpc.default_authority", authority)])
     try:
@@ -157,6 +168,8 @@ if __name__ == "__main__":
         serve(sys.argv[2] if len(sys.argv) == 3 else "echo")
     elif sys.argv[1:2] == ["xds"] and len(sys.argv) == 4:
         xds(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["count"] and len(sys.argv) == 5:
+        count(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1:2] == ["call"] and len(sys.argv) == 4:
         call(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["ping"] and len(sys.argv) == 5:

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 
+#include "integration/harness/agent_process.h"
 #include "integration/harness/control_plane_process.h"
 #include "integration/harness/process.h"
 
@@ -169,6 +171,7 @@ TEST_F(ProxylessGrpcTest, AddingAndRemovingAWorkloadMovesCallsWithinASecondWitho
     if (c.reply == "echo-3" && !first_to_new) first_to_new = c.at_ms;
   }
   EXPECT_LE(first_to_new - added, 1000) << "the new workload got its first call after " << first_to_new - added << " ms";
+  std::cout << "first call to the added workload " << first_to_new - added << " ms after meshctl apply\n";
 
   const int64_t removed = NowMs();
   ASSERT_EQ(cp_->Meshctl({"delete", "workload", "echo-1", "-n", "demo"}).exit_code, 0);
@@ -188,6 +191,8 @@ TEST_F(ProxylessGrpcTest, AddingAndRemovingAWorkloadMovesCallsWithinASecondWitho
   EXPECT_EQ(failed, 0) << log;
   EXPECT_LE(last_to_removed - removed, 1000) << "the removed workload got calls " << last_to_removed - removed
                                              << " ms after its removal";
+  std::cout << "last call to the removed workload " << last_to_removed - removed << " ms after meshctl delete; "
+            << Calls(log).size() << " calls, " << failed << " failed\n";
 }
 
 TEST_F(ProxylessGrpcTest, AWeightedSplitOfEightyTwentyShowsInTheCallCounts) {
@@ -206,6 +211,7 @@ TEST_F(ProxylessGrpcTest, AWeightedSplitOfEightyTwentyShowsInTheCallCounts) {
   ASSERT_EQ(calls.size(), 2000u);
   const auto counts = OkCounts(calls);
   const double v1 = counts.count("echo-1") ? counts.at("echo-1") / 2000.0 : 0;
+  std::cout << "split: echo-1 (v1) " << v1 * 100 << "% of 2000 calls\n";
   EXPECT_NEAR(v1, 0.80, 0.05) << "echo-1 (v1) " << counts.count("echo-1") << ", echo-2 (v2) " << counts.count("echo-2");
 
   auto py = harness::Run({kPython, kEcho, "xds", kTarget, "2000"}, "", milliseconds(90000),
@@ -214,6 +220,22 @@ TEST_F(ProxylessGrpcTest, AWeightedSplitOfEightyTwentyShowsInTheCallCounts) {
   const auto py_counts = PythonCounts(py.out);
   EXPECT_NEAR((py_counts.count("echo-1") ? py_counts.at("echo-1") : 0) / 2000.0, 0.80, 0.05) << py.out;
   EXPECT_EQ(py_counts.count("failed") ? py_counts.at("failed") : -1, 0) << py.out;
+
+  // The same HTTPRoute steers a meshplug agent's calls: one translation serves both.
+  std::string error;
+  auto agent = harness::StartJoinedAgent(*cp_, dir_, "demo", "caller", "caller", &error);
+  ASSERT_TRUE(agent) << error;
+  const std::string outbound = "127.0.0.1:" + std::to_string(agent->outbound);
+  // It answers once it has its configuration.
+  ASSERT_TRUE(Eventually([&] {
+    return harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Who"}, "", milliseconds(10000)).out ==
+           "OK\n";
+  }, milliseconds(20000)));
+  auto through = harness::Run({kPython, kEcho, "count", outbound, "echo.demo:50051", "2000"}, "", milliseconds(90000));
+  ASSERT_EQ(through.exit_code, 0) << through.err;
+  const auto agent_counts = PythonCounts(through.out);
+  EXPECT_NEAR((agent_counts.count("echo-1") ? agent_counts.at("echo-1") : 0) / 2000.0, 0.80, 0.05) << through.out;
+  EXPECT_EQ(agent_counts.count("failed") ? agent_counts.at("failed") : -1, 0) << through.out;
 }
 
 TEST_F(ProxylessGrpcTest, ARouteTimeoutTurnsASlowMethodIntoDeadlineExceeded) {
