@@ -62,6 +62,15 @@ def serve(name):
     def who(request, context):
         return name.encode()
 
+    flaky_calls = []
+
+    def flaky(request, context):
+        # Every other call fails as an unavailable server would.
+        flaky_calls.append(1)
+        if len(flaky_calls) % 2 == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "flaky")
+        return name.encode()
+
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Forbidden": grpc.unary_unary_rpc_method_handler(unary),
@@ -72,6 +81,7 @@ def serve(name):
         "Endless": grpc.unary_stream_rpc_method_handler(endless),
         "Stats": grpc.unary_unary_rpc_method_handler(stats),
         "Who": grpc.unary_unary_rpc_method_handler(who),
+        "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

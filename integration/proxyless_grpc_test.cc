@@ -259,6 +259,21 @@ TEST_F(ProxylessGrpcTest, ARouteTimeoutTurnsASlowMethodIntoDeadlineExceeded) {
   EXPECT_EQ(OkCounts(others)["echo-1"] + OkCounts(others)["echo-2"], 10);
 }
 
+TEST_F(ProxylessGrpcTest, ARouteRetryMakesFlakyCallsSucceed) {
+  // Flaky fails every other call on each server: without retries some calls fail.
+  auto without = RunClient("/demo.Echo/Flaky", "x", 20, {"--wait_for_ready"});
+  ASSERT_EQ(without.size(), 20u);
+  EXPECT_LT(OkCounts(without)["echo-1"] + OkCounts(without)["echo-2"], 20);
+  Apply(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: retry, namespace: demo}\n"
+      "spec:\n  parentRefs: [{name: echo}]\n"
+      "  rules:\n  - backendRefs: [{name: echo, port: 50051}]\n    retry: {attempts: 2, backoff: 10ms}\n");
+  ASSERT_TRUE(Eventually([&] {
+    const auto calls = RunClient("/demo.Echo/Flaky", "x", 20, {"--wait_for_ready"});
+    return OkCounts(calls)["echo-1"] + OkCounts(calls)["echo-2"] == 20;
+  }, milliseconds(20000)));
+}
+
 TEST_F(ProxylessGrpcTest, DeletingTheServiceFailsCallsWithUnavailableUntilItReturns) {
   auto client = StartClient(20, /*wait_for_ready=*/false);
   ASSERT_TRUE(Eventually([&] { return OkCounts(Calls(client->Log())).size() == 2; }, milliseconds(20000)))

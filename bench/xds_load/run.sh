@@ -10,6 +10,7 @@
 #   REPEATS=5 PROTOCOLS=delta bench/xds_load/run.sh
 #   SERVICES=1000 EGRESS_HOSTS=./svc-0 AGENTS=1000 bench/xds_load/run.sh   # scoped agents
 #   STORE=etcd REPLICAS=3 AGENTS=1000 bench/xds_load/run.sh   # replicas on etcd, agents spread over them
+#   ENVOY_TYPES=1 AGENTS=1000 bench/xds_load/run.sh  # agents also subscribe to Envoy's four types
 #
 # With STORE=etcd, one etcd-server member (Debian's etcd-server) runs beside the control
 # planes (all on CPU 1); changes are applied through the first replica and reach the
@@ -25,6 +26,7 @@ PROTOCOLS="${PROTOCOLS:-delta sotw}"
 REPEATS="${REPEATS:-5}"
 SERVICES="${SERVICES:-10}"
 EGRESS_HOSTS="${EGRESS_HOSTS:-}"  # MeshConfig egressHosts, e.g. ./svc-0 (empty: every Service)
+ENVOY_TYPES="${ENVOY_TYPES:-0}"  # 1: agents also subscribe to Envoy's Cluster, CLA, Listener, RouteConfiguration
 TIMEOUT_S="${TIMEOUT_S:-1500}"
 STORE="${STORE:-sqlite}"   # sqlite or etcd
 REPLICAS="${REPLICAS:-1}"  # control planes (more than one needs STORE=etcd)
@@ -116,6 +118,7 @@ for n in $AGENTS; do
     if timeout "$TIMEOUT_S" taskset -c 0 "$LOAD" --config="$config" --server="$servers" --agents="$n" \
         --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$pids" \
         --egress_hosts="$EGRESS_HOSTS" \
+        --envoy_types="$([[ $ENVOY_TYPES == 1 ]] && echo true || echo false)" \
         --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$run.log"; then
       tail -n 1 "$results"
     else

@@ -62,6 +62,10 @@ ABSL_FLAG(std::string, egress_hosts, "",
           "MeshConfig spec.traffic.egressHosts, comma-separated (e.g. ./svc-0): what each agent may call and "
           "so receives; empty: every Service");
 
+ABSL_FLAG(bool, envoy_types, false,
+          "each agent also subscribes to Envoy's Cluster, ClusterLoadAssignment, Listener and RouteConfiguration "
+          "(as a gRPC or Envoy client of the same workload would)");
+
 namespace {
 
 using meshplug::Cat;
@@ -78,11 +82,20 @@ int64_t NowNs() {
 }
 
 const std::vector<std::string>& Types() {
-  static const auto* t = new std::vector<std::string>{
-      "type.googleapis.com/meshplug.v1.AgentSettings", "type.googleapis.com/meshplug.v1.PluginScript",
-      "type.googleapis.com/meshplug.v1.Cluster",       "type.googleapis.com/meshplug.v1.Endpoints",
-      "type.googleapis.com/meshplug.v1.Service",       "type.googleapis.com/meshplug.v1.ChainSet",
-  };
+  static const auto* t = [] {
+    auto* types = new std::vector<std::string>{
+        "type.googleapis.com/meshplug.v1.AgentSettings", "type.googleapis.com/meshplug.v1.PluginScript",
+        "type.googleapis.com/meshplug.v1.Cluster",       "type.googleapis.com/meshplug.v1.Endpoints",
+        "type.googleapis.com/meshplug.v1.Service",       "type.googleapis.com/meshplug.v1.ChainSet",
+    };
+    if (absl::GetFlag(FLAGS_envoy_types)) {
+      types->insert(types->end(), {"type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                                   "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+                                   "type.googleapis.com/envoy.config.listener.v3.Listener",
+                                   "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"});
+    }
+    return types;
+  }();
   return *t;
 }
 

@@ -93,6 +93,10 @@ absl::Status Access::AuthorizeXdsToken(const envoy::config::core::v3::Node& node
         Cat("this xDS token is for ", claims->subject(), "; it may not receive the configuration of ", agent));
   }
   if (absl::Status st = CheckRegistration(store_, agent, claims->service_account(), workload); !st.ok()) return st;
+  // A client, never an endpoint: what it says of its address and ports is not registered.
+  workload.mutable_spec()->clear_address();
+  workload.mutable_spec()->clear_inbound_port();
+  workload.mutable_spec()->clear_app_ports();
   identity->envoy_types_only = true;
   return absl::OkStatus();
 }

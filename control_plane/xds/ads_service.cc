@@ -74,11 +74,16 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
       return false;
     }
-    if (auto st = lifecycle_.Register(*wl); !st.ok()) {
-      FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
-      return false;
-    }
     const std::string agent = AgentId(*wl);
+    // A client reading Envoy's types is not what the workload's endpoints are: it creates
+    // its Workload when there is none (so that it has a configuration), and never changes
+    // one that an agent or an admin wrote.
+    if (!identity.envoy_types_only || !configs_.Get(agent)) {
+      if (auto st = lifecycle_.Register(*wl); !st.ok()) {
+        FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
+        return false;
+      }
+    }
     protocol_.emplace(registry_, agent, identity.envoy_types_only);
     stream_id_ = registry_.Connected(agent, Protocol::kName, ctx_->peer(), identity);
     log::Info("agent connected", {{"agent", agent}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});

@@ -182,5 +182,21 @@ TEST(EnvoyResources, AgentResourcesServeThemBesideMeshplugsTypes) {
   EXPECT_EQ(again->version, resources->version);
 }
 
+// Agents over the same shared destinations share one translation of Envoy's types.
+TEST(EnvoyResources, AgentsOverOneBaseShareOneTranslation) {
+  ResourceInterner interner;
+  const auto base = ToResources(Destinations(), interner);
+  v1::Snapshot own_a, own_b;
+  own_a.mutable_settings()->mutable_workload()->set_name("a");
+  own_b.mutable_settings()->mutable_workload()->set_name("b");
+  const auto a = ToResources(own_a, interner, base);
+  const auto b = ToResources(own_b, interner, base);
+  const std::string url = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+  const EncodedResource* from_a = a->Find(url, "echo.demo:50051@7");
+  ASSERT_NE(from_a, nullptr);
+  EXPECT_EQ(from_a, b->Find(url, "echo.demo:50051@7"));
+  EXPECT_EQ(&a->TypeVersion(url), &b->TypeVersion(url));
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::xds

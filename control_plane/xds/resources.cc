@@ -60,6 +60,9 @@ void SetTypeVersions(AgentResources& r, const std::vector<std::string>& type_url
 
 const AgentResources& AgentResources::Layer(const std::string& type_url) const {
   if (!IsEnvoyType(type_url)) return *this;
+  // Envoy's types are the destinations' alone, which the shared base holds (an agent's own
+  // copies of them differ only in PluginConfigs): translated once for every agent of it.
+  if (base) return base->Layer(type_url);
   std::call_once(envoy_once_, [&] {
     auto envoy = std::make_unique<AgentResources>();
     ForEachEnvoyResource(ToSnapshot(*this), [&](const std::string& name, const google::protobuf::Message& msg) {

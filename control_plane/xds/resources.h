@@ -27,8 +27,9 @@ using ResourcePtr = std::shared_ptr<const EncodedResource>;
 // One agent's resources: type URL → name → resource, with a version per type. Those it
 // shares with other agents (the destinations) stay in `base`, one copy for all of them:
 // the agent's own hold only what is its own (a name in both is the agent's).
-// Envoy's types (envoy_resources.h) are translated from these the first time a stream
-// asks for one of them, and kept with them: only clients that subscribe pay for them.
+// Envoy's types (envoy_resources.h) are translated from the destinations (`base`, shared by
+// the agents of one egress scope) the first time a stream asks for one of them, and kept
+// with them: only clients that subscribe pay, once per change.
 struct AgentResources {
   using Named = std::map<std::string, ResourcePtr>;
 
