@@ -65,7 +65,7 @@ Usage:
                                          still hold its certificates, unless --force)
 
 Kinds: namespace (ns), service (svc), workload (wl), meshconfig, plugin (pi),
-       pluginchain (pichn), pluginconfig (picfg); plural forms work too.
+       pluginchain (pichn), pluginconfig (picfg), httproute; plural forms work too.
 
 Global flags:
   --config FILE        credentials file: server, CA, admin token (default $MESHPLUG_HOME/config,
