@@ -451,6 +451,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
         out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
       }
       if (route.config->has_retry()) SetRetry(route.config->retry(), out);
+      break;
     }
   }
   // A gRPC deadline shorter than the route's timeout bounds the wait for the response.

@@ -1,3 +1,4 @@
+#include "common/route_regex.h"
 #include "agent/routing/mesh_view.h"
 
 #include <re2/re2.h>
@@ -85,10 +86,7 @@ bool MatchRoute(const RouteView& route, const plugins::http::request_header<>& r
 // lookaround), as in Envoy's safe_regex.
 absl::StatusOr<std::shared_ptr<const re2::RE2>> Compile(const std::string& pattern,
                                                         std::string_view where) {
-  re2::RE2::Options options;
-  options.set_log_errors(false);
-  options.set_max_mem(1 << 20);  // per regex; a pattern needing more fails to compile
-  auto re = std::make_shared<const re2::RE2>(pattern, options);
+  auto re = std::make_shared<const re2::RE2>(pattern, RouteRegexOptions());
   if (!re->ok()) {
     return absl::InvalidArgumentError(
         Cat(where, ": bad regex \"", pattern, "\": ", re->error()));

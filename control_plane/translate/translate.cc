@@ -139,11 +139,18 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
           SetDuration(backoff, *retry.mutable_backoff_base());
         }
       }
+      // No backend left that a call could go to: the rule is left out (calls fall through
+      // to the next route), for agents and xDS clients alike.
+      if (std::none_of(action.clusters().begin(), action.clusters().end(),
+                       [](const v1::WeightedCluster& wc) { return wc.weight() > 0; })) {
+        continue;
+      }
       // A rule without matches matches every call.
       for (int m = 0; m < std::max(rule.matches_size(), 1); ++m) {
         v1::HttpRoute* r = out.add_routes();
         *r = action;
-        r->set_name(rule.matches_size() > 1 ? Cat(key.second, "/", i, "/", m) : Cat(key.second, "/", i));
+        // Unique within the Service: a route without a port in its parentRef applies to each.
+        r->set_name(rule.matches_size() > 1 ? Cat(key.second, "/", i, "/", m, ":", port) : Cat(key.second, "/", i, ":", port));
         v1::RouteMatch& match = *r->mutable_match();
         match.set_port(port);
         const mesh::v1::HTTPRouteMatch& in = m < rule.matches_size() ? rule.matches(m) : mesh::v1::HTTPRouteMatch();

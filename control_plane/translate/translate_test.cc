@@ -417,7 +417,7 @@ spec:
   const auto& svc = Svc(t.snapshot, "httpbin.httpbin", false);
   ASSERT_EQ(svc.routes_size(), 4) << svc.DebugString();
   const v1::HttpRoute& canary = svc.routes(0);
-  EXPECT_EQ(canary.name(), "split/0");
+  EXPECT_EQ(canary.name(), "split/0:14001");
   // PathPrefix matches whole path elements: /api and /api/x, not /apix.
   EXPECT_EQ(canary.match().regex(), R"(\/api(/.*)?)");
   EXPECT_EQ(canary.match().port(), 14001u);
@@ -432,9 +432,9 @@ spec:
   EXPECT_EQ(canary.retry().retry_on_status(0), 503u);
   EXPECT_EQ(canary.retry().backoff_base().nanos(), 50'000'000);
   // One route per match; the backend that names no Service is left out.
-  EXPECT_EQ(svc.routes(1).name(), "split/1/0");
+  EXPECT_EQ(svc.routes(1).name(), "split/1/0:14001");
   EXPECT_EQ(svc.routes(1).match().prefix(), "/v1/");
-  EXPECT_EQ(svc.routes(2).name(), "split/1/1");
+  EXPECT_EQ(svc.routes(2).name(), "split/1/1:14001");
   EXPECT_EQ(svc.routes(2).match().exact(), "/status");
   ASSERT_EQ(svc.routes(2).clusters_size(), 2);
   EXPECT_EQ(svc.routes(2).clusters(0).weight(), 80u);
@@ -453,6 +453,32 @@ metadata: {name: curl, annotations: {meshplug.io/egress-hosts: "httpbin/httpbin"
             (std::vector<std::string>{"cluster httpbin-v2.httpbin|14001", "cluster httpbin.httpbin|14001",
                                       "endpoints httpbin-v2.httpbin|14001", "endpoints httpbin.httpbin|14001",
                                       "httpbin.httpbin"}));
+}
+
+// A parentRef without a port is each port's: route names stay unique per Service (agents
+// refuse a snapshot with two routes of one name). A rule none of whose backends exists is
+// left out.
+TEST(Translate, HTTPRoutesOnEveryPortKeepRouteNamesUnique) {
+  const MeshState s = State(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: multi, namespace: httpbin}
+spec: {ports: [{port: 80}, {port: 8080, protocol: grpc}, {port: 5432, protocol: tcp}], selector: {app: httpbin}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: both, namespace: httpbin}
+spec:
+  parentRefs: [{name: multi}]
+  rules:
+  - matches: [{headers: [{name: x-gone, value: "1"}]}]
+    backendRefs: [{name: nowhere, port: 80}, {name: multi, port: 80, weight: 0}]
+  - backendRefs: [{name: multi, port: 80}]
+)");
+  const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
+  std::vector<std::string> names;
+  for (const auto& r : Svc(t.snapshot, "multi.httpbin", false).routes()) names.push_back(r.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"both/1:80", "port-80", "both/1:8080", "port-8080"}));
 }
 
 TEST(Translate, SameInputSameVersion) {

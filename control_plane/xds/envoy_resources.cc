@@ -101,7 +101,7 @@ bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::
                route::RouteAction* action, std::set<std::string>& used) {
   std::vector<const v1::WeightedCluster*> chosen;
   for (const auto& wc : clusters) {
-    if (wc.weight() > 0 || clusters.size() == 1) chosen.push_back(&wc);
+    if (wc.weight() > 0) chosen.push_back(&wc);
   }
   if (chosen.empty()) return false;
   if (chosen.size() == 1) {

@@ -46,6 +46,7 @@ v1::Snapshot Destinations() {
   other_port->set_name("elsewhere/0");
   other_port->mutable_match()->set_port(9999);
   other_port->add_clusters()->set_cluster("echo-v1.demo|50051");
+  other_port->mutable_clusters(0)->set_weight(1);
   auto* fallback = echo->add_routes();
   fallback->set_name("port-50051");
   fallback->mutable_match()->set_prefix("/");
@@ -59,6 +60,7 @@ v1::Snapshot Destinations() {
   db_port->set_port(5432);
   db_port->set_protocol(v1::PROTOCOL_TCP);
   db_port->add_tcp_clusters()->set_cluster("db.demo|5432");
+  db_port->mutable_tcp_clusters(0)->set_weight(100);
 
   auto* own = snap.add_services();
   own->set_name("self.demo");

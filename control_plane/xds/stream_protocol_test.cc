@@ -94,6 +94,7 @@ Resources WithGrpcService(ResourceInterner& interner) {
   auto* r = s->add_routes();
   r->mutable_match()->set_port(50051);
   r->add_clusters()->set_cluster("echo.demo|50051");
+  r->mutable_clusters(0)->set_weight(100);
   snapshot.add_clusters()->set_name("echo.demo|50051");
   return ToResources(snapshot, interner);
 }
