@@ -1,4 +1,5 @@
 // meshctl: the command line for the control plane's admin API.
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
@@ -14,6 +15,7 @@
 #include "cli/manifest_files.h"
 #include "absl/time/time.h"
 #include "cli/output.h"
+#include "common/agent_id.h"
 #include "common/client_config.h"
 #include "common/files.h"
 #include "common/strings.h"
@@ -47,10 +49,10 @@ Usage:
                                          labels the agent must register with; --bootstrap
                                          prints the agent's bootstrap file with it, naming
                                          --xds-address (every replica) or --server
-  meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--labels K=V,...]
-                                       [--xds-address HOST:PORT]
+  meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--xds-address HOST:PORT]
                                          gRPC's xDS bootstrap (GRPC_XDS_BOOTSTRAP) for a
-                                         proxyless client of that workload: plaintext xDS
+                                         proxyless client of that workload (created without
+                                         an address if missing): plaintext xDS
                                          (--plaintext_xds_listen) with an xDS token
   meshctl token create --role admin|read-only [--ttl 720h]
   meshctl ca status
@@ -420,36 +422,51 @@ v1::CreateTokenResponse WorkloadToken(Client& c, const Args& a, const std::strin
   return c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
 }
 
+bool IsAnyAddress(std::string_view host) { return host.empty() || host == "0.0.0.0" || host == "[::]"; }
+
 // gRPC's xDS bootstrap (GRPC_XDS_BOOTSTRAP): gRPC 1.51 offers a control plane no
 // certificate, so it connects in plaintext and proves the workload with an xDS token in
 // its node's metadata.
 int Bootstrap(Client& c, const Args& a) {
-  Allow(a, "bootstrap grpc", {"--ttl", "--service-account", "--labels", "--xds-address"});
-  if (a.positional.size() != 3 || a.positional[1] != "grpc" || a.positional[2].find('/') == std::string::npos) {
+  Allow(a, "bootstrap grpc", {"--ttl", "--service-account", "--xds-address"});
+  const auto workload = a.positional.size() == 3 && a.positional[1] == "grpc" ? SplitAgentId(a.positional[2]) : std::nullopt;
+  if (!workload) {
     throw UsageError{
-        "usage: meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--labels K=V,...] "
-        "[--xds-address HOST:PORT]"};
+        "usage: meshctl bootstrap grpc NAMESPACE/NAME [--ttl 720h] [--service-account SA] [--xds-address HOST:PORT]"};
+  }
+  // Several replicas: gRPC's ipv4: target lists them all and it fails over between them.
+  const std::vector<std::string_view> replicas = Split(a.xds_address, ',');
+  if (replicas.size() > 1) {
+    for (std::string_view r : replicas) {
+      unsigned char ip[4];
+      const std::string host(r.substr(0, r.rfind(':')));
+      if (r.rfind(':') == std::string_view::npos || inet_pton(AF_INET, host.c_str(), ip) != 1) {
+        throw UsageError{Cat("--xds-address: \"", r, "\" is not an IPv4 address and port; gRPC fails over only "
+                                                 "between IPv4 addresses (a.b.c.d:PORT,...), or give one host name")};
+      }
+    }
   }
   const auto resp = WorkloadToken(c, a, "xds");
-  const std::string server = a.xds_address.empty() ? resp.plaintext_xds_address() : a.xds_address;
+  std::string server = a.xds_address;
   if (server.empty()) {
-    throw UsageError{
-        "the control plane serves no plaintext xDS: start it with --plaintext_xds_listen HOST:PORT (gRPC's xDS client "
-        "cannot present a workload certificate), or name the address with --xds-address"};
+    server = resp.plaintext_xds_address();
+    if (server.empty()) {
+      throw UsageError{
+          "the control plane serves no plaintext xDS: start it with --plaintext_xds_listen HOST:PORT (gRPC's xDS "
+          "client cannot present a workload certificate), or name the address with --xds-address"};
+    }
+    // Listening on every address: reach it where meshctl reached the control plane.
+    if (IsAnyAddress(server.substr(0, server.rfind(':')))) {
+      const std::string dialed(Split(c.server(), ',').front());
+      server = Cat(dialed.substr(0, dialed.rfind(':')), server.substr(server.rfind(':')));
+    }
   }
-  const auto slash = a.positional[2].find('/');
-  std::string labels;
-  for (const auto& [k, v] : a.labels) labels += Cat(labels.empty() ? "" : ", ", JsonQuote(k), ": ", JsonQuote(v));
-  // Several replicas: gRPC's ipv4: target lists them all and it fails over between them.
-  const std::string uri = server.find(',') == std::string::npos ? server : Cat("ipv4:", server);
+  const std::string uri = replicas.size() > 1 ? Cat("ipv4:", server) : server;
   std::cout << "{\n  \"xds_servers\": [{\"server_uri\": " << JsonQuote(uri)
             << ", \"channel_creds\": [{\"type\": \"insecure\"}], \"server_features\": [\"xds_v3\"]}],\n"
-            << "  \"node\": {\n    \"id\": " << JsonQuote(a.positional[2].substr(slash + 1)) << ",\n"
-            << "    \"locality\": {},\n"
-            << "    \"metadata\": {\"namespace\": " << JsonQuote(a.positional[2].substr(0, slash))
-            << (a.service_account.empty() ? "" : Cat(", \"service_account\": ", JsonQuote(a.service_account)))
-            << (labels.empty() ? "" : Cat(", \"labels\": {", labels, "}")) << ",\n      \"token\": " << JsonQuote(resp.token())
-            << "}\n  }\n}\n";
+            << "  \"node\": {\n    \"id\": " << JsonQuote(workload->second) << ",\n    \"locality\": {},\n"
+            << "    \"metadata\": {\"namespace\": " << JsonQuote(workload->first) << ",\n      \"token\": "
+            << JsonQuote(resp.token()) << "}\n  }\n}\n";
   std::cerr << "gRPC xDS bootstrap for " << a.positional[2] << ": the token reads its configuration until "
             << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix())) << "; keep the file private\n";
   return 0;

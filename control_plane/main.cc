@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -175,23 +176,23 @@ int main(int argc, char** argv) {
   security::IdentityService identity(**store, **ca, access, **tokens, &registry);
 
   grpc::EnableDefaultHealthCheckService(true);
-  // What clients dial for a server listening on `host`: loopback for any address.
-  auto dialable = [](const std::string& host, int port) {
-    return Cat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port);
-  };
   // Its own server, so that nothing but ADS is reachable without TLS; before the admin API
   // serves, which tells xDS tokens where it is.
-  meshplug::control_plane::xds::AdsService plaintext_ads(cache, registry, controller, access);
+  std::optional<meshplug::control_plane::xds::AdsService> plaintext_ads;
   std::unique_ptr<grpc::Server> plaintext_server;
   if (const std::string plain = absl::GetFlag(FLAGS_plaintext_xds_listen); !plain.empty()) {
     grpc::ServerBuilder plain_builder;
     int plain_port = 0;
     plain_builder.AddListeningPort(plain, grpc::InsecureServerCredentials(), &plain_port);
-    plain_builder.RegisterService(&plaintext_ads);
+    // A token is checked when a stream opens: connections end after 10 minutes (clients
+    // reconnect and resume), so an expired token stops reading within that.
+    plain_builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 10 * 60 * 1000);
+    plain_builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 10 * 1000);
+    plain_builder.RegisterService(&plaintext_ads.emplace(cache, registry, controller, access));
     plaintext_server = plain_builder.BuildAndStart();
     if (!plaintext_server || plain_port == 0) return Fail(Cat("--plaintext_xds_listen: cannot listen on ", plain));
     const std::string plain_host = plain.substr(0, plain.rfind(':'));
-    admin.SetPlaintextXdsAddress(dialable(plain_host, plain_port));
+    admin.SetPlaintextXdsAddress(Cat(plain_host, ":", plain_port));
     log::Info("plaintext xds listening", {{"address", Cat(plain_host, ":", plain_port)},
                                           {"serves", "Envoy's types to xDS-token holders"}});
   }
@@ -209,7 +210,8 @@ int main(int argc, char** argv) {
   builder.RegisterService(&identity);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
-  address = dialable(host, port);
+  const bool wildcard = host == "0.0.0.0" || host == "[::]";
+  address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
   if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
   agents.Start(address);
   // Rotation steps taken through another replica.

@@ -89,10 +89,20 @@ class ProxylessGrpcTest : public ::testing::Test {
         "spec: {ports: [{port: 50051, protocol: grpc}], selector: {app: echo}}\n---\n" +
         Workload("echo-1", "echo-1", "{app: echo, version: v1}") + "---\n" +
         Workload("echo-2", "echo-2", "{app: echo, version: v2}"));
-    auto r = cp_->Meshctl({"bootstrap", "grpc", "demo/client"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    bootstrap_ = dir_ + "/bootstrap.json";
-    std::ofstream(bootstrap_) << r.out;
+    bootstrap_ = Bootstrap("client");
+    // Its Workload, made without an address: a client, never an endpoint.
+    auto wl = cp_->Meshctl({"get", "workload", "client", "-n", "demo", "-o", "yaml"});
+    ASSERT_EQ(wl.exit_code, 0) << wl.err;
+    EXPECT_EQ(wl.out.find("address"), std::string::npos) << wl.out;
+  }
+
+  // `meshctl bootstrap grpc demo/NAME`, written to a file; its path.
+  std::string Bootstrap(const std::string& name) {
+    auto r = cp_->Meshctl({"bootstrap", "grpc", "demo/" + name});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const std::string path = dir_ + "/" + name + ".bootstrap.json";
+    std::ofstream(path) << r.out;
+    return path;
   }
 
   // A Workload for the server `server`, registered by hand (no agent in front of it).
@@ -133,6 +143,17 @@ class ProxylessGrpcTest : public ::testing::Test {
 };
 
 TEST_F(ProxylessGrpcTest, CallsSpreadAcrossTheWorkloadsAndTheClientShowsInProxyStatus) {
+  // Listed like an agent while it runs, beside the workload's own row: SotW, Envoy's four
+  // types ACKed.
+  {
+    auto client = StartClient(5, /*wait_for_ready=*/true);
+    std::string status;
+    ASSERT_TRUE(Eventually([&] {
+      status = cp_->Meshctl({"proxy", "status"}).out;
+      const auto row = harness::ProxyStatusRow(status, "demo/client#xds");
+      return row.size() > 6 && row[1] == "true" && row[2] == "sotw" && row[6] == "4/4";
+    }, milliseconds(20000))) << status;
+  }
   const auto calls = RunClient("/demo.Echo/Who", "x", 300, {"--wait_for_ready"});
   ASSERT_EQ(calls.size(), 300u);
   auto counts = OkCounts(calls);
@@ -148,13 +169,6 @@ TEST_F(ProxylessGrpcTest, CallsSpreadAcrossTheWorkloadsAndTheClientShowsInProxyS
   EXPECT_NEAR(py_counts.count("echo-1") ? py_counts.at("echo-1") : 0, 50, 10) << py.out;
   EXPECT_NEAR(py_counts.count("echo-2") ? py_counts.at("echo-2") : 0, 50, 10) << py.out;
   EXPECT_EQ(py_counts.count("failed") ? py_counts.at("failed") : -1, 0) << py.out;
-
-  // gRPC's client is listed like an agent: SotW, Envoy's four types ACKed.
-  auto status = cp_->Meshctl({"proxy", "status"});
-  const auto row = harness::ProxyStatusRow(status.out, "demo/client");
-  ASSERT_GE(row.size(), 7u) << status.out;
-  EXPECT_EQ(row[2], "sotw");
-  EXPECT_EQ(row[6], "4/4") << status.out;
 }
 
 TEST_F(ProxylessGrpcTest, AddingAndRemovingAWorkloadMovesCallsWithinASecondWithoutAFailedCall) {
@@ -305,13 +319,46 @@ TEST_F(ProxylessGrpcTest, AResourceTheClientRefusesShowsItsErrorInProxyStatus) {
   std::string status;
   ASSERT_TRUE(Eventually([&] {
     status = cp_->Meshctl({"proxy", "status"}).out;
-    return harness::ProxyStatusLine(status, "demo/client").find("duplicate endpoint address") != std::string::npos;
+    return harness::ProxyStatusLine(status, "demo/client#xds").find("duplicate endpoint address") != std::string::npos;
   }, milliseconds(20000))) << status;
-  EXPECT_NE(harness::ProxyStatusLine(status, "demo/client").find("ClusterLoadAssignment"), std::string::npos) << status;
+  EXPECT_NE(harness::ProxyStatusLine(status, "demo/client#xds").find("ClusterLoadAssignment"), std::string::npos)
+      << status;
   // The client keeps what it had: calls go on.
   const size_t before = Calls(client->Log()).size();
   ASSERT_TRUE(Eventually([&] { return Calls(client->Log()).size() > before + 10; }, milliseconds(10000)));
   for (const auto& c : Calls(client->Log())) EXPECT_EQ(c.code, "OK") << c.reply;
+}
+
+// A proxyless client of a workload that has an agent is listed apart and leaves the
+// agent's registration, status and certificate alone.
+TEST_F(ProxylessGrpcTest, ATokenClientBesideTheWorkloadsAgentLeavesTheAgentAlone) {
+  std::string error;
+  auto agent = harness::StartJoinedAgent(*cp_, dir_, "demo", "caller", "caller", &error);
+  ASSERT_TRUE(agent) << error;
+  std::string status;
+  auto caller_row = [&] { return harness::ProxyStatusRow(status, "demo/caller"); };
+  ASSERT_TRUE(Eventually([&] {
+    status = cp_->Meshctl({"proxy", "status"}).out;
+    return caller_row().size() > 6 && caller_row()[1] == "true" && caller_row()[6] == "5/5";
+  }, milliseconds(20000))) << status;
+  const auto before = caller_row();
+  const std::string bootstrap = Bootstrap("caller");
+  auto r = harness::Run({kClient, kTarget, "/demo.Echo/Who", "x", "5", "--wait_for_ready"}, "", milliseconds(30000),
+                        {"GRPC_XDS_BOOTSTRAP=" + bootstrap});
+  ASSERT_EQ(OkCounts(Calls(r.out)).size(), 2u) << r.out;
+  status = cp_->Meshctl({"proxy", "status"}).out;
+  EXPECT_EQ(caller_row(), before) << status;  // identity, certificate, snapshot: the agent's
+  // The client's row goes with its stream.
+  ASSERT_TRUE(Eventually([&] {
+    status = cp_->Meshctl({"proxy", "status"}).out;
+    return harness::ProxyStatusLine(status, "demo/caller#xds").empty();
+  }, milliseconds(10000))) << status;
+  auto wl = cp_->Meshctl({"get", "workload", "caller", "-n", "demo", "-o", "yaml"});
+  EXPECT_NE(wl.out.find("address: 127.0.0.1"), std::string::npos) << wl.out;
+  // Labels are the Workload's, not the token's to bind.
+  auto labels = cp_->Meshctl({"bootstrap", "grpc", "demo/caller", "--labels", "app=x"});
+  EXPECT_NE(labels.exit_code, 0);
+  EXPECT_NE(labels.err.find("--labels"), std::string::npos) << labels.err;
 }
 
 // What a stream without a valid xDS token for the node it names gets: the reason in the

@@ -250,8 +250,8 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     std::chrono::seconds ttl(req->ttl_seconds());
     v1::CreateTokenResponse out;
     std::string subject, service_account;
-    if (*role == security::Role::kJoin || *role == security::Role::kXds) {
-      if (ttl.count() == 0) ttl = *role == security::Role::kJoin ? kDefaultJoinTtl : kDefaultCredentialTtl;
+    if (*role == security::Role::kJoin) {
+      if (ttl.count() == 0) ttl = kDefaultJoinTtl;
       const security::Labels labels(req->labels().begin(), req->labels().end());
       auto sa = JoinServiceAccount(store_, req->workload(), req->service_account(), labels);
       if (!sa.ok()) return sa.status();
@@ -262,6 +262,19 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
       service_account = *sa;
       const auto [ns, name] = *SplitAgentId(subject);
       out.set_spiffe_id(x509::SpiffeId(security::ReadCertificateSettings(store_).trust_domain, ns, service_account));
+      out.set_trust_bundle_pem(ca_rotation_.JoinRoots());
+    } else if (*role == security::Role::kXds) {
+      if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
+      if (!req->labels().empty()) {
+        return absl::InvalidArgumentError(
+            "labels: an xDS token's client registers nothing; labels are its Workload's (meshctl apply)");
+      }
+      auto sa = JoinServiceAccount(store_, req->workload(), req->service_account(), {});
+      if (!sa.ok()) return sa.status();
+      if (auto st = EnsureWorkload(req->workload(), *sa); !st.ok()) return st;
+      subject = req->workload();
+      service_account = *sa;
+      out.set_plaintext_xds_address(plaintext_xds_address_);
     } else {
       if (!req->workload().empty() || !req->labels().empty()) {
         return absl::InvalidArgumentError("workload, labels: only join and xds tokens are for a workload");
@@ -271,12 +284,27 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     v1::TokenClaims claims;
     out.set_token(tokens_.Issue(*role, subject, service_account, ttl, &claims));
     out.set_expires_unix(claims.expires_unix());
-    out.set_trust_bundle_pem(ca_rotation_.JoinRoots());
-    if (*role == security::Role::kXds) out.set_plaintext_xds_address(plaintext_xds_address_);
     log::Info("token issued", {{"role", claims.role()}, {"id", claims.id().substr(0, 6)}, {"subject", subject},
                                {"ttl_s", std::to_string(ttl.count())}});
     return out;
   });
+}
+
+absl::Status AdminService::EnsureWorkload(const std::string& workload, const std::string& service_account) {
+  const auto [ns, name] = *SplitAgentId(workload);
+  auto stored = store_.Get(resources::Key{resources::Kind::kWorkload, ns, name});
+  if (!stored.ok()) return stored.status();
+  if (stored->has_value()) return absl::OkStatus();
+  v1::ApplyRequest apply;
+  auto* m = apply.add_manifests();
+  m->set_source("xds token");
+  m->set_content(Cat("apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: ", name, ", namespace: ", ns,
+                     "}\nspec: {serviceAccount: ", service_account, "}\n"));
+  auto applied = api_.Apply(apply);
+  if (applied.ok()) log::Info("workload created for an xDS token", {{"workload", workload}});
+  // Created meanwhile (an agent registered it): the apply, guarded by "does not exist", lost.
+  return applied.ok() || applied.status().code() == absl::StatusCode::kFailedPrecondition ? absl::OkStatus()
+                                                                                          : applied.status();
 }
 
 grpc::ServerUnaryReactor* AdminService::RotateCa(grpc::CallbackServerContext* ctx, const v1::RotateCaRequest* req,

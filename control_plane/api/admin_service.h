@@ -27,7 +27,8 @@ class AdminService final : public v1::Admin::CallbackService {
       : store_(store), api_(api), configs_(configs), agents_(agents), access_(access), tokens_(tokens),
         ca_rotation_(ca_rotation) {}
 
-  // Where plaintext xDS is served, for xDS tokens' bootstraps; set before serving.
+  // Where plaintext xDS is served (its listen address), for xDS tokens' bootstraps; set
+  // before serving.
   void SetPlaintextXdsAddress(std::string address) { plaintext_xds_address_ = std::move(address); }
 
   grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext* ctx, const v1::ApplyRequest* req,
@@ -60,6 +61,10 @@ class AdminService final : public v1::Admin::CallbackService {
   const security::TokenIssuer& tokens_;
   security::CaRotation& ca_rotation_;
   std::string plaintext_xds_address_;
+
+  // An xDS token's client follows its Workload's configuration: one without an address
+  // (never an endpoint) is created when none exists.
+  absl::Status EnsureWorkload(const std::string& workload, const std::string& service_account);
 };
 
 }  // namespace meshplug::control_plane::api

@@ -60,20 +60,8 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
   return caller;
 }
 
-absl::Status Access::CheckRegistration(store::Store& store, const std::string& node, const std::string& service_account,
-                                       mesh::v1::Workload& workload) {
-  auto* spec = workload.mutable_spec();
-  if (spec->service_account().empty()) spec->set_service_account(service_account);
-  if (spec->service_account() != service_account) {
-    return absl::PermissionDeniedError(Cat("node.metadata.service_account is \"", spec->service_account(),
-                                           "\" but the credential is for service account \"", service_account, "\""));
-  }
-  const Labels labels(workload.metadata().labels().begin(), workload.metadata().labels().end());
-  return CheckBoundLabels(store, node, labels);
-}
-
 absl::Status Access::AuthorizeXdsToken(const envoy::config::core::v3::Node& node, const std::string& agent,
-                                       mesh::v1::Workload& workload, xds::AgentIdentity* identity) const {
+                                       xds::AgentIdentity* identity) const {
   const auto& fields = node.metadata().fields();
   auto token = fields.find("token");
   if (token == fields.end() || token->second.string_value().empty()) {
@@ -92,11 +80,6 @@ absl::Status Access::AuthorizeXdsToken(const envoy::config::core::v3::Node& node
     return absl::PermissionDeniedError(
         Cat("this xDS token is for ", claims->subject(), "; it may not receive the configuration of ", agent));
   }
-  if (absl::Status st = CheckRegistration(store_, agent, claims->service_account(), workload); !st.ok()) return st;
-  // A client, never an endpoint: what it says of its address and ports is not registered.
-  workload.mutable_spec()->clear_address();
-  workload.mutable_spec()->clear_inbound_port();
-  workload.mutable_spec()->clear_app_ports();
   identity->envoy_types_only = true;
   return absl::OkStatus();
 }
@@ -106,13 +89,20 @@ absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, const env
   auto caller = Authenticate(ctx);
   if (!caller.ok()) return caller.status();
   const std::string agent = AgentId(workload.metadata().namespace_(), workload.metadata().name());
-  if (caller->workload.empty()) return AuthorizeXdsToken(node, agent, workload, identity);
+  if (caller->workload.empty()) return AuthorizeXdsToken(node, agent, identity);
   if (caller->workload != agent) {
     return absl::PermissionDeniedError(
         Cat("this agent's certificate is for ", caller->workload, "; it may not receive the configuration of ", agent));
   }
   const std::string service_account = x509::ServiceAccountOf(caller->spiffe_id);
-  if (absl::Status st = CheckRegistration(store_, agent, service_account, workload); !st.ok()) return st;
+  auto* spec = workload.mutable_spec();
+  if (spec->service_account().empty()) spec->set_service_account(service_account);
+  if (spec->service_account() != service_account) {
+    return absl::PermissionDeniedError(Cat("node.metadata.service_account is \"", spec->service_account(),
+                                           "\" but the certificate is for service account \"", service_account, "\""));
+  }
+  const Labels labels(workload.metadata().labels().begin(), workload.metadata().labels().end());
+  if (absl::Status st = CheckBoundLabels(store_, agent, labels); !st.ok()) return st;
   identity->spiffe_id = caller->spiffe_id;
   identity->certificate_expiry = Rfc3339(caller->certificate_expiry);
   identity->certificate_issuer = caller->certificate_issuer;

@@ -43,8 +43,8 @@ class Access final : public xds::NodeAuthorizer {
       : tokens_(tokens), ca_(ca), store_(store) {}
 
   // An ADS stream: the caller's workload certificate must be for exactly this workload,
-  // or (no certificate) node.metadata.token an xDS token for it, which reads Envoy's
-  // types only; the labels it registers must be those its tokens bound, if any.
+  // and the labels it registers those its join token bound, if any; or (no certificate)
+  // node.metadata.token an xDS token for it, whose stream reads Envoy's types only.
   absl::Status AuthorizeNode(const grpc::ServerContextBase& ctx, const envoy::config::core::v3::Node& node,
                              mesh::v1::Workload& workload, xds::AgentIdentity* identity) const override;
 
@@ -59,11 +59,8 @@ class Access final : public xds::NodeAuthorizer {
                          Caller* caller = nullptr) const;
 
  private:
-  // The service account and labels a stream registers for `node`: those of its credential.
-  static absl::Status CheckRegistration(store::Store& store, const std::string& node, const std::string& service_account,
-                                        mesh::v1::Workload& workload);
   absl::Status AuthorizeXdsToken(const envoy::config::core::v3::Node& node, const std::string& agent,
-                                 mesh::v1::Workload& workload, xds::AgentIdentity* identity) const;
+                                 xds::AgentIdentity* identity) const;
 
   const TokenIssuer& tokens_;
   const CertificateAuthority& ca_;

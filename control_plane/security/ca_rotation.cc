@@ -76,7 +76,8 @@ v1::CaStatus CaRotation::Status() const {
     if (agent.certificate_issuer() != s.signer_key_id() && !agent.certificate_issuer().empty()) {
       s.add_agents_not_on_signer(agent.connected() ? agent.agent() : agent.agent() + " (disconnected)");
     }
-    // A client without a certificate (an xDS token's) takes no trust from us.
+    // An xDS token's client (listed apart from the workload's agent) holds no certificate
+    // and takes no trust from us.
     if (!agent.connected() || agent.identity().empty()) continue;
     // Synced: AgentSettings, which carries the trust, ACKed at the version of the agent's
     // latest resources (sent, or still waiting to be sent).

@@ -13,6 +13,9 @@ namespace {
 
 namespace discovery = envoy::service::discovery::v3;
 
+// How an xDS token's client is listed beside the workload's agent.
+constexpr char kXdsClientSuffix[] = "#xds";
+
 // One ADS stream of either protocol: identifies the agent from the first request's node,
 // follows its resources in the cache, writes one response at a time, finishes cleanly.
 template <typename Protocol>
@@ -54,8 +57,12 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   void OnDone() override {
     watch_.reset();  // no callback runs after this returns
     if (protocol_ && registry_.Disconnected(protocol_->agent(), stream_id_)) {
-      lifecycle_.Disconnected(protocol_->agent());
       log::Info("agent disconnected", {{"agent", protocol_->agent()}});
+      if (registered_) {
+        lifecycle_.Disconnected(protocol_->agent());
+      } else {
+        registry_.ForgetIfDisconnected(protocol_->agent());  // nothing of it stays
+      }
     }
     delete this;
   }
@@ -75,18 +82,20 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       return false;
     }
     const std::string agent = AgentId(*wl);
-    // A client reading Envoy's types is not what the workload's endpoints are: it creates
-    // its Workload when there is none (so that it has a configuration), and never changes
-    // one that an agent or an admin wrote.
-    if (!identity.envoy_types_only || !configs_.Get(agent)) {
+    // A client with an xDS token follows the workload's configuration but is not its
+    // agent: it registers nothing and is listed apart, so the agent's registration,
+    // status and certificate stay the agent's.
+    if (!identity.envoy_types_only) {
       if (auto st = lifecycle_.Register(*wl); !st.ok()) {
         FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
         return false;
       }
+      registered_ = true;
     }
-    protocol_.emplace(registry_, agent, identity.envoy_types_only);
-    stream_id_ = registry_.Connected(agent, Protocol::kName, ctx_->peer(), identity);
-    log::Info("agent connected", {{"agent", agent}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
+    const std::string listed = identity.envoy_types_only ? agent + kXdsClientSuffix : agent;
+    protocol_.emplace(registry_, listed, identity.envoy_types_only);
+    stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity);
+    log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);
       protocol_->SetResources(r);
@@ -130,6 +139,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   bool finished_ = false;
   std::optional<grpc::Status> pending_finish_;
   uint64_t stream_id_ = 0;
+  bool registered_ = false;  // its node is the workload's registration
   std::shared_ptr<void> watch_;
 };
 
