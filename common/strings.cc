@@ -1,6 +1,7 @@
 #include "common/strings.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -117,6 +118,13 @@ std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_
   }
   out.push_back(text.substr(at));
   return out;
+}
+
+bool IsHttpToken(std::string_view s) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
+  });
 }
 
 std::string_view Trimmed(std::string_view s) {

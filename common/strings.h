@@ -70,6 +70,9 @@ std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_
 // `s` without leading and trailing spaces and tabs.
 std::string_view Trimmed(std::string_view s);
 
+// RFC 9110's token (a header field name, a method): letters, digits and !#$%&'*+-.^_`|~.
+bool IsHttpToken(std::string_view s);
+
 // A TCP/UDP port, 1-65535, as a whole decimal number.
 std::optional<uint16_t> ParsePort(std::string_view s);
 

@@ -90,8 +90,12 @@ Message* AddResource(v1::Snapshot& snapshot, const ResourceType& type) {
                                    : reflection->MutableMessage(&snapshot, type.field);
 }
 
-std::string ResourceVersion(const Message& resource) {
-  return Sha256Hex(DeterministicBytes(resource)).substr(0, 16);
+std::string ResourceVersion(const Message& resource) { return ResourceVersionOfBytes(DeterministicBytes(resource)); }
+
+std::string ResourceVersionOfBytes(std::string_view bytes) { return Sha256Hex(bytes).substr(0, 16); }
+
+std::string AnyTypeUrl(const google::protobuf::Descriptor& descriptor) {
+  return "type.googleapis.com/" + descriptor.full_name();
 }
 
 void TypeVersionBuilder::Add(std::string_view name, std::string_view version) {

@@ -53,8 +53,11 @@ void ForEachResource(const v1::Snapshot& snapshot,
 // the two singular types), to fill in.
 google::protobuf::Message* AddResource(v1::Snapshot& snapshot, const ResourceType& type);
 
-// 16 hex digits of the SHA-256 of the resource's deterministic encoding.
+// 16 hex digits of the SHA-256 of the resource's deterministic encoding (`bytes`).
 std::string ResourceVersion(const google::protobuf::Message& resource);
+std::string ResourceVersionOfBytes(std::string_view bytes);
+// "type.googleapis.com/<full name>": the type URL of any message (Envoy's too).
+std::string AnyTypeUrl(const google::protobuf::Descriptor& descriptor);
 // The version of one type: a digest of its resources' names and versions.
 std::string TypeVersion(const std::map<std::string, std::string>& name_versions);
 // The same, fed one resource at a time in name order (no map to build).

@@ -34,7 +34,7 @@ const std::vector<KindInfo>& Table() {
        "HTTPRoute",
        {"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"},
        Scope::kNamespaced,
-       {"httproutes", "httproute"},
+       {"httproutes"},
        &mv1::HTTPRoute::default_instance()},
   };
   return *table;

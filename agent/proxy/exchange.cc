@@ -88,9 +88,9 @@ struct UpstreamFailure {
 // The client reset or left while its request waited for an upstream.
 UpstreamFailure ClientGone() { return UpstreamFailure{Error(503, "the client went away"), false}; }
 
-// How to talk to the routed cluster: its settings over the agent's defaults.
 constexpr milliseconds kDefaultBackoffBase{25};
 
+// How to talk to the routed cluster: its settings over the agent's defaults.
 struct UpstreamSettings {
   const routing::ClusterView* cluster = nullptr;  // nullptr: a module chose a bare address
   milliseconds connect_timeout;

@@ -1,4 +1,4 @@
-#include "common/route_regex.h"
+#include "common/route_rules.h"
 #include "agent/routing/mesh_view.h"
 
 #include <re2/re2.h>
@@ -94,6 +94,11 @@ absl::StatusOr<std::shared_ptr<const re2::RE2>> Compile(const std::string& patte
   return re;
 }
 
+absl::Status CheckRetry(const v1::RetryPolicy& retry, std::string_view where) {
+  if (retry.num_retries() <= kMaxRetries) return absl::OkStatus();
+  return absl::InvalidArgumentError(Cat(where, ": ", retry.num_retries(), " retries, at most ", kMaxRetries));
+}
+
 absl::Status CheckPort(uint32_t port, std::string_view where) {
   if (port > kMaxPort) {
     return absl::InvalidArgumentError(Cat(where, ": port ", port, " is above ", kMaxPort));
@@ -128,10 +133,7 @@ absl::Status MeshView::Index() {
   }
   for (const v1::Cluster& c : snapshot_->clusters()) {
     if (c.name().empty()) return absl::InvalidArgumentError("cluster without a name");
-    if (c.retry().num_retries() > kMaxRetries) {
-      return absl::InvalidArgumentError(Cat("cluster ", c.name(), ": ", c.retry().num_retries(),
-                                            " retries, at most ", kMaxRetries));
-    }
+    if (absl::Status st = CheckRetry(c.retry(), Cat("cluster ", c.name())); !st.ok()) return st;
     auto eps = endpoints.find(c.name());
     ClusterView view{c, std::make_unique<LoadBalancer>(
                             c.lb_policy(), eps == endpoints.end() ? std::vector<v1::Endpoint>{}
@@ -159,9 +161,7 @@ absl::Status MeshView::Index() {
         return absl::InvalidArgumentError(Cat(where, ": route name is duplicated"));
       }
       if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
-      if (r.retry().num_retries() > kMaxRetries) {
-        return absl::InvalidArgumentError(Cat(where, ": ", r.retry().num_retries(), " retries, at most ", kMaxRetries));
-      }
+      if (absl::Status st = CheckRetry(r.retry(), where); !st.ok()) return st;
       RouteView route{&r, nullptr, {}};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {
         auto re = Compile(r.match().regex(), where);

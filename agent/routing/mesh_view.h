@@ -35,7 +35,6 @@ namespace v1 = ::meshplug::v1;
 
 // Limits MeshView::Build enforces on snapshot numbers.
 inline constexpr uint32_t kMaxPort = 65535;
-inline constexpr uint32_t kMaxRetries = 10;
 
 struct ClusterView {
   v1::Cluster config;

@@ -1,5 +1,7 @@
 #include "control_plane/translate/translate.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <algorithm>
 #include <tuple>
 
@@ -11,6 +13,8 @@
 
 namespace meshplug::control_plane::translate {
 namespace {
+
+using google::protobuf::util::TimeUtil;
 
 struct Module {
   std::string name;
@@ -94,12 +98,6 @@ void SetPathMatch(const mesh::v1::HTTPPathMatch& path, v1::RouteMatch& m) {
   }
 }
 
-void SetDuration(absl::Duration d, google::protobuf::Duration& out) {
-  const int64_t seconds = absl::ToInt64Seconds(d);
-  out.set_seconds(seconds);
-  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(seconds))));
-}
-
 // The rules of the HTTPRoutes whose parent is `service` (all its ports, or `port`) as its
 // routes for calls on `port`, in the HTTPRoutes' name order.
 void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, v1::Service& out) {
@@ -129,14 +127,14 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
         wc->set_weight(b.has_weight() ? b.weight() : 1);
       }
       if (absl::Duration timeout; absl::ParseDuration(rule.timeouts().request(), &timeout) && timeout > absl::ZeroDuration()) {
-        SetDuration(timeout, *action.mutable_timeout());
+        *action.mutable_timeout() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(timeout));
       }
       if (rule.has_retry()) {
         v1::RetryPolicy& retry = *action.mutable_retry();
         retry.set_num_retries(rule.retry().attempts());
         for (int32_t code : rule.retry().codes()) retry.add_retry_on_status(code);
         if (absl::Duration backoff; absl::ParseDuration(rule.retry().backoff(), &backoff)) {
-          SetDuration(backoff, *retry.mutable_backoff_base());
+          *retry.mutable_backoff_base() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(backoff));
         }
       }
       // No backend left that a call could go to: the rule is left out (calls fall through

@@ -10,7 +10,7 @@
 #include "common/strings.h"
 
 #include "plugins/lua/script_check.h"
-#include "common/route_regex.h"
+#include "common/route_rules.h"
 #include "resources/egress_hosts.h"
 
 namespace meshplug::control_plane::validation {
@@ -125,16 +125,6 @@ void CheckService(const mv1::Service& svc, Checker& c) {
 // Gateway API's bounds: so one route cannot grow every agent's snapshot without end.
 constexpr int kMaxParentRefs = 32, kMaxRules = 16, kMaxMatches = 8, kMaxHeaderMatches = 16, kMaxBackends = 16;
 constexpr int32_t kMaxBackendWeight = 1'000'000;
-// Agents refuse more (agent/routing/mesh_view.h).
-constexpr int32_t kMaxRetries = 10;
-
-// RFC 9110's token: what a header field name is made of.
-bool IsHttpToken(std::string_view s) {
-  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char ch) {
-    return std::isalnum(ch) || kSpecials.find(static_cast<char>(ch)) != std::string_view::npos;
-  });
-}
 
 // `ref` names a core Service (the only parent and backend kind of a mesh route).
 void CheckServiceRef(const std::string& f, const std::string& group, const std::string& kind, const std::string& name,
@@ -209,7 +199,7 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
     if (!rule.backend_refs().empty() && !any_weight) c.Fail(f + ".backendRefs", "every weight is 0: no call could go anywhere");
     if (rule.has_retry()) {
       const auto& retry = rule.retry();
-      if (retry.attempts() < 0 || retry.attempts() > kMaxRetries) {
+      if (retry.attempts() < 0 || retry.attempts() > static_cast<int32_t>(kMaxRetries)) {
         c.Fail(f + ".retry.attempts", Cat(retry.attempts(), " is outside 0-", kMaxRetries));
       }
       for (int32_t code : retry.codes()) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/strings.h"
+#include "common/xds_types.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
@@ -19,8 +20,6 @@ namespace core = envoy::config::core::v3;
 namespace route = envoy::config::route::v3;
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
 using google::protobuf::RepeatedPtrField;
-
-std::string UrlOf(const google::protobuf::Descriptor* d) { return Cat("type.googleapis.com/", d->full_name()); }
 
 core::ConfigSource Ads() {
   core::ConfigSource source;
@@ -46,9 +45,7 @@ envoy::config::listener::v3::Listener ListenerFor(const std::string& name, const
 // meshplug compares header names case-insensitively; Envoy and gRPC see them in lower case.
 route::HeaderMatcher HeaderMatcherFor(const v1::HeaderMatch& h) {
   route::HeaderMatcher m;
-  std::string name = h.name();
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  m.set_name(name);
+  m.set_name(Lower(h.name()));
   switch (h.value_case()) {
     case v1::HeaderMatch::kExact: m.set_exact_match(h.exact()); break;
     case v1::HeaderMatch::kPrefix: m.set_prefix_match(h.prefix()); break;
@@ -159,10 +156,10 @@ envoy::config::endpoint::v3::ClusterLoadAssignment AssignmentFor(const std::stri
 
 const std::vector<std::string>& EnvoyTypeUrls() {
   static const std::vector<std::string> urls = {
-      UrlOf(envoy::config::cluster::v3::Cluster::descriptor()),
-      UrlOf(envoy::config::endpoint::v3::ClusterLoadAssignment::descriptor()),
-      UrlOf(envoy::config::listener::v3::Listener::descriptor()),
-      UrlOf(route::RouteConfiguration::descriptor()),
+      xds_types::AnyTypeUrl(*envoy::config::cluster::v3::Cluster::descriptor()),
+      xds_types::AnyTypeUrl(*envoy::config::endpoint::v3::ClusterLoadAssignment::descriptor()),
+      xds_types::AnyTypeUrl(*envoy::config::listener::v3::Listener::descriptor()),
+      xds_types::AnyTypeUrl(*route::RouteConfiguration::descriptor()),
   };
   return urls;
 }

@@ -24,9 +24,6 @@ std::shared_ptr<EncodedResource> Encoded(const std::string& name, const std::str
   return r;
 }
 
-// ResourceVersion(msg), from the bytes needed anyway.
-std::string VersionOf(const std::string& bytes) { return Sha256Hex(bytes).substr(0, 16); }
-
 // Each resource of `type_url` in `r` and its base, in name order.
 void ForEachOf(const AgentResources& r, const std::string& type_url,
                const std::function<void(const std::string&, const ResourcePtr&)>& f) {
@@ -67,8 +64,8 @@ const AgentResources& AgentResources::Layer(const std::string& type_url) const {
     auto envoy = std::make_unique<AgentResources>();
     ForEachEnvoyResource(ToSnapshot(*this), [&](const std::string& name, const google::protobuf::Message& msg) {
       std::string bytes = DeterministicBytes(msg);
-      std::string version = VersionOf(bytes);
-      const std::string url = Cat("type.googleapis.com/", msg.GetDescriptor()->full_name());
+      std::string version = xds_types::ResourceVersionOfBytes(bytes);
+      const std::string url = xds_types::AnyTypeUrl(*msg.GetDescriptor());
       envoy->own[url][name] = Encoded(name, url, std::move(bytes), std::move(version));
     });
     SetTypeVersions(*envoy, EnvoyTypeUrls());
@@ -104,7 +101,7 @@ AgentResources::Named AgentResources::Of(const std::string& type_url) const {
 
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
   std::string bytes = DeterministicBytes(msg);
-  std::string version = VersionOf(bytes);
+  std::string version = xds_types::ResourceVersionOfBytes(bytes);
   // The type is part of the key: an empty Endpoints{cluster: X} has the bytes of Cluster{name: X}.
   const std::string key = msg.GetDescriptor()->full_name() + "\n" + name + "\n" + version;
   std::lock_guard lock(mu_);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <exception>
 
+#include "common/strings.h"
 #include "plugins/lua/sandbox.h"
 #include "plugins/lua/struct_to_lua.h"
 
@@ -121,15 +122,6 @@ void PushCached(lua_State* L, int index, int slot, Make make) {
 
 // --- validation -------------------------------------------------------------------------
 
-bool IsToken(std::string_view text) {
-  if (text.empty()) return false;
-  for (const unsigned char c : text) {
-    const bool ok = std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 bool IsFieldValue(std::string_view text) {
   for (const unsigned char c : text) {
     if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
@@ -147,7 +139,7 @@ bool IsTarget(std::string_view text) {
 
 void CheckHeader(lua_State* L, std::string_view name, std::string_view value) {
   // The views here all come from Lua strings, which are NUL-terminated.
-  if (!IsToken(name)) luaL_error(L, "invalid header name '%s'", name.data());
+  if (!IsHttpToken(name)) luaL_error(L, "invalid header name '%s'", name.data());
   if (beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding")) {
     luaL_error(L, "header '%s' is managed by the proxy", name.data());
   }
@@ -321,7 +313,7 @@ int RequestNewindex(lua_State* L) {
   if (request == nullptr) luaL_error(L, "req is read-only in %s", PhaseName(bound.call.phase));
   if (key == "method") {
     const std::string_view method = CheckString(L, 3);
-    if (!IsToken(method)) luaL_error(L, "invalid method '%s'", method.data());
+    if (!IsHttpToken(method)) luaL_error(L, "invalid method '%s'", method.data());
     request->method_string(method);
   } else if (key == "path") {
     const std::string_view path = CheckString(L, 3);
@@ -535,7 +527,7 @@ int HttpCall(lua_State* L) {
     luaL_error(L, "http_call: host must be \"host:port\", got '%s'", host.data());
   }
   const std::string_view method = OptionString(L, "method", "GET");
-  if (!IsToken(method)) {
+  if (!IsHttpToken(method)) {
     // Like a failed call, not a script error: the method often comes from the request.
     lua_pushnil(L);
     lua_pushstring(L, "http_call: the method is not an HTTP token");
