@@ -87,7 +87,8 @@ void Run(std::string_view input) {
         if (!workload.ok()) continue;
         agent = AgentId(*workload);
         registry.Connected(agent, Protocol::kName, "fuzz");
-        protocol.emplace(registry, agent);
+        // A node with a token stands for an xDS token's stream: Envoy's types only.
+        protocol.emplace(registry, agent, request.node().metadata().fields().count("token") > 0);
       }
       protocol->Handle(request);
     }

@@ -25,7 +25,7 @@ class ProtocolBase {
  public:
   // `envoy_types_only`: the stream's credentials allow Envoy's types and not meshplug's
   // (which hold plugin scripts and PluginConfig values).
-  ProtocolBase(AgentRegistry& registry, std::string agent, bool envoy_types_only = false)
+  ProtocolBase(AgentRegistry& registry, std::string agent, bool envoy_types_only)
       : registry_(registry), agent_(std::move(agent)), envoy_types_only_(envoy_types_only) {}
 
   const std::string& agent() const { return agent_; }

@@ -30,7 +30,7 @@ std::string AckedVersion(const AgentRegistry& registry, const std::string& type)
 TEST(DeltaProtocol, SubscriptionsAreBoundedPerType) {
   AgentRegistry registry;
   ResourceInterner interner;
-  DeltaProtocol protocol(registry, "shop/web");
+  DeltaProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
   protocol.SetResources(WithServices(interner, {"a"}));
   DeltaProtocol::Request req;
   req.set_type_url(ServiceUrl());
@@ -48,7 +48,7 @@ TEST(SotwProtocol, SubscriptionsAreBoundedPerType) {
   ResourceInterner interner;
   std::vector<std::string> names;
   for (size_t i = 0; i <= kMaxSubscribedNames; ++i) names.push_back("s" + std::to_string(100000 + i));
-  SotwProtocol protocol(registry, "shop/web");
+  SotwProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
   protocol.SetResources(WithServices(interner, names));
   SotwProtocol::Request req;
   req.set_type_url(ServiceUrl());
@@ -65,7 +65,7 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   AgentRegistry registry;
   ResourceInterner interner;
   registry.Connected("shop/web", "delta", "test");
-  DeltaProtocol protocol(registry, "shop/web");
+  DeltaProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
   DeltaProtocol::Request subscribe;
   subscribe.set_type_url(ServiceUrl());
   protocol.Handle(subscribe);
@@ -121,7 +121,7 @@ TEST(SotwProtocol, ServesEnvoysTypesAndATokenStreamNoneOfMeshplugs) {
 TEST(DeltaProtocol, ServesEnvoysTypesBesideMeshplugs) {
   AgentRegistry registry;
   ResourceInterner interner;
-  DeltaProtocol protocol(registry, "demo/envoy");
+  DeltaProtocol protocol(registry, "demo/envoy", /*envoy_types_only=*/false);
   protocol.SetResources(WithGrpcService(interner));
   DeltaProtocol::Request clusters;
   clusters.set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
