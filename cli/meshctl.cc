@@ -215,6 +215,8 @@ class Client {
 
   const std::string& server() const { return server_; }
   const std::string& ca_pem() const { return ca_pem_; }
+  // The replica that answered the last call.
+  const std::string& answered() const { return answered_; }
 
   template <typename Req, typename Resp, typename Method>
   Resp Call(Method method, const Req& req) {
@@ -232,6 +234,7 @@ class Client {
         continue;
       }
       if (!st.ok()) throw UsageError{st.error_message()};
+      answered_ = replica;
       return resp;
     }
     throw UsageError{Cat("cannot reach the control plane at ", server_,
@@ -240,7 +243,7 @@ class Client {
   }
 
  private:
-  std::string server_, token_, ca_pem_;
+  std::string server_, token_, ca_pem_, answered_;
   std::vector<std::pair<std::string, std::unique_ptr<v1::Admin::Stub>>> stubs_;  // replica, stub
 };
 
@@ -439,8 +442,9 @@ int Bootstrap(Client& c, const Args& a) {
   if (replicas.size() > 1) {
     for (std::string_view r : replicas) {
       unsigned char ip[4];
-      const std::string host(r.substr(0, r.rfind(':')));
-      if (r.rfind(':') == std::string_view::npos || inet_pton(AF_INET, host.c_str(), ip) != 1) {
+      const size_t colon = r.rfind(':');
+      const std::string host(r.substr(0, colon));
+      if (colon == std::string_view::npos || inet_pton(AF_INET, host.c_str(), ip) != 1 || !ParsePort(r.substr(colon + 1))) {
         throw UsageError{Cat("--xds-address: \"", r, "\" is not an IPv4 address and port; gRPC fails over only "
                                                  "between IPv4 addresses (a.b.c.d:PORT,...), or give one host name")};
       }
@@ -455,10 +459,9 @@ int Bootstrap(Client& c, const Args& a) {
           "the control plane serves no plaintext xDS: start it with --plaintext_xds_listen HOST:PORT (gRPC's xDS "
           "client cannot present a workload certificate), or name the address with --xds-address"};
     }
-    // Listening on every address: reach it where meshctl reached the control plane.
+    // Listening on every address: reach it where meshctl reached this control plane.
     if (IsAnyAddress(server.substr(0, server.rfind(':')))) {
-      const std::string dialed(Split(c.server(), ',').front());
-      server = Cat(dialed.substr(0, dialed.rfind(':')), server.substr(server.rfind(':')));
+      server = Cat(c.answered().substr(0, c.answered().rfind(':')), server.substr(server.rfind(':')));
     }
   }
   const std::string uri = replicas.size() > 1 ? Cat("ipv4:", server) : server;

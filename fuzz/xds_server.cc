@@ -4,7 +4,8 @@
 // SotwProtocol and DeltaProtocol.
 //
 // Findings: a crash or sanitizer report; a stream that keeps producing responses with
-// nothing new to send; a response of a type the server does not serve; a delta response
+// nothing new to send; a response of a type the server does not serve (or meshplug's to
+// a stream with an xDS token, which reads Envoy's only); a delta response
 // that both updates and removes one name; a response larger than the subscription bound.
 //
 // Input: a flags byte (bit 0: delta, else state of the world), then steps, each a byte
@@ -18,6 +19,7 @@
 
 #include "common/xds_types.h"
 #include "control_plane/xds/agent_registry.h"
+#include "control_plane/xds/envoy_resources.h"
 #include "control_plane/xds/node_identity.h"
 #include "control_plane/xds/resources.h"
 #include "control_plane/xds/stream_protocol.h"
@@ -30,20 +32,19 @@ using meshplug::fuzz::Finding;
 using namespace meshplug;
 using namespace meshplug::control_plane::xds;
 
-bool Served(const std::string& type) {
-  for (const std::string& url : xds_types::TypeUrls()) {
-    if (url == type) return true;
-  }
-  return false;
+void CheckType(const std::string& type, bool envoy_types_only) {
+  if (IsEnvoyType(type)) return;
+  if (!xds_types::FindType(type)) Finding("xds_server", "a response of a type not served", type);
+  if (envoy_types_only) Finding("xds_server", "meshplug's type to a stream with an xDS token", type);
 }
 
-void Check(const SotwProtocol::Response& r) {
-  if (!Served(r.type_url())) Finding("xds_server", "a response of a type not served", r.type_url());
+void Check(const SotwProtocol::Response& r, bool envoy_types_only) {
+  CheckType(r.type_url(), envoy_types_only);
   if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("xds_server", "a response beyond the subscription bound");
 }
 
-void Check(const DeltaProtocol::Response& r) {
-  if (!Served(r.type_url())) Finding("xds_server", "a response of a type not served", r.type_url());
+void Check(const DeltaProtocol::Response& r, bool envoy_types_only) {
+  CheckType(r.type_url(), envoy_types_only);
   if (static_cast<size_t>(r.resources_size()) > kMaxSubscribedNames) Finding("xds_server", "a response beyond the subscription bound");
   std::set<std::string> updated;
   for (const auto& resource : r.resources()) updated.insert(resource.name());
@@ -58,12 +59,13 @@ void Run(std::string_view input) {
   ResourceInterner interner;
   std::optional<Protocol> protocol;
   std::string agent = "shop/web";
+  bool envoy_types_only = false;
   auto drain = [&] {
     if (!protocol) return;
     for (int i = 0; i < 64; ++i) {
       std::optional<typename Protocol::Response> response = protocol->NextResponse();
       if (!response) return;
-      Check(*response);
+      Check(*response, envoy_types_only);
     }
     Finding("xds_server", "the stream keeps producing responses with nothing new to send");
   };
@@ -88,7 +90,8 @@ void Run(std::string_view input) {
         agent = AgentId(*workload);
         registry.Connected(agent, Protocol::kName, "fuzz");
         // A node with a token stands for an xDS token's stream: Envoy's types only.
-        protocol.emplace(registry, agent, request.node().metadata().fields().count("token") > 0);
+        envoy_types_only = request.node().metadata().fields().count("token") > 0;
+        protocol.emplace(registry, agent, envoy_types_only);
       }
       protocol->Handle(request);
     }

@@ -81,7 +81,9 @@ class ProxylessGrpcTest : public ::testing::Test {
       ASSERT_TRUE(line) << servers_[name]->Log();
       ports_[name] = harness::PortAfter(*line, "port ");
     }
-    cp_ = std::make_unique<ControlPlaneProcess>(dir_, std::vector<std::string>{"--plaintext_xds_listen=127.0.0.1:0"});
+    // A short grace period: an agent that stops is gone within seconds.
+    cp_ = std::make_unique<ControlPlaneProcess>(
+        dir_, std::vector<std::string>{"--plaintext_xds_listen=127.0.0.1:0", "--agent_grace_s=1"});
     ASSERT_EQ(cp_->Start(), "");
     Apply(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\n"
@@ -127,13 +129,15 @@ class ProxylessGrpcTest : public ::testing::Test {
     return Calls(r.out);
   }
 
-  // The C++ client in the background, calling Who every `interval_ms` (bounded in count and time).
-  std::unique_ptr<Process> StartClient(int interval_ms, bool wait_for_ready) {
+  // The C++ client in the background, calling Who every `interval_ms` (bounded in count and
+  // time), with `bootstrap` (default: demo/client's).
+  std::unique_ptr<Process> StartClient(int interval_ms, bool wait_for_ready, std::string bootstrap = "") {
     std::vector<std::string> argv = {kClient, kTarget, "/demo.Echo/Who", "x", "6000",
                                      "--interval_ms=" + std::to_string(interval_ms), "--timeout_ms=2000",
                                      "--max_seconds=60"};
     if (wait_for_ready) argv.push_back("--wait_for_ready");
-    return Process::Start(argv, dir_ + "/client.log", {"GRPC_XDS_BOOTSTRAP=" + bootstrap_});
+    return Process::Start(argv, dir_ + "/client.log",
+                          {"GRPC_XDS_BOOTSTRAP=" + (bootstrap.empty() ? bootstrap_ : bootstrap)});
   }
 
   std::string dir_, bootstrap_;
@@ -359,6 +363,20 @@ TEST_F(ProxylessGrpcTest, ATokenClientBesideTheWorkloadsAgentLeavesTheAgentAlone
   auto labels = cp_->Meshctl({"bootstrap", "grpc", "demo/caller", "--labels", "app=x"});
   EXPECT_NE(labels.exit_code, 0);
   EXPECT_NE(labels.err.find("--labels"), std::string::npos) << labels.err;
+
+  // The agent stops while its client still runs: past the grace period its Workload stays,
+  // no longer an endpoint, and the client keeps following the mesh.
+  auto client = StartClient(20, /*wait_for_ready=*/true, bootstrap);
+  ASSERT_TRUE(Eventually([&] { return OkCounts(Calls(client->Log())).size() == 2; }, milliseconds(20000)));
+  agent->process.reset();
+  ASSERT_TRUE(Eventually([&] {
+    wl = cp_->Meshctl({"get", "workload", "caller", "-n", "demo", "-o", "yaml"});
+    return wl.exit_code == 0 && wl.out.find("address") == std::string::npos;
+  }, milliseconds(20000))) << wl.out;
+  EXPECT_EQ(wl.out.find("registered-by"), std::string::npos) << wl.out;
+  Apply(Workload("echo-3", "echo-3", "{app: echo}"));
+  ASSERT_TRUE(Eventually([&] { return OkCounts(Calls(client->Log())).count("echo-3"); }, milliseconds(10000)))
+      << client->Log();
 }
 
 // What a stream without a valid xDS token for the node it names gets: the reason in the

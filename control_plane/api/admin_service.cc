@@ -224,6 +224,8 @@ grpc::ServerUnaryReactor* AdminService::ConfigDump(grpc::CallbackServerContext* 
   return Unary(access_, Need::kWrite, "config dump", ctx, resp, [&](const security::Caller&) -> absl::StatusOr<v1::ConfigDumpResponse> {
     // Accept "namespace/name" and "name.namespace" (namespaces have no dots; names may).
     std::string agent = req->agent();
+    // An xDS token's client (proxy status lists it so) follows its workload's configuration.
+    if (agent.ends_with(xds::kXdsClientSuffix)) agent.resize(agent.size() - xds::kXdsClientSuffix.size());
     if (agent.find('/') == std::string::npos && agent.find('.') != std::string::npos) {
       const auto dot = agent.rfind('.');
       agent = AgentId(agent.substr(dot + 1), agent.substr(0, dot));
@@ -292,19 +294,22 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
 
 absl::Status AdminService::EnsureWorkload(const std::string& workload, const std::string& service_account) {
   const auto [ns, name] = *SplitAgentId(workload);
-  auto stored = store_.Get(resources::Key{resources::Kind::kWorkload, ns, name});
-  if (!stored.ok()) return stored.status();
-  if (stored->has_value()) return absl::OkStatus();
-  v1::ApplyRequest apply;
-  auto* m = apply.add_manifests();
-  m->set_source("xds token");
-  m->set_content(Cat("apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: ", name, ", namespace: ", ns,
-                     "}\nspec: {serviceAccount: ", service_account, "}\n"));
-  auto applied = api_.Apply(apply);
-  if (applied.ok()) log::Info("workload created for an xDS token", {{"workload", workload}});
-  // Created meanwhile (an agent registered it): the apply, guarded by "does not exist", lost.
-  return applied.ok() || applied.status().code() == absl::StatusCode::kFailedPrecondition ? absl::OkStatus()
-                                                                                          : applied.status();
+  const resources::Key key{resources::Kind::kWorkload, ns, name};
+  mesh::v1::Workload wl;
+  resources::SetTypeFields(resources::Info(resources::Kind::kWorkload), wl);
+  wl.mutable_metadata()->set_namespace_(ns);
+  wl.mutable_metadata()->set_name(name);
+  wl.mutable_metadata()->set_creation_timestamp(NowRfc3339());
+  wl.mutable_metadata()->set_generation(1);
+  wl.mutable_spec()->set_service_account(service_account);
+  // Only if none exists (expected version 0): one an agent or an admin wrote stays as it is.
+  auto created = store_.Commit({store::Write{key, wl.SerializeAsString(), 0}});
+  if (created.ok()) {
+    log::Info("workload created for an xDS token", {{"workload", workload}});
+    return absl::OkStatus();
+  }
+  auto stored = store_.Get(key);
+  return stored.ok() && stored->has_value() ? absl::OkStatus() : created.status();
 }
 
 grpc::ServerUnaryReactor* AdminService::RotateCa(grpc::CallbackServerContext* ctx, const v1::RotateCaRequest* req,

@@ -63,7 +63,7 @@ class AdminService final : public v1::Admin::CallbackService {
   std::string plaintext_xds_address_;
 
   // An xDS token's client follows its Workload's configuration: one without an address
-  // (never an endpoint) is created when none exists.
+  // (never an endpoint) is created when none exists; an existing one is left as it is.
   absl::Status EnsureWorkload(const std::string& workload, const std::string& service_account);
 };
 

@@ -7,6 +7,7 @@
 #include "common/agent_id.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/node_identity.h"
 
 namespace meshplug::control_plane::controller {
@@ -89,6 +90,7 @@ Registrations::Batch Registrations::Take(Clock::time_point now, const std::funct
       it = removal_deadlines_.erase(it);
     } else if (connected && confirming_.erase(agent)) {
       batch.expired.push_back(agent);
+      if (connected->count(xds::XdsClientKey(agent))) batch.kept_for_clients.insert(agent);
       it = removal_deadlines_.erase(it);
     } else {
       // Look again a little later: the shared view may lag, or could not be read.
@@ -142,9 +144,19 @@ void Registrations::Commit(Batch batch) {
     mesh::v1::Workload old;
     old.ParseFromString((*existing)->value);
     if (old.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;  // applied by a user
+    std::optional<std::string> kept;
+    if (batch.kept_for_clients.count(agent)) {
+      old.mutable_metadata()->mutable_annotations()->erase(xds::kRegisteredBy);
+      old.mutable_spec()->clear_address();
+      old.mutable_spec()->clear_inbound_port();
+      old.mutable_spec()->clear_app_ports();
+      kept = old.SerializeAsString();
+    }
     // Guarded: a registration written since (the agent came back) is not removed.
-    if (auto rev = store_.Commit({store::Write{key, std::nullopt, (*existing)->resource_version}}); rev.ok()) {
-      log::Info("agent gone after the grace period", {{"agent", agent}});
+    if (auto rev = store_.Commit({store::Write{key, kept, (*existing)->resource_version}}); rev.ok()) {
+      log::Info(kept ? "agent gone after the grace period; its xDS client keeps the workload"
+                     : "agent gone after the grace period",
+                {{"agent", agent}});
     }
   }
 }

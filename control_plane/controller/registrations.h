@@ -47,6 +47,9 @@ class Registrations {
   struct Batch {
     std::map<std::string, mesh::v1::Workload> registered;
     std::vector<std::string> expired;
+    // Expired agents whose workload's xDS client is still connected: their Workload stays,
+    // without what made it an endpoint, so the client keeps its configuration.
+    std::set<std::string> kept_for_clients;
   };
   // `connected` is asked (outside the lock) only when a grace period has ended.
   Batch Take(Clock::time_point now, const std::function<ConnectedAgents()>& connected);

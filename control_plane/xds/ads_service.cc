@@ -13,9 +13,6 @@ namespace {
 
 namespace discovery = envoy::service::discovery::v3;
 
-// How an xDS token's client is listed beside the workload's agent.
-constexpr char kXdsClientSuffix[] = "#xds";
-
 // One ADS stream of either protocol: identifies the agent from the first request's node,
 // follows its resources in the cache, writes one response at a time, finishes cleanly.
 template <typename Protocol>
@@ -92,7 +89,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
       }
       registered_ = true;
     }
-    const std::string listed = identity.envoy_types_only ? agent + kXdsClientSuffix : agent;
+    const std::string listed = identity.envoy_types_only ? XdsClientKey(agent) : agent;
     protocol_.emplace(registry_, listed, identity.envoy_types_only);
     stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});

@@ -14,6 +14,10 @@
 
 namespace meshplug::control_plane::xds {
 
+// How a client with an xDS token (not the workload's agent) is listed: "<agent>#xds".
+inline constexpr std::string_view kXdsClientSuffix = "#xds";
+inline std::string XdsClientKey(const std::string& agent) { return agent + std::string(kXdsClientSuffix); }
+
 class AgentRegistry {
  public:
   static constexpr size_t kMaxNackBytes = 1024;
