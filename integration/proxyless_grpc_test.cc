@@ -292,6 +292,39 @@ TEST_F(ProxylessGrpcTest, ARouteRetryMakesFlakyCallsSucceed) {
   }, milliseconds(20000)));
 }
 
+// Fault injection (meshplug's HTTPRoute extension): gRPC's own fault filter delays and
+// aborts, and an agent does the same from the same HTTPRoute.
+TEST_F(ProxylessGrpcTest, ARoutesFaultsDelayAndAbortCalls) {
+  Apply(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: faults, namespace: demo}\n"
+      "spec:\n  parentRefs: [{name: echo}]\n"
+      "  rules:\n  - matches: [{path: {type: Exact, value: /demo.Echo/Who}}]\n"
+      "    backendRefs: [{name: echo, port: 50051}]\n    fault: {abort: {httpStatus: 503, percent: 100}}\n"
+      "  - matches: [{path: {type: Exact, value: /demo.Echo/Unary}}]\n"
+      "    backendRefs: [{name: echo, port: 50051}]\n    fault: {delay: {fixedDelay: 400ms, percent: 100}}\n");
+  ASSERT_TRUE(Eventually([&] {
+    const auto calls = RunClient("/demo.Echo/Who", "x", 1, {"--wait_for_ready"});
+    return calls.size() == 1 && calls[0].code == "UNAVAILABLE";
+  }, milliseconds(20000)));
+  const int64_t start = NowMs();
+  const auto delayed = RunClient("/demo.Echo/Unary", "hello", 3, {"--wait_for_ready"});
+  ASSERT_EQ(delayed.size(), 3u);
+  for (const auto& c : delayed) EXPECT_EQ(c.code, "OK") << c.reply;
+  EXPECT_GE(delayed.back().at_ms - start, 3 * 400) << "three calls delayed 400 ms each";
+
+  std::string error;
+  auto agent = harness::StartJoinedAgent(*cp_, dir_, "demo", "caller", "caller", &error);
+  ASSERT_TRUE(agent) << error;
+  const std::string outbound = "127.0.0.1:" + std::to_string(agent->outbound);
+  // Configured once a call without faults goes through.
+  ASSERT_TRUE(Eventually([&] {
+    return harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Unary"}, "", milliseconds(10000)).out ==
+           "OK\n";
+  }, milliseconds(20000)));
+  const auto aborted = harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Who"}, "", milliseconds(10000));
+  EXPECT_EQ(aborted.out, "UNAVAILABLE fault injected\n");
+}
+
 TEST_F(ProxylessGrpcTest, DeletingTheServiceFailsCallsWithUnavailableUntilItReturns) {
   auto client = StartClient(20, /*wait_for_ready=*/false);
   ASSERT_TRUE(Eventually([&] { return OkCounts(Calls(client->Log())).size() == 2; }, milliseconds(20000)))

@@ -12,6 +12,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
@@ -265,6 +266,17 @@ TEST(XdsWire, ClusterLoadAssignmentMatchesEnvoy) {
   EXPECT_EQ(cla.endpoints(0).lb_endpoints(0).endpoint().address().socket_address().port_value(), 50051u);
   EXPECT_EQ(cla.endpoints(0).lb_endpoints(1).health_status(), envoy::config::core::v3::DRAINING);
   EXPECT_EQ(cla.SerializeAsString(), bytes);
+}
+
+TEST(XdsWire, FaultFilterAndPerRouteConfigMatchEnvoy) {
+  // HTTPFault{delay 1 (FaultDelay{fixed_delay 3; percentage 4 {numerator 1; denominator 2}});
+  // abort 2 (FaultAbort{http_status 2; percentage 3})}
+  const std::string fault = Msg(1, Msg(3, DurationBytes(0, 200000000)) + Msg(4, Int(1, 50) + Int(2, 1))) +
+                            Msg(2, Int(2, 503) + Msg(3, Int(1, 10)));
+  ExpectRoundTrip<envoy::extensions::filters::http::fault::v3::HTTPFault>(fault);
+  // Route{typed_per_filter_config 13: map entry {key 1; value 2 (Any)}}
+  const std::string any = AnyBytes("type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", fault);
+  ExpectRoundTrip<envoy::config::route::v3::Route>(Msg(13, Str(1, "envoy.filters.http.fault") + Msg(2, any)));
 }
 
 TEST(XdsWire, EnvoyResourceTypeUrls) {

@@ -16,6 +16,7 @@
 #include "agent/proxy/grpc.h"
 #include "agent/proxy/http2_upstream.h"
 #include "agent/proxy/http_message.h"
+#include "common/random.h"
 #include "common/strings.h"
 #include "net/strict_line_endings.h"
 
@@ -99,6 +100,7 @@ struct UpstreamSettings {
   uint32_t attempts = 1;
   milliseconds backoff_base = kDefaultBackoffBase;
   const google::protobuf::RepeatedField<uint32_t>* retry_on = nullptr;  // statuses retried
+  const v1::FaultInjection* fault = nullptr;  // the route's
   bool http2 = false;  // the cluster's endpoints speak HTTP/2
 };
 
@@ -451,6 +453,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
         out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
       }
       if (route.config->has_retry()) SetRetry(route.config->retry(), out);
+      if (route.config->has_fault()) out.fault = &route.config->fault();
       break;
     }
   }
@@ -489,6 +492,17 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
     co_return co_await Respond(x, Error(503, "no upstream endpoint chosen"), true);
   }
   UpstreamSettings settings = SettingsFor(x);
+  if (settings.fault) {
+    const v1::FaultInjection& fault = *settings.fault;
+    if (fault.delay_percent() > RandomU64() % 100) {
+      asio::steady_timer timer(down_.executor(), routing::DurationOr(fault.delay(), true, milliseconds(0)));
+      boost::system::error_code ec;
+      co_await timer.async_wait(Ec(ec));
+    }
+    if (fault.abort_status() != 0 && fault.abort_percent() > RandomU64() % 100) {
+      co_return co_await Respond(x, Error(fault.abort_status(), "fault injected"), true);
+    }
+  }
   const routing::ClusterView* cluster = settings.cluster;
   // Statuses are retried only when there is no body to replay.
   bool replayable = down_.body_done();

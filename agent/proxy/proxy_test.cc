@@ -331,6 +331,24 @@ TEST_F(ProxyTest, ARoutesRetriesOverrideTheClusters) {
   EXPECT_EQ(a.requests() + b.requests(), 3);
 }
 
+// A route's fault injection answers instead of the upstream (all of the calls here).
+TEST_F(ProxyTest, ARoutesFaultAbortAnswersInsteadOfTheUpstream) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  v1::HttpRoute& route = *s.mutable_services(s.services_size() - 1)->mutable_routes(0);
+  route.mutable_fault()->set_abort_status(418);
+  route.mutable_fault()->set_abort_percent(100);
+  route.mutable_fault()->mutable_delay()->set_nanos(1'000'000);
+  route.mutable_fault()->set_delay_percent(100);
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 418);
+  EXPECT_EQ(a.requests(), 0);
+}
+
 TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
   TestUpstream a("a");
   v1::Snapshot s = BaseSnapshot("v1");

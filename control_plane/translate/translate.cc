@@ -129,6 +129,17 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
       if (absl::Duration timeout; absl::ParseDuration(rule.timeouts().request(), &timeout) && timeout > absl::ZeroDuration()) {
         *action.mutable_timeout() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(timeout));
       }
+      if (rule.fault().has_delay()) {
+        v1::FaultInjection& fault = *action.mutable_fault();
+        absl::Duration delay;
+        absl::ParseDuration(rule.fault().delay().fixed_delay(), &delay);  // validated
+        *fault.mutable_delay() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(delay));
+        fault.set_delay_percent(rule.fault().delay().percent());
+      }
+      if (rule.fault().has_abort()) {
+        action.mutable_fault()->set_abort_status(rule.fault().abort().http_status());
+        action.mutable_fault()->set_abort_percent(rule.fault().abort().percent());
+      }
       if (rule.has_retry()) {
         v1::RetryPolicy& retry = *action.mutable_retry();
         retry.set_num_retries(rule.retry().attempts());

@@ -402,6 +402,7 @@ spec:
     backendRefs: [{name: httpbin-v2, port: 14001}]
     timeouts: {request: 1500ms}
     retry: {attempts: 2, codes: [503], backoff: 50ms}
+    fault: {delay: {fixedDelay: 250ms, percent: 30}, abort: {httpStatus: 503, percent: 5}}
   - matches: [{path: {type: PathPrefix, value: /v1/}}, {path: {type: Exact, value: /status}}]
     backendRefs: [{name: httpbin, port: 14001, weight: 80}, {name: httpbin-v2, port: 14001, weight: 20},
                   {name: missing, port: 80}]
@@ -431,6 +432,10 @@ spec:
   EXPECT_EQ(canary.retry().num_retries(), 2u);
   EXPECT_EQ(canary.retry().retry_on_status(0), 503u);
   EXPECT_EQ(canary.retry().backoff_base().nanos(), 50'000'000);
+  EXPECT_EQ(canary.fault().delay().nanos(), 250'000'000);
+  EXPECT_EQ(canary.fault().delay_percent(), 30u);
+  EXPECT_EQ(canary.fault().abort_status(), 503u);
+  EXPECT_EQ(canary.fault().abort_percent(), 5u);
   // One route per match; the backend that names no Service is left out.
   EXPECT_EQ(svc.routes(1).name(), "split/1/0:14001");
   EXPECT_EQ(svc.routes(1).match().prefix(), "/v1/");
@@ -441,6 +446,7 @@ spec:
   EXPECT_EQ(svc.routes(2).clusters(1).cluster(), "httpbin-v2.httpbin|14001");
   EXPECT_EQ(svc.routes(2).clusters(1).weight(), 20u);
   EXPECT_FALSE(svc.routes(2).has_retry());
+  EXPECT_FALSE(svc.routes(2).has_fault());
   EXPECT_EQ(svc.routes(3).name(), "port-14001");
 
   // curl may call httpbin only: the backend's cluster comes with it, its Service does not.

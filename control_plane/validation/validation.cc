@@ -211,6 +211,26 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
         c.Fail(f + ".retry.backoff", Cat("\"", retry.backoff(), "\" is not a duration from 1ms to 1s"));
       }
     }
+    if (rule.has_fault()) {
+      const auto& fault = rule.fault();
+      auto percent = [&](const std::string& field, int32_t p) {
+        if (p < 0 || p > 100) c.Fail(Cat(f, ".fault.", field), Cat(p, " is outside 0-100"));
+      };
+      if (fault.has_delay()) {
+        absl::Duration d;
+        if (!absl::ParseDuration(fault.delay().fixed_delay(), &d) || d < absl::Milliseconds(1) || d > absl::Hours(1)) {
+          c.Fail(f + ".fault.delay.fixedDelay",
+                 Cat("\"", fault.delay().fixed_delay(), "\" is not a duration from 1ms to 1h"));
+        }
+        percent("delay.percent", fault.delay().percent());
+      }
+      if (fault.has_abort()) {
+        if (fault.abort().http_status() < 200 || fault.abort().http_status() > 599) {
+          c.Fail(f + ".fault.abort.httpStatus", Cat(fault.abort().http_status(), " is not a status from 200 to 599"));
+        }
+        percent("abort.percent", fault.abort().percent());
+      }
+    }
     if (const std::string& t = rule.timeouts().request(); !t.empty()) {
       absl::Duration d;
       if (!absl::ParseDuration(t, &d) || d < absl::ZeroDuration() || d > absl::Hours(24) ||

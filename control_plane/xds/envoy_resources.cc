@@ -10,6 +10,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 
@@ -28,11 +29,22 @@ core::ConfigSource Ads() {
   return source;
 }
 
-envoy::config::listener::v3::Listener ListenerFor(const std::string& name, const std::string& route_config) {
+constexpr char kFaultFilter[] = "envoy.filters.http.fault";
+namespace fault = envoy::extensions::filters::http::fault::v3;
+
+// `with_fault`: some route has faults, which the fault filter applies (it does nothing
+// on routes without them).
+envoy::config::listener::v3::Listener ListenerFor(const std::string& name, const std::string& route_config,
+                                                  bool with_fault) {
   hcm::HttpConnectionManager manager;
   manager.set_stat_prefix(name);
   *manager.mutable_rds()->mutable_config_source() = Ads();
   manager.mutable_rds()->set_route_config_name(route_config);
+  if (with_fault) {
+    auto* filter = manager.add_http_filters();
+    filter->set_name(kFaultFilter);
+    filter->mutable_typed_config()->PackFrom(fault::HTTPFault());
+  }
   auto* router = manager.add_http_filters();
   router->set_name("envoy.filters.http.router");
   router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
@@ -124,6 +136,19 @@ bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::
 }
 
 // Round robin over EDS: the control plane sets no other balancing or timeouts per cluster.
+fault::HTTPFault FaultFor(const v1::FaultInjection& in) {
+  fault::HTTPFault out;
+  if (in.delay_percent() > 0) {
+    *out.mutable_delay()->mutable_fixed_delay() = in.delay();
+    out.mutable_delay()->mutable_percentage()->set_numerator(in.delay_percent());
+  }
+  if (in.abort_status() != 0) {
+    out.mutable_abort()->set_http_status(in.abort_status());
+    out.mutable_abort()->mutable_percentage()->set_numerator(in.abort_percent());
+  }
+  return out;  // percentages out of HUNDRED, the default denominator
+}
+
 envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name) {
   envoy::config::cluster::v3::Cluster c;
   c.set_name(name);
@@ -181,6 +206,7 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
       route::RouteConfiguration config;
       config.set_name(Cat(name, "@", service.incarnation()));
       auto* host = config.add_virtual_hosts();
+      bool with_fault = false;
       host->set_name(service.name());
       host->add_domains("*");  // one route configuration per listener: no host to choose
       if (port.protocol() == v1::PROTOCOL_TCP) {
@@ -195,10 +221,14 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
         route::Route r;
         r.set_name(in.name());
         *r.mutable_match() = MatchFor(in.match());
+        if (in.has_fault()) {
+          (*r.mutable_typed_per_filter_config())[kFaultFilter].PackFrom(FaultFor(in.fault()));
+          with_fault = true;
+        }
         if (SetAction(in.clusters(), &in, r.mutable_route(), used)) *host->add_routes() = std::move(r);
       }
       if (host->routes().empty()) continue;  // a client refuses a virtual host without routes
-      fn(name, ListenerFor(name, config.name()));
+      fn(name, ListenerFor(name, config.name(), with_fault));
       fn(config.name(), config);
     }
   }

@@ -10,6 +10,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 
 namespace meshplug::control_plane::xds {
@@ -42,6 +43,10 @@ v1::Snapshot Destinations() {
   split->mutable_timeout()->set_seconds(1);
   split->mutable_retry()->set_num_retries(2);
   split->mutable_retry()->add_retry_on_status(503);
+  split->mutable_fault()->mutable_delay()->set_nanos(200'000'000);
+  split->mutable_fault()->set_delay_percent(50);
+  split->mutable_fault()->set_abort_status(503);
+  split->mutable_fault()->set_abort_percent(10);
   auto* other_port = echo->add_routes();  // for a port the Service does not have here
   other_port->set_name("elsewhere/0");
   other_port->mutable_match()->set_port(9999);
@@ -112,9 +117,15 @@ TEST(EnvoyResources, AListenerPerServicePortNamesItsRouteConfigurationOverAds) {
   EXPECT_EQ(hcm.rds().route_config_name(), "echo.demo:50051@7");
   EXPECT_TRUE(hcm.rds().config_source().has_ads());
   EXPECT_EQ(hcm.rds().config_source().resource_api_version(), envoy::config::core::v3::V3);
-  ASSERT_EQ(hcm.http_filters_size(), 1);
-  EXPECT_EQ(hcm.http_filters(0).typed_config().type_url(),
+  // A route has faults: the fault filter, then the router (last, as clients require).
+  ASSERT_EQ(hcm.http_filters_size(), 2);
+  EXPECT_EQ(hcm.http_filters(0).name(), "envoy.filters.http.fault");
+  EXPECT_EQ(hcm.http_filters(1).typed_config().type_url(),
             "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
+  // Without faults, the router alone.
+  const auto& db = Get<envoy::config::listener::v3::Listener>(all, "db.demo:5432");
+  ASSERT_TRUE(db.api_listener().api_listener().UnpackTo(&hcm));
+  EXPECT_EQ(hcm.http_filters_size(), 1);
   // The agent's own service is not a destination.
   EXPECT_EQ(all.at("Listener").size(), 2u);
   EXPECT_FALSE(all.at("Listener").count("self.demo:80"));
@@ -141,6 +152,13 @@ TEST(EnvoyResources, RoutesCarryMatchesSplitsTimeoutsAndRetries) {
   EXPECT_EQ(split.route().retry_policy().retry_on(), "connect-failure,unavailable,retriable-status-codes");
   EXPECT_EQ(split.route().retry_policy().retriable_status_codes(0), 503u);
   EXPECT_EQ(split.route().retry_policy().retry_back_off().base_interval().nanos(), 25'000'000);
+  envoy::extensions::filters::http::fault::v3::HTTPFault fault;
+  ASSERT_TRUE(split.typed_per_filter_config().at("envoy.filters.http.fault").UnpackTo(&fault));
+  EXPECT_EQ(fault.delay().fixed_delay().nanos(), 200'000'000);
+  EXPECT_EQ(fault.delay().percentage().numerator(), 50u);
+  EXPECT_EQ(fault.abort().http_status(), 503u);
+  EXPECT_EQ(fault.abort().percentage().numerator(), 10u);
+  EXPECT_TRUE(host.routes(1).typed_per_filter_config().empty());
   EXPECT_EQ(host.routes(1).route().cluster(), "echo.demo|50051");
 
   const auto& tcp = Get<route::RouteConfiguration>(all, "db.demo:5432@0");
