@@ -316,11 +316,15 @@ TEST_F(ProxylessGrpcTest, ARoutesFaultsDelayAndAbortCalls) {
   auto agent = harness::StartJoinedAgent(*cp_, dir_, "demo", "caller", "caller", &error);
   ASSERT_TRUE(agent) << error;
   const std::string outbound = "127.0.0.1:" + std::to_string(agent->outbound);
-  // Configured once a call without faults goes through.
+  // Configured once a call that is only delayed goes through; it took the delay.
   ASSERT_TRUE(Eventually([&] {
     return harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Unary"}, "", milliseconds(10000)).out ==
            "OK\n";
   }, milliseconds(20000)));
+  const int64_t before = NowMs();
+  ASSERT_EQ(harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Unary"}, "", milliseconds(10000)).out,
+            "OK\n");
+  EXPECT_GE(NowMs() - before, 400);
   const auto aborted = harness::Run({kPython, kEcho, "ping", outbound, "echo.demo:50051", "Who"}, "", milliseconds(10000));
   EXPECT_EQ(aborted.out, "UNAVAILABLE fault injected\n");
 }

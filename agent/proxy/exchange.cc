@@ -205,6 +205,8 @@ class ExchangeRunner {
   std::vector<plugins::HttpPlugin*> Ran(const Exchange& x, bool reverse) const;
 
   awaitable<void> Forward(Exchange& x);
+  // A route's fault injection: the answer instead of the upstream's, if any.
+  awaitable<std::optional<LocalResponse>> InjectFault(const v1::FaultInjection& fault, UpstreamSettings& settings);
   UpstreamSettings SettingsFor(const Exchange& x) const;
   // Sends the request (its body through the pump) and reads the final response header
   // into call.response; `failure` when there is no response to relay.
@@ -487,21 +489,38 @@ awaitable<void> ExchangeRunner::ReadResponseHeader(const Exchange& x, UpstreamCa
   } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
 }
 
+awaitable<std::optional<LocalResponse>> ExchangeRunner::InjectFault(const v1::FaultInjection& fault,
+                                                                   UpstreamSettings& settings) {
+  if (fault.delay_percent() > RandomU64() % 100) {
+    const milliseconds delay = routing::DurationOr(fault.delay(), true, milliseconds(0));
+    asio::steady_timer timer(down_.executor(), delay);
+    bool gone = false;  // a stream the client reset waits no longer (nor holds its slot)
+    down_.OnClientReset([&] {
+      gone = true;
+      timer.cancel();
+    });
+    beast::error_code ec;
+    co_await timer.async_wait(Ec(ec));
+    down_.OnClientReset(nullptr);
+    if (gone) co_return ClientGone().response;
+    // The delay counts against the request's time, as it does for a client's deadline.
+    if (settings.request_timeout <= delay) co_return Error(504, "upstream request timeout");
+    settings.request_timeout -= delay;
+  }
+  if (fault.abort_status() != 0 && fault.abort_percent() > RandomU64() % 100) {
+    co_return Error(fault.abort_status(), "fault injected");
+  }
+  co_return std::nullopt;
+}
+
 awaitable<void> ExchangeRunner::Forward(Exchange& x) {
   if (!x.ctx.upstream || x.ctx.upstream->port == 0) {
     co_return co_await Respond(x, Error(503, "no upstream endpoint chosen"), true);
   }
   UpstreamSettings settings = SettingsFor(x);
   if (settings.fault) {
-    const v1::FaultInjection& fault = *settings.fault;
-    if (fault.delay_percent() > RandomU64() % 100) {
-      asio::steady_timer timer(down_.executor(), routing::DurationOr(fault.delay(), true, milliseconds(0)));
-      boost::system::error_code ec;
-      co_await timer.async_wait(Ec(ec));
-    }
-    if (fault.abort_status() != 0 && fault.abort_percent() > RandomU64() % 100) {
-      co_return co_await Respond(x, Error(fault.abort_status(), "fault injected"), true);
-    }
+    std::optional<LocalResponse> injected = co_await InjectFault(*settings.fault, settings);
+    if (injected) co_return co_await Respond(x, *std::move(injected), true);
   }
   const routing::ClusterView* cluster = settings.cluster;
   // Statuses are retried only when there is no body to replay.

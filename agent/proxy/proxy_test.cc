@@ -349,6 +349,23 @@ TEST_F(ProxyTest, ARoutesFaultAbortAnswersInsteadOfTheUpstream) {
   EXPECT_EQ(a.requests(), 0);
 }
 
+// An injected delay counts against the route's timeout, as a client's deadline would.
+TEST_F(ProxyTest, AFaultDelayCountsAgainstTheRouteTimeout) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  v1::HttpRoute& route = *s.mutable_services(s.services_size() - 1)->mutable_routes(0);
+  route.mutable_fault()->mutable_delay()->set_nanos(300'000'000);
+  route.mutable_fault()->set_delay_percent(100);
+  route.mutable_timeout()->set_nanos(200'000'000);
+  StartAgent(s);
+  Client c(outbound());
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 504);
+  EXPECT_EQ(a.requests(), 0);
+}
+
 TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
   TestUpstream a("a");
   v1::Snapshot s = BaseSnapshot("v1");

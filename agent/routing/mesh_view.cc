@@ -163,8 +163,10 @@ absl::Status MeshView::Index() {
       if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
       if (absl::Status st = CheckRetry(r.retry(), where); !st.ok()) return st;
       if (const auto& f = r.fault(); f.delay_percent() > 100 || f.abort_percent() > 100 ||
-                                     (f.abort_status() != 0 && (f.abort_status() < 200 || f.abort_status() > 599))) {
-        return absl::InvalidArgumentError(Cat(where, ": fault percentages are 0-100 and its status 200-599"));
+                                     (f.abort_status() != 0 && (f.abort_status() < 400 || f.abort_status() > 599)) ||
+                                     f.delay().seconds() < 0 || f.delay().seconds() > 3600) {
+        return absl::InvalidArgumentError(
+            Cat(where, ": fault percentages are 0-100, its status 400-599 and its delay at most 1 h"));
       }
       RouteView route{&r, nullptr, {}};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {

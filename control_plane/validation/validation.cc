@@ -213,22 +213,27 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
     }
     if (rule.has_fault()) {
       const auto& fault = rule.fault();
-      auto percent = [&](const std::string& field, int32_t p) {
+      auto percent = [&](const std::string& field, bool has, int32_t p) {
+        if (!has) c.Fail(Cat(f, ".fault.", field), "required: the share of calls, 0-100");
         if (p < 0 || p > 100) c.Fail(Cat(f, ".fault.", field), Cat(p, " is outside 0-100"));
       };
+      if (!fault.has_delay() && !fault.has_abort()) c.Fail(f + ".fault", "neither delay nor abort");
       if (fault.has_delay()) {
         absl::Duration d;
         if (!absl::ParseDuration(fault.delay().fixed_delay(), &d) || d < absl::Milliseconds(1) || d > absl::Hours(1)) {
           c.Fail(f + ".fault.delay.fixedDelay",
                  Cat("\"", fault.delay().fixed_delay(), "\" is not a duration from 1ms to 1h"));
         }
-        percent("delay.percent", fault.delay().percent());
+        percent("delay.percent", fault.delay().has_percent(), fault.delay().percent());
       }
       if (fault.has_abort()) {
-        if (fault.abort().http_status() < 200 || fault.abort().http_status() > 599) {
-          c.Fail(f + ".fault.abort.httpStatus", Cat(fault.abort().http_status(), " is not a status from 200 to 599"));
+        // An error status gRPC clients see as the same code whether an agent or gRPC's own
+        // fault filter answers (the two map 413 and 504 differently).
+        const int32_t status = fault.abort().http_status();
+        if (status < 400 || status > 599 || status == 413 || status == 504) {
+          c.Fail(f + ".fault.abort.httpStatus", Cat(status, " is not an error status from 400 to 599 (but 413 and 504)"));
         }
-        percent("abort.percent", fault.abort().percent());
+        percent("abort.percent", fault.abort().has_percent(), fault.abort().percent());
       }
     }
     if (const std::string& t = rule.timeouts().request(); !t.empty()) {

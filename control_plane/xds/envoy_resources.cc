@@ -135,7 +135,6 @@ bool SetAction(const RepeatedPtrField<v1::WeightedCluster>& clusters, const v1::
   return true;
 }
 
-// Round robin over EDS: the control plane sets no other balancing or timeouts per cluster.
 fault::HTTPFault FaultFor(const v1::FaultInjection& in) {
   fault::HTTPFault out;
   if (in.delay_percent() > 0) {
@@ -149,6 +148,7 @@ fault::HTTPFault FaultFor(const v1::FaultInjection& in) {
   return out;  // percentages out of HUNDRED, the default denominator
 }
 
+// Round robin over EDS: the control plane sets no other balancing or timeouts per cluster.
 envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name) {
   envoy::config::cluster::v3::Cluster c;
   c.set_name(name);
