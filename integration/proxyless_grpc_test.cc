@@ -347,6 +347,21 @@ TEST_F(ProxylessGrpcTest, DeletingTheServiceFailsCallsWithUnavailableUntilItRetu
     const auto calls = Calls(client->Log());
     return !calls.empty() && calls.back().code == "OK" && calls.back().at_ms > restored;
   }, milliseconds(20000))) << client->Log();
+
+  // The same with the port taken away and given back (the Service itself stays).
+  std::string moved = service;
+  moved.replace(moved.find("50051"), 5, "50052");
+  Apply(moved);
+  ASSERT_TRUE(Eventually([&] {
+    const auto calls = Calls(client->Log());
+    return !calls.empty() && calls.back().code == "UNAVAILABLE";
+  }, milliseconds(20000))) << client->Log();
+  const int64_t back = NowMs();
+  Apply(service);
+  ASSERT_TRUE(Eventually([&] {
+    const auto calls = Calls(client->Log());
+    return !calls.empty() && calls.back().code == "OK" && calls.back().at_ms > back;
+  }, milliseconds(20000))) << client->Log();
 }
 
 TEST_F(ProxylessGrpcTest, AResourceTheClientRefusesShowsItsErrorInProxyStatus) {

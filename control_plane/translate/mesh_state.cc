@@ -37,12 +37,9 @@ bool MeshState::Put(const store::Entry& e) {
   switch (k.kind) {
     case Kind::kNamespace:
       return Parse(e, namespaces[k.name]);
-    case Kind::kService: {
+    case Kind::kService:
       members_.map.clear();
-      auto& v = services[ok];
-      v.create_revision = e.create_revision;
-      return Parse(e, v.object);
-    }
+      return Parse(e, services[ok]);
     case Kind::kWorkload:
       members_.map.clear();
       return Parse(e, workloads[ok]);
@@ -115,7 +112,7 @@ const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey
   if (!fresh) return slot->second;
   auto svc = services.find(service);
   if (svc == services.end()) return slot->second;
-  const auto& selector = svc->second.object.spec().selector();
+  const auto& selector = svc->second.spec().selector();
   for (auto it = workloads.lower_bound({service.first, ""}); it != workloads.end() && it->first.first == service.first;
        ++it) {
     const auto& wl = it->second;

@@ -38,7 +38,7 @@ bool MakesDestinations(resources::Kind kind);
 struct MeshState {
   int64_t revision = 0;
   std::map<std::string, mesh::v1::Namespace> namespaces;
-  std::map<ObjectKey, Versioned<mesh::v1::Service>> services;
+  std::map<ObjectKey, mesh::v1::Service> services;
   std::map<ObjectKey, mesh::v1::Workload> workloads;
   std::optional<mesh::v1::MeshConfig> mesh_config;
   std::map<std::string, PluginEntry> plugins;

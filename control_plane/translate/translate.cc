@@ -118,7 +118,7 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
         // others): agents refuse a route to a cluster that does not exist.
         auto backend = state.services.find({ns, b.name()});
         if (backend == state.services.end() ||
-            std::none_of(backend->second.object.spec().ports().begin(), backend->second.object.spec().ports().end(),
+            std::none_of(backend->second.spec().ports().begin(), backend->second.spec().ports().end(),
                          [&](const mesh::v1::ServicePort& p) { return p.port() == b.port(); })) {
           continue;
         }
@@ -179,12 +179,11 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
   }
 }
 
-void AddService(const MeshState& state, const ObjectKey& key, const Versioned<mesh::v1::Service>& entry, bool inbound,
+void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
                 v1::Snapshot& snap) {
-  const mesh::v1::Service& svc = entry.object;
   auto* out = snap.add_services();
   out->set_name(ServiceName(key));
-  out->set_incarnation(entry.create_revision);
+  out->set_revision(svc.metadata().resource_version());
   out->set_inbound(inbound);
   out->set_virtual_ip(svc.spec().cluster_ip());
   for (const auto& h : Hosts(key, svc.spec())) out->add_hosts(h);
@@ -416,7 +415,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   }
 
   for (const auto& [key, svc] : state.services) {
-    if (key.first == ns && SelectorMatches(svc.object.spec().selector(), agent.metadata().labels())) {
+    if (key.first == ns && SelectorMatches(svc.spec().selector(), agent.metadata().labels())) {
       AddService(state, key, svc, /*inbound=*/true, snap);
     }
   }

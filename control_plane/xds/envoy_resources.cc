@@ -204,7 +204,7 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
     for (const auto& port : service.ports()) {
       const std::string name = Cat(service.name(), ":", port.port());
       route::RouteConfiguration config;
-      config.set_name(Cat(name, "@", service.incarnation()));
+      config.set_name(Cat(name, "@", service.revision()));
       auto* host = config.add_virtual_hosts();
       bool with_fault = false;
       host->set_name(service.name());

@@ -4,8 +4,8 @@
 //
 // Per destination Service port: a Listener "<service>:<port>" (what the target
 // xds:///<name>.<namespace>:<port> asks for) holding an API listener whose
-// HttpConnectionManager names the RouteConfiguration "<service>:<port>@<incarnation>"
-// over ADS (see v1::Service.incarnation); its one
+// HttpConnectionManager names the RouteConfiguration "<service>:<port>@<revision>"
+// over ADS (see v1::Service.revision); its one
 // virtual host carries the Service's routes for that port (path and header matches,
 // weighted splits, timeouts, retries). Each cluster of those routes is an
 // EDS Cluster, and its endpoints a ClusterLoadAssignment, both named as meshplug names

@@ -24,7 +24,7 @@ v1::Snapshot Destinations() {
   v1::Snapshot snap;
   auto* echo = snap.add_services();
   echo->set_name("echo.demo");
-  echo->set_incarnation(7);
+  echo->set_revision(7);
   auto* port = echo->add_ports();
   port->set_port(50051);
   port->set_protocol(v1::PROTOCOL_GRPC);
