@@ -1,6 +1,8 @@
 // The agent end to end in-process: real listeners, real upstream servers, real sockets.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <mutex>
 
 #include <boost/asio/co_spawn.hpp>
@@ -129,6 +131,22 @@ class ProxyTest : public ::testing::Test {
     AddService(s, "web.shop", {port});
     MountActionPlugin(s);
     StartAgent(s, {}, std::make_unique<WithActionPlugin>());
+  }
+
+  // GET web.shop/ through an agent whose one route `configure` sets up: the status, and how
+  // many requests reached the upstream.
+  struct RouteOutcome {
+    unsigned status = 0;
+    int upstream_requests = 0;
+  };
+  RouteOutcome GetWithRoute(const std::function<void(v1::HttpRoute&)>& configure) {
+    TestUpstream a("a");
+    v1::Snapshot s = BaseSnapshot("v1");
+    configure(*AddService(s, "web.shop", {a.port()}).mutable_routes(0));
+    StartAgent(s);
+    Client c(outbound());
+    auto r = c.Get("web.shop", "/");
+    return {r ? r->result_int() : 0u, a.requests()};
   }
 
   void StartAgent(v1::Snapshot snapshot, Limits limits = {},
@@ -333,37 +351,25 @@ TEST_F(ProxyTest, ARoutesRetriesOverrideTheClusters) {
 
 // A route's fault injection answers instead of the upstream (all of the calls here).
 TEST_F(ProxyTest, ARoutesFaultAbortAnswersInsteadOfTheUpstream) {
-  TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  v1::HttpRoute& route = *s.mutable_services(s.services_size() - 1)->mutable_routes(0);
-  route.mutable_fault()->set_abort_status(418);
-  route.mutable_fault()->set_abort_percent(100);
-  route.mutable_fault()->mutable_delay()->set_nanos(1'000'000);
-  route.mutable_fault()->set_delay_percent(100);
-  StartAgent(s);
-  Client c(outbound());
-  auto r = c.Get("web.shop", "/");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->result_int(), 418);
-  EXPECT_EQ(a.requests(), 0);
+  const RouteOutcome out = GetWithRoute([](v1::HttpRoute& route) {
+    route.mutable_fault()->set_abort_status(418);
+    route.mutable_fault()->set_abort_percent(100);
+    route.mutable_fault()->mutable_delay()->set_nanos(1'000'000);
+    route.mutable_fault()->set_delay_percent(100);
+  });
+  EXPECT_EQ(out.status, 418u);
+  EXPECT_EQ(out.upstream_requests, 0);
 }
 
 // An injected delay counts against the route's timeout, as a client's deadline would.
 TEST_F(ProxyTest, AFaultDelayCountsAgainstTheRouteTimeout) {
-  TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  v1::HttpRoute& route = *s.mutable_services(s.services_size() - 1)->mutable_routes(0);
-  route.mutable_fault()->mutable_delay()->set_nanos(300'000'000);
-  route.mutable_fault()->set_delay_percent(100);
-  route.mutable_timeout()->set_nanos(200'000'000);
-  StartAgent(s);
-  Client c(outbound());
-  auto r = c.Get("web.shop", "/");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->result_int(), 504);
-  EXPECT_EQ(a.requests(), 0);
+  const RouteOutcome out = GetWithRoute([](v1::HttpRoute& route) {
+    route.mutable_fault()->mutable_delay()->set_nanos(300'000'000);
+    route.mutable_fault()->set_delay_percent(100);
+    route.mutable_timeout()->set_nanos(200'000'000);
+  });
+  EXPECT_EQ(out.status, 504u);
+  EXPECT_EQ(out.upstream_requests, 0);
 }
 
 TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
