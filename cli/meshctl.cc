@@ -460,8 +460,9 @@ int Bootstrap(Client& c, const Args& a) {
           "client cannot present a workload certificate), or name the address with --xds-address"};
     }
     // Listening on every address: reach it where meshctl reached this control plane.
-    if (IsAnyAddress(server.substr(0, server.rfind(':')))) {
-      server = Cat(c.answered().substr(0, c.answered().rfind(':')), server.substr(server.rfind(':')));
+    const size_t colon = server.rfind(':');
+    if (IsAnyAddress(server.substr(0, colon))) {
+      server = Cat(c.answered().substr(0, c.answered().rfind(':')), server.substr(colon));
     }
   }
   const std::string uri = replicas.size() > 1 ? Cat("ipv4:", server) : server;
@@ -489,11 +490,10 @@ int Workload(Client& c, const Args& a) {
               << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix())) << "\n";
     return 0;
   }
-  const auto slash = a.positional[2].find('/');
+  const auto [ns, name] = *SplitAgentId(a.positional[2]);  // the control plane accepted it
   std::cout << "# meshplug agent bootstrap for " << a.positional[2] << " (" << resp.spiffe_id()
             << "). The join token is good for one start; keep this file private.\n"
-            << "node:\n  id: " << a.positional[2].substr(slash + 1) << "\n  namespace: " << a.positional[2].substr(0, slash)
-            << "\n";
+            << "node:\n  id: " << name << "\n  namespace: " << ns << "\n";
   if (!a.labels.empty()) {
     std::cout << "  labels:\n";
     for (const auto& [k, v] : a.labels) std::cout << "    " << JsonQuote(k) << ": " << JsonQuote(v) << "\n";

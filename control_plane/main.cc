@@ -192,8 +192,9 @@ int main(int argc, char** argv) {
     plaintext_server = plain_builder.BuildAndStart();
     if (!plaintext_server || plain_port == 0) return Fail(Cat("--plaintext_xds_listen: cannot listen on ", plain));
     const std::string plain_host = plain.substr(0, plain.rfind(':'));
-    admin.SetPlaintextXdsAddress(Cat(plain_host, ":", plain_port));
-    log::Info("plaintext xds listening", {{"address", Cat(plain_host, ":", plain_port)},
+    const std::string plain_address = Cat(plain_host, ":", plain_port);
+    admin.SetPlaintextXdsAddress(plain_address);
+    log::Info("plaintext xds listening", {{"address", plain_address},
                                           {"serves", "Envoy's types to xDS-token holders"}});
   }
   grpc::ServerBuilder builder;

@@ -17,6 +17,7 @@
 #include "agent/proxy/http2_upstream.h"
 #include "agent/proxy/http_message.h"
 #include "common/random.h"
+#include "common/route_rules.h"
 #include "common/strings.h"
 #include "net/strict_line_endings.h"
 
@@ -89,8 +90,6 @@ struct UpstreamFailure {
 // The client reset or left while its request waited for an upstream.
 UpstreamFailure ClientGone() { return UpstreamFailure{Error(503, "the client went away"), false}; }
 
-constexpr milliseconds kDefaultBackoffBase{25};
-
 // How to talk to the routed cluster: its settings over the agent's defaults.
 struct UpstreamSettings {
   const routing::ClusterView* cluster = nullptr;  // nullptr: a module chose a bare address
@@ -98,7 +97,7 @@ struct UpstreamSettings {
   milliseconds request_timeout;  // the route's timeout when it has one
   milliseconds idle_timeout;
   uint32_t attempts = 1;
-  milliseconds backoff_base = kDefaultBackoffBase;
+  milliseconds backoff_base = kDefaultRetryBackoff;
   const google::protobuf::RepeatedField<uint32_t>* retry_on = nullptr;  // statuses retried
   const v1::FaultInjection* fault = nullptr;  // the route's
   bool http2 = false;  // the cluster's endpoints speak HTTP/2
@@ -426,7 +425,7 @@ namespace {
 
 void SetRetry(const v1::RetryPolicy& retry, UpstreamSettings& out) {
   out.attempts = 1 + retry.num_retries();  // at most 1 + kMaxRetries (MeshView checks)
-  out.backoff_base = routing::DurationOr(retry.backoff_base(), retry.has_backoff_base(), kDefaultBackoffBase);
+  out.backoff_base = routing::DurationOr(retry.backoff_base(), retry.has_backoff_base(), kDefaultRetryBackoff);
   out.retry_on = &retry.retry_on_status();
 }
 
@@ -448,16 +447,10 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
     SetRetry(c.retry(), out);
     out.http2 = c.protocol() == v1::PROTOCOL_HTTP2 || c.protocol() == v1::PROTOCOL_GRPC;
   }
-  if (const routing::ServiceView* service = x.chains->mesh().FindServiceByName(x.ctx.service, env_.inbound)) {
-    for (const routing::RouteView& route : service->routes) {
-      if (route.config->name() != x.ctx.route) continue;
-      if (route.config->has_timeout()) {
-        out.request_timeout = routing::DurationOr(route.config->timeout(), true, out.request_timeout);
-      }
-      if (route.config->has_retry()) SetRetry(route.config->retry(), out);
-      if (route.config->has_fault()) out.fault = &route.config->fault();
-      break;
-    }
+  if (const v1::HttpRoute* route = x.chains->mesh().FindRoute(x.ctx.service, x.ctx.route, env_.inbound)) {
+    out.request_timeout = routing::DurationOr(route->timeout(), route->has_timeout(), out.request_timeout);
+    if (route->has_retry()) SetRetry(route->retry(), out);
+    if (route->has_fault()) out.fault = &route->fault();
   }
   // A gRPC deadline shorter than the route's timeout bounds the wait for the response.
   if (std::optional<milliseconds> deadline = GrpcTimeout(x.ctx.request["grpc-timeout"])) {

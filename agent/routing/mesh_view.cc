@@ -99,6 +99,15 @@ absl::Status CheckRetry(const v1::RetryPolicy& retry, std::string_view where) {
   return absl::InvalidArgumentError(Cat(where, ": ", retry.num_retries(), " retries, at most ", kMaxRetries));
 }
 
+absl::Status CheckFault(const v1::FaultInjection& f, std::string_view where) {
+  const bool status_ok = f.abort_status() == 0 || (f.abort_status() >= kMinFaultStatus && f.abort_status() <= kMaxFaultStatus);
+  const bool delay_ok = f.delay().seconds() >= 0 &&
+                        f.delay().seconds() <= std::chrono::duration_cast<std::chrono::seconds>(kMaxFaultDelay).count();
+  if (f.delay_percent() <= 100 && f.abort_percent() <= 100 && status_ok && delay_ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(Cat(where, ": fault percentages are 0-100, its status ", kMinFaultStatus, "-",
+                                        kMaxFaultStatus, " and its delay at most 1 h"));
+}
+
 absl::Status CheckPort(uint32_t port, std::string_view where) {
   if (port > kMaxPort) {
     return absl::InvalidArgumentError(Cat(where, ": port ", port, " is above ", kMaxPort));
@@ -162,12 +171,7 @@ absl::Status MeshView::Index() {
       }
       if (absl::Status st = CheckPort(r.match().port(), where); !st.ok()) return st;
       if (absl::Status st = CheckRetry(r.retry(), where); !st.ok()) return st;
-      if (const auto& f = r.fault(); f.delay_percent() > 100 || f.abort_percent() > 100 ||
-                                     (f.abort_status() != 0 && (f.abort_status() < 400 || f.abort_status() > 599)) ||
-                                     f.delay().seconds() < 0 || f.delay().seconds() > 3600) {
-        return absl::InvalidArgumentError(
-            Cat(where, ": fault percentages are 0-100, its status 400-599 and its delay at most 1 h"));
-      }
+      if (absl::Status st = CheckFault(r.fault(), where); !st.ok()) return st;
       RouteView route{&r, nullptr, {}};
       if (r.match().path_case() == v1::RouteMatch::kRegex) {
         auto re = Compile(r.match().regex(), where);
@@ -270,6 +274,15 @@ RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool
 const ServiceView* MeshView::FindServiceByName(std::string_view name, bool inbound) const {
   auto it = services_[inbound].find(name);
   return it == services_[inbound].end() ? nullptr : &it->second;
+}
+
+const v1::HttpRoute* MeshView::FindRoute(std::string_view service, std::string_view route, bool inbound) const {
+  const ServiceView* s = FindServiceByName(service, inbound);
+  if (s == nullptr) return nullptr;
+  for (const RouteView& r : s->routes) {
+    if (r.config->name() == route) return r.config;
+  }
+  return nullptr;
 }
 
 std::optional<plugins::UpstreamTarget> MeshView::Resolve(std::string_view host_port) const {

@@ -73,7 +73,7 @@ class MeshView final : public plugins::ServiceResolver {
  public:
   // Fails when a route names a cluster that does not exist, a regex does not compile
   // (RE2 syntax), two routes of a service share a name, or a number is out of range
-  // (ports above 65535, endpoint port 0, more than 10 retries).
+  // (ports above 65535, endpoint port 0, more than 10 retries, a fault out of bounds).
   static absl::StatusOr<std::shared_ptr<const MeshView>> Build(
       std::shared_ptr<const v1::Snapshot> snapshot);
 
@@ -89,6 +89,8 @@ class MeshView final : public plugins::ServiceResolver {
   // (NormalizeOriginForm); a target that cannot be normalized matches no route.
   RouteChoice Route(const plugins::http::request_header<>& request, bool inbound) const;
   const ServiceView* FindServiceByName(std::string_view name, bool inbound) const;
+  // The route `route` of the service `service` (names as HttpContext holds them).
+  const v1::HttpRoute* FindRoute(std::string_view service, std::string_view route, bool inbound) const;
   // PluginConfig values of the services of one direction (HttpContext::configs).
   const plugins::PluginConfigs& configs(bool inbound) const { return configs_[inbound]; }
   // The TCP service port served on the agent's `listen_port` (ServicePort.tcp_listen_port).

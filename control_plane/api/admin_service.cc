@@ -252,8 +252,8 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
     std::chrono::seconds ttl(req->ttl_seconds());
     v1::CreateTokenResponse out;
     std::string subject, service_account;
+    if (ttl.count() == 0) ttl = *role == security::Role::kJoin ? kDefaultJoinTtl : kDefaultCredentialTtl;
     if (*role == security::Role::kJoin) {
-      if (ttl.count() == 0) ttl = kDefaultJoinTtl;
       const security::Labels labels(req->labels().begin(), req->labels().end());
       auto sa = JoinServiceAccount(store_, req->workload(), req->service_account(), labels);
       if (!sa.ok()) return sa.status();
@@ -266,7 +266,6 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
       out.set_spiffe_id(x509::SpiffeId(security::ReadCertificateSettings(store_).trust_domain, ns, service_account));
       out.set_trust_bundle_pem(ca_rotation_.JoinRoots());
     } else if (*role == security::Role::kXds) {
-      if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
       if (!req->labels().empty()) {
         return absl::InvalidArgumentError(
             "labels: an xDS token's client registers nothing; labels are its Workload's (meshctl apply)");
@@ -281,7 +280,6 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
       if (!req->workload().empty() || !req->labels().empty()) {
         return absl::InvalidArgumentError("workload, labels: only join and xds tokens are for a workload");
       }
-      if (ttl.count() == 0) ttl = kDefaultCredentialTtl;
     }
     v1::TokenClaims claims;
     out.set_token(tokens_.Issue(*role, subject, service_account, ttl, &claims));

@@ -14,7 +14,9 @@
 namespace meshplug::control_plane::translate {
 namespace {
 
-using google::protobuf::util::TimeUtil;
+google::protobuf::Duration ToProto(absl::Duration d) {
+  return google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
 
 struct Module {
   std::string name;
@@ -127,13 +129,13 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
         wc->set_weight(b.has_weight() ? b.weight() : 1);
       }
       if (absl::Duration timeout; absl::ParseDuration(rule.timeouts().request(), &timeout) && timeout > absl::ZeroDuration()) {
-        *action.mutable_timeout() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(timeout));
+        *action.mutable_timeout() = ToProto(timeout);
       }
       if (rule.fault().has_delay()) {
         v1::FaultInjection& fault = *action.mutable_fault();
         absl::Duration delay;
         absl::ParseDuration(rule.fault().delay().fixed_delay(), &delay);  // validated
-        *fault.mutable_delay() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(delay));
+        *fault.mutable_delay() = ToProto(delay);
         fault.set_delay_percent(rule.fault().delay().percent());
       }
       if (rule.fault().has_abort()) {
@@ -145,7 +147,7 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
         retry.set_num_retries(rule.retry().attempts());
         for (int32_t code : rule.retry().codes()) retry.add_retry_on_status(code);
         if (absl::Duration backoff; absl::ParseDuration(rule.retry().backoff(), &backoff)) {
-          *retry.mutable_backoff_base() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(backoff));
+          *retry.mutable_backoff_base() = ToProto(backoff);
         }
       }
       // No backend left that a call could go to: the rule is left out (calls fall through

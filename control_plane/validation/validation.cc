@@ -140,6 +140,12 @@ void CheckRegex(const std::string& f, const std::string& pattern, Checker& c) {
   if (!re.ok()) c.Fail(f, Cat("\"", pattern, "\" is not an RE2 regular expression: ", re.error()));
 }
 
+// `text` is a duration such as "250ms" from `lo` to `hi`.
+bool DurationIn(const std::string& text, absl::Duration lo, absl::Duration hi) {
+  absl::Duration d;
+  return absl::ParseDuration(text, &d) && d >= lo && d <= hi;
+}
+
 void CheckRouteMatch(const std::string& f, const mv1::HTTPRouteMatch& m, Checker& c) {
   const auto& path = m.path();
   if (path.type() == "RegularExpression") {
@@ -205,9 +211,7 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
       for (int32_t code : retry.codes()) {
         if (code < 400 || code > 599) c.Fail(f + ".retry.codes", Cat(code, " is not a status from 400 to 599"));
       }
-      absl::Duration backoff;
-      if (!retry.backoff().empty() && (!absl::ParseDuration(retry.backoff(), &backoff) ||
-                                       backoff < absl::Milliseconds(1) || backoff > absl::Seconds(1))) {
+      if (!retry.backoff().empty() && !DurationIn(retry.backoff(), absl::Milliseconds(1), absl::Seconds(1))) {
         c.Fail(f + ".retry.backoff", Cat("\"", retry.backoff(), "\" is not a duration from 1ms to 1s"));
       }
     }
@@ -219,8 +223,7 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
       };
       if (!fault.has_delay() && !fault.has_abort()) c.Fail(f + ".fault", "neither delay nor abort");
       if (fault.has_delay()) {
-        absl::Duration d;
-        if (!absl::ParseDuration(fault.delay().fixed_delay(), &d) || d < absl::Milliseconds(1) || d > absl::Hours(1)) {
+        if (!DurationIn(fault.delay().fixed_delay(), absl::Milliseconds(1), absl::FromChrono(kMaxFaultDelay))) {
           c.Fail(f + ".fault.delay.fixedDelay",
                  Cat("\"", fault.delay().fixed_delay(), "\" is not a duration from 1ms to 1h"));
         }
@@ -230,16 +233,15 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
         // An error status gRPC clients see as the same code whether an agent or gRPC's own
         // fault filter answers (the two map 413 and 504 differently).
         const int32_t status = fault.abort().http_status();
-        if (status < 400 || status > 599 || status == 413 || status == 504) {
+        if (status < static_cast<int32_t>(kMinFaultStatus) || status > static_cast<int32_t>(kMaxFaultStatus) ||
+            status == 413 || status == 504) {
           c.Fail(f + ".fault.abort.httpStatus", Cat(status, " is not an error status from 400 to 599 (but 413 and 504)"));
         }
         percent("abort.percent", fault.abort().has_percent(), fault.abort().percent());
       }
     }
     if (const std::string& t = rule.timeouts().request(); !t.empty()) {
-      absl::Duration d;
-      if (!absl::ParseDuration(t, &d) || d < absl::ZeroDuration() || d > absl::Hours(24) ||
-          (d > absl::ZeroDuration() && d < absl::Milliseconds(1))) {
+      if (!DurationIn(t, absl::Milliseconds(1), absl::Hours(24)) && !DurationIn(t, absl::ZeroDuration(), absl::ZeroDuration())) {
         c.Fail(f + ".timeouts.request", Cat("\"", t, "\" is not a duration from 1ms to 24h (such as 500ms or 2s), or 0s"));
       }
     }

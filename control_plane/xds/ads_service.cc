@@ -55,7 +55,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
     watch_.reset();  // no callback runs after this returns
     if (protocol_ && registry_.Disconnected(protocol_->agent(), stream_id_)) {
       log::Info("agent disconnected", {{"agent", protocol_->agent()}});
-      if (registered_) {
+      if (!protocol_->envoy_types_only()) {  // its node is the workload's registration
         lifecycle_.Disconnected(protocol_->agent());
       } else {
         registry_.ForgetIfDisconnected(protocol_->agent());  // nothing of it stays
@@ -87,7 +87,6 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
         FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
         return false;
       }
-      registered_ = true;
     }
     const std::string listed = identity.envoy_types_only ? XdsClientKey(agent) : agent;
     protocol_.emplace(registry_, listed, identity.envoy_types_only);
@@ -136,7 +135,6 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   bool finished_ = false;
   std::optional<grpc::Status> pending_finish_;
   uint64_t stream_id_ = 0;
-  bool registered_ = false;  // its node is the workload's registration
   std::shared_ptr<void> watch_;
 };
 

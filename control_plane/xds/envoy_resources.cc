@@ -4,6 +4,9 @@
 #include <map>
 #include <set>
 
+#include <google/protobuf/util/time_util.h>
+
+#include "common/route_rules.h"
 #include "common/strings.h"
 #include "common/xds_types.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
@@ -96,12 +99,9 @@ route::RetryPolicy RetryFor(const v1::RetryPolicy& in) {
                                               : "connect-failure,unavailable,retriable-status-codes");
   r.mutable_num_retries()->set_value(in.num_retries());
   for (uint32_t status : in.retry_on_status()) r.add_retriable_status_codes(status);
-  auto* backoff = r.mutable_retry_back_off()->mutable_base_interval();
-  if (in.has_backoff_base()) {
-    *backoff = in.backoff_base();
-  } else {
-    backoff->set_nanos(25'000'000);
-  }
+  *r.mutable_retry_back_off()->mutable_base_interval() =
+      in.has_backoff_base() ? in.backoff_base()
+                            : google::protobuf::util::TimeUtil::MillisecondsToDuration(kDefaultRetryBackoff.count());
   return r;
 }
 
@@ -214,18 +214,19 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
         r->set_name(Cat("port-", port.port()));
         r->mutable_match()->set_prefix("");
         if (!SetAction(port.tcp_clusters(), nullptr, r->mutable_route(), used)) host->clear_routes();
-      }
-      for (const auto& in : service.routes()) {
-        if (port.protocol() == v1::PROTOCOL_TCP) break;
-        if (in.match().port() != 0 && in.match().port() != port.port()) continue;
-        route::Route r;
-        r.set_name(in.name());
-        *r.mutable_match() = MatchFor(in.match());
-        if (in.has_fault()) {
-          (*r.mutable_typed_per_filter_config())[kFaultFilter].PackFrom(FaultFor(in.fault()));
-          with_fault = true;
+      } else {
+        for (const auto& in : service.routes()) {
+          if (in.match().port() != 0 && in.match().port() != port.port()) continue;
+          route::Route r;
+          r.set_name(in.name());
+          *r.mutable_match() = MatchFor(in.match());
+          if (!SetAction(in.clusters(), &in, r.mutable_route(), used)) continue;
+          if (in.has_fault()) {
+            (*r.mutable_typed_per_filter_config())[kFaultFilter].PackFrom(FaultFor(in.fault()));
+            with_fault = true;
+          }
+          *host->add_routes() = std::move(r);
         }
-        if (SetAction(in.clusters(), &in, r.mutable_route(), used)) *host->add_routes() = std::move(r);
       }
       if (host->routes().empty()) continue;  // a client refuses a virtual host without routes
       fn(name, ListenerFor(name, config.name(), with_fault));

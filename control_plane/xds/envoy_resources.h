@@ -7,7 +7,7 @@
 // HttpConnectionManager names the RouteConfiguration "<service>:<port>@<revision>"
 // over ADS (see v1::Service.revision); its one
 // virtual host carries the Service's routes for that port (path and header matches,
-// weighted splits, timeouts, retries). Each cluster of those routes is an
+// weighted splits, timeouts, retries, faults). Each cluster of those routes is an
 // EDS Cluster, and its endpoints a ClusterLoadAssignment, both named as meshplug names
 // the cluster ("<service>|<port>"). Plugins are not part of any of it: nothing runs them
 // in a client that is not an agent.

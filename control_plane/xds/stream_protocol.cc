@@ -32,7 +32,6 @@ std::pair<const std::string*, TypeState*> TakeNextToSend(std::map<std::string, T
   return {nullptr, nullptr};
 }
 
-
 // Responses an ACK or NACK may still answer, per type.
 constexpr size_t kRecentNonces = 16;
 

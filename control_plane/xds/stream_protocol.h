@@ -29,6 +29,7 @@ class ProtocolBase {
       : registry_(registry), agent_(std::move(agent)), envoy_types_only_(envoy_types_only) {}
 
   const std::string& agent() const { return agent_; }
+  bool envoy_types_only() const { return envoy_types_only_; }
 
  protected:
   // Requests for types we do not serve, or that the stream may not read, get no answer.

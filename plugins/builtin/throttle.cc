@@ -30,19 +30,13 @@ class Throttle final : public Module<plugins::HttpPlugin> {
 
  private:
   const v1::RateLimit* LimitFor(const plugins::HttpContext& ctx) const {
+    if (kPerRoute) {
+      const v1::HttpRoute* route = mesh().FindRoute(ctx.service, ctx.route, /*inbound=*/true);
+      return route != nullptr && route->has_rate_limit() ? &route->rate_limit() : nullptr;
+    }
     const routing::ServiceView* service = mesh().FindServiceByName(ctx.service, /*inbound=*/true);
     if (service == nullptr) return nullptr;
-    if (!kPerRoute) {
-      return service->config->traffic().has_rate_limit()
-                 ? &service->config->traffic().rate_limit()
-                 : nullptr;
-    }
-    for (const routing::RouteView& route : service->routes) {
-      if (route.config->name() == ctx.route && route.config->has_rate_limit()) {
-        return &route.config->rate_limit();
-      }
-    }
-    return nullptr;
+    return service->config->traffic().has_rate_limit() ? &service->config->traffic().rate_limit() : nullptr;
   }
 };
 
