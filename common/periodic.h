@@ -1,5 +1,6 @@
 // A task run every interval on a thread of its own until stopped (or destroyed): the
-// control plane's sharing of agents' status and its following of the CA.
+// control plane's sharing of agents' status, its following of the CA, the etcd lease
+// keeper and the leader's orphan scan.
 #pragma once
 
 #include <chrono>

@@ -10,7 +10,6 @@
 #include "control_plane/security/ca_rotation.h"
 #include "control_plane/security/tokens.h"
 #include "control_plane/store/store.h"
-#include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
 #include "control_plane/xds/shared_agent_status.h"
 #include "meshplug/v1/admin.grpc.pb.h"

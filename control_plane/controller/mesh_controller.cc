@@ -4,7 +4,6 @@
 
 #include "common/agent_id.h"
 #include "common/log.h"
-#include "common/strings.h"
 #include "control_plane/xds/node_identity.h"
 
 namespace meshplug::control_plane::controller {
@@ -144,7 +143,9 @@ bool MeshController::LeadsCleanUp() {
     return true;
   }
   auto leader = store_.ListLive(kRole);
-  return leader.ok() && leader->count(kRole) && leader->at(kRole) == replica_;
+  if (!leader.ok()) return false;
+  auto holder = leader->find(kRole);
+  return holder != leader->end() && holder->second == replica_;
 }
 
 void MeshController::Follow(const std::vector<store::Event>& events, bool everyone) {

@@ -39,12 +39,14 @@ void Registrations::Disconnected(const std::string& agent, Clock::time_point now
 void Registrations::AdoptOrphans(Clock::time_point now, const std::set<std::string>& connected) {
   auto workloads = store_.List(Kind::kWorkload, "");
   if (!workloads.ok()) return;
+  std::vector<std::string> orphans;
   for (const auto& e : *workloads) {
     mesh::v1::Workload wl;
     if (!wl.ParseFromString(e.value) || wl.metadata().annotations().count(xds::kRegisteredBy) == 0) continue;
-    const std::string agent = xds::AgentId(wl);
-    if (connected.count(agent)) continue;
-    std::lock_guard lock(mu_);
+    if (std::string agent = xds::AgentId(wl); !connected.count(agent)) orphans.push_back(std::move(agent));
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& agent : orphans) {
     if (pending_.count(agent) == 0) removal_deadlines_.try_emplace(agent, now + grace_);
   }
 }

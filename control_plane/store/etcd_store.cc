@@ -371,10 +371,7 @@ void EtcdStore::AwaitSeen(int64_t revision) {
 void EtcdStore::Follow() {
   int failures = 0;
   for (;;) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
+    if (Stopping()) return;
     failures = FollowOnce() ? 0 : std::min(failures + 1, 5);
     const auto delay = std::chrono::milliseconds(100 << failures);
     if (failures > 0) {
@@ -620,7 +617,7 @@ absl::Status EtcdStore::PutLiveLocked(const std::map<std::string, std::string>& 
 
 absl::StatusOr<bool> EtcdStore::CreateLive(const std::string& name, const std::string& value) {
   std::lock_guard lock(live_mu_);
-  if (auto mine = live_.find(name); mine != live_.end()) return false;
+  if (live_.count(name)) return false;
   return CreateLiveLocked(name, value);
 }
 

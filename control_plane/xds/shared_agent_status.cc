@@ -21,7 +21,7 @@ bool Better(const v1::AgentStatus& a, const v1::AgentStatus& b) {
 }  // namespace
 
 SharedAgentStatus::SharedAgentStatus(store::Store& store, AgentRegistry& registry, std::string replica)
-    : store_(store), registry_(registry), replica_(std::move(replica)) {}
+    : store_(store), registry_(registry), mine_(Cat(kPrefix, replica, "/")) {}
 
 SharedAgentStatus::~SharedAgentStatus() { sharer_.Stop(); }
 
@@ -43,12 +43,11 @@ void SharedAgentStatus::Share() {
   // After a failure (etcd away), everything is shared again, not only what changed.
   if (resync_) changes.changed = registry_.List();
   resync_ = false;
-  const std::string mine = Cat(kPrefix, replica_, "/");
   const std::string here = address();
   std::map<std::string, std::string> values;
   for (auto& status : changes.changed) {
     status.set_control_plane(here);
-    values.emplace(mine + status.agent(), status.SerializeAsString());
+    values.emplace(mine_ + status.agent(), status.SerializeAsString());
   }
   if (auto st = store_.PutLive(values); !st.ok()) {
     log::Warn("cannot share agents' status", {{"error", std::string(st.message())}});
@@ -57,7 +56,7 @@ void SharedAgentStatus::Share() {
   // Forgotten agents' values go; those whose delete failed are tried again next time.
   undeleted_.insert(changes.forgotten.begin(), changes.forgotten.end());
   for (auto it = undeleted_.begin(); it != undeleted_.end();) {
-    it = store_.DeleteLive(mine + *it).ok() ? undeleted_.erase(it) : std::next(it);
+    it = store_.DeleteLive(mine_ + *it).ok() ? undeleted_.erase(it) : std::next(it);
   }
 }
 
@@ -75,12 +74,15 @@ absl::StatusOr<std::map<std::string, v1::AgentStatus>> SharedAgentStatus::Merged
   if (!store_.Shared()) return best;
   auto shared = store_.ListLive(std::string(kPrefix));
   if (!shared.ok()) return shared.status();
-  const std::string mine = Cat(kPrefix, replica_, "/");
   for (const auto& [name, bytes] : *shared) {
     v1::AgentStatus status;
-    if (name.rfind(mine, 0) == 0 || !status.ParseFromString(bytes)) continue;
-    auto [slot, fresh] = best.try_emplace(status.agent(), status);
-    if (!fresh && Better(status, slot->second)) slot->second = std::move(status);
+    if (name.rfind(mine_, 0) == 0 || !status.ParseFromString(bytes)) continue;
+    auto slot = best.find(status.agent());
+    if (slot == best.end()) {
+      best.emplace(status.agent(), std::move(status));
+    } else if (Better(status, slot->second)) {
+      slot->second = std::move(status);
+    }
   }
   return best;
 }

@@ -50,7 +50,7 @@ class SharedAgentStatus {
 
   store::Store& store_;
   AgentRegistry& registry_;
-  const std::string replica_;
+  const std::string mine_;  // the prefix of this replica's live values
 
   mutable std::mutex mu_;
   std::string address_;  // under mu_
