@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/metric_help.h"
 #include "common/secret.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -92,8 +93,9 @@ std::string Agent::RenderStats() {
   std::string out = stats_.RenderPrometheus();
   // The version in use, as an info metric: one series, for the active set only.
   if (std::shared_ptr<const chains::ChainSet> active = chains_.Get()) {
-    out += "# TYPE meshplug_agent_snapshot_info gauge\nmeshplug_agent_snapshot_info{version=" +
-           JsonQuote(active->version()) + "} 1\n";
+    out += Cat("# HELP meshplug_agent_snapshot_info ", MetricHelp("meshplug_agent_snapshot_info"),
+               "\n# TYPE meshplug_agent_snapshot_info gauge\nmeshplug_agent_snapshot_info{version=",
+               JsonQuote(active->version()), "} 1\n");
   }
   return out;
 }

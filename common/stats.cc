@@ -1,13 +1,16 @@
 #include "common/stats.h"
 
-#include <atomic>
+#include <algorithm>
 #include <sstream>
+
+#include "common/metric_help.h"
 
 namespace meshplug {
 
-std::string Stats::RenderLabels(const Labels& labels) {
-  if (labels.empty()) return {};
-  std::string out = "{";
+void Stats::RenderLabels(const Labels& labels, std::string& out) {
+  out.clear();
+  if (labels.empty()) return;
+  out += '{';
   for (const auto& [key, value] : labels) {
     if (out.size() > 1) out += ',';
     out.append(key).append("=\"");
@@ -21,23 +24,44 @@ std::string Stats::RenderLabels(const Labels& labels) {
     }
     out += '"';
   }
-  return out + "}";
+  out += '}';
 }
 
 namespace {
 
-// The series `key` of metric `name` in `family`, created at its zero value.
+// The labels of the calling thread's current update, kept so that a steady state of
+// updates allocates nothing.
+std::string& KeyBuffer() {
+  thread_local std::string key;
+  return key;
+}
+
+// The series `key` of metric `name` in `family`, created at its zero value; nullptr when
+// it is new and the metric already has Stats::kMaxSeries.
 template <typename T>
-T& Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>& family,
-          std::string_view name, std::string&& key) {
+T* Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>& family, std::string_view name,
+          std::string_view key) {
   auto metric = family.find(name);
   if (metric == family.end()) metric = family.try_emplace(std::string(name)).first;
   auto series = metric->second.find(key);
-  if (series == metric->second.end()) series = metric->second.try_emplace(std::move(key)).first;
-  return series->second;
+  if (series == metric->second.end()) {
+    if (metric->second.size() >= Stats::kMaxSeries) return nullptr;
+    series = metric->second.try_emplace(std::string(key)).first;
+  }
+  return &series->second;
+}
+
+size_t BucketOf(double seconds) {
+  return static_cast<size_t>(std::lower_bound(Stats::kBuckets.begin(), Stats::kBuckets.end(), seconds) -
+                             Stats::kBuckets.begin());
 }
 
 }  // namespace
+
+void Stats::FixedHistogram::Observe(double seconds) {
+  buckets_[BucketOf(seconds)].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(static_cast<uint64_t>(std::max(0.0, seconds) * 1e9), std::memory_order_relaxed);
+}
 
 Stats::Shard& Stats::Local() {
   static std::atomic<size_t> next_thread{0};
@@ -46,39 +70,78 @@ Stats::Shard& Stats::Local() {
 }
 
 void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
-  std::string key = RenderLabels(labels);
+  std::string& key = KeyBuffer();
+  RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  Series(shard.counters, name, std::move(key)) += delta;
+  if (uint64_t* value = Series(shard.counters, name, key)) {
+    *value += delta;
+  } else {
+    ++shard.dropped[std::string(name)];
+  }
 }
 
 void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value) {
-  std::string key = RenderLabels(labels);
+  std::string& key = KeyBuffer();
+  RenderLabels(labels, key);
   std::lock_guard lock(gauges_mu_);
-  Series(gauges_, name, std::move(key)) = value;
+  if (int64_t* gauge = Series(gauges_, name, key)) *gauge = value;
 }
 
 void Stats::Observe(std::string_view name, const Labels& labels, double seconds) {
-  std::string key = RenderLabels(labels);
+  std::string& key = KeyBuffer();
+  RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  Histogram& h = Series(shard.histograms, name, std::move(key));
-  for (size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) ++h.buckets[i];
+  HistogramValue* h = Series(shard.histograms, name, key);
+  if (h == nullptr) {
+    ++shard.dropped[std::string(name)];
+    return;
   }
-  ++h.count;
-  h.sum += seconds;
+  for (size_t i = BucketOf(seconds); i < kBuckets.size(); ++i) ++h->buckets[i];
+  ++h->count;
+  h->sum += seconds;
+}
+
+Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {
+  std::string key;
+  RenderLabels(labels, key);
+  std::lock_guard lock(fixed_mu_);
+  std::unique_ptr<FixedHistogram>* slot = Series(fixed_, name, key);
+  // Past the limit every new label set shares one histogram that is never rendered.
+  static FixedHistogram overflow;
+  if (slot == nullptr) return overflow;
+  if (!*slot) *slot = std::make_unique<FixedHistogram>();
+  return **slot;
 }
 
 uint64_t Stats::CounterValue(std::string_view name, const Labels& labels) const {
-  std::string key = RenderLabels(labels);
+  // Each pair as it appears in a rendered series: `{k="v"` or `,k="v"`, then `,` or `}`.
+  std::vector<std::string> wanted;
+  for (const auto& pair : labels) {
+    std::string one;
+    RenderLabels({pair}, one);
+    wanted.push_back(one.substr(1, one.size() - 2));
+  }
+  auto has_all = [&wanted](std::string_view series) {
+    for (const std::string& pair : wanted) {
+      bool found = false;
+      for (size_t at = series.find(pair); at != std::string_view::npos && !found; at = series.find(pair, at + 1)) {
+        const char before = series[at - 1], after = series[at + pair.size()];
+        found = (before == '{' || before == ',') && (after == ',' || after == '}');
+      }
+      if (!found) return false;
+    }
+    return true;
+  };
   uint64_t total = 0;
   for (const Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
     auto family = shard.counters.find(name);
     if (family == shard.counters.end()) continue;
-    auto it = family->second.find(key);
-    if (it != family->second.end()) total += it->second;
+    for (const auto& [series, value] : family->second) {
+      if (has_all(series)) total += value;
+    }
   }
   return total;
 }
@@ -86,7 +149,7 @@ uint64_t Stats::CounterValue(std::string_view name, const Labels& labels) const 
 std::string Stats::RenderPrometheus() const {
   // Merge the shards, holding each shard's lock only while copying it.
   Family<uint64_t> counters;
-  Family<Histogram> histograms;
+  Family<HistogramValue> histograms;
   Family<int64_t> gauges;
   for (const Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
@@ -97,10 +160,29 @@ std::string Stats::RenderPrometheus() const {
     for (const auto& [name, series] : shard.histograms) {
       auto& merged = histograms[name];
       for (const auto& [labels, h] : series) {
-        Histogram& m = merged[labels];
+        HistogramValue& m = merged[labels];
         for (size_t i = 0; i < kBuckets.size(); ++i) m.buckets[i] += h.buckets[i];
         m.count += h.count;
         m.sum += h.sum;
+      }
+    }
+    for (const auto& [name, count] : shard.dropped) {
+      counters["meshplug_stats_series_dropped_total"]["{metric=\"" + name + "\"}"] += count;
+    }
+  }
+  {
+    std::lock_guard lock(fixed_mu_);
+    for (const auto& [name, series] : fixed_) {
+      auto& merged = histograms[name];
+      for (const auto& [labels, h] : series) {
+        HistogramValue& m = merged[labels];
+        uint64_t below = 0;
+        for (size_t i = 0; i < kBuckets.size(); ++i) {
+          below += h->buckets_[i].load(std::memory_order_relaxed);
+          m.buckets[i] += below;
+        }
+        m.count += below + h->buckets_[kBuckets.size()].load(std::memory_order_relaxed);
+        m.sum += static_cast<double>(h->sum_nanos_.load(std::memory_order_relaxed)) / 1e9;
       }
     }
   }
@@ -109,16 +191,21 @@ std::string Stats::RenderPrometheus() const {
     gauges = gauges_;
   }
   std::ostringstream out;
+  auto head = [&out](const std::string& name, std::string_view type) {
+    std::string_view help = MetricHelp(name);
+    out << "# HELP " << name << ' ' << (help.empty() ? std::string_view(name) : help) << "\n# TYPE " << name << ' '
+        << type << '\n';
+  };
   for (const auto& [name, series] : counters) {
-    out << "# TYPE " << name << " counter\n";
+    head(name, "counter");
     for (const auto& [labels, value] : series) out << name << labels << " " << value << "\n";
   }
   for (const auto& [name, series] : gauges) {
-    out << "# TYPE " << name << " gauge\n";
+    head(name, "gauge");
     for (const auto& [labels, value] : series) out << name << labels << " " << value << "\n";
   }
   for (const auto& [name, series] : histograms) {
-    out << "# TYPE " << name << " histogram\n";
+    head(name, "histogram");
     for (const auto& [labels, h] : series) {
       // `le` joins the series' own labels.
       std::string prefix = labels.empty() ? "{" : labels.substr(0, labels.size() - 1) + ",";

@@ -1,15 +1,21 @@
-// Counters, gauges and latency histograms, rendered in the Prometheus text format.
-// Thread-safe; one instance lives as long as the agent, across chain set swaps.
+// Counters, gauges and latency histograms, rendered in the Prometheus text format with
+// each metric's HELP (common/metric_help.h). Thread-safe; one instance lives as long as
+// the process, across chain set swaps.
 //
 // Counters and histograms are sharded: each thread updates its own shard (its own mutex,
 // uncontended while there are no more threads than shards), so request threads do not
 // serialize on one lock. Rendering copies one shard at a time under that shard's lock,
 // then merges and formats with no lock held. Gauges, set rarely, keep one mutex.
+//
+// Cardinality is bounded: a metric keeps at most kMaxSeries label sets per shard; the
+// rest are dropped and counted in meshplug_stats_series_dropped_total{metric}.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -21,21 +27,39 @@ namespace meshplug {
 class Stats {
  public:
   using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
+  static constexpr size_t kMaxSeries = 2000;
+
+  // Upper bounds in seconds, +Inf implicit: 100 µs steps for one hop through an agent, up
+  // to 10 s for slow upstreams.
+  static constexpr std::array<double, 16> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+
+  // A histogram whose labels are fixed when it is made: observing is three relaxed atomic
+  // adds and no lookup, for timings every request records (per plugin).
+  class FixedHistogram {
+   public:
+    void Observe(double seconds);
+
+   private:
+    friend class Stats;
+    std::array<std::atomic<uint64_t>, kBuckets.size() + 1> buckets_{};  // per bucket; the last is +Inf
+    std::atomic<uint64_t> sum_nanos_{0};
+  };
 
   void Count(std::string_view name, const Labels& labels, uint64_t delta = 1);
   void SetGauge(std::string_view name, const Labels& labels, int64_t value);
   void Observe(std::string_view name, const Labels& labels, double seconds);
+  // The same histogram for the same name and labels; it lives as long as this Stats.
+  FixedHistogram& Histogram(std::string_view name, const Labels& labels);
 
-  // 0 when never counted.
+  // The sum of the series of `name` whose labels include every one of `labels` (all of
+  // them for none); 0 when never counted.
   uint64_t CounterValue(std::string_view name, const Labels& labels) const;
   std::string RenderPrometheus() const;
 
  private:
-  // Upper bounds in seconds; +Inf is implicit.
-  static constexpr std::array<double, 12> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                     0.1,   0.25,   0.5,   1,    2.5,   10};
-  struct Histogram {
-    std::array<uint64_t, kBuckets.size()> buckets{};
+  struct HistogramValue {
+    std::array<uint64_t, kBuckets.size()> buckets{};  // cumulative
     uint64_t count = 0;
     double sum = 0;
   };
@@ -46,17 +70,21 @@ class Stats {
   struct Shard {
     mutable std::mutex mu;
     Family<uint64_t> counters;
-    Family<Histogram> histograms;
+    Family<HistogramValue> histograms;
+    std::map<std::string, uint64_t, std::less<>> dropped;  // by metric
   };
   static constexpr size_t kShards = 16;
 
-  static std::string RenderLabels(const Labels& labels);
+  // The labels as Prometheus writes them, into `out` (cleared first).
+  static void RenderLabels(const Labels& labels, std::string& out);
   // The calling thread's shard.
   Shard& Local();
 
   std::array<Shard, kShards> shards_;
   mutable std::mutex gauges_mu_;
   Family<int64_t> gauges_;
+  mutable std::mutex fixed_mu_;
+  Family<std::unique_ptr<FixedHistogram>> fixed_;
 };
 
 }  // namespace meshplug

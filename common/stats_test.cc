@@ -1,5 +1,7 @@
 #include "common/stats.h"
 
+#include "common/metric_help.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -14,7 +16,7 @@ TEST(StatsTest, RendersPrometheusText) {
   stats.Count("requests_total", {{"service", "a\"b"}});
   stats.Observe("latency_seconds", {{"service", "a"}}, 0.003);
   std::string text = stats.RenderPrometheus();
-  EXPECT_NE(text.find("# TYPE requests_total counter\nrequests_total{service=\"a\\\"b\"} 1\n"),
+  EXPECT_NE(text.find("# HELP requests_total requests_total\n# TYPE requests_total counter\nrequests_total{service=\"a\\\"b\"} 1\n"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("latency_seconds_bucket{service=\"a\",le=\"0.0025\"} 0"), std::string::npos);
@@ -50,6 +52,41 @@ TEST(StatsTest, CountsFromManyThreadsWhileRendering) {
   EXPECT_NE(text.find("latency_seconds_count{service=\"a\"} 20000\n"), std::string::npos) << text;
   stats.SetGauge("live", {}, 3);
   EXPECT_NE(stats.RenderPrometheus().find("# TYPE live gauge\nlive 3\n"), std::string::npos);
+}
+
+// A metric of the catalogue renders with its help text.
+TEST(StatsTest, KnownMetricsCarryTheirHelp) {
+  ASSERT_TRUE(MetricHelpSorted());
+  Stats stats;
+  stats.Count("meshplug_upstream_retries_total", {{"cluster", "c"}});
+  EXPECT_NE(stats.RenderPrometheus().find("# HELP meshplug_upstream_retries_total Requests retried, by cluster.\n"),
+            std::string::npos);
+}
+
+// Fixed histograms render like any other, with sub-millisecond buckets.
+TEST(StatsTest, FixedHistogramsRenderCumulativeBuckets) {
+  Stats stats;
+  Stats::FixedHistogram& h = stats.Histogram("plugin_seconds", {{"plugin", "p"}});
+  EXPECT_EQ(&h, &stats.Histogram("plugin_seconds", {{"plugin", "p"}}));
+  h.Observe(0.00005);
+  h.Observe(0.0003);
+  h.Observe(20);
+  const std::string text = stats.RenderPrometheus();
+  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"0.0001\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"0.0005\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"10\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"+Inf\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("plugin_seconds_count{plugin=\"p\"} 3\n"), std::string::npos) << text;
+}
+
+// A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
+TEST(StatsTest, SeriesPerMetricAreBounded) {
+  Stats stats;
+  for (size_t i = 0; i < Stats::kMaxSeries + 5; ++i) stats.Count("paths_total", {{"path", std::to_string(i)}});
+  EXPECT_EQ(stats.CounterValue("paths_total", {{"path", "0"}}), 1u);
+  EXPECT_EQ(stats.CounterValue("paths_total", {{"path", std::to_string(Stats::kMaxSeries)}}), 0u);
+  EXPECT_NE(stats.RenderPrometheus().find("meshplug_stats_series_dropped_total{metric=\"paths_total\"} 5\n"),
+            std::string::npos);
 }
 
 

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <memory>
 
+#include "common/spiffe.h"
 #include "common/strings.h"
 
 namespace meshplug::x509 {
@@ -282,9 +283,6 @@ std::string SpiffeId(std::string_view trust_domain, std::string_view ns, std::st
   return Cat("spiffe://", trust_domain, "/ns/", ns, "/sa/", service_account);
 }
 
-std::string ServiceAccountOf(std::string_view spiffe_id) {
-  const size_t at = spiffe_id.rfind("/sa/");
-  return at == std::string_view::npos ? "" : std::string(spiffe_id.substr(at + 4));
-}
+std::string ServiceAccountOf(std::string_view spiffe_id) { return std::string(SpiffeServiceAccount(spiffe_id)); }
 
 }  // namespace meshplug::x509

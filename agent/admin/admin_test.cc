@@ -63,12 +63,13 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
   EXPECT_NE(stats->body().find("meshplug_agent_snapshot_info{version=\"v7\"} 1\n"), std::string::npos)
       << stats->body();
 
+  std::string text;
   EXPECT_TRUE(WaitFor([&] {
     auto stats = c.Get("admin", "/stats");
-    return stats && stats->body().find("meshplug_http_requests_total{direction=\"outbound\","
-                                       "service=\"web.shop\",code=\"2xx\"} 1") !=
-                        std::string::npos;
-  }));
+    text = stats ? stats->body() : "";
+    return text.find("dst_namespace=\"shop\",dst_service=\"web\",dst_workload=\"\",route=\"default\","
+                     "code=\"200\"} 1\n") != std::string::npos;
+  })) << text;
   auto clusters = c.Get("admin", "/clusters");
   ASSERT_TRUE(clusters);
   EXPECT_NE(clusters->body().find("web.shop|80::127.0.0.1:" + std::to_string(a.port()) +

@@ -115,7 +115,16 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
       return absl::Status(plugin.status().code(),
                           Cat(where, ": ", std::string(plugin.status().message())));
     }
-    out.push_back({module.name(), std::move(*plugin)});
+    ChainEntry<Plugin> entry{module.name(), std::move(*plugin)};
+    if constexpr (kHttp) {
+      auto timing = [&](std::string_view step) {
+        return &state_.stats.Histogram("meshplug_plugin_duration_seconds",
+                                       {{"chain", chain.name}, {"plugin", module.name()}, {"step", step}});
+      };
+      entry.request_time = timing("request");
+      entry.response_time = timing("response");
+    }
+    out.push_back(std::move(entry));
   }
   return absl::OkStatus();
 }

@@ -28,6 +28,10 @@ template <typename Plugin>
 struct ChainEntry {
   std::string name;
   std::shared_ptr<Plugin> plugin;
+  // HTTP chains: where the time of the plugin's request and response header steps goes
+  // (meshplug_plugin_duration_seconds in the agent's Stats); null otherwise.
+  Stats::FixedHistogram* request_time = nullptr;
+  Stats::FixedHistogram* response_time = nullptr;
 };
 using HttpChain = std::vector<ChainEntry<plugins::HttpPlugin>>;
 using TcpChain = std::vector<ChainEntry<plugins::TcpPlugin>>;

@@ -201,6 +201,9 @@ class ExchangeRunner {
   // nullopt, or a response that replaces the current one.
   awaitable<std::optional<LocalResponse>> RunResponseSteps(Exchange& x);
   void RunLogSteps(Exchange& x) noexcept;
+  // A plugin answered the request itself with `status`.
+  void Answered(const std::string& plugin, unsigned status);
+  // The plugins whose request steps ran, in chain order or reversed (for body filters).
   std::vector<plugins::HttpPlugin*> Ran(const Exchange& x, bool reverse) const;
 
   awaitable<void> Forward(Exchange& x);
@@ -334,34 +337,66 @@ std::vector<plugins::HttpPlugin*> ExchangeRunner::Ran(const Exchange& x, bool re
   return out;
 }
 
+// Times consecutive plugin steps with one clock read per step.
+class StepTimer {
+ public:
+  void Lap(Stats::FixedHistogram* into) {
+    const Clock::time_point now = Clock::now();
+    if (into != nullptr) into->Observe(std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+  }
+
+ private:
+  Clock::time_point last_ = Clock::now();
+};
+
+void ExchangeRunner::Answered(const std::string& plugin, unsigned status) {
+  env_.stats->Count("meshplug_plugin_responses_total",
+                    {{"chain", env_.inbound ? "inbound-http" : "outbound-http"},
+                     {"plugin", plugin},
+                     {"code", std::to_string(SendableStatus(status))}});
+}
+
 // nullopt when a module forwarded the request; else the local response to send.
 awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange& x) {
+  StepTimer timer;
   for (const auto& entry : *x.chain) {
     ++x.ran;
     plugins::HttpPlugin* plugin = entry.plugin.get();
     Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnRequestHeaders(x.ctx); });
-    if (v.kind == Verdict::Kind::kRespond) co_return std::move(v.response);
+    timer.Lap(entry.request_time);
+    if (v.kind == Verdict::Kind::kRespond) {
+      Answered(entry.name, v.response.status);
+      co_return std::move(v.response);
+    }
     if (v.kind == Verdict::Kind::kForward) co_return std::nullopt;
   }
   co_return Error(404, "no module of the chain answered");
 }
 
 awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchange& x) {
-  for (plugins::HttpPlugin* plugin : Ran(x, true)) {
-    Verdict v =
-        co_await PluginStep(plugin->name(), [&] { return plugin->OnResponseHeaders(x.ctx); });
-    if (v.kind == Verdict::Kind::kRespond) co_return std::move(v.response);
+  StepTimer timer;
+  for (size_t i = x.ran; i-- > 0;) {
+    const auto& entry = (*x.chain)[i];
+    plugins::HttpPlugin* plugin = entry.plugin.get();
+    Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnResponseHeaders(x.ctx); });
+    timer.Lap(entry.response_time);
+    if (v.kind == Verdict::Kind::kRespond) {
+      Answered(entry.name, v.response.status);
+      co_return std::move(v.response);
+    }
   }
   co_return std::nullopt;
 }
 
 void ExchangeRunner::RunLogSteps(Exchange& x) noexcept {
-  for (plugins::HttpPlugin* plugin : Ran(x, false)) {
+  for (size_t i = 0; i < x.ran; ++i) {
+    const auto& entry = (*x.chain)[i];
     try {
-      plugin->OnLog(x.ctx);
+      entry.plugin->OnLog(x.ctx);
     } catch (...) {
       try {
-        env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", plugin->name()}});
+        env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", entry.name}});
       } catch (...) {
       }
     }
@@ -535,8 +570,10 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
       if (attempt > 0) {
         endpoint = cluster->lb->Pick(endpoint);
         if (!endpoint) break;
-        x.ctx.upstream->host = cluster->lb->endpoint(*endpoint).address();
-        x.ctx.upstream->port = static_cast<uint16_t>(cluster->lb->endpoint(*endpoint).port());
+        const v1::Endpoint& picked = cluster->lb->endpoint(*endpoint);
+        x.ctx.upstream->host = picked.address();
+        x.ctx.upstream->port = static_cast<uint16_t>(picked.port());
+        x.ctx.upstream->workload = picked.workload();
       }
     }
     ActiveRequest active(cluster ? cluster->lb.get() : nullptr, endpoint);

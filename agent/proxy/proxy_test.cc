@@ -514,7 +514,7 @@ TEST_F(ProxyTest, AccessLogLinesOnlyWhenTheSnapshotAsksForThem) {
   EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
   // Off by default: the metrics count it, the access log stays empty.
   ASSERT_TRUE(WaitFor([&] { return Counter("meshplug_http_requests_total",
-                                            {{"direction", "outbound"}, {"service", "web.shop"}, {"code", "2xx"}}) == 1; }));
+                                            {{"direction", "outbound"}, {"dst_service", "web"}, {"dst_namespace", "shop"}, {"code", "200"}}) == 1; }));
   EXPECT_TRUE(AccessLog().empty());
 
   v1::Snapshot on = BaseSnapshot("v2");
@@ -544,8 +544,47 @@ TEST_F(ProxyTest, InboundThrottleAnswers429) {
   EXPECT_TRUE(WaitFor([&] {
     return agent_->stats().CounterValue(
                "meshplug_http_requests_total",
-               {{"direction", "inbound"}, {"service", "httpbin.httpbin"}, {"code", "4xx"}}) == 1;
+               {{"direction", "inbound"}, {"dst_service", "httpbin"}, {"dst_namespace", "httpbin"}, {"code", "429"}}) == 1;
   }));
+  // Which plugin answered, and with what.
+  EXPECT_EQ(Counter("meshplug_plugin_responses_total",
+                    {{"chain", "inbound-http"}, {"plugin", "throttle-service"}, {"code", "429"}}),
+            1u);
+}
+
+// The golden metrics name who called whom: this workload, the routed service and the
+// endpoint's workload; each plugin's step time is recorded.
+TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
+  TestUpstream app("app");
+  v1::Snapshot s = BaseSnapshot("v1");
+  v1::Workload* self = s.mutable_settings()->mutable_workload();
+  self->set_name("curl-1");
+  self->set_namespace_("curl");
+  self->set_service_account("curl");
+  AddService(s, "httpbin.httpbin", {app.port()});
+  s.mutable_endpoints(0)->mutable_endpoints(0)->set_workload("httpbin-1.httpbin");
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
+  ASSERT_TRUE(WaitFor([&] {
+    return Counter("meshplug_http_requests_total", {{"direction", "outbound"},
+                                                    {"src_namespace", "curl"},
+                                                    {"src_workload", "curl-1"},
+                                                    {"src_service_account", "curl"},
+                                                    {"dst_namespace", "httpbin"},
+                                                    {"dst_service", "httpbin"},
+                                                    {"dst_workload", "httpbin-1"},
+                                                    {"route", "default"},
+                                                    {"code", "200"}}) == 2;
+  }));
+  const std::string text = agent_->RenderStats();
+  EXPECT_NE(text.find("meshplug_plugin_duration_seconds_count{chain=\"outbound-http\",plugin=\"http-routing\","
+                      "step=\"request\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("meshplug_http_request_duration_seconds_count{direction=\"outbound\",src_namespace=\"curl\""),
+            std::string::npos);
 }
 
 TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
@@ -627,6 +666,11 @@ TEST_F(ProxyTest, ASwitchOfProtocolsNobodyAskedForIsRefused) {
 
 TEST_F(ProxyTest, TcpProxyingWithHalfClose) {
   EXPECT_EQ(ThroughTcpEcho("127.0.0.1", {"hello ", "world"}), "echo:hello world");
+  // Counted once the relay ended: one connection, 11 bytes in and 16 out.
+  const Stats::Labels to_db = {{"direction", "outbound"}, {"dst_service", "db"}, {"dst_namespace", "data"}};
+  EXPECT_TRUE(WaitFor([&] { return Counter("meshplug_tcp_sent_bytes_total", to_db) == 16; }));
+  EXPECT_EQ(Counter("meshplug_tcp_connections_total", to_db), 1u);
+  EXPECT_EQ(Counter("meshplug_tcp_received_bytes_total", to_db), 11u);
 }
 
 // A chunk-size line (or trailer) without CRLF must not grow the read buffer
@@ -1140,7 +1184,7 @@ TEST_F(ProxyTest, RequestTakesItsLimitsFromItsOwnChainSet) {
   // The first request is over (logged) and the connection waits for the next one.
   ASSERT_TRUE(WaitFor([&] {
     return Counter("meshplug_http_requests_total",
-                   {{"direction", "outbound"}, {"service", "web.shop"}, {"code", "2xx"}}) == 1;
+                   {{"direction", "outbound"}, {"dst_service", "web"}, {"dst_namespace", "shop"}, {"code", "200"}}) == 1;
   }));
   v1::Snapshot smaller = s;
   smaller.set_version("v2");

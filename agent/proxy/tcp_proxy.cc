@@ -12,6 +12,7 @@
 
 #include "agent/proxy/in_flight.h"
 #include "agent/proxy/relay.h"
+#include "plugins/api/traffic_labels.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::proxy {
@@ -125,14 +126,21 @@ class TcpSession {
       const bool ok = co_await AnswerTunnel("200 OK", "");
       if (!ok) co_return;
     }
+    plugins::SetTrafficLabels(labels_, env_.inbound, ctx_.workload, ctx_.service,
+                              ctx_.peer_identity, ctx_.upstream);
+    env_.stats->Count("meshplug_tcp_connections_total", labels_);
     // What the tunnel's answer brought after its header is the app's first bytes.
     std::string early = TakeBuffered(connection->buffer);
     const RelayEnd end = co_await Relay(
         downstream_, std::move(initial), connection->stream, std::move(early),
         RelayTimeouts{limits.tcp_idle_timeout, limits.tcp_half_close_timeout},
         [this](Direction direction, std::string& data) -> awaitable<bool> {
-          co_return (co_await DataSteps(direction, data)).kind != Verdict::Kind::kRespond;
+          const bool go_on = (co_await DataSteps(direction, data)).kind != Verdict::Kind::kRespond;
+          if (go_on) CountBytes(direction, data.size(), false);
+          co_return go_on;
         });
+    CountBytes(Direction::kDownstreamToUpstream, 0, true);
+    CountBytes(Direction::kUpstreamToDownstream, 0, true);
     if (end == RelayEnd::kTimedOut) {
       env_.stats->Count("meshplug_tcp_idle_timeouts_total", {{"cluster", ctx_.upstream->cluster}});
     }
@@ -200,6 +208,19 @@ class TcpSession {
     co_return Verdict::Continue();
   }
 
+  // Adds `bytes` relayed in `direction` to its counter, which is updated once a MiB has
+  // gathered and when the relay ends (`flush`), not for every piece.
+  void CountBytes(Direction direction, size_t bytes, bool flush) {
+    const bool from_downstream = direction == Direction::kDownstreamToUpstream;
+    uint64_t& pending = unreported_[from_downstream ? 0 : 1];
+    pending += bytes;
+    if (pending == 0 || (!flush && pending < kBytesReportedEvery)) return;
+    env_.stats->Count(from_downstream ? "meshplug_tcp_received_bytes_total" : "meshplug_tcp_sent_bytes_total",
+                      labels_, pending);
+    pending = 0;
+  }
+
+  static constexpr size_t kBytesReportedEvery = 1 << 20;
   static constexpr size_t kTunnelAnswerBytes = 8 * 1024;
   static constexpr size_t kEarlyBytes = 64 * 1024;
   using Clock = std::chrono::steady_clock;
@@ -211,6 +232,8 @@ class TcpSession {
   TcpContext ctx_;
   size_t ran_ = 0;
   bool tunnel_ = false;  // the inbound end of a tunnel: answers CONNECT
+  Stats::Labels labels_;  // the traffic labels of the relayed connection
+  uint64_t unreported_[2] = {0, 0};  // bytes from the downstream, from the upstream
 };
 
 }  // namespace

@@ -297,7 +297,8 @@ std::optional<plugins::UpstreamTarget> MeshView::Resolve(std::string_view host_p
       const ClusterView* cluster = FindCluster(wc.cluster());
       if (cluster == nullptr || cluster->lb->size() == 0) continue;
       const v1::Endpoint& ep = cluster->lb->endpoint(RandomU64() % cluster->lb->size());
-      return plugins::UpstreamTarget{wc.cluster(), ep.address(), static_cast<uint16_t>(ep.port()), ep.identity()};
+      return plugins::UpstreamTarget{wc.cluster(), ep.address(), static_cast<uint16_t>(ep.port()), ep.identity(),
+                                     ep.workload()};
     }
   }
   return std::nullopt;

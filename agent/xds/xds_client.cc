@@ -368,7 +368,6 @@ absl::StatusOr<std::vector<std::string>> XdsClient::ApplyUpdate(const Update& up
     stats_->SetGauge("meshplug_agent_snapshot_from_cache", {}, from_cache ? 1 : 0);
     if (!from_cache) {
       stats_->Observe("meshplug_agent_xds_update_seconds", {}, static_cast<double>(latency.count()) / 1e6);
-      stats_->SetGauge("meshplug_agent_xds_last_update_microseconds", {}, latency.count());
     }
   }
   log::Info("configuration applied", {{"version", version},

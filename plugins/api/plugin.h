@@ -84,6 +84,9 @@ struct UpstreamTarget {
   std::string host;  // IP literal or name
   uint16_t port = 0;
   std::string identity;  // the SPIFFE ID of the agent in front of it (mTLS); "" for none
+  // "<workload>.<namespace>" of the chosen endpoint, for metrics: a view into the chain set
+  // the request runs on, which outlives it. Empty when not a mesh workload.
+  std::string_view workload;
 };
 
 // Where a mesh service name ("ext-auth.auth:8079") leads from the chain set a request runs

@@ -18,6 +18,7 @@ bool ChooseEndpoint(const routing::MeshView& mesh, plugins::UpstreamTarget& upst
   const v1::Endpoint& endpoint = cluster->lb->endpoint(*i);
   upstream.host = endpoint.address();
   upstream.port = static_cast<uint16_t>(endpoint.port());
+  upstream.workload = endpoint.workload();
   return true;
 }
 

@@ -29,7 +29,7 @@ class HttpRouting final : public Module<plugins::HttpPlugin> {
     if (choice.route == nullptr) co_return Verdict::Continue();
     ctx.route = choice.route->config->name();
     const std::string* cluster = routing::PickWeighted(choice.route->config->clusters(), RandomU64());
-    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
+    if (cluster != nullptr) ctx.upstream.emplace().cluster = *cluster;
     co_return Verdict::Continue();
   }
 };
@@ -64,7 +64,10 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
       } else if (inbound() ? Passable(ip)  // a port of this workload no Service names: to it as sent
                            : !mesh().snapshot().settings().egress_refused() && Passable(ip)) {
         ctx.service = "passthrough";
-        ctx.upstream = plugins::UpstreamTarget{"passthrough", ip.to_string(), original_port, {}};
+        plugins::UpstreamTarget& target = ctx.upstream.emplace();
+        target.cluster = "passthrough";
+        target.host = ip.to_string();
+        target.port = original_port;
       }
       co_return Verdict::Continue();
     }
@@ -77,7 +80,7 @@ class TcpRouting final : public Module<plugins::TcpPlugin> {
     ctx.service = port.service->config->name();
     ctx.service_port = port.port->port();
     const std::string* cluster = routing::PickWeighted(port.port->tcp_clusters(), RandomU64());
-    if (cluster != nullptr) ctx.upstream = plugins::UpstreamTarget{*cluster, {}, 0, {}};
+    if (cluster != nullptr) ctx.upstream.emplace().cluster = *cluster;
   }
 };
 

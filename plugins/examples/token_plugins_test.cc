@@ -172,8 +172,9 @@ TEST_F(TokenVerifier, MeshServiceNamesResolveThroughTheChainSet) {
   const std::string address = auth.address();
   FixedResolver resolver;
   resolver.name = "ext-auth.auth:8079";
-  resolver.target = {"ext-auth.auth|8079", address.substr(0, address.rfind(':')),
-                     static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))), ""};
+  resolver.target.cluster = "ext-auth.auth|8079";
+  resolver.target.host = address.substr(0, address.rfind(':'));
+  resolver.target.port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
   HttpContext ctx = MakeRequest(http::verb::get, "/get", kService);
   ctx.configs = &configs;
   ctx.resolver = &resolver;
