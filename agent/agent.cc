@@ -14,6 +14,7 @@
 #include <future>
 
 #include "net/accept_loop.h"
+#include "net/http_server.h"
 #include "agent/admin/admin.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "net/original_dst.h"
@@ -48,19 +49,7 @@ Agent::~Agent() {
 
 absl::StatusOr<std::shared_ptr<Agent::Acceptor>> Agent::Listen(const std::string& address,
                                                               uint16_t port) {
-  boost::system::error_code ec;
-  asio::ip::address ip = asio::ip::make_address(address, ec);
-  if (ec) return absl::InvalidArgumentError(Cat("bad listen address \"", address, "\""));
-  auto acceptor = std::make_shared<Acceptor>(control_);
-  tcp::endpoint endpoint(ip, port);
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(Acceptor::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(Cat("cannot listen on ", address, ":", port, ": ", ec.message()));
-  }
-  return acceptor;
+  return net::Listen(control_, address, port);
 }
 
 Agent::Worker& Agent::NextWorker() {

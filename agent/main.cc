@@ -245,11 +245,20 @@ std::string FileSetting(const std::string& given, const agent_ns::xds::Bootstrap
   return given.empty() ? DefaultAgentFile(b, suffix) : given == "none" ? "" : given;
 }
 
-agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, uint16_t inbound_port, bool have_snapshot) {
+// Where the control plane (and Prometheus, through its service discovery) reaches /stats:
+// the admin listener's address, or the workload's when it listens on every address.
+std::string ReportedAdminAddress(const agent_ns::xds::Bootstrap& b, uint16_t admin_port) {
+  std::string host = absl::GetFlag(FLAGS_admin_address);
+  if (host == "0.0.0.0" || host == "::") host = b.address.empty() ? "127.0.0.1" : b.address;
+  return host.find(':') == std::string::npos ? Cat(host, ":", admin_port) : Cat("[", host, "]:", admin_port);
+}
+
+agent_ns::xds::XdsClientOptions XdsOptions(const agent_ns::xds::Bootstrap& b, uint16_t inbound_port,
+                                           uint16_t admin_port, bool have_snapshot) {
   agent_ns::xds::XdsClientOptions o;
   o.server_address = b.xds_address;
   o.protocol = b.xds_protocol == "sotw" ? agent_ns::xds::XdsProtocol::kSotw : agent_ns::xds::XdsProtocol::kDelta;
-  o.node = agent_ns::xds::MakeNode(b, inbound_port);
+  o.node = agent_ns::xds::MakeNode(b, inbound_port, ReportedAdminAddress(b, admin_port));
   o.cache_path = FileSetting(b.snapshot_cache, b, ".snapshot.json");
   o.use_cache_at_start = !have_snapshot;
   o.initial_fetch_timeout = Ms(absl::GetFlag(FLAGS_xds_initial_fetch_timeout));
@@ -394,7 +403,7 @@ int main(int argc, char** argv) {
       }
     });
     identity->StartRenewal();
-    agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), !snapshot_file.empty());
+    agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), agent.admin_port(), !snapshot_file.empty());
     options.credentials = [&identity] { return identity->ChannelCredentials(); };
     options.servers = identity->servers();
     if (bootstrap->address.empty()) {

@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <boost/asio/io_context.hpp>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -17,8 +19,10 @@
 #include "absl/flags/usage.h"
 #include "common/log.h"
 #include "common/secret.h"
+#include "common/stats.h"
 #include "common/strings.h"
 #include "control_plane/api/admin_service.h"
+#include "control_plane/api/http_pages.h"
 #include "control_plane/api/resource_api.h"
 #include "common/client_config.h"
 #include "common/files.h"
@@ -32,12 +36,17 @@
 #include "control_plane/store/open.h"
 #include "control_plane/xds/ads_service.h"
 #include "control_plane/xds/shared_agent_status.h"
+#include "net/connection_limit.h"
+#include "net/http_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:15010", "address of the gRPC server (xDS and admin API)");
 ABSL_FLAG(std::string, plaintext_xds_listen, "",
           "address of a plaintext xDS server for clients that cannot present a workload certificate (gRPC's "
           "xDS client): Envoy's resource types only, each stream authenticated by the xDS token in its node's "
           "metadata (meshctl bootstrap grpc); empty: none");
+ABSL_FLAG(std::string, http_listen, "",
+          "address of the HTTP pages: /metrics (open) and /http_sd, Prometheus service discovery of every agent's "
+          "/stats (a read-only or admin token); off when empty");
 ABSL_FLAG(bool, store_init, false,
           "start an empty mesh in --store when the file there is not a usable store (it is kept aside as "
           "<store>.damaged-<time>); a usable store is never replaced");
@@ -125,7 +134,8 @@ int main(int argc, char** argv) {
   }
 
   meshplug::control_plane::xds::SnapshotCache cache;
-  meshplug::control_plane::xds::AgentRegistry registry;
+  meshplug::Stats stats;
+  meshplug::control_plane::xds::AgentRegistry registry(&stats);
   // This process among the control planes sharing the store (in its live values).
   const std::string replica = meshplug::SecretHex(8);
   meshplug::control_plane::xds::SharedAgentStatus agents(**store, registry, replica);
@@ -221,16 +231,34 @@ int main(int argc, char** argv) {
   log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
                           {"credentials", config_path}});
 
+  // The HTTP pages run on their own thread: a slow scraper never holds a gRPC thread.
+  boost::asio::io_context http_context;
+  std::thread http_thread;
+  meshplug::control_plane::api::HttpPages pages(stats, registry, [&agents] { return agents.List(); }, **tokens);
+  if (const std::string http_listen = absl::GetFlag(FLAGS_http_listen); !http_listen.empty()) {
+    auto acceptor = meshplug::net::ListenOn(http_context, http_listen, "--http_listen");
+    if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
+    const auto bound = (*acceptor)->local_endpoint();
+    meshplug::net::ServeHttp(http_context, *acceptor, std::make_shared<meshplug::net::ConnectionLimit>("http", 256),
+                             [&pages](const meshplug::net::HttpRequest& req) { return pages.Handle(req); });
+    http_thread = std::thread([&http_context] { http_context.run(); });
+    // With port 0 the kernel picks one; tests read it from this line.
+    log::Info("http listening", {{"address", Cat(http_listen.substr(0, http_listen.rfind(':')), ":", bound.port())},
+                                 {"serves", "/metrics /http_sd"}});
+  }
+
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
     log::Info("shutting down", {{"signal", std::to_string(sig)}});
+    http_context.stop();
     const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
     if (plaintext_server) plaintext_server->Shutdown(deadline);
     server->Shutdown(deadline);
   });
   server->Wait();
   waiter.join();
+  if (http_thread.joinable()) http_thread.join();
   ca_rotation.StopFollowing();
   controller.Stop();
   log::Info("stopped");

@@ -193,7 +193,7 @@ absl::Status Validate(const Bootstrap& b) {
   return absl::OkStatus();
 }
 
-envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port) {
+envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port, const std::string& admin_address) {
   envoy::config::core::v3::Node node;
   node.set_id(b.node_id);
   node.set_user_agent_name("meshplug-agent");
@@ -208,6 +208,7 @@ envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port
   if (port != 0) md["inbound_port"].set_number_value(port);
   auto& ports = *md["app_ports"].mutable_list_value();
   for (uint32_t p : b.app_ports) ports.add_values()->set_number_value(p);
+  if (!admin_address.empty()) md["admin_address"].set_string_value(admin_address);
   return node;
 }
 

@@ -4,7 +4,7 @@
 // plane's node_identity.h):
 //   id:       the workload name
 //   metadata: {namespace, labels: {...}, service_account, address, inbound_port,
-//              app_ports: [...]}
+//              app_ports: [...], admin_address}
 //
 // Bootstrap file (every key optional; unknown keys are an error):
 //   node:
@@ -73,7 +73,8 @@ absl::StatusOr<std::vector<uint32_t>> ParsePorts(const std::string& text);
 // Checks what the control plane will require (id and namespace) and the protocol name.
 absl::Status Validate(const Bootstrap& b);
 
-// The xDS Node for `b`; `inbound_port` is used when b.inbound_port is 0.
-envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port);
+// The xDS Node for `b`; `inbound_port` is used when b.inbound_port is 0. `admin_address`
+// ("host:port", may be empty) tells the control plane where /stats is, for Prometheus.
+envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port, const std::string& admin_address = "");
 
 }  // namespace meshplug::agent::xds

@@ -195,6 +195,9 @@ snapshot_cache: /var/lib/meshplug/web-1.json
   EXPECT_EQ(md.at("labels").struct_value().fields().at("app").string_value(), "web2");
   b->inbound_port = 0;
   EXPECT_EQ(MakeNode(*b, 40000).metadata().fields().at("inbound_port").number_value(), 40000);
+  EXPECT_FALSE(md.contains("admin_address"));
+  EXPECT_EQ(MakeNode(*b, 40000, "10.0.0.7:15000").metadata().fields().at("admin_address").string_value(),
+            "10.0.0.7:15000");
 }
 
 TEST(BootstrapTest, ErrorsNameTheKey) {

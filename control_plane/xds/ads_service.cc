@@ -67,8 +67,10 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
  private:
   bool Identify() {
     auto wl = WorkloadFromNode(NodeOf(request_));
-    if (!wl.ok()) {
-      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(wl.status().message())));
+    absl::StatusOr<std::string> admin_address = AdminAddressFromNode(NodeOf(request_));
+    if (!wl.ok() || !admin_address.ok()) {
+      const absl::Status& bad = !wl.ok() ? wl.status() : admin_address.status();
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(bad.message())));
       return false;
     }
     AgentIdentity identity;
@@ -90,7 +92,7 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
     }
     const std::string listed = identity.envoy_types_only ? XdsClientKey(agent) : agent;
     protocol_.emplace(registry_, listed, identity.envoy_types_only);
-    stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity);
+    stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, *admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);

@@ -11,8 +11,14 @@ AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
   return e;
 }
 
+void AgentRegistry::Count(std::string_view metric, const std::string& type_url) {
+  if (stats_ != nullptr) stats_->Count(metric, {{"type", std::string_view(type_url).substr(type_url.rfind('.') + 1)}});
+}
+
 uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& protocol,
-                                  const std::string& peer, const AgentIdentity& identity) {
+                                  const std::string& peer, const AgentIdentity& identity,
+                                  const std::string& admin_address) {
+  if (stats_ != nullptr) stats_->Count("meshplug_cp_xds_streams_total", {{"protocol", protocol}});
   std::lock_guard lock(mu_);
   auto& e = At(agent);
   const uint64_t id = next_stream_++;
@@ -20,6 +26,7 @@ uint64_t AgentRegistry::Connected(const std::string& agent, const std::string& p
   e.status.set_connected(true);
   e.status.set_protocol(protocol);
   e.status.set_peer(peer);
+  e.status.set_admin_address(admin_address);
   // Milliseconds: replicas order two connections of one agent by it.
   e.status.set_connected_since(NowRfc3339Millis());
   e.status.clear_disconnected_at();
@@ -52,6 +59,7 @@ bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
 }
 
 void AgentRegistry::Sent(const std::string& agent, const std::string& type_url, const std::string& version) {
+  Count("meshplug_cp_xds_responses_total", type_url);
   std::lock_guard lock(mu_);
   auto& t = At(agent).types[type_url];
   t.set_type_url(type_url);
@@ -60,6 +68,7 @@ void AgentRegistry::Sent(const std::string& agent, const std::string& type_url, 
 }
 
 void AgentRegistry::Acked(const std::string& agent, const std::string& type_url, const std::string& version) {
+  Count("meshplug_cp_xds_acks_total", type_url);
   std::lock_guard lock(mu_);
   auto& t = At(agent).types[type_url];
   t.set_type_url(type_url);
@@ -77,6 +86,7 @@ void AgentRegistry::Resumed(const std::string& agent, const std::string& type_ur
 }
 
 void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url, std::string_view error) {
+  Count("meshplug_cp_xds_nacks_total", type_url);
   const std::string message = Truncated(error, kMaxNackBytes);
   std::lock_guard lock(mu_);
   auto& e = At(agent);
@@ -136,6 +146,13 @@ bool AgentRegistry::IsConnected(const std::string& agent) const {
   std::lock_guard lock(mu_);
   auto it = agents_.find(agent);
   return it != agents_.end() && it->second.status.connected();
+}
+
+size_t AgentRegistry::ConnectedCount() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [agent, e] : agents_) n += e.status.connected() ? 1 : 0;
+  return n;
 }
 
 int64_t AgentRegistry::Responses(const std::string& agent) const {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/stats.h"
 #include "control_plane/xds/node_authorizer.h"
 #include "meshplug/v1/admin.pb.h"
 
@@ -22,9 +23,13 @@ class AgentRegistry {
  public:
   static constexpr size_t kMaxNackBytes = 1024;
 
+  // `stats` (optional) counts streams, responses, ACKs and NACKs by type.
+  explicit AgentRegistry(Stats* stats = nullptr) : stats_(stats) {}
+
   // Returns a stream id; an agent may reconnect before its old stream is reaped.
+  // `admin_address`: where the agent serves /stats, as it reported it ("" for none).
   uint64_t Connected(const std::string& agent, const std::string& protocol, const std::string& peer,
-                     const AgentIdentity& identity = {});
+                     const AgentIdentity& identity = {}, const std::string& admin_address = "");
   // True when it was the agent's last stream.
   bool Disconnected(const std::string& agent, uint64_t stream);
   // A known agent renewed its certificate: proxy status shows the new one.
@@ -47,6 +52,8 @@ class AgentRegistry {
   };
   Changes TakeChanges();
   bool IsConnected(const std::string& agent) const;
+  // Agents and clients with an open stream to this process.
+  size_t ConnectedCount() const;
   int64_t Responses(const std::string& agent) const;
 
  private:
@@ -58,7 +65,9 @@ class AgentRegistry {
   Entry& At(const std::string& agent);  // marks it changed
   static void SetIdentity(Entry& e, const AgentIdentity& identity);
   static v1::AgentStatus StatusOf(const Entry& e);
+  void Count(std::string_view metric, const std::string& type_url);
 
+  Stats* const stats_;
   mutable std::mutex mu_;
   uint64_t next_stream_ = 1;
   std::map<std::string, Entry> agents_;

@@ -1,5 +1,6 @@
 #include "control_plane/xds/node_identity.h"
 
+#include <cctype>
 #include <cmath>
 
 #include "common/agent_id.h"
@@ -69,6 +70,28 @@ absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v
     }
   }
   return wl;
+}
+
+absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::Node& node) {
+  const auto& md = node.metadata().fields();
+  auto it = md.find("admin_address");
+  if (it == md.end()) return std::string();
+  const std::string field = "metadata.admin_address";
+  if (it->second.kind_case() != Value::kStringValue) return Bad(field, "must be a string \"host:port\"");
+  const std::string& address = it->second.string_value();
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || address.size() > 300) {
+    return Bad(field, Cat("\"", address.substr(0, 64), "\" is not host:port"));
+  }
+  for (char c : address.substr(0, colon)) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' && c != '[' && c != ']') {
+      return Bad(field, Cat("\"", address.substr(0, 64), "\" is not host:port"));
+    }
+  }
+  Value port;
+  port.set_string_value(address.substr(colon + 1));
+  if (auto p = Port(port, field); !p.ok()) return p.status();
+  return address;
 }
 
 std::string AgentId(const mesh::v1::Workload& workload) {

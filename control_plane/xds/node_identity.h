@@ -1,6 +1,7 @@
 // An agent says who it is in the xDS Node of its stream's first request:
 //   id: the workload name
-//   metadata: {namespace, labels: {...}, service_account, address, inbound_port, app_ports: [...]}
+//   metadata: {namespace, labels: {...}, service_account, address, inbound_port, app_ports: [...],
+//              admin_address}
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -12,6 +13,10 @@ namespace meshplug::control_plane::xds {
 
 // The Workload the node describes, or an error naming the node field that is wrong.
 absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v3::Node& node);
+
+// "host:port" where the agent serves its admin pages (/stats), "" when it said nothing, or
+// an error naming the field.
+absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::Node& node);
 
 // "<namespace>/<name>": how the control plane names an agent.
 std::string AgentId(const mesh::v1::Workload& workload);

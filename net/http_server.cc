@@ -1,0 +1,111 @@
+#include "net/http_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+
+#include "net/accept_loop.h"
+#include "net/strict_line_endings.h"
+
+namespace meshplug::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// The last parameter, the connection's slot in the listener's limit, lives in the
+// coroutine frame until the connection ends.
+asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const HttpHandler> handler,
+                                      std::shared_ptr<void>) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  while (true) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024);
+    boost::system::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    StrictLineEndings strict(stream, buffer);
+    co_await http::async_read(strict, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    HttpResponse res = (*handler)(parser.get());
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !res.keep_alive()) break;
+  }
+  boost::system::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<tcp::acceptor>> Listen(asio::io_context& context, const std::string& address,
+                                                      uint16_t port) {
+  boost::system::error_code ec;
+  const asio::ip::address ip = asio::ip::make_address(address, ec);
+  if (ec) return absl::InvalidArgumentError("bad listen address \"" + address + "\"");
+  auto acceptor = std::make_shared<tcp::acceptor>(context);
+  const tcp::endpoint endpoint(ip, port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError("cannot listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
+  return acceptor;
+}
+
+absl::StatusOr<std::shared_ptr<tcp::acceptor>> ListenOn(asio::io_context& context, const std::string& host_port,
+                                                        std::string_view flag) {
+  const size_t colon = host_port.rfind(':');
+  std::string host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port = colon == std::string::npos ? "" : host_port.substr(colon + 1);
+  const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoi(port) > 65535) {
+    return absl::InvalidArgumentError(std::string(flag) + ": \"" + host_port + "\" is not IP:port");
+  }
+  auto acceptor = Listen(context, host, static_cast<uint16_t>(std::stoi(port)));
+  if (!acceptor.ok()) return absl::Status(acceptor.status().code(), std::string(flag) + ": " + std::string(acceptor.status().message()));
+  return acceptor;
+}
+
+void ServeHttp(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor,
+               std::shared_ptr<ConnectionLimit> limit, HttpHandler handler) {
+  auto pick = [&context]() -> asio::io_context& { return context; };
+  auto serve = [&context, handler = std::make_shared<const HttpHandler>(std::move(handler))](
+                   tcp::socket socket, std::shared_ptr<void> slot) {
+    asio::co_spawn(context, ServeConnection(std::move(socket), handler, std::move(slot)), asio::detached);
+  };
+  asio::co_spawn(context, AcceptConnections(acceptor, std::move(limit), pick, serve), asio::detached);
+}
+
+HttpResponse Reply(const HttpRequest& req, http::status status, std::string body, std::string_view content_type) {
+  HttpResponse res{status, req.version()};
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  return res;
+}
+
+std::string_view BearerToken(const HttpRequest& req) {
+  const auto it = req.find(http::field::authorization);
+  if (it == req.end()) return {};
+  const std::string_view value = it->value();
+  constexpr std::string_view kBearer = "Bearer ";
+  return value.starts_with(kBearer) ? value.substr(kBearer.size()) : std::string_view();
+}
+
+HttpResponse Unauthorized(const HttpRequest& req, std::string why) {
+  HttpResponse res = Reply(req, http::status::unauthorized, std::move(why));
+  res.set(http::field::www_authenticate, "Bearer");
+  return res;
+}
+
+}  // namespace meshplug::net
