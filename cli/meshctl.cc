@@ -10,9 +10,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
+#include "cli/http_get.h"
 #include "cli/manifest_files.h"
+#include "cli/stat.h"
 #include "absl/time/time.h"
 #include "cli/output.h"
 #include "common/agent_id.h"
@@ -41,6 +45,15 @@ Usage:
   meshctl namespace remove NAME
   meshctl proxy status
   meshctl proxy config_dump AGENT        (AGENT: namespace/name or name.namespace)
+  meshctl stat namespace|service|workload|route [NAME] [-n NAMESPACE | -A] [--window 30s]
+             [--prometheus http://HOST:PORT] [--direction inbound|outbound]
+                                         requests, success rate (status below 400) and
+                                         latency p50/p95/p99 as the destinations' agents
+                                         measured them (--direction outbound: as the
+                                         callers' did): since the agents started, or over
+                                         --window (then with RPS); from Prometheus
+                                         (--prometheus or $MESHPLUG_PROMETHEUS) or straight
+                                         from every agent's /stats
   meshctl version
   meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...]
                                        [--bootstrap [--xds-address HOST:PORT,...]]
@@ -102,6 +115,9 @@ struct Args {
   std::string output = "table";
   bool dry_run = false;
   std::string mesh_name = "osm";
+  std::string window;
+  std::string prometheus;
+  std::string direction = "inbound";
   std::set<std::string> seen;  // flags given, to refuse those a command does not take
 };
 
@@ -109,6 +125,7 @@ Args Parse(int argc, char** argv) {
   Args a;
   if (const char* env = std::getenv("MESHCTL_SERVER")) a.server = env;
   if (const char* env = std::getenv("MESHPLUG_TOKEN")) a.token = env;
+  if (const char* env = std::getenv("MESHPLUG_PROMETHEUS")) a.prometheus = env;
   a.config = DefaultClientConfigPath();
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -171,6 +188,15 @@ Args Parse(int argc, char** argv) {
       a.dry_run = true;
     } else if (arg == "--mesh-name") {
       a.mesh_name = next();
+    } else if (arg == "--window") {
+      a.window = next();
+    } else if (arg == "--prometheus") {
+      a.prometheus = next();
+    } else if (arg == "--direction") {
+      a.direction = next();
+      if (a.direction != "inbound" && a.direction != "outbound") {
+        throw UsageError{Cat("--direction must be inbound or outbound, not \"", a.direction, "\"")};
+      }
     } else if (arg == "-h" || arg == "--help") {
       std::cout << kUsage;
       std::exit(0);
@@ -544,6 +570,92 @@ int Ca(Client& c, const Args& a) {
   return 0;
 }
 
+// The series meshctl stat reads, from Prometheus: cumulative, or their increase over the
+// window.
+std::vector<stat::Sample> QueryPrometheus(const std::string& url, std::string_view metric, const std::string& direction,
+                                          int64_t window_seconds) {
+  if (!url.starts_with("http://")) {
+    throw UsageError{Cat("--prometheus: \"", url, "\" is not http://HOST:PORT[/PATH] (https is not supported)")};
+  }
+  const std::string rest = url.substr(7);
+  const size_t slash = rest.find('/');
+  const std::string host_port = rest.substr(0, slash);
+  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
+  while (prefix.ends_with('/')) prefix.pop_back();
+  std::string query = Cat(metric, "{direction=\"", direction, "\"}");
+  if (window_seconds > 0) query = Cat("increase(", query, "[", window_seconds, "s])");
+  absl::StatusOr<std::string> body =
+      HttpGet(host_port, Cat(prefix, "/api/v1/query?query=", UrlEncode(query)), std::chrono::seconds(10));
+  if (!body.ok()) throw UsageError{Cat("Prometheus: ", body.status().message())};
+  absl::StatusOr<std::vector<stat::Sample>> samples = stat::ParseQueryResult(*body);
+  if (!samples.ok()) throw UsageError{std::string(samples.status().message())};
+  return *std::move(samples);
+}
+
+// Both series of meshctl stat from every connected agent's /stats; an agent that cannot
+// be read is named on stderr and left out.
+std::pair<std::vector<stat::Sample>, std::vector<stat::Sample>> ScrapeAgents(const v1::ProxyStatusResponse& status) {
+  std::pair<std::vector<stat::Sample>, std::vector<stat::Sample>> out;
+  size_t read = 0;
+  for (const v1::AgentStatus& agent : status.agents()) {
+    if (!agent.connected() || agent.admin_address().empty()) continue;
+    absl::StatusOr<std::string> text = HttpGet(agent.admin_address(), "/stats", std::chrono::seconds(5));
+    if (!text.ok()) {
+      std::cerr << "meshctl stat: left out agent " << agent.agent() << ": " << text.status().message() << "\n";
+      continue;
+    }
+    ++read;
+    for (auto& s : stat::ParsePrometheusText(*text, stat::kRequests, agent.agent())) out.first.push_back(std::move(s));
+    for (auto& s : stat::ParsePrometheusText(*text, stat::kLatencyBuckets, agent.agent())) out.second.push_back(std::move(s));
+  }
+  if (read == 0) throw UsageError{"meshctl stat: no connected agent's /stats could be read (see meshctl proxy status)"};
+  return out;
+}
+
+int Stat(Client& c, const Args& a) {
+  Allow(a, "stat", {"-n", "-A", "--window", "--prometheus", "--direction"});
+  if (a.positional.size() < 2 || a.positional.size() > 3) {
+    throw UsageError{"usage: meshctl stat namespace|service|workload|route [NAME] [-n NAMESPACE | -A] [--window 30s]"};
+  }
+  absl::StatusOr<stat::GroupBy> by = stat::ParseGroupBy(a.positional[1]);
+  if (!by.ok()) throw UsageError{std::string(by.status().message())};
+  const std::string name = a.positional.size() == 3 ? a.positional[2] : "";
+  int64_t window = 0;
+  if (!a.window.empty()) {
+    absl::Duration d;
+    if (!absl::ParseDuration(a.window, &d) || d < absl::Seconds(1) || d > absl::Hours(24 * 7)) {
+      throw UsageError{Cat("--window: \"", a.window, "\" is not a duration from 1s to 168h (like 30s or 5m)")};
+    }
+    window = absl::ToInt64Seconds(d);
+  }
+  // Namespaces are the rows of `stat namespace`; the others keep -n's namespace, or all (-A).
+  const bool by_namespace = *by == stat::GroupBy::kNamespace;
+  const std::string ns = by_namespace ? name : a.all_namespaces ? "" : a.ns;
+  std::vector<stat::Sample> requests, buckets;
+  if (!a.prometheus.empty()) {
+    requests = QueryPrometheus(a.prometheus, stat::kRequests, a.direction, window);
+    buckets = QueryPrometheus(a.prometheus, stat::kLatencyBuckets, a.direction, window);
+  } else {
+    const auto status = c.Call<v1::ProxyStatusRequest, v1::ProxyStatusResponse>(&v1::Admin::Stub::ProxyStatus, {});
+    std::tie(requests, buckets) = ScrapeAgents(status);
+    if (window > 0) {
+      std::this_thread::sleep_for(std::chrono::seconds(window));
+      auto [later_requests, later_buckets] = ScrapeAgents(status);
+      requests = stat::Delta(requests, later_requests);
+      buckets = stat::Delta(buckets, later_buckets);
+    }
+  }
+  const std::vector<stat::Row> rows =
+      stat::Aggregate(requests, buckets, *by, a.direction, ns, by_namespace ? "" : name);
+  if (rows.empty()) {
+    std::cerr << "No requests" << (ns.empty() ? "" : Cat(" in namespace ", ns)) << (name.empty() ? "" : Cat(" for ", name))
+              << (window > 0 ? Cat(" in the last ", a.window) : "") << ".\n";
+    return 0;
+  }
+  std::cout << stat::Table(rows, *by, static_cast<double>(window));
+  return 0;
+}
+
 int Version(Client& c, const Args& a) {
   Allow(a, "version", {});
   std::cout << "client: " << kClientVersion << "\n";
@@ -570,6 +682,7 @@ int Run(int argc, char** argv) {
   if (cmd == "token") return Token(client, a);
   if (cmd == "bootstrap") return Bootstrap(client, a);
   if (cmd == "ca") return Ca(client, a);
+  if (cmd == "stat") return Stat(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

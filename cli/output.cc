@@ -272,7 +272,6 @@ std::string Age(const std::string& rfc3339) {
   return Cat(s / 86400, "d");
 }
 
-// Columns padded to the widest cell, three spaces apart, like kubectl.
 std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(rows.front().size(), 0);
   for (const auto& r : rows) {

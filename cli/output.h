@@ -31,4 +31,7 @@ std::string CaStatusText(const v1::CaStatus& status);
 // "5s", "3m", "2h", "4d" since an RFC 3339 timestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& rfc3339);
 
+// Columns padded to the widest cell, three spaces apart, like kubectl; rows[0] is the header.
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
+
 }  // namespace meshplug::cli

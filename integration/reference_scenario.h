@@ -67,6 +67,8 @@ class ReferenceScenario {
 
   const std::string& dir() const { return dir_; }
   const std::string& control_plane_address() const { return cp_.address(); }
+  // Its HTTP pages (/metrics, /http_sd for Prometheus).
+  const std::string& control_plane_http_address() const { return cp_.http_address(); }
   // The second control-plane replica's (with an etcd store).
   std::string second_replica_address() const { return replica_ ? replica_->address() : ""; }
   // meshctl's credentials for this control plane.

@@ -10,6 +10,7 @@
 #include <boost/beast/http/write.hpp>
 #include <chrono>
 
+#include "common/strings.h"
 #include "net/accept_loop.h"
 #include "net/strict_line_endings.h"
 
@@ -65,12 +66,11 @@ absl::StatusOr<std::shared_ptr<tcp::acceptor>> ListenOn(asio::io_context& contex
   const size_t colon = host_port.rfind(':');
   std::string host = host_port.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port = colon == std::string::npos ? "" : host_port.substr(colon + 1);
-  const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
-  if (!digits || std::stoi(port) > 65535) {
+  unsigned long port = 0;  // 0: any free port
+  if (colon == std::string::npos || !ParseNumber(std::string_view(host_port).substr(colon + 1), port) || port > 65535) {
     return absl::InvalidArgumentError(std::string(flag) + ": \"" + host_port + "\" is not IP:port");
   }
-  auto acceptor = Listen(context, host, static_cast<uint16_t>(std::stoi(port)));
+  auto acceptor = Listen(context, host, static_cast<uint16_t>(port));
   if (!acceptor.ok()) return absl::Status(acceptor.status().code(), std::string(flag) + ": " + std::string(acceptor.status().message()));
   return acceptor;
 }

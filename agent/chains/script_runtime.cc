@@ -55,7 +55,7 @@ void LuaScriptRuntime::ExportStats(Stats& stats) const {
       exported = errors;
     }
     for (const auto& [name, value] : counters->counters()) {
-      stats.SetGauge("meshplug_plugin_counter", {{"plugin", plugin}, {"name", name}}, value);
+      stats.SetGauge("meshplug_plugin_tally", {{"plugin", plugin}, {"name", name}}, value);
     }
   }
 }

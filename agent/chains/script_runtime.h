@@ -34,7 +34,7 @@ class LuaScriptRuntime : public ScriptFactory {
   // meshplug_lua_memory_bytes is the memory of all Lua states;
   // meshplug_plugin_errors_total{plugin} grows by the errors the runtime handled itself (a
   // script error answers 500 without reaching the proxy's own count);
-  // meshplug_plugin_counter{plugin,name} holds each counter() a script keeps.
+  // meshplug_plugin_tally{plugin,name} holds each counter() a script keeps.
   void ExportStats(Stats& stats) const override;
 
  private:

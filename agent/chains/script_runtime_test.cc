@@ -62,7 +62,7 @@ TEST(ScriptRuntimeTest, ScriptErrorsAndCountersReachStats) {
   runtime->ExportStats(stats);
   runtime->ExportStats(stats);  // counted once, not per export
   EXPECT_EQ(stats.CounterValue("meshplug_plugin_errors_total", {{"plugin", "broken"}}), 2u);
-  EXPECT_NE(stats.RenderPrometheus().find("meshplug_plugin_counter{plugin=\"broken\",name=\"seen\"} 2"),
+  EXPECT_NE(stats.RenderPrometheus().find("meshplug_plugin_tally{plugin=\"broken\",name=\"seen\"} 2"),
             std::string::npos)
       << stats.RenderPrometheus();
 }

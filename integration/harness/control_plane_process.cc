@@ -45,7 +45,8 @@ std::string ControlPlaneProcess::log_path() const {
 std::string ControlPlaneProcess::Start() {
   const std::string listen = address_.empty() ? host_ + ":0" : address_;
   std::vector<std::string> argv = wrapper_;
-  argv.insert(argv.end(), {"control_plane/control_plane", "--listen", listen, "--store",
+  const std::string http_listen = http_address_.empty() ? host_ + ":0" : http_address_;
+  argv.insert(argv.end(), {"control_plane/control_plane", "--listen", listen, "--http_listen", http_listen, "--store",
                            store_.empty() ? dir_ + "/store.db" : store_, "--client_config", config_path()});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   ++starts_;
@@ -54,6 +55,9 @@ std::string ControlPlaneProcess::Start() {
   auto line = process_ ? process_->WaitForLog("\"msg\":\"listening\"", kStart) : std::nullopt;
   if (!line) return "the control plane did not start; see " + log_path();
   address_ = Field(*line, "address");
+  line = process_->WaitForLog("\"msg\":\"http listening\"", kStart);
+  if (!line) return "the control plane's HTTP pages did not start; see " + log_path();
+  http_address_ = Field(*line, "address");
   return "";
 }
 

@@ -52,6 +52,8 @@ class ControlPlaneProcess {
   Process& process() { return *process_; }
   bool running() const { return process_ != nullptr; }
   const std::string& address() const { return address_; }
+  // Its HTTP pages (/metrics, /http_sd), plain HTTP.
+  const std::string& http_address() const { return http_address_; }
   const std::string& dir() const { return dir_; }
   // meshctl's credentials file (server, CA, admin token).
   std::string config_path() const { return dir_ + "/config"; }
@@ -66,6 +68,7 @@ class ControlPlaneProcess {
   std::string agent_addresses_;
   std::unique_ptr<Process> process_;
   std::string address_;
+  std::string http_address_;
   int starts_ = 0;
 };
 

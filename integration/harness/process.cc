@@ -1,5 +1,9 @@
 #include "integration/harness/process.h"
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
 #include <cctype>
 
 #include <fcntl.h>
@@ -187,6 +191,26 @@ int PortAfter(const std::string& line, const std::string& marker) {
   int port = 0;
   while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) port = port * 10 + (line[i++] - '0');
   return port;
+}
+
+std::vector<int> FreeLoopbackPorts(int n) {
+  std::vector<int> fds, ports;
+  for (int i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    fds.push_back(fd);
+    ports.push_back(port);
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
 }
 
 }  // namespace meshplug::integration::harness

@@ -56,6 +56,11 @@ RunResult Run(const std::vector<std::string>& argv, std::string_view input = "",
 // 0 when the marker is not there.
 int PortAfter(const std::string& line, const std::string& marker);
 
+// `n` distinct free loopback ports: each bound (port 0) until all are chosen, then
+// released for a server that cannot bind port 0 itself (etcd, Prometheus) to take; such a
+// start is retried on new ports when one was taken meanwhile.
+std::vector<int> FreeLoopbackPorts(int n);
+
 // A directory for this test's files (under $TEST_TMPDIR), created empty.
 std::string TempDir(const std::string& name);
 
