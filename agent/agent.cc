@@ -66,7 +66,7 @@ absl::Status Agent::SetWorkloadCertificate(const std::string& key_pem, const std
 
 proxy::ProxyEnv Agent::EnvFor(Worker& worker, bool inbound) {
   return proxy::ProxyEnv{&chains_, worker.pool.get(), &stats_, inbound, &draining_, &in_flight_, &tls_,
-                         worker.h2_pool.get()};
+                         worker.h2_pool.get(), &tap_};
 }
 
 std::string Agent::RenderStats() {
@@ -78,6 +78,7 @@ std::string Agent::RenderStats() {
   }
   stats_.SetGauge("meshplug_agent_chain_sets_live", {}, chains::ChainSet::Live());
   stats_.SetGauge("meshplug_agent_chain_swaps", {}, static_cast<int64_t>(swaps()));
+  stats_.SetGauge("meshplug_agent_taps_active", {}, tap_.subscribers());
   if (scripts_ != nullptr) scripts_->ExportStats(stats_);
   std::string out = stats_.RenderPrometheus();
   // The version in use, as an info metric: one series, for the active set only.

@@ -92,6 +92,7 @@ class Agent final : public admin::AdminTarget {
   // The agent's metrics, with the script runtime's and the snapshot in use.
   std::string RenderStats() override;
   Stats& stats() { return stats_; }
+  proxy::TapHub& tap() override { return tap_; }
 
   // The workload's certificate for mTLS with other agents: new connections use it,
   // connections already open keep theirs. Until the first one, inbound TLS hellos are
@@ -137,6 +138,7 @@ class Agent final : public admin::AdminTarget {
   AgentOptions options_;
   std::unique_ptr<chains::BuiltinFactory> builtins_;
   Stats stats_;
+  proxy::TapHub tap_;
   net::TlsCredentials tls_;
   plugins::builtin::BuiltinState builtin_state_{stats_};
   const chains::ScriptFactory* scripts_;

@@ -1,6 +1,10 @@
 #include "cli/http_get.h"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -57,6 +61,66 @@ absl::StatusOr<std::string> HttpGet(const std::string& host_port, const std::str
                                       Truncated(parser.get().body(), 200)));
   }
   return std::move(parser.get().body());
+}
+
+absl::Status HttpStreamLines(const std::string& host_port, const std::string& target, const std::string& bearer,
+                             const std::function<void(std::string_view line)>& on_line,
+                             std::chrono::milliseconds connect_timeout) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
+  std::string host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  asio::io_context io;
+  absl::Status result;
+  auto stream_lines = [&]() -> asio::awaitable<void> {
+    beast::tcp_stream stream(io);
+    beast::error_code ec;
+    auto failed = [&](std::string_view step) {
+      result = absl::UnavailableError(Cat("GET http://", host_port, target, ": ", step, ": ", ec.message()));
+    };
+    asio::ip::tcp::resolver resolver(io);
+    stream.expires_after(connect_timeout);
+    auto found = co_await resolver.async_resolve(host, host_port.substr(colon + 1),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return failed("resolving");
+    co_await stream.async_connect(found, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return failed("connecting");
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, host_port);
+    req.set(http::field::authorization, "Bearer " + bearer);
+    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return failed("sending");
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return failed("reading the answer");
+    stream.expires_never();
+    const bool ok = parser.get().result() == http::status::ok;
+    std::string pending;
+    char chunk[16 * 1024];
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      // read_some: a line is shown when it arrives, not when a buffer fills.
+      co_await http::async_read_some(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      pending.append(chunk, sizeof chunk - parser.get().body().size);
+      for (size_t nl; ok && (nl = pending.find('\n')) != std::string::npos; pending.erase(0, nl + 1)) {
+        on_line(std::string_view(pending).substr(0, nl));
+      }
+      if (ec) break;
+    }
+    if (!ok) {
+      result = absl::UnavailableError(Cat("GET http://", host_port, target, ": ", parser.get().result_int(), " ",
+                                          Truncated(pending, 300)));
+    } else if (ec && ec != http::error::end_of_stream && ec != asio::error::eof) {
+      failed("reading");
+    }
+  };
+  asio::co_spawn(io, stream_lines(), asio::detached);
+  io.run();
+  return result;
 }
 
 std::string UrlEncode(std::string_view text) {

@@ -1,11 +1,14 @@
 // meshctl: the command line for the control plane's admin API.
 #include <arpa/inet.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -54,6 +57,14 @@ Usage:
                                          --window (then with RPS); from Prometheus
                                          (--prometheus or $MESHPLUG_PROMETHEUS) or straight
                                          from every agent's /stats
+  meshctl tap NAMESPACE/NAME [--path /PREFIX] [--method GET] [--sample 0.1] [--max-rps 100]
+                             [--duration 60s] [--admin-token-file FILE] [-o json]
+                                         a live summary of each request through that
+                                         workload's agent (method, authority, path without
+                                         query, status, latency, peer, the plugins that ran
+                                         and the one that answered); no headers or bodies.
+                                         Sampled and capped by the agent; needs the
+                                         agent's admin token (default: its default file)
   meshctl version
   meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...]
                                        [--bootstrap [--xds-address HOST:PORT,...]]
@@ -118,6 +129,9 @@ struct Args {
   std::string window;
   std::string prometheus;
   std::string direction = "inbound";
+  std::map<std::string, std::string> tap;  // --path --method --sample --max-rps, as /tap's parameters
+  std::string duration = "60s";
+  std::string admin_token_file;
   std::set<std::string> seen;  // flags given, to refuse those a command does not take
 };
 
@@ -188,6 +202,14 @@ Args Parse(int argc, char** argv) {
       a.dry_run = true;
     } else if (arg == "--mesh-name") {
       a.mesh_name = next();
+    } else if (arg == "--path" || arg == "--method" || arg == "--sample" || arg == "--max-rps") {
+      std::string key = arg.substr(2);
+      std::replace(key.begin(), key.end(), '-', '_');
+      a.tap[key] = next();
+    } else if (arg == "--duration") {
+      a.duration = next();
+    } else if (arg == "--admin-token-file") {
+      a.admin_token_file = next();
     } else if (arg == "--window") {
       a.window = next();
     } else if (arg == "--prometheus") {
@@ -656,6 +678,76 @@ int Stat(Client& c, const Args& a) {
   return 0;
 }
 
+// One tap summary as a line a person reads.
+std::string TapLine(std::string_view json) {
+  google::protobuf::Struct line;
+  if (!google::protobuf::util::JsonStringToMessage(std::string(json), &line).ok()) return std::string(json);
+  const auto& f = line.fields();
+  auto str = [&](const char* key) { return f.contains(key) ? f.at(key).string_value() : ""; };
+  auto part = [&](const char* side, const char* key) {
+    return f.contains(side) && f.at(side).struct_value().fields().contains(key)
+               ? f.at(side).struct_value().fields().at(key).string_value()
+               : "";
+  };
+  auto who = [&](const char* side, const char* name) {
+    const std::string ns = part(side, "namespace"), n = part(side, name);
+    return ns.empty() && n.empty() ? std::string("-") : Cat(ns, "/", n);
+  };
+  std::vector<std::string> plugins;
+  if (f.contains("plugins")) {
+    for (const auto& v : f.at("plugins").list_value().values()) plugins.push_back(v.string_value());
+  }
+  const int status = f.contains("status") ? static_cast<int>(f.at("status").number_value()) : 0;
+  char latency[32];
+  std::snprintf(latency, sizeof latency, "%.2fms", f.contains("latency_ms") ? f.at("latency_ms").number_value() : 0);
+  return Cat(str("direction"), " ", str("method"), " ", str("authority"), str("path"), " ",
+             status == 0 ? "no-response" : Cat(":status=", status), " ", latency, " src=",
+             who("src", str("direction") == "inbound" ? "service_account" : "workload"), " dst=", who("dst", "workload"),
+             " route=", str("route").empty() ? "-" : str("route"), " peer=", str("peer").empty() ? "-" : str("peer"),
+             str("answered_by").empty() ? "" : Cat(" answered-by=", str("answered_by")), " plugins=", Join(plugins, ","));
+}
+
+int Tap(Client& c, const Args& a) {
+  Allow(a, "tap", {"--path", "--method", "--sample", "--max-rps", "--duration", "--admin-token-file", "-o"});
+  if (a.positional.size() != 2 || a.positional[1].find('/') == std::string::npos) {
+    throw UsageError{"usage: meshctl tap NAMESPACE/NAME [--path /PREFIX] [--method GET] [--duration 60s]"};
+  }
+  const std::string& agent = a.positional[1];
+  absl::Duration d;
+  if (!absl::ParseDuration(a.duration, &d) || d < absl::Seconds(1) || d > absl::Hours(1)) {
+    throw UsageError{Cat("--duration: \"", a.duration, "\" is not a duration from 1s to 1h")};
+  }
+  std::string address;
+  const auto status = c.Call<v1::ProxyStatusRequest, v1::ProxyStatusResponse>(&v1::Admin::Stub::ProxyStatus, {});
+  for (const v1::AgentStatus& s : status.agents()) {
+    if (s.agent() == agent && s.connected()) address = s.admin_address();
+  }
+  if (address.empty()) {
+    throw UsageError{Cat("no connected agent ", agent, " that reported its admin address (see meshctl proxy status)")};
+  }
+  const size_t slash = agent.find('/');
+  const std::string token_file = a.admin_token_file.empty()
+                                     ? DefaultStatePath(Cat("agents/", agent.substr(0, slash), ".",
+                                                            agent.substr(slash + 1), ".admin-token"))
+                                     : a.admin_token_file;
+  std::string token;
+  std::ifstream(token_file) >> token;
+  if (token.empty()) {
+    throw UsageError{Cat("cannot read the agent's admin token from ", token_file,
+                         " (give the agent's --admin_token_file with --admin-token-file)")};
+  }
+  std::string target = Cat("/tap?seconds=", absl::ToInt64Seconds(d));
+  for (const auto& [key, value] : a.tap) target += Cat("&", key, "=", UrlEncode(value));
+  const absl::Status streamed = HttpStreamLines(
+      address, target, token,
+      [&](std::string_view line) {
+        std::cout << (a.output == "json" ? std::string(line) : TapLine(line)) << std::endl;
+      },
+      std::chrono::seconds(5));
+  if (!streamed.ok()) throw UsageError{Cat("tap ", agent, ": ", streamed.message())};
+  return 0;
+}
+
 int Version(Client& c, const Args& a) {
   Allow(a, "version", {});
   std::cout << "client: " << kClientVersion << "\n";
@@ -683,6 +775,7 @@ int Run(int argc, char** argv) {
   if (cmd == "bootstrap") return Bootstrap(client, a);
   if (cmd == "ca") return Ca(client, a);
   if (cmd == "stat") return Stat(client, a);
+  if (cmd == "tap") return Tap(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

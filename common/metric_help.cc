@@ -19,6 +19,7 @@ constexpr std::pair<std::string_view, std::string_view> kHelp[] = {
     {"meshplug_agent_dns_queries_total", "DNS queries the agent answered, by result."},
     {"meshplug_agent_snapshot_from_cache", "1 while the running configuration came from the snapshot cache, not the control plane."},
     {"meshplug_agent_snapshot_info", "1 for the configuration version the agent runs."},
+    {"meshplug_agent_taps_active", "Open /tap streams (meshctl tap) on this agent."},
     {"meshplug_agent_tcp_tunnels_total", "mTLS tunnels between agents, by direction and result."},
     {"meshplug_agent_tls_handshakes_total", "TLS handshakes, by direction and result."},
     {"meshplug_agent_xds_acks_total", "xDS responses the agent accepted, by type."},

@@ -126,6 +126,27 @@ TEST(Observability, StatPromqlAndTheAgentsAgreeOnTheTokenSteps) {
   ASSERT_EQ(outbound.exit_code, 0) << outbound.err;
   EXPECT_NE(outbound.out.find("httpbin     httpbin-1"), std::string::npos) << outbound.out;
 
+  // meshctl tap shows the 401 and the plugin that answered it.
+  auto tap = Process::Start({"cli/meshctl", "--config", s.meshctl_config(), "--server", s.control_plane_address(), "tap",
+                             "httpbin/httpbin-1", "--path", "/get", "--duration", "30s", "--admin-token-file",
+                             s.dir() + "/httpbin-1.admin-token"},
+                            s.dir() + "/tap.log");
+  ASSERT_TRUE(tap);
+  ASSERT_TRUE(Eventually(
+      [&] { return s.AgentAdmin("httpbin-1", "/stats").find("meshplug_agent_taps_active 1\n") != std::string::npos; },
+      kConverge))
+      << tap->Log();
+  EXPECT_EQ(s.Curl("/get"), 401);
+  EXPECT_EQ(s.Curl("/headers"), 200);  // not /get: filtered out
+  ASSERT_TRUE(Eventually([&] { return tap->Log().find("answered-by=token-verifier") != std::string::npos; }, kConverge))
+      << tap->Log();
+  const std::string tapped = tap->Log();
+  std::cout << "meshctl tap httpbin/httpbin-1 --path /get:\n" << tapped;
+  EXPECT_NE(tapped.find("inbound GET httpbin.httpbin:14001/get :status=401"), std::string::npos) << tapped;
+  EXPECT_NE(tapped.find("src=curl/curl"), std::string::npos) << tapped;
+  EXPECT_EQ(tapped.find("/headers"), std::string::npos) << tapped;
+  tap.reset();
+
   // Both binaries' metrics are valid Prometheus text, HELP and TYPE for every family.
   const std::vector<std::pair<std::string, std::string>> texts = {
       {"agent", s.AgentAdmin("httpbin-1", "/stats")},

@@ -8,6 +8,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cctype>
 #include <chrono>
 
 #include "common/strings.h"
@@ -24,8 +25,12 @@ using tcp = asio::ip::tcp;
 
 // The last parameter, the connection's slot in the listener's limit, lives in the
 // coroutine frame until the connection ends.
-asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const HttpHandler> handler,
-                                      std::shared_ptr<void>) {
+struct Pages {
+  HttpHandler handler;
+  std::map<std::string, HttpStreamPage, std::less<>> streams;
+};
+
+asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const Pages> pages, std::shared_ptr<void>) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (true) {
@@ -36,7 +41,13 @@ asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const 
     StrictLineEndings strict(stream, buffer);
     co_await http::async_read(strict, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
-    HttpResponse res = (*handler)(parser.get());
+    const std::string_view target = parser.get().target();
+    if (auto page = pages->streams.find(target.substr(0, target.find('?'))); page != pages->streams.end()) {
+      stream.expires_never();
+      co_await page->second(stream, parser.get());
+      break;
+    }
+    HttpResponse res = pages->handler(parser.get());
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;
   }
@@ -76,11 +87,12 @@ absl::StatusOr<std::shared_ptr<tcp::acceptor>> ListenOn(asio::io_context& contex
 }
 
 void ServeHttp(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor,
-               std::shared_ptr<ConnectionLimit> limit, HttpHandler handler) {
+               std::shared_ptr<ConnectionLimit> limit, HttpHandler handler,
+               std::map<std::string, HttpStreamPage, std::less<>> streams) {
   auto pick = [&context]() -> asio::io_context& { return context; };
-  auto serve = [&context, handler = std::make_shared<const HttpHandler>(std::move(handler))](
+  auto serve = [&context, pages = std::make_shared<const Pages>(Pages{std::move(handler), std::move(streams)})](
                    tcp::socket socket, std::shared_ptr<void> slot) {
-    asio::co_spawn(context, ServeConnection(std::move(socket), handler, std::move(slot)), asio::detached);
+    asio::co_spawn(context, ServeConnection(std::move(socket), pages, std::move(slot)), asio::detached);
   };
   asio::co_spawn(context, AcceptConnections(acceptor, std::move(limit), pick, serve), asio::detached);
 }
@@ -92,6 +104,33 @@ HttpResponse Reply(const HttpRequest& req, http::status status, std::string body
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
   return res;
+}
+
+std::map<std::string, std::string> QueryParameters(std::string_view target) {
+  std::map<std::string, std::string> out;
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return out;
+  auto decode = [](std::string_view s) {
+    std::string d;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        d += ' ';
+      } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        d += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        d += s[i];
+      }
+    }
+    return d;
+  };
+  for (std::string_view pair : Split(target.substr(q + 1), '&')) {
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+  }
+  return out;
 }
 
 std::string_view BearerToken(const HttpRequest& req) {

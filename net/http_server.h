@@ -4,11 +4,16 @@
 // the framing refused.
 #pragma once
 
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,6 +26,10 @@ namespace meshplug::net {
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// A page that writes its own answer on the connection, for as long as it lasts (a live
+// stream); the connection closes after it.
+using HttpStreamPage =
+    std::function<boost::asio::awaitable<void>(boost::beast::tcp_stream& stream, const HttpRequest& req)>;
 
 // A listening socket on `address` (an IP literal) and `port` (0: any free port), or an
 // error naming the address.
@@ -33,9 +42,15 @@ absl::StatusOr<std::shared_ptr<boost::asio::ip::tcp::acceptor>> ListenOn(boost::
                                                                          std::string_view flag);
 
 // Serves requests from `acceptor` on `context` until the acceptor closes, at most `limit`
-// connections at once; `handler` answers each (on the context's thread).
+// connections at once; `streams` answers the paths it has, `handler` every other request
+// (on the context's thread).
 void ServeHttp(boost::asio::io_context& context, std::shared_ptr<boost::asio::ip::tcp::acceptor> acceptor,
-               std::shared_ptr<ConnectionLimit> limit, HttpHandler handler);
+               std::shared_ptr<ConnectionLimit> limit, HttpHandler handler,
+               std::map<std::string, HttpStreamPage, std::less<>> streams = {});
+
+// The parameters of the target's query string, percent-decoded; a repeated one keeps its
+// last value.
+std::map<std::string, std::string> QueryParameters(std::string_view target);
 
 // `body` as the answer to `req`, keeping the connection open if the request allows it.
 HttpResponse Reply(const HttpRequest& req, boost::beast::http::status status, std::string body,

@@ -1,11 +1,17 @@
 #include "agent/admin/admin.h"
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <sstream>
 
 #include <openssl/crypto.h>
 
 #include "common/config_dump.h"
+#include "common/strings.h"
 #include "net/http_server.h"
 
 namespace meshplug::agent::admin {
@@ -70,7 +76,70 @@ net::HttpResponse Handle(const net::HttpRequest& req, AdminTarget& agent, const 
     return res;
   }
   return reply(http::status::not_found,
-               "admin: /config_dump /stats /ready /clusters /quitquitquit\n");
+               "admin: /config_dump /stats /ready /clusters /tap /quitquitquit\n");
+}
+
+// /tap?path=PREFIX&method=M&sample=0.5&max_rps=100&seconds=60: request summaries as JSON
+// lines while they happen, for at most `seconds` (up to an hour).
+asio::awaitable<void> ServeTap(boost::beast::tcp_stream& stream, const net::HttpRequest& req, AdminTarget& agent,
+                               const std::string& token) {
+  boost::system::error_code ec;
+  auto answer = [&](net::HttpResponse res) -> asio::awaitable<void> {
+    res.keep_alive(false);
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  };
+  if (!Authorized(req, token)) {
+    co_return co_await answer(net::Unauthorized(
+        req, "/tap needs the agent's admin token: Authorization: Bearer <token from --admin_token_file>\n"));
+  }
+  proxy::TapFilter filter;
+  uint64_t seconds = 60;
+  for (const auto& [key, value] : net::QueryParameters(req.target())) {
+    bool ok = true;
+    if (key == "path") {
+      ok = value.starts_with('/');
+      filter.path_prefix = value;
+    } else if (key == "method") {
+      ok = IsHttpToken(value);
+      filter.method = value;
+    } else if (key == "sample") {
+      char* end = nullptr;
+      filter.sample = std::strtod(value.c_str(), &end);
+      ok = end != value.c_str() && *end == '\0' && filter.sample > 0 && filter.sample <= 1;
+    } else if (key == "max_rps") {
+      uint32_t rps = 0;
+      ok = ParseNumber(value, rps) && rps >= 1 && rps <= proxy::TapHub::kMaxPerSecond;
+      filter.max_per_second = rps;
+    } else if (key == "seconds") {
+      ok = ParseNumber(value, seconds) && seconds >= 1 && seconds <= 3600;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      co_return co_await answer(net::Reply(
+          req, http::status::bad_request,
+          Cat("/tap: ", key, "=", Truncated(value, 64), " is not valid (path=/PREFIX method=GET sample=(0,1] max_rps=1..",
+              proxy::TapHub::kMaxPerSecond, " seconds=1..3600)\n")));
+    }
+  }
+  const std::string header =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+  co_await asio::async_write(stream, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
+  auto subscription = agent.tap().Subscribe(filter, co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!ec && std::chrono::steady_clock::now() < deadline) {
+    std::string lines;
+    for (std::string& line : subscription->Take()) lines += std::move(line) + "\n";
+    if (!lines.empty()) {
+      co_await asio::async_write(stream, asio::buffer(lines), asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    // A summary's arrival cancels the wait (TapHub posts to this executor).
+    subscription->wake().expires_at(deadline);
+    boost::system::error_code waited;
+    co_await subscription->wake().async_wait(asio::redirect_error(asio::use_awaitable, waited));
+  }
+  agent.tap().Unsubscribe(subscription);
 }
 
 }  // namespace
@@ -79,8 +148,13 @@ std::string ConfigDump(const chains::ChainSet& chains) { return ConfigDumpJson(c
 
 void ServeAdmin(asio::io_context& context, std::shared_ptr<tcp::acceptor> acceptor,
                 std::shared_ptr<net::ConnectionLimit> limit, AdminTarget& agent, std::string token) {
-  net::ServeHttp(context, std::move(acceptor), std::move(limit),
-                 [&agent, token = std::move(token)](const net::HttpRequest& req) { return Handle(req, agent, token); });
+  auto shared_token = std::make_shared<const std::string>(std::move(token));
+  net::ServeHttp(
+      context, std::move(acceptor), std::move(limit),
+      [&agent, shared_token](const net::HttpRequest& req) { return Handle(req, agent, *shared_token); },
+      {{"/tap", [&agent, shared_token](boost::beast::tcp_stream& stream, const net::HttpRequest& req) {
+          return ServeTap(stream, req, agent, *shared_token);
+        }}});
 }
 
 }  // namespace meshplug::agent::admin

@@ -1,7 +1,7 @@
-// The admin endpoint: /config_dump, /stats, /ready, /clusters, /quitquitquit. It listens
-// on loopback by default; /config_dump (PluginConfig values) and /quitquitquit also need
-// `Authorization: Bearer <admin token>`, which plugins cannot read, so an `http_call` to
-// an admin port gets nothing sensitive and stops nothing.
+// The admin endpoint: /config_dump, /stats, /ready, /clusters, /tap, /quitquitquit. It
+// listens on loopback by default; /config_dump (PluginConfig values), /tap (request paths)
+// and /quitquitquit also need `Authorization: Bearer <admin token>`, which plugins cannot
+// read, so an `http_call` to an admin port gets nothing sensitive and stops nothing.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/chains/chain_set.h"
+#include "agent/proxy/tap.h"
 #include "net/connection_limit.h"
 
 namespace meshplug::agent::admin {
@@ -25,6 +26,8 @@ class AdminTarget {
   virtual bool draining() const = 0;
   // Starts a graceful drain and returns.
   virtual void DrainAsync() = 0;
+  // Where requests publish their summaries for /tap.
+  virtual proxy::TapHub& tap() = 0;
 };
 
 // Serves admin requests from `acceptor` on `context` until the acceptor closes.

@@ -1,6 +1,8 @@
 // The admin endpoint over real sockets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "agent/agent.h"
 #include "agent/testing/test_support.h"
 #include "common/config_dump.h"
@@ -76,6 +78,47 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
                                   "::rq_active::0"),
             std::string::npos)
       << clusters->body();
+}
+
+// /tap streams a summary of each matching request while it is open: no query string, the
+// plugins that ran, and which one answered; with the admin token only.
+TEST(AdminTest, TapStreamsMatchingRequestSummaries) {
+  TestUpstream a("a");
+  Agent agent(LocalAgentOptions(1));
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  ASSERT_TRUE(agent.Apply(s).ok());
+  ASSERT_TRUE(agent.Start().ok());
+  const std::string token = "Authorization: Bearer " + agent.admin_token() + "\r\n";
+  Client c(agent.admin_port());
+  EXPECT_EQ(c.Get("admin", "/tap")->result_int(), 401);
+  for (const char* bad : {"/tap?max_rps=0", "/tap?sample=2", "/tap?seconds=99999", "/tap?path=get", "/tap?color=red"}) {
+    Client again(agent.admin_port());
+    auto r = again.Get("admin", bad, token);
+    ASSERT_TRUE(r) << bad;
+    EXPECT_EQ(r->result_int(), 400) << bad;
+    EXPECT_NE(r->body().find("is not valid"), std::string::npos) << r->body();
+  }
+
+  Client tap(agent.admin_port());
+  ASSERT_TRUE(tap.Send("GET /tap?path=%2Fok&seconds=1 HTTP/1.1\r\nHost: admin\r\n" + token + "\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return agent.tap().active(); }));
+  Client proxy(agent.outbound_port());
+  for (const char* path : {"/ok?secret=s3cr3t", "/other", "/ok/2"}) ASSERT_EQ(proxy.Get("web.shop", path)->result_int(), 200);
+  auto stream = tap.Read();  // the stream ends after its second
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->result_int(), 200);
+  EXPECT_EQ((*stream)[boost::beast::http::field::content_type], "application/x-ndjson");
+  const std::string& lines = stream->body();
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 2) << lines;
+  EXPECT_NE(lines.find("\"method\":\"GET\",\"authority\":\"web.shop\",\"path\":\"/ok\",\"status\":200"),
+            std::string::npos)
+      << lines;
+  EXPECT_NE(lines.find("\"path\":\"/ok/2\""), std::string::npos) << lines;
+  EXPECT_EQ(lines.find("s3cr3t"), std::string::npos);
+  EXPECT_EQ(lines.find("/other"), std::string::npos);
+  EXPECT_NE(lines.find("\"plugins\":[\"http-routing\",\"metrics\","), std::string::npos) << lines;
+  EXPECT_FALSE(agent.tap().active());
 }
 
 TEST(AdminTest, QuitQuitQuitDrainsAndStops) {

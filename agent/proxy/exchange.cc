@@ -1,5 +1,7 @@
 #include "agent/proxy/exchange.h"
 
+#include "plugins/api/traffic_labels.h"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -110,6 +112,7 @@ struct Exchange {
   HttpContext ctx;
   size_t ran = 0;  // chain[0, ran) ran their request steps
   bool response_started = false;  // a response header went downstream
+  std::string_view answered_by;   // the chain's plugin that answered the request itself, if one did
   // The client asked to switch protocols (Upgrade, no body): a 101 from the upstream turns
   // the connection into a byte relay. The protocol is the request's Upgrade field, which
   // plugins see and may remove.
@@ -202,7 +205,9 @@ class ExchangeRunner {
   awaitable<std::optional<LocalResponse>> RunResponseSteps(Exchange& x);
   void RunLogSteps(Exchange& x) noexcept;
   // A plugin answered the request itself with `status`.
-  void Answered(const std::string& plugin, unsigned status);
+  void Answered(Exchange& x, const std::string& plugin, unsigned status);
+  // Offers the finished request's summary to `meshctl tap`.
+  void PublishTap(const Exchange& x) const;
   // The plugins whose request steps ran, in chain order or reversed (for body filters).
   std::vector<plugins::HttpPlugin*> Ran(const Exchange& x, bool reverse) const;
 
@@ -350,7 +355,8 @@ class StepTimer {
   Clock::time_point last_ = Clock::now();
 };
 
-void ExchangeRunner::Answered(const std::string& plugin, unsigned status) {
+void ExchangeRunner::Answered(Exchange& x, const std::string& plugin, unsigned status) {
+  x.answered_by = plugin;
   env_.stats->Count("meshplug_plugin_responses_total",
                     {{"chain", env_.inbound ? "inbound-http" : "outbound-http"},
                      {"plugin", plugin},
@@ -366,7 +372,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange
     Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnRequestHeaders(x.ctx); });
     timer.Lap(entry.request_time);
     if (v.kind == Verdict::Kind::kRespond) {
-      Answered(entry.name, v.response.status);
+      Answered(x, entry.name, v.response.status);
       co_return std::move(v.response);
     }
     if (v.kind == Verdict::Kind::kForward) co_return std::nullopt;
@@ -382,14 +388,38 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchang
     Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnResponseHeaders(x.ctx); });
     timer.Lap(entry.response_time);
     if (v.kind == Verdict::Kind::kRespond) {
-      Answered(entry.name, v.response.status);
+      Answered(x, entry.name, v.response.status);
       co_return std::move(v.response);
     }
   }
   co_return std::nullopt;
 }
 
+void ExchangeRunner::PublishTap(const Exchange& x) const {
+  const HttpContext& ctx = x.ctx;
+  TapRecord r;
+  r.inbound = env_.inbound;
+  r.method = ctx.request.method_string();
+  r.authority = ctx.request[http::field::host];
+  r.path = ctx.request.target().substr(0, ctx.request.target().find('?'));
+  r.status = ctx.response ? ctx.response->result_int() : 0;
+  r.seconds = std::chrono::duration<double>(Clock::now() - ctx.started).count();
+  r.parties = plugins::PartiesOf(env_.inbound, ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream);
+  r.route = ctx.route;
+  const std::string upstream = ctx.upstream ? Cat(ctx.upstream->host, ":", ctx.upstream->port) : "";
+  r.peer = env_.inbound ? std::string_view(ctx.peer_identity) : std::string_view(upstream);
+  for (size_t i = 0; i < x.ran; ++i) r.plugins.push_back((*x.chain)[i].name);
+  r.answered_by = x.answered_by;
+  env_.tap->Publish(r);
+}
+
 void ExchangeRunner::RunLogSteps(Exchange& x) noexcept {
+  if (env_.tap != nullptr && env_.tap->active()) {
+    try {
+      PublishTap(x);
+    } catch (...) {
+    }
+  }
   for (size_t i = 0; i < x.ran; ++i) {
     const auto& entry = (*x.chain)[i];
     try {

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 
+#include "agent/proxy/tap.h"
 #include "agent/chains/chain_set.h"
 #include "net/tls.h"
 #include "net/upstream_pool.h"
@@ -36,6 +37,8 @@ struct ProxyEnv {
   const net::TlsCredentials* tls = nullptr;
   // The worker's multiplexed HTTP/2 connections, for clusters that speak HTTP/2.
   Http2UpstreamPool* h2_pool = nullptr;
+  // Request summaries for `meshctl tap` (null: none).
+  TapHub* tap = nullptr;
 };
 
 boost::asio::awaitable<void> ServeHttpConnection(boost::asio::ip::tcp::socket socket,

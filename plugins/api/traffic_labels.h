@@ -25,23 +25,43 @@ inline std::pair<std::string_view, std::string_view> SplitDotted(std::string_vie
   return {dotted.substr(0, dot), dotted.substr(dot + 1)};
 }
 
-// Replaces `labels` with direction, src_* and dst_* for traffic to `service`
-// ("name.namespace", empty when unrouted). The views point into the arguments.
-inline void SetTrafficLabels(Stats::Labels& labels, bool inbound, const WorkloadIdentity* workload,
-                             std::string_view service, std::string_view peer_identity,
-                             const std::optional<UpstreamTarget>& upstream) {
+// Who talks to whom. The views point into the arguments of PartiesOf.
+struct TrafficParties {
+  std::string_view src_namespace, src_workload, src_service_account;
+  std::string_view dst_namespace, dst_service, dst_workload;
+};
+
+// The parties of traffic to `service` ("name.namespace", empty when unrouted).
+inline TrafficParties PartiesOf(bool inbound, const WorkloadIdentity* workload, std::string_view service,
+                                std::string_view peer_identity, const std::optional<UpstreamTarget>& upstream) {
   static const WorkloadIdentity kNone;
   const WorkloadIdentity& self = workload ? *workload : kNone;
   const auto [dst_service, dst_namespace] = SplitDotted(service);
-  const std::string_view dst_workload =
-      inbound ? std::string_view(self.name) : SplitDotted(upstream ? upstream->workload : "").first;
+  TrafficParties p;
+  p.dst_namespace = dst_namespace;
+  p.dst_service = dst_service;
+  if (inbound) {
+    p.src_namespace = SpiffeNamespace(peer_identity);
+    p.src_service_account = SpiffeServiceAccount(peer_identity);
+    p.dst_workload = self.name;
+  } else {
+    p.src_namespace = self.ns;
+    p.src_workload = self.name;
+    p.src_service_account = self.service_account;
+    p.dst_workload = SplitDotted(upstream ? upstream->workload : "").first;
+  }
+  return p;
+}
+
+// Replaces `labels` with direction, src_* and dst_* of `p`.
+inline void SetTrafficLabels(Stats::Labels& labels, bool inbound, const TrafficParties& p) {
   labels.assign({{"direction", inbound ? "inbound" : "outbound"},
-                 {"src_namespace", inbound ? SpiffeNamespace(peer_identity) : self.ns},
-                 {"src_workload", inbound ? std::string_view() : self.name},
-                 {"src_service_account", inbound ? SpiffeServiceAccount(peer_identity) : self.service_account},
-                 {"dst_namespace", dst_namespace},
-                 {"dst_service", dst_service},
-                 {"dst_workload", dst_workload}});
+                 {"src_namespace", p.src_namespace},
+                 {"src_workload", p.src_workload},
+                 {"src_service_account", p.src_service_account},
+                 {"dst_namespace", p.dst_namespace},
+                 {"dst_service", p.dst_service},
+                 {"dst_workload", p.dst_workload}});
 }
 
 }  // namespace meshplug::plugins

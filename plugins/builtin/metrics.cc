@@ -16,7 +16,8 @@ class Metrics final : public HttpObserver {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
     // Reused by every request of this thread: no allocation once it has grown.
     thread_local Stats::Labels labels;
-    SetTrafficLabels(labels, inbound(), ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream);
+    SetTrafficLabels(labels, inbound(),
+                     PartiesOf(inbound(), ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream));
     labels.emplace_back("route", ctx.route);
     state().stats.Observe("meshplug_http_request_duration_seconds", labels, seconds);
     // "0": no response was made (the client or the upstream went away).
