@@ -79,6 +79,7 @@ std::string Agent::RenderStats() {
   stats_.SetGauge("meshplug_agent_chain_sets_live", {}, chains::ChainSet::Live());
   stats_.SetGauge("meshplug_agent_chain_swaps", {}, static_cast<int64_t>(swaps()));
   stats_.SetGauge("meshplug_agent_taps_active", {}, tap_.subscribers());
+  stats_.SetGauge("meshplug_agent_tap_summaries_dropped", {}, static_cast<int64_t>(tap_.dropped()));
   if (scripts_ != nullptr) scripts_->ExportStats(stats_);
   std::string out = stats_.RenderPrometheus();
   // The version in use, as an info metric: one series, for the active set only.

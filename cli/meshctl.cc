@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -17,15 +16,16 @@
 #include <tuple>
 #include <vector>
 
-#include "cli/http_get.h"
 #include "cli/manifest_files.h"
-#include "cli/stat.h"
 #include "absl/time/time.h"
 #include "cli/output.h"
 #include "common/agent_id.h"
 #include "common/client_config.h"
 #include "common/files.h"
 #include "common/strings.h"
+#include "common/traffic_stats.h"
+#include "net/http_client.h"
+#include "net/prometheus_query.h"
 #include "resources/kinds.h"
 #include "resources/object.h"
 #include "meshplug/v1/admin.grpc.pb.h"
@@ -65,6 +65,8 @@ Usage:
                                          and the one that answered); no headers or bodies.
                                          Sampled and capped by the agent; needs the
                                          agent's admin token (default: its default file)
+  meshctl dashboard [--ttl 12h]           the link to the control plane's web dashboard
+                                         (--http_listen), with a new read-only token
   meshctl version
   meshctl workload token NAMESPACE/NAME [--ttl 1h] [--service-account SA] [--labels K=V,...]
                                        [--bootstrap [--xds-address HOST:PORT,...]]
@@ -594,41 +596,30 @@ int Ca(Client& c, const Args& a) {
 
 // The series meshctl stat reads, from Prometheus: cumulative, or their increase over the
 // window.
-std::vector<stat::Sample> QueryPrometheus(const std::string& url, std::string_view metric, const std::string& direction,
-                                          int64_t window_seconds) {
-  if (!url.starts_with("http://")) {
-    throw UsageError{Cat("--prometheus: \"", url, "\" is not http://HOST:PORT[/PATH] (https is not supported)")};
-  }
-  const std::string rest = url.substr(7);
-  const size_t slash = rest.find('/');
-  const std::string host_port = rest.substr(0, slash);
-  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
-  while (prefix.ends_with('/')) prefix.pop_back();
+std::vector<traffic::Sample> QueryPrometheus(const std::string& url, std::string_view metric,
+                                             const std::string& direction, int64_t window_seconds) {
   std::string query = Cat(metric, "{direction=\"", direction, "\"}");
   if (window_seconds > 0) query = Cat("increase(", query, "[", window_seconds, "s])");
-  absl::StatusOr<std::string> body =
-      HttpGet(host_port, Cat(prefix, "/api/v1/query?query=", UrlEncode(query)), std::chrono::seconds(10));
-  if (!body.ok()) throw UsageError{Cat("Prometheus: ", body.status().message())};
-  absl::StatusOr<std::vector<stat::Sample>> samples = stat::ParseQueryResult(*body);
-  if (!samples.ok()) throw UsageError{std::string(samples.status().message())};
+  absl::StatusOr<std::vector<traffic::Sample>> samples = net::QueryPrometheus(url, query);
+  if (!samples.ok()) throw UsageError{Cat("--prometheus: ", samples.status().message())};
   return *std::move(samples);
 }
 
 // Both series of meshctl stat from every connected agent's /stats; an agent that cannot
 // be read is named on stderr and left out.
-std::pair<std::vector<stat::Sample>, std::vector<stat::Sample>> ScrapeAgents(const v1::ProxyStatusResponse& status) {
-  std::pair<std::vector<stat::Sample>, std::vector<stat::Sample>> out;
+std::pair<std::vector<traffic::Sample>, std::vector<traffic::Sample>> ScrapeAgents(const v1::ProxyStatusResponse& status) {
+  std::pair<std::vector<traffic::Sample>, std::vector<traffic::Sample>> out;
   size_t read = 0;
   for (const v1::AgentStatus& agent : status.agents()) {
     if (!agent.connected() || agent.admin_address().empty()) continue;
-    absl::StatusOr<std::string> text = HttpGet(agent.admin_address(), "/stats", std::chrono::seconds(5));
+    absl::StatusOr<std::string> text = net::HttpGet(agent.admin_address(), "/stats", std::chrono::seconds(5));
     if (!text.ok()) {
       std::cerr << "meshctl stat: left out agent " << agent.agent() << ": " << text.status().message() << "\n";
       continue;
     }
     ++read;
-    for (auto& s : stat::ParsePrometheusText(*text, stat::kRequests, agent.agent())) out.first.push_back(std::move(s));
-    for (auto& s : stat::ParsePrometheusText(*text, stat::kLatencyBuckets, agent.agent())) out.second.push_back(std::move(s));
+    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kRequests, agent.agent())) out.first.push_back(std::move(s));
+    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kLatencyBuckets, agent.agent())) out.second.push_back(std::move(s));
   }
   if (read == 0) throw UsageError{"meshctl stat: no connected agent's /stats could be read (see meshctl proxy status)"};
   return out;
@@ -639,8 +630,8 @@ int Stat(Client& c, const Args& a) {
   if (a.positional.size() < 2 || a.positional.size() > 3) {
     throw UsageError{"usage: meshctl stat namespace|service|workload|route [NAME] [-n NAMESPACE | -A] [--window 30s]"};
   }
-  absl::StatusOr<stat::GroupBy> by = stat::ParseGroupBy(a.positional[1]);
-  if (!by.ok()) throw UsageError{std::string(by.status().message())};
+  absl::StatusOr<traffic::GroupBy> by = traffic::ParseGroupBy(a.positional[1]);
+  if (!by.ok()) throw UsageError{Cat("meshctl stat: ", by.status().message())};
   const std::string name = a.positional.size() == 3 ? a.positional[2] : "";
   int64_t window = 0;
   if (!a.window.empty()) {
@@ -651,30 +642,30 @@ int Stat(Client& c, const Args& a) {
     window = absl::ToInt64Seconds(d);
   }
   // Namespaces are the rows of `stat namespace`; the others keep -n's namespace, or all (-A).
-  const bool by_namespace = *by == stat::GroupBy::kNamespace;
+  const bool by_namespace = *by == traffic::GroupBy::kNamespace;
   const std::string ns = by_namespace ? name : a.all_namespaces ? "" : a.ns;
-  std::vector<stat::Sample> requests, buckets;
+  std::vector<traffic::Sample> requests, buckets;
   if (!a.prometheus.empty()) {
-    requests = QueryPrometheus(a.prometheus, stat::kRequests, a.direction, window);
-    buckets = QueryPrometheus(a.prometheus, stat::kLatencyBuckets, a.direction, window);
+    requests = QueryPrometheus(a.prometheus, traffic::kRequests, a.direction, window);
+    buckets = QueryPrometheus(a.prometheus, traffic::kLatencyBuckets, a.direction, window);
   } else {
     const auto status = c.Call<v1::ProxyStatusRequest, v1::ProxyStatusResponse>(&v1::Admin::Stub::ProxyStatus, {});
     std::tie(requests, buckets) = ScrapeAgents(status);
     if (window > 0) {
       std::this_thread::sleep_for(std::chrono::seconds(window));
       auto [later_requests, later_buckets] = ScrapeAgents(status);
-      requests = stat::Delta(requests, later_requests);
-      buckets = stat::Delta(buckets, later_buckets);
+      requests = traffic::Delta(requests, later_requests);
+      buckets = traffic::Delta(buckets, later_buckets);
     }
   }
-  const std::vector<stat::Row> rows =
-      stat::Aggregate(requests, buckets, *by, a.direction, ns, by_namespace ? "" : name);
+  const std::vector<traffic::Row> rows =
+      traffic::Aggregate(requests, buckets, *by, a.direction, ns, by_namespace ? "" : name);
   if (rows.empty()) {
     std::cerr << "No requests" << (ns.empty() ? "" : Cat(" in namespace ", ns)) << (name.empty() ? "" : Cat(" for ", name))
               << (window > 0 ? Cat(" in the last ", a.window) : "") << ".\n";
     return 0;
   }
-  std::cout << stat::Table(rows, *by, static_cast<double>(window));
+  std::cout << StatTable(rows, *by, static_cast<double>(window));
   return 0;
 }
 
@@ -709,9 +700,8 @@ std::string TapLine(std::string_view json) {
 
 int Tap(Client& c, const Args& a) {
   Allow(a, "tap", {"--path", "--method", "--sample", "--max-rps", "--duration", "--admin-token-file", "-o"});
-  if (a.positional.size() != 2 || a.positional[1].find('/') == std::string::npos) {
-    throw UsageError{"usage: meshctl tap NAMESPACE/NAME [--path /PREFIX] [--method GET] [--duration 60s]"};
-  }
+  const auto id = a.positional.size() == 2 ? SplitAgentId(a.positional[1]) : std::nullopt;
+  if (!id) throw UsageError{"usage: meshctl tap NAMESPACE/NAME [--path /PREFIX] [--method GET] [--duration 60s]"};
   const std::string& agent = a.positional[1];
   absl::Duration d;
   if (!absl::ParseDuration(a.duration, &d) || d < absl::Seconds(1) || d > absl::Hours(1)) {
@@ -725,26 +715,42 @@ int Tap(Client& c, const Args& a) {
   if (address.empty()) {
     throw UsageError{Cat("no connected agent ", agent, " that reported its admin address (see meshctl proxy status)")};
   }
-  const size_t slash = agent.find('/');
+  // Where an agent started with defaults writes it (agent/main.cc).
   const std::string token_file = a.admin_token_file.empty()
-                                     ? DefaultStatePath(Cat("agents/", agent.substr(0, slash), ".",
-                                                            agent.substr(slash + 1), ".admin-token"))
+                                     ? DefaultStatePath(Cat("agents/", id->first, ".", id->second, ".admin-token"))
                                      : a.admin_token_file;
-  std::string token;
-  std::ifstream(token_file) >> token;
-  if (token.empty()) {
-    throw UsageError{Cat("cannot read the agent's admin token from ", token_file,
-                         " (give the agent's --admin_token_file with --admin-token-file)")};
+  absl::StatusOr<std::string> token = ReadFileText(token_file, "the agent's admin token");
+  if (!token.ok()) {
+    throw UsageError{Cat(token.status().message(), " (give the agent's --admin_token_file with --admin-token-file)")};
   }
+  token->erase(token->find_last_not_of(" \n\r\t") + 1);
   std::string target = Cat("/tap?seconds=", absl::ToInt64Seconds(d));
-  for (const auto& [key, value] : a.tap) target += Cat("&", key, "=", UrlEncode(value));
-  const absl::Status streamed = HttpStreamLines(
-      address, target, token,
+  for (const auto& [key, value] : a.tap) target += Cat("&", key, "=", net::UrlEncode(value));
+  const absl::Status streamed = net::HttpStreamLines(
+      address, target, *token,
       [&](std::string_view line) {
         std::cout << (a.output == "json" ? std::string(line) : TapLine(line)) << std::endl;
       },
       std::chrono::seconds(5));
   if (!streamed.ok()) throw UsageError{Cat("tap ", agent, ": ", streamed.message())};
+  return 0;
+}
+
+int Dashboard(Client& c, const Args& a) {
+  Allow(a, "dashboard", {"--ttl"});
+  if (a.positional.size() != 1) throw UsageError{"usage: meshctl dashboard [--ttl 12h]"};
+  absl::StatusOr<ClientConfig> config = ReadClientConfig(a.config);
+  if (!config.ok()) throw UsageError{std::string(config.status().message())};
+  if (config->http.empty()) {
+    throw UsageError{Cat("the control plane of ", a.config, " serves no HTTP pages: start it with --http_listen")};
+  }
+  v1::CreateTokenRequest req;
+  req.set_role("read-only");
+  req.set_ttl_seconds(a.ttl.empty() ? 12 * 3600 : TtlSeconds(a));
+  const auto resp = c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
+  std::cout << "http://" << config->http << "/#token=" << resp.token() << "\n";
+  std::cerr << "a read-only link, valid until "
+            << Rfc3339(std::chrono::system_clock::from_time_t(resp.expires_unix())) << "\n";
   return 0;
 }
 
@@ -776,6 +782,7 @@ int Run(int argc, char** argv) {
   if (cmd == "ca") return Ca(client, a);
   if (cmd == "stat") return Stat(client, a);
   if (cmd == "tap") return Tap(client, a);
+  if (cmd == "dashboard") return Dashboard(client, a);
   throw UsageError{Cat("unknown command \"", cmd, "\" (see meshctl --help)")};
 }
 

@@ -1,5 +1,7 @@
 #include "cli/output.h"
 
+#include <cstdio>
+
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/yaml.h>
@@ -244,6 +246,14 @@ std::vector<std::pair<std::string, std::string>> Columns(const Message& obj) {
   return {};
 }
 
+
+std::string Milliseconds(double seconds) {
+  if (seconds < 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fms", seconds * 1000);
+  return buf;
+}
+
 }  // namespace
 
 std::string ToYaml(const Objects& objects, bool as_list) {
@@ -340,6 +350,29 @@ std::string CaStatusText(const v1::CaStatus& status) {
     for (const auto& agent : status.agents_not_synced()) out += Cat("  ", agent, "\n");
   }
   return out;
+}
+
+std::string StatTable(const std::vector<traffic::Row>& rows, traffic::GroupBy by, double window_seconds) {
+  using traffic::GroupBy;
+  std::vector<std::string> header = {"NAMESPACE"};
+  if (by == GroupBy::kService || by == GroupBy::kRoute) header.push_back("SERVICE");
+  if (by == GroupBy::kWorkload) header.push_back("WORKLOAD");
+  if (by == GroupBy::kRoute) header.push_back("ROUTE");
+  for (const char* h : {"REQUESTS", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"}) header.push_back(h);
+  std::vector<std::vector<std::string>> cells = {header};
+  for (const traffic::Row& r : rows) {
+    std::vector<std::string> line = r.key;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f", r.requests);
+    line.push_back(buf);
+    std::snprintf(buf, sizeof buf, "%.2f%%", r.requests > 0 ? 100 * r.successes / r.requests : 0.0);
+    line.push_back(r.requests > 0 ? buf : "-");
+    std::snprintf(buf, sizeof buf, "%.2f", window_seconds > 0 ? r.requests / window_seconds : 0.0);
+    line.push_back(window_seconds > 0 ? buf : "-");
+    for (double q : {r.p50, r.p95, r.p99}) line.push_back(Milliseconds(q));
+    cells.push_back(std::move(line));
+  }
+  return RenderTable(cells);
 }
 
 }  // namespace meshplug::cli

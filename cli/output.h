@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/traffic_stats.h"
 #include "meshplug/v1/admin.pb.h"
 
 namespace meshplug::cli {
@@ -30,6 +31,10 @@ std::string CaStatusText(const v1::CaStatus& status);
 
 // "5s", "3m", "2h", "4d" since an RFC 3339 timestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& rfc3339);
+
+// `meshctl stat`: one row per group; `window_seconds` 0: counts since the agents started
+// (no RPS).
+std::string StatTable(const std::vector<traffic::Row>& rows, traffic::GroupBy by, double window_seconds);
 
 // Columns padded to the widest cell, three spaces apart, like kubectl; rows[0] is the header.
 std::string RenderTable(const std::vector<std::vector<std::string>>& rows);

@@ -121,5 +121,20 @@ TEST(CaStatusText, ShowsThePhaseTheCasAndWhoHasNotMoved) {
             "agents whose certificate is not from the signer: 1\n  curl/curl-1\n");
 }
 
+// meshctl stat's table: counts, success, no RPS without a window, latency in ms.
+TEST(OutputTest, StatTable) {
+  traffic::Row row;
+  row.key = {"httpbin", "httpbin"};
+  row.requests = 10;
+  row.successes = 6;
+  row.p50 = 0.0028;
+  row.p95 = row.p99 = 0.01;
+  EXPECT_EQ(StatTable({row}, traffic::GroupBy::kService, 0),
+            "NAMESPACE   SERVICE   REQUESTS   SUCCESS   RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99\n"
+            "httpbin     httpbin   10         60.00%    -     2.80ms        10.00ms       10.00ms\n");
+  row.p50 = -1;
+  EXPECT_NE(StatTable({row}, traffic::GroupBy::kService, 5).find("60.00%    2.00   -"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace meshplug::cli

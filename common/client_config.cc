@@ -28,7 +28,11 @@ absl::StatusOr<ClientConfig> ReadClientConfig(const std::string& path) {
     ClientConfig c;
     for (const auto& kv : doc) {
       const std::string key = kv.first.as<std::string>();
-      std::string* field = key == "server" ? &c.server : key == "token" ? &c.token : key == "ca" ? &c.ca_pem : nullptr;
+      std::string* field = key == "server"  ? &c.server
+                           : key == "token" ? &c.token
+                           : key == "ca"    ? &c.ca_pem
+                           : key == "http"  ? &c.http
+                                            : nullptr;
       if (field == nullptr) return absl::InvalidArgumentError(Cat(path, ": unknown key \"", key, "\""));
       *field = kv.second.as<std::string>();
     }
@@ -42,8 +46,9 @@ absl::Status WriteClientConfig(const std::string& path, const ClientConfig& conf
   YAML::Emitter out;
   out << YAML::Comment("meshplug admin API credentials, written by the control plane. Keep this file private.");
   out << YAML::BeginMap << YAML::Key << "server" << YAML::Value << config.server << YAML::Key << "token"
-      << YAML::Value << config.token << YAML::Key << "ca" << YAML::Value << YAML::Literal << config.ca_pem
-      << YAML::EndMap;
+      << YAML::Value << config.token;
+  if (!config.http.empty()) out << YAML::Key << "http" << YAML::Value << config.http;
+  out << YAML::Key << "ca" << YAML::Value << YAML::Literal << config.ca_pem << YAML::EndMap;
   return WritePrivateFile(path, Cat(out.c_str(), "\n"));
 }
 

@@ -4,6 +4,7 @@
 //
 //   server: 127.0.0.1:15010
 //   token: mpt1.…
+//   http: 127.0.0.1:15014      (the HTTP pages, when --http_listen serves them)
 //   ca: |
 //     -----BEGIN CERTIFICATE-----
 //     …
@@ -19,6 +20,7 @@ struct ClientConfig {
   std::string server;
   std::string token;
   std::string ca_pem;
+  std::string http;  // "" when the control plane serves no HTTP pages
 };
 
 // $MESHPLUG_HOME/config, else ~/.config/meshplug/config.

@@ -18,18 +18,22 @@ std::string NameList(const google::protobuf::RepeatedPtrField<v1::ChainModule>& 
 
 }  // namespace
 
+std::string ChainsJson(const v1::Snapshot& snapshot) {
+  std::string chains;
+  for (const ChainInfo& chain : Chains()) {
+    if (!chains.empty()) chains += ",\n";
+    chains += "  " + JsonQuote(chain.name) + ": " + NameList(ModulesOf(snapshot.chains(), chain));
+  }
+  return "{\n" + chains + "\n}";
+}
+
 std::string ConfigDumpJson(const v1::Snapshot& snapshot) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;
   std::string body;
   (void)google::protobuf::util::MessageToJsonString(snapshot, &body, options);
-  std::string chains;
-  for (const ChainInfo& chain : Chains()) {
-    if (!chains.empty()) chains += ",\n";
-    chains += "  " + JsonQuote(chain.name) + ": " + NameList(ModulesOf(snapshot.chains(), chain));
-  }
-  return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": {\n" + chains + "\n},\n" +
+  return "{\n\"version\": " + JsonQuote(snapshot.version()) + ",\n\"chains\": " + ChainsJson(snapshot) + ",\n" +
          "\"snapshot\": " + body + "}\n";
 }
 

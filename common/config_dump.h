@@ -12,4 +12,7 @@ namespace meshplug {
 // carry no secrets yet (no mTLS); once they do, this is where they must be redacted.
 std::string ConfigDumpJson(const v1::Snapshot& snapshot);
 
+// The four chains of `snapshot` as a JSON object of ordered module names.
+std::string ChainsJson(const v1::Snapshot& snapshot);
+
 }  // namespace meshplug

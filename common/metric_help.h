@@ -8,7 +8,5 @@ namespace meshplug {
 
 // Empty for a name the catalogue does not have.
 std::string_view MetricHelp(std::string_view name);
-// For the test that keeps the catalogue sorted.
-bool MetricHelpSorted();
 
 }  // namespace meshplug

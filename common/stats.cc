@@ -69,16 +69,30 @@ Stats::Shard& Stats::Local() {
   return shards_[index];
 }
 
+void Stats::Shard::AddCount(std::string_view counter, std::string_view labels, uint64_t delta) {
+  if (uint64_t* value = Series(counters, counter, labels)) {
+    *value += delta;
+  } else {
+    ++dropped[std::string(counter)];
+  }
+}
+
+void Stats::Shard::AddSample(std::string_view histogram, std::string_view labels, double seconds) {
+  HistogramValue* h = Series(histograms, histogram, labels);
+  if (h == nullptr) {
+    ++dropped[std::string(histogram)];
+    return;
+  }
+  ++h->buckets[BucketOf(seconds)];
+  h->sum += seconds;
+}
+
 void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
   std::string& key = KeyBuffer();
   RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  if (uint64_t* value = Series(shard.counters, name, key)) {
-    *value += delta;
-  } else {
-    ++shard.dropped[std::string(name)];
-  }
+  shard.AddCount(name, key, delta);
 }
 
 void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value) {
@@ -93,14 +107,15 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
   RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  HistogramValue* h = Series(shard.histograms, name, key);
-  if (h == nullptr) {
-    ++shard.dropped[std::string(name)];
-    return;
-  }
-  for (size_t i = BucketOf(seconds); i < kBuckets.size(); ++i) ++h->buckets[i];
-  ++h->count;
-  h->sum += seconds;
+  shard.AddSample(name, key, seconds);
+}
+
+void Stats::CountAndObserve(std::string_view counter, std::string_view counter_labels, std::string_view histogram,
+                            std::string_view histogram_labels, double seconds) {
+  Shard& shard = Local();
+  std::lock_guard lock(shard.mu);
+  shard.AddCount(counter, counter_labels, 1);
+  shard.AddSample(histogram, histogram_labels, seconds);
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {
@@ -161,8 +176,7 @@ std::string Stats::RenderPrometheus() const {
       auto& merged = histograms[name];
       for (const auto& [labels, h] : series) {
         HistogramValue& m = merged[labels];
-        for (size_t i = 0; i < kBuckets.size(); ++i) m.buckets[i] += h.buckets[i];
-        m.count += h.count;
+        for (size_t i = 0; i < m.buckets.size(); ++i) m.buckets[i] += h.buckets[i];
         m.sum += h.sum;
       }
     }
@@ -176,12 +190,7 @@ std::string Stats::RenderPrometheus() const {
       auto& merged = histograms[name];
       for (const auto& [labels, h] : series) {
         HistogramValue& m = merged[labels];
-        uint64_t below = 0;
-        for (size_t i = 0; i < kBuckets.size(); ++i) {
-          below += h->buckets_[i].load(std::memory_order_relaxed);
-          m.buckets[i] += below;
-        }
-        m.count += below + h->buckets_[kBuckets.size()].load(std::memory_order_relaxed);
+        for (size_t i = 0; i < m.buckets.size(); ++i) m.buckets[i] += h->buckets_[i].load(std::memory_order_relaxed);
         m.sum += static_cast<double>(h->sum_nanos_.load(std::memory_order_relaxed)) / 1e9;
       }
     }
@@ -209,13 +218,15 @@ std::string Stats::RenderPrometheus() const {
     for (const auto& [labels, h] : series) {
       // `le` joins the series' own labels.
       std::string prefix = labels.empty() ? "{" : labels.substr(0, labels.size() - 1) + ",";
+      uint64_t below = 0;  // Prometheus's buckets are cumulative
       for (size_t i = 0; i < kBuckets.size(); ++i) {
-        out << name << "_bucket" << prefix << "le=\"" << kBuckets[i] << "\"} " << h.buckets[i]
-            << "\n";
+        below += h.buckets[i];
+        out << name << "_bucket" << prefix << "le=\"" << kBuckets[i] << "\"} " << below << "\n";
       }
-      out << name << "_bucket" << prefix << "le=\"+Inf\"} " << h.count << "\n";
+      below += h.buckets[kBuckets.size()];
+      out << name << "_bucket" << prefix << "le=\"+Inf\"} " << below << "\n";
       out << name << "_sum" << labels << " " << h.sum << "\n";
-      out << name << "_count" << labels << " " << h.count << "\n";
+      out << name << "_count" << labels << " " << below << "\n";
     }
   }
   return out.str();

@@ -49,6 +49,13 @@ class Stats {
   void Count(std::string_view name, const Labels& labels, uint64_t delta = 1);
   void SetGauge(std::string_view name, const Labels& labels, int64_t value);
   void Observe(std::string_view name, const Labels& labels, double seconds);
+  // One request's count and latency under one lock, with label sets the caller rendered
+  // (RenderLabels), for the per-request path.
+  void CountAndObserve(std::string_view counter, std::string_view counter_labels, std::string_view histogram,
+                       std::string_view histogram_labels, double seconds);
+
+  // The labels as Prometheus writes them ({a="b",c="d"}), into `out` (cleared first).
+  static void RenderLabels(const Labels& labels, std::string& out);
   // The same histogram for the same name and labels; it lives as long as this Stats.
   FixedHistogram& Histogram(std::string_view name, const Labels& labels);
 
@@ -59,8 +66,7 @@ class Stats {
 
  private:
   struct HistogramValue {
-    std::array<uint64_t, kBuckets.size()> buckets{};  // cumulative
-    uint64_t count = 0;
+    std::array<uint64_t, kBuckets.size() + 1> buckets{};  // per bucket, the last +Inf; cumulated when rendered
     double sum = 0;
   };
   // Metric name → rendered label set ("{a=\"b\"}") → value.
@@ -72,11 +78,13 @@ class Stats {
     Family<uint64_t> counters;
     Family<HistogramValue> histograms;
     std::map<std::string, uint64_t, std::less<>> dropped;  // by metric
+
+    // Under `mu`.
+    void AddCount(std::string_view counter, std::string_view labels, uint64_t delta);
+    void AddSample(std::string_view histogram, std::string_view labels, double seconds);
   };
   static constexpr size_t kShards = 16;
 
-  // The labels as Prometheus writes them, into `out` (cleared first).
-  static void RenderLabels(const Labels& labels, std::string& out);
   // The calling thread's shard.
   Shard& Local();
 

@@ -56,7 +56,6 @@ TEST(StatsTest, CountsFromManyThreadsWhileRendering) {
 
 // A metric of the catalogue renders with its help text.
 TEST(StatsTest, KnownMetricsCarryTheirHelp) {
-  ASSERT_TRUE(MetricHelpSorted());
   Stats stats;
   stats.Count("meshplug_upstream_retries_total", {{"cluster", "c"}});
   EXPECT_NE(stats.RenderPrometheus().find("# HELP meshplug_upstream_retries_total Requests retried, by cluster.\n"),

@@ -22,6 +22,7 @@
 #include "common/stats.h"
 #include "common/strings.h"
 #include "control_plane/api/admin_service.h"
+#include "control_plane/api/dashboard.h"
 #include "control_plane/api/http_pages.h"
 #include "control_plane/api/resource_api.h"
 #include "common/client_config.h"
@@ -167,8 +168,11 @@ int main(int argc, char** argv) {
   if (config_path.empty()) config_path = meshplug::DefaultClientConfigPath();
   const std::string admin_token =
       (*tokens)->Issue(security::Role::kAdmin, "control plane start", "", std::chrono::hours(24 * 366));
-  std::string address;  // set once the server listens
-  auto write_client_config = [&] { return meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle()}); };
+  std::string address;       // set once the server listens
+  std::string http_address;  // set once the HTTP pages listen, if they do
+  auto write_client_config = [&] {
+    return meshplug::WriteClientConfig(config_path, {address, admin_token, (*ca)->trust_bundle(), http_address});
+  };
 
   meshplug::control_plane::api::ResourceApi resources(**store, &controller.status(), *std::move(addresses));
   security::CaRotation ca_rotation(**ca, [&agents] { return agents.List(); }, cache, [&](meshplug::v1::TrustBundle trust) {
@@ -221,20 +225,24 @@ int main(int argc, char** argv) {
   builder.RegisterService(&identity);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
-  const bool wildcard = host == "0.0.0.0" || host == "[::]";
-  address = Cat(wildcard ? "127.0.0.1" : host, ":", port);
-  if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
-  agents.Start(address);
-  // Rotation steps taken through another replica.
-  if ((*store)->Shared()) ca_rotation.StartFollowing(std::chrono::seconds(1));
-  // With port 0 the kernel picks one; tests read it from this line.
-  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
-                          {"credentials", config_path}});
-
+  // How this machine's clients (meshctl, the demo) reach a listener on every address.
+  auto reachable = [](const std::string& h) { return h == "0.0.0.0" || h == "[::]" ? std::string("127.0.0.1") : h; };
+  address = Cat(reachable(host), ":", port);
   // The HTTP pages run on their own thread: a slow scraper never holds a gRPC thread.
+  meshplug::control_plane::api::Dashboard dashboard([&agents] { return agents.List(); }, cache, resources);
+  meshplug::control_plane::api::HttpPages pages(stats, registry, [&agents] { return agents.List(); }, access,
+                                                &dashboard);
   boost::asio::io_context http_context;
   std::thread http_thread;
-  meshplug::control_plane::api::HttpPages pages(stats, registry, [&agents] { return agents.List(); }, **tokens);
+  // Whatever way main returns, the HTTP thread stops before what it uses goes.
+  struct StopHttp {
+    boost::asio::io_context& context;
+    std::thread& thread;
+    ~StopHttp() {
+      context.stop();
+      if (thread.joinable()) thread.join();
+    }
+  } stop_http{http_context, http_thread};
   if (const std::string http_listen = absl::GetFlag(FLAGS_http_listen); !http_listen.empty()) {
     auto acceptor = meshplug::net::ListenOn(http_context, http_listen, "--http_listen");
     if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
@@ -243,9 +251,17 @@ int main(int argc, char** argv) {
                              [&pages](const meshplug::net::HttpRequest& req) { return pages.Handle(req); });
     http_thread = std::thread([&http_context] { http_context.run(); });
     // With port 0 the kernel picks one; tests read it from this line.
-    log::Info("http listening", {{"address", Cat(http_listen.substr(0, http_listen.rfind(':')), ":", bound.port())},
-                                 {"serves", "/metrics /http_sd"}});
+    http_address = Cat(reachable(http_listen.substr(0, http_listen.rfind(':'))), ":", bound.port());
+    log::Info("http listening", {{"address", http_address}, {"serves", "/ (dashboard) /api/mesh /metrics /http_sd"}});
   }
+
+  if (auto st = write_client_config(); !st.ok()) return Fail(std::string(st.message()));
+  agents.Start(address);
+  // Rotation steps taken through another replica.
+  if ((*store)->Shared()) ca_rotation.StartFollowing(std::chrono::seconds(1));
+  // With port 0 the kernel picks one; tests read it from this line.
+  log::Info("listening", {{"address", Cat(host, ":", port)}, {"serves", "xds,admin,identity (TLS)"},
+                          {"credentials", config_path}});
 
   std::thread waiter([&] {
     int sig = 0;
@@ -258,7 +274,6 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   waiter.join();
-  if (http_thread.joinable()) http_thread.join();
   ca_rotation.StopFollowing();
   controller.Stop();
   log::Info("stopped");

@@ -9,13 +9,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
+#include "integration/harness/prometheus.h"
 #include "integration/reference_scenario.h"
 
 namespace {
 
 using meshplug::Eventually;
 using meshplug::integration::ReferenceScenario;
+using meshplug::integration::harness::PrometheusProcess;
 using std::chrono::milliseconds;
 
 void Banner(const std::string& text) { std::cout << "\n== " << text << "\n" << std::flush; }
@@ -99,13 +102,33 @@ int main() {
   const bool ok = step1 == 200 && step2 == 200 && step3_get == 401 && step3_headers == 200 && step4 == 200;
   std::printf("%s\n", ok ? "as in the article: 200, 200, 401/200, 200" : "NOT as expected; see the logs");
 
-  Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
-  // meshctl must reach the control plane: intercepted, from the node namespace.
+  // Prometheus discovers the agents through the control plane; intercepted, their admin
+  // listeners are inside their namespaces, out of its reach.
+  std::unique_ptr<PrometheusProcess> prometheus;
   const std::string meshctl = s.CommandLine("node", {"tools/meshctl", "--config", s.meshctl_config()}) + " ";
+  if (why_not.empty()) {
+    Banner("Prometheus: not started (the agents' admin listeners are inside their network namespaces)");
+  } else if (const std::string missing = PrometheusProcess::Unavailable(); !missing.empty()) {
+    Banner("Prometheus: not started (" + missing + ")");
+  } else {
+    const auto token = s.Meshctl({"token", "create", "--role", "read-only", "--ttl", "24h"});
+    prometheus = std::make_unique<PrometheusProcess>(dir + "/prometheus", s.control_plane_http_address(),
+                                                     token.out.substr(0, token.out.find('\n')));
+    Banner(prometheus->error().empty() ? "Prometheus scrapes every agent (found through /http_sd): " + prometheus->url()
+                                       : "Prometheus did not start: " + prometheus->error());
+    if (!prometheus->error().empty()) prometheus.reset();
+  }
+  const auto link = s.Meshctl({"dashboard", "--ttl", "24h"});
+  Banner("The dashboard: " + link.out.substr(0, link.out.find('\n')));
+  Banner("The mesh keeps running. Try it (Ctrl-C stops everything):");
   std::cout << "  " << s.CurlCommandLine("/headers") << "\n"
             << "  " << meshctl << "proxy status\n"
             << "  " << meshctl << "get pluginconfigs -A\n"
-            << std::flush;
+            << "  " << meshctl << "stat service -A" << (prometheus ? " --prometheus " + prometheus->url() : "") << "\n";
+  if (!why_not.empty()) {
+    std::cout << "  " << meshctl << "tap httpbin/httpbin-1 --admin-token-file " << dir << "/httpbin-1.admin-token\n";
+  }
+  std::cout << std::flush;
   int sig = 0;
   sigwait(&set, &sig);
   std::cout << "\nstopping…\n" << std::flush;

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include "common/strings.h"
 #include "integration/harness/prometheus.h"
 #include "integration/reference_scenario.h"
+#include "net/http_client.h"
 
 namespace meshplug::integration {
 
@@ -70,7 +73,7 @@ TEST(Observability, StatPromqlAndTheAgentsAgreeOnTheTokenSteps) {
   // What the agents count now, once Prometheus holds the same (no request in flight).
   auto agents_total = [&](const std::string& code_prefix) {
     double n = 0;
-    for (const auto& sample : cli::stat::ParsePrometheusText(s.AgentAdmin("httpbin-1", "/stats"), cli::stat::kRequests, "")) {
+    for (const auto& sample : traffic::ParsePrometheusText(s.AgentAdmin("httpbin-1", "/stats"), traffic::kRequests, "")) {
       if (sample.labels.at("direction") == "inbound" && sample.labels.at("dst_service") == "httpbin" &&
           sample.labels.at("code").starts_with(code_prefix)) {
         n += sample.value;
@@ -147,11 +150,48 @@ TEST(Observability, StatPromqlAndTheAgentsAgreeOnTheTokenSteps) {
   EXPECT_EQ(tapped.find("/headers"), std::string::npos) << tapped;
   tap.reset();
 
+  // The dashboard in a headless Chromium: the graph shows curl → httpbin with the success
+  // rate curl's agent measured, and a screenshot is saved.
+  const RunResult link = s.Meshctl({"dashboard"});
+  ASSERT_EQ(link.exit_code, 0) << link.err;
+  const std::string url = link.out.substr(0, link.out.find('\n'));
+  ASSERT_TRUE(url.starts_with("http://" + s.control_plane_http_address() + "/#token=")) << url;
+  traffic::Row edge;
+  for (const auto& r : traffic::Aggregate(
+           traffic::ParsePrometheusText(s.AgentAdmin("curl-1", "/stats"), traffic::kRequests, "curl/curl-1"), {},
+           traffic::GroupBy::kEdge, "outbound", "httpbin", "httpbin")) {
+    edge = r;
+  }
+  ASSERT_GT(edge.requests, want_total - before_total);
+  char edge_success[32];
+  std::snprintf(edge_success, sizeof edge_success, "%.2f%%", 100 * edge.successes / edge.requests);
+  const std::string shots = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR") ? std::getenv("TEST_UNDECLARED_OUTPUTS_DIR") : s.dir();
+  const std::vector<std::string> chromium = {"/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                                             "--user-data-dir=" + s.dir() + "/chromium", "--window-size=1400,1100",
+                                             "--virtual-time-budget=5000"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = chromium;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return harness::Run(argv, "", milliseconds(60000));
+  };
+  const RunResult dom = with({"--dump-dom", url});
+  ASSERT_EQ(dom.exit_code, 0) << dom.err;
+  const std::string edge_label = Cat("data-edge=\"curl/curl-1 -&gt; httpbin/httpbin\"");
+  const size_t label = dom.out.find(Cat("class=\"edge-label\" ", edge_label));
+  ASSERT_NE(label, std::string::npos) << dom.out;
+  EXPECT_NE(dom.out.substr(label, 300).find(Cat(" · ", edge_success, " · p99 ")), std::string::npos)
+      << edge_success << " in " << dom.out.substr(label, 300);
+  EXPECT_NE(dom.out.find("token-verifier"), std::string::npos);  // httpbin's inbound chain and the Plugin
+  EXPECT_NE(dom.out.find("curl/curl-1"), std::string::npos);
+  const RunResult shot = with({"--screenshot=" + shots + "/dashboard.png", url});
+  EXPECT_EQ(shot.exit_code, 0) << shot.err;
+  EXPECT_TRUE(std::filesystem::exists(shots + "/dashboard.png"));
+  std::cout << "dashboard screenshot: " << shots << "/dashboard.png\n";
+
   // Both binaries' metrics are valid Prometheus text, HELP and TYPE for every family.
   const std::vector<std::pair<std::string, std::string>> texts = {
       {"agent", s.AgentAdmin("httpbin-1", "/stats")},
-      {"control plane", harness::Run({"/usr/bin/curl", "-s", "--max-time", "5",
-                                      "http://" + s.control_plane_http_address() + "/metrics"}).out}};
+      {"control plane", net::HttpGet(s.control_plane_http_address(), "/metrics", milliseconds(5000)).value_or("")}};
   for (const auto& [what, text] : texts) {
     ASSERT_NE(text.find("# TYPE"), std::string::npos) << what;
     const RunResult check = harness::Run({"/usr/bin/promtool", "check", "metrics"}, text);

@@ -17,8 +17,9 @@ packages=(
   iproute2 iptables util-linux
   # the etcd store: members started by the tests (wrk drives traffic while replicas die)
   etcd-server etcd-client wrk
-  # observability: Prometheus scrapes the mesh (promtool checks the metrics)
-  prometheus
+  # observability: Prometheus scrapes the mesh (promtool checks the metrics); the
+  # dashboard's test drives a headless Chromium
+  prometheus chromium
 )
 if [ "${1:-}" = fuzz ]; then
   packages+=(clang-14 libclang-rt-14-dev)

@@ -125,9 +125,23 @@ asio::awaitable<void> ServeTap(boost::beast::tcp_stream& stream, const net::Http
   const std::string header =
       "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
   co_await asio::async_write(stream, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
-  auto subscription = agent.tap().Subscribe(filter, co_await asio::this_coro::executor);
+  const auto executor = co_await asio::this_coro::executor;
+  auto subscription = agent.tap().Subscribe(filter, executor);
+  // Unsubscribes however the coroutine ends, its io_context's destruction included.
+  struct Unsubscribe {
+    proxy::TapHub& hub;
+    std::shared_ptr<proxy::TapHub::Subscription> subscription;
+    ~Unsubscribe() { hub.Unsubscribe(subscription); }
+  } unsubscribe{agent.tap(), subscription};
+  // The client sends nothing more: the socket turning readable means it went away.
+  auto gone = std::make_shared<bool>(false);
+  stream.socket().async_wait(asio::ip::tcp::socket::wait_read, [gone, subscription](boost::system::error_code) {
+    *gone = true;
+    subscription->wake().cancel();
+  });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!ec && std::chrono::steady_clock::now() < deadline) {
+  stream.expires_at(deadline);  // a client that stops reading cannot hold the tap open
+  while (!ec && !*gone && std::chrono::steady_clock::now() < deadline) {
     std::string lines;
     for (std::string& line : subscription->Take()) lines += std::move(line) + "\n";
     if (!lines.empty()) {
@@ -139,7 +153,7 @@ asio::awaitable<void> ServeTap(boost::beast::tcp_stream& stream, const net::Http
     boost::system::error_code waited;
     co_await subscription->wake().async_wait(asio::redirect_error(asio::use_awaitable, waited));
   }
-  agent.tap().Unsubscribe(subscription);
+  stream.socket().cancel(ec);  // the wait for the client's going away
 }
 
 }  // namespace

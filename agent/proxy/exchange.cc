@@ -406,8 +406,13 @@ void ExchangeRunner::PublishTap(const Exchange& x) const {
   r.seconds = std::chrono::duration<double>(Clock::now() - ctx.started).count();
   r.parties = plugins::PartiesOf(env_.inbound, ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream);
   r.route = ctx.route;
-  const std::string upstream = ctx.upstream ? Cat(ctx.upstream->host, ":", ctx.upstream->port) : "";
-  r.peer = env_.inbound ? std::string_view(ctx.peer_identity) : std::string_view(upstream);
+  std::string upstream;
+  if (env_.inbound) {
+    r.peer = ctx.peer_identity;
+  } else if (ctx.upstream) {
+    upstream = Cat(ctx.upstream->host, ":", ctx.upstream->port);
+    r.peer = upstream;
+  }
   for (size_t i = 0; i < x.ran; ++i) r.plugins.push_back((*x.chain)[i].name);
   r.answered_by = x.answered_by;
   env_.tap->Publish(r);

@@ -19,25 +19,22 @@ std::deque<std::string> TapHub::Subscription::Take() {
   return std::exchange(queue_, {});
 }
 
-void TapHub::Subscription::Offer(const TapRecord& r, std::chrono::steady_clock::time_point now) {
-  if (!filter_.method.empty() && r.method != filter_.method) return;
-  if (!r.path.starts_with(filter_.path_prefix)) return;
-  if (filter_.sample < 1.0 && static_cast<double>(RandomU64() % 1000000) >= filter_.sample * 1000000) return;
+bool TapHub::Subscription::Offer(const TapRecord& r, const std::string& json, std::chrono::steady_clock::time_point now) {
+  if (!filter_.method.empty() && r.method != filter_.method) return true;
+  if (!r.path.starts_with(filter_.path_prefix)) return true;
+  if (filter_.sample < 1.0 && static_cast<double>(RandomU64() % 1000000) >= filter_.sample * 1000000) return true;
   {
     std::lock_guard lock(mu_);
-    ++seen_;
     const double per_second = filter_.max_per_second;
     tokens_ = std::min(per_second, tokens_ + per_second * std::chrono::duration<double>(now - refilled_).count());
     refilled_ = now;
-    if (tokens_ < 1 || queue_.size() >= kQueueLimit) {
-      dropped_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+    if (tokens_ < 1 || queue_.size() >= kQueueLimit) return false;
     tokens_ -= 1;
-    queue_.push_back(Json(r));
+    queue_.push_back(json);
   }
   // The subscriber's executor runs the wake-up: the timer is not thread-safe.
   boost::asio::post(wake_.get_executor(), [self = shared_from_this()] { self->wake_.cancel(); });
+  return true;
 }
 
 std::shared_ptr<TapHub::Subscription> TapHub::Subscribe(TapFilter filter, boost::asio::any_io_executor executor) {
@@ -58,8 +55,15 @@ void TapHub::Unsubscribe(const std::shared_ptr<Subscription>& subscription) {
 
 void TapHub::Publish(const TapRecord& record) {
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(mu_);
-  for (const auto& s : subscriptions_) s->Offer(record, now);
+  const std::string json = Json(record);
+  std::vector<std::shared_ptr<Subscription>> subscriptions;
+  {
+    std::lock_guard lock(mu_);
+    subscriptions = subscriptions_;
+  }
+  for (const auto& s : subscriptions) {
+    if (!s->Offer(record, json, now)) dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 std::string TapHub::Json(const TapRecord& r) {

@@ -54,12 +54,11 @@ class TapHub {
     boost::asio::steady_timer& wake() { return wake_; }
     // The queued summaries (JSON lines), emptying the queue.
     std::deque<std::string> Take();
-    // Summaries not shown because the rate cap or the full queue left them out.
-    uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
    private:
     friend class TapHub;
-    void Offer(const TapRecord& record, std::chrono::steady_clock::time_point now);
+    // False when the rate cap or the full queue leaves `json` out.
+    bool Offer(const TapRecord& record, const std::string& json, std::chrono::steady_clock::time_point now);
 
     const TapFilter filter_;
     boost::asio::steady_timer wake_;
@@ -67,13 +66,13 @@ class TapHub {
     std::deque<std::string> queue_;
     double tokens_;
     std::chrono::steady_clock::time_point refilled_;
-    uint64_t seen_ = 0;
-    std::atomic<uint64_t> dropped_{0};
   };
 
   // Cheap enough for every request: whether anyone taps.
   bool active() const { return subscribers() > 0; }
   int subscribers() const { return subscribers_.load(std::memory_order_relaxed); }
+  // Summaries the rate caps and full queues left out since the agent started.
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   std::shared_ptr<Subscription> Subscribe(TapFilter filter, boost::asio::any_io_executor executor);
   void Unsubscribe(const std::shared_ptr<Subscription>& subscription);
   void Publish(const TapRecord& record);
@@ -85,6 +84,7 @@ class TapHub {
   std::mutex mu_;
   std::vector<std::shared_ptr<Subscription>> subscriptions_;
   std::atomic<int> subscribers_{0};
+  std::atomic<uint64_t> dropped_{0};
 };
 
 }  // namespace meshplug::agent::proxy

@@ -36,7 +36,7 @@ TEST(TapTest, RateCapSamplingAndFilters) {
   EXPECT_TRUE(hub.active());
   for (int i = 0; i < 1000; ++i) hub.Publish(Request("/api/x"));
   EXPECT_EQ(capped->Take().size(), 5u);
-  EXPECT_EQ(capped->dropped(), 995u);
+  EXPECT_GE(hub.dropped(), 995u);  // capped's, and some of sampled's
   const size_t half = sampled->Take().size();
   EXPECT_GT(half, 400u);
   EXPECT_LT(half, 600u);

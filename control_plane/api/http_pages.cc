@@ -25,29 +25,29 @@ std::string HttpPages::ServiceDiscovery(const std::vector<v1::AgentStatus>& agen
 
 net::HttpResponse HttpPages::Handle(const net::HttpRequest& req) const {
   const std::string_view path = req.target().substr(0, req.target().find('?'));
-  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+  if (req.method() != http::verb::get) {
     return net::Reply(req, http::status::method_not_allowed, "use GET\n");
   }
   if (path == "/metrics") {
     stats_.SetGauge("meshplug_cp_agents_connected", {}, static_cast<int64_t>(registry_.ConnectedCount()));
     return net::Reply(req, http::status::ok, stats_.RenderPrometheus(), "text/plain; version=0.0.4");
   }
-  if (path == "/http_sd") {
-    const std::string_view token = net::BearerToken(req);
-    if (token.empty()) {
-      return net::Unauthorized(req, "/http_sd needs a read-only or admin token: Authorization: Bearer <token> "
-                                    "(meshctl token create --role read-only)\n");
+  if (path == "/" && dashboard_ != nullptr) {
+    return net::Reply(req, http::status::ok, kDashboardHtml, "text/html; charset=utf-8");
+  }
+  const bool mesh = path == "/api/mesh" && dashboard_ != nullptr;
+  if (path == "/http_sd" || mesh) {
+    if (absl::Status allowed = access_.AuthorizeBearer(net::BearerToken(req), security::Need::kRead, path, "http");
+        !allowed.ok()) {
+      if (allowed.code() == absl::StatusCode::kPermissionDenied) {
+        return net::Reply(req, http::status::forbidden, Cat(allowed.message(), "\n"));
+      }
+      return net::Unauthorized(req, Cat(allowed.message(), "\n"));
     }
-    absl::StatusOr<v1::TokenClaims> claims = tokens_.Verify(token);
-    if (!claims.ok()) return net::Unauthorized(req, Cat(claims.status().message(), "\n"));
-    absl::StatusOr<security::Role> role = security::ParseRole(claims->role());
-    if (!role.ok() || (*role != security::Role::kAdmin && *role != security::Role::kReadOnly)) {
-      return net::Reply(req, http::status::forbidden,
-                        Cat("a ", claims->role(), " token cannot read /http_sd: use a read-only or admin token\n"));
-    }
+    if (mesh) return net::Reply(req, http::status::ok, dashboard_->MeshJson(), "application/json");
     return net::Reply(req, http::status::ok, ServiceDiscovery(agents_()), "application/json");
   }
-  return net::Reply(req, http::status::not_found, "control plane: /metrics /http_sd\n");
+  return net::Reply(req, http::status::not_found, "control plane: / /api/mesh /metrics /http_sd\n");
 }
 
 }  // namespace meshplug::control_plane::api

@@ -22,7 +22,9 @@ class HttpPagesTest : public ::testing::Test {
     for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
     store_ = std::move(*store::SqliteStore::Open(path));
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
-    pages_ = std::make_unique<HttpPages>(stats_, registry_, [this] { return registry_.List(); }, *tokens_);
+    ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
+    access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);
+    pages_ = std::make_unique<HttpPages>(stats_, registry_, [this] { return registry_.List(); }, *access_);
   }
 
   net::HttpResponse Get(const std::string& target, const std::string& token = "") {
@@ -36,6 +38,8 @@ class HttpPagesTest : public ::testing::Test {
   xds::AgentRegistry registry_{&stats_};
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<security::TokenIssuer> tokens_;
+  std::unique_ptr<security::CertificateAuthority> ca_;
+  std::unique_ptr<security::Access> access_;
   std::unique_ptr<HttpPages> pages_;
 };
 
@@ -63,7 +67,7 @@ TEST_F(HttpPagesTest, ServiceDiscoveryListsConnectedAgentsStatsWithATokenOnly) {
 
   EXPECT_EQ(Get("/http_sd").result(), http::status::unauthorized);
   EXPECT_EQ(Get("/http_sd", "not-a-token").result(), http::status::unauthorized);
-  EXPECT_EQ(Get("/http_sd", Token(security::Role::kJoin)).result(), http::status::forbidden);
+  EXPECT_EQ(Get("/http_sd", Token(security::Role::kJoin)).result(), http::status::unauthorized);
   const net::HttpResponse res = Get("/http_sd", Token(security::Role::kReadOnly));
   ASSERT_EQ(res.result(), http::status::ok) << res.body();
   EXPECT_EQ(res.body(),

@@ -109,26 +109,43 @@ absl::Status Access::AuthorizeNode(const grpc::ServerContextBase& ctx, const env
   return absl::OkStatus();
 }
 
-grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what,
-                               Caller* out) const {
-  auto caller = Authenticate(ctx);
+absl::Status Access::Decide(absl::StatusOr<Caller> caller, Need need, std::string_view what, std::string_view peer,
+                            Caller* out) const {
   if (!caller.ok()) {
-    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", std::string(caller.status().message())}});
-    return ToGrpc(caller.status());
+    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", std::string(peer)}, {"reason", std::string(caller.status().message())}});
+    return caller.status();
   }
   if (caller->Is(Role::kAdmin) || (need == Need::kRead && caller->Is(Role::kReadOnly))) {
     if (out) *out = *std::move(caller);
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
   if (!caller->token || caller->Is(Role::kJoin) || caller->Is(Role::kXds)) {
-    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"reason", "no admin credential"}});
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        Cat(what, " needs an admin API credential: meshctl reads it from its config file (written by "
-                                  "the control plane at start; see --config) or MESHPLUG_TOKEN"));
+    log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", std::string(peer)}, {"reason", "no admin credential"}});
+    return absl::UnauthenticatedError(
+        Cat(what, " needs an admin API credential: meshctl reads it from its config file (written by the control plane "
+                  "at start; see --config) or MESHPLUG_TOKEN; `meshctl token create --role read-only` makes one to read"));
   }
-  log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", ctx.peer()}, {"caller", caller->Describe()}});
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      Cat(what, " needs the admin role; this credential is ", caller->token->role()));
+  log::Warn("admin call refused", {{"call", std::string(what)}, {"peer", std::string(peer)}, {"caller", caller->Describe()}});
+  return absl::PermissionDeniedError(Cat(what, " needs the admin role; this credential is ", caller->token->role()));
+}
+
+grpc::Status Access::Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what,
+                               Caller* out) const {
+  return ToGrpc(Decide(Authenticate(ctx), need, what, ctx.peer(), out));
+}
+
+absl::Status Access::AuthorizeBearer(std::string_view token, Need need, std::string_view what,
+                                     std::string_view peer) const {
+  absl::StatusOr<Caller> caller = Caller{};
+  if (!token.empty()) {
+    absl::StatusOr<v1::TokenClaims> claims = tokens_.Verify(token);
+    if (claims.ok()) {
+      caller->token = *std::move(claims);
+    } else {
+      caller = claims.status();
+    }
+  }
+  return Decide(std::move(caller), need, what, peer, nullptr);
 }
 
 }  // namespace meshplug::control_plane::security

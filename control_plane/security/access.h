@@ -57,8 +57,15 @@ class Access final : public xds::NodeAuthorizer {
   // `caller` (optional) receives who it is, for choosing what to show.
   grpc::Status Authorize(const grpc::ServerContextBase& ctx, Need need, std::string_view what,
                          Caller* caller = nullptr) const;
+  // The same rule for a bearer token that came another way (the HTTP pages); `token` may be
+  // empty (none given). UNAUTHENTICATED or PERMISSION_DENIED name what is missing.
+  absl::Status AuthorizeBearer(std::string_view token, Need need, std::string_view what,
+                               std::string_view peer) const;
 
  private:
+  // Whether `caller` may do what `need`s, logging each refusal.
+  absl::Status Decide(absl::StatusOr<Caller> caller, Need need, std::string_view what, std::string_view peer,
+                      Caller* out) const;
   absl::Status AuthorizeXdsToken(const envoy::config::core::v3::Node& node, const std::string& agent,
                                  xds::AgentIdentity* identity) const;
 

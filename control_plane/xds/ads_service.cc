@@ -67,10 +67,8 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
  private:
   bool Identify() {
     auto wl = WorkloadFromNode(NodeOf(request_));
-    absl::StatusOr<std::string> admin_address = AdminAddressFromNode(NodeOf(request_));
-    if (!wl.ok() || !admin_address.ok()) {
-      const absl::Status& bad = !wl.ok() ? wl.status() : admin_address.status();
-      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(bad.message())));
+    if (!wl.ok()) {
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(wl.status().message())));
       return false;
     }
     AgentIdentity identity;
@@ -92,7 +90,18 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
     }
     const std::string listed = identity.envoy_types_only ? XdsClientKey(agent) : agent;
     protocol_.emplace(registry_, listed, identity.envoy_types_only);
-    stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, *admin_address);
+    // Only an agent's /stats is read (by Prometheus, the dashboard, meshctl), never an
+    // address a token client names; a bad one costs the agent its metrics, not its stream.
+    std::string admin_address;
+    if (!identity.envoy_types_only) {
+      absl::StatusOr<std::string> reported = AdminAddressFromNode(NodeOf(request_));
+      if (reported.ok()) {
+        admin_address = *std::move(reported);
+      } else {
+        log::Warn("agent's admin address ignored", {{"agent", listed}, {"reason", std::string(reported.status().message())}});
+      }
+    }
+    stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);

@@ -88,9 +88,9 @@ absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::
       return Bad(field, Cat("\"", address.substr(0, 64), "\" is not host:port"));
     }
   }
-  Value port;
-  port.set_string_value(address.substr(colon + 1));
-  if (auto p = Port(port, field); !p.ok()) return p.status();
+  if (!ParsePort(std::string_view(address).substr(colon + 1))) {
+    return Bad(field, Cat("\"", address.substr(0, 64), "\" has no port (1-65535)"));
+  }
   return address;
 }
 

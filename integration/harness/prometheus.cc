@@ -5,7 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli/http_get.h"
+#include "net/http_client.h"
+#include "net/prometheus_query.h"
 #include "common/strings.h"
 
 namespace meshplug::integration::harness {
@@ -43,7 +44,7 @@ PrometheusProcess::PrometheusProcess(const std::string& dir, const std::string& 
                               dir + "/prometheus.log");
     const bool ready = process_ && Eventually(
                                        [&] {
-                                         return cli::HttpGet(Cat("127.0.0.1:", port_), "/-/ready",
+                                         return net::HttpGet(Cat("127.0.0.1:", port_), "/-/ready",
                                                              milliseconds(1000)).ok() ||
                                                 process_->Wait(milliseconds(0)).has_value();
                                        },
@@ -60,15 +61,12 @@ PrometheusProcess::PrometheusProcess(const std::string& dir, const std::string& 
 
 std::string PrometheusProcess::url() const { return Cat("http://127.0.0.1:", port_); }
 
-absl::StatusOr<std::vector<cli::stat::Sample>> PrometheusProcess::Query(const std::string& promql) const {
-  absl::StatusOr<std::string> body =
-      cli::HttpGet(Cat("127.0.0.1:", port_), "/api/v1/query?query=" + cli::UrlEncode(promql), milliseconds(5000));
-  if (!body.ok()) return body.status();
-  return cli::stat::ParseQueryResult(*body);
+absl::StatusOr<std::vector<traffic::Sample>> PrometheusProcess::Query(const std::string& promql) const {
+  return net::QueryPrometheus(url(), promql);
 }
 
 absl::StatusOr<double> PrometheusProcess::Scalar(const std::string& promql) const {
-  absl::StatusOr<std::vector<cli::stat::Sample>> samples = Query(promql);
+  absl::StatusOr<std::vector<traffic::Sample>> samples = Query(promql);
   if (!samples.ok()) return samples.status();
   if (samples->size() != 1) return absl::NotFoundError(Cat(promql, ": ", samples->size(), " samples, not 1"));
   return samples->front().value;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cli/stat.h"
+#include "common/traffic_stats.h"
 #include "integration/harness/process.h"
 
 namespace meshplug::integration::harness {
@@ -26,7 +26,7 @@ class PrometheusProcess {
   // "http://127.0.0.1:PORT", for --prometheus and a browser.
   std::string url() const;
   // The instant vector `promql` evaluates to now.
-  absl::StatusOr<std::vector<cli::stat::Sample>> Query(const std::string& promql) const;
+  absl::StatusOr<std::vector<traffic::Sample>> Query(const std::string& promql) const;
   // The single value of `promql` (a sum, say); an error when it has none or several.
   absl::StatusOr<double> Scalar(const std::string& promql) const;
 

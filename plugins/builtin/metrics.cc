@@ -14,16 +14,21 @@ class Metrics final : public HttpObserver {
 
   void OnLog(const plugins::HttpContext& ctx) override {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
-    // Reused by every request of this thread: no allocation once it has grown.
+    // Reused by every request of this thread: no allocation once they have grown.
     thread_local Stats::Labels labels;
+    thread_local std::string latency_key, count_key;
     SetTrafficLabels(labels, inbound(),
                      PartiesOf(inbound(), ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream));
     labels.emplace_back("route", ctx.route);
-    state().stats.Observe("meshplug_http_request_duration_seconds", labels, seconds);
-    // "0": no response was made (the client or the upstream went away).
-    const std::string code = ctx.response ? std::to_string(ctx.response->result_int()) : "0";
-    labels.emplace_back("code", code);
-    state().stats.Count("meshplug_http_requests_total", labels);
+    Stats::RenderLabels(labels, latency_key);
+    // The count's labels are the latency's and the status code ("0": no response was
+    // made, the client or the upstream went away).
+    count_key.assign(latency_key, 0, latency_key.size() - 1);
+    count_key += ",code=\"";
+    count_key += ctx.response ? std::to_string(ctx.response->result_int()) : "0";
+    count_key += "\"}";
+    state().stats.CountAndObserve("meshplug_http_requests_total", count_key, "meshplug_http_request_duration_seconds",
+                                  latency_key, seconds);
   }
 };
 

@@ -1,5 +1,5 @@
-// One plain HTTP/1.1 GET with a deadline, for meshctl's reads of agents' /stats and of
-// Prometheus's query API.
+// Plain HTTP/1.1 GETs with deadlines: meshctl and the control plane read agents' /stats, /tap and
+// Prometheus's query API with them.
 #pragma once
 
 #include <chrono>
@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace meshplug::cli {
+namespace meshplug::net {
 
 // The body of a 200 answer to GET `target` from `host_port` ("host:port", "[v6]:port"), or
 // an error naming the address and what failed (connection, timeout, another status).
@@ -28,4 +28,4 @@ absl::Status HttpStreamLines(const std::string& host_port, const std::string& ta
 // `text` escaped for a URL's query string.
 std::string UrlEncode(std::string_view text);
 
-}  // namespace meshplug::cli
+}  // namespace meshplug::net

@@ -1,4 +1,4 @@
-#include "cli/stat.h"
+#include "common/traffic_stats.h"
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -10,10 +10,9 @@
 #include <set>
 #include <tuple>
 
-#include "cli/output.h"
 #include "common/strings.h"
 
-namespace meshplug::cli::stat {
+namespace meshplug::traffic {
 namespace {
 
 // Reads `{k="v",...}` at `at` into `labels`; false when malformed.
@@ -65,15 +64,11 @@ std::vector<std::string> KeyOf(const Sample& s, GroupBy by) {
       return {LabelOf(s, "dst_namespace"), LabelOf(s, "dst_workload")};
     case GroupBy::kRoute:
       return {LabelOf(s, "dst_namespace"), LabelOf(s, "dst_service"), LabelOf(s, "route")};
+    case GroupBy::kEdge:
+      return {LabelOf(s, "src_namespace"), LabelOf(s, "src_workload"), LabelOf(s, "dst_namespace"),
+              LabelOf(s, "dst_service")};
   }
   return {};
-}
-
-std::string Milliseconds(double seconds) {
-  if (seconds < 0) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2fms", seconds * 1000);
-  return buf;
 }
 
 }  // namespace
@@ -90,6 +85,7 @@ std::vector<Sample> ParsePrometheusText(std::string_view text, std::string_view 
       continue;  // another metric with this one's name as prefix
     }
     s.value = std::strtod(std::string(line.substr(at)).c_str(), nullptr);
+    if (!std::isfinite(s.value)) continue;  // NaN or ±Inf counts nothing
     s.labels["instance"] = instance;
     out.push_back(std::move(s));
   }
@@ -111,6 +107,7 @@ absl::StatusOr<std::vector<Sample>> ParseQueryResult(std::string_view json) {
   if (!data.contains("resultType") || data.at("resultType").string_value() != "vector") {
     return absl::InvalidArgumentError("Prometheus's answer is not an instant vector");
   }
+  if (!data.contains("result")) return absl::InvalidArgumentError("Prometheus's answer has no result");
   std::vector<Sample> out;
   for (const auto& item : data.at("result").list_value().values()) {
     const auto& r = item.struct_value().fields();
@@ -122,7 +119,7 @@ absl::StatusOr<std::vector<Sample>> ParseQueryResult(std::string_view json) {
       return absl::InvalidArgumentError("a Prometheus sample without [time, value]");
     }
     s.value = std::strtod(r.at("value").list_value().values(1).string_value().c_str(), nullptr);
-    out.push_back(std::move(s));
+    if (std::isfinite(s.value)) out.push_back(std::move(s));
   }
   return out;
 }
@@ -146,7 +143,7 @@ absl::StatusOr<GroupBy> ParseGroupBy(std::string_view kind) {
   if (kind == "workload" || kind == "wl" || kind == "workloads") return GroupBy::kWorkload;
   if (kind == "route" || kind == "routes") return GroupBy::kRoute;
   return absl::InvalidArgumentError(
-      Cat("meshctl stat: \"", kind, "\" is not namespace, service, workload or route"));
+      Cat("\"", kind, "\" is not namespace, service, workload or route"));
 }
 
 double Quantile(double q, std::vector<std::pair<double, double>> buckets) {
@@ -170,8 +167,9 @@ double Quantile(double q, std::vector<std::pair<double, double>> buckets) {
 
 std::vector<Row> Aggregate(const std::vector<Sample>& requests, const std::vector<Sample>& buckets, GroupBy by,
                            std::string_view direction, std::string_view ns, std::string_view name) {
+  const size_t dst_ns = by == GroupBy::kEdge ? 2 : 0;
   auto wanted = [&](const Sample& s, const std::vector<std::string>& key) {
-    return LabelOf(s, "direction") == direction && (ns.empty() || key[0] == ns) &&
+    return LabelOf(s, "direction") == direction && (ns.empty() || key[dst_ns] == ns) &&
            (name.empty() || (key.size() > 1 && key.back() == name) || (by == GroupBy::kRoute && key[1] == name));
   };
   std::map<std::vector<std::string>, Row> rows;
@@ -202,26 +200,4 @@ std::vector<Row> Aggregate(const std::vector<Sample>& requests, const std::vecto
   return out;
 }
 
-std::string Table(const std::vector<Row>& rows, GroupBy by, double window_seconds) {
-  std::vector<std::string> header = {"NAMESPACE"};
-  if (by == GroupBy::kService || by == GroupBy::kRoute) header.push_back("SERVICE");
-  if (by == GroupBy::kWorkload) header.push_back("WORKLOAD");
-  if (by == GroupBy::kRoute) header.push_back("ROUTE");
-  for (const char* h : {"REQUESTS", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"}) header.push_back(h);
-  std::vector<std::vector<std::string>> cells = {header};
-  for (const Row& r : rows) {
-    std::vector<std::string> line = r.key;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.0f", r.requests);
-    line.push_back(buf);
-    std::snprintf(buf, sizeof buf, "%.2f%%", r.requests > 0 ? 100 * r.successes / r.requests : 0.0);
-    line.push_back(r.requests > 0 ? buf : "-");
-    std::snprintf(buf, sizeof buf, "%.2f", window_seconds > 0 ? r.requests / window_seconds : 0.0);
-    line.push_back(window_seconds > 0 ? buf : "-");
-    for (double q : {r.p50, r.p95, r.p99}) line.push_back(Milliseconds(q));
-    cells.push_back(std::move(line));
-  }
-  return RenderTable(cells);
-}
-
-}  // namespace meshplug::cli::stat
+}  // namespace meshplug::traffic

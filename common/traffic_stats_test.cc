@@ -1,9 +1,10 @@
-// meshctl stat's arithmetic: parsing both sources, windows, grouping, success and quantiles.
-#include "cli/stat.h"
+// The golden metrics' arithmetic: parsing both sources, windows, grouping, success and
+// quantiles.
+#include "common/traffic_stats.h"
 
 #include <gtest/gtest.h>
 
-namespace meshplug::cli::stat {
+namespace meshplug::traffic {
 namespace {
 
 constexpr std::string_view kAgentText =
@@ -37,14 +38,15 @@ TEST(StatTest, AgentsTextGivesCountsSuccessAndQuantiles) {
   EXPECT_EQ(rows[0].successes, 6);  // a 401 and no response are failures
   EXPECT_DOUBLE_EQ(rows[0].p50, 0.001 + (0.01 - 0.001) * (5 - 4) / (9 - 4.0));
   EXPECT_DOUBLE_EQ(rows[0].p99, 0.01);  // in +Inf: the highest finite bound
-  EXPECT_EQ(Table(rows, GroupBy::kService, 0),
-            "NAMESPACE   SERVICE   REQUESTS   SUCCESS   RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99\n"
-            "httpbin     httpbin   10         60.00%    -     2.80ms        10.00ms       10.00ms\n");
   EXPECT_EQ(Aggregate(requests, buckets, GroupBy::kService, "outbound", "", "")[0].requests, 100);
   EXPECT_TRUE(Aggregate(requests, buckets, GroupBy::kService, "inbound", "shop", "").empty());
   EXPECT_TRUE(Aggregate(requests, buckets, GroupBy::kService, "inbound", "", "other").empty());
   EXPECT_EQ(Aggregate(requests, buckets, GroupBy::kWorkload, "inbound", "httpbin", "httpbin-1").size(), 1u);
   EXPECT_EQ(Aggregate(requests, buckets, GroupBy::kRoute, "inbound", "", "httpbin")[0].key.back(), "default");
+  // Edges: who called whom, from the callers' side.
+  const auto edges = Aggregate(requests, buckets, GroupBy::kEdge, "outbound", "httpbin", "");
+  ASSERT_EQ(edges.size(), 1u);
+  EXPECT_EQ(edges[0].key, (std::vector<std::string>{"", "", "httpbin", "httpbin"}));
 }
 
 TEST(StatTest, WindowsSubtractAndPrometheusAnswersParse) {
@@ -74,10 +76,10 @@ TEST(StatTest, KindsAndEmptyHistograms) {
   EXPECT_EQ(*ParseGroupBy("svc"), GroupBy::kService);
   EXPECT_EQ(*ParseGroupBy("ns"), GroupBy::kNamespace);
   EXPECT_EQ(ParseGroupBy("pods").status().message(),
-            "meshctl stat: \"pods\" is not namespace, service, workload or route");
+            "\"pods\" is not namespace, service, workload or route");
   EXPECT_EQ(Quantile(0.5, {}), -1);
   EXPECT_EQ(Quantile(0.5, {{0.001, 0}, {INFINITY, 0}}), -1);
 }
 
 }  // namespace
-}  // namespace meshplug::cli::stat
+}  // namespace meshplug::traffic

@@ -1,4 +1,4 @@
-#include "cli/http_get.h"
+#include "net/http_client.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -13,7 +13,7 @@
 
 #include "common/strings.h"
 
-namespace meshplug::cli {
+namespace meshplug::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -66,6 +66,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& host_port, const std::str
 absl::Status HttpStreamLines(const std::string& host_port, const std::string& target, const std::string& bearer,
                              const std::function<void(std::string_view line)>& on_line,
                              std::chrono::milliseconds connect_timeout) {
+  constexpr size_t kMaxLine = 1 << 20;
   const size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
   std::string host = host_port.substr(0, colon);
@@ -106,6 +107,10 @@ absl::Status HttpStreamLines(const std::string& host_port, const std::string& ta
       co_await http::async_read_some(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       pending.append(chunk, sizeof chunk - parser.get().body().size);
+      if (pending.size() > kMaxLine) {
+        result = absl::OutOfRangeError(Cat("GET http://", host_port, target, ": a line longer than ", kMaxLine, " bytes"));
+        co_return;
+      }
       for (size_t nl; ok && (nl = pending.find('\n')) != std::string::npos; pending.erase(0, nl + 1)) {
         on_line(std::string_view(pending).substr(0, nl));
       }
@@ -138,4 +143,4 @@ std::string UrlEncode(std::string_view text) {
   return out;
 }
 
-}  // namespace meshplug::cli
+}  // namespace meshplug::net
