@@ -13,7 +13,6 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "cli/manifest_files.h"
@@ -607,8 +606,8 @@ std::vector<traffic::Sample> QueryPrometheus(const std::string& url, std::string
 
 // Both series of meshctl stat from every connected agent's /stats; an agent that cannot
 // be read is named on stderr and left out.
-std::pair<std::vector<traffic::Sample>, std::vector<traffic::Sample>> ScrapeAgents(const v1::ProxyStatusResponse& status) {
-  std::pair<std::vector<traffic::Sample>, std::vector<traffic::Sample>> out;
+traffic::Golden ScrapeAgents(const v1::ProxyStatusResponse& status) {
+  traffic::Golden out;
   size_t read = 0;
   for (const v1::AgentStatus& agent : status.agents()) {
     if (!agent.connected() || agent.admin_address().empty()) continue;
@@ -618,8 +617,7 @@ std::pair<std::vector<traffic::Sample>, std::vector<traffic::Sample>> ScrapeAgen
       continue;
     }
     ++read;
-    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kRequests, agent.agent())) out.first.push_back(std::move(s));
-    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kLatencyBuckets, agent.agent())) out.second.push_back(std::move(s));
+    traffic::AddAgentStats(*text, agent.agent(), out);
   }
   if (read == 0) throw UsageError{"meshctl stat: no connected agent's /stats could be read (see meshctl proxy status)"};
   return out;
@@ -644,22 +642,22 @@ int Stat(Client& c, const Args& a) {
   // Namespaces are the rows of `stat namespace`; the others keep -n's namespace, or all (-A).
   const bool by_namespace = *by == traffic::GroupBy::kNamespace;
   const std::string ns = by_namespace ? name : a.all_namespaces ? "" : a.ns;
-  std::vector<traffic::Sample> requests, buckets;
+  traffic::Golden golden;
   if (!a.prometheus.empty()) {
-    requests = QueryPrometheus(a.prometheus, traffic::kRequests, a.direction, window);
-    buckets = QueryPrometheus(a.prometheus, traffic::kLatencyBuckets, a.direction, window);
+    golden.requests = QueryPrometheus(a.prometheus, traffic::kRequests, a.direction, window);
+    golden.buckets = QueryPrometheus(a.prometheus, traffic::kLatencyBuckets, a.direction, window);
   } else {
     const auto status = c.Call<v1::ProxyStatusRequest, v1::ProxyStatusResponse>(&v1::Admin::Stub::ProxyStatus, {});
-    std::tie(requests, buckets) = ScrapeAgents(status);
+    golden = ScrapeAgents(status);
     if (window > 0) {
       std::this_thread::sleep_for(std::chrono::seconds(window));
-      auto [later_requests, later_buckets] = ScrapeAgents(status);
-      requests = traffic::Delta(requests, later_requests);
-      buckets = traffic::Delta(buckets, later_buckets);
+      const traffic::Golden later = ScrapeAgents(status);
+      golden.requests = traffic::Delta(golden.requests, later.requests);
+      golden.buckets = traffic::Delta(golden.buckets, later.buckets);
     }
   }
   const std::vector<traffic::Row> rows =
-      traffic::Aggregate(requests, buckets, *by, a.direction, ns, by_namespace ? "" : name);
+      traffic::Aggregate(golden.requests, golden.buckets, *by, a.direction, ns, by_namespace ? "" : name);
   if (rows.empty()) {
     std::cerr << "No requests" << (ns.empty() ? "" : Cat(" in namespace ", ns)) << (name.empty() ? "" : Cat(" for ", name))
               << (window > 0 ? Cat(" in the last ", a.window) : "") << ".\n";

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -71,25 +72,40 @@ std::vector<std::string> KeyOf(const Sample& s, GroupBy by) {
   return {};
 }
 
+// The sample of `line` when it is a series named exactly `metric` with a finite value.
+std::optional<Sample> ParseSeries(std::string_view line, std::string_view metric, const std::string& instance) {
+  if (!line.starts_with(metric) || line.size() == metric.size()) return std::nullopt;
+  size_t at = metric.size();
+  Sample s;
+  if (line[at] == '{') {
+    if (!ParseLabels(line, at, s.labels)) return std::nullopt;
+  } else if (line[at] != ' ') {
+    return std::nullopt;  // another metric with this one's name as prefix
+  }
+  s.value = std::strtod(std::string(line.substr(at)).c_str(), nullptr);
+  if (!std::isfinite(s.value)) return std::nullopt;  // NaN or ±Inf counts nothing
+  s.labels["instance"] = instance;
+  return s;
+}
+
 }  // namespace
 
 std::vector<Sample> ParsePrometheusText(std::string_view text, std::string_view metric, const std::string& instance) {
   std::vector<Sample> out;
   for (std::string_view line : Split(text, '\n')) {
-    if (!line.starts_with(metric) || line.size() == metric.size()) continue;
-    size_t at = metric.size();
-    Sample s;
-    if (line[at] == '{') {
-      if (!ParseLabels(line, at, s.labels)) continue;
-    } else if (line[at] != ' ') {
-      continue;  // another metric with this one's name as prefix
-    }
-    s.value = std::strtod(std::string(line.substr(at)).c_str(), nullptr);
-    if (!std::isfinite(s.value)) continue;  // NaN or ±Inf counts nothing
-    s.labels["instance"] = instance;
-    out.push_back(std::move(s));
+    if (auto s = ParseSeries(line, metric, instance)) out.push_back(*std::move(s));
   }
   return out;
+}
+
+void AddAgentStats(std::string_view text, const std::string& instance, Golden& out) {
+  for (std::string_view line : Split(text, '\n')) {
+    if (auto s = ParseSeries(line, kRequests, instance)) {
+      out.requests.push_back(*std::move(s));
+    } else if (auto b = ParseSeries(line, kLatencyBuckets, instance)) {
+      out.buckets.push_back(*std::move(b));
+    }
+  }
 }
 
 absl::StatusOr<std::vector<Sample>> ParseQueryResult(std::string_view json) {

@@ -28,6 +28,14 @@ struct Sample {
 // label `instance` = `instance` so that samples from different agents stay apart.
 std::vector<Sample> ParsePrometheusText(std::string_view text, std::string_view metric, const std::string& instance);
 
+// Both series the aggregation reads, from any number of agents.
+struct Golden {
+  std::vector<Sample> requests;  // kRequests
+  std::vector<Sample> buckets;   // kLatencyBuckets
+};
+// Adds both series of one agent's /stats text to `out`, in one pass.
+void AddAgentStats(std::string_view text, const std::string& instance, Golden& out);
+
 // The samples of a Prometheus /api/v1/query answer (an instant vector), or why it is not one.
 absl::StatusOr<std::vector<Sample>> ParseQueryResult(std::string_view json);
 

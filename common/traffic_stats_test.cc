@@ -31,6 +31,11 @@ TEST(StatTest, AgentsTextGivesCountsSuccessAndQuantiles) {
   ASSERT_EQ(requests.size(), 4u);
   EXPECT_EQ(requests[0].labels.at("instance"), "httpbin/httpbin-1");
   const auto buckets = ParsePrometheusText(kAgentText, kLatencyBuckets, "httpbin/httpbin-1");
+  Golden both;
+  AddAgentStats(kAgentText, "httpbin/httpbin-1", both);
+  EXPECT_EQ(both.requests.size(), requests.size());
+  EXPECT_EQ(both.buckets.size(), buckets.size());
+  EXPECT_TRUE(ParsePrometheusText("meshplug_http_requests_total{code=\"200\"} NaN\n", kRequests, "a").empty());
   const auto rows = Aggregate(requests, buckets, GroupBy::kService, "inbound", "", "");
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].key, (std::vector<std::string>{"httpbin", "httpbin"}));

@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <optional>
 #include <sstream>
 
 #include <openssl/crypto.h>
@@ -79,67 +80,89 @@ net::HttpResponse Handle(const net::HttpRequest& req, AdminTarget& agent, const 
                "admin: /config_dump /stats /ready /clusters /tap /quitquitquit\n");
 }
 
-// /tap?path=PREFIX&method=M&sample=0.5&max_rps=100&seconds=60: request summaries as JSON
-// lines while they happen, for at most `seconds` (up to an hour).
-asio::awaitable<void> ServeTap(boost::beast::tcp_stream& stream, const net::HttpRequest& req, AdminTarget& agent,
-                               const std::string& token) {
-  boost::system::error_code ec;
-  auto answer = [&](net::HttpResponse res) -> asio::awaitable<void> {
-    res.keep_alive(false);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-  };
-  if (!Authorized(req, token)) {
-    co_return co_await answer(net::Unauthorized(
-        req, "/tap needs the agent's admin token: Authorization: Bearer <token from --admin_token_file>\n"));
-  }
+// What /tap?path=PREFIX&method=M&sample=0.5&max_rps=100&seconds=60 asks for, or the
+// answer that refuses it.
+struct TapAsk {
   proxy::TapFilter filter;
-  uint64_t seconds = 60;
+  uint64_t seconds = 60;  // up to an hour
+  std::optional<net::HttpResponse> refusal;
+};
+
+TapAsk ReadTapAsk(const net::HttpRequest& req, const std::string& token) {
+  TapAsk ask;
+  if (!Authorized(req, token)) {
+    ask.refusal = net::Unauthorized(
+        req, "/tap needs the agent's admin token: Authorization: Bearer <token from --admin_token_file>\n");
+    return ask;
+  }
   for (const auto& [key, value] : net::QueryParameters(req.target())) {
     bool ok = true;
     if (key == "path") {
       ok = value.starts_with('/');
-      filter.path_prefix = value;
+      ask.filter.path_prefix = value;
     } else if (key == "method") {
       ok = IsHttpToken(value);
-      filter.method = value;
+      ask.filter.method = value;
     } else if (key == "sample") {
       char* end = nullptr;
-      filter.sample = std::strtod(value.c_str(), &end);
-      ok = end != value.c_str() && *end == '\0' && filter.sample > 0 && filter.sample <= 1;
+      ask.filter.sample = std::strtod(value.c_str(), &end);
+      ok = end != value.c_str() && *end == '\0' && ask.filter.sample > 0 && ask.filter.sample <= 1;
     } else if (key == "max_rps") {
-      uint32_t rps = 0;
-      ok = ParseNumber(value, rps) && rps >= 1 && rps <= proxy::TapHub::kMaxPerSecond;
-      filter.max_per_second = rps;
+      ok = ParseNumber(value, ask.filter.max_per_second) && ask.filter.max_per_second >= 1 &&
+           ask.filter.max_per_second <= proxy::TapHub::kMaxPerSecond;
     } else if (key == "seconds") {
-      ok = ParseNumber(value, seconds) && seconds >= 1 && seconds <= 3600;
+      ok = ParseNumber(value, ask.seconds) && ask.seconds >= 1 && ask.seconds <= 3600;
     } else {
       ok = false;
     }
     if (!ok) {
-      co_return co_await answer(net::Reply(
+      ask.refusal = net::Reply(
           req, http::status::bad_request,
           Cat("/tap: ", key, "=", Truncated(value, 64), " is not valid (path=/PREFIX method=GET sample=(0,1] max_rps=1..",
-              proxy::TapHub::kMaxPerSecond, " seconds=1..3600)\n")));
+              proxy::TapHub::kMaxPerSecond, " seconds=1..3600)\n"));
+      return ask;
     }
+  }
+  return ask;
+}
+
+// A subscription that ends however its coroutine ends, its io_context's destruction included.
+class TapSubscription {
+ public:
+  TapSubscription(proxy::TapHub& hub, const proxy::TapFilter& filter, const asio::any_io_executor& executor)
+      : hub_(hub), subscription_(hub.Subscribe(filter, executor)) {}
+  ~TapSubscription() { hub_.Unsubscribe(subscription_); }
+  const std::shared_ptr<proxy::TapHub::Subscription>& get() const { return subscription_; }
+
+ private:
+  proxy::TapHub& hub_;
+  std::shared_ptr<proxy::TapHub::Subscription> subscription_;
+};
+
+// The summaries as JSON lines while they happen, until the ask's seconds are over or the
+// client goes away.
+asio::awaitable<void> ServeTap(boost::beast::tcp_stream& stream, const net::HttpRequest& req, AdminTarget& agent,
+                               const std::string& token) {
+  boost::system::error_code ec;
+  TapAsk ask = ReadTapAsk(req, token);
+  if (ask.refusal) {
+    ask.refusal->keep_alive(false);
+    co_await http::async_write(stream, *ask.refusal, asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
   }
   const std::string header =
       "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
   co_await asio::async_write(stream, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
-  const auto executor = co_await asio::this_coro::executor;
-  auto subscription = agent.tap().Subscribe(filter, executor);
-  // Unsubscribes however the coroutine ends, its io_context's destruction included.
-  struct Unsubscribe {
-    proxy::TapHub& hub;
-    std::shared_ptr<proxy::TapHub::Subscription> subscription;
-    ~Unsubscribe() { hub.Unsubscribe(subscription); }
-  } unsubscribe{agent.tap(), subscription};
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  const TapSubscription tap(agent.tap(), ask.filter, executor);
+  const std::shared_ptr<proxy::TapHub::Subscription>& subscription = tap.get();
   // The client sends nothing more: the socket turning readable means it went away.
   auto gone = std::make_shared<bool>(false);
   stream.socket().async_wait(asio::ip::tcp::socket::wait_read, [gone, subscription](boost::system::error_code) {
     *gone = true;
     subscription->wake().cancel();
   });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(ask.seconds);
   stream.expires_at(deadline);  // a client that stops reading cannot hold the tap open
   while (!ec && !*gone && std::chrono::steady_clock::now() < deadline) {
     std::string lines;

@@ -32,13 +32,19 @@ TEST(AdminTest, ReadyBeforeAndAfterTheFirstSnapshot) {
   EXPECT_EQ(c.Get("admin", "/ready")->result_int(), 200);
 }
 
+// Snapshot `version` with Service web.shop in front of `upstream`, applied to a started agent.
+v1::Snapshot StartWithWebShop(Agent& agent, const TestUpstream& upstream, const std::string& version) {
+  v1::Snapshot s = BaseSnapshot(version);
+  AddService(s, "web.shop", {upstream.port()});
+  EXPECT_TRUE(agent.Apply(s).ok());
+  EXPECT_TRUE(agent.Start().ok());
+  return s;
+}
+
 TEST(AdminTest, ConfigDumpStatsAndClusters) {
   TestUpstream a("a");
   Agent agent(LocalAgentOptions(1));
-  v1::Snapshot s = BaseSnapshot("v7");
-  AddService(s, "web.shop", {a.port()});
-  ASSERT_TRUE(agent.Apply(s).ok());
-  ASSERT_TRUE(agent.Start().ok());
+  const v1::Snapshot s = StartWithWebShop(agent, a, "v7");
   Client proxy(agent.outbound_port());
   ASSERT_EQ(proxy.Get("web.shop", "/")->result_int(), 200);
 
@@ -85,10 +91,7 @@ TEST(AdminTest, ConfigDumpStatsAndClusters) {
 TEST(AdminTest, TapStreamsMatchingRequestSummaries) {
   TestUpstream a("a");
   Agent agent(LocalAgentOptions(1));
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  ASSERT_TRUE(agent.Apply(s).ok());
-  ASSERT_TRUE(agent.Start().ok());
+  StartWithWebShop(agent, a, "v1");
   const std::string token = "Authorization: Bearer " + agent.admin_token() + "\r\n";
   Client c(agent.admin_port());
   EXPECT_EQ(c.Get("admin", "/tap")->result_int(), 401);

@@ -87,8 +87,7 @@ Dashboard::Traffic Dashboard::ReadAgents() const {
       t.unreadable.push_back(Cat(a.agent(), " (", a.admin_address(), "): /stats could not be read"));
       continue;
     }
-    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kRequests, a.agent())) t.requests.push_back(std::move(s));
-    for (auto& s : traffic::ParsePrometheusText(*text, traffic::kLatencyBuckets, a.agent())) t.buckets.push_back(std::move(s));
+    traffic::AddAgentStats(*text, a.agent(), t.golden);
   }
   t.at = Clock::now();
   return t;
@@ -147,12 +146,14 @@ std::string Dashboard::MeshJson() {
   if (first_look) {
     changed_.wait_for(lock, std::chrono::milliseconds(1500), [&] { return stopping_.load() || traffic_.at >= now; });
   }
-  const Traffic& t = traffic_;
+  const traffic::Golden& g = traffic_.golden;
+  auto rows = [&g](GroupBy by, std::string_view direction) {
+    return RowsJson(traffic::Aggregate(g.requests, g.buckets, by, direction, "", ""), by);
+  };
   std::vector<std::string> unreadable;
-  for (const std::string& u : t.unreadable) unreadable.push_back(JsonQuote(u));
-  return Cat("{\"edges\": ", RowsJson(traffic::Aggregate(t.requests, t.buckets, GroupBy::kEdge, "outbound", "", ""), GroupBy::kEdge),
-             ",\n\"services\": ", RowsJson(traffic::Aggregate(t.requests, t.buckets, GroupBy::kService, "inbound", "", ""), GroupBy::kService),
-             ",\n\"workloads\": ", RowsJson(traffic::Aggregate(t.requests, t.buckets, GroupBy::kWorkload, "inbound", "", ""), GroupBy::kWorkload),
+  for (const std::string& u : traffic_.unreadable) unreadable.push_back(JsonQuote(u));
+  return Cat("{\"edges\": ", rows(GroupBy::kEdge, "outbound"), ",\n\"services\": ", rows(GroupBy::kService, "inbound"),
+             ",\n\"workloads\": ", rows(GroupBy::kWorkload, "inbound"),
              ",\n\"agents\": [", Join(agent_items, ",\n  "), "]",
              ",\n\"resources\": ", resources,
              ",\n\"unreadable\": [", Join(unreadable, ", "), "]}\n");

@@ -44,8 +44,8 @@ class Dashboard {
  private:
   using Clock = std::chrono::steady_clock;
   struct Traffic {
-    std::vector<traffic::Sample> requests, buckets;
-    std::vector<std::string> unreadable;  // "agent: why"
+    traffic::Golden golden;
+    std::vector<std::string> unreadable;  // "agent (address): why"
     Clock::time_point at{};
   };
   Traffic ReadAgents() const;
