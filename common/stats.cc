@@ -36,20 +36,23 @@ std::string& KeyBuffer() {
   return key;
 }
 
-// The series `key` of metric `name` in `family`, created at its zero value; nullptr when
-// it is new and the metric already has Stats::kMaxSeries.
-template <typename T>
+// The series `key` of metric `name` in `family`, created at its zero value when
+// `admit(series the metric has here)` allows; nullptr when it does not.
+template <typename T, typename Admit>
 T* Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>& family, std::string_view name,
-          std::string_view key) {
+          std::string_view key, Admit admit) {
   auto metric = family.find(name);
   if (metric == family.end()) metric = family.try_emplace(std::string(name)).first;
   auto series = metric->second.find(key);
   if (series == metric->second.end()) {
-    if (metric->second.size() >= Stats::kMaxSeries) return nullptr;
+    if (!admit(metric->second.size())) return nullptr;
     series = metric->second.try_emplace(std::string(key)).first;
   }
   return &series->second;
 }
+
+// For families kept in one map (gauges, fixed histograms).
+bool BelowLimit(size_t series) { return series < Stats::kMaxSeries; }
 
 size_t BucketOf(double seconds) {
   return static_cast<size_t>(std::lower_bound(Stats::kBuckets.begin(), Stats::kBuckets.end(), seconds) -
@@ -69,18 +72,27 @@ Stats::Shard& Stats::Local() {
   return shards_[index];
 }
 
-void Stats::Shard::AddCount(std::string_view counter, std::string_view labels, uint64_t delta) {
-  if (uint64_t* value = Series(counters, counter, labels)) {
+bool Stats::Admit(std::string_view metric, std::string_view labels) {
+  std::lock_guard lock(admitted_mu_);
+  auto& sets = admitted_[std::string(metric)];
+  if (sets.contains(labels)) return true;
+  if (sets.size() >= kMaxSeries) return false;
+  sets.emplace(labels);
+  return true;
+}
+
+void Stats::AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta) {
+  if (uint64_t* value = Series(shard.counters, counter, labels, [&](size_t) { return Admit(counter, labels); })) {
     *value += delta;
   } else {
-    ++dropped[std::string(counter)];
+    ++shard.dropped[std::string(counter)];
   }
 }
 
-void Stats::Shard::AddSample(std::string_view histogram, std::string_view labels, double seconds) {
-  HistogramValue* h = Series(histograms, histogram, labels);
+void Stats::AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds) {
+  HistogramValue* h = Series(shard.histograms, histogram, labels, [&](size_t) { return Admit(histogram, labels); });
   if (h == nullptr) {
-    ++dropped[std::string(histogram)];
+    ++shard.dropped[std::string(histogram)];
     return;
   }
   ++h->buckets[BucketOf(seconds)];
@@ -92,14 +104,14 @@ void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
   RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  shard.AddCount(name, key, delta);
+  AddCount(shard, name, key, delta);
 }
 
 void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value) {
   std::string& key = KeyBuffer();
   RenderLabels(labels, key);
   std::lock_guard lock(gauges_mu_);
-  if (int64_t* gauge = Series(gauges_, name, key)) *gauge = value;
+  if (int64_t* gauge = Series(gauges_, name, key, BelowLimit)) *gauge = value;
 }
 
 void Stats::Observe(std::string_view name, const Labels& labels, double seconds) {
@@ -107,22 +119,26 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
   RenderLabels(labels, key);
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  shard.AddSample(name, key, seconds);
+  AddSample(shard, name, key, seconds);
 }
 
-void Stats::CountAndObserve(std::string_view counter, std::string_view counter_labels, std::string_view histogram,
-                            std::string_view histogram_labels, double seconds) {
+void Stats::Record(std::initializer_list<Update> updates) {
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
-  shard.AddCount(counter, counter_labels, 1);
-  shard.AddSample(histogram, histogram_labels, seconds);
+  for (const Update& u : updates) {
+    if (u.seconds >= 0) {
+      AddSample(shard, u.name, u.labels, u.seconds);
+    } else {
+      AddCount(shard, u.name, u.labels, u.count);
+    }
+  }
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {
   std::string key;
   RenderLabels(labels, key);
   std::lock_guard lock(fixed_mu_);
-  std::unique_ptr<FixedHistogram>* slot = Series(fixed_, name, key);
+  std::unique_ptr<FixedHistogram>* slot = Series(fixed_, name, key, BelowLimit);
   // Past the limit every new label set shares one histogram that is never rendered.
   static FixedHistogram overflow;
   if (slot == nullptr) return overflow;

@@ -7,16 +7,18 @@
 // serialize on one lock. Rendering copies one shard at a time under that shard's lock,
 // then merges and formats with no lock held. Gauges, set rarely, keep one mutex.
 //
-// Cardinality is bounded: a metric keeps at most kMaxSeries label sets per shard; the
-// rest are dropped and counted in meshplug_stats_series_dropped_total{metric}.
+// Cardinality is bounded: a metric keeps at most kMaxSeries label sets, whatever the
+// shards; updates of others are dropped and counted in meshplug_stats_series_dropped_total.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,10 +51,14 @@ class Stats {
   void Count(std::string_view name, const Labels& labels, uint64_t delta = 1);
   void SetGauge(std::string_view name, const Labels& labels, int64_t value);
   void Observe(std::string_view name, const Labels& labels, double seconds);
-  // One request's count and latency under one lock, with label sets the caller rendered
-  // (RenderLabels), for the per-request path.
-  void CountAndObserve(std::string_view counter, std::string_view counter_labels, std::string_view histogram,
-                       std::string_view histogram_labels, double seconds);
+  // One update of an event; `labels` rendered by the caller (RenderLabels).
+  struct Update {
+    std::string_view name, labels;
+    uint64_t count = 0;   // added to counter `name`, unless `seconds` is set
+    double seconds = -1;  // observed into histogram `name` when not negative
+  };
+  // Several updates of one event under one lock, for the per-request path.
+  void Record(std::initializer_list<Update> updates);
 
   // The labels as Prometheus writes them ({a="b",c="d"}), into `out` (cleared first).
   static void RenderLabels(const Labels& labels, std::string& out);
@@ -78,21 +84,25 @@ class Stats {
     Family<uint64_t> counters;
     Family<HistogramValue> histograms;
     std::map<std::string, uint64_t, std::less<>> dropped;  // by metric
-
-    // Under `mu`.
-    void AddCount(std::string_view counter, std::string_view labels, uint64_t delta);
-    void AddSample(std::string_view histogram, std::string_view labels, double seconds);
   };
   static constexpr size_t kShards = 16;
 
   // The calling thread's shard.
   Shard& Local();
+  // Under the shard's lock.
+  void AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta);
+  void AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds);
+  // Whether `metric` may have the label set `labels` (it has it, or fewer than kMaxSeries):
+  // asked when a shard sees a label set for the first time.
+  bool Admit(std::string_view metric, std::string_view labels);
 
   std::array<Shard, kShards> shards_;
   mutable std::mutex gauges_mu_;
   Family<int64_t> gauges_;
   mutable std::mutex fixed_mu_;
   Family<std::unique_ptr<FixedHistogram>> fixed_;
+  std::mutex admitted_mu_;
+  std::map<std::string, std::set<std::string, std::less<>>, std::less<>> admitted_;  // metric → label sets
 };
 
 }  // namespace meshplug

@@ -78,6 +78,19 @@ TEST(StatsTest, FixedHistogramsRenderCumulativeBuckets) {
   EXPECT_NE(text.find("plugin_seconds_count{plugin=\"p\"} 3\n"), std::string::npos) << text;
 }
 
+// Record: one event's several updates, with labels rendered once by the caller.
+TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
+  Stats stats;
+  std::string labels;
+  Stats::RenderLabels({{"route", "r"}}, labels);
+  stats.Record({{"requests_total", labels, 1}, {"bytes_total", labels, 42}, {"seconds", labels, 0, 0.0002}});
+  const std::string text = stats.RenderPrometheus();
+  EXPECT_EQ(stats.CounterValue("requests_total", {{"route", "r"}}), 1u);
+  EXPECT_EQ(stats.CounterValue("bytes_total", {{"route", "r"}}), 42u);
+  EXPECT_NE(text.find("seconds_bucket{route=\"r\",le=\"0.00025\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("seconds_count{route=\"r\"} 1\n"), std::string::npos) << text;
+}
+
 // A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
 TEST(StatsTest, SeriesPerMetricAreBounded) {
   Stats stats;

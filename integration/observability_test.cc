@@ -127,7 +127,15 @@ TEST(Observability, StatPromqlAndTheAgentsAgreeOnTheTokenSteps) {
   // The caller's side: curl's agent saw the same requests, to the same workload.
   const RunResult outbound = s.Meshctl({"stat", "workload", "httpbin-1", "-n", "httpbin", "--direction", "outbound"});
   ASSERT_EQ(outbound.exit_code, 0) << outbound.err;
-  EXPECT_NE(outbound.out.find("httpbin     httpbin-1"), std::string::npos) << outbound.out;
+  double curl_sent = 0;
+  for (const auto& sample :
+       traffic::ParsePrometheusText(s.AgentAdmin("curl-1", "/stats"), traffic::kRequests, "curl/curl-1")) {
+    if (sample.labels.at("direction") == "outbound" && sample.labels.at("dst_workload") == "httpbin-1") {
+      curl_sent += sample.value;
+    }
+  }
+  EXPECT_NE(outbound.out.find(Cat("httpbin     httpbin-1   ", static_cast<int64_t>(curl_sent), " ")), std::string::npos)
+      << curl_sent << " in\n" << outbound.out;
 
   // meshctl tap shows the 401 and the plugin that answered it.
   auto tap = Process::Start({"cli/meshctl", "--config", s.meshctl_config(), "--server", s.control_plane_address(), "tap",
@@ -148,7 +156,22 @@ TEST(Observability, StatPromqlAndTheAgentsAgreeOnTheTokenSteps) {
   EXPECT_NE(tapped.find("inbound GET httpbin.httpbin:14001/get :status=401"), std::string::npos) << tapped;
   EXPECT_NE(tapped.find("src=curl/curl"), std::string::npos) << tapped;
   EXPECT_EQ(tapped.find("/headers"), std::string::npos) << tapped;
-  tap.reset();
+  tap.reset();  // meshctl goes away long before its 30 s: the agent ends the tap
+  EXPECT_TRUE(Eventually(
+      [&] { return s.AgentAdmin("httpbin-1", "/stats").find("meshplug_agent_taps_active 0\n") != std::string::npos; },
+      kConverge));
+
+  // The dashboard's data needs a reader's token, and never carries a PluginConfig's values
+  // (04-token-verifier-config.yaml's Verifier address).
+  EXPECT_FALSE(net::HttpGet(s.control_plane_http_address(), "/api/mesh", milliseconds(5000)).ok());
+  {
+    const std::string read_only = token.out.substr(0, token.out.find('\n'));
+    const RunResult mesh = harness::Run({"/usr/bin/curl", "-s", "--max-time", "10", "-H",
+                                         "Authorization: Bearer " + read_only,
+                                         "http://" + s.control_plane_http_address() + "/api/mesh"});
+    EXPECT_NE(mesh.out.find("\"token-verifier-config\""), std::string::npos) << mesh.out;
+    EXPECT_EQ(mesh.out.find("ext-auth.auth:8079"), std::string::npos) << mesh.out;
+  }
 
   // The dashboard in a headless Chromium: the graph shows curl → httpbin with the success
   // rate curl's agent measured, and a screenshot is saved.

@@ -487,6 +487,7 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
   x.response_started = true;
   co_await down_.SendWhole(std::move(header), body, ec);
   if (ec) down_.EndAfterResponse();
+  if (!ec) x.ctx.response_body_bytes += body.size();
   // Only what the client got counts.
   if (grpc && !ec) CountGrpc(grpc_status);
 }
@@ -806,6 +807,7 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
     } else {
       co_await sink->Write(piece, last, ec);
     }
+    if (!ec) x.ctx.request_body_bytes += piece.size();
     if (!ec && last) call.body_sent = true;
     // A failed write leaves the response read running: the upstream may have answered
     // (413, 401…) before it stopped reading.
@@ -1060,7 +1062,11 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
     if constexpr (requires { source.trailers(); }) {
       if (last) down_.SetTrailers(source.trailers());
     }
-    if (!ec) co_await down_.SendBody(piece, last, ec);
+    if (!ec) {
+      const size_t size = piece.size();
+      co_await down_.SendBody(piece, last, ec);
+      if (!ec) x.ctx.response_body_bytes += size;
+    }
     if (last) break;
   }
   if (ec) {

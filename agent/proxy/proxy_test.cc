@@ -565,8 +565,11 @@ TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
   s.mutable_endpoints(0)->mutable_endpoints(0)->set_workload("httpbin-1.httpbin");
   StartAgent(s);
   Client c(outbound());
-  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
-  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("httpbin.httpbin", "/")), 200u);  // body "app"
+  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: httpbin.httpbin\r\nContent-Length: 5\r\n\r\nhello"));
+  auto echoed = c.Read();
+  ASSERT_TRUE(echoed);
+  EXPECT_EQ(echoed->body(), "hello");
   ASSERT_TRUE(WaitFor([&] {
     return Counter("meshplug_http_requests_total", {{"direction", "outbound"},
                                                     {"src_namespace", "curl"},
@@ -578,6 +581,10 @@ TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
                                                     {"route", "default"},
                                                     {"code", "200"}}) == 2;
   }));
+  // Body bytes as they went out: 5 to the upstream, "app" and "hello" to the client.
+  const Stats::Labels to_httpbin = {{"src_workload", "curl-1"}, {"dst_workload", "httpbin-1"}, {"route", "default"}};
+  EXPECT_EQ(Counter("meshplug_http_request_bytes_total", to_httpbin), 5u);
+  EXPECT_EQ(Counter("meshplug_http_response_bytes_total", to_httpbin), 8u);
   const std::string text = agent_->RenderStats();
   EXPECT_NE(text.find("meshplug_plugin_duration_seconds_count{chain=\"outbound-http\",plugin=\"http-routing\","
                       "step=\"request\"} 2\n"),

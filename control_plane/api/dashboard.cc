@@ -90,6 +90,8 @@ Dashboard::Traffic Dashboard::ReadAgents() const {
     traffic::AddAgentStats(*text, a.agent(), t.golden);
   }
   t.at = Clock::now();
+  t.at_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
   return t;
 }
 
@@ -103,7 +105,8 @@ void Dashboard::ReadWhileWatched() {
     lock.lock();
     traffic_ = std::move(fresh);
     changed_.notify_all();
-    changed_.wait_for(lock, std::chrono::seconds(2), [this] { return stopping_.load(); });
+    changed_.wait_for(lock, std::chrono::seconds(2), [this] { return stopping_.load() || refresh_asked_; });
+    refresh_asked_ = false;
   }
 }
 
@@ -142,6 +145,7 @@ std::string Dashboard::MeshJson() {
   const Clock::time_point now = Clock::now();
   const bool first_look = now >= watched_until_;
   watched_until_ = now + std::chrono::seconds(10);
+  refresh_asked_ = refresh_asked_ || first_look;
   changed_.notify_all();
   if (first_look) {
     changed_.wait_for(lock, std::chrono::milliseconds(1500), [&] { return stopping_.load() || traffic_.at >= now; });
@@ -152,7 +156,7 @@ std::string Dashboard::MeshJson() {
   };
   std::vector<std::string> unreadable;
   for (const std::string& u : traffic_.unreadable) unreadable.push_back(JsonQuote(u));
-  return Cat("{\"edges\": ", rows(GroupBy::kEdge, "outbound"), ",\n\"services\": ", rows(GroupBy::kService, "inbound"),
+  return Cat("{\"read_at\": ", traffic_.at_unix_ms, ",\n\"edges\": ", rows(GroupBy::kEdge, "outbound"), ",\n\"services\": ", rows(GroupBy::kService, "inbound"),
              ",\n\"workloads\": ", rows(GroupBy::kWorkload, "inbound"),
              ",\n\"agents\": [", Join(agent_items, ",\n  "), "]",
              ",\n\"resources\": ", resources,

@@ -47,6 +47,7 @@ class Dashboard {
     traffic::Golden golden;
     std::vector<std::string> unreadable;  // "agent (address): why"
     Clock::time_point at{};
+    int64_t at_unix_ms = 0;  // for the page's requests per second between two readings
   };
   Traffic ReadAgents() const;
   void ReadWhileWatched();
@@ -59,6 +60,7 @@ class Dashboard {
   std::condition_variable changed_;
   Traffic traffic_;
   Clock::time_point watched_until_{};
+  bool refresh_asked_ = false;  // a first look: read now, not after the pause
   std::atomic<bool> stopping_{false};  // also read, without the lock, between agents
   std::thread reader_;  // last: it starts once the rest is ready
 };

@@ -1,6 +1,7 @@
 #include "control_plane/xds/node_identity.h"
 
-#include <cctype>
+#include <arpa/inet.h>
+
 #include <cmath>
 
 #include "common/agent_id.h"
@@ -77,19 +78,23 @@ absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::
   auto it = md.find("admin_address");
   if (it == md.end()) return std::string();
   const std::string field = "metadata.admin_address";
-  if (it->second.kind_case() != Value::kStringValue) return Bad(field, "must be a string \"host:port\"");
+  if (it->second.kind_case() != Value::kStringValue) return Bad(field, "must be a string \"IP:port\"");
   const std::string& address = it->second.string_value();
   const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || address.size() > 300) {
-    return Bad(field, Cat("\"", address.substr(0, 64), "\" is not host:port"));
+  std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  in6_addr ip{};
+  const bool v4 = inet_pton(AF_INET, host.c_str(), &ip) == 1, v6 = !v4 && inet_pton(AF_INET6, host.c_str(), &ip) == 1;
+  if (!(v4 || v6) || !ParsePort(std::string_view(address).substr(colon + 1))) {
+    return Bad(field, Cat("\"", address.substr(0, 64), "\" is not IP:port"));
   }
-  for (char c : address.substr(0, colon)) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' && c != '[' && c != ']') {
-      return Bad(field, Cat("\"", address.substr(0, 64), "\" is not host:port"));
-    }
-  }
-  if (!ParsePort(std::string_view(address).substr(colon + 1))) {
-    return Bad(field, Cat("\"", address.substr(0, 64), "\" has no port (1-65535)"));
+  // The workload's own address, or loopback (a control plane on the same machine): never
+  // another host for the control plane and Prometheus to read.
+  const auto workload = md.find("address");
+  const bool loopback = v4 ? host.starts_with("127.") : host == "::1";
+  const bool own = workload != md.end() && workload->second.string_value() == host;
+  if (!loopback && !own) {
+    return Bad(field, Cat(host, " is neither loopback nor the workload's address (metadata.address)"));
   }
   return address;
 }

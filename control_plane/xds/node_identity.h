@@ -14,8 +14,9 @@ namespace meshplug::control_plane::xds {
 // The Workload the node describes, or an error naming the node field that is wrong.
 absl::StatusOr<mesh::v1::Workload> WorkloadFromNode(const envoy::config::core::v3::Node& node);
 
-// "host:port" where the agent serves its admin pages (/stats), "" when it said nothing, or
-// an error naming the field.
+// "IP:port" where the agent serves its admin pages (/stats), "" when it said nothing, or
+// an error naming the field: the IP must be loopback or the workload's own address, so no
+// agent can send Prometheus or the dashboard to another host.
 absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::Node& node);
 
 // "<namespace>/<name>": how the control plane names an agent.

@@ -126,6 +126,10 @@ struct HttpContext {
   std::map<std::string, std::string, std::less<>> shared;
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Body bytes sent so far to the upstream and to the client (the metrics module counts
+  // them when the request ends).
+  uint64_t request_body_bytes = 0;
+  uint64_t response_body_bytes = 0;
 
   const google::protobuf::Struct* ConfigFor(std::string_view plugin) const {
     return configs ? configs->Find(service, plugin) : nullptr;

@@ -1,5 +1,5 @@
-// metrics: the golden metrics of every request: count by status code and latency, labelled
-// by source, destination and route (plugins/api/traffic_labels.h).
+// metrics: the golden metrics of every request: count by status code, latency and body
+// bytes, labelled by source, destination and route (plugins/api/traffic_labels.h).
 #include <string>
 
 #include "plugins/api/traffic_labels.h"
@@ -27,8 +27,10 @@ class Metrics final : public HttpObserver {
     count_key += ",code=\"";
     count_key += ctx.response ? std::to_string(ctx.response->result_int()) : "0";
     count_key += "\"}";
-    state().stats.CountAndObserve("meshplug_http_requests_total", count_key, "meshplug_http_request_duration_seconds",
-                                  latency_key, seconds);
+    state().stats.Record({{"meshplug_http_requests_total", count_key, 1},
+                          {"meshplug_http_request_duration_seconds", latency_key, 0, seconds},
+                          {"meshplug_http_request_bytes_total", latency_key, ctx.request_body_bytes},
+                          {"meshplug_http_response_bytes_total", latency_key, ctx.response_body_bytes}});
   }
 };
 
