@@ -38,7 +38,7 @@ constexpr std::pair<std::string_view, std::string_view> kHelp[] = {
     {"meshplug_cp_xds_nacks_total", "xDS responses that clients refused, by type."},
     {"meshplug_cp_xds_responses_total", "xDS responses sent, by type."},
     {"meshplug_cp_xds_streams_total", "xDS streams opened, by protocol."},
-    {"meshplug_grpc_responses_total", "gRPC responses through the agent, by direction and grpc-status."},
+    {"meshplug_grpc_responses_total", "gRPC responses through the agent, by direction, source, destination, route and grpc-status."},
     {"meshplug_http2_refused_streams_total", "HTTP/2 streams refused because the connection was at its stream limit."},
     {"meshplug_http_internal_errors_total", "Requests that failed inside the agent (not in a plugin)."},
     {"meshplug_http_rate_limited_total", "Requests a rate limit refused."},

@@ -248,7 +248,9 @@ int main(int argc, char** argv) {
     if (!acceptor.ok()) return Fail(std::string(acceptor.status().message()));
     const auto bound = (*acceptor)->local_endpoint();
     meshplug::net::ServeHttp(http_context, *acceptor, std::make_shared<meshplug::net::ConnectionLimit>("http", 256),
-                             [&pages](const meshplug::net::HttpRequest& req) { return pages.Handle(req); });
+                             [&pages](const meshplug::net::HttpRequest& req, const std::string& peer) {
+                               return pages.Handle(req, peer);
+                             });
     http_thread = std::thread([&http_context] { http_context.run(); });
     // With port 0 the kernel picks one; tests read it from this line.
     http_address = Cat(reachable(http_listen.substr(0, http_listen.rfind(':'))), ":", bound.port());

@@ -110,6 +110,9 @@ TEST_F(GrpcTest, EveryCallKindDeadlinesCancellationAndAPluginsDenialThroughTwoAg
   // The agents count gRPC statuses: the denial on the client's side, successes on the server's.
   EXPECT_GE(client_.Metric("meshplug_grpc_responses_total", "grpc_status=\"7\""), 2);
   EXPECT_GE(echo_.Metric("meshplug_grpc_responses_total", "grpc_status=\"0\""), 5);
+  // With who called whom, as the request metrics have it.
+  EXPECT_EQ(client_.Metric("meshplug_grpc_responses_total", "dst_namespace=\"demo\",dst_service=\"echo\""),
+            client_.Metric("meshplug_grpc_responses_total"));
   // Every call between the agents went over a few multiplexed mTLS connections (at most one
   // per worker of the calling agent), not one per call.
   EXPECT_LE(echo_.Metric("meshplug_agent_tls_handshakes_total", "result=\"ok\""), 2);

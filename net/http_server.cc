@@ -31,6 +31,9 @@ struct Pages {
 };
 
 asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const Pages> pages, std::shared_ptr<void>) {
+  boost::system::error_code peer_ec;
+  const tcp::endpoint remote = socket.remote_endpoint(peer_ec);
+  const std::string peer = peer_ec ? "unknown" : remote.address().to_string() + ":" + std::to_string(remote.port());
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (true) {
@@ -47,7 +50,7 @@ asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const 
       co_await page->second(stream, parser.get());
       break;
     }
-    HttpResponse res = pages->handler(parser.get());
+    HttpResponse res = pages->handler(parser.get(), peer);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !res.keep_alive()) break;
   }

@@ -25,7 +25,8 @@ namespace meshplug::net {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// `peer`: the client's "address:port", for logs.
+using HttpHandler = std::function<HttpResponse(const HttpRequest&, const std::string& peer)>;
 // A page that writes its own answer on the connection, for as long as it lasts (a live
 // stream); the connection closes after it.
 using HttpStreamPage =

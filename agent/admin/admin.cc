@@ -188,7 +188,7 @@ void ServeAdmin(asio::io_context& context, std::shared_ptr<tcp::acceptor> accept
   auto shared_token = std::make_shared<const std::string>(std::move(token));
   net::ServeHttp(
       context, std::move(acceptor), std::move(limit),
-      [&agent, shared_token](const net::HttpRequest& req) { return Handle(req, agent, *shared_token); },
+      [&agent, shared_token](const net::HttpRequest& req, const std::string&) { return Handle(req, agent, *shared_token); },
       {{"/tap", [&agent, shared_token](boost::beast::tcp_stream& stream, const net::HttpRequest& req) {
           return ServeTap(stream, req, agent, *shared_token);
         }}});

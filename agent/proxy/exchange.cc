@@ -259,13 +259,19 @@ class ExchangeRunner {
     env_.stats->Count(name, {{"cluster", cluster}});
   }
   // A gRPC response that went down, by its status ("" when it had none: a broken server).
-  void CountGrpc(std::string_view status) {
+  // A gRPC response's status, with the golden metrics' labels.
+  void CountGrpc(const Exchange& x, std::string_view status) {
     // Only the 17 codes gRPC defines are labels of their own: a server cannot grow the series.
     unsigned code = 0;
     std::string label = "other";
     if (ParseNumber(status, code) && code <= 16) label = std::to_string(code);
-    env_.stats->Count("meshplug_grpc_responses_total",
-                      {{"direction", env_.inbound ? "inbound" : "outbound"}, {"grpc_status", label}});
+    thread_local Stats::Labels labels;
+    plugins::SetTrafficLabels(
+        labels, env_.inbound,
+        plugins::PartiesOf(env_.inbound, x.ctx.workload, x.ctx.service, x.ctx.peer_identity, x.ctx.upstream));
+    labels.emplace_back("route", x.ctx.route);
+    labels.emplace_back("grpc_status", label);
+    env_.stats->Count("meshplug_grpc_responses_total", labels);
   }
 
   const ProxyEnv& env_;
@@ -489,7 +495,7 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
   if (ec) down_.EndAfterResponse();
   if (!ec) x.ctx.response_body_bytes += body.size();
   // Only what the client got counts.
-  if (grpc && !ec) CountGrpc(grpc_status);
+  if (grpc && !ec) CountGrpc(x, grpc_status);
 }
 
 namespace {
@@ -1025,7 +1031,7 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   if (sent && IsGrpc(x.ctx.request)) {
     // The status is in the trailers, or in the header of a Trailers-Only response.
     const std::string_view status = stream.trailers()["grpc-status"];
-    CountGrpc(status.empty() ? call.stream_response["grpc-status"] : status);
+    CountGrpc(x, status.empty() ? call.stream_response["grpc-status"] : status);
   }
 }
 

@@ -23,7 +23,7 @@ std::string HttpPages::ServiceDiscovery(const std::vector<v1::AgentStatus>& agen
   return out + (out.size() > 1 ? "\n]\n" : "]\n");
 }
 
-net::HttpResponse HttpPages::Handle(const net::HttpRequest& req) const {
+net::HttpResponse HttpPages::Handle(const net::HttpRequest& req, const std::string& peer) const {
   const std::string_view path = req.target().substr(0, req.target().find('?'));
   if (req.method() != http::verb::get) {
     return net::Reply(req, http::status::method_not_allowed, "use GET\n");
@@ -37,7 +37,7 @@ net::HttpResponse HttpPages::Handle(const net::HttpRequest& req) const {
   }
   const bool mesh = path == "/api/mesh" && dashboard_ != nullptr;
   if (path == "/http_sd" || mesh) {
-    if (absl::Status allowed = access_.AuthorizeBearer(net::BearerToken(req), security::Need::kRead, path, "http");
+    if (absl::Status allowed = access_.AuthorizeBearer(net::BearerToken(req), security::Need::kRead, path, peer);
         !allowed.ok()) {
       if (allowed.code() == absl::StatusCode::kPermissionDenied) {
         return net::Reply(req, http::status::forbidden, Cat(allowed.message(), "\n"));

@@ -31,7 +31,8 @@ class HttpPages {
             Dashboard* dashboard = nullptr)
       : stats_(stats), registry_(registry), agents_(std::move(agents)), access_(access), dashboard_(dashboard) {}
 
-  net::HttpResponse Handle(const net::HttpRequest& req) const;
+  // `peer` names the client in the log of a refusal.
+  net::HttpResponse Handle(const net::HttpRequest& req, const std::string& peer) const;
 
   // The http_sd document of `agents`: one target group per connected agent that reported
   // where its /stats is.

@@ -30,7 +30,7 @@ class HttpPagesTest : public ::testing::Test {
   net::HttpResponse Get(const std::string& target, const std::string& token = "") {
     net::HttpRequest req{http::verb::get, target, 11};
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
-    return pages_->Handle(req);
+    return pages_->Handle(req, "127.0.0.1:1234");
   }
   std::string Token(security::Role role) { return tokens_->Issue(role, "test", "", std::chrono::hours(1)); }
 
