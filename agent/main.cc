@@ -230,7 +230,7 @@ absl::StatusOr<agent_ns::xds::Bootstrap> BootstrapFromFlags() {
   }
   if (b.address.empty()) {
     const std::string bind = absl::GetFlag(FLAGS_bind_address);
-    if (bind != "0.0.0.0" && bind != "::") b.address = bind;
+    if (!meshplug::IsAnyAddress(bind)) b.address = bind;
   }
   return b;
 }
@@ -254,7 +254,7 @@ bool IsLoopback(std::string_view host) {
 // loopback address only when the control plane is on this machine too; "" otherwise.
 std::string ReportedAdminAddress(const agent_ns::xds::Bootstrap& b, uint16_t admin_port) {
   std::string host = absl::GetFlag(FLAGS_admin_address);
-  if (host == "0.0.0.0" || host == "::") host = b.address.empty() ? "127.0.0.1" : b.address;
+  if (meshplug::IsAnyAddress(host)) host = b.address.empty() ? "127.0.0.1" : b.address;
   const std::string first_server = b.xds_address.substr(0, b.xds_address.find(','));
   if (IsLoopback(host) && !IsLoopback(first_server.substr(0, first_server.rfind(':')))) {
     meshplug::log::Info("the admin listener is on loopback and the control plane elsewhere: /stats is not offered to "

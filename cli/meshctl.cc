@@ -474,7 +474,6 @@ v1::CreateTokenResponse WorkloadToken(Client& c, const Args& a, const std::strin
   return c.Call<v1::CreateTokenRequest, v1::CreateTokenResponse>(&v1::Admin::Stub::CreateToken, req);
 }
 
-bool IsAnyAddress(std::string_view host) { return host.empty() || host == "0.0.0.0" || host == "[::]"; }
 
 // gRPC's xDS bootstrap (GRPC_XDS_BOOTSTRAP): gRPC 1.51 offers a control plane no
 // certificate, so it connects in plaintext and proves the workload with an xDS token in
@@ -510,7 +509,7 @@ int Bootstrap(Client& c, const Args& a) {
     }
     // Listening on every address: reach it where meshctl reached this control plane.
     const size_t colon = server.rfind(':');
-    if (IsAnyAddress(server.substr(0, colon))) {
+    if (colon == 0 || IsAnyAddress(server.substr(0, colon))) {
       server = Cat(c.answered().substr(0, c.answered().rfind(':')), server.substr(colon));
     }
   }

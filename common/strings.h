@@ -73,6 +73,9 @@ std::string_view Trimmed(std::string_view s);
 // RFC 9110's token (a header field name, a method): letters, digits and !#$%&'*+-.^_`|~.
 bool IsHttpToken(std::string_view s);
 
+// Whether a listen host means every address: "0.0.0.0", "::" or "[::]".
+inline bool IsAnyAddress(std::string_view host) { return host == "0.0.0.0" || host == "::" || host == "[::]"; }
+
 // A TCP/UDP port, 1-65535, as a whole decimal number.
 std::optional<uint16_t> ParsePort(std::string_view s);
 

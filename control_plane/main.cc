@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(Cat("cannot listen on ", listen));
   // How this machine's clients (meshctl, the demo) reach a listener on every address.
-  auto reachable = [](const std::string& h) { return h == "0.0.0.0" || h == "[::]" ? std::string("127.0.0.1") : h; };
+  auto reachable = [](const std::string& h) { return meshplug::IsAnyAddress(h) ? std::string("127.0.0.1") : h; };
   address = Cat(reachable(host), ":", port);
   // The HTTP pages run on their own thread: a slow scraper never holds a gRPC thread.
   meshplug::control_plane::api::Dashboard dashboard([&agents] { return agents.List(); }, cache, resources);

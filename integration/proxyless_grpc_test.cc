@@ -50,6 +50,12 @@ std::vector<Call> Calls(const std::string& log) {
   return calls;
 }
 
+// Whether the client's last call so far ended with `code` after `after_ms`.
+bool LastCallIs(const Process& client, std::string_view code, int64_t after_ms = 0) {
+  const auto calls = Calls(client.Log());
+  return !calls.empty() && calls.back().code == code && calls.back().at_ms > after_ms;
+}
+
 // grpc_echo.py xds's summary: "NAME COUNT" lines and "failed N".
 std::map<std::string, int> PythonCounts(const std::string& out) {
   std::map<std::string, int> counts;
@@ -337,31 +343,19 @@ TEST_F(ProxylessGrpcTest, DeletingTheServiceFailsCallsWithUnavailableUntilItRetu
       "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: demo}\n"
       "spec: {ports: [{port: 50051, protocol: grpc}], selector: {app: echo}}\n";
   ASSERT_EQ(cp_->Meshctl({"delete", "service", "echo", "-n", "demo"}).exit_code, 0);
-  ASSERT_TRUE(Eventually([&] {
-    const auto calls = Calls(client->Log());
-    return !calls.empty() && calls.back().code == "UNAVAILABLE";
-  }, milliseconds(20000))) << client->Log();
+  ASSERT_TRUE(Eventually([&] { return LastCallIs(*client, "UNAVAILABLE"); }, milliseconds(20000))) << client->Log();
   const int64_t restored = NowMs();
   Apply(service);
-  ASSERT_TRUE(Eventually([&] {
-    const auto calls = Calls(client->Log());
-    return !calls.empty() && calls.back().code == "OK" && calls.back().at_ms > restored;
-  }, milliseconds(20000))) << client->Log();
+  ASSERT_TRUE(Eventually([&] { return LastCallIs(*client, "OK", restored); }, milliseconds(20000))) << client->Log();
 
   // The same with the port taken away and given back (the Service itself stays).
   std::string moved = service;
   moved.replace(moved.find("50051"), 5, "50052");
   Apply(moved);
-  ASSERT_TRUE(Eventually([&] {
-    const auto calls = Calls(client->Log());
-    return !calls.empty() && calls.back().code == "UNAVAILABLE";
-  }, milliseconds(20000))) << client->Log();
+  ASSERT_TRUE(Eventually([&] { return LastCallIs(*client, "UNAVAILABLE"); }, milliseconds(20000))) << client->Log();
   const int64_t back = NowMs();
   Apply(service);
-  ASSERT_TRUE(Eventually([&] {
-    const auto calls = Calls(client->Log());
-    return !calls.empty() && calls.back().code == "OK" && calls.back().at_ms > back;
-  }, milliseconds(20000))) << client->Log();
+  ASSERT_TRUE(Eventually([&] { return LastCallIs(*client, "OK", back); }, milliseconds(20000))) << client->Log();
 }
 
 TEST_F(ProxylessGrpcTest, AResourceTheClientRefusesShowsItsErrorInProxyStatus) {

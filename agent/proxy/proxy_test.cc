@@ -307,13 +307,18 @@ TEST_F(ProxyTest, MapsUpstreamFailures) {
   EXPECT_EQ(r->result_int(), 418);
 }
 
+// One retry of a 503, after 1 ms.
+void RetryOnce503(v1::RetryPolicy& retry) {
+  retry.set_num_retries(1);
+  retry.add_retry_on_status(503);
+  retry.mutable_backoff_base()->set_nanos(1'000'000);
+}
+
 TEST_F(ProxyTest, RetriesConfiguredStatusesOnAnotherEndpoint) {
   TestUpstream a("a"), b("b");
   v1::Snapshot s = BaseSnapshot("v1");
   AddService(s, "web.shop", {a.port(), b.port()});
-  s.mutable_clusters(0)->mutable_retry()->set_num_retries(1);
-  s.mutable_clusters(0)->mutable_retry()->add_retry_on_status(503);
-  s.mutable_clusters(0)->mutable_retry()->mutable_backoff_base()->set_nanos(1'000'000);
+  RetryOnce503(*s.mutable_clusters(0)->mutable_retry());
   StartAgent(s);
   Client c(outbound());
   auto r = c.Get("web.shop", "/status/503");
@@ -332,9 +337,7 @@ TEST_F(ProxyTest, ARoutesRetriesOverrideTheClusters) {
   v1::HttpRoute retried = svc.routes(0);
   retried.set_name("retried");
   retried.mutable_match()->set_prefix("/status/503");
-  retried.mutable_retry()->set_num_retries(1);
-  retried.mutable_retry()->add_retry_on_status(503);
-  retried.mutable_retry()->mutable_backoff_base()->set_nanos(1'000'000);
+  RetryOnce503(*retried.mutable_retry());
   *svc.mutable_routes()->Add() = svc.routes(0);
   *svc.mutable_routes(0) = retried;
   StartAgent(s);

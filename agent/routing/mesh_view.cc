@@ -10,6 +10,7 @@
 #include "common/random.h"
 #include "common/strings.h"
 #include "agent/routing/uri.h"
+#include "absl/time/time.h"
 
 namespace meshplug::agent::routing {
 namespace {
@@ -105,7 +106,8 @@ absl::Status CheckFault(const v1::FaultInjection& f, std::string_view where) {
                         f.delay().seconds() <= std::chrono::duration_cast<std::chrono::seconds>(kMaxFaultDelay).count();
   if (f.delay_percent() <= 100 && f.abort_percent() <= 100 && status_ok && delay_ok) return absl::OkStatus();
   return absl::InvalidArgumentError(Cat(where, ": fault percentages are 0-100, its status ", kMinFaultStatus, "-",
-                                        kMaxFaultStatus, " and its delay at most 1 h"));
+                                        kMaxFaultStatus, " and its delay at most ",
+                                        absl::FormatDuration(absl::FromChrono(kMaxFaultDelay))));
 }
 
 absl::Status CheckPort(uint32_t port, std::string_view where) {

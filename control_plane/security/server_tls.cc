@@ -63,7 +63,7 @@ std::vector<std::string> ServingNames(const std::string& listen_host, const std:
   if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') names.push_back(host);
   std::string h = listen_host;
   if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  if (!h.empty() && h != "0.0.0.0" && h != "::") names.push_back(h);
+  if (!h.empty() && !IsAnyAddress(h)) names.push_back(h);
   names.insert(names.end(), extra.begin(), extra.end());
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());

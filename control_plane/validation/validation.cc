@@ -225,7 +225,8 @@ void CheckHTTPRoute(const mv1::HTTPRoute& route, Checker& c) {
       if (fault.has_delay()) {
         if (!DurationIn(fault.delay().fixed_delay(), absl::Milliseconds(1), absl::FromChrono(kMaxFaultDelay))) {
           c.Fail(f + ".fault.delay.fixedDelay",
-                 Cat("\"", fault.delay().fixed_delay(), "\" is not a duration from 1ms to 1h"));
+                 Cat("\"", fault.delay().fixed_delay(), "\" is not a duration from 1ms to ",
+                     absl::FormatDuration(absl::FromChrono(kMaxFaultDelay))));
         }
         percent("delay.percent", fault.delay().has_percent(), fault.delay().percent());
       }
