@@ -8,6 +8,7 @@
 //
 // Installing again replaces the rules; --ipv6 redirects IPv6 too. The agent must run as
 // --proxy_uid: its own connections are told apart by their user.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,9 +52,14 @@ int Run(const std::vector<std::string>& argv, const std::string& input, bool qui
     dup2(pipefd[0], STDIN_FILENO);
     close(pipefd[0]);
     close(pipefd[1]);
+    // After fork only async-signal-safe calls: open and dup2, not freopen.
     if (quiet) {
-      std::freopen("/dev/null", "w", stderr);
-      std::freopen("/dev/null", "w", stdout);
+      const int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) {
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        close(null);
+      }
     }
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));

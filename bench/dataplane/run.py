@@ -40,6 +40,13 @@ the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests c
 /proc/<pid>/stat (utime+stime of the proxy's process tree) over the saturation run; peak
 RSS is VmHWM summed over the proxy's process tree.
 
+With --instructions N it times nothing: it starts the proxies of the chosen paths (agents
+and HAProxy) under valgrind's callgrind, sends N requests one after another on one
+kept-alive connection after N/10 to warm up, and prints the user-space instructions each
+proxy executed per request. The count is deterministic (two runs agree within 0.1%), so
+it compares two builds where requests/s on a shared machine varies by tens of percent;
+the kernel's work (system calls) is not in it.
+
 Everything binds 127.0.0.1 on free ports; every process is stopped on exit (also on
 SIGINT/SIGTERM); every load run has a duration and a hard timeout. Path k's namespace
 (mp-bench-<pid>) and its rules exist only while k runs; a namespace left by a killed run
@@ -74,6 +81,8 @@ APP_DIR = None  # path k: where the client (not root) writes h2load's log
 BACKEND_H2 = None  # the backend's HTTP/2 (h2c, prior knowledge) port
 VIRTUAL_IP = "10.96.0.10"
 APP_UID = "1000"  # the client's uid in the namespace: not the agents' (0), so intercepted
+# --instructions: what agents and HAProxy are started under (valgrind's callgrind), else nothing.
+PROXY_WRAPPER = []
 
 
 def log(*a):
@@ -85,7 +94,7 @@ def log(*a):
 def ensure_tools():
     need = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client",
             "gnuplot": "gnuplot-nox", "taskset": "util-linux", "setpriv": "util-linux", "ip": "iproute2",
-            "iptables-restore": "iptables"}
+            "iptables-restore": "iptables", "valgrind": "valgrind", "callgrind_control": "valgrind"}
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -316,8 +325,8 @@ backend be
     path = os.path.join(d, "haproxy.cfg")
     with open(path, "w") as f:
         f.write(conf)
-    p = start(name, ["haproxy", "-db", "-f", path], PROXY_CPU)
-    wait_port(port, p)
+    p = start(name, PROXY_WRAPPER + ["haproxy", "-db", "-f", path], PROXY_CPU)
+    wait_port(port, p, timeout=60 if PROXY_WRAPPER else 10)
     return [p], port
 
 
@@ -429,12 +438,12 @@ def start_agent(agent_bin, name, snap, tls=None):
     with open(path, "w") as f:
         json.dump(snap, f, indent=1)
     stdout = open(os.path.join(TMP, name + ".out"), "w+")
-    p = start(name, [agent_bin, "--workers=1", "--bind_address=127.0.0.1", "--outbound_port=0",
+    p = start(name, PROXY_WRAPPER + [agent_bin, "--workers=1", "--bind_address=127.0.0.1", "--outbound_port=0",
                      "--inbound_port=0", "--admin_port=0", f"--snapshot_file={path}"]
               + ([f"--tls_cert_file={tls[0]}", f"--tls_key_file={tls[1]}", f"--tls_bundle_file={tls[2]}"]
                  if tls else []),
               PROXY_CPU, stdout=stdout)
-    deadline = time.time() + 10
+    deadline = time.time() + (60 if PROXY_WRAPPER else 10)  # valgrind starts slowly
     while time.time() < deadline:
         stdout.seek(0)
         m = re.search(r"outbound=(\d+) inbound=(\d+) admin=(\d+)", stdout.read())
@@ -807,6 +816,60 @@ def measure_path(key, agent_bin, backend, auth, args):
             stop(p)
 
 
+# Paths --instructions can count: agents and HAProxy (nginx forks), on the machine's own network.
+COUNTABLE_PATHS = "bdefgijl"
+
+
+def callgrind_control(pids, *flags):
+    for pid in pids:
+        subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def send_requests(port, count):
+    """Exactly `count` requests, one after another on one kept-alive connection."""
+    r = subprocess.run(["taskset", "-c", LOADGEN_CPU, "h2load", "--h1", "-n", str(count), "-c", "1", "-t", "1",
+                        target(port)], capture_output=True, text=True, timeout=count + 60)
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", r.stdout)
+    if not m or int(m.group(1)) != count:
+        raise RuntimeError(f"{count} requests were not all answered: {(r.stdout + r.stderr)[-300:]}")
+
+
+def count_instructions(key, agent_bin, backend, auth, requests):
+    """User-space instructions per request in the path's proxies, counted by valgrind's
+    callgrind: deterministic, so two builds can be compared to a fraction of a percent
+    where requests/s on a shared machine varies by tens of percent. Kernel work is not
+    counted."""
+    global PROXY_WRAPPER
+    PROXY_WRAPPER = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                     f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
+    try:
+        procs, port, _ = setup_path(key, agent_bin, backend, auth)
+    finally:
+        PROXY_WRAPPER = []
+    try:
+        pids = [p.pid for p in procs]
+        callgrind_control(pids, "--instr=on")
+        send_requests(port, max(100, requests // 10))  # warm-up: pools, Lua states, caches
+        callgrind_control(pids, "--zero")
+        send_requests(port, requests)
+        callgrind_control(pids, "--dump")
+        total = 0
+        for pid in pids:
+            dumps = sorted(f for f in os.listdir(TMP) if f.startswith(f"callgrind-{key}-{pid}.out."))
+            if not dumps:
+                raise RuntimeError(f"callgrind wrote no dump for {pid} in {TMP}")
+            with open(os.path.join(TMP, dumps[-1])) as f:
+                m = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+            if not m:
+                raise RuntimeError(f"no instruction total in {dumps[-1]}")
+            total += int(m.group(1))
+        return {"key": key, "name": PATHS[key][0], "requests": requests,
+                "instructions_per_request": total / requests}
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
 # --------------------------------------------------------------------------- report
 
 def fmt(v, spec=".2f"):
@@ -886,6 +949,18 @@ def report(results, args, machine):
     return "\n".join(lines)
 
 
+def print_instructions(results, args, agent_bin):
+    with open(os.path.join(TMP, "instructions.json"), "w") as f:
+        json.dump({"agent_bin": agent_bin, "results": results}, f, indent=1)
+    print(f"Proxies' user-space instructions per request (valgrind --tool=callgrind, {args.instructions} "
+          f"requests on one kept-alive connection after {max(100, args.instructions // 10)} to warm up), "
+          f"agent {agent_bin}:\n")
+    print("| path | instructions / request |\n|---|---|")
+    for r in results:
+        print(f"| {r['key']} {r['name']} | {r['instructions_per_request']:,.0f} |")
+    print(f"\nresults: {TMP}/instructions.json")
+
+
 def plot(results, args, png):
     dat = os.path.join(TMP, "latency.dat")
     with open(dat, "w") as f:
@@ -957,6 +1032,9 @@ def main():
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--profile", default="", help="paths to profile with perf (e.g. 'dg')")
     ap.add_argument("--max_minutes", type=float, default=40, help="hard limit for the whole run")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help=f"instead of timing, count the proxies' instructions per request over N requests "
+                         f"with valgrind's callgrind (paths {COUNTABLE_PATHS})")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rate_seconds, args.rates = 3, 3, "1000,10000,20000"
@@ -970,6 +1048,12 @@ def main():
         unknown = sorted(set(getattr(args, option)) - set(PATHS))
         if unknown:
             ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
+    if args.instructions:
+        if args.instructions < 100:
+            ap.error(f"--instructions needs at least 100 requests, got {args.instructions}")
+        other = sorted(set(args.paths) - set(COUNTABLE_PATHS))
+        if other:
+            ap.error(f"--instructions counts paths {COUNTABLE_PATHS} only, not {''.join(other)}")
     if "k" in args.paths and os.geteuid() != 0:
         log("path k (interception) needs root for its network namespace and iptables rules: skipped")
         args.paths = args.paths.replace("k", "")
@@ -996,6 +1080,10 @@ def main():
         ensure_tools()
         agent_bin = args.agent_bin or build(args.skip_build)
         backend, bport, auth = start_backend()
+        if args.instructions:
+            print_instructions([count_instructions(key, agent_bin, bport, auth, args.instructions)
+                                for key in args.paths], args, agent_bin)
+            return
         results = []
         for key in args.paths:
             log(f"path {key}: {PATHS[key][0]}")
