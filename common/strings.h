@@ -11,15 +11,47 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace meshplug {
 
+namespace strings_internal {
+
+// Appends what `out << v` would print, without a stream for the common types: Cat runs on
+// the data path (pool keys, trace ids), where constructing an ostringstream (its locale)
+// cost more than the rest of the work.
+template <typename T>
+void Append(std::string& out, const T& v) {
+  if constexpr (std::is_same_v<T, char> || std::is_same_v<T, signed char> || std::is_same_v<T, unsigned char>) {
+    out += static_cast<char>(v);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    out += v ? '1' : '0';
+  } else if constexpr (std::is_pointer_v<T> && std::is_convertible_v<T, const char*>) {
+    if (v != nullptr) out += v;
+  } else if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    out += std::string_view(v);
+  } else if constexpr (std::is_integral_v<T>) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    char buf[32];  // a stream's default: %g with 6 significant digits
+    const int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    out.append(buf, static_cast<size_t>(n));
+  } else {
+    std::ostringstream s;
+    s << v;
+    out += s.str();
+  }
+}
+
+}  // namespace strings_internal
+
 template <typename... Args>
 std::string Cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
+  std::string out;
+  (strings_internal::Append(out, args), ...);
+  return out;
 }
 
 template <typename Range>

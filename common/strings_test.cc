@@ -1,0 +1,46 @@
+#include "common/strings.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace meshplug {
+namespace {
+
+template <typename... Args>
+std::string Streamed(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+
+enum Plain { kSeven = 7 };
+
+// Cat prints every argument as a stream would: messages keep their wording.
+TEST(CatTest, PrintsWhatAStreamPrints) {
+  const std::string s = "text";
+  const std::string_view v = "view";
+  const char* p = "pointer";
+  const uint8_t byte = 'A';
+  EXPECT_EQ(Cat(s, v, p, "literal", 'c', byte), Streamed(s, v, p, "literal", 'c', byte));
+  EXPECT_EQ(Cat(0, -1, INT_MIN, LLONG_MAX, uint16_t{65535}, uint64_t{UINT64_MAX}, size_t{42}),
+            Streamed(0, -1, INT_MIN, LLONG_MAX, uint16_t{65535}, uint64_t{UINT64_MAX}, size_t{42}));
+  EXPECT_EQ(Cat(true, false), Streamed(true, false));
+  EXPECT_EQ(Cat(0.5, 1e-7, 123456789.0, 2.0f / 3, -0.0, 1e300), Streamed(0.5, 1e-7, 123456789.0, 2.0f / 3, -0.0, 1e300));
+  EXPECT_EQ(Cat(kSeven), "7");
+  EXPECT_EQ(Cat(std::chrono::milliseconds(1500)), Streamed(std::chrono::milliseconds(1500)));
+  EXPECT_EQ(Cat(), "");
+}
+
+TEST(CatTest, NullCharPointerPrintsNothing) {
+  const char* null = nullptr;
+  EXPECT_EQ(Cat("a", null, "b"), "ab");
+}
+
+}  // namespace
+}  // namespace meshplug
