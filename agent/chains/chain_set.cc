@@ -123,6 +123,7 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
       };
       entry.request_time = timing("request");
       entry.response_time = timing("response");
+      entry.immediate = dynamic_cast<plugins::ImmediateHttpPlugin*>(entry.plugin.get());
     }
     out.push_back(std::move(entry));
   }

@@ -32,6 +32,8 @@ struct ChainEntry {
   // (meshplug_plugin_duration_seconds in the agent's Stats); null otherwise.
   Stats::FixedHistogram* request_time = nullptr;
   Stats::FixedHistogram* response_time = nullptr;
+  // HTTP chains: `plugin` when its header steps never suspend (called directly); null otherwise.
+  plugins::ImmediateHttpPlugin* immediate = nullptr;
 };
 using HttpChain = std::vector<ChainEntry<plugins::HttpPlugin>>;
 using TcpChain = std::vector<ChainEntry<plugins::TcpPlugin>>;

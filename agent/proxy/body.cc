@@ -15,6 +15,16 @@
 
 namespace meshplug::agent::proxy {
 
+void ThrowPluginError(const std::string& plugin) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    throw PluginError(plugin, e.what());
+  } catch (...) {
+    throw PluginError(plugin, "unknown exception");
+  }
+}
+
 template <bool isRequest>
 asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_code& ec) {
   out.clear();

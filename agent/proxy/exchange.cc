@@ -374,8 +374,12 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange
   StepTimer timer;
   for (const auto& entry : *x.chain) {
     ++x.ran;
-    plugins::HttpPlugin* plugin = entry.plugin.get();
-    Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnRequestHeaders(x.ctx); });
+    Verdict v;
+    if (entry.immediate != nullptr) {
+      v = ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); });
+    } else {
+      v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnRequestHeaders(x.ctx); });
+    }
     timer.Lap(entry.request_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
@@ -390,8 +394,12 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchang
   StepTimer timer;
   for (size_t i = x.ran; i-- > 0;) {
     const auto& entry = (*x.chain)[i];
-    plugins::HttpPlugin* plugin = entry.plugin.get();
-    Verdict v = co_await PluginStep(entry.name, [&] { return plugin->OnResponseHeaders(x.ctx); });
+    Verdict v;
+    if (entry.immediate != nullptr) {
+      v = ImmediateStep(entry.name, [&] { return entry.immediate->ResponseHeaders(x.ctx); });
+    } else {
+      v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnResponseHeaders(x.ctx); });
+    }
     timer.Lap(entry.response_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);

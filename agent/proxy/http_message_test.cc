@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <sstream>
+
+#include "agent/proxy/body.h"
+
 namespace meshplug::agent::proxy {
 namespace {
 
@@ -101,6 +107,37 @@ TEST(HttpMessageTest, KeepAliveFollowsVersionAndConnection) {
   EXPECT_FALSE(KeepAlive(Request({{"Connection", "close"}})));
   EXPECT_FALSE(KeepAlive(Request({}, 10)));
   EXPECT_TRUE(KeepAlive(Request({{"Connection", "Keep-Alive"}}, 10)));
+}
+
+// What Beast's own serializer writes for `header`.
+template <bool isRequest>
+std::string BeastHeaderBytes(const http::header<isRequest>& header) {
+  http::message<isRequest, http::empty_body> message(header);
+  std::ostringstream out;
+  out << message;
+  return out.str();
+}
+
+TEST(HttpMessageTest, HeaderBytesAreBeastsBytes) {
+  http::request_header<> req = Request({{"Host", "web.demo"}, {"X-Odd", "a  b\tc"}, {"x-lower", ""}});
+  req.method(http::verb::get);
+  req.target("/path?q=1");
+  EXPECT_EQ(HeaderBytes(req), BeastHeaderBytes(req));
+  EXPECT_EQ(HeaderBytes(req), "GET /path?q=1 HTTP/1.1\r\nHost: web.demo\r\nX-Odd: a  b\tc\r\nx-lower: \r\n\r\n");
+  req.method_string("PURGE");  // a method Beast does not know
+  req.version(10);
+  EXPECT_EQ(HeaderBytes(req), BeastHeaderBytes(req));
+
+  http::response_header<> res;
+  res.version(11);
+  res.result(http::status::not_found);
+  res.set(http::field::content_length, "0");
+  EXPECT_EQ(HeaderBytes(res), BeastHeaderBytes(res));
+  EXPECT_EQ(HeaderBytes(res), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+  res.result(599);  // no standard reason
+  EXPECT_EQ(HeaderBytes(res), BeastHeaderBytes(res));
+  res.reason("Custom Reason");
+  EXPECT_EQ(HeaderBytes(res), BeastHeaderBytes(res));
 }
 
 }  // namespace

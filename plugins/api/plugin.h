@@ -167,6 +167,18 @@ class HttpPlugin {
   virtual void OnLog(const HttpContext&) {}
 };
 
+// A plugin whose header steps never suspend (the built-in modules). The agent calls
+// RequestHeaders and ResponseHeaders directly, without a coroutine frame per step; the
+// awaitable forms serve everyone else.
+class ImmediateHttpPlugin : public HttpPlugin {
+ public:
+  virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
+  virtual Verdict ResponseHeaders(HttpContext&) { return Verdict::Continue(); }
+
+  awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
+  awaitable<Verdict> OnResponseHeaders(HttpContext& ctx) final { co_return ResponseHeaders(ctx); }
+};
+
 // State of one TCP connection through a tcp chain.
 struct TcpContext {
   // The service ("name.namespace") and its port the connection is for; set by tcp-routing.

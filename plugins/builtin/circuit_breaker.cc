@@ -5,25 +5,24 @@
 namespace meshplug::plugins::builtin {
 namespace {
 
-using plugins::awaitable;
 using plugins::Verdict;
 
 // Marks a request this module answered, so its own reply is not counted as an error.
 constexpr std::string_view kOpenKey = "circuit-breaker.open";
 
-class CircuitBreaker final : public Module<plugins::HttpPlugin> {
+class CircuitBreaker final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     const v1::CircuitBreaker* config = ConfigFor(ctx);
     if (config == nullptr || !state().breakers.IsOpen(ctx.upstream->cluster, Clock::now())) {
-      co_return Verdict::Continue();
+      return Verdict::Continue();
     }
     ctx.shared.insert_or_assign(std::string(kOpenKey), "1");
     state().stats.Count("meshplug_circuit_breaker_rejected_total",
                         {{"cluster", ctx.upstream->cluster}});
-    co_return Verdict::Respond(config->status() != 0 ? config->status() : 503,
+    return Verdict::Respond(config->status() != 0 ? config->status() : 503,
                                config->body().empty() ? "circuit open\n" : config->body());
   }
 

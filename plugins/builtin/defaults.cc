@@ -8,13 +8,13 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class HttpDefault final : public Module<plugins::HttpPlugin> {
+class HttpDefault final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
-    if (ctx.route.empty()) co_return Verdict::Respond(403, "access denied: no route\n");
-    co_return Verdict::Respond(404, "not found\n");
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
+    if (ctx.route.empty()) return Verdict::Respond(403, "access denied: no route\n");
+    return Verdict::Respond(404, "not found\n");
   }
 };
 

@@ -22,16 +22,16 @@ bool ChooseEndpoint(const routing::MeshView& mesh, plugins::UpstreamTarget& upst
   return true;
 }
 
-class HttpLoadBalancing final : public Module<plugins::HttpPlugin> {
+class HttpLoadBalancing final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
-    if (!ctx.upstream) co_return Verdict::Continue();
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
+    if (!ctx.upstream) return Verdict::Continue();
     if (!ChooseEndpoint(mesh(), *ctx.upstream)) {
-      co_return Verdict::Respond(503, "no healthy upstream\n");
+      return Verdict::Respond(503, "no healthy upstream\n");
     }
-    co_return Verdict::Forward();
+    return Verdict::Forward();
   }
 };
 

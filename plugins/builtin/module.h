@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "plugins/builtin/builtins.h"
@@ -12,7 +13,8 @@ namespace meshplug::plugins::builtin {
 template <typename Plugin>
 class Module : public Plugin {
  public:
-  using Interface = Plugin;
+  // What the module is made as: an immediate HTTP plugin is one of the HTTP chain's plugins.
+  using Interface = std::conditional_t<std::is_base_of_v<plugins::HttpPlugin, Plugin>, plugins::HttpPlugin, Plugin>;
 
   Module(std::string name, BuiltinEnv env) : name_(std::move(name)), env_(std::move(env)) {}
   const std::string& name() const override { return name_; }
@@ -29,12 +31,10 @@ class Module : public Plugin {
 };
 
 // A module that only watches requests (its steps after the request headers).
-class HttpObserver : public Module<plugins::HttpPlugin> {
+class HttpObserver : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
-  plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext&) override {
-    co_return plugins::Verdict::Continue();
-  }
+  plugins::Verdict RequestHeaders(plugins::HttpContext&) override { return plugins::Verdict::Continue(); }
 };
 
 template <typename Plugin>

@@ -16,21 +16,21 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class HttpRouting final : public Module<plugins::HttpPlugin> {
+class HttpRouting final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
   // Host → service → first matching route → a cluster by weight. Leaves ctx.route empty
   // when nothing matched, which http-default answers with 403.
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     routing::RouteChoice choice = mesh().Route(ctx.request, inbound());
-    if (choice.service == nullptr) co_return Verdict::Continue();
+    if (choice.service == nullptr) return Verdict::Continue();
     ctx.service = choice.service->config->name();
-    if (choice.route == nullptr) co_return Verdict::Continue();
+    if (choice.route == nullptr) return Verdict::Continue();
     ctx.route = choice.route->config->name();
     const std::string* cluster = routing::PickWeighted(choice.route->config->clusters(), RandomU64());
     if (cluster != nullptr) ctx.upstream.emplace().cluster = *cluster;
-    co_return Verdict::Continue();
+    return Verdict::Continue();
   }
 };
 

@@ -6,25 +6,24 @@
 namespace meshplug::plugins::builtin {
 namespace {
 
-using plugins::awaitable;
 using plugins::Verdict;
 
 // kPerRoute: per route (throttle-route), else per service (throttle-service).
 template <bool kPerRoute>
-class Throttle final : public Module<plugins::HttpPlugin> {
+class Throttle final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     const v1::RateLimit* limit = LimitFor(ctx);
-    if (limit == nullptr || limit->requests() == 0) co_return Verdict::Continue();
+    if (limit == nullptr || limit->requests() == 0) return Verdict::Continue();
     std::string key = kPerRoute ? Cat(ctx.service, "/", ctx.route) : ctx.service;
-    if (state().limiters.TryTake(key, *limit, Clock::now())) co_return Verdict::Continue();
+    if (state().limiters.TryTake(key, *limit, Clock::now())) return Verdict::Continue();
     state().stats.Count("meshplug_http_rate_limited_total",
                         {{"service", ctx.service}, {"limit", name()}});
     plugins::http::fields headers;
     for (const auto& [field, value] : limit->response_headers()) headers.set(field, value);
-    co_return Verdict::Respond(limit->response_status() != 0 ? limit->response_status() : 429,
+    return Verdict::Respond(limit->response_status() != 0 ? limit->response_status() : 429,
                                "rate limited\n", std::move(headers));
   }
 

@@ -1,6 +1,6 @@
 // tracing: W3C Trace Context. Continues the caller's trace with a new span id, or starts
 // a sampled trace, and passes the result upstream in `traceparent`.
-#include <cstdio>
+#include <cstdint>
 #include <string>
 
 #include "common/random.h"
@@ -10,7 +10,6 @@
 namespace meshplug::plugins::builtin {
 namespace {
 
-using plugins::awaitable;
 using plugins::Verdict;
 
 bool IsLowerHex(std::string_view s) {
@@ -28,21 +27,24 @@ bool ValidTraceParent(std::string_view v) {
          v.substr(36, 16) != std::string(16, '0');
 }
 
+// Lowercase hex digits, never all zero (each word has its lowest bit set).
 std::string RandomHex(size_t digits) {
-  std::string out;
-  while (out.size() < digits) {
-    char word[17];
-    std::snprintf(word, sizeof word, "%016llx", static_cast<unsigned long long>(RandomU64() | 1));
-    out += word;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(digits, '0');
+  uint64_t word = 0;
+  for (size_t i = 0; i < digits; ++i) {
+    if (i % 16 == 0) word = RandomU64() | 1;
+    out[i] = kHex[word & 0xf];
+    word >>= 4;
   }
-  return out.substr(0, digits);
+  return out;
 }
 
-class Tracing final : public Module<plugins::HttpPlugin> {
+class Tracing final : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
 
-  awaitable<Verdict> OnRequestHeaders(plugins::HttpContext& ctx) override {
+  Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     std::string_view incoming = ctx.request["traceparent"];
     std::string value =
         ValidTraceParent(incoming)
@@ -51,7 +53,7 @@ class Tracing final : public Module<plugins::HttpPlugin> {
             : Cat("00-", RandomHex(32), "-", RandomHex(16), "-01");
     ctx.request.set("traceparent", value);
     ctx.shared.insert_or_assign(std::string(kTraceParentKey), std::move(value));
-    co_return Verdict::Continue();
+    return Verdict::Continue();
   }
 };
 
