@@ -124,6 +124,8 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
       entry.request_time = timing("request");
       entry.response_time = timing("response");
       entry.immediate = dynamic_cast<plugins::ImmediateHttpPlugin*>(entry.plugin.get());
+      entry.body_steps = entry.plugin->request_body_mode() != plugins::BodyMode::kNone ||
+                         entry.plugin->response_body_mode() != plugins::BodyMode::kNone;
     }
     out.push_back(std::move(entry));
   }

@@ -34,6 +34,8 @@ struct ChainEntry {
   Stats::FixedHistogram* response_time = nullptr;
   // HTTP chains: `plugin` when its header steps never suspend (called directly); null otherwise.
   plugins::ImmediateHttpPlugin* immediate = nullptr;
+  // HTTP chains: the plugin has a request or a response body step.
+  bool body_steps = false;
 };
 using HttpChain = std::vector<ChainEntry<plugins::HttpPlugin>>;
 using TcpChain = std::vector<ChainEntry<plugins::TcpPlugin>>;

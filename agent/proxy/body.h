@@ -10,11 +10,10 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <chrono>
 #include <memory>
+#include <charconv>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -129,30 +128,104 @@ void SetFraming(http::header<isRequest>& header, Framing framing, std::optional<
   }
 }
 
+// "HTTP/1.1 200 OK\r\n" or "GET /path HTTP/1.1\r\n" of `header`, with `version`.
+template <bool isRequest>
+void AppendStartLine(std::string& out, const http::header<isRequest>& header, unsigned version) {
+  const char v[] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + version / 10), '.',
+                    static_cast<char>('0' + version % 10)};
+  if constexpr (isRequest) {
+    out.append(header.method_string()).append(" ").append(header.target()).append(" ").append(v, sizeof v);
+  } else {
+    const unsigned status = header.result_int();
+    const char code[] = {' ', static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
+                         static_cast<char>('0' + status % 10), ' '};
+    out.append(v, sizeof v).append(code, sizeof code).append(header.reason());
+  }
+  out.append("\r\n");
+}
+
+inline void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+// The bytes a header block needs at most: its fields and room for a start line and the
+// fields the agent adds.
+template <bool isRequest>
+size_t HeaderCapacity(const http::header<isRequest>& header) {
+  size_t size = 128;
+  if constexpr (isRequest) size += header.target().size();
+  for (const auto& f : header) size += f.name_string().size() + f.value().size() + 4;
+  return size;
+}
+
 // The HTTP/1.1 header block as it goes on the wire: the start line, each field as Beast
 // stores it ("name: value\r\n"), and the blank line. Written directly: Beast's serializer
 // cost more than the rest of sending a small response.
 template <bool isRequest>
 std::string HeaderBytes(const http::header<isRequest>& header) {
-  size_t size = 64;
-  for (const auto& f : header) size += f.name_string().size() + f.value().size() + 4;
   std::string out;
-  out.reserve(size);
-  const char version[] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + header.version() / 10), '.',
-                          static_cast<char>('0' + header.version() % 10)};
-  if constexpr (isRequest) {
-    out.append(header.method_string()).append(" ").append(header.target()).append(" ");
-    out.append(version, sizeof version);
-  } else {
-    const unsigned status = header.result_int();
-    const char code[] = {' ', static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
-                         static_cast<char>('0' + status % 10), ' '};
-    out.append(version, sizeof version).append(code, sizeof code).append(header.reason());
-  }
-  out.append("\r\n");
-  for (const auto& f : header) out.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+  out.reserve(HeaderCapacity(header));
+  AppendStartLine(out, header, header.version());
+  for (const auto& f : header) AppendField(out, f.name_string(), f.value());
   out.append("\r\n");
   return out;
+}
+
+// What the agent itself sets in a header it sends on: the framing, whether the connection
+// stays open, and a request's Upgrade offer.
+struct OutgoingFields {
+  Framing framing = Framing::kNone;
+  std::optional<uint64_t> length;  // for kLength
+  bool keep_alive = true;
+  std::string_view upgrade;  // a request's Upgrade offer ("": none)
+  bool drop_expect = false;  // the agent answers Expect: 100-continue itself
+};
+
+// `header` as the next hop gets it, in HTTP/1.1, written without copying it: its
+// hop-by-hop fields and the framing fields `out` replaces are left out and `out`'s are
+// appended. The same bytes as HeaderBytes of a copy passed through RemoveHopByHop,
+// SetFraming and SetKeepAlive, then given `out.upgrade`'s Connection and Upgrade.
+template <bool isRequest>
+std::string OutgoingHeaderBytes(const http::header<isRequest>& header, const OutgoingFields& out) {
+  const bool reframed = out.framing != Framing::kNone;
+  std::string bytes;
+  bytes.reserve(HeaderCapacity(header));
+  AppendStartLine(bytes, header, 11);
+  for (const auto& f : header) {
+    switch (f.name()) {
+      case http::field::connection:
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+      case http::field::trailer:
+      case http::field::transfer_encoding:
+      case http::field::upgrade:
+        continue;
+      case http::field::content_length:
+        if (reframed) continue;
+        break;
+      case http::field::expect:
+        if (out.drop_expect) continue;
+        break;
+      default:
+        break;
+    }
+    AppendField(bytes, f.name_string(), f.value());
+  }
+  if (out.framing == Framing::kChunked) AppendField(bytes, "Transfer-Encoding", "chunked");
+  if (out.framing == Framing::kLength) {
+    char digits[24];
+    AppendField(bytes, "Content-Length",
+                std::string_view(digits, std::to_chars(digits, digits + sizeof digits, *out.length).ptr - digits));
+  }
+  if (!out.upgrade.empty()) {
+    AppendField(bytes, "Connection", "Upgrade");
+    AppendField(bytes, "Upgrade", out.upgrade);
+  } else if (!out.keep_alive) {
+    AppendField(bytes, "Connection", "close");
+  }
+  bytes.append("\r\n");
+  return bytes;
 }
 
 // `head` and `body` in one write.

@@ -38,10 +38,11 @@ class Downstream {
   // Asks the client for the body it holds back (Expect: 100-continue).
   virtual boost::asio::awaitable<void> SendContinue(boost::beast::error_code& ec) = 0;
 
-  // The response: a header (hop-by-hop fields already removed), then body pieces.
-  // `has_body`: a body follows; `length`: its length when known. With `hold`, the header
-  // may wait for the first body piece and go out with it.
-  virtual boost::asio::awaitable<void> SendHeader(boost::beast::http::response_header<> header, bool has_body,
+  // The response: a header, then body pieces. The header's hop-by-hop fields are not
+  // sent; it must live until the call completes. `has_body`: a body follows; `length`:
+  // its length when known. With `hold`, the header may wait for the first body piece and
+  // go out with it.
+  virtual boost::asio::awaitable<void> SendHeader(const boost::beast::http::response_header<>& header, bool has_body,
                                                   std::optional<uint64_t> length, bool hold,
                                                   boost::beast::error_code& ec) = 0;
   // `last` ends the response.

@@ -208,8 +208,9 @@ class ExchangeRunner {
   void Answered(Exchange& x, const std::string& plugin, unsigned status);
   // Offers the finished request's summary to `meshctl tap`.
   void PublishTap(const Exchange& x) const;
-  // The plugins whose request steps ran, in chain order or reversed (for body filters).
-  std::vector<plugins::HttpPlugin*> Ran(const Exchange& x, bool reverse) const;
+  // The plugins with body steps whose request steps ran, in chain order or reversed (for
+  // body filters).
+  std::vector<plugins::HttpPlugin*> BodyPlugins(const Exchange& x, bool reverse) const;
 
   awaitable<void> Forward(Exchange& x);
   // A route's fault injection: the answer instead of the upstream's, if any.
@@ -245,7 +246,7 @@ class ExchangeRunner {
   // Sets x.ctx.response from the upstream's header and runs the response steps on it; false
   // when they answered instead or set a status the response cannot have (that answer has
   // gone downstream).
-  awaitable<bool> PassResponseSteps(Exchange& x, const http::response_header<>& upstream);
+  awaitable<bool> PassResponseSteps(Exchange& x, http::response_header<> upstream);
   // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
   // byte for byte until they end (the tcp timeouts apply); neither is reused.
   awaitable<void> RelayUpgraded(Exchange& x, UpstreamCall& call);
@@ -341,9 +342,11 @@ awaitable<void> ExchangeRunner::Serve(ExchangeStart start) {
   }
 }
 
-std::vector<plugins::HttpPlugin*> ExchangeRunner::Ran(const Exchange& x, bool reverse) const {
+std::vector<plugins::HttpPlugin*> ExchangeRunner::BodyPlugins(const Exchange& x, bool reverse) const {
   std::vector<plugins::HttpPlugin*> out;
-  for (size_t i = 0; i < x.ran; ++i) out.push_back((*x.chain)[i].plugin.get());
+  for (size_t i = 0; i < x.ran; ++i) {
+    if ((*x.chain)[i].body_steps) out.push_back((*x.chain)[i].plugin.get());
+  }
   if (reverse) std::reverse(out.begin(), out.end());
   return out;
 }
@@ -374,12 +377,11 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange
   StepTimer timer;
   for (const auto& entry : *x.chain) {
     ++x.ran;
-    Verdict v;
-    if (entry.immediate != nullptr) {
-      v = ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); });
-    } else {
-      v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnRequestHeaders(x.ctx); });
-    }
+    // Built directly, not assigned: moving a Verdict moves its response's fields.
+    Verdict v = entry.immediate != nullptr
+                    ? ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); })
+                    : Verdict{};
+    if (entry.immediate == nullptr) v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnRequestHeaders(x.ctx); });
     timer.Lap(entry.request_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
@@ -394,12 +396,11 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchang
   StepTimer timer;
   for (size_t i = x.ran; i-- > 0;) {
     const auto& entry = (*x.chain)[i];
-    Verdict v;
-    if (entry.immediate != nullptr) {
-      v = ImmediateStep(entry.name, [&] { return entry.immediate->ResponseHeaders(x.ctx); });
-    } else {
-      v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnResponseHeaders(x.ctx); });
-    }
+    // Built directly, not assigned: moving a Verdict moves its response's fields.
+    Verdict v = entry.immediate != nullptr
+                    ? ImmediateStep(entry.name, [&] { return entry.immediate->ResponseHeaders(x.ctx); })
+                    : Verdict{};
+    if (entry.immediate == nullptr) v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnResponseHeaders(x.ctx); });
     timer.Lap(entry.response_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
@@ -468,7 +469,7 @@ awaitable<void> ExchangeRunner::Respond(Exchange& x, LocalResponse response, boo
     }
   }
   std::string body = std::move(response.body);
-  BodyFilters filters(Ran(x, true), false, x.chains->limits().max_buffered_body_bytes);
+  BodyFilters filters(BodyPlugins(x, true), false, x.chains->limits().max_buffered_body_bytes);
   if (!filters.empty()) {
     Verdict v = co_await filters.Run(x.ctx, body, true);
     if (v.kind == Verdict::Kind::kRespond) body = std::move(v.response.body);
@@ -684,28 +685,22 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
   const Limits& limits = x.chains->limits();
   bool has_body = !down_.body_done();
   const std::optional<uint64_t> length = down_.body_length();
-  call.filters.emplace(Ran(x, false), true, limits.max_buffered_body_bytes);
+  call.filters.emplace(BodyPlugins(x, false), true, limits.max_buffered_body_bytes);
 
-  http::request_header<> header = x.ctx.request;
-  bool expect_continue = has_body && beast::iequals(header[http::field::expect], "100-continue");
-  if (expect_continue) header.erase(http::field::expect);
-  RemoveHopByHop(header);
+  const bool expect_continue = has_body && beast::iequals(x.ctx.request[http::field::expect], "100-continue");
   Framing framing = Framing::kNone;
   if (has_body) {
-    framing = length && call.filters->empty() ? Framing::kLength
-                                                                : Framing::kChunked;
+    framing = length && call.filters->empty() ? Framing::kLength : Framing::kChunked;
   } else if (length) {
     framing = Framing::kLength;  // keeps "Content-Length: 0", which some servers require
   }
-  SetFraming(header, framing, length);
-  header.version(11);
-  SetKeepAlive(header, true);
+  OutgoingFields outgoing{framing, length, true, {}, expect_continue};
   // Checked again: a request step may have changed the protocols.
   if (const std::string_view upgrade = x.ctx.request[http::field::upgrade]; x.upgrade_asked && UpgradeAllowed(upgrade)) {
-    header.set(http::field::connection, "Upgrade");
-    header.set(http::field::upgrade, upgrade);
+    outgoing.upgrade = upgrade;
     call.upgrade_offered = upgrade;
   }
+  const std::string head = OutgoingHeaderBytes(x.ctx.request, outgoing);
 
   // A kept-alive connection the upstream closed just before or as the request went out
   // is replaced once by a new connection: when writing the header failed (nothing was
@@ -742,7 +737,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
-    co_await WriteMessage(call.connection->stream, HeaderBytes(header), {}, limits.downstream_idle_timeout, ec);
+    co_await WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec);
     if (ec) {
       if (call.reused) continue;
       failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())),
@@ -879,7 +874,7 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
                                           UpstreamCall& call, std::optional<UpstreamFailure>& failure) {
   const Limits& limits = x.chains->limits();
   const bool has_body = !down_.body_done();
-  call.filters.emplace(Ran(x, false), true, limits.max_buffered_body_bytes);
+  call.filters.emplace(BodyPlugins(x, false), true, limits.max_buffered_body_bytes);
   http::request_header<> header = x.ctx.request;
   const bool expect_continue = has_body && beast::iequals(header[http::field::expect], "100-continue");
   if (expect_continue) header.erase(http::field::expect);
@@ -962,8 +957,9 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
 }
 
-awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, const http::response_header<>& upstream) {
-  x.ctx.response = upstream;
+awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, http::response_header<> upstream) {
+  const unsigned upstream_status = upstream.result_int();
+  x.ctx.response = std::move(upstream);
   RemoveConnectionOptions(*x.ctx.response);
   std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
   if (replaced) {
@@ -975,7 +971,6 @@ awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, const http::respo
   // content (204/304), whose framing would contradict the body that follows; a 101 stays
   // a 101 (the connection switches either way).
   const unsigned status = x.ctx.response->result_int();
-  const unsigned upstream_status = upstream.result_int();
   const bool sendable = upstream_status == 101 ? status == 101
                                                : status == SendableStatus(status) &&
                                                      (!WithoutContent(status) || status == upstream_status);
@@ -1013,14 +1008,16 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call) {
   if (response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
   net::UpstreamConnection& upstream = *call.connection;
   // What the upstream's header said, before response steps could change it.
-  bool upstream_keep_alive = KeepAlive(response.get().base());
-  const bool passed = co_await PassResponseSteps(x, response.get().base());
+  const bool upstream_keep_alive = KeepAlive(response.get().base());
+  const std::optional<uint64_t> declared_length = ContentLength(response.get().base());
+  // The parser reads only the body from here on: its header moves to the response steps.
+  const bool passed = co_await PassResponseSteps(x, std::move(response.get().base()));
   if (!passed) co_return;
   BodySource<false> source(upstream.stream, upstream.buffer, response, x.chains->limits().downstream_idle_timeout);
   // Content-Length body bytes that came with the upstream's header may go out with ours, in
   // one write: the first piece needs no read, so nothing holds the header back.
-  const bool sent = co_await SendResponse(x, call, source, !response.is_done(), ContentLength(response.get().base()),
-                                          upstream.buffer.size() > 0);
+  const bool sent =
+      co_await SendResponse(x, call, source, !response.is_done(), declared_length, upstream.buffer.size() > 0);
   if (!sent) co_return;
   const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
   uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
@@ -1046,17 +1043,15 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
 template <typename Source>
 awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& call, Source& source, bool has_body,
                                              std::optional<uint64_t> declared_length, bool hold) {
-  BodyFilters filters(Ran(x, true), false, x.chains->limits().max_buffered_body_bytes);
+  BodyFilters filters(BodyPlugins(x, true), false, x.chains->limits().max_buffered_body_bytes);
   // A body step may change the length.
   const std::optional<uint64_t> length = filters.empty() ? declared_length : std::nullopt;
-  http::response_header<> header = *x.ctx.response;
-  RemoveHopByHop(header);
   // A request body that stopped short cannot be skipped: close after this response. One
   // still streaming (the pump) is judged when it ends.
   if (!down_.body_done() && !call.pump_running) down_.EndAfterResponse();
   beast::error_code ec;
   x.response_started = true;
-  co_await down_.SendHeader(std::move(header), has_body, length, hold, ec);
+  co_await down_.SendHeader(*x.ctx.response, has_body, length, hold, ec);
   std::string piece;
   while (!ec && has_body) {
     co_await source.Next(piece, ec);

@@ -74,7 +74,7 @@ class Http2Stream : public Downstream {
   awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override;
   void CancelRead() override { inbox_.Cancel(); }
   awaitable<void> SendContinue(beast::error_code& ec) override;
-  awaitable<void> SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length, bool hold,
+  awaitable<void> SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
                              beast::error_code& ec) override;
   awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override;
   bool header_held() const override { return false; }
@@ -257,8 +257,10 @@ void Http2Stream::Submit(const http::response_header<>& header, bool body, beast
   connection_.Flush();
 }
 
-awaitable<void> Http2Stream::SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length,
-                                        bool, beast::error_code& ec) {
+awaitable<void> Http2Stream::SendHeader(const http::response_header<>& sent, bool has_body,
+                                        std::optional<uint64_t> length, bool, beast::error_code& ec) {
+  http::response_header<> header = sent;
+  RemoveHopByHop(header);
   if (has_body) {
     if (length) {
       header.set(http::field::content_length, std::to_string(*length));

@@ -140,5 +140,54 @@ TEST(HttpMessageTest, HeaderBytesAreBeastsBytes) {
   EXPECT_EQ(HeaderBytes(res), BeastHeaderBytes(res));
 }
 
+// What OutgoingHeaderBytes stands for: a copy changed field by field, then written.
+template <bool isRequest>
+std::string CopiedOutgoingBytes(http::header<isRequest> header, const OutgoingFields& out) {
+  if (out.drop_expect) header.erase(http::field::expect);
+  RemoveHopByHop(header);
+  SetFraming(header, out.framing, out.length);
+  header.version(11);
+  SetKeepAlive(header, out.keep_alive);
+  if (!out.upgrade.empty()) {
+    header.set(http::field::connection, "Upgrade");
+    header.set(http::field::upgrade, out.upgrade);
+  }
+  return HeaderBytes(header);
+}
+
+TEST(HttpMessageTest, OutgoingHeaderBytesEqualACopyChangedFieldByField) {
+  http::request_header<> req = Request({{"Host", "web.demo"}, {"connection", "keep-alive, x-hop"}, {"Keep-Alive", "5"},
+                                        {"TE", "trailers"}, {"Trailer", "x-sum"}, {"Transfer-Encoding", "chunked"},
+                                        {"Upgrade", "websocket"}, {"Expect", "100-continue"}, {"Content-Length", "12"},
+                                        {"Proxy-Connection", "keep-alive"}, {"X-Custom", "1"}},
+                                       10);
+  req.method(http::verb::post);
+  req.target("/upload");
+  http::response_header<> res;
+  res.version(10);
+  res.result(http::status::ok);
+  for (const auto& [k, v] : {std::pair{"Content-Length", "3"}, {"Connection", "close"}, {"Transfer-Encoding", "chunked"},
+                             {"Server", "up"}, {"Trailer", "x"}}) {
+    res.insert(k, v);
+  }
+  for (Framing framing : {Framing::kNone, Framing::kLength, Framing::kChunked, Framing::kClose}) {
+    for (bool keep_alive : {true, false}) {
+      for (std::string_view upgrade : {"", "websocket"}) {
+        for (bool drop_expect : {false, true}) {
+          const OutgoingFields out{framing, uint64_t{42}, keep_alive, upgrade, drop_expect};
+          SCOPED_TRACE(testing::Message() << "framing " << static_cast<int>(framing) << " keep_alive " << keep_alive
+                                          << " upgrade " << upgrade << " drop_expect " << drop_expect);
+          EXPECT_EQ(OutgoingHeaderBytes(req, out), CopiedOutgoingBytes(req, out));
+          if (upgrade.empty() && !drop_expect) {
+            EXPECT_EQ(OutgoingHeaderBytes(res, out), CopiedOutgoingBytes(res, out));
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(OutgoingHeaderBytes(req, OutgoingFields{Framing::kLength, uint64_t{12}, true, {}, true}),
+            "POST /upload HTTP/1.1\r\nHost: web.demo\r\nX-Custom: 1\r\nContent-Length: 12\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace meshplug::agent::proxy

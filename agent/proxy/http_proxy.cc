@@ -73,7 +73,7 @@ class HttpSession : public Downstream {
   awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override { return source_->Next(out, ec); }
   void CancelRead() override { stream_.cancel(); }
   awaitable<void> SendContinue(beast::error_code& ec) override;
-  awaitable<void> SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length, bool hold,
+  awaitable<void> SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
                              beast::error_code& ec) override;
   awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override {
     return sink_->Write(piece, last, ec);
@@ -339,7 +339,7 @@ awaitable<void> HttpSession::SendContinue(beast::error_code& ec) {
   co_await asio::async_write(stream_, asio::buffer(kContinue), Ec(ec));
 }
 
-awaitable<void> HttpSession::SendHeader(http::response_header<> header, bool has_body, std::optional<uint64_t> length,
+awaitable<void> HttpSession::SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length,
                                         bool hold, beast::error_code& ec) {
   Framing framing = Framing::kNone;
   if (has_body) {
@@ -352,10 +352,7 @@ awaitable<void> HttpSession::SendHeader(http::response_header<> header, bool has
       keep_alive_ = false;
     }
   }
-  SetFraming(header, framing, length);
-  header.version(11);
-  SetKeepAlive(header, keep_alive_);
-  std::string head = HeaderBytes(std::move(header));
+  std::string head = OutgoingHeaderBytes(header, OutgoingFields{framing, length, keep_alive_, {}, false});
   // Chunked bodies (the upstream's buffer may hold only a chunk-size line) get the header
   // at once.
   if (!hold || framing != Framing::kLength) {
