@@ -158,8 +158,12 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   std::optional<std::string> normalized = routing::NormalizeOriginForm(path);
   if (!normalized) return Rejection{400, "request path cannot be normalized"};
   if (!authority.empty()) request.set(http::field::host, authority);
-  if (request.count(http::field::host)) request.set(http::field::host, routing::NormalizeHost(request[http::field::host]));
-  request.target(*normalized);
+  // Set only when changed: setting a field or the target reallocates it.
+  if (const auto host = request.find(http::field::host); host != request.end()) {
+    const std::string normalized_host = routing::NormalizeHost(host->value());
+    if (normalized_host != host->value()) request.set(http::field::host, normalized_host);
+  }
+  if (*normalized != request.target()) request.target(*normalized);
   return std::nullopt;
 }
 
