@@ -18,9 +18,10 @@ namespace meshplug {
 
 namespace strings_internal {
 
-// Appends what `out << v` would print, without a stream for the common types: Cat runs on
-// the data path (pool keys, trace ids), where constructing an ostringstream (its locale)
-// cost more than the rest of the work.
+// Appends what `out << v` prints for the types Cat is given, without a stream for the
+// common ones: Cat runs on the data path (pool keys, trace ids), where constructing an
+// ostringstream (its locale) cost more than the rest of the work. Differences: a null
+// char pointer adds nothing (a stream would drop the rest), long double prints as double.
 template <typename T>
 void Append(std::string& out, const T& v) {
   if constexpr (std::is_same_v<T, char> || std::is_same_v<T, signed char> || std::is_same_v<T, unsigned char>) {

@@ -11,7 +11,7 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libabsl-dev
   libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev libre2-dev libnghttp2-dev
   libgtest-dev libgmock-dev
-  # the agent's allocator (docs/benchmarks.md §4: 8% fewer instructions per request than glibc's)
+  # the agent's allocator (docs/benchmarks.md §4.2: 8% fewer instructions per request than glibc's)
   libjemalloc-dev
   # tests and the demo
   curl python3 python3-httpbin gunicorn python3-grpcio python3-websockets nghttp2-client

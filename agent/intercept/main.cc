@@ -44,6 +44,10 @@ using meshplug::Cat;
 
 // Runs `argv` with `input` on its stdin; its exit code (-1 if it could not run).
 int Run(const std::vector<std::string>& argv, const std::string& input, bool quiet) {
+  // Built before fork: the child makes only async-signal-safe calls (no allocation).
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   int pipefd[2];
   if (pipe(pipefd) != 0) return -1;
   const pid_t pid = fork();
@@ -52,18 +56,14 @@ int Run(const std::vector<std::string>& argv, const std::string& input, bool qui
     dup2(pipefd[0], STDIN_FILENO);
     close(pipefd[0]);
     close(pipefd[1]);
-    // After fork only async-signal-safe calls: open and dup2, not freopen.
     if (quiet) {
       const int null = open("/dev/null", O_WRONLY);
       if (null >= 0) {
         dup2(null, STDOUT_FILENO);
         dup2(null, STDERR_FILENO);
-        close(null);
+        if (null > STDERR_FILENO) close(null);
       }
     }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     execvp(args[0], args.data());
     _exit(127);
   }

@@ -8,17 +8,18 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <charconv>
 #include <chrono>
 #include <memory>
-#include <charconv>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "agent/proxy/http_message.h"
 #include "net/stream.h"
 #include "plugins/api/plugin.h"
 
@@ -148,8 +149,8 @@ inline void AppendField(std::string& out, std::string_view name, std::string_vie
   out.append(name).append(": ").append(value).append("\r\n");
 }
 
-// The bytes a header block needs at most: its fields and room for a start line and the
-// fields the agent adds.
+// A size hint for a header block: its fields, plus room for a start line and the fields
+// the agent adds.
 template <bool isRequest>
 size_t HeaderCapacity(const http::header<isRequest>& header) {
   size_t size = 128;
@@ -192,23 +193,9 @@ std::string OutgoingHeaderBytes(const http::header<isRequest>& header, const Out
   bytes.reserve(HeaderCapacity(header));
   AppendStartLine(bytes, header, 11);
   for (const auto& f : header) {
-    switch (f.name()) {
-      case http::field::connection:
-      case http::field::keep_alive:
-      case http::field::proxy_connection:
-      case http::field::te:
-      case http::field::trailer:
-      case http::field::transfer_encoding:
-      case http::field::upgrade:
-        continue;
-      case http::field::content_length:
-        if (reframed) continue;
-        break;
-      case http::field::expect:
-        if (out.drop_expect) continue;
-        break;
-      default:
-        break;
+    if (HopByHop(f.name()) || (reframed && f.name() == http::field::content_length) ||
+        (out.drop_expect && f.name() == http::field::expect)) {
+      continue;
     }
     AppendField(bytes, f.name_string(), f.value());
   }

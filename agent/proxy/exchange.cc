@@ -377,7 +377,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange
   StepTimer timer;
   for (const auto& entry : *x.chain) {
     ++x.ran;
-    // Built directly, not assigned: moving a Verdict moves its response's fields.
+    // An immediate step's Verdict is built in place: moving one moves its response's fields.
     Verdict v = entry.immediate != nullptr
                     ? ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); })
                     : Verdict{};
@@ -396,7 +396,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchang
   StepTimer timer;
   for (size_t i = x.ran; i-- > 0;) {
     const auto& entry = (*x.chain)[i];
-    // Built directly, not assigned: moving a Verdict moves its response's fields.
+    // An immediate step's Verdict is built in place: moving one moves its response's fields.
     Verdict v = entry.immediate != nullptr
                     ? ImmediateStep(entry.name, [&] { return entry.immediate->ResponseHeaders(x.ctx); })
                     : Verdict{};

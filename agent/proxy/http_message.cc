@@ -59,11 +59,7 @@ void RemoveConnectionOptions(http::header<isRequest>& header) {
 
 template <bool isRequest>
 void RemoveHopByHop(http::header<isRequest>& header) {
-  for (http::field f : {http::field::connection, http::field::keep_alive,
-                        http::field::proxy_connection, http::field::te, http::field::trailer,
-                        http::field::transfer_encoding, http::field::upgrade}) {
-    header.erase(f);
-  }
+  for (http::field f : kHopByHopFields) header.erase(f);
 }
 
 template void RemoveConnectionOptions<true>(http::header<true>&);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,9 +31,17 @@ std::vector<std::string> ConnectionTokens(const http::fields& fields);
 template <bool isRequest>
 void RemoveConnectionOptions(http::header<isRequest>& header);
 
-// Removes the fixed hop-by-hop fields from a message about to be sent: Connection,
-// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Content-Length is
-// kept; the sender re-frames the body.
+// The fixed hop-by-hop fields, never sent on as they came: Connection, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Content-Length is not one;
+// the sender re-frames the body.
+inline constexpr std::array<http::field, 7> kHopByHopFields = {
+    http::field::connection, http::field::keep_alive,        http::field::proxy_connection, http::field::te,
+    http::field::trailer,    http::field::transfer_encoding, http::field::upgrade};
+inline bool HopByHop(http::field f) {
+  return std::find(kHopByHopFields.begin(), kHopByHopFields.end(), f) != kHopByHopFields.end();
+}
+
+// Removes kHopByHopFields from a message about to be sent.
 template <bool isRequest>
 void RemoveHopByHop(http::header<isRequest>& header);
 

@@ -89,6 +89,21 @@ TEST(HttpMessageTest, HostIsNormalized) {
   EXPECT_EQ(req[http::field::host], "httpbin.httpbin:14001");
 }
 
+// A Host already in normal form stays where the client put it; only a changed one is
+// set again (and goes last).
+TEST(HttpMessageTest, NormalHostKeepsItsPlace) {
+  auto req = Request({{"Host", "web.shop"}, {"Accept", "*/*"}});
+  req.method(http::verb::get);
+  req.target("/a/../b");
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req.target(), "/b");
+  EXPECT_EQ(HeaderBytes(req), "GET /b HTTP/1.1\r\nHost: web.shop\r\nAccept: */*\r\n\r\n");
+  req.set(http::field::host, "Web.Shop");
+  req.set(http::field::accept, "*/*");  // now after Host
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(HeaderBytes(req), "GET /b HTTP/1.1\r\nAccept: */*\r\nHost: web.shop\r\n\r\n");
+}
+
 TEST(HttpMessageTest, AbsoluteFormBecomesOriginForm) {
   auto req = Request({{"Host", "old"}});
   req.target("http://web.shop:8080?q=1");

@@ -367,12 +367,12 @@ awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::stri
   if (parser_ && !parser_->is_done()) keep_alive_ = false;
   header.version(11);
   SetKeepAlive(header, keep_alive_);
-  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), body, idle_, ec);
+  co_await WriteMessage(stream_, HeaderBytes(header), body, idle_, ec);
 }
 
 awaitable<void> HttpSession::SendSwitch(http::response_header<> header, beast::error_code& ec) {
   header.version(11);
-  co_await WriteMessage(stream_, HeaderBytes(std::move(header)), {}, idle_, ec);
+  co_await WriteMessage(stream_, HeaderBytes(header), {}, idle_, ec);
 }
 
 awaitable<RelayEnd> HttpSession::RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) {

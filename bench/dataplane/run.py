@@ -91,10 +91,12 @@ def log(*a):
 
 # ----------------------------------------------------------------------------- setup
 
-def ensure_tools():
+def ensure_tools(counting):
     need = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client",
             "gnuplot": "gnuplot-nox", "taskset": "util-linux", "setpriv": "util-linux", "ip": "iproute2",
-            "iptables-restore": "iptables", "valgrind": "valgrind", "callgrind_control": "valgrind"}
+            "iptables-restore": "iptables"}
+    if counting:
+        need.update({"valgrind": "valgrind", "callgrind_control": "valgrind"})
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -822,13 +824,16 @@ COUNTABLE_PATHS = "bdefgijl"
 
 def callgrind_control(pids, *flags):
     for pid in pids:
-        subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True, timeout=120)
+        r = subprocess.run(["callgrind_control", *flags, str(pid)], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"callgrind_control {' '.join(flags)} {pid} failed: {(r.stdout + r.stderr)[-300:]}")
 
 
-def send_requests(port, count):
+def send_requests(port, count, h2=False):
     """Exactly `count` requests, one after another on one kept-alive connection."""
-    r = subprocess.run(["taskset", "-c", LOADGEN_CPU, "h2load", "--h1", "-n", str(count), "-c", "1", "-t", "1",
-                        target(port)], capture_output=True, text=True, timeout=count + 60)
+    r = subprocess.run(["taskset", "-c", LOADGEN_CPU, "h2load"] + ([] if h2 else ["--h1"]) +
+                       ["-n", str(count), "-c", "1", "-t", "1", target(port)],
+                       capture_output=True, text=True, timeout=count + 60)
     m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", r.stdout)
     if not m or int(m.group(1)) != count:
         raise RuntimeError(f"{count} requests were not all answered: {(r.stdout + r.stderr)[-300:]}")
@@ -848,10 +853,11 @@ def count_instructions(key, agent_bin, backend, auth, requests):
         PROXY_WRAPPER = []
     try:
         pids = [p.pid for p in procs]
+        h2 = key in HTTP2_PATHS
         callgrind_control(pids, "--instr=on")
-        send_requests(port, max(100, requests // 10))  # warm-up: pools, Lua states, caches
+        send_requests(port, max(100, requests // 10), h2)  # warm-up: pools, Lua states, caches
         callgrind_control(pids, "--zero")
-        send_requests(port, requests)
+        send_requests(port, requests, h2)
         callgrind_control(pids, "--dump")
         total = 0
         for pid in pids:
@@ -1011,7 +1017,9 @@ def versions():
 def main():
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paths", default="abcdefghijklm", help="which paths to run (letters a-m; k needs root)")
+    ap.add_argument("--paths", default=None,
+                    help="which paths to run (letters a-m, default all; k needs root; with --instructions the "
+                         "countable ones)")
     ap.add_argument("--streams", type=int, default=10,
                     help="concurrent streams per connection in the HTTP/2 paths' saturation runs")
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
@@ -1048,6 +1056,8 @@ def main():
         unknown = sorted(set(getattr(args, option)) - set(PATHS))
         if unknown:
             ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
+    if args.paths is None:
+        args.paths = COUNTABLE_PATHS if args.instructions else "".join(PATHS)
     if args.instructions:
         if args.instructions < 100:
             ap.error(f"--instructions needs at least 100 requests, got {args.instructions}")
@@ -1077,12 +1087,18 @@ def main():
             plot(saved["results"], args, args.plot)
         return
     try:
-        ensure_tools()
+        ensure_tools(args.instructions > 0)
         agent_bin = args.agent_bin or build(args.skip_build)
         backend, bport, auth = start_backend()
         if args.instructions:
-            print_instructions([count_instructions(key, agent_bin, bport, auth, args.instructions)
-                                for key in args.paths], args, agent_bin)
+            counted = []
+            for key in args.paths:
+                log(f"path {key}: {PATHS[key][0]}, counting instructions")
+                try:
+                    counted.append(count_instructions(key, agent_bin, bport, auth, args.instructions))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                    log(f"  path {key} failed, left out of the results: {e}")
+            print_instructions(counted, args, agent_bin)
             return
         results = []
         for key in args.paths:

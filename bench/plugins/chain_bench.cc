@@ -71,8 +71,9 @@ class RoutePlugin final : public HttpPlugin {
   std::string name_ = "route";
 };
 
-// The agent's HTTP step loop, minus the network: request steps in order until one
-// answers, response steps in reverse over those that ran, then the log steps.
+// The agent's HTTP step loop for plugins that may suspend (Lua's), minus the network:
+// request steps in order until one answers, response steps in reverse over those that
+// ran, then the log steps. (Built-in modules' steps are called directly by the agent.)
 awaitable<void> RunChain(const Chain& chain, HttpContext& ctx) {
   size_t ran = 0;
   for (const auto& plugin : chain) {
