@@ -118,8 +118,10 @@ absl::StatusOr<std::vector<Sample>> ParseQueryResult(std::string_view json) {
     const std::string error = f.contains("error") ? f.at("error").string_value() : "no status \"success\"";
     return absl::InvalidArgumentError(Cat("Prometheus refused the query: ", error));
   }
-  const auto& data = f.contains("data") ? f.at("data").struct_value().fields()
-                                        : google::protobuf::Struct().fields();
+  // Not `: Struct().fields()`: both branches are references, so the temporary would not
+  // outlive this line.
+  static const google::protobuf::Struct kNoData;
+  const auto& data = f.contains("data") ? f.at("data").struct_value().fields() : kNoData.fields();
   if (!data.contains("resultType") || data.at("resultType").string_value() != "vector") {
     return absl::InvalidArgumentError("Prometheus's answer is not an instant vector");
   }

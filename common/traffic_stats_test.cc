@@ -74,6 +74,7 @@ TEST(StatTest, WindowsSubtractAndPrometheusAnswersParse) {
   EXPECT_EQ(ParseQueryResult(R"({"status":"error","error":"parse error at char 3"})").status().message(),
             "Prometheus refused the query: parse error at char 3");
   EXPECT_FALSE(ParseQueryResult("<html>").ok());
+  EXPECT_EQ(ParseQueryResult(R"({"status":"success"})").status().message(), "Prometheus's answer is not an instant vector");
   EXPECT_FALSE(ParseQueryResult(R"({"status":"success","data":{"resultType":"matrix","result":[]}})").ok());
 }
 
