@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -54,7 +55,7 @@ int Run(const std::vector<std::string>& argv, const std::string& input, bool qui
   if (pid < 0) return -1;
   if (pid == 0) {
     dup2(pipefd[0], STDIN_FILENO);
-    close(pipefd[0]);
+    if (pipefd[0] != STDIN_FILENO) close(pipefd[0]);  // started with no stdin: the pipe is it
     close(pipefd[1]);
     if (quiet) {
       const int null = open("/dev/null", O_WRONLY);
@@ -131,6 +132,9 @@ int main(int argc, char** argv) {
   options.exclude_outbound_ports = *out_ports;
   if (auto st = intercept::Validate(options); !st.ok()) return Fail(std::string(st.message()));
   if (geteuid() != 0) return Fail("changing iptables needs root (run it as an init step of the workload)");
+  // A rules tool that exits before reading its input makes our write fail (and its exit
+  // code says why) instead of killing us.
+  std::signal(SIGPIPE, SIG_IGN);
   if (!Have("iptables-restore")) return Fail("iptables-restore is not installed (apt-get install iptables)");
 
   std::vector<std::pair<std::string, bool>> families = {{"iptables", false}};

@@ -5,7 +5,7 @@
     /usr/bin/python3 bench/dataplane/run.py --quick    # 3 s per point, fewer rates
 
 Standard library only. Installs wrk, nginx, haproxy, nghttp2-client (h2load) and
-gnuplot-nox with apt-get when missing, builds the agents with `bazel build -c opt`, starts
+gnuplot-nox (and valgrind for --instructions) with apt-get when missing, builds the agents with `bazel build -c opt`, starts
 an nginx backend on 127.0.0.1 that returns a small fixed body, then for each path
 
   a  direct           client -> backend
@@ -1052,12 +1052,12 @@ def main():
         ap.error(f"--rates must be comma-separated whole requests per second, got {args.rates!r}")
     if not args.rates or min(args.rates) <= 0:
         ap.error("--rates needs at least one rate, each above 0")
+    if args.paths is None:
+        args.paths = COUNTABLE_PATHS if args.instructions else "".join(PATHS)
     for option in ("paths", "profile"):
         unknown = sorted(set(getattr(args, option)) - set(PATHS))
         if unknown:
             ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
-    if args.paths is None:
-        args.paths = COUNTABLE_PATHS if args.instructions else "".join(PATHS)
     if args.instructions:
         if args.instructions < 100:
             ap.error(f"--instructions needs at least 100 requests, got {args.instructions}")
