@@ -91,6 +91,13 @@ TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
   EXPECT_NE(text.find("seconds_count{route=\"r\"} 1\n"), std::string::npos) << text;
 }
 
+// Prometheus's text format escapes a label value's backslash, double quote and newline.
+TEST(StatsTest, LabelValuesAreEscaped) {
+  std::string labels;
+  Stats::RenderLabels({{"a", "plain"}, {"b", "x\\y\"z\nw"}, {"c", "\"\""}, {"d", ""}}, labels);
+  EXPECT_EQ(labels, R"({a="plain",b="x\\y\"z\nw",c="\"\"",d=""})");
+}
+
 // A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
 TEST(StatsTest, SeriesPerMetricAreBounded) {
   Stats stats;
