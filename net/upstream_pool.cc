@@ -6,6 +6,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <cerrno>
 
 #include "common/strings.h"
@@ -115,7 +116,10 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
       std::unique_ptr<UpstreamConnection> c = std::move(list.back());
       list.pop_back();
       if (c->idle_since >= oldest_allowed && StillOpen(*c)) {
-        if (list.empty()) idle_.erase(it);
+        // An endpoint's entry stays while it is briefly empty: Release puts the connection
+        // back into the same storage instead of allocating the entry anew per request. The
+        // sweep forgets entries left empty.
+        if (list.empty() && sweep_at_ == Clock::time_point::max()) ArmSweep(Clock::now() + idle_timeout);
         c->idle_timeout = idle_timeout;
         reused = true;
         co_return c;
@@ -172,6 +176,11 @@ void UpstreamPool::Sweep() {
   }
   sweep_at_ = Clock::time_point::max();
   if (next != Clock::time_point::max()) ArmSweep(next);
+}
+
+size_t UpstreamPool::endpoints() const {
+  return static_cast<size_t>(
+      std::count_if(idle_.begin(), idle_.end(), [](const auto& entry) { return !entry.second.empty(); }));
 }
 
 size_t UpstreamPool::idle() const {

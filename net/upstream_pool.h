@@ -95,7 +95,7 @@ class UpstreamPool {
 
   size_t idle() const;
   // Endpoints with idle connections.
-  size_t endpoints() const { return idle_.size(); }
+  size_t endpoints() const;
 
  private:
   // Closes connections past their idle timeout or closed by the peer, drops endpoints
