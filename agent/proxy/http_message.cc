@@ -59,7 +59,7 @@ void RemoveConnectionOptions(http::header<isRequest>& header) {
 
 template <bool isRequest>
 void RemoveHopByHop(http::header<isRequest>& header) {
-  for (http::field f : kHopByHopFields) header.erase(f);
+  for (auto it = header.begin(); it != header.end();) it = HopByHop(it->name()) ? header.erase(it) : std::next(it);
 }
 
 template void RemoveConnectionOptions<true>(http::header<true>&);

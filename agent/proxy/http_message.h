@@ -2,8 +2,6 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
-#include <algorithm>
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,15 +31,23 @@ void RemoveConnectionOptions(http::header<isRequest>& header);
 
 // The fixed hop-by-hop fields, never sent on as they came: Connection, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Content-Length is not one;
-// the sender re-frames the body.
-inline constexpr std::array<http::field, 7> kHopByHopFields = {
-    http::field::connection, http::field::keep_alive,        http::field::proxy_connection, http::field::te,
-    http::field::trailer,    http::field::transfer_encoding, http::field::upgrade};
+// the sender re-frames the body. A switch: it is asked for every field sent on.
 inline bool HopByHop(http::field f) {
-  return std::find(kHopByHopFields.begin(), kHopByHopFields.end(), f) != kHopByHopFields.end();
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
+  }
 }
 
-// Removes kHopByHopFields from a message about to be sent.
+// Removes the HopByHop fields from a message about to be sent.
 template <bool isRequest>
 void RemoveHopByHop(http::header<isRequest>& header);
 
