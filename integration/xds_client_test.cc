@@ -367,7 +367,10 @@ TEST_P(ControlPlaneTest, ARefusedStreamFallsBackToTheSavedSnapshotAndRetries) {
   ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return s.applies >= 1; }, kWait));
   EXPECT_TRUE(client.status().from_cache);
   Apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: curl}\n");
+  // Over SotW the types arrive one by one: the first may confirm the saved snapshot (and
+  // end from_cache) before the one that changed is applied, so wait for the new snapshot.
   ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return !s.from_cache; }, kWait));
+  ASSERT_TRUE(Eventually([&] { return agent.count() >= 2; }));
   EXPECT_EQ(agent.count(), 2u);
   // The namespace came back empty: curl's own service went with it.
   EXPECT_EQ(Services(agent.last()), (std::set<std::string>{"httpbin.httpbin"}));
