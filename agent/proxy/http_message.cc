@@ -42,19 +42,20 @@ bool ValidAuthority(std::string_view authority) {
 
 }  // namespace
 
-std::vector<std::string> ConnectionTokens(const http::fields& fields) {
-  std::vector<std::string> out;
-  for (std::string_view token : Tokens(fields, http::field::connection)) {
-    out.push_back(Lower(token));
-  }
-  return out;
-}
-
 template <bool isRequest>
 void RemoveConnectionOptions(http::header<isRequest>& header) {
-  for (const std::string& name : ConnectionTokens(header)) {
-    if (name != "host") header.erase(name);  // tokens are lower-cased
+  // The tokens are views into the Connection values, which stay valid while other fields
+  // go: a token naming Connection itself is acted on last. No copies: this runs for every
+  // request and response.
+  bool names_connection = false;
+  for (std::string_view name : Tokens(header, http::field::connection)) {
+    if (boost::beast::iequals(name, "connection")) {
+      names_connection = true;
+    } else if (!boost::beast::iequals(name, "host")) {
+      header.erase(name);
+    }
   }
+  if (names_connection) header.erase(http::field::connection);
 }
 
 template <bool isRequest>

@@ -18,10 +18,6 @@ struct Rejection {
   std::string reason;
 };
 
-// The field names listed by every Connection field of `fields` (not only the first),
-// lower-cased.
-std::vector<std::string> ConnectionTokens(const http::fields& fields);
-
 // Removes the fields a message's Connection fields name as meant for this hop only (RFC
 // 9110 §7.6.1), as the message arrives and before any plugin sees it, so a sender cannot
 // name a field a plugin adds later. Host is never removed: an HTTP/1.1 request cannot go

@@ -82,6 +82,17 @@ TEST(HttpMessageTest, ConnectionNeverRemovesHostNorWhatIsAddedAfterArrival) {
   EXPECT_EQ(req.count(http::field::connection), 0u);
 }
 
+// Every Connection field counts, and one that names Connection itself removes it too.
+TEST(HttpMessageTest, ConnectionMayNameItselfAndComeTwice) {
+  auto req = Request({{"Connection", "X-A, connection"}, {"x-a", "1"}, {"Connection", "x-b"}, {"X-B", "2"},
+                      {"x-c", "3"}});
+  RemoveConnectionOptions(req);
+  EXPECT_EQ(req.count("x-a"), 0u);
+  EXPECT_EQ(req.count("x-b"), 0u);
+  EXPECT_EQ(req.count(http::field::connection), 0u);
+  EXPECT_EQ(req["x-c"], "3");
+}
+
 TEST(HttpMessageTest, HostIsNormalized) {
   auto req = Request({{"Host", "HTTPBIN.Httpbin.:14001"}});
   req.target("/get");
