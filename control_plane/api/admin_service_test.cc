@@ -6,13 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <filesystem>
 
 #include "common/x509.h"
 #include "common/xds_types.h"
 #include "control_plane/security/server_tls.h"
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/xds/snapshot_cache.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::api {
 namespace {
@@ -21,9 +21,7 @@ class AdminServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("TEST_TMPDIR");
-    const std::string path = std::string(dir ? dir : "/tmp") + "/admin.db";
-    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
-    store_ = std::move(*store::SqliteStore::Open(path));
+    store_ = testing::FreshSqliteStore("admin");
     api_ = std::make_unique<ResourceApi>(*store_);
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));

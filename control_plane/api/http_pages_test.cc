@@ -4,10 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
 
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::api {
 namespace {
@@ -17,10 +16,7 @@ namespace http = boost::beast::http;
 class HttpPagesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* dir = std::getenv("TEST_TMPDIR");
-    const std::string path = std::string(dir ? dir : "/tmp") + "/pages.db";
-    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
-    store_ = std::move(*store::SqliteStore::Open(path));
+    store_ = testing::FreshSqliteStore("pages");
     tokens_ = std::move(*security::TokenIssuer::Open(*store_));
     ca_ = std::move(*security::CertificateAuthority::Open(*store_, {}));
     access_ = std::make_unique<security::Access>(*tokens_, *ca_, *store_);

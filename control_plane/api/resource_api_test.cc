@@ -5,11 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <filesystem>
 
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::api {
 namespace {
@@ -29,11 +28,9 @@ metadata: {name: httpbin, labels: {openservicemesh.io/monitored-by: osm}}
 class ResourceApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* dir = std::getenv("TEST_TMPDIR");
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');
-    path_ = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
-    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path_ + s);
+    path_ = testing::FreshStorePath(name);
     store_ = std::move(*store::SqliteStore::Open(path_));
     api_ = std::make_unique<ResourceApi>(*store_);
   }

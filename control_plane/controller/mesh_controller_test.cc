@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -14,6 +12,7 @@
 #include "control_plane/store/sqlite_store.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/node_identity.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::controller {
 namespace {
@@ -64,11 +63,7 @@ mesh::v1::Workload Agent(const std::string& name, const std::string& ns, const s
 class MeshControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* dir = std::getenv("TEST_TMPDIR");
-    const std::string path = std::string(dir ? dir : "/tmp") + "/" +
-                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
-    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
-    store_ = std::move(*store::SqliteStore::Open(path));
+    store_ = testing::FreshSqliteStore(::testing::UnitTest::GetInstance()->current_test_info()->name());
     api_ = std::make_unique<api::ResourceApi>(*store_);
     v1::ApplyRequest req;
     req.add_manifests()->set_content(kMesh);

@@ -3,12 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <filesystem>
+
 #include <fstream>
 
 #include "common/x509.h"
 #include "control_plane/store/sqlite_store.h"
 #include "meshplug/v1/resources.pb.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::security {
 namespace {
@@ -21,9 +22,7 @@ absl::Status Verify(const CertificateAuthority& ca, const std::string& leaf) {
 class IdentityServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/identity.db";
-    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-    store_ = *store::SqliteStore::Open(path);
+    store_ = testing::FreshSqliteStore("identity");
     tokens_ = *TokenIssuer::Open(*store_);
     ca_ = *CertificateAuthority::Open(*store_, {});
     access_ = std::make_unique<Access>(*tokens_, *ca_, *store_);
@@ -142,8 +141,7 @@ struct CorpCa {
 
 TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsistent) {
   const std::string dir = std::getenv("TEST_TMPDIR");
-  const std::string path = dir + "/ca.db";
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
+  const std::string path = testing::FreshStorePath("ca");
   std::string bundle;
   {
     auto store = *store::SqliteStore::Open(path);
@@ -182,9 +180,7 @@ TEST(CertificateAuthorityTest, TheStoresCaIsMadeOnceAndAnOperatorsCaMustBeConsis
 // Start, activate, finish: both CAs trusted in between, signing moves at activation, the
 // old CA's certificates stop counting at finish, and a restart resumes each phase.
 TEST(CertificateAuthorityTest, RotationTrustsBothThenSignsWithTheNewThenDropsTheOld) {
-  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/rotation.db";
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-  auto store = *store::SqliteStore::Open(path);
+  auto store = testing::FreshSqliteStore("rotation");
   auto ca = *CertificateAuthority::Open(*store, {});
   auto leaf = [&] {
     return *ca->SignWorkload(*x509::MakeCsr(*x509::NewPrivateKey(), ""), "cluster.local", "a", "b", "c",
@@ -227,9 +223,7 @@ TEST(CertificateAuthorityTest, RotationTrustsBothThenSignsWithTheNewThenDropsThe
 }
 
 TEST(CertificateAuthorityTest, RotationBringsInAnOperatorsCaAndRefusesBadOnes) {
-  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/rotation-operator.db";
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-  auto store = *store::SqliteStore::Open(path);
+  auto store = testing::FreshSqliteStore("rotation-operator");
   auto ca = *CertificateAuthority::Open(*store, {});
   const CorpCa corp;
   const std::string &root_key = corp.root_key, &root_cert = corp.root_cert, &inter_key = corp.inter_key,

@@ -2,22 +2,15 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
 
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::security {
 namespace {
 
-std::unique_ptr<store::SqliteStore> TempStore(const std::string& name) {
-  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/" + name + ".db";
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-  return *store::SqliteStore::Open(path);
-}
-
 TEST(TokenIssuerTest, ATokenItIssuedVerifiesWithItsClaims) {
-  auto store = TempStore("tokens-ok");
+  auto store = testing::FreshSqliteStore("tokens-ok");
   auto issuer = TokenIssuer::Open(*store);
   ASSERT_TRUE(issuer.ok()) << issuer.status();
   const std::string token = (*issuer)->Issue(Role::kJoin, "curl/curl", "curl", std::chrono::seconds(60));
@@ -29,10 +22,10 @@ TEST(TokenIssuerTest, ATokenItIssuedVerifiesWithItsClaims) {
 }
 
 TEST(TokenIssuerTest, TheKeyOutlivesARestartAndAnotherMeshsTokensDoNotVerify) {
-  auto store = TempStore("tokens-restart");
+  auto store = testing::FreshSqliteStore("tokens-restart");
   const std::string token = (*TokenIssuer::Open(*store))->Issue(Role::kAdmin, "", "", std::chrono::seconds(60));
   EXPECT_TRUE((*TokenIssuer::Open(*store))->Verify(token).ok());
-  auto other = TempStore("tokens-other");
+  auto other = testing::FreshSqliteStore("tokens-other");
   auto st = (*TokenIssuer::Open(*other))->Verify(token);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), absl::StatusCode::kUnauthenticated);
@@ -40,7 +33,7 @@ TEST(TokenIssuerTest, TheKeyOutlivesARestartAndAnotherMeshsTokensDoNotVerify) {
 }
 
 TEST(TokenIssuerTest, ForgedClaimsExpiredAndGarbageAreRefused) {
-  auto store = TempStore("tokens-forged");
+  auto store = testing::FreshSqliteStore("tokens-forged");
   auto issuer = *TokenIssuer::Open(*store);
   const std::string join = issuer->Issue(Role::kJoin, "curl/curl", "curl", std::chrono::seconds(60));
   const std::string admin = issuer->Issue(Role::kAdmin, "", "", std::chrono::seconds(60));
@@ -57,7 +50,7 @@ TEST(TokenIssuerTest, ForgedClaimsExpiredAndGarbageAreRefused) {
 }
 
 TEST(TokenIssuerTest, AJoinTokenIsRedeemedOnceEvenAcrossRestarts) {
-  auto store = TempStore("tokens-redeem");
+  auto store = testing::FreshSqliteStore("tokens-redeem");
   auto issuer = *TokenIssuer::Open(*store);
   auto claims = *issuer->Verify(issuer->Issue(Role::kJoin, "curl/curl", "curl", std::chrono::seconds(60)));
   EXPECT_TRUE(issuer->Redeem(claims).ok());

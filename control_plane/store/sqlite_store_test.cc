@@ -1,4 +1,5 @@
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/fresh_store.h"
 
 #include <gtest/gtest.h>
 
@@ -6,19 +7,11 @@
 
 #include <atomic>
 #include <ctime>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 namespace meshplug::control_plane::store {
 namespace {
-
-std::string TempDb(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-  return path;
-}
 
 Key K(const std::string& name) { return Key{resources::Kind::kPlugin, "", name}; }
 
@@ -28,7 +21,7 @@ Write Put(const std::string& name, const std::string& value,
 }
 
 TEST(SqliteStore, SurvivesReopenAndRefusesASecondOpener) {
-  const std::string path = TempDb("reopen");
+  const std::string path = testing::FreshStorePath("reopen");
   {
     auto store = SqliteStore::Open(path);
     ASSERT_TRUE(store.ok());
@@ -60,7 +53,7 @@ std::string OpenError(const std::string& path) {
 }
 
 TEST(SqliteStore, RefusesAStoreThatIsNotOursOrIsDamagedAndSaysWhatToDo) {
-  const std::string damaged = TempDb("damaged");
+  const std::string damaged = testing::FreshStorePath("damaged");
   {
     auto s = SqliteStore::Open(damaged);
     ASSERT_TRUE(s.ok());
@@ -71,28 +64,28 @@ TEST(SqliteStore, RefusesAStoreThatIsNotOursOrIsDamagedAndSaysWhatToDo) {
                                     " is not usable: it is damaged: table objects is missing. Restore it from a backup, "
                                     "or start an empty mesh there with --store_init (the file is kept aside)");
 
-  const std::string foreign = TempDb("foreign");
+  const std::string foreign = testing::FreshStorePath("foreign");
   Sql(foreign, "CREATE TABLE accounts (id INTEGER)");
   EXPECT_NE(OpenError(foreign).find("it is another program's SQLite database"), std::string::npos);
   Sql(foreign, "PRAGMA application_id = 1234");
   EXPECT_NE(OpenError(foreign).find("another program's SQLite database (application id 1234)"), std::string::npos);
 
-  const std::string empty = TempDb("empty");
+  const std::string empty = testing::FreshStorePath("empty");
   std::ofstream(empty).close();
   EXPECT_NE(OpenError(empty).find("is not usable: it is empty"), std::string::npos);
 
-  const std::string garbage = TempDb("garbage");
+  const std::string garbage = testing::FreshStorePath("garbage");
   std::ofstream(garbage) << std::string(4096, 'x');
   EXPECT_NE(OpenError(garbage).find("it is not an SQLite database"), std::string::npos) << OpenError(garbage);
 
-  const std::string newer = TempDb("newer");
+  const std::string newer = testing::FreshStorePath("newer");
   ASSERT_TRUE(SqliteStore::Open(newer).ok());
   Sql(newer, "PRAGMA user_version = 99");
   EXPECT_NE(OpenError(newer).find("written by a newer meshplug (schema 99, this one reads 1)"), std::string::npos);
 }
 
 TEST(SqliteStore, InitKeepsAnUnusableFileAsideButNeverReplacesAUsableStore) {
-  const std::string path = TempDb("init");
+  const std::string path = testing::FreshStorePath("init");
   std::ofstream(path) << "not a database, but someone's file";
   auto fresh = SqliteStore::Open(path, SqliteStore::Mode::kInit);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
@@ -114,7 +107,7 @@ TEST(SqliteStore, InitKeepsAnUnusableFileAsideButNeverReplacesAUsableStore) {
 
 // Stores written before the application id existed open and get it.
 TEST(SqliteStore, AdoptsAStoreOfAnEarlierMeshplug) {
-  const std::string path = TempDb("earlier");
+  const std::string path = testing::FreshStorePath("earlier");
   {
     auto s = SqliteStore::Open(path);
     ASSERT_TRUE(s.ok());
@@ -128,7 +121,7 @@ TEST(SqliteStore, AdoptsAStoreOfAnEarlierMeshplug) {
 
 // The rest of the contract is in store_contract_test.cc, shared with etcd.
 TEST(SqliteStoreSecrets, KeptAcrossRestartsOutsideTheRevisionsAndOnlyTheOwnerReadsTheFile) {
-  const std::string path = TempDb("secrets");
+  const std::string path = testing::FreshStorePath("secrets");
   {
     auto store = SqliteStore::Open(path);
     ASSERT_TRUE(store.ok());

@@ -21,6 +21,7 @@
 #include "control_plane/store/sqlite_store.h"
 #include "integration/harness/etcd_cluster.h"
 #include "integration/harness/process.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::store {
 namespace {
@@ -62,9 +63,7 @@ struct Backend {
 };
 
 std::unique_ptr<Store> MakeSqlite(std::string*) {
-  const std::string path = TempPath(TestName() + ".db");
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
-  auto store = SqliteStore::Open(path);
+  auto store = SqliteStore::Open(testing::FreshStorePath(TestName()));
   EXPECT_TRUE(store.ok()) << store.status();
   return store.ok() ? *std::move(store) : nullptr;
 }
@@ -418,9 +417,7 @@ TEST(StoreCopy, SqliteToEtcdAndBackKeepsObjectsSecretsAndOrder) {
   EXPECT_EQ(there->commits, 3);  // b, c, then a: by the revision of their last change
   EXPECT_EQ(there->secrets, 2);
 
-  const std::string back_path = TempPath(TestName() + "-back.db");
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(back_path + suffix);
-  auto back = SqliteStore::Open(back_path);
+  auto back = SqliteStore::Open(testing::FreshStorePath(TestName() + "-back"));
   ASSERT_TRUE(back.ok());
   ASSERT_TRUE(CopyStore(**in_etcd, **back).ok());
   for (Store* s : {static_cast<Store*>(in_etcd->get()), static_cast<Store*>(back->get())}) {

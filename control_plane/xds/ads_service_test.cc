@@ -6,8 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -18,6 +16,7 @@
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/trusting_node_authorizer.h"
 #include "meshplug/v1/snapshot.pb.h"
+#include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
@@ -50,11 +49,7 @@ envoy::config::core::v3::Node NodeFor(const std::string& name, const std::string
 class AdsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* dir = std::getenv("TEST_TMPDIR");
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    const std::string path = std::string(dir ? dir : "/tmp") + "/" + name + ".db";
-    for (const char* s : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + s);
-    store_ = std::move(*store::SqliteStore::Open(path));
+    store_ = testing::FreshSqliteStore(::testing::UnitTest::GetInstance()->current_test_info()->name());
     api_ = std::make_unique<api::ResourceApi>(*store_);
     Apply(kMesh);
     controller_ = std::make_unique<controller::MeshController>(
