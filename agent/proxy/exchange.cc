@@ -200,9 +200,12 @@ class ExchangeRunner {
   absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const UpstreamSettings& settings,
                                                                     std::optional<size_t> endpoint) const;
 
-  awaitable<std::optional<LocalResponse>> RunRequestSteps(Exchange& x);
-  // nullopt, or a response that replaces the current one.
-  awaitable<std::optional<LocalResponse>> RunResponseSteps(Exchange& x);
+  // The header steps of one direction. Request steps run in chain order until one answers
+  // or forwards: nullopt when one forwarded, else the local response to send (404 when
+  // none did). Response steps run in reverse over those whose request step ran: nullopt,
+  // or a response that replaces the current one.
+  template <bool kRequest>
+  awaitable<std::optional<LocalResponse>> RunHeaderSteps(Exchange& x);
   void RunLogSteps(Exchange& x) noexcept;
   // A plugin answered the request itself with `status`.
   void Answered(Exchange& x, const std::string& plugin, unsigned status);
@@ -309,7 +312,7 @@ awaitable<void> ExchangeRunner::Serve(ExchangeStart start) {
   bool failed = false;
   std::string failed_plugin;
   try {
-    std::optional<LocalResponse> local = co_await RunRequestSteps(x);
+    std::optional<LocalResponse> local = co_await RunHeaderSteps<true>(x);
     if (local) {
       co_await Respond(x, std::move(*local), true);
     } else {
@@ -372,41 +375,40 @@ void ExchangeRunner::Answered(Exchange& x, const std::string& plugin, unsigned s
                      {"code", std::to_string(SendableStatus(status))}});
 }
 
-// nullopt when a module forwarded the request; else the local response to send.
-awaitable<std::optional<LocalResponse>> ExchangeRunner::RunRequestSteps(Exchange& x) {
+template <bool kRequest>
+awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange& x) {
   StepTimer timer;
-  for (const auto& entry : *x.chain) {
-    ++x.ran;
+  const size_t steps = kRequest ? x.chain->size() : x.ran;
+  for (size_t k = 0; k < steps; ++k) {
+    const auto& entry = (*x.chain)[kRequest ? k : steps - 1 - k];
+    if constexpr (kRequest) ++x.ran;
     // An immediate step's Verdict is built in place: moving one moves its response's fields.
-    Verdict v = entry.immediate != nullptr
-                    ? ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); })
-                    : Verdict{};
-    if (entry.immediate == nullptr) v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnRequestHeaders(x.ctx); });
-    timer.Lap(entry.request_time);
+    Verdict v = entry.immediate != nullptr ? ImmediateStep(entry.name,
+                                                           [&] {
+                                                             if constexpr (kRequest) {
+                                                               return entry.immediate->RequestHeaders(x.ctx);
+                                                             } else {
+                                                               return entry.immediate->ResponseHeaders(x.ctx);
+                                                             }
+                                                           })
+                                           : Verdict{};
+    if (entry.immediate == nullptr) {
+      v = co_await PluginStep(entry.name, [&] {
+        if constexpr (kRequest) {
+          return entry.plugin->OnRequestHeaders(x.ctx);
+        } else {
+          return entry.plugin->OnResponseHeaders(x.ctx);
+        }
+      });
+    }
+    timer.Lap(kRequest ? entry.request_time : entry.response_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
       co_return std::move(v.response);
     }
-    if (v.kind == Verdict::Kind::kForward) co_return std::nullopt;
+    if (kRequest && v.kind == Verdict::Kind::kForward) co_return std::nullopt;
   }
-  co_return Error(404, "no module of the chain answered");
-}
-
-awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchange& x) {
-  StepTimer timer;
-  for (size_t i = x.ran; i-- > 0;) {
-    const auto& entry = (*x.chain)[i];
-    // An immediate step's Verdict is built in place: moving one moves its response's fields.
-    Verdict v = entry.immediate != nullptr
-                    ? ImmediateStep(entry.name, [&] { return entry.immediate->ResponseHeaders(x.ctx); })
-                    : Verdict{};
-    if (entry.immediate == nullptr) v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnResponseHeaders(x.ctx); });
-    timer.Lap(entry.response_time);
-    if (v.kind == Verdict::Kind::kRespond) {
-      Answered(x, entry.name, v.response.status);
-      co_return std::move(v.response);
-    }
-  }
+  if (kRequest) co_return Error(404, "no module of the chain answered");
   co_return std::nullopt;
 }
 
@@ -462,7 +464,7 @@ awaitable<void> ExchangeRunner::Respond(Exchange& x, LocalResponse response, boo
   };
   set_response(response);
   if (run_steps) {
-    std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
+    std::optional<LocalResponse> replaced = co_await RunHeaderSteps<false>(x);
     if (replaced) {
       response = std::move(*replaced);
       set_response(response);
@@ -961,7 +963,7 @@ awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, http::response_he
   const unsigned upstream_status = upstream.result_int();
   x.ctx.response = std::move(upstream);
   RemoveConnectionOptions(*x.ctx.response);
-  std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
+  std::optional<LocalResponse> replaced = co_await RunHeaderSteps<false>(x);
   if (replaced) {
     co_await Respond(x, std::move(*replaced), false);
     co_return false;
