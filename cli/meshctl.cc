@@ -136,6 +136,29 @@ struct Args {
   std::set<std::string> seen;  // flags given, to refuse those a command does not take
 };
 
+// Flags that only store their value, and flags that only switch something on.
+const std::map<std::string_view, std::string Args::*> kValueFlags = {
+    {"--server", &Args::server},
+    {"--config", &Args::config},
+    {"--token", &Args::token},
+    {"--ttl", &Args::ttl},
+    {"--role", &Args::role},
+    {"--service-account", &Args::service_account},
+    {"--xds-address", &Args::xds_address},
+    {"--ca-cert", &Args::ca_cert},
+    {"--ca-key", &Args::ca_key},
+    {"--mesh-name", &Args::mesh_name},
+    {"--duration", &Args::duration},
+    {"--admin-token-file", &Args::admin_token_file},
+    {"--window", &Args::window},
+    {"--prometheus", &Args::prometheus},
+};
+const std::map<std::string_view, bool Args::*> kSwitches = {
+    {"--bootstrap", &Args::bootstrap},
+    {"--force", &Args::force},
+    {"--dry-run", &Args::dry_run},
+};
+
 Args Parse(int argc, char** argv) {
   Args a;
   if (const char* env = std::getenv("MESHCTL_SERVER")) a.server = env;
@@ -156,33 +179,15 @@ Args Parse(int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError{Cat("flag ", arg, " needs a value")};
       return argv[++i];
     };
-    if (arg == "--server") {
-      a.server = next();
-    } else if (arg == "--config") {
-      a.config = next();
-    } else if (arg == "--token") {
-      a.token = next();
-    } else if (arg == "--ttl") {
-      a.ttl = next();
-    } else if (arg == "--role") {
-      a.role = next();
-    } else if (arg == "--service-account") {
-      a.service_account = next();
-    } else if (arg == "--bootstrap") {
-      a.bootstrap = true;
-    } else if (arg == "--xds-address") {
-      a.xds_address = next();
+    if (const auto flag = kValueFlags.find(arg); flag != kValueFlags.end()) {
+      a.*(flag->second) = next();
+    } else if (const auto on = kSwitches.find(arg); on != kSwitches.end()) {
+      a.*(on->second) = true;
     } else if (arg == "--labels") {
       std::string bad;
       auto labels = ParseLabels(next(), &bad);
       if (!labels) throw UsageError{Cat("--labels: \"", bad, "\" is not KEY=VALUE")};
       a.labels = *std::move(labels);
-    } else if (arg == "--ca-cert") {
-      a.ca_cert = next();
-    } else if (arg == "--ca-key") {
-      a.ca_key = next();
-    } else if (arg == "--force") {
-      a.force = true;
     } else if (arg == "-f" || arg == "--filename") {
       a.files.push_back(next());
       arg = "-f";
@@ -199,22 +204,10 @@ Args Parse(int argc, char** argv) {
       if (a.output != "yaml" && a.output != "json" && a.output != "table") {
         throw UsageError{Cat("-o must be yaml, json or table, not \"", a.output, "\"")};
       }
-    } else if (arg == "--dry-run") {
-      a.dry_run = true;
-    } else if (arg == "--mesh-name") {
-      a.mesh_name = next();
     } else if (arg == "--path" || arg == "--method" || arg == "--sample" || arg == "--max-rps") {
       std::string key = arg.substr(2);
       std::replace(key.begin(), key.end(), '-', '_');
       a.tap[key] = next();
-    } else if (arg == "--duration") {
-      a.duration = next();
-    } else if (arg == "--admin-token-file") {
-      a.admin_token_file = next();
-    } else if (arg == "--window") {
-      a.window = next();
-    } else if (arg == "--prometheus") {
-      a.prometheus = next();
     } else if (arg == "--direction") {
       a.direction = next();
       if (a.direction != "inbound" && a.direction != "outbound") {
