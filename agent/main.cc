@@ -245,10 +245,6 @@ std::string FileSetting(const std::string& given, const agent_ns::xds::Bootstrap
   return given.empty() ? DefaultAgentFile(b, suffix) : given == "none" ? "" : given;
 }
 
-bool IsLoopback(std::string_view host) {
-  return host.starts_with("127.") || host == "::1" || host == "[::1]" || host == "localhost";
-}
-
 // Where the control plane (and Prometheus, through its service discovery) reaches /stats:
 // the admin listener's address, or the workload's when it listens on every address. A
 // loopback address only when the control plane is on this machine too; "" otherwise.
@@ -256,7 +252,7 @@ std::string ReportedAdminAddress(const agent_ns::xds::Bootstrap& b, uint16_t adm
   std::string host = absl::GetFlag(FLAGS_admin_address);
   if (meshplug::IsAnyAddress(host)) host = b.address.empty() ? "127.0.0.1" : b.address;
   const std::string first_server = b.xds_address.substr(0, b.xds_address.find(','));
-  if (IsLoopback(host) && !IsLoopback(first_server.substr(0, first_server.rfind(':')))) {
+  if (meshplug::IsLoopback(host) && !meshplug::IsLoopback(first_server.substr(0, first_server.rfind(':')))) {
     meshplug::log::Info("the admin listener is on loopback and the control plane elsewhere: /stats is not offered to "
               "Prometheus's discovery (--admin_address 0.0.0.0 offers it)");
     return "";

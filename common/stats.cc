@@ -72,9 +72,22 @@ Stats::Shard& Stats::Local() {
   return shards_[index];
 }
 
+namespace {
+
+// `map[key]` without building a std::string when the key is there: a metric at its
+// series limit comes here for every update it drops.
+template <typename Map>
+typename Map::mapped_type& Entry(Map& map, std::string_view key) {
+  auto it = map.find(key);
+  if (it == map.end()) it = map.try_emplace(std::string(key)).first;
+  return it->second;
+}
+
+}  // namespace
+
 bool Stats::Admit(std::string_view metric, std::string_view labels) {
   std::lock_guard lock(admitted_mu_);
-  auto& sets = admitted_[std::string(metric)];
+  auto& sets = Entry(admitted_, metric);
   if (sets.contains(labels)) return true;
   if (sets.size() >= kMaxSeries) return false;
   sets.emplace(labels);
@@ -85,14 +98,14 @@ void Stats::AddCount(Shard& shard, std::string_view counter, std::string_view la
   if (uint64_t* value = Series(shard.counters, counter, labels, [&](size_t) { return Admit(counter, labels); })) {
     *value += delta;
   } else {
-    ++shard.dropped[std::string(counter)];
+    ++Entry(shard.dropped, counter);
   }
 }
 
 void Stats::AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds) {
   HistogramValue* h = Series(shard.histograms, histogram, labels, [&](size_t) { return Admit(histogram, labels); });
   if (h == nullptr) {
-    ++shard.dropped[std::string(histogram)];
+    ++Entry(shard.dropped, histogram);
     return;
   }
   ++h->buckets[BucketOf(seconds)];

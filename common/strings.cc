@@ -139,6 +139,14 @@ std::optional<uint16_t> ParsePort(std::string_view s) {
   return static_cast<uint16_t>(port);
 }
 
+std::optional<HostAndPort> SplitHostPort(std::string_view host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return HostAndPort{std::string(host), host_port.substr(colon + 1)};
+}
+
 std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view text, std::string* bad) {
   std::map<std::string, std::string> out;
   for (const std::string_view item : Split(text, ',')) {

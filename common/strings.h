@@ -108,9 +108,21 @@ bool IsHttpToken(std::string_view s);
 
 // Whether a listen host means every address: "0.0.0.0", "::" or "[::]".
 inline bool IsAnyAddress(std::string_view host) { return host == "0.0.0.0" || host == "::" || host == "[::]"; }
+// Whether a host names this machine's loopback: 127.x.y.z, "::1", "[::1]" or "localhost".
+inline bool IsLoopback(std::string_view host) {
+  return host.starts_with("127.") || host == "::1" || host == "[::1]" || host == "localhost";
+}
 
 // A TCP/UDP port, 1-65535, as a whole decimal number.
 std::optional<uint16_t> ParsePort(std::string_view s);
+
+// "host:port" split at its last colon, an IPv6 host's brackets removed; nullopt without
+// a colon. Neither part is checked.
+struct HostAndPort {
+  std::string host;
+  std::string_view port;
+};
+std::optional<HostAndPort> SplitHostPort(std::string_view host_port);
 
 // "key=value,key2=value2" (empty items skipped); nullopt when an item is not key=value,
 // which `*bad` then holds.

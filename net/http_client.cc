@@ -21,11 +21,10 @@ namespace http = beast::http;
 
 absl::StatusOr<std::string> HttpGet(const std::string& host_port, const std::string& target,
                                     std::chrono::milliseconds timeout) {
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  const std::string port = host_port.substr(colon + 1);
+  const std::optional<HostAndPort> split = SplitHostPort(host_port);
+  if (!split) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
+  const std::string& host = split->host;
+  const std::string port(split->port);
 
   asio::io_context io;
   beast::tcp_stream stream(io);
@@ -67,10 +66,9 @@ absl::Status HttpStreamLines(const std::string& host_port, const std::string& ta
                              const std::function<void(std::string_view line)>& on_line,
                              std::chrono::milliseconds connect_timeout) {
   constexpr size_t kMaxLine = 1 << 20;
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const std::optional<HostAndPort> split = SplitHostPort(host_port);
+  if (!split) return absl::InvalidArgumentError(Cat("\"", host_port, "\" is not host:port"));
+  const std::string& host = split->host;
   asio::io_context io;
   absl::Status result;
   auto stream_lines = [&]() -> asio::awaitable<void> {
@@ -81,7 +79,7 @@ absl::Status HttpStreamLines(const std::string& host_port, const std::string& ta
     };
     asio::ip::tcp::resolver resolver(io);
     stream.expires_after(connect_timeout);
-    auto found = co_await resolver.async_resolve(host, host_port.substr(colon + 1),
+    auto found = co_await resolver.async_resolve(host, std::string(split->port),
                                                  asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return failed("resolving");
     co_await stream.async_connect(found, asio::redirect_error(asio::use_awaitable, ec));

@@ -77,14 +77,12 @@ absl::StatusOr<std::shared_ptr<tcp::acceptor>> Listen(asio::io_context& context,
 
 absl::StatusOr<std::shared_ptr<tcp::acceptor>> ListenOn(asio::io_context& context, const std::string& host_port,
                                                         std::string_view flag) {
-  const size_t colon = host_port.rfind(':');
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::optional<HostAndPort> split = SplitHostPort(host_port);
   unsigned long port = 0;  // 0: any free port
-  if (colon == std::string::npos || !ParseNumber(std::string_view(host_port).substr(colon + 1), port) || port > 65535) {
+  if (!split || !ParseNumber(split->port, port) || port > 65535) {
     return absl::InvalidArgumentError(std::string(flag) + ": \"" + host_port + "\" is not IP:port");
   }
-  auto acceptor = Listen(context, host, static_cast<uint16_t>(port));
+  auto acceptor = Listen(context, split->host, static_cast<uint16_t>(port));
   if (!acceptor.ok()) return absl::Status(acceptor.status().code(), std::string(flag) + ": " + std::string(acceptor.status().message()));
   return acceptor;
 }

@@ -237,7 +237,8 @@ class ExchangeRunner {
   awaitable<void> StopPump(UpstreamCall& call);
   awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
-  awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call);
+  // `cluster`: the one the request went to (SettingsFor's), for its connection limit.
+  awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call, const routing::ClusterView* cluster);
   awaitable<void> RelayHttp2Response(Exchange& x, UpstreamCall& call);
   // Sends x.ctx.response down and relays the body from `source` (Next, done; trailers for
   // HTTP/2) through the response body steps; false when the relay broke or the response
@@ -262,17 +263,15 @@ class ExchangeRunner {
   void Count(std::string_view name, std::string_view cluster) {
     env_.stats->Count(name, {{"cluster", cluster}});
   }
-  // A gRPC response that went down, by its status ("" when it had none: a broken server).
-  // A gRPC response's status, with the golden metrics' labels.
+  // A gRPC response that went down, by its status ("" when it had none: a broken server),
+  // with the golden metrics' labels.
   void CountGrpc(const Exchange& x, std::string_view status) {
     // Only the 17 codes gRPC defines are labels of their own: a server cannot grow the series.
     unsigned code = 0;
     std::string label = "other";
     if (ParseNumber(status, code) && code <= 16) label = std::to_string(code);
     thread_local Stats::Labels labels;
-    plugins::SetTrafficLabels(
-        labels, env_.inbound,
-        plugins::PartiesOf(env_.inbound, x.ctx.workload, x.ctx.service, x.ctx.peer_identity, x.ctx.upstream));
+    plugins::SetTrafficLabels(labels, env_.inbound, x.ctx);
     labels.emplace_back("route", x.ctx.route);
     labels.emplace_back("grpc_status", label);
     env_.stats->Count("meshplug_grpc_responses_total", labels);
@@ -421,7 +420,7 @@ void ExchangeRunner::PublishTap(const Exchange& x) const {
   r.path = ctx.request.target().substr(0, ctx.request.target().find('?'));
   r.status = ctx.response ? ctx.response->result_int() : 0;
   r.seconds = std::chrono::duration<double>(Clock::now() - ctx.started).count();
-  r.parties = plugins::PartiesOf(env_.inbound, ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream);
+  r.parties = plugins::PartiesOf(env_.inbound, ctx);
   r.route = ctx.route;
   std::string upstream;
   if (env_.inbound) {
@@ -623,10 +622,7 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
       if (attempt > 0) {
         endpoint = cluster->lb->Pick(endpoint);
         if (!endpoint) break;
-        const v1::Endpoint& picked = cluster->lb->endpoint(*endpoint);
-        x.ctx.upstream->host = picked.address();
-        x.ctx.upstream->port = static_cast<uint16_t>(picked.port());
-        x.ctx.upstream->workload = picked.workload();
+        routing::SetEndpoint(*x.ctx.upstream, cluster->lb->endpoint(*endpoint));
       }
     }
     ActiveRequest active(cluster ? cluster->lb.get() : nullptr, endpoint);
@@ -656,7 +652,7 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
           if (call.stream) {
             co_await RelayHttp2Response(x, call);
           } else {
-            co_await RelayResponse(x, call);
+            co_await RelayResponse(x, call, cluster);
           }
           relayed = true;
         }
@@ -1004,7 +1000,7 @@ awaitable<void> ExchangeRunner::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   if (end == RelayEnd::kTimedOut) Count("meshplug_tcp_idle_timeouts_total", x.ctx.upstream->cluster);
 }
 
-awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call) {
+awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call, const routing::ClusterView* cluster) {
   ResponseParser& response = *call.response;
   // Call let a 101 through only to the protocol the request asked for.
   if (response.get().result_int() == 101) co_return co_await RelayUpgraded(x, call);
@@ -1021,8 +1017,7 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call) {
   const bool sent =
       co_await SendResponse(x, call, source, !response.is_done(), declared_length, upstream.buffer.size() > 0);
   if (!sent) co_return;
-  const routing::ClusterView* cluster = x.chains->mesh().FindCluster(x.ctx.upstream->cluster);
-  uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
+  const uint32_t max_requests = cluster ? cluster->config.max_requests_per_connection() : 0;
   call.reusable = response.is_done() && upstream_keep_alive &&
                   (max_requests == 0 || upstream.requests < max_requests);
 }

@@ -126,9 +126,7 @@ class TcpSession {
       const bool ok = co_await AnswerTunnel("200 OK", "");
       if (!ok) co_return;
     }
-    plugins::SetTrafficLabels(
-        labels_, env_.inbound,
-        plugins::PartiesOf(env_.inbound, ctx_.workload, ctx_.service, ctx_.peer_identity, ctx_.upstream));
+    plugins::SetTrafficLabels(labels_, env_.inbound, ctx_);
     env_.stats->Count("meshplug_tcp_connections_total", labels_);
     // What the tunnel's answer brought after its header is the app's first bytes.
     std::string early = TakeBuffered(connection->buffer);

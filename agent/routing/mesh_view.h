@@ -69,6 +69,13 @@ struct RouteChoice {
 // Routing tables of one snapshot. Services are per direction: an agent's own service is
 // both a destination (outbound) and what its inbound chain serves, with different routes
 // and configs. As a ServiceResolver it sends a plugin's calls to mesh names (outbound).
+// Points `target` at `endpoint` of its cluster: address, port and workload.
+inline void SetEndpoint(plugins::UpstreamTarget& target, const v1::Endpoint& endpoint) {
+  target.host = endpoint.address();
+  target.port = static_cast<uint16_t>(endpoint.port());
+  target.workload = endpoint.workload();
+}
+
 class MeshView final : public plugins::ServiceResolver {
  public:
   // Fails when a route names a cluster that does not exist, a regex does not compile

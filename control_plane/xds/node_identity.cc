@@ -80,18 +80,17 @@ absl::StatusOr<std::string> AdminAddressFromNode(const envoy::config::core::v3::
   const std::string field = "metadata.admin_address";
   if (it->second.kind_case() != Value::kStringValue) return Bad(field, "must be a string \"IP:port\"");
   const std::string& address = it->second.string_value();
-  const size_t colon = address.rfind(':');
-  std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::optional<HostAndPort> split = SplitHostPort(address);
+  const std::string host = split ? split->host : "";
   in6_addr ip{};
   const bool v4 = inet_pton(AF_INET, host.c_str(), &ip) == 1, v6 = !v4 && inet_pton(AF_INET6, host.c_str(), &ip) == 1;
-  if (!(v4 || v6) || !ParsePort(std::string_view(address).substr(colon + 1))) {
+  if (!(v4 || v6) || !ParsePort(split->port)) {
     return Bad(field, Cat("\"", address.substr(0, 64), "\" is not IP:port"));
   }
   // The workload's own address, or loopback (a control plane on the same machine): never
   // another host for the control plane and Prometheus to read.
   const auto workload = md.find("address");
-  const bool loopback = v4 ? host.starts_with("127.") : host == "::1";
+  const bool loopback = IsLoopback(host);
   const bool own = workload != md.end() && workload->second.string_value() == host;
   if (!loopback && !own) {
     return Bad(field, Cat(host, " is neither loopback nor the workload's address (metadata.address)"));

@@ -31,30 +31,33 @@ struct TrafficParties {
   std::string_view dst_namespace, dst_service, dst_workload;
 };
 
-// The parties of traffic to `service` ("name.namespace", empty when unrouted).
-inline TrafficParties PartiesOf(bool inbound, const WorkloadIdentity* workload, std::string_view service,
-                                std::string_view peer_identity, const std::optional<UpstreamTarget>& upstream) {
+// The parties of a request's or a connection's traffic (an HttpContext or a TcpContext:
+// the same fields), to ctx.service ("name.namespace", empty when unrouted).
+template <typename Context>
+TrafficParties PartiesOf(bool inbound, const Context& ctx) {
   static const WorkloadIdentity kNone;
-  const WorkloadIdentity& self = workload ? *workload : kNone;
-  const auto [dst_service, dst_namespace] = SplitDotted(service);
+  const WorkloadIdentity& self = ctx.workload ? *ctx.workload : kNone;
+  const auto [dst_service, dst_namespace] = SplitDotted(ctx.service);
   TrafficParties p;
   p.dst_namespace = dst_namespace;
   p.dst_service = dst_service;
   if (inbound) {
-    p.src_namespace = SpiffeNamespace(peer_identity);
-    p.src_service_account = SpiffeServiceAccount(peer_identity);
+    p.src_namespace = SpiffeNamespace(ctx.peer_identity);
+    p.src_service_account = SpiffeServiceAccount(ctx.peer_identity);
     p.dst_workload = self.name;
   } else {
     p.src_namespace = self.ns;
     p.src_workload = self.name;
     p.src_service_account = self.service_account;
-    p.dst_workload = SplitDotted(upstream ? upstream->workload : "").first;
+    p.dst_workload = SplitDotted(ctx.upstream ? ctx.upstream->workload : "").first;
   }
   return p;
 }
 
-// Replaces `labels` with direction, src_* and dst_* of `p`.
-inline void SetTrafficLabels(Stats::Labels& labels, bool inbound, const TrafficParties& p) {
+// Replaces `labels` with direction, src_* and dst_* of the parties of `ctx`.
+template <typename Context>
+void SetTrafficLabels(Stats::Labels& labels, bool inbound, const Context& ctx) {
+  const TrafficParties p = PartiesOf(inbound, ctx);
   labels.assign({{"direction", inbound ? "inbound" : "outbound"},
                  {"src_namespace", p.src_namespace},
                  {"src_workload", p.src_workload},

@@ -15,10 +15,7 @@ bool ChooseEndpoint(const routing::MeshView& mesh, plugins::UpstreamTarget& upst
   if (cluster == nullptr) return false;
   std::optional<size_t> i = cluster->lb->Pick();
   if (!i) return false;
-  const v1::Endpoint& endpoint = cluster->lb->endpoint(*i);
-  upstream.host = endpoint.address();
-  upstream.port = static_cast<uint16_t>(endpoint.port());
-  upstream.workload = endpoint.workload();
+  routing::SetEndpoint(upstream, cluster->lb->endpoint(*i));
   return true;
 }
 

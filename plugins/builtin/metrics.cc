@@ -17,8 +17,7 @@ class Metrics final : public HttpObserver {
     // Reused by every request of this thread: no allocation once they have grown.
     thread_local Stats::Labels labels;
     thread_local std::string latency_key, count_key;
-    SetTrafficLabels(labels, inbound(),
-                     PartiesOf(inbound(), ctx.workload, ctx.service, ctx.peer_identity, ctx.upstream));
+    SetTrafficLabels(labels, inbound(), ctx);
     labels.emplace_back("route", ctx.route);
     Stats::RenderLabels(labels, latency_key);
     // The count's labels are the latency's and the status code ("0": no response was
