@@ -105,15 +105,17 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
     {
       std::lock_guard lock(mu_);
       writing_ = false;
-      if (!ok) return FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      // A write already handed to the transport may complete with ok=true after the
+      // cancel; the stream ends here either way, or it never would.
+      if (!ok || cancelled_) return FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     }
     Pump();
   }
 
   void OnCancel() override {
     std::lock_guard lock(mu_);
-    // An outstanding write completes with ok=false and finishes there.
-    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+    cancelled_ = true;
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);  // else OnWriteDone finishes
   }
 
   void OnDone() override {
@@ -162,6 +164,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   const bool redact_;  // PluginConfig values hidden (not an admin)
   std::deque<store::Event> pending_;
   bool writing_ = false;
+  bool cancelled_ = false;
   bool finished_ = false;
   v1::WatchEvent event_;
   store::Store::Subscription subscription_;

@@ -5,7 +5,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <future>
 
 #include "common/x509.h"
 #include "common/xds_types.h"
@@ -126,6 +128,33 @@ TEST_F(AdminServiceTest, WatchDeliversEveryChangeInOrder) {
   EXPECT_EQ(seen, (std::vector<std::string>{"2 ADDED b x", "2 ADDED c x", "3 MODIFIED b y",
                                             "4 DELETED a x"}));
   ctx.TryCancel();
+}
+
+// A client that goes away while the server's write is in flight: the write may still
+// complete successfully after the cancel, and the stream must end anyway, or the
+// control plane's shutdown waits for it forever.
+TEST_F(AdminServiceTest, AWatchCancelledMidStreamEndsAndShutdownCompletes) {
+  Apply(Ns("a"));  // revision 1
+  Apply(Ns("b"));  // revision 2
+  // Cancelling right after the last event arrives races the server's write completion.
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::WatchRequest req;
+    req.set_since_revision(1);
+    auto reader = stub_->Watch(&ctx, req);
+    v1::WatchEvent ev;
+    ASSERT_TRUE(reader->Read(&ev));
+    ctx.TryCancel();
+    EXPECT_FALSE(reader->Read(&ev));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  auto shutdown = std::async(std::launch::async, [this] { server_->Shutdown(std::chrono::system_clock::now()); });
+  if (shutdown.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    // Waiting on (or destroying) the stuck shutdown would hang the test instead of failing it.
+    std::fprintf(stderr, "FAILED: a cancelled watch never finished; the server's shutdown is stuck\n");
+    std::_Exit(1);
+  }
 }
 
 TEST_F(AdminServiceTest, WithoutACredentialNothingIsServed) {
