@@ -22,6 +22,7 @@
 #include "control_plane/xds/envoy_resources.h"
 #include "control_plane/xds/node_identity.h"
 #include "control_plane/xds/resources.h"
+#include "control_plane/xds/response_bytes.h"
 #include "control_plane/xds/stream_protocol.h"
 #include "fuzz/finding.h"
 
@@ -63,9 +64,11 @@ void Run(std::string_view input) {
   auto drain = [&] {
     if (!protocol) return;
     for (int i = 0; i < 64; ++i) {
-      std::optional<typename Protocol::Response> response = protocol->NextResponse();
-      if (!response) return;
-      Check(*response, envoy_types_only);
+      std::optional<grpc::ByteBuffer> bytes = protocol->NextResponse();
+      if (!bytes) return;
+      typename Protocol::Response response;
+      if (!ParseFrom(*bytes, response)) Finding("xds_server", "a response that does not parse");
+      Check(response, envoy_types_only);
     }
     Finding("xds_server", "the stream keeps producing responses with nothing new to send");
   };

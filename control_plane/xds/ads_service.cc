@@ -6,39 +6,45 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "control_plane/xds/node_identity.h"
+#include "control_plane/xds/response_bytes.h"
 #include "control_plane/xds/stream_protocol.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
 
-namespace discovery = envoy::service::discovery::v3;
 
 // One ADS stream of either protocol: identifies the agent from the first request's node,
 // follows its resources in the cache, writes one response at a time, finishes cleanly.
 template <typename Protocol>
-class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, typename Protocol::Response> {
+class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   Stream(grpc::CallbackServerContext* ctx, ConfigWatcher& configs, AgentRegistry& registry,
          AgentLifecycle& lifecycle, const NodeAuthorizer& authorizer)
       : ctx_(ctx), configs_(configs), registry_(registry), lifecycle_(lifecycle), authorizer_(authorizer) {}
 
-  void Begin() { this->StartRead(&request_); }
+  void Begin() { this->StartRead(&read_); }
 
   void OnReadDone(bool ok) override {
     std::lock_guard lock(mu_);
     if (!ok) return FinishLocked(grpc::Status::OK);  // the agent closed its side
+    const bool parsed = ParseFrom(read_, request_);
+    read_.Clear();
+    if (!parsed) {
+      return FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                       Cat("the request is not a ", request_.GetDescriptor()->full_name())));
+    }
     if (!protocol_ && !Identify()) return;
     protocol_->Handle(request_);
     WriteNextLocked();
-    if (!finished_) this->StartRead(&request_);
+    if (!finished_) this->StartRead(&read_);
   }
 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
-    // gRPC has the bytes: the message (a whole snapshot's copies, the first time) goes,
-    // rather than staying with every idle stream.
-    typename Protocol::Response().Swap(&response_);
+    // gRPC is done with the bytes: our references to the shared encodings go, rather than
+    // staying with every idle stream.
+    response_.Clear();
     // A finish that waited for this write goes out now, whether the write worked or not:
     // without it the stream never ends and the server's shutdown waits for it forever.
     if (pending_finish_) {
@@ -140,8 +146,9 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
   const NodeAuthorizer& authorizer_;
   std::mutex mu_;
   std::optional<Protocol> protocol_;  // once the agent is identified
-  typename Protocol::Request request_;
-  typename Protocol::Response response_;
+  grpc::ByteBuffer read_;
+  typename Protocol::Request request_;  // the last one read
+  grpc::ByteBuffer response_;
   bool writing_ = false;
   bool finished_ = false;
   std::optional<grpc::Status> pending_finish_;
@@ -151,15 +158,13 @@ class Stream final : public grpc::ServerBidiReactor<typename Protocol::Request, 
 
 }  // namespace
 
-grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse>*
-AdsService::StreamAggregatedResources(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AdsService::StreamAggregatedResources(grpc::CallbackServerContext* ctx) {
   auto* s = new Stream<SotwProtocol>(ctx, configs_, registry_, lifecycle_, authorizer_);
   s->Begin();
   return s;
 }
 
-grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>*
-AdsService::DeltaAggregatedResources(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AdsService::DeltaAggregatedResources(grpc::CallbackServerContext* ctx) {
   auto* s = new Stream<DeltaProtocol>(ctx, configs_, registry_, lifecycle_, authorizer_);
   s->Begin();
   return s;

@@ -15,20 +15,23 @@
 
 namespace meshplug::control_plane::xds {
 
-class AdsService final
-    : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
+// Raw methods: requests are parsed here, and responses go out as the bytes ResponseBytes
+// assembled, so gRPC never re-serialises a shared resource into each agent's response.
+using RawAdsService = envoy::service::discovery::v3::AggregatedDiscoveryService::
+    WithRawCallbackMethod_StreamAggregatedResources<envoy::service::discovery::v3::AggregatedDiscoveryService::
+                                                        WithRawCallbackMethod_DeltaAggregatedResources<
+                                                            envoy::service::discovery::v3::AggregatedDiscoveryService::Service>>;
+
+class AdsService final : public RawAdsService {
  public:
   AdsService(ConfigWatcher& configs, AgentRegistry& registry, AgentLifecycle& lifecycle,
              const NodeAuthorizer& authorizer)
       : configs_(configs), registry_(registry), lifecycle_(lifecycle), authorizer_(authorizer) {}
 
-  grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
-                          envoy::service::discovery::v3::DiscoveryResponse>*
-  StreamAggregatedResources(grpc::CallbackServerContext* ctx) override;
-
-  grpc::ServerBidiReactor<envoy::service::discovery::v3::DeltaDiscoveryRequest,
-                          envoy::service::discovery::v3::DeltaDiscoveryResponse>*
-  DeltaAggregatedResources(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamAggregatedResources(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* DeltaAggregatedResources(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   ConfigWatcher& configs_;

@@ -1,5 +1,6 @@
 #include "control_plane/xds/envoy_resources.h"
 
+#include <google/protobuf/any.pb.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -192,7 +193,9 @@ TEST(EnvoyResources, AgentResourcesServeThemBesideMeshplugsTypes) {
   const std::string listener_url = "type.googleapis.com/envoy.config.listener.v3.Listener";
   const EncodedResource* listener = resources->Find(listener_url, "echo.demo:50051");
   ASSERT_NE(listener, nullptr);
-  EXPECT_EQ(listener->any.type_url(), listener_url);
+  google::protobuf::Any any;
+  ASSERT_TRUE(any.ParseFromArray(listener->Any().data(), static_cast<int>(listener->Any().size())));
+  EXPECT_EQ(any.type_url(), listener_url);
   EXPECT_EQ(listener->version.size(), 16u);
   EXPECT_EQ(resources->TypeVersion(listener_url).size(), 16u);
   // The same snapshot, the same versions.

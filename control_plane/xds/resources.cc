@@ -1,5 +1,7 @@
 #include "control_plane/xds/resources.h"
 
+#include <google/protobuf/any.pb.h>
+
 #include "common/hash.h"
 #include "common/strings.h"
 #include "control_plane/xds/envoy_resources.h"
@@ -19,8 +21,12 @@ std::shared_ptr<EncodedResource> Encoded(const std::string& name, const std::str
   auto r = std::make_shared<EncodedResource>();
   r->name = name;
   r->version = std::move(version);
-  r->any.set_type_url(type_url);
-  r->any.set_value(std::move(bytes));
+  google::protobuf::Any any;
+  any.set_type_url(type_url);
+  any.set_value(std::move(bytes));
+  const std::string encoded = any.SerializeAsString();
+  r->any = grpc::Slice(encoded.data(), encoded.size());
+  r->value_offset = encoded.size() - any.value().size();  // the value is the Any's last field
   return r;
 }
 
@@ -54,6 +60,8 @@ void SetTypeVersions(AgentResources& r, const std::vector<std::string>& type_url
 }
 
 }  // namespace
+
+std::string_view EncodedResource::Value() const { return Any().substr(value_offset); }
 
 const AgentResources& AgentResources::Layer(const std::string& type_url) const {
   if (!IsEnvoyType(type_url)) return *this;
@@ -141,7 +149,8 @@ v1::Snapshot ToSnapshot(const AgentResources& resources) {
   for (const auto& type : xds_types::TypeUrls()) {
     const xds_types::ResourceType& t = *xds_types::FindType(type);
     resources.ForEach(type, [&](const std::string&, const ResourcePtr& r) {
-      xds_types::AddResource(snap, t)->ParseFromString(r->any.value());
+      const std::string_view value = r->Value();
+      xds_types::AddResource(snap, t)->ParseFromArray(value.data(), static_cast<int>(value.size()));
     });
   }
   return snap;

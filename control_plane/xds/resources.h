@@ -2,13 +2,14 @@
 // hash of its bytes. Identical resources of different agents share one encoding.
 #pragma once
 
-#include <google/protobuf/any.pb.h>
+#include <grpcpp/support/slice.h>
 
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -20,7 +21,12 @@ namespace meshplug::control_plane::xds {
 struct EncodedResource {
   std::string name;
   std::string version;  // ResourceVersion of the message
-  google::protobuf::Any any;
+  // The google.protobuf.Any of the message, serialised once; responses reference it.
+  grpc::Slice any;
+  size_t value_offset = 0;  // where the message's own bytes start in `any`
+
+  std::string_view Value() const;
+  std::string_view Any() const { return {reinterpret_cast<const char*>(any.begin()), any.size()}; }
 };
 using ResourcePtr = std::shared_ptr<const EncodedResource>;
 

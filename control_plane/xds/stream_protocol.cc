@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/xds_types.h"
 #include "control_plane/xds/envoy_resources.h"
+#include "control_plane/xds/response_bytes.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
@@ -97,24 +98,25 @@ void SotwProtocol::SetResources(Resources resources) {
   }
 }
 
-std::optional<SotwProtocol::Response> SotwProtocol::NextResponse() {
+std::optional<grpc::ByteBuffer> SotwProtocol::NextResponse() {
   if (!resources_) return std::nullopt;
   auto [next, state] = TakeNextToSend(types_);
   if (!next) return std::nullopt;
   const std::string& type = *next;
   TypeState& t = *state;
-  Response resp;
-  resp.set_type_url(type);
-  resp.set_version_info(resources_->TypeVersion(type));
+  Response head;
+  head.set_type_url(type);
+  head.set_version_info(resources_->TypeVersion(type));
+  ResponseBytes bytes;
   resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
-    if (t.wildcard || t.names.count(name)) *resp.add_resources() = r->any;
+    if (t.wildcard || t.names.count(name)) bytes.AddAny(*r);
   });
   t.nonce = NextNonce();
-  t.sent_version = resp.version_info();
-  resp.set_nonce(t.nonce);
-  resp.mutable_control_plane()->set_identifier("meshplug");
+  t.sent_version = head.version_info();
+  head.set_nonce(t.nonce);
+  head.mutable_control_plane()->set_identifier("meshplug");
   registry_.Sent(agent_, type, t.sent_version);
-  return resp;
+  return std::move(bytes).Finish(head);
 }
 
 void DeltaProtocol::Handle(const Request& req) {
@@ -169,7 +171,7 @@ void DeltaProtocol::SetResources(Resources resources) {
   for (auto& [_, t] : types_) t.send = true;
 }
 
-std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
+std::optional<grpc::ByteBuffer> DeltaProtocol::NextResponse() {
   if (!resources_) return std::nullopt;
   // A type with nothing new for this agent sends nothing; the next flagged one may.
   for (;;) {
@@ -177,16 +179,16 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
     if (!next) return std::nullopt;
     const std::string& type = *next;
     TypeState& t = *state;
-    Response resp;
+    Response head;
+    ResponseBytes bytes;
+    size_t updated = 0;
     auto wanted = [&](const std::string& name) { return t.wildcard || t.names.count(name); };
     resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
       if (!wanted(name)) return;
       auto cv = t.client_versions.find(name);
       if (cv != t.client_versions.end() && cv->second == r->version) return;
-      auto* res = resp.add_resources();
-      res->set_name(name);
-      res->set_version(r->version);
-      *res->mutable_resource() = r->any;
+      bytes.AddResource(*r);
+      ++updated;
       t.client_versions[name] = r->version;
     });
     for (auto cv = t.client_versions.begin(); cv != t.client_versions.end();) {
@@ -194,25 +196,25 @@ std::optional<DeltaProtocol::Response> DeltaProtocol::NextResponse() {
         ++cv;
         continue;
       }
-      resp.add_removed_resources(cv->first);
+      head.add_removed_resources(cv->first);
       cv = t.client_versions.erase(cv);
     }
     for (const auto& n : t.names) {
-      if (!resources_->Find(type, n) && t.told_missing.insert(n).second) resp.add_removed_resources(n);
+      if (!resources_->Find(type, n) && t.told_missing.insert(n).second) head.add_removed_resources(n);
     }
     const bool resumed = std::exchange(t.resumed, false);
-    if (resp.resources().empty() && resp.removed_resources().empty()) {
+    if (updated == 0 && head.removed_resources().empty()) {
       // It resumed holding exactly the current version: proxy status shows it in sync.
       if (resumed) registry_.Resumed(agent_, type, resources_->TypeVersion(type));
       continue;
     }
-    resp.set_type_url(type);
-    resp.set_system_version_info(resources_->TypeVersion(type));
-    resp.set_nonce(NextNonce());
-    t.recent_nonces.emplace_back(resp.nonce(), resp.system_version_info());
+    head.set_type_url(type);
+    head.set_system_version_info(resources_->TypeVersion(type));
+    head.set_nonce(NextNonce());
+    t.recent_nonces.emplace_back(head.nonce(), head.system_version_info());
     if (t.recent_nonces.size() > kRecentNonces) t.recent_nonces.pop_front();
-    registry_.Sent(agent_, type, resp.system_version_info());
-    return resp;
+    registry_.Sent(agent_, type, head.system_version_info());
+    return std::move(bytes).Finish(head);
   }
 }
 

@@ -1,7 +1,8 @@
 // The two xDS protocols of one ADS stream, apart from gRPC: what a request changes and
 // which response goes out next. The stream reactor (ads_service.cc) owns one per stream,
 // once the agent is identified, and calls it under the stream's lock; the fuzzer drives
-// the same code with request sequences.
+// the same code with request sequences. A response is its wire bytes (ResponseBytes):
+// the resources in it are references to their shared encodings, not copies.
 #pragma once
 
 #include <deque>
@@ -9,6 +10,8 @@
 #include <optional>
 #include <set>
 #include <string>
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/config_watcher.h"
@@ -57,7 +60,7 @@ class SotwProtocol : public ProtocolBase {
 
   void Handle(const Request& req);
   void SetResources(Resources resources);
-  std::optional<Response> NextResponse();
+  std::optional<grpc::ByteBuffer> NextResponse();
 
  private:
   struct TypeState {
@@ -82,7 +85,7 @@ class DeltaProtocol : public ProtocolBase {
 
   void Handle(const Request& req);
   void SetResources(Resources resources);
-  std::optional<Response> NextResponse();
+  std::optional<grpc::ByteBuffer> NextResponse();
 
  private:
   struct TypeState {

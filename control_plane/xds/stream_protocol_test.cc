@@ -5,6 +5,7 @@
 #include <map>
 
 #include "common/xds_types.h"
+#include "control_plane/xds/response_bytes.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
@@ -16,6 +17,16 @@ Resources WithServices(ResourceInterner& interner, const std::vector<std::string
   v1::Snapshot snapshot;
   for (const std::string& name : names) snapshot.add_services()->set_name(name);
   return ToResources(snapshot, interner);
+}
+
+// The protocol's next response, as the agent parses it.
+template <typename Protocol>
+std::optional<typename Protocol::Response> Next(Protocol& protocol) {
+  std::optional<grpc::ByteBuffer> bytes = protocol.NextResponse();
+  if (!bytes) return std::nullopt;
+  typename Protocol::Response resp;
+  EXPECT_TRUE(ParseFrom(*bytes, resp));
+  return resp;
 }
 
 std::string AckedVersion(const AgentRegistry& registry, const std::string& type) {
@@ -36,7 +47,7 @@ TEST(DeltaProtocol, SubscriptionsAreBoundedPerType) {
   req.set_type_url(ServiceUrl());
   for (size_t i = 0; i < kMaxSubscribedNames + 500; ++i) req.add_resource_names_subscribe("missing-" + std::to_string(i));
   protocol.Handle(req);
-  auto resp = protocol.NextResponse();
+  auto resp = Next(protocol);
   ASSERT_TRUE(resp);
   // Every subscribed name that does not exist is reported once; those past the bound were
   // never subscribed.
@@ -54,7 +65,7 @@ TEST(SotwProtocol, SubscriptionsAreBoundedPerType) {
   req.set_type_url(ServiceUrl());
   for (const std::string& name : names) req.add_resource_names(name);
   protocol.Handle(req);
-  auto resp = protocol.NextResponse();
+  auto resp = Next(protocol);
   ASSERT_TRUE(resp);
   EXPECT_EQ(static_cast<size_t>(resp->resources_size()), kMaxSubscribedNames);
 }
@@ -72,7 +83,7 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   std::vector<DeltaProtocol::Response> sent;
   for (int i = 0; i < 20; ++i) {
     protocol.SetResources(WithServices(interner, {"v" + std::to_string(i)}));
-    auto resp = protocol.NextResponse();
+    auto resp = Next(protocol);
     ASSERT_TRUE(resp);
     sent.push_back(*resp);
   }
@@ -107,12 +118,12 @@ TEST(SotwProtocol, ServesEnvoysTypesAndATokenStreamNoneOfMeshplugs) {
   SotwProtocol::Request services;
   services.set_type_url(ServiceUrl());
   protocol.Handle(services);
-  EXPECT_FALSE(protocol.NextResponse());
+  EXPECT_FALSE(Next(protocol));
   SotwProtocol::Request listeners;
   listeners.set_type_url("type.googleapis.com/envoy.config.listener.v3.Listener");
   listeners.add_resource_names("echo.demo:50051");
   protocol.Handle(listeners);
-  auto resp = protocol.NextResponse();
+  auto resp = Next(protocol);
   ASSERT_TRUE(resp);
   ASSERT_EQ(resp->resources_size(), 1);
   EXPECT_EQ(resp->resources(0).type_url(), listeners.type_url());
@@ -131,7 +142,7 @@ TEST(DeltaProtocol, ServesEnvoysTypesBesideMeshplugs) {
   services.set_type_url(ServiceUrl());
   protocol.Handle(services);
   std::map<std::string, int> sent;
-  while (auto resp = protocol.NextResponse()) sent[resp->type_url()] = resp->resources_size();
+  while (auto resp = Next(protocol)) sent[resp->type_url()] = resp->resources_size();
   EXPECT_EQ(sent[clusters.type_url()], 1);
   EXPECT_EQ(sent[ServiceUrl()], 1);
 }
