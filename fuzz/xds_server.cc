@@ -64,10 +64,10 @@ void Run(std::string_view input) {
   auto drain = [&] {
     if (!protocol) return;
     for (int i = 0; i < 64; ++i) {
-      std::optional<grpc::ByteBuffer> bytes = protocol->NextResponse();
-      if (!bytes) return;
+      grpc::ByteBuffer bytes;
+      if (!protocol->NextResponse(&bytes)) return;
       typename Protocol::Response response;
-      if (!ParseFrom(*bytes, response)) Finding("xds_server", "a response that does not parse");
+      if (!ParseFrom(bytes, response)) Finding("xds_server", "a response that does not parse");
       Check(response, envoy_types_only);
     }
     Finding("xds_server", "the stream keeps producing responses with nothing new to send");

@@ -23,6 +23,8 @@ class Notifier {
     });
   }
 
+  // Subscribers run under the lock, so releasing a handle waits for a running callback:
+  // a subscriber may be destroyed as soon as its handle is gone (the admin Watch relies on it).
   void Notify(int64_t revision) {
     std::lock_guard lock(state_->mu);
     for (auto& fn : state_->subscribers) fn(revision);

@@ -12,7 +12,6 @@
 namespace meshplug::control_plane::xds {
 namespace {
 
-
 // One ADS stream of either protocol: identifies the agent from the first request's node,
 // follows its resources in the cache, writes one response at a time, finishes cleanly.
 template <typename Protocol>
@@ -25,16 +24,19 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   void Begin() { this->StartRead(&read_); }
 
   void OnReadDone(bool ok) override {
+    // Parsed before taking the lock, which pushes to this stream wait for; only this
+    // reaction touches read_, one read being outstanding at a time.
+    typename Protocol::Request request;
+    const bool parsed = ok && ParseFrom(read_, request);
+    read_.Clear();
     std::lock_guard lock(mu_);
     if (!ok) return FinishLocked(grpc::Status::OK);  // the agent closed its side
-    const bool parsed = ParseFrom(read_, request_);
-    read_.Clear();
     if (!parsed) {
       return FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                       Cat("the request is not a ", request_.GetDescriptor()->full_name())));
+                                       Cat("the request does not parse as ", request.GetDescriptor()->full_name())));
     }
-    if (!protocol_ && !Identify()) return;
-    protocol_->Handle(request_);
+    if (!protocol_ && !Identify(request)) return;
+    protocol_->Handle(request);
     WriteNextLocked();
     if (!finished_) this->StartRead(&read_);
   }
@@ -71,14 +73,14 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   }
 
  private:
-  bool Identify() {
-    auto wl = WorkloadFromNode(NodeOf(request_));
+  bool Identify(const typename Protocol::Request& request) {
+    auto wl = WorkloadFromNode(NodeOf(request));
     if (!wl.ok()) {
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(wl.status().message())));
       return false;
     }
     AgentIdentity identity;
-    if (auto st = authorizer_.AuthorizeNode(*ctx_, NodeOf(request_), *wl, &identity); !st.ok()) {
+    if (auto st = authorizer_.AuthorizeNode(*ctx_, NodeOf(request), *wl, &identity); !st.ok()) {
       log::Warn("xds stream refused", {{"node", AgentId(*wl).substr(0, 256)}, {"peer", ctx_->peer()},
                                        {"reason", std::string(st.message())}});
       FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
@@ -100,7 +102,7 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     // address a token client names; a bad one costs the agent its metrics, not its stream.
     std::string admin_address;
     if (!identity.envoy_types_only) {
-      absl::StatusOr<std::string> reported = AdminAddressFromNode(NodeOf(request_));
+      absl::StatusOr<std::string> reported = AdminAddressFromNode(NodeOf(request));
       if (reported.ok()) {
         admin_address = *std::move(reported);
       } else {
@@ -122,9 +124,7 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
   void WriteNextLocked() {
     if (writing_ || finished_) return;
-    auto next = protocol_->NextResponse();
-    if (!next) return;
-    response_ = std::move(*next);
+    if (!protocol_->NextResponse(&response_)) return;
     writing_ = true;
     this->StartWrite(&response_);
   }
@@ -147,7 +147,6 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   std::mutex mu_;
   std::optional<Protocol> protocol_;  // once the agent is identified
   grpc::ByteBuffer read_;
-  typename Protocol::Request request_;  // the last one read
   grpc::ByteBuffer response_;
   bool writing_ = false;
   bool finished_ = false;

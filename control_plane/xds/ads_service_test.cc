@@ -2,6 +2,7 @@
 // controller and translation behind it.
 #include "control_plane/xds/ads_service.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -304,6 +305,47 @@ std::map<std::string, std::string> Versions(const discovery::DeltaDiscoveryRespo
   std::map<std::string, std::string> out;
   for (const auto& r : resp.resources()) out[r.name()] = r.version();
   return out;
+}
+
+// Bytes that are no discovery request, on either method: the stream ends, naming what the
+// server expected, and the server goes on serving.
+TEST_F(AdsTest, ARequestThatDoesNotParseEndsItsStreamNamingTheType) {
+  for (const std::string protocol : {"Stream", "Delta"}) {
+    grpc::GenericStub stub(channel_);
+    grpc::CompletionQueue cq;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto call = stub.PrepareCall(&ctx, "/envoy.service.discovery.v3.AggregatedDiscoveryService/" + protocol +
+                                           "AggregatedResources", &cq);
+    auto step = [&] {
+      void* tag;
+      bool ok = false;
+      EXPECT_TRUE(cq.Next(&tag, &ok));
+      return ok;
+    };
+    call->StartCall(nullptr);
+    ASSERT_TRUE(step());
+    const std::string junk = "\xff\xff\xff\xff";
+    grpc::Slice slice(junk.data(), junk.size());
+    call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
+    step();  // may fail once the server has ended the stream
+    grpc::Status st;
+    call->Finish(&st, nullptr);
+    step();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << protocol;
+    EXPECT_EQ(st.error_message(), "the request does not parse as envoy.service.discovery.v3." +
+                                      std::string(protocol == "Delta" ? "DeltaDiscoveryRequest" : "DiscoveryRequest"));
+    cq.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  auto c = OpenDelta(channel_);
+  auto first = DeltaReq(kChainSet);
+  *first.mutable_node() = NodeFor("curl-1", "curl", "curl");
+  c->Send(first);
+  EXPECT_EQ(c->Read().type_url(), kChainSet);
 }
 
 TEST_F(AdsTest, DeltaSendsChangesRemovalsAndHonoursSubscriptions) {

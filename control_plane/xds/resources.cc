@@ -24,9 +24,9 @@ std::shared_ptr<EncodedResource> Encoded(const std::string& name, const std::str
   google::protobuf::Any any;
   any.set_type_url(type_url);
   any.set_value(std::move(bytes));
-  const std::string encoded = any.SerializeAsString();
-  r->any = grpc::Slice(encoded.data(), encoded.size());
+  std::string encoded = any.SerializeAsString();
   r->value_offset = encoded.size() - any.value().size();  // the value is the Any's last field
+  r->any = SliceOwning(std::move(encoded));
   return r;
 }
 
@@ -60,6 +60,11 @@ void SetTypeVersions(AgentResources& r, const std::vector<std::string>& type_url
 }
 
 }  // namespace
+
+grpc::Slice SliceOwning(std::string bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  return grpc::Slice(owned->data(), owned->size(), [](void* s) { delete static_cast<std::string*>(s); }, owned);
+}
 
 std::string_view EncodedResource::Value() const { return Any().substr(value_offset); }
 

@@ -30,6 +30,9 @@ struct EncodedResource {
 };
 using ResourcePtr = std::shared_ptr<const EncodedResource>;
 
+// A slice that owns `bytes` (moved, not copied).
+grpc::Slice SliceOwning(std::string bytes);
+
 // One agent's resources: type URL → name → resource, with a version per type. Those it
 // shares with other agents (the destinations) stay in `base`, one copy for all of them:
 // the agent's own hold only what is its own (a name in both is the agent's).

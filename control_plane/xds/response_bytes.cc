@@ -2,15 +2,21 @@
 
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include "envoy/service/discovery/v3/discovery.pb.h"
+
 namespace meshplug::control_plane::xds {
 
 namespace {
 
-// Field numbers of discovery.proto (reference/xds-v3.md); every one is length-delimited.
-constexpr int kResponseResources = 2;  // DiscoveryResponse and DeltaDiscoveryResponse
-constexpr int kResourceVersion = 1;
-constexpr int kResourceAny = 2;
-constexpr int kResourceName = 3;
+using envoy::service::discovery::v3::DeltaDiscoveryResponse;
+using envoy::service::discovery::v3::DiscoveryResponse;
+using envoy::service::discovery::v3::Resource;
+
+// Every field written here is length-delimited, with a one-byte tag.
+static_assert(int{DiscoveryResponse::kResourcesFieldNumber} == int{DeltaDiscoveryResponse::kResourcesFieldNumber});
+constexpr int kResponseResources = DiscoveryResponse::kResourcesFieldNumber;
+static_assert(Resource::kNameFieldNumber < 16 && Resource::kVersionFieldNumber < 16 &&
+              Resource::kResourceFieldNumber < 16 && kResponseResources < 16);
 
 void AppendVarint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -47,20 +53,19 @@ void ResponseBytes::AddAny(const EncodedResource& r) {
 void ResponseBytes::AddResource(const EncodedResource& r) {
   const size_t resource = FieldSize(r.name.size()) + FieldSize(r.version.size()) + FieldSize(r.any.size());
   AppendHeader(own_, kResponseResources, resource);
-  AppendHeader(own_, kResourceName, r.name.size());
+  AppendHeader(own_, Resource::kNameFieldNumber, r.name.size());
   own_ += r.name;
-  AppendHeader(own_, kResourceVersion, r.version.size());
+  AppendHeader(own_, Resource::kVersionFieldNumber, r.version.size());
   own_ += r.version;
-  AppendHeader(own_, kResourceAny, r.any.size());
+  AppendHeader(own_, Resource::kResourceFieldNumber, r.any.size());
   pieces_.push_back({own_.size(), r.any});
 }
 
-grpc::ByteBuffer ResponseBytes::Finish(const google::protobuf::Message& head) && {
+void ResponseBytes::Finish(const google::protobuf::Message& head, grpc::ByteBuffer* out) && {
   head.AppendToString(&own_);
   pieces_.push_back({own_.size(), std::nullopt});
   // One slice owns this response's own bytes; the pieces between the Anys are views of it.
-  auto* owned = new std::string(std::move(own_));
-  const grpc::Slice own(owned->data(), owned->size(), [](void* s) { delete static_cast<std::string*>(s); }, owned);
+  const grpc::Slice own = SliceOwning(std::move(own_));
   std::vector<grpc::Slice> slices;
   slices.reserve(pieces_.size() * 2);
   size_t begin = 0;
@@ -69,13 +74,12 @@ grpc::ByteBuffer ResponseBytes::Finish(const google::protobuf::Message& head) &&
     if (p.any) slices.push_back(std::move(*p.any));
     begin = p.end;
   }
-  return grpc::ByteBuffer(slices.data(), slices.size());
+  grpc::ByteBuffer(slices.data(), slices.size()).Swap(out);  // ByteBuffer has no move
 }
 
-bool ParseFrom(const grpc::ByteBuffer& buffer, google::protobuf::Message& msg) {
-  grpc::ByteBuffer view(buffer);  // the reader consumes; this copies references, not bytes
-  grpc::ProtoBufferReader reader(&view);
-  return msg.ParseFromZeroCopyStream(&reader);
+bool ParseFrom(grpc::ByteBuffer& buffer, google::protobuf::Message& msg) {
+  grpc::ProtoBufferReader reader(&buffer);  // reads the slices in place
+  return msg.ParseFromZeroCopyStream(&reader) && reader.status().ok();
 }
 
 }  // namespace meshplug::control_plane::xds

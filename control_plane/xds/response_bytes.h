@@ -21,13 +21,13 @@ class ResponseBytes {
   void AddAny(const EncodedResource& r);
   // A DeltaDiscoveryResponse's `resources` entry: a Resource of name, version and Any.
   void AddResource(const EncodedResource& r);
-  // `head` (the response without resources) followed by the resources added, in order.
-  grpc::ByteBuffer Finish(const google::protobuf::Message& head) &&;
+  // Sets `out` to `head` (the response without resources) and the resources added, in order.
+  void Finish(const google::protobuf::Message& head, grpc::ByteBuffer* out) &&;
 
  private:
   // The bytes this response writes itself, and where each resource's shared Any goes.
   struct Piece {
-    size_t end;               // of the own bytes before it
+    size_t end;                      // of the own bytes before it
     std::optional<grpc::Slice> any;  // a reference; none for the last piece
   };
   std::string own_;
@@ -35,6 +35,6 @@ class ResponseBytes {
 };
 
 // Parses `buffer` into `msg`; false when it is not a `msg`.
-bool ParseFrom(const grpc::ByteBuffer& buffer, google::protobuf::Message& msg);
+bool ParseFrom(grpc::ByteBuffer& buffer, google::protobuf::Message& msg);
 
 }  // namespace meshplug::control_plane::xds

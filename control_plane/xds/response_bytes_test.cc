@@ -13,8 +13,7 @@ using envoy::service::discovery::v3::DeltaDiscoveryResponse;
 using envoy::service::discovery::v3::DiscoveryResponse;
 using google::protobuf::util::MessageDifferencer;
 
-// Services whose encodings span the slice sizes gRPC treats differently (inlined up to 23
-// bytes, and lengths whose varints take one, two and three bytes).
+// Services whose encodings have lengths whose varints take one, two and three bytes.
 std::vector<ResourcePtr> Services(ResourceInterner& interner) {
   std::vector<ResourcePtr> out;
   for (size_t size : {0, 1, 20, 127, 128, 300, 20000}) {
@@ -41,8 +40,10 @@ TEST(ResponseBytes, AStateOfTheWorldResponseParsesAsTheMessageProtobufWouldBuild
     ASSERT_TRUE(s.ParseFromArray(r->Value().data(), static_cast<int>(r->Value().size())));
     expected.add_resources()->PackFrom(s);
   }
+  grpc::ByteBuffer buffer;
+  std::move(bytes).Finish(head, &buffer);
   DiscoveryResponse got;
-  ASSERT_TRUE(ParseFrom(std::move(bytes).Finish(head), got));
+  ASSERT_TRUE(ParseFrom(buffer, got));
   EXPECT_TRUE(MessageDifferencer::Equals(got, expected)) << got.DebugString();
 }
 
@@ -62,8 +63,10 @@ TEST(ResponseBytes, ADeltaResponseParsesAsTheMessageProtobufWouldBuild) {
     res->set_version(r->version);
     ASSERT_TRUE(res->mutable_resource()->ParseFromArray(r->Any().data(), static_cast<int>(r->Any().size())));
   }
+  grpc::ByteBuffer buffer;
+  std::move(bytes).Finish(head, &buffer);
   DeltaDiscoveryResponse got;
-  ASSERT_TRUE(ParseFrom(std::move(bytes).Finish(head), got));
+  ASSERT_TRUE(ParseFrom(buffer, got));
   EXPECT_TRUE(MessageDifferencer::Equals(got, expected)) << got.DebugString();
   ASSERT_EQ(got.resources_size(), 7);
   EXPECT_EQ(got.resources(6).resource().type_url(), head.type_url());
@@ -77,7 +80,8 @@ TEST(ResponseBytes, AResponseReferencesTheSharedEncodingsInsteadOfCopyingThem) {
   head.set_type_url("t");
   ResponseBytes bytes;
   bytes.AddResource(big);
-  grpc::ByteBuffer buffer = std::move(bytes).Finish(head);
+  grpc::ByteBuffer buffer;
+  std::move(bytes).Finish(head, &buffer);
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(buffer.Dump(&slices).ok());
   bool referenced = false;
@@ -88,8 +92,9 @@ TEST(ResponseBytes, AResponseReferencesTheSharedEncodingsInsteadOfCopyingThem) {
 TEST(ResponseBytes, BytesThatAreNotTheMessageDoNotParse) {
   const std::string junk = "\xff\xff\xff";
   grpc::Slice slice(junk.data(), junk.size());
+  grpc::ByteBuffer buffer(&slice, 1);
   DiscoveryResponse got;
-  EXPECT_FALSE(ParseFrom(grpc::ByteBuffer(&slice, 1), got));
+  EXPECT_FALSE(ParseFrom(buffer, got));
 }
 
 }  // namespace

@@ -98,10 +98,10 @@ void SotwProtocol::SetResources(Resources resources) {
   }
 }
 
-std::optional<grpc::ByteBuffer> SotwProtocol::NextResponse() {
-  if (!resources_) return std::nullopt;
+bool SotwProtocol::NextResponse(grpc::ByteBuffer* out) {
+  if (!resources_) return false;
   auto [next, state] = TakeNextToSend(types_);
-  if (!next) return std::nullopt;
+  if (!next) return false;
   const std::string& type = *next;
   TypeState& t = *state;
   Response head;
@@ -116,7 +116,8 @@ std::optional<grpc::ByteBuffer> SotwProtocol::NextResponse() {
   head.set_nonce(t.nonce);
   head.mutable_control_plane()->set_identifier("meshplug");
   registry_.Sent(agent_, type, t.sent_version);
-  return std::move(bytes).Finish(head);
+  std::move(bytes).Finish(head, out);
+  return true;
 }
 
 void DeltaProtocol::Handle(const Request& req) {
@@ -171,12 +172,12 @@ void DeltaProtocol::SetResources(Resources resources) {
   for (auto& [_, t] : types_) t.send = true;
 }
 
-std::optional<grpc::ByteBuffer> DeltaProtocol::NextResponse() {
-  if (!resources_) return std::nullopt;
+bool DeltaProtocol::NextResponse(grpc::ByteBuffer* out) {
+  if (!resources_) return false;
   // A type with nothing new for this agent sends nothing; the next flagged one may.
   for (;;) {
     auto [next, state] = TakeNextToSend(types_);
-    if (!next) return std::nullopt;
+    if (!next) return false;
     const std::string& type = *next;
     TypeState& t = *state;
     Response head;
@@ -214,7 +215,8 @@ std::optional<grpc::ByteBuffer> DeltaProtocol::NextResponse() {
     t.recent_nonces.emplace_back(head.nonce(), head.system_version_info());
     if (t.recent_nonces.size() > kRecentNonces) t.recent_nonces.pop_front();
     registry_.Sent(agent_, type, head.system_version_info());
-    return std::move(bytes).Finish(head);
+    std::move(bytes).Finish(head, out);
+    return true;
   }
 }
 

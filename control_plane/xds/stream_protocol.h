@@ -60,7 +60,8 @@ class SotwProtocol : public ProtocolBase {
 
   void Handle(const Request& req);
   void SetResources(Resources resources);
-  std::optional<grpc::ByteBuffer> NextResponse();
+  // Sets `out` to the next response's bytes; false when there is nothing to send.
+  bool NextResponse(grpc::ByteBuffer* out);
 
  private:
   struct TypeState {
@@ -85,7 +86,8 @@ class DeltaProtocol : public ProtocolBase {
 
   void Handle(const Request& req);
   void SetResources(Resources resources);
-  std::optional<grpc::ByteBuffer> NextResponse();
+  // Sets `out` to the next response's bytes; false when there is nothing to send.
+  bool NextResponse(grpc::ByteBuffer* out);
 
  private:
   struct TypeState {

@@ -22,10 +22,10 @@ Resources WithServices(ResourceInterner& interner, const std::vector<std::string
 // The protocol's next response, as the agent parses it.
 template <typename Protocol>
 std::optional<typename Protocol::Response> Next(Protocol& protocol) {
-  std::optional<grpc::ByteBuffer> bytes = protocol.NextResponse();
-  if (!bytes) return std::nullopt;
+  grpc::ByteBuffer bytes;
+  if (!protocol.NextResponse(&bytes)) return std::nullopt;
   typename Protocol::Response resp;
-  EXPECT_TRUE(ParseFrom(*bytes, resp));
+  EXPECT_TRUE(ParseFrom(bytes, resp));
   return resp;
 }
 
