@@ -11,6 +11,7 @@
 #   SERVICES=1000 EGRESS_HOSTS=./svc-0 AGENTS=1000 bench/xds_load/run.sh   # scoped agents
 #   STORE=etcd REPLICAS=3 AGENTS=1000 bench/xds_load/run.sh   # replicas on etcd, agents spread over them
 #   ENVOY_TYPES=1 AGENTS=1000 bench/xds_load/run.sh  # agents also subscribe to Envoy's four types
+#   CP_FLAGS="--debounce_max_ms=3000" AGENTS=3000 bench/xds_load/run.sh  # extra control-plane flags
 #
 # With STORE=etcd, one etcd-server member (Debian's etcd-server) runs beside the control
 # planes (all on CPU 1); changes are applied through the first replica and reach the
@@ -93,7 +94,7 @@ for n in $AGENTS; do
       rm -f "$config"
       mkdir -p "$OUT/home-$run-$r"
       MESHPLUG_HOME="$OUT/home-$run-$r" taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" \
-        --log_level=warn --client_config="$config" >"$OUT/cp-$run-$r.log" 2>&1 &
+        --log_level=warn --client_config="$config" ${CP_FLAGS:-} >"$OUT/cp-$run-$r.log" 2>&1 &
       CP_PIDS+=($!)
       # The credentials file is written once the server listens (atomically).
       for _ in $(seq 300); do
