@@ -27,6 +27,20 @@ void Stats::RenderLabels(const Labels& labels, std::string& out) {
   out += '}';
 }
 
+const std::string& Stats::RenderedLabels::Of(const Labels& labels) {
+  const bool same = std::equal(labels.begin(), labels.end(), last_.begin(), last_.end(),
+                               [](const auto& now, const auto& last) { return now.first == last.first && now.second == last.second; });
+  if (!same) {
+    RenderLabels(labels, rendered_);
+    last_.resize(labels.size());  // assigned in place: no allocation once the strings have grown
+    for (size_t i = 0; i < labels.size(); ++i) {
+      last_[i].first.assign(labels[i].first);
+      last_[i].second.assign(labels[i].second);
+    }
+  }
+  return rendered_;
+}
+
 namespace {
 
 // The labels of the calling thread's current update, kept so that a steady state of

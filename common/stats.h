@@ -62,6 +62,16 @@ class Stats {
 
   // The labels as Prometheus writes them ({a="b",c="d"}), into `out` (cleared first).
   static void RenderLabels(const Labels& labels, std::string& out);
+  // RenderLabels for a caller whose labels mostly repeat (the same route and peers request
+  // after request): it renders only when they differ from the last ones, which it keeps.
+  class RenderedLabels {
+   public:
+    const std::string& Of(const Labels& labels);
+
+   private:
+    std::vector<std::pair<std::string, std::string>> last_;
+    std::string rendered_;  // of last_
+  };
   // The same histogram for the same name and labels; it lives as long as this Stats.
   FixedHistogram& Histogram(std::string_view name, const Labels& labels);
 

@@ -99,6 +99,32 @@ TEST(StatsTest, LabelValuesAreEscaped) {
 }
 
 // A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
+// The cache renders what RenderLabels renders, whatever changed since the last labels:
+// a value, a key, the count, or nothing (the views may point at new memory each time).
+TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
+  Stats::RenderedLabels rendered;
+  std::vector<Stats::Labels> sequence = {
+      {},
+      {{"a", "1"}, {"route", "r"}},
+      {{"a", "1"}, {"route", "r"}},
+      {{"a", "2"}, {"route", "r"}},
+      {{"b", "2"}, {"route", "r"}},
+      {{"b", "2"}},
+      {{"b", "2"}, {"route", "with \"quote\" and \\"}},
+      {},
+  };
+  for (const Stats::Labels& labels : sequence) {
+    // Copies in fresh storage, so equal labels never share the previous call's memory.
+    std::vector<std::string> owned;
+    for (const auto& [k, v] : labels) owned.push_back(std::string(k)), owned.push_back(std::string(v));
+    Stats::Labels fresh;
+    for (size_t i = 0; i < owned.size(); i += 2) fresh.emplace_back(owned[i], owned[i + 1]);
+    std::string expected;
+    Stats::RenderLabels(fresh, expected);
+    EXPECT_EQ(rendered.Of(fresh), expected);
+  }
+}
+
 TEST(StatsTest, SeriesPerMetricAreBounded) {
   Stats stats;
   for (size_t i = 0; i < Stats::kMaxSeries + 5; ++i) stats.Count("paths_total", {{"path", std::to_string(i)}});

@@ -16,10 +16,11 @@ class Metrics final : public HttpObserver {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
     // Reused by every request of this thread: no allocation once they have grown.
     thread_local Stats::Labels labels;
-    thread_local std::string latency_key, count_key;
+    thread_local Stats::RenderedLabels rendered;
+    thread_local std::string count_key;
     SetTrafficLabels(labels, inbound(), ctx);
     labels.emplace_back("route", ctx.route);
-    Stats::RenderLabels(labels, latency_key);
+    const std::string& latency_key = rendered.Of(labels);
     // The count's labels are the latency's and the status code ("0": no response was
     // made, the client or the upstream went away).
     count_key.assign(latency_key, 0, latency_key.size() - 1);
