@@ -24,6 +24,14 @@ std::vector<std::string_view> Tokens(const http::fields& fields, http::field nam
   return out;
 }
 
+// The value of the first `name` field ("" when there is none), by the same kind of pass.
+std::string_view ValueOf(const http::fields& fields, http::field name) {
+  for (const auto& f : fields) {
+    if (f.name() == name) return f.value();
+  }
+  return {};
+}
+
 bool ConnectionHas(const http::fields& fields, std::string_view token) {
   for (std::string_view t : Tokens(fields, http::field::connection)) {
     if (boost::beast::iequals(t, token)) return true;
@@ -97,7 +105,7 @@ bool UpgradeOffered(std::string_view offered, std::string_view chosen) {
 }
 
 std::string UpgradeProtocol(const http::request_header<>& request) {
-  const std::string_view protocol = request[http::field::upgrade];
+  const std::string_view protocol = ValueOf(request, http::field::upgrade);
   if (request.version() < 11 || !UpgradeAllowed(protocol) || !ConnectionHas(request, "upgrade")) return "";
   return std::string(protocol);
 }
@@ -124,13 +132,17 @@ bool ForwardableResponseFraming(const http::response_header<>& response) {
 }
 
 std::optional<Rejection> CheckHost(const http::request_header<>& request) {
-  size_t hosts = request.count(http::field::host);
+  size_t hosts = 0;
+  std::string_view host;
+  for (const auto& f : request) {
+    if (f.name() == http::field::host && hosts++ == 0) host = f.value();
+  }
   if (hosts > 1) return Rejection{400, "more than one Host field"};
   if (hosts == 0) {
     if (request.version() >= 11) return Rejection{400, "missing Host"};
     return std::nullopt;
   }
-  if (!ValidAuthority(request[http::field::host])) return Rejection{400, "invalid Host"};
+  if (!ValidAuthority(host)) return Rejection{400, "invalid Host"};
   return std::nullopt;
 }
 
@@ -168,7 +180,7 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
 
 std::optional<uint64_t> ContentLength(const http::fields& fields) {
   uint64_t n = 0;
-  if (!ParseNumber(fields[http::field::content_length], n)) return std::nullopt;
+  if (!ParseNumber(ValueOf(fields, http::field::content_length), n)) return std::nullopt;
   return n;
 }
 
