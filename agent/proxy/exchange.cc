@@ -1,5 +1,6 @@
 #include "agent/proxy/exchange.h"
 
+#include "plugins/api/http_fields.h"
 #include "plugins/api/traffic_labels.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -416,7 +417,7 @@ void ExchangeRunner::PublishTap(const Exchange& x) const {
   TapRecord r;
   r.inbound = env_.inbound;
   r.method = ctx.request.method_string();
-  r.authority = ctx.request[http::field::host];
+  r.authority = plugins::FieldValue(ctx.request, http::field::host);
   r.path = ctx.request.target().substr(0, ctx.request.target().find('?'));
   r.status = ctx.response ? ctx.response->result_int() : 0;
   r.seconds = std::chrono::duration<double>(Clock::now() - ctx.started).count();

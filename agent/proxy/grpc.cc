@@ -2,12 +2,14 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "plugins/api/http_fields.h"
+
 namespace meshplug::agent::proxy {
 
 namespace http = boost::beast::http;
 
 bool IsGrpc(const http::request_header<>& request) {
-  const std::string_view type = request[http::field::content_type];
+  const std::string_view type = plugins::FieldValue(request, http::field::content_type);
   constexpr std::string_view kGrpc = "application/grpc";
   if (type.size() < kGrpc.size() || !boost::beast::iequals(type.substr(0, kGrpc.size()), kGrpc)) return false;
   return type.size() == kGrpc.size() || type[kGrpc.size()] == '+' || type[kGrpc.size()] == ';';

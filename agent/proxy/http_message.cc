@@ -8,13 +8,12 @@
 
 #include "common/strings.h"
 #include "agent/routing/uri.h"
+#include "plugins/api/http_fields.h"
 
 namespace meshplug::agent::proxy {
 namespace {
 
-// Every token of every `name` field, in order. A pass comparing the fields' enums costs a
-// few instructions per field; the fields' own lookup by name compares strings down a tree
-// (this runs several times per request).
+// Every token of every `name` field, in order, by one pass as in plugins/api/http_fields.h.
 std::vector<std::string_view> Tokens(const http::fields& fields, http::field name) {
   std::vector<std::string_view> out;
   for (const auto& f : fields) {
@@ -22,14 +21,6 @@ std::vector<std::string_view> Tokens(const http::fields& fields, http::field nam
     for (std::string_view token : http::token_list(f.value())) out.push_back(token);
   }
   return out;
-}
-
-// The value of the first `name` field ("" when there is none), by the same kind of pass.
-std::string_view ValueOf(const http::fields& fields, http::field name) {
-  for (const auto& f : fields) {
-    if (f.name() == name) return f.value();
-  }
-  return {};
 }
 
 bool ConnectionHas(const http::fields& fields, std::string_view token) {
@@ -105,15 +96,15 @@ bool UpgradeOffered(std::string_view offered, std::string_view chosen) {
 }
 
 std::string UpgradeProtocol(const http::request_header<>& request) {
-  const std::string_view protocol = ValueOf(request, http::field::upgrade);
+  const std::string_view protocol = plugins::FieldValue(request, http::field::upgrade);
   if (request.version() < 11 || !UpgradeAllowed(protocol) || !ConnectionHas(request, "upgrade")) return "";
   return std::string(protocol);
 }
 
 std::optional<Rejection> CheckRequestFraming(const http::request_header<>& request) {
-  if (request.count(http::field::transfer_encoding) == 0) return std::nullopt;
+  if (plugins::FindField(request, http::field::transfer_encoding) == request.end()) return std::nullopt;
   if (request.version() < 11) return Rejection{400, "Transfer-Encoding in an HTTP/1.0 request"};
-  if (request.count(http::field::content_length) > 0) {
+  if (plugins::FindField(request, http::field::content_length) != request.end()) {
     return Rejection{400, "both Content-Length and Transfer-Encoding"};
   }
   std::vector<std::string_view> codings = Tokens(request, http::field::transfer_encoding);
@@ -125,8 +116,8 @@ std::optional<Rejection> CheckRequestFraming(const http::request_header<>& reque
 }
 
 bool ForwardableResponseFraming(const http::response_header<>& response) {
-  size_t fields = response.count(http::field::transfer_encoding);
-  if (fields == 0) return true;
+  if (plugins::FindField(response, http::field::transfer_encoding) == response.end()) return true;
+  const size_t fields = response.count(http::field::transfer_encoding);
   std::vector<std::string_view> codings = Tokens(response, http::field::transfer_encoding);
   return fields == 1 && codings.size() == 1 && boost::beast::iequals(codings[0], "chunked");
 }
@@ -170,7 +161,7 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   if (!normalized) return Rejection{400, "request path cannot be normalized"};
   if (!authority.empty()) request.set(http::field::host, authority);
   // Set only when changed: setting a field or the target reallocates it.
-  if (const auto host = request.find(http::field::host); host != request.end()) {
+  if (const auto host = plugins::FindField(request, http::field::host); host != request.end()) {
     const std::string normalized_host = routing::NormalizeHost(host->value());
     if (normalized_host != host->value()) request.set(http::field::host, normalized_host);
   }
@@ -180,7 +171,7 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
 
 std::optional<uint64_t> ContentLength(const http::fields& fields) {
   uint64_t n = 0;
-  if (!ParseNumber(ValueOf(fields, http::field::content_length), n)) return std::nullopt;
+  if (!ParseNumber(plugins::FieldValue(fields, http::field::content_length), n)) return std::nullopt;
   return n;
 }
 

@@ -11,6 +11,7 @@
 #include "common/strings.h"
 #include "agent/routing/uri.h"
 #include "absl/time/time.h"
+#include "plugins/api/http_fields.h"
 
 namespace meshplug::agent::routing {
 namespace {
@@ -259,7 +260,7 @@ const ServiceView* MeshView::FindNamedService(std::string_view host, bool inboun
 }
 
 RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool inbound) const {
-  std::string_view host = request[plugins::http::field::host];
+  std::string_view host = plugins::FieldValue(request, plugins::http::field::host);
   const ServiceView* service = FindService(host, inbound);
   if (service == nullptr) return {};
   // The agent normalizes targets before the chain runs; a plugin may have set another.
