@@ -68,9 +68,12 @@ T* Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less
 // For families kept in one map (gauges, fixed histograms).
 bool BelowLimit(size_t series) { return series < Stats::kMaxSeries; }
 
+// The first bucket whose bound is >= `seconds` (lower_bound), searched from the smallest:
+// the timings of every request and plugin step fall in the first few.
 size_t BucketOf(double seconds) {
-  return static_cast<size_t>(std::lower_bound(Stats::kBuckets.begin(), Stats::kBuckets.end(), seconds) -
-                             Stats::kBuckets.begin());
+  size_t i = 0;
+  while (i < Stats::kBuckets.size() && Stats::kBuckets[i] < seconds) ++i;
+  return i;
 }
 
 }  // namespace

@@ -78,6 +78,19 @@ TEST(StatsTest, FixedHistogramsRenderCumulativeBuckets) {
   EXPECT_NE(text.find("plugin_seconds_count{plugin=\"p\"} 3\n"), std::string::npos) << text;
 }
 
+// Prometheus buckets are "less than or equal": a value on a bound counts in that bucket.
+TEST(StatsTest, AValueOnABucketBoundCountsInThatBucket) {
+  Stats stats;
+  Stats::FixedHistogram& h = stats.Histogram("bounds_seconds", {});
+  for (double bound : Stats::kBuckets) h.Observe(bound);
+  h.Observe(0);
+  const std::string text = stats.RenderPrometheus();
+  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"0.0001\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"0.00025\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"10\"} 17\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"+Inf\"} 17\n"), std::string::npos) << text;
+}
+
 // Record: one event's several updates, with labels rendered once by the caller.
 TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
   Stats stats;

@@ -1,5 +1,6 @@
 // The agent end to end in-process: real listeners, real upstream servers, real sockets.
 #include <gtest/gtest.h>
+#include <re2/re2.h>
 
 #include <functional>
 
@@ -274,7 +275,10 @@ TEST_F(ProxyTest, RemovesHopByHopHeadersAndHonoursConnectionClose) {
   std::string seen = a.last_request_header();
   EXPECT_EQ(seen.find("x-private"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("Keep-Alive"), std::string::npos) << seen;
-  EXPECT_NE(seen.find("traceparent: 00-"), std::string::npos) << seen;
+  // A new W3C trace context: version 00, a 32-digit trace id and a 16-digit span id in
+  // lowercase hex, neither all zeros, sampled.
+  EXPECT_TRUE(RE2::PartialMatch(seen, R"(traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01\r\n)")) << seen;
+  EXPECT_FALSE(RE2::PartialMatch(seen, "traceparent: 00-0{32}-|-0{16}-01")) << seen;
   EXPECT_TRUE(c.ClosedByPeer());
 }
 

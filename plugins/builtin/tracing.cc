@@ -32,10 +32,11 @@ std::string RandomHex(size_t digits) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(digits, '0');
   uint64_t word = 0;
-  for (size_t i = 0; i < digits; ++i) {
+  for (size_t i = 0; i < digits; i += 2) {  // a byte, two digits, at a time
     if (i % 16 == 0) word = RandomU64() | 1;
     out[i] = kHex[word & 0xf];
-    word >>= 4;
+    if (i + 1 < digits) out[i + 1] = kHex[(word >> 4) & 0xf];
+    word >>= 8;
   }
   return out;
 }
