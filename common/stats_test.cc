@@ -111,7 +111,6 @@ TEST(StatsTest, LabelValuesAreEscaped) {
   EXPECT_EQ(labels, R"({a="plain",b="x\\y\"z\nw",c="\"\"",d=""})");
 }
 
-// A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
 // The cache renders what RenderLabels renders, whatever changed since the last labels:
 // a value, a key, the count, or nothing (the views may point at new memory each time).
 TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
@@ -138,6 +137,7 @@ TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
   }
 }
 
+// A metric keeps at most kMaxSeries label sets; the rest are counted, not kept.
 TEST(StatsTest, SeriesPerMetricAreBounded) {
   Stats stats;
   for (size_t i = 0; i < Stats::kMaxSeries + 5; ++i) stats.Count("paths_total", {{"path", std::to_string(i)}});

@@ -116,17 +116,27 @@ std::optional<Rejection> CheckRequestFraming(const http::request_header<>& reque
 }
 
 bool ForwardableResponseFraming(const http::response_header<>& response) {
-  if (plugins::FindField(response, http::field::transfer_encoding) == response.end()) return true;
-  const size_t fields = response.count(http::field::transfer_encoding);
-  std::vector<std::string_view> codings = Tokens(response, http::field::transfer_encoding);
-  return fields == 1 && codings.size() == 1 && boost::beast::iequals(codings[0], "chunked");
+  // One Transfer-Encoding field naming chunked alone, or none.
+  size_t fields = 0;
+  size_t codings = 0;
+  bool chunked = false;
+  for (const auto& f : response) {
+    if (f.name() != http::field::transfer_encoding) continue;
+    ++fields;
+    for (std::string_view coding : http::token_list(f.value())) {
+      ++codings;
+      chunked = boost::beast::iequals(coding, "chunked");
+    }
+  }
+  return fields == 0 || (fields == 1 && codings == 1 && chunked);
 }
 
 std::optional<Rejection> CheckHost(const http::request_header<>& request) {
   size_t hosts = 0;
   std::string_view host;
   for (const auto& f : request) {
-    if (f.name() == http::field::host && hosts++ == 0) host = f.value();
+    if (f.name() != http::field::host) continue;
+    if (hosts++ == 0) host = f.value();  // the first; a second is refused below
   }
   if (hosts > 1) return Rejection{400, "more than one Host field"};
   if (hosts == 0) {

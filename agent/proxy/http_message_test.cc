@@ -52,6 +52,9 @@ TEST(HttpMessageTest, ResponseFramingIsForwardableOnlyWhenExactlyChunked) {
   EXPECT_TRUE(ForwardableResponseFraming(response({})));
   EXPECT_TRUE(ForwardableResponseFraming(response({{"Transfer-Encoding", "chunked"}})));
   EXPECT_FALSE(ForwardableResponseFraming(response({{"Transfer-Encoding", "gzip, chunked"}})));
+  EXPECT_FALSE(ForwardableResponseFraming(response({{"Transfer-Encoding", "chunked, gzip"}})));
+  EXPECT_FALSE(ForwardableResponseFraming(response({{"Transfer-Encoding", ""}})));
+  EXPECT_TRUE(ForwardableResponseFraming(response({{"transfer-encoding", "Chunked"}})));
   EXPECT_FALSE(ForwardableResponseFraming(
       response({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}})));
 }

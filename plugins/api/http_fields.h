@@ -12,6 +12,7 @@ namespace meshplug::plugins {
 
 inline boost::beast::http::fields::const_iterator FindField(const boost::beast::http::fields& fields,
                                                             boost::beast::http::field name) {
+  BOOST_ASSERT(name != boost::beast::http::field::unknown);  // as Beast's own look-ups
   return std::find_if(fields.begin(), fields.end(), [name](const auto& f) { return f.name() == name; });
 }
 

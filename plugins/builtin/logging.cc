@@ -2,8 +2,8 @@
 #include <string>
 
 #include "common/strings.h"
+#include "plugins/api/http_fields.h"
 #include "plugins/builtin/module.h"
-#include "common/strings.h"
 
 namespace meshplug::plugins::builtin {
 namespace {
@@ -29,7 +29,7 @@ class Logging final : public HttpObserver {
         "{\"time\":", JsonQuote(NowRfc3339Millis()),
         ",\"direction\":\"", direction(), "\",\"method\":", JsonQuote(req.method_string()),
         ",\"target\":", JsonQuote(req.target()),
-        ",\"host\":", JsonQuote(req[plugins::http::field::host]),
+        ",\"host\":", JsonQuote(plugins::FieldValue(req, plugins::http::field::host)),
         ",\"status\":", ctx.response ? ctx.response->result_int() : 0,
         ",\"service\":", JsonQuote(ctx.service), ",\"route\":", JsonQuote(ctx.route),
         ",\"upstream\":", JsonQuote(upstream),
