@@ -6,7 +6,8 @@
 // Findings: a crash or sanitizer report; a stream that keeps producing responses with
 // nothing new to send; a response of a type the server does not serve (or meshplug's to
 // a stream with an xDS token, which reads Envoy's only); a delta response
-// that both updates and removes one name; a response larger than the subscription bound.
+// that both updates and removes one name; a response larger than the subscription bound;
+// response bytes that do not parse as the protocol's response.
 //
 // Input: a flags byte (bit 0: delta, else state of the world), then steps, each a byte
 // that says what it is (even: a request, odd: a new configuration) and a 2-byte

@@ -110,7 +110,7 @@ for n in $AGENTS; do
     config="$OUT/config-$run-1"
     CP_PID="${CP_PIDS[0]}"
     pids="$(IFS=,; echo "${CP_PIDS[*]}")"
-    echo "== $n agents, $proto, $REPLICAS control plane(s) on $STORE" >&2
+    echo "== $n agents, $proto, $REPLICAS control plane(s) on $STORE${CP_FLAGS:+, control plane flags: $CP_FLAGS}" >&2
     perf_pid=""
     if [[ -n "${PERF:-}" ]]; then  # profile the control plane for the whole run
       perf record -e cpu-clock -F 999 -g -o "$OUT/perf-cp-$run.data" -p "$CP_PID" >/dev/null 2>&1 &

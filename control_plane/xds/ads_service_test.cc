@@ -324,7 +324,7 @@ TEST_F(AdsTest, ARequestThatDoesNotParseEndsItsStreamNamingTheType) {
       return ok;
     };
     call->StartCall(nullptr);
-    ASSERT_TRUE(step());
+    EXPECT_TRUE(step());  // EXPECT: the queue is drained below whatever happens
     const std::string junk = "\xff\xff\xff\xff";
     grpc::Slice slice(junk.data(), junk.size());
     call->Write(grpc::ByteBuffer(&slice, 1), nullptr);

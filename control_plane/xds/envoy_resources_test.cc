@@ -194,7 +194,7 @@ TEST(EnvoyResources, AgentResourcesServeThemBesideMeshplugsTypes) {
   const EncodedResource* listener = resources->Find(listener_url, "echo.demo:50051");
   ASSERT_NE(listener, nullptr);
   google::protobuf::Any any;
-  ASSERT_TRUE(any.ParseFromArray(listener->Any().data(), static_cast<int>(listener->Any().size())));
+  ASSERT_TRUE(any.ParseFromArray(listener->AnyBytes().data(), static_cast<int>(listener->AnyBytes().size())));
   EXPECT_EQ(any.type_url(), listener_url);
   EXPECT_EQ(listener->version.size(), 16u);
   EXPECT_EQ(resources->TypeVersion(listener_url).size(), 16u);

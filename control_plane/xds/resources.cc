@@ -66,7 +66,7 @@ grpc::Slice SliceOwning(std::string bytes) {
   return grpc::Slice(owned->data(), owned->size(), [](void* s) { delete static_cast<std::string*>(s); }, owned);
 }
 
-std::string_view EncodedResource::Value() const { return Any().substr(value_offset); }
+std::string_view EncodedResource::Value() const { return AnyBytes().substr(value_offset); }
 
 const AgentResources& AgentResources::Layer(const std::string& type_url) const {
   if (!IsEnvoyType(type_url)) return *this;

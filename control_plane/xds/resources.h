@@ -26,7 +26,7 @@ struct EncodedResource {
   size_t value_offset = 0;  // where the message's own bytes start in `any`
 
   std::string_view Value() const;
-  std::string_view Any() const { return {reinterpret_cast<const char*>(any.begin()), any.size()}; }
+  std::string_view AnyBytes() const { return {reinterpret_cast<const char*>(any.begin()), any.size()}; }
 };
 using ResourcePtr = std::shared_ptr<const EncodedResource>;
 

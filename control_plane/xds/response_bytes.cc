@@ -1,5 +1,7 @@
 #include "control_plane/xds/response_bytes.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include "envoy/service/discovery/v3/discovery.pb.h"
@@ -18,30 +20,19 @@ constexpr int kResponseResources = DiscoveryResponse::kResourcesFieldNumber;
 static_assert(Resource::kNameFieldNumber < 16 && Resource::kVersionFieldNumber < 16 &&
               Resource::kResourceFieldNumber < 16 && kResponseResources < 16);
 
-void AppendVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
+using google::protobuf::io::CodedOutputStream;
+using google::protobuf::internal::WireFormatLite;
 
 // The tag and length of a length-delimited field of `size` bytes.
 void AppendHeader(std::string& out, int field, size_t size) {
-  AppendVarint(out, static_cast<uint64_t>(field) << 3 | 2);
-  AppendVarint(out, size);
+  uint8_t bytes[20];  // two varints of at most 10 bytes
+  uint8_t* end = CodedOutputStream::WriteVarint32ToArray(
+      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED), bytes);
+  end = CodedOutputStream::WriteVarint64ToArray(size, end);
+  out.append(reinterpret_cast<const char*>(bytes), static_cast<size_t>(end - bytes));
 }
 
-size_t FieldSize(size_t size) { return 1 + VarintSize(size) + size; }  // field numbers < 16
+size_t FieldSize(size_t size) { return 1 + CodedOutputStream::VarintSize64(size) + size; }  // field numbers < 16
 
 }  // namespace
 
@@ -64,7 +55,8 @@ void ResponseBytes::AddResource(const EncodedResource& r) {
 void ResponseBytes::Finish(const google::protobuf::Message& head, grpc::ByteBuffer* out) && {
   head.AppendToString(&own_);
   pieces_.push_back({own_.size(), std::nullopt});
-  // One slice owns this response's own bytes; the pieces between the Anys are views of it.
+  // One slice owns this response's own bytes; the pieces between the Anys are views of it
+  // (gRPC copies those of 23 bytes or less into the slice itself).
   const grpc::Slice own = SliceOwning(std::move(own_));
   std::vector<grpc::Slice> slices;
   slices.reserve(pieces_.size() * 2);

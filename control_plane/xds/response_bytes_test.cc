@@ -61,7 +61,7 @@ TEST(ResponseBytes, ADeltaResponseParsesAsTheMessageProtobufWouldBuild) {
     auto* res = expected.add_resources();
     res->set_name(r->name);
     res->set_version(r->version);
-    ASSERT_TRUE(res->mutable_resource()->ParseFromArray(r->Any().data(), static_cast<int>(r->Any().size())));
+    ASSERT_TRUE(res->mutable_resource()->ParseFromArray(r->AnyBytes().data(), static_cast<int>(r->AnyBytes().size())));
   }
   grpc::ByteBuffer buffer;
   std::move(bytes).Finish(head, &buffer);

@@ -1,5 +1,5 @@
-// The two xDS protocols of one ADS stream, apart from gRPC: what a request changes and
-// which response goes out next. The stream reactor (ads_service.cc) owns one per stream,
+// The two xDS protocols of one ADS stream, apart from gRPC's reactors and threads: what a
+// request changes and which response goes out next. The stream reactor (ads_service.cc) owns one per stream,
 // once the agent is identified, and calls it under the stream's lock; the fuzzer drives
 // the same code with request sequences. A response is its wire bytes (ResponseBytes):
 // the resources in it are references to their shared encodings, not copies.
@@ -7,7 +7,6 @@
 
 #include <deque>
 #include <map>
-#include <optional>
 #include <set>
 #include <string>
 
