@@ -11,6 +11,12 @@
 namespace meshplug {
 namespace {
 
+// Whether the Prometheus text has the sample `line` ending a line; a failure shows the text.
+::testing::AssertionResult HasLine(const std::string& text, const std::string& line) {
+  if (text.find(line + "\n") != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "no line \"" << line << "\" in:\n" << text;
+}
+
 TEST(StatsTest, RendersPrometheusText) {
   Stats stats;
   stats.Count("requests_total", {{"service", "a\"b"}});
@@ -48,8 +54,8 @@ TEST(StatsTest, CountsFromManyThreadsWhileRendering) {
   (void)rendered_bytes;
   EXPECT_EQ(stats.CounterValue("requests_total", {{"service", "a"}}), 20000u);
   std::string text = stats.RenderPrometheus();
-  EXPECT_NE(text.find("requests_total{service=\"a\"} 20000\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("latency_seconds_count{service=\"a\"} 20000\n"), std::string::npos) << text;
+  EXPECT_TRUE(HasLine(text, "requests_total{service=\"a\"} 20000"));
+  EXPECT_TRUE(HasLine(text, "latency_seconds_count{service=\"a\"} 20000"));
   stats.SetGauge("live", {}, 3);
   EXPECT_NE(stats.RenderPrometheus().find("# TYPE live gauge\nlive 3\n"), std::string::npos);
 }
@@ -71,11 +77,11 @@ TEST(StatsTest, FixedHistogramsRenderCumulativeBuckets) {
   h.Observe(0.0003);
   h.Observe(20);
   const std::string text = stats.RenderPrometheus();
-  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"0.0001\"} 1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"0.0005\"} 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"10\"} 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("plugin_seconds_bucket{plugin=\"p\",le=\"+Inf\"} 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("plugin_seconds_count{plugin=\"p\"} 3\n"), std::string::npos) << text;
+  EXPECT_TRUE(HasLine(text, "plugin_seconds_bucket{plugin=\"p\",le=\"0.0001\"} 1"));
+  EXPECT_TRUE(HasLine(text, "plugin_seconds_bucket{plugin=\"p\",le=\"0.0005\"} 2"));
+  EXPECT_TRUE(HasLine(text, "plugin_seconds_bucket{plugin=\"p\",le=\"10\"} 2"));
+  EXPECT_TRUE(HasLine(text, "plugin_seconds_bucket{plugin=\"p\",le=\"+Inf\"} 3"));
+  EXPECT_TRUE(HasLine(text, "plugin_seconds_count{plugin=\"p\"} 3"));
 }
 
 // Prometheus buckets are "less than or equal": a value on a bound counts in that bucket.
@@ -85,10 +91,10 @@ TEST(StatsTest, AValueOnABucketBoundCountsInThatBucket) {
   for (double bound : Stats::kBuckets) h.Observe(bound);
   h.Observe(0);
   const std::string text = stats.RenderPrometheus();
-  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"0.0001\"} 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"0.00025\"} 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"10\"} 17\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("bounds_seconds_bucket{le=\"+Inf\"} 17\n"), std::string::npos) << text;
+  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"0.0001\"} 2"));
+  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"0.00025\"} 3"));
+  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"10\"} 17"));
+  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"+Inf\"} 17"));
 }
 
 // Record: one event's several updates, with labels rendered once by the caller.
@@ -100,8 +106,8 @@ TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
   const std::string text = stats.RenderPrometheus();
   EXPECT_EQ(stats.CounterValue("requests_total", {{"route", "r"}}), 1u);
   EXPECT_EQ(stats.CounterValue("bytes_total", {{"route", "r"}}), 42u);
-  EXPECT_NE(text.find("seconds_bucket{route=\"r\",le=\"0.00025\"} 1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("seconds_count{route=\"r\"} 1\n"), std::string::npos) << text;
+  EXPECT_TRUE(HasLine(text, "seconds_bucket{route=\"r\",le=\"0.00025\"} 1"));
+  EXPECT_TRUE(HasLine(text, "seconds_count{route=\"r\"} 1"));
 }
 
 // Prometheus's text format escapes a label value's backslash, double quote and newline.
