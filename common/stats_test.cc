@@ -91,10 +91,10 @@ TEST(StatsTest, AValueOnABucketBoundCountsInThatBucket) {
   for (double bound : Stats::kBuckets) h.Observe(bound);
   h.Observe(0);
   const std::string text = stats.RenderPrometheus();
-  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"0.0001\"} 2"));
-  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"0.00025\"} 3"));
-  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"10\"} 17"));
-  EXPECT_TRUE(HasLine(text, "bounds_seconds_bucket{le=\"+Inf\"} 17"));
+  // Cumulative: 0 and the first bound in the first bucket, one more per bound after it.
+  for (const auto& [le, count] : {std::pair{"0.0001", 2}, {"0.00025", 3}, {"10", 17}, {"+Inf", 17}}) {
+    EXPECT_TRUE(HasLine(text, std::string("bounds_seconds_bucket{le=\"") + le + "\"} " + std::to_string(count)));
+  }
 }
 
 // Record: one event's several updates, with labels rendered once by the caller.
