@@ -252,7 +252,8 @@ std::string ReportedAdminAddress(const agent_ns::xds::Bootstrap& b, uint16_t adm
   std::string host = absl::GetFlag(FLAGS_admin_address);
   if (meshplug::IsAnyAddress(host)) host = b.address.empty() ? "127.0.0.1" : b.address;
   const std::string first_server = b.xds_address.substr(0, b.xds_address.find(','));
-  if (meshplug::IsLoopback(host) && !meshplug::IsLoopback(first_server.substr(0, first_server.rfind(':')))) {
+  const auto server = meshplug::SplitHostPort(first_server);
+  if (meshplug::IsLoopback(host) && !meshplug::IsLoopback(server ? server->host : first_server)) {
     meshplug::log::Info("the admin listener is on loopback and the control plane elsewhere: /stats is not offered to "
               "Prometheus's discovery (--admin_address 0.0.0.0 offers it)");
     return "";

@@ -50,17 +50,25 @@ std::string& KeyBuffer() {
   return key;
 }
 
+// `map[key]` without building a std::string when the key is there: a metric at its
+// series limit comes here for every update it drops.
+template <typename Map>
+typename Map::mapped_type& Entry(Map& map, std::string_view key) {
+  auto it = map.find(key);
+  if (it == map.end()) it = map.try_emplace(std::string(key)).first;
+  return it->second;
+}
+
 // The series `key` of metric `name` in `family`, created at its zero value when
 // `admit(series the metric has here)` allows; nullptr when it does not.
 template <typename T, typename Admit>
 T* Series(std::map<std::string, std::map<std::string, T, std::less<>>, std::less<>>& family, std::string_view name,
           std::string_view key, Admit admit) {
-  auto metric = family.find(name);
-  if (metric == family.end()) metric = family.try_emplace(std::string(name)).first;
-  auto series = metric->second.find(key);
-  if (series == metric->second.end()) {
-    if (!admit(metric->second.size())) return nullptr;
-    series = metric->second.try_emplace(std::string(key)).first;
+  auto& metric = Entry(family, name);
+  auto series = metric.find(key);
+  if (series == metric.end()) {
+    if (!admit(metric.size())) return nullptr;
+    series = metric.try_emplace(std::string(key)).first;
   }
   return &series->second;
 }
@@ -88,19 +96,6 @@ Stats::Shard& Stats::Local() {
   thread_local size_t index = next_thread.fetch_add(1, std::memory_order_relaxed) % kShards;
   return shards_[index];
 }
-
-namespace {
-
-// `map[key]` without building a std::string when the key is there: a metric at its
-// series limit comes here for every update it drops.
-template <typename Map>
-typename Map::mapped_type& Entry(Map& map, std::string_view key) {
-  auto it = map.find(key);
-  if (it == map.end()) it = map.try_emplace(std::string(key)).first;
-  return it->second;
-}
-
-}  // namespace
 
 bool Stats::Admit(std::string_view metric, std::string_view labels) {
   std::lock_guard lock(admitted_mu_);

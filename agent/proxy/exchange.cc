@@ -696,7 +696,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
   OutgoingFields outgoing{framing, length, true, {}, expect_continue};
   // Checked again: a request step may have changed the protocols.
   if (const std::string_view upgrade = x.upgrade_asked ? plugins::FieldValue(x.ctx.request, http::field::upgrade) : "";
-      x.upgrade_asked && UpgradeAllowed(upgrade)) {
+      UpgradeAllowed(upgrade)) {
     outgoing.upgrade = upgrade;
     call.upgrade_offered = upgrade;
   }

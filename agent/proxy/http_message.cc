@@ -83,6 +83,7 @@ std::vector<std::string_view> ValueTokens(std::string_view value) {
 }  // namespace
 
 bool UpgradeAllowed(std::string_view protocols) {
+  if (protocols.empty()) return false;  // every request without Upgrade asks this
   const std::vector<std::string_view> tokens = ValueTokens(protocols);
   return !tokens.empty() && std::none_of(tokens.begin(), tokens.end(), [](std::string_view t) {
     return boost::beast::iequals(t, "h2c");

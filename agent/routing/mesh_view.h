@@ -66,9 +66,6 @@ struct RouteChoice {
   const RouteView* route = nullptr;  // nullptr: the service matched, no route did
 };
 
-// Routing tables of one snapshot. Services are per direction: an agent's own service is
-// both a destination (outbound) and what its inbound chain serves, with different routes
-// and configs. As a ServiceResolver it sends a plugin's calls to mesh names (outbound).
 // Points `target` at `endpoint` of its cluster: address, port and workload.
 inline void SetEndpoint(plugins::UpstreamTarget& target, const v1::Endpoint& endpoint) {
   target.host = endpoint.address();
@@ -76,6 +73,9 @@ inline void SetEndpoint(plugins::UpstreamTarget& target, const v1::Endpoint& end
   target.workload = endpoint.workload();
 }
 
+// Routing tables of one snapshot. Services are per direction: an agent's own service is
+// both a destination (outbound) and what its inbound chain serves, with different routes
+// and configs. As a ServiceResolver it sends a plugin's calls to mesh names (outbound).
 class MeshView final : public plugins::ServiceResolver {
  public:
   // Fails when a route names a cluster that does not exist, a regex does not compile
