@@ -106,8 +106,24 @@ bool Stats::Admit(std::string_view metric, std::string_view labels) {
   return true;
 }
 
+template <typename T>
+T* Stats::ShardSeries(Shard& shard, Family<T>& family, std::string_view name, std::string_view labels) {
+  for (const Shard::Recent& recent : shard.recent) {
+    T* const* series = std::get_if<T*>(&recent.series);
+    if (series != nullptr && recent.name == name && recent.labels == labels) return *series;
+  }
+  T* series = Series(family, name, labels, [&](size_t) { return Admit(name, labels); });
+  if (series != nullptr) {
+    Shard::Recent& recent = shard.recent[shard.next_recent++ % shard.recent.size()];
+    recent.name.assign(name);
+    recent.labels.assign(labels);
+    recent.series = series;
+  }
+  return series;
+}
+
 void Stats::AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta) {
-  if (uint64_t* value = Series(shard.counters, counter, labels, [&](size_t) { return Admit(counter, labels); })) {
+  if (uint64_t* value = ShardSeries(shard, shard.counters, counter, labels)) {
     *value += delta;
   } else {
     ++Entry(shard.dropped, counter);
@@ -115,7 +131,7 @@ void Stats::AddCount(Shard& shard, std::string_view counter, std::string_view la
 }
 
 void Stats::AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds) {
-  HistogramValue* h = Series(shard.histograms, histogram, labels, [&](size_t) { return Admit(histogram, labels); });
+  HistogramValue* h = ShardSeries(shard, shard.histograms, histogram, labels);
   if (h == nullptr) {
     ++Entry(shard.dropped, histogram);
     return;

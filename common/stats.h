@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace meshplug {
@@ -94,12 +95,24 @@ class Stats {
     Family<uint64_t> counters;
     Family<HistogramValue> histograms;
     std::map<std::string, uint64_t, std::less<>> dropped;  // by metric
+    // The series the latest updates went to, scanned before the maps are searched: a
+    // thread updates the same few series request after request, and finding one in the
+    // maps compares its long label string at every level. std::map nodes never move and
+    // no series is removed, so the pointers stay valid.
+    struct Recent {
+      std::string name, labels;
+      std::variant<std::monostate, uint64_t*, HistogramValue*> series;
+    };
+    std::array<Recent, 8> recent;
+    size_t next_recent = 0;  // replaced next
   };
   static constexpr size_t kShards = 16;
 
   // The calling thread's shard.
   Shard& Local();
   // Under the shard's lock.
+  template <typename T>
+  T* ShardSeries(Shard& shard, Family<T>& family, std::string_view name, std::string_view labels);
   void AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta);
   void AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds);
   // Whether `metric` may have the label set `labels` (it has it, or fewer than kMaxSeries):

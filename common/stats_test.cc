@@ -110,6 +110,27 @@ TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
   EXPECT_TRUE(HasLine(text, "seconds_count{route=\"r\"} 1"));
 }
 
+// Updates that alternate among more series than the shard remembers, with names and
+// label sets that differ by one character and a counter and a histogram of one label set,
+// each land in their own series.
+TEST(StatsTest, InterleavedSeriesEachKeepTheirOwnCounts) {
+  Stats stats;
+  std::vector<std::string> labels(20);
+  for (size_t i = 0; i < labels.size(); ++i) Stats::RenderLabels({{"route", "r" + std::to_string(i)}}, labels[i]);
+  for (int round = 0; round < 50; ++round) {
+    for (size_t i = 0; i < labels.size(); ++i) {
+      stats.Record({{"a_total", labels[i], i + 1}, {"b_total", labels[i], 1}, {"a_seconds", labels[i], 0, 0.5}});
+    }
+  }
+  const std::string text = stats.RenderPrometheus();
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::string route = "r" + std::to_string(i);
+    EXPECT_EQ(stats.CounterValue("a_total", {{"route", route}}), 50 * (i + 1)) << route;
+    EXPECT_EQ(stats.CounterValue("b_total", {{"route", route}}), 50u) << route;
+    EXPECT_TRUE(HasLine(text, "a_seconds_count{route=\"" + route + "\"} 50"));
+  }
+}
+
 // Prometheus's text format escapes a label value's backslash, double quote and newline.
 TEST(StatsTest, LabelValuesAreEscaped) {
   std::string labels;
