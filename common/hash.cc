@@ -14,6 +14,12 @@ std::string Sha256Hex(std::string_view data) {
   return HexOf(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
+uint64_t StableHash(std::string_view data) {
+  uint64_t hash = 0xcbf29ce484222325;
+  for (unsigned char c : data) hash = (hash ^ c) * 0x100000001b3;
+  return hash;
+}
+
 std::string DeterministicBytes(const google::protobuf::Message& msg) {
   std::string out;
   {

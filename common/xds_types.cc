@@ -17,6 +17,11 @@ std::string ChainSetName(const Message& m) {
   return name.empty() ? "chains" : name;
 }
 
+std::string EndpointsName(const Message& m) {
+  const auto& e = As<v1::Endpoints>(m);
+  return e.page() == 0 ? e.cluster() : e.cluster() + "#" + std::to_string(e.page());
+}
+
 std::string ServiceName(const Message& m) {
   const auto& s = As<v1::Service>(m);
   return s.inbound() ? s.name() + "|inbound" : s.name();
@@ -37,7 +42,7 @@ const std::vector<ResourceType>& ResourceTypes() {
       Type<v1::AgentSettings>("settings", [](const Message&) { return std::string("agent"); }),
       Type<v1::PluginScript>("scripts", [](const Message& m) { return As<v1::PluginScript>(m).name(); }),
       Type<v1::Cluster>("clusters", [](const Message& m) { return As<v1::Cluster>(m).name(); }),
-      Type<v1::Endpoints>("endpoints", [](const Message& m) { return As<v1::Endpoints>(m).cluster(); }),
+      Type<v1::Endpoints>("endpoints", EndpointsName),
       Type<v1::Service>("services", ServiceName),
       Type<v1::ChainSet>("chains", ChainSetName),
   };

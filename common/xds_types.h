@@ -42,8 +42,8 @@ const std::string& UrlOf() {
 }
 
 // Resource names: "agent" for AgentSettings, the chain set's name ("chains" when empty),
-// a PluginScript's and a Cluster's name, an Endpoints' cluster, a Service's name with
-// "|inbound" for the agent's own services.
+// a PluginScript's and a Cluster's name, an Endpoints' cluster (with "#<page>" for pages
+// after the first), a Service's name with "|inbound" for the agent's own services.
 std::string ResourceName(const google::protobuf::Message& resource);
 
 // Every resource of a snapshot, in type order.

@@ -152,8 +152,11 @@ std::vector<std::string> ResourceSet::Unreferenced() const {
     if (!clusters.count(name)) out.push_back(Cat("Cluster \"", name, "\""));
   }
   const Named& cluster_set = Of(UrlOf<v1::Cluster>());
-  for (const auto& [name, _] : Of(UrlOf<v1::Endpoints>())) {
-    if (!cluster_set.count(name)) out.push_back(Cat("Endpoints \"", name, "\""));
+  for (const auto& [name, e] : Of(UrlOf<v1::Endpoints>())) {
+    // A page after the first is named "<cluster>#k": its cluster is in the message.
+    if (!cluster_set.count(static_cast<const v1::Endpoints&>(*e.message).cluster())) {
+      out.push_back(Cat("Endpoints \"", name, "\""));
+    }
   }
   return out;
 }

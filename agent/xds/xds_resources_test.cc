@@ -47,6 +47,27 @@ TEST(ResourceSetTest, UnreferencedScriptsAndClusters) {
   EXPECT_EQ(set.Unreferenced(), (std::vector<std::string>{"PluginScript \"audit@2\"", "Cluster \"db.shop|5432\""}));
 }
 
+// A cluster's Endpoints pages after the first are named "<cluster>#k" and belong to that
+// cluster: referenced while it exists, and assembled beside its first page.
+TEST(ResourceSetTest, EndpointsPagesBelongToTheirCluster) {
+  ResourceSet set = Complete();
+  v1::Endpoints page = Endpoints("web.shop|80");
+  page.set_page(3);
+  page.add_endpoints()->set_address("10.0.0.3");
+  EXPECT_EQ(::meshplug::xds_types::ResourceName(page), "web.shop|80#3");
+  Put(set, "web.shop|80#3", page);
+  v1::Endpoints stray = Endpoints("db.shop|5432");
+  stray.set_page(1);
+  Put(set, "db.shop|5432#1", stray);
+  EXPECT_TRUE(set.Missing().empty());
+  EXPECT_EQ(set.Unreferenced(), (std::vector<std::string>{"Endpoints \"db.shop|5432#1\""}));
+  set.Remove(UrlOf<v1::Endpoints>(), "db.shop|5432#1");
+  const v1::Snapshot snapshot = set.Assemble();
+  int pages_of_web = 0;
+  for (const v1::Endpoints& e : snapshot.endpoints()) pages_of_web += e.cluster() == "web.shop|80";
+  EXPECT_EQ(pages_of_web, 2);
+}
+
 TEST(ResourceSetTest, AssembleOrdersByNameAndVersionsByContent) {
   ResourceSet a = Complete();
   v1::Snapshot s = a.Assemble();

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/chain_info.h"
+#include "common/hash.h"
 #include "common/strings.h"
 #include "common/x509.h"
 #include "control_plane/translate/selector.h"
@@ -181,6 +182,16 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
   }
 }
 
+// How many pages a cluster of `endpoints` is split into: a power of two with about
+// kEndpointsPerPage endpoints each, so an endpoint's page is its workload's hash masked.
+// When a Service doubles, every endpoint moves at most once.
+constexpr size_t kEndpointsPerPage = 64;
+size_t EndpointPages(size_t endpoints) {
+  size_t pages = 1;
+  while (pages * kEndpointsPerPage < endpoints) pages *= 2;
+  return pages;
+}
+
 void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
                 v1::Snapshot& snap) {
   auto* out = snap.add_services();
@@ -223,12 +234,23 @@ void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Se
       ep->set_port(target);
       continue;
     }
-    for (const mesh::v1::Workload* wl : state.Members(key)) {
-      auto* ep = eps->add_endpoints();
+    const std::vector<const mesh::v1::Workload*>& members = state.Members(key);
+    std::vector<v1::Endpoints*> pages(EndpointPages(members.size()));
+    pages[0] = eps;
+    for (const mesh::v1::Workload* wl : members) {
+      std::string workload = Cat(wl->metadata().name(), ".", wl->metadata().namespace_());
+      const size_t k = StableHash(workload) & (pages.size() - 1);
+      v1::Endpoints*& page = pages[k];
+      if (page == nullptr) {
+        page = snap.add_endpoints();
+        page->set_cluster(cluster);
+        page->set_page(k);
+      }
+      auto* ep = page->add_endpoints();
       ep->set_address(wl->spec().address());
       ep->set_port(wl->spec().inbound_port());
       ep->set_weight(1);
-      ep->set_workload(Cat(wl->metadata().name(), ".", wl->metadata().namespace_()));
+      ep->set_workload(std::move(workload));
       // An agent registered it, so an agent with this identity is in front of it (mTLS).
       if (wl->metadata().annotations().count(resources::kRegisteredBy)) {
         ep->set_identity(x509::SpiffeId(TrustDomain(state), wl->metadata().namespace_(),

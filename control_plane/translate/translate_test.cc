@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
+#include "common/xds_types.h"
 #include "resources/manifest.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/whole_translation.h"
@@ -309,6 +313,52 @@ TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
   const auto other = Translate(s, destinations, Agent(s, "httpbin", "httpbin-1"));
   ASSERT_EQ(other.snapshot.services_size(), 1);
   EXPECT_TRUE(other.snapshot.services(0).inbound());
+}
+
+// A Service's endpoints are split into pages of about 64, an endpoint's page chosen by a
+// hash of its workload: every endpoint is in exactly one page, and a workload joining
+// changes one page and leaves the others as they were.
+TEST(Translate, ManyEndpointsArePagedAndAJoinChangesOnePage) {
+  auto workload = [](int i) {
+    return "---\napiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: httpbin-w" + std::to_string(i) +
+           ", namespace: httpbin, labels: {app: httpbin}}\nspec: {address: 10.1." + std::to_string(i / 250) + "." +
+           std::to_string(i % 250 + 1) + ", inboundPort: 15003}\n";
+  };
+  std::string yaml;
+  for (int i = 0; i < 200; ++i) yaml += workload(i);
+  MeshState s = State(yaml.substr(4));
+  // Resource name → bytes, of httpbin's cluster's pages.
+  auto pages = [](const MeshState& state) {
+    std::map<std::string, std::string> out;
+    const v1::Snapshot destinations = TranslateDestinations(state);
+    for (const auto& e : destinations.endpoints()) {
+      if (e.cluster() == "httpbin.httpbin|14001") out[xds_types::ResourceName(e)] = e.SerializeAsString();
+    }
+    return out;
+  };
+  const auto before = pages(s);
+  std::vector<std::string> names;
+  std::set<std::string> workloads;
+  size_t endpoints = 0;
+  for (const auto& [name, bytes] : before) {
+    names.push_back(name);
+    v1::Endpoints e;
+    ASSERT_TRUE(e.ParseFromString(bytes));
+    EXPECT_LE(e.endpoints_size(), 96) << name;
+    for (const auto& ep : e.endpoints()) workloads.insert(ep.workload()), ++endpoints;
+  }
+  // 201 endpoints (httpbin-1 and the 200): four pages.
+  EXPECT_EQ(names, (Strings{"httpbin.httpbin|14001", "httpbin.httpbin|14001#1", "httpbin.httpbin|14001#2",
+                            "httpbin.httpbin|14001#3"}));
+  EXPECT_EQ(endpoints, 201u);
+  EXPECT_EQ(workloads.size(), 201u);
+
+  Add(s, workload(200).substr(4));
+  const auto after = pages(s);
+  ASSERT_EQ(after.size(), before.size());
+  int changed = 0;
+  for (const auto& [name, bytes] : after) changed += before.at(name) != bytes;
+  EXPECT_EQ(changed, 1);
 }
 
 // The destination Services (with their clusters and endpoints) an agent receives.

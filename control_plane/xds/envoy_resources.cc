@@ -157,22 +157,26 @@ envoy::config::cluster::v3::Cluster ClusterFor(const std::string& name) {
   return c;
 }
 
-envoy::config::endpoint::v3::ClusterLoadAssignment AssignmentFor(const std::string& name, const v1::Endpoints* in) {
+// One assignment of all of a cluster's pages: EDS has one resource per cluster.
+envoy::config::endpoint::v3::ClusterLoadAssignment AssignmentFor(const std::string& name,
+                                                                 const std::vector<const v1::Endpoints*>& pages) {
   envoy::config::endpoint::v3::ClusterLoadAssignment a;
   a.set_cluster_name(name);
-  if (!in) return a;
+  if (pages.empty()) return a;
   // One locality of weight 1: a client skips a locality without a weight.
   auto* locality = a.add_endpoints();
   locality->mutable_locality();
   locality->mutable_load_balancing_weight()->set_value(1);
-  for (const auto& ep : in->endpoints()) {
-    if (ep.address().empty()) continue;  // nothing a client could connect to
-    auto* lb = locality->add_lb_endpoints();
-    auto* socket = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
-    socket->set_address(ep.address());
-    socket->set_port_value(ep.port());
-    lb->set_health_status(core::HEALTHY);
-    if (ep.weight() > 1) lb->mutable_load_balancing_weight()->set_value(ep.weight());
+  for (const v1::Endpoints* page : pages) {
+    for (const auto& ep : page->endpoints()) {
+      if (ep.address().empty()) continue;  // nothing a client could connect to
+      auto* lb = locality->add_lb_endpoints();
+      auto* socket = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
+      socket->set_address(ep.address());
+      socket->set_port_value(ep.port());
+      lb->set_health_status(core::HEALTHY);
+      if (ep.weight() > 1) lb->mutable_load_balancing_weight()->set_value(ep.weight());
+    }
   }
   return a;
 }
@@ -196,8 +200,8 @@ bool IsEnvoyType(std::string_view type_url) {
 
 void ForEachEnvoyResource(const v1::Snapshot& snapshot,
                           const std::function<void(const std::string& name, const google::protobuf::Message&)>& fn) {
-  std::map<std::string, const v1::Endpoints*> endpoints;
-  for (const auto& e : snapshot.endpoints()) endpoints.emplace(e.cluster(), &e);
+  std::map<std::string, std::vector<const v1::Endpoints*>> endpoints;  // by cluster, its pages
+  for (const auto& e : snapshot.endpoints()) endpoints[e.cluster()].push_back(&e);
   std::set<std::string> used;  // clusters the routes lead to
   for (const auto& service : snapshot.services()) {
     if (service.inbound()) continue;
@@ -235,8 +239,7 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
   }
   for (const auto& name : used) {
     fn(name, ClusterFor(name));
-    auto e = endpoints.find(name);
-    fn(name, AssignmentFor(name, e == endpoints.end() ? nullptr : e->second));
+    fn(name, AssignmentFor(name, endpoints[name]));
   }
 }
 

@@ -187,6 +187,24 @@ TEST(EnvoyResources, ClustersAreEdsOverAdsAndEndpointsOneWeightedLocality) {
   EXPECT_EQ(Get<envoy::config::endpoint::v3::ClusterLoadAssignment>(all, "echo-v1.demo|50051").endpoints_size(), 0);
 }
 
+// EDS has one assignment per cluster: a cluster's Endpoints pages make one, named after it.
+TEST(EnvoyResources, APagedClustersEndpointsMakeOneAssignment) {
+  v1::Snapshot snap = Destinations();
+  auto* page = snap.add_endpoints();
+  page->set_cluster("echo.demo|50051");
+  page->set_page(2);
+  auto* ep = page->add_endpoints();
+  ep->set_address("10.0.0.2");
+  ep->set_port(50051);
+  const auto all = Translate(snap);
+  EXPECT_EQ(all.at("ClusterLoadAssignment").count("echo.demo|50051#2"), 0u);
+  const auto& cla = Get<envoy::config::endpoint::v3::ClusterLoadAssignment>(all, "echo.demo|50051");
+  ASSERT_EQ(cla.endpoints_size(), 1);
+  std::vector<std::string> addresses;
+  for (const auto& lb : cla.endpoints(0).lb_endpoints()) addresses.push_back(lb.endpoint().address().socket_address().address());
+  EXPECT_EQ(addresses, (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+}
+
 TEST(EnvoyResources, AgentResourcesServeThemBesideMeshplugsTypes) {
   ResourceInterner interner;
   const auto resources = ToResources(Destinations(), interner);
