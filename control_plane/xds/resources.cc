@@ -106,6 +106,27 @@ void AgentResources::ForEach(const std::string& type_url,
   ForEachOf(Layer(type_url), type_url, f);
 }
 
+std::optional<AgentResources::Parts> AgentResources::SharedAndOwn(const std::string& type_url) const {
+  const AgentResources& top = Layer(type_url);
+  if (&top != this) return Parts{&top, nullptr};  // Envoy's types: the destinations' alone
+  Parts parts{base.get(), &OwnOf(*this, type_url)};
+  if (base) {
+    const Named& shared = OwnOf(*base, type_url);
+    for (const auto& [name, _] : *parts.own) {
+      if (shared.count(name)) return std::nullopt;
+    }
+  }
+  return parts;
+}
+
+const grpc::Slice& AgentResources::Framed(const std::string& type_url,
+                                          const std::function<grpc::Slice(const Named&)>& frame) const {
+  std::lock_guard lock(framed_mu_);
+  auto it = framed_.find(type_url);
+  if (it == framed_.end()) it = framed_.emplace(type_url, frame(OwnOf(*this, type_url))).first;
+  return it->second;
+}
+
 AgentResources::Named AgentResources::Of(const std::string& type_url) const {
   Named out;
   ForEach(type_url, [&](const std::string& name, const ResourcePtr& r) { out.emplace(name, r); });

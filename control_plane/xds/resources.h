@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -56,10 +57,24 @@ struct AgentResources {
   // The version of `type_url`'s resources, a type this server serves.
   const std::string& TypeVersion(const std::string& type_url) const;
 
+  // The resources of `type_url` as a layer shared with other agents (null when none) and
+  // the agent's own on top (null when none), for a response that may send them in any
+  // order; nullopt when one of the agent's own replaces a shared one.
+  struct Parts {
+    const AgentResources* shared = nullptr;
+    const Named* own = nullptr;
+  };
+  std::optional<Parts> SharedAndOwn(const std::string& type_url) const;
+  // This layer's own resources of `type_url` as `frame` frames them the first time, then
+  // kept: every agent over a shared layer sends them as one slice.
+  const grpc::Slice& Framed(const std::string& type_url, const std::function<grpc::Slice(const Named&)>& frame) const;
+
  private:
   const AgentResources& Layer(const std::string& type_url) const;
   mutable std::once_flag envoy_once_;
   mutable std::unique_ptr<const AgentResources> envoy_;
+  mutable std::mutex framed_mu_;
+  mutable std::map<std::string, grpc::Slice> framed_;  // by type URL
 };
 
 // Shares encodings between agents: the same bytes are kept once while anyone uses them.

@@ -41,6 +41,18 @@ void ResponseBytes::AddAny(const EncodedResource& r) {
   pieces_.push_back({own_.size(), r.any});
 }
 
+void ResponseBytes::AddLayer(const AgentResources& layer, const std::string& type_url) {
+  const grpc::Slice& entries = layer.Framed(type_url, [](const AgentResources::Named& named) {
+    std::string out;
+    for (const auto& [_, r] : named) {
+      AppendHeader(out, kResponseResources, r->any.size());
+      out.append(r->AnyBytes());
+    }
+    return SliceOwning(std::move(out));
+  });
+  pieces_.push_back({own_.size(), entries});
+}
+
 void ResponseBytes::AddResource(const EncodedResource& r) {
   const size_t resource = FieldSize(r.name.size()) + FieldSize(r.version.size()) + FieldSize(r.any.size());
   AppendHeader(own_, kResponseResources, resource);

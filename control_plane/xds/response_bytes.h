@@ -19,6 +19,9 @@ class ResponseBytes {
  public:
   // A DiscoveryResponse's `resources` entry: the resource's Any.
   void AddAny(const EncodedResource& r);
+  // AddAny of every resource of `type_url` that `layer` holds itself, framed once per layer
+  // and type and referenced by every response over it.
+  void AddLayer(const AgentResources& layer, const std::string& type_url);
   // A DeltaDiscoveryResponse's `resources` entry: a Resource of name, version and Any.
   void AddResource(const EncodedResource& r);
   // Sets `out` to `head` (the response without resources) and the resources added, in order.

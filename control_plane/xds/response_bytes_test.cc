@@ -47,6 +47,38 @@ TEST(ResponseBytes, AStateOfTheWorldResponseParsesAsTheMessageProtobufWouldBuild
   EXPECT_TRUE(MessageDifferencer::Equals(got, expected)) << got.DebugString();
 }
 
+// A shared layer's resources go out as one slice framed the first time a response asks,
+// and parse as their Anys added one by one would.
+TEST(ResponseBytes, ALayersResourcesAreFramedOnceAsTheirAnys) {
+  ResourceInterner interner;
+  v1::Snapshot snapshot;
+  for (size_t size : {0, 127, 20000}) {
+    v1::Service* s = snapshot.add_services();
+    s->set_name("svc-" + std::to_string(size));
+    if (size > 0) s->add_hosts(std::string(size, 'h'));
+  }
+  const auto layer = ToResources(snapshot, interner);
+  const std::string& url = xds_types::UrlOf<v1::Service>();
+  DiscoveryResponse head;
+  head.set_type_url(url);
+  ResponseBytes one_by_one, framed;
+  layer->ForEach(url, [&](const std::string&, const ResourcePtr& r) { one_by_one.AddAny(*r); });
+  framed.AddLayer(*layer, url);
+  grpc::ByteBuffer expected_bytes, got_bytes;
+  std::move(one_by_one).Finish(head, &expected_bytes);
+  std::move(framed).Finish(head, &got_bytes);
+  DiscoveryResponse expected, got;
+  ASSERT_TRUE(ParseFrom(expected_bytes, expected));
+  ASSERT_TRUE(ParseFrom(got_bytes, got));
+  EXPECT_EQ(got.resources_size(), 3);
+  EXPECT_TRUE(MessageDifferencer::Equals(got, expected)) << got.DebugString();
+  // Kept with the layer: not framed again.
+  layer->Framed(url, [](const AgentResources::Named&) {
+    ADD_FAILURE() << "framed twice";
+    return grpc::Slice();
+  });
+}
+
 TEST(ResponseBytes, ADeltaResponseParsesAsTheMessageProtobufWouldBuild) {
   ResourceInterner interner;
   DeltaDiscoveryResponse head;

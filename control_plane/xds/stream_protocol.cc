@@ -108,9 +108,19 @@ bool SotwProtocol::NextResponse(grpc::ByteBuffer* out) {
   head.set_type_url(type);
   head.set_version_info(resources_->TypeVersion(type));
   ResponseBytes bytes;
-  resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
-    if (t.wildcard || t.names.count(name)) bytes.AddAny(*r);
-  });
+  // A wildcard subscriber gets the shared resources as one slice framed for all agents;
+  // the order of a response's resources means nothing.
+  std::optional<AgentResources::Parts> parts = t.wildcard ? resources_->SharedAndOwn(type) : std::nullopt;
+  if (parts) {
+    if (parts->shared) bytes.AddLayer(*parts->shared, type);
+    if (parts->own) {
+      for (const auto& [_, r] : *parts->own) bytes.AddAny(*r);
+    }
+  } else {
+    resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
+      if (t.wildcard || t.names.count(name)) bytes.AddAny(*r);
+    });
+  }
   t.nonce = NextNonce();
   t.sent_version = head.version_info();
   head.set_nonce(t.nonce);

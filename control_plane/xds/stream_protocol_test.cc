@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "common/xds_types.h"
@@ -93,6 +94,47 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   ack.set_response_nonce(sent[10].nonce());  // "11": older than "9" as text, newer as a number
   protocol.Handle(ack);
   EXPECT_EQ(AckedVersion(registry, ServiceUrl()), sent[10].system_version_info());
+}
+
+// A wildcard state-of-the-world response holds the shared destinations (framed once for
+// every agent over them) and the agent's own resources; where one of the agent's own
+// replaces a shared one, the agent's is sent and the shared one is not.
+TEST(SotwProtocol, AWildcardResponseHoldsTheSharedResourcesAndTheAgentsOwn) {
+  AgentRegistry registry;
+  ResourceInterner interner;
+  v1::Snapshot destinations;
+  for (const char* name : {"a", "b", "c"}) destinations.add_services()->set_name(name);
+  const Resources base = ToResources(destinations, interner);
+  v1::Snapshot added, replacing;
+  added.add_services()->set_name("mine");
+  v1::Service* b = replacing.add_services();
+  b->set_name("b");
+  b->add_hosts("only-mine");
+  struct Case {
+    const v1::Snapshot* own;
+    std::vector<std::string> names;
+    std::string b_host;
+  };
+  for (const Case& c : {Case{&added, {"a", "b", "c", "mine"}, ""}, Case{&replacing, {"a", "b", "c"}, "only-mine"}}) {
+    SotwProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
+    protocol.SetResources(ToResources(*c.own, interner, base));
+    SotwProtocol::Request req;
+    req.set_type_url(ServiceUrl());
+    protocol.Handle(req);
+    auto resp = Next(protocol);
+    ASSERT_TRUE(resp);
+    std::vector<std::string> names;
+    std::string b_host;
+    for (const auto& any : resp->resources()) {
+      v1::Service s;
+      ASSERT_TRUE(any.UnpackTo(&s));
+      names.push_back(s.name());
+      if (s.name() == "b" && s.hosts_size() > 0) b_host = s.hosts(0);
+    }
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, c.names);
+    EXPECT_EQ(b_host, c.b_host);
+  }
 }
 
 // A gRPC client's stream: Envoy's types by name, both protocols; a stream with an xDS
