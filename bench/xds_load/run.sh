@@ -141,8 +141,8 @@ done
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print()
-print("| agents | protocol | control planes | all connected (s) | connect p50 / p99 (ms) | settled (s) | CP CPU for connect (s) | CP RSS (MB) | RSS per agent (KB) | PluginConfig → 10%: p50 / p99 ms (agents updated) | Plugin script → all: p50 / p99 ms | new Service → all: p50 / p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| agents | protocol | control planes | all connected (s) | connect p50 / p99 (ms) | settled (s) | CP CPU for connect (s) | CP RSS (MB) | RSS per agent (KB) | PluginConfig → 10%: p50 / p99 ms (agents updated) | Plugin script → all: p50 / p99 ms | new Service → all: p50 / p99 ms | a Workload joins svc-0 → all: p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     def c(k):
         x = r[k]
@@ -150,18 +150,21 @@ for r in rows:
     upd = r["plugin_config"]["agents_updated"]
     print(f"| {r['agents']:,} | {r['protocol']} | {r.get('replicas', 1)} | {r['all_connected_ms']/1000:.2f} | {r['connect_p50_ms']:.0f} / {r['connect_p99_ms']:.0f} | "
           f"{r['settled_ms']/1000:.2f} | {r['cp_cpu_connect_s']:.1f} | {r['cp_rss_connected_kb']/1024:.0f} | {r['cp_rss_per_agent_kb']:.0f} | "
-          f"{c('plugin_config')} ({int(min(upd))}–{int(max(upd))} of {r['plugin_config']['expected_agents']}) | {c('plugin_script')} | {c('new_service')} |")
+          f"{c('plugin_config')} ({int(min(upd))}–{int(max(upd))} of {r['plugin_config']['expected_agents']}) | {c('plugin_script')} | {c('new_service')} | {c('workload_joins')} |")
 print()
-print("| agents | protocol | CP CPU per change, s: PluginConfig / script / Service (median) |")
-print("|---|---|---|")
+print("| agents | protocol | CP CPU per change, s: PluginConfig / script / Service / Workload joins (median) | bytes sent per change, MB: PluginConfig / script / Service / Workload joins (median) | bytes to connect (GB) |")
+print("|---|---|---|---|---|")
+changes = ("plugin_config", "plugin_script", "new_service", "workload_joins")
 for r in rows:
     med = lambda v: sorted(v)[len(v)//2]
-    print(f"| {r['agents']:,} | {r['protocol']} | {med(r['plugin_config']['cp_cpu_s']):.2f} / {med(r['plugin_script']['cp_cpu_s']):.2f} / {med(r['new_service']['cp_cpu_s']):.2f} |")
+    cpu = " / ".join(f"{med(r[k]['cp_cpu_s']):.2f}" for k in changes)
+    mb = " / ".join(f"{med(r[k]['bytes'])/1e6:.1f}" for k in changes)
+    print(f"| {r['agents']:,} | {r['protocol']} | {cpu} | {mb} | {r['connect_bytes']/1e9:.2f} |")
 print()
-print("| agents | protocol | control planes | apply p50 / p99 ms: PluginConfig / script / Service |")
+print("| agents | protocol | control planes | apply p50 / p99 ms: PluginConfig / script / Service / Workload joins |")
 print("|---|---|---|---|")
 for r in rows:
     a = lambda k: f"{r[k]['apply_p50_ms']:.0f} / {r[k]['apply_p99_ms']:.0f}"
-    print(f"| {r['agents']:,} | {r['protocol']} | {r.get('replicas', 1)} | {a('plugin_config')} · {a('plugin_script')} · {a('new_service')} |")
+    print(f"| {r['agents']:,} | {r['protocol']} | {r.get('replicas', 1)} | {' · '.join(a(k) for k in changes)} |")
 EOF
 echo "results: $results" >&2

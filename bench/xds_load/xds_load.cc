@@ -350,14 +350,14 @@ std::string EgressHostsYaml() {
   return items;
 }
 
-// Whether the new Services of the third change are among every agent's egress hosts (all
-// agents share one namespace, so one scope).
-bool NewServiceReaches() {
+// Whether Service `name` is among every agent's egress hosts (all agents share one
+// namespace, so one scope).
+bool ServiceReaches(const std::string& name) {
   const std::string flag = absl::GetFlag(FLAGS_egress_hosts);
   if (flag.empty()) return true;
   auto hosts = meshplug::resources::ParseEgressHosts(meshplug::resources::SplitEgressHosts(flag));
   const std::string ns = absl::GetFlag(FLAGS_ns);
-  return hosts.ok() && meshplug::resources::EgressAllows(*hosts, ns, ns, "new-svc-1");
+  return hosts.ok() && meshplug::resources::EgressAllows(*hosts, ns, ns, name);
 }
 
 std::string MeshYaml(int services) {
@@ -396,6 +396,14 @@ std::string PluginConfigYaml(int rev) {
 std::string NewServiceYaml(int rev) {
   return Cat("apiVersion: v1\nkind: Service\nmetadata: {name: new-svc-", rev, ", namespace: ",
              absl::GetFlag(FLAGS_ns), "}\nspec: {ports: [{port: 8080}], selector: {app: new-svc-", rev, "}}\n");
+}
+
+// A workload joining svc-0 (applied by hand, as for a workload without an agent): the
+// endpoints of svc-0 change for every agent that may call it.
+std::string JoinedWorkloadYaml(int rev) {
+  return Cat("apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: joined-", rev, ", namespace: ",
+             absl::GetFlag(FLAGS_ns), ", labels: {app: svc-0}}\nspec: {address: 10.250.", rev / 250, ".",
+             rev % 250 + 1, ", inboundPort: 15003}\n");
 }
 
 // ------------------------------------------------------------------------- identities
@@ -636,14 +644,16 @@ int Run() {
   for (int i = 0; i < n; ++i) tenth += (i % 10 == 0);
   const Change changes[] = {{"plugin_config", PluginConfigYaml, tenth},
                             {"plugin_script", PluginScriptYaml, n},
-                            {"new_service", NewServiceYaml, NewServiceReaches() ? n : 0}};
+                            {"new_service", NewServiceYaml, ServiceReaches("new-svc-1") ? n : 0},
+                            {"workload_joins", JoinedWorkloadYaml, ServiceReaches("svc-0") ? n : 0}};
   const int repeats = absl::GetFlag(FLAGS_repeats);
   for (const Change& change : changes) {
-    std::vector<double> conv_ms, apply_ms, cpu_s, pushed, responses;
+    std::vector<double> conv_ms, apply_ms, cpu_s, pushed, responses, bytes;
     for (int r = 1; r <= repeats; ++r) {
       std::vector<int64_t> before_counts;
       for (auto& a : agents) before_counts.push_back(a->responses());
       const int64_t responses_before = totals.responses.load();
+      const int64_t bytes_before = totals.bytes.load();
       const ProcSample c0 = Sample(cp_pids);
       const int64_t start = NowNs();
       if (!Apply(*admin, change.yaml(r))) return 1;
@@ -671,11 +681,12 @@ int Run() {
       cpu_s.push_back(c1.cpu_s - c0.cpu_s);
       pushed.push_back(got);
       responses.push_back(static_cast<double>(totals.responses.load() - responses_before));
+      bytes.push_back(static_cast<double>(totals.bytes.load() - bytes_before));
       std::fprintf(stderr, "  %s #%d: %d agents updated (expected %d), last ACK after %.1f ms, CP CPU %.2f s\n",
                    change.name, r, got, change.expected, conv_ms.back(), cpu_s.back());
     }
     out += Cat(",\"", change.name, "\":{\"expected_agents\":", change.expected, ",\"agents_updated\":", Json(pushed),
-               ",\"responses\":", Json(responses), ",\"convergence_ms\":", Json(conv_ms),
+               ",\"responses\":", Json(responses), ",\"bytes\":", Json(bytes), ",\"convergence_ms\":", Json(conv_ms),
                ",\"p50_ms\":", Percentile(conv_ms, 0.5), ",\"p99_ms\":", Percentile(conv_ms, 0.99),
                ",\"apply_p50_ms\":", Percentile(apply_ms, 0.5), ",\"apply_p99_ms\":", Percentile(apply_ms, 0.99),
                ",\"cp_cpu_s\":", Json(cpu_s), "}");
