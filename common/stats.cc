@@ -106,38 +106,30 @@ bool Stats::Admit(std::string_view metric, std::string_view labels) {
   return true;
 }
 
-template <typename T>
-T* Stats::ShardSeries(Shard& shard, Family<T>& family, std::string_view name, std::string_view labels) {
-  for (const Shard::Recent& recent : shard.recent) {
-    T* const* series = std::get_if<T*>(&recent.series);
-    if (series != nullptr && recent.name == name && recent.labels == labels) return *series;
-  }
-  T* series = Series(family, name, labels, [&](size_t) { return Admit(name, labels); });
-  if (series != nullptr) {
-    Shard::Recent& recent = shard.recent[shard.next_recent++ % shard.recent.size()];
-    recent.name.assign(name);
-    recent.labels.assign(labels);
-    recent.series = series;
-  }
-  return series;
-}
-
-void Stats::AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta) {
-  if (uint64_t* value = ShardSeries(shard, shard.counters, counter, labels)) {
+uint64_t* Stats::AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta) {
+  uint64_t* value = Series(shard.counters, counter, labels, [&](size_t) { return Admit(counter, labels); });
+  if (value != nullptr) {
     *value += delta;
   } else {
     ++Entry(shard.dropped, counter);
   }
+  return value;
 }
 
-void Stats::AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds) {
-  HistogramValue* h = ShardSeries(shard, shard.histograms, histogram, labels);
-  if (h == nullptr) {
+void Stats::HistogramValue::Add(double seconds) {
+  ++buckets[BucketOf(seconds)];
+  sum += seconds;
+}
+
+Stats::HistogramValue* Stats::AddSample(Shard& shard, std::string_view histogram, std::string_view labels,
+                                        double seconds) {
+  HistogramValue* h = Series(shard.histograms, histogram, labels, [&](size_t) { return Admit(histogram, labels); });
+  if (h != nullptr) {
+    h->Add(seconds);
+  } else {
     ++Entry(shard.dropped, histogram);
-    return;
   }
-  ++h->buckets[BucketOf(seconds)];
-  h->sum += seconds;
+  return h;
 }
 
 void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
@@ -163,16 +155,47 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
   AddSample(shard, name, key, seconds);
 }
 
+bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> updates) const {
+  if (keys.size() != updates.size()) return false;
+  auto key = keys.begin();
+  for (const Update& u : updates) {
+    if (key->histogram != (u.seconds >= 0) || key->labels != u.labels || key->name != u.name) return false;
+    ++key;
+  }
+  return true;
+}
+
 void Stats::Record(std::initializer_list<Update> updates) {
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
+  for (const Shard::RecentEvent& event : shard.recent) {
+    if (!event.Is(updates)) continue;
+    auto series = event.series.begin();
+    for (const Update& u : updates) {
+      if (u.seconds >= 0) {
+        std::get<HistogramValue*>(*series++)->Add(u.seconds);
+      } else {
+        *std::get<uint64_t*>(*series++) += u.count;
+      }
+    }
+    return;
+  }
+  Shard::RecentEvent& event = shard.recent[shard.next_recent++ % shard.recent.size()];
+  event.keys.resize(updates.size());  // assigned in place: no allocation once the strings have grown
+  event.series.clear();
+  auto key = event.keys.begin();
   for (const Update& u : updates) {
+    key->name.assign(u.name);
+    key->labels.assign(u.labels);
+    key->histogram = u.seconds >= 0;
+    ++key;
     if (u.seconds >= 0) {
-      AddSample(shard, u.name, u.labels, u.seconds);
+      if (HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds)) event.series.emplace_back(h);
     } else {
-      AddCount(shard, u.name, u.labels, u.count);
+      if (uint64_t* value = AddCount(shard, u.name, u.labels, u.count)) event.series.emplace_back(value);
     }
   }
+  if (event.series.size() != updates.size()) event.keys.clear();  // a dropped update: not kept
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {

@@ -85,6 +85,8 @@ class Stats {
   struct HistogramValue {
     std::array<uint64_t, kBuckets.size() + 1> buckets{};  // per bucket, the last +Inf; cumulated when rendered
     double sum = 0;
+
+    void Add(double seconds);
   };
   // Metric name → rendered label set ("{a=\"b\"}") → value.
   template <typename T>
@@ -95,26 +97,32 @@ class Stats {
     Family<uint64_t> counters;
     Family<HistogramValue> histograms;
     std::map<std::string, uint64_t, std::less<>> dropped;  // by metric
-    // The series the latest updates went to, scanned before the maps are searched: a
-    // thread updates the same few series request after request, and finding one in the
-    // maps compares its long label string at every level. std::map nodes never move and
-    // no series is removed, so the pointers stay valid.
-    struct Recent {
-      std::string name, labels;
-      std::variant<std::monostate, uint64_t*, HistogramValue*> series;
+    // The series of the shard's latest events (Record's calls), looked at before the maps:
+    // a thread records the same few events (the same routes and peers) request after
+    // request, and finding a series in the maps compares its long label string at every
+    // level. std::map nodes never move and no series is removed, so the pointers stay
+    // valid. An event with a dropped update is not kept.
+    struct RecentEvent {
+      struct Key {
+        std::string name, labels;
+        bool histogram = false;
+      };
+      std::vector<Key> keys;  // of each update, in order; empty: unused
+      std::vector<std::variant<uint64_t*, HistogramValue*>> series;
+
+      // Whether `updates` are this event's, in its order.
+      bool Is(std::initializer_list<Update> updates) const;
     };
-    std::array<Recent, 8> recent;
+    std::array<RecentEvent, 8> recent;
     size_t next_recent = 0;  // replaced next
   };
   static constexpr size_t kShards = 16;
 
   // The calling thread's shard.
   Shard& Local();
-  // Under the shard's lock.
-  template <typename T>
-  T* ShardSeries(Shard& shard, Family<T>& family, std::string_view name, std::string_view labels);
-  void AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta);
-  void AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds);
+  // Under the shard's lock; the series updated, null when the update was dropped.
+  uint64_t* AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta);
+  HistogramValue* AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds);
   // Whether `metric` may have the label set `labels` (it has it, or fewer than kMaxSeries):
   // asked when a shard sees a label set for the first time.
   bool Admit(std::string_view metric, std::string_view labels);

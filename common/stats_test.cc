@@ -110,24 +110,30 @@ TEST(StatsTest, RecordUpdatesCountersAndHistogramsAtOnce) {
   EXPECT_TRUE(HasLine(text, "seconds_count{route=\"r\"} 1"));
 }
 
-// Updates that alternate among more series than the shard remembers, with names and
-// label sets that differ by one character and a counter and a histogram of one label set,
-// each land in their own series.
-TEST(StatsTest, InterleavedSeriesEachKeepTheirOwnCounts) {
-  Stats stats;
-  std::vector<std::string> labels(20);
-  for (size_t i = 0; i < labels.size(); ++i) Stats::RenderLabels({{"route", "r" + std::to_string(i)}}, labels[i]);
-  for (int round = 0; round < 50; ++round) {
-    for (size_t i = 0; i < labels.size(); ++i) {
-      stats.Record({{"a_total", labels[i], i + 1}, {"b_total", labels[i], 1}, {"a_seconds", labels[i], 0, 0.5}});
+// Events (Record's calls) that repeat, as a thread's requests do, whether fewer than the
+// shard remembers (its remembered series are reused) or more (looked up again): each
+// update lands in its own series, also a counter and a histogram of one name and labels.
+TEST(StatsTest, RepeatedEventsEachKeepTheirOwnCounts) {
+  for (size_t label_sets : {3, 20}) {
+    Stats stats;
+    std::vector<std::string> labels(label_sets);
+    for (size_t i = 0; i < label_sets; ++i) Stats::RenderLabels({{"route", "r" + std::to_string(i)}}, labels[i]);
+    for (int round = 0; round < 50; ++round) {
+      for (size_t i = 0; i < label_sets; ++i) {
+        stats.Record({{"a_total", labels[i], i + 1}, {"b_total", labels[i], 1}, {"a_seconds", labels[i], 0, 0.5}});
+        stats.Record({{"x", labels[i], 2}});
+        stats.Record({{"x", labels[i], 0, 0.25}});
+      }
     }
-  }
-  const std::string text = stats.RenderPrometheus();
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const std::string route = "r" + std::to_string(i);
-    EXPECT_EQ(stats.CounterValue("a_total", {{"route", route}}), 50 * (i + 1)) << route;
-    EXPECT_EQ(stats.CounterValue("b_total", {{"route", route}}), 50u) << route;
-    EXPECT_TRUE(HasLine(text, "a_seconds_count{route=\"" + route + "\"} 50"));
+    const std::string text = stats.RenderPrometheus();
+    for (size_t i = 0; i < label_sets; ++i) {
+      const std::string route = "r" + std::to_string(i);
+      EXPECT_EQ(stats.CounterValue("a_total", {{"route", route}}), 50 * (i + 1)) << route;
+      EXPECT_EQ(stats.CounterValue("b_total", {{"route", route}}), 50u) << route;
+      EXPECT_EQ(stats.CounterValue("x", {{"route", route}}), 100u) << route;
+      EXPECT_TRUE(HasLine(text, "a_seconds_count{route=\"" + route + "\"} 50"));
+      EXPECT_TRUE(HasLine(text, "x_bucket{route=\"" + route + "\",le=\"0.25\"} 50"));
+    }
   }
 }
 
@@ -171,6 +177,14 @@ TEST(StatsTest, SeriesPerMetricAreBounded) {
   EXPECT_EQ(stats.CounterValue("paths_total", {{"path", "0"}}), 1u);
   EXPECT_EQ(stats.CounterValue("paths_total", {{"path", std::to_string(Stats::kMaxSeries)}}), 0u);
   EXPECT_NE(stats.RenderPrometheus().find("meshplug_stats_series_dropped_total{metric=\"paths_total\"} 5\n"),
+            std::string::npos);
+  // An event with an update past the limit: that update is dropped each time, the others count.
+  std::string labels;
+  Stats::RenderLabels({{"path", "new"}}, labels);
+  for (int i = 0; i < 3; ++i) stats.Record({{"paths_total", labels, 1}, {"ok_total", labels, 1}});
+  EXPECT_EQ(stats.CounterValue("ok_total", {{"path", "new"}}), 3u);
+  EXPECT_EQ(stats.CounterValue("paths_total", {{"path", "new"}}), 0u);
+  EXPECT_NE(stats.RenderPrometheus().find("meshplug_stats_series_dropped_total{metric=\"paths_total\"} 8\n"),
             std::string::npos);
 }
 

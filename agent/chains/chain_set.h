@@ -34,6 +34,8 @@ struct ChainEntry {
   Stats::FixedHistogram* response_time = nullptr;
   // HTTP chains: `plugin` when its header steps never suspend (called directly); null otherwise.
   plugins::ImmediateHttpPlugin* immediate = nullptr;
+  // HTTP chains: false for a plugin that only observes (ImmediateHttpPlugin::has_header_steps).
+  bool header_steps = true;
   // HTTP chains: the plugin has a request or a response body step.
   bool body_steps = false;
 };

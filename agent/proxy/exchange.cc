@@ -382,6 +382,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
   for (size_t k = 0; k < steps; ++k) {
     const auto& entry = (*x.chain)[kRequest ? k : steps - 1 - k];
     if constexpr (kRequest) ++x.ran;
+    if (!entry.header_steps) continue;  // an observer: nothing to call or time
     // An immediate step's Verdict is built in place: moving one moves its response's fields.
     Verdict v = entry.immediate != nullptr ? ImmediateStep(entry.name,
                                                            [&] {

@@ -152,7 +152,7 @@ for r in rows:
           f"{r['settled_ms']/1000:.2f} | {r['cp_cpu_connect_s']:.1f} | {r['cp_rss_connected_kb']/1024:.0f} | {r['cp_rss_per_agent_kb']:.0f} | "
           f"{c('plugin_config')} ({int(min(upd))}–{int(max(upd))} of {r['plugin_config']['expected_agents']}) | {c('plugin_script')} | {c('new_service')} | {c('workload_joins')} |")
 print()
-print("| agents | protocol | CP CPU per change, s: PluginConfig / script / Service / Workload joins (median) | bytes sent per change, MB: PluginConfig / script / Service / Workload joins (median) | bytes to connect (GB) |")
+print("| agents | protocol | CP CPU per change, s: PluginConfig / script / Service / Workload joins (median) | bytes the agents received per change (protobuf size), MB: PluginConfig / script / Service / Workload joins (median) | bytes received to connect (GB) |")
 print("|---|---|---|---|---|")
 changes = ("plugin_config", "plugin_script", "new_service", "workload_joins")
 for r in rows:

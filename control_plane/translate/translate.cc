@@ -182,9 +182,11 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
   }
 }
 
-// How many pages a cluster of `endpoints` is split into: a power of two with about
-// kEndpointsPerPage endpoints each, so an endpoint's page is its workload's hash masked.
-// When a Service doubles, every endpoint moves at most once.
+// How many pages a cluster of `endpoints` is split into: the smallest power of two with
+// at most kEndpointsPerPage endpoints a page on average, so an endpoint's page is its
+// workload's hash masked. Crossing a power of two (64 → 65, 128 → 129 endpoints, and
+// back) changes the count, moves about half the endpoints and rewrites every page: the
+// price of pages that every control-plane replica computes alike from the mesh alone.
 constexpr size_t kEndpointsPerPage = 64;
 size_t EndpointPages(size_t endpoints) {
   size_t pages = 1;

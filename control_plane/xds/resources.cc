@@ -109,21 +109,21 @@ void AgentResources::ForEach(const std::string& type_url,
 std::optional<AgentResources::Parts> AgentResources::SharedAndOwn(const std::string& type_url) const {
   const AgentResources& top = Layer(type_url);
   if (&top != this) return Parts{&top, nullptr};  // Envoy's types: the destinations' alone
-  Parts parts{base.get(), &OwnOf(*this, type_url)};
-  if (base) {
-    const Named& shared = OwnOf(*base, type_url);
-    for (const auto& [name, _] : *parts.own) {
-      if (shared.count(name)) return std::nullopt;
-    }
+  Parts parts{nullptr, &OwnOf(*this, type_url)};
+  const Named* shared = base ? &OwnOf(*base, type_url) : nullptr;
+  if (!shared || shared->empty()) return parts;
+  for (const auto& [name, _] : *parts.own) {
+    if (shared->count(name)) return std::nullopt;
   }
+  parts.shared = base.get();
   return parts;
 }
 
-const grpc::Slice& AgentResources::Framed(const std::string& type_url,
-                                          const std::function<grpc::Slice(const Named&)>& frame) const {
-  std::lock_guard lock(framed_mu_);
-  auto it = framed_.find(type_url);
-  if (it == framed_.end()) it = framed_.emplace(type_url, frame(OwnOf(*this, type_url))).first;
+const grpc::Slice& AgentResources::SotwEntries(const std::string& type_url,
+                                               const std::function<grpc::Slice(const Named&)>& frame) const {
+  std::lock_guard lock(sotw_entries_mu_);
+  auto it = sotw_entries_.find(type_url);
+  if (it == sotw_entries_.end()) it = sotw_entries_.emplace(type_url, frame(OwnOf(*this, type_url))).first;
   return it->second;
 }
 

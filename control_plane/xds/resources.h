@@ -57,24 +57,26 @@ struct AgentResources {
   // The version of `type_url`'s resources, a type this server serves.
   const std::string& TypeVersion(const std::string& type_url) const;
 
-  // The resources of `type_url` as a layer shared with other agents (null when none) and
-  // the agent's own on top (null when none), for a response that may send them in any
-  // order; nullopt when one of the agent's own replaces a shared one.
+  // The resources of `type_url` as a layer shared with other agents (null when it has none
+  // of them) and the agent's own on top (null or empty when none), for a response that may
+  // send them in any order; nullopt when one of the agent's own replaces a shared one.
   struct Parts {
     const AgentResources* shared = nullptr;
     const Named* own = nullptr;
   };
   std::optional<Parts> SharedAndOwn(const std::string& type_url) const;
-  // This layer's own resources of `type_url` as `frame` frames them the first time, then
-  // kept: every agent over a shared layer sends them as one slice.
-  const grpc::Slice& Framed(const std::string& type_url, const std::function<grpc::Slice(const Named&)>& frame) const;
+  // This layer's own resources of `type_url` as a DiscoveryResponse's `resources` entries,
+  // which `frame` (ResponseBytes::AddLayer's) makes the first time; kept, so that every
+  // agent over a shared layer sends them as one slice.
+  const grpc::Slice& SotwEntries(const std::string& type_url,
+                                 const std::function<grpc::Slice(const Named&)>& frame) const;
 
  private:
   const AgentResources& Layer(const std::string& type_url) const;
   mutable std::once_flag envoy_once_;
   mutable std::unique_ptr<const AgentResources> envoy_;
-  mutable std::mutex framed_mu_;
-  mutable std::map<std::string, grpc::Slice> framed_;  // by type URL
+  mutable std::mutex sotw_entries_mu_;
+  mutable std::map<std::string, grpc::Slice> sotw_entries_;  // by type URL
 };
 
 // Shares encodings between agents: the same bytes are kept once while anyone uses them.
@@ -93,7 +95,8 @@ class ResourceInterner {
 // shares, encoded once per change rather than once per agent. A resource of `snap`
 // replaces the one of `base` with the same type and name. Resource names: "chains", "<plugin>@<hash>", the service name (inbound
 // ones "<name>|inbound", so an agent's own service and the same service as a destination
-// are distinct), cluster names, and "agent".
+// are distinct), cluster names (an Endpoints page after the first "<cluster>#<page>"), and
+// "agent".
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
                                                   std::shared_ptr<const AgentResources> base = nullptr);
 

@@ -42,7 +42,7 @@ void ResponseBytes::AddAny(const EncodedResource& r) {
 }
 
 void ResponseBytes::AddLayer(const AgentResources& layer, const std::string& type_url) {
-  const grpc::Slice& entries = layer.Framed(type_url, [](const AgentResources::Named& named) {
+  const grpc::Slice& entries = layer.SotwEntries(type_url, [](const AgentResources::Named& named) {
     std::string out;
     for (const auto& [_, r] : named) {
       AppendHeader(out, kResponseResources, r->any.size());

@@ -73,7 +73,7 @@ TEST(ResponseBytes, ALayersResourcesAreFramedOnceAsTheirAnys) {
   EXPECT_EQ(got.resources_size(), 3);
   EXPECT_TRUE(MessageDifferencer::Equals(got, expected)) << got.DebugString();
   // Kept with the layer: not framed again.
-  layer->Framed(url, [](const AgentResources::Named&) {
+  layer->SotwEntries(url, [](const AgentResources::Named&) {
     ADD_FAILURE() << "framed twice";
     return grpc::Slice();
   });

@@ -174,6 +174,9 @@ class ImmediateHttpPlugin : public HttpPlugin {
  public:
   virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
   virtual Verdict ResponseHeaders(HttpContext&) { return Verdict::Continue(); }
+  // False for a plugin whose header steps do nothing (it observes, in OnLog): a chain
+  // neither calls nor times them.
+  virtual bool has_header_steps() const { return true; }
 
   awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
   awaitable<Verdict> OnResponseHeaders(HttpContext& ctx) final { co_return ResponseHeaders(ctx); }

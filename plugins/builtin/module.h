@@ -34,7 +34,9 @@ class Module : public Plugin {
 class HttpObserver : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
-  plugins::Verdict RequestHeaders(plugins::HttpContext&) override { return plugins::Verdict::Continue(); }
+  plugins::Verdict RequestHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
+  plugins::Verdict ResponseHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
+  bool has_header_steps() const final { return false; }
 };
 
 template <typename Plugin>
