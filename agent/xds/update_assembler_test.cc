@@ -214,6 +214,26 @@ TEST(UpdateAssemblerTest, ResourcesNothingReferencesYetWaitForTheRestOfThePush) 
   EXPECT_EQ(d.update->snapshot.chains().outbound_http(0).script(), "audit@2");
 }
 
+// A page of a cluster's Endpoints ("<cluster>#k") belongs to its cluster: an update that
+// brings one is applied once it settles, not held for the rest of a push.
+TEST(UpdateAssemblerTest, AnEndpointsPageIsAppliedWithoutWaitingForMore) {
+  UpdateAssembler a(kTiming);
+  a.Adopt(Complete(), Complete().Assemble().version());
+  a.StartStream();
+  Responses r(a);
+  ResourceSet next = Complete();
+  v1::Endpoints page = Endpoints("web.shop|80");
+  page.set_page(1);
+  page.add_endpoints()->set_address("10.0.0.9");
+  Put(next, "web.shop|80#1", page);
+  EXPECT_FALSE(r.Send(UrlOf<v1::Endpoints>(), next, T0));
+  auto d = a.Poll(T0 + kTiming.settle);
+  ASSERT_TRUE(d.update) << "held";
+  int pages = 0;
+  for (const v1::Endpoints& e : d.update->snapshot.endpoints()) pages += e.cluster() == "web.shop|80";
+  EXPECT_EQ(pages, 2);
+}
+
 TEST(UpdateAssemblerTest, WhatAlreadyRunsIsConfirmedWithoutApplying) {
   UpdateAssembler a(kTiming);
   a.Adopt(Complete(), Complete().Assemble().version());  // e.g. the saved configuration

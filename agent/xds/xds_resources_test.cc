@@ -48,7 +48,7 @@ TEST(ResourceSetTest, UnreferencedScriptsAndClusters) {
 }
 
 // A cluster's Endpoints pages after the first are named "<cluster>#k" and belong to that
-// cluster: referenced while it exists, and assembled beside its first page.
+// cluster: referenced while it exists.
 TEST(ResourceSetTest, EndpointsPagesBelongToTheirCluster) {
   ResourceSet set = Complete();
   v1::Endpoints page = Endpoints("web.shop|80");
@@ -61,11 +61,6 @@ TEST(ResourceSetTest, EndpointsPagesBelongToTheirCluster) {
   Put(set, "db.shop|5432#1", stray);
   EXPECT_TRUE(set.Missing().empty());
   EXPECT_EQ(set.Unreferenced(), (std::vector<std::string>{"Endpoints \"db.shop|5432#1\""}));
-  set.Remove(UrlOf<v1::Endpoints>(), "db.shop|5432#1");
-  const v1::Snapshot snapshot = set.Assemble();
-  int pages_of_web = 0;
-  for (const v1::Endpoints& e : snapshot.endpoints()) pages_of_web += e.cluster() == "web.shop|80";
-  EXPECT_EQ(pages_of_web, 2);
 }
 
 TEST(ResourceSetTest, AssembleOrdersByNameAndVersionsByContent) {
