@@ -135,9 +135,7 @@ Stats::HistogramValue* Stats::AddSample(Shard& shard, std::string_view histogram
 void Stats::Count(std::string_view name, const Labels& labels, uint64_t delta) {
   std::string& key = KeyBuffer();
   RenderLabels(labels, key);
-  Shard& shard = Local();
-  std::lock_guard lock(shard.mu);
-  AddCount(shard, name, key, delta);
+  Record({{name, key, delta}});
 }
 
 void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value) {
@@ -150,9 +148,7 @@ void Stats::SetGauge(std::string_view name, const Labels& labels, int64_t value)
 void Stats::Observe(std::string_view name, const Labels& labels, double seconds) {
   std::string& key = KeyBuffer();
   RenderLabels(labels, key);
-  Shard& shard = Local();
-  std::lock_guard lock(shard.mu);
-  AddSample(shard, name, key, seconds);
+  Record({{name, key, 0, seconds}});
 }
 
 bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> updates) const {
@@ -180,22 +176,33 @@ void Stats::Record(std::initializer_list<Update> updates) {
     }
     return;
   }
-  Shard::RecentEvent& event = shard.recent[shard.next_recent++ % shard.recent.size()];
-  event.keys.resize(updates.size());  // assigned in place: no allocation once the strings have grown
-  event.series.clear();
-  auto key = event.keys.begin();
-  for (const Update& u : updates) {
-    key->name.assign(u.name);
-    key->labels.assign(u.labels);
-    key->histogram = u.seconds >= 0;
-    ++key;
-    if (u.seconds >= 0) {
-      if (HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds)) event.series.emplace_back(h);
-    } else {
-      if (uint64_t* value = AddCount(shard, u.name, u.labels, u.count)) event.series.emplace_back(value);
+  // Not found: the updates are looked up, and the event takes the oldest slot unless one
+  // of them was dropped (or an allocation failed half way).
+  Shard::RecentEvent& event = shard.recent[shard.next_recent % shard.recent.size()];
+  try {
+    event.keys.resize(updates.size());  // assigned in place: no allocation once the strings have grown
+    event.series.clear();
+    auto key = event.keys.begin();
+    for (const Update& u : updates) {
+      key->name.assign(u.name);
+      key->labels.assign(u.labels);
+      key->histogram = u.seconds >= 0;
+      ++key;
+      if (u.seconds >= 0) {
+        if (HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds)) event.series.emplace_back(h);
+      } else {
+        if (uint64_t* value = AddCount(shard, u.name, u.labels, u.count)) event.series.emplace_back(value);
+      }
     }
+  } catch (...) {
+    event.keys.clear();
+    throw;
   }
-  if (event.series.size() != updates.size()) event.keys.clear();  // a dropped update: not kept
+  if (event.series.size() == updates.size()) {
+    ++shard.next_recent;
+  } else {
+    event.keys.clear();
+  }
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {

@@ -597,6 +597,10 @@ TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
                       "step=\"request\"} 2\n"),
             std::string::npos)
       << text;
+  // A module that only observes has no header steps to time.
+  EXPECT_EQ(text.find("meshplug_plugin_duration_seconds_count{chain=\"outbound-http\",plugin=\"metrics\""),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("meshplug_http_request_duration_seconds_count{direction=\"outbound\",src_namespace=\"curl\""),
             std::string::npos);
 }

@@ -57,9 +57,10 @@ struct AgentResources {
   // The version of `type_url`'s resources, a type this server serves.
   const std::string& TypeVersion(const std::string& type_url) const;
 
-  // The resources of `type_url` as a layer shared with other agents (null when it has none
-  // of them) and the agent's own on top (null or empty when none), for a response that may
-  // send them in any order; nullopt when one of the agent's own replaces a shared one.
+  // The resources of `type_url` as a layer shared with other agents (for meshplug's types
+  // null when the base has none of them) and the agent's own on top (null for Envoy's
+  // types), for a response that may send them in any order; nullopt when one of the
+  // agent's own replaces a shared one.
   struct Parts {
     const AgentResources* shared = nullptr;
     const Named* own = nullptr;

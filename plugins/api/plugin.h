@@ -175,7 +175,7 @@ class ImmediateHttpPlugin : public HttpPlugin {
   virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
   virtual Verdict ResponseHeaders(HttpContext&) { return Verdict::Continue(); }
   // False for a plugin whose header steps do nothing (it observes, in OnLog): a chain
-  // neither calls nor times them.
+  // neither calls nor times them, so a plugin with header steps must not say false.
   virtual bool has_header_steps() const { return true; }
 
   awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
