@@ -151,12 +151,15 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
   Record({{name, key, 0, seconds}});
 }
 
-bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> updates) const {
-  if (keys.size() != updates.size()) return false;
-  auto key = keys.begin();
-  for (const Update& u : updates) {
-    if (key->histogram != (u.seconds >= 0) || key->labels != u.labels || key->name != u.name) return false;
-    ++key;
+bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> others) const {
+  if (updates.size() != others.size()) return false;
+  auto mine = updates.begin();
+  for (const Update& u : others) {
+    if (std::holds_alternative<HistogramValue*>(mine->value) != (u.seconds >= 0) || mine->labels != u.labels ||
+        mine->name != u.name) {
+      return false;
+    }
+    ++mine;
   }
   return true;
 }
@@ -166,12 +169,12 @@ void Stats::Record(std::initializer_list<Update> updates) {
   std::lock_guard lock(shard.mu);
   for (const Shard::RecentEvent& event : shard.recent) {
     if (!event.Is(updates)) continue;
-    auto series = event.series.begin();
+    auto series = event.updates.begin();
     for (const Update& u : updates) {
       if (u.seconds >= 0) {
-        std::get<HistogramValue*>(*series++)->Add(u.seconds);
+        std::get<HistogramValue*>((series++)->value)->Add(u.seconds);
       } else {
-        *std::get<uint64_t*>(*series++) += u.count;
+        *std::get<uint64_t*>((series++)->value) += u.count;
       }
     }
     return;
@@ -179,29 +182,32 @@ void Stats::Record(std::initializer_list<Update> updates) {
   // Not found: the updates are looked up, and the event takes the oldest slot unless one
   // of them was dropped (or an allocation failed half way).
   Shard::RecentEvent& event = shard.recent[shard.next_recent % shard.recent.size()];
+  bool kept = true;
   try {
-    event.keys.resize(updates.size());  // assigned in place: no allocation once the strings have grown
-    event.series.clear();
-    auto key = event.keys.begin();
+    event.updates.resize(updates.size());  // assigned in place: no allocation once the strings have grown
+    auto series = event.updates.begin();
     for (const Update& u : updates) {
-      key->name.assign(u.name);
-      key->labels.assign(u.labels);
-      key->histogram = u.seconds >= 0;
-      ++key;
+      series->name.assign(u.name);
+      series->labels.assign(u.labels);
       if (u.seconds >= 0) {
-        if (HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds)) event.series.emplace_back(h);
+        HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds);
+        series->value = h;
+        kept = kept && h != nullptr;
       } else {
-        if (uint64_t* value = AddCount(shard, u.name, u.labels, u.count)) event.series.emplace_back(value);
+        uint64_t* value = AddCount(shard, u.name, u.labels, u.count);
+        series->value = value;
+        kept = kept && value != nullptr;
       }
+      ++series;
     }
   } catch (...) {
-    event.keys.clear();
+    event.updates.clear();
     throw;
   }
-  if (event.series.size() == updates.size()) {
+  if (kept) {
     ++shard.next_recent;
   } else {
-    event.keys.clear();
+    event.updates.clear();
   }
 }
 

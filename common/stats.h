@@ -103,12 +103,11 @@ class Stats {
     // level. std::map nodes never move and no series is removed, so the pointers stay
     // valid. An event with a dropped update is not kept.
     struct RecentEvent {
-      struct Key {
+      struct Series {
         std::string name, labels;
-        bool histogram = false;
+        std::variant<uint64_t*, HistogramValue*> value;  // a counter's or a histogram's
       };
-      std::vector<Key> keys;  // of each update, in order; empty: unused
-      std::vector<std::variant<uint64_t*, HistogramValue*>> series;
+      std::vector<Series> updates;  // in order; empty: unused
 
       // Whether `updates` are this event's, in its order.
       bool Is(std::initializer_list<Update> updates) const;

@@ -108,8 +108,12 @@ void AgentResources::ForEach(const std::string& type_url,
 
 std::optional<AgentResources::Parts> AgentResources::SharedAndOwn(const std::string& type_url) const {
   const AgentResources& top = Layer(type_url);
-  if (&top != this) return Parts{&top, nullptr};  // Envoy's types: the destinations' alone
+  // The agent's own hold none of Envoy's types: those are the destinations' alone.
   Parts parts{nullptr, &OwnOf(*this, type_url)};
+  if (&top != this) {
+    parts.shared = &top;
+    return parts;
+  }
   const Named* shared = base ? &OwnOf(*base, type_url) : nullptr;
   if (!shared || shared->empty()) return parts;
   for (const auto& [name, _] : *parts.own) {

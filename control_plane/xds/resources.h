@@ -58,12 +58,11 @@ struct AgentResources {
   const std::string& TypeVersion(const std::string& type_url) const;
 
   // The resources of `type_url` as a layer shared with other agents (for meshplug's types
-  // null when the base has none of them) and the agent's own on top (null for Envoy's
-  // types), for a response that may send them in any order; nullopt when one of the
-  // agent's own replaces a shared one.
+  // null when the base has none of them) and the agent's own on top, for a response that
+  // may send them in any order; nullopt when one of the agent's own replaces a shared one.
   struct Parts {
     const AgentResources* shared = nullptr;
-    const Named* own = nullptr;
+    const Named* own = nullptr;  // never null
   };
   std::optional<Parts> SharedAndOwn(const std::string& type_url) const;
   // This layer's own resources of `type_url` as a DiscoveryResponse's `resources` entries,

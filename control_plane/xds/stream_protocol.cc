@@ -113,9 +113,7 @@ bool SotwProtocol::NextResponse(grpc::ByteBuffer* out) {
   std::optional<AgentResources::Parts> parts = t.wildcard ? resources_->SharedAndOwn(type) : std::nullopt;
   if (parts) {
     if (parts->shared) bytes.AddLayer(*parts->shared, type);
-    if (parts->own) {
-      for (const auto& [_, r] : *parts->own) bytes.AddAny(*r);
-    }
+    for (const auto& [_, r] : *parts->own) bytes.AddAny(*r);
   } else {
     resources_->ForEach(type, [&](const std::string& name, const ResourcePtr& r) {
       if (t.wildcard || t.names.count(name)) bytes.AddAny(*r);
