@@ -5,7 +5,7 @@
     /usr/bin/python3 bench/dataplane/run.py --quick    # 3 s per point, fewer rates
 
 Standard library only. Installs wrk, nginx, haproxy, nghttp2-client (h2load) and
-gnuplot-nox (and valgrind for --instructions) with apt-get when missing, builds the agents with `bazel build -c opt`, starts
+gnuplot-nox (valgrind for --instructions, strace for --syscalls) with apt-get when missing, builds the agents with `bazel build -c opt`, starts
 an nginx backend on 127.0.0.1 that returns a small fixed body, then for each path
 
   a  direct           client -> backend
@@ -45,7 +45,9 @@ and HAProxy) under valgrind's callgrind, sends N requests one after another on o
 kept-alive connection after N/10 to warm up, and prints the user-space instructions each
 proxy executed per request. The count is deterministic (two runs agree within 0.1%), so
 it compares two builds where requests/s on a shared machine varies by tens of percent;
-the kernel's work (system calls) is not in it.
+the kernel's work (system calls) is not in it. With --syscalls N it does the same under
+strace attached after the warm-up, and prints each proxy's system calls per request by name:
+the kernel side of the same comparison.
 
 Everything binds 127.0.0.1 on free ports; every process is stopped on exit (also on
 SIGINT/SIGTERM); every load run has a duration and a hard timeout. Path k's namespace
@@ -95,8 +97,10 @@ def ensure_tools(counting):
     need = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client",
             "gnuplot": "gnuplot-nox", "taskset": "util-linux", "setpriv": "util-linux", "ip": "iproute2",
             "iptables-restore": "iptables"}
-    if counting:
+    if counting == "instructions":
         need.update({"valgrind": "valgrind", "callgrind_control": "valgrind"})
+    elif counting == "syscalls":
+        need["strace"] = "strace"
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -839,14 +843,12 @@ def send_requests(port, count, h2=False):
         raise RuntimeError(f"{count} requests were not all answered: {(r.stdout + r.stderr)[-300:]}")
 
 
-def count_instructions(key, agent_bin, backend, auth, requests):
-    """User-space instructions per request in the path's proxies, counted by valgrind's
-    callgrind: deterministic, so two builds can be compared to a fraction of a percent
-    where requests/s on a shared machine varies by tens of percent. Kernel work is not
-    counted."""
+def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
+    """Starts the path's proxies under `wrapper`, sends N/10 requests to warm them up (pools,
+    Lua states, caches), calls begin(pids), sends `requests` one after another on one
+    kept-alive connection, and returns end(pids)."""
     global PROXY_WRAPPER
-    PROXY_WRAPPER = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                     f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
+    PROXY_WRAPPER = wrapper
     try:
         procs, port, _ = setup_path(key, agent_bin, backend, auth)
     finally:
@@ -854,10 +856,25 @@ def count_instructions(key, agent_bin, backend, auth, requests):
     try:
         pids = [p.pid for p in procs]
         h2 = key in HTTP2_PATHS
-        callgrind_control(pids, "--instr=on")
-        send_requests(port, max(100, requests // 10), h2)  # warm-up: pools, Lua states, caches
-        callgrind_control(pids, "--zero")
+        send_requests(port, max(100, requests // 10), h2)
+        begin(pids)
         send_requests(port, requests, h2)
+        return end(pids)
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+def count_instructions(key, agent_bin, backend, auth, requests):
+    """User-space instructions per request in the path's proxies, counted by valgrind's
+    callgrind: deterministic, so two builds can be compared to a fraction of a percent
+    where requests/s on a shared machine varies by tens of percent. Kernel work is not
+    counted."""
+    def begin(pids):
+        callgrind_control(pids, "--instr=on")
+        callgrind_control(pids, "--zero")
+
+    def end(pids):
         callgrind_control(pids, "--dump")
         total = 0
         for pid in pids:
@@ -871,9 +888,60 @@ def count_instructions(key, agent_bin, backend, auth, requests):
             total += int(m.group(1))
         return {"key": key, "name": PATHS[key][0], "requests": requests,
                 "instructions_per_request": total / requests}
-    finally:
-        for p in reversed(procs):
-            stop(p)
+
+    wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+               f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
+    return counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end)
+
+
+def traced(pid):
+    """Whether every thread of `pid` has a tracer attached."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for tid in tasks:
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            if re.search(r"^TracerPid:\s+0$", f.read(), re.M):
+                return False
+    return bool(tasks)
+
+
+def count_syscalls(key, agent_bin, backend, auth, requests):
+    """System calls per request in the path's proxies, by name, counted by strace -c attached
+    to every thread after the warm-up. Deterministic up to the event loop's wake-ups
+    (epoll_wait), which depend on timing."""
+    tracers = []
+
+    def begin(pids):
+        for pid in pids:
+            out = os.path.join(TMP, f"strace-{key}-{pid}.txt")
+            tracers.append((start(f"strace-{key}-{pid}", ["strace", "-f", "-c", "-o", out, "-p", str(pid)],
+                                  LOADGEN_CPU), out))
+        deadline = time.time() + 10
+        while not all(traced(pid) for pid in pids):
+            if time.time() > deadline:
+                raise RuntimeError(f"strace did not attach to {pids} within 10 s")
+            time.sleep(0.05)
+
+    def end(_pids):
+        calls, errors = {}, {}
+        for tracer, out in tracers:
+            tracer.send_signal(signal.SIGINT)  # detaches and writes the summary
+            tracer.wait(timeout=30)
+            PROCS.remove(tracer)
+            with open(out) as f:
+                for line in f:
+                    # % time, seconds, usecs/call, calls, [errors,] syscall
+                    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+)?\s*([a-z_0-9]+)$", line)
+                    if m and m.group(3) != "total":
+                        calls[m.group(3)] = calls.get(m.group(3), 0) + int(m.group(1))
+                        errors[m.group(3)] = errors.get(m.group(3), 0) + int(m.group(2) or 0)
+        if not calls:
+            raise RuntimeError(f"strace counted no system calls in {[out for _, out in tracers]}")
+        return {"key": key, "name": PATHS[key][0], "requests": requests,
+                "syscalls_per_request": sum(calls.values()) / requests,
+                "by_name": {n: {"calls": c / requests, "errors": errors[n] / requests}
+                            for n, c in sorted(calls.items(), key=lambda x: -x[1])}}
+
+    return counted_run(key, agent_bin, backend, auth, requests, [], begin, end)
 
 
 # --------------------------------------------------------------------------- report
@@ -955,16 +1023,26 @@ def report(results, args, machine):
     return "\n".join(lines)
 
 
-def print_instructions(results, args, agent_bin):
-    with open(os.path.join(TMP, "instructions.json"), "w") as f:
+def print_counts(results, args, agent_bin, what):
+    with open(os.path.join(TMP, f"{what}.json"), "w") as f:
         json.dump({"agent_bin": agent_bin, "results": results}, f, indent=1)
-    print(f"Proxies' user-space instructions per request (valgrind --tool=callgrind, {args.instructions} "
-          f"requests on one kept-alive connection after {max(100, args.instructions // 10)} to warm up), "
-          f"agent {agent_bin}:\n")
-    print("| path | instructions / request |\n|---|---|")
-    for r in results:
-        print(f"| {r['key']} {r['name']} | {r['instructions_per_request']:,.0f} |")
-    print(f"\nresults: {TMP}/instructions.json")
+    requests = getattr(args, what)
+    after = f"{requests} requests on one kept-alive connection after {max(100, requests // 10)} to warm up"
+    if what == "instructions":
+        print(f"Proxies' user-space instructions per request (valgrind --tool=callgrind, {after}), "
+              f"agent {agent_bin}:\n")
+        print("| path | instructions / request |\n|---|---|")
+        for r in results:
+            print(f"| {r['key']} {r['name']} | {r['instructions_per_request']:,.0f} |")
+    else:
+        print(f"Proxies' system calls per request (strace -f -c, {after}; failed calls in brackets), "
+              f"agent {agent_bin}:\n")
+        print("| path | system calls / request | by name |\n|---|---|---|")
+        for r in results:
+            names = ", ".join(f"{n} {c['calls']:.2f}" + (f" [{c['errors']:.2f}]" if c["errors"] >= 0.01 else "")
+                              for n, c in r["by_name"].items() if c["calls"] >= 0.01)
+            print(f"| {r['key']} {r['name']} | {r['syscalls_per_request']:.2f} | {names} |")
+    print(f"\nresults: {TMP}/{what}.json")
 
 
 def plot(results, args, png):
@@ -1043,6 +1121,9 @@ def main():
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
                     help=f"instead of timing, count the proxies' instructions per request over N requests "
                          f"with valgrind's callgrind (paths {COUNTABLE_PATHS})")
+    ap.add_argument("--syscalls", type=int, default=0, metavar="N",
+                    help=f"instead of timing, count the proxies' system calls per request over N requests "
+                         f"with strace (paths {COUNTABLE_PATHS})")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rate_seconds, args.rates = 3, 3, "1000,10000,20000"
@@ -1052,18 +1133,21 @@ def main():
         ap.error(f"--rates must be comma-separated whole requests per second, got {args.rates!r}")
     if not args.rates or min(args.rates) <= 0:
         ap.error("--rates needs at least one rate, each above 0")
+    if args.instructions and args.syscalls:
+        ap.error("--instructions and --syscalls count one thing each: give one")
+    counting = "instructions" if args.instructions else "syscalls" if args.syscalls else None
     if args.paths is None:
-        args.paths = COUNTABLE_PATHS if args.instructions else "".join(PATHS)
+        args.paths = COUNTABLE_PATHS if counting else "".join(PATHS)
     for option in ("paths", "profile"):
         unknown = sorted(set(getattr(args, option)) - set(PATHS))
         if unknown:
             ap.error(f"--{option}: unknown path(s) {''.join(unknown)}; paths are {''.join(sorted(PATHS))}")
-    if args.instructions:
-        if args.instructions < 100:
-            ap.error(f"--instructions needs at least 100 requests, got {args.instructions}")
+    if counting:
+        if getattr(args, counting) < 100:
+            ap.error(f"--{counting} needs at least 100 requests, got {getattr(args, counting)}")
         other = sorted(set(args.paths) - set(COUNTABLE_PATHS))
         if other:
-            ap.error(f"--instructions counts paths {COUNTABLE_PATHS} only, not {''.join(other)}")
+            ap.error(f"--{counting} counts paths {COUNTABLE_PATHS} only, not {''.join(other)}")
     if "k" in args.paths and os.geteuid() != 0:
         log("path k (interception) needs root for its network namespace and iptables rules: skipped")
         args.paths = args.paths.replace("k", "")
@@ -1087,18 +1171,19 @@ def main():
             plot(saved["results"], args, args.plot)
         return
     try:
-        ensure_tools(args.instructions > 0)
+        ensure_tools(counting)
         agent_bin = args.agent_bin or build(args.skip_build)
         backend, bport, auth = start_backend()
-        if args.instructions:
+        if counting:
+            count = count_instructions if counting == "instructions" else count_syscalls
             counted = []
             for key in args.paths:
-                log(f"path {key}: {PATHS[key][0]}, counting instructions")
+                log(f"path {key}: {PATHS[key][0]}, counting {counting}")
                 try:
-                    counted.append(count_instructions(key, agent_bin, bport, auth, args.instructions))
+                    counted.append(count(key, agent_bin, bport, auth, getattr(args, counting)))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                     log(f"  path {key} failed, left out of the results: {e}")
-            print_instructions(counted, args, agent_bin)
+            print_counts(counted, args, agent_bin, counting)
             return
         results = []
         for key in args.paths:
