@@ -11,6 +11,7 @@
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "net/parse_buffered.h"
 #include "net/strict_line_endings.h"
 
 namespace meshplug::agent::proxy {
@@ -38,10 +39,11 @@ asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error
     }
     parser_.get().body().data = scratch_.get();
     parser_.get().body().size = want;
-    stream_.expires_after(idle_timeout_);
-    net::StrictLineEndings strict(stream_, buffer_);
-    co_await http::async_read_some(strict, buffer_, parser_,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (!net::ParseBuffered(parser_, buffer_, net::ParseUntil::kProgress, ec)) {
+      stream_.expires_after(idle_timeout_);
+      net::StrictLineEndings strict(stream_, buffer_);
+      co_await http::async_read_some(strict, buffer_, parser_, asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec == http::error::need_buffer) ec = {};
     out.append(scratch_.get(), want - parser_.get().body().size);
     if (ec) co_return;

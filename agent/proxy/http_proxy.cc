@@ -18,6 +18,7 @@
 #include "agent/proxy/relay.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "common/strings.h"
+#include "net/parse_buffered.h"
 #include "net/strict_line_endings.h"
 
 namespace meshplug::agent::proxy {
@@ -250,9 +251,11 @@ awaitable<bool> HttpSession::ServeOne() {
   parser.header_limit(limits.max_header_bytes);
   parser.body_limit(kUnlimitedBody);
   beast::error_code ec;
-  stream_.expires_after(limits.header_read_timeout);
-  net::StrictLineEndings strict(stream_, buffer_);
-  co_await http::async_read_header(strict, buffer_, parser, Ec(ec));
+  if (!net::ParseBuffered(parser, buffer_, net::ParseUntil::kHeaderDone, ec)) {
+    stream_.expires_after(limits.header_read_timeout);
+    net::StrictLineEndings strict(stream_, buffer_);
+    co_await http::async_read_header(strict, buffer_, parser, Ec(ec));
+  }
   // A slow client (beast::error::timeout) is disconnected: the timeout closed the socket.
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == beast::error::timeout) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 
+#include "net/parse_buffered.h"
 #include "net/strict_line_endings.h"
 
 namespace meshplug::plugins::http_client {
@@ -136,14 +137,14 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         parser.emplace();
         parser->body_limit(request.max_response_body);
         if (request.method == "HEAD") parser->skip(true);  // a length but no body
-        net::StrictLineEndings strict(stream, buffer);
-        co_await http::async_read_header(strict, buffer, *parser,
-                                         asio::redirect_error(asio::use_awaitable, ec));
+        if (!net::ParseBuffered(*parser, buffer, net::ParseUntil::kHeaderDone, ec)) {
+          net::StrictLineEndings strict(stream, buffer);
+          co_await http::async_read_header(strict, buffer, *parser, asio::redirect_error(asio::use_awaitable, ec));
+        }
       } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
-      if (!ec) {
+      if (!ec && !net::ParseBuffered(*parser, buffer, net::ParseUntil::kMessageDone, ec)) {
         net::StrictLineEndings strict(stream, buffer);
-        co_await http::async_read(strict, buffer, *parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+        co_await http::async_read(strict, buffer, *parser, asio::redirect_error(asio::use_awaitable, ec));
       }
     }
     if (ec) {
