@@ -8,10 +8,17 @@
 #include <utility>
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -79,6 +86,26 @@ class Stream {
 // close_notify, which asio cannot send while the other direction is still open).
 inline bool EndOfStream(const boost::beast::error_code& ec) {
   return ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated;
+}
+
+// Writes all of `buffers`, within `timeout`. On plain TCP, what the socket takes at once
+// is written here, outside the event loop: an async write that completes at once still
+// posts its completion (a turn of the loop) and arms and cancels a timer. The rest, if
+// any, and everything under TLS, is written asynchronously.
+template <typename ConstBuffers>
+boost::asio::awaitable<void> WriteAll(Stream& stream, const ConstBuffers& buffers, std::chrono::milliseconds timeout,
+                                      boost::beast::error_code& ec) {
+  ec = {};
+  boost::beast::buffers_suffix<ConstBuffers> rest(buffers);
+  if (!stream.secure()) {
+    // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
+    if (!stream.socket().non_blocking()) stream.socket().non_blocking(true, ec);
+    if (!ec) rest.consume(stream.socket().send(buffers, 0, ec));
+    if (ec == boost::asio::error::would_block) ec = {};
+    if (ec || boost::asio::buffer_size(rest) == 0) co_return;
+  }
+  stream.expires_after(timeout);
+  co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
 inline void Stream::StartTls(std::shared_ptr<boost::asio::ssl::context> context) {

@@ -56,8 +56,7 @@ template class BodySource<false>;
 asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
                                    std::chrono::milliseconds timeout, beast::error_code& ec) {
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
-  stream.expires_after(timeout);
-  co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+  co_await net::WriteAll(stream, buffers, timeout, ec);
 }
 
 asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
@@ -81,8 +80,7 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
     for (asio::const_buffer b : beast::buffers_range_ref(*end)) out.push_back(b);
   }
   if (out.empty()) co_return;
-  stream_.expires_after(idle_timeout_);
-  co_await asio::async_write(stream_, out, asio::redirect_error(asio::use_awaitable, ec));
+  co_await net::WriteAll(stream_, out, idle_timeout_, ec);
   header_.clear();
 }
 
