@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <re2/re2.h>
 
+#include <sys/socket.h>
+
 #include <functional>
 
 #include <mutex>
@@ -928,6 +930,59 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
   EXPECT_EQ(pool.idle(), 0u);
   EXPECT_EQ(pool.endpoints(), 0u);
   EXPECT_TRUE(WaitFor([&] { return a.open_connections() == 0; }));
+}
+
+// A pooled connection the peer has closed carries nothing more: the next request gets a
+// new connection, not an error.
+TEST(UpstreamPoolTest, ConnectionsClosedByThePeerAreNotReused) {
+  asio::io_context context;
+  tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
+  net::UpstreamPool pool(context.get_executor());
+  auto run_until = [&](const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      context.restart();
+      context.run_for(5ms);
+    }
+    return done();
+  };
+  // A connection from the pool; a new one is accepted into `server`.
+  auto connect = [&](bool& reused, tcp::socket* server) {
+    std::unique_ptr<net::UpstreamConnection> c;
+    bool done = false;
+    asio::co_spawn(
+        context,
+        [&]() -> asio::awaitable<void> {
+          beast::error_code ec;
+          c = co_await pool.Acquire("127.0.0.1", acceptor.local_endpoint().port(), 2s, 60s, true, reused, ec);
+          done = true;
+        },
+        asio::detached);
+    if (server) acceptor.async_accept(*server, [](beast::error_code) {});
+    EXPECT_TRUE(run_until([&] { return done && (!server || server->is_open()); }));
+    return c;
+  };
+  auto peer_closed = [](net::UpstreamConnection& c) {
+    char byte;
+    return ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  };
+
+  bool reused = false;
+  tcp::socket first(context);
+  std::unique_ptr<net::UpstreamConnection> c = connect(reused, &first);
+  ASSERT_TRUE(c);
+  first.close();
+  ASSERT_TRUE(run_until([&] { return peer_closed(*c); }));
+  pool.Release(std::move(c));
+  tcp::socket second(context);
+  c = connect(reused, &second);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(reused);
+  // Open and quiet: reused.
+  pool.Release(std::move(c));
+  c = connect(reused, nullptr);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(reused);
 }
 
 // Routes match the normalized path, and the upstream gets that same path.
