@@ -104,10 +104,10 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor)
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
-    std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
+    std::chrono::milliseconds idle_timeout, Reuse reuse, bool& reused,
     beast::error_code& ec, const TlsOrigination* tls) {
   std::string key = PoolKey(host, port, tls);
-  auto it = allow_reuse ? idle_.find(key) : idle_.end();
+  auto it = reuse != Reuse::kNone ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
     auto& list = it->second;
     auto oldest_allowed = Clock::now() - idle_timeout;
@@ -115,7 +115,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
     while (!list.empty()) {
       std::unique_ptr<UpstreamConnection> c = std::move(list.back());
       list.pop_back();
-      if (c->idle_since >= oldest_allowed && StillOpen(*c)) {
+      if (c->idle_since >= oldest_allowed && (reuse == Reuse::kAsIs || StillOpen(*c))) {
         // An endpoint's entry stays while it is briefly empty: Release puts the connection
         // back into the same storage instead of allocating the entry anew per request. The
         // sweep forgets entries left empty.
@@ -151,6 +151,12 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection) {
   if (list.size() >= kMaxIdlePerEndpoint) list.pop_front();
   list.push_back(std::move(connection));
   if (expiry < sweep_at_) ArmSweep(expiry);
+}
+
+void UpstreamPool::DropClosed(const std::string& key) {
+  if (auto it = idle_.find(key); it != idle_.end()) {
+    std::erase_if(it->second, [](const std::unique_ptr<UpstreamConnection>& c) { return !StillOpen(*c); });
+  }
 }
 
 void UpstreamPool::ArmSweep(Clock::time_point when) {

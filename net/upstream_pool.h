@@ -64,6 +64,18 @@ boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
 // trust (a CA rotation) connections made under the old ones take nothing new and idle out.
 std::string PoolKey(const std::string& host, uint16_t port, const TlsOrigination* tls);
 
+// Which connection a request may take.
+enum class Reuse {
+  kNone,  // a new one (after a kept-alive one failed)
+  // A kept-alive one, as it is, for a request that can be sent again on a new connection
+  // if the peer closed it meanwhile (RFC 9110 §9.2.2): the failed attempt finds out, so
+  // the common request costs no system call to check.
+  kAsIs,
+  // A kept-alive one the peer has not closed, checked on its socket (a system call): for
+  // a request that cannot be sent again.
+  kChecked,
+};
+
 class UpstreamPool {
  public:
   static constexpr size_t kMaxIdlePerEndpoint = 64;
@@ -72,15 +84,20 @@ class UpstreamPool {
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  // A kept-alive connection to host:port not idle longer than `idle_timeout` (unless
-  // `allow_reuse` is false), or a new one connected within `connect_timeout`. `reused`
-  // tells which. With `tls`, the connection is mTLS to exactly that identity (a new one
-  // completes its handshake within `connect_timeout` too). nullptr and `ec` on failure
-  // (see ConnectUpstream; a failed handshake's TLS error).
+  // A kept-alive connection to host:port not idle longer than `idle_timeout`, as `reuse`
+  // allows, or a new one connected within `connect_timeout`. `reused` tells which. With
+  // `tls`, the connection is mTLS to exactly that identity (a new one completes its
+  // handshake within `connect_timeout` too). nullptr and `ec` on failure (see
+  // ConnectUpstream; a failed handshake's TLS error).
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Acquire(
       const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
-      std::chrono::milliseconds idle_timeout, bool allow_reuse, bool& reused,
+      std::chrono::milliseconds idle_timeout, Reuse reuse, bool& reused,
       boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
+
+  // After a kept-alive connection to `key` (its PoolKey) turned out closed by the peer:
+  // closes the endpoint's other idle connections the peer closed too (a server's idle
+  // timeout usually closes them all), so that the next requests do not find them one by one.
+  void DropClosed(const std::string& key);
 
   // ConnectUpstream on the pool's executor, a connection of the caller's own (never pooled).
   // For the TCP proxy and its tunnels.

@@ -725,7 +725,9 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     call.connection = co_await env_.pool->Acquire(
         x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
-        settings.idle_timeout, fresh_attempt == 0, call.reused, ec, tls ? &*tls : nullptr);
+        settings.idle_timeout,
+        fresh_attempt > 0 ? net::Reuse::kNone : resendable ? net::Reuse::kAsIs : net::Reuse::kChecked,
+        call.reused, ec, tls ? &*tls : nullptr);
     if (!call.connection) {
       Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
       failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", ec.message())),
@@ -740,7 +742,10 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     ++call.connection->requests;
     co_await WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec);
     if (ec) {
-      if (call.reused) continue;
+      if (call.reused) {
+        env_.pool->DropClosed(call.connection->key);
+        continue;
+      }
       failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())),
                                 true};
       co_return;
@@ -777,6 +782,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     if (failure) co_return;
     if (call.reused && resendable && !call.response->got_some()) {
       Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
+      env_.pool->DropClosed(call.connection->key);
       continue;
     }
     failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())),

@@ -900,7 +900,7 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
         [&]() -> asio::awaitable<void> {
           bool reused = false;
           beast::error_code ec;
-          c = co_await pool.Acquire("127.0.0.1", a.port(), 2s, idle_timeout, true, reused, ec);
+          c = co_await pool.Acquire("127.0.0.1", a.port(), 2s, idle_timeout, net::Reuse::kChecked, reused, ec);
           done = true;
         },
         asio::detached);
@@ -932,9 +932,10 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
   EXPECT_TRUE(WaitFor([&] { return a.open_connections() == 0; }));
 }
 
-// A pooled connection the peer has closed carries nothing more: the next request gets a
-// new connection, not an error.
-TEST(UpstreamPoolTest, ConnectionsClosedByThePeerAreNotReused) {
+// A pooled connection the peer has closed: a request that cannot be sent again has its
+// socket checked and gets a new connection; one that can is given the connection as it is
+// (its failed attempt finds out, and DropClosed clears the endpoint's other closed ones).
+TEST(UpstreamPoolTest, ConnectionsClosedByThePeer) {
   asio::io_context context;
   tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
   net::UpstreamPool pool(context.get_executor());
@@ -947,14 +948,14 @@ TEST(UpstreamPoolTest, ConnectionsClosedByThePeerAreNotReused) {
     return done();
   };
   // A connection from the pool; a new one is accepted into `server`.
-  auto connect = [&](bool& reused, tcp::socket* server) {
+  auto connect = [&](net::Reuse reuse, bool& reused, tcp::socket* server) {
     std::unique_ptr<net::UpstreamConnection> c;
     bool done = false;
     asio::co_spawn(
         context,
         [&]() -> asio::awaitable<void> {
           beast::error_code ec;
-          c = co_await pool.Acquire("127.0.0.1", acceptor.local_endpoint().port(), 2s, 60s, true, reused, ec);
+          c = co_await pool.Acquire("127.0.0.1", acceptor.local_endpoint().port(), 2s, 60s, reuse, reused, ec);
           done = true;
         },
         asio::detached);
@@ -968,21 +969,35 @@ TEST(UpstreamPoolTest, ConnectionsClosedByThePeerAreNotReused) {
   };
 
   bool reused = false;
-  tcp::socket first(context);
-  std::unique_ptr<net::UpstreamConnection> c = connect(reused, &first);
+  tcp::socket first(context), second(context), third(context);
+  std::unique_ptr<net::UpstreamConnection> c = connect(net::Reuse::kNone, reused, &first);
   ASSERT_TRUE(c);
   first.close();
   ASSERT_TRUE(run_until([&] { return peer_closed(*c); }));
   pool.Release(std::move(c));
-  tcp::socket second(context);
-  c = connect(reused, &second);
+  c = connect(net::Reuse::kChecked, reused, &second);  // checked: a new one
   ASSERT_TRUE(c);
   EXPECT_FALSE(reused);
-  // Open and quiet: reused.
   pool.Release(std::move(c));
-  c = connect(reused, nullptr);
-  ASSERT_TRUE(c);
+
+  std::unique_ptr<net::UpstreamConnection> closed = connect(net::Reuse::kNone, reused, &third);
+  ASSERT_TRUE(closed);
+  const std::string key = closed->key;
+  third.close();
+  ASSERT_TRUE(run_until([&] { return peer_closed(*closed); }));
+  pool.Release(std::move(closed));
+  EXPECT_EQ(pool.idle(), 2u);
+  closed = connect(net::Reuse::kAsIs, reused, nullptr);  // as it is: the latest, closed
+  ASSERT_TRUE(closed);
   EXPECT_TRUE(reused);
+  EXPECT_TRUE(peer_closed(*closed));
+  pool.DropClosed(key);
+  EXPECT_EQ(pool.idle(), 1u);  // the open one stays
+  second.close();
+  EXPECT_TRUE(run_until([&] {
+    pool.DropClosed(key);
+    return pool.idle() == 0;
+  }));
 }
 
 // Routes match the normalized path, and the upstream gets that same path.

@@ -102,13 +102,14 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
   message.prepare_payload();
 
   // At most twice: the second time on a new connection, after a reused one failed.
-  for (bool allow_reuse = true;; allow_reuse = false) {
+  const bool idempotent = net::Idempotent(http::string_to_verb(request.method));
+  for (net::Reuse reuse = idempotent ? net::Reuse::kAsIs : net::Reuse::kChecked;; reuse = net::Reuse::kNone) {
     error_code ec;
     bool reused = false;
     std::unique_ptr<net::UpstreamConnection> connection;
     if (pool != nullptr) {
       connection = co_await pool->Acquire(request.target.host, request.target.port,
-                                          Left(deadline), request.idle_timeout, allow_reuse,
+                                          Left(deadline), request.idle_timeout, reuse,
                                           reused, ec, request.tls ? &*request.tls : nullptr);
     } else {
       connection = co_await net::ConnectUpstream(co_await asio::this_coro::executor, request.target.host,
@@ -154,7 +155,10 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
       // is sent again.
       const bool stale = reused && ec != beast::error::timeout && !parser->got_some() &&
                          buffer.size() == 0;
-      if (stale && net::Idempotent(http::string_to_verb(request.method))) continue;
+      if (stale && idempotent) {
+        pool->DropClosed(connection->key);
+        continue;
+      }
       co_return Failure(ec, step, request, stale);
     }
 
