@@ -79,8 +79,8 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
   const auto endpoints = co_await ResolveUpstream(host, port, deadline, ec);
   if (ec) co_return nullptr;
   auto c = std::make_unique<UpstreamConnection>(executor);
-  c->stream.tcp().expires_at(deadline);
-  co_await c->stream.tcp().async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  c->stream.expires_at(deadline);
+  co_await c->stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return nullptr;
   c->stream.socket().set_option(tcp::no_delay(true), ec);
   ec = {};

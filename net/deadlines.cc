@@ -1,0 +1,56 @@
+#include "net/deadlines.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
+
+namespace meshplug::net {
+
+namespace asio = boost::asio;
+
+asio::execution_context::id Deadlines::id;
+
+Deadlines::Deadlines(asio::io_context& context) : asio::execution_context::service(context), timer_(context) {}
+
+// Every executor in meshplug is an io_context's (execution_context is not polymorphic, so
+// this cannot be checked).
+Deadlines& Deadlines::For(const asio::any_io_executor& executor) {
+  return asio::use_service<Deadlines>(static_cast<asio::io_context&>(asio::query(executor, asio::execution::context)));
+}
+
+void Deadlines::Set(Entry& entry, Clock::time_point at) {
+  if (entry.is_linked()) entries_.erase(entries_.iterator_to(entry));
+  entry.at_ = at;
+  entries_.insert(entry);
+  if (at < armed_at_) Arm();
+}
+
+void Deadlines::Clear(Entry& entry) {
+  if (entry.is_linked()) entries_.erase(entries_.iterator_to(entry));
+}
+
+void Deadlines::Arm() {
+  if (entries_.empty() || entries_.begin()->at_ >= armed_at_) return;
+  armed_at_ = entries_.begin()->at_;
+  timer_.expires_at(armed_at_);  // cancels the wait for a later one, if any
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Fire();
+  });
+}
+
+void Deadlines::Fire() {
+  armed_at_ = Clock::time_point::max();
+  const Clock::time_point now = Clock::now();
+  while (!entries_.empty() && entries_.begin()->at_ <= now) {
+    Entry& due = *entries_.begin();
+    entries_.erase(entries_.begin());
+    due.Expired();
+  }
+  Arm();
+}
+
+void Deadlines::shutdown() {
+  entries_.clear();  // the entries outlive nothing that would expire them
+}
+
+}  // namespace meshplug::net

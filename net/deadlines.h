@@ -1,0 +1,63 @@
+// The deadlines of one io_context's connections, kept in one ordered set and checked by
+// one timer. Beast's tcp_stream arms an Asio timer per read and write instead: a timer-queue
+// insertion, a cancellation that posts a handler through the event loop, and, when the new
+// timer is the earliest (a request timeout usually is), a timerfd_settime system call, on
+// every operation. Here setting a deadline is a tree insertion; the timer is re-armed only
+// for a deadline earlier than the one it waits for, and a cleared deadline leaves it as it
+// is (it fires, finds nothing due, and waits for the next).
+//
+// Not thread-safe: for io_contexts run by one thread (every one in meshplug), and used only
+// from their handlers and coroutines.
+#pragma once
+
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/set.hpp>
+#include <chrono>
+
+namespace meshplug::net {
+
+class Deadlines : public boost::asio::execution_context::service {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Something with a deadline. Expired() runs on the io_context's thread once the deadline
+  // has passed, unless it was set again or cleared before.
+  class Entry : public boost::intrusive::set_base_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> {
+   public:
+    virtual ~Entry() = default;
+    virtual void Expired() = 0;
+
+   private:
+    friend class Deadlines;
+    Clock::time_point at_;
+  };
+
+  using key_type = Deadlines;
+  static boost::asio::execution_context::id id;
+
+  explicit Deadlines(boost::asio::io_context& context);
+
+  // The service of the io_context `executor` runs on.
+  static Deadlines& For(const boost::asio::any_io_executor& executor);
+
+  void Set(Entry& entry, Clock::time_point at);
+  void Clear(Entry& entry);
+
+ private:
+  struct ByTime {
+    bool operator()(const Entry& a, const Entry& b) const { return a.at_ < b.at_; }
+  };
+
+  void shutdown() override;
+  // Waits for the earliest deadline, if the timer waits for a later one (or none).
+  void Arm();
+  void Fire();
+
+  boost::asio::steady_timer timer_;
+  Clock::time_point armed_at_ = Clock::time_point::max();
+  boost::intrusive::multiset<Entry, boost::intrusive::compare<ByTime>> entries_;
+};
+
+}  // namespace meshplug::net

@@ -1,0 +1,168 @@
+#include "net/stream.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace meshplug::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// A connected pair on 127.0.0.1: `stream` is the one under test, `peer` the other end.
+class StreamTest : public ::testing::Test {
+ protected:
+  StreamTest() {
+    tcp::acceptor acceptor(context_, {asio::ip::make_address("127.0.0.1"), 0});
+    tcp::socket client(context_);
+    client.connect(acceptor.local_endpoint());
+    peer_.emplace(acceptor.accept());
+    stream_.emplace(std::move(client));
+  }
+
+  bool RunUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      context_.restart();
+      context_.run_for(5ms);
+    }
+    return done();
+  }
+
+  // Starts a read of up to 16 bytes; the result lands in `result`.
+  struct Read {
+    std::optional<beast::error_code> ec;
+    std::string bytes;
+  };
+  std::shared_ptr<Read> StartRead() {
+    auto read = std::make_shared<Read>();
+    auto buffer = std::make_shared<std::array<char, 16>>();
+    stream_->async_read_some(asio::buffer(*buffer), [read, buffer](beast::error_code ec, size_t n) {
+      read->ec = ec;
+      read->bytes.assign(buffer->data(), n);
+    });
+    return read;
+  }
+
+  asio::io_context context_;
+  std::optional<tcp::socket> peer_;
+  std::optional<Stream> stream_;
+};
+
+TEST_F(StreamTest, APendingReadPastItsDeadlineTimesOutAndTheSocketCloses) {
+  const auto start = std::chrono::steady_clock::now();
+  stream_->expires_after(50ms);
+  auto read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_EQ(*read->ec, beast::error::timeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  EXPECT_FALSE(stream_->socket().is_open());
+  // The peer sees the close.
+  char byte;
+  beast::error_code ec;
+  peer_->read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST_F(StreamTest, ADeadlineThatPassedWhileIdleFailsTheNextOperation) {
+  stream_->expires_after(10ms);
+  // Nothing pending: the socket stays open until an operation is started.
+  RunUntil([] { return false; }, 50ms);
+  EXPECT_TRUE(stream_->socket().is_open());
+  auto read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_EQ(*read->ec, beast::error::timeout);
+  EXPECT_FALSE(stream_->socket().is_open());
+}
+
+TEST_F(StreamTest, ANewDeadlineOrNoneStartsOver) {
+  stream_->expires_after(10ms);
+  RunUntil([] { return false; }, 50ms);  // the first deadline passes, nothing pending
+  stream_->expires_never();
+  auto read = StartRead();
+  RunUntil([] { return false; }, 50ms);
+  EXPECT_FALSE(read->ec.has_value());  // no deadline: still waiting
+  peer_->write_some(asio::buffer(std::string("hi")));
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_FALSE(*read->ec);
+  EXPECT_EQ(read->bytes, "hi");
+
+  // A deadline moved later before it passes holds the read until the later one.
+  stream_->expires_after(30ms);
+  read = StartRead();
+  stream_->expires_after(10s);
+  RunUntil([] { return false; }, 100ms);
+  EXPECT_FALSE(read->ec.has_value());
+  peer_->write_some(asio::buffer(std::string("ok")));
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_FALSE(*read->ec);
+}
+
+TEST_F(StreamTest, AnEarlierDeadlineOfAnotherStreamFiresFirst) {
+  // This stream waits for a late deadline; another, set afterwards with an earlier one,
+  // times out at its own.
+  stream_->expires_after(10s);
+  auto late = StartRead();
+  tcp::acceptor acceptor(context_, {asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket client(context_);
+  client.connect(acceptor.local_endpoint());
+  tcp::socket other_peer = acceptor.accept();
+  Stream other(std::move(client));
+  other.expires_after(30ms);
+  std::optional<beast::error_code> early;
+  std::array<char, 4> buffer;
+  other.async_read_some(asio::buffer(buffer), [&](beast::error_code ec, size_t) { early = ec; });
+  ASSERT_TRUE(RunUntil([&] { return early.has_value(); }, 2s));
+  EXPECT_EQ(*early, beast::error::timeout);
+  EXPECT_FALSE(late->ec.has_value());
+}
+
+// As with Beast: a read started without a deadline is not ended by a deadline set later
+// for a write that completed.
+TEST_F(StreamTest, ADeadlineBoundsOnlyWhatStartedUnderIt) {
+  stream_->expires_never();
+  auto read = StartRead();
+  stream_->expires_after(30ms);
+  std::optional<beast::error_code> written;
+  stream_->async_write_some(asio::buffer(std::string_view("x")), [&](beast::error_code ec, size_t) { written = ec; });
+  ASSERT_TRUE(RunUntil([&] { return written.has_value(); }));
+  EXPECT_FALSE(*written);
+  RunUntil([] { return false; }, 100ms);  // the deadline passes
+  EXPECT_FALSE(read->ec.has_value());
+  EXPECT_TRUE(stream_->socket().is_open());
+  peer_->write_some(asio::buffer(std::string("late")));
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_FALSE(*read->ec);
+  EXPECT_EQ(read->bytes, "late");
+}
+
+TEST_F(StreamTest, CancelIsNotATimeout) {
+  stream_->expires_after(10s);
+  auto read = StartRead();
+  stream_->cancel();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_EQ(*read->ec, asio::error::operation_aborted);
+  EXPECT_TRUE(stream_->socket().is_open());
+}
+
+TEST_F(StreamTest, AStreamGoneWithAReadPendingCompletesItAsAborted) {
+  stream_->expires_after(10ms);
+  auto read = StartRead();
+  stream_.reset();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_EQ(*read->ec, asio::error::operation_aborted);
+  RunUntil([] { return false; }, 50ms);  // the deadline's time passes with nothing to expire
+}
+
+}  // namespace
+}  // namespace meshplug::net
