@@ -10,12 +10,12 @@ namespace asio = boost::asio;
 
 asio::execution_context::id Deadlines::id;
 
-Deadlines::Deadlines(asio::io_context& context) : asio::execution_context::service(context), timer_(context) {}
+Deadlines::Deadlines(asio::execution_context& context) : asio::execution_context::service(context) {}
 
-// Every executor in meshplug is an io_context's (execution_context is not polymorphic, so
-// this cannot be checked).
 Deadlines& Deadlines::For(const asio::any_io_executor& executor) {
-  return asio::use_service<Deadlines>(static_cast<asio::io_context&>(asio::query(executor, asio::execution::context)));
+  Deadlines& deadlines = asio::use_service<Deadlines>(asio::query(executor, asio::execution::context));
+  if (!deadlines.timer_) deadlines.timer_.emplace(executor);
+  return deadlines;
 }
 
 void Deadlines::Set(Entry& entry, Clock::time_point at) {
@@ -26,14 +26,19 @@ void Deadlines::Set(Entry& entry, Clock::time_point at) {
 }
 
 void Deadlines::Clear(Entry& entry) {
-  if (entry.is_linked()) entries_.erase(entries_.iterator_to(entry));
+  if (!entry.is_linked()) return;
+  entries_.erase(entries_.iterator_to(entry));
+  if (entries_.empty() && armed_at_ != Clock::time_point::max()) {
+    armed_at_ = Clock::time_point::max();
+    timer_->cancel();
+  }
 }
 
 void Deadlines::Arm() {
-  if (entries_.empty() || entries_.begin()->at_ >= armed_at_) return;
+  if (!timer_ || entries_.empty() || entries_.begin()->at_ >= armed_at_) return;
   armed_at_ = entries_.begin()->at_;
-  timer_.expires_at(armed_at_);  // cancels the wait for a later one, if any
-  timer_.async_wait([this](const boost::system::error_code& ec) {
+  timer_->expires_at(armed_at_);  // cancels the wait for a later one, if any
+  timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) Fire();
   });
 }
@@ -51,6 +56,9 @@ void Deadlines::Fire() {
 
 void Deadlines::shutdown() {
   entries_.clear();  // the entries outlive nothing that would expire them
+  // Registered after this service, the timer's service is destroyed before it: the timer
+  // goes first.
+  timer_.reset();
 }
 
 }  // namespace meshplug::net

@@ -10,11 +10,12 @@
 // from their handlers and coroutines.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/execution_context.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/set.hpp>
 #include <chrono>
+#include <optional>
 
 namespace meshplug::net {
 
@@ -34,15 +35,15 @@ class Deadlines : public boost::asio::execution_context::service {
     Clock::time_point at_;
   };
 
-  using key_type = Deadlines;
   static boost::asio::execution_context::id id;
 
-  explicit Deadlines(boost::asio::io_context& context);
+  explicit Deadlines(boost::asio::execution_context& context);
 
-  // The service of the io_context `executor` runs on.
+  // The service of the execution context `executor` runs on.
   static Deadlines& For(const boost::asio::any_io_executor& executor);
 
   void Set(Entry& entry, Clock::time_point at);
+  // The timer stops waiting once nothing is left, so that an io_context::run() can return.
   void Clear(Entry& entry);
 
  private:
@@ -55,7 +56,7 @@ class Deadlines : public boost::asio::execution_context::service {
   void Arm();
   void Fire();
 
-  boost::asio::steady_timer timer_;
+  std::optional<boost::asio::steady_timer> timer_;  // on the first For's executor
   Clock::time_point armed_at_ = Clock::time_point::max();
   boost::intrusive::multiset<Entry, boost::intrusive::compare<ByTime>> entries_;
 };

@@ -3,11 +3,12 @@
 // the TCP layer's, so every read and write of either kind is bounded the same way. The HTTP
 // proxy, the upstream pool and http_call all read and write through it.
 //
-// Deadlines behave as Beast's tcp_stream's: a deadline bounds the operations started while
-// it is set; when it passes with one of them pending, the socket is closed and they fail
-// with beast::error::timeout; an operation started after it passed fails the same way;
-// setting a new deadline (or none) starts over. They are kept by net::Deadlines, not by a
-// timer per operation.
+// Deadlines behave as Beast's tcp_stream's: reads and writes (a connect counts as a write)
+// each have their own; expires_after/at/never set those of the directions with nothing
+// pending; a deadline bounds the operations of its direction started while it is set; when
+// it passes with one of them pending, the socket is closed and that operation fails with
+// beast::error::timeout; one started after it passed fails the same way. They are kept by
+// net::Deadlines, not by a timer per operation.
 #pragma once
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
@@ -30,7 +31,6 @@
 #include <boost/beast/core/error.hpp>
 #include <chrono>
 #include <memory>
-#include <string>
 
 #include "net/deadlines.h"
 
@@ -41,23 +41,20 @@ class Stream {
   using executor_type = boost::asio::ip::tcp::socket::executor_type;
   using Clock = std::chrono::steady_clock;
 
-  explicit Stream(boost::asio::ip::tcp::socket socket) : tcp_(std::make_shared<Tcp>(std::move(socket))) {}
+  explicit Stream(boost::asio::ip::tcp::socket socket)
+      : tcp_(std::make_shared<Tcp>(std::move(socket))), layer_(tcp_) {}
   explicit Stream(const executor_type& executor) : Stream(boost::asio::ip::tcp::socket(executor)) {}
   Stream(Stream&&) = delete;
   // Closes the socket: pending operations complete with operation_aborted (they hold the
   // socket, which would otherwise outlive the stream).
-  ~Stream() {
-    boost::system::error_code ignored;
-    tcp_->socket.close(ignored);
-    tcp_->ClearDeadline();
-  }
+  ~Stream() { tcp_->Close(); }
 
   executor_type get_executor() { return tcp_->socket.get_executor(); }
   boost::asio::ip::tcp::socket& socket() { return tcp_->socket; }
   template <typename Duration>
   void expires_after(Duration d) { expires_at(Clock::now() + d); }
-  void expires_at(Clock::time_point t) { tcp_->SetDeadline(t); }
-  void expires_never() { tcp_->ClearDeadline(); }
+  void expires_at(Clock::time_point t) { tcp_->SetDeadlines(t); }
+  void expires_never() { tcp_->ClearDeadlines(); }
   // Ends the pending operations of either kind (they complete with operation_aborted).
   void cancel() {
     boost::system::error_code ignored;
@@ -69,30 +66,126 @@ class Stream {
   void StartTls(std::shared_ptr<boost::asio::ssl::context> context);
   bool secure() const { return tls_ != nullptr; }
 
-  // What TLS reads and writes through: the TCP layer, with the stream's deadline.
+ private:
+  struct Tcp;
+  // One direction's deadline. Set only while none of its operations is pending, so that a
+  // deadline set for one direction never moves the other's pending one.
+  struct Slot final : Deadlines::Entry {
+    explicit Slot(Tcp& t) : tcp(t) {}
+    void Expired() override;
+    Tcp& tcp;
+    bool pending = false;  // an operation started and not completed
+    bool passed = false;   // the deadline has passed: operations bounded by it time out
+  };
+  // The socket and its two deadlines; shared with the completions of pending operations,
+  // which may run after the stream is gone.
+  struct Tcp {
+    explicit Tcp(boost::asio::ip::tcp::socket s)
+        : socket(std::move(s)), deadlines(Deadlines::For(socket.get_executor())), read(*this), write(*this) {}
+    ~Tcp() {
+      deadlines.Clear(read);
+      deadlines.Clear(write);
+    }
+    void SetDeadlines(Clock::time_point t) {
+      for (Slot* slot : {&read, &write}) {
+        if (slot->pending) continue;
+        slot->passed = false;
+        deadlines.Set(*slot, t);
+      }
+    }
+    void ClearDeadlines() {
+      for (Slot* slot : {&read, &write}) {
+        if (slot->pending) continue;
+        slot->passed = false;
+        deadlines.Clear(*slot);
+      }
+    }
+    void Close() {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
+
+    boost::asio::ip::tcp::socket socket;
+    Deadlines& deadlines;
+    Slot read;
+    Slot write;
+  };
+
+  // An operation's completion: its direction has nothing pending, and an error its
+  // deadline caused is reported as beast::error::timeout. Runs where the handler would have.
+  template <typename Handler>
+  struct Completion {
+    std::shared_ptr<Tcp> tcp;
+    Slot* slot;
+    bool bounded;  // started under a deadline
+    Handler handler;
+
+    using executor_type = boost::asio::associated_executor_t<Handler, Stream::executor_type>;
+    executor_type get_executor() const noexcept {
+      return boost::asio::get_associated_executor(handler, tcp->socket.get_executor());
+    }
+    using allocator_type = boost::asio::associated_allocator_t<Handler>;
+    allocator_type get_allocator() const noexcept { return boost::asio::get_associated_allocator(handler); }
+
+    template <typename... Results>
+    void operator()(boost::beast::error_code ec, Results&&... results) {
+      slot->pending = false;
+      if (bounded && slot->passed) ec = boost::beast::error::timeout;
+      std::move(handler)(ec, std::forward<Results>(results)...);
+    }
+  };
+
+ public:
+  // The TCP layer: plain reads and writes go to it, and TLS reads and writes through it.
   class TcpLayer {
    public:
     using executor_type = Stream::executor_type;
     using lowest_layer_type = boost::asio::ip::tcp::socket;
-    explicit TcpLayer(Stream& stream) : stream_(&stream) {}
-    executor_type get_executor() { return stream_->get_executor(); }
-    lowest_layer_type& lowest_layer() { return stream_->socket(); }
+    explicit TcpLayer(std::shared_ptr<Tcp> tcp) : tcp_(std::move(tcp)) {}
+    executor_type get_executor() { return tcp_->socket.get_executor(); }
+    lowest_layer_type& lowest_layer() { return tcp_->socket; }
+
     template <typename MutableBuffers, typename Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
       return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-          [stream = stream_](auto handler, const MutableBuffers& into) { stream->TcpRead(into, std::move(handler)); },
+          [this](auto handler, const MutableBuffers& into) {
+            Start(tcp_->read, std::move(handler),
+                  [&](auto completion) { tcp_->socket.async_read_some(into, std::move(completion)); });
+          },
           token, buffers);
     }
     template <typename ConstBuffers, typename Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
       return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-          [stream = stream_](auto handler, const ConstBuffers& from) { stream->TcpWrite(from, std::move(handler)); },
+          [this](auto handler, const ConstBuffers& from) {
+            Start(tcp_->write, std::move(handler),
+                  [&](auto completion) { tcp_->socket.async_write_some(from, std::move(completion)); });
+          },
           token, buffers);
+    }
+    // Connects to the first of `endpoints` that accepts, within the write deadline.
+    template <typename Endpoints, typename Token>
+    auto async_connect(const Endpoints& endpoints, Token&& token) {
+      return boost::asio::async_initiate<Token, void(boost::beast::error_code, boost::asio::ip::tcp::endpoint)>(
+          [this](auto handler, const Endpoints& to) {
+            Start(tcp_->write, std::move(handler),
+                  [&](auto completion) { boost::asio::async_connect(tcp_->socket, to, std::move(completion)); });
+          },
+          token, endpoints);
     }
 
    private:
-    Stream* stream_;
+    template <typename Handler, typename Begin>
+    void Start(Slot& slot, Handler&& handler, Begin&& begin) {
+      const bool bounded = slot.is_linked() || slot.passed;
+      if (slot.passed) tcp_->Close();  // the operation fails at once, as timed out
+      slot.pending = true;
+      std::forward<Begin>(begin)(Completion<std::decay_t<Handler>>{tcp_, &slot, bounded, std::forward<Handler>(handler)});
+    }
+
+    std::shared_ptr<Tcp> tcp_;
   };
+
   boost::asio::ssl::stream<TcpLayer>& tls() { return *tls_; }
 
   template <typename MutableBuffers, typename Token>
@@ -102,7 +195,7 @@ class Stream {
           if (tls_) {
             tls_->async_read_some(into, std::move(handler));
           } else {
-            TcpRead(into, std::move(handler));
+            layer_.async_read_some(into, std::move(handler));
           }
         },
         token, buffers);
@@ -115,107 +208,20 @@ class Stream {
           if (tls_) {
             tls_->async_write_some(from, std::move(handler));
           } else {
-            TcpWrite(from, std::move(handler));
+            layer_.async_write_some(from, std::move(handler));
           }
         },
         token, buffers);
   }
 
-  // Connects to the first of `endpoints` that accepts, within the deadline.
   template <typename Endpoints, typename Token>
   auto async_connect(const Endpoints& endpoints, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::beast::error_code, boost::asio::ip::tcp::endpoint)>(
-        [this](auto handler, const Endpoints& to) {
-          Track(std::move(handler),
-                [&](auto completion) { boost::asio::async_connect(tcp_->socket, to, std::move(completion)); });
-        },
-        token, endpoints);
+    return layer_.async_connect(endpoints, std::forward<Token>(token));
   }
 
  private:
-  // The socket and its deadline; shared with the completions of its pending operations,
-  // which may run after the stream is gone.
-  struct Tcp final : Deadlines::Entry {
-    explicit Tcp(boost::asio::ip::tcp::socket s) : socket(std::move(s)), deadlines(Deadlines::For(socket.get_executor())) {}
-    ~Tcp() override { deadlines.Clear(*this); }
-
-    void SetDeadline(Clock::time_point t) {
-      expired = timed_out = false;
-      deadlines.Set(*this, t);
-    }
-    void ClearDeadline() {
-      expired = timed_out = false;
-      deadlines.Clear(*this);
-    }
-    void Expired() override {
-      if (pending > 0) {
-        TimeOut();
-      } else {
-        expired = true;  // for the next operation
-      }
-    }
-    void TimeOut() {
-      expired = false;
-      timed_out = true;
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    }
-
-    boost::asio::ip::tcp::socket socket;
-    Deadlines& deadlines;
-    int pending = 0;         // operations the deadline bounds, started and not completed
-    bool expired = false;    // the deadline passed while nothing was pending
-    bool timed_out = false;  // the deadline closed the socket
-  };
-
-  // An operation's completion: it is no longer pending, and an error that its deadline
-  // caused is reported as beast::error::timeout. Runs where the handler would have.
-  template <typename Handler>
-  struct Completion {
-    std::shared_ptr<Tcp> tcp;
-    Handler handler;
-    bool bounded;  // started under a deadline
-
-    using executor_type = boost::asio::associated_executor_t<Handler, Stream::executor_type>;
-    executor_type get_executor() const noexcept {
-      return boost::asio::get_associated_executor(handler, tcp->socket.get_executor());
-    }
-    using allocator_type = boost::asio::associated_allocator_t<Handler>;
-    allocator_type get_allocator() const noexcept { return boost::asio::get_associated_allocator(handler); }
-
-    template <typename... Results>
-    void operator()(boost::beast::error_code ec, Results&&... results) {
-      if (bounded) {
-        --tcp->pending;
-        if (tcp->timed_out) ec = boost::beast::error::timeout;
-      }
-      std::move(handler)(ec, std::forward<Results>(results)...);
-    }
-  };
-
-  template <typename Handler, typename Start>
-  void Track(Handler&& handler, Start&& start) {
-    Tcp& tcp = *tcp_;
-    bool bounded = tcp.is_linked();
-    if (tcp.expired) {
-      tcp.TimeOut();  // the operation fails at once, as timed out
-      bounded = true;
-    }
-    if (bounded) ++tcp.pending;
-    std::forward<Start>(start)(Completion<std::decay_t<Handler>>{tcp_, std::forward<Handler>(handler), bounded});
-  }
-  template <typename MutableBuffers, typename Handler>
-  void TcpRead(const MutableBuffers& into, Handler&& handler) {
-    Track(std::forward<Handler>(handler),
-          [&](auto completion) { tcp_->socket.async_read_some(into, std::move(completion)); });
-  }
-  template <typename ConstBuffers, typename Handler>
-  void TcpWrite(const ConstBuffers& from, Handler&& handler) {
-    Track(std::forward<Handler>(handler),
-          [&](auto completion) { tcp_->socket.async_write_some(from, std::move(completion)); });
-  }
-
   std::shared_ptr<Tcp> tcp_;
+  TcpLayer layer_;
   std::shared_ptr<boost::asio::ssl::context> context_;
   std::unique_ptr<boost::asio::ssl::stream<TcpLayer>> tls_;
 };
@@ -247,9 +253,14 @@ boost::asio::awaitable<void> WriteAll(Stream& stream, const ConstBuffers& buffer
   co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
+inline void Stream::Slot::Expired() {
+  passed = true;
+  if (pending) tcp.Close();  // the pending operation fails, as timed out
+}
+
 inline void Stream::StartTls(std::shared_ptr<boost::asio::ssl::context> context) {
   context_ = std::move(context);
-  tls_ = std::make_unique<boost::asio::ssl::stream<TcpLayer>>(TcpLayer(*this), *context_);
+  tls_ = std::make_unique<boost::asio::ssl::stream<TcpLayer>>(layer_, *context_);
 }
 
 }  // namespace meshplug::net
