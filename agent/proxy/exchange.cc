@@ -715,6 +715,12 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     co_return;
   }
   const std::optional<net::TlsOrigination>& tls = *origination;
+  // The kept-alive connection had been closed (or was being closed) by the upstream: the
+  // request goes again on a new one, and the endpoint's other closed ones are dropped.
+  auto stale = [&] {
+    Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
+    env_.pool->DropClosed(call.connection->key);
+  };
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.connection.reset();
@@ -743,7 +749,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     co_await WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec);
     if (ec) {
       if (call.reused) {
-        env_.pool->DropClosed(call.connection->key);
+        stale();
         continue;
       }
       failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())),
@@ -764,6 +770,12 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     call.deadline.cancel();
     if (!ec) {
       const http::response_header<>& response = call.response->get().base();
+      // A server may send 408 on a kept-alive connection it is closing, before or as a
+      // request arrives (RFC 9110 §15.5.9): a request that can be sent again goes again.
+      if (call.reused && resendable && response.result_int() == 408) {
+        stale();
+        continue;
+      }
       if (FieldCount(response) > limits.max_header_count) {
         failure = UpstreamFailure{Error(502, "upstream response has too many header fields"),
                                   false};
@@ -781,8 +793,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     failure = PumpFailure(x, call, ec);
     if (failure) co_return;
     if (call.reused && resendable && !call.response->got_some()) {
-      Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
-      env_.pool->DropClosed(call.connection->key);
+      stale();
       continue;
     }
     failure = UpstreamFailure{Error(502, Cat("bad upstream response: ", ec.message())),

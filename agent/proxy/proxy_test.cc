@@ -1192,6 +1192,40 @@ TEST_F(ProxyTest, StalePooledConnectionIsReplacedForIdempotentRequests) {
   EXPECT_EQ(post_upstream.connections(), 1);
 }
 
+// A 408 on a pooled connection (a server saying goodbye to an idle connection as the
+// request arrived) sends a request that can be sent again once more, on a new connection;
+// one that cannot gets the 408.
+TEST_F(ProxyTest, A408OnAPooledConnectionIsRetriedForIdempotentRequests) {
+  // On its first connection, answers one request and the next with 408 and a close.
+  auto says_goodbye = [](tcp::socket& socket, int connection) -> asio::awaitable<void> {
+    std::string pending;
+    for (int i = 0;; ++i) {
+      if ((co_await ReadRequestHeader(socket, pending)).empty()) co_return;
+      if (connection == 0 && i == 1) {
+        co_await WriteAll(socket, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        co_return;
+      }
+      if (!co_await WriteAll(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) co_return;
+    }
+  };
+  RawUpstream get_upstream(says_goodbye), post_upstream(says_goodbye);
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {get_upstream.port()});
+  AddService(s, "post.shop", {post_upstream.port()});
+  StartAgent(s);
+  Client c(outbound());
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
+  EXPECT_EQ(get_upstream.connections(), 2);
+  EXPECT_EQ(Counter("meshplug_upstream_stale_connection_retries_total", {{"cluster", "web.shop|80"}}), 1u);
+  Client p(outbound());
+  for (unsigned expected : {200u, 408u}) {
+    ASSERT_TRUE(p.Send("POST / HTTP/1.1\r\nHost: post.shop\r\nContent-Length: 0\r\n\r\n"));
+    EXPECT_EQ(StatusOf(p.Read()), expected);
+  }
+  EXPECT_EQ(post_upstream.connections(), 1);
+}
+
 // Every Connection field names hop-by-hop fields and can say close, and the
 // names come from the request as it arrived, whatever plugins do to it.
 TEST_F(ProxyTest, EveryConnectionFieldCounts) {

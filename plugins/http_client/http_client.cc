@@ -161,6 +161,12 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
       }
       co_return Failure(ec, step, request, stale);
     }
+    // A server may send 408 on a kept-alive connection it is closing, before or as a request
+    // arrives (RFC 9110 §15.5.9): a request that may be repeated goes again.
+    if (reused && idempotent && parser->get().result_int() == 408) {
+      pool->DropClosed(connection->key);
+      continue;
+    }
 
     // A 101 hands the connection to another protocol: never reused.
     const bool keep = pool != nullptr && parser->keep_alive() && buffer.size() == 0 &&
