@@ -898,9 +898,12 @@ def traced(pid):
     """Whether every thread of `pid` has a tracer attached."""
     tasks = os.listdir(f"/proc/{pid}/task")
     for tid in tasks:
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            if re.search(r"^TracerPid:\s+0$", f.read(), re.M):
-                return False
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                if re.search(r"^TracerPid:\s+0$", f.read(), re.M):
+                    return False
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
     return bool(tasks)
 
 
@@ -926,7 +929,6 @@ def count_syscalls(key, agent_bin, backend, auth, requests):
         for tracer, out in tracers:
             tracer.send_signal(signal.SIGINT)  # detaches and writes the summary
             tracer.wait(timeout=30)
-            PROCS.remove(tracer)
             with open(out) as f:
                 for line in f:
                     # % time, seconds, usecs/call, calls, [errors,] syscall
@@ -941,7 +943,11 @@ def count_syscalls(key, agent_bin, backend, auth, requests):
                 "by_name": {n: {"calls": c / requests, "errors": errors[n] / requests}
                             for n, c in sorted(calls.items(), key=lambda x: -x[1])}}
 
-    return counted_run(key, agent_bin, backend, auth, requests, [], begin, end)
+    try:
+        return counted_run(key, agent_bin, backend, auth, requests, [], begin, end)
+    finally:
+        for tracer, _ in tracers:
+            stop(tracer)
 
 
 # --------------------------------------------------------------------------- report
