@@ -47,6 +47,14 @@ class StreamTest : public ::testing::Test {
     std::optional<beast::error_code> ec;
     std::string bytes;
   };
+  // The peer writes `bytes`; the pending `read` gets them.
+  void ExpectReadGets(const std::shared_ptr<Read>& read, const std::string& bytes) {
+    peer_->write_some(asio::buffer(bytes));
+    ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+    EXPECT_FALSE(*read->ec);
+    EXPECT_EQ(read->bytes, bytes);
+  }
+
   std::shared_ptr<Read> StartRead() {
     auto read = std::make_shared<Read>();
     auto buffer = std::make_shared<std::array<char, 16>>();
@@ -99,11 +107,7 @@ TEST_F(StreamTest, ANewDeadlineOrNoneStartsOver) {
   auto read = StartRead();
   RunUntil([] { return false; }, 50ms);
   EXPECT_FALSE(read->ec.has_value());  // no deadline: still waiting
-  peer_->write_some(asio::buffer(std::string("hi")));
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
-  EXPECT_FALSE(*read->ec);
-  EXPECT_EQ(read->bytes, "hi");
-
+  ExpectReadGets(read, "hi");
 }
 
 TEST_F(StreamTest, AnEarlierDeadlineOfAnotherStreamFiresFirst) {
@@ -138,10 +142,7 @@ TEST_F(StreamTest, ADeadlineBoundsOnlyWhatStartedUnderIt) {
   RunUntil([] { return false; }, 100ms);  // the deadline passes
   EXPECT_FALSE(read->ec.has_value());
   EXPECT_TRUE(stream_->socket().is_open());
-  peer_->write_some(asio::buffer(std::string("late")));
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
-  EXPECT_FALSE(*read->ec);
-  EXPECT_EQ(read->bytes, "late");
+  ExpectReadGets(read, "late");
 }
 
 // As with Beast, reads and writes have their own deadlines: setting one for a direction
@@ -157,9 +158,7 @@ TEST_F(StreamTest, ADeadlineSetForOneDirectionLeavesTheOthersPendingOperation) {
   EXPECT_FALSE(*written);
   RunUntil([] { return false; }, 100ms);  // the write's deadline passes
   EXPECT_FALSE(read->ec.has_value());
-  peer_->write_some(asio::buffer(std::string("r")));
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
-  EXPECT_FALSE(*read->ec);
+  ExpectReadGets(read, "r");
 }
 
 TEST_F(StreamTest, NoDeadlineForAReadLeavesAPendingWriteUnderItsOwn) {
