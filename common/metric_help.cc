@@ -62,7 +62,7 @@ constexpr std::pair<std::string_view, std::string_view> kHelp[] = {
     {"meshplug_upstream_connect_failures_total", "Connections to an upstream that failed, by cluster."},
     {"meshplug_upstream_refused_stream_retries_total", "Requests retried because the upstream refused an HTTP/2 stream."},
     {"meshplug_upstream_retries_total", "Requests retried, by cluster."},
-    {"meshplug_upstream_stale_connection_retries_total", "Requests resent on a new connection after a kept-alive one had closed."},
+    {"meshplug_upstream_stale_connection_retries_total", "Requests resent on a new connection after a kept-alive one had closed (or answered 408 as it closed)."},
     {"meshplug_upstream_timeouts_total", "Requests whose upstream did not answer within the timeout, by cluster."},
 };
 
