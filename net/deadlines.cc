@@ -19,13 +19,21 @@ Deadlines& Deadlines::For(const asio::any_io_executor& executor) {
 }
 
 void Deadlines::Set(Entry& entry, Clock::time_point at) {
-  if (entry.is_linked()) entries_.erase(entries_.iterator_to(entry));
-  entry.at_ = at;
+  if (entry.is_linked()) {
+    if (at >= entry.at_) {
+      entry.due_ = at;  // moved when its old time comes (Fire)
+      return;
+    }
+    entries_.erase(entries_.iterator_to(entry));
+  }
+  entry.at_ = entry.due_ = at;
   entries_.insert(entry);
   if (at < armed_at_) Arm();
 }
 
-void Deadlines::Clear(Entry& entry) {
+void Deadlines::Clear(Entry& entry) { entry.due_ = Clock::time_point::max(); }
+
+void Deadlines::Forget(Entry& entry) {
   if (!entry.is_linked()) return;
   entries_.erase(entries_.iterator_to(entry));
   if (entries_.empty() && armed_at_ != Clock::time_point::max()) {
@@ -47,9 +55,15 @@ void Deadlines::Fire() {
   armed_at_ = Clock::time_point::max();
   const Clock::time_point now = Clock::now();
   while (!entries_.empty() && entries_.begin()->at_ <= now) {
-    Entry& due = *entries_.begin();
+    Entry& entry = *entries_.begin();
     entries_.erase(entries_.begin());
-    due.Expired();
+    if (entry.due_ == Clock::time_point::max()) continue;  // cleared
+    if (entry.due_ > now) {  // moved later: its place now
+      entry.at_ = entry.due_;
+      entries_.insert(entry);
+      continue;
+    }
+    entry.Expired();
   }
   Arm();
 }

@@ -2,9 +2,10 @@
 // one timer. Beast's tcp_stream arms an Asio timer per read and write instead: a timer-queue
 // insertion, a cancellation that posts a handler through the event loop, and, when the new
 // timer is the earliest (a request timeout usually is), a timerfd_settime system call, on
-// every operation. Here setting a deadline is a tree insertion; the timer is re-armed only
-// for a deadline earlier than the one it waits for, and a cleared deadline leaves it as it
-// is (it fires, finds nothing due, and waits for the next).
+// every operation. Here the timer is re-armed only for a deadline earlier than the one it
+// waits for, and a deadline moved later or cleared keeps its place in the set until its old
+// time comes (then it moves, or leaves): a connection that moves its deadline forward on
+// every request, as keep-alive connections do, costs no tree operation per request.
 //
 // Not thread-safe: for io_contexts run by one thread (every one in meshplug), and used only
 // from their handlers and coroutines.
@@ -30,9 +31,13 @@ class Deadlines : public boost::asio::execution_context::service {
     virtual ~Entry() = default;
     virtual void Expired() = 0;
 
+    // Whether a deadline is set (and has not passed yet).
+    bool armed() const { return is_linked() && due_ != Clock::time_point::max(); }
+
    private:
     friend class Deadlines;
-    Clock::time_point at_;
+    Clock::time_point at_;   // its place in the set: at or before due_
+    Clock::time_point due_;  // the deadline; max once cleared
   };
 
   static boost::asio::execution_context::id id;
@@ -43,8 +48,10 @@ class Deadlines : public boost::asio::execution_context::service {
   static Deadlines& For(const boost::asio::any_io_executor& executor);
 
   void Set(Entry& entry, Clock::time_point at);
-  // The timer stops waiting once nothing is left, so that an io_context::run() can return.
   void Clear(Entry& entry);
+  // Takes an entry out of the set now, before it is destroyed. The timer stops waiting once
+  // nothing is left, so that an io_context::run() can return.
+  void Forget(Entry& entry);
 
  private:
   struct ByTime {

@@ -83,8 +83,8 @@ class Stream {
     explicit Tcp(boost::asio::ip::tcp::socket s)
         : socket(std::move(s)), deadlines(Deadlines::For(socket.get_executor())), read(*this), write(*this) {}
     ~Tcp() {
-      deadlines.Clear(read);
-      deadlines.Clear(write);
+      deadlines.Forget(read);
+      deadlines.Forget(write);
     }
     void SetDeadlines(Clock::time_point t) {
       for (Slot* slot : {&read, &write}) {
@@ -177,7 +177,7 @@ class Stream {
    private:
     template <typename Handler, typename Begin>
     void Start(Slot& slot, Handler&& handler, Begin&& begin) {
-      const bool bounded = slot.is_linked() || slot.passed;
+      const bool bounded = slot.armed() || slot.passed;
       if (slot.passed) tcp_->Close();  // the operation fails at once, as timed out
       slot.pending = true;
       std::forward<Begin>(begin)(Completion<std::decay_t<Handler>>{tcp_, &slot, bounded, std::forward<Handler>(handler)});

@@ -110,6 +110,32 @@ TEST_F(StreamTest, ANewDeadlineOrNoneStartsOver) {
   ExpectReadGets(read, "hi");
 }
 
+// Deadlines moved later, earlier or cleared before an operation starts: the operation is
+// bounded by the last one set.
+TEST_F(StreamTest, TheLastDeadlineSetIsTheOneThatHolds) {
+  stream_->expires_after(30ms);
+  stream_->expires_after(10s);  // later
+  auto read = StartRead();
+  RunUntil([] { return false; }, 100ms);
+  EXPECT_FALSE(read->ec.has_value());
+  ExpectReadGets(read, "a");
+
+  stream_->expires_after(30ms);
+  stream_->expires_never();  // cleared
+  read = StartRead();
+  RunUntil([] { return false; }, 100ms);
+  EXPECT_FALSE(read->ec.has_value());
+  ExpectReadGets(read, "b");
+
+  const auto start = std::chrono::steady_clock::now();
+  stream_->expires_after(10s);
+  stream_->expires_after(30ms);  // earlier
+  read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
+  EXPECT_EQ(*read->ec, beast::error::timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
 TEST_F(StreamTest, AnEarlierDeadlineOfAnotherStreamFiresFirst) {
   // This stream waits for a late deadline; another, set afterwards with an earlier one,
   // times out at its own.
