@@ -70,6 +70,7 @@ void Deadlines::Fire() {
 
 void Deadlines::shutdown() {
   entries_.clear();  // the entries outlive nothing that would expire them
+  armed_at_ = Clock::time_point::max();
   // Registered after this service, the timer's service is destroyed before it: the timer
   // goes first.
   timer_.reset();

@@ -32,7 +32,7 @@ bool ParseBuffered(boost::beast::http::basic_parser<isRequest>& parser, DynamicB
   ec = {};
   if (done()) return true;
   if (buffer.size() == 0) return false;
-  parser.eager(until == ParseUntil::kMessageDone);  // as the Beast reads set it
+  if (until != ParseUntil::kProgress) parser.eager(until == ParseUntil::kMessageDone);  // as Beast's reads do
   buffer.consume(parser.put(buffer.data(), ec));
   if (ec != boost::beast::http::error::need_more && (ec || until == ParseUntil::kProgress || done())) return true;
   ec = {};

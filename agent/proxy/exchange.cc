@@ -748,7 +748,9 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     ++call.connection->requests;
     co_await WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec);
     if (ec) {
-      if (call.reused) {
+      // Nothing of the request reached the upstream, unless the write timed out after the
+      // socket took it all: only a request that may be repeated goes again then.
+      if (call.reused && (resendable || ec != beast::error::timeout)) {
         stale();
         continue;
       }

@@ -148,6 +148,12 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         co_await http::async_read(strict, buffer, *parser, asio::redirect_error(asio::use_awaitable, ec));
       }
     }
+    // A server may send 408 on a kept-alive connection it is closing, before or as a request
+    // arrives (RFC 9110 §15.5.9), and reset it: a request that may be repeated goes again.
+    if (reused && idempotent && parser->is_header_done() && parser->get().result_int() == 408) {
+      pool->DropClosed(connection->key);
+      continue;
+    }
     if (ec) {
       // A kept-alive connection the server closed just as the request went out fails
       // before any byte of the response. The server dropped the request or, rarely,
@@ -160,12 +166,6 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         continue;
       }
       co_return Failure(ec, step, request, stale);
-    }
-    // A server may send 408 on a kept-alive connection it is closing, before or as a request
-    // arrives (RFC 9110 §15.5.9): a request that may be repeated goes again.
-    if (reused && idempotent && parser->get().result_int() == 408) {
-      pool->DropClosed(connection->key);
-      continue;
     }
 
     // A 101 hands the connection to another protocol: never reused.

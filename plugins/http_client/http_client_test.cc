@@ -339,6 +339,41 @@ TEST_F(Pooled, InterimResponsesAreNotTakenForTheAnswer) {
   }
 }
 
+// A 408 on a kept-alive connection (a server closing it as the request arrived) sends a
+// GET once more, on a new connection; a POST gets the 408.
+TEST_F(Pooled, A408OnAKeptAliveConnectionIsRetriedForIdempotentRequests) {
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  // Each connection answers its first request, and the second with 408 and a close.
+  auto serve = [&acceptor]() -> asio::awaitable<void> {
+    for (int connection = 1;; ++connection) {
+      auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+      boost::beast::flat_buffer buffer;
+      for (int i = 1; i <= 2; ++i) {
+        http::request<http::string_body> request;
+        boost::beast::error_code ec;
+        co_await http::async_read(socket, buffer, request, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+        const std::string answer =
+            i == 1 ? "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + std::to_string(connection)
+                   : "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(answer), asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+  };
+  asio::co_spawn(io, serve(), asio::detached);
+  const std::string address = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  auto first = Call(address);
+  ASSERT_TRUE(first && first->response) << (first ? first->message : "did not finish");
+  EXPECT_EQ(first->response->body, "1");
+  auto again = Call(address);  // 408 on connection 1, then connection 2
+  ASSERT_TRUE(again && again->response) << (again ? again->message : "did not finish");
+  EXPECT_EQ(again->response->status, 200u);
+  EXPECT_EQ(again->response->body, "2");
+  auto post = Call(address, http::verb::post);  // 408 on connection 2: not sent again
+  ASSERT_TRUE(post && post->response) << (post ? post->message : "did not finish");
+  EXPECT_EQ(post->response->status, 408u);
+}
+
 // A response whose framing has a bare LF fails at once (within the default 5 s timeout
 // the call would otherwise wait for), with the reason.
 TEST_F(Pooled, BareLfInResponseFramingFailsTheCallAtOnce) {
