@@ -31,6 +31,7 @@
 #include <boost/beast/core/error.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "net/deadlines.h"
 
@@ -54,7 +55,7 @@ class Stream {
   template <typename Duration>
   void expires_after(Duration d) { expires_at(Clock::now() + d); }
   void expires_at(Clock::time_point t) { tcp_->SetDeadlines(t); }
-  void expires_never() { tcp_->ClearDeadlines(); }
+  void expires_never() { tcp_->SetDeadlines(std::nullopt); }
   // Ends the pending operations of either kind (they complete with operation_aborted).
   void cancel() {
     boost::system::error_code ignored;
@@ -86,18 +87,16 @@ class Stream {
       deadlines.Forget(read);
       deadlines.Forget(write);
     }
-    void SetDeadlines(Clock::time_point t) {
+    // Those of the directions with nothing pending; none without `t`.
+    void SetDeadlines(std::optional<Clock::time_point> t) {
       for (Slot* slot : {&read, &write}) {
         if (slot->pending) continue;
         slot->passed = false;
-        deadlines.Set(*slot, t);
-      }
-    }
-    void ClearDeadlines() {
-      for (Slot* slot : {&read, &write}) {
-        if (slot->pending) continue;
-        slot->passed = false;
-        deadlines.Clear(*slot);
+        if (t) {
+          deadlines.Set(*slot, *t);
+        } else {
+          deadlines.Clear(*slot);
+        }
       }
     }
     void Close() {
@@ -147,40 +146,42 @@ class Stream {
 
     template <typename MutableBuffers, typename Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-      return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-          [this](auto handler, const MutableBuffers& into) {
-            Start(tcp_->read, std::move(handler),
-                  [&](auto completion) { tcp_->socket.async_read_some(into, std::move(completion)); });
-          },
-          token, buffers);
+      return Start<void(boost::beast::error_code, std::size_t)>(
+          &Tcp::read, token,
+          [](auto& socket, auto completion, const MutableBuffers& into) { socket.async_read_some(into, std::move(completion)); },
+          buffers);
     }
     template <typename ConstBuffers, typename Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-      return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-          [this](auto handler, const ConstBuffers& from) {
-            Start(tcp_->write, std::move(handler),
-                  [&](auto completion) { tcp_->socket.async_write_some(from, std::move(completion)); });
-          },
-          token, buffers);
+      return Start<void(boost::beast::error_code, std::size_t)>(
+          &Tcp::write, token,
+          [](auto& socket, auto completion, const ConstBuffers& from) { socket.async_write_some(from, std::move(completion)); },
+          buffers);
     }
     // Connects to the first of `endpoints` that accepts, within the write deadline.
     template <typename Endpoints, typename Token>
     auto async_connect(const Endpoints& endpoints, Token&& token) {
-      return boost::asio::async_initiate<Token, void(boost::beast::error_code, boost::asio::ip::tcp::endpoint)>(
-          [this](auto handler, const Endpoints& to) {
-            Start(tcp_->write, std::move(handler),
-                  [&](auto completion) { boost::asio::async_connect(tcp_->socket, to, std::move(completion)); });
+      return Start<void(boost::beast::error_code, boost::asio::ip::tcp::endpoint)>(
+          &Tcp::write, token,
+          [](auto& socket, auto completion, const Endpoints& to) {
+            boost::asio::async_connect(socket, to, std::move(completion));
           },
-          token, endpoints);
+          endpoints);
     }
 
    private:
-    template <typename Handler, typename Begin>
-    void Start(Slot& slot, Handler&& handler, Begin&& begin) {
-      const bool bounded = slot.armed() || slot.passed;
-      if (slot.passed) tcp_->Close();  // the operation fails at once, as timed out
-      slot.pending = true;
-      std::forward<Begin>(begin)(Completion<std::decay_t<Handler>>{tcp_, &slot, bounded, std::forward<Handler>(handler)});
+    // Starts `begin(socket, completion, arg)` as an operation of the `direction` slot.
+    template <typename Signature, typename Token, typename Begin, typename Arg>
+    auto Start(Slot Tcp::*direction, Token& token, Begin begin, const Arg& arg) {
+      return boost::asio::async_initiate<Token, Signature>(
+          [this, direction, begin](auto handler, const Arg& a) {
+            Slot& slot = (*tcp_).*direction;
+            const bool bounded = slot.armed() || slot.passed;
+            if (slot.passed) tcp_->Close();  // the operation fails at once, as timed out
+            slot.pending = true;
+            begin(tcp_->socket, Completion<decltype(handler)>{tcp_, &slot, bounded, std::move(handler)}, a);
+          },
+          token, arg);
     }
 
     std::shared_ptr<Tcp> tcp_;
