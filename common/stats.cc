@@ -152,16 +152,11 @@ void Stats::Observe(std::string_view name, const Labels& labels, double seconds)
 }
 
 bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> others) const {
-  if (updates.size() != others.size()) return false;
-  auto mine = updates.begin();
-  for (const Update& u : others) {
-    if (std::holds_alternative<HistogramValue*>(mine->value) != (u.seconds >= 0) || mine->labels != u.labels ||
-        mine->name != u.name) {
-      return false;
-    }
-    ++mine;
-  }
-  return true;
+  return std::equal(updates.begin(), updates.end(), others.begin(), others.end(),
+                    [](const Series& mine, const Update& u) {
+                      return std::holds_alternative<HistogramValue*>(mine.value) == (u.seconds >= 0) &&
+                             mine.labels == u.labels && mine.name == u.name;
+                    });
 }
 
 void Stats::Record(std::initializer_list<Update> updates) {
@@ -180,35 +175,26 @@ void Stats::Record(std::initializer_list<Update> updates) {
     return;
   }
   // Not found: the updates are looked up, and the event takes the oldest slot unless one
-  // of them was dropped (or an allocation failed half way).
-  Shard::RecentEvent& event = shard.recent[shard.next_recent % shard.recent.size()];
+  // of them was dropped (an exception half way leaves only the spare half filled).
+  Shard::RecentEvent& event = shard.spare;
   bool kept = true;
-  try {
-    event.updates.resize(updates.size());  // assigned in place: no allocation once the strings have grown
-    auto series = event.updates.begin();
-    for (const Update& u : updates) {
-      series->name.assign(u.name);
-      series->labels.assign(u.labels);
-      if (u.seconds >= 0) {
-        HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds);
-        series->value = h;
-        kept = kept && h != nullptr;
-      } else {
-        uint64_t* value = AddCount(shard, u.name, u.labels, u.count);
-        series->value = value;
-        kept = kept && value != nullptr;
-      }
-      ++series;
+  event.updates.resize(updates.size());  // assigned in place: no allocation once the strings have grown
+  auto series = event.updates.begin();
+  for (const Update& u : updates) {
+    series->name.assign(u.name);
+    series->labels.assign(u.labels);
+    if (u.seconds >= 0) {
+      HistogramValue* h = AddSample(shard, u.name, u.labels, u.seconds);
+      series->value = h;
+      kept = kept && h != nullptr;
+    } else {
+      uint64_t* value = AddCount(shard, u.name, u.labels, u.count);
+      series->value = value;
+      kept = kept && value != nullptr;
     }
-  } catch (...) {
-    event.updates.clear();
-    throw;
+    ++series;
   }
-  if (kept) {
-    ++shard.next_recent;
-  } else {
-    event.updates.clear();
-  }
+  if (kept) std::swap(event, shard.recent[shard.next_recent++ % shard.recent.size()]);
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {

@@ -114,6 +114,9 @@ class Stats {
     };
     std::array<RecentEvent, 8> recent;
     size_t next_recent = 0;  // replaced next
+    // Where a missed event is filled; swapped into `recent` only if it is kept, so a
+    // dropped one pushes nothing out (and its strings keep their room for the next).
+    RecentEvent spare;
   };
   static constexpr size_t kShards = 16;
 
