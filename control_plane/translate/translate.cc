@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <bit>
 #include <tuple>
 
 #include "common/chain_info.h"
@@ -189,9 +190,7 @@ void AddRoutes(const MeshState& state, const ObjectKey& service, uint32_t port, 
 // price of pages that every control-plane replica computes alike from the mesh alone.
 constexpr size_t kEndpointsPerPage = 64;
 size_t EndpointPages(size_t endpoints) {
-  size_t pages = 1;
-  while (pages * kEndpointsPerPage < endpoints) pages *= 2;
-  return pages;
+  return std::bit_ceil(std::max<size_t>(1, (endpoints + kEndpointsPerPage - 1) / kEndpointsPerPage));
 }
 
 void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,

@@ -237,9 +237,11 @@ void ForEachEnvoyResource(const v1::Snapshot& snapshot,
       fn(config.name(), config);
     }
   }
+  static const std::vector<const v1::Endpoints*> kNoPages;
   for (const auto& name : used) {
     fn(name, ClusterFor(name));
-    fn(name, AssignmentFor(name, endpoints[name]));
+    const auto pages = endpoints.find(name);
+    fn(name, AssignmentFor(name, pages != endpoints.end() ? pages->second : kNoPages));
   }
 }
 
