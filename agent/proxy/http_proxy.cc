@@ -285,16 +285,22 @@ awaitable<bool> HttpSession::ServeOne() {
     co_return false;
   }
 
+  const std::string upgrade = parser.is_done() ? UpgradeProtocol(head) : "";
+  version_ = head.version();
+  keep_alive_ = KeepAlive(head) && !env_.draining->load();
   ExchangeStart start;
-  start.request = head;
   std::optional<Rejection> rejection = CheckRequestFraming(head);
   if (!rejection) rejection = CheckHost(head);
-  if (!rejection) rejection = NormalizeTarget(start.request);
+  if (!rejection) {
+    // From here the parser reads only the body (and trailers, into its emptied header):
+    // the exchange takes the header instead of a copy.
+    start.request = std::move(parser.get().base());
+    rejection = NormalizeTarget(start.request);
+  }
   if (rejection) {
     co_await RejectRequest(rejection->status, std::move(rejection->reason));
     co_return false;
   }
-  const std::string upgrade = parser.is_done() ? UpgradeProtocol(head) : "";
   RemoveConnectionOptions(start.request);
   if (!upgrade.empty()) {
     start.upgrade_asked = true;
@@ -302,8 +308,6 @@ awaitable<bool> HttpSession::ServeOne() {
   }
   start.chains = chains;
   start.peer_identity = peer_identity_;
-  version_ = head.version();
-  keep_alive_ = KeepAlive(head) && !env_.draining->load();
   idle_ = limits.downstream_idle_timeout;
   parser_ = &parser;
   source_.emplace(stream_, buffer_, parser, idle_);
