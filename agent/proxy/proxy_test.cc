@@ -284,6 +284,26 @@ TEST_F(ProxyTest, RemovesHopByHopHeadersAndHonoursConnectionClose) {
   EXPECT_TRUE(c.ClosedByPeer());
 }
 
+TEST_F(ProxyTest, ContinuesAValidTraceAndRestartsAnInvalidOne) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  // The caller's trace id and flags go on, under a new span id.
+  ASSERT_TRUE(c.Get("web.shop", "/", "traceparent: 00-" + trace + "-00f067aa0ba902b7-00\r\n"));
+  std::string seen = a.last_request_header();
+  std::string span;
+  ASSERT_TRUE(RE2::PartialMatch(seen, "traceparent: 00-" + trace + R"(-([0-9a-f]{16})-00\r\n)", &span)) << seen;
+  EXPECT_NE(span, "00f067aa0ba902b7");
+  // An all-zero trace id is invalid (W3C): a new sampled trace starts.
+  ASSERT_TRUE(c.Get("web.shop", "/", "traceparent: 00-" + std::string(32, '0') + "-00f067aa0ba902b7-00\r\n"));
+  seen = a.last_request_header();
+  EXPECT_TRUE(RE2::PartialMatch(seen, R"(traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01\r\n)")) << seen;
+  EXPECT_EQ(seen.find("00-" + std::string(32, '0')), std::string::npos) << seen;
+}
+
 TEST_F(ProxyTest, MapsUpstreamFailures) {
   TestUpstream a("a");
   uint16_t closed_port;

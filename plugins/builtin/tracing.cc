@@ -5,7 +5,6 @@
 
 #include "common/random.h"
 #include "plugins/builtin/module.h"
-#include "common/strings.h"
 
 namespace meshplug::plugins::builtin {
 namespace {
@@ -20,25 +19,26 @@ bool IsLowerHex(std::string_view s) {
 }
 
 // "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", ids not all zero.
+bool AllZero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
+
+// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", ids not all zero.
 bool ValidTraceParent(std::string_view v) {
   return v.size() == 55 && v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' &&
          IsLowerHex(v.substr(3, 32)) && IsLowerHex(v.substr(36, 16)) &&
-         IsLowerHex(v.substr(53, 2)) && v.substr(3, 32) != std::string(32, '0') &&
-         v.substr(36, 16) != std::string(16, '0');
+         IsLowerHex(v.substr(53, 2)) && !AllZero(v.substr(3, 32)) && !AllZero(v.substr(36, 16));
 }
 
-// Lowercase hex digits, never all zero (each word has its lowest bit set).
-std::string RandomHex(size_t digits) {
+// 16 lowercase hex digits per random word at `out`, never all zero (each word has its
+// lowest bit set).
+void PutRandomHex(char* out, size_t words) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(digits, '0');
-  uint64_t word = 0;
-  for (size_t i = 0; i < digits; i += 2) {  // a byte, two digits, at a time
-    if (i % 16 == 0) word = RandomU64() | 1;
-    out[i] = kHex[word & 0xf];
-    if (i + 1 < digits) out[i + 1] = kHex[(word >> 4) & 0xf];
-    word >>= 8;
+  for (size_t w = 0; w < words; ++w) {
+    uint64_t word = RandomU64() | 1;
+    for (int byte = 0; byte < 8; ++byte, word >>= 8) {
+      *out++ = kHex[word & 0xf];
+      *out++ = kHex[(word >> 4) & 0xf];
+    }
   }
-  return out;
 }
 
 class Tracing final : public Module<plugins::ImmediateHttpPlugin> {
@@ -46,12 +46,17 @@ class Tracing final : public Module<plugins::ImmediateHttpPlugin> {
   using Module::Module;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
-    std::string_view incoming = ctx.request["traceparent"];
-    std::string value =
-        ValidTraceParent(incoming)
-            ? Cat("00-", incoming.substr(3, 32), "-", RandomHex(16), "-",
-                           incoming.substr(53, 2))
-            : Cat("00-", RandomHex(32), "-", RandomHex(16), "-01");
+    const std::string_view incoming = ctx.request["traceparent"];
+    // Written in place: this runs for every request.
+    std::string value = "00-________________________________-________________-__";
+    if (ValidTraceParent(incoming)) {
+      incoming.copy(value.data() + 3, 32, 3);   // the caller's trace id
+      incoming.copy(value.data() + 53, 2, 53);  // and flags
+    } else {
+      PutRandomHex(value.data() + 3, 2);
+      value.replace(53, 2, "01");  // sampled
+    }
+    PutRandomHex(value.data() + 36, 1);  // our span id
     ctx.request.set("traceparent", value);
     ctx.shared.insert_or_assign(std::string(kTraceParentKey), std::move(value));
     return Verdict::Continue();
