@@ -13,21 +13,22 @@
 namespace meshplug::agent::proxy {
 namespace {
 
-// Every token of every `name` field, in order, by one pass as in plugins/api/http_fields.h.
-std::vector<std::string_view> Tokens(const http::fields& fields, http::field name) {
-  std::vector<std::string_view> out;
+// Calls visit(token) for every token of every `name` field, in order, by one pass as in
+// plugins/api/http_fields.h, until it returns true; whether it did. No copies: this runs
+// for every request and response.
+template <class Visit>
+bool AnyToken(const http::fields& fields, http::field name, Visit visit) {
   for (const auto& f : fields) {
     if (f.name() != name) continue;
-    for (std::string_view token : http::token_list(f.value())) out.push_back(token);
+    for (std::string_view token : http::token_list(f.value())) {
+      if (visit(token)) return true;
+    }
   }
-  return out;
+  return false;
 }
 
 bool ConnectionHas(const http::fields& fields, std::string_view token) {
-  for (std::string_view t : Tokens(fields, http::field::connection)) {
-    if (boost::beast::iequals(t, token)) return true;
-  }
-  return false;
+  return AnyToken(fields, http::field::connection, [&](std::string_view t) { return boost::beast::iequals(t, token); });
 }
 
 // RFC 3986 host [":" port]: reg-name, IPv4 or bracketed IPv6 characters only.
@@ -45,17 +46,18 @@ bool ValidAuthority(std::string_view authority) {
 
 template <bool isRequest>
 void RemoveConnectionOptions(http::header<isRequest>& header) {
-  // The tokens are views into the Connection values, which stay valid while other fields
-  // go: a token naming Connection itself is acted on last. No copies: this runs for every
-  // request and response.
+  // The tokens are views into the Connection values, which stay valid (as does the pass
+  // over the fields) while other fields go: a token naming Connection itself is acted on
+  // last.
   bool names_connection = false;
-  for (std::string_view name : Tokens(header, http::field::connection)) {
+  AnyToken(header, http::field::connection, [&](std::string_view name) {
     if (boost::beast::iequals(name, "connection")) {
       names_connection = true;
     } else if (!boost::beast::iequals(name, "host")) {
       header.erase(name);
     }
-  }
+    return false;
+  });
   if (names_connection) header.erase(http::field::connection);
 }
 
@@ -108,11 +110,17 @@ std::optional<Rejection> CheckRequestFraming(const http::request_header<>& reque
   if (plugins::FindField(request, http::field::content_length) != request.end()) {
     return Rejection{400, "both Content-Length and Transfer-Encoding"};
   }
-  std::vector<std::string_view> codings = Tokens(request, http::field::transfer_encoding);
-  if (codings.empty() || !boost::beast::iequals(codings.back(), "chunked")) {
+  size_t codings = 0;
+  std::string_view last;
+  AnyToken(request, http::field::transfer_encoding, [&](std::string_view coding) {
+    ++codings;
+    last = coding;
+    return false;
+  });
+  if (codings == 0 || !boost::beast::iequals(last, "chunked")) {
     return Rejection{400, "Transfer-Encoding not ending in chunked"};
   }
-  if (codings.size() > 1) return Rejection{501, "transfer codings other than chunked"};
+  if (codings > 1) return Rejection{501, "transfer codings other than chunked"};
   return std::nullopt;
 }
 
