@@ -6,14 +6,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <cctype>
 #include <chrono>
 
 #include "common/strings.h"
 #include "net/accept_loop.h"
-#include "net/strict_line_endings.h"
+#include "net/read_http.h"
 
 namespace meshplug::net {
 namespace {
@@ -40,9 +40,8 @@ asio::awaitable<void> ServeConnection(tcp::socket socket, std::shared_ptr<const 
     http::request_parser<http::string_body> parser;
     parser.body_limit(64 * 1024);
     boost::system::error_code ec;
-    stream.expires_after(std::chrono::seconds(30));
-    StrictLineEndings strict(stream, buffer);
-    co_await http::async_read(strict, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    stream.expires_after(std::chrono::seconds(30));  // the response's write too
+    co_await ReadHttp(stream, buffer, parser, ParseUntil::kMessageDone, std::nullopt, ec);
     if (ec) break;
     const std::string_view target = parser.get().target();
     if (auto page = pages->streams.find(target.substr(0, target.find('?'))); page != pages->streams.end()) {

@@ -9,10 +9,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
-#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/parser.hpp>
 
-#include "net/parse_buffered.h"
-#include "net/strict_line_endings.h"
+#include "net/read_http.h"
 
 namespace meshplug::agent::proxy {
 
@@ -39,11 +38,7 @@ asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error
     }
     parser_.get().body().data = scratch_.get();
     parser_.get().body().size = want;
-    if (!net::ParseBuffered(parser_, buffer_, net::ParseUntil::kProgress, ec)) {
-      stream_.expires_after(idle_timeout_);
-      net::StrictLineEndings strict(stream_, buffer_);
-      co_await http::async_read_some(strict, buffer_, parser_, asio::redirect_error(asio::use_awaitable, ec));
-    }
+    co_await net::ReadHttp(stream_, buffer_, parser_, net::ParseUntil::kProgress, idle_timeout_, ec);
     if (ec == http::error::need_buffer) ec = {};
     out.append(scratch_.get(), want - parser_.get().body().size);
     if (ec) co_return;

@@ -8,7 +8,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/http/read.hpp>
 #include <algorithm>
 #include <exception>
 #include <optional>
@@ -22,7 +21,7 @@
 #include "common/random.h"
 #include "common/route_rules.h"
 #include "common/strings.h"
-#include "net/strict_line_endings.h"
+#include "net/read_http.h"
 
 namespace meshplug::agent::proxy {
 namespace {
@@ -566,8 +565,7 @@ awaitable<void> ExchangeRunner::ReadResponseHeader(const Exchange& x, UpstreamCa
     call.response->body_limit(kUnlimitedBody);
     // A response to HEAD has no body whatever its Content-Length says.
     call.response->skip(x.ctx.request.method() == http::verb::head);
-    net::StrictLineEndings strict(upstream.stream, upstream.buffer);
-    co_await http::async_read_header(strict, upstream.buffer, *call.response, Ec(ec));
+    co_await net::ReadHttp(upstream.stream, upstream.buffer, *call.response, net::ParseUntil::kHeaderDone, std::nullopt, ec);
   } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
 }
 

@@ -3,8 +3,8 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
 #include <algorithm>
 #include <array>
@@ -18,8 +18,7 @@
 #include "agent/proxy/relay.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "common/strings.h"
-#include "net/parse_buffered.h"
-#include "net/strict_line_endings.h"
+#include "net/read_http.h"
 
 namespace meshplug::agent::proxy {
 namespace {
@@ -251,11 +250,7 @@ awaitable<bool> HttpSession::ServeOne() {
   parser.header_limit(limits.max_header_bytes);
   parser.body_limit(kUnlimitedBody);
   beast::error_code ec;
-  if (!net::ParseBuffered(parser, buffer_, net::ParseUntil::kHeaderDone, ec)) {
-    stream_.expires_after(limits.header_read_timeout);
-    net::StrictLineEndings strict(stream_, buffer_);
-    co_await http::async_read_header(strict, buffer_, parser, Ec(ec));
-  }
+  co_await net::ReadHttp(stream_, buffer_, parser, net::ParseUntil::kHeaderDone, limits.header_read_timeout, ec);
   // A slow client (beast::error::timeout) is disconnected: the timeout closed the socket.
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == beast::error::timeout) {

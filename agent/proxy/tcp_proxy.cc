@@ -5,12 +5,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <chrono>
 #include <exception>
 
 #include "agent/proxy/in_flight.h"
 #include "agent/proxy/relay.h"
+#include "net/read_http.h"
 #include "plugins/api/traffic_labels.h"
 #include "common/strings.h"
 
@@ -167,7 +167,7 @@ class TcpSession {
     http::response_parser<http::empty_body> answer;
     answer.skip(true);  // a 2xx to CONNECT has no body: what follows is the tunnel's
     c->buffer.max_size(kTunnelAnswerBytes + kEarlyBytes);
-    if (!ec) co_await http::async_read_header(c->stream, c->buffer, answer, Ec(ec));
+    if (!ec) co_await net::ReadHttp(c->stream, c->buffer, answer, net::ParseUntil::kHeaderDone, std::nullopt, ec);
     c->stream.expires_never();
     if (ec || answer.get().result_int() != 200) {
       CountOutbound(ec ? "no answer" : "refused");

@@ -7,8 +7,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/write.hpp>
 #include <algorithm>
 #include <charconv>
@@ -16,8 +16,7 @@
 #include <memory>
 #include <optional>
 
-#include "net/parse_buffered.h"
-#include "net/strict_line_endings.h"
+#include "net/read_http.h"
 
 namespace meshplug::plugins::http_client {
 namespace {
@@ -138,15 +137,9 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         parser.emplace();
         parser->body_limit(request.max_response_body);
         if (request.method == "HEAD") parser->skip(true);  // a length but no body
-        if (!net::ParseBuffered(*parser, buffer, net::ParseUntil::kHeaderDone, ec)) {
-          net::StrictLineEndings strict(stream, buffer);
-          co_await http::async_read_header(strict, buffer, *parser, asio::redirect_error(asio::use_awaitable, ec));
-        }
+        co_await net::ReadHttp(stream, buffer, *parser, net::ParseUntil::kHeaderDone, std::nullopt, ec);
       } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
-      if (!ec && !net::ParseBuffered(*parser, buffer, net::ParseUntil::kMessageDone, ec)) {
-        net::StrictLineEndings strict(stream, buffer);
-        co_await http::async_read(strict, buffer, *parser, asio::redirect_error(asio::use_awaitable, ec));
-      }
+      if (!ec) co_await net::ReadHttp(stream, buffer, *parser, net::ParseUntil::kMessageDone, std::nullopt, ec);
     }
     // A server may send 408 on a kept-alive connection it is closing, before or as a request
     // arrives (RFC 9110 §15.5.9), and reset it: a request that may be repeated goes again.
