@@ -238,8 +238,11 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
 // is written here, outside the event loop: an async write that completes at once still
 // posts its completion (a turn of the loop). The rest, if any, and everything under TLS,
 // is written asynchronously.
+//
+// The buffer sequence is held by value (it views the bytes, which the caller keeps), so a
+// function may return WriteAll's awaitable without a coroutine frame of its own.
 template <typename ConstBuffers>
-boost::asio::awaitable<void> WriteAll(Stream& stream, const ConstBuffers& buffers, std::chrono::milliseconds timeout,
+boost::asio::awaitable<void> WriteAll(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                                       boost::beast::error_code& ec) {
   ec = {};
   boost::beast::buffers_suffix<ConstBuffers> rest(buffers);

@@ -50,8 +50,7 @@ template class BodySource<false>;
 
 asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
                                    std::chrono::milliseconds timeout, beast::error_code& ec) {
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
-  co_await net::WriteAll(stream, buffers, timeout, ec);
+  return net::WriteAll(stream, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(body)}, timeout, ec);
 }
 
 asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
@@ -75,7 +74,7 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
     for (asio::const_buffer b : beast::buffers_range_ref(*end)) out.push_back(b);
   }
   if (out.empty()) co_return;
-  co_await net::WriteAll(stream_, out, idle_timeout_, ec);
+  co_await net::WriteAll(stream_, std::move(out), idle_timeout_, ec);
   header_.clear();
 }
 

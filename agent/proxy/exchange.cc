@@ -233,7 +233,7 @@ class ExchangeRunner {
   // Why reading the response header failed when the pump or the deadline says (nullopt
   // otherwise: the upstream's fault).
   std::optional<UpstreamFailure> PumpFailure(Exchange& x, UpstreamCall& call, const beast::error_code& ec);
-  // Ends the pump if it still runs and waits until it has.
+  // Ends a running pump and waits until it has.
   awaitable<void> StopPump(UpstreamCall& call);
   awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
                                      std::optional<milliseconds> timeout, beast::error_code& ec);
@@ -661,7 +661,7 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
       error = std::current_exception();
     }
     down_.OnClientReset(nullptr);
-    co_await StopPump(call);
+    if (call.pump_running) co_await StopPump(call);  // most requests have no body to pump
     if (error) std::rethrow_exception(error);
     if (relayed) {
       // Only a connection whose request and response both ended, with nothing read
@@ -964,7 +964,6 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
 }
 
 awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
-  if (!call.pump_running) co_return;
   call.stopping = true;
   call.deadline.cancel();
   // Ends the pump's pending read (downstream) or write (upstream).

@@ -103,7 +103,6 @@ class HttpSession : public Downstream {
   // services, over mTLS only; the connection ends with it.
   awaitable<void> AcceptTunnel(std::shared_ptr<const chains::ChainSet> chains, const http::request_header<>& head);
   void CountHandshake(std::string_view direction, std::string_view result);
-  awaitable<bool> WaitForRequest(milliseconds idle_timeout);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
   awaitable<void> Close();
 
@@ -120,15 +119,6 @@ class HttpSession : public Downstream {
   unsigned version_ = 11;
   milliseconds idle_{0};  // downstream idle timeout
 };
-
-awaitable<bool> HttpSession::WaitForRequest(milliseconds idle_timeout) {
-  if (buffer_.size() > 0) co_return true;
-  beast::error_code ec;
-  stream_.expires_after(idle_timeout);
-  size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
-  buffer_.commit(n);
-  co_return !ec;
-}
 
 awaitable<void> HttpSession::RejectRequest(unsigned status, std::string reason) {
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
@@ -228,12 +218,13 @@ awaitable<void> HttpSession::AcceptTunnel(std::shared_ptr<const chains::ChainSet
 
 
 awaitable<bool> HttpSession::ServeOne() {
-  {
+  if (buffer_.size() == 0) {  // waiting for the next request: the idle timeout, then a quiet close
     std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-    milliseconds idle =
-        current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
-    const bool ok = co_await WaitForRequest(idle);
-    if (!ok) co_return false;
+    stream_.expires_after(current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout);
+    beast::error_code ec;
+    const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+    buffer_.commit(n);
+    if (ec) co_return false;
   }
   InFlight in_flight(env_.in_flight);
   // The request runs on the set current when its first byte arrived, and takes every
