@@ -12,9 +12,8 @@
 //   with bad_line_ending instead. Why the check is sound: the socket is read only when the
 //   parser needs more bytes, and then what the buffer still holds is framing not yet
 //   complete; body bytes are always handed out before a read. So a bare LF among those
-//   bytes is a framing error, and one in a body never is. Each read rescans the pending
-//   bytes; they are bounded by the buffer's max_size (the header limit), like the
-//   parser's own scans.
+//   bytes is a framing error, and one in a body never is. Only bytes not yet checked are
+//   scanned: a peer sending a header a byte at a time costs no rescans.
 #pragma once
 
 #include <utility>  // before Asio 1.74's awaitable.hpp, which uses std::exchange without it
@@ -40,11 +39,11 @@ enum class ParseUntil {
   kProgress,     // as http::async_read_some: any parsed bytes, or an error
 };
 
-// Whether `bytes` hold an LF not preceded by CR.
-inline bool HasBareLf(boost::asio::const_buffer bytes) {
+// Whether `bytes` hold an LF not preceded by CR at or after offset `from`.
+inline bool HasBareLf(boost::asio::const_buffer bytes, size_t from = 0) {
   const char* const begin = static_cast<const char*>(bytes.data());
   const char* const end = begin + bytes.size();
-  for (const char* p = begin; p < end;) {
+  for (const char* p = begin + from; p < end;) {
     const char* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
     if (lf == nullptr) return false;
     if (lf == begin || lf[-1] != '\r') return true;
@@ -82,17 +81,22 @@ boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer
                                       boost::beast::http::basic_parser<isRequest>& parser, ParseUntil until,
                                       std::optional<std::chrono::milliseconds> timeout, boost::beast::error_code& ec) {
   namespace http = boost::beast::http;
-  while (!ParseBuffered(parser, buffer, until, ec)) {
-    if (HasBareLf(buffer.data())) {
-      ec = http::error::bad_line_ending;
-      co_return;
-    }
-    // As Beast's reads: what the buffer may still take, 512 bytes at least, 64 KB at most.
-    const size_t size = boost::beast::read_size(buffer, 65536);
-    if (size == 0) {
+  size_t checked = 0;  // bytes at the start of the buffer already found free of bare LFs
+  while (true) {
+    const size_t held = buffer.size();
+    if (ParseBuffered(parser, buffer, until, ec)) co_return;
+    if (buffer.size() < held) checked = 0;  // the parser took some: what is left is checked anew
+    if (buffer.size() >= buffer.max_size()) {
       ec = http::error::buffer_overflow;
       co_return;
     }
+    if (HasBareLf(buffer.data(), checked)) {
+      ec = http::error::bad_line_ending;
+      co_return;
+    }
+    checked = buffer.size();
+    // As Beast's reads: what the buffer may still take, 512 bytes at least, 64 KB at most.
+    const size_t size = boost::beast::read_size(buffer, 65536);
     if (timeout) {
       stream.expires_after(*timeout);
       timeout.reset();
