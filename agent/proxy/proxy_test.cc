@@ -297,6 +297,10 @@ TEST_F(ProxyTest, ContinuesAValidTraceAndRestartsAnInvalidOne) {
   std::string span;
   ASSERT_TRUE(RE2::PartialMatch(seen, "traceparent: 00-" + trace + R"(-([0-9a-f]{16})-00\r\n)", &span)) << seen;
   EXPECT_NE(span, "00f067aa0ba902b7");
+  // Reserved flags go on as zero; sampled and random-trace-id stay.
+  ASSERT_TRUE(c.Get("web.shop", "/", "traceparent: 00-" + trace + "-00f067aa0ba902b7-ff\r\n"));
+  seen = a.last_request_header();
+  EXPECT_TRUE(RE2::PartialMatch(seen, "traceparent: 00-" + trace + R"(-[0-9a-f]{16}-03\r\n)")) << seen;
   // An all-zero trace id is invalid (W3C): a new sampled trace starts.
   ASSERT_TRUE(c.Get("web.shop", "/", "traceparent: 00-" + std::string(32, '0') + "-00f067aa0ba902b7-00\r\n"));
   seen = a.last_request_header();

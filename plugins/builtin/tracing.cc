@@ -18,7 +18,7 @@ bool IsLowerHex(std::string_view s) {
   return true;
 }
 
-// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", ids not all zero.
+// Whether every digit is '0' (an invalid id).
 bool AllZero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
 
 // "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", ids not all zero.
@@ -50,8 +50,13 @@ class Tracing final : public Module<plugins::ImmediateHttpPlugin> {
     // Written in place: this runs for every request.
     std::string value = "00-________________________________-________________-__";
     if (ValidTraceParent(incoming)) {
-      incoming.copy(value.data() + 3, 32, 3);   // the caller's trace id
-      incoming.copy(value.data() + 53, 2, 53);  // and flags
+      incoming.copy(value.data() + 3, 32, 3);  // the caller's trace id
+      // and its flags that are defined (sampled, random trace id): the others are
+      // reserved and go on as zero (W3C Trace Context).
+      const char low = incoming[54];
+      const int flags = (low <= '9' ? low - '0' : low - 'a' + 10) & 0x3;
+      value[53] = '0';
+      value[54] = static_cast<char>('0' + flags);
     } else {
       PutRandomHex(value.data() + 3, 2);
       value.replace(53, 2, "01");  // sampled
