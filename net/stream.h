@@ -245,11 +245,11 @@ template <typename ConstBuffers>
 boost::asio::awaitable<void> WriteAll(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                                       boost::beast::error_code& ec) {
   ec = {};
-  boost::beast::buffers_suffix<ConstBuffers> rest(buffers);
+  boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));  // no copy of a vector
   if (!stream.secure()) {
     // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
     if (!stream.socket().non_blocking()) stream.socket().non_blocking(true, ec);
-    if (!ec) rest.consume(stream.socket().send(buffers, 0, ec));
+    if (!ec) rest.consume(stream.socket().send(rest, 0, ec));
     if (ec == boost::asio::error::would_block) ec = {};
     if (ec || boost::asio::buffer_size(rest) == 0) co_return;
   }

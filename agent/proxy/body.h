@@ -215,7 +215,7 @@ std::string OutgoingHeaderBytes(const http::header<isRequest>& header, const Out
   return bytes;
 }
 
-// `head` and `body` in one write.
+// `head` and `body` in one write. The awaitable views them: co_await it before they go.
 asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
                                    std::chrono::milliseconds timeout, beast::error_code& ec);
 
