@@ -222,6 +222,31 @@ TEST(ReadHttp, AHeaderInPiecesIsReadWholeAndAFullBufferOverflows) {
   EXPECT_EQ(pair.Read(small, big, ParseUntil::kHeaderDone), http::error::buffer_overflow);
 }
 
+// A header read in two socket reads: `first`, then `second` once the reader holds the
+// first and waits again. The read's error.
+beast::error_code ReadInTwo(std::string_view first, std::string_view second) {
+  Pair pair;
+  beast::flat_buffer buffer;
+  http::request_parser<http::empty_body> parser;
+  asio::write(pair.peer, asio::buffer(first));
+  asio::co_spawn(
+      pair.io,
+      [&]() -> asio::awaitable<void> {
+        for (int turns = 0; buffer.size() == 0 && turns < 10000; ++turns) co_await asio::post(pair.io, asio::use_awaitable);
+        co_await asio::async_write(pair.peer, asio::buffer(second), asio::use_awaitable);
+        pair.peer.shutdown(tcp::socket::shutdown_send);  // a waiting reader sees EOF, not a hang
+      },
+      asio::detached);
+  return pair.Read(buffer, parser, ParseUntil::kHeaderDone);
+}
+
+TEST(ReadHttp, ALineEndingSplitAcrossReadsIsCheckedWhereItJoins) {
+  // Only the new bytes are scanned, but a CR at the end of the first read counts.
+  EXPECT_FALSE(ReadInTwo("GET / HTTP/1.1\r\nHost: a\r", "\n\r\n"));
+  EXPECT_EQ(ReadInTwo("GET / HTTP/1.1\r\nHost: a\r", "\nX: 1\n\r\n"), http::error::bad_line_ending);
+  EXPECT_EQ(ReadInTwo("GET / HTTP/1.1\r\nHost: a", "\nX: 1\r\n"), http::error::bad_line_ending);
+}
+
 TEST(ReadHttp, TheTimeoutBoundsTheWholeReadNotEachSocketRead) {
   Pair pair;
   // A header a byte every 10 ms (at most 100): each socket read is quick, the whole is not.
