@@ -123,9 +123,6 @@ struct Exchange {
 // sibling coroutine (the pump) while the response is read and relayed, so an upstream
 // that answers before the body ends, or echoes it, is not deadlocked against it.
 struct UpstreamCall {
-  explicit UpstreamCall(const asio::any_io_executor& executor)
-      : pump_done(executor, Clock::time_point::max()), deadline(executor) {}
-
   // HTTP/1.1: the connection and its response parser.
   std::unique_ptr<net::UpstreamConnection> connection;
   bool reused = false;
@@ -150,9 +147,21 @@ struct UpstreamCall {
   beast::error_code body_read_error;  // the downstream body was broken
   std::optional<LocalResponse> body_verdict;  // a request body step answered
   std::exception_ptr pump_exception;
-  asio::steady_timer pump_done;  // cancelled when the pump ends
-  // The request timeout, counted from the end of the request body.
-  asio::steady_timer deadline;
+  // Made when a pump starts (most requests have no body to pump).
+  struct PumpTimers {
+    explicit PumpTimers(const asio::any_io_executor& executor)
+        : done(executor, Clock::time_point::max()), deadline(executor) {}
+    asio::steady_timer done;  // cancelled when the pump ends
+    // The request timeout, counted from the end of the request body.
+    asio::steady_timer deadline;
+  };
+  std::optional<PumpTimers> pump;
+
+  // The response header has been read: the request timeout no longer runs.
+  void HeaderRead() {
+    header_read = true;
+    if (pump) pump->deadline.cancel();
+  }
 };
 
 // The request of `call` failed (its body broke, a body step answered, it timed out): the
@@ -627,7 +636,7 @@ awaitable<void> ExchangeRunner::Forward(Exchange& x) {
     }
     ActiveRequest active(cluster ? cluster->lb.get() : nullptr, endpoint);
     failure.reset();
-    UpstreamCall call(down_.executor());
+    UpstreamCall call;
     bool relayed = false;
     bool retry_status = false;
     // The pump refers to `call`: it must have ended before `call` goes, exception or not.
@@ -766,8 +775,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
                                 has_body ? std::nullopt
                                          : std::optional<milliseconds>(settings.request_timeout),
                                 ec);
-    call.header_read = true;
-    call.deadline.cancel();
+    call.HeaderRead();
     if (!ec) {
       const http::response_header<>& response = call.response->get().base();
       // A server may send 408 on a kept-alive connection it is closing, before or as a
@@ -841,8 +849,8 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
     if (ec || last || call.stopping) break;
   }
   if (call.header_read || call.stopping) co_return;
-  call.deadline.expires_after(settings.request_timeout);
-  co_await call.deadline.async_wait(Ec(ec));
+  call.pump->deadline.expires_after(settings.request_timeout);
+  co_await call.pump->deadline.async_wait(Ec(ec));
   if (!ec && !call.header_read && !call.stopping) {
     call.timed_out = true;
     Abandon(call);
@@ -861,6 +869,7 @@ awaitable<bool> ExchangeRunner::StartPump(Exchange& x, Framing framing, bool exp
       co_return false;
     }
   }
+  call.pump.emplace(down_.executor());
   call.pump_running = true;
   asio::co_spawn(down_.executor(), PumpBody(x, framing, settings, call), [&call](std::exception_ptr e) {
     call.pump_running = false;
@@ -869,7 +878,7 @@ awaitable<bool> ExchangeRunner::StartPump(Exchange& x, Framing framing, bool exp
       // The response read must not wait for a request that failed.
       Abandon(call);
     }
-    call.pump_done.cancel();
+    call.pump->done.cancel();
   });
   co_return true;
 }
@@ -940,8 +949,7 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
     Clock::time_point deadline = Clock::time_point::max();
     if (!has_body) deadline = Clock::now() + settings.request_timeout;
     co_await call.stream->ReadHeader(call.stream_response, deadline, ec);
-    call.header_read = true;
-    call.deadline.cancel();
+    call.HeaderRead();
     if (!ec) {
       if (FieldCount(call.stream_response) > limits.max_header_count) {
         failure = UpstreamFailure{Error(502, "upstream response has too many header fields"), false};
@@ -965,13 +973,13 @@ awaitable<void> ExchangeRunner::CallHttp2(Exchange& x, const UpstreamSettings& s
 
 awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   call.stopping = true;
-  call.deadline.cancel();
+  call.pump->deadline.cancel();
   // Ends the pump's pending read (downstream) or write (upstream).
   down_.CancelRead();
   if (call.connection) call.connection->stream.cancel();
   if (call.stream) call.stream->Cancel();
   beast::error_code ec;
-  if (call.pump_running) co_await call.pump_done.async_wait(Ec(ec));
+  if (call.pump_running) co_await call.pump->done.async_wait(Ec(ec));
 }
 
 awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, http::response_header<> upstream) {
