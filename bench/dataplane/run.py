@@ -45,7 +45,9 @@ and HAProxy) under valgrind's callgrind, sends N requests one after another on o
 kept-alive connection after N/10 to warm up, and prints the user-space instructions each
 proxy executed per request. The count is deterministic (two runs agree within 0.1%), so
 it compares two builds where requests/s on a shared machine varies by tens of percent;
-the kernel's work (system calls) is not in it. With --syscalls N it does the same under
+the kernel's work (system calls) is not in it. --cache_sim adds the L1 cache misses per
+request that callgrind simulates (this VM has no hardware counters): what makes one
+instruction dearer than another. With --syscalls N it does the same under
 strace attached after the warm-up, and prints each proxy's system calls per request by name:
 the kernel side of the same comparison.
 
@@ -865,32 +867,43 @@ def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
             stop(p)
 
 
-def count_instructions(key, agent_bin, backend, auth, requests):
+# Callgrind's cache simulation (--cache_sim): its events, and the names they are reported by.
+CACHE_EVENTS = {"I1mr": "L1 instruction misses", "D1mr": "L1 data read misses", "D1mw": "L1 data write misses"}
+
+
+def count_instructions(key, agent_bin, backend, auth, requests, cache_sim=False):
     """User-space instructions per request in the path's proxies, counted by valgrind's
     callgrind: deterministic, so two builds can be compared to a fraction of a percent
     where requests/s on a shared machine varies by tens of percent. Kernel work is not
-    counted."""
+    counted. With `cache_sim`, also the L1 cache misses callgrind simulates: this VM has
+    no hardware counters, and misses are what make one instruction dearer than another."""
     def begin(pids):
         callgrind_control(pids, "--instr=on")
         callgrind_control(pids, "--zero")
 
     def end(pids):
         callgrind_control(pids, "--dump")
-        total = 0
+        totals = {}
         for pid in pids:
             dumps = sorted(f for f in os.listdir(TMP) if f.startswith(f"callgrind-{key}-{pid}.out."))
             if not dumps:
                 raise RuntimeError(f"callgrind wrote no dump for {pid} in {TMP}")
             with open(os.path.join(TMP, dumps[-1])) as f:
-                m = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
-            if not m:
-                raise RuntimeError(f"no instruction total in {dumps[-1]}")
-            total += int(m.group(1))
-        return {"key": key, "name": PATHS[key][0], "requests": requests,
-                "instructions_per_request": total / requests}
+                text = f.read()
+            events = re.search(r"^events: (.+)$", text, re.M)
+            summary = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.M)
+            if not events or not summary:
+                raise RuntimeError(f"no event totals in {dumps[-1]}")
+            for name, value in zip(events.group(1).split(), summary.group(1).split()):
+                totals[name] = totals.get(name, 0) + int(value)
+        result = {"key": key, "name": PATHS[key][0], "requests": requests,
+                  "instructions_per_request": totals["Ir"] / requests}
+        if cache_sim:
+            result["cache_misses_per_request"] = {e: totals[e] / requests for e in CACHE_EVENTS}
+        return result
 
-    wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-               f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
+    wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no"] + (["--cache-sim=yes"] if cache_sim else []) + [
+        f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
     return counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end)
 
 
@@ -1037,9 +1050,12 @@ def print_counts(results, args, agent_bin, what):
     if what == "instructions":
         print(f"Proxies' user-space instructions per request (valgrind --tool=callgrind, {after}), "
               f"agent {agent_bin}:\n")
-        print("| path | instructions / request |\n|---|---|")
+        cache = [e for e in CACHE_EVENTS if args.cache_sim]
+        print("| path | instructions / request |" + "".join(f" {CACHE_EVENTS[e]} |" for e in cache))
+        print("|---|---|" + "---|" * len(cache))
         for r in results:
-            print(f"| {r['key']} {r['name']} | {r['instructions_per_request']:,.0f} |")
+            misses = "".join(f" {r['cache_misses_per_request'][e]:,.0f} |" for e in cache)
+            print(f"| {r['key']} {r['name']} | {r['instructions_per_request']:,.0f} |{misses}")
     else:
         print(f"Proxies' system calls per request (strace -f -c, {after}; failed calls in brackets), "
               f"agent {agent_bin}:\n")
@@ -1127,6 +1143,8 @@ def main():
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
                     help=f"instead of timing, count the proxies' instructions per request over N requests "
                          f"with valgrind's callgrind (paths {COUNTABLE_PATHS})")
+    ap.add_argument("--cache_sim", action="store_true",
+                    help="with --instructions: also the L1 cache misses per request, simulated by callgrind")
     ap.add_argument("--syscalls", type=int, default=0, metavar="N",
                     help=f"instead of timing, count the proxies' system calls per request over N requests "
                          f"with strace (paths {COUNTABLE_PATHS})")
@@ -1141,6 +1159,8 @@ def main():
         ap.error("--rates needs at least one rate, each above 0")
     if args.instructions and args.syscalls:
         ap.error("--instructions and --syscalls count one thing each: give one")
+    if args.cache_sim and not args.instructions:
+        ap.error("--cache_sim goes with --instructions N (it adds the cache misses to that count)")
     counting = "instructions" if args.instructions else "syscalls" if args.syscalls else None
     if args.paths is None:
         args.paths = COUNTABLE_PATHS if counting else "".join(PATHS)
@@ -1181,12 +1201,14 @@ def main():
         agent_bin = args.agent_bin or build(args.skip_build)
         backend, bport, auth = start_backend()
         if counting:
-            count = count_instructions if counting == "instructions" else count_syscalls
             counted = []
             for key in args.paths:
                 log(f"path {key}: {PATHS[key][0]}, counting {counting}")
                 try:
-                    counted.append(count(key, agent_bin, bport, auth, getattr(args, counting)))
+                    if counting == "instructions":
+                        counted.append(count_instructions(key, agent_bin, bport, auth, args.instructions, args.cache_sim))
+                    else:
+                        counted.append(count_syscalls(key, agent_bin, bport, auth, args.syscalls))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                     log(f"  path {key} failed, left out of the results: {e}")
             print_counts(counted, args, agent_bin, counting)
