@@ -870,7 +870,6 @@ awaitable<bool> ExchangeRunner::StartPump(Exchange& x, Framing framing, bool exp
     }
   }
   call.pump.emplace(down_.executor());
-  call.pump_running = true;
   asio::co_spawn(down_.executor(), PumpBody(x, framing, settings, call), [&call](std::exception_ptr e) {
     call.pump_running = false;
     if (e) {
@@ -880,6 +879,9 @@ awaitable<bool> ExchangeRunner::StartPump(Exchange& x, Framing framing, bool exp
     }
     call.pump->done.cancel();
   });
+  // Only once spawned (its start is posted, so it cannot have ended yet): had co_spawn
+  // thrown, StopPump would wait for a pump that never ran.
+  call.pump_running = true;
   co_return true;
 }
 
