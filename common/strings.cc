@@ -82,12 +82,16 @@ std::string JsonQuote(std::string_view s) {
 }
 
 std::string HexOf(std::string_view bytes) {
+  std::string out(2 * bytes.size(), '\0');
+  PutHex(out.data(), bytes);
+  return out;
+}
+
+char* PutHex(char* out, std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes.size());
   for (unsigned char c : bytes) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
+    *out++ = kDigits[c >> 4];
+    *out++ = kDigits[c & 15];
   }
   return out;
 }

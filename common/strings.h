@@ -130,6 +130,8 @@ std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view t
 
 // Lower-case hex of `bytes`.
 std::string HexOf(std::string_view bytes);
+// HexOf written at `out` (two digits a byte, no allocation); the end of what it wrote.
+char* PutHex(char* out, std::string_view bytes);
 
 // `t` in UTC as RFC 3339, with seconds or milliseconds.
 std::string Rfc3339(std::chrono::system_clock::time_point t, bool millis = false);

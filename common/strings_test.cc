@@ -42,5 +42,13 @@ TEST(CatTest, NullCharPointerPrintsNothing) {
   EXPECT_EQ(Cat("a", null, "b"), "ab");
 }
 
+TEST(HexTest, TwoLowerCaseDigitsPerByteHighFirst) {
+  EXPECT_EQ(HexOf(std::string_view("\x00\x0f\xab\xff", 4)), "000fabff");
+  EXPECT_EQ(HexOf(""), "");
+  char out[4];
+  EXPECT_EQ(PutHex(out, "\x01\x23"), out + 4);  // where the next digits go
+  EXPECT_EQ(std::string_view(out, 4), "0123");
+}
+
 }  // namespace
 }  // namespace meshplug

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/random.h"
+#include "common/strings.h"
 #include "plugins/builtin/module.h"
 
 namespace meshplug::plugins::builtin {
@@ -31,13 +32,9 @@ bool ValidTraceParent(std::string_view v) {
 // 16 lowercase hex digits per random word at `out`, never all zero (each word has its
 // lowest bit set).
 void PutRandomHex(char* out, size_t words) {
-  static constexpr char kHex[] = "0123456789abcdef";
   for (size_t w = 0; w < words; ++w) {
-    uint64_t word = RandomU64() | 1;
-    for (int byte = 0; byte < 8; ++byte, word >>= 8) {
-      *out++ = kHex[word & 0xf];
-      *out++ = kHex[(word >> 4) & 0xf];
-    }
+    const uint64_t word = RandomU64() | 1;
+    out = PutHex(out, std::string_view(reinterpret_cast<const char*>(&word), sizeof word));
   }
 }
 
