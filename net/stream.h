@@ -191,28 +191,16 @@ class Stream {
 
   template <typename MutableBuffers, typename Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-        [this](auto handler, const MutableBuffers& into) {
-          if (tls_) {
-            tls_->async_read_some(into, std::move(handler));
-          } else {
-            layer_.async_read_some(into, std::move(handler));
-          }
-        },
-        token, buffers);
+    return OnTop(token, buffers, [](auto& layer, const MutableBuffers& into, auto handler) {
+      layer.async_read_some(into, std::move(handler));
+    });
   }
 
   template <typename ConstBuffers, typename Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-        [this](auto handler, const ConstBuffers& from) {
-          if (tls_) {
-            tls_->async_write_some(from, std::move(handler));
-          } else {
-            layer_.async_write_some(from, std::move(handler));
-          }
-        },
-        token, buffers);
+    return OnTop(token, buffers, [](auto& layer, const ConstBuffers& from, auto handler) {
+      layer.async_write_some(from, std::move(handler));
+    });
   }
 
   template <typename Endpoints, typename Token>
@@ -221,6 +209,20 @@ class Stream {
   }
 
  private:
+  // Starts `op(layer, buffers, handler)` on the top layer: TLS once started, else TCP.
+  template <typename Token, typename Buffers, typename Op>
+  auto OnTop(Token& token, const Buffers& buffers, Op op) {
+    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
+        [this, op](auto handler, const Buffers& b) {
+          if (tls_) {
+            op(*tls_, b, std::move(handler));
+          } else {
+            op(layer_, b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+
   std::shared_ptr<Tcp> tcp_;
   TcpLayer layer_;
   std::shared_ptr<boost::asio::ssl::context> context_;
@@ -245,7 +247,8 @@ template <typename ConstBuffers>
 boost::asio::awaitable<void> WriteAll(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                                       boost::beast::error_code& ec) {
   ec = {};
-  boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));  // no copy of a vector
+  // The suffix takes the sequence itself (Asio's async write below copies it again).
+  boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
   if (!stream.secure()) {
     // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
     if (!stream.socket().non_blocking()) stream.socket().non_blocking(true, ec);
