@@ -845,6 +845,11 @@ def send_requests(port, count, h2=False):
         raise RuntimeError(f"{count} requests were not all answered: {(r.stdout + r.stderr)[-300:]}")
 
 
+def warmup(requests):
+    """The requests sent before a count starts (pools, Lua states, caches)."""
+    return max(100, requests // 10)
+
+
 def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
     """Starts the path's proxies under `wrapper`, sends N/10 requests to warm them up (pools,
     Lua states, caches), calls begin(pids), sends `requests` one after another on one
@@ -858,7 +863,7 @@ def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
     try:
         pids = [p.pid for p in procs]
         h2 = key in HTTP2_PATHS
-        send_requests(port, max(100, requests // 10), h2)
+        send_requests(port, warmup(requests), h2)
         begin(pids)
         send_requests(port, requests, h2)
         return end(pids)
@@ -1047,7 +1052,7 @@ def print_counts(results, args, agent_bin, what):
     with open(os.path.join(TMP, f"{what}.json"), "w") as f:
         json.dump({"agent_bin": agent_bin, "results": results}, f, indent=1)
     requests = getattr(args, what)
-    after = f"{requests} requests on one kept-alive connection after {max(100, requests // 10)} to warm up"
+    after = f"{requests} requests on one kept-alive connection after {warmup(requests)} to warm up"
     if what == "instructions":
         print(f"Proxies' user-space instructions per request (valgrind --tool=callgrind, {after}), "
               f"agent {agent_bin}:\n")
