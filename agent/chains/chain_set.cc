@@ -122,11 +122,8 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
                                        {{"chain", chain.name}, {"plugin", module.name()}, {"step", step}});
       };
       entry.immediate = dynamic_cast<plugins::ImmediateHttpPlugin*>(entry.plugin.get());
-      entry.header_steps = entry.immediate == nullptr || entry.immediate->has_header_steps();
-      if (entry.header_steps) {
-        entry.request_time = timing("request");
-        entry.response_time = timing("response");
-      }
+      if (entry.plugin->has_request_header_step()) entry.request_time = timing("request");
+      if (entry.plugin->has_response_header_step()) entry.response_time = timing("response");
       entry.body_steps = entry.plugin->request_body_mode() != plugins::BodyMode::kNone ||
                          entry.plugin->response_body_mode() != plugins::BodyMode::kNone;
     }

@@ -29,13 +29,12 @@ struct ChainEntry {
   std::string name;
   std::shared_ptr<Plugin> plugin;
   // HTTP chains: where the time of the plugin's request and response header steps goes
-  // (meshplug_plugin_duration_seconds in the agent's Stats); null otherwise.
+  // (meshplug_plugin_duration_seconds in the agent's Stats). Null for a step the plugin
+  // does not have (HttpPlugin::has_request_header_step): the chain skips it.
   Stats::FixedHistogram* request_time = nullptr;
   Stats::FixedHistogram* response_time = nullptr;
   // HTTP chains: `plugin` when its header steps never suspend (called directly); null otherwise.
   plugins::ImmediateHttpPlugin* immediate = nullptr;
-  // HTTP chains: false for a plugin that only observes (ImmediateHttpPlugin::has_header_steps).
-  bool header_steps = true;
   // HTTP chains: the plugin has a request or a response body step.
   bool body_steps = false;
 };

@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "agent/testing/test_support.h"
+#include "common/strings.h"
 
 namespace meshplug::agent::chains {
 namespace {
@@ -112,6 +113,27 @@ TEST(ChainSetTest, ChainsKeepTheSnapshotOrder) {
                                              "circuit-breaker", "http-load-balancing",
                                              "http-default"}));
   EXPECT_EQ(agent.chains().Get()->tcp(true).size(), 3u);
+}
+
+// A chain calls and times only the header steps its plugins have: no built-in module has
+// a response header step, and those that only observe have neither.
+TEST(ChainSetTest, ChainsSkipTheHeaderStepsPluginsDoNotHave) {
+  TestUpstream upstream("u");
+  Agent agent(LocalAgentOptions(1), std::make_unique<WithVersionStamp>());
+  ASSERT_TRUE(agent.Apply(StampedSnapshot("v1", upstream.port())).ok());
+  std::vector<std::string> steps;
+  for (const auto& entry : agent.chains().Get()->http(false)) {
+    steps.push_back(Cat(entry.name, entry.request_time ? " request" : "", entry.response_time ? " response" : ""));
+  }
+  EXPECT_EQ(steps, (std::vector<std::string>{"version-stamp request response", "http-routing request", "metrics",
+                                             "tracing request", "logging", "circuit-breaker request",
+                                             "http-load-balancing request", "http-default request"}));
+  // The response steps that remain still run.
+  ASSERT_TRUE(agent.Start().ok());
+  Client c(agent.outbound_port());
+  auto r = c.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["x-response-version"], "v1");
 }
 
 // While clients keep requests in flight on kept-alive connections, the set is swapped

@@ -365,9 +365,9 @@ std::vector<plugins::HttpPlugin*> ExchangeRunner::BodyPlugins(const Exchange& x,
 // Times consecutive plugin steps with one clock read per step.
 class StepTimer {
  public:
-  void Lap(Stats::FixedHistogram* into) {
+  void Lap(Stats::FixedHistogram& into) {
     const Clock::time_point now = Clock::now();
-    if (into != nullptr) into->Observe(std::chrono::duration<double>(now - last_).count());
+    into.Observe(std::chrono::duration<double>(now - last_).count());
     last_ = now;
   }
 
@@ -390,7 +390,8 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
   for (size_t k = 0; k < steps; ++k) {
     const auto& entry = (*x.chain)[kRequest ? k : steps - 1 - k];
     if constexpr (kRequest) ++x.ran;
-    if (!entry.header_steps) continue;  // an observer: nothing to call or time
+    Stats::FixedHistogram* const time = kRequest ? entry.request_time : entry.response_time;
+    if (time == nullptr) continue;  // the plugin has no such step: nothing to call or time
     // An immediate step's Verdict is built in place: moving one moves its response's fields.
     Verdict v = entry.immediate != nullptr ? ImmediateStep(entry.name,
                                                            [&] {
@@ -410,7 +411,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
         }
       });
     }
-    timer.Lap(kRequest ? entry.request_time : entry.response_time);
+    timer.Lap(*time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
       co_return std::move(v.response);

@@ -625,8 +625,12 @@ TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
                       "step=\"request\"} 2\n"),
             std::string::npos)
       << text;
-  // A module that only observes has no header steps to time.
+  // A module that only observes has no header steps to time; routing has no response step.
   EXPECT_EQ(text.find("meshplug_plugin_duration_seconds_count{chain=\"outbound-http\",plugin=\"metrics\""),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("meshplug_plugin_duration_seconds_count{chain=\"outbound-http\",plugin=\"http-routing\","
+                      "step=\"response\"}"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("meshplug_http_request_duration_seconds_count{direction=\"outbound\",src_namespace=\"curl\""),

@@ -165,6 +165,11 @@ class HttpPlugin {
   }
   // After the last byte of the response went out (or the request failed); cannot change it.
   virtual void OnLog(const HttpContext&) {}
+
+  // False for a header step that does nothing: a chain neither calls nor times it. A
+  // plugin whose step does something must not say false.
+  virtual bool has_request_header_step() const { return true; }
+  virtual bool has_response_header_step() const { return true; }
 };
 
 // A plugin whose header steps never suspend (the built-in modules). The agent calls
@@ -174,9 +179,6 @@ class ImmediateHttpPlugin : public HttpPlugin {
  public:
   virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
   virtual Verdict ResponseHeaders(HttpContext&) { return Verdict::Continue(); }
-  // False for a plugin whose header steps do nothing (it observes, in OnLog): a chain
-  // neither calls nor times them, so a plugin with header steps must not say false.
-  virtual bool has_header_steps() const { return true; }
 
   awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
   awaitable<Verdict> OnResponseHeaders(HttpContext& ctx) final { co_return ResponseHeaders(ctx); }

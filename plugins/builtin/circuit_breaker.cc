@@ -10,9 +10,9 @@ using plugins::Verdict;
 // Marks a request this module answered, so its own reply is not counted as an error.
 constexpr std::string_view kOpenKey = "circuit-breaker.open";
 
-class CircuitBreaker final : public Module<plugins::ImmediateHttpPlugin> {
+class CircuitBreaker final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     const v1::CircuitBreaker* config = ConfigFor(ctx);

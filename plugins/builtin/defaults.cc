@@ -8,9 +8,9 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class HttpDefault final : public Module<plugins::ImmediateHttpPlugin> {
+class HttpDefault final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     if (ctx.route.empty()) return Verdict::Respond(403, "access denied: no route\n");

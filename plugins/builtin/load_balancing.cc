@@ -19,9 +19,9 @@ bool ChooseEndpoint(const routing::MeshView& mesh, plugins::UpstreamTarget& upst
   return true;
 }
 
-class HttpLoadBalancing final : public Module<plugins::ImmediateHttpPlugin> {
+class HttpLoadBalancing final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     if (!ctx.upstream) return Verdict::Continue();

@@ -30,13 +30,20 @@ class Module : public Plugin {
   BuiltinEnv env_;
 };
 
-// A module that only watches requests (its steps after the request headers).
-class HttpObserver : public Module<plugins::ImmediateHttpPlugin> {
+// A module with a request header step only (routing, balancing, policy).
+class HttpRequestModule : public Module<plugins::ImmediateHttpPlugin> {
  public:
   using Module::Module;
-  plugins::Verdict RequestHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
   plugins::Verdict ResponseHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
-  bool has_header_steps() const final { return false; }
+  bool has_response_header_step() const final { return false; }
+};
+
+// A module that only watches requests (its steps after the request headers).
+class HttpObserver : public HttpRequestModule {
+ public:
+  using HttpRequestModule::HttpRequestModule;
+  plugins::Verdict RequestHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
+  bool has_request_header_step() const final { return false; }
 };
 
 template <typename Plugin>

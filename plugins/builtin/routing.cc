@@ -16,9 +16,9 @@ namespace {
 using plugins::awaitable;
 using plugins::Verdict;
 
-class HttpRouting final : public Module<plugins::ImmediateHttpPlugin> {
+class HttpRouting final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   // Host → service → first matching route → a cluster by weight. Leaves ctx.route empty
   // when nothing matched, which http-default answers with 403.

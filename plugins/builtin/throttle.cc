@@ -10,9 +10,9 @@ using plugins::Verdict;
 
 // kPerRoute: per route (throttle-route), else per service (throttle-service).
 template <bool kPerRoute>
-class Throttle final : public Module<plugins::ImmediateHttpPlugin> {
+class Throttle final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     const v1::RateLimit* limit = LimitFor(ctx);

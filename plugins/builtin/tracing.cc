@@ -38,9 +38,9 @@ void PutRandomHex(char* out, size_t words) {
   }
 }
 
-class Tracing final : public Module<plugins::ImmediateHttpPlugin> {
+class Tracing final : public HttpRequestModule {
  public:
-  using Module::Module;
+  using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
     const std::string_view incoming = ctx.request["traceparent"];

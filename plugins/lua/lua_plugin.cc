@@ -223,6 +223,10 @@ awaitable<Verdict> LuaPlugin::OnResponseBody(HttpContext& ctx, std::string& chun
   return Step(Phase::kResponseBody, WithBody(Bind(ctx, ctx.ConfigFor(name())), chunk, last));
 }
 
+bool LuaPlugin::has_request_header_step() const { return phases_[Index(Phase::kRequest)]; }
+
+bool LuaPlugin::has_response_header_step() const { return phases_[Index(Phase::kResponse)]; }
+
 void LuaPlugin::OnLog(const HttpContext& ctx) {
   Notify(Phase::kLog, Observe(ctx, ctx.ConfigFor(name())));
 }

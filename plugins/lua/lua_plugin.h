@@ -63,6 +63,8 @@ class LuaPlugin final : public HttpPlugin, public TcpPlugin {
   awaitable<Verdict> OnResponseHeaders(HttpContext& ctx) override;
   awaitable<Verdict> OnResponseBody(HttpContext& ctx, std::string& chunk, bool last) override;
   void OnLog(const HttpContext& ctx) override;
+  bool has_request_header_step() const override;
+  bool has_response_header_step() const override;
 
   // TcpPlugin. A failure answers Respond (close the connection).
   awaitable<Verdict> OnConnect(TcpContext& ctx) override;

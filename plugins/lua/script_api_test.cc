@@ -161,6 +161,9 @@ TEST_F(ScriptApi, ResponsePhase) {
       "  resp.headers:set('x-plugin', 'seen')\n"
       "end");
   ASSERT_TRUE(plugin);
+  // Only the header steps the script defines are called and timed.
+  EXPECT_FALSE(plugin->has_request_header_step());
+  EXPECT_TRUE(plugin->has_response_header_step());
   auto verdict = RunFor(io, plugin->OnResponseHeaders(ctx));
   ASSERT_TRUE(verdict);
   EXPECT_EQ(verdict->kind, Verdict::Kind::kContinue) << Logs();
