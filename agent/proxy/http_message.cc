@@ -181,7 +181,8 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   if (!authority.empty()) request.set(http::field::host, authority);
   // Set only when changed: setting a field or the target reallocates it.
   if (const auto host = plugins::FindField(request, http::field::host); host != request.end()) {
-    const std::string normalized_host = routing::NormalizeHost(host->value());
+    std::string storage;
+    const std::string_view normalized_host = routing::NormalizeHost(host->value(), storage);
     if (normalized_host != host->value()) request.set(http::field::host, normalized_host);
   }
   if (*normalized != request.target()) request.target(*normalized);

@@ -224,7 +224,8 @@ absl::Status MeshView::Index() {
       }
     }
     for (const std::string& host : s.hosts()) {
-      auto [h, fresh] = hosts_[s.inbound()].emplace(NormalizeHost(host), &it->second);
+      std::string normalized;
+      auto [h, fresh] = hosts_[s.inbound()].emplace(NormalizeHost(host, normalized), &it->second);
       if (!fresh) {
         return absl::InvalidArgumentError(Cat("host \"", host, "\" selects both ",
                                                        h->second->config->name(), " and ",
@@ -243,12 +244,13 @@ const ServiceView* MeshView::FindService(std::string_view host, bool inbound) co
 
 const ServiceView* MeshView::FindNamedService(std::string_view host, bool inbound) const {
   const auto& hosts = hosts_[inbound];
-  const std::string normalized = NormalizeHost(host);
+  std::string storage;
+  const std::string_view normalized = NormalizeHost(host, storage);
   auto it = hosts.find(normalized);
   if (it == hosts.end()) {
     // A bare service name is one of this workload's namespace (a DNS search domain).
     const size_t colon = normalized.rfind(':');
-    const std::string_view name = std::string_view(normalized).substr(0, colon);
+    const std::string_view name = normalized.substr(0, colon);
     const std::string& ns = snapshot_->settings().workload().namespace_();
     if (!ns.empty() && !name.empty() && name.find_first_of(".[") == std::string_view::npos) {
       std::string qualified = Cat(name, ".", ns);

@@ -132,11 +132,17 @@ TEST(UriTest, NormalizesOriginFormTargets) {
 }
 
 TEST(UriTest, NormalizesHosts) {
-  EXPECT_EQ(NormalizeHost("Web.Shop"), "web.shop");
-  EXPECT_EQ(NormalizeHost("web.shop.:8080"), "web.shop:8080");
-  EXPECT_EQ(NormalizeHost("web.shop."), "web.shop");
-  EXPECT_EQ(NormalizeHost("[::1]:80"), "[::1]:80");
-  EXPECT_EQ(NormalizeHost("[FE80::1]"), "[fe80::1]");
+  std::string storage;
+  EXPECT_EQ(NormalizeHost("Web.Shop", storage), "web.shop");
+  EXPECT_EQ(NormalizeHost("web.shop.:8080", storage), "web.shop:8080");
+  EXPECT_EQ(NormalizeHost("web.shop.", storage), "web.shop");
+  EXPECT_EQ(NormalizeHost("[::1]:80", storage), "[::1]:80");
+  EXPECT_EQ(NormalizeHost("[FE80::1]", storage), "[fe80::1]");
+  EXPECT_EQ(NormalizeHost("[fe80::1.]", storage), "[fe80::1.]");  // the dot is inside the brackets
+  EXPECT_EQ(NormalizeHost(".", storage), ".");
+  // A host that is normalized already is returned as it is, not copied.
+  constexpr std::string_view kNormal = "web.shop:8080";
+  EXPECT_EQ(NormalizeHost(kNormal, storage).data(), kNormal.data());
 }
 
 TEST(MeshViewTest, ABareNameIsAServiceOfTheWorkloadsOwnNamespace) {

@@ -1,5 +1,7 @@
 #include "agent/routing/uri.h"
 
+#include <algorithm>
+
 #include "common/strings.h"
 
 namespace meshplug::agent::routing {
@@ -65,14 +67,18 @@ std::string MergeSlashes(std::string_view in) {
 
 }  // namespace
 
-std::string NormalizeHost(std::string_view host) {
-  std::string out = Lower(host);
+std::string_view NormalizeHost(std::string_view host, std::string& storage) {
   // The port, if any, follows the last ':' outside an IPv6 literal's brackets.
-  size_t colon = out.rfind(':');
-  if (colon != std::string::npos && out.find(']', colon) != std::string::npos) colon = std::string::npos;
-  size_t name_end = colon == std::string::npos ? out.size() : colon;
-  if (name_end > 1 && out[name_end - 1] == '.') out.erase(name_end - 1, 1);  // "web.shop." is "web.shop"
-  return out;
+  size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) != std::string_view::npos) colon = std::string_view::npos;
+  const size_t name_end = colon == std::string_view::npos ? host.size() : colon;
+  const bool trailing_dot = name_end > 1 && host[name_end - 1] == '.';  // "web.shop." is "web.shop"
+  if (!trailing_dot && std::none_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return host;
+  }
+  storage = Lower(host);
+  if (trailing_dot) storage.erase(name_end - 1, 1);
+  return storage;
 }
 
 std::optional<std::string> NormalizeOriginForm(std::string_view target) {

@@ -18,7 +18,8 @@ namespace meshplug::agent::routing {
 std::optional<std::string> NormalizeOriginForm(std::string_view target);
 
 // A Host value ("Web.Shop.:8080") as routing compares it: lower case, without the trailing
-// dot of a fully qualified name ("web.shop:8080"); the port is kept.
-std::string NormalizeHost(std::string_view host);
+// dot of a fully qualified name ("web.shop:8080"); the port is kept. `host` itself when it
+// is so already (no copy: every request comes here), else the normalized copy in `storage`.
+std::string_view NormalizeHost(std::string_view host, std::string& storage);
 
 }  // namespace meshplug::agent::routing
