@@ -362,6 +362,12 @@ std::vector<plugins::HttpPlugin*> ExchangeRunner::BodyPlugins(const Exchange& x,
   return out;
 }
 
+// Whether a plugin whose request step ran has a response step.
+bool HasResponseSteps(const Exchange& x) {
+  return std::any_of(x.chain->begin(), x.chain->begin() + x.ran,
+                     [](const auto& entry) { return entry.response_time != nullptr; });
+}
+
 // Times consecutive plugin steps with one clock read per step.
 class StepTimer {
  public:
@@ -989,7 +995,12 @@ awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, http::response_he
   const unsigned upstream_status = upstream.result_int();
   x.ctx.response = std::move(upstream);
   RemoveConnectionOptions(*x.ctx.response);
-  std::optional<LocalResponse> replaced = co_await RunHeaderSteps<false>(x);
+  std::optional<LocalResponse> replaced;
+  // Every relayed response comes here, and most chains have no response step (no built-in
+  // module has one): then there is no step coroutine to start.
+  if (HasResponseSteps(x)) {
+    replaced = co_await RunHeaderSteps<false>(x);
+  }
   if (replaced) {
     co_await Respond(x, std::move(*replaced), false);
     co_return false;
