@@ -256,10 +256,10 @@ class ExchangeRunner {
   template <typename Source>
   awaitable<bool> SendResponse(Exchange& x, const UpstreamCall& call, Source& source, bool has_body,
                                std::optional<uint64_t> declared_length, bool hold);
-  // Sets x.ctx.response from the upstream's header and runs the response steps on it; false
-  // when they answered instead or set a status the response cannot have (that answer has
-  // gone downstream).
-  awaitable<bool> PassResponseSteps(Exchange& x, http::response_header<> upstream);
+  // Runs the response steps on x.ctx.response, set to the upstream's header by the caller;
+  // false when they answered instead or set a status the response cannot have (that answer
+  // has gone downstream).
+  awaitable<bool> PassResponseSteps(Exchange& x);
   // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
   // byte for byte until they end (the tcp timeouts apply); neither is reused.
   awaitable<void> RelayUpgraded(Exchange& x, UpstreamCall& call);
@@ -991,9 +991,8 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump->done.async_wait(Ec(ec));
 }
 
-awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x, http::response_header<> upstream) {
-  const unsigned upstream_status = upstream.result_int();
-  x.ctx.response = std::move(upstream);
+awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x) {
+  const unsigned upstream_status = x.ctx.response->result_int();
   RemoveConnectionOptions(*x.ctx.response);
   std::optional<LocalResponse> replaced;
   // Every relayed response comes here, and most chains have no response step (no built-in
@@ -1024,7 +1023,8 @@ awaitable<void> ExchangeRunner::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   net::UpstreamConnection& upstream = *call.connection;
   const std::string protocol(call.response->get()[http::field::upgrade]);
   down_.EndAfterResponse();  // whatever happens, this connection carries no other request
-  const bool ok = co_await PassResponseSteps(x, call.response->get().base());
+  x.ctx.response = call.response->get().base();
+  const bool ok = co_await PassResponseSteps(x);
   if (!ok) co_return;
   http::response_header<> header = *x.ctx.response;
   RemoveHopByHop(header);
@@ -1050,7 +1050,8 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call, c
   const bool upstream_keep_alive = KeepAlive(response.get().base());
   const std::optional<uint64_t> declared_length = ContentLength(response.get().base());
   // The parser reads only the body from here on: its header moves to the response steps.
-  const bool passed = co_await PassResponseSteps(x, std::move(response.get().base()));
+  x.ctx.response = std::move(response.get().base());
+  const bool passed = co_await PassResponseSteps(x);
   if (!passed) co_return;
   BodySource<false> source(upstream.stream, upstream.buffer, response, x.chains->limits().downstream_idle_timeout);
   // Content-Length body bytes that came with the upstream's header may go out with ours, in
@@ -1065,7 +1066,8 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call, c
 
 awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& call) {
   Http2UpstreamStream& stream = *call.stream;
-  const bool ok = co_await PassResponseSteps(x, call.stream_response);
+  x.ctx.response = call.stream_response;
+  const bool ok = co_await PassResponseSteps(x);
   if (!ok) co_return;
   Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
   // Trailers without a body (a gRPC error after the header) still end the response.
