@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -48,6 +49,11 @@ TEST(HexTest, TwoLowerCaseDigitsPerByteHighFirst) {
   char out[4];
   EXPECT_EQ(PutHex(out, "\x01\x23"), out + 4);  // where the next digits go
   EXPECT_EQ(std::string_view(out, 4), "0123");
+  for (int b = 0; b < 256; ++b) {  // every byte, against printf's %02x
+    char expected[3];
+    std::snprintf(expected, sizeof expected, "%02x", b);
+    EXPECT_EQ(HexOf(std::string(1, static_cast<char>(b))), expected) << b;
+  }
 }
 
 }  // namespace
