@@ -103,6 +103,23 @@ TEST(HttpMessageTest, HostIsNormalized) {
   EXPECT_EQ(req[http::field::host], "httpbin.httpbin:14001");
 }
 
+TEST(HttpMessageTest, HostMustBeOneAuthority) {
+  for (std::string_view good : {"web.shop", "Web.Shop.:8080", "10.0.0.1:80", "[fe80::1]:80", "a-b_c~d%41"}) {
+    EXPECT_FALSE(CheckHost(Request({{"Host", good.data()}}))) << good;
+  }
+  for (std::string_view bad : {"web shop", "web.shop/x", "a@b", "a\"b", "a?b", "a#b", "caf\xc3\xa9", "a\x7f"}) {
+    auto rejected = CheckHost(Request({{"Host", bad.data()}}));
+    ASSERT_TRUE(rejected) << bad;
+    EXPECT_EQ(rejected->status, 400u);
+    EXPECT_EQ(rejected->reason, "invalid Host") << bad;
+  }
+  auto two = CheckHost(Request({{"Host", "a"}, {"Host", "b"}}));
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->reason, "more than one Host field");
+  EXPECT_EQ(CheckHost(Request({}))->reason, "missing Host");
+  EXPECT_FALSE(CheckHost(Request({}, 10)));  // HTTP/1.0 may leave it out
+}
+
 // A Host already in normal form stays where the client put it; only a changed one is
 // set again (and goes last).
 TEST(HttpMessageTest, NormalHostKeepsItsPlace) {
