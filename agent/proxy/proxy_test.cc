@@ -308,6 +308,14 @@ TEST_F(ProxyTest, StartsATraceContinuesAValidOneAndRestartsAnInvalidOne) {
   // An all-zero trace id is invalid (W3C): a new sampled trace starts.
   ASSERT_TRUE(c.Get("web.shop", "/", "traceparent: 00-" + std::string(32, '0') + "-00f067aa0ba902b7-00\r\n"));
   expect_new_trace(a.last_request_header());
+  // The name in any case, and twice: the first one's trace goes on, in one field.
+  const std::string other = "0af7651916cd43dd8448eb211c80319c";
+  ASSERT_TRUE(c.Get("web.shop", "/",
+                    "TraceParent: 00-" + trace + "-00f067aa0ba902b7-01\r\ntraceparent: 00-" + other +
+                        "-b7ad6b7169203331-01\r\n"));
+  seen = a.last_request_header();
+  EXPECT_TRUE(RE2::PartialMatch(seen, "traceparent: 00-" + trace + R"(-[0-9a-f]{16}-01\r\n)")) << seen;
+  EXPECT_FALSE(RE2::PartialMatch(seen, "(?i)traceparent(.|\n)*traceparent")) << seen;
 }
 
 TEST_F(ProxyTest, MapsUpstreamFailures) {
