@@ -557,7 +557,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
     if (route->has_fault()) out.fault = &route->fault();
   }
   // A gRPC deadline shorter than the route's timeout bounds the wait for the response.
-  if (std::optional<milliseconds> deadline = GrpcTimeout(x.ctx.request["grpc-timeout"])) {
+  if (std::optional<milliseconds> deadline = GrpcTimeout(plugins::FieldValue(x.ctx.request, "grpc-timeout"))) {
     out.request_timeout = std::min(out.request_timeout, *deadline);
   }
   return out;

@@ -347,6 +347,22 @@ TEST_F(ProxyTest, MapsUpstreamFailures) {
   EXPECT_EQ(r->result_int(), 418);
 }
 
+// A grpc-timeout shorter than the route's timeout (15 s by default here) bounds the wait;
+// the name is matched in any case, as every field name.
+TEST_F(ProxyTest, AGrpcTimeoutBoundsTheWaitForTheResponse) {
+  TestUpstream a("a");
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {a.port()});
+  StartAgent(s);
+  Client c(outbound());
+  for (const char* field : {"grpc-timeout: 100m\r\n", "Grpc-Timeout: 100m\r\n"}) {
+    auto r = c.Get("web.shop", "/slow", field);
+    ASSERT_TRUE(r) << field;
+    EXPECT_EQ(r->result_int(), 504) << field;
+  }
+  EXPECT_EQ(a.slow_waiting(), 2);
+}
+
 // One retry of a 503, after 1 ms.
 void RetryOnce503(v1::RetryPolicy& retry) {
   retry.set_num_retries(1);

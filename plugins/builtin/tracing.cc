@@ -1,13 +1,12 @@
 // tracing: W3C Trace Context. Continues the caller's trace with a new span id, or starts
 // a sampled trace, and passes the result upstream in `traceparent`.
-#include <algorithm>
-#include <boost/beast/core/string.hpp>
 #include <cstdint>
 #include <iterator>
 #include <string>
 
 #include "common/random.h"
 #include "common/strings.h"
+#include "plugins/api/http_fields.h"
 #include "plugins/builtin/module.h"
 
 namespace meshplug::plugins::builtin {
@@ -32,10 +31,6 @@ bool ValidTraceParent(std::string_view v) {
          IsLowerHex(v.substr(53, 2)) && !AllZero(v.substr(3, 32)) && !AllZero(v.substr(36, 16));
 }
 
-bool IsTraceParent(const http::fields::value_type& f) {
-  return f.name() == http::field::unknown && boost::beast::iequals(f.name_string(), kTraceParentKey);
-}
-
 // 16 lowercase hex digits per random word at `out`, never all zero (each word has its
 // lowest bit set).
 void PutRandomHex(char* out, size_t words) {
@@ -50,10 +45,9 @@ class Tracing final : public HttpRequestModule {
   using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
-    // The fields are scanned rather than looked up by name: Beast's index compares names
-    // case-insensitively character by character, and this runs for every request.
+    // Scanned for, not looked up by name (plugins/api/http_fields.h): every request comes here.
     auto& fields = ctx.request;
-    const auto first = std::find_if(fields.begin(), fields.end(), IsTraceParent);
+    const auto first = FindField(fields, kTraceParentKey);
     const std::string_view incoming = first == fields.end() ? std::string_view() : first->value();
     // Written in place.
     std::string value = "00-________________________________-________________-__";
@@ -70,7 +64,9 @@ class Tracing final : public HttpRequestModule {
       value.replace(53, 2, "01");  // sampled
     }
     PutRandomHex(value.data() + 36, 1);  // our span id
-    for (auto it = first; it != fields.end();) it = IsTraceParent(*it) ? fields.erase(it) : std::next(it);
+    for (auto it = first; it != fields.end();) {
+      it = HasUnknownName(*it, kTraceParentKey) ? fields.erase(it) : std::next(it);
+    }
     fields.insert(http::field::unknown, kTraceParentKey, value);  // Beast has no enum for it
     ctx.shared.insert_or_assign(std::string(kTraceParentKey), std::move(value));
     return Verdict::Continue();
