@@ -73,12 +73,21 @@ bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 // The inbound caller's verified identity for the app, in Envoy's x-forwarded-client-cert
 // form (URI element only), when the mesh asks for it. What a caller sent in that header is
 // dropped: in permissive mode anyone could claim an identity with it.
+// Whether `name` is x-forwarded-client-cert in any case, '_' for '-' included: CGI and
+// WSGI apps read those spellings as the same header.
+bool IsForwardedClientCert(std::string_view name) {
+  constexpr std::string_view kName = "x-forwarded-client-cert";
+  if (name.size() != kName.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i] == '_' ? '-' : name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a') : name[i];
+    if (c != kName[i]) return false;
+  }
+  return true;
+}
+
 void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
-  // Every spelling, '_' for '-' included: CGI and WSGI apps read them as the same header.
   for (auto it = request.begin(); it != request.end();) {
-    std::string name(it->name_string());
-    std::replace(name.begin(), name.end(), '_', '-');
-    it = beast::iequals(name, "x-forwarded-client-cert") ? request.erase(it) : std::next(it);
+    it = IsForwardedClientCert(it->name_string()) ? request.erase(it) : std::next(it);
   }
   if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
 }
