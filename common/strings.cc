@@ -1,11 +1,9 @@
 #include "common/strings.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 
 namespace meshplug {
@@ -90,19 +88,10 @@ std::string HexOf(std::string_view bytes) {
 }
 
 char* PutHex(char* out, std::string_view bytes) {
-  // Both digits of a byte at once: every traced request writes 24 bytes of ids.
-  static constexpr auto kPairs = [] {
-    constexpr char kDigits[] = "0123456789abcdef";
-    std::array<char, 512> pairs{};
-    for (size_t b = 0; b < 256; ++b) {
-      pairs[2 * b] = kDigits[b >> 4];
-      pairs[2 * b + 1] = kDigits[b & 15];
-    }
-    return pairs;
-  }();
+  static constexpr char kDigits[] = "0123456789abcdef";
   for (unsigned char c : bytes) {
-    std::memcpy(out, &kPairs[2 * c], 2);
-    out += 2;
+    *out++ = kDigits[c >> 4];
+    *out++ = kDigits[c & 15];
   }
   return out;
 }
