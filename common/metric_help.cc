@@ -50,7 +50,7 @@ constexpr std::pair<std::string_view, std::string_view> kHelp[] = {
     {"meshplug_http_response_bytes_total", "Response body bytes sent to clients, by direction, source, destination and route."},
     {"meshplug_http_upgrades_total", "Connections switched to another protocol (WebSocket), by cluster."},
     {"meshplug_lua_memory_bytes", "Bytes allocated by every Lua state of the agent."},
-    {"meshplug_plugin_duration_seconds", "Seconds a plugin's request and response steps took per request, by chain and plugin (not for modules that only observe)."},
+    {"meshplug_plugin_duration_seconds", "Seconds a plugin's request and response steps took per request, by chain and plugin (only for the steps a plugin has)."},
     {"meshplug_plugin_errors_total", "Plugin steps that raised an error, by plugin."},
     {"meshplug_plugin_responses_total", "Requests a plugin answered itself, by chain, plugin and status code."},
     {"meshplug_plugin_tally", "Each counter(name) a plugin script keeps: the sum of what it added."},

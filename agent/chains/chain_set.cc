@@ -37,6 +37,7 @@ class UnavailablePlugin final : public plugins::HttpPlugin, public plugins::TcpP
   plugins::awaitable<plugins::Verdict> OnRequestHeaders(plugins::HttpContext&) override {
     co_return plugins::Verdict::Respond(503, Cat("plugin ", name_, " is not available\n"));
   }
+  bool has_response_header_step() const override { return false; }
   plugins::awaitable<plugins::Verdict> OnConnect(plugins::TcpContext&) override {
     co_return plugins::Verdict::Respond(0);
   }

@@ -149,9 +149,9 @@ inline void AppendField(std::string& out, std::string_view name, std::string_vie
   out.append(name).append(": ").append(value).append("\r\n");
 }
 
-// A stored field as it goes on the wire, "name: value\r\n": Beast keeps the line in one
-// block (HeaderBytesAreBeastsBytes checks it against Beast's own serializer), so it is
-// appended at once.
+// A stored field as it goes on the wire, "name: value\r\n": Beast (1.74's
+// basic_fields::value_type) keeps the line in one block, so it is appended at once.
+// HeaderBytesAreBeastsBytes checks it against Beast's own serializer.
 inline std::string_view FieldLine(const http::fields::value_type& f) {
   return {f.name_string().data(), f.name_string().size() + f.value().size() + 4};
 }
@@ -162,7 +162,7 @@ template <bool isRequest>
 size_t HeaderCapacity(const http::header<isRequest>& header) {
   size_t size = 128;
   if constexpr (isRequest) size += header.target().size();
-  for (const auto& f : header) size += f.name_string().size() + f.value().size() + 4;
+  for (const auto& f : header) size += FieldLine(f).size();
   return size;
 }
 

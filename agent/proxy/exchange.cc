@@ -70,25 +70,28 @@ unsigned SendableStatus(unsigned status) {
 // RFC 9110 §15.3.5, §15.4.5: 204 and 304 responses end with their header.
 bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 
-// The inbound caller's verified identity for the app, in Envoy's x-forwarded-client-cert
-// form (URI element only), when the mesh asks for it. What a caller sent in that header is
-// dropped: in permissive mode anyone could claim an identity with it.
 // Whether `name` is x-forwarded-client-cert in any case, '_' for '-' included: CGI and
 // WSGI apps read those spellings as the same header.
 bool IsForwardedClientCert(std::string_view name) {
   constexpr std::string_view kName = "x-forwarded-client-cert";
   if (name.size() != kName.size()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i] == '_' ? '-' : name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a') : name[i];
+    char c = name[i];
+    if (c == '_') {
+      c = '-';
+    } else if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
     if (c != kName[i]) return false;
   }
   return true;
 }
 
+// The inbound caller's verified identity for the app, in Envoy's x-forwarded-client-cert
+// form (URI element only), when the mesh asks for it. What a caller sent in that header is
+// dropped: in permissive mode anyone could claim an identity with it.
 void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
-  for (auto it = request.begin(); it != request.end();) {
-    it = IsForwardedClientCert(it->name_string()) ? request.erase(it) : std::next(it);
-  }
+  plugins::EraseFields(request, [](const auto& f) { return IsForwardedClientCert(f.name_string()); });
   if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
 }
 
@@ -405,8 +408,8 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
   for (size_t k = 0; k < steps; ++k) {
     const auto& entry = (*x.chain)[kRequest ? k : steps - 1 - k];
     if constexpr (kRequest) ++x.ran;
-    Stats::FixedHistogram* const time = kRequest ? entry.request_time : entry.response_time;
-    if (time == nullptr) continue;  // the plugin has no such step: nothing to call or time
+    Stats::FixedHistogram* const step_time = kRequest ? entry.request_time : entry.response_time;
+    if (step_time == nullptr) continue;  // the plugin has no such step: nothing to call or time
     // An immediate step's Verdict is built in place: moving one moves its response's fields.
     Verdict v = entry.immediate != nullptr ? ImmediateStep(entry.name,
                                                            [&] {
@@ -426,7 +429,7 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
         }
       });
     }
-    timer.Lap(*time);
+    timer.Lap(*step_time);
     if (v.kind == Verdict::Kind::kRespond) {
       Answered(x, entry.name, v.response.status);
       co_return std::move(v.response);
@@ -488,7 +491,7 @@ awaitable<void> ExchangeRunner::Respond(Exchange& x, LocalResponse response, boo
     x.ctx.response = std::move(header);
   };
   set_response(response);
-  if (run_steps) {
+  if (run_steps && HasResponseSteps(x)) {
     std::optional<LocalResponse> replaced = co_await RunHeaderSteps<false>(x);
     if (replaced) {
       response = std::move(*replaced);
@@ -566,7 +569,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
     if (route->has_fault()) out.fault = &route->fault();
   }
   // A gRPC deadline shorter than the route's timeout bounds the wait for the response.
-  if (std::optional<milliseconds> deadline = GrpcTimeout(plugins::FieldValue(x.ctx.request, "grpc-timeout"))) {
+  if (std::optional<milliseconds> deadline = GrpcTimeout(plugins::UnknownFieldValue(x.ctx.request, "grpc-timeout"))) {
     out.request_timeout = std::min(out.request_timeout, *deadline);
   }
   return out;

@@ -67,7 +67,7 @@ void RemoveConnectionOptions(http::header<isRequest>& header) {
 
 template <bool isRequest>
 void RemoveHopByHop(http::header<isRequest>& header) {
-  for (auto it = header.begin(); it != header.end();) it = HopByHop(it->name()) ? header.erase(it) : std::next(it);
+  plugins::EraseFields(header, [](const auto& f) { return HopByHop(f.name()); });
 }
 
 template void RemoveConnectionOptions<true>(http::header<true>&);

@@ -69,9 +69,10 @@ std::string MergeSlashes(std::string_view in) {
 
 std::string_view NormalizeHost(std::string_view host, std::string& storage) {
   // The port, if any, follows the last ':' outside an IPv6 literal's brackets.
+  constexpr size_t kNone = std::string_view::npos;
   size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']', colon) != std::string_view::npos) colon = std::string_view::npos;
-  const size_t name_end = colon == std::string_view::npos ? host.size() : colon;
+  if (colon != kNone && host.find(']', colon) != kNone) colon = kNone;
+  const size_t name_end = colon == kNone ? host.size() : colon;
   const bool trailing_dot = name_end > 1 && host[name_end - 1] == '.';  // "web.shop." is "web.shop"
   if (!trailing_dot && std::none_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
     return host;

@@ -151,6 +151,10 @@ class HttpPlugin {
 
   virtual BodyMode request_body_mode() const { return BodyMode::kNone; }
   virtual BodyMode response_body_mode() const { return BodyMode::kNone; }
+  // False for a header step that does nothing (OnRequestHeaders is still defined): a chain
+  // neither calls nor times it. A plugin whose step does something must not say false.
+  virtual bool has_request_header_step() const { return true; }
+  virtual bool has_response_header_step() const { return true; }
 
   virtual awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) = 0;
   // `chunk` may be changed in place; `last` marks the end of the body.
@@ -165,11 +169,6 @@ class HttpPlugin {
   }
   // After the last byte of the response went out (or the request failed); cannot change it.
   virtual void OnLog(const HttpContext&) {}
-
-  // False for a header step that does nothing: a chain neither calls nor times it. A
-  // plugin whose step does something must not say false.
-  virtual bool has_request_header_step() const { return true; }
-  virtual bool has_response_header_step() const { return true; }
 };
 
 // A plugin whose header steps never suspend (the built-in modules). The agent calls

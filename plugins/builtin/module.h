@@ -38,7 +38,8 @@ class HttpRequestModule : public Module<plugins::ImmediateHttpPlugin> {
   bool has_response_header_step() const final { return false; }
 };
 
-// A module that only watches requests (its steps after the request headers).
+// A module that only watches requests (its steps after the request headers). Built on
+// HttpRequestModule for its response step, which it lacks too.
 class HttpObserver : public HttpRequestModule {
  public:
   using HttpRequestModule::HttpRequestModule;

@@ -45,11 +45,9 @@ class Tracing final : public HttpRequestModule {
   using HttpRequestModule::HttpRequestModule;
 
   Verdict RequestHeaders(plugins::HttpContext& ctx) override {
-    // Scanned for, not looked up by name (plugins/api/http_fields.h): every request comes here.
-    auto& fields = ctx.request;
-    const auto first = FindField(fields, kTraceParentKey);
-    const std::string_view incoming = first == fields.end() ? std::string_view() : first->value();
-    // Written in place.
+    // Scanned for, not looked up by name (plugins/api/http_fields.h), and written in place:
+    // every request comes here.
+    const std::string_view incoming = UnknownFieldValue(ctx.request, kTraceParentKey);
     std::string value = "00-________________________________-________________-__";
     if (ValidTraceParent(incoming)) {
       incoming.copy(value.data() + 3, 32, 3);  // the caller's trace id
@@ -64,10 +62,8 @@ class Tracing final : public HttpRequestModule {
       value.replace(53, 2, "01");  // sampled
     }
     PutRandomHex(value.data() + 36, 1);  // our span id
-    for (auto it = first; it != fields.end();) {
-      it = HasUnknownName(*it, kTraceParentKey) ? fields.erase(it) : std::next(it);
-    }
-    fields.insert(http::field::unknown, kTraceParentKey, value);  // Beast has no enum for it
+    EraseFields(ctx.request, [](const auto& f) { return HasUnknownName(f, kTraceParentKey); });
+    ctx.request.insert(http::field::unknown, kTraceParentKey, value);  // Beast has no enum for it
     ctx.shared.insert_or_assign(std::string(kTraceParentKey), std::move(value));
     return Verdict::Continue();
   }
