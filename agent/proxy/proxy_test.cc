@@ -266,9 +266,7 @@ TEST_F(ProxyTest, RoundRobinsAcrossEndpointsAndReusesUpstreamConnections) {
 
 TEST_F(ProxyTest, RemovesHopByHopHeadersAndHonoursConnectionClose) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   auto r = c.Get("web.shop", "/", "Connection: close, x-private\r\nx-private: 1\r\nKeep-Alive: 5\r\n");
   ASSERT_TRUE(r);
@@ -282,9 +280,7 @@ TEST_F(ProxyTest, RemovesHopByHopHeadersAndHonoursConnectionClose) {
 
 TEST_F(ProxyTest, StartsATraceContinuesAValidOneAndRestartsAnInvalidOne) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   // A new W3C trace context: version 00, a 32-digit trace id and a 16-digit span id in
   // lowercase hex, neither all zeros, sampled.
@@ -351,9 +347,7 @@ TEST_F(ProxyTest, MapsUpstreamFailures) {
 // the name is matched in any case, as every field name.
 TEST_F(ProxyTest, AGrpcTimeoutBoundsTheWaitForTheResponse) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   for (const char* field : {"grpc-timeout: 100m\r\n", "Grpc-Timeout: 100m\r\n"}) {
     auto r = c.Get("web.shop", "/slow", field);
@@ -473,9 +467,7 @@ TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
 
 TEST_F(ProxyTest, StreamsChunkedBodiesBothWaysAndAnswers100Continue) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: web.shop\r\nTransfer-Encoding: chunked\r\n"
                      "Expect: 100-continue\r\n\r\n"));
@@ -515,9 +507,7 @@ TEST_F(ProxyTest, StreamsChunkedBodiesBothWaysAndAnswers100Continue) {
 
 TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   std::string three;
   for (int i = 0; i < 3; ++i) {
@@ -533,9 +523,7 @@ TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
 
 TEST_F(ProxyTest, ExplicitProxyAbsoluteFormTarget) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   ASSERT_TRUE(c.Send("GET http://web.shop/x?y=1 HTTP/1.1\r\nHost: ignored\r\n\r\n"));
   auto r = c.Read();
@@ -566,9 +554,7 @@ TEST_F(ProxyTest, CircuitBreakerOpensAfterConsecutiveErrors) {
 
 TEST_F(ProxyTest, AccessLogLinesOnlyWhenTheSnapshotAsksForThem) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   Client c(outbound());
   EXPECT_EQ(StatusOf(c.Get("web.shop", "/")), 200u);
   // Off by default: the metrics count it, the access log stays empty.
@@ -1290,9 +1276,7 @@ TEST_F(ProxyTest, EveryConnectionFieldCounts) {
 // RFC 9112 §3.2.
 TEST_F(ProxyTest, HostMustBePresentOnceAndValid) {
   TestUpstream a("a");
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {a.port()});
-  StartAgent(s);
+  StartWebShop(a.port());
   for (const std::string& request : {
            std::string("GET / HTTP/1.1\r\n\r\n"),
            std::string("GET / HTTP/1.1\r\nHost: web.shop\r\nHost: other.shop\r\n\r\n"),
