@@ -3,12 +3,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "agent/xds/ads_stream.h"
 #include "agent/xds/protocol.h"
 #include "agent/xds/saved_config.h"
 #include "common/agent_id.h"
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/strings.h"
 
@@ -147,12 +147,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> XdsClient::MakeChannel() const {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
   return grpc::CreateCustomChannel(server_, *credentials, args);
-}
-
-milliseconds BackoffDelay(int attempt, milliseconds base, milliseconds max, double unit) {
-  const double cap = std::min(static_cast<double>(max.count()),
-                              static_cast<double>(base.count()) * std::ldexp(1.0, std::clamp(attempt, 0, 62)));
-  return milliseconds(std::max<int64_t>(1, static_cast<int64_t>(cap * (0.5 + 0.5 * std::clamp(unit, 0.0, 1.0)))));
 }
 
 milliseconds XdsClient::NextBackoff() {

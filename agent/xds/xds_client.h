@@ -83,11 +83,6 @@ struct XdsClientOptions {
   std::chrono::milliseconds keepalive{330000};
 };
 
-// The reconnect delay after `attempt` failed attempts (0 for the first retry):
-// min(max, base × 2^attempt) scaled by `unit` ∈ [0, 1) into its upper half (50–100 %).
-std::chrono::milliseconds BackoffDelay(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max,
-                                       double unit);
-
 enum class XdsConnectionState { kIdle, kConnecting, kConnected, kBackoff, kStopped };
 const char* ToString(XdsConnectionState state);
 

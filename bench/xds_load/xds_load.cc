@@ -23,9 +23,11 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -35,6 +37,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
+#include "common/backoff.h"
 #include "common/client_config.h"
 #include "resources/egress_hosts.h"
 #include "common/strings.h"
@@ -106,7 +109,67 @@ struct Totals {
   std::atomic<int64_t> bytes{0};
   std::atomic<int64_t> last_ack_ns{0};
   std::atomic<int> complete{0};  // agents that have every type
-  std::atomic<int> failed{0};    // streams that ended
+  std::atomic<int> failed{0};    // streams that failed (each agent then reconnects)
+};
+
+// Runs each function at its time, on one thread: the simulated agents' reconnects, which
+// must not wait in gRPC's callbacks.
+class Timers {
+ public:
+  Timers() : thread_([this] { Run(); }) {}
+  ~Timers() { Stop(); }
+  void After(std::chrono::milliseconds delay, std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    due_.emplace(Clock::now() + delay, std::move(fn));
+    cv_.notify_one();
+  }
+  // Drops what has not run yet; returns once nothing runs.
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+      due_.clear();
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (!stopped_) {
+      if (due_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      if (cv_.wait_until(lock, due_.begin()->first) != std::cv_status::timeout) continue;
+      auto fn = std::move(due_.begin()->second);
+      due_.erase(due_.begin());
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<Clock::time_point, std::function<void()>> due_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+// What one simulated agent received, over every stream it opened.
+struct AgentRecord {
+  explicit AgentRecord(int index) : index(index) {}
+  const int index;
+  std::mutex mu;
+  std::set<std::string> seen_types;  // under mu
+  int64_t started_ns = 0;            // the first stream's start
+  int failures = 0;                  // streams that failed in a row, for the backoff; under mu
+  std::atomic<int64_t> responses{0};
+  std::atomic<int64_t> last_ack_ns{0};
+  std::atomic<int64_t> complete_ns{0};
 };
 
 envoy::config::core::v3::Node NodeFor(int i, int services) {
@@ -124,18 +187,16 @@ envoy::config::core::v3::Node NodeFor(int i, int services) {
   return node;
 }
 
-// One simulated agent: one bidirectional ADS stream, one write in flight at a time.
+// One stream of a simulated agent: a bidirectional ADS stream, one write in flight at a
+// time. When it fails, `on_failure` runs (the agent reconnects).
 template <typename Req, typename Resp>
 class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
  public:
-  AgentStream(int index, int services, Totals& totals) : index_(index), services_(services), totals_(totals) {}
+  AgentStream(AgentRecord& record, int services, Totals& totals, std::function<void()> on_failure)
+      : index_(record.index), services_(services), totals_(totals), record_(record), on_failure_(std::move(on_failure)) {}
 
   void Start(discovery::AggregatedDiscoveryService::Stub* stub);
 
-  int64_t responses() const { return responses_.load(); }
-  int64_t last_ack_ns() const { return last_ack_ns_.load(); }
-  int64_t complete_ns() const { return complete_ns_.load(); }
-  int64_t started_ns() const { return started_ns_; }
   void Cancel() { ctx_.TryCancel(); }
   bool done() {
     std::lock_guard lock(mu_);
@@ -148,17 +209,21 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone follows
-    responses_.fetch_add(1);
+    record_.responses.fetch_add(1);
     totals_.responses.fetch_add(1);
     totals_.bytes.fetch_add(static_cast<int64_t>(response_.ByteSizeLong()));
     totals_.resources.fetch_add(response_.resources_size());
     Req ack = Ack(response_);
     {
-      std::lock_guard lock(mu_);
-      if (seen_types_.insert(response_.type_url()).second && seen_types_.size() == Types().size()) {
-        complete_ns_ = NowNs();
+      std::lock_guard lock(record_.mu);
+      record_.failures = 0;
+      if (record_.seen_types.insert(response_.type_url()).second && record_.seen_types.size() == Types().size()) {
+        record_.complete_ns = NowNs();
         totals_.complete.fetch_add(1);
       }
+    }
+    {
+      std::lock_guard lock(mu_);
       Enqueue(std::move(ack));
     }
     this->StartRead(&response_);
@@ -170,7 +235,7 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
     if (!ok) return;
     if (write_is_ack_) {
       const int64_t now = NowNs();
-      last_ack_ns_ = now;
+      record_.last_ack_ns = now;
       int64_t prev = totals_.last_ack_ns.load();
       while (prev < now && !totals_.last_ack_ns.compare_exchange_weak(prev, now)) {
       }
@@ -181,11 +246,11 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
   void OnDone(const grpc::Status& s) override {
     std::lock_guard lock(mu_);
     if (!s.ok() && !cancelled_) {
-      totals_.failed.fetch_add(1);
-      if (totals_.failed.load() <= 3) {
-        std::fprintf(stderr, "agent-%d: stream ended: %d %s\n", index_, static_cast<int>(s.error_code()),
-                     s.error_message().c_str());
+      if (totals_.failed.fetch_add(1) < 3) {
+        std::fprintf(stderr, "agent-%d: stream ended (it reconnects): %d %s\n", index_,
+                     static_cast<int>(s.error_code()), s.error_message().c_str());
       }
+      on_failure_();
     }
     done_ = true;
     cv_.notify_all();
@@ -216,6 +281,8 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
   const int index_;
   const int services_;
   Totals& totals_;
+  AgentRecord& record_;
+  const std::function<void()> on_failure_;
   grpc::ClientContext ctx_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -226,11 +293,6 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
   bool write_is_ack_ = false;
   bool done_ = false;
   bool cancelled_ = false;
-  std::set<std::string> seen_types_;
-  int64_t started_ns_ = 0;
-  std::atomic<int64_t> responses_{0};
-  std::atomic<int64_t> last_ack_ns_{0};
-  std::atomic<int64_t> complete_ns_{0};
 };
 
 using SotwStream = AgentStream<discovery::DiscoveryRequest, discovery::DiscoveryResponse>;
@@ -269,7 +331,6 @@ discovery::DeltaDiscoveryRequest DeltaStream::Ack(const discovery::DeltaDiscover
 
 template <>
 void SotwStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
-  started_ns_ = NowNs();
   stub->async()->StreamAggregatedResources(&ctx_, this);
   this->StartRead(&response_);
   {
@@ -280,7 +341,6 @@ void SotwStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
 }
 template <>
 void DeltaStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
-  started_ns_ = NowNs();
   stub->async()->DeltaAggregatedResources(&ctx_, this);
   this->StartRead(&response_);
   {
@@ -289,6 +349,81 @@ void DeltaStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
   }
   this->StartCall();
 }
+
+// A simulated agent: it opens a stream, and after one fails opens the next after the
+// agent's own jittered backoff (its defaults: 100 ms, doubled up to 10 s), so that a storm
+// of failed connections comes back spread out, as real agents would.
+template <typename S>
+class SimAgent {
+ public:
+  SimAgent(int index, int services, Totals& totals, Timers& timers, discovery::AggregatedDiscoveryService::Stub* stub)
+      : record_(index), services_(services), totals_(totals), timers_(timers), stub_(stub), rng_(index) {}
+
+  void Start() {
+    record_.started_ns = NowNs();
+    Open();
+  }
+  int64_t responses() const { return record_.responses.load(); }
+  int64_t last_ack_ns() const { return record_.last_ack_ns.load(); }
+  int64_t complete_ns() const { return record_.complete_ns.load(); }
+  int64_t started_ns() const { return record_.started_ns; }
+
+  // Ends the current stream without a reconnect; the timers must be stopped first, so that
+  // no other stream opens.
+  void Cancel() {
+    std::lock_guard lock(mu_);
+    if (!current_) return;
+    current_->MarkCancelled();
+    current_->Cancel();
+  }
+  void WaitDone() {
+    S* current = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      current = current_.get();
+    }
+    // Not under mu_: a stream that failed just before Cancel takes it in its OnDone.
+    if (current) current->WaitDone();
+  }
+
+ private:
+  void Open() {
+    auto next = std::make_unique<S>(record_, services_, totals_, [this] { Reconnect(); });
+    S* started = next.get();
+    {
+      std::lock_guard lock(mu_);
+      // The failed stream's OnDone may still be returning: it is kept, not destroyed.
+      if (current_) retired_.push_back(std::move(current_));
+      current_ = std::move(next);
+    }
+    started->Start(stub_);
+  }
+  // From the failed stream's OnDone.
+  void Reconnect() {
+    int failures = 0;
+    {
+      std::lock_guard lock(record_.mu);
+      failures = record_.failures++;
+    }
+    std::chrono::milliseconds delay;
+    {
+      std::lock_guard lock(mu_);
+      delay = meshplug::BackoffDelay(failures, std::chrono::milliseconds(100), std::chrono::seconds(10),
+                                     std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+    }
+    timers_.After(delay, [this] { Open(); });
+  }
+
+  AgentRecord record_;
+  const int services_;
+  Totals& totals_;
+  Timers& timers_;
+  discovery::AggregatedDiscoveryService::Stub* const stub_;
+  std::mutex mu_;
+  std::mt19937_64 rng_;  // under mu_
+  std::unique_ptr<S> current_;
+  std::vector<std::unique_ptr<S>> retired_;
+};
 
 // ------------------------------------------------------------------------------ process
 
@@ -579,17 +714,18 @@ int Run() {
   for (size_t i = 0; i < identities->size(); ++i) stubs.push_back(AgentStub(servers[i % servers.size()], (*identities)[i]));
 
   Totals totals;
+  Timers timers;
   const ProcSample before = Sample(cp_pids);
-  std::vector<std::unique_ptr<S>> agents;
+  std::vector<std::unique_ptr<SimAgent<S>>> agents;
   const int64_t t0 = NowNs();
   for (int i = 0; i < n; ++i) {
-    agents.push_back(std::make_unique<S>(i, services, totals));
-    agents.back()->Start(stubs[i].get());
+    agents.push_back(std::make_unique<SimAgent<S>>(i, services, totals, timers, stubs[i].get()));
+    agents.back()->Start();
   }
   const int64_t opened = NowNs();
-  // Connected: every agent has a response of every type.
+  // Connected: every agent has a response of every type (streams that fail reconnect).
   const auto deadline = Clock::now() + timeout;
-  while (totals.complete.load() < n && totals.failed.load() == 0 && Clock::now() < deadline) {
+  while (totals.complete.load() < n && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const int64_t all_complete = NowNs();
@@ -696,10 +832,8 @@ int Run() {
   std::printf("%s\n", out.c_str());
   std::fflush(stdout);
 
-  for (auto& a : agents) {
-    a->MarkCancelled();
-    a->Cancel();
-  }
+  timers.Stop();
+  for (auto& a : agents) a->Cancel();
   for (auto& a : agents) a->WaitDone();
   return 0;
 }
