@@ -11,6 +11,8 @@
 // Each agent has its own TLS connection: the control plane accepts an ADS stream only for
 // the workload of the client certificate its connection presented, so connections cannot
 // be shared between agents as they were over plaintext.
+// A stream that fails (say, a connection that timed out before the server's SETTINGS in a
+// storm) is opened again after the agent's jittered backoff; failed_streams counts them.
 //
 //   xds_load --config=$MESHPLUG_HOME/config --agents=1000 --protocol=delta --cp_pid=PID
 #include <grpcpp/grpcpp.h>
@@ -245,6 +247,11 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
 
   void OnDone(const grpc::Status& s) override {
     std::lock_guard lock(mu_);
+    // A failed stream is kept until the load ends (its OnDone may still be returning when
+    // the next one opens): it keeps nothing large. A response can be megabytes.
+    Resp().Swap(&response_);
+    Req().Swap(&request_);
+    queue_.clear();
     if (!s.ok() && !cancelled_) {
       if (totals_.failed.fetch_add(1) < 3) {
         std::fprintf(stderr, "agent-%d: stream ended (it reconnects): %d %s\n", index_,
