@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
@@ -145,7 +146,11 @@ class Timers {
         cv_.wait(lock);
         continue;
       }
-      if (cv_.wait_until(lock, due_.begin()->first) != std::cv_status::timeout) continue;
+      if (Clock::now() < due_.begin()->first) {
+        // Woken early, by a new earlier entry, by Stop, or for no reason: look again.
+        cv_.wait_until(lock, due_.begin()->first);
+        continue;
+      }
       auto fn = std::move(due_.begin()->second);
       due_.erase(due_.begin());
       lock.unlock();
@@ -163,12 +168,13 @@ class Timers {
 
 // What one simulated agent received, over every stream it opened.
 struct AgentRecord {
-  explicit AgentRecord(int index) : index(index) {}
+  explicit AgentRecord(int index) : index(index), rng(index) {}
   const int index;
   std::mutex mu;
   std::set<std::string> seen_types;  // under mu
   int64_t started_ns = 0;            // the first stream's start
   int failures = 0;                  // streams that failed in a row, for the backoff; under mu
+  std::mt19937_64 rng;               // the backoff's jitter; under mu
   std::atomic<int64_t> responses{0};
   std::atomic<int64_t> last_ack_ns{0};
   std::atomic<int64_t> complete_ns{0};
@@ -364,7 +370,7 @@ template <typename S>
 class SimAgent {
  public:
   SimAgent(int index, int services, Totals& totals, Timers& timers, discovery::AggregatedDiscoveryService::Stub* stub)
-      : record_(index), services_(services), totals_(totals), timers_(timers), stub_(stub), rng_(index) {}
+      : record_(index), services_(services), totals_(totals), timers_(timers), stub_(stub) {}
 
   void Start() {
     record_.started_ns = NowNs();
@@ -378,19 +384,15 @@ class SimAgent {
   // Ends the current stream without a reconnect; the timers must be stopped first, so that
   // no other stream opens.
   void Cancel() {
-    std::lock_guard lock(mu_);
-    if (!current_) return;
-    current_->MarkCancelled();
-    current_->Cancel();
+    if (S* current = Current()) {
+      current->MarkCancelled();
+      current->Cancel();
+    }
   }
   void WaitDone() {
-    S* current = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      current = current_.get();
-    }
-    // Not under mu_: a stream that failed just before Cancel takes it in its OnDone.
-    if (current) current->WaitDone();
+    std::lock_guard lock(mu_);
+    for (auto& retired : retired_) retired->WaitDone();
+    if (current_) current_->WaitDone();
   }
 
  private:
@@ -399,24 +401,26 @@ class SimAgent {
     S* started = next.get();
     {
       std::lock_guard lock(mu_);
-      // The failed stream's OnDone may still be returning: it is kept, not destroyed.
+      // A failed stream's OnDone may still be returning when the next one opens: it is
+      // destroyed only once done.
+      std::erase_if(retired_, [](const auto& retired) { return retired->done(); });
       if (current_) retired_.push_back(std::move(current_));
       current_ = std::move(next);
     }
     started->Start(stub_);
   }
+  S* Current() {
+    std::lock_guard lock(mu_);
+    return current_.get();
+  }
   // From the failed stream's OnDone.
   void Reconnect() {
-    int failures = 0;
-    {
-      std::lock_guard lock(record_.mu);
-      failures = record_.failures++;
-    }
     std::chrono::milliseconds delay;
     {
-      std::lock_guard lock(mu_);
-      delay = meshplug::BackoffDelay(failures, std::chrono::milliseconds(100), std::chrono::seconds(10),
-                                     std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+      // Not mu_: the failing stream holds its own lock here, and Cancel takes it after mu_.
+      std::lock_guard lock(record_.mu);
+      delay = meshplug::BackoffDelay(record_.failures++, std::chrono::milliseconds(100), std::chrono::seconds(10),
+                                     std::uniform_real_distribution<double>(0.0, 1.0)(record_.rng));
     }
     timers_.After(delay, [this] { Open(); });
   }
@@ -427,7 +431,6 @@ class SimAgent {
   Timers& timers_;
   discovery::AggregatedDiscoveryService::Stub* const stub_;
   std::mutex mu_;
-  std::mt19937_64 rng_;  // under mu_
   std::unique_ptr<S> current_;
   std::vector<std::unique_ptr<S>> retired_;
 };
@@ -724,6 +727,13 @@ int Run() {
   Timers timers;
   const ProcSample before = Sample(cp_pids);
   std::vector<std::unique_ptr<SimAgent<S>>> agents;
+  // On every way out (an apply that fails returns early): no reconnect runs on an agent
+  // being destroyed, and no stream outlives its agent.
+  const absl::Cleanup stop_agents = [&] {
+    timers.Stop();
+    for (auto& a : agents) a->Cancel();
+    for (auto& a : agents) a->WaitDone();
+  };
   const int64_t t0 = NowNs();
   for (int i = 0; i < n; ++i) {
     agents.push_back(std::make_unique<SimAgent<S>>(i, services, totals, timers, stubs[i].get()));
@@ -839,9 +849,6 @@ int Run() {
   std::printf("%s\n", out.c_str());
   std::fflush(stdout);
 
-  timers.Stop();
-  for (auto& a : agents) a->Cancel();
-  for (auto& a : agents) a->WaitDone();
   return 0;
 }
 
