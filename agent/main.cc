@@ -23,6 +23,7 @@
 #include "agent/snapshot_file.h"
 #include "agent/xds/workload_identity.h"
 #include "agent/xds/xds_client.h"
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/files.h"
 #include "common/strings.h"
@@ -103,8 +104,9 @@ ABSL_FLAG(std::string, snapshot_cache, "",
           "~/.local/share/meshplug/agents/; \"none\": off)");
 ABSL_FLAG(absl::Duration, xds_initial_fetch_timeout, absl::Seconds(5),
           "at start, serve the saved snapshot if no complete configuration came within this");
-ABSL_FLAG(absl::Duration, xds_backoff_base, absl::Milliseconds(100), "first reconnect delay (then doubled, jittered)");
-ABSL_FLAG(absl::Duration, xds_backoff_max, absl::Seconds(10), "longest reconnect delay");
+ABSL_FLAG(absl::Duration, xds_backoff_base, absl::FromChrono(meshplug::kBackoffBase),
+          "first reconnect delay (then doubled, jittered)");
+ABSL_FLAG(absl::Duration, xds_backoff_max, absl::FromChrono(meshplug::kBackoffMax), "longest reconnect delay");
 ABSL_FLAG(absl::Duration, xds_connect_timeout, absl::Seconds(5), "one connection attempt's time limit");
 ABSL_FLAG(absl::Duration, xds_settle, absl::Milliseconds(1),
           "responses this close together are applied as one update");

@@ -27,6 +27,7 @@
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -85,7 +86,7 @@ boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer
   while (true) {
     const size_t held = buffer.size();
     if (ParseBuffered(parser, buffer, until, ec)) co_return;
-    if (buffer.size() < held) checked = 0;  // the parser took some: what is left is checked anew
+    checked -= std::min(checked, held - buffer.size());  // the parser took that many from the front
     if (buffer.size() >= buffer.max_size()) {
       ec = http::error::buffer_overflow;
       co_return;

@@ -4,12 +4,8 @@
 #include <array>
 #include <optional>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
-#include <boost/beast/http/parser.hpp>
 
 #include "net/read_http.h"
 

@@ -1078,17 +1078,21 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call, c
 
 awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& call) {
   Http2UpstreamStream& stream = *call.stream;
-  x.ctx.response = call.stream_response;
+  // What the upstream's header said, before response steps could change it: the header
+  // itself moves to them.
+  const std::optional<uint64_t> declared_length = ContentLength(call.stream_response);
+  const std::string header_grpc_status(plugins::UnknownFieldValue(call.stream_response, "grpc-status"));
+  x.ctx.response = std::move(call.stream_response);
   const bool ok = co_await PassResponseSteps(x);
   if (!ok) co_return;
   Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
   // Trailers without a body (a gRPC error after the header) still end the response.
   const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
-  const bool sent = co_await SendResponse(x, call, source, has_body, ContentLength(call.stream_response), false);
+  const bool sent = co_await SendResponse(x, call, source, has_body, declared_length, false);
   if (sent && IsGrpc(x.ctx.request)) {
     // The status is in the trailers, or in the header of a Trailers-Only response.
     const std::string_view status = stream.trailers()["grpc-status"];
-    CountGrpc(x, status.empty() ? call.stream_response["grpc-status"] : status);
+    CountGrpc(x, status.empty() ? std::string_view(header_grpc_status) : status);
   }
 }
 

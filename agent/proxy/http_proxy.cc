@@ -104,6 +104,18 @@ class HttpSession : public Downstream {
   awaitable<void> AcceptTunnel(std::shared_ptr<const chains::ChainSet> chains, const http::request_header<>& head);
   void CountHandshake(std::string_view direction, std::string_view result);
   awaitable<void> RejectRequest(unsigned status, std::string reason);
+  // Reads what the client sends next into buffer_'s free room within `timeout`; the
+  // caller commits the count. An awaitable, not a coroutine: the keep-alive wait runs it
+  // for every request.
+  auto ReadSome(milliseconds timeout, beast::error_code& ec) {
+    stream_.expires_after(timeout);
+    return stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+  }
+  // The idle timeout of the current set (the default before any configuration).
+  milliseconds CurrentIdleTimeout() const {
+    std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
+    return current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
+  }
   awaitable<void> Close();
 
   net::Stream stream_;
@@ -154,8 +166,7 @@ awaitable<bool> HttpSession::AcceptInbound() {
   // Without a configuration the mode is unknown: only mTLS is served.
   const bool strict = !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
   beast::error_code ec;
-  stream_.expires_after(limits.header_read_timeout);
-  const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+  const size_t n = co_await ReadSome(limits.header_read_timeout, ec);
   buffer_.commit(n);
   if (ec) co_return false;
   const bool hello = static_cast<const unsigned char*>(buffer_.data().data())[0] == net::kTlsHandshakeRecord;
@@ -219,10 +230,8 @@ awaitable<void> HttpSession::AcceptTunnel(std::shared_ptr<const chains::ChainSet
 
 awaitable<bool> HttpSession::ServeOne() {
   if (buffer_.size() == 0) {  // waiting for the next request: the idle timeout, then a quiet close
-    std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-    stream_.expires_after(current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout);
     beast::error_code ec;
-    const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+    const size_t n = co_await ReadSome(CurrentIdleTimeout(), ec);
     buffer_.commit(n);
     if (ec) co_return false;
   }
@@ -307,8 +316,7 @@ awaitable<bool> HttpSession::ServeOne() {
 }
 
 awaitable<HttpSession::Preface> HttpSession::ReadPreface() {
-  std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-  const milliseconds idle = current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
+  const milliseconds idle = CurrentIdleTimeout();
   constexpr std::string_view kPreface = kHttp2Preface;
   while (true) {
     const std::string_view got(static_cast<const char*>(buffer_.data().data()),
@@ -316,8 +324,7 @@ awaitable<HttpSession::Preface> HttpSession::ReadPreface() {
     if (got != kPreface.substr(0, got.size())) co_return Preface::kHttp1;
     if (got.size() == kPreface.size()) co_return Preface::kHttp2;
     beast::error_code ec;
-    stream_.expires_after(idle);
-    const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
+    const size_t n = co_await ReadSome(idle, ec);
     buffer_.commit(n);
     // What came before the error is served: HTTP/1.1 answers a partial request itself.
     if (ec) co_return buffer_.size() == 0 ? Preface::kNone : Preface::kHttp1;

@@ -38,6 +38,7 @@
 #include "agent/xds/xds_resources.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "meshplug/v1/snapshot.pb.h"
+#include "common/backoff.h"
 #include "common/stats.h"
 
 namespace grpc {
@@ -71,8 +72,8 @@ struct XdsClientOptions {
   // saved one even though the control plane may still answer.
   std::chrono::milliseconds initial_fetch_timeout{5000};
   // Reconnect delay: min(backoff_max, backoff_base × 2^attempt), jittered to 50–100 %.
-  std::chrono::milliseconds backoff_base{100};
-  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds backoff_base = kBackoffBase;
+  std::chrono::milliseconds backoff_max = kBackoffMax;
   // How long one connection attempt may take to reach READY.
   std::chrono::milliseconds connect_timeout{5000};
   // When responses make an update, how long an update may wait for what it references.

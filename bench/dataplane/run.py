@@ -42,7 +42,7 @@ RSS is VmHWM summed over the proxy's process tree.
 
 With --instructions N it times nothing: it starts the proxies of the chosen paths (agents
 and HAProxy) under valgrind's callgrind, sends N requests one after another on one
-kept-alive connection after N/10 to warm up, and prints the user-space instructions each
+kept-alive connection after max(100, N/10) to warm up, and prints the user-space instructions each
 proxy executed per request. The count is deterministic (two runs agree within 0.1%), so
 it compares two builds where requests/s on a shared machine varies by tens of percent;
 the kernel's work (system calls) is not in it. --cache_sim adds the L1 cache misses per
@@ -851,7 +851,7 @@ def warmup(requests):
 
 
 def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
-    """Starts the path's proxies under `wrapper`, sends N/10 requests to warm them up (pools,
+    """Starts the path's proxies under `wrapper`, sends warmup(N) requests to warm them up (pools,
     Lua states, caches), calls begin(pids), sends `requests` one after another on one
     kept-alive connection, and returns end(pids)."""
     global PROXY_WRAPPER

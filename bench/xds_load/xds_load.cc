@@ -201,7 +201,7 @@ template <typename Req, typename Resp>
 class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
  public:
   AgentStream(AgentRecord& record, int services, Totals& totals, std::function<void()> on_failure)
-      : index_(record.index), services_(services), totals_(totals), record_(record), on_failure_(std::move(on_failure)) {}
+      : services_(services), totals_(totals), record_(record), on_failure_(std::move(on_failure)) {}
 
   void Start(discovery::AggregatedDiscoveryService::Stub* stub);
 
@@ -260,7 +260,7 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
     queue_.clear();
     if (!s.ok() && !cancelled_) {
       if (totals_.failed.fetch_add(1) < 3) {
-        std::fprintf(stderr, "agent-%d: stream ended (it reconnects): %d %s\n", index_,
+        std::fprintf(stderr, "agent-%d: stream ended (it reconnects): %d %s\n", record_.index,
                      static_cast<int>(s.error_code()), s.error_message().c_str());
       }
       on_failure_();
@@ -291,7 +291,6 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
     this->StartWrite(&request_);
   }
 
-  const int index_;
   const int services_;
   Totals& totals_;
   AgentRecord& record_;
@@ -315,7 +314,7 @@ template <>
 discovery::DiscoveryRequest SotwStream::Initial(const std::string& type, bool with_node) {
   discovery::DiscoveryRequest r;
   r.set_type_url(type);
-  if (with_node) *r.mutable_node() = NodeFor(index_, services_);
+  if (with_node) *r.mutable_node() = NodeFor(record_.index, services_);
   return r;
 }
 template <>
@@ -331,7 +330,7 @@ discovery::DeltaDiscoveryRequest DeltaStream::Initial(const std::string& type, b
   discovery::DeltaDiscoveryRequest r;
   r.set_type_url(type);
   r.add_resource_names_subscribe("*");
-  if (with_node) *r.mutable_node() = NodeFor(index_, services_);
+  if (with_node) *r.mutable_node() = NodeFor(record_.index, services_);
   return r;
 }
 template <>
@@ -364,7 +363,7 @@ void DeltaStream::Start(discovery::AggregatedDiscoveryService::Stub* stub) {
 }
 
 // A simulated agent: it opens a stream, and after one fails opens the next after the
-// agent's own jittered backoff (its defaults: 100 ms, doubled up to 10 s), so that a storm
+// agent's own jittered backoff (its defaults: kBackoffBase, doubled up to kBackoffMax), so that a storm
 // of failed connections comes back spread out, as real agents would.
 template <typename S>
 class SimAgent {
@@ -402,9 +401,9 @@ class SimAgent {
     {
       std::lock_guard lock(mu_);
       // A failed stream's OnDone may still be returning when the next one opens: it is
-      // destroyed only once done.
-      std::erase_if(retired_, [](const auto& retired) { return retired->done(); });
+      // destroyed only once done (nearly always by now: the backoff is 50 ms at least).
       if (current_) retired_.push_back(std::move(current_));
+      std::erase_if(retired_, [](const auto& retired) { return retired->done(); });
       current_ = std::move(next);
     }
     started->Start(stub_);
@@ -419,7 +418,7 @@ class SimAgent {
     {
       // Not mu_: the failing stream holds its own lock here, and Cancel takes it after mu_.
       std::lock_guard lock(record_.mu);
-      delay = meshplug::BackoffDelay(record_.failures++, std::chrono::milliseconds(100), std::chrono::seconds(10),
+      delay = meshplug::BackoffDelay(record_.failures++, meshplug::kBackoffBase, meshplug::kBackoffMax,
                                      std::uniform_real_distribution<double>(0.0, 1.0)(record_.rng));
     }
     timers_.After(delay, [this] { Open(); });

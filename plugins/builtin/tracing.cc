@@ -1,7 +1,6 @@
 // tracing: W3C Trace Context. Continues the caller's trace with a new span id, or starts
 // a sampled trace, and passes the result upstream in `traceparent`.
 #include <cstdint>
-#include <iterator>
 #include <string>
 
 #include "common/random.h"
