@@ -1,5 +1,6 @@
 #include "control_plane/translate/mesh_state.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "common/hash.h"
@@ -38,10 +39,10 @@ bool MeshState::Put(const store::Entry& e) {
     case Kind::kNamespace:
       return Parse(e, namespaces[k.name]);
     case Kind::kService:
-      members_.map.clear();
+      selection_.Clear();
       return Parse(e, services[ok]);
     case Kind::kWorkload:
-      members_.map.clear();
+      selection_.Clear();
       return Parse(e, workloads[ok]);
     case Kind::kMeshConfig:
       return Parse(e, mesh_config.emplace());
@@ -73,11 +74,11 @@ void MeshState::Remove(const resources::Key& k) {
       namespaces.erase(k.name);
       break;
     case Kind::kService:
-      members_.map.clear();
+      selection_.Clear();
       services.erase(ok);
       break;
     case Kind::kWorkload:
-      members_.map.clear();
+      selection_.Clear();
       workloads.erase(ok);
       break;
     case Kind::kMeshConfig:
@@ -107,19 +108,46 @@ bool MeshState::Apply(const store::Event& event) {
   return Put(event.entry);
 }
 
-const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey& service) const {
-  auto [slot, fresh] = members_.map.try_emplace(service);
-  if (!fresh) return slot->second;
-  auto svc = services.find(service);
-  if (svc == services.end()) return slot->second;
-  const auto& selector = svc->second.spec().selector();
-  for (auto it = workloads.lower_bound({service.first, ""}); it != workloads.end() && it->first.first == service.first;
-       ++it) {
-    const auto& wl = it->second;
-    if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
-    if (SelectorMatches(selector, wl.metadata().labels())) slot->second.push_back(&wl);
+const MeshState::Selection& MeshState::Selected() const {
+  if (selection_.built) return selection_;
+  selection_.built = true;
+  for (const auto& entry : services) {
+    const auto& selector = entry.second.spec().selector();
+    if (selector.empty()) continue;  // selects nothing
+    const auto& [label, value] = *selector.begin();  // any of them: all must match
+    selection_.by_label[{entry.first.first, label, value}].push_back(&entry);
   }
-  return slot->second;
+  for (const auto& [key, wl] : workloads) {
+    if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
+    for (const auto* service : Selecting(selection_.by_label, wl)) selection_.members[service->first].push_back(&wl);
+  }
+  return selection_;
+}
+
+const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey& service) const {
+  static const std::vector<const mesh::v1::Workload*> kNone;
+  const auto& members = Selected().members;
+  auto it = members.find(service);
+  return it == members.end() ? kNone : it->second;
+}
+
+std::vector<const MeshState::ServiceEntry*> MeshState::ServicesSelecting(const mesh::v1::Workload& workload) const {
+  return Selecting(Selected().by_label, workload);
+}
+
+std::vector<const MeshState::ServiceEntry*> MeshState::Selecting(const ServicesByLabel& by_label,
+                                                                const mesh::v1::Workload& workload) {
+  std::vector<const ServiceEntry*> out;
+  const auto& labels = workload.metadata().labels();
+  for (const auto& [label, value] : labels) {
+    auto it = by_label.find({workload.metadata().namespace_(), label, value});
+    if (it == by_label.end()) continue;
+    for (const auto* service : it->second) {
+      if (SelectorMatches(service->second.spec().selector(), labels)) out.push_back(service);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return out;
 }
 
 absl::StatusOr<MeshState> LoadMeshState(store::Store& store) {

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "resources/object.h"
@@ -53,17 +56,33 @@ struct MeshState {
   uint64_t destinations_generation = NextDestinationsGeneration();
 
  private:
-  // Points into `workloads`: a copy starts empty rather than pointing into the original.
-  struct MembersCache {
-    MembersCache() = default;
-    MembersCache(const MembersCache&) {}
-    MembersCache& operator=(const MembersCache&) {
-      map.clear();
+  using ServiceEntry = std::pair<const ObjectKey, mesh::v1::Service>;
+  using ServicesByLabel =
+      std::map<std::tuple<std::string_view, std::string_view, std::string_view>, std::vector<const ServiceEntry*>>;
+  // Which Services select which workloads, made once per change of services or workloads.
+  // Points into both maps: a copy starts empty rather than pointing into the original.
+  struct Selection {
+    Selection() = default;
+    Selection(const Selection&) {}
+    Selection& operator=(const Selection&) {
+      Clear();
       return *this;
     }
-    std::map<ObjectKey, std::vector<const mesh::v1::Workload*>> map;
+    void Clear() {
+      built = false;
+      by_label.clear();
+      members.clear();
+    }
+    bool built = false;
+    // Services by (namespace, one label of their selector, its value): a workload is
+    // checked only against those that one of its own labels could satisfy, so that making
+    // every Service's members costs O(workloads × labels), not O(workloads × Services).
+    ServicesByLabel by_label;
+    std::map<ObjectKey, std::vector<const mesh::v1::Workload*>> members;
   };
-  mutable MembersCache members_;
+  mutable Selection selection_;
+  const Selection& Selected() const;
+  static std::vector<const ServiceEntry*> Selecting(const ServicesByLabel& by_label, const mesh::v1::Workload& workload);
 
  public:
 
@@ -73,9 +92,12 @@ struct MeshState {
   void Remove(const resources::Key& key);
 
   // The workloads a Service selects (its namespace, matching labels, reachable: address
-  // and inbound port set), computed once per change of services or workloads. Not
-  // thread-safe: translation runs on one thread.
+  // and inbound port set), in key order. Not thread-safe (nor is the next): translation
+  // runs on one thread.
   const std::vector<const mesh::v1::Workload*>& Members(const ObjectKey& service) const;
+  // The Services of `workload`'s namespace that select it, in key order.
+  std::vector<const std::pair<const ObjectKey, mesh::v1::Service>*> ServicesSelecting(
+      const mesh::v1::Workload& workload) const;
 
   bool plugins_enabled() const {
     return mesh_config && mesh_config->spec().feature_flags().enable_plugin_policy();

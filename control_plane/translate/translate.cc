@@ -439,10 +439,8 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
     }
   }
 
-  for (const auto& [key, svc] : state.services) {
-    if (key.first == ns && SelectorMatches(svc.spec().selector(), agent.metadata().labels())) {
-      AddService(state, key, svc, /*inbound=*/true, snap);
-    }
+  for (const auto* service : state.ServicesSelecting(agent)) {
+    AddService(state, service->first, service->second, /*inbound=*/true, snap);
   }
   std::set<std::string> mounted[2];
   for (const auto& [chain, modules] : chains) {

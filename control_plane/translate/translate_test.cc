@@ -288,6 +288,51 @@ TEST(Translate, ServicesRouteToWorkloadsAndOwnServicesToTheLocalApp) {
   EXPECT_EQ(t.snapshot.settings().workload().service_account(), "curl");
 }
 
+// A Service selects the workloads of its namespace that carry every label of its selector,
+// whichever label the index finds them by; its members and an agent's own services keep
+// key order.
+TEST(Translate, ServicesSelectTheWorkloadsWithEveryLabelOfTheirSelector) {
+  const auto workload = [](const std::string& name, const std::string& ns, const std::string& labels) {
+    return "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: " + name + ", namespace: " + ns +
+           ", labels: {" + labels + "}}\nspec: {address: 127.0.0.9, inboundPort: 15003}\n---\n";
+  };
+  const auto service = [](const std::string& name, const std::string& selector) {
+    return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: httpbin}\nspec: {ports: [{port: 80}]" +
+           (selector.empty() ? std::string() : ", selector: {" + selector + "}") + "}\n---\n";
+  };
+  const MeshState s = State(service("web", "app: shop, tier: web") + service("tier", "tier: web") +
+                            service("none", "") + workload("w-b", "httpbin", "tier: web, app: shop") +
+                            workload("w-a", "httpbin", "app: shop, tier: web, extra: x") +
+                            workload("app-only", "httpbin", "app: shop") + workload("tier-only", "httpbin", "tier: web") +
+                            workload("elsewhere", "curl", "app: shop, tier: web") +
+                            "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: unreachable, namespace: httpbin, "
+                            "labels: {app: shop, tier: web}}\nspec: {}\n");
+  const auto members = [&](const std::string& name) {
+    Strings out;
+    for (const auto* wl : s.Members({"httpbin", name})) out.push_back(wl->metadata().name());
+    return out;
+  };
+  EXPECT_EQ(members("web"), (Strings{"w-a", "w-b"}));
+  EXPECT_EQ(members("tier"), (Strings{"tier-only", "w-a", "w-b"}));
+  EXPECT_EQ(members("none"), Strings{});  // an empty selector selects nothing
+  EXPECT_EQ(members("httpbin"), Strings{"httpbin-1"});
+  const auto own = [&](const std::string& ns, const std::string& name) {
+    Strings out;
+    for (const auto* svc : s.ServicesSelecting(Agent(s, ns, name))) out.push_back(svc->first.second);
+    return out;
+  };
+  EXPECT_EQ(own("httpbin", "w-b"), (Strings{"tier", "web"}));
+  EXPECT_EQ(own("httpbin", "unreachable"), (Strings{"tier", "web"}));  // no address: still its own services
+  EXPECT_EQ(own("httpbin", "app-only"), Strings{});
+  EXPECT_EQ(own("curl", "elsewhere"), Strings{});  // other namespace
+  const auto t = WholeTranslation(s, Agent(s, "httpbin", "w-a"));
+  Strings inbound;
+  for (const auto& svc : t.snapshot.services()) {
+    if (svc.inbound()) inbound.push_back(svc.name());
+  }
+  EXPECT_EQ(inbound, (Strings{"tier.httpbin", "web.httpbin"}));
+}
+
 // Destinations are translated once for all agents; an agent's own part holds only what
 // differs: its inbound service and the destinations it has configs for.
 TEST(Translate, AnAgentsOwnPartHoldsOnlyWhatDiffersFromTheSharedDestinations) {
