@@ -18,6 +18,11 @@ std::string ConfiguredPlugin(const translate::MeshState& state, const translate:
 ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events) {
   for (const auto& ev : events) {
     const auto& k = ev.entry.key;
+    if (k.kind == Kind::kWorkload) {
+      // Other agents' own part does not depend on it, only their destinations' endpoints.
+      workloads_.insert(AgentId(k.ns, k.name));
+      continue;
+    }
     if (translate::MakesDestinations(k.kind)) {
       everyone_ = true;
       continue;
@@ -42,7 +47,7 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
 std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, const Reports& reports) const {
   std::set<std::string> plugins = plugins_;
   for (const auto& key : configs_) plugins.insert(ConfiguredPlugin(after, key));
-  std::set<std::string> affected;
+  std::set<std::string> affected = workloads_;
   // As last translated: agents that mount (or miss) those plugins, or matched those chains.
   for (const auto& [agent, report] : reports) {
     bool hit = false;

@@ -1,5 +1,7 @@
 // Which agents a batch of store changes can affect, so only they are translated again:
-// Namespaces, Services, Workloads and the MeshConfig → every agent; a Plugin → the agents
+// Namespaces, Services, HTTPRoutes and the MeshConfig → every agent; a Workload → its own
+// agent (the others' own part does not depend on it: they get the new endpoints under it,
+// see Publisher); a Plugin → the agents
 // that mount it or miss it; a PluginChain → the agents it matched before or matches now;
 // a PluginConfig → the agents that mount its plugin, before and after. Pure.
 #pragma once
@@ -30,6 +32,7 @@ class ChangeImpact {
 
  private:
   bool everyone_ = false;
+  std::set<std::string> workloads_;           // agents of Workloads that changed
   std::set<std::string> plugins_;             // plugins whose mounts may change
   std::set<translate::ObjectKey> chains_;     // PluginChains that changed
   std::set<translate::ObjectKey> configs_;    // PluginConfigs that changed

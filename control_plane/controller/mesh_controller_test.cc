@@ -6,7 +6,9 @@
 
 #include <set>
 #include <thread>
+#include <tuple>
 
+#include "common/agent_id.h"
 #include "control_plane/api/resource_api.h"
 #include "common/eventually.h"
 #include "control_plane/store/sqlite_store.h"
@@ -231,6 +233,61 @@ TEST_F(MeshControllerTest, DestinationsAreMadeAgainOnlyWhenWhatTheyAreMadeOfChan
   apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
         "spec: {ports: [{port: 80}], selector: {app: other}}\n");
   EXPECT_NE(cache_.Get("curl/curl-1")->base, before->base);
+}
+
+// A workload joining is translated alone: the others get its endpoint under their own part
+// as it was, and agents whose egress hosts do not reach its Service are left as they were.
+TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
+  v1::ApplyRequest scope;
+  scope.add_manifests()->set_content(
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: scoped, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
+  ASSERT_TRUE(api_->Apply(scope).ok());
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  for (const auto& [name, ns, app] :
+       {std::tuple("curl-1", "curl", "curl"), std::tuple("s-1", "scoped", "s"), std::tuple("httpbin-1", "httpbin", "httpbin")}) {
+    registry_.Connected(AgentId(ns, name), "delta", "test");  // past the grace period
+    ASSERT_TRUE(controller_->Register(Agent(name, ns, app)).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") && cache_.Get("scoped/s-1") && cache_.Get("httpbin/httpbin-1"); }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  const auto endpoints = [&](const std::string& agent) {
+    size_t n = 0;
+    cache_.Get(agent)->ForEach(xds_types::UrlOf<v1::Endpoints>(), [&](const std::string&, const xds::ResourcePtr& r) {
+      v1::Endpoints e;
+      EXPECT_TRUE(e.ParseFromString(std::string(r->Value())));
+      if (e.cluster() == "httpbin.httpbin|14001") n += e.endpoints_size();
+    });
+    return n;
+  };
+  ASSERT_EQ(endpoints("curl/curl-1"), 1u);
+  const int64_t curl = controller_->Translations("curl/curl-1");
+  const int64_t httpbin = controller_->Translations("httpbin/httpbin-1");
+  const auto scoped = cache_.Get("scoped/s-1");
+  const auto curl_own = cache_.Get("curl/curl-1")->own;
+
+  const uint64_t stream = registry_.Connected("httpbin/httpbin-2", "delta", "test");
+  auto second = Agent("httpbin-2", "httpbin", "httpbin");
+  second.mutable_spec()->set_address("127.0.0.2");
+  ASSERT_TRUE(controller_->Register(second).ok());
+  ASSERT_TRUE(Eventually([&] { return endpoints("curl/curl-1") == 2u; }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  EXPECT_EQ(endpoints("httpbin/httpbin-1"), 2u);
+  EXPECT_EQ(controller_->Translations("httpbin/httpbin-2"), 1);
+  EXPECT_EQ(controller_->Translations("curl/curl-1"), curl);
+  EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin);
+  EXPECT_EQ(cache_.Get("curl/curl-1")->own, curl_own);  // the same encodings, moved onto the new endpoints
+  EXPECT_EQ(cache_.Get("scoped/s-1"), scoped);          // may not call httpbin: not even a new version
+
+  // Leaving: the endpoint goes from the others, still without translating them.
+  registry_.Disconnected("httpbin/httpbin-2", stream);
+  v1::DeleteRequest del;
+  auto* ref = del.add_refs();
+  ref->set_kind("Workload");
+  ref->set_namespace_("httpbin");
+  ref->set_name("httpbin-2");
+  ASSERT_TRUE(api_->Delete(del).ok());
+  ASSERT_TRUE(Eventually([&] { return endpoints("curl/curl-1") == 1u; }));
+  EXPECT_EQ(controller_->Translations("curl/curl-1"), curl);
 }
 
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a

@@ -15,10 +15,12 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
 }  // namespace
 
 void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
-  if (state.destinations_generation != generation_) {
+  const bool new_destinations = state.destinations_generation != generation_;
+  if (new_destinations) {
     generation_ = state.destinations_generation;
     all_ = translate::TranslateDestinations(state);
     by_namespace_.clear();
+    previous_scopes_ = std::move(by_scope_);
     by_scope_.clear();
   }
   {
@@ -40,10 +42,33 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
       slot = std::move(t.report);
       ++translations_[agent];
     }
-    auto resources = xds::ToResources(t.snapshot, interner_, destinations.resources);
-    registry_.SetSnapshotVersion(agent, resources->version);
-    cache_.Set(agent, std::move(resources));
+    SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources));
   }
+  if (new_destinations) Rebase(state, agents);
+  previous_scopes_.clear();
+}
+
+void Publisher::Rebase(const translate::MeshState& state, const std::set<std::string>& translated) {
+  std::vector<std::string> others;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [agent, _] : reports_) {
+      if (!translated.count(agent)) others.push_back(agent);
+    }
+  }
+  for (const auto& agent : others) {
+    const auto workload = SplitAgentId(agent);
+    const xds::Resources current = cache_.Get(agent);
+    if (!workload || !current) continue;
+    const Destinations& destinations = DestinationsFor(state, workload->first);
+    if (current->base == destinations.resources) continue;  // its scope's did not change
+    SetResources(agent, xds::Rebase(*current, destinations.resources));
+  }
+}
+
+void Publisher::SetResources(const std::string& agent, xds::Resources resources) {
+  registry_.SetSnapshotVersion(agent, resources->version);
+  cache_.Set(agent, std::move(resources));
 }
 
 const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshState& state, const std::string& ns) {
@@ -55,6 +80,12 @@ const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshS
   if (made) {
     slot->second.snapshot = scope ? translate::ScopeDestinations(all_, *scope) : all_;
     slot->second.resources = xds::ToResources(slot->second.snapshot, interner_);
+    // Unchanged for this scope (a workload joined a Service it may not call): the same
+    // object, so that its agents are left as they are.
+    auto before = previous_scopes_.find(slot->first);
+    if (before != previous_scopes_.end() && before->second.resources->version == slot->second.resources->version) {
+      slot->second = std::move(before->second);
+    }
   }
   at->second = &slot->second;
   return slot->second;

@@ -23,7 +23,9 @@ class Publisher {
   Publisher(xds::SnapshotCache& cache, xds::AgentRegistry& registry) : cache_(cache), registry_(registry) {}
 
   // Translates `agents` (those with a Workload in `state`) and publishes the resources
-  // whose version changed. Called from one thread at a time.
+  // whose version changed. When the destinations changed, every other agent gets the new
+  // ones under its own part as last translated: callers pass every agent whose own part
+  // the change may alter (ChangeImpact). Called from one thread at a time.
   void Publish(const translate::MeshState& state, const std::set<std::string>& agents);
   // A deleted workload: its report and resources go.
   void Remove(const std::string& agent);
@@ -45,6 +47,9 @@ class Publisher {
   };
   // Those of namespace `ns`'s workloads, made once per scope and generation.
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
+  // The agents translated before and not in `translated`, over their new destinations.
+  void Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
+  void SetResources(const std::string& agent, xds::Resources resources);
 
   xds::SnapshotCache& cache_;
   xds::AgentRegistry& registry_;
@@ -54,6 +59,7 @@ class Publisher {
   uint64_t generation_ = 0;
   v1::Snapshot all_;
   std::map<std::string, Destinations> by_scope_;
+  std::map<std::string, Destinations> previous_scopes_;  // the last generation's, during Publish
   std::map<std::string, const Destinations*> by_namespace_;
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_

@@ -173,6 +173,22 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
   return out;
 }
 
+std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base) {
+  auto out = std::make_shared<AgentResources>();
+  out->own = agent.own;
+  out->type_versions = agent.type_versions;
+  std::vector<std::string> changed;
+  for (const auto& type : xds_types::TypeUrls()) {
+    const std::string* before = agent.base ? &agent.base->type_versions.at(type) : nullptr;
+    const std::string* after = base ? &base->type_versions.at(type) : nullptr;
+    if (!before || !after || *before != *after) changed.push_back(type);
+  }
+  out->base = std::move(base);
+  SetTypeVersions(*out, changed);
+  out->version = xds_types::SnapshotVersion(out->type_versions);
+  return out;
+}
+
 v1::Snapshot ToSnapshot(const AgentResources& resources) {
   v1::Snapshot snap;
   snap.set_version(resources.version);

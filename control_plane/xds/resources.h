@@ -100,6 +100,12 @@ class ResourceInterner {
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
                                                   std::shared_ptr<const AgentResources> base = nullptr);
 
+// `agent`'s own resources over `base`, new shared resources: for a change that alters
+// only what agents share (a workload joining or leaving changes endpoints), without
+// translating the agent again. Only the types whose shared resources changed are versioned
+// again.
+std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base);
+
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);
 
