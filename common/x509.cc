@@ -235,10 +235,25 @@ CertInfo InspectCert(X509* x) {
 
 }  // namespace
 
-absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
+absl::StatusOr<Certificate> Certificate::Parse(std::string_view pem) {
   auto cert = ReadCert(pem);
   if (!cert.ok()) return cert.status();
-  return InspectCert(cert->get());
+  return Certificate(std::shared_ptr<X509>(cert->release(), X509_free));
+}
+
+CertInfo Certificate::Info() const { return InspectCert(cert_.get()); }
+
+bool Certificate::SignedBy(const Certificate& issuer) const {
+  EVP_PKEY* key = X509_get0_pubkey(issuer.cert_.get());
+  const bool ok = key != nullptr && X509_verify(cert_.get(), key) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
+absl::StatusOr<CertInfo> Inspect(std::string_view pem) {
+  auto cert = Certificate::Parse(pem);
+  if (!cert.ok()) return cert.status();
+  return cert->Info();
 }
 
 absl::StatusOr<CertInfo> Inspect(X509* cert) {
@@ -260,15 +275,10 @@ absl::StatusOr<std::vector<std::string>> SplitCertificates(std::string_view pem)
 }
 
 bool SignedBy(std::string_view cert_pem, std::string_view issuer_cert_pem) {
-  auto cert = ReadCert(cert_pem);
-  auto issuer = ReadCert(issuer_cert_pem);
-  bool ok = cert.ok() && issuer.ok();
-  if (ok) {
-    EVP_PKEY* key = X509_get0_pubkey(issuer->get());
-    ok = key != nullptr && X509_verify(cert->get(), key) == 1;
-  }
+  auto cert = Certificate::Parse(cert_pem);
+  auto issuer = Certificate::Parse(issuer_cert_pem);
   ERR_clear_error();
-  return ok;
+  return cert.ok() && issuer.ok() && cert->SignedBy(*issuer);
 }
 
 bool KeyMatches(std::string_view key_pem, std::string_view cert_pem) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,22 @@ struct CertInfo {
   bool self_signed = false;
   std::string subject_key_id;    // hex; "" if the extension is absent
   std::string authority_key_id;  // hex: the issuer's subject key id
+};
+
+// A certificate parsed once, for several questions about it: parsing is most of their
+// cost (OpenSSL 3 looks up a decoder for the public key on every parse).
+class Certificate {
+ public:
+  // The first certificate in `pem`.
+  static absl::StatusOr<Certificate> Parse(std::string_view pem);
+  CertInfo Info() const;
+  // Whether it carries a valid signature by `issuer`'s key (signature only: names and
+  // times are the caller's to check).
+  bool SignedBy(const Certificate& issuer) const;
+
+ private:
+  explicit Certificate(std::shared_ptr<x509_st> cert) : cert_(std::move(cert)) {}
+  std::shared_ptr<x509_st> cert_;  // never null
 };
 
 // What the first certificate in `pem` says.

@@ -54,6 +54,14 @@ TEST(X509Test, TheSignerDecidesTheIdentityNotTheCsr) {
   EXPECT_TRUE(SignedBy(*cert, ca.cert));
   EXPECT_FALSE(SignedBy(*cert, MakeCa().cert));  // another CA's key
   EXPECT_FALSE(SignedBy("garbage", ca.cert));
+  // Parsed once, the same answers.
+  auto parsed = Certificate::Parse(*cert);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->Info().spiffe_id, info->spiffe_id);
+  EXPECT_EQ(parsed->Info().not_after, info->not_after);
+  EXPECT_TRUE(parsed->SignedBy(*Certificate::Parse(ca.cert)));
+  EXPECT_FALSE(parsed->SignedBy(*Certificate::Parse(MakeCa().cert)));
+  EXPECT_FALSE(parsed->SignedBy(*parsed));  // not self-signed
   const auto life = std::chrono::duration_cast<std::chrono::seconds>(info->not_after - info->not_before);
   EXPECT_EQ(life.count(), 3600 + 60);  // one minute of allowance for clock skew
 }
@@ -70,6 +78,7 @@ TEST(X509Test, ACsrWhoseSignatureDoesNotVerifyIsRefused) {
 
 TEST(X509Test, GarbageIsNamedNotCrashedOn) {
   EXPECT_FALSE(Inspect("hello").ok());
+  EXPECT_EQ(std::string(Certificate::Parse("hello").status().message()).substr(0, 21), "not a PEM certificate");
   EXPECT_FALSE(SplitCertificates("").ok());
   const Ca ca = MakeCa();
   EXPECT_EQ(std::string(SignCsr("garbage", ca.cert, ca.key, Profile{}).status().message()).substr(0, 38),

@@ -48,10 +48,11 @@ absl::StatusOr<Caller> Access::Authenticate(const grpc::ServerContextBase& ctx) 
   }
   const auto auth = ctx.auth_context();
   const std::string pem = auth ? Property(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME) : "";
-  auto info = x509::Inspect(pem);
+  auto cert = x509::Certificate::Parse(pem);
+  const std::optional<x509::CertInfo> info = cert.ok() ? std::optional(cert->Info()) : std::nullopt;
   // A certificate without a workload's names is not an agent's: it counts for nothing.
-  if (info.ok() && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
-    if (absl::Status verified = ca_.VerifyIssued(pem, *info); !verified.ok()) return verified;
+  if (info && !info->spiffe_id.empty() && info->common_name.find('/') != std::string::npos) {
+    if (absl::Status verified = ca_.VerifyIssued(*cert, *info); !verified.ok()) return verified;
     caller.workload = info->common_name;
     caller.spiffe_id = info->spiffe_id;
     caller.certificate_expiry = info->not_after;

@@ -56,10 +56,11 @@ absl::StatusOr<CertificateAuthority::Signer> LoadSigner(const std::string& chain
                                                         const std::string& source) {
   auto chain = x509::SplitCertificates(chain_pem);
   if (!chain.ok()) return absl::InvalidArgumentError(Cat(source, ": ", chain.status().message()));
-  auto info = x509::Inspect(chain->front());
-  if (!info.ok()) return absl::InvalidArgumentError(Cat(source, ": ", info.status().message()));
-  if (!info->is_ca) return absl::InvalidArgumentError(Cat(source, ": the certificate is not a CA (basicConstraints CA:TRUE)"));
-  if (info->not_after <= x509::Clock::now()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has expired"));
+  auto parsed = x509::Certificate::Parse(chain->front());
+  if (!parsed.ok()) return absl::InvalidArgumentError(Cat(source, ": ", parsed.status().message()));
+  const x509::CertInfo info = parsed->Info();
+  if (!info.is_ca) return absl::InvalidArgumentError(Cat(source, ": the certificate is not a CA (basicConstraints CA:TRUE)"));
+  if (info.not_after <= x509::Clock::now()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has expired"));
   if (!x509::KeyMatches(key_pem, chain->front())) {
     return absl::InvalidArgumentError(Cat(source, ": the key is not the CA certificate's key"));
   }
@@ -73,10 +74,10 @@ absl::StatusOr<CertificateAuthority::Signer> LoadSigner(const std::string& chain
                                             i + 2, "; give the CA certificate, then its issuers up to the root"));
     }
   }
-  if (info->subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
+  if (info.subject_key_id.empty()) return absl::InvalidArgumentError(Cat(source, ": the CA certificate has no subject key id"));
   // The bundle is the root: the last certificate of the chain. Everything below it is sent
   // with each leaf so that peers holding only the root can verify it.
-  CertificateAuthority::Signer s{chain->front(), key_pem, "", chain->back(), *std::move(info)};
+  CertificateAuthority::Signer s{chain->front(), key_pem, "", chain->back(), info, *std::move(parsed)};
   for (size_t i = 0; i + 1 < chain->size(); ++i) s.intermediates += (*chain)[i];
   return s;
 }
@@ -205,19 +206,19 @@ v1::TrustBundle CertificateAuthority::trust() const {
   return t;
 }
 
-absl::Status CertificateAuthority::VerifyIssued(const std::string& leaf_pem, const x509::CertInfo& info) const {
-  std::string issuer;
+absl::Status CertificateAuthority::VerifyIssued(const x509::Certificate& leaf, const x509::CertInfo& info) const {
+  std::optional<x509::Certificate> issuer;
   x509::Clock::time_point issuer_expiry{};
   {
     std::lock_guard lock(mu_);
     for (const Signer* s : {&current_, next_ ? &*next_ : nullptr}) {
       if (s && info.authority_key_id == s->info.subject_key_id) {
-        issuer = s->cert;
+        issuer = s->parsed;
         issuer_expiry = s->info.not_after;
       }
     }
   }
-  if (issuer.empty() || !x509::SignedBy(leaf_pem, issuer)) {
+  if (!issuer || !leaf.SignedBy(*issuer)) {
     return absl::UnauthenticatedError("the client certificate was not issued by this mesh's CA");
   }
   const auto now = x509::Clock::now();

@@ -44,10 +44,9 @@ class CertificateAuthority {
   // What agents need to verify each other: roots, trusted issuers and the signer.
   v1::TrustBundle trust() const;
 
-  // The certificate `leaf_pem` (one a peer presented; `info` is what x509::Inspect read of
-  // it) was issued by a CA trusted now, carries its valid signature and is within its
-  // validity period.
-  absl::Status VerifyIssued(const std::string& leaf_pem, const x509::CertInfo& info) const;
+  // The certificate `leaf` (one a peer presented; `info` is its Info()) was issued by a CA
+  // trusted now, carries its valid signature and is within its validity period.
+  absl::Status VerifyIssued(const x509::Certificate& leaf, const x509::CertInfo& info) const;
 
   // A workload certificate chain (leaf, then intermediates) for the key in `csr_pem`.
   absl::StatusOr<std::string> SignWorkload(const std::string& csr_pem, const std::string& trust_domain,
@@ -83,6 +82,7 @@ class CertificateAuthority {
     std::string intermediates;  // sent after each leaf: the CA certificate and any above it below the root
     std::string root;
     x509::CertInfo info;
+    x509::Certificate parsed;  // `cert`, to verify what it signed without parsing it each time
   };
 
  private:

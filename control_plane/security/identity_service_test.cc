@@ -14,8 +14,8 @@ namespace meshplug::control_plane::security {
 namespace {
 
 absl::Status Verify(const CertificateAuthority& ca, const std::string& leaf) {
-  auto info = x509::Inspect(leaf);
-  return info.ok() ? ca.VerifyIssued(leaf, *info) : info.status();
+  auto cert = x509::Certificate::Parse(leaf);
+  return cert.ok() ? ca.VerifyIssued(*cert, cert->Info()) : cert.status();
 }
 
 class IdentityServiceTest : public ::testing::Test {
