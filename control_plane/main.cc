@@ -17,8 +17,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/release_mutexes.h"
 #include "common/secret.h"
 #include "common/stats.h"
 #include "common/strings.h"
@@ -88,10 +88,7 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Debian's Abseil is built without NDEBUG, which turns on deadlock detection in every
-  // absl::Mutex (gRPC's): a global lock graph updated on each acquisition, 3.5% of the
-  // control plane's CPU while 3,000 agents connect. Release builds of Abseil have it off.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  meshplug::UseReleaseMutexes();
   absl::SetProgramUsageMessage("meshplug control plane");
   absl::ParseCommandLine(argc, argv);
   log::SetComponent("control-plane");
