@@ -23,6 +23,9 @@ class Debouncer {
     if (!first_) return std::nullopt;
     return std::min(*last_ + quiet_, *first_ + max_delay_);
   }
+  // Whether the pending changes are due because the first is `max_delay` old while more
+  // kept coming (a burst that has not ended), rather than after `quiet`.
+  bool Bursting() const { return first_ && *first_ + max_delay_ < *last_ + quiet_; }
   // The pending changes are being handled.
   void Reset() { first_.reset(), last_.reset(); }
 

@@ -15,10 +15,15 @@ TEST(DebouncerTest, DueAfterQuietButNeverLaterThanMaxDelayAfterTheFirstChange) {
   EXPECT_EQ(*d.Due(), t0 + milliseconds(100));
   d.Changed(t0 + milliseconds(50));
   EXPECT_EQ(*d.Due(), t0 + milliseconds(150)) << "a new change restarts the quiet time";
-  for (int i = 2; i <= 20; ++i) d.Changed(t0 + milliseconds(50 * i));
+  EXPECT_FALSE(d.Bursting());
+  for (int i = 2; i <= 18; ++i) d.Changed(t0 + milliseconds(50 * i));
+  EXPECT_FALSE(d.Bursting()) << "the last change at 900 ms: quiet at 1,000 ms, as max_delay";
+  d.Changed(t0 + milliseconds(950));
   EXPECT_EQ(*d.Due(), t0 + milliseconds(1000)) << "a steady stream is published at max_delay";
+  EXPECT_TRUE(d.Bursting()) << "changes still coming when it is due";
   d.Reset();
   EXPECT_FALSE(d.Due());
+  EXPECT_FALSE(d.Bursting());
 }
 
 }  // namespace

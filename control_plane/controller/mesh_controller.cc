@@ -25,6 +25,7 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
                                      })),
       orphan_scan_(options.orphan_scan),
       replica_(options.replica),
+      quiet_(options.quiet),
       debouncer_(options.quiet, options.max_delay) {}
 
 MeshController::~MeshController() { Stop(); }
@@ -98,7 +99,13 @@ void MeshController::Loop() {
   while (!stopping_) {
     // The next moment something is due: a debounced publish or a grace period's end.
     std::optional<Clock::time_point> due = debouncer_.Due();
-    if (auto deadline = registrations_.NextDeadline()) due = due ? std::min(*due, *deadline) : *deadline;
+    // Endpoints held back for the agents already connected go out when due, or as soon as
+    // changes stop coming for `quiet` (the storm is over).
+    std::optional<Clock::time_point> held = publisher_.RebaseDue();
+    if (held && !due) held = std::min(*held, published_at_ + quiet_);
+    for (auto deadline : {registrations_.NextDeadline(), held}) {
+      if (deadline) due = due ? std::min(*due, *deadline) : *deadline;
+    }
     if (!due) {
       cv_.wait(lock);
       continue;
@@ -107,6 +114,7 @@ void MeshController::Loop() {
       cv_.wait_until(lock, *due);
       continue;
     }
+    const bool bursting = debouncer_.Bursting();
     debouncer_.Reset();
     const int64_t since = published_revision_;
     std::optional<v1::TrustBundle> trust = std::move(pending_trust_);
@@ -124,13 +132,17 @@ void MeshController::Loop() {
       log::Warn("reloading the mesh state", {{"reason", std::string(events.status().message())}});
       Reload();
     } else if (!events->empty()) {
-      Follow(*events, trust_changed);
+      Follow(*events, trust_changed, bursting);
     } else if (trust_changed) {
       publisher_.Publish(state_, AllAgents());
+    } else if (publisher_.RebaseDue()) {
+      publisher_.Publish(state_, {});  // the endpoints held back
     }
+    published_at_ = Clock::now();
     lock.lock();
     trust_published_ = trust_set;
-    published_revision_ = std::max(published_revision_, state_.revision);
+    // Not while some agents still wait for the destinations of these changes.
+    if (!publisher_.RebaseDue()) published_revision_ = std::max(published_revision_, state_.revision);
     cv_.notify_all();
   }
 }
@@ -148,7 +160,7 @@ bool MeshController::LeadsCleanUp() {
   return holder != leader->end() && holder->second == replica_;
 }
 
-void MeshController::Follow(const std::vector<store::Event>& events, bool everyone) {
+void MeshController::Follow(const std::vector<store::Event>& events, bool everyone, bool bursting) {
   const ChangeImpact impact(state_, events);
   for (const auto& ev : events) {
     if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
@@ -176,7 +188,7 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
       agents = impact.Agents(state_, reports);
     });
   }
-  publisher_.Publish(state_, agents);
+  publisher_.Publish(state_, agents, /*may_hold=*/bursting);
 }
 
 void MeshController::Reload() {

@@ -72,8 +72,9 @@ class MeshController final : public xds::AgentLifecycle {
 
   void Loop();
   // Applies a batch of store changes to the state and publishes the agents it affects
-  // (`everyone`: all of them).
-  void Follow(const std::vector<store::Event>& events, bool everyone);
+  // (`everyone`: all of them). `bursting`: more changes keep coming (Debouncer::Bursting),
+  // so the other agents' endpoints may be held back (Publisher::Publish).
+  void Follow(const std::vector<store::Event>& events, bool everyone, bool bursting);
   // Loads the whole store again (the change log no longer reaches back) and publishes all.
   void Reload();
   std::set<std::string> AllAgents() const;
@@ -89,6 +90,7 @@ class MeshController final : public xds::AgentLifecycle {
   const std::function<Registrations::ConnectedAgents()> connected_;
   const std::chrono::milliseconds orphan_scan_;
   const std::string replica_;  // in the leader's live value
+  const std::chrono::milliseconds quiet_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -98,6 +100,7 @@ class MeshController final : public xds::AgentLifecycle {
   std::optional<v1::TrustBundle> pending_trust_;  // under mu_
   int64_t trust_set_ = 0, trust_published_ = 0;   // under mu_: SetTrust calls, and those published
   translate::MeshState state_;        // the loop thread's (and Start's, before it)
+  Clock::time_point published_at_{};  // the loop thread's: when it last published
 
   store::Store::Subscription subscription_;
   std::thread thread_;

@@ -1,10 +1,18 @@
 #include "control_plane/controller/publisher.h"
 
 #include "common/agent_id.h"
+#include "common/log.h"
 
 namespace meshplug::control_plane::controller {
 
 namespace {
+
+// A hold this long is worth a line in the log: agents saw old endpoints meanwhile.
+constexpr auto kLongHold = std::chrono::milliseconds(200);
+
+int64_t Ms(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
   std::string key;
@@ -14,7 +22,7 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
 
 }  // namespace
 
-void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents) {
+void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold) {
   const bool new_destinations = state.destinations_generation != generation_;
   if (new_destinations) {
     generation_ = state.destinations_generation;
@@ -44,12 +52,33 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources));
   }
-  if (new_destinations) Rebase(state, agents);
+  if (new_destinations && !rebase_pending_) {
+    rebase_pending_ = true;
+    held_since_ = Clock::now();
+  }
+  if (rebase_pending_ && (!may_hold || Clock::now() >= next_rebase_)) {
+    const auto start = Clock::now();
+    const size_t pushed = Rebase(state, agents);
+    const auto end = Clock::now();
+    rebase_pending_ = false;
+    next_rebase_ = end + (end - start);
+    if (start - held_since_ >= kLongHold) {
+      log::Info("endpoints held back during a burst of changes went out",
+                {{"agents", std::to_string(pushed)}, {"held_ms", std::to_string(Ms(start - held_since_))},
+                 {"took_ms", std::to_string(Ms(end - start))}});
+    }
+  }
   previous_scopes_.clear();
 }
 
-void Publisher::Rebase(const translate::MeshState& state, const std::set<std::string>& translated) {
+std::optional<Publisher::Clock::time_point> Publisher::RebaseDue() const {
+  if (!rebase_pending_) return std::nullopt;
+  return next_rebase_;
+}
+
+size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::string>& translated) {
   std::vector<std::string> others;
+  size_t pushed = 0;
   {
     std::lock_guard lock(mu_);
     for (const auto& [agent, _] : reports_) {
@@ -63,7 +92,9 @@ void Publisher::Rebase(const translate::MeshState& state, const std::set<std::st
     const Destinations& destinations = DestinationsFor(state, workload->first);
     if (current->base == destinations.resources) continue;  // its scope's did not change
     SetResources(agent, xds::Rebase(*current, destinations.resources));
+    ++pushed;
   }
+  return pushed;
 }
 
 void Publisher::SetResources(const std::string& agent, xds::Resources resources) {

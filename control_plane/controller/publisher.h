@@ -3,9 +3,11 @@
 // own part laid over it. Keeps each agent's last translation report for status and change impact.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -25,8 +27,15 @@ class Publisher {
   // Translates `agents` (those with a Workload in `state`) and publishes the resources
   // whose version changed. When the destinations changed, every other agent gets the new
   // ones under its own part as last translated: callers pass every agent whose own part
-  // the change may alter (ChangeImpact). Called from one thread at a time.
-  void Publish(const translate::MeshState& state, const std::set<std::string>& agents);
+  // the change may alter (ChangeImpact). If `may_hold` (changes keep coming: a connect
+  // storm), that update waits, when the last one took long, until as long again has passed
+  // (RebaseDue): at most half of the time goes to pushing endpoints to the agents already
+  // connected, and the translated ones are never held back. Called from one thread at a
+  // time, as is RebaseDue.
+  void Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold = false);
+  // When the update of the other agents that Publish held back is due (Publish again
+  // then); nullopt when none is held back.
+  std::optional<std::chrono::steady_clock::time_point> RebaseDue() const;
   // A deleted workload: its report and resources go.
   void Remove(const std::string& agent);
 
@@ -40,6 +49,7 @@ class Publisher {
   int64_t Translations(const std::string& agent) const;
 
  private:
+  using Clock = std::chrono::steady_clock;
   // Destinations as agents of one egress scope receive them.
   struct Destinations {
     v1::Snapshot snapshot;
@@ -47,8 +57,9 @@ class Publisher {
   };
   // Those of namespace `ns`'s workloads, made once per scope and generation.
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
-  // The agents translated before and not in `translated`, over their new destinations.
-  void Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
+  // The agents translated before and not in `translated`, over their new destinations;
+  // returns how many got new resources.
+  size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
   void SetResources(const std::string& agent, xds::Resources resources);
 
   xds::SnapshotCache& cache_;
@@ -60,6 +71,9 @@ class Publisher {
   v1::Snapshot all_;
   std::map<std::string, Destinations> by_scope_;
   std::map<std::string, Destinations> previous_scopes_;  // the last generation's, during Publish
+  bool rebase_pending_ = false;  // other agents' destinations are older than the state's
+  Clock::time_point next_rebase_{};
+  Clock::time_point held_since_{};  // when the pending update became pending
   std::map<std::string, const Destinations*> by_namespace_;
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_
