@@ -26,6 +26,7 @@ class Debouncer {
   // Whether the pending changes are due because the first is `max_delay` old while more
   // kept coming (a burst that has not ended), rather than after `quiet`.
   bool Bursting() const { return first_ && *first_ + max_delay_ < *last_ + quiet_; }
+  std::chrono::milliseconds quiet() const { return quiet_; }
   // The pending changes are being handled.
   void Reset() { first_.reset(), last_.reset(); }
 

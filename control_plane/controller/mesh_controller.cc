@@ -25,7 +25,6 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
                                      })),
       orphan_scan_(options.orphan_scan),
       replica_(options.replica),
-      quiet_(options.quiet),
       debouncer_(options.quiet, options.max_delay) {}
 
 MeshController::~MeshController() { Stop(); }
@@ -97,15 +96,13 @@ void MeshController::Disconnected(const std::string& agent) {
 void MeshController::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    // The next moment something is due: a debounced publish or a grace period's end.
+    // The next moment something is due: a debounced publish, endpoints held back, or a
+    // grace period's end. Held-back endpoints go out with the next publish when changes
+    // are pending; else once they are due, or `quiet` after the last cycle (the burst is
+    // over).
     std::optional<Clock::time_point> due = debouncer_.Due();
-    // Endpoints held back for the agents already connected go out when due, or as soon as
-    // changes stop coming for `quiet` (the storm is over).
-    std::optional<Clock::time_point> held = publisher_.RebaseDue();
-    if (held && !due) held = std::min(*held, published_at_ + quiet_);
-    for (auto deadline : {registrations_.NextDeadline(), held}) {
-      if (deadline) due = due ? std::min(*due, *deadline) : *deadline;
-    }
+    if (auto held = publisher_.RebaseDue(); held && !due) due = std::min(*held, last_cycle_ + debouncer_.quiet());
+    if (auto deadline = registrations_.NextDeadline()) due = due ? std::min(*due, *deadline) : *deadline;
     if (!due) {
       cv_.wait(lock);
       continue;
@@ -116,7 +113,7 @@ void MeshController::Loop() {
     }
     const bool bursting = debouncer_.Bursting();
     debouncer_.Reset();
-    const int64_t since = published_revision_;
+    const int64_t since = state_.revision;  // not published_revision_: held back, it lags
     std::optional<v1::TrustBundle> trust = std::move(pending_trust_);
     pending_trust_.reset();
     const int64_t trust_set = trust_set_;
@@ -136,9 +133,9 @@ void MeshController::Loop() {
     } else if (trust_changed) {
       publisher_.Publish(state_, AllAgents());
     } else if (publisher_.RebaseDue()) {
-      publisher_.Publish(state_, {});  // the endpoints held back
+      publisher_.Publish(state_, {});  // no change came: the endpoints held back go out
     }
-    published_at_ = Clock::now();
+    last_cycle_ = Clock::now();
     lock.lock();
     trust_published_ = trust_set;
     // Not while some agents still wait for the destinations of these changes.

@@ -90,7 +90,6 @@ class MeshController final : public xds::AgentLifecycle {
   const std::function<Registrations::ConnectedAgents()> connected_;
   const std::chrono::milliseconds orphan_scan_;
   const std::string replica_;  // in the leader's live value
-  const std::chrono::milliseconds quiet_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -100,7 +99,7 @@ class MeshController final : public xds::AgentLifecycle {
   std::optional<v1::TrustBundle> pending_trust_;  // under mu_
   int64_t trust_set_ = 0, trust_published_ = 0;   // under mu_: SetTrust calls, and those published
   translate::MeshState state_;        // the loop thread's (and Start's, before it)
-  Clock::time_point published_at_{};  // the loop thread's: when it last published
+  Clock::time_point last_cycle_{};    // the loop thread's: when it last handled what was due
 
   store::Store::Subscription subscription_;
   std::thread thread_;

@@ -245,7 +245,7 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   for (const auto& [name, ns, app] :
        {std::tuple("curl-1", "curl", "curl"), std::tuple("s-1", "scoped", "s"), std::tuple("httpbin-1", "httpbin", "httpbin")}) {
-    registry_.Connected(AgentId(ns, name), "delta", "test");  // past the grace period
+    registry_.Connected(AgentId(ns, name), "delta", "test");  // connected: no grace period removes it
     ASSERT_TRUE(controller_->Register(Agent(name, ns, app)).ok());
   }
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") && cache_.Get("scoped/s-1") && cache_.Get("httpbin/httpbin-1"); }));
@@ -276,7 +276,7 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
   EXPECT_EQ(controller_->Translations("curl/curl-1"), curl);
   EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin);
   EXPECT_EQ(cache_.Get("curl/curl-1")->own, curl_own);  // the same encodings, moved onto the new endpoints
-  EXPECT_EQ(cache_.Get("scoped/s-1"), scoped);          // may not call httpbin: not even a new version
+  EXPECT_EQ(cache_.Get("scoped/s-1"), scoped);          // may not call httpbin: left as it was
 
   // Leaving: the endpoint goes from the others, still without translating them.
   registry_.Disconnected("httpbin/httpbin-2", stream);

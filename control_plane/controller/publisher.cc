@@ -54,12 +54,12 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
   }
   if (new_destinations && !rebase_pending_) {
     rebase_pending_ = true;
-    held_since_ = Clock::now();
+    held_since_ = now_();
   }
-  if (rebase_pending_ && (!may_hold || Clock::now() >= next_rebase_)) {
-    const auto start = Clock::now();
+  if (rebase_pending_ && (!may_hold || now_() >= next_rebase_)) {
+    const auto start = now_();
     const size_t pushed = Rebase(state, agents);
-    const auto end = Clock::now();
+    const auto end = now_();
     rebase_pending_ = false;
     next_rebase_ = end + (end - start);
     if (start - held_since_ >= kLongHold) {
@@ -88,18 +88,18 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
   for (const auto& agent : others) {
     const auto workload = SplitAgentId(agent);
     const xds::Resources current = cache_.Get(agent);
-    if (!workload || !current) continue;
+    // (A workload that a Reload found gone keeps its report until Remove; it gets nothing.)
+    if (!workload || !current || !state.workloads.count(*workload)) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
-    if (current->base == destinations.resources) continue;  // its scope's did not change
-    SetResources(agent, xds::Rebase(*current, destinations.resources));
-    ++pushed;
+    if (current->base && current->base->version == destinations.resources->version) continue;  // the same for it
+    pushed += SetResources(agent, xds::Rebase(*current, destinations.resources));
   }
   return pushed;
 }
 
-void Publisher::SetResources(const std::string& agent, xds::Resources resources) {
+bool Publisher::SetResources(const std::string& agent, xds::Resources resources) {
   registry_.SetSnapshotVersion(agent, resources->version);
-  cache_.Set(agent, std::move(resources));
+  return cache_.Set(agent, std::move(resources));
 }
 
 const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshState& state, const std::string& ns) {
@@ -112,7 +112,7 @@ const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshS
     slot->second.snapshot = scope ? translate::ScopeDestinations(all_, *scope) : all_;
     slot->second.resources = xds::ToResources(slot->second.snapshot, interner_);
     // Unchanged for this scope (a workload joined a Service it may not call): the same
-    // object, so that its agents are left as they are.
+    // object, one for all of the scope's agents however they were last published.
     auto before = previous_scopes_.find(slot->first);
     if (before != previous_scopes_.end() && before->second.resources->version == slot->second.resources->version) {
       slot->second = std::move(before->second);

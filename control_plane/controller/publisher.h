@@ -1,6 +1,8 @@
 // Translates agents and publishes their resources to the snapshot cache: the part every
 // agent shares (the destinations) once per change of what makes them, then each agent's
-// own part laid over it. Keeps each agent's last translation report for status and change impact.
+// own part laid over it; an agent whose own part did not change gets new destinations
+// under it as it was, held back during bursts of changes. Keeps each agent's last
+// translation report for status and change impact.
 #pragma once
 
 #include <chrono>
@@ -22,7 +24,10 @@ namespace meshplug::control_plane::controller {
 
 class Publisher {
  public:
-  Publisher(xds::SnapshotCache& cache, xds::AgentRegistry& registry) : cache_(cache), registry_(registry) {}
+  using Clock = std::chrono::steady_clock;
+  Publisher(xds::SnapshotCache& cache, xds::AgentRegistry& registry,
+            std::function<Clock::time_point()> now = Clock::now)
+      : cache_(cache), registry_(registry), now_(std::move(now)) {}
 
   // Translates `agents` (those with a Workload in `state`) and publishes the resources
   // whose version changed. When the destinations changed, every other agent gets the new
@@ -35,7 +40,7 @@ class Publisher {
   void Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold = false);
   // When the update of the other agents that Publish held back is due (Publish again
   // then); nullopt when none is held back.
-  std::optional<std::chrono::steady_clock::time_point> RebaseDue() const;
+  std::optional<Clock::time_point> RebaseDue() const;
   // A deleted workload: its report and resources go.
   void Remove(const std::string& agent);
 
@@ -49,7 +54,6 @@ class Publisher {
   int64_t Translations(const std::string& agent) const;
 
  private:
-  using Clock = std::chrono::steady_clock;
   // Destinations as agents of one egress scope receive them.
   struct Destinations {
     v1::Snapshot snapshot;
@@ -60,10 +64,12 @@ class Publisher {
   // The agents translated before and not in `translated`, over their new destinations;
   // returns how many got new resources.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
-  void SetResources(const std::string& agent, xds::Resources resources);
+  // Whether they were new (the cache keeps an agent's resources of the same version).
+  bool SetResources(const std::string& agent, xds::Resources resources);
 
   xds::SnapshotCache& cache_;
   xds::AgentRegistry& registry_;
+  const std::function<Clock::time_point()> now_;
   xds::ResourceInterner interner_;
   // The destinations, kept while the state's destinations_generation stays the same: a
   // Plugin, PluginChain or PluginConfig change does not make them again. Publish's thread.

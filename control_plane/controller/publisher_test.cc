@@ -1,0 +1,88 @@
+// The Publisher on states built from manifests, with a clock the test moves.
+#include "control_plane/controller/publisher.h"
+
+#include <gtest/gtest.h>
+
+#include "common/xds_types.h"
+#include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/mesh_state_yaml.h"
+
+namespace meshplug::control_plane::controller {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string Workload(const std::string& name, const std::string& address) {
+  return "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: " + name +
+         ", namespace: httpbin, labels: {app: httpbin}}\nspec: {address: " + address + ", inboundPort: 15003}\n";
+}
+
+class PublisherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::AddYaml(state_, std::string(testing::kCurlHttpbinMesh) + "---\n" +
+                                 "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: curl-1, namespace: curl, "
+                                 "labels: {app: curl}}\nspec: {address: 127.0.0.2, inboundPort: 15003}\n---\n" +
+                                 Workload("httpbin-1", "127.0.0.3"));
+    publisher_.Publish(state_, {"curl/curl-1", "httpbin/httpbin-1"});
+  }
+
+  // The httpbin endpoints the curl agent's resources hold.
+  size_t CurlSees() {
+    size_t n = 0;
+    cache_.Get("curl/curl-1")->ForEach(xds_types::UrlOf<v1::Endpoints>(), [&](const std::string&, const xds::ResourcePtr& r) {
+      v1::Endpoints e;
+      EXPECT_TRUE(e.ParseFromString(std::string(r->Value())));
+      if (e.cluster() == "httpbin.httpbin|14001") n += e.endpoints_size();
+    });
+    return n;
+  }
+
+  // Each reading moves the clock by `step`: every update of the others "takes" that long.
+  Publisher::Clock::time_point now_{};
+  milliseconds step_{0};
+  xds::SnapshotCache cache_;
+  xds::AgentRegistry registry_;
+  Publisher publisher_{cache_, registry_, [this] { return now_ += step_; }};
+  translate::MeshState state_;
+};
+
+// In a burst, the agents already connected get new endpoints at most half of the time:
+// after an update that took 1 s, the next waits until 1 s has passed; the joining
+// workload's own agent is never held back, and an update outside a burst goes out at once.
+TEST_F(PublisherTest, InABurstTheOthersEndpointsWaitAsLongAsTheLastUpdateTook) {
+  ASSERT_EQ(CurlSees(), 1u);
+  step_ = milliseconds(500);  // the clock is read around the update: it takes 500 ms
+  testing::AddYaml(state_, Workload("httpbin-2", "127.0.0.4"));
+  publisher_.Publish(state_, {"httpbin/httpbin-2"}, /*may_hold=*/true);
+  EXPECT_EQ(CurlSees(), 2u) << "nothing held back yet";
+  EXPECT_FALSE(publisher_.RebaseDue());
+  const auto last_update_end = now_;
+  step_ = milliseconds(0);
+
+  testing::AddYaml(state_, Workload("httpbin-3", "127.0.0.5"));
+  publisher_.Publish(state_, {"httpbin/httpbin-3"}, /*may_hold=*/true);
+  EXPECT_EQ(CurlSees(), 2u) << "held back: the last update took 500 ms, and 500 ms have passed since";
+  ASSERT_TRUE(publisher_.RebaseDue());
+  EXPECT_EQ(*publisher_.RebaseDue(), last_update_end + milliseconds(500));
+  EXPECT_NE(cache_.Get("httpbin/httpbin-3"), nullptr) << "the new agent is not held back";
+
+  publisher_.Publish(state_, {}, /*may_hold=*/true);
+  EXPECT_EQ(CurlSees(), 2u) << "not due yet";
+  now_ = *publisher_.RebaseDue();
+  publisher_.Publish(state_, {}, /*may_hold=*/true);
+  EXPECT_EQ(CurlSees(), 3u) << "due";
+  EXPECT_FALSE(publisher_.RebaseDue());
+
+  // Outside a burst, at once, however long the last update took.
+  step_ = milliseconds(5000);
+  testing::AddYaml(state_, Workload("httpbin-4", "127.0.0.6"));
+  publisher_.Publish(state_, {"httpbin/httpbin-4"});
+  testing::AddYaml(state_, Workload("httpbin-5", "127.0.0.7"));
+  publisher_.Publish(state_, {"httpbin/httpbin-5"});
+  EXPECT_EQ(CurlSees(), 5u);
+  EXPECT_FALSE(publisher_.RebaseDue());
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::controller
