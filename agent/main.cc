@@ -25,7 +25,7 @@
 #include "agent/xds/xds_client.h"
 #include "common/backoff.h"
 #include "common/log.h"
-#include "common/release_mutexes.h"
+#include "common/deadlock_detection.h"
 #include "common/files.h"
 #include "common/strings.h"
 
@@ -302,7 +302,7 @@ absl::Status UseCertificateFiles(agent_ns::Agent& agent) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  meshplug::UseReleaseMutexes();
+  meshplug::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "meshplug agent: --bootstrap FILE (or --node_id, --namespace, --xds_address, ...) to follow the "
       "control plane; --snapshot_file FILE to run on a fixed snapshot");

@@ -1,9 +1,9 @@
-#include "common/release_mutexes.h"
+#include "common/deadlock_detection.h"
 
 #include "absl/synchronization/mutex.h"
 
 namespace meshplug {
 
-void UseReleaseMutexes() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
+void DisableMutexDeadlockDetection() { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); }
 
 }  // namespace meshplug

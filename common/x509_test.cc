@@ -59,8 +59,11 @@ TEST(X509Test, TheSignerDecidesTheIdentityNotTheCsr) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->Info().spiffe_id, info->spiffe_id);
   EXPECT_EQ(parsed->Info().not_after, info->not_after);
-  EXPECT_TRUE(parsed->SignedBy(*Certificate::Parse(ca.cert)));
-  EXPECT_FALSE(parsed->SignedBy(*Certificate::Parse(MakeCa().cert)));
+  auto issuer = Certificate::Parse(ca.cert);
+  auto other = Certificate::Parse(MakeCa().cert);
+  ASSERT_TRUE(issuer.ok() && other.ok());
+  EXPECT_TRUE(parsed->SignedBy(*issuer));
+  EXPECT_FALSE(parsed->SignedBy(*other));
   EXPECT_FALSE(parsed->SignedBy(*parsed));  // not self-signed
   const auto life = std::chrono::duration_cast<std::chrono::seconds>(info->not_after - info->not_before);
   EXPECT_EQ(life.count(), 3600 + 60);  // one minute of allowance for clock skew

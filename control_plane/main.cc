@@ -18,7 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/log.h"
-#include "common/release_mutexes.h"
+#include "common/deadlock_detection.h"
 #include "common/secret.h"
 #include "common/stats.h"
 #include "common/strings.h"
@@ -88,7 +88,7 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  meshplug::UseReleaseMutexes();
+  meshplug::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage("meshplug control plane");
   absl::ParseCommandLine(argc, argv);
   log::SetComponent("control-plane");

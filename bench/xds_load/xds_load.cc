@@ -42,7 +42,7 @@
 #include "absl/status/statusor.h"
 #include "common/backoff.h"
 #include "common/client_config.h"
-#include "common/release_mutexes.h"
+#include "common/deadlock_detection.h"
 #include "resources/egress_hosts.h"
 #include "common/strings.h"
 #include "common/x509.h"
@@ -855,7 +855,7 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  meshplug::UseReleaseMutexes();
+  meshplug::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_agents) < 1 || absl::GetFlag(FLAGS_repeats) < 1 || absl::GetFlag(FLAGS_services) < 1) {
     std::fprintf(stderr, "--agents, --repeats and --services must be at least 1\n");

@@ -114,8 +114,10 @@ const MeshState::Selection& MeshState::Selected() const {
   for (const auto& entry : services) {
     const auto& selector = entry.second.spec().selector();
     if (selector.empty()) continue;  // selects nothing
-    const auto& [label, value] = *selector.begin();  // any of them: all must match
-    selection_.by_label[{entry.first.first, label, value}].push_back(&entry);
+    // Any of its labels would do (all must match): the smallest, the same in every run.
+    auto first = std::min_element(selector.begin(), selector.end(),
+                                  [](const auto& a, const auto& b) { return a.first < b.first; });
+    selection_.by_label[{entry.first.first, first->first, first->second}].push_back(&entry);
   }
   for (const auto& [key, wl] : workloads) {
     if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
@@ -132,7 +134,9 @@ const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey
 }
 
 std::vector<const MeshState::ServiceEntry*> MeshState::ServicesSelecting(const mesh::v1::Workload& workload) const {
-  return Selecting(Selected().by_label, workload);
+  auto out = Selecting(Selected().by_label, workload);
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return out;
 }
 
 std::vector<const MeshState::ServiceEntry*> MeshState::Selecting(const ServicesByLabel& by_label,
@@ -146,7 +150,6 @@ std::vector<const MeshState::ServiceEntry*> MeshState::Selecting(const ServicesB
       if (SelectorMatches(service->second.spec().selector(), labels)) out.push_back(service);
     }
   }
-  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
   return out;
 }
 

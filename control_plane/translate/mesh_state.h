@@ -34,7 +34,7 @@ struct PluginEntry : Versioned<mesh::v1::Plugin> {
 
 uint64_t NextDestinationsGeneration();
 
-// Whether objects of `kind` make the destinations (and so concern every agent): Namespaces,
+// Whether objects of `kind` make the destinations that every agent receives: Namespaces,
 // Services, Workloads, HTTPRoutes and the MeshConfig.
 bool MakesDestinations(resources::Kind kind);
 
@@ -55,8 +55,9 @@ struct MeshState {
   // equal values mean the same destinations.
   uint64_t destinations_generation = NextDestinationsGeneration();
 
- private:
   using ServiceEntry = std::pair<const ObjectKey, mesh::v1::Service>;
+
+ private:
   using ServicesByLabel =
       std::map<std::tuple<std::string_view, std::string_view, std::string_view>, std::vector<const ServiceEntry*>>;
   // Which Services select which workloads, made once per change of services or workloads.
@@ -82,6 +83,7 @@ struct MeshState {
   };
   mutable Selection selection_;
   const Selection& Selected() const;
+  // Those of `by_label` that select `workload`, in no particular order.
   static std::vector<const ServiceEntry*> Selecting(const ServicesByLabel& by_label, const mesh::v1::Workload& workload);
 
  public:
@@ -96,8 +98,7 @@ struct MeshState {
   // runs on one thread.
   const std::vector<const mesh::v1::Workload*>& Members(const ObjectKey& service) const;
   // The Services of `workload`'s namespace that select it, in key order.
-  std::vector<const std::pair<const ObjectKey, mesh::v1::Service>*> ServicesSelecting(
-      const mesh::v1::Workload& workload) const;
+  std::vector<const ServiceEntry*> ServicesSelecting(const mesh::v1::Workload& workload) const;
 
   bool plugins_enabled() const {
     return mesh_config && mesh_config->spec().feature_flags().enable_plugin_policy();

@@ -193,6 +193,7 @@ size_t EndpointPages(size_t endpoints) {
   return std::bit_ceil(std::max<size_t>(1, (endpoints + kEndpointsPerPage - 1) / kEndpointsPerPage));
 }
 
+// Only the Endpoints it adds depend on the Service's workloads (Translate counts on it).
 void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
                 v1::Snapshot& snap) {
   auto* out = snap.add_services();

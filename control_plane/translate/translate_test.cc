@@ -7,8 +7,9 @@
 #include <set>
 
 #include "common/xds_types.h"
-#include "resources/manifest.h"
 #include "control_plane/testing/mesh_fixtures.h"
+#include "control_plane/testing/mesh_state_yaml.h"
+#include "resources/manifest.h"
 #include "control_plane/testing/whole_translation.h"
 #include "control_plane/translate/selector.h"
 
@@ -43,15 +44,7 @@ std::string Config(const std::string& ns, const std::string& name, const std::st
          ", namespace: " + service.substr(service.find('.') + 1) + "}]\n  config: " + config + "\n";
 }
 
-// Adds every document of `yaml` to `state`, each one revision newer than the last.
-void Add(MeshState& state, const std::string& yaml) {
-  auto docs = resources::ParseManifest("test", yaml);
-  ASSERT_TRUE(docs.ok()) << docs.status();
-  for (auto& d : *docs) {
-    store::Entry e{d.key(), d.object->SerializeAsString(), ++state.revision, state.revision};
-    ASSERT_TRUE(state.Put(e));
-  }
-}
+void Add(MeshState& state, const std::string& yaml) { control_plane::testing::AddYaml(state, yaml); }
 
 MeshState State(const std::string& yaml) {
   MeshState s;
@@ -331,6 +324,42 @@ TEST(Translate, ServicesSelectTheWorkloadsWithEveryLabelOfTheirSelector) {
     if (svc.inbound()) inbound.push_back(svc.name());
   }
   EXPECT_EQ(inbound, (Strings{"tier.httpbin", "web.httpbin"}));
+}
+
+// What the controller counts on (ChangeImpact): another workload joining changes the
+// destinations' endpoints, and nothing of an agent's own part.
+TEST(Translate, AnotherWorkloadJoiningLeavesAnAgentsOwnPartAlone) {
+  const std::string with_config = std::string(kPluginsOn) + "---\n" + PluginYaml("p", 1) + "---\n" +
+                                  PluginChainYaml("curl", "c", "outbound-http", "p", AppSelector("curl")) + "---\n" +
+                                  Config("curl", "cfg", "p", "httpbin.httpbin", "{a: 1}");
+  MeshState s = State(with_config);
+  const auto before = Translate(s, TranslateDestinations(s), Agent(s, "curl", "curl-1"));
+  Add(s, "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: httpbin-2, namespace: httpbin, labels: {app: httpbin}}\n"
+         "spec: {address: 127.0.0.4, inboundPort: 15003}\n");
+  const v1::Snapshot destinations = TranslateDestinations(s);
+  size_t endpoints = 0;
+  for (const auto& e : destinations.endpoints()) endpoints += e.cluster() == "httpbin.httpbin|14001" ? e.endpoints_size() : 0;
+  ASSERT_EQ(endpoints, 2u);
+  const auto after = Translate(s, destinations, Agent(s, "curl", "curl-1"));
+  EXPECT_EQ(after.snapshot.SerializeAsString(), before.snapshot.SerializeAsString());
+  ASSERT_EQ(after.snapshot.services_size(), 2);  // its own, and httpbin's copy with the config
+}
+
+// The index of which Services select which workloads follows changes of either, and a
+// copy of the state makes its own.
+TEST(Translate, ServiceMembersFollowChangesAndCopies) {
+  MeshState s = State("");
+  ASSERT_EQ(s.Members({"httpbin", "httpbin"}).size(), 1u);
+  Add(s, "apiVersion: meshplug.io/v1\nkind: Workload\nmetadata: {name: httpbin-1, namespace: httpbin, labels: {app: other}}\n"
+         "spec: {address: 127.0.0.3, inboundPort: 15003}\n");
+  EXPECT_TRUE(s.Members({"httpbin", "httpbin"}).empty());  // relabelled away
+  Add(s, "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: httpbin}\nspec: {ports: [{port: 14001}], selector: {app: other}}\n");
+  ASSERT_EQ(s.Members({"httpbin", "httpbin"}).size(), 1u);  // the Service follows it
+  const MeshState copy = s;
+  s.Remove(resources::Key{resources::Kind::kWorkload, "httpbin", "httpbin-1"});
+  EXPECT_TRUE(s.Members({"httpbin", "httpbin"}).empty());
+  ASSERT_EQ(copy.Members({"httpbin", "httpbin"}).size(), 1u);
+  EXPECT_EQ(copy.Members({"httpbin", "httpbin"})[0], &copy.workloads.at({"httpbin", "httpbin-1"}));
 }
 
 // Destinations are translated once for all agents; an agent's own part holds only what

@@ -1,0 +1,64 @@
+#include "control_plane/xds/resources.h"
+
+#include <gtest/gtest.h>
+
+#include "common/xds_types.h"
+
+namespace meshplug::control_plane::xds {
+namespace {
+
+v1::Snapshot Destinations(int endpoints, uint32_t port) {
+  v1::Snapshot snap;
+  for (const char* name : {"a", "b"}) {
+    auto* s = snap.add_services();
+    s->set_name(name);
+    s->add_ports()->set_port(port);
+    auto* e = snap.add_endpoints();
+    e->set_cluster(std::string(name) + "|80");
+    for (int i = 0; i < endpoints; ++i) e->add_endpoints()->set_address("10.0.0." + std::to_string(i + 1));
+  }
+  return snap;
+}
+
+// An agent's own part: its settings, and its copy of destination "a" (with a config).
+v1::Snapshot Own() {
+  v1::Snapshot snap;
+  snap.mutable_settings()->mutable_workload()->set_name("web-1");
+  auto* a = snap.add_services();
+  a->set_name("a");
+  (*(*a->mutable_plugin_configs())["p"].mutable_fields())["k"].set_string_value("x");
+  return snap;
+}
+
+// Rebasing gives what a translation over the new destinations would: the own part kept
+// (the same encodings), the shared resources and every version as ToResources makes them.
+TEST(RebaseTest, IsWhatTranslatingOverTheNewDestinationsGives) {
+  ResourceInterner interner;
+  const auto before = ToResources(Destinations(1, 80), interner);
+  struct Case {
+    const char* what;
+    v1::Snapshot destinations;
+    bool services_change;
+  };
+  for (const Case& c : {Case{"an endpoint joins", Destinations(2, 80), false},
+                        Case{"the ports change (a is the agent's own, b is not)", Destinations(1, 81), true},
+                        Case{"nothing changes", Destinations(1, 80), false}}) {
+    SCOPED_TRACE(c.what);
+    const auto after = ToResources(c.destinations, interner);
+    for (const auto& agent : {ToResources(Own(), interner, before), ToResources(Own(), interner)}) {
+      const auto rebased = Rebase(*agent, after);
+      const auto translated = ToResources(Own(), interner, after);
+      EXPECT_EQ(rebased->base, after);
+      EXPECT_EQ(rebased->own, agent->own);
+      EXPECT_EQ(rebased->type_versions, translated->type_versions);
+      EXPECT_EQ(rebased->version, translated->version);
+      if (!agent->base) continue;
+      const auto& services = xds_types::UrlOf<v1::Service>();
+      EXPECT_EQ(rebased->TypeVersion(services) != agent->TypeVersion(services), c.services_change);
+      EXPECT_EQ(rebased->Find(services, "a"), agent->Find(services, "a"));  // the agent's own copy wins
+    }
+  }
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::xds
