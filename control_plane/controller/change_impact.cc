@@ -1,6 +1,7 @@
 #include "control_plane/controller/change_impact.h"
 
 #include "common/agent_id.h"
+#include "control_plane/translate/selector.h"
 
 namespace meshplug::control_plane::controller {
 namespace {
@@ -13,6 +14,27 @@ std::string ConfiguredPlugin(const translate::MeshState& state, const translate:
   return it == state.plugin_configs.end() ? std::string() : it->second.object.spec().plugin();
 }
 
+// Whose own part holds `service` in `state`: the agents of the workloads it selects (as
+// their inbound service), and the plugins of PluginConfigs that name it (the agents that
+// mount one hold a copy of it with the config).
+void AddServiceUsers(const translate::MeshState& state, const translate::ObjectKey& service,
+                     std::set<std::string>& agents, std::set<std::string>& plugins) {
+  if (auto svc = state.services.find(service); svc != state.services.end()) {
+    const auto& selector = svc->second.spec().selector();
+    for (auto it = state.workloads.lower_bound({service.first, ""});
+         it != state.workloads.end() && it->first.first == service.first; ++it) {
+      if (translate::SelectorMatches(selector, it->second.metadata().labels())) {
+        agents.insert(AgentId(it->first.first, it->first.second));
+      }
+    }
+  }
+  for (const auto& [key, pc] : state.plugin_configs) {
+    for (const auto& ref : pc.object.spec().destination_refs()) {
+      if (ref.name() == service.second && ref.namespace_() == service.first) plugins.insert(pc.object.spec().plugin());
+    }
+  }
+}
+
 }  // namespace
 
 ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events) {
@@ -21,6 +43,12 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
     if (k.kind == Kind::kWorkload) {
       // Other agents' own part does not depend on it, only their destinations' endpoints.
       workloads_.insert(AgentId(k.ns, k.name));
+      continue;
+    }
+    if (k.kind == Kind::kService) {
+      // Other agents get it with their destinations, unless they hold it themselves.
+      services_.insert({k.ns, k.name});
+      AddServiceUsers(before, {k.ns, k.name}, service_agents_, plugins_);
       continue;
     }
     if (translate::MakesDestinations(k.kind)) {
@@ -48,6 +76,8 @@ std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, co
   std::set<std::string> plugins = plugins_;
   for (const auto& key : configs_) plugins.insert(ConfiguredPlugin(after, key));
   std::set<std::string> affected = workloads_;
+  affected.insert(service_agents_.begin(), service_agents_.end());
+  for (const auto& key : services_) AddServiceUsers(after, key, affected, plugins);
   // As last translated: agents that mount (or miss) those plugins, or matched those chains.
   for (const auto& [agent, report] : reports) {
     bool hit = false;

@@ -1,7 +1,9 @@
 // Which agents a batch of store changes can affect, so only they are translated again:
-// Namespaces, Services, HTTPRoutes and the MeshConfig → every agent; a Workload → its own
-// agent (the others' own part does not depend on it: they get the new endpoints under it,
-// see Publisher); a Plugin → the agents
+// Namespaces, HTTPRoutes and the MeshConfig → every agent; a Workload → its own agent; a
+// Service → the agents of the workloads it selects, before and after, and those that mount
+// a plugin with a PluginConfig naming it (they hold a copy of it). The others' own part
+// does not depend on either: they get the new destinations under it (Publisher). A Plugin
+// → the agents
 // that mount it or miss it; a PluginChain → the agents it matched before or matches now;
 // a PluginConfig → the agents that mount its plugin, before and after. Pure.
 #pragma once
@@ -33,6 +35,8 @@ class ChangeImpact {
  private:
   bool everyone_ = false;
   std::set<std::string> workloads_;           // agents of Workloads that changed
+  std::set<translate::ObjectKey> services_;   // Services that changed
+  std::set<std::string> service_agents_;      // agents those selected before the change
   std::set<std::string> plugins_;             // plugins whose mounts may change
   std::set<translate::ObjectKey> chains_;     // PluginChains that changed
   std::set<translate::ObjectKey> configs_;    // PluginConfigs that changed

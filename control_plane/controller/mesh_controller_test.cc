@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -288,6 +289,68 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
   ASSERT_TRUE(api_->Delete(del).ok());
   ASSERT_TRUE(Eventually([&] { return endpoints("curl/curl-1") == 1u; }));
   EXPECT_EQ(controller_->Translations("curl/curl-1"), curl);
+}
+
+// A Service change translates the agents it selects and those holding a copy of it for a
+// PluginConfig; the others get it with their destinations.
+TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
+  for (const auto& [name, ns, app] : {std::tuple("curl-1", "curl", "curl"), std::tuple("httpbin-1", "httpbin", "httpbin"),
+                                      std::tuple("other-1", "httpbin", "other")}) {
+    registry_.Connected(AgentId(ns, name), "delta", "test");  // connected: no grace period removes it
+    ASSERT_TRUE(controller_->Register(Agent(name, ns, app)).ok());
+  }
+  const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1", "httpbin/other-1"};
+  ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  auto translations = [&] {
+    std::vector<int64_t> out;
+    for (const auto& a : agents) out.push_back(controller_->Translations(a));
+    return out;
+  };
+  auto apply = [&](const std::string& yaml) {
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(yaml);
+    ASSERT_TRUE(api_->Apply(req).ok());
+    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  };
+  auto ports = [&](const std::string& agent, const std::string& service) {
+    std::vector<uint32_t> out;
+    if (const xds::EncodedResource* r = cache_.Get(agent)->Find(xds_types::UrlOf<v1::Service>(), service)) {
+      v1::Service s;
+      EXPECT_TRUE(s.ParseFromString(std::string(r->Value())));
+      for (const auto& p : s.ports()) out.push_back(p.port());
+    }
+    return out;
+  };
+  const auto start = translations();
+
+  // A new Service selecting other-1: only other-1 translated (its inbound side); every
+  // agent has it as a destination.
+  apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
+        "spec: {ports: [{port: 80}], selector: {app: other}}\n");
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0], start[1], start[2] + 1}));
+  EXPECT_EQ(ports("curl/curl-1", "other.httpbin"), std::vector<uint32_t>{80});
+  EXPECT_EQ(ports("httpbin/other-1", "other.httpbin|inbound"), std::vector<uint32_t>{80});
+
+  // httpbin gains a port: all three mount plugin p (chain c selects every workload), whose
+  // PluginConfigs name httpbin, so each holds a copy of it with the config.
+  apply("apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: httpbin}\n"
+        "spec: {ports: [{port: 14001}, {port: 14002}], selector: {app: httpbin}}\n");
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 2}));
+  EXPECT_EQ(ports("curl/curl-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
+  EXPECT_EQ(ports("httpbin/other-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
+
+  // Deleting other: other-1 loses its inbound side.
+  v1::DeleteRequest del;
+  auto* ref = del.add_refs();
+  ref->set_kind("Service");
+  ref->set_namespace_("httpbin");
+  ref->set_name("other");
+  ASSERT_TRUE(api_->Delete(del).ok());
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 3}));
+  EXPECT_TRUE(ports("httpbin/other-1", "other.httpbin|inbound").empty());
+  EXPECT_TRUE(ports("curl/curl-1", "other.httpbin").empty());
 }
 
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a

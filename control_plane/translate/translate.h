@@ -49,9 +49,10 @@ struct Translation {
   Report report;
 };
 
-// Reads no workload but `agent`, and of `destinations` no endpoints: the controller
-// counts on it to leave other agents' own parts alone when a workload joins or leaves
-// (ChangeImpact); keep it so, or change ChangeImpact with it.
+// Reads no workload but `agent`, no Service but those that select it and those that
+// PluginConfigs of its plugins name, and of `destinations` no endpoints: the controller
+// counts on it to leave other agents' own parts alone when a workload or a Service
+// changes (ChangeImpact); keep it so, or change ChangeImpact with it.
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
 // Whether `chain`'s pod and namespace selectors select `workload` (docs/spec.md §3.2).

@@ -585,9 +585,11 @@ spec:
   for (size_t i = httpbin_before; i < httpbin_types.size(); ++i) {
     EXPECT_NE(httpbin_types[i], kChainSet);
   }
-  // The controller re-translated only curl for the PluginConfig (both for the marker).
-  EXPECT_EQ(controller_->Translations("curl/curl-1"), curl_translations + 2);
-  EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin_translations + 1);
+  // The controller re-translated only curl for the PluginConfig, and neither for the
+  // marker (a Service that selects neither and no PluginConfig names: it comes with the
+  // destinations).
+  EXPECT_EQ(controller_->Translations("curl/curl-1"), curl_translations + 1);
+  EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin_translations);
 }
 
 }  // namespace
