@@ -16,7 +16,7 @@ std::string ConfiguredPlugin(const translate::MeshState& state, const translate:
 
 // Whose own part holds `service` in `state`: the agents of the workloads it selects (as
 // their inbound service), and the plugins of PluginConfigs that name it (the agents that
-// mount one hold a copy of it with the config).
+// mount one hold a copy of it with the config, or will once it exists).
 void AddServiceUsers(const translate::MeshState& state, const translate::ObjectKey& service,
                      std::set<std::string>& agents, std::set<std::string>& plugins) {
   if (auto svc = state.services.find(service); svc != state.services.end()) {
@@ -46,9 +46,9 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
       continue;
     }
     if (k.kind == Kind::kService) {
-      // Other agents get it with their destinations, unless they hold it themselves.
+      // Other agents get it with their destinations; those holding a copy of it, the
+      // Publisher finds (Report::copied_services).
       services_.insert({k.ns, k.name});
-      AddServiceUsers(before, {k.ns, k.name}, service_agents_, plugins_);
       continue;
     }
     if (translate::MakesDestinations(k.kind)) {
@@ -70,6 +70,7 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
     }
   }
   for (const auto& key : configs_) plugins_.insert(ConfiguredPlugin(before, key));
+  for (const auto& key : services_) AddServiceUsers(before, key, service_agents_, plugins_);
 }
 
 std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, const Reports& reports) const {

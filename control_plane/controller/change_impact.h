@@ -1,11 +1,14 @@
 // Which agents a batch of store changes can affect, so only they are translated again:
-// Namespaces, HTTPRoutes and the MeshConfig → every agent; a Workload → its own agent; a
-// Service → the agents of the workloads it selects, before and after, and those that mount
-// a plugin with a PluginConfig naming it (they hold a copy of it). The others' own part
-// does not depend on either: they get the new destinations under it (Publisher). A Plugin
-// → the agents
-// that mount it or miss it; a PluginChain → the agents it matched before or matches now;
-// a PluginConfig → the agents that mount its plugin, before and after. Pure.
+// - Namespaces, HTTPRoutes and the MeshConfig → every agent;
+// - a Workload → its own agent;
+// - a Service → the agents of the workloads it selects, before and after, and those that
+//   mount a plugin with a PluginConfig naming it (the Publisher adds those holding a copy
+//   of a destination Service that changed);
+// - a Plugin → the agents that mount it or miss it;
+// - a PluginChain → the agents it matched before or matches now;
+// - a PluginConfig → the agents that mount its plugin, before and after.
+// The others' own part does not depend on the change: they get the new destinations under
+// it (Publisher). Pure.
 #pragma once
 
 #include <map>

@@ -195,6 +195,9 @@ void MeshController::Reload() {
     log::Warn("cannot reload the mesh state", {{"error", std::string(state.status().message())}});
   } else {
     state->trust = std::move(state_.trust);
+    for (const auto& [key, _] : state_.workloads) {
+      if (!state->workloads.count(key)) publisher_.Remove(AgentId(key.first, key.second));
+    }
     state_ = std::move(*state);
   }
   publisher_.Publish(state_, AllAgents());

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <set>
 #include <thread>
-#include <tuple>
 
 #include "common/agent_id.h"
 #include "control_plane/api/resource_api.h"
@@ -88,6 +87,30 @@ class MeshControllerTest : public ::testing::Test {
     T out;
     if (resp.ok()) resp->objects(0).UnpackTo(&out);
     return out;
+  }
+
+  // Applies `yaml` and waits until the controller published it.
+  void Apply(const std::string& yaml) {
+    v1::ApplyRequest req;
+    req.add_manifests()->set_content(yaml);
+    ASSERT_TRUE(api_->Apply(req).ok());
+    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  }
+  void Delete(const std::string& kind, const std::string& ns, const std::string& name) {
+    v1::DeleteRequest req;
+    auto* ref = req.add_refs();
+    ref->set_kind(kind);
+    ref->set_namespace_(ns);
+    ref->set_name(name);
+    ASSERT_TRUE(api_->Delete(req).ok());
+  }
+  // An agent that connected and registered: no grace period removes it. Its stream's id.
+  uint64_t Join(const std::string& name, const std::string& ns, const std::string& app, const std::string& address = "127.0.0.1") {
+    const uint64_t stream = registry_.Connected(AgentId(ns, name), "delta", "test");
+    auto wl = Agent(name, ns, app);
+    wl.mutable_spec()->set_address(address);
+    EXPECT_TRUE(controller_->Register(wl).ok());
+    return stream;
   }
 
   bool WorkloadStored(const std::string& ns, const std::string& name) {
@@ -219,19 +242,13 @@ TEST_F(MeshControllerTest, DestinationsAreMadeAgainOnlyWhenWhatTheyAreMadeOfChan
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") != nullptr; }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   const auto before = cache_.Get("curl/curl-1");
-  auto apply = [&](const std::string& yaml) {
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(yaml);
-    ASSERT_TRUE(api_->Apply(req).ok());
-    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  };
-  apply("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: first, namespace: curl}\n"
+  Apply("apiVersion: plugin.flomesh.io/v1alpha1\nkind: PluginConfig\nmetadata: {name: first, namespace: curl}\n"
         "spec: {plugin: p, destinationRefs: [{kind: Service, name: httpbin, namespace: httpbin}], config: {v: 9}}\n");
   const auto after_config = cache_.Get("curl/curl-1");
   ASSERT_NE(after_config, before);  // the agent's own part changed
   ASSERT_TRUE(before->base && after_config->base);
   EXPECT_EQ(after_config->base, before->base);
-  apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
         "spec: {ports: [{port: 80}], selector: {app: other}}\n");
   EXPECT_NE(cache_.Get("curl/curl-1")->base, before->base);
 }
@@ -239,16 +256,10 @@ TEST_F(MeshControllerTest, DestinationsAreMadeAgainOnlyWhenWhatTheyAreMadeOfChan
 // A workload joining is translated alone: the others get its endpoint under their own part
 // as it was, and agents whose egress hosts do not reach its Service are left as they were.
 TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
-  v1::ApplyRequest scope;
-  scope.add_manifests()->set_content(
-      "apiVersion: v1\nkind: Namespace\nmetadata: {name: scoped, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
-  ASSERT_TRUE(api_->Apply(scope).ok());
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  for (const auto& [name, ns, app] :
-       {std::tuple("curl-1", "curl", "curl"), std::tuple("s-1", "scoped", "s"), std::tuple("httpbin-1", "httpbin", "httpbin")}) {
-    registry_.Connected(AgentId(ns, name), "delta", "test");  // connected: no grace period removes it
-    ASSERT_TRUE(controller_->Register(Agent(name, ns, app)).ok());
-  }
+  Apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: scoped, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
+  Join("curl-1", "curl", "curl");
+  Join("s-1", "scoped", "s");
+  Join("httpbin-1", "httpbin", "httpbin");
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") && cache_.Get("scoped/s-1") && cache_.Get("httpbin/httpbin-1"); }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   const auto endpoints = [&](const std::string& agent) {
@@ -266,10 +277,7 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
   const auto scoped = cache_.Get("scoped/s-1");
   const auto curl_own = cache_.Get("curl/curl-1")->own;
 
-  const uint64_t stream = registry_.Connected("httpbin/httpbin-2", "delta", "test");
-  auto second = Agent("httpbin-2", "httpbin", "httpbin");
-  second.mutable_spec()->set_address("127.0.0.2");
-  ASSERT_TRUE(controller_->Register(second).ok());
+  const uint64_t stream = Join("httpbin-2", "httpbin", "httpbin", "127.0.0.2");
   ASSERT_TRUE(Eventually([&] { return endpoints("curl/curl-1") == 2u; }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   EXPECT_EQ(endpoints("httpbin/httpbin-1"), 2u);
@@ -281,12 +289,7 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
 
   // Leaving: the endpoint goes from the others, still without translating them.
   registry_.Disconnected("httpbin/httpbin-2", stream);
-  v1::DeleteRequest del;
-  auto* ref = del.add_refs();
-  ref->set_kind("Workload");
-  ref->set_namespace_("httpbin");
-  ref->set_name("httpbin-2");
-  ASSERT_TRUE(api_->Delete(del).ok());
+  Delete("Workload", "httpbin", "httpbin-2");
   ASSERT_TRUE(Eventually([&] { return endpoints("curl/curl-1") == 1u; }));
   EXPECT_EQ(controller_->Translations("curl/curl-1"), curl);
 }
@@ -294,11 +297,9 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
 // A Service change translates the agents it selects and those holding a copy of it for a
 // PluginConfig; the others get it with their destinations.
 TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
-  for (const auto& [name, ns, app] : {std::tuple("curl-1", "curl", "curl"), std::tuple("httpbin-1", "httpbin", "httpbin"),
-                                      std::tuple("other-1", "httpbin", "other")}) {
-    registry_.Connected(AgentId(ns, name), "delta", "test");  // connected: no grace period removes it
-    ASSERT_TRUE(controller_->Register(Agent(name, ns, app)).ok());
-  }
+  Join("curl-1", "curl", "curl");
+  Join("httpbin-1", "httpbin", "httpbin");
+  Join("other-1", "httpbin", "other");
   const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1", "httpbin/other-1"};
   ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
@@ -306,12 +307,6 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
     std::vector<int64_t> out;
     for (const auto& a : agents) out.push_back(controller_->Translations(a));
     return out;
-  };
-  auto apply = [&](const std::string& yaml) {
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(yaml);
-    ASSERT_TRUE(api_->Apply(req).ok());
-    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   };
   auto ports = [&](const std::string& agent, const std::string& service) {
     std::vector<uint32_t> out;
@@ -326,7 +321,7 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
 
   // A new Service selecting other-1: only other-1 translated (its inbound side); every
   // agent has it as a destination.
-  apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
         "spec: {ports: [{port: 80}], selector: {app: other}}\n");
   EXPECT_EQ(translations(), (std::vector<int64_t>{start[0], start[1], start[2] + 1}));
   EXPECT_EQ(ports("curl/curl-1", "other.httpbin"), std::vector<uint32_t>{80});
@@ -334,21 +329,40 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
 
   // httpbin gains a port: all three mount plugin p (chain c selects every workload), whose
   // PluginConfigs name httpbin, so each holds a copy of it with the config.
-  apply("apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: httpbin}\n"
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: httpbin}\n"
         "spec: {ports: [{port: 14001}, {port: 14002}], selector: {app: httpbin}}\n");
   EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 2}));
   EXPECT_EQ(ports("curl/curl-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
   EXPECT_EQ(ports("httpbin/other-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
 
-  // Deleting other: other-1 loses its inbound side.
-  v1::DeleteRequest del;
-  auto* ref = del.add_refs();
-  ref->set_kind("Service");
-  ref->set_namespace_("httpbin");
-  ref->set_name("other");
-  ASSERT_TRUE(api_->Delete(del).ok());
+  // A route of httpbin leads to v2: the copies of httpbin follow v2 coming and going (its
+  // routes only name Services that exist).
+  Apply("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: split, namespace: httpbin}\n"
+        "spec:\n  parentRefs: [{name: httpbin, port: 14001}]\n  rules: [{backendRefs: [{name: v2, port: 14001}]}]\n");
+  auto routes_to_v2 = [&] {
+    const xds::EncodedResource* r = cache_.Get("curl/curl-1")->Find(xds_types::UrlOf<v1::Service>(), "httpbin.httpbin");
+    v1::Service s;
+    EXPECT_TRUE(r && s.ParseFromString(std::string(r->Value())));
+    for (const auto& route : s.routes()) {
+      for (const auto& c : route.clusters()) {
+        if (c.cluster() == "v2.httpbin|14001") return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_FALSE(routes_to_v2());
+  const auto with_route = translations();
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: v2, namespace: httpbin}\nspec: {ports: [{port: 14001}], selector: {app: v2}}\n");
+  EXPECT_TRUE(routes_to_v2());
+  Delete("Service", "httpbin", "v2");
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 3}));
+  EXPECT_FALSE(routes_to_v2());
+  EXPECT_EQ(translations()[0], with_route[0] + 2) << "curl holds a copy of httpbin";
+
+  // Deleting other: other-1 loses its inbound side.
+  Delete("Service", "httpbin", "other");
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  EXPECT_EQ(translations()[2], with_route[2] + 3);  // v2 twice (a copy of httpbin), then other
   EXPECT_TRUE(ports("httpbin/other-1", "other.httpbin|inbound").empty());
   EXPECT_TRUE(ports("curl/curl-1", "other.httpbin").empty());
 }
@@ -369,11 +383,7 @@ TEST_F(MeshControllerTest, AgentsReceiveOnlyTheServicesTheirEgressHostsAllow) {
   };
   const std::set<std::string> httpbin = {"httpbin.httpbin"};
   ASSERT_TRUE(Eventually([&] { return destinations("curl/curl-1") == httpbin; }));
-  v1::ApplyRequest req;
-  req.add_manifests()->set_content(
-      "apiVersion: v1\nkind: Namespace\nmetadata: {name: curl, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
-  ASSERT_TRUE(api_->Apply(req).ok());
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  Apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: curl, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
   EXPECT_EQ(destinations("curl/curl-1"), std::set<std::string>{});  // no Service in curl
   EXPECT_EQ(destinations("httpbin/httpbin-1"), httpbin);              // unannotated: everything
   const auto encoded = cache_.Get("curl/curl-1");

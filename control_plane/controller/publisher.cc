@@ -1,5 +1,10 @@
 #include "control_plane/controller/publisher.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
+#include <string_view>
+#include <utility>
+
 #include "common/agent_id.h"
 #include "common/log.h"
 
@@ -20,23 +25,39 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
   return key;
 }
 
+// The names of the Services of `before` and `after` that are not the same in both.
+std::set<std::string> ChangedServices(const v1::Snapshot& before, const v1::Snapshot& after) {
+  std::map<std::string_view, const v1::Service*> old;
+  for (const auto& s : before.services()) old.emplace(s.name(), &s);
+  std::set<std::string> changed;
+  for (const auto& s : after.services()) {
+    auto it = old.find(s.name());
+    if (it == old.end() || !google::protobuf::util::MessageDifferencer::Equals(*it->second, s)) changed.insert(s.name());
+    if (it != old.end()) old.erase(it);
+  }
+  for (const auto& [name, _] : old) changed.emplace(name);
+  return changed;
+}
+
 }  // namespace
 
 void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold) {
   const bool new_destinations = state.destinations_generation != generation_;
+  std::set<std::string> translated = agents;
   if (new_destinations) {
     generation_ = state.destinations_generation;
-    all_ = translate::TranslateDestinations(state);
+    v1::Snapshot before = std::exchange(all_, translate::TranslateDestinations(state));
     by_namespace_.clear();
     previous_scopes_ = std::move(by_scope_);
     by_scope_.clear();
+    AddCopyHolders(ChangedServices(before, all_), translated);
   }
   {
     std::lock_guard lock(mu_);
     plugins_.clear();
     for (const auto& [name, _] : state.plugins) plugins_.insert(name);
   }
-  for (const auto& agent : agents) {
+  for (const auto& agent : translated) {
     const auto workload = SplitAgentId(agent);
     if (!workload) continue;
     auto it = state.workloads.find(*workload);
@@ -58,7 +79,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
   }
   if (rebase_pending_ && (!may_hold || now_() >= next_rebase_)) {
     const auto start = now_();
-    const size_t pushed = Rebase(state, agents);
+    const size_t pushed = Rebase(state, translated);
     const auto end = now_();
     rebase_pending_ = false;
     next_rebase_ = end + (end - start);
@@ -69,6 +90,19 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     }
   }
   previous_scopes_.clear();
+}
+
+void Publisher::AddCopyHolders(const std::set<std::string>& services, std::set<std::string>& agents) const {
+  if (services.empty()) return;
+  std::lock_guard lock(mu_);
+  for (const auto& [agent, report] : reports_) {
+    for (const auto& name : report.copied_services) {
+      if (services.count(name)) {
+        agents.insert(agent);
+        break;
+      }
+    }
+  }
 }
 
 std::optional<Publisher::Clock::time_point> Publisher::RebaseDue() const {
@@ -88,8 +122,7 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
   for (const auto& agent : others) {
     const auto workload = SplitAgentId(agent);
     const xds::Resources current = cache_.Get(agent);
-    // (A workload that a Reload found gone keeps its report until Remove; it gets nothing.)
-    if (!workload || !current || !state.workloads.count(*workload)) continue;
+    if (!workload || !current) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
     if (current->base && current->base->version == destinations.resources->version) continue;  // the same for it
     pushed += SetResources(agent, xds::Rebase(*current, destinations.resources));

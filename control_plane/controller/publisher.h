@@ -32,7 +32,8 @@ class Publisher {
   // Translates `agents` (those with a Workload in `state`) and publishes the resources
   // whose version changed. When the destinations changed, every other agent gets the new
   // ones under its own part as last translated: callers pass every agent whose own part
-  // the change may alter (ChangeImpact). If `may_hold` (changes keep coming: a connect
+  // the change may alter (ChangeImpact), and it adds those holding a copy of a destination
+  // Service that changed (Report::copied_services). If `may_hold` (changes keep coming: a connect
   // storm), that update waits, when the last one took long, until as long again has passed
   // (RebaseDue): at most half of the time goes to pushing endpoints to the agents already
   // connected, and the translated ones are never held back. Called from one thread at a
@@ -64,6 +65,8 @@ class Publisher {
   // The agents translated before and not in `translated`, over their new destinations;
   // returns how many got new resources.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
+  // Adds to `agents` those whose own part holds a copy of one of `services`.
+  void AddCopyHolders(const std::set<std::string>& services, std::set<std::string>& agents) const;
   // Whether they were new (the cache keeps an agent's resources of the same version).
   bool SetResources(const std::string& agent, xds::Resources resources);
 

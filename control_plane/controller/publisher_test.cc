@@ -38,12 +38,13 @@ class PublisherTest : public ::testing::Test {
     return n;
   }
 
-  // Each reading moves the clock by `step`: every update of the others "takes" that long.
   Publisher::Clock::time_point now_{};
-  milliseconds step_{0};
+  // How long a push to the curl agent "takes": the clock moves when it is pushed.
+  milliseconds push_{0};
   xds::SnapshotCache cache_;
+  std::shared_ptr<void> watch_ = cache_.Watch("curl/curl-1", [this](const xds::Resources&) { now_ += push_; });
   xds::AgentRegistry registry_;
-  Publisher publisher_{cache_, registry_, [this] { return now_ += step_; }};
+  Publisher publisher_{cache_, registry_, [this] { return now_; }};
   translate::MeshState state_;
 };
 
@@ -52,17 +53,17 @@ class PublisherTest : public ::testing::Test {
 // workload's own agent is never held back, and an update outside a burst goes out at once.
 TEST_F(PublisherTest, InABurstTheOthersEndpointsWaitAsLongAsTheLastUpdateTook) {
   ASSERT_EQ(CurlSees(), 1u);
-  step_ = milliseconds(500);  // the clock is read around the update: it takes 500 ms
+  push_ = milliseconds(500);
   testing::AddYaml(state_, Workload("httpbin-2", "127.0.0.4"));
   publisher_.Publish(state_, {"httpbin/httpbin-2"}, /*may_hold=*/true);
   EXPECT_EQ(CurlSees(), 2u) << "nothing held back yet";
   EXPECT_FALSE(publisher_.RebaseDue());
   const auto last_update_end = now_;
-  step_ = milliseconds(0);
+  push_ = milliseconds(0);
 
   testing::AddYaml(state_, Workload("httpbin-3", "127.0.0.5"));
   publisher_.Publish(state_, {"httpbin/httpbin-3"}, /*may_hold=*/true);
-  EXPECT_EQ(CurlSees(), 2u) << "held back: the last update took 500 ms, and 500 ms have passed since";
+  EXPECT_EQ(CurlSees(), 2u) << "held back: the last update took 500 ms, and none have passed since";
   ASSERT_TRUE(publisher_.RebaseDue());
   EXPECT_EQ(*publisher_.RebaseDue(), last_update_end + milliseconds(500));
   EXPECT_NE(cache_.Get("httpbin/httpbin-3"), nullptr) << "the new agent is not held back";
@@ -75,7 +76,7 @@ TEST_F(PublisherTest, InABurstTheOthersEndpointsWaitAsLongAsTheLastUpdateTook) {
   EXPECT_FALSE(publisher_.RebaseDue());
 
   // Outside a burst, at once, however long the last update took.
-  step_ = milliseconds(5000);
+  push_ = milliseconds(5000);
   testing::AddYaml(state_, Workload("httpbin-4", "127.0.0.6"));
   publisher_.Publish(state_, {"httpbin/httpbin-4"});
   testing::AddYaml(state_, Workload("httpbin-5", "127.0.0.7"));

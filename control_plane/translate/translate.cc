@@ -193,7 +193,8 @@ size_t EndpointPages(size_t endpoints) {
   return std::bit_ceil(std::max<size_t>(1, (endpoints + kEndpointsPerPage - 1) / kEndpointsPerPage));
 }
 
-// Only the Endpoints it adds depend on the Service's workloads (Translate counts on it).
+// Only the Endpoints it adds depend on the Service's workloads; its routes depend on its
+// HTTPRoutes and their backend Services (Translate's comment says who counts on it).
 void AddService(const MeshState& state, const ObjectKey& key, const mesh::v1::Service& svc, bool inbound,
                 v1::Snapshot& snap) {
   auto* out = snap.add_services();
@@ -294,7 +295,9 @@ void AttachConfigs(const MeshState& state, const v1::Snapshot& destinations, con
     }
     if (inbound) return nullptr;  // not one of the agent's own services
     for (const auto& d : destinations.services()) {
-      if (d.name() == name) return &(*snap.add_services() = d);
+      if (d.name() != name) continue;
+      report.copied_services.insert(name);
+      return &(*snap.add_services() = d);
     }
     return nullptr;
   };

@@ -23,6 +23,9 @@ struct Report {
   std::map<ObjectKey, std::set<std::string>> missing_plugins;
   std::set<std::string> mounted_plugins;     // script plugins in any chain of the agent
   std::set<ObjectKey> applied_configs;       // PluginConfigs attached for the agent
+  // Destinations it holds its own copy of (to attach configs): a change of one of them in
+  // the shared destinations must reach that copy.
+  std::set<std::string> copied_services;
   // PluginConfig → "conflicts with <ns>/<name> for service <svc>: the older one wins".
   std::map<ObjectKey, std::set<std::string>> conflicts;
 };
@@ -49,10 +52,11 @@ struct Translation {
   Report report;
 };
 
-// Reads no workload but `agent`, no Service but those that select it and those that
-// PluginConfigs of its plugins name, and of `destinations` no endpoints: the controller
-// counts on it to leave other agents' own parts alone when a workload or a Service
-// changes (ChangeImpact); keep it so, or change ChangeImpact with it.
+// Reads no workload but `agent`; of the Services, those that select it, those that
+// PluginConfigs of its plugins name, and of `destinations` the Services it copies
+// (Report::copied_services), never their endpoints. The controller counts on it to leave
+// other agents' own parts alone when a workload or a Service changes (ChangeImpact,
+// Publisher); keep it so, or change them with it.
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
 // Whether `chain`'s pod and namespace selectors select `workload` (docs/spec.md §3.2).

@@ -55,7 +55,9 @@ TEST(RebaseTest, IsWhatTranslatingOverTheNewDestinationsGives) {
       if (!agent->base) continue;
       const auto& services = xds_types::UrlOf<v1::Service>();
       EXPECT_EQ(rebased->TypeVersion(services) != agent->TypeVersion(services), c.services_change);
-      EXPECT_EQ(rebased->Find(services, "a"), agent->Find(services, "a"));  // the agent's own copy wins
+      // The agent's own copy wins: keeping it current is the controller's (it translates
+      // the agents holding a copy of a Service that changed).
+      EXPECT_EQ(rebased->Find(services, "a"), agent->Find(services, "a"));
     }
   }
 }
