@@ -25,17 +25,25 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
   return key;
 }
 
-// The names of the Services of `before` and `after` that are not the same in both.
-std::set<std::string> ChangedServices(const v1::Snapshot& before, const v1::Snapshot& after) {
-  std::map<std::string_view, const v1::Service*> old;
-  for (const auto& s : before.services()) old.emplace(s.name(), &s);
+// Of `names`, those of Services that are not the same in `before` and `after`.
+std::set<std::string> ChangedServices(const std::map<std::string, int>& names, const v1::Snapshot& before,
+                                      const v1::Snapshot& after) {
+  auto index = [&](const v1::Snapshot& snap) {
+    std::map<std::string_view, const v1::Service*> out;
+    for (const auto& s : snap.services()) {
+      if (names.count(s.name())) out.emplace(s.name(), &s);
+    }
+    return out;
+  };
+  const auto old = index(before);
+  const auto now = index(after);
   std::set<std::string> changed;
-  for (const auto& s : after.services()) {
-    auto it = old.find(s.name());
-    if (it == old.end() || !google::protobuf::util::MessageDifferencer::Equals(*it->second, s)) changed.insert(s.name());
-    if (it != old.end()) old.erase(it);
+  for (const auto& [name, _] : names) {
+    auto a = old.find(name);
+    auto b = now.find(name);
+    const bool same = a != old.end() && b != now.end() && google::protobuf::util::MessageDifferencer::Equals(*a->second, *b->second);
+    if (!same) changed.insert(name);
   }
-  for (const auto& [name, _] : old) changed.emplace(name);
   return changed;
 }
 
@@ -50,7 +58,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     by_namespace_.clear();
     previous_scopes_ = std::move(by_scope_);
     by_scope_.clear();
-    AddCopyHolders(ChangedServices(before, all_), translated);
+    AddCopyHolders(before, translated);
   }
   {
     std::lock_guard lock(mu_);
@@ -66,9 +74,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     translate::Translation t = translate::Translate(state, destinations.snapshot, it->second);
     {
       std::lock_guard lock(mu_);
-      translate::Report& slot = reports_[agent];
-      index_.Update(agent, &slot, &t.report);
-      slot = std::move(t.report);
+      SetReport(agent, &t.report);
       ++translations_[agent];
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources));
@@ -92,16 +98,35 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
   previous_scopes_.clear();
 }
 
-void Publisher::AddCopyHolders(const std::set<std::string>& services, std::set<std::string>& agents) const {
-  if (services.empty()) return;
+void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const {
   std::lock_guard lock(mu_);
+  if (copied_.empty()) return;
+  const std::set<std::string> changed = ChangedServices(copied_, before, all_);
+  if (changed.empty()) return;
   for (const auto& [agent, report] : reports_) {
     for (const auto& name : report.copied_services) {
-      if (services.count(name)) {
+      if (changed.count(name)) {
         agents.insert(agent);
         break;
       }
     }
+  }
+}
+
+void Publisher::SetReport(const std::string& agent, translate::Report* report) {
+  auto it = reports_.find(agent);
+  translate::Report* old = it == reports_.end() ? nullptr : &it->second;
+  index_.Update(agent, old, report);
+  if (old) {
+    for (const auto& name : old->copied_services) {
+      if (--copied_[name] == 0) copied_.erase(name);
+    }
+  }
+  if (report) {
+    for (const auto& name : report->copied_services) ++copied_[name];
+    reports_[agent] = std::move(*report);
+  } else if (old) {
+    reports_.erase(it);
   }
 }
 
@@ -158,10 +183,7 @@ const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshS
 void Publisher::Remove(const std::string& agent) {
   {
     std::lock_guard lock(mu_);
-    if (auto it = reports_.find(agent); it != reports_.end()) {
-      index_.Update(agent, &it->second, nullptr);
-      reports_.erase(it);
-    }
+    SetReport(agent, nullptr);
   }
   cache_.Remove(agent);
 }

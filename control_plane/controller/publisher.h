@@ -65,8 +65,11 @@ class Publisher {
   // The agents translated before and not in `translated`, over their new destinations;
   // returns how many got new resources.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
-  // Adds to `agents` those whose own part holds a copy of one of `services`.
-  void AddCopyHolders(const std::set<std::string>& services, std::set<std::string>& agents) const;
+  // Adds to `agents` those whose own part holds a copy of a Service that is not the same
+  // in `before` as in the destinations now.
+  void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;
+  // Replaces (null: removes) an agent's report, with the index and copied_ following. Under mu_.
+  void SetReport(const std::string& agent, translate::Report* report);
   // Whether they were new (the cache keeps an agent's resources of the same version).
   bool SetResources(const std::string& agent, xds::Resources resources);
 
@@ -89,6 +92,7 @@ class Publisher {
   ReportIndex index_;                 // under mu_, follows reports_
   std::set<std::string> plugins_;     // under mu_
   std::map<std::string, int64_t> translations_;  // under mu_
+  std::map<std::string, int> copied_;  // under mu_: Report::copied_services of all reports, counted
 };
 
 }  // namespace meshplug::control_plane::controller
