@@ -46,8 +46,8 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
       continue;
     }
     if (k.kind == Kind::kService) {
-      // Other agents get it with their destinations; those holding a copy of it, the
-      // Publisher finds (Report::copied_services).
+      // Other agents get it with their destinations. Those holding a copy of another
+      // Service whose routes it changes, the Publisher finds (Report::copied_services).
       services_.insert({k.ns, k.name});
       continue;
     }

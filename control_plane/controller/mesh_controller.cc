@@ -162,19 +162,8 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
   for (const auto& ev : events) {
     if (!state_.Apply(ev)) log::Warn("unreadable change", {{"object", ev.entry.key.ToString()}});
     if (ev.entry.key.kind == resources::Kind::kWorkload && ev.type == store::Event::Type::kDelete) {
-      const std::string agent = AgentId(ev.entry.key.ns, ev.entry.key.name);
-      publisher_.Remove(agent);
-      // Its status goes too (from every replica's proxy status), unless it is still here.
-      const bool connected = registry_.ForgetIfDisconnected(agent);
-      // An agent still streaming here keeps its registration: it is the agent's to make.
-      // (Another replica removed it while it could not see this one's agents, cut off from
-      // etcd longer than the grace period; or someone deleted it by hand.)
       mesh::v1::Workload old;
-      if (connected && old.ParseFromString(ev.entry.value) &&
-          old.metadata().annotations().count(resources::kRegisteredBy) != 0) {
-        log::Info("registering again an agent that is still connected", {{"agent", agent}});
-        if (auto st = Register(old); !st.ok()) log::Warn("cannot register it again", {{"error", std::string(st.message())}});
-      }
+      WorkloadGone(AgentId(ev.entry.key.ns, ev.entry.key.name), old.ParseFromString(ev.entry.value) ? &old : nullptr);
     }
   }
   std::set<std::string> agents;
@@ -188,6 +177,19 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
   publisher_.Publish(state_, agents, /*may_hold=*/bursting);
 }
 
+void MeshController::WorkloadGone(const std::string& agent, const mesh::v1::Workload* old) {
+  publisher_.Remove(agent);
+  // Its status goes too (from every replica's proxy status), unless it is still here.
+  const bool connected = registry_.ForgetIfDisconnected(agent);
+  // An agent still streaming here keeps its registration: it is the agent's to make.
+  // (Another replica removed it while it could not see this one's agents, cut off from
+  // etcd longer than the grace period; or someone deleted it by hand.)
+  if (connected && old && old->metadata().annotations().count(resources::kRegisteredBy) != 0) {
+    log::Info("registering again an agent that is still connected", {{"agent", agent}});
+    if (auto st = Register(*old); !st.ok()) log::Warn("cannot register it again", {{"error", std::string(st.message())}});
+  }
+}
+
 void MeshController::Reload() {
   auto state = translate::LoadMeshState(store_);
   if (!state.ok()) {
@@ -195,8 +197,8 @@ void MeshController::Reload() {
     log::Warn("cannot reload the mesh state", {{"error", std::string(state.status().message())}});
   } else {
     state->trust = std::move(state_.trust);
-    for (const auto& [key, _] : state_.workloads) {
-      if (!state->workloads.count(key)) publisher_.Remove(AgentId(key.first, key.second));
+    for (const auto& [key, workload] : state_.workloads) {
+      if (!state->workloads.count(key)) WorkloadGone(AgentId(key.first, key.second), &workload);
     }
     state_ = std::move(*state);
   }

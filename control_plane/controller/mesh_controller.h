@@ -75,6 +75,9 @@ class MeshController final : public xds::AgentLifecycle {
   // (`everyone`: all of them). `bursting`: more changes keep coming (Debouncer::Bursting),
   // so the other agents' endpoints may be held back (Publisher::Publish).
   void Follow(const std::vector<store::Event>& events, bool everyone, bool bursting);
+  // A workload was deleted (`old`: what it was, if known): its agent's resources and
+  // status go, and an agent still connected here registers it again.
+  void WorkloadGone(const std::string& agent, const mesh::v1::Workload* old);
   // Loads the whole store again (the change log no longer reaches back) and publishes all.
   void Reload();
   std::set<std::string> AllAgents() const;

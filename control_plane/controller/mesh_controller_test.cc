@@ -96,6 +96,7 @@ class MeshControllerTest : public ::testing::Test {
     ASSERT_TRUE(api_->Apply(req).ok());
     ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   }
+  // Deletes an object and waits until the controller published it.
   void Delete(const std::string& kind, const std::string& ns, const std::string& name) {
     v1::DeleteRequest req;
     auto* ref = req.add_refs();
@@ -103,6 +104,7 @@ class MeshControllerTest : public ::testing::Test {
     ref->set_namespace_(ns);
     ref->set_name(name);
     ASSERT_TRUE(api_->Delete(req).ok());
+    ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   }
   // An agent that connected and registered: no grace period removes it. Its stream's id.
   uint64_t Join(const std::string& name, const std::string& ns, const std::string& app, const std::string& address = "127.0.0.1") {
@@ -297,10 +299,13 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
 // A Service change translates the agents it selects and those holding a copy of it for a
 // PluginConfig; the others get it with their destinations.
 TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
+  // s-1 may call no Service of httpbin: it holds no copy of one.
+  Apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: scoped, annotations: {meshplug.io/egress-hosts: \"./*\"}}\n");
   Join("curl-1", "curl", "curl");
   Join("httpbin-1", "httpbin", "httpbin");
   Join("other-1", "httpbin", "other");
-  const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1", "httpbin/other-1"};
+  Join("s-1", "scoped", "s");
+  const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1", "httpbin/other-1", "scoped/s-1"};
   ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   auto translations = [&] {
@@ -323,15 +328,16 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
   // agent has it as a destination.
   Apply("apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: httpbin}\n"
         "spec: {ports: [{port: 80}], selector: {app: other}}\n");
-  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0], start[1], start[2] + 1}));
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0], start[1], start[2] + 1, start[3]}));
   EXPECT_EQ(ports("curl/curl-1", "other.httpbin"), std::vector<uint32_t>{80});
   EXPECT_EQ(ports("httpbin/other-1", "other.httpbin|inbound"), std::vector<uint32_t>{80});
 
-  // httpbin gains a port: all three mount plugin p (chain c selects every workload), whose
-  // PluginConfigs name httpbin, so each holds a copy of it with the config.
+  // httpbin gains a port: all mount plugin p (chain c selects every workload), whose
+  // PluginConfigs name httpbin, so each holds a copy of it with the config (s-1 would, if
+  // it could call httpbin).
   Apply("apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: httpbin}\n"
         "spec: {ports: [{port: 14001}, {port: 14002}], selector: {app: httpbin}}\n");
-  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 2}));
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 2, start[3] + 1}));
   EXPECT_EQ(ports("curl/curl-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
   EXPECT_EQ(ports("httpbin/other-1", "httpbin.httpbin"), (std::vector<uint32_t>{14001, 14002}));
 
@@ -355,13 +361,12 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
   Apply("apiVersion: v1\nkind: Service\nmetadata: {name: v2, namespace: httpbin}\nspec: {ports: [{port: 14001}], selector: {app: v2}}\n");
   EXPECT_TRUE(routes_to_v2());
   Delete("Service", "httpbin", "v2");
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   EXPECT_FALSE(routes_to_v2());
   EXPECT_EQ(translations()[0], with_route[0] + 2) << "curl holds a copy of httpbin";
+  EXPECT_EQ(translations()[3], with_route[3]) << "s-1 holds none";
 
   // Deleting other: other-1 loses its inbound side.
   Delete("Service", "httpbin", "other");
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   EXPECT_EQ(translations()[2], with_route[2] + 3);  // v2 twice (a copy of httpbin), then other
   EXPECT_TRUE(ports("httpbin/other-1", "other.httpbin|inbound").empty());
   EXPECT_TRUE(ports("curl/curl-1", "other.httpbin").empty());

@@ -2,7 +2,6 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-#include <string_view>
 #include <utility>
 
 #include "common/agent_id.h"
@@ -25,26 +24,17 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
   return key;
 }
 
-// Of `names`, those of Services that are not the same in `before` and `after`.
-std::set<std::string> ChangedServices(const std::map<std::string, int>& names, const v1::Snapshot& before,
-                                      const v1::Snapshot& after) {
-  auto index = [&](const v1::Snapshot& snap) {
-    std::map<std::string_view, const v1::Service*> out;
+// Whether destination Service `name` is not the same in `before` and `after`.
+bool ServiceChanged(const std::string& name, const v1::Snapshot& before, const v1::Snapshot& after) {
+  auto find = [&](const v1::Snapshot& snap) -> const v1::Service* {
     for (const auto& s : snap.services()) {
-      if (names.count(s.name())) out.emplace(s.name(), &s);
+      if (s.name() == name) return &s;
     }
-    return out;
+    return nullptr;
   };
-  const auto old = index(before);
-  const auto now = index(after);
-  std::set<std::string> changed;
-  for (const auto& [name, _] : names) {
-    auto a = old.find(name);
-    auto b = now.find(name);
-    const bool same = a != old.end() && b != now.end() && google::protobuf::util::MessageDifferencer::Equals(*a->second, *b->second);
-    if (!same) changed.insert(name);
-  }
-  return changed;
+  const v1::Service* a = find(before);
+  const v1::Service* b = find(after);
+  return !a || !b || !google::protobuf::util::MessageDifferencer::Equals(*a, *b);
 }
 
 }  // namespace
@@ -74,7 +64,9 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
     translate::Translation t = translate::Translate(state, destinations.snapshot, it->second);
     {
       std::lock_guard lock(mu_);
-      SetReport(agent, &t.report);
+      translate::Report& slot = reports_[agent];
+      index_.Update(agent, &slot, &t.report);
+      slot = std::move(t.report);
       ++translations_[agent];
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources));
@@ -99,34 +91,9 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
 }
 
 void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const {
-  std::lock_guard lock(mu_);
-  if (copied_.empty()) return;
-  const std::set<std::string> changed = ChangedServices(copied_, before, all_);
-  if (changed.empty()) return;
-  for (const auto& [agent, report] : reports_) {
-    for (const auto& name : report.copied_services) {
-      if (changed.count(name)) {
-        agents.insert(agent);
-        break;
-      }
-    }
-  }
-}
-
-void Publisher::SetReport(const std::string& agent, translate::Report* report) {
-  auto it = reports_.find(agent);
-  translate::Report* old = it == reports_.end() ? nullptr : &it->second;
-  index_.Update(agent, old, report);
-  if (old) {
-    for (const auto& name : old->copied_services) {
-      if (--copied_[name] == 0) copied_.erase(name);
-    }
-  }
-  if (report) {
-    for (const auto& name : report->copied_services) ++copied_[name];
-    reports_[agent] = std::move(*report);
-  } else if (old) {
-    reports_.erase(it);
+  // The index changes only on this thread: read without mu_, which status calls take.
+  for (const auto& [service, holders] : index_.Copies()) {
+    if (ServiceChanged(service, before, all_)) agents.insert(holders.begin(), holders.end());
   }
 }
 
@@ -183,7 +150,10 @@ const Publisher::Destinations& Publisher::DestinationsFor(const translate::MeshS
 void Publisher::Remove(const std::string& agent) {
   {
     std::lock_guard lock(mu_);
-    SetReport(agent, nullptr);
+    if (auto it = reports_.find(agent); it != reports_.end()) {
+      index_.Update(agent, &it->second, nullptr);
+      reports_.erase(it);
+    }
   }
   cache_.Remove(agent);
 }

@@ -32,12 +32,12 @@ class Publisher {
   // Translates `agents` (those with a Workload in `state`) and publishes the resources
   // whose version changed. When the destinations changed, every other agent gets the new
   // ones under its own part as last translated: callers pass every agent whose own part
-  // the change may alter (ChangeImpact), and it adds those holding a copy of a destination
-  // Service that changed (Report::copied_services). If `may_hold` (changes keep coming: a connect
-  // storm), that update waits, when the last one took long, until as long again has passed
-  // (RebaseDue): at most half of the time goes to pushing endpoints to the agents already
-  // connected, and the translated ones are never held back. Called from one thread at a
-  // time, as is RebaseDue.
+  // the change may alter (ChangeImpact), and it adds those holding a copy of a
+  // destination Service that changed (Report::copied_services). If `may_hold` (changes
+  // keep coming: a connect storm), that update waits, when the last one took long, until
+  // as long again has passed (RebaseDue): at most half of the time goes to pushing
+  // endpoints to the agents already connected, and the translated ones are never held
+  // back. Called from one thread at a time, as is RebaseDue.
   void Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold = false);
   // When the update of the other agents that Publish held back is due (Publish again
   // then); nullopt when none is held back.
@@ -68,8 +68,6 @@ class Publisher {
   // Adds to `agents` those whose own part holds a copy of a Service that is not the same
   // in `before` as in the destinations now.
   void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;
-  // Replaces (null: removes) an agent's report, with the index and copied_ following. Under mu_.
-  void SetReport(const std::string& agent, translate::Report* report);
   // Whether they were new (the cache keeps an agent's resources of the same version).
   bool SetResources(const std::string& agent, xds::Resources resources);
 
@@ -92,7 +90,6 @@ class Publisher {
   ReportIndex index_;                 // under mu_, follows reports_
   std::set<std::string> plugins_;     // under mu_
   std::map<std::string, int64_t> translations_;  // under mu_
-  std::map<std::string, int> copied_;  // under mu_: Report::copied_services of all reports, counted
 };
 
 }  // namespace meshplug::control_plane::controller

@@ -39,7 +39,8 @@ class PublisherTest : public ::testing::Test {
   }
 
   Publisher::Clock::time_point now_{};
-  // How long a push to the curl agent "takes": the clock moves when it is pushed.
+  // How long a push to the curl agent "takes": the clock moves when it is pushed (only
+  // then: the other agents' pushes take no time).
   milliseconds push_{0};
   xds::SnapshotCache cache_;
   std::shared_ptr<void> watch_ = cache_.Watch("curl/curl-1", [this](const xds::Resources&) { now_ += push_; });
@@ -49,7 +50,7 @@ class PublisherTest : public ::testing::Test {
 };
 
 // In a burst, the agents already connected get new endpoints at most half of the time:
-// after an update that took 1 s, the next waits until 1 s has passed; the joining
+// after an update that took 500 ms, the next waits until 500 ms have passed; the joining
 // workload's own agent is never held back, and an update outside a burst goes out at once.
 TEST_F(PublisherTest, InABurstTheOthersEndpointsWaitAsLongAsTheLastUpdateTook) {
   ASSERT_EQ(CurlSees(), 1u);

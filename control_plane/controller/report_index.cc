@@ -34,6 +34,7 @@ void ReportIndex::Add(const std::string& agent, const translate::Report& r, int 
   for (const auto& plugin : r.mounted_plugins) Mark(plugins_, plugin, agent, delta);
   for (const auto& chain : r.matched_chains) Mark(chains_, chain, agent, delta);
   for (const auto& config : r.applied_configs) Mark(configs_, config, agent, delta);
+  for (const auto& service : r.copied_services) Mark(copies_, service, agent, delta);
   for (const auto& [config, messages] : r.conflicts) {
     auto& counts = conflicts_[config];
     for (const auto& m : messages) {

@@ -1,5 +1,6 @@
 // The agents' translation reports turned around: per Plugin, PluginChain and PluginConfig,
-// the agents that run, match or apply it and the conflicts reported for it. Kept up to date
+// the agents that run, match or apply it and the conflicts reported for it; per
+// destination Service, the agents that hold their own copy of it. Kept up to date
 // as reports change, so a resource's status costs its own agents, not a scan of every
 // agent's report (10,000 agents × every `get`).
 #pragma once
@@ -22,6 +23,8 @@ class ReportIndex {
   const std::set<std::string>& ConfigAgents(const translate::ObjectKey& config) const;
   // The conflict messages any agent's translation reported for `config`.
   std::set<std::string> ConfigConflicts(const translate::ObjectKey& config) const;
+  // Destination Service → the agents holding their own copy of it (Report::copied_services).
+  const std::map<std::string, std::set<std::string>>& Copies() const { return copies_; }
 
  private:
   void Add(const std::string& agent, const translate::Report& r, int delta);
@@ -29,6 +32,7 @@ class ReportIndex {
   std::map<std::string, std::set<std::string>> plugins_;
   std::map<translate::ObjectKey, std::set<std::string>> chains_;
   std::map<translate::ObjectKey, std::set<std::string>> configs_;
+  std::map<std::string, std::set<std::string>> copies_;
   // config → message → how many agents reported it
   std::map<translate::ObjectKey, std::map<std::string, int>> conflicts_;
 };

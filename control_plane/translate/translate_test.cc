@@ -342,6 +342,7 @@ TEST(Translate, AnotherWorkloadJoiningLeavesAnAgentsOwnPartAlone) {
   for (const auto& e : destinations.endpoints()) endpoints += e.cluster() == "httpbin.httpbin|14001" ? e.endpoints_size() : 0;
   ASSERT_EQ(endpoints, 2u);
   ASSERT_EQ(before.snapshot.services_size(), 2);  // its own, and httpbin's copy with the config
+  EXPECT_EQ(before.report.copied_services, std::set<std::string>{"httpbin.httpbin"});
   const auto after = Translate(s, destinations, Agent(s, "curl", "curl-1"));
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(after.snapshot, before.snapshot));
 }
