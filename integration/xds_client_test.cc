@@ -20,6 +20,7 @@
 #include "control_plane/api/resource_api.h"
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/admin_requests.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/trusting_node_authorizer.h"
 #include "control_plane/xds/ads_service.h"
@@ -119,8 +120,7 @@ class ControlPlaneTest : public ::testing::TestWithParam<XdsProtocol> {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
   void Apply(const std::string& yaml) {
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(yaml);
+    const v1::ApplyRequest req = control_plane::testing::ApplyRequestFor(yaml);
     auto r = api_->Apply(req);
     ASSERT_TRUE(r.ok()) << r.status();
     if (controller_) {
@@ -129,12 +129,7 @@ class ControlPlaneTest : public ::testing::TestWithParam<XdsProtocol> {
   }
 
   void Delete(const std::string& kind, const std::string& ns, const std::string& name) {
-    v1::DeleteRequest req;
-    auto* ref = req.add_refs();
-    ref->set_kind(kind);
-    ref->set_namespace_(ns);
-    ref->set_name(name);
-    auto r = api_->Delete(req);
+    auto r = api_->Delete(control_plane::testing::DeleteRequestFor(kind, ns, name));
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE(controller_->WaitForRevision(r->revision(), kWait));
   }

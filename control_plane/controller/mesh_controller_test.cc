@@ -12,6 +12,7 @@
 #include "control_plane/api/resource_api.h"
 #include "common/eventually.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/admin_requests.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/node_identity.h"
 #include "control_plane/testing/fresh_store.h"
@@ -67,8 +68,7 @@ class MeshControllerTest : public ::testing::Test {
   void SetUp() override {
     store_ = testing::FreshSqliteStore(::testing::UnitTest::GetInstance()->current_test_info()->name());
     api_ = std::make_unique<api::ResourceApi>(*store_);
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(kMesh);
+    const v1::ApplyRequest req = testing::ApplyRequestFor(kMesh);
     ASSERT_TRUE(api_->Apply(req).ok());
     controller_ = std::make_unique<MeshController>(*store_, cache_, registry_,
                                                    Options{.quiet = milliseconds(5), .max_delay = milliseconds(50), .grace = milliseconds(300)});
@@ -91,19 +91,13 @@ class MeshControllerTest : public ::testing::Test {
 
   // Applies `yaml` and waits until the controller published it.
   void Apply(const std::string& yaml) {
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(yaml);
+    const v1::ApplyRequest req = testing::ApplyRequestFor(yaml);
     ASSERT_TRUE(api_->Apply(req).ok());
     ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   }
   // Deletes an object and waits until the controller published it.
   void Delete(const std::string& kind, const std::string& ns, const std::string& name) {
-    v1::DeleteRequest req;
-    auto* ref = req.add_refs();
-    ref->set_kind(kind);
-    ref->set_namespace_(ns);
-    ref->set_name(name);
-    ASSERT_TRUE(api_->Delete(req).ok());
+    ASSERT_TRUE(api_->Delete(testing::DeleteRequestFor(kind, ns, name)).ok());
     ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   }
   // An agent that connected and registered: no grace period removes it. Its stream's id.

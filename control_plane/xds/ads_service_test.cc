@@ -14,6 +14,7 @@
 #include "control_plane/api/resource_api.h"
 #include "control_plane/controller/mesh_controller.h"
 #include "control_plane/store/sqlite_store.h"
+#include "control_plane/testing/admin_requests.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/trusting_node_authorizer.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -72,20 +73,14 @@ class AdsTest : public ::testing::Test {
   }
 
   int64_t Apply(const std::string& yaml) {
-    v1::ApplyRequest req;
-    req.add_manifests()->set_content(yaml);
+    const v1::ApplyRequest req = testing::ApplyRequestFor(yaml);
     auto r = api_->Apply(req);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->revision() : 0;
   }
 
   int64_t Delete(const std::string& kind, const std::string& ns, const std::string& name) {
-    v1::DeleteRequest req;
-    auto* ref = req.add_refs();
-    ref->set_kind(kind);
-    ref->set_namespace_(ns);
-    ref->set_name(name);
-    auto r = api_->Delete(req);
+    auto r = api_->Delete(testing::DeleteRequestFor(kind, ns, name));
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->revision() : 0;
   }
