@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <map>
+#include <string_view>
 #include <utility>
 
 #include "common/agent_id.h"
@@ -24,17 +26,11 @@ std::string ScopeKey(const std::vector<resources::EgressHost>& scope) {
   return key;
 }
 
-// Whether destination Service `name` is not the same in `before` and `after`.
-bool ServiceChanged(const std::string& name, const v1::Snapshot& before, const v1::Snapshot& after) {
-  auto find = [&](const v1::Snapshot& snap) -> const v1::Service* {
-    for (const auto& s : snap.services()) {
-      if (s.name() == name) return &s;
-    }
-    return nullptr;
-  };
-  const v1::Service* a = find(before);
-  const v1::Service* b = find(after);
-  return !a || !b || !google::protobuf::util::MessageDifferencer::Equals(*a, *b);
+// The Services of `snap` by name.
+std::map<std::string_view, const v1::Service*> ServicesByName(const v1::Snapshot& snap) {
+  std::map<std::string_view, const v1::Service*> out;
+  for (const auto& s : snap.services()) out.emplace(s.name(), &s);
+  return out;
 }
 
 }  // namespace
@@ -92,8 +88,16 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
 
 void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const {
   // The index changes only on this thread: read without mu_, which status calls take.
-  for (const auto& [service, holders] : index_.Copies()) {
-    if (ServiceChanged(service, before, all_)) agents.insert(holders.begin(), holders.end());
+  const auto& copies = index_.Copies();
+  if (copies.empty()) return;
+  const auto old = ServicesByName(before);
+  const auto now = ServicesByName(all_);
+  for (const auto& [service, holders] : copies) {
+    auto a = old.find(service);
+    auto b = now.find(service);
+    const bool same = a != old.end() && b != now.end() &&
+                      google::protobuf::util::MessageDifferencer::Equals(*a->second, *b->second);
+    if (!same) agents.insert(holders.begin(), holders.end());
   }
 }
 
