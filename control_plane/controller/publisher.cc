@@ -35,23 +35,22 @@ std::map<std::string_view, const v1::Service*> ServicesByName(const v1::Snapshot
 
 }  // namespace
 
-void Publisher::Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold) {
+void Publisher::Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold) {
   const bool new_destinations = state.destinations_generation != generation_;
-  std::set<std::string> translated = agents;
   if (new_destinations) {
     generation_ = state.destinations_generation;
     v1::Snapshot before = std::exchange(all_, translate::TranslateDestinations(state));
     by_namespace_.clear();
     previous_scopes_ = std::move(by_scope_);
     by_scope_.clear();
-    AddCopyHolders(before, translated);
+    AddCopyHolders(before, agents);
   }
   {
     std::lock_guard lock(mu_);
     plugins_.clear();
     for (const auto& [name, _] : state.plugins) plugins_.insert(name);
   }
-  for (const auto& agent : translated) {
+  for (const auto& agent : agents) {
     const auto workload = SplitAgentId(agent);
     if (!workload) continue;
     auto it = state.workloads.find(*workload);
@@ -73,7 +72,7 @@ void Publisher::Publish(const translate::MeshState& state, const std::set<std::s
   }
   if (rebase_pending_ && (!may_hold || now_() >= next_rebase_)) {
     const auto start = now_();
-    const size_t pushed = Rebase(state, translated);
+    const size_t pushed = Rebase(state, agents);
     const auto end = now_();
     rebase_pending_ = false;
     next_rebase_ = end + (end - start);

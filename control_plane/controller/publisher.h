@@ -38,7 +38,7 @@ class Publisher {
   // as long again has passed (RebaseDue): at most half of the time goes to pushing
   // endpoints to the agents already connected, and the translated ones are never held
   // back. Called from one thread at a time, as is RebaseDue.
-  void Publish(const translate::MeshState& state, const std::set<std::string>& agents, bool may_hold = false);
+  void Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold = false);
   // When the update of the other agents that Publish held back is due (Publish again
   // then); nullopt when none is held back.
   std::optional<Clock::time_point> RebaseDue() const;
