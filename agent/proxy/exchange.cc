@@ -92,7 +92,10 @@ bool IsForwardedClientCert(std::string_view name) {
 // dropped: in permissive mode anyone could claim an identity with it.
 void SetForwardedClientCert(http::request_header<>& request, const std::string& peer_identity, bool forward) {
   plugins::EraseFields(request, [](const auto& f) { return IsForwardedClientCert(f.name_string()); });
-  if (forward && !peer_identity.empty()) request.set("x-forwarded-client-cert", "URI=" + peer_identity);
+  // Every spelling is gone: insert without Beast's look-up by name.
+  if (forward && !peer_identity.empty()) {
+    request.insert(http::field::unknown, "x-forwarded-client-cert", "URI=" + peer_identity);
+  }
 }
 
 // Why an upstream exchange produced no usable response.
@@ -411,16 +414,11 @@ awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange&
     Stats::FixedHistogram* const step_time = kRequest ? entry.request_time : entry.response_time;
     if (step_time == nullptr) continue;  // the plugin has no such step: nothing to call or time
     // An immediate step's Verdict is built in place: moving one moves its response's fields.
-    Verdict v = entry.immediate != nullptr ? ImmediateStep(entry.name,
-                                                           [&] {
-                                                             if constexpr (kRequest) {
-                                                               return entry.immediate->RequestHeaders(x.ctx);
-                                                             } else {
-                                                               return entry.immediate->ResponseHeaders(x.ctx);
-                                                             }
-                                                           })
-                                           : Verdict{};
-    if (entry.immediate == nullptr) {
+    // (Immediate plugins have no response step.)
+    const bool immediate = kRequest && entry.immediate != nullptr;
+    Verdict v = immediate ? ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); })
+                          : Verdict{};
+    if (!immediate) {
       v = co_await PluginStep(entry.name, [&] {
         if constexpr (kRequest) {
           return entry.plugin->OnRequestHeaders(x.ctx);
@@ -525,7 +523,7 @@ awaitable<void> ExchangeRunner::SendLocal(Exchange& x, std::string body) {
       header.set(http::field::content_type, "text/plain");
     }
   }
-  const std::string grpc_status(header["grpc-status"]);
+  const std::string grpc_status = grpc ? std::string(plugins::UnknownFieldValue(header, "grpc-status")) : std::string();
   // A response to HEAD has no body, whatever its length says.
   if (x.ctx.request.method() == http::verb::head) body.clear();
   beast::error_code ec;
@@ -1081,7 +1079,9 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   // What the upstream's header said, before response steps could change it: the header
   // itself moves to them.
   const std::optional<uint64_t> declared_length = ContentLength(call.stream_response);
-  const std::string header_grpc_status(plugins::UnknownFieldValue(call.stream_response, "grpc-status"));
+  const bool grpc = IsGrpc(x.ctx.request);
+  const std::string header_grpc_status =
+      grpc ? std::string(plugins::UnknownFieldValue(call.stream_response, "grpc-status")) : std::string();
   x.ctx.response = std::move(call.stream_response);
   const bool ok = co_await PassResponseSteps(x);
   if (!ok) co_return;
@@ -1089,9 +1089,9 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   // Trailers without a body (a gRPC error after the header) still end the response.
   const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
   const bool sent = co_await SendResponse(x, call, source, has_body, declared_length, false);
-  if (sent && IsGrpc(x.ctx.request)) {
+  if (sent && grpc) {
     // The status is in the trailers, or in the header of a Trailers-Only response.
-    const std::string_view status = stream.trailers()["grpc-status"];
+    const std::string_view status = plugins::UnknownFieldValue(stream.trailers(), "grpc-status");
     CountGrpc(x, status.empty() ? std::string_view(header_grpc_status) : status);
   }
 }

@@ -171,16 +171,15 @@ class HttpPlugin {
   virtual void OnLog(const HttpContext&) {}
 };
 
-// A plugin whose header steps never suspend (the built-in modules). The agent calls
-// RequestHeaders and ResponseHeaders directly, without a coroutine frame per step; the
-// awaitable forms serve everyone else.
+// A plugin whose request header step never suspends and that has no response header
+// step (the built-in modules). The agent calls RequestHeaders directly, without a
+// coroutine frame per step; the awaitable form serves everyone else.
 class ImmediateHttpPlugin : public HttpPlugin {
  public:
   virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
-  virtual Verdict ResponseHeaders(HttpContext&) { return Verdict::Continue(); }
 
   awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
-  awaitable<Verdict> OnResponseHeaders(HttpContext& ctx) final { co_return ResponseHeaders(ctx); }
+  bool has_response_header_step() const final { return false; }
 };
 
 // State of one TCP connection through a tcp chain.

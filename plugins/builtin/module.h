@@ -31,15 +31,9 @@ class Module : public Plugin {
 };
 
 // A module with a request header step only (routing, balancing, policy).
-class HttpRequestModule : public Module<plugins::ImmediateHttpPlugin> {
- public:
-  using Module::Module;
-  plugins::Verdict ResponseHeaders(plugins::HttpContext&) final { return plugins::Verdict::Continue(); }
-  bool has_response_header_step() const final { return false; }
-};
+using HttpRequestModule = Module<plugins::ImmediateHttpPlugin>;
 
-// A module that only watches requests (its steps after the request headers). Built on
-// HttpRequestModule for its response step, which it lacks too.
+// A module that only watches requests (its steps after the request headers).
 class HttpObserver : public HttpRequestModule {
  public:
   using HttpRequestModule::HttpRequestModule;
