@@ -19,5 +19,18 @@ TEST(BackoffTest, GrowsExponentiallyWithJitterAndIsBounded) {
   }
 }
 
+TEST(BackoffTest, AClientsDelaysDoubleUntilTheCapAndStartOverAfterASuccess) {
+  Backoff backoff(milliseconds(100), milliseconds(1000), 7);
+  const milliseconds lows[] = {milliseconds(50), milliseconds(100), milliseconds(200), milliseconds(400),
+                               milliseconds(500), milliseconds(500)};
+  for (const milliseconds low : lows) {
+    const milliseconds d = backoff.Next();
+    EXPECT_GE(d, low);
+    EXPECT_LE(d, 2 * low);
+  }
+  backoff.Reset();
+  EXPECT_LE(backoff.Next(), milliseconds(100));
+}
+
 }  // namespace
 }  // namespace meshplug

@@ -67,7 +67,7 @@ XdsClient::XdsClient(XdsClientOptions options, ApplyFn apply, Stats* stats)
       stats_(stats),
       agent_id_(AgentIdOf(options_.node)),
       assembler_(options_.timing),
-      rng_(std::random_device{}()) {}
+      backoff_(options_.backoff_base, options_.backoff_max, std::random_device{}()) {}
 
 XdsClient::~XdsClient() { Stop(); }
 
@@ -149,13 +149,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> XdsClient::MakeChannel() const {
   return grpc::CreateCustomChannel(server_, *credentials, args);
 }
 
-milliseconds XdsClient::NextBackoff() {
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  const milliseconds delay = BackoffDelay(attempt_, options_.backoff_base, options_.backoff_max, unit(rng_));
-  attempt_ = std::min(attempt_ + 1, 62);
-  return delay;
-}
-
 void XdsClient::Run() {
   uint64_t failures = 0;  // attempts in a row that did not lead to a healthy stream
   while (!stopping()) {
@@ -165,9 +158,9 @@ void XdsClient::Run() {
     // several): the one just used may be gone.
     servers_->Failed(server_);
     MaybeUseCache(Clock::now(), /*attempt_failed=*/true);
-    if (healthy) attempt_ = 0, failures = 0;
+    if (healthy) backoff_.Reset(), failures = 0;
     ++failures;
-    const milliseconds delay = NextBackoff();
+    const milliseconds delay = backoff_.Next();
     SetState(XdsConnectionState::kBackoff);
     std::string why;
     {

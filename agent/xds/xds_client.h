@@ -134,7 +134,6 @@ class XdsClient {
   template <typename Proto>
   bool RunStream(const std::shared_ptr<grpc::Channel>& channel);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel() const;
-  std::chrono::milliseconds NextBackoff();
 
   // Counts and records ACKs and NACKs before they are sent.
   void Count(const std::vector<Answer>& answers);
@@ -163,8 +162,7 @@ class XdsClient {
   std::optional<ResourceSet> cache_;  // loaded at start, until used or superseded
   Clock::time_point started_at_;
   bool save_pending_ = false;  // what runs changed and is not on disk yet
-  int attempt_ = 0;
-  std::mt19937_64 rng_;
+  Backoff backoff_;
 
   std::atomic<bool> stopping_{false};
   std::thread thread_;

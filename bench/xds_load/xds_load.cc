@@ -169,13 +169,12 @@ class Timers {
 
 // What one simulated agent received, over every stream it opened.
 struct AgentRecord {
-  explicit AgentRecord(int index) : index(index), rng(index) {}
+  explicit AgentRecord(int index) : index(index), backoff(meshplug::kBackoffBase, meshplug::kBackoffMax, index) {}
   const int index;
   std::mutex mu;
   std::set<std::string> seen_types;  // under mu
   int64_t started_ns = 0;            // the first stream's start
-  int failures = 0;                  // streams that failed in a row, for the backoff; under mu
-  std::mt19937_64 rng;               // the backoff's jitter; under mu
+  meshplug::Backoff backoff;         // over the streams that failed in a row; under mu
   std::atomic<int64_t> responses{0};
   std::atomic<int64_t> last_ack_ns{0};
   std::atomic<int64_t> complete_ns{0};
@@ -225,7 +224,7 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
     Req ack = Ack(response_);
     {
       std::lock_guard lock(record_.mu);
-      record_.failures = 0;
+      record_.backoff.Reset();
       if (record_.seen_types.insert(response_.type_url()).second && record_.seen_types.size() == Types().size()) {
         record_.complete_ns = NowNs();
         totals_.complete.fetch_add(1);
@@ -254,8 +253,8 @@ class AgentStream : public grpc::ClientBidiReactor<Req, Resp> {
 
   void OnDone(const grpc::Status& s) override {
     std::lock_guard lock(mu_);
-    // A failed stream is kept until the load ends (its OnDone may still be returning when
-    // the next one opens): it keeps nothing large. A response can be megabytes.
+    // A failed stream is freed once done, when its agent opens the next (its OnDone may
+    // still be returning then): meanwhile it keeps nothing large. A response can be megabytes.
     Resp().Swap(&response_);
     Req().Swap(&request_);
     queue_.clear();
@@ -419,8 +418,7 @@ class SimAgent {
     {
       // Not mu_: the failing stream holds its own lock here, and Cancel takes it after mu_.
       std::lock_guard lock(record_.mu);
-      delay = meshplug::BackoffDelay(record_.failures++, meshplug::kBackoffBase, meshplug::kBackoffMax,
-                                     std::uniform_real_distribution<double>(0.0, 1.0)(record_.rng));
+      delay = record_.backoff.Next();
     }
     timers_.After(delay, [this] { Open(); });
   }
