@@ -30,7 +30,8 @@ Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> built
     : options_(std::move(options)),
       builtins_(builtins ? std::move(builtins) : std::make_unique<chains::BuiltinModuleFactory>()),
       scripts_(scripts),
-      builder_(*builtins_, scripts, builtin_state_, options_.limits) {
+      builder_(*builtins_, scripts, builtin_state_, options_.limits),
+      chains_(options_.limits) {
   if (options_.admin_token.empty()) options_.admin_token = SecretHex(32);
   size_t n = options_.workers != 0 ? options_.workers
                                    : std::max(1u, std::thread::hardware_concurrency());

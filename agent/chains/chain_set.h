@@ -109,14 +109,20 @@ class ChainSetBuilder {
 // The current chain set, read by every request and replaced by snapshots.
 class ActiveChainSet {
  public:
+  // `defaults` are the flags' limits, which hold until the first snapshot is applied.
+  explicit ActiveChainSet(proxy::Limits defaults = {}) : defaults_(defaults) {}
+
   // nullptr until the first snapshot is applied.
   std::shared_ptr<const ChainSet> Get() const { return current_.load(std::memory_order_acquire); }
   // Returns the set it replaced.
   std::shared_ptr<const ChainSet> Swap(std::shared_ptr<const ChainSet> next) {
     return current_.exchange(std::move(next), std::memory_order_acq_rel);
   }
+  // The limits of `set` (from Get()), or the flags' before any snapshot.
+  const proxy::Limits& LimitsOf(const ChainSet* set) const { return set ? set->limits() : defaults_; }
 
  private:
+  const proxy::Limits defaults_;
   std::atomic<std::shared_ptr<const ChainSet>> current_;
 };
 

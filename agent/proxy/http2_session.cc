@@ -304,7 +304,7 @@ bool Http2Connection::Start(const Limits& limits) {
 awaitable<void> Http2Connection::Run(std::string initial) {
   {
     std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-    if (!Start(current ? current->limits() : Limits{})) co_return;
+    if (!Start(env_.chains->LimitsOf(current.get()))) co_return;
   }
   asio::co_spawn(stream_.get_executor(), WriteLoop(), asio::detached);
   asio::co_spawn(stream_.get_executor(), IdleLoop(limits_.downstream_idle_timeout), asio::detached);

@@ -111,10 +111,9 @@ class HttpSession : public Downstream {
     stream_.expires_after(timeout);
     return stream_.async_read_some(buffer_.prepare(4096), Ec(ec));
   }
-  // The idle timeout of the current set (the default before any configuration).
+  // The idle timeout of the current set (the flag's before any configuration).
   milliseconds CurrentIdleTimeout() const {
-    std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-    return current ? current->limits().downstream_idle_timeout : Limits{}.downstream_idle_timeout;
+    return env_.chains->LimitsOf(env_.chains->Get().get()).downstream_idle_timeout;
   }
   awaitable<void> Close();
 
@@ -162,7 +161,7 @@ void HttpSession::CountHandshake(std::string_view direction, std::string_view re
 
 awaitable<bool> HttpSession::AcceptInbound() {
   std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-  const Limits limits = current ? current->limits() : Limits{};
+  const Limits& limits = env_.chains->LimitsOf(current.get());
   // Without a configuration the mode is unknown: only mTLS is served.
   const bool strict = !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
   beast::error_code ec;

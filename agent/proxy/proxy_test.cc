@@ -465,6 +465,22 @@ TEST_F(ProxyTest, RefusesMalformedAndOversizedRequests) {
   EXPECT_EQ(a.requests(), 0);
 }
 
+// Before the first snapshot, the flags' timeouts hold, not the built-in defaults (10 s to
+// read a header, 60 s idle): a silent client is closed by them.
+TEST_F(ProxyTest, BeforeAnySnapshotTheFlagsTimeoutsHold) {
+  AgentOptions options = LocalAgentOptions(1);
+  options.limits.header_read_timeout = 300ms;
+  options.limits.downstream_idle_timeout = 300ms;
+  agent_ = std::make_unique<Agent>(options);
+  ASSERT_TRUE(agent_->Start().ok());
+  Client inbound(agent_->inbound_port(), 3s);
+  Client outbound(agent_->outbound_port(), 3s);
+  ASSERT_TRUE(inbound.connected());
+  ASSERT_TRUE(outbound.connected());
+  EXPECT_TRUE(inbound.ClosedByPeer()) << inbound.last_error().message();
+  EXPECT_TRUE(outbound.ClosedByPeer()) << outbound.last_error().message();
+}
+
 TEST_F(ProxyTest, StreamsChunkedBodiesBothWaysAndAnswers100Continue) {
   TestUpstream a("a");
   StartWebShop(a.port());
