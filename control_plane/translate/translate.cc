@@ -20,31 +20,33 @@ google::protobuf::Duration ToProto(absl::Duration d) {
   return google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
 }
 
+// Views into the chain's defaults and the state, which outlive the translation: an agent's
+// chains are made for every agent, so they copy no names.
 struct Module {
-  std::string name;
+  std::string_view name;
   uint32_t priority;
-  std::string script;  // PluginScript resource name; empty for built-ins
+  std::string_view script;  // PluginScript resource name; empty for built-ins
 };
 
 // Built-ins of `chain`: the defaults, with MeshConfig's entries overriding the priority
-// and `disable` of a module of the same name, or adding modules.
+// and `disable` of a module of the same name (the last entry of a name wins), or adding
+// modules. In no particular order: Translate sorts them.
 std::vector<Module> BuiltinModules(const MeshState& state, const ChainInfo& chain) {
-  std::map<std::string, mesh::v1::BuiltinModule> modules;
-  for (const BuiltinDefault& d : chain.builtins) {
-    auto& m = modules[std::string(d.module)];
-    m.set_plugin(std::string(d.module));
-    m.set_priority(d.priority);
-  }
-  if (state.mesh_config) {
-    for (const auto& m : ModulesOf(state.mesh_config->spec().plugin_chains(), chain)) {
-      modules[m.plugin()] = m;
+  std::vector<Module> modules;
+  modules.reserve(chain.builtins.size());
+  for (const BuiltinDefault& d : chain.builtins) modules.push_back(Module{d.module, d.priority, {}});
+  if (!state.mesh_config) return modules;
+  for (const auto& m : ModulesOf(state.mesh_config->spec().plugin_chains(), chain)) {
+    auto it = std::find_if(modules.begin(), modules.end(), [&](const Module& e) { return e.name == m.plugin(); });
+    if (m.disable()) {
+      if (it != modules.end()) modules.erase(it);
+    } else if (it != modules.end()) {
+      it->priority = static_cast<uint32_t>(m.priority());
+    } else {
+      modules.push_back(Module{m.plugin(), static_cast<uint32_t>(m.priority()), {}});
     }
   }
-  std::vector<Module> out;
-  for (const auto& [name, m] : modules) {
-    if (!m.disable()) out.push_back(Module{name, static_cast<uint32_t>(m.priority()), ""});
-  }
-  return out;
+  return modules;
 }
 
 std::string ServiceName(const ObjectKey& key) { return Cat(key.second, ".", key.first); }
@@ -433,12 +435,12 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
     auto* out = MutableModulesOf(*set, *chain);
     for (const auto& m : modules) {
       auto* cm = out->Add();
-      cm->set_name(m.name);
+      cm->set_name(std::string(m.name));
       cm->set_priority(m.priority);
       if (m.script.empty()) {
         cm->set_builtin(true);
       } else {
-        cm->set_script(m.script);
+        cm->set_script(std::string(m.script));
       }
     }
   }
@@ -449,7 +451,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   std::set<std::string> mounted[2];
   for (const auto& [chain, modules] : chains) {
     for (const auto& m : modules) {
-      if (!m.script.empty()) mounted[chain->inbound].insert(m.name);
+      if (!m.script.empty()) mounted[chain->inbound].emplace(m.name);
     }
   }
   AttachConfigs(state, destinations, mounted, snap, t.report);

@@ -148,10 +148,15 @@ spec:
     outbound-http:
     - {plugin: logging, priority: 130, disable: true}
     - {plugin: tracing, priority: 155}
+    - {plugin: circuit-breaker, disable: true}
+    - {plugin: circuit-breaker, priority: 105}
+    - {plugin: http-default, priority: 90}
+    - {plugin: http-default, priority: 90, disable: true}
 )");
+  // The last entry of a name wins.
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));
   EXPECT_EQ(Names(t.snapshot.chains().outbound_http()),
-            (Strings{"http-routing", "tracing", "metrics", "circuit-breaker", "http-load-balancing", "http-default"}));
+            (Strings{"http-routing", "tracing", "metrics", "http-load-balancing", "circuit-breaker"}));
 }
 
 TEST(Translate, MissingPluginIsSkippedReportedAndMountedOnceCreated) {
