@@ -64,7 +64,7 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
       slot = std::move(t.report);
       ++translations_[agent];
     }
-    SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources));
+    SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources, cache_.Get(agent).get()));
   }
   if (new_destinations && !rebase_pending_) {
     rebase_pending_ = true;

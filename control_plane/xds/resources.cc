@@ -2,6 +2,8 @@
 
 #include <google/protobuf/any.pb.h>
 
+#include <algorithm>
+
 #include "common/hash.h"
 #include "common/strings.h"
 #include "control_plane/xds/envoy_resources.h"
@@ -57,6 +59,12 @@ void SetTypeVersions(AgentResources& r, const std::vector<std::string>& type_url
     ForEachOf(r, type, [&](const std::string& name, const ResourcePtr& res) { version.Add(name, res->version); });
     r.type_versions[type] = version.Done();
   }
+}
+
+// Interned resources are equal when they are the same object (and then of the same name).
+bool SameObjects(const AgentResources::Named& a, const AgentResources::Named& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const auto& x, const auto& y) { return x.second == y.second; });
 }
 
 }  // namespace
@@ -137,16 +145,21 @@ AgentResources::Named AgentResources::Of(const std::string& type_url) const {
   return out;
 }
 
+size_t ResourceInterner::KeyHash::operator()(const Key& k) const {
+  return std::hash<const void*>()(k.type) ^ std::hash<std::string_view>()(k.name) * 31 ^ k.bytes_hash;
+}
+
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
   std::string bytes = DeterministicBytes(msg);
-  std::string version = xds_types::ResourceVersionOfBytes(bytes);
-  // The type is part of the key: an empty Endpoints{cluster: X} has the bytes of Cluster{name: X}.
-  const std::string key = msg.GetDescriptor()->full_name() + "\n" + name + "\n" + version;
+  Key key{msg.GetDescriptor(), name, std::hash<std::string_view>()(bytes)};
   std::lock_guard lock(mu_);
-  auto& slot = by_key_[key];
-  if (auto existing = slot.lock()) return existing;
+  auto [first, last] = by_key_.equal_range(key);
+  for (auto it = first; it != last; ++it) {
+    if (auto existing = it->second.lock(); existing && existing->Value() == bytes) return existing;
+  }
+  std::string version = xds_types::ResourceVersionOfBytes(bytes);
   auto r = Encoded(name, xds_types::TypeOf(msg.GetDescriptor()).url, std::move(bytes), std::move(version));
-  slot = r;
+  by_key_.emplace(std::move(key), r);
   if (by_key_.size() > 1024 && by_key_.size() % 1024 == 0) {
     std::erase_if(by_key_, [](const auto& kv) { return kv.second.expired(); });
   }
@@ -160,7 +173,8 @@ size_t ResourceInterner::size() {
 }
 
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
-                                                  std::shared_ptr<const AgentResources> base) {
+                                                  std::shared_ptr<const AgentResources> base,
+                                                  const AgentResources* previous) {
   auto out = std::make_shared<AgentResources>();
   out->base = std::move(base);
   xds_types::ForEachResource(snap, [&](const xds_types::ResourceType& type, const google::protobuf::Message& msg) {
@@ -168,7 +182,15 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
     out->own[type.url][name] = interner.Intern(name, msg);
   });
   // Over all of the agent's resources, as the agent computes it from what it received.
-  SetTypeVersions(*out, xds_types::TypeUrls());
+  std::vector<std::string> changed;
+  for (const auto& type : xds_types::TypeUrls()) {
+    if (previous && previous->base == out->base && SameObjects(OwnOf(*previous, type), OwnOf(*out, type))) {
+      out->type_versions[type] = previous->type_versions.at(type);
+    } else {
+      changed.push_back(type);
+    }
+  }
+  SetTypeVersions(*out, changed);
   out->version = xds_types::SnapshotVersion(out->type_versions);
   return out;
 }

@@ -86,8 +86,20 @@ class ResourceInterner {
   size_t size();
 
  private:
+  // A resource is found by a fast hash of its bytes and then compared whole, so that only
+  // bytes not seen yet are versioned (SHA-256): most of an agent's translation is what it
+  // was, and agents share most of their resources.
+  struct Key {
+    const google::protobuf::Descriptor* type;  // Endpoints{cluster: X} has the bytes of Cluster{name: X}
+    std::string name;
+    size_t bytes_hash;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
   std::mutex mu_;
-  std::unordered_map<std::string, std::weak_ptr<const EncodedResource>> by_key_;  // name + hash
+  std::unordered_multimap<Key, std::weak_ptr<const EncodedResource>, KeyHash> by_key_;
 };
 
 // The xDS resources of `snap` over those of `base` (if given; one level: a base has none
@@ -97,8 +109,12 @@ class ResourceInterner {
 // ones "<name>|inbound", so an agent's own service and the same service as a destination
 // are distinct), cluster names (an Endpoints page after the first "<cluster>#<page>"), and
 // "agent".
+//
+// `previous`, the agent's resources before, spares hashing the type versions again: a type
+// whose resources are the same objects over the same base keeps its version.
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
-                                                  std::shared_ptr<const AgentResources> base = nullptr);
+                                                  std::shared_ptr<const AgentResources> base = nullptr,
+                                                  const AgentResources* previous = nullptr);
 
 // `agent`'s own resources over `base`, new shared resources: for a change that alters
 // only what agents share (a workload joining or leaving changes endpoints), without

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "common/xds_types.h"
 
 namespace meshplug::control_plane::xds {
@@ -60,6 +62,54 @@ TEST(RebaseTest, IsWhatTranslatingOverTheNewDestinationsGives) {
       EXPECT_EQ(rebased->Find(services, "a"), agent->Find(services, "a"));
     }
   }
+}
+
+// Equal bytes of one type and name are one object, while anyone holds it; anything else
+// that differs (bytes, name, type) is another.
+TEST(ResourceInternerTest, EqualResourcesAreOneObject) {
+  ResourceInterner interner;
+  v1::Service a;
+  a.set_name("a");
+  a.add_ports()->set_port(80);
+  const ResourcePtr first = interner.Intern("a", a);
+  EXPECT_EQ(interner.Intern("a", a), first);
+  EXPECT_EQ(first->version, xds_types::ResourceVersion(a));
+  EXPECT_NE(interner.Intern("b", a), first);
+  v1::Service other = a;
+  other.mutable_ports(0)->set_port(81);
+  const ResourcePtr changed = interner.Intern("a", other);
+  EXPECT_NE(changed, first);
+  EXPECT_EQ(changed->version, xds_types::ResourceVersion(other));
+  // A Cluster{name: a} and an Endpoints{cluster: a} have the same bytes.
+  v1::Cluster cluster;
+  cluster.set_name("a");
+  v1::Endpoints endpoints;
+  endpoints.set_cluster("a");
+  ASSERT_EQ(cluster.SerializeAsString(), endpoints.SerializeAsString());
+  EXPECT_NE(interner.Intern("a", cluster), interner.Intern("a", endpoints));
+  EXPECT_NE(interner.Intern("a", cluster)->AnyBytes().find("v1.Cluster"), std::string_view::npos);
+}
+
+// Versions made with the agent's previous resources are those made without them, whether
+// a type changed, stayed, or the base moved under it.
+TEST(ToResourcesTest, PreviousResourcesGiveTheSameVersions) {
+  ResourceInterner interner;
+  const auto base = ToResources(Destinations(1, 80), interner);
+  const auto moved = ToResources(Destinations(2, 80), interner);
+  const auto previous = ToResources(Own(), interner, base);
+  v1::Snapshot changed = Own();
+  changed.mutable_settings()->mutable_workload()->set_name("web-2");
+  for (const auto& [what, own, over] : {std::tuple{"nothing changes", Own(), base},
+                                        std::tuple{"the settings change", changed, base},
+                                        std::tuple{"the base moves", Own(), moved}}) {
+    SCOPED_TRACE(what);
+    const auto fresh = ToResources(own, interner, over);
+    const auto reused = ToResources(own, interner, over, previous.get());
+    EXPECT_EQ(reused->type_versions, fresh->type_versions);
+    EXPECT_EQ(reused->version, fresh->version);
+    EXPECT_EQ(reused->own, fresh->own);
+  }
+  EXPECT_NE(ToResources(changed, interner, base, previous.get())->version, previous->version);
 }
 
 }  // namespace
