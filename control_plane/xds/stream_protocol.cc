@@ -177,7 +177,9 @@ void DeltaProtocol::Handle(const Request& req) {
 
 void DeltaProtocol::SetResources(Resources resources) {
   resources_ = std::move(resources);
-  for (auto& [_, t] : types_) t.send = true;
+  for (auto& [type, t] : types_) {
+    if (resources_->TypeVersion(type) != t.synced_version) t.send = true;
+  }
 }
 
 bool DeltaProtocol::NextResponse(grpc::ByteBuffer* out) {
@@ -212,13 +214,14 @@ bool DeltaProtocol::NextResponse(grpc::ByteBuffer* out) {
       if (!resources_->Find(type, n) && t.told_missing.insert(n).second) head.add_removed_resources(n);
     }
     const bool resumed = std::exchange(t.resumed, false);
+    t.synced_version = resources_->TypeVersion(type);
     if (updated == 0 && head.removed_resources().empty()) {
       // It resumed holding exactly the current version: proxy status shows it in sync.
-      if (resumed) registry_.Resumed(agent_, type, resources_->TypeVersion(type));
+      if (resumed) registry_.Resumed(agent_, type, t.synced_version);
       continue;
     }
     head.set_type_url(type);
-    head.set_system_version_info(resources_->TypeVersion(type));
+    head.set_system_version_info(t.synced_version);
     head.set_nonce(NextNonce());
     t.recent_nonces.emplace_back(head.nonce(), head.system_version_info());
     if (t.recent_nonces.size() > kRecentNonces) t.recent_nonces.pop_front();

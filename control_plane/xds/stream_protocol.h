@@ -96,6 +96,10 @@ class DeltaProtocol : public ProtocolBase {
     std::set<std::string> told_missing;                  // subscribed names reported absent
     std::deque<std::pair<std::string, std::string>> recent_nonces;  // nonce, system version; newest last
     bool send = false;
+    // The type's version in the resources of the last pass over it (NextResponse), after
+    // which the agent had them all: new resources flag only the types whose version moved,
+    // so that a change sends no other type and diffs none.
+    std::string synced_version;
     // The agent resumed with versions of its own (from another replica, say) and has not
     // been sent this type yet.
     bool resumed = false;

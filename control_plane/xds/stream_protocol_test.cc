@@ -96,6 +96,53 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   EXPECT_EQ(AckedVersion(registry, ServiceUrl()), sent[10].system_version_info());
 }
 
+// New resources are sent for the types they changed, and only those; a type that did not
+// change still answers a subscription.
+TEST(DeltaProtocol, NewResourcesSendTheTypesTheyChanged) {
+  AgentRegistry registry;
+  ResourceInterner interner;
+  DeltaProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
+  const std::string& clusters = xds_types::UrlOf<v1::Cluster>();
+  auto resources = [&](uint32_t port) {
+    v1::Snapshot snapshot;
+    auto* a = snapshot.add_services();
+    a->set_name("a");
+    a->add_ports()->set_port(port);
+    snapshot.add_clusters()->set_name("a|80");
+    snapshot.add_clusters()->set_name("b|80");
+    return ToResources(snapshot, interner);
+  };
+  protocol.SetResources(resources(80));
+  DeltaProtocol::Request services_request;
+  services_request.set_type_url(ServiceUrl());
+  protocol.Handle(services_request);
+  DeltaProtocol::Request clusters_request;
+  clusters_request.set_type_url(clusters);
+  clusters_request.add_resource_names_subscribe("a|80");
+  protocol.Handle(clusters_request);
+  std::map<std::string, int> sent;
+  while (auto resp = Next(protocol)) sent[resp->type_url()] += resp->resources_size();
+  EXPECT_EQ(sent, (std::map<std::string, int>{{ServiceUrl(), 1}, {clusters, 1}}));
+
+  protocol.SetResources(resources(81));
+  auto resp = Next(protocol);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type_url(), ServiceUrl());
+  EXPECT_FALSE(Next(protocol));
+  protocol.SetResources(resources(81));  // the same again
+  EXPECT_FALSE(Next(protocol));
+
+  DeltaProtocol::Request more;
+  more.set_type_url(clusters);
+  more.add_resource_names_subscribe("b|80");
+  protocol.Handle(more);
+  resp = Next(protocol);
+  ASSERT_TRUE(resp);
+  ASSERT_EQ(resp->resources_size(), 1);
+  EXPECT_EQ(resp->resources(0).name(), "b|80");
+  EXPECT_FALSE(Next(protocol));
+}
+
 // A wildcard state-of-the-world response holds the shared destinations (framed once for
 // every agent over them) and the agent's own resources; where one of the agent's own
 // replaces a shared one, the agent's is sent and the shared one is not.
