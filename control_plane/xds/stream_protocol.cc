@@ -208,6 +208,7 @@ bool DeltaProtocol::NextResponse(grpc::ByteBuffer* out) {
         continue;
       }
       head.add_removed_resources(cv->first);
+      if (t.names.count(cv->first)) t.told_missing.insert(cv->first);  // not again below
       cv = t.client_versions.erase(cv);
     }
     for (const auto& n : t.names) {

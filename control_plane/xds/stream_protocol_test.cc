@@ -96,20 +96,20 @@ TEST(DeltaProtocol, AckOfARecentResponseIsRecorded) {
   EXPECT_EQ(AckedVersion(registry, ServiceUrl()), sent[10].system_version_info());
 }
 
-// New resources are sent for the types they changed, and only those; a type that did not
-// change still answers a subscription.
+// New resources are sent for the types they changed (a removal too), and only those; a
+// type that did not change still answers a subscription.
 TEST(DeltaProtocol, NewResourcesSendTheTypesTheyChanged) {
   AgentRegistry registry;
   ResourceInterner interner;
   DeltaProtocol protocol(registry, "shop/web", /*envoy_types_only=*/false);
   const std::string& clusters = xds_types::UrlOf<v1::Cluster>();
-  auto resources = [&](uint32_t port) {
+  auto resources = [&](uint32_t port, bool with_b = true) {
     v1::Snapshot snapshot;
     auto* a = snapshot.add_services();
     a->set_name("a");
     a->add_ports()->set_port(port);
     snapshot.add_clusters()->set_name("a|80");
-    snapshot.add_clusters()->set_name("b|80");
+    if (with_b) snapshot.add_clusters()->set_name("b|80");
     return ToResources(snapshot, interner);
   };
   protocol.SetResources(resources(80));
@@ -140,6 +140,15 @@ TEST(DeltaProtocol, NewResourcesSendTheTypesTheyChanged) {
   ASSERT_TRUE(resp);
   ASSERT_EQ(resp->resources_size(), 1);
   EXPECT_EQ(resp->resources(0).name(), "b|80");
+  EXPECT_FALSE(Next(protocol));
+
+  protocol.SetResources(resources(81, /*with_b=*/false));  // a removal moves only its type
+  resp = Next(protocol);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type_url(), clusters);
+  EXPECT_EQ(resp->resources_size(), 0);
+  ASSERT_EQ(resp->removed_resources_size(), 1);
+  EXPECT_EQ(resp->removed_resources(0), "b|80");
   EXPECT_FALSE(Next(protocol));
 }
 
