@@ -6,6 +6,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/evp.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
@@ -24,7 +25,8 @@ std::string Sha256Hex(std::string_view data) {
   if (kSha256 == nullptr || !context || EVP_DigestInit_ex2(context.get(), kSha256, nullptr) != 1 ||
       EVP_DigestUpdate(context.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(context.get(), digest, &size) != 1) {
-    std::abort();  // out of memory, or no SHA-256 in OpenSSL's default provider
+    std::fputs("meshplug: SHA-256 failed (out of memory, or no SHA-256 in OpenSSL's default provider)\n", stderr);
+    std::abort();
   }
   return HexOf(std::string_view(reinterpret_cast<const char*>(digest), size));
 }

@@ -19,16 +19,24 @@ TEST(Sha256HexTest, KnownDigests) {
   EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// Each thread has its own context: threads hashing different inputs at once get what one
+// thread gets for each.
 TEST(Sha256HexTest, ThreadsHashAlike) {
-  std::vector<std::string> results(4);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 4; ++i) inputs.push_back(std::string(static_cast<size_t>(1 + 70 * i), static_cast<char>('a' + i)));
+  std::vector<std::string> expected;
+  for (const auto& input : inputs) expected.push_back(Sha256Hex(input));
+  std::vector<std::vector<std::string>> results(inputs.size());
   std::vector<std::thread> threads;
-  for (auto& r : results) {
-    threads.emplace_back([&r] {
-      for (int i = 0; i < 100; ++i) r = Sha256Hex("abc");
+  for (size_t t = 0; t < inputs.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) results[t].push_back(Sha256Hex(inputs[t]));
     });
   }
   for (auto& t : threads) t.join();
-  for (const auto& r : results) EXPECT_EQ(r, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  for (size_t t = 0; t < inputs.size(); ++t) {
+    for (const auto& r : results[t]) ASSERT_EQ(r, expected[t]) << "input " << t;
+  }
 }
 
 }  // namespace

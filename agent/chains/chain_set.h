@@ -119,7 +119,7 @@ class ActiveChainSet {
     return current_.exchange(std::move(next), std::memory_order_acq_rel);
   }
   // The limits of `set` (from Get()), or the flags' before any snapshot.
-  const proxy::Limits& LimitsOf(const ChainSet* set) const { return set ? set->limits() : defaults_; }
+  proxy::Limits LimitsOf(const ChainSet* set) const { return set ? set->limits() : defaults_; }
 
  private:
   const proxy::Limits defaults_;

@@ -161,7 +161,7 @@ void HttpSession::CountHandshake(std::string_view direction, std::string_view re
 
 awaitable<bool> HttpSession::AcceptInbound() {
   std::shared_ptr<const chains::ChainSet> current = env_.chains->Get();
-  const Limits& limits = env_.chains->LimitsOf(current.get());
+  const Limits limits = env_.chains->LimitsOf(current.get());
   // Without a configuration the mode is unknown: only mTLS is served.
   const bool strict = !current || current->snapshot().settings().mtls_mode() == v1::MTLS_STRICT;
   beast::error_code ec;

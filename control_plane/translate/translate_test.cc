@@ -152,6 +152,7 @@ spec:
     - {plugin: circuit-breaker, priority: 105}
     - {plugin: http-default, priority: 90}
     - {plugin: http-default, priority: 90, disable: true}
+    - {plugin: no-such-module, disable: true}
 )");
   // The last entry of a name wins.
   const auto t = WholeTranslation(s, Agent(s, "curl", "curl-1"));

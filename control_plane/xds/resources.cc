@@ -67,6 +67,30 @@ bool SameObjects(const AgentResources::Named& a, const AgentResources::Named& b)
                     [](const auto& x, const auto& y) { return x.second == y.second; });
 }
 
+const std::string* BaseVersion(const AgentResources& r, const std::string& type_url) {
+  return r.base ? &r.base->type_versions.at(type_url) : nullptr;
+}
+
+// `out`'s type versions (over all of the agent's resources, as the agent computes them
+// from what it received) and snapshot version. A type whose own resources are those of
+// `previous` (the same objects) over a base with the same version of the type keeps its
+// version: hashing every name and version of a type is most of the cost otherwise.
+void VersionTypes(AgentResources& out, const AgentResources* previous) {
+  std::vector<std::string> changed;
+  for (const auto& type : xds_types::TypeUrls()) {
+    const std::string* base = BaseVersion(out, type);
+    const std::string* before = previous ? BaseVersion(*previous, type) : nullptr;
+    if (previous && SameObjects(OwnOf(*previous, type), OwnOf(out, type)) &&
+        (base && before ? *base == *before : base == before)) {
+      out.type_versions[type] = previous->type_versions.at(type);
+    } else {
+      changed.push_back(type);
+    }
+  }
+  SetTypeVersions(out, changed);
+  out.version = xds_types::SnapshotVersion(out.type_versions);
+}
+
 }  // namespace
 
 grpc::Slice SliceOwning(std::string bytes) {
@@ -152,13 +176,25 @@ size_t ResourceInterner::KeyHash::operator()(const Key& k) const {
 ResourcePtr ResourceInterner::Intern(const std::string& name, const google::protobuf::Message& msg) {
   std::string bytes = DeterministicBytes(msg);
   Key key{msg.GetDescriptor(), name, std::hash<std::string_view>()(bytes)};
+  // Under the lock from look-up to insert, so that equal bytes are never kept twice; the
+  // publishing thread is the one that interns.
   std::lock_guard lock(mu_);
   auto [first, last] = by_key_.equal_range(key);
+  auto expired = by_key_.end();
   for (auto it = first; it != last; ++it) {
-    if (auto existing = it->second.lock(); existing && existing->Value() == bytes) return existing;
+    auto existing = it->second.lock();
+    if (!existing) {
+      expired = it;
+    } else if (existing->Value() == bytes) {
+      return existing;
+    }
   }
   std::string version = xds_types::ResourceVersionOfBytes(bytes);
   auto r = Encoded(name, xds_types::TypeOf(msg.GetDescriptor()).url, std::move(bytes), std::move(version));
+  if (expired != by_key_.end()) {
+    expired->second = r;  // the same resource back after nobody held it
+    return r;
+  }
   by_key_.emplace(std::move(key), r);
   if (by_key_.size() > 1024 && by_key_.size() % 1024 == 0) {
     std::erase_if(by_key_, [](const auto& kv) { return kv.second.expired(); });
@@ -181,33 +217,15 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
     const std::string name = type.name_of(msg);
     out->own[type.url][name] = interner.Intern(name, msg);
   });
-  // Over all of the agent's resources, as the agent computes it from what it received.
-  std::vector<std::string> changed;
-  for (const auto& type : xds_types::TypeUrls()) {
-    if (previous && previous->base == out->base && SameObjects(OwnOf(*previous, type), OwnOf(*out, type))) {
-      out->type_versions[type] = previous->type_versions.at(type);
-    } else {
-      changed.push_back(type);
-    }
-  }
-  SetTypeVersions(*out, changed);
-  out->version = xds_types::SnapshotVersion(out->type_versions);
+  VersionTypes(*out, previous);
   return out;
 }
 
 std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base) {
   auto out = std::make_shared<AgentResources>();
   out->own = agent.own;
-  out->type_versions = agent.type_versions;
-  std::vector<std::string> changed;
-  for (const auto& type : xds_types::TypeUrls()) {
-    const std::string* before = agent.base ? &agent.base->type_versions.at(type) : nullptr;
-    const std::string* after = base ? &base->type_versions.at(type) : nullptr;
-    if (!before || !after || *before != *after) changed.push_back(type);
-  }
   out->base = std::move(base);
-  SetTypeVersions(*out, changed);
-  out->version = xds_types::SnapshotVersion(out->type_versions);
+  VersionTypes(*out, &agent);
   return out;
 }
 

@@ -111,7 +111,8 @@ class ResourceInterner {
 // "agent".
 //
 // `previous`, the agent's resources before, spares hashing the type versions again: a type
-// whose resources are the same objects over the same base keeps its version.
+// whose own resources are the same objects, over a base with the same version of the
+// type, keeps its version.
 std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, ResourceInterner& interner,
                                                   std::shared_ptr<const AgentResources> base = nullptr,
                                                   const AgentResources* previous = nullptr);

@@ -86,8 +86,12 @@ TEST(ResourceInternerTest, EqualResourcesAreOneObject) {
   v1::Endpoints endpoints;
   endpoints.set_cluster("a");
   ASSERT_EQ(cluster.SerializeAsString(), endpoints.SerializeAsString());
-  EXPECT_NE(interner.Intern("a", cluster), interner.Intern("a", endpoints));
-  EXPECT_NE(interner.Intern("a", cluster)->AnyBytes().find("v1.Cluster"), std::string_view::npos);
+  const ResourcePtr cluster_a = interner.Intern("a", cluster);
+  const ResourcePtr endpoints_a = interner.Intern("a", endpoints);
+  EXPECT_NE(cluster_a, endpoints_a);
+  EXPECT_NE(cluster_a->AnyBytes().find(xds_types::UrlOf<v1::Cluster>()), std::string_view::npos);
+  EXPECT_NE(endpoints_a->AnyBytes().find(xds_types::UrlOf<v1::Endpoints>()), std::string_view::npos);
+  EXPECT_EQ(interner.Intern("a", endpoints), endpoints_a);
 }
 
 // Versions made with the agent's previous resources are those made without them, whether
