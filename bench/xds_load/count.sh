@@ -48,10 +48,10 @@ wait_log() {
 (
   wait_log "$before" || exit 0
   pid="$(pgrep -f "valgrind.*$BIN/control_plane" | head -1)"
-  callgrind_control -i on "$pid" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  callgrind_control -z "$pid" >/dev/null 2>&1
   wait_log "$CHANGE #$REPEATS:" || exit 0
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
 ) &
 counter=$!
 BIN="$OUT/bin" AGENTS="$AGENTS" SERVICES="${SERVICES:-2000}" REPEATS="$REPEATS" PROTOCOLS="${PROTOCOL:-delta}" \
