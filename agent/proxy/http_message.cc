@@ -178,9 +178,10 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   } else if (target.empty() || target.front() != '/') {
     return Rejection{400, "request target must be a path or an http:// URL"};
   }
-  std::string path(origin);
-  if (path.empty() || path.front() == '?') path.insert(0, "/");
-  std::optional<std::string> normalized = routing::NormalizeOriginForm(path);
+  std::string rooted;  // "http://host" and "http://host?q" mean the path "/"
+  if (origin.empty() || origin.front() == '?') origin = rooted = Cat("/", origin);
+  std::string storage;
+  const std::optional<std::string_view> normalized = routing::NormalizeOriginForm(origin, storage);
   if (!normalized) return Rejection{400, "request path cannot be normalized"};
   if (!authority.empty()) request.set(http::field::host, authority);
   // Set only when changed: setting a field or the target reallocates it.

@@ -141,6 +141,12 @@ TEST(HttpMessageTest, AbsoluteFormBecomesOriginForm) {
   ASSERT_FALSE(NormalizeTarget(req));
   EXPECT_EQ(req.target(), "/?q=1");
   EXPECT_EQ(req[http::field::host], "web.shop:8080");
+  req.target("http://web.shop/a/b?x=1");  // the path is a view into the old target
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req.target(), "/a/b?x=1");
+  req.target("http://web.shop/a/./b/../c");
+  ASSERT_FALSE(NormalizeTarget(req));
+  EXPECT_EQ(req.target(), "/a/c");
   req.target("http://user@evil/");
   EXPECT_TRUE(NormalizeTarget(req));
   req.target("/plain");

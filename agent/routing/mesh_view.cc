@@ -266,7 +266,8 @@ RouteChoice MeshView::Route(const plugins::http::request_header<>& request, bool
   const ServiceView* service = FindService(host, inbound);
   if (service == nullptr) return {};
   // The agent normalizes targets before the chain runs; a plugin may have set another.
-  std::optional<std::string> target = NormalizeOriginForm(request.target());
+  std::string storage;
+  const std::optional<std::string_view> target = NormalizeOriginForm(request.target(), storage);
   if (!target) return {service, nullptr};
   std::string_view path = PathOf(*target);
   uint32_t port = HostPort(host);

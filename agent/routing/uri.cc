@@ -82,7 +82,7 @@ std::string_view NormalizeHost(std::string_view host, std::string& storage) {
   return storage;
 }
 
-std::optional<std::string> NormalizeOriginForm(std::string_view target) {
+std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std::string& storage) {
   size_t question = target.find('?');
   std::string_view path = target.substr(0, question);
   std::string_view query =
@@ -92,7 +92,7 @@ std::optional<std::string> NormalizeOriginForm(std::string_view target) {
   // Nothing to decode, no dot segment and no empty one possible: already normalized (the
   // common case).
   if (path.find_first_of("%.\\") == std::string_view::npos && path.find("//") == std::string_view::npos) {
-    return std::string(target);
+    return target;
   }
 
   std::string decoded;
@@ -120,9 +120,9 @@ std::optional<std::string> NormalizeOriginForm(std::string_view target) {
     }
     i += 2;
   }
-  std::string out = RemoveDotSegments(MergeSlashes(decoded));
-  out.append(query);
-  return out;
+  storage = RemoveDotSegments(MergeSlashes(decoded));
+  storage.append(query);
+  return storage;
 }
 
 }  // namespace meshplug::agent::routing

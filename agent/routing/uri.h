@@ -14,8 +14,9 @@ namespace meshplug::agent::routing {
 // upper-cased, repeated slashes merged ("//get" → "/get", as Envoy's merge_slashes), then
 // dot segments removed (§5.2.4: "/a/./b/../c" → "/a/c"). The query is kept as it is. nullopt when the target cannot be normalized safely: it does not start
 // with '/', has a malformed percent-encoding, an encoded '/' or '\' (%2F, %5C) or NUL
-// (%00), a raw '\', or a '#'.
-std::optional<std::string> NormalizeOriginForm(std::string_view target);
+// (%00), a raw '\', or a '#'. `target` itself when it is normalized already (no copy: every
+// request comes here twice), else the normalized copy in `storage`.
+std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std::string& storage);
 
 // A Host value ("Web.Shop.:8080") as routing compares it: lower case, without the trailing
 // dot of a fully qualified name ("web.shop:8080"); the port is kept. `host` itself when it
