@@ -12,6 +12,7 @@
 #   STORE=etcd REPLICAS=3 AGENTS=1000 bench/xds_load/run.sh   # replicas on etcd, agents spread over them
 #   ENVOY_TYPES=1 AGENTS=1000 bench/xds_load/run.sh  # agents also subscribe to Envoy's four types
 #   CP_FLAGS="--debounce_max_ms=3000" AGENTS=3000 bench/xds_load/run.sh  # extra control-plane flags
+#   LOAD_FLAGS="--pause_s=3" bench/xds_load/run.sh   # extra load-generator flags
 #
 # With STORE=etcd, one etcd-server member (Debian's etcd-server) runs beside the control
 # planes (all on CPU 1); changes are applied through the first replica and reach the
@@ -120,7 +121,7 @@ for n in $AGENTS; do
         --protocol="$proto" --repeats="$REPEATS" --services="$SERVICES" --cp_pid="$pids" \
         --egress_hosts="$EGRESS_HOSTS" \
         --envoy_types="$([[ $ENVOY_TYPES == 1 ]] && echo true || echo false)" \
-        --timeout_s=$((TIMEOUT_S / 2)) >>"$results" 2>"$OUT/load-$run.log"; then
+        --timeout_s=$((TIMEOUT_S / 2)) ${LOAD_FLAGS:-} >>"$results" 2>"$OUT/load-$run.log"; then
       tail -n 1 "$results"
     else
       echo "run failed or timed out (see $OUT/load-$run.log)" >&2

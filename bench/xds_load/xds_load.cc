@@ -64,6 +64,9 @@ ABSL_FLAG(int, repeats, 5, "repeats of each change");
 ABSL_FLAG(std::string, cp_pid, "", "control plane pids, comma-separated, for RSS and CPU (summed; empty: not measured)");
 ABSL_FLAG(int, quiet_ms, 400, "a change has converged when no agent received anything this long");
 ABSL_FLAG(int, timeout_s, 300, "give up waiting for one step after this long");
+ABSL_FLAG(int, pause_s, 0,
+          "idle this long before and after each kind of change, announced on stderr (\"== NAME: starting\", \"== NAME: "
+          "done\"), so that a profiler can start and stop between changes (bench/xds_load/count.sh)");
 ABSL_FLAG(std::string, ns, "xdsload", "namespace of the simulated agents");
 ABSL_FLAG(std::string, egress_hosts, "",
           "MeshConfig spec.traffic.egressHosts, comma-separated (e.g. ./svc-0): what each agent may call and "
@@ -798,8 +801,15 @@ int Run() {
                             {"new_service", NewServiceYaml, ServiceReaches("new-svc-1") ? n : 0},
                             {"workload_joins", JoinedWorkloadYaml, ServiceReaches("svc-0") ? n : 0}};
   const int repeats = absl::GetFlag(FLAGS_repeats);
+  const auto pause = std::chrono::seconds(absl::GetFlag(FLAGS_pause_s));
+  auto announce = [&](const char* name, const char* what) {
+    if (pause.count() == 0) return;
+    std::fprintf(stderr, "== %s: %s\n", name, what);
+    std::this_thread::sleep_for(pause);
+  };
   for (const Change& change : changes) {
     std::vector<double> conv_ms, apply_ms, cpu_s, pushed, responses, bytes;
+    announce(change.name, "starting");
     for (int r = 1; r <= repeats; ++r) {
       std::vector<int64_t> before_counts;
       for (auto& a : agents) before_counts.push_back(a->responses());
@@ -836,6 +846,7 @@ int Run() {
       std::fprintf(stderr, "  %s #%d: %d agents updated (expected %d), last ACK after %.1f ms, CP CPU %.2f s\n",
                    change.name, r, got, change.expected, conv_ms.back(), cpu_s.back());
     }
+    announce(change.name, "done");
     out += Cat(",\"", change.name, "\":{\"expected_agents\":", change.expected, ",\"agents_updated\":", Json(pushed),
                ",\"responses\":", Json(responses), ",\"bytes\":", Json(bytes), ",\"convergence_ms\":", Json(conv_ms),
                ",\"p50_ms\":", Percentile(conv_ms, 0.5), ",\"p99_ms\":", Percentile(conv_ms, 0.99),
