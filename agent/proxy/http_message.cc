@@ -180,14 +180,14 @@ std::optional<Rejection> NormalizeTarget(http::request_header<>& request) {
   }
   std::string rooted;  // "http://host" and "http://host?q" mean the path "/"
   if (origin.empty() || origin.front() == '?') origin = rooted = Cat("/", origin);
-  std::string storage;
-  const std::optional<std::string_view> normalized = routing::NormalizeOriginForm(origin, storage);
+  std::string target_storage;
+  const std::optional<std::string_view> normalized = routing::NormalizeOriginForm(origin, target_storage);
   if (!normalized) return Rejection{400, "request path cannot be normalized"};
   if (!authority.empty()) request.set(http::field::host, authority);
   // Set only when changed: setting a field or the target reallocates it.
   if (const auto host = plugins::FindField(request, http::field::host); host != request.end()) {
-    std::string storage;
-    const std::string_view normalized_host = routing::NormalizeHost(host->value(), storage);
+    std::string host_storage;
+    const std::string_view normalized_host = routing::NormalizeHost(host->value(), host_storage);
     if (normalized_host != host->value()) request.set(http::field::host, normalized_host);
   }
   if (*normalized != request.target()) request.target(*normalized);

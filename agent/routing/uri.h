@@ -15,7 +15,8 @@ namespace meshplug::agent::routing {
 // dot segments removed (§5.2.4: "/a/./b/../c" → "/a/c"). The query is kept as it is. nullopt when the target cannot be normalized safely: it does not start
 // with '/', has a malformed percent-encoding, an encoded '/' or '\' (%2F, %5C) or NUL
 // (%00), a raw '\', or a '#'. `target` itself when it is normalized already (no copy: every
-// request comes here twice), else the normalized copy in `storage`.
+// request comes here twice), else the normalized copy in `storage`, which `target` must
+// not view.
 std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std::string& storage);
 
 // A Host value ("Web.Shop.:8080") as routing compares it: lower case, without the trailing
