@@ -120,7 +120,7 @@ std::string SnapshotVersion(const std::map<std::string, std::string>& type_versi
   std::string digest;
   for (const auto& type : ResourceTypes()) {
     auto it = type_versions.find(type.url);
-    digest += type.url + "=" + (it == type_versions.end() ? kEmpty : it->second) + ";";
+    digest.append(type.url).append("=").append(it == type_versions.end() ? kEmpty : it->second).append(";");
   }
   return Sha256Hex(digest).substr(0, 16);
 }

@@ -6,9 +6,9 @@ namespace meshplug::control_plane::xds {
 
 AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
   changed_.insert(agent);
-  auto& e = agents_[agent];
-  e.status.set_agent(agent);
-  return e;
+  auto [it, fresh] = agents_.try_emplace(agent);
+  if (fresh) it->second.status.set_agent(agent);
+  return it->second;
 }
 
 void AgentRegistry::Count(std::string_view metric, const std::string& type_url) {
