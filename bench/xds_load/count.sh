@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The control plane's user-space instructions over one kind of change, counted by
-# valgrind's callgrind: within about 2% between runs, where the timed figures of run.sh
+# valgrind's callgrind: within about ±3% between runs, where the timed figures of run.sh
 # move by ±20% on this machine. Runs run.sh once with the control plane under callgrind
 # (instrumentation off) and the load generator pausing PAUSE_S seconds before and after
 # each kind of change (--pause_s); counting runs from the pause before CHANGE to the pause
