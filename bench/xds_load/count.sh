@@ -59,6 +59,7 @@ counter_log="$OUT/counter.log"
   callgrind_control -d "$pid" >>"$counter_log" 2>&1
 ) &
 counter=$!
+trap 'kill "$counter" 2>/dev/null || true' EXIT
 BIN="$OUT/bin" AGENTS="$AGENTS" SERVICES="${SERVICES:-2000}" REPEATS="$REPEATS" PROTOCOLS="$PROTOCOL" \
   EGRESS_HOSTS="${EGRESS_HOSTS-./svc-0,./svc-1,./svc-2,./svc-3,./svc-4,./new-svc-1,./new-svc-2,./new-svc-3}" \
   LOAD_FLAGS="--pause_s=$PAUSE_S" TIMEOUT_S="${TIMEOUT_S:-1500}" OUT="$OUT/run" "$REPO/bench/xds_load/run.sh" \
@@ -73,7 +74,7 @@ if [[ -z "$dump" ]]; then
 fi
 total="$(sed -n 's/^summary: //p' "$dump")"
 reached="$(grep -F "  $CHANGE #1:" "$OUT"/run/load-*.log | sed -n 's/.*(expected \([0-9]*\)).*/\1/p')"
-reached="${reached:-$AGENTS}"
+[[ "${reached:-0}" -gt 0 ]] || reached="$AGENTS"  # a change that reached nobody: per agent of the run
 echo "$CHANGE, $PROTOCOL, $AGENTS agents x $REPEATS repeats: $total instructions;" \
   "$((total / (reached * REPEATS))) per agent reached ($reached) and change"
 echo "dump: $dump" >&2
