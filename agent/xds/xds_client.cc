@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <random>
 
 #include "agent/xds/ads_stream.h"
 #include "agent/xds/protocol.h"

@@ -57,6 +57,7 @@ counter_log="$OUT/counter.log"
   callgrind_control -z "$pid" >>"$counter_log" 2>&1
   wait_log "== $CHANGE: done" || exit 0
   callgrind_control -d "$pid" >>"$counter_log" 2>&1
+  callgrind_control -i off "$pid" >>"$counter_log" 2>&1  # the changes after it run at full speed
 ) &
 counter=$!
 trap 'kill "$counter" 2>/dev/null || true' EXIT

@@ -179,6 +179,8 @@ class ImmediateHttpPlugin : public HttpPlugin {
   virtual Verdict RequestHeaders(HttpContext& ctx) = 0;
 
   awaitable<Verdict> OnRequestHeaders(HttpContext& ctx) final { co_return RequestHeaders(ctx); }
+  // Never called (no response header step): final, so that no module writes one in vain.
+  awaitable<Verdict> OnResponseHeaders(HttpContext&) final { co_return Verdict::Continue(); }
   bool has_response_header_step() const final { return false; }
 };
 
