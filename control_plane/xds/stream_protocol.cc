@@ -141,6 +141,10 @@ void DeltaProtocol::Handle(const Request& req) {
     t.resumed = !t.client_versions.empty();
     if (req.resource_names_subscribe().empty()) t.wildcard = true;  // legacy wildcard
   }
+  // A pass over the type is due when the subscriptions change (SetResources flags it when
+  // the resources move); after a plain ACK or NACK it would find nothing to send.
+  const bool subscriptions_change =
+      first || !req.resource_names_subscribe().empty() || !req.resource_names_unsubscribe().empty();
   // Subscription changes count even with a stale nonce.
   for (const auto& n : req.resource_names_subscribe()) {
     if (n == "*") {
@@ -172,7 +176,7 @@ void DeltaProtocol::Handle(const Request& req) {
       registry_.Acked(agent_, type, version);
     }
   }
-  t.send = true;
+  if (subscriptions_change) t.send = true;
 }
 
 void DeltaProtocol::SetResources(Resources resources) {
