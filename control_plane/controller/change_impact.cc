@@ -1,7 +1,6 @@
 #include "control_plane/controller/change_impact.h"
 
 #include "common/agent_id.h"
-#include "control_plane/translate/selector.h"
 
 namespace meshplug::control_plane::controller {
 namespace {
@@ -19,14 +18,8 @@ std::string ConfiguredPlugin(const translate::MeshState& state, const translate:
 // mount one hold a copy of it with the config, or will once it exists).
 void AddServiceUsers(const translate::MeshState& state, const translate::ObjectKey& service,
                      std::set<std::string>& agents, std::set<std::string>& plugins) {
-  if (auto svc = state.services.find(service); svc != state.services.end()) {
-    const auto& selector = svc->second.spec().selector();
-    for (auto it = state.workloads.lower_bound({service.first, ""});
-         it != state.workloads.end() && it->first.first == service.first; ++it) {
-      if (translate::SelectorMatches(selector, it->second.metadata().labels())) {
-        agents.insert(AgentId(it->first.first, it->first.second));
-      }
-    }
+  for (const translate::ObjectKey* workload : state.SelectedWorkloads(service)) {
+    agents.insert(AgentId(workload->first, workload->second));
   }
   for (const auto& [key, pc] : state.plugin_configs) {
     for (const auto& ref : pc.object.spec().destination_refs()) {

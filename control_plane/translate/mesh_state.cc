@@ -120,10 +120,20 @@ const MeshState::Selection& MeshState::Selected() const {
     selection_.by_label[{entry.first.first, first->first, first->second}].push_back(&entry);
   }
   for (const auto& [key, wl] : workloads) {
-    if (wl.spec().address().empty() || wl.spec().inbound_port() == 0) continue;
-    for (const auto* service : Selecting(selection_.by_label, wl)) selection_.members[service->first].push_back(&wl);
+    const bool reachable = !wl.spec().address().empty() && wl.spec().inbound_port() != 0;
+    for (const auto* service : Selecting(selection_.by_label, wl)) {
+      selection_.selected[service->first].push_back(&key);
+      if (reachable) selection_.members[service->first].push_back(&wl);
+    }
   }
   return selection_;
+}
+
+const std::vector<const ObjectKey*>& MeshState::SelectedWorkloads(const ObjectKey& service) const {
+  static const std::vector<const ObjectKey*> kNone;
+  const auto& selected = Selected().selected;
+  auto it = selected.find(service);
+  return it == selected.end() ? kNone : it->second;
 }
 
 const std::vector<const mesh::v1::Workload*>& MeshState::Members(const ObjectKey& service) const {

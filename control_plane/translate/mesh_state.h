@@ -73,13 +73,15 @@ struct MeshState {
       built = false;
       by_label.clear();
       members.clear();
+      selected.clear();
     }
     bool built = false;
     // Services by (namespace, one label of their selector, its value): a workload is
     // checked only against those that one of its own labels could satisfy, so that making
     // every Service's members costs O(workloads × labels), not O(workloads × Services).
     ServicesByLabel by_label;
-    std::map<ObjectKey, std::vector<const mesh::v1::Workload*>> members;
+    std::map<ObjectKey, std::vector<const mesh::v1::Workload*>> members;  // reachable ones
+    std::map<ObjectKey, std::vector<const ObjectKey*>> selected;          // every one
   };
   mutable Selection selection_;
   const Selection& Selected() const;
@@ -97,6 +99,9 @@ struct MeshState {
   // and inbound port set), in key order. Not thread-safe (nor is the next): translation
   // runs on one thread.
   const std::vector<const mesh::v1::Workload*>& Members(const ObjectKey& service) const;
+  // The keys of every workload a Service selects, reachable or not (their agents hold it as
+  // their own service), in key order.
+  const std::vector<const ObjectKey*>& SelectedWorkloads(const ObjectKey& service) const;
   // The Services of `workload`'s namespace that select it, in key order.
   std::vector<const ServiceEntry*> ServicesSelecting(const mesh::v1::Workload& workload) const;
 

@@ -316,6 +316,13 @@ TEST(Translate, ServicesSelectTheWorkloadsWithEveryLabelOfTheirSelector) {
   EXPECT_EQ(members("tier"), (Strings{"tier-only", "w-a", "w-b"}));
   EXPECT_EQ(members("none"), Strings{});  // an empty selector selects nothing
   EXPECT_EQ(members("httpbin"), Strings{"httpbin-1"});
+  const auto selected = [&](const std::string& name) {
+    Strings out;
+    for (const auto* key : s.SelectedWorkloads({"httpbin", name})) out.push_back(key->second);
+    return out;
+  };
+  EXPECT_EQ(selected("web"), (Strings{"unreachable", "w-a", "w-b"}));  // whose own service it is
+  EXPECT_EQ(selected("none"), Strings{});
   const auto own = [&](const std::string& ns, const std::string& name) {
     Strings out;
     for (const auto* svc : s.ServicesSelecting(Agent(s, ns, name))) out.push_back(svc->first.second);
