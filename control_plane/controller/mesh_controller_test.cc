@@ -15,6 +15,7 @@
 #include "control_plane/testing/admin_requests.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/xds/node_identity.h"
+#include "control_plane/testing/endpoint_count.h"
 #include "control_plane/testing/fresh_store.h"
 
 namespace meshplug::control_plane::controller {
@@ -259,13 +260,7 @@ TEST_F(MeshControllerTest, AWorkloadJoiningTranslatesOnlyItself) {
   ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-1") && cache_.Get("scoped/s-1") && cache_.Get("httpbin/httpbin-1"); }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
   const auto endpoints = [&](const std::string& agent) {
-    size_t n = 0;
-    cache_.Get(agent)->ForEach(xds_types::UrlOf<v1::Endpoints>(), [&](const std::string&, const xds::ResourcePtr& r) {
-      v1::Endpoints e;
-      EXPECT_TRUE(e.ParseFromString(std::string(r->Value())));
-      if (e.cluster() == "httpbin.httpbin|14001") n += e.endpoints_size();
-    });
-    return n;
+    return testing::EndpointCount(*cache_.Get(agent), "httpbin.httpbin|14001");
   };
   ASSERT_EQ(endpoints("curl/curl-1"), 1u);
   const int64_t curl = controller_->Translations("curl/curl-1");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/xds_types.h"
+#include "control_plane/testing/endpoint_count.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/mesh_state_yaml.h"
 
@@ -28,15 +29,7 @@ class PublisherTest : public ::testing::Test {
   }
 
   // The httpbin endpoints the curl agent's resources hold.
-  size_t CurlSees() {
-    size_t n = 0;
-    cache_.Get("curl/curl-1")->ForEach(xds_types::UrlOf<v1::Endpoints>(), [&](const std::string&, const xds::ResourcePtr& r) {
-      v1::Endpoints e;
-      EXPECT_TRUE(e.ParseFromString(std::string(r->Value())));
-      if (e.cluster() == "httpbin.httpbin|14001") n += e.endpoints_size();
-    });
-    return n;
-  }
+  size_t CurlSees() { return testing::EndpointCount(*cache_.Get("curl/curl-1"), "httpbin.httpbin|14001"); }
 
   Publisher::Clock::time_point now_{};
   // How long a push to the curl agent "takes": the clock moves when it is pushed (only
