@@ -3,7 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include "common/xds_types.h"
 #include "control_plane/testing/endpoint_count.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/mesh_state_yaml.h"
