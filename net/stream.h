@@ -34,6 +34,7 @@
 #include <optional>
 
 #include "net/deadlines.h"
+#include "net/pending.h"
 
 namespace meshplug::net {
 
@@ -236,28 +237,34 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
   return ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated;
 }
 
-// Writes all of `buffers`, within `timeout`. On plain TCP, what the socket takes at once
-// is written here, outside the event loop: an async write that completes at once still
-// posts its completion (a turn of the loop). The rest, if any, and everything under TLS,
-// is written asynchronously.
-//
-// The buffer sequence is held by value (it views the bytes, which the caller keeps), so a
-// function may return WriteAll's awaitable without a coroutine frame of its own.
+// The rest of StartWrite's write, within `timeout`.
 template <typename ConstBuffers>
-boost::asio::awaitable<void> WriteAll(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
-                                      boost::beast::error_code& ec) {
+boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suffix<ConstBuffers> rest,
+                                       std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
+  stream.expires_after(timeout);
+  co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+}
+
+// Writes all of `buffers`, within `timeout`. On plain TCP, what the socket takes at once
+// is written here, outside the event loop (an async write that completes at once still
+// posts its completion: a turn of the loop), and most writes end here (Pending). The rest,
+// if any, and everything under TLS, is written by the awaitable returned.
+//
+// The buffer sequence is held by value; the bytes it views must outlive the write.
+template <typename ConstBuffers>
+Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
+                   boost::beast::error_code& ec) {
   ec = {};
-  // The suffix takes the sequence itself (Asio's async write below copies it again).
+  // The suffix takes the sequence itself (Asio's async write copies it again).
   boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
   if (!stream.secure()) {
     // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
     if (!stream.socket().non_blocking()) stream.socket().non_blocking(true, ec);
     if (!ec) rest.consume(stream.socket().send(rest, 0, ec));
     if (ec == boost::asio::error::would_block) ec = {};
-    if (ec || boost::asio::buffer_size(rest) == 0) co_return;
+    if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
   }
-  stream.expires_after(timeout);
-  co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  return WriteRest(stream, std::move(rest), timeout, ec);
 }
 
 inline void Stream::Slot::Expired() {

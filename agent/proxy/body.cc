@@ -44,9 +44,10 @@ asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error
 template class BodySource<true>;
 template class BodySource<false>;
 
-asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
-                                   std::chrono::milliseconds timeout, beast::error_code& ec) {
-  return net::WriteAll(stream, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(body)}, timeout, ec);
+net::Pending WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
+                          std::chrono::milliseconds timeout, beast::error_code& ec) {
+  return net::StartWrite(stream, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(body)}, timeout,
+                         ec);
 }
 
 asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
@@ -70,7 +71,7 @@ asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::
     for (asio::const_buffer b : beast::buffers_range_ref(*end)) out.push_back(b);
   }
   if (out.empty()) co_return;
-  co_await net::WriteAll(stream_, std::move(out), idle_timeout_, ec);
+  if (net::Pending rest = net::StartWrite(stream_, std::move(out), idle_timeout_, ec)) co_await std::move(*rest);
   header_.clear();
 }
 

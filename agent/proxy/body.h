@@ -222,9 +222,10 @@ std::string OutgoingHeaderBytes(const http::header<isRequest>& header, const Out
   return bytes;
 }
 
-// `head` and `body` in one write. The awaitable views them: co_await it before they go.
-asio::awaitable<void> WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
-                                   std::chrono::milliseconds timeout, beast::error_code& ec);
+// `head` and `body` in one write (net::StartWrite). The awaitable, if any, views them:
+// co_await it before they go.
+net::Pending WriteMessage(net::Stream& stream, std::string_view head, std::string_view body,
+                          std::chrono::milliseconds timeout, beast::error_code& ec);
 
 // Writes a body with the outgoing framing. The header may be handed over unwritten: it
 // then goes out with the first body bytes in one write, so a small response is one TCP

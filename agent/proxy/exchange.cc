@@ -206,7 +206,9 @@ class ExchangeRunner {
  public:
   ExchangeRunner(const ProxyEnv& env, Downstream& downstream) : env_(env), down_(downstream) {}
 
-  awaitable<void> Serve(ExchangeStart start);
+  // Serves one request with `self`, which lives in the coroutine's frame: one frame for
+  // the exchange instead of a caller's holding the runner and the runner's own.
+  static awaitable<void> Serve(ExchangeRunner self, ExchangeStart start);
 
  private:
   // Runs the log steps of a request however its coroutine ends: a return, an exception
@@ -224,12 +226,22 @@ class ExchangeRunner {
   absl::StatusOr<std::optional<net::TlsOrigination>> OriginationFor(const UpstreamSettings& settings,
                                                                     std::optional<size_t> endpoint) const;
 
-  // The header steps of one direction. Request steps run in chain order until one answers
-  // or forwards: nullopt when one forwarded, else the local response to send (404 when
-  // none did). Response steps run in reverse over those whose request step ran: nullopt,
-  // or a response that replaces the current one.
-  template <bool kRequest>
-  awaitable<std::optional<LocalResponse>> RunHeaderSteps(Exchange& x);
+  // The request steps run in chain order until one answers or forwards. Those that cannot
+  // suspend (immediate plugins, and plugins without a request step) run as plain calls: most
+  // chains are all built-ins, and a step coroutine costs a frame per request.
+  // Both go on from x.ran and leave in `local` the response to send (404 when no step
+  // answered or forwarded), nullopt when one forwarded. RunImmediateRequestSteps returns
+  // true when the steps are over, false at a step that may suspend (not yet run), which
+  // RunRequestStep runs; it returns true when that step ended them.
+  bool RunImmediateRequestSteps(Exchange& x, std::optional<LocalResponse>& local);
+  awaitable<bool> RunRequestStep(Exchange& x, std::optional<LocalResponse>& local);
+  // What a step's verdict leaves: true when the steps of its direction are over, with the
+  // answer (if any) in `local`.
+  bool Settled(Exchange& x, bool request, const std::string& plugin, Verdict& v,
+               std::optional<LocalResponse>& local);
+  // The response steps, in reverse over the plugins whose request step ran: nullopt, or a
+  // response that replaces the current one.
+  awaitable<std::optional<LocalResponse>> RunResponseSteps(Exchange& x);
   void RunLogSteps(Exchange& x) noexcept;
   // A plugin answered the request itself with `status`.
   void Answered(Exchange& x, const std::string& plugin, unsigned status);
@@ -271,9 +283,12 @@ class ExchangeRunner {
   template <typename Source>
   awaitable<bool> SendResponse(Exchange& x, const UpstreamCall& call, Source& source, bool has_body,
                                std::optional<uint64_t> declared_length, bool hold);
-  // Runs the response steps on x.ctx.response, set to the upstream's header by the caller;
-  // false when they answered instead or set a status the response cannot have (that answer
-  // has gone downstream).
+  // x.ctx.response, set to the upstream's header by the caller, on its way down: its
+  // Connection options are removed, and it passes as it is when the chain has no response
+  // step (most have none; no built-in module has one) and its status can be sent. Else
+  // PassResponseSteps runs the steps on it: false when they answered instead or set a
+  // status the response cannot have (that answer has gone downstream).
+  bool ResponsePassesAsIs(Exchange& x);
   awaitable<bool> PassResponseSteps(Exchange& x);
   // A 101 to an Upgrade: the header goes downstream, then both connections are relayed
   // byte for byte until they end (the tcp timeouts apply); neither is reused.
@@ -312,34 +327,39 @@ absl::StatusOr<std::optional<net::TlsOrigination>> ExchangeRunner::OriginationFo
   return net::OriginationTo(env_.tls, cluster->lb->endpoint(*i).identity());
 }
 
-awaitable<void> ExchangeRunner::Serve(ExchangeStart start) {
+awaitable<void> ExchangeRunner::Serve(ExchangeRunner self, ExchangeStart start) {
   Exchange x;
   x.chains = std::move(start.chains);
   const chains::ChainSet& chains = *x.chains;
-  x.chain = &chains.http(env_.inbound);
+  x.chain = &chains.http(self.env_.inbound);
   x.ctx.request = std::move(start.request);
   x.ctx.workload = &chains.workload();
   x.ctx.peer_identity = std::move(start.peer_identity);
-  x.ctx.configs = &chains.mesh().configs(env_.inbound);
+  x.ctx.configs = &chains.mesh().configs(self.env_.inbound);
   x.ctx.resolver = &chains.mesh();
-  x.ctx.pool = env_.pool;
-  x.ctx.tls = env_.tls;
+  x.ctx.pool = self.env_.pool;
+  x.ctx.tls = self.env_.tls;
   x.upgrade_asked = start.upgrade_asked;
-  if (env_.inbound) {
+  if (self.env_.inbound) {
     SetForwardedClientCert(x.ctx.request, x.ctx.peer_identity, chains.snapshot().settings().forward_client_cert());
   }
 
-  LogOnExit log{this, &x};
+  LogOnExit log{&self, &x};
   // Every exception of the request ends here: a 500 (without its text) if no response
   // went out yet, a counter, and the connection closes.
   bool failed = false;
   std::string failed_plugin;
   try {
-    std::optional<LocalResponse> local = co_await RunHeaderSteps<true>(x);
+    std::optional<LocalResponse> local;
+    bool settled = self.RunImmediateRequestSteps(x, local);
+    while (!settled) {
+      settled = co_await self.RunRequestStep(x, local);
+      if (!settled) settled = self.RunImmediateRequestSteps(x, local);
+    }
     if (local) {
-      co_await Respond(x, std::move(*local), true);
+      co_await self.Respond(x, std::move(*local), true);
     } else {
-      co_await Forward(x);
+      co_await self.Forward(x);
     }
   } catch (const PluginError& e) {
     failed = true;
@@ -349,19 +369,19 @@ awaitable<void> ExchangeRunner::Serve(ExchangeStart start) {
   }
   if (failed) {
     if (!failed_plugin.empty()) {
-      env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", failed_plugin}});
+      self.env_.stats->Count("meshplug_plugin_errors_total", {{"plugin", failed_plugin}});
     } else {
-      env_.stats->Count("meshplug_http_internal_errors_total",
-                        {{"direction", env_.inbound ? "inbound" : "outbound"}});
+      self.env_.stats->Count("meshplug_http_internal_errors_total",
+                             {{"direction", self.env_.inbound ? "inbound" : "outbound"}});
     }
-    down_.EndAfterResponse();
+    self.down_.EndAfterResponse();
     if (!x.response_started) {
       http::response_header<> header;
       header.result(http::status::internal_server_error);
       header.version(11);
       x.ctx.response = std::move(header);
       try {
-        co_await SendLocal(x, "internal error\n");
+        co_await self.SendLocal(x, "internal error\n");
       } catch (...) {
       }
     }
@@ -404,38 +424,52 @@ void ExchangeRunner::Answered(Exchange& x, const std::string& plugin, unsigned s
                      {"code", std::to_string(SendableStatus(status))}});
 }
 
-template <bool kRequest>
-awaitable<std::optional<LocalResponse>> ExchangeRunner::RunHeaderSteps(Exchange& x) {
-  StepTimer timer;
-  const size_t steps = kRequest ? x.chain->size() : x.ran;
-  for (size_t k = 0; k < steps; ++k) {
-    const auto& entry = (*x.chain)[kRequest ? k : steps - 1 - k];
-    if constexpr (kRequest) ++x.ran;
-    Stats::FixedHistogram* const step_time = kRequest ? entry.request_time : entry.response_time;
-    if (step_time == nullptr) continue;  // the plugin has no such step: nothing to call or time
-    // An immediate step's Verdict is built in place: moving one moves its response's fields.
-    // (Immediate plugins have no response step.)
-    const bool immediate = kRequest && entry.immediate != nullptr;
-    Verdict v = immediate ? ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); })
-                          : Verdict{};
-    if (!immediate) {
-      v = co_await PluginStep(entry.name, [&] {
-        if constexpr (kRequest) {
-          return entry.plugin->OnRequestHeaders(x.ctx);
-        } else {
-          return entry.plugin->OnResponseHeaders(x.ctx);
-        }
-      });
-    }
-    timer.Lap(*step_time);
-    if (v.kind == Verdict::Kind::kRespond) {
-      Answered(x, entry.name, v.response.status);
-      co_return std::move(v.response);
-    }
-    if (kRequest && v.kind == Verdict::Kind::kForward) co_return std::nullopt;
+bool ExchangeRunner::Settled(Exchange& x, bool request, const std::string& plugin, Verdict& v,
+                             std::optional<LocalResponse>& local) {
+  if (v.kind == Verdict::Kind::kRespond) {
+    Answered(x, plugin, v.response.status);
+    local = std::move(v.response);
+    return true;
   }
-  if (kRequest) co_return Error(404, "no module of the chain answered");
-  co_return std::nullopt;
+  return request && v.kind == Verdict::Kind::kForward;
+}
+
+bool ExchangeRunner::RunImmediateRequestSteps(Exchange& x, std::optional<LocalResponse>& local) {
+  StepTimer timer;
+  while (x.ran < x.chain->size()) {
+    const auto& entry = (*x.chain)[x.ran];
+    const bool has_step = entry.request_time != nullptr;
+    if (has_step && entry.immediate == nullptr) return false;
+    ++x.ran;
+    if (!has_step) continue;  // nothing to call or time
+    // Built in place: moving a Verdict moves its response's fields.
+    Verdict v = ImmediateStep(entry.name, [&] { return entry.immediate->RequestHeaders(x.ctx); });
+    timer.Lap(*entry.request_time);
+    if (Settled(x, true, entry.name, v, local)) return true;
+  }
+  local = Error(404, "no module of the chain answered");
+  return true;
+}
+
+awaitable<bool> ExchangeRunner::RunRequestStep(Exchange& x, std::optional<LocalResponse>& local) {
+  StepTimer timer;
+  const auto& entry = (*x.chain)[x.ran++];
+  Verdict v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnRequestHeaders(x.ctx); });
+  timer.Lap(*entry.request_time);
+  co_return Settled(x, true, entry.name, v, local);
+}
+
+awaitable<std::optional<LocalResponse>> ExchangeRunner::RunResponseSteps(Exchange& x) {
+  StepTimer timer;
+  std::optional<LocalResponse> local;
+  for (size_t k = x.ran; k-- > 0;) {
+    const auto& entry = (*x.chain)[k];
+    if (entry.response_time == nullptr) continue;  // the plugin has no response step: nothing to call or time
+    Verdict v = co_await PluginStep(entry.name, [&] { return entry.plugin->OnResponseHeaders(x.ctx); });
+    timer.Lap(*entry.response_time);
+    if (Settled(x, false, entry.name, v, local)) break;
+  }
+  co_return local;
 }
 
 void ExchangeRunner::PublishTap(const Exchange& x) const {
@@ -490,7 +524,7 @@ awaitable<void> ExchangeRunner::Respond(Exchange& x, LocalResponse response, boo
   };
   set_response(response);
   if (run_steps && HasResponseSteps(x)) {
-    std::optional<LocalResponse> replaced = co_await RunHeaderSteps<false>(x);
+    std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
     if (replaced) {
       response = std::move(*replaced);
       set_response(response);
@@ -770,7 +804,9 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
-    co_await WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec);
+    if (net::Pending rest = WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec)) {
+      co_await std::move(*rest);
+    }
     if (ec) {
       // Nothing of the request reached the upstream, unless the write timed out after the
       // socket took it all: only a request that may be repeated goes again then.
@@ -1001,14 +1037,17 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump->done.async_wait(Ec(ec));
 }
 
+bool ExchangeRunner::ResponsePassesAsIs(Exchange& x) {
+  RemoveConnectionOptions(*x.ctx.response);
+  const unsigned status = x.ctx.response->result_int();
+  return !HasResponseSteps(x) && (status == 101 || status == SendableStatus(status));
+}
+
 awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x) {
   const unsigned upstream_status = x.ctx.response->result_int();
-  RemoveConnectionOptions(*x.ctx.response);
   std::optional<LocalResponse> replaced;
-  // Every relayed response comes here, and most chains have no response step (no built-in
-  // module has one): then there is no step coroutine to start.
   if (HasResponseSteps(x)) {
-    replaced = co_await RunHeaderSteps<false>(x);
+    replaced = co_await RunResponseSteps(x);
   }
   if (replaced) {
     co_await Respond(x, std::move(*replaced), false);
@@ -1034,8 +1073,10 @@ awaitable<void> ExchangeRunner::RelayUpgraded(Exchange& x, UpstreamCall& call) {
   const std::string protocol(call.response->get()[http::field::upgrade]);
   down_.EndAfterResponse();  // whatever happens, this connection carries no other request
   x.ctx.response = call.response->get().base();
-  const bool ok = co_await PassResponseSteps(x);
-  if (!ok) co_return;
+  if (!ResponsePassesAsIs(x)) {
+    const bool passed = co_await PassResponseSteps(x);
+    if (!passed) co_return;
+  }
   http::response_header<> header = *x.ctx.response;
   RemoveHopByHop(header);
   header.set(http::field::connection, "Upgrade");
@@ -1061,8 +1102,10 @@ awaitable<void> ExchangeRunner::RelayResponse(Exchange& x, UpstreamCall& call, c
   const std::optional<uint64_t> declared_length = ContentLength(response.get().base());
   // The parser reads only the body from here on: its header moves to the response steps.
   x.ctx.response = std::move(response.get().base());
-  const bool passed = co_await PassResponseSteps(x);
-  if (!passed) co_return;
+  if (!ResponsePassesAsIs(x)) {
+    const bool passed = co_await PassResponseSteps(x);
+    if (!passed) co_return;
+  }
   BodySource<false> source(upstream.stream, upstream.buffer, response, x.chains->limits().downstream_idle_timeout);
   // Content-Length body bytes that came with the upstream's header may go out with ours, in
   // one write: the first piece needs no read, so nothing holds the header back.
@@ -1083,8 +1126,10 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   const std::string header_grpc_status =
       grpc ? std::string(plugins::UnknownFieldValue(call.stream_response, "grpc-status")) : std::string();
   x.ctx.response = std::move(call.stream_response);
-  const bool ok = co_await PassResponseSteps(x);
-  if (!ok) co_return;
+  if (!ResponsePassesAsIs(x)) {
+    const bool passed = co_await PassResponseSteps(x);
+    if (!passed) co_return;
+  }
   Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
   // Trailers without a body (a gRPC error after the header) still end the response.
   const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
@@ -1146,8 +1191,7 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
 }  // namespace
 
 awaitable<void> ServeExchange(const ProxyEnv& env, Downstream& downstream, ExchangeStart start) {
-  ExchangeRunner runner(env, downstream);
-  co_await runner.Serve(std::move(start));
+  return ExchangeRunner::Serve(ExchangeRunner(env, downstream), std::move(start));
 }
 
 }  // namespace meshplug::agent::proxy

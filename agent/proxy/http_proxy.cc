@@ -355,7 +355,7 @@ awaitable<void> HttpSession::SendHeader(const http::response_header<>& header, b
   // Chunked bodies (the upstream's buffer may hold only a chunk-size line) get the header
   // at once.
   if (!hold || framing != Framing::kLength) {
-    co_await WriteMessage(stream_, head, {}, idle_, ec);
+    if (net::Pending rest = WriteMessage(stream_, head, {}, idle_, ec)) co_await std::move(*rest);
     head.clear();
   }
   sink_.emplace(stream_, framing, idle_, std::move(head));
@@ -366,12 +366,14 @@ awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::stri
   if (parser_ && !parser_->is_done()) keep_alive_ = false;
   header.version(11);
   SetKeepAlive(header, keep_alive_);
-  co_await WriteMessage(stream_, HeaderBytes(header), body, idle_, ec);
+  const std::string head = HeaderBytes(header);
+  if (net::Pending rest = WriteMessage(stream_, head, body, idle_, ec)) co_await std::move(*rest);
 }
 
 awaitable<void> HttpSession::SendSwitch(http::response_header<> header, beast::error_code& ec) {
   header.version(11);
-  co_await WriteMessage(stream_, HeaderBytes(header), {}, idle_, ec);
+  const std::string head = HeaderBytes(header);
+  if (net::Pending rest = WriteMessage(stream_, head, {}, idle_, ec)) co_await std::move(*rest);
 }
 
 awaitable<RelayEnd> HttpSession::RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) {
