@@ -32,6 +32,8 @@
 #include <cstring>
 #include <optional>
 
+#include "net/pending.h"
+
 namespace meshplug::net {
 
 enum class ParseUntil {
@@ -74,19 +76,15 @@ bool ParseBuffered(boost::beast::http::basic_parser<isRequest>& parser, DynamicB
   return false;
 }
 
-// Reads `stream` into `buffer` (one contiguous data(), as beast::flat_buffer) and parses
-// until `until`. With a `timeout`, it is set on the stream (expires_after) before the first
-// socket read and bounds them all; without, the stream's deadline stands.
+// The socket reads of StartReadHttp, after a parse of what `buffer` held fell short.
 template <typename AsyncStream, bool isRequest, typename DynamicBuffer>
-boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer,
-                                      boost::beast::http::basic_parser<isRequest>& parser, ParseUntil until,
-                                      std::optional<std::chrono::milliseconds> timeout, boost::beast::error_code& ec) {
+boost::asio::awaitable<void> ReadHttpMore(AsyncStream& stream, DynamicBuffer& buffer,
+                                          boost::beast::http::basic_parser<isRequest>& parser, ParseUntil until,
+                                          std::optional<std::chrono::milliseconds> timeout,
+                                          boost::beast::error_code& ec) {
   namespace http = boost::beast::http;
   size_t checked = 0;  // bytes at the start of the buffer already found free of bare LFs
   while (true) {
-    const size_t held = buffer.size();
-    if (ParseBuffered(parser, buffer, until, ec)) co_return;
-    checked -= std::min(checked, held - buffer.size());  // the parser took that many from the front
     if (buffer.size() >= buffer.max_size()) {
       ec = http::error::buffer_overflow;
       co_return;
@@ -117,7 +115,31 @@ boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer
       co_return;
     }
     if (ec) co_return;
+    const size_t held = buffer.size();
+    if (ParseBuffered(parser, buffer, until, ec)) co_return;
+    checked -= std::min(checked, held - buffer.size());  // the parser took that many from the front
   }
+}
+
+// Parses what `buffer` (one contiguous data(), as beast::flat_buffer) holds, then reads
+// `stream` into it, until `until`. With a `timeout`, it is set on the stream
+// (expires_after) before the first socket read and bounds them all; without, the stream's
+// deadline stands. What the buffer held is parsed here, without a coroutine: a request
+// after a keep-alive wait and a body that came with its header need no read (Pending).
+template <typename AsyncStream, bool isRequest, typename DynamicBuffer>
+Pending StartReadHttp(AsyncStream& stream, DynamicBuffer& buffer, boost::beast::http::basic_parser<isRequest>& parser,
+                      ParseUntil until, std::optional<std::chrono::milliseconds> timeout,
+                      boost::beast::error_code& ec) {
+  if (ParseBuffered(parser, buffer, until, ec)) return std::nullopt;
+  return ReadHttpMore(stream, buffer, parser, until, timeout, ec);
+}
+
+// StartReadHttp to its end, for callers off the per-request path.
+template <typename AsyncStream, bool isRequest, typename DynamicBuffer>
+boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer,
+                                      boost::beast::http::basic_parser<isRequest>& parser, ParseUntil until,
+                                      std::optional<std::chrono::milliseconds> timeout, boost::beast::error_code& ec) {
+  if (Pending rest = StartReadHttp(stream, buffer, parser, until, timeout, ec)) co_await std::move(*rest);
 }
 
 }  // namespace meshplug::net

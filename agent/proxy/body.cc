@@ -22,23 +22,44 @@ void ThrowPluginError(const std::string& plugin) {
 }
 
 template <bool isRequest>
-asio::awaitable<void> BodySource<isRequest>::Next(std::string& out, beast::error_code& ec) {
+net::Pending BodySource<isRequest>::Next(std::string& out, beast::error_code& ec) {
   out.clear();
-  // One read may yield only chunk framing and no body bytes; keep reading until it does.
+  ec = {};
+  return Continue(out, ec);
+}
+
+template <bool isRequest>
+net::Pending BodySource<isRequest>::Continue(std::string& out, beast::error_code& ec) {
+  // One parse may yield only chunk framing and no body bytes; keep going until it does.
   while (out.empty() && !parser_.is_done()) {
-    const size_t want = static_cast<size_t>(
+    want_ = static_cast<size_t>(
         std::min<uint64_t>(kBodyPieceBytes, parser_.content_length_remaining().value_or(kBodyPieceBytes)));
-    if (scratch_size_ < want) {
-      scratch_.reset(new char[want]);
-      scratch_size_ = want;
+    if (scratch_size_ < want_) {
+      scratch_.reset(new char[want_]);
+      scratch_size_ = want_;
     }
     parser_.get().body().data = scratch_.get();
-    parser_.get().body().size = want;
-    co_await net::ReadHttp(stream_, buffer_, parser_, net::ParseUntil::kProgress, idle_timeout_, ec);
-    if (ec == http::error::need_buffer) ec = {};
-    out.append(scratch_.get(), want - parser_.get().body().size);
-    if (ec) co_return;
+    parser_.get().body().size = want_;
+    net::Pending read = net::StartReadHttp(stream_, buffer_, parser_, net::ParseUntil::kProgress, idle_timeout_, ec);
+    if (read) return FinishRead(std::move(*read), out, ec);
+    if (!Take(out, ec)) break;
   }
+  return std::nullopt;
+}
+
+template <bool isRequest>
+bool BodySource<isRequest>::Take(std::string& out, beast::error_code& ec) {
+  if (ec == http::error::need_buffer) ec = {};
+  out.append(scratch_.get(), want_ - parser_.get().body().size);
+  return !ec;
+}
+
+template <bool isRequest>
+asio::awaitable<void> BodySource<isRequest>::FinishRead(asio::awaitable<void> read, std::string& out,
+                                                       beast::error_code& ec) {
+  co_await std::move(read);
+  if (!Take(out, ec)) co_return;
+  if (net::Pending more = Continue(out, ec)) co_await std::move(*more);
 }
 
 template class BodySource<true>;
@@ -50,28 +71,34 @@ net::Pending WriteMessage(net::Stream& stream, std::string_view head, std::strin
                          ec);
 }
 
-asio::awaitable<void> BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
+net::Pending BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
+  ec = {};
   if (framing_ == Framing::kNone) piece = {};
   const bool chunked = framing_ == Framing::kChunked;
   // Chunk framing around the piece and the closing chunk, as Beast lays them out.
-  std::optional<http::chunk_header> size;
-  std::optional<http::chunk_last<http::fields>> end;
   std::vector<asio::const_buffer> out;
   if (!header_.empty()) out.push_back(asio::buffer(header_));
   if (!piece.empty()) {
     if (chunked) {
-      size.emplace(piece.size());
-      for (asio::const_buffer b : beast::buffers_range_ref(*size)) out.push_back(b);
+      chunk_size_.emplace(piece.size());
+      for (asio::const_buffer b : beast::buffers_range_ref(*chunk_size_)) out.push_back(b);
     }
     out.push_back(asio::buffer(piece));
     if (chunked) out.push_back(asio::buffer("\r\n", 2));
   }
   if (last && chunked) {
-    end.emplace(trailers_);
-    for (asio::const_buffer b : beast::buffers_range_ref(*end)) out.push_back(b);
+    chunk_end_.emplace(trailers_);
+    for (asio::const_buffer b : beast::buffers_range_ref(*chunk_end_)) out.push_back(b);
   }
-  if (out.empty()) co_return;
-  if (net::Pending rest = net::StartWrite(stream_, std::move(out), idle_timeout_, ec)) co_await std::move(*rest);
+  if (out.empty()) return std::nullopt;
+  net::Pending rest = net::StartWrite(stream_, std::move(out), idle_timeout_, ec);
+  if (rest) return FinishWrite(std::move(*rest));
+  header_.clear();
+  return std::nullopt;
+}
+
+asio::awaitable<void> BodySink::FinishWrite(asio::awaitable<void> rest) {
+  co_await std::move(rest);
   header_.clear();
 }
 

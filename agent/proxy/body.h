@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <charconv>
 #include <chrono>
@@ -93,10 +94,18 @@ class BodySource {
 
   bool done() const { return parser_.is_done(); }
 
-  // The next non-empty piece of the body into `out` (empty once the body has ended).
-  asio::awaitable<void> Next(std::string& out, beast::error_code& ec);
+  // The next non-empty piece of the body into `out` (empty once the body has ended). Body
+  // bytes the buffer already holds are taken without a coroutine (net::Pending).
+  net::Pending Next(std::string& out, beast::error_code& ec);
 
  private:
+  // Parses on into `out` until it holds a piece, the body has ended or a read failed.
+  net::Pending Continue(std::string& out, beast::error_code& ec);
+  // Appends what the last parse put into the scratch to `out`; false when it failed (`ec`).
+  bool Take(std::string& out, beast::error_code& ec);
+  // After a read Continue started: takes its piece, and goes on if it had none.
+  asio::awaitable<void> FinishRead(asio::awaitable<void> read, std::string& out, beast::error_code& ec);
+
   net::Stream& stream_;
   beast::flat_buffer& buffer_;
   Parser& parser_;
@@ -106,6 +115,7 @@ class BodySource {
   // most of the agent's CPU for small bodies.
   std::unique_ptr<char[]> scratch_;
   size_t scratch_size_ = 0;
+  size_t want_ = 0;  // what the current parse may put into the scratch
 };
 
 enum class Framing {
@@ -237,19 +247,26 @@ class BodySink {
       : stream_(stream), framing_(framing), idle_timeout_(idle_timeout), header_(std::move(header)) {}
 
   // Writes `piece` (with the pending header, if any); `last` also ends the body (the last
-  // chunk for chunked framing).
-  asio::awaitable<void> Write(std::string_view piece, bool last, beast::error_code& ec);
+  // chunk for chunked framing). Usually finishes at once (net::Pending); `piece` must live
+  // until it has finished.
+  net::Pending Write(std::string_view piece, bool last, beast::error_code& ec);
   // The header handed over has not been written yet.
   bool header_pending() const { return !header_.empty(); }
   // Trailer fields for the last chunk (chunked framing only).
   void set_trailers(const http::fields& trailers) { trailers_ = trailers; }
 
  private:
+  // The rest of a write StartWrite began; the header goes with it.
+  asio::awaitable<void> FinishWrite(asio::awaitable<void> rest);
+
   net::Stream& stream_;
   Framing framing_;
   std::chrono::milliseconds idle_timeout_;
   std::string header_;
   http::fields trailers_;
+  // The chunk framing of the write in progress, which its buffers view.
+  std::optional<http::chunk_header> chunk_size_;
+  std::optional<http::chunk_last<http::fields>> chunk_end_;
 };
 
 // The body steps of the plugins that asked to see a body, in the order given. A kBuffer

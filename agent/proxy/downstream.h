@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "agent/proxy/relay.h"
+#include "net/pending.h"
 #include "net/upstream_pool.h"
 
 namespace meshplug::agent::proxy {
@@ -31,8 +32,9 @@ class Downstream {
   // length when the client declared one.
   virtual bool body_done() const = 0;
   virtual std::optional<uint64_t> body_length() const = 0;
-  // The next non-empty piece into `out` (empty once the body has ended).
-  virtual boost::asio::awaitable<void> ReadBody(std::string& out, boost::beast::error_code& ec) = 0;
+  // The next non-empty piece into `out` (empty once the body has ended); usually at once
+  // when the body came with the header (net::Pending).
+  virtual net::Pending ReadBody(std::string& out, boost::beast::error_code& ec) = 0;
   // Ends a pending ReadBody (it completes with an error).
   virtual void CancelRead() = 0;
   // Asks the client for the body it holds back (Expect: 100-continue).
@@ -41,12 +43,12 @@ class Downstream {
   // The response: a header, then body pieces. The header's hop-by-hop fields are not
   // sent; it must live until the call completes. `has_body`: a body follows; `length`:
   // its length when known. With `hold`, the header may wait for the first body piece and
-  // go out with it.
-  virtual boost::asio::awaitable<void> SendHeader(const boost::beast::http::response_header<>& header, bool has_body,
-                                                  std::optional<uint64_t> length, bool hold,
-                                                  boost::beast::error_code& ec) = 0;
+  // go out with it. Both usually finish at once (net::Pending); `piece` must live until
+  // SendBody has finished.
+  virtual net::Pending SendHeader(const boost::beast::http::response_header<>& header, bool has_body,
+                                  std::optional<uint64_t> length, bool hold, boost::beast::error_code& ec) = 0;
   // `last` ends the response.
-  virtual boost::asio::awaitable<void> SendBody(std::string_view piece, bool last, boost::beast::error_code& ec) = 0;
+  virtual net::Pending SendBody(std::string_view piece, bool last, boost::beast::error_code& ec) = 0;
   // Fields to end the response with, sent with the last SendBody: HTTP/2 as trailers (gRPC's
   // status), HTTP/1.1 in the last chunk of a chunked body (else they are dropped).
   virtual void SetTrailers(const boost::beast::http::fields& trailers) = 0;

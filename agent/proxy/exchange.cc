@@ -197,7 +197,7 @@ void Abandon(UpstreamCall& call) {
 struct Http2ResponseBody {
   Http2UpstreamStream& stream;
   milliseconds idle;
-  awaitable<void> Next(std::string& out, beast::error_code& ec) { co_await stream.ReadBody(out, idle, ec); }
+  net::Pending Next(std::string& out, beast::error_code& ec) { return stream.ReadBody(out, idle, ec); }
   bool done() const { return stream.done(); }
   const http::fields& trailers() const { return stream.trailers(); }
 };
@@ -625,7 +625,10 @@ awaitable<void> ExchangeRunner::ReadResponseHeader(const Exchange& x, UpstreamCa
     call.response->body_limit(kUnlimitedBody);
     // A response to HEAD has no body whatever its Content-Length says.
     call.response->skip(x.ctx.request.method() == http::verb::head);
-    co_await net::ReadHttp(upstream.stream, upstream.buffer, *call.response, net::ParseUntil::kHeaderDone, std::nullopt, ec);
+    if (net::Pending rest = net::StartReadHttp(upstream.stream, upstream.buffer, *call.response,
+                                               net::ParseUntil::kHeaderDone, std::nullopt, ec)) {
+      co_await std::move(*rest);
+    }
   } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
 }
 
@@ -873,7 +876,7 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
   std::string piece;
   beast::error_code ec;
   while (!call.stopping) {
-    co_await down_.ReadBody(piece, ec);
+    if (net::Pending rest = down_.ReadBody(piece, ec)) co_await std::move(*rest);
     if (call.stopping) co_return;
     if (ec) {
       // The request is broken: the upstream response is of no use.
@@ -892,8 +895,8 @@ awaitable<void> ExchangeRunner::PumpBody(Exchange& x, Framing framing,
     }
     if (call.stream) {
       co_await call.stream->Write(piece, last, settings.idle_timeout, ec);
-    } else {
-      co_await sink->Write(piece, last, ec);
+    } else if (net::Pending rest = sink->Write(piece, last, ec)) {
+      co_await std::move(*rest);
     }
     if (!ec) x.ctx.request_body_bytes += piece.size();
     if (!ec && last) call.body_sent = true;
@@ -1152,10 +1155,10 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
   if (!down_.body_done() && !call.pump_running) down_.EndAfterResponse();
   beast::error_code ec;
   x.response_started = true;
-  co_await down_.SendHeader(*x.ctx.response, has_body, length, hold, ec);
+  if (net::Pending rest = down_.SendHeader(*x.ctx.response, has_body, length, hold, ec)) co_await std::move(*rest);
   std::string piece;
   while (!ec && has_body) {
-    co_await source.Next(piece, ec);
+    if (net::Pending rest = source.Next(piece, ec)) co_await std::move(*rest);
     if (ec && down_.header_held()) {
       // Nothing reached the client yet: it can still get a whole answer.
       x.response_started = false;
@@ -1174,7 +1177,7 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
     }
     if (!ec) {
       const size_t size = piece.size();
-      co_await down_.SendBody(piece, last, ec);
+      if (net::Pending rest = down_.SendBody(piece, last, ec)) co_await std::move(*rest);
       if (!ec) x.ctx.response_body_bytes += size;
     }
     if (last) break;

@@ -53,7 +53,7 @@ size_t Http2Inbox::Drop() {
 }
 
 asio::awaitable<void> Http2Inbox::Read(std::string& out, size_t max, std::chrono::milliseconds idle,
-                                       const std::function<void(size_t)>& consume, beast::error_code& ec) {
+                                       std::function<void(size_t)> consume, beast::error_code& ec) {
   out.clear();
   const Clock::time_point deadline = Clock::now() + idle;
   while (true) {

@@ -60,9 +60,10 @@ class Http2Inbox {
   size_t Drop();
   // The next non-empty piece of at most `max` bytes into `out` (empty at the end), waiting at
   // most `idle` (beast::error::timeout); `consume(n)` is called for what was taken while the
-  // stream is open. connection_reset when the stream closed before its end.
+  // stream is open (held by the read: it may be returned, not awaited, by its caller).
+  // connection_reset when the stream closed before its end.
   boost::asio::awaitable<void> Read(std::string& out, size_t max, std::chrono::milliseconds idle,
-                                    const std::function<void(size_t)>& consume, boost::beast::error_code& ec);
+                                    std::function<void(size_t)> consume, boost::beast::error_code& ec);
 
  private:
   std::string bytes_;

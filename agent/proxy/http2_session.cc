@@ -71,12 +71,12 @@ class Http2Stream : public Downstream {
   asio::any_io_executor executor() override { return executor_; }
   bool body_done() const override { return inbox_.done(); }
   std::optional<uint64_t> body_length() const override;
-  awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override;
+  net::Pending ReadBody(std::string& out, beast::error_code& ec) override;
   void CancelRead() override { inbox_.Cancel(); }
   awaitable<void> SendContinue(beast::error_code& ec) override;
-  awaitable<void> SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
+  net::Pending SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
                              beast::error_code& ec) override;
-  awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override;
+  net::Pending SendBody(std::string_view piece, bool last, beast::error_code& ec) override;
   bool header_held() const override { return false; }
   void SetTrailers(const http::fields& trailers) override { trailers_ = trailers; }
   awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
@@ -198,13 +198,13 @@ void Http2Stream::Finish() {
 
 std::optional<uint64_t> Http2Stream::body_length() const { return ContentLength(request); }
 
-awaitable<void> Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
-  co_await inbox_.Read(out, kBodyPieceBytes, idle_,
-                       [this](size_t n) {
-                         nghttp2_session_consume(connection_.session(), id_, n);
-                         connection_.Flush();
-                       },
-                       ec);
+net::Pending Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
+  return inbox_.Read(out, kBodyPieceBytes, idle_,
+                     [this](size_t n) {
+                       nghttp2_session_consume(connection_.session(), id_, n);
+                       connection_.Flush();
+                     },
+                     ec);
 }
 
 awaitable<void> Http2Stream::SendContinue(beast::error_code& ec) {
@@ -257,8 +257,8 @@ void Http2Stream::Submit(const http::response_header<>& header, bool body, beast
   connection_.Flush();
 }
 
-awaitable<void> Http2Stream::SendHeader(const http::response_header<>& sent, bool has_body,
-                                        std::optional<uint64_t> length, bool, beast::error_code& ec) {
+net::Pending Http2Stream::SendHeader(const http::response_header<>& sent, bool has_body,
+                                     std::optional<uint64_t> length, bool, beast::error_code& ec) {
   http::response_header<> header = sent;
   RemoveHopByHop(header);
   if (has_body) {
@@ -269,20 +269,20 @@ awaitable<void> Http2Stream::SendHeader(const http::response_header<>& sent, boo
     }
   }
   Submit(header, has_body, ec);
-  co_return;
+  return std::nullopt;
 }
 
-awaitable<void> Http2Stream::SendBody(std::string_view piece, bool last, beast::error_code& ec) {
+net::Pending Http2Stream::SendBody(std::string_view piece, bool last, beast::error_code& ec) {
   if (closed_) {
     ec = asio::error::connection_reset;
-    co_return;
+    return std::nullopt;
   }
   outbox_.Append(piece, last);
   nghttp2_session_resume_data(connection_.session(), id_);
   connection_.Flush();
   size_t limit = kSendBufferBytes;
   if (last) limit = 0;
-  co_await outbox_.Drain(limit, idle_, ec);
+  return outbox_.Drain(limit, idle_, ec);
 }
 
 awaitable<void> Http2Stream::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {

@@ -70,12 +70,12 @@ class HttpSession : public Downstream {
   std::optional<uint64_t> body_length() const override {
     return parser_->content_length() ? std::optional<uint64_t>(*parser_->content_length()) : std::nullopt;
   }
-  awaitable<void> ReadBody(std::string& out, beast::error_code& ec) override { return source_->Next(out, ec); }
+  net::Pending ReadBody(std::string& out, beast::error_code& ec) override { return source_->Next(out, ec); }
   void CancelRead() override { stream_.cancel(); }
   awaitable<void> SendContinue(beast::error_code& ec) override;
-  awaitable<void> SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
+  net::Pending SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length, bool hold,
                              beast::error_code& ec) override;
-  awaitable<void> SendBody(std::string_view piece, bool last, beast::error_code& ec) override {
+  net::Pending SendBody(std::string_view piece, bool last, beast::error_code& ec) override {
     return sink_->Write(piece, last, ec);
   }
   bool header_held() const override { return sink_ && sink_->header_pending(); }
@@ -249,7 +249,10 @@ awaitable<bool> HttpSession::ServeOne() {
   parser.header_limit(limits.max_header_bytes);
   parser.body_limit(kUnlimitedBody);
   beast::error_code ec;
-  co_await net::ReadHttp(stream_, buffer_, parser, net::ParseUntil::kHeaderDone, limits.header_read_timeout, ec);
+  if (net::Pending rest = net::StartReadHttp(stream_, buffer_, parser, net::ParseUntil::kHeaderDone,
+                                             limits.header_read_timeout, ec)) {
+    co_await std::move(*rest);
+  }
   // A slow client (beast::error::timeout) is disconnected: the timeout closed the socket.
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == beast::error::timeout) {
@@ -338,8 +341,8 @@ awaitable<void> HttpSession::SendContinue(beast::error_code& ec) {
   co_await asio::async_write(stream_, asio::buffer(kContinue), Ec(ec));
 }
 
-awaitable<void> HttpSession::SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length,
-                                        bool hold, beast::error_code& ec) {
+net::Pending HttpSession::SendHeader(const http::response_header<>& header, bool has_body, std::optional<uint64_t> length,
+                                     bool hold, beast::error_code& ec) {
   Framing framing = Framing::kNone;
   if (has_body) {
     if (length) {
@@ -351,14 +354,14 @@ awaitable<void> HttpSession::SendHeader(const http::response_header<>& header, b
       keep_alive_ = false;
     }
   }
-  std::string head = OutgoingHeaderBytes(header, OutgoingFields{framing, length, keep_alive_, {}, false});
+  sink_.emplace(stream_, framing, idle_, OutgoingHeaderBytes(header, OutgoingFields{framing, length, keep_alive_, {}, false}));
   // Chunked bodies (the upstream's buffer may hold only a chunk-size line) get the header
   // at once.
-  if (!hold || framing != Framing::kLength) {
-    if (net::Pending rest = WriteMessage(stream_, head, {}, idle_, ec)) co_await std::move(*rest);
-    head.clear();
+  if (hold && framing == Framing::kLength) {
+    ec = {};
+    return std::nullopt;
   }
-  sink_.emplace(stream_, framing, idle_, std::move(head));
+  return sink_->Write({}, false, ec);
 }
 
 awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {

@@ -137,9 +137,17 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
         parser.emplace();
         parser->body_limit(request.max_response_body);
         if (request.method == "HEAD") parser->skip(true);  // a length but no body
-        co_await net::ReadHttp(stream, buffer, *parser, net::ParseUntil::kHeaderDone, std::nullopt, ec);
+        if (net::Pending rest =
+                net::StartReadHttp(stream, buffer, *parser, net::ParseUntil::kHeaderDone, std::nullopt, ec)) {
+          co_await std::move(*rest);
+        }
       } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
-      if (!ec) co_await net::ReadHttp(stream, buffer, *parser, net::ParseUntil::kMessageDone, std::nullopt, ec);
+      if (!ec) {
+        if (net::Pending rest =
+                net::StartReadHttp(stream, buffer, *parser, net::ParseUntil::kMessageDone, std::nullopt, ec)) {
+          co_await std::move(*rest);
+        }
+      }
     }
     // A server may send 408 on a kept-alive connection it is closing, before or as a request
     // arrives (RFC 9110 §15.5.9), and reset it: a request that may be repeated goes again.
