@@ -102,10 +102,10 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor)
       sweep_timer_(executor_),
       self_(std::make_shared<UpstreamPool*>(this)) {}
 
-asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
-    const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
-    std::chrono::milliseconds idle_timeout, Reuse reuse, bool& reused,
-    beast::error_code& ec, const TlsOrigination* tls) {
+Acquired UpstreamPool::Acquire(const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+                               std::chrono::milliseconds idle_timeout, Reuse reuse, beast::error_code& ec,
+                               const TlsOrigination* tls) {
+  ec = {};
   std::string key = PoolKey(host, port, tls);
   auto it = reuse != Reuse::kNone ? idle_.find(key) : idle_.end();
   if (it != idle_.end()) {
@@ -121,13 +121,17 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Acquire(
         // sweep forgets entries left empty.
         if (list.empty() && sweep_at_ == Clock::time_point::max()) ArmSweep(Clock::now() + idle_timeout);
         c->idle_timeout = idle_timeout;
-        reused = true;
-        co_return c;
+        return {std::move(c), std::nullopt};
       }
     }
     idle_.erase(it);
   }
-  reused = false;
+  return {nullptr, ConnectNew(std::move(key), host, port, connect_timeout, idle_timeout, ec, tls)};
+}
+
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::ConnectNew(
+    std::string key, std::string host, uint16_t port, std::chrono::milliseconds connect_timeout,
+    std::chrono::milliseconds idle_timeout, beast::error_code& ec, const TlsOrigination* tls) {
   auto c = co_await ConnectUpstream(executor_, host, port, connect_timeout, ec, tls);
   if (c) {
     c->key = std::move(key);

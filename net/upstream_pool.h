@@ -22,6 +22,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "net/stream.h"
@@ -76,6 +77,13 @@ enum class Reuse {
   kChecked,
 };
 
+// What UpstreamPool::Acquire found: a kept-alive connection, or the connect of a new one
+// to await (it views Acquire's `tls` and `ec`: await it at once).
+struct Acquired {
+  std::unique_ptr<UpstreamConnection> idle;
+  std::optional<boost::asio::awaitable<std::unique_ptr<UpstreamConnection>>> connect;  // when `idle` is null
+};
+
 class UpstreamPool {
  public:
   static constexpr size_t kMaxIdlePerEndpoint = 64;
@@ -85,14 +93,13 @@ class UpstreamPool {
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
   // A kept-alive connection to host:port not idle longer than `idle_timeout`, as `reuse`
-  // allows, or a new one connected within `connect_timeout`. `reused` tells which. With
-  // `tls`, the connection is mTLS to exactly that identity (a new one completes its
-  // handshake within `connect_timeout` too). nullptr and `ec` on failure (see
-  // ConnectUpstream; a failed handshake's TLS error).
-  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Acquire(
-      const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
-      std::chrono::milliseconds idle_timeout, Reuse reuse, bool& reused,
-      boost::beast::error_code& ec, const TlsOrigination* tls = nullptr);
+  // allows, found without a coroutine (most requests find one); else a new one, connected
+  // within `connect_timeout`. With `tls`, the connection is mTLS to exactly that identity
+  // (a new one completes its handshake within `connect_timeout` too). The connect yields
+  // nullptr and `ec` on failure (see ConnectUpstream; a failed handshake's TLS error).
+  Acquired Acquire(const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+                   std::chrono::milliseconds idle_timeout, Reuse reuse, boost::beast::error_code& ec,
+                   const TlsOrigination* tls = nullptr);
 
   // After a kept-alive connection to `key` (its PoolKey) turned out closed by the peer:
   // closes the endpoint's other idle connections the peer closed too (a server's idle
@@ -115,6 +122,10 @@ class UpstreamPool {
   size_t endpoints() const;
 
  private:
+  // Acquire's new connection, pooled under `key` when released.
+  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectNew(
+      std::string key, std::string host, uint16_t port, std::chrono::milliseconds connect_timeout,
+      std::chrono::milliseconds idle_timeout, boost::beast::error_code& ec, const TlsOrigination* tls);
   // Closes connections past their idle timeout or closed by the peer, drops endpoints
   // left without any, and re-arms the timer for the next expiry.
   void Sweep();

@@ -271,8 +271,6 @@ class ExchangeRunner {
   std::optional<UpstreamFailure> PumpFailure(Exchange& x, UpstreamCall& call, const beast::error_code& ec);
   // Ends a running pump and waits until it has.
   awaitable<void> StopPump(UpstreamCall& call);
-  awaitable<void> ReadResponseHeader(const Exchange& x, UpstreamCall& call,
-                                     std::optional<milliseconds> timeout, beast::error_code& ec);
   // `cluster`: the one the request went to (SettingsFor's), for its connection limit.
   awaitable<void> RelayResponse(Exchange& x, UpstreamCall& call, const routing::ClusterView* cluster);
   awaitable<void> RelayHttp2Response(Exchange& x, UpstreamCall& call);
@@ -610,26 +608,23 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
 // Reads the final response header; 1xx interim responses (100 Continue, 103 Early Hints)
 // are not forwarded. With a `timeout` the read has its own deadline; without, the pump's
 // deadline (from the end of the request body) bounds it.
-awaitable<void> ExchangeRunner::ReadResponseHeader(const Exchange& x, UpstreamCall& call,
-                                                std::optional<milliseconds> timeout,
-                                                beast::error_code& ec) {
+// Starts reading a response header of `call` into a new parser (the caller reads again
+// while InterimResponse).
+net::Pending StartResponseHeader(const Exchange& x, UpstreamCall& call, beast::error_code& ec) {
   net::UpstreamConnection& upstream = *call.connection;
-  if (timeout) {
-    upstream.stream.expires_after(*timeout);
-  } else {
-    upstream.stream.expires_never();
-  }
-  do {
-    call.response.emplace();
-    call.response->header_limit(x.chains->limits().max_header_bytes);
-    call.response->body_limit(kUnlimitedBody);
-    // A response to HEAD has no body whatever its Content-Length says.
-    call.response->skip(x.ctx.request.method() == http::verb::head);
-    if (net::Pending rest = net::StartReadHttp(upstream.stream, upstream.buffer, *call.response,
-                                               net::ParseUntil::kHeaderDone, std::nullopt, ec)) {
-      co_await std::move(*rest);
-    }
-  } while (!ec && call.response->get().result_int() / 100 == 1 && call.response->get().result_int() != 101);
+  call.response.emplace();
+  call.response->header_limit(x.chains->limits().max_header_bytes);
+  call.response->body_limit(kUnlimitedBody);
+  // A response to HEAD has no body whatever its Content-Length says.
+  call.response->skip(x.ctx.request.method() == http::verb::head);
+  return net::StartReadHttp(upstream.stream, upstream.buffer, *call.response, net::ParseUntil::kHeaderDone,
+                            std::nullopt, ec);
+}
+
+// An interim response (1xx) that another follows: all but 101, which is final.
+bool InterimResponse(const ResponseParser& response) {
+  const unsigned status = response.get().result_int();
+  return status / 100 == 1 && status != 101;
 }
 
 awaitable<std::optional<LocalResponse>> ExchangeRunner::InjectFault(const v1::FaultInjection& fault,
@@ -790,11 +785,13 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       failure = ClientGone();
       co_return;
     }
-    call.connection = co_await env_.pool->Acquire(
-        x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout,
-        settings.idle_timeout,
-        fresh_attempt > 0 ? net::Reuse::kNone : resendable ? net::Reuse::kAsIs : net::Reuse::kChecked,
-        call.reused, ec, tls ? &*tls : nullptr);
+    net::Acquired acquired = env_.pool->Acquire(
+        x.ctx.upstream->host, x.ctx.upstream->port, settings.connect_timeout, settings.idle_timeout,
+        fresh_attempt > 0 ? net::Reuse::kNone : resendable ? net::Reuse::kAsIs : net::Reuse::kChecked, ec,
+        tls ? &*tls : nullptr);
+    call.reused = acquired.idle != nullptr;
+    call.connection = std::move(acquired.idle);
+    if (acquired.connect) call.connection = co_await std::move(*acquired.connect);
     if (!call.connection) {
       Count("meshplug_upstream_connect_failures_total", x.ctx.upstream->cluster);
       failure = UpstreamFailure{Error(503, Cat("upstream connect failed: ", ec.message())),
@@ -827,10 +824,16 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     } else {
       call.body_sent = true;
     }
-    co_await ReadResponseHeader(x, call,
-                                has_body ? std::nullopt
-                                         : std::optional<milliseconds>(settings.request_timeout),
-                                ec);
+    // Without a body the request timeout bounds the response header here; with one, the
+    // pump enforces it.
+    if (has_body) {
+      call.connection->stream.expires_never();
+    } else {
+      call.connection->stream.expires_after(settings.request_timeout);
+    }
+    do {
+      if (net::Pending rest = StartResponseHeader(x, call, ec)) co_await std::move(*rest);
+    } while (!ec && InterimResponse(*call.response));
     call.HeaderRead();
     if (!ec) {
       const http::response_header<>& response = call.response->get().base();

@@ -960,9 +960,10 @@ TEST(UpstreamPoolTest, ClosesIdleConnectionsAndForgetsEmptyEndpoints) {
     asio::co_spawn(
         context,
         [&]() -> asio::awaitable<void> {
-          bool reused = false;
           beast::error_code ec;
-          c = co_await pool.Acquire("127.0.0.1", a.port(), 2s, idle_timeout, net::Reuse::kChecked, reused, ec);
+          net::Acquired acquired = pool.Acquire("127.0.0.1", a.port(), 2s, idle_timeout, net::Reuse::kChecked, ec);
+          c = std::move(acquired.idle);
+          if (acquired.connect) c = co_await std::move(*acquired.connect);
           done = true;
         },
         asio::detached);
@@ -1017,7 +1018,10 @@ TEST(UpstreamPoolTest, ConnectionsClosedByThePeer) {
         context,
         [&]() -> asio::awaitable<void> {
           beast::error_code ec;
-          c = co_await pool.Acquire("127.0.0.1", acceptor.local_endpoint().port(), 2s, 60s, reuse, reused, ec);
+          net::Acquired acquired = pool.Acquire("127.0.0.1", acceptor.local_endpoint().port(), 2s, 60s, reuse, ec);
+          reused = acquired.idle != nullptr;
+          c = std::move(acquired.idle);
+          if (acquired.connect) c = co_await std::move(*acquired.connect);
           done = true;
         },
         asio::detached);

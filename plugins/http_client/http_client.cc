@@ -107,9 +107,11 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
     bool reused = false;
     std::unique_ptr<net::UpstreamConnection> connection;
     if (pool != nullptr) {
-      connection = co_await pool->Acquire(request.target.host, request.target.port,
-                                          Left(deadline), request.idle_timeout, reuse,
-                                          reused, ec, request.tls ? &*request.tls : nullptr);
+      net::Acquired acquired = pool->Acquire(request.target.host, request.target.port, Left(deadline),
+                                             request.idle_timeout, reuse, ec, request.tls ? &*request.tls : nullptr);
+      reused = acquired.idle != nullptr;
+      connection = std::move(acquired.idle);
+      if (acquired.connect) connection = co_await std::move(*acquired.connect);
     } else {
       connection = co_await net::ConnectUpstream(co_await asio::this_coro::executor, request.target.host,
                                                  request.target.port, Left(deadline), ec,
