@@ -28,9 +28,10 @@ void Stats::RenderLabels(const Labels& labels, std::string& out) {
 }
 
 const std::string& Stats::RenderedLabels::Of(const Labels& labels) {
-  const bool same = std::equal(labels.begin(), labels.end(), last_.begin(), last_.end(),
-                               [](const auto& now, const auto& last) { return now.first == last.first && now.second == last.second; });
-  if (!same) {
+  changed_ = !std::equal(labels.begin(), labels.end(), last_.begin(), last_.end(), [](const auto& now, const auto& last) {
+    return now.first == last.first && now.second == last.second;
+  });
+  if (changed_) {
     RenderLabels(labels, rendered_);
     last_.resize(labels.size());  // assigned in place: no allocation once the strings have grown
     for (size_t i = 0; i < labels.size(); ++i) {
@@ -89,6 +90,19 @@ size_t BucketOf(double seconds) {
 void Stats::FixedHistogram::Observe(double seconds) {
   buckets_[BucketOf(seconds)].fetch_add(1, std::memory_order_relaxed);
   sum_nanos_.fetch_add(static_cast<uint64_t>(std::max(0.0, seconds) * 1e9), std::memory_order_relaxed);
+}
+
+void Stats::AddTo(const SeriesValue& series, uint64_t count, double seconds) {
+  if (HistogramValue* const* h = std::get_if<HistogramValue*>(&series)) {
+    (*h)->Add(seconds);
+  } else {
+    *std::get<uint64_t*>(series) += count;
+  }
+}
+
+uint64_t Stats::NewId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
 }
 
 Stats::Shard& Stats::Local() {
@@ -162,17 +176,39 @@ bool Stats::Shard::RecentEvent::Is(std::initializer_list<Update> others) const {
 void Stats::Record(std::initializer_list<Update> updates) {
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
+  RecordLocked(shard, updates);
+}
+
+void Stats::Record(std::initializer_list<Update> updates, RecordedSeries& recorded) {
+  Shard& shard = Local();
+  std::lock_guard lock(shard.mu);
+  const Shard::RecentEvent* event = RecordLocked(shard, updates);
+  recorded.stats_id_ = event ? id_ : 0;
+  recorded.shard_ = &shard;
+  recorded.series_.clear();
+  if (event) {
+    for (const auto& series : event->updates) recorded.series_.push_back(series.value);
+  }
+}
+
+bool Stats::Add(const RecordedSeries& recorded, std::initializer_list<Value> values) {
+  Shard& shard = Local();
+  if (recorded.stats_id_ != id_ || recorded.shard_ != &shard || recorded.series_.size() != values.size()) return false;
+  std::lock_guard lock(shard.mu);
+  auto value = values.begin();
+  for (const auto& series : recorded.series_) {
+    AddTo(series, value->count, value->seconds);
+    ++value;
+  }
+  return true;
+}
+
+const Stats::Shard::RecentEvent* Stats::RecordLocked(Shard& shard, std::initializer_list<Update> updates) {
   for (const Shard::RecentEvent& event : shard.recent) {
     if (!event.Is(updates)) continue;
     auto series = event.updates.begin();
-    for (const Update& u : updates) {
-      if (u.seconds >= 0) {
-        std::get<HistogramValue*>((series++)->value)->Add(u.seconds);
-      } else {
-        *std::get<uint64_t*>((series++)->value) += u.count;
-      }
-    }
-    return;
+    for (const Update& u : updates) AddTo((series++)->value, u.count, u.seconds);
+    return &event;
   }
   // Not found: the updates are looked up, and the event takes the oldest slot unless one
   // of them was dropped (an exception half way leaves only the spare half filled).
@@ -194,7 +230,10 @@ void Stats::Record(std::initializer_list<Update> updates) {
     }
     ++series;
   }
-  if (kept) std::swap(event, shard.recent[shard.next_recent++ % shard.recent.size()]);
+  if (!kept) return nullptr;
+  Shard::RecentEvent& slot = shard.recent[shard.next_recent++ % shard.recent.size()];
+  std::swap(event, slot);
+  return &slot;
 }
 
 Stats::FixedHistogram& Stats::Histogram(std::string_view name, const Labels& labels) {

@@ -28,6 +28,9 @@
 namespace meshplug {
 
 class Stats {
+  struct HistogramValue;  // declared below
+  using SeriesValue = std::variant<uint64_t*, HistogramValue*>;  // a counter's or a histogram's
+
  public:
   using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
   static constexpr size_t kMaxSeries = 2000;
@@ -61,6 +64,28 @@ class Stats {
   // Several updates of one event under one lock, for the per-request path.
   void Record(std::initializer_list<Update> updates);
 
+  // What a caller that records the same event again and again keeps (the golden metrics:
+  // the same route and peers, request after request): the series its last Record updated,
+  // so that Add updates them again without comparing names and labels. Valid on the thread
+  // that recorded it, with the Stats that made it.
+  class RecordedSeries {
+   private:
+    friend class Stats;
+    uint64_t stats_id_ = 0;  // of the Stats that filled it; 0: empty (an update was dropped)
+    const void* shard_ = nullptr;
+    std::vector<SeriesValue> series_;  // in the updates' order
+  };
+  // Record, keeping in `recorded` what it updated.
+  void Record(std::initializer_list<Update> updates, RecordedSeries& recorded);
+  // New values for the updates of the Record that filled `recorded`, in their order: a
+  // count, or seconds for a histogram. False, with nothing added, when `recorded` is empty,
+  // another Stats' or another thread's: Record then.
+  struct Value {
+    uint64_t count = 0;
+    double seconds = -1;
+  };
+  bool Add(const RecordedSeries& recorded, std::initializer_list<Value> values);
+
   // The labels as Prometheus writes them ({a="b",c="d"}), into `out` (cleared first).
   static void RenderLabels(const Labels& labels, std::string& out);
   // RenderLabels for a caller whose labels mostly repeat (the same route and peers request
@@ -68,10 +93,13 @@ class Stats {
   class RenderedLabels {
    public:
     const std::string& Of(const Labels& labels);
+    // Whether the last Of rendered anew (its labels differed from the ones before).
+    bool changed() const { return changed_; }
 
    private:
     std::vector<std::pair<std::string, std::string>> last_;
     std::string rendered_;  // of last_
+    bool changed_ = true;
   };
   // The same histogram for the same name and labels; it lives as long as this Stats.
   FixedHistogram& Histogram(std::string_view name, const Labels& labels);
@@ -105,7 +133,7 @@ class Stats {
     struct RecentEvent {
       struct Series {
         std::string name, labels;
-        std::variant<uint64_t*, HistogramValue*> value;  // a counter's or a histogram's
+        SeriesValue value;
       };
       std::vector<Series> updates;  // in order; empty: unused
 
@@ -122,6 +150,11 @@ class Stats {
 
   // The calling thread's shard.
   Shard& Local();
+  // Record under the shard's lock: the event it updated (in shard.recent), null when an
+  // update was dropped.
+  const Shard::RecentEvent* RecordLocked(Shard& shard, std::initializer_list<Update> updates);
+  // Adds `count` to a counter, or observes `seconds` in a histogram.
+  static void AddTo(const SeriesValue& series, uint64_t count, double seconds);
   // Under the shard's lock; the series updated, null when the update was dropped.
   uint64_t* AddCount(Shard& shard, std::string_view counter, std::string_view labels, uint64_t delta);
   HistogramValue* AddSample(Shard& shard, std::string_view histogram, std::string_view labels, double seconds);
@@ -129,6 +162,10 @@ class Stats {
   // asked when a shard sees a label set for the first time.
   bool Admit(std::string_view metric, std::string_view labels);
 
+  // A RecordedSeries' check that it is this Stats': never the id of another, even one
+  // made where a destroyed one was.
+  static uint64_t NewId();
+  const uint64_t id_ = NewId();
   std::array<Shard, kShards> shards_;
   mutable std::mutex gauges_mu_;
   Family<int64_t> gauges_;

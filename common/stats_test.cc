@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -138,6 +140,50 @@ TEST(StatsTest, RepeatedEventsEachKeepTheirOwnCounts) {
   }
 }
 
+// An event recorded once and added to through its RecordedSeries lands where recording it
+// every time would.
+TEST(StatsTest, AddingToRecordedSeriesCountsAsRecording) {
+  Stats recorded_stats, plain_stats;
+  std::string labels;
+  Stats::RenderLabels({{"route", "r"}}, labels);
+  Stats::RecordedSeries series;
+  recorded_stats.Record({{"requests_total", labels, 1}, {"seconds", labels, 0, 0.0002}, {"bytes_total", labels, 7}},
+                        series);
+  plain_stats.Record({{"requests_total", labels, 1}, {"seconds", labels, 0, 0.0002}, {"bytes_total", labels, 7}});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(recorded_stats.Add(series, {{1}, {0, 0.3}, {5}}));
+    plain_stats.Record({{"requests_total", labels, 1}, {"seconds", labels, 0, 0.3}, {"bytes_total", labels, 5}});
+  }
+  EXPECT_EQ(recorded_stats.CounterValue("requests_total", {{"route", "r"}}), 4u);
+  EXPECT_EQ(recorded_stats.CounterValue("bytes_total", {{"route", "r"}}), 22u);
+  EXPECT_EQ(recorded_stats.RenderPrometheus(), plain_stats.RenderPrometheus());
+}
+
+// Add refuses series it cannot update: never recorded, recorded by another Stats (also
+// one made where a destroyed one was), by another thread, with a dropped update, or with
+// another number of values.
+TEST(StatsTest, AddRefusesSeriesItDidNotRecord) {
+  std::string labels;
+  Stats::RenderLabels({{"route", "r"}}, labels);
+  auto stats = std::make_unique<Stats>();
+  Stats::RecordedSeries series;
+  EXPECT_FALSE(stats->Add(series, {{1}}));
+  stats->Record({{"requests_total", labels, 1}}, series);
+  EXPECT_FALSE(stats->Add(series, {{1}, {1}}));
+  Stats other;
+  EXPECT_FALSE(other.Add(series, {{1}}));
+  bool added_elsewhere = true;
+  std::thread([&] { added_elsewhere = stats->Add(series, {{1}}); }).join();
+  EXPECT_FALSE(added_elsewhere);
+  stats = std::make_unique<Stats>();
+  EXPECT_FALSE(stats->Add(series, {{1}}));
+  EXPECT_EQ(stats->CounterValue("requests_total", {}), 0u);
+  for (size_t i = 0; i < Stats::kMaxSeries; ++i) stats->Count("paths_total", {{"path", std::to_string(i)}});
+  stats->Record({{"paths_total", labels, 1}, {"ok_total", labels, 1}}, series);
+  EXPECT_FALSE(stats->Add(series, {{1}, {1}}));
+  EXPECT_EQ(stats->CounterValue("ok_total", {}), 1u);
+}
+
 // Prometheus's text format escapes a label value's backslash, double quote and newline.
 TEST(StatsTest, LabelValuesAreEscaped) {
   std::string labels;
@@ -146,7 +192,8 @@ TEST(StatsTest, LabelValuesAreEscaped) {
 }
 
 // The cache renders what RenderLabels renders, whatever changed since the last labels:
-// a value, a key, the count, or nothing (the views may point at new memory each time).
+// a value, a key, the count, or nothing (the views may point at new memory each time);
+// changed() tells whether anything did.
 TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
   Stats::RenderedLabels rendered;
   std::vector<Stats::Labels> sequence = {
@@ -159,6 +206,7 @@ TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
       {{"b", "2"}, {"route", "with \"quote\" and \\"}},
       {},
   };
+  std::vector<std::string> owned_before;  // a new cache holds no labels
   for (const Stats::Labels& labels : sequence) {
     // Copies in fresh storage, so equal labels never share the previous call's memory.
     std::vector<std::string> owned;
@@ -168,6 +216,8 @@ TEST(StatsTest, RenderedLabelsAreRenderLabelsWhateverChanged) {
     std::string expected;
     Stats::RenderLabels(fresh, expected);
     EXPECT_EQ(rendered.Of(fresh), expected);
+    EXPECT_EQ(rendered.changed(), owned != owned_before) << expected;
+    owned_before = owned;
   }
 }
 

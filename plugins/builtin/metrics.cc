@@ -14,23 +14,39 @@ class Metrics final : public HttpObserver {
 
   void OnLog(const plugins::HttpContext& ctx) override {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
-    // Reused by every request of this thread: no allocation once they have grown.
-    thread_local Stats::Labels labels;
-    thread_local Stats::RenderedLabels rendered;
-    thread_local std::string count_key;
-    SetTrafficLabels(labels, inbound(), ctx);
-    labels.emplace_back("route", ctx.route);
-    const std::string& latency_key = rendered.Of(labels);
-    // The count's labels are the latency's and the status code ("0": no response was
-    // made, the client or the upstream went away).
-    count_key.assign(latency_key, 0, latency_key.size() - 1);
-    count_key += ",code=\"";
-    count_key += ctx.response ? std::to_string(ctx.response->result_int()) : "0";
-    count_key += "\"}";
-    state().stats.Record({{"meshplug_http_requests_total", count_key, 1},
-                          {"meshplug_http_request_duration_seconds", latency_key, 0, seconds},
-                          {"meshplug_http_request_bytes_total", latency_key, ctx.request_body_bytes},
-                          {"meshplug_http_response_bytes_total", latency_key, ctx.response_body_bytes}});
+    // The status code; "0": no response was made, the client or the upstream went away.
+    const unsigned code = ctx.response ? ctx.response->result_int() : 0;
+    // Per thread and direction, reused request after request: no allocation once the
+    // strings have grown, and the same labels and code as the last request (the usual
+    // case: the same route and peers) add to its series without a look-up.
+    struct Last {
+      Stats::Labels labels;
+      Stats::RenderedLabels rendered;
+      std::string count_key;
+      unsigned code = 0;
+      Stats::RecordedSeries series;
+    };
+    thread_local Last by_direction[2];
+    Last& last = by_direction[inbound()];
+    SetTrafficLabels(last.labels, inbound(), ctx);
+    last.labels.emplace_back("route", ctx.route);
+    const std::string& latency_key = last.rendered.Of(last.labels);
+    Stats& stats = state().stats;
+    if (!last.rendered.changed() && code == last.code &&
+        stats.Add(last.series, {{1}, {0, seconds}, {ctx.request_body_bytes}, {ctx.response_body_bytes}})) {
+      return;
+    }
+    // The count's labels are the latency's and the status code.
+    last.count_key.assign(latency_key, 0, latency_key.size() - 1);
+    last.count_key += ",code=\"";
+    last.count_key += std::to_string(code);
+    last.count_key += "\"}";
+    last.code = code;
+    stats.Record({{"meshplug_http_requests_total", last.count_key, 1},
+                  {"meshplug_http_request_duration_seconds", latency_key, 0, seconds},
+                  {"meshplug_http_request_bytes_total", latency_key, ctx.request_body_bytes},
+                  {"meshplug_http_response_bytes_total", latency_key, ctx.response_body_bytes}},
+                 last.series);
   }
 };
 
