@@ -605,11 +605,9 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
   return out;
 }
 
-// Reads the final response header; 1xx interim responses (100 Continue, 103 Early Hints)
-// are not forwarded. With a `timeout` the read has its own deadline; without, the pump's
-// deadline (from the end of the request body) bounds it.
-// Starts reading a response header of `call` into a new parser (the caller reads again
-// while InterimResponse).
+// Starts reading a response header of `call` into a new parser. Interim responses (100
+// Continue, 103 Early Hints) are not forwarded: the caller reads again while
+// InterimResponse.
 net::Pending StartResponseHeader(const Exchange& x, UpstreamCall& call, beast::error_code& ec) {
   net::UpstreamConnection& upstream = *call.connection;
   call.response.emplace();
