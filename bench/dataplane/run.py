@@ -575,16 +575,22 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_times(pids):
+    """The processes' user and system CPU seconds."""
+    user = system = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            user += int(fields[11])  # utime (field 14)
+            system += int(fields[12])  # stime (field 15)
         except OSError:
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_times(pids))
 
 
 def cpu_busy(cpu):
@@ -773,16 +779,21 @@ def measure_path(key, agent_bin, backend, auth, args):
         saturate(1)
         pids = [q for p in procs for q in tree(p.pid)] or tree(PROCS[0].pid)
         measured_pids = [q for p in procs for q in tree(p.pid)]
-        c0, b0 = cpu_seconds(pids), cpu_busy(PROXY_CPU)
+        (u0, s0), b0 = cpu_times(pids), cpu_busy(PROXY_CPU)
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         sat = saturate(args.seconds)
-        c1, b1 = cpu_seconds(pids), cpu_busy(PROXY_CPU)
+        (u1, s1), b1 = cpu_times(pids), cpu_busy(PROXY_CPU)
+        c0, c1 = u0 + s0, u1 + s1
         # Busy time of the proxies' CPU not accounted to the proxies: other work on the
         # machine (and the kernel's softirq work for the proxies), as a share of the run.
         sat["other_on_proxy_cpu"] = max(0.0, (b1 - b0) - (c1 - c0 if measured_pids else 0)) / args.seconds
         sat["loadavg"] = float(load)
         sat["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, sat["requests"]) * 1000.0
+        # The kernel's share (system calls, and the loopback TCP work done in the sender's
+        # context) against the process's own.
+        sat["user_ms_per_1k"] = (u1 - u0) * 1000.0 / max(1, sat["requests"]) * 1000.0
+        sat["sys_ms_per_1k"] = (s1 - s0) * 1000.0 / max(1, sat["requests"]) * 1000.0
         sat["cpu_util"] = (c1 - c0) / args.seconds
         sat["cpu_of"] = "proxies" if measured_pids else "backend"
         rates = []
@@ -984,11 +995,14 @@ def report(results, args, machine):
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}.", ""]
-    lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req | peak RSS MB | errors | other load on proxy CPU |",
+    lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req (user + system) | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["saturation"]
-        cpu = fmt(s["cpu_ms_per_1k"], ".1f") if r["hops"] else "(backend) " + fmt(s["cpu_ms_per_1k"], ".1f")
+        cpu = (f"{fmt(s['cpu_ms_per_1k'], '.1f')} ({fmt(s.get('user_ms_per_1k'), '.1f')} + "
+               f"{fmt(s.get('sys_ms_per_1k'), '.1f')})")
+        if not r["hops"]:
+            cpu = "(backend) " + cpu
         lines.append(f"| {r['key']} {r['name']} | {s['rps']:,.0f} | {fmt(s['p50'])} | "
                      f"{fmt(s['p99'])} | {cpu} | {fmt(s['rss_mb'], '.1f') if r['hops'] else '—'} | "
                      f"{s['non2xx'] + s['socket_errors']} | {s['other_on_proxy_cpu']:.0%} |")
