@@ -1,6 +1,7 @@
 #include "common/stats.h"
 
 #include <algorithm>
+#include <cassert>
 #include <sstream>
 
 #include "common/metric_help.h"
@@ -180,13 +181,15 @@ void Stats::Record(std::initializer_list<Update> updates) {
 }
 
 void Stats::Record(std::initializer_list<Update> updates, RecordedSeries& recorded) {
+  // Emptied first: if the look-up throws, nothing stale stays to be added to.
+  recorded.stats_id_ = 0;
+  recorded.series_.clear();
   Shard& shard = Local();
   std::lock_guard lock(shard.mu);
   const Shard::RecentEvent* event = RecordLocked(shard, updates);
-  recorded.stats_id_ = event ? id_ : 0;
   recorded.shard_ = &shard;
-  recorded.series_.clear();
   if (event) {
+    recorded.stats_id_ = id_;
     for (const auto& series : event->updates) recorded.series_.push_back(series.value);
   }
 }
@@ -197,6 +200,8 @@ bool Stats::Add(const RecordedSeries& recorded, std::initializer_list<Value> val
   std::lock_guard lock(shard.mu);
   auto value = values.begin();
   for (const auto& series : recorded.series_) {
+    // A count for a counter, seconds for a histogram: the caller's Record gave the kinds.
+    assert(std::holds_alternative<HistogramValue*>(series) == (value->seconds >= 0));
     AddTo(series, value->count, value->seconds);
     ++value;
   }

@@ -66,8 +66,8 @@ class Stats {
 
   // What a caller that records the same event again and again keeps (the golden metrics:
   // the same route and peers, request after request): the series its last Record updated,
-  // so that Add updates them again without comparing names and labels. Valid on the thread
-  // that recorded it, with the Stats that made it.
+  // so that Add updates them again without comparing names and labels. Valid with the
+  // Stats that made it, on the calling thread's shard.
   class RecordedSeries {
    private:
     friend class Stats;
@@ -77,9 +77,10 @@ class Stats {
   };
   // Record, keeping in `recorded` what it updated.
   void Record(std::initializer_list<Update> updates, RecordedSeries& recorded);
-  // New values for the updates of the Record that filled `recorded`, in their order: a
-  // count, or seconds for a histogram. False, with nothing added, when `recorded` is empty,
-  // another Stats' or another thread's: Record then.
+  // New values for the updates of the Record that filled `recorded`, in their order and of
+  // their kinds: a count, or seconds for a histogram. False, with nothing added, when
+  // `recorded` is empty, another Stats' or another shard's, or the number of values
+  // differs: Record then.
   struct Value {
     uint64_t count = 0;
     double seconds = -1;

@@ -1,8 +1,7 @@
 // What a function on the per-request path returns when its work usually finishes at once:
 // nullopt when it did, else the awaitable that finishes it. The function itself is not a
 // coroutine, so the usual case costs no coroutine frame (its allocation, and a resume
-// through the awaitable thread: about 450 instructions each on the agent's path, counted
-// with bench/dataplane/run.py --instructions):
+// through the awaitable thread; docs/benchmarks.md §4.2 counts what that saved):
 //
 //   if (net::Pending rest = net::StartWrite(...)) co_await std::move(*rest);
 #pragma once

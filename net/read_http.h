@@ -42,6 +42,14 @@ enum class ParseUntil {
   kProgress,     // as http::async_read_some: any parsed bytes, or an error
 };
 
+// Whether a parsed response is an interim one (1xx) that the final one follows: all but
+// 101, which is final. A reader of a response reads again while it is.
+template <typename Parser>
+bool InterimResponse(const Parser& response) {
+  const unsigned status = response.get().result_int();
+  return status / 100 == 1 && status != 101;
+}
+
 // Whether `bytes` hold an LF not preceded by CR at or after offset `from`.
 inline bool HasBareLf(boost::asio::const_buffer bytes, size_t from = 0) {
   const char* const begin = static_cast<const char*>(bytes.data());
@@ -75,6 +83,8 @@ bool ParseBuffered(boost::beast::http::basic_parser<isRequest>& parser, DynamicB
   ec = {};
   return false;
 }
+
+namespace detail {
 
 // The socket reads of StartReadHttp, after a parse of what `buffer` held fell short.
 template <typename AsyncStream, bool isRequest, typename DynamicBuffer>
@@ -121,6 +131,8 @@ boost::asio::awaitable<void> ReadHttpMore(AsyncStream& stream, DynamicBuffer& bu
   }
 }
 
+}  // namespace detail
+
 // Parses what `buffer` (one contiguous data(), as beast::flat_buffer) holds, then reads
 // `stream` into it, until `until`. With a `timeout`, it is set on the stream
 // (expires_after) before the first socket read and bounds them all; without, the stream's
@@ -131,10 +143,11 @@ Pending StartReadHttp(AsyncStream& stream, DynamicBuffer& buffer, boost::beast::
                       ParseUntil until, std::optional<std::chrono::milliseconds> timeout,
                       boost::beast::error_code& ec) {
   if (ParseBuffered(parser, buffer, until, ec)) return std::nullopt;
-  return ReadHttpMore(stream, buffer, parser, until, timeout, ec);
+  return detail::ReadHttpMore(stream, buffer, parser, until, timeout, ec);
 }
 
-// StartReadHttp to its end, for callers off the per-request path.
+// StartReadHttp to its end, for callers off the per-request path (a coroutine of its own
+// around StartReadHttp's).
 template <typename AsyncStream, bool isRequest, typename DynamicBuffer>
 boost::asio::awaitable<void> ReadHttp(AsyncStream& stream, DynamicBuffer& buffer,
                                       boost::beast::http::basic_parser<isRequest>& parser, ParseUntil until,

@@ -237,6 +237,8 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
   return ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated;
 }
 
+namespace detail {
+
 // The rest of StartWrite's write, within `timeout`.
 template <typename ConstBuffers>
 boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suffix<ConstBuffers> rest,
@@ -244,6 +246,8 @@ boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suf
   stream.expires_after(timeout);
   co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
+
+}  // namespace detail
 
 // Writes all of `buffers`, within `timeout`. On plain TCP, what the socket takes at once
 // is written here, outside the event loop (an async write that completes at once still
@@ -264,7 +268,7 @@ Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::millisecon
     if (ec == boost::asio::error::would_block) ec = {};
     if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
   }
-  return WriteRest(stream, std::move(rest), timeout, ec);
+  return detail::WriteRest(stream, std::move(rest), timeout, ec);
 }
 
 inline void Stream::Slot::Expired() {

@@ -91,7 +91,14 @@ net::Pending BodySink::Write(std::string_view piece, bool last, beast::error_cod
     for (asio::const_buffer b : beast::buffers_range_ref(*chunk_end_)) out.push_back(b);
   }
   if (out.empty()) return std::nullopt;
-  net::Pending rest = net::StartWrite(stream_, std::move(out), idle_timeout_, ec);
+  return Written(net::StartWrite(stream_, std::move(out), idle_timeout_, ec));
+}
+
+net::Pending BodySink::WriteHeader(beast::error_code& ec) {
+  return Written(net::StartWrite(stream_, asio::buffer(header_), idle_timeout_, ec));
+}
+
+net::Pending BodySink::Written(net::Pending rest) {
   if (rest) return FinishWrite(std::move(*rest));
   header_.clear();
   return std::nullopt;

@@ -250,13 +250,17 @@ class BodySink {
   // chunk for chunked framing). Usually finishes at once (net::Pending); `piece` must live
   // until it has finished.
   net::Pending Write(std::string_view piece, bool last, beast::error_code& ec);
+  // Writes the header handed over, alone (one buffer, no list to build).
+  net::Pending WriteHeader(beast::error_code& ec);
   // The header handed over has not been written yet.
   bool header_pending() const { return !header_.empty(); }
   // Trailer fields for the last chunk (chunked framing only).
   void set_trailers(const http::fields& trailers) { trailers_ = trailers; }
 
  private:
-  // The rest of a write StartWrite began; the header goes with it.
+  // After StartWrite: the header has gone when the write finished at once, else with the
+  // rest (FinishWrite).
+  net::Pending Written(net::Pending rest);
   asio::awaitable<void> FinishWrite(asio::awaitable<void> rest);
 
   net::Stream& stream_;

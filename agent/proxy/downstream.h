@@ -32,8 +32,8 @@ class Downstream {
   // length when the client declared one.
   virtual bool body_done() const = 0;
   virtual std::optional<uint64_t> body_length() const = 0;
-  // The next non-empty piece into `out` (empty once the body has ended); usually at once
-  // when the body came with the header (net::Pending).
+  // The next non-empty piece into `out` (empty once the body has ended). Over HTTP/1.1 it
+  // finishes at once when the body came with the header (net::Pending).
   virtual net::Pending ReadBody(std::string& out, boost::beast::error_code& ec) = 0;
   // Ends a pending ReadBody (it completes with an error).
   virtual void CancelRead() = 0;
@@ -43,8 +43,8 @@ class Downstream {
   // The response: a header, then body pieces. The header's hop-by-hop fields are not
   // sent; it must live until the call completes. `has_body`: a body follows; `length`:
   // its length when known. With `hold`, the header may wait for the first body piece and
-  // go out with it. Both usually finish at once (net::Pending); `piece` must live until
-  // SendBody has finished.
+  // go out with it. Over HTTP/1.1 both usually finish at once (net::Pending); `piece` must
+  // live until SendBody has finished.
   virtual net::Pending SendHeader(const boost::beast::http::response_header<>& header, bool has_body,
                                   std::optional<uint64_t> length, bool hold, boost::beast::error_code& ec) = 0;
   // `last` ends the response.

@@ -607,7 +607,7 @@ UpstreamSettings ExchangeRunner::SettingsFor(const Exchange& x) const {
 
 // Starts reading a response header of `call` into a new parser. Interim responses (100
 // Continue, 103 Early Hints) are not forwarded: the caller reads again while
-// InterimResponse.
+// net::InterimResponse.
 net::Pending StartResponseHeader(const Exchange& x, UpstreamCall& call, beast::error_code& ec) {
   net::UpstreamConnection& upstream = *call.connection;
   call.response.emplace();
@@ -617,12 +617,6 @@ net::Pending StartResponseHeader(const Exchange& x, UpstreamCall& call, beast::e
   call.response->skip(x.ctx.request.method() == http::verb::head);
   return net::StartReadHttp(upstream.stream, upstream.buffer, *call.response, net::ParseUntil::kHeaderDone,
                             std::nullopt, ec);
-}
-
-// An interim response (1xx) that another follows: all but 101, which is final.
-bool InterimResponse(const ResponseParser& response) {
-  const unsigned status = response.get().result_int();
-  return status / 100 == 1 && status != 101;
 }
 
 awaitable<std::optional<LocalResponse>> ExchangeRunner::InjectFault(const v1::FaultInjection& fault,
@@ -831,7 +825,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     do {
       if (net::Pending rest = StartResponseHeader(x, call, ec)) co_await std::move(*rest);
-    } while (!ec && InterimResponse(*call.response));
+    } while (!ec && net::InterimResponse(*call.response));
     call.HeaderRead();
     if (!ec) {
       const http::response_header<>& response = call.response->get().base();
@@ -1041,10 +1035,20 @@ awaitable<void> ExchangeRunner::StopPump(UpstreamCall& call) {
   if (call.pump_running) co_await call.pump->done.async_wait(Ec(ec));
 }
 
+// Whether a response whose upstream sent `upstream_status` can go down with `status`, which
+// a response step may have set: final (not 1xx, found by fuzz/lua_script) and, unless the
+// upstream's was, not one without content (204/304), whose framing would contradict the
+// body that follows; a 101 stays a 101 (the connection switches either way).
+bool Sendable(unsigned upstream_status, unsigned status) {
+  return upstream_status == 101 ? status == 101
+                                : status == SendableStatus(status) &&
+                                      (!WithoutContent(status) || status == upstream_status);
+}
+
 bool ExchangeRunner::ResponsePassesAsIs(Exchange& x) {
   RemoveConnectionOptions(*x.ctx.response);
   const unsigned status = x.ctx.response->result_int();
-  return !HasResponseSteps(x) && (status == 101 || status == SendableStatus(status));
+  return !HasResponseSteps(x) && Sendable(status, status);
 }
 
 awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x) {
@@ -1057,15 +1061,7 @@ awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x) {
     co_await Respond(x, std::move(*replaced), false);
     co_return false;
   }
-  // A status a response step set must be one this response can be sent with: final
-  // (not 1xx, found by fuzz/lua_script) and, unless the upstream's was, not one without
-  // content (204/304), whose framing would contradict the body that follows; a 101 stays
-  // a 101 (the connection switches either way).
-  const unsigned status = x.ctx.response->result_int();
-  const bool sendable = upstream_status == 101 ? status == 101
-                                               : status == SendableStatus(status) &&
-                                                     (!WithoutContent(status) || status == upstream_status);
-  if (!sendable) {
+  if (!Sendable(upstream_status, x.ctx.response->result_int())) {
     co_await Respond(x, Error(500, "a plugin set a status this response cannot have"), false);
     co_return false;
   }

@@ -121,12 +121,12 @@ awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Cl
 }
 
 awaitable<void> Http2UpstreamStream::ReadBody(std::string& out, milliseconds idle, beast::error_code& ec) {
-  co_await inbox_.Read(out, kBodyPieceBytes, idle,
-                       [this](size_t n) {
-                         nghttp2_session_consume_stream(connection_->session(), id_, n);
-                         connection_->Flush();
-                       },
-                       ec);
+  return inbox_.Read(out, kBodyPieceBytes, idle,
+                     [this](size_t n) {
+                       nghttp2_session_consume_stream(connection_->session(), id_, n);
+                       connection_->Flush();
+                     },
+                     ec);
 }
 
 // ---- Http2UpstreamConnection

@@ -361,7 +361,7 @@ net::Pending HttpSession::SendHeader(const http::response_header<>& header, bool
     ec = {};
     return std::nullopt;
   }
-  return sink_->Write({}, false, ec);
+  return sink_->WriteHeader(ec);
 }
 
 awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {

@@ -143,7 +143,7 @@ asio::awaitable<Result> Fetch(Request request, net::UpstreamPool* pool) {
                 net::StartReadHttp(stream, buffer, *parser, net::ParseUntil::kHeaderDone, std::nullopt, ec)) {
           co_await std::move(*rest);
         }
-      } while (!ec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
+      } while (!ec && net::InterimResponse(*parser));
       if (!ec) {
         if (net::Pending rest =
                 net::StartReadHttp(stream, buffer, *parser, net::ParseUntil::kMessageDone, std::nullopt, ec)) {
