@@ -29,9 +29,10 @@ void Stats::RenderLabels(const Labels& labels, std::string& out) {
 }
 
 const std::string& Stats::RenderedLabels::Of(const Labels& labels) {
-  changed_ = !std::equal(labels.begin(), labels.end(), last_.begin(), last_.end(), [](const auto& now, const auto& last) {
-    return now.first == last.first && now.second == last.second;
-  });
+  changed_ = !std::equal(labels.begin(), labels.end(), last_.begin(), last_.end(),
+                         [](const auto& now, const auto& last) {
+                           return now.first == last.first && now.second == last.second;
+                         });
   if (changed_) {
     RenderLabels(labels, rendered_);
     last_.resize(labels.size());  // assigned in place: no allocation once the strings have grown

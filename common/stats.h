@@ -71,7 +71,7 @@ class Stats {
   class RecordedSeries {
    private:
     friend class Stats;
-    uint64_t stats_id_ = 0;  // of the Stats that filled it; 0: empty (an update was dropped)
+    uint64_t stats_id_ = 0;  // of the Stats that filled it; 0: empty (not recorded, or an update dropped)
     const void* shard_ = nullptr;
     std::vector<SeriesValue> series_;  // in the updates' order
   };

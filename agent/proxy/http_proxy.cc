@@ -354,7 +354,8 @@ net::Pending HttpSession::SendHeader(const http::response_header<>& header, bool
       keep_alive_ = false;
     }
   }
-  sink_.emplace(stream_, framing, idle_, OutgoingHeaderBytes(header, OutgoingFields{framing, length, keep_alive_, {}, false}));
+  sink_.emplace(stream_, framing, idle_,
+                OutgoingHeaderBytes(header, OutgoingFields{framing, length, keep_alive_, {}, false}));
   // Chunked bodies (the upstream's buffer may hold only a chunk-size line) get the header
   // at once.
   if (hold && framing == Framing::kLength) {
