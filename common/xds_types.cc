@@ -117,12 +117,12 @@ std::string TypeVersion(const std::map<std::string, std::string>& name_versions)
 
 std::string SnapshotVersion(const std::map<std::string, std::string>& type_versions) {
   static const std::string kEmpty = TypeVersion({});
-  std::string digest;
+  TypeVersionBuilder builder;
   for (const auto& type : ResourceTypes()) {
     auto it = type_versions.find(type.url);
-    digest.append(type.url).append("=").append(it == type_versions.end() ? kEmpty : it->second).append(";");
+    builder.Add(type.url, it == type_versions.end() ? kEmpty : it->second);
   }
-  return Sha256Hex(digest).substr(0, 16);
+  return builder.Done();
 }
 
 }  // namespace meshplug::xds_types

@@ -11,6 +11,12 @@ AgentRegistry::Entry& AgentRegistry::At(const std::string& agent) {
   return it->second;
 }
 
+v1::TypeStatus& AgentRegistry::TypeAt(Entry& entry, const std::string& type_url) {
+  auto [it, fresh] = entry.types.try_emplace(type_url);
+  if (fresh) it->second.set_type_url(type_url);
+  return it->second;
+}
+
 void AgentRegistry::Count(std::string_view metric, const std::string& type_url) {
   if (stats_ != nullptr) stats_->Count(metric, {{"type", std::string_view(type_url).substr(type_url.rfind('.') + 1)}});
 }
@@ -61,8 +67,7 @@ bool AgentRegistry::Disconnected(const std::string& agent, uint64_t stream) {
 void AgentRegistry::Sent(const std::string& agent, const std::string& type_url, const std::string& version) {
   Count("meshplug_cp_xds_responses_total", type_url);
   std::lock_guard lock(mu_);
-  auto& t = At(agent).types[type_url];
-  t.set_type_url(type_url);
+  auto& t = TypeAt(At(agent), type_url);
   t.set_sent_version(version);
   t.set_responses(t.responses() + 1);
 }
@@ -70,8 +75,7 @@ void AgentRegistry::Sent(const std::string& agent, const std::string& type_url, 
 void AgentRegistry::Acked(const std::string& agent, const std::string& type_url, const std::string& version) {
   Count("meshplug_cp_xds_acks_total", type_url);
   std::lock_guard lock(mu_);
-  auto& t = At(agent).types[type_url];
-  t.set_type_url(type_url);
+  auto& t = TypeAt(At(agent), type_url);
   t.set_acked_version(version);
   t.clear_nack_message();
   t.clear_nack_time();
@@ -79,8 +83,7 @@ void AgentRegistry::Acked(const std::string& agent, const std::string& type_url,
 
 void AgentRegistry::Resumed(const std::string& agent, const std::string& type_url, const std::string& version) {
   std::lock_guard lock(mu_);
-  auto& t = At(agent).types[type_url];
-  t.set_type_url(type_url);
+  auto& t = TypeAt(At(agent), type_url);
   t.set_sent_version(version);
   t.set_acked_version(version);
 }
@@ -90,9 +93,8 @@ void AgentRegistry::Nacked(const std::string& agent, const std::string& type_url
   const std::string message = Truncated(error, kMaxNackBytes);
   std::lock_guard lock(mu_);
   auto& e = At(agent);
-  auto& t = e.types[type_url];
+  auto& t = TypeAt(e, type_url);
   const std::string now = NowRfc3339();
-  t.set_type_url(type_url);
   t.set_nack_message(message);
   t.set_nack_time(now);
   e.status.set_last_nack(type_url.substr(type_url.rfind('.') + 1) + ": " + message);

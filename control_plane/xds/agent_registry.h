@@ -63,6 +63,8 @@ class AgentRegistry {
     std::map<uint64_t, bool> streams;
   };
   Entry& At(const std::string& agent);  // marks it changed
+  // The status of one type in `entry`, named when it is made.
+  static v1::TypeStatus& TypeAt(Entry& entry, const std::string& type_url);
   static void SetIdentity(Entry& e, const AgentIdentity& identity);
   static v1::AgentStatus StatusOf(const Entry& e);
   void Count(std::string_view metric, const std::string& type_url);

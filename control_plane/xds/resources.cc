@@ -88,7 +88,8 @@ void VersionTypes(AgentResources& out, const AgentResources* previous) {
     }
   }
   SetTypeVersions(out, changed);
-  out.version = xds_types::SnapshotVersion(out.type_versions);
+  // Every type kept its version: so does the snapshot, whose version is made of theirs.
+  out.version = previous && changed.empty() ? previous->version : xds_types::SnapshotVersion(out.type_versions);
 }
 
 }  // namespace
