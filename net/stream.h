@@ -259,7 +259,8 @@ template <typename ConstBuffers>
 Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                    boost::beast::error_code& ec) {
   ec = {};
-  // The suffix takes the sequence itself (Asio's async write copies it again).
+  // The suffix holds the sequence (Beast 1.74's has no move: a write that does not finish
+  // here copies it into WriteRest, and Asio's async write again).
   boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
   if (!stream.secure()) {
     // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.

@@ -74,19 +74,20 @@ net::Pending WriteMessage(net::Stream& stream, std::string_view head, std::strin
 net::Pending BodySink::Write(std::string_view piece, bool last, beast::error_code& ec) {
   ec = {};
   if (framing_ == Framing::kNone) piece = {};
-  const bool chunked = framing_ == Framing::kChunked;
+  if (framing_ != Framing::kChunked) {
+    if (header_.empty() && piece.empty()) return std::nullopt;
+    return Written(WriteMessage(stream_, header_, piece, idle_timeout_, ec));
+  }
   // Chunk framing around the piece and the closing chunk, as Beast lays them out.
   std::vector<asio::const_buffer> out;
   if (!header_.empty()) out.push_back(asio::buffer(header_));
   if (!piece.empty()) {
-    if (chunked) {
-      chunk_size_.emplace(piece.size());
-      for (asio::const_buffer b : beast::buffers_range_ref(*chunk_size_)) out.push_back(b);
-    }
+    chunk_size_.emplace(piece.size());
+    for (asio::const_buffer b : beast::buffers_range_ref(*chunk_size_)) out.push_back(b);
     out.push_back(asio::buffer(piece));
-    if (chunked) out.push_back(asio::buffer("\r\n", 2));
+    out.push_back(asio::buffer("\r\n", 2));
   }
-  if (last && chunked) {
+  if (last) {
     chunk_end_.emplace(trailers_);
     for (asio::const_buffer b : beast::buffers_range_ref(*chunk_end_)) out.push_back(b);
   }

@@ -796,7 +796,8 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
-    if (net::Pending rest = WriteMessage(call.connection->stream, head, {}, limits.downstream_idle_timeout, ec)) {
+    if (net::Pending rest =
+            net::StartWrite(call.connection->stream, asio::buffer(head), limits.downstream_idle_timeout, ec)) {
       co_await std::move(*rest);
     }
     if (ec) {
@@ -1053,10 +1054,8 @@ bool ExchangeRunner::ResponsePassesAsIs(Exchange& x) {
 
 awaitable<bool> ExchangeRunner::PassResponseSteps(Exchange& x) {
   const unsigned upstream_status = x.ctx.response->result_int();
-  std::optional<LocalResponse> replaced;
-  if (HasResponseSteps(x)) {
-    replaced = co_await RunResponseSteps(x);
-  }
+  // Only when ResponsePassesAsIs did not: a response step, or a status to refuse.
+  std::optional<LocalResponse> replaced = co_await RunResponseSteps(x);
   if (replaced) {
     co_await Respond(x, std::move(*replaced), false);
     co_return false;

@@ -377,7 +377,7 @@ awaitable<void> HttpSession::SendWhole(http::response_header<> header, std::stri
 awaitable<void> HttpSession::SendSwitch(http::response_header<> header, beast::error_code& ec) {
   header.version(11);
   const std::string head = HeaderBytes(header);
-  if (net::Pending rest = WriteMessage(stream_, head, {}, idle_, ec)) co_await std::move(*rest);
+  if (net::Pending rest = net::StartWrite(stream_, asio::buffer(head), idle_, ec)) co_await std::move(*rest);
 }
 
 awaitable<RelayEnd> HttpSession::RelaySwitched(net::UpstreamConnection& upstream, RelayTimeouts timeouts) {
