@@ -17,22 +17,14 @@ run allows.
 import argparse
 import bisect
 import collections
-import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_run():
-    spec = importlib.util.spec_from_file_location("run", os.path.join(HERE, "run.py"))
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
-    return run
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402
 
 
 class Trace(threading.Thread):
@@ -69,8 +61,7 @@ def main():
     args = ap.parse_args()
     if args.requests < 10:
         sys.exit("--requests: at least 10, to cut the trace into windows")
-    run = load_run()
-    run.ensure_tools(True)
+    run.ensure_tools("instructions")  # valgrind
     run.TMP = args.out or tempfile.mkdtemp(prefix="meshplug-footprint-")
     os.makedirs(run.TMP, exist_ok=True)
     fifo = os.path.join(run.TMP, "lackey.fifo")
@@ -79,22 +70,19 @@ def main():
     os.mkfifo(fifo)
     trace = Trace(fifo)
     trace.start()
-    backend, port, auth = run.start_backend()
-    procs = []
-    try:
-        run.PROXY_WRAPPER = ["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={fifo}"]
-        try:
-            procs, agent_port, _ = run.setup_path("d", args.agent_bin, port, auth)
-        finally:
-            run.PROXY_WRAPPER = []
-        run.send_requests(agent_port, run.warmup(args.requests))
+
+    def begin(_pids):
         trace.recording = True
-        run.send_requests(agent_port, args.requests)
+
+    def end(pids):
         trace.recording = False
-        maps = mappings(procs[0].pid)
+        return mappings(pids[0])
+
+    backend, port, auth = run.start_backend()
+    try:
+        maps = run.counted_run("d", args.agent_bin, port, auth, args.requests,
+                               ["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={fifo}"], begin, end)
     finally:
-        for p in reversed(procs):
-            run.stop(p)
         run.stop(backend)
     trace.join(timeout=60)
     addresses = trace.addresses
@@ -105,14 +93,13 @@ def main():
     sizes = [(len({a >> 6 for a in w}), len({a >> 12 for a in w})) for w in windows]
     median = sorted(range(len(windows)), key=lambda i: sizes[i][0])[len(windows) // 2]
     starts = [m[0] for m in maps]
-    lines, pages = collections.Counter(), collections.defaultdict(set)
+    lines, pages = collections.defaultdict(set), collections.defaultdict(set)
     for a in windows[median]:
         i = bisect.bisect_right(starts, a) - 1
         where = maps[i][2] if i >= 0 and a < maps[i][1] else "?"
         where = f"{where} at {maps[i][0]:x}" if where.startswith("[anonymous]") else where
+        lines[where].add(a >> 6)
         pages[where].add(a >> 12)
-        lines[(where, a >> 6)] += 1
-    by = collections.Counter(where for where, _ in lines)
     print(f"Data the agent of path d touches per request ({args.requests} requests after "
           f"{run.warmup(args.requests)} to warm up; {per_request:,} data accesses each), "
           f"agent {args.agent_bin}:\n")
@@ -120,8 +107,8 @@ def main():
           f"(min {min(s[0] for s in sizes):,}, max {max(s[0] for s in sizes):,}); "
           f"distinct 4 KB pages: median {statistics.median(s[1] for s in sizes):,.0f}\n")
     print("| mapping (the median window) | lines | pages |\n|---|---|---|")
-    for where, n in by.most_common(12):
-        print(f"| {where} | {n} | {len(pages[where])} |")
+    for where in sorted(lines, key=lambda w: -len(lines[w]))[:12]:
+        print(f"| {where} | {len(lines[where])} | {len(pages[where])} |")
 
 
 if __name__ == "__main__":

@@ -789,11 +789,13 @@ def measure_path(key, agent_bin, backend, auth, args):
         # machine (and the kernel's softirq work for the proxies), as a share of the run.
         sat["other_on_proxy_cpu"] = max(0.0, (b1 - b0) - (c1 - c0 if measured_pids else 0)) / args.seconds
         sat["loadavg"] = float(load)
-        sat["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, sat["requests"]) * 1000.0
+        def per_1k(seconds):
+            return seconds * 1000.0 / max(1, sat["requests"]) * 1000.0
+        sat["cpu_ms_per_1k"] = per_1k(c1 - c0)
         # The kernel's share (system calls, and the loopback TCP work done in the sender's
         # context) against the process's own.
-        sat["user_ms_per_1k"] = (u1 - u0) * 1000.0 / max(1, sat["requests"]) * 1000.0
-        sat["sys_ms_per_1k"] = (s1 - s0) * 1000.0 / max(1, sat["requests"]) * 1000.0
+        sat["user_ms_per_1k"] = per_1k(u1 - u0)
+        sat["sys_ms_per_1k"] = per_1k(s1 - s0)
         sat["cpu_util"] = (c1 - c0) / args.seconds
         sat["cpu_of"] = "proxies" if measured_pids else "backend"
         rates = []
