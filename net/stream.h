@@ -9,6 +9,11 @@
 // it passes with one of them pending, the socket is closed and that operation fails with
 // beast::error::timeout; one started after it passed fails the same way. They are kept by
 // net::Deadlines, not by a timer per operation.
+//
+// On plain TCP, StartWrite holds a small write until the end of the event loop's turn
+// (net::TurnEnd) and sends it then, with the other writes of the turn. Later writes of any
+// kind go after held bytes, and a stream destroyed with bytes held still sends them (up to
+// the held write's timeout) before its socket closes.
 #pragma once
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
@@ -27,14 +32,18 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_cat.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "net/deadlines.h"
 #include "net/pending.h"
+#include "net/turn_end.h"
 
 namespace meshplug::net {
 
@@ -48,10 +57,11 @@ class Stream {
   explicit Stream(const executor_type& executor) : Stream(boost::asio::ip::tcp::socket(executor)) {}
   Stream(Stream&&) = delete;
   // Closes the socket: pending operations complete with operation_aborted (they hold the
-  // socket, which would otherwise outlive the stream).
+  // socket, which would otherwise outlive the stream). Held bytes go first.
   ~Stream() { tcp_->Close(); }
 
   executor_type get_executor() { return tcp_->socket.get_executor(); }
+  // For socket options and addresses. A shutdown of the sending side comes after Flush.
   boost::asio::ip::tcp::socket& socket() { return tcp_->socket; }
   template <typename Duration>
   void expires_after(Duration d) { expires_at(Clock::now() + d); }
@@ -61,6 +71,7 @@ class Stream {
   void cancel() {
     boost::system::error_code ignored;
     tcp_->socket.cancel(ignored);
+    if (tcp_->draining) tcp_->Drain();  // held bytes still go
   }
 
   // TLS from now on (after a handshake the caller runs on tls()); `context` stays alive
@@ -69,6 +80,14 @@ class Stream {
   bool secure() const { return tls_ != nullptr; }
 
  private:
+  template <typename ConstBuffers>
+  friend Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
+                            boost::beast::error_code& ec);
+  friend Pending Flush(Stream& stream, boost::beast::error_code& ec);
+
+  // The most StartWrite holds for the end of the turn; a larger write goes at once.
+  static constexpr size_t kHoldLimit = 16 * 1024;
+
   struct Tcp;
   // One direction's deadline. Set only while none of its operations is pending, so that a
   // deadline set for one direction never moves the other's pending one.
@@ -79,14 +98,20 @@ class Stream {
     bool pending = false;  // an operation started and not completed
     bool passed = false;   // the deadline has passed: operations bounded by it time out
   };
-  // The socket and its two deadlines; shared with the completions of pending operations,
-  // which may run after the stream is gone.
-  struct Tcp {
+  // The socket, its two deadlines and the bytes StartWrite holds; shared with the
+  // completions of pending operations, which may run after the stream is gone.
+  struct Tcp final : TurnEnd::Entry, std::enable_shared_from_this<Tcp> {
     explicit Tcp(boost::asio::ip::tcp::socket s)
-        : socket(std::move(s)), deadlines(Deadlines::For(socket.get_executor())), read(*this), write(*this) {}
+        : socket(std::move(s)),
+          deadlines(Deadlines::For(socket.get_executor())),
+          turn_end(TurnEnd::For(socket.get_executor())),
+          read(*this),
+          write(*this),
+          drain(*this) {}
     ~Tcp() {
       deadlines.Forget(read);
       deadlines.Forget(write);
+      deadlines.Forget(drain);
     }
     // Those of the directions with nothing pending; none without `t`.
     void SetDeadlines(std::optional<Clock::time_point> t) {
@@ -100,15 +125,89 @@ class Stream {
         }
       }
     }
+    // Appends `buffers` to the held bytes, unless that would hold more than kHoldLimit or
+    // holding is not worthwhile now (and nothing is held).
+    template <typename ConstBuffers>
+    bool Hold(const ConstBuffers& buffers, std::chrono::milliseconds timeout) {
+      if (held.size() + boost::asio::buffer_size(buffers) > kHoldLimit) return false;
+      if (held.empty() && !turn_end.Worthwhile()) return false;
+      for (boost::asio::const_buffer b : boost::beast::buffers_range_ref(buffers)) {
+        held.append(static_cast<const char*>(b.data()), b.size());
+      }
+      held_timeout = timeout;
+      if (!listed && !draining) {
+        listed = true;
+        turn_end.Add(shared_from_this());
+      }
+      return true;
+    }
+    void AtTurnEnd() override {
+      listed = false;
+      SendHeld(true);
+    }
+    // Sends what the socket takes of the held bytes now; with `wait`, the rest once it is
+    // writable. Whether none are left (sent, or dropped by a failure kept in held_error).
+    bool SendHeld(bool wait) {
+      if (!held.empty()) {
+        boost::system::error_code ec;
+        if (!socket.non_blocking()) socket.non_blocking(true, ec);
+        const size_t n = ec ? 0 : socket.send(boost::asio::buffer(held), 0, ec);
+        held.erase(0, n);
+        if (ec && ec != boost::asio::error::would_block) {
+          held_error = ec;
+          held.clear();
+        }
+      }
+      if (held.empty()) {
+        if (closing) CloseNow();
+        return true;
+      }
+      if (wait && !draining) Drain();
+      return false;
+    }
+    // Waits (within the held write's timeout) until the socket takes more.
+    void Drain() {
+      draining = true;
+      drain.passed = false;
+      drain.pending = true;
+      deadlines.Set(drain, Clock::now() + held_timeout);
+      socket.async_wait(boost::asio::socket_base::wait_write, [self = shared_from_this()](boost::system::error_code ec) {
+        if (ec == boost::asio::error::operation_aborted && self->socket.is_open()) return;  // cancel() waits again
+        self->draining = false;
+        self->drain.pending = false;
+        self->deadlines.Clear(self->drain);
+        self->SendHeld(true);
+      });
+    }
+    // The stream is gone: the socket closes once no bytes are held.
     void Close() {
+      if (SendHeld(false)) {
+        CloseNow();
+        return;
+      }
+      closing = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);  // pending reads end now
+      Drain();
+    }
+    void CloseNow() {
       boost::system::error_code ignored;
       socket.close(ignored);
     }
 
     boost::asio::ip::tcp::socket socket;
     Deadlines& deadlines;
+    TurnEnd& turn_end;
     Slot read;
     Slot write;
+    Slot drain;  // the held bytes' deadline while the socket takes no more
+
+    std::string held;  // bytes StartWrite accepted that the socket has not taken yet
+    std::chrono::milliseconds held_timeout{0};
+    boost::system::error_code held_error;  // a held write failed: later writes fail so
+    bool listed = false;    // to be sent at the end of this turn
+    bool draining = false;  // waiting for the socket to take more
+    bool closing = false;   // the stream is gone: close once nothing is held
   };
 
   // An operation's completion: its direction has nothing pending, and an error its
@@ -149,14 +248,33 @@ class Stream {
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
       return Start<void(boost::beast::error_code, std::size_t)>(
           &Tcp::read, token,
-          [](auto& socket, auto completion, const MutableBuffers& into) { socket.async_read_some(into, std::move(completion)); },
+          [](Tcp& tcp, auto completion, const MutableBuffers& into) {
+            tcp.socket.async_read_some(into, std::move(completion));
+          },
           buffers);
     }
     template <typename ConstBuffers, typename Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
       return Start<void(boost::beast::error_code, std::size_t)>(
           &Tcp::write, token,
-          [](auto& socket, auto completion, const ConstBuffers& from) { socket.async_write_some(from, std::move(completion)); },
+          [](Tcp& tcp, auto completion, const ConstBuffers& from) {
+            if (tcp.SendHeld(false)) {
+              tcp.socket.async_write_some(from, std::move(completion));
+              return;
+            }
+            // Held bytes the socket has not taken go first.
+            auto before = std::make_shared<std::string>(std::move(tcp.held));
+            tcp.held.clear();
+            boost::asio::async_write(tcp.socket, boost::asio::buffer(*before),
+                                     [before, &tcp, from, completion = std::move(completion)](
+                                         boost::beast::error_code ec, size_t) mutable {
+                                       if (ec) {
+                                         std::move(completion)(ec, 0);
+                                         return;
+                                       }
+                                       tcp.socket.async_write_some(from, std::move(completion));
+                                     });
+          },
           buffers);
     }
     // Connects to the first of `endpoints` that accepts, within the write deadline.
@@ -164,8 +282,8 @@ class Stream {
     auto async_connect(const Endpoints& endpoints, Token&& token) {
       return Start<void(boost::beast::error_code, boost::asio::ip::tcp::endpoint)>(
           &Tcp::write, token,
-          [](auto& socket, auto completion, const Endpoints& to) {
-            boost::asio::async_connect(socket, to, std::move(completion));
+          [](Tcp& tcp, auto completion, const Endpoints& to) {
+            boost::asio::async_connect(tcp.socket, to, std::move(completion));
           },
           endpoints);
     }
@@ -178,9 +296,9 @@ class Stream {
           [this, direction, begin](auto handler, const Arg& a) {
             Slot& slot = (*tcp_).*direction;
             const bool bounded = slot.armed() || slot.passed;
-            if (slot.passed) tcp_->Close();  // the operation fails at once, as timed out
+            if (slot.passed) tcp_->CloseNow();  // the operation fails at once, as timed out
             slot.pending = true;
-            begin(tcp_->socket, Completion<decltype(handler)>{tcp_, &slot, bounded, std::move(handler)}, a);
+            begin(*tcp_, Completion<decltype(handler)>{tcp_, &slot, bounded, std::move(handler)}, a);
           },
           token, arg);
     }
@@ -239,6 +357,15 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
 
 namespace detail {
 
+// StartWrite's write after the bytes held before it that the socket has not taken yet.
+template <typename ConstBuffers>
+boost::asio::awaitable<void> WriteAfter(Stream& stream, std::string held, boost::beast::buffers_suffix<ConstBuffers> rest,
+                                        std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
+  stream.expires_after(timeout);
+  co_await boost::asio::async_write(stream, boost::beast::buffers_cat(boost::asio::buffer(held), rest),
+                                    boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+}
+
 // The rest of StartWrite's write, within `timeout`.
 template <typename ConstBuffers>
 boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suffix<ConstBuffers> rest,
@@ -249,32 +376,61 @@ boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suf
 
 }  // namespace detail
 
-// Writes all of `buffers`, within `timeout`. On plain TCP, what the socket takes at once
-// is written here, outside the event loop (an async write that completes at once still
-// posts its completion: a turn of the loop), and most writes end here (Pending). The rest,
-// if any, and everything under TLS, is written by the awaitable returned.
+// Writes all of `buffers`, within `timeout`. On plain TCP a write of up to kHoldLimit bytes
+// (with those held already) is held and sent at the end of the event loop's turn
+// (net::TurnEnd), and reported done now; if sending it fails, the stream's next write fails
+// with that error. A larger one is written here, outside the event loop, as far as the
+// socket takes it at once (an async write that completes at once still posts its
+// completion: a turn of the loop); then most end here (Pending). The rest, if any, and
+// everything under TLS, is written by the awaitable returned.
 //
 // The buffer sequence is held by value; the bytes it views must outlive the write.
 template <typename ConstBuffers>
 Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                    boost::beast::error_code& ec) {
   ec = {};
+  Stream::Tcp& tcp = *stream.tcp_;
+  if (!stream.secure()) {
+    ec = tcp.held_error;
+    if (ec || tcp.Hold(buffers, timeout)) return std::nullopt;
+  }
   // The suffix holds the sequence (Beast 1.74's has no move: a write that does not finish
   // here copies it into WriteRest, and Asio's async write again).
   boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
   if (!stream.secure()) {
+    if (!tcp.SendHeld(false)) {
+      std::string before = std::move(tcp.held);
+      tcp.held.clear();
+      return detail::WriteAfter(stream, std::move(before), std::move(rest), timeout, ec);
+    }
+    ec = tcp.held_error;
     // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
-    if (!stream.socket().non_blocking()) stream.socket().non_blocking(true, ec);
-    if (!ec) rest.consume(stream.socket().send(rest, 0, ec));
+    if (!ec && !tcp.socket.non_blocking()) tcp.socket.non_blocking(true, ec);
+    if (!ec) rest.consume(tcp.socket.send(rest, 0, ec));
     if (ec == boost::asio::error::would_block) ec = {};
     if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
   }
   return detail::WriteRest(stream, std::move(rest), timeout, ec);
 }
 
+// Sends the bytes StartWrite holds now (before the sending side is shut down), within the
+// held write's timeout: most go here (Pending); the rest by the awaitable returned.
+inline Pending Flush(Stream& stream, boost::beast::error_code& ec) {
+  Stream::Tcp& tcp = *stream.tcp_;
+  if (tcp.SendHeld(false)) {
+    ec = tcp.held_error;
+    return std::nullopt;
+  }
+  ec = {};
+  std::string before = std::move(tcp.held);
+  tcp.held.clear();
+  return detail::WriteAfter(stream, std::move(before), boost::beast::buffers_suffix<boost::asio::const_buffer>(),
+                            tcp.held_timeout, ec);
+}
+
 inline void Stream::Slot::Expired() {
   passed = true;
-  if (pending) tcp.Close();  // the pending operation fails, as timed out
+  if (pending) tcp.CloseNow();  // the pending operation fails, as timed out
 }
 
 inline void Stream::StartTls(std::shared_ptr<boost::asio::ssl::context> context) {

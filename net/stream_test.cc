@@ -56,6 +56,19 @@ class StreamTest : public ::testing::Test {
     EXPECT_EQ(read->bytes, bytes);
   }
 
+  // A turn's end runs two entries: the turns gather writes, so the next write is held.
+  void GatherWrites() {
+    struct Nothing final : TurnEnd::Entry {
+      void AtTurnEnd() override {}
+    };
+    TurnEnd& turn_end = TurnEnd::For(context_.get_executor());
+    turn_end.Add(std::make_shared<Nothing>());
+    turn_end.Add(std::make_shared<Nothing>());
+    context_.restart();
+    context_.poll();
+    ASSERT_TRUE(turn_end.Worthwhile());
+  }
+
   std::shared_ptr<Read> StartRead() {
     auto read = std::make_shared<Read>();
     auto buffer = std::make_shared<std::array<char, 16>>();
@@ -191,13 +204,129 @@ TEST_F(StreamTest, NoDeadlineForAReadLeavesAPendingWriteUnderItsOwn) {
   EXPECT_EQ(*written, beast::error::timeout);
 }
 
-TEST_F(StreamTest, StartWriteOfWhatTheSocketTakesFinishesAtOnce) {
+// What the peer has received so far, without waiting.
+std::string Available(tcp::socket& peer) {
+  std::string received;
+  peer.non_blocking(true);
+  std::array<char, 65536> chunk;
+  beast::error_code ec;
+  while (size_t n = peer.read_some(asio::buffer(chunk), ec)) received.append(chunk.data(), n);
+  return received;
+}
+
+TEST_F(StreamTest, ASmallWriteIsHeldUntilTheEndOfTheTurnThenSent) {
+  GatherWrites();
   beast::error_code ec;
   EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("hello")), 5s, ec).has_value());
   EXPECT_FALSE(ec);
-  std::string received(5, '\0');
-  asio::read(*peer_, asio::buffer(received));
+  EXPECT_EQ(Available(*peer_), "");
+  std::string received;
+  EXPECT_TRUE(RunUntil([&] {
+    received += Available(*peer_);
+    return received.size() >= 5;
+  }));
   EXPECT_EQ(received, "hello");
+}
+
+TEST_F(StreamTest, HeldBytesGoBeforeALaterWriteOfAnyKind) {
+  GatherWrites();
+  const std::string big(64 << 10, 'z');  // above what is held: sent at once
+  std::optional<beast::error_code> written;
+  asio::co_spawn(
+      context_,
+      [&]() -> asio::awaitable<void> {
+        beast::error_code ec;
+        EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("first,")), 5s, ec).has_value());
+        co_await asio::async_write(*stream_, asio::buffer(std::string_view("second,")),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) {
+          if (Pending rest = StartWrite(*stream_, asio::buffer(big), 5s, ec)) co_await std::move(*rest);
+        }
+        written = ec;
+      },
+      asio::detached);
+  std::string received;
+  ASSERT_TRUE(RunUntil([&] {
+    received += Available(*peer_);
+    return written.has_value() && received.size() >= 13 + big.size();
+  }));
+  EXPECT_FALSE(*written);
+  EXPECT_EQ(received, "first,second," + big);
+}
+
+TEST_F(StreamTest, AStreamGoneWithBytesHeldSendsThemThenCloses) {
+  GatherWrites();
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("bye")), 5s, ec).has_value());
+  stream_.reset();
+  std::string received(3, '\0');
+  asio::read(*peer_, asio::buffer(received));
+  EXPECT_EQ(received, "bye");
+  std::array<char, 1> more;
+  peer_->read_some(asio::buffer(more), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST_F(StreamTest, HeldBytesTheSocketCannotTakeGoAsThePeerReadsEvenAfterTheStreamIsGone) {
+  // Fill the socket, then hold a tail it cannot take.
+  stream_->socket().non_blocking(true);
+  const std::string filler(64 << 10, 'f');
+  size_t filled = 0;
+  beast::error_code ec;
+  while (!ec) filled += stream_->socket().send(asio::buffer(filler), 0, ec);
+  ASSERT_EQ(ec, asio::error::would_block);
+  GatherWrites();
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("tail")), 5s, ec).has_value());
+  EXPECT_FALSE(ec);
+  context_.restart();
+  context_.poll();  // the turn ends: the socket takes nothing
+  stream_.reset();
+  std::string received;
+  peer_->non_blocking(true);
+  EXPECT_TRUE(RunUntil([&] {
+    std::array<char, 65536> chunk;
+    beast::error_code read_ec;
+    received.append(chunk.data(), peer_->read_some(asio::buffer(chunk), read_ec));
+    return read_ec == asio::error::eof;
+  }));
+  ASSERT_EQ(received.size(), filled + 4);
+  EXPECT_EQ(received.substr(filled), "tail");
+}
+
+TEST_F(StreamTest, AHeldWriteThatFailsFailsTheNextWrite) {
+  peer_->set_option(asio::socket_base::linger(true, 0));
+  peer_->close();  // a reset
+  GatherWrites();
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 5s, ec).has_value());
+  EXPECT_FALSE(ec);  // held
+  context_.restart();
+  context_.poll();  // the turn ends: the send fails
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("y")), 5s, ec).has_value());
+  EXPECT_TRUE(ec.failed());
+}
+
+TEST_F(StreamTest, WhileTurnsDoNotGatherWritesAWriteGoesAtOnce) {
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("now")), 5s, ec).has_value());
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(Available(*peer_), "now");
+}
+
+TEST_F(StreamTest, FlushSendsHeldBytesBeforeAShutdown) {
+  GatherWrites();
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("last")), 5s, ec).has_value());
+  EXPECT_EQ(Available(*peer_), "");
+  EXPECT_FALSE(Flush(*stream_, ec).has_value());
+  EXPECT_FALSE(ec);
+  stream_->socket().shutdown(tcp::socket::shutdown_send);
+  std::string received(4, '\0');
+  asio::read(*peer_, asio::buffer(received));
+  EXPECT_EQ(received, "last");
+  std::array<char, 1> more;
+  peer_->read_some(asio::buffer(more), ec);
+  EXPECT_EQ(ec, asio::error::eof);
 }
 
 TEST_F(StreamTest, StartWriteSendsWhatTheSocketTakesAndTheRestAsynchronously) {

@@ -144,6 +144,8 @@ awaitable<void> HttpSession::RejectRequest(unsigned status, std::string reason) 
 
 awaitable<void> HttpSession::Close() {
   beast::error_code ec;
+  if (net::Pending rest = net::Flush(stream_, ec)) co_await std::move(*rest);
+  if (ec) co_return;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (ec) co_return;  // already closed (a timeout, a reset)
   auto deadline = Clock::now() + kLingerTime;

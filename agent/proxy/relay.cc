@@ -79,6 +79,8 @@ class Relaying {
     }
     boost::system::error_code ignored;
     if (net::EndOfStream(ec)) {
+      // Bytes held for the turn's end (a 101's header) go before the FIN.
+      if (net::Pending rest = net::Flush(to, ignored)) co_await std::move(*rest);
       to.socket().shutdown(tcp::socket::shutdown_send, ignored);
       half_closed_ = true;
       last_activity_ = Clock::now();  // the half-close timeout counts from here

@@ -1,0 +1,44 @@
+#include "net/turn_end.h"
+
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
+#include <utility>
+
+namespace meshplug::net {
+
+namespace asio = boost::asio;
+
+asio::execution_context::id TurnEnd::id;
+
+TurnEnd::TurnEnd(asio::execution_context& context) : asio::execution_context::service(context) {}
+
+TurnEnd& TurnEnd::For(const asio::any_io_executor& executor) {
+  TurnEnd& turn_end = asio::use_service<TurnEnd>(asio::query(executor, asio::execution::context));
+  if (!turn_end.executor_) turn_end.executor_ = executor;
+  return turn_end;
+}
+
+void TurnEnd::Add(std::shared_ptr<Entry> entry) {
+  due_.push_back(std::move(entry));
+  if (posted_) return;
+  posted_ = true;
+  // A post from the loop's thread runs after the handlers already queued, which include
+  // the ready ones; the loop polls once more (without waiting) before it.
+  asio::post(executor_, [this] { Run(); });
+}
+
+void TurnEnd::Run() {
+  posted_ = false;
+  gathering_ = due_.size() > 1;
+  running_.swap(due_);  // an entry added while these run goes at the end of the next turn
+  for (const std::shared_ptr<Entry>& entry : running_) entry->AtTurnEnd();
+  running_.clear();
+}
+
+void TurnEnd::shutdown() {
+  due_.clear();
+  running_.clear();
+}
+
+}  // namespace meshplug::net
