@@ -129,8 +129,8 @@ class Stream {
     // holding is not worthwhile now (and nothing is held).
     template <typename ConstBuffers>
     bool Hold(const ConstBuffers& buffers, std::chrono::milliseconds timeout) {
-      if (held.size() + boost::asio::buffer_size(buffers) > kHoldLimit) return false;
       if (held.empty() && !turn_end.Worthwhile()) return false;
+      if (held.size() + boost::asio::buffer_size(buffers) > kHoldLimit) return false;
       for (boost::asio::const_buffer b : boost::beast::buffers_range_ref(buffers)) {
         held.append(static_cast<const char*>(b.data()), b.size());
       }
@@ -398,7 +398,7 @@ Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::millisecon
   // here copies it into WriteRest, and Asio's async write again).
   boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
   if (!stream.secure()) {
-    if (!tcp.SendHeld(false)) {
+    if (!tcp.held.empty() && !tcp.SendHeld(false)) {
       std::string before = std::move(tcp.held);
       tcp.held.clear();
       return detail::WriteAfter(stream, std::move(before), std::move(rest), timeout, ec);

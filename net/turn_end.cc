@@ -3,6 +3,7 @@
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
+#include <algorithm>
 #include <utility>
 
 namespace meshplug::net {
@@ -31,6 +32,7 @@ void TurnEnd::Add(std::shared_ptr<Entry> entry) {
 void TurnEnd::Run() {
   posted_ = false;
   gathering_ = due_.size() > 1;
+  try_every_ = gathering_ ? kFirstTry : std::min(2 * try_every_, kLastTry);
   running_.swap(due_);  // an entry added while these run goes at the end of the next turn
   for (const std::shared_ptr<Entry>& entry : running_) entry->AtTurnEnd();
   running_.clear();

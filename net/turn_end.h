@@ -35,10 +35,16 @@ class TurnEnd : public boost::asio::execution_context::service {
   void Add(std::shared_ptr<Entry> entry);
 
   // Whether work is worth holding for the end of the turn: while the turns gather several
-  // entries, and while one is already due. Otherwise (one request at a time) it would only
-  // add a turn of the loop, so only one call in kProbeEvery says yes, to find out when the
-  // turns gather several again.
-  bool Worthwhile() { return posted_ || gathering_ || ++since_probe_ % kProbeEvery == 0; }
+  // entries, and while one is already due. Otherwise (one request at a time) holding would
+  // only add a turn of the loop, so only now and then a call says yes, to find out whether
+  // the turns gather several again: one in 8, and after each try that gathered one entry
+  // half as often, down to one in 256.
+  bool Worthwhile() {
+    if (posted_ || gathering_) return true;
+    if (++since_try_ < try_every_) return false;
+    since_try_ = 0;
+    return true;
+  }
 
  private:
   void shutdown() override;
@@ -48,9 +54,10 @@ class TurnEnd : public boost::asio::execution_context::service {
   std::vector<std::shared_ptr<Entry>> due_;
   std::vector<std::shared_ptr<Entry>> running_;  // due_'s storage, kept between turns
   bool posted_ = false;
-  static constexpr unsigned kProbeEvery = 8;
+  static constexpr unsigned kFirstTry = 8, kLastTry = 256;
   bool gathering_ = false;  // the last turn's end ran more than one entry
-  unsigned since_probe_ = 0;
+  unsigned try_every_ = kFirstTry;
+  unsigned since_try_ = 0;
 };
 
 }  // namespace meshplug::net
