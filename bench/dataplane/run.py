@@ -103,6 +103,8 @@ def ensure_tools(counting):
         need.update({"valgrind": "valgrind", "callgrind_control": "valgrind"})
     elif counting == "syscalls":
         need["strace"] = "strace"
+    elif counting == "wakeups":  # wakeups.py
+        need["perf"] = "linux-perf"
     missing = sorted({pkg for tool, pkg in need.items() if shutil.which(tool) is None})
     if not missing:
         return

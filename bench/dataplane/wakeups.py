@@ -9,7 +9,8 @@ the whole machine: wake-ups, inter-processor interrupts, context switches and
 A send that wakes a peer sleeping on the other core costs the sender an IPI; a proxy that
 sends each response as soon as it has it wakes its peers more often than one that sends a
 turn's responses together (docs/benchmarks.md §4.2, tenth session). `--runs` repeats the
-paths, interleaved. Needs perf (linux-perf) and root for the tracepoints.
+paths, interleaved. Installs what it needs as run.py does (perf: linux-perf); root, for the
+scheduler's tracepoints.
 """
 import argparse
 import os
@@ -70,9 +71,9 @@ def main():
         sys.exit("--seconds and --runs: at least 1")
     if os.geteuid() != 0:
         sys.exit("needs root: perf stat -a with scheduler tracepoints")
-    run.ensure_tools(None)
+    run.ensure_tools("wakeups")
     if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
-        sys.exit("perf is missing: apt-get install linux-perf")
+        sys.exit("perf does not run here (linux-perf has no perf for this kernel)")
     run.TMP = tempfile.mkdtemp(prefix="meshplug-wakeups-")
     backend_proc, backend, auth = run.start_backend()
     rows = []
