@@ -10,10 +10,11 @@
 // beast::error::timeout; one started after it passed fails the same way. They are kept by
 // net::Deadlines, not by a timer per operation.
 //
-// On plain TCP, StartWrite holds a small write until the end of the event loop's turn
-// (net::TurnEnd) and sends it then, with the other writes of the turn. Later writes of any
-// kind go after held bytes, and a stream destroyed with bytes held still sends them (up to
-// the held write's timeout) before its socket closes.
+// On plain TCP, while the worker's turns gather several writes, StartWrite holds a small
+// write until the end of the event loop's turn (net::TurnEnd) and sends it then, with the
+// turn's other writes. Later writes of any kind go after held bytes, and a stream destroyed
+// with bytes held still sends them (within the held write's timeout) before its socket
+// closes.
 #pragma once
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
@@ -71,8 +72,11 @@ class Stream {
   void cancel() {
     boost::system::error_code ignored;
     tcp_->socket.cancel(ignored);
-    if (tcp_->draining) tcp_->Drain();  // held bytes still go
+    if (tcp_->drain.pending) tcp_->WaitWritable();  // held bytes still go, by the same deadline
   }
+  // The failure of a write this stream held, if one failed: its bytes never reached the
+  // socket.
+  const boost::system::error_code& held_write_error() const { return tcp_->held_error; }
 
   // TLS from now on (after a handshake the caller runs on tls()); `context` stays alive
   // with the stream, so a new certificate for later connections does not touch this one.
@@ -129,13 +133,13 @@ class Stream {
     // holding is not worthwhile now (and nothing is held).
     template <typename ConstBuffers>
     bool Hold(const ConstBuffers& buffers, std::chrono::milliseconds timeout) {
+      if (held.size() + boost::asio::buffer_size(buffers) > kHoldLimit || !socket.is_open()) return false;
       if (held.empty() && !turn_end.Worthwhile()) return false;
-      if (held.size() + boost::asio::buffer_size(buffers) > kHoldLimit) return false;
       for (boost::asio::const_buffer b : boost::beast::buffers_range_ref(buffers)) {
         held.append(static_cast<const char*>(b.data()), b.size());
       }
       held_timeout = timeout;
-      if (!listed && !draining) {
+      if (!listed && !drain.pending) {
         listed = true;
         turn_end.Add(shared_from_this());
       }
@@ -145,15 +149,23 @@ class Stream {
       listed = false;
       SendHeld(true);
     }
+    // Sends what the socket takes of `buffers` now, without waiting; would_block is no error.
+    template <typename ConstBuffers>
+    size_t SendNow(const ConstBuffers& buffers, boost::system::error_code& ec) {
+      ec = {};
+      // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
+      if (!socket.non_blocking()) socket.non_blocking(true, ec);
+      const size_t n = ec ? 0 : socket.send(buffers, 0, ec);
+      if (ec == boost::asio::error::would_block) ec = {};
+      return n;
+    }
     // Sends what the socket takes of the held bytes now; with `wait`, the rest once it is
     // writable. Whether none are left (sent, or dropped by a failure kept in held_error).
     bool SendHeld(bool wait) {
       if (!held.empty()) {
         boost::system::error_code ec;
-        if (!socket.non_blocking()) socket.non_blocking(true, ec);
-        const size_t n = ec ? 0 : socket.send(boost::asio::buffer(held), 0, ec);
-        held.erase(0, n);
-        if (ec && ec != boost::asio::error::would_block) {
+        held.erase(0, SendNow(boost::asio::buffer(held), ec));
+        if (ec) {
           held_error = ec;
           held.clear();
         }
@@ -162,20 +174,36 @@ class Stream {
         if (closing) CloseNow();
         return true;
       }
-      if (wait && !draining) Drain();
+      if (wait && !drain.pending) Drain();
       return false;
     }
-    // Waits (within the held write's timeout) until the socket takes more.
+    // The held bytes, which the caller writes before its own, under its own deadline; none
+    // are held after.
+    std::string TakeHeld() {
+      std::string taken = std::move(held);
+      held.clear();
+      if (drain.pending) {  // its wait, still outstanding, finds nothing to send
+        drain.pending = false;
+        deadlines.Clear(drain);
+      }
+      return taken;
+    }
+    // Waits, within the held write's timeout, until the socket takes more.
     void Drain() {
-      draining = true;
       drain.passed = false;
       drain.pending = true;
       deadlines.Set(drain, Clock::now() + held_timeout);
+      WaitWritable();
+    }
+    void WaitWritable() {
       socket.async_wait(boost::asio::socket_base::wait_write, [self = shared_from_this()](boost::system::error_code ec) {
         if (ec == boost::asio::error::operation_aborted && self->socket.is_open()) return;  // cancel() waits again
-        self->draining = false;
         self->drain.pending = false;
         self->deadlines.Clear(self->drain);
+        if (self->drain.passed && !self->held.empty()) {
+          self->held_error = boost::beast::error::timeout;
+          self->held.clear();
+        }
         self->SendHeld(true);
       });
     }
@@ -187,7 +215,7 @@ class Stream {
       }
       closing = true;
       boost::system::error_code ignored;
-      socket.cancel(ignored);  // pending reads end now
+      socket.cancel(ignored);  // pending operations end now, the drain's too (it starts again)
       Drain();
     }
     void CloseNow() {
@@ -200,14 +228,13 @@ class Stream {
     TurnEnd& turn_end;
     Slot read;
     Slot write;
-    Slot drain;  // the held bytes' deadline while the socket takes no more
+    Slot drain;  // pending while the held bytes wait for the socket to take more
 
     std::string held;  // bytes StartWrite accepted that the socket has not taken yet
     std::chrono::milliseconds held_timeout{0};
-    boost::system::error_code held_error;  // a held write failed: later writes fail so
-    bool listed = false;    // to be sent at the end of this turn
-    bool draining = false;  // waiting for the socket to take more
-    bool closing = false;   // the stream is gone: close once nothing is held
+    boost::system::error_code held_error;  // a held write failed: the next StartWrite or Flush fails so
+    bool listed = false;   // to be sent at the end of this turn
+    bool closing = false;  // the stream is gone: close once nothing is held
   };
 
   // An operation's completion: its direction has nothing pending, and an error its
@@ -262,17 +289,12 @@ class Stream {
               tcp.socket.async_write_some(from, std::move(completion));
               return;
             }
-            // Held bytes the socket has not taken go first.
-            auto before = std::make_shared<std::string>(std::move(tcp.held));
-            tcp.held.clear();
-            boost::asio::async_write(tcp.socket, boost::asio::buffer(*before),
-                                     [before, &tcp, from, completion = std::move(completion)](
-                                         boost::beast::error_code ec, size_t) mutable {
-                                       if (ec) {
-                                         std::move(completion)(ec, 0);
-                                         return;
-                                       }
-                                       tcp.socket.async_write_some(from, std::move(completion));
+            // Held bytes the socket has not taken go first, in the same write.
+            auto before = std::make_shared<std::string>(tcp.TakeHeld());
+            boost::asio::async_write(tcp.socket, boost::beast::buffers_cat(boost::asio::buffer(*before), from),
+                                     [before, completion = std::move(completion)](boost::beast::error_code ec,
+                                                                                  size_t n) mutable {
+                                       std::move(completion)(ec, n > before->size() ? n - before->size() : 0);
                                      });
           },
           buffers);
@@ -357,60 +379,47 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
 
 namespace detail {
 
-// StartWrite's write after the bytes held before it that the socket has not taken yet.
+// The rest of StartWrite's write, after `held` (bytes held before it that the socket has
+// not taken yet, if any), within `timeout`.
 template <typename ConstBuffers>
-boost::asio::awaitable<void> WriteAfter(Stream& stream, std::string held, boost::beast::buffers_suffix<ConstBuffers> rest,
-                                        std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
+boost::asio::awaitable<void> WriteRest(Stream& stream, std::string held, boost::beast::buffers_suffix<ConstBuffers> rest,
+                                       std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
   stream.expires_after(timeout);
   co_await boost::asio::async_write(stream, boost::beast::buffers_cat(boost::asio::buffer(held), rest),
                                     boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
-// The rest of StartWrite's write, within `timeout`.
-template <typename ConstBuffers>
-boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suffix<ConstBuffers> rest,
-                                       std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
-  stream.expires_after(timeout);
-  co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-}
-
 }  // namespace detail
 
-// Writes all of `buffers`, within `timeout`. On plain TCP a write of up to kHoldLimit bytes
-// (with those held already) is held and sent at the end of the event loop's turn
-// (net::TurnEnd), and reported done now; if sending it fails, the stream's next write fails
-// with that error. A larger one is written here, outside the event loop, as far as the
-// socket takes it at once (an async write that completes at once still posts its
-// completion: a turn of the loop); then most end here (Pending). The rest, if any, and
-// everything under TLS, is written by the awaitable returned.
+// Writes all of `buffers`, within `timeout`. On plain TCP, while the worker's turns gather
+// several writes, a write of up to kHoldLimit bytes (with those held already) is held and
+// sent at the end of the event loop's turn (net::TurnEnd), and reported done now; if sending
+// it fails, the stream's next StartWrite or Flush fails with that error. Otherwise it is
+// written here, outside the event loop, as far as the socket takes it at once (an async
+// write that completes at once still posts its completion: a turn of the loop); most end
+// here (Pending). The rest, if any, and everything under TLS, is written by the awaitable
+// returned.
 //
 // The buffer sequence is held by value; the bytes it views must outlive the write.
 template <typename ConstBuffers>
 Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
                    boost::beast::error_code& ec) {
-  ec = {};
-  Stream::Tcp& tcp = *stream.tcp_;
-  if (!stream.secure()) {
-    ec = tcp.held_error;
-    if (ec || tcp.Hold(buffers, timeout)) return std::nullopt;
-  }
   // The suffix holds the sequence (Beast 1.74's has no move: a write that does not finish
   // here copies it into WriteRest, and Asio's async write again).
-  boost::beast::buffers_suffix<ConstBuffers> rest(boost::in_place_init, std::move(buffers));
-  if (!stream.secure()) {
-    if (!tcp.held.empty() && !tcp.SendHeld(false)) {
-      std::string before = std::move(tcp.held);
-      tcp.held.clear();
-      return detail::WriteAfter(stream, std::move(before), std::move(rest), timeout, ec);
-    }
-    ec = tcp.held_error;
-    // Once per connection (an ioctl): a would-be-blocking send returns instead of waiting.
-    if (!ec && !tcp.socket.non_blocking()) tcp.socket.non_blocking(true, ec);
-    if (!ec) rest.consume(tcp.socket.send(rest, 0, ec));
-    if (ec == boost::asio::error::would_block) ec = {};
-    if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
+  using Rest = boost::beast::buffers_suffix<ConstBuffers>;
+  if (stream.secure()) {
+    ec = {};
+    return detail::WriteRest(stream, std::string(), Rest(boost::in_place_init, std::move(buffers)), timeout, ec);
   }
-  return detail::WriteRest(stream, std::move(rest), timeout, ec);
+  Stream::Tcp& tcp = *stream.tcp_;
+  ec = tcp.held_error;
+  if (ec || tcp.Hold(buffers, timeout)) return std::nullopt;
+  Rest rest(boost::in_place_init, std::move(buffers));
+  if (!tcp.SendHeld(false)) return detail::WriteRest(stream, tcp.TakeHeld(), std::move(rest), timeout, ec);
+  ec = tcp.held_error;
+  if (!ec) rest.consume(tcp.SendNow(rest, ec));
+  if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
+  return detail::WriteRest(stream, std::string(), std::move(rest), timeout, ec);
 }
 
 // Sends the bytes StartWrite holds now (before the sending side is shut down), within the
@@ -422,10 +431,8 @@ inline Pending Flush(Stream& stream, boost::beast::error_code& ec) {
     return std::nullopt;
   }
   ec = {};
-  std::string before = std::move(tcp.held);
-  tcp.held.clear();
-  return detail::WriteAfter(stream, std::move(before), boost::beast::buffers_suffix<boost::asio::const_buffer>(),
-                            tcp.held_timeout, ec);
+  return detail::WriteRest(stream, tcp.TakeHeld(), boost::beast::buffers_suffix<boost::asio::const_buffer>(),
+                           tcp.held_timeout, ec);
 }
 
 inline void Stream::Slot::Expired() {

@@ -32,13 +32,20 @@ void TurnEnd::Add(std::shared_ptr<Entry> entry) {
 void TurnEnd::Run() {
   posted_ = false;
   gathering_ = due_.size() > 1;
-  try_every_ = gathering_ ? kFirstTry : std::min(2 * try_every_, kLastTry);
+  if (gathering_) {
+    try_every_ = kFirstTry;
+    since_try_ = 0;
+  } else if (trying_) {
+    try_every_ = std::min(2 * try_every_, kLastTry);
+  }
+  trying_ = false;
   running_.swap(due_);  // an entry added while these run goes at the end of the next turn
   for (const std::shared_ptr<Entry>& entry : running_) entry->AtTurnEnd();
   running_.clear();
 }
 
 void TurnEnd::shutdown() {
+  Run();  // the loop that would have run them has stopped: what is due goes now
   due_.clear();
   running_.clear();
 }

@@ -1,6 +1,5 @@
 // Work done once at the end of an io_context's current turn: after the handlers that are
-// ready now (the ones the last epoll_wait gave, and those they posted), before the loop
-// waits again. Stream holds small writes until then, so that the writes of one turn leave
+// ready now (the ones the last epoll_wait gave), before the loop waits again. Stream holds small writes until then, so that the writes of one turn leave
 // together, as HAProxy's do: a peer on another core is woken once for them instead of once
 // for each (a wake-up costs the sender an inter-processor interrupt; docs/benchmarks.md §4.2).
 //
@@ -37,12 +36,13 @@ class TurnEnd : public boost::asio::execution_context::service {
   // Whether work is worth holding for the end of the turn: while the turns gather several
   // entries, and while one is already due. Otherwise (one request at a time) holding would
   // only add a turn of the loop, so only now and then a call says yes, to find out whether
-  // the turns gather several again: one in 8, and after each try that gathered one entry
-  // half as often, down to one in 256.
+  // the turns gather several again: the 8th call after the turns stopped gathering, and
+  // after each such try that gathered one entry, twice as many calls later, up to 256.
   bool Worthwhile() {
     if (posted_ || gathering_) return true;
     if (++since_try_ < try_every_) return false;
     since_try_ = 0;
+    trying_ = true;
     return true;
   }
 
@@ -56,6 +56,7 @@ class TurnEnd : public boost::asio::execution_context::service {
   bool posted_ = false;
   static constexpr unsigned kFirstTry = 8, kLastTry = 256;
   bool gathering_ = false;  // the last turn's end ran more than one entry
+  bool trying_ = false;     // Worthwhile said yes to find out
   unsigned try_every_ = kFirstTry;
   unsigned since_try_ = 0;
 };

@@ -57,30 +57,38 @@ TEST(TurnEndTest, AnEntryAddedWhileEntriesRunRunsAtTheNextTurnsEnd) {
   EXPECT_EQ(log, "xxx");
 }
 
+// The calls until Worthwhile says yes.
+int CallsUntilYes(TurnEnd& turn_end) {
+  for (int calls = 1; calls <= 1000; ++calls) {
+    if (turn_end.Worthwhile()) return calls;
+  }
+  return -1;
+}
+
 TEST(TurnEndTest, HoldingIsWorthwhileWhileTurnsGatherSeveralEntries) {
-  asio::io_context context;
+  asio::io_context context(1);  // as the agent's workers run
   TurnEnd& turn_end = TurnEnd::For(context.get_executor());
   std::string log;
-  // Alone: now and then, to find out.
-  int yes = 0;
-  for (int i = 0; i < 64; ++i) yes += turn_end.Worthwhile();
-  EXPECT_GT(yes, 0);
-  EXPECT_LT(yes, 16);
-  // Once one is due, every write of the turn joins it.
-  turn_end.Add(std::make_shared<Mark>(log, 'a'));
+  auto turn = [&](int entries) {
+    for (int i = 0; i < entries; ++i) turn_end.Add(std::make_shared<Mark>(log, 'e'));
+    context.restart();
+    context.run();
+  };
+  // Alone: the 8th call tries; after each try whose turn gathered one entry, twice as many
+  // calls later, up to 256.
+  for (int expected : {8, 16, 32, 64, 128, 256, 256}) {
+    EXPECT_EQ(CallsUntilYes(turn_end), expected);
+    turn(1);
+  }
+  // Once one is due, every call of the turn says yes.
+  EXPECT_EQ(CallsUntilYes(turn_end), 256);
+  turn_end.Add(std::make_shared<Mark>(log, 'e'));
   for (int i = 0; i < 16; ++i) EXPECT_TRUE(turn_end.Worthwhile());
-  turn_end.Add(std::make_shared<Mark>(log, 'b'));
-  context.run();
-  EXPECT_EQ(log, "ab");
-  // A turn that gathered two: every call says yes.
+  turn(1);  // two entries at this turn's end
   for (int i = 0; i < 16; ++i) EXPECT_TRUE(turn_end.Worthwhile());
-  // A turn that gathered one: back to now and then.
-  turn_end.Add(std::make_shared<Mark>(log, 'c'));
-  context.restart();
-  context.run();
-  yes = 0;
-  for (int i = 0; i < 64; ++i) yes += turn_end.Worthwhile();
-  EXPECT_LT(yes, 16);
+  // A turn that gathered one: the 8th call tries again.
+  turn(1);
+  EXPECT_EQ(CallsUntilYes(turn_end), 8);
 }
 
 }  // namespace

@@ -769,6 +769,17 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     Count("meshplug_upstream_stale_connection_retries_total", x.ctx.upstream->cluster);
     env_.pool->DropClosed(call.connection->key);
   };
+  // The request's write failed: nothing of it reached the upstream, unless the write timed
+  // out after the socket took it all. Whether it goes again (only a request that may be
+  // repeated, then); else the failure is set.
+  auto write_failed = [&](const beast::error_code& ec) {
+    if (call.reused && (resendable || ec != beast::error::timeout)) {
+      stale();
+      return true;
+    }
+    failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())), true};
+    return false;
+  };
   for (int fresh_attempt = 0; fresh_attempt < 2; ++fresh_attempt) {
     beast::error_code ec;
     call.connection.reset();
@@ -801,14 +812,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       co_await std::move(*rest);
     }
     if (ec) {
-      // Nothing of the request reached the upstream, unless the write timed out after the
-      // socket took it all: only a request that may be repeated goes again then.
-      if (call.reused && (resendable || ec != beast::error::timeout)) {
-        stale();
-        continue;
-      }
-      failure = UpstreamFailure{Error(503, Cat("upstream write failed: ", ec.message())),
-                                true};
+      if (write_failed(ec)) continue;
       co_return;
     }
     if (has_body) {
@@ -828,6 +832,11 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       if (net::Pending rest = StartResponseHeader(x, call, ec)) co_await std::move(*rest);
     } while (!ec && net::InterimResponse(*call.response));
     call.HeaderRead();
+    // A write held for the turn's end (net::StartWrite) fails after the read began.
+    if (ec && call.connection->stream.held_write_error()) {
+      if (write_failed(call.connection->stream.held_write_error())) continue;
+      co_return;
+    }
     if (!ec) {
       const http::response_header<>& response = call.response->get().base();
       // A server may send 408 on a kept-alive connection it is closing, before or as a

@@ -80,7 +80,10 @@ class Relaying {
     boost::system::error_code ignored;
     if (net::EndOfStream(ec)) {
       // Bytes held for the turn's end (a 101's header) go before the FIN.
-      if (net::Pending rest = net::Flush(to, ignored)) co_await std::move(*rest);
+      if (net::Pending rest = net::Flush(to, ignored)) {
+        co_await std::move(*rest);
+        to.expires_never();  // the watchdog bounds the relay
+      }
       to.socket().shutdown(tcp::socket::shutdown_send, ignored);
       half_closed_ = true;
       last_activity_ = Clock::now();  // the half-close timeout counts from here
