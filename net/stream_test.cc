@@ -279,7 +279,9 @@ TEST_F(HeldWriteTest, HeldBytesTheSocketHasNotTakenGoBeforeLaterWritesOfAnyKind)
         EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("first,")), 5s, ec).has_value());
         co_await asio::async_write(*stream_, asio::buffer(std::string_view("second,")),
                                    asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("third,")), 5s, ec).has_value());
+        if (!ec) {
+          EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("third,")), 5s, ec).has_value());
+        }
         if (!ec) {
           if (Pending rest = StartWrite(*stream_, asio::buffer(big), 5s, ec)) co_await std::move(*rest);
         }
