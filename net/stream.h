@@ -171,21 +171,26 @@ class Stream {
         }
       }
       if (held.empty()) {
+        EndDrain();
         if (closing) CloseNow();
         return true;
       }
       if (wait && !drain.pending) Drain();
       return false;
     }
+    // Nothing is held any more: the drain's deadline no longer applies (a wait still
+    // outstanding finds nothing to send).
+    void EndDrain() {
+      if (!drain.pending) return;
+      drain.pending = false;
+      deadlines.Clear(drain);
+    }
     // The held bytes, which the caller writes before its own, under its own deadline; none
     // are held after.
     std::string TakeHeld() {
       std::string taken = std::move(held);
       held.clear();
-      if (drain.pending) {  // its wait, still outstanding, finds nothing to send
-        drain.pending = false;
-        deadlines.Clear(drain);
-      }
+      EndDrain();
       return taken;
     }
     // Waits, within the held write's timeout, until the socket takes more.
@@ -198,8 +203,7 @@ class Stream {
     void WaitWritable() {
       socket.async_wait(boost::asio::socket_base::wait_write, [self = shared_from_this()](boost::system::error_code ec) {
         if (ec == boost::asio::error::operation_aborted && self->socket.is_open()) return;  // cancel() waits again
-        self->drain.pending = false;
-        self->deadlines.Clear(self->drain);
+        self->EndDrain();
         if (self->drain.passed && !self->held.empty()) {
           self->held_error = boost::beast::error::timeout;
           self->held.clear();
@@ -232,7 +236,7 @@ class Stream {
 
     std::string held;  // bytes StartWrite accepted that the socket has not taken yet
     std::chrono::milliseconds held_timeout{0};
-    boost::system::error_code held_error;  // a held write failed: the next StartWrite or Flush fails so
+    boost::system::error_code held_error;  // a held write failed: so fail the next StartWrite, Flush
     bool listed = false;   // to be sent at the end of this turn
     bool closing = false;  // the stream is gone: close once nothing is held
   };

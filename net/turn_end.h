@@ -1,7 +1,8 @@
 // Work done once at the end of an io_context's current turn: after the handlers that are
-// ready now (the ones the last epoll_wait gave), before the loop waits again. Stream holds small writes until then, so that the writes of one turn leave
-// together, as HAProxy's do: a peer on another core is woken once for them instead of once
-// for each (a wake-up costs the sender an inter-processor interrupt; docs/benchmarks.md §4.2).
+// ready now (the ones the last epoll_wait gave), before the loop waits again. Stream holds
+// small writes until then, so that the writes of one turn leave together, as HAProxy's do:
+// a peer on another core is woken once for them instead of once for each (a wake-up costs
+// the sender an inter-processor interrupt; docs/benchmarks.md §4.2).
 //
 // Not thread-safe: for io_contexts run by one thread (every one in meshplug).
 #pragma once

@@ -811,6 +811,11 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
             net::StartWrite(call.connection->stream, asio::buffer(head), limits.downstream_idle_timeout, ec)) {
       co_await std::move(*rest);
     }
+    // With a body the header goes now, not at the turn's end: whether it failed is known
+    // before the body is read (a request whose body was read cannot go again).
+    if (!ec && has_body) {
+      if (net::Pending rest = net::Flush(call.connection->stream, ec)) co_await std::move(*rest);
+    }
     if (ec) {
       if (write_failed(ec)) continue;
       co_return;
@@ -832,8 +837,9 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
       if (net::Pending rest = StartResponseHeader(x, call, ec)) co_await std::move(*rest);
     } while (!ec && net::InterimResponse(*call.response));
     call.HeaderRead();
-    // A write held for the turn's end (net::StartWrite) fails after the read began.
-    if (ec && call.connection->stream.held_write_error()) {
+    // A request header held for the turn's end (net::StartWrite) fails after the read began
+    // (without a body: one with a body was flushed above).
+    if (ec && !has_body && call.connection->stream.held_write_error()) {
       if (write_failed(call.connection->stream.held_write_error())) continue;
       co_return;
     }
