@@ -332,6 +332,44 @@ TEST_F(HeldWriteTest, AHeldWriteThatFailsFailsTheNextWriteWithItsError) {
   EXPECT_EQ(stream_->held_write_error(), asio::error::connection_reset);
 }
 
+TEST_F(HeldWriteTest, HeldBytesTheSocketDoesNotTakeWithinTheirTimeoutFailTheConnection) {
+  FillSocket();
+  GatherWrites();
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 30ms, ec).has_value());
+  RunTurn();  // the socket takes nothing: the bytes wait, within 30 ms
+  ASSERT_TRUE(RunUntil([&] { return stream_->held_write_error().failed(); }));
+  EXPECT_EQ(stream_->held_write_error(), beast::error::timeout);
+  EXPECT_FALSE(stream_->socket().is_open());
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("y")), 5s, ec).has_value());
+  EXPECT_EQ(ec, beast::error::timeout);
+}
+
+TEST_F(HeldWriteTest, HeldBytesSentBeforeTheirTimeoutLeaveTheConnectionWithoutIt) {
+  const size_t filled = FillSocket();
+  GatherWrites();
+  beast::error_code ec;
+  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 30ms, ec).has_value());
+  RunTurn();  // the bytes wait, within 30 ms
+  // The peer reads the filler; the loop does not run, so the drain's wait does not fire.
+  std::string received;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (received.size() < filled && std::chrono::steady_clock::now() < deadline) received += Available(*peer_);
+  ASSERT_EQ(received.size(), filled);
+  EXPECT_FALSE(Flush(*stream_, ec).has_value());  // the socket takes them now
+  EXPECT_FALSE(ec);
+  const size_t refilled = FillSocket();  // a later write the peer does not read yet
+  RunUntil([] { return false; }, 100ms);
+  EXPECT_TRUE(stream_->socket().is_open());
+  EXPECT_FALSE(stream_->held_write_error().failed());
+  received.clear();
+  ASSERT_TRUE(RunUntil([&] {
+    received += Available(*peer_);
+    return received.size() >= 1 + refilled;
+  }));
+  EXPECT_EQ(received.substr(0, 2), "xf");
+}
+
 TEST_F(HeldWriteTest, FlushSendsHeldBytesBeforeAShutdown) {
   GatherWrites();
   beast::error_code ec;
