@@ -237,6 +237,13 @@ class HeldWriteTest : public StreamTest {
     }));
     return received;
   }
+  // Gathers writes, then writes `bytes`, which are held.
+  void StartHeldWrite(std::string_view bytes, std::chrono::milliseconds timeout = 5s) {
+    GatherWrites();
+    beast::error_code ec;
+    EXPECT_FALSE(StartWrite(*stream_, asio::buffer(bytes), timeout, ec).has_value());
+    EXPECT_FALSE(ec);
+  }
   // Runs one turn of the loop, with its end.
   void RunTurn() {
     context_.restart();
@@ -245,10 +252,7 @@ class HeldWriteTest : public StreamTest {
 };
 
 TEST_F(HeldWriteTest, ASmallWriteIsHeldUntilTheEndOfTheTurnThenSent) {
-  GatherWrites();
-  beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("hello")), 5s, ec).has_value());
-  EXPECT_FALSE(ec);
+  StartHeldWrite("hello");
   EXPECT_EQ(Available(*peer_), "");
   std::string received;
   EXPECT_TRUE(RunUntil([&] {
@@ -298,19 +302,14 @@ TEST_F(HeldWriteTest, HeldBytesTheSocketHasNotTakenGoBeforeLaterWritesOfAnyKind)
 }
 
 TEST_F(HeldWriteTest, AStreamGoneWithBytesHeldSendsThemThenCloses) {
-  GatherWrites();
-  beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("bye")), 5s, ec).has_value());
+  StartHeldWrite("bye");
   stream_.reset();
   EXPECT_EQ(ReadToEnd(), "bye");
 }
 
 TEST_F(HeldWriteTest, HeldBytesTheSocketCannotTakeGoAsThePeerReadsEvenAfterTheStreamIsGone) {
   const size_t filled = FillSocket();
-  GatherWrites();
-  beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("tail")), 5s, ec).has_value());
-  EXPECT_FALSE(ec);
+  StartHeldWrite("tail");
   RunTurn();  // the socket takes nothing
   stream_.reset();
   const std::string received = ReadToEnd();
@@ -321,11 +320,9 @@ TEST_F(HeldWriteTest, HeldBytesTheSocketCannotTakeGoAsThePeerReadsEvenAfterTheSt
 TEST_F(HeldWriteTest, AHeldWriteThatFailsFailsTheNextWriteWithItsError) {
   peer_->set_option(asio::socket_base::linger(true, 0));
   peer_->close();  // a reset
-  GatherWrites();
+  StartHeldWrite("x");
   beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 5s, ec).has_value());
-  EXPECT_FALSE(ec);  // held
-  RunTurn();         // the send fails
+  RunTurn();  // the send fails
   EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("y")), 5s, ec).has_value());
   // The reset, as the held send found it; a send of its own would have met a broken pipe.
   EXPECT_EQ(ec, asio::error::connection_reset);
@@ -334,9 +331,8 @@ TEST_F(HeldWriteTest, AHeldWriteThatFailsFailsTheNextWriteWithItsError) {
 
 TEST_F(HeldWriteTest, HeldBytesTheSocketDoesNotTakeWithinTheirTimeoutFailTheConnection) {
   FillSocket();
-  GatherWrites();
+  StartHeldWrite("x", 30ms);
   beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 30ms, ec).has_value());
   RunTurn();  // the socket takes nothing: the bytes wait, within 30 ms
   ASSERT_TRUE(RunUntil([&] { return stream_->held_write_error().failed(); }));
   EXPECT_EQ(stream_->held_write_error(), beast::error::timeout);
@@ -347,9 +343,8 @@ TEST_F(HeldWriteTest, HeldBytesTheSocketDoesNotTakeWithinTheirTimeoutFailTheConn
 
 TEST_F(HeldWriteTest, HeldBytesSentBeforeTheirTimeoutLeaveTheConnectionWithoutIt) {
   const size_t filled = FillSocket();
-  GatherWrites();
+  StartHeldWrite("x", 30ms);
   beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("x")), 30ms, ec).has_value());
   RunTurn();  // the bytes wait, within 30 ms
   // The peer reads the filler; the loop does not run, so the drain's wait does not fire.
   std::string received;
@@ -371,9 +366,8 @@ TEST_F(HeldWriteTest, HeldBytesSentBeforeTheirTimeoutLeaveTheConnectionWithoutIt
 }
 
 TEST_F(HeldWriteTest, FlushSendsHeldBytesBeforeAShutdown) {
-  GatherWrites();
+  StartHeldWrite("last");
   beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("last")), 5s, ec).has_value());
   EXPECT_EQ(Available(*peer_), "");
   EXPECT_FALSE(Flush(*stream_, ec).has_value());
   EXPECT_FALSE(ec);
@@ -383,9 +377,7 @@ TEST_F(HeldWriteTest, FlushSendsHeldBytesBeforeAShutdown) {
 
 TEST_F(HeldWriteTest, FlushWaitsForHeldBytesTheSocketCannotTake) {
   const size_t filled = FillSocket();
-  GatherWrites();
-  beast::error_code ec;
-  EXPECT_FALSE(StartWrite(*stream_, asio::buffer(std::string_view("last")), 5s, ec).has_value());
+  StartHeldWrite("last");
   bool pending = false;
   asio::co_spawn(
       context_,
