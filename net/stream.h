@@ -91,6 +91,8 @@ class Stream {
 
   // The most StartWrite holds for the end of the turn; a larger write goes at once.
   static constexpr size_t kHoldLimit = 16 * 1024;
+  // The held bytes' buffer a connection keeps between writes.
+  static constexpr size_t kKeptCapacity = 4 * 1024;
 
   struct Tcp;
   // One direction's deadline. Set only while none of its operations is pending, so that a
@@ -171,6 +173,9 @@ class Stream {
         }
       }
       if (held.empty()) {
+        // An idle connection keeps no more than a small buffer (a burst of large writes
+        // would otherwise leave up to kHoldLimit with each).
+        if (held.capacity() > kKeptCapacity) std::string().swap(held);
         EndDrain();
         if (closing) CloseNow();
         return true;
