@@ -30,6 +30,16 @@ void TurnEnd::Add(std::shared_ptr<Entry> entry) {
 }
 
 void TurnEnd::Run() {
+  if (due_.size() > 1 && due_.size() < kFew && waited_ < kMostWaits) {
+    ++waited_;
+    asio::post(executor_, [this] { Run(); });
+    return;
+  }
+  RunNow();
+}
+
+void TurnEnd::RunNow() {
+  waited_ = 0;
   posted_ = false;
   gathering_ = due_.size() > 1;
   if (gathering_) {
@@ -45,7 +55,7 @@ void TurnEnd::Run() {
 }
 
 void TurnEnd::shutdown() {
-  Run();  // the loop that would have run them has stopped: what is due goes now
+  RunNow();  // the loop that would have run them has stopped: what is due goes now
   due_.clear();
   running_.clear();
 }

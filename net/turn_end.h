@@ -4,6 +4,12 @@
 // a peer on another core is woken once for them instead of once for each (a wake-up costs
 // the sender an inter-processor interrupt; docs/benchmarks.md §4.2).
 //
+// A turn's end with a few entries (2 to 7) waits up to three more turns for others. Where
+// one request's work spreads over several turns (an SSL stream's reads complete at once,
+// and Asio runs each such completion after the next poll), turns are short and each ends
+// with few writes; waiting let the mTLS hop's writes leave in groups again (1.3× the
+// requests/s; docs/benchmarks.md §4.2). A lone entry (one request at a time) does not wait.
+//
 // Not thread-safe: for io_contexts run by one thread (every one in meshplug).
 #pragma once
 
@@ -49,12 +55,16 @@ class TurnEnd : public boost::asio::execution_context::service {
 
  private:
   void shutdown() override;
-  void Run();
+  void Run();     // at a turn's end: runs the entries, or waits another turn for more
+  void RunNow();
 
   boost::asio::any_io_executor executor_;  // the first For's
   std::vector<std::shared_ptr<Entry>> due_;
   std::vector<std::shared_ptr<Entry>> running_;  // due_'s storage, kept between turns
   bool posted_ = false;
+  static constexpr size_t kFew = 8;
+  static constexpr int kMostWaits = 3;
+  int waited_ = 0;  // turns this turn's end has waited
   static constexpr unsigned kFirstTry = 8, kLastTry = 256;
   bool gathering_ = false;  // the last turn's end ran more than one entry
   bool trying_ = false;     // Worthwhile said yes to find out

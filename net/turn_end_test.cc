@@ -57,6 +57,29 @@ TEST(TurnEndTest, AnEntryAddedWhileEntriesRunRunsAtTheNextTurnsEnd) {
   EXPECT_EQ(log, "xxx");
 }
 
+TEST(TurnEndTest, AFewEntriesWaitUpToThreeTurnsForOthersAndALoneOneDoesNot) {
+  asio::io_context context(1);
+  TurnEnd& turn_end = TurnEnd::For(context.get_executor());
+  std::string log;
+  turn_end.Add(std::make_shared<Mark>(log, 'a'));
+  EXPECT_EQ(context.poll_one(), 1u);
+  EXPECT_EQ(log, "a");  // alone: at once
+  turn_end.Add(std::make_shared<Mark>(log, 'b'));
+  turn_end.Add(std::make_shared<Mark>(log, 'c'));
+  context.restart();
+  for (int turn = 0; turn < 3; ++turn) {
+    EXPECT_EQ(context.poll_one(), 1u);
+    EXPECT_EQ(log, "a");  // waiting for others
+  }
+  turn_end.Add(std::make_shared<Mark>(log, 'd'));  // joins them
+  EXPECT_EQ(context.poll_one(), 1u);
+  EXPECT_EQ(log, "abcd");
+  for (int i = 0; i < 8; ++i) turn_end.Add(std::make_shared<Mark>(log, 'e'));
+  context.restart();
+  EXPECT_EQ(context.poll_one(), 1u);
+  EXPECT_EQ(log, "abcdeeeeeeee");  // enough: at once
+}
+
 // The calls until Worthwhile says yes.
 int CallsUntilYes(TurnEnd& turn_end) {
   for (int calls = 1; calls <= 1000; ++calls) {
