@@ -69,15 +69,20 @@ TEST(TurnEndTest, AFewEntriesWaitUpToThreeTurnsForOthersAndALoneOneDoesNot) {
   context.restart();
   for (int turn = 0; turn < 3; ++turn) {
     EXPECT_EQ(context.poll_one(), 1u);
-    EXPECT_EQ(log, "a");  // waiting for others
+    EXPECT_EQ(log, "a");                   // waiting for others,
+    EXPECT_TRUE(turn_end.Worthwhile());  // which are held to join
   }
   turn_end.Add(std::make_shared<Mark>(log, 'd'));  // joins them
   EXPECT_EQ(context.poll_one(), 1u);
   EXPECT_EQ(log, "abcd");
-  for (int i = 0; i < 8; ++i) turn_end.Add(std::make_shared<Mark>(log, 'e'));
+  for (int i = 0; i < 7; ++i) turn_end.Add(std::make_shared<Mark>(log, 'e'));
   context.restart();
   EXPECT_EQ(context.poll_one(), 1u);
-  EXPECT_EQ(log, "abcdeeeeeeee");  // enough: at once
+  EXPECT_EQ(log, "abcd");  // seven: still a few
+  turn_end.Add(std::make_shared<Mark>(log, 'e'));
+  EXPECT_EQ(context.poll_one(), 1u);
+  EXPECT_EQ(log, "abcdeeeeeeee");  // eight: enough, at once
+  EXPECT_EQ(context.poll(), 0u);   // nothing left queued
 }
 
 // The calls until Worthwhile says yes.
