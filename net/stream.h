@@ -294,7 +294,7 @@ class Stream {
       return Start<void(boost::beast::error_code, std::size_t)>(
           &Tcp::write, token,
           [](Tcp& tcp, auto completion, const ConstBuffers& from) {
-            if (tcp.SendHeld(false)) {
+            if (tcp.held.empty() || tcp.SendHeld(false)) {
               tcp.socket.async_write_some(from, std::move(completion));
               return;
             }
@@ -425,11 +425,11 @@ Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::millisecon
   if (ec || tcp.Hold(buffers, timeout)) return std::nullopt;
   Rest rest(boost::in_place_init, std::move(buffers));
   // Held bytes go first. They are rare here (a write above kHoldLimit after a held one in
-  // the same turn), so the usual write makes no call for them (174 instructions, path d).
-  if (!tcp.held.empty() && !tcp.SendHeld(false)) {
-    return detail::WriteRest(stream, tcp.TakeHeld(), std::move(rest), timeout, ec);
+  // the same turn), so the usual write makes no call for them.
+  if (!tcp.held.empty()) {
+    if (!tcp.SendHeld(false)) return detail::WriteRest(stream, tcp.TakeHeld(), std::move(rest), timeout, ec);
+    ec = tcp.held_error;  // their send may have failed
   }
-  ec = tcp.held_error;
   if (!ec) rest.consume(tcp.SendNow(rest, ec));
   if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
   return detail::WriteRest(stream, std::string(), std::move(rest), timeout, ec);
