@@ -4,6 +4,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -17,6 +18,7 @@
 
 #include "common/eventually.h"
 #include "common/files.h"
+#include "common/log.h"
 #include "common/strings.h"
 #include "common/x509.h"
 
@@ -55,6 +57,53 @@ std::string ServedKeyId(const std::string& address) {
   return key_id;
 }
 
+// Whether OpenSSL's configuration file names TLS settings (an ssl_conf module), which
+// ours would replace.
+bool MachineHasTlsSettings() {
+  char* path = CONF_get1_default_config_file();
+  CONF* conf = NCONF_new(nullptr);
+  long line = 0;
+  bool has = false;
+  if (path && NCONF_load(conf, path, &line) > 0) {
+    const char* init = NCONF_get_string(conf, nullptr, "openssl_conf");
+    has = init && NCONF_get_string(conf, init, "ssl_conf");
+  }
+  NCONF_free(conf);
+  OPENSSL_free(path);
+  ERR_clear_error();
+  return has;
+}
+
+// No TLS 1.3 session tickets from the control plane's gRPC server. None of its clients
+// resumes a session (gRPC keeps no session cache unless asked, and a restarted control
+// plane could not read the old tickets), and OpenSSL 3.0 made each of its two tickets per
+// handshake re-parse the session with the client's certificate: 13% of the control
+// plane's CPU to connect an agent. gRPC 1.51 gives no access to its SSL_CTX, but OpenSSL
+// applies its configuration's "system_default" to every SSL_CTX made afterwards, so the
+// setting goes there, unless the machine's configuration has TLS settings of its own.
+absl::Status IssueNoSessionTickets() {
+  static const absl::Status status = [] {
+    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, nullptr);  // the machine's first: loaded once
+    if (MachineHasTlsSettings()) {
+      log::Info("OpenSSL's configuration has TLS settings of its own: the control plane keeps them, and issues "
+                "TLS session tickets if they say so");
+      return absl::OkStatus();
+    }
+    static constexpr char kConf[] =
+        "openssl_conf = meshplug\n[meshplug]\nssl_conf = meshplug_ssl\n[meshplug_ssl]\n"
+        "system_default = meshplug_tls\n[meshplug_tls]\nNumTickets = 0\n";
+    CONF* conf = NCONF_new(nullptr);
+    BIO* bio = BIO_new_mem_buf(kConf, sizeof kConf - 1);
+    long line = 0;
+    const bool loaded = NCONF_load_bio(conf, bio, &line) > 0 && CONF_modules_load(conf, nullptr, 0) > 0;
+    BIO_free(bio);
+    NCONF_free(conf);
+    ERR_clear_error();
+    return loaded ? absl::OkStatus() : absl::InternalError("cannot set OpenSSL's TLS defaults (NumTickets = 0)");
+  }();
+  return status;
+}
+
 }  // namespace
 
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra) {
@@ -73,6 +122,7 @@ std::vector<std::string> ServingNames(const std::string& listen_host, const std:
 absl::StatusOr<std::unique_ptr<ServingCertificate>> ServingCertificate::Create(const CertificateAuthority& ca,
                                                                               std::vector<std::string> names,
                                                                               const std::string& dir) {
+  if (auto st = IssueNoSessionTickets(); !st.ok()) return st;
   std::string tmpl = (std::filesystem::path(dir) / ".serving-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) {
     return absl::UnavailableError(Cat("cannot make a private directory in ", dir, " for the serving certificate: ",

@@ -35,7 +35,7 @@ class ServingCertificate {
   ServingCertificate& operator=(const ServingCertificate&) = delete;
 
   // TLS only; client certificates requested but verified by Access, not here, against the
-  // CAs trusted at the time of the call.
+  // CAs trusted at the time of the call. No session tickets (server_tls.cc says why).
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
   // A new key and certificate when the CA's current signer of serving certificates is not
   // the one that signed the last (a rotation finished); nothing otherwise. With `address`
