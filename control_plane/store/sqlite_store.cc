@@ -294,9 +294,14 @@ absl::StatusOr<std::optional<Entry>> SqliteStore::Get(const Key& key) {
 
 absl::StatusOr<std::vector<Entry>> SqliteStore::List(std::optional<Kind> kind, const std::string& ns) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT kind, ns, name, value, resource_version, create_revision FROM objects "
-              "WHERE (?1 = '' OR kind = ?1) AND (?2 = '' OR ns = ?2) ORDER BY kind, ns, name");
-  s.Bind(1, kind ? resources::KindName(*kind) : std::string()).Bind(2, ns);
+  // Only the conditions asked for: "?1 = '' OR kind = ?1" would read every object, since
+  // SQLite cannot use the primary key (kind, ns, name) for it.
+  std::string sql = "SELECT kind, ns, name, value, resource_version, create_revision FROM objects WHERE 1";
+  if (kind) sql += " AND kind = ?1";
+  if (!ns.empty()) sql += " AND ns = ?2";
+  Stmt s(db_, (sql + " ORDER BY kind, ns, name").c_str());
+  if (kind) s.Bind(1, resources::KindName(*kind));
+  if (!ns.empty()) s.Bind(2, ns);
   std::vector<Entry> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
