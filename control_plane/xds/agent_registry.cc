@@ -150,6 +150,15 @@ bool AgentRegistry::IsConnected(const std::string& agent) const {
   return it != agents_.end() && it->second.status.connected();
 }
 
+std::set<std::string> AgentRegistry::ConnectedAgents() const {
+  std::lock_guard lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [agent, e] : agents_) {
+    if (e.status.connected()) out.insert(out.end(), agent);
+  }
+  return out;
+}
+
 size_t AgentRegistry::ConnectedCount() const {
   std::lock_guard lock(mu_);
   size_t n = 0;

@@ -52,6 +52,8 @@ class AgentRegistry {
   };
   Changes TakeChanges();
   bool IsConnected(const std::string& agent) const;
+  // The agents with an open stream to this process.
+  std::set<std::string> ConnectedAgents() const;
   // Agents and clients with an open stream to this process.
   size_t ConnectedCount() const;
   int64_t Responses(const std::string& agent) const;

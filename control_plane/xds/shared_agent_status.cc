@@ -99,12 +99,16 @@ std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
 }
 
 std::optional<std::set<std::string>> SharedAgentStatus::Connected() const {
-  auto merged = Merged();
-  if (!merged.ok()) return std::nullopt;
-  // Connected somewhere is what the merge shows first.
-  std::set<std::string> out;
-  for (const auto& [agent, status] : *merged) {
-    if (status.connected()) out.insert(agent);
+  // Connected somewhere is what the merge would show first; no statuses are copied for it
+  // (the leader's orphan scan asks every 30 s, with every agent of the mesh).
+  std::set<std::string> out = registry_.ConnectedAgents();
+  if (!store_.Shared()) return out;
+  auto shared = store_.ListLive(std::string(kPrefix));
+  if (!shared.ok()) return std::nullopt;
+  for (const auto& [name, bytes] : *shared) {
+    v1::AgentStatus status;
+    if (name.rfind(mine_, 0) == 0 || !status.ParseFromString(bytes)) continue;
+    if (status.connected()) out.insert(status.agent());
   }
   return out;
 }

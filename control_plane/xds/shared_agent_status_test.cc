@@ -1,0 +1,57 @@
+// Which agents are connected, as the leader's orphan scan asks: to this replica or to any
+// other that shares its agents through etcd.
+#include "control_plane/xds/shared_agent_status.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/eventually.h"
+#include "control_plane/store/etcd_store.h"
+#include "control_plane/testing/fresh_store.h"
+#include "integration/harness/etcd_cluster.h"
+
+namespace meshplug::control_plane::xds {
+namespace {
+
+using Agents = std::set<std::string>;
+
+TEST(SharedAgentStatusTest, AloneTheConnectedAgentsAreThisReplicasOpenStreams) {
+  auto store = testing::FreshSqliteStore("shared_agent_status");
+  AgentRegistry registry;
+  SharedAgentStatus status(*store, registry, "r1");
+  registry.Connected("ns/a", "delta", "peer");
+  const uint64_t b = registry.Connected("ns/b", "delta", "peer");
+  registry.Disconnected("ns/b", b);
+  EXPECT_EQ(status.Connected(), Agents{"ns/a"});
+}
+
+TEST(SharedAgentStatusTest, AnAgentConnectedToAnyReplicaIsConnected) {
+  if (auto why = integration::harness::EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/shared_agent_status_etcd";
+  std::filesystem::remove_all(dir);
+  integration::harness::EtcdCluster etcd(dir, 1);
+  ASSERT_EQ(etcd.error(), "");
+  store::EtcdStore::Options options;
+  options.endpoints = *store::EtcdStore::ParseUrl(etcd.url());
+  auto store = store::EtcdStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  AgentRegistry one, two;
+  SharedAgentStatus first(**store, one, "r1"), second(**store, two, "r2");
+  one.Connected("ns/a", "delta", "peer");  // only on the first
+  one.Connected("ns/b", "delta", "peer");  // moved: gone from the second, on the first
+  two.Disconnected("ns/b", two.Connected("ns/b", "delta", "peer"));
+  two.Disconnected("ns/c", two.Connected("ns/c", "delta", "peer"));  // nowhere
+  first.Start("10.0.0.1:1");
+  second.Start("10.0.0.2:1");
+  std::optional<Agents> seen;
+  EXPECT_TRUE(Eventually([&] { return (seen = second.Connected()) == Agents{"ns/a", "ns/b"}; },
+                         std::chrono::seconds(10)))
+      << (seen ? seen->size() : 0) << " agents";
+  EXPECT_EQ(first.Connected(), (Agents{"ns/a", "ns/b"}));
+}
+
+}  // namespace
+}  // namespace meshplug::control_plane::xds
