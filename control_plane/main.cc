@@ -5,8 +5,12 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <sched.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -85,6 +89,18 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
+// SCHED_BATCH, for this thread and so for every thread it starts. A gRPC thread woken by a
+// completion then no longer preempts the thread that publishes, which therefore pushes to
+// many agents in one slice of the CPU instead of switching threads about nine times per
+// agent when the core is busy (docs/benchmarks.md, issue 21, eleventh session). A control
+// plane works for throughput; its latency is in milliseconds either way.
+void ScheduleAsBatch() {
+  sched_param param{};
+  if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
+    log::Warn("cannot use the batch scheduling policy", {{"error", std::strerror(errno)}});
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,6 +116,7 @@ int main(int argc, char** argv) {
   auto addresses = meshplug::control_plane::api::ServiceAddresses::Parse(absl::GetFlag(FLAGS_service_cidr));
   if (!addresses.ok()) return Fail(std::string(addresses.status().message()));
 
+  ScheduleAsBatch();  // before any thread starts, so that all inherit it
   // Block the signals before any thread starts, so only the waiter below receives them.
   sigset_t signals;
   sigemptyset(&signals);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
@@ -262,6 +263,19 @@ TEST(ControlPlane, AStoreThatIsNotUsableIsRefusedWithTheWayOut) {
                              dir + "/init.log");
   EXPECT_TRUE(init->WaitForLog("\"msg\":\"listening\"", kStartTimeout)) << init->Log();
   EXPECT_NE(init->Log().find("kept aside"), std::string::npos) << init->Log();
+}
+
+// What `chrt -p` shows for each of its threads: the batch policy, which the process set
+// before starting any (gRPC's included).
+TEST(ControlPlane, EveryThreadRunsWithTheBatchSchedulingPolicy) {
+  ControlPlane cp(TempDir("batch"));
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(cp.process().pid()) + "/task")) {
+    const pid_t tid = std::stoi(task.path().filename().string());
+    EXPECT_EQ(sched_getscheduler(tid), SCHED_BATCH) << "thread " << tid;
+    ++threads;
+  }
+  EXPECT_GT(threads, 2) << "the gRPC server's threads are running";
 }
 
 TEST(ControlPlane, SigtermShutsDownCleanly) {
