@@ -92,8 +92,9 @@ int Fail(const std::string& msg) {
 // SCHED_BATCH, for this thread and so for every thread it starts. A gRPC thread woken by a
 // completion then no longer preempts the thread that publishes, which therefore pushes to
 // many agents in one slice of the CPU instead of switching threads about nine times per
-// agent when the core is busy (docs/benchmarks.md, issue 21, eleventh session). A control
-// plane works for throughput; its latency is in milliseconds either way.
+// agent when the core is busy (docs/benchmarks.md, issue 21, eleventh session). The price:
+// a thread woken while the CPU is busy waits for the running one's time slice (a few
+// milliseconds) before it runs.
 void ScheduleAsBatch() {
   sched_param param{};
   if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
@@ -116,7 +117,10 @@ int main(int argc, char** argv) {
   auto addresses = meshplug::control_plane::api::ServiceAddresses::Parse(absl::GetFlag(FLAGS_service_cidr));
   if (!addresses.ok()) return Fail(std::string(addresses.status().message()));
 
-  ScheduleAsBatch();  // before any thread starts, so that all inherit it
+  // Before any thread starts: all inherit the policy, and OpenSSL's configuration is
+  // changed while nothing else uses it.
+  ScheduleAsBatch();
+  meshplug::control_plane::security::IssueNoSessionTickets();
   // Block the signals before any thread starts, so only the waiter below receives them.
   sigset_t signals;
   sigemptyset(&signals);

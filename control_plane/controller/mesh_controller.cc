@@ -17,11 +17,7 @@ MeshController::MeshController(store::Store& store, xds::SnapshotCache& cache, x
       registrations_(store, options.grace),
       connected_(options.connected ? options.connected
                                    : std::function<Registrations::ConnectedAgents()>([&registry] {
-                                       std::set<std::string> out;
-                                       for (const auto& a : registry.List()) {
-                                         if (a.connected()) out.insert(a.agent());
-                                       }
-                                       return Registrations::ConnectedAgents(std::move(out));
+                                       return Registrations::ConnectedAgents(registry.ConnectedAgents());
                                      })),
       orphan_scan_(options.orphan_scan),
       replica_(options.replica),

@@ -74,37 +74,34 @@ bool MachineHasTlsSettings() {
   return has;
 }
 
-// No TLS 1.3 session tickets from the control plane's gRPC server. None of its clients
-// resumes a session (gRPC keeps no session cache unless asked, and a restarted control
-// plane could not read the old tickets), and OpenSSL 3.0 made each of its two tickets per
-// handshake re-parse the session with the client's certificate: 13% of the control
-// plane's CPU to connect an agent. gRPC 1.51 gives no access to its SSL_CTX, but OpenSSL
-// applies its configuration's "system_default" to every SSL_CTX made afterwards, so the
-// setting goes there, unless the machine's configuration has TLS settings of its own.
-absl::Status IssueNoSessionTickets() {
-  static const absl::Status status = [] {
-    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, nullptr);  // the machine's first: loaded once
-    if (MachineHasTlsSettings()) {
-      log::Info("OpenSSL's configuration has TLS settings of its own: the control plane keeps them, and issues "
-                "TLS session tickets if they say so");
-      return absl::OkStatus();
-    }
-    static constexpr char kConf[] =
-        "openssl_conf = meshplug\n[meshplug]\nssl_conf = meshplug_ssl\n[meshplug_ssl]\n"
-        "system_default = meshplug_tls\n[meshplug_tls]\nNumTickets = 0\n";
-    CONF* conf = NCONF_new(nullptr);
-    BIO* bio = BIO_new_mem_buf(kConf, sizeof kConf - 1);
-    long line = 0;
-    const bool loaded = NCONF_load_bio(conf, bio, &line) > 0 && CONF_modules_load(conf, nullptr, 0) > 0;
-    BIO_free(bio);
-    NCONF_free(conf);
-    ERR_clear_error();
-    return loaded ? absl::OkStatus() : absl::InternalError("cannot set OpenSSL's TLS defaults (NumTickets = 0)");
-  }();
-  return status;
-}
-
 }  // namespace
+
+bool IssueNoSessionTickets() {
+  // Registers the built-in "ssl_conf" module and loads the machine's configuration; ours
+  // goes over it (loading it again later would not undo ours).
+  OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, nullptr);
+  if (MachineHasTlsSettings()) {
+    log::Info("OpenSSL's configuration has TLS settings of its own: the control plane keeps them, and issues "
+              "TLS session tickets if they say so");
+    return false;
+  }
+  static constexpr char kConf[] =
+      "openssl_conf = meshplug\n[meshplug]\nssl_conf = meshplug_ssl\n[meshplug_ssl]\n"
+      "system_default = meshplug_tls\n[meshplug_tls]\nNumTickets = 0\n";
+  CONF* conf = NCONF_new(nullptr);
+  BIO* bio = BIO_new_mem_buf(kConf, sizeof kConf - 1);
+  long line = 0;
+  const bool loaded = NCONF_load_bio(conf, bio, &line) > 0 && CONF_modules_load(conf, nullptr, 0) > 0;
+  if (!loaded) {
+    char why[256] = "unknown";
+    if (const unsigned long e = ERR_peek_last_error()) ERR_error_string_n(e, why, sizeof why);
+    log::Warn("cannot turn TLS session tickets off; the control plane issues them", {{"error", why}});
+  }
+  BIO_free(bio);
+  NCONF_free(conf);
+  ERR_clear_error();
+  return loaded;
+}
 
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra) {
   std::vector<std::string> names = {"localhost", "127.0.0.1", "::1"};
@@ -122,7 +119,6 @@ std::vector<std::string> ServingNames(const std::string& listen_host, const std:
 absl::StatusOr<std::unique_ptr<ServingCertificate>> ServingCertificate::Create(const CertificateAuthority& ca,
                                                                               std::vector<std::string> names,
                                                                               const std::string& dir) {
-  if (auto st = IssueNoSessionTickets(); !st.ok()) return st;
   std::string tmpl = (std::filesystem::path(dir) / ".serving-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) {
     return absl::UnavailableError(Cat("cannot make a private directory in ", dir, " for the serving certificate: ",

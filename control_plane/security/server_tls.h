@@ -16,6 +16,17 @@
 
 namespace meshplug::control_plane::security {
 
+// No TLS 1.3 session tickets from any TLS server this process makes afterwards (gRPC's
+// included; process-wide, so call it before any thread starts). None of the control
+// plane's clients resumes a session (gRPC keeps no session cache unless asked, and a
+// restarted control plane could not read the old tickets), and OpenSSL 3.0 re-parsed the
+// session with the client's certificate for each of its two tickets per handshake: 13% of
+// the control plane's CPU to connect an agent. gRPC 1.51 gives no access to its SSL_CTX,
+// but OpenSSL applies its configuration's "system_default" to every SSL_CTX it makes, so
+// the setting goes there. False, logged, when it did not: the machine's OpenSSL
+// configuration has TLS settings of its own (kept), or loading failed.
+bool IssueNoSessionTickets();
+
 // The names in the serving certificate: localhost, 127.0.0.1, ::1, this machine's host
 // name, `listen_host` unless it is a wildcard, and `extra` (IP addresses or DNS names).
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra);
@@ -35,7 +46,7 @@ class ServingCertificate {
   ServingCertificate& operator=(const ServingCertificate&) = delete;
 
   // TLS only; client certificates requested but verified by Access, not here, against the
-  // CAs trusted at the time of the call. No session tickets (server_tls.cc says why).
+  // CAs trusted at the time of the call.
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
   // A new key and certificate when the CA's current signer of serving certificates is not
   // the one that signed the last (a rotation finished); nothing otherwise. With `address`

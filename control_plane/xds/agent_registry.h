@@ -52,7 +52,7 @@ class AgentRegistry {
   };
   Changes TakeChanges();
   bool IsConnected(const std::string& agent) const;
-  // The agents with an open stream to this process.
+  // The agents with an open stream to this process (xDS clients too, by XdsClientKey).
   std::set<std::string> ConnectedAgents() const;
   // Agents and clients with an open stream to this process.
   size_t ConnectedCount() const;

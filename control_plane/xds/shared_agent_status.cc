@@ -71,20 +71,27 @@ absl::StatusOr<std::map<std::string, v1::AgentStatus>> SharedAgentStatus::Merged
   std::map<std::string, v1::AgentStatus> best;
   // This replica's own view first: it is current, the shared one up to an interval old.
   for (auto& status : Local()) best[status.agent()] = std::move(status);
-  if (!store_.Shared()) return best;
-  auto shared = store_.ListLive(std::string(kPrefix));
-  if (!shared.ok()) return shared.status();
-  for (const auto& [name, bytes] : *shared) {
-    v1::AgentStatus status;
-    if (name.rfind(mine_, 0) == 0 || !status.ParseFromString(bytes)) continue;
+  absl::Status others = ForEachOther([&](v1::AgentStatus status) {
     auto slot = best.find(status.agent());
     if (slot == best.end()) {
       best.emplace(status.agent(), std::move(status));
     } else if (Better(status, slot->second)) {
       slot->second = std::move(status);
     }
-  }
+  });
+  if (!others.ok()) return others;
   return best;
+}
+
+absl::Status SharedAgentStatus::ForEachOther(const std::function<void(v1::AgentStatus)>& f) const {
+  if (!store_.Shared()) return absl::OkStatus();
+  auto shared = store_.ListLive(std::string(kPrefix));
+  if (!shared.ok()) return shared.status();
+  for (const auto& [name, bytes] : *shared) {
+    v1::AgentStatus status;
+    if (name.rfind(mine_, 0) != 0 && status.ParseFromString(bytes)) f(std::move(status));
+  }
+  return absl::OkStatus();
 }
 
 std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
@@ -99,17 +106,13 @@ std::vector<v1::AgentStatus> SharedAgentStatus::List() const {
 }
 
 std::optional<std::set<std::string>> SharedAgentStatus::Connected() const {
-  // Connected somewhere is what the merge would show first; no statuses are copied for it
-  // (the leader's orphan scan asks every 30 s, with every agent of the mesh).
+  // Connected somewhere is what the merge shows first, without copying this replica's
+  // statuses (the orphan scan and each registration batch ask, with every agent).
   std::set<std::string> out = registry_.ConnectedAgents();
-  if (!store_.Shared()) return out;
-  auto shared = store_.ListLive(std::string(kPrefix));
-  if (!shared.ok()) return std::nullopt;
-  for (const auto& [name, bytes] : *shared) {
-    v1::AgentStatus status;
-    if (name.rfind(mine_, 0) == 0 || !status.ParseFromString(bytes)) continue;
+  absl::Status others = ForEachOther([&](v1::AgentStatus status) {
     if (status.connected()) out.insert(status.agent());
-  }
+  });
+  if (!others.ok()) return std::nullopt;
   return out;
 }
 

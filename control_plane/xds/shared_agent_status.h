@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,8 @@ class SharedAgentStatus {
   // Per agent, the status to show (this replica's and the others'); an error when the
   // others' cannot be read.
   absl::StatusOr<std::map<std::string, v1::AgentStatus>> Merged() const;
+  // Calls `f` with each status the other replicas share; an error when they cannot be read.
+  absl::Status ForEachOther(const std::function<void(v1::AgentStatus)>& f) const;
 
   store::Store& store_;
   AgentRegistry& registry_;

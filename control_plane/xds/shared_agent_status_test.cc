@@ -50,6 +50,16 @@ TEST(SharedAgentStatusTest, AnAgentConnectedToAnyReplicaIsConnected) {
   EXPECT_TRUE(Eventually([&] { return (seen = second.Connected()) == Agents{"ns/a", "ns/b"}; },
                          std::chrono::seconds(10)))
       << (seen ? seen->size() : 0) << " agents";
+  // Once the first sees what the second shared (c, disconnected there), c is still not
+  // connected for it.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (const auto& status : first.List()) {
+          if (status.agent() == "ns/c") return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(first.Connected(), (Agents{"ns/a", "ns/b"}));
 }
 
