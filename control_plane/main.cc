@@ -91,7 +91,7 @@ int Fail(const std::string& msg) {
 
 // SCHED_BATCH, for this thread and so for every thread it starts. A gRPC thread woken by a
 // completion then no longer preempts the thread that publishes, which therefore pushes to
-// many agents in one slice of the CPU instead of switching threads about nine times per
+// many agents in one slice of the CPU instead of switching threads about ten times per
 // agent when the core is busy (docs/benchmarks.md, issue 21, eleventh session). The price:
 // a thread woken while the CPU is busy waits for the running one's time slice (a few
 // milliseconds) before it runs.
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   // Before any thread starts: all inherit the policy, and OpenSSL's configuration is
   // changed while nothing else uses it.
   ScheduleAsBatch();
-  meshplug::control_plane::security::IssueNoSessionTickets();
+  meshplug::control_plane::security::IssueNoSessionTickets();  // logs when it does not apply
   // Block the signals before any thread starts, so only the waiter below receives them.
   sigset_t signals;
   sigemptyset(&signals);

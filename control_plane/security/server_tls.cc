@@ -76,14 +76,14 @@ bool MachineHasTlsSettings() {
 
 }  // namespace
 
-bool IssueNoSessionTickets() {
+TicketSetting IssueNoSessionTickets() {
   // Registers the built-in "ssl_conf" module and loads the machine's configuration; ours
   // goes over it (loading it again later would not undo ours).
   OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, nullptr);
   if (MachineHasTlsSettings()) {
     log::Info("OpenSSL's configuration has TLS settings of its own: the control plane keeps them, and issues "
               "TLS session tickets if they say so");
-    return false;
+    return TicketSetting::kMachineSettingsKept;
   }
   static constexpr char kConf[] =
       "openssl_conf = meshplug\n[meshplug]\nssl_conf = meshplug_ssl\n[meshplug_ssl]\n"
@@ -100,7 +100,7 @@ bool IssueNoSessionTickets() {
   BIO_free(bio);
   NCONF_free(conf);
   ERR_clear_error();
-  return loaded;
+  return loaded ? TicketSetting::kApplied : TicketSetting::kFailed;
 }
 
 std::vector<std::string> ServingNames(const std::string& listen_host, const std::vector<std::string>& extra) {

@@ -20,12 +20,13 @@ namespace meshplug::control_plane::security {
 // included; process-wide, so call it before any thread starts). None of the control
 // plane's clients resumes a session (gRPC keeps no session cache unless asked, and a
 // restarted control plane could not read the old tickets), and OpenSSL 3.0 re-parsed the
-// session with the client's certificate for each of its two tickets per handshake: 13% of
-// the control plane's CPU to connect an agent. gRPC 1.51 gives no access to its SSL_CTX,
-// but OpenSSL applies its configuration's "system_default" to every SSL_CTX it makes, so
-// the setting goes there. False, logged, when it did not: the machine's OpenSSL
-// configuration has TLS settings of its own (kept), or loading failed.
-bool IssueNoSessionTickets();
+// session with the client's certificate for each of its two tickets per handshake: about
+// 12% of the control plane's CPU to connect an agent. gRPC 1.51 gives no access to its
+// SSL_CTX, but OpenSSL applies its configuration's "system_default" to every SSL_CTX it
+// makes, so the setting goes there, unless the machine's OpenSSL configuration has TLS
+// settings of its own (Debian 12's has none): those are kept. Logged when not applied.
+enum class TicketSetting { kApplied, kMachineSettingsKept, kFailed };
+TicketSetting IssueNoSessionTickets();
 
 // The names in the serving certificate: localhost, 127.0.0.1, ::1, this machine's host
 // name, `listen_host` unless it is a wildcard, and `extra` (IP addresses or DNS names).

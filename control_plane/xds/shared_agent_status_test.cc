@@ -61,6 +61,14 @@ TEST(SharedAgentStatusTest, AnAgentConnectedToAnyReplicaIsConnected) {
       },
       std::chrono::seconds(10)));
   EXPECT_EQ(first.Connected(), (Agents{"ns/a", "ns/b"}));
+
+  // An agent that leaves the second is not connected for it at once, though the value it
+  // shared (up to a second old) still says so.
+  const uint64_t d = two.Connected("ns/d", "delta", "peer");
+  ASSERT_TRUE(Eventually([&] { return first.Connected() == Agents{"ns/a", "ns/b", "ns/d"}; },
+                         std::chrono::seconds(10)));
+  two.Disconnected("ns/d", d);
+  EXPECT_EQ(second.Connected(), (Agents{"ns/a", "ns/b"}));
 }
 
 }  // namespace
