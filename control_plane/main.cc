@@ -240,6 +240,11 @@ int main(int argc, char** argv) {
   // Agents ping every 30 s to notice a control plane that vanished without closing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // No bandwidth-delay probing of what agents send (small ACKs): each burst of ACKs after a
+  // quiet spell started a PING round trip on every connection, a write and a read more
+  // per agent (docs/benchmarks.md, issue 21, eleventh session). The receive window stays
+  // gRPC's default, which a large apply over a long round trip pays for.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   // An apply carries up to ManifestLimits::max_bytes_of_text of manifests; they are
   // checked against their limits with a clear error rather than cut off by gRPC.
   builder.SetMaxReceiveMessageSize(16 << 20);
