@@ -225,6 +225,12 @@ int main(int argc, char** argv) {
     // reconnect and resume), so an expired token stops reading within that.
     plain_builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 10 * 60 * 1000);
     plain_builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 10 * 1000);
+    // No bandwidth-delay probing of what clients send (small ACKs): the first data after a
+    // quiet spell started a PING round trip on the connection. Off, a change pushed to
+    // 2,000 agents read about one message less and woke threads two times less per agent
+    // (docs/benchmarks.md, issue 21, eleventh session). The receive window no longer grows
+    // by the estimate; gRPC still opens it for a large message (an apply).
+    plain_builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     plain_builder.RegisterService(&plaintext_ads.emplace(cache, registry, controller, access));
     plaintext_server = plain_builder.BuildAndStart();
     if (!plaintext_server || plain_port == 0) return Fail(Cat("--plaintext_xds_listen: cannot listen on ", plain));
@@ -240,11 +246,7 @@ int main(int argc, char** argv) {
   // Agents ping every 30 s to notice a control plane that vanished without closing.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // No bandwidth-delay probing of what agents send (small ACKs): each burst of ACKs after a
-  // quiet spell started a PING round trip on every connection, a write and a read more
-  // per agent (docs/benchmarks.md, issue 21, eleventh session). The receive window stays
-  // gRPC's default, which a large apply over a long round trip pays for.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);  // as on the plaintext server above
   // An apply carries up to ManifestLimits::max_bytes_of_text of manifests; they are
   // checked against their limits with a clear error rather than cut off by gRPC.
   builder.SetMaxReceiveMessageSize(16 << 20);
