@@ -23,9 +23,19 @@ const std::set<std::string>& Agents(const std::map<Key, std::set<std::string>>& 
   return it == index.end() ? kNoAgents : it->second;
 }
 
+// Whether the two reports put the agent under the same keys of every index.
+bool IndexedAlike(const translate::Report& a, const translate::Report& b) {
+  return a.mounted_plugins == b.mounted_plugins && a.matched_chains == b.matched_chains &&
+         a.applied_configs == b.applied_configs && a.copied_services == b.copied_services &&
+         a.conflicts == b.conflicts;
+}
+
 }  // namespace
 
 void ReportIndex::Update(const std::string& agent, const translate::Report* before, const translate::Report* now) {
+  // Most translations index the agent as before (a new config value, script or endpoint):
+  // taking it out of every set of 10,000 agents and putting it back was 2% of a push.
+  if (before && now && IndexedAlike(*before, *now)) return;
   if (before) Add(agent, *before, -1);
   if (now) Add(agent, *now, +1);
 }

@@ -37,6 +37,16 @@ TEST(ReportIndex, FollowsReportsAsTheyChangeAndAgentsGo) {
   EXPECT_EQ(index.PluginAgents("q"), (Agents{"curl/a"}));
   EXPECT_EQ(index.ConfigConflicts(config).size(), 1u);
 
+  // Translated again to the same keys, then to one more (a copy of a Service).
+  const auto a3 = a2;
+  index.Update("curl/a", &a2, &a3);
+  EXPECT_EQ(index.PluginAgents("q"), (Agents{"curl/a"}));
+  auto a4 = a3;
+  a4.copied_services.insert("web");
+  index.Update("curl/a", &a3, &a4);
+  EXPECT_EQ(index.Copies().at("web"), (Agents{"curl/a"}));
+  EXPECT_EQ(index.PluginAgents("q"), (Agents{"curl/a"}));
+
   index.Update("curl/b", &b, nullptr);  // b is gone
   EXPECT_TRUE(index.PluginAgents("p").empty());
   EXPECT_TRUE(index.ChainAgents(chain).empty());
