@@ -48,6 +48,12 @@
 
 namespace meshplug::net {
 
+class Stream;
+// Below, with Stream (declared here for its default argument).
+template <typename ConstBuffers>
+Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
+                   boost::beast::error_code& ec, bool may_hold = true);
+
 class Stream {
  public:
   using executor_type = boost::asio::ip::tcp::socket::executor_type;
@@ -86,7 +92,7 @@ class Stream {
  private:
   template <typename ConstBuffers>
   friend Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
-                            boost::beast::error_code& ec);
+                            boost::beast::error_code& ec, bool may_hold);
   friend Pending Flush(Stream& stream, boost::beast::error_code& ec);
 
   // The most StartWrite holds for the end of the turn; a larger write goes at once.
@@ -388,13 +394,20 @@ inline bool EndOfStream(const boost::beast::error_code& ec) {
 
 namespace detail {
 
-// The rest of StartWrite's write, after `held` (bytes held before it that the socket has
-// not taken yet, if any), within `timeout`.
+// The rest of StartWrite's write, within `timeout` (the stream's async writes send held
+// bytes first).
 template <typename ConstBuffers>
-boost::asio::awaitable<void> WriteRest(Stream& stream, std::string held, boost::beast::buffers_suffix<ConstBuffers> rest,
+boost::asio::awaitable<void> WriteRest(Stream& stream, boost::beast::buffers_suffix<ConstBuffers> rest,
                                        std::chrono::milliseconds timeout, boost::beast::error_code& ec) {
   stream.expires_after(timeout);
-  co_await boost::asio::async_write(stream, boost::beast::buffers_cat(boost::asio::buffer(held), rest),
+  co_await boost::asio::async_write(stream, rest, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+}
+
+// Flush's rest: `held`, taken from the stream, within `timeout`.
+inline boost::asio::awaitable<void> WriteHeld(Stream& stream, std::string held, std::chrono::milliseconds timeout,
+                                              boost::beast::error_code& ec) {
+  stream.expires_after(timeout);
+  co_await boost::asio::async_write(stream, boost::asio::buffer(held),
                                     boost::asio::redirect_error(boost::asio::use_awaitable, ec));
 }
 
@@ -403,7 +416,8 @@ boost::asio::awaitable<void> WriteRest(Stream& stream, std::string held, boost::
 // Writes all of `buffers`, within `timeout`. On plain TCP, while the worker's turns gather
 // several writes, a write of up to kHoldLimit bytes (with those held already) is held and
 // sent at the end of the event loop's turn (net::TurnEnd), and reported done now; if sending
-// it fails, the stream's next StartWrite or Flush fails with that error. Otherwise it is
+// it fails, the stream's next StartWrite or Flush fails with that error. Without
+// `may_hold` (the caller must know now whether it failed), it is not held. Otherwise it is
 // written here, outside the event loop, as far as the socket takes it at once (an async
 // write that completes at once still posts its completion: a turn of the loop); most end
 // here (Pending). The rest, if any, and everything under TLS, is written by the awaitable
@@ -412,27 +426,27 @@ boost::asio::awaitable<void> WriteRest(Stream& stream, std::string held, boost::
 // The buffer sequence is held by value; the bytes it views must outlive the write.
 template <typename ConstBuffers>
 Pending StartWrite(Stream& stream, ConstBuffers buffers, std::chrono::milliseconds timeout,
-                   boost::beast::error_code& ec) {
+                   boost::beast::error_code& ec, bool may_hold) {
   // The suffix holds the sequence (Beast 1.74's has no move: a write that does not finish
   // here copies it into WriteRest, and Asio's async write again).
   using Rest = boost::beast::buffers_suffix<ConstBuffers>;
   if (stream.secure()) {
     ec = {};
-    return detail::WriteRest(stream, std::string(), Rest(boost::in_place_init, std::move(buffers)), timeout, ec);
+    return detail::WriteRest(stream, Rest(boost::in_place_init, std::move(buffers)), timeout, ec);
   }
   Stream::Tcp& tcp = *stream.tcp_;
   ec = tcp.held_error;
-  if (ec || tcp.Hold(buffers, timeout)) return std::nullopt;
+  if (ec || (may_hold && tcp.Hold(buffers, timeout))) return std::nullopt;
   Rest rest(boost::in_place_init, std::move(buffers));
   // Held bytes go first. They are rare here (a write above kHoldLimit after a held one in
   // the same turn), so the usual write makes no call for them.
   if (!tcp.held.empty()) {
-    if (!tcp.SendHeld(false)) return detail::WriteRest(stream, tcp.TakeHeld(), std::move(rest), timeout, ec);
+    if (!tcp.SendHeld(false)) return detail::WriteRest(stream, std::move(rest), timeout, ec);
     ec = tcp.held_error;  // their send may have failed
   }
   if (!ec) rest.consume(tcp.SendNow(rest, ec));
   if (ec || boost::asio::buffer_size(rest) == 0) return std::nullopt;
-  return detail::WriteRest(stream, std::string(), std::move(rest), timeout, ec);
+  return detail::WriteRest(stream, std::move(rest), timeout, ec);
 }
 
 // Sends the bytes StartWrite holds now (before the sending side is shut down), within the
@@ -444,8 +458,7 @@ inline Pending Flush(Stream& stream, boost::beast::error_code& ec) {
     return std::nullopt;
   }
   ec = {};
-  return detail::WriteRest(stream, tcp.TakeHeld(), boost::beast::buffers_suffix<boost::asio::const_buffer>(),
-                           tcp.held_timeout, ec);
+  return detail::WriteHeld(stream, tcp.TakeHeld(), tcp.held_timeout, ec);
 }
 
 inline void Stream::Slot::Expired() {

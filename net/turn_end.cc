@@ -57,7 +57,6 @@ void TurnEnd::RunNow() {
 void TurnEnd::shutdown() {
   RunNow();  // the loop that would have run them has stopped: what is due goes now
   due_.clear();
-  running_.clear();
 }
 
 }  // namespace meshplug::net

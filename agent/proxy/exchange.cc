@@ -807,14 +807,11 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     }
     call.connection->buffer.max_size(ReadBufferLimit(limits.max_header_bytes));
     ++call.connection->requests;
-    if (net::Pending rest =
-            net::StartWrite(call.connection->stream, asio::buffer(head), limits.downstream_idle_timeout, ec)) {
-      co_await std::move(*rest);
-    }
     // With a body the header goes now, not at the turn's end: whether it failed is known
     // before the body is read (a request whose body was read cannot go again).
-    if (!ec && has_body) {
-      if (net::Pending rest = net::Flush(call.connection->stream, ec)) co_await std::move(*rest);
+    if (net::Pending rest = net::StartWrite(call.connection->stream, asio::buffer(head),
+                                            limits.downstream_idle_timeout, ec, /*may_hold=*/!has_body)) {
+      co_await std::move(*rest);
     }
     if (ec) {
       if (write_failed(ec)) continue;
@@ -839,8 +836,8 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     call.HeaderRead();
     // A request header held for the turn's end (net::StartWrite) fails after the read began
     // (without a body: one with a body was flushed above).
-    if (ec && !has_body && call.connection->stream.held_write_error()) {
-      if (write_failed(call.connection->stream.held_write_error())) continue;
+    if (const beast::error_code& held = call.connection->stream.held_write_error(); ec && !has_body && held) {
+      if (write_failed(held)) continue;
       co_return;
     }
     if (!ec) {

@@ -39,13 +39,16 @@ def measure(key, agent_bin, backend, auth, seconds):
         perf = subprocess.Popen(["perf", "stat", "-a", "-x", ",", "-e", ",".join(EVENTS)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
+        run.PROCS.append(perf)  # stopped with the rest if this fails
         time.sleep(0.3)  # perf has opened its counters
         u0, s0 = run.cpu_times(pids)
         sat = run.run_wrk(port, seconds, 64)
         u1, s1 = run.cpu_times(pids)
         os.killpg(perf.pid, signal.SIGINT)
         counts = {}
-        for line in perf.communicate(timeout=60)[1].splitlines():
+        output = perf.communicate(timeout=60)[1]
+        run.PROCS.remove(perf)
+        for line in output.splitlines():
             fields = line.split(",")
             if len(fields) > 2 and fields[2] in EVENTS and fields[0].replace(".", "").isdigit():
                 counts[fields[2]] = float(fields[0])
@@ -67,6 +70,9 @@ def main():
     unknown = sorted(set(args.paths) - set(run.COUNTABLE_PATHS))
     if unknown:
         sys.exit(f"--paths: {''.join(unknown)} not among {run.COUNTABLE_PATHS}")
+    h2 = sorted(set(args.paths) & set(run.HTTP2_PATHS))
+    if h2:
+        sys.exit(f"--paths: {''.join(h2)} take HTTP/2 clients; this tool drives wrk (HTTP/1.1) only")
     if args.seconds < 1 or args.runs < 1:
         sys.exit("--seconds and --runs: at least 1")
     if os.geteuid() != 0:
