@@ -13,7 +13,7 @@ def cc_grpc_library(name, srcs, deps = [], grpc = False, visibility = None):
     """Generates and compiles `srcs`.
 
     Args:
-      name: the cc_library to create.
+      name: the cc_library to create (with the services); `name`_messages has the messages only.
       srcs: .proto files in this package.
       deps: other cc_grpc_library targets whose .proto files `srcs` import.
       grpc: also generate gRPC service stubs.
@@ -46,13 +46,24 @@ def cc_grpc_library(name, srcs, deps = [], grpc = False, visibility = None):
         message = "protoc " + name,
     )
 
+    # The messages alone: code that only encodes and decodes them (the agent) links no
+    # gRPC library. `name` adds the service stubs and gRPC when `grpc` is set.
     native.cc_library(
-        name = name,
-        srcs = [o for o in outs if o.endswith(".cc")],
-        hdrs = [o for o in outs if o.endswith(".h")],
+        name = name + "_messages",
+        srcs = [o for o in outs if o.endswith(".pb.cc") and not o.endswith(".grpc.pb.cc")],
+        hdrs = [o for o in outs if o.endswith(".pb.h") and not o.endswith(".grpc.pb.h")],
         includes = ["."],
         # Generated code is not ours to keep -Wextra clean.
         copts = ["-Wno-unused-parameter"],
-        deps = deps + ["//third_party:protobuf"] + (["//third_party:grpc"] if grpc else []),
+        deps = [d + "_messages" for d in deps] + ["//third_party:protobuf"],
+        visibility = visibility,
+    )
+    native.cc_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".grpc.pb.cc")],
+        hdrs = [o for o in outs if o.endswith(".grpc.pb.h")],
+        includes = ["."],
+        copts = ["-Wno-unused-parameter"],
+        deps = [name + "_messages"] + (deps + ["//third_party:grpc"] if grpc else [d + "_messages" for d in deps]),
         visibility = visibility,
     )
