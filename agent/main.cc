@@ -416,7 +416,7 @@ int main(int argc, char** argv) {
     });
     identity->StartRenewal();
     agent_ns::xds::XdsClientOptions options = XdsOptions(*bootstrap, agent.inbound_port(), agent.admin_port(), !snapshot_file.empty());
-    options.credentials = [&identity] { return identity->ChannelCredentials(); };
+    options.credentials = [&identity] { return identity->Credentials(); };
     options.servers = identity->servers();
     if (bootstrap->address.empty()) {
       log::Warn("no workload address (--address): peers cannot reach this workload through the mesh");

@@ -48,18 +48,29 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_OK;
 }
 
-// TLS 1.3 only, our certificate, the mesh's roots, and a peer certificate required.
+// TLS 1.3 only, our certificate (none when `chain_pem` is empty), `bundle_pem`'s roots, and
+// a peer certificate required.
 absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method method, const std::string& key_pem,
                                                       const std::string& chain_pem, const std::string& bundle_pem) {
   auto ctx = std::make_shared<ssl::context>(method);
   boost::system::error_code ec;
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
-  ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
-  if (!ec) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+  if (!chain_pem.empty()) ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
+  if (!ec && !chain_pem.empty()) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
   if (!ec) ctx->add_certificate_authority(asio::buffer(bundle_pem), ec);
   if (!ec) ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
   if (ec) return absl::InvalidArgumentError(Cat("the workload certificate cannot be used for TLS: ", ec.message()));
   return ctx;
+}
+
+// Verifies `name` (a DNS name or an IP address) as the server's, and sends it as SNI when
+// it is a DNS name.
+bool ExpectServerName(SSL* ssl, const std::string& name) {
+  boost::system::error_code not_ip;
+  asio::ip::make_address(name, not_ip);
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  if (!not_ip) return X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
+  return SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0) == 1;
 }
 
 }  // namespace
@@ -91,20 +102,32 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
 absl::StatusOr<TlsOrigination> OriginationTo(const TlsCredentials* credentials, const std::string& identity) {
   TlsContexts tls = credentials ? credentials->Get() : TlsContexts{};
   if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
-  return TlsOrigination{std::move(tls.client), identity, std::move(tls.issuer_key_ids)};
+  return TlsOrigination{std::move(tls.client), identity, std::move(tls.issuer_key_ids), false, ""};
+}
+
+absl::StatusOr<std::shared_ptr<ssl::context>> ServerVerifyingContext(const std::string& roots_pem,
+                                                                      const std::string& key_pem,
+                                                                      const std::string& chain_pem) {
+  auto ctx = Context(ssl::context::tls_client, key_pem, chain_pem, roots_pem);
+  if (!ctx.ok()) return absl::InvalidArgumentError(Cat("TLS to the control plane: ", ctx.status().message()));
+  return ctx;
 }
 
 asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls, boost::beast::error_code& ec) {
   stream.StartTls(tls.context);
   static constexpr unsigned char kH2[] = {2, 'h', '2'};
-  if (tls.http2 && SSL_set_alpn_protos(stream.tls().native_handle(), kH2, sizeof kH2) != 0) {
+  SSL* ssl = stream.tls().native_handle();
+  if ((tls.http2 && SSL_set_alpn_protos(ssl, kH2, sizeof kH2) != 0) ||
+      (!tls.server_name.empty() && !ExpectServerName(ssl, tls.server_name))) {
     ec = boost::asio::error::no_memory;
     co_return;
   }
-  stream.tls().set_verify_callback(
-      [issuers = tls.issuer_key_ids, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
-        return issuers && VerifyLeaf(preverified, vc, *issuers, expected);
-      });
+  if (tls.server_name.empty()) {
+    stream.tls().set_verify_callback(
+        [issuers = tls.issuer_key_ids, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
+          return issuers && VerifyLeaf(preverified, vc, *issuers, expected);
+        });
+  }
   co_await stream.tls().async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
 }
 

@@ -57,7 +57,17 @@ struct TlsOrigination {
   std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
   // Offer ALPN h2 (and only h2) instead of http/1.1.
   bool http2 = false;
+  // Set for a server outside the mesh's workload identities (the control plane): its
+  // certificate must chain to the context's roots and name this host, a DNS name or an
+  // IP address, as HTTPS checks; `expected_identity` and `issuer_key_ids` do not apply.
+  std::string server_name;
 };
+
+// A client context for such a server: verifies it with `roots_pem` and presents
+// `chain_pem` with `key_pem` (both empty: no client certificate).
+absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> ServerVerifyingContext(const std::string& roots_pem,
+                                                                                  const std::string& key_pem,
+                                                                                  const std::string& chain_pem);
 
 // mTLS to a peer that must prove `identity`, with the current certificate of `credentials`
 // (may be null); UNAVAILABLE while there is none: such a peer is never called in plaintext.

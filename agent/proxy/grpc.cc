@@ -8,8 +8,8 @@ namespace meshplug::agent::proxy {
 
 namespace http = boost::beast::http;
 
-bool IsGrpc(const http::request_header<>& request) {
-  const std::string_view type = plugins::FieldValue(request, http::field::content_type);
+bool IsGrpc(const http::fields& message) {
+  const std::string_view type = plugins::FieldValue(message, http::field::content_type);
   constexpr std::string_view kGrpc = "application/grpc";
   if (type.size() < kGrpc.size() || !boost::beast::iequals(type.substr(0, kGrpc.size()), kGrpc)) return false;
   return type.size() == kGrpc.size() || type[kGrpc.size()] == '+' || type[kGrpc.size()] == ';';
@@ -60,6 +60,25 @@ std::string GrpcMessage(std::string_view text) {
       out.push_back('%');
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+std::string GrpcMessageText(std::string_view value) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '%' && i + 2 < value.size() && hex(value[i + 1]) >= 0 && hex(value[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(value[i + 1]) * 16 + hex(value[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(value[i]);
     }
   }
   return out;

@@ -14,7 +14,7 @@
 namespace meshplug::agent::proxy {
 
 // Content-Type application/grpc, with or without a subtype ("+proto") or parameters.
-bool IsGrpc(const boost::beast::http::request_header<>& request);
+bool IsGrpc(const boost::beast::http::fields& message);
 
 // A grpc-timeout value: 1–8 digits and a unit (H, M, S, m, u, n); nullopt when malformed.
 std::optional<std::chrono::milliseconds> GrpcTimeout(std::string_view value);
@@ -26,6 +26,8 @@ uint32_t GrpcStatusFor(unsigned http_status);
 
 // grpc-message's percent-encoding of `text` (RFC 3986 style, printable ASCII but '%' kept).
 std::string GrpcMessage(std::string_view text);
+// The text of a grpc-message value: its %XX sequences decoded (a malformed one is kept).
+std::string GrpcMessageText(std::string_view value);
 
 // A reply the agent (or a plugin) makes to a gRPC request with an error status becomes a
 // gRPC error: HTTP 200, application/grpc, grpc-status and grpc-message (from `body`) in a

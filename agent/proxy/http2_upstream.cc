@@ -41,12 +41,16 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   void Detach(Http2UpstreamStream& stream);
   nghttp2_session* session() { return session_; }
   void Flush() { writer_wake_.Notify(); }
+  void KeepAlive(milliseconds interval, milliseconds timeout);
+  // Closes the connection and the socket: every loop ends.
+  void Shut();
 
  private:
   // Each loop holds the connection (its argument) while it runs.
   awaitable<void> ReadLoop(std::shared_ptr<Http2UpstreamConnection> self);
   awaitable<void> WriteLoop(std::shared_ptr<Http2UpstreamConnection> self);
   awaitable<void> IdleLoop(std::shared_ptr<Http2UpstreamConnection> self);
+  awaitable<void> PingLoop(std::shared_ptr<Http2UpstreamConnection> self, milliseconds interval, milliseconds timeout);
   void Closed();
   Http2UpstreamStream* Find(int32_t id) {
     auto it = streams_.find(id);
@@ -70,6 +74,8 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   bool going_away_ = false;  // a GOAWAY went or came: no new streams
   Signal writer_wake_;
   Signal idle_;
+  std::optional<asio::steady_timer> keepalive_;  // while PingLoop runs
+  uint64_t ping_acks_ = 0;
 };
 
 // ---- Http2UpstreamStream
@@ -90,6 +96,10 @@ void Http2UpstreamStream::Closed(uint32_t error) {
 Http2UpstreamStream::~Http2UpstreamStream() { connection_->Detach(*this); }
 
 void Http2UpstreamStream::Cancel() { connection_->Detach(*this); }
+
+void Http2UpstreamStream::KeepAlive(milliseconds interval, milliseconds timeout) {
+  connection_->KeepAlive(interval, timeout);
+}
 
 awaitable<void> Http2UpstreamStream::Write(std::string_view piece, bool last, milliseconds idle, beast::error_code& ec) {
   if (closed_) {
@@ -187,8 +197,38 @@ void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
   idle_.Notify();
 }
 
+void Http2UpstreamConnection::KeepAlive(milliseconds interval, milliseconds timeout) {
+  if (keepalive_ || !alive_) return;
+  keepalive_.emplace(connection_->stream.get_executor());
+  asio::co_spawn(connection_->stream.get_executor(), PingLoop(shared_from_this(), interval, timeout), asio::detached);
+}
+
+awaitable<void> Http2UpstreamConnection::PingLoop(std::shared_ptr<Http2UpstreamConnection>, milliseconds interval,
+                                                  milliseconds timeout) {
+  beast::error_code ec;
+  while (alive_) {
+    keepalive_->expires_after(interval);
+    co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!alive_) break;
+    const uint64_t acks = ping_acks_;
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    Flush();
+    keepalive_->expires_after(timeout);
+    co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (alive_ && ping_acks_ == acks) Shut();
+  }
+}
+
+void Http2UpstreamConnection::Shut() {
+  Closed();
+  beast::error_code ec;
+  connection_->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  connection_->stream.cancel();
+}
+
 void Http2UpstreamConnection::Closed() {
   alive_ = false;
+  if (keepalive_) keepalive_->cancel();
   for (auto& [id, stream] : streams_) stream->Closed(NGHTTP2_INTERNAL_ERROR);
   streams_.clear();
   Flush();
@@ -210,10 +250,7 @@ awaitable<void> Http2UpstreamConnection::WriteLoop(std::shared_ptr<Http2Upstream
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
     co_await writer_wake_.Wait(Clock::time_point::max());
   }
-  Closed();
-  beast::error_code ec;
-  connection_->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  connection_->stream.cancel();
+  Shut();
 }
 
 awaitable<void> Http2UpstreamConnection::IdleLoop(std::shared_ptr<Http2UpstreamConnection>) {
@@ -259,6 +296,10 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
     connection->going_away_ = true;
     return 0;
   }
+  if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    ++connection->ping_acks_;
+    return 0;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   Http2UpstreamStream* stream = connection->Find(frame->hd.stream_id);
   if (!stream) return 0;
@@ -300,6 +341,11 @@ int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, 
 }
 
 // ---- Http2UpstreamPool
+
+void Http2UpstreamPool::CloseAll() {
+  for (auto& [key, connection] : connections_) connection->Shut();
+  connections_.clear();
+}
 
 std::shared_ptr<Http2UpstreamConnection> Http2UpstreamPool::Usable(const std::string& key) const {
   auto it = connections_.find(key);

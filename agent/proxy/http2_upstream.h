@@ -39,6 +39,10 @@ class Http2UpstreamStream {
                                      boost::beast::error_code& ec);
   // Resets the stream (CANCEL) unless it has ended.
   void Cancel();
+  // PINGs the connection every `interval`; one unanswered for `timeout` closes it (and
+  // every stream on it): a peer that vanished without closing is noticed. Once per
+  // connection; later calls change nothing.
+  void KeepAlive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
 
   // The final response header (interim 1xx skipped) by `deadline`.
   boost::asio::awaitable<void> ReadHeader(boost::beast::http::response_header<>& out,
@@ -86,6 +90,8 @@ class Http2UpstreamPool {
       boost::beast::error_code& ec);
 
   size_t connections() const { return connections_.size(); }
+  // Closes every connection now; the streams on them end (connection_reset).
+  void CloseAll();
 
  private:
   // A connect in progress: other requests to the same endpoint wait for it and share its

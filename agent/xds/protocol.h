@@ -4,8 +4,6 @@
 // state of the world (every response holds all resources of its type).
 #pragma once
 
-#include <grpcpp/grpcpp.h>
-
 #include <optional>
 #include <string>
 
@@ -13,7 +11,7 @@
 #include "agent/xds/update_assembler.h"
 #include "agent/xds/xds_resources.h"
 #include "common/strings.h"
-#include "envoy/service/discovery/v3/ads.grpc.pb.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace meshplug::agent::xds {
 
@@ -35,11 +33,7 @@ struct DeltaOps {
   using Req = discovery::DeltaDiscoveryRequest;
   using Resp = discovery::DeltaDiscoveryResponse;
   static constexpr const char* kName = "delta";
-
-  static auto Prepare(discovery::AggregatedDiscoveryService::Stub& stub, grpc::ClientContext* ctx,
-                      grpc::CompletionQueue* cq) {
-    return stub.PrepareAsyncDeltaAggregatedResources(ctx, cq);
-  }
+  static constexpr const char* kMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
   static Req Subscribe(const std::string& type, const envoy::config::core::v3::Node* node,
                        const ResourceSet& have) {
     Req r;
@@ -85,11 +79,7 @@ struct SotwOps {
   using Req = discovery::DiscoveryRequest;
   using Resp = discovery::DiscoveryResponse;
   static constexpr const char* kName = "sotw";
-
-  static auto Prepare(discovery::AggregatedDiscoveryService::Stub& stub, grpc::ClientContext* ctx,
-                      grpc::CompletionQueue* cq) {
-    return stub.PrepareAsyncStreamAggregatedResources(ctx, cq);
-  }
+  static constexpr const char* kMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
   static Req Subscribe(const std::string& type, const envoy::config::core::v3::Node* node,
                        const ResourceSet& have) {
     Req r;

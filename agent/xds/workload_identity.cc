@@ -1,7 +1,5 @@
 #include "agent/xds/workload_identity.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <algorithm>
 #include <filesystem>
 
@@ -9,7 +7,8 @@
 #include "common/files.h"
 #include "common/strings.h"
 #include "common/x509.h"
-#include "meshplug/v1/identity.grpc.pb.h"
+#include "meshplug/v1/identity.pb.h"
+#include "net/tls.h"
 
 namespace meshplug::agent::xds {
 namespace {
@@ -30,14 +29,13 @@ absl::StatusOr<IdentityMaterial> Describe(std::string key, std::string chain, st
 // mTLS to the control plane with `m`'s certificate. Its serving certificate is verified
 // with the mesh's roots from the latest snapshot once there is one (a finished CA rotation
 // drops the old root here too), else with those the agent joined with as well.
-std::shared_ptr<grpc::ChannelCredentials> MutualTls(const IdentityMaterial& m, const std::string& join_roots) {
-  grpc::SslCredentialsOptions tls;
+absl::StatusOr<ControlPlaneCredentials> MutualTls(const IdentityMaterial& m, const std::string& join_roots) {
   const bool from_snapshot = !m.trusted_issuers.empty();
-  tls.pem_root_certs = from_snapshot || m.bundle_pem.find(join_roots) != std::string::npos ? m.bundle_pem
-                                                                                         : join_roots + m.bundle_pem;
-  tls.pem_private_key = m.key_pem;
-  tls.pem_cert_chain = m.chain_pem;
-  return grpc::SslCredentials(tls);
+  auto tls = net::ServerVerifyingContext(
+      from_snapshot || m.bundle_pem.find(join_roots) != std::string::npos ? m.bundle_pem : join_roots + m.bundle_pem,
+      m.key_pem, m.chain_pem);
+  if (!tls.ok()) return tls.status();
+  return ControlPlaneCredentials{*std::move(tls), ""};
 }
 
 }  // namespace
@@ -99,7 +97,7 @@ WorkloadIdentity::Clock::time_point WorkloadIdentity::RenewAt(Clock::time_point 
   return installed + std::max<Clock::duration>((not_after - installed) / 2, std::chrono::seconds(5));
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkloadIdentity::ChannelCredentials() {
+absl::StatusOr<ControlPlaneCredentials> WorkloadIdentity::Credentials() {
   std::optional<IdentityMaterial> now = current();
   if (!now || now->not_after <= Clock::now()) {
     if (auto st = Join(); !st.ok()) return st;
@@ -119,10 +117,9 @@ absl::Status WorkloadIdentity::Join() {
               options_.agent_id, ")"));
     }
   }
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = options_.ca_pem;
-  auto creds = grpc::CompositeChannelCredentials(grpc::SslCredentials(tls), grpc::AccessTokenCredentials(options_.join_token));
-  absl::Status st = Obtain(creds, "join");
+  auto tls = net::ServerVerifyingContext(options_.ca_pem, "", "");
+  absl::Status st = tls.ok() ? Obtain(ControlPlaneCredentials{*std::move(tls), options_.join_token}, "join")
+                             : tls.status();
   // The control plane accepts a token once: only a refusal for another reason (it was
   // unreachable) leaves it worth trying again.
   if (st.ok() || st.code() == absl::StatusCode::kUnauthenticated || st.code() == absl::StatusCode::kPermissionDenied) {
@@ -138,7 +135,8 @@ absl::Status WorkloadIdentity::Renew() {
   return Obtain(MutualTls(*now, options_.ca_pem), "renewal");
 }
 
-absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why) {
+absl::Status WorkloadIdentity::Obtain(const absl::StatusOr<ControlPlaneCredentials>& credentials, const char* why) {
+  if (!credentials.ok()) return credentials.status();
   auto key = x509::NewPrivateKey();
   if (!key.ok()) return key.status();
   std::optional<IdentityMaterial> before = current();
@@ -148,28 +146,22 @@ absl::Status WorkloadIdentity::Obtain(const std::shared_ptr<grpc::ChannelCredent
   req.set_csr_pem(*csr);
   req.set_node_id(options_.agent_id);
   v1::SignResponse resp;
-  grpc::Status st;
+  absl::Status st;
   std::string server;
   // The replica that serves the agent's stream first (it keeps the agent's status); one
   // that does not answer is passed over for the next, without moving the stream.
   for (const std::string& replica : servers_->InTurn()) {
     server = replica;
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto stub = v1::Identity::NewStub(grpc::CreateCustomChannel(server, credentials, args));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Clock::now() + options_.timeout);
-    st = stub->Sign(&ctx, req, &resp);
+    st = UnaryCall(server, *credentials, "/meshplug.v1.Identity/Sign", req, resp, options_.timeout);
     // Not after a deadline: the call may have been served (a join token is good once).
-    if (st.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    if (st.code() != absl::StatusCode::kUnavailable) break;
   }
   auto count = [&](const char* result) {
     if (stats_) stats_->Count("meshplug_agent_certificate_requests_total", {{"kind", why}, {"result", result}});
   };
   if (!st.ok()) {
     count("failed");
-    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                        Cat("certificate ", why, " at ", server, ": ", st.error_message()));
+    return absl::Status(st.code(), Cat("certificate ", why, " at ", server, ": ", st.message()));
   }
   auto material = Describe(*std::move(key), resp.certificate_chain_pem(), resp.trust_bundle_pem());
   if (!material.ok()) {

@@ -19,13 +19,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "agent/xds/grpc_call.h"
 #include "agent/xds/server_list.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
-
-namespace grpc {
-class ChannelCredentials;
-}
 
 namespace meshplug::agent::xds {
 
@@ -62,9 +59,9 @@ class WorkloadIdentity {
   WorkloadIdentity(const WorkloadIdentity&) = delete;
   WorkloadIdentity& operator=(const WorkloadIdentity&) = delete;
 
-  // mTLS channel credentials with the current certificate; joins first when there is no
+  // mTLS to the control plane with the current certificate; joins first when there is no
   // valid one. The error says what is missing (a new join token, the control plane).
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials();
+  absl::StatusOr<ControlPlaneCredentials> Credentials();
 
   // `fn` gets every certificate from now on, the current one (if any) at once: the data
   // plane's mTLS follows renewals through it. Set it before StartRenewal.
@@ -89,7 +86,7 @@ class WorkloadIdentity {
   absl::Status Join();
   absl::Status Renew();
   // A new key and a certificate for it, asked for with `credentials`.
-  absl::Status Obtain(const std::shared_ptr<grpc::ChannelCredentials>& credentials, const char* why);
+  absl::Status Obtain(const absl::StatusOr<ControlPlaneCredentials>& credentials, const char* why);
   void Install(IdentityMaterial material);
   void RenewLoop();
 

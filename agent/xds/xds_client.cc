@@ -1,7 +1,5 @@
 #include "agent/xds/xds_client.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <algorithm>
 #include <random>
 
@@ -44,22 +42,6 @@ std::string Ms(std::chrono::nanoseconds d) {
   return std::to_string(std::chrono::duration_cast<milliseconds>(d).count());
 }
 
-const char* ChannelStateName(grpc_connectivity_state s) {
-  switch (s) {
-    case GRPC_CHANNEL_IDLE:
-      return "idle";
-    case GRPC_CHANNEL_CONNECTING:
-      return "connecting";
-    case GRPC_CHANNEL_READY:
-      return "ready";
-    case GRPC_CHANNEL_TRANSIENT_FAILURE:
-      return "transient failure";
-    case GRPC_CHANNEL_SHUTDOWN:
-      return "shutdown";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 XdsClient::XdsClient(XdsClientOptions options, ApplyFn apply, Stats* stats)
@@ -99,7 +81,7 @@ void XdsClient::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    if (context_) context_->TryCancel();
+    if (io_) io_->stop();
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -130,24 +112,6 @@ void XdsClient::SetState(XdsConnectionState state) {
   for (auto s : {XdsConnectionState::kConnecting, XdsConnectionState::kConnected, XdsConnectionState::kBackoff}) {
     stats_->SetGauge("meshplug_agent_xds_connection_state", {{"state", ToString(s)}}, s == state ? 1 : 0);
   }
-}
-
-absl::StatusOr<std::shared_ptr<grpc::Channel>> XdsClient::MakeChannel() const {
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = grpc::InsecureChannelCredentials();
-  if (options_.credentials) credentials = options_.credentials();
-  if (!credentials.ok()) return credentials.status();
-  grpc::ChannelArguments args;
-  // A channel of our own per attempt, so our backoff decides when to reconnect rather
-  // than a subchannel shared with (and backed off by) earlier channels.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options_.keepalive.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 * 1024 * 1024);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_base.count()));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
-  return grpc::CreateCustomChannel(server_, *credentials, args);
 }
 
 void XdsClient::Run() {
@@ -184,43 +148,56 @@ void XdsClient::Run() {
 bool XdsClient::Attempt() {
   server_ = servers_->current();
   SetState(XdsConnectionState::kConnecting);
-  auto channel = MakeChannel();
-  if (!channel.ok()) {
-    UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = std::string(channel.status().message()); });
-    return false;
+  boost::asio::io_context io;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    io_ = &io;
   }
-  if (!WaitReady(*channel)) return false;
-  return options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>(*channel) : RunStream<SotwOps>(*channel);
-}
-
-bool XdsClient::WaitReady(const std::shared_ptr<grpc::Channel>& channel) {
-  const auto deadline = Clock::now() + options_.connect_timeout;
-  grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
-  // Bounded: every turn waits up to 100 ms and the loop ends at the deadline.
-  while (state != GRPC_CHANNEL_READY) {
-    const auto now = Clock::now();
-    MaybeUseCache(now, false);
-    if (stopping()) return false;
-    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN || now >= deadline) {
-      const std::string why = Cat("cannot connect to ", server_, " (", ChannelStateName(state),
-                                  now >= deadline ? ", timed out" : "", ")");
-      UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = why; });
-      return false;
-    }
-    channel->WaitForStateChange(state, ToSystemClock(std::min(deadline, now + milliseconds(100))));
-    state = channel->GetState(true);
-  }
-  return true;
+  const bool healthy = options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>(io) : RunStream<SotwOps>(io);
+  std::lock_guard lock(mu_);
+  io_ = nullptr;
+  return healthy;
 }
 
 template <typename Proto>
-bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
-  AdsStream<Proto> stream(channel);
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) stream.context().TryCancel();
-    context_ = &stream.context();
+std::unique_ptr<GrpcCall> XdsClient::Connect(boost::asio::io_context& io) {
+  absl::StatusOr<ControlPlaneCredentials> credentials = ControlPlaneCredentials{};
+  if (options_.credentials) credentials = options_.credentials();
+  if (!credentials.ok()) {
+    UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = std::string(credentials.status().message()); });
+    return nullptr;
   }
+  GrpcCall::Options call_options;
+  call_options.connect_timeout = options_.connect_timeout;
+  call_options.keepalive = options_.keepalive;
+  // The coroutine uses these only while this function runs `io`: once stopping, it is
+  // never resumed.
+  std::unique_ptr<GrpcCall> call;
+  absl::Status status;
+  bool done = false;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        call = co_await GrpcCall::Start(server_, *credentials, Proto::kMethod, call_options, status);
+        done = true;
+      },
+      boost::asio::detached);
+  // Bounded by the connect timeout; every turn waits up to 100 ms for the saved snapshot.
+  while (!done && !io.stopped()) {
+    io.run_one_for(milliseconds(100));
+    MaybeUseCache(Clock::now(), false);
+  }
+  if (!done) return nullptr;  // stopping
+  if (!call) UpdateStatus([&](XdsClientStatus& s) { s.last_stream_error = std::string(status.message()); });
+  return call;
+}
+
+template <typename Proto>
+bool XdsClient::RunStream(boost::asio::io_context& io) {
+  std::unique_ptr<GrpcCall> call = Connect<Proto>(io);
+  if (!call) return false;
+  AdsStream<Proto> stream(io, std::move(call));
   const auto began = Clock::now();
   SetState(XdsConnectionState::kConnected);
   UpdateStatus([](XdsClientStatus& s) { ++s.connects; });
@@ -280,24 +257,20 @@ bool XdsClient::RunStream(const std::shared_ptr<grpc::Channel>& channel) {
     MaybeUseCache(now, false);
     SaveIfPending();
   }
-  {
-    std::lock_guard lock(mu_);
-    context_ = nullptr;
-  }
   SaveIfPending();
 
-  const grpc::Status& final_status = stream.status();
+  const absl::Status final_status = stream.status();
   const auto lived = Clock::now() - began;
   const std::string why = final_status.ok() ? "stream closed by the control plane"
-                                            : Cat(final_status.error_code(), " ", final_status.error_message());
+                                            : Cat(static_cast<int>(final_status.code()), " ", final_status.message());
   UpdateStatus([&](XdsClientStatus& s) {
     ++s.disconnects;
     s.last_stream_error = why;
   });
   if (stats_) stats_->Count("meshplug_agent_xds_stream_ends_total", {});
   if (!stopping()) {
-    const bool refused = final_status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-                         final_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+    const bool refused = final_status.code() == absl::StatusCode::kFailedPrecondition ||
+                         final_status.code() == absl::StatusCode::kInvalidArgument;
     log::Write(refused ? log::Level::kError : log::Level::kWarn, "xDS stream ended",
                {{"server", server_}, {"status", why}, {"lived_ms", Ms(lived)}});
   }

@@ -1,6 +1,6 @@
 // The agent's xDS client: one Aggregated Discovery Service stream to the control plane,
-// incremental (delta) by default or state of the world, on a dedicated thread with its own
-// gRPC completion queue, so the proxy's Asio workers never wait on it.
+// incremental (delta) by default or state of the world, on a dedicated thread with an Asio
+// loop of its own (grpc_call.h), so the proxy's workers never wait on it.
 //
 // Its parts: AdsStream (the stream's I/O), DeltaOps/SotwOps (protocol.h: the two
 // variants' messages), UpdateAssembler (which responses make an update, and the ACKs and
@@ -31,7 +31,10 @@
 #include <string>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+
 #include "absl/status/status.h"
+#include "agent/xds/grpc_call.h"
 #include "agent/xds/server_list.h"
 #include "agent/xds/update_assembler.h"
 #include "agent/xds/xds_resources.h"
@@ -39,12 +42,6 @@
 #include "meshplug/v1/snapshot.pb.h"
 #include "common/backoff.h"
 #include "common/stats.h"
-
-namespace grpc {
-class Channel;
-class ChannelCredentials;
-class ClientContext;
-}  // namespace grpc
 
 namespace meshplug::agent::xds {
 
@@ -56,10 +53,10 @@ struct XdsClientOptions {
   // The replica in use, shared with the agent's WorkloadIdentity so that certificates are
   // renewed where the agent's status is kept; unset: made from server_address.
   std::shared_ptr<ServerList> servers;
-  // The channel credentials for one connection attempt (the agent's: mTLS with its
-  // workload certificate, joining first if needed). An error fails that attempt, which is
-  // retried after the backoff. Unset: plaintext, for tests of the protocol alone.
-  std::function<absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>()> credentials;
+  // The credentials for one connection attempt (the agent's: mTLS with its workload
+  // certificate, joining first if needed). An error fails that attempt, which is retried
+  // after the backoff. Unset: plaintext, for tests of the protocol alone.
+  std::function<absl::StatusOr<ControlPlaneCredentials>()> credentials;
   XdsProtocol protocol = XdsProtocol::kDelta;
   envoy::config::core::v3::Node node;
   // Where the last good configuration is saved; empty: not saved or loaded.
@@ -73,13 +70,13 @@ struct XdsClientOptions {
   // Reconnect delay: min(backoff_max, backoff_base × 2^attempt), jittered to 50–100 %.
   std::chrono::milliseconds backoff_base = kBackoffBase;
   std::chrono::milliseconds backoff_max = kBackoffMax;
-  // How long one connection attempt may take to reach READY.
+  // How long one connection attempt may take to connect (TLS handshake included).
   std::chrono::milliseconds connect_timeout{5000};
   // When responses make an update, how long an update may wait for what it references.
   AssemblerTiming timing;
   // HTTP/2 keepalive ping interval on the stream (detects a control plane that vanished
-  // without closing the connection). The control plane's gRPC server tolerates pings no
-  // more often than every 5 minutes by default.
+  // without closing the connection). A gRPC server tolerates pings no more often than
+  // every 5 minutes by default; meshplug's control plane allows every 10 s.
   std::chrono::milliseconds keepalive{330000};
 };
 
@@ -129,10 +126,12 @@ class XdsClient {
   // One connection attempt: connect, stream until it ends. True when the stream was
   // healthy (got a response, or lived at least backoff_max), so the backoff restarts.
   bool Attempt();
-  bool WaitReady(const std::shared_ptr<grpc::Channel>& channel);
+  // Connects and starts the stream's call on `io` (serving the saved snapshot meanwhile
+  // when it is due); nullptr when that failed or the client is stopping.
   template <typename Proto>
-  bool RunStream(const std::shared_ptr<grpc::Channel>& channel);
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel() const;
+  std::unique_ptr<GrpcCall> Connect(boost::asio::io_context& io);
+  template <typename Proto>
+  bool RunStream(boost::asio::io_context& io);
 
   // Counts and records ACKs and NACKs before they are sent.
   void Count(const std::vector<Answer>& answers);
@@ -165,10 +164,10 @@ class XdsClient {
 
   std::atomic<bool> stopping_{false};
   std::thread thread_;
-  mutable std::mutex mu_;  // guards status_, context_, wakeups
+  mutable std::mutex mu_;  // guards status_, io_, wakeups
   mutable std::condition_variable cv_;
   XdsClientStatus status_;
-  grpc::ClientContext* context_ = nullptr;
+  boost::asio::io_context* io_ = nullptr;  // the current attempt's: Stop stops it
 };
 
 }  // namespace meshplug::agent::xds
