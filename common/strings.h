@@ -128,6 +128,12 @@ std::optional<HostAndPort> SplitHostPort(std::string_view host_port);
 // which `*bad` then holds.
 std::optional<std::map<std::string, std::string>> ParseLabels(std::string_view text, std::string* bad);
 
+// The value of a hex digit (either case); -1 for another character.
+int HexDigitValue(char c);
+// `s` with each %XX decoded (a malformed one kept as it is); with `plus_is_space`, '+' is
+// a space (HTML form encoding).
+std::string PercentDecode(std::string_view s, bool plus_is_space = false);
+
 // Lower-case hex of `bytes`.
 std::string HexOf(std::string_view bytes);
 // HexOf written at `out` (two digits a byte, no allocation); the end of what it wrote.

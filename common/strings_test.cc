@@ -56,5 +56,13 @@ TEST(HexTest, TwoLowerCaseDigitsPerByteHighFirst) {
   }
 }
 
+TEST(PercentDecodeTest, DecodesEscapesAndKeepsMalformedOnes) {
+  EXPECT_EQ(PercentDecode("50%25 spent: %C2%ABns%2Fweb%C2%BB"), "50% spent: «ns/web»");
+  EXPECT_EQ(PercentDecode("a%2"), "a%2");
+  EXPECT_EQ(PercentDecode("%zz%4"), "%zz%4");
+  EXPECT_EQ(PercentDecode("a+b"), "a+b");
+  EXPECT_EQ(PercentDecode("a+b%2Bc", /*plus_is_space=*/true), "a b+c");
+}
+
 }  // namespace
 }  // namespace meshplug

@@ -8,7 +8,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <cctype>
 #include <chrono>
 
 #include "common/strings.h"
@@ -110,21 +109,7 @@ std::map<std::string, std::string> QueryParameters(std::string_view target) {
   std::map<std::string, std::string> out;
   const size_t q = target.find('?');
   if (q == std::string_view::npos) return out;
-  auto decode = [](std::string_view s) {
-    std::string d;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '+') {
-        d += ' ';
-      } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-                 std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-        d += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-        i += 2;
-      } else {
-        d += s[i];
-      }
-    }
-    return d;
-  };
+  auto decode = [](std::string_view s) { return PercentDecode(s, /*plus_is_space=*/true); };
   for (std::string_view pair : Split(target.substr(q + 1), '&')) {
     if (pair.empty()) continue;
     const size_t eq = pair.find('=');

@@ -49,17 +49,25 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 }
 
 // TLS 1.3 only, our certificate (none when `chain_pem` is empty), `bundle_pem`'s roots, and
-// a peer certificate required.
-absl::StatusOr<std::shared_ptr<ssl::context>> Context(ssl::context::method method, const std::string& key_pem,
-                                                      const std::string& chain_pem, const std::string& bundle_pem) {
+// a peer certificate required; null with `ec` when OpenSSL refused one of them.
+std::shared_ptr<ssl::context> Context(ssl::context::method method, const std::string& key_pem,
+                                      const std::string& chain_pem, const std::string& bundle_pem,
+                                      boost::system::error_code& ec) {
   auto ctx = std::make_shared<ssl::context>(method);
-  boost::system::error_code ec;
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
   if (!chain_pem.empty()) ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
   if (!ec && !chain_pem.empty()) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
   if (!ec) ctx->add_certificate_authority(asio::buffer(bundle_pem), ec);
   if (!ec) ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
-  if (ec) return absl::InvalidArgumentError(Cat("the workload certificate cannot be used for TLS: ", ec.message()));
+  return ec ? nullptr : ctx;
+}
+
+absl::StatusOr<std::shared_ptr<ssl::context>> WorkloadContext(ssl::context::method method, const std::string& key_pem,
+                                                              const std::string& chain_pem,
+                                                              const std::string& bundle_pem) {
+  boost::system::error_code ec;
+  auto ctx = Context(method, key_pem, chain_pem, bundle_pem, ec);
+  if (!ctx) return absl::InvalidArgumentError(Cat("the workload certificate cannot be used for TLS: ", ec.message()));
   return ctx;
 }
 
@@ -70,6 +78,8 @@ bool ExpectServerName(SSL* ssl, const std::string& name) {
   asio::ip::make_address(name, not_ip);
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
   if (!not_ip) return X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
+  // As browsers match names: a wildcard only as a whole left-most label.
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   return SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0) == 1;
 }
 
@@ -83,7 +93,7 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
   }
   if (issuer_key_ids.empty()) issuer_key_ids.push_back(own->authority_key_id);
   auto issuers = std::make_shared<const std::vector<std::string>>(std::move(issuer_key_ids));
-  auto server = Context(ssl::context::tls_server, key_pem, chain_pem, bundle_pem);
+  auto server = WorkloadContext(ssl::context::tls_server, key_pem, chain_pem, bundle_pem);
   if (!server.ok()) return server.status();
   (*server)->set_verify_callback([issuers](bool preverified, ssl::verify_context& vc) {
     return VerifyLeaf(preverified, vc, *issuers, "");
@@ -91,7 +101,7 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
   // No session tickets: a pooled connection with unread bytes (a ticket) counts as dead.
   SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
   SSL_CTX_set_alpn_select_cb((*server)->native_handle(), SelectAlpn, nullptr);
-  auto client = Context(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
+  auto client = WorkloadContext(ssl::context::tls_client, key_pem, chain_pem, bundle_pem);
   if (!client.ok()) return client.status();
   if (SSL_CTX_set_alpn_protos((*client)->native_handle(), kAlpn, sizeof kAlpn) != 0) {
     return absl::InternalError("cannot offer ALPN http/1.1");
@@ -102,14 +112,23 @@ absl::StatusOr<TlsContexts> MakeTlsContexts(const std::string& key_pem, const st
 absl::StatusOr<TlsOrigination> OriginationTo(const TlsCredentials* credentials, const std::string& identity) {
   TlsContexts tls = credentials ? credentials->Get() : TlsContexts{};
   if (!tls.client) return absl::UnavailableError("this agent has no workload certificate yet for mTLS");
-  return TlsOrigination{std::move(tls.client), identity, std::move(tls.issuer_key_ids), false, ""};
+  return TlsOrigination{.context = std::move(tls.client), .expected_identity = identity,
+                        .issuer_key_ids = std::move(tls.issuer_key_ids)};
 }
 
 absl::StatusOr<std::shared_ptr<ssl::context>> ServerVerifyingContext(const std::string& roots_pem,
                                                                       const std::string& key_pem,
                                                                       const std::string& chain_pem) {
-  auto ctx = Context(ssl::context::tls_client, key_pem, chain_pem, roots_pem);
-  if (!ctx.ok()) return absl::InvalidArgumentError(Cat("TLS to the control plane: ", ctx.status().message()));
+  boost::system::error_code ec;
+  auto ctx = Context(ssl::context::tls_client, key_pem, chain_pem, roots_pem, ec);
+  if (!ctx) {
+    return absl::InvalidArgumentError(
+        Cat(chain_pem.empty() ? "the CA bundle" : "the CA bundle or the workload certificate",
+            " cannot be used for TLS to the control plane: ", ec.message()));
+  }
+  // As gRPC's clients do: a root may be an intermediate CA (a bundle need not end at a
+  // self-signed certificate).
+  X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx->native_handle()), X509_V_FLAG_PARTIAL_CHAIN);
   return ctx;
 }
 
@@ -117,9 +136,12 @@ asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls,
   stream.StartTls(tls.context);
   static constexpr unsigned char kH2[] = {2, 'h', '2'};
   SSL* ssl = stream.tls().native_handle();
-  if ((tls.http2 && SSL_set_alpn_protos(ssl, kH2, sizeof kH2) != 0) ||
-      (!tls.server_name.empty() && !ExpectServerName(ssl, tls.server_name))) {
+  if (tls.http2 && SSL_set_alpn_protos(ssl, kH2, sizeof kH2) != 0) {
     ec = boost::asio::error::no_memory;
+    co_return;
+  }
+  if (!tls.server_name.empty() && !ExpectServerName(ssl, tls.server_name)) {
+    ec = boost::asio::error::invalid_argument;  // a name OpenSSL cannot check
     co_return;
   }
   if (tls.server_name.empty()) {

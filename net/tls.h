@@ -52,15 +52,15 @@ class TlsCredentials {
 // Who an outbound connection must reach: the context to present our certificate with and
 // the SPIFFE ID the server's certificate must name.
 struct TlsOrigination {
-  std::shared_ptr<boost::asio::ssl::context> context;
-  std::string expected_identity;
-  std::shared_ptr<const std::vector<std::string>> issuer_key_ids;
+  std::shared_ptr<boost::asio::ssl::context> context = {};
+  std::string expected_identity = {};
+  std::shared_ptr<const std::vector<std::string>> issuer_key_ids = {};
   // Offer ALPN h2 (and only h2) instead of http/1.1.
   bool http2 = false;
   // Set for a server outside the mesh's workload identities (the control plane): its
   // certificate must chain to the context's roots and name this host, a DNS name or an
   // IP address, as HTTPS checks; `expected_identity` and `issuer_key_ids` do not apply.
-  std::string server_name;
+  std::string server_name = {};
 };
 
 // A client context for such a server: verifies it with `roots_pem` and presents

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/proxy/body_piece.h"
 #include "agent/proxy/http_message.h"
 #include "net/stream.h"
 #include "plugins/api/plugin.h"
@@ -29,8 +30,6 @@ namespace meshplug::agent::proxy {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
-
-inline constexpr size_t kBodyPieceBytes = 64 * 1024;
 
 // How many bytes a connection's read buffer may hold: a whole header block plus one body
 // piece. Beast needs a chunk-size line or a trailer section whole in the buffer; without

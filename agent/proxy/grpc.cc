@@ -35,18 +35,25 @@ std::optional<std::chrono::milliseconds> GrpcTimeout(std::string_view value) {
   }
 }
 
-uint32_t GrpcStatusFor(unsigned http_status) {
+uint32_t GrpcStatusForHttp(unsigned http_status) {
   switch (http_status) {
     case 400: return 13;  // INTERNAL
     case 401: return 16;  // UNAUTHENTICATED
     case 403: return 7;   // PERMISSION_DENIED
     case 404: return 12;  // UNIMPLEMENTED
-    case 413: return 8;   // RESOURCE_EXHAUSTED
     case 429:
     case 502:
-    case 503: return 14;  // UNAVAILABLE
-    case 504: return 4;   // DEADLINE_EXCEEDED
+    case 503:
+    case 504: return 14;  // UNAVAILABLE
     default: return 2;    // UNKNOWN
+  }
+}
+
+uint32_t GrpcStatusFor(unsigned http_status) {
+  switch (http_status) {
+    case 413: return 8;  // RESOURCE_EXHAUSTED
+    case 504: return 4;  // DEADLINE_EXCEEDED
+    default: return GrpcStatusForHttp(http_status);
   }
 }
 
@@ -60,25 +67,6 @@ std::string GrpcMessage(std::string_view text) {
       out.push_back('%');
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 0xf]);
-    }
-  }
-  return out;
-}
-
-std::string GrpcMessageText(std::string_view value) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < value.size(); ++i) {
-    if (value[i] == '%' && i + 2 < value.size() && hex(value[i + 1]) >= 0 && hex(value[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(value[i + 1]) * 16 + hex(value[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(value[i]);
     }
   }
   return out;

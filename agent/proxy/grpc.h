@@ -1,7 +1,8 @@
-// What the agent must know of gRPC as a proxy (gRPC over HTTP/2,
-// https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): which requests are
-// gRPC, how their deadline reads, and how a reply the agent makes becomes a gRPC error a
-// client can read.
+// What the agent must know of gRPC (over HTTP/2,
+// https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), as a proxy and as the
+// control plane's client: which messages are gRPC, how a deadline reads, the statuses an
+// HTTP status stands for, and how a reply the agent makes becomes a gRPC error a client
+// can read.
 #pragma once
 
 #include <boost/beast/http/message.hpp>
@@ -19,15 +20,16 @@ bool IsGrpc(const boost::beast::http::fields& message);
 // A grpc-timeout value: 1–8 digits and a unit (H, M, S, m, u, n); nullopt when malformed.
 std::optional<std::chrono::milliseconds> GrpcTimeout(std::string_view value);
 
-// The gRPC status for an HTTP status the agent answers with (gRPC's
-// http-grpc-status-mapping.md), except 504: the agent's 504 is always its own request
-// timeout, so DEADLINE_EXCEEDED.
+// The gRPC status a client takes from a response that is not gRPC, by its HTTP status
+// (gRPC's http-grpc-status-mapping.md).
+uint32_t GrpcStatusForHttp(unsigned http_status);
+// The gRPC status for an HTTP status the agent answers with: that mapping, except 413
+// (RESOURCE_EXHAUSTED) and 504: the agent's 504 is always its own request timeout, so
+// DEADLINE_EXCEEDED.
 uint32_t GrpcStatusFor(unsigned http_status);
 
 // grpc-message's percent-encoding of `text` (RFC 3986 style, printable ASCII but '%' kept).
 std::string GrpcMessage(std::string_view text);
-// The text of a grpc-message value: its %XX sequences decoded (a malformed one is kept).
-std::string GrpcMessageText(std::string_view value);
 
 // A reply the agent (or a plugin) makes to a gRPC request with an error status becomes a
 // gRPC error: HTTP 200, application/grpc, grpc-status and grpc-message (from `body`) in a

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "agent/proxy/body.h"
+#include "agent/proxy/body_piece.h"
 #include "agent/proxy/grpc.h"
 #include "common/strings.h"
 
@@ -42,6 +42,7 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   nghttp2_session* session() { return session_; }
   void Flush() { writer_wake_.Notify(); }
   void KeepAlive(milliseconds interval, milliseconds timeout);
+  bool keepalive_failed() const { return keepalive_failed_; }
   // Closes the connection and the socket: every loop ends.
   void Shut();
 
@@ -74,8 +75,10 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   bool going_away_ = false;  // a GOAWAY went or came: no new streams
   Signal writer_wake_;
   Signal idle_;
-  std::optional<asio::steady_timer> keepalive_;  // while PingLoop runs
+  std::optional<asio::steady_timer> keepalive_;  // while PingLoop runs; a PING's ACK wakes it
   uint64_t ping_acks_ = 0;
+  uint64_t reads_ = 0;  // socket reads that brought bytes
+  bool keepalive_failed_ = false;
 };
 
 // ---- Http2UpstreamStream
@@ -83,6 +86,18 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
 Http2UpstreamStream::Http2UpstreamStream(std::shared_ptr<Http2UpstreamConnection> connection,
                                          const asio::any_io_executor& executor)
     : connection_(std::move(connection)), outbox_(executor), header_wake_(executor), inbox_(executor) {}
+
+std::optional<uint32_t> Http2UpstreamStream::reset_code() const {
+  if (connection_closed_) return std::nullopt;
+  return close_error_;
+}
+
+bool Http2UpstreamStream::keepalive_failed() const { return connection_->keepalive_failed(); }
+
+void Http2UpstreamStream::ConnectionClosed() {
+  if (!closed_) connection_closed_ = true;
+  Closed(NGHTTP2_INTERNAL_ERROR);
+}
 
 void Http2UpstreamStream::Closed(uint32_t error) {
   if (closed_) return;
@@ -210,12 +225,18 @@ awaitable<void> Http2UpstreamConnection::PingLoop(std::shared_ptr<Http2UpstreamC
     keepalive_->expires_after(interval);
     co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (!alive_) break;
-    const uint64_t acks = ping_acks_;
+    const uint64_t acks = ping_acks_, reads = reads_;
     nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
     Flush();
     keepalive_->expires_after(timeout);
     co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (alive_ && ping_acks_ == acks) Shut();
+    // Anything from the peer counts, read or still waiting in the socket: a loop that ran
+    // late (its thread busy) finds the answer unread behind the timer.
+    const bool heard = ping_acks_ != acks || reads_ != reads || connection_->stream.socket().available(ec) > 0;
+    if (alive_ && !heard) {
+      keepalive_failed_ = true;
+      Shut();
+    }
   }
 }
 
@@ -229,14 +250,17 @@ void Http2UpstreamConnection::Shut() {
 void Http2UpstreamConnection::Closed() {
   alive_ = false;
   if (keepalive_) keepalive_->cancel();
-  for (auto& [id, stream] : streams_) stream->Closed(NGHTTP2_INTERNAL_ERROR);
+  for (auto& [id, stream] : streams_) stream->ConnectionClosed();
   streams_.clear();
   Flush();
   idle_.Notify();
 }
 
 awaitable<void> Http2UpstreamConnection::ReadLoop(std::shared_ptr<Http2UpstreamConnection>) {
-  co_await ReadFrames(connection_->stream, session_, "", [this] { Flush(); });
+  co_await ReadFrames(connection_->stream, session_, "", [this] {
+    ++reads_;
+    Flush();
+  });
   Closed();
 }
 
@@ -298,6 +322,7 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
   }
   if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
     ++connection->ping_acks_;
+    if (connection->keepalive_) connection->keepalive_->cancel();
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;

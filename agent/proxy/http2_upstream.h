@@ -39,9 +39,10 @@ class Http2UpstreamStream {
                                      boost::beast::error_code& ec);
   // Resets the stream (CANCEL) unless it has ended.
   void Cancel();
-  // PINGs the connection every `interval`; one unanswered for `timeout` closes it (and
-  // every stream on it): a peer that vanished without closing is noticed. Once per
-  // connection; later calls change nothing.
+  // PINGs the connection `interval` after the last PING was answered; when nothing at all
+  // came from the peer within `timeout` of a PING, the connection closes (and every
+  // stream on it): a peer that vanished without closing is noticed. Once per connection;
+  // later calls change nothing.
   void KeepAlive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
 
   // The final response header (interim 1xx skipped) by `deadline`.
@@ -53,11 +54,18 @@ class Http2UpstreamStream {
   boost::asio::awaitable<void> ReadBody(std::string& out, std::chrono::milliseconds idle, boost::beast::error_code& ec);
   // The response's trailers (gRPC's status), once done().
   const boost::beast::http::fields& trailers() const { return trailers_; }
+  // Why a stream closed before its end: the RST_STREAM code the peer sent, or nullopt
+  // when the connection closed (see keepalive_failed).
+  std::optional<uint32_t> reset_code() const;
+  // The connection was closed because a keepalive PING went unanswered.
+  bool keepalive_failed() const;
 
  private:
   friend class Http2UpstreamConnection;
   // The stream ended for good (`error`: its RST_STREAM code, or 0): every wait ends.
   void Closed(uint32_t error);
+  // The connection closed under the stream.
+  void ConnectionClosed();
 
   std::shared_ptr<Http2UpstreamConnection> connection_;
   int32_t id_ = -1;
@@ -71,6 +79,7 @@ class Http2UpstreamStream {
   Http2Inbox inbox_;  // the response body
   bool closed_ = false;  // nghttp2 closed the stream, or it was given up
   uint32_t close_error_ = 0;
+  bool connection_closed_ = false;
 };
 
 class Http2UpstreamPool {

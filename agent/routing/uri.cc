@@ -7,13 +7,6 @@
 namespace meshplug::agent::routing {
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool Unreserved(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '-' || c == '.' || c == '_' || c == '~';
@@ -105,7 +98,7 @@ std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std
       continue;
     }
     if (i + 2 >= path.size()) return std::nullopt;
-    int hi = HexValue(path[i + 1]), lo = HexValue(path[i + 2]);
+    int hi = HexDigitValue(path[i + 1]), lo = HexDigitValue(path[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     auto byte = static_cast<unsigned char>(hi * 16 + lo);
     // An encoded separator would become a different path once some server decodes it.

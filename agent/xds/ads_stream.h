@@ -37,7 +37,9 @@ class AdsStream {
   ~AdsStream() {
     call_->Cancel();
     outbox_wake_.Notify();
-    // Both loops use this object: they end first (promptly, once cancelled).
+    // Both loops use this object: they end first (promptly, once cancelled). Should `io` be
+    // stopped again meanwhile (the client is stopping), they are left suspended, and the
+    // loop is never run again.
     io_.restart();
     const auto bound = Clock::now() + std::chrono::seconds(5);
     while (loops_ > 0 && io_.run_one_until(bound) > 0) {
@@ -82,7 +84,7 @@ class AdsStream {
         co_await outbox_wake_.Wait(Clock::time_point::max());
         continue;
       }
-      // A failed write ends the call; the read loop then ends too.
+      // After a failed write the read loop learns how the call ended.
       const absl::Status written = co_await call_->Write(outbox_.front(), /*last=*/false);
       if (!written.ok()) break;
       outbox_.pop_front();

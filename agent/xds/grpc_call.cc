@@ -1,8 +1,9 @@
 #include "agent/xds/grpc_call.h"
 
+#include <nghttp2/nghttp2.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/message.hpp>
 
@@ -19,29 +20,42 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// How long the control plane may leave a write waiting for window (it reads nothing)
-// before the call is given up.
+// How long the control plane may take nothing of a write (no window for it) before the
+// call is given up; the connection's idle limit too, which a call never reaches.
 constexpr milliseconds kWriteStall{60000};
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 // A read waits for the next message without limit; this is only how often it looks again.
 constexpr milliseconds kReadTurn{3600 * 1000};
-
-absl::Status Unavailable(std::string_view what, const beast::error_code& ec) {
-  return absl::UnavailableError(Cat(what, ": ", ec.message()));
-}
+// Past this, the buffer of a message read is freed rather than kept for the next one.
+constexpr size_t kKeptBufferBytes = 1024 * 1024;
 
 // The status a response's trailers (or a Trailers-Only header) carry.
-absl::Status StatusOf(const http::fields& fields) {
+absl::Status StatusOf(const http::fields& fields, const std::string& address) {
   const auto status = fields.find("grpc-status");
-  if (status == fields.end()) return absl::UnknownError("the control plane's response carries no grpc-status");
+  if (status == fields.end()) return absl::UnknownError(Cat(address, " ended the call without a grpc-status"));
   const std::string_view text = status->value();
   int code = 0;
   if (!ParseNumber(text, code) || code < 0 || code > 16) {
-    return absl::UnknownError(Cat("the control plane's response carries grpc-status \"", text, "\""));
+    return absl::UnknownError(Cat(address, " ended the call with grpc-status \"", text, "\""));
   }
   const auto message = fields.find("grpc-message");
-  return absl::Status(static_cast<absl::StatusCode>(code),
-                      message == fields.end() ? "" : proxy::GrpcMessageText(message->value()));
+  return absl::Status(static_cast<absl::StatusCode>(code), message == fields.end() ? "" : PercentDecode(message->value()));
+}
+
+// gRPC's status for an RST_STREAM code (PROTOCOL-HTTP2.md, "Errors").
+absl::StatusCode ResetStatus(uint32_t code) {
+  switch (code) {
+    case NGHTTP2_REFUSED_STREAM:
+      return absl::StatusCode::kUnavailable;
+    case NGHTTP2_CANCEL:
+      return absl::StatusCode::kCancelled;
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return absl::StatusCode::kResourceExhausted;
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return absl::StatusCode::kPermissionDenied;
+    default:
+      return absl::StatusCode::kInternal;
+  }
 }
 
 void PutLength(std::string& out, uint32_t n) {
@@ -50,8 +64,8 @@ void PutLength(std::string& out, uint32_t n) {
 
 }  // namespace
 
-GrpcCall::GrpcCall(const asio::any_io_executor& executor, std::string address)
-    : address_(std::move(address)), pool_(executor) {}
+GrpcCall::GrpcCall(const asio::any_io_executor& executor, std::string address, const Options& options)
+    : address_(std::move(address)), options_(options), pool_(executor) {}
 
 GrpcCall::~GrpcCall() {
   stream_.reset();
@@ -69,7 +83,7 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
     co_return nullptr;
   }
   std::optional<net::TlsOrigination> tls;
-  if (credentials.tls) tls = net::TlsOrigination{credentials.tls, "", nullptr, true, split->host};
+  if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .http2 = true, .server_name = split->host};
   http::request_header<> request;
   request.method(http::verb::post);
   request.target(method);
@@ -79,13 +93,13 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
   if (!credentials.bearer_token.empty()) request.set(http::field::authorization, Cat("Bearer ", credentials.bearer_token));
   if (options.timeout) request.set("grpc-timeout", Cat(options.timeout->count(), "m"));
 
-  std::unique_ptr<GrpcCall> call(new GrpcCall(co_await asio::this_coro::executor, address));
+  std::unique_ptr<GrpcCall> call(new GrpcCall(co_await asio::this_coro::executor, address, options));
   beast::error_code ec;
   const bool given_up = false;
   call->stream_ = co_await call->pool_.Open(split->host, *port, options.connect_timeout, kWriteStall, kMaxHeaderBytes,
                                             tls ? &*tls : nullptr, request, /*has_body=*/true, given_up, ec);
   if (!call->stream_) {
-    status = Unavailable(Cat("cannot connect to ", address), ec);
+    status = absl::UnavailableError(Cat("cannot connect to ", address, ": ", ec.message()));
     co_return nullptr;
   }
   if (options.keepalive.count() > 0) call->stream_->KeepAlive(options.keepalive, options.keepalive_timeout);
@@ -104,17 +118,37 @@ bool GrpcCall::End(absl::Status status) {
 
 void GrpcCall::Cancel() { End(absl::CancelledError("the call was cancelled")); }
 
+absl::Status GrpcCall::Broken(const beast::error_code& ec) const {
+  if (stream_->keepalive_failed()) {
+    return absl::UnavailableError(
+        Cat(address_, " did not answer a keepalive PING within ", options_.keepalive_timeout.count(), " ms"));
+  }
+  if (const std::optional<uint32_t> code = stream_->reset_code(); code && *code != 0) {
+    return absl::Status(ResetStatus(*code), Cat(address_, " reset the call (HTTP/2 error ", *code, ")"));
+  }
+  return absl::UnavailableError(Cat("the connection to ", address_, " closed: ", ec.message()));
+}
+
 asio::awaitable<absl::Status> GrpcCall::Write(const google::protobuf::MessageLite& message, bool last) {
   if (ended_) co_return status_.ok() ? absl::FailedPreconditionError("the call has ended") : status_;
   const size_t size = message.ByteSizeLong();
-  if (size > kMaxGrpcMessageBytes) co_return absl::InvalidArgumentError(Cat("a message of ", size, " bytes"));
+  if (size > kMaxGrpcMessageBytes) {
+    End(absl::InvalidArgumentError(Cat("a message of ", size, " bytes, over the limit of ", kMaxGrpcMessageBytes)));
+    co_return status_;
+  }
   std::string frame(1, '\0');  // not compressed
   PutLength(frame, static_cast<uint32_t>(size));
   message.AppendToString(&frame);
   beast::error_code ec;
   co_await stream_->Write(frame, last, kWriteStall, ec);
-  if (ec && !ended_) End(Unavailable(Cat("sending to ", address_), ec));
-  co_return ended_ ? status_ : absl::OkStatus();
+  if (ended_) co_return status_;
+  if (ec == beast::error::timeout) {
+    End(absl::UnavailableError(Cat(address_, " took nothing of the call for ", kWriteStall.count(), " ms")));
+    co_return status_;
+  }
+  // The stream closed: Read takes the call's status (the trailers came first, or the reset).
+  if (ec) co_return Broken(ec);
+  co_return absl::OkStatus();
 }
 
 asio::awaitable<bool> GrpcCall::ReadHeader() {
@@ -122,14 +156,14 @@ asio::awaitable<bool> GrpcCall::ReadHeader() {
   beast::error_code ec;
   co_await stream_->ReadHeader(header, Clock::time_point::max(), ec);
   if (ended_) co_return false;
-  if (ec) co_return End(Unavailable(Cat("no response from ", address_), ec));
+  if (ec) co_return End(Broken(ec));
   header_read_ = true;
+  // Trailers-Only: the status in the header, no messages (whatever the HTTP status).
+  if (header.find("grpc-status") != header.end()) co_return End(StatusOf(header, address_));
   if (header.result_int() != 200) {
-    co_return End(absl::Status(static_cast<absl::StatusCode>(proxy::GrpcStatusFor(header.result_int())),
+    co_return End(absl::Status(static_cast<absl::StatusCode>(proxy::GrpcStatusForHttp(header.result_int())),
                                Cat(address_, " answered HTTP ", header.result_int())));
   }
-  // Trailers-Only: the status in the header, no messages.
-  if (header.find("grpc-status") != header.end()) co_return End(StatusOf(header));
   if (!proxy::IsGrpc(header)) {
     co_return End(absl::UnknownError(Cat(address_, " answered with content-type \"",
                                          header[http::field::content_type], "\", not gRPC")));
@@ -139,9 +173,14 @@ asio::awaitable<bool> GrpcCall::ReadHeader() {
 
 asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
   if (ended_) co_return false;
-  if (!header_read_ && !co_await ReadHeader()) co_return false;
+  // No co_await inside a condition: GCC 12 miscompiles it (see agent/proxy/tcp_proxy.cc).
+  if (!header_read_) {
+    const bool started = co_await ReadHeader();
+    if (!started) co_return false;
+  }
   for (;;) {
     const std::string_view unread = std::string_view(received_).substr(taken_);
+    size_t whole = 0;  // the next message's bytes with its prefix, once the prefix is in
     if (unread.size() >= 5) {
       const auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(unread[i])); };
       const uint32_t size = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
@@ -152,12 +191,17 @@ asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
         co_return End(absl::ResourceExhaustedError(
             Cat(address_, " sent a message of ", size, " bytes, over the limit of ", kMaxGrpcMessageBytes)));
       }
-      if (unread.size() >= 5 + size) {
+      whole = 5 + size_t{size};
+      if (unread.size() >= whole) {
         if (!out.ParseFromArray(unread.data() + 5, static_cast<int>(size))) {
           co_return End(absl::InternalError(Cat(address_, " sent a message that does not parse as ", out.GetTypeName())));
         }
-        taken_ += 5 + size;
-        if (taken_ == received_.size()) received_.clear(), taken_ = 0;
+        taken_ += whole;
+        if (taken_ == received_.size()) {
+          if (received_.capacity() > kKeptBufferBytes) std::string().swap(received_);
+          received_.clear();
+          taken_ = 0;
+        }
         co_return true;
       }
     }
@@ -166,61 +210,69 @@ asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
     co_await stream_->ReadBody(piece, kReadTurn, ec);
     if (ended_) co_return false;
     if (ec == beast::error::timeout) continue;
-    if (ec) co_return End(Unavailable(Cat("the call to ", address_, " broke"), ec));
+    if (ec) co_return End(Broken(ec));
     if (piece.empty()) {  // the response's end
       if (taken_ != received_.size()) co_return End(absl::InternalError(Cat(address_, " ended the call inside a message")));
-      co_return End(StatusOf(stream_->trailers()));
+      co_return End(StatusOf(stream_->trailers(), address_));
     }
     if (taken_ > 0) received_.erase(0, taken_), taken_ = 0;
+    if (whole > received_.capacity()) received_.reserve(whole);
     received_ += piece;
   }
 }
 
-absl::Status UnaryCall(const std::string& address, const ControlPlaneCredentials& credentials, std::string_view method,
-                       const google::protobuf::MessageLite& request, google::protobuf::MessageLite& response,
-                       milliseconds timeout) {
-  asio::io_context io;
-  struct Outcome {
-    bool done = false;
-    absl::Status status;
-  };
-  auto outcome = std::make_shared<Outcome>();
-  std::shared_ptr<GrpcCall> running;  // for the deadline to cancel
+absl::Status UnaryCall(asio::io_context& io, const std::string& address, const ControlPlaneCredentials& credentials,
+                       std::string_view method, const google::protobuf::MessageLite& request,
+                       google::protobuf::MessageLite& response, milliseconds timeout) {
+  // The coroutine uses these only while this function runs `io`: at the deadline it is
+  // cancelled and run to its end.
+  bool done = false;
+  absl::Status status;
+  GrpcCall* running = nullptr;  // once connected, for the deadline to cancel
+  std::unique_ptr<google::protobuf::MessageLite> extra(response.New());
   GrpcCall::Options options;
   options.connect_timeout = timeout;
   options.timeout = timeout;
+  io.restart();
   asio::co_spawn(
       io,
-      [&, outcome]() -> asio::awaitable<void> {
-        absl::Status status;
-        std::shared_ptr<GrpcCall> call = co_await GrpcCall::Start(address, credentials, method, options, status);
+      [&]() -> asio::awaitable<void> {
+        std::unique_ptr<GrpcCall> call = co_await GrpcCall::Start(address, credentials, method, options, status);
         if (call) {
-          running = call;
-          status = co_await call->Write(request, /*last=*/true);
-          const bool got = status.ok() && co_await call->Read(response);
-          // A unary call's one message, then its end: the status.
-          const bool more = got && co_await call->Read(response);
-          if (status.ok()) status = more ? absl::InternalError(Cat(address, " sent more than one response"))
-                                         : call->status();
-          if (status.ok() && !got) status = absl::InternalError(Cat(address, " sent no response"));
-          running.reset();
+          running = call.get();
+          const absl::Status written = co_await call->Write(request, /*last=*/true);
+          // Read even after a failed write: it settles the call's status.
+          const bool got = co_await call->Read(response);
+          // A unary call's one message, then its end.
+          bool more = false;
+          if (got) more = co_await call->Read(*extra);
+          if (more) {
+            call->Cancel();
+            status = absl::InternalError(Cat(address, " sent more than one response"));
+          } else if (!call->status().ok()) {
+            status = call->status();
+          } else if (!written.ok()) {
+            status = written;
+          } else if (!got) {
+            status = absl::InternalError(Cat(address, " sent no response"));
+          }
+          running = nullptr;
         }
-        outcome->status = std::move(status);
-        outcome->done = true;
+        done = true;
       },
       asio::detached);
   const auto deadline = GrpcCall::Clock::now() + timeout;
-  while (!outcome->done && io.run_one_until(deadline) > 0) {
+  while (!done && io.run_one_until(deadline) > 0) {
   }
-  if (!outcome->done) {
-    if (running) running->Cancel();
-    // The call's end, after the cancel: nothing of it outlives this function's variables.
-    const auto bound = GrpcCall::Clock::now() + std::chrono::seconds(1);
-    while (!outcome->done && io.run_one_until(bound) > 0) {
-    }
-    return absl::DeadlineExceededError(Cat("no answer from ", address, " within ", timeout.count(), " ms"));
+  if (done) return status;
+  const bool connected = running != nullptr;
+  if (running) running->Cancel();
+  const auto bound = GrpcCall::Clock::now() + std::chrono::seconds(1);
+  while (!done && io.run_one_until(bound) > 0) {
   }
-  return outcome->status;
+  const std::string within = Cat(" within ", timeout.count(), " ms");
+  return connected ? absl::DeadlineExceededError(Cat("no answer from ", address, within))
+                   : absl::UnavailableError(Cat("cannot connect to ", address, within));
 }
 
 }  // namespace meshplug::agent::xds

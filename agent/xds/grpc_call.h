@@ -1,8 +1,8 @@
 // gRPC calls to the control plane over the agent's own HTTP/2 client (nghttp2 and Asio,
-// which its data plane has anyway), so that no agent links gRPC's libraries: mapped into
-// every agent, they made 3 MB of its resident memory, most of it the dynamic linker's
-// tables (docs/benchmarks.md §4.2). The wire is gRPC's (PROTOCOL-HTTP2.md): messages with a
-// 5-byte length prefix on one HTTP/2 stream, the status in the trailers.
+// which its data plane has anyway), so that no agent links gRPC's libraries: their
+// pages made 3 MB of every agent's resident memory (docs/benchmarks.md §4.2, 2026-12-07).
+// The wire is gRPC's (PROTOCOL-HTTP2.md): messages with a 5-byte length prefix on one
+// HTTP/2 stream, the status in the trailers.
 #pragma once
 
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
@@ -11,7 +11,7 @@
 #include <google/protobuf/message_lite.h>
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -20,16 +20,9 @@
 
 #include "absl/status/status.h"
 #include "agent/proxy/http2_upstream.h"
+#include "agent/xds/control_plane_credentials.h"
 
 namespace meshplug::agent::xds {
-
-// How a call reaches the control plane.
-struct ControlPlaneCredentials {
-  // TLS that verifies the control plane's certificate, which must name the host of the
-  // address called; null: plaintext, for tests of the protocol alone.
-  std::shared_ptr<boost::asio::ssl::context> tls;
-  std::string bearer_token;  // sent as "authorization: Bearer <token>" when set
-};
 
 // The largest message a call accepts (a snapshot of a large mesh).
 inline constexpr size_t kMaxGrpcMessageBytes = 64 * 1024 * 1024;
@@ -42,15 +35,16 @@ class GrpcCall {
     std::chrono::milliseconds connect_timeout{5000};
     // The whole call's, sent as grpc-timeout (the caller ends the call at its deadline).
     std::optional<std::chrono::milliseconds> timeout;
-    // HTTP/2 PING interval (0: none); one unanswered for `keepalive_timeout` ends the call
-    // UNAVAILABLE.
+    // HTTP/2 PING interval (0: none); nothing heard for `keepalive_timeout` after one ends
+    // the call UNAVAILABLE.
     std::chrono::milliseconds keepalive{0};
     std::chrono::milliseconds keepalive_timeout{20000};
   };
 
   // Connects to `address` (host:port) on a connection of the call's own and starts
   // `method` ("/package.Service/Method"); nullptr with `status` when that failed
-  // (UNAVAILABLE: the control plane could not be reached or verified).
+  // (UNAVAILABLE: the control plane could not be reached or verified). The arguments are
+  // used until it returns.
   static boost::asio::awaitable<std::unique_ptr<GrpcCall>> Start(const std::string& address,
                                                                  const ControlPlaneCredentials& credentials,
                                                                  std::string_view method, const Options& options,
@@ -59,7 +53,8 @@ class GrpcCall {
   GrpcCall(const GrpcCall&) = delete;
   GrpcCall& operator=(const GrpcCall&) = delete;
 
-  // Sends `message`; `last` half-closes the call. The call's status once it has ended.
+  // Sends `message`; `last` half-closes the call. An error when it could not be sent; the
+  // call's status then comes from Read (the control plane's, when it ended the call).
   boost::asio::awaitable<absl::Status> Write(const google::protobuf::MessageLite& message, bool last);
   // The next message into `out`; false once the call has ended, status() then says how.
   boost::asio::awaitable<bool> Read(google::protobuf::MessageLite& out);
@@ -69,14 +64,19 @@ class GrpcCall {
   const absl::Status& status() const { return status_; }
 
  private:
-  GrpcCall(const boost::asio::any_io_executor& executor, std::string address);
+  GrpcCall(const boost::asio::any_io_executor& executor, std::string address, const Options& options);
   // Ends the call with `status` (the first end counts); false, for Read to return.
   bool End(absl::Status status);
   // The response header: HTTP 200 with a gRPC content type, or the call's end.
   boost::asio::awaitable<bool> ReadHeader();
+  // Why the stream closed under a read or write that failed with `ec`.
+  absl::Status Broken(const boost::beast::error_code& ec) const;
 
   const std::string address_;
-  proxy::Http2UpstreamPool pool_;  // the call's one connection
+  const Options options_;
+  // The call's one connection, closed with the call. (A pool because it is how the
+  // proxy's HTTP/2 client connects; it never holds another connection.)
+  proxy::Http2UpstreamPool pool_;
   std::unique_ptr<proxy::Http2UpstreamStream> stream_;
   bool header_read_ = false;
   std::string received_;  // bytes of messages not taken yet
@@ -85,10 +85,13 @@ class GrpcCall {
   absl::Status status_;
 };
 
-// A call with one request and one response, run to its end on a thread of the caller's
-// that it blocks for at most `timeout` (and the connect); DEADLINE_EXCEEDED after that.
-absl::Status UnaryCall(const std::string& address, const ControlPlaneCredentials& credentials,
-                       std::string_view method, const google::protobuf::MessageLite& request,
-                       google::protobuf::MessageLite& response, std::chrono::milliseconds timeout);
+// A call with one request and one response, run to its end on `io` (which nothing else
+// runs meanwhile) by the calling thread, for at most `timeout`, connecting included:
+// DEADLINE_EXCEEDED after that, or UNAVAILABLE when it was still connecting (nothing
+// was sent).
+absl::Status UnaryCall(boost::asio::io_context& io, const std::string& address,
+                       const ControlPlaneCredentials& credentials, std::string_view method,
+                       const google::protobuf::MessageLite& request, google::protobuf::MessageLite& response,
+                       std::chrono::milliseconds timeout);
 
 }  // namespace meshplug::agent::xds

@@ -7,6 +7,7 @@
 #include "common/files.h"
 #include "common/strings.h"
 #include "common/x509.h"
+#include "agent/xds/grpc_call.h"
 #include "meshplug/v1/identity.pb.h"
 #include "net/tls.h"
 
@@ -152,7 +153,8 @@ absl::Status WorkloadIdentity::Obtain(const absl::StatusOr<ControlPlaneCredentia
   // that does not answer is passed over for the next, without moving the stream.
   for (const std::string& replica : servers_->InTurn()) {
     server = replica;
-    st = UnaryCall(server, *credentials, "/meshplug.v1.Identity/Sign", req, resp, options_.timeout);
+    std::lock_guard lock(call_mu_);
+    st = UnaryCall(io_, server, *credentials, "/meshplug.v1.Identity/Sign", req, resp, options_.timeout);
     // Not after a deadline: the call may have been served (a join token is good once).
     if (st.code() != absl::StatusCode::kUnavailable) break;
   }

@@ -18,8 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+
 #include "absl/status/statusor.h"
-#include "agent/xds/grpc_call.h"
+#include "agent/xds/control_plane_credentials.h"
 #include "agent/xds/server_list.h"
 #include "common/stats.h"
 #include "meshplug/v1/snapshot.pb.h"
@@ -95,6 +97,10 @@ class WorkloadIdentity {
   Stats* const stats_;
   mutable std::mutex mu_;
   std::mutex install_mu_;  // orders installs and the callback
+  // Signing calls, one at a time (a join and a renewal may overlap), on a loop that lives
+  // as long as this: a DNS lookup left running by a call is not waited for.
+  std::mutex call_mu_;
+  boost::asio::io_context io_;
   std::condition_variable cv_;
   std::optional<IdentityMaterial> current_;
   std::function<void(const IdentityMaterial&)> on_certificate_;

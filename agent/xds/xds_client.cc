@@ -81,7 +81,7 @@ void XdsClient::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    if (io_) io_->stop();
+    io_.stop();
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -148,20 +148,13 @@ void XdsClient::Run() {
 bool XdsClient::Attempt() {
   server_ = servers_->current();
   SetState(XdsConnectionState::kConnecting);
-  boost::asio::io_context io;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return false;
-    io_ = &io;
-  }
-  const bool healthy = options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>(io) : RunStream<SotwOps>(io);
-  std::lock_guard lock(mu_);
-  io_ = nullptr;
-  return healthy;
+  // Stop sets stopping_ before it stops io_: either this sees it, or the loop is stopped.
+  io_.restart();
+  if (stopping()) return false;
+  return options_.protocol == XdsProtocol::kDelta ? RunStream<DeltaOps>() : RunStream<SotwOps>();
 }
 
-template <typename Proto>
-std::unique_ptr<GrpcCall> XdsClient::Connect(boost::asio::io_context& io) {
+std::unique_ptr<GrpcCall> XdsClient::Connect(std::string_view method) {
   absl::StatusOr<ControlPlaneCredentials> credentials = ControlPlaneCredentials{};
   if (options_.credentials) credentials = options_.credentials();
   if (!credentials.ok()) {
@@ -171,21 +164,21 @@ std::unique_ptr<GrpcCall> XdsClient::Connect(boost::asio::io_context& io) {
   GrpcCall::Options call_options;
   call_options.connect_timeout = options_.connect_timeout;
   call_options.keepalive = options_.keepalive;
-  // The coroutine uses these only while this function runs `io`: once stopping, it is
+  // The coroutine uses these only while this function runs io_: once stopping, it is
   // never resumed.
   std::unique_ptr<GrpcCall> call;
   absl::Status status;
   bool done = false;
   boost::asio::co_spawn(
-      io,
+      io_,
       [&]() -> boost::asio::awaitable<void> {
-        call = co_await GrpcCall::Start(server_, *credentials, Proto::kMethod, call_options, status);
+        call = co_await GrpcCall::Start(server_, *credentials, method, call_options, status);
         done = true;
       },
       boost::asio::detached);
   // Bounded by the connect timeout; every turn waits up to 100 ms for the saved snapshot.
-  while (!done && !io.stopped()) {
-    io.run_one_for(milliseconds(100));
+  while (!done && !io_.stopped()) {
+    io_.run_one_for(milliseconds(100));
     MaybeUseCache(Clock::now(), false);
   }
   if (!done) return nullptr;  // stopping
@@ -194,10 +187,10 @@ std::unique_ptr<GrpcCall> XdsClient::Connect(boost::asio::io_context& io) {
 }
 
 template <typename Proto>
-bool XdsClient::RunStream(boost::asio::io_context& io) {
-  std::unique_ptr<GrpcCall> call = Connect<Proto>(io);
+bool XdsClient::RunStream() {
+  std::unique_ptr<GrpcCall> call = Connect(Proto::kMethod);
   if (!call) return false;
-  AdsStream<Proto> stream(io, std::move(call));
+  AdsStream<Proto> stream(io_, std::move(call));
   const auto began = Clock::now();
   SetState(XdsConnectionState::kConnected);
   UpdateStatus([](XdsClientStatus& s) { ++s.connects; });
@@ -223,7 +216,7 @@ bool XdsClient::RunStream(boost::asio::io_context& io) {
   typename Proto::Resp incoming;
   for (;;) {
     // The next timer: the assembler's (an update settling or timing out) or the saved
-    // snapshot's deadline. Without one, wait for events (Stop cancels the call).
+    // snapshot's deadline. Without one, wait for events (Stop stops the loop).
     auto deadline = Clock::now() + std::chrono::hours(1);
     if (auto due = assembler_.NextDeadline()) deadline = std::min(deadline, *due);
     if (auto cache_at = CacheDeadline()) deadline = std::min(deadline, *cache_at);

@@ -1,8 +1,9 @@
 // The agent's xDS client: one Aggregated Discovery Service stream to the control plane,
-// incremental (delta) by default or state of the world, on a dedicated thread with an Asio
-// loop of its own (grpc_call.h), so the proxy's workers never wait on it.
+// incremental (delta) by default or state of the world, on a dedicated thread that runs
+// the stream's I/O on an Asio loop of its own, so the proxy's workers never wait on it.
 //
-// Its parts: AdsStream (the stream's I/O), DeltaOps/SotwOps (protocol.h: the two
+// Its parts: GrpcCall (gRPC on the agent's HTTP/2 client), AdsStream (the stream's I/O),
+// DeltaOps/SotwOps (protocol.h: the two
 // variants' messages), UpdateAssembler (which responses make an update, and the ACKs and
 // NACKs) and the saved-config file (saved_config.h). This class ties them together and
 // owns reconnection, the saved configuration at start, status and metrics.
@@ -34,7 +35,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "absl/status/status.h"
-#include "agent/xds/grpc_call.h"
+#include "agent/xds/control_plane_credentials.h"
 #include "agent/xds/server_list.h"
 #include "agent/xds/update_assembler.h"
 #include "agent/xds/xds_resources.h"
@@ -44,6 +45,8 @@
 #include "common/stats.h"
 
 namespace meshplug::agent::xds {
+
+class GrpcCall;
 
 enum class XdsProtocol { kDelta, kSotw };
 
@@ -126,12 +129,11 @@ class XdsClient {
   // One connection attempt: connect, stream until it ends. True when the stream was
   // healthy (got a response, or lived at least backoff_max), so the backoff restarts.
   bool Attempt();
-  // Connects and starts the stream's call on `io` (serving the saved snapshot meanwhile
-  // when it is due); nullptr when that failed or the client is stopping.
+  // Connects and starts `method`'s call on io_ (serving the saved snapshot meanwhile when
+  // it is due); nullptr when that failed or the client is stopping.
+  std::unique_ptr<GrpcCall> Connect(std::string_view method);
   template <typename Proto>
-  std::unique_ptr<GrpcCall> Connect(boost::asio::io_context& io);
-  template <typename Proto>
-  bool RunStream(boost::asio::io_context& io);
+  bool RunStream();
 
   // Counts and records ACKs and NACKs before they are sent.
   void Count(const std::vector<Answer>& answers);
@@ -164,10 +166,13 @@ class XdsClient {
 
   std::atomic<bool> stopping_{false};
   std::thread thread_;
-  mutable std::mutex mu_;  // guards status_, io_, wakeups
+  mutable std::mutex mu_;  // guards status_, wakeups
   mutable std::condition_variable cv_;
   XdsClientStatus status_;
-  boost::asio::io_context* io_ = nullptr;  // the current attempt's: Stop stops it
+  // The streams' I/O, run by the client thread; Stop stops it. One for the client's life:
+  // a DNS lookup of the control plane's name still running when an attempt ends is not
+  // waited for (Asio's resolver thread is the loop's).
+  boost::asio::io_context io_;
 };
 
 }  // namespace meshplug::agent::xds

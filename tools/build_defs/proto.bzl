@@ -17,7 +17,7 @@ def cc_grpc_library(name, srcs, deps = [], grpc = False, visibility = None):
       srcs: .proto files in this package.
       deps: other cc_grpc_library targets whose .proto files `srcs` import.
       grpc: also generate gRPC service stubs.
-      visibility: of the cc_library.
+      visibility: of the libraries and the filegroup of .proto files.
     """
     outs = []
     for src in srcs:
@@ -58,12 +58,15 @@ def cc_grpc_library(name, srcs, deps = [], grpc = False, visibility = None):
         deps = [d + "_messages" for d in deps] + ["//third_party:protobuf"],
         visibility = visibility,
     )
-    native.cc_library(
-        name = name,
-        srcs = [o for o in outs if o.endswith(".grpc.pb.cc")],
-        hdrs = [o for o in outs if o.endswith(".grpc.pb.h")],
-        includes = ["."],
-        copts = ["-Wno-unused-parameter"],
-        deps = [name + "_messages"] + (deps + ["//third_party:grpc"] if grpc else [d + "_messages" for d in deps]),
-        visibility = visibility,
-    )
+    if grpc:
+        native.cc_library(
+            name = name,
+            srcs = [o for o in outs if o.endswith(".grpc.pb.cc")],
+            hdrs = [o for o in outs if o.endswith(".grpc.pb.h")],
+            includes = ["."],
+            copts = ["-Wno-unused-parameter"],
+            deps = [name + "_messages", "//third_party:grpc"],
+            visibility = visibility,
+        )
+    else:
+        native.alias(name = name, actual = name + "_messages", visibility = visibility)
