@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/xds/server_list.h"
 #include "common/strings.h"
 #include "common/x509.h"
 
@@ -176,6 +177,7 @@ absl::Status Validate(const Bootstrap& b) {
   if (b.xds_address.empty()) {
     return absl::InvalidArgumentError("the control plane address is required (--xds_address or xds.address)");
   }
+  if (absl::Status st = CheckServerList(b.xds_address); !st.ok()) return st;
   if (!b.xds_protocol.empty() && b.xds_protocol != "delta" && b.xds_protocol != "sotw") {
     return absl::InvalidArgumentError(Cat("xDS protocol \"", b.xds_protocol, "\" is not delta or sotw"));
   }

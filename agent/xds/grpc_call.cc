@@ -8,6 +8,7 @@
 #include <boost/beast/http/message.hpp>
 
 #include "agent/proxy/grpc.h"
+#include "agent/xds/server_list.h"
 #include "common/strings.h"
 #include "net/tls.h"
 
@@ -76,14 +77,14 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
                                                            const ControlPlaneCredentials& credentials,
                                                            std::string_view method, const Options& options,
                                                            absl::Status& status) {
-  const std::optional<HostAndPort> split = SplitHostPort(address);
-  const std::optional<uint16_t> port = split ? ParsePort(split->port) : std::nullopt;
-  if (!port || split->host.empty()) {
-    status = absl::InvalidArgumentError(Cat("the control plane's address \"", address, "\" is not host:port"));
+  const std::optional<std::pair<std::string, uint16_t>> endpoint = ReplicaEndpoint(address);
+  if (!endpoint) {
+    status = absl::InvalidArgumentError(Cat("the control plane address \"", address, "\" is not host:port"));
     co_return nullptr;
   }
+  const auto& [host, port] = *endpoint;
   std::optional<net::TlsOrigination> tls;
-  if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .http2 = true, .server_name = split->host};
+  if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .http2 = true, .server_name = host};
   http::request_header<> request;
   request.method(http::verb::post);
   request.target(method);
@@ -96,7 +97,7 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
   std::unique_ptr<GrpcCall> call(new GrpcCall(co_await asio::this_coro::executor, address, options));
   beast::error_code ec;
   const bool given_up = false;
-  call->stream_ = co_await call->pool_.Open(split->host, *port, options.connect_timeout, kWriteStall, kMaxHeaderBytes,
+  call->stream_ = co_await call->pool_.Open(host, port, options.connect_timeout, kWriteStall, kMaxHeaderBytes,
                                             tls ? &*tls : nullptr, request, /*has_body=*/true, given_up, ec);
   if (!call->stream_) {
     status = absl::UnavailableError(Cat("cannot connect to ", address, ": ", ec.message()));

@@ -229,7 +229,11 @@ TEST(BootstrapTest, ErrorsNameTheKey) {
   EXPECT_NE(Validate(b).message().find("namespace"), std::string::npos);
   b.namespace_ = "n";
   EXPECT_NE(Validate(b).message().find("control plane address"), std::string::npos);
-  b.xds_address = "h:1";
+  for (const char* bad : {"127.0.0.1", "h:1,h", "h:0", ":15010", "h:99999"}) {
+    b.xds_address = bad;
+    EXPECT_NE(Validate(b).message().find("is not host:port"), std::string::npos) << bad << ": " << Validate(b);
+  }
+  b.xds_address = "h:1,[::1]:2,";
   EXPECT_NE(Validate(b).message().find("roots that verify the control plane"), std::string::npos);
   b.xds_ca = "not a certificate";
   EXPECT_NE(Validate(b).message().find("the control plane's CA (xds.ca): no PEM certificate found"), std::string::npos)
