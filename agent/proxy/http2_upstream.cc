@@ -78,6 +78,7 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   std::optional<asio::steady_timer> keepalive_;  // while PingLoop runs; a PING's ACK wakes it
   uint64_t ping_acks_ = 0;
   uint64_t reads_ = 0;  // socket reads that brought bytes
+  bool awaiting_ack_ = false;  // PingLoop waits for a PING's answer
   bool keepalive_failed_ = false;
 };
 
@@ -229,7 +230,9 @@ awaitable<void> Http2UpstreamConnection::PingLoop(std::shared_ptr<Http2UpstreamC
     nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
     Flush();
     keepalive_->expires_after(timeout);
+    awaiting_ack_ = true;
     co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    awaiting_ack_ = false;
     // Anything from the peer counts, read or still waiting in the socket: a loop that ran
     // late (its thread busy) finds the answer unread behind the timer.
     const bool heard = ping_acks_ != acks || reads_ != reads || connection_->stream.socket().available(ec) > 0;
@@ -322,7 +325,7 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
   }
   if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
     ++connection->ping_acks_;
-    if (connection->keepalive_) connection->keepalive_->cancel();
+    if (connection->awaiting_ack_) connection->keepalive_->cancel();
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;

@@ -54,8 +54,9 @@ class Http2UpstreamStream {
   boost::asio::awaitable<void> ReadBody(std::string& out, std::chrono::milliseconds idle, boost::beast::error_code& ec);
   // The response's trailers (gRPC's status), once done().
   const boost::beast::http::fields& trailers() const { return trailers_; }
-  // Why a stream closed before its end: the RST_STREAM code the peer sent, or nullopt
-  // when the connection closed (see keepalive_failed).
+  // Why a stream closed before its end: its RST_STREAM code (the peer's, or this side's
+  // when nghttp2 refused what the peer sent), or nullopt when the connection closed (see
+  // keepalive_failed).
   std::optional<uint32_t> reset_code() const;
   // The connection was closed because a keepalive PING went unanswered.
   bool keepalive_failed() const;

@@ -74,7 +74,12 @@ class AdsStream {
  private:
   boost::asio::awaitable<void> ReadLoop() {
     Resp incoming;
-    while (co_await call_->Read(incoming)) inbox_.push_back(std::move(incoming));
+    // No co_await inside a condition: GCC 12 miscompiles it (see agent/proxy/tcp_proxy.cc).
+    for (;;) {
+      const bool got = co_await call_->Read(incoming);
+      if (!got) break;
+      inbox_.push_back(std::move(incoming));
+    }
     --loops_;
   }
 

@@ -21,9 +21,11 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// How long the control plane may take nothing of a write (no window for it) before the
-// call is given up; the connection's idle limit too, which a call never reaches.
+// How long one write may wait for the control plane to take it (flow-control window)
+// before the call is given up; the connection's idle limit too, which a call never reaches.
 constexpr milliseconds kWriteStall{60000};
+// How long UnaryCall awaits a call's end after cancelling it at the deadline.
+constexpr std::chrono::seconds kCancelGrace{5};
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 // A read waits for the next message without limit; this is only how often it looks again.
 constexpr milliseconds kReadTurn{3600 * 1000};
@@ -83,6 +85,10 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
     co_return nullptr;
   }
   const auto& [host, port] = *endpoint;
+  if (!credentials.tls && !credentials.bearer_token.empty()) {
+    status = absl::InvalidArgumentError("a bearer token is sent only over TLS");
+    co_return nullptr;
+  }
   std::optional<net::TlsOrigination> tls;
   if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .http2 = true, .server_name = host};
   http::request_header<> request;
@@ -96,11 +102,14 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
 
   std::unique_ptr<GrpcCall> call(new GrpcCall(co_await asio::this_coro::executor, address, options));
   beast::error_code ec;
-  const bool given_up = false;
+  static constexpr bool kNever = false;
+  const bool& given_up = options.given_up ? *options.given_up : kNever;
   call->stream_ = co_await call->pool_.Open(host, port, options.connect_timeout, kWriteStall, kMaxHeaderBytes,
                                             tls ? &*tls : nullptr, request, /*has_body=*/true, given_up, ec);
   if (!call->stream_) {
-    status = absl::UnavailableError(Cat("cannot connect to ", address, ": ", ec.message()));
+    status = ec == asio::error::operation_aborted && given_up
+                 ? absl::CancelledError(Cat("the call to ", address, " was given up while connecting"))
+                 : absl::UnavailableError(Cat("cannot connect to ", address, ": ", ec.message()));
     co_return nullptr;
   }
   if (options.keepalive.count() > 0) call->stream_->KeepAlive(options.keepalive, options.keepalive_timeout);
@@ -124,8 +133,8 @@ absl::Status GrpcCall::Broken(const beast::error_code& ec) const {
     return absl::UnavailableError(
         Cat(address_, " did not answer a keepalive PING within ", options_.keepalive_timeout.count(), " ms"));
   }
-  if (const std::optional<uint32_t> code = stream_->reset_code(); code && *code != 0) {
-    return absl::Status(ResetStatus(*code), Cat(address_, " reset the call (HTTP/2 error ", *code, ")"));
+  if (const std::optional<uint32_t> code = stream_->reset_code()) {
+    return absl::Status(ResetStatus(*code), Cat("the call to ", address_, " was reset (HTTP/2 error ", *code, ")"));
   }
   return absl::UnavailableError(Cat("the connection to ", address_, " closed: ", ec.message()));
 }
@@ -142,9 +151,9 @@ asio::awaitable<absl::Status> GrpcCall::Write(const google::protobuf::MessageLit
   message.AppendToString(&frame);
   beast::error_code ec;
   co_await stream_->Write(frame, last, kWriteStall, ec);
-  if (ended_) co_return status_;
+  if (ended_) co_return status_.ok() ? absl::FailedPreconditionError("the call ended during the write") : status_;
   if (ec == beast::error::timeout) {
-    End(absl::UnavailableError(Cat(address_, " took nothing of the call for ", kWriteStall.count(), " ms")));
+    End(absl::UnavailableError(Cat("a write to ", address_, " did not drain within ", kWriteStall.count(), " ms")));
     co_return status_;
   }
   // The stream closed: Read takes the call's status (the trailers came first, or the reset).
@@ -225,52 +234,75 @@ asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
 absl::Status UnaryCall(asio::io_context& io, const std::string& address, const ControlPlaneCredentials& credentials,
                        std::string_view method, const google::protobuf::MessageLite& request,
                        google::protobuf::MessageLite& response, milliseconds timeout) {
-  // The coroutine uses these only while this function runs `io`: at the deadline it is
-  // cancelled and run to its end.
-  bool done = false;
-  absl::Status status;
-  GrpcCall* running = nullptr;  // once connected, for the deadline to cancel
-  std::unique_ptr<google::protobuf::MessageLite> extra(response.New());
-  GrpcCall::Options options;
-  options.connect_timeout = timeout;
-  options.timeout = timeout;
+  // What the call uses is its own, so that a call still running when this returns
+  // (after the grace) touches nothing of the caller's when the loop runs it again.
+  struct State {
+    std::string address, method;
+    ControlPlaneCredentials credentials;
+    std::unique_ptr<google::protobuf::MessageLite> request, response, extra;
+    GrpcCall::Options options;
+    bool given_up = false, done = false;
+    GrpcCall* running = nullptr;  // once connected, for the deadline to cancel
+    absl::Status status;
+  };
+  auto state = std::make_shared<State>();
+  state->address = address;
+  state->method = std::string(method);
+  state->credentials = credentials;
+  state->request.reset(request.New());
+  state->request->CheckTypeAndMergeFrom(request);
+  state->response.reset(response.New());
+  state->extra.reset(response.New());
+  state->options.connect_timeout = timeout;
+  state->options.timeout = timeout;
+  state->options.given_up = &state->given_up;
   io.restart();
   asio::co_spawn(
       io,
-      [&]() -> asio::awaitable<void> {
-        std::unique_ptr<GrpcCall> call = co_await GrpcCall::Start(address, credentials, method, options, status);
+      [state]() -> asio::awaitable<void> {
+        State& s = *state;
+        std::unique_ptr<GrpcCall> call = co_await GrpcCall::Start(s.address, s.credentials, s.method, s.options, s.status);
         if (call) {
-          running = call.get();
-          const absl::Status written = co_await call->Write(request, /*last=*/true);
+          s.running = call.get();
+          const absl::Status written = co_await call->Write(*s.request, /*last=*/true);
           // Read even after a failed write: it settles the call's status.
-          const bool got = co_await call->Read(response);
+          const bool got = co_await call->Read(*s.response);
           // A unary call's one message, then its end.
           bool more = false;
-          if (got) more = co_await call->Read(*extra);
+          if (got) more = co_await call->Read(*s.extra);
           if (more) {
             call->Cancel();
-            status = absl::InternalError(Cat(address, " sent more than one response"));
+            s.status = absl::InternalError(Cat(s.address, " sent more than one response"));
           } else if (!call->status().ok()) {
-            status = call->status();
+            s.status = call->status();
           } else if (!written.ok()) {
-            status = written;
+            s.status = written;
           } else if (!got) {
-            status = absl::InternalError(Cat(address, " sent no response"));
+            s.status = absl::InternalError(Cat(s.address, " sent no response"));
           }
-          running = nullptr;
+          s.running = nullptr;
         }
-        done = true;
+        s.done = true;
       },
       asio::detached);
   const auto deadline = GrpcCall::Clock::now() + timeout;
-  while (!done && io.run_one_until(deadline) > 0) {
+  while (!state->done && io.run_one_until(deadline) > 0) {
   }
-  if (done) return status;
-  const bool connected = running != nullptr;
-  if (running) running->Cancel();
-  const auto bound = GrpcCall::Clock::now() + std::chrono::seconds(1);
-  while (!done && io.run_one_until(bound) > 0) {
+  bool connected = true;
+  if (!state->done) {
+    state->given_up = true;
+    connected = state->running != nullptr;
+    if (state->running) state->running->Cancel();
+    const auto grace = GrpcCall::Clock::now() + kCancelGrace;
+    while (!state->done && io.run_one_until(grace) > 0) {
+    }
   }
+  if (state->done && state->status.ok()) {
+    response.Clear();
+    response.CheckTypeAndMergeFrom(*state->response);
+    return absl::OkStatus();
+  }
+  if (state->done && state->status.code() != absl::StatusCode::kCancelled) return state->status;
   const std::string within = Cat(" within ", timeout.count(), " ms");
   return connected ? absl::DeadlineExceededError(Cat("no answer from ", address, within))
                    : absl::UnavailableError(Cat("cannot connect to ", address, within));

@@ -39,6 +39,9 @@ class GrpcCall {
     // the call UNAVAILABLE.
     std::chrono::milliseconds keepalive{0};
     std::chrono::milliseconds keepalive_timeout{20000};
+    // Once *given_up is true while Start connects, nothing is sent and Start fails
+    // (CANCELLED); it must outlive Start.
+    const bool* given_up = nullptr;
   };
 
   // Connects to `address` (host:port) on a connection of the call's own and starts
@@ -85,10 +88,11 @@ class GrpcCall {
   absl::Status status_;
 };
 
-// A call with one request and one response, run to its end on `io` (which nothing else
-// runs meanwhile) by the calling thread, for at most `timeout`, connecting included:
-// DEADLINE_EXCEEDED after that, or UNAVAILABLE when it was still connecting (nothing
-// was sent).
+// A call with one request and one response, run on `io` (which nothing else runs
+// meanwhile) by the calling thread for `timeout`, connecting included: DEADLINE_EXCEEDED
+// after that, or UNAVAILABLE when it was still connecting (nothing was sent). A call that
+// completed at the deadline counts. Past the deadline the call is cancelled and its end
+// awaited a few seconds at most; what it still does after that touches only its own state.
 absl::Status UnaryCall(boost::asio::io_context& io, const std::string& address,
                        const ControlPlaneCredentials& credentials, std::string_view method,
                        const google::protobuf::MessageLite& request, google::protobuf::MessageLite& response,

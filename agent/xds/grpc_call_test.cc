@@ -106,13 +106,21 @@ std::shared_ptr<grpc::ServerCredentials> TlsServer(const Pki& p) {
   return grpc::SslServerCredentials(o);
 }
 
-TEST(UnaryCall, TheResponseComesBackAndTheTokenIsSentAsBearer) {
+TEST(UnaryCall, TheResponseComesBack) {
+  Server server;
+  v1::SignResponse resp;
+  absl::Status st = Call(server.address(), {}, Request("web"), resp, milliseconds(5000));
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(resp.certificate_chain_pem(), "csr of web");
+  EXPECT_EQ(resp.trust_bundle_pem(), "");  // no authorization sent
+}
+
+TEST(UnaryCall, ABearerTokenIsNeverSentInPlaintext) {
   Server server;
   v1::SignResponse resp;
   absl::Status st = Call(server.address(), {nullptr, "tok-1"}, Request("web"), resp, milliseconds(5000));
-  ASSERT_TRUE(st.ok()) << st;
-  EXPECT_EQ(resp.certificate_chain_pem(), "csr of web");
-  EXPECT_EQ(resp.trust_bundle_pem(), "Bearer tok-1");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), "a bearer token is sent only over TLS");
 }
 
 TEST(UnaryCall, AnErrorKeepsItsCodeAndItsMessageByteForByte) {
@@ -158,7 +166,7 @@ TEST(UnaryCall, ADeadlineWhileConnectingIsUnavailableSoTheNextReplicaMayBeAsked)
   const auto began = Clock::now();
   absl::Status st = Call(address, {*roots, "tok"}, Request("web"), resp, milliseconds(300));
   EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
-  EXPECT_EQ(st.message(), "cannot connect to " + address + " within 300 ms");
+  EXPECT_EQ(st.message().find("cannot connect to " + address), 0u) << st;
   EXPECT_LT(Clock::now() - began, std::chrono::seconds(3));
 }
 
@@ -180,6 +188,7 @@ TEST(UnaryCall, OverTlsTheServerMustChainToTheRootsAndNameTheHostCalled) {
   absl::Status st = Call(server.address(), {*ours, "tok"}, Request("web"), resp, milliseconds(5000));
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(resp.certificate_chain_pem(), "csr of web");
+  EXPECT_EQ(resp.trust_bundle_pem(), "Bearer tok");  // the token went as gRPC's access token does
 
   const Pki other = MakePki({"127.0.0.1"}, {});
   auto wrong_roots = net::ServerVerifyingContext(other.ca_cert, "", "");
@@ -212,7 +221,9 @@ absl::Status ReadToEnd(asio::io_context& io, const std::string& address, const G
           status = co_await call->Write(req, true);
           v1::SignResponse resp;
           if (status.ok()) {
-            while (co_await call->Read(resp)) {
+            for (;;) {
+              const bool got = co_await call->Read(resp);
+              if (!got) break;
             }
             status = call->status();
           }
