@@ -113,6 +113,12 @@ Http2UpstreamStream::~Http2UpstreamStream() { connection_->Detach(*this); }
 
 void Http2UpstreamStream::Cancel() { connection_->Detach(*this); }
 
+void Http2UpstreamStream::SetReceiveWindow(int32_t bytes) {
+  if (closed_) return;
+  nghttp2_session_set_local_window_size(connection_->session(), NGHTTP2_FLAG_NONE, id_, bytes);
+  connection_->Flush();
+}
+
 void Http2UpstreamStream::KeepAlive(milliseconds interval, milliseconds timeout) {
   connection_->KeepAlive(interval, timeout);
 }

@@ -39,6 +39,9 @@ class Http2UpstreamStream {
                                      boost::beast::error_code& ec);
   // Resets the stream (CANCEL) unless it has ended.
   void Cancel();
+  // Lets the peer send up to `bytes` of the response body ahead of what was read (the
+  // stream's receive window; kHttp2StreamWindow otherwise).
+  void SetReceiveWindow(int32_t bytes);
   // PINGs the connection `interval` after the last PING was answered; when nothing at all
   // came from the peer within `timeout` of a PING, the connection closes (and every
   // stream on it): a peer that vanished without closing is noticed. Once per connection;

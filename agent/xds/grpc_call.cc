@@ -8,6 +8,7 @@
 #include <boost/beast/http/message.hpp>
 
 #include "agent/proxy/grpc.h"
+#include "agent/proxy/http2_common.h"
 #include "agent/xds/server_list.h"
 #include "common/strings.h"
 #include "net/tls.h"
@@ -27,6 +28,9 @@ constexpr milliseconds kWriteStall{60000};
 // How long UnaryCall awaits a call's end after cancelling it at the deadline.
 constexpr std::chrono::seconds kCancelGrace{5};
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
+// A call's receive window, as large as its connection's: a snapshot of a few MB arrives
+// in one round trip rather than one per 256 KB (gRPC's client grew its window by probing).
+constexpr int32_t kCallWindow = proxy::kHttp2ConnectionWindow;
 // A read waits for the next message without limit; this is only how often it looks again.
 constexpr milliseconds kReadTurn{3600 * 1000};
 // Past this, the buffer of a message read is freed rather than kept for the next one.
@@ -112,6 +116,7 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
                  : absl::UnavailableError(Cat("cannot connect to ", address, ": ", ec.message()));
     co_return nullptr;
   }
+  call->stream_->SetReceiveWindow(kCallWindow);
   if (options.keepalive.count() > 0) call->stream_->KeepAlive(options.keepalive, options.keepalive_timeout);
   status = absl::OkStatus();
   co_return call;

@@ -55,6 +55,7 @@ class Server {
     // Pings as often as the tests send them.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
     builder.RegisterService(&service);
     server_ = builder.BuildAndStart();
   }
@@ -113,6 +114,18 @@ TEST(UnaryCall, TheResponseComesBack) {
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(resp.certificate_chain_pem(), "csr of web");
   EXPECT_EQ(resp.trust_bundle_pem(), "");  // no authorization sent
+}
+
+TEST(UnaryCall, MessagesOfMegabytesCrossFlowControlWhole) {
+  Server server;
+  v1::SignRequest req = Request("web");
+  std::string big(6 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  req.set_csr_pem(big);
+  v1::SignResponse resp;
+  absl::Status st = Call(server.address(), {}, req, resp, milliseconds(20000));
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(resp.certificate_chain_pem() == big) << resp.certificate_chain_pem().size();
 }
 
 TEST(UnaryCall, ABearerTokenIsNeverSentInPlaintext) {
