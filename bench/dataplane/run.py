@@ -744,9 +744,11 @@ PATHS = {
 
 
 def measure(key, agent_bin, backend, auth, args):
-    global NETNS, APP_DIR
+    global NETNS, APP_DIR, BACKEND_H2
     if key == "k":
-        # Its own backend in its namespace, on the same CPU as the machine's.
+        # Its own backend in its namespace, on the same CPU as the machine's. The machine's
+        # backend stays the HTTP/2 paths' (start_backend sets BACKEND_H2): they run after.
+        machines_h2 = BACKEND_H2
         try:
             create_netns()
             backend_proc, backend, _ = start_backend()
@@ -754,6 +756,7 @@ def measure(key, agent_bin, backend, auth, args):
                 return measure_path(key, agent_bin, backend, auth, args)
             finally:
                 stop(backend_proc)
+                BACKEND_H2 = machines_h2
         finally:
             if NETNS:
                 delete_netns(NETNS)
