@@ -6,12 +6,17 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
 
 #include "agent/xds/test_client.h"
+#include "common/x509.h"
+#include "net/tls.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "agent/xds/test_resources.h"
 
@@ -39,6 +44,12 @@ class ScriptedAds final : public discovery::AggregatedDiscoveryService::Service 
     }
     cv_.notify_all();
     discovery::DeltaDiscoveryRequest req;
+    if (refuse_) {
+      // Ends the stream at once, while the client is still sending its subscriptions.
+      std::lock_guard lock(mu_);
+      stream_ = nullptr;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "namespace \"curl\" does not exist");
+    }
     while (stream->Read(&req)) {
       std::lock_guard lock(mu_);
       requests_.push_back(req);
@@ -75,12 +86,14 @@ class ScriptedAds final : public discovery::AggregatedDiscoveryService::Service 
     std::lock_guard lock(mu_);
     return requests_.size();
   }
+  void RefuseStreams() { refuse_ = true; }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   grpc::ServerReaderWriter<discovery::DeltaDiscoveryResponse, discovery::DeltaDiscoveryRequest>* stream_ = nullptr;
   std::vector<discovery::DeltaDiscoveryRequest> requests_;
+  std::atomic<bool> refuse_{false};
 };
 
 class ScriptedTest : public ::testing::Test {
@@ -139,6 +152,44 @@ TEST_F(ScriptedTest, SubscribesToEveryTypeWithTheNodeFirst) {
     EXPECT_EQ(sub->resource_names_subscribe(0), "*");
     EXPECT_TRUE(sub->response_nonce().empty());
   }
+}
+
+TEST_F(ScriptedTest, TheControlPlanesReasonForEndingTheStreamIsWhatTheClientReports) {
+  ads_.RefuseStreams();
+  FakeAgent agent;
+  XdsClient client(FastOptions(address(), XdsProtocol::kDelta), agent.Fn(), nullptr);
+  client.Start();
+  // Every attempt ends the same way; the writes still in flight do not replace the reason.
+  ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return s.disconnects >= 3; }, kWait));
+  EXPECT_EQ(client.status().last_stream_error, "9 namespace \"curl\" does not exist");
+}
+
+TEST(XdsClientStop, ReturnsPromptlyWhileATlsHandshakeHangs) {
+  // Accepted by the kernel; the TLS handshake is never answered.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  XdsClientOptions options = FastOptions("127.0.0.1:" + std::to_string(silent.local_endpoint().port()),
+                                         XdsProtocol::kDelta);
+  options.connect_timeout = std::chrono::seconds(30);
+  const std::string key = *x509::NewPrivateKey();
+  x509::Profile ca;
+  ca.common_name = "test root";
+  ca.is_ca = true;
+  const std::string roots = *x509::SelfSignedCa(key, ca);
+  options.credentials = [&roots]() -> absl::StatusOr<ControlPlaneCredentials> {
+    auto tls = net::ServerVerifyingContext(roots, "", "");
+    if (!tls.ok()) return tls.status();
+    return ControlPlaneCredentials{*tls, ""};
+  };
+  FakeAgent agent;
+  XdsClient client(std::move(options), agent.Fn(), nullptr);
+  client.Start();
+  ASSERT_TRUE(client.WaitFor([](const XdsClientStatus& s) { return s.state == XdsConnectionState::kConnecting; }, kWait));
+  const auto began = std::chrono::steady_clock::now();
+  client.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(2));
+  EXPECT_EQ(client.status().state, XdsConnectionState::kStopped);
+  EXPECT_EQ(client.status().connects, 0u);
 }
 
 TEST_F(ScriptedTest, WaitsForReferencedResourcesThenNacksWhatIsMissingAndAcksOnceComplete) {
