@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev
   # the agent's allocator (docs/benchmarks.md §4.2: 8% fewer instructions per request than glibc's)
   libjemalloc-dev
+  # zlib's static archive, for Protobuf linked into the agent (third_party/agent_static.bzl)
+  zlib1g-dev
   # tests and the demo
   curl python3 python3-httpbin gunicorn python3-grpcio python3-websockets nghttp2-client
   # interception tests: network namespaces, iptables, setpriv
