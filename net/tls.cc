@@ -55,8 +55,10 @@ std::shared_ptr<ssl::context> Context(ssl::context::method method, const std::st
                                       boost::system::error_code& ec) {
   auto ctx = std::make_shared<ssl::context>(method);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
-  if (!chain_pem.empty()) ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
-  if (!ec && !chain_pem.empty()) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+  if (!chain_pem.empty()) {
+    ctx->use_certificate_chain(asio::buffer(chain_pem), ec);
+    if (!ec) ctx->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+  }
   if (!ec) ctx->add_certificate_authority(asio::buffer(bundle_pem), ec);
   if (!ec) ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
   return ec ? nullptr : ctx;
@@ -140,11 +142,12 @@ asio::awaitable<void> ClientHandshake(Stream& stream, const TlsOrigination& tls,
     ec = boost::asio::error::no_memory;
     co_return;
   }
-  if (!tls.server_name.empty() && !ExpectServerName(ssl, tls.server_name)) {
-    ec = boost::asio::error::invalid_argument;  // a name OpenSSL cannot check
-    co_return;
-  }
-  if (tls.server_name.empty()) {
+  if (!tls.server_name.empty()) {
+    if (!ExpectServerName(ssl, tls.server_name)) {
+      ec = boost::asio::error::invalid_argument;  // a name OpenSSL cannot check
+      co_return;
+    }
+  } else {
     stream.tls().set_verify_callback(
         [issuers = tls.issuer_key_ids, expected = tls.expected_identity](bool preverified, ssl::verify_context& vc) {
           return issuers && VerifyLeaf(preverified, vc, *issuers, expected);

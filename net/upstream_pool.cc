@@ -94,8 +94,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectUpstream(
 
 std::string PoolKey(const std::string& host, uint16_t port, const TlsOrigination* tls) {
   if (!tls) return Cat(host, ":", port);
-  return Cat(host, ":", port, " ", tls->expected_identity, " ", tls->server_name, " ",
-             reinterpret_cast<uintptr_t>(tls->context.get()));
+  return Cat(host, ":", port, " ", tls->expected_identity, " ", reinterpret_cast<uintptr_t>(tls->context.get()));
 }
 
 UpstreamPool::UpstreamPool(asio::any_io_executor executor)

@@ -835,7 +835,7 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
     } while (!ec && net::InterimResponse(*call.response));
     call.HeaderRead();
     // A request header held for the turn's end (net::StartWrite) fails after the read began
-    // (without a body: one with a body was flushed above).
+    // (without a body: one with a body is written at once, never held).
     if (const beast::error_code& held = call.connection->stream.held_write_error(); ec && !has_body && held) {
       if (write_failed(held)) continue;
       co_return;

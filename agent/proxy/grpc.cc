@@ -1,5 +1,7 @@
 #include "agent/proxy/grpc.h"
 
+#include <nghttp2/nghttp2.h>
+
 #include <boost/beast/core/string.hpp>
 
 #include "plugins/api/http_fields.h"
@@ -54,6 +56,16 @@ uint32_t GrpcStatusFor(unsigned http_status) {
     case 413: return 8;  // RESOURCE_EXHAUSTED
     case 504: return 4;  // DEADLINE_EXCEEDED
     default: return GrpcStatusForHttp(http_status);
+  }
+}
+
+uint32_t GrpcStatusForReset(uint32_t code) {
+  switch (code) {
+    case NGHTTP2_REFUSED_STREAM: return 14;       // UNAVAILABLE
+    case NGHTTP2_CANCEL: return 1;                // CANCELLED
+    case NGHTTP2_ENHANCE_YOUR_CALM: return 8;     // RESOURCE_EXHAUSTED
+    case NGHTTP2_INADEQUATE_SECURITY: return 7;   // PERMISSION_DENIED
+    default: return 13;                           // INTERNAL
   }
 }
 

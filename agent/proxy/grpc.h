@@ -23,6 +23,9 @@ std::optional<std::chrono::milliseconds> GrpcTimeout(std::string_view value);
 // The gRPC status a client takes from a response that is not gRPC, by its HTTP status
 // (gRPC's http-grpc-status-mapping.md).
 uint32_t GrpcStatusForHttp(unsigned http_status);
+// The gRPC status a client takes from a stream reset with RST_STREAM `code`
+// (PROTOCOL-HTTP2.md, "Errors").
+uint32_t GrpcStatusForReset(uint32_t code);
 // The gRPC status for an HTTP status the agent answers with: that mapping, except 413
 // (RESOURCE_EXHAUSTED) and 504: the agent's 504 is always its own request timeout, so
 // DEADLINE_EXCEEDED.

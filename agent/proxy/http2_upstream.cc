@@ -27,7 +27,9 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   Http2UpstreamConnection(std::unique_ptr<net::UpstreamConnection> connection, milliseconds idle_timeout,
                           uint32_t max_header_bytes)
       : connection_(std::move(connection)), idle_timeout_(idle_timeout), max_header_bytes_(max_header_bytes),
-        writer_wake_(connection_->stream.get_executor()), idle_(connection_->stream.get_executor()) {}
+        writer_wake_(connection_->stream.get_executor()),
+        idle_(connection_->stream.get_executor()),
+        ping_wake_(connection_->stream.get_executor()) {}
   ~Http2UpstreamConnection() {
     if (session_) nghttp2_session_del(session_);
   }
@@ -75,9 +77,9 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   bool going_away_ = false;  // a GOAWAY went or came: no new streams
   Signal writer_wake_;
   Signal idle_;
-  std::optional<asio::steady_timer> keepalive_;  // while PingLoop runs; a PING's ACK wakes it
-  uint64_t ping_acks_ = 0;
-  uint64_t reads_ = 0;  // socket reads that brought bytes
+  Signal ping_wake_;  // PingLoop's wait; a PING's ACK (while awaited) and Closed end it
+  bool keepalive_ = false;     // PingLoop runs
+  uint64_t reads_ = 0;         // socket reads that brought bytes
   bool awaiting_ack_ = false;  // PingLoop waits for a PING's answer
   bool keepalive_failed_ = false;
 };
@@ -88,19 +90,9 @@ Http2UpstreamStream::Http2UpstreamStream(std::shared_ptr<Http2UpstreamConnection
                                          const asio::any_io_executor& executor)
     : connection_(std::move(connection)), outbox_(executor), header_wake_(executor), inbox_(executor) {}
 
-std::optional<uint32_t> Http2UpstreamStream::reset_code() const {
-  if (connection_closed_) return std::nullopt;
-  return close_error_;
-}
-
 bool Http2UpstreamStream::keepalive_failed() const { return connection_->keepalive_failed(); }
 
-void Http2UpstreamStream::ConnectionClosed() {
-  if (!closed_) connection_closed_ = true;
-  Closed(NGHTTP2_INTERNAL_ERROR);
-}
-
-void Http2UpstreamStream::Closed(uint32_t error) {
+void Http2UpstreamStream::Closed(std::optional<uint32_t> error) {
   if (closed_) return;
   closed_ = true;
   close_error_ = error;
@@ -221,27 +213,26 @@ void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
 
 void Http2UpstreamConnection::KeepAlive(milliseconds interval, milliseconds timeout) {
   if (keepalive_ || !alive_) return;
-  keepalive_.emplace(connection_->stream.get_executor());
+  keepalive_ = true;
   asio::co_spawn(connection_->stream.get_executor(), PingLoop(shared_from_this(), interval, timeout), asio::detached);
 }
 
 awaitable<void> Http2UpstreamConnection::PingLoop(std::shared_ptr<Http2UpstreamConnection>, milliseconds interval,
                                                   milliseconds timeout) {
-  beast::error_code ec;
   while (alive_) {
-    keepalive_->expires_after(interval);
-    co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await ping_wake_.Wait(Clock::now() + interval);
     if (!alive_) break;
-    const uint64_t acks = ping_acks_, reads = reads_;
+    const uint64_t reads = reads_;
     nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
     Flush();
-    keepalive_->expires_after(timeout);
     awaiting_ack_ = true;
-    co_await keepalive_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await ping_wake_.Wait(Clock::now() + timeout);
     awaiting_ack_ = false;
-    // Anything from the peer counts, read or still waiting in the socket: a loop that ran
-    // late (its thread busy) finds the answer unread behind the timer.
-    const bool heard = ping_acks_ != acks || reads_ != reads || connection_->stream.socket().available(ec) > 0;
+    // Anything from the peer counts (the ACK is read in one of those reads), read or still
+    // waiting in the socket: a loop that ran late (its thread busy) finds the answer unread
+    // behind the timer.
+    beast::error_code ec;
+    const bool heard = reads_ != reads || connection_->stream.socket().available(ec) > 0;
     if (alive_ && !heard) {
       keepalive_failed_ = true;
       Shut();
@@ -258,8 +249,8 @@ void Http2UpstreamConnection::Shut() {
 
 void Http2UpstreamConnection::Closed() {
   alive_ = false;
-  if (keepalive_) keepalive_->cancel();
-  for (auto& [id, stream] : streams_) stream->ConnectionClosed();
+  ping_wake_.Notify();
+  for (auto& [id, stream] : streams_) stream->Closed(std::nullopt);
   streams_.clear();
   Flush();
   idle_.Notify();
@@ -330,8 +321,7 @@ int Http2UpstreamConnection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* 
     return 0;
   }
   if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
-    ++connection->ping_acks_;
-    if (connection->awaiting_ack_) connection->keepalive_->cancel();
+    if (connection->awaiting_ack_) connection->ping_wake_.Notify();
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;

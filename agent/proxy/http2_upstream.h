@@ -60,16 +60,15 @@ class Http2UpstreamStream {
   // Why a stream closed before its end: its RST_STREAM code (the peer's, or this side's
   // when nghttp2 refused what the peer sent), or nullopt when the connection closed (see
   // keepalive_failed).
-  std::optional<uint32_t> reset_code() const;
+  std::optional<uint32_t> reset_code() const { return close_error_; }
   // The connection was closed because a keepalive PING went unanswered.
   bool keepalive_failed() const;
 
  private:
   friend class Http2UpstreamConnection;
-  // The stream ended for good (`error`: its RST_STREAM code, or 0): every wait ends.
-  void Closed(uint32_t error);
-  // The connection closed under the stream.
-  void ConnectionClosed();
+  // The stream ended for good (`error`: its RST_STREAM code, 0, or nullopt when the
+  // connection closed under it): every wait ends.
+  void Closed(std::optional<uint32_t> error);
 
   std::shared_ptr<Http2UpstreamConnection> connection_;
   int32_t id_ = -1;
@@ -82,8 +81,7 @@ class Http2UpstreamStream {
   boost::beast::http::fields trailers_;
   Http2Inbox inbox_;  // the response body
   bool closed_ = false;  // nghttp2 closed the stream, or it was given up
-  uint32_t close_error_ = 0;
-  bool connection_closed_ = false;
+  std::optional<uint32_t> close_error_ = 0;
 };
 
 class Http2UpstreamPool {

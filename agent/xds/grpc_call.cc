@@ -1,11 +1,10 @@
 #include "agent/xds/grpc_call.h"
 
-#include <nghttp2/nghttp2.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/endian/conversion.hpp>
 
 #include "agent/proxy/grpc.h"
 #include "agent/proxy/http2_common.h"
@@ -49,26 +48,6 @@ absl::Status StatusOf(const http::fields& fields, const std::string& address) {
   return absl::Status(static_cast<absl::StatusCode>(code), message == fields.end() ? "" : PercentDecode(message->value()));
 }
 
-// gRPC's status for an RST_STREAM code (PROTOCOL-HTTP2.md, "Errors").
-absl::StatusCode ResetStatus(uint32_t code) {
-  switch (code) {
-    case NGHTTP2_REFUSED_STREAM:
-      return absl::StatusCode::kUnavailable;
-    case NGHTTP2_CANCEL:
-      return absl::StatusCode::kCancelled;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return absl::StatusCode::kResourceExhausted;
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return absl::StatusCode::kPermissionDenied;
-    default:
-      return absl::StatusCode::kInternal;
-  }
-}
-
-void PutLength(std::string& out, uint32_t n) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
-}
-
 }  // namespace
 
 GrpcCall::GrpcCall(const asio::any_io_executor& executor, std::string address, const Options& options)
@@ -94,7 +73,8 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
     co_return nullptr;
   }
   std::optional<net::TlsOrigination> tls;
-  if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .http2 = true, .server_name = host};
+  // (The pool offers h2 over TLS itself.)
+  if (credentials.tls) tls = net::TlsOrigination{.context = credentials.tls, .server_name = host};
   http::request_header<> request;
   request.method(http::verb::post);
   request.target(method);
@@ -139,7 +119,7 @@ absl::Status GrpcCall::Broken(const beast::error_code& ec) const {
         Cat(address_, " did not answer a keepalive PING within ", options_.keepalive_timeout.count(), " ms"));
   }
   if (const std::optional<uint32_t> code = stream_->reset_code()) {
-    return absl::Status(ResetStatus(*code), Cat("the call to ", address_, " was reset (HTTP/2 error ", *code, ")"));
+    return absl::Status(static_cast<absl::StatusCode>(proxy::GrpcStatusForReset(*code)), Cat("the call to ", address_, " was reset (HTTP/2 error ", *code, ")"));
   }
   return absl::UnavailableError(Cat("the connection to ", address_, " closed: ", ec.message()));
 }
@@ -151,8 +131,8 @@ asio::awaitable<absl::Status> GrpcCall::Write(const google::protobuf::MessageLit
     End(absl::InvalidArgumentError(Cat("a message of ", size, " bytes, over the limit of ", kMaxGrpcMessageBytes)));
     co_return status_;
   }
-  std::string frame(1, '\0');  // not compressed
-  PutLength(frame, static_cast<uint32_t>(size));
+  std::string frame(5, '\0');  // not compressed, then the length
+  boost::endian::store_big_u32(reinterpret_cast<unsigned char*>(&frame[1]), static_cast<uint32_t>(size));
   message.AppendToString(&frame);
   beast::error_code ec;
   co_await stream_->Write(frame, last, kWriteStall, ec);
@@ -193,12 +173,12 @@ asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
     const bool started = co_await ReadHeader();
     if (!started) co_return false;
   }
+  std::string piece;  // kept across turns: its buffer is reused
   for (;;) {
     const std::string_view unread = std::string_view(received_).substr(taken_);
     size_t whole = 0;  // the next message's bytes with its prefix, once the prefix is in
     if (unread.size() >= 5) {
-      const auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(unread[i])); };
-      const uint32_t size = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
+      const uint32_t size = boost::endian::load_big_u32(reinterpret_cast<const unsigned char*>(unread.data() + 1));
       if (unread[0] != 0) {
         co_return End(absl::InternalError(Cat(address_, " sent a compressed message, though the call offered no compression")));
       }
@@ -220,7 +200,6 @@ asio::awaitable<bool> GrpcCall::Read(google::protobuf::MessageLite& out) {
         co_return true;
       }
     }
-    std::string piece;
     beast::error_code ec;
     co_await stream_->ReadBody(piece, kReadTurn, ec);
     if (ended_) co_return false;
