@@ -78,7 +78,7 @@ def main():
         trace.recording = False
         return mappings(pids[0])
 
-    backend, port, auth = run.start_backend()
+    backend, port, auth, run.BACKEND_H2 = run.start_backend()
     try:
         maps = run.counted_run("d", args.agent_bin, port, auth, args.requests,
                                ["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={fifo}"], begin, end)

@@ -234,7 +234,7 @@ http {{
 
 
 def start_backend():
-    global BACKEND_H2
+    """nginx as the backend: its HTTP/1.1, auth and HTTP/2 (h2c) ports."""
     port, auth, h2 = free_port(), free_port(), free_port()
     servers = f"""
   server {{
@@ -256,8 +256,7 @@ def start_backend():
     wait_port(port, p)
     wait_port(auth, p)
     wait_port(h2, p)
-    BACKEND_H2 = h2
-    return p, port, auth
+    return p, port, auth, h2
 
 
 def start_nginx_proxy(name, upstream, extra_location="", extra_server=""):
@@ -744,19 +743,16 @@ PATHS = {
 
 
 def measure(key, agent_bin, backend, auth, args):
-    global NETNS, APP_DIR, BACKEND_H2
+    global NETNS, APP_DIR
     if key == "k":
-        # Its own backend in its namespace, on the same CPU as the machine's. The machine's
-        # backend stays the HTTP/2 paths' (start_backend sets BACKEND_H2): they run after.
-        machines_h2 = BACKEND_H2
+        # Its own backend in its namespace, on the same CPU as the machine's.
         try:
             create_netns()
-            backend_proc, backend, _ = start_backend()
+            backend_proc, backend, _, _ = start_backend()
             try:
                 return measure_path(key, agent_bin, backend, auth, args)
             finally:
                 stop(backend_proc)
-                BACKEND_H2 = machines_h2
         finally:
             if NETNS:
                 delete_netns(NETNS)
@@ -1142,7 +1138,7 @@ def versions():
 
 
 def main():
-    global TMP
+    global TMP, BACKEND_H2
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paths", default=None,
                     help="which paths to run (letters a-m, default all; k needs root; with --instructions the "
@@ -1226,7 +1222,7 @@ def main():
     try:
         ensure_tools(counting)
         agent_bin = args.agent_bin or build(args.skip_build)
-        backend, bport, auth = start_backend()
+        backend, bport, auth, BACKEND_H2 = start_backend()
         if counting:
             counted = []
             for key in args.paths:

@@ -81,7 +81,7 @@ def main():
     if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
         sys.exit("perf does not run here (linux-perf has no perf for this kernel)")
     run.TMP = tempfile.mkdtemp(prefix="meshplug-wakeups-")
-    backend_proc, backend, auth = run.start_backend()
+    backend_proc, backend, auth, run.BACKEND_H2 = run.start_backend()
     rows = []
     try:
         for i in range(args.runs):

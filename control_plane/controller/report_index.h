@@ -27,8 +27,6 @@ class ReportIndex {
   const std::map<std::string, std::set<std::string>>& Copies() const { return copies_; }
 
  private:
-  void Add(const std::string& agent, const translate::Report& r, int delta);
-
   std::map<std::string, std::set<std::string>> plugins_;
   std::map<translate::ObjectKey, std::set<std::string>> chains_;
   std::map<translate::ObjectKey, std::set<std::string>> configs_;

@@ -4,12 +4,11 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "common/eventually.h"
 #include "control_plane/store/etcd_store.h"
 #include "control_plane/testing/fresh_store.h"
 #include "integration/harness/etcd_cluster.h"
+#include "integration/harness/process.h"
 
 namespace meshplug::control_plane::xds {
 namespace {
@@ -28,10 +27,7 @@ TEST(SharedAgentStatusTest, AloneTheConnectedAgentsAreThisReplicasOpenStreams) {
 
 TEST(SharedAgentStatusTest, AnAgentConnectedToAnyReplicaIsConnected) {
   if (auto why = integration::harness::EtcdCluster::Unavailable(); !why.empty()) GTEST_SKIP() << why;
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/shared_agent_status_etcd";
-  std::filesystem::remove_all(dir);
-  integration::harness::EtcdCluster etcd(dir, 1);
+  integration::harness::EtcdCluster etcd(integration::harness::TempDir("shared_agent_status_etcd"), 1);
   ASSERT_EQ(etcd.error(), "");
   store::EtcdStore::Options options;
   options.endpoints = *store::EtcdStore::ParseUrl(etcd.url());
