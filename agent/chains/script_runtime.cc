@@ -12,7 +12,8 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
   std::lock_guard lock(mu_);
   // Forget versions no chain set holds any more.
   std::erase_if(plugins_, [](const auto& kv) { return kv.second.expired(); });
-  auto& slot = plugins_[script.name()];
+  const auto key = std::make_tuple(script.name(), script.version(), script.source());
+  auto& slot = plugins_[key];
   if (auto existing = slot.lock()) return existing;
   plugins::lua::LuaPluginOptions options;
   options.limits = limits_;
@@ -22,8 +23,8 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
   auto created =
       plugins::lua::LuaPlugin::Create(script.plugin(), script.version(), script.source(), std::move(options));
   if (!created.ok()) {
-    plugins_.erase(script.name());
-    return absl::Status(created.status().code(), Cat("plugin ", script.plugin(), " (", script.name(),
+    plugins_.erase(key);
+    return absl::Status(created.status().code(), Cat("plugin ", script.plugin(), " (version ", script.version(),
                                                      "): ", std::string(created.status().message())));
   }
   slot = *created;

@@ -1,8 +1,9 @@
 // The agent's Lua plugin runtime: PluginScripts become plugins::lua::LuaPlugin instances.
 //
-// One LuaPlugin per script resource ("<plugin>@<hash>"), shared by every chain set and
-// both directions that mount it (plugins/lua/lua_plugin.h asks for one per plugin
-// version), and kept only while a chain set uses it. A script that does not load (a
+// One LuaPlugin per script resource as it is (named after its plugin, it keeps the name
+// when its source changes), shared by every chain set and both directions that mount it
+// (plugins/lua/lua_plugin.h asks for one per plugin version), and kept only while a chain
+// set uses it. A script that does not load (a
 // runtime error at top level, a bad phase function, ...) fails the chain set build with
 // the runtime's message, so the xDS client NACKs it and the old set keeps running.
 // Counters of one plugin carry over from version to version.
@@ -12,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 
 #include "agent/chains/plugin_factory.h"
 #include "plugins/lua/options.h"
@@ -42,7 +44,8 @@ class LuaScriptRuntime : public ScriptFactory {
 
   const plugins::lua::LuaLimits limits_;
   mutable std::mutex mu_;
-  mutable std::map<std::string, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;    // by script name
+  // By script name, version and source.
+  mutable std::map<std::tuple<std::string, std::string, std::string>, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;
   mutable std::map<std::string, std::shared_ptr<plugins::lua::PluginStats>> stats_;  // by plugin name
   mutable std::map<std::string, uint64_t> exported_errors_;                          // by plugin name
 };

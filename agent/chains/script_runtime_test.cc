@@ -8,19 +8,20 @@
 namespace meshplug::agent::chains {
 namespace {
 
-v1::PluginScript Script(const std::string& name, const std::string& source) {
+// A PluginScript resource as the control plane names it: after its plugin.
+v1::PluginScript Script(const std::string& plugin, const std::string& source, const std::string& version = "7") {
   v1::PluginScript s;
-  s.set_name(name);
-  s.set_plugin(name.substr(0, name.find('@')));
+  s.set_name(plugin);
+  s.set_plugin(plugin);
   s.set_source(source);
-  s.set_version("7");
+  s.set_version(version);
   return s;
 }
 
 TEST(ScriptRuntimeTest, OnePluginPerScriptVersionSharedByChainSetsAndDirections) {
   auto runtime = MakeScriptRuntime();
   ASSERT_NE(runtime, nullptr);
-  const auto v1 = Script("stamp@1", "function on_request(req, ctx) req.headers:set('x-a', '1') end");
+  const auto v1 = Script("stamp", "function on_request(req, ctx) req.headers:set('x-a', '1') end");
   auto out = runtime->MakeHttp(v1, false);
   auto in = runtime->MakeHttp(v1, true);
   ASSERT_TRUE(out.ok()) << out.status();
@@ -28,24 +29,29 @@ TEST(ScriptRuntimeTest, OnePluginPerScriptVersionSharedByChainSetsAndDirections)
   EXPECT_EQ(out->get(), in->get());
   EXPECT_EQ((*out)->name(), "stamp");
 
-  auto v2 = runtime->MakeHttp(Script("stamp@2", "function on_request(req, ctx) end"), false);
+  // A new script comes under the same name: it is a new plugin, never the old one reused.
+  auto v2 = runtime->MakeHttp(Script("stamp", "function on_request(req, ctx) end", "8"), false);
   ASSERT_TRUE(v2.ok());
   EXPECT_NE(v2->get(), out->get());
+  auto same_version_new_source = runtime->MakeHttp(Script("stamp", "function on_request(req, ctx) end"), false);
+  ASSERT_TRUE(same_version_new_source.ok());
+  EXPECT_NE(same_version_new_source->get(), out->get());
+  EXPECT_EQ(runtime->MakeHttp(v1, false)->get(), out->get()) << "the first is still held, and still itself";
 }
 
 TEST(ScriptRuntimeTest, AScriptThatDoesNotLoadFailsWithThePluginNamed) {
   auto runtime = MakeScriptRuntime();
-  auto p = runtime->MakeHttp(Script("boom@1", "error('boom: this plugin fails to load')"), false);
+  auto p = runtime->MakeHttp(Script("boom", "error('boom: this plugin fails to load')"), false);
   ASSERT_FALSE(p.ok());
-  EXPECT_NE(p.status().message().find("plugin boom (boom@1)"), std::string::npos) << p.status();
+  EXPECT_NE(p.status().message().find("plugin boom (version 7)"), std::string::npos) << p.status();
   EXPECT_NE(p.status().message().find("fails to load"), std::string::npos) << p.status();
   // Not remembered: a later build tries again (and fails again).
-  EXPECT_FALSE(runtime->MakeTcp(Script("boom@1", "error('boom: this plugin fails to load')"), true).ok());
+  EXPECT_FALSE(runtime->MakeTcp(Script("boom", "error('boom: this plugin fails to load')"), true).ok());
 }
 
 TEST(ScriptRuntimeTest, ScriptErrorsAndCountersReachStats) {
   auto runtime = MakeScriptRuntime();
-  auto plugin = runtime->MakeHttp(Script("broken@1",
+  auto plugin = runtime->MakeHttp(Script("broken",
                                          "function on_request(req, ctx)\n"
                                          "  counter('seen', 1)\n"
                                          "  local t = nil\n"

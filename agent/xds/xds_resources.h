@@ -2,7 +2,7 @@
 //
 // The control plane sends one agent's configuration as six resource types (type URLs
 // `type.googleapis.com/meshplug.v1.<Message>`): AgentSettings "agent", PluginScript
-// "<plugin>@<hash>", Cluster and Endpoints by cluster name (a cluster's Endpoints pages after
+// "<plugin>", Cluster and Endpoints by cluster name (a cluster's Endpoints pages after
 // the first "<cluster>#<page>"), Service "<name>.<ns>" (its own services
 // "<name>.<ns>|inbound"), ChainSet "chains". A ResourceSet collects them as
 // responses arrive; it can be assembled into a Snapshot once nothing a resource

@@ -4,7 +4,10 @@
 // - a Service → the agents of the workloads it selects, before and after, and those that
 //   mount a plugin with a PluginConfig naming it (the Publisher adds those holding a copy
 //   of a destination Service that changed);
-// - a Plugin → the agents that mount it or miss it;
+// - a Plugin created, deleted or given another priority → the agents that mount it or
+//   miss it; one whose script (or metadata) alone changed → none: its PluginScript
+//   resource, named after it, is the only thing to change, and the Publisher swaps it in
+//   for the agents that mount it (Rescripted);
 // - a PluginChain → the agents it matched before or matches now;
 // - a PluginConfig → the agents that mount its plugin, before and after.
 // The others' own part does not depend on the change: they get the new destinations under
@@ -34,6 +37,8 @@ class ChangeImpact {
   // The agents to translate again (unless everyone()): from `reports` as last translated
   // (before the change) and from `after`, the state with the change applied.
   std::set<std::string> Agents(const translate::MeshState& after, const Reports& reports) const;
+  // Plugins whose script resource alone changed: their agents are not translated again.
+  const std::set<std::string>& Rescripted() const { return rescripted_; }
 
  private:
   bool everyone_ = false;
@@ -41,6 +46,7 @@ class ChangeImpact {
   std::set<translate::ObjectKey> services_;   // Services that changed
   std::set<std::string> service_agents_;      // agents those selected before the change
   std::set<std::string> plugins_;             // plugins whose mounts may change
+  std::set<std::string> rescripted_;          // plugins whose mounts stay as they are
   std::set<translate::ObjectKey> chains_;     // PluginChains that changed
   std::set<translate::ObjectKey> configs_;    // PluginConfigs that changed
 };

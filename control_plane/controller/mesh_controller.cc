@@ -170,7 +170,7 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
       agents = impact.Agents(state_, reports);
     });
   }
-  publisher_.Publish(state_, std::move(agents), /*may_hold=*/bursting);
+  publisher_.Publish(state_, std::move(agents), /*may_hold=*/bursting, impact.Rescripted());
 }
 
 void MeshController::WorkloadGone(const std::string& agent, const mesh::v1::Workload* old) {

@@ -361,6 +361,58 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
   EXPECT_TRUE(ports("curl/curl-1", "other.httpbin").empty());
 }
 
+// A Plugin whose script alone changes is not translated again: its agents get the new
+// script resource in place of the old, under the same name, and their chain sets stay the
+// very same encodings. A new priority moves the plugin in the chains: then they are.
+TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAgents) {
+  Join("curl-1", "curl", "curl");
+  Join("curl-2", "curl", "curl");
+  Join("httpbin-1", "httpbin", "httpbin");
+  const std::vector<std::string> agents = {"curl/curl-1", "curl/curl-2", "httpbin/httpbin-1"};  // chain c: all
+  ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  auto translations = [&] {
+    std::vector<int64_t> out;
+    for (const auto& a : agents) out.push_back(controller_->Translations(a));
+    return out;
+  };
+  const std::string& scripts = xds_types::UrlOf<v1::PluginScript>();
+  const std::string& chains = xds_types::UrlOf<v1::ChainSet>();
+  auto script_of = [&](const std::string& agent) {
+    v1::PluginScript s;
+    const xds::EncodedResource* r = cache_.Get(agent)->Find(scripts, "p");
+    EXPECT_TRUE(r && s.ParseFromString(std::string(r->Value()))) << agent;
+    return s;
+  };
+  const auto start = translations();
+  const auto before = cache_.Get("curl/curl-1");
+
+  Apply(testing::PluginYaml("p", 115, "function on_request(req, ctx) req.headers:set('x-v', '2') end"));
+  EXPECT_EQ(translations(), start);
+  const auto after = cache_.Get("curl/curl-1");
+  EXPECT_EQ(script_of("curl/curl-1").source(), "function on_request(req, ctx) req.headers:set('x-v', '2') end");
+  EXPECT_EQ(script_of("curl/curl-1").version(), std::to_string(store_->Revision()));
+  EXPECT_EQ(cache_.Get("curl/curl-2")->Find(scripts, "p"), after->Find(scripts, "p")) << "one encoding for both";
+  EXPECT_EQ(after->Find(chains, "chains"), before->Find(chains, "chains"));
+  EXPECT_EQ(after->TypeVersion(chains), before->TypeVersion(chains));
+  EXPECT_NE(after->TypeVersion(scripts), before->TypeVersion(scripts));
+  EXPECT_NE(after->version, before->version);
+  EXPECT_EQ(after->base, before->base);
+  // What a translation makes now, the replacement made: an agent joining now gets the same.
+  Join("curl-3", "curl", "curl");
+  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-3") != nullptr; }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  EXPECT_EQ(cache_.Get("curl/curl-3")->Find(scripts, "p"), after->Find(scripts, "p"));
+  EXPECT_EQ(cache_.Get("curl/curl-3")->TypeVersion(scripts), after->TypeVersion(scripts));
+  EXPECT_EQ(cache_.Get("curl/curl-3")->TypeVersion(chains), after->TypeVersion(chains));
+
+  Apply(testing::PluginYaml("p", 300, "function on_request(req, ctx) end"));
+  EXPECT_EQ(translations(), (std::vector<int64_t>{start[0] + 1, start[1] + 1, start[2] + 1}))
+      << "a new priority reorders the chains";
+  EXPECT_NE(cache_.Get("curl/curl-1")->TypeVersion(chains), after->TypeVersion(chains));
+  EXPECT_EQ(script_of("curl/curl-1").source(), "function on_request(req, ctx) end");
+}
+
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a
 // change of them reaches the agents at once (a Namespace change concerns everyone).
 TEST_F(MeshControllerTest, AgentsReceiveOnlyTheServicesTheirEgressHostsAllow) {

@@ -8,6 +8,7 @@
 
 #include "common/agent_id.h"
 #include "common/log.h"
+#include "common/xds_types.h"
 
 namespace meshplug::control_plane::controller {
 
@@ -35,7 +36,8 @@ std::map<std::string_view, const v1::Service*> ServicesByName(const v1::Snapshot
 
 }  // namespace
 
-void Publisher::Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold) {
+void Publisher::Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold,
+                        const std::set<std::string>& rescripted) {
   const bool new_destinations = state.destinations_generation != generation_;
   if (new_destinations) {
     generation_ = state.destinations_generation;
@@ -66,6 +68,7 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources, cache_.Get(agent).get()));
   }
+  Rescript(state, rescripted, agents);
   if (new_destinations && !rebase_pending_) {
     rebase_pending_ = true;
     held_since_ = now_();
@@ -97,6 +100,25 @@ void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>
     const bool same = a != old.end() && b != now.end() &&
                       google::protobuf::util::MessageDifferencer::Equals(*a->second, *b->second);
     if (!same) agents.insert(holders.begin(), holders.end());
+  }
+}
+
+void Publisher::Rescript(const translate::MeshState& state, const std::set<std::string>& rescripted,
+                         const std::set<std::string>& translated) {
+  // The agents' new scripts, each encoded once. The index changes only on this thread:
+  // read without mu_.
+  std::map<std::string, std::vector<xds::ResourcePtr>> scripts;
+  for (const auto& plugin : rescripted) {
+    auto it = state.plugins.find(plugin);
+    if (it == state.plugins.end()) continue;
+    const xds::ResourcePtr script = interner_.Intern(plugin, translate::ScriptOf(it->second.object));
+    for (const auto& agent : index_.PluginAgents(plugin)) {
+      if (!translated.count(agent)) scripts[agent].push_back(script);
+    }
+  }
+  const std::string& url = xds_types::UrlOf<v1::PluginScript>();
+  for (const auto& [agent, replacements] : scripts) {
+    if (const xds::Resources current = cache_.Get(agent)) SetResources(agent, xds::Replace(*current, url, replacements));
   }
 }
 

@@ -37,8 +37,12 @@ class Publisher {
   // keep coming: a connect storm), that update waits, when the last one took long, until
   // as long again has passed (RebaseDue): at most half of the time goes to pushing
   // endpoints to the agents already connected, and the translated ones are never held
-  // back. Called from one thread at a time, as is RebaseDue.
-  void Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold = false);
+  // back. The agents not in `agents` that mount one of `rescripted` (plugins whose
+  // script alone changed: ChangeImpact::Rescripted) get its new PluginScript resource in
+  // place of the old, without a translation. Called from one thread at a time, as is
+  // RebaseDue.
+  void Publish(const translate::MeshState& state, std::set<std::string> agents, bool may_hold = false,
+               const std::set<std::string>& rescripted = {});
   // When the update of the other agents that Publish held back is due (Publish again
   // then); nullopt when none is held back.
   std::optional<Clock::time_point> RebaseDue() const;
@@ -65,6 +69,9 @@ class Publisher {
   // The agents translated before and not in `translated`, over their new destinations;
   // returns how many got new resources.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
+  // Publish's part for `rescripted`.
+  void Rescript(const translate::MeshState& state, const std::set<std::string>& rescripted,
+                const std::set<std::string>& translated);
   // Adds to `agents` those whose own part holds a copy of a Service that is not the same
   // in `before` as in the destinations now.
   void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;

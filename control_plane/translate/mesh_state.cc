@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <atomic>
 
-#include "common/hash.h"
-#include "common/strings.h"
 #include "control_plane/translate/selector.h"
 
 namespace meshplug::control_plane::translate {
@@ -49,9 +47,7 @@ bool MeshState::Put(const store::Entry& e) {
     case Kind::kPlugin: {
       auto& v = plugins[k.name];
       v.create_revision = e.create_revision;
-      if (!Parse(e, v.object)) return false;
-      v.script_name = Cat(k.name, "@", Sha256Hex(v.object.spec().script()).substr(0, 16));
-      return true;
+      return Parse(e, v.object);
     }
     case Kind::kPluginChain:
       return Parse(e, plugin_chains[ok]);

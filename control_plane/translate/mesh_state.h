@@ -26,11 +26,6 @@ struct Versioned {
   int64_t create_revision = 0;  // orders "older" (PluginConfig conflicts)
 };
 
-// A Plugin and the name of its PluginScript resource ("<plugin>@<hash of the script>"),
-// hashed once when it is stored rather than for every agent that mounts it.
-struct PluginEntry : Versioned<mesh::v1::Plugin> {
-  std::string script_name;
-};
 
 uint64_t NextDestinationsGeneration();
 
@@ -44,7 +39,7 @@ struct MeshState {
   std::map<ObjectKey, mesh::v1::Service> services;
   std::map<ObjectKey, mesh::v1::Workload> workloads;
   std::optional<mesh::v1::MeshConfig> mesh_config;
-  std::map<std::string, PluginEntry> plugins;
+  std::map<std::string, Versioned<mesh::v1::Plugin>> plugins;
   std::map<ObjectKey, mesh::v1::PluginChain> plugin_chains;
   std::map<ObjectKey, Versioned<mesh::v1::PluginConfig>> plugin_configs;
   std::map<ObjectKey, mesh::v1::HTTPRoute> http_routes;

@@ -25,7 +25,7 @@ google::protobuf::Duration ToProto(absl::Duration d) {
 struct Module {
   std::string_view name;
   uint32_t priority;
-  std::string_view script;  // PluginScript resource name; empty for built-ins
+  std::string_view script;  // PluginScript resource name (the plugin's); empty for built-ins
 };
 
 // Built-ins of `chain`: the defaults, with MeshConfig's entries overriding the priority
@@ -386,6 +386,15 @@ v1::Snapshot TranslateDestinations(const MeshState& state) {
   return snap;
 }
 
+v1::PluginScript ScriptOf(const mesh::v1::Plugin& plugin) {
+  v1::PluginScript s;
+  s.set_name(plugin.metadata().name());
+  s.set_plugin(plugin.metadata().name());
+  s.set_source(plugin.spec().script());
+  s.set_version(std::to_string(plugin.metadata().resource_version()));
+  return s;
+}
+
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent) {
   Translation t;
   v1::Snapshot& snap = t.snapshot;
@@ -410,17 +419,9 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
           const bool already = std::any_of(modules.begin(), modules.end(),
                                            [&](const Module& m) { return m.name == plugin; });
           if (already) continue;
-          const auto& spec = it->second.object.spec();
-          const std::string& script_name = it->second.script_name;
-          modules.push_back(Module{plugin, static_cast<uint32_t>(spec.priority()), script_name});
+          modules.push_back(Module{plugin, static_cast<uint32_t>(it->second.object.spec().priority()), plugin});
           t.report.mounted_plugins.insert(plugin);
-          if (scripts_added.insert(script_name).second) {
-            auto* s = snap.add_scripts();
-            s->set_name(script_name);
-            s->set_plugin(plugin);
-            s->set_source(spec.script());
-            s->set_version(std::to_string(it->second.object.metadata().resource_version()));
-          }
+          if (scripts_added.insert(plugin).second) *snap.add_scripts() = ScriptOf(it->second.object);
         }
       }
     }

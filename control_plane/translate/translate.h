@@ -59,6 +59,10 @@ struct Translation {
 // Publisher); keep it so, or change them with it.
 Translation Translate(const MeshState& state, const v1::Snapshot& destinations, const mesh::v1::Workload& agent);
 
+// The PluginScript resource of `plugin`, named after it: a new script replaces the old one
+// under the same name, so a change of the script alone leaves every chain set as it was.
+v1::PluginScript ScriptOf(const mesh::v1::Plugin& plugin);
+
 // Whether `chain`'s pod and namespace selectors select `workload` (docs/spec.md §3.2).
 bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload);
 

@@ -230,6 +230,20 @@ std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::s
   return out;
 }
 
+std::shared_ptr<const AgentResources> Replace(const AgentResources& agent, const std::string& type_url,
+                                              const std::vector<ResourcePtr>& replacements) {
+  auto out = std::make_shared<AgentResources>();
+  out->own = agent.own;
+  out->base = agent.base;
+  if (auto named = out->own.find(type_url); named != out->own.end()) {
+    for (const ResourcePtr& r : replacements) {
+      if (auto it = named->second.find(r->name); it != named->second.end()) it->second = r;
+    }
+  }
+  VersionTypes(*out, &agent);
+  return out;
+}
+
 v1::Snapshot ToSnapshot(const AgentResources& resources) {
   v1::Snapshot snap;
   snap.set_version(resources.version);

@@ -105,7 +105,7 @@ class ResourceInterner {
 // The xDS resources of `snap` over those of `base` (if given; one level: a base has none
 // of its own): the resources every agent
 // shares, encoded once per change rather than once per agent. A resource of `snap`
-// replaces the one of `base` with the same type and name. Resource names: "chains", "<plugin>@<hash>", the service name (inbound
+// replaces the one of `base` with the same type and name. Resource names: "chains", the plugin's (its script), the service name (inbound
 // ones "<name>|inbound", so an agent's own service and the same service as a destination
 // are distinct), cluster names (an Endpoints page after the first "<cluster>#<page>"), and
 // "agent".
@@ -122,6 +122,13 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
 // translating the agent again. Only the types whose shared resources changed are versioned
 // again.
 std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base);
+
+// `agent`'s resources with `replacements` (resources of `type_url`) in place of its own of
+// the same names, for a change of resources that are the same for every agent holding
+// them (a Plugin's script), without translating the agent again; names it does not hold
+// are left out. Only `type_url` is versioned again.
+std::shared_ptr<const AgentResources> Replace(const AgentResources& agent, const std::string& type_url,
+                                              const std::vector<ResourcePtr>& replacements);
 
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);
