@@ -63,7 +63,8 @@ ABSL_FLAG(std::string, copy_store_from, "",
           "copy the mesh in this store (an SQLite path or etcd://...) into --store, which must be empty, and exit; "
           "stop the control planes on both first");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
-ABSL_FLAG(int, debounce_ms, 100, "publish snapshots when no change came for this long");
+ABSL_FLAG(int, debounce_ms, 100,
+          "publish snapshots when no change came for this long (a change after as long a quiet spell at once)");
 ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
 ABSL_FLAG(int, agent_grace_s, 30, "a disconnected agent's endpoints stay this long");
 ABSL_FLAG(std::string, ca_cert, "",

@@ -9,7 +9,10 @@ using std::chrono::milliseconds;
 
 TEST(DebouncerTest, DueAfterQuietButNeverLaterThanMaxDelayAfterTheFirstChange) {
   Debouncer d(milliseconds(100), milliseconds(1000));
-  const auto t0 = Debouncer::Clock::time_point() + std::chrono::hours(1);
+  const auto start = Debouncer::Clock::time_point() + std::chrono::hours(1);
+  d.Changed(start);  // handled at once (the next test): what follows within quiet waits
+  d.Reset();
+  const auto t0 = start + milliseconds(20);
   EXPECT_FALSE(d.Due());
   d.Changed(t0);
   EXPECT_EQ(*d.Due(), t0 + milliseconds(100));
@@ -24,6 +27,22 @@ TEST(DebouncerTest, DueAfterQuietButNeverLaterThanMaxDelayAfterTheFirstChange) {
   d.Reset();
   EXPECT_FALSE(d.Due());
   EXPECT_FALSE(d.Bursting());
+}
+
+TEST(DebouncerTest, AChangeAfterAQuietSpellIsDueAtOnce) {
+  Debouncer d(milliseconds(100), milliseconds(1000));
+  const auto t0 = Debouncer::Clock::time_point() + std::chrono::hours(1);
+  d.Changed(t0);
+  EXPECT_EQ(*d.Due(), t0) << "the first change of all";
+  d.Changed(t0 + milliseconds(1));
+  EXPECT_EQ(*d.Due(), t0) << "one that comes before it is handled goes with it";
+  EXPECT_FALSE(d.Bursting());
+  d.Reset();
+  d.Changed(t0 + milliseconds(60));
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(160)) << "60 ms after the last: waits for quiet";
+  d.Reset();
+  d.Changed(t0 + milliseconds(260));
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(260)) << "100 ms after the last: due at once";
 }
 
 }  // namespace
