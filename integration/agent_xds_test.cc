@@ -342,6 +342,31 @@ TEST_P(AgentXdsTest, APluginThatFailsOnlyOnTheAgentIsIsolatedAndLaterChangesStil
   ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline)) << cp_->Status("demo/client-1");
 }
 
+// A script changed alone keeps its resource's name (the plugin's) and every chain set as it
+// was: the agent must still run the new script, not the one it compiled under that name.
+TEST_P(AgentXdsTest, AChangedScriptRunsAtOnceAndTheChainsStayAsTheyWere) {
+  auto agent = StartAgent();
+  WaitServing(*agent);
+  auto answering = [](const std::string& text) {
+    return control_plane::testing::PluginYaml("stamp", 115,
+                                              "function on_request(req, ctx) respond(200, {}, '" + text + "') end");
+  };
+  cp_->Apply(answering("v1") + "---\n" +
+             control_plane::testing::PluginChainYaml("demo", "stamp-chain", "outbound-http", "stamp",
+                                                     control_plane::testing::AppSelector("client")));
+  std::string body;
+  ASSERT_TRUE(Eventually([&] { return agent->Get("/", &body) == 200 && body == "v1"; }, kDeadline))
+      << body << agent->process().Log();
+  const std::string chains = ChainLine(agent->Admin("/config_dump"), "outbound-http");
+  ASSERT_NE(chains.find("\"stamp\""), std::string::npos) << chains;
+
+  cp_->Apply(answering("v2"));
+  ASSERT_TRUE(Eventually([&] { return agent->Get("/", &body) == 200 && body == "v2"; }, kDeadline))
+      << body << agent->process().Log();
+  EXPECT_EQ(ChainLine(agent->Admin("/config_dump"), "outbound-http"), chains);
+  ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline)) << cp_->Status("demo/client-1");
+}
+
 TEST_P(AgentXdsTest, TrafficKeepsFlowingThroughAControlPlaneSigkillAndRestart) {
   auto agent = StartAgent();
   WaitServing(*agent);
