@@ -101,9 +101,11 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
         }
         if (!plugin.ok()) {
           std::shared_ptr<Plugin> stand_in = PreviousInstance<Plugin>(previous, chain, module.name());
-          isolated.push_back(Cat(where, " (", module.script(), ") did not load: ", std::string(plugin.status().message()),
-                                 stand_in ? "; its previous version keeps running"
-                                          : "; the chain refuses requests until it loads"));
+          // A previous set's stand-in is no version of the plugin: it still refuses.
+          const bool runs = stand_in && !dynamic_cast<UnavailablePlugin*>(stand_in.get());
+          isolated.push_back(Cat(where, " did not load: ", std::string(plugin.status().message()),
+                                 runs ? "; its previous version keeps running"
+                                      : "; the chain refuses requests until it loads"));
           if (!stand_in) stand_in = std::make_shared<UnavailablePlugin>(module.name());
           plugin = std::move(stand_in);
         }

@@ -246,7 +246,7 @@ TEST(ChainSetTest, AScriptThatDoesNotLoadKeepsItsPreviousVersion) {
   ASSERT_TRUE(isolated.ok()) << isolated.status();
   ASSERT_EQ(isolated->size(), 1u);
   EXPECT_EQ((*isolated)[0],
-            "chain outbound-http module \"stamp\" (stamp@2) did not load: top level: boom; its previous version "
+            "chain outbound-http module \"stamp\" did not load: top level: boom; its previous version "
             "keeps running");
   EXPECT_EQ(agent.chains().Get()->version(), "v2");
   auto r = c.Get("web.shop", "/");
@@ -281,6 +281,13 @@ TEST(ChainSetTest, AScriptThatNeverLoadedRefusesItsChainsRequests) {
   EXPECT_EQ(r->result_int(), 503);
   EXPECT_EQ(r->body(), "plugin stamp is not available\n");
   EXPECT_EQ(upstream.requests(), 0);
+
+  // A later change while it still does not load: the stand-in is no version of it.
+  isolated = agent.Apply(WithScript("v2", upstream.port(), "stamp@1", "fail"));
+  ASSERT_TRUE(isolated.ok()) << isolated.status();
+  ASSERT_EQ(isolated->size(), 1u);
+  EXPECT_NE((*isolated)[0].find("the chain refuses requests until it loads"), std::string::npos) << (*isolated)[0];
+  EXPECT_EQ(c.Get("web.shop", "/")->result_int(), 503);
 }
 
 }  // namespace

@@ -38,8 +38,9 @@ class BuiltinModuleFactory : public BuiltinFactory {
 class ScriptFactory {
  public:
   virtual ~ScriptFactory() = default;
-  // An instance of `script` for an inbound or outbound chain; an error (e.g. a compile
-  // error) fails the whole chain set build.
+  // An instance of `script` for an inbound or outbound chain; on an error (e.g. a compile
+  // error) ChainSetBuilder isolates the plugin (its previous instance, or one that refuses
+  // requests) and reports it.
   virtual absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(
       const v1::PluginScript& script, bool inbound) const = 0;
   virtual absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(

@@ -2,6 +2,7 @@
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
+#include "common/hash.h"
 #include "common/strings.h"
 #include "plugins/lua/lua_plugin.h"
 #include "plugins/lua/lua_state.h"
@@ -12,7 +13,7 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
   std::lock_guard lock(mu_);
   // Forget versions no chain set holds any more.
   std::erase_if(plugins_, [](const auto& kv) { return kv.second.expired(); });
-  const auto key = std::make_tuple(script.name(), script.version(), script.source());
+  auto key = std::make_pair(script.name(), Sha256Hex(script.source()));
   auto& slot = plugins_[key];
   if (auto existing = slot.lock()) return existing;
   plugins::lua::LuaPluginOptions options;
@@ -24,8 +25,8 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
       plugins::lua::LuaPlugin::Create(script.plugin(), script.version(), script.source(), std::move(options));
   if (!created.ok()) {
     plugins_.erase(key);
-    return absl::Status(created.status().code(), Cat("plugin ", script.plugin(), " (version ", script.version(),
-                                                     "): ", std::string(created.status().message())));
+    return absl::Status(created.status().code(),
+                        Cat("version ", script.version(), ": ", std::string(created.status().message())));
   }
   slot = *created;
   return *created;

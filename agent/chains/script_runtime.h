@@ -1,19 +1,18 @@
 // The agent's Lua plugin runtime: PluginScripts become plugins::lua::LuaPlugin instances.
 //
-// One LuaPlugin per script resource as it is (named after its plugin, it keeps the name
-// when its source changes), shared by every chain set and both directions that mount it
-// (plugins/lua/lua_plugin.h asks for one per plugin version), and kept only while a chain
-// set uses it. A script that does not load (a
-// runtime error at top level, a bad phase function, ...) fails the chain set build with
-// the runtime's message, so the xDS client NACKs it and the old set keeps running.
-// Counters of one plugin carry over from version to version.
+// One LuaPlugin per script name and source (a script keeps its resource's name, its
+// plugin's, when its source changes; a change of the Plugin's metadata alone keeps the
+// running instance), shared by every chain set and both directions that mount it, and
+// kept only while a chain set uses it. A script that does not load (a runtime error at top
+// level, a bad phase function, ...) is an error for ChainSetBuilder, which isolates that
+// plugin. Counters of one plugin carry over from version to version.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
+#include <utility>
 
 #include "agent/chains/plugin_factory.h"
 #include "plugins/lua/options.h"
@@ -44,8 +43,8 @@ class LuaScriptRuntime : public ScriptFactory {
 
   const plugins::lua::LuaLimits limits_;
   mutable std::mutex mu_;
-  // By script name, version and source.
-  mutable std::map<std::tuple<std::string, std::string, std::string>, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;
+  // By script name and a hash of its source.
+  mutable std::map<std::pair<std::string, std::string>, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;
   mutable std::map<std::string, std::shared_ptr<plugins::lua::PluginStats>> stats_;  // by plugin name
   mutable std::map<std::string, uint64_t> exported_errors_;                          // by plugin name
 };

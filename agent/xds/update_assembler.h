@@ -8,8 +8,8 @@
 // scripts it names, the clusters the services route to); one that stays incomplete for
 // `incomplete_timeout` is NACKed with what is missing. A new cluster waits up to
 // `endpoints_warming` for its Endpoints (like Envoy's cluster warming). An update that
-// holds resources nothing references yet (a new script before the chain set naming it)
-// waits up to `settle_max` for the rest of its push.
+// holds resources nothing references yet (the script of a newly mounted plugin before the
+// chain set naming it) waits up to `settle_max` for the rest of its push.
 #pragma once
 
 #include <chrono>
@@ -32,8 +32,8 @@ struct AssemblerTiming {
   // plane pushes a change as one response per type, back to back).
   std::chrono::milliseconds settle{1};
   // ... but never delayed more than this after the first of them. A batch that is
-  // complete but holds resources nothing references yet (a new script before the chain
-  // set naming it) waits up to this for the rest of the push.
+  // complete but holds resources nothing references yet (the script of a newly mounted
+  // plugin before the chain set naming it) waits up to this for the rest of the push.
   std::chrono::milliseconds settle_max{100};
   // Like Envoy's cluster warming: a new cluster whose Endpoints have not arrived this long
   // after the update began is applied with no endpoints rather than holding the update. A
