@@ -359,11 +359,15 @@ TEST_P(AgentXdsTest, AChangedScriptRunsAtOnceAndTheChainsStayAsTheyWere) {
       << body << agent->process().Log();
   const std::string chains = ChainLine(agent->Admin("/config_dump"), "outbound-http");
   ASSERT_NE(chains.find("\"stamp\""), std::string::npos) << chains;
+  const std::string chain_sets = "meshplug_agent_xds_responses_total{type=\"ChainSet\"}";
+  const std::string chain_sets_before = agent->Metric(chain_sets);
+  ASSERT_NE(chain_sets_before, "") << agent->Admin("/stats");
 
   cp_->Apply(answering("v2"));
   ASSERT_TRUE(Eventually([&] { return agent->Get("/", &body) == 200 && body == "v2"; }, kDeadline))
       << body << agent->process().Log();
   EXPECT_EQ(ChainLine(agent->Admin("/config_dump"), "outbound-http"), chains);
+  EXPECT_EQ(agent->Metric(chain_sets), chain_sets_before) << "no chain set was sent for the script";
   ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline)) << cp_->Status("demo/client-1");
 }
 

@@ -28,15 +28,14 @@ void AddServiceUsers(const translate::MeshState& state, const translate::ObjectK
   }
 }
 
-// Whether Plugin event `ev` leaves every chain set as it was in `before`: a put of a plugin
-// that existed, with the same priority (its script and metadata are in its PluginScript
-// resource alone).
-bool SameMounts(const translate::MeshState& before, const store::Event& ev) {
+// Whether Plugin event `ev` changes only the PluginScript resource of a plugin that
+// existed in `before`.
+bool OnlyScriptChanges(const translate::MeshState& before, const store::Event& ev) {
   if (ev.type != store::Event::Type::kPut) return false;
   auto it = before.plugins.find(ev.entry.key.name);
   mesh::v1::Plugin now;
   return it != before.plugins.end() && now.ParseFromString(ev.entry.value) &&
-         now.spec().priority() == it->second.object.spec().priority();
+         translate::OnlyScriptDiffers(it->second.object, now);
 }
 
 }  // namespace
@@ -61,7 +60,7 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
     }
     switch (k.kind) {
       case Kind::kPlugin:
-        (SameMounts(before, ev) ? rescripted_ : plugins_).insert(k.name);
+        (OnlyScriptChanges(before, ev) ? rescripted_ : plugins_).insert(k.name);
         break;
       case Kind::kPluginChain:
         chains_.insert({k.ns, k.name});
@@ -73,8 +72,6 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
         break;
     }
   }
-  // A plugin changed twice in the batch, once in a way that moves it, is translated.
-  std::erase_if(rescripted_, [&](const std::string& p) { return plugins_.count(p) != 0; });
   for (const auto& key : configs_) plugins_.insert(ConfiguredPlugin(before, key));
   for (const auto& key : services_) AddServiceUsers(before, key, service_agents_, plugins_);
 }

@@ -37,7 +37,9 @@ class ChangeImpact {
   // The agents to translate again (unless everyone()): from `reports` as last translated
   // (before the change) and from `after`, the state with the change applied.
   std::set<std::string> Agents(const translate::MeshState& after, const Reports& reports) const;
-  // Plugins whose script resource alone changed: their agents are not translated again.
+  // Plugins whose script resource alone changed: their agents are not translated again
+  // for them (those translated for another reason, a plugin changed twice in the batch
+  // included, get the script with their translation).
   const std::set<std::string>& Rescripted() const { return rescripted_; }
 
  private:

@@ -1,7 +1,8 @@
 // When a burst of changes is due: `quiet` after the last change, but never later than
 // `max_delay` after the first. A change that comes after `quiet` without any is due at
-// once: waiting is for the changes that follow it, and a lone change (one `meshctl apply`)
-// would only wait. Pure: the caller gives the time.
+// once, unless the caller says such changes come in waves: waiting is for the changes that
+// follow, and a lone change (one `meshctl apply`) would only wait. Pure: the caller gives
+// the time.
 #pragma once
 
 #include <chrono>
@@ -16,10 +17,12 @@ class Debouncer {
   Debouncer(std::chrono::milliseconds quiet, std::chrono::milliseconds max_delay)
       : quiet_(quiet), max_delay_(max_delay) {}
 
-  void Changed(Clock::time_point now) {
+  // `may_lead`: false for changes that come in waves (agents registering as pods start),
+  // where the first published alone would cost a second update of every agent.
+  void Changed(Clock::time_point now, bool may_lead = true) {
     if (!first_) {
       first_ = now;
-      leading_ = !previous_ || now - *previous_ >= quiet_;
+      leading_ = may_lead && (!previous_ || now - *previous_ >= quiet_);
     }
     last_ = now;
   }
@@ -31,7 +34,7 @@ class Debouncer {
   }
   // Whether the pending changes are due because the first is `max_delay` old while more
   // kept coming (a burst that has not ended), rather than after `quiet`.
-  bool Bursting() const { return first_ && !leading_ && *first_ + max_delay_ < *last_ + quiet_; }
+  bool Bursting() const { return first_ && *first_ + max_delay_ < *last_ + quiet_; }
   std::chrono::milliseconds quiet() const { return quiet_; }
   // The pending changes are being handled.
   void Reset() {

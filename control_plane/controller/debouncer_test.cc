@@ -41,8 +41,20 @@ TEST(DebouncerTest, AChangeAfterAQuietSpellIsDueAtOnce) {
   d.Changed(t0 + milliseconds(60));
   EXPECT_EQ(*d.Due(), t0 + milliseconds(160)) << "60 ms after the last: waits for quiet";
   d.Reset();
-  d.Changed(t0 + milliseconds(260));
-  EXPECT_EQ(*d.Due(), t0 + milliseconds(260)) << "100 ms after the last: due at once";
+  d.Changed(t0 + milliseconds(160));
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(160)) << "100 ms after the last: due at once";
+  d.Reset();
+  d.Changed(t0 + milliseconds(400), /*may_lead=*/false);
+  EXPECT_EQ(*d.Due(), t0 + milliseconds(500)) << "changes that come in waves wait for quiet";
+}
+
+TEST(DebouncerTest, ALeadingBatchThatGrewPastMaxDelayIsABurst) {
+  Debouncer d(milliseconds(100), milliseconds(1000));
+  const auto t0 = Debouncer::Clock::time_point() + std::chrono::hours(1);
+  d.Changed(t0);  // due at once, but the loop is busy and changes keep coming
+  for (int i = 1; i <= 20; ++i) d.Changed(t0 + milliseconds(50 * i));
+  EXPECT_EQ(*d.Due(), t0);
+  EXPECT_TRUE(d.Bursting());
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ void MeshController::Stop() {
 absl::Status MeshController::Register(const mesh::v1::Workload& workload) {
   if (absl::Status st = registrations_.Register(workload); !st.ok()) return st;
   std::lock_guard lock(mu_);
-  debouncer_.Changed(Clock::now());
+  debouncer_.Changed(Clock::now(), /*may_lead=*/false);
   cv_.notify_all();
   return absl::OkStatus();
 }

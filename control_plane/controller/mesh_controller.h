@@ -28,7 +28,8 @@
 namespace meshplug::control_plane::controller {
 
 struct Options {
-  std::chrono::milliseconds quiet{100};      // publish when no change came for this long
+  std::chrono::milliseconds quiet{100};      // publish when no change came for this long (a change
+                                             // after as long without any, but a registration, at once)
   std::chrono::milliseconds max_delay{1000}; // or when the first pending change is this old
   std::chrono::milliseconds grace{30000};    // a disconnected agent's endpoints stay this long
   // The agents connected to any control-plane replica, nullopt when unknown (unset: those

@@ -110,6 +110,20 @@ class MeshControllerTest : public ::testing::Test {
     return stream;
   }
 
+  // Whether every one of `agents` got resources and everything stored is published.
+  bool AllPublished(const std::vector<std::string>& agents) {
+    return Eventually([&] {
+             return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; });
+           }) &&
+           controller_->WaitForRevision(store_->Revision(), milliseconds(5000));
+  }
+  // How many times each of `agents` was translated.
+  std::vector<int64_t> Translations(const std::vector<std::string>& agents) const {
+    std::vector<int64_t> out;
+    for (const auto& a : agents) out.push_back(controller_->Translations(a));
+    return out;
+  }
+
   bool WorkloadStored(const std::string& ns, const std::string& name) {
     auto e = store_->Get(resources::Key{resources::Kind::kWorkload, ns, name});
     return e.ok() && e->has_value();
@@ -295,13 +309,8 @@ TEST_F(MeshControllerTest, AServiceChangeTranslatesOnlyTheAgentsThatHoldIt) {
   Join("other-1", "httpbin", "other");
   Join("s-1", "scoped", "s");
   const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1", "httpbin/other-1", "scoped/s-1"};
-  ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  auto translations = [&] {
-    std::vector<int64_t> out;
-    for (const auto& a : agents) out.push_back(controller_->Translations(a));
-    return out;
-  };
+  ASSERT_TRUE(AllPublished(agents));
+  auto translations = [&] { return Translations(agents); };
   auto ports = [&](const std::string& agent, const std::string& service) {
     std::vector<uint32_t> out;
     if (const xds::EncodedResource* r = cache_.Get(agent)->Find(xds_types::UrlOf<v1::Service>(), service)) {
@@ -369,13 +378,8 @@ TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAg
   Join("curl-2", "curl", "curl");
   Join("httpbin-1", "httpbin", "httpbin");
   const std::vector<std::string> agents = {"curl/curl-1", "curl/curl-2", "httpbin/httpbin-1"};  // chain c: all
-  ASSERT_TRUE(Eventually([&] { return std::all_of(agents.begin(), agents.end(), [&](const auto& a) { return cache_.Get(a) != nullptr; }); }));
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  auto translations = [&] {
-    std::vector<int64_t> out;
-    for (const auto& a : agents) out.push_back(controller_->Translations(a));
-    return out;
-  };
+  ASSERT_TRUE(AllPublished(agents));
+  auto translations = [&] { return Translations(agents); };
   const std::string& scripts = xds_types::UrlOf<v1::PluginScript>();
   const std::string& chains = xds_types::UrlOf<v1::ChainSet>();
   auto script_of = [&](const std::string& agent) {

@@ -110,9 +110,10 @@ void Publisher::Rescript(const translate::MeshState& state, const std::set<std::
   std::map<std::string, std::vector<xds::ResourcePtr>> scripts;
   for (const auto& plugin : rescripted) {
     auto it = state.plugins.find(plugin);
-    if (it == state.plugins.end()) continue;
+    const auto& mounting = index_.PluginAgents(plugin);
+    if (it == state.plugins.end() || mounting.empty()) continue;
     const xds::ResourcePtr script = interner_.Intern(plugin, translate::ScriptOf(it->second.object));
-    for (const auto& agent : index_.PluginAgents(plugin)) {
+    for (const auto& agent : mounting) {
       if (!translated.count(agent)) scripts[agent].push_back(script);
     }
   }

@@ -94,7 +94,8 @@ class Publisher {
   std::map<std::string, const Destinations*> by_namespace_;
   mutable std::mutex mu_;
   Reports reports_;                   // under mu_
-  ReportIndex index_;                 // under mu_, follows reports_
+  // Follows reports_: written under mu_ by Publish's thread, which reads it without.
+  ReportIndex index_;
   std::set<std::string> plugins_;     // under mu_
   std::map<std::string, int64_t> translations_;  // under mu_
 };

@@ -26,7 +26,6 @@ struct Versioned {
   int64_t create_revision = 0;  // orders "older" (PluginConfig conflicts)
 };
 
-
 uint64_t NextDestinationsGeneration();
 
 // Whether objects of `kind` make the destinations that every agent receives: Namespaces,

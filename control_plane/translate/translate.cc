@@ -25,7 +25,7 @@ google::protobuf::Duration ToProto(absl::Duration d) {
 struct Module {
   std::string_view name;
   uint32_t priority;
-  std::string_view script;  // PluginScript resource name (the plugin's); empty for built-ins
+  bool script;  // a Lua plugin (its PluginScript resource is named after it), not a built-in
 };
 
 // Built-ins of `chain`: the defaults, with MeshConfig's entries overriding the priority
@@ -34,7 +34,7 @@ struct Module {
 std::vector<Module> BuiltinModules(const MeshState& state, const ChainInfo& chain) {
   std::vector<Module> modules;
   modules.reserve(chain.builtins.size());
-  for (const BuiltinDefault& d : chain.builtins) modules.push_back(Module{d.module, d.priority, {}});
+  for (const BuiltinDefault& d : chain.builtins) modules.push_back(Module{d.module, d.priority, false});
   if (!state.mesh_config) return modules;
   for (const auto& m : ModulesOf(state.mesh_config->spec().plugin_chains(), chain)) {
     auto it = std::find_if(modules.begin(), modules.end(), [&](const Module& e) { return e.name == m.plugin(); });
@@ -43,7 +43,7 @@ std::vector<Module> BuiltinModules(const MeshState& state, const ChainInfo& chai
     } else if (it != modules.end()) {
       it->priority = static_cast<uint32_t>(m.priority());
     } else {
-      modules.push_back(Module{m.plugin(), static_cast<uint32_t>(m.priority()), {}});
+      modules.push_back(Module{m.plugin(), static_cast<uint32_t>(m.priority()), false});
     }
   }
   return modules;
@@ -386,6 +386,10 @@ v1::Snapshot TranslateDestinations(const MeshState& state) {
   return snap;
 }
 
+bool OnlyScriptDiffers(const mesh::v1::Plugin& before, const mesh::v1::Plugin& after) {
+  return before.spec().priority() == after.spec().priority();
+}
+
 v1::PluginScript ScriptOf(const mesh::v1::Plugin& plugin) {
   v1::PluginScript s;
   s.set_name(plugin.metadata().name());
@@ -404,7 +408,6 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   for (const ChainInfo& c : Chains()) chains[&c] = BuiltinModules(state, c);
 
   if (state.plugins_enabled()) {
-    std::set<std::string> scripts_added;
     for (const auto& [key, pc] : state.plugin_chains) {
       if (!ChainSelects(state, pc, agent)) continue;
       t.report.matched_chains.push_back(key);
@@ -419,9 +422,8 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
           const bool already = std::any_of(modules.begin(), modules.end(),
                                            [&](const Module& m) { return m.name == plugin; });
           if (already) continue;
-          modules.push_back(Module{plugin, static_cast<uint32_t>(it->second.object.spec().priority()), plugin});
-          t.report.mounted_plugins.insert(plugin);
-          if (scripts_added.insert(plugin).second) *snap.add_scripts() = ScriptOf(it->second.object);
+          modules.push_back(Module{plugin, static_cast<uint32_t>(it->second.object.spec().priority()), true});
+          if (t.report.mounted_plugins.insert(plugin).second) *snap.add_scripts() = ScriptOf(it->second.object);
         }
       }
     }
@@ -438,10 +440,10 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
       auto* cm = out->Add();
       cm->set_name(std::string(m.name));
       cm->set_priority(m.priority);
-      if (m.script.empty()) {
+      if (!m.script) {
         cm->set_builtin(true);
       } else {
-        cm->set_script(std::string(m.script));
+        cm->set_script(std::string(m.name));
       }
     }
   }
@@ -452,7 +454,7 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
   std::set<std::string> mounted[2];
   for (const auto& [chain, modules] : chains) {
     for (const auto& m : modules) {
-      if (!m.script.empty()) mounted[chain->inbound].emplace(m.name);
+      if (m.script) mounted[chain->inbound].emplace(m.name);
     }
   }
   AttachConfigs(state, destinations, mounted, snap, t.report);

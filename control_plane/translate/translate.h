@@ -62,6 +62,10 @@ Translation Translate(const MeshState& state, const v1::Snapshot& destinations, 
 // The PluginScript resource of `plugin`, named after it: a new script replaces the old one
 // under the same name, so a change of the script alone leaves every chain set as it was.
 v1::PluginScript ScriptOf(const mesh::v1::Plugin& plugin);
+// Whether a Plugin that changed from `before` to `after` differs, for Translate, only in
+// its PluginScript resource (its script, its metadata): of a Plugin only its priority
+// reaches the chain sets. ChangeImpact counts on it; keep it so with Translate.
+bool OnlyScriptDiffers(const mesh::v1::Plugin& before, const mesh::v1::Plugin& after);
 
 // Whether `chain`'s pod and namespace selectors select `workload` (docs/spec.md §3.2).
 bool ChainSelects(const MeshState& state, const mesh::v1::PluginChain& chain, const mesh::v1::Workload& workload);

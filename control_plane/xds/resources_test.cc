@@ -64,6 +64,38 @@ TEST(RebaseTest, IsWhatTranslatingOverTheNewDestinationsGives) {
   }
 }
 
+// Replacing a script gives what a translation with the new script would: the other
+// resources the same encodings, only the PluginScript type versioned again. A name the
+// agent does not hold is left out.
+TEST(ReplaceTest, IsWhatTranslatingWithTheNewScriptGives) {
+  ResourceInterner interner;
+  const auto destinations = ToResources(Destinations(1, 80), interner);
+  auto with_script = [](const std::string& source) {
+    v1::Snapshot snap = Own();
+    auto* s = snap.add_scripts();
+    s->set_name("p");
+    s->set_plugin("p");
+    s->set_source(source);
+    return snap;
+  };
+  const auto agent = ToResources(with_script("v1"), interner, destinations);
+  v1::PluginScript v2 = with_script("v2").scripts(0);
+  v1::PluginScript other = v2;
+  other.set_name("q");
+  const auto replaced = Replace(*agent, xds_types::UrlOf<v1::PluginScript>(),
+                                {interner.Intern("p", v2), interner.Intern("q", other)});
+  const auto translated = ToResources(with_script("v2"), interner, destinations);
+  EXPECT_EQ(replaced->type_versions, translated->type_versions);
+  EXPECT_EQ(replaced->version, translated->version);
+  EXPECT_EQ(replaced->base, destinations);
+  EXPECT_EQ(replaced->Of(xds_types::UrlOf<v1::PluginScript>()), translated->Of(xds_types::UrlOf<v1::PluginScript>()));
+  EXPECT_EQ(replaced->Find(xds_types::UrlOf<v1::PluginScript>(), "q"), nullptr);
+  for (const auto& [type, version] : agent->type_versions) {
+    EXPECT_EQ(replaced->type_versions.at(type) != version, type == xds_types::UrlOf<v1::PluginScript>()) << type;
+    if (type != xds_types::UrlOf<v1::PluginScript>()) EXPECT_EQ(replaced->Of(type), agent->Of(type)) << type;
+  }
+}
+
 // Equal bytes of one type and name are one object, while anyone holds it; anything else
 // that differs (bytes, name, type) is another.
 TEST(ResourceInternerTest, EqualResourcesAreOneObject) {
