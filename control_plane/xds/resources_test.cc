@@ -92,7 +92,9 @@ TEST(ReplaceTest, IsWhatTranslatingWithTheNewScriptGives) {
   EXPECT_EQ(replaced->Find(xds_types::UrlOf<v1::PluginScript>(), "q"), nullptr);
   for (const auto& [type, version] : agent->type_versions) {
     EXPECT_EQ(replaced->type_versions.at(type) != version, type == xds_types::UrlOf<v1::PluginScript>()) << type;
-    if (type != xds_types::UrlOf<v1::PluginScript>()) EXPECT_EQ(replaced->Of(type), agent->Of(type)) << type;
+    if (type != xds_types::UrlOf<v1::PluginScript>()) {
+      EXPECT_EQ(replaced->Of(type), agent->Of(type)) << type;
+    }
   }
 }
 
