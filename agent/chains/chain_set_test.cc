@@ -182,14 +182,14 @@ TEST(ChainSetTest, SwapsUnderLoad) {
   EXPECT_EQ((*r)["x-response-version"], "v1000");
 }
 
-// Scripts whose source is "fail" do not load; the others stamp their script name on the
+// Scripts whose source is "fail" do not load; the others stamp their source on the
 // response ("x-script").
 class StampingScripts : public ScriptFactory {
  public:
   absl::StatusOr<std::shared_ptr<plugins::HttpPlugin>> MakeHttp(const v1::PluginScript& script,
                                                                 bool) const override {
     if (script.source() == "fail") return absl::InvalidArgumentError("top level: boom");
-    return std::make_shared<ScriptStamp>(script.plugin(), script.name());
+    return std::make_shared<ScriptStamp>(script.plugin(), script.source());
   }
   absl::StatusOr<std::shared_ptr<plugins::TcpPlugin>> MakeTcp(const v1::PluginScript&, bool) const override {
     return absl::UnimplementedError("no TCP");
@@ -213,9 +213,10 @@ class StampingScripts : public ScriptFactory {
   };
 };
 
-// A snapshot that mounts plugin "stamp" (script `script`, source `source`) first outbound.
-v1::Snapshot WithScript(const std::string& version, uint16_t upstream, const std::string& script,
-                        const std::string& source) {
+// A snapshot that mounts plugin "stamp" (its script resource named after it, as the control
+// plane names it; source `source`) first outbound.
+v1::Snapshot WithScript(const std::string& version, uint16_t upstream, const std::string& source) {
+  const std::string script = "stamp";
   v1::Snapshot s = BaseSnapshot(version);
   AddService(s, "web.shop", {upstream});
   v1::PluginScript* ps = s.add_scripts();
@@ -237,12 +238,12 @@ TEST(ChainSetTest, AScriptThatDoesNotLoadKeepsItsPreviousVersion) {
   TestUpstream upstream("u");
   StampingScripts scripts;
   Agent agent(LocalAgentOptions(1), nullptr, &scripts);
-  ASSERT_TRUE(agent.Apply(WithScript("v1", upstream.port(), "stamp@1", "ok")).ok());
+  ASSERT_TRUE(agent.Apply(WithScript("v1", upstream.port(), "ok 1")).ok());
   ASSERT_TRUE(agent.Start().ok());
   Client c(agent.outbound_port());
-  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@1");
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "ok 1");
 
-  auto isolated = agent.Apply(WithScript("v2", upstream.port(), "stamp@2", "fail"));
+  auto isolated = agent.Apply(WithScript("v2", upstream.port(), "fail"));
   ASSERT_TRUE(isolated.ok()) << isolated.status();
   ASSERT_EQ(isolated->size(), 1u);
   EXPECT_EQ((*isolated)[0],
@@ -252,25 +253,25 @@ TEST(ChainSetTest, AScriptThatDoesNotLoadKeepsItsPreviousVersion) {
   auto r = c.Get("web.shop", "/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 200);
-  EXPECT_EQ((*r)["x-script"], "stamp@1");
+  EXPECT_EQ((*r)["x-script"], "ok 1");
 
   // A later change (another service) applies; the plugin is still isolated the same way.
-  v1::Snapshot v3 = WithScript("v3", upstream.port(), "stamp@2", "fail");
+  v1::Snapshot v3 = WithScript("v3", upstream.port(), "fail");
   AddService(v3, "api.shop", {upstream.port()});
   ASSERT_TRUE(agent.Apply(v3).ok());
   EXPECT_EQ(c.Get("api.shop", "/")->result_int(), 200);
-  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@1");
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "ok 1");
 
   // Fixed: the new version runs.
-  ASSERT_TRUE(agent.Apply(WithScript("v4", upstream.port(), "stamp@3", "ok"))->empty());
-  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "stamp@3");
+  ASSERT_TRUE(agent.Apply(WithScript("v4", upstream.port(), "ok 3"))->empty());
+  EXPECT_EQ((*c.Get("web.shop", "/"))["x-script"], "ok 3");
 }
 
 TEST(ChainSetTest, AScriptThatNeverLoadedRefusesItsChainsRequests) {
   TestUpstream upstream("u");
   StampingScripts scripts;
   Agent agent(LocalAgentOptions(1), nullptr, &scripts);
-  auto isolated = agent.Apply(WithScript("v1", upstream.port(), "stamp@1", "fail"));
+  auto isolated = agent.Apply(WithScript("v1", upstream.port(), "fail"));
   ASSERT_TRUE(isolated.ok()) << isolated.status();
   ASSERT_EQ(isolated->size(), 1u);
   EXPECT_NE((*isolated)[0].find("the chain refuses requests until it loads"), std::string::npos);
@@ -283,7 +284,7 @@ TEST(ChainSetTest, AScriptThatNeverLoadedRefusesItsChainsRequests) {
   EXPECT_EQ(upstream.requests(), 0);
 
   // A later change while it still does not load: the stand-in is no version of it.
-  isolated = agent.Apply(WithScript("v2", upstream.port(), "stamp@1", "fail"));
+  isolated = agent.Apply(WithScript("v2", upstream.port(), "fail"));
   ASSERT_TRUE(isolated.ok()) << isolated.status();
   ASSERT_EQ(isolated->size(), 1u);
   EXPECT_NE((*isolated)[0].find("the chain refuses requests until it loads"), std::string::npos) << (*isolated)[0];
