@@ -18,6 +18,10 @@ namespace meshplug::xds_types {
 
 inline constexpr std::string_view kTypePrefix = "type.googleapis.com/meshplug.v1.";
 
+// The Node.client_features entry of an agent that tells a PluginScript's versions apart by
+// their source (the control plane replaces a script in place, under its plugin's name).
+inline constexpr const char* kScriptsByContentFeature = "meshplug.scripts-by-content";
+
 struct ResourceType {
   std::string message;  // "ChainSet"
   std::string url;      // "type.googleapis.com/meshplug.v1.ChainSet"

@@ -9,6 +9,7 @@
 #include "agent/xds/server_list.h"
 #include "common/strings.h"
 #include "common/x509.h"
+#include "common/xds_types.h"
 
 namespace meshplug::agent::xds {
 namespace {
@@ -200,6 +201,7 @@ envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port
   node.set_id(b.node_id);
   node.set_user_agent_name("meshplug-agent");
   node.set_user_agent_version("0.1.0");
+  node.add_client_features(xds_types::kScriptsByContentFeature);
   auto& md = *node.mutable_metadata()->mutable_fields();
   md["namespace"].set_string_value(b.namespace_);
   auto& labels = *md["labels"].mutable_struct_value()->mutable_fields();

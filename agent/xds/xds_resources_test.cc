@@ -209,6 +209,9 @@ snapshot_cache: /var/lib/meshplug/web-1.json
   EXPECT_EQ(md.at("inbound_port").number_value(), 15003);  // the bootstrap's, not the listener's
   EXPECT_EQ(md.at("app_ports").list_value().values(1).number_value(), 9090);
   EXPECT_EQ(md.at("labels").struct_value().fields().at("app").string_value(), "web2");
+  // It tells scripts apart by their source: the control plane may replace one in place.
+  EXPECT_EQ(std::vector<std::string>(node.client_features().begin(), node.client_features().end()),
+            std::vector<std::string>{xds_types::kScriptsByContentFeature});
   b->inbound_port = 0;
   EXPECT_EQ(MakeNode(*b, 40000).metadata().fields().at("inbound_port").number_value(), 40000);
   EXPECT_FALSE(md.contains("admin_address"));

@@ -45,6 +45,7 @@
 #include "resources/egress_hosts.h"
 #include "common/strings.h"
 #include "common/x509.h"
+#include "common/xds_types.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "meshplug/v1/admin.grpc.pb.h"
 #include "meshplug/v1/identity.grpc.pb.h"
@@ -184,6 +185,7 @@ struct AgentRecord {
 
 envoy::config::core::v3::Node NodeFor(int i, int services) {
   envoy::config::core::v3::Node node;
+  node.add_client_features(meshplug::xds_types::kScriptsByContentFeature);  // as today's agents
   node.set_id(Cat("agent-", i));
   auto& md = *node.mutable_metadata()->mutable_fields();
   md["namespace"].set_string_value(absl::GetFlag(FLAGS_ns));

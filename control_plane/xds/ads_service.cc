@@ -1,10 +1,12 @@
 #include "control_plane/xds/ads_service.h"
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "common/xds_types.h"
 #include "control_plane/xds/node_identity.h"
 #include "control_plane/xds/response_bytes.h"
 #include "control_plane/xds/stream_protocol.h"
@@ -111,6 +113,11 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     }
     stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
+    if (!identity.envoy_types_only && !Declares(NodeOf(request), xds_types::kScriptsByContentFeature)) {
+      log::Warn("agent built before scripts were replaced in place: a Plugin's changed script does not take "
+                "effect there until the agent is upgraded (docs/operations.md, Upgrading)",
+                {{"agent", listed}, {"agent_version", NodeOf(request).user_agent_version().substr(0, 64)}});
+    }
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);
       protocol_->SetResources(r);
@@ -121,6 +128,10 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   }
 
   static const envoy::config::core::v3::Node& NodeOf(const typename Protocol::Request& req) { return req.node(); }
+  static bool Declares(const envoy::config::core::v3::Node& node, std::string_view feature) {
+    return std::find(node.client_features().begin(), node.client_features().end(), feature) !=
+           node.client_features().end();
+  }
 
   void WriteNextLocked() {
     if (writing_ || finished_) return;

@@ -343,6 +343,28 @@ TEST_F(AdsTest, ARequestThatDoesNotParseEndsItsStreamNamingTheType) {
   EXPECT_EQ(c->Read().type_url(), kChainSet);
 }
 
+// An agent that does not say it tells scripts apart by their source would keep running a
+// script the control plane replaces in place: the control plane says so in its log.
+TEST_F(AdsTest, AnAgentBuiltBeforeScriptsWereReplacedInPlaceIsLogged) {
+  const std::string warning = "agent built before scripts were replaced in place";
+  for (const bool declares : {false, true}) {
+    SCOPED_TRACE(declares ? "declares it" : "an older agent");
+    const std::string name = declares ? "curl-new" : "curl-old";
+    ::testing::internal::CaptureStderr();
+    auto c = OpenDelta(channel_);
+    auto first = DeltaReq(kChainSet);
+    *first.mutable_node() = NodeFor(name, "curl", "curl");
+    if (declares) first.mutable_node()->add_client_features(xds_types::kScriptsByContentFeature);
+    c->Send(first);
+    EXPECT_EQ(c->Read().type_url(), kChainSet);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(log.find(warning) != std::string::npos, !declares) << log;
+    if (!declares) {
+      EXPECT_NE(log.find("curl/" + name), std::string::npos) << log;
+    }
+  }
+}
+
 TEST_F(AdsTest, DeltaSendsChangesRemovalsAndHonoursSubscriptions) {
   auto c = OpenDelta(channel_);
   auto first = DeltaReq(kService, {"*"});
