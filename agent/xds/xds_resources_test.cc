@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/x509.h"
+#include "common/xds_types.h"
 #include "agent/xds/bootstrap.h"
 #include "agent/xds/saved_config.h"
 #include "agent/xds/test_resources.h"

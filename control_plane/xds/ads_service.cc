@@ -113,10 +113,11 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     }
     stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
-    if (!identity.envoy_types_only && !Declares(NodeOf(request), xds_types::kScriptsByContentFeature)) {
+    if (!identity.envoy_types_only && NodeOf(request).user_agent_name() == "meshplug-agent" &&
+        !Declares(NodeOf(request), xds_types::kScriptsByContentFeature)) {
       log::Warn("agent built before scripts were replaced in place: a Plugin's changed script does not take "
                 "effect there until the agent is upgraded (docs/operations.md, Upgrading)",
-                {{"agent", listed}, {"agent_version", NodeOf(request).user_agent_version().substr(0, 64)}});
+                {{"agent", listed}});
     }
     watch_ = configs_.Watch(agent, [this](const Resources& r) {
       std::lock_guard lock(mu_);
