@@ -415,6 +415,17 @@ TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAg
       << "a new priority reorders the chains";
   EXPECT_NE(cache_.Get("curl/curl-1")->TypeVersion(chains), after->TypeVersion(chains));
   EXPECT_EQ(script_of("curl/curl-1").source(), "function on_request(req, ctx) end");
+
+  // One commit with a new script and a PluginChain that matches httpbin-1 alone: httpbin-1
+  // is translated (and gets the script so), the others get it in place; one encoding.
+  const auto mixed = translations();
+  Apply(testing::PluginYaml("p", 300, "function on_request(req, ctx) req.headers:set('x-v', '3') end") + "---\n" +
+        testing::PluginChainYaml("httpbin", "h", "outbound-http", "ghost-2", testing::AppSelector("httpbin")));
+  EXPECT_EQ(translations(), (std::vector<int64_t>{mixed[0], mixed[1], mixed[2] + 1}));
+  for (const auto& agent : agents) {
+    EXPECT_EQ(script_of(agent).source(), "function on_request(req, ctx) req.headers:set('x-v', '3') end") << agent;
+    EXPECT_EQ(cache_.Get(agent)->Find(scripts, "p"), cache_.Get("curl/curl-1")->Find(scripts, "p")) << agent;
+  }
 }
 
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a
