@@ -248,6 +248,10 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);  // as on the plaintext server above
+  // gRPC's TLS frame protector keeps a buffer of this size per connection (16 KB by
+  // default) for the whole life of an agent's stream; responses are mostly small, and a
+  // large one goes out as several records (docs/benchmarks.md, "Control-plane memory").
+  builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, 4096);
   // An apply carries up to ManifestLimits::max_bytes_of_text of manifests; they are
   // checked against their limits with a clear error rather than cut off by gRPC.
   builder.SetMaxReceiveMessageSize(16 << 20);
