@@ -222,26 +222,35 @@ std::shared_ptr<const AgentResources> ToResources(const v1::Snapshot& snap, Reso
   return out;
 }
 
-std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base) {
+namespace {
+
+// `agent` again: its own resources, changed by `edit` if given, over `base`, versioned
+// against `agent`, so that only the types that changed get new versions.
+std::shared_ptr<const AgentResources> Derive(const AgentResources& agent, std::shared_ptr<const AgentResources> base,
+                                             const std::function<void(AgentResources&)>& edit = nullptr) {
   auto out = std::make_shared<AgentResources>();
   out->own = agent.own;
   out->base = std::move(base);
+  if (edit) edit(*out);
   VersionTypes(*out, &agent);
   return out;
 }
 
+}  // namespace
+
+std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::shared_ptr<const AgentResources> base) {
+  return Derive(agent, std::move(base));
+}
+
 std::shared_ptr<const AgentResources> Replace(const AgentResources& agent, const std::string& type_url,
                                               const std::vector<ResourcePtr>& replacements) {
-  auto out = std::make_shared<AgentResources>();
-  out->own = agent.own;
-  out->base = agent.base;
-  if (auto named = out->own.find(type_url); named != out->own.end()) {
+  return Derive(agent, agent.base, [&](AgentResources& out) {
+    auto named = out.own.find(type_url);
+    if (named == out.own.end()) return;
     for (const ResourcePtr& r : replacements) {
       if (auto it = named->second.find(r->name); it != named->second.end()) it->second = r;
     }
-  }
-  VersionTypes(*out, &agent);
-  return out;
+  });
 }
 
 v1::Snapshot ToSnapshot(const AgentResources& resources) {
