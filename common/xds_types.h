@@ -18,6 +18,8 @@ namespace meshplug::xds_types {
 
 inline constexpr std::string_view kTypePrefix = "type.googleapis.com/meshplug.v1.";
 
+// The Node.user_agent_name (and HTTP user-agent) of meshplug's agent.
+inline constexpr const char* kAgentUserAgentName = "meshplug-agent";
 // The Node.client_features entry of an agent that tells a PluginScript's versions apart by
 // their source (the control plane replaces a script in place, under its plugin's name).
 inline constexpr const char* kScriptsByContentFeature = "meshplug.scripts-by-content";

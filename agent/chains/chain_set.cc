@@ -46,17 +46,21 @@ class UnavailablePlugin final : public plugins::HttpPlugin, public plugins::TcpP
   std::string name_;
 };
 
-// The instance of module `name` in `previous`'s chain, if it has one.
+// The version of module `name` that `previous`'s chain runs, if it runs one (a stand-in
+// is none).
 template <typename Plugin>
 std::shared_ptr<Plugin> PreviousInstance(const ChainSet* previous, const ChainInfo& chain, const std::string& name) {
   if (previous == nullptr) return nullptr;
+  auto running = [&](const std::shared_ptr<Plugin>& plugin) {
+    return dynamic_cast<UnavailablePlugin*>(plugin.get()) ? nullptr : plugin;
+  };
   if constexpr (std::is_same_v<Plugin, plugins::HttpPlugin>) {
     for (const auto& entry : previous->http(chain.inbound)) {
-      if (entry.name == name) return entry.plugin;
+      if (entry.name == name) return running(entry.plugin);
     }
   } else {
     for (const auto& entry : previous->tcp(chain.inbound)) {
-      if (entry.name == name) return entry.plugin;
+      if (entry.name == name) return running(entry.plugin);
     }
   }
   return nullptr;
@@ -101,11 +105,9 @@ absl::Status ChainSetBuilder::BuildChain(const google::protobuf::RepeatedPtrFiel
         }
         if (!plugin.ok()) {
           std::shared_ptr<Plugin> stand_in = PreviousInstance<Plugin>(previous, chain, module.name());
-          // A previous set's stand-in is no version of the plugin: it still refuses.
-          const bool runs = stand_in && !dynamic_cast<UnavailablePlugin*>(stand_in.get());
           isolated.push_back(Cat(where, " did not load: ", std::string(plugin.status().message()),
-                                 runs ? "; its previous version keeps running"
-                                      : "; the chain refuses requests until it loads"));
+                                 stand_in ? "; its previous version keeps running"
+                                          : "; the chain refuses requests until it loads"));
           if (!stand_in) stand_in = std::make_shared<UnavailablePlugin>(module.name());
           plugin = std::move(stand_in);
         }

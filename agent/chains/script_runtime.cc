@@ -2,7 +2,6 @@
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
-#include "common/hash.h"
 #include "common/strings.h"
 #include "plugins/lua/lua_plugin.h"
 #include "plugins/lua/lua_state.h"
@@ -13,7 +12,7 @@ absl::StatusOr<std::shared_ptr<plugins::lua::LuaPlugin>> LuaScriptRuntime::Get(c
   std::lock_guard lock(mu_);
   // Forget versions no chain set holds any more.
   std::erase_if(plugins_, [](const auto& kv) { return kv.second.expired(); });
-  auto key = std::make_pair(script.name(), Sha256Hex(script.source()));
+  auto key = std::make_pair(script.name(), script.source());
   auto& slot = plugins_[key];
   if (auto existing = slot.lock()) return existing;
   plugins::lua::LuaPluginOptions options;

@@ -43,7 +43,7 @@ class LuaScriptRuntime : public ScriptFactory {
 
   const plugins::lua::LuaLimits limits_;
   mutable std::mutex mu_;
-  // By script name and a hash of its source.
+  // By script name and source.
   mutable std::map<std::pair<std::string, std::string>, std::weak_ptr<plugins::lua::LuaPlugin>> plugins_;
   mutable std::map<std::string, std::shared_ptr<plugins::lua::PluginStats>> stats_;  // by plugin name
   mutable std::map<std::string, uint64_t> exported_errors_;                          // by plugin name

@@ -199,7 +199,7 @@ absl::Status Validate(const Bootstrap& b) {
 envoy::config::core::v3::Node MakeNode(const Bootstrap& b, uint32_t inbound_port, const std::string& admin_address) {
   envoy::config::core::v3::Node node;
   node.set_id(b.node_id);
-  node.set_user_agent_name("meshplug-agent");
+  node.set_user_agent_name(xds_types::kAgentUserAgentName);
   node.set_user_agent_version("0.1.0");
   node.add_client_features(xds_types::kScriptsByContentFeature);
   auto& md = *node.mutable_metadata()->mutable_fields();

@@ -10,6 +10,7 @@
 #include "agent/proxy/http2_common.h"
 #include "agent/xds/server_list.h"
 #include "common/strings.h"
+#include "common/xds_types.h"
 #include "net/tls.h"
 
 namespace meshplug::agent::xds {
@@ -51,7 +52,7 @@ absl::Status StatusOf(const http::fields& fields, const std::string& address) {
 }  // namespace
 
 GrpcCall::GrpcCall(const asio::any_io_executor& executor, std::string address, const Options& options)
-    : address_(std::move(address)), options_(options), pool_(executor) {}
+    : address_(std::move(address)), keepalive_timeout_(options.keepalive_timeout), pool_(executor) {}
 
 GrpcCall::~GrpcCall() {
   stream_.reset();
@@ -62,9 +63,9 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
                                                            const ControlPlaneCredentials& credentials,
                                                            std::string_view method, const Options& options,
                                                            absl::Status& status) {
-  const std::optional<std::pair<std::string, uint16_t>> endpoint = ReplicaEndpoint(address);
-  if (!endpoint) {
-    status = absl::InvalidArgumentError(Cat("the control plane address \"", address, "\" is not host:port"));
+  const absl::StatusOr<std::pair<std::string, uint16_t>> endpoint = ReplicaEndpoint(address);
+  if (!endpoint.ok()) {
+    status = endpoint.status();
     co_return nullptr;
   }
   const auto& [host, port] = *endpoint;
@@ -80,7 +81,7 @@ asio::awaitable<std::unique_ptr<GrpcCall>> GrpcCall::Start(const std::string& ad
   request.target(method);
   request.set(http::field::host, address);
   request.set(http::field::content_type, "application/grpc");
-  request.set(http::field::user_agent, "meshplug-agent");
+  request.set(http::field::user_agent, xds_types::kAgentUserAgentName);
   if (!credentials.bearer_token.empty()) request.set(http::field::authorization, Cat("Bearer ", credentials.bearer_token));
   if (options.timeout) request.set("grpc-timeout", Cat(options.timeout->count(), "m"));
 
@@ -116,7 +117,7 @@ void GrpcCall::Cancel() { End(absl::CancelledError("the call was cancelled")); }
 absl::Status GrpcCall::Broken(const beast::error_code& ec) const {
   if (stream_->keepalive_failed()) {
     return absl::UnavailableError(
-        Cat(address_, " did not answer a keepalive PING within ", options_.keepalive_timeout.count(), " ms"));
+        Cat(address_, " did not answer a keepalive PING within ", keepalive_timeout_.count(), " ms"));
   }
   if (const std::optional<uint32_t> code = stream_->reset_code()) {
     return absl::Status(static_cast<absl::StatusCode>(proxy::GrpcStatusForReset(*code)), Cat("the call to ", address_, " was reset (HTTP/2 error ", *code, ")"));
@@ -223,7 +224,7 @@ absl::Status UnaryCall(asio::io_context& io, const std::string& address, const C
   struct State {
     std::string address, method;
     ControlPlaneCredentials credentials;
-    std::unique_ptr<google::protobuf::MessageLite> request, response, extra;
+    std::unique_ptr<google::protobuf::MessageLite> request, response;
     GrpcCall::Options options;
     bool given_up = false, done = false;
     GrpcCall* running = nullptr;  // once connected, for the deadline to cancel
@@ -236,7 +237,6 @@ absl::Status UnaryCall(asio::io_context& io, const std::string& address, const C
   state->request.reset(request.New());
   state->request->CheckTypeAndMergeFrom(request);
   state->response.reset(response.New());
-  state->extra.reset(response.New());
   state->options.connect_timeout = timeout;
   state->options.timeout = timeout;
   state->options.given_up = &state->given_up;
@@ -251,9 +251,10 @@ absl::Status UnaryCall(asio::io_context& io, const std::string& address, const C
           const absl::Status written = co_await call->Write(*s.request, /*last=*/true);
           // Read even after a failed write: it settles the call's status.
           const bool got = co_await call->Read(*s.response);
-          // A unary call's one message, then its end.
+          // A unary call's one message, then its end (a second one fails the call, so it
+          // may land where the first did).
           bool more = false;
-          if (got) more = co_await call->Read(*s.extra);
+          if (got) more = co_await call->Read(*s.response);
           if (more) {
             call->Cancel();
             s.status = absl::InternalError(Cat(s.address, " sent more than one response"));

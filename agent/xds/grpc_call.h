@@ -76,7 +76,7 @@ class GrpcCall {
   absl::Status Broken(const boost::beast::error_code& ec) const;
 
   const std::string address_;
-  const Options options_;
+  const std::chrono::milliseconds keepalive_timeout_;  // for the message when it ends the call
   // The call's one connection, closed with the call. (A pool because it is how the
   // proxy's HTTP/2 client connects; it never holds another connection.)
   proxy::Http2UpstreamPool pool_;

@@ -12,28 +12,30 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/random.h"
 #include "common/strings.h"
 
 namespace meshplug::agent::xds {
 
-// The host (an IPv6 one without brackets) and port of one replica's "host:port"; nullopt
-// unless the host is given and the port is 1-65535.
-inline std::optional<std::pair<std::string, uint16_t>> ReplicaEndpoint(std::string_view address) {
+// The host (an IPv6 one without brackets) and port of one replica's "host:port"; an error
+// naming `address` unless the host is given and the port is 1-65535.
+inline absl::StatusOr<std::pair<std::string, uint16_t>> ReplicaEndpoint(std::string_view address) {
   const std::optional<HostAndPort> split = SplitHostPort(address);
   const std::optional<uint16_t> port = split ? ParsePort(split->port) : std::nullopt;
-  if (!port || split->host.empty()) return std::nullopt;
+  if (!port || split->host.empty()) {
+    return absl::InvalidArgumentError(Cat("the control plane address \"", address,
+                                          "\" is not host:port (several replicas: host:port,host:port,...)"));
+  }
   return std::pair{split->host, *port};
 }
 
-// An error naming the first entry of "host:port[,host:port...]" that is not host:port
-// (empty entries are skipped, as ServerList skips them).
+// The error of the first entry of "host:port[,host:port...]" that is not host:port (empty
+// entries are skipped, as ServerList skips them).
 inline absl::Status CheckServerList(std::string_view spec) {
   for (std::string_view s : Split(spec, ',')) {
-    if (!s.empty() && !ReplicaEndpoint(s)) {
-      return absl::InvalidArgumentError(Cat("the control plane address \"", s,
-                                            "\" is not host:port (several replicas: host:port,host:port,...)"));
-    }
+    if (s.empty()) continue;
+    if (auto endpoint = ReplicaEndpoint(s); !endpoint.ok()) return endpoint.status();
   }
   return absl::OkStatus();
 }

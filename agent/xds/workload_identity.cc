@@ -119,10 +119,8 @@ absl::Status WorkloadIdentity::Join() {
     }
   }
   auto tls = net::ServerVerifyingContext(options_.ca_pem, "", "");
-  absl::Status st = Obtain(tls.ok() ? absl::StatusOr<ControlPlaneCredentials>(
-                                         ControlPlaneCredentials{*std::move(tls), options_.join_token})
-                                   : tls.status(),
-                           "join");
+  absl::Status st = tls.ok() ? Obtain(ControlPlaneCredentials{*std::move(tls), options_.join_token}, "join")
+                             : tls.status();
   // The control plane accepts a token once: only a refusal for another reason (it was
   // unreachable) leaves it worth trying again.
   if (st.ok() || st.code() == absl::StatusCode::kUnauthenticated || st.code() == absl::StatusCode::kPermissionDenied) {
