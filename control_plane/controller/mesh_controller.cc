@@ -162,14 +162,14 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
       WorkloadGone(AgentId(ev.entry.key.ns, ev.entry.key.name), old.ParseFromString(ev.entry.value) ? &old : nullptr);
     }
   }
-  std::set<std::string> agents;
   if (everyone || impact.everyone()) {
-    agents = AllAgents();
-  } else {
-    publisher_.ReadReports([&](const Reports& reports, const std::set<std::string>&) {
-      agents = impact.Agents(state_, reports);
-    });
+    publisher_.Publish(state_, AllAgents(), /*may_hold=*/bursting);  // their scripts come with them
+    return;
   }
+  std::set<std::string> agents;
+  publisher_.ReadReports([&](const Reports& reports, const std::set<std::string>&) {
+    agents = impact.Agents(state_, reports);
+  });
   publisher_.Publish(state_, std::move(agents), /*may_hold=*/bursting, impact.Rescripted());
 }
 

@@ -404,8 +404,7 @@ TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAg
   EXPECT_EQ(after->base, before->base);
   // What a translation makes now, the replacement made: an agent joining now gets the same.
   Join("curl-3", "curl", "curl");
-  ASSERT_TRUE(Eventually([&] { return cache_.Get("curl/curl-3") != nullptr; }));
-  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  ASSERT_TRUE(AllPublished({"curl/curl-3"}));
   EXPECT_EQ(cache_.Get("curl/curl-3")->Find(scripts, "p"), after->Find(scripts, "p"));
   EXPECT_EQ(cache_.Get("curl/curl-3")->TypeVersion(scripts), after->TypeVersion(scripts));
   EXPECT_EQ(cache_.Get("curl/curl-3")->TypeVersion(chains), after->TypeVersion(chains));

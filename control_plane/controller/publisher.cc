@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 #include <string_view>
 #include <utility>
@@ -105,21 +107,22 @@ void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>
 
 void Publisher::Rescript(const translate::MeshState& state, const std::set<std::string>& rescripted,
                          const std::set<std::string>& translated) {
-  // The agents' new scripts, each encoded once. The index changes only on this thread:
-  // read without mu_.
-  std::map<std::string, std::vector<xds::ResourcePtr>> scripts;
+  // The new scripts, each encoded once, for the agents that mount one of them (Replace
+  // leaves out those an agent does not hold). The index changes only on this thread: read
+  // without mu_.
+  std::vector<xds::ResourcePtr> scripts;
+  std::set<std::string> agents;
   for (const auto& plugin : rescripted) {
     auto it = state.plugins.find(plugin);
     const auto& mounting = index_.PluginAgents(plugin);
     if (it == state.plugins.end() || mounting.empty()) continue;
-    const xds::ResourcePtr script = interner_.Intern(plugin, translate::ScriptOf(it->second.object));
-    for (const auto& agent : mounting) {
-      if (!translated.count(agent)) scripts[agent].push_back(script);
-    }
+    scripts.push_back(interner_.Intern(plugin, translate::ScriptOf(it->second.object)));
+    std::set_difference(mounting.begin(), mounting.end(), translated.begin(), translated.end(),
+                        std::inserter(agents, agents.end()));
   }
   const std::string& url = xds_types::UrlOf<v1::PluginScript>();
-  for (const auto& [agent, replacements] : scripts) {
-    if (const xds::Resources current = cache_.Get(agent)) SetResources(agent, xds::Replace(*current, url, replacements));
+  for (const auto& agent : agents) {
+    if (const xds::Resources current = cache_.Get(agent)) SetResources(agent, xds::Replace(*current, url, scripts));
   }
 }
 

@@ -1,9 +1,9 @@
 #include "control_plane/xds/ads_service.h"
 
-#include <algorithm>
 #include <mutex>
 #include <optional>
 
+#include "absl/algorithm/container.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/xds_types.h"
@@ -113,8 +113,8 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     }
     stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
-    if (!identity.envoy_types_only && NodeOf(request).user_agent_name() == "meshplug-agent" &&
-        !Declares(NodeOf(request), xds_types::kScriptsByContentFeature)) {
+    if (!identity.envoy_types_only && NodeOf(request).user_agent_name() == xds_types::kAgentUserAgentName &&
+        !absl::c_linear_search(NodeOf(request).client_features(), xds_types::kScriptsByContentFeature)) {
       log::Warn("agent built before scripts were replaced in place: a Plugin's changed script does not take "
                 "effect there until the agent is upgraded (docs/operations.md, Upgrading)",
                 {{"agent", listed}});
@@ -129,10 +129,6 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   }
 
   static const envoy::config::core::v3::Node& NodeOf(const typename Protocol::Request& req) { return req.node(); }
-  static bool Declares(const envoy::config::core::v3::Node& node, std::string_view feature) {
-    return std::find(node.client_features().begin(), node.client_features().end(), feature) !=
-           node.client_features().end();
-  }
 
   void WriteNextLocked() {
     if (writing_ || finished_) return;

@@ -362,7 +362,7 @@ TEST_F(AdsTest, AnAgentBuiltBeforeScriptsWereReplacedInPlaceIsLogged) {
     auto c = OpenDelta(channel_);
     auto first = DeltaReq(kChainSet);
     *first.mutable_node() = NodeFor(name, "curl", "curl");
-    first.mutable_node()->set_user_agent_name("meshplug-agent");
+    first.mutable_node()->set_user_agent_name(xds_types::kAgentUserAgentName);
     if (declares) first.mutable_node()->add_client_features(xds_types::kScriptsByContentFeature);
     c->Send(first);
     EXPECT_EQ(c->Read().type_url(), kChainSet);
