@@ -6,8 +6,8 @@ and some pages of data: Abseil's 41 made 1.4 MB of an agent's peak RSS
 price is that a Debian fix to one of these reaches agents only when they are rebuilt. So
 only these: their input is the control plane's messages and the agent's own files
 (Abseil's string helpers also see bytes from clients). OpenSSL, nghttp2, Lua and RE2,
-which parse or match what peers and clients send, stay shared. Keep the Abseil list in
-step with :absl and :absl_flags in BUILD.bazel (their libraries and what those need).
+which parse or match what peers and clients send, stay shared. :absl and :absl_flags in
+BUILD.bazel link the lists below; the rest are what those libraries need.
 
 How it works with Bazel 4: a cc_binary's own linkopts come before its deps', so these
 archives resolve every symbol first and the deps' shared -l flags then name unused
@@ -15,14 +15,20 @@ libraries, which --as-needed drops. --as-needed stays on for the rest of the lin
 library linked only for its side effects must say so itself (see :jemalloc).
 """
 
-AGENT_STATIC_LINKOPTS = [
-    "-Wl,--as-needed",
-    "-Wl,--push-state,-Bstatic",
-    "-Wl,--start-group",
-    "-lprotobuf",
-    # Protobuf's gzip streams, should they ever be used.
-    "-lz",
-    "-lyaml-cpp",
+# :absl's and :absl_flags' libraries (BUILD.bazel), linked shared everywhere but the agent.
+ABSL_LINKOPTS = [
+    "-labsl_strings",
+    "-labsl_str_format_internal",
+    "-labsl_synchronization",
+    "-labsl_time",
+    "-labsl_hash",
+    "-labsl_raw_hash_set",
+    "-labsl_status",
+    "-labsl_statusor",
+    "-labsl_base",
+]
+
+ABSL_FLAGS_LINKOPTS = [
     "-labsl_flags_parse",
     "-labsl_flags_usage",
     "-labsl_flags_usage_internal",
@@ -34,17 +40,20 @@ AGENT_STATIC_LINKOPTS = [
     "-labsl_flags_private_handle_accessor",
     "-labsl_flags_commandlineflag",
     "-labsl_flags_commandlineflag_internal",
-    "-labsl_strings",
-    "-labsl_str_format_internal",
-    "-labsl_synchronization",
-    "-labsl_time",
+]
+
+AGENT_STATIC_LINKOPTS = [
+    "-Wl,--as-needed",
+    "-Wl,--push-state,-Bstatic",
+    "-Wl,--start-group",
+    "-lprotobuf",
+    # Protobuf's gzip streams, should they ever be used.
+    "-lz",
+    "-lyaml-cpp",
+] + ABSL_FLAGS_LINKOPTS + ABSL_LINKOPTS + [
+    # What Abseil's libraries above need.
     "-labsl_time_zone",
     "-labsl_civil_time",
-    "-labsl_hash",
-    "-labsl_raw_hash_set",
-    "-labsl_status",
-    "-labsl_statusor",
-    "-labsl_base",
     "-labsl_throw_delegate",
     "-labsl_raw_logging_internal",
     "-labsl_spinlock_wait",
