@@ -2,6 +2,7 @@
 
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "absl/algorithm/container.h"
 #include "common/log.h"
@@ -130,11 +131,25 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
   static const envoy::config::core::v3::Node& NodeOf(const typename Protocol::Request& req) { return req.node(); }
 
+  // The response after this one is taken at once: when there is one (a new Service is
+  // three types), gRPC may hold this one and send both in one write, which the next
+  // write's lack of the hint flushes. Never hinted without a next response to flush it,
+  // nor the first, whose completion waits for the stream's headers to be written, which
+  // the hint holds back too.
   void WriteNextLocked() {
     if (writing_ || finished_) return;
-    if (!protocol_->NextResponse(&response_)) return;
+    if (has_next_) {
+      response_.Swap(&next_);
+      next_.Clear();
+    } else if (!protocol_->NextResponse(&response_)) {
+      return;
+    }
+    has_next_ = protocol_->NextResponse(&next_);
     writing_ = true;
-    this->StartWrite(&response_);
+    grpc::WriteOptions options;
+    const bool first = !std::exchange(wrote_before_, true);
+    if (has_next_ && !first) options.set_buffer_hint();
+    this->StartWrite(&response_, options);
   }
 
   void FinishLocked(const grpc::Status& st) {
@@ -156,6 +171,9 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   std::optional<Protocol> protocol_;  // once the agent is identified
   grpc::ByteBuffer read_;
   grpc::ByteBuffer response_;
+  grpc::ByteBuffer next_;  // taken from the protocol, written next
+  bool has_next_ = false;
+  bool wrote_before_ = false;
   bool writing_ = false;
   bool finished_ = false;
   std::optional<grpc::Status> pending_finish_;

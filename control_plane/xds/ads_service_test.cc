@@ -619,5 +619,28 @@ spec:
   EXPECT_EQ(controller_->Translations("httpbin/httpbin-1"), httpbin_translations);
 }
 
+// A new Service changes three types of an agent's resources: all three responses reach it
+// (the control plane may hold one back to send it with the next, never the last).
+TEST_F(AdsTest, ANewServiceReachesTheAgentAsEveryTypeItChanges) {
+  DeltaAgent curl(channel_, "curl-1", "curl", "curl");
+  ASSERT_TRUE(Eventually([&] {
+    const auto t = curl.Types();
+    return std::find(t.begin(), t.end(), kChainSet) != t.end();
+  }));
+  ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
+  size_t before = 0;
+  ASSERT_TRUE(Eventually([&] { size_t now = curl.Types().size(); bool same = now == before; before = now; return same; },
+                         milliseconds(10000)));
+
+  Apply("apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: curl}\n"
+        "spec: {ports: [{port: 81}], selector: {app: curl}}\n");
+  const std::set<std::string> changed = {kService, kCluster, xds_types::UrlOf<v1::Endpoints>()};
+  const auto after = [&] {
+    const auto t = curl.Types();
+    return std::set<std::string>(t.begin() + static_cast<std::ptrdiff_t>(before), t.end());
+  };
+  EXPECT_TRUE(Eventually([&] { return after() == changed; })) << after().size() << " types after the change";
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::xds
