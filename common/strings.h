@@ -73,6 +73,30 @@ std::string JsonQuote(std::string_view s);
 // all of it is. Text that ends up in protobuf string fields must be UTF-8.
 size_t ValidUtf8Prefix(std::string_view s);
 
+// Appends `byte` as "%XX" (upper-case hex, as RFC 3986 recommends).
+inline void AppendPercentEncoded(std::string& out, unsigned char byte) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  out += '%';
+  out += kHex[byte >> 4];
+  out += kHex[byte & 15];
+}
+
+// `text` with each byte that `keep` refuses written as "%XX".
+template <typename Keep>
+std::string PercentEncode(std::string_view text, Keep keep) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (keep(c)) {
+      out += ch;
+    } else {
+      AppendPercentEncoded(out, c);
+    }
+  }
+  return out;
+}
+
 // The 1-based line of byte `offset` of `text`.
 size_t LineAt(std::string_view text, size_t offset);
 

@@ -4,6 +4,7 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "common/strings.h"
 #include "plugins/api/http_fields.h"
 
 namespace meshplug::agent::proxy {
@@ -70,18 +71,7 @@ uint32_t GrpcStatusForReset(uint32_t code) {
 }
 
 std::string GrpcMessage(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-  }
-  return out;
+  return PercentEncode(text, [](unsigned char c) { return c >= 0x20 && c <= 0x7e && c != '%'; });
 }
 
 void ToGrpcError(http::response_header<>& header, std::string& body) {

@@ -106,10 +106,7 @@ std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std
     if (Unreserved(byte)) {
       decoded += static_cast<char>(byte);
     } else {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      decoded += '%';
-      decoded += kHex[byte >> 4];
-      decoded += kHex[byte & 15];
+      AppendPercentEncoded(decoded, byte);
     }
     i += 2;
   }
