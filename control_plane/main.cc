@@ -67,6 +67,9 @@ ABSL_FLAG(int, debounce_ms, 100,
           "publish snapshots when no change came for this long (a change after as long a quiet spell at once)");
 ABSL_FLAG(int, debounce_max_ms, 1000, "publish snapshots at the latest this long after a change");
 ABSL_FLAG(int, agent_grace_s, 30, "a disconnected agent's endpoints stay this long");
+ABSL_FLAG(int, keepalive_s, 60,
+          "a client connection silent this long is sent a PING, and closed when none comes back within this long "
+          "(at most 20 s); agents PING every 30 s, so only one that vanished without closing is ever asked");
 ABSL_FLAG(std::string, ca_cert, "",
           "the operator's CA certificate (PEM, then its chain up to the self-signed root); default: the mesh's own "
           "CA, made on first start and kept in the store");
@@ -88,6 +91,19 @@ namespace log = meshplug::log;
 int Fail(const std::string& msg) {
   log::Error(msg);
   return 1;
+}
+
+// gRPC's own keepalive (a PING after two hours of silence) left an agent whose host
+// vanished without closing connected, its endpoints in the mesh, for two hours. PINGs
+// after `keepalive` of silence instead, never held back by gRPC's limits on PINGs
+// without data (two, then five minutes apart): a silent agent is noticed within
+// `keepalive` and the PING's timeout.
+void ConfigureKeepalive(grpc::ServerBuilder& builder, std::chrono::milliseconds keepalive) {
+  const int ms = static_cast<int>(keepalive.count());
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::min(ms, 20000));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, ms);
 }
 
 // SCHED_BATCH, for this thread and so for every thread it starts. A gRPC thread woken by a
@@ -117,6 +133,9 @@ int main(int argc, char** argv) {
   log::SetLevel(level);
   auto addresses = meshplug::control_plane::api::ServiceAddresses::Parse(absl::GetFlag(FLAGS_service_cidr));
   if (!addresses.ok()) return Fail(std::string(addresses.status().message()));
+  const int keepalive_s = absl::GetFlag(FLAGS_keepalive_s);
+  if (keepalive_s < 1 || keepalive_s > 7200) return Fail(Cat("--keepalive_s must be 1 to 7200, not ", keepalive_s));
+  const std::chrono::milliseconds keepalive = std::chrono::seconds(keepalive_s);
 
   // Before any thread starts: all inherit the policy, and OpenSSL's configuration is
   // changed while nothing else uses it.
@@ -220,6 +239,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> plaintext_server;
   if (const std::string plain = absl::GetFlag(FLAGS_plaintext_xds_listen); !plain.empty()) {
     grpc::ServerBuilder plain_builder;
+    ConfigureKeepalive(plain_builder, keepalive);
     int plain_port = 0;
     plain_builder.AddListeningPort(plain, grpc::InsecureServerCredentials(), &plain_port);
     // A token is checked when a stream opens: connections end after 10 minutes (clients
@@ -242,6 +262,7 @@ int main(int argc, char** argv) {
                                           {"serves", "Envoy's types to xDS-token holders"}});
   }
   grpc::ServerBuilder builder;
+  ConfigureKeepalive(builder, keepalive);
   int port = 0;
   builder.AddListeningPort(listen, (*serving)->credentials(), &port);
   // Agents ping every 30 s to notice a control plane that vanished without closing.

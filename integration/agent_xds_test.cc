@@ -65,7 +65,10 @@ spec: {address: 127.0.0.1, inboundPort: )" +
 // Started on construction; later starts reuse the port, so agents find it again.
 class ControlPlane : public ControlPlaneProcess {
  public:
-  explicit ControlPlane(const std::string& dir) : ControlPlaneProcess(dir) { EXPECT_EQ(Start(), ""); }
+  explicit ControlPlane(const std::string& dir, std::vector<std::string> flags = {})
+      : ControlPlaneProcess(dir, std::move(flags)) {
+    EXPECT_EQ(Start(), "");
+  }
 
   void Apply(const std::string& yaml) const {
     auto r = Meshctl({"apply", "-f", "-"}, yaml);
@@ -218,13 +221,15 @@ class AgentXdsTest : public ::testing::TestWithParam<std::string> {
     for (char& c : name) c = c == '/' ? '-' : c;
     dir_ = TempDir(name);
     upstream_ = std::make_unique<TestUpstream>("backend");
-    cp_ = std::make_unique<ControlPlane>(dir_);
+    cp_ = std::make_unique<ControlPlane>(dir_, ControlPlaneFlags());
     ASSERT_EQ(cp_->Meshctl({"namespace", "add", "demo"}).exit_code, 0);
     cp_->Apply(Mesh(upstream_->port()));
     std::string error;
     bootstrap_ = cp_->JoinBootstrap("demo", "client-1", "client", &error);
     ASSERT_FALSE(bootstrap_.empty()) << error;
   }
+
+  virtual std::vector<std::string> ControlPlaneFlags() const { return {}; }
 
   std::unique_ptr<Agent> StartAgent() {
     return std::make_unique<Agent>(dir_, bootstrap_, std::vector<std::string>{"--xds_protocol=" + GetParam()});
@@ -557,6 +562,44 @@ TEST_P(AgentXdsTest, ShortLivedCertificatesAreRenewedWithoutDroppingAnything) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, AgentXdsTest, ::testing::Values("delta", "sotw"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// A control plane that PINGs a connection after 1 s of silence.
+class SilentAgentTest : public AgentXdsTest {
+ protected:
+  std::vector<std::string> ControlPlaneFlags() const override { return {"--keepalive_s=1"}; }
+};
+
+// An agent stopped with SIGSTOP answers nothing, and its connection stays open: what an
+// agent whose host vanished looks like to the control plane. It is shown disconnected
+// once a PING goes unanswered (before, after gRPC's two hours), and is back in sync when
+// it runs again.
+TEST_P(SilentAgentTest, AnAgentThatStopsAnsweringIsDisconnectedAndBackWhenItAnswers) {
+  auto agent = StartAgent();
+  WaitServing(*agent);
+  ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline)) << cp_->Status("demo/client-1");
+  const auto connected = [&] {
+    const auto row = harness::ProxyStatusRow(cp_->Meshctl({"proxy", "status"}).out, "demo/client-1");
+    return row.size() > 1 && row[1] == "true";
+  };
+  agent->process().Signal(SIGSTOP);
+  struct Resume {  // whatever happens below, the agent can be stopped at the end
+    Agent& agent;
+    ~Resume() { agent.process().Signal(SIGCONT); }
+  } resume{*agent};
+  const auto stopped = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Eventually([&] { return !connected(); }, kDeadline)) << cp_->Status("demo/client-1");
+  std::printf("stopped -> disconnected: %lld ms\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - stopped).count()));
+
+  agent->process().Signal(SIGCONT);
+  EXPECT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline))
+      << cp_->Status("demo/client-1") << agent->process().Log();
+  EXPECT_EQ(agent->Get(), 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, SilentAgentTest, ::testing::Values("delta", "sotw"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace

@@ -266,6 +266,18 @@ TEST(ControlPlane, AStoreThatIsNotUsableIsRefusedWithTheWayOut) {
   EXPECT_NE(init->Log().find("kept aside"), std::string::npos) << init->Log();
 }
 
+TEST(ControlPlane, AKeepaliveOutOfRangeIsRefusedNamingTheFlag) {
+  const std::string dir = TempDir("bad-keepalive");
+  for (const char* s : {"0", "7201", "-5"}) {
+    auto refused = harness::Run({"control_plane/control_plane", "--listen", "127.0.0.1:0", "--store", dir + "/store.db",
+                                 "--store_init", "--client_config", dir + "/config", "--keepalive_s", s},
+                                "", milliseconds(20000));
+    EXPECT_EQ(refused.exit_code, 1) << s;
+    EXPECT_NE(refused.err.find(std::string("--keepalive_s must be 1 to 7200, not ") + s), std::string::npos)
+        << refused.err;
+  }
+}
+
 // What `chrt -p` shows for each of its threads: the batch policy, which the process set
 // before starting any (gRPC's included).
 TEST(ControlPlane, EveryThreadRunsWithTheBatchSchedulingPolicy) {

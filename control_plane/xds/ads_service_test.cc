@@ -434,7 +434,7 @@ spec: {ports: [{port: 14002}], selector: {app: httpbin}}
 }
 
 // An agent that stops reading holds up no one: the others get each change at once, the
-// stuck stream holds at most the response being written, and when it reads again it gets
+// stuck stream holds at most the response being written and the next, and when it reads again it gets
 // the latest state in a few responses, not one per change in between.
 TEST_F(AdsTest, AnAgentThatStopsReadingDelaysNoOneAndThenGetsOnlyTheLatest) {
   // Its own connection, with flow-control windows that stay small (64 KiB).
