@@ -131,24 +131,25 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
   static const envoy::config::core::v3::Node& NodeOf(const typename Protocol::Request& req) { return req.node(); }
 
-  // The response after this one is taken at once: when there is one (a new Service is
-  // three types), gRPC may hold this one and send both in one write, which the next
-  // write's lack of the hint flushes. Never hinted without a next response to flush it,
-  // nor the first, whose completion waits for the stream's headers to be written, which
-  // the hint holds back too.
+  // One write is in flight at a time, so a write that carries gRPC's buffer hint must
+  // complete without reaching the wire: gRPC completes a hinted message at once while
+  // under 64 KB wait in its buffer, except the stream's first, which waits for the
+  // headers the hint holds back. So a write is hinted only after the first, and only
+  // when the response after it is already taken (a new Service is three): that one is
+  // written next, or Finish's trailers flush the buffer. The last goes without the hint
+  // and sends them all in one write.
   void WriteNextLocked() {
     if (writing_ || finished_) return;
     if (has_next_) {
       response_.Swap(&next_);
-      next_.Clear();
     } else if (!protocol_->NextResponse(&response_)) {
       return;
     }
-    has_next_ = protocol_->NextResponse(&next_);
+    const bool first = !std::exchange(wrote_before_, true);
+    has_next_ = !first && protocol_->NextResponse(&next_);
     writing_ = true;
     grpc::WriteOptions options;
-    const bool first = !std::exchange(wrote_before_, true);
-    if (has_next_ && !first) options.set_buffer_hint();
+    if (has_next_) options.set_buffer_hint();
     this->StartWrite(&response_, options);
   }
 
