@@ -64,5 +64,19 @@ TEST(PercentDecodeTest, DecodesEscapesAndKeepsMalformedOnes) {
   EXPECT_EQ(PercentDecode("a+b%2Bc", /*plus_is_space=*/true), "a b+c");
 }
 
+TEST(PercentEncodeTest, EncodesWhatKeepRefusesInUpperCaseHexAndDecodesBack) {
+  EXPECT_EQ(PercentEncode("", IsUriUnreserved), "");
+  EXPECT_EQ(PercentEncode("a-Z_0.9~", IsUriUnreserved), "a-Z_0.9~");
+  EXPECT_EQ(PercentEncode("50% «ns/web»\n", IsUriUnreserved), "50%25%20%C2%ABns%2Fweb%C2%BB%0A");
+  const std::string every_byte = [] {
+    std::string s;
+    for (int b = 0; b < 256; ++b) s += static_cast<char>(b);
+    return s;
+  }();
+  EXPECT_EQ(PercentDecode(PercentEncode(every_byte, IsUriUnreserved)), every_byte);
+  // Another set: printable ASCII but '%' (gRPC's grpc-message).
+  EXPECT_EQ(PercentEncode("a %\x7f", [](unsigned char c) { return c >= 0x20 && c <= 0x7e && c != '%'; }), "a %25%7F");
+}
+
 }  // namespace
 }  // namespace meshplug

@@ -127,7 +127,7 @@ absl::Status HttpStreamLines(const std::string& host_port, const std::string& ta
 }
 
 std::string UrlEncode(std::string_view text) {
-  return PercentEncode(text, [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~'; });
+  return PercentEncode(text, IsUriUnreserved);
 }
 
 }  // namespace meshplug::net

@@ -7,11 +7,6 @@
 namespace meshplug::agent::routing {
 namespace {
 
-bool Unreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 // RFC 3986 §5.2.4, on a path that starts with '/'.
 std::string RemoveDotSegments(std::string_view in) {
   std::string out;
@@ -103,7 +98,7 @@ std::optional<std::string_view> NormalizeOriginForm(std::string_view target, std
     auto byte = static_cast<unsigned char>(hi * 16 + lo);
     // An encoded separator would become a different path once some server decodes it.
     if (byte == '/' || byte == '\\' || byte == 0) return std::nullopt;
-    if (Unreserved(byte)) {
+    if (IsUriUnreserved(byte)) {
       decoded += static_cast<char>(byte);
     } else {
       AppendPercentEncoded(decoded, byte);
