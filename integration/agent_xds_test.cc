@@ -578,17 +578,19 @@ TEST_P(SilentAgentTest, AnAgentThatStopsAnsweringIsDisconnectedAndBackWhenItAnsw
   auto agent = StartAgent();
   WaitServing(*agent);
   ASSERT_TRUE(Eventually([&] { return cp_->Synced("demo/client-1"); }, kDeadline)) << cp_->Status("demo/client-1");
-  const auto connected = [&] {
+  // The CONNECTED column says false (not: no row, or meshctl failed).
+  const auto disconnected = [&] {
     const auto row = harness::ProxyStatusRow(cp_->Meshctl({"proxy", "status"}).out, "demo/client-1");
-    return row.size() > 1 && row[1] == "true";
+    return row.size() > 1 && row[1] == "false";
   };
   agent->process().Signal(SIGSTOP);
-  struct Resume {  // whatever happens below, the agent can be stopped at the end
+  struct Resume {  // whatever happens below, the agent ends promptly (SIGTERM waits for SIGCONT)
     Agent& agent;
     ~Resume() { agent.process().Signal(SIGCONT); }
   } resume{*agent};
   const auto stopped = std::chrono::steady_clock::now();
-  ASSERT_TRUE(Eventually([&] { return !connected(); }, kDeadline)) << cp_->Status("demo/client-1");
+  ASSERT_TRUE(Eventually(disconnected, kDeadline)) << cp_->Status("demo/client-1");
+  EXPECT_NE(cp_->process().Log().find("\"msg\":\"agent disconnected\""), std::string::npos);
   std::printf("stopped -> disconnected: %lld ms\n",
               static_cast<long long>(
                   std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - stopped).count()));

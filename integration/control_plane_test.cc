@@ -275,6 +275,7 @@ TEST(ControlPlane, AKeepaliveOutOfRangeIsRefusedNamingTheFlag) {
     EXPECT_EQ(refused.exit_code, 1) << s;
     EXPECT_NE(refused.err.find(std::string("--keepalive_s must be 1 to 7200, not ") + s), std::string::npos)
         << refused.err;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/store.db")) << "refused after the store was made";
   }
 }
 

@@ -435,7 +435,8 @@ spec: {ports: [{port: 14002}], selector: {app: httpbin}}
 }
 
 // An agent that stops reading holds up no one: the others get each change at once, the
-// stuck stream holds at most the response being written and the next, and when it reads again it gets
+// stuck stream holds the response being written, at most one more, and what gRPC's
+// buffer holds of hinted ones (under 64 KB), and when it reads again it gets
 // the latest state in a few responses, not one per change in between.
 TEST_F(AdsTest, AnAgentThatStopsReadingDelaysNoOneAndThenGetsOnlyTheLatest) {
   // Its own connection, with flow-control windows that stay small (64 KiB).
@@ -575,12 +576,12 @@ bool HasChains(DeltaAgent& agent) {
   return std::find(t.begin(), t.end(), kChainSet) != t.end();
 }
 
-// Waits until the agent has received nothing new for a while (registration changed
+// Waits until the agent has received nothing new for 200 ms (registration changed
 // endpoints for everyone); false if responses kept coming for 10 s.
 bool Settle(DeltaAgent& agent) {
   size_t n = 0;
   return Eventually([&] { size_t now = agent.Types().size(); bool same = now == n; n = now; return same; },
-                    milliseconds(10000));
+                    milliseconds(10000), milliseconds(200));
 }
 
 TEST_F(AdsTest, APluginConfigReachesOnlyTheAgentsThatMountItsPlugin) {
@@ -588,8 +589,8 @@ TEST_F(AdsTest, APluginConfigReachesOnlyTheAgentsThatMountItsPlugin) {
   DeltaAgent httpbin(channel_, "httpbin-1", "httpbin", "httpbin");
   ASSERT_TRUE(Eventually([&] { return HasChains(curl) && HasChains(httpbin); }));
   ASSERT_TRUE(controller_->WaitForRevision(store_->Revision(), milliseconds(5000)));
-  Settle(curl);
-  Settle(httpbin);
+  ASSERT_TRUE(Settle(curl));
+  ASSERT_TRUE(Settle(httpbin));
   const size_t curl_before = curl.Types().size();
   const size_t httpbin_before = httpbin.Types().size();
   const int64_t curl_translations = controller_->Translations("curl/curl-1");
