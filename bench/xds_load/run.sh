@@ -94,8 +94,11 @@ for n in $AGENTS; do
       config="$OUT/config-$run-$r"
       rm -f "$config"
       mkdir -p "$OUT/home-$run-$r"
+      # Agents PING the control plane every 30 s, each on its own schedule, so it never
+      # PINGs them; the simulated agents do not, and would all be PINGed --keepalive_s after
+      # each change, in the middle of the next one's measurement.
       MESHPLUG_HOME="$OUT/home-$run-$r" taskset -c 1 "$CP" --listen="127.0.0.1:$port" --store="$store" \
-        --log_level=warn --client_config="$config" ${CP_FLAGS:-} >"$OUT/cp-$run-$r.log" 2>&1 &
+        --log_level=warn --client_config="$config" --keepalive_s=7200 ${CP_FLAGS:-} >"$OUT/cp-$run-$r.log" 2>&1 &
       CP_PIDS+=($!)
       # The credentials file is written once the server listens (atomically).
       for _ in $(seq 300); do
