@@ -1,7 +1,6 @@
 #include "common/strings.h"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -148,7 +147,7 @@ std::vector<std::string_view> Split(std::string_view text, char sep, size_t max_
 bool IsHttpToken(std::string_view s) {
   static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
+    return IsAsciiAlnum(c) || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
   });
 }
 

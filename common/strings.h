@@ -73,12 +73,15 @@ std::string JsonQuote(std::string_view s);
 // all of it is. Text that ends up in protobuf string fields must be UTF-8.
 size_t ValidUtf8Prefix(std::string_view s);
 
-// RFC 3986's unreserved characters (ALPHA, DIGIT, "-", ".", "_", "~"): never
-// percent-encoded. Not std::isalnum, which follows the locale.
-constexpr bool IsUriUnreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~';
+// ASCII letters and digits: what the RFCs' ALPHA and DIGIT mean. Not std::isalnum,
+// which follows the locale.
+constexpr bool IsAsciiAlnum(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
+
+// RFC 3986's unreserved characters (ALPHA, DIGIT, "-", ".", "_", "~"): never
+// percent-encoded.
+constexpr bool IsUriUnreserved(unsigned char c) { return IsAsciiAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~'; }
 
 // Appends `byte` as "%XX" (upper-case hex, as RFC 3986 recommends).
 inline void AppendPercentEncoded(std::string& out, unsigned char byte) {
