@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "common/agent_id.h"
 #include "control_plane/api/resource_api.h"
@@ -424,6 +427,28 @@ TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAg
   for (const auto& agent : agents) {
     EXPECT_EQ(script_of(agent).source(), "function on_request(req, ctx) req.headers:set('x-v', '3') end") << agent;
     EXPECT_EQ(cache_.Get(agent)->Find(scripts, "p"), cache_.Get("curl/curl-1")->Find(scripts, "p")) << agent;
+  }
+
+  // One commit with a new script and a new Service, which every agent gets as a
+  // destination: each agent gets both in one update, not the script and then the Service.
+  std::mutex mu;
+  std::map<std::string, int> updates;  // under mu
+  std::vector<std::shared_ptr<void>> watches;
+  for (const auto& agent : agents) {
+    watches.push_back(cache_.Watch(agent, [&mu, &updates, agent](const xds::Resources&) {
+      std::lock_guard lock(mu);
+      ++updates[agent];
+    }));
+  }
+  const auto translated = translations();
+  Apply(testing::PluginYaml("p", 300, "function on_request(req, ctx) req.headers:set('x-v', '4') end") + "---\n" +
+        "apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: curl}\nspec: {ports: [{port: 81}]}\n");
+  EXPECT_EQ(translations(), translated);
+  std::lock_guard lock(mu);
+  for (const auto& agent : agents) {
+    EXPECT_EQ(updates[agent], 1) << agent;
+    EXPECT_EQ(script_of(agent).source(), "function on_request(req, ctx) req.headers:set('x-v', '4') end") << agent;
+    EXPECT_NE(cache_.Get(agent)->Find(xds_types::UrlOf<v1::Service>(), "extra.curl"), nullptr) << agent;
   }
 }
 

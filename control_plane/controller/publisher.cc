@@ -70,14 +70,14 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources, cache_.Get(agent).get()));
   }
-  Rescript(state, rescripted, agents);
+  std::map<std::string, xds::Resources> rescripts = Rescript(state, rescripted, agents);
   if (new_destinations && !rebase_pending_) {
     rebase_pending_ = true;
     held_since_ = now_();
   }
   if (rebase_pending_ && (!may_hold || now_() >= next_rebase_)) {
     const auto start = now_();
-    const size_t pushed = Rebase(state, agents);
+    const size_t pushed = Rebase(state, agents, rescripts);
     const auto end = now_();
     rebase_pending_ = false;
     next_rebase_ = end + (end - start);
@@ -87,6 +87,7 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
                  {"took_ms", std::to_string(Ms(end - start))}});
     }
   }
+  for (auto& [agent, resources] : rescripts) SetResources(agent, std::move(resources));
   previous_scopes_.clear();
 }
 
@@ -105,8 +106,9 @@ void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>
   }
 }
 
-void Publisher::Rescript(const translate::MeshState& state, const std::set<std::string>& rescripted,
-                         const std::set<std::string>& translated) {
+std::map<std::string, xds::Resources> Publisher::Rescript(const translate::MeshState& state,
+                                                         const std::set<std::string>& rescripted,
+                                                         const std::set<std::string>& translated) {
   // The new scripts, each encoded once, for the agents that mount one of them (Replace
   // leaves out those an agent does not hold). The index changes only on this thread: read
   // without mu_.
@@ -121,9 +123,11 @@ void Publisher::Rescript(const translate::MeshState& state, const std::set<std::
                         std::inserter(agents, agents.end()));
   }
   const std::string& url = xds_types::UrlOf<v1::PluginScript>();
+  std::map<std::string, xds::Resources> out;
   for (const auto& agent : agents) {
-    if (const xds::Resources current = cache_.Get(agent)) SetResources(agent, xds::Replace(*current, url, scripts));
+    if (const xds::Resources current = cache_.Get(agent)) out.emplace(agent, xds::Replace(*current, url, scripts));
   }
+  return out;
 }
 
 std::optional<Publisher::Clock::time_point> Publisher::RebaseDue() const {
@@ -131,7 +135,8 @@ std::optional<Publisher::Clock::time_point> Publisher::RebaseDue() const {
   return next_rebase_;
 }
 
-size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::string>& translated) {
+size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
+                         std::map<std::string, xds::Resources>& rescripts) {
   std::vector<std::string> others;
   size_t pushed = 0;
   {
@@ -142,10 +147,12 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
   }
   for (const auto& agent : others) {
     const auto workload = SplitAgentId(agent);
-    const xds::Resources current = cache_.Get(agent);
+    const auto rescripted = rescripts.find(agent);
+    const xds::Resources current = rescripted != rescripts.end() ? rescripted->second : cache_.Get(agent);
     if (!workload || !current) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
     if (current->base && current->base->version == destinations.resources->version) continue;  // the same for it
+    if (rescripted != rescripts.end()) rescripts.erase(rescripted);
     pushed += SetResources(agent, xds::Rebase(*current, destinations.resources));
   }
   return pushed;

@@ -66,12 +66,17 @@ class Publisher {
   };
   // Those of namespace `ns`'s workloads, made once per scope and generation.
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
-  // The agents translated before and not in `translated`, over their new destinations;
-  // returns how many got new resources.
-  size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated);
-  // Publish's part for `rescripted`.
-  void Rescript(const translate::MeshState& state, const std::set<std::string>& rescripted,
-                const std::set<std::string>& translated);
+  // The agents translated before and not in `translated`, over their new destinations,
+  // starting from `rescripts` for those it holds (which it takes); returns how many got
+  // new resources.
+  size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
+                std::map<std::string, xds::Resources>& rescripts);
+  // Publish's part for `rescripted`: the resources of the agents not in `translated`
+  // that mount one of them, with the new scripts; not published yet, so that an agent
+  // whose destinations change too gets both in one update.
+  std::map<std::string, xds::Resources> Rescript(const translate::MeshState& state,
+                                                 const std::set<std::string>& rescripted,
+                                                 const std::set<std::string>& translated);
   // Adds to `agents` those whose own part holds a copy of a Service that is not the same
   // in `before` as in the destinations now.
   void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;
