@@ -76,21 +76,19 @@ ChangeImpact::ChangeImpact(const translate::MeshState& before, const std::vector
   for (const auto& key : services_) AddServiceUsers(before, key, service_agents_, plugins_);
 }
 
-std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, const Reports& reports) const {
+std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, const ReportIndex& index) const {
   std::set<std::string> plugins = plugins_;
   for (const auto& key : configs_) plugins.insert(ConfiguredPlugin(after, key));
   std::set<std::string> affected = workloads_;
   affected.insert(service_agents_.begin(), service_agents_.end());
   for (const auto& key : services_) AddServiceUsers(after, key, affected, plugins);
   // As last translated: agents that mount (or miss) those plugins, or matched those chains.
-  for (const auto& [agent, report] : reports) {
-    bool hit = false;
-    for (const auto& p : plugins) hit = hit || report.mounted_plugins.count(p);
-    for (const auto& [chain, missing] : report.missing_plugins) {
-      for (const auto& p : plugins) hit = hit || missing.count(p);
-    }
-    for (const auto& c : report.matched_chains) hit = hit || chains_.count(c);
-    if (hit) affected.insert(agent);
+  for (const auto& p : plugins) {
+    for (const auto* agents : {&index.PluginAgents(p), &index.MissingAgents(p)}) affected.insert(agents->begin(), agents->end());
+  }
+  for (const auto& c : chains_) {
+    const auto& agents = index.ChainAgents(c);
+    affected.insert(agents.begin(), agents.end());
   }
   // After the change: agents the changed chains match now.
   for (const auto& key : chains_) {

@@ -19,14 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "control_plane/controller/report_index.h"
 #include "control_plane/store/store.h"
 #include "control_plane/translate/mesh_state.h"
 #include "control_plane/translate/translate.h"
 
 namespace meshplug::control_plane::controller {
-
-// The last translation's report of each agent.
-using Reports = std::map<std::string, translate::Report>;
 
 class ChangeImpact {
  public:
@@ -34,9 +32,9 @@ class ChangeImpact {
   ChangeImpact(const translate::MeshState& before, const std::vector<store::Event>& events);
 
   bool everyone() const { return everyone_; }
-  // The agents to translate again (unless everyone()): from `reports` as last translated
-  // (before the change) and from `after`, the state with the change applied.
-  std::set<std::string> Agents(const translate::MeshState& after, const Reports& reports) const;
+  // The agents to translate again (unless everyone()): from `index`, the reports as last
+  // translated (before the change), and from `after`, the state with the change applied.
+  std::set<std::string> Agents(const translate::MeshState& after, const ReportIndex& index) const;
   // Plugins whose script resource alone changed: their agents are not translated again
   // for them (those translated for another reason, a plugin changed twice in the batch
   // included, get the script with their translation).

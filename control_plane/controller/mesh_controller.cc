@@ -167,9 +167,7 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
     return;
   }
   std::set<std::string> agents;
-  publisher_.ReadReports([&](const Reports& reports, const std::set<std::string>&) {
-    agents = impact.Agents(state_, reports);
-  });
+  publisher_.ReadIndex([&](const ReportIndex& index, const std::set<std::string>&) { agents = impact.Agents(state_, index); });
   publisher_.Publish(state_, std::move(agents), /*may_hold=*/bursting, impact.Rescripted());
 }
 

@@ -452,6 +452,26 @@ TEST_F(MeshControllerTest, AScriptChangeReplacesTheScriptWithoutTranslatingTheAg
   }
 }
 
+// A Plugin that a chain names before it exists: the agents whose chains missed it are
+// translated when it comes (found through the index of missing plugins), and a Plugin
+// no chain names translates no one.
+TEST_F(MeshControllerTest, APluginThatChainsMissedTranslatesTheAgentsThatMissedIt) {
+  Join("curl-1", "curl", "curl");
+  Join("httpbin-1", "httpbin", "httpbin");
+  const std::vector<std::string> agents = {"curl/curl-1", "httpbin/httpbin-1"};  // chain c names ghost: both
+  ASSERT_TRUE(AllPublished(agents));
+  const auto start = Translations(agents);
+
+  Apply(testing::PluginYaml("unused", 200));
+  EXPECT_EQ(Translations(agents), start);
+
+  Apply(testing::PluginYaml("ghost", 200));
+  EXPECT_EQ(Translations(agents), (std::vector<int64_t>{start[0] + 1, start[1] + 1}));
+  const auto ghost = Get<mesh::v1::Plugin>("Plugin", "", "ghost");
+  ASSERT_EQ(ghost.status().agents_size(), 2);
+  EXPECT_TRUE(Get<mesh::v1::PluginChain>("PluginChain", "curl", "c").status().missing_plugins().empty());
+}
+
 // What the cache holds for an agent is scoped by its namespace's egress hosts, and a
 // change of them reaches the agents at once (a Namespace change concerns everyone).
 TEST_F(MeshControllerTest, AgentsReceiveOnlyTheServicesTheirEgressHostsAllow) {

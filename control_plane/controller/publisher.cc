@@ -87,6 +87,7 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
                  {"took_ms", std::to_string(Ms(end - start))}});
     }
   }
+  // The rescripted agents Rebase did not take: all of them while it is held back.
   for (auto& [agent, resources] : rescripts) SetResources(agent, std::move(resources));
   previous_scopes_.clear();
 }
@@ -147,12 +148,17 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
   }
   for (const auto& agent : others) {
     const auto workload = SplitAgentId(agent);
-    const auto rescripted = rescripts.find(agent);
-    const xds::Resources current = rescripted != rescripts.end() ? rescripted->second : cache_.Get(agent);
-    if (!workload || !current) continue;
+    if (!workload) continue;
+    const auto replaced = rescripts.find(agent);
+    const bool new_script = replaced != rescripts.end();
+    const xds::Resources current = new_script ? replaced->second : cache_.Get(agent);
+    if (new_script) rescripts.erase(replaced);
+    if (!current) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
-    if (current->base && current->base->version == destinations.resources->version) continue;  // the same for it
-    if (rescripted != rescripts.end()) rescripts.erase(rescripted);
+    if (current->base && current->base->version == destinations.resources->version) {  // the same for it
+      if (new_script) pushed += SetResources(agent, current);
+      continue;
+    }
     pushed += SetResources(agent, xds::Rebase(*current, destinations.resources));
   }
   return pushed;
@@ -192,12 +198,6 @@ void Publisher::Remove(const std::string& agent) {
     }
   }
   cache_.Remove(agent);
-}
-
-void Publisher::ReadReports(
-    const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const {
-  std::lock_guard lock(mu_);
-  read(reports_, plugins_);
 }
 
 void Publisher::ReadIndex(

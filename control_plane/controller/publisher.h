@@ -22,6 +22,9 @@
 
 namespace meshplug::control_plane::controller {
 
+// The last translation's report of each agent.
+using Reports = std::map<std::string, translate::Report>;
+
 class Publisher {
  public:
   using Clock = std::chrono::steady_clock;
@@ -49,9 +52,6 @@ class Publisher {
   // A deleted workload: its report and resources go.
   void Remove(const std::string& agent);
 
-  // Runs `read` with the reports and the names of the Plugins that existed at the last
-  // Publish, under the publisher's lock. Thread-safe.
-  void ReadReports(const std::function<void(const Reports&, const std::set<std::string>& plugins)>& read) const;
   // Runs `read` with the reports turned around per resource and the names of the Plugins
   // that existed at the last Publish, under the publisher's lock. Thread-safe.
   void ReadIndex(const std::function<void(const ReportIndex&, const std::set<std::string>& plugins)>& read) const;
@@ -67,8 +67,8 @@ class Publisher {
   // Those of namespace `ns`'s workloads, made once per scope and generation.
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
   // The agents translated before and not in `translated`, over their new destinations,
-  // starting from `rescripts` for those it holds (which it takes); returns how many got
-  // new resources.
+  // starting from `rescripts` for those it holds; it publishes and erases those, and
+  // returns how many agents got new resources.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
                 std::map<std::string, xds::Resources>& rescripts);
   // Publish's part for `rescripted`: the resources of the agents not in `translated`

@@ -50,6 +50,13 @@ void Count(std::map<translate::ObjectKey, std::map<std::string, int>>& conflicts
   }
 }
 
+// The plugins `r`'s chains name and miss, of every chain.
+std::set<std::string> Missing(const translate::Report& r) {
+  std::set<std::string> out;
+  for (const auto& [chain, plugins] : r.missing_plugins) out.insert(plugins.begin(), plugins.end());
+  return out;
+}
+
 }  // namespace
 
 void ReportIndex::Update(const std::string& agent, const translate::Report* before, const translate::Report* now) {
@@ -60,12 +67,21 @@ void ReportIndex::Update(const std::string& agent, const translate::Report* befo
   field(&translate::Report::matched_chains, chains_);
   field(&translate::Report::applied_configs, configs_);
   field(&translate::Report::copied_services, copies_);
+  if (!(before && now && before->missing_plugins == now->missing_plugins)) {
+    const std::set<std::string> was = before ? Missing(*before) : std::set<std::string>();
+    const std::set<std::string> is = now ? Missing(*now) : std::set<std::string>();
+    Move(missing_, &was, &is, agent);
+  }
   if (before && now && before->conflicts == now->conflicts) return;
   if (before) Count(conflicts_, *before, -1);
   if (now) Count(conflicts_, *now, +1);
 }
 
 const std::set<std::string>& ReportIndex::PluginAgents(const std::string& plugin) const { return Agents(plugins_, plugin); }
+
+const std::set<std::string>& ReportIndex::MissingAgents(const std::string& plugin) const {
+  return Agents(missing_, plugin);
+}
 
 const std::set<std::string>& ReportIndex::ChainAgents(const translate::ObjectKey& chain) const {
   return Agents(chains_, chain);

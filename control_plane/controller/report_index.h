@@ -1,5 +1,5 @@
 // The agents' translation reports turned around: per Plugin, PluginChain and PluginConfig,
-// the agents that run, match or apply it and the conflicts reported for it; per
+// the agents that run (or miss), match or apply it and the conflicts reported for it; per
 // destination Service, the agents that hold their own copy of it. Kept up to date
 // as reports change, so a resource's status costs its own agents, not a scan of every
 // agent's report (10,000 agents × every `get`).
@@ -19,6 +19,8 @@ class ReportIndex {
   void Update(const std::string& agent, const translate::Report* before, const translate::Report* now);
 
   const std::set<std::string>& PluginAgents(const std::string& plugin) const;
+  // The agents a chain of which names `plugin` while it does not exist.
+  const std::set<std::string>& MissingAgents(const std::string& plugin) const;
   const std::set<std::string>& ChainAgents(const translate::ObjectKey& chain) const;
   const std::set<std::string>& ConfigAgents(const translate::ObjectKey& config) const;
   // The conflict messages any agent's translation reported for `config`.
@@ -28,6 +30,7 @@ class ReportIndex {
 
  private:
   std::map<std::string, std::set<std::string>> plugins_;
+  std::map<std::string, std::set<std::string>> missing_;
   std::map<translate::ObjectKey, std::set<std::string>> chains_;
   std::map<translate::ObjectKey, std::set<std::string>> configs_;
   std::map<std::string, std::set<std::string>> copies_;

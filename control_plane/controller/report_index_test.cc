@@ -53,5 +53,31 @@ TEST(ReportIndex, FollowsReportsAsTheyChangeAndAgentsGo) {
   EXPECT_TRUE(index.ConfigConflicts(config).empty());
 }
 
+// An agent whose chains name a plugin that does not exist is found by that plugin, over
+// all its chains, until it no longer misses it or goes.
+TEST(ReportIndex, FindsTheAgentsThatMissAPlugin) {
+  ReportIndex index;
+  translate::Report a;
+  a.missing_plugins[{"curl", "c1"}] = {"ghost"};
+  a.missing_plugins[{"curl", "c2"}] = {"ghost", "phantom"};
+  translate::Report b;
+  b.missing_plugins[{"curl", "c1"}] = {"phantom"};
+  index.Update("curl/a", nullptr, &a);
+  index.Update("curl/b", nullptr, &b);
+  EXPECT_EQ(index.MissingAgents("ghost"), (Agents{"curl/a"}));
+  EXPECT_EQ(index.MissingAgents("phantom"), (Agents{"curl/a", "curl/b"}));
+  EXPECT_TRUE(index.PluginAgents("ghost").empty());
+
+  translate::Report a2;  // ghost now exists and a mounts it
+  a2.mounted_plugins.insert("ghost");
+  index.Update("curl/a", &a, &a2);
+  EXPECT_TRUE(index.MissingAgents("ghost").empty());
+  EXPECT_EQ(index.MissingAgents("phantom"), (Agents{"curl/b"}));
+  EXPECT_EQ(index.PluginAgents("ghost"), (Agents{"curl/a"}));
+
+  index.Update("curl/b", &b, nullptr);
+  EXPECT_TRUE(index.MissingAgents("phantom").empty());
+}
+
 }  // namespace
 }  // namespace meshplug::control_plane::controller
