@@ -84,7 +84,9 @@ std::set<std::string> ChangeImpact::Agents(const translate::MeshState& after, co
   for (const auto& key : services_) AddServiceUsers(after, key, affected, plugins);
   // As last translated: agents that mount (or miss) those plugins, or matched those chains.
   for (const auto& p : plugins) {
-    for (const auto* agents : {&index.PluginAgents(p), &index.MissingAgents(p)}) affected.insert(agents->begin(), agents->end());
+    for (const auto* agents : {&index.PluginAgents(p), &index.MissingAgents(p)}) {
+      affected.insert(agents->begin(), agents->end());
+    }
   }
   for (const auto& c : chains_) {
     const auto& agents = index.ChainAgents(c);

@@ -4,6 +4,7 @@
 
 #include "common/agent_id.h"
 #include "common/log.h"
+#include "control_plane/controller/change_impact.h"
 #include "control_plane/xds/node_identity.h"
 
 namespace meshplug::control_plane::controller {
@@ -167,7 +168,8 @@ void MeshController::Follow(const std::vector<store::Event>& events, bool everyo
     return;
   }
   std::set<std::string> agents;
-  publisher_.ReadIndex([&](const ReportIndex& index, const std::set<std::string>&) { agents = impact.Agents(state_, index); });
+  publisher_.ReadIndex(
+      [&](const ReportIndex& index, const std::set<std::string>&) { agents = impact.Agents(state_, index); });
   publisher_.Publish(state_, std::move(agents), /*may_hold=*/bursting, impact.Rescripted());
 }
 

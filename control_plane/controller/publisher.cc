@@ -87,7 +87,8 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
                  {"took_ms", std::to_string(Ms(end - start))}});
     }
   }
-  // The rescripted agents Rebase did not take: all of them while it is held back.
+  // The rescripted agents Rebase did not take: all of them when it did not run (no new
+  // destinations, or they are held back).
   for (auto& [agent, resources] : rescripts) SetResources(agent, std::move(resources));
   previous_scopes_.clear();
 }
@@ -156,7 +157,7 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
     if (!current) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
     if (current->base && current->base->version == destinations.resources->version) {  // the same for it
-      if (new_script) pushed += SetResources(agent, current);
+      if (new_script) SetResources(agent, current);  // not counted: no new endpoints
       continue;
     }
     pushed += SetResources(agent, xds::Rebase(*current, destinations.resources));

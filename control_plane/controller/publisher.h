@@ -13,9 +13,9 @@
 #include <set>
 #include <string>
 
-#include "control_plane/controller/change_impact.h"
 #include "control_plane/controller/report_index.h"
 #include "control_plane/translate/mesh_state.h"
+#include "control_plane/translate/translate.h"
 #include "control_plane/xds/agent_registry.h"
 #include "control_plane/xds/resources.h"
 #include "control_plane/xds/snapshot_cache.h"
@@ -68,7 +68,7 @@ class Publisher {
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
   // The agents translated before and not in `translated`, over their new destinations,
   // starting from `rescripts` for those it holds; it publishes and erases those, and
-  // returns how many agents got new resources.
+  // returns how many agents got new destinations.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
                 std::map<std::string, xds::Resources>& rescripts);
   // Publish's part for `rescripted`: the resources of the agents not in `translated`

@@ -19,7 +19,8 @@ class ReportIndex {
   void Update(const std::string& agent, const translate::Report* before, const translate::Report* now);
 
   const std::set<std::string>& PluginAgents(const std::string& plugin) const;
-  // The agents a chain of which names `plugin` while it does not exist.
+  // The agents, as last translated, one of whose chains named `plugin` when it did not
+  // exist: creating it must translate them (ChangeImpact).
   const std::set<std::string>& MissingAgents(const std::string& plugin) const;
   const std::set<std::string>& ChainAgents(const translate::ObjectKey& chain) const;
   const std::set<std::string>& ConfigAgents(const translate::ObjectKey& config) const;

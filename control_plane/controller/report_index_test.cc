@@ -68,6 +68,14 @@ TEST(ReportIndex, FindsTheAgentsThatMissAPlugin) {
   EXPECT_EQ(index.MissingAgents("phantom"), (Agents{"curl/a", "curl/b"}));
   EXPECT_TRUE(index.PluginAgents("ghost").empty());
 
+  translate::Report a1 = a;  // missed through one chain less: still missed
+  a1.missing_plugins.erase({"curl", "c2"});
+  a1.missing_plugins[{"curl", "c1"}] = {"ghost", "phantom"};
+  index.Update("curl/a", &a, &a1);
+  EXPECT_EQ(index.MissingAgents("ghost"), (Agents{"curl/a"}));
+  EXPECT_EQ(index.MissingAgents("phantom"), (Agents{"curl/a", "curl/b"}));
+  a = a1;
+
   translate::Report a2;  // ghost now exists and a mounts it
   a2.mounted_plugins.insert("ghost");
   index.Update("curl/a", &a, &a2);
