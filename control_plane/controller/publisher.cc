@@ -70,12 +70,13 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
     }
     SetResources(agent, xds::ToResources(t.snapshot, interner_, destinations.resources, cache_.Get(agent).get()));
   }
-  std::map<std::string, xds::Resources> rescripts = Rescript(state, rescripted, agents);
   if (new_destinations && !rebase_pending_) {
     rebase_pending_ = true;
     held_since_ = now_();
   }
-  if (rebase_pending_ && (!may_hold || now_() >= next_rebase_)) {
+  const bool rebase_now = rebase_pending_ && (!may_hold || now_() >= next_rebase_);
+  std::map<std::string, xds::Resources> rescripts = Rescript(state, rescripted, agents, /*for_rebase=*/rebase_now);
+  if (rebase_now) {
     const auto start = now_();
     const size_t pushed = Rebase(state, agents, rescripts);
     const auto end = now_();
@@ -87,8 +88,7 @@ void Publisher::Publish(const translate::MeshState& state, std::set<std::string>
                  {"took_ms", std::to_string(Ms(end - start))}});
     }
   }
-  // The rescripted agents Rebase did not take: all of them when it did not run (no new
-  // destinations, or they are held back).
+  // The rescripted agents Rebase did not take (their destinations did not change).
   for (auto& [agent, resources] : rescripts) SetResources(agent, std::move(resources));
   previous_scopes_.clear();
 }
@@ -110,7 +110,7 @@ void Publisher::AddCopyHolders(const v1::Snapshot& before, std::set<std::string>
 
 std::map<std::string, xds::Resources> Publisher::Rescript(const translate::MeshState& state,
                                                          const std::set<std::string>& rescripted,
-                                                         const std::set<std::string>& translated) {
+                                                         const std::set<std::string>& translated, bool for_rebase) {
   // The new scripts, each encoded once, for the agents that mount one of them (Replace
   // leaves out those an agent does not hold). The index changes only on this thread: read
   // without mu_.
@@ -127,7 +127,15 @@ std::map<std::string, xds::Resources> Publisher::Rescript(const translate::MeshS
   const std::string& url = xds_types::UrlOf<v1::PluginScript>();
   std::map<std::string, xds::Resources> out;
   for (const auto& agent : agents) {
-    if (const xds::Resources current = cache_.Get(agent)) out.emplace(agent, xds::Replace(*current, url, scripts));
+    const xds::Resources current = cache_.Get(agent);
+    if (!current) continue;
+    // Published at once unless a rebase follows: holding every agent's new resources
+    // until the end cost 7% more instructions per agent (the allocator reused nothing).
+    if (for_rebase) {
+      out.emplace(agent, xds::Replace(*current, url, scripts));
+    } else {
+      SetResources(agent, xds::Replace(*current, url, scripts));
+    }
   }
   return out;
 }

@@ -71,12 +71,13 @@ class Publisher {
   // returns how many agents got new destinations.
   size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
                 std::map<std::string, xds::Resources>& rescripts);
-  // Publish's part for `rescripted`: the resources of the agents not in `translated`
-  // that mount one of them, with the new scripts; not published yet, so that an agent
-  // whose destinations change too gets both in one update.
+  // Publish's part for `rescripted`: the agents not in `translated` that mount one of
+  // them get the new scripts. With `for_rebase` their resources are returned instead of
+  // published, for Rebase, so that an agent whose destinations change too gets both in
+  // one update.
   std::map<std::string, xds::Resources> Rescript(const translate::MeshState& state,
                                                  const std::set<std::string>& rescripted,
-                                                 const std::set<std::string>& translated);
+                                                 const std::set<std::string>& translated, bool for_rebase);
   // Adds to `agents` those whose own part holds a copy of a Service that is not the same
   // in `before` as in the destinations now.
   void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;
