@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/xds_types.h"
 #include "control_plane/testing/endpoint_count.h"
 #include "control_plane/testing/mesh_fixtures.h"
 #include "control_plane/testing/mesh_state_yaml.h"
@@ -76,6 +77,39 @@ TEST_F(PublisherTest, InABurstTheOthersEndpointsWaitAsLongAsTheLastUpdateTook) {
   publisher_.Publish(state_, {"httpbin/httpbin-5"});
   EXPECT_EQ(CurlSees(), 5u);
   EXPECT_FALSE(publisher_.RebaseDue());
+}
+
+// A script changed while the connected agents' endpoints are held back in a burst goes
+// out at once, in place; the held endpoints follow when due, the new script kept.
+TEST_F(PublisherTest, AScriptChangedWhileEndpointsAreHeldBackGoesAtOnce) {
+  testing::AddYaml(state_, std::string(testing::kPluginPolicyOn) + "---\n" +
+                               testing::PluginYaml("p", 115, "function on_request(req, ctx) end") + "---\n" +
+                               testing::PluginChainYaml("curl", "c", "outbound-http", "p", testing::AppSelector("curl")));
+  publisher_.Publish(state_, {"curl/curl-1"});
+  const std::string& scripts = xds_types::UrlOf<v1::PluginScript>();
+  const auto source = [&] {
+    v1::PluginScript s;
+    const xds::EncodedResource* r = cache_.Get("curl/curl-1")->Find(scripts, "p");
+    return r && s.ParseFromString(std::string(r->Value())) ? s.source() : "";
+  };
+  ASSERT_EQ(source(), "function on_request(req, ctx) end");
+  push_ = milliseconds(500);  // the update of the connected agents takes 500 ms...
+  testing::AddYaml(state_, Workload("httpbin-2", "127.0.0.4"));
+  publisher_.Publish(state_, {"httpbin/httpbin-2"}, /*may_hold=*/true);
+  push_ = milliseconds(0);
+
+  // ... so the next one waits; the script changed in the same batch does not.
+  testing::AddYaml(state_, Workload("httpbin-3", "127.0.0.5") + "---\n" +
+                               testing::PluginYaml("p", 115, "function on_request(req, ctx) req.headers:set('x', '2') end"));
+  publisher_.Publish(state_, {"httpbin/httpbin-3"}, /*may_hold=*/true, /*rescripted=*/{"p"});
+  ASSERT_TRUE(publisher_.RebaseDue());
+  EXPECT_EQ(CurlSees(), 2u) << "endpoints held back";
+  EXPECT_EQ(source(), "function on_request(req, ctx) req.headers:set('x', '2') end");
+
+  now_ = *publisher_.RebaseDue();
+  publisher_.Publish(state_, {}, /*may_hold=*/true);
+  EXPECT_EQ(CurlSees(), 3u);
+  EXPECT_EQ(source(), "function on_request(req, ctx) req.headers:set('x', '2') end");
 }
 
 }  // namespace
