@@ -66,18 +66,21 @@ class Publisher {
   };
   // Those of namespace `ns`'s workloads, made once per scope and generation.
   const Destinations& DestinationsFor(const translate::MeshState& state, const std::string& ns);
-  // The agents translated before and not in `translated`, over their new destinations,
-  // starting from `rescripts` for those it holds; it publishes and erases those, and
-  // returns how many agents got new destinations.
-  size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated,
-                std::map<std::string, xds::Resources>& rescripts);
-  // Publish's part for `rescripted`: the agents not in `translated` that mount one of
-  // them get the new scripts. With `for_rebase` their resources are returned instead of
-  // published, for Rebase, so that an agent whose destinations change too gets both in
-  // one update.
-  std::map<std::string, xds::Resources> Rescript(const translate::MeshState& state,
-                                                 const std::set<std::string>& rescripted,
-                                                 const std::set<std::string>& translated, bool for_rebase);
+  // A batch's new scripts, each encoded once, and the agents that get them in place.
+  struct Rescripts {
+    std::vector<xds::ResourcePtr> scripts;
+    std::set<std::string> agents;
+  };
+  // The new scripts of `rescripted` (plugins whose script alone changed) and the agents
+  // not in `translated` that mount one of them.
+  Rescripts Rescripting(const translate::MeshState& state, const std::set<std::string>& rescripted,
+                        const std::set<std::string>& translated);
+  // Publishes `agent`'s resources with `scripts` in place of its own of the same names.
+  void Rescript(const std::string& agent, const std::vector<xds::ResourcePtr>& scripts);
+  // The agents translated before and not in `translated`, over their new destinations;
+  // those of `rescripts` it takes (and erases) get their new scripts in the same update.
+  // Returns how many agents got new destinations.
+  size_t Rebase(const translate::MeshState& state, const std::set<std::string>& translated, Rescripts& rescripts);
   // Adds to `agents` those whose own part holds a copy of a Service that is not the same
   // in `before` as in the destinations now.
   void AddCopyHolders(const v1::Snapshot& before, std::set<std::string>& agents) const;

@@ -243,8 +243,9 @@ std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::s
 }
 
 std::shared_ptr<const AgentResources> Replace(const AgentResources& agent, const std::string& type_url,
-                                              const std::vector<ResourcePtr>& replacements) {
-  return Derive(agent, agent.base, [&](AgentResources& out) {
+                                              const std::vector<ResourcePtr>& replacements,
+                                              std::shared_ptr<const AgentResources> base) {
+  return Derive(agent, base ? std::move(base) : agent.base, [&](AgentResources& out) {
     auto named = out.own.find(type_url);
     if (named == out.own.end()) return;
     for (const ResourcePtr& r : replacements) {

@@ -126,9 +126,11 @@ std::shared_ptr<const AgentResources> Rebase(const AgentResources& agent, std::s
 // `agent`'s resources with `replacements` (resources of `type_url`) in place of its own of
 // the same names, for a change of resources that are the same for every agent holding
 // them (a Plugin's script), without translating the agent again; names it does not hold
-// are left out. Only `type_url` is versioned again.
+// are left out. Only `type_url` is versioned again; with `base` (new shared resources),
+// also the types whose shared resources changed: Rebase and Replace in one.
 std::shared_ptr<const AgentResources> Replace(const AgentResources& agent, const std::string& type_url,
-                                              const std::vector<ResourcePtr>& replacements);
+                                              const std::vector<ResourcePtr>& replacements,
+                                              std::shared_ptr<const AgentResources> base = nullptr);
 
 // Back from resources to a Snapshot (for config_dump and for agents).
 v1::Snapshot ToSnapshot(const AgentResources& resources);
