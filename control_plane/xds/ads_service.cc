@@ -77,13 +77,14 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
  private:
   bool Identify(const typename Protocol::Request& request) {
-    auto wl = WorkloadFromNode(NodeOf(request));
+    const envoy::config::core::v3::Node& node = NodeOf(request);
+    auto wl = WorkloadFromNode(node);
     if (!wl.ok()) {
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(wl.status().message())));
       return false;
     }
     AgentIdentity identity;
-    if (auto st = authorizer_.AuthorizeNode(*ctx_, NodeOf(request), *wl, &identity); !st.ok()) {
+    if (auto st = authorizer_.AuthorizeNode(*ctx_, node, *wl, &identity); !st.ok()) {
       log::Warn("xds stream refused", {{"node", AgentId(*wl).substr(0, 256)}, {"peer", ctx_->peer()},
                                        {"reason", std::string(st.message())}});
       FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message())));
@@ -105,7 +106,7 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     // address a token client names; a bad one costs the agent its metrics, not its stream.
     std::string admin_address;
     if (!identity.envoy_types_only) {
-      absl::StatusOr<std::string> reported = AdminAddressFromNode(NodeOf(request));
+      absl::StatusOr<std::string> reported = AdminAddressFromNode(node);
       if (reported.ok()) {
         admin_address = *std::move(reported);
       } else {
@@ -114,8 +115,8 @@ class Stream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     }
     stream_id_ = registry_.Connected(listed, Protocol::kName, ctx_->peer(), identity, admin_address);
     log::Info("agent connected", {{"agent", listed}, {"protocol", Protocol::kName}, {"peer", ctx_->peer()}});
-    if (!identity.envoy_types_only && NodeOf(request).user_agent_name() == xds_types::kAgentUserAgentName &&
-        !absl::c_linear_search(NodeOf(request).client_features(), xds_types::kScriptsByContentFeature)) {
+    if (!identity.envoy_types_only && node.user_agent_name() == xds_types::kAgentUserAgentName &&
+        !absl::c_linear_search(node.client_features(), xds_types::kScriptsByContentFeature)) {
       log::Warn("agent built before scripts were replaced in place: a Plugin's changed script does not take "
                 "effect there until the agent is upgraded (docs/operations.md, Upgrading)",
                 {{"agent", listed}});
