@@ -33,8 +33,12 @@ an nginx backend on 127.0.0.1 that returns a small fixed body, then for each pat
 
 measures saturation throughput with wrk (keep-alive, fixed connection count, 1 thread) —
 for l and m with h2load (the same connection count, --streams concurrent streams on each) —
-and latency at fixed request rates with h2load --rps (HTTP/1.1 with --h1, HTTP/2 for l and
-m; per-request log -> p50/p99). Every
+and latency at fixed request rates from --rate_connections clients, each one h2load
+connection at its share of the rate (--rps; HTTP/1.1 with --h1, HTTP/2 for l and m), started
+one after another so that requests arrive spread out, as from independent clients (one
+h2load with -c16 sends its connections' requests together: a burst of 16 every 16 ms at
+1,000 req/s); per-request logs -> p50/p99. With --repeats N the paths run N times in turn
+and the report adds each ratio's median and range over the runs. Every
 proxy gets one worker/thread and is pinned to CPU 1 (`taskset`); the load generators and
 the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests comes from
 /proc/<pid>/stat (utime+stime of the proxy's process tree) over the saturation run; peak
@@ -689,16 +693,42 @@ def h2load_log(logf):
 
 
 def run_h2load(port, seconds, rate, conns, h2=False):
-    logf = os.path.join(APP_DIR if NETNS else TMP, "h2load.log")
-    if os.path.exists(logf):
-        os.remove(logf)
+    """Latency at a fixed rate from `conns` clients of one connection each, started one
+    after another, so that their requests arrive spread over each period as independent
+    clients' do. (One h2load with -c conns --rps starts every connection's request at the
+    same instant: 1,000 req/s arrived as 62 bursts of 16, and the p50 measured a request's
+    place in its burst, the p99 a burst that met a stall of the machine.)"""
     per_conn = max(1, round(rate / conns))
-    cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["h2load"] + ([] if h2 else ["--h1"]) + [
-        "-c", str(conns), "-t", "1", "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
-        f"--log-file={logf}", target(port)], as_app=True)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
-    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", r.stdout)
-    return {"offered": per_conn * conns, "achieved": float(m.group(1)) if m else None, **h2load_log(logf)}
+    clients = []
+    try:
+        for i in range(conns):
+            logf = os.path.join(APP_DIR if NETNS else TMP, f"h2load-{i}.log")
+            if os.path.exists(logf):
+                os.remove(logf)
+            cmd = ["taskset", "-c", LOADGEN_CPU] + in_netns(["h2load"] + ([] if h2 else ["--h1"]) + [
+                "-c", "1", "-t", "1", "--rps", str(per_conn), "-D", str(seconds), "--warm-up-time", "1",
+                f"--log-file={logf}", target(port)], as_app=True)
+            clients.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+                            logf))
+            time.sleep(1.0 / (per_conn * conns))
+        achieved, lines = 0.0, []
+        for proc, logf in clients:
+            out = proc.communicate(timeout=seconds + 30)[0]
+            m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+            if not m:
+                raise RuntimeError(f"h2load gave no figures: {out[-300:]}")
+            achieved += float(m.group(1))
+            with open(logf) as f:
+                lines += f.readlines()
+    finally:
+        for proc, _ in clients:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    merged = os.path.join(TMP, "h2load.log")
+    with open(merged, "w") as f:
+        f.writelines(lines)
+    return {"offered": per_conn * conns, "achieved": achieved, **h2load_log(merged)}
 
 
 def run_h2load_saturation(port, seconds, conns, streams):
@@ -989,11 +1019,76 @@ def fmt(v, spec=".2f"):
     return "—" if v is None else format(v, spec)
 
 
+# meshplug's path, its peer's, and what the ratio of the two is.
+RATIOS = (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"),
+          ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
+          ("i", "j", "2 agents mTLS / 2 HAProxies TLS"),
+          ("k", "e", "2 agents intercepted / 2 agents explicit proxy"),
+          ("l", "m", "1 agent / 1 HAProxy, HTTP/2 both sides"))
+
+
+def by_repeat(results):
+    """results.json's results as one list per run of the paths (files from before
+    --repeats hold one)."""
+    runs = {}
+    for r in results:
+        runs.setdefault(r.get("repeat", 0), []).append(r)
+    return [runs[k] for k in sorted(runs)]
+
+
+def full_report(runs, args, machine):
+    if len(runs) == 1:
+        return report(runs[0], args, machine)
+    parts = [f"Run {i + 1} of {len(runs)}:\n\n" + report(run, args, machine) for i, run in enumerate(runs)]
+    return "\n\n".join(parts + [repeat_summary(runs, args)])
+
+
+def repeat_summary(runs, args):
+    """Each ratio's median and range over the runs: on a shared machine one run's ratio
+    moves by tens of percent, the median of interleaved runs much less."""
+    def spread(values, form=".2f"):
+        v = sorted(values)
+        mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        return f"{mid:{form}} [{v[0]:{form}}, {v[-1]:{form}}]"
+
+    def added(r, base, i, q):
+        x, b = r["rates"][i], base["rates"][i]
+        if "skipped" in x or "skipped" in b or x[q] is None or b[q] is None:
+            return None
+        return (x[q] - b[q]) / r["hops"]
+
+    lines = [f"Over the {len(runs)} runs: median [lowest, highest] of each run's ratio, meshplug / peer. "
+             f"Added p50 per hop is the path's minus the direct path's in the same run; the column gives "
+             f"meshplug's minus the peer's, in ms.", "",
+             "| ratio | req/s | CPU / 1k req | peak RSS | " +
+             " | ".join(f"at {x:,} req/s: p50 added, meshplug − peer; p99 ratio" for x in args.rates) + " |",
+             "|---" * (4 + len(args.rates)) + "|"]
+    for m, h, what in RATIOS:
+        pairs = [({r["key"]: r for r in run}) for run in runs]
+        pairs = [(by[m], by[h], by.get("a")) for by in pairs if m in by and h in by]
+        if not pairs:
+            continue
+        sat = lambda key, r: r["saturation"][key]
+        cells = [spread([sat("rps", x) / sat("rps", y) for x, y, _ in pairs]),
+                 spread([sat("cpu_ms_per_1k", x) / sat("cpu_ms_per_1k", y) for x, y, _ in pairs]),
+                 spread([sat("rss_mb", x) / sat("rss_mb", y) for x, y, _ in pairs])]
+        for i in range(len(args.rates)):
+            p50 = [added(x, a, i, "p50") - added(y, a, i, "p50") for x, y, a in pairs
+                   if a and added(x, a, i, "p50") is not None and added(y, a, i, "p50") is not None]
+            p99 = [x["rates"][i]["p99"] / y["rates"][i]["p99"] for x, y, _ in pairs
+                   if "skipped" not in x["rates"][i] and "skipped" not in y["rates"][i]
+                   and x["rates"][i]["p99"] and y["rates"][i]["p99"]]
+            cells.append(f"{spread(p50, '+.3f') if p50 else '—'}; {spread(p99) if p99 else '—'}")
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report(results, args, machine):
     by = {r["key"]: r for r in results}
     base = by.get("a")
     lines = [f"Machine: {machine}. wrk -t1 -c{args.connections} for {args.seconds} s "
-             f"(keep-alive); h2load --h1 -c{args.rate_connections} --rps for "
+             f"(keep-alive); at fixed rates {args.rate_connections} clients of one connection each (h2load --h1 -c1 --rps, "
+             f"started one after another) for "
              f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
@@ -1040,11 +1135,7 @@ def report(results, args, machine):
         lines.append(f"| {r['key']} {r['name']} | " + " | ".join(
             "—" if "skipped" in x else fmt(x.get("cpu_ms_per_1k"), ".1f") for x in r["rates"]) + " |")
     ratio = []
-    for m, h, what in (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"),
-                       ("d", "c", "1 agent / 1 nginx"), ("g", "h", "agents+tokens / nginx+auth"),
-                       ("i", "j", "2 agents mTLS / 2 HAProxies TLS"),
-                       ("k", "e", "2 agents intercepted / 2 agents explicit proxy"),
-                       ("l", "m", "1 agent / 1 HAProxy, HTTP/2 both sides")):
+    for m, h, what in RATIOS:
         if m in by and h in by:
             sm, sh = by[m]["saturation"], by[h]["saturation"]
             ratio.append(f"| {what} | {sm['rps'] / sh['rps']:.2f} | {sm['p50'] / sh['p50']:.2f} | "
@@ -1105,7 +1196,7 @@ def plot(results, args, png):
     gp = f"""
 set terminal pngcairo size 900,600 font ",10" noenhanced
 set output "{png}"
-set title "Latency vs offered load (h2load --h1 -c{args.rate_connections}, keep-alive; proxies pinned to one core)"
+set title "Latency vs offered load ({args.rate_connections} h2load --h1 clients, keep-alive; proxies pinned to one core)"
 set xlabel "offered load (requests/s)"
 set ylabel "p99 latency (ms, log scale; dashed: p50)"
 set logscale xy
@@ -1137,6 +1228,38 @@ def versions():
     return out
 
 
+def measure_with_retries(key, agent_bin, backend, auth, args):
+    """One path's figures (None when it failed), measured again while other work took more
+    than --max_other_load of the proxies' CPU."""
+    log(f"path {key}: {PATHS[key][0]}")
+    try:
+        r = measure(key, agent_bin, backend, auth, args)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        # One path's failure (a tool missing, a process that did not start) costs
+        # only that path's figures.
+        log(f"  path {key} failed, left out of the results: {e}")
+        return None
+    # Other work on the proxies' CPU (a shared machine) skews a run: retry, and
+    # keep the run with the least of it.
+    for _ in range(args.retries):
+        if not r["hops"] or r["saturation"]["other_on_proxy_cpu"] <= args.max_other_load:
+            break
+        log(f"  {r['saturation']['other_on_proxy_cpu']:.0%} of the proxy CPU went to other "
+            f"work; running path {key} again")
+        again = measure(key, agent_bin, backend, auth, args)
+        if again["saturation"]["other_on_proxy_cpu"] < r["saturation"]["other_on_proxy_cpu"]:
+            r = again
+    s = r["saturation"]
+    log(f"  {s['rps']:,.0f} req/s, p50 {s['p50']:.3f} ms, p99 {s['p99']:.3f} ms, "
+        f"{s['cpu_ms_per_1k']:.1f} CPU ms/1k, {s['rss_mb']:.1f} MB, "
+        f"errors {s['non2xx'] + s['socket_errors']}")
+    for x in r["rates"]:
+        if "skipped" not in x:
+            log(f"  @{x['offered']}: achieved {x['achieved']}, p50 {x['p50']}, "
+                f"p99 {x['p99']}, errors {x['errors']}")
+    return r
+
+
 def main():
     global TMP, BACKEND_H2
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1148,7 +1271,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="saturation run length")
     ap.add_argument("--rate_seconds", type=int, default=10, help="length of each fixed-rate run")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
-    ap.add_argument("--rate_connections", type=int, default=16, help="h2load connections")
+    ap.add_argument("--rate_connections", type=int, default=16,
+                    help="clients (one h2load connection each) sharing a fixed rate")
     ap.add_argument("--rates", default="1000,2000,5000,10000,20000")
     ap.add_argument("--quick", action="store_true", help="3 s runs, three rates")
     ap.add_argument("--skip_build", action="store_true")
@@ -1161,6 +1285,9 @@ def main():
     ap.add_argument("--max_other_load", type=float, default=0.10,
                     help="rerun a path when more than this share of the proxy CPU went elsewhere")
     ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run the paths this many times in turn (interleaved, so that drift of the machine "
+                         "reaches every path alike) and add the ratios' median and range over the runs")
     ap.add_argument("--profile", default="", help="paths to profile with perf (e.g. 'dg')")
     ap.add_argument("--max_minutes", type=float, default=40, help="hard limit for the whole run")
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
@@ -1180,6 +1307,8 @@ def main():
         ap.error(f"--rates must be comma-separated whole requests per second, got {args.rates!r}")
     if not args.rates or min(args.rates) <= 0:
         ap.error("--rates needs at least one rate, each above 0")
+    if args.repeats < 1:
+        ap.error(f"--repeats must be 1 or more, got {args.repeats}")
     if args.instructions and args.syscalls:
         ap.error("--instructions and --syscalls count one thing each: give one")
     if args.cache_sim and not args.instructions:
@@ -1215,9 +1344,9 @@ def main():
             saved = json.load(f)
         for k in ("seconds", "rate_seconds", "connections", "rate_connections", "rates"):
             setattr(args, k, saved["args"][k])
-        print(report(saved["results"], args, saved["machine"]))
+        print(full_report(by_repeat(saved["results"]), args, saved["machine"]))
         if args.plot:
-            plot(saved["results"], args, args.plot)
+            plot(by_repeat(saved["results"])[0], args, args.plot)
         return
     try:
         ensure_tools(counting)
@@ -1236,46 +1365,27 @@ def main():
                     log(f"  path {key} failed, left out of the results: {e}")
             print_counts(counted, args, agent_bin, counting)
             return
-        results = []
-        for key in args.paths:
-            log(f"path {key}: {PATHS[key][0]}")
-            try:
-                r = measure(key, agent_bin, bport, auth, args)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                # One path's failure (a tool missing, a process that did not start) costs
-                # only that path's figures.
-                log(f"  path {key} failed, left out of the results: {e}")
-                continue
-            # Other work on the proxies' CPU (a shared machine) skews a run: retry, and
-            # keep the run with the least of it.
-            for _ in range(args.retries):
-                if not r["hops"] or r["saturation"]["other_on_proxy_cpu"] <= args.max_other_load:
-                    break
-                log(f"  {r['saturation']['other_on_proxy_cpu']:.0%} of the proxy CPU went to other "
-                    f"work; running path {key} again")
-                again = measure(key, agent_bin, bport, auth, args)
-                if again["saturation"]["other_on_proxy_cpu"] < r["saturation"]["other_on_proxy_cpu"]:
-                    r = again
-            s = r["saturation"]
-            log(f"  {s['rps']:,.0f} req/s, p50 {s['p50']:.3f} ms, p99 {s['p99']:.3f} ms, "
-                f"{s['cpu_ms_per_1k']:.1f} CPU ms/1k, {s['rss_mb']:.1f} MB, "
-                f"errors {s['non2xx'] + s['socket_errors']}")
-            for x in r["rates"]:
-                if "skipped" not in x:
-                    log(f"  @{x['offered']}: achieved {x['achieved']}, p50 {x['p50']}, "
-                        f"p99 {x['p99']}, errors {x['errors']}")
-            results.append(r)
+        runs = []
+        for repeat in range(args.repeats):
+            if args.repeats > 1:
+                log(f"repeat {repeat + 1} of {args.repeats}")
+            runs.append([])
+            for key in args.paths:
+                r = measure_with_retries(key, agent_bin, bport, auth, args)
+                if r:
+                    r["repeat"] = repeat
+                    runs[-1].append(r)
         machine = machine_line()
         with open(os.path.join(TMP, "results.json"), "w") as f:
             json.dump({"machine": machine, "versions": versions(), "args": vars(args),
-                       "results": results}, f, indent=1)
-        text = report(results, args, machine)
+                       "results": [r for run in runs for r in run]}, f, indent=1)
+        text = full_report(runs, args, machine)
         with open(os.path.join(TMP, "report.md"), "w") as f:
             f.write(text + "\n")
         print(text)
         print("\nVersions: " + "; ".join(f"{k}: {v}" for k, v in versions().items()))
         if args.plot:
-            plot(results, args, args.plot)
+            plot(runs[0], args, args.plot)
             print(f"\nplot: {args.plot}")
         print(f"results: {TMP}/results.json")
     finally:
