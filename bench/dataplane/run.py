@@ -792,6 +792,22 @@ def measure(key, agent_bin, backend, auth, args):
     return measure_path(key, agent_bin, backend, auth, args)
 
 
+def start_awake():
+    """A spinner that keeps the proxies' CPU from idling and that any runnable task
+    preempts at once, as idle=poll does on a bare machine: an idle vCPU is halted, and the
+    hypervisor takes up to milliseconds to run it again when a request wakes it."""
+    p = start("awake", ["chrt", "--idle", "0", "sh", "-c", "while :; do :; done"], PROXY_CPU)
+    # SCHED_IDLE yields only within its task group, and start() gives each process a
+    # session and so (with autogroups) a group of its own, which would share the CPU with
+    # the proxies' groups as an equal: the group's weight is lowered too.
+    try:
+        with open(f"/proc/{p.pid}/autogroup", "w") as f:
+            f.write("19")
+    except OSError:
+        pass  # a kernel without autogroups: SCHED_IDLE alone yields
+    return p
+
+
 def measure_path(key, agent_bin, backend, auth, args):
     if key == "h":
         procs, port = setup_nginx_auth(backend, auth)
@@ -834,9 +850,14 @@ def measure_path(key, agent_bin, backend, auth, args):
             if rate > sat["rps"] * 0.95:
                 rates.append({"offered": rate, "skipped": "over saturation"})
                 continue
-            c0 = cpu_seconds(pids)
-            r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
-            c1 = cpu_seconds(pids)
+            awake = start_awake() if args.awake else None
+            try:
+                c0 = cpu_seconds(pids)
+                r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
+                c1 = cpu_seconds(pids)
+            finally:
+                if awake:
+                    stop(awake)
             done = r["ok"] + r["errors"]
             r["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, done) * 1000.0 if done else None
             rates.append(r)
@@ -1092,7 +1113,8 @@ def report(results, args, machine):
              f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
-             f"backend on CPU {LOADGEN_CPU}.", ""]
+             f"backend on CPU {LOADGEN_CPU}."
+             + (f" At fixed rates CPU {PROXY_CPU} kept awake (--awake)." if args.awake else ""), ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req (user + system) | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -1285,6 +1307,9 @@ def main():
     ap.add_argument("--max_other_load", type=float, default=0.10,
                     help="rerun a path when more than this share of the proxy CPU went elsewhere")
     ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--awake", action="store_true",
+                    help="during the fixed-rate runs keep the proxies' CPU from idling (a SCHED_IDLE spinner): "
+                         "latency without the VM's wake-up of a halted vCPU")
     ap.add_argument("--repeats", type=int, default=1,
                     help="run the paths this many times in turn (interleaved, so that drift of the machine "
                          "reaches every path alike) and add the ratios' median and range over the runs")
@@ -1344,6 +1369,7 @@ def main():
             saved = json.load(f)
         for k in ("seconds", "rate_seconds", "connections", "rate_connections", "rates"):
             setattr(args, k, saved["args"][k])
+        args.awake = saved["args"].get("awake", False)  # not in files from before --awake
         print(full_report(by_repeat(saved["results"]), args, saved["machine"]))
         if args.plot:
             plot(by_repeat(saved["results"])[0], args, args.plot)
