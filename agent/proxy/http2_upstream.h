@@ -81,7 +81,7 @@ class Http2UpstreamStream {
   boost::beast::http::fields trailers_;
   Http2Inbox inbox_;  // the response body
   bool closed_ = false;  // nghttp2 closed the stream, or it was given up
-  std::optional<uint32_t> close_error_ = 0;
+  std::optional<uint32_t> close_error_;  // set by Closed
 };
 
 class Http2UpstreamPool {
