@@ -37,8 +37,10 @@ and latency at fixed request rates from --rate_connections clients, each one h2l
 connection at its share of the rate (--rps; HTTP/1.1 with --h1, HTTP/2 for l and m), started
 one after another so that requests arrive spread out, as from independent clients (one
 h2load with -c16 sends its connections' requests together: a burst of 16 every 16 ms at
-1,000 req/s); per-request logs -> p50/p99. With --repeats N the paths run N times in turn
-and the report adds each ratio's median and range over the runs. Every
+1,000 req/s); per-request logs -> p50/p99. With --awake a spinner that yields to any
+proxy keeps the proxies' CPU from idling during those runs, so that their latency is not the
+VM's wake-up of a halted vCPU. With --repeats N the paths run N times in turn and the report
+adds each ratio's median and range over the runs. Every
 proxy gets one worker/thread and is pinned to CPU 1 (`taskset`); the load generators and
 the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests comes from
 /proc/<pid>/stat (utime+stime of the proxy's process tree) over the saturation run; peak
@@ -674,19 +676,20 @@ def run_handshakes(server, proc, seconds):
             "server_cpu_ms_per_1k": (c1 - c0) * 1000.0 / max(1, n) * 1000.0}
 
 
-def h2load_log(logf):
-    """Per-request statuses and latencies (ms, sorted) from h2load's --log-file."""
+def h2load_log(logfs):
+    """Per-request statuses and latencies (ms, sorted) from h2load's --log-file(s)."""
     lat, ok, bad = [], 0, 0
-    with open(logf) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 3:
-                continue
-            if parts[1].startswith("2"):
-                ok += 1
-            else:
-                bad += 1
-            lat.append(int(parts[2]) / 1000.0)
+    for logf in logfs:
+        with open(logf) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                if parts[1].startswith("2"):
+                    ok += 1
+                else:
+                    bad += 1
+                lat.append(int(parts[2]) / 1000.0)
     lat.sort()
     pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: None)
     return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "ok": ok, "errors": bad}
@@ -694,10 +697,11 @@ def h2load_log(logf):
 
 def run_h2load(port, seconds, rate, conns, h2=False):
     """Latency at a fixed rate from `conns` clients of one connection each, started one
-    after another, so that their requests arrive spread over each period as independent
-    clients' do. (One h2load with -c conns --rps starts every connection's request at the
-    same instant: 1,000 req/s arrived as 62 bursts of 16, and the p50 measured a request's
-    place in its burst, the p99 a burst that met a stall of the machine.)"""
+    after another: each starting takes about a millisecond or more, so their requests
+    arrive at unrelated moments of each period, as independent clients' do. (One h2load
+    with -c conns --rps starts every connection's request at the same instant: 1,000 req/s
+    arrived as 62 bursts of 16, and the p50 measured a request's place in its burst, the
+    p99 mostly bursts that met a stall of the machine.)"""
     per_conn = max(1, round(rate / conns))
     clients = []
     try:
@@ -710,25 +714,22 @@ def run_h2load(port, seconds, rate, conns, h2=False):
                 f"--log-file={logf}", target(port)], as_app=True)
             clients.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
                             logf))
-            time.sleep(1.0 / (per_conn * conns))
-        achieved, lines = 0.0, []
-        for proc, logf in clients:
+        achieved = 0.0
+        for proc, _ in clients:
             out = proc.communicate(timeout=seconds + 30)[0]
             m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+            # A client without figures fails the path: a rate short of one client's share
+            # would be reported as offered.
             if not m:
-                raise RuntimeError(f"h2load gave no figures: {out[-300:]}")
+                raise RuntimeError(f"an h2load client gave no figures: {out[-300:]}")
             achieved += float(m.group(1))
-            with open(logf) as f:
-                lines += f.readlines()
     finally:
         for proc, _ in clients:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    merged = os.path.join(TMP, "h2load.log")
-    with open(merged, "w") as f:
-        f.writelines(lines)
-    return {"offered": per_conn * conns, "achieved": achieved, **h2load_log(merged)}
+    return {"offered": per_conn * conns, "achieved": round(achieved, 1),
+            **h2load_log([logf for _, logf in clients])}
 
 
 def run_h2load_saturation(port, seconds, conns, streams):
@@ -745,7 +746,7 @@ def run_h2load_saturation(port, seconds, conns, streams):
                      r.stdout)
     if not rps or not done:
         raise RuntimeError(f"h2load gave no figures: {(r.stdout + r.stderr)[-300:]}")
-    log_figures = h2load_log(logf)
+    log_figures = h2load_log([logf])
     return {"rps": float(rps.group(1)), "requests": int(done.group(1)), "p50": log_figures["p50"],
             "p99": log_figures["p99"], "non2xx": log_figures["errors"],
             "socket_errors": int(done.group(3)) + int(done.group(4))}
@@ -800,11 +801,15 @@ def start_awake():
     # SCHED_IDLE yields only within its task group, and start() gives each process a
     # session and so (with autogroups) a group of its own, which would share the CPU with
     # the proxies' groups as an equal: the group's weight is lowered too.
-    try:
-        with open(f"/proc/{p.pid}/autogroup", "w") as f:
-            f.write("19")
-    except OSError:
-        pass  # a kernel without autogroups: SCHED_IDLE alone yields
+    if os.path.exists("/proc/sys/kernel/sched_autogroup_enabled"):
+        try:
+            with open(f"/proc/{p.pid}/autogroup", "w") as f:
+                f.write("19")
+        except OSError as e:
+            stop(p)
+            raise RuntimeError(f"--awake: could not lower the spinner's autogroup: {e}")
+    if p.poll() is not None:
+        raise RuntimeError(f"--awake: the spinner exited with {p.returncode} (see {TMP}/awake.log)")
     return p
 
 
@@ -850,8 +855,9 @@ def measure_path(key, agent_bin, backend, auth, args):
             if rate > sat["rps"] * 0.95:
                 rates.append({"offered": rate, "skipped": "over saturation"})
                 continue
-            awake = start_awake() if args.awake else None
+            awake = None
             try:
+                awake = start_awake() if args.awake else None
                 c0 = cpu_seconds(pids)
                 r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
                 c1 = cpu_seconds(pids)
@@ -1048,6 +1054,15 @@ RATIOS = (("d", "b", "1 agent / 1 HAProxy"), ("e", "f", "2 agents / 2 HAProxies"
           ("l", "m", "1 agent / 1 HAProxy, HTTP/2 both sides"))
 
 
+def added_per_hop(r, base, i, q):
+    """Path r's quantile q at its i-th rate minus the direct path's (`base`), per proxy hop;
+    None when either was not measured."""
+    x, b = r["rates"][i], base["rates"][i]
+    if "skipped" in x or "skipped" in b or x[q] is None or b[q] is None:
+        return None
+    return (x[q] - b[q]) / r["hops"]
+
+
 def by_repeat(results):
     """results.json's results as one list per run of the paths (files from before
     --repeats hold one)."""
@@ -1060,8 +1075,9 @@ def by_repeat(results):
 def full_report(runs, args, machine):
     if len(runs) == 1:
         return report(runs[0], args, machine)
-    parts = [f"Run {i + 1} of {len(runs)}:\n\n" + report(run, args, machine) for i, run in enumerate(runs)]
-    return "\n\n".join(parts + [repeat_summary(runs, args)])
+    parts = [f"Repeat {run[0]['repeat'] + 1}:\n\n" + report(run, args, machine) for run in runs]
+    summary = repeat_summary(runs, args)
+    return "\n\n".join(parts + ([summary] if summary else []))
 
 
 def repeat_summary(runs, args):
@@ -1072,21 +1088,13 @@ def repeat_summary(runs, args):
         mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
         return f"{mid:{form}} [{v[0]:{form}}, {v[-1]:{form}}]"
 
-    def added(r, base, i, q):
-        x, b = r["rates"][i], base["rates"][i]
-        if "skipped" in x or "skipped" in b or x[q] is None or b[q] is None:
-            return None
-        return (x[q] - b[q]) / r["hops"]
+    def counted(values):  # when runs are missing from a figure (a path failed in them)
+        return f" ({len(values)} of {len(runs)} runs)" if 0 < len(values) < len(runs) else ""
 
-    lines = [f"Over the {len(runs)} runs: median [lowest, highest] of each run's ratio, meshplug / peer. "
-             f"Added p50 per hop is the path's minus the direct path's in the same run; the column gives "
-             f"meshplug's minus the peer's, in ms.", "",
-             "| ratio | req/s | CPU / 1k req | peak RSS | " +
-             " | ".join(f"at {x:,} req/s: p50 added, meshplug − peer; p99 ratio" for x in args.rates) + " |",
-             "|---" * (4 + len(args.rates)) + "|"]
+    rows = []
+    keyed = [{r["key"]: r for r in run} for run in runs]
     for m, h, what in RATIOS:
-        pairs = [({r["key"]: r for r in run}) for run in runs]
-        pairs = [(by[m], by[h], by.get("a")) for by in pairs if m in by and h in by]
+        pairs = [(by[m], by[h], by.get("a")) for by in keyed if m in by and h in by]
         if not pairs:
             continue
         sat = lambda key, r: r["saturation"][key]
@@ -1094,23 +1102,36 @@ def repeat_summary(runs, args):
                  spread([sat("cpu_ms_per_1k", x) / sat("cpu_ms_per_1k", y) for x, y, _ in pairs]),
                  spread([sat("rss_mb", x) / sat("rss_mb", y) for x, y, _ in pairs])]
         for i in range(len(args.rates)):
-            p50 = [added(x, a, i, "p50") - added(y, a, i, "p50") for x, y, a in pairs
-                   if a and added(x, a, i, "p50") is not None and added(y, a, i, "p50") is not None]
+            p50 = []
+            for x, y, a in pairs:
+                ours, theirs = (added_per_hop(x, a, i, "p50"), added_per_hop(y, a, i, "p50")) if a else (None, None)
+                if ours is not None and theirs is not None:
+                    p50.append(ours - theirs)
             p99 = [x["rates"][i]["p99"] / y["rates"][i]["p99"] for x, y, _ in pairs
                    if "skipped" not in x["rates"][i] and "skipped" not in y["rates"][i]
                    and x["rates"][i]["p99"] and y["rates"][i]["p99"]]
-            cells.append(f"{spread(p50, '+.3f') if p50 else '—'}; {spread(p99) if p99 else '—'}")
-        lines.append(f"| {what} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells.append(f"{spread(p50, '+.3f') if p50 else '—'}{counted(p50)}; "
+                         f"{spread(p99) if p99 else '—'}{counted(p99)}")
+        rows.append(f"| {what}{counted(pairs)} | " + " | ".join(cells) + " |")
+    if not rows:  # no pair of paths ran
+        return ""
+    return "\n".join([f"Over the {len(runs)} runs: median [lowest, highest] of each run's ratio, meshplug / peer. "
+                      f"Added p50 per hop is the path's minus the direct path's in the same run; the column "
+                      f"gives meshplug's minus the peer's, in ms.", "",
+                      "| ratio | req/s | CPU / 1k req | peak RSS | " +
+                      " | ".join(f"at {x:,} req/s: p50 added, meshplug − peer; p99 ratio" for x in args.rates) + " |",
+                      "|---" * (4 + len(args.rates)) + "|"] + rows)
 
 
 def report(results, args, machine):
     by = {r["key"]: r for r in results}
     base = by.get("a")
     lines = [f"Machine: {machine}. wrk -t1 -c{args.connections} for {args.seconds} s "
-             f"(keep-alive); at fixed rates {args.rate_connections} clients of one connection each (h2load --h1 -c1 --rps, "
-             f"started one after another) for "
-             f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
+             + (f"(keep-alive); at fixed rates one h2load --h1 -c{args.rate_connections} --rps (its connections "
+                f"send together) for " if args.rate_clients == "one h2load" else
+                f"(keep-alive); at fixed rates {args.rate_connections} clients of one connection each (h2load --h1 "
+                f"-c1 --rps, started one after another) for ")
+             + f"{args.rate_seconds} s per rate (HTTP/2 paths l, m: h2load -c{args.connections} "
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}."
@@ -1142,12 +1163,9 @@ def report(results, args, machine):
             if not r["hops"]:
                 continue
             cells = []
-            for x, b in zip(r["rates"], base["rates"]):
-                if "skipped" in x or "skipped" in b or x["p50"] is None or b["p50"] is None:
-                    cells.append("—")
-                else:
-                    cells.append(f"{(x['p50'] - b['p50']) / r['hops']:.3f} / "
-                                 f"{(x['p99'] - b['p99']) / r['hops']:.3f}")
+            for i in range(len(r["rates"])):
+                p50, p99 = added_per_hop(r, base, i, "p50"), added_per_hop(r, base, i, "p99")
+                cells.append("—" if p50 is None else f"{p50:.3f} / {p99:.3f}")
             lines.append(f"| {r['key']} {r['name']} | " + " | ".join(cells) + " |")
     lines += ["", "CPU ms per 1,000 requests at fixed rates (proxies only):", "",
               header.replace("req/s p50 / p99", "req/s"), "|---" * (len(args.rates) + 1) + "|"]
@@ -1268,7 +1286,11 @@ def measure_with_retries(key, agent_bin, backend, auth, args):
             break
         log(f"  {r['saturation']['other_on_proxy_cpu']:.0%} of the proxy CPU went to other "
             f"work; running path {key} again")
-        again = measure(key, agent_bin, backend, auth, args)
+        try:
+            again = measure(key, agent_bin, backend, auth, args)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            log(f"  the run again failed, the first one is kept: {e}")
+            break
         if again["saturation"]["other_on_proxy_cpu"] < r["saturation"]["other_on_proxy_cpu"]:
             r = again
     s = r["saturation"]
@@ -1301,20 +1323,21 @@ def main():
     ap.add_argument("--agent_bin", default="", help="use this agent binary (implies --skip_build)")
     ap.add_argument("--out", default="", help="directory for results.json and logs")
     ap.add_argument("--plot", default=os.path.join(REPO, "docs/benchmarks-latency.png"),
-                    help="PNG of latency vs offered load ('' to skip)")
+                    help="PNG of latency vs offered load, from the first repeat ('' to skip)")
     ap.add_argument("--from_results", default="",
                     help="only print the tables and plot from an earlier results.json")
     ap.add_argument("--max_other_load", type=float, default=0.10,
                     help="rerun a path when more than this share of the proxy CPU went elsewhere")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--awake", action="store_true",
-                    help="during the fixed-rate runs keep the proxies' CPU from idling (a SCHED_IDLE spinner): "
-                         "latency without the VM's wake-up of a halted vCPU")
+                    help="during the fixed-rate runs keep the proxies' CPU from idling (a SCHED_IDLE spinner in "
+                         "an autogroup of nice 19): latency without the VM's wake-up of a halted vCPU")
     ap.add_argument("--repeats", type=int, default=1,
                     help="run the paths this many times in turn (interleaved, so that drift of the machine "
                          "reaches every path alike) and add the ratios' median and range over the runs")
     ap.add_argument("--profile", default="", help="paths to profile with perf (e.g. 'dg')")
-    ap.add_argument("--max_minutes", type=float, default=40, help="hard limit for the whole run")
+    ap.add_argument("--max_minutes", type=float, default=None,
+                    help="hard limit for the whole run (default 40 per repeat)")
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
                     help=f"instead of timing, count the proxies' instructions per request over N requests "
                          f"with valgrind's callgrind (paths {COUNTABLE_PATHS})")
@@ -1361,7 +1384,7 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGALRM, on_signal)
-    signal.alarm(int(args.max_minutes * 60))
+    signal.alarm(int((args.max_minutes or 40 * args.repeats) * 60))
     TMP = args.out or tempfile.mkdtemp(prefix="meshplug-dataplane-")
     os.makedirs(TMP, exist_ok=True)
     if args.from_results:
@@ -1369,10 +1392,13 @@ def main():
             saved = json.load(f)
         for k in ("seconds", "rate_seconds", "connections", "rate_connections", "rates"):
             setattr(args, k, saved["args"][k])
-        args.awake = saved["args"].get("awake", False)  # not in files from before --awake
-        print(full_report(by_repeat(saved["results"]), args, saved["machine"]))
-        if args.plot:
-            plot(by_repeat(saved["results"])[0], args, args.plot)
+        # Not in files from before 2026-12-07's --awake and separate rate clients.
+        args.awake = saved["args"].get("awake", False)
+        args.rate_clients = saved["args"].get("rate_clients", "one h2load")
+        runs = by_repeat(saved["results"])
+        print(full_report(runs, args, saved["machine"]))
+        if args.plot and runs:
+            plot(runs[0], args, args.plot)
         return
     try:
         ensure_tools(counting)
@@ -1391,26 +1417,29 @@ def main():
                     log(f"  path {key} failed, left out of the results: {e}")
             print_counts(counted, args, agent_bin, counting)
             return
-        runs = []
+        args.rate_clients = "separate"  # saved with the args: how the fixed rates were driven
+        runs, machine = [], machine_line()
         for repeat in range(args.repeats):
             if args.repeats > 1:
                 log(f"repeat {repeat + 1} of {args.repeats}")
-            runs.append([])
+            run = []
             for key in args.paths:
                 r = measure_with_retries(key, agent_bin, bport, auth, args)
                 if r:
                     r["repeat"] = repeat
-                    runs[-1].append(r)
-        machine = machine_line()
-        with open(os.path.join(TMP, "results.json"), "w") as f:
-            json.dump({"machine": machine, "versions": versions(), "args": vars(args),
-                       "results": [r for run in runs for r in run]}, f, indent=1)
+                    run.append(r)
+            if run:
+                runs.append(run)
+            # After each repeat: a run stopped by --max_minutes keeps the repeats it finished.
+            with open(os.path.join(TMP, "results.json"), "w") as f:
+                json.dump({"machine": machine, "versions": versions(), "args": vars(args),
+                           "results": [r for run in runs for r in run]}, f, indent=1)
         text = full_report(runs, args, machine)
         with open(os.path.join(TMP, "report.md"), "w") as f:
             f.write(text + "\n")
         print(text)
         print("\nVersions: " + "; ".join(f"{k}: {v}" for k, v in versions().items()))
-        if args.plot:
+        if args.plot and runs:
             plot(runs[0], args, args.plot)
             print(f"\nplot: {args.plot}")
         print(f"results: {TMP}/results.json")
