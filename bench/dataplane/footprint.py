@@ -78,12 +78,12 @@ def main():
         trace.recording = False
         return mappings(pids[0])
 
-    backend, port, auth, run.BACKEND_H2 = run.start_backend()
+    backend = run.start_backend()
     try:
-        maps = run.counted_run("d", args.agent_bin, port, auth, args.requests,
+        maps = run.counted_run("d", args.agent_bin, backend, args.requests,
                                ["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={fifo}"], begin, end)
     finally:
-        run.stop(backend)
+        run.stop(backend.proc)
     trace.join(timeout=60)
     addresses = trace.addresses
     per_request = len(addresses) // args.requests

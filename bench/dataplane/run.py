@@ -64,6 +64,7 @@ is removed by the next.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -88,7 +89,6 @@ TMP = None
 NETNS = None
 NETNS_PREFIX = "mp-bench-"
 APP_DIR = None  # path k: where the client (not root) writes h2load's log
-BACKEND_H2 = None  # the backend's HTTP/2 (h2c, prior knowledge) port
 VIRTUAL_IP = "10.96.0.10"
 APP_UID = "1000"  # the client's uid in the namespace: not the agents' (0), so intercepted
 # --instructions: what agents and HAProxy are started under (valgrind's callgrind), else nothing.
@@ -239,8 +239,13 @@ http {{
     return path
 
 
+# The nginx backend: its process, and its HTTP/1.1, auth service and HTTP/2 (h2c, prior
+# knowledge) ports.
+Backend = collections.namedtuple("Backend", "proc port auth h2")
+
+
 def start_backend():
-    """nginx as the backend: its HTTP/1.1, auth and HTTP/2 (h2c) ports."""
+    """nginx as the backend, started on 127.0.0.1 (in path k's namespace while k runs)."""
     port, auth, h2 = free_port(), free_port(), free_port()
     servers = f"""
   server {{
@@ -262,7 +267,7 @@ def start_backend():
     wait_port(port, p)
     wait_port(auth, p)
     wait_port(h2, p)
-    return p, port, auth, h2
+    return Backend(p, port, auth, h2)
 
 
 def start_nginx_proxy(name, upstream, extra_location="", extra_server=""):
@@ -470,39 +475,39 @@ def start_agent(agent_bin, name, snap, tls=None):
     raise RuntimeError(f"{name} did not report its ports")
 
 
-def setup_path(key, agent_bin, backend, auth):
+def setup_path(key, agent_bin, backend):
     """Starts the proxies of one path; returns (procs, entry port, TLS server). The TLS
     server, for the mTLS paths, is (port, client cert, client key, CA) of the proxy that
     terminates mTLS (procs[0])."""
     if key == "a":
-        return [], backend, None
+        return [], backend.port, None
     if key == "b":
-        return start_haproxy("haproxy1", backend) + (None,)
+        return start_haproxy("haproxy1", backend.port) + (None,)
     if key == "c":
-        return start_nginx_proxy("nginx1", backend) + (None,)
+        return start_nginx_proxy("nginx1", backend.port) + (None,)
     if key == "d":
-        p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
+        p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend.port))
         return [p], inb, None
     if key == "l":
-        p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, BACKEND_H2, protocol="PROTOCOL_HTTP2"))
+        p, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend.h2, protocol="PROTOCOL_HTTP2"))
         return [p], inb, None
     if key == "m":
-        return start_haproxy("haproxy1", BACKEND_H2, h2=True) + (None,)
+        return start_haproxy("haproxy1", backend.h2, h2=True) + (None,)
     if key in ("e", "g"):
         tokens = key == "g"
         pb, _, inb = start_agent(agent_bin, "agent-b", snapshot(
-            "1", True, backend, "token-verifier" if tokens else None,
-            {"Verifier": f"127.0.0.1:{auth}", "Paths": ["/*"], "Timeout": 1}))
+            "1", True, backend.port, "token-verifier" if tokens else None,
+            {"Verifier": f"127.0.0.1:{backend.auth}", "Paths": ["/*"], "Timeout": 1}))
         pa, outb, _ = start_agent(agent_bin, "agent-a", snapshot(
             "1", False, inb, "token-injector" if tokens else None, {"AccessToken": TOKEN}))
         return [pb, pa], outb, None
     if key == "f":
-        p2, port2 = start_haproxy("haproxy2", backend)
+        p2, port2 = start_haproxy("haproxy2", backend.port)
         p1, port1 = start_haproxy("haproxy1", port2)
         return p2 + p1, port1, None
     if key == "i":
         certs, ca = make_certificates()
-        inbound = snapshot("1", True, backend)
+        inbound = snapshot("1", True, backend.port)
         inbound["settings"]["mtlsMode"] = "MTLS_STRICT"
         pb, _, inb = start_agent(agent_bin, "agent-b", inbound, certs["b"] + (ca,))
         outbound = snapshot("1", False, inb)
@@ -513,7 +518,7 @@ def setup_path(key, agent_bin, backend, auth):
         intercept = os.path.join(os.path.dirname(agent_bin), "intercept/meshplug-intercept")
         if not os.path.exists(intercept):
             raise RuntimeError(f"{intercept} is not built (bazel build -c opt //agent/intercept:meshplug-intercept)")
-        pb, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend))
+        pb, _, inb = start_agent(agent_bin, "agent-b", snapshot("1", True, backend.port))
         outbound = snapshot("1", False, inb)
         outbound["services"][0]["virtualIp"] = VIRTUAL_IP
         pa, outb, _ = start_agent(agent_bin, "agent-a", outbound)
@@ -523,20 +528,20 @@ def setup_path(key, agent_bin, backend, auth):
     if key == "j":
         certs, ca = make_certificates()
         both = lambda n: os.path.join(TMP, "pki", f"{n}.both.pem")
-        p2, port2 = start_haproxy("haproxy2", backend, tls_in=(both("b"), ca))
+        p2, port2 = start_haproxy("haproxy2", backend.port, tls_in=(both("b"), ca))
         p1, port1 = start_haproxy("haproxy1", port2, tls_out=(both("a"), ca))
         return p2 + p1, port1, (port2,) + certs["a"] + (ca,)
     raise ValueError(key)
 
 
-def setup_nginx_auth(backend, auth):
+def setup_nginx_auth(backend):
     port2, port1 = free_port(), free_port()
     common = """
       proxy_http_version 1.1;
       proxy_set_header Connection "";"""
     verifier = f"""
-  upstream up {{ server 127.0.0.1:{backend}; keepalive 128; keepalive_requests 10000000; }}
-  upstream auth {{ server 127.0.0.1:{auth}; keepalive 128; keepalive_requests 10000000; }}
+  upstream up {{ server 127.0.0.1:{backend.port}; keepalive 128; keepalive_requests 10000000; }}
+  upstream auth {{ server 127.0.0.1:{backend.auth}; keepalive 128; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{port2};
     location = /__auth {{
@@ -773,24 +778,24 @@ PATHS = {
 }
 
 
-def measure(key, agent_bin, backend, auth, args):
+def measure(key, agent_bin, backend, args):
     global NETNS, APP_DIR
     if key == "k":
         # Its own backend in its namespace, on the same CPU as the machine's.
         try:
             create_netns()
-            backend_proc, backend, _, _ = start_backend()
+            backend = start_backend()
             try:
-                return measure_path(key, agent_bin, backend, auth, args)
+                return measure_path(key, agent_bin, backend, args)
             finally:
-                stop(backend_proc)
+                stop(backend.proc)
         finally:
             if NETNS:
                 delete_netns(NETNS)
             if APP_DIR:
                 shutil.rmtree(APP_DIR, ignore_errors=True)
             NETNS, APP_DIR = None, None
-    return measure_path(key, agent_bin, backend, auth, args)
+    return measure_path(key, agent_bin, backend, args)
 
 
 def start_awake():
@@ -813,12 +818,12 @@ def start_awake():
     return p
 
 
-def measure_path(key, agent_bin, backend, auth, args):
+def measure_path(key, agent_bin, backend, args):
     if key == "h":
-        procs, port = setup_nginx_auth(backend, auth)
+        procs, port = setup_nginx_auth(backend)
         tls_server = None
     else:
-        procs, port, tls_server = setup_path(key, agent_bin, backend, auth)
+        procs, port, tls_server = setup_path(key, agent_bin, backend)
     h2 = key in HTTP2_PATHS
 
     def saturate(seconds):
@@ -921,14 +926,14 @@ def warmup(requests):
     return max(100, requests // 10)
 
 
-def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
+def counted_run(key, agent_bin, backend, requests, wrapper, begin, end):
     """Starts the path's proxies under `wrapper`, sends warmup(N) requests to warm them up (pools,
     Lua states, caches), calls begin(pids), sends `requests` one after another on one
     kept-alive connection, and returns end(pids)."""
     global PROXY_WRAPPER
     PROXY_WRAPPER = wrapper
     try:
-        procs, port, _ = setup_path(key, agent_bin, backend, auth)
+        procs, port, _ = setup_path(key, agent_bin, backend)
     finally:
         PROXY_WRAPPER = []
     try:
@@ -947,7 +952,7 @@ def counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end):
 CACHE_EVENTS = {"I1mr": "L1 instruction misses", "D1mr": "L1 data read misses", "D1mw": "L1 data write misses"}
 
 
-def count_instructions(key, agent_bin, backend, auth, requests, cache_sim=False):
+def count_instructions(key, agent_bin, backend, requests, cache_sim=False):
     """User-space instructions per request in the path's proxies, counted by valgrind's
     callgrind: deterministic, so two builds can be compared to a fraction of a percent
     where requests/s on a shared machine varies by tens of percent. Kernel work is not
@@ -981,7 +986,7 @@ def count_instructions(key, agent_bin, backend, auth, requests, cache_sim=False)
 
     wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no"] + (["--cache-sim=yes"] if cache_sim else []) + [
         f"--callgrind-out-file={TMP}/callgrind-{key}-%p.out"]
-    return counted_run(key, agent_bin, backend, auth, requests, wrapper, begin, end)
+    return counted_run(key, agent_bin, backend, requests, wrapper, begin, end)
 
 
 def traced(pid):
@@ -997,7 +1002,7 @@ def traced(pid):
     return bool(tasks)
 
 
-def count_syscalls(key, agent_bin, backend, auth, requests):
+def count_syscalls(key, agent_bin, backend, requests):
     """System calls per request in the path's proxies, by name, counted by strace -c attached
     to every thread after the warm-up. Deterministic up to the event loop's wake-ups
     (epoll_wait), which depend on timing."""
@@ -1034,7 +1039,7 @@ def count_syscalls(key, agent_bin, backend, auth, requests):
                             for n, c in sorted(calls.items(), key=lambda x: -x[1])}}
 
     try:
-        return counted_run(key, agent_bin, backend, auth, requests, [], begin, end)
+        return counted_run(key, agent_bin, backend, requests, [], begin, end)
     finally:
         for tracer, _ in tracers:
             stop(tracer)
@@ -1268,12 +1273,12 @@ def versions():
     return out
 
 
-def measure_with_retries(key, agent_bin, backend, auth, args):
+def measure_with_retries(key, agent_bin, backend, args):
     """One path's figures (None when it failed), measured again while other work took more
     than --max_other_load of the proxies' CPU."""
     log(f"path {key}: {PATHS[key][0]}")
     try:
-        r = measure(key, agent_bin, backend, auth, args)
+        r = measure(key, agent_bin, backend, args)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         # One path's failure (a tool missing, a process that did not start) costs
         # only that path's figures.
@@ -1287,7 +1292,7 @@ def measure_with_retries(key, agent_bin, backend, auth, args):
         log(f"  {r['saturation']['other_on_proxy_cpu']:.0%} of the proxy CPU went to other "
             f"work; running path {key} again")
         try:
-            again = measure(key, agent_bin, backend, auth, args)
+            again = measure(key, agent_bin, backend, args)
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
             log(f"  the run again failed, the first one is kept: {e}")
             break
@@ -1305,7 +1310,7 @@ def measure_with_retries(key, agent_bin, backend, auth, args):
 
 
 def main():
-    global TMP, BACKEND_H2
+    global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paths", default=None,
                     help="which paths to run (letters a-m, default all; k needs root; with --instructions the "
@@ -1403,16 +1408,16 @@ def main():
     try:
         ensure_tools(counting)
         agent_bin = args.agent_bin or build(args.skip_build)
-        backend, bport, auth, BACKEND_H2 = start_backend()
+        backend = start_backend()
         if counting:
             counted = []
             for key in args.paths:
                 log(f"path {key}: {PATHS[key][0]}, counting {counting}")
                 try:
                     if counting == "instructions":
-                        counted.append(count_instructions(key, agent_bin, bport, auth, args.instructions, args.cache_sim))
+                        counted.append(count_instructions(key, agent_bin, backend, args.instructions, args.cache_sim))
                     else:
-                        counted.append(count_syscalls(key, agent_bin, bport, auth, args.syscalls))
+                        counted.append(count_syscalls(key, agent_bin, backend, args.syscalls))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                     log(f"  path {key} failed, left out of the results: {e}")
             print_counts(counted, args, agent_bin, counting)
@@ -1424,7 +1429,7 @@ def main():
                 log(f"repeat {repeat + 1} of {args.repeats}")
             run = []
             for key in args.paths:
-                r = measure_with_retries(key, agent_bin, bport, auth, args)
+                r = measure_with_retries(key, agent_bin, backend, args)
                 if r:
                     r["repeat"] = repeat
                     run.append(r)

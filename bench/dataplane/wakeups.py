@@ -31,8 +31,8 @@ EVENTS = {
 }
 
 
-def measure(key, agent_bin, backend, auth, seconds):
-    procs, port, _ = run.setup_path(key, agent_bin, backend, auth)
+def measure(key, agent_bin, backend, seconds):
+    procs, port, _ = run.setup_path(key, agent_bin, backend)
     try:
         run.run_wrk(port, 1, 64)  # a check request, then warm-up
         pids = [q for p in procs for q in run.tree(p.pid)]
@@ -81,14 +81,14 @@ def main():
     if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
         sys.exit("perf does not run here (linux-perf has no perf for this kernel)")
     run.TMP = tempfile.mkdtemp(prefix="meshplug-wakeups-")
-    backend_proc, backend, auth, run.BACKEND_H2 = run.start_backend()
+    backend = run.start_backend()
     rows = []
     try:
         for i in range(args.runs):
             for key in args.paths:
-                rows.append((i + 1, key, measure(key, args.agent_bin, backend, auth, args.seconds)))
+                rows.append((i + 1, key, measure(key, args.agent_bin, backend, args.seconds)))
     finally:
-        run.stop(backend_proc)
+        run.stop(backend.proc)
         run.stop_all()
     print(f"Per request at saturation (wrk, 64 connections, {args.seconds} s; perf stat -a), agent {args.agent_bin}:\n")
     print("| run | path | req/s | user µs | system µs | " + " | ".join(EVENTS.values()) + " |")
