@@ -37,9 +37,9 @@ and latency at fixed request rates from --rate_connections clients, each one h2l
 connection at its share of the rate (--rps; HTTP/1.1 with --h1, HTTP/2 for l and m), started
 one after another so that requests arrive spread out, as from independent clients (one
 h2load with -c16 sends its connections' requests together: a burst of 16 every 16 ms at
-1,000 req/s); per-request logs -> p50/p99. With --awake a spinner that yields to any
-proxy keeps the proxies' CPU from idling during those runs, so that their latency is not the
-VM's wake-up of a halted vCPU. With --repeats N the paths run N times in turn and the report
+1,000 req/s); per-request logs -> p50/p99. With --awake a spinner on each CPU that yields
+to any other task keeps the CPUs from idling during those runs, so that the latency is not
+the VM's wake-up of a halted vCPU. With --repeats N the paths run N times in turn and the report
 adds each ratio's median and range over the runs. Every
 proxy gets one worker/thread and is pinned to CPU 1 (`taskset`); the load generators and
 the backend (and the auth service) are pinned to CPU 0. CPU per 1,000 requests comes from
@@ -798,11 +798,11 @@ def measure(key, agent_bin, backend, args):
     return measure_path(key, agent_bin, backend, args)
 
 
-def start_awake():
-    """A spinner that keeps the proxies' CPU from idling and that any runnable task
-    preempts at once, as idle=poll does on a bare machine: an idle vCPU is halted, and the
-    hypervisor takes up to milliseconds to run it again when a request wakes it."""
-    p = start("awake", ["chrt", "--idle", "0", "sh", "-c", "while :; do :; done"], PROXY_CPU)
+def start_awake(cpu):
+    """A spinner that keeps `cpu` from idling and that any runnable task preempts at once,
+    as idle=poll does on a bare machine: an idle vCPU is halted, and the hypervisor takes up
+    to milliseconds to run it again when a request wakes it."""
+    p = start(f"awake-{cpu}", ["chrt", "--idle", "0", "sh", "-c", "while :; do :; done"], cpu)
     # SCHED_IDLE yields only within its task group, and start() gives each process a
     # session and so (with autogroups) a group of its own, which would share the CPU with
     # the proxies' groups as an equal: the group's weight is lowered too.
@@ -814,7 +814,7 @@ def start_awake():
             stop(p)
             raise RuntimeError(f"--awake: could not lower the spinner's autogroup: {e}")
     if p.poll() is not None:
-        raise RuntimeError(f"--awake: the spinner exited with {p.returncode} (see {TMP}/awake.log)")
+        raise RuntimeError(f"--awake: the spinner exited with {p.returncode} (see {TMP}/awake-{cpu}.log)")
     return p
 
 
@@ -860,15 +860,17 @@ def measure_path(key, agent_bin, backend, args):
             if rate > sat["rps"] * 0.95:
                 rates.append({"offered": rate, "skipped": "over saturation"})
                 continue
-            awake = None
+            # Both CPUs: a proxy's request to the backend wakes CPU 0 as a client's wakes CPU 1.
+            awake = []
             try:
-                awake = start_awake() if args.awake else None
+                for cpu in (PROXY_CPU, LOADGEN_CPU) if args.awake else ():
+                    awake.append(start_awake(cpu))
                 c0 = cpu_seconds(pids)
                 r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
                 c1 = cpu_seconds(pids)
             finally:
-                if awake:
-                    stop(awake)
+                for p in awake:
+                    stop(p)
             done = r["ok"] + r["errors"]
             r["cpu_ms_per_1k"] = (c1 - c0) * 1000.0 / max(1, done) * 1000.0 if done else None
             rates.append(r)
@@ -1140,7 +1142,7 @@ def report(results, args, machine):
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}."
-             + (f" At fixed rates CPU {PROXY_CPU} kept awake (--awake)." if args.awake else ""), ""]
+             + (" At fixed rates both CPUs kept awake (--awake)." if args.awake else ""), ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req (user + system) | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -1335,8 +1337,8 @@ def main():
                     help="rerun a path when more than this share of the proxy CPU went elsewhere")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--awake", action="store_true",
-                    help="during the fixed-rate runs keep the proxies' CPU from idling (a SCHED_IDLE spinner in "
-                         "an autogroup of nice 19): latency without the VM's wake-up of a halted vCPU")
+                    help="during the fixed-rate runs keep both CPUs from idling (a SCHED_IDLE spinner in an "
+                         "autogroup of nice 19 on each): latency without the VM's wake-up of a halted vCPU")
     ap.add_argument("--repeats", type=int, default=1,
                     help="run the paths this many times in turn (interleaved, so that drift of the machine "
                          "reaches every path alike) and add the ratios' median and range over the runs")
