@@ -863,7 +863,7 @@ def measure_path(key, agent_bin, backend, args):
             # Both CPUs: a proxy's request to the backend wakes CPU 0 as a client's wakes CPU 1.
             awake = []
             try:
-                for cpu in (PROXY_CPU, LOADGEN_CPU) if args.awake else ():
+                for cpu in args.awake_cpus:
                     awake.append(start_awake(cpu))
                 c0 = cpu_seconds(pids)
                 r = run_h2load(port, args.rate_seconds, rate, args.rate_connections, h2)
@@ -1142,7 +1142,8 @@ def report(results, args, machine):
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}."
-             + (" At fixed rates both CPUs kept awake (--awake)." if args.awake else ""), ""]
+             + (f" At fixed rates CPU {' and '.join(args.awake_cpus)} kept awake (--awake)."
+                if args.awake_cpus else ""), ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req (user + system) | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -1400,7 +1401,8 @@ def main():
         for k in ("seconds", "rate_seconds", "connections", "rate_connections", "rates"):
             setattr(args, k, saved["args"][k])
         # Not in files from before 2026-12-07's --awake and separate rate clients.
-        args.awake = saved["args"].get("awake", False)
+        # Until --awake covered both CPUs it kept the proxies' alone.
+        args.awake_cpus = saved["args"].get("awake_cpus", [PROXY_CPU] if saved["args"].get("awake") else [])
         args.rate_clients = saved["args"].get("rate_clients", "one h2load")
         runs = by_repeat(saved["results"])
         print(full_report(runs, args, saved["machine"]))
@@ -1424,7 +1426,9 @@ def main():
                     log(f"  path {key} failed, left out of the results: {e}")
             print_counts(counted, args, agent_bin, counting)
             return
-        args.rate_clients = "separate"  # saved with the args: how the fixed rates were driven
+        # Saved with the args: how the fixed rates were driven.
+        args.rate_clients = "separate"
+        args.awake_cpus = sorted({PROXY_CPU, LOADGEN_CPU}) if args.awake else []
         runs, machine = [], machine_line()
         for repeat in range(args.repeats):
             if args.repeats > 1:
