@@ -1142,8 +1142,8 @@ def report(results, args, machine):
              f"-m{args.streams} for the saturation run, h2load --rps without --h1 at the rates). "
              f"Proxies on CPU {PROXY_CPU}, load generator and "
              f"backend on CPU {LOADGEN_CPU}."
-             + (f" At fixed rates CPU {' and '.join(args.awake_cpus)} kept awake (--awake)."
-                if args.awake_cpus else ""), ""]
+             + (f" At fixed rates CPU{'s' if len(args.awake_cpus) > 1 else ''} "
+                f"{' and '.join(args.awake_cpus)} kept awake (--awake)." if args.awake_cpus else ""), ""]
     lines += ["| path | req/s (wrk) | p50 ms | p99 ms | CPU ms / 1k req (user + system) | peak RSS MB | errors | other load on proxy CPU |",
               "|---|---|---|---|---|---|---|---|"]
     for r in results:
