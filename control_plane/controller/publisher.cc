@@ -146,15 +146,12 @@ size_t Publisher::Rebase(const translate::MeshState& state, const std::set<std::
   }
   for (const auto& agent : others) {
     const auto workload = SplitAgentId(agent);
-    if (!workload) continue;
-    const bool new_script = rescripts.agents.erase(agent) > 0;
     const xds::Resources current = cache_.Get(agent);
-    if (!current) continue;
+    if (!workload || !current) continue;
     const Destinations& destinations = DestinationsFor(state, workload->first);
-    if (current->base && current->base->version == destinations.resources->version) {  // the same for it
-      if (new_script) Rescript(agent, rescripts.scripts);  // not counted: no new endpoints
-      continue;
-    }
+    // The same for it: a new script, if any, goes with Publish's other rescripted agents.
+    if (current->base && current->base->version == destinations.resources->version) continue;
+    const bool new_script = rescripts.agents.erase(agent) > 0;
     pushed += SetResources(agent, new_script ? xds::Replace(*current, xds_types::UrlOf<v1::PluginScript>(),
                                                             rescripts.scripts, destinations.resources)
                                              : xds::Rebase(*current, destinations.resources));
