@@ -683,21 +683,32 @@ def run_handshakes(server, proc, seconds):
 
 def h2load_log(logfs):
     """Per-request statuses and latencies (ms, sorted) from h2load's --log-file(s)."""
-    lat, ok, bad = [], 0, 0
+    lat, ok, bad = [], 0, {}
     for logf in logfs:
         with open(logf) as f:
             for line in f:
                 parts = line.split()
                 if len(parts) < 3:
                     continue
-                if parts[1].startswith("2"):
+                # 0: h2load records a status only after its warm-up, so a stream whose
+                # response headers came before the warm-up ended and whose end came after
+                # is logged as a success without one (seen at saturation, for HAProxy too).
+                if parts[1].startswith("2") or parts[1] == "0":
                     ok += 1
                 else:
-                    bad += 1
+                    bad[parts[1]] = bad.get(parts[1], 0) + 1
                 lat.append(int(parts[2]) / 1000.0)
     lat.sort()
     pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: None)
-    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "ok": ok, "errors": bad}
+    # Failed requests by status (h2load logs -1 for a stream that was reset or cut off).
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "ok": ok, "errors": sum(bad.values()),
+            "error_statuses": bad}
+
+
+def by_status(figures):
+    """The failed requests' statuses, as " (status: count, ...)", when h2load logged any."""
+    statuses = figures.get("error_statuses")
+    return f" ({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))})" if statuses else ""
 
 
 def run_h2load(port, seconds, rate, conns, h2=False):
@@ -754,6 +765,7 @@ def run_h2load_saturation(port, seconds, conns, streams):
     log_figures = h2load_log([logf])
     return {"rps": float(rps.group(1)), "requests": int(done.group(1)), "p50": log_figures["p50"],
             "p99": log_figures["p99"], "non2xx": log_figures["errors"],
+            "error_statuses": log_figures["error_statuses"],
             "socket_errors": int(done.group(3)) + int(done.group(4))}
 
 
@@ -1304,11 +1316,11 @@ def measure_with_retries(key, agent_bin, backend, args):
     s = r["saturation"]
     log(f"  {s['rps']:,.0f} req/s, p50 {s['p50']:.3f} ms, p99 {s['p99']:.3f} ms, "
         f"{s['cpu_ms_per_1k']:.1f} CPU ms/1k, {s['rss_mb']:.1f} MB, "
-        f"errors {s['non2xx'] + s['socket_errors']}")
+        f"errors {s['non2xx'] + s['socket_errors']}{by_status(s)}")
     for x in r["rates"]:
         if "skipped" not in x:
             log(f"  @{x['offered']}: achieved {x['achieved']}, p50 {x['p50']}, "
-                f"p99 {x['p99']}, errors {x['errors']}")
+                f"p99 {x['p99']}, errors {x['errors']}{by_status(x)}")
     return r
 
 
