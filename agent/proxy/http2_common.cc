@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "common/strings.h"
+#include "agent/proxy/hop_by_hop.h"
 
 namespace meshplug::agent::proxy {
 
@@ -153,25 +153,16 @@ nghttp2_session* NewHttp2Session(bool server, const Http2Callbacks& callbacks, v
   return session;
 }
 
-bool ConnectionSpecific(std::string_view name) {
-  for (std::string_view hop : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}) {
-    if (beast::iequals(name, hop)) return true;
-  }
-  return false;
-}
-
 void NvList::Add(std::string_view name, std::string_view value) {
-  strings_.push_back(Lower(name));
-  strings_.emplace_back(value);
-  std::string& n = strings_[strings_.size() - 2];
-  std::string& v = strings_.back();
-  nva_.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()), n.size(), v.size(),
+  nva_.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
                   NGHTTP2_NV_FLAG_NONE});
 }
 
-void NvList::AddFields(const beast::http::fields& fields) {
+void NvList::AddFields(const beast::http::fields& fields, beast::http::field skip) {
   for (const auto& field : fields) {
-    if (!ConnectionSpecific(field.name_string())) Add(field.name_string(), field.value());
+    if (HopByHop(field.name()) || (skip != beast::http::field::unknown && field.name() == skip)) continue;
+    Add(field.name_string(), field.value());
   }
 }
 

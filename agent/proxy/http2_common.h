@@ -14,7 +14,6 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -128,21 +127,21 @@ struct Http2Callbacks {
 nghttp2_session* NewHttp2Session(bool server, const Http2Callbacks& callbacks, void* user,
                                  std::vector<nghttp2_settings_entry> settings);
 
-// The fields an HTTP/2 message may not carry (RFC 9113 §8.2.2), as well as TE (a request's
-// "te: trailers" is added back where it is meant).
-bool ConnectionSpecific(std::string_view name);
-
-// A header list for nghttp2 (which copies it on submit): pseudo-fields first, then the
-// fields of an HTTP/1.1-style header in lower case, without connection-specific ones.
+// A header list for nghttp2, which copies it on submit (and lowers the names' case as it
+// does): until then it views the names and values it was given. Pseudo-fields first, then
+// the fields of an HTTP/1.1-style header without the connection-specific ones.
 class NvList {
  public:
+  // Both stay valid until the list is submitted.
   void Add(std::string_view name, std::string_view value);
-  void AddFields(const boost::beast::http::fields& fields);
+  // The fields of `fields` (valid until submitted) but the hop-by-hop ones, which include
+  // the connection-specific ones of RFC 9113 §8.2.2, and `skip`.
+  void AddFields(const boost::beast::http::fields& fields,
+                 boost::beast::http::field skip = boost::beast::http::field::unknown);
   const nghttp2_nv* data() const { return nva_.data(); }
   size_t size() const { return nva_.size(); }
 
  private:
-  std::deque<std::string> strings_;  // names and values; a deque never moves them
   std::vector<nghttp2_nv> nva_;
 };
 

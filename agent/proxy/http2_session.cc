@@ -88,8 +88,10 @@ class Http2Stream : public Downstream {
   }
 
  private:
-  // Submits the response header; `body`: a body follows (from ReadResponse).
-  void Submit(const http::response_header<>& header, bool body, beast::error_code& ec);
+  // Submits the response header, without its `skip` field and with `added_length` as its
+  // Content-Length when not empty; `body`: a body follows (from ReadResponse).
+  void Submit(const http::response_header<>& header, bool body, http::field skip, std::string_view added_length,
+              beast::error_code& ec);
 
   Http2Connection& connection_;
   int32_t id_;
@@ -234,14 +236,17 @@ ssize_t Http2Stream::ReadResponse(uint8_t* buf, size_t length, uint32_t* flags) 
   return n;
 }
 
-void Http2Stream::Submit(const http::response_header<>& header, bool body, beast::error_code& ec) {
+void Http2Stream::Submit(const http::response_header<>& header, bool body, http::field skip,
+                         std::string_view added_length, beast::error_code& ec) {
   if (closed_) {
     ec = asio::error::connection_reset;
     return;
   }
   NvList nva;
-  nva.Add(":status", std::to_string(header.result_int()));
-  nva.AddFields(header);
+  const std::string status = std::to_string(header.result_int());
+  nva.Add(":status", status);
+  nva.AddFields(header, skip);
+  if (!added_length.empty()) nva.Add("content-length", added_length);
   nghttp2_data_provider provider;
   provider.source.ptr = this;
   provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
@@ -259,16 +264,15 @@ void Http2Stream::Submit(const http::response_header<>& header, bool body, beast
 
 net::Pending Http2Stream::SendHeader(const http::response_header<>& sent, bool has_body,
                                      std::optional<uint64_t> length, bool, beast::error_code& ec) {
-  http::response_header<> header = sent;
-  RemoveHopByHop(header);
+  // With a body, its length as the exchange knows it (a body step may have changed it), or
+  // none: the end of the stream frames it. The hop-by-hop fields stay out (NvList).
+  http::field skip = http::field::unknown;
+  std::string length_value;
   if (has_body) {
-    if (length) {
-      header.set(http::field::content_length, std::to_string(*length));
-    } else {
-      header.erase(http::field::content_length);
-    }
+    skip = http::field::content_length;
+    if (length) length_value = std::to_string(*length);
   }
-  Submit(header, has_body, ec);
+  Submit(sent, has_body, skip, length_value, ec);
   return std::nullopt;
 }
 
@@ -287,7 +291,7 @@ net::Pending Http2Stream::SendBody(std::string_view piece, bool last, beast::err
 
 awaitable<void> Http2Stream::SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) {
   outbox_.Append(body, true);
-  Submit(header, !body.empty(), ec);
+  Submit(header, !body.empty(), http::field::unknown, "", ec);
   if (!ec) co_await outbox_.Drain(0, idle_, ec);
 }
 

@@ -4,6 +4,7 @@
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <memory>
@@ -201,6 +202,69 @@ TEST_F(Http2Test, Http2ClustersMultiplexRequestsOnOneConnection) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->body(), "app");
   EXPECT_EQ(Counter("meshplug_upstream_connect_failures_total", {{"cluster", "web.shop|80"}}), 0u);
+}
+
+// Fields cross into HTTP/2 with their names in lower case (RFC 9113 §8.2: upper case is
+// malformed there) and without the hop-by-hop ones or those Connection names: an
+// HTTP/1.1 upstream's response to an HTTP/2 client, and an HTTP/1.1 client's request
+// over an HTTP/2 cluster.
+TEST_F(Http2Test, FieldsCrossIntoHttp2InLowerCaseWithoutHopByHopOnes) {
+  testing::RawUpstream raw([](tcp::socket& socket, int) -> asio::awaitable<void> {
+    std::string pending;
+    if ((co_await testing::ReadRequestHeader(socket, pending)).empty()) co_return;
+    co_await testing::WriteAll(socket,
+                               "HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nContent-Type: text/plain\r\n"
+                               "Keep-Alive: timeout=5\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    co_await testing::DrainUntilClosed(socket);
+  });
+  v1::Snapshot s = BaseSnapshot("v1");
+  AddService(s, "web.shop", {raw.port()});
+  agent_ = std::make_unique<Agent>(LocalAgentOptions(1));
+  ASSERT_TRUE(agent_->Apply(s).ok());
+  ASSERT_TRUE(agent_->Start().ok());
+  H2Client h2(port());
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
+  auto r = h2.Await(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "ok");
+  EXPECT_EQ(r->header("x-mixed-case"), "v");
+  EXPECT_EQ(r->header("content-type"), "text/plain");
+  for (const auto& [name, value] : r->headers) {
+    EXPECT_TRUE(std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) << name;
+    EXPECT_TRUE(name != "keep-alive" && name != "connection" && name != "x-drop" && name != "transfer-encoding")
+        << name;
+  }
+
+  // The request's way: an HTTP/1.1 client, an HTTP/2 cluster, another agent's inbound side
+  // and the app behind it, which sees what came over HTTP/2.
+  TestUpstream app("app");
+  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
+  ASSERT_TRUE(probe.Start().ok());
+  const uint16_t inbound = probe.inbound_port();
+  probe.Drain();
+  v1::Snapshot hop = BaseSnapshot("v1");
+  AddService(hop, "web.shop", {inbound});
+  hop.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
+  AddService(hop, "web.shop.local", {app.port()}, true);
+  hop.mutable_services(1)->add_hosts("web.shop");
+  AgentOptions options = LocalAgentOptions(1);
+  options.inbound_port = inbound;
+  Agent second(options);
+  ASSERT_TRUE(second.Apply(hop).ok());
+  ASSERT_TRUE(second.Start().ok());
+  testing::Client h1(second.outbound_port());
+  ASSERT_TRUE(h1.Send("GET / HTTP/1.1\r\nHost: web.shop\r\nX-Mixed-Case: v\r\nKeep-Alive: timeout=5\r\n"
+                      "Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\n\r\n"));
+  auto via = h1.Read();
+  ASSERT_TRUE(via);
+  EXPECT_EQ(via->body(), "app");
+  const std::string seen = app.last_request_header();
+  EXPECT_NE(seen.find("x-mixed-case: v\r\n"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("eep-"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("x-drop"), std::string::npos) << seen;
+  second.Drain();
 }
 
 // An HTTP/2 upstream whose response header block decodes to more than the header limit

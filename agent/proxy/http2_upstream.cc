@@ -175,9 +175,7 @@ int32_t Http2UpstreamConnection::Submit(const http::request_header<>& request, b
   nva.Add(":scheme", connection_->stream.secure() ? "https" : "http");
   nva.Add(":authority", request[http::field::host]);
   nva.Add(":path", request.target());
-  http::fields fields = request;
-  fields.erase(http::field::host);
-  nva.AddFields(fields);
+  nva.AddFields(request, http::field::host);
   // gRPC servers look for it (an HTTP/1.1 hop would have dropped it as hop-by-hop).
   if (trailers) nva.Add("te", "trailers");
   nghttp2_data_provider provider;

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/proxy/hop_by_hop.h"
+
 namespace meshplug::agent::proxy {
 
 namespace http = boost::beast::http;
@@ -24,24 +26,6 @@ struct Rejection {
 // on without it, and no sender may name it (it is meant for every recipient).
 template <bool isRequest>
 void RemoveConnectionOptions(http::header<isRequest>& header);
-
-// The fixed hop-by-hop fields, never sent on as they came: Connection, Keep-Alive,
-// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Content-Length is not one;
-// the sender re-frames the body. A switch: it is asked for every field sent on.
-inline bool HopByHop(http::field f) {
-  switch (f) {
-    case http::field::connection:
-    case http::field::keep_alive:
-    case http::field::proxy_connection:
-    case http::field::te:
-    case http::field::trailer:
-    case http::field::transfer_encoding:
-    case http::field::upgrade:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // Removes the HopByHop fields from a message about to be sent.
 template <bool isRequest>
