@@ -24,6 +24,18 @@ asio::awaitable<bool> Signal::Wait(Clock::time_point deadline) {
   co_return ec == asio::error::operation_aborted;
 }
 
+asio::awaitable<bool> IdleWatch::Quiet(std::chrono::milliseconds idle, std::function<bool()> busy) {
+  while (!stopped_) {
+    co_await wake_.Wait(last_ + idle);
+    if (stopped_) break;
+    const Clock::time_point now = Clock::now();
+    if (now < last_ + idle) continue;  // touched meanwhile
+    if (!busy()) co_return true;
+    last_ = now;  // work still running counts as work
+  }
+  co_return false;
+}
+
 void Http2Inbox::Append(const uint8_t* data, size_t size) {
   bytes_.append(reinterpret_cast<const char*>(data), size);
   readable_.Notify();

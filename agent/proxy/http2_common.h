@@ -42,6 +42,28 @@ class Signal {
   boost::asio::steady_timer timer_;
 };
 
+// A connection's idle timeout. Streams beginning and ending mark the time (Touch) instead
+// of waking the loop that waits, which wakes only when the timeout has passed.
+class IdleWatch {
+ public:
+  explicit IdleWatch(const boost::asio::any_io_executor& executor) : wake_(executor) {}
+  // A stream began or ended.
+  void Touch() { last_ = std::chrono::steady_clock::now(); }
+  // The connection is ending: Quiet returns false, now or when next called.
+  void Stop() {
+    stopped_ = true;
+    wake_.Notify();
+  }
+  // Waits until no stream has begun or ended for `idle` and then `busy()` is false; false
+  // once stopped.
+  boost::asio::awaitable<bool> Quiet(std::chrono::milliseconds idle, std::function<bool()> busy);
+
+ private:
+  Signal wake_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  bool stopped_ = false;
+};
+
 // A stream's body as it arrives: what nghttp2 received and the exchange has not taken.
 // Taking gives the sender its window back (see kHttp2StreamWindow).
 class Http2Inbox {

@@ -178,7 +178,7 @@ class Http2Connection {
   Signal writer_wake_;
   std::optional<InFlight> unwritten_;
   Signal streams_done_;
-  Signal idle_;
+  IdleWatch idle_;
 };
 
 // ---- Http2Stream
@@ -319,7 +319,7 @@ awaitable<void> Http2Connection::Run(std::string initial) {
   // Every stream ends now; their exchanges see the stream closed.
   for (auto& [id, stream] : streams_) stream->Closed();
   Flush();
-  idle_.Notify();
+  idle_.Stop();
   // The loops refer to this connection: it ends after them.
   while (running_ > 0 || writing_ || idling_) co_await streams_done_.Wait(Clock::time_point::max());
 }
@@ -344,18 +344,16 @@ awaitable<void> Http2Connection::WriteLoop() {
 }
 
 awaitable<void> Http2Connection::IdleLoop(milliseconds idle) {
-  while (reading_) {
-    const bool woken = co_await idle_.Wait(Clock::now() + idle);
-    if (!woken && reading_ && running_ == 0) {
-      // No exchange for the idle timeout: a GOAWAY, and the connection ends once its
-      // streams have. Streams that still hold it one more idle timeout later have no
-      // exchange (a header block never finished): it ends regardless.
-      if (going_away_) {
-        Terminate(NGHTTP2_NO_ERROR);
-        break;
-      }
-      GoAway();
+  // No exchange for the idle timeout: a GOAWAY, and the connection ends once its streams
+  // have. Streams that still hold it one more idle timeout later have no exchange (a header
+  // block never finished): it ends regardless.
+  while (co_await idle_.Quiet(idle, [this] { return running_ > 0; })) {
+    if (going_away_) {
+      Terminate(NGHTTP2_NO_ERROR);
+      break;
     }
+    GoAway();
+    idle_.Touch();
   }
   idling_ = false;
   streams_done_.Notify();
@@ -365,7 +363,7 @@ void Http2Connection::BeginStream(int32_t id) {
   auto stream = std::make_shared<Http2Stream>(*this, id, stream_.get_executor());
   stream->set_idle_timeout(limits_.downstream_idle_timeout);
   streams_[id] = std::move(stream);
-  idle_.Notify();
+  idle_.Touch();
 }
 
 void Http2Connection::StartExchange(const std::shared_ptr<Http2Stream>& stream) {
@@ -388,7 +386,7 @@ void Http2Connection::StartExchange(const std::shared_ptr<Http2Stream>& stream) 
     --running_;
     streams_done_.Notify();
     Flush();
-    idle_.Notify();
+    idle_.Touch();
   });
 }
 
@@ -442,7 +440,7 @@ void Http2Connection::StreamClosed(int32_t id) {
   if (stream.unread() > 0 && !stream.finished()) nghttp2_session_consume_connection(session_, stream.unread());
   stream.Closed();
   streams_.erase(it);
-  idle_.Notify();
+  idle_.Touch();
 }
 
 int Http2Connection::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* self) {

@@ -76,7 +76,7 @@ class Http2UpstreamConnection : public std::enable_shared_from_this<Http2Upstrea
   bool alive_ = true;
   bool going_away_ = false;  // a GOAWAY went or came: no new streams
   Signal writer_wake_;
-  Signal idle_;
+  IdleWatch idle_;
   Signal ping_wake_;  // PingLoop's wait; a PING's ACK (while awaited) and Closed end it
   bool keepalive_ = false;     // PingLoop runs
   uint64_t reads_ = 0;         // socket reads that brought bytes
@@ -191,7 +191,7 @@ int32_t Http2UpstreamConnection::Submit(const http::request_header<>& request, b
   if (id < 0) return id;
   stream->id_ = id;
   streams_[id] = stream;
-  idle_.Notify();
+  idle_.Touch();
   Flush();
   return id;
 }
@@ -206,7 +206,7 @@ void Http2UpstreamConnection::Detach(Http2UpstreamStream& stream) {
     Flush();
   }
   stream.Closed(NGHTTP2_CANCEL);
-  idle_.Notify();
+  idle_.Touch();
 }
 
 void Http2UpstreamConnection::KeepAlive(milliseconds interval, milliseconds timeout) {
@@ -251,7 +251,7 @@ void Http2UpstreamConnection::Closed() {
   for (auto& [id, stream] : streams_) stream->Closed(std::nullopt);
   streams_.clear();
   Flush();
-  idle_.Notify();
+  idle_.Stop();
 }
 
 awaitable<void> Http2UpstreamConnection::ReadLoop(std::shared_ptr<Http2UpstreamConnection>) {
@@ -276,14 +276,10 @@ awaitable<void> Http2UpstreamConnection::WriteLoop(std::shared_ptr<Http2Upstream
 }
 
 awaitable<void> Http2UpstreamConnection::IdleLoop(std::shared_ptr<Http2UpstreamConnection>) {
-  while (alive_) {
-    const bool woken = co_await idle_.Wait(Clock::now() + idle_timeout_);
-    if (!woken && alive_ && streams_.empty()) {
-      going_away_ = true;
-      nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
-      Flush();
-      break;
-    }
+  if (co_await idle_.Quiet(idle_timeout_, [this] { return !streams_.empty(); }) && alive_) {
+    going_away_ = true;
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+    Flush();
   }
 }
 
@@ -358,7 +354,7 @@ int Http2UpstreamConnection::OnStreamClose(nghttp2_session*, int32_t stream_id, 
   if (!stream) return 0;
   stream->Closed(error_code);
   connection->streams_.erase(stream_id);
-  connection->idle_.Notify();
+  connection->idle_.Touch();
   return 0;
 }
 
