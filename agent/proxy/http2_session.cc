@@ -78,7 +78,9 @@ class Http2Stream : public Downstream {
                              beast::error_code& ec) override;
   net::Pending SendBody(std::string_view piece, bool last, beast::error_code& ec) override;
   bool header_held() const override { return false; }
-  void SetTrailers(const http::fields& trailers) override { trailers_ = trailers; }
+  void SetTrailers(const http::fields& trailers) override {
+    if (trailers.begin() != trailers.end()) trailers_ = trailers;  // most responses have none
+  }
   awaitable<void> SendWhole(http::response_header<> header, std::string_view body, beast::error_code& ec) override;
   void EndAfterResponse() override {}
   void OnClientReset(std::function<void()> abandon) override {

@@ -141,7 +141,8 @@ awaitable<void> Http2UpstreamStream::ReadHeader(http::response_header<>& out, Cl
       co_return;
     }
   }
-  out = *header_;
+  // Moved: header_ stays set (trailers come after it) and nothing reads it again.
+  out = std::move(*header_);
 }
 
 awaitable<void> Http2UpstreamStream::ReadBody(std::string& out, milliseconds idle, beast::error_code& ec) {

@@ -48,7 +48,7 @@ class Http2UpstreamStream {
   // later calls change nothing.
   void KeepAlive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
 
-  // The final response header (interim 1xx skipped) by `deadline`.
+  // The final response header (interim 1xx skipped) by `deadline`; once per stream (it moves).
   boost::asio::awaitable<void> ReadHeader(boost::beast::http::response_header<>& out,
                                           std::chrono::steady_clock::time_point deadline, boost::beast::error_code& ec);
   // The response body ended and was read whole.
