@@ -20,7 +20,9 @@ Signal::Signal(const asio::any_io_executor& executor) : timer_(executor, Clock::
 asio::awaitable<bool> Signal::Wait(Clock::time_point deadline) {
   timer_.expires_at(deadline);
   beast::error_code ec;
+  waiting_ = true;
   co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  waiting_ = false;
   co_return ec == asio::error::operation_aborted;
 }
 

@@ -34,12 +34,15 @@ inline constexpr int32_t kHttp2ConnectionWindow = 4 * 1024 * 1024;
 class Signal {
  public:
   explicit Signal(const boost::asio::any_io_executor& executor);
-  void Notify() { timer_.cancel(); }
+  void Notify() {
+    if (waiting_) timer_.cancel();  // with nobody waiting there is nothing to cancel
+  }
   // False when `deadline` passed first.
   boost::asio::awaitable<bool> Wait(std::chrono::steady_clock::time_point deadline);
 
  private:
   boost::asio::steady_timer timer_;
+  bool waiting_ = false;
 };
 
 // A connection's idle timeout. Streams beginning and ending mark the time (Touch) instead

@@ -314,7 +314,11 @@ awaitable<void> Http2Connection::Run(std::string initial) {
   }
   asio::co_spawn(stream_.get_executor(), WriteLoop(), asio::detached);
   asio::co_spawn(stream_.get_executor(), IdleLoop(limits_.downstream_idle_timeout), asio::detached);
-  const ssize_t failed = co_await ReadFrames(stream_, session_, std::move(initial), [this] { Flush(); });
+  // What a read brought may need an answer (acknowledgements, window updates); most reads
+  // need none, and the writer is not woken for them. One that must end now is woken too.
+  const ssize_t failed = co_await ReadFrames(stream_, session_, std::move(initial), [this] {
+    if (going_away_ || nghttp2_session_want_write(session_)) Flush();
+  });
   // A flood, a bad preface or a failed callback: say why and end.
   if (failed < 0) Terminate(failed == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
   reading_ = false;

@@ -256,9 +256,11 @@ void Http2UpstreamConnection::Closed() {
 }
 
 awaitable<void> Http2UpstreamConnection::ReadLoop(std::shared_ptr<Http2UpstreamConnection>) {
+  // As the server side's: the writer wakes when a read needs an answer, or when a GOAWAY
+  // came and the connection may end.
   co_await ReadFrames(connection_->stream, session_, "", [this] {
     ++reads_;
-    Flush();
+    if (going_away_ || nghttp2_session_want_write(session_)) Flush();
   });
   Closed();
 }
