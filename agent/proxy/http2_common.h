@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "net/stream.h"
 
 namespace meshplug::agent::proxy {
@@ -167,7 +168,7 @@ class NvList {
   size_t size() const { return nva_.size(); }
 
  private:
-  std::vector<nghttp2_nv> nva_;
+  absl::InlinedVector<nghttp2_nv, 16> nva_;  // room for a usual header without allocating
 };
 
 // Feeds what `stream` reads to `session` until the session wants no more, the connection
