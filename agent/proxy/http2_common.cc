@@ -15,13 +15,12 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using Clock = std::chrono::steady_clock;
 
-Signal::Signal(const asio::any_io_executor& executor) : timer_(executor, Clock::time_point::max()) {}
-
 asio::awaitable<bool> Signal::Wait(Clock::time_point deadline) {
-  timer_.expires_at(deadline);
+  if (!timer_) timer_.emplace(executor_);
+  timer_->expires_at(deadline);
   beast::error_code ec;
   waiting_ = true;
-  co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
   waiting_ = false;
   co_return ec == asio::error::operation_aborted;
 }

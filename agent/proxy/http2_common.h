@@ -15,6 +15,7 @@
 #include <boost/beast/http/fields.hpp>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,15 +35,17 @@ inline constexpr int32_t kHttp2ConnectionWindow = 4 * 1024 * 1024;
 // before each wait, so a Notify with nobody waiting is not missed (one thread).
 class Signal {
  public:
-  explicit Signal(const boost::asio::any_io_executor& executor);
+  explicit Signal(const boost::asio::any_io_executor& executor) : executor_(executor) {}
   void Notify() {
-    if (waiting_) timer_.cancel();  // with nobody waiting there is nothing to cancel
+    if (waiting_) timer_->cancel();  // with nobody waiting there is nothing to cancel
   }
   // False when `deadline` passed first.
   boost::asio::awaitable<bool> Wait(std::chrono::steady_clock::time_point deadline);
 
  private:
-  boost::asio::steady_timer timer_;
+  boost::asio::any_io_executor executor_;
+  // Made by the first Wait: most of a stream's signals are never waited on.
+  std::optional<boost::asio::steady_timer> timer_;
   bool waiting_ = false;
 };
 
