@@ -50,13 +50,33 @@ std::string Output(const std::string& command) {
 
 class Http2Test : public ::testing::Test {
  protected:
-  // An agent routing web.shop to `upstream`.
-  void StartAgent(const TestUpstream& upstream, Limits limits = {}) {
+  // An agent routing web.shop to the upstream on `upstream`, which speaks `protocol`.
+  void StartAgent(uint16_t upstream, Limits limits = {}, v1::Protocol protocol = v1::PROTOCOL_HTTP) {
     v1::Snapshot s = BaseSnapshot("v1");
-    AddService(s, "web.shop", {upstream.port()});
+    AddService(s, "web.shop", {upstream});
+    s.mutable_clusters(0)->set_protocol(protocol);
     AgentOptions options = LocalAgentOptions(1);
     options.limits = limits;
     options.drain_timeout = 10s;
+    agent_ = std::make_unique<Agent>(options);
+    ASSERT_TRUE(agent_->Apply(s).ok());
+    ASSERT_TRUE(agent_->Start().ok());
+  }
+  // An agent whose web.shop cluster speaks HTTP/2 (h2c) to the agent's own inbound
+  // listener, which serves web.shop from the app on `app`: every request crosses an
+  // HTTP/2 hop and reaches an HTTP/1.1 app.
+  void StartAgentWithHttp2Hop(uint16_t app) {
+    Agent probe(LocalAgentOptions(1));  // finds a free inbound port
+    ASSERT_TRUE(probe.Start().ok());
+    const uint16_t inbound = probe.inbound_port();
+    probe.Drain();
+    v1::Snapshot s = BaseSnapshot("v1");
+    AddService(s, "web.shop", {inbound});
+    s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
+    AddService(s, "web.shop.local", {app}, true);
+    s.mutable_services(1)->add_hosts("web.shop");
+    AgentOptions options = LocalAgentOptions(1);
+    options.inbound_port = inbound;
     agent_ = std::make_unique<Agent>(options);
     ASSERT_TRUE(agent_->Apply(s).ok());
     ASSERT_TRUE(agent_->Start().ok());
@@ -74,7 +94,7 @@ class Http2Test : public ::testing::Test {
 // 403), and a PING is answered.
 TEST_F(Http2Test, StreamsOfOneConnectionRunThroughTheChains) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   ASSERT_TRUE(h2.connected());
   ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop", {{"x-test", "one"}}));
@@ -102,7 +122,7 @@ TEST_F(Http2Test, StreamsOfOneConnectionRunThroughTheChains) {
 // given back as the upstream takes the body), and the echo comes back whole.
 TEST_F(Http2Test, BodiesLargerThanTheWindowsStreamBothWays) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   std::string body;
   for (int i = 0; body.size() < 700 * 1024; ++i) body += std::to_string(i) + ",";
@@ -116,7 +136,7 @@ TEST_F(Http2Test, BodiesLargerThanTheWindowsStreamBothWays) {
 
 TEST_F(Http2Test, CurlWithPriorKnowledgeAndH2load) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   const std::string url = "http://127.0.0.1:" + std::to_string(port()) + "/";
   EXPECT_EQ(Output("curl -s --max-time 10 --http2-prior-knowledge -H 'Host: web.shop' -w ' %{http_version} %{http_code}' " + url),
             "shop 2 200");
@@ -131,7 +151,7 @@ TEST_F(Http2Test, CurlWithPriorKnowledgeAndH2load) {
 // chain set it started on, on the same connection.
 TEST_F(Http2Test, StreamsInFlightKeepTheirChainSetAcrossASwap) {
   TestUpstream old_shop("old"), new_shop("new");
-  StartAgent(old_shop);
+  StartAgent(old_shop.port());
   H2Client h2(port());
   ASSERT_TRUE(h2.Request(1, "GET", "/slow", "web.shop"));
   ASSERT_TRUE(WaitFor([&] { return old_shop.slow_waiting() == 1; }, 10s));
@@ -154,20 +174,7 @@ TEST_F(Http2Test, StreamsInFlightKeepTheirChainSetAcrossASwap) {
 // HTTP/2 hop — many of them on one multiplexed connection — and reach an HTTP/1.1 app.
 TEST_F(Http2Test, Http2ClustersMultiplexRequestsOnOneConnection) {
   TestUpstream app("app");
-  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
-  ASSERT_TRUE(probe.Start().ok());
-  const uint16_t inbound = probe.inbound_port();
-  probe.Drain();
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {inbound});
-  s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
-  AddService(s, "web.shop.local", {app.port()}, true);
-  s.mutable_services(1)->add_hosts("web.shop");
-  AgentOptions options = LocalAgentOptions(1);
-  options.inbound_port = inbound;
-  agent_ = std::make_unique<Agent>(options);
-  ASSERT_TRUE(agent_->Apply(s).ok());
-  ASSERT_TRUE(agent_->Start().ok());
+  ASSERT_NO_FATAL_FAILURE(StartAgentWithHttp2Hop(app.port()));
 
   {
     testing::Client one(port());
@@ -218,11 +225,7 @@ TEST_F(Http2Test, FieldsCrossIntoHttp2InLowerCaseWithoutHopByHopOnes) {
                                "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
     co_await testing::DrainUntilClosed(socket);
   });
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {raw.port()});
-  agent_ = std::make_unique<Agent>(LocalAgentOptions(1));
-  ASSERT_TRUE(agent_->Apply(s).ok());
-  ASSERT_TRUE(agent_->Start().ok());
+  StartAgent(raw.port());
   H2Client h2(port());
   ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
   auto r = h2.Await(1);
@@ -237,24 +240,11 @@ TEST_F(Http2Test, FieldsCrossIntoHttp2InLowerCaseWithoutHopByHopOnes) {
         << name;
   }
 
-  // The request's way: an HTTP/1.1 client, an HTTP/2 cluster, another agent's inbound side
-  // and the app behind it, which sees what came over HTTP/2.
+  // The request's way: an HTTP/1.1 client, an HTTP/2 cluster, the inbound side and the
+  // app behind it, which sees what came over HTTP/2.
   TestUpstream app("app");
-  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
-  ASSERT_TRUE(probe.Start().ok());
-  const uint16_t inbound = probe.inbound_port();
-  probe.Drain();
-  v1::Snapshot hop = BaseSnapshot("v1");
-  AddService(hop, "web.shop", {inbound});
-  hop.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
-  AddService(hop, "web.shop.local", {app.port()}, true);
-  hop.mutable_services(1)->add_hosts("web.shop");
-  AgentOptions options = LocalAgentOptions(1);
-  options.inbound_port = inbound;
-  Agent second(options);
-  ASSERT_TRUE(second.Apply(hop).ok());
-  ASSERT_TRUE(second.Start().ok());
-  testing::Client h1(second.outbound_port());
+  ASSERT_NO_FATAL_FAILURE(StartAgentWithHttp2Hop(app.port()));
+  testing::Client h1(port());
   ASSERT_TRUE(h1.Send("GET / HTTP/1.1\r\nHost: web.shop\r\nX-Mixed-Case: v\r\nKeep-Alive: timeout=5\r\n"
                       "Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\n\r\n"));
   auto via = h1.Read();
@@ -264,7 +254,6 @@ TEST_F(Http2Test, FieldsCrossIntoHttp2InLowerCaseWithoutHopByHopOnes) {
   EXPECT_NE(seen.find("x-mixed-case: v\r\n"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("eep-"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("x-drop"), std::string::npos) << seen;
-  second.Drain();
 }
 
 // An HTTP/2 upstream whose response header block decodes to more than the header limit
@@ -295,13 +284,7 @@ TEST_F(Http2Test, AnUpstreamsHeaderBombIsA502) {
     co_await testing::WriteAll(socket, frames);
     co_await testing::DrainUntilClosed(socket);
   });
-  v1::Snapshot s = BaseSnapshot("v1");
-  AddService(s, "web.shop", {bomb.port()});
-  s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);
-  AgentOptions options = LocalAgentOptions(1);
-  agent_ = std::make_unique<Agent>(options);
-  ASSERT_TRUE(agent_->Apply(s).ok());
-  ASSERT_TRUE(agent_->Start().ok());
+  StartAgent(bomb.port(), {}, v1::PROTOCOL_HTTP2);
   H2Client h2(port());
   ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
   auto r = h2.Await(1);
@@ -314,7 +297,7 @@ TEST_F(Http2Test, AnUpstreamsHeaderBombIsA502) {
 // against the stream limit until it has), and a client that keeps resetting is sent away.
 TEST_F(Http2Test, RapidResetIsBoundedThenTheClientIsSentAway) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   {
     H2Client h2(port());
     for (uint32_t id = 1; id < 2 * 300; id += 2) {
@@ -354,7 +337,7 @@ TEST_F(Http2Test, RapidResetIsBoundedThenTheClientIsSentAway) {
 // CVE-2024-27316 class: a header block in endless CONTINUATION frames ends the connection.
 TEST_F(Http2Test, ContinuationFloodEndsTheConnection) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   std::string frames = H2FrameBytes(testing::kH2Headers, 0, 1,
                                     h2.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}));
@@ -374,7 +357,7 @@ TEST_F(Http2Test, StreamsBeyondTheLimitAreRefused) {
   TestUpstream shop("shop");
   Limits limits;
   limits.http2_max_concurrent_streams = 5;
-  StartAgent(shop, limits);
+  StartAgent(shop.port(), limits);
   H2Client h2(port());
   for (uint32_t id = 1; id <= 2 * 8; id += 2) ASSERT_TRUE(h2.Request(id, "GET", "/slow", "web.shop"));
   ASSERT_TRUE(WaitFor([&] { return shop.slow_waiting() == 5; }, 10s));
@@ -392,7 +375,7 @@ TEST_F(Http2Test, StreamsBeyondTheLimitAreRefused) {
 
 TEST_F(Http2Test, HeaderListsOverTheLimitGet431) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   H2Fields bomb;
   // 2,500 bytes: nghttp2's coder puts fields of up to ¾ of the table in it.
@@ -414,7 +397,7 @@ TEST_F(Http2Test, AHeaderBlockThatNeverEndsDoesNotHoldTheConnection) {
   TestUpstream shop("shop");
   Limits limits;
   limits.downstream_idle_timeout = 300ms;
-  StartAgent(shop, limits);
+  StartAgent(shop.port(), limits);
   H2Client h2(port());
   ASSERT_TRUE(h2.Send(H2FrameBytes(testing::kH2Headers, 0, 1,
                                    h2.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}))));
@@ -425,7 +408,7 @@ TEST_F(Http2Test, AHeaderBlockThatNeverEndsDoesNotHoldTheConnection) {
 // SETTINGS frames sent faster than their acknowledgements can be read: sent away.
 TEST_F(Http2Test, SettingsFloodEndsTheConnection) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   std::string flood;
   for (int i = 0; i < 5000; ++i) flood += H2FrameBytes(testing::kH2Settings, 0, 0, "");
@@ -440,7 +423,7 @@ TEST_F(Http2Test, ZeroWindowStallResetsTheStream) {
   TestUpstream shop("shop");
   Limits limits;
   limits.downstream_idle_timeout = 300ms;
-  StartAgent(shop, limits);
+  StartAgent(shop.port(), limits);
   H2Client h2(port(), {{kInitialWindowSize, 0}});
   ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
   auto r = h2.Await(1);
@@ -455,7 +438,7 @@ TEST_F(Http2Test, ZeroWindowStallResetsTheStream) {
 // A drain lets a stream in flight finish, then sends GOAWAY and closes.
 TEST_F(Http2Test, DrainFinishesStreamsThenSendsGoaway) {
   TestUpstream shop("shop");
-  StartAgent(shop);
+  StartAgent(shop.port());
   H2Client h2(port());
   ASSERT_TRUE(h2.Request(1, "GET", "/slow", "web.shop"));
   ASSERT_TRUE(WaitFor([&] { return shop.slow_waiting() == 1; }, 10s));
