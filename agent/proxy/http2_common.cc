@@ -3,7 +3,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/string.hpp>
 #include <algorithm>
 #include <cstring>
 
@@ -32,7 +31,7 @@ asio::awaitable<bool> IdleWatch::Quiet(std::chrono::milliseconds idle, std::func
     const Clock::time_point now = Clock::now();
     if (now < last_ + idle) continue;  // touched meanwhile
     if (!busy()) co_return true;
-    last_ = now;  // work still running counts as work
+    last_ = now;  // a full idle time more: a long stream is looked at once per idle time
   }
   co_return false;
 }
@@ -53,7 +52,7 @@ void Http2Inbox::Close() {
 }
 
 void Http2Inbox::Cancel() {
-  if (!waiting_) return;
+  if (!readable_.waiting()) return;
   cancelled_ = true;
   readable_.Notify();
 }
@@ -88,9 +87,7 @@ asio::awaitable<void> Http2Inbox::Read(std::string& out, size_t max, std::chrono
       ec = asio::error::connection_reset;
       co_return;
     }
-    waiting_ = true;
     const bool woken = co_await readable_.Wait(deadline);
-    waiting_ = false;
     if (!woken) {
       ec = beast::error::timeout;
       co_return;

@@ -31,8 +31,9 @@ namespace meshplug::agent::proxy {
 inline constexpr int32_t kHttp2StreamWindow = 256 * 1024;
 inline constexpr int32_t kHttp2ConnectionWindow = 4 * 1024 * 1024;
 
-// A condition to wait on: Notify wakes the one waiter. The waiter checks its condition
-// before each wait, so a Notify with nobody waiting is not missed (one thread).
+// A condition to wait on: Notify wakes the one waiter (at most one waits at a time: a
+// second would miss the Notify). The waiter checks its condition before each wait, so a
+// Notify with nobody waiting is not missed (one thread).
 class Signal {
  public:
   explicit Signal(const boost::asio::any_io_executor& executor) : executor_(executor) {}
@@ -41,6 +42,7 @@ class Signal {
   }
   // False when `deadline` passed first.
   boost::asio::awaitable<bool> Wait(std::chrono::steady_clock::time_point deadline);
+  bool waiting() const { return waiting_; }
 
  private:
   boost::asio::any_io_executor executor_;
@@ -61,8 +63,8 @@ class IdleWatch {
     stopped_ = true;
     wake_.Notify();
   }
-  // Waits until no stream has begun or ended for `idle` and then `busy()` is false; false
-  // once stopped.
+  // Waits until no stream has begun or ended for `idle`, then asks `busy()`: while it says
+  // so, a full `idle` more each time. False once stopped.
   boost::asio::awaitable<bool> Quiet(std::chrono::milliseconds idle, std::function<bool()> busy);
 
  private:
@@ -99,7 +101,6 @@ class Http2Inbox {
   bool ended_ = false;
   bool closed_ = false;
   bool cancelled_ = false;
-  bool waiting_ = false;  // a Read waits
   Signal readable_;
 };
 

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>
@@ -34,8 +35,8 @@ TEST(IdleWatchTest, QuietOnlyAfterTheIdleTimePastTheLastStreamAndWork) {
       [&]() -> asio::awaitable<void> {
         for (int i = 0; i < 5; ++i) {
           co_await Sleep(20ms);
-          watch.Touch();
           last_touch = Clock::now();
+          watch.Touch();
         }
         co_await Sleep(150ms);  // past the idle time, still busy
         busy = false;
@@ -51,6 +52,7 @@ TEST(IdleWatchTest, QuietOnlyAfterTheIdleTimePastTheLastStreamAndWork) {
   ASSERT_TRUE(quiet_at.has_value());
   // Busy when the idle time first passed after the last touch: one more idle time.
   EXPECT_GE(*quiet_at - last_touch, 200ms);
+  EXPECT_LT(*quiet_at - last_touch, 5s);
 }
 
 // A connection that ends stops the wait, also when it ends before anyone waits.
@@ -63,7 +65,7 @@ TEST(IdleWatchTest, StopEndsTheWait) {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        co_await Sleep(10ms);
+        co_await asio::post(asio::use_awaitable);  // the first has begun to wait
         watch.Stop();
         second = co_await watch.Quiet(1h, [] { return false; });
       },
@@ -71,6 +73,44 @@ TEST(IdleWatchTest, StopEndsTheWait) {
   io.run_for(10s);
   EXPECT_EQ(first, false);
   EXPECT_EQ(second, false);
+}
+
+// A Notify with nobody waiting does not end the next wait early; one during a wait ends it
+// at once (true), long before its deadline.
+TEST(SignalTest, NotifyWakesTheWaiterOnly) {
+  asio::io_context io;
+  Signal signal(io.get_executor());
+  std::optional<bool> woken;
+  Clock::duration waited{};
+  signal.Notify();
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const Clock::time_point start = Clock::now();
+        woken = co_await signal.Wait(start + 1h);
+        waited = Clock::now() - start;
+      },
+      asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await asio::post(asio::use_awaitable);  // the first has begun to wait
+        EXPECT_TRUE(signal.waiting());
+        signal.Notify();
+      },
+      asio::detached);
+  io.run_for(10s);
+  EXPECT_EQ(woken, true);
+  EXPECT_LT(waited, 5s);
+  EXPECT_FALSE(signal.waiting());
+
+  // Not notified: the deadline ends the wait (false).
+  std::optional<bool> timed_out;
+  io.restart();
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { timed_out = co_await signal.Wait(Clock::now() + 10ms); }, asio::detached);
+  io.run_for(10s);
+  EXPECT_EQ(timed_out, false);
 }
 
 }  // namespace

@@ -315,7 +315,8 @@ awaitable<void> Http2Connection::Run(std::string initial) {
   asio::co_spawn(stream_.get_executor(), WriteLoop(), asio::detached);
   asio::co_spawn(stream_.get_executor(), IdleLoop(limits_.downstream_idle_timeout), asio::detached);
   // What a read brought may need an answer (acknowledgements, window updates); most reads
-  // need none, and the writer is not woken for them. One that must end now is woken too.
+  // need none, and the writer is not woken for them. While going away, every read wakes
+  // it: a stream the read closed may have been the last.
   const ssize_t failed = co_await ReadFrames(stream_, session_, std::move(initial), [this] {
     if (going_away_ || nghttp2_session_want_write(session_)) Flush();
   });

@@ -279,7 +279,7 @@ awaitable<void> Http2UpstreamConnection::WriteLoop(std::shared_ptr<Http2Upstream
 }
 
 awaitable<void> Http2UpstreamConnection::IdleLoop(std::shared_ptr<Http2UpstreamConnection>) {
-  if (co_await idle_.Quiet(idle_timeout_, [this] { return !streams_.empty(); }) && alive_) {
+  if (co_await idle_.Quiet(idle_timeout_, [this] { return !streams_.empty(); })) {
     going_away_ = true;
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
     Flush();
