@@ -393,17 +393,34 @@ TEST_F(Http2Test, HeaderListsOverTheLimitGet431) {
 }
 
 // A header block that never ends (no END_HEADERS, then silence) holds the connection only
-// for the idle timeout.
+// for the idle timeout: with no exchange for that long a GOAWAY goes, and as the stream
+// still holds the connection one idle timeout later, it closes. (The client must send
+// nothing after the open block: any other frame, a SETTINGS ACK too, is a protocol error
+// that ends the connection at once.)
 TEST_F(Http2Test, AHeaderBlockThatNeverEndsDoesNotHoldTheConnection) {
+  using Clock = std::chrono::steady_clock;
   TestUpstream shop("shop");
   Limits limits;
   limits.downstream_idle_timeout = 300ms;
   StartAgent(shop.port(), limits);
   H2Client h2(port());
-  ASSERT_TRUE(h2.Send(H2FrameBytes(testing::kH2Headers, 0, 1,
+  // A whole exchange first: the SETTINGS of both sides are acknowledged by then.
+  ASSERT_TRUE(h2.Request(1, "GET", "/", "web.shop"));
+  ASSERT_TRUE(h2.Await(1));
+  const Clock::time_point start = Clock::now();
+  ASSERT_TRUE(h2.Send(H2FrameBytes(testing::kH2Headers, 0, 3,
                                    h2.Encode({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}))));
+  std::optional<testing::H2Frame> frame;
+  while ((frame = h2.Next()) && frame->type != testing::kH2Goaway) {
+  }
+  ASSERT_TRUE(frame);
+  const Clock::time_point goaway_at = Clock::now();
+  EXPECT_GE(goaway_at - start, 300ms);
+  EXPECT_EQ(h2.goaway_error(), 0u);
   EXPECT_TRUE(h2.AwaitClose());
-  EXPECT_EQ(shop.requests(), 0);
+  // A margin for the GOAWAY's way to the client: the close comes an idle timeout after it.
+  EXPECT_GE(Clock::now() - goaway_at, 200ms);
+  EXPECT_EQ(shop.requests(), 1);
 }
 
 // SETTINGS frames sent faster than their acknowledgements can be read: sent away.
