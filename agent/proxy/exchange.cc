@@ -1144,6 +1144,13 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
   // Trailers without a body (a gRPC error after the header) still end the response.
   const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
+  // HTTP/2 ends a body with its stream, HTTP/1.1 by its length: a response that ended with
+  // its header says it has none, or an HTTP/1.1 client would read a 200 until the
+  // connection closed (RFC 9112 §6.3).
+  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head &&
+      x.ctx.response->count(http::field::content_length) == 0) {
+    x.ctx.response->set(http::field::content_length, "0");
+  }
   const bool sent = co_await SendResponse(x, call, source, has_body, declared_length, false);
   if (sent && grpc) {
     // The status is in the trailers, or in the header of a Trailers-Only response.

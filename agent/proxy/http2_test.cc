@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -291,6 +292,75 @@ TEST_F(Http2Test, AnUpstreamsHeaderBombIsA502) {
   auto r = h2.Await(1);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
+}
+
+// An HTTP/2 upstream that answers every request with a header that ends its stream
+// (":status: 200", no body, no content-length), and notes when a GOAWAY came.
+struct HeaderOnlyH2Upstream {
+  std::atomic<int64_t> answered_at{0};  // the last answer, on the steady clock
+  std::atomic<int64_t> goaway_at{0};
+  testing::RawUpstream server{[this](tcp::socket& socket, int) -> asio::awaitable<void> {
+    using Clock = std::chrono::steady_clock;
+    std::string in;
+    std::array<char, 4096> scratch;
+    boost::system::error_code ec;
+    size_t offset = 24;  // the client's preface
+    bool settings_sent = false;
+    while (!ec) {
+      const size_t n =
+          co_await socket.async_read_some(asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+      in.append(scratch.data(), n);
+      // Whole frames: a 9-byte header (length, type, flags, stream), then the payload.
+      while (in.size() >= offset + 9) {
+        const auto byte = [&](size_t i) { return static_cast<uint8_t>(in[offset + i]); };
+        const size_t length = (size_t{byte(0)} << 16) | (size_t{byte(1)} << 8) | byte(2);
+        if (in.size() < offset + 9 + length) break;
+        const uint32_t stream = ((uint32_t{byte(5)} & 0x7f) << 24) | (uint32_t{byte(6)} << 16) |
+                                (uint32_t{byte(7)} << 8) | byte(8);
+        if (byte(3) == testing::kH2Goaway) goaway_at = Clock::now().time_since_epoch().count();
+        if (byte(3) == testing::kH2Headers) {
+          // HPACK static index 8: ":status: 200".
+          std::string out = settings_sent ? "" : H2FrameBytes(testing::kH2Settings, 0, 0, "");
+          settings_sent = true;
+          out += H2FrameBytes(testing::kH2Headers, testing::kH2EndHeaders | testing::kH2EndStream, stream, "\x88");
+          co_await testing::WriteAll(socket, out);
+          answered_at = Clock::now().time_since_epoch().count();
+        }
+        offset += 9 + length;
+      }
+    }
+  }};
+};
+
+// An HTTP/2 answer that ended with its header reaches an HTTP/1.1 client with
+// Content-Length: 0: without it the client would read the body until the connection
+// closed. The connection stays open for the next request.
+TEST_F(Http2Test, HeaderOnlyAnswersReachHttp11ClientsWithLengthZero) {
+  HeaderOnlyH2Upstream upstream;
+  StartAgent(upstream.server.port(), {}, v1::PROTOCOL_HTTP2);
+  testing::Client h1(port(), 5s);
+  for (int i = 0; i < 2; ++i) {
+    auto r = h1.Get("web.shop", "/");
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->result_int(), 200);
+    EXPECT_EQ((*r)[boost::beast::http::field::content_length], "0");
+    EXPECT_EQ(r->body(), "");
+  }
+}
+
+// An HTTP/2 upstream connection that no stream used for the upstream idle timeout is
+// ended with a GOAWAY: not before that time has passed since its last stream ended.
+TEST_F(Http2Test, AnIdleUpstreamConnectionGetsAGoawayAfterTheIdleTimeout) {
+  HeaderOnlyH2Upstream upstream;
+  Limits limits;
+  limits.upstream_idle_timeout = 300ms;
+  StartAgent(upstream.server.port(), limits, v1::PROTOCOL_HTTP2);
+  testing::Client h1(port());
+  auto r = h1.Get("web.shop", "/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  ASSERT_TRUE(WaitFor([&] { return upstream.goaway_at.load() != 0; }, 10s));
+  EXPECT_GE(std::chrono::steady_clock::duration(upstream.goaway_at.load() - upstream.answered_at.load()), 300ms);
 }
 
 // CVE-2023-44487: streams opened and reset at once cost the agent no upstream work to
