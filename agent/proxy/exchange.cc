@@ -732,15 +732,22 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
                                     UpstreamCall& call, std::optional<UpstreamFailure>& failure) {
   const Limits& limits = x.chains->limits();
   bool has_body = !down_.body_done();
-  const std::optional<uint64_t> length = down_.body_length();
+  std::optional<uint64_t> length = down_.body_length();
   call.filters.emplace(BodyPlugins(x, false), true, limits.max_buffered_body_bytes);
 
   const bool expect_continue = has_body && beast::iequals(x.ctx.request[http::field::expect], "100-continue");
   Framing framing = Framing::kNone;
+  const http::verb method = x.ctx.request.method();
   if (has_body) {
     framing = length && call.filters->empty() ? Framing::kLength : Framing::kChunked;
   } else if (length) {
     framing = Framing::kLength;  // keeps "Content-Length: 0", which some servers require
+  } else if (method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
+    // RFC 9110 §8.6: a request whose method gives content a meaning says its length, 0
+    // too. An HTTP/2 request may end with its header instead, and HTTP/1.1 servers answer
+    // 411 to a PUT without it.
+    framing = Framing::kLength;
+    length = 0;
   }
   OutgoingFields outgoing{framing, length, true, {}, expect_continue};
   // Checked again: a request step may have changed the protocols.

@@ -348,6 +348,23 @@ TEST_F(Http2Test, HeaderOnlyAnswersReachHttp11ClientsWithLengthZero) {
   }
 }
 
+// An HTTP/2 request without a body reaches an HTTP/1.1 app with Content-Length: 0 when its
+// method gives content a meaning (POST, PUT, PATCH), and without one otherwise.
+TEST_F(Http2Test, BodilessHttp2PostsReachHttp11AppsWithLengthZero) {
+  TestUpstream shop("shop");
+  StartAgent(shop.port());
+  H2Client h2(port());
+  ASSERT_TRUE(h2.Request(1, "PUT", "/", "web.shop"));
+  auto put = h2.Await(1);
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+  EXPECT_NE(Lower(shop.last_request_header()).find("\r\ncontent-length: 0\r\n"), std::string::npos)
+      << shop.last_request_header();
+  ASSERT_TRUE(h2.Request(3, "GET", "/", "web.shop"));
+  ASSERT_TRUE(h2.Await(3));
+  EXPECT_EQ(Lower(shop.last_request_header()).find("content-length"), std::string::npos) << shop.last_request_header();
+}
+
 // An HTTP/2 upstream connection that no stream used for the upstream idle timeout is
 // ended with a GOAWAY: not before that time has passed since its last stream ended.
 TEST_F(Http2Test, AnIdleUpstreamConnectionGetsAGoawayAfterTheIdleTimeout) {
