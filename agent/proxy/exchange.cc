@@ -740,12 +740,12 @@ awaitable<void> ExchangeRunner::Call(Exchange& x, const UpstreamSettings& settin
   const http::verb method = x.ctx.request.method();
   if (has_body) {
     framing = length && call.filters->empty() ? Framing::kLength : Framing::kChunked;
-  } else if (length) {
-    framing = Framing::kLength;  // keeps "Content-Length: 0", which some servers require
-  } else if (method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
-    // RFC 9110 §8.6: a request whose method gives content a meaning says its length, 0
-    // too. An HTTP/2 request may end with its header instead, and HTTP/1.1 servers answer
-    // 411 to a PUT without it.
+  } else if (length || x.ctx.request.count(http::field::content_length) > 0 || method == http::verb::post ||
+             method == http::verb::put || method == http::verb::patch) {
+    // No body: its length is 0, said when the request said one (some servers require
+    // "Content-Length: 0"; a request step may have set another) or its method gives content
+    // a meaning (RFC 9110 §8.6). An HTTP/2 request may end with its header instead, and
+    // HTTP/1.1 servers answer 411 to a PUT without it.
     framing = Framing::kLength;
     length = 0;
   }
@@ -1140,6 +1140,8 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   // What the upstream's header said, before response steps could change it: the header
   // itself moves to them.
   const std::optional<uint64_t> declared_length = ContentLength(call.stream_response);
+  const bool bodiless =
+      WithoutContent(call.stream_response.result_int()) || x.ctx.request.method() == http::verb::head;
   const bool grpc = IsGrpc(x.ctx.request);
   const std::string header_grpc_status =
       grpc ? std::string(plugins::UnknownFieldValue(call.stream_response, "grpc-status")) : std::string();
@@ -1149,15 +1151,9 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
     if (!passed) co_return;
   }
   Http2ResponseBody source{stream, x.chains->limits().downstream_idle_timeout};
-  // Trailers without a body (a gRPC error after the header) still end the response.
-  const bool has_body = !stream.done() || stream.trailers().begin() != stream.trailers().end();
-  // HTTP/2 ends a body with its stream, HTTP/1.1 by its length: a response that ended with
-  // its header says it has none, or an HTTP/1.1 client would read a 200 until the
-  // connection closed (RFC 9112 §6.3).
-  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head &&
-      x.ctx.response->count(http::field::content_length) == 0) {
-    x.ctx.response->set(http::field::content_length, "0");
-  }
+  // Trailers without a body (a gRPC error after the header) still end the response. An
+  // answer to HEAD, a 204 or a 304 has none, even if an empty DATA frame is still to come.
+  const bool has_body = !bodiless && (!stream.done() || stream.trailers().begin() != stream.trailers().end());
   const bool sent = co_await SendResponse(x, call, source, has_body, declared_length, false);
   if (sent && grpc) {
     // The status is in the trailers, or in the header of a Trailers-Only response.
@@ -1175,6 +1171,13 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
   // A request body that stopped short cannot be skipped: close after this response. One
   // still streaming (the pump) is judged when it ends.
   if (!down_.body_done() && !call.pump_running) down_.EndAfterResponse();
+  // A response without a body says its length is 0, whatever its header said, unless its
+  // status or the request's method means it has none anyway: an HTTP/2 answer that ended
+  // with its header, or a 204/304 a response step turned into a 200, would otherwise be
+  // read by an HTTP/1.1 client until the connection closed (RFC 9112 §6.3).
+  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head) {
+    x.ctx.response->set(http::field::content_length, "0");
+  }
   beast::error_code ec;
   x.response_started = true;
   if (net::Pending rest = down_.SendHeader(*x.ctx.response, has_body, length, hold, ec)) co_await std::move(*rest);

@@ -44,6 +44,9 @@ class Http2Stream : public Downstream {
   // Filled by the connection as frames arrive.
   std::string method, path, authority;
   http::request_header<> request;
+  // The request's Content-Length, kept when the header moves to the exchange (nghttp2 has
+  // checked the DATA against it).
+  std::optional<uint64_t> declared_length;
   size_t header_bytes = 0;
   size_t header_count = 0;
   bool headers_too_large = false;
@@ -200,7 +203,7 @@ void Http2Stream::Finish() {
   connection_.Flush();
 }
 
-std::optional<uint64_t> Http2Stream::body_length() const { return ContentLength(request); }
+std::optional<uint64_t> Http2Stream::body_length() const { return declared_length; }
 
 net::Pending Http2Stream::ReadBody(std::string& out, beast::error_code& ec) {
   return inbox_.Read(out, kBodyPieceBytes, idle_,
@@ -418,6 +421,7 @@ awaitable<void> Http2Connection::ServeStream(std::shared_ptr<Http2Stream> stream
     co_await reject(405, "CONNECT is not proxied over HTTP/2: call the service by its name or address");
   } else {
     ExchangeStart start;
+    stream->declared_length = ContentLength(stream->request);
     start.request = std::move(stream->request);
     start.request.version(11);
     start.request.method_string(stream->method);

@@ -323,8 +323,8 @@ struct HeaderOnlyH2Upstream {
           std::string out = settings_sent ? "" : H2FrameBytes(testing::kH2Settings, 0, 0, "");
           settings_sent = true;
           out += H2FrameBytes(testing::kH2Headers, testing::kH2EndHeaders | testing::kH2EndStream, stream, "\x88");
+          answered_at = Clock::now().time_since_epoch().count();  // before the agent can see it
           co_await testing::WriteAll(socket, out);
-          answered_at = Clock::now().time_since_epoch().count();
         }
         offset += 9 + length;
       }
@@ -350,19 +350,35 @@ TEST_F(Http2Test, HeaderOnlyAnswersReachHttp11ClientsWithLengthZero) {
 
 // An HTTP/2 request without a body reaches an HTTP/1.1 app with Content-Length: 0 when its
 // method gives content a meaning (POST, PUT, PATCH), and without one otherwise.
-TEST_F(Http2Test, BodilessHttp2PostsReachHttp11AppsWithLengthZero) {
+TEST_F(Http2Test, BodilessHttp2RequestsReachHttp11AppsWithTheRightLength) {
   TestUpstream shop("shop");
   StartAgent(shop.port());
   H2Client h2(port());
-  ASSERT_TRUE(h2.Request(1, "PUT", "/", "web.shop"));
-  auto put = h2.Await(1);
-  ASSERT_TRUE(put);
-  EXPECT_EQ(put->status, 200);
-  EXPECT_NE(Lower(shop.last_request_header()).find("\r\ncontent-length: 0\r\n"), std::string::npos)
-      << shop.last_request_header();
-  ASSERT_TRUE(h2.Request(3, "GET", "/", "web.shop"));
-  ASSERT_TRUE(h2.Await(3));
-  EXPECT_EQ(Lower(shop.last_request_header()).find("content-length"), std::string::npos) << shop.last_request_header();
+  uint32_t id = 1;
+  for (const char* method : {"POST", "PUT", "PATCH", "GET", "DELETE"}) {
+    ASSERT_TRUE(h2.Request(id, method, "/", "web.shop")) << method;
+    ASSERT_TRUE(h2.Await(id)) << method;
+    id += 2;
+    const std::string seen = Lower(shop.last_request_header());
+    const bool with_content = std::string_view(method) != "GET" && std::string_view(method) != "DELETE";
+    EXPECT_EQ(seen.find("\r\ncontent-length: 0\r\n") != std::string::npos, with_content) << seen;
+    EXPECT_EQ(seen.find("transfer-encoding"), std::string::npos) << seen;
+  }
+}
+
+// A request body of known length crosses an HTTP/2 hop (the one between two agents) and
+// reaches the HTTP/1.1 app with its Content-Length, not chunked: some apps need the length.
+TEST_F(Http2Test, RequestBodiesKeepTheirLengthAcrossAnHttp2Hop) {
+  TestUpstream app("app");
+  ASSERT_NO_FATAL_FAILURE(StartAgentWithHttp2Hop(app.port()));
+  testing::Client h1(port());
+  ASSERT_TRUE(h1.Send("POST /echo HTTP/1.1\r\nHost: web.shop\r\nContent-Length: 5\r\n\r\nhello"));
+  auto r = h1.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "hello");
+  const std::string seen = Lower(app.last_request_header());
+  EXPECT_NE(seen.find("\r\ncontent-length: 5\r\n"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("transfer-encoding"), std::string::npos) << seen;
 }
 
 // An HTTP/2 upstream connection that no stream used for the upstream idle timeout is
