@@ -346,6 +346,16 @@ TEST_F(Http2Test, HeaderOnlyAnswersReachHttp11ClientsWithLengthZero) {
     EXPECT_EQ((*r)[boost::beast::http::field::content_length], "0");
     EXPECT_EQ(r->body(), "");
   }
+  // An answer to HEAD has no body whatever it says: nothing follows it on the connection,
+  // and the next request's answer is read whole.
+  ASSERT_TRUE(h1.Send("HEAD / HTTP/1.1\r\nHost: web.shop\r\n\r\n"));
+  auto head = h1.Read(true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->result_int(), 200);
+  auto after = h1.Get("web.shop", "/");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->result_int(), 200);
+  EXPECT_EQ(after->body(), "");
 }
 
 // An HTTP/2 request without a body reaches an HTTP/1.1 app with Content-Length: 0 when its
