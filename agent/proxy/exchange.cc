@@ -1175,8 +1175,9 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
   // status or the request's method means it has none anyway: an HTTP/2 answer that ended
   // with its header, or a 204/304 a response step turned into a 200, would otherwise be
   // read by an HTTP/1.1 client until the connection closed (RFC 9112 §6.3).
-  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head) {
-    x.ctx.response->set(http::field::content_length, "0");
+  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head &&
+      (*x.ctx.response)[http::field::content_length] != "0") {
+    x.ctx.response->set(http::field::content_length, "0");  // most already say 0
   }
   beast::error_code ec;
   x.response_started = true;

@@ -68,10 +68,7 @@ class Http2Test : public ::testing::Test {
   // listener, which serves web.shop from the app on `app`: every request crosses an
   // HTTP/2 hop and reaches an HTTP/1.1 app.
   void StartAgentWithHttp2Hop(uint16_t app) {
-    Agent probe(LocalAgentOptions(1));  // finds a free inbound port
-    ASSERT_TRUE(probe.Start().ok());
-    const uint16_t inbound = probe.inbound_port();
-    probe.Drain();
+    const uint16_t inbound = testing::FreePort();
     v1::Snapshot s = BaseSnapshot("v1");
     AddService(s, "web.shop", {inbound});
     s.mutable_clusters(0)->set_protocol(v1::PROTOCOL_HTTP2);

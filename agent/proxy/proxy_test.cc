@@ -672,10 +672,7 @@ TEST_F(ProxyTest, RequestMetricsNameSourceDestinationAndRoute) {
 TEST_F(ProxyTest, OutboundThroughInboundToTheApp) {
   TestUpstream app("app");
   // One agent plays both sides: its outbound cluster's endpoint is its own inbound listener.
-  Agent probe(LocalAgentOptions(1));  // finds a free inbound port
-  ASSERT_TRUE(probe.Start().ok());
-  uint16_t inbound = probe.inbound_port();
-  probe.Drain();
+  const uint16_t inbound = testing::FreePort();
   v1::Snapshot s = BaseSnapshot("v1");
   AddService(s, "httpbin.httpbin", {inbound});
   AddService(s, "httpbin.httpbin", {app.port()}, true);
