@@ -70,6 +70,9 @@ unsigned SendableStatus(unsigned status) {
 // RFC 9110 §15.3.5, §15.4.5: 204 and 304 responses end with their header.
 bool WithoutContent(unsigned status) { return status == 204 || status == 304; }
 
+// A response that has no body whatever its header says: a 204, a 304, or one to HEAD.
+bool Bodiless(unsigned status, http::verb method) { return WithoutContent(status) || method == http::verb::head; }
+
 // Whether `name` is x-forwarded-client-cert in any case, '_' for '-' included: CGI and
 // WSGI apps read those spellings as the same header.
 bool IsForwardedClientCert(std::string_view name) {
@@ -1140,8 +1143,7 @@ awaitable<void> ExchangeRunner::RelayHttp2Response(Exchange& x, UpstreamCall& ca
   // What the upstream's header said, before response steps could change it: the header
   // itself moves to them.
   const std::optional<uint64_t> declared_length = ContentLength(call.stream_response);
-  const bool bodiless =
-      WithoutContent(call.stream_response.result_int()) || x.ctx.request.method() == http::verb::head;
+  const bool bodiless = Bodiless(call.stream_response.result_int(), x.ctx.request.method());
   const bool grpc = IsGrpc(x.ctx.request);
   const std::string header_grpc_status =
       grpc ? std::string(plugins::UnknownFieldValue(call.stream_response, "grpc-status")) : std::string();
@@ -1175,7 +1177,7 @@ awaitable<bool> ExchangeRunner::SendResponse(Exchange& x, const UpstreamCall& ca
   // status or the request's method means it has none anyway: an HTTP/2 answer that ended
   // with its header, or a 204/304 a response step turned into a 200, would otherwise be
   // read by an HTTP/1.1 client until the connection closed (RFC 9112 §6.3).
-  if (!has_body && !WithoutContent(x.ctx.response->result_int()) && x.ctx.request.method() != http::verb::head &&
+  if (!has_body && !Bodiless(x.ctx.response->result_int(), x.ctx.request.method()) &&
       (*x.ctx.response)[http::field::content_length] != "0") {
     x.ctx.response->set(http::field::content_length, "0");  // most already say 0
   }
