@@ -16,6 +16,7 @@
 #include "net/accept_loop.h"
 #include "net/http_server.h"
 #include "agent/admin/admin.h"
+#include "agent/cpu_budget.h"
 #include "agent/proxy/tcp_proxy.h"
 #include "net/original_dst.h"
 #include "common/strings.h"
@@ -33,8 +34,7 @@ Agent::Agent(AgentOptions options, std::unique_ptr<chains::BuiltinFactory> built
       builder_(*builtins_, scripts, builtin_state_, options_.limits),
       chains_(options_.limits) {
   if (options_.admin_token.empty()) options_.admin_token = SecretHex(32);
-  size_t n = options_.workers != 0 ? options_.workers
-                                   : std::max(1u, std::thread::hardware_concurrency());
+  const size_t n = options_.workers != 0 ? options_.workers : ReadCpuBudget().Workers();
   for (size_t i = 0; i < n; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->pool = std::make_unique<net::UpstreamPool>(worker->context.get_executor());

@@ -35,7 +35,7 @@ struct AgentOptions {
   uint16_t inbound_port = 15003;
   std::string admin_address = "127.0.0.1";
   uint16_t admin_port = 15000;
-  size_t workers = 0;  // 0: one per core
+  size_t workers = 0;  // 0: one per CPU the agent may use (cpu_budget.h)
   // Connections each proxy listener holds at once; beyond it new ones are closed as they
   // arrive (counted). 0: net::ConnectionLimit::DefaultForProxyListener(), from the
   // descriptor limit, so the admin listener stays reachable.
@@ -85,6 +85,7 @@ class Agent final : public admin::AdminTarget {
   uint16_t outbound_port() const { return outbound_port_; }
   uint16_t inbound_port() const { return inbound_port_; }
   uint16_t admin_port() const { return admin_port_; }
+  size_t workers() const { return workers_.size(); }
   const std::string& admin_token() const { return options_.admin_token; }
 
   const chains::ActiveChainSet& chains() const { return chains_; }

@@ -17,6 +17,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "agent/agent.h"
+#include "agent/cpu_budget.h"
 #include "agent/xds/bootstrap.h"
 #include "agent/chains/script_runtime.h"
 #include "agent/dns/dns_server.h"
@@ -40,7 +41,8 @@ ABSL_FLAG(uint16_t, dns_port, 0,
 ABSL_FLAG(std::string, dns_upstream, "",
           "where the DNS server sends names that are not the mesh's (IP; default: the first nameserver of "
           "/etc/resolv.conf)");
-ABSL_FLAG(int32_t, workers, 0, "worker threads (0: one per core)");
+ABSL_FLAG(int32_t, workers, 0,
+          "worker threads (0: one per CPU the agent may use: its affinity mask, capped by its cgroup's CPU quota)");
 ABSL_FLAG(uint32_t, max_connections_per_listener, 0,
           "connections one proxy listener holds at once; more are closed on arrival "
           "(0: from the descriptor limit, (RLIMIT_NOFILE-64)/4, at least 16)");
@@ -391,12 +393,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "agent: %s\n", started.ToString().c_str());
     return 1;
   }
-  std::printf("agent: listening outbound=%u inbound=%u admin=%u\n", agent.outbound_port(),
-              agent.inbound_port(), agent.admin_port());
+  std::printf("agent: listening outbound=%u inbound=%u admin=%u workers=%zu\n", agent.outbound_port(),
+              agent.inbound_port(), agent.admin_port(), agent.workers());
   std::fflush(stdout);
   log::Info("listening", {{"outbound", std::to_string(agent.outbound_port())},
                           {"inbound", std::to_string(agent.inbound_port())},
                           {"admin", std::to_string(agent.admin_port())},
+                          {"workers", std::to_string(agent.workers())},
+                          {"cpus", absl::GetFlag(FLAGS_workers) != 0 ? "set by --workers" : agent_ns::ReadCpuBudget().ToString()},
                           {"admin_token_file", token_file}});
 
   std::unique_ptr<agent_ns::xds::WorkloadIdentity> identity;
