@@ -46,6 +46,11 @@
 #include "net/pending.h"
 #include "net/turn_end.h"
 
+// Every read below relies on it: a short read waits for epoll's next event.
+#ifndef MESHPLUG_ASIO_RDHUP
+#error "Asio without third_party/asio_rdhup.patch: depend on //third_party:boost"
+#endif
+
 namespace meshplug::net {
 
 class Stream;

@@ -444,5 +444,55 @@ TEST_F(StreamTest, AStreamGoneWithAReadPendingCompletesItAsAborted) {
   RunUntil([] { return false; }, 50ms);  // the deadline's time passes with nothing to expire
 }
 
+// A read that gets less than it asked for leaves the next one to wait for epoll's next
+// event (third_party/asio_rdhup.patch): whatever comes after it still arrives, and so does
+// the end of the stream, whether it came with the last bytes or later.
+TEST_F(StreamTest, AfterAShortReadLaterBytesAreRead) {
+  auto read = StartRead();
+  ExpectReadGets(read, "a");  // 1 of 16 bytes: the socket is drained
+  ExpectReadGets(StartRead(), "b");
+  ExpectReadGets(StartRead(), "c");
+}
+
+TEST_F(StreamTest, TheEndThatCameWithTheLastBytesIsReadAfterThem) {
+  peer_->write_some(asio::buffer(std::string_view("last")));
+  peer_->shutdown(tcp::socket::shutdown_send);
+  auto read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
+  EXPECT_FALSE(*read->ec);
+  EXPECT_EQ(read->bytes, "last");
+  read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
+  EXPECT_EQ(*read->ec, asio::error::eof);
+}
+
+TEST_F(StreamTest, TheEndThatCameWithTheBytesOfAPendingReadIsReadAfterThem) {
+  ExpectReadGets(StartRead(), "a");
+  auto read = StartRead();  // waits for epoll's event, which brings the bytes and the end
+  peer_->write_some(asio::buffer(std::string_view("last")));
+  peer_->shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
+  EXPECT_FALSE(*read->ec);
+  EXPECT_EQ(read->bytes, "last");
+  read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
+  EXPECT_EQ(*read->ec, asio::error::eof);
+}
+
+TEST_F(StreamTest, TheEndThatCameWhileNoReadWasPendingIsRead) {
+  ExpectReadGets(StartRead(), "a");
+  peer_->write_some(asio::buffer(std::string_view("b")));
+  peer_->shutdown(tcp::socket::shutdown_send);
+  context_.restart();
+  context_.poll();  // the event comes with no read waiting for it
+  auto read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
+  EXPECT_FALSE(*read->ec);
+  EXPECT_EQ(read->bytes, "b");
+  read = StartRead();
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
+  EXPECT_EQ(*read->ec, asio::error::eof);
+}
+
 }  // namespace
 }  // namespace meshplug::net
