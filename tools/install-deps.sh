@@ -6,8 +6,8 @@
 set -euo pipefail
 
 packages=(
-  # build
-  bazel-bootstrap g++ git
+  # build (patch: third_party/asio_rdhup.patch is applied to Boost's headers)
+  bazel-bootstrap g++ git patch
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev libabsl-dev
   libboost-dev libssl-dev liblua5.4-dev libyaml-cpp-dev libsqlite3-dev libre2-dev libnghttp2-dev
   libgtest-dev libgmock-dev
