@@ -56,6 +56,21 @@ class StreamTest : public ::testing::Test {
     EXPECT_EQ(read->bytes, bytes);
   }
 
+  // The peer's last bytes, and its FIN after them.
+  void SendLastBytes(std::string_view bytes) {
+    peer_->write_some(asio::buffer(bytes));
+    peer_->shutdown(tcp::socket::shutdown_send);
+  }
+  // `read` gets `bytes` the peer already sent, and the read after it the end of the stream.
+  void ExpectBytesThenEnd(const std::shared_ptr<Read>& read, const std::string& bytes) {
+    ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
+    EXPECT_FALSE(*read->ec);
+    EXPECT_EQ(read->bytes, bytes);
+    auto end = StartRead();
+    ASSERT_TRUE(RunUntil([&] { return end->ec.has_value(); }, 2s)) << "the end of the stream was never read";
+    EXPECT_EQ(*end->ec, asio::error::eof);
+  }
+
   // A turn's end runs two entries: the turns gather writes, so the next write is held.
   void GatherWrites() {
     struct Nothing final : TurnEnd::Entry {
@@ -455,43 +470,23 @@ TEST_F(StreamTest, AfterAShortReadLaterBytesAreRead) {
 }
 
 TEST_F(StreamTest, TheEndThatCameWithTheLastBytesIsReadAfterThem) {
-  peer_->write_some(asio::buffer(std::string_view("last")));
-  peer_->shutdown(tcp::socket::shutdown_send);
-  auto read = StartRead();
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }));
-  EXPECT_FALSE(*read->ec);
-  EXPECT_EQ(read->bytes, "last");
-  read = StartRead();
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
-  EXPECT_EQ(*read->ec, asio::error::eof);
+  SendLastBytes("last");
+  ExpectBytesThenEnd(StartRead(), "last");
 }
 
 TEST_F(StreamTest, TheEndThatCameWithTheBytesOfAPendingReadIsReadAfterThem) {
   ExpectReadGets(StartRead(), "a");
   auto read = StartRead();  // waits for epoll's event, which brings the bytes and the end
-  peer_->write_some(asio::buffer(std::string_view("last")));
-  peer_->shutdown(tcp::socket::shutdown_send);
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
-  EXPECT_FALSE(*read->ec);
-  EXPECT_EQ(read->bytes, "last");
-  read = StartRead();
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
-  EXPECT_EQ(*read->ec, asio::error::eof);
+  SendLastBytes("last");
+  ExpectBytesThenEnd(read, "last");
 }
 
 TEST_F(StreamTest, TheEndThatCameWhileNoReadWasPendingIsRead) {
   ExpectReadGets(StartRead(), "a");
-  peer_->write_some(asio::buffer(std::string_view("b")));
-  peer_->shutdown(tcp::socket::shutdown_send);
+  SendLastBytes("b");
   context_.restart();
   context_.poll();  // the event comes with no read waiting for it
-  auto read = StartRead();
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
-  EXPECT_FALSE(*read->ec);
-  EXPECT_EQ(read->bytes, "b");
-  read = StartRead();
-  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "the end of the stream was never read";
-  EXPECT_EQ(*read->ec, asio::error::eof);
+  ExpectBytesThenEnd(StartRead(), "b");
 }
 
 }  // namespace
