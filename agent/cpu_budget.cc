@@ -109,15 +109,13 @@ std::optional<double> Tighter(std::optional<double> a, std::optional<double> b) 
   return std::min(*a, *b);
 }
 
-template <typename Number>
-bool ParseTrimmed(std::string_view text, Number& out) {
-  return ParseNumber(Trimmed(text), out);
-}
+// A cgroup file's value: its first line, without surrounding spaces.
+std::string_view FirstLine(std::string_view text) { return Trimmed(text.substr(0, text.find('\n'))); }
 
 }  // namespace
 
 std::optional<double> ParseCpuMax(std::string_view cpu_max) {
-  const auto parts = Split(Trimmed(cpu_max.substr(0, cpu_max.find('\n'))), ' ');
+  const auto parts = Split(FirstLine(cpu_max), ' ');
   int64_t quota = 0, period = 0;
   if (parts.size() != 2 || !ParseNumber(parts[0], quota) || !ParseNumber(parts[1], period) || quota <= 0 ||
       period <= 0) {
@@ -128,8 +126,8 @@ std::optional<double> ParseCpuMax(std::string_view cpu_max) {
 
 std::optional<double> ParseCfsQuota(std::string_view quota_us, std::string_view period_us) {
   int64_t quota = 0, period = 0;
-  if (!ParseTrimmed(quota_us.substr(0, quota_us.find('\n')), quota) ||
-      !ParseTrimmed(period_us.substr(0, period_us.find('\n')), period) || quota <= 0 || period <= 0) {
+  if (!ParseNumber(FirstLine(quota_us), quota) || !ParseNumber(FirstLine(period_us), period) || quota <= 0 ||
+      period <= 0) {
     return std::nullopt;  // -1: no limit
   }
   return static_cast<double>(quota) / static_cast<double>(period);
@@ -163,6 +161,7 @@ std::string CpuBudget::ToString() const {
 
 CpuBudget ReadCpuBudget() {
   CpuBudget budget;
+  // A machine of more than CPU_SETSIZE (1024) CPUs fails the call: all of them count then.
   cpu_set_t set;
   CPU_ZERO(&set);
   budget.affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<size_t>(CPU_COUNT(&set))
