@@ -1,5 +1,6 @@
 #include "agent/cpu_budget.h"
 
+#include <errno.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -58,18 +59,29 @@ struct Hierarchy {
   std::string mount_point;
 };
 
-// The process's path in the v2 hierarchy (`v2`) or in the v1 hierarchy with the cpu
-// controller, from /proc/self/cgroup ("0::/a/b", "4:cpu,cpuacct:/a/b").
-std::optional<std::string> CgroupPath(std::string_view proc_cgroup, bool v2) {
+// The process's paths from /proc/self/cgroup: in the v2 hierarchy ("0::/a/b") and in the
+// v1 hierarchy with the cpu controller ("4:cpu,cpuacct:/a/b").
+struct CgroupPaths {
+  std::optional<std::string> v1_cpu, v2;
+};
+CgroupPaths PathsOf(std::string_view proc_cgroup) {
+  CgroupPaths paths;
   for (std::string_view line : Split(proc_cgroup, '\n')) {
     const auto parts = Split(line, ':', 3);
     if (parts.size() != 3) continue;
-    if (v2 ? parts[0] == "0" && parts[1].empty() : HasItem(parts[1], "cpu")) return std::string(parts[2]);
+    if (parts[0] == "0" && parts[1].empty()) paths.v2 = std::string(parts[2]);
+    if (HasItem(parts[1], "cpu")) paths.v1_cpu = std::string(parts[2]);
   }
-  return std::nullopt;
+  return paths;
+}
+
+bool HasDotDot(std::string_view path) {
+  const auto parts = Split(path, '/');
+  return std::find(parts.begin(), parts.end(), "..") != parts.end();
 }
 
 std::vector<Hierarchy> Hierarchies(std::string_view mountinfo, std::string_view proc_cgroup) {
+  const CgroupPaths paths = PathsOf(proc_cgroup);
   std::vector<Hierarchy> out;
   for (std::string_view line : Split(mountinfo, '\n')) {
     // "36 25 0:31 <root> <mount point> <options> [optional fields] - <type> <source> <super options>"
@@ -80,16 +92,17 @@ std::vector<Hierarchy> Hierarchies(std::string_view mountinfo, std::string_view 
     if (fields.size() < 5 || tail.size() < 3) continue;
     const bool v2 = tail[0] == "cgroup2";
     if (!v2 && !(tail[0] == "cgroup" && HasItem(tail[2], "cpu"))) continue;
-    const auto path = CgroupPath(proc_cgroup, v2);
-    if (!path) continue;
-    // The mount's root is a cgroup too (in a container, often the container's own): the
-    // process's path is below it, or already relative to it in a cgroup namespace.
+    const std::optional<std::string>& path = v2 ? paths.v2 : paths.v1_cpu;
+    if (!path || HasDotDot(*path)) continue;  // outside this mount namespace's view: not ours to read
+    // The mount shows the hierarchy from its root (in a container, often the container's
+    // own cgroup); the kernel gives both paths from the same namespace root, so ours is
+    // below it or the mount does not hold our cgroup.
     const std::string root = Unescaped(fields[3]);
     std::string_view relative = *path;
-    if (root != "/" && relative.starts_with(root) && (relative.size() == root.size() || relative[root.size()] == '/')) {
+    if (root != "/") {
+      if (!relative.starts_with(root) || (relative.size() != root.size() && relative[root.size()] != '/')) continue;
       relative.remove_prefix(root.size());
     }
-    if (relative.find("/..") != std::string_view::npos) continue;  // outside the mount: not ours to read
     const std::string mount_point = Unescaped(fields[4]);
     std::string folder = mount_point;
     if (relative != "/") folder += relative;
@@ -112,36 +125,32 @@ std::optional<double> Tighter(std::optional<double> a, std::optional<double> b) 
 // A cgroup file's value: its first line, without surrounding spaces.
 std::string_view FirstLine(std::string_view text) { return Trimmed(text.substr(0, text.find('\n'))); }
 
+// CPUs' worth of time: a quota over its period, both positive whole numbers; else no limit.
+std::optional<double> Ratio(std::string_view quota, std::string_view period) {
+  int64_t q = 0, p = 0;
+  if (!ParseNumber(quota, q) || !ParseNumber(period, p) || q <= 0 || p <= 0) return std::nullopt;
+  return static_cast<double>(q) / static_cast<double>(p);
+}
+
 }  // namespace
 
 std::optional<double> ParseCpuMax(std::string_view cpu_max) {
   const auto parts = Split(FirstLine(cpu_max), ' ');
-  int64_t quota = 0, period = 0;
-  if (parts.size() != 2 || !ParseNumber(parts[0], quota) || !ParseNumber(parts[1], period) || quota <= 0 ||
-      period <= 0) {
-    return std::nullopt;  // "max": no limit
-  }
-  return static_cast<double>(quota) / static_cast<double>(period);
+  if (parts.size() != 2) return std::nullopt;
+  return Ratio(parts[0], parts[1]);  // "max": no limit
 }
 
 std::optional<double> ParseCfsQuota(std::string_view quota_us, std::string_view period_us) {
-  int64_t quota = 0, period = 0;
-  if (!ParseNumber(FirstLine(quota_us), quota) || !ParseNumber(FirstLine(period_us), period) || quota <= 0 ||
-      period <= 0) {
-    return std::nullopt;  // -1: no limit
-  }
-  return static_cast<double>(quota) / static_cast<double>(period);
+  return Ratio(FirstLine(quota_us), FirstLine(period_us));  // -1: no limit
 }
 
 std::optional<double> CgroupCpuQuota(std::string_view mountinfo, std::string_view proc_cgroup) {
   std::optional<double> tightest;
   for (const Hierarchy& h : Hierarchies(mountinfo, proc_cgroup)) {
     // A parent's limit bounds its children: every level up to the mount counts.
-    for (std::string folder = h.folder;;) {
+    for (std::string folder = h.folder;; folder.resize(folder.rfind('/'))) {
       tightest = Tighter(tightest, QuotaIn(h, folder));
-      const size_t slash = folder.rfind('/');
-      if (folder.size() <= h.mount_point.size() || slash == std::string::npos || slash < h.mount_point.size()) break;
-      folder.resize(slash);
+      if (folder.size() <= h.mount_point.size()) break;  // the folder is below the mount: it has a '/'
     }
   }
   return tightest;
@@ -161,11 +170,18 @@ std::string CpuBudget::ToString() const {
 
 CpuBudget ReadCpuBudget() {
   CpuBudget budget;
-  // A machine of more than CPU_SETSIZE (1024) CPUs fails the call: all of them count then.
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  budget.affinity = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<size_t>(CPU_COUNT(&set))
-                                                                 : std::max(1u, std::thread::hardware_concurrency());
+  budget.affinity = std::max(1u, std::thread::hardware_concurrency());
+  // A set too small for the machine's possible CPUs fails with EINVAL: a larger one then.
+  for (int cpus = CPU_SETSIZE; cpus <= (1 << 20); cpus *= 2) {
+    cpu_set_t* set = CPU_ALLOC(cpus);
+    const size_t size = CPU_ALLOC_SIZE(cpus);
+    CPU_ZERO_S(size, set);
+    const int rc = sched_getaffinity(0, size, set);
+    const int error = errno;
+    if (rc == 0) budget.affinity = static_cast<size_t>(CPU_COUNT_S(size, set));
+    CPU_FREE(set);
+    if (rc == 0 || error != EINVAL) break;
+  }
   budget.quota = CgroupCpuQuota(Slurp("/proc/self/mountinfo"), Slurp("/proc/self/cgroup"));
   return budget;
 }

@@ -81,15 +81,20 @@ TEST_F(FakeCgroups, V2ReadsCpuMaxAlongThePathAndAContainersOwnRoot) {
   const std::string mountinfo = "40 30 0:37 / " + escaped + " rw,relatime - cgroup2 cgroup2 rw\n";
   EXPECT_EQ(CgroupCpuQuota(mountinfo, "0::/system.slice/mesh.service\n"), 0.5);
   EXPECT_EQ(CgroupCpuQuota(mountinfo, "0::/system.slice\n"), std::nullopt);
-  // A container's view: the mount's root is its own cgroup, which /proc/self/cgroup names
-  // in full (no cgroup namespace) or as "/" (with one).
+  // A container's view: the mount's root is its own cgroup, below which /proc/self/cgroup
+  // names ours; a mount of some other part of the hierarchy does not hold it.
   const std::string container = "50 40 0:37 /system.slice/mesh.service " + escaped + " rw - cgroup2 cgroup2 rw\n";
   Write(unified + "/cpu.max", "200000 100000\n");
+  Write(unified + "/sidecar/cpu.max", "300000 100000\n");
   EXPECT_EQ(CgroupCpuQuota(container, "0::/system.slice/mesh.service\n"), 2.0);
-  EXPECT_EQ(CgroupCpuQuota(container, "0::/\n"), 2.0);
+  EXPECT_EQ(CgroupCpuQuota(container, "0::/system.slice/mesh.service/sidecar\n"), 2.0);
+  EXPECT_EQ(CgroupCpuQuota(container, "0::/other.slice\n"), std::nullopt);
+  EXPECT_EQ(CgroupCpuQuota(container, "0::/system.slice/mesh.service2\n"), std::nullopt);
   // No cgroup mounts, or a path that leaves the mount: nothing to read.
   EXPECT_EQ(CgroupCpuQuota("", "0::/system.slice/mesh.service\n"), std::nullopt);
   EXPECT_EQ(CgroupCpuQuota(mountinfo, "0::/../etc\n"), std::nullopt);
+  Write(unified + "/..cache/cpu.max", "25000 100000\n");  // a name that starts with dots is a name
+  EXPECT_EQ(CgroupCpuQuota(mountinfo, "0::/..cache\n"), 0.25);
   EXPECT_EQ(CgroupCpuQuota(mountinfo, "garbage"), std::nullopt);
 }
 

@@ -125,14 +125,22 @@ std::chrono::milliseconds Ms(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
-meshplug::agent::AgentOptions OptionsFromFlags() {
+// `cpus` says why the agent runs the workers it runs.
+meshplug::agent::AgentOptions OptionsFromFlags(std::string& cpus) {
   meshplug::agent::AgentOptions o;
   o.bind_address = absl::GetFlag(FLAGS_bind_address);
   o.outbound_port = absl::GetFlag(FLAGS_outbound_port);
   o.inbound_port = absl::GetFlag(FLAGS_inbound_port);
   o.admin_address = absl::GetFlag(FLAGS_admin_address);
   o.admin_port = absl::GetFlag(FLAGS_admin_port);
-  o.workers = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_workers)));
+  if (absl::GetFlag(FLAGS_workers) > 0) {
+    o.workers = static_cast<size_t>(absl::GetFlag(FLAGS_workers));
+    cpus = "set by --workers";
+  } else {
+    const meshplug::agent::CpuBudget budget = meshplug::agent::ReadCpuBudget();
+    o.workers = budget.Workers();
+    cpus = budget.ToString();
+  }
   o.max_connections_per_listener = absl::GetFlag(FLAGS_max_connections_per_listener);
   o.limits.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   o.limits.max_header_count = absl::GetFlag(FLAGS_max_header_count);
@@ -351,7 +359,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<agent_ns::chains::ScriptFactory> scripts = agent_ns::chains::MakeScriptRuntime(LuaLimitsFromFlags(), absl::GetFlag(FLAGS_lua_memory_total_bytes));
-  meshplug::agent::AgentOptions options = OptionsFromFlags();
+  std::string cpus;
+  meshplug::agent::AgentOptions options = OptionsFromFlags(cpus);
   if (absl::Status st = DnsUpstreamFromFlags(options); !st.ok()) {
     std::fprintf(stderr, "agent: %s\n", std::string(st.message()).c_str());
     return 1;
@@ -400,7 +409,7 @@ int main(int argc, char** argv) {
                           {"inbound", std::to_string(agent.inbound_port())},
                           {"admin", std::to_string(agent.admin_port())},
                           {"workers", std::to_string(agent.workers())},
-                          {"cpus", absl::GetFlag(FLAGS_workers) != 0 ? "set by --workers" : agent_ns::ReadCpuBudget().ToString()},
+                          {"cpus", cpus},
                           {"admin_token_file", token_file}});
 
   std::unique_ptr<agent_ns::xds::WorkloadIdentity> identity;

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -40,10 +42,18 @@ std::optional<std::string> StartLine(const std::string& name, const std::vector<
 
 int WorkersIn(const std::string& line) { return PortAfter(line, "workers="); }
 
-size_t MyAffinity() {
+size_t MyAffinity() { return agent::ReadCpuBudget().affinity; }
+
+// A CPU this process may run on.
+int FirstAllowedCpu() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  return sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<size_t>(CPU_COUNT(&set)) : 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) return cpu;
+    }
+  }
+  return 0;
 }
 
 TEST(AgentWorkers, OnePerCpuOfItsAffinityMask) {
@@ -52,13 +62,13 @@ TEST(AgentWorkers, OnePerCpuOfItsAffinityMask) {
   auto line = StartLine("all", {}, agent);
   ASSERT_TRUE(line) << agent->Log();
   if (!mine.quota) {
-    EXPECT_EQ(WorkersIn(*line), static_cast<int>(MyAffinity())) << *line;
-  } else {
-    EXPECT_EQ(WorkersIn(*line), static_cast<int>(mine.Workers())) << *line << " (" << mine.ToString() << ")";
+    EXPECT_EQ(WorkersIn(*line), static_cast<int>(mine.affinity)) << *line;
+  } else {  // this test itself runs under a CPU limit
+    EXPECT_LE(WorkersIn(*line), static_cast<int>(mine.affinity)) << *line << " (" << mine.ToString() << ")";
   }
 
   std::unique_ptr<Process> pinned;
-  line = StartLine("pinned", {"/usr/bin/taskset", "-c", "0"}, pinned);
+  line = StartLine("pinned", {"/usr/bin/taskset", "-c", std::to_string(FirstAllowedCpu())}, pinned);
   ASSERT_TRUE(line) << pinned->Log();
   EXPECT_EQ(WorkersIn(*line), 1) << *line;
 }
@@ -89,8 +99,12 @@ class QuotaCgroup {
   }
 
   explicit QuotaCgroup(const std::string& root) : v2_(root == "/sys/fs/cgroup") {
+    // Those of earlier runs that were killed; another run going on keeps its own.
     for (const auto& entry : fs::directory_iterator(root)) {
-      if (entry.path().filename().string().starts_with(kPrefix)) Remove(entry.path());
+      const std::string name = entry.path().filename().string();
+      if (!name.starts_with(kPrefix)) continue;
+      const pid_t owner = static_cast<pid_t>(std::atoll(name.c_str() + std::strlen(kPrefix)));
+      if (owner <= 0 || (::kill(owner, 0) != 0 && errno == ESRCH)) Remove(entry.path());
     }
     path_ = fs::path(root) / (kPrefix + std::to_string(getpid()));
     fs::create_directory(path_);
@@ -98,17 +112,19 @@ class QuotaCgroup {
   ~QuotaCgroup() { Remove(path_); }
 
   const fs::path& path() const { return path_; }
-  // One CPU's worth of time per period.
-  void LimitToOneCpu() const {
-    if (v2_) {
-      std::ofstream(path_ / "cpu.max") << "100000 100000\n";
-    } else {
-      std::ofstream(path_ / "cpu.cfs_period_us") << "100000\n";
-      std::ofstream(path_ / "cpu.cfs_quota_us") << "100000\n";
-    }
+  // One CPU's worth of time per period; false when the kernel refused it.
+  bool LimitToOneCpu() const {
+    if (v2_) return Write("cpu.max", "100000 100000\n");
+    return Write("cpu.cfs_period_us", "100000\n") && Write("cpu.cfs_quota_us", "100000\n");
   }
 
  private:
+  bool Write(const std::string& file, const std::string& value) const {
+    std::ofstream out(path_ / file);
+    out << value;
+    out.close();
+    return !out.fail();
+  }
   static void Remove(const fs::path& path) {
     if (!fs::exists(path)) return;
     std::ifstream procs(path / "cgroup.procs");
@@ -128,7 +144,7 @@ TEST(AgentWorkers, NoMoreThanItsCgroupsCpuQuotaAllows) {
   const std::string root = QuotaCgroup::Root(why);
   if (root.empty()) GTEST_SKIP() << why;
   QuotaCgroup cgroup(root);
-  cgroup.LimitToOneCpu();
+  ASSERT_TRUE(cgroup.LimitToOneCpu()) << "cannot set a CPU quota in " << cgroup.path();
 
   std::unique_ptr<Process> agent;
   // The shell joins the cgroup, then becomes the agent.
@@ -140,8 +156,9 @@ TEST(AgentWorkers, NoMoreThanItsCgroupsCpuQuotaAllows) {
   cgroups << in.rdbuf();
   EXPECT_NE(cgroups.str().find(cgroup.path().filename().string()), std::string::npos) << cgroups.str();
   EXPECT_EQ(WorkersIn(*line), 1) << *line << "\n" << agent->Log();
+  EXPECT_NE(agent->Log().find("a cgroup quota of 1 CPU"), std::string::npos) << agent->Log();
   agent->Signal(SIGTERM);
-  EXPECT_TRUE(agent->Wait(milliseconds(10000))) << agent->Log();
+  EXPECT_EQ(agent->Wait(milliseconds(10000)), 0) << agent->Log();
 }
 
 }  // namespace
