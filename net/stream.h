@@ -46,7 +46,9 @@
 #include "net/pending.h"
 #include "net/turn_end.h"
 
-// Every read below relies on it: a short read waits for epoll's next event.
+// Asio's reactor code here must be the patched one everywhere in the binary (its
+// descriptor state differs from stock Asio's): a target that reaches Asio without
+// //third_party:boost would mix the two.
 #ifndef MESHPLUG_ASIO_RDHUP
 #error "Asio without third_party/asio_rdhup.patch: depend on //third_party:boost"
 #endif

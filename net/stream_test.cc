@@ -1,6 +1,7 @@
 #include "net/stream.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/co_spawn.hpp>
@@ -487,6 +488,23 @@ TEST_F(StreamTest, TheEndThatCameWhileNoReadWasPendingIsRead) {
   context_.restart();
   context_.poll();  // the event comes with no read waiting for it
   ExpectBytesThenEnd(StartRead(), "b");
+}
+
+TEST_F(StreamTest, BytesPastTheUrgentMarkAreReadAfterTheShortReadBeforeIt) {
+  auto read = StartRead();
+  // TCP stops a read at the urgent mark: "ab", then "cd" is still queued and raises no event.
+  ASSERT_EQ(::send(peer_->native_handle(), "abU", 3, MSG_OOB), 3);
+  ASSERT_EQ(::send(peer_->native_handle(), "cd", 2, 0), 2);
+  ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s));
+  EXPECT_FALSE(*read->ec);
+  std::string got = read->bytes;
+  while (got.size() < 4) {
+    read = StartRead();
+    ASSERT_TRUE(RunUntil([&] { return read->ec.has_value(); }, 2s)) << "bytes past the urgent mark were never read";
+    ASSERT_FALSE(*read->ec);
+    got += read->bytes;
+  }
+  EXPECT_EQ(got, "abcd");
 }
 
 }  // namespace
