@@ -5,45 +5,23 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "common/files.h"
 #include "common/strings.h"
 
 namespace meshplug::agent {
 namespace {
 
 // The file's text, or "" when it cannot be read (a level without the file sets no quota).
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string TextOf(const std::string& path) { return ReadFileText(path, "cgroup file").value_or(""); }
 
-// mountinfo escapes space, tab, newline and backslash in paths as \ooo.
+// mountinfo writes space, tab, newline and backslash in paths as \ooo (C's octal escapes).
 std::string Unescaped(std::string_view path) {
   std::string out;
-  for (size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '\\' && i + 3 < path.size()) {
-      int code = 0;
-      bool octal = true;
-      for (size_t j = 1; j <= 3; ++j) {
-        const char c = path[i + j];
-        octal = octal && c >= '0' && c <= '7';
-        code = code * 8 + (c - '0');
-      }
-      if (octal) {
-        out.push_back(static_cast<char>(code));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(path[i]);
-  }
-  return out;
+  return absl::CUnescape(absl::string_view(path.data(), path.size()), &out) ? out : std::string(path);
 }
 
 bool HasItem(std::string_view list, std::string_view item) {
@@ -112,8 +90,8 @@ std::vector<Hierarchy> Hierarchies(std::string_view mountinfo, std::string_view 
 }
 
 std::optional<double> QuotaIn(const Hierarchy& h, const std::string& folder) {
-  if (h.v2) return ParseCpuMax(Slurp(folder + "/cpu.max"));
-  return ParseCfsQuota(Slurp(folder + "/cpu.cfs_quota_us"), Slurp(folder + "/cpu.cfs_period_us"));
+  if (h.v2) return ParseCpuMax(TextOf(folder + "/cpu.max"));
+  return ParseCfsQuota(TextOf(folder + "/cpu.cfs_quota_us"), TextOf(folder + "/cpu.cfs_period_us"));
 }
 
 std::optional<double> Tighter(std::optional<double> a, std::optional<double> b) {
@@ -182,7 +160,7 @@ CpuBudget ReadCpuBudget() {
     CPU_FREE(set);
     if (rc == 0 || error != EINVAL) break;
   }
-  budget.quota = CgroupCpuQuota(Slurp("/proc/self/mountinfo"), Slurp("/proc/self/cgroup"));
+  budget.quota = CgroupCpuQuota(TextOf("/proc/self/mountinfo"), TextOf("/proc/self/cgroup"));
   return budget;
 }
 
